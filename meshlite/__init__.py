@@ -1,0 +1,97 @@
+"""meshlite: what a service-mesh sidecar gives a pod, for every Python service call.
+
+Compose resilience policies into a pipeline (outermost first) and decorate
+functions with it; sync functions stay sync, async ones stay async::
+
+    import meshlite as ml
+
+    pipeline = ml.Pipeline(
+        ml.Timeout(2.0),
+        ml.Retry(attempts=3, backoff=ml.backoff.exponential(initial=0.05, maximum=2.0)),
+        ml.CircuitBreaker(failure_rate=0.5, window=100, min_calls=20),
+    )
+
+    @pipeline
+    async def get_user(uid: int) -> dict: ...
+"""
+
+from . import backoff
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._context import CallContext, current_context, remaining
+from ._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    ConfigError,
+    MeshliteError,
+    NoHealthyBackendError,
+    RateLimitedError,
+    RejectedError,
+    TimeoutExceeded,
+)
+from ._events import Event, Hook, add_hook, remove_hook
+from ._gather import gather, gather_sync
+from ._pipeline import Pipeline
+from ._policy import AsyncHandler, Handler, Policy
+from ._resilient import resilient
+from ._switches import is_testing, set_testing
+from .policies._adaptive import AdaptiveConcurrency
+from .policies._bulkhead import Bulkhead
+from .policies._cache import Cache
+from .policies._circuit_breaker import CircuitBreaker
+from .policies._fallback import Fallback
+from .policies._fault import FaultInjection
+from .policies._hedge import Hedge
+from .policies._rate_limit import RateLimit
+from .policies._retry import Retry, RetryBudget
+from .policies._timeout import Timeout
+from .policies._trace import Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # pipelines and the policy contract
+    "Pipeline",
+    "Policy",
+    "Handler",
+    "AsyncHandler",
+    "CallContext",
+    "current_context",
+    "remaining",
+    "resilient",
+    # policies
+    "Timeout",
+    "Retry",
+    "RetryBudget",
+    "backoff",
+    "CircuitBreaker",
+    "RateLimit",
+    "Bulkhead",
+    "AdaptiveConcurrency",
+    "Cache",
+    "Fallback",
+    "Hedge",
+    "Trace",
+    "FaultInjection",
+    "gather",
+    "gather_sync",
+    # errors
+    "MeshliteError",
+    "ConfigError",
+    "RejectedError",
+    "CircuitOpenError",
+    "RateLimitedError",
+    "BulkheadFullError",
+    "TimeoutExceeded",
+    "NoHealthyBackendError",
+    # time, events, test switches
+    "Clock",
+    "SystemClock",
+    "SYSTEM_CLOCK",
+    "Event",
+    "Hook",
+    "add_hook",
+    "remove_hook",
+    "set_testing",
+    "is_testing",
+    "__version__",
+]

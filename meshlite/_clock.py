@@ -1,0 +1,48 @@
+"""Time, injected: every policy reads time through a :class:`Clock`.
+
+Policies call ``clock.monotonic()`` (never wall time) and sleep through the clock,
+so tests run them on :class:`meshlite.testing.FakeClock` without real sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What a policy needs of time."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block the current thread for ``seconds``."""
+        ...
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend the current task for ``seconds``."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic`, :func:`time.sleep`, :func:`asyncio.sleep`."""
+
+    __slots__ = ()
+
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()

@@ -1,0 +1,122 @@
+"""The per-call context: what a policy may know about the call it is handling.
+
+One :class:`CallContext` is made per logical call at the pipeline's entry and is
+handed down the handler chain. It is also the current context (a
+:class:`contextvars.ContextVar`) while the call runs, so code inside the call can
+read its deadline with :func:`remaining` and nested pipelines inherit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from ._clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["CallContext", "current_context", "remaining"]
+
+
+class CallContext:
+    """State of one logical call, shared by every policy of the pipeline.
+
+    Attributes:
+        service: The service the call is for, or ``None`` outside a mesh.
+        operation: The operation name (the function's qualified name by default).
+        fn: The callable at the bottom of the chain; ``args`` and ``kwargs`` its arguments.
+        attempt: The current attempt, starting at 1 (0 before the first attempt).
+        deadline: The instant, on ``clock``, by which the call must finish, or ``None``.
+        clock: The clock ``deadline`` is measured on.
+        backend: The backend chosen for the current attempt (set by routing).
+        span: The OpenTelemetry span of the call when a ``Trace`` policy runs.
+        extras: A free-form dict for extensions, created on first use.
+    """
+
+    __slots__ = (
+        "args",
+        "attempt",
+        "backend",
+        "clock",
+        "deadline",
+        "extras",
+        "fn",
+        "kwargs",
+        "operation",
+        "service",
+        "span",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        operation: str,
+        service: str | None = None,
+        parent: CallContext | None = None,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.operation = operation
+        self.service = service
+        self.attempt = 0
+        self.backend: Any = None
+        self.span: Any = None
+        self.extras: dict[str, Any] | None = None
+        if parent is None:
+            self.deadline: float | None = None
+            self.clock: Clock = SYSTEM_CLOCK
+        else:
+            # A nested call never gets more time than its caller has left.
+            self.deadline = parent.deadline
+            self.clock = parent.clock
+            if service is None:
+                self.service = parent.service
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - self.clock.monotonic())
+
+    def tighten_deadline(self, seconds: float, clock: Clock) -> None:
+        """Make the deadline ``seconds`` from now on ``clock``, unless one is sooner.
+
+        Callers save ``deadline`` and ``clock`` first and restore both afterwards.
+        """
+        now = clock.monotonic()
+        candidate = now + seconds
+        if self.deadline is not None:
+            # Express the existing deadline on the new clock before comparing.
+            left = self.deadline - self.clock.monotonic()
+            candidate = min(candidate, now + max(0.0, left))
+        self.deadline = candidate
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"CallContext(service={self.service!r}, operation={self.operation!r}, "
+            f"attempt={self.attempt}, remaining={self.remaining()!r})"
+        )
+
+
+_current: ContextVar[CallContext | None] = ContextVar("meshlite_call", default=None)
+
+
+def current_context() -> CallContext | None:
+    """The context of the innermost meshlite call running here, or ``None``."""
+    return _current.get()
+
+
+def remaining() -> float | None:
+    """Seconds left before the current call's deadline, or ``None`` when it has none.
+
+    Code running inside a pipeline with a :class:`meshlite.Timeout` (or inside a
+    mesh call with a deadline) uses this to bound its own I/O; meshlite's HTTP
+    transport turns it into request timeouts.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        return None
+    return ctx.remaining()

@@ -1,0 +1,193 @@
+"""Pipeline: policies composed once into a chain of handlers, outermost first."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ._context import CallContext, _current
+from ._errors import ConfigError
+from ._events import Hook
+from ._policy import AsyncHandler, Handler, Policy
+
+__all__ = ["Pipeline"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _invoke(ctx: CallContext) -> Any:
+    # The bottom of every chain, sync and async alike: for async calls this returns
+    # the coroutine and the policy above awaits it, saving one coroutine frame.
+    return ctx.fn(*ctx.args, **ctx.kwargs)
+
+
+def _operation_of(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
+
+
+class Pipeline(Policy):
+    """An ordered set of policies applied to every call, outermost first.
+
+    The pipeline is compiled into one chain of closures for async calls when it is
+    built, and one for sync calls when first needed, so a call never walks a list.
+    A pipeline is itself a policy and may be nested in another.
+
+    Args:
+        *policies: The policies, outermost first.
+        service: The service name recorded in each call's context and events.
+
+    Raises:
+        ConfigError: an argument is not a policy.
+
+    Example::
+
+        pipeline = ml.Pipeline(ml.Timeout(2.0), ml.Retry(attempts=3))
+
+        @pipeline
+        async def get_user(uid: int) -> dict: ...
+    """
+
+    kind = "pipeline"
+
+    def __init__(self, *policies: Policy, service: str | None = None) -> None:
+        super().__init__()
+        for index, policy in enumerate(policies):
+            if not isinstance(policy, Policy):
+                raise ConfigError(
+                    f"Pipeline: policies[{index}] must be a meshlite policy such as "
+                    f"ml.Retry(...), got {policy!r}",
+                    policy="pipeline",
+                )
+        if service is not None and not isinstance(service, str):
+            raise ConfigError(f"Pipeline: service must be a string, got {service!r}")
+        self.policies: tuple[Policy, ...] = policies
+        self.service = service
+        self._sync: Handler | None = None
+        self._async: AsyncHandler = self.awrap(_invoke)
+
+    # -- the policy contract ---------------------------------------------------
+
+    def wrap(self, call_next: Handler) -> Handler:
+        for policy in reversed(self.policies):
+            call_next = policy.wrap(call_next)
+        return call_next
+
+    def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        for policy in reversed(self.policies):
+            call_next = policy.awrap(call_next)
+        return call_next
+
+    def walk(self) -> Iterator[Policy]:
+        yield self
+        for policy in self.policies:
+            yield from policy.walk()
+
+    def add_hook(self, hook: Hook) -> Callable[[], None]:
+        """Subscribe ``hook`` to the events of every policy in this pipeline."""
+        removers = [p.hooks.add(hook) for p in self.walk()]
+
+        def remove() -> None:
+            for r in removers:
+                r()
+
+        return remove
+
+    def _as_pipeline(self) -> Pipeline:
+        return self
+
+    # -- running calls ---------------------------------------------------------
+
+    def sync_handler(self) -> Handler:
+        """The compiled sync chain (built on first use).
+
+        Raises:
+            ConfigError: a policy of the pipeline cannot run synchronously.
+        """
+        handler = self._sync
+        if handler is None:
+            handler = self._sync = self.wrap(_invoke)
+        return handler
+
+    def async_handler(self) -> AsyncHandler:
+        """The compiled async chain."""
+        return self._async
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` through the pipeline and return its result."""
+        handler = self._sync or self.sync_handler()
+        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        token = _current.set(ctx)
+        try:
+            result: T = handler(ctx)
+            return result
+        finally:
+            _current.reset(token)
+
+    async def acall(
+        self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await ``fn(*args, **kwargs)`` through the pipeline and return its result."""
+        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        token = _current.set(ctx)
+        try:
+            result: T = await self._async(ctx)
+            return result
+        finally:
+            _current.reset(token)
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``fn``: a sync function stays sync and an async one stays async.
+
+        Raises:
+            ConfigError: ``fn`` is sync and a policy cannot run synchronously.
+            TypeError: ``fn`` is not callable.
+        """
+        if not callable(fn):
+            raise TypeError(f"Pipeline can only decorate a callable, got {fn!r}")
+        operation = _operation_of(fn)
+        service = self.service
+        get_parent = _current.get
+        if inspect.iscoroutinefunction(fn):
+            ahandler = self._async
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = CallContext(fn, args, kwargs, operation, service, get_parent())
+                token = _current.set(ctx)
+                try:
+                    return await ahandler(ctx)
+                finally:
+                    _current.reset(token)
+
+            async_wrapper.pipeline = self  # type: ignore[attr-defined]
+            return async_wrapper
+
+        handler = self.sync_handler()
+
+        @functools.wraps(fn)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = CallContext(fn, args, kwargs, operation, service, get_parent())
+            token = _current.set(ctx)
+            try:
+                return handler(ctx)
+            finally:
+                _current.reset(token)
+
+        sync_wrapper.pipeline = self  # type: ignore[attr-defined]
+        return sync_wrapper
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(p) for p in self.policies)
+        return f"Pipeline({inner})"

@@ -1,0 +1,105 @@
+"""Fallback: answer with a value (or a handler's result) when the call fails."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._context import CallContext
+from .._events import FallbackUsed
+from .._policy import AsyncHandler, Handler, Policy
+from .._predicates import ErrorFilter, error_predicate
+from .._validate import fail
+
+__all__ = ["DEFAULT_FALLBACK_ON", "Fallback", "FallbackOptions"]
+
+DEFAULT_FALLBACK_ON: tuple[type[BaseException], ...] = (Exception,)
+"""Any error except cancellation and interpreter exits."""
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackOptions:
+    """Validated options of :class:`Fallback`."""
+
+    value: Any = _MISSING
+    handler: Callable[[BaseException], Any] | None = None
+    on: ErrorFilter = DEFAULT_FALLBACK_ON
+
+    def __post_init__(self) -> None:
+        if (self.value is _MISSING) == (self.handler is None):
+            fail("Fallback", "value/handler", None, "exactly one of value= or handler=")
+        if self.handler is not None and not callable(self.handler):
+            fail("Fallback", "handler", self.handler, "a callable taking the error")
+        error_predicate("Fallback", "on", self.on)
+
+
+class Fallback(Policy):
+    """Return a fallback answer when the call fails with an error matching ``on``.
+
+    Args:
+        value: The answer to return on failure.
+        handler: Instead of ``value``, ``handler(error)`` computes the answer; in
+            async pipelines it may be a coroutine function.
+        on: Which errors to answer for (default: any ``Exception``; cancellation,
+            ``KeyboardInterrupt`` and ``SystemExit`` always propagate).
+
+    Raises:
+        ConfigError: neither or both of ``value`` and ``handler``, or a bad ``on``.
+    """
+
+    kind = "fallback"
+
+    def __init__(
+        self,
+        value: Any = _MISSING,
+        *,
+        handler: Callable[[BaseException], Any] | None = None,
+        on: ErrorFilter = DEFAULT_FALLBACK_ON,
+    ) -> None:
+        super().__init__()
+        self.options = FallbackOptions(value=value, handler=handler, on=on)
+
+    def _answer(self, ctx: CallContext, error: Exception) -> Any:
+        if self.hooks.active:
+            self._emit(FallbackUsed(policy=self.kind, service=ctx.service,
+                                    operation=ctx.operation, error=error))
+        handler = self.options.handler
+        return self.options.value if handler is None else handler(error)
+
+    def wrap(self, call_next: Handler) -> Handler:
+        matches = error_predicate("Fallback", "on", self.options.on)
+        answer = self._answer
+
+        def handle(ctx: CallContext) -> Any:
+            try:
+                return call_next(ctx)
+            except Exception as error:
+                if not matches(error):
+                    raise
+                return answer(ctx, error)
+
+        return handle
+
+    def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        matches = error_predicate("Fallback", "on", self.options.on)
+        answer = self._answer
+
+        async def handle(ctx: CallContext) -> Any:
+            try:
+                return await call_next(ctx)
+            except Exception as error:
+                if not matches(error):
+                    raise
+                result = answer(ctx, error)
+                return (await result) if inspect.isawaitable(result) else result
+
+        return handle
+
+    def __repr__(self) -> str:
+        o = self.options
+        what = f"handler={o.handler!r}" if o.handler is not None else f"value={o.value!r}"
+        return f"Fallback({what})"
