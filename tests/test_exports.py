@@ -1,0 +1,112 @@
+"""The public surface: every contract name of DESIGN.md exists, with the right kind."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import meshlite as ml
+
+POLICIES = [
+    "Pipeline", "Timeout", "Retry", "CircuitBreaker", "RateLimit", "Bulkhead", "Cache",
+    "Fallback", "Hedge", "Trace", "FaultInjection", "AdaptiveConcurrency",
+]
+ERRORS = [
+    "MeshliteError", "CircuitOpenError", "RateLimitedError", "BulkheadFullError",
+    "TimeoutExceeded", "NoHealthyBackendError", "ConfigError",
+]
+FUNCTIONS = ["resilient", "gather", "gather_sync", "remaining", "set_testing"]
+
+
+def test_all_matches_module() -> None:
+    missing = [name for name in ml.__all__ if not hasattr(ml, name)]
+    assert missing == []
+    assert len(set(ml.__all__)) == len(ml.__all__)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policies_are_policies(name: str) -> None:
+    assert name in ml.__all__
+    assert issubclass(getattr(ml, name), ml.Policy)
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_errors_are_meshlite_errors(name: str) -> None:
+    assert name in ml.__all__
+    assert issubclass(getattr(ml, name), ml.MeshliteError)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_functions(name: str) -> None:
+    assert name in ml.__all__
+    assert callable(getattr(ml, name))
+
+
+def test_backoff_namespace() -> None:
+    for name in ("exponential", "constant", "decorrelated"):
+        assert callable(getattr(ml.backoff, name))
+    assert ml.backoff.exponential(initial=0.05, maximum=2.0) is not None
+
+
+def test_retry_budget_and_breaker_adapter() -> None:
+    assert inspect.isclass(ml.RetryBudget)
+    assert callable(ml.CircuitBreaker.from_pybreaker)
+    assert callable(ml.RateLimit.from_aiolimiter)
+
+
+def test_contract_signatures_accept_contract_arguments() -> None:
+    ml.Pipeline(
+        ml.Trace(),
+        ml.Fallback(value=None, on=(ml.CircuitOpenError,)),
+        ml.Cache(ttl=30.0, maxsize=1024),
+        ml.Timeout(2.0),
+        ml.Retry(attempts=3, backoff=ml.backoff.exponential(initial=0.05, maximum=2.0)),
+        ml.CircuitBreaker(failure_rate=0.5, window=100, min_calls=20, open_seconds=30.0,
+                          half_open_calls=5),
+        ml.RateLimit(rate=100.0, per=1.0, mode="wait"),
+        ml.Bulkhead(max_concurrent=32),
+    )
+    ml.resilient(timeout=2.0, retries=3, breaker=True, rate=100.0, cache_ttl=30.0)
+    ml.Retry(attempts=3, budget=ml.RetryBudget(ratio=0.2, min_per_second=10.0),
+             respect_retry_after=True)
+    ml.CircuitBreaker(failure_rate=0.5, window=10, window_type="time", min_calls=5,
+                      slow_call_seconds=1.0, slow_call_rate=1.0, open_seconds=30.0,
+                      half_open_calls=5, name="users", store=None)
+    ml.RateLimit(rate=10.0, per=1.0, burst=None, mode="reject", max_wait=None, key=None,
+                 store=None)
+    ml.Bulkhead(max_concurrent=2, max_queue=0)
+    ml.Cache(ttl=1.0, maxsize=10, key=None, stale_ttl=0.0, store=None)
+    ml.Hedge(delay=0.1, max_hedges=1)
+    ml.Trace(name=None, attributes=None, record_args=False)
+    ml.FaultInjection(0.5, error=None, latency=None, enabled=True)
+
+
+def test_breaker_states_and_controls() -> None:
+    cb = ml.CircuitBreaker()
+    assert cb.state == "closed"
+    cb.force_open()
+    assert cb.state == "forced_open"
+    cb.reset()
+    assert cb.state == "closed"
+    cb.disable()
+    assert cb.state == "disabled"
+
+
+def test_testing_namespace() -> None:
+    from meshlite.testing import FakeClock
+
+    assert FakeClock().monotonic() == 0.0
+
+
+def test_import_loads_no_optional_library() -> None:
+    code = (
+        "import sys, meshlite\n"
+        "heavy = ['httpx', 'starlette', 'uvicorn', 'redis', 'opentelemetry.sdk', "
+        "'tenacity', 'pybreaker', 'aiolimiter', 'pydantic', 'yaml']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,247 @@
+"""The engine: compilation, sync/async decoration, nesting, the call context."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite import CallContext
+
+
+class Recorder(ml.Policy):
+    """A test policy that records the order it runs in and what it sees."""
+
+    kind = "recorder"
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name = name
+        self.log = log
+        self.wrapped = 0
+
+    def wrap(self, call_next: ml.Handler) -> ml.Handler:
+        self.wrapped += 1
+
+        def handle(ctx: CallContext) -> Any:
+            self.log.append(f"{self.name}>")
+            try:
+                return call_next(ctx)
+            finally:
+                self.log.append(f"<{self.name}")
+
+        return handle
+
+    def awrap(self, call_next: ml.AsyncHandler) -> ml.AsyncHandler:
+        self.wrapped += 1
+
+        async def handle(ctx: CallContext) -> Any:
+            self.log.append(f"{self.name}>")
+            try:
+                return await call_next(ctx)
+            finally:
+                self.log.append(f"<{self.name}")
+
+        return handle
+
+
+def test_outermost_first_sync() -> None:
+    log: list[str] = []
+    p = ml.Pipeline(Recorder("a", log), Recorder("b", log))
+    assert p.call(lambda: log.append("call") or 5) == 5
+    assert log == ["a>", "b>", "call", "<b", "<a"]
+
+
+async def test_outermost_first_async() -> None:
+    log: list[str] = []
+    p = ml.Pipeline(Recorder("a", log), Recorder("b", log))
+
+    async def fn(x: int) -> int:
+        log.append("call")
+        return x * 2
+
+    assert await p.acall(fn, 4) == 8
+    assert log == ["a>", "b>", "call", "<b", "<a"]
+
+
+def test_compiled_once_not_per_call() -> None:
+    log: list[str] = []
+    rec = Recorder("a", log)
+    p = ml.Pipeline(rec)
+    async_wraps = rec.wrapped  # the async chain is compiled at construction
+    for _ in range(5):
+        p.call(lambda: None)
+    assert rec.wrapped == async_wraps + 1
+
+
+def test_decorator_keeps_sync_and_async_and_metadata() -> None:
+    p = ml.Pipeline()
+
+    @p
+    def f(x: int, *, y: int = 1) -> int:
+        """Doc of f."""
+        return x + y
+
+    @p
+    async def g(x: int) -> int:
+        return x
+
+    assert not inspect.iscoroutinefunction(f)
+    assert inspect.iscoroutinefunction(g)
+    assert f(1, y=2) == 3
+    assert f.__name__ == "f" and f.__doc__ == "Doc of f."
+    assert f.pipeline is p  # type: ignore[attr-defined]
+    assert asyncio.run(g(3)) == 3
+
+
+def test_nested_pipeline_is_a_policy() -> None:
+    log: list[str] = []
+    inner = ml.Pipeline(Recorder("b", log), Recorder("c", log))
+    outer = ml.Pipeline(Recorder("a", log), inner)
+    outer.call(lambda: None)
+    assert log == ["a>", "b>", "c>", "<c", "<b", "<a"]
+    assert [type(p).__name__ for p in outer.walk()] == [
+        "Pipeline", "Recorder", "Pipeline", "Recorder", "Recorder"
+    ]
+
+
+def test_single_policy_is_a_decorator() -> None:
+    @ml.Fallback(0)
+    def fails() -> int:
+        raise ValueError
+
+    assert fails() == 0
+
+
+def test_context_seen_by_the_call() -> None:
+    p = ml.Pipeline(service="users")
+    seen: list[CallContext | None] = []
+
+    def fn() -> None:
+        seen.append(ml.current_context())
+
+    p.call(fn)
+    ctx = seen[0]
+    assert ctx is not None
+    assert ctx.service == "users"
+    assert ctx.operation.endswith("fn")
+    assert ml.current_context() is None
+    assert ml.remaining() is None
+
+
+def test_nested_call_inherits_deadline_and_service(clock: Any) -> None:
+    outer = ml.Pipeline(service="api")
+    inner = ml.Pipeline()
+    seen: list[tuple[str | None, float | None]] = []
+
+    def leaf() -> None:
+        ctx = ml.current_context()
+        assert ctx is not None
+        seen.append((ctx.service, ml.remaining()))
+
+    def middle() -> None:
+        ctx = ml.current_context()
+        assert ctx is not None
+        ctx.tighten_deadline(5.0, clock)
+        clock.advance(2.0)
+        inner.call(leaf)
+
+    outer.call(middle)
+    assert seen == [("api", 3.0)]
+
+
+def test_tighten_never_extends(clock: Any) -> None:
+    ctx = CallContext(print, (), {}, "op")
+    ctx.tighten_deadline(1.0, clock)
+    ctx.tighten_deadline(10.0, clock)
+    assert ctx.remaining() == 1.0
+    clock.advance(5)
+    assert ctx.remaining() == 0.0
+
+
+def test_rejects_non_policies() -> None:
+    with pytest.raises(ml.ConfigError, match=r"policies\[1\] must be a meshlite policy"):
+        ml.Pipeline(ml.Fallback(0), "retry")  # type: ignore[arg-type]
+
+
+def test_decorating_non_callable() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        ml.Pipeline()(3)  # type: ignore[call-overload]
+
+
+def test_pipeline_hooks_reach_nested_policies() -> None:
+    events: list[ml.Event] = []
+    fb = ml.Fallback(1)
+    p = ml.Pipeline(ml.Pipeline(fb))
+    unsubscribe = p.add_hook(events.append)
+
+    def boom() -> int:
+        raise OSError
+
+    p.call(boom)
+    unsubscribe()
+    p.call(boom)
+    assert len(events) == 1
+
+
+def test_raising_hook_never_breaks_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    fb = ml.Fallback(9)
+
+    def bad_hook(event: ml.Event) -> None:
+        raise RuntimeError("hook bug")
+
+    fb.add_hook(bad_hook)
+
+    def boom() -> int:
+        raise OSError
+
+    assert ml.Pipeline(fb).call(boom) == 9
+    assert "hook bug" in caplog.text
+
+
+def test_global_hooks() -> None:
+    events: list[ml.Event] = []
+    remove = ml.add_hook(events.append)
+    try:
+        ml.Pipeline(ml.Fallback(1)).call(lambda: 1 / 0)
+    finally:
+        remove()
+    ml.Pipeline(ml.Fallback(1)).call(lambda: 1 / 0)
+    assert len(events) == 1
+    assert events[0].policy == "fallback"
+
+
+async def test_context_isolated_between_tasks() -> None:
+    p = ml.Pipeline()
+    seen: dict[int, Any] = {}
+
+    async def fn(i: int) -> None:
+        await asyncio.sleep(0)
+        seen[i] = ml.current_context()
+
+    await asyncio.gather(*(p.acall(fn, i) for i in range(10)))
+    assert len({id(c) for c in seen.values()}) == 10
+    assert all(c is not None and c.args == (i,) for i, c in seen.items())
+
+
+def test_set_testing_context_manager() -> None:
+    assert not ml.is_testing()
+    with ml.set_testing(True):
+        assert ml.is_testing()
+    assert not ml.is_testing()
+    ml.set_testing(True)
+    ml.set_testing(False)
+    assert not ml.is_testing()
+
+
+def test_errors_carry_service_and_policy() -> None:
+    err = ml.CircuitOpenError("open", service="users", policy="circuit_breaker", retry_after=2.0)
+    assert (err.service, err.policy, err.retry_after) == ("users", "circuit_breaker", 2.0)
+    assert isinstance(ml.TimeoutExceeded("t"), TimeoutError)
+    assert isinstance(ml.ConfigError("c"), ValueError)
+    for cls in (ml.CircuitOpenError, ml.RateLimitedError, ml.BulkheadFullError):
+        assert issubclass(cls, ml.RejectedError)
+        assert issubclass(cls, ml.MeshliteError)
