@@ -160,7 +160,8 @@ def waiting_rate_limit(admitted: int) -> Row:
         return None
 
     async def run() -> tuple[float, float]:
-        limiter = aiolimiter.AsyncLimiter(rate, 1)
+        # Equal bursts of one call on both sides: every admission is a wait.
+        limiter = aiolimiter.AsyncLimiter(1, 1 / rate)
 
         async def peer() -> None:
             async with limiter:

@@ -1,0 +1,26 @@
+"""RateLimit: at most ``rate`` calls per ``per`` seconds, per key, by GCRA.
+
+- ``_limiter``: options, events and the :class:`RateLimit` policy.
+- ``_handlers``: the per-call closures, one per (sync/async, keyed, mode).
+- ``_gcra``: the GCRA state behind a two-method store (memory now, Redis later).
+"""
+
+from ._gcra import GcraStore
+from ._limiter import (
+    DEFAULT_MAX_KEYS,
+    DEFAULT_MODE,
+    DEFAULT_PER,
+    RateLimit,
+    RateLimitOptions,
+    RateLimitWaited,
+)
+
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "DEFAULT_MODE",
+    "DEFAULT_PER",
+    "GcraStore",
+    "RateLimit",
+    "RateLimitOptions",
+    "RateLimitWaited",
+]

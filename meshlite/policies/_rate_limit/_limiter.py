@@ -1,0 +1,246 @@
+"""RateLimit: at most ``rate`` calls per ``per`` seconds (GCRA), waiting or rejecting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._context import CallContext
+from ..._errors import ConfigError, RateLimitedError
+from ..._events import CallRejected, Event
+from ..._policy import AsyncHandler, Handler, Policy
+from ..._validate import at_least, fail, non_negative, positive
+from ._gcra import GcraStore, LocalGcra, LocalGcraCell
+from ._handlers import async_handler, sync_handler
+
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "DEFAULT_MODE",
+    "DEFAULT_PER",
+    "RateLimit",
+    "RateLimitOptions",
+    "RateLimitWaited",
+]
+
+DEFAULT_PER = 1.0
+"""Seconds over which ``rate`` calls are allowed."""
+
+DEFAULT_MODE: Literal["wait", "reject"] = "wait"
+"""Callers over the limit wait for their slot."""
+
+DEFAULT_MAX_KEYS = 10_000
+"""Keys (tenants) whose state is kept before the least recently used is forgotten."""
+
+_MODES = ("wait", "reject")
+_INF = float("inf")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitWaited(Event):
+    """A call waited ``waited`` seconds for its rate-limit slot, then ran."""
+
+    waited: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitOptions:
+    """Validated options of :class:`RateLimit`."""
+
+    rate: float
+    per: float = DEFAULT_PER
+    burst: int | None = None
+    mode: Literal["wait", "reject"] = DEFAULT_MODE
+    max_wait: float | None = None
+    key: Callable[..., Hashable] | None = None
+    max_keys: int = DEFAULT_MAX_KEYS
+    store: object = None
+
+    def __post_init__(self) -> None:
+        positive("RateLimit", "rate", self.rate)
+        positive("RateLimit", "per", self.per)
+        if self.burst is not None:
+            at_least("RateLimit", "burst", self.burst, 1)
+        if self.mode not in _MODES:
+            fail("RateLimit", "mode", self.mode, "'wait' or 'reject'")
+        if self.max_wait is not None:
+            non_negative("RateLimit", "max_wait", self.max_wait)
+        if self.key is not None and not callable(self.key):
+            fail("RateLimit", "key", self.key, "None or a callable taking the call's arguments")
+        at_least("RateLimit", "max_keys", self.max_keys, 1)
+        if self.store is not None:
+            fail("RateLimit", "store", self.store,
+                 "None for now (shared stores such as Redis arrive with meshlite.state)")
+
+    @property
+    def effective_burst(self) -> int:
+        """``burst``, or by default one period's worth of calls (at least 1)."""
+        return self.burst if self.burst is not None else max(1, int(self.rate))
+
+
+class RateLimit(Policy):
+    """Admit at most ``rate`` calls per ``per`` seconds, plus a burst, per key.
+
+    Over any interval of ``t`` seconds at most ``burst + rate * t / per`` calls are
+    admitted (GCRA: one number of state per key, exact under threads and tasks).
+    Callers over the limit wait for their own slot, first come first served
+    (``mode="wait"``), or are rejected at once (``mode="reject"``).
+
+    Args:
+        rate: Calls allowed per ``per`` seconds (> 0).
+        per: The period in seconds (> 0).
+        burst: Calls that may run back to back after a quiet spell (integer >= 1);
+            by default ``max(1, int(rate))``, one period's worth, as aiolimiter.
+        mode: ``"wait"`` to sleep until the call's slot, ``"reject"`` to raise.
+        max_wait: In wait mode, the longest a call may wait (``None``: unlimited).
+            A call whose slot lies further away, or past the call's deadline, is
+            rejected at once without sleeping.
+        key: ``key(*args, **kwargs)`` of each call gives the quota it counts against
+            (per-tenant limits); ``None`` for one quota shared by all calls.
+        max_keys: Keys remembered (least recently used forgotten first); a forgotten
+            key starts again with a full burst.
+        store: Only ``None`` (in-memory state) for now.
+        clock: Time source (default: the system clock).
+
+    Raises:
+        ConfigError: an option is out of range.
+        RateLimitedError: (when calling) the call was over the limit and could not wait.
+    """
+
+    kind = "rate_limit"
+
+    def __init__(
+        self,
+        rate: float,
+        per: float = DEFAULT_PER,
+        burst: int | None = None,
+        *,
+        mode: Literal["wait", "reject"] = DEFAULT_MODE,
+        max_wait: float | None = None,
+        key: Callable[..., Hashable] | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        store: object = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = RateLimitOptions(rate=rate, per=per, burst=burst, mode=mode,
+                                        max_wait=max_wait, key=key, max_keys=max_keys,
+                                        store=store)
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.burst = self.options.effective_burst
+        interval = float(per) / float(rate)
+        tau = (self.burst - 1) * interval
+        self._state: GcraStore = (LocalGcraCell(interval, tau) if key is None
+                                  else LocalGcra(interval, tau, max_keys))
+
+    @classmethod
+    def from_aiolimiter(cls, limiter: Any, **options: Any) -> RateLimit:
+        """An equivalent limiter for an ``aiolimiter.AsyncLimiter``.
+
+        aiolimiter admits while its bucket holds room for one more, so a full bucket
+        of ``max_rate`` calls may run at once: the result has ``rate=max_rate``,
+        ``per=time_period`` and ``burst=max(1, int(max_rate))``. It starts with a full
+        burst (the limiter's current level is not copied). aiolimiter itself is never
+        imported: the limiter is read through its attributes.
+
+        Args:
+            limiter: The ``AsyncLimiter`` (read through ``max_rate`` and ``time_period``).
+            **options: Other :class:`RateLimit` arguments (``mode``, ``key``, ``clock``...;
+                ``burst`` overrides the bucket size).
+
+        Raises:
+            ConfigError: ``limiter`` lacks ``max_rate`` or ``time_period``.
+        """
+        rate = getattr(limiter, "max_rate", None)
+        per = getattr(limiter, "time_period", None)
+        if rate is None or per is None:
+            raise ConfigError(
+                "RateLimit.from_aiolimiter: limiter must be an aiolimiter.AsyncLimiter "
+                f"(with max_rate and time_period), got {limiter!r}", policy=cls.kind)
+        positive("RateLimit.from_aiolimiter", "limiter.max_rate", rate)
+        options.setdefault("burst", max(1, int(rate)))
+        return cls(rate, per, **options)
+
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys have state in memory (always 0 without ``key=``)."""
+        return len(self._state)
+
+    # -- the slow paths, shared by every handler -------------------------------
+
+    def _rejection(self, ctx: CallContext, key: Hashable, wait: float,
+                   limit: float) -> RateLimitedError:
+        o = self.options
+        where = f" for {ctx.service!r}" if ctx.service is not None else ""
+        if key is not None:
+            where += f" (key {key!r})"
+        head = f"rate limit of {o.rate:g} per {float(o.per)!r} s{where} reached"
+        if o.mode == "reject":
+            tail = f"retry in {wait:.3f} s"
+        elif o.max_wait is not None and limit >= o.max_wait:
+            tail = (f"the next slot is {wait:.3f} s away, more than max_wait={o.max_wait!r} s; "
+                    f"retry in {wait:.3f} s or raise max_wait")
+        else:
+            tail = (f"the next slot is {wait:.3f} s away, past the call's deadline "
+                    f"({limit:.3f} s left); retry in {wait:.3f} s or allow more time")
+        if self.hooks.active:
+            self._emit(CallRejected(policy=self.kind, service=ctx.service,
+                                    operation=ctx.operation, reason="rate_limited",
+                                    retry_after=wait))
+        return RateLimitedError(f"{head}; {tail}", service=ctx.service, policy=self.kind,
+                                retry_after=wait)
+
+    def _waited(self, ctx: CallContext, wait: float) -> None:
+        if self.hooks.active:
+            self._emit(RateLimitWaited(policy=self.kind, service=ctx.service,
+                                       operation=ctx.operation, waited=wait))
+
+    @property
+    def _max_wait(self) -> float:
+        return _INF if self.options.max_wait is None else float(self.options.max_wait)
+
+    @staticmethod
+    def _deadline_limit(ctx: CallContext, max_wait: float) -> float:
+        # Never reserve a slot the call could only reach after its deadline.
+        left = ctx.remaining()
+        return max_wait if left is None or left > max_wait else left
+
+    def _wait_sync(self, ctx: CallContext, key: Hashable, now: float, wait: float,
+                   limit: float) -> None:
+        if wait > limit:
+            raise self._rejection(ctx, key, wait, limit)
+        try:
+            self.clock.sleep(wait)
+        except BaseException:
+            # Interrupted while waiting: the slot goes back to the next caller.
+            self._state.release(key, now + wait)
+            raise
+        self._waited(ctx, wait)
+
+    async def _wait_then_call(self, ctx: CallContext, key: Hashable, now: float, wait: float,
+                              limit: float, call_next: AsyncHandler) -> Any:
+        if wait > limit:
+            raise self._rejection(ctx, key, wait, limit)
+        try:
+            await self.clock.asleep(wait)
+        except BaseException:
+            # Cancelled while waiting: give the slot back (only possible if nobody
+            # reserved after us; otherwise it is lost, which admits fewer, never more).
+            self._state.release(key, now + wait)
+            raise
+        self._waited(ctx, wait)
+        return await call_next(ctx)
+
+    # -- the policy contract ---------------------------------------------------
+
+    def wrap(self, call_next: Handler) -> Handler:
+        return sync_handler(self, call_next)
+
+    def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        return async_handler(self, call_next)
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (f"RateLimit(rate={o.rate!r}, per={o.per!r}, burst={self.burst!r}, "
+                f"mode={o.mode!r})")
