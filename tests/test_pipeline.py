@@ -92,7 +92,8 @@ def test_decorator_keeps_sync_and_async_and_metadata() -> None:
     assert not inspect.iscoroutinefunction(f)
     assert inspect.iscoroutinefunction(g)
     assert f(1, y=2) == 3
-    assert f.__name__ == "f" and f.__doc__ == "Doc of f."
+    assert f.__name__ == "f"
+    assert f.__doc__ == "Doc of f."
     assert f.pipeline is p  # type: ignore[attr-defined]
     assert asyncio.run(g(3)) == 3
 

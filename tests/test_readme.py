@@ -13,7 +13,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 def test_readme_opens_with_the_two_commands() -> None:
     head = README.read_text().split("## ")[0]
-    assert "make demo" in head and "make test" in head
+    assert "make demo" in head
+    assert "make test" in head
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

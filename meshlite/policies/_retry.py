@@ -1,28 +1,381 @@
-"""Retry (being written)."""
+"""Retry: run the call again when an attempt fails with a transient error.
+
+The attempt loop is shared by the sync and async handlers through :class:`_Runner`,
+which is built once per compiled chain and only touched when an attempt fails, so
+the success path is one ``try``, one budget deposit and one predicate check.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from random import Random
 from typing import Any
 
+from .._backoff import Backoff, TenacityBackoff, as_backoff, exponential, retry_after_of
+from .._clock import SYSTEM_CLOCK, Clock
+from .._context import CallContext
+from .._errors import RejectedError
+from .._events import RetriesExhausted, RetryBudgetExhausted, RetryScheduled
 from .._policy import AsyncHandler, Handler, Policy
+from .._predicates import ErrorFilter, error_predicate
+from .._switches import is_testing
+from .._validate import fail
+from ._retry_budget import (
+    DEFAULT_BUDGET_MIN_PER_SECOND,
+    DEFAULT_BUDGET_RATIO,
+    DEFAULT_BUDGET_TTL,
+    RetryBudget,
+)
 
-__all__ = ["Retry", "RetryBudget"]
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_BACKOFF",
+    "DEFAULT_BUDGET_MIN_PER_SECOND",
+    "DEFAULT_BUDGET_RATIO",
+    "DEFAULT_BUDGET_TTL",
+    "DEFAULT_RETRY_ON",
+    "Retry",
+    "RetryBudget",
+    "RetryOptions",
+    "is_transient",
+]
+
+DEFAULT_ATTEMPTS = 3
+"""Total attempts, the first included."""
+
+DEFAULT_BACKOFF: Backoff = exponential(initial=0.05, maximum=2.0)
+"""Full-jitter exponential backoff from 50 ms up to 2 s."""
+
+_TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is a transient failure worth retrying (the default ``on``).
+
+    ``ConnectionError`` and ``TimeoutError`` (so :class:`meshlite.TimeoutExceeded`),
+    and ``httpx.TransportError`` when httpx is already imported (it is looked up in
+    :data:`sys.modules`, never imported).
+    """
+    if isinstance(error, _TRANSIENT):
+        return True
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return False
+    transport_error = getattr(httpx, "TransportError", None)
+    return isinstance(transport_error, type) and isinstance(error, transport_error)
+
+
+DEFAULT_RETRY_ON: ErrorFilter = is_transient
+"""Transient errors only; see :func:`is_transient`."""
+
+_DEFAULT_BUDGET: Any = object()
+
+
+def retry_predicate(on: ErrorFilter) -> Callable[[BaseException], bool]:
+    """``on`` as a predicate, except that a :class:`meshlite.RejectedError` is retried
+    only when ``on`` is a type, or tuple of types, naming its class (or a base class
+    that is itself a rejection, such as ``ml.RejectedError``)."""
+    matches = error_predicate("Retry", "on", on)
+    named = on if isinstance(on, tuple) else (on,) if isinstance(on, type) else ()
+    rejections = tuple(t for t in named if issubclass(t, RejectedError))
+
+    def retryable(error: BaseException) -> bool:
+        if isinstance(error, RejectedError):
+            return isinstance(error, rejections)
+        return matches(error)
+
+    return retryable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryOptions:
+    """Validated options of :class:`Retry` (``backoff`` already adapted)."""
+
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff: Backoff = DEFAULT_BACKOFF
+    on: ErrorFilter = DEFAULT_RETRY_ON
+    on_result: Callable[[Any], bool] | None = None
+    budget: RetryBudget | None = None
+    respect_retry_after: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            fail("Retry", "attempts", self.attempts, "an integer >= 1")
+        if self.attempts < 1:
+            fail("Retry", "attempts", self.attempts, ">= 1")
+        as_backoff(self.backoff)
+        error_predicate("Retry", "on", self.on)
+        if self.on_result is not None and (
+            not callable(self.on_result) or isinstance(self.on_result, type)
+        ):
+            fail("Retry", "on_result", self.on_result, "None or a callable (result) -> bool")
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            fail("Retry", "budget", self.budget, "an ml.RetryBudget or None")
+        if not isinstance(self.respect_retry_after, bool):
+            fail("Retry", "respect_retry_after", self.respect_retry_after, "True or False")
+
+
+class _Tries:
+    """What the failed attempts of one call left behind; made on the first failure."""
+
+    __slots__ = ("error", "log", "previous", "result")
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.previous = 0.0
+        self.error: Exception | None = None
+        self.result: Any = None
+
+    def final(self) -> Any:
+        """Return the last rejected result, or raise the last error."""
+        error, self.error = self.error, None
+        if error is None:
+            return self.result
+        try:
+            raise error
+        finally:
+            del error  # a frame holding the error it raises would make a reference cycle
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _Runner:
+    """The failure path of one compiled Retry: options read once, into slots."""
+
+    __slots__ = ("attempts", "budget", "delay", "emit", "hooks", "respect", "retryable", "rng")
+
+    def __init__(self, policy: Retry) -> None:
+        o = policy.options
+        self.attempts = o.attempts
+        self.retryable = retry_predicate(o.on)
+        self.respect = o.respect_retry_after
+        self.budget = o.budget
+        self.rng = policy.random
+        self.hooks = policy.hooks
+        self.emit = policy._emit
+        backoff = o.backoff
+        if isinstance(backoff, TenacityBackoff):
+            # tenacity strategies may read the outcome (wait_exception does).
+            self.delay: Callable[[int, float, Exception | None, Any], float] = (
+                lambda n, _prev, error, result: backoff.delay_for(n, error, result)
+            )
+        else:
+            rng = self.rng
+            self.delay = lambda n, prev, _error, _result: backoff(n, prev, rng)
+
+    def failed(self, ctx: CallContext, n: int, tries: _Tries, error: Exception | None,
+               result: Any) -> float | None:
+        """Attempt ``n`` failed: return the delay before attempt ``n + 1``, or ``None``
+        to give up (the caller then re-raises ``error`` or returns ``result``)."""
+        if error is not None:
+            tries.log.append(f"#{n} {_short(error)}")
+            if not self.retryable(error):
+                if n > 1:
+                    self.give_up(ctx, n, tries, error, "not_retryable",
+                                 f"{type(error).__qualname__} is not retried")
+                elif ctx.span is not None:
+                    ctx.span.set_attribute("meshlite.attempts", n)
+                return None
+        else:
+            tries.log.append(f"#{n} result {_short(result)}")
+        if n >= self.attempts:
+            self.give_up(ctx, n, tries, error, "attempts", "")
+            return None
+        delay = tries.previous = self.delay(n, tries.previous, error, result)
+        if self.respect:
+            hint = retry_after_of(error if error is not None else result)
+            if hint is not None and hint > delay:
+                delay = hint
+        if ctx.deadline is not None:
+            left = ctx.deadline - ctx.clock.monotonic()
+            if delay >= left:
+                self.give_up(ctx, n, tries, error, "deadline",
+                             f"the deadline left no time for attempt {n + 1} "
+                             f"(backoff {delay:.3f}s, {max(0.0, left):.3f}s left)")
+                return None
+        if self.budget is not None and not self.budget.try_withdraw():
+            if self.hooks.active:
+                self.emit(RetryBudgetExhausted(policy=Retry.kind, service=ctx.service,
+                                               operation=ctx.operation, attempt=n))
+            self.give_up(ctx, n, tries, error, "budget",
+                         f"the retry budget refused attempt {n + 1}")
+            return None
+        self.scheduled(ctx, n, delay, error)
+        tries.error, tries.result = error, result
+        return delay
+
+    def scheduled(self, ctx: CallContext, n: int, delay: float, error: Exception | None) -> None:
+        if self.hooks.active:
+            self.emit(RetryScheduled(policy=Retry.kind, service=ctx.service,
+                                     operation=ctx.operation, attempt=n, delay=delay,
+                                     error=error))
+        if ctx.span is not None:
+            ctx.span.add_event("meshlite.retry", attributes={
+                "meshlite.attempt": n,
+                "meshlite.retry.delay_s": delay,
+                "error.type": "result" if error is None else type(error).__qualname__,
+            })
+
+    def give_up(self, ctx: CallContext, n: int, tries: _Tries, error: Exception | None,
+                reason: str, why: str) -> None:
+        """Record that no attempt ``n + 1`` will be made: note, event, span attribute."""
+        if error is not None:
+            plural = "attempt" if n == 1 else "attempts"
+            note = f"meshlite: {n} {plural} failed: {', '.join(tries.log)}"
+            error.add_note(f"{note}; {why}" if why else note)
+        if self.hooks.active:
+            self.emit(RetriesExhausted(policy=Retry.kind, service=ctx.service,
+                                       operation=ctx.operation, attempts=n, reason=reason,
+                                       error=error))
+        if ctx.span is not None:
+            ctx.span.set_attribute("meshlite.attempts", n)
+
+    def may_start(self, ctx: CallContext, n: int, tries: _Tries) -> bool:
+        """After the backoff: whether attempt ``n`` may start before the deadline."""
+        if ctx.deadline is None or ctx.clock.monotonic() < ctx.deadline:
+            return True
+        self.give_up(ctx, n - 1, tries, tries.error, "deadline",
+                     f"the deadline passed during the backoff before attempt {n}")
+        return False
 
 
 class Retry(Policy):
+    """Run the call again when an attempt fails with an error matching ``on`` (or
+    a result ``on_result`` rejects), waiting ``backoff`` between attempts.
+
+    Rejections by meshlite itself (:class:`meshlite.RejectedError`: open circuit,
+    full bulkhead, rate limited) are never retried unless ``on`` names their class.
+    When the attempts run out the last error is re-raised with a note listing every
+    attempt; a rejected result is returned as is.
+
+    Args:
+        attempts: Total attempts, the first included (>= 1).
+        backoff: The delay strategy (``ml.backoff.*``) or a tenacity ``wait_*`` object.
+        on: Errors to retry: a type, a tuple of types or ``fn(error) -> bool``
+            (default: :func:`is_transient`).
+        on_result: ``fn(result) -> bool``; ``True`` retries the result.
+        budget: Caps retries as a share of recent calls; by default one
+            ``RetryBudget()`` per ``Retry``, shared by every call through it;
+            ``None`` disables it.
+        respect_retry_after: Wait at least what the error's ``retry_after`` or a
+            ``Retry-After`` header asks.
+        clock: Sleeps between attempts (default: the system clock).
+        random: The generator jitter is drawn from.
+
+    Raises:
+        ConfigError: an argument is out of range or of the wrong type.
+    """
+
     kind = "retry"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff: Backoff | Any = DEFAULT_BACKOFF,
+        *,
+        on: ErrorFilter = DEFAULT_RETRY_ON,
+        on_result: Callable[[Any], bool] | None = None,
+        budget: RetryBudget | None = _DEFAULT_BUDGET,
+        respect_retry_after: bool = True,
+        clock: Clock | None = None,
+        random: Random | None = None,
+    ) -> None:
         super().__init__()
-        raise NotImplementedError
+        if clock is not None and not isinstance(clock, Clock):
+            fail("Retry", "clock", clock, "a clock with monotonic(), sleep() and asleep()")
+        if random is not None and not isinstance(random, Random):
+            fail("Retry", "random", random, "a random.Random or None")
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.random = Random() if random is None else random
+        if budget is _DEFAULT_BUDGET:
+            budget = RetryBudget(clock=self.clock)
+        self.options = RetryOptions(
+            attempts=attempts, backoff=as_backoff(backoff), on=on, on_result=on_result,
+            budget=budget, respect_retry_after=respect_retry_after,
+        )
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The retry budget shared by every call through this policy, or ``None``."""
+        return self.options.budget
 
     def wrap(self, call_next: Handler) -> Handler:
-        raise NotImplementedError
+        runner = _Runner(self)
+        failed, may_start = runner.failed, runner.may_start
+        on_result = self.options.on_result
+        deposit = None if runner.budget is None else runner.budget.deposit
+        sleep = self.clock.sleep
+
+        def handle(ctx: CallContext) -> Any:
+            if deposit is not None:
+                deposit()
+            n = 1
+            tries: _Tries | None = None
+            while True:
+                ctx.attempt = n
+                try:
+                    result = call_next(ctx)
+                except Exception as error:
+                    delay = failed(ctx, n, tries := tries or _Tries(), error, None)
+                    if delay is None:
+                        raise
+                else:
+                    if on_result is None or not on_result(result):
+                        if ctx.span is not None:
+                            ctx.span.set_attribute("meshlite.attempts", n)
+                        return result
+                    delay = failed(ctx, n, tries := tries or _Tries(), None, result)
+                    if delay is None:
+                        return result
+                if delay > 0.0 and not is_testing():
+                    sleep(delay)
+                n += 1
+                if not may_start(ctx, n, tries):
+                    return tries.final()
+
+        return handle
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        raise NotImplementedError
+        runner = _Runner(self)
+        failed, may_start = runner.failed, runner.may_start
+        on_result = self.options.on_result
+        deposit = None if runner.budget is None else runner.budget.deposit
+        asleep = self.clock.asleep
 
+        async def handle(ctx: CallContext) -> Any:
+            if deposit is not None:
+                deposit()
+            n = 1
+            tries: _Tries | None = None
+            while True:
+                ctx.attempt = n
+                try:
+                    result = await call_next(ctx)
+                except Exception as error:
+                    delay = failed(ctx, n, tries := tries or _Tries(), error, None)
+                    if delay is None:
+                        raise
+                else:
+                    if on_result is None or not on_result(result):
+                        if ctx.span is not None:
+                            ctx.span.set_attribute("meshlite.attempts", n)
+                        return result
+                    delay = failed(ctx, n, tries := tries or _Tries(), None, result)
+                    if delay is None:
+                        return result
+                if delay > 0.0 and not is_testing():
+                    await asleep(delay)
+                n += 1
+                if not may_start(ctx, n, tries):
+                    return tries.final()
 
-class RetryBudget:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError
+        return handle
+
+    def __repr__(self) -> str:
+        o = self.options
+        return f"Retry(attempts={o.attempts}, backoff={o.backoff!r})"

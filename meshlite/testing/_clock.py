@@ -9,6 +9,9 @@ import threading
 
 __all__ = ["FakeClock"]
 
+# Turns of the event loop the earliest sleeper waits before it moves the clock.
+_SETTLE_TURNS = 5
+
 
 class FakeClock:
     """A :class:`meshlite.Clock` for tests: no real time passes.
@@ -56,19 +59,30 @@ class FakeClock:
         self._move_to(self._now + max(0.0, seconds))
 
     async def asleep(self, seconds: float) -> None:
-        """Yield to other tasks until this sleeper is the earliest, then jump to its wake-up."""
+        """Yield to other tasks until this sleeper is the earliest, then jump to its wake-up.
+
+        The earliest sleeper moves the clock only after it has stayed the earliest for
+        a few turns of the event loop, so tasks that are still runnable (a hedge just
+        started by a timer, a task just woken) get to run, and to sleep themselves,
+        before time jumps.
+        """
         self.sleeps.append(seconds)
         entry = (self._now + max(0.0, seconds), next(self._seq))
         with self._lock:
             heapq.heappush(self._sleepers, entry)
+        turns_first = 0
         try:
             while True:
                 await asyncio.sleep(0)
                 if self._now >= entry[0]:
                     return
                 if self._sleepers and self._sleepers[0] == entry:
-                    self._move_to(entry[0])
-                    return
+                    turns_first += 1
+                    if turns_first >= _SETTLE_TURNS:
+                        self._move_to(entry[0])
+                        return
+                else:
+                    turns_first = 0
         finally:
             with self._lock:
                 self._sleepers.remove(entry)
