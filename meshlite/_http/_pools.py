@@ -1,0 +1,129 @@
+"""Connection pools (one httpx transport per backend), TLS contexts, HTTP probes."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
+
+import httpx
+
+from .._errors import ConfigError
+from ..routing._backend import Backend
+from ..routing._service import Service
+
+__all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
+
+
+class Target(NamedTuple):
+    transport: Any
+    scheme: str
+    host: str
+    port: int | None
+    prefix: bytes
+    netloc: str
+
+
+_tls_lock = threading.Lock()
+_tls: dict[str, ssl.SSLContext] = {}
+
+
+def tls_context(scheme: str) -> ssl.SSLContext:
+    """One verifying TLS context per process (building one loads the CA bundle,
+    ~0.1 s), and for plain-HTTP backends a context that is never used for a handshake
+    (httpx builds one per transport otherwise)."""
+    key = "https" if scheme == "https" else "http"
+    context = _tls.get(key)
+    if context is None:
+        with _tls_lock:
+            context = _tls.get(key)
+            if context is None:
+                context = _tls[key] = (httpx.create_ssl_context() if key == "https"
+                                       else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    return context
+
+
+def _with_tls(options: dict[str, Any], scheme: str) -> dict[str, Any]:
+    if "verify" in options or "cert" in options:
+        return options  # the user's TLS settings win
+    return {**options, "verify": tls_context(scheme)}
+
+
+class Pools:
+    """One ``httpx`` transport (a connection pool) per backend, made on first use."""
+
+    def __init__(self, service: Service, is_async: bool) -> None:
+        self._options = service.http_pool
+        self._async = is_async
+        self._targets: dict[str, Target] = {}
+        self._passthrough: Any = None
+        self._lock = threading.Lock()
+
+    def _transport(self, scheme: str = "https") -> Any:
+        options = _with_tls(self._options, scheme)
+        if self._async:
+            return httpx.AsyncHTTPTransport(**options)
+        return httpx.HTTPTransport(**options)
+
+    def get(self, backend: Backend) -> Target:
+        target = self._targets.get(backend.address)
+        if target is None:
+            with self._lock:
+                target = self._targets.get(backend.address)
+                if target is None:
+                    url = httpx.URL(backend.address)
+                    if url.scheme not in ("http", "https") or not url.host:
+                        raise ConfigError(
+                            f"backend {backend.address!r} is not an http(s) base URL, so "
+                            "mesh.http() cannot send to it; use mesh.call() for other "
+                            "backends", policy="routing")
+                    target = self._targets[backend.address] = Target(
+                        self._transport(url.scheme), url.scheme, url.host, url.port,
+                        url.raw_path.split(b"?")[0].rstrip(b"/"), url.netloc.decode("ascii"))
+        return target
+
+    def passthrough(self) -> Any:
+        """The transport for requests to hosts other than the service's own."""
+        with self._lock:
+            if self._passthrough is None:
+                self._passthrough = self._transport()
+            return self._passthrough
+
+    def _all(self) -> list[Any]:
+        with self._lock:
+            found = [t.transport for t in self._targets.values()]
+            if self._passthrough is not None:
+                found.append(self._passthrough)
+            self._targets, self._passthrough = {}, None
+        return found
+
+    async def aclose(self) -> None:
+        for transport in self._all():
+            await transport.aclose()
+
+    def close(self) -> None:
+        for transport in self._all():
+            transport.close()
+
+
+@contextlib.asynccontextmanager
+async def http_probe_session(path: str, seconds: float) -> AsyncIterator[Any]:
+    """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
+    ``GET <address><path>``, else why the backend is unhealthy."""
+    async with httpx.AsyncClient(timeout=seconds, trust_env=False,
+                                 verify=tls_context("https")) as client:
+
+        async def probe(backend: Backend) -> str | None:
+            try:
+                response = await client.get(backend.address.rstrip("/") + path)
+            except httpx.TimeoutException:
+                return f"GET {path} timed out after {seconds} s"
+            except httpx.HTTPError as error:
+                return f"GET {path} failed: {error!r}"
+            if 200 <= response.status_code < 300:
+                return None
+            return f"GET {path} answered {response.status_code}"
+
+        yield probe

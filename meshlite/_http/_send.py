@@ -1,0 +1,157 @@
+"""One HTTP attempt: the request copy for a backend, sending it, classifying the answer."""
+
+from __future__ import annotations
+
+import httpx
+from opentelemetry import propagate as _propagate
+from opentelemetry import trace as _trace
+
+from .._backoff import parse_retry_after as _parse_retry_after
+from .._context import CallContext
+from ..routing._backend import Backend
+from ..routing._events import ResponseStatusError
+from ..routing._route import ResendRefused
+from ..routing._service import Service
+from ._pools import Pools, Target
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "Call",
+    "HttpResponseError",
+    "asend",
+    "outcome",
+    "parse_retry_after",
+    "send",
+]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods retried by default (RFC 9110 idempotent methods)."""
+
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures before a single byte of the request left: resending is always safe.
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
+    return None if not value else _parse_retry_after(value)
+
+
+class HttpResponseError(ResponseStatusError, httpx.TransportError):
+    """A 5xx or 429 answer, raised inside the pipeline. Also an
+    ``httpx.TransportError``, so Retry's default predicate retries it (for requests
+    that may be resent) as it does connection errors and timeouts."""
+
+
+class Call:
+    """One logical HTTP request going through the pipeline (``ctx.args[0]``)."""
+
+    __slots__ = ("ctx", "pools", "replay", "request", "service")
+
+    def __init__(self, request: httpx.Request, pools: Pools, service: Service) -> None:
+        self.request = request
+        self.pools = pools
+        self.service = service
+        self.replay = _replayable(request, service)
+        self.ctx: CallContext | None = None
+
+    def attempt(self, target: Target) -> httpx.Request:
+        """The request for one attempt: the backend's URL, Host header and deadline."""
+        request = self.request
+        url = request.url
+        raw_path = target.prefix + url.raw_path if target.prefix else url.raw_path
+        headers = request.headers.copy()
+        headers["Host"] = target.netloc
+        extensions = dict(request.extensions)
+        ctx = self.ctx
+        left = ctx.remaining() if ctx is not None else None
+        if left is not None:
+            given = extensions.get("timeout") or {}
+            extensions["timeout"] = {
+                k: left if (v := given.get(k)) is None or v > left else v
+                for k in ("connect", "read", "write", "pool")}
+        if _trace.get_current_span().get_span_context().is_valid:
+            _propagate.inject(headers)
+        return httpx.Request(
+            request.method,
+            url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
+                          raw_path=raw_path),
+            headers=headers, stream=request.stream, extensions=extensions)
+
+    def sent(self) -> None:
+        """The request left at least once: forbid resending it unless that is safe."""
+        if not self.replay and self.ctx is not None and self.ctx.extras is not None:
+            self.ctx.extras["no_resend"] = True
+
+    def failure(self, backend: Backend, response: httpx.Response, raw: bytes
+                ) -> HttpResponseError:
+        status = response.status_code
+        kept = httpx.Response(
+            status, headers=response.headers, stream=httpx.ByteStream(raw),
+            extensions={k: v for k, v in response.extensions.items()
+                        if k in ("http_version", "reason_phrase")})
+        return HttpResponseError(
+            f"service {self.service.name!r}: {backend.address} answered "
+            f"{self.request.method} {self.request.url.path} with {status}",
+            response=kept, status_code=status, address=backend.address,
+            service=self.service.name,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def _replayable(request: httpx.Request, service: Service) -> bool:
+    if not isinstance(request.stream, httpx.ByteStream):
+        return False  # a streamed body cannot be sent twice
+    return (request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
+            or "idempotency-key" in request.headers)
+
+
+def _is_failure(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+async def asend(backend: Backend, call: Call) -> httpx.Response:
+    target = call.pools.get(backend)
+    request = call.attempt(target)
+    try:
+        response: httpx.Response = await target.transport.handle_async_request(request)
+    except _UNSENT:
+        raise
+    except Exception:
+        call.sent()
+        raise
+    call.sent()
+    if _is_failure(response.status_code):
+        try:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+        finally:
+            await response.aclose()
+        raise call.failure(backend, response, raw)
+    return response
+
+
+def send(backend: Backend, call: Call) -> httpx.Response:
+    target = call.pools.get(backend)
+    request = call.attempt(target)
+    try:
+        response: httpx.Response = target.transport.handle_request(request)
+    except _UNSENT:
+        raise
+    except Exception:
+        call.sent()
+        raise
+    call.sent()
+    if _is_failure(response.status_code):
+        try:
+            raw = b"".join(response.iter_raw())
+        finally:
+            response.close()
+        raise call.failure(backend, response, raw)
+    return response
+
+
+def outcome(error: BaseException) -> httpx.Response:
+    """The response to return for a pipeline error, or re-raise it."""
+    if isinstance(error, ResponseStatusError) and error.response is not None:
+        return error.response  # type: ignore[no-any-return]
+    if isinstance(error, ResendRefused) and error.error is not None:
+        return outcome(error.error)
+    raise error

@@ -1,0 +1,115 @@
+"""The transports behind ``mesh.http()`` / ``mesh.http_sync()``, and the clients."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._context import CallContext, _current
+from .._errors import ConfigError
+from ..routing._events import ResponseStatusError
+from ..routing._route import ResendRefused
+from ..routing._service import Service
+from ._pools import Pools
+from ._send import Call, asend, outcome, send
+
+if TYPE_CHECKING:
+    from .._mesh import Mesh
+
+__all__ = ["MeshTransport", "SyncMeshTransport", "async_client", "sync_client"]
+
+
+class _Base:
+    def __init__(self, mesh: Mesh, name: str, host: str) -> None:
+        self._mesh = mesh
+        self._name = name
+        self._host = host
+
+    def _context(self, request: httpx.Request, pools: Pools, service: Service,
+                 send: Any) -> CallContext:
+        call = Call(request, pools, service)
+        ctx = CallContext(send, (call,), {}, f"{request.method} {request.url.path}",
+                          self._name, _current.get())
+        ctx.extras = {"request": request}
+        call.ctx = ctx
+        return ctx
+
+    def _no_http(self, fake: Any) -> ConfigError:
+        return ConfigError(f"mesh.http({self._name!r}): the override {fake!r} is neither a "
+                           "service, backends, nor an httpx transport", policy="routing")
+
+
+class MeshTransport(_Base, httpx.AsyncBaseTransport):
+    """Async transport routing each request to a backend of one mesh service.
+
+    Requests whose URL host is the service's (``http://<name>`` by default, so
+    relative URLs) are routed; others pass through unrouted. Closing it does not close
+    the pools, which are shared: the mesh closes them when it closes.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = self._mesh._target(self._name)
+        if not isinstance(target, Service):
+            handle = getattr(target, "handle_async_request", None)
+            if handle is None:
+                raise self._no_http(target)
+            return await handle(request)  # type: ignore[no-any-return]
+        pools = target._apools
+        if pools is None:
+            pools = target._apools = Pools(target, True)
+        if request.url.host != self._host:
+            passthrough: httpx.AsyncBaseTransport = pools.passthrough()
+            return await passthrough.handle_async_request(request)
+        ctx = self._context(request, pools, target, asend)
+        try:
+            return await self._mesh.dispatch(target, ctx)  # type: ignore[no-any-return]
+        except (ResponseStatusError, ResendRefused) as error:
+            return outcome(error)
+
+
+class SyncMeshTransport(_Base, httpx.BaseTransport):
+    """Sync twin of :class:`MeshTransport`, for ``mesh.http_sync()``."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        target = self._mesh._target(self._name)
+        if not isinstance(target, Service):
+            handle = getattr(target, "handle_request", None)
+            if handle is None:
+                raise self._no_http(target)
+            return handle(request)  # type: ignore[no-any-return]
+        pools = target._spools
+        if pools is None:
+            pools = target._spools = Pools(target, False)
+        if request.url.host != self._host:
+            direct: httpx.BaseTransport = pools.passthrough()
+            return direct.handle_request(request)
+        ctx = self._context(request, pools, target, send)
+        try:
+            return self._mesh.dispatch_sync(target, ctx)  # type: ignore[no-any-return]
+        except (ResponseStatusError, ResendRefused) as error:
+            return outcome(error)
+
+
+def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+    for forbidden in ("transport", "mounts"):
+        if forbidden in kwargs:
+            raise ConfigError(f"mesh.http({name!r}): {forbidden}= cannot be given: the mesh "
+                              "provides the transport", policy="routing")
+    base_url = str(kwargs.pop("base_url", None) or f"http://{name}")
+    kwargs.setdefault("trust_env", False)  # an env proxy would bypass the mesh transport
+    return base_url, httpx.URL(base_url).host
+
+
+def async_client(mesh: Mesh, name: str, kwargs: dict[str, Any]) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` behind ``mesh.http(name, **kwargs)``."""
+    base_url, host = _client_args(name, kwargs)
+    return httpx.AsyncClient(transport=MeshTransport(mesh, name, host), base_url=base_url,
+                             **kwargs)
+
+
+def sync_client(mesh: Mesh, name: str, kwargs: dict[str, Any]) -> httpx.Client:
+    """The ``httpx.Client`` behind ``mesh.http_sync(name, **kwargs)``."""
+    base_url, host = _client_args(name, kwargs)
+    return httpx.Client(transport=SyncMeshTransport(mesh, name, host), base_url=base_url,
+                        **kwargs)

@@ -1,0 +1,332 @@
+"""Mesh: the service registry, its lifecycle, overrides for tests, and the entry
+points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._clock import SYSTEM_CLOCK, Clock
+from ._context import CallContext, _current
+from ._errors import ConfigError
+from ._events import Hook
+from ._pipeline import _operation_of
+from ._validate import fail, non_negative
+from .routing._events import MeshClosedError
+from .routing._lifecycle import LoopThread, dependency_order, start_all
+from .routing._mesh_lifecycle import MeshLifecycle
+from .routing._service import Lifecycle, Service, override_service
+from .routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
+
+DEFAULT_DRAIN_TIMEOUT = 30.0
+"""Seconds closing the mesh waits for calls in flight to finish."""
+
+
+class Mesh(MeshLifecycle):
+    """The service registry: where every call finds its service, its pipeline and a
+    backend, and what starts and stops health checks and other components.
+
+    ``async with mesh`` (or ``with mesh``) starts each service's components (health
+    checks, attached discovery...) in dependency order and stops them in reverse;
+    closing waits up to ``drain_timeout`` for calls in flight and then refuses new
+    ones (``MeshClosedError``) until the mesh is opened again. Calls also work on a
+    mesh that was never opened (without active health checks).
+
+    Args:
+        services: The services, each registered under its name.
+        drain_timeout: Seconds closing waits for calls in flight, >= 0.
+        clock: Clock given to services that have none of their own (tests).
+
+    Raises:
+        ConfigError: two services with one name, an unknown dependency, or a
+            dependency cycle (each named).
+
+    Example::
+
+        mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:8001"])])
+        async with mesh:
+            r = await mesh.http("users").get("/users/1")
+    """
+
+    def __init__(self, services: Iterable[Service] = (), *,
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+                 clock: Clock | None = None) -> None:
+        self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._services: dict[str, Service] = {}
+        self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
+        self._extra: list[Service] = []  # services made for overrides (own pools)
+        self._hooks: list[tuple[Hook, list[Callable[[], None]]]] = []
+        self._components: list[Lifecycle] = []
+        self._started: list[Lifecycle] = []
+        self._thread: LoopThread | None = None
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._state = "idle"  # idle -> open -> closing -> closed -> open ...
+        self.config_version = 0
+        """Incremented by the config loader on each applied reload."""
+        self.reload_errors: list[Any] = []
+        """Reloads the config loader rejected."""
+        for service in services:
+            self._add(service)
+        dependency_order(self._services)
+
+    @classmethod
+    def from_config(cls, path: str, **kwargs: Any) -> Mesh:
+        """Build a mesh from a YAML or TOML file (see :mod:`meshlite.config`).
+
+        Delegates to ``meshlite.config.mesh_from_config(path, **kwargs)``.
+        """
+        config: Any = importlib.import_module("meshlite.config")
+        mesh: Mesh = config.mesh_from_config(path, **kwargs)
+        return mesh
+
+    # -- registry -------------------------------------------------------------
+
+    def _add(self, service: Service) -> None:
+        if not isinstance(service, Service):
+            fail("Mesh", "services", service, "ml.Service objects")
+        if service.name in self._services:
+            raise ConfigError(f"Mesh: two services are named {service.name!r}; names must "
+                              "be unique", policy="mesh")
+        self._adopt(service)
+        self._services[service.name] = service
+        self._targets[service.name] = service
+
+    def _check_dependencies(self, service: Service) -> None:
+        missing = [d for d in getattr(service, "depends_on", ()) if d not in self._services]
+        if missing:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise ConfigError(f"Mesh: service {service.name!r} depends on {missing[0]!r}, "
+                              f"which is not registered (known services: {known})",
+                              policy="mesh")
+
+    def register(self, service: Service) -> Service:
+        """Add ``service``; its dependencies must already be registered. On a mesh
+        opened with ``with mesh`` its components start at once; on one opened with
+        ``async with mesh`` use :meth:`aregister`.
+
+        Raises:
+            ConfigError: a duplicate name, an unknown dependency, or a service with
+                components registered on an open async mesh.
+        """
+        self._check_dependencies(service)
+        late = self._state == "open" and bool(getattr(service, "components", ()))
+        if late and self._thread is None:
+            raise ConfigError("Mesh.register: the mesh is open on an event loop; use "
+                              "await mesh.aregister(service) so its components start",
+                              policy="mesh")
+        self._add(service)
+        if late and self._thread is not None:
+            self._thread.run(start_all(service.components, self._started))
+        return service
+
+    async def aregister(self, service: Service) -> Service:
+        """Like :meth:`register`, starting the service's components on this loop when
+        the mesh is open."""
+        self._check_dependencies(service)
+        self._add(service)
+        if self._state == "open":
+            if self._thread is not None:
+                await self._thread.arun(start_all(service.components, self._started))
+            else:
+                await start_all(service.components, self._started)
+        return service
+
+    def attach(self, component: Lifecycle) -> None:
+        """Have the mesh start ``component`` (``async start()``/``async stop()``) after
+        all services' components, and stop it before them."""
+        self._components.append(component)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The registered services, in registration order."""
+        return tuple(self._services.values())
+
+    def service(self, name: str) -> Service:
+        """The service called ``name`` (an override's service while one is active).
+
+        Raises:
+            ConfigError: no such service (the message lists the known ones).
+        """
+        target = self._target(name)
+        return target if isinstance(target, Service) else self._services[name]
+
+    def _target(self, name: str) -> Any:
+        target = self._targets.get(name)
+        if target is None:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
+                              "register it with mesh.register(ml.Service(...))", policy="mesh")
+        return target
+
+    def add_hook(self, hook: Hook) -> Callable[[], None]:
+        """Subscribe ``hook`` to the events of every service (routing and policies),
+        including services registered later; returns the unsubscribe function."""
+        entry = (hook, [s.add_hook(hook) for s in (*self._services.values(), *self._extra)])
+        self._hooks.append(entry)
+
+        def remove() -> None:
+            if entry in self._hooks:
+                self._hooks.remove(entry)
+            for r in entry[1]:
+                r()
+
+        return remove
+
+    # -- state ---------------------------------------------------------------
+
+    def health(self) -> dict[str, ServiceHealth]:
+        """Each service's health, from cached state (no I/O)."""
+        return {name: health_of(self.service(name)) for name in self._services}
+
+    def snapshot(self) -> dict[str, ServiceSnapshot]:
+        """Each service's numbers: requests, errors, latency percentiles, in flight,
+        ejection, health and breaker state, per backend and in total."""
+        return {name: snapshot_of(self.service(name)) for name in self._services}
+
+    @property
+    def in_flight(self) -> int:
+        """Mesh calls running now."""
+        return self._in_flight
+
+    # -- overrides ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def override(self, name: str, fake: Any) -> Iterator[Any]:
+        """Substitute service ``name`` while the block runs (dependency injection for
+        tests); nested overrides restore in order.
+
+        ``fake`` may be an ``ml.Service``; backends (an address, a ``Backend``, or a
+        list of them) or an object with a ``.url`` (``meshlite.testing.FakeBackend``),
+        which become a plain service (round robin, no policies, no ejection); an
+        ``httpx`` transport (``httpx.MockTransport``), which HTTP clients of the service
+        send through; or any other object, which ``mesh.call`` passes to your function
+        in place of a backend.
+
+        Raises:
+            ConfigError: no such service.
+        """
+        self._target(name)
+        target = self._as_target(name, fake)
+        previous = self._targets[name]
+        self._targets[name] = target
+        try:
+            yield target
+        finally:
+            self._targets[name] = previous
+
+    def _as_target(self, name: str, fake: Any) -> Any:
+        service = override_service(name, fake)
+        if service is None:
+            return fake
+        self._adopt(service)
+        self._extra.append(service)
+        return service
+
+    def _adopt(self, service: Service) -> None:
+        service._use_clock(self.clock)
+        for hook, removers in self._hooks:
+            removers.append(service.add_hook(hook))
+
+    # -- calls -----------------------------------------------------------------
+
+    def _enter(self) -> None:
+        with self._lock:
+            if self._state in ("closing", "closed"):
+                raise MeshClosedError(
+                    f"Mesh: the mesh is {self._state}; calls are refused until it is "
+                    "opened again (async with mesh / with mesh)", policy="mesh")
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    async def dispatch(self, service: Service, ctx: CallContext) -> Any:
+        """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
+        current call; used by :meth:`call` and the HTTP transport."""
+        self._enter()
+        token = _current.set(ctx)
+        try:
+            return await service._ahandler(ctx)
+        finally:
+            _current.reset(token)
+            self._leave()
+
+    def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
+        """Sync twin of :meth:`dispatch`."""
+        handler = service._handler or service.sync_handler()
+        self._enter()
+        token = _current.set(ctx)
+        try:
+            return handler(ctx)
+        finally:
+            _current.reset(token)
+            self._leave()
+
+    async def call(self, name: str, fn: Callable[..., Any], /, *args: Any,
+                   **kwargs: Any) -> Any:
+        """Call ``fn(backend, *args, **kwargs)`` on a backend of service ``name``, through
+        the service's pipeline; each attempt picks a backend. ``fn`` may be sync or async.
+
+        Raises:
+            ConfigError: no such service.
+            NoHealthyBackendError: the service has no backend to route to.
+            MeshClosedError: the mesh is closing or closed.
+        """
+        target = self._target(name)
+        if not isinstance(target, Service):  # an override: the fake is the backend
+            self._enter()
+            try:
+                result = fn(target, *args, **kwargs)
+                return (await result) if inspect.isawaitable(result) else result
+            finally:
+                self._leave()
+        ctx = CallContext(fn, args, kwargs, _operation_of(fn), name, _current.get())
+        return await self.dispatch(target, ctx)
+
+    def call_sync(self, name: str, fn: Callable[..., Any], /, *args: Any,
+                  **kwargs: Any) -> Any:
+        """Sync twin of :meth:`call`: ``fn`` must be sync."""
+        target = self._target(name)
+        if not isinstance(target, Service):
+            self._enter()
+            try:
+                return fn(target, *args, **kwargs)
+            finally:
+                self._leave()
+        ctx = CallContext(fn, args, kwargs, _operation_of(fn), name, _current.get())
+        return self.dispatch_sync(target, ctx)
+
+    def http(self, name: str, **httpx_kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` whose requests to relative URLs are routed to the
+        backends of service ``name`` through its pipeline (see :mod:`meshlite.http`).
+
+        Raises:
+            ConfigError: no such service, or ``transport=`` given.
+        """
+        self._target(name)
+        from ._http import async_client
+
+        return async_client(self, name, httpx_kwargs)
+
+    def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
+        """Sync twin of :meth:`http`: an ``httpx.Client``."""
+        self._target(name)
+        from ._http import sync_client
+
+        return sync_client(self, name, httpx_kwargs)
+
+    def __repr__(self) -> str:
+        return f"Mesh({list(self._services)!r}, state={self._state!r})"
+

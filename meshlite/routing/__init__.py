@@ -1,0 +1,77 @@
+"""Routing: backends, balancers, health checks, outlier detection and services.
+
+Import these names from :mod:`meshlite` (``ml.Service``, ``ml.Backend``...); this
+package also exposes the pieces a custom balancer or a dashboard needs
+(:class:`Endpoint`, the snapshot records, the routing events).
+"""
+
+from ._backend import Backend, BackendLike, Endpoint
+from ._balancers import (
+    BALANCERS,
+    DEFAULT_BALANCER,
+    Balancer,
+    LeastRequests,
+    P2CEwma,
+    Random,
+    RoundRobin,
+    WeightedRoundRobin,
+)
+from ._events import (
+    BackendEjected,
+    BackendReturned,
+    BackendsChanged,
+    EjectionSkipped,
+    HealthCheckFailed,
+    HealthCheckRecovered,
+    MeshClosedError,
+    PanicModeEntered,
+    PanicModeExited,
+    ResponseStatusError,
+)
+from ._health import HealthCheck, HealthChecker, HttpHealthCheck
+from ._outlier import OutlierDetection, OutlierDetectionOptions
+from ._ring_hash import RingHash
+from ._service import DEFAULT_RETRY_ATTEMPTS, Lifecycle, Service
+from ._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
+
+__all__ = [
+    # services and backends
+    "Service",
+    "Backend",
+    "BackendLike",
+    "Endpoint",
+    "Lifecycle",
+    "DEFAULT_RETRY_ATTEMPTS",
+    # balancers
+    "Balancer",
+    "BALANCERS",
+    "DEFAULT_BALANCER",
+    "RoundRobin",
+    "WeightedRoundRobin",
+    "Random",
+    "LeastRequests",
+    "P2CEwma",
+    "RingHash",
+    # health
+    "OutlierDetection",
+    "OutlierDetectionOptions",
+    "HealthCheck",
+    "HttpHealthCheck",
+    "HealthChecker",
+    # state views
+    "ServiceHealth",
+    "BackendHealth",
+    "ServiceSnapshot",
+    "BackendSnapshot",
+    # events and errors
+    "BackendEjected",
+    "BackendReturned",
+    "EjectionSkipped",
+    "PanicModeEntered",
+    "PanicModeExited",
+    "HealthCheckFailed",
+    "HealthCheckRecovered",
+    "BackendsChanged",
+    "ResponseStatusError",
+    "MeshClosedError",
+]

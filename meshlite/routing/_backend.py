@@ -1,0 +1,267 @@
+"""Backends (configuration) and endpoints (a backend's live state inside one service).
+
+A :class:`Backend` is what users write: an address, a weight, a zone, free-form
+metadata. It is immutable and may appear in several services. Each service wraps
+each of its backends in an :class:`Endpoint`, which holds what routing learns at
+run time: requests in flight, a peak-EWMA latency, counters, a bounded reservoir of
+recent latencies, and the outlier and health state. Balancers read endpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .._clock import Clock
+from .._validate import fail, positive
+
+__all__ = [
+    "DEFAULT_EWMA_DECAY_SECONDS",
+    "DEFAULT_FAILURE_PENALTY_SECONDS",
+    "DEFAULT_RESERVOIR_SIZE",
+    "Backend",
+    "BackendLike",
+    "Endpoint",
+    "as_backend",
+]
+
+DEFAULT_EWMA_DECAY_SECONDS = 10.0
+"""Time constant of the peak-EWMA latency (Finagle's and Linkerd's default)."""
+
+DEFAULT_FAILURE_PENALTY_SECONDS = 0.1
+"""The least latency a failed attempt is recorded with in the EWMA, so a backend that
+fails fast never looks faster than the healthy ones."""
+
+DEFAULT_RESERVOIR_SIZE = 512
+"""How many recent latencies each endpoint keeps for its percentiles."""
+
+_UNKNOWN_COST = 1e6
+# Finagle's penalty: an endpoint with requests in flight and no latency measured yet
+# may be stuck on its first request, so it is the last choice until one returns.
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Backend:
+    """One place a service can send calls to.
+
+    Args:
+        address: Where it is: a base URL (``"http://10.0.0.5:8000"``, optionally with a
+            path prefix) for HTTP, or any string your call function understands.
+        weight: Relative share of traffic, > 0 (used by the weighted balancers,
+            ``random``, ``least_requests``, ``p2c_ewma`` and ``ring_hash``).
+        zone: Free-form locality label (shown in snapshots).
+        metadata: Free-form labels; stored read-only, not part of equality.
+
+    Raises:
+        ConfigError: an empty address or a weight that is not a finite number > 0.
+    """
+
+    address: str
+    weight: float
+    zone: str | None
+    metadata: Mapping[str, Any] = field(compare=False, hash=False)
+
+    def __init__(
+        self,
+        address: str,
+        weight: float = 1.0,
+        zone: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(address, str) or not address.strip():
+            fail("Backend", "address", address, "a non-empty string")
+        if zone is not None and not isinstance(zone, str):
+            fail("Backend", "zone", zone, "a string or None")
+        if metadata is None:
+            metadata = _EMPTY
+        elif not isinstance(metadata, Mapping):
+            fail("Backend", "metadata", metadata, "a mapping or None")
+        elif not isinstance(metadata, MappingProxyType):
+            metadata = MappingProxyType(dict(metadata))
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "weight", positive("Backend", "weight", weight))
+        object.__setattr__(self, "zone", zone)
+        object.__setattr__(self, "metadata", metadata)
+
+    def __str__(self) -> str:
+        return self.address
+
+
+BackendLike = Backend | str
+"""What ``backends=`` accepts for each backend: a :class:`Backend` or its address."""
+
+
+def as_backend(value: Any, owner: str = "Service") -> Backend:
+    """``value`` as a :class:`Backend`; a plain string is a backend's address.
+
+    Raises:
+        ConfigError: ``value`` is neither a Backend nor a non-empty string.
+    """
+    if isinstance(value, str):
+        return Backend(value)
+    if not isinstance(value, Backend):
+        fail(owner, "backends", value, "Backend objects or address strings")
+    return value
+
+
+class Endpoint:
+    """A backend's live state inside one service; what balancers choose among.
+
+    Counters move under a short per-endpoint lock because sync calls may run on
+    many threads. Balancers only read (``in_flight``, ``weight``, :meth:`cost`).
+
+    Attributes:
+        backend: The configured :class:`Backend`.
+        address: ``backend.address``.
+        weight: ``backend.weight``.
+        in_flight: Attempts running on this backend now.
+        requests: Attempts finished (successes and failures).
+        errors: Attempts that failed.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_ewma",
+        "_latencies",
+        "_lock",
+        "_stamp",
+        "_tau",
+        "address",
+        "backend",
+        "consecutive_failures",
+        "ejected_reason",
+        "ejected_until",
+        "ejections",
+        "errors",
+        "health_failures",
+        "health_reason",
+        "health_successes",
+        "healthy",
+        "in_flight",
+        "outcomes",
+        "requests",
+        "returned_at",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        *,
+        decay_seconds: float = DEFAULT_EWMA_DECAY_SECONDS,
+        reservoir: int = DEFAULT_RESERVOIR_SIZE,
+    ) -> None:
+        self.backend = backend
+        self.address = backend.address
+        self.weight = backend.weight
+        self._clock = clock
+        self._tau = decay_seconds
+        self._lock = threading.Lock()
+        self._ewma = 0.0
+        self._stamp = clock.monotonic()
+        self._latencies: deque[float] = deque(maxlen=reservoir)
+        self.in_flight = 0
+        self.requests = 0
+        self.errors = 0
+        # Outlier detection (written by OutlierDetection under the service's lock).
+        self.consecutive_failures = 0
+        self.outcomes: deque[bool] | None = None
+        self.ejected_until: float | None = None
+        self.ejected_reason = ""
+        self.ejections = 0
+        self.returned_at: float | None = None
+        # Active health checking (written by the service's health checker).
+        self.healthy = True
+        self.health_reason = ""
+        self.health_successes = 0
+        self.health_failures = 0
+
+    # -- the attempt lifecycle -------------------------------------------------
+
+    def begin(self) -> float:
+        """Count an attempt in flight; returns its start time on the service clock."""
+        with self._lock:
+            self.in_flight += 1
+        return self._clock.monotonic()
+
+    def succeeded(self, start: float) -> None:
+        """The attempt begun at ``start`` succeeded."""
+        now = self._clock.monotonic()
+        rtt = now - start
+        with self._lock:
+            self.in_flight -= 1
+            self.requests += 1
+            self._latencies.append(rtt)
+            self._observe(now, rtt)
+
+    def failed(self, start: float) -> None:
+        """The attempt begun at ``start`` failed: counted as an error, and its latency
+        enters the EWMA with a penalty so a fast failure never looks attractive."""
+        now = self._clock.monotonic()
+        rtt = now - start
+        with self._lock:
+            self.in_flight -= 1
+            self.requests += 1
+            self.errors += 1
+            self._latencies.append(rtt)
+            self._observe(now, max(rtt, 2.0 * self._ewma, DEFAULT_FAILURE_PENALTY_SECONDS))
+
+    def abandoned(self) -> None:
+        """The attempt was cancelled by the caller: it no longer counts, and says
+        nothing about the backend."""
+        with self._lock:
+            self.in_flight -= 1
+
+    def _observe(self, now: float, rtt: float) -> None:
+        # Peak EWMA (Finagle): a slower sample replaces the average at once, faster
+        # ones pull it down with a weight that grows with the time since the last.
+        if rtt >= self._ewma:
+            self._ewma = rtt
+        else:
+            w = math.exp(-max(0.0, now - self._stamp) / self._tau)
+            self._ewma = self._ewma * w + rtt * (1.0 - w)
+        self._stamp = now
+
+    # -- what balancers and snapshots read -------------------------------------
+
+    @property
+    def ewma(self) -> float:
+        """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
+        ewma = self._ewma
+        if ewma == 0.0:
+            return 0.0
+        return ewma * math.exp(-max(0.0, self._clock.monotonic() - self._stamp) / self._tau)
+
+    def cost(self) -> float:
+        """Peak-EWMA latency times load (``in_flight + 1``), divided by the weight;
+        the p2c_ewma balancer sends the attempt to the cheaper of two endpoints."""
+        in_flight = self.in_flight
+        ewma = self.ewma
+        if ewma == 0.0 and in_flight:
+            return _UNKNOWN_COST + in_flight
+        return ewma * (in_flight + 1) / self.weight
+
+    def latencies(self) -> list[float]:
+        """A sorted copy of the recent latencies (at most the reservoir size)."""
+        with self._lock:
+            return sorted(self._latencies)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.address!r}, in_flight={self.in_flight})"
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q``-quantile (0..1) of an ascending list, by nearest rank; None if empty."""
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]

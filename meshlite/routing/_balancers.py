@@ -1,0 +1,207 @@
+"""Load balancers: choose one endpoint among the candidates for an attempt.
+
+A balancer is any object with ``pick(endpoints, ctx) -> endpoint`` (the
+:class:`Balancer` protocol). ``endpoints`` is never empty and holds only the
+endpoints this attempt may use (in rotation, not yet tried by this call). A
+balancer may also define ``update(endpoints)``, called with all of the service's
+endpoints whenever the set changes (``ring_hash`` builds its ring there).
+
+The balancers below are meant to be fast: no lock, no allocation on the common path.
+Their small races under threads (two picks reading the same counter) only make the
+choice slightly less even; they never break it.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .._context import CallContext
+from .._validate import fail
+from ._backend import Endpoint
+
+__all__ = [
+    "DEFAULT_BALANCER",
+    "BALANCERS",
+    "Balancer",
+    "LeastRequests",
+    "P2CEwma",
+    "Random",
+    "RoundRobin",
+    "WeightedRoundRobin",
+    "make_balancer",
+]
+
+DEFAULT_BALANCER = "p2c_ewma"
+"""Power of two choices on peak-EWMA latency times load, as in Finagle and Linkerd."""
+
+
+@runtime_checkable
+class Balancer(Protocol):
+    """Chooses the endpoint for one attempt."""
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        """Return one of ``endpoints`` (never empty) for the attempt described by ``ctx``."""
+        ...
+
+
+class _Base:
+    """Shared bits of the built-in balancers."""
+
+    name = "balancer"
+
+    def __init__(self, random: _random.Random | None = None) -> None:
+        self._rng = random if random is not None else _random.Random()
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        """Called with all of the service's endpoints when the set changes."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class RoundRobin(_Base):
+    """Each attempt goes to the next endpoint in turn (from a random start, so many
+    clients do not move in lock step). Ignores weights."""
+
+    name = "round_robin"
+
+    def __init__(self, random: _random.Random | None = None) -> None:
+        super().__init__(random)
+        self._next = self._rng.randrange(1 << 16)
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        i = self._next
+        self._next = i + 1
+        return endpoints[i % len(endpoints)]
+
+
+class WeightedRoundRobin(_Base):
+    """Smooth weighted round robin, as in nginx: with weights 5, 1, 1 the order is
+    a a b a c a a, never five ``a`` in a row.
+
+    Each pick adds every candidate's weight to its running score, takes the highest,
+    and subtracts the total weight from the winner.
+    """
+
+    name = "weighted_round_robin"
+
+    def __init__(self, random: _random.Random | None = None) -> None:
+        super().__init__(random)
+        self._score: dict[Endpoint, float] = {}
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        keep = set(endpoints)
+        self._score = {e: s for e, s in self._score.items() if e in keep}
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        score = self._score
+        total = 0.0
+        best = endpoints[0]
+        best_score = -1.0e300
+        for e in endpoints:
+            s = score.get(e, 0.0) + e.weight
+            score[e] = s
+            total += e.weight
+            if s > best_score:
+                best, best_score = e, s
+        score[best] = best_score - total
+        return best
+
+
+class Random(_Base):
+    """A random endpoint, in proportion to the weights."""
+
+    name = "random"
+
+    def __init__(self, random: _random.Random | None = None) -> None:
+        super().__init__(random)
+        self._uniform = False
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        self._uniform = len({e.weight for e in endpoints}) <= 1
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        r = self._rng.random()
+        if self._uniform:
+            return endpoints[int(r * len(endpoints))]
+        target = r * sum(e.weight for e in endpoints)
+        for e in endpoints:
+            target -= e.weight
+            if target < 0.0:
+                return e
+        return endpoints[-1]
+
+
+def _two(rng: _random.Random, endpoints: Sequence[Endpoint]) -> tuple[Endpoint, Endpoint]:
+    """Two distinct endpoints at random (the caller ensures there are at least two)."""
+    n = len(endpoints)
+    r = rng.random
+    i = int(r() * n)
+    j = int(r() * (n - 1))
+    if j >= i:
+        j += 1
+    return endpoints[i], endpoints[j]
+
+
+class LeastRequests(_Base):
+    """Power of two choices on requests in flight (divided by weight), as Envoy's
+    ``LEAST_REQUEST``: pick two at random, send to the less loaded."""
+
+    name = "least_requests"
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        a, b = _two(self._rng, endpoints)
+        if (b.in_flight + 1) / b.weight < (a.in_flight + 1) / a.weight:
+            return b
+        return a
+
+
+class P2CEwma(_Base):
+    """Power of two choices on peak-EWMA latency times load (the default).
+
+    As Finagle's and Linkerd's balancer: pick two endpoints at random and send to the
+    one with the lower ``ewma_latency * (in_flight + 1) / weight``. The peak EWMA
+    jumps up at once on a slow answer and decays over ``DEFAULT_EWMA_DECAY_SECONDS``,
+    so a backend that slows down sheds load within a few calls, and one that
+    recovers gets it back as its average decays.
+    """
+
+    name = "p2c_ewma"
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        a, b = _two(self._rng, endpoints)
+        return b if b.cost() < a.cost() else a
+
+
+BALANCERS: dict[str, Callable[..., Any]] = {
+    "round_robin": RoundRobin,
+    "weighted_round_robin": WeightedRoundRobin,
+    "random": Random,
+    "least_requests": LeastRequests,
+    "p2c_ewma": P2CEwma,
+}
+"""The built-in balancers by name (``ring_hash`` is added by its module)."""
+
+
+def make_balancer(spec: Any, owner: str, random: _random.Random | None) -> Balancer:
+    """A balancer for ``spec``: a name from :data:`BALANCERS` (a fresh instance) or an
+    object with a ``pick`` method (used as is).
+
+    Raises:
+        ConfigError: an unknown name or an object without ``pick``.
+    """
+    if isinstance(spec, str):
+        factory = BALANCERS.get(spec)
+        if factory is None:
+            fail(owner, "balancer", spec, "one of " + ", ".join(sorted(BALANCERS)))
+        balancer: Balancer = factory(random=random)
+        return balancer
+    if not isinstance(spec, Balancer):
+        fail(owner, "balancer", spec, "a balancer name or an object with pick(endpoints, ctx)")
+    return spec

@@ -1,0 +1,130 @@
+"""Routing's event records and errors.
+
+Events are emitted through each :class:`~meshlite.Service`'s hooks
+(``service.add_hook`` / ``mesh.add_hook``) and the process-wide hooks, like policy
+events. Their ``policy`` field says which part of routing emitted them:
+``"outlier_detection"``, ``"health_check"`` or ``"routing"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import MeshliteError, RejectedError
+from .._events import Event
+
+__all__ = [
+    "BackendEjected",
+    "BackendReturned",
+    "BackendsChanged",
+    "EjectionSkipped",
+    "HealthCheckFailed",
+    "HealthCheckRecovered",
+    "MeshClosedError",
+    "PanicModeEntered",
+    "PanicModeExited",
+    "ResponseStatusError",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendEjected(Event):
+    """Outlier detection took a backend out of rotation for ``seconds``."""
+
+    address: str
+    reason: str
+    seconds: float
+    ejections: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendReturned(Event):
+    """An ejected backend's ejection ran out; it is back in rotation."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EjectionSkipped(Event):
+    """A backend met the ejection criteria but ``max_ejection_percent`` was reached."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PanicModeEntered(Event):
+    """Every backend was out, so calls go to all of them rather than fail.
+
+    ``reasons`` says, per backend, why it was out.
+    """
+
+    backends: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PanicModeExited(Event):
+    """At least one backend is back in rotation; panic mode is over."""
+
+    available: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckFailed(Event):
+    """Active health checking marked a backend unhealthy."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckRecovered(Event):
+    """Active health checking marked an unhealthy backend healthy again."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendsChanged(Event):
+    """A service's backend set changed (``service.set_backends``, discovery)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+class ResponseStatusError(MeshliteError):
+    """A backend answered with a failure status (5xx or 429).
+
+    Raised inside a service's pipeline by meshlite's HTTP transport so that retry,
+    circuit breakers and outlier detection count the answer as a failure. The
+    transport never lets it reach your code: when the pipeline gives up, the last
+    response is returned, so ``response.raise_for_status()`` works as usual. Use it
+    in ``on=`` / ``failure_on=`` filters.
+
+    Attributes:
+        response: The ``httpx.Response`` (body already read).
+        status_code: Its status code.
+        address: The backend that answered.
+        retry_after: Seconds from its ``Retry-After`` header, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: Any,
+        status_code: int,
+        address: str,
+        service: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, service=service, policy="routing", retry_after=retry_after)
+        self.response = response
+        self.status_code = status_code
+        self.address = address
+
+
+class MeshClosedError(RejectedError):
+    """The mesh is closing (draining) or closed, so it refused a new call."""

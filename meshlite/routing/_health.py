@@ -1,0 +1,258 @@
+"""Active health: probe every backend of a service on an interval, with jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random as _random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._clock import Clock
+from .._validate import at_least, fail, positive
+from ._backend import Backend, Endpoint
+
+__all__ = [
+    "DEFAULT_HEALTH_INTERVAL",
+    "DEFAULT_HEALTH_JITTER",
+    "DEFAULT_HEALTH_PATH",
+    "DEFAULT_HEALTH_TIMEOUT",
+    "HealthCheck",
+    "HealthCheckOptions",
+    "HealthChecker",
+    "HttpHealthCheck",
+    "Probe",
+]
+
+DEFAULT_HEALTH_PATH = "/healthz"
+DEFAULT_HEALTH_INTERVAL = 5.0
+DEFAULT_HEALTH_TIMEOUT = 1.0
+DEFAULT_HEALTH_JITTER = 0.1
+"""Each interval is stretched or shrunk by up to 10%, so the probes of many clients
+(and of many services) do not fire in lock step."""
+
+_log = logging.getLogger("meshlite.health")
+
+Probe = Callable[[Backend], Awaitable[str | None]]
+"""A session's probe: returns ``None`` when healthy, else why not."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckOptions:
+    """Validated options of :class:`HealthCheck` and :class:`HttpHealthCheck`."""
+
+    interval: float = DEFAULT_HEALTH_INTERVAL
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 2
+    jitter: float = DEFAULT_HEALTH_JITTER
+
+    def __post_init__(self) -> None:
+        owner = "HealthCheck"
+        object.__setattr__(self, "interval", positive(owner, "interval", self.interval))
+        object.__setattr__(self, "timeout", positive(owner, "timeout", self.timeout))
+        at_least(owner, "healthy_threshold", self.healthy_threshold, 1)
+        at_least(owner, "unhealthy_threshold", self.unhealthy_threshold, 1)
+        j = self.jitter
+        if isinstance(j, bool) or not isinstance(j, int | float) or not 0 <= j < 1:
+            fail(owner, "jitter", j, "a number in [0, 1)")
+
+
+class HealthCheck:
+    """Probe each backend with your own function.
+
+    ``probe(backend)`` is healthy when it returns anything but ``False`` and
+    unhealthy when it returns ``False``, raises, or runs past ``timeout``. A
+    coroutine function is awaited on the mesh's loop; any other callable runs in a
+    worker thread (so a blocking probe never stalls the loop). A backend turns
+    unhealthy after ``unhealthy_threshold`` failed probes in a row and healthy again
+    after ``healthy_threshold`` good ones. Backends start healthy.
+
+    Args:
+        probe: ``probe(backend) -> bool | None`` (or a coroutine function).
+        interval: Seconds between rounds, > 0 (jittered by ``jitter``).
+        timeout: Seconds one probe may take, > 0.
+        healthy_threshold: Good probes in a row that make a backend healthy, >= 1.
+        unhealthy_threshold: Failed probes in a row that make it unhealthy, >= 1.
+        jitter: Fraction in [0, 1) by which each interval varies at random.
+
+    Raises:
+        ConfigError: a bad argument.
+    """
+
+    def __init__(
+        self,
+        probe: Callable[[Backend], Any],
+        *,
+        interval: float = DEFAULT_HEALTH_INTERVAL,
+        timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        healthy_threshold: int = 1,
+        unhealthy_threshold: int = 2,
+        jitter: float = DEFAULT_HEALTH_JITTER,
+    ) -> None:
+        if not callable(probe):
+            fail("HealthCheck", "probe", probe, "a callable taking the backend")
+        self.probe = probe
+        self.options = HealthCheckOptions(
+            interval=interval, timeout=timeout, healthy_threshold=healthy_threshold,
+            unhealthy_threshold=unhealthy_threshold, jitter=jitter,
+        )
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Probe]:
+        """Open what probing needs (an HTTP client, say) and yield the probe."""
+        probe, timeout = self.probe, self.options.timeout
+        is_async = inspect.iscoroutinefunction(probe)
+
+        async def run(backend: Backend) -> str | None:
+            try:
+                async with asyncio.timeout(timeout):
+                    result = probe(backend) if is_async else await asyncio.to_thread(
+                        probe, backend)
+                    if inspect.isawaitable(result):
+                        result = await result
+            except TimeoutError:
+                return f"probe timed out after {timeout} s"
+            except Exception as error:
+                return f"probe raised {error!r}"
+            return "probe returned False" if result is False else None
+
+        yield run
+
+    def __repr__(self) -> str:
+        o = self.options
+        return f"HealthCheck({self.probe!r}, interval={o.interval!r})"
+
+
+class HttpHealthCheck(HealthCheck):
+    """Probe each backend with ``GET <address><path>``; a 2xx answer is healthy.
+
+    Args:
+        path: The path probed on every backend.
+        interval, timeout, healthy_threshold, unhealthy_threshold, jitter: As for
+            :class:`HealthCheck`.
+
+    Raises:
+        ConfigError: a bad argument (a path must start with ``/``).
+    """
+
+    def __init__(
+        self,
+        path: str = DEFAULT_HEALTH_PATH,
+        *,
+        interval: float = DEFAULT_HEALTH_INTERVAL,
+        timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        healthy_threshold: int = 1,
+        unhealthy_threshold: int = 2,
+        jitter: float = DEFAULT_HEALTH_JITTER,
+    ) -> None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            fail("HttpHealthCheck", "path", path, "a path starting with '/'")
+        super().__init__(
+            lambda backend: None, interval=interval, timeout=timeout,
+            healthy_threshold=healthy_threshold, unhealthy_threshold=unhealthy_threshold,
+            jitter=jitter,
+        )
+        self.path = path
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Probe]:
+        from .._http import http_probe_session  # httpx is imported only when probing
+
+        async with http_probe_session(self.path, self.options.timeout) as probe:
+            yield probe
+
+    def __repr__(self) -> str:
+        return f"HttpHealthCheck({self.path!r}, interval={self.options.interval!r})"
+
+
+class _Target(Protocol):
+    """What the checker needs of a service."""
+
+    @property
+    def endpoints(self) -> Sequence[Endpoint]: ...
+
+    def _set_health(self, endpoint: Endpoint, healthy: bool, reason: str) -> None: ...
+
+
+class HealthChecker:
+    """Runs one service's health check on the mesh's lifecycle.
+
+    ``start`` opens the probe session and runs a first round before returning (so a
+    service started after its dependencies sees their health), then probes in the
+    background until ``stop``.
+    """
+
+    def __init__(self, target: _Target, check: HealthCheck, clock: Clock,
+                 random: _random.Random | None = None) -> None:
+        self.target = target
+        self.check = check
+        self.clock = clock
+        self.rounds = 0
+        self._rng = random if random is not None else _random.Random()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._probe: Probe | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the session, probe once, and keep probing in the background."""
+        await self.open()
+        await self.run_once()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def open(self) -> None:
+        """Open the probe session without starting the background loop (``run_once``
+        then probes on demand; ``stop`` closes it)."""
+        stack = contextlib.AsyncExitStack()
+        self._probe = await stack.enter_async_context(self.check.session())
+        self._stack = stack
+
+    async def stop(self) -> None:
+        """Stop probing and close the session."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        stack, self._stack = self._stack, None
+        self._probe = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def run_once(self) -> None:
+        """Probe every backend once, concurrently, and apply the results."""
+        probe = self._probe
+        if probe is None:
+            raise RuntimeError("HealthChecker.run_once: start() the checker first")
+        endpoints = tuple(self.target.endpoints)
+        reasons = await asyncio.gather(*(probe(e.backend) for e in endpoints))
+        for endpoint, reason in zip(endpoints, reasons, strict=True):
+            self._apply(endpoint, reason)
+        self.rounds += 1
+
+    def _apply(self, endpoint: Endpoint, reason: str | None) -> None:
+        o = self.check.options
+        if reason is None:
+            endpoint.health_failures = 0
+            endpoint.health_successes += 1
+            if not endpoint.healthy and endpoint.health_successes >= o.healthy_threshold:
+                self.target._set_health(endpoint, True, "")
+            return
+        endpoint.health_successes = 0
+        endpoint.health_failures += 1
+        endpoint.health_reason = reason
+        if endpoint.healthy and endpoint.health_failures >= o.unhealthy_threshold:
+            self.target._set_health(endpoint, False, reason)
+
+    async def _loop(self) -> None:
+        o = self.check.options
+        while True:
+            spread = o.jitter * (2.0 * self._rng.random() - 1.0)
+            await self.clock.asleep(o.interval * (1.0 + spread))
+            try:
+                await self.run_once()
+            except Exception:
+                _log.exception("health check round of %r failed; will try again", self.target)

@@ -1,0 +1,131 @@
+"""Lifecycle helpers of the mesh: dependency order, and the loop thread that runs
+health checks (and other components) under a sync ``with mesh``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
+
+from .._errors import ConfigError
+from ._service import Lifecycle, Service
+
+__all__ = ["LoopThread", "dependency_order", "start_all", "stop_all"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("meshlite.mesh")
+
+
+def dependency_order(services: Mapping[str, Service]) -> list[Service]:
+    """``services`` with every service after the ones it depends on.
+
+    Raises:
+        ConfigError: a service depends on an unknown service, or the dependencies
+            form a cycle (the message names it: ``a -> b -> a``).
+    """
+    known = ", ".join(sorted(services)) or "none"
+    errors = [f"service {s.name!r} depends on {d!r}, which is not registered "
+              f"(known services: {known})"
+              for s in services.values() for d in s.depends_on if d not in services]
+    if errors:
+        raise ConfigError("Mesh: " + "; ".join(errors), errors=errors, policy="mesh")
+    order: list[Service] = []
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in path:
+            cycle = [*path[path.index(name):], name]
+            raise ConfigError("Mesh: dependency cycle " + " -> ".join(cycle)
+                              + "; remove one of these depends_on entries", policy="mesh")
+        path.append(name)
+        for dep in services[name].depends_on:
+            visit(dep)
+        path.pop()
+        done.add(name)
+        order.append(services[name])
+
+    for name in services:
+        visit(name)
+    return order
+
+
+async def start_all(components: Iterable[Lifecycle], started: list[Lifecycle]) -> None:
+    """Start each component in order, appending it to ``started`` once it has; on a
+    failure, stop those already started (in reverse) and re-raise."""
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+    except BaseException:
+        await stop_all(started)
+        raise
+
+
+async def stop_all(started: list[Lifecycle]) -> None:
+    """Stop the components of ``started`` in reverse order, emptying it. A component
+    that fails to stop is logged and the others are still stopped."""
+    while started:
+        component = started.pop()
+        try:
+            await component.stop()
+        except Exception:
+            _log.exception("stopping %r failed; continuing with the others", component)
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for components of a mesh used synchronously."""
+
+    def __init__(self, name: str = "meshlite-mesh") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending,
+                                                                return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and await its result from another loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def run_quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` on the loop; log (do not raise) its error."""
+        try:
+            self.run(coro)
+        except Exception:
+            _log.exception("cleanup on the mesh's loop thread failed; ignored")
+
+    def stop(self) -> None:
+        """Stop the loop (cancelling what still runs on it) and join the thread."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()

@@ -1,0 +1,144 @@
+"""The mesh's lifecycle: open (start components in dependency order), drain, close.
+
+A mixin of :class:`meshlite.Mesh`: ``async with mesh`` runs components as tasks on
+the caller's loop, ``with mesh`` on one :class:`LoopThread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+from .._clock import Clock
+from .._errors import ConfigError
+from ._lifecycle import LoopThread, dependency_order, start_all, stop_all
+from ._service import Lifecycle, Service
+
+__all__ = ["MeshLifecycle"]
+
+_DRAIN_POLL = 0.005
+"""Seconds between checks of the calls in flight while draining."""
+
+_log = logging.getLogger("meshlite.mesh")
+
+
+class MeshLifecycle:
+    """Opening and closing a mesh (mixed into ``Mesh``)."""
+
+    clock: Clock
+    drain_timeout: float
+    _services: dict[str, Service]
+    _extra: list[Service]
+    _components: list[Lifecycle]
+    _started: list[Lifecycle]
+    _thread: LoopThread | None
+    _in_flight: int
+    _state: str
+
+    def _components_in_order(self) -> list[Lifecycle]:
+        order = dependency_order(self._services)
+        return [c for s in order for c in s.components] + list(self._components)
+
+    def _open(self) -> list[Lifecycle]:
+        if self._state in ("open", "closing"):
+            raise ConfigError("Mesh: the mesh is already open", policy="mesh")
+        components = self._components_in_order()
+        self._state = "open"
+        return components
+
+    async def start(self) -> None:
+        """Open the mesh: start every component in dependency order (``async with``)."""
+        components = self._open()
+        try:
+            await start_all(components, self._started)
+        except BaseException:
+            self._state = "closed"
+            raise
+
+    async def aclose(self) -> None:
+        """Drain calls in flight (up to ``drain_timeout``), stop components in reverse
+        order and close the HTTP connection pools."""
+        self._state = "closing"
+        try:
+            clock = self.clock
+            deadline = clock.monotonic() + self.drain_timeout
+            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+                await clock.asleep(min(_DRAIN_POLL, left))
+            await stop_all(self._started)
+            for service in (*self._services.values(), *self._extra):
+                if service._apools is not None:
+                    pools, service._apools = service._apools, None
+                    await pools.aclose()
+                self._close_sync_pools(service)
+        finally:
+            self._state = "closed"
+
+    def _close_sync_pools(self, service: Service) -> None:
+        if service._spools is not None:
+            pools, service._spools = service._spools, None
+            pools.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Self:
+        components = self._open()
+        if components:
+            self._thread = LoopThread()
+            try:
+                self._thread.run(start_all(components, self._started))
+            except BaseException:
+                self._thread.stop()
+                self._thread, self._state = None, "closed"
+                raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Sync twin of :meth:`aclose` (for ``with mesh``)."""
+        self._state = "closing"
+        try:
+            clock = self.clock
+            deadline = clock.monotonic() + self.drain_timeout
+            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+                clock.sleep(min(_DRAIN_POLL, left))
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.run(stop_all(self._started))
+                for service in (*self._services.values(), *self._extra):
+                    if service._apools is not None:  # made on the loop thread (probes)
+                        pools, service._apools = service._apools, None
+                        thread.run_quietly(pools.aclose())
+                thread.stop()
+            for service in (*self._services.values(), *self._extra):
+                self._close_sync_pools(service)
+                if service._apools is not None:  # used from an async caller, closed sync
+                    pools, service._apools = service._apools, None
+                    _close_async_pools_here(pools)
+        finally:
+            self._state = "closed"
+
+
+def _close_async_pools_here(pools: Any) -> None:
+    """Best effort for async pools reached by a sync close: their loop may be gone."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        try:
+            asyncio.run(pools.aclose())
+        except Exception:
+            _log.debug("closing async connection pools from a sync close failed",
+                       exc_info=True)
+        return
+    _log.warning("Mesh.close() called on a running event loop: use await mesh.aclose() so "
+                 "the async connection pools can be closed")

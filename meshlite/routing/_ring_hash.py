@@ -1,0 +1,135 @@
+"""Consistent hashing with bounded loads (the ``ring_hash`` balancer)."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import random as _random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._context import CallContext
+from .._validate import at_least, fail, positive
+from ._backend import Endpoint
+from ._balancers import BALANCERS, _Base
+
+__all__ = ["DEFAULT_LOAD_FACTOR", "DEFAULT_REPLICAS", "RingHash"]
+
+DEFAULT_REPLICAS = 100
+"""Points on the ring per backend of weight 1 (more points, more even shares)."""
+
+DEFAULT_LOAD_FACTOR = 1.25
+"""No backend takes more than 1.25 times the average load (Google's bounded loads)."""
+
+
+def _hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+class RingHash(_Base):
+    """Consistent hashing: calls with the same key go to the same backend while it is
+    in rotation, and ejecting or adding a backend moves only its share of keys.
+
+    The key comes from the request header ``header`` (HTTP), else from
+    ``key(...)``: called with the call's arguments for ``mesh.call`` (without the
+    backend) and with the ``httpx.Request`` for ``mesh.http``. A call without a key
+    goes to a random backend. With bounded loads, a backend already carrying more
+    than ``load_factor`` times the average requests in flight is skipped for the
+    next one on the ring, so one hot key cannot overload a backend.
+
+    Args:
+        key: Function returning the hash key (any value; ``str()`` is hashed), or None.
+        header: Name of the request header holding the key, or None.
+        replicas: Ring points per unit of weight, >= 1.
+        load_factor: Bound on load relative to the average, > 1 (``math.inf`` turns
+            bounding off).
+        random: Random source for calls without a key.
+
+    Raises:
+        ConfigError: a bad argument.
+    """
+
+    name = "ring_hash"
+
+    def __init__(
+        self,
+        key: Callable[..., Any] | None = None,
+        *,
+        header: str | None = None,
+        replicas: int = DEFAULT_REPLICAS,
+        load_factor: float = DEFAULT_LOAD_FACTOR,
+        random: _random.Random | None = None,
+    ) -> None:
+        super().__init__(random)
+        if key is not None and not callable(key):
+            fail("RingHash", "key", key, "a callable or None")
+        if header is not None and (not isinstance(header, str) or not header):
+            fail("RingHash", "header", header, "a header name or None")
+        self.key = key
+        self.header = header
+        self.replicas = at_least("RingHash", "replicas", replicas, 1)
+        if load_factor != math.inf:
+            load_factor = positive("RingHash", "load_factor", load_factor)
+        if load_factor <= 1.0:
+            fail("RingHash", "load_factor", load_factor, "> 1")
+        self.load_factor = float(load_factor)
+        self._points: list[int] = []
+        self._owners: list[Endpoint] = []
+        self._members: frozenset[Endpoint] = frozenset()
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        ring: list[tuple[int, str, Endpoint]] = []
+        for e in endpoints:
+            for i in range(max(1, round(self.replicas * e.weight))):
+                ring.append((_hash(f"{e.address}#{i}".encode()), e.address, e))
+        ring.sort(key=lambda p: (p[0], p[1]))
+        self._points = [p[0] for p in ring]
+        self._owners = [p[2] for p in ring]
+        self._members = frozenset(endpoints)
+
+    def key_of(self, ctx: CallContext) -> Any:
+        """The hash key of the call, or ``None`` when it has none."""
+        extras = ctx.extras
+        request = extras.get("request") if extras is not None else None
+        if request is not None and self.header is not None:
+            value = request.headers.get(self.header)
+            if value is not None:
+                return value
+        key = self.key
+        if key is None:
+            return None
+        if request is not None:
+            return key(request)
+        return key(*ctx.args, **ctx.kwargs)
+
+    def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        key = self.key_of(ctx)
+        if key is None:
+            return endpoints[int(self._rng.random() * len(endpoints))]
+        if not self._members.issuperset(endpoints):
+            self.update(endpoints)  # used without update(): ring over what we see
+        data = key if isinstance(key, bytes) else str(key).encode()
+        points, owners = self._points, self._owners
+        start = bisect.bisect_left(points, _hash(data))
+        allowed: Any = self._members if len(endpoints) == len(self._members) else set(endpoints)
+        cap = math.inf
+        if self.load_factor != math.inf:
+            total = sum(e.in_flight for e in endpoints)
+            cap = math.ceil(self.load_factor * (total + 1) / len(endpoints))
+        n = len(points)
+        first: Endpoint | None = None
+        for step in range(n):
+            e = owners[(start + step) % n]
+            if e in allowed:
+                if e.in_flight < cap:
+                    return e
+                if first is None:
+                    first = e
+        return first if first is not None else endpoints[0]
+
+    def __repr__(self) -> str:
+        return f"RingHash(header={self.header!r}, load_factor={self.load_factor!r})"
+
+
+BALANCERS["ring_hash"] = RingHash

@@ -1,0 +1,334 @@
+"""Service: a named set of backends, a balancer, health state and a pipeline."""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import EllipsisType
+from typing import Any, Protocol, runtime_checkable
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._context import CallContext
+from .._errors import TimeoutExceeded
+from .._events import EventHooks, Hook
+from .._pipeline import Pipeline
+from .._policy import AsyncHandler, Handler, Policy
+from .._validate import fail
+from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
+from ._backend import Backend, BackendLike, Endpoint, as_backend
+from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
+from ._events import BackendsChanged
+from ._health import HealthCheck, HealthChecker
+from ._outlier import OutlierDetection
+from ._rotation import Rotation
+from ._route import async_route, sync_route
+
+__all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "override_service"]
+
+DEFAULT_RETRY_ATTEMPTS = 2
+"""The default pipeline (``pipeline=None``) is ``Pipeline(Retry(attempts=2))``: one
+retry, on another backend, for errors Retry's default predicate deems transient."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """What a mesh starts and stops: health checkers, discovery, config watchers."""
+
+    async def start(self) -> None:
+        """Begin (the mesh awaits it, in dependency order)."""
+        ...
+
+    async def stop(self) -> None:
+        """End (the mesh awaits it, in reverse order)."""
+        ...
+
+
+def _default_pipeline() -> Pipeline:
+    from ..policies._retry import Retry
+
+    return Pipeline(Retry(attempts=DEFAULT_RETRY_ATTEMPTS))
+
+
+def _check(owner: str, pipeline: Any, health_check: Any, outlier_detection: Any,
+           retry_non_idempotent: Any, panic_mode: Any, http_pool: Any
+           ) -> OutlierDetection | None:
+    """Validate a Service's arguments; returns its outlier detection (``...`` is
+    the default ``OutlierDetection()``)."""
+    if pipeline is not None and not isinstance(pipeline, Policy):
+        fail(owner, "pipeline", pipeline, "an ml.Pipeline, a policy, or None")
+    if health_check is not None and not isinstance(health_check, HealthCheck):
+        fail(owner, "health_check", health_check, "an HttpHealthCheck, a HealthCheck or None")
+    for flag, value in (("retry_non_idempotent", retry_non_idempotent),
+                        ("panic_mode", panic_mode)):
+        if not isinstance(value, bool):
+            fail(owner, flag, value, "True or False")
+    if http_pool is not None and not isinstance(http_pool, Mapping):
+        fail(owner, "http_pool", http_pool, "a mapping of httpx transport options")
+    if isinstance(outlier_detection, EllipsisType):
+        return OutlierDetection()
+    if outlier_detection is not None and not isinstance(outlier_detection, OutlierDetection):
+        fail(owner, "outlier_detection", outlier_detection, "an OutlierDetection or None")
+    return outlier_detection
+
+
+def _names(owner: str, value: Any) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            fail(owner, "depends_on", value, "service names")
+    return items
+
+
+class Service(Rotation):
+    """A named service: its backends, how to balance and check them, and the pipeline
+    every call to it runs through.
+
+    Args:
+        name: The service's name (letters, digits, ``.``, ``_``, ``-``); mesh calls
+            and HTTP clients use it, and for HTTP it is the URL host of requests.
+        backends: Backends or their addresses.
+        balancer: A balancer name (``"p2c_ewma"``, ``"round_robin"``,
+            ``"weighted_round_robin"``, ``"random"``, ``"least_requests"``,
+            ``"ring_hash"``) or a balancer object (``ml.RingHash(header="x-user")``).
+        pipeline: The policies every call runs through, outermost first; the routing
+            step runs innermost, once per attempt. ``None`` means
+            ``Pipeline(Retry(attempts=2))``; pass ``ml.Pipeline()`` for none at all.
+        health_check: An ``HttpHealthCheck`` or ``HealthCheck`` run while the mesh is
+            open, or None.
+        outlier_detection: ``OutlierDetection`` settings (``...``, the default, means
+            ``OutlierDetection()``), or None to never eject.
+        depends_on: Names of services this one calls; the mesh starts those first.
+        retry_non_idempotent: HTTP: also retry POST and PATCH requests that carry no
+            ``Idempotency-Key`` header.
+        panic_mode: When every backend is out, send to all of them (True, as Envoy)
+            instead of failing with ``NoHealthyBackendError``.
+        http_pool: Keyword arguments for each backend's ``httpx`` transport
+            (``limits=httpx.Limits(...)``, ``http2=True``, ``verify=...``).
+        clock: Clock for latency, ejection and health timing (tests pass a FakeClock).
+        random: Random source of the balancer.
+
+    Raises:
+        ConfigError: a bad argument, or two backends with the same address.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backends: Iterable[BackendLike] = (),
+        balancer: str | Balancer = DEFAULT_BALANCER,
+        pipeline: Policy | None = None,
+        health_check: HealthCheck | None = None,
+        outlier_detection: OutlierDetection | EllipsisType | None = ...,
+        depends_on: Iterable[str] = (),
+        *,
+        retry_non_idempotent: bool = False,
+        panic_mode: bool = True,
+        http_pool: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        random: _random.Random | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            fail("Service", "name", name, "a name of letters, digits, '.', '_' or '-'")
+        owner = f"Service {name!r}"
+        if isinstance(backends, str | Backend):
+            backends = (backends,)
+        outlier_detection = _check(owner, pipeline, health_check, outlier_detection,
+                                   retry_non_idempotent, panic_mode, http_pool)
+        self.name = name
+        self.balancer: Balancer = make_balancer(balancer, owner, random)
+        self.pipeline: Policy = _default_pipeline() if pipeline is None else pipeline
+        self.health_check = health_check
+        self.outlier_detection = outlier_detection
+        self.depends_on = _names(owner, depends_on)
+        self.retry_non_idempotent = retry_non_idempotent
+        self.panic_mode = panic_mode
+        self.http_pool: dict[str, Any] = dict(http_pool or {})
+        self.hooks = EventHooks()
+        self._explicit_clock = clock is not None or (
+            outlier_detection is not None and outlier_detection.clock is not None)
+        fallback = outlier_detection.clock if outlier_detection is not None else None
+        self.clock: Clock = clock or fallback or SYSTEM_CLOCK
+        self._lock = threading.Lock()
+        self._endpoints: tuple[Endpoint, ...] = ()
+        self._available: tuple[Endpoint, ...] = ()
+        self._next_change = math.inf
+        self._panic = False
+        self._install([as_backend(b, owner) for b in backends], owner)
+        self._ahandler: AsyncHandler = self.pipeline.awrap(async_route(self))
+        self._handler: Handler | None = None
+        self._apools: Any = None  # the HTTP module's connection pools, made on first use
+        self._spools: Any = None
+        self.components: list[Lifecycle] = []
+        """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
+        if health_check is not None:
+            self.components.append(HealthChecker(self, health_check, self.clock, random))
+
+    # -- introspection --------------------------------------------------------
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """The service's backends, in order."""
+        return tuple(e.backend for e in self._endpoints)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The live state of each backend."""
+        return self._endpoints
+
+    @property
+    def panic(self) -> bool:
+        """Whether every backend is out and calls go to all of them (panic mode)."""
+        self._due()
+        return self._panic
+
+    def sync_handler(self) -> Handler:
+        """The compiled sync chain: pipeline around routing (built on first use).
+
+        Raises:
+            ConfigError: a policy of the pipeline cannot run synchronously.
+        """
+        handler = self._handler
+        if handler is None:
+            handler = self._handler = self.pipeline.wrap(sync_route(self))
+        return handler
+
+    def async_handler(self) -> AsyncHandler:
+        """The compiled async chain: pipeline around routing."""
+        return self._ahandler
+
+    def add_hook(self, hook: Hook) -> Callable[[], None]:
+        """Subscribe ``hook`` to this service's routing events and its pipeline's
+        policy events; returns the unsubscribe function."""
+        removers = [self.hooks.add(hook)]
+        removers.extend(p.hooks.add(hook) for p in self.pipeline.walk())
+
+        def remove() -> None:
+            for r in removers:
+                r()
+
+        return remove
+
+    def attach(self, component: Lifecycle) -> None:
+        """Have the mesh start ``component`` (``async start()``/``async stop()``) with
+        this service, after the services it depends on."""
+        self.components.append(component)
+
+    # -- backends ---------------------------------------------------------------
+
+    def set_backends(self, backends: Iterable[BackendLike]) -> None:
+        """Replace the backend set (discovery calls this). Backends whose address is
+        unchanged keep their statistics and ejection state.
+
+        Raises:
+            ConfigError: a bad backend or a duplicate address.
+        """
+        owner = f"Service {self.name!r}"
+        new = [as_backend(b, owner) for b in backends]
+        before = {e.address for e in self._endpoints}
+        self._install(new, owner)
+        after = {b.address for b in new}
+        if self.hooks.active and before != after:
+            self.hooks.emit(BackendsChanged(
+                policy="routing", service=self.name,
+                added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))))
+
+    def _install(self, backends: list[Backend], owner: str) -> None:
+        seen: set[str] = set()
+        for b in backends:
+            if b.address in seen:
+                fail(owner, "backends", b.address, "unique addresses (this one is repeated)")
+            seen.add(b.address)
+        with self._lock:
+            old = {e.address: e for e in self._endpoints}
+            self._endpoints = tuple(
+                old[b.address] if b.address in old and old[b.address].backend == b
+                else Endpoint(b, self.clock) for b in backends)
+            if self.outlier_detection is not None:
+                for e in self._endpoints:
+                    self.outlier_detection.prepare(e)
+            update = getattr(self.balancer, "update", None)
+            if update is not None:
+                update(self._endpoints)
+            events = self._recompute(self.clock.monotonic())
+        self._emit(events)
+
+    def _use_clock(self, clock: Clock) -> None:
+        """Adopt the mesh's clock, unless this service was given one."""
+        if self._explicit_clock or clock is self.clock:
+            return
+        self.clock = clock
+        for e in self._endpoints:
+            e._clock = clock
+            e._stamp = clock.monotonic()
+        for c in self.components:
+            if isinstance(c, HealthChecker):
+                c.clock = clock
+
+    # -- routing (called by the routing handler) ------------------------------
+
+    def _choose(self, ctx: CallContext) -> Endpoint:
+        candidates: tuple[Endpoint, ...] | list[Endpoint] = self._available
+        if self.clock.monotonic() >= self._next_change:
+            candidates = self._due()
+        if not candidates:
+            raise self._no_backend()
+        if ctx.extras is not None:
+            tried = ctx.extras.get("tried")
+            if tried:
+                left = [e for e in candidates if e.backend not in tried]
+                if left:
+                    candidates = left
+        if len(candidates) == 1:
+            return candidates[0]
+        return self.balancer.pick(candidates, ctx)
+
+    def _failed(self, endpoint: Endpoint, start: float, error: Exception,
+                ctx: CallContext) -> None:
+        endpoint.failed(start)
+        if ctx.extras is not None:
+            ctx.extras["last_error"] = error
+        detector = self.outlier_detection
+        if detector is not None:
+            reason = detector.failed(endpoint, error)
+            if reason is not None:
+                self._eject(endpoint, reason)
+
+    def _interrupted(self, endpoint: Endpoint, start: float, ctx: CallContext) -> None:
+        # Cancelled because the call's deadline passed: the backend was too slow,
+        # which is its failure. Cancelled for any other reason: it says nothing.
+        if ctx.deadline is not None and ctx.remaining() == 0.0:
+            error = TimeoutExceeded(f"attempt on {endpoint.address} ran past the deadline",
+                                    service=self.name, policy="routing")
+            self._failed(endpoint, start, error, ctx)
+        else:
+            endpoint.abandoned()
+
+    def __repr__(self) -> str:
+        return (f"Service({self.name!r}, backends={[e.address for e in self._endpoints]!r}, "
+                f"balancer={getattr(self.balancer, 'name', self.balancer)!r})")
+
+
+def override_service(name: str, fake: Any) -> Service | None:
+    """The service a ``mesh.override(name, fake)`` routes to, or None when ``fake`` is
+    used as is (an httpx transport, or an object passed in place of a backend).
+
+    A Service is used as given; backends (an address, a Backend, a list of them, or
+    an object with a ``.url`` such as ``FakeBackend``) become a plain service: round
+    robin, no policies, no ejection, so tests see every call as it is.
+    """
+    if isinstance(fake, Service):
+        return fake
+    url = getattr(fake, "url", None)
+    if isinstance(url, str):
+        fake = url
+    if isinstance(fake, str | Backend):
+        fake = [fake]
+    if not (isinstance(fake, list | tuple) and all(isinstance(b, str | Backend) for b in fake)):
+        return None
+    return Service(name, fake, balancer="round_robin", pipeline=Pipeline(),
+                   outlier_detection=None)

@@ -1,0 +1,218 @@
+"""Each balancer's distribution, on seeded randomness."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+
+import meshlite as ml
+from meshlite.mesh import Mesh
+from meshlite.routing import (
+    BALANCERS,
+    Backend,
+    Balancer,
+    Endpoint,
+    LeastRequests,
+    P2CEwma,
+    Random,
+    RingHash,
+    RoundRobin,
+    Service,
+    WeightedRoundRobin,
+)
+from meshlite.testing import FakeClock
+
+
+def endpoints(clock: FakeClock, *weights: float) -> list[Endpoint]:
+    return [Endpoint(Backend(chr(ord("a") + i), weight=w), clock) for i, w in enumerate(weights)]
+
+
+def ctx(*args: Any, request: Any = None) -> ml.CallContext:
+    c = ml.CallContext(print, args, {}, "op")
+    if request is not None:
+        c.extras = {"request": request}
+    return c
+
+
+def spread(balancer: Any, eps: Sequence[Endpoint], n: int, call: Any = None) -> Counter[str]:
+    if hasattr(balancer, "update"):
+        balancer.update(eps)
+    c = call if call is not None else ctx()
+    return Counter(balancer.pick(eps, c).address for _ in range(n))
+
+
+def test_round_robin_is_even_and_cyclic(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 5, 1)
+    rr = RoundRobin(random=random.Random(1))
+    picks = [rr.pick(eps, ctx()).address for _ in range(6)]
+    assert picks[:3] == picks[3:]
+    assert sorted(picks[:3]) == ["a", "b", "c"]  # weights are ignored
+
+
+def test_smooth_weighted_round_robin_interleaves(clock: FakeClock) -> None:
+    eps = endpoints(clock, 5, 1, 1)
+    wrr = WeightedRoundRobin()
+    order = "".join(wrr.pick(eps, ctx()).address for _ in range(7))
+    assert order == "aabacaa"  # nginx's smooth order: never five a's in a row
+    assert spread(wrr, eps, 700) == {"a": 500, "b": 100, "c": 100}
+
+
+def test_weighted_round_robin_over_a_subset(clock: FakeClock) -> None:
+    eps = endpoints(clock, 2, 1, 1)
+    wrr = WeightedRoundRobin()
+    assert spread(wrr, eps[:2], 300) == {"a": 200, "b": 100}
+
+
+def test_random_uniform_and_weighted(clock: FakeClock) -> None:
+    uniform = spread(Random(random=random.Random(7)), endpoints(clock, 1, 1, 1, 1), 8000)
+    assert all(1800 < n < 2200 for n in uniform.values())
+    weighted = spread(Random(random=random.Random(7)), endpoints(clock, 3, 1), 8000)
+    assert 5700 < weighted["a"] < 6300
+
+
+def test_random_without_update_still_weights(clock: FakeClock) -> None:
+    r = Random(random=random.Random(3))
+    eps = endpoints(clock, 9, 1)
+    counts = Counter(r.pick(eps, ctx()).address for _ in range(2000))
+    assert counts["a"] > 1700
+
+
+def test_least_requests_avoids_the_loaded(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1)
+    eps[0].in_flight = 10
+    counts = spread(LeastRequests(random=random.Random(2)), eps, 3000)
+    # Power of two: the loaded one wins only when it is drawn against itself (never).
+    assert counts["a"] == 0
+    assert 1300 < counts["b"] < 1700
+
+
+def test_least_requests_divides_by_weight(clock: FakeClock) -> None:
+    eps = endpoints(clock, 4, 1)
+    eps[0].in_flight, eps[1].in_flight = 2, 1
+    assert spread(LeastRequests(random=random.Random(2)), eps, 100) == {"a": 100}
+
+
+def test_p2c_ewma_prefers_the_fast_backend(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1)
+    for e, latency in zip(eps, (0.5, 0.01, 0.01), strict=True):
+        start = e.begin()
+        clock.advance(latency)
+        e.succeeded(start)
+    counts = spread(P2CEwma(random=random.Random(5)), eps, 3000)
+    assert counts["a"] == 0  # drawn with a faster one every time, and always losing
+    assert counts["b"] + counts["c"] == 3000
+
+
+def test_p2c_ewma_weighs_load_against_latency(clock: FakeClock) -> None:
+    fast, slow = endpoints(clock, 1, 1)
+    for e, latency in ((fast, 0.01), (slow, 0.04)):
+        start = e.begin()
+        clock.advance(latency)
+        e.succeeded(start)
+    balancer = P2CEwma(random=random.Random(1))
+    assert balancer.pick([fast, slow], ctx()) is fast
+    fast.in_flight = 5  # 0.01 * 6 > 0.04 * 1
+    assert balancer.pick([fast, slow], ctx()) is slow
+
+
+def test_p2c_ewma_penalises_unknown_busy_backends(clock: FakeClock) -> None:
+    known, fresh = endpoints(clock, 1, 1)
+    start = known.begin()
+    clock.advance(2.0)
+    known.succeeded(start)
+    fresh.in_flight = 1  # no latency measured yet, and one request stuck on it
+    assert P2CEwma().pick([known, fresh], ctx()) is known
+    fresh.in_flight = 0  # never tried: cost 0, so it gets traffic at once
+    assert P2CEwma().pick([known, fresh], ctx()) is fresh
+
+
+def test_peak_ewma_jumps_up_and_decays(clock: FakeClock) -> None:
+    (e,) = endpoints(clock, 1)
+    for latency in (0.1, 1.0):
+        start = e.begin()
+        clock.advance(latency)
+        e.succeeded(start)
+    assert e.ewma == pytest.approx(1.0)  # the peak replaced the average at once
+    clock.advance(10.0)
+    assert e.ewma == pytest.approx(1.0 / 2.718281828, rel=1e-3)  # decays with tau = 10 s
+
+
+def test_ring_hash_is_sticky_and_spreads(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1, 1)
+    ring = RingHash(key=lambda user: user)
+    ring.update(eps)
+    owners = {u: ring.pick(eps, ctx(f"user-{u}")).address for u in range(400)}
+    assert all(ring.pick(eps, ctx(f"user-{u}")).address == owners[u] for u in range(400))
+    assert all(60 < n < 140 for n in Counter(owners.values()).values())
+
+
+def test_ring_hash_moves_only_the_lost_backends_keys(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1, 1)
+    ring = RingHash(key=lambda user: user)
+    ring.update(eps)
+    before = {u: ring.pick(eps, ctx(u)).address for u in range(400)}
+    survivors = [e for e in eps if e.address != "b"]  # b ejected: only its keys move
+    after = {u: ring.pick(survivors, ctx(u)).address for u in range(400)}
+    moved = {u for u in before if before[u] != after[u]}
+    assert moved == {u for u in before if before[u] == "b"}
+
+
+def test_ring_hash_bounds_the_load(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1)
+    ring = RingHash(key=lambda k: k, load_factor=1.25)
+    ring.update(eps)
+    owner = ring.pick(eps, ctx("hot"))
+    owner.in_flight = 10  # far above 1.25 x the average
+    other = ring.pick(eps, ctx("hot"))
+    assert other is not owner
+    assert ring.pick(eps, ctx("hot")) is other  # the spill-over is stable too
+
+
+def test_ring_hash_reads_a_header(clock: FakeClock) -> None:
+    eps = endpoints(clock, 1, 1, 1)
+    ring = RingHash(header="x-user")
+    ring.update(eps)
+    picks = {ring.pick(eps, ctx(request=httpx.Request("GET", "http://s/",
+                                                       headers={"x-user": "42"}))).address
+             for _ in range(20)}
+    assert len(picks) == 1
+    keyless = {ring.pick(eps, ctx(request=httpx.Request("GET", "http://s/"))).address
+               for _ in range(50)}
+    assert len(keyless) > 1  # no key: random
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"key": 3}, "key"), ({"header": ""}, "header"), ({"replicas": 0}, "replicas"),
+    ({"load_factor": 1.0}, "load_factor"), ({"load_factor": "x"}, "load_factor"),
+])
+def test_ring_hash_bad_options(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ml.ConfigError, match=f"RingHash: {field}"):
+        RingHash(**kwargs)
+
+
+def test_balancers_by_name() -> None:
+    assert set(BALANCERS) == {"round_robin", "weighted_round_robin", "random",
+                              "least_requests", "p2c_ewma", "ring_hash"}
+    for name in BALANCERS:
+        balancer = Service("s", ["a"], balancer=name, pipeline=ml.Pipeline()).balancer
+        assert getattr(balancer, "name", None) == name
+    assert isinstance(Service("s", ["a"]).balancer, P2CEwma)  # the default
+    with pytest.raises(ml.ConfigError, match="balancer must be one of least_requests"):
+        Service("s", ["a"], balancer="fastest")
+    with pytest.raises(ml.ConfigError, match="balancer must be a balancer name"):
+        Service("s", ["a"], balancer=42)  # type: ignore[arg-type]
+
+
+def test_a_custom_balancer_is_a_small_protocol() -> None:
+    class Last:
+        def pick(self, endpoints: Sequence[Endpoint], ctx: ml.CallContext) -> Endpoint:
+            return endpoints[-1]
+
+    assert isinstance(Last(), Balancer)
+    mesh = Mesh([Service("s", ["a", "b", "c"], balancer=Last(), pipeline=ml.Pipeline())])
+    assert {mesh.call_sync("s", lambda b: b.address) for _ in range(5)} == {"c"}

@@ -1,0 +1,139 @@
+"""Active health checks: probes, thresholds, timeouts, events, the background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite.routing import Backend, HealthCheck, HealthChecker, HttpHealthCheck, Service
+from meshlite.testing import FakeClock
+
+
+class Script:
+    """An async probe answering from a per-backend script of results."""
+
+    def __init__(self, **answers: list[Any]) -> None:
+        self.answers = answers
+        self.calls = 0
+        self.tenth_call = asyncio.Event()
+
+    async def __call__(self, backend: Backend) -> Any:
+        self.calls += 1
+        if self.calls == 10:
+            self.tenth_call.set()
+        answer = self.answers[backend.address].pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def checker(probe: Any, clock: FakeClock, **options: Any) -> tuple[HealthChecker, list[ml.Event]]:
+    check = HealthCheck(probe, **options)
+    service = Service("s", ["a", "b"], pipeline=ml.Pipeline(), health_check=check, clock=clock)
+    events: list[ml.Event] = []
+    service.add_hook(events.append)
+    (runner,) = service.components
+    assert isinstance(runner, HealthChecker)
+    return runner, events
+
+
+def statuses(runner: HealthChecker) -> list[bool]:
+    return [e.healthy for e in runner.target.endpoints]
+
+
+async def test_thresholds(clock: FakeClock) -> None:
+    probe = Script(a=[False, False, True, True], b=[True, False, True, True])
+    runner, events = checker(probe, clock, unhealthy_threshold=2, healthy_threshold=2)
+    await runner.open()  # probe on demand, without the background loop
+    try:
+        await runner.run_once()
+        assert statuses(runner) == [True, True]  # one failure is not enough
+        await runner.run_once()
+        assert statuses(runner) == [False, True]
+        await runner.run_once()
+        assert statuses(runner) == [False, True]  # one success is not enough either
+        await runner.run_once()
+        assert statuses(runner) == [True, True]
+    finally:
+        await runner.stop()
+    names = [(type(e).__name__, getattr(e, "address", None)) for e in events]
+    assert names == [("HealthCheckFailed", "a"), ("HealthCheckRecovered", "a")]
+    assert "probe returned False" in events[0].reason  # type: ignore[attr-defined]
+
+
+async def test_errors_and_timeouts_are_unhealthy(clock: FakeClock) -> None:
+    async def probe(backend: Backend) -> None:
+        if backend.address == "a":
+            raise OSError("refused")
+        await asyncio.sleep(10)
+
+    runner, events = checker(probe, clock, unhealthy_threshold=1, timeout=0.01)
+    await runner.start()
+    await runner.stop()
+    reasons = {e.address: e.reason for e in events  # type: ignore[attr-defined]
+               if type(e).__name__ == "HealthCheckFailed"}
+    assert type(events[-1]).__name__ == "PanicModeEntered"
+    assert reasons == {"a": "probe raised OSError('refused')",
+                       "b": "probe timed out after 0.01 s"}
+
+
+async def test_sync_probes_run_in_a_worker_thread(clock: FakeClock) -> None:
+    threads: set[str] = set()
+
+    def probe(backend: Backend) -> bool:
+        threads.add(threading.current_thread().name)
+        return True
+
+    runner, _ = checker(probe, clock)
+    await runner.start()
+    await runner.stop()
+    assert threads
+    assert threading.current_thread().name not in threads
+
+
+async def test_the_loop_probes_on_a_jittered_interval(clock: FakeClock) -> None:
+    probe = Script(a=[True] * 50, b=[True] * 50)
+    check = HealthCheck(probe, interval=10.0, jitter=0.5)
+    service = Service("s", ["a", "b"], pipeline=ml.Pipeline(), clock=clock)
+    runner = HealthChecker(service, check, clock, random.Random(4))
+    await runner.start()
+    await probe.tenth_call.wait()  # five rounds of two backends
+    await runner.stop()
+    gaps = clock.sleeps[:4]
+    assert all(5.0 <= g <= 15.0 for g in gaps)
+    assert len(set(gaps)) == 4  # jittered, not lock-step
+    calls = probe.calls
+    await asyncio.sleep(0)
+    assert probe.calls == calls  # stopped
+
+
+async def test_run_once_needs_a_started_checker(clock: FakeClock) -> None:
+    runner, _ = checker(Script(), clock)
+    with pytest.raises(RuntimeError, match="start"):
+        await runner.run_once()
+
+
+@pytest.mark.parametrize(("factory", "match"), [
+    (lambda: HealthCheck(5), "HealthCheck: probe"),  # type: ignore[arg-type]
+    (lambda: HealthCheck(print, interval=0), "HealthCheck: interval"),
+    (lambda: HealthCheck(print, timeout=-1), "HealthCheck: timeout"),
+    (lambda: HealthCheck(print, healthy_threshold=0), "HealthCheck: healthy_threshold"),
+    (lambda: HealthCheck(print, unhealthy_threshold=0), "HealthCheck: unhealthy_threshold"),
+    (lambda: HealthCheck(print, jitter=1.0), "HealthCheck: jitter"),
+    (lambda: HttpHealthCheck("healthz"), "HttpHealthCheck: path"),
+])
+def test_bad_options(factory: Any, match: str) -> None:
+    with pytest.raises(ml.ConfigError, match=match):
+        factory()
+
+
+def test_http_health_check_defaults() -> None:
+    check = HttpHealthCheck()
+    assert check.path == "/healthz"
+    o = check.options
+    assert (o.interval, o.timeout, o.healthy_threshold, o.unhealthy_threshold) == (5.0, 1.0, 1, 2)

@@ -1,0 +1,348 @@
+"""The mesh: registry, lifecycle and dependency order, drain, overrides, state, calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite.mesh import Mesh
+from meshlite.routing import (
+    Backend,
+    HealthCheck,
+    MeshClosedError,
+    OutlierDetection,
+    Service,
+)
+from meshlite.testing import FakeClock
+
+NO_POLICY = ml.Pipeline()
+
+
+def svc(name: str, backends: Any = ("a", "b"), **kwargs: Any) -> Service:
+    kwargs.setdefault("pipeline", NO_POLICY)
+    kwargs.setdefault("balancer", "round_robin")
+    return Service(name, backends, **kwargs)
+
+
+class Recorder:
+    """A lifecycle component that records when it starts and stops."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    async def start(self) -> None:
+        self.log.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+# -- registry -----------------------------------------------------------------
+
+
+def test_service_lookup_and_backends() -> None:
+    mesh = Mesh([svc("users", ["http://a:1", Backend("http://b:2", weight=2)])])
+    backends = mesh.service("users").backends
+    assert [b.address for b in backends] == ["http://a:1", "http://b:2"]
+    assert backends[1].weight == 2.0
+    with pytest.raises(ml.ConfigError, match=r"no service named 'orders'.*known services: users"):
+        mesh.service("orders")
+
+
+def test_duplicate_names_rejected() -> None:
+    with pytest.raises(ml.ConfigError, match="two services are named 'users'"):
+        Mesh([svc("users"), svc("users")])
+
+
+def test_unknown_dependency_named() -> None:
+    with pytest.raises(ml.ConfigError, match="'orders' depends on 'billing'"):
+        Mesh([svc("orders", depends_on=("billing",))])
+
+
+def test_dependency_cycle_named() -> None:
+    with pytest.raises(ml.ConfigError, match="cycle a -> b -> c -> a"):
+        Mesh([svc("a", depends_on="b"), svc("b", depends_on="c"), svc("c", depends_on="a")])
+
+
+def test_register_needs_known_dependencies() -> None:
+    mesh = Mesh([svc("users")])
+    with pytest.raises(ml.ConfigError, match="depends on 'billing'"):
+        mesh.register(svc("orders", depends_on=("billing",)))
+    mesh.register(svc("orders", depends_on=("users",)))
+    assert [s.name for s in mesh.services] == ["users", "orders"]
+    with pytest.raises(ml.ConfigError, match="two services"):
+        mesh.register(svc("users"))
+    with pytest.raises(ml.ConfigError, match="services"):
+        Mesh(["users"])  # type: ignore[list-item]
+
+
+# -- calls ---------------------------------------------------------------------
+
+
+async def test_call_passes_the_chosen_backend() -> None:
+    mesh = Mesh([svc("users")])
+    seen: list[str] = []
+
+    async def get(backend: Backend, uid: int, *, suffix: str) -> str:
+        seen.append(backend.address)
+        return f"{uid}{suffix}"
+
+    results = [await mesh.call("users", get, i, suffix="!") for i in range(4)]
+    assert results == ["0!", "1!", "2!", "3!"]
+    assert sorted(seen) == ["a", "a", "b", "b"]
+    assert await mesh.call("users", lambda backend: backend.address) in ("a", "b")
+
+
+def test_call_sync_sets_the_context() -> None:
+    mesh = Mesh([svc("users", ["only"])])
+
+    def get(backend: Backend) -> tuple[str | None, str | None, Any]:
+        ctx = ml.current_context()
+        assert ctx is not None
+        return ctx.service, ctx.operation, ctx.backend
+
+    service, operation, backend = mesh.call_sync("users", get)
+    assert (service, backend.address) == ("users", "only")
+    assert operation is not None
+    assert operation.endswith("get")
+
+
+def test_default_pipeline_retries_once_on_another_backend() -> None:
+    mesh = Mesh([Service("users", ["a", "b"], outlier_detection=None)])
+    tried: list[str] = []
+
+    def flaky(backend: Backend) -> str:
+        tried.append(backend.address)
+        if len(tried) == 1:
+            raise ConnectionError("reset")
+        return "ok"
+
+    with ml.set_testing():
+        assert mesh.call_sync("users", flaky) == "ok"
+    assert len(tried) == 2
+    assert tried[0] != tried[1]
+
+
+# -- lifecycle ------------------------------------------------------------------
+
+
+async def test_components_start_in_dependency_order_and_stop_in_reverse() -> None:
+    log: list[str] = []
+    web, api, db = svc("web", depends_on=("api",)), svc("api", depends_on=("db",)), svc("db")
+    for s in (web, api, db):
+        s.attach(Recorder(s.name, log))
+    mesh = Mesh([web, api, db])
+    mesh.attach(Recorder("watcher", log))
+    async with mesh:
+        assert log == ["start db", "start api", "start web", "start watcher"]
+    assert log[4:] == ["stop watcher", "stop web", "stop api", "stop db"]
+
+
+def test_sync_mesh_runs_components_on_a_loop_thread() -> None:
+    log: list[str] = []
+    threads: list[str] = []
+
+    class Probe(Recorder):
+        async def start(self) -> None:
+            threads.append(threading.current_thread().name)
+            await super().start()
+
+    api = svc("api")
+    api.attach(Probe("api", log))
+    with Mesh([api]):
+        assert log == ["start api"]
+    assert log == ["start api", "stop api"]
+    assert threads == ["meshlite-mesh"]
+    assert "meshlite-mesh" not in {t.name for t in threading.enumerate()}
+
+
+async def test_failed_start_stops_what_started() -> None:
+    log: list[str] = []
+
+    class Broken(Recorder):
+        async def start(self) -> None:
+            raise RuntimeError("cannot start")
+
+    a, b = svc("a"), svc("b", depends_on=("a",))
+    a.attach(Recorder("a", log))
+    b.attach(Broken("b", log))
+    mesh = Mesh([a, b])
+    with pytest.raises(RuntimeError, match="cannot start"):
+        await mesh.start()
+    assert log == ["start a", "stop a"]
+
+
+async def test_health_checks_run_under_the_mesh(clock: FakeClock) -> None:
+    probed: list[str] = []
+    third_round = asyncio.Event()
+
+    async def probe(backend: Backend) -> bool:
+        probed.append(backend.address)
+        if len(probed) == 6:
+            third_round.set()
+        return backend.address != "b"
+
+    check = HealthCheck(probe, interval=5.0, unhealthy_threshold=1)
+    mesh = Mesh([svc("users", ["a", "b"], health_check=check)], clock=clock)
+    async with mesh:
+        assert sorted(probed) == ["a", "b"]  # the first round ran before start returned
+        await third_round.wait()
+        health = mesh.health()["users"]
+        assert clock.monotonic() >= 2 * 5.0 * 0.9  # rounds are spaced by the interval
+    count = len(probed)
+    await asyncio.sleep(0.01)
+    assert len(probed) == count  # stopped with the mesh
+    assert [(b.address, b.status) for b in health.backends] == [("a", "up"), ("b", "unhealthy")]
+    assert "probe returned False" in health.backends[1].reason
+
+
+async def test_drain_waits_for_calls_in_flight() -> None:
+    mesh = Mesh([svc("users")])
+    release = asyncio.Event()
+
+    async def slow(backend: Backend) -> str:
+        await release.wait()
+        return "done"
+
+    await mesh.start()
+    call = asyncio.ensure_future(mesh.call("users", slow))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(mesh.aclose())
+    await asyncio.sleep(0.02)
+    assert not closing.done()  # waiting for the call
+    with pytest.raises(MeshClosedError, match="closing"):
+        await mesh.call("users", slow)
+    release.set()
+    assert await call == "done"
+    await closing
+    with pytest.raises(MeshClosedError, match="closed"):
+        mesh.call_sync("users", lambda backend: 1)
+    async with mesh:  # a closed mesh can be opened again
+        assert await mesh.call("users", lambda backend: 2) == 2
+
+
+async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
+    mesh = Mesh([svc("users")], drain_timeout=3.0, clock=clock)
+
+    async def stuck(backend: Backend) -> None:
+        await asyncio.Event().wait()
+
+    await mesh.start()
+    call = asyncio.ensure_future(mesh.call("users", stuck))
+    await asyncio.sleep(0)
+    await mesh.aclose()
+    assert clock.monotonic() == pytest.approx(3.0)
+    assert not call.done()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+
+async def test_register_on_an_open_mesh_starts_components() -> None:
+    log: list[str] = []
+    late = svc("late")
+    late.attach(Recorder("late", log))
+    async with Mesh([svc("users")]) as mesh:
+        with pytest.raises(ml.ConfigError, match="aregister"):
+            mesh.register(late)
+        await mesh.aregister(late)
+        assert log == ["start late"]
+    assert log == ["start late", "stop late"]
+
+
+def test_opening_twice_is_an_error() -> None:
+    with Mesh([svc("users")]) as mesh, pytest.raises(ml.ConfigError, match="already open"):
+        mesh.__enter__()
+
+
+# -- overrides --------------------------------------------------------------------
+
+
+async def test_override_with_a_fake_backend_object() -> None:
+    mesh = Mesh([svc("users")])
+
+    class FakeClient:
+        def get(self, uid: int) -> str:
+            return f"fake {uid}"
+
+    with mesh.override("users", FakeClient()):
+        assert await mesh.call("users", lambda client, uid: client.get(uid), 7) == "fake 7"
+        assert mesh.call_sync("users", lambda client: client.get(1)) == "fake 1"
+    assert await mesh.call("users", lambda backend: backend.address) in ("a", "b")
+
+
+def test_overrides_nest_and_restore() -> None:
+    mesh = Mesh([svc("users")])
+    where = lambda backend: backend.address  # noqa: E731
+    with mesh.override("users", ["x"]):
+        assert mesh.call_sync("users", where) == "x"
+        assert [b.address for b in mesh.service("users").backends] == ["x"]
+        with mesh.override("users", svc("users", ["y"])):
+            assert mesh.call_sync("users", where) == "y"
+        assert mesh.call_sync("users", where) == "x"
+    assert mesh.call_sync("users", where) in ("a", "b")
+    with pytest.raises(ml.ConfigError, match="no service named 'orders'"), \
+            mesh.override("orders", ["x"]):
+        pass
+
+
+# -- state and events ---------------------------------------------------------------
+
+
+def test_snapshot_counts_per_backend(clock: FakeClock) -> None:
+    mesh = Mesh([svc("users", ["a", "b"], outlier_detection=OutlierDetection(2))], clock=clock)
+
+    def work(backend: Backend) -> None:
+        clock.advance(0.010 if backend.address == "a" else 0.030)
+        if backend.address == "b":
+            raise ConnectionError("b is down")
+
+    for _ in range(4):
+        with contextlib.suppress(ConnectionError):
+            mesh.call_sync("users", work)
+    snap = mesh.snapshot()["users"]
+    a, b = snap.backends
+    assert (snap.requests, snap.errors, snap.in_flight) == (4, 2, 0)
+    assert (a.requests, a.errors) == (2, 0)
+    assert a.latency_p50 == pytest.approx(0.010)
+    assert a.latency_p99 == pytest.approx(0.010)
+    assert (b.requests, b.errors, b.status, b.ejections) == (2, 2, "ejected", 1)
+    assert b.ejected_for == pytest.approx(30.0, abs=0.05)
+    assert snap.as_dict()["backends"][1]["address"] == "b"
+    assert mesh.health()["users"].as_dict()["status"] == "degraded"
+
+
+def test_snapshot_reports_breaker_state() -> None:
+    breaker = ml.CircuitBreaker(name="users-breaker")
+    mesh = Mesh([svc("users", pipeline=ml.Pipeline(breaker))])
+    breaker.force_open()
+    assert mesh.snapshot()["users"].breakers == {"users-breaker": "forced_open"}
+
+
+def test_mesh_hooks_see_routing_and_policy_events(clock: FakeClock) -> None:
+    events: list[ml.Event] = []
+    everyone = OutlierDetection(1, max_ejection_percent=100)
+    mesh = Mesh([svc("users", ["a"], pipeline=ml.Pipeline(ml.Fallback(0)),
+                     outlier_detection=everyone)], clock=clock)
+    remove = mesh.add_hook(events.append)
+
+    def down(backend: Backend) -> int:
+        raise ConnectionError
+
+    assert mesh.call_sync("users", down) == 0
+    names = [type(e).__name__ for e in events]
+    assert names == ["BackendEjected", "PanicModeEntered", "FallbackUsed"]
+    late = mesh.register(svc("orders", ["o"], outlier_detection=everyone))
+    with pytest.raises(ConnectionError):
+        mesh.call_sync("orders", down)
+    assert events[-2].service == "orders"
+    remove()
+    clock.advance(31.0)
+    mesh.health()
+    assert len(events) == 5  # unsubscribed: no BackendReturned recorded
+    assert late.panic is False
