@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._events import Event, Hook, add_hook, remove_hook
 from ._gather import gather, gather_sync
+from ._mesh import Mesh
 from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
 from ._resilient import resilient
@@ -42,9 +43,23 @@ from .policies._fallback import Fallback
 from .policies._fault import FaultInjection
 from .policies._hedge import Hedge
 from .policies._rate_limit import RateLimit
-from .policies._retry import Retry, RetryBudget
+from .policies._retry import Retry, RetryBudget, is_transient
 from .policies._timeout import Timeout
 from .policies._trace import Trace
+from .routing import (
+    Backend,
+    Balancer,
+    HealthCheck,
+    HttpHealthCheck,
+    LeastRequests,
+    MeshClosedError,
+    OutlierDetection,
+    P2CEwma,
+    RingHash,
+    RoundRobin,
+    Service,
+    WeightedRoundRobin,
+)
 
 __version__ = "0.1.0"
 
@@ -74,6 +89,20 @@ __all__ = [
     "FaultInjection",
     "gather",
     "gather_sync",
+    "is_transient",
+    # services, routing, the mesh
+    "Mesh",
+    "Service",
+    "Backend",
+    "Balancer",
+    "RoundRobin",
+    "WeightedRoundRobin",
+    "LeastRequests",
+    "P2CEwma",
+    "RingHash",
+    "OutlierDetection",
+    "HealthCheck",
+    "HttpHealthCheck",
     # errors
     "MeshliteError",
     "ConfigError",
@@ -83,6 +112,7 @@ __all__ = [
     "BulkheadFullError",
     "TimeoutExceeded",
     "NoHealthyBackendError",
+    "MeshClosedError",
     # time, events, test switches
     "Clock",
     "SystemClock",

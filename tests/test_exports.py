@@ -18,6 +18,7 @@ ERRORS = [
     "MeshliteError", "CircuitOpenError", "RateLimitedError", "BulkheadFullError",
     "TimeoutExceeded", "NoHealthyBackendError", "ConfigError",
 ]
+ROUTING = ["Mesh", "Service", "Backend", "HttpHealthCheck", "HealthCheck", "OutlierDetection"]
 FUNCTIONS = ["resilient", "gather", "gather_sync", "remaining", "set_testing"]
 
 
@@ -37,6 +38,25 @@ def test_policies_are_policies(name: str) -> None:
 def test_errors_are_meshlite_errors(name: str) -> None:
     assert name in ml.__all__
     assert issubclass(getattr(ml, name), ml.MeshliteError)
+
+
+@pytest.mark.parametrize("name", ROUTING)
+def test_routing_names(name: str) -> None:
+    assert name in ml.__all__
+    assert inspect.isclass(getattr(ml, name))
+
+
+def test_mesh_contract_surface() -> None:
+    for method in ("http", "http_sync", "call", "call_sync", "health", "snapshot", "override",
+                   "register", "service", "from_config"):
+        assert callable(getattr(ml.Mesh, method)), method
+    mesh = ml.Mesh([ml.Service("users", backends=["http://127.0.0.1:8001",
+                                                  ml.Backend("http://127.0.0.1:8002", weight=2)],
+                               balancer="p2c_ewma")])
+    assert [b.address for b in mesh.service("users").backends] == [
+        "http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+    assert mesh.config_version >= 0
+    assert list(mesh.reload_errors) == []
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
