@@ -1,0 +1,30 @@
+"""Cache: a TTL cache of results with single flight and stale-while-revalidate.
+
+``_options`` holds the options, defaults, events and cache keys; ``_store`` the
+entries and the calls in flight (the concurrency lives there); ``_policy`` the
+``Cache`` policy itself.
+"""
+
+from ._options import (
+    DEFAULT_CACHE_MAXSIZE,
+    DEFAULT_CACHE_STALE_TTL,
+    CacheHit,
+    CacheMiss,
+    CacheOptions,
+    CacheRefreshFailed,
+    CacheStaleServed,
+    KeyFunction,
+)
+from ._policy import Cache
+
+__all__ = [
+    "DEFAULT_CACHE_MAXSIZE",
+    "DEFAULT_CACHE_STALE_TTL",
+    "Cache",
+    "CacheHit",
+    "CacheMiss",
+    "CacheOptions",
+    "CacheRefreshFailed",
+    "CacheStaleServed",
+    "KeyFunction",
+]

@@ -1,0 +1,142 @@
+"""Cache options, defaults, events and cache keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from ..._errors import ConfigError
+from ..._events import Event
+from ..._validate import at_least, fail, non_negative, positive
+
+__all__ = [
+    "DEFAULT_CACHE_MAXSIZE",
+    "DEFAULT_CACHE_STALE_TTL",
+    "CacheHit",
+    "CacheMiss",
+    "CacheOptions",
+    "CacheRefreshFailed",
+    "CacheStaleServed",
+    "KeyFunction",
+]
+
+DEFAULT_CACHE_MAXSIZE = 1024
+"""Entries kept before the least recently used one is evicted."""
+
+DEFAULT_CACHE_STALE_TTL = 0.0
+"""No stale serving: an entry is dropped as soon as its ``ttl`` ends."""
+
+KeyFunction = Callable[..., Hashable]
+"""``key=``: called with the call's arguments, returns a hashable cache key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOptions:
+    """Validated options of :class:`Cache`."""
+
+    ttl: float
+    maxsize: int = DEFAULT_CACHE_MAXSIZE
+    key: KeyFunction | None = None
+    stale_ttl: float = DEFAULT_CACHE_STALE_TTL
+    store: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ttl", positive("Cache", "ttl", self.ttl))
+        at_least("Cache", "maxsize", self.maxsize, 1)
+        object.__setattr__(
+            self, "stale_ttl", non_negative("Cache", "stale_ttl", self.stale_ttl)
+        )
+        if self.key is not None and not callable(self.key):
+            fail("Cache", "key", self.key, "a function of the call's arguments, or None")
+        if self.store is not None:
+            raise ConfigError(
+                f"Cache: store must be None, got {self.store!r}; shared stores arrive "
+                "with meshlite.state, until then every Cache keeps its entries in process",
+                policy="cache",
+            )
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheHit(Event):
+    """A fresh entry answered the call; nothing ran below the cache."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheMiss(Event):
+    """No entry answered: the call ran, or waited for the same call already running."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheStaleServed(Event):
+    """An entry past ``ttl`` (within ``stale_ttl``) answered while it is refreshed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheRefreshFailed(Event):
+    """Refreshing a stale entry failed; the stale entry is kept until it expires."""
+
+    error: BaseException
+
+
+# -- keys ---------------------------------------------------------------------
+
+# Separates positional from keyword arguments in a key, so f(1, ("a", 2)) and
+# f(1, a=2) never share an entry. Private, so no argument can equal it.
+_KWARGS: Any = object()
+
+
+def kwargs_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+    """The key of a call with keyword arguments (keyword order does not matter)."""
+    return (args, _KWARGS, tuple(sorted(kwargs.items())))
+
+
+def argument_key(
+    key: KeyFunction | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Hashable:
+    """The part of a cache key that comes from the call's arguments."""
+    if key is not None:
+        return key(*args, **kwargs)
+    return kwargs_key(args, kwargs) if kwargs else args
+
+
+def _culprit(value: object) -> str:
+    """The type name of the first unhashable thing in ``value`` (tuples searched)."""
+    if isinstance(value, tuple):
+        for item in value:
+            try:
+                hash(item)
+            except TypeError:
+                return _culprit(item)
+    return type(value).__name__
+
+
+def unhashable_error(
+    where: str,
+    fn: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key: KeyFunction | None,
+) -> TypeError:
+    """The TypeError raised when a call's cache key cannot be hashed."""
+    try:
+        hash(fn)
+    except TypeError:
+        return TypeError(
+            f"Cache: the function {where} is not hashable ({type(fn).__name__}); "
+            "a Cache keys its entries by function, so give it a hashable callable"
+        )
+    if key is not None:
+        culprit = _culprit(key(*args, **kwargs))
+        return TypeError(
+            f"Cache: key= returned an unhashable value for {where} ({culprit}); "
+            "make it return a hashable key such as a tuple, a string or a number"
+        )
+    culprit = _culprit((*args, *kwargs.values()))
+    return TypeError(
+        f"Cache: the arguments of {where} are not hashable ({culprit}); "
+        "pass key= to build a cache key, e.g. key=lambda items: tuple(items)"
+    )

@@ -1,0 +1,265 @@
+"""Cache: a TTL cache of results, with single flight and stale-while-revalidate."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._context import CallContext, _current
+from ..._errors import ConfigError
+from ..._pipeline import _operation_of
+from ..._policy import AsyncHandler, Handler, Policy
+from ..._validate import fail
+from ._options import (
+    DEFAULT_CACHE_MAXSIZE,
+    DEFAULT_CACHE_STALE_TTL,
+    CacheHit,
+    CacheMiss,
+    CacheOptions,
+    CacheRefreshFailed,
+    CacheStaleServed,
+    KeyFunction,
+    argument_key,
+    unhashable_error,
+)
+from ._serve import async_handler, sync_handler
+from ._store import CacheStore, Key
+
+__all__ = ["Cache"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_Miss = Callable[[CallContext, Key, bool], Any]
+_AsyncMiss = Callable[[CallContext, Key, bool], Coroutine[Any, Any, Any]]
+
+
+class Cache(Policy):
+    """Answer repeated calls from a TTL cache of results.
+
+    Entries are keyed by the called function and its arguments, so one ``Cache``
+    shared by several functions never mixes their results. Concurrent misses of
+    one key make one call (single flight), for threads and for tasks alike; the
+    callers waiting on it get its result or its error. Errors are never cached. When
+    the leading call is cancelled (or interrupted), one waiting caller takes over.
+
+    With ``stale_ttl > 0`` an entry past ``ttl`` is still served for ``stale_ttl``
+    more seconds while one refresh runs: in an async task in the background, or, for
+    sync calls, inline by the first caller that sees the entry stale (no thread is
+    ever left running). A failed refresh keeps the stale entry until it expires.
+
+    ``hits``, ``misses`` and ``stale`` count answers (plain ints: a few increments
+    may be lost when threads race; they are statistics, not accounting).
+
+    Args:
+        ttl: Seconds an entry is fresh.
+        maxsize: Entries kept; the least recently used one is evicted first.
+        key: ``key(*args, **kwargs)`` returns the cache key of a call; by default
+            the arguments themselves, which must then be hashable.
+        stale_ttl: Seconds a stale entry may still be served while it is refreshed.
+        store: Reserved for shared stores (``meshlite.state``); must be ``None``.
+        clock: The clock entries age on (default: the system clock).
+
+    Raises:
+        ConfigError: an option is out of range.
+        TypeError: at call time, when the call's arguments are not hashable and no
+            ``key=`` is given.
+
+    Example::
+
+        @ml.Cache(ttl=30.0, stale_ttl=300.0)
+        async def get_user(uid: int) -> dict: ...
+    """
+
+    kind = "cache"
+
+    def __init__(
+        self,
+        ttl: float,
+        maxsize: int = DEFAULT_CACHE_MAXSIZE,
+        key: KeyFunction | None = None,
+        stale_ttl: float = DEFAULT_CACHE_STALE_TTL,
+        store: Any = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__()
+        self.options = CacheOptions(
+            ttl=ttl, maxsize=maxsize, key=key, stale_ttl=stale_ttl, store=store
+        )
+        if clock is not None and not isinstance(clock, Clock):
+            fail("Cache", "clock", clock, "a meshlite Clock or None")
+        self._clock: Clock = clock or SYSTEM_CLOCK
+        o = self.options
+        self._store = CacheStore(o.maxsize, o.ttl, o.stale_ttl, self._clock)
+        self._tasks: set[asyncio.Task[None]] = set()  # background refreshes, kept alive
+        # The miss paths of the last pipeline built around this Cache, for warm().
+        self._sync_miss: _Miss | None = None
+        self._async_miss: _AsyncMiss | None = None
+        self.hits = 0
+        self.misses = 0
+        self.stale = 0
+
+    # -- the policy contract --------------------------------------------------------
+
+    def wrap(self, call_next: Handler) -> Handler:
+        self._sync_miss = functools.partial(self._store.miss, call_next)
+        return sync_handler(self, call_next)
+
+    def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        self._async_miss = functools.partial(self._store.amiss, call_next)
+        return async_handler(self, call_next)
+
+    # -- management -------------------------------------------------------------------
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> int:
+        """Drop the entry of a call with these arguments, for every function served.
+
+        A call for these arguments already running is not stored when it returns
+        (its callers still get its result).
+
+        Returns:
+            How many entries were removed.
+
+        Raises:
+            TypeError: the arguments (or what ``key=`` makes of them) are not hashable.
+        """
+        argkey = self._argument_key("invalidate()", args, kwargs)
+        return self._store.invalidate(argkey)
+
+    def clear(self) -> None:
+        """Drop every entry; calls already running are not stored when they return."""
+        self._store.clear()
+
+    def warm(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the entry for these arguments now and store it, even if one is cached.
+
+        The call goes through the policies below the Cache, joining an identical call
+        already running. It needs the one function this Cache serves: the function it
+        decorates (``@ml.Cache(...)``), or the one it has seen calls of (inside a
+        pipeline). For an async function, await the result.
+
+        Returns:
+            The value (a coroutine of it for an async function).
+
+        Raises:
+            ConfigError: the Cache serves no function yet, or several.
+            TypeError: the arguments are not hashable.
+        """
+        fn, service = self._function()
+        operation = _operation_of(fn)
+        key = (fn, self._argument_key(repr(operation), args, kwargs))
+        ctx = CallContext(fn, args, kwargs, operation, service, _current.get())
+        if inspect.iscoroutinefunction(fn):
+            return self._awarm(ctx, key)
+        miss = self._sync_miss
+        if miss is None:
+            raise ConfigError(
+                f"Cache.warm: {operation!r} is sync but this Cache was never built into "
+                "a sync pipeline; call the function once instead", policy=self.kind)
+        token = _current.set(ctx)
+        try:
+            return miss(ctx, key, True)
+        finally:
+            _current.reset(token)
+
+    async def _awarm(self, ctx: CallContext, key: Key) -> Any:
+        miss = self._async_miss
+        if miss is None:
+            raise ConfigError(
+                f"Cache.warm: {ctx.operation!r} is async but this Cache was never built "
+                "into a pipeline; call the function once instead", policy=self.kind)
+        token = _current.set(ctx)
+        try:
+            return await miss(ctx, key, True)
+        finally:
+            _current.reset(token)
+
+    @property
+    def size(self) -> int:
+        """Entries held now, stale ones included."""
+        return self._store.size()
+
+    # -- decorating -------------------------------------------------------------------
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``fn``; the Cache then knows the function :meth:`warm` calls.
+
+        Raises:
+            TypeError: ``fn`` is not callable or not hashable.
+        """
+        try:
+            hash(fn)
+        except TypeError:
+            raise unhashable_error(repr(fn), fn, (), {}, None) from None
+        wrapped = super().__call__(fn)
+        self._store.pin(fn)
+        return wrapped
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _argument_key(self, where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        argkey = argument_key(self.options.key, args, kwargs)
+        try:
+            hash(argkey)
+        except TypeError:
+            raise unhashable_error(where, None, args, kwargs, self.options.key) from None
+        return argkey
+
+    def _function(self) -> tuple[Any, str | None]:
+        with self._store.lock:
+            functions = list(self._store.functions.items())
+        if len(functions) == 1:
+            return functions[0]
+        if not functions:
+            raise ConfigError(
+                "Cache.warm: this Cache has served no function yet; decorate the function "
+                "with it, or call the function once (a miss stores the result)",
+                policy=self.kind)
+        names = ", ".join(repr(_operation_of(f)) for f, _ in functions)
+        raise ConfigError(
+            f"Cache.warm: this Cache serves several functions ({names}); call the one "
+            "to warm with the arguments instead", policy=self.kind)
+
+    def _unhashable(self, ctx: CallContext) -> TypeError:
+        return unhashable_error(
+            repr(ctx.operation), ctx.fn, ctx.args, ctx.kwargs, self.options.key
+        )
+
+    def _hit(self, ctx: CallContext) -> None:
+        self._emit(CacheHit(policy=self.kind, service=ctx.service, operation=ctx.operation))
+
+    def _missed(self, ctx: CallContext) -> None:
+        self.misses += 1
+        if self.hooks.active:
+            self._emit(CacheMiss(policy=self.kind, service=ctx.service, operation=ctx.operation))
+
+    def _stale_served(self, ctx: CallContext) -> None:
+        self.stale += 1
+        if self.hooks.active:
+            self._emit(
+                CacheStaleServed(policy=self.kind, service=ctx.service, operation=ctx.operation)
+            )
+
+    def _refresh_failed(self, ctx: CallContext, error: BaseException) -> None:
+        if self.hooks.active:
+            self._emit(CacheRefreshFailed(
+                policy=self.kind, service=ctx.service, operation=ctx.operation, error=error))
+
+    def __repr__(self) -> str:
+        o = self.options
+        extra = f", key={o.key!r}" if o.key is not None else ""
+        stale = f", stale_ttl={o.stale_ttl!r}" if o.stale_ttl else ""
+        return f"Cache(ttl={o.ttl!r}, maxsize={o.maxsize!r}{extra}{stale})"
