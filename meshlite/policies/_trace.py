@@ -1,23 +1,255 @@
-"""Trace (being written)."""
+"""Trace: one OpenTelemetry span per logical call (API only; the SDK is the user's)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import reprlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeAlias
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .._context import CallContext
+from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler, Policy
+from .._validate import fail
 
-__all__ = ["Trace"]
+__all__ = ["DEFAULT_RECORD_ARGS", "MAX_ARGS_REPR", "AttributeValue", "Trace", "TraceOptions"]
+
+DEFAULT_RECORD_ARGS = False
+"""Arguments are not recorded by default: they may hold personal data or secrets."""
+
+MAX_ARGS_REPR = 256
+"""Length cap of the ``meshlite.args`` attribute."""
+
+AttributeValue: TypeAlias = (
+    str | bool | int | float
+    | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+)
+"""What OpenTelemetry accepts as an attribute value."""
+
+_SCALARS = (str, bool, int, float)
+_PLAIN = frozenset({int, float, bool, type(None)})
+_MAX_CACHED = 1024  # distinct (service, operation) pairs whose attributes are kept
+
+_args_repr = reprlib.Repr()
+# reprlib bounds the work on big containers; the final text is capped again below.
+_args_repr.maxstring = _args_repr.maxother = MAX_ARGS_REPR
+_args_repr.maxlevel = 3
+
+
+def _attribute(key: object, value: object) -> AttributeValue:
+    """``value`` checked as an OpenTelemetry attribute value (lists become tuples)."""
+    if not isinstance(key, str) or not key:
+        fail("Trace", "attributes", key, "a mapping whose keys are non-empty strings")
+    if key.startswith("meshlite."):
+        fail("Trace", f"attributes[{key!r}]", key, "outside the 'meshlite.' namespace, "
+             "which meshlite reserves for its own attributes")
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list | tuple) and value:
+        # One element type per sequence, and bool is not an int here (as in OpenTelemetry).
+        first = type(value[0])
+        if first in _SCALARS and all(type(v) is first for v in value):
+            return tuple(value)
+    return fail("Trace", f"attributes[{key!r}]", value,
+         "a str, bool, int or float, or a non-empty list of one of those types")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceOptions:
+    """Validated options of :class:`Trace`."""
+
+    name: str | None = None
+    attributes: Mapping[str, AttributeValue] | None = None
+    record_args: bool = DEFAULT_RECORD_ARGS
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            fail("Trace", "name", self.name, "a non-empty string or None")
+        if self.attributes is not None:
+            if not isinstance(self.attributes, Mapping):
+                fail("Trace", "attributes", self.attributes, "a mapping of str to values")
+            clean = {k: _attribute(k, v) for k, v in self.attributes.items()}
+            object.__setattr__(self, "attributes", MappingProxyType(clean))
+        if not isinstance(self.record_args, bool):
+            fail("Trace", "record_args", self.record_args, "True or False")
+
+
+def _error_type(error: BaseException) -> str:
+    # The fully qualified class name, as the SDK writes exception.type.
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _record_failure(span: Span, error: Exception) -> None:
+    if not span.is_recording():
+        return
+    attributes: dict[str, AttributeValue] = {"error.type": _error_type(error)}
+    if isinstance(error, RejectedError):
+        if error.policy is not None:
+            attributes["meshlite.rejected_by"] = error.policy
+        if isinstance(error, CircuitOpenError):
+            attributes["meshlite.circuit.state"] = "open"
+    elif isinstance(error, TimeoutExceeded):
+        attributes["meshlite.timeout"] = True
+    span.set_attributes(attributes)
+    span.record_exception(error, escaped=True)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def _record_cancel(span: Span) -> None:
+    if span.is_recording():
+        span.set_attribute("error.type", "cancelled")
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+
+
+def _short_repr(value: Any) -> str:
+    # Plain repr for small scalars (reprlib's type dispatch costs more than the repr).
+    if type(value) in _PLAIN or (type(value) is str and len(value) < MAX_ARGS_REPR):
+        return repr(value)
+    return _args_repr.repr(value)
+
+
+def _format_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    try:
+        parts = [_short_repr(a) for a in args]
+        parts.extend(f"{k}={_short_repr(v)}" for k, v in kwargs.items())
+    except Exception:  # a broken __repr__ must not break the call
+        return "<unrepresentable>"
+    text = ", ".join(parts)
+    return text if len(text) <= MAX_ARGS_REPR else text[: MAX_ARGS_REPR - 1] + "…"
+
+
+def _attributes_for(
+    constant: Mapping[str, AttributeValue], record_args: bool
+) -> Callable[[CallContext], Mapping[str, AttributeValue]]:
+    """Per-call span attributes, built once per (service, operation) and reused: the
+    SDK copies them into the span, so one dict can serve every call."""
+    cache: dict[tuple[str | None, str], dict[str, AttributeValue]] = {}
+
+    def build(service: str | None, operation: str) -> dict[str, AttributeValue]:
+        attributes: dict[str, AttributeValue] = {"meshlite.operation": operation}
+        if service is not None:
+            attributes["meshlite.service"] = service
+        attributes.update(constant)
+        if len(cache) < _MAX_CACHED:
+            cache[service, operation] = attributes
+        return attributes
+
+    def attributes_for(ctx: CallContext) -> Mapping[str, AttributeValue]:
+        key = (ctx.service, ctx.operation)
+        attributes = cache.get(key) or build(*key)
+        if record_args:
+            return {**attributes, "meshlite.args": _format_args(ctx.args, ctx.kwargs)}
+        return attributes
+
+    return attributes_for
 
 
 class Trace(Policy):
+    """Wrap each logical call in one OpenTelemetry span (kind ``CLIENT``).
+
+    The span is current while the call runs, so spans started inside nest under it,
+    and it is ``ctx.span`` for inner policies (``Retry`` records each attempt on
+    it). Only the OpenTelemetry API is used: without an SDK configured, spans are
+    no-ops. The tracer is looked up once; a global ``TracerProvider`` installed
+    later is still honoured (the API's proxy tracer forwards to it).
+
+    Attributes: ``meshlite.operation``, ``meshlite.service`` (when known), the given
+    ``attributes``, and with ``record_args`` ``meshlite.args``. A failure sets status
+    ``ERROR``, records the exception and sets ``error.type``; a meshlite rejection
+    adds ``meshlite.rejected_by`` (and ``meshlite.circuit.state`` for an open
+    circuit), a timeout ``meshlite.timeout``.
+
+    Args:
+        name: The span name (default: the call's operation name).
+        attributes: Constant attributes added to every span; keys are strings
+            outside the ``meshlite.`` namespace, values OpenTelemetry attribute values.
+        record_args: Record the call's arguments as ``meshlite.args`` (a repr capped
+            at 256 characters). Off by default: arguments may carry personal data,
+            tokens or passwords, which would then leave the process with the trace.
+        tracer_provider: The provider to use instead of the global one.
+
+    Raises:
+        ConfigError: an option is invalid.
+    """
+
     kind = "trace"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        record_args: bool = DEFAULT_RECORD_ARGS,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
         super().__init__()
-        raise NotImplementedError
+        self.options = TraceOptions(name=name, attributes=attributes, record_args=record_args)
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            fail("Trace", "tracer_provider", tracer_provider,
+                 "an OpenTelemetry TracerProvider or None")
+        self.tracer_provider = tracer_provider
+
+    def _tracer(self) -> trace.Tracer:
+        from .. import __version__
+
+        return trace.get_tracer("meshlite", __version__, tracer_provider=self.tracer_provider)
 
     def wrap(self, call_next: Handler) -> Handler:
-        raise NotImplementedError
+        start_span, name = self._tracer().start_span, self.options.name
+        attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
+        set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
+                                            otel_context.detach, SpanKind.CLIENT)
+
+        def handle(ctx: CallContext) -> Any:
+            span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
+            token = attach(set_span(span))
+            outer_span, ctx.span = ctx.span, span
+            try:
+                return call_next(ctx)
+            except Exception as error:
+                _record_failure(span, error)
+                raise
+            finally:
+                ctx.span = outer_span
+                detach(token)
+                span.end()
+
+        return handle
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        raise NotImplementedError
+        start_span, name = self._tracer().start_span, self.options.name
+        attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
+        set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
+                                            otel_context.detach, SpanKind.CLIENT)
+
+        async def handle(ctx: CallContext) -> Any:
+            span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
+            token = attach(set_span(span))
+            outer_span, ctx.span = ctx.span, span
+            try:
+                return await call_next(ctx)
+            except asyncio.CancelledError:
+                _record_cancel(span)
+                raise
+            except Exception as error:
+                _record_failure(span, error)
+                raise
+            finally:
+                ctx.span = outer_span
+                detach(token)
+                span.end()
+
+        return handle
+
+    def __repr__(self) -> str:
+        return f"Trace(name={self.options.name!r})"
