@@ -1,23 +1,243 @@
-"""CircuitBreaker (being written)."""
+"""CircuitBreaker: stop calling a service that keeps failing, then probe it carefully."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._context import CallContext
+from ..._errors import CircuitOpenError, RejectedError
+from ..._events import (
+    CallRejected,
+    CircuitClosed,
+    CircuitHalfOpened,
+    CircuitOpened,
+    CircuitStateChanged,
+)
 from ..._policy import AsyncHandler, Handler, Policy
+from ..._predicates import ErrorFilter, error_predicate
+from ._handlers import async_handler, sync_handler
+from ._options import (
+    DEFAULT_FAILURE_ON,
+    DEFAULT_FAILURE_RATE,
+    DEFAULT_HALF_OPEN_CALLS,
+    DEFAULT_MIN_CALLS,
+    DEFAULT_OPEN_SECONDS,
+    DEFAULT_SLOW_CALL_RATE,
+    DEFAULT_WINDOW,
+    DEFAULT_WINDOW_TYPE,
+    CircuitBreakerOptions,
+)
+from ._records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
+from ._state import LocalCircuitState
 
 __all__ = ["CircuitBreaker"]
 
+_EVENTS: dict[str, type[CircuitStateChanged]] = {
+    OPEN: CircuitOpened, HALF_OPEN: CircuitHalfOpened, CLOSED: CircuitClosed,
+}
+
 
 class CircuitBreaker(Policy):
+    """Reject calls to a service while too many of its recent calls fail or are slow.
+
+    Closed, the breaker records each call's outcome in a sliding window and opens
+    once the window holds at least ``min_calls`` calls and the failure rate (or
+    the slow-call rate) reaches its threshold. Open, it rejects every call with
+    :class:`~meshlite.CircuitOpenError` for ``open_seconds``. Then it is half-open:
+    exactly ``half_open_calls`` trial calls are admitted (others are rejected);
+    once all of them have completed it opens again if their failure (or slow)
+    rate reaches the threshold, else it closes with an empty window.
+
+    Args:
+        failure_rate: Failure share in (0, 1] that opens the circuit.
+        window: The last ``window`` calls (``window_type="count"``, an int >= 1)
+            or seconds (``"time"``, > 0).
+        window_type: ``"count"`` or ``"time"``.
+        min_calls: Calls the window must hold before the circuit may open (capped
+            at ``window`` for count windows).
+        slow_call_seconds: A call lasting at least this long is slow; ``None``
+            turns slow-call detection off.
+        slow_call_rate: Slow-call share in (0, 1] that opens the circuit.
+        open_seconds: How long the circuit stays open before the trial calls.
+        half_open_calls: Trial calls admitted, at once, when half-open.
+        failure_on: Which errors are failures: an exception type, a tuple of them
+            or ``fn(error) -> bool``. Other errors count as successes (the
+            service answered); meshlite rejections from inner policies
+            (:class:`~meshlite.RejectedError`) count as neither.
+        name: Name in messages and events; defaults to the call's service, else
+            its operation.
+        store: Only ``None`` (in-memory state) for now.
+        clock: Time source (default: the system clock).
+
+    Raises:
+        ConfigError: an option is out of range, or ``store`` is not ``None``.
+    """
+
     kind = "circuit_breaker"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        failure_rate: float = DEFAULT_FAILURE_RATE,
+        window: int | float = DEFAULT_WINDOW,
+        window_type: str = DEFAULT_WINDOW_TYPE,
+        min_calls: int = DEFAULT_MIN_CALLS,
+        slow_call_seconds: float | None = None,
+        slow_call_rate: float = DEFAULT_SLOW_CALL_RATE,
+        open_seconds: float = DEFAULT_OPEN_SECONDS,
+        half_open_calls: int = DEFAULT_HALF_OPEN_CALLS,
+        failure_on: ErrorFilter = DEFAULT_FAILURE_ON,
+        name: str | None = None,
+        store: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
         super().__init__()
-        raise NotImplementedError
+        self.options = CircuitBreakerOptions(
+            failure_rate=failure_rate, window=window, window_type=window_type,
+            min_calls=min_calls, slow_call_seconds=slow_call_seconds,
+            slow_call_rate=slow_call_rate, open_seconds=open_seconds,
+            half_open_calls=half_open_calls, failure_on=failure_on, name=name, store=store,
+        )
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        self._is_failure = error_predicate("CircuitBreaker", "failure_on", failure_on)
+        self._core = LocalCircuitState(self.options, self._clock)
+        self._label = name or "circuit_breaker"
+
+    @classmethod
+    def from_pybreaker(cls, breaker: Any, *, clock: Clock | None = None) -> CircuitBreaker:
+        """Build the equivalent meshlite breaker from a ``pybreaker.CircuitBreaker``.
+
+        ``fail_max`` consecutive failures become a count window of ``fail_max``
+        calls with ``min_calls=fail_max`` and ``failure_rate=1.0``;
+        ``reset_timeout`` becomes ``open_seconds``; one trial call is admitted
+        when half-open; ``excluded_exceptions`` are not failures; the name is
+        kept; a breaker that is open now starts open for the rest of its timeout.
+
+        Raises:
+            ConfigError: ``breaker`` is not a pybreaker breaker, or its settings
+                are out of meshlite's ranges.
+        """
+        from ._pybreaker import adapt
+
+        return adapt(cls, breaker, clock)
+
+    # -- reading and manual control -----------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"``, ``"half_open"``, ``"forced_open"`` or ``"disabled"``.
+
+        Transitions are driven by the clock when read: once ``open_seconds`` have
+        passed, an open circuit reads ``"half_open"``.
+        """
+        return self._core.state()
+
+    @property
+    def name(self) -> str:
+        """``name=``, else the service (or operation) of the last call that changed
+        the state or was rejected, else ``"circuit_breaker"``."""
+        return self._label
+
+    def metrics(self) -> CircuitMetrics:
+        """A snapshot of the state and the window (calls, failures, slow calls...)."""
+        return self._core.metrics()
+
+    def force_open(self) -> None:
+        """Reject every call (state ``"forced_open"``) until :meth:`reset`."""
+        self._announce(None, self._core.force_open())
+
+    def reset(self) -> None:
+        """Close the circuit with an empty window (also ends forced-open and disabled)."""
+        self._announce(None, self._core.reset())
+
+    def disable(self) -> None:
+        """Admit every call and record nothing (state ``"disabled"``) until :meth:`reset`."""
+        self._announce(None, self._core.disable())
+
+    # -- events and errors ---------------------------------------------------------
+
+    def _announce(self, ctx: CallContext | None, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        if ctx is not None:
+            self._label = self.options.name or ctx.service or ctx.operation
+        if not self.hooks.active:
+            return
+        previous, state, reason = transition
+        common: dict[str, Any] = {
+            "policy": self.kind, "name": self._label, "previous": previous, "state": state,
+            "reason": reason, "service": None if ctx is None else ctx.service,
+            "operation": None if ctx is None else ctx.operation,
+        }
+        if state is OPEN:
+            self._emit(CircuitOpened(open_seconds=self.options.open_seconds, **common))
+        else:
+            self._emit(_EVENTS.get(state, CircuitStateChanged)(**common))
+
+    def _rejection(self, ctx: CallContext, admission: Admission) -> CircuitOpenError:
+        name = self._label = self.options.name or ctx.service or ctx.operation
+        retry_after = admission.retry_after
+        if admission.state is OPEN:
+            message = (f"circuit '{name}' is open after {admission.reason}; "
+                       f"retry in {retry_after or 0.0:.1f} s")
+        elif admission.state is HALF_OPEN:
+            message = (f"circuit '{name}' is half-open and {admission.reason}; "
+                       "retry once they have finished")
+        else:
+            message = (f"circuit '{name}' is forced open; calls are rejected until "
+                       "reset() is called")
+        if self.hooks.active:
+            self._emit(CallRejected(policy=self.kind, service=ctx.service,
+                                    operation=ctx.operation, reason="circuit_open",
+                                    retry_after=retry_after))
+        return CircuitOpenError(message, service=ctx.service, policy=self.kind,
+                                retry_after=retry_after)
+
+    # -- handlers ------------------------------------------------------------------
+
+    def _slow_paths(self) -> tuple[Callable[[CallContext], int],
+                                   Callable[[CallContext, int, Exception, float], None]]:
+        """The admission and error paths, shared by the sync and async handlers."""
+        core, announce, rejection = self._core, self._announce, self._rejection
+        is_failure = self._is_failure
+
+        def admit(ctx: CallContext) -> int:
+            admission = core.acquire()
+            if admission.transition is not None:
+                announce(ctx, admission.transition)
+            if admission.permit is None:
+                raise rejection(ctx, admission)
+            return admission.permit
+
+        def failed(ctx: CallContext, permit: int, error: Exception, duration: float) -> None:
+            if isinstance(error, RejectedError):
+                core.release(permit)
+                return
+            if is_failure(error):
+                transition = core.on_failure(permit, duration)
+            else:
+                transition = core.on_success(permit, duration)
+            if transition is not None:
+                announce(ctx, transition)
+
+        return admit, failed
 
     def wrap(self, call_next: Handler) -> Handler:
-        raise NotImplementedError
+        admit, failed = self._slow_paths()
+        timed = self.options.slow_call_seconds is not None
+        return sync_handler(call_next, self._core, admit, failed, self._announce,
+                            self._clock.monotonic if timed else None)
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        raise NotImplementedError
+        admit, failed = self._slow_paths()
+        timed = self.options.slow_call_seconds is not None
+        return async_handler(call_next, self._core, admit, failed, self._announce,
+                             self._clock.monotonic if timed else None)
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (f"CircuitBreaker(failure_rate={o.failure_rate!r}, window={o.window!r}, "
+                f"window_type={o.window_type!r}, min_calls={o.min_calls!r}, "
+                f"open_seconds={o.open_seconds!r}, half_open_calls={o.half_open_calls!r}, "
+                f"state={self.state!r})")

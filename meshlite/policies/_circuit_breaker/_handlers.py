@@ -1,0 +1,126 @@
+"""The breaker's per-call handlers, sync and async side by side.
+
+The success path of a closed circuit reads one attribute (``core.gate``), calls
+the next handler and records the outcome (without locking once the window is
+settled, see :mod:`._state`); admission when
+not closed, rejections and errors take the slow paths built by the policy. Calls
+are only timed when slow-call detection is on (``monotonic`` is not ``None``),
+which saves two clock reads per call otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..._context import CallContext
+from ..._policy import AsyncHandler, Handler
+from ._records import Transition
+from ._state import LocalCircuitState
+
+__all__ = ["async_handler", "sync_handler"]
+
+Admit = Callable[[CallContext], int]
+Failed = Callable[[CallContext, int, Exception, float], None]
+Announce = Callable[[CallContext, Transition], None]
+
+
+def sync_handler(call_next: Handler, core: LocalCircuitState, admit: Admit, failed: Failed,
+                 announce: Announce, monotonic: Callable[[], float] | None) -> Handler:
+    """The sync handler applying the breaker around ``call_next``."""
+    success, release = core.on_success, core.release
+
+    if monotonic is None:
+        def handle(ctx: CallContext) -> Any:
+            permit = core.gate
+            if permit is None:
+                permit = admit(ctx)
+            try:
+                result = call_next(ctx)
+            except Exception as error:
+                failed(ctx, permit, error, 0.0)
+                raise
+            except BaseException:
+                release(permit)  # cancelled or interrupted: neither success nor failure
+                raise
+            if core.settled:
+                return result
+            transition = success(permit, 0.0)
+            if transition is not None:
+                announce(ctx, transition)
+            return result
+
+        return handle
+
+    clock = monotonic
+
+    def handle_timed(ctx: CallContext) -> Any:
+        permit = core.gate
+        if permit is None:
+            permit = admit(ctx)
+        start = clock()
+        try:
+            result = call_next(ctx)
+        except Exception as error:
+            failed(ctx, permit, error, clock() - start)
+            raise
+        except BaseException:
+            release(permit)
+            raise
+        transition = success(permit, clock() - start)
+        if transition is not None:
+            announce(ctx, transition)
+        return result
+
+    return handle_timed
+
+
+def async_handler(call_next: AsyncHandler, core: LocalCircuitState, admit: Admit,
+                  failed: Failed, announce: Announce,
+                  monotonic: Callable[[], float] | None) -> AsyncHandler:
+    """The async twin of :func:`sync_handler`."""
+    success, release = core.on_success, core.release
+
+    if monotonic is None:
+        async def handle(ctx: CallContext) -> Any:
+            permit = core.gate
+            if permit is None:
+                permit = admit(ctx)
+            try:
+                result = await call_next(ctx)
+            except Exception as error:
+                failed(ctx, permit, error, 0.0)
+                raise
+            except BaseException:
+                release(permit)  # cancelled: neither success nor failure
+                raise
+            if core.settled:
+                return result
+            transition = success(permit, 0.0)
+            if transition is not None:
+                announce(ctx, transition)
+            return result
+
+        return handle
+
+    clock = monotonic
+
+    async def handle_timed(ctx: CallContext) -> Any:
+        permit = core.gate
+        if permit is None:
+            permit = admit(ctx)
+        start = clock()
+        try:
+            result = await call_next(ctx)
+        except Exception as error:
+            failed(ctx, permit, error, clock() - start)
+            raise
+        except BaseException:
+            release(permit)
+            raise
+        transition = success(permit, clock() - start)
+        if transition is not None:
+            announce(ctx, transition)
+        return result
+
+    return handle_timed

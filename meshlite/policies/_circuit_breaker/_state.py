@@ -1,0 +1,269 @@
+"""The breaker's state machine and window, behind the small interface a shared
+(Redis-backed) state will implement later.
+
+Permits. Every admitted call holds an int permit naming the period it was
+admitted in: ``2 * epoch`` for a call admitted while closed, ``2 * epoch + 1``
+for a half-open trial, :data:`UNRECORDED` while disabled. ``epoch`` grows on
+every transition, so an outcome whose permit no longer matches the current
+period belongs to a period that has ended and is dropped: a slow call admitted
+before the circuit opened cannot count against the fresh window after it closes,
+nor as a trial.
+
+The closed-state admission is lock-free: callers read :attr:`gate`, which is the
+closed-state permit while closed, :data:`UNRECORDED` while disabled and ``None``
+when admission must go through :meth:`acquire`. Recording a fast success is
+lock-free too while :attr:`settled` is true: the count window is full and holds
+no failure nor slow call, so one more success would change nothing (a success
+racing with a failure recorded meanwhile is simply ordered before it).
+Everything else runs under one ``threading.Lock``; transitions are returned to
+the caller, which emits events after the lock is released (a hook may read the
+breaker).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from ..._clock import Clock
+from ._options import CircuitBreakerOptions
+from ._records import (
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    UNRECORDED,
+    Admission,
+    CircuitMetrics,
+    Transition,
+)
+from ._window import FAILED, SLOW, CountWindow, TimeWindow, Window
+
+__all__ = ["LocalCircuitState"]
+
+
+class LocalCircuitState:
+    """In-process state of one breaker: the state machine, its window and trials.
+
+    The interface (``gate``, ``settled``, :meth:`acquire`, :meth:`on_success`,
+    :meth:`on_failure`, :meth:`release`, the manual controls, :meth:`state` and
+    :meth:`metrics`) is what the policy uses, so a store-backed state can replace
+    this class without touching the policy.
+    """
+
+    def __init__(self, options: CircuitBreakerOptions, clock: Clock) -> None:
+        o = options
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._timed = o.window_type == "time"
+        self._window: Window = (TimeWindow(float(o.window)) if self._timed
+                                else CountWindow(int(o.window)))
+        # Only a full count window can be settled; a time window needs every call.
+        self._full = -1 if self._timed else int(o.window)
+        self._min_calls = o.effective_min_calls
+        self._failure_rate = o.failure_rate
+        self._slow_rate = o.slow_call_rate
+        self._slow_seconds = math.inf if o.slow_call_seconds is None else o.slow_call_seconds
+        self._open_seconds = o.open_seconds
+        self._trials = o.half_open_calls
+        self._state = CLOSED
+        self._epoch = 0
+        self.gate: int | None = 0
+        self.settled = False
+        self._trial_permit: int | None = None
+        self._trial_admitted = self._trial_done = self._trial_failed = self._trial_slow = 0
+        self._opened_at: float | None = None
+        self._open_until = 0.0
+        self._reason = ""
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def on_success(self, permit: int, duration: float) -> Transition | None:
+        """Record a call that succeeded after ``duration`` seconds.
+
+        Callers may skip this for a fast success while :attr:`settled` is true.
+        """
+        if duration < self._slow_seconds:
+            if self.settled:
+                return None
+            code = 0
+        else:
+            code = SLOW
+        if permit & 1:
+            return self._trial_outcome(permit, code)
+        with self._lock:
+            if permit != self.gate:
+                return None
+            return self._record(code)
+
+    def on_failure(self, permit: int, duration: float) -> Transition | None:
+        """Record a call that failed after ``duration`` seconds."""
+        code = FAILED | SLOW if duration >= self._slow_seconds else FAILED
+        if permit & 1:
+            return self._trial_outcome(permit, code)
+        with self._lock:
+            if permit != self.gate:
+                return None
+            return self._record(code)
+
+    def release(self, permit: int) -> None:
+        """Give back a permit whose call counts as neither success nor failure
+        (cancelled, or rejected by an inner policy): a trial slot becomes free."""
+        if permit & 1 and permit == self._trial_permit:
+            with self._lock:
+                if permit == self._trial_permit:
+                    self._trial_admitted -= 1
+
+    def _record(self, code: int) -> Transition | None:
+        w = self._window
+        w.record(code, self._clock.monotonic() if self._timed else 0.0)
+        calls = w.calls
+        if not (w.failures or w.slow):
+            self.settled = calls == self._full
+            return None
+        self.settled = False
+        if calls < self._min_calls:
+            return None
+        if w.failures / calls >= self._failure_rate:
+            return self._open(f"{w.failures} of {calls} calls failed")
+        if w.slow / calls >= self._slow_rate:
+            return self._open(f"{w.slow} of {calls} calls were slow "
+                              f"(>= {self._slow_seconds:g} s)")
+        return None
+
+    def _trial_outcome(self, permit: int, code: int) -> Transition | None:
+        if permit != self._trial_permit:  # disabled, or a trial of an ended period
+            return None
+        with self._lock:
+            if permit != self._trial_permit:
+                return None
+            self._trial_done += 1
+            self._trial_failed += code & FAILED
+            self._trial_slow += code >> 1
+            n = self._trials
+            if self._trial_done < n:
+                return None
+            if self._trial_failed / n >= self._failure_rate:
+                return self._open(f"{self._trial_failed} of {n} trial calls failed")
+            if self._trial_slow / n >= self._slow_rate:
+                return self._open(f"{self._trial_slow} of {n} trial calls were slow "
+                                  f"(>= {self._slow_seconds:g} s)")
+            return self._close(f"{n - self._trial_failed} of {n} trial calls succeeded")
+
+    # -- admission -----------------------------------------------------------------
+
+    def acquire(self) -> Admission:
+        """Admit a call when :attr:`gate` is ``None`` (the circuit is not closed)."""
+        with self._lock:
+            if self.gate is not None:  # closed (or disabled) again since the caller looked
+                return Admission(self.gate)
+            transition = None
+            if self._state is OPEN:
+                now = self._clock.monotonic()
+                if now < self._open_until:
+                    return Admission(None, None, OPEN, self._reason, self._open_until - now)
+                transition = self._half_open()
+            if self._state is HALF_OPEN:
+                if self._trial_admitted < self._trials:
+                    self._trial_admitted += 1
+                    return Admission(self._trial_permit, transition)
+                return Admission(None, transition, HALF_OPEN,
+                                 f"all {self._trials} trial calls are taken")
+            return Admission(None, None, self._state, self._reason)
+
+    # -- transitions (under the lock) ----------------------------------------------
+
+    def _begin(self, state: str) -> str:
+        previous = self._state
+        self._epoch += 1
+        self.gate = None
+        self.settled = False
+        self._trial_permit = None
+        self._state = state
+        return previous
+
+    def _open(self, reason: str, now: float | None = None) -> Transition:
+        previous = self._begin(OPEN)
+        now = self._clock.monotonic() if now is None else now
+        self._opened_at = now
+        self._open_until = now + self._open_seconds
+        self._reason = reason
+        return Transition(previous, OPEN, reason)
+
+    def _half_open(self) -> Transition:
+        previous = self._begin(HALF_OPEN)
+        self._trial_admitted = self._trial_done = self._trial_failed = self._trial_slow = 0
+        self._trial_permit = 2 * self._epoch + 1
+        return Transition(previous, HALF_OPEN, f"open for {self._open_seconds:g} s")
+
+    def _close(self, reason: str) -> Transition:
+        previous = self._begin(CLOSED)
+        self._window.clear()
+        self._opened_at = None
+        self._reason = ""
+        self.gate = 2 * self._epoch  # last: lock-free readers admit from here on
+        return Transition(previous, CLOSED, reason)
+
+    # -- manual control ------------------------------------------------------------
+
+    def force_open(self) -> Transition | None:
+        """Reject every call until :meth:`reset`."""
+        with self._lock:
+            previous = self._begin(FORCED_OPEN)
+            self._opened_at = self._clock.monotonic()
+            self._reason = "forced open"
+        return None if previous is FORCED_OPEN else Transition(previous, FORCED_OPEN,
+                                                               "forced open")
+
+    def reset(self) -> Transition | None:
+        """Close the circuit with an empty window."""
+        with self._lock:
+            transition = self._close("reset")
+        return None if transition.previous is CLOSED else transition
+
+    def disable(self) -> Transition | None:
+        """Admit every call and record nothing until :meth:`reset`."""
+        with self._lock:
+            previous = self._begin(DISABLED)
+            self._window.clear()
+            self._opened_at = None
+            self._reason = ""
+            self.gate = UNRECORDED
+        return None if previous is DISABLED else Transition(previous, DISABLED, "disabled")
+
+    def start_open(self, elapsed: float, reason: str) -> None:
+        """Open the circuit as if it had opened ``elapsed`` seconds ago."""
+        with self._lock:
+            self._open(reason, self._clock.monotonic() - elapsed)
+
+    # -- reading -------------------------------------------------------------------
+
+    def state(self) -> str:
+        """The current state; an open circuit whose open period ended reads half-open."""
+        with self._lock:
+            if self._state is OPEN and self._clock.monotonic() >= self._open_until:
+                return HALF_OPEN
+            return self._state
+
+    def metrics(self) -> CircuitMetrics:
+        """A snapshot of the state and the window."""
+        with self._lock:
+            now = self._clock.monotonic()
+            w = self._window
+            w.expire(now)
+            state, retry_after = self._state, None
+            if state is OPEN:
+                if now >= self._open_until:
+                    state = HALF_OPEN
+                else:
+                    retry_after = self._open_until - now
+            calls = w.calls
+            return CircuitMetrics(
+                state=state, calls=calls, failures=w.failures, slow_calls=w.slow,
+                failure_rate=w.failures / calls if calls else 0.0,
+                slow_call_rate=w.slow / calls if calls else 0.0,
+                opened_at=self._opened_at, retry_after=retry_after,
+                trial_calls=self._trial_admitted if self._state is HALF_OPEN else 0,
+                reason=self._reason,
+            )
