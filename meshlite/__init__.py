@@ -15,7 +15,7 @@ functions with it; sync functions stay sync, async ones stay async::
     async def get_user(uid: int) -> dict: ...
 """
 
-from . import backoff
+from . import backoff, telemetry
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._context import CallContext, current_context, remaining
 from ._errors import (
@@ -78,6 +78,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "backoff",
+    "telemetry",
     "CircuitBreaker",
     "RateLimit",
     "Bulkhead",

@@ -1,0 +1,173 @@
+"""A loopback OTLP/HTTP trace receiver for tests: what Jaeger's port 4318 does, minus
+the storage. Decodes each ``POST /v1/traces`` (protobuf) into plain records."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+PROTOBUF = "application/x-protobuf"
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_value(v) for v in value.array_value.values)
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return None if kind is None else getattr(value, kind)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in pairs if isinstance(kv, KeyValue)}
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    name: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as received; ids are lower-case hex ("" for no parent)."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: str  # "INTERNAL", "SERVER", "CLIENT"...
+    attributes: dict[str, Any]
+    events: list[ReceivedEvent]
+    status: str  # "UNSET", "OK", "ERROR"
+    resource: dict[str, Any]
+    scope: str
+
+
+@dataclass
+class ReceivedExport:
+    """One POST: its headers and the spans it carried."""
+
+    path: str
+    content_type: str
+    spans: list[ReceivedSpan] = field(default_factory=list)
+
+
+def _decode(body: bytes) -> list[ReceivedSpan]:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(ReceivedSpan(
+                    name=span.name,
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex(),
+                    kind=span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
+                    attributes=_attributes(span.attributes),
+                    events=[ReceivedEvent(e.name, _attributes(e.attributes))
+                            for e in span.events],
+                    status=span.status.StatusCode.Name(span.status.code)
+                    .removeprefix("STATUS_CODE_"),
+                    resource=resource,
+                    scope=scope_spans.scope.name,
+                ))
+    return spans
+
+
+class OtlpReceiver:
+    """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
+    free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
+    every request refused (wrong path or content type)."""
+
+    def __init__(self) -> None:
+        self.exports: list[ReceivedExport] = []
+        self.rejected: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, as ``otlp_endpoint`` expects (no ``/v1/traces``)."""
+        assert self._server is not None, "enter the receiver first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return [s for e in self.exports for s in e.spans]
+
+    def span(self, name: str) -> ReceivedSpan:
+        """The one span called ``name`` (fails when there are none or several)."""
+        found = [s for s in self.spans if s.name == name]
+        assert len(found) == 1, f"{len(found)} spans named {name!r} in {self.spans!r}"
+        return found[0]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                content_type = self.headers.get("Content-Type", "")
+                if self.path != "/v1/traces" or content_type != PROTOBUF:
+                    with receiver._lock:
+                        receiver.rejected.append((self.path, content_type, len(body)))
+                    self._answer(404 if self.path != "/v1/traces" else 415, b"", "text/plain")
+                    return
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                export = ReceivedExport(self.path, content_type, _decode(body))
+                with receiver._lock:
+                    receiver.exports.append(export)
+                self._answer(200, ExportTraceServiceResponse().SerializeToString(), PROTOBUF)
+
+        return Handler
+
+    def __enter__(self) -> Self:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        # A short poll keeps shutdown() quick (the default waits up to 0.5 s).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,),
+                                        name="otlp-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._server is not None
+        assert self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
