@@ -1,8 +1,52 @@
 """meshlite.testing: tools for testing code that uses meshlite.
 
 - :class:`FakeClock`: pass ``clock=`` to any policy; no real time passes.
+- :class:`FakeBackend`: a real HTTP server on a loopback port whose latency,
+  errors, hangs, resets and outages a test sets at runtime.
+- :class:`ScriptedService` and :func:`step`: an in-process fake service that
+  answers from a script or at (seeded) random, and logs every call.
+- :class:`Recorder` and :func:`replay`: record real calls and HTTP exchanges to a
+  JSON cassette once, then serve them offline.
+
+Importing this module imports no optional library (httpx is imported only by
+the record/replay transports).
 """
 
+from ._backend import BackendStats, FakeBackend
+from ._cassette import CassetteError, CassetteMiss, ReplayedError
 from ._clock import FakeClock
+from ._http11 import ReceivedRequest
+from ._record import (
+    DEFAULT_REDACTED_HEADERS,
+    DEFAULT_REDACTED_PARAMS,
+    REDACTED,
+    Recorder,
+    Replayer,
+    replay,
+)
+from ._scripted import ScriptedCall, ScriptedService, ScriptExhausted, Step, step
 
-__all__ = ["FakeClock"]
+__all__ = [
+    # time
+    "FakeClock",
+    # a real HTTP backend
+    "FakeBackend",
+    "ReceivedRequest",
+    "BackendStats",
+    # in-process fake services
+    "ScriptedService",
+    "ScriptedCall",
+    "ScriptExhausted",
+    "Step",
+    "step",
+    # record and replay
+    "Recorder",
+    "Replayer",
+    "replay",
+    "CassetteError",
+    "CassetteMiss",
+    "ReplayedError",
+    "REDACTED",
+    "DEFAULT_REDACTED_HEADERS",
+    "DEFAULT_REDACTED_PARAMS",
+]

@@ -1,0 +1,264 @@
+"""Cassettes: the JSON files :class:`Recorder` writes and :func:`replay` serves.
+
+Format (version 1)::
+
+    {"meshlite_cassette": 1,
+     "redacted_params": ["access_token", ...],
+     "interactions": [
+       {"kind": "call", "name": "app.fetch", "args": [1], "kwargs": {}, "result": {...}},
+       {"kind": "call", "name": "app.fetch", "args": [2], "kwargs": {},
+        "error": {"module": "builtins", "type": "ValueError", "message": "..."}},
+       {"kind": "http",
+        "request": {"method": "GET", "url": "...", "headers": {...}, "body": {"text": ""}},
+        "response": {"status": 200, "headers": {"content-type": "..."}, "body": {"text": "..."}}}
+     ]}
+
+Values are stored as JSON; bytes as ``{"$bytes": base64}``; anything JSON cannot
+hold as ``{"$repr": repr(value)}``, which matches arguments but cannot be replayed
+as a result. Tuples come back as lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .._errors import MeshliteError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Cassette",
+    "CassetteError",
+    "CassetteMiss",
+    "ReplayedError",
+    "decode_body",
+    "decode_error",
+    "decode_value",
+    "encode_body",
+    "encode_error",
+    "encode_value",
+]
+
+FORMAT_VERSION = 1
+_SHOWN = 20  # interactions listed in a miss message
+
+
+class CassetteError(MeshliteError):
+    """A cassette cannot be read, written or replayed."""
+
+
+class CassetteMiss(CassetteError):
+    """A replayed call or request has no (unused) recording in the cassette.
+
+    Attributes:
+        asked: The call or request that missed, as text.
+        available: Every interaction of the cassette, as text.
+    """
+
+    def __init__(self, message: str, *, asked: str, available: list[str]) -> None:
+        super().__init__(message)
+        self.asked = asked
+        self.available = available
+
+
+class ReplayedError(MeshliteError):
+    """Stands in for a recorded error whose class cannot be rebuilt at replay.
+
+    Attributes:
+        error_type: The recorded class, ``"module.QualName"``.
+    """
+
+    def __init__(self, message: str, *, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+# -- values -----------------------------------------------------------------------------
+
+
+def encode_value(value: Any) -> Any:
+    """``value`` as JSON data (see the module docstring for the tags)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$repr": repr(value)}
+    if isinstance(value, list | tuple):
+        return [encode_value(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: encode_value(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    return {"$repr": repr(value)}
+
+
+def decode_value(data: Any, what: str) -> Any:
+    """The value :func:`encode_value` stored.
+
+    Raises:
+        CassetteError: it was stored as a repr and cannot be rebuilt.
+    """
+    if isinstance(data, list):
+        return [decode_value(v, what) for v in data]
+    if isinstance(data, dict):
+        if set(data) == {"$bytes"}:
+            return base64.b64decode(data["$bytes"])
+        if set(data) == {"$repr"}:
+            raise CassetteError(
+                f"{what} was recorded as {data['$repr']} (not JSON-serialisable) and cannot "
+                "be replayed; return JSON-friendly values (dict, list, str, numbers, bytes)"
+            )
+        return {k: decode_value(v, what) for k, v in data.items()}
+    return data
+
+
+def encode_body(content: bytes) -> dict[str, str]:
+    """A body as ``{"text": ...}`` when it is UTF-8, else ``{"base64": ...}``."""
+    try:
+        return {"text": content.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(content).decode("ascii")}
+
+
+def decode_body(data: dict[str, str]) -> bytes:
+    """The bytes :func:`encode_body` stored."""
+    if "base64" in data:
+        return base64.b64decode(data["base64"])
+    return data.get("text", "").encode("utf-8")
+
+
+def encode_error(error: BaseException) -> dict[str, str]:
+    """An error as its class (module and qualified name) and message."""
+    cls = type(error)
+    return {"module": cls.__module__, "type": cls.__qualname__, "message": str(error)}
+
+
+def decode_error(data: dict[str, str]) -> Exception:
+    """The recorded error, rebuilt as ``cls(message)`` when its module is loaded.
+
+    Modules are looked up in :data:`sys.modules`, never imported, so a cassette
+    cannot make the test import anything; otherwise a :class:`ReplayedError`.
+    """
+    module, qualname, message = data["module"], data["type"], data.get("message", "")
+    found: Any = builtins if module == "builtins" else sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        try:
+            error: Exception = found(message)
+            return error
+        except Exception:  # its constructor wants more than a message
+            pass
+    return ReplayedError(f"{module}.{qualname}: {message}", error_type=f"{module}.{qualname}")
+
+
+# -- the file and its matching ----------------------------------------------------------
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One line naming an interaction, for miss messages."""
+    if entry.get("kind") == "http":
+        request = entry["request"]
+        size = len(decode_body(request.get("body", {})))
+        return f"{request['method']} {request['url']}" + (f" (body {size} bytes)" if size else "")
+    args = [json.dumps(a) for a in entry.get("args", [])]
+    args += [f"{k}={json.dumps(v)}" for k, v in entry.get("kwargs", {}).items()]
+    return f"call {entry.get('name')}({', '.join(args)})"
+
+
+class Cassette:
+    """The interactions of one cassette file, served in recorded order per match key."""
+
+    def __init__(self, path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.interactions: list[dict[str, Any]] = list(data.get("interactions", []))
+        self.redacted_params: tuple[str, ...] = tuple(data.get("redacted_params", ()))
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[dict[str, Any]]] | None = None
+        self._last: dict[str, dict[str, Any]] = {}
+        self._used: set[int] = set()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Cassette:
+        """Read a cassette file.
+
+        Raises:
+            CassetteError: missing, unreadable, or not a meshlite cassette.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CassetteError(f"no cassette at {path}: record one first with "
+                                f"meshlite.testing.Recorder({str(path)!r})") from None
+        except (OSError, ValueError) as error:
+            raise CassetteError(f"cannot read cassette {path}: {error}") from error
+        if not isinstance(data, dict) or data.get("meshlite_cassette") != FORMAT_VERSION:
+            raise CassetteError(f"{path} is not a meshlite cassette (version {FORMAT_VERSION})")
+        return cls(path, data)
+
+    @staticmethod
+    def save(path: str | os.PathLike[str], interactions: Iterable[dict[str, Any]],
+             redacted_params: Iterable[str]) -> Path:
+        """Write a cassette atomically (a reader never sees half a file); returns its path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = {"meshlite_cassette": FORMAT_VERSION, "redacted_params": sorted(redacted_params),
+                "interactions": list(interactions)}
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2, ensure_ascii=False)
+                out.write("\n")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def take(self, key: str, asked: str, key_of: Callable[[dict[str, Any]], str],
+             *, repeat: bool) -> dict[str, Any]:
+        """The next unused interaction whose ``key_of(interaction)`` is ``key``.
+
+        Raises:
+            CassetteMiss: none is left (``repeat`` serves the last one again instead).
+        """
+        with self._lock:
+            if self._queues is None:
+                self._queues = {}
+                for entry in self.interactions:
+                    self._queues.setdefault(key_of(entry), deque()).append(entry)
+            queue = self._queues.get(key)
+            if queue:
+                entry = self._last[key] = queue.popleft()
+                self._used.add(id(entry))
+                return entry
+            if repeat and key in self._last:
+                return self._last[key]
+        raise self._miss(asked, used_up=key in self._last)
+
+    def unplayed(self) -> list[str]:
+        """The interactions not replayed yet, as text."""
+        return [describe(e) for e in self.interactions if id(e) not in self._used]
+
+    def _miss(self, asked: str, *, used_up: bool) -> CassetteMiss:
+        available = [("* " if id(e) in self._used else "  ") + describe(e)
+                     for e in self.interactions]
+        shown = available[:_SHOWN] or ["  (nothing: the cassette is empty)"]
+        if len(available) > _SHOWN:
+            shown.append(f"  ... and {len(available) - _SHOWN} more")
+        why = ("every recording of it was already replayed (pass repeat=True to replay "
+               "the last one again)" if used_up else "nothing recorded matches it")
+        message = (f"{asked} is not in cassette {self.path}: {why}.\n"
+                   f"The cassette has ({len(available)}; * = already replayed):\n"
+                   + "\n".join(shown)
+                   + "\nRecord it again with meshlite.testing.Recorder, or make the same calls.")
+        return CassetteMiss(message, asked=asked, available=[a[2:] for a in available])

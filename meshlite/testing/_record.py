@@ -1,0 +1,309 @@
+"""Record and replay: save real calls and HTTP exchanges once, serve them offline.
+
+``Recorder(path)`` wraps callables (:meth:`Recorder.wrap`) and httpx transports
+(:meth:`Recorder.transport`) and writes what went through them to a JSON
+cassette; ``replay(path)`` answers the same calls from it, with no network and
+without calling the real function. httpx is imported only by the transports.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import threading
+from collections.abc import Callable, Collection
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._cassette import (
+    Cassette,
+    decode_error,
+    decode_value,
+    describe,
+    encode_body,
+    encode_error,
+    encode_value,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._record_http import RecordingTransport, ReplayTransport
+
+__all__ = [
+    "DEFAULT_REDACTED_HEADERS",
+    "DEFAULT_REDACTED_PARAMS",
+    "REDACTED",
+    "Recorder",
+    "Replayer",
+    "replay",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+REDACTED = "REDACTED"
+"""What a secret header or query parameter value is replaced with in a cassette."""
+
+DEFAULT_REDACTED_HEADERS: frozenset[str] = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+    "x-auth-token", "x-amz-security-token", "x-csrf-token",
+})
+"""Header names (lower case) whose values never reach a cassette."""
+
+DEFAULT_REDACTED_PARAMS: frozenset[str] = frozenset({
+    "access_token", "api_key", "apikey", "client_secret", "password", "secret", "sig",
+    "signature", "token",
+})
+"""Query parameters whose values never reach a cassette (matched redacted too)."""
+
+
+def redact_url(url: str, params: Collection[str]) -> str:
+    """``url`` with the values of the query parameters in ``params`` redacted."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(name in params for name, _ in pairs):
+        return url
+    query = urlencode([(n, REDACTED if n in params else v) for n, v in pairs])
+    return urlunsplit(parts._replace(query=query))
+
+
+def _call_key(name: str, args: Any, kwargs: Any) -> str:
+    return json.dumps(["call", name, args, kwargs], sort_keys=True)
+
+
+def _http_key(method: str, url: str, body: Any) -> str:
+    return json.dumps(["http", method.upper(), url, body], sort_keys=True)
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    target = getattr(fn, "__func__", fn)
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
+
+
+class Recorder:
+    """Records calls and HTTP exchanges into a cassette file.
+
+    Use as ``with Recorder(path) as rec:`` (saved on exit, even when the block
+    raises) or call :meth:`save`. An existing cassette at ``path`` is replaced.
+
+    Args:
+        path: The cassette file (parent directories are created).
+        redact_headers: Header names whose values are stored as ``"REDACTED"``.
+        redact_params: Query parameters whose values are stored as ``"REDACTED"``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        redact_headers: Collection[str] = DEFAULT_REDACTED_HEADERS,
+        redact_params: Collection[str] = DEFAULT_REDACTED_PARAMS,
+    ) -> None:
+        self.path = Path(path)
+        self.redact_headers = frozenset(h.lower() for h in redact_headers)
+        self.redact_params = frozenset(redact_params)
+        self.interactions: list[dict[str, Any]] = []
+        """What was recorded so far, oldest first (as it will be saved)."""
+        self._lock = threading.Lock()
+
+    def wrap(self, fn: Callable[P, T], *, name: str | None = None) -> Callable[P, T]:
+        """A wrapper that calls ``fn`` and records its arguments and result or error.
+
+        A coroutine function gets an async wrapper. Arguments are stored as JSON
+        (their ``repr`` when JSON cannot hold them); results should be JSON-friendly
+        to be replayable. ``KeyboardInterrupt`` and cancellation are not recorded.
+
+        Args:
+            fn: The function to record.
+            name: The name calls are matched by at replay (default
+                ``module.qualname`` of ``fn``).
+        """
+        label = name or _name_of(fn)
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[..., Any], fn)
+
+            @functools.wraps(fn)
+            async def arecorded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    result = await afn(*args, **kwargs)
+                except Exception as error:
+                    self._add_call(label, args, kwargs, error=error)
+                    raise
+                self._add_call(label, args, kwargs, result=result)
+                return result
+
+            return cast(Callable[P, T], arecorded)
+
+        @functools.wraps(fn)
+        def recorded(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as error:
+                self._add_call(label, args, kwargs, error=error)
+                raise
+            self._add_call(label, args, kwargs, result=result)
+            return result
+
+        return recorded
+
+    def transport(
+        self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None
+    ) -> RecordingTransport:
+        """An httpx transport (sync and async) that records every exchange through it.
+
+        Args:
+            inner: The transport that really sends; default a new
+                ``httpx.HTTPTransport()`` / ``httpx.AsyncHTTPTransport()``.
+        """
+        from ._record_http import RecordingTransport
+
+        return RecordingTransport(self, inner)
+
+    def save(self) -> Path:
+        """Write the cassette now; returns its path."""
+        with self._lock:
+            interactions = list(self.interactions)
+        return Cassette.save(self.path, interactions, self.redact_params)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.save()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.save()
+
+    def __repr__(self) -> str:
+        return f"Recorder({str(self.path)!r}, recorded={len(self.interactions)})"
+
+    def _add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.interactions.append(entry)
+
+    def _add_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                  result: Any = None, error: BaseException | None = None) -> None:
+        entry: dict[str, Any] = {"kind": "call", "name": name, "args": encode_value(args),
+                                 "kwargs": encode_value(kwargs)}
+        if error is None:
+            entry["result"] = encode_value(result)
+        else:
+            entry["error"] = encode_error(error)
+        self._add(entry)
+
+
+class Replayer:
+    """Serves the calls and HTTP exchanges of a cassette; see :func:`replay`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, repeat: bool = False,
+                 match_body: bool = True) -> None:
+        self.cassette = Cassette.load(path)
+        self.repeat = repeat
+        self.match_body = match_body
+
+    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """The recorded outcome of ``name(*args, **kwargs)``: its result, or its error raised.
+
+        Raises:
+            CassetteMiss: no unused recording of this call.
+        """
+        a, k = encode_value(args), encode_value(kwargs)
+        asked = describe({"kind": "call", "name": name, "args": a, "kwargs": k})
+        entry = self.cassette.take(_call_key(name, a, k), asked, self._key_of,
+                                   repeat=self.repeat)
+        if "error" in entry:
+            raise decode_error(entry["error"])
+        return decode_value(entry.get("result"), f"the result of {asked}")
+
+    def wrap(self, fn: Callable[P, T], *, name: str | None = None) -> Callable[P, T]:
+        """A stand-in for ``fn`` that answers from the cassette and never calls ``fn``.
+
+        It is async when ``fn`` is, and matches calls by ``name`` (default the
+        ``module.qualname`` of ``fn``, as :meth:`Recorder.wrap` recorded them).
+        """
+        label = name or _name_of(fn)
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def areplayed(*args: Any, **kwargs: Any) -> Any:
+                return self.call(label, *args, **kwargs)
+
+            return cast(Callable[P, T], areplayed)
+
+        @functools.wraps(fn)
+        def replayed(*args: P.args, **kwargs: P.kwargs) -> T:
+            return cast(T, self.call(label, *args, **kwargs))
+
+        return replayed
+
+    def transport(self) -> ReplayTransport:
+        """An httpx transport (sync and async) answering recorded requests offline."""
+        from ._record_http import ReplayTransport
+
+        return ReplayTransport(self)
+
+    @property
+    def unplayed(self) -> list[str]:
+        """The recorded interactions not replayed yet, as text."""
+        return self.cassette.unplayed()
+
+    def assert_all_played(self) -> None:
+        """Fail when some recorded interaction was never replayed.
+
+        Raises:
+            AssertionError: listing what was not replayed.
+        """
+        left = self.unplayed
+        if left:
+            raise AssertionError(f"{len(left)} interaction(s) of {self.cassette.path} were "
+                                 "never replayed:\n  " + "\n  ".join(left))
+
+    def take_http(self, method: str, url: str, body: bytes) -> dict[str, Any]:
+        """The next recording of this request (URL already as the transport sees it)."""
+        url = redact_url(url, self.cassette.redacted_params)
+        stored = encode_body(body)
+        asked = describe({"kind": "http",
+                          "request": {"method": method, "url": url, "body": stored}})
+        key = _http_key(method, url, stored if self.match_body else None)
+        return self.cassette.take(key, asked, self._key_of, repeat=self.repeat)
+
+    def _key_of(self, entry: dict[str, Any]) -> str:
+        if entry.get("kind") == "http":
+            request = entry["request"]
+            body = request.get("body") if self.match_body else None
+            return _http_key(request["method"], request["url"], body)
+        return _call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
+
+    def __repr__(self) -> str:
+        return f"Replayer({str(self.cassette.path)!r})"
+
+
+def replay(path: str | os.PathLike[str], *, repeat: bool = False,
+           match_body: bool = True) -> Replayer:
+    """Load a cassette to serve its calls (:meth:`Replayer.wrap`) and HTTP exchanges
+    (:meth:`Replayer.transport`) without the network.
+
+    Calls match by name and arguments; requests by method, URL and body.
+    Identical calls replay in the order they were recorded.
+
+    Args:
+        path: The cassette a :class:`Recorder` saved.
+        repeat: Once the recordings of a call are used up, serve the last again
+            (default: raise :class:`CassetteMiss`).
+        match_body: Match requests on their body too (default True).
+
+    Raises:
+        CassetteError: the file is missing or not a cassette.
+    """
+    return Replayer(path, repeat=repeat, match_body=match_body)

@@ -1,0 +1,153 @@
+"""httpx transports that record exchanges to a cassette and replay them offline.
+
+Imported only by :meth:`Recorder.transport` and :meth:`Replayer.transport`, so
+``import meshlite.testing`` never imports httpx. Each transport serves both
+``httpx.Client`` and ``httpx.AsyncClient`` (as ``httpx.MockTransport`` does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._cassette import decode_body, decode_error, encode_body, encode_error
+from ._record import REDACTED, redact_url
+
+if TYPE_CHECKING:
+    from ._record import Recorder, Replayer
+
+__all__ = ["RecordingTransport", "ReplayTransport"]
+
+# The body is stored decoded; these would describe the wire form, not the stored one.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding",
+                           "connection", "keep-alive"})
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _response(data: dict[str, Any]) -> httpx.Response:
+    headers = [(k, v) for k, values in data.get("headers", {}).items() for v in _listed(values)]
+    return httpx.Response(data["status"], headers=headers, content=decode_body(data["body"]))
+
+
+def _rebuilt_error(data: dict[str, str], request: httpx.Request) -> Exception:
+    error = decode_error(data)
+    if isinstance(error, httpx.RequestError):
+        error.request = request
+    return error
+
+
+class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Sends through ``inner`` and records each exchange (secrets redacted).
+
+    The client receives the response as it will be replayed: body decoded,
+    content-encoding dropped, so recording and replaying behave the same.
+    """
+
+    def __init__(self, recorder: Recorder,
+                 inner: httpx.BaseTransport | httpx.AsyncBaseTransport | None) -> None:
+        self._recorder = recorder
+        self._inner = inner
+        self._sync: httpx.BaseTransport | None = None
+        self._async: httpx.AsyncBaseTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._sync is None:
+            inner = self._inner if self._inner is not None else httpx.HTTPTransport()
+            if not isinstance(inner, httpx.BaseTransport):
+                raise TypeError(f"{inner!r} is an async transport: use an httpx.AsyncClient")
+            self._sync = inner
+        request.read()
+        try:
+            response = self._sync.handle_request(request)
+            try:
+                body = response.read()
+            finally:
+                response.close()
+        except Exception as error:
+            self._record_error(request, error)
+            raise
+        return self._record(request, response, body)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._async is None:
+            inner = self._inner if self._inner is not None else httpx.AsyncHTTPTransport()
+            if not isinstance(inner, httpx.AsyncBaseTransport):
+                raise TypeError(f"{inner!r} is a sync transport: use an httpx.Client")
+            self._async = inner
+        await request.aread()
+        try:
+            response = await self._async.handle_async_request(request)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except Exception as error:
+            self._record_error(request, error)
+            raise
+        return self._record(request, response, body)
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+
+    def _entry(self, request: httpx.Request) -> dict[str, Any]:
+        secret = self._recorder.redact_headers
+        return {"kind": "http", "request": {
+            "method": request.method,
+            "url": redact_url(str(request.url), self._recorder.redact_params),
+            "headers": {k: REDACTED if k in secret else v for k, v in request.headers.items()},
+            "body": encode_body(request.content),
+        }}
+
+    def _record_error(self, request: httpx.Request, error: Exception) -> None:
+        entry = self._entry(request)
+        entry["error"] = encode_error(error)
+        self._recorder._add(entry)
+
+    def _record(self, request: httpx.Request, response: httpx.Response,
+                body: bytes) -> httpx.Response:
+        secret = self._recorder.redact_headers
+        entry = self._entry(request)
+        headers: dict[str, Any] = {}
+        for name, value in response.headers.multi_items():
+            if name in _WIRE_HEADERS:
+                continue
+            value = REDACTED if name in secret else value
+            seen = headers.get(name)
+            # A repeated header (set-cookie) keeps every value, as a list.
+            headers[name] = value if seen is None else [*_listed(seen), value]
+        entry["response"] = data = {"status": response.status_code, "headers": headers,
+                                    "body": encode_body(body)}
+        self._recorder._add(entry)
+        return _response(data)
+
+
+class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Answers each request with its recording; never touches the network.
+
+    Raises (from the client call):
+        CassetteMiss: the request was not recorded, or its recordings are used up.
+    """
+
+    def __init__(self, replayer: Replayer) -> None:
+        self._replayer = replayer
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._answer(request, request.read())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self._answer(request, await request.aread())
+
+    def _answer(self, request: httpx.Request, body: bytes) -> httpx.Response:
+        entry = self._replayer.take_http(request.method, str(request.url), body)
+        if "error" in entry:
+            raise _rebuilt_error(entry["error"], request)
+        return _response(entry["response"])
