@@ -16,6 +16,7 @@ from ._errors import ConfigError
 from ._events import Hook
 from ._pipeline import _operation_of
 from ._validate import fail, non_negative
+from .observability._mesh_metrics import MeshMetrics
 from .routing._events import MeshClosedError
 from .routing._lifecycle import LoopThread, dependency_order, start_all
 from .routing._mesh_lifecycle import MeshLifecycle
@@ -24,6 +25,9 @@ from .routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapsh
 
 if TYPE_CHECKING:
     import httpx
+
+    from .observability._dashboard import Alerts
+    from .observability._dashboard._server import DashboardServer
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 
@@ -45,6 +49,10 @@ class Mesh(MeshLifecycle):
         services: The services, each registered under its name.
         drain_timeout: Seconds closing waits for calls in flight, >= 0.
         clock: Clock given to services that have none of their own (tests).
+        metrics: Record metrics in ``mesh.metrics`` (served as Prometheus text by
+            ``ml.telemetry.prometheus_app(mesh)``, ``start_http_server(mesh)`` and the
+            dashboard's ``/metrics``); ``False`` records nothing and saves the
+            recording cost of each call (docs/metrics.md, "Cost").
 
     Raises:
         ConfigError: two services with one name, an unknown dependency, or a
@@ -59,7 +67,9 @@ class Mesh(MeshLifecycle):
 
     def __init__(self, services: Iterable[Service] = (), *,
                  drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, metrics: bool = True) -> None:
+        if not isinstance(metrics, bool):
+            fail("Mesh", "metrics", metrics, "True or False")
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._services: dict[str, Service] = {}
@@ -76,9 +86,14 @@ class Mesh(MeshLifecycle):
         """Incremented by the config loader on each applied reload."""
         self.reload_errors: list[Any] = []
         """Reloads the config loader rejected."""
+        self.metrics: MeshMetrics | None = None
+        """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
+        self._alerts: Alerts | None = None
         for service in services:
             self._add(service)
         dependency_order(self._services)
+        if metrics:
+            self.metrics = MeshMetrics(self)
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -237,6 +252,8 @@ class Mesh(MeshLifecycle):
         service._use_clock(self.clock)
         for hook, removers in self._hooks:
             removers.append(service.add_hook(hook))
+        if self.metrics is not None:
+            self.metrics.adopt(service)
 
     # -- calls -----------------------------------------------------------------
 
@@ -255,10 +272,22 @@ class Mesh(MeshLifecycle):
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
         current call; used by :meth:`call` and the HTTP transport."""
+        metrics = self.metrics
         self._enter()
         token = _current.set(ctx)
         try:
-            return await service._ahandler(ctx)
+            if metrics is None:
+                return await service._ahandler(ctx)
+            # Timed here rather than in a wrapping coroutine, which would cost more.
+            series, cells, monotonic = metrics.begin(service)
+            start = monotonic()
+            try:
+                result = await service._ahandler(ctx)
+            except BaseException as error:  # counted (cancellation too), then re-raised
+                series.error(cells, monotonic() - start, error)
+                raise
+            series.finished(cells, monotonic() - start)
+            return result
         finally:
             _current.reset(token)
             self._leave()
@@ -266,10 +295,13 @@ class Mesh(MeshLifecycle):
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
+        metrics = self.metrics
         self._enter()
         token = _current.set(ctx)
         try:
-            return handler(ctx)
+            if metrics is None:
+                return handler(ctx)
+            return metrics.run_sync(service, handler, ctx)
         finally:
             _current.reset(token)
             self._leave()
@@ -326,6 +358,41 @@ class Mesh(MeshLifecycle):
         from ._http import sync_client
 
         return sync_client(self, name, httpx_kwargs)
+
+    # -- dashboard -------------------------------------------------------------
+
+    @property
+    def alerts(self) -> Alerts:
+        """The mesh's alert rules and alerts (``mesh.alerts.add(ml.AlertRule(...))``);
+        a running dashboard evaluates them once a second."""
+        if self._alerts is None:
+            from .observability._dashboard import Alerts
+
+            self._alerts = Alerts()
+        return self._alerts
+
+    async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,
+                              token: str | None = None, **options: Any) -> DashboardServer:
+        """Start the live dashboard in the background on the running event loop (the
+        ``meshlite[dashboard]`` extra); see docs/dashboard.md.
+
+        Args:
+            host: Address to bind; a non-loopback one requires ``token``.
+            port: Port to listen on; 0 picks a free one (``server.url`` has it).
+            token: Bearer token every API, WebSocket and metrics request must carry.
+            **options: ``max_clients`` (WebSocket clients at once, default 32).
+
+        Returns:
+            The running server: ``.url``, ``await server.stop()``.
+
+        Raises:
+            ConfigError: a bad argument, or a non-loopback host without a token.
+            ImportError: the dashboard extra is not installed.
+            OSError: the port is in use.
+        """
+        from .observability._dashboard import serve_dashboard
+
+        return await serve_dashboard(self, host, port, token, **options)
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"

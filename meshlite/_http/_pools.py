@@ -13,6 +13,7 @@ import httpx
 from .._errors import ConfigError
 from ..routing._backend import Backend
 from ..routing._service import Service
+from ..routing._tls import Headers
 
 __all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
 
@@ -55,14 +56,21 @@ class Pools:
     """One ``httpx`` transport (a connection pool) per backend, made on first use."""
 
     def __init__(self, service: Service, is_async: bool) -> None:
-        self._options = service.http_pool
+        context = service.ssl_context()
+        # The service's TLS identity and trust are for its backends only; requests
+        # to other hosts (the passthrough) get the default verification.
+        self._plain = service.http_pool
+        self._options = self._plain if context is None else {
+            **self._plain, "verify": context}
+        self.headers: Headers = service._headers
+        """Static headers every routed attempt carries (never the passthrough)."""
         self._async = is_async
         self._targets: dict[str, Target] = {}
         self._passthrough: Any = None
         self._lock = threading.Lock()
 
-    def _transport(self, scheme: str = "https") -> Any:
-        options = _with_tls(self._options, scheme)
+    def _transport(self, scheme: str = "https", *, own: bool = True) -> Any:
+        options = _with_tls(self._options if own else self._plain, scheme)
         if self._async:
             return httpx.AsyncHTTPTransport(**options)
         return httpx.HTTPTransport(**options)
@@ -88,7 +96,7 @@ class Pools:
         """The transport for requests to hosts other than the service's own."""
         with self._lock:
             if self._passthrough is None:
-                self._passthrough = self._transport()
+                self._passthrough = self._transport(own=False)
             return self._passthrough
 
     def _all(self) -> list[Any]:
@@ -109,11 +117,14 @@ class Pools:
 
 
 @contextlib.asynccontextmanager
-async def http_probe_session(path: str, seconds: float) -> AsyncIterator[Any]:
+async def http_probe_session(path: str, seconds: float, *,
+                             verify: ssl.SSLContext | None = None,
+                             headers: Headers = ()) -> AsyncIterator[Any]:
     """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
-    ``GET <address><path>``, else why the backend is unhealthy."""
-    async with httpx.AsyncClient(timeout=seconds, trust_env=False,
-                                 verify=tls_context("https")) as client:
+    ``GET <address><path>``, else why the backend is unhealthy. ``verify`` and
+    ``headers`` are the service's TLS context and static headers."""
+    async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
+                                 verify=verify or tls_context("https")) as client:
 
         async def probe(backend: Backend) -> str | None:
             try:

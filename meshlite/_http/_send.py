@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
@@ -61,6 +63,9 @@ class Call:
         raw_path = target.prefix + url.raw_path if target.prefix else url.raw_path
         headers = request.headers.copy()
         headers["Host"] = target.netloc
+        for name, value in self.pools.headers:  # the service's static headers
+            if name not in headers:
+                headers[name] = value
         extensions = dict(request.extensions)
         ctx = self.ctx
         left = ctx.remaining() if ctx is not None else None
@@ -108,6 +113,15 @@ def _is_failure(status: int) -> bool:
     return status >= 500 or status == 429
 
 
+def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
+                 ) -> httpx.ReadError:
+    # httpcore's async path lets TLS alerts that arrive after the handshake (a server
+    # refusing a client certificate under TLS 1.3) escape as a bare ssl.SSLError,
+    # where the sync path raises httpx.ReadError: map it once, here, so retry,
+    # breakers and outlier detection see one kind of transport failure.
+    return httpx.ReadError(f"TLS with {backend.address} failed: {error}", request=request)
+
+
 async def asend(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
     request = call.attempt(target)
@@ -115,6 +129,9 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         response: httpx.Response = await target.transport.handle_async_request(request)
     except _UNSENT:
         raise
+    except ssl.SSLError as error:
+        call.sent()
+        raise _tls_failure(backend, request, error) from error
     except Exception:
         call.sent()
         raise
@@ -135,6 +152,9 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         response: httpx.Response = target.transport.handle_request(request)
     except _UNSENT:
         raise
+    except ssl.SSLError as error:
+        call.sent()
+        raise _tls_failure(backend, request, error) from error
     except Exception:
         call.sent()
         raise

@@ -12,6 +12,11 @@ Keys it uses in ``ctx.extras`` (created then): ``"tried"`` (backends of earlier
 attempts), ``"last_error"`` (the last attempt's error, when extras exist) and
 ``"no_resend"`` (set by a caller, such as the HTTP transport after it sent a
 non-idempotent request: a later attempt refuses instead of sending again).
+
+Attempt latencies go to the service's ``_observe_attempt`` (see
+:data:`OBSERVE_ATTEMPT`) when a mesh with metrics set one: a function of the
+endpoint and the attempt's start time, called after each attempt that reached a
+backend, success or failure.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from .._policy import AsyncHandler, Handler
 if TYPE_CHECKING:
     from ._service import Service
 
-__all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
+__all__ = ["OBSERVE_ATTEMPT", "ResendRefused", "async_route", "prepare_retry", "sync_route"]
+
+OBSERVE_ATTEMPT = "_observe_attempt"
+"""The service attribute holding the attempt observer (``None``: no metrics). Read
+per attempt, so a mesh can set it after the handlers were compiled."""
 
 
 class ResendRefused(RejectedError):
@@ -82,6 +91,8 @@ def async_route(service: Service) -> AsyncHandler:
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
     isawaitable = inspect.isawaitable
+    svc: Any = service
+    vars(svc).setdefault(OBSERVE_ATTEMPT, None)
 
     async def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -97,11 +108,20 @@ def async_route(service: Service) -> AsyncHandler:
                 result = await result
         except Exception as error:
             failed(endpoint, start, error, ctx)
+            observe = svc._observe_attempt
+            if observe is not None:
+                observe(endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
+            observe = svc._observe_attempt
+            if observe is not None and ctx.deadline is not None and ctx.remaining() == 0.0:
+                observe(endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
+        observe = svc._observe_attempt
+        if observe is not None:
+            observe(endpoint, start)
         if on_success is not None:
             on_success(endpoint)
         return result
@@ -114,6 +134,8 @@ def sync_route(service: Service) -> Handler:
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
+    svc: Any = service
+    vars(svc).setdefault(OBSERVE_ATTEMPT, None)
 
     def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -127,11 +149,20 @@ def sync_route(service: Service) -> Handler:
             result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
         except Exception as error:
             failed(endpoint, start, error, ctx)
+            observe = svc._observe_attempt
+            if observe is not None:
+                observe(endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
+            observe = svc._observe_attempt
+            if observe is not None and ctx.deadline is not None and ctx.remaining() == 0.0:
+                observe(endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
+        observe = svc._observe_attempt
+        if observe is not None:
+            observe(endpoint, start)
         if on_success is not None:
             on_success(endpoint)
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random as _random
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import EllipsisType
@@ -17,6 +18,7 @@ from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail
+from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
 from ._backend import Backend, BackendLike, Endpoint, as_backend
 from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
@@ -25,6 +27,7 @@ from ._health import HealthCheck, HealthChecker
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
+from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls, probe_check
 
 __all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "override_service"]
 
@@ -109,12 +112,23 @@ class Service(Rotation):
             instead of failing with ``NoHealthyBackendError``.
         http_pool: Keyword arguments for each backend's ``httpx`` transport
             (``limits=httpx.Limits(...)``, ``http2=True``, ``verify=...``).
+        tls: ``ml.TLS(...)`` settings for ``https://`` backends: verification, a CA
+            bundle, a client certificate for mutual TLS. Built into one
+            ``ssl.SSLContext`` on first use, shared by every backend's transport
+            and the HTTP health check. Not together with ``verify``/``cert`` in
+            ``http_pool``.
+        headers: Static headers (``{"Authorization": "Bearer ..."}``) added to every
+            routed HTTP request and health probe that does not set them itself;
+            their values never appear in reprs, errors, events or snapshots.
         clock: Clock for latency, ejection and health timing (tests pass a FakeClock).
         random: Random source of the balancer.
 
     Raises:
         ConfigError: a bad argument, or two backends with the same address.
     """
+
+    tls: TLS | None
+    _headers: Headers
 
     def __init__(
         self,
@@ -129,6 +143,8 @@ class Service(Rotation):
         retry_non_idempotent: bool = False,
         panic_mode: bool = True,
         http_pool: Mapping[str, Any] | None = None,
+        tls: TLS | None = None,
+        headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         random: _random.Random | None = None,
     ) -> None:
@@ -148,6 +164,9 @@ class Service(Rotation):
         self.retry_non_idempotent = retry_non_idempotent
         self.panic_mode = panic_mode
         self.http_pool: dict[str, Any] = dict(http_pool or {})
+        self.tls = check_tls(owner, tls, self.http_pool)
+        self._headers = check_headers(owner, headers)
+        self._ssl: ssl.SSLContext | None = None
         self.hooks = EventHooks()
         self._explicit_clock = clock is not None or (
             outlier_detection is not None and outlier_detection.clock is not None)
@@ -159,14 +178,16 @@ class Service(Rotation):
         self._next_change = math.inf
         self._panic = False
         self._install([as_backend(b, owner) for b in backends], owner)
-        self._ahandler: AsyncHandler = self.pipeline.awrap(async_route(self))
+        with leading_arguments(1):  # routing calls fn(backend, *args, **kwargs)
+            self._ahandler: AsyncHandler = self.pipeline.awrap(async_route(self))
         self._handler: Handler | None = None
         self._apools: Any = None  # the HTTP module's connection pools, made on first use
         self._spools: Any = None
         self.components: list[Lifecycle] = []
         """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
         if health_check is not None:
-            self.components.append(HealthChecker(self, health_check, self.clock, random))
+            self.components.append(HealthChecker(self, probe_check(health_check, self),
+                                                 self.clock, random))
 
     # -- introspection --------------------------------------------------------
 
@@ -194,12 +215,86 @@ class Service(Rotation):
         """
         handler = self._handler
         if handler is None:
-            handler = self._handler = self.pipeline.wrap(sync_route(self))
+            with leading_arguments(1):
+                inner = sync_route(self)
+                for policy in reversed(self._injected):
+                    inner = policy.wrap(inner)
+                handler = self._handler = self.pipeline.wrap(inner)
         return handler
+
+    @property
+    def header_names(self) -> tuple[str, ...]:
+        """The names of the static ``headers`` (their values are never exposed)."""
+        return tuple(name for name, _ in self._headers)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of this service's HTTP transports, built from ``tls`` on
+        first use (None without ``tls``, for httpx's default).
+
+        Raises:
+            ConfigError: a file of ``tls`` could not be loaded (naming the field).
+        """
+        if self.tls is None:
+            return None
+        context = self._ssl
+        if context is None:
+            with self._lock:
+                context = self._ssl
+                if context is None:
+                    context = self._ssl = build_ssl_context(self.tls, f"Service {self.name!r}")
+        return context
 
     def async_handler(self) -> AsyncHandler:
         """The compiled async chain: pipeline around routing."""
         return self._ahandler
+
+    _injected: tuple[Policy, ...] = ()
+    # Policies run between the pipeline and routing (inject); a class default, so
+    # services without any store nothing.
+
+    def inject(self, policy: Policy) -> Callable[[], None]:
+        """Run ``policy`` innermost, between the pipeline and routing: once per
+        attempt, with every policy of the pipeline reacting to it as to a real
+        failure (chaos testing with ``ml.FaultInjection``; the ``chaos`` fixture of
+        meshlite's pytest plugin). Calls starting later use it; calls already running
+        finish without it. Hooks subscribed to the service also get its events.
+
+        Args:
+            policy: The policy to run; several injected policies nest in the order
+                given (the first outermost).
+
+        Returns:
+            A function that removes ``policy`` again (calling it twice is harmless).
+
+        Raises:
+            ConfigError: ``policy`` is not a meshlite policy.
+        """
+        if not isinstance(policy, Policy):
+            fail(f"Service {self.name!r}", "policy", policy,
+                 "a meshlite policy such as ml.FaultInjection(rate=0.5)")
+        with self._lock:
+            self._recompile((*self._injected, policy))
+        unhook = [policy.hooks.add(hook) for hook in self.hooks._hooks]
+
+        def remove() -> None:
+            with self._lock:
+                if not any(p is policy for p in self._injected):
+                    return
+                self._recompile(tuple(p for p in self._injected if p is not policy))
+            for r in unhook:
+                r()
+
+        return remove
+
+    def _recompile(self, injected: tuple[Policy, ...]) -> None:
+        """Compile the async chain with ``injected`` and switch to it (the sync chain
+        is rebuilt on its next use); nothing changes if compiling raises."""
+        with leading_arguments(1):
+            inner: AsyncHandler = async_route(self)
+            for policy in reversed(injected):
+                inner = policy.awrap(inner)
+            handler = self.pipeline.awrap(inner)
+        self._injected, self._ahandler, self._handler = injected, handler, None
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to this service's routing events and its pipeline's
@@ -309,8 +404,11 @@ class Service(Rotation):
             endpoint.abandoned()
 
     def __repr__(self) -> str:
+        extra = f", tls={self.tls!r}" if self.tls is not None else ""
+        if self._headers:  # values are secrets: names only
+            extra += ", headers={" + ", ".join(f"{n!r}: '***'" for n, _ in self._headers) + "}"
         return (f"Service({self.name!r}, backends={[e.address for e in self._endpoints]!r}, "
-                f"balancer={getattr(self.balancer, 'name', self.balancer)!r})")
+                f"balancer={getattr(self.balancer, 'name', self.balancer)!r}{extra})")
 
 
 def override_service(name: str, fake: Any) -> Service | None:

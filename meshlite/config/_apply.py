@@ -1,0 +1,222 @@
+"""Applying a built config to a mesh: diff it against what the last one put there and
+change only what differs.
+
+- A service whose policies changed gets a new pipeline in one swap of its compiled
+  handler; the policies whose section is unchanged are the same objects, so an open
+  breaker stays open and a rate limit keeps its tokens.
+- A service whose static backends changed gets ``set_backends`` (unchanged backends
+  keep their statistics and ejection state).
+- A service whose routing changed (balancer, health check, outlier detection,
+  dependencies, discovery) is rebuilt and replaces the old one, which drains.
+- A removed service leaves the registry at once and drains: calls already running
+  finish, then its components stop and its connection pools close.
+
+The registry is changed without yielding to the event loop; starting the new
+services' components (health checks, discovery) comes after.
+
+This module touches a few private parts of Mesh and Service; the report of the
+config work lists the small public hooks that would replace them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .._pipeline import Pipeline
+from ..routing._lifecycle import dependency_order, start_all, stop_all
+from ..routing._mesh_lifecycle import _close_async_pools_here
+from ..routing._service import Lifecycle, Service
+from ._build import Plan, ServicePlan
+
+if TYPE_CHECKING:
+    from .._mesh import Mesh
+
+__all__ = [
+    "Changes",
+    "apply_plan",
+    "close_pools",
+    "close_pools_sync",
+    "describe",
+    "finish",
+    "install",
+    "retire",
+    "retire_now",
+    "swap_pipeline",
+]
+
+_DRAIN_POLL = 0.01
+
+
+@dataclass
+class Changes:
+    """What applying a plan changed; ``started``/``retired`` are left for the async
+    part (:meth:`finish`)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    started: list[Service] = field(default_factory=list)
+    retired: list[Service] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+def swap_pipeline(service: Service, pipeline: Pipeline) -> None:
+    """Make ``service`` run ``pipeline``: one assignment of its compiled async handler
+    (the sync one is recompiled on next use; injected chaos policies stay). Policies
+    new to the service get the hooks subscribed to it (``mesh.add_hook`` and the
+    mesh's metrics included)."""
+    setter = getattr(service, "set_pipeline", None)
+    if setter is not None:  # a Service that does all this itself
+        setter(pipeline)
+        return
+    known = {id(p) for p in service.pipeline.walk()}
+    with service._lock:
+        old, service.pipeline = service.pipeline, pipeline
+        try:
+            service._recompile(service._injected)
+        except BaseException:
+            service.pipeline = old
+            raise
+    for policy in pipeline.walk():
+        if id(policy) not in known:
+            for hook in service.hooks._hooks:
+                policy.hooks.add(hook)
+
+
+def install(plan: ServicePlan) -> Service:
+    """Give a newly built service its pipeline and discovery; returns the service."""
+    service = plan.service
+    swap_pipeline(service, plan.pipeline())
+    if plan.discovery is not None:
+        plan.discovery.driver.service = service
+        service.attach(plan.discovery.driver)
+    return service
+
+
+def _register(mesh: Mesh, service: Service, replacing: Service | None) -> None:
+    mesh._adopt(service)
+    name = service.name
+    mesh._services[name] = service
+    if replacing is None or mesh._targets.get(name) is replacing:
+        mesh._targets[name] = service
+
+
+def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
+    return [id(p) for _, p in old.policies.values()] != [id(p) for _, p in
+                                                          new.policies.values()]
+
+
+def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
+    live = old.service
+    touched = False
+    if _policies_changed(old, new):
+        swap_pipeline(live, new.pipeline())
+        touched = True
+    if new.section.discovery is None and new.backends != live.backends:
+        live.set_backends(new.backends)
+        touched = True
+    new.service, new.discovery = live, old.discovery
+    if touched:
+        changes.changed.append(new.name)
+
+
+def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
+    """Change ``mesh`` from ``old`` (None: nothing from a config yet) to ``new``, in
+    one go on the caller's thread; returns what changed, for :func:`finish`."""
+    changes = Changes()
+    before = old.services if old is not None else {}
+    for name, plan in new.services.items():
+        previous = before.get(name)
+        if previous is not None and previous.frame == plan.frame:
+            _update(mesh, previous, plan, changes)
+            continue
+        replacing = previous.service if previous is not None else mesh._services.get(name)
+        _register(mesh, install(plan), replacing)
+        changes.started.append(plan.service)
+        (changes.changed if replacing is not None else changes.added).append(name)
+        if replacing is not None:
+            changes.retired.append(replacing)
+    for name, previous in before.items():
+        if name not in new.services:
+            mesh._services.pop(name, None)
+            if mesh._targets.get(name) is previous.service:
+                del mesh._targets[name]
+            changes.removed.append(name)
+            changes.retired.append(previous.service)
+    return changes
+
+
+async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:
+    """The async part of applying: start the new services' components (when the mesh
+    is open), and drain the retired services in the background (tasks in ``drains``)."""
+    if mesh._state == "open":
+        order = [s for s in dependency_order(mesh._services) if s in changes.started]
+        for service in order:
+            await start_all(service.components, mesh._started)
+    for service in changes.retired:
+        task = asyncio.get_running_loop().create_task(retire(mesh, service))
+        drains.add(task)
+        task.add_done_callback(drains.discard)
+
+
+def _idle(service: Service) -> bool:
+    return not any(e.in_flight for e in service.endpoints)
+
+
+async def retire(mesh: Mesh, service: Service) -> None:
+    """Drain ``service`` (taken out of the registry): wait up to the mesh's
+    ``drain_timeout`` for its calls in flight, then stop its components and close its
+    connection pools. Cancelling skips the wait, not the cleanup."""
+    components: list[Lifecycle] = [c for c in service.components if c in mesh._started]
+    for c in components:
+        mesh._started.remove(c)
+    try:
+        clock = mesh.clock
+        deadline = clock.monotonic() + mesh.drain_timeout
+        while not _idle(service) and (left := deadline - clock.monotonic()) > 0:
+            await clock.asleep(min(_DRAIN_POLL, left))
+    finally:
+        await stop_all(components)
+        await close_pools(service)
+
+
+async def close_pools(service: Service) -> None:
+    """Close ``service``'s HTTP connection pools, if it made any."""
+    pools, service._apools = service._apools, None
+    if pools is not None:
+        with contextlib.suppress(Exception):
+            await pools.aclose()
+    sync_pools, service._spools = service._spools, None
+    if sync_pools is not None:
+        with contextlib.suppress(Exception):
+            sync_pools.close()
+
+
+def close_pools_sync(service: Service) -> None:
+    """Close ``service``'s pools without an event loop (a mesh that is not open)."""
+    sync_pools, service._spools = service._spools, None
+    if sync_pools is not None:
+        with contextlib.suppress(Exception):
+            sync_pools.close()
+    pools, service._apools = service._apools, None
+    if pools is not None:
+        _close_async_pools_here(pools)
+
+
+def retire_now(services: list[Service]) -> None:
+    """Retire services of a mesh that is not open: nothing runs, close their pools."""
+    for service in services:
+        close_pools_sync(service)
+
+
+def describe(changes: Changes) -> str:
+    """``changes`` in words, for logs."""
+    parts = [f"{what} {', '.join(names)}" for what, names in
+             (("added", changes.added), ("changed", changes.changed),
+              ("removed", changes.removed)) if names]
+    return "; ".join(parts) or "nothing changed"

@@ -1,0 +1,34 @@
+"""Events of config reloads (no pydantic here: ``meshlite`` may re-export them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._events import Event
+
+__all__ = ["ConfigReloadFailed", "ConfigReloaded"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloaded(Event):
+    """A changed config file was applied; the mesh's ``config_version`` is ``version``.
+
+    ``added``, ``removed`` and ``changed`` name the services concerned.
+    """
+
+    path: str
+    version: int
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloadFailed(Event):
+    """A changed config file was rejected; the previous config keeps running.
+
+    ``errors`` lists every problem (``"path: what is wrong"``, secrets masked).
+    """
+
+    path: str
+    errors: tuple[str, ...]

@@ -1,0 +1,128 @@
+"""Loading: a file to a validated, built :class:`Plan`; a plan to a :class:`Mesh`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._clock import Clock
+from ..routing._service import Service
+from ._build import Plan, build_plan
+from ._check_schema import validate_document
+from ._schema import MeshConfig
+from ._source import read_document
+
+if TYPE_CHECKING:
+    from .._mesh import Mesh
+    from ._extras import DashboardComponent
+    from ._watcher import ConfigWatcher
+
+__all__ = [
+    "Managed",
+    "config_of",
+    "digest",
+    "load_config",
+    "load_plan",
+    "managed_of",
+    "masked_config",
+    "set_managed",
+]
+
+
+def digest(text: str) -> str:
+    """A fingerprint of a config file's text (a save that changes nothing is skipped)."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def load_plan(path: str, *, environ: Mapping[str, str] | None = None,
+              profile: str | None = None, text: str | None = None,
+              previous: Plan | None = None, others: Mapping[str, Service] | None = None,
+              clock: Clock | None = None) -> Plan:
+    """Read, validate and build ``path``.
+
+    Raises:
+        ConfigError: every problem at once (``.errors``), secrets masked.
+    """
+    document, problems = read_document(path, environ=environ, profile=profile, text=text)
+    config = validate_document(document.data, problems)
+    if config is None:
+        raise problems.error()
+    plan = build_plan(document, config, problems, previous=previous, others=others,
+                      clock=clock, environ=environ)
+    problems.check()
+    return plan
+
+
+def load_config(path: str, *, environ: Mapping[str, str] | None = None,
+                profile: str | None = None) -> MeshConfig:
+    """Read and fully check a config file (building every policy, as a mesh would)
+    without making a mesh.
+
+    Args:
+        path: A YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file.
+        environ: The environment for ``${VAR}``, ``MESHLITE_ENV`` and ``MESHLITE_*``
+            overrides (default ``os.environ``).
+        profile: The profile to overlay (default: ``MESHLITE_ENV``).
+
+    Returns:
+        The validated config model.
+
+    Raises:
+        ConfigError: every problem at once, each as ``"path: what is wrong"`` in
+            ``.errors``; values from the environment are masked as ``***``.
+    """
+    return load_plan(path, environ=environ, profile=profile).config
+
+
+@dataclass
+class Managed:
+    """What a config file put into a mesh, and how to read it again."""
+
+    path: str
+    plan: Plan
+    environ: Mapping[str, str] | None
+    profile: str | None
+    clock: Clock | None
+    digest: str
+    watcher: ConfigWatcher | None = None
+    dashboard: DashboardComponent | None = None
+    serve_dashboard: bool = True
+    drains: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def others(self, mesh: Mesh) -> dict[str, Service]:
+        """The mesh's services that the config does not manage (registered in code)."""
+        return {n: s for n, s in mesh._services.items() if n not in self.plan.services}
+
+
+_managed: weakref.WeakKeyDictionary[Any, Managed] = weakref.WeakKeyDictionary()
+
+
+def managed_of(mesh: Mesh) -> Managed | None:
+    """The config state of ``mesh``, or None when no config file manages it."""
+    return _managed.get(mesh)
+
+
+def set_managed(mesh: Mesh, managed: Managed) -> None:
+    """Record that ``managed`` describes ``mesh``."""
+    _managed[mesh] = managed
+
+
+def config_of(mesh: Mesh) -> MeshConfig | None:
+    """The config model in force in ``mesh`` (None when it was not built from one)."""
+    managed = _managed.get(mesh)
+    return managed.plan.config if managed is not None else None
+
+
+def masked_config(mesh: Mesh) -> dict[str, Any] | None:
+    """The config in force, as plain data with every value that came from the
+    environment shown as ``***`` (what a dashboard or an audit record may show)."""
+    managed = _managed.get(mesh)
+    if managed is None:
+        return None
+    data = managed.plan.config.model_dump(mode="json", exclude_unset=True)
+    masked: dict[str, Any] = managed.plan.document.secrets.mask_data(data)
+    return masked

@@ -1,0 +1,147 @@
+"""``Mesh.from_config`` and ``mesh.watch``: a mesh from a file, and a file followed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .._clock import Clock
+from .._errors import ConfigError
+from .._mesh import Mesh
+from ._apply import apply_plan, finish, install, retire_now
+from ._extras import DashboardComponent, apply_alerts, configure_telemetry
+from ._load import Managed, digest, load_plan, managed_of, set_managed
+from ._source import read_text
+from ._watcher import ConfigWatcher
+
+__all__ = ["mesh_from_config", "watch"]
+
+
+def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: str | None,
+             clock: Clock | None, mesh: Mesh | None = None) -> tuple[Managed, Any]:
+    others = dict(mesh._services) if mesh is not None else None
+    plan = load_plan(path, environ=environ, profile=profile, text=text, others=others,
+                     clock=clock)
+    return Managed(path, plan, environ, profile, clock, digest(text)), plan
+
+
+def mesh_from_config(path: str | os.PathLike[str], *,
+                     environ: Mapping[str, str] | None = None, profile: str | None = None,
+                     hot_reload: bool | None = None, dashboard: bool = True,
+                     clock: Clock | None = None, **mesh_kwargs: Any) -> Mesh:
+    """Build a mesh from a YAML or TOML config file (``ml.Mesh.from_config``).
+
+    Args:
+        path: The config file.
+        environ: Environment for ``${VAR}``, ``MESHLITE_ENV`` and ``MESHLITE_*``
+            overrides (default ``os.environ``).
+        profile: The profile to overlay (default ``MESHLITE_ENV``).
+        hot_reload: Watch the file while the mesh is open (default: the file's
+            ``hot_reload``).
+        dashboard: Serve the file's ``dashboard:`` while the mesh is open; False
+            for a caller that serves the dashboard itself (``meshlite dashboard``).
+        clock: Clock of the mesh and of every policy built (tests).
+        **mesh_kwargs: Other ``ml.Mesh`` arguments (``drain_timeout`` overrides the
+            file's).
+
+    Returns:
+        The mesh, not yet open. A ``telemetry:`` section is applied at once, the
+        ``alerts:`` rules are given to ``mesh.alerts``.
+
+    Raises:
+        ConfigError: every problem of the file at once (``.errors``), with values
+            from the environment masked.
+    """
+    path = os.path.abspath(os.fspath(path))
+    text = read_text(path)
+    managed, plan = _managed(path, text, environ, profile, clock)
+    services = [install(sp) for sp in plan.services.values()]
+    if plan.config.drain_timeout is not None:
+        mesh_kwargs.setdefault("drain_timeout", plan.config.drain_timeout)
+    mesh = Mesh(services, clock=clock, **mesh_kwargs)
+    set_managed(mesh, managed)
+    managed.serve_dashboard = dashboard
+    _extras(mesh, managed)
+    reload = plan.config.hot_reload
+    if reload.enabled if hot_reload is None else hot_reload:
+        managed.watcher = ConfigWatcher(mesh, managed, step_ms=reload.step_ms,
+                                        debounce_ms=reload.debounce_ms)
+        mesh.attach(managed.watcher)
+    return mesh
+
+
+def _extras(mesh: Mesh, managed: Managed) -> None:
+    """Apply what the file asks beside services: telemetry, alerts, the dashboard."""
+    plan = managed.plan
+    if plan.top.telemetry is not None:
+        configure_telemetry(plan.top.telemetry)
+    apply_alerts(mesh, plan.top.alerts)
+    section = plan.config.dashboard
+    if managed.serve_dashboard and section is not None and section.enabled:
+        managed.dashboard = DashboardComponent(mesh, section)
+        mesh.attach(managed.dashboard)
+        if mesh._state == "open":
+            _late(mesh, _start_late(mesh, managed.dashboard), managed)
+
+
+def watch(mesh: Mesh, path: str | os.PathLike[str], *,
+          environ: Mapping[str, str] | None = None, profile: str | None = None,
+          step_ms: int | None = None) -> ConfigWatcher:
+    """Make ``mesh`` follow a config file: apply it now, then every valid change of it
+    while the mesh is open (``mesh.watch(path)``).
+
+    The file's services are added to the mesh (a service of the same name is
+    replaced); services registered in code and absent from the file are left alone.
+    Call it before opening the mesh, or from the thread running the mesh's loop.
+
+    Returns:
+        The watcher (a lifecycle component of the mesh).
+
+    Raises:
+        ConfigError: the file is invalid now (nothing was changed), or the mesh
+            already follows another file.
+    """
+    full = os.path.abspath(os.fspath(path))
+    managed = managed_of(mesh)
+    if managed is not None and managed.path != full:
+        raise ConfigError(f"mesh.watch: this mesh already follows {managed.path}; a mesh "
+                          "follows one config file", policy="config")
+    if managed is None:
+        text = read_text(full)
+        managed, plan = _managed(full, text, environ, profile, None, mesh)
+        changes = apply_plan(mesh, None, plan)
+        set_managed(mesh, managed)
+        _finish(mesh, changes, managed)
+        _extras(mesh, managed)
+    if managed.watcher is None:
+        section = managed.plan.config.hot_reload
+        managed.watcher = ConfigWatcher(mesh, managed, step_ms=step_ms or section.step_ms,
+                                        debounce_ms=section.debounce_ms)
+        mesh.attach(managed.watcher)
+        if mesh._state == "open":
+            _late(mesh, _start_late(mesh, managed.watcher), managed)
+    return managed.watcher
+
+
+async def _start_late(mesh: Mesh, component: ConfigWatcher | DashboardComponent) -> None:
+    await component.start()
+    mesh._started.append(component)
+
+
+def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
+    if mesh._state != "open":
+        retire_now(changes.retired)
+        return
+    _late(mesh, finish(mesh, changes, managed.drains), managed)
+
+
+def _late(mesh: Mesh, coro: Any, managed: Managed) -> None:
+    """Run ``coro`` on the open mesh's loop: its loop thread, or the running loop."""
+    if mesh._thread is not None:
+        mesh._thread.run(coro)
+        return
+    task = asyncio.get_running_loop().create_task(coro)
+    managed.drains.add(task)
+    task.add_done_callback(managed.drains.discard)

@@ -1,0 +1,217 @@
+"""The config schema: :class:`MeshConfig`, one pydantic v2 model for the whole file.
+
+Documented, with a complete example, in ``docs/config.md``. Structure and types
+are checked here; values are checked by the objects built from them (policies,
+backends, health checks, discovery providers), so each rule lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator, model_validator
+
+from ._sections import (
+    AdaptiveConcurrencySection,
+    BulkheadSection,
+    CacheSection,
+    CircuitBreakerSection,
+    FallbackSection,
+    FaultInjectionSection,
+    HedgeSection,
+    RateLimitSection,
+    RetrySection,
+    Section,
+    TimeoutSection,
+    TraceSection,
+)
+
+__all__ = [
+    "AlertRuleSection",
+    "AlertsSection",
+    "BackendSection",
+    "DashboardSection",
+    "HealthCheckSection",
+    "HotReloadSection",
+    "MeshConfig",
+    "OutlierDetectionSection",
+    "ServiceSection",
+    "TLSSection",
+    "TelemetrySection",
+]
+
+class BackendSection(Section):
+    """A backend: ``"http://10.0.0.5:8000"`` or ``{url, weight, zone, metadata}``."""
+
+    url: str
+    weight: float | None = None
+    zone: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {"url": data}
+
+
+class HealthCheckSection(Section):
+    """``health_check:`` the arguments of ``ml.HttpHealthCheck`` (``true``: defaults)."""
+
+    path: str | None = None
+    interval: float | None = None
+    timeout: float | None = None
+    healthy_threshold: int | None = None
+    unhealthy_threshold: int | None = None
+    jitter: float | None = None
+
+
+class OutlierDetectionSection(Section):
+    """``outlier_detection:`` the arguments of ``ml.OutlierDetection``; ``false`` turns
+    ejection off, leaving it out keeps the defaults."""
+
+    consecutive_failures: int | None = None
+    failure_rate: float | None = None
+    failure_rate_window: int | None = None
+    base_ejection_seconds: float | None = None
+    max_ejection_seconds: float | None = None
+    max_ejection_percent: float | None = None
+    failure_on: list[str] | str | None = None
+
+
+class TLSSection(Section):
+    """``tls:`` the arguments of ``ml.TLS`` for ``https://`` backends; relative paths
+    are relative to the config file."""
+
+    verify: bool | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    key_password: str | None = None
+
+
+def _switch(value: Any) -> Any:
+    """``true`` is a section with its defaults, ``false`` no section."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
+class ServiceSection(Section):
+    """One service: backends, routing, health, and its policies (outermost first in
+    the pipeline: trace, fallback, cache, timeout, retry, hedge, circuit_breaker,
+    rate_limit, adaptive_concurrency, bulkhead, fault_injection)."""
+
+    backends: list[BackendSection] = []  # noqa: RUF012 - pydantic copies defaults
+    balancer: str | None = None
+    trace: TraceSection | None = None
+    fallback: FallbackSection | None = None
+    cache: CacheSection | None = None
+    timeout: TimeoutSection | None = None
+    retry: RetrySection | None = None
+    hedge: HedgeSection | None = None
+    circuit_breaker: CircuitBreakerSection | None = None
+    rate_limit: RateLimitSection | None = None
+    adaptive_concurrency: AdaptiveConcurrencySection | None = None
+    bulkhead: BulkheadSection | None = None
+    fault_injection: FaultInjectionSection | None = None
+    health_check: HealthCheckSection | None = None
+    outlier_detection: OutlierDetectionSection | None = None
+    depends_on: list[str] = []  # noqa: RUF012
+    discovery: dict[str, Any] | None = None
+    retry_non_idempotent: bool | None = None
+    panic_mode: bool | None = None
+    tls: TLSSection | None = None
+    headers: dict[str, str] | None = None
+
+    @field_validator("health_check", "outlier_detection", "circuit_breaker", "retry",
+                     "adaptive_concurrency", mode="before")
+    @classmethod
+    def _switches(cls, value: Any) -> Any:
+        return _switch(value)
+
+    @field_validator("depends_on", "backends", mode="before")
+    @classmethod
+    def _one_item(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
+    @field_validator("discovery", mode="before")
+    @classmethod
+    def _discovery_type(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
+class TelemetrySection(Section):
+    """``telemetry:`` the arguments of ``ml.telemetry.configure``."""
+
+    service_name: str | None = None
+    otlp_endpoint: str | None = None
+    console: bool = False
+    sample_ratio: float | None = None
+
+
+class DashboardSection(Section):
+    """``dashboard:`` the arguments of ``mesh.serve_dashboard``, served while the mesh
+    is open (``true``: on 127.0.0.1:8686)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8686
+    token: str | None = None
+    max_clients: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {"enabled": data}
+
+
+class AlertRuleSection(Section):
+    """One alert rule: the arguments of ``ml.AlertRule``."""
+
+    name: str
+    condition: str
+    threshold: float | None = None
+    for_seconds: float | None = None
+    window: int | None = None
+    min_requests: int | None = None
+    service: str | None = None
+    severity: str | None = None
+
+
+class AlertsSection(Section):
+    """``alerts:`` a list of rules, or ``{rules: [...], webhook, webhook_timeout}``
+    (the arguments of the mesh's ``Alerts``)."""
+
+    rules: list[AlertRuleSection] = []  # noqa: RUF012
+    webhook: str | None = None
+    webhook_timeout: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list(cls, data: Any) -> Any:
+        return {"rules": data} if isinstance(data, list) else data
+
+
+class HotReloadSection(Section):
+    """``hot_reload: true`` watches the file and applies each valid change."""
+
+    enabled: bool = False
+    step_ms: int = 30
+    debounce_ms: int = 400
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {"enabled": data}
+
+
+class MeshConfig(Section):
+    """A whole config file (after ``${VAR}`` interpolation, the ``MESHLITE_ENV``
+    profile and ``MESHLITE_*`` overrides)."""
+
+    services: dict[str, ServiceSection] = {}  # noqa: RUF012
+    telemetry: TelemetrySection | None = None
+    dashboard: DashboardSection | None = None
+    alerts: AlertsSection | None = None
+    hot_reload: HotReloadSection = HotReloadSection()
+    drain_timeout: float | None = None

@@ -1,0 +1,231 @@
+"""From a file to one plain document: parse (YAML or TOML), interpolate ``${VAR}``,
+overlay the ``MESHLITE_ENV`` profile, apply ``MESHLITE_*`` overrides.
+
+Every value that came from the environment (not a default written in the file) is
+recorded in :class:`Secrets`, so messages can mask it; where a profile or an
+override set a value is recorded in ``origins``, so messages can say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import ConfigError
+from ..discovery._yaml import YAMLError, load_yaml
+from ._problems import Path, Problems, Secrets
+
+__all__ = [
+    "ENV_PREFIX",
+    "PROFILE_VARIABLE",
+    "TOP_LEVEL_KEYS",
+    "Document",
+    "read_document",
+    "read_text",
+]
+
+PROFILE_VARIABLE = "MESHLITE_ENV"
+"""The environment variable naming the profile to overlay."""
+
+ENV_PREFIX = "MESHLITE_"
+"""Prefix of override variables: ``MESHLITE_SERVICES__USERS__RETRY__ATTEMPTS=5``."""
+
+TOP_LEVEL_KEYS = ("services", "telemetry", "dashboard", "alerts", "hot_reload",
+                  "drain_timeout")
+"""Top-level keys of a config; only overrides under one of them are read."""
+
+_REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Document:
+    """A config file after interpolation, profile and overrides, before the schema."""
+
+    path: str
+    data: dict[str, Any]
+    secrets: Secrets
+    origins: dict[Path, str] = field(default_factory=dict)
+    profile: str | None = None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ConfigError(f"{path}: cannot read the config file: {reason}",
+                          policy="config") from error
+
+
+def _parse(path: str, text: str) -> Any:
+    if path.endswith(".toml"):
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}", policy="config") from None
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{path}: not valid JSON: {error}", policy="config") from None
+    try:
+        return load_yaml(text)
+    except YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}", policy="config") from None
+
+
+def _interpolate(value: Any, path: Path, env: Mapping[str, str], secrets: Secrets,
+                 problems: Problems) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, str(k)), env, secrets, problems)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), env, secrets, problems)
+                for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        escaped, body = match.group(1), match.group(2)
+        if escaped:
+            return "${" + body + "}"
+        name, sep, default = body.partition(":-")
+        if not _NAME.match(name):
+            problems.add(path, f"${{{body}}} is not a valid reference; write ${{VAR}} or "
+                               "${VAR:-default} (and $${...} for a literal ${...})")
+            return match.group(0)
+        found = env.get(name)
+        if found is not None and not (sep and found == ""):
+            secrets.add(found, path)  # from the environment: masked; a default is not
+            return found
+        if not sep:
+            problems.add(path, f"environment variable {name} is not set; set it or "
+                               f"give a default: ${{{name}:-default}}")
+            problems.block(path)
+            return ""
+        return default
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any], path: Path,
+           origins: dict[Path, str], origin: str) -> None:
+    for key, value in overlay.items():
+        here = (*path, str(key))
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, here, origins, origin)
+        else:
+            base[key] = value
+            origins[here] = origin
+
+
+def _profile(doc: Document, name: str | None, problems: Problems) -> None:
+    profiles = doc.data.pop("profiles", None)
+    if profiles is None or name is None or name == "":
+        return
+    if not isinstance(profiles, Mapping):
+        problems.add(("profiles",), "must be a mapping of profile names to config overlays")
+        return
+    overlay = profiles.get(name)
+    if overlay is None:
+        known = ", ".join(sorted(map(str, profiles))) or "none"
+        problems.add(("profiles",), f"{PROFILE_VARIABLE}={name!r} names no profile "
+                                    f"(profiles: {known})")
+        return
+    if not isinstance(overlay, Mapping):
+        problems.add(("profiles", name), "must be a mapping (a config overlay)")
+        return
+    doc.profile = name
+    _merge(doc.data, overlay, (), doc.origins, f"from profile {name!r}")
+
+
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_").replace(".", "_")
+
+
+def _override(doc: Document, variable: str, raw: str, problems: Problems) -> None:
+    parts = variable[len(ENV_PREFIX):].split("__")
+    if _normal(parts[0]) not in TOP_LEVEL_KEYS or not all(parts):
+        return
+    value: Any = raw
+    if raw.lstrip()[:1] in ("[", "{"):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            problems.add((), f"{variable}: its value starts like JSON but does not parse")
+            return
+    node: Any = doc.data
+    path: Path = ()
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            key: str | int = int(part)
+        elif isinstance(node, dict):
+            key = next((k for k in node if _normal(str(k)) == _normal(part)), part.lower())
+        else:
+            problems.add(path, f"{variable}: cannot set {part.lower()!r} here, the value "
+                               "is not a mapping")
+            return
+        path = (*path, key)
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+    doc.secrets.add(raw, path)
+    doc.origins[path] = f"from {variable}"
+
+
+def read_text(path: str) -> str:
+    """The file's text.
+
+    Raises:
+        ConfigError: it cannot be read (its ``__cause__`` is the OSError).
+    """
+    return _read(path)
+
+
+def read_document(path: str, *, environ: Mapping[str, str] | None = None,
+                  profile: str | None = None, text: str | None = None,
+                  ) -> tuple[Document, Problems]:
+    """Read ``path`` into a :class:`Document`, and the problems found so far (missing
+    variables, an unknown profile, a bad override), which the caller reports with
+    the schema's.
+
+    Args:
+        path: A ``.yaml``/``.yml``, ``.toml`` or ``.json`` file.
+        environ: Environment for ``${VAR}``, ``MESHLITE_ENV`` and overrides
+            (default ``os.environ``).
+        profile: The profile to overlay (default ``environ["MESHLITE_ENV"]``).
+        text: The file's text, when already read.
+
+    Raises:
+        ConfigError: the file cannot be read (its ``__cause__`` is the OSError), does
+            not parse, or is not a mapping.
+    """
+    env = os.environ if environ is None else environ
+    data = _parse(path, _read(path) if text is None else text)
+    secrets = Secrets()
+    problems = Problems(path, secrets)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.add((), f"must be a mapping of sections (services, ...), "
+                         f"got {type(data).__name__}")
+        problems.check()
+    doc = Document(path, _interpolate(data, (), env, secrets, problems), secrets)
+    _profile(doc, env.get(PROFILE_VARIABLE) if profile is None else profile, problems)
+    for variable in sorted(env):
+        if variable.startswith(ENV_PREFIX) and variable != PROFILE_VARIABLE:
+            _override(doc, variable, env[variable], problems)
+    problems.origins = doc.origins
+    return doc, problems

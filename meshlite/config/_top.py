@@ -1,0 +1,125 @@
+"""The sections beside ``services``: telemetry, dashboard, alerts, the mesh's options.
+
+Each is checked by what it configures (``telemetry.configure``'s settings, the
+dashboard's bind check, ``ml.AlertRule`` and ``Alerts``), none of which imports
+the OpenTelemetry SDK or the dashboard's web server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ConfigError
+from .._validate import non_negative
+from ..telemetry._settings import resolve
+from ._problems import Path, Problems, construct, map_config_error
+from ._schema import (
+    AlertRuleSection,
+    AlertsSection,
+    DashboardSection,
+    MeshConfig,
+    TelemetrySection,
+)
+
+if TYPE_CHECKING:
+    from ..observability._dashboard._rules import AlertRule
+
+__all__ = ["AlertsPlan", "TopPlan", "check_top_level"]
+
+
+@dataclass(frozen=True)
+class AlertsPlan:
+    """Alert rules built from the file, for ``mesh.alerts.replace``."""
+
+    rules: tuple[AlertRule, ...]
+    webhook: str | None
+    webhook_timeout: float | None
+
+
+@dataclass(frozen=True)
+class TopPlan:
+    """What the sections beside ``services`` ask for."""
+
+    telemetry: dict[str, Any] | None
+    alerts: AlertsPlan | None
+
+
+def _telemetry(section: TelemetrySection, problems: Problems,
+               environ: Mapping[str, str]) -> dict[str, Any] | None:
+    args = section.arguments()
+
+    def check(service_name: Any = None, otlp_endpoint: Any = None, console: Any = False,
+              sample_ratio: Any = None) -> bool:
+        resolve(service_name, otlp_endpoint, console, sample_ratio, environ)
+        return True
+
+    ok = construct(check, args, problems, ("telemetry",), TelemetrySection.model_fields)
+    return args if ok else None
+
+
+def _dashboard(section: DashboardSection, problems: Problems) -> None:
+    if not section.enabled:
+        return
+    # Imported here: only configs with a dashboard pay for it (start-up time).
+    from ..observability._dashboard._auth import DEFAULT_MAX_CLIENTS, check_bind, is_loopback
+
+    if not section.token and not is_loopback(section.host):
+        problems.add(("dashboard", "token"), f"is required when the dashboard listens on "
+                                             f"{section.host!r}, which is not a loopback "
+                                             "address; set a token or host: 127.0.0.1")
+        return
+
+    def check(host: Any, port: Any, token: Any = None,
+              max_clients: Any = DEFAULT_MAX_CLIENTS) -> bool:
+        check_bind(host, port, token, max_clients)
+        return True
+
+    args = {k: v for k, v in section.arguments().items() if k != "enabled"}
+    construct(check, {"host": section.host, "port": section.port, **args}, problems,
+              ("dashboard",), DashboardSection.model_fields)
+
+
+def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
+            ) -> AlertsPlan | None:
+    from ..observability._dashboard._alerts import Alerts
+    from ..observability._dashboard._rules import AlertRule
+
+    rules: list[AlertRule] = []
+    count = len(problems.errors)
+    for i, rule in enumerate(section.rules):
+        path: Path = ("alerts", "rules", i)
+        if rule.service is not None and rule.service not in config.services:
+            known = ", ".join(sorted(config.services)) or "none"
+            problems.add((*path, "service"), f"{rule.service!r} is not a service "
+                                             f"(services: {known})")
+        built = construct(AlertRule, rule.arguments(), problems, path,
+                          AlertRuleSection.model_fields)
+        if built is not None:
+            rules.append(built)
+    args = {k: v for k, v in section.arguments().items() if k != "rules"}
+    checked = construct(Alerts, {"rules": rules, **args}, problems, ("alerts",),
+                        AlertsSection.model_fields)
+    if checked is None or len(problems.errors) > count:
+        return None
+    return AlertsPlan(tuple(rules), checked.webhook, args.get("webhook_timeout"))
+
+
+def check_top_level(config: MeshConfig, problems: Problems,
+                    environ: Mapping[str, str] | None = None) -> TopPlan:
+    """Check telemetry, dashboard, alerts and ``drain_timeout``."""
+    if config.drain_timeout is not None:
+        try:
+            non_negative("Mesh", "drain_timeout", config.drain_timeout)
+        except ConfigError as error:
+            map_config_error(problems, (), error, ("drain_timeout",))
+    if config.dashboard is not None:
+        _dashboard(config.dashboard, problems)
+    alerts = _alerts(config, config.alerts, problems) if config.alerts is not None else None
+    telemetry = None
+    if config.telemetry is not None:
+        telemetry = _telemetry(config.telemetry, problems,
+                               os.environ if environ is None else environ)
+    return TopPlan(telemetry, alerts)

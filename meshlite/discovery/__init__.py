@@ -1,0 +1,70 @@
+"""meshlite.discovery: where a service's backends come from.
+
+A provider resolves a service's backends; :class:`Discovery` runs one for a
+service while the mesh is open, replacing the service's backends on every change
+and keeping the last known ones when the provider fails::
+
+    users = ml.Service("users")
+    users.attach(Discovery(users, DnsProvider("users.internal", port=8000)))
+
+Built in: :class:`StaticProvider` (the default: the configured ``backends``),
+:class:`FileProvider` (a watched JSON or YAML list) and :class:`DnsProvider` (A/AAAA
+or SRV records, re-resolved at their TTL). Others implement
+:class:`DiscoveryProvider` and, for config files, :func:`register_provider`.
+Importing this module imports neither dnspython, watchfiles nor PyYAML.
+"""
+
+from ._dns import DEFAULT_DNS_TIMEOUT, DNS_RECORDS, DnsProvider
+from ._driver import (
+    DEFAULT_MIN_INTERVAL,
+    DEFAULT_RESOLVE_TIMEOUT,
+    DEFAULT_RETRY_INTERVAL,
+    Discovery,
+)
+from ._file import FileProvider
+from ._provider import (
+    BaseProvider,
+    DiscoveryFailed,
+    DiscoveryProvider,
+    DiscoveryRecovered,
+    ProviderFactory,
+    Resolution,
+    backends_from_data,
+    provider_factory,
+    provider_kinds,
+    register_provider,
+)
+from ._static import StaticProvider
+from ._watch import FileWatch
+
+register_provider("static", StaticProvider)
+register_provider("file", FileProvider)
+register_provider("dns", DnsProvider)
+
+__all__ = [
+    # the driver
+    "Discovery",
+    "DEFAULT_MIN_INTERVAL",
+    "DEFAULT_RETRY_INTERVAL",
+    "DEFAULT_RESOLVE_TIMEOUT",
+    # providers
+    "DiscoveryProvider",
+    "BaseProvider",
+    "Resolution",
+    "StaticProvider",
+    "FileProvider",
+    "DnsProvider",
+    "DNS_RECORDS",
+    "DEFAULT_DNS_TIMEOUT",
+    # registry for config files
+    "register_provider",
+    "provider_factory",
+    "provider_kinds",
+    "ProviderFactory",
+    "backends_from_data",
+    # events
+    "DiscoveryFailed",
+    "DiscoveryRecovered",
+    # helpers
+    "FileWatch",
+]

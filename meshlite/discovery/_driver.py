@@ -1,0 +1,170 @@
+"""Discovery: runs a provider for one service and keeps its backends current."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .._validate import fail, optional_positive, positive
+from ..routing._backend import Backend
+from ._provider import DiscoveryFailed, DiscoveryProvider, DiscoveryRecovered, Resolution
+
+__all__ = [
+    "DEFAULT_MIN_INTERVAL",
+    "DEFAULT_RESOLVE_TIMEOUT",
+    "DEFAULT_RETRY_INTERVAL",
+    "Discovery",
+]
+
+DEFAULT_MIN_INTERVAL = 1.0
+"""Floor of the re-resolve delay taken from a TTL, so a TTL of 0 cannot spin."""
+
+DEFAULT_RETRY_INTERVAL = 5.0
+"""Seconds between attempts while the provider is failing."""
+
+DEFAULT_RESOLVE_TIMEOUT = 10.0
+"""Seconds one resolve may take before it counts as failed."""
+
+_log = logging.getLogger("meshlite.discovery")
+
+
+def _unique(backends: tuple[Backend, ...]) -> list[Backend]:
+    seen: dict[str, Backend] = {}
+    for b in backends:
+        seen.setdefault(b.address, b)
+    return list(seen.values())
+
+
+class Discovery:
+    """Keep ``service``'s backends in step with ``provider``, as a lifecycle component
+    of the mesh: ``service.attach(Discovery(service, provider))``.
+
+    The first resolve runs when the mesh opens, before calls need the backends.
+    Then the provider is resolved again when it reports a change, when ``interval``
+    passes, or (without ``interval``) when the answer's TTL runs out. A failure, or an
+    answer with no backend, keeps the last known backends and emits
+    :class:`DiscoveryFailed`; the provider is tried again every ``retry_interval``.
+
+    Args:
+        service: The service whose backends are replaced (``set_backends``).
+        provider: Where the backends come from.
+        interval: Seconds between resolves; ``None`` means at the answer's TTL, or
+            only on reported changes when the provider gives no TTL.
+        min_interval: Floor of a TTL-driven delay, > 0.
+        retry_interval: Seconds between tries while failing, > 0.
+        resolve_timeout: Seconds one resolve may take, > 0.
+        redact: Applied to error messages before they are logged or emitted (the
+            config loader masks values that came from ``${VAR}`` references).
+
+    Raises:
+        ConfigError: a bad argument.
+    """
+
+    def __init__(
+        self,
+        service: Any,
+        provider: DiscoveryProvider,
+        *,
+        interval: float | None = None,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        if not isinstance(provider, DiscoveryProvider):
+            fail("Discovery", "provider", provider,
+                 "a discovery provider (resolve, changed, start, stop)")
+        self.service = service
+        self.provider = provider
+        self.interval = optional_positive("Discovery", "interval", interval)
+        self.min_interval = positive("Discovery", "min_interval", min_interval)
+        self.retry_interval = positive("Discovery", "retry_interval", retry_interval)
+        self.resolve_timeout = positive("Discovery", "resolve_timeout", resolve_timeout)
+        self._redact: Callable[[str], str] = redact or (lambda text: text)
+        self.last_error: str | None = None
+        """The message of the last failure, ``None`` once resolving succeeds again."""
+        self.resolves = 0
+        """Successful resolves so far."""
+        self._ttl: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the provider, resolve once, and keep resolving in the background."""
+        await self.provider.start()
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop resolving and stop the provider."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.provider.stop()
+
+    async def refresh(self) -> bool:
+        """Resolve now and install the answer; returns whether it succeeded."""
+        try:
+            answer: Resolution = await asyncio.wait_for(self.provider.resolve(),
+                                                       self.resolve_timeout)
+            if not answer.backends:
+                raise LookupError("the provider returned no backends")
+            self.service.set_backends(_unique(answer.backends))
+        except Exception as error:
+            self._failed(error)
+            return False
+        self._ttl = answer.ttl
+        self.resolves += 1
+        if self.last_error is not None:
+            self.last_error = None
+            self._emit(DiscoveryRecovered(
+                policy="discovery", service=self.service.name, provider=self.provider.kind,
+                backends=tuple(b.address for b in self.service.backends)))
+        return True
+
+    def _failed(self, error: Exception) -> None:
+        message = self._redact(f"{type(error).__name__}: {error}")
+        kept = tuple(b.address for b in self.service.backends)
+        first = self.last_error is None
+        self.last_error = message
+        log = _log.warning if first else _log.debug
+        log("discovery (%s) of service %r failed, keeping its %d last known backends: %s",
+            self.provider.kind, self.service.name, len(kept), message)
+        self._emit(DiscoveryFailed(policy="discovery", service=self.service.name,
+                                   provider=self.provider.kind, error=message,
+                                   backends=tuple(self._redact(a) for a in kept)))
+
+    def _emit(self, event: DiscoveryFailed | DiscoveryRecovered) -> None:
+        hooks = getattr(self.service, "hooks", None)
+        if hooks is not None and hooks.active:
+            hooks.emit(event)
+
+    def _delay(self) -> float | None:
+        if self.last_error is not None:
+            return self.retry_interval
+        if self.interval is not None:
+            return self.interval
+        if self._ttl is not None:
+            return max(self.min_interval, self._ttl)
+        return None
+
+    async def _loop(self) -> None:
+        while True:
+            delay = self._delay()
+            try:
+                if delay is None:
+                    await self.provider.changed()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.provider.changed(), delay)
+            except Exception as error:  # a broken watch: fall back to retrying
+                self._failed(error)
+                await asyncio.sleep(self.retry_interval)
+            await self.refresh()
+
+    def __repr__(self) -> str:
+        return f"Discovery({self.service.name!r}, {self.provider!r})"

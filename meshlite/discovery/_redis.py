@@ -1,0 +1,343 @@
+"""The Redis registry: backends register themselves with a TTL heartbeat; meshes
+watching the registry see them arrive and leave.
+
+Layout under ``<prefix>:reg:<service>``: a sorted set of addresses scored by the
+instant (Redis ``TIME``, milliseconds) their registration expires, a hash of their
+``{weight, zone, metadata}`` as JSON, and a pub/sub channel ``...:events`` on which
+registering and leaving are announced. A watcher resolves again as soon as a
+message arrives, and otherwise when the first registration would expire, so a
+backend that stops heartbeating without leaving (it crashed) is dropped within
+``ttl`` seconds plus the driver's ``min_interval``. Expiry is judged on Redis's
+clock alone, so the hosts' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from types import TracebackType
+from typing import Any
+
+from .._validate import fail, optional_positive, positive
+from ..routing._backend import Backend
+from ..state._base import StoreUnavailableError
+from ..state._redis import RedisStore, Script
+from ._provider import BaseProvider, Resolution
+
+__all__ = ["DEFAULT_REGISTRY_TTL", "DEFAULT_REGISTRY_TIMEOUT", "Registration", "RedisRegistry"]
+
+DEFAULT_REGISTRY_TTL = 10.0
+"""Seconds a registration lives without a heartbeat."""
+
+DEFAULT_REGISTRY_TIMEOUT = 1.0
+"""Seconds one registry operation may take (a registry is not on the call path)."""
+
+_log = logging.getLogger("meshlite.discovery")
+
+_REGISTER = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1')
+local meta = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if old < now or meta ~= ARGV[2] then
+  redis.call('PUBLISH', ARGV[4], 'register ' .. ARGV[1])
+  return 1
+end
+return 0
+""")
+
+_DEREGISTER = Script("""
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if n > 0 then redis.call('PUBLISH', ARGV[2], 'leave ' .. ARGV[1]) end
+return n
+""")
+
+_RESOLVE = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local out = {now}
+for i = 1, #live, 2 do
+  out[#out + 1] = live[i]
+  out[#out + 1] = live[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], live[i]) or '{}'
+end
+return out
+""")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisRegistry(BaseProvider):
+    """Backends of ``service`` as they register themselves in Redis.
+
+    As a discovery provider (``service.attach(Discovery(service, registry))``, or
+    ``discovery: {type: redis, service: users, url: ...}`` in a config file) it
+    resolves to the backends whose registration is alive. Backends register with
+    :meth:`heartbeat` (``async with`` or ``with``), or :meth:`register` /
+    :meth:`deregister` for one-shot control.
+
+    Args:
+        service: The service name the backends register under.
+        url: The Redis URL (``redis://``, ``rediss://``, ``unix://``; passwords in
+            it), used when ``store`` is not given.
+        store: A :class:`~meshlite.state.RedisStore` to share connections with.
+        prefix: Key prefix, when ``store`` is not given (else the store's).
+        ttl: Seconds a registration lives without a heartbeat (> 0).
+        timeout: Seconds one registry operation may take, when ``store`` is not given.
+
+    Raises:
+        ConfigError: a bad argument, or redis-py is not installed.
+    """
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        service: str,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        store: RedisStore | None = None,
+        prefix: str = "meshlite",
+        ttl: float = DEFAULT_REGISTRY_TTL,
+        timeout: float = DEFAULT_REGISTRY_TIMEOUT,
+    ) -> None:
+        if not isinstance(service, str) or not service:
+            fail("RedisRegistry", "service", service, "a non-empty service name")
+        if store is not None and not isinstance(store, RedisStore):
+            fail("RedisRegistry", "store", store, "a meshlite.state.RedisStore or None")
+        self.service = service
+        self.ttl = positive("RedisRegistry", "ttl", ttl)
+        self._own = store is None
+        self.store = store if store is not None else RedisStore(
+            url, prefix=prefix, timeout=timeout, retry_interval=min(1.0, self.ttl / 4),
+            on_error="raise")
+        base = f"{self.store.prefix}:reg:{service}"
+        self._keys = (base, f"{base}:meta")
+        self.channel = f"{base}:events"
+        self._pubsub: Any = None
+
+    # -- registering (the backend's side) -------------------------------------------
+
+    def _entry(self, backend: Backend) -> tuple[str, str]:
+        meta = {"weight": backend.weight, "zone": backend.zone,
+                "metadata": dict(backend.metadata)}
+        return backend.address, json.dumps(meta, sort_keys=True, separators=(",", ":"))
+
+    def register(self, backend: Backend | str) -> bool:
+        """Register (or renew) ``backend`` for ``ttl`` seconds.
+
+        Returns:
+            Whether watchers were told (it was new, had expired, or changed).
+
+        Raises:
+            StoreUnavailableError: Redis did not answer.
+        """
+        address, meta = self._entry(_as_backend(backend))
+        return bool(self.store.eval(_REGISTER, 2, *self._keys, address, meta,
+                                    round(self.ttl * 1000), self.channel))
+
+    async def aregister(self, backend: Backend | str) -> bool:
+        """The async twin of :meth:`register`."""
+        address, meta = self._entry(_as_backend(backend))
+        return bool(await self.store.aeval(_REGISTER, 2, *self._keys, address, meta,
+                                           round(self.ttl * 1000), self.channel))
+
+    def deregister(self, address: str) -> bool:
+        """Remove ``address`` now (watchers are told); returns whether it was there."""
+        return bool(self.store.eval(_DEREGISTER, 2, *self._keys, address, self.channel))
+
+    async def aderegister(self, address: str) -> bool:
+        """The async twin of :meth:`deregister`."""
+        return bool(await self.store.aeval(_DEREGISTER, 2, *self._keys, address,
+                                           self.channel))
+
+    def heartbeat(self, backend: Backend | str, *, interval: float | None = None,
+                  ) -> Registration:
+        """A registration kept alive while its ``with`` / ``async with`` block runs.
+
+        Args:
+            backend: The backend (or its address) to register.
+            interval: Seconds between renewals; by default ``ttl / 3``, so two lost
+                heartbeats in a row do not drop the backend.
+        """
+        every = optional_positive("RedisRegistry.heartbeat", "interval", interval)
+        return Registration(self, _as_backend(backend), every or self.ttl / 3)
+
+    # -- watching (the mesh's side) ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the registry's announcements (retried by :meth:`changed`)."""
+        with contextlib.suppress(Exception):
+            await self._subscribe()
+
+    async def stop(self) -> None:
+        """Unsubscribe, and close the connections when the registry made its store."""
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if self._own:
+            await self.store.aclose()
+
+    async def resolve(self) -> Resolution:
+        """The live registrations; the answer's TTL is when the first one expires.
+
+        Raises:
+            StoreUnavailableError: Redis did not answer.
+        """
+        reply = await self.store.aeval(_RESOLVE, 2, *self._keys)
+        now = int(reply[0])
+        backends, first = [], None
+        for i in range(1, len(reply), 3):
+            expires = int(float(reply[i + 1]))
+            first = expires if first is None else min(first, expires)
+            try:
+                meta = json.loads(reply[i + 2])
+                backends.append(Backend(_text(reply[i]), weight=meta.get("weight", 1.0),
+                                        zone=meta.get("zone"), metadata=meta.get("metadata")))
+            except Exception as error:  # one bad entry must not hide the others
+                _log.warning("registry of %r: skipping %r: %s", self.service, reply[i], error)
+        ttl = None if first is None else max(0.0, (first - now) / 1000)
+        return Resolution(tuple(backends), ttl)
+
+    async def _subscribe(self) -> Any:
+        if self._pubsub is None:
+            pubsub = self.store._aclient().pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+            except BaseException:
+                await pubsub.aclose()
+                raise
+            self._pubsub = pubsub
+        return self._pubsub
+
+    async def changed(self) -> None:
+        """Return when a backend registers, changes or leaves.
+
+        Raises:
+            StoreUnavailableError: the subscription broke (the driver retries).
+        """
+        try:
+            pubsub = await self._subscribe()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=None)
+                if message is not None:
+                    return
+        except self.store._errors as error:
+            pubsub, self._pubsub = self._pubsub, None
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            raise StoreUnavailableError(
+                f"registry of {self.service!r}: subscription to {self.store.label} "
+                f"broke: {error}") from error
+
+    def __repr__(self) -> str:
+        return f"RedisRegistry({self.service!r}, {self.store.label!r}, ttl={self.ttl!r})"
+
+
+def _as_backend(value: Backend | str) -> Backend:
+    if isinstance(value, str):
+        return Backend(value)
+    if not isinstance(value, Backend):
+        fail("RedisRegistry", "backend", value, "a Backend or an address string")
+    return value
+
+
+class Registration:
+    """One backend's registration, renewed every ``interval`` seconds while open.
+
+    ``async with`` renews in a task of the running loop; ``with`` in a daemon
+    thread. Leaving the block deregisters the backend, so watchers drop it at once.
+    A renewal that fails is logged and retried at the next interval; entering the
+    block raises :class:`~meshlite.state.StoreUnavailableError` if the first
+    registration fails.
+    """
+
+    def __init__(self, registry: RedisRegistry, backend: Backend, interval: float) -> None:
+        self.registry = registry
+        self.backend = backend
+        self.interval = interval
+        self.renewals = 0
+        """Successful registrations so far (the first one included)."""
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _failed(self, error: Exception) -> None:
+        _log.warning("heartbeat of %s in the registry of %r failed: %s",
+                     self.backend.address, self.registry.service, error)
+
+    async def __aenter__(self) -> Registration:
+        await self.registry.aregister(self.backend)
+        self.renewals += 1
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        return self
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.registry.aregister(self.backend)
+                self.renewals += 1
+            except Exception as error:
+                self._failed(error)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.registry.aderegister(self.backend.address)
+        except StoreUnavailableError as error:  # it expires after ttl anyway
+            self._failed(error)
+
+    def __enter__(self) -> Registration:
+        self.registry.register(self.backend)
+        self.renewals += 1
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat_sync, daemon=True,
+                                        name=f"meshlite-heartbeat-{self.backend.address}")
+        self._thread.start()
+        return self
+
+    def _beat_sync(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.registry.register(self.backend)
+                self.renewals += 1
+            except Exception as error:
+                self._failed(error)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        try:
+            self.registry.deregister(self.backend.address)
+        except StoreUnavailableError as error:
+            self._failed(error)
+
+    def __repr__(self) -> str:
+        return f"Registration({self.backend.address!r}, every {self.interval:g} s)"
+

@@ -1,0 +1,103 @@
+"""Watch one file for changes with watchfiles (inotify, FSEvents...), from asyncio.
+
+The file's directory is watched rather than the file, so editors that save by
+writing a new file and renaming it over the old one are seen too. The blocking
+watch runs on a daemon thread, which wakes the event loop through a flag; a
+watcher never keeps the interpreter from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+__all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_STEP_MS", "FileWatch"]
+
+DEFAULT_STEP_MS = 30
+"""A change is reported once the file has been quiet this long (an editor's save is
+several writes in a row)."""
+
+DEFAULT_DEBOUNCE_MS = 400
+"""Changes are reported at the latest this long after the first one, even if the file
+keeps changing."""
+
+_POLL_MS = 500  # the thread re-checks its stop flag at least this often
+
+_log = logging.getLogger("meshlite.watch")
+
+
+class FileWatch:
+    """Wait for changes of one file.
+
+    Args:
+        path: The file (it need not exist yet; its directory must).
+        step_ms: Quiet time after a change before it is reported.
+        debounce_ms: Longest a burst of changes is held back.
+
+    Raises:
+        FileNotFoundError: (from :meth:`open`) the directory does not exist.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, step_ms: int = DEFAULT_STEP_MS,
+                 debounce_ms: int = DEFAULT_DEBOUNCE_MS) -> None:
+        full = os.path.abspath(os.fspath(path))
+        self.path = full
+        self._directory, self._name = os.path.split(full)
+        self._step = step_ms
+        self._debounce = debounce_ms
+        self._stop = threading.Event()
+        self._flag: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._notify: Any = None
+
+    def open(self) -> None:
+        """Start watching now (changes from this moment on are seen); call it on the
+        event loop that will await :meth:`changed`."""
+        from watchfiles._rust_notify import RustNotify
+
+        self._loop = asyncio.get_running_loop()
+        self._flag = asyncio.Event()
+        self._notify = RustNotify([self._directory], False, False, 300, False, False)
+        self._thread = threading.Thread(target=self._run, name=f"meshlite-watch {self._name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        notify = self._notify
+        try:
+            while not self._stop.is_set():
+                result = notify.watch(self._debounce, self._step, _POLL_MS, self._stop)
+                if isinstance(result, set) and any(
+                        os.path.basename(p) == self._name for _, p in result):
+                    self._signal()
+        except Exception:
+            _log.exception("watching %s failed; changes to it are no longer seen", self.path)
+        finally:
+            notify.close()
+
+    def _signal(self) -> None:
+        loop, flag = self._loop, self._flag
+        if loop is None or flag is None:
+            return
+        try:
+            loop.call_soon_threadsafe(flag.set)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            self._stop.set()
+
+    async def changed(self) -> None:
+        """Return after the next change of the file (or at once if one happened since
+        the last call)."""
+        flag = self._flag
+        if flag is None:
+            raise RuntimeError("FileWatch.changed: open() the watch first")
+        await flag.wait()
+        flag.clear()
+
+    def close(self) -> None:
+        """Stop watching (the thread ends within half a second)."""
+        self._stop.set()
+        self._thread = None

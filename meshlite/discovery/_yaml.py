@@ -1,0 +1,57 @@
+"""YAML as config files need it: YAML 1.2 booleans (only true/false).
+
+PyYAML implements YAML 1.1, where ``on``, ``off``, ``yes`` and ``no`` are booleans,
+so the ``on:`` option of Retry and Hedge would become the key ``True``. This
+loader reads them as strings (the schema still reads ``enabled: on`` as true).
+PyYAML is imported on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["YAMLError", "load_yaml"]
+
+_loader: Any = None
+
+
+class YAMLError(ValueError):
+    """The text is not valid YAML (the message says where)."""
+
+
+def _make_loader() -> Any:
+    import yaml
+
+    # libyaml's parser when PyYAML was built with it: several times faster, which
+    # is most of a hot reload's time.
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc]
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                 re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+    return Loader
+
+
+def load_yaml(text: str) -> Any:
+    """Parse ``text`` (safe: plain data only).
+
+    Raises:
+        YAMLError: it does not parse.
+    """
+    global _loader
+    import yaml
+
+    if _loader is None:
+        _loader = _make_loader()
+    try:
+        return yaml.load(text, Loader=_loader)
+    except yaml.YAMLError as error:
+        raise YAMLError(str(error)) from None

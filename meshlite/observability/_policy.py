@@ -1,0 +1,172 @@
+"""Metrics: a policy recording requests, errors and latency of the calls through a
+pipeline, for pipelines used outside a mesh (a mesh records its own)."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._context import CallContext
+from .._policy import AsyncHandler, Handler, Policy
+from ._feed import EVENT_METRICS, EventFeed, touch_service
+from ._metrics import (
+    DEFAULT_LATENCY_BUCKETS,
+    Counters,
+    MetricFamily,
+    Sample,
+    Timings,
+    check_buckets,
+    histogram_samples,
+)
+
+__all__ = ["Metrics"]
+
+_PREFIX = "meshlite_operation"
+
+
+class Metrics(Policy):
+    """Record every call through the pipeline: requests, errors by type, latency
+    histogram and calls in flight, per service and operation (``meshlite_operation_*``).
+    Put it outermost to time the whole call; serve it with ``prometheus_app(metrics)``
+    or ``start_http_server(metrics)``. :meth:`watch` also counts a pipeline's events
+    (retries, rejections, breaker transitions...) under the mesh's metric names.
+
+    Args:
+        buckets: Upper bounds in seconds of the latency histogram buckets.
+        clock: Time source (tests pass a FakeClock).
+
+    Raises:
+        ConfigError: ``buckets`` are not increasing positive numbers.
+
+    Example::
+
+        metrics = ml.Metrics()
+        pipeline = ml.Pipeline(metrics, ml.Retry(attempts=3))
+        metrics.watch(pipeline)
+        server = ml.telemetry.start_http_server(metrics, port=9464)
+    """
+
+    kind = "metrics"
+
+    def __init__(self, *, buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
+                 clock: Clock | None = None) -> None:
+        super().__init__()
+        self.bounds = check_buckets("Metrics", buckets)
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        self._series: dict[tuple[str | None, str], Timings] = {}
+        self._lock = threading.Lock()
+        self.counters = Counters(EVENT_METRICS)
+        self._feed = EventFeed(self.counters)
+        self._watched: dict[int, tuple[Policy, Callable[[], None]]] = {}
+
+    def watch(self, policy: Policy) -> Callable[[], None]:
+        """Count the events of ``policy`` and of every policy inside it (once each,
+        however often it is watched).
+
+        Returns:
+            A function that stops watching them.
+        """
+        added = []
+        for p in policy.walk():
+            if id(p) not in self._watched and p is not self:
+                self._watched[id(p)] = (p, p.hooks.add(self._feed))
+                added.append(id(p))
+        service = getattr(policy, "service", None)
+        touch_service(self.counters, service if isinstance(service, str) else "",
+                      {p.kind for p in policy.walk()})
+
+        def unwatch() -> None:
+            for key in added:
+                entry = self._watched.pop(key, None)
+                if entry is not None:
+                    entry[1]()
+
+        return unwatch
+
+    def _series_for(self, key: tuple[str | None, str]) -> Timings:
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                labels = (("service", key[0] or ""), ("operation", key[1]))
+                series = self._series[key] = Timings(labels, self.bounds)
+            return series
+
+    def wrap(self, call_next: Handler) -> Handler:
+        """The sync handler recording each call around ``call_next``."""
+        get, make, bounds, monotonic = (self._series.get, self._series_for, self.bounds,
+                                        self._clock.monotonic)
+        at_sum, at_started, first = len(bounds) + 1, len(bounds) + 2, bounds[0]
+
+        def handler(ctx: CallContext) -> Any:
+            key = (ctx.service, ctx.operation)
+            series = get(key) or make(key)
+            try:
+                cells = series.local.cells
+            except AttributeError:
+                cells = series.new_shard()
+            cells[at_started] += 1
+            start = monotonic()
+            try:
+                result = call_next(ctx)
+            except BaseException as error:  # counted, then re-raised untouched
+                series.error(cells, monotonic() - start, error)
+                raise
+            elapsed = monotonic() - start
+            cells[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
+            cells[at_sum] += elapsed
+            return result
+
+        return handler
+
+    def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        """The async handler recording each call around ``call_next``."""
+        get, make, bounds, monotonic = (self._series.get, self._series_for, self.bounds,
+                                        self._clock.monotonic)
+        at_sum, at_started, first = len(bounds) + 1, len(bounds) + 2, bounds[0]
+
+        async def handler(ctx: CallContext) -> Any:
+            key = (ctx.service, ctx.operation)
+            series = get(key) or make(key)
+            try:
+                cells = series.local.cells
+            except AttributeError:
+                cells = series.new_shard()
+            cells[at_started] += 1
+            start = monotonic()
+            try:
+                result = await call_next(ctx)
+            except BaseException as error:  # counted (cancellation too), then re-raised
+                series.error(cells, monotonic() - start, error)
+                raise
+            elapsed = monotonic() - start
+            cells[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
+            cells[at_sum] += elapsed
+            return result
+
+        return handler
+
+    def collect(self) -> Iterator[MetricFamily]:
+        """Every metric recorded so far (see docs/metrics.md)."""
+        with self._lock:
+            series = sorted(self._series.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+        readings = [(s.labels, s.read()) for _, s in series]
+        yield MetricFamily(f"{_PREFIX}_requests_total", "counter",
+                           "Calls finished through the Metrics policy.",
+                           tuple(Sample("", lb, r.count) for lb, r in readings))
+        yield MetricFamily(f"{_PREFIX}_request_errors_total", "counter",
+                           "Calls that ended in an error, by the error's class name.",
+                           tuple(Sample("", (*lb, ("error", name)), n) for lb, r in readings
+                                 for name, n in sorted(r.errors.items())))
+        yield MetricFamily(f"{_PREFIX}_requests_in_flight", "gauge", "Calls running now.",
+                           tuple(Sample("", lb, r.started - r.count) for lb, r in readings))
+        yield MetricFamily(f"{_PREFIX}_request_duration_seconds", "histogram",
+                           "Time of each call through the rest of the pipeline.",
+                           tuple(s for lb, r in readings
+                                 for s in histogram_samples(lb, self.bounds, r)))
+        yield from self.counters.collect()
+
+    def __repr__(self) -> str:
+        return f"Metrics(operations={len(self._series)})"

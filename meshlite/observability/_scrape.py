@@ -1,0 +1,122 @@
+"""Scrape-time reading of a mesh: families built from the state services already
+keep (endpoint counters, ejection and health, breakers) and from the call timings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..routing._service import Service
+from ._metrics import Labels, MetricFamily, Sample, Timings, TimingsReading, histogram_samples
+
+if TYPE_CHECKING:
+    from .._mesh import Mesh
+
+__all__ = ["BREAKER_STATES", "mesh_families", "service_families"]
+
+BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
+"""Every circuit breaker state, each a series of ``meshlite_circuit_breaker_state``."""
+
+_REQUEST = "meshlite_request"
+_BACKEND = "meshlite_backend"
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]
+            ) -> MetricFamily:
+    return MetricFamily(name, kind, help_text, tuple(samples))
+
+
+def _calls(readings: list[tuple[Labels, TimingsReading]], bounds: tuple[float, ...]
+           ) -> Iterator[MetricFamily]:
+    yield _family("meshlite_requests_total", "counter",
+                  "Calls finished through the mesh (logical calls, retries included once).",
+                  (Sample("", lb, r.count) for lb, r in readings))
+    yield _family(f"{_REQUEST}_errors_total", "counter",
+                  "Calls that ended in an error, by the error's class name.",
+                  (Sample("", (*lb, ("error", name)), n) for lb, r in readings
+                   for name, n in sorted(r.errors.items())))
+    yield _family("meshlite_requests_in_flight", "gauge",
+                  "Calls running now (in policies, waiting, or on a backend).",
+                  (Sample("", lb, r.started - r.count) for lb, r in readings))
+    yield _family(f"{_REQUEST}_duration_seconds", "histogram",
+                  "Time of each call through the service's pipeline, all attempts included.",
+                  (s for lb, r in readings for s in histogram_samples(lb, bounds, r)))
+
+
+def _endpoint_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
+    rows = [((("service", s.name), ("backend", e.address)), e)
+            for s in services for e in s.endpoints]
+    for name, kind, help_text, read in (
+        (f"{_BACKEND}_requests_total", "counter", "Attempts a backend finished.",
+         lambda e: e.requests),
+        (f"{_BACKEND}_errors_total", "counter", "Attempts on a backend that failed.",
+         lambda e: e.errors),
+        (f"{_BACKEND}_in_flight", "gauge", "Attempts running on a backend now.",
+         lambda e: e.in_flight),
+        (f"{_BACKEND}_ejected", "gauge", "1 while outlier detection has the backend ejected.",
+         lambda e: int(e.ejected_until is not None)),
+        (f"{_BACKEND}_healthy", "gauge", "0 while active health checking marks it unhealthy.",
+         lambda e: int(e.healthy)),
+        (f"{_BACKEND}_latency_ewma_seconds", "gauge",
+         "Peak-EWMA latency of the backend (what the p2c_ewma balancer compares).",
+         lambda e: e.ewma),
+    ):
+        yield _family(name, kind, help_text, (Sample("", lb, read(e)) for lb, e in rows))
+
+
+def _breakers(service: Service) -> list[tuple[str, Any]]:
+    found = [p for p in service.pipeline.walk() if p.kind == "circuit_breaker"]
+    out = []
+    for i, policy in enumerate(found):
+        name = getattr(getattr(policy, "options", None), "name", None) or service.name
+        out.append((name if len(found) == 1 else f"{name}#{i + 1}", policy))
+    return out
+
+
+def _service_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
+    services = list(services)
+    yield _family("meshlite_service_backends", "gauge", "Backends configured.",
+                  (Sample("", (("service", s.name),), len(s.endpoints)) for s in services))
+    panic = [s.panic for s in services]
+    yield _family("meshlite_service_available_backends", "gauge",
+                  "Backends in rotation: neither ejected nor unhealthy.",
+                  (Sample("", (("service", s.name),), sum(
+                      1 for e in s.endpoints if e.ejected_until is None and e.healthy))
+                   for s in services))
+    yield _family("meshlite_service_panic", "gauge",
+                  "1 while every backend is out and calls go to all of them.",
+                  (Sample("", (("service", s.name),), int(p)) for s, p in zip(
+                      services, panic, strict=True)))
+    samples: list[Sample] = []
+    for s in services:
+        for name, policy in _breakers(s):
+            state = str(getattr(policy, "state", ""))
+            samples.extend(Sample("", (("service", s.name), ("breaker", name), ("state", st)),
+                                  int(st == state)) for st in BREAKER_STATES)
+    yield _family("meshlite_circuit_breaker_state", "gauge",
+                  "1 for the breaker's current state, 0 for the others.", samples)
+
+
+def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
+                     attempts: dict[tuple[str, str], Timings], bounds: tuple[float, ...]
+                     ) -> Iterator[MetricFamily]:
+    """The per-service and per-backend families."""
+    for s in services:
+        s._due()  # return backends whose ejection ran out, so the gauges read now
+    readings = [(series.labels, series.read()) for _, series in sorted(calls.items())]
+    yield from _calls(readings, bounds)
+    yield from _endpoint_gauges(services)
+    yield _family(f"{_BACKEND}_request_duration_seconds", "histogram",
+                  "Time of each attempt on a backend, successes and failures.",
+                  (s for _, series in sorted(attempts.items())
+                   for s in histogram_samples(series.labels, bounds, series.read())))
+    yield from _service_gauges(services)
+
+
+def mesh_families(mesh: Mesh) -> Iterator[MetricFamily]:
+    """The mesh-wide families."""
+    yield _family("meshlite_mesh_in_flight", "gauge", "Calls running in the mesh now.",
+                  [Sample("", (), mesh.in_flight)])
+    yield _family("meshlite_mesh_config_version", "gauge",
+                  "Config reloads applied (0 before the first).",
+                  [Sample("", (), mesh.config_version)])

@@ -1,0 +1,41 @@
+"""Tests that need a real system program (prometheus, redis-server, chromium).
+
+``require_program(name, package)`` returns the program's path; when it is missing
+the test is skipped with a message naming the Debian package to install, except
+on CI (``CI=true``), where a missing program fails the test: CI installs them all
+(.ci/run), so a skip there would hide a broken setup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+__all__ = ["on_ci", "require_program"]
+
+
+def on_ci() -> bool:
+    """Whether the environment variable ``CI`` is ``true`` (any case) or ``1``."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def require_program(name: str, package: str) -> str:
+    """The full path of program ``name``; skip (fail on CI) when it is not installed.
+
+    Args:
+        name: The executable, looked up on ``PATH`` (and in /usr/sbin, /sbin).
+        package: The Debian package that provides it, named in the message.
+
+    Returns:
+        The path of the executable.
+    """
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    message = (f"{name} is not installed: install the Debian package {package!r} "
+               f"(apt-get install -y {package})")
+    if on_ci():
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(message)

@@ -1,0 +1,429 @@
+"""The metrics registry of a mesh (``mesh.metrics``) and the ``Metrics`` policy:
+what each call, attempt and event records, read back through ``collect()``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite.observability import MetricFamily, Metrics, render
+from meshlite.observability._prometheus import render_mesh
+from meshlite.testing import FakeClock
+
+
+def value(source: Any, name: str, suffix: str = "", **labels: str) -> float | None:
+    """The sample ``name+suffix{labels}`` of ``source.collect()``, or None."""
+    for family in source.collect():
+        if family.name == name:
+            for s in family.samples:
+                if s.suffix == suffix and dict(s.labels) == labels:
+                    return s.value
+    return None
+
+
+def family(source: Any, name: str) -> MetricFamily:
+    return next(f for f in source.collect() if f.name == name)
+
+
+def bucket(source: Any, name: str, le: str, **labels: str) -> float | None:
+    return value(source, name, "_bucket", **labels, le=le)
+
+
+def mesh_of(*services: ml.Service, clock: FakeClock) -> tuple[ml.Mesh, Any]:
+    mesh = ml.Mesh(services, clock=clock)
+    assert mesh.metrics is not None
+    return mesh, mesh.metrics
+
+
+def plain(name: str = "users", backends: tuple[str, ...] = ("a",), **kwargs: Any
+          ) -> ml.Service:
+    kwargs.setdefault("pipeline", ml.Pipeline())
+    kwargs.setdefault("outlier_detection", None)
+    return ml.Service(name, list(backends), balancer="round_robin", **kwargs)
+
+
+# -- per call ---------------------------------------------------------------------
+
+
+def test_call_latency_lands_in_its_bucket(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(), clock=clock)
+
+    def slow(backend: ml.Backend) -> str:
+        clock.advance(0.003)
+        return backend.address
+
+    assert mesh.call_sync("users", slow) == "a"
+    name = "meshlite_request_duration_seconds"
+    assert bucket(m, name, "0.0025", service="users") == 0
+    assert bucket(m, name, "0.005", service="users") == 1
+    assert bucket(m, name, "+Inf", service="users") == 1
+    assert value(m, name, "_sum", service="users") == pytest.approx(0.003)
+    assert value(m, name, "_count", service="users") == 1
+    assert value(m, "meshlite_requests_total", service="users") == 1
+
+
+def test_errors_are_counted_by_type(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(), clock=clock)
+
+    def boom(backend: str) -> None:
+        raise KeyError("x")
+
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            mesh.call_sync("users", boom)
+    mesh.call_sync("users", lambda b: b)
+    assert value(m, "meshlite_request_errors_total", service="users", error="KeyError") == 2
+    assert value(m, "meshlite_requests_total", service="users") == 3
+
+
+def test_in_flight_counts_running_calls(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(), clock=clock)
+    seen: list[float | None] = []
+
+    def inside(backend: str) -> None:
+        seen.append(value(m, "meshlite_requests_in_flight", service="users"))
+        seen.append(value(m, "meshlite_backend_in_flight", service="users", backend="a"))
+
+    mesh.call_sync("users", inside)
+    assert seen == [1, 1]
+    assert value(m, "meshlite_requests_in_flight", service="users") == 0
+
+
+def test_backend_attempts_and_histograms(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(backends=("a", "b")), clock=clock)
+
+    def call(backend: ml.Backend) -> None:
+        clock.advance(0.02 if backend.address == "a" else 0.2)
+        if backend.address == "b":
+            raise ConnectionError("down")
+
+    for _ in range(4):  # round robin: two attempts on each backend
+        with contextlib.suppress(ConnectionError):
+            mesh.call_sync("users", call)
+    h = "meshlite_backend_request_duration_seconds"
+    assert bucket(m, h, "0.025", service="users", backend="a") == 2
+    assert bucket(m, h, "0.1", service="users", backend="b") == 0
+    assert bucket(m, h, "0.25", service="users", backend="b") == 2  # failures are timed too
+    assert value(m, "meshlite_backend_requests_total", service="users", backend="b") == 2
+    assert value(m, "meshlite_backend_errors_total", service="users", backend="b") == 2
+    assert value(m, "meshlite_backend_errors_total", service="users", backend="a") == 0
+
+
+def test_a_backend_never_called_shows_an_empty_histogram(clock: FakeClock) -> None:
+    _, m = mesh_of(plain(backends=("a",)), clock=clock)
+    h = "meshlite_backend_request_duration_seconds"
+    assert value(m, h, "_count", service="users", backend="a") == 0
+    assert value(m, "meshlite_requests_total", service="users") == 0
+
+
+async def test_async_calls_and_cancellation(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(), clock=clock)
+    started = asyncio.Event()
+
+    async def fast(backend: ml.Backend) -> str:
+        clock.advance(0.04)
+        return backend.address
+
+    async def hangs(backend: str) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    assert await mesh.call("users", fast) == "a"
+    task = asyncio.ensure_future(mesh.call("users", hangs))
+    await started.wait()
+    assert value(m, "meshlite_requests_in_flight", service="users") == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bucket(m, "meshlite_request_duration_seconds", "0.05", service="users") == 2
+    assert value(m, "meshlite_request_errors_total", service="users",
+                 error="CancelledError") == 1
+    assert value(m, "meshlite_requests_in_flight", service="users") == 0
+    assert value(m, "meshlite_backend_in_flight", service="users", backend="a") == 0
+
+
+def test_threads_lose_no_counts_and_ended_threads_are_folded(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(backends=("a", "b")), clock=clock)
+    threads, calls = 8, 500
+    barrier = threading.Barrier(threads)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(calls):
+            mesh.call_sync("users", lambda b: b)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    total = threads * calls
+    assert value(m, "meshlite_requests_total", service="users") == total
+    h = "meshlite_backend_request_duration_seconds"
+    assert sum(value(m, h, "_count", service="users", backend=b) or 0
+               for b in ("a", "b")) == total
+    series = m._calls["users"]
+    assert series._shards == []  # every worker ended: folded into one
+    assert value(m, "meshlite_requests_total", service="users") == total
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def test_retries_and_exhaustion(clock: FakeClock) -> None:
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0), clock=clock)
+    mesh, m = mesh_of(plain(backends=("a", "b"), pipeline=ml.Pipeline(retry)), clock=clock)
+    assert value(m, "meshlite_retries_total", service="users") == 0  # known at 0
+    attempts: list[str] = []
+
+    def first_attempt_fails(backend: ml.Backend) -> str:
+        attempts.append(backend.address)
+        if len(attempts) == 1:
+            raise ConnectionError("first attempt")
+        return backend.address
+
+    mesh.call_sync("users", first_attempt_fails)
+    with pytest.raises(ConnectionError):
+        mesh.call_sync("users", lambda b: (_ for _ in ()).throw(ConnectionError("all")))
+    assert value(m, "meshlite_retries_total", service="users") == 2
+    assert value(m, "meshlite_retries_exhausted_total", service="users",
+                 reason="attempts") == 1
+    assert value(m, "meshlite_requests_total", service="users") == 2
+    assert value(m, "meshlite_request_errors_total", service="users",
+                 error="ConnectionError") == 1
+
+
+def test_breaker_state_and_transitions(clock: FakeClock) -> None:
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=2, min_calls=2, open_seconds=10.0,
+                                clock=clock)
+    mesh, m = mesh_of(plain(pipeline=ml.Pipeline(breaker)), clock=clock)
+    state = "meshlite_circuit_breaker_state"
+    assert value(m, state, service="users", breaker="users", state="closed") == 1
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            mesh.call_sync("users", lambda b: (_ for _ in ()).throw(ConnectionError()))
+    with pytest.raises(ml.CircuitOpenError):
+        mesh.call_sync("users", lambda b: b)
+    assert value(m, state, service="users", breaker="users", state="open") == 1
+    assert value(m, state, service="users", breaker="users", state="closed") == 0
+    assert value(m, "meshlite_circuit_breaker_transitions_total", service="users",
+                 breaker="users", state="open") == 1
+    assert value(m, "meshlite_rejections_total", service="users", policy="circuit_breaker",
+                 reason="circuit_open") == 1
+    assert value(m, "meshlite_request_errors_total", service="users",
+                 error="CircuitOpenError") == 1
+    clock.advance(10.0)
+    assert value(m, state, service="users", breaker="users", state="half_open") == 1
+
+
+def test_rate_limit_rejections_and_waits(clock: FakeClock) -> None:
+    reject = ml.RateLimit(rate=1.0, burst=1, mode="reject", clock=clock)
+    wait = ml.RateLimit(rate=1.0, burst=1, mode="wait", clock=clock)
+    mesh, m = mesh_of(plain("r", pipeline=ml.Pipeline(reject)),
+                      plain("w", pipeline=ml.Pipeline(wait)), clock=clock)
+    mesh.call_sync("r", lambda b: b)
+    with pytest.raises(ml.RateLimitedError):
+        mesh.call_sync("r", lambda b: b)
+    mesh.call_sync("w", lambda b: b)
+    mesh.call_sync("w", lambda b: b)  # waits one second for its slot
+    assert value(m, "meshlite_rejections_total", service="r", policy="rate_limit",
+                 reason="rate_limited") == 1
+    assert value(m, "meshlite_rate_limit_waits_total", service="w") == 1
+    assert value(m, "meshlite_rate_limit_wait_seconds_total", service="w") == pytest.approx(1.0)
+    assert value(m, "meshlite_rate_limit_waits_total", service="r") == 0
+
+
+def test_cache_hits_and_misses(clock: FakeClock) -> None:
+    cache = ml.Cache(ttl=30.0, clock=clock)
+    mesh, m = mesh_of(plain(pipeline=ml.Pipeline(cache)), clock=clock)
+
+    def get(backend: str, key: int) -> int:
+        return key * 2
+
+    for key in (1, 1, 1, 2):
+        mesh.call_sync("users", get, key)
+    assert value(m, "meshlite_cache_hits_total", service="users") == 2
+    assert value(m, "meshlite_cache_misses_total", service="users") == 2
+
+
+def test_ejection_gauges_and_counter(clock: FakeClock) -> None:
+    detection = ml.OutlierDetection(consecutive_failures=2, base_ejection_seconds=30.0,
+                                    max_ejection_percent=50)
+    service = ml.Service("users", ["a", "b"], balancer="round_robin",
+                         pipeline=ml.Pipeline(), outlier_detection=detection)
+    mesh, m = mesh_of(service, clock=clock)
+
+    def a_fails(backend: ml.Backend) -> str:
+        if backend.address == "a":
+            raise ConnectionError("a")
+        return backend.address
+
+    for _ in range(4):
+        with contextlib.suppress(ConnectionError):
+            mesh.call_sync("users", a_fails)
+    assert value(m, "meshlite_backend_ejected", service="users", backend="a") == 1
+    assert value(m, "meshlite_backend_ejected", service="users", backend="b") == 0
+    assert value(m, "meshlite_backend_ejections_total", service="users", backend="a") == 1
+    assert value(m, "meshlite_service_available_backends", service="users") == 1
+    assert value(m, "meshlite_service_backends", service="users") == 2
+    clock.advance(31.0)
+    assert value(m, "meshlite_backend_ejected", service="users", backend="a") == 0
+
+
+def test_a_pipeline_shared_by_two_services_counts_each_event_once(clock: FakeClock) -> None:
+    shared = ml.Pipeline(ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0), clock=clock))
+    mesh, m = mesh_of(plain("one", pipeline=shared), plain("two", pipeline=shared),
+                      clock=clock)
+    attempts: list[int] = []
+
+    def first_fails(backend: str) -> str:
+        attempts.append(1)
+        if len(attempts) % 2:
+            raise ConnectionError("first attempt")
+        return backend
+
+    mesh.call_sync("one", first_fails)
+    assert value(m, "meshlite_retries_total", service="one") == 1
+    assert value(m, "meshlite_retries_total", service="two") == 0
+
+
+# -- lifecycle of services and meshes --------------------------------------------------
+
+
+def test_late_registration_and_overrides_are_recorded(clock: FakeClock) -> None:
+    mesh, m = mesh_of(plain(), clock=clock)
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0), clock=clock)
+    mesh.register(plain("late", pipeline=ml.Pipeline(retry)))
+    calls: list[str] = []
+
+    def flaky(backend: str) -> str:
+        calls.append(backend)
+        if len(calls) == 1:
+            raise ConnectionError("once")
+        return backend
+
+    mesh.call_sync("late", flaky)
+    assert value(m, "meshlite_retries_total", service="late") == 1
+    with mesh.override("users", ["fake:1"]):
+        assert mesh.call_sync("users", lambda b: b.address) == "fake:1"
+    assert value(m, "meshlite_requests_total", service="users") == 1
+    h = "meshlite_backend_request_duration_seconds"
+    assert value(m, h, "_count", service="users", backend="fake:1") == 1
+
+
+def test_removed_backends_lose_their_series(clock: FakeClock) -> None:
+    service = plain(backends=("a", "b"))
+    mesh, m = mesh_of(service, clock=clock)
+    mesh.call_sync("users", lambda b: b)
+    mesh.call_sync("users", lambda b: b)
+    service.set_backends(["b", "c"])
+    h = "meshlite_backend_request_duration_seconds"
+    assert value(m, h, "_count", service="users", backend="a") is None
+    assert value(m, h, "_count", service="users", backend="b") == 1
+    assert value(m, h, "_count", service="users", backend="c") == 0
+
+
+def test_each_mesh_has_its_own_registry(clock: FakeClock) -> None:
+    one, m1 = mesh_of(plain(), clock=clock)
+    _, m2 = mesh_of(plain(), clock=clock)
+    one.call_sync("users", lambda b: b)
+    assert value(m1, "meshlite_requests_total", service="users") == 1
+    assert value(m2, "meshlite_requests_total", service="users") == 0
+
+
+def test_metrics_off(clock: FakeClock) -> None:
+    mesh = ml.Mesh([plain()], clock=clock, metrics=False)
+    assert mesh.metrics is None
+    assert mesh.call_sync("users", lambda b: b.address) == "a"
+    assert mesh.service("users")._observe_attempt is None  # type: ignore[attr-defined]
+    with pytest.raises(ml.ConfigError, match="metrics=False"):
+        render(mesh)
+    assert render_mesh(mesh).startswith("# meshlite: this mesh was made with metrics=False")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ml.ConfigError, match="metrics"):
+        ml.Mesh([], metrics="yes")  # type: ignore[arg-type]
+    with pytest.raises(ml.ConfigError, match="buckets"):
+        Metrics(buckets=(0.5, 0.1))
+    with pytest.raises(ml.ConfigError, match="buckets"):
+        Metrics(buckets=())
+    with pytest.raises(ml.ConfigError, match="buckets"):
+        Metrics(buckets=("a",))  # type: ignore[arg-type]
+
+
+# -- the Metrics policy ---------------------------------------------------------------
+
+
+def test_metrics_policy_records_per_operation(clock: FakeClock) -> None:
+    metrics = Metrics(clock=clock)
+    retry = ml.Retry(attempts=3, backoff=ml.backoff.constant(0.0), clock=clock)
+    pipeline = ml.Pipeline(metrics, retry)
+    unwatch = metrics.watch(pipeline)
+    failures = [ConnectionError("1"), ConnectionError("2")]
+
+    @pipeline
+    def lookup(key: int) -> int:
+        clock.advance(0.2)
+        if failures:
+            raise failures.pop()
+        return key
+
+    assert lookup(7) == 7
+    assert value(metrics, "meshlite_retries_total", service="") == 2
+    with pytest.raises(ZeroDivisionError):
+        pipeline.call(lambda: 1 / 0)
+    op = lookup.__qualname__
+    assert value(metrics, "meshlite_operation_requests_total", service="", operation=op) == 1
+    assert value(metrics, "meshlite_operation_request_duration_seconds", "_bucket",
+                 service="", operation=op, le="0.5") == 0  # three attempts: 0.6 s
+    assert value(metrics, "meshlite_operation_request_duration_seconds", "_sum",
+                 service="", operation=op) == pytest.approx(0.6)
+    errors = family(metrics, "meshlite_operation_request_errors_total")
+    assert [dict(s.labels)["error"] for s in errors.samples] == ["ZeroDivisionError"]
+    unwatch()
+    failures.append(ConnectionError("3"))
+    assert lookup(8) == 8  # one more retry, no longer counted
+    assert value(metrics, "meshlite_retries_total", service="") == 2
+    assert value(metrics, "meshlite_operation_requests_total", service="", operation=op) == 2
+
+
+async def test_metrics_policy_async(clock: FakeClock) -> None:
+    metrics = Metrics(clock=clock)
+
+    @ml.Pipeline(metrics, service="svc")
+    async def fetch() -> str:
+        clock.advance(0.001)
+        return "ok"
+
+    assert await fetch() == "ok"
+    assert value(metrics, "meshlite_operation_requests_total", service="svc",
+                 operation=fetch.__qualname__) == 1
+    assert value(metrics, "meshlite_operation_requests_in_flight", service="svc",
+                 operation=fetch.__qualname__) == 0
+
+
+# -- over HTTP ------------------------------------------------------------------------
+
+
+async def test_http_calls_are_recorded() -> None:
+    from meshlite.testing import FakeBackend
+
+    async with FakeBackend() as ok, FakeBackend(error_rate=1.0, error_status=503) as bad:
+        service = ml.Service("api", [ok.url, bad.url], balancer="round_robin",
+                             pipeline=ml.Pipeline(), outlier_detection=None)
+        mesh = ml.Mesh([service])
+        m = mesh.metrics
+        async with mesh, mesh.http("api") as client:  # closing the mesh closes its pools
+            statuses = sorted([(await client.get("/x")).status_code for _ in range(4)])
+    assert statuses == [200, 200, 503, 503]
+    assert value(m, "meshlite_requests_total", service="api") == 4
+    assert value(m, "meshlite_request_errors_total", service="api", error="http_503") == 2
+    h = "meshlite_backend_request_duration_seconds"
+    assert value(m, h, "_count", service="api", backend=ok.url) == 2
+    assert value(m, "meshlite_backend_errors_total", service="api", backend=bad.url) == 2
