@@ -15,7 +15,7 @@ functions with it; sync functions stay sync, async ones stay async::
     async def get_user(uid: int) -> dict: ...
 """
 
-from . import backoff, telemetry
+from . import backoff, config, discovery, state, telemetry
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._context import CallContext, current_context, remaining
 from ._errors import (
@@ -35,6 +35,8 @@ from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
 from ._resilient import resilient
 from ._switches import is_testing, set_testing
+from .config._events import ConfigReloaded, ConfigReloadFailed
+from .observability._policy import Metrics
 from .policies._adaptive import AdaptiveConcurrency
 from .policies._bulkhead import Bulkhead
 from .policies._cache import Cache
@@ -46,6 +48,7 @@ from .policies._rate_limit import RateLimit
 from .policies._retry import Retry, RetryBudget, is_transient
 from .policies._timeout import Timeout
 from .policies._trace import Trace
+from .policies._validate_policy import Validate, ValidationError
 from .routing import (
     Backend,
     Balancer,
@@ -60,6 +63,7 @@ from .routing import (
     Service,
     WeightedRoundRobin,
 )
+from .routing._tls import TLS
 
 __version__ = "0.1.0"
 
@@ -88,6 +92,8 @@ __all__ = [
     "Hedge",
     "Trace",
     "FaultInjection",
+    "Validate",
+    "Metrics",
     "gather",
     "gather_sync",
     "is_transient",
@@ -104,6 +110,10 @@ __all__ = [
     "OutlierDetection",
     "HealthCheck",
     "HttpHealthCheck",
+    "TLS",
+    "config",
+    "discovery",
+    "state",
     # errors
     "MeshliteError",
     "ConfigError",
@@ -114,6 +124,7 @@ __all__ = [
     "TimeoutExceeded",
     "NoHealthyBackendError",
     "MeshClosedError",
+    "ValidationError",
     # time, events, test switches
     "Clock",
     "SystemClock",
@@ -122,6 +133,8 @@ __all__ = [
     "Hook",
     "add_hook",
     "remove_hook",
+    "ConfigReloaded",
+    "ConfigReloadFailed",
     "set_testing",
     "is_testing",
     "__version__",

@@ -14,7 +14,6 @@ hint, a ``retry_after`` attribute or a ``Retry-After`` header, is read by
 
 from __future__ import annotations
 
-import email.utils
 import inspect
 import math
 import random
@@ -262,6 +261,8 @@ def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float
     try:
         seconds = float(text)
     except ValueError:
+        import email.utils  # only for HTTP-dates: it costs import time
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):

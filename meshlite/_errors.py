@@ -8,8 +8,11 @@ All errors raised by meshlite itself derive from :class:`MeshliteError`::
     │   ├── CircuitOpenError
     │   ├── RateLimitedError
     │   └── BulkheadFullError
+    │   └── MeshClosedError      (meshlite.routing) the mesh is closing or closed
     ├── TimeoutExceeded          (also a TimeoutError) the call ran out of time
-    └── NoHealthyBackendError    routing found nowhere to send the call
+    ├── NoHealthyBackendError    routing found nowhere to send the call
+    └── ValidationError          (also a ValueError) a call's arguments or result failed
+                                 ml.Validate
 
 Every error carries ``.service`` and ``.policy`` (either may be ``None``) and
 ``.retry_after`` (seconds, or ``None`` when unknown). Rejections are never retried

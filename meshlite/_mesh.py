@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,16 @@ class Mesh(MeshLifecycle):
         config: Any = importlib.import_module("meshlite.config")
         mesh: Mesh = config.mesh_from_config(path, **kwargs)
         return mesh
+
+    def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Follow a config file: apply it now, then every valid change while the mesh
+        is open (as ``hot_reload: true`` does); see :func:`meshlite.config.watch`.
+
+        A change that fails validation changes nothing: the running config stays, and
+        the error is logged, kept in :attr:`reload_errors` and emitted as an event.
+        """
+        config: Any = importlib.import_module("meshlite.config")
+        return config.watch(self, path, **kwargs)
 
     # -- registry -------------------------------------------------------------
 
@@ -238,7 +249,14 @@ class Mesh(MeshLifecycle):
         try:
             yield target
         finally:
-            self._targets[name] = previous
+            current = self._services.get(name)
+            if current is None:  # a reload removed the service meanwhile
+                self._targets.pop(name, None)
+            elif (isinstance(previous, Service) and previous is not current
+                  and not any(previous is extra for extra in self._extra)):
+                self._targets[name] = current  # a reload replaced it: keep the new one
+            else:
+                self._targets[name] = previous
 
     def _as_target(self, name: str, fake: Any) -> Any:
         service = override_service(name, fake)

@@ -14,6 +14,7 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
+from ..telemetry._spans import record_http_request, record_http_status
 from ._pools import Pools, Target
 
 __all__ = [
@@ -74,13 +75,17 @@ class Call:
             extensions["timeout"] = {
                 k: left if (v := given.get(k)) is None or v > left else v
                 for k in ("connect", "read", "write", "pool")}
-        if _trace.get_current_span().get_span_context().is_valid:
+        span = _trace.get_current_span()  # the attempt's span, when the call is traced
+        if span.get_span_context().is_valid:
             _propagate.inject(headers)
-        return httpx.Request(
+        sent = httpx.Request(
             request.method,
             url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
                           raw_path=raw_path),
             headers=headers, stream=request.stream, extensions=extensions)
+        if span.is_recording():
+            record_http_request(sent.method, str(sent.url), span)
+        return sent
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
@@ -136,6 +141,7 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         call.sent()
         raise
     call.sent()
+    record_http_status(response.status_code)
     if _is_failure(response.status_code):
         try:
             raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -159,6 +165,7 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         call.sent()
         raise
     call.sent()
+    record_http_status(response.status_code)
     if _is_failure(response.status_code):
         try:
             raw = b"".join(response.iter_raw())

@@ -29,8 +29,9 @@ class _Base:
     def _context(self, request: httpx.Request, pools: Pools, service: Service,
                  send: Any) -> CallContext:
         call = Call(request, pools, service)
-        ctx = CallContext(send, (call,), {}, f"{request.method} {request.url.path}",
-                          self._name, _current.get())
+        # The operation is the method alone: it names spans and labels metrics, and a
+        # path with IDs in it would make both unbounded (HTTP semantic conventions).
+        ctx = CallContext(send, (call,), {}, request.method, self._name, _current.get())
         ctx.extras = {"request": request}
         call.ctx = ctx
         return ctx

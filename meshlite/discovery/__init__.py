@@ -8,8 +8,9 @@ and keeping the last known ones when the provider fails::
     users.attach(Discovery(users, DnsProvider("users.internal", port=8000)))
 
 Built in: :class:`StaticProvider` (the default: the configured ``backends``),
-:class:`FileProvider` (a watched JSON or YAML list) and :class:`DnsProvider` (A/AAAA
-or SRV records, re-resolved at their TTL). Others implement
+:class:`FileProvider` (a watched JSON or YAML list), :class:`DnsProvider` (A/AAAA
+or SRV records, re-resolved at their TTL) and :class:`RedisRegistry` (backends that
+register themselves in Redis with a TTL heartbeat). Others implement
 :class:`DiscoveryProvider` and, for config files, :func:`register_provider`.
 Importing this module imports neither dnspython, watchfiles nor PyYAML.
 """
@@ -34,12 +35,14 @@ from ._provider import (
     provider_kinds,
     register_provider,
 )
+from ._redis import DEFAULT_REGISTRY_TIMEOUT, DEFAULT_REGISTRY_TTL, RedisRegistry, Registration
 from ._static import StaticProvider
 from ._watch import FileWatch
 
 register_provider("static", StaticProvider)
 register_provider("file", FileProvider)
 register_provider("dns", DnsProvider)
+register_provider("redis", RedisRegistry)
 
 __all__ = [
     # the driver
@@ -56,6 +59,10 @@ __all__ = [
     "DnsProvider",
     "DNS_RECORDS",
     "DEFAULT_DNS_TIMEOUT",
+    "RedisRegistry",
+    "Registration",
+    "DEFAULT_REGISTRY_TTL",
+    "DEFAULT_REGISTRY_TIMEOUT",
     # registry for config files
     "register_provider",
     "provider_factory",

@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from .._context import CallContext
 from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler, Policy
+from .._semconv import error_type
 from .._validate import fail
 
 __all__ = ["DEFAULT_RECORD_ARGS", "MAX_ARGS_REPR", "AttributeValue", "Trace", "TraceOptions"]
@@ -67,6 +68,7 @@ class TraceOptions:
     name: str | None = None
     attributes: Mapping[str, AttributeValue] | None = None
     record_args: bool = DEFAULT_RECORD_ARGS
+    span_kind: SpanKind = SpanKind.CLIENT
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -78,19 +80,14 @@ class TraceOptions:
             object.__setattr__(self, "attributes", MappingProxyType(clean))
         if not isinstance(self.record_args, bool):
             fail("Trace", "record_args", self.record_args, "True or False")
-
-
-def _error_type(error: BaseException) -> str:
-    # The fully qualified class name, as the SDK writes exception.type.
-    cls = type(error)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+        if not isinstance(self.span_kind, SpanKind):
+            fail("Trace", "span_kind", self.span_kind, "an opentelemetry.trace.SpanKind")
 
 
 def _record_failure(span: Span, error: Exception) -> None:
     if not span.is_recording():
         return
-    attributes: dict[str, AttributeValue] = {"error.type": _error_type(error)}
+    attributes: dict[str, AttributeValue] = {"error.type": error_type(error)}
     if isinstance(error, RejectedError):
         if error.policy is not None:
             attributes["meshlite.rejected_by"] = error.policy
@@ -153,7 +150,7 @@ def _attributes_for(
 
 
 class Trace(Policy):
-    """Wrap each logical call in one OpenTelemetry span (kind ``CLIENT``).
+    """Wrap each logical call in one OpenTelemetry span (kind ``CLIENT`` by default).
 
     The span is current while the call runs, so spans started inside nest under it,
     and it is ``ctx.span`` for inner policies (``Retry`` records each attempt on
@@ -175,6 +172,8 @@ class Trace(Policy):
             at 256 characters). Off by default: arguments may carry personal data,
             tokens or passwords, which would then leave the process with the trace.
         tracer_provider: The provider to use instead of the global one.
+        span_kind: The span's kind. A mesh service's call span is ``INTERNAL``, since
+            each of its attempts gets a ``CLIENT`` span of its own.
 
     Raises:
         ConfigError: an option is invalid.
@@ -189,9 +188,11 @@ class Trace(Policy):
         attributes: Mapping[str, AttributeValue] | None = None,
         record_args: bool = DEFAULT_RECORD_ARGS,
         tracer_provider: trace.TracerProvider | None = None,
+        span_kind: SpanKind = SpanKind.CLIENT,
     ) -> None:
         super().__init__()
-        self.options = TraceOptions(name=name, attributes=attributes, record_args=record_args)
+        self.options = TraceOptions(name=name, attributes=attributes, record_args=record_args,
+                                    span_kind=span_kind)
         if tracer_provider is not None and not callable(
             getattr(tracer_provider, "get_tracer", None)
         ):
@@ -208,7 +209,7 @@ class Trace(Policy):
         start_span, name = self._tracer().start_span, self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
-                                            otel_context.detach, SpanKind.CLIENT)
+                                            otel_context.detach, self.options.span_kind)
 
         def handle(ctx: CallContext) -> Any:
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
@@ -230,7 +231,7 @@ class Trace(Policy):
         start_span, name = self._tracer().start_span, self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
-                                            otel_context.detach, SpanKind.CLIENT)
+                                            otel_context.detach, self.options.span_kind)
 
         async def handle(ctx: CallContext) -> Any:
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))

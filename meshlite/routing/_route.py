@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 from .._context import CallContext
 from .._errors import RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler
+from ..telemetry._spans import attempt_span
 
 if TYPE_CHECKING:
+    from ._backend import Endpoint
     from ._service import Service
 
 __all__ = ["OBSERVE_ATTEMPT", "ResendRefused", "async_route", "prepare_retry", "sync_route"]
@@ -85,14 +87,20 @@ def _deadline_passed(ctx: CallContext) -> TimeoutExceeded:
     )
 
 
+def _observe(service: Service, endpoint: Endpoint, start: float) -> None:
+    # Read per attempt, so a mesh can turn metrics on after the handlers were built.
+    observe = service._observe_attempt
+    if observe is not None:
+        observe(endpoint, start)
+
+
 def async_route(service: Service) -> AsyncHandler:
     """The async routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
     isawaitable = inspect.isawaitable
-    svc: Any = service
-    vars(svc).setdefault(OBSERVE_ATTEMPT, None)
+    svc = service
 
     async def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -103,23 +111,21 @@ def async_route(service: Service) -> AsyncHandler:
         backend = ctx.backend = endpoint.backend
         start = endpoint.begin()
         try:
-            result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
-            if type(result) is CoroutineType or isawaitable(result):
-                result = await result
+            with attempt_span(ctx, backend):
+                result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+                if type(result) is CoroutineType or isawaitable(result):
+                    result = await result
         except Exception as error:
             failed(endpoint, start, error, ctx)
-            observe = svc._observe_attempt
-            if observe is not None:
-                observe(endpoint, start)
+            _observe(svc, endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
-            observe = svc._observe_attempt
-            if observe is not None and ctx.deadline is not None and ctx.remaining() == 0.0:
-                observe(endpoint, start)  # cut by the deadline: the backend was slow
+            if ctx.deadline is not None and ctx.remaining() == 0.0:
+                _observe(svc, endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
-        observe = svc._observe_attempt
+        observe = svc._observe_attempt  # inline: the success path is the hot one
         if observe is not None:
             observe(endpoint, start)
         if on_success is not None:
@@ -134,8 +140,7 @@ def sync_route(service: Service) -> Handler:
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
-    svc: Any = service
-    vars(svc).setdefault(OBSERVE_ATTEMPT, None)
+    svc = service
 
     def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -146,21 +151,19 @@ def sync_route(service: Service) -> Handler:
         backend = ctx.backend = endpoint.backend
         start = endpoint.begin()
         try:
-            result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+            with attempt_span(ctx, backend):
+                result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
         except Exception as error:
             failed(endpoint, start, error, ctx)
-            observe = svc._observe_attempt
-            if observe is not None:
-                observe(endpoint, start)
+            _observe(svc, endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
-            observe = svc._observe_attempt
-            if observe is not None and ctx.deadline is not None and ctx.remaining() == 0.0:
-                observe(endpoint, start)  # cut by the deadline: the backend was slow
+            if ctx.deadline is not None and ctx.remaining() == 0.0:
+                _observe(svc, endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
-        observe = svc._observe_attempt
+        observe = svc._observe_attempt  # inline: the success path is the hot one
         if observe is not None:
             observe(endpoint, start)
         if on_success is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import random as _random
 import re
-import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import EllipsisType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from opentelemetry.trace import SpanKind
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
@@ -18,6 +19,7 @@ from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail
+from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
 from ._backend import Backend, BackendLike, Endpoint, as_backend
@@ -28,6 +30,9 @@ from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
 from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls, probe_check
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "override_service"]
 
@@ -120,6 +125,10 @@ class Service(Rotation):
         headers: Static headers (``{"Authorization": "Bearer ..."}``) added to every
             routed HTTP request and health probe that does not set them itself;
             their values never appear in reprs, errors, events or snapshots.
+        trace: Give each call an OpenTelemetry span (kind ``INTERNAL``, with one
+            ``CLIENT`` child per attempt) unless the pipeline has a ``Trace`` of its
+            own. A no-op until a tracer provider is configured
+            (``ml.telemetry.configure``); ``False`` skips even that.
         clock: Clock for latency, ejection and health timing (tests pass a FakeClock).
         random: Random source of the balancer.
 
@@ -129,6 +138,9 @@ class Service(Rotation):
 
     tls: TLS | None
     _headers: Headers
+    _observe_attempt: Callable[[Endpoint, float], None] | None = None
+    """Set by a mesh recording metrics: called after each attempt that reached a
+    backend (see routing/_route.py)."""
 
     def __init__(
         self,
@@ -145,6 +157,7 @@ class Service(Rotation):
         http_pool: Mapping[str, Any] | None = None,
         tls: TLS | None = None,
         headers: Mapping[str, str] | None = None,
+        trace: bool = True,
         clock: Clock | None = None,
         random: _random.Random | None = None,
     ) -> None:
@@ -178,9 +191,12 @@ class Service(Rotation):
         self._next_change = math.inf
         self._panic = False
         self._install([as_backend(b, owner) for b in backends], owner)
-        with leading_arguments(1):  # routing calls fn(backend, *args, **kwargs)
-            self._ahandler: AsyncHandler = self.pipeline.awrap(async_route(self))
+        if not isinstance(trace, bool):
+            fail(owner, "trace", trace, "True or False")
+        self._call_span = Trace(span_kind=SpanKind.INTERNAL) if trace else None
+        self._ahandler: AsyncHandler
         self._handler: Handler | None = None
+        self._recompile(())
         self._apools: Any = None  # the HTTP module's connection pools, made on first use
         self._spools: Any = None
         self.components: list[Lifecycle] = []
@@ -219,8 +235,16 @@ class Service(Rotation):
                 inner = sync_route(self)
                 for policy in reversed(self._injected):
                     inner = policy.wrap(inner)
-                handler = self._handler = self.pipeline.wrap(inner)
+                handler = self._handler = self._chain().wrap(inner)
         return handler
+
+    def _chain(self) -> Policy:
+        """What calls run through: the pipeline, under the call span (an ``INTERNAL``
+        ``ml.Trace``) unless the pipeline has a ``Trace`` of its own or the service
+        was made with ``trace=False``."""
+        if self._call_span is None or any(isinstance(p, Trace) for p in self.pipeline.walk()):
+            return self.pipeline
+        return Pipeline(self._call_span, self.pipeline)
 
     @property
     def header_names(self) -> tuple[str, ...]:
@@ -293,7 +317,7 @@ class Service(Rotation):
             inner: AsyncHandler = async_route(self)
             for policy in reversed(injected):
                 inner = policy.awrap(inner)
-            handler = self.pipeline.awrap(inner)
+            handler = self._chain().awrap(inner)
         self._injected, self._ahandler, self._handler = injected, handler, None
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,8 @@ from .._validate import fail
 from ._health import HealthCheck, HttpHealthCheck, Probe
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._service import Service
 
 __all__ = [
@@ -135,6 +136,8 @@ def build_ssl_context(tls: TLS, owner: str) -> ssl.SSLContext:
     Raises:
         ConfigError: a file could not be loaded (naming the field).
     """
+    import ssl  # here, not at import: only services with TLS settings need it
+
     if not tls.verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False

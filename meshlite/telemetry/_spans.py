@@ -28,6 +28,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import RejectedError
+from .._semconv import error_type
 
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
 
@@ -64,15 +65,6 @@ def _server(address: str) -> dict[str, str | int]:
         if len(_servers) < _MAX_CACHED:
             _servers[address] = found
     return found
-
-
-def _error_type(error: BaseException) -> str:
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
-        return str(status)  # the HTTP semantic conventions' error.type for a status
-    cls = type(error)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def _outcome(error: BaseException) -> str:
@@ -130,7 +122,7 @@ def _record_error(span: Span, error: BaseException) -> None:
     if outcome == "cancelled":
         attributes["error.type"] = "cancelled"
     else:
-        attributes["error.type"] = _error_type(error)
+        attributes["error.type"] = error_type(error)
         status = getattr(error, "status_code", None)
         if isinstance(status, int) and not isinstance(status, bool):
             attributes["http.response.status_code"] = status

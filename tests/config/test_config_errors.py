@@ -59,7 +59,7 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
         "interval, min_interval, retry_interval, resolve_timeout",
         "services.orders.discovery.port: must be a port number in [1, 65535] for A/AAAA "
         "records, got 99999",
-        "services.cart.discovery.type: must be one of dns, file, static, got 'consul'",
+        "services.cart.discovery.type: must be one of dns, file, redis, static, got 'consul'",
         "dashboard.token: is required when the dashboard listens on '0.0.0.0', which is not "
         "a loopback address; set a token or host: 127.0.0.1",
         "alerts.rules[0].service: 'nowhere' is not a service (services: cart, orders, "

@@ -744,7 +744,7 @@ def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
 
 
 def test_store_error_points_to_meshlite_state() -> None:
-    with pytest.raises(ml.ConfigError, match=r"shared stores arrive with meshlite\.state"):
+    with pytest.raises(ml.ConfigError, match=r"store must be None or a meshlite\.state store"):
         ml.CircuitBreaker(store=object())
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from ..._errors import ConfigError
 from ..._events import Event
 from ..._validate import at_least, fail, non_negative, positive
+from ...state._base import check_store
 
 __all__ = [
     "DEFAULT_CACHE_MAXSIZE",
@@ -40,6 +40,7 @@ class CacheOptions:
     key: KeyFunction | None = None
     stale_ttl: float = DEFAULT_CACHE_STALE_TTL
     store: Any = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ttl", positive("Cache", "ttl", self.ttl))
@@ -49,12 +50,9 @@ class CacheOptions:
         )
         if self.key is not None and not callable(self.key):
             fail("Cache", "key", self.key, "a function of the call's arguments, or None")
-        if self.store is not None:
-            raise ConfigError(
-                f"Cache: store must be None, got {self.store!r}; shared stores arrive "
-                "with meshlite.state, until then every Cache keeps its entries in process",
-                policy="cache",
-            )
+        check_store("Cache", self.store, "cache")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            fail("Cache", "name", self.name, "a non-empty string or None")
 
 
 # -- events -------------------------------------------------------------------

@@ -14,6 +14,8 @@ from ..._errors import ConfigError
 from ..._pipeline import _operation_of
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import fail
+from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
+from ._ashared import shared_async_handler
 from ._options import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_CACHE_STALE_TTL,
@@ -27,6 +29,7 @@ from ._options import (
     unhashable_error,
 )
 from ._serve import async_handler, sync_handler
+from ._shared import argument_text, shared_sync_handler
 from ._store import CacheStore, Key
 
 __all__ = ["Cache"]
@@ -61,8 +64,13 @@ class Cache(Policy):
         key: ``key(*args, **kwargs)`` returns the cache key of a call; by default
             the arguments themselves, which must then be hashable.
         stale_ttl: Seconds a stale entry may still be served while it is refreshed.
-        store: Reserved for shared stores (``meshlite.state``); must be ``None``.
+        store: ``None`` to keep entries in process, or a shared store such as
+            :class:`meshlite.state.RedisStore`: entries then live there (TTL kept by
+            the store, invalidations seen by every process), keyed by the function's
+            ``module.qualname`` and the JSON of the arguments (or of ``key=``).
         clock: The clock entries age on (default: the system clock).
+        name: The namespace of the entries in the store (``"default"``); ``invalidate``
+            drops an argument's entries for every function of the namespace.
 
     Raises:
         ConfigError: an option is out of range.
@@ -86,10 +94,11 @@ class Cache(Policy):
         store: Any = None,
         *,
         clock: Clock | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         self.options = CacheOptions(
-            ttl=ttl, maxsize=maxsize, key=key, stale_ttl=stale_ttl, store=store
+            ttl=ttl, maxsize=maxsize, key=key, stale_ttl=stale_ttl, store=store, name=name
         )
         if clock is not None and not isinstance(clock, Clock):
             fail("Cache", "clock", clock, "a meshlite Clock or None")
@@ -103,14 +112,25 @@ class Cache(Policy):
         self.hits = 0
         self.misses = 0
         self.stale = 0
+        self._shared_store: Store | None = store
+        self._shared: SharedCache | None = None if store is None else store.cache(
+            name or "default", o.ttl, o.stale_ttl)
 
     # -- the policy contract --------------------------------------------------------
 
     def wrap(self, call_next: Handler) -> Handler:
+        if self._shared is not None:
+            handler, self._sync_miss = shared_sync_handler(
+                self, call_next, sync_handler(self, call_next))
+            return handler
         self._sync_miss = functools.partial(self._store.miss, call_next)
         return sync_handler(self, call_next)
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        if self._shared is not None:
+            ahandler, self._async_miss = shared_async_handler(
+                self, call_next, async_handler(self, call_next))
+            return ahandler
         self._async_miss = functools.partial(self._store.amiss, call_next)
         return async_handler(self, call_next)
 
@@ -120,20 +140,45 @@ class Cache(Policy):
         """Drop the entry of a call with these arguments, for every function served.
 
         A call for these arguments already running is not stored when it returns
-        (its callers still get its result).
+        (its callers still get its result). With a store, the entries are dropped
+        from the store, for every process and every function of the namespace.
 
         Returns:
-            How many entries were removed.
+            How many entries were removed (from the store, when there is one).
 
         Raises:
-            TypeError: the arguments (or what ``key=`` makes of them) are not hashable.
+            TypeError: the arguments (or what ``key=`` makes of them) are not hashable,
+                or, with a store, not JSON.
+            StoreUnavailableError: the store did not answer and its
+                ``on_error`` is ``"raise"`` (otherwise only this process's entries go).
         """
         argkey = self._argument_key("invalidate()", args, kwargs)
-        return self._store.invalidate(argkey)
+        removed = self._store.invalidate(argkey)
+        if self._shared is None:
+            return removed
+        text = argument_text(self.options.key, args, kwargs, "invalidate()")
+        return self._manage(lambda shared: shared.invalidate(text), removed)
 
     def clear(self) -> None:
-        """Drop every entry; calls already running are not stored when they return."""
+        """Drop every entry; calls already running are not stored when they return.
+
+        With a store, every entry of the namespace goes, for every process.
+
+        Raises:
+            StoreUnavailableError: as for :meth:`invalidate`.
+        """
         self._store.clear()
+        if self._shared is not None:
+            self._manage(lambda shared: shared.clear(), 0)
+
+    def _manage(self, operation: Callable[[SharedCache], int], local: int) -> int:
+        assert self._shared is not None
+        assert self._shared_store is not None
+        try:
+            return operation(self._shared)
+        except StoreUnavailableError as error:
+            fall_back(self, self._shared_store, None, error, step="manage")
+            return local
 
     def warm(self, *args: Any, **kwargs: Any) -> Any:
         """Compute the entry for these arguments now and store it, even if one is cached.

@@ -17,6 +17,7 @@ from ..._events import (
 )
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._predicates import ErrorFilter, error_predicate
+from ...state._base import SharedCircuit, Store, StoreUnavailableError, fall_back
 from ._handlers import async_handler, sync_handler
 from ._options import (
     DEFAULT_FAILURE_ON,
@@ -30,6 +31,7 @@ from ._options import (
     CircuitBreakerOptions,
 )
 from ._records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
+from ._shared import shared_async_handler, shared_sync_handler
 from ._state import LocalCircuitState
 
 __all__ = ["CircuitBreaker"]
@@ -67,12 +69,19 @@ class CircuitBreaker(Policy):
             service answered); meshlite rejections from inner policies
             (:class:`~meshlite.RejectedError`) count as neither.
         name: Name in messages and events; defaults to the call's service, else
-            its operation.
-        store: Only ``None`` (in-memory state) for now.
-        clock: Time source (default: the system clock).
+            its operation. Required with ``store``: processes share a breaker by name.
+        store: ``None`` for in-process state, or a shared store such as
+            :class:`meshlite.state.RedisStore`: the window, the state (with its
+            open time) and the half-open trial permits are then shared by every
+            process using the same store and ``name``, and changed atomically
+            there (two round trips per call). The in-process state is the
+            ``on_error="local"`` fallback.
+        clock: Time source (default: the system clock). With a store, open periods
+            and time windows run on the store's clock; call durations on this one.
 
     Raises:
-        ConfigError: an option is out of range, or ``store`` is not ``None``.
+        ConfigError: an option is out of range, ``store`` is not a store, or
+            ``store`` is given without ``name``.
     """
 
     kind = "circuit_breaker"
@@ -103,6 +112,11 @@ class CircuitBreaker(Policy):
         self._is_failure = error_predicate("CircuitBreaker", "failure_on", failure_on)
         self._core = LocalCircuitState(self.options, self._clock)
         self._label = name or "circuit_breaker"
+        self._shared_store: Store | None = store
+        self._shared: SharedCircuit | None = None
+        if store is not None:
+            assert name is not None  # the options require it
+            self._shared = store.circuit(name, self.options, self._clock)
 
     @classmethod
     def from_pybreaker(cls, breaker: Any, *, clock: Clock | None = None) -> CircuitBreaker:
@@ -131,6 +145,8 @@ class CircuitBreaker(Policy):
         Transitions are driven by the clock when read: once ``open_seconds`` have
         passed, an open circuit reads ``"half_open"``.
         """
+        if self._shared is not None:
+            return self._read().state
         return self._core.state()
 
     @property
@@ -140,20 +156,60 @@ class CircuitBreaker(Policy):
         return self._label
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and the window (calls, failures, slow calls...)."""
+        """A snapshot of the state and the window (calls, failures, slow calls...).
+
+        With a store, the shared ones (this process's if the store does not answer).
+        """
+        if self._shared is not None:
+            return self._read()
         return self._core.metrics()
 
     def force_open(self) -> None:
-        """Reject every call (state ``"forced_open"``) until :meth:`reset`."""
-        self._announce(None, self._core.force_open())
+        """Reject every call (state ``"forced_open"``) until :meth:`reset`; with a
+        store, in every process.
+
+        Raises:
+            StoreUnavailableError: the store did not answer and its ``on_error`` is
+                ``"raise"`` (otherwise this process alone is forced open).
+        """
+        self._control("force_open", self._core.force_open)
 
     def reset(self) -> None:
-        """Close the circuit with an empty window (also ends forced-open and disabled)."""
-        self._announce(None, self._core.reset())
+        """Close the circuit with an empty window (also ends forced-open and disabled);
+        with a store, in every process.
+
+        Raises:
+            StoreUnavailableError: as for :meth:`force_open`.
+        """
+        self._control("reset", self._core.reset)
 
     def disable(self) -> None:
-        """Admit every call and record nothing (state ``"disabled"``) until :meth:`reset`."""
-        self._announce(None, self._core.disable())
+        """Admit every call and record nothing (state ``"disabled"``) until :meth:`reset`;
+        with a store, in every process.
+
+        Raises:
+            StoreUnavailableError: as for :meth:`force_open`.
+        """
+        self._control("disable", self._core.disable)
+
+    def _control(self, action: str, local: Callable[[], Transition | None]) -> None:
+        # The in-process state follows too, so a fallback to it keeps the intent.
+        transition = local()
+        if self._shared is not None and self._shared_store is not None:
+            try:
+                transition = self._shared.control(action)
+            except StoreUnavailableError as error:
+                fall_back(self, self._shared_store, None, error, step="manage")
+        self._announce(None, transition)
+
+    def _read(self) -> CircuitMetrics:
+        assert self._shared is not None
+        assert self._shared_store is not None
+        try:
+            return self._shared.metrics()
+        except StoreUnavailableError as error:
+            fall_back(self, self._shared_store, None, error, step="read")
+            return self._core.metrics()
 
     # -- events and errors ---------------------------------------------------------
 
@@ -226,14 +282,20 @@ class CircuitBreaker(Policy):
     def wrap(self, call_next: Handler) -> Handler:
         admit, failed = self._slow_paths()
         timed = self.options.slow_call_seconds is not None
-        return sync_handler(call_next, self._core, admit, failed, self._announce,
-                            self._clock.monotonic if timed else None)
+        handler = sync_handler(call_next, self._core, admit, failed, self._announce,
+                               self._clock.monotonic if timed else None)
+        if self._shared is not None:
+            return shared_sync_handler(self, call_next, handler)
+        return handler
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         admit, failed = self._slow_paths()
         timed = self.options.slow_call_seconds is not None
-        return async_handler(call_next, self._core, admit, failed, self._announce,
-                             self._clock.monotonic if timed else None)
+        handler = async_handler(call_next, self._core, admit, failed, self._announce,
+                                self._clock.monotonic if timed else None)
+        if self._shared is not None:
+            return shared_async_handler(self, call_next, handler)
+        return handler
 
     def __repr__(self) -> str:
         o = self.options

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..._predicates import ErrorFilter, error_predicate
 from ..._validate import at_least, fail, fraction, optional_positive, positive
+from ...state._base import check_store
 
 __all__ = [
     "DEFAULT_FAILURE_ON",
@@ -75,9 +76,10 @@ class CircuitBreakerOptions:
         error_predicate(_OWNER, "failure_on", self.failure_on)
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             fail(_OWNER, "name", self.name, "a non-empty string or None")
-        if self.store is not None:
-            fail(_OWNER, "store", self.store,
-                 "None (in-memory state); shared stores arrive with meshlite.state")
+        check_store(_OWNER, self.store, "circuit")
+        if self.store is not None and self.name is None:
+            fail(_OWNER, "name", None,
+                 "set when store is given: the name every process shares the breaker by")
 
     @property
     def effective_min_calls(self) -> int:

@@ -12,8 +12,10 @@ from ..._errors import ConfigError, RateLimitedError
 from ..._events import CallRejected, Event
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import at_least, fail, non_negative, positive
+from ...state._base import SharedGcra, Store, check_store
 from ._gcra import GcraStore, LocalGcra, LocalGcraCell
 from ._handlers import async_handler, sync_handler
+from ._shared import shared_async_handler, shared_sync_handler
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
@@ -56,6 +58,7 @@ class RateLimitOptions:
     key: Callable[..., Hashable] | None = None
     max_keys: int = DEFAULT_MAX_KEYS
     store: object = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         positive("RateLimit", "rate", self.rate)
@@ -69,9 +72,9 @@ class RateLimitOptions:
         if self.key is not None and not callable(self.key):
             fail("RateLimit", "key", self.key, "None or a callable taking the call's arguments")
         at_least("RateLimit", "max_keys", self.max_keys, 1)
-        if self.store is not None:
-            fail("RateLimit", "store", self.store,
-                 "None for now (shared stores such as Redis arrive with meshlite.state)")
+        check_store("RateLimit", self.store, "rate_limit")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            fail("RateLimit", "name", self.name, "a non-empty string or None")
 
     @property
     def effective_burst(self) -> int:
@@ -100,8 +103,14 @@ class RateLimit(Policy):
             (per-tenant limits); ``None`` for one quota shared by all calls.
         max_keys: Keys remembered (least recently used forgotten first); a forgotten
             key starts again with a full burst.
-        store: Only ``None`` (in-memory state) for now.
-        clock: Time source (default: the system clock).
+        store: ``None`` for in-process state, or a shared store such as
+            :class:`meshlite.state.RedisStore`: then every process using the same
+            store and ``name`` shares one quota (one atomic decision per call in
+            the store; the in-process state is the ``on_error="local"`` fallback).
+        name: The quota's name in the store; by default the call's service, else
+            its operation. Only used with ``store``.
+        clock: Time source (default: the system clock). With a store, waits are
+            measured on it but slots are decided on the store's clock.
 
     Raises:
         ConfigError: an option is out of range.
@@ -122,17 +131,22 @@ class RateLimit(Policy):
         max_keys: int = DEFAULT_MAX_KEYS,
         store: object = None,
         clock: Clock | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         self.options = RateLimitOptions(rate=rate, per=per, burst=burst, mode=mode,
                                         max_wait=max_wait, key=key, max_keys=max_keys,
-                                        store=store)
+                                        store=store, name=name)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.burst = self.options.effective_burst
         interval = float(per) / float(rate)
         tau = (self.burst - 1) * interval
         self._state: GcraStore = (LocalGcraCell(interval, tau) if key is None
                                   else LocalGcra(interval, tau, max_keys))
+        # With a store: its shared states by quota name, made on first use.
+        self._store: Store | None = store  # type: ignore[assignment]
+        self._shared: dict[str, SharedGcra] = {}
+        self._interval, self._tau = interval, tau
 
     @classmethod
     def from_aiolimiter(cls, limiter: Any, **options: Any) -> RateLimit:
@@ -235,9 +249,13 @@ class RateLimit(Policy):
     # -- the policy contract ---------------------------------------------------
 
     def wrap(self, call_next: Handler) -> Handler:
+        if self._store is not None:
+            return shared_sync_handler(self, call_next, sync_handler(self, call_next))
         return sync_handler(self, call_next)
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
+        if self._store is not None:
+            return shared_async_handler(self, call_next, async_handler(self, call_next))
         return async_handler(self, call_next)
 
     def __repr__(self) -> str:

@@ -1,0 +1,18 @@
+"""OpenTelemetry semantic-convention values shared by the Trace policy, routing's
+attempt spans and metrics."""
+
+from __future__ import annotations
+
+__all__ = ["error_type"]
+
+
+def error_type(error: BaseException) -> str:
+    """The ``error.type`` of ``error``: the HTTP status code for an HTTP status error
+    (as the HTTP conventions ask), otherwise the fully qualified class name, written
+    as the SDK writes ``exception.type`` (no ``builtins.`` prefix)."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return str(status)
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"

@@ -1,0 +1,290 @@
+"""The paths of a Cache whose entries live in a shared store (sync; async twins in
+``_ashared``).
+
+Chosen at wrap time only when ``store=`` is set: the in-memory handlers are not
+touched. A call reads its entry from the store (one round trip). A miss is
+computed once per process (the same single flight as in memory) and, when the
+store has a ``cache_lock``, once across processes: the process that takes the
+short lock computes and stores, the others poll the store for its entry until
+the lock would have expired. When the store cannot answer, the call goes to the
+Cache's in-memory handler (``on_error="local"``) or straight to the service
+(``"allow"``, and ``"deny"`` too: a cache outage never refuses a call).
+
+Keys must leave the process, so they are text: ``<module>.<qualname>:<JSON of the
+arguments>`` (or of what ``key=`` returns), hashed with SHA-256 when long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from ... import _events
+from ..._context import CallContext
+from ..._errors import TimeoutExceeded
+from ..._pipeline import _operation_of
+from ..._policy import Handler
+from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back
+from ._options import KeyFunction
+from ._store import NOTHING, Flight
+
+if TYPE_CHECKING:
+    from ._policy import Cache
+
+__all__ = ["POLL_FIRST", "POLL_MAX", "Flights", "SharedMiss", "argument_text", "function_id",
+           "shared_keys", "shared_sync_handler", "unencodable"]
+
+_KEY_TEXT_MAX = 200
+POLL_FIRST = 0.005
+"""First pause of a process waiting for another one's entry; doubled up to POLL_MAX."""
+POLL_MAX = 0.05
+
+_log = logging.getLogger("meshlite.state")
+_warned: set[str] = set()
+
+SharedMiss = Callable[[CallContext, Any, bool], Any]
+
+
+def function_id(fn: Any) -> str:
+    """The name a function's entries are stored under: ``module.qualname``."""
+    return f"{getattr(fn, '__module__', None) or ''}.{_operation_of(fn)}"
+
+
+def argument_text(key: KeyFunction | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  where: str) -> str:
+    """The argument part of a shared key: JSON, or its SHA-256 when long.
+
+    Raises:
+        TypeError: the arguments (or what ``key=`` returns) are not JSON.
+    """
+    value: Any
+    if key is not None:
+        value = key(*args, **kwargs)
+    else:
+        # A list without keyword arguments, an object with them: never equal.
+        value = {"args": args, "kwargs": kwargs} if kwargs else args
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        what = "key= result" if key is not None else "arguments"
+        raise TypeError(
+            f"Cache: the {what} of {where} cannot make a shared cache key ({error}); "
+            "with a store, keys are JSON: pass key= returning a string, a number or a "
+            "tuple of them") from None
+    if len(text) > _KEY_TEXT_MAX:
+        text = "#" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, str]]:
+    """``keys(ctx) -> (entry key, function id)`` for ``cache``."""
+    key_fn = cache.options.key
+
+    def keys(ctx: CallContext) -> tuple[str, str]:
+        fn = function_id(ctx.fn)
+        return f"{fn}:{argument_text(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation))}", fn
+
+    return keys
+
+
+def unencodable(fn: str, error: TypeError) -> None:
+    """Log, once per function, that its results cannot be stored."""
+    if fn not in _warned:
+        _warned.add(fn)
+        _log.warning("%s; results of %s are not cached", error, fn)
+
+
+class Flights:
+    """The calls in flight of one handler, by key (threads: held locks as waiters)."""
+
+    __slots__ = ("lock", "table")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.table: dict[str, Flight] = {}
+
+    def land(self, key: str, flight: Flight, value: Any = NOTHING,
+             error: BaseException | None = None) -> None:
+        """End ``flight`` with a value, an error, or neither (a follower takes over)."""
+        with self.lock:
+            if flight.landed:
+                return
+            flight.landed = True
+            if self.table.get(key) is flight:
+                del self.table[key]
+            if value is not NOTHING:
+                flight.value = value
+            elif error is not None:
+                flight.error = error
+            else:
+                flight.retry = True
+        flight.wake()
+
+    def start(self, key: str, loop: asyncio.AbstractEventLoop | None = None) -> Flight | None:
+        """A new flight for ``key``, or ``None`` when one is running."""
+        with self.lock:
+            if key in self.table:
+                return None
+            flight = self.table[key] = Flight(loop)
+            return flight
+
+
+def shared_sync_handler(cache: Cache, call_next: Handler,
+                        local: Handler) -> tuple[Handler, SharedMiss]:
+    """The sync handler of ``cache`` on its store, and its miss path (for ``warm``)."""
+    shared: SharedCache | None = cache._shared
+    store = cache._shared_store
+    assert shared is not None
+    assert store is not None
+    keys, hooks, clock = shared_keys(cache), cache.hooks, cache._clock
+    single = shared.single_flight
+    flights = Flights()
+
+    def put(ctx: CallContext, key: str, fn: str, value: Any) -> None:
+        try:
+            shared.put(key, fn, value)
+        except StoreUnavailableError as error:
+            fall_back(cache, store, ctx, error, step="store")
+        except TypeError as error:
+            unencodable(fn, error)
+
+    def contend(ctx: CallContext, key: str) -> tuple[Any, str | None]:
+        """Take the cross-process lock (``(NOTHING, token)``), or get the entry the
+        process holding it stored (``(value, None)``); ``(NOTHING, None)`` to compute
+        without the lock."""
+        left = ctx.remaining()
+        budget = single if left is None or single is None else min(single, left)
+        delay, waited = POLL_FIRST, 0.0
+        try:
+            while True:
+                token = shared.lock(key)
+                found = shared.get(key)  # stored just before we took the lock?
+                if found is not None:
+                    if token is not None:
+                        shared.unlock(key, token)
+                    return found[0], None
+                if token is not None or budget is None or waited >= budget:
+                    return NOTHING, token
+                clock.sleep(delay)
+                waited += delay
+                delay = min(2 * delay, POLL_MAX)
+        except StoreUnavailableError:
+            return NOTHING, None
+
+    def compute(ctx: CallContext, key: str, fn: str, force: bool) -> Any:
+        token = None
+        if single is not None and not force:
+            found, token = contend(ctx, key)
+            if found is not NOTHING:
+                return found
+        elif not force:
+            # Look again, as the in-memory cache does under its lock: a flight of this
+            # process may have stored the entry since this caller's first look.
+            with suppress(StoreUnavailableError):
+                again = shared.get(key)
+                if again is not None:
+                    return again[0]
+        try:
+            value = call_next(ctx)
+            put(ctx, key, fn, value)
+            return value
+        finally:
+            if token is not None:
+                with suppress(StoreUnavailableError):
+                    shared.unlock(key, token)
+
+    def lead(ctx: CallContext, key: str, fn: str, flight: Flight, force: bool) -> Any:
+        try:
+            value = compute(ctx, key, fn, force)
+        except Exception as error:
+            flights.land(key, flight, error=error)
+            raise
+        except BaseException:
+            flights.land(key, flight)  # interrupted: a follower takes over
+            raise
+        flights.land(key, flight, value)
+        return value
+
+    def miss(ctx: CallContext, key: str, fn: str, force: bool = False) -> Any:
+        while True:
+            with flights.lock:
+                flight = flights.table.get(key)
+                waiter: Any = None
+                if flight is None:
+                    flight = flights.table[key] = Flight(None)
+                else:
+                    waiter = threading.Lock()
+                    waiter.acquire()
+                    flight.waiters.append(waiter)
+            if waiter is None:
+                return lead(ctx, key, fn, flight, force)
+            timeout = ctx.remaining()
+            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutExceeded(
+                    f"Cache: the call of {ctx.operation!r} waited for the same call already "
+                    "running until its deadline passed; give it more time or make the "
+                    "called service faster", service=ctx.service, policy="cache")
+            if not flight.retry:
+                return flight.outcome()
+
+    def stale(ctx: CallContext, key: str, fn: str, value: Any) -> Any:
+        flight = flights.start(key)
+        token = None
+        if flight is not None and single is not None:
+            with suppress(StoreUnavailableError):
+                token = shared.lock(key)
+                if token is None:  # another process refreshes it
+                    flights.land(key, flight)
+                    flight = None
+        if flight is None:
+            cache._stale_served(ctx)
+            return value
+        try:
+            fresh = call_next(ctx)
+        except Exception as error:
+            flights.land(key, flight, error=error)
+            cache._refresh_failed(ctx, error)
+            cache._stale_served(ctx)
+            return value
+        except BaseException:
+            flights.land(key, flight)
+            raise
+        finally:
+            if token is not None:
+                with suppress(StoreUnavailableError):
+                    shared.unlock(key, token)
+        put(ctx, key, fn, fresh)
+        flights.land(key, flight, fresh)
+        cache._missed(ctx)
+        return fresh
+
+    def handle(ctx: CallContext) -> Any:
+        key, fn = keys(ctx)
+        try:
+            found = shared.get(key)
+        except StoreUnavailableError as error:
+            if fall_back(cache, store, ctx, error) == LOCAL:
+                return local(ctx)
+            return call_next(ctx)
+        if found is None:
+            cache._missed(ctx)
+            return miss(ctx, key, fn)
+        value, is_stale = found
+        if is_stale:
+            return stale(ctx, key, fn, value)
+        cache.hits += 1
+        if hooks._hooks or _events._global_hooks:
+            cache._hit(ctx)
+        return value
+
+    def warm(ctx: CallContext, _key: Any, force: bool) -> Any:
+        key, fn = keys(ctx)
+        return miss(ctx, key, fn, force)
+
+    return handle, warm

@@ -1,0 +1,176 @@
+"""Cache entries in Redis: Redis keeps the TTL, every process sees invalidations.
+
+Layout under ``<prefix>:cache:<namespace>``:
+
+- ``:e:<function>:<argument key>``: the encoded value, with a TTL of ``ttl +
+  stale_ttl``; the entry is fresh while more than ``stale_ttl`` of it is left, so
+  staleness is judged on Redis's clock and never on a caller's.
+- ``:fns``: the functions that ever stored an entry, so ``invalidate(args)`` drops
+  the entry of every function of the namespace, including functions this process
+  never called.
+- ``:l:<function>:<argument key>``: the short cross-process single-flight lock.
+
+Invalidation deletes entries for the next reader; a value being computed
+meanwhile in another process may still be stored after it (as it would be if it
+had finished a moment earlier).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ._redis import Script
+
+if TYPE_CHECKING:
+    from ._redis import RedisStore
+
+__all__ = ["RedisCache"]
+
+_GET_STALE = Script("""
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return {v, redis.call('PTTL', KEYS[1])}
+""")
+
+_PUT = Script("""
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+""")
+
+_INVALIDATE = Script("""
+local n = 0
+for _, fn in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  n = n + redis.call('DEL', ARGV[1] .. fn .. ':' .. ARGV[2])
+end
+return n
+""")
+
+_UNLOCK = Script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""")
+
+_SCAN_BATCH = 500
+
+_log = logging.getLogger("meshlite.state")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisCache:
+    """The shared entries of one cache namespace (see :class:`~meshlite.state.SharedCache`).
+
+    Keys passed in are ``"<function>:<argument key>"``, as
+    :func:`meshlite.policies._cache._shared.shared_key` builds them.
+    """
+
+    __slots__ = ("_base", "_codec", "_fns", "_lock_ms", "_px", "_stale_ms", "_store",
+                 "single_flight")
+
+    def __init__(self, store: RedisStore, base: str, ttl: float, stale_ttl: float) -> None:
+        self._store = store
+        self._base = base
+        self._fns = f"{base}:fns"
+        self._codec = store.codec
+        self._px = max(1, math.ceil((ttl + stale_ttl) * 1000))
+        self._stale_ms = math.ceil(stale_ttl * 1000)
+        self.single_flight = store.cache_lock
+        self._lock_ms = 0 if store.cache_lock is None else max(1, math.ceil(
+            store.cache_lock * 1000))
+
+    def _decode(self, raw: Any) -> tuple[Any, bool] | None:
+        if raw is None:
+            return None
+        data, left = raw if self._stale_ms else (raw, None)
+        try:
+            value = self._codec.loads(data)
+        except Exception as error:  # written by something else: a miss, not a crash
+            _log.warning("cache %s: an entry could not be decoded (%s); treated as a miss",
+                         self._base, error)
+            return None
+        return value, left is not None and left <= self._stale_ms
+
+    def get(self, key: str) -> tuple[Any, bool] | None:
+        """The value of ``key`` and whether it is stale, or ``None``."""
+        entry = f"{self._base}:e:{key}"
+        if self._stale_ms:
+            return self._decode(self._store.eval(_GET_STALE, 1, entry))
+        return self._decode(self._store.command("GET", entry))
+
+    async def aget(self, key: str) -> tuple[Any, bool] | None:
+        """The async twin of :meth:`get`."""
+        entry = f"{self._base}:e:{key}"
+        if self._stale_ms:
+            return self._decode(await self._store.aeval(_GET_STALE, 1, entry))
+        return self._decode(await self._store.acommand("GET", entry))
+
+    def put(self, key: str, function: str, value: Any) -> None:
+        """Store ``value`` under ``key`` for ``ttl + stale_ttl`` seconds.
+
+        Raises:
+            TypeError: the codec cannot encode ``value``.
+        """
+        data = self._encode(value)
+        self._store.eval(_PUT, 2, f"{self._base}:e:{key}", self._fns, data, self._px, function)
+
+    async def aput(self, key: str, function: str, value: Any) -> None:
+        """The async twin of :meth:`put`."""
+        data = self._encode(value)
+        await self._store.aeval(_PUT, 2, f"{self._base}:e:{key}", self._fns, data, self._px,
+                                function)
+
+    def _encode(self, value: Any) -> bytes:
+        try:
+            return self._codec.dumps(value)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise TypeError(
+                f"Cache: a {type(value).__name__} result cannot be stored with the "
+                f"store's {self._codec!r} ({error}); return JSON-friendly values, or "
+                "give the RedisStore a codec that can encode it") from error
+
+    def lock(self, key: str) -> str | None:
+        """Take the single-flight lock of ``key``: a token, or ``None`` if taken."""
+        token = uuid.uuid4().hex
+        ok = self._store.command("SET", f"{self._base}:l:{key}", token, "NX", "PX",
+                                 self._lock_ms)
+        return token if ok else None
+
+    async def alock(self, key: str) -> str | None:
+        """The async twin of :meth:`lock`."""
+        token = uuid.uuid4().hex
+        ok = await self._store.acommand("SET", f"{self._base}:l:{key}", token, "NX", "PX",
+                                        self._lock_ms)
+        return token if ok else None
+
+    def unlock(self, key: str, token: str) -> None:
+        """Give the lock of ``key`` back, if ``token`` still holds it."""
+        self._store.eval(_UNLOCK, 1, f"{self._base}:l:{key}", token)
+
+    async def aunlock(self, key: str, token: str) -> None:
+        """The async twin of :meth:`unlock`."""
+        await self._store.aeval(_UNLOCK, 1, f"{self._base}:l:{key}", token)
+
+    def invalidate(self, argkey: str) -> int:
+        """Drop the entry of ``argkey`` for every function of the namespace."""
+        removed: int = self._store.eval(_INVALIDATE, 1, self._fns, f"{self._base}:e:", argkey)
+        return removed
+
+    def clear(self) -> int:
+        """Drop every key of the namespace (``SCAN`` + ``UNLINK``: O(keys), not for
+        the hot path). Returns how many were removed."""
+        removed, cursor = 0, 0
+        pattern = _glob_escape(self._base) + ":*"
+        while True:
+            cursor, keys = self._store.command("SCAN", cursor, "MATCH", pattern,
+                                               "COUNT", _SCAN_BATCH)
+            if keys:
+                removed += self._store.command("UNLINK", *keys)
+            if int(cursor) == 0:
+                return removed

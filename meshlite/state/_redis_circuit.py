@@ -1,0 +1,144 @@
+"""The circuit breaker's state machine in Redis: every change is one Lua script.
+
+The scripts mirror :class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`
+(same permits, epochs, window arithmetic and reasons), on Redis's clock:
+
+- ``<key>`` (a hash): ``st`` state, ``ep`` epoch, ``ou``/``oa`` open-until and
+  opened-at (microseconds of Redis ``TIME``), ``rs`` reason, ``c``/``f``/``s`` the
+  window's running totals, ``hd`` its head, ``ta``/``td``/``tf``/``ts`` the trial
+  calls admitted, done, failed and slow.
+- ``<key>:w``: the window: one byte per call (count window), or per-bucket counts
+  in a hash (time window).
+
+Because acquiring a trial permit and recording an outcome are single scripts, the
+half-open trials are global (``half_open_calls`` across all processes), and the
+process whose outcome crosses a threshold is the one that opens the circuit for
+all. Every process must use the same breaker options for one name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..policies._circuit_breaker._records import (
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    OPEN,
+    Admission,
+    CircuitMetrics,
+    Transition,
+)
+from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RELEASE
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+    from ..policies._circuit_breaker._options import CircuitBreakerOptions
+    from ._redis import RedisStore
+
+__all__ = ["RedisCircuit"]
+
+# The breaker compares states by identity (``state is OPEN``): hand out its constants.
+_STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _state(value: Any) -> str:
+    text = _text(value)
+    return _STATES.get(text, text)
+
+
+def _transition(reply: list[Any], at: int = 0) -> Transition | None:
+    if len(reply) < at + 3 or not reply[at]:
+        return None
+    return Transition(_state(reply[at]), _state(reply[at + 1]), _text(reply[at + 2]))
+
+
+class RedisCircuit:
+    """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
+
+    __slots__ = ("_clock", "_config", "_keys", "_store")
+
+    def __init__(self, store: RedisStore, key: str, options: CircuitBreakerOptions,
+                 clock: Clock) -> None:
+        o = options
+        self._store = store
+        self._clock = clock
+        self._keys = (key, f"{key}:w")
+        timed = o.window_type == "time"
+        buckets = max(1, math.ceil(o.window)) if timed else int(o.window)
+        width = round(float(o.window) / buckets * 1e6) if timed else 0
+        slow = "inf" if o.slow_call_seconds is None else f"{o.slow_call_seconds:g}"
+        srate = o.slow_call_rate if o.slow_call_seconds is not None else 2.0  # never reached
+        self._config = ("1" if timed else "0", buckets, width, o.effective_min_calls,
+                        repr(float(o.failure_rate)), repr(float(srate)),
+                        round(o.open_seconds * 1e6), o.half_open_calls, slow,
+                        f"{o.open_seconds:g}")
+
+    @staticmethod
+    def _admission(reply: list[Any]) -> Admission:
+        permit = int(reply[0])
+        transition = _transition(reply, 1)
+        if permit >= -1:
+            return Admission(permit, transition)
+        retry = int(reply[6])
+        return Admission(None, transition, _state(reply[4]), _text(reply[5]),
+                         retry / 1e6 if retry >= 0 else None)
+
+    def acquire(self) -> Admission:
+        """Admit a call: a permit, or why not (see ``LocalCircuitState.acquire``)."""
+        return self._admission(self._store.eval(ACQUIRE, 2, *self._keys, *self._config))
+
+    async def aacquire(self) -> Admission:
+        """The async twin of :meth:`acquire`."""
+        return self._admission(
+            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config))
+
+    def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
+        """Record the outcome of the call holding ``permit``."""
+        return _transition(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
+                                            int(failed), int(slow)))
+
+    async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
+        """The async twin of :meth:`record`."""
+        return _transition(await self._store.aeval(
+            RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
+
+    def release(self, permit: int) -> None:
+        """Give back a trial permit whose call counts as neither outcome."""
+        if permit >= 0 and permit & 1:
+            self._store.eval(RELEASE, 2, *self._keys, *self._config, permit)
+
+    async def arelease(self, permit: int) -> None:
+        """The async twin of :meth:`release`."""
+        if permit >= 0 and permit & 1:
+            await self._store.aeval(RELEASE, 2, *self._keys, *self._config, permit)
+
+    def control(self, action: str) -> Transition | None:
+        """``"force_open"``, ``"reset"`` or ``"disable"``, for every process."""
+        return _transition(self._store.eval(CONTROL, 2, *self._keys, *self._config, action))
+
+    def start_open(self, elapsed: float, reason: str) -> None:
+        """Open the circuit as if it had opened ``elapsed`` seconds ago."""
+        self._store.eval(CONTROL, 2, *self._keys, *self._config, "start_open",
+                         round(elapsed * 1e6), reason)
+
+    def metrics(self) -> CircuitMetrics:
+        """A snapshot of the shared state and window."""
+        state, calls, failures, slow, ago, retry, trials, reason = self._store.eval(
+            READ, 2, *self._keys, *self._config)
+        state = _state(state)
+        calls, failures, slow = int(calls), int(failures), int(slow)
+        return CircuitMetrics(
+            state=state, calls=calls, failures=failures, slow_calls=slow,
+            failure_rate=failures / calls if calls else 0.0,
+            slow_call_rate=slow / calls if calls else 0.0,
+            opened_at=None if int(ago) < 0 else self._clock.monotonic() - int(ago) / 1e6,
+            retry_after=int(retry) / 1e6 if int(retry) >= 0 and state == OPEN else None,
+            trial_calls=int(trials) if state == HALF_OPEN else 0,
+            reason=_text(reason))

@@ -1,0 +1,193 @@
+"""The Lua scripts of the shared circuit breaker (see :mod:`._redis_circuit`).
+
+Every script starts with the same prelude: it reads the options (``ARGV[1..10]``),
+Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
+:class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`'s. Numbers are
+written back with ``%d`` so that microsecond instants never turn into floats.
+"""
+
+from __future__ import annotations
+
+from ._redis import Script
+
+__all__ = ["ACQUIRE", "CONTROL", "READ", "RECORD", "RELEASE"]
+
+_PRELUDE = """
+local H, W = KEYS[1], KEYS[2]
+local timed = ARGV[1] == '1'
+local size, width = tonumber(ARGV[2]), tonumber(ARGV[3])
+local min_calls, frate, srate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local open_us, trials, slow_s, open_s = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local F = {'st','ep','ou','oa','rs','c','f','s','hd','ta','td','tf','ts'}
+local v = redis.call('HMGET', H, unpack(F))
+local S = {st = v[1] or 'closed', rs = v[5] or ''}
+for i = 2, 13 do if i ~= 5 then S[F[i]] = tonumber(v[i] or '0') end end
+if not v[4] then S.oa = -1 end
+local function save()
+  local a = {}
+  for i = 1, 13 do
+    local x = S[F[i]]
+    if type(x) == 'number' then x = string.format('%d', x) end
+    a[#a + 1] = F[i]; a[#a + 1] = x
+  end
+  redis.call('HSET', H, unpack(a))
+end
+local function begin(state)
+  local prev = S.st
+  S.ep = S.ep + 1; S.st = state
+  return prev
+end
+local function wipe()
+  S.c = 0; S.f = 0; S.s = 0; S.hd = 0
+  redis.call('DEL', W)
+end
+local function open(reason, at)
+  local prev = begin('open')
+  S.oa = at; S.ou = at + open_us; S.rs = reason
+  return {prev, 'open', reason}
+end
+local function half_open()
+  local prev = begin('half_open')
+  S.ta = 0; S.td = 0; S.tf = 0; S.ts = 0
+  return {prev, 'half_open', 'open for ' .. open_s .. ' s'}
+end
+local function close(reason)
+  local prev = begin('closed')
+  wipe(); S.oa = -1; S.rs = ''
+  return {prev, 'closed', reason}
+end
+local function expire()
+  if not timed then return end
+  local b = math.floor(now / width)
+  local head = S.hd
+  if b <= head then return end
+  S.hd = b
+  if b - head >= size then
+    if S.c > 0 then S.c = 0; S.f = 0; S.s = 0; redis.call('DEL', W) end
+    return
+  end
+  for k = head + 1, b do
+    local i = k % size
+    local bc = tonumber(redis.call('HGET', W, 'c' .. i) or '0')
+    if bc > 0 then
+      S.c = S.c - bc
+      S.f = S.f - tonumber(redis.call('HGET', W, 'f' .. i) or '0')
+      S.s = S.s - tonumber(redis.call('HGET', W, 's' .. i) or '0')
+      redis.call('HDEL', W, 'c' .. i, 'f' .. i, 's' .. i)
+    end
+  end
+end
+"""
+
+ACQUIRE = Script(_PRELUDE + """
+if S.st == 'closed' then return {2 * S.ep} end
+if S.st == 'disabled' then return {-1} end
+local tr = {'', '', ''}
+if S.st == 'open' then
+  if now < S.ou then return {-2, '', '', '', 'open', S.rs, S.ou - now} end
+  tr = half_open()
+end
+if S.st == 'half_open' then
+  local permit = -2
+  if S.ta < trials then S.ta = S.ta + 1; permit = 2 * S.ep + 1 end
+  if permit >= 0 or tr[1] ~= '' then save() end
+  if permit >= 0 then return {permit, tr[1], tr[2], tr[3]} end
+  return {-2, tr[1], tr[2], tr[3], 'half_open',
+          'all ' .. trials .. ' trial calls are taken', -1}
+end
+return {-2, '', '', '', S.st, S.rs, -1}
+""")
+
+RECORD = Script(_PRELUDE + """
+local permit, failed, slow = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local tr = nil
+if permit % 2 == 1 then
+  if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {} end
+  S.td = S.td + 1; S.tf = S.tf + failed; S.ts = S.ts + slow
+  if S.td >= trials then
+    if S.tf / trials >= frate then
+      tr = open(S.tf .. ' of ' .. trials .. ' trial calls failed', now)
+    elseif S.ts / trials >= srate then
+      tr = open(S.ts .. ' of ' .. trials .. ' trial calls were slow (>= ' .. slow_s .. ' s)', now)
+    else
+      tr = close((trials - S.tf) .. ' of ' .. trials .. ' trial calls succeeded')
+    end
+  end
+  save()
+  return tr or {}
+end
+if S.st ~= 'closed' or permit ~= 2 * S.ep then return {} end
+if timed then
+  expire()
+  local i = S.hd % size
+  redis.call('HINCRBY', W, 'c' .. i, 1)
+  if failed > 0 then redis.call('HINCRBY', W, 'f' .. i, 1) end
+  if slow > 0 then redis.call('HINCRBY', W, 's' .. i, 1) end
+else
+  local i = S.hd
+  local old = redis.call('GETRANGE', W, i, i)
+  local o = 0
+  if old ~= '' then o = string.byte(old) end
+  redis.call('SETRANGE', W, i, string.char(failed + 2 * slow))
+  S.hd = (i + 1) % size
+  if o % 2 == 1 then S.f = S.f - 1 end
+  if o >= 2 then S.s = S.s - 1 end
+  if S.c >= size then S.c = S.c - 1 end
+end
+S.c = S.c + 1; S.f = S.f + failed; S.s = S.s + slow
+if (S.f > 0 or S.s > 0) and S.c >= min_calls then
+  if S.f / S.c >= frate then
+    tr = open(S.f .. ' of ' .. S.c .. ' calls failed', now)
+  elseif S.s / S.c >= srate then
+    tr = open(S.s .. ' of ' .. S.c .. ' calls were slow (>= ' .. slow_s .. ' s)', now)
+  end
+end
+save()
+return tr or {}
+""")
+
+RELEASE = Script(_PRELUDE + """
+local permit = tonumber(ARGV[11])
+if S.st == 'half_open' and permit == 2 * S.ep + 1 and S.ta > 0 then
+  redis.call('HSET', H, 'ta', S.ta - 1)
+end
+return 0
+""")
+
+CONTROL = Script(_PRELUDE + """
+local action = ARGV[11]
+local prev, tr = S.st, {}
+if action == 'force_open' then
+  begin('forced_open'); S.oa = now; S.rs = 'forced open'
+  if prev ~= 'forced_open' then tr = {prev, 'forced_open', 'forced open'} end
+elseif action == 'reset' then
+  close('reset')
+  if prev ~= 'closed' then tr = {prev, 'closed', 'reset'} end
+elseif action == 'disable' then
+  begin('disabled'); wipe(); S.oa = -1; S.rs = ''
+  if prev ~= 'disabled' then tr = {prev, 'disabled', 'disabled'} end
+else
+  open(ARGV[13], now - tonumber(ARGV[12]))
+end
+save()
+return tr
+""")
+
+READ = Script(_PRELUDE + """
+local state, retry = S.st, -1
+if timed then
+  local before = S.hd
+  expire()
+  if S.hd ~= before then save() end
+end
+if state == 'open' then
+  if now >= S.ou then state = 'half_open' else retry = S.ou - now end
+end
+local ago = -1
+if S.oa >= 0 then ago = now - S.oa end
+local trial = 0
+if S.st == 'half_open' then trial = S.ta end
+return {state, S.c, S.f, S.s, ago, retry, trial, S.rs}
+""")

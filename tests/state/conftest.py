@@ -1,0 +1,88 @@
+"""Fixtures of the meshlite.state tests: real redis-server processes on loopback.
+
+``redis_server`` is one server per test module; ``fresh_server`` is a server of
+the test's own, for tests that kill, pause or restart it. Every test writes under
+a prefix of its own, so tests sharing a server never see each other's keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import redis
+from _system import require_program
+from redis_server import RedisServer, free_port
+
+from meshlite.state import RedisStore
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_binary() -> str:
+    return require_program("redis-server", "redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """One redis-server per test module, killed after it."""
+    server = RedisServer(redis_binary).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def fresh_server(redis_binary: str) -> Iterator[RedisServer]:
+    """A redis-server for this test alone (to kill, pause or restart)."""
+    server = RedisServer(redis_binary).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of its own for each test."""
+    return f"t{next(_prefixes)}"
+
+
+@pytest.fixture
+def store(redis_server: RedisServer, prefix: str) -> Iterator[RedisStore]:
+    """A store on the module's server (generous timeout: the machine may be busy)."""
+    s = RedisStore(redis_server.url, prefix=prefix, timeout=2.0)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def other_store(redis_server: RedisServer, prefix: str) -> Iterator[RedisStore]:
+    """A second store on the same server and prefix: another process, as far as the
+    shared state can tell (it shares no connection nor memory with ``store``)."""
+    s = RedisStore(redis_server.url, prefix=prefix, timeout=2.0)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain redis-py client, to look at (and tamper with) what the store wrote."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL nothing listens on: every connection is refused at once."""
+    return f"redis://127.0.0.1:{free_port()}/0"
