@@ -26,11 +26,13 @@ __all__ = ["run_policy_demo"]
 
 CALLS = 400
 CONCURRENCY = 8
-BAD_SPELL = range(160, 240)  # attempts in this range fail almost always
+PACE = 0.03  # seconds each worker waits between calls: about 250 calls a second
+BAD_SPELL = range(160, 240)  # calls for these items fail almost always (about 0.3 s)
 
 
 class _FlakyService:
-    """A stand-in for a remote call: mostly fast, sometimes slow, sometimes failing."""
+    """A stand-in for a remote call: mostly fast, sometimes slow, sometimes failing,
+    and failing almost always for a stretch of the run (an outage the breaker sees)."""
 
     def __init__(self, seed: int) -> None:
         self.random = random.Random(seed)
@@ -39,7 +41,7 @@ class _FlakyService:
     async def __call__(self, item: int) -> str:
         self.attempts += 1
         roll = self.random.random()
-        failure_rate = 0.9 if self.attempts in BAD_SPELL else 0.2
+        failure_rate = 0.95 if item in BAD_SPELL else 0.15
         await asyncio.sleep(0.002)
         if roll < failure_rate:
             raise ConnectionError(f"connection reset while fetching item {item}")
@@ -50,7 +52,7 @@ class _FlakyService:
 
 def _pipeline(counts: Counter[str]) -> Pipeline:
     breaker = CircuitBreaker(
-        failure_rate=0.5, window=20, min_calls=10, open_seconds=0.25, half_open_calls=2,
+        failure_rate=0.5, window=20, min_calls=10, open_seconds=0.1, half_open_calls=2,
         name="inventory",
     )
     pipeline = Pipeline(
@@ -80,6 +82,7 @@ async def _drive(service: _FlakyService, pipeline: Pipeline, progress: Progress)
     async def worker() -> None:
         while not queue.empty():
             item = queue.get_nowait()
+            await asyncio.sleep(PACE)
             result = await pipeline.acall(service, item)
             outcomes["fallback" if result == "fallback" else "ok"] += 1
             progress.advance()
