@@ -36,6 +36,7 @@ from ._policy import AsyncHandler, Handler, Policy
 from ._resilient import resilient
 from ._switches import is_testing, set_testing
 from .config._events import ConfigReloaded, ConfigReloadFailed
+from .observability._dashboard import AlertRule
 from .observability._policy import Metrics
 from .policies._adaptive import AdaptiveConcurrency
 from .policies._bulkhead import Bulkhead
@@ -94,6 +95,7 @@ __all__ = [
     "FaultInjection",
     "Validate",
     "Metrics",
+    "AlertRule",
     "gather",
     "gather_sync",
     "is_transient",

@@ -59,9 +59,22 @@ def test_demo_exits_zero(demo: Run) -> None:
     assert demo.code == 0, demo.err
 
 
-def test_demo_keeps_the_policy_part(demo: Run) -> None:
-    assert "circuit_breaker" in demo.out
-    assert "calls answered by the service" in demo.out
+def _policy_count(out: str, what: str) -> int:
+    for line in out.splitlines():
+        label, _, count = line.rstrip().rpartition(" ")
+        if label.rstrip().endswith(what) and count.isdigit():
+            return int(count)
+    raise AssertionError(f"no {what!r} row in the policy table:\n{out}")
+
+
+def test_demo_policy_table_shows_every_policy_at_work(demo: Run) -> None:
+    counts = {what: _policy_count(demo.out, what) for what in (
+        "retries scheduled", "opened", "half-opened", "closed again",
+        "calls rejected while open", "attempts timed out", "answers from the fallback",
+        "calls answered by the service")}
+    assert all(n > 0 for n in counts.values()), counts
+    answered = counts["calls answered by the service"] + counts["answers from the fallback"]
+    assert answered == _policy_count(demo.out, "logical calls made")  # none lost
 
 
 def test_table_has_both_columns(demo: Run) -> None:

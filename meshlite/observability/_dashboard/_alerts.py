@@ -1,0 +1,299 @@
+"""Alerts: the rules of a mesh and the engine that fires and resolves them.
+
+``mesh.alerts`` is an :class:`Alerts`; while a dashboard runs it calls
+:meth:`Alerts.evaluate` once a second with that second's measurements. Each
+transition is recorded (``firing()`` / ``recent()``), emitted as an
+``AlertFired`` / ``AlertResolved`` event through the service's hooks, and
+POSTed to the webhook when one is set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..._errors import ConfigError
+from ..._validate import at_least, fail, positive
+from ...routing._backend import percentile
+from ._history import ServiceSecond
+from ._rules import (
+    MAX_WINDOW_SECONDS,
+    Alert,
+    AlertFired,
+    AlertResolved,
+    AlertRule,
+    format_value,
+)
+
+__all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "Alerts"]
+
+DEFAULT_WEBHOOK_TIMEOUT = 5.0
+"""Seconds a webhook POST may take before it is abandoned (and logged)."""
+
+DEFAULT_KEEP_RESOLVED = 100
+"""Resolved alerts kept for the page and ``/api/alerts``."""
+
+_OPEN_STATES = frozenset({"open", "forced_open"})
+
+
+@dataclass(slots=True)
+class _Track:
+    since: float | None = None  # wall time the condition started holding
+    alert: Alert | None = None  # the firing alert
+    label: str = ""  # "service: condition in words", for the resolved summary
+
+
+class Alerts:
+    """The alert rules of a mesh, and the alerts they raised.
+
+    Args:
+        rules: The rules (``ml.AlertRule``); names must be unique.
+        webhook: An ``http://`` or ``https://`` URL that receives a JSON POST
+            (``{"status": "firing"|"resolved", "alert": {...}}``) per transition, or
+            ``None``.
+        webhook_timeout: Seconds each POST may take, > 0; failures are logged.
+        keep_resolved: Resolved alerts remembered, >= 0.
+
+    Raises:
+        ConfigError: a duplicate rule name, a non-rule, or a bad webhook.
+    """
+
+    def __init__(self, rules: Iterable[AlertRule] = (), *, webhook: str | None = None,
+                 webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
+                 keep_resolved: int = DEFAULT_KEEP_RESOLVED) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, AlertRule] = {}
+        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._resolved: deque[Alert] = deque(
+            maxlen=at_least("Alerts", "keep_resolved", keep_resolved, 0))
+        self._windows: dict[str, deque[ServiceSecond]] = {}
+        self.webhook_timeout = positive("Alerts", "webhook_timeout", webhook_timeout)
+        self.webhook = _webhook(webhook)
+        self.replace(rules)
+
+    # -- rules -----------------------------------------------------------------
+
+    @property
+    def rules(self) -> tuple[AlertRule, ...]:
+        """The rules, in the order added."""
+        return tuple(self._rules.values())
+
+    def add(self, rule: AlertRule) -> AlertRule:
+        """Add ``rule``; returns it.
+
+        Raises:
+            ConfigError: not an ``AlertRule``, or its name is taken.
+        """
+        if not isinstance(rule, AlertRule):
+            fail("Alerts", "rule", rule, "an ml.AlertRule")
+        with self._lock:
+            if rule.name in self._rules:
+                raise ConfigError(f"Alerts: a rule named {rule.name!r} exists; rule names "
+                                  "must be unique (remove it first)", policy="alerts")
+            self._rules[rule.name] = rule
+        return rule
+
+    def remove(self, name: str) -> None:
+        """Remove the rule called ``name`` (no error if absent); its firing alerts
+        resolve at the next evaluation."""
+        with self._lock:
+            self._rules.pop(name, None)
+
+    def replace(self, rules: Iterable[AlertRule], *, webhook: Any = ...,
+                webhook_timeout: float | None = None) -> None:
+        """Swap in a new rule set (config reload). A firing alert whose rule keeps
+        its name carries on under the new definition (and resolves when that stops
+        holding); alerts of removed rules resolve at the next evaluation. Pending
+        conditions of changed rules start over. ``webhook`` is replaced when given
+        (``None`` removes it), ``webhook_timeout`` when not ``None``.
+
+        Raises:
+            ConfigError: a duplicate name, a non-rule, a bad webhook or timeout
+                (nothing is changed).
+        """
+        new: dict[str, AlertRule] = {}
+        for rule in rules:
+            if not isinstance(rule, AlertRule):
+                fail("Alerts", "rules", rule, "ml.AlertRule objects")
+            if rule.name in new:
+                raise ConfigError(f"Alerts: two rules are named {rule.name!r}; rule names "
+                                  "must be unique", policy="alerts")
+            new[rule.name] = rule
+        hook = self.webhook if webhook is ... else _webhook(webhook)
+        timeout = self.webhook_timeout if webhook_timeout is None else positive(
+            "Alerts", "webhook_timeout", webhook_timeout)
+        with self._lock:
+            for key in [k for k in self._tracks if self._rules.get(k[0]) != new.get(k[0])]:
+                if self._tracks[key].alert is None:
+                    del self._tracks[key]
+            self._rules = new
+            self.webhook = hook
+            self.webhook_timeout = timeout
+
+    # -- state -----------------------------------------------------------------
+
+    def firing(self) -> list[Alert]:
+        """The alerts firing now, oldest first."""
+        with self._lock:
+            found = [t.alert for t in self._tracks.values() if t.alert is not None]
+        return sorted(found, key=lambda a: a.started_at)
+
+    def recent(self) -> list[Alert]:
+        """Resolved alerts, newest first (at most ``keep_resolved``)."""
+        with self._lock:
+            return list(reversed(self._resolved))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Rules, firing and recently resolved alerts, JSON-ready."""
+        return {"rules": [r.as_dict() for r in self.rules],
+                "firing": [a.as_dict() for a in self.firing()],
+                "resolved": [a.as_dict() for a in self.recent()],
+                "webhook": self.webhook is not None}
+
+    # -- evaluation --------------------------------------------------------------
+
+    def evaluate(self, now: float, seconds: Iterable[ServiceSecond],
+                 emit: Callable[[str, Any], None] | None = None) -> list[Alert]:
+        """Apply every rule to this second's measurements.
+
+        Args:
+            now: Wall-clock time (seconds since the epoch).
+            seconds: One measurement per service, for the second that just ended.
+            emit: ``emit(service_name, event)`` delivers the AlertFired /
+                AlertResolved events (the dashboard passes the service's hooks).
+
+        Returns:
+            The alerts that fired or resolved, in order.
+        """
+        latest = {s.name: s for s in seconds}
+        with self._lock:
+            self._remember(latest)
+            rules = tuple(self._rules.values())
+            out = [t for rule in rules for name in _targets(rule, latest)
+                   if (t := self._step(rule, name, now, latest[name])) is not None]
+            out.extend(self._orphans(now, latest))
+        if emit is not None:
+            for t in out:
+                emit(t.service, _event(t, now))
+        return out
+
+    def _remember(self, latest: Mapping[str, ServiceSecond]) -> None:
+        keep = max((r.window for r in self._rules.values()), default=1)
+        keep = min(keep, MAX_WINDOW_SECONDS)
+        for name, second in latest.items():
+            window = self._windows.get(name)
+            if window is None or window.maxlen != keep:
+                window = self._windows[name] = deque(window or (), maxlen=keep)
+            window.append(second)
+        for name in [n for n in self._windows if n not in latest]:
+            del self._windows[name]
+
+    def _step(self, rule: AlertRule, name: str, now: float,
+              latest: ServiceSecond) -> Alert | None:
+        value, holds = _measure(rule, self._windows[name], latest)
+        track = self._tracks.setdefault((rule.name, name), _Track())
+        if not holds:
+            track.since = None
+            return self._resolve(track, now, value)
+        if track.since is None:
+            track.since = now
+        if track.alert is None and now - track.since >= rule.for_seconds:
+            track.label = f"{name}: {_detail(rule, latest)}"
+            track.alert = Alert(
+                rule=rule.name, service=name, condition=rule.condition,
+                severity=rule.severity, state="firing", value=value,
+                threshold=rule.threshold, started_at=now, resolved_at=None,
+                summary=track.label + _now(rule.condition, value))
+            return track.alert
+        return None
+
+    def _resolve(self, track: _Track, now: float, value: float | None) -> Alert | None:
+        alert = track.alert
+        if alert is None:
+            return None
+        track.alert = None
+        done = replace(alert, state="resolved", value=value, resolved_at=now,
+                       summary=f"{track.label}: resolved{_now(alert.condition, value)}")
+        self._resolved.append(done)
+        return done
+
+    def _orphans(self, now: float, latest: Mapping[str, ServiceSecond]) -> list[Alert]:
+        # Firing alerts whose rule was removed or replaced, or whose service is gone.
+        out = []
+        for key, track in list(self._tracks.items()):
+            rule = self._rules.get(key[0])
+            if rule is None or key[1] not in latest or (
+                    rule.service is not None and rule.service != key[1]):
+                t = self._resolve(track, now, None)
+                self._tracks.pop(key, None)
+                if t is not None:
+                    out.append(t)
+        return out
+
+
+def _now(condition: str, value: float | None) -> str:
+    if value is None or condition not in ("error_rate", "p99"):
+        return ""
+    return f" (now {format_value(condition, value)})"
+
+
+def _detail(rule: AlertRule, latest: ServiceSecond) -> str:
+    """The rule in words, naming the open breakers or the backends left."""
+    if rule.condition == "breaker_open":
+        names = sorted(n for n, s in latest.snapshot.breakers.items() if s in _OPEN_STATES)
+        return f"circuit breaker {', '.join(names)} is open"
+    if rule.condition == "no_healthy_backend":
+        h = latest.health
+        return f"no healthy backend ({h.status}, {h.total} configured)"
+    return rule.describe()
+
+
+def _targets(rule: AlertRule, latest: Mapping[str, ServiceSecond]) -> list[str]:
+    if rule.service is None:
+        return list(latest)
+    return [rule.service] if rule.service in latest else []
+
+
+def _measure(rule: AlertRule, window: deque[ServiceSecond],
+             latest: ServiceSecond) -> tuple[float | None, bool]:
+    """The rule's value now, and whether its condition holds."""
+    if rule.condition == "breaker_open":
+        is_open = any(s in _OPEN_STATES for s in latest.snapshot.breakers.values())
+        return (1.0 if is_open else 0.0), is_open
+    if rule.condition == "no_healthy_backend":
+        none = latest.health.status in ("down", "panic")
+        return (1.0 if none else 0.0), none
+    recent = list(window)[-rule.window:]
+    requests = sum(s.requests for s in recent)
+    if requests < rule.min_requests or requests == 0:
+        return None, False
+    threshold = rule.threshold or 0.0
+    if rule.condition == "error_rate":
+        rate = sum(s.errors for s in recent) / requests
+        return rate, rate > threshold
+    p99 = percentile(sorted(x for s in recent for x in s.samples), 0.99)
+    if p99 is None:
+        return None, False
+    return p99, p99 > threshold
+
+
+def _event(alert: Alert, now: float) -> AlertFired | AlertResolved:
+    if alert.state == "firing":
+        return AlertFired(policy="alerts", service=alert.service, rule=alert.rule,
+                          condition=alert.condition, severity=alert.severity,
+                          value=alert.value, threshold=alert.threshold, summary=alert.summary)
+    return AlertResolved(policy="alerts", service=alert.service, rule=alert.rule,
+                         condition=alert.condition, severity=alert.severity,
+                         value=alert.value, duration=max(0.0, now - alert.started_at),
+                         summary=alert.summary)
+
+
+def _webhook(url: Any) -> str | None:
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        fail("Alerts", "webhook", url, "an http:// or https:// URL or None")
+    return url

@@ -1,0 +1,169 @@
+"""The dashboard's ASGI application (Starlette): the page, the REST API, the
+WebSocket feed and the Prometheus endpoint, behind :class:`~._auth.Guard`."""
+
+from __future__ import annotations
+
+import importlib.resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..._errors import ConfigError
+from ...routing._service import Service
+from ...routing._snapshot import health_of, snapshot_of
+from .._prometheus import CONTENT_TYPE, render_mesh
+from ._auth import ASGIApp, Guard, Receive, Scope, Send
+from ._monitor import Monitor, dumps
+from ._payload import health_body, service_dict
+
+__all__ = ["build_app", "metrics_text"]
+
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def _assets() -> dict[str, tuple[bytes, str]]:
+    # Read once: the page is a few kilobytes and ships inside the package.
+    folder = importlib.resources.files(__package__) / "static"
+    out = {}
+    for item in folder.iterdir():
+        suffix = "." + item.name.rsplit(".", 1)[-1]
+        if item.is_file() and suffix in _TYPES:
+            out[item.name] = (item.read_bytes(), _TYPES[suffix])
+    return out
+
+
+def metrics_text(mesh: Any) -> str:
+    """The Prometheus exposition of ``mesh``'s registry (``mesh.metrics``): the one
+    place the dashboard calls the metrics code."""
+    return render_mesh(mesh)
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode()
+
+
+def _error(status: int, message: str) -> _JSON:
+    return _JSON({"error": message}, status_code=status)
+
+
+class _Routes:
+    """The handlers of the Starlette routes (``/api/health`` is :class:`_HealthFirst`)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.mesh = monitor.mesh
+        self.assets = _assets()
+
+    def _service(self, request: Request) -> Service:
+        name = request.path_params["name"]
+        try:
+            return self.mesh.service(name)
+        except ConfigError:
+            raise HTTPException(404, f"no service named {name!r}") from None
+
+    def _services(self) -> list[dict[str, Any]]:
+        snap, health, latest = self.mesh.snapshot(), self.mesh.health(), self.monitor.latest
+        return [service_dict(snap[n], health[n], latest.get(n)) for n in snap]
+
+    async def page(self, request: Request) -> Response:
+        body, kind = self.assets["index.html"]
+        return Response(body, media_type=kind)
+
+    async def static(self, request: Request) -> Response:
+        found = self.assets.get(request.path_params["file"])
+        if found is None:
+            raise HTTPException(404, "no such file")
+        return Response(found[0], media_type=found[1])
+
+    async def services(self, request: Request) -> Response:
+        return _JSON({"services": self._services()})
+
+    async def service(self, request: Request) -> Response:
+        svc = self._service(request)
+        return _JSON(service_dict(snapshot_of(svc), health_of(svc),
+                                  self.monitor.latest.get(svc.name)))
+
+    async def history(self, request: Request) -> Response:
+        svc, most = self._service(request), self.monitor.history_seconds
+        raw = request.query_params.get("seconds", str(most))
+        if not raw.isdigit() or not 1 <= int(raw) <= most:
+            return _error(400, f"seconds must be an integer in [1, {most}], got {raw!r}")
+        found = self.monitor.histories.get(svc.name)
+        if found is None or found.last < 0:
+            data: dict[str, Any] = {"start": None, "step": 1, "requests": [], "errors": [],
+                                    "p50": [], "p99": []}
+        else:
+            data = found.columns(int(raw))
+        return _JSON({"service": svc.name, **data})
+
+    async def alerts(self, request: Request) -> Response:
+        return _JSON(self.mesh.alerts.as_dict())
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
+
+    async def feed(self, ws: WebSocket) -> None:
+        clients = self.monitor.clients
+        await ws.accept()
+        if len(clients) >= self.monitor.max_clients:
+            await ws.close(code=1013, reason="too many dashboard clients; try again later")
+            return
+        clients.add(ws)
+        try:
+            await ws.send_text(dumps({
+                "type": "hello", "history_seconds": self.monitor.history_seconds,
+                "services": self._services(), "alerts": self.mesh.alerts.as_dict()}))
+            # The page sends nothing; receiving notices when it leaves.
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+        except WebSocketDisconnect:
+            pass
+        finally:
+            clients.discard(ws)
+
+    async def error(self, request: Request, exc: Exception) -> Response:
+        detail = exc.detail if isinstance(exc, HTTPException) else "not found"
+        return _error(getattr(exc, "status_code", 404), str(detail))
+
+
+def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
+    """The dashboard application for ``monitor``'s mesh, guarded by ``token``."""
+    r = _Routes(monitor)
+    app = Starlette(routes=[
+        Route("/", r.page), Route("/static/{file}", r.static),
+        Route("/api/services", r.services), Route("/api/services/{name}", r.service),
+        Route("/api/services/{name}/history", r.history),
+        Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
+        WebSocketRoute("/ws", r.feed),
+    ], exception_handlers={HTTPException: r.error})
+    return Guard(_HealthFirst(app, monitor), token)
+
+
+class _HealthFirst:
+    """Answers ``GET /api/health`` before Starlette's routing: the endpoint monitors
+    poll, kept to the bare minimum of work per request."""
+
+    def __init__(self, app: ASGIApp, monitor: Monitor) -> None:
+        self.app = app
+        self.monitor = monitor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/health":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            body, status = b'{"error":"method not allowed"}', 405
+        else:
+            body, status = health_body(self.monitor.services()), 200
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else body})

@@ -1,0 +1,169 @@
+"""Per-second aggregates: the sampler that measures them and the ring buffer that
+keeps the last hour of them per service.
+
+The sampler reads what routing already counts on each endpoint (attempts, errors,
+the reservoir of recent latencies) once a second, so the call path pays nothing
+for the dashboard: no hook, no lock beyond the endpoint's own, no allocation.
+The latencies of one second are the newest ``requests - previous requests``
+entries of each endpoint's reservoir.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ...routing._backend import Endpoint, percentile
+from ...routing._service import Service
+from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
+
+__all__ = [
+    "DEFAULT_HISTORY_SECONDS",
+    "MAX_SAMPLES_PER_SECOND",
+    "History",
+    "Sampler",
+    "ServiceSecond",
+]
+
+DEFAULT_HISTORY_SECONDS = 3600
+"""Slots of each service's ring buffer: one hour of one-second aggregates."""
+
+MAX_SAMPLES_PER_SECOND = 1024
+"""Latencies kept per service and second for alert windows (evenly thinned)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSecond:
+    """One service over one second: what the sampler measured, with the snapshot
+    and health taken at the same moment.
+
+    ``samples`` are that second's attempt latencies, sorted (at most
+    :data:`MAX_SAMPLES_PER_SECOND`, evenly thinned).
+    """
+
+    name: str
+    second: int
+    requests: int
+    errors: int
+    p50: float | None
+    p99: float | None
+    samples: tuple[float, ...]
+    snapshot: ServiceSnapshot
+    health: ServiceHealth
+
+
+class History:
+    """A fixed ring of ``capacity`` one-second slots for one service.
+
+    Slot ``second % capacity`` holds the aggregates of that second, tagged with the
+    second so reads skip slots left over from an earlier lap (seconds with no
+    sample read as ``None``).
+    """
+
+    __slots__ = ("_errors", "_p50", "_p99", "_requests", "_tag", "capacity", "last")
+
+    def __init__(self, capacity: int = DEFAULT_HISTORY_SECONDS) -> None:
+        self.capacity = capacity
+        self._tag = [-1] * capacity
+        self._requests = [0] * capacity
+        self._errors = [0] * capacity
+        self._p50: list[float | None] = [None] * capacity
+        self._p99: list[float | None] = [None] * capacity
+        self.last = -1
+        """The newest second recorded (-1 before any)."""
+
+    def record(self, second: int, requests: int, errors: int, p50: float | None,
+               p99: float | None) -> None:
+        """Store one second; a second already recorded accumulates its counts."""
+        i = second % self.capacity
+        if self._tag[i] == second:
+            self._requests[i] += requests
+            self._errors[i] += errors
+            if p99 is not None:
+                self._p50[i], self._p99[i] = p50, p99
+        else:
+            self._tag[i] = second
+            self._requests[i], self._errors[i] = requests, errors
+            self._p50[i], self._p99[i] = p50, p99
+        self.last = max(self.last, second)
+
+    def columns(self, seconds: int, end: int | None = None) -> dict[str, Any]:
+        """The last ``seconds`` seconds up to ``end`` (default: the newest), as
+        columns of equal length; ``start`` is the first column's second."""
+        seconds = max(1, min(seconds, self.capacity))
+        end = self.last if end is None else end
+        start = end - seconds + 1
+        requests: list[int | None] = []
+        errors: list[int | None] = []
+        p50: list[float | None] = []
+        p99: list[float | None] = []
+        cap, tag = self.capacity, self._tag
+        for s in range(start, end + 1):
+            i = s % cap
+            if s >= 0 and tag[i] == s:
+                requests.append(self._requests[i])
+                errors.append(self._errors[i])
+                p50.append(self._p50[i])
+                p99.append(self._p99[i])
+            else:
+                requests.append(None)
+                errors.append(None)
+                p50.append(None)
+                p99.append(None)
+        return {"start": start, "step": 1, "requests": requests, "errors": errors,
+                "p50": p50, "p99": p99}
+
+
+class Sampler:
+    """Measures each service once a second from its endpoints' counters."""
+
+    def __init__(self) -> None:
+        # service name -> endpoint -> (requests, errors) at the previous tick
+        self._seen: dict[str, dict[Endpoint, tuple[int, int]]] = {}
+        self._primed = False
+
+    def sample(self, services: Iterable[Service], second: int) -> list[ServiceSecond]:
+        """Measure every service for ``second``: the traffic since the last call.
+
+        Endpoints that existed at the first call start from their counts then;
+        endpoints that appear later (new backends) start from zero.
+        """
+        out = [self._one(service, second) for service in services]
+        self._primed = True
+        return out
+
+    def _one(self, service: Service, second: int) -> ServiceSecond:
+        before = self._seen.get(service.name, {})
+        now: dict[Endpoint, tuple[int, int]] = {}
+        requests = errors = 0
+        fresh: list[float] = []
+        for e in service.endpoints:
+            base = before.get(e)
+            if base is None:
+                base = (0, 0)
+                if not self._primed:
+                    base = (e.requests, e.errors)
+            with e._lock:  # counters and reservoir move together under this lock
+                r, err = e.requests, e.errors
+                n = min(r - base[0], len(e._latencies))
+                if n > 0:
+                    fresh.extend(itertools.islice(e._latencies, len(e._latencies) - n, None))
+            now[e] = (r, err)
+            requests += max(0, r - base[0])
+            errors += max(0, err - base[1])
+        self._seen[service.name] = now
+        fresh.sort()
+        return ServiceSecond(
+            name=service.name, second=second, requests=requests, errors=errors,
+            p50=percentile(fresh, 0.5), p99=percentile(fresh, 0.99),
+            samples=_thin(fresh), snapshot=snapshot_of(service), health=health_of(service))
+
+
+def _thin(ordered: list[float]) -> tuple[float, ...]:
+    n = len(ordered)
+    if n <= MAX_SAMPLES_PER_SECOND:
+        return tuple(ordered)
+    step = n / MAX_SAMPLES_PER_SECOND
+    return tuple(ordered[int(i * step)] for i in range(MAX_SAMPLES_PER_SECOND))

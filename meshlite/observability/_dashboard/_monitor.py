@@ -1,0 +1,166 @@
+"""The dashboard's live state: once a second it samples every service, stores the
+aggregates, evaluates the alert rules and pushes one update to every WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..._errors import ConfigError
+from ..._events import Event
+from ...routing._service import Service
+from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
+from ._payload import tick_payload
+from ._rules import Alert
+from ._webhook import post_alert
+
+if TYPE_CHECKING:
+    from ..._mesh import Mesh
+
+__all__ = ["Client", "Monitor"]
+
+_log = logging.getLogger("meshlite.dashboard")
+
+_SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
+
+
+class Client(Protocol):
+    """What the monitor pushes updates to (a Starlette WebSocket)."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON."""
+    return json.dumps(data, separators=(",", ":"))
+
+
+class Monitor:
+    """Samples ``mesh`` once a second while started.
+
+    Args:
+        mesh: The mesh to watch.
+        max_clients: WebSocket clients served at once.
+        history_seconds: Slots of each service's ring buffer.
+        wall: Wall clock (seconds since the epoch) for timestamps; tests inject one.
+    """
+
+    def __init__(self, mesh: Mesh, *, max_clients: int,
+                 history_seconds: int = DEFAULT_HISTORY_SECONDS,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.mesh = mesh
+        self.max_clients = max_clients
+        self.history_seconds = history_seconds
+        self.wall = wall
+        self.histories: dict[str, History] = {}
+        self.latest: dict[str, ServiceSecond] = {}
+        self.clients: set[Client] = set()
+        self._sampler = Sampler()
+        self._task: asyncio.Task[None] | None = None
+        self._posts: set[asyncio.Task[bool]] = set()
+        self._last_post: asyncio.Task[bool] | None = None
+
+    def services(self) -> list[Service]:
+        """The services as calls see them now (an override's service while active)."""
+        return [self.mesh.service(s.name) for s in self.mesh.services]
+
+    def tick(self, now: float | None = None) -> dict[str, Any]:
+        """Measure the second that just ended, record it, evaluate alerts, and
+        return the update to push (see :func:`tick_payload`)."""
+        now = self.wall() if now is None else now
+        last = max((h.last for h in self.histories.values()), default=-1)
+        second = max(int(now) - 1, last)
+        measured = self._sampler.sample(self.services(), second)
+        for s in measured:
+            history = self.histories.get(s.name)
+            if history is None:
+                history = self.histories[s.name] = History(self.history_seconds)
+            history.record(second, s.requests, s.errors, s.p50, s.p99)
+        self.latest = {s.name: s for s in measured}
+        alerts = self.mesh.alerts
+        changed = alerts.evaluate(now, measured, self._emit)
+        for alert in changed:
+            self._post(alert)
+        return tick_payload(measured, alerts.as_dict() if changed else None,
+                            len(alerts.firing()))
+
+    def _emit(self, name: str, event: Event) -> None:
+        try:
+            hooks = self.mesh.service(name).hooks
+        except ConfigError:  # the service was removed meanwhile
+            return
+        if hooks.active:
+            hooks.emit(event)
+
+    def _post(self, alert: Alert) -> None:
+        alerts = self.mesh.alerts
+        if alerts.webhook is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(self._last_post, alerts.webhook, alert, alerts.webhook_timeout))
+        self._last_post = task
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    @staticmethod
+    async def _deliver(previous: asyncio.Task[bool] | None, url: str, alert: Alert,
+                       seconds: float) -> bool:
+        # One at a time, in order: a receiver must never see "resolved" before "fired".
+        if previous is not None:
+            await asyncio.wait([previous])
+        return await post_alert(url, alert, seconds)
+
+    async def broadcast(self, text: str) -> None:
+        """Send ``text`` to every client at once; a client that fails or stalls is
+        dropped."""
+        clients = list(self.clients)
+        if not clients:
+            return
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.send_text(text), _SEND_TIMEOUT) for c in clients),
+            return_exceptions=True)
+        for client, result in zip(clients, results, strict=True):
+            if isinstance(result, Exception):
+                self.clients.discard(client)
+                with contextlib.suppress(Exception):
+                    await client.close(1011)
+            elif isinstance(result, BaseException):  # cancellation: ours, not the client's
+                raise result
+
+    async def _run(self) -> None:
+        while True:
+            # Wake just after each wall-clock second so slots line up with seconds.
+            await asyncio.sleep(1.0 - self.wall() % 1.0 + 0.002)
+            try:
+                update = self.tick()
+            except Exception:
+                _log.exception("dashboard sampling failed; retrying next second")
+                continue
+            await self.broadcast(dumps(update))
+
+    def start(self) -> None:
+        """Begin sampling on the running loop (takes a baseline at once)."""
+        if self._task is None:
+            self._sampler.sample(self.services(), int(self.wall()) - 1)
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop sampling and wait (bounded by their timeout) for webhook posts."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # unlike `await task`, never raises its CancelledError
+        if self._posts:
+            # each post is bounded by the timeout; in order, so allow for all of them
+            posts = set(self._posts)
+            bound = len(posts) * self.mesh.alerts.webhook_timeout + 1.0
+            _, late = await asyncio.wait(posts, timeout=bound)
+            for post in late:
+                post.cancel()

@@ -1,0 +1,471 @@
+// meshlite live dashboard. No dependencies: charts are drawn on <canvas>, the
+// topology is built as inline SVG. Data comes from /api/* once and from /ws every
+// second. Text from the server is only ever set with textContent (never HTML).
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "meshlite.dashboard.token";
+  const SVG = "http://www.w3.org/2000/svg";
+  const COLORS = { rps: "#38bdf8", err: "#f87171", p50: "#a78bfa", p99: "#fbbf24",
+                   grid: "#1c2735", label: "#6b7a8d" };
+  const state = {
+    token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
+    services: new Map(), alerts: null, socket: null, retry: 500,
+  };
+  const $ = (id) => document.getElementById(id);
+
+  // ---- auth -----------------------------------------------------------------
+
+  function readToken() {
+    // A token given as #token=... never reaches the server's logs; keep it for
+    // this tab only and take it out of the address bar.
+    const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+    if (match) {
+      sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function askToken() {
+    $("login").hidden = false;
+    $("login-token").focus();
+  }
+
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("login-token").value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    state.token = value;
+    $("login").hidden = true;
+    boot();
+  });
+
+  async function api(path) {
+    const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+    const response = await fetch(path, { headers, cache: "no-store" });
+    if (response.status === 401) {
+      askToken();
+      throw new Error("unauthorized");
+    }
+    if (!response.ok) throw new Error(path + ": " + response.status);
+    return response.json();
+  }
+
+  // ---- formatting -------------------------------------------------------------
+
+  function fmtRate(v) {
+    if (v === null || v === undefined) return "–";
+    return (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + "/s";
+  }
+  function fmtPct(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    return (v * 100).toFixed(v < 0.1 ? 2 : 1) + "%";
+  }
+  function fmtMs(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    const ms = seconds * 1000;
+    if (ms < 1) return ms.toFixed(2) + " ms";
+    if (ms < 10) return ms.toFixed(1) + " ms";
+    if (ms < 10000) return ms.toFixed(0) + " ms";
+    return (ms / 1000).toFixed(1) + " s";
+  }
+  function fmtTime(epoch) {
+    return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
+  }
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ---- data model -------------------------------------------------------------
+
+  function emptyHistory() {
+    return { start: null, requests: [], errors: [], p50: [], p99: [] };
+  }
+
+  function service(name) {
+    let svc = state.services.get(name);
+    if (!svc) {
+      svc = { name, info: null, live: null, hist: emptyHistory(), card: null };
+      state.services.set(name, svc);
+    }
+    return svc;
+  }
+
+  function backendsOf(svc) {
+    if (svc.live) {
+      return svc.live.backends.map((b) => ({
+        address: b[0], status: b[1], in_flight: b[2], ejected_for: b[3],
+        requests: b[4], errors: b[5], latency_p99: b[6] }));
+    }
+    return svc.info ? svc.info.backends : [];
+  }
+
+  function view(svc) {
+    // One shape for a service whether it came from REST (info) or a tick (live).
+    if (svc.live) {
+      const l = svc.live;
+      return { status: l.status, breakers: l.breakers, in_flight: l.in_flight,
+               available: l.available, total: l.total, requests: l.requests,
+               errors: l.errors, p50: l.p50, p99: l.p99, live: true };
+    }
+    const i = svc.info || {};
+    const last = i.last_second || {};
+    const h = i.health || { available: 0, total: 0 };
+    return { status: i.status || "unknown", breakers: i.breakers || {}, in_flight: i.in_flight || 0,
+             available: h.available, total: h.total, requests: last.requests ?? null,
+             errors: last.errors ?? null, p50: last.p50 ?? null, p99: last.p99 ?? null, live: false };
+  }
+
+  function appendPoint(h, second, point) {
+    if (h.start === null) h.start = second;
+    const end = h.start + h.requests.length - 1;
+    if (second <= end) {
+      const i = second - h.start;
+      if (i >= 0) {
+        h.requests[i] = point.requests; h.errors[i] = point.errors;
+        h.p50[i] = point.p50; h.p99[i] = point.p99;
+      }
+    } else {
+      for (let s = end + 1; s < second; s++) {
+        h.requests.push(null); h.errors.push(null); h.p50.push(null); h.p99.push(null);
+      }
+      h.requests.push(point.requests); h.errors.push(point.errors);
+      h.p50.push(point.p50); h.p99.push(point.p99);
+    }
+    const extra = h.requests.length - state.historySeconds;
+    if (extra > 0) {
+      for (const key of ["requests", "errors", "p50", "p99"]) h[key].splice(0, extra);
+      h.start += extra;
+    }
+  }
+
+  // ---- charts -------------------------------------------------------------------
+
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  function slice(h, key, start, end) {
+    const out = new Array(end - start + 1).fill(null);
+    if (h.start === null) return out;
+    for (let s = Math.max(start, h.start); s <= end; s++) {
+      const v = h[key][s - h.start];
+      out[s - start] = v === undefined ? null : v;
+    }
+    return out;
+  }
+
+  function drawChart(canvas, series, format) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth, hgt = canvas.clientHeight;
+    if (!w || !hgt) return;
+    if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
+    if (canvas.height !== Math.round(hgt * dpr)) canvas.height = Math.round(hgt * dpr);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, hgt);
+    const pad = { l: 8, r: 8, t: 16, b: 16 };
+    const n = series[0].values.length;
+    let max = 0;
+    for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
+    max = niceMax(max * 1.1);
+    const x = (i) => pad.l + (n <= 1 ? 0 : (i / (n - 1)) * (w - pad.l - pad.r));
+    const y = (v) => pad.t + (1 - v / max) * (hgt - pad.t - pad.b);
+
+    ctx.strokeStyle = COLORS.grid; ctx.lineWidth = 1;
+    ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = COLORS.label;
+    for (const f of [0, 0.5, 1]) {
+      const yy = Math.round(y(max * f)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
+    }
+    ctx.textAlign = "left"; ctx.fillText(format(max), pad.l + 2, pad.t - 4);
+    const minutes = Math.round(n / 60);
+    ctx.fillText(minutes >= 1 ? "-" + minutes + " min" : "-" + n + " s", pad.l + 2, hgt - 4);
+    ctx.textAlign = "right"; ctx.fillText("now", w - pad.r - 2, hgt - 4);
+
+    for (const s of series) {
+      ctx.strokeStyle = s.color; ctx.lineWidth = 1.6; ctx.lineJoin = "round";
+      let run = [];
+      const flush = () => {
+        if (run.length === 0) return;
+        if (s.fill) {
+          ctx.beginPath(); ctx.moveTo(x(run[0][0]), y(0));
+          for (const [i, v] of run) ctx.lineTo(x(i), y(v));
+          ctx.lineTo(x(run[run.length - 1][0]), y(0)); ctx.closePath();
+          ctx.fillStyle = s.fill; ctx.fill();
+        }
+        ctx.beginPath();
+        run.forEach(([i, v], k) => (k ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
+        if (run.length === 1) ctx.lineTo(x(run[0][0]) + 1.5, y(run[0][1]));
+        ctx.stroke();
+        run = [];
+      };
+      s.values.forEach((v, i) => (v === null ? flush() : run.push([i, v])));
+      flush();
+    }
+    canvas.dataset.max = String(max);
+  }
+
+  function drawCharts(svc) {
+    if (!svc.card || state.lastSecond < 0) return;
+    const end = state.lastSecond, start = end - state.range + 1;
+    const h = svc.hist;
+    drawChart(svc.card.rate, [
+      { values: slice(h, "requests", start, end), color: COLORS.rps, fill: "rgba(56,189,248,0.13)" },
+      { values: slice(h, "errors", start, end), color: COLORS.err, fill: "rgba(248,113,113,0.18)" },
+    ], (v) => fmtRate(v));
+    drawChart(svc.card.latency, [
+      { values: slice(h, "p50", start, end), color: COLORS.p50 },
+      { values: slice(h, "p99", start, end), color: COLORS.p99 },
+    ], (v) => fmtMs(v));
+  }
+
+  // ---- service cards ----------------------------------------------------------
+
+  function ensureCard(svc) {
+    if (svc.card) return svc.card;
+    const node = $("service-card").content.firstElementChild.cloneNode(true);
+    node.dataset.service = svc.name;
+    node.querySelector(".svc-name").textContent = svc.name;
+    const q = (sel) => node.querySelector(sel);
+    svc.card = { node, status: q(".svc-status"), balancer: q(".balancer"), breakers: q(".breakers"),
+                 rps: q(".f-rps"), err: q(".f-err"), p50: q(".f-p50"), p99: q(".f-p99"),
+                 inflight: q(".f-inflight"), rate: q(".chart-rate"), latency: q(".chart-latency"),
+                 rows: q("tbody") };
+    $("services").appendChild(node);
+    return svc.card;
+  }
+
+  function renderCard(svc) {
+    const c = ensureCard(svc), v = view(svc);
+    c.status.textContent = v.status;
+    c.status.className = "pill svc-status " + v.status;
+    c.balancer.textContent = svc.info ? svc.info.balancer : "";
+    c.breakers.replaceChildren(...Object.entries(v.breakers).map(([name, st]) =>
+      el("span", "pill " + st, "breaker " + st.replace("_", " "))));
+    c.rps.textContent = fmtRate(v.requests);
+    c.err.textContent = v.requests ? fmtPct(v.errors / v.requests) : "–";
+    c.p50.textContent = fmtMs(v.p50);
+    c.p99.textContent = fmtMs(v.p99);
+    c.inflight.textContent = String(v.in_flight);
+    c.rows.replaceChildren(...backendsOf(svc).map((b) => {
+      const tr = el("tr");
+      const addr = el("td");
+      addr.append(el("span", "dot " + b.status), document.createTextNode(b.address));
+      const label = b.status === "ejected" && b.ejected_for > 0
+        ? "ejected " + Math.ceil(b.ejected_for) + "s" : b.status;
+      tr.append(addr, el("td", "state " + b.status, label), el("td", "", String(b.in_flight)),
+                el("td", "", String(b.requests)), el("td", "", String(b.errors)),
+                el("td", "", fmtMs(b.latency_p99)));
+      return tr;
+    }));
+    drawCharts(svc);
+  }
+
+  // ---- topology ---------------------------------------------------------------
+
+  function svgEl(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  const STATUS_COLOR = { healthy: "#34d399", up: "#34d399", degraded: "#fbbf24", unhealthy: "#fbbf24",
+                         panic: "#f87171", down: "#f87171", ejected: "#f87171" };
+
+  function renderTopology() {
+    const svg = $("topology");
+    const width = svg.clientWidth || 1200;
+    const services = [...state.services.values()];
+    const rowH = 34, gap = 14;
+    const rows = services.map((s) => Math.max(1, backendsOf(s).length));
+    const height = Math.max(80, rows.reduce((a, r) => a + r * rowH + gap, 0));
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("height", height);
+    const parts = [];
+    const colX = [20, Math.round(width * 0.3), Math.round(width * 0.62)];
+    const rootY = height / 2;
+    parts.push(svgEl("rect", { class: "node root", x: colX[0], y: rootY - 18, width: 150, height: 36, rx: 8 }));
+    parts.push(svgEl("text", { x: colX[0] + 14, y: rootY + 4 }, "this process"));
+    let top = 0;
+    services.forEach((svc, idx) => {
+      const v = view(svc), backends = backendsOf(svc);
+      const blockH = rows[idx] * rowH;
+      const cy = top + blockH / 2 + gap / 2;
+      const hot = (v.requests || 0) > 0;
+      parts.unshift(svgEl("path", { class: "edge" + (hot ? " hot" : ""),
+        d: `M${colX[0] + 150},${rootY} C${colX[1] - 60},${rootY} ${colX[0] + 210},${cy} ${colX[1]},${cy}` }));
+      parts.push(svgEl("rect", { class: "node", x: colX[1], y: cy - 20, width: 230, height: 40, rx: 8 }));
+      parts.push(svgEl("circle", { cx: colX[1] + 16, cy, r: 5, fill: STATUS_COLOR[v.status] || "#64748b" }));
+      parts.push(svgEl("text", { x: colX[1] + 30, y: cy - 3 }, svc.name));
+      const open = Object.values(v.breakers).filter((s) => s === "open" || s === "forced_open").length;
+      const note = `${v.available}/${v.total} up · ${fmtRate(v.requests)}` +
+        (Object.keys(v.breakers).length ? (open ? " · breaker OPEN" : " · breaker closed") : "");
+      parts.push(svgEl("text", { class: "small", x: colX[1] + 30, y: cy + 12 }, note));
+      backends.forEach((b, j) => {
+        const by = top + gap / 2 + j * rowH + rowH / 2;
+        const out = b.status !== "up";
+        parts.unshift(svgEl("path", { class: "edge" + (out ? " out" : hot ? " hot" : ""),
+          d: `M${colX[1] + 230},${cy} C${colX[2] - 50},${cy} ${colX[1] + 280},${by} ${colX[2]},${by}` }));
+        parts.push(svgEl("rect", { class: "node", x: colX[2], y: by - 14, width: width - colX[2] - 20, height: 28, rx: 6 }));
+        parts.push(svgEl("circle", { cx: colX[2] + 14, cy: by, r: 4.5, fill: STATUS_COLOR[b.status] || "#64748b" }));
+        parts.push(svgEl("text", { x: colX[2] + 26, y: by + 4 }, b.address));
+        const detail = b.status === "ejected" ? `ejected ${Math.ceil(b.ejected_for || 0)}s`
+          : b.status === "unhealthy" ? "unhealthy" : `${b.in_flight} in flight · ${fmtMs(b.latency_p99)} p99`;
+        parts.push(svgEl("text", { class: "small", x: width - 34, y: by + 4, "text-anchor": "end" }, detail));
+      });
+      top += blockH + gap;
+    });
+    svg.replaceChildren(...parts);
+  }
+
+  // ---- summary and alerts -----------------------------------------------------------
+
+  function renderSummary() {
+    let rps = 0, errs = 0, p99 = null, up = 0, avail = 0, total = 0, worst = 0;
+    const order = { healthy: 0, degraded: 1, panic: 2, down: 3 };
+    for (const svc of state.services.values()) {
+      const v = view(svc);
+      rps += v.requests || 0; errs += v.errors || 0;
+      if (v.p99 !== null && (p99 === null || v.p99 > p99)) p99 = v.p99;
+      if (v.status === "healthy" || v.status === "degraded") up += 1;
+      avail += v.available || 0; total += v.total || 0;
+      worst = Math.max(worst, order[v.status] ?? 3);
+    }
+    $("s-rps").textContent = fmtRate(rps);
+    $("s-err").textContent = rps ? fmtPct(errs / rps) : "–";
+    $("s-err").classList.toggle("bad", rps > 0 && errs / rps > 0.05);
+    $("s-p99").textContent = fmtMs(p99);
+    $("s-up").textContent = `${up} / ${state.services.size}`;
+    $("s-backends").textContent = `${avail} / ${total}`;
+    const firing = state.alerts ? state.alerts.firing.length : 0;
+    $("s-alerts").textContent = String(firing);
+    $("s-alerts").classList.toggle("bad", firing > 0);
+    const status = Object.keys(order).find((k) => order[k] === worst) || "healthy";
+    $("overall").textContent = state.services.size ? "mesh " + status : "no services";
+    $("overall").className = "pill " + status;
+  }
+
+  function alertItem(a, resolved) {
+    const li = el("li");
+    li.append(el("span", "sev " + a.severity, a.severity), el("span", "", a.summary),
+              el("span", "when", resolved ? "resolved " + fmtTime(a.resolved_at)
+                                          : "since " + fmtTime(a.started_at)));
+    return li;
+  }
+
+  function renderAlerts() {
+    const a = state.alerts || { firing: [], resolved: [] };
+    $("alerts").hidden = a.firing.length === 0;
+    $("alert-list").replaceChildren(...a.firing.map((x) => alertItem(x, false)));
+    $("resolved-list").replaceChildren(...a.resolved.slice(0, 20).map((x) => alertItem(x, true)));
+    $("resolved-empty").hidden = a.resolved.length > 0;
+  }
+
+  function renderAll() {
+    for (const svc of state.services.values()) renderCard(svc);
+    renderTopology();
+    renderSummary();
+    document.body.dataset.ticks = String(state.ticks);
+  }
+
+  // ---- live feed ----------------------------------------------------------------------
+
+  function applyTick(msg) {
+    state.lastSecond = Math.max(state.lastSecond, msg.second);
+    for (const [name, data] of Object.entries(msg.services)) {
+      const svc = service(name);
+      svc.live = data;
+      appendPoint(svc.hist, msg.second, data);
+    }
+    if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
+    state.ticks += 1;
+    renderAll();
+  }
+
+  function setConn(kind, text) {
+    const node = $("conn");
+    node.className = "conn " + kind;
+    node.textContent = text;
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const query = state.token ? "?token=" + encodeURIComponent(state.token) : "";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
+    state.socket = socket;
+    socket.onopen = () => { state.retry = 500; setConn("live", "live"); };
+    socket.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.type === "tick") applyTick(msg);
+      else if (msg.type === "hello") {
+        state.historySeconds = msg.history_seconds;
+        for (const info of msg.services) service(info.name).info = info;
+        state.alerts = msg.alerts; renderAlerts(); renderAll();
+      }
+    };
+    socket.onclose = () => {
+      setConn("down", "reconnecting");
+      state.retry = Math.min(state.retry * 2, 10000);
+      setTimeout(connect, state.retry);
+    };
+  }
+
+  async function loadHistory(svc) {
+    const data = await api(`/api/services/${encodeURIComponent(svc.name)}/history?seconds=${state.historySeconds}`);
+    if (data.start === null) return;
+    const h = emptyHistory();
+    h.start = data.start;
+    for (const key of ["requests", "errors", "p50", "p99"]) h[key] = data[key];
+    // keep points that arrived over the WebSocket while this was loading
+    const live = svc.hist;
+    svc.hist = h;
+    if (live.start !== null) {
+      for (let i = 0; i < live.requests.length; i++) {
+        if (live.requests[i] === null) continue;
+        appendPoint(h, live.start + i, { requests: live.requests[i], errors: live.errors[i],
+                                         p50: live.p50[i], p99: live.p99[i] });
+      }
+    }
+    state.lastSecond = Math.max(state.lastSecond, h.start + h.requests.length - 1);
+  }
+
+  async function boot() {
+    try {
+      const [services, alerts] = await Promise.all([api("/api/services"), api("/api/alerts")]);
+      for (const info of services.services) service(info.name).info = info;
+      state.alerts = alerts;
+      renderAlerts();
+      renderAll();
+      await Promise.all([...state.services.values()].map(loadHistory));
+      renderAll();
+      if (!state.socket) connect();
+    } catch (error) {
+      if (String(error.message) !== "unauthorized") setConn("down", "unreachable");
+    }
+  }
+
+  for (const button of document.querySelectorAll(".range button")) {
+    button.addEventListener("click", () => {
+      state.range = Number(button.dataset.range);
+      for (const b of document.querySelectorAll(".range button")) b.classList.toggle("on", b === button);
+      renderAll();
+    });
+  }
+  let resizing = 0;
+  window.addEventListener("resize", () => {
+    cancelAnimationFrame(resizing);
+    resizing = requestAnimationFrame(renderAll);
+  });
+
+  boot();
+})();
