@@ -137,7 +137,8 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
     except ssl.SSLError as error:
         call.sent()
         raise _tls_failure(backend, request, error) from error
-    except Exception:
+    except BaseException:
+        # Cancellation too (a per-attempt Timeout): the request may have left.
         call.sent()
         raise
     call.sent()

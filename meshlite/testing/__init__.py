@@ -7,6 +7,10 @@
   answers from a script or at (seeded) random, and logs every call.
 - :class:`Recorder` and :func:`replay`: record real calls and HTTP exchanges to a
   JSON cassette once, then serve them offline.
+- The pytest plugin (entry point ``pytest11``; :mod:`meshlite.testing._plugin`):
+  fixtures ``fake_clock``, ``fake_backend``, ``mesh``, ``chaos`` and the marker
+  ``meshlite_no_sleep``; :class:`BackendFactory`, :class:`MeshFactory`,
+  :class:`Chaos` and :class:`InjectedFault` are what those fixtures hand out.
 
 Importing this module imports no optional library (httpx is imported only by
 the record/replay transports).
@@ -15,6 +19,7 @@ the record/replay transports).
 from ._backend import BackendStats, FakeBackend
 from ._cassette import CassetteError, CassetteMiss, ReplayedError
 from ._clock import FakeClock
+from ._fixtures import BackendFactory, Chaos, InjectedFault, MeshFactory
 from ._http11 import ReceivedRequest
 from ._record import (
     DEFAULT_REDACTED_HEADERS,
@@ -49,4 +54,9 @@ __all__ = [
     "REDACTED",
     "DEFAULT_REDACTED_HEADERS",
     "DEFAULT_REDACTED_PARAMS",
+    # what the pytest plugin's fixtures hand out
+    "BackendFactory",
+    "MeshFactory",
+    "Chaos",
+    "InjectedFault",
 ]

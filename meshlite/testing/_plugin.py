@@ -1,0 +1,124 @@
+"""meshlite's pytest plugin, loaded through the ``pytest11`` entry point
+(``meshlite = "meshlite.testing._plugin"``) once meshlite is installed.
+
+Fixtures (all function-scoped, everything they make closed at teardown):
+
+- ``fake_clock``: a fresh :class:`~meshlite.testing.FakeClock`.
+- ``fake_backend``: a factory of started :class:`~meshlite.testing.FakeBackend` s.
+- ``mesh``: a factory of isolated :class:`meshlite.Mesh` es.
+- ``chaos``: fault injection into a service of the test's mesh.
+
+Marker ``@pytest.mark.meshlite_no_sleep`` (or the ini option ``meshlite_no_sleep =
+true`` for a whole suite): ``ml.set_testing(True)`` while the test runs, so backoff
+between retries does not sleep.
+
+With pytest-asyncio installed, ``mesh`` is an async fixture run on the test's
+event loop, so an async test's HTTP connection pools are closed on the loop that
+opened them; sync tests can use it all the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from .._mesh import Mesh
+from .._switches import set_testing
+from ._clock import FakeClock
+from ._fixtures import BackendFactory, Chaos, MeshFactory
+
+__all__ = ["MARKER", "chaos", "fake_backend", "fake_clock"]
+
+MARKER = "meshlite_no_sleep"
+"""The marker (and ini option) that turns ``ml.set_testing(True)`` on for a test."""
+
+_MESHES = pytest.StashKey[MeshFactory]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(MARKER, type="bool", default=False,
+                  help="meshlite: run every test with ml.set_testing(True) (no backoff sleeps)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}: run the test with ml.set_testing(True): retries and other "
+        "backoffs do not sleep")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    # Around setup, call and teardown alike, so fixtures that retry do not sleep either.
+    if item.get_closest_marker(MARKER) is None and not item.config.getini(MARKER):
+        return (yield)
+    with set_testing(True):
+        return (yield)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A fresh :class:`~meshlite.testing.FakeClock` at 0.0 (pass it as ``clock=``)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_backend() -> Iterator[BackendFactory]:
+    """A factory: ``fake_backend(latency=0.0, error_rate=0.0, ..., **behaviour)``
+    returns a started :class:`~meshlite.testing.FakeBackend` (serving on its own
+    thread); every one is stopped, and its thread joined, when the test ends."""
+    factory = BackendFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+def _meshes(request: pytest.FixtureRequest) -> Sequence[Mesh]:
+    factory = request.node.stash.get(_MESHES, None)
+    return () if factory is None else tuple(factory.meshes)
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - pytest-asyncio is a test dependency of meshlite
+
+    @pytest.fixture(name="mesh")
+    def mesh_sync(request: pytest.FixtureRequest, fake_backend: BackendFactory
+                  ) -> Iterator[MeshFactory]:
+        """A factory: ``mesh(*services, **options)`` returns a new, unopened
+        :class:`meshlite.Mesh`; each is closed when the test ends (before the
+        ``fake_backend`` backends stop)."""
+        factory = request.node.stash[_MESHES] = MeshFactory()
+        try:
+            yield factory
+        finally:
+            factory.close()
+
+else:
+
+    @pytest_asyncio.fixture(name="mesh")
+    async def mesh_async(request: pytest.FixtureRequest, fake_backend: BackendFactory
+                         ) -> AsyncIterator[MeshFactory]:
+        """A factory: ``mesh(*services, **options)`` returns a new, unopened
+        :class:`meshlite.Mesh`; each is closed when the test ends (before the
+        ``fake_backend`` backends stop), on the test's event loop."""
+        factory = request.node.stash[_MESHES] = MeshFactory()
+        try:
+            yield factory
+        finally:
+            await factory.aclose()
+
+
+@pytest.fixture
+def chaos(request: pytest.FixtureRequest, mesh: Any) -> Iterator[Chaos]:
+    """Fault injection: ``chaos("users", rate=0.5, error=ConnectionError)`` injects
+    an ``ml.FaultInjection`` into service ``users`` (of the ``mesh`` fixture's
+    meshes, or ``mesh=``) until the test ends; returns an ``InjectedFault``."""
+    controller = Chaos(lambda: _meshes(request))
+    try:
+        yield controller
+    finally:
+        controller.clear()

@@ -1,0 +1,25 @@
+"""The ``scenario`` fixture of the chaos suite (the harness: chaos_harness.py)."""
+
+from __future__ import annotations
+
+import pytest
+from chaos_harness import BACKENDS, EJECTION_SECONDS, Scenario, pipeline
+
+import meshlite as ml
+from meshlite.testing import BackendFactory, MeshFactory
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest, fake_backend: BackendFactory,
+             mesh: MeshFactory) -> Scenario:
+    """A Scenario named after the test, on three fresh FakeBackends; its figures
+    are reported when the test passed its checks."""
+    backends = [fake_backend() for _ in range(BACKENDS)]
+    chain, breaker = pipeline()
+    service = ml.Service(
+        "users", [b.url for b in backends], balancer="round_robin", pipeline=chain,
+        outlier_detection=ml.OutlierDetection(
+            consecutive_failures=3, base_ejection_seconds=EJECTION_SECONDS,
+            max_ejection_seconds=2 * EJECTION_SECONDS))
+    name = request.node.name.removeprefix("test_")
+    return Scenario(name, mesh(service), backends, breaker)
