@@ -15,7 +15,9 @@ functions with it; sync functions stay sync, async ones stay async::
     async def get_user(uid: int) -> dict: ...
 """
 
-from . import backoff, config, discovery, state, telemetry
+from typing import TYPE_CHECKING, Any
+
+from . import backoff
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._context import CallContext, current_context, remaining
 from ._errors import (
@@ -30,14 +32,10 @@ from ._errors import (
 )
 from ._events import Event, Hook, add_hook, remove_hook
 from ._gather import gather, gather_sync
-from ._mesh import Mesh
 from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
 from ._resilient import resilient
 from ._switches import is_testing, set_testing
-from .config._events import ConfigReloaded, ConfigReloadFailed
-from .observability._dashboard import AlertRule
-from .observability._policy import Metrics
 from .policies._adaptive import AdaptiveConcurrency
 from .policies._bulkhead import Bulkhead
 from .policies._cache import Cache
@@ -50,21 +48,72 @@ from .policies._retry import Retry, RetryBudget, is_transient
 from .policies._timeout import Timeout
 from .policies._trace import Trace
 from .policies._validate_policy import Validate, ValidationError
-from .routing import (
-    Backend,
-    Balancer,
-    HealthCheck,
-    HttpHealthCheck,
-    LeastRequests,
-    MeshClosedError,
-    OutlierDetection,
-    P2CEwma,
-    RingHash,
-    RoundRobin,
-    Service,
-    WeightedRoundRobin,
-)
-from .routing._tls import TLS
+
+if TYPE_CHECKING:
+    from . import config, discovery, state, telemetry
+    from ._audit import AuditLog
+    from ._mesh import Mesh
+    from .config._events import ConfigReloaded, ConfigReloadFailed
+    from .observability._dashboard import AlertRule
+    from .observability._policy import Metrics
+    from .routing import (
+        Backend,
+        Balancer,
+        HealthCheck,
+        HttpHealthCheck,
+        LeastRequests,
+        MeshClosedError,
+        OutlierDetection,
+        P2CEwma,
+        RingHash,
+        RoundRobin,
+        Service,
+        WeightedRoundRobin,
+    )
+    from .routing._tls import TLS
+
+# The mesh, routing, config, telemetry and the rest load on first use, so that
+# `import meshlite` costs only the policies (docs/benchmarks.md, "Start-up").
+_LAZY: dict[str, str] = {
+    "Mesh": "._mesh",
+    "Backend": ".routing",
+    "Balancer": ".routing",
+    "HealthCheck": ".routing",
+    "HttpHealthCheck": ".routing",
+    "LeastRequests": ".routing",
+    "MeshClosedError": ".routing",
+    "OutlierDetection": ".routing",
+    "P2CEwma": ".routing",
+    "RingHash": ".routing",
+    "RoundRobin": ".routing",
+    "Service": ".routing",
+    "WeightedRoundRobin": ".routing",
+    "TLS": ".routing._tls",
+    "AuditLog": "._audit",
+    "ConfigReloaded": ".config._events",
+    "ConfigReloadFailed": ".config._events",
+    "AlertRule": ".observability._dashboard",
+    "Metrics": ".observability._policy",
+}
+_LAZY_MODULES = frozenset({"config", "discovery", "state", "telemetry"})
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY_MODULES:
+        value: Any = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'meshlite' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 
@@ -96,6 +145,7 @@ __all__ = [
     "Validate",
     "Metrics",
     "AlertRule",
+    "AuditLog",
     "gather",
     "gather_sync",
     "is_transient",

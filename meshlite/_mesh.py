@@ -7,10 +7,11 @@ import contextlib
 import importlib
 import inspect
 import os
-import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._audit import AuditLog
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
 from ._errors import ConfigError
@@ -34,6 +35,8 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
+
+_REFUSING = ("closing", "closed")
 
 
 class Mesh(MeshLifecycle):
@@ -80,8 +83,7 @@ class Mesh(MeshLifecycle):
         self._components: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
         self._thread: LoopThread | None = None
-        self._lock = threading.Lock()
-        self._in_flight = 0
+        self._calls: list[None] = []  # one item per call in flight (see _enter)
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
         self.config_version = 0
         """Incremented by the config loader on each applied reload."""
@@ -275,54 +277,114 @@ class Mesh(MeshLifecycle):
 
     # -- calls -----------------------------------------------------------------
 
+    # Calls in flight are kept in lists (one item per call), not counted under a lock:
+    # list.append and list.pop are atomic under the GIL, and an uncontended lock
+    # costs more than the rest of a call's bookkeeping. A mesh with metrics keeps one
+    # list per service (its lane), which also gives the in-flight gauge per service.
+
+    @property
+    def _in_flight(self) -> int:
+        metrics = self.metrics
+        return len(self._calls) + (0 if metrics is None else metrics.in_flight)
+
+    @_in_flight.setter
+    def _in_flight(self, value: int) -> None:
+        # MeshLifecycle declares a plain attribute; here it is derived.
+        raise AttributeError("Mesh._in_flight is counted from the lists of calls")
+
+    def _refused(self) -> MeshClosedError:
+        return MeshClosedError(
+            f"Mesh: the mesh is {self._state}; calls are refused until it is "
+            "opened again (async with mesh / with mesh)", policy="mesh")
+
     def _enter(self) -> None:
-        with self._lock:
-            if self._state in ("closing", "closed"):
-                raise MeshClosedError(
-                    f"Mesh: the mesh is {self._state}; calls are refused until it is "
-                    "opened again (async with mesh / with mesh)", policy="mesh")
-            self._in_flight += 1
+        calls = self._calls
+        # Counted before the state check: a close that set "closing" after this call
+        # saw "open" then finds it in flight and waits for it.
+        calls.append(None)
+        if self._state in _REFUSING:
+            calls.pop()
+            raise self._refused()
 
     def _leave(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
+        self._calls.pop()
+
+    # dispatch and dispatch_sync inline _enter/_leave and the timing: every call runs
+    # them, and each Python call or clock read shows (docs/metrics.md, "Cost").
 
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
         current call; used by :meth:`call` and the HTTP transport."""
         metrics = self.metrics
-        self._enter()
+        if metrics is None:
+            calls, series = self._calls, None
+        else:
+            calls, series, monotonic = metrics._lanes.get(service) or metrics.adopt(service)
+        calls.append(None)  # before the state check, as in _enter
+        if self._state in _REFUSING:
+            calls.pop()
+            raise self._refused()
         token = _current.set(ctx)
         try:
-            if metrics is None:
+            if series is None:
                 return await service._ahandler(ctx)
-            # Timed here rather than in a wrapping coroutine, which would cost more.
-            series, cells, monotonic = metrics.begin(service)
             start = monotonic()
             try:
                 result = await service._ahandler(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
-                series.error(cells, monotonic() - start, error)
+                series.error(series.shard(), monotonic() - start, error)
                 raise
-            series.finished(cells, monotonic() - start)
+            elapsed = monotonic() - start
+            try:
+                cells = series.local.cells
+            except AttributeError:
+                cells = series.new_shard()
+            if elapsed <= series.first:  # most in-process calls: skip the bisect
+                cells[0] += 1
+            else:
+                cells[bisect_left(series.bounds, elapsed)] += 1
+            cells[series.SUM] += elapsed
             return result
         finally:
             _current.reset(token)
-            self._leave()
+            calls.pop()
 
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
         metrics = self.metrics
-        self._enter()
+        if metrics is None:
+            calls, series = self._calls, None
+        else:
+            calls, series, monotonic = metrics._lanes.get(service) or metrics.adopt(service)
+        calls.append(None)  # before the state check, as in _enter
+        if self._state in _REFUSING:
+            calls.pop()
+            raise self._refused()
         token = _current.set(ctx)
         try:
-            if metrics is None:
+            if series is None:
                 return handler(ctx)
-            return metrics.run_sync(service, handler, ctx)
+            start = monotonic()
+            try:
+                result = handler(ctx)
+            except BaseException as error:  # counted, then re-raised untouched
+                series.error(series.shard(), monotonic() - start, error)
+                raise
+            elapsed = monotonic() - start
+            try:
+                cells = series.local.cells
+            except AttributeError:
+                cells = series.new_shard()
+            if elapsed <= series.first:  # most in-process calls: skip the bisect
+                cells[0] += 1
+            else:
+                cells[bisect_left(series.bounds, elapsed)] += 1
+            cells[series.SUM] += elapsed
+            return result
         finally:
             _current.reset(token)
-            self._leave()
+            calls.pop()
 
     async def call(self, name: str, fn: Callable[..., Any], /, *args: Any,
                    **kwargs: Any) -> Any:
@@ -334,28 +396,38 @@ class Mesh(MeshLifecycle):
             NoHealthyBackendError: the service has no backend to route to.
             MeshClosedError: the mesh is closing or closed.
         """
-        target = self._target(name)
+        target = self._targets.get(name)  # _target, inlined: a frame less per call
         if not isinstance(target, Service):  # an override: the fake is the backend
+            if target is None:
+                self._target(name)  # raises: no such service
             self._enter()
             try:
                 result = fn(target, *args, **kwargs)
                 return (await result) if inspect.isawaitable(result) else result
             finally:
                 self._leave()
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), name, _current.get())
+        operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
+        if type(operation) is not str or not operation:
+            operation = _operation_of(fn)
+        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
         return await self.dispatch(target, ctx)
 
     def call_sync(self, name: str, fn: Callable[..., Any], /, *args: Any,
                   **kwargs: Any) -> Any:
         """Sync twin of :meth:`call`: ``fn`` must be sync."""
-        target = self._target(name)
+        target = self._targets.get(name)
         if not isinstance(target, Service):
+            if target is None:
+                self._target(name)  # raises: no such service
             self._enter()
             try:
                 return fn(target, *args, **kwargs)
             finally:
                 self._leave()
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), name, _current.get())
+        operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
+        if type(operation) is not str or not operation:
+            operation = _operation_of(fn)
+        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
         return self.dispatch_sync(target, ctx)
 
     def http(self, name: str, **httpx_kwargs: Any) -> httpx.AsyncClient:
@@ -376,6 +448,58 @@ class Mesh(MeshLifecycle):
         from ._http import sync_client
 
         return sync_client(self, name, httpx_kwargs)
+
+    # -- operations --------------------------------------------------------------
+
+    _audit: AuditLog | None = None
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """Where admin actions and config changes are recorded (``ml.AuditLog``), or
+        None (the default: nothing is recorded). Set it, or ``audit:`` in a config
+        file; see docs/config.md, "Audit log".
+
+        Raises:
+            ConfigError: (on assignment) neither an ``ml.AuditLog`` nor None.
+        """
+        return self._audit
+
+    @audit.setter
+    def audit(self, log: AuditLog | None) -> None:
+        if log is not None and not isinstance(log, AuditLog):
+            fail("Mesh", "audit", log, "an ml.AuditLog or None")
+        self._audit = log
+
+    async def reload(self) -> bool:
+        """Re-read the config file this mesh follows now and apply it if it changed,
+        as hot reload would (also without ``hot_reload``); audited with actor
+        ``"api"``. Awaited on any loop: on a ``with mesh`` it runs on the mesh's loop
+        thread.
+
+        Returns:
+            False when the file was rejected: the running config stays, the error is
+            logged, kept in :attr:`reload_errors` and emitted as ``ConfigReloadFailed``.
+            True when it was applied or had not changed (:attr:`config_version`
+            tells which).
+
+        Raises:
+            ConfigError: the mesh follows no config file.
+        """
+        config: Any = importlib.import_module("meshlite.config._reload")
+        outcome: str = await config.reload_now(self)
+        return outcome != "rejected"
+
+    def reload_sync(self) -> bool:
+        """Sync twin of :meth:`reload`, for a mesh opened with ``with mesh`` or not
+        opened at all.
+
+        Raises:
+            ConfigError: the mesh follows no config file, or it is open on an event
+                loop (use ``await mesh.reload()``).
+        """
+        config: Any = importlib.import_module("meshlite.config._reload")
+        outcome: str = config.reload_blocking(self)
+        return outcome != "rejected"
 
     # -- dashboard -------------------------------------------------------------
 

@@ -226,6 +226,51 @@ async def test_drain_waits_for_calls_in_flight() -> None:
         assert await mesh.call("users", lambda backend: 2) == 2
 
 
+@pytest.mark.parametrize("metrics", [True, False])
+def test_in_flight_counts_nested_and_fake_calls_and_refusals_leave_none(metrics: bool
+                                                                         ) -> None:
+    mesh = Mesh([svc("users")], metrics=metrics)
+
+    def outer(backend: Backend) -> tuple[int, int]:
+        return mesh.in_flight, mesh.call_sync("users", lambda b: mesh.in_flight)
+
+    assert mesh.call_sync("users", outer) == (1, 2)
+    with mesh.override("users", object()):  # a fake: counted by the mesh itself
+        assert mesh.call_sync("users", lambda fake: mesh.in_flight) == 1
+    assert mesh.in_flight == 0
+    mesh.close()
+    with pytest.raises(MeshClosedError):
+        mesh.call_sync("users", lambda b: 1)
+    assert mesh.in_flight == 0  # the refused call was counted, then uncounted
+
+
+@pytest.mark.parametrize("metrics", [True, False])
+def test_sync_close_drains_calls_running_on_other_threads(metrics: bool) -> None:
+    mesh = Mesh([svc("users")], metrics=metrics)
+    running, release = threading.Event(), threading.Event()
+    results: list[str] = []
+
+    def slow(backend: Backend) -> str:
+        running.set()
+        release.wait(10)
+        return "done"
+
+    with mesh:
+        caller = threading.Thread(target=lambda: results.append(mesh.call_sync("users", slow)))
+        caller.start()
+        assert running.wait(10)
+        closer = threading.Thread(target=mesh.close)
+        closer.start()
+        closer.join(0.05)  # real threads are the point: close must wait for the call
+        assert closer.is_alive()
+        assert mesh.in_flight == 1
+        release.set()
+        closer.join(10)
+        caller.join(10)
+    assert results == ["done"]
+    assert mesh.in_flight == 0
+
+
 async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
     mesh = Mesh([svc("users")], drain_timeout=3.0, clock=clock)
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._schema import (
         AlertRuleSection,
         AlertsSection,
+        AuditSection,
         BackendSection,
         DashboardSection,
         HealthCheckSection,
@@ -59,6 +60,7 @@ __all__ = [
     "AlertsSection",
     "AlertRuleSection",
     "HotReloadSection",
+    "AuditSection",
 ]
 
 _LAZY = {
@@ -79,6 +81,7 @@ _LAZY = {
     "AlertsSection": "_schema",
     "AlertRuleSection": "_schema",
     "HotReloadSection": "_schema",
+    "AuditSection": "_schema",
 }
 
 

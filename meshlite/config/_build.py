@@ -188,5 +188,6 @@ def build_plan(document: Document, config: MeshConfig, problems: Problems, *,
         if built is not None:
             plan.services[name] = built
     _dependencies(plan, others or {}, problems)
-    plan.top = check_top_level(config, problems, environ)
+    plan.top = check_top_level(config, problems, environ,
+                               base=os.path.dirname(os.path.abspath(document.path)))
     return plan

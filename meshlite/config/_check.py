@@ -70,6 +70,8 @@ def summary(plan: Plan) -> str:
     if plan.top.alerts is not None and plan.top.alerts.rules:
         lines.append(f"alerts: {', '.join(r.name for r in plan.top.alerts.rules)}")
     lines.append(f"hot reload: {'on' if config.hot_reload.enabled else 'off'}")
+    if plan.top.audit is not None:
+        lines.append(mask(f"audit: {plan.top.audit}"))
     return "\n".join(lines)
 
 

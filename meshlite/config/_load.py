@@ -89,6 +89,10 @@ class Managed:
     clock: Clock | None
     digest: str
     watcher: ConfigWatcher | None = None
+    sha256: str = ""
+    """The SHA-256 of the text in force (last applied): audit records' ``old_sha256``."""
+    reloader: ConfigWatcher | None = None
+    """What ``mesh.reload()`` uses when no watcher follows the file (never started)."""
     dashboard: DashboardComponent | None = None
     serve_dashboard: bool = True
     drains: set[asyncio.Task[None]] = field(default_factory=set)

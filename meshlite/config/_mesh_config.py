@@ -7,12 +7,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._audit import config_sha256
 from .._clock import Clock
 from .._errors import ConfigError
 from .._mesh import Mesh
 from ._apply import apply_plan, finish, install, retire_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
 from ._load import Managed, digest, load_plan, managed_of, set_managed
+from ._reload import open_audit, record_load
 from ._source import read_text
 from ._watcher import ConfigWatcher
 
@@ -24,7 +26,8 @@ def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: s
     others = dict(mesh._services) if mesh is not None else None
     plan = load_plan(path, environ=environ, profile=profile, text=text, others=others,
                      clock=clock)
-    return Managed(path, plan, environ, profile, clock, digest(text)), plan
+    return Managed(path, plan, environ, profile, clock, digest(text),
+                   sha256=config_sha256(text)), plan
 
 
 def mesh_from_config(path: str | os.PathLike[str], *,
@@ -62,6 +65,8 @@ def mesh_from_config(path: str | os.PathLike[str], *,
         mesh_kwargs.setdefault("drain_timeout", plan.config.drain_timeout)
     mesh = Mesh(services, clock=clock, **mesh_kwargs)
     set_managed(mesh, managed)
+    open_audit(mesh, plan)
+    record_load(mesh, managed)
     managed.serve_dashboard = dashboard
     _extras(mesh, managed)
     reload = plan.config.hot_reload
@@ -113,6 +118,8 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
         managed, plan = _managed(full, text, environ, profile, None, mesh)
         changes = apply_plan(mesh, None, plan)
         set_managed(mesh, managed)
+        open_audit(mesh, plan)
+        record_load(mesh, managed)
         _finish(mesh, changes, managed)
         _extras(mesh, managed)
     if managed.watcher is None:

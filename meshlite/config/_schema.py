@@ -29,6 +29,7 @@ from ._sections import (
 __all__ = [
     "AlertRuleSection",
     "AlertsSection",
+    "AuditSection",
     "BackendSection",
     "DashboardSection",
     "HealthCheckSection",
@@ -205,6 +206,18 @@ class HotReloadSection(Section):
         return data if isinstance(data, dict) else {"enabled": data}
 
 
+class AuditSection(Section):
+    """``audit:`` the file admin actions and config changes are recorded in
+    (``ml.AuditLog``); a path, or ``{path: ...}``; relative to the config file."""
+
+    path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
 class MeshConfig(Section):
     """A whole config file (after ``${VAR}`` interpolation, the ``MESHLITE_ENV``
     profile and ``MESHLITE_*`` overrides)."""
@@ -215,3 +228,4 @@ class MeshConfig(Section):
     alerts: AlertsSection | None = None
     hot_reload: HotReloadSection = HotReloadSection()
     drain_timeout: float | None = None
+    audit: AuditSection | None = None

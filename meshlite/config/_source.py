@@ -35,7 +35,7 @@ ENV_PREFIX = "MESHLITE_"
 """Prefix of override variables: ``MESHLITE_SERVICES__USERS__RETRY__ATTEMPTS=5``."""
 
 TOP_LEVEL_KEYS = ("services", "telemetry", "dashboard", "alerts", "hot_reload",
-                  "drain_timeout")
+                  "drain_timeout", "audit")
 """Top-level keys of a config; only overrides under one of them are read."""
 
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")

@@ -19,6 +19,7 @@ from ._problems import Path, Problems, construct, map_config_error
 from ._schema import (
     AlertRuleSection,
     AlertsSection,
+    AuditSection,
     DashboardSection,
     MeshConfig,
     TelemetrySection,
@@ -45,6 +46,8 @@ class TopPlan:
 
     telemetry: dict[str, Any] | None
     alerts: AlertsPlan | None
+    audit: str | None = None
+    """The audit log's absolute path (``audit:``), or None."""
 
 
 def _telemetry(section: TelemetrySection, problems: Problems,
@@ -107,9 +110,24 @@ def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
     return AlertsPlan(tuple(rules), checked.webhook, args.get("webhook_timeout"))
 
 
+def _audit(section: AuditSection, problems: Problems, base: str) -> str | None:
+    if not section.path.strip():
+        problems.add(("audit", "path"), "must be a file path, got ''")
+        return None
+    path = os.path.join(base, section.path)  # an absolute path stays as it is
+    if not os.path.isdir(os.path.dirname(path)):
+        problems.add(("audit", "path"), f"{section.path!r}: its directory does not exist; "
+                                        "create it or pick another path")
+        return None
+    return path
+
+
 def check_top_level(config: MeshConfig, problems: Problems,
-                    environ: Mapping[str, str] | None = None) -> TopPlan:
-    """Check telemetry, dashboard, alerts and ``drain_timeout``."""
+                    environ: Mapping[str, str] | None = None, *,
+                    base: str | None = None) -> TopPlan:
+    """Check telemetry, dashboard, alerts, audit and ``drain_timeout``; ``base`` is
+    the config file's directory (relative paths start there; default: the
+    current directory)."""
     if config.drain_timeout is not None:
         try:
             non_negative("Mesh", "drain_timeout", config.drain_timeout)
@@ -122,4 +140,7 @@ def check_top_level(config: MeshConfig, problems: Problems,
     if config.telemetry is not None:
         telemetry = _telemetry(config.telemetry, problems,
                                os.environ if environ is None else environ)
-    return TopPlan(telemetry, alerts)
+    audit = None
+    if config.audit is not None:
+        audit = _audit(config.audit, problems, os.path.abspath(base or os.curdir))
+    return TopPlan(telemetry, alerts, audit)

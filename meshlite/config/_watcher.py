@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .._audit import ACTOR_WATCHER, config_sha256
 from .._errors import ConfigError
 from .._events import Event, EventHooks
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
@@ -118,31 +119,65 @@ class ConfigWatcher:
             False when the file was rejected (see ``mesh.reload_errors``), else True
             (also when it had not changed).
         """
+        return await self.reload_as(ACTOR_WATCHER) != "rejected"
+
+    async def reload_as(self, actor: str, *, manual: bool = False) -> str:
+        """:meth:`reload` on behalf of ``actor`` (the audit records' ``actor``).
+
+        Args:
+            actor: Who asked: ``"config-watcher"``, ``"api"``, ``"admin:<address>"``.
+            manual: A reload asked for now (``mesh.reload()``): the file counts as
+                unchanged only when it is the text in force (a file rejected before
+                is checked again), and an unchanged file is audited too.
+
+        Returns:
+            ``"applied"``, ``"unchanged"`` or ``"rejected"``.
+        """
         async with self._lock:
             managed = self.managed
+            new_sha: str | None = None
             try:
                 text = read_text(managed.path)
-                if digest(text) == managed.digest:
-                    return True
+                new_sha = config_sha256(text)
+                if (new_sha == managed.sha256) if manual else (digest(text) == managed.digest):
+                    managed.digest = digest(text)
+                    if manual:
+                        self._audit(actor, "ok", new_sha, details={"changed": False})
+                    return "unchanged"
                 managed.digest = digest(text)
                 plan = load_plan(managed.path, environ=managed.environ,
                                  profile=managed.profile, text=text, previous=managed.plan,
                                  others=managed.others(self.mesh), clock=managed.clock)
             except ConfigError as error:
-                self._rejected(error)
-                return False
-            await self._apply(plan)
-            return True
+                self._rejected(error, actor, new_sha)
+                return "rejected"
+            await self._apply(plan, actor, new_sha)
+            return "applied"
 
-    def _rejected(self, error: ConfigError) -> None:
+    def _audit(self, actor: str, result: str, new_sha: str | None, *,
+               error: ConfigError | None = None, details: dict[str, Any] | None = None,
+               ) -> None:
+        log = getattr(self.mesh, "audit", None)
+        if log is None:
+            return
+        log.record(actor=actor, action="config.reload", target=self.managed.path,
+                   result=result, error=None if error is None else str(error),
+                   old_sha256=self.managed.sha256 or None, new_sha256=new_sha,
+                   details=details, mask=self.managed.plan.document.secrets.mask)
+
+    def _rejected(self, error: ConfigError, actor: str = ACTOR_WATCHER,
+                  new_sha: str | None = None) -> None:
         mesh = self.mesh
         mesh.reload_errors.append(error)
         del mesh.reload_errors[:-MAX_RELOAD_ERRORS]
         _log.error("config reload rejected, the previous config keeps running: %s", error)
+        self._audit(actor, "rejected", new_sha, error=error,
+                    details={"errors": list(error.errors)})
         emit_mesh_event(mesh, ConfigReloadFailed(policy="config", path=self.managed.path,
                                                  errors=error.errors))
 
-    async def _apply(self, plan: Plan) -> None:
+    async def _apply(self, plan: Plan, actor: str = ACTOR_WATCHER,
+                     new_sha: str | None = None) -> None:
         mesh, managed = self.mesh, self.managed
         old = managed.plan
         changes = apply_plan(mesh, old, plan)
@@ -152,6 +187,12 @@ class ConfigWatcher:
             mesh.config_version += 1
             _log.info("config %s applied (version %d): %s", managed.path,
                       mesh.config_version, describe(changes))
+        self._audit(actor, "applied", new_sha, details={
+            "version": mesh.config_version, "added": changes.added,
+            "removed": changes.removed, "changed": changes.changed})
+        if new_sha is not None:
+            managed.sha256 = new_sha
+        if changes or extras:
             emit_mesh_event(mesh, ConfigReloaded(
                 policy="config", path=managed.path, version=mesh.config_version,
                 added=tuple(changes.added), removed=tuple(changes.removed),
@@ -161,6 +202,10 @@ class ConfigWatcher:
     async def _extras(self, old: Plan, new: Plan) -> bool:
         """Apply telemetry and dashboard changes; returns whether anything changed."""
         changed = False
+        if new.top.audit != old.top.audit:
+            _log.warning("the audit: section of %s changed; it is read when the mesh is "
+                         "built, so the change takes effect at the next start",
+                         self.managed.path)
         if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
             configure_telemetry(new.top.telemetry)
             changed = True

@@ -12,10 +12,13 @@ from ._metrics import Labels, MetricFamily, Sample, Timings, TimingsReading, his
 if TYPE_CHECKING:
     from .._mesh import Mesh
 
-__all__ = ["BREAKER_STATES", "mesh_families", "service_families"]
+__all__ = ["AttemptReadings", "BREAKER_STATES", "mesh_families", "service_families"]
 
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 """Every circuit breaker state, each a series of ``meshlite_circuit_breaker_state``."""
+
+AttemptReadings = list[tuple[Labels, tuple[float, ...], TimingsReading]]
+"""Backends' attempt histograms: labels, bucket bounds and reading of each."""
 
 _REQUEST = "meshlite_request"
 _BACKEND = "meshlite_backend"
@@ -26,21 +29,21 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]
     return MetricFamily(name, kind, help_text, tuple(samples))
 
 
-def _calls(readings: list[tuple[Labels, TimingsReading]], bounds: tuple[float, ...]
+def _calls(readings: list[tuple[Labels, TimingsReading, int]], bounds: tuple[float, ...]
            ) -> Iterator[MetricFamily]:
     yield _family("meshlite_requests_total", "counter",
                   "Calls finished through the mesh (logical calls, retries included once).",
-                  (Sample("", lb, r.count) for lb, r in readings))
+                  (Sample("", lb, r.count) for lb, r, _ in readings))
     yield _family(f"{_REQUEST}_errors_total", "counter",
                   "Calls that ended in an error, by the error's class name.",
-                  (Sample("", (*lb, ("error", name)), n) for lb, r in readings
+                  (Sample("", (*lb, ("error", name)), n) for lb, r, _ in readings
                    for name, n in sorted(r.errors.items())))
     yield _family("meshlite_requests_in_flight", "gauge",
                   "Calls running now (in policies, waiting, or on a backend).",
-                  (Sample("", lb, r.started - r.count) for lb, r in readings))
+                  (Sample("", lb, running) for lb, _, running in readings))
     yield _family(f"{_REQUEST}_duration_seconds", "histogram",
                   "Time of each call through the service's pipeline, all attempts included.",
-                  (s for lb, r in readings for s in histogram_samples(lb, bounds, r)))
+                  (s for lb, r, _ in readings for s in histogram_samples(lb, bounds, r)))
 
 
 def _endpoint_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
@@ -98,18 +101,21 @@ def _service_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
 
 
 def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
-                     attempts: dict[tuple[str, str], Timings], bounds: tuple[float, ...]
-                     ) -> Iterator[MetricFamily]:
-    """The per-service and per-backend families."""
+                     in_flight: dict[str, int], attempts: AttemptReadings,
+                     bounds: tuple[float, ...]) -> Iterator[MetricFamily]:
+    """The per-service and per-backend families: ``calls`` are the call series by
+    service name, ``in_flight`` the calls running by service name, ``attempts`` the
+    backends' attempt histograms (labels, bounds, reading) in exposition order."""
     for s in services:
         s._due()  # return backends whose ejection ran out, so the gauges read now
-    readings = [(series.labels, series.read()) for _, series in sorted(calls.items())]
+    readings = [(series.labels, series.read(), in_flight.get(name, 0))
+                for name, series in sorted(calls.items())]
     yield from _calls(readings, bounds)
     yield from _endpoint_gauges(services)
     yield _family(f"{_BACKEND}_request_duration_seconds", "histogram",
                   "Time of each attempt on a backend, successes and failures.",
-                  (s for _, series in sorted(attempts.items())
-                   for s in histogram_samples(series.labels, bounds, series.read())))
+                  (s for labels, edges, reading in attempts
+                   for s in histogram_samples(labels, edges, reading)))
     yield from _service_gauges(services)
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
@@ -82,6 +82,22 @@ class TraceOptions:
             fail("Trace", "record_args", self.record_args, "True or False")
         if not isinstance(self.span_kind, SpanKind):
             fail("Trace", "span_kind", self.span_kind, "an opentelemetry.trace.SpanKind")
+
+
+def _noop_proxy(tracer: trace.Tracer) -> trace.ProxyTracer | None:
+    """``tracer`` when it is the API's ``ProxyTracer`` (no global provider was installed
+    when the policy was compiled), else None.
+
+    Such a tracer makes only the API's no-op spans (which record nothing and repeat
+    the current span) until it finds a global provider; from then on it forwards to
+    it. So while both its ``_real_tracer`` and the API's global provider are unset,
+    a call may skip making and attaching a span: the check is two attribute reads,
+    where the no-op span costs microseconds. Private attributes of the API: when a
+    version lacks them, every call takes the full path.
+    """
+    if type(tracer) is not trace.ProxyTracer or not hasattr(tracer, "_real_tracer"):
+        return None
+    return tracer if hasattr(trace, "_TRACER_PROVIDER") else None
 
 
 def _record_failure(span: Span, error: Exception) -> None:
@@ -155,8 +171,10 @@ class Trace(Policy):
     The span is current while the call runs, so spans started inside nest under it,
     and it is ``ctx.span`` for inner policies (``Retry`` records each attempt on
     it). Only the OpenTelemetry API is used: without an SDK configured, spans are
-    no-ops. The tracer is looked up once; a global ``TracerProvider`` installed
-    later is still honoured (the API's proxy tracer forwards to it).
+    no-ops, and while no global provider is installed a call does not even make
+    one (``ctx.span`` is then the API's ``INVALID_SPAN``). The tracer is looked up
+    once; a global ``TracerProvider`` installed later is still honoured (the API's
+    proxy tracer forwards to it).
 
     Attributes: ``meshlite.operation``, ``meshlite.service`` (when known), the given
     ``attributes``, and with ``record_args`` ``meshlite.args``. A failure sets status
@@ -206,12 +224,20 @@ class Trace(Policy):
         return trace.get_tracer("meshlite", __version__, tracer_provider=self.tracer_provider)
 
     def wrap(self, call_next: Handler) -> Handler:
-        start_span, name = self._tracer().start_span, self.options.name
+        name = self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
                                             otel_context.detach, self.options.span_kind)
+        tracer = self._tracer()
+        start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
         def handle(ctx: CallContext) -> Any:
+            if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
+                outer_span, ctx.span = ctx.span, INVALID_SPAN
+                try:
+                    return call_next(ctx)
+                finally:
+                    ctx.span = outer_span
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
             token = attach(set_span(span))
             outer_span, ctx.span = ctx.span, span
@@ -228,12 +254,20 @@ class Trace(Policy):
         return handle
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        start_span, name = self._tracer().start_span, self.options.name
+        name = self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
                                             otel_context.detach, self.options.span_kind)
+        tracer = self._tracer()
+        start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
         async def handle(ctx: CallContext) -> Any:
+            if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
+                outer_span, ctx.span = ctx.span, INVALID_SPAN
+                try:
+                    return await call_next(ctx)
+                finally:
+                    ctx.span = outer_span
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
             token = attach(set_span(span))
             outer_span, ctx.span = ctx.span, span

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ _UNKNOWN_COST = 1e6
 # may be stuck on its first request, so it is the last choice until one returns.
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_exp = math.exp
+_bisect = bisect_left
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -128,10 +131,15 @@ class Endpoint:
 
     __slots__ = (
         "__weakref__",
+        "_bounds",
         "_clock",
+        "_counted_from",
         "_ewma",
+        "_first",
         "_latencies",
+        "_latency_sum",
         "_lock",
+        "_over",
         "_stamp",
         "_tau",
         "address",
@@ -169,6 +177,12 @@ class Endpoint:
         self._ewma = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
+        # The latency histogram a mesh's metrics read (see record_histogram).
+        self._first: float | None = None  # its first bucket bound; None: not kept
+        self._bounds: tuple[float, ...] = ()
+        self._over: list[int] = []
+        self._latency_sum = 0.0
+        self._counted_from = 0
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
@@ -187,25 +201,52 @@ class Endpoint:
 
     # -- the attempt lifecycle -------------------------------------------------
 
+    # The lock is taken with acquire()/release(): `with lock:` costs twice as much on
+    # CPython (it looks up and calls __enter__/__exit__), and these run per attempt.
+
     def begin(self) -> float:
         """Count an attempt in flight; returns its start time on the service clock."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self.in_flight += 1
+        finally:
+            lock.release()
         return self._clock.monotonic()
 
-    def succeeded(self, start: float) -> None:
-        """The attempt begun at ``start`` succeeded."""
+    def succeeded(self, start: float) -> float:
+        """The attempt begun at ``start`` succeeded; returns its latency in seconds
+        (so a caller recording it needs no clock read of its own)."""
         now = self._clock.monotonic()
         rtt = now - start
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self.in_flight -= 1
             self.requests += 1
             self._latencies.append(rtt)
-            self._observe(now, rtt)
+            first = self._first
+            if first is not None:  # as _count, inlined
+                if rtt > first:
+                    self._over[_bisect(self._bounds, rtt)] += 1
+                self._latency_sum += rtt
+            # Peak EWMA (Finagle), as _observe, inlined on the success path.
+            ewma = self._ewma
+            if rtt >= ewma:
+                self._ewma = rtt
+            else:
+                elapsed = now - self._stamp
+                w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+                self._ewma = ewma * w + rtt * (1.0 - w)
+            self._stamp = now
+        finally:
+            lock.release()
+        return rtt
 
-    def failed(self, start: float) -> None:
+    def failed(self, start: float) -> float:
         """The attempt begun at ``start`` failed: counted as an error, and its latency
-        enters the EWMA with a penalty so a fast failure never looks attractive."""
+        enters the EWMA with a penalty so a fast failure never looks attractive.
+        Returns the latency in seconds (without the penalty)."""
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
@@ -213,13 +254,24 @@ class Endpoint:
             self.requests += 1
             self.errors += 1
             self._latencies.append(rtt)
+            if self._first is not None:
+                self._count(self._first, rtt)
             self._observe(now, max(rtt, 2.0 * self._ewma, DEFAULT_FAILURE_PENALTY_SECONDS))
+        return rtt
 
     def abandoned(self) -> None:
         """The attempt was cancelled by the caller: it no longer counts, and says
         nothing about the backend."""
         with self._lock:
             self.in_flight -= 1
+
+    def _count(self, first: float, rtt: float) -> None:
+        # Caller holds the lock. The first bucket is not counted: it is what
+        # `requests` counted beyond the other buckets (see histogram()), which
+        # spares the common case a list update.
+        if rtt > first:
+            self._over[_bisect(self._bounds, rtt)] += 1
+        self._latency_sum += rtt
 
     def _observe(self, now: float, rtt: float) -> None:
         # Peak EWMA (Finagle): a slower sample replaces the average at once, faster
@@ -241,14 +293,62 @@ class Endpoint:
             return 0.0
         return ewma * math.exp(-max(0.0, self._clock.monotonic() - self._stamp) / self._tau)
 
-    def cost(self) -> float:
+    def cost(self, now: float | None = None) -> float:
         """Peak-EWMA latency times load (``in_flight + 1``), divided by the weight;
-        the p2c_ewma balancer sends the attempt to the cheaper of two endpoints."""
+        the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
+
+        Args:
+            now: The service clock's time, when the caller has read it already
+                (comparing two endpoints reads it once); None reads it.
+        """
         in_flight = self.in_flight
-        ewma = self.ewma
+        ewma = self._ewma
+        if ewma != 0.0:  # decayed to now, as the ewma property
+            if now is None:
+                now = self._clock.monotonic()
+            elapsed = now - self._stamp
+            if elapsed > 0.0:
+                ewma *= _exp(-elapsed / self._tau)
         if ewma == 0.0 and in_flight:
             return _UNKNOWN_COST + in_flight
         return ewma * (in_flight + 1) / self.weight
+
+    def record_histogram(self, bounds: tuple[float, ...],
+                         carry: Endpoint | None = None) -> None:
+        """Keep a histogram of every attempt's latency from now on (a mesh recording
+        metrics asks for it), read by :meth:`histogram`. Counted under the lock the
+        attempt's other numbers take anyway, with the latency measured anyway, so it
+        costs an attempt no clock read and no lock of its own. Does nothing if the
+        histogram is kept already.
+
+        Args:
+            bounds: Increasing bucket upper bounds in seconds.
+            carry: An endpoint this one replaces (same address): its counts carry
+                over, so the histogram's counters do not restart.
+        """
+        carried = carry.histogram() if carry is not None else None
+        with self._lock:
+            if self._first is not None:
+                return
+            self._bounds, self._over = bounds, [0] * (len(bounds) + 1)
+            self._latency_sum, self._counted_from = 0.0, self.requests
+            if carried is not None and carried[0] == bounds:
+                counts, total = carried[1], carried[2]
+                self._over[1:] = counts[1:]
+                self._latency_sum = total
+                self._counted_from -= sum(counts)
+            self._first = bounds[0]
+
+    def histogram(self) -> tuple[tuple[float, ...], tuple[int, ...], float] | None:
+        """The attempt latency histogram (see :meth:`record_histogram`): its bounds,
+        one count per bucket (not cumulative, ``+Inf`` last) and the latencies' sum;
+        None when not kept."""
+        with self._lock:
+            if self._first is None:
+                return None
+            counts = list(self._over)
+            counts[0] = self.requests - self._counted_from - sum(counts)
+            return self._bounds, tuple(counts), self._latency_sum
 
     def latencies(self) -> list[float]:
         """A sorted copy of the recent latencies (at most the reservoir size)."""

@@ -30,7 +30,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendEjected(Event):
-    """Outlier detection took a backend out of rotation for ``seconds``."""
+    """A backend was taken out of rotation for ``seconds``: by outlier detection
+    (``policy="outlier_detection"``), or by hand (``service.eject``, the dashboard's
+    admin API: ``policy="routing"``, ``reason="manual"``, ``seconds`` is ``inf``
+    for an ejection held until restored)."""
 
     address: str
     reason: str
@@ -40,9 +43,11 @@ class BackendEjected(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendReturned(Event):
-    """An ejected backend's ejection ran out; it is back in rotation."""
+    """An ejected backend is back in rotation: its ejection ran out
+    (``reason="expired"``) or it was restored by hand (``reason="manual"``)."""
 
     address: str
+    reason: str = "expired"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,7 +3,8 @@
 A mixin of :class:`~meshlite.routing.Service`, kept apart because it is the one
 part of a service that changes state off the hot path: the candidate tuple routing
 reads is rebuilt here, under the service's lock, only when an endpoint is ejected,
-returns, or changes health.
+returns, or changes health. Operators eject and restore backends by hand here too
+(:meth:`Rotation.eject`, :meth:`Rotation.restore`; the dashboard's admin API).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import threading
 
 from .._clock import Clock
-from .._errors import NoHealthyBackendError
+from .._errors import ConfigError, NoHealthyBackendError
 from .._events import Event, EventHooks
+from .._validate import optional_positive
 from ._backend import Endpoint
 from ._events import (
     BackendEjected,
@@ -26,7 +28,10 @@ from ._events import (
 )
 from ._outlier import OutlierDetection
 
-__all__ = ["Rotation"]
+__all__ = ["MANUAL", "Rotation"]
+
+MANUAL = "manual"
+"""The ``reason`` of the events of an ejection or return made by hand."""
 
 
 class Rotation:
@@ -42,6 +47,9 @@ class Rotation:
     _available: tuple[Endpoint, ...]
     _next_change: float
     _panic: bool
+    _manual: frozenset[Endpoint] = frozenset()
+    # Endpoints ejected by hand (replaced, never mutated, under the lock); a class
+    # default so services that never see a manual ejection store nothing.
 
     def _eject(self, endpoint: Endpoint, reason: str) -> None:
         detector = self.outlier_detection
@@ -64,6 +72,76 @@ class Rotation:
                                              seconds=seconds, ejections=endpoint.ejections))
                 events.extend(self._recompute(now))
         self._emit(events)
+
+    # -- by hand ------------------------------------------------------------------
+
+    def eject(self, address: str, seconds: float | None = None) -> None:
+        """Take the backend at ``address`` out of rotation by hand (an operator's
+        decision, as the dashboard's admin API makes it).
+
+        The ejection holds until :meth:`restore` (``seconds=None``) or for
+        ``seconds``. ``max_ejection_percent`` does not apply to it (it still counts
+        against the cap for outlier detection's own ejections), the backend's
+        ejection count is left alone, and it works without outlier detection. If
+        every backend ends up out, panic mode (when on) routes to all of them.
+        Ejecting a backend already out replaces its ejection with this one. Emits
+        ``BackendEjected(policy="routing", reason="manual")`` (``seconds`` is
+        ``inf`` until restored).
+
+        Raises:
+            ConfigError: no backend has that address (the message lists them), or
+                ``seconds`` is not a number > 0.
+        """
+        seconds = optional_positive(f"Service {self.name!r}.eject", "seconds", seconds)
+        with self._lock:
+            endpoint = self._find(address)
+            now = self.clock.monotonic()
+            events = self._recompute(now) if now >= self._next_change else []
+            endpoint.ejected_until = math.inf if seconds is None else now + seconds
+            endpoint.ejected_reason = MANUAL
+            # Drop endpoints since removed by set_backends, so none is kept alive.
+            self._manual = frozenset(e for e in (*self._manual, endpoint)
+                                     if e in self._endpoints)
+            events.append(BackendEjected(
+                policy="routing", service=self.name, address=endpoint.address, reason=MANUAL,
+                seconds=math.inf if seconds is None else seconds,
+                ejections=endpoint.ejections))
+            events.extend(self._recompute(now))
+        self._emit(events)
+
+    def restore(self, address: str) -> bool:
+        """Put the backend at ``address`` back into rotation now, ending its ejection,
+        whether made by hand or by outlier detection. A backend failing its active
+        health check stays out until the check passes. Emits
+        ``BackendReturned(policy="routing", reason="manual")`` when it was ejected.
+
+        Returns:
+            Whether the backend was ejected.
+
+        Raises:
+            ConfigError: no backend has that address (the message lists them).
+        """
+        with self._lock:
+            endpoint = self._find(address)
+            if endpoint.ejected_until is None:
+                return False
+            now = self.clock.monotonic()
+            endpoint.ejected_until = None
+            endpoint.returned_at = now
+            self._manual = self._manual - {endpoint}
+            events: list[Event] = [BackendReturned(policy="routing", service=self.name,
+                                                   address=endpoint.address, reason=MANUAL)]
+            events.extend(self._recompute(now))
+        self._emit(events)
+        return True
+
+    def _find(self, address: str) -> Endpoint:
+        for e in self._endpoints:
+            if e.address == address:
+                return e
+        known = ", ".join(e.address for e in self._endpoints) or "none"
+        raise ConfigError(f"service {self.name!r} has no backend {address!r} "
+                          f"(backends: {known})", service=self.name, policy="routing")
 
     def _set_health(self, endpoint: Endpoint, healthy: bool, reason: str) -> None:
         event: Event
@@ -101,8 +179,12 @@ class Rotation:
             if now >= until:
                 e.ejected_until = None
                 e.returned_at = now
-                events.append(BackendReturned(policy="outlier_detection", service=self.name,
-                                              address=e.address))
+                manual = e in self._manual
+                if manual:
+                    self._manual = self._manual - {e}
+                events.append(BackendReturned(
+                    policy="routing" if manual else "outlier_detection", service=self.name,
+                    address=e.address, reason="expired"))
             else:
                 next_change = min(next_change, until)
         self._next_change = next_change
@@ -130,8 +212,13 @@ class Rotation:
 
     def out_reason(self, endpoint: Endpoint) -> str:
         """Why ``endpoint`` is out of rotation ("" when it is in)."""
-        if endpoint.ejected_until is not None:
-            left = max(0.0, endpoint.ejected_until - self.clock.monotonic())
+        until = endpoint.ejected_until
+        if until is not None:
+            if until == math.inf:
+                return "ejected by hand until restored"
+            left = max(0.0, until - self.clock.monotonic())
+            if endpoint in self._manual:
+                return f"ejected by hand for {left:.3g} s more"
             return f"ejected for {left:.3g} s more after {endpoint.ejected_reason}"
         if not endpoint.healthy:
             return f"failing its health check: {endpoint.health_reason}"

@@ -13,10 +13,13 @@ attempts), ``"last_error"`` (the last attempt's error, when extras exist) and
 ``"no_resend"`` (set by a caller, such as the HTTP transport after it sent a
 non-idempotent request: a later attempt refuses instead of sending again).
 
-Attempt latencies go to the service's ``_observe_attempt`` (see
-:data:`OBSERVE_ATTEMPT`) when a mesh with metrics set one: a function of the
-endpoint and the attempt's start time, called after each attempt that reached a
-backend, success or failure.
+Attempt latencies are recorded by the endpoint itself (``Endpoint.succeeded`` and
+``failed``, which time the attempt for the EWMA anyway), in the histogram a mesh
+recording metrics asked it to keep: routing adds no clock read and no call for them.
+
+Each attempt runs under :func:`~meshlite.telemetry._spans.attempt_span`'s span
+when the call's span records; the test is inlined here, so an untraced attempt
+costs an attribute read and no context manager.
 """
 
 from __future__ import annotations
@@ -25,20 +28,17 @@ import inspect
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import INVALID_SPAN
+
 from .._context import CallContext
 from .._errors import RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler
-from ..telemetry._spans import attempt_span
+from ..telemetry._spans import AttemptSpan
 
 if TYPE_CHECKING:
-    from ._backend import Endpoint
     from ._service import Service
 
-__all__ = ["OBSERVE_ATTEMPT", "ResendRefused", "async_route", "prepare_retry", "sync_route"]
-
-OBSERVE_ATTEMPT = "_observe_attempt"
-"""The service attribute holding the attempt observer (``None``: no metrics). Read
-per attempt, so a mesh can set it after the handlers were compiled."""
+__all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
 
 
 class ResendRefused(RejectedError):
@@ -87,20 +87,12 @@ def _deadline_passed(ctx: CallContext) -> TimeoutExceeded:
     )
 
 
-def _observe(service: Service, endpoint: Endpoint, start: float) -> None:
-    # Read per attempt, so a mesh can turn metrics on after the handlers were built.
-    observe = service._observe_attempt
-    if observe is not None:
-        observe(endpoint, start)
-
-
 def async_route(service: Service) -> AsyncHandler:
     """The async routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
     isawaitable = inspect.isawaitable
-    svc = service
 
     async def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -109,25 +101,25 @@ def async_route(service: Service) -> AsyncHandler:
             raise _deadline_passed(ctx)
         endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
+        span = ctx.span
         start = endpoint.begin()
         try:
-            with attempt_span(ctx, backend):
+            if span is None or span is INVALID_SPAN or not span.is_recording():
                 result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
                 if type(result) is CoroutineType or isawaitable(result):
                     result = await result
+            else:
+                with AttemptSpan(ctx, backend):
+                    result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+                    if type(result) is CoroutineType or isawaitable(result):
+                        result = await result
         except Exception as error:
             failed(endpoint, start, error, ctx)
-            _observe(svc, endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
-            if ctx.deadline is not None and ctx.remaining() == 0.0:
-                _observe(svc, endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
-        observe = svc._observe_attempt  # inline: the success path is the hot one
-        if observe is not None:
-            observe(endpoint, start)
         if on_success is not None:
             on_success(endpoint)
         return result
@@ -140,7 +132,6 @@ def sync_route(service: Service) -> Handler:
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
-    svc = service
 
     def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -149,23 +140,21 @@ def sync_route(service: Service) -> Handler:
             raise _deadline_passed(ctx)
         endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
+        span = ctx.span
         start = endpoint.begin()
         try:
-            with attempt_span(ctx, backend):
+            if span is None or span is INVALID_SPAN or not span.is_recording():
                 result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+            else:
+                with AttemptSpan(ctx, backend):
+                    result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
         except Exception as error:
             failed(endpoint, start, error, ctx)
-            _observe(svc, endpoint, start)
             raise
         except BaseException:
             interrupted(endpoint, start, ctx)
-            if ctx.deadline is not None and ctx.remaining() == 0.0:
-                _observe(svc, endpoint, start)  # cut by the deadline: the backend was slow
             raise
         endpoint.succeeded(start)
-        observe = svc._observe_attempt  # inline: the success path is the hot one
-        if observe is not None:
-            observe(endpoint, start)
         if on_success is not None:
             on_success(endpoint)
         return result

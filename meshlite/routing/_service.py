@@ -138,9 +138,9 @@ class Service(Rotation):
 
     tls: TLS | None
     _headers: Headers
-    _observe_attempt: Callable[[Endpoint, float], None] | None = None
-    """Set by a mesh recording metrics: called after each attempt that reached a
-    backend (see routing/_route.py)."""
+    _histogram_bounds: tuple[float, ...] | None = None
+    """Bucket bounds of the attempt latency histogram each endpoint keeps, once a
+    mesh recording metrics asked for it (:meth:`_record_histograms`)."""
 
     def __init__(
         self,
@@ -367,6 +367,11 @@ class Service(Rotation):
             self._endpoints = tuple(
                 old[b.address] if b.address in old and old[b.address].backend == b
                 else Endpoint(b, self.clock) for b in backends)
+            bounds = self._histogram_bounds
+            if bounds is not None:
+                for e in self._endpoints:
+                    replaced = old.get(e.address)
+                    e.record_histogram(bounds, replaced if replaced is not e else None)
             if self.outlier_detection is not None:
                 for e in self._endpoints:
                     self.outlier_detection.prepare(e)
@@ -375,6 +380,17 @@ class Service(Rotation):
                 update(self._endpoints)
             events = self._recompute(self.clock.monotonic())
         self._emit(events)
+
+    def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:
+        """Have every endpoint, present and future, keep a histogram of its attempts'
+        latencies (:meth:`Endpoint.record_histogram`); returns the bounds in use (the
+        first ones asked for, when two meshes with metrics share this service)."""
+        with self._lock:
+            if self._histogram_bounds is None:
+                self._histogram_bounds = bounds
+            for e in self._endpoints:
+                e.record_histogram(self._histogram_bounds)
+            return self._histogram_bounds
 
     def _use_clock(self, clock: Clock) -> None:
         """Adopt the mesh's clock, unless this service was given one."""
@@ -392,7 +408,8 @@ class Service(Rotation):
 
     def _choose(self, ctx: CallContext) -> Endpoint:
         candidates: tuple[Endpoint, ...] | list[Endpoint] = self._available
-        if self.clock.monotonic() >= self._next_change:
+        # No ejection to end (the usual case): no clock read.
+        if self._next_change != math.inf and self.clock.monotonic() >= self._next_change:
             candidates = self._due()
         if not candidates:
             raise self._no_backend()

@@ -7,6 +7,7 @@ record has ``as_dict()`` for JSON (the dashboard's REST API serves them).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,8 @@ class ServiceHealth(_AsDict):
 class BackendSnapshot(_AsDict):
     """One backend's numbers. Latencies are seconds over its recent attempts
     (``None`` before any); ``ewma`` is the peak-EWMA latency the default balancer
-    uses; ``ejected_for`` is the seconds of ejection left."""
+    uses; ``ejected_for`` is the seconds of ejection left (0.0 for a manual ejection
+    held until restored: ``reason`` says so)."""
 
     address: str
     weight: float
@@ -130,7 +132,10 @@ def _breakers(service: Service) -> dict[str, str]:
 
 def _backend_snapshot(service: Service, e: Endpoint) -> BackendSnapshot:
     ordered = e.latencies()
-    left = 0.0 if e.ejected_until is None else max(0.0, e.ejected_until - service.clock.monotonic())
+    until = e.ejected_until
+    # 0.0 also for an ejection held until restored (inf is not JSON; reason says so).
+    left = 0.0 if until is None or until == math.inf else max(
+        0.0, until - service.clock.monotonic())
     return BackendSnapshot(
         address=e.address, weight=e.weight, zone=e.backend.zone, status=_status(service, e),
         reason=service.out_reason(e), requests=e.requests, errors=e.errors,

@@ -21,6 +21,9 @@ again after ``retry_interval``. See ``docs/scaling.md``.
 Importing this module does not import redis-py; making a :class:`RedisStore` does.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._base import (
     OnError,
     SharedCache,
@@ -32,9 +35,37 @@ from ._base import (
     StoreUnavailable,
     StoreUnavailableError,
 )
-from ._codec import Codec, JsonCodec
-from ._memory import DEFAULT_MEMORY_MAX_KEYS, MemoryStore
-from ._redis import DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisStore
+
+if TYPE_CHECKING:
+    from ._codec import Codec, JsonCodec
+    from ._memory import DEFAULT_MEMORY_MAX_KEYS, MemoryStore
+    from ._redis import DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisStore
+
+# The stores load on first use: policies import this package for the protocol in
+# _base, and that must not cost every `import meshlite` the stores' imports.
+_LAZY = {
+    "Codec": "._codec",
+    "JsonCodec": "._codec",
+    "DEFAULT_MEMORY_MAX_KEYS": "._memory",
+    "MemoryStore": "._memory",
+    "DEFAULT_PREFIX": "._redis",
+    "DEFAULT_RETRY_INTERVAL": "._redis",
+    "DEFAULT_TIMEOUT": "._redis",
+    "RedisStore": "._redis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshlite.state' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 __all__ = [
     "Store",

@@ -7,7 +7,8 @@ names the attempt and the HTTP helpers below annotate it. API only.
 
 An attempt span is made only under a recording call span: an untraced or
 sampled-out call pays one attribute check per attempt, and the tree in Jaeger
-always reads call > attempts.
+always reads call > attempts. (The routing handler inlines that check, so an
+untraced attempt does not even enter a context manager.)
 
 Use in a routing handler (sync or async; the ``with`` spans the ``await``)::
 
@@ -170,7 +171,7 @@ def attempt_span(ctx: CallContext, backend: Any) -> AttemptSpan | _NoAttemptSpan
         the call is not traced).
     """
     parent = ctx.span
-    if parent is None or not parent.is_recording():
+    if parent is None or parent is INVALID_SPAN or not parent.is_recording():
         return _NO_SPAN
     return AttemptSpan(ctx, backend)
 

@@ -328,6 +328,38 @@ def test_removed_backends_lose_their_series(clock: FakeClock) -> None:
     assert value(m, h, "_count", service="users", backend="c") == 0
 
 
+def test_a_reweighted_backend_keeps_its_histogram(clock: FakeClock) -> None:
+    service = plain(backends=("a",))
+    mesh, m = mesh_of(service, clock=clock)
+    mesh.call_sync("users", lambda b: b)
+    service.set_backends([ml.Backend("a", weight=3.0)])  # a new endpoint, same address
+    mesh.call_sync("users", lambda b: b)
+    h = "meshlite_backend_request_duration_seconds"
+    assert value(m, h, "_count", service="users", backend="a") == 2  # no counter reset
+    assert value(m, "meshlite_requests_total", service="users") == 2
+
+
+def test_attempts_are_timed_by_the_endpoint_with_no_clock_read_of_their_own(
+    clock: FakeClock,
+) -> None:
+    reads = 0
+
+    class CountingClock(FakeClock):
+        def monotonic(self) -> float:
+            nonlocal reads
+            reads += 1
+            return super().monotonic()
+
+    counting = CountingClock()
+    on = ml.Mesh([plain(backends=("a",))], clock=counting)
+    off = ml.Mesh([plain(backends=("a",))], clock=counting, metrics=False)
+    before = reads
+    off.call_sync("users", lambda b: b)
+    without, before = reads - before, reads
+    on.call_sync("users", lambda b: b)
+    assert reads - before == without + 2  # the call's start and end, nothing per attempt
+
+
 def test_each_mesh_has_its_own_registry(clock: FakeClock) -> None:
     one, m1 = mesh_of(plain(), clock=clock)
     _, m2 = mesh_of(plain(), clock=clock)
@@ -340,7 +372,9 @@ def test_metrics_off(clock: FakeClock) -> None:
     mesh = ml.Mesh([plain()], clock=clock, metrics=False)
     assert mesh.metrics is None
     assert mesh.call_sync("users", lambda b: b.address) == "a"
-    assert mesh.service("users")._observe_attempt is None  # type: ignore[attr-defined]
+    service = mesh.service("users")
+    assert service._histogram_bounds is None  # nothing recorded per attempt either
+    assert all(e.histogram() is None for e in service.endpoints)
     with pytest.raises(ml.ConfigError, match="metrics=False"):
         render(mesh)
     assert render_mesh(mesh).startswith("# meshlite: this mesh was made with metrics=False")

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -327,6 +328,68 @@ def test_global_provider_installed_after_wrap_is_honoured(
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
     pipeline.call(get_user, 2)
     assert only_span(exporter).name == "get_user"
+
+
+def no_span_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any span the API's proxy tracer starts fail the test."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        pytest.skip("a global TracerProvider was installed by another test")
+
+    def start_span(*args: Any, **kwargs: Any) -> trace.Span:
+        raise AssertionError("an untraced call made a span")
+
+    monkeypatch.setattr(trace.ProxyTracer, "start_span", start_span)
+
+
+def test_untraced_call_makes_no_span_and_keeps_the_current_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    no_span_made(monkeypatch)
+    remote = trace.NonRecordingSpan(trace.SpanContext(trace_id=7, span_id=8, is_remote=True))
+    seen = []
+
+    def call() -> int:
+        ctx = ml.current_context()
+        assert ctx is not None
+        seen.append((ctx.span, trace.get_current_span()))
+        return 4
+
+    token = otel_context.attach(trace.set_span_in_context(remote))
+    try:
+        assert ml.Pipeline(ml.Trace()).call(call) == 4
+    finally:
+        otel_context.detach(token)
+    ((span, current),) = seen
+    assert isinstance(span, trace.Span)
+    assert not span.is_recording()
+    assert current is remote  # what the API's no-op span would have repeated
+
+
+async def test_untraced_async_call_makes_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_span_made(monkeypatch)
+    seen = []
+
+    async def call() -> int:
+        ctx = ml.current_context()
+        assert ctx is not None
+        seen.append(ctx.span)
+        return 5
+
+    assert await ml.Pipeline(ml.Trace()).acall(call) == 5
+    assert not seen[0].is_recording()
+
+
+def test_tracer_that_found_a_provider_keeps_forwarding_to_it(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    pipeline = ml.Pipeline(ml.Trace())
+    pipeline.sync_handler()  # compiled without a provider: the API's proxy tracer
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    pipeline.call(get_user, 1)  # the proxy binds to the provider for good...
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    pipeline.call(get_user, 2)  # ...so the untraced shortcut must not apply
+    assert [s.name for s in exporter.get_finished_spans()] == ["get_user", "get_user"]
 
 
 # -- options ---------------------------------------------------------------------

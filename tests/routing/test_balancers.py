@@ -142,6 +142,76 @@ def test_peak_ewma_jumps_up_and_decays(clock: FakeClock) -> None:
     assert e.ewma == pytest.approx(1.0 / 2.718281828, rel=1e-3)  # decays with tau = 10 s
 
 
+def test_p2c_ewma_picks_as_endpoint_cost_says(clock: FakeClock) -> None:
+    # The pick computes both costs inline: it must agree with Endpoint.cost.
+    states = random.Random(3)
+    for _ in range(300):
+        eps = endpoints(clock, *(states.choice((0.5, 1.0, 3.0)) for _ in range(3)))
+        for e in eps:
+            if states.random() < 0.8:
+                start = e.begin()
+                clock.advance(states.choice((0.0, 0.001, 0.2)))
+                e.succeeded(start)
+            e.in_flight = states.randrange(3)
+            clock.advance(states.choice((0.0, 0.5, 30.0)))
+        seed = states.random()
+        draws = random.Random(seed)
+        n = len(eps)
+        i, j = int(draws.random() * n), int(draws.random() * (n - 1))
+        a, b = eps[i], eps[j + 1 if j >= i else j]
+        expected = b if b.cost() < a.cost() else a
+        assert P2CEwma(random=random.Random(seed)).pick(eps, ctx()) is expected
+
+
+def test_succeeded_and_failed_return_the_latency(clock: FakeClock) -> None:
+    (e,) = endpoints(clock, 1)
+    start = e.begin()
+    clock.advance(0.25)
+    assert e.succeeded(start) == pytest.approx(0.25)
+    start = e.begin()
+    clock.advance(0.5)
+    assert e.failed(start) == pytest.approx(0.5)
+    assert (e.requests, e.errors, e.in_flight) == (2, 1, 0)
+
+
+def attempt(e: Endpoint, clock: FakeClock, seconds: float, ok: bool = True) -> None:
+    start = e.begin()
+    clock.advance(seconds)
+    if ok:
+        e.succeeded(start)
+    else:
+        e.failed(start)
+
+
+def test_endpoint_histogram_counts_attempts_from_when_it_is_kept(clock: FakeClock) -> None:
+    (e,) = endpoints(clock, 1)
+    attempt(e, clock, 0.5)
+    assert e.histogram() is None  # not kept: nothing is counted
+    e.record_histogram((0.125, 0.5))
+    # Binary fractions, so the fake clock's differences are exact at the bounds.
+    for seconds, ok in ((0.0625, True), (0.125, False), (0.25, True), (2.0, False),
+                        (0.5, True)):
+        attempt(e, clock, seconds, ok)
+    assert e.histogram() == ((0.125, 0.5), (2, 2, 1), 2.9375)  # bounds included
+    e.record_histogram((1.0,))  # kept already: unchanged
+    assert e.histogram() == ((0.125, 0.5), (2, 2, 1), 2.9375)
+
+
+def test_replaced_endpoint_carries_its_histogram_over(clock: FakeClock) -> None:
+    service = Service("s", ["a"], clock=clock, outlier_detection=None)
+    service._record_histograms((0.125, 0.5))
+    (old,) = service.endpoints
+    attempt(old, clock, 0.0625)
+    attempt(old, clock, 0.25)
+    service.set_backends([Backend("a", weight=2.0), "b"])  # same address, new settings
+    new, added = service.endpoints
+    assert new is not old
+    attempt(new, clock, 0.125)
+    found: Any = new.histogram()
+    assert found == ((0.125, 0.5), (2, 1, 0), 0.4375)
+    assert added.histogram() == ((0.125, 0.5), (0, 0, 0), 0.0)
+
+
 def test_ring_hash_is_sticky_and_spreads(clock: FakeClock) -> None:
     eps = endpoints(clock, 1, 1, 1, 1)
     ring = RingHash(key=lambda user: user)

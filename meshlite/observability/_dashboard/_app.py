@@ -17,6 +17,7 @@ from ..._errors import ConfigError
 from ...routing._service import Service
 from ...routing._snapshot import health_of, snapshot_of
 from .._prometheus import CONTENT_TYPE, render_mesh
+from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._monitor import Monitor, dumps
 from ._payload import health_body, service_dict
@@ -134,7 +135,8 @@ class _Routes:
 
 
 def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
-    """The dashboard application for ``monitor``'s mesh, guarded by ``token``."""
+    """The dashboard application for ``monitor``'s mesh, guarded by ``token`` (the
+    admin API under ``/api/admin/`` only works with one)."""
     r = _Routes(monitor)
     app = Starlette(routes=[
         Route("/", r.page), Route("/static/{file}", r.static),
@@ -142,6 +144,7 @@ def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
         WebSocketRoute("/ws", r.feed),
+        *Admin(monitor.mesh, token=token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
     return Guard(_HealthFirst(app, monitor), token)
 

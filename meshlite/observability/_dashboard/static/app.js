@@ -319,7 +319,8 @@
         parts.push(svgEl("rect", { class: "node", x: colX[2], y: by - 14, width: width - colX[2] - 20, height: 28, rx: 6 }));
         parts.push(svgEl("circle", { cx: colX[2] + 14, cy: by, r: 4.5, fill: STATUS_COLOR[b.status] || "#64748b" }));
         parts.push(svgEl("text", { x: colX[2] + 26, y: by + 4 }, b.address));
-        const detail = b.status === "ejected" ? `ejected ${Math.ceil(b.ejected_for || 0)}s`
+        const detail = b.status === "ejected"
+          ? (b.ejected_for > 0 ? `ejected ${Math.ceil(b.ejected_for)}s` : "ejected until restored")
           : b.status === "unhealthy" ? "unhealthy" : `${b.in_flight} in flight · ${fmtMs(b.latency_p99)} p99`;
         parts.push(svgEl("text", { class: "small", x: width - 34, y: by + 4, "text-anchor": "end" }, detail));
       });

@@ -1,0 +1,219 @@
+"""The dashboard's admin API: change a running mesh by hand, each action audited.
+
+Every route is a ``POST`` answering JSON, and needs the dashboard's bearer token:
+a dashboard started without a token refuses them all (403), even on loopback,
+because anything local (another user, a browser page) could otherwise reach them.
+
+- ``/api/admin/services/{name}/breakers/{breaker}/{force_open|reset|disable}``
+- ``/api/admin/services/{name}/backends/{address}/{eject|restore}`` (address
+  URL-encoded; ``eject?seconds=N`` for a timed ejection)
+- ``/api/admin/reload``: re-read the config file the mesh follows.
+
+Each action appends a record to ``mesh.audit`` (when set) with the actor
+``admin:<client address>``; messages and records have config secrets masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..._audit import admin_actor, mask_strings, secret_mask
+from ..._errors import ConfigError, MeshliteError
+from ...policies._circuit_breaker import CircuitBreaker
+from ...routing._service import Service
+from ...routing._snapshot import _status
+
+__all__ = ["BACKEND_ACTIONS", "BREAKER_ACTIONS", "NO_TOKEN", "Admin", "breakers_of"]
+
+BREAKER_ACTIONS = ("force_open", "reset", "disable")
+BACKEND_ACTIONS = ("eject", "restore")
+
+NO_TOKEN = ("the admin API needs a token, and this dashboard was started without one: "
+            "start it with a token (mesh.serve_dashboard(token=...), 'dashboard: {token: "
+            "...}' in the config, or meshlite dashboard --token ...) and send "
+            "'Authorization: Bearer <token>'")
+
+_log = logging.getLogger("meshlite.dashboard")
+
+Body = dict[str, Any]
+Work = Callable[[], Awaitable[tuple[int, Body]]]
+
+
+class _Refused(Exception):
+    """An admin request that cannot be done: its status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def breakers_of(service: Service) -> list[CircuitBreaker]:
+    """The circuit breakers of ``service``'s pipeline, outermost first (position 1
+    is the first)."""
+    return [p for p in service.pipeline.walk() if isinstance(p, CircuitBreaker)]
+
+
+def _find_breaker(service: Service, key: str) -> tuple[int, CircuitBreaker]:
+    found = breakers_of(service)
+    named = [(i, b) for i, b in enumerate(found, 1) if b.name == key]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise _Refused(409, f"service {service.name!r} has {len(named)} circuit breakers "
+                            f"named {key!r}; give them distinct names (name=...) or "
+                            f"address one by its position, 1 to {len(found)}")
+    if key.isdigit() and 1 <= int(key) <= len(found):
+        return int(key), found[int(key) - 1]
+    listing = ", ".join(f"{i}: {b.name!r}" for i, b in enumerate(found, 1)) or "none"
+    raise _Refused(404, f"service {service.name!r} has no circuit breaker {key!r} "
+                        f"(its breakers by position: {listing})")
+
+
+def _seconds(request: Request) -> float | None:
+    raw = request.query_params.get("seconds")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise _Refused(400, f"seconds must be a number > 0, got {raw!r}; leave it out to "
+                            "eject until restored")
+    return seconds
+
+
+class Admin:
+    """The admin routes of one dashboard.
+
+    Args:
+        mesh: The mesh they act on.
+        token: Whether the dashboard has a token (the guard checks it); without one
+            every admin route answers 403.
+    """
+
+    def __init__(self, mesh: Any, *, token: bool) -> None:
+        self.mesh = mesh
+        self.token = token
+
+    def routes(self) -> list[Route]:
+        """The Starlette routes, under ``/api/admin/``."""
+        base = "/api/admin/services/{name}"
+        return [
+            Route("/api/admin/reload", self.reload, methods=["POST"]),
+            Route(base + "/breakers/{breaker}/{action}", self.breaker, methods=["POST"]),
+            Route(base + "/backends/{address:path}/{action}", self.backend, methods=["POST"]),
+        ]
+
+    def _service(self, name: str) -> Service:
+        try:
+            service: Service = self.mesh.service(name)
+        except ConfigError:
+            known = ", ".join(sorted(s.name for s in self.mesh.services)) or "none"
+            raise _Refused(404, f"no service named {name!r} (services: {known})") from None
+        return service
+
+    async def _run(self, request: Request, action: str, target: str, work: Work, *,
+                   audited_by_work: bool = False) -> Response:
+        """Do ``work`` and answer; audit it, unless ``work`` audits its own success."""
+        if not self.token:
+            return JSONResponse({"error": NO_TOKEN}, status_code=403)
+        actor = admin_actor(request.client.host if request.client else None)
+        error: str | None = None
+        try:
+            status, body = await work()
+        except _Refused as refused:
+            status, body, error = refused.status, {"error": refused.message}, refused.message
+        mask = secret_mask(self.mesh)
+        result = "error" if error is not None else "ok"
+        log = self.mesh.audit
+        if log is not None and not (audited_by_work and error is None):
+            log.record(actor=actor, action=action, target=target, result=result,
+                       error=error, details={"status": status}, mask=mask)
+        outcome = error or body.get("result", result)
+        _log.info("%s", mask(f"admin API: {actor} {action} {target}: {outcome}"))
+        return JSONResponse(mask_strings(body, mask), status_code=status)
+
+    async def breaker(self, request: Request) -> Response:
+        """``POST .../breakers/{breaker}/{force_open|reset|disable}``."""
+        name, key = request.path_params["name"], request.path_params["breaker"]
+        action = request.path_params["action"]
+
+        async def work() -> tuple[int, Body]:
+            if action not in BREAKER_ACTIONS:
+                raise _Refused(404, f"no breaker action {action!r} (actions: "
+                                    f"{', '.join(BREAKER_ACTIONS)})")
+            position, breaker = _find_breaker(self._service(name), key)
+            try:
+                getattr(breaker, action)()
+            except MeshliteError as failure:  # a shared store that did not answer
+                raise _Refused(503, f"{action} failed: {failure}") from None
+            return 200, {"service": name, "breaker": breaker.name, "position": position,
+                         "action": action, "state": breaker.state}
+
+        return await self._run(request, f"breaker.{action}", f"{name}/breakers/{key}", work)
+
+    async def backend(self, request: Request) -> Response:
+        """``POST .../backends/{address}/{eject|restore}``."""
+        name, address = request.path_params["name"], request.path_params["address"]
+        action = request.path_params["action"]
+
+        async def work() -> tuple[int, Body]:
+            if action not in BACKEND_ACTIONS:
+                raise _Refused(404, f"no backend action {action!r} (actions: "
+                                    f"{', '.join(BACKEND_ACTIONS)})")
+            service = self._service(name)
+            endpoint = next((e for e in service.endpoints if e.address == address), None)
+            if endpoint is None:
+                known = ", ".join(e.address for e in service.endpoints) or "none"
+                raise _Refused(404, f"service {name!r} has no backend {address!r} "
+                                    f"(backends: {known}); URL-encode the address")
+            body: Body = {"service": name, "backend": address, "action": action}
+            if action == "eject":
+                seconds = _seconds(request)
+                service.eject(address, seconds)
+                body["seconds"] = seconds
+            else:
+                body["was_ejected"] = service.restore(address)
+            body["status"] = _status(service, endpoint)
+            body["reason"] = service.out_reason(endpoint)
+            return 200, body
+
+        return await self._run(request, f"backend.{action}", f"{name}/backends/{address}",
+                               work)
+
+    async def reload(self, request: Request) -> Response:
+        """``POST /api/admin/reload``: the reload path audits it (actor
+        ``admin:<address>``); a mesh following no file answers 409."""
+        mesh = self.mesh
+        actor = admin_actor(request.client.host if request.client else None)
+        load = sys.modules.get("meshlite.config._load")
+        managed = None if load is None else load.managed_of(mesh)
+        target = managed.path if managed is not None else "config"
+
+        async def work() -> tuple[int, Body]:
+            if managed is None:
+                raise _Refused(409, "this mesh follows no config file, so there is nothing "
+                                    "to reload; build it with ml.Mesh.from_config(path) or "
+                                    "call mesh.watch(path)")
+            from ...config._reload import reload_now
+
+            outcome = await reload_now(mesh, actor=actor)
+            body: Body = {"result": outcome, "path": managed.path,
+                          "version": mesh.config_version}
+            if outcome != "rejected":
+                return 200, body
+            error = mesh.reload_errors[-1]
+            body.update(error=str(error), errors=list(getattr(error, "errors", ())))
+            return 422, body
+
+        return await self._run(request, "config.reload", target, work, audited_by_work=True)
