@@ -245,7 +245,8 @@ class Endpoint:
 
     def failed(self, start: float) -> float:
         """The attempt begun at ``start`` failed: counted as an error, and its latency
-        enters the EWMA with a penalty so a fast failure never looks attractive.
+        enters the EWMA as at least ``DEFAULT_FAILURE_PENALTY_SECONDS``, so a fast
+        failure never looks attractive (without growing on repeated failures).
         Returns the latency in seconds (without the penalty)."""
         now = self._clock.monotonic()
         rtt = now - start
@@ -256,7 +257,11 @@ class Endpoint:
             self._latencies.append(rtt)
             if self._first is not None:
                 self._count(self._first, rtt)
-            self._observe(now, max(rtt, 2.0 * self._ewma, DEFAULT_FAILURE_PENALTY_SECONDS))
+            # A failure counts as at least the penalty, and no more: doubling the
+            # estimate per failure grew without bound, turned a flaky backend into a
+            # sink that p2c never picks, and so sent its share to the slow one.
+            # Ejection, not latency, takes persistently failing backends out.
+            self._observe(now, max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS))
         return rtt
 
     def abandoned(self) -> None:

@@ -286,3 +286,43 @@ def test_a_custom_balancer_is_a_small_protocol() -> None:
     assert isinstance(Last(), Balancer)
     mesh = Mesh([Service("s", ["a", "b", "c"], balancer=Last(), pipeline=ml.Pipeline())])
     assert {mesh.call_sync("s", lambda b: b.address) for _ in range(5)} == {"c"}
+
+
+def test_failures_do_not_grow_the_latency_estimate_without_bound() -> None:
+    from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS, Endpoint
+
+    clock = FakeClock()
+    endpoint = Endpoint(ml.Backend("x"), clock)
+    for _ in range(50):
+        start = endpoint.begin()
+        clock.advance(0.005)
+        endpoint.failed(start)
+    assert endpoint.ewma == DEFAULT_FAILURE_PENALTY_SECONDS
+
+
+def test_p2c_ewma_avoids_the_slow_backend_beside_a_flaky_one() -> None:
+    # A flaky backend must not become a sink that p2c never picks: then every draw
+    # pairing it with the slow backend would go to the slow one.
+    latency = {"ok": 0.005, "slow": 0.2, "flaky": 0.005}
+    clock, rng = FakeClock(), random.Random(1)
+    service = ml.Service(
+        "s", list(latency), balancer="p2c_ewma", random=random.Random(1), clock=clock,
+        pipeline=ml.Pipeline(ml.Retry(attempts=3, backoff=ml.backoff.constant(0.0),
+                                      budget=None, clock=clock)),
+        outlier_detection=ml.OutlierDetection(consecutive_failures=3,
+                                              base_ejection_seconds=10.0))
+    mesh = ml.Mesh([service], clock=clock)
+    hits: Counter[str] = Counter()
+
+    def call(backend: ml.Backend) -> str:
+        hits[backend.address] += 1
+        clock.advance(latency[backend.address])
+        if backend.address == "flaky" and rng.random() < 1 / 3:
+            raise ConnectionError("503")
+        return backend.address
+
+    for _ in range(3000):
+        start = clock.monotonic()
+        mesh.call_sync("s", call)
+        clock.advance(max(0.0, 0.01 - (clock.monotonic() - start)))
+    assert hits["slow"] < 0.01 * sum(hits.values()), hits
