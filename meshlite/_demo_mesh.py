@@ -43,14 +43,9 @@ CONCURRENCY = 64
 """Most requests in flight at once, each way."""
 TIMEOUT = 2.0
 """Seconds one request may take, each way (the mesh's total budget)."""
-EJECT_AFTER = 1
+EJECT_AFTER = 3
 """Failures in a row that eject a backend from the mesh's rotation (for 30 s; at
 most half of the backends are out at once)."""
-# Why not the usual 3 to 5: a backend that failed a few times looks so expensive to
-# p2c_ewma (each failure doubles its latency estimate) that it is almost never
-# chosen, yet it mostly stays in rotation, and whichever backend is drawn with it
-# wins by default: the slow one then gets a third of the traffic. Ejecting the flaky
-# backend at once avoids that; docs/benchmarks.md ("slow+failing") measures it.
 FAST = 0.005
 SLOW = 0.25
 FLAKY_ERROR_RATE = 1 / 3
@@ -223,7 +218,7 @@ def run_mesh_demo(out: TextIO, err: TextIO, seed: int = 1) -> tuple[LoadResult, 
         f"({FAST * 1000:.0f} ms, 503 for a third of requests), down (port closed).\n"
         "  plain round robin: httpx.AsyncClient, each URL in turn, no retries\n"
         f"  meshlite:          p2c_ewma, Timeout({TIMEOUT:g} s) > Retry(3 attempts),\n"
-        f"                     OutlierDetection(eject after {EJECT_AFTER} failure)\n"
+        f"                     OutlierDetection(eject after {EJECT_AFTER} failures)\n"
     )
     out.flush()
     plain, meshed = asyncio.run(_compare(seed, err))
