@@ -17,7 +17,6 @@ functions with it; sync functions stay sync, async ones stay async::
 
 from typing import TYPE_CHECKING, Any
 
-from . import backoff
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._context import CallContext, current_context, remaining
 from ._errors import (
@@ -31,31 +30,31 @@ from ._errors import (
     TimeoutExceeded,
 )
 from ._events import Event, Hook, add_hook, remove_hook
-from ._gather import gather, gather_sync
 from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
-from ._resilient import resilient
 from ._switches import is_testing, set_testing
-from .policies._adaptive import AdaptiveConcurrency
-from .policies._bulkhead import Bulkhead
-from .policies._cache import Cache
-from .policies._circuit_breaker import CircuitBreaker
-from .policies._fallback import Fallback
-from .policies._fault import FaultInjection
-from .policies._hedge import Hedge
-from .policies._rate_limit import RateLimit
-from .policies._retry import Retry, RetryBudget, is_transient
-from .policies._timeout import Timeout
-from .policies._trace import Trace
-from .policies._validate_policy import Validate, ValidationError
 
 if TYPE_CHECKING:
-    from . import config, discovery, state, telemetry
+    from . import backoff, config, discovery, state, telemetry
     from ._audit import AuditLog
+    from ._gather import gather, gather_sync
     from ._mesh import Mesh
+    from ._resilient import resilient
     from .config._events import ConfigReloaded, ConfigReloadFailed
     from .observability._dashboard import AlertRule
     from .observability._policy import Metrics
+    from .policies._adaptive import AdaptiveConcurrency
+    from .policies._bulkhead import Bulkhead
+    from .policies._cache import Cache
+    from .policies._circuit_breaker import CircuitBreaker
+    from .policies._fallback import Fallback
+    from .policies._fault import FaultInjection
+    from .policies._hedge import Hedge
+    from .policies._rate_limit import RateLimit
+    from .policies._retry import Retry, RetryBudget, is_transient
+    from .policies._timeout import Timeout
+    from .policies._trace import Trace
+    from .policies._validate_policy import Validate, ValidationError
     from .routing import (
         Backend,
         Balancer,
@@ -72,9 +71,28 @@ if TYPE_CHECKING:
     )
     from .routing._tls import TLS
 
-# The mesh, routing, config, telemetry and the rest load on first use, so that
-# `import meshlite` costs only the policies (docs/benchmarks.md, "Start-up").
+# Everything but the engine loads on first use (each policy module on its first
+# name), so that `import meshlite` costs the engine and its two dependencies only
+# (docs/benchmarks.md, "Start-up").
 _LAZY: dict[str, str] = {
+    "gather": "._gather",
+    "gather_sync": "._gather",
+    "resilient": "._resilient",
+    "AdaptiveConcurrency": ".policies._adaptive",
+    "Bulkhead": ".policies._bulkhead",
+    "Cache": ".policies._cache",
+    "CircuitBreaker": ".policies._circuit_breaker",
+    "Fallback": ".policies._fallback",
+    "FaultInjection": ".policies._fault",
+    "Hedge": ".policies._hedge",
+    "RateLimit": ".policies._rate_limit",
+    "Retry": ".policies._retry",
+    "RetryBudget": ".policies._retry",
+    "is_transient": ".policies._retry",
+    "Timeout": ".policies._timeout",
+    "Trace": ".policies._trace",
+    "Validate": ".policies._validate_policy",
+    "ValidationError": ".policies._validate_policy",
     "Mesh": "._mesh",
     "Backend": ".routing",
     "Balancer": ".routing",
@@ -95,7 +113,7 @@ _LAZY: dict[str, str] = {
     "AlertRule": ".observability._dashboard",
     "Metrics": ".observability._policy",
 }
-_LAZY_MODULES = frozenset({"config", "discovery", "state", "telemetry"})
+_LAZY_MODULES = frozenset({"backoff", "config", "discovery", "state", "telemetry"})
 
 
 def __getattr__(name: str) -> Any:
