@@ -87,7 +87,7 @@ def measure_cpu_async(candidates: Mapping[str, Callable[[], Awaitable[object]]],
 
 
 def _mesh(metrics: bool, pipeline: Callable[[], ml.Pipeline | None]) -> ml.Mesh:
-    return ml.Mesh([ml.Service("users", ["10.0.0.1", "10.0.0.2"], pipeline=pipeline())],
+    return ml.Mesh([ml.Service("users", ["127.0.0.1", "127.0.0.2"], pipeline=pipeline())],
                    metrics=metrics)
 
 

@@ -149,7 +149,7 @@ class AuditLog:
             actor: Who: ``"admin:<client address>"``, ``"config-watcher"``, ``"api"``.
             action: What, as ``"<object>.<verb>"`` (``"backend.eject"``,
                 ``"config.reload"``).
-            target: What it was done to (``"users/backends/http://10.0.0.1:80"``, a
+            target: What it was done to (``"users/backends/http://127.0.0.1:80"``, a
                 config file's path).
             result: One of :data:`RESULTS`.
             error: Why it failed, for ``"rejected"``/``"error"``.

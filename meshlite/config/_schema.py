@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 class BackendSection(Section):
-    """A backend: ``"http://10.0.0.5:8000"`` or ``{url, weight, zone, metadata}``."""
+    """A backend: ``"http://127.0.0.5:8000"`` or ``{url, weight, zone, metadata}``."""
 
     url: str
     weight: float | None = None

@@ -55,7 +55,7 @@ class Backend:
     """One place a service can send calls to.
 
     Args:
-        address: Where it is: a base URL (``"http://10.0.0.5:8000"``, optionally with a
+        address: Where it is: a base URL (``"http://127.0.0.5:8000"``, optionally with a
             path prefix) for HTTP, or any string your call function understands.
         weight: Relative share of traffic, > 0 (used by the weighted balancers,
             ``random``, ``least_requests``, ``p2c_ewma`` and ``ring_hash``).

@@ -27,7 +27,7 @@ ENV = {"API_TOKEN": SECRET}
 GOOD = """
 services:
   users:
-    backends: ["http://10.0.0.1:80", "http://10.0.0.2:80"]
+    backends: ["http://127.0.0.1:80", "http://127.0.0.2:80"]
     headers: {{Authorization: "Bearer ${{API_TOKEN}}"}}
     retry: {{attempts: {attempts}}}
     circuit_breaker: {{failure_rate: 0.5, window: 10, min_calls: 5}}

@@ -23,9 +23,9 @@ def test_interpolation_with_defaults(write_config: Any) -> None:
             timeout: ${TIMEOUT:-2.5}
             retry: {attempts: "${ATTEMPTS:-4}"}
         dashboard: {token: "${EMPTY:-fallback-token-0123}", port: 0}
-    """), environ={"USERS_HOST": "10.0.0.5", "B": "", "EMPTY": ""})
+    """), environ={"USERS_HOST": "127.0.0.5", "B": "", "EMPTY": ""})
     users = config.services["users"]
-    assert [b.url for b in users.backends] == ["http://10.0.0.5:8001", "http://b:1"]
+    assert [b.url for b in users.backends] == ["http://127.0.0.5:8001", "http://b:1"]
     assert users.timeout is not None
     assert users.timeout.seconds == 2.5
     assert users.retry is not None
@@ -73,7 +73,7 @@ profiles:
   prod:
     services:
       users:
-        backends: ["http://10.0.0.1:8001", "http://10.0.0.2:8001"]
+        backends: ["http://127.0.0.1:8001", "http://127.0.0.2:8001"]
         retry: {attempts: 5}
     hot_reload: false
   dev:
@@ -173,18 +173,18 @@ def test_secrets_are_masked_in_every_error(write_config: Any) -> None:
 def test_secrets_are_masked_in_check_output_and_masked_config(write_config: Any) -> None:
     path = write_config("""
         services:
-          users: {backends: ["http://user:${PASSWORD}@10.0.0.5:8001"]}
+          users: {backends: ["http://user:${PASSWORD}@127.0.0.5:8001"]}
         dashboard: {port: 0, token: "${PASSWORD}"}
     """)
     env = {"PASSWORD": SECRET}
     out = io.StringIO()
     assert run_check(path, out, environ=env) == 0
     assert SECRET not in out.getvalue()
-    assert "http://user:***@10.0.0.5:8001" in out.getvalue()
+    assert "http://user:***@127.0.0.5:8001" in out.getvalue()
     mesh = ml.Mesh.from_config(path, environ=env)
     shown = masked_config(mesh)
     assert shown is not None
     assert SECRET not in repr(shown)
     assert shown["dashboard"]["token"] == "***"
     # the running mesh itself uses the real value
-    assert mesh.service("users").backends[0].address == f"http://user:{SECRET}@10.0.0.5:8001"
+    assert mesh.service("users").backends[0].address == f"http://user:{SECRET}@127.0.0.5:8001"

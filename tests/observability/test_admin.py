@@ -27,7 +27,7 @@ _TLS = ssl.create_default_context()  # unused on http://, but httpx builds one p
 CONFIG = """
 services:
   users:
-    backends: ["http://10.0.0.1:80", "http://10.0.0.2:80"]
+    backends: ["http://127.0.0.1:80", "http://127.0.0.2:80"]
     headers: {{Authorization: "Bearer ${{API_TOKEN}}"}}
     retry: {{attempts: {attempts}}}
     circuit_breaker: {{failure_rate: 0.5, window: 10, min_calls: 5}}
@@ -37,10 +37,10 @@ audit: audit.jsonl
 
 def make_mesh() -> ml.Mesh:
     return ml.Mesh([
-        ml.Service("users", ["http://10.0.0.1:80", "http://10.0.0.2:80"],
+        ml.Service("users", ["http://127.0.0.1:80", "http://127.0.0.2:80"],
                    pipeline=ml.Pipeline(ml.CircuitBreaker(name="users-db"),
                                         ml.CircuitBreaker(name="users-cache"))),
-        ml.Service("twins", ["http://10.0.0.3:80"],
+        ml.Service("twins", ["http://127.0.0.3:80"],
                    pipeline=ml.Pipeline(ml.CircuitBreaker(name="same"),
                                         ml.CircuitBreaker(name="same"))),
     ])
@@ -152,10 +152,10 @@ async def test_unknown_names_are_404_naming_what_exists(
         r = await c.post("/api/admin/services/users/breakers/users-db/explode")
         assert r.status_code == 404
         assert "force_open, reset, disable" in r.json()["error"]
-        r = await c.post(backend_url("users", "http://10.9.9.9:80", "eject"))
+        r = await c.post(backend_url("users", "http://127.9.9.9:80", "eject"))
         assert r.status_code == 404
-        assert "http://10.0.0.1:80, http://10.0.0.2:80" in r.json()["error"]
-        r = await c.post(backend_url("users", "http://10.0.0.1:80", "explode"))
+        assert "http://127.0.0.1:80, http://127.0.0.2:80" in r.json()["error"]
+        r = await c.post(backend_url("users", "http://127.0.0.1:80", "explode"))
         assert r.status_code == 404
         assert "eject, restore" in r.json()["error"]
     records = audit(mesh)
@@ -181,7 +181,7 @@ async def test_two_breakers_with_one_name_are_409_and_reachable_by_position(
 
 async def test_eject_until_restored_then_restore(server: DashboardServer,
                                                  mesh: ml.Mesh) -> None:
-    address = "http://10.0.0.1:80"
+    address = "http://127.0.0.1:80"
     async with client(server) as c:
         r = await c.post(backend_url("users", address, "eject"))
         assert r.status_code == 200
@@ -189,7 +189,7 @@ async def test_eject_until_restored_then_restore(server: DashboardServer,
                             "seconds": None, "status": "ejected",
                             "reason": "ejected by hand until restored"}
         got = {await mesh.call("users", lambda b: b.address) for _ in range(6)}
-        assert got == {"http://10.0.0.2:80"}
+        assert got == {"http://127.0.0.2:80"}
         raw = (await c.get("/api/services")).text
         json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
         health = (await c.get("/api/health")).json()["services"]["users"]
@@ -207,7 +207,7 @@ async def test_eject_until_restored_then_restore(server: DashboardServer,
 
 
 async def test_timed_eject_and_bad_seconds(server: DashboardServer, mesh: ml.Mesh) -> None:
-    address = "http://10.0.0.2:80"
+    address = "http://127.0.0.2:80"
     async with client(server) as c:
         r = await c.post(backend_url("users", address, "eject") + "?seconds=30")
         assert (r.status_code, r.json()["seconds"]) == (200, 30.0)

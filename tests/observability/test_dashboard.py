@@ -33,9 +33,9 @@ SECRET_ARG = "card-4111-1111-1111-1111"
 
 def make_mesh() -> ml.Mesh:
     return ml.Mesh([
-        ml.Service("users", ["http://10.0.0.1:80", "http://10.0.0.2:80"],
+        ml.Service("users", ["http://127.0.0.1:80", "http://127.0.0.2:80"],
                    pipeline=ml.Pipeline(ml.CircuitBreaker(name="users-db"))),
-        ml.Service("orders", ["http://10.0.0.3:80"], pipeline=ml.Pipeline()),
+        ml.Service("orders", ["http://127.0.0.3:80"], pipeline=ml.Pipeline()),
     ])
 
 
@@ -142,7 +142,7 @@ async def test_rest_endpoints(mesh: ml.Mesh, server: DashboardServer) -> None:
         assert users["breakers"] == {"users-db": "closed"}
         assert users["last_second"]["requests"] == 20
         assert [b["address"] for b in users["health"]["backends"]] == [
-            "http://10.0.0.1:80", "http://10.0.0.2:80"]
+            "http://127.0.0.1:80", "http://127.0.0.2:80"]
         history = (await c.get("/api/services/users/history?seconds=60")).json()
         assert len(history["requests"]) == 60
         assert history["requests"][-1] == 20
@@ -245,7 +245,7 @@ async def test_websocket_hello_then_push_every_second(mesh: ml.Mesh,
                 break
         assert seen == 20
         row = tick["services"]["users"]["backends"][0]
-        assert row[0] == "http://10.0.0.1:80"
+        assert row[0] == "http://127.0.0.1:80"
         assert row[1] == "up"
         assert SECRET_ARG not in json.dumps(tick)
 
@@ -339,7 +339,7 @@ from meshlite.observability._dashboard import run_dashboard
 
 def from_config(path, **kwargs):  # the config loader is tested elsewhere
     assert path == "mesh.yaml"
-    return ml.Mesh([ml.Service("users", ["http://10.0.0.1:80"])])
+    return ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"])])
 
 ml.Mesh.from_config = from_config
 sys.exit(run_dashboard("mesh.yaml", "127.0.0.1", 0, None))

@@ -81,7 +81,7 @@ class Fixed:
 
 @pytest.fixture
 def mesh(clock: FakeClock) -> ml.Mesh:
-    service = ml.Service("users", ["10.0.0.1:80", "10.0.0.2:80"], balancer="round_robin",
+    service = ml.Service("users", ["127.0.0.1:80", "127.0.0.2:80"], balancer="round_robin",
                          pipeline=ml.Pipeline(ml.Retry(attempts=2,
                                                        backoff=ml.backoff.constant(0.0),
                                                        clock=clock)))
@@ -131,7 +131,7 @@ def test_mesh_exposition_has_prometheus_names_and_histograms(mesh: ml.Mesh) -> N
     assert sample(parsed, "meshlite_request_duration_seconds_bucket", service="users",
                   le="+Inf") == 4
     assert sum(sample(parsed, "meshlite_backend_requests_total", service="users",
-                      backend=b) or 0 for b in ("10.0.0.1:80", "10.0.0.2:80")) == 5
+                      backend=b) or 0 for b in ("127.0.0.1:80", "127.0.0.2:80")) == 5
 
 
 def test_promtool_accepts_the_exposition(mesh: ml.Mesh) -> None:
@@ -266,7 +266,7 @@ def _wait_for(base: str, promql: str, expected: float, log: Path) -> dict[str, A
 @pytest.mark.timeout(180)
 def test_prometheus_scrapes_the_mesh(tmp_path: Path) -> None:
     binary = require_program("prometheus", "prometheus")
-    service = ml.Service("users", ["10.0.0.1:80"], pipeline=ml.Pipeline())
+    service = ml.Service("users", ["127.0.0.1:80"], pipeline=ml.Pipeline())
     mesh = ml.Mesh([service])
     for _ in range(3):
         mesh.call_sync("users", lambda b: b.address)
@@ -293,7 +293,7 @@ def test_prometheus_scrapes_the_mesh(tmp_path: Path) -> None:
         errors = _wait_for(base, 'sum by (error) (meshlite_request_errors_total)', 1, log)
         assert errors["metric"] == {"error": "KeyError"}
         _wait_for(base, 'meshlite_backend_request_duration_seconds_count'
-                        '{service="users",backend="10.0.0.1:80"}', 4, log)
+                        '{service="users",backend="127.0.0.1:80"}', 4, log)
         mesh.call_sync("users", lambda b: b.address)  # the next scrape sees it
         _wait_for(base, 'meshlite_requests_total{service="users"}', 5, log)
     finally:

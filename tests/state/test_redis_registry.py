@@ -30,22 +30,22 @@ async def until(condition: object, seconds: float = 5.0) -> None:
 
 
 async def test_register_resolve_deregister(registry: RedisRegistry, store: RedisStore) -> None:
-    assert registry.register(ml.Backend("http://10.0.0.1:80", weight=2.0, zone="a",
+    assert registry.register(ml.Backend("http://127.0.0.1:80", weight=2.0, zone="a",
                                         metadata={"v": "1"}))
-    await registry.aregister("http://10.0.0.2:80")
+    await registry.aregister("http://127.0.0.2:80")
     found = await registry.resolve()
     by_address = {b.address: b for b in found.backends}
-    assert set(by_address) == {"http://10.0.0.1:80", "http://10.0.0.2:80"}
+    assert set(by_address) == {"http://127.0.0.1:80", "http://127.0.0.2:80"}
     assert found.ttl is not None
     assert 0 < found.ttl <= 30.0
-    assert registry.deregister("http://10.0.0.2:80")
-    assert not registry.deregister("http://10.0.0.2:80")
-    assert [b.address for b in (await registry.resolve()).backends] == ["http://10.0.0.1:80"]
+    assert registry.deregister("http://127.0.0.2:80")
+    assert not registry.deregister("http://127.0.0.2:80")
+    assert [b.address for b in (await registry.resolve()).backends] == ["http://127.0.0.1:80"]
     await store.aclose()
 
 
 async def test_metadata_round_trips(registry: RedisRegistry, store: RedisStore) -> None:
-    registry.register(ml.Backend("http://10.0.0.1:80", weight=2.0, zone="eu",
+    registry.register(ml.Backend("http://127.0.0.1:80", weight=2.0, zone="eu",
                                  metadata={"version": "3"}))
     [backend] = (await registry.resolve()).backends
     assert (backend.weight, backend.zone, dict(backend.metadata)) == (2.0, "eu",
@@ -55,47 +55,47 @@ async def test_metadata_round_trips(registry: RedisRegistry, store: RedisStore) 
 
 async def test_renewing_only_announces_changes(registry: RedisRegistry,
                                                store: RedisStore) -> None:
-    assert registry.register("http://10.0.0.1:80")
-    assert not registry.register("http://10.0.0.1:80")  # a heartbeat: nothing new
-    assert registry.register(ml.Backend("http://10.0.0.1:80", weight=3.0))  # changed
+    assert registry.register("http://127.0.0.1:80")
+    assert not registry.register("http://127.0.0.1:80")  # a heartbeat: nothing new
+    assert registry.register(ml.Backend("http://127.0.0.1:80", weight=3.0))  # changed
     await store.aclose()
 
 
 async def test_expired_registrations_are_dropped(registry: RedisRegistry, store: RedisStore,
                                                  raw: redis.Redis) -> None:
-    registry.register("http://10.0.0.1:80")
-    registry.register("http://10.0.0.2:80")
-    raw.zadd(f"{store.prefix}:reg:users", {"http://10.0.0.1:80": 1})  # expired long ago
-    assert [b.address for b in (await registry.resolve()).backends] == ["http://10.0.0.2:80"]
-    assert raw.hget(f"{store.prefix}:reg:users:meta", "http://10.0.0.1:80") is None
+    registry.register("http://127.0.0.1:80")
+    registry.register("http://127.0.0.2:80")
+    raw.zadd(f"{store.prefix}:reg:users", {"http://127.0.0.1:80": 1})  # expired long ago
+    assert [b.address for b in (await registry.resolve()).backends] == ["http://127.0.0.2:80"]
+    assert raw.hget(f"{store.prefix}:reg:users:meta", "http://127.0.0.1:80") is None
     await store.aclose()
 
 
 async def test_a_bad_entry_does_not_hide_the_others(registry: RedisRegistry,
                                                     store: RedisStore,
                                                     raw: redis.Redis) -> None:
-    registry.register("http://10.0.0.1:80")
-    registry.register("http://10.0.0.2:80")
-    raw.hset(f"{store.prefix}:reg:users:meta", "http://10.0.0.1:80",
+    registry.register("http://127.0.0.1:80")
+    registry.register("http://127.0.0.2:80")
+    raw.hset(f"{store.prefix}:reg:users:meta", "http://127.0.0.1:80",
              json.dumps({"weight": -1}))
-    assert [b.address for b in (await registry.resolve()).backends] == ["http://10.0.0.2:80"]
+    assert [b.address for b in (await registry.resolve()).backends] == ["http://127.0.0.2:80"]
     await store.aclose()
 
 
 async def test_watching_mesh_sees_backends_arrive_and_leave(redis_server: RedisServer,
                                                             prefix: str) -> None:
-    service = ml.Service("users", backends=["http://10.0.0.9:80"])
+    service = ml.Service("users", backends=["http://127.0.0.9:80"])
     watcher = RedisRegistry("users", redis_server.url, prefix=prefix, ttl=30.0)
     member = RedisRegistry("users", redis_server.url, prefix=prefix, ttl=30.0)
-    await member.aregister("http://10.0.0.1:80")
+    await member.aregister("http://127.0.0.1:80")
     discovery = Discovery(service, watcher, min_interval=60.0)
     await discovery.start()
     try:
-        assert [b.address for b in service.backends] == ["http://10.0.0.1:80"]
-        async with member.heartbeat("http://10.0.0.2:80"):
+        assert [b.address for b in service.backends] == ["http://127.0.0.1:80"]
+        async with member.heartbeat("http://127.0.0.2:80"):
             await until(lambda: len(service.backends) == 2)
         await until(lambda: len(service.backends) == 1)  # left: announced at once
-        assert [b.address for b in service.backends] == ["http://10.0.0.1:80"]
+        assert [b.address for b in service.backends] == ["http://127.0.0.1:80"]
     finally:
         await discovery.stop()
         await member.stop()
@@ -104,10 +104,10 @@ async def test_watching_mesh_sees_backends_arrive_and_leave(redis_server: RedisS
 async def test_async_heartbeat_keeps_a_short_ttl_alive(registry: RedisRegistry,
                                                        store: RedisStore) -> None:
     short = RedisRegistry("users", store=store, ttl=0.2)
-    async with short.heartbeat("http://10.0.0.1:80", interval=0.02) as beat:
+    async with short.heartbeat("http://127.0.0.1:80", interval=0.02) as beat:
         await until(lambda: beat.renewals >= 15)  # well past the ttl
         assert [b.address for b in (await short.resolve()).backends] == [
-            "http://10.0.0.1:80"]
+            "http://127.0.0.1:80"]
     assert (await short.resolve()).backends == ()
     await store.aclose()
 
@@ -115,13 +115,13 @@ async def test_async_heartbeat_keeps_a_short_ttl_alive(registry: RedisRegistry,
 def test_sync_heartbeat_in_a_thread(registry: RedisRegistry, raw: redis.Redis,
                                     store: RedisStore) -> None:
     key = f"{store.prefix}:reg:users"
-    with registry.heartbeat("http://10.0.0.1:80", interval=0.01) as beat:
-        assert raw.zscore(key, "http://10.0.0.1:80") is not None
+    with registry.heartbeat("http://127.0.0.1:80", interval=0.01) as beat:
+        assert raw.zscore(key, "http://127.0.0.1:80") is not None
         deadline = time.monotonic() + 5.0
         while beat.renewals < 3:
             assert time.monotonic() < deadline
             time.sleep(0.005)
-    assert raw.zscore(key, "http://10.0.0.1:80") is None
+    assert raw.zscore(key, "http://127.0.0.1:80") is None
 
 
 async def test_registry_down_raises_store_error(dead_url: str) -> None:
@@ -131,7 +131,7 @@ async def test_registry_down_raises_store_error(dead_url: str) -> None:
     with pytest.raises(StoreUnavailableError):
         await registry.changed()
     with pytest.raises(StoreUnavailableError):
-        async with registry.heartbeat("http://10.0.0.1:80"):
+        async with registry.heartbeat("http://127.0.0.1:80"):
             pass
     await registry.stop()
 
@@ -144,4 +144,4 @@ def test_bad_arguments() -> None:
     with pytest.raises(ml.ConfigError, match=r"^RedisRegistry: store must be"):
         RedisRegistry("users", store="redis://x")  # type: ignore[arg-type]
     with pytest.raises(ml.ConfigError, match="interval must be"):
-        RedisRegistry("users").heartbeat("http://10.0.0.1:80", interval=-1)
+        RedisRegistry("users").heartbeat("http://127.0.0.1:80", interval=-1)
