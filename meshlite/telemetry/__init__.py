@@ -8,12 +8,40 @@ loaded by :func:`configure`.
 
 Precedence, per setting: explicit argument > ``OTEL_*`` environment variable >
 default; ``OTEL_SDK_DISABLED=true`` turns everything off.
+
+``ml.telemetry.export_metrics(mesh, otlp_endpoint=...)`` pushes a mesh's metrics
+over OTLP/HTTP too (see docs/metrics.md).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._configure import Telemetry, configure, current
 from ._configure import _reset_for_tests as _reset_for_tests  # for test fixtures
+from ._metrics_export import DEFAULT_EXPORT_INTERVAL, METRICS_PATH, MetricsExport, export_metrics
 from ._settings import DEFAULT_SAMPLE_RATIO, TRACES_PATH, TelemetrySettings
 from ._spans import attempt_span, record_http_request, record_http_status
+
+if TYPE_CHECKING:
+    from ..observability._prometheus import (
+        MetricsServer,
+        prometheus_app,
+        render,
+        start_http_server,
+    )
+
+# Prometheus exposition lives in meshlite.observability, which imports routing, which
+# imports this package: these names are resolved on first use to break the cycle.
+_PROMETHEUS = frozenset({"prometheus_app", "start_http_server", "render", "MetricsServer"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PROMETHEUS:
+        raise AttributeError(f"module 'meshlite.telemetry' has no attribute {name!r}")
+    from ..observability import _prometheus
+
+    value = getattr(_prometheus, name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "configure",
@@ -22,6 +50,15 @@ __all__ = [
     "TelemetrySettings",
     "DEFAULT_SAMPLE_RATIO",
     "TRACES_PATH",
+    "export_metrics",
+    "MetricsExport",
+    "DEFAULT_EXPORT_INTERVAL",
+    "METRICS_PATH",
+    # Prometheus exposition, without the dashboard
+    "prometheus_app",
+    "start_http_server",
+    "render",
+    "MetricsServer",
     # for routing and transports
     "attempt_span",
     "record_http_request",

@@ -1,5 +1,6 @@
-"""A loopback OTLP/HTTP trace receiver for tests: what Jaeger's port 4318 does, minus
-the storage. Decodes each ``POST /v1/traces`` (protobuf) into plain records."""
+"""A loopback OTLP/HTTP receiver for tests: what Jaeger's port 4318 (or a Collector's)
+does, minus the storage. Decodes each ``POST /v1/traces`` and ``POST /v1/metrics``
+(protobuf) into plain records."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -18,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 PROTOBUF = "application/x-protobuf"
+_PATHS = ("/v1/traces", "/v1/metrics")
 
 
 def _value(value: AnyValue) -> Any:
@@ -55,13 +61,28 @@ class ReceivedSpan:
     scope: str
 
 
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One data point of a metric as received: sums and gauges only."""
+
+    metric: str
+    kind: str  # "sum" or "gauge"
+    monotonic: bool
+    cumulative: bool
+    attributes: dict[str, Any]
+    value: float
+    resource: dict[str, Any]
+    scope: str
+
+
 @dataclass
 class ReceivedExport:
-    """One POST: its headers and the spans it carried."""
+    """One POST: its headers and the spans or metric points it carried."""
 
     path: str
     content_type: str
     spans: list[ReceivedSpan] = field(default_factory=list)
+    points: list[ReceivedPoint] = field(default_factory=list)
 
 
 def _decode(body: bytes) -> list[ReceivedSpan]:
@@ -89,6 +110,28 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
+def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(body)
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind not in ("sum", "gauge"):
+                    continue
+                data = getattr(metric, kind)
+                monotonic = kind == "sum" and data.is_monotonic
+                cumulative = kind == "sum" and data.aggregation_temporality == 2
+                for p in data.data_points:
+                    value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                    points.append(ReceivedPoint(
+                        metric.name, kind, monotonic, cumulative, _attributes(p.attributes),
+                        value, resource, scope_metrics.scope.name))
+    return points
+
+
 class OtlpReceiver:
     """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
     free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
@@ -112,6 +155,20 @@ class OtlpReceiver:
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             return [s for e in self.exports for s in e.spans]
+
+    @property
+    def points(self) -> list[ReceivedPoint]:
+        """Every metric data point received, oldest export first."""
+        with self._lock:
+            return [p for e in self.exports for p in e.points]
+
+    def latest(self, metric: str, **attributes: Any) -> ReceivedPoint:
+        """The last point received of ``metric`` whose attributes include ``attributes``
+        (fails when there is none)."""
+        found = [p for p in self.points if p.metric == metric
+                 and all(p.attributes.get(k) == v for k, v in attributes.items())]
+        assert found, f"no point of {metric!r} with {attributes!r}"
+        return found[-1]
 
     def span(self, name: str) -> ReceivedSpan:
         """The one span called ``name`` (fails when there are none or several)."""
@@ -138,20 +195,26 @@ class OtlpReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 content_type = self.headers.get("Content-Type", "")
-                if self.path != "/v1/traces" or content_type != PROTOBUF:
+                if self.path not in _PATHS or content_type != PROTOBUF:
                     with receiver._lock:
                         receiver.rejected.append((self.path, content_type, len(body)))
-                    self._answer(404 if self.path != "/v1/traces" else 415, b"", "text/plain")
+                    self._answer(404 if self.path not in _PATHS else 415, b"", "text/plain")
                     return
                 encoding = self.headers.get("Content-Encoding", "")
                 if encoding == "gzip":
                     body = gzip.decompress(body)
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
-                export = ReceivedExport(self.path, content_type, _decode(body))
+                if self.path == "/v1/metrics":
+                    export = ReceivedExport(self.path, content_type,
+                                            points=_decode_metrics(body))
+                    answer = ExportMetricsServiceResponse().SerializeToString()
+                else:
+                    export = ReceivedExport(self.path, content_type, _decode(body))
+                    answer = ExportTraceServiceResponse().SerializeToString()
                 with receiver._lock:
                     receiver.exports.append(export)
-                self._answer(200, ExportTraceServiceResponse().SerializeToString(), PROTOBUF)
+                self._answer(200, answer, PROTOBUF)
 
         return Handler
 
