@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ConfigError
-from ..discovery._yaml import YAMLError, load_yaml
+from ..discovery._yaml import load_json_or_yaml
 from ._problems import Path, Problems, Secrets
 
 __all__ = [
@@ -71,15 +71,7 @@ def _parse(path: str, text: str) -> Any:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}", policy="config") from None
-    if path.endswith(".json"):
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise ConfigError(f"{path}: not valid JSON: {error}", policy="config") from None
-    try:
-        return load_yaml(text)
-    except YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}", policy="config") from None
+    return load_json_or_yaml(path, text, "config")
 
 
 def _interpolate(value: Any, path: Path, env: Mapping[str, str], secrets: Secrets,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from typing import Any
 
@@ -11,7 +10,7 @@ from .._errors import ConfigError
 from .._validate import fail
 from ._provider import BaseProvider, Resolution, backends_from_data
 from ._watch import DEFAULT_STEP_MS, FileWatch
-from ._yaml import YAMLError, load_yaml
+from ._yaml import load_json_or_yaml
 
 __all__ = ["FileProvider", "parse_backends_file"]
 
@@ -22,15 +21,7 @@ def parse_backends_file(path: str, text: str) -> Any:
     Raises:
         ConfigError: the text does not parse.
     """
-    if path.endswith(".json"):
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise ConfigError(f"{path}: not valid JSON: {error}", policy="discovery") from None
-    try:
-        return load_yaml(text)
-    except YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}", policy="discovery") from None
+    return load_json_or_yaml(path, text, "discovery")
 
 
 def _read(path: str) -> str:

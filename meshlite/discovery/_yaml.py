@@ -8,10 +8,13 @@ PyYAML is imported on first use.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-__all__ = ["YAMLError", "load_yaml"]
+from .._errors import ConfigError
+
+__all__ = ["YAMLError", "load_json_or_yaml", "load_yaml"]
 
 _loader: Any = None
 
@@ -55,3 +58,21 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_loader)
     except yaml.YAMLError as error:
         raise YAMLError(str(error)) from None
+
+
+def load_json_or_yaml(path: str, text: str, policy: str) -> Any:
+    """Parse ``text`` as JSON when ``path`` ends in ``.json``, else as YAML.
+
+    Raises:
+        ConfigError: the text does not parse (naming ``path``; ``policy`` is the
+            error's ``.policy``).
+    """
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{path}: not valid JSON: {error}", policy=policy) from None
+    try:
+        return load_yaml(text)
+    except YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}", policy=policy) from None
