@@ -7,9 +7,8 @@ import contextlib
 import importlib
 import inspect
 import os
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._audit import AuditLog
 from ._clock import SYSTEM_CLOCK, Clock
@@ -18,7 +17,8 @@ from ._errors import ConfigError
 from ._events import Hook
 from ._pipeline import _operation_of
 from ._validate import fail, non_negative
-from .observability._mesh_metrics import MeshMetrics
+from .observability._mesh_metrics import Lane, MeshMetrics
+from .observability._metrics import FOLD_AT
 from .routing._events import MeshClosedError
 from .routing._lifecycle import LoopThread, dependency_order, start_all
 from .routing._mesh_lifecycle import MeshLifecycle
@@ -92,11 +92,13 @@ class Mesh(MeshLifecycle):
         self.metrics: MeshMetrics | None = None
         """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
         self._alerts: Alerts | None = None
+        self._lanes: dict[Service, Lane] | None = None  # metrics.lanes, read per call
         for service in services:
             self._add(service)
         dependency_order(self._services)
         if metrics:
             self.metrics = MeshMetrics(self)
+            self._lanes = self.metrics.lanes
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -275,6 +277,11 @@ class Mesh(MeshLifecycle):
         if self.metrics is not None:
             self.metrics.adopt(service)
 
+    def _adopt_lane(self, service: Service) -> Lane:
+        # A service the metrics do not observe yet (dispatch's slow path; _lanes is
+        # set only with metrics).
+        return cast(MeshMetrics, self.metrics).adopt(service)
+
     # -- calls -----------------------------------------------------------------
 
     # Calls in flight are kept in lists (one item per call), not counted under a lock:
@@ -315,11 +322,14 @@ class Mesh(MeshLifecycle):
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
         current call; used by :meth:`call` and the HTTP transport."""
-        metrics = self.metrics
-        if metrics is None:
+        lanes = self._lanes
+        if lanes is None:
             calls, series = self._calls, None
         else:
-            calls, series, monotonic = metrics._lanes.get(service) or metrics.adopt(service)
+            try:
+                calls, series, monotonic = lanes[service]
+            except KeyError:
+                calls, series, monotonic = self._adopt_lane(service)
         calls.append(None)  # before the state check, as in _enter
         if self._state in _REFUSING:
             calls.pop()
@@ -332,18 +342,12 @@ class Mesh(MeshLifecycle):
             try:
                 result = await service._ahandler(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
-                series.error(series.shard(), monotonic() - start, error)
+                series.error(monotonic() - start, error)
                 raise
-            elapsed = monotonic() - start
-            try:
-                cells = series.local.cells
-            except AttributeError:
-                cells = series.new_shard()
-            if elapsed <= series.first:  # most in-process calls: skip the bisect
-                cells[0] += 1
-            else:
-                cells[bisect_left(series.bounds, elapsed)] += 1
-            cells[series.SUM] += elapsed
+            pending = series.pending  # Timings.observe, inlined
+            pending.append(monotonic() - start)
+            if len(pending) >= FOLD_AT:
+                series.fold()
             return result
         finally:
             _current.reset(token)
@@ -352,11 +356,14 @@ class Mesh(MeshLifecycle):
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
-        metrics = self.metrics
-        if metrics is None:
+        lanes = self._lanes
+        if lanes is None:
             calls, series = self._calls, None
         else:
-            calls, series, monotonic = metrics._lanes.get(service) or metrics.adopt(service)
+            try:
+                calls, series, monotonic = lanes[service]
+            except KeyError:
+                calls, series, monotonic = self._adopt_lane(service)
         calls.append(None)  # before the state check, as in _enter
         if self._state in _REFUSING:
             calls.pop()
@@ -369,18 +376,12 @@ class Mesh(MeshLifecycle):
             try:
                 result = handler(ctx)
             except BaseException as error:  # counted, then re-raised untouched
-                series.error(series.shard(), monotonic() - start, error)
+                series.error(monotonic() - start, error)
                 raise
-            elapsed = monotonic() - start
-            try:
-                cells = series.local.cells
-            except AttributeError:
-                cells = series.new_shard()
-            if elapsed <= series.first:  # most in-process calls: skip the bisect
-                cells[0] += 1
-            else:
-                cells[bisect_left(series.bounds, elapsed)] += 1
-            cells[series.SUM] += elapsed
+            pending = series.pending  # Timings.observe, inlined
+            pending.append(monotonic() - start)
+            if len(pending) >= FOLD_AT:
+                series.fold()
             return result
         finally:
             _current.reset(token)

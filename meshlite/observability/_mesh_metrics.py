@@ -7,7 +7,8 @@ Three sources, by cost:
   states, panic mode, and the calls in flight per service (the lists the mesh's
   dispatch keeps anyway for draining);
 - recorded per call without a lock of its own: the mesh's dispatch times each
-  logical call, inline, into :class:`~._metrics.Timings` shards (one per thread);
+  logical call and appends the latency to its :class:`~._metrics.Timings`, inline
+  (the histogram is counted in batches);
   each endpoint counts its attempts' latencies in a histogram, under the lock it
   takes for its other counters anyway, with the latency it measured anyway (see
   ``Endpoint.record_histogram``), so attempts cost no clock read and no call;
@@ -41,7 +42,7 @@ __all__ = ["Lane", "MeshMetrics"]
 Lane = tuple[list[None], Timings, Callable[[], float]]
 """What the mesh's dispatch reads per call of one service: the list of its calls in
 flight (one item per call; ``list.append`` and ``list.pop`` are atomic, so no lock),
-its call series and its clock's ``monotonic``."""
+its call series, and its clock's ``monotonic``."""
 
 
 class MeshMetrics:
@@ -63,7 +64,8 @@ class MeshMetrics:
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
-        self._lanes: dict[Service, Lane] = {}  # read by the mesh's dispatch per call
+        self.lanes: dict[Service, Lane] = {}
+        """Each observed service's :data:`Lane` (the mesh's dispatch reads it per call)."""
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
@@ -77,7 +79,7 @@ class MeshMetrics:
         registers or makes for an override): its calls, its attempts and its events.
         Idempotent; returns the service's lane."""
         with self._lock:
-            lane = self._lanes.get(service)
+            lane = self.lanes.get(service)
             if lane is not None:
                 return lane
             name = service.name
@@ -90,7 +92,7 @@ class MeshMetrics:
                 if id(policy) not in self._subscribed:
                     self._subscribe(policy, policy.hooks.add(self.feed))
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
-            lane = self._lanes[service] = ([], series, service.clock.monotonic)
+            lane = self.lanes[service] = ([], series, service.clock.monotonic)
             return lane
 
     def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
@@ -101,7 +103,7 @@ class MeshMetrics:
     def in_flight(self) -> int:
         """Calls in flight through every observed service (the mesh's drain counts
         them with its own)."""
-        return sum(len(calls) for calls, *_ in list(self._lanes.values()))
+        return sum(len(calls) for calls, *_ in list(self.lanes.values()))
 
     # -- reading -------------------------------------------------------------------
 
@@ -110,7 +112,7 @@ class MeshMetrics:
         services = self._mesh.services
         with self._lock:
             calls = dict(self._calls)
-            lanes = list(self._lanes.items())
+            lanes = list(self.lanes.items())
         in_flight: dict[str, int] = {}
         for service, (running, *_) in lanes:
             in_flight[service.name] = in_flight.get(service.name, 0) + len(running)
@@ -141,5 +143,5 @@ def _attempt_readings(services: Iterable[Service]) -> AttemptReadings:
                 found[key] = (bounds, [a + b for a, b in zip(seen[1], counts, strict=True)],
                               seen[2] + total)
     return [((("service", name), ("backend", address)), bounds,
-             TimingsReading(buckets=tuple(counts), sum=total, started=0, errors={}))
+             TimingsReading(buckets=tuple(counts), sum=total, in_flight=0, errors={}))
             for (name, address), (bounds, counts, total) in sorted(found.items())]

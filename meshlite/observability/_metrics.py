@@ -1,11 +1,11 @@
 """Metric primitives: what a scrape returns, and the two ways meshlite records.
 
-Per-call latencies go to :class:`Timings`, which takes no lock: each thread writes
-to its own shard (a plain list) and a scrape sums the shards. An uncontended
-``threading.Lock`` costs more than the whole observation on CPython, and a shared
-list would lose increments between threads (``cells[i] += 1`` is a read, an add and
-a write). Rare events (retries, rejections, ejections...) go to :class:`Counters`,
-a dict under one lock.
+Per-call latencies go to :class:`Timings`, which takes no lock per call: a call
+appends its latency to a list (``list.append`` is atomic) and the histogram is
+counted in batches. An uncontended ``threading.Lock`` costs more than the whole
+observation on CPython, and counting into shared cells would lose increments
+between threads (``cells[i] += 1`` is a read, an add and a write). Rare events
+(retries, rejections, ejections...) go to :class:`Counters`, a dict under one lock.
 
 A scrape reads everything into :class:`MetricFamily` records, which the Prometheus
 module renders as text.
@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Protocol
+from typing import Protocol
 
+from .._histogram import FOLD_AT, Histogram
 from .._validate import fail
 from ..routing._events import ResponseStatusError
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",
+    "FOLD_AT",
     "Collector",
     "Counters",
     "Labels",
@@ -93,12 +94,12 @@ def check_buckets(owner: str, buckets: Sequence[float]) -> tuple[float, ...]:
 
 @dataclass(frozen=True, slots=True)
 class TimingsReading:
-    """A :class:`Timings` summed over its shards. ``buckets`` are per bucket (not
+    """What a :class:`Timings` holds, read at once. ``buckets`` are per bucket (not
     cumulative), the last one for ``+Inf``; ``count`` is their total."""
 
     buckets: tuple[int, ...]
     sum: float
-    started: int
+    in_flight: int
     errors: dict[str, int]
 
     @property
@@ -107,96 +108,55 @@ class TimingsReading:
         return sum(self.buckets)
 
 
-class Timings:
-    """A latency histogram of one label set, plus calls started and errors by type.
+class Timings(Histogram):
+    """A latency histogram of one label set, plus errors by type and calls in flight.
 
-    Recording is lock-free: :meth:`shard` gives the calling thread its own cells,
-    which only that thread writes (async tasks of one loop share their thread's
-    shard; a task never yields between the read and the write of ``+=``). Cell
-    layout: one count per bucket (``+Inf`` last), then the sum (index ``SUM``),
-    the calls started (``STARTED``) and a dict of error counts (``ERRORS``).
-    Shards of threads that ended are folded into one at the next reading.
+    Recording takes no lock (see :class:`~meshlite._histogram.Histogram`): a finished
+    call appends its latency to ``pending``, a failed one ``(latency, error label)``
+    to ``failed``; they are counted at the next fold. ``running`` is a list with one
+    item per call in flight (``append`` when a call starts, ``pop`` when it ends), for
+    recorders that report that gauge.
 
     Args:
         labels: The label pairs of this series.
         bounds: Bucket upper bounds (from :func:`check_buckets`).
     """
 
-    __slots__ = ("ERRORS", "STARTED", "SUM", "_lock", "_retired", "_shards",
-                 "bounds", "first", "labels", "local")
+    __slots__ = ("_errors", "failed", "labels", "running")
 
     def __init__(self, labels: Labels, bounds: tuple[float, ...]) -> None:
+        super().__init__(bounds)
         self.labels = labels
-        self.bounds = bounds
-        self.first = bounds[0]
-        self.SUM = len(bounds) + 1
-        self.STARTED = self.SUM + 1
-        self.ERRORS = self.STARTED + 1
-        self.local = threading.local()
-        self._lock = threading.Lock()
-        self._shards: list[tuple[threading.Thread, list[Any]]] = []
-        self._retired = self._cells()
+        self.failed: list[tuple[float, str]] = []
+        self.running: list[None] = []
+        self._errors: dict[str, int] = {}
 
-    def _cells(self) -> list[Any]:
-        cells: list[Any] = [0] * self.STARTED + [0, {}]
-        cells[self.SUM] = 0.0
-        return cells
+    def error(self, seconds: float, error: BaseException) -> None:
+        """Record one call that failed with ``error`` after ``seconds`` (its latency
+        and :func:`error_label`)."""
+        failed = self.failed
+        failed.append((seconds, error_label(error)))
+        if len(failed) >= FOLD_AT:
+            self.fold()
 
-    def shard(self) -> list[Any]:
-        """The calling thread's cells (created on its first record)."""
-        try:
-            cells: list[Any] = self.local.cells
-        except AttributeError:
-            cells = self.new_shard()
-        return cells
+    def _fold(self) -> None:
+        failed = self.failed
+        n = len(failed)
+        if n:
+            batch = failed[:n]
+            del failed[:n]
+            counts = self._errors
+            for _, label in batch:
+                counts[label] = counts.get(label, 0) + 1
+            self.count([seconds for seconds, _ in batch])
+        super()._fold()
 
-    def new_shard(self) -> list[Any]:
-        """Make and register the calling thread's cells (the slow path of
-        :meth:`shard`, which the hot paths inline)."""
-        cells = self.local.cells = self._cells()
+    def read_all(self) -> TimingsReading:
+        """Fold what is pending and return every count."""
         with self._lock:
-            self._shards.append((threading.current_thread(), cells))
-        return cells
-
-    def observe(self, seconds: float) -> None:
-        """Record one finished call of ``seconds`` (a convenience; hot paths inline it)."""
-        cells = self.shard()
-        cells[0 if seconds <= self.first else bisect_left(self.bounds, seconds)] += 1
-        cells[self.SUM] += seconds
-
-    def finished(self, cells: list[Any], seconds: float) -> None:
-        """Record one call of ``seconds`` that succeeded, in ``cells``."""
-        cells[0 if seconds <= self.first else bisect_left(self.bounds, seconds)] += 1
-        cells[self.SUM] += seconds
-
-    def error(self, cells: list[Any], seconds: float, error: BaseException) -> None:
-        """Record one call that failed with ``error`` (latency and
-        :func:`error_label`) in ``cells``."""
-        cells[0 if seconds <= self.first else bisect_left(self.bounds, seconds)] += 1
-        cells[self.SUM] += seconds
-        errors: dict[str, int] = cells[self.ERRORS]
-        name = error_label(error)
-        errors[name] = errors.get(name, 0) + 1
-
-    def read(self) -> TimingsReading:
-        """Sum the shards (folding those of ended threads into one)."""
-        with self._lock:
-            live = []
-            for thread, cells in self._shards:
-                if thread.is_alive():
-                    live.append((thread, cells))
-                else:  # it will never write again: fold it
-                    _add(self._retired, cells, self.ERRORS)
-            self._shards = live
-            total = list(self._retired)
-            total[self.ERRORS] = dict(total[self.ERRORS])
-            for _, cells in live:
-                # list() and dict() copy in one C call each, so a writer thread
-                # never changes a copy half-read.
-                _add(total, list(cells), self.ERRORS)
-        n = self.SUM
-        return TimingsReading(buckets=tuple(total[:n]), sum=total[n],
-                              started=total[self.STARTED], errors=total[self.ERRORS])
+            self._fold()
+            return TimingsReading(buckets=tuple(self._buckets), sum=self._sum,
+                                  in_flight=len(self.running), errors=dict(self._errors))
 
 
 def error_label(error: BaseException) -> str:
@@ -206,14 +166,6 @@ def error_label(error: BaseException) -> str:
     if isinstance(error, ResponseStatusError) and isinstance(status, int):
         return f"http_{status}"
     return type(error).__name__
-
-
-def _add(into: list[Any], cells: list[Any], errors_at: int) -> None:
-    for i in range(errors_at):
-        into[i] += cells[i]
-    errors: dict[str, int] = into[errors_at]
-    for name, n in dict(cells[errors_at]).items():
-        errors[name] = errors.get(name, 0) + n
 
 
 def histogram_samples(labels: Labels, bounds: tuple[float, ...],

@@ -4,7 +4,6 @@ pipeline, for pipelines used outside a mesh (a mesh records its own)."""
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from .._policy import AsyncHandler, Handler, Policy
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
+    FOLD_AT,
     Counters,
     MetricFamily,
     Sample,
@@ -96,54 +96,50 @@ class Metrics(Policy):
 
     def wrap(self, call_next: Handler) -> Handler:
         """The sync handler recording each call around ``call_next``."""
-        get, make, bounds, monotonic = (self._series.get, self._series_for, self.bounds,
-                                        self._clock.monotonic)
-        at_sum, at_started, first = len(bounds) + 1, len(bounds) + 2, bounds[0]
+        get, make, monotonic = self._series.get, self._series_for, self._clock.monotonic
 
         def handler(ctx: CallContext) -> Any:
             key = (ctx.service, ctx.operation)
             series = get(key) or make(key)
-            try:
-                cells = series.local.cells
-            except AttributeError:
-                cells = series.new_shard()
-            cells[at_started] += 1
+            running = series.running
+            running.append(None)
             start = monotonic()
             try:
                 result = call_next(ctx)
             except BaseException as error:  # counted, then re-raised untouched
-                series.error(cells, monotonic() - start, error)
+                series.error(monotonic() - start, error)
                 raise
-            elapsed = monotonic() - start
-            cells[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
-            cells[at_sum] += elapsed
+            finally:
+                running.pop()
+            pending = series.pending  # Timings.observe, inlined
+            pending.append(monotonic() - start)
+            if len(pending) >= FOLD_AT:
+                series.fold()
             return result
 
         return handler
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         """The async handler recording each call around ``call_next``."""
-        get, make, bounds, monotonic = (self._series.get, self._series_for, self.bounds,
-                                        self._clock.monotonic)
-        at_sum, at_started, first = len(bounds) + 1, len(bounds) + 2, bounds[0]
+        get, make, monotonic = self._series.get, self._series_for, self._clock.monotonic
 
         async def handler(ctx: CallContext) -> Any:
             key = (ctx.service, ctx.operation)
             series = get(key) or make(key)
-            try:
-                cells = series.local.cells
-            except AttributeError:
-                cells = series.new_shard()
-            cells[at_started] += 1
+            running = series.running
+            running.append(None)
             start = monotonic()
             try:
                 result = await call_next(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
-                series.error(cells, monotonic() - start, error)
+                series.error(monotonic() - start, error)
                 raise
-            elapsed = monotonic() - start
-            cells[0 if elapsed <= first else bisect_left(bounds, elapsed)] += 1
-            cells[at_sum] += elapsed
+            finally:
+                running.pop()
+            pending = series.pending  # Timings.observe, inlined
+            pending.append(monotonic() - start)
+            if len(pending) >= FOLD_AT:
+                series.fold()
             return result
 
         return handler
@@ -152,7 +148,7 @@ class Metrics(Policy):
         """Every metric recorded so far (see docs/metrics.md)."""
         with self._lock:
             series = sorted(self._series.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
-        readings = [(s.labels, s.read()) for _, s in series]
+        readings = [(s.labels, s.read_all()) for _, s in series]
         yield MetricFamily(f"{_PREFIX}_requests_total", "counter",
                            "Calls finished through the Metrics policy.",
                            tuple(Sample("", lb, r.count) for lb, r in readings))
@@ -161,7 +157,7 @@ class Metrics(Policy):
                            tuple(Sample("", (*lb, ("error", name)), n) for lb, r in readings
                                  for name, n in sorted(r.errors.items())))
         yield MetricFamily(f"{_PREFIX}_requests_in_flight", "gauge", "Calls running now.",
-                           tuple(Sample("", lb, r.started - r.count) for lb, r in readings))
+                           tuple(Sample("", lb, r.in_flight) for lb, r in readings))
         yield MetricFamily(f"{_PREFIX}_request_duration_seconds", "histogram",
                            "Time of each call through the rest of the pipeline.",
                            tuple(s for lb, r in readings

@@ -108,7 +108,7 @@ def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
     backends' attempt histograms (labels, bounds, reading) in exposition order."""
     for s in services:
         s._due()  # return backends whose ejection ran out, so the gauges read now
-    readings = [(series.labels, series.read(), in_flight.get(name, 0))
+    readings = [(series.labels, series.read_all(), in_flight.get(name, 0))
                 for name, series in sorted(calls.items())]
     yield from _calls(readings, bounds)
     yield from _endpoint_gauges(services)

@@ -10,15 +10,17 @@ recent latencies, and the outlier and health state. Balancers read endpoints.
 from __future__ import annotations
 
 import math
+import sys
 import threading
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
 from .._clock import Clock
+from .._histogram import FOLD_AT, Histogram
 from .._validate import fail, positive
 
 __all__ = [
@@ -47,7 +49,7 @@ _UNKNOWN_COST = 1e6
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
-_bisect = bisect_left
+_NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -131,15 +133,14 @@ class Endpoint:
 
     __slots__ = (
         "__weakref__",
-        "_bounds",
         "_clock",
-        "_counted_from",
+        "_count_at",
+        "_counted",
+        "_every",
         "_ewma",
-        "_first",
+        "_histogram",
         "_latencies",
-        "_latency_sum",
         "_lock",
-        "_over",
         "_stamp",
         "_tau",
         "address",
@@ -177,12 +178,12 @@ class Endpoint:
         self._ewma = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
-        # The latency histogram a mesh's metrics read (see record_histogram).
-        self._first: float | None = None  # its first bucket bound; None: not kept
-        self._bounds: tuple[float, ...] = ()
-        self._over: list[int] = []
-        self._latency_sum = 0.0
-        self._counted_from = 0
+        # The latency histogram a mesh's metrics read (see record_histogram), counted
+        # from the reservoir: every `_every` attempts, the last `_every` latencies.
+        self._histogram: Histogram | None = None
+        self._every = min(FOLD_AT, reservoir)
+        self._counted = 0  # `requests` when the histogram last counted
+        self._count_at = _NEVER  # `requests` at which it counts next
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
@@ -223,13 +224,10 @@ class Endpoint:
         lock.acquire()
         try:
             self.in_flight -= 1
-            self.requests += 1
+            requests = self.requests = self.requests + 1
             self._latencies.append(rtt)
-            first = self._first
-            if first is not None:  # as _count, inlined
-                if rtt > first:
-                    self._over[_bisect(self._bounds, rtt)] += 1
-                self._latency_sum += rtt
+            if requests >= self._count_at:
+                self._count_latencies()
             # Peak EWMA (Finagle), as _observe, inlined on the success path.
             ewma = self._ewma
             if rtt >= ewma:
@@ -252,11 +250,11 @@ class Endpoint:
         rtt = now - start
         with self._lock:
             self.in_flight -= 1
-            self.requests += 1
+            requests = self.requests = self.requests + 1
             self.errors += 1
             self._latencies.append(rtt)
-            if self._first is not None:
-                self._count(self._first, rtt)
+            if requests >= self._count_at:
+                self._count_latencies()
             # A failure counts as at least the penalty, and no more: doubling the
             # estimate per failure grew without bound, turned a flaky backend into a
             # sink that p2c never picks, and so sent its share to the slow one.
@@ -269,14 +267,6 @@ class Endpoint:
         nothing about the backend."""
         with self._lock:
             self.in_flight -= 1
-
-    def _count(self, first: float, rtt: float) -> None:
-        # Caller holds the lock. The first bucket is not counted: it is what
-        # `requests` counted beyond the other buckets (see histogram()), which
-        # spares the common case a list update.
-        if rtt > first:
-            self._over[_bisect(self._bounds, rtt)] += 1
-        self._latency_sum += rtt
 
     def _observe(self, now: float, rtt: float) -> None:
         # Peak EWMA (Finagle): a slower sample replaces the average at once, faster
@@ -321,9 +311,11 @@ class Endpoint:
     def record_histogram(self, bounds: tuple[float, ...],
                          carry: Endpoint | None = None) -> None:
         """Keep a histogram of every attempt's latency from now on (a mesh recording
-        metrics asks for it), read by :meth:`histogram`. Counted under the lock the
-        attempt's other numbers take anyway, with the latency measured anyway, so it
-        costs an attempt no clock read and no lock of its own. Does nothing if the
+        metrics asks for it), read by :meth:`histogram`. It is counted from the
+        reservoir of recent latencies, which each attempt fills anyway: every
+        ``min(FOLD_AT, reservoir)`` attempts (and at each read) the latencies added
+        since the last count are counted in one batch, so an attempt pays an integer
+        comparison for it (also when no histogram is kept). Does nothing if the
         histogram is kept already.
 
         Args:
@@ -333,27 +325,40 @@ class Endpoint:
         """
         carried = carry.histogram() if carry is not None else None
         with self._lock:
-            if self._first is not None:
+            if self._histogram is not None:
                 return
-            self._bounds, self._over = bounds, [0] * (len(bounds) + 1)
-            self._latency_sum, self._counted_from = 0.0, self.requests
+            histogram = Histogram(bounds)
             if carried is not None and carried[0] == bounds:
-                counts, total = carried[1], carried[2]
-                self._over[1:] = counts[1:]
-                self._latency_sum = total
-                self._counted_from -= sum(counts)
-            self._first = bounds[0]
+                histogram.add(carried[1], carried[2])
+            self._histogram = histogram
+            self._counted = self.requests
+            self._count_at = self.requests + self._every
+
+    def _count_latencies(self) -> None:
+        # Caller holds the lock. Every attempt counted in `requests` appended its
+        # latency to the reservoir, and at most `_every` <= its size came since the
+        # last count, so the newest `new` entries are exactly those.
+        histogram = self._histogram
+        if histogram is None:
+            return
+        new = self.requests - self._counted
+        if new:
+            latencies = self._latencies
+            histogram.count(list(islice(latencies, len(latencies) - new, None)))
+            self._counted = self.requests
+        self._count_at = self.requests + self._every
 
     def histogram(self) -> tuple[tuple[float, ...], tuple[int, ...], float] | None:
         """The attempt latency histogram (see :meth:`record_histogram`): its bounds,
         one count per bucket (not cumulative, ``+Inf`` last) and the latencies' sum;
         None when not kept."""
         with self._lock:
-            if self._first is None:
+            histogram = self._histogram
+            if histogram is None:
                 return None
-            counts = list(self._over)
-            counts[0] = self.requests - self._counted_from - sum(counts)
-            return self._bounds, tuple(counts), self._latency_sum
+            self._count_latencies()
+            counts, total = histogram.read()
+        return histogram.bounds, counts, total
 
     def latencies(self) -> list[float]:
         """A sorted copy of the recent latencies (at most the reservoir size)."""
