@@ -7,7 +7,7 @@ and started.
   reports for the ``meshlite`` package.
 - mesh: in a fresh interpreter, after ``import meshlite``, the time of
   ``ml.Mesh.from_config(path)`` (parsing, validating, building 20 services with their
-  policies; pydantic and PyYAML are imported here, so that cost is counted) plus
+  policies; msgspec and PyYAML are imported here, so that cost is counted) plus
   opening it (``async with``: starting the hot-reload watcher), median of several
   runs, wall and CPU.
 
@@ -97,7 +97,7 @@ def _cpu(args: list[str]) -> float:
 
 def warm_up() -> None:
     """Write the bytecode caches of everything measured."""
-    _run(["-c", "import meshlite, meshlite.config._mesh_config, pydantic, yaml, watchfiles"])
+    _run(["-c", "import meshlite, meshlite.config._mesh_config, msgspec, yaml, watchfiles"])
 
 
 def import_time(runs: int) -> tuple[float, float, float]:
@@ -144,7 +144,7 @@ def main() -> int:
     print(f"  import meshlite                    {wall:7.1f} ms  [{cpu:6.1f} ms]   "
           f"target < {IMPORT_TARGET_MS:.0f} ms (-X importtime: {reported:.1f} ms)")
     print(f"  {SERVICES} services from config, built   {built:7.1f} ms  [{built_cpu:6.1f} ms]"
-          "   pydantic and PyYAML imported here")
+          "   msgspec and PyYAML imported here")
     print(f"  ... and started (async with mesh)  {opened:7.1f} ms  [{opened_cpu:6.1f} ms]")
     print(f"  built + started                    {built + opened:7.1f} ms  "
           f"[{built_cpu + opened_cpu:6.1f} ms]   target < {MESH_TARGET_MS:.0f} ms")

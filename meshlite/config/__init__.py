@@ -8,7 +8,7 @@ values. Every problem is reported at once, under its path, as one
 :class:`meshlite.ConfigError`; values from the environment are masked (``***``).
 See ``docs/config.md``.
 
-Importing this package is cheap: pydantic and PyYAML load with the first name that
+Importing this package is cheap: msgspec and PyYAML load with the first name that
 needs them (:func:`load_config`, :func:`mesh_from_config`...), so ``meshlite`` can
 re-export the event records without importing either.
 """

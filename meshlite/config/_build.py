@@ -32,6 +32,7 @@ from ._schema import (
 from ._sections import POLICY_SECTIONS
 from ._source import Document
 from ._top import TopPlan, check_top_level
+from ._walk import field_names, fields_set
 
 __all__ = ["Plan", "ServicePlan", "build_plan", "frame_of"]
 
@@ -71,7 +72,7 @@ def frame_of(section: ServiceSection) -> dict[str, Any]:
     skip = set(POLICY_SECTIONS)
     if section.discovery is None:
         skip.add("backends")
-    return {k: v for k, v in section.model_dump(exclude_unset=True).items() if k not in skip}
+    return {k: v for k, v in section.dump(exclude_unset=True).items() if k not in skip}
 
 
 def _backends(sections: list[BackendSection], path: Path, problems: Problems) -> list[Backend]:
@@ -79,7 +80,7 @@ def _backends(sections: list[BackendSection], path: Path, problems: Problems) ->
     for i, b in enumerate(sections):
         args = {("address" if k == "url" else k): v for k, v in b.arguments().items()}
         backend = construct(Backend, args, problems, (*path, "backends", i),
-                            BackendSection.model_fields, {"address": "url"})
+                            field_names(BackendSection), {"address": "url"})
         if backend is not None:
             found.append(backend)
     return found
@@ -87,7 +88,7 @@ def _backends(sections: list[BackendSection], path: Path, problems: Problems) ->
 
 def _outlier(section: ServiceSection, path: Path, problems: Problems, clock: Clock | None,
              ) -> OutlierDetection | EllipsisType | None:
-    if "outlier_detection" not in section.model_fields_set:
+    if "outlier_detection" not in fields_set(section):
         return ...
     od = section.outlier_detection
     if od is None:
@@ -101,14 +102,14 @@ def _outlier(section: ServiceSection, path: Path, problems: Problems, clock: Clo
             problems.add(invalid.path, invalid.message)
             del args["failure_on"]
     return construct(OutlierDetection, args, problems, here,
-                     OutlierDetectionSection.model_fields)
+                     field_names(OutlierDetectionSection))
 
 
 def _health(section: ServiceSection, path: Path, problems: Problems) -> HttpHealthCheck | None:
     if section.health_check is None:
         return None
     return construct(HttpHealthCheck, section.health_check.arguments(), problems,
-                     (*path, "health_check"), HealthCheckSection.model_fields)
+                     (*path, "health_check"), field_names(HealthCheckSection))
 
 
 def _tls(section: ServiceSection, path: Path, problems: Problems, base: str) -> TLS | None:
@@ -118,7 +119,7 @@ def _tls(section: ServiceSection, path: Path, problems: Problems, base: str) -> 
     for key in ("ca_bundle", "client_cert", "client_key"):
         if isinstance(args.get(key), str):
             args[key] = os.path.join(base, args[key])  # an absolute path stays as it is
-    return construct(TLS, args, problems, (*path, "tls"), TLSSection.model_fields)
+    return construct(TLS, args, problems, (*path, "tls"), field_names(TLSSection))
 
 
 def _service(name: str, section: ServiceSection, problems: Problems, plan: Plan,
@@ -126,7 +127,7 @@ def _service(name: str, section: ServiceSection, problems: Problems, plan: Plan,
     path: Path = ("services", name)
     count = len(problems.errors)
     policies = build_policies({k: getattr(section, k) for k in POLICY_SECTIONS},
-                              set(section.model_fields_set), path, problems,
+                              set(fields_set(section)), path, problems,
                               previous.policies if previous else None, clock, name)
     backends = tuple(_backends(section.backends, path, problems))
     frame = frame_of(section)
@@ -146,13 +147,13 @@ def _service(name: str, section: ServiceSection, problems: Problems, plan: Plan,
     options: dict[str, Any] = {
         k: getattr(section, k) for k in ("balancer", "retry_non_idempotent", "panic_mode",
                                          "headers")
-        if k in section.model_fields_set}
+        if k in fields_set(section)}
     if tls is not None:
         options["tls"] = tls
     service = construct(Service, {"name": name, "backends": backends, "pipeline": Pipeline(),
                                   "health_check": health, "outlier_detection": outlier,
                                   "depends_on": section.depends_on, **options},
-                        problems, path, ServiceSection.model_fields)
+                        problems, path, field_names(ServiceSection))
     if service is None or len(problems.errors) > count:
         return None
     return ServicePlan(name, section, service, policies, discovery, frame, backends)

@@ -4,7 +4,8 @@ driver's options (``interval``, ``min_interval``, ``retry_interval``,
 to :class:`~meshlite.discovery.Discovery`, the rest to the provider's constructor.
 
 Provider options are checked against the constructor's signature (types through
-pydantic, so environment overrides are coerced), then by the constructor itself.
+the same lax conversion as the schema, so environment overrides are coerced), then
+by the constructor itself. Only the provider a config names is imported.
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from ..discovery import Discovery, ProviderFactory, provider_factory, provider_kinds
-from ._check_schema import record_validation_errors
 from ._problems import Path, Problems, construct
 from ._sections import Section
+from ._walk import FAILED, convert_struct, convert_value, field_names
+
+if TYPE_CHECKING:
+    from ..discovery._driver import Discovery
+    from ..discovery._provider import ProviderFactory
 
 __all__ = ["DRIVER_OPTIONS", "DiscoverySpec", "build_discovery"]
 
 
-class _DriverSection(Section):
+class _DriverSection(Section, frozen=True):
     interval: float | None = None
     min_interval: float | None = None
     retry_interval: float | None = None
     resolve_timeout: float | None = None
 
 
-DRIVER_OPTIONS = tuple(_DriverSection.model_fields)
+DRIVER_OPTIONS = field_names(_DriverSection)
 """Options of every ``discovery:`` section, whatever its type."""
 
 
@@ -47,45 +49,48 @@ class DiscoverySpec:
     driver: Discovery
 
 
-def _annotation(hint: Any) -> Any:
-    try:
-        TypeAdapter(hint)
-    except Exception:  # a type pydantic cannot check (os.PathLike[str]...): any value
-        return Any
-    return hint
-
-
 @functools.cache
-def _options_model(factory: ProviderFactory) -> type[BaseModel]:
+def _options(factory: ProviderFactory) -> dict[str, tuple[Any, bool]]:
+    """The constructor's options: name -> (type hint, required)."""
     target: Any = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
     try:
         hints = typing.get_type_hints(target)
     except Exception:
         hints = {}
-    fields: dict[str, Any] = {}
+    options: dict[str, tuple[Any, bool]] = {}
     for name, p in inspect.signature(factory).parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        default = ... if p.default is p.empty else p.default
-        fields[name] = (_annotation(hints.get(name, Any)), default)
-    model: type[BaseModel] = create_model(
-        f"{getattr(factory, '__name__', 'Provider')}Options",
-        __config__=ConfigDict(extra="ignore", arbitrary_types_allowed=True), **fields)
-    return model
+        options[name] = (hints.get(name, Any), p.default is p.empty)
+    return options
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], path: Path,
-              problems: Problems) -> BaseModel | None:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        record_validation_errors(problems, path, error, model)
-        return None
+def _values(options: dict[str, tuple[Any, bool]], data: dict[str, Any], path: Path,
+            problems: Problems) -> dict[str, Any] | None:
+    values: dict[str, Any] = {}
+    ok = True
+    for name, (hint, required) in options.items():
+        if name not in data:
+            if required:
+                problems.add((*path, name), "required option is missing")
+                ok = False
+            continue
+        value = convert_value(hint, data[name], (*path, name), problems)
+        if value is FAILED:
+            ok = False
+        else:
+            values[name] = value
+    return values if ok else None
 
 
 def build_discovery(section: dict[str, Any], path: Path, problems: Problems, base_dir: str,
                     redact: Callable[[str], str]) -> DiscoverySpec | None:
     """Build the discovery of one service (the driver's service is set on apply)."""
+    # Imported here: a config whose services all have static backends never loads
+    # the discovery driver (start-up time); each provider loads with its kind.
+    from ..discovery._driver import Discovery
+    from ..discovery._provider import provider_factory, provider_kinds
+
     options = dict(section)
     kind = options.pop("type", "static")
     try:
@@ -94,26 +99,24 @@ def build_discovery(section: dict[str, Any], path: Path, problems: Problems, bas
         problems.add((*path, "type"), f"must be one of {', '.join(provider_kinds())}, "
                                       f"got {kind!r}")
         return None
-    model = _options_model(factory)
-    unknown = [k for k in options if k not in model.model_fields and k not in DRIVER_OPTIONS]
+    accepted = _options(factory)
+    unknown = [k for k in options if k not in accepted and k not in DRIVER_OPTIONS]
     for key in unknown:
-        valid = ", ".join([*model.model_fields, *DRIVER_OPTIONS])
+        valid = ", ".join([*accepted, *DRIVER_OPTIONS])
         problems.add((*path, key), f"unknown option of {kind!r} discovery; valid options: "
                                    f"{valid}")
-    driver = _validate(_DriverSection, {k: v for k, v in options.items()
-                                        if k in DRIVER_OPTIONS}, path, problems)
-    values = _validate(model, {k: v for k, v in options.items()
-                               if k in model.model_fields}, path, problems)
-    if driver is None or values is None:
+    driver = convert_struct(_DriverSection, {k: v for k, v in options.items()
+                                             if k in DRIVER_OPTIONS}, path, problems)
+    kwargs = _values(accepted, options, path, problems)
+    if driver is FAILED or kwargs is None:
         return None
-    kwargs = {k: getattr(values, k) for k in values.model_fields_set}
     if isinstance(kwargs.get("path"), str) and not os.path.isabs(kwargs["path"]):
         kwargs["path"] = os.path.join(base_dir, kwargs["path"])  # next to the config file
-    provider = construct(factory, kwargs, problems, path, model.model_fields)
+    provider = construct(factory, kwargs, problems, path, accepted)
     if provider is None or unknown:
         return None
     built = construct(Discovery, {"service": None, "provider": provider, "redact": redact,
-                                  **typing.cast(_DriverSection, driver).arguments()},
+                                  **driver.arguments()},
                       problems, path, DRIVER_OPTIONS)
     if built is None:
         return None

@@ -1,4 +1,4 @@
-"""Events of config reloads (no pydantic here: ``meshlite`` may re-export them)."""
+"""Events of config reloads (no msgspec here: ``meshlite`` may re-export them)."""
 
 from __future__ import annotations
 

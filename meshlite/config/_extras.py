@@ -25,6 +25,8 @@ def configure_telemetry(arguments: dict[str, Any]) -> None:
 
 def apply_alerts(mesh: Mesh, plan: AlertsPlan | None) -> None:
     """Give ``mesh.alerts`` the file's rules (none when the section is gone)."""
+    if plan is None and getattr(mesh, "_alerts", False) is None:
+        return  # no rules, and no alerts made yet: nothing to clear (nor to import)
     alerts = getattr(mesh, "alerts", None)
     if alerts is None:
         if plan is not None and plan.rules:

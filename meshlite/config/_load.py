@@ -127,6 +127,6 @@ def masked_config(mesh: Mesh) -> dict[str, Any] | None:
     managed = _managed.get(mesh)
     if managed is None:
         return None
-    data = managed.plan.config.model_dump(mode="json", exclude_unset=True)
+    data = managed.plan.config.dump(exclude_unset=True)
     masked: dict[str, Any] = managed.plan.document.secrets.mask_data(data)
     return masked

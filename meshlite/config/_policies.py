@@ -4,28 +4,20 @@ state) from the previous build; each option error is recorded under its path."""
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .. import _backoff
 from .._clock import Clock
 from .._policy import Policy
-from ..policies._adaptive import AdaptiveConcurrency
-from ..policies._bulkhead import Bulkhead
-from ..policies._cache import Cache
-from ..policies._circuit_breaker import CircuitBreaker
-from ..policies._fallback import Fallback
-from ..policies._fault import FaultInjection
-from ..policies._hedge import Hedge
-from ..policies._rate_limit import RateLimit
 from ..policies._retry import Retry, RetryBudget
-from ..policies._timeout import Timeout
-from ..policies._trace import Trace
 from ..routing._service import DEFAULT_RETRY_ATTEMPTS
 from ._problems import Path, Problems, construct
 from ._sections import POLICY_SECTIONS, BackoffSection, BudgetSection, Section, TraceSection
+from ._walk import field_names
 
 __all__ = ["DEFAULT_SPEC", "BuiltPolicies", "build_policies", "exception_types"]
 
@@ -35,12 +27,35 @@ BuiltPolicies = dict[str, tuple[Any, Policy]]
 DEFAULT_SPEC: Any = {"default": True}
 """The spec recorded for the default pipeline (no policy section written)."""
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {
-    "trace": Trace, "fallback": Fallback, "cache": Cache, "timeout": Timeout,
-    "retry": Retry, "hedge": Hedge, "circuit_breaker": CircuitBreaker,
-    "rate_limit": RateLimit, "adaptive_concurrency": AdaptiveConcurrency,
-    "bulkhead": Bulkhead, "fault_injection": FaultInjection,
+_FACTORY_NAMES: dict[str, tuple[str, str]] = {
+    "trace": ("_trace", "Trace"), "fallback": ("_fallback", "Fallback"),
+    "cache": ("_cache", "Cache"), "timeout": ("_timeout", "Timeout"),
+    "retry": ("_retry", "Retry"), "hedge": ("_hedge", "Hedge"),
+    "circuit_breaker": ("_circuit_breaker", "CircuitBreaker"),
+    "rate_limit": ("_rate_limit", "RateLimit"),
+    "adaptive_concurrency": ("_adaptive", "AdaptiveConcurrency"),
+    "bulkhead": ("_bulkhead", "Bulkhead"), "fault_injection": ("_fault", "FaultInjection"),
 }
+
+
+class _Factories(Mapping[str, Callable[..., Policy]]):
+    """Policy kind -> its class, each imported the first time a config uses it (a
+    config pays only for the policies it has: start-up time)."""
+
+    def __getitem__(self, kind: str) -> Callable[..., Policy]:
+        module, name = _FACTORY_NAMES[kind]
+        factory: Callable[..., Policy] = getattr(
+            importlib.import_module(f"meshlite.policies.{module}"), name)
+        return factory
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FACTORY_NAMES)
+
+    def __len__(self) -> int:
+        return len(_FACTORY_NAMES)
+
+
+_FACTORIES: Mapping[str, Callable[..., Policy]] = _Factories()
 
 _BACKOFFS: dict[str, Callable[..., Any]] = {
     "exponential": _backoff.exponential,
@@ -86,15 +101,20 @@ def exception_types(value: Any, path: Path) -> tuple[type[BaseException], ...]:
                  for i, n in enumerate(names))
 
 
+@functools.cache
+def _parameters(factory: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(factory).parameters)
+
+
 def _make_backoff(section: BackoffSection, path: Path, problems: Problems) -> Any:
     factory = _BACKOFFS[section.type]
-    valid = list(inspect.signature(factory).parameters)
+    valid = _parameters(factory)
     args = {k: v for k, v in section.arguments().items() if k != "type"}
     for key in [k for k in args if k not in valid]:
         problems.add((*path, key), f"is not an option of the {section.type!r} backoff "
                                    f"(valid: {', '.join(valid)})")
         del args[key]
-    return construct(factory, args, problems, path, BackoffSection.model_fields)
+    return construct(factory, args, problems, path, field_names(BackoffSection))
 
 
 def _convert(key: str, value: Any, path: Path, problems: Problems, clock: Clock | None,
@@ -110,7 +130,7 @@ def _convert(key: str, value: Any, path: Path, problems: Problems, clock: Clock 
         return _FAILED if made is None else made
     if isinstance(value, BudgetSection):
         budget = construct(RetryBudget, {**value.arguments(), "clock": clock}, problems,
-                           path, BudgetSection.model_fields)
+                           path, field_names(BudgetSection))
         return _FAILED if budget is None else budget
     return value
 
@@ -133,11 +153,11 @@ def _build_one(kind: str, section: Section, path: Path, problems: Problems,
             failed = True
         else:
             args[key] = converted
-    if clock is not None and "clock" in inspect.signature(factory).parameters:
+    if clock is not None and "clock" in _parameters(factory):
         args["clock"] = clock
     if kind == "circuit_breaker":
         args.setdefault("name", service)
-    policy = construct(factory, args, problems, path, type(section).model_fields)
+    policy = construct(factory, args, problems, path, field_names(type(section)))
     return None if failed else policy
 
 
@@ -150,7 +170,7 @@ def _wanted(sections: Mapping[str, Section | None], written: set[str]) -> dict[s
         section = sections.get(kind)
         if section is None or (isinstance(section, TraceSection) and not section.enabled):
             continue
-        specs[kind] = section.model_dump(exclude_unset=True)
+        specs[kind] = section.dump(exclude_unset=True)
     return specs
 
 

@@ -2,7 +2,7 @@
 
 Values that reached the config through a ``${VAR}`` reference or a ``MESHLITE_*``
 override are *secrets* here: they are replaced by ``***`` in every message this
-module produces, whatever wrote the message (pydantic, a policy's own check).
+module produces, whatever wrote the message (the schema, a policy's own check).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The config schema: :class:`MeshConfig`, one pydantic v2 model for the whole file.
+"""The config schema: :class:`MeshConfig`, one msgspec model for the whole file.
 
 Documented, with a complete example, in ``docs/config.md``. Structure and types
 are checked here; values are checked by the objects built from them (policies,
@@ -7,9 +7,9 @@ backends, health checks, discovery providers), so each rule lives in one place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator, model_validator
+import msgspec
 
 from ._sections import (
     AdaptiveConcurrencySection,
@@ -41,7 +41,7 @@ __all__ = [
     "TelemetrySection",
 ]
 
-class BackendSection(Section):
+class BackendSection(Section, frozen=True):
     """A backend: ``"http://127.0.0.5:8000"`` or ``{url, weight, zone, metadata}``."""
 
     url: str
@@ -49,13 +49,10 @@ class BackendSection(Section):
     zone: str | None = None
     metadata: dict[str, Any] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return data if isinstance(data, dict) else {"url": data}
+    _before = staticmethod(lambda data: data if isinstance(data, dict) else {"url": data})
 
 
-class HealthCheckSection(Section):
+class HealthCheckSection(Section, frozen=True):
     """``health_check:`` the arguments of ``ml.HttpHealthCheck`` (``true``: defaults)."""
 
     path: str | None = None
@@ -66,7 +63,7 @@ class HealthCheckSection(Section):
     jitter: float | None = None
 
 
-class OutlierDetectionSection(Section):
+class OutlierDetectionSection(Section, frozen=True):
     """``outlier_detection:`` the arguments of ``ml.OutlierDetection``; ``false`` turns
     ejection off, leaving it out keeps the defaults."""
 
@@ -79,7 +76,7 @@ class OutlierDetectionSection(Section):
     failure_on: list[str] | str | None = None
 
 
-class TLSSection(Section):
+class TLSSection(Section, frozen=True):
     """``tls:`` the arguments of ``ml.TLS`` for ``https://`` backends; relative paths
     are relative to the config file."""
 
@@ -97,12 +94,16 @@ def _switch(value: Any) -> Any:
     return None if value is False else value
 
 
-class ServiceSection(Section):
+def _one_item(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+class ServiceSection(Section, frozen=True):
     """One service: backends, routing, health, and its policies (outermost first in
     the pipeline: trace, fallback, cache, timeout, retry, hedge, circuit_breaker,
     rate_limit, adaptive_concurrency, bulkhead, fault_injection)."""
 
-    backends: list[BackendSection] = []  # noqa: RUF012 - pydantic copies defaults
+    backends: list[BackendSection] = []  # noqa: RUF012 - msgspec copies defaults
     balancer: str | None = None
     trace: TraceSection | None = None
     fallback: FallbackSection | None = None
@@ -124,24 +125,16 @@ class ServiceSection(Section):
     tls: TLSSection | None = None
     headers: dict[str, str] | None = None
 
-    @field_validator("health_check", "outlier_detection", "circuit_breaker", "retry",
-                     "adaptive_concurrency", mode="before")
-    @classmethod
-    def _switches(cls, value: Any) -> Any:
-        return _switch(value)
-
-    @field_validator("depends_on", "backends", mode="before")
-    @classmethod
-    def _one_item(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | dict) else value
-
-    @field_validator("discovery", mode="before")
-    @classmethod
-    def _discovery_type(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
+    _field_hooks = {  # noqa: RUF012 - a class constant
+        **dict.fromkeys(("health_check", "outlier_detection", "circuit_breaker", "retry",
+                         "adaptive_concurrency"), _switch),
+        "depends_on": _one_item,
+        "backends": _one_item,
+        "discovery": lambda value: {"type": value} if isinstance(value, str) else value,
+    }
 
 
-class TelemetrySection(Section):
+class TelemetrySection(Section, frozen=True):
     """``telemetry:`` the arguments of ``ml.telemetry.configure``."""
 
     service_name: str | None = None
@@ -150,7 +143,11 @@ class TelemetrySection(Section):
     sample_ratio: float | None = None
 
 
-class DashboardSection(Section):
+def _enabled(data: Any) -> Any:
+    return data if isinstance(data, dict) else {"enabled": data}
+
+
+class DashboardSection(Section, frozen=True):
     """``dashboard:`` the arguments of ``mesh.serve_dashboard``, served while the mesh
     is open (``true``: on 127.0.0.1:8686)."""
 
@@ -160,13 +157,10 @@ class DashboardSection(Section):
     token: str | None = None
     max_clients: int | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return data if isinstance(data, dict) else {"enabled": data}
+    _before = staticmethod(_enabled)
 
 
-class AlertRuleSection(Section):
+class AlertRuleSection(Section, frozen=True):
     """One alert rule: the arguments of ``ml.AlertRule``."""
 
     name: str
@@ -179,7 +173,7 @@ class AlertRuleSection(Section):
     severity: str | None = None
 
 
-class AlertsSection(Section):
+class AlertsSection(Section, frozen=True):
     """``alerts:`` a list of rules, or ``{rules: [...], webhook, webhook_timeout}``
     (the arguments of the mesh's ``Alerts``)."""
 
@@ -187,38 +181,29 @@ class AlertsSection(Section):
     webhook: str | None = None
     webhook_timeout: float | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _list(cls, data: Any) -> Any:
-        return {"rules": data} if isinstance(data, list) else data
+    _before = staticmethod(lambda data: {"rules": data} if isinstance(data, list) else data)
 
 
-class HotReloadSection(Section):
+class HotReloadSection(Section, frozen=True):
     """``hot_reload: true`` watches the file and applies each valid change."""
 
     enabled: bool = False
-    step_ms: int = 30
-    debounce_ms: int = 400
+    step_ms: Annotated[int, msgspec.Meta(ge=1)] = 30
+    debounce_ms: Annotated[int, msgspec.Meta(ge=1)] = 400
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return data if isinstance(data, dict) else {"enabled": data}
+    _before = staticmethod(_enabled)
 
 
-class AuditSection(Section):
+class AuditSection(Section, frozen=True):
     """``audit:`` the file admin actions and config changes are recorded in
     (``ml.AuditLog``); a path, or ``{path: ...}``; relative to the config file."""
 
     path: str
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return {"path": data} if isinstance(data, str) else data
+    _before = staticmethod(lambda data: {"path": data} if isinstance(data, str) else data)
 
 
-class MeshConfig(Section):
+class MeshConfig(Section, frozen=True):
     """A whole config file (after ``${VAR}`` interpolation, the ``MESHLITE_ENV``
     profile and ``MESHLITE_*`` overrides)."""
 
@@ -226,6 +211,6 @@ class MeshConfig(Section):
     telemetry: TelemetrySection | None = None
     dashboard: DashboardSection | None = None
     alerts: AlertsSection | None = None
-    hot_reload: HotReloadSection = HotReloadSection()
+    hot_reload: HotReloadSection = msgspec.field(default_factory=HotReloadSection)
     drain_timeout: float | None = None
     audit: AuditSection | None = None

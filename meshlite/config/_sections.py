@@ -1,17 +1,20 @@
 """Schema of the policy sections of a service: one model per policy, whose fields are
 the policy constructor's own argument names.
 
-The models check structure and types only (pydantic, lax: ``"5"`` is read as 5 for
-an integer, so environment overrides need no quoting rules). Ranges and
-combinations are checked by constructing the policy, whose options dataclass
-raises the ConfigError the loader maps to the option's path.
+The models (``msgspec.Struct``) check structure and types only, converted lax by
+``_walk`` (``"5"`` is read as 5 for an integer, so environment overrides need no
+quoting rules). Ranges and combinations are checked by constructing the policy,
+whose options dataclass raises the ConfigError the loader maps to the option's path.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+import msgspec
+
+from ._walk import fields_set, to_data
 
 __all__ = [
     "POLICY_SECTIONS",
@@ -32,19 +35,34 @@ __all__ = [
 ]
 
 
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, and a model is immutable."""
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+              dict=True):
+    """Base of every section: unknown keys are errors, a section is immutable and
+    compares by value.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``_before`` (a shorthand: the raw value to the mapping it stands for) and
+    ``_field_hooks`` (field name to a function of its raw value) are applied by the
+    loader (``_walk``) before conversion.
+    """
+
+    _before: ClassVar[Any] = None  # Callable[[Any], Any] | None
+    _field_hooks: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
 
     def arguments(self) -> dict[str, Any]:
         """The options written in the file (unset ones keep the constructor default)."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        written = fields_set(self)
+        return {name: getattr(self, name) for name in self.__struct_fields__
+                if name in written}
+
+    def dump(self, *, exclude_unset: bool = False) -> dict[str, Any]:
+        """The section as plain data (with ``exclude_unset``, only what the file set)."""
+        data: dict[str, Any] = to_data(self, exclude_unset=exclude_unset)
+        return data
 
 
-def _shorthand(field: str, data: Any) -> Any:
+def _shorthand(field: str) -> Callable[[Any], Any]:
     """A scalar where a mapping is expected is that mapping's main option."""
-    return data if isinstance(data, dict) else {field: data}
+    return lambda data: data if isinstance(data, dict) else {field: data}
 
 
 ExceptionNames = list[str] | str
@@ -52,19 +70,20 @@ ExceptionNames = list[str] | str
 ``httpx.ConnectError``."""
 
 
-class TimeoutSection(Section):
+class TimeoutSection(Section, frozen=True):
     """``timeout: 2.0`` or ``timeout: {seconds: 2.0, pessimistic: true}``."""
 
     seconds: float
     pessimistic: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("seconds", data)
+    _before = staticmethod(_shorthand("seconds"))
 
 
-class BackoffSection(Section):
+def _constant_backoff(data: Any) -> Any:
+    return data if isinstance(data, dict) else {"type": "constant", "delay": data}
+
+
+class BackoffSection(Section, frozen=True):
     """``backoff: 0.1`` (constant) or ``{type: exponential, initial, maximum,
     multiplier, jitter}`` / ``{type: decorrelated, initial, maximum}`` /
     ``{type: constant, delay}``."""
@@ -76,13 +95,10 @@ class BackoffSection(Section):
     jitter: bool | None = None
     delay: float | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return data if isinstance(data, dict) else {"type": "constant", "delay": data}
+    _before = staticmethod(_constant_backoff)
 
 
-class BudgetSection(Section):
+class BudgetSection(Section, frozen=True):
     """``budget: {ratio, min_per_second, ttl}``; ``budget: null`` turns it off."""
 
     ratio: float | None = None
@@ -90,7 +106,11 @@ class BudgetSection(Section):
     ttl: float | None = None
 
 
-class RetrySection(Section):
+def _budget_off(value: Any) -> Any:
+    return None if value is False else value
+
+
+class RetrySection(Section, frozen=True):
     """``retry: {attempts, backoff, on, budget, respect_retry_after}``."""
 
     attempts: int | None = None
@@ -99,13 +119,10 @@ class RetrySection(Section):
     budget: BudgetSection | None = None
     respect_retry_after: bool | None = None
 
-    @field_validator("budget", mode="before")
-    @classmethod
-    def _budget_off(cls, value: Any) -> Any:
-        return None if value is False else value
+    _field_hooks = {"budget": _budget_off}
 
 
-class CircuitBreakerSection(Section):
+class CircuitBreakerSection(Section, frozen=True):
     """``circuit_breaker:`` the arguments of ``ml.CircuitBreaker``."""
 
     failure_rate: float | None = None
@@ -120,7 +137,7 @@ class CircuitBreakerSection(Section):
     name: str | None = None
 
 
-class RateLimitSection(Section):
+class RateLimitSection(Section, frozen=True):
     """``rate_limit:`` the arguments of ``ml.RateLimit`` (``rate: 100`` alone works)."""
 
     rate: float
@@ -130,52 +147,40 @@ class RateLimitSection(Section):
     max_wait: float | None = None
     max_keys: int | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("rate", data)
+    _before = staticmethod(_shorthand("rate"))
 
 
-class BulkheadSection(Section):
+class BulkheadSection(Section, frozen=True):
     """``bulkhead:`` the arguments of ``ml.Bulkhead`` (``bulkhead: 32`` alone works)."""
 
     max_concurrent: int
     max_queue: int | None = None
     queue_timeout: float | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("max_concurrent", data)
+    _before = staticmethod(_shorthand("max_concurrent"))
 
 
-class CacheSection(Section):
+class CacheSection(Section, frozen=True):
     """``cache:`` the arguments of ``ml.Cache`` (``cache: 30`` is a 30 s TTL)."""
 
     ttl: float
     maxsize: int | None = None
     stale_ttl: float | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("ttl", data)
+    _before = staticmethod(_shorthand("ttl"))
 
 
-class HedgeSection(Section):
+class HedgeSection(Section, frozen=True):
     """``hedge:`` the arguments of ``ml.Hedge`` (async calls only)."""
 
     delay: float
     max_hedges: int | None = None
     on: ExceptionNames | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("delay", data)
+    _before = staticmethod(_shorthand("delay"))
 
 
-class FaultInjectionSection(Section):
+class FaultInjectionSection(Section, frozen=True):
     """``fault_injection:`` the arguments of ``ml.FaultInjection``; ``error`` names an
     exception class."""
 
@@ -186,7 +191,7 @@ class FaultInjectionSection(Section):
     enabled: bool | None = None
 
 
-class AdaptiveConcurrencySection(Section):
+class AdaptiveConcurrencySection(Section, frozen=True):
     """``adaptive_concurrency:`` the arguments of ``ml.AdaptiveConcurrency``."""
 
     initial_limit: int | None = None
@@ -202,14 +207,14 @@ class AdaptiveConcurrencySection(Section):
     probe_samples: int | None = None
 
 
-class FallbackSection(Section):
+class FallbackSection(Section, frozen=True):
     """``fallback: {value: ...}``: answer failed calls with ``value``."""
 
     value: Any = None
     on: ExceptionNames | None = None
 
 
-class TraceSection(Section):
+class TraceSection(Section, frozen=True):
     """``trace: true`` or ``trace: {name, attributes, record_args}``."""
 
     enabled: bool = True
@@ -217,10 +222,7 @@ class TraceSection(Section):
     attributes: dict[str, str | bool | int | float] | None = None
     record_args: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar(cls, data: Any) -> Any:
-        return _shorthand("enabled", data)
+    _before = staticmethod(_shorthand("enabled"))
 
     def arguments(self) -> dict[str, Any]:
         """The options for ``ml.Trace`` (``enabled`` is the section's own switch)."""

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import non_negative
-from ..telemetry._settings import resolve
 from ._problems import Path, Problems, construct, map_config_error
 from ._schema import (
     AlertRuleSection,
@@ -24,6 +23,7 @@ from ._schema import (
     MeshConfig,
     TelemetrySection,
 )
+from ._walk import field_names
 
 if TYPE_CHECKING:
     from ..observability._dashboard._rules import AlertRule
@@ -52,6 +52,8 @@ class TopPlan:
 
 def _telemetry(section: TelemetrySection, problems: Problems,
                environ: Mapping[str, str]) -> dict[str, Any] | None:
+    from ..telemetry._settings import resolve  # only configs with telemetry pay for it
+
     args = section.arguments()
 
     def check(service_name: Any = None, otlp_endpoint: Any = None, console: Any = False,
@@ -59,7 +61,7 @@ def _telemetry(section: TelemetrySection, problems: Problems,
         resolve(service_name, otlp_endpoint, console, sample_ratio, environ)
         return True
 
-    ok = construct(check, args, problems, ("telemetry",), TelemetrySection.model_fields)
+    ok = construct(check, args, problems, ("telemetry",), field_names(TelemetrySection))
     return args if ok else None
 
 
@@ -82,7 +84,7 @@ def _dashboard(section: DashboardSection, problems: Problems) -> None:
 
     args = {k: v for k, v in section.arguments().items() if k != "enabled"}
     construct(check, {"host": section.host, "port": section.port, **args}, problems,
-              ("dashboard",), DashboardSection.model_fields)
+              ("dashboard",), field_names(DashboardSection))
 
 
 def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
@@ -99,12 +101,12 @@ def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
             problems.add((*path, "service"), f"{rule.service!r} is not a service "
                                              f"(services: {known})")
         built = construct(AlertRule, rule.arguments(), problems, path,
-                          AlertRuleSection.model_fields)
+                          field_names(AlertRuleSection))
         if built is not None:
             rules.append(built)
     args = {k: v for k, v in section.arguments().items() if k != "rules"}
     checked = construct(Alerts, {"rules": rules, **args}, problems, ("alerts",),
-                        AlertsSection.model_fields)
+                        field_names(AlertsSection))
     if checked is None or len(problems.errors) > count:
         return None
     return AlertsPlan(tuple(rules), checked.webhook, args.get("webhook_timeout"))

@@ -15,34 +15,78 @@ register themselves in Redis with a TTL heartbeat). Others implement
 Importing this module imports neither dnspython, watchfiles nor PyYAML.
 """
 
-from ._dns import DEFAULT_DNS_TIMEOUT, DNS_RECORDS, DnsProvider
-from ._driver import (
-    DEFAULT_MIN_INTERVAL,
-    DEFAULT_RESOLVE_TIMEOUT,
-    DEFAULT_RETRY_INTERVAL,
-    Discovery,
-)
-from ._file import FileProvider
-from ._provider import (
-    BaseProvider,
-    DiscoveryFailed,
-    DiscoveryProvider,
-    DiscoveryRecovered,
-    ProviderFactory,
-    Resolution,
-    backends_from_data,
-    provider_factory,
-    provider_kinds,
-    register_provider,
-)
-from ._redis import DEFAULT_REGISTRY_TIMEOUT, DEFAULT_REGISTRY_TTL, RedisRegistry, Registration
-from ._static import StaticProvider
-from ._watch import FileWatch
+from __future__ import annotations
 
-register_provider("static", StaticProvider)
-register_provider("file", FileProvider)
-register_provider("dns", DnsProvider)
-register_provider("redis", RedisRegistry)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._dns import DEFAULT_DNS_TIMEOUT, DNS_RECORDS, DnsProvider
+    from ._driver import (
+        DEFAULT_MIN_INTERVAL,
+        DEFAULT_RESOLVE_TIMEOUT,
+        DEFAULT_RETRY_INTERVAL,
+        Discovery,
+    )
+    from ._file import FileProvider
+    from ._provider import (
+        BaseProvider,
+        DiscoveryFailed,
+        DiscoveryProvider,
+        DiscoveryRecovered,
+        ProviderFactory,
+        Resolution,
+        backends_from_data,
+        provider_factory,
+        provider_kinds,
+        register_provider,
+    )
+    from ._redis import (
+        DEFAULT_REGISTRY_TIMEOUT,
+        DEFAULT_REGISTRY_TTL,
+        RedisRegistry,
+        Registration,
+    )
+    from ._static import StaticProvider
+    from ._watch import FileWatch
+
+# The built-in providers (static, file, dns, redis) are registered in ``_provider``
+# and imported with the first use of their kind: a mesh whose services use static
+# backends never imports the DNS provider or the Redis registry (start-up time).
+_LAZY = {
+    **dict.fromkeys(("BaseProvider", "DiscoveryFailed", "DiscoveryProvider",
+                     "DiscoveryRecovered", "ProviderFactory", "Resolution",
+                     "backends_from_data", "provider_factory", "provider_kinds",
+                     "register_provider"), "_provider"),
+    "Discovery": "_driver",
+    "DEFAULT_MIN_INTERVAL": "_driver",
+    "DEFAULT_RETRY_INTERVAL": "_driver",
+    "DEFAULT_RESOLVE_TIMEOUT": "_driver",
+    "StaticProvider": "_static",
+    "FileProvider": "_file",
+    "DnsProvider": "_dns",
+    "DNS_RECORDS": "_dns",
+    "DEFAULT_DNS_TIMEOUT": "_dns",
+    "RedisRegistry": "_redis",
+    "Registration": "_redis",
+    "DEFAULT_REGISTRY_TTL": "_redis",
+    "DEFAULT_REGISTRY_TIMEOUT": "_redis",
+    "FileWatch": "_watch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     # the driver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -117,6 +118,15 @@ ProviderFactory = Callable[..., DiscoveryProvider]
 
 _registry: dict[str, ProviderFactory] = {}
 
+_BUILT_IN: dict[str, tuple[str, str]] = {
+    "static": ("_static", "StaticProvider"),
+    "file": ("_file", "FileProvider"),
+    "dns": ("_dns", "DnsProvider"),
+    "redis": ("_redis", "RedisRegistry"),
+}
+"""The built-in kinds, each imported the first time it is asked for (unless a
+factory registered under the same kind replaced it)."""
+
 
 def register_provider(kind: str, factory: ProviderFactory) -> None:
     """Make ``discovery: {type: <kind>, ...}`` in config files build providers with
@@ -133,8 +143,8 @@ def register_provider(kind: str, factory: ProviderFactory) -> None:
 
 
 def provider_kinds() -> tuple[str, ...]:
-    """The registered provider kinds, sorted."""
-    return tuple(sorted(_registry))
+    """The registered provider kinds (the built-in ones included), sorted."""
+    return tuple(sorted(set(_registry) | set(_BUILT_IN)))
 
 
 def provider_factory(kind: str) -> ProviderFactory:
@@ -145,7 +155,12 @@ def provider_factory(kind: str) -> ProviderFactory:
     """
     factory = _registry.get(kind)
     if factory is None:
-        fail("discovery", "type", kind, "one of " + ", ".join(provider_kinds()))
+        built_in = _BUILT_IN.get(kind) if isinstance(kind, str) else None
+        if built_in is None:
+            fail("discovery", "type", kind, "one of " + ", ".join(provider_kinds()))
+        module, name = built_in
+        factory = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        _registry[kind] = factory
     return factory
 
 

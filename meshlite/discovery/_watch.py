@@ -9,8 +9,11 @@ watcher never keeps the interpreter from exiting.
 from __future__ import annotations
 
 import asyncio
+import importlib.machinery
+import importlib.util
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -27,6 +30,38 @@ keeps changing."""
 _POLL_MS = 500  # the thread re-checks its stop flag at least this often
 
 _log = logging.getLogger("meshlite.watch")
+
+
+_NOTIFY = "watchfiles._rust_notify"
+
+
+def _rust_notify() -> Any:
+    """watchfiles' compiled notifier, without running ``watchfiles/__init__`` (which
+    imports anyio and multiprocessing for APIs not used here: ~12 ms of a mesh's
+    start). Registered under its own name, so a later ``import watchfiles`` uses
+    this same module; any surprise falls back to the plain import."""
+    module = sys.modules.get(_NOTIFY)
+    if module is not None:
+        return module
+    try:
+        spec = importlib.util.find_spec("watchfiles")  # locates it, runs nothing
+        locations = list(spec.submodule_search_locations or ()) if spec else []
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(locations[0], "_rust_notify" + suffix)
+            if os.path.exists(path):
+                loader = importlib.machinery.ExtensionFileLoader(_NOTIFY, path)
+                found = importlib.util.spec_from_file_location(_NOTIFY, path, loader=loader)
+                if found is None:
+                    break
+                module = importlib.util.module_from_spec(found)
+                sys.modules[_NOTIFY] = module
+                loader.exec_module(module)
+                return module
+    except Exception:
+        sys.modules.pop(_NOTIFY, None)
+    from watchfiles import _rust_notify
+
+    return _rust_notify
 
 
 class FileWatch:
@@ -57,7 +92,7 @@ class FileWatch:
     def open(self) -> None:
         """Start watching now (changes from this moment on are seen); call it on the
         event loop that will await :meth:`changed`."""
-        from watchfiles._rust_notify import RustNotify
+        RustNotify = _rust_notify().RustNotify
 
         self._loop = asyncio.get_running_loop()
         self._flag = asyncio.Event()

@@ -220,7 +220,7 @@ def test_section_fields_are_the_constructor_arguments() -> None:
     for kind, model in POLICY_SECTIONS.items():
         accepted = set(inspect.signature(_FACTORIES[kind]).parameters)
         own = {"enabled"} if kind == "trace" else set()
-        assert set(model.model_fields) - own <= accepted, kind
+        assert set(model.__struct_fields__) - own <= accepted, kind
 
 
 def test_file_discovery_path_is_relative_to_the_config(write_config: Any) -> None:
@@ -254,7 +254,7 @@ def test_yaml_on_key_is_not_a_boolean(write_config: Any) -> None:
 
 def test_import_meshlite_loads_no_config_dependency() -> None:
     code = ("import sys, meshlite, meshlite.config, meshlite.discovery; "
-            "print(sorted(m for m in ('pydantic', 'yaml', 'watchfiles', 'dns') "
+            "print(sorted(m for m in ('pydantic', 'msgspec', 'yaml', 'watchfiles', 'dns') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
