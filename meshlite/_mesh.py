@@ -23,13 +23,13 @@ from .routing._events import MeshClosedError
 from .routing._lifecycle import LoopThread, dependency_order, start_all
 from .routing._mesh_lifecycle import MeshLifecycle
 from .routing._service import Lifecycle, Service, override_service
-from .routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 
 if TYPE_CHECKING:
     import httpx
 
     from .observability._dashboard import Alerts
     from .observability._dashboard._server import DashboardServer
+    from .routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 
@@ -217,11 +217,15 @@ class Mesh(MeshLifecycle):
 
     def health(self) -> dict[str, ServiceHealth]:
         """Each service's health, from cached state (no I/O)."""
+        from .routing._snapshot import health_of
+
         return {name: health_of(self.service(name)) for name in self._services}
 
     def snapshot(self) -> dict[str, ServiceSnapshot]:
         """Each service's numbers: requests, errors, latency percentiles, in flight,
         ejection, health and breaker state, per backend and in total."""
+        from .routing._snapshot import snapshot_of
+
         return {name: snapshot_of(self.service(name)) for name in self._services}
 
     @property

@@ -5,6 +5,8 @@ package also exposes the pieces a custom balancer or a dashboard needs
 (:class:`Endpoint`, the snapshot records, the routing events).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._backend import Backend, BackendLike, Endpoint
 from ._balancers import (
     BALANCERS,
@@ -32,7 +34,24 @@ from ._health import HealthCheck, HealthChecker, HttpHealthCheck
 from ._outlier import OutlierDetection, OutlierDetectionOptions
 from ._ring_hash import RingHash
 from ._service import DEFAULT_RETRY_ATTEMPTS, Lifecycle, Service
-from ._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
+
+if TYPE_CHECKING:
+    from ._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
+
+_SNAPSHOT_NAMES = frozenset({"BackendHealth", "BackendSnapshot", "ServiceHealth",
+                             "ServiceSnapshot"})
+
+
+def __getattr__(name: str) -> Any:
+    # The snapshot records load on first use: building and calling a mesh needs
+    # none of them (start-up, docs/benchmarks.md).
+    if name in _SNAPSHOT_NAMES:
+        from . import _snapshot
+
+        value = getattr(_snapshot, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     # services and backends
