@@ -17,7 +17,6 @@ of a record by the caller's ``mask``.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
@@ -101,6 +100,8 @@ def mask_strings(value: Any, mask: Mask) -> Any:
 
 
 def _iso(seconds: float) -> str:
+    import datetime  # on the first record: building a mesh needs none of it
+
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
