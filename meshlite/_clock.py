@@ -6,7 +6,6 @@ so tests run them on :class:`meshlite.testing.FakeClock` without real sleeping.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +38,10 @@ class SystemClock:
     sleep = staticmethod(time.sleep)
 
     async def asleep(self, seconds: float) -> None:
+        # Imported here, not at the top: an event loop that awaits this has loaded
+        # asyncio already, and `import meshlite` stays without it (start-up).
+        import asyncio
+
         await asyncio.sleep(seconds)
 
     def __repr__(self) -> str:

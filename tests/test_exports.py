@@ -125,7 +125,8 @@ def test_import_loads_no_optional_library() -> None:
     code = (
         "import sys, meshlite\n"
         "heavy = ['httpx', 'starlette', 'uvicorn', 'redis', 'opentelemetry.sdk', "
-        "'tenacity', 'pybreaker', 'aiolimiter', 'pydantic', 'yaml']\n"
+        "'tenacity', 'pybreaker', 'aiolimiter', 'pydantic', 'yaml', 'msgspec', "
+        "'asyncio']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
