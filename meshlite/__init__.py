@@ -15,7 +15,7 @@ functions with it; sync functions stay sync, async ones stay async::
     async def get_user(uid: int) -> dict: ...
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._context import CallContext, current_context, remaining
@@ -30,6 +30,7 @@ from ._errors import (
     TimeoutExceeded,
 )
 from ._events import Event, Hook, add_hook, remove_hook
+from ._lazy import lazy_exports
 from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
 from ._switches import is_testing, set_testing
@@ -116,21 +117,7 @@ _LAZY: dict[str, str] = {
 _LAZY_MODULES = frozenset({"backoff", "config", "discovery", "state", "telemetry"})
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    if name in _LAZY_MODULES:
-        value: Any = importlib.import_module(f".{name}", __name__)
-    elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    else:
-        raise AttributeError(f"module 'meshlite' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), _LAZY_MODULES)
 
 
 __version__ = "0.1.0"

@@ -15,9 +15,9 @@ re-export the event records without importing either.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ._events import ConfigReloaded, ConfigReloadFailed
 
 if TYPE_CHECKING:
@@ -64,35 +64,25 @@ __all__ = [
 ]
 
 _LAZY = {
-    "load_config": "_load",
-    "config_of": "_load",
-    "masked_config": "_load",
-    "mesh_from_config": "_mesh_config",
-    "watch": "_mesh_config",
-    "ConfigWatcher": "_watcher",
-    "MeshConfig": "_schema",
-    "ServiceSection": "_schema",
-    "BackendSection": "_schema",
-    "HealthCheckSection": "_schema",
-    "OutlierDetectionSection": "_schema",
-    "TelemetrySection": "_schema",
-    "TLSSection": "_schema",
-    "DashboardSection": "_schema",
-    "AlertsSection": "_schema",
-    "AlertRuleSection": "_schema",
-    "HotReloadSection": "_schema",
-    "AuditSection": "_schema",
+    "load_config": "._load",
+    "config_of": "._load",
+    "masked_config": "._load",
+    "mesh_from_config": "._mesh_config",
+    "watch": "._mesh_config",
+    "ConfigWatcher": "._watcher",
+    "MeshConfig": "._schema",
+    "ServiceSection": "._schema",
+    "BackendSection": "._schema",
+    "HealthCheckSection": "._schema",
+    "OutlierDetectionSection": "._schema",
+    "TelemetrySection": "._schema",
+    "TLSSection": "._schema",
+    "DashboardSection": "._schema",
+    "AlertsSection": "._schema",
+    "AlertRuleSection": "._schema",
+    "HotReloadSection": "._schema",
+    "AuditSection": "._schema",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

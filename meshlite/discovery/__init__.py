@@ -17,8 +17,9 @@ Importing this module imports neither dnspython, watchfiles nor PyYAML.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._dns import DEFAULT_DNS_TIMEOUT, DNS_RECORDS, DnsProvider
@@ -57,35 +58,25 @@ _LAZY = {
     **dict.fromkeys(("BaseProvider", "DiscoveryFailed", "DiscoveryProvider",
                      "DiscoveryRecovered", "ProviderFactory", "Resolution",
                      "backends_from_data", "provider_factory", "provider_kinds",
-                     "register_provider"), "_provider"),
-    "Discovery": "_driver",
-    "DEFAULT_MIN_INTERVAL": "_driver",
-    "DEFAULT_RETRY_INTERVAL": "_driver",
-    "DEFAULT_RESOLVE_TIMEOUT": "_driver",
-    "StaticProvider": "_static",
-    "FileProvider": "_file",
-    "DnsProvider": "_dns",
-    "DNS_RECORDS": "_dns",
-    "DEFAULT_DNS_TIMEOUT": "_dns",
-    "RedisRegistry": "_redis",
-    "Registration": "_redis",
-    "DEFAULT_REGISTRY_TTL": "_redis",
-    "DEFAULT_REGISTRY_TIMEOUT": "_redis",
-    "FileWatch": "_watch",
+                     "register_provider"), "._provider"),
+    "Discovery": "._driver",
+    "DEFAULT_MIN_INTERVAL": "._driver",
+    "DEFAULT_RETRY_INTERVAL": "._driver",
+    "DEFAULT_RESOLVE_TIMEOUT": "._driver",
+    "StaticProvider": "._static",
+    "FileProvider": "._file",
+    "DnsProvider": "._dns",
+    "DNS_RECORDS": "._dns",
+    "DEFAULT_DNS_TIMEOUT": "._dns",
+    "RedisRegistry": "._redis",
+    "Registration": "._redis",
+    "DEFAULT_REGISTRY_TTL": "._redis",
+    "DEFAULT_REGISTRY_TIMEOUT": "._redis",
+    "FileWatch": "._watch",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

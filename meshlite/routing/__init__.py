@@ -5,8 +5,9 @@ package also exposes the pieces a custom balancer or a dashboard needs
 (:class:`Endpoint`, the snapshot records, the routing events).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ._backend import Backend, BackendLike, Endpoint
 from ._balancers import (
     BALANCERS,
@@ -38,20 +39,11 @@ from ._service import DEFAULT_RETRY_ATTEMPTS, Lifecycle, Service
 if TYPE_CHECKING:
     from ._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
 
-_SNAPSHOT_NAMES = frozenset({"BackendHealth", "BackendSnapshot", "ServiceHealth",
-                             "ServiceSnapshot"})
-
-
-def __getattr__(name: str) -> Any:
-    # The snapshot records load on first use: building and calling a mesh needs
-    # none of them (start-up, docs/benchmarks.md).
-    if name in _SNAPSHOT_NAMES:
-        from . import _snapshot
-
-        value = getattr(_snapshot, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The snapshot records load on first use: building and calling a mesh needs none of
+# them (start-up, docs/benchmarks.md).
+_SNAPSHOT = dict.fromkeys(("BackendHealth", "BackendSnapshot", "ServiceHealth",
+                           "ServiceSnapshot"), "._snapshot")
+__getattr__, __dir__ = lazy_exports(__name__, _SNAPSHOT, globals())
 
 __all__ = [
     # services and backends

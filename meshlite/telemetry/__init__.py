@@ -13,8 +13,9 @@ default; ``OTEL_SDK_DISABLED=true`` turns everything off.
 over OTLP/HTTP too (see docs/metrics.md).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ._configure import Telemetry, configure, current
 from ._configure import _reset_for_tests as _reset_for_tests  # for test fixtures
 from ._metrics_export import DEFAULT_EXPORT_INTERVAL, METRICS_PATH, MetricsExport, export_metrics
@@ -31,17 +32,9 @@ if TYPE_CHECKING:
 
 # Prometheus exposition lives in meshlite.observability, which imports routing, which
 # imports this package: these names are resolved on first use to break the cycle.
-_PROMETHEUS = frozenset({"prometheus_app", "start_http_server", "render", "MetricsServer"})
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PROMETHEUS:
-        raise AttributeError(f"module 'meshlite.telemetry' has no attribute {name!r}")
-    from ..observability import _prometheus
-
-    value = getattr(_prometheus, name)
-    globals()[name] = value
-    return value
+_PROMETHEUS = dict.fromkeys(("prometheus_app", "start_http_server", "render", "MetricsServer"),
+                           "..observability._prometheus")
+__getattr__, __dir__ = lazy_exports(__name__, _PROMETHEUS, globals())
 
 __all__ = [
     "configure",
