@@ -129,6 +129,16 @@ class Endpoint:
         in_flight: Attempts running on this backend now.
         requests: Attempts finished (successes and failures).
         errors: Attempts that failed.
+
+    Args:
+        backend: The backend.
+        clock: The service's clock.
+        decay_seconds: Time constant of the peak-EWMA latency.
+        reservoir: How many recent latencies to keep (percentiles, and the
+            histogram a mesh's metrics count from them).
+
+    Raises:
+        ConfigError: ``reservoir`` is not an int >= 1.
     """
 
     __slots__ = (
@@ -169,6 +179,8 @@ class Endpoint:
         decay_seconds: float = DEFAULT_EWMA_DECAY_SECONDS,
         reservoir: int = DEFAULT_RESERVOIR_SIZE,
     ) -> None:
+        if isinstance(reservoir, bool) or not isinstance(reservoir, int) or reservoir < 1:
+            fail("Endpoint", "reservoir", reservoir, "an int >= 1")
         self.backend = backend
         self.address = backend.address
         self.weight = backend.weight

@@ -216,6 +216,12 @@ def test_endpoint_histogram_loses_nothing_past_its_reservoir(clock: FakeClock) -
     assert len(e.latencies()) == 5  # the reservoir stays bounded
 
 
+@pytest.mark.parametrize("reservoir", [0, -1, 2.5, True])
+def test_endpoint_reservoir_must_hold_a_latency(clock: FakeClock, reservoir: object) -> None:
+    with pytest.raises(ml.ConfigError, match="reservoir"):
+        Endpoint(Backend("a"), clock, reservoir=reservoir)  # type: ignore[arg-type]
+
+
 def test_replaced_endpoint_carries_its_histogram_over(clock: FakeClock) -> None:
     service = Service("s", ["a"], clock=clock, outlier_detection=None)
     service._record_histograms((0.125, 0.5))
