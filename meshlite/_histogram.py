@@ -15,13 +15,27 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from typing import TypeVar
 
-__all__ = ["FOLD_AT", "Histogram"]
+__all__ = ["FOLD_AT", "Histogram", "take"]
+
+T = TypeVar("T")
 
 FOLD_AT = 256
 """Latencies a :class:`Histogram` holds unfolded: the append that reaches it folds.
 At most 256, ``len(pending)`` stays among CPython's cached small ints (no allocation
 per check)."""
+
+
+def take(items: list[T]) -> list[T]:
+    """Remove and return the items in ``items`` now, while other threads may append:
+    appends add at the end, so the first n items stay put between the copy and the
+    deletion, and what is appended meanwhile stays for the next take. Callers taking
+    from one list are serialised (a lock)."""
+    n = len(items)
+    batch = items[:n]
+    del items[:n]
+    return batch
 
 
 class Histogram:
@@ -61,14 +75,8 @@ class Histogram:
             self._fold()
 
     def _fold(self) -> None:
-        # Caller holds the lock, which only folds take. Appends made meanwhile add at
-        # the end, so the first n items stay put between the copy and the deletion.
-        pending = self.pending
-        n = len(pending)
-        if n:
-            batch = pending[:n]
-            del pending[:n]
-            self.count(batch)
+        # Caller holds the lock, which only folds take.
+        self.count(take(self.pending))
 
     def count(self, batch: list[float]) -> None:
         """Count ``batch`` into the buckets now (may sort it). Callers hold the lock

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
 
-from .._histogram import FOLD_AT, Histogram
+from .._histogram import FOLD_AT, Histogram, take
 from .._validate import fail
 from ..routing._events import ResponseStatusError
 
@@ -140,11 +140,8 @@ class Timings(Histogram):
             self.fold()
 
     def _fold(self) -> None:
-        failed = self.failed
-        n = len(failed)
-        if n:
-            batch = failed[:n]
-            del failed[:n]
+        batch = take(self.failed)
+        if batch:
             counts = self._errors
             for _, label in batch:
                 counts[label] = counts.get(label, 0) + 1
