@@ -15,6 +15,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
 from ._errors import ConfigError
 from ._events import Hook
+from ._inflight import calls_list, count
 from ._pipeline import _operation_of
 from ._validate import fail, non_negative
 from .observability._mesh_metrics import Lane, MeshMetrics
@@ -83,7 +84,7 @@ class Mesh(MeshLifecycle):
         self._components: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
         self._thread: LoopThread | None = None
-        self._calls: list[None] = []  # one item per call in flight (see _enter)
+        self._calls = calls_list()  # one item per call in flight (see _enter)
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
         self.config_version = 0
         """Incremented by the config loader on each applied reload."""
@@ -288,15 +289,14 @@ class Mesh(MeshLifecycle):
 
     # -- calls -----------------------------------------------------------------
 
-    # Calls in flight are kept in lists (one item per call), not counted under a lock:
-    # list.append and list.pop are atomic under the GIL, and an uncontended lock
-    # costs more than the rest of a call's bookkeeping. A mesh with metrics keeps one
-    # list per service (its lane), which also gives the in-flight gauge per service.
+    # Calls in flight are kept in lists (meshlite._inflight), not counted under a
+    # lock. A mesh with metrics keeps one list per service (its lane), which also
+    # gives the in-flight gauge per service.
 
     @property
     def _in_flight(self) -> int:
         metrics = self.metrics
-        return len(self._calls) + (0 if metrics is None else metrics.in_flight)
+        return count(self._calls) + (0 if metrics is None else metrics.in_flight)
 
     @_in_flight.setter
     def _in_flight(self, value: int) -> None:

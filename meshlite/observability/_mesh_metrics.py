@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._inflight import calls_list, count
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
@@ -41,7 +42,7 @@ __all__ = ["Lane", "MeshMetrics"]
 
 Lane = tuple[list[None], Timings, Callable[[], float]]
 """What the mesh's dispatch reads per call of one service: the list of its calls in
-flight (one item per call; ``list.append`` and ``list.pop`` are atomic, so no lock),
+flight (:mod:`meshlite._inflight`: one item per call, no lock),
 its call series, and its clock's ``monotonic``."""
 
 
@@ -92,7 +93,7 @@ class MeshMetrics:
                 if id(policy) not in self._subscribed:
                     self._subscribe(policy, policy.hooks.add(self.feed))
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
-            lane = self.lanes[service] = ([], series, service.clock.monotonic)
+            lane = self.lanes[service] = (calls_list(), series, service.clock.monotonic)
             return lane
 
     def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
@@ -103,7 +104,7 @@ class MeshMetrics:
     def in_flight(self) -> int:
         """Calls in flight through every observed service (the mesh's drain counts
         them with its own)."""
-        return sum(len(calls) for calls, *_ in list(self.lanes.values()))
+        return sum(count(calls) for calls, *_ in list(self.lanes.values()))
 
     # -- reading -------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class MeshMetrics:
             lanes = list(self.lanes.items())
         in_flight: dict[str, int] = {}
         for service, (running, *_) in lanes:
-            in_flight[service.name] = in_flight.get(service.name, 0) + len(running)
+            in_flight[service.name] = in_flight.get(service.name, 0) + count(running)
         attempts = _attempt_readings(service for service, _ in lanes)
         yield from service_families(services, calls, in_flight, attempts, self.bounds)
         yield from self.counters.collect()

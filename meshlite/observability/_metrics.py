@@ -21,6 +21,7 @@ from itertools import pairwise
 from typing import Protocol
 
 from .._histogram import FOLD_AT, Histogram, take
+from .._inflight import calls_list, count
 from .._validate import fail
 from ..routing._events import ResponseStatusError
 
@@ -113,9 +114,9 @@ class Timings(Histogram):
 
     Recording takes no lock (see :class:`~meshlite._histogram.Histogram`): a finished
     call appends its latency to ``pending``, a failed one ``(latency, error label)``
-    to ``failed``; they are counted at the next fold. ``running`` is a list with one
-    item per call in flight (``append`` when a call starts, ``pop`` when it ends), for
-    recorders that report that gauge.
+    to ``failed``; they are counted at the next fold. ``running`` is an in-flight list
+    (:mod:`meshlite._inflight`: ``append`` when a call starts, ``pop`` when it ends),
+    for recorders that report that gauge.
 
     Args:
         labels: The label pairs of this series.
@@ -128,7 +129,7 @@ class Timings(Histogram):
         super().__init__(bounds)
         self.labels = labels
         self.failed: list[tuple[float, str]] = []
-        self.running: list[None] = []
+        self.running = calls_list()
         self._errors: dict[str, int] = {}
 
     def error(self, seconds: float, error: BaseException) -> None:
@@ -153,7 +154,7 @@ class Timings(Histogram):
         with self._lock:
             self._fold()
             return TimingsReading(buckets=tuple(self._buckets), sum=self._sum,
-                                  in_flight=len(self.running), errors=dict(self._errors))
+                                  in_flight=count(self.running), errors=dict(self._errors))
 
 
 def error_label(error: BaseException) -> str:
