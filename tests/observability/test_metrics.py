@@ -442,6 +442,60 @@ async def test_metrics_policy_async(clock: FakeClock) -> None:
                  operation=fetch.__qualname__) == 0
 
 
+def test_metrics_policy_keeps_a_series_per_service_and_operation(clock: FakeClock) -> None:
+    metrics = Metrics(clock=clock)
+    plain = ml.Pipeline(metrics)  # no service: labelled service=""
+    named = ml.Pipeline(metrics, service="svc")
+    other = ml.Pipeline(metrics, service="other")
+
+    def read(mine: str, theirs: str) -> int:
+        # In flight while it runs, in its own series only.
+        gauge = "meshlite_operation_requests_in_flight"
+        assert value(metrics, gauge, service=mine, operation=read.__qualname__) == 1
+        assert value(metrics, gauge, service=theirs, operation=read.__qualname__) in (0, None)
+        return 1
+
+    def write() -> int:
+        return 2
+
+    other.call(read, "other", "svc")
+    other.call(write)
+    for _ in range(3):
+        named.call(read, "svc", "other")
+    named.call(write)
+    plain.call(write)
+    total = "meshlite_operation_requests_total"
+    counts = {(dict(s.labels)["service"], dict(s.labels)["operation"]): s.value
+              for s in family(metrics, total).samples}
+    r, w = read.__qualname__, write.__qualname__
+    assert counts == {("", w): 1, ("other", r): 1, ("other", w): 1, ("svc", r): 3, ("svc", w): 1}
+    assert list(counts) == sorted(counts), "series are reported in label order"
+    assert value(metrics, "meshlite_operation_requests_in_flight", service="svc", operation=r) == 0
+    assert repr(metrics) == "Metrics(operations=5)"
+
+
+def test_metrics_policy_counts_calls_in_flight_across_threads(clock: FakeClock) -> None:
+    metrics = Metrics(clock=clock)
+    pipeline = ml.Pipeline(metrics, service="svc")
+    started, release = threading.Barrier(5), threading.Event()
+
+    def hold() -> None:
+        started.wait()
+        release.wait(5)
+
+    threads = [threading.Thread(target=pipeline.call, args=(hold,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    op = hold.__qualname__
+    assert value(metrics, "meshlite_operation_requests_in_flight", service="svc", operation=op) == 4
+    release.set()
+    for t in threads:
+        t.join()
+    assert value(metrics, "meshlite_operation_requests_in_flight", service="svc", operation=op) == 0
+    assert value(metrics, "meshlite_operation_requests_total", service="svc", operation=op) == 4
+
+
 # -- over HTTP ------------------------------------------------------------------------
 
 
