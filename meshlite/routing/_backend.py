@@ -15,7 +15,6 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -355,8 +354,9 @@ class Endpoint:
             return
         new = self.requests - self._counted
         if new:
-            latencies = self._latencies
-            histogram.count(list(islice(latencies, len(latencies) - new, None)))
+            # A copy of the whole deque costs less than an islice skipping to the tail.
+            batch = list(self._latencies)
+            histogram.count(batch if new >= len(batch) else batch[-new:])
             self._counted = self.requests
         self._count_at = self.requests + self._every
 
