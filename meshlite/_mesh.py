@@ -19,7 +19,6 @@ from ._inflight import calls_list, count
 from ._pipeline import _operation_of
 from ._validate import fail, non_negative
 from .observability._mesh_metrics import Lane, MeshMetrics
-from .observability._metrics import FOLD_AT
 from .routing._events import MeshClosedError
 from .routing._lifecycle import LoopThread, dependency_order, start_all
 from .routing._mesh_lifecycle import MeshLifecycle
@@ -289,9 +288,11 @@ class Mesh(MeshLifecycle):
 
     # -- calls -----------------------------------------------------------------
 
-    # Calls in flight are kept in lists (meshlite._inflight), not counted under a
-    # lock. A mesh with metrics keeps one list per service (its lane), which also
-    # gives the in-flight gauge per service.
+    # Calls in flight are counted without a lock. A mesh with metrics counts them
+    # with the gate of each service's call series (Timings: a call takes a token when
+    # it starts, and is finished once its latency is recorded); calls to override
+    # fakes, and every call of a mesh without metrics, are kept in an in-flight list
+    # (meshlite._inflight).
 
     @property
     def _in_flight(self) -> int:
@@ -301,7 +302,12 @@ class Mesh(MeshLifecycle):
     @_in_flight.setter
     def _in_flight(self, value: int) -> None:
         # MeshLifecycle declares a plain attribute; here it is derived.
-        raise AttributeError("Mesh._in_flight is counted from the lists of calls")
+        raise AttributeError("Mesh._in_flight is counted from the calls started and ended")
+
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        if self.metrics is not None:
+            self.metrics.refuse(state in _REFUSING)
 
     def _refused(self) -> MeshClosedError:
         return MeshClosedError(
@@ -320,39 +326,46 @@ class Mesh(MeshLifecycle):
     def _leave(self) -> None:
         self._calls.pop()
 
-    # dispatch and dispatch_sync inline _enter/_leave and the timing: every call runs
-    # them, and each Python call or clock read shows (docs/metrics.md, "Cost").
+    # dispatch and dispatch_sync inline _enter/_leave and the recording: every call
+    # runs them, and each Python operation shows (docs/metrics.md, "Cost"). With
+    # metrics, one list pop when a call starts does the work of the state check and
+    # of the in-flight list: a closing mesh empties the gates (_set_state), and the
+    # call that finds a gate empty asks the series (Timings.reopen) whether it is
+    # closed or only due for counting.
 
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
         current call; used by :meth:`call` and the HTTP transport."""
         lanes = self._lanes
-        if lanes is None:
-            calls, series = self._calls, None
-        else:
+        if lanes is not None:
             try:
-                calls, series, monotonic = lanes[service]
+                gate, pending, series, monotonic = lanes[service]
             except KeyError:
-                calls, series, monotonic = self._adopt_lane(service)
-        calls.append(None)  # before the state check, as in _enter
-        if self._state in _REFUSING:
-            calls.pop()
-            raise self._refused()
-        token = _current.set(ctx)
-        try:
-            if series is None:
-                return await service._ahandler(ctx)
+                gate, pending, series, monotonic = self._adopt_lane(service)
+            try:
+                gate.pop()
+            except IndexError:
+                if not series.reopen():
+                    raise self._refused() from None
+            token = _current.set(ctx)
             start = monotonic()
             try:
                 result = await service._ahandler(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
                 series.error(monotonic() - start, error)
                 raise
-            pending = series.pending  # Timings.observe, inlined
+            finally:
+                _current.reset(token)
             pending.append(monotonic() - start)
-            if len(pending) >= FOLD_AT:
-                series.fold()
             return result
+        calls = self._calls
+        calls.append(None)  # before the state check, as in _enter
+        if self._state in _REFUSING:
+            calls.pop()
+            raise self._refused()
+        token = _current.set(ctx)
+        try:
+            return await service._ahandler(ctx)
         finally:
             _current.reset(token)
             calls.pop()
@@ -361,32 +374,35 @@ class Mesh(MeshLifecycle):
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
         lanes = self._lanes
-        if lanes is None:
-            calls, series = self._calls, None
-        else:
+        if lanes is not None:
             try:
-                calls, series, monotonic = lanes[service]
+                gate, pending, series, monotonic = lanes[service]
             except KeyError:
-                calls, series, monotonic = self._adopt_lane(service)
-        calls.append(None)  # before the state check, as in _enter
-        if self._state in _REFUSING:
-            calls.pop()
-            raise self._refused()
-        token = _current.set(ctx)
-        try:
-            if series is None:
-                return handler(ctx)
+                gate, pending, series, monotonic = self._adopt_lane(service)
+            try:
+                gate.pop()
+            except IndexError:
+                if not series.reopen():
+                    raise self._refused() from None
+            token = _current.set(ctx)
             start = monotonic()
             try:
                 result = handler(ctx)
             except BaseException as error:  # counted, then re-raised untouched
                 series.error(monotonic() - start, error)
                 raise
-            pending = series.pending  # Timings.observe, inlined
+            finally:
+                _current.reset(token)
             pending.append(monotonic() - start)
-            if len(pending) >= FOLD_AT:
-                series.fold()
             return result
+        calls = self._calls
+        calls.append(None)  # before the state check, as in _enter
+        if self._state in _REFUSING:
+            calls.pop()
+            raise self._refused()
+        token = _current.set(ctx)
+        try:
+            return handler(ctx)
         finally:
             _current.reset(token)
             calls.pop()

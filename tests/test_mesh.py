@@ -271,6 +271,17 @@ def test_sync_close_drains_calls_running_on_other_threads(metrics: bool) -> None
     assert mesh.in_flight == 0
 
 
+def test_a_service_registered_on_a_closed_mesh_is_refused_too() -> None:
+    mesh = Mesh([svc("users")])
+    mesh.close()
+    mesh.register(svc("late"))  # metrics make its call series while the mesh refuses
+    with pytest.raises(MeshClosedError, match="closed"):
+        mesh.call_sync("late", lambda backend: 1)
+    assert mesh.in_flight == 0
+    with mesh:
+        assert mesh.call_sync("late", lambda backend: 2) == 2
+
+
 async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
     mesh = Mesh([svc("users")], drain_timeout=3.0, clock=clock)
 

@@ -4,11 +4,11 @@ Three sources, by cost:
 
 - read at scrape time, free on the call path: each backend's request, error and
   in-flight counters (kept by routing anyway), ejection and health state, breaker
-  states, panic mode, and the calls in flight per service (the lists the mesh's
-  dispatch keeps anyway for draining);
-- recorded per call without a lock of its own: the mesh's dispatch times each
-  logical call and appends the latency to its :class:`~._metrics.Timings`, inline
-  (the histogram is counted in batches);
+  states and panic mode;
+- recorded per call without a lock: the mesh's dispatch takes a token from the
+  service's :class:`~._metrics.Timings` gate when a call starts and appends the
+  call's latency when it ends, inline (the calls in flight are the tokens taken
+  less the calls finished, and the histogram is counted in batches);
   each endpoint counts its attempts' latencies in a histogram, under the lock it
   takes for its other counters anyway, with the latency it measured anyway (see
   ``Endpoint.record_histogram``), so attempts cost no clock read and no call;
@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._inflight import calls_list, count
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
@@ -40,10 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Lane", "MeshMetrics"]
 
-Lane = tuple[list[None], Timings, Callable[[], float]]
-"""What the mesh's dispatch reads per call of one service: the list of its calls in
-flight (:mod:`meshlite._inflight`: one item per call, no lock),
-its call series, and its clock's ``monotonic``."""
+Lane = tuple[list[None], list[float], Timings, Callable[[], float]]
+"""What the mesh's dispatch reads per call of one service: the gate of its call
+series (a call takes a token when it starts), the list its latencies are appended
+to, the series (:class:`~meshlite.observability._metrics.Timings`), and the
+service clock's ``monotonic``."""
 
 
 class MeshMetrics:
@@ -66,6 +66,7 @@ class MeshMetrics:
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
         self.lanes: dict[Service, Lane] = {}
+        self._refusing = False
         """Each observed service's :data:`Lane` (the mesh's dispatch reads it per call)."""
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
@@ -87,14 +88,28 @@ class MeshMetrics:
             series = self._calls.get(name)
             if series is None:
                 series = self._calls[name] = Timings((("service", name),), self.bounds)
+                if self._refusing:
+                    series.close_gate()
             service._record_histograms(self.bounds)  # attempts: timed by the endpoints
             self._subscribe(service.hooks, service.hooks.add(self.feed))
             for policy in service.pipeline.walk():
                 if id(policy) not in self._subscribed:
                     self._subscribe(policy, policy.hooks.add(self.feed))
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
-            lane = self.lanes[service] = (calls_list(), series, service.clock.monotonic)
+            lane = (series.gate, series.pending, series, service.clock.monotonic)
+            self.lanes[service] = lane
             return lane
+
+    def refuse(self, refusing: bool) -> None:
+        """Close the gates of every call series (the mesh is closing: its dispatch
+        refuses calls that find a gate closed), or open them again."""
+        with self._lock:
+            self._refusing = refusing
+            for series in self._calls.values():
+                if refusing:
+                    series.close_gate()
+                else:
+                    series.open_gate()
 
     def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
         # Keeping the owner alive keeps its id from being reused by another object.
@@ -104,7 +119,9 @@ class MeshMetrics:
     def in_flight(self) -> int:
         """Calls in flight through every observed service (the mesh's drain counts
         them with its own)."""
-        return sum(count(calls) for calls, *_ in list(self.lanes.values()))
+        with self._lock:
+            series = list(self._calls.values())
+        return sum(s.in_flight for s in series)
 
     # -- reading -------------------------------------------------------------------
 
@@ -113,12 +130,9 @@ class MeshMetrics:
         services = self._mesh.services
         with self._lock:
             calls = dict(self._calls)
-            lanes = list(self.lanes.items())
-        in_flight: dict[str, int] = {}
-        for service, (running, *_) in lanes:
-            in_flight[service.name] = in_flight.get(service.name, 0) + count(running)
-        attempts = _attempt_readings(service for service, _ in lanes)
-        yield from service_families(services, calls, in_flight, attempts, self.bounds)
+            lanes = list(self.lanes)
+        attempts = _attempt_readings(lanes)
+        yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
 

@@ -21,7 +21,6 @@ from itertools import pairwise
 from typing import Protocol
 
 from .._histogram import FOLD_AT, Histogram, take
-from .._inflight import calls_list, count
 from .._validate import fail
 from ..routing._events import ResponseStatusError
 
@@ -112,33 +111,76 @@ class TimingsReading:
 class Timings(Histogram):
     """A latency histogram of one label set, plus errors by type and calls in flight.
 
-    Recording takes no lock (see :class:`~meshlite._histogram.Histogram`): a finished
-    call appends its latency to ``pending``, a failed one ``(latency, error label)``
-    to ``failed``; they are counted at the next fold. ``running`` is an in-flight list
-    (:mod:`meshlite._inflight`: ``append`` when a call starts, ``pop`` when it ends),
-    for recorders that report that gauge.
+    Recording takes no lock. A call takes a token from :attr:`gate` when it starts
+    (``gate.pop()``), and when it ends appends its latency to ``pending`` (or
+    ``(latency, error label)`` to ``failed``, by :meth:`error`). One list operation
+    at each end, and the gate does three jobs:
+
+    - calls in flight are the tokens taken less the calls finished;
+    - it holds :data:`~meshlite._histogram.FOLD_AT` tokens, so the call that finds it
+      empty calls :meth:`reopen`, which counts what is pending and refills it: the
+      lists stay bounded without a length check per call;
+    - a recorder may close it (:meth:`close_gate`) to send every call to its slow
+      path, as a closing mesh does to refuse calls.
 
     Args:
         labels: The label pairs of this series.
         bounds: Bucket upper bounds (from :func:`check_buckets`).
     """
 
-    __slots__ = ("_errors", "failed", "labels", "running")
+    __slots__ = ("_closed", "_errors", "_finished", "_given", "failed", "gate", "labels")
 
     def __init__(self, labels: Labels, bounds: tuple[float, ...]) -> None:
         super().__init__(bounds)
         self.labels = labels
         self.failed: list[tuple[float, str]] = []
-        self.running = calls_list()
+        self.gate: list[None] = [None] * FOLD_AT
+        self._given = FOLD_AT  # tokens ever put in the gate (or given out by reopen)
+        self._finished = 0  # calls counted from pending and failed
+        self._closed = False
         self._errors: dict[str, int] = {}
+
+    def reopen(self) -> bool:
+        """Called by a call that found the gate empty: unless the gate is closed,
+        count what is pending, refill the gate and count this call as started.
+
+        Returns:
+            False when the gate is closed (the call was not counted).
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            self._fold()
+            gate = self.gate
+            # This call's token is given and taken at once: a pop here could find
+            # the new tokens taken already by calls running meanwhile.
+            add = max(0, FOLD_AT - 1 - len(gate))
+            gate.extend(_TOKENS[:add])
+            self._given += add + 1
+            return True
+
+    def close_gate(self) -> None:
+        """Empty the gate and keep it empty: every call goes to :meth:`reopen`,
+        which refuses it, until :meth:`open_gate`."""
+        with self._lock:
+            self._closed = True
+            gate = self.gate
+            while True:  # one pop at a time: each is atomic, so the count is exact
+                try:
+                    gate.pop()
+                except IndexError:
+                    break
+                self._given -= 1
+
+    def open_gate(self) -> None:
+        """Let calls through the gate again."""
+        with self._lock:
+            self._closed = False
 
     def error(self, seconds: float, error: BaseException) -> None:
         """Record one call that failed with ``error`` after ``seconds`` (its latency
         and :func:`error_label`)."""
-        failed = self.failed
-        failed.append((seconds, error_label(error)))
-        if len(failed) >= FOLD_AT:
-            self.fold()
+        self.failed.append((seconds, error_label(error)))
 
     def _fold(self) -> None:
         batch = take(self.failed)
@@ -147,14 +189,31 @@ class Timings(Histogram):
             for _, label in batch:
                 counts[label] = counts.get(label, 0) + 1
             self.count([seconds for seconds, _ in batch])
-        super()._fold()
+        done = take(self.pending)
+        self.count(done)
+        self._finished += len(batch) + len(done)
+
+    def _in_flight(self) -> int:
+        # Caller holds the lock and has just folded: a call finished in `_finished`
+        # took its token before, so the gate is read last.
+        return self._given - len(self.gate) - self._finished
+
+    @property
+    def in_flight(self) -> int:
+        """Calls that took a token and have not finished yet."""
+        with self._lock:
+            self._fold()
+            return self._in_flight()
 
     def read_all(self) -> TimingsReading:
         """Fold what is pending and return every count."""
         with self._lock:
             self._fold()
             return TimingsReading(buckets=tuple(self._buckets), sum=self._sum,
-                                  in_flight=count(self.running), errors=dict(self._errors))
+                                  in_flight=self._in_flight(), errors=dict(self._errors))
+
+
+_TOKENS: list[None] = [None] * FOLD_AT
 
 
 def error_label(error: BaseException) -> str:

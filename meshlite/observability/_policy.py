@@ -13,7 +13,6 @@ from .._policy import AsyncHandler, Handler, Policy
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
-    FOLD_AT,
     Counters,
     MetricFamily,
     Sample,
@@ -99,8 +98,10 @@ class Metrics(Policy):
                 series = by_operation[operation] = Timings(labels, self.bounds)
             return series
 
-    # wrap and awrap inline Timings.observe and the lookup of the series: each Python
-    # call on this path shows in benchmarks/metrics.py.
+    # wrap and awrap inline the lookup of the series and its recording: each Python
+    # operation on this path shows in benchmarks/metrics.py. A call takes a token
+    # from the series' gate when it starts (counting it in flight) and appends its
+    # latency when it ends; the call that finds the gate empty counts the batch.
 
     def wrap(self, call_next: Handler) -> Handler:
         """The sync handler recording each call around ``call_next``."""
@@ -111,20 +112,17 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            running = series.running
-            running.append(None)
+            try:
+                series.gate.pop()
+            except IndexError:
+                series.reopen()  # never closed here: counts the batch, refills
             start = monotonic()
             try:
                 result = call_next(ctx)
             except BaseException as error:  # counted, then re-raised untouched
                 series.error(monotonic() - start, error)
                 raise
-            finally:
-                running.pop()
-            pending = series.pending
-            pending.append(monotonic() - start)
-            if len(pending) >= FOLD_AT:
-                series.fold()
+            series.pending.append(monotonic() - start)
             return result
 
         return handler
@@ -138,20 +136,17 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            running = series.running
-            running.append(None)
+            try:
+                series.gate.pop()
+            except IndexError:
+                series.reopen()
             start = monotonic()
             try:
                 result = await call_next(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
                 series.error(monotonic() - start, error)
                 raise
-            finally:
-                running.pop()
-            pending = series.pending
-            pending.append(monotonic() - start)
-            if len(pending) >= FOLD_AT:
-                series.fold()
+            series.pending.append(monotonic() - start)
             return result
 
         return handler

@@ -101,15 +101,15 @@ def _service_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
 
 
 def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
-                     in_flight: dict[str, int], attempts: AttemptReadings,
-                     bounds: tuple[float, ...]) -> Iterator[MetricFamily]:
+                     attempts: AttemptReadings, bounds: tuple[float, ...]
+                     ) -> Iterator[MetricFamily]:
     """The per-service and per-backend families: ``calls`` are the call series by
-    service name, ``in_flight`` the calls running by service name, ``attempts`` the
-    backends' attempt histograms (labels, bounds, reading) in exposition order."""
+    service name, ``attempts`` the backends' attempt histograms (labels, bounds,
+    reading) in exposition order."""
     for s in services:
         s._due()  # return backends whose ejection ran out, so the gauges read now
-    readings = [(series.labels, series.read_all(), in_flight.get(name, 0))
-                for name, series in sorted(calls.items())]
+    readings = [(series.labels, reading, reading.in_flight)
+                for series, reading in ((calls[n], calls[n].read_all()) for n in sorted(calls))]
     yield from _calls(readings, bounds)
     yield from _endpoint_gauges(services)
     yield _family(f"{_BACKEND}_request_duration_seconds", "histogram",

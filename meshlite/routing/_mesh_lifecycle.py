@@ -37,6 +37,11 @@ class MeshLifecycle:
     _in_flight: int
     _state: str
 
+    def _set_state(self, state: str) -> None:
+        # Every change of state goes through here (the mesh also closes the gates
+        # its dispatch passes while it refuses calls).
+        self._state = state
+
     def _components_in_order(self) -> list[Lifecycle]:
         order = dependency_order(self._services)
         return [c for s in order for c in s.components] + list(self._components)
@@ -45,7 +50,7 @@ class MeshLifecycle:
         if self._state in ("open", "closing"):
             raise ConfigError("Mesh: the mesh is already open", policy="mesh")
         components = self._components_in_order()
-        self._state = "open"
+        self._set_state("open")
         return components
 
     async def start(self) -> None:
@@ -54,13 +59,13 @@ class MeshLifecycle:
         try:
             await start_all(components, self._started)
         except BaseException:
-            self._state = "closed"
+            self._set_state("closed")
             raise
 
     async def aclose(self) -> None:
         """Drain calls in flight (up to ``drain_timeout``), stop components in reverse
         order and close the HTTP connection pools."""
-        self._state = "closing"
+        self._set_state("closing")
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
@@ -73,7 +78,7 @@ class MeshLifecycle:
                     await pools.aclose()
                 self._close_sync_pools(service)
         finally:
-            self._state = "closed"
+            self._set_state("closed")
 
     def _close_sync_pools(self, service: Service) -> None:
         if service._spools is not None:
@@ -96,7 +101,8 @@ class MeshLifecycle:
                 self._thread.run(start_all(components, self._started))
             except BaseException:
                 self._thread.stop()
-                self._thread, self._state = None, "closed"
+                self._thread = None
+                self._set_state("closed")
                 raise
         return self
 
@@ -106,7 +112,7 @@ class MeshLifecycle:
 
     def close(self) -> None:
         """Sync twin of :meth:`aclose` (for ``with mesh``)."""
-        self._state = "closing"
+        self._set_state("closing")
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
@@ -126,7 +132,7 @@ class MeshLifecycle:
                     pools, service._apools = service._apools, None
                     _close_async_pools_here(pools)
         finally:
-            self._state = "closed"
+            self._set_state("closed")
 
 
 def _close_async_pools_here(pools: Any) -> None:
