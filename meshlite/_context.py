@@ -14,7 +14,7 @@ from typing import Any
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["CallContext", "current_context", "remaining"]
+__all__ = ["CallContext", "current_context", "operation_of", "remaining"]
 
 
 class CallContext:
@@ -99,6 +99,13 @@ class CallContext:
             f"CallContext(service={self.service!r}, operation={self.operation!r}, "
             f"attempt={self.attempt}, remaining={self.remaining()!r})"
         )
+
+
+def operation_of(fn: Callable[..., Any]) -> str:
+    """The operation name of calls to ``fn``: its qualified name, else its name,
+    else its type's name."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
 
 
 _current: ContextVar[CallContext | None] = ContextVar("meshlite_call", default=None)

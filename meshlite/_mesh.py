@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, cast
 from ._audit import AuditLog
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
+from ._context import operation_of as _operation_of
 from ._errors import ConfigError
 from ._events import Hook
 from ._inflight import calls_list, count
-from ._pipeline import _operation_of
 from ._validate import fail, non_negative
 from .observability._mesh_metrics import Lane, MeshMetrics
 from .routing._events import MeshClosedError

@@ -29,7 +29,9 @@ _PREFIX = "meshlite_operation"
 class Metrics(Policy):
     """Record every call through the pipeline: requests, errors by type, latency
     histogram and calls in flight, per service and operation (``meshlite_operation_*``).
-    Put it outermost to time the whole call; serve it with ``prometheus_app(metrics)``
+    Put it outermost to time the whole call: there it records in the pipeline's own
+    entries (``call``, ``acall``, decorated functions) and costs no handler of its
+    own. Serve it with ``prometheus_app(metrics)``
     or ``start_http_server(metrics)``. :meth:`watch` also counts a pipeline's events
     (retries, rejections, breaker transitions...) under the mesh's metric names.
 
@@ -86,6 +88,13 @@ class Metrics(Policy):
                     entry[1]()
 
         return unwatch
+
+    def recording(self) -> tuple[dict[str | None, dict[str, Timings]],
+                                 Callable[[str | None, str], Timings], Callable[[], float]]:
+        """What a pipeline whose outermost policy this is records with in its entries
+        (meshlite._recording): the series by service then operation, the function
+        that makes a missing one, and the clock's ``monotonic``."""
+        return self._table, self._series_for, self._clock.monotonic
 
     def _series_for(self, service: str | None, operation: str) -> Timings:
         with self._lock:

@@ -10,8 +10,8 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._context import CallContext, _current
+from ..._context import operation_of as _operation_of
 from ..._errors import ConfigError
-from ..._pipeline import _operation_of
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import fail
 from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back

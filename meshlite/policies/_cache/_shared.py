@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _events
 from ..._context import CallContext
+from ..._context import operation_of as _operation_of
 from ..._errors import TimeoutExceeded
-from ..._pipeline import _operation_of
 from ..._policy import Handler
 from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back
 from ._options import KeyFunction
