@@ -4,7 +4,9 @@ Every mesh call and every attempt records a latency, and on CPython each operati
 on the call path shows: a lock, a ``threading.local`` read, or a bisection per call
 each cost more than an append. So a recorder appends to ``pending`` (atomic under
 the GIL and in free-threaded builds alike) and the buckets are counted later, a
-batch at a time: by whoever fills ``pending`` to :data:`FOLD_AT`, and by every read.
+batch at a time: every :data:`FOLD_AT` recordings (a length check in
+:meth:`Histogram.observe`; the call series of the mesh and of ``ml.Metrics`` use
+the token gate of ``observability._metrics.Timings`` instead), and by every read.
 
 A batch whose largest latency falls in the first bucket (the usual case for
 in-process calls) costs a ``max`` and a ``sum`` in C; any other batch is sorted once
@@ -42,11 +44,8 @@ def take(items: list[T]) -> list[T]:
 class Histogram:
     """Counts of latencies per bucket and their sum, recorded without a lock.
 
-    Hot paths inline :meth:`observe`::
-
-        pending.append(seconds)
-        if len(pending) >= FOLD_AT:
-            histogram.fold()
+    :meth:`observe` appends and folds every :data:`FOLD_AT` latencies; a recorder
+    with a cheaper trigger of its own (a Timings' gate) appends to ``pending`` itself.
 
     Args:
         bounds: Strictly increasing bucket upper bounds in seconds (a value equal to
