@@ -342,13 +342,13 @@ class Mesh(MeshLifecycle):
                 gate, pending, series, monotonic = lanes[service]
             except KeyError:
                 gate, pending, series, monotonic = self._adopt_lane(service)
+            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 gate.pop()
             except IndexError:
                 if not series.reopen():
                     raise self._refused() from None
             token = _current.set(ctx)
-            start = monotonic()
             try:
                 result = await service._ahandler(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
@@ -379,13 +379,13 @@ class Mesh(MeshLifecycle):
                 gate, pending, series, monotonic = lanes[service]
             except KeyError:
                 gate, pending, series, monotonic = self._adopt_lane(service)
+            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 gate.pop()
             except IndexError:
                 if not series.reopen():
                     raise self._refused() from None
             token = _current.set(ctx)
-            start = monotonic()
             try:
                 result = handler(ctx)
             except BaseException as error:  # counted, then re-raised untouched

@@ -73,12 +73,12 @@ def sync_entry(recorder: Recorder, rest: Pipeline, service: str | None
             series = table[ctx.service][ctx.operation]
         except KeyError:
             series = make(ctx.service, ctx.operation)
+        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
-        start = monotonic()
         try:
             result = handler(ctx)
         except BaseException as error:  # counted, then re-raised untouched
@@ -104,12 +104,12 @@ def async_entry(recorder: Recorder, handler: AsyncHandler, service: str | None
             series = table[ctx.service][ctx.operation]
         except KeyError:
             series = make(ctx.service, ctx.operation)
+        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
-        start = monotonic()
         try:
             result = await handler(ctx)
         except BaseException as error:  # counted (cancellation too), then re-raised
@@ -137,12 +137,12 @@ def sync_wrapper(recorder: Recorder, handler: Handler, service: str | None,
             series = table[ctx.service][operation]
         except KeyError:
             series = make(ctx.service, operation)
+        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
-        start = monotonic()
         try:
             result = handler(ctx)
         except BaseException as error:  # counted, then re-raised untouched
@@ -171,12 +171,12 @@ def async_wrapper(recorder: Recorder, handler: AsyncHandler, service: str | None
             series = table[ctx.service][operation]
         except KeyError:
             series = make(ctx.service, operation)
+        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
-        start = monotonic()
         try:
             result = await handler(ctx)
         except BaseException as error:  # counted (cancellation too), then re-raised

@@ -282,6 +282,33 @@ def test_a_service_registered_on_a_closed_mesh_is_refused_too() -> None:
         assert mesh.call_sync("late", lambda backend: 2) == 2
 
 
+class _BrokenClock(FakeClock):
+    """A clock whose next read raises, when armed."""
+
+    armed = False
+
+    def monotonic(self) -> float:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("clock broke")
+        return super().monotonic()
+
+
+async def test_a_clock_that_raises_when_a_call_starts_leaves_nothing_in_flight() -> None:
+    clock = _BrokenClock()
+    mesh = Mesh([svc("users")], clock=clock)
+    clock.armed = True
+    with pytest.raises(RuntimeError, match="clock broke"):
+        mesh.call_sync("users", lambda b: 1)
+    assert mesh.in_flight == 0
+    clock.armed = True
+    with pytest.raises(RuntimeError, match="clock broke"):
+        await mesh.call("users", lambda b: 1)
+    assert mesh.in_flight == 0
+    assert await mesh.call("users", lambda b: 2) == 2
+    assert mesh.in_flight == 0
+
+
 async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
     mesh = Mesh([svc("users")], drain_timeout=3.0, clock=clock)
 

@@ -121,11 +121,11 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
+            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 series.gate.pop()
             except IndexError:
                 series.reopen()  # never closed here: counts the batch, refills
-            start = monotonic()
             try:
                 result = call_next(ctx)
             except BaseException as error:  # counted, then re-raised untouched
@@ -145,11 +145,11 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
+            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 series.gate.pop()
             except IndexError:
                 series.reopen()
-            start = monotonic()
             try:
                 result = await call_next(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised

@@ -9,21 +9,12 @@ import threading
 from typing import Any
 
 import pytest
+from samples import value
 
 import meshlite as ml
 from meshlite.observability import MetricFamily, Metrics, render
 from meshlite.observability._prometheus import render_mesh
 from meshlite.testing import FakeClock
-
-
-def value(source: Any, name: str, suffix: str = "", **labels: str) -> float | None:
-    """The sample ``name+suffix{labels}`` of ``source.collect()``, or None."""
-    for family in source.collect():
-        if family.name == name:
-            for s in family.samples:
-                if s.suffix == suffix and dict(s.labels) == labels:
-                    return s.value
-    return None
 
 
 def family(source: Any, name: str) -> MetricFamily:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from samples import value as sample
 
 import meshlite as ml
 from meshlite.observability import Metrics
@@ -18,15 +19,6 @@ TOTAL = "meshlite_operation_requests_total"
 ERRORS = "meshlite_operation_request_errors_total"
 IN_FLIGHT = "meshlite_operation_requests_in_flight"
 DURATION = "meshlite_operation_request_duration_seconds"
-
-
-def sample(metrics: Metrics, name: str, suffix: str = "", **labels: str) -> float | None:
-    for family in metrics.collect():
-        if family.name == name:
-            for s in family.samples:
-                if s.suffix == suffix and dict(s.labels) == labels:
-                    return s.value
-    return None
 
 
 def layouts(metrics: Metrics) -> dict[str, ml.Pipeline]:
