@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import TypeVar
 
 __all__ = ["FOLD_AT", "Histogram", "take"]
@@ -78,22 +79,22 @@ class Histogram:
         # Caller holds the lock, which only folds take.
         self.count(take(self.pending))
 
-    def count(self, batch: list[float]) -> None:
-        """Count ``batch`` into the buckets now (may sort it). Callers hold the lock
-        or own the histogram alone."""
+    def count(self, batch: Sequence[float]) -> None:
+        """Count ``batch`` into the buckets now (it is only read: an endpoint hands
+        its reservoir itself). Callers hold the lock or own the histogram alone."""
         if not batch:
             return
         bounds, buckets = self.bounds, self._buckets
         if max(batch) <= bounds[0]:
             buckets[0] += len(batch)
         else:
-            batch.sort()
+            ordered = sorted(batch)
             below = 0
             for i, bound in enumerate(bounds):
-                upto = bisect_right(batch, bound, below)
+                upto = bisect_right(ordered, bound, below)
                 buckets[i] += upto - below
                 below = upto
-            buckets[-1] += len(batch) - below
+            buckets[-1] += len(ordered) - below
         self._sum += sum(batch)
 
     def add(self, buckets: tuple[int, ...] | list[int], total: float) -> None:

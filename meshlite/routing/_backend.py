@@ -354,9 +354,11 @@ class Endpoint:
             return
         new = self.requests - self._counted
         if new:
-            # A copy of the whole deque costs less than an islice skipping to the tail.
-            batch = list(self._latencies)
-            histogram.count(batch if new >= len(batch) else batch[-new:])
+            latencies = self._latencies
+            if new >= len(latencies):  # the usual case: counted every reservoir-full
+                histogram.count(latencies)
+            else:  # a copy of the whole deque costs less than an islice to its tail
+                histogram.count(list(latencies)[-new:])
             self._counted = self.requests
         self._count_at = self.requests + self._every
 
