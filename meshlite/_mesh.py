@@ -342,13 +342,18 @@ class Mesh(MeshLifecycle):
                 gate, pending, series, monotonic = lanes[service]
             except KeyError:
                 gate, pending, series, monotonic = self._adopt_lane(service)
-            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 gate.pop()
             except IndexError:
                 if not series.reopen():
                     raise self._refused() from None
             token = _current.set(ctx)
+            try:
+                start = monotonic()
+            except BaseException:  # a clock that raises: the call never started
+                gate.append(None)
+                _current.reset(token)
+                raise
             try:
                 result = await service._ahandler(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised
@@ -379,13 +384,18 @@ class Mesh(MeshLifecycle):
                 gate, pending, series, monotonic = lanes[service]
             except KeyError:
                 gate, pending, series, monotonic = self._adopt_lane(service)
-            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 gate.pop()
             except IndexError:
                 if not series.reopen():
                     raise self._refused() from None
             token = _current.set(ctx)
+            try:
+                start = monotonic()
+            except BaseException:  # a clock that raises: the call never started
+                gate.append(None)
+                _current.reset(token)
+                raise
             try:
                 result = handler(ctx)
             except BaseException as error:  # counted, then re-raised untouched

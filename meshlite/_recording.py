@@ -73,12 +73,17 @@ def sync_entry(recorder: Recorder, rest: Pipeline, service: str | None
             series = table[ctx.service][ctx.operation]
         except KeyError:
             series = make(ctx.service, ctx.operation)
-        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
+        try:
+            start = monotonic()
+        except BaseException:  # a clock that raises: the call never started
+            series.gate.append(None)
+            _current.reset(token)
+            raise
         try:
             result = handler(ctx)
         except BaseException as error:  # counted, then re-raised untouched
@@ -104,12 +109,17 @@ def async_entry(recorder: Recorder, handler: AsyncHandler, service: str | None
             series = table[ctx.service][ctx.operation]
         except KeyError:
             series = make(ctx.service, ctx.operation)
-        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
+        try:
+            start = monotonic()
+        except BaseException:  # a clock that raises: the call never started
+            series.gate.append(None)
+            _current.reset(token)
+            raise
         try:
             result = await handler(ctx)
         except BaseException as error:  # counted (cancellation too), then re-raised
@@ -137,12 +147,17 @@ def sync_wrapper(recorder: Recorder, handler: Handler, service: str | None,
             series = table[ctx.service][operation]
         except KeyError:
             series = make(ctx.service, operation)
-        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
+        try:
+            start = monotonic()
+        except BaseException:  # a clock that raises: the call never started
+            series.gate.append(None)
+            _current.reset(token)
+            raise
         try:
             result = handler(ctx)
         except BaseException as error:  # counted, then re-raised untouched
@@ -171,12 +186,17 @@ def async_wrapper(recorder: Recorder, handler: AsyncHandler, service: str | None
             series = table[ctx.service][operation]
         except KeyError:
             series = make(ctx.service, operation)
-        start = monotonic()  # first: nothing to undo if the clock raises
         try:
             series.gate.pop()
         except IndexError:
             series.reopen()
         token = _current.set(ctx)
+        try:
+            start = monotonic()
+        except BaseException:  # a clock that raises: the call never started
+            series.gate.append(None)
+            _current.reset(token)
+            raise
         try:
             result = await handler(ctx)
         except BaseException as error:  # counted (cancellation too), then re-raised

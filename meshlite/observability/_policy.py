@@ -121,11 +121,15 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 series.gate.pop()
             except IndexError:
                 series.reopen()  # never closed here: counts the batch, refills
+            try:
+                start = monotonic()
+            except BaseException:  # a clock that raises: the call never started
+                series.gate.append(None)
+                raise
             try:
                 result = call_next(ctx)
             except BaseException as error:  # counted, then re-raised untouched
@@ -145,11 +149,15 @@ class Metrics(Policy):
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            start = monotonic()  # first: nothing to undo if the clock raises
             try:
                 series.gate.pop()
             except IndexError:
                 series.reopen()
+            try:
+                start = monotonic()
+            except BaseException:  # a clock that raises: the call never started
+                series.gate.append(None)
+                raise
             try:
                 result = await call_next(ctx)
             except BaseException as error:  # counted (cancellation too), then re-raised

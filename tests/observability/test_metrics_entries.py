@@ -122,3 +122,43 @@ def test_a_metrics_pipeline_with_a_policy_that_cannot_run_sync_says_so() -> None
 
     with pytest.raises(ml.ConfigError):
         pipeline(sync_fn)
+
+
+class _BrokenClock(FakeClock):
+    """A clock whose next read raises, when armed."""
+
+    armed = False
+
+    def monotonic(self) -> float:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("clock broke")
+        return super().monotonic()
+
+
+@pytest.mark.parametrize("layout", ["outermost", "inside"])
+async def test_a_clock_that_raises_when_a_call_starts_leaves_nothing_in_flight(
+        layout: str) -> None:
+    clock = _BrokenClock()
+    metrics = Metrics(clock=clock)
+    pipeline = layouts(metrics)[layout]
+
+    def work() -> int:
+        return 1
+
+    async def awork() -> int:
+        return 2
+
+    for run in (lambda: pipeline.call(work), pipeline(work)):
+        clock.armed = True
+        with pytest.raises(RuntimeError, match="clock broke"):
+            run()
+    for arun in (lambda: pipeline.acall(awork), pipeline(awork)):
+        clock.armed = True
+        with pytest.raises(RuntimeError, match="clock broke"):
+            await arun()
+    assert ml.current_context() is None
+    for op in (work.__qualname__, awork.__qualname__):
+        assert sample(metrics, IN_FLIGHT, service="svc", operation=op) == 0
+        assert sample(metrics, TOTAL, service="svc", operation=op) == 0
+    assert pipeline.call(work) == 1
