@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from _clocks import BrokenClock
 
 import meshlite as ml
 from meshlite.mesh import Mesh
@@ -282,20 +283,8 @@ def test_a_service_registered_on_a_closed_mesh_is_refused_too() -> None:
         assert mesh.call_sync("late", lambda backend: 2) == 2
 
 
-class _BrokenClock(FakeClock):
-    """A clock whose next read raises, when armed."""
-
-    armed = False
-
-    def monotonic(self) -> float:
-        if self.armed:
-            self.armed = False
-            raise RuntimeError("clock broke")
-        return super().monotonic()
-
-
 async def test_a_clock_that_raises_when_a_call_starts_leaves_nothing_in_flight() -> None:
-    clock = _BrokenClock()
+    clock = BrokenClock()
     mesh = Mesh([svc("users")], clock=clock)
     clock.armed = True
     with pytest.raises(RuntimeError, match="clock broke"):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _clocks import BrokenClock
 from samples import value as sample
 
 import meshlite as ml
@@ -124,22 +125,10 @@ def test_a_metrics_pipeline_with_a_policy_that_cannot_run_sync_says_so() -> None
         pipeline(sync_fn)
 
 
-class _BrokenClock(FakeClock):
-    """A clock whose next read raises, when armed."""
-
-    armed = False
-
-    def monotonic(self) -> float:
-        if self.armed:
-            self.armed = False
-            raise RuntimeError("clock broke")
-        return super().monotonic()
-
-
 @pytest.mark.parametrize("layout", ["outermost", "inside"])
 async def test_a_clock_that_raises_when_a_call_starts_leaves_nothing_in_flight(
         layout: str) -> None:
-    clock = _BrokenClock()
+    clock = BrokenClock()
     metrics = Metrics(clock=clock)
     pipeline = layouts(metrics)[layout]
 
