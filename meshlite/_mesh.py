@@ -351,7 +351,7 @@ class Mesh(MeshLifecycle):
             try:
                 start = monotonic()
             except BaseException:  # a clock that raises: the call never started
-                gate.append(None)
+                series.abandoned()
                 _current.reset(token)
                 raise
             try:
@@ -393,7 +393,7 @@ class Mesh(MeshLifecycle):
             try:
                 start = monotonic()
             except BaseException:  # a clock that raises: the call never started
-                gate.append(None)
+                series.abandoned()
                 _current.reset(token)
                 raise
             try:

@@ -42,6 +42,10 @@ class Series(Protocol):
         """Record a call that failed after ``seconds``."""
         ...
 
+    def abandoned(self) -> None:
+        """A call that took a token ended before it was timed."""
+        ...
+
 
 @runtime_checkable
 class Recorder(Protocol):
@@ -81,7 +85,7 @@ def sync_entry(recorder: Recorder, rest: Pipeline, service: str | None
         try:
             start = monotonic()
         except BaseException:  # a clock that raises: the call never started
-            series.gate.append(None)
+            series.abandoned()
             _current.reset(token)
             raise
         try:
@@ -117,7 +121,7 @@ def async_entry(recorder: Recorder, handler: AsyncHandler, service: str | None
         try:
             start = monotonic()
         except BaseException:  # a clock that raises: the call never started
-            series.gate.append(None)
+            series.abandoned()
             _current.reset(token)
             raise
         try:
@@ -155,7 +159,7 @@ def sync_wrapper(recorder: Recorder, handler: Handler, service: str | None,
         try:
             start = monotonic()
         except BaseException:  # a clock that raises: the call never started
-            series.gate.append(None)
+            series.abandoned()
             _current.reset(token)
             raise
         try:
@@ -194,7 +198,7 @@ def async_wrapper(recorder: Recorder, handler: AsyncHandler, service: str | None
         try:
             start = monotonic()
         except BaseException:  # a clock that raises: the call never started
-            series.gate.append(None)
+            series.abandoned()
             _current.reset(token)
             raise
         try:

@@ -66,8 +66,8 @@ class MeshMetrics:
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
         self.lanes: dict[Service, Lane] = {}
-        self._refusing = False
         """Each observed service's :data:`Lane` (the mesh's dispatch reads it per call)."""
+        self._refusing = False  # the mesh refuses calls: new series start with gates closed
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)

@@ -177,6 +177,12 @@ class Timings(Histogram):
         with self._lock:
             self._closed = False
 
+    def abandoned(self) -> None:
+        """A call that took a token ended without a latency to record (its clock
+        raised before it started); it no longer counts in flight."""
+        with self._lock:
+            self._finished += 1
+
     def error(self, seconds: float, error: BaseException) -> None:
         """Record one call that failed with ``error`` after ``seconds`` (its latency
         and :func:`error_label`)."""

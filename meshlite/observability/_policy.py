@@ -128,7 +128,7 @@ class Metrics(Policy):
             try:
                 start = monotonic()
             except BaseException:  # a clock that raises: the call never started
-                series.gate.append(None)
+                series.abandoned()
                 raise
             try:
                 result = call_next(ctx)
@@ -156,7 +156,7 @@ class Metrics(Policy):
             try:
                 start = monotonic()
             except BaseException:  # a clock that raises: the call never started
-                series.gate.append(None)
+                series.abandoned()
                 raise
             try:
                 result = await call_next(ctx)

@@ -97,3 +97,13 @@ def test_threads_and_a_gate_closed_and_opened_meanwhile_lose_no_count() -> None:
     assert reading.count == sum(admitted) > 0
     assert min(seen, default=0) >= 0
     assert max(seen, default=0) <= 4
+
+
+def test_a_call_abandoned_while_the_gate_is_closed_leaves_it_closed() -> None:
+    t = Timings((), BOUNDS)
+    assert start(t)
+    t.close_gate()
+    t.abandoned()  # its clock raised: it never ran
+    assert t.in_flight == 0
+    assert t.gate == []
+    assert not start(t)  # no token came back to let a call through
