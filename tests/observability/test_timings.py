@@ -5,6 +5,7 @@ flight, bounds what waits to be counted, and refuses calls while it is closed.""
 from __future__ import annotations
 
 import threading
+import time
 
 from meshlite._histogram import FOLD_AT
 from meshlite.observability._metrics import Timings
@@ -67,21 +68,29 @@ def test_a_closed_gate_refuses_calls_and_keeps_counting_those_running() -> None:
 
 def test_threads_and_a_gate_closed_and_opened_meanwhile_lose_no_count() -> None:
     t = Timings((), BOUNDS)
-    admitted = [0] * 4
+    admitted, refused = [0] * 4, [0] * 4
     done = threading.Event()
     seen: list[int] = []
 
     def caller(i: int) -> None:
-        for _ in range(5_000):
+        # Until this thread has both got through and been refused (the flipper
+        # yields while the gate is closed and waits while it is open).
+        for attempt in range(1_000_000):
+            if attempt >= 2_000 and admitted[i] and refused[i]:
+                return
             if start(t):
                 admitted[i] += 1
                 t.pending.append(0.001)
+            else:
+                refused[i] += 1
 
     def flipper() -> None:
         while not done.is_set():
             t.close_gate()
             seen.append(t.in_flight)
+            time.sleep(0)  # let callers find it closed
             t.open_gate()
+            done.wait(0.0002)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
     flip = threading.Thread(target=flipper)
@@ -94,7 +103,9 @@ def test_threads_and_a_gate_closed_and_opened_meanwhile_lose_no_count() -> None:
     flip.join()
     reading = t.read_all()
     assert reading.in_flight == 0
-    assert reading.count == sum(admitted) > 0
+    assert reading.count == sum(admitted)
+    assert all(admitted), admitted
+    assert all(refused), refused
     assert min(seen, default=0) >= 0
     assert max(seen, default=0) <= 4
 
