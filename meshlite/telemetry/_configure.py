@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from opentelemetry import trace
 
 from .._errors import ConfigError
-from ._settings import OWNER, TelemetrySettings, resolve
+from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
 
 __all__ = ["Telemetry", "configure", "current"]
@@ -120,10 +120,7 @@ def _build(settings: TelemetrySettings) -> trace.TracerProvider:
     try:
         from ._sdk import build_provider
     except ImportError as error:
-        raise ConfigError(
-            f"{OWNER}: the OpenTelemetry SDK or OTLP exporter is not installed "
-            f"({error.name or error}); install the extra: pip install 'meshlite[otlp]'",
-            policy="telemetry") from error
+        raise missing_sdk(OWNER, error) from error
     return build_provider(settings)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail, positive
-from ._settings import ENDPOINT, SDK_DISABLED, _env, _url
+from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -196,10 +196,7 @@ def _provider(endpoint: str, interval: float, service_name: str | None) -> Meter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     except ImportError as error:
-        raise ConfigError(
-            f"{OWNER}: the OpenTelemetry SDK or OTLP exporter is not installed "
-            f"({error.name or error}); install the extra: pip install 'meshlite[otlp]'",
-            policy="telemetry") from error
+        raise missing_sdk(OWNER, error) from error
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._errors import ConfigError
 from .._validate import fail
 
 __all__ = [
@@ -176,3 +177,12 @@ def resolve(
         return TelemetrySettings(service_name=settings.service_name, traces_endpoint=None,
                                  console=False, sample_ratio=0.0, enabled=False)
     return settings
+
+
+def missing_sdk(owner: str, error: ImportError) -> ConfigError:
+    """The error for ``owner`` called without the OpenTelemetry SDK or OTLP exporter
+    installed (the ``otlp`` extra)."""
+    return ConfigError(
+        f"{owner}: the OpenTelemetry SDK or OTLP exporter is not installed "
+        f"({error.name or error}); install the extra: pip install 'meshlite[otlp]'",
+        policy="telemetry")
