@@ -26,6 +26,24 @@ def _invoke(ctx: CallContext) -> Any:
     return ctx.fn(*ctx.args, **ctx.kwargs)
 
 
+def _refuse_generator(fn: Callable[..., Any]) -> None:
+    """A generator's body runs while the caller iterates, after the decorated call has
+    returned, so no policy could see its errors or bound its time: refuse it."""
+    if inspect.isasyncgenfunction(fn):
+        kind, collect = "an async generator", "[item async for item in gen(...)]"
+    elif inspect.isgeneratorfunction(fn):
+        kind, collect = "a generator", "list(gen(...))"
+    else:
+        return
+    raise ConfigError(
+        f"{_operation_of(fn)} is {kind} function: its body runs while the caller "
+        "iterates, after the call returned, so retries, timeouts and breakers would "
+        f"protect nothing. Decorate a function that returns the collected items "
+        f"({collect}), or the function that fetches each item, instead",
+        policy="pipeline",
+    )
+
+
 class Pipeline(Policy):
     """An ordered set of policies applied to every call, outermost first.
 
@@ -159,11 +177,13 @@ class Pipeline(Policy):
         """Decorate ``fn``: a sync function stays sync and an async one stays async.
 
         Raises:
-            ConfigError: ``fn`` is sync and a policy cannot run synchronously.
+            ConfigError: ``fn`` is sync and a policy cannot run synchronously, or
+                ``fn`` is a generator or async generator function.
             TypeError: ``fn`` is not callable.
         """
         if not callable(fn):
             raise TypeError(f"Pipeline can only decorate a callable, got {fn!r}")
+        _refuse_generator(fn)
         operation = _operation_of(fn)
         service = self.service
         get_parent = _current.get
