@@ -61,11 +61,15 @@ class RetryScheduled(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetriesExhausted(Event):
-    """The last allowed attempt failed; ``reason`` says why no more were made."""
+    """The last allowed attempt failed; ``reason`` says why no more were made
+    (``"attempts"``, ``"not_retryable"``, ``"deadline"``, ``"budget"``, or
+    ``"retry_after"``: the server asked to wait longer than ``max_retry_after``)."""
 
     attempts: int
     reason: str
     error: BaseException | None = None
+    retry_after: float | None = None
+    """The wait the server asked for (``Retry-After``), when it decided the end."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

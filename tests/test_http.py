@@ -268,6 +268,19 @@ async def test_429_retry_after_is_honoured(servers: list[Server], clock: FakeClo
     assert clock.sleeps == [7.0]
 
 
+async def test_retry_after_beyond_the_cap_returns_the_answer_at_once(
+        servers: list[Server], clock: FakeClock) -> None:
+    a = servers[0]
+    a.status = 503
+    a.headers = {"Retry-After": "86400"}
+    pipeline = ml.Pipeline(ml.Retry(attempts=3, budget=None, clock=clock))
+    async with Mesh([service([a.url], pipeline=pipeline)]) as mesh:
+        response = await mesh.http("users").get("/busy")
+    assert response.status_code == 503
+    assert len(a.requests) == 1
+    assert clock.sleeps == []
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("-1") == 0.0

@@ -111,13 +111,14 @@ def _budget_off(value: Any) -> Any:
 
 
 class RetrySection(Section, frozen=True):
-    """``retry: {attempts, backoff, on, budget, respect_retry_after}``."""
+    """``retry: {attempts, backoff, on, budget, respect_retry_after, max_retry_after}``."""
 
     attempts: int | None = None
     backoff: BackoffSection | None = None
     on: ExceptionNames | None = None
     budget: BudgetSection | None = None
     respect_retry_after: bool | None = None
+    max_retry_after: float | None = None
 
     _field_hooks = {"budget": _budget_off}
 

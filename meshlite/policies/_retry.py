@@ -21,7 +21,7 @@ from .._events import RetriesExhausted, RetryBudgetExhausted, RetryScheduled
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._switches import is_testing
-from .._validate import fail
+from .._validate import fail, non_negative
 from ._retry_budget import (
     DEFAULT_BUDGET_MIN_PER_SECOND,
     DEFAULT_BUDGET_RATIO,
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_BUDGET_MIN_PER_SECOND",
     "DEFAULT_BUDGET_RATIO",
     "DEFAULT_BUDGET_TTL",
+    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_RETRY_ON",
     "Retry",
     "RetryBudget",
@@ -47,6 +48,10 @@ DEFAULT_ATTEMPTS = 3
 
 DEFAULT_BACKOFF: Backoff = exponential(initial=0.05, maximum=2.0)
 """Full-jitter exponential backoff from 50 ms up to 2 s."""
+
+DEFAULT_MAX_RETRY_AFTER = 30.0
+"""The longest wait a server's ``Retry-After`` may ask for, in seconds; a longer one
+ends the call at once with that answer."""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
@@ -99,6 +104,7 @@ class RetryOptions:
     on_result: Callable[[Any], bool] | None = None
     budget: RetryBudget | None = None
     respect_retry_after: bool = True
+    max_retry_after: float | None = DEFAULT_MAX_RETRY_AFTER
 
     def __post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
@@ -115,6 +121,8 @@ class RetryOptions:
             fail("Retry", "budget", self.budget, "an ml.RetryBudget or None")
         if not isinstance(self.respect_retry_after, bool):
             fail("Retry", "respect_retry_after", self.respect_retry_after, "True or False")
+        if self.max_retry_after is not None:
+            non_negative("Retry", "max_retry_after", self.max_retry_after)
 
 
 class _Tries:
@@ -147,13 +155,15 @@ def _short(value: object) -> str:
 class _Runner:
     """The failure path of one compiled Retry: options read once, into slots."""
 
-    __slots__ = ("attempts", "budget", "delay", "emit", "hooks", "respect", "retryable", "rng")
+    __slots__ = ("attempts", "budget", "cap", "delay", "emit", "hooks", "respect", "retryable",
+                 "rng")
 
     def __init__(self, policy: Retry) -> None:
         o = policy.options
         self.attempts = o.attempts
         self.retryable = retry_predicate(o.on)
         self.respect = o.respect_retry_after
+        self.cap = o.max_retry_after
         self.budget = o.budget
         self.rng = policy.random
         self.hooks = policy.hooks
@@ -187,16 +197,21 @@ class _Runner:
             self.give_up(ctx, n, tries, error, "attempts", "")
             return None
         delay = tries.previous = self.delay(n, tries.previous, error, result)
-        if self.respect:
-            hint = retry_after_of(error if error is not None else result)
-            if hint is not None and hint > delay:
-                delay = hint
+        hint = retry_after_of(error if error is not None else result) if self.respect else None
+        if hint is not None:
+            if self.cap is not None and hint > self.cap:
+                self.give_up(ctx, n, tries, error, "retry_after",
+                             f"the server asked to wait {hint:.3f}s (Retry-After), more "
+                             f"than max_retry_after={self.cap}s", hint)
+                return None
+            delay = max(delay, hint)
         if ctx.deadline is not None:
             left = ctx.deadline - ctx.clock.monotonic()
             if delay >= left:
+                asked = "Retry-After" if hint is not None and hint >= delay else "backoff"
                 self.give_up(ctx, n, tries, error, "deadline",
                              f"the deadline left no time for attempt {n + 1} "
-                             f"(backoff {delay:.3f}s, {max(0.0, left):.3f}s left)")
+                             f"({asked} {delay:.3f}s, {max(0.0, left):.3f}s left)", hint)
                 return None
         if self.budget is not None and not self.budget.try_withdraw():
             if self.hooks.active:
@@ -222,7 +237,7 @@ class _Runner:
             })
 
     def give_up(self, ctx: CallContext, n: int, tries: _Tries, error: Exception | None,
-                reason: str, why: str) -> None:
+                reason: str, why: str, retry_after: float | None = None) -> None:
         """Record that no attempt ``n + 1`` will be made: note, event, span attribute."""
         if error is not None:
             plural = "attempt" if n == 1 else "attempts"
@@ -231,7 +246,7 @@ class _Runner:
         if self.hooks.active:
             self.emit(RetriesExhausted(policy=Retry.kind, service=ctx.service,
                                        operation=ctx.operation, attempts=n, reason=reason,
-                                       error=error))
+                                       error=error, retry_after=retry_after))
         if ctx.span is not None:
             ctx.span.set_attribute("meshlite.attempts", n)
 
@@ -264,6 +279,9 @@ class Retry(Policy):
             ``None`` disables it.
         respect_retry_after: Wait at least what the error's ``retry_after`` or a
             ``Retry-After`` header asks.
+        max_retry_after: The longest such wait, in seconds (``None``: no cap); when
+            the server asks for longer, or for longer than the deadline leaves, the
+            call ends at once with that answer (``RetriesExhausted.reason`` says why).
         clock: Sleeps between attempts (default: the system clock).
         random: The generator jitter is drawn from.
 
@@ -282,6 +300,7 @@ class Retry(Policy):
         on_result: Callable[[Any], bool] | None = None,
         budget: RetryBudget | None = _DEFAULT_BUDGET,
         respect_retry_after: bool = True,
+        max_retry_after: float | None = DEFAULT_MAX_RETRY_AFTER,
         clock: Clock | None = None,
         random: Random | None = None,
     ) -> None:
@@ -297,6 +316,7 @@ class Retry(Policy):
         self.options = RetryOptions(
             attempts=attempts, backoff=as_backoff(backoff), on=on, on_result=on_result,
             budget=budget, respect_retry_after=respect_retry_after,
+            max_retry_after=max_retry_after,
         )
 
     @property

@@ -43,7 +43,7 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
         "ring_hash, round_robin, weighted_round_robin, got 'fastest'",
         "services.users.retry.attempts: must be >= 1, got 0",
         "services.users.retry.atempts: unknown option; valid options: attempts, backoff, on, "
-        "budget, respect_retry_after",
+        "budget, respect_retry_after, max_retry_after",
         "services.users.retry.backoff.initial: is not an option of the 'constant' backoff "
         "(valid: delay)",
         "services.users.retry.backoff.delay: must be >= 0, got -1.0",

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import meshlite as ml
+from meshlite._events import RetriesExhausted
 from meshlite.testing import FakeClock
 
 
@@ -314,7 +315,7 @@ def test_retry_after_header_http_date_on_result(clock: FakeClock) -> None:
     date = email.utils.formatdate(time.time() + 100, usegmt=True)
     replies = iter([Reply(429, {"Retry-After": date}), Reply(200, {})])
     retry = ml.Retry(on_result=lambda r: r.status == 429, backoff=ml.backoff.constant(0.1),
-                     clock=clock)
+                     max_retry_after=None, clock=clock)
     assert run("sync", lambda: next(replies), retry).status == 200
     (slept,) = clock.sleeps
     assert 98.0 <= slept <= 100.0  # the header has whole seconds
@@ -327,6 +328,60 @@ def test_retry_after_from_httpx_status_error(clock: FakeClock) -> None:
     retry = ml.Retry(on=httpx.HTTPStatusError, backoff=ml.backoff.constant(0.1), clock=clock)
     assert run("sync", flaky, retry) == "ok"
     assert clock.sleeps == [2.0]
+
+
+def test_retry_after_past_the_cap_ends_the_call_with_that_answer(
+        mode: str, clock: FakeClock) -> None:
+    replies = iter([Reply(503, {"Retry-After": "86400"}), Reply(200, {})])
+    events: list[ml.Event] = []
+    retry = ml.Retry(on_result=lambda r: r.status == 503, backoff=ml.backoff.constant(0.1),
+                     clock=clock)
+    assert retry.options.max_retry_after == 30.0  # the documented default
+    retry.add_hook(events.append)
+    assert run(mode, lambda: next(replies), retry).status == 503  # the server's answer
+    assert clock.sleeps == []  # not 86,400 s, not 30 s: at once
+    [done] = [e for e in events if isinstance(e, RetriesExhausted)]
+    assert (done.attempts, done.reason, done.retry_after) == (1, "retry_after", 86400.0)
+
+
+def test_retry_after_past_the_cap_raises_the_error_with_a_note(
+        mode: str, clock: FakeClock) -> None:
+    class Busy(ConnectionError):
+        retry_after = 12.0
+
+    flaky = Flaky(Busy("busy"))
+    retry = ml.Retry(backoff=ml.backoff.constant(0.1), max_retry_after=10.0, clock=clock)
+    with pytest.raises(Busy) as info:
+        run(mode, flaky, retry)
+    assert clock.sleeps == []
+    assert flaky.attempts == [1]
+    assert "more than max_retry_after=10.0s" in "".join(info.value.__notes__)
+
+
+def test_retry_after_within_the_cap_is_honoured(clock: FakeClock) -> None:
+    replies = iter([Reply(503, {"Retry-After": "30"}), Reply(200, {})])
+    retry = ml.Retry(on_result=lambda r: r.status == 503, clock=clock)
+    assert run("sync", lambda: next(replies), retry).status == 200
+    assert clock.sleeps == [30.0]
+
+
+def test_retry_after_longer_than_the_deadline_ends_at_once(
+        mode: str, clock: FakeClock) -> None:
+    replies = iter([Reply(503, {"Retry-After": "10"}), Reply(200, {})])
+    events: list[ml.Event] = []
+    retry = ml.Retry(on_result=lambda r: r.status == 503, backoff=ml.backoff.constant(0.1),
+                     clock=clock)
+    retry.add_hook(events.append)
+    assert run(mode, lambda: next(replies), ml.Timeout(5.0, clock=clock), retry).status == 503
+    assert clock.sleeps == []
+    [done] = [e for e in events if isinstance(e, RetriesExhausted)]
+    assert (done.reason, done.retry_after) == ("deadline", 10.0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "30", True])
+def test_max_retry_after_is_validated(bad: Any) -> None:
+    with pytest.raises(ml.ConfigError, match="max_retry_after"):
+        ml.Retry(max_retry_after=bad)
 
 
 # -- deadline --------------------------------------------------------------------------
