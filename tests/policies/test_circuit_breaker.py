@@ -682,6 +682,23 @@ def test_from_pybreaker_opens_after_fail_max_consecutive_failures(clock: FakeClo
     assert breaker.state == "closed"
 
 
+def test_from_pybreaker_carries_the_current_failure_count(clock: FakeClock) -> None:
+    pb = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=10, name="pb")
+
+    def boom() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            pb.call(boom)
+    assert (pb.fail_counter, pb.current_state) == (2, "closed")
+    breaker = ml.CircuitBreaker.from_pybreaker(pb, clock=clock)
+    assert breaker.state == "closed"
+    assert breaker.metrics().failures == 2
+    run(ml.Pipeline(breaker), "f")  # pybreaker would open on its next failure: so do we
+    assert breaker.state == "open"
+
+
 def test_from_pybreaker_ignores_excluded_exceptions(clock: FakeClock) -> None:
     exclude: list[Any] = [KeyError, lambda e: isinstance(e, ValueError)]
     pb = pybreaker.CircuitBreaker(fail_max=2, exclude=exclude)

@@ -126,7 +126,8 @@ class CircuitBreaker(Policy):
         calls with ``min_calls=fail_max`` and ``failure_rate=1.0``;
         ``reset_timeout`` becomes ``open_seconds``; one trial call is admitted
         when half-open; ``excluded_exceptions`` are not failures; the name is
-        kept; a breaker that is open now starts open for the rest of its timeout.
+        kept; a breaker that is open now starts open for the rest of its timeout,
+        and a closed one starts with its current count of consecutive failures.
 
         Raises:
             ConfigError: ``breaker`` is not a pybreaker breaker, or its settings

@@ -70,4 +70,7 @@ def adapt(cls: type[CircuitBreaker], breaker: Any, clock: Clock | None) -> Circu
     elif state == pybreaker.STATE_HALF_OPEN:
         # Its open period is over: start open with no time left, i.e. half-open.
         adapted._core.start_open(float(reset_timeout), "pybreaker had opened it")
+    else:
+        # Closed after some consecutive failures: the next fail_max - count open it.
+        adapted._core.start_with_failures(int(breaker.fail_counter or 0))
     return adapted

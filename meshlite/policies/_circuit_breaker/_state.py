@@ -232,6 +232,15 @@ class LocalCircuitState:
             self.gate = UNRECORDED
         return None if previous is DISABLED else Transition(previous, DISABLED, "disabled")
 
+    def start_with_failures(self, count: int) -> None:
+        """Start closed with ``count`` failures already in the window (fewer than
+        would open it): the consecutive failures another breaker had counted."""
+        with self._lock:
+            for _ in range(count):
+                if self._window.calls + 1 >= self._min_calls:
+                    break
+                self._record(FAILED)
+
     def start_open(self, elapsed: float, reason: str) -> None:
         """Open the circuit as if it had opened ``elapsed`` seconds ago."""
         with self._lock:
