@@ -72,8 +72,9 @@ class ExponentialBackoff:
     def __post_init__(self) -> None:
         capped_from = 2**62
         if self.multiplier > 1.0 and self.maximum > self.initial:
-            steps = math.log(self.maximum / self.initial) / math.log(self.multiplier)
-            capped_from = math.floor(steps) + 2
+            # Logs of each (not of the quotient, which overflows for maximum=1e308).
+            steps = (math.log(self.maximum) - math.log(self.initial)) / math.log(self.multiplier)
+            capped_from = min(capped_from, math.floor(steps) + 2)
         elif self.maximum <= self.initial:
             capped_from = 1
         object.__setattr__(self, "_capped_from", capped_from)

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     check = commands.add_parser(
         "check", help="validate a config file and print what it describes (exit 0 valid, "
-        "2 invalid, 1 unreadable)"
+        "2 invalid or unreadable)"
     )
     check.add_argument("config", metavar="CONFIG", help="the config file (YAML, TOML or JSON)")
     check.set_defaults(run=_check)

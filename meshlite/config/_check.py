@@ -19,8 +19,9 @@ from ._policies import DEFAULT_SPEC
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_UNREADABLE", "main", "run_check"]
 
 EXIT_OK = 0
-EXIT_UNREADABLE = 1
 EXIT_INVALID = 2
+EXIT_UNREADABLE = EXIT_INVALID
+"""A config that cannot be read is an invalid config: exit 2, in every command."""
 
 _SHOWN_BACKENDS = 2
 
@@ -87,7 +88,7 @@ def run_check(path: str, out: TextIO, err: TextIO | None = None, *,
             ``os.environ``).
 
     Returns:
-        0 when valid, 2 when invalid, 1 when the file cannot be read.
+        0 when valid, 2 when invalid or when the file cannot be read.
     """
     err = out if err is None else err
     try:

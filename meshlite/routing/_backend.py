@@ -13,7 +13,7 @@ import math
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "BackendLike",
     "Endpoint",
     "as_backend",
+    "as_backends",
 ]
 
 DEFAULT_EWMA_DECAY_SECONDS = 10.0
@@ -113,6 +114,19 @@ def as_backend(value: Any, owner: str = "Service") -> Backend:
     if not isinstance(value, Backend):
         fail(owner, "backends", value, "Backend objects or address strings")
     return value
+
+
+def as_backends(value: Any, owner: str = "Service") -> list[Backend]:
+    """``value`` (one backend or address, or an iterable of them) as Backends.
+
+    Raises:
+        ConfigError: ``value`` is not a backend, an address, or a list of them.
+    """
+    if isinstance(value, str | Backend):
+        return [as_backend(value, owner)]
+    if isinstance(value, Mapping | bytes) or not isinstance(value, Iterable):
+        fail(owner, "backends", value, "a list of Backend objects or address strings")
+    return [as_backend(b, owner) for b in value]
 
 
 class Endpoint:

@@ -22,10 +22,11 @@ from .._validate import fail
 from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
-from ._backend import Backend, BackendLike, Endpoint, as_backend
+from ._backend import Backend, BackendLike, Endpoint, as_backends
 from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
 from ._events import BackendsChanged
 from ._health import HealthCheck, HealthChecker
+from ._http_pool import check_http_pool
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
@@ -63,8 +64,7 @@ def _default_pipeline() -> Pipeline:
 
 
 def _check(owner: str, pipeline: Any, health_check: Any, outlier_detection: Any,
-           retry_non_idempotent: Any, panic_mode: Any, http_pool: Any
-           ) -> OutlierDetection | None:
+           retry_non_idempotent: Any, panic_mode: Any) -> OutlierDetection | None:
     """Validate a Service's arguments; returns its outlier detection (``...`` is
     the default ``OutlierDetection()``)."""
     if pipeline is not None and not isinstance(pipeline, Policy):
@@ -75,8 +75,6 @@ def _check(owner: str, pipeline: Any, health_check: Any, outlier_detection: Any,
                         ("panic_mode", panic_mode)):
         if not isinstance(value, bool):
             fail(owner, flag, value, "True or False")
-    if http_pool is not None and not isinstance(http_pool, Mapping):
-        fail(owner, "http_pool", http_pool, "a mapping of httpx transport options")
     if isinstance(outlier_detection, EllipsisType):
         return OutlierDetection()
     if outlier_detection is not None and not isinstance(outlier_detection, OutlierDetection):
@@ -85,6 +83,8 @@ def _check(owner: str, pipeline: Any, health_check: Any, outlier_detection: Any,
 
 
 def _names(owner: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, str | Iterable):
+        fail(owner, "depends_on", value, "service names")
     items = (value,) if isinstance(value, str) else tuple(value)
     for item in items:
         if not isinstance(item, str) or not item:
@@ -164,10 +164,8 @@ class Service(Rotation):
         if not isinstance(name, str) or not _NAME.match(name):
             fail("Service", "name", name, "a name of letters, digits, '.', '_' or '-'")
         owner = f"Service {name!r}"
-        if isinstance(backends, str | Backend):
-            backends = (backends,)
         outlier_detection = _check(owner, pipeline, health_check, outlier_detection,
-                                   retry_non_idempotent, panic_mode, http_pool)
+                                   retry_non_idempotent, panic_mode)
         self.name = name
         self.balancer: Balancer = make_balancer(balancer, owner, random)
         self.pipeline: Policy = _default_pipeline() if pipeline is None else pipeline
@@ -176,7 +174,7 @@ class Service(Rotation):
         self.depends_on = _names(owner, depends_on)
         self.retry_non_idempotent = retry_non_idempotent
         self.panic_mode = panic_mode
-        self.http_pool: dict[str, Any] = dict(http_pool or {})
+        self.http_pool: dict[str, Any] = check_http_pool(owner, http_pool)
         self.tls = check_tls(owner, tls, self.http_pool)
         self._headers = check_headers(owner, headers)
         self._ssl: ssl.SSLContext | None = None
@@ -190,7 +188,7 @@ class Service(Rotation):
         self._available: tuple[Endpoint, ...] = ()
         self._next_change = math.inf
         self._panic = False
-        self._install([as_backend(b, owner) for b in backends], owner)
+        self._install(as_backends(backends, owner), owner)
         if not isinstance(trace, bool):
             fail(owner, "trace", trace, "True or False")
         self._call_span = Trace(span_kind=SpanKind.INTERNAL) if trace else None
@@ -347,7 +345,7 @@ class Service(Rotation):
             ConfigError: a bad backend or a duplicate address.
         """
         owner = f"Service {self.name!r}"
-        new = [as_backend(b, owner) for b in backends]
+        new = as_backends(backends, owner)
         before = {e.address for e in self._endpoints}
         self._install(new, owner)
         after = {b.address for b in new}

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from meshlite.config._check import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE, run_check
 
 DOCS = Path(__file__).parents[2] / "docs" / "config.md"
@@ -67,13 +69,23 @@ def test_unparsable_config_is_invalid(write_config: Any) -> None:
     assert run_check(write_config("services: [", "bad.yaml"), out, environ={}) == EXIT_INVALID
 
 
-def test_unreadable_config_exits_1(tmp_path: Path) -> None:
+def test_unreadable_config_exits_2(tmp_path: Path) -> None:
     out = io.StringIO()
+    assert EXIT_UNREADABLE == EXIT_INVALID == 2  # as `meshlite dashboard` does
     assert run_check(str(tmp_path / "nope.yaml"), out, environ={}) == EXIT_UNREADABLE
     assert "cannot read the config file" in out.getvalue()
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     assert run_check(str(binary), io.StringIO(), environ={}) == EXIT_UNREADABLE
+
+
+@pytest.mark.parametrize("command", ["check", "dashboard"])
+def test_missing_config_exits_2_in_every_command(tmp_path: Path, command: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlite.cli import main
+
+    assert main([command, str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
 
 
 def test_module_entry_point(write_config: Any) -> None:

@@ -116,6 +116,12 @@ def test_plain_callable_accepted_as_is() -> None:
     assert as_backoff(mine) is mine
 
 
+def test_huge_maximum_is_accepted_and_capped() -> None:
+    backoff = ml.backoff.exponential(initial=0.05, maximum=1e308, jitter=False)
+    assert delays(backoff, 3) == [0.05, 0.1, 0.2]
+    assert backoff(5000, 0.0, random.Random(1)) == 1e308  # capped, never an overflow
+
+
 @pytest.mark.parametrize(
     ("make", "field"),
     [

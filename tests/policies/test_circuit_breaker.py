@@ -754,6 +754,8 @@ def test_from_pybreaker_rejects_other_objects() -> None:
     ({"slow_call_rate": 0}, "slow_call_rate"), ({"open_seconds": -1}, "open_seconds"),
     ({"half_open_calls": 0}, "half_open_calls"), ({"failure_on": 3}, "failure_on"),
     ({"name": ""}, "name"), ({"store": "redis://x"}, "store"),
+    ({"window": 10**100}, "window"), ({"window": 10**100, "window_type": "time"}, "window"),
+    ({"window": 1e308, "window_type": "time"}, "window"),
 ])
 def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"^CircuitBreaker: {field} must be"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 import meshlite as ml
@@ -181,10 +182,25 @@ def test_hedge_like_policies_that_cannot_run_sync_raise_config_error() -> None:
     (("s",), {"retry_non_idempotent": 1}, "retry_non_idempotent must be"),
     (("s",), {"panic_mode": None}, "panic_mode must be"),
     (("s",), {"http_pool": 3}, "http_pool must be"),
+    (("s",), {"http_pool": {"max_connections": 10}}, "'max_connections' is not one"),
+    (("s",), {"http_pool": {"limits": {"max_connections": 10}}}, "'limits' is an httpx.Limits"),
+    (("s",), {"http_pool": {"http2": "yes"}}, "'http2' is True or False"),
+    (("s",), {"http_pool": {"retries": -1}}, "'retries' is an integer"),
+    (("s",), {"http_pool": {1: 2}}, "1 is not one"),
+    (("s", 5), {}, "backends must be a list"),
+    (("s", {"http://a": 1}), {}, "backends must be a list"),
+    (("s",), {"depends_on": 5}, "depends_on must be"),
 ])
 def test_bad_service_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ml.ConfigError, match=match):
         Service(*args, **kwargs)
+
+
+def test_good_http_pool_options_reach_the_transport() -> None:
+    limits = httpx.Limits(max_connections=3, max_keepalive_connections=1)
+    service = Service("s", ["http://127.0.0.1:1"],
+                      http_pool={"limits": limits, "retries": 1, "http1": True})
+    assert service.http_pool == {"limits": limits, "retries": 1, "http1": True}
 
 
 def test_service_accepts_single_values_and_defaults() -> None:

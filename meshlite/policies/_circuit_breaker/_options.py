@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_SLOW_CALL_RATE",
     "DEFAULT_WINDOW",
     "DEFAULT_WINDOW_TYPE",
+    "MAX_WINDOW_CALLS",
+    "MAX_WINDOW_SECONDS",
     "CircuitBreakerOptions",
 ]
 
@@ -37,6 +39,12 @@ DEFAULT_SLOW_CALL_RATE = 1.0
 DEFAULT_OPEN_SECONDS = 30.0
 
 DEFAULT_HALF_OPEN_CALLS = 5
+
+MAX_WINDOW_CALLS = 1_000_000
+"""The largest count window (it keeps one byte per call)."""
+
+MAX_WINDOW_SECONDS = 86_400.0
+"""The largest time window, one day (it keeps one bucket per second)."""
 
 DEFAULT_FAILURE_ON: type[BaseException] = Exception
 """Any error counts as a failure (rejections by inner policies excepted)."""
@@ -65,9 +73,12 @@ class CircuitBreakerOptions:
         if self.window_type not in ("count", "time"):
             fail(_OWNER, "window_type", self.window_type, "'count' or 'time'")
         if self.window_type == "count":
-            at_least(_OWNER, "window", self.window, 1)
-        else:
-            positive(_OWNER, "window", self.window)
+            if at_least(_OWNER, "window", self.window, 1) > MAX_WINDOW_CALLS:
+                fail(_OWNER, "window", self.window,
+                     f"at most {MAX_WINDOW_CALLS:,} calls for a count window")
+        elif positive(_OWNER, "window", self.window) > MAX_WINDOW_SECONDS:
+            fail(_OWNER, "window", self.window,
+                 f"at most {MAX_WINDOW_SECONDS:g} seconds for a time window")
         at_least(_OWNER, "min_calls", self.min_calls, 1)
         optional_positive(_OWNER, "slow_call_seconds", self.slow_call_seconds)
         fraction(_OWNER, "slow_call_rate", self.slow_call_rate)
