@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck demo bench clean
+.PHONY: install test lint typecheck demo bench screenshot clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+
+# Regenerate the README's dashboard picture (tests never write tracked files).
+screenshot: install
+	MESHLITE_SCREENSHOT=docs/img/dashboard.png $(BIN)/pytest -q \
+		tests/observability/test_dashboard_browser.py -k live_charts
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

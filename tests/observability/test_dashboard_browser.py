@@ -1,7 +1,9 @@
 """The dashboard page in a real headless Chromium (Debian ``chromium``), driven by
 Playwright: it shows the services, its charts move with live traffic, the token
-given in the URL fragment works, and nothing breaks the page's CSP. Saves the
-screenshot used in the README to docs/img/dashboard.png.
+given in the URL fragment works, and nothing breaks the page's CSP. Takes a
+screenshot into a temporary directory; ``make screenshot`` runs the same test with
+``MESHLITE_SCREENSHOT=docs/img/dashboard.png`` to regenerate the README's picture
+(a test run never modifies a tracked file).
 
 Playwright's own browser download is never used: Chromium is the system one.
 """
@@ -33,7 +35,7 @@ except ImportError:  # pragma: no cover - depends on the environment
                     "is a failure", pytrace=False)
     pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 TOKEN = "browser-test-token-0123456789abcdef"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -202,8 +204,11 @@ async def canvas_image(page: Page, selector: str) -> str:
 
 @pytest.mark.parametrize("demo", ["seeded"], indirect=True)
 async def test_page_shows_services_and_live_charts(
-        browser: Browser, demo: tuple[Demo, DashboardServer]) -> None:
+        browser: Browser, demo: tuple[Demo, DashboardServer], tmp_path: Path) -> None:
     _, server = demo
+    wanted = os.environ.get("MESHLITE_SCREENSHOT")  # set by `make screenshot` only
+    screenshot = Path(wanted) if wanted else tmp_path / "dashboard.png"
+    tracked = README_SCREENSHOT.read_bytes() if README_SCREENSHOT.exists() else None
     page = await browser.new_page(viewport={"width": 1440, "height": 900},
                                   device_scale_factor=1)
     errors = watch_errors(page)
@@ -223,8 +228,12 @@ async def test_page_shows_services_and_live_charts(
     assert breakers is not None
     assert "open" in breakers
     await page.wait_for_timeout(300)  # let the last frame settle before the picture
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    if not wanted:  # the README's picture is left as it is
+        assert (README_SCREENSHOT.read_bytes() if README_SCREENSHOT.exists() else None) \
+            == tracked
     assert errors == []
 
 
