@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from _system import on_ci
 
 from meshlite.testing import FakeClock
 
@@ -8,3 +9,17 @@ from meshlite.testing import FakeClock
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> pytest.TestReport:
+    """Under CI (``CI=true``) a skipped test is a failed one: CI installs every program
+    and library the suite uses (.ci/run), so a skip there hides a broken setup or a
+    test that depends on the order tests run in."""
+    report: pytest.TestReport = yield
+    if report.skipped and on_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which requires every test to run: {reason}"
+    return report

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,9 +21,18 @@ from meshlite.routing import (
     OutlierDetection,
     Service,
 )
+from meshlite.routing._health import HealthChecker
 from meshlite.testing import FakeClock
 
 NO_POLICY = ml.Pipeline()
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for ``predicate()`` to be true (``seconds`` is a bound, not an expectation)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never became true"
+        await asyncio.sleep(0.001)
 
 
 def svc(name: str, backends: Any = ("a", "b"), **kwargs: Any) -> Service:
@@ -191,13 +202,17 @@ async def test_health_checks_run_under_the_mesh(clock: FakeClock) -> None:
     check = HealthCheck(probe, interval=5.0, unhealthy_threshold=1)
     mesh = Mesh([svc("users", ["a", "b"], health_check=check)], clock=clock)
     async with mesh:
+        [checker] = [c for c in mesh.service("users").components
+                     if isinstance(c, HealthChecker)]
+        task = checker._task
+        assert task is not None
+        assert not task.done()
         assert sorted(probed) == ["a", "b"]  # the first round ran before start returned
         await third_round.wait()
         health = mesh.health()["users"]
         assert clock.monotonic() >= 2 * 5.0 * 0.9  # rounds are spaced by the interval
-    count = len(probed)
-    await asyncio.sleep(0.01)
-    assert len(probed) == count  # stopped with the mesh
+    assert checker._task is None
+    assert task.done()
     assert [(b.address, b.status) for b in health.backends] == [("a", "up"), ("b", "unhealthy")]
     assert "probe returned False" in health.backends[1].reason
 
@@ -212,10 +227,13 @@ async def test_drain_waits_for_calls_in_flight() -> None:
 
     await mesh.start()
     call = asyncio.ensure_future(mesh.call("users", slow))
-    await asyncio.sleep(0)
+    await until(lambda: mesh.in_flight == 1)
     closing = asyncio.ensure_future(mesh.aclose())
-    await asyncio.sleep(0.02)
+    await until(lambda: mesh._state == "closing")
+    for _ in range(20):  # loop turns, not time: the drain polls while the call runs
+        await asyncio.sleep(0)
     assert not closing.done()  # waiting for the call
+    assert mesh.in_flight == 1
     with pytest.raises(MeshClosedError, match="closing"):
         await mesh.call("users", slow)
     release.set()
@@ -306,7 +324,7 @@ async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
 
     await mesh.start()
     call = asyncio.ensure_future(mesh.call("users", stuck))
-    await asyncio.sleep(0)
+    await until(lambda: mesh.in_flight == 1)
     await mesh.aclose()
     assert clock.monotonic() == pytest.approx(3.0)
     assert not call.done()

@@ -300,9 +300,16 @@ def test_record_args(provider: TracerProvider, exporter: InMemorySpanExporter) -
 # -- providers -----------------------------------------------------------------
 
 
-def test_noop_without_sdk_provider() -> None:
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        pytest.skip("a global TracerProvider was installed by another test")
+def without_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No global TracerProvider for this test, whatever other tests installed (the API
+    then hands out its proxy), so these tests run, never skip, in any order."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def test_noop_without_sdk_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_global_provider(monkeypatch)
     seen = []
 
     def call() -> int:
@@ -332,8 +339,7 @@ def test_global_provider_installed_after_wrap_is_honoured(
 
 def no_span_made(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any span the API's proxy tracer starts fail the test."""
-    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        pytest.skip("a global TracerProvider was installed by another test")
+    without_global_provider(monkeypatch)
 
     def start_span(*args: Any, **kwargs: Any) -> trace.Span:
         raise AssertionError("an untraced call made a span")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import shutil
 import ssl
 import subprocess
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _system import require_program
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -231,9 +231,8 @@ async def test_verify_with_the_ca_bundle_async(server: TLSServer, pki: PKI) -> N
 
 def test_ca_bundle_directory(server: TLSServer, pki: PKI, tmp_path: Path) -> None:
     # capath layout: certificates named by subject hash, as `openssl rehash` makes them
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command computes the subject hash")
-    hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(pki.ca)],
+    openssl = require_program("openssl", "openssl")  # computes the subject hash
+    hashed = subprocess.run([openssl, "x509", "-hash", "-noout", "-in", str(pki.ca)],
                             capture_output=True, text=True, check=True).stdout.strip()
     (tmp_path / f"{hashed}.0").write_bytes(pki.ca.read_bytes())
     mesh = make_mesh(server.url, tls=TLS(ca_bundle=tmp_path))

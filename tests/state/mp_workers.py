@@ -8,6 +8,7 @@ together without sharing anything but the server.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -86,19 +87,28 @@ def cached(url: str, prefix: str) -> Any:
     return call(7)
 
 
-def through_an_outage(url: str, prefix: str, seconds: float) -> dict[str, Any]:
-    """Make decisions while the test kills and restarts Redis; count every outcome."""
+def through_an_outage(url: str, prefix: str, signals: str) -> dict[str, Any]:
+    """Make decisions while the test kills and restarts Redis; count every outcome.
+
+    Each event the store reports is also a file ``<signals>/<pid>.<Event>`` the test
+    waits for; the worker stops when the test creates ``<signals>/stop``.
+    """
     store = RedisStore(url, prefix=prefix, timeout=1.0, retry_interval=0.05)
     seen: list[str] = []
-    store.add_hook(lambda e: seen.append(type(e).__name__))
+
+    def note(name: str) -> None:
+        seen.append(name)
+        with open(os.path.join(signals, f"{os.getpid()}.{name}"), "a"):
+            pass
+
+    store.add_hook(lambda e: note(type(e).__name__))
     limit = ml.RateLimit(1000.0, store=store, name="outage", mode="reject")
-    limit.add_hook(lambda e: seen.append(type(e).__name__)
-                   if isinstance(e, StoreFallback) else None)
+    limit.add_hook(lambda e: note(type(e).__name__) if isinstance(e, StoreFallback) else None)
     call = limit(lambda: "ok")
     _start_together(url, prefix)
     outcomes = {"ok": 0, "rejected": 0, "errors": 0, "attempts": 0}
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    stop, end = os.path.join(signals, "stop"), time.monotonic() + 120.0  # a bound only
+    while not os.path.exists(stop) and time.monotonic() < end:
         outcomes["attempts"] += 1
         try:
             outcomes[call()] += 1

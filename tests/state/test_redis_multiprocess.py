@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.pool import AsyncResult, Pool
+from pathlib import Path
 from typing import Any
 
 import mp_workers
@@ -95,17 +96,41 @@ def test_one_cache_across_processes(pool: Pool, raw: redis.Redis,
     assert int(raw.get(f"{prefix}:runs") or 0) == 1
 
 
+def decisions(client: redis.Redis) -> int:
+    """Rate-limit decisions the Redis server has made (scripts run)."""
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def wait_for_files(directory: Path, suffix: str, count: int, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while len(list(directory.glob(f"*.{suffix}"))) < count:
+        assert time.monotonic() < deadline, f"{count} workers never reported {suffix}"
+        time.sleep(0.01)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_redis_killed_and_restarted_mid_run(pool: Pool, fresh_server: RedisServer,
-                                            prefix: str) -> None:
+                                            prefix: str, tmp_path: Path) -> None:
     client = redis.Redis.from_url(fresh_server.url)
     job = pool.starmap_async(mp_workers.through_an_outage,
-                             [(fresh_server.url, prefix, 2.0)] * PROCESSES)
+                             [(fresh_server.url, prefix, str(tmp_path))] * PROCESSES)
     go(client, prefix)
+    wait_until(lambda: decisions(client) >= 10 * PROCESSES, "decisions on Redis")
     client.close()
-    time.sleep(0.5)
     fresh_server.kill()
-    time.sleep(0.5)
+    wait_for_files(tmp_path, "StoreUnavailable", PROCESSES)  # every worker noticed
     fresh_server.start()
+    wait_for_files(tmp_path, "StoreRecovered", PROCESSES)  # and went back to Redis
+    check = redis.Redis.from_url(fresh_server.url)
+    wait_until(lambda: decisions(check) >= PROCESSES, "decisions on the restarted Redis")
+    (tmp_path / "stop").touch()
     reports = results(job)
     for report in reports:
         o = report["outcomes"]
@@ -115,7 +140,5 @@ def test_redis_killed_and_restarted_mid_run(pool: Pool, fresh_server: RedisServe
         assert "StoreFallback" in events  # fell back while Redis was gone
         assert events.index("StoreUnavailable") < events.index("StoreRecovered")
         assert report["available"], report  # and went back to Redis
-    check = redis.Redis.from_url(fresh_server.url)
-    stats = check.info("commandstats")  # counted since the restart
-    assert stats["cmdstat_evalsha"]["calls"] > 0  # decisions reached the restarted Redis
+    assert decisions(check) > 0  # counted since the restart: decisions reached it
     check.close()

@@ -1,0 +1,51 @@
+"""The suite's own rules, checked in inner pytest sessions (``pytester``): under
+``CI=true`` a skipped test fails, so CI cannot pass with tests that never ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS = Path(__file__).resolve().parent
+
+SKIPPING = """
+import pytest
+
+def test_needs_a_program():
+    pytest.skip("frobnicate is not installed")
+
+def test_runs():
+    assert True
+"""
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    """An inner session with this suite's conftest and helpers."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeconftest((TESTS / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(_system=(TESTS / "_system.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_inner=SKIPPING)
+    pytester.syspathinsert()
+    return pytester
+
+
+def run(pytester: pytest.Pytester) -> pytest.RunResult:
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:xdist",
+                                        "-p", "no:hypothesispytest", "test_inner.py")
+
+
+def test_a_skip_fails_under_ci(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = run(inner)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*skipped under CI=true*frobnicate is not installed*"])
+
+
+def test_a_skip_is_a_skip_elsewhere(inner: pytest.Pytester,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    run(inner).assert_outcomes(passed=1, skipped=1)
