@@ -1,5 +1,6 @@
-"""The suite's own rules, checked in inner pytest sessions (``pytester``): under
-``CI=true`` a skipped test fails, so CI cannot pass with tests that never ran."""
+"""The suite's own rules: under ``CI=true`` a skipped test fails (checked in inner
+pytest sessions, ``pytester``), so CI cannot pass with tests that never ran; and CI runs
+the suite both serially and in parallel workers."""
 
 from __future__ import annotations
 
@@ -49,3 +50,12 @@ def test_a_skip_is_a_skip_elsewhere(inner: pytest.Pytester,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
     run(inner).assert_outcomes(passed=1, skipped=1)
+
+
+def test_ci_runs_the_suite_serially_and_in_parallel() -> None:
+    commands = [line.strip() for line in (TESTS.parent / ".ci" / "run").read_text(
+        encoding="utf-8").splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert "make test" in commands  # serially: lint, types, then the whole suite
+    parallel = [c for c in commands if "pytest" in c and "-n 2" in c]
+    assert parallel, "CI must also run the suite in parallel workers (pytest -n 2)"
+    assert commands.index("make test") < commands.index(parallel[0])
