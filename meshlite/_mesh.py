@@ -545,15 +545,21 @@ class Mesh(MeshLifecycle):
         return self._alerts
 
     async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,
-                              token: str | None = None, **options: Any) -> DashboardServer:
+                              token: Any = None, admin_token: Any = None,
+                              **options: Any) -> DashboardServer:
         """Start the live dashboard in the background on the running event loop (the
         ``meshlite[dashboard]`` extra); see docs/dashboard.md.
 
         Args:
-            host: Address to bind; a non-loopback one requires ``token``.
+            host: Address to bind; a non-loopback one requires a token.
             port: Port to listen on; 0 picks a free one (``server.url`` has it).
-            token: Bearer token every API, WebSocket and metrics request must carry.
-            **options: ``max_clients`` (WebSocket clients at once, default 32).
+            token: The read token: API, WebSocket and metrics requests must carry it
+                (or the admin token). A string, ``{"env": NAME}`` or ``{"file": PATH}``.
+            admin_token: The admin token: grants the admin API and reading. Given
+                like ``token``; without it the admin API answers 403.
+            **options: ``max_clients`` (WebSocket clients at once, default 32),
+                ``max_connections`` (100), ``header_timeout`` (10 s),
+                ``max_header_bytes`` (16384), ``keep_alive`` (5 s).
 
         Returns:
             The running server: ``.url``, ``await server.stop()``.
@@ -565,7 +571,7 @@ class Mesh(MeshLifecycle):
         """
         from .observability._dashboard import serve_dashboard
 
-        return await serve_dashboard(self, host, port, token, **options)
+        return await serve_dashboard(self, host, port, token, admin_token, **options)
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"
