@@ -13,6 +13,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.middleware.message_logger import MessageLoggerMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..._errors import ConfigError
 from ._app import build_app
@@ -99,8 +101,23 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
         server_header=False, ws_max_size=65536, timeout_graceful_shutdown=2,
         limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
         h11_max_incomplete_event_size=limits.max_header_bytes)
+    config.load()
+    _drop_message_logger(config)
     server = _Background(config) if background else uvicorn.Server(config)
     return server, monitor, _bind(s.host, s.port)
+
+
+def _drop_message_logger(config: uvicorn.Config) -> None:
+    # At uvicorn's TRACE level every ASGI message is logged, query strings and
+    # subprotocols included, where a client may have put a credential: never here.
+    outer = config.loaded_app
+    holder = outer if isinstance(outer, ProxyHeadersMiddleware) else None
+    inner = outer.app if holder is not None else outer
+    if isinstance(inner, MessageLoggerMiddleware):
+        if holder is not None:
+            holder.app = inner.app
+        else:
+            config.loaded_app = inner.app
 
 
 class DashboardServer:

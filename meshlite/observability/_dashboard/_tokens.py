@@ -49,8 +49,8 @@ def _from_env(owner: str, field: str, name: Any, environ: Mapping[str, str]) -> 
                                   "variable")
     value = environ.get(name)
     if value is None or not value.strip():
-        raise _fail(owner, field, f"must name a set environment variable: {name} is not "
-                                  "set or is empty")
+        raise _fail(owner, field, f"must be the name of a set environment variable: {name} "
+                                  "is not set or is empty")
     return value.strip()
 
 
@@ -63,15 +63,15 @@ def _from_file(owner: str, field: str, path: Any, base: str | None) -> str:
         with open(full, "rb") as f:
             raw = f.read(MAX_TOKEN_FILE + 1)
     except OSError as error:
-        raise _fail(owner, field, f"must name a readable file: cannot read {full}: "
+        raise _fail(owner, field, f"must be the path of a readable file: cannot read {full}: "
                                   f"{error.strerror or type(error).__name__}") from None
     if len(raw) > MAX_TOKEN_FILE:
-        raise _fail(owner, field, f"must name a file holding the token alone: {full} is "
+        raise _fail(owner, field, f"must be a file holding the token alone: {full} is "
                                   f"larger than {MAX_TOKEN_FILE} bytes")
     try:
         return raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise _fail(owner, field, f"must name a UTF-8 text file: {full} is not") from None
+        raise _fail(owner, field, f"must be a UTF-8 text file: {full} is not") from None
 
 
 def resolve_token(value: Any, field: str, *, owner: str = "serve_dashboard",
