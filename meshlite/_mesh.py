@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from ._api_audit import ApiAudit
 from ._audit import AuditLog
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
@@ -278,6 +279,8 @@ class Mesh(MeshLifecycle):
         service._use_clock(self.clock)
         for hook, removers in self._hooks:
             removers.append(service.add_hook(hook))
+        if self._api_audit is not None:
+            self._api_audit.watch(service)
         if self.metrics is not None:
             self.metrics.adopt(service)
 
@@ -483,6 +486,7 @@ class Mesh(MeshLifecycle):
     # -- operations --------------------------------------------------------------
 
     _audit: AuditLog | None = None
+    _api_audit: ApiAudit | None = None
 
     @property
     def audit(self) -> AuditLog | None:
@@ -500,6 +504,15 @@ class Mesh(MeshLifecycle):
         if log is not None and not isinstance(log, AuditLog):
             fail("Mesh", "audit", log, "an ml.AuditLog or None")
         self._audit = log
+        # Manual changes made by code (breaker.force_open(), service.eject()...) are
+        # recorded with the actor "api" while a log is set.
+        if log is None and self._api_audit is not None:
+            self._api_audit.close()
+            self._api_audit = None
+        elif log is not None and self._api_audit is None:
+            self._api_audit = ApiAudit(self)
+            for service in (*self._services.values(), *self._extra):
+                self._api_audit.watch(service)
 
     async def reload(self) -> bool:
         """Re-read the config file this mesh follows now and apply it if it changed,

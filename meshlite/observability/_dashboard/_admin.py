@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..._audit import admin_actor, mask_strings, secret_mask
+from ..._audit import admin_actor, audited_by_caller, mask_strings, secret_mask
 from ..._errors import ConfigError, MeshliteError
 from ...policies._circuit_breaker import CircuitBreaker
 from ...routing._service import Service
@@ -131,7 +131,8 @@ class Admin:
         actor = admin_actor(request.client.host if request.client else None)
         error: str | None = None
         try:
-            status, body = await work()
+            with audited_by_caller():  # recorded below, with this actor, not as "api"
+                status, body = await work()
         except _Refused as refused:
             status, body, error = refused.status, {"error": refused.message}, refused.message
         mask = secret_mask(self.mesh)
