@@ -17,6 +17,8 @@ of a record by the caller's ``mask``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -24,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ._errors import ConfigError
@@ -36,13 +38,16 @@ __all__ = [
     "RESULTS",
     "AuditLog",
     "admin_actor",
+    "audited_by_caller",
+    "caller_audits",
     "config_sha256",
     "mask_strings",
     "secret_mask",
 ]
 
 ACTOR_API = "api"
-"""The actor of a change made by code (``await mesh.reload()``)."""
+"""The actor of a change made by code (``await mesh.reload()``, ``breaker.force_open()``,
+``service.eject(address)`` on a mesh's service)."""
 
 ACTOR_WATCHER = "config-watcher"
 """The actor of a change the hot-reload watcher applied or rejected."""
@@ -52,6 +57,25 @@ RESULTS = ("applied", "rejected", "ok", "error")
 ``ok`` or ``error``."""
 
 _log = logging.getLogger("meshlite.audit")
+
+_CALLER_AUDITS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "meshlite_caller_audits", default=False)
+
+
+@contextlib.contextmanager
+def audited_by_caller() -> Iterator[None]:
+    """Within it, changes are recorded by the caller (the admin API, with its own
+    actor), not a second time as the Python API's (``"api"``)."""
+    token = _CALLER_AUDITS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_AUDITS.reset(token)
+
+
+def caller_audits() -> bool:
+    """Whether the running code is inside :func:`audited_by_caller`."""
+    return _CALLER_AUDITS.get()
 
 Mask = Callable[[str], str]
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from ._api_audit import ApiAudit
 from ._audit import AuditLog
 from ._clock import SYSTEM_CLOCK, Clock
 from ._context import CallContext, _current
@@ -278,6 +279,8 @@ class Mesh(MeshLifecycle):
         service._use_clock(self.clock)
         for hook, removers in self._hooks:
             removers.append(service.add_hook(hook))
+        if self._api_audit is not None:
+            self._api_audit.watch(service)
         if self.metrics is not None:
             self.metrics.adopt(service)
 
@@ -483,6 +486,7 @@ class Mesh(MeshLifecycle):
     # -- operations --------------------------------------------------------------
 
     _audit: AuditLog | None = None
+    _api_audit: ApiAudit | None = None
 
     @property
     def audit(self) -> AuditLog | None:
@@ -500,6 +504,15 @@ class Mesh(MeshLifecycle):
         if log is not None and not isinstance(log, AuditLog):
             fail("Mesh", "audit", log, "an ml.AuditLog or None")
         self._audit = log
+        # Manual changes made by code (breaker.force_open(), service.eject()...) are
+        # recorded with the actor "api" while a log is set.
+        if log is None and self._api_audit is not None:
+            self._api_audit.close()
+            self._api_audit = None
+        elif log is not None and self._api_audit is None:
+            self._api_audit = ApiAudit(self)
+            for service in (*self._services.values(), *self._extra):
+                self._api_audit.watch(service)
 
     async def reload(self) -> bool:
         """Re-read the config file this mesh follows now and apply it if it changed,
@@ -545,15 +558,21 @@ class Mesh(MeshLifecycle):
         return self._alerts
 
     async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,
-                              token: str | None = None, **options: Any) -> DashboardServer:
+                              token: Any = None, admin_token: Any = None,
+                              **options: Any) -> DashboardServer:
         """Start the live dashboard in the background on the running event loop (the
         ``meshlite[dashboard]`` extra); see docs/dashboard.md.
 
         Args:
-            host: Address to bind; a non-loopback one requires ``token``.
+            host: Address to bind; a non-loopback one requires a token.
             port: Port to listen on; 0 picks a free one (``server.url`` has it).
-            token: Bearer token every API, WebSocket and metrics request must carry.
-            **options: ``max_clients`` (WebSocket clients at once, default 32).
+            token: The read token: API, WebSocket and metrics requests must carry it
+                (or the admin token). A string, ``{"env": NAME}`` or ``{"file": PATH}``.
+            admin_token: The admin token: grants the admin API and reading. Given
+                like ``token``; without it the admin API answers 403.
+            **options: ``max_clients`` (WebSocket clients at once, default 32),
+                ``max_connections`` (100), ``header_timeout`` (10 s),
+                ``max_header_bytes`` (16384), ``keep_alive`` (5 s).
 
         Returns:
             The running server: ``.url``, ``await server.stop()``.
@@ -565,7 +584,7 @@ class Mesh(MeshLifecycle):
         """
         from .observability._dashboard import serve_dashboard
 
-        return await serve_dashboard(self, host, port, token, **options)
+        return await serve_dashboard(self, host, port, token, admin_token, **options)
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"

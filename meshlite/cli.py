@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -31,13 +33,40 @@ def _check(args: argparse.Namespace) -> int:
     return run_check(args.config, sys.stdout, sys.stderr)
 
 
+TOKEN_VARIABLE = "MESHLITE_DASHBOARD_TOKEN"
+"""The environment variable ``meshlite dashboard`` reads the read token from."""
+
+ADMIN_TOKEN_VARIABLE = "MESHLITE_DASHBOARD_ADMIN_TOKEN"
+"""The environment variable ``meshlite dashboard`` reads the admin token from."""
+
+
+def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
+    """A token as ``run_dashboard`` takes it: the flag, else ``{file: ...}``, else
+    ``{env: ...}`` when the variable is set, else None."""
+    from ._errors import ConfigError
+
+    flag, path = getattr(args, name, None), getattr(args, f"{name}_file")
+    option = "--" + name.replace("_", "-")
+    if flag is not None and path is not None:
+        raise ConfigError(f"meshlite dashboard: give {option} or {option}-file, not both",
+                          policy="dashboard")
+    if flag is not None:
+        return flag
+    if path is not None:
+        return {"file": path}
+    return {"env": variable} if os.environ.get(variable) else None
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from ._errors import ConfigError
     from .observability._dashboard import run_dashboard
 
     try:
-        return run_dashboard(args.config, args.host, args.port, args.token,
-                             max_clients=args.max_clients)
+        return run_dashboard(args.config, args.host, args.port,
+                             _token(args, "token", TOKEN_VARIABLE),
+                             _token(args, "admin_token", ADMIN_TOKEN_VARIABLE),
+                             max_clients=args.max_clients,
+                             max_connections=args.max_connections)
     except ConfigError as error:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 2
@@ -78,9 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=8686, help="port (8686; 0 picks one)")
     dashboard.add_argument("--token", default=None,
-                           help="bearer token required by every request (needed off loopback)")
+                           help="read token required by every data request (needed off "
+                           f"loopback without an admin token); better: {TOKEN_VARIABLE} or "
+                           "--token-file, which other users cannot see in the process list")
+    dashboard.add_argument("--token-file", metavar="PATH", default=None,
+                           help=f"read the read token from this file (else {TOKEN_VARIABLE})")
+    dashboard.add_argument("--admin-token-file", metavar="PATH", default=None,
+                           help="read the admin token (admin API and reading) from this file "
+                           f"(else {ADMIN_TOKEN_VARIABLE})")
     dashboard.add_argument("--max-clients", type=int, default=32,
                            help="WebSocket clients at once (32)")
+    dashboard.add_argument("--max-connections", type=int, default=100,
+                           help="open connections at once; more are closed at once (100)")
     dashboard.set_defaults(run=_dashboard)
     bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
     bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from ._schema import DashboardSection
+from ._top import dashboard_token
 
 if TYPE_CHECKING:
     from .._mesh import Mesh
@@ -44,13 +46,17 @@ def apply_alerts(mesh: Mesh, plan: AlertsPlan | None) -> None:
 class DashboardComponent:
     """Serves the mesh's dashboard while the mesh is open (a ``dashboard:`` section).
 
-    Uses ``mesh.serve_dashboard(host=, port=, token=)``; a mesh without one (the
-    dashboard extra is not installed) logs a warning and runs without it.
+    Uses ``mesh.serve_dashboard(host=, port=, token=, admin_token=, ...)``, with
+    tokens read from the environment or a file (relative to ``base``, the config
+    file's directory) when the section says so; a mesh without ``serve_dashboard``
+    (the dashboard extra is not installed) logs a warning and runs without it.
     """
 
-    def __init__(self, mesh: Mesh, section: DashboardSection) -> None:
+    def __init__(self, mesh: Mesh, section: DashboardSection, base: str | None = None,
+                 ) -> None:
         self.mesh = mesh
         self.section = section
+        self.base = base
         self.server: Any = None
 
     async def start(self) -> None:
@@ -61,8 +67,14 @@ class DashboardComponent:
                          "(install meshlite[dashboard]); continuing without it")
             return
         s = self.section
-        options = {"max_clients": s.max_clients} if s.max_clients is not None else {}
-        self.server = await serve(host=s.host, port=s.port, token=s.token, **options)
+        options = {k: v for k, v in s.arguments().items()
+                   if k not in ("enabled", "host", "port", "token", "admin_token")
+                   and v is not None}
+        base = self.base or os.curdir
+        self.server = await serve(host=s.host, port=s.port,
+                                  token=dashboard_token(s, "token", base),
+                                  admin_token=dashboard_token(s, "admin_token", base),
+                                  **options)
 
     async def stop(self) -> None:
         """Stop serving."""

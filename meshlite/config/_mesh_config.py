@@ -102,7 +102,7 @@ def _extras(mesh: Mesh, managed: Managed) -> None:
     apply_alerts(mesh, plan.top.alerts)
     section = plan.config.dashboard
     if managed.serve_dashboard and section is not None and section.enabled:
-        managed.dashboard = DashboardComponent(mesh, section)
+        managed.dashboard = DashboardComponent(mesh, section, os.path.dirname(managed.path))
         mesh.attach(managed.dashboard)
         if mesh._state == "open":
             _late(mesh, _start_late(mesh, managed.dashboard), managed)

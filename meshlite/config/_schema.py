@@ -154,8 +154,13 @@ class DashboardSection(Section, frozen=True):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8686
-    token: str | None = None
+    token: str | dict[str, str] | None = None  # a string, {env: NAME} or {file: PATH}
+    admin_token: str | dict[str, str] | None = None
     max_clients: int | None = None
+    max_connections: int | None = None
+    header_timeout: float | None = None
+    max_header_bytes: int | None = None
+    keep_alive: int | None = None
 
     _before = staticmethod(_enabled)
 

@@ -28,7 +28,7 @@ from ._walk import field_names
 if TYPE_CHECKING:
     from ..observability._dashboard._rules import AlertRule
 
-__all__ = ["AlertsPlan", "TopPlan", "check_top_level"]
+__all__ = ["AlertsPlan", "TopPlan", "check_top_level", "dashboard_token"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +65,49 @@ def _telemetry(section: TelemetrySection, problems: Problems,
     return args if ok else None
 
 
-def _dashboard(section: DashboardSection, problems: Problems) -> None:
+def _dashboard(section: DashboardSection, problems: Problems, base: str,
+               environ: Mapping[str, str] | None) -> None:
     if not section.enabled:
         return
     # Imported here: only configs with a dashboard pay for it (start-up time).
-    from ..observability._dashboard._auth import DEFAULT_MAX_CLIENTS, check_bind, is_loopback
+    from ..observability._dashboard._auth import check_bind, is_loopback
+    from ..observability._dashboard._limits import Limits
+    from ..observability._dashboard._tokens import resolve_token
 
-    if not section.token and not is_loopback(section.host):
+    if section.token is None and section.admin_token is None and not is_loopback(
+            section.host):
         problems.add(("dashboard", "token"), f"is required when the dashboard listens on "
                                              f"{section.host!r}, which is not a loopback "
                                              "address; set a token or host: 127.0.0.1")
         return
 
-    def check(host: Any, port: Any, token: Any = None,
-              max_clients: Any = DEFAULT_MAX_CLIENTS) -> bool:
-        check_bind(host, port, token, max_clients)
+    def check(host: Any, port: Any, token: Any = None, admin_token: Any = None,
+              max_clients: Any = 32, **limits: Any) -> bool:
+        token = resolve_token(token, "token", environ=environ, base=base)
+        admin_token = resolve_token(admin_token, "admin_token", environ=environ, base=base)
+        for value in (token, admin_token):
+            if value is not None:
+                problems.secrets.add(value)  # read from a file or the environment
+        check_bind(host, port, token, max_clients, admin_token)
+        Limits(**limits)
         return True
 
     args = {k: v for k, v in section.arguments().items() if k != "enabled"}
     construct(check, {"host": section.host, "port": section.port, **args}, problems,
               ("dashboard",), field_names(DashboardSection))
+
+
+def dashboard_token(section: DashboardSection, name: str, base: str) -> str | None:
+    """The ``dashboard:`` section's ``token`` or ``admin_token`` (``name``), read
+    from the environment or a file (relative to ``base``) when it says so.
+
+    Raises:
+        ConfigError: the variable is unset or the file cannot be read.
+    """
+    from ..observability._dashboard._tokens import resolve_token
+
+    found: str | None = resolve_token(getattr(section, name), name, base=base)
+    return found
 
 
 def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
@@ -136,7 +159,7 @@ def check_top_level(config: MeshConfig, problems: Problems,
         except ConfigError as error:
             map_config_error(problems, (), error, ("drain_timeout",))
     if config.dashboard is not None:
-        _dashboard(config.dashboard, problems)
+        _dashboard(config.dashboard, problems, os.path.abspath(base or os.curdir), environ)
     alerts = _alerts(config, config.alerts, problems) if config.alerts is not None else None
     telemetry = None
     if config.telemetry is not None:

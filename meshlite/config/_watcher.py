@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from .._audit import ACTOR_WATCHER, config_sha256
@@ -228,7 +229,8 @@ class ConfigWatcher:
             managed.dashboard = None
         section = plan.config.dashboard
         if section is not None and section.enabled:
-            managed.dashboard = DashboardComponent(mesh, section)
+            managed.dashboard = DashboardComponent(mesh, section,
+                                                   os.path.dirname(managed.path))
             mesh.attach(managed.dashboard)
             if mesh._state == "open":
                 await managed.dashboard.start()

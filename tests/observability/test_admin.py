@@ -55,7 +55,7 @@ def mesh(tmp_path: Path) -> ml.Mesh:
 
 @pytest.fixture
 async def server(mesh: ml.Mesh) -> AsyncIterator[DashboardServer]:
-    srv = await mesh.serve_dashboard(port=0, token=TOKEN)
+    srv = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
     yield srv
     await srv.stop()
 
@@ -84,7 +84,7 @@ async def test_without_a_token_admin_routes_are_forbidden_even_on_loopback(
         async with client(srv, headers={}) as c:
             r = await c.post("/api/admin/services/users/breakers/users-db/force_open")
             assert r.status_code == 403
-            assert "start it with a token" in r.json()["error"]
+            assert "start it with one" in r.json()["error"]
             assert (await c.post("/api/admin/reload")).status_code == 403
             assert (await c.get("/api/services")).status_code == 200  # the rest still works
     finally:
@@ -240,7 +240,7 @@ async def test_reload_applies_rejects_and_never_shows_a_secret(
     answers: list[str] = []
     caplog.set_level(logging.DEBUG)
     async with mesh:
-        srv = await mesh.serve_dashboard(port=0, token=TOKEN)
+        srv = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
         try:
             async with client(srv) as c:
                 path.write_text(CONFIG.format(attempts=3), encoding="utf-8")

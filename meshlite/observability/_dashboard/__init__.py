@@ -46,19 +46,20 @@ def _load_server() -> Any:
 
 
 async def serve_dashboard(mesh: Mesh, host: str = "127.0.0.1", port: int = 8686,
-                          token: str | None = None, **options: Any) -> DashboardServer:
+                          token: Any = None, admin_token: Any = None,
+                          **options: Any) -> DashboardServer:
     """Start ``mesh``'s dashboard in the background; see ``Mesh.serve_dashboard``.
 
     Raises:
         ImportError: Starlette, uvicorn or websockets is not installed.
     """
-    server: DashboardServer = await _load_server().serve_dashboard(mesh, host, port, token,
-                                                              **options)
+    server: DashboardServer = await _load_server().serve_dashboard(
+        mesh, host, port, token, admin_token, **options)
     return server
 
 
 def run_dashboard(config_path: str, host: str = "127.0.0.1", port: int = 8686,
-                  token: str | None = None, **options: Any) -> int:
+                  token: Any = None, admin_token: Any = None, **options: Any) -> int:
     """Serve the dashboard of the mesh in ``config_path`` until Ctrl+C (the
     ``meshlite dashboard CONFIG`` command); returns the exit status.
 
@@ -66,5 +67,6 @@ def run_dashboard(config_path: str, host: str = "127.0.0.1", port: int = 8686,
         ImportError: Starlette, uvicorn or websockets is not installed.
         ConfigError: a bad config, or a non-loopback host without a token.
     """
-    status: int = _load_server().run_dashboard(config_path, host, port, token, **options)
+    status: int = _load_server().run_dashboard(config_path, host, port, token,
+                                                 admin_token, **options)
     return status

@@ -1,8 +1,9 @@
 """The dashboard's admin API: change a running mesh by hand, each action audited.
 
-Every route is a ``POST`` answering JSON, and needs the dashboard's bearer token:
-a dashboard started without a token refuses them all (403), even on loopback,
-because anything local (another user, a browser page) could otherwise reach them.
+Every route is a ``POST`` answering JSON, and needs the dashboard's admin token
+(the read token gets 403): a dashboard started without an admin token refuses
+them all (403), even on loopback, because anything local (another user, a browser
+page) could otherwise reach them.
 
 - ``/api/admin/services/{name}/breakers/{breaker}/{force_open|reset|disable}``
 - ``/api/admin/services/{name}/backends/{address}/{eject|restore}`` (address
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..._audit import admin_actor, mask_strings, secret_mask
+from ..._audit import admin_actor, audited_by_caller, mask_strings, secret_mask
 from ..._errors import ConfigError, MeshliteError
 from ...policies._circuit_breaker import CircuitBreaker
 from ...routing._service import Service
@@ -36,10 +37,10 @@ __all__ = ["BACKEND_ACTIONS", "BREAKER_ACTIONS", "NO_TOKEN", "Admin", "breakers_
 BREAKER_ACTIONS = ("force_open", "reset", "disable")
 BACKEND_ACTIONS = ("eject", "restore")
 
-NO_TOKEN = ("the admin API needs a token, and this dashboard was started without one: "
-            "start it with a token (mesh.serve_dashboard(token=...), 'dashboard: {token: "
-            "...}' in the config, or meshlite dashboard --token ...) and send "
-            "'Authorization: Bearer <token>'")
+NO_TOKEN = ("the admin API needs an admin token, and this dashboard was started without "
+            "one: start it with one (mesh.serve_dashboard(admin_token=...), 'dashboard: "
+            "{admin_token: ...}' in the config, or MESHLITE_DASHBOARD_ADMIN_TOKEN for "
+            "meshlite dashboard) and send 'Authorization: Bearer <admin token>'")
 
 _log = logging.getLogger("meshlite.dashboard")
 
@@ -97,8 +98,8 @@ class Admin:
 
     Args:
         mesh: The mesh they act on.
-        token: Whether the dashboard has a token (the guard checks it); without one
-            every admin route answers 403.
+        token: Whether the dashboard has an admin token (the guard checks it);
+            without one every admin route answers 403.
     """
 
     def __init__(self, mesh: Any, *, token: bool) -> None:
@@ -130,7 +131,8 @@ class Admin:
         actor = admin_actor(request.client.host if request.client else None)
         error: str | None = None
         try:
-            status, body = await work()
+            with audited_by_caller():  # recorded below, with this actor, not as "api"
+                status, body = await work()
         except _Refused as refused:
             status, body, error = refused.status, {"error": refused.message}, refused.message
         mask = secret_mask(self.mesh)

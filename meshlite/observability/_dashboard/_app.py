@@ -21,6 +21,7 @@ from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._monitor import Monitor, dumps
 from ._payload import health_body, service_dict
+from ._tickets import SUBPROTOCOL
 
 __all__ = ["build_app", "metrics_text"]
 
@@ -112,7 +113,8 @@ class _Routes:
 
     async def feed(self, ws: WebSocket) -> None:
         clients = self.monitor.clients
-        await ws.accept()
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         if len(clients) >= self.monitor.max_clients:
             await ws.close(code=1013, reason="too many dashboard clients; try again later")
             return
@@ -134,9 +136,9 @@ class _Routes:
         return _error(getattr(exc, "status_code", 404), str(detail))
 
 
-def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
-    """The dashboard application for ``monitor``'s mesh, guarded by ``token`` (the
-    admin API under ``/api/admin/`` only works with one)."""
+def build_app(monitor: Monitor, token: str | None, admin_token: str | None = None) -> ASGIApp:
+    """The dashboard application for ``monitor``'s mesh, guarded by ``token`` (read)
+    and ``admin_token`` (the admin API under ``/api/admin/`` only works with one)."""
     r = _Routes(monitor)
     app = Starlette(routes=[
         Route("/", r.page), Route("/static/{file}", r.static),
@@ -144,9 +146,9 @@ def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
         WebSocketRoute("/ws", r.feed),
-        *Admin(monitor.mesh, token=token is not None).routes(),
+        *Admin(monitor.mesh, token=admin_token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
-    return Guard(_HealthFirst(app, monitor), token)
+    return Guard(_HealthFirst(app, monitor), token, admin_token)
 
 
 class _HealthFirst:

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
 from collections.abc import Generator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.middleware.message_logger import MessageLoggerMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from ..._errors import ConfigError
 from ._app import build_app
 from ._auth import DEFAULT_MAX_CLIENTS, check_bind
+from ._limits import Limits, http_protocol, ws_protocol
 from ._monitor import Monitor
+from ._tokens import resolve_token
 
 if TYPE_CHECKING:
     from ..._mesh import Mesh
@@ -32,14 +37,6 @@ class _Background(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         # In the background the application owns SIGINT/SIGTERM, not the dashboard.
         yield
-
-
-def _ws_protocol() -> str:
-    for module, name in (("websockets", "websockets-sansio"), ("wsproto", "wsproto")):
-        if importlib.util.find_spec(module) is not None:
-            return name
-    raise ImportError("the dashboard's WebSocket needs the 'websockets' package: "
-                      "pip install 'meshlite[dashboard]'")
 
 
 def _url(host: str, port: int) -> str:
@@ -64,16 +61,63 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _setup(mesh: Mesh, host: str, port: int, token: str | None, max_clients: int,
-           background: bool) -> tuple[uvicorn.Server, Monitor, socket.socket]:
-    check_bind(host, port, token, max_clients)
-    monitor = Monitor(mesh, max_clients=max_clients)
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """The checked arguments of one dashboard (tokens resolved)."""
+
+    host: str
+    port: int
+    token: str | None
+    admin_token: str | None
+    max_clients: int
+    limits: Limits
+
+
+_OPTIONS = ("max_clients", *Limits.__dataclass_fields__)
+
+
+def _settings(host: Any, port: Any, token: Any, admin_token: Any,
+              options: dict[str, Any]) -> _Settings:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(f"serve_dashboard: unknown option {unknown[0]!r} (options: "
+                          f"{', '.join(_OPTIONS)})", policy="dashboard")
+    rest = dict(options)
+    max_clients = rest.pop("max_clients", DEFAULT_MAX_CLIENTS)
+    token = resolve_token(token, "token")
+    admin_token = resolve_token(admin_token, "admin_token")
+    check_bind(host, port, token, max_clients, admin_token)
+    return _Settings(host, port, token, admin_token, max_clients, Limits(**rest))
+
+
+def _setup(mesh: Mesh, s: _Settings, background: bool,
+           ) -> tuple[uvicorn.Server, Monitor, socket.socket]:
+    monitor = Monitor(mesh, max_clients=s.max_clients)
+    limits = s.limits
     config = uvicorn.Config(
-        build_app(monitor, token), host=host, port=port, ws=_ws_protocol(),
+        build_app(monitor, s.token, s.admin_token), host=s.host, port=s.port,
+        http=http_protocol(limits), ws=ws_protocol(limits),
         lifespan="off", log_config=None, access_log=False,  # logs must never hold tokens
-        server_header=False, ws_max_size=65536, timeout_graceful_shutdown=2)
+        server_header=False, ws_max_size=65536, timeout_graceful_shutdown=2,
+        limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
+        h11_max_incomplete_event_size=limits.max_header_bytes)
+    config.load()
+    _drop_message_logger(config)
     server = _Background(config) if background else uvicorn.Server(config)
-    return server, monitor, _bind(host, port)
+    return server, monitor, _bind(s.host, s.port)
+
+
+def _drop_message_logger(config: uvicorn.Config) -> None:
+    # At uvicorn's TRACE level every ASGI message is logged, query strings and
+    # subprotocols included, where a client may have put a credential: never here.
+    outer = config.loaded_app
+    holder = outer if isinstance(outer, ProxyHeadersMiddleware) else None
+    inner = outer.app if holder is not None else outer
+    if isinstance(inner, MessageLoggerMiddleware):
+        if holder is not None:
+            holder.app = inner.app
+        else:
+            config.loaded_app = inner.app
 
 
 class DashboardServer:
@@ -131,21 +175,21 @@ async def _start(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[No
 
 
 async def serve_dashboard(mesh: Mesh, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                          token: str | None = None, *,
-                          max_clients: int = DEFAULT_MAX_CLIENTS) -> DashboardServer:
+                          token: Any = None, admin_token: Any = None,
+                          **options: Any) -> DashboardServer:
     """Start the dashboard of ``mesh`` in the background on the running loop; see
     :meth:`meshlite.Mesh.serve_dashboard`."""
-    server, monitor, sock = _setup(mesh, host, port, token, max_clients, background=True)
+    server, monitor, sock = _setup(mesh, _settings(host, port, token, admin_token, options),
+                                   background=True)
     port = sock.getsockname()[1]
     task = await _start(server, sock)
     monitor.start()
     return DashboardServer(server, task, monitor, host, port)
 
 
-async def _foreground(mesh: Mesh, host: str, port: int, token: str | None,
-                      max_clients: int) -> None:
-    server, monitor, sock = _setup(mesh, host, port, token, max_clients, background=False)
-    url = _url(host, sock.getsockname()[1])
+async def _foreground(mesh: Mesh, settings: _Settings) -> None:
+    server, monitor, sock = _setup(mesh, settings, background=False)
+    url = _url(settings.host, sock.getsockname()[1])
     async with mesh:
         task = await _start(server, sock)
         monitor.start()
@@ -157,22 +201,24 @@ async def _foreground(mesh: Mesh, host: str, port: int, token: str | None,
 
 
 def run_dashboard(config_path: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                  token: str | None = None, *, max_clients: int = DEFAULT_MAX_CLIENTS) -> int:
+                  token: Any = None, admin_token: Any = None, **options: Any) -> int:
     """Load the mesh from ``config_path`` and serve its dashboard until Ctrl+C (what
     ``meshlite dashboard CONFIG`` runs). The mesh is opened (health checks run).
+    Arguments and options are those of :func:`serve_dashboard`.
 
     Returns:
         The exit status: 0 after Ctrl+C or SIGTERM.
 
     Raises:
-        ConfigError: an invalid config file, or a non-loopback host without a token.
+        ConfigError: an invalid config file or argument, or a non-loopback host
+            without a token.
         OSError: the port is in use.
     """
     from ..._mesh import Mesh
 
-    check_bind(host, port, token, max_clients)
+    settings = _settings(host, port, token, admin_token, options)
     # The file's own dashboard: section is not served a second time: this is it.
     mesh: Any = Mesh.from_config(config_path, dashboard=False)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_foreground(mesh, host, port, token, max_clients))
+        asyncio.run(_foreground(mesh, settings))
     return 0

@@ -1,0 +1,146 @@
+"""Bounds on what a client can make the dashboard hold, so a client that connects
+and sends nothing (or a huge header) cannot hurt the application it runs in.
+
+uvicorn bounds concurrent requests (``limit_concurrency``) and idle keep-alive
+connections (``timeout_keep_alive``), but not how many connections stay open
+before a request arrives, how long a request head may take to arrive, nor (with
+httptools, its default parser) how large a head may grow. Those three are added
+here by a subclass of the protocol uvicorn picks:
+
+- ``max_connections``: a connection beyond it (HTTP or WebSocket) is closed at
+  once, so its descriptor is freed and the application's own sockets are not
+  starved;
+- ``header_timeout``: a request head (the request line and headers) not complete
+  within it closes the connection (also between keep-alive requests);
+- ``max_header_bytes``: a head growing past it is answered 431 and closed, before
+  it is parsed further.
+
+The WebSocket protocol is quietened: the handshake's headers (which may carry an
+``Authorization`` value) are never logged, and the request line uvicorn logs
+carries no query string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from ..._validate import at_least, positive
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEP_ALIVE",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "Limits",
+    "http_protocol",
+    "ws_protocol",
+]
+
+DEFAULT_MAX_CONNECTIONS = 100
+"""Connections (HTTP and WebSocket) the dashboard keeps open at once."""
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a whole request head."""
+
+DEFAULT_MAX_HEADER_BYTES = 16384
+"""Largest request head (request line and headers) read, in bytes."""
+
+DEFAULT_KEEP_ALIVE = 5
+"""Seconds an idle keep-alive connection stays open."""
+
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+              b"content-length: 26\r\nconnection: close\r\n\r\nrequest header too large\r\n")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """The dashboard server's bounds (see the module docstring)."""
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    keep_alive: int = DEFAULT_KEEP_ALIVE
+
+    def __post_init__(self) -> None:
+        owner = "serve_dashboard"
+        at_least(owner, "max_connections", self.max_connections, 1)
+        positive(owner, "header_timeout", self.header_timeout)
+        at_least(owner, "max_header_bytes", self.max_header_bytes, 1024)
+        at_least(owner, "keep_alive", self.keep_alive, 1)
+
+
+def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol class, bounded by ``limits``."""
+    base: Any = AutoHTTPProtocol
+
+    class Bounded(base):  # type: ignore[misc]  # uvicorn's class is chosen at import
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                transport.abort()  # frees the descriptor now; nothing was read
+                return
+            self._head_bytes = 0
+            self._arm(None)
+
+        def _arm(self, cycle: Any) -> None:
+            self._head_timer = self.loop.call_later(limits.header_timeout, self._check, cycle)
+
+        def _waiting(self) -> bool:
+            return self.cycle is None or bool(self.cycle.response_complete)
+
+        def _check(self, cycle: Any) -> None:
+            transport = self.transport
+            if transport.is_closing() or transport.get_protocol() is not self:
+                return  # closed, or upgraded to a WebSocket
+            if self.cycle is cycle and self._waiting():
+                transport.abort()  # no whole request head within header_timeout
+                return
+            self._arm(self.cycle)
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            super().data_received(data)
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return
+            if self.cycle is not before:
+                self._head_bytes = 0  # a head completed: count the next one afresh
+            elif self._waiting():
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.max_header_bytes:
+                    self.transport.write(_TOO_LARGE)
+                    self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return Bounded
+
+
+def ws_protocol(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's WebSocket protocol (websockets, sans-I/O), bounded by ``limits``
+    and never logging credentials."""
+    base: Any = WebSocketsSansIOProtocol
+
+    class Quiet(base):  # type: ignore[misc]  # uvicorn's class is untyped here
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # websockets logs every handshake header at DEBUG (Authorization too)
+            self.conn.debug = False
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)
+            if scope is not None:
+                # uvicorn logs the path with its query; the feed reads no query
+                scope["query_string"] = b""
+
+    return Quiet

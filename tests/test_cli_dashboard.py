@@ -1,0 +1,87 @@
+"""``meshlite dashboard CONFIG`` takes its tokens from environment variables and
+files, not only flags, and never repeats a token in an error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshlite.cli import ADMIN_TOKEN_VARIABLE, TOKEN_VARIABLE, main
+
+READ = "cli-read-token-0123456789abcdef"
+ADMIN = "cli-admin-token-0123456789abcdef"
+CONFIG = "services:\n  users: {backends: ['http://127.0.0.1:80']}\n"
+_TLS = ssl.create_default_context()
+_MAIN = "import sys; from meshlite.cli import main; sys.exit(main())"
+
+
+def test_tokens_from_the_environment_and_a_file(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG)
+    admin_file = tmp_path / "admin-token"
+    admin_file.write_text(ADMIN + "\n")
+    env = {**os.environ, TOKEN_VARIABLE: READ}
+    env.pop(ADMIN_TOKEN_VARIABLE, None)
+    argv = [sys.executable, "-c", _MAIN, "dashboard", str(config), "--port", "0",
+            "--admin-token-file", str(admin_file)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as child:
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.startswith("meshlite dashboard on http://127.0.0.1:"), line
+            url = line.split()[3]
+            with httpx.Client(base_url=url, trust_env=False, verify=_TLS) as c:
+                assert c.get("/api/services").status_code == 401
+                read = {"Authorization": f"Bearer {READ}"}
+                admin = {"Authorization": f"Bearer {ADMIN}"}
+                assert c.get("/api/services", headers=read).status_code == 200
+                assert c.post("/api/admin/reload", headers=read).status_code == 403
+                assert c.post("/api/admin/reload", headers=admin).status_code == 200
+            child.send_signal(signal.SIGINT)
+            out, errors = child.communicate(timeout=10)
+            assert child.returncode == 0, errors
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    for text in (line, out, errors):
+        assert READ not in text
+        assert ADMIN not in text
+
+
+def test_bad_tokens_exit_2_without_echo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG)
+    monkeypatch.delenv(ADMIN_TOKEN_VARIABLE, raising=False)
+    monkeypatch.setenv(TOKEN_VARIABLE, "short-secret")
+    assert main(["dashboard", str(config), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "token must be" in err
+    assert "short-secret" not in err
+
+    monkeypatch.delenv(TOKEN_VARIABLE)
+    missing = tmp_path / "nope"
+    assert main(["dashboard", str(config), "--port", "0", "--token-file", str(missing)]) == 2
+    assert f"cannot read {missing}" in capsys.readouterr().err
+
+    both = ["--token", READ, "--token-file", str(missing)]
+    assert main(["dashboard", str(config), "--port", "0", *both]) == 2
+    err = capsys.readouterr().err
+    assert "not both" in err
+    assert READ not in err
+
+    monkeypatch.setenv(TOKEN_VARIABLE, READ)
+    monkeypatch.setenv(ADMIN_TOKEN_VARIABLE, READ)
+    assert main(["dashboard", str(config), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "token and admin_token are the same" in err
+    assert READ not in err
