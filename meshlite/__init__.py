@@ -34,6 +34,7 @@ from ._lazy import lazy_exports
 from ._pipeline import Pipeline
 from ._policy import AsyncHandler, Handler, Policy
 from ._switches import is_testing, set_testing
+from ._version import __version__
 
 if TYPE_CHECKING:
     from . import backoff, config, discovery, state, telemetry
@@ -120,7 +121,6 @@ _LAZY_MODULES = frozenset({"backoff", "config", "discovery", "state", "telemetry
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), _LAZY_MODULES)
 
 
-__version__ = "0.1.0"
 
 __all__ = [
     # pipelines and the policy contract

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._version import __version__
+
 __all__ = ["main"]
 
 
@@ -87,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="meshlite",
         description="Resilience, routing and telemetry for service calls, without a sidecar.",
     )
+    parser.add_argument("--version", action="version", version=f"meshlite {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="run the demonstration: a flaky service through a full pipeline, then "

@@ -219,7 +219,7 @@ class Trace(Policy):
         self.tracer_provider = tracer_provider
 
     def _tracer(self) -> trace.Tracer:
-        from .. import __version__
+        from .._version import __version__
 
         return trace.get_tracer("meshlite", __version__, tracer_provider=self.tracer_provider)
 

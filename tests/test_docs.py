@@ -1,0 +1,137 @@
+"""Every code block of README.md and docs/ runs as written (see tests/_docblocks.py).
+
+One test per block, with ids like ``docs/mesh.md:42``; a block marked
+``<!-- not-run: REASON -->`` is reported as skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _docblocks import (
+    ROOT,
+    Block,
+    all_blocks,
+    commands_of,
+    kind,
+    page_files,
+    placeholder_env,
+    squash,
+)
+from _system import require_program
+from state.redis_server import RedisServer
+
+from meshlite.config._check import EXIT_OK, run_check
+
+BLOCKS = all_blocks()
+RUNNABLE = [b for b in BLOCKS if kind(b) is not None]
+TIMEOUT = 90
+PYTEST_INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MESHLITE_", "OTEL_", "PYTEST_", "REDIS_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return {**env, **extra}
+
+
+def _workdir(block: Block, tmp_path: Path) -> Path:
+    for name, text in page_files(block.page).items():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=_env(env or {}), capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+
+
+@contextlib.contextmanager
+def _services(block: Block) -> Iterator[dict[str, str]]:
+    """What a ``<!-- needs: redis -->`` block gets: a redis-server, as ``REDIS_URL``."""
+    needs = set(block.markers.get("needs", "").replace(",", " ").split())
+    unknown = needs - {"redis"}
+    assert not unknown, f"{block.id}: unknown needs {unknown} (known: redis)"
+    if "redis" not in needs:
+        yield {}
+        return
+    server = RedisServer(require_program("redis-server", "redis-server")).start()
+    try:
+        yield {"REDIS_URL": server.url}
+    finally:
+        server.close()
+
+
+def _run_python(block: Block, cwd: Path) -> None:
+    script = cwd / "doc_block.py"
+    script.write_text(block.text, encoding="utf-8")
+    with _services(block) as env:
+        done = _run([sys.executable, str(script)], cwd, env)
+    assert done.returncode == 0, f"{block.id} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def _run_pytest(block: Block, cwd: Path) -> None:
+    (cwd / "pytest.ini").write_text(PYTEST_INI, encoding="utf-8")
+    (cwd / "test_doc_block.py").write_text(block.text, encoding="utf-8")
+    with _services(block) as env:
+        done = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                     "test_doc_block.py"], cwd, env)
+    assert done.returncode == 0, f"{block.id} failed:\n{done.stdout}\n{done.stderr}"
+    assert " passed" in done.stdout, done.stdout
+    assert " skipped" not in done.stdout, done.stdout
+
+
+def _check_config(block: Block, cwd: Path) -> None:
+    ext = "yaml" if block.lang == "yml" else block.lang
+    path = cwd / (block.file_name or f"mesh.{ext}")
+    path.write_text(block.text, encoding="utf-8")
+    out = io.StringIO()
+    code = run_check(str(path), out, environ=placeholder_env(block.text))
+    assert code == EXIT_OK, f"{block.id} is not a valid mesh config:\n{out.getvalue()}"
+
+
+def _run_commands(block: Block, cwd: Path) -> None:
+    for command in commands_of(block):
+        done = _run([sys.executable, "-m", "meshlite", *command.argv], cwd)
+        printed = {squash(line) for line in (done.stdout + done.stderr).splitlines()}
+        if not command.shown:
+            assert done.returncode == 0, f"meshlite {command.argv}: {done.stderr}"
+        missing = [line for line in command.shown if squash(line) not in printed]
+        assert not missing, (f"{block.id}: `meshlite {' '.join(command.argv)}` did not "
+                             f"print {missing}; it printed:\n{done.stdout}{done.stderr}")
+
+
+RUNNERS = {"python": _run_python, "pytest": _run_pytest, "config": _check_config,
+           "commands": _run_commands}
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
+def test_doc_block(block: Block, tmp_path: Path) -> None:
+    if block.not_run is not None:
+        pytest.skip(f"not-run: {block.not_run}")
+    block_kind = kind(block)
+    assert block_kind is not None
+    RUNNERS[block_kind](block, _workdir(block, tmp_path))
+
+
+def test_every_not_run_marker_gives_a_reason() -> None:
+    unexplained = [b.id for b in BLOCKS if "not-run" in b.markers and not b.not_run]
+    assert not unexplained, f"<!-- not-run: REASON --> needs a reason: {unexplained}"
+
+
+def test_every_python_block_is_collected() -> None:
+    python = [b for b in BLOCKS if b.lang == "python"]
+    assert len(python) > 50
+    assert all(b in RUNNABLE for b in python)
+    assert {b.page for b in python} >= {"README.md", "docs/mesh.md", "docs/testing.md"}
