@@ -1,18 +1,8 @@
-"""Where the metrics recording cost of a mesh call goes: ``mesh.call_sync`` on meshes
-whose dispatch leaves out one piece of the recording each, against ``metrics=False``.
-
-Rows (thread CPU ns added per call, medians, interleaved as in ``metrics.py``):
-
-- ``full``: the real recording (what ``metrics.py`` measures);
-- ``no attempt histogram``: the endpoints keep no histogram;
-- ``no clock reads``: the latency appended is a constant (the gate, the append and
-  the batch counts remain);
-- ``no append``: the gate, the two clock reads and the subtraction, nothing recorded;
-- ``gate only``: the service's lane looked up and a token taken from its gate (the
-  call counted in flight), nothing timed or recorded.
-
-The last three rows run their recording in a method of their own, one Python call
-more than the real dispatch: compare them with ``gate only``, which pays it too.
+"""Where the metrics recording cost of a mesh call goes: ``mesh.call_sync`` with the
+real recording, and with the endpoints keeping no attempt histogram, against
+``metrics=False`` (thread CPU ns added per call, medians, interleaved as in
+``metrics.py``). The difference between the two rows is what attempts cost; the
+rest is the call series (``Timings.run``).
 
     .venv/bin/python benchmarks/metrics_breakdown.py
     .venv/bin/python benchmarks/metrics_breakdown.py --quick
@@ -21,55 +11,11 @@ more than the real dispatch: compare them with ``gate only``, which pays it too.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from metrics import measure_cpu, work
 
 import meshlite as ml
-from meshlite._context import CallContext
-from meshlite._mesh import Mesh, _current
-from meshlite.routing import Service
-
-
-class _Partial(Mesh):
-    """A mesh whose sync dispatch records only what :meth:`record` keeps."""
-
-    def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
-        handler = service._handler or service.sync_handler()
-        assert self._lanes is not None
-        gate, pending, series, monotonic = self._lanes[service]
-        try:
-            gate.pop()
-        except IndexError:
-            if not series.reopen():
-                raise self._refused() from None
-        token = _current.set(ctx)
-        try:
-            return self.record(handler, ctx, pending, monotonic)
-        finally:
-            _current.reset(token)
-
-    def record(self, handler: Any, ctx: CallContext, pending: Any, monotonic: Any) -> Any:
-        return handler(ctx)
-
-
-class _NoClock(_Partial):
-    def record(self, handler: Any, ctx: CallContext, pending: Any, monotonic: Any) -> Any:
-        start = 1.0
-        result = handler(ctx)
-        pending.append(1.0005 - start)
-        return result
-
-
-class _NoAppend(_Partial):
-    """Times the call but drops the latency: the gate still counts the call as
-    started, so this row measures the clock reads (calls in flight grow)."""
-
-    def record(self, handler: Any, ctx: CallContext, pending: Any, monotonic: Any) -> Any:
-        start = monotonic()
-        result = handler(ctx)
-        self.last = monotonic() - start
-        return result
+from meshlite._mesh import Mesh
 
 
 def _mesh(cls: type[Mesh] = Mesh, *, metrics: bool = True, attempts: bool = True) -> Mesh:
@@ -77,7 +23,7 @@ def _mesh(cls: type[Mesh] = Mesh, *, metrics: bool = True, attempts: bool = True
                metrics=metrics)
     if not attempts:
         for e in mesh.service("users").endpoints:
-            e._histogram, e._count_at = None, 1 << 62
+            e._histogram = None
     return mesh
 
 
@@ -90,9 +36,6 @@ def main() -> None:
         "metrics=False": _mesh(metrics=False),
         "full": _mesh(),
         "no attempt histogram": _mesh(attempts=False),
-        "no clock reads": _mesh(_NoClock),
-        "no append": _mesh(_NoAppend),
-        "gate only": _mesh(_Partial),
     }
     candidates = {name: (lambda m=m: m.call_sync("users", work, 1))
                   for name, m in meshes.items()}

@@ -4,9 +4,8 @@ Every mesh call and every attempt records a latency, and on CPython each operati
 on the call path shows: a lock, a ``threading.local`` read, or a bisection per call
 each cost more than an append. So a recorder appends to ``pending`` (atomic under
 the GIL and in free-threaded builds alike) and the buckets are counted later, a
-batch at a time: every :data:`FOLD_AT` recordings (a length check in
-:meth:`Histogram.observe`; the call series of the mesh and of ``ml.Metrics`` use
-the token gate of ``observability._metrics.Timings`` instead), and by every read.
+batch at a time: every :data:`FOLD_AT` recordings (a length check after the
+append) and at every read.
 
 A batch whose largest latency falls in the first bucket (the usual case for
 in-process calls) costs a ``max`` and a ``sum`` in C; any other batch is sorted once
@@ -25,8 +24,8 @@ __all__ = ["FOLD_AT", "Histogram", "take"]
 T = TypeVar("T")
 
 FOLD_AT = 512
-"""Latencies a :class:`Histogram` holds unfolded: the append that reaches it folds
-(a Timings' gate holds as many tokens). A fold has a fixed cost (a lock, two list
+"""Latencies a :class:`Histogram` holds unfolded: the append that reaches it folds.
+A fold has a fixed cost (a lock, two list
 copies): in ``benchmarks/metrics.py`` 512 recorded a mesh call 50-100 ns cheaper
 than 256, 1024 no cheaper, and 64 about 300 ns dearer."""
 
@@ -45,8 +44,8 @@ def take(items: list[T]) -> list[T]:
 class Histogram:
     """Counts of latencies per bucket and their sum, recorded without a lock.
 
-    :meth:`observe` appends and folds every :data:`FOLD_AT` latencies; a recorder
-    with a cheaper trigger of its own (a Timings' gate) appends to ``pending`` itself.
+    :meth:`observe` appends and folds every :data:`FOLD_AT` latencies
+    (``observability._metrics.Timings`` does the same around each call it runs).
 
     Args:
         bounds: Strictly increasing bucket upper bounds in seconds (a value equal to

@@ -19,7 +19,7 @@ from ._errors import ConfigError
 from ._events import Hook
 from ._inflight import calls_list, count
 from ._validate import fail, non_negative
-from .observability._mesh_metrics import Lane, MeshMetrics
+from .observability._mesh_metrics import MeshMetrics
 from .routing._events import MeshClosedError
 from .routing._lifecycle import LoopThread, dependency_order, start_all
 from .routing._mesh_lifecycle import MeshLifecycle
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .observability._dashboard import Alerts
     from .observability._dashboard._server import DashboardServer
+    from .observability._metrics import Timings
     from .routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
@@ -93,13 +94,13 @@ class Mesh(MeshLifecycle):
         self.metrics: MeshMetrics | None = None
         """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
         self._alerts: Alerts | None = None
-        self._lanes: dict[Service, Lane] | None = None  # metrics.lanes, read per call
+        self._series: dict[Service, Timings] | None = None  # metrics.series, per call
         for service in services:
             self._add(service)
         dependency_order(self._services)
         if metrics:
             self.metrics = MeshMetrics(self)
-            self._lanes = self.metrics.lanes
+            self._series = self.metrics.series
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -284,23 +285,21 @@ class Mesh(MeshLifecycle):
         if self.metrics is not None:
             self.metrics.adopt(service)
 
-    def _adopt_lane(self, service: Service) -> Lane:
-        # A service the metrics do not observe yet (dispatch's slow path; _lanes is
+    def _adopt_series(self, service: Service) -> Timings:
+        # A service the metrics do not observe yet (dispatch's slow path; _series is
         # set only with metrics).
         return cast(MeshMetrics, self.metrics).adopt(service)
 
     # -- calls -----------------------------------------------------------------
 
-    # Calls in flight are counted without a lock. A mesh with metrics counts them
-    # with the gate of each service's call series (Timings: a call takes a token when
-    # it starts, and is finished once its latency is recorded); calls to override
-    # fakes, and every call of a mesh without metrics, are kept in an in-flight list
-    # (meshlite._inflight).
+    # The lifecycle counts calls in flight in its own list (meshlite._inflight),
+    # whether or not the mesh records metrics: closing waits for them to drain and
+    # refuses new ones by its state alone. Metrics record each call through the
+    # service's series (Timings.run / arun, as ml.Metrics does).
 
     @property
     def _in_flight(self) -> int:
-        metrics = self.metrics
-        return count(self._calls) + (0 if metrics is None else metrics.in_flight)
+        return count(self._calls)
 
     @_in_flight.setter
     def _in_flight(self, value: int) -> None:
@@ -309,8 +308,6 @@ class Mesh(MeshLifecycle):
 
     def _set_state(self, state: str) -> None:
         self._state = state
-        if self.metrics is not None:
-            self.metrics.refuse(state in _REFUSING)
 
     def _refused(self) -> MeshClosedError:
         return MeshClosedError(
@@ -329,51 +326,28 @@ class Mesh(MeshLifecycle):
     def _leave(self) -> None:
         self._calls.pop()
 
-    # dispatch and dispatch_sync inline _enter/_leave and the recording: every call
-    # runs them, and each Python operation shows (docs/metrics.md, "Cost"). With
-    # metrics, one list pop when a call starts does the work of the state check and
-    # of the in-flight list: a closing mesh empties the gates (_set_state), and the
-    # call that finds a gate empty asks the series (Timings.reopen) whether it is
-    # closed or only due for counting.
-
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
-        current call; used by :meth:`call` and the HTTP transport."""
-        lanes = self._lanes
-        if lanes is not None:
-            try:
-                gate, pending, series, monotonic = lanes[service]
-            except KeyError:
-                gate, pending, series, monotonic = self._adopt_lane(service)
-            try:
-                gate.pop()
-            except IndexError:
-                if not series.reopen():
-                    raise self._refused() from None
-            token = _current.set(ctx)
-            try:
-                start = monotonic()
-            except BaseException:  # a clock that raises: the call never started
-                series.abandoned()
-                _current.reset(token)
-                raise
-            try:
-                result = await service._ahandler(ctx)
-            except BaseException as error:  # counted (cancellation too), then re-raised
-                series.error(monotonic() - start, error)
-                raise
-            finally:
-                _current.reset(token)
-            pending.append(monotonic() - start)
-            return result
+        current call; used by :meth:`call` and the HTTP transport.
+
+        Raises:
+            MeshClosedError: the mesh is closing or closed.
+        """
         calls = self._calls
-        calls.append(None)  # before the state check, as in _enter
+        calls.append(None)  # _enter, inlined (every call runs it)
         if self._state in _REFUSING:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
         try:
-            return await service._ahandler(ctx)
+            series_of = self._series
+            if series_of is None:
+                return await service._ahandler(ctx)
+            try:
+                series = series_of[service]
+            except KeyError:
+                series = self._adopt_series(service)
+            return await series.arun(service._ahandler, ctx)
         finally:
             _current.reset(token)
             calls.pop()
@@ -381,41 +355,21 @@ class Mesh(MeshLifecycle):
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
-        lanes = self._lanes
-        if lanes is not None:
-            try:
-                gate, pending, series, monotonic = lanes[service]
-            except KeyError:
-                gate, pending, series, monotonic = self._adopt_lane(service)
-            try:
-                gate.pop()
-            except IndexError:
-                if not series.reopen():
-                    raise self._refused() from None
-            token = _current.set(ctx)
-            try:
-                start = monotonic()
-            except BaseException:  # a clock that raises: the call never started
-                series.abandoned()
-                _current.reset(token)
-                raise
-            try:
-                result = handler(ctx)
-            except BaseException as error:  # counted, then re-raised untouched
-                series.error(monotonic() - start, error)
-                raise
-            finally:
-                _current.reset(token)
-            pending.append(monotonic() - start)
-            return result
         calls = self._calls
-        calls.append(None)  # before the state check, as in _enter
+        calls.append(None)  # _enter, inlined (every call runs it)
         if self._state in _REFUSING:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
         try:
-            return handler(ctx)
+            series_of = self._series
+            if series_of is None:
+                return handler(ctx)
+            try:
+                series = series_of[service]
+            except KeyError:
+                series = self._adopt_series(service)
+            return series.run(handler, ctx)
         finally:
             _current.reset(token)
             calls.pop()

@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
-from . import _recording
 from ._context import CallContext, _current
 from ._context import operation_of as _operation_of
 from ._errors import ConfigError
@@ -83,17 +82,6 @@ class Pipeline(Policy):
         self.service = service
         self._sync: Handler | None = None
         self._async: AsyncHandler = self.awrap(_invoke)
-        # An outermost recorder (ml.Metrics) records in this pipeline's entries, around
-        # the chain of the policies below it (meshlite._recording); nested in another
-        # pipeline or in a service, it is a handler like any policy.
-        self._recorder: _recording.Recorder | None = None
-        self._rest = self
-        if policies and isinstance(policies[0], _recording.Recorder):
-            self._recorder, self._rest = policies[0], Pipeline(*policies[1:], service=service)
-            self.call = _recording.sync_entry(  # type: ignore[method-assign]
-                self._recorder, self._rest, service)
-            self.acall = _recording.async_entry(  # type: ignore[method-assign,assignment]
-                self._recorder, self._rest._async, service)
 
     # -- the policy contract ---------------------------------------------------
 
@@ -187,14 +175,6 @@ class Pipeline(Policy):
         operation = _operation_of(fn)
         service = self.service
         get_parent = _current.get
-        recorder, rest = self._recorder, self._rest
-        if recorder is not None:
-            if inspect.iscoroutinefunction(fn):
-                decorated = _recording.async_wrapper(recorder, rest._async, service, fn)
-            else:
-                decorated = _recording.sync_wrapper(recorder, rest.sync_handler(), service, fn)
-            decorated.pipeline = self  # type: ignore[attr-defined]
-            return decorated
         if inspect.iscoroutinefunction(fn):
             ahandler = self._async
 

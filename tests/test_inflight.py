@@ -1,5 +1,5 @@
-"""In-flight lists (meshlite._inflight): what a mesh without metrics, and every mesh
-for calls to override fakes, counts calls in flight with."""
+"""In-flight lists (meshlite._inflight): what the mesh lifecycle and every call series
+count calls in flight with."""
 
 from __future__ import annotations
 

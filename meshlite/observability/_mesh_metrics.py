@@ -5,13 +5,11 @@ Three sources, by cost:
 - read at scrape time, free on the call path: each backend's request, error and
   in-flight counters (kept by routing anyway), ejection and health state, breaker
   states and panic mode;
-- recorded per call without a lock: the mesh's dispatch takes a token from the
-  service's :class:`~._metrics.Timings` gate when a call starts and appends the
-  call's latency when it ends, inline (the calls in flight are the tokens taken
-  less the calls finished, and the histogram is counted in batches);
-  each endpoint counts its attempts' latencies in a histogram, under the lock it
-  takes for its other counters anyway, with the latency it measured anyway (see
-  ``Endpoint.record_histogram``), so attempts cost no clock read and no call;
+- recorded per call without a lock: the mesh's dispatch runs each call through
+  its service's :class:`~._metrics.Timings` (``run`` / ``arun``, the one recording
+  implementation, shared with ``ml.Metrics``); each endpoint observes its attempts'
+  latencies, measured anyway for the EWMA, into a histogram under the lock it takes
+  for its other counters anyway (``Endpoint.record_histogram``);
 - counted from events (retries, rejections, transitions, cache hits...): the
   :class:`~._feed.EventFeed` hook, subscribed once to each service and policy.
 """
@@ -37,13 +35,7 @@ from ._scrape import AttemptReadings, mesh_families, service_families
 if TYPE_CHECKING:
     from .._mesh import Mesh
 
-__all__ = ["Lane", "MeshMetrics"]
-
-Lane = tuple[list[None], list[float], Timings, Callable[[], float]]
-"""What the mesh's dispatch reads per call of one service: the gate of its call
-series (a call takes a token when it starts), the list its latencies are appended
-to, the series (:class:`~meshlite.observability._metrics.Timings`), and the
-service clock's ``monotonic``."""
+__all__ = ["MeshMetrics"]
 
 
 class MeshMetrics:
@@ -65,9 +57,9 @@ class MeshMetrics:
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
-        self.lanes: dict[Service, Lane] = {}
-        """Each observed service's :data:`Lane` (the mesh's dispatch reads it per call)."""
-        self._refusing = False  # the mesh refuses calls: new series start with gates closed
+        self.series: dict[Service, Timings] = {}
+        """Each observed service's call series (the mesh's dispatch reads it per call;
+        an override's service shares the series of the service it stands for)."""
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
@@ -76,62 +68,52 @@ class MeshMetrics:
 
     # -- services ---------------------------------------------------------------
 
-    def adopt(self, service: Service) -> Lane:
+    def adopt(self, service: Service) -> Timings:
         """Start observing ``service`` (the mesh calls this for each service it
         registers or makes for an override): its calls, its attempts and its events.
-        Idempotent; returns the service's lane."""
+        Idempotent; returns the service's call series."""
         with self._lock:
-            lane = self.lanes.get(service)
-            if lane is not None:
-                return lane
+            series = self.series.get(service)
+            if series is not None:
+                return series
             name = service.name
             series = self._calls.get(name)
             if series is None:
-                series = self._calls[name] = Timings((("service", name),), self.bounds)
-                if self._refusing:
-                    series.close_gate()
+                series = self._calls[name] = Timings((("service", name),), self.bounds,
+                                                     service.clock.monotonic)
             service._record_histograms(self.bounds)  # attempts: timed by the endpoints
             self._subscribe(service.hooks, service.hooks.add(self.feed))
             for policy in service.pipeline.walk():
                 if id(policy) not in self._subscribed:
                     self._subscribe(policy, policy.hooks.add(self.feed))
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
-            lane = (series.gate, series.pending, series, service.clock.monotonic)
-            self.lanes[service] = lane
-            return lane
-
-    def refuse(self, refusing: bool) -> None:
-        """Close the gates of every call series (the mesh is closing: its dispatch
-        refuses calls that find a gate closed), or open them again."""
-        with self._lock:
-            self._refusing = refusing
-            for series in self._calls.values():
-                if refusing:
-                    series.close_gate()
-                else:
-                    series.open_gate()
+            self.series[service] = series
+            return series
 
     def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
         # Keeping the owner alive keeps its id from being reused by another object.
         self._subscribed[id(owner)] = (owner, remove)
 
-    @property
-    def in_flight(self) -> int:
-        """Calls in flight through every observed service (the mesh's drain counts
-        them with its own)."""
-        with self._lock:
-            series = list(self._calls.values())
-        return sum(s.in_flight for s in series)
-
     # -- reading -------------------------------------------------------------------
+
+    def call_counts(self, service: str) -> tuple[int, int, int]:
+        """Service ``service``'s calls finished, failed calls and retries so far (the
+        dashboard's per-second counts are their differences)."""
+        with self._lock:
+            series = self._calls.get(service)
+        retries = int(self.counters.value("meshlite_retries_total", (service,)))
+        if series is None:
+            return 0, 0, retries
+        reading = series.read_all()
+        return reading.count, sum(reading.errors.values()), retries
 
     def collect(self) -> Iterable[MetricFamily]:
         """Every metric of the mesh, read now (see docs/metrics.md for the list)."""
         services = self._mesh.services
         with self._lock:
             calls = dict(self._calls)
-            lanes = list(self.lanes)
-        attempts = _attempt_readings(lanes)
+            observed = list(self.series)
+        attempts = _attempt_readings(observed)
         yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)

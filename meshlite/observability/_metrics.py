@@ -2,7 +2,9 @@
 
 Per-call latencies go to :class:`Timings`, which takes no lock per call: a call
 appends its latency to a list (``list.append`` is atomic) and the histogram is
-counted in batches. An uncontended ``threading.Lock`` costs more than the whole
+counted in batches. Every recorder (the mesh, ``ml.Metrics``) runs calls through
+``Timings.run`` / ``Timings.arun``; endpoints observe attempts into a
+:class:`~meshlite._histogram.Histogram`. An uncontended ``threading.Lock`` costs more than the whole
 observation on CPython, and counting into shared cells would lose increments
 between threads (``cells[i] += 1`` is a read, an add and a write). Rare events
 (retries, rejections, ejections...) go to :class:`Counters`, a dict under one lock.
@@ -15,12 +17,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Protocol
+from typing import Any, Protocol
 
+from .._context import CallContext
 from .._histogram import FOLD_AT, Histogram, take
+from .._inflight import calls_list, count
+from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._events import ResponseStatusError
 
@@ -109,84 +115,78 @@ class TimingsReading:
 
 
 class Timings(Histogram):
-    """A latency histogram of one label set, plus errors by type and calls in flight.
+    """A latency histogram of one label set, plus errors by type and calls in flight:
+    the one place a call is recorded (the mesh's dispatch and ``ml.Metrics`` both
+    run calls through :meth:`run` / :meth:`arun`).
 
-    Recording takes no lock. A call takes a token from :attr:`gate` when it starts
-    (``gate.pop()``), and when it ends appends its latency to ``pending`` (or
-    ``(latency, error label)`` to ``failed``, by :meth:`error`). One list operation
-    at each end, and the gate does three jobs:
-
-    - calls in flight are the tokens taken less the calls finished;
-    - it holds :data:`~meshlite._histogram.FOLD_AT` tokens, so the call that finds it
-      empty calls :meth:`reopen`, which counts what is pending and refills it: the
-      lists stay bounded without a length check per call;
-    - a recorder may close it (:meth:`close_gate`) to send every call to its slow
-      path, as a closing mesh does to refuse calls.
+    Recording takes no lock: a call appends to :attr:`calls` when it starts and pops
+    when it ends (``meshlite._inflight``), and appends its latency to ``pending`` (or
+    ``(latency, error label)`` to ``failed``); the histogram counts them in batches
+    of :data:`~meshlite._histogram.FOLD_AT`, and at every read.
 
     Args:
         labels: The label pairs of this series.
         bounds: Bucket upper bounds (from :func:`check_buckets`).
+        monotonic: The clock calls are timed with.
     """
 
-    __slots__ = ("_closed", "_errors", "_finished", "_given", "failed", "gate", "labels")
+    __slots__ = ("_errors", "calls", "failed", "labels", "monotonic")
 
-    def __init__(self, labels: Labels, bounds: tuple[float, ...]) -> None:
+    def __init__(self, labels: Labels, bounds: tuple[float, ...],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__(bounds)
         self.labels = labels
+        self.monotonic = monotonic
+        self.calls = calls_list()
         self.failed: list[tuple[float, str]] = []
-        self.gate: list[None] = [None] * FOLD_AT
-        self._given = FOLD_AT  # tokens ever put in the gate (or given out by reopen)
-        self._finished = 0  # calls counted from pending and failed
-        self._closed = False
         self._errors: dict[str, int] = {}
 
-    def reopen(self) -> bool:
-        """Called by a call that found the gate empty: unless the gate is closed,
-        count what is pending, refill the gate and count this call as started.
+    def run(self, handler: Handler, ctx: CallContext) -> Any:
+        """Run ``handler(ctx)`` and record it: in flight while it runs, then its
+        latency, or its latency and error (re-raised untouched)."""
+        monotonic = self.monotonic
+        start = monotonic()  # before the call counts: a clock that raises leaves nothing
+        calls = self.calls
+        calls.append(None)
+        try:
+            result = handler(ctx)
+        except BaseException as error:  # counted (cancellation too), then re-raised
+            calls.pop()
+            self.error(monotonic() - start, error)
+            raise
+        calls.pop()
+        pending = self.pending
+        pending.append(monotonic() - start)
+        if len(pending) >= FOLD_AT:
+            self.fold()
+        return result
 
-        Returns:
-            False when the gate is closed (the call was not counted).
-        """
-        with self._lock:
-            if self._closed:
-                return False
-            self._fold()
-            gate = self.gate
-            # This call's token is given and taken at once: a pop here could find
-            # the new tokens taken already by calls running meanwhile.
-            add = max(0, FOLD_AT - 1 - len(gate))
-            gate.extend(_TOKENS[:add])
-            self._given += add + 1
-            return True
-
-    def close_gate(self) -> None:
-        """Empty the gate and keep it empty: every call goes to :meth:`reopen`,
-        which refuses it, until :meth:`open_gate`."""
-        with self._lock:
-            self._closed = True
-            gate = self.gate
-            while True:  # one pop at a time: each is atomic, so the count is exact
-                try:
-                    gate.pop()
-                except IndexError:
-                    break
-                self._given -= 1
-
-    def open_gate(self) -> None:
-        """Let calls through the gate again."""
-        with self._lock:
-            self._closed = False
-
-    def abandoned(self) -> None:
-        """A call that took a token ended without a latency to record (its clock
-        raised before it started); it no longer counts in flight."""
-        with self._lock:
-            self._finished += 1
+    async def arun(self, handler: AsyncHandler, ctx: CallContext) -> Any:
+        """Async twin of :meth:`run` (cancellation is recorded as an error too)."""
+        monotonic = self.monotonic
+        start = monotonic()  # before the call counts: a clock that raises leaves nothing
+        calls = self.calls
+        calls.append(None)
+        try:
+            result = await handler(ctx)
+        except BaseException as error:  # counted (cancellation too), then re-raised
+            calls.pop()
+            self.error(monotonic() - start, error)
+            raise
+        calls.pop()
+        pending = self.pending
+        pending.append(monotonic() - start)
+        if len(pending) >= FOLD_AT:
+            self.fold()
+        return result
 
     def error(self, seconds: float, error: BaseException) -> None:
         """Record one call that failed with ``error`` after ``seconds`` (its latency
         and :func:`error_label`)."""
-        self.failed.append((seconds, error_label(error)))
+        failed = self.failed
+        failed.append((seconds, error_label(error)))
+        if len(failed) >= FOLD_AT:
+            self.fold()
 
     def _fold(self) -> None:
         batch = take(self.failed)
@@ -195,31 +195,19 @@ class Timings(Histogram):
             for _, label in batch:
                 counts[label] = counts.get(label, 0) + 1
             self.count([seconds for seconds, _ in batch])
-        done = take(self.pending)
-        self.count(done)
-        self._finished += len(batch) + len(done)
-
-    def _in_flight(self) -> int:
-        # Caller holds the lock and has just folded: a call finished in `_finished`
-        # took its token before, so the gate is read last.
-        return self._given - len(self.gate) - self._finished
+        self.count(take(self.pending))
 
     @property
     def in_flight(self) -> int:
-        """Calls that took a token and have not finished yet."""
-        with self._lock:
-            self._fold()
-            return self._in_flight()
+        """Calls started and not finished yet."""
+        return count(self.calls)
 
     def read_all(self) -> TimingsReading:
         """Fold what is pending and return every count."""
         with self._lock:
             self._fold()
             return TimingsReading(buckets=tuple(self._buckets), sum=self._sum,
-                                  in_flight=self._in_flight(), errors=dict(self._errors))
-
-
-_TOKENS: list[None] = [None] * FOLD_AT
+                                  in_flight=count(self.calls), errors=dict(self._errors))
 
 
 def error_label(error: BaseException) -> str:

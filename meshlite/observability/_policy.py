@@ -4,7 +4,7 @@ pipeline, for pipelines used outside a mesh (a mesh records its own)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -29,9 +29,7 @@ _PREFIX = "meshlite_operation"
 class Metrics(Policy):
     """Record every call through the pipeline: requests, errors by type, latency
     histogram and calls in flight, per service and operation (``meshlite_operation_*``).
-    Put it outermost to time the whole call: there it records in the pipeline's own
-    entries (``call``, ``acall``, decorated functions) and costs no handler of its
-    own. Serve it with ``prometheus_app(metrics)``
+    Put it outermost to time the whole call. Serve it with ``prometheus_app(metrics)``
     or ``start_http_server(metrics)``. :meth:`watch` also counts a pipeline's events
     (retries, rejections, breaker transitions...) under the mesh's metric names.
 
@@ -89,13 +87,6 @@ class Metrics(Policy):
 
         return unwatch
 
-    def recording(self) -> tuple[dict[str | None, dict[str, Timings]],
-                                 Callable[[str | None, str], Timings], Callable[[], float]]:
-        """What a pipeline whose outermost policy this is records with in its entries
-        (meshlite._recording): the series by service then operation, the function
-        that makes a missing one, and the clock's ``monotonic``."""
-        return self._table, self._series_for, self._clock.monotonic
-
     def _series_for(self, service: str | None, operation: str) -> Timings:
         with self._lock:
             by_operation = self._table.get(service)
@@ -104,67 +95,36 @@ class Metrics(Policy):
             series = by_operation.get(operation)
             if series is None:
                 labels = (("service", service or ""), ("operation", operation))
-                series = by_operation[operation] = Timings(labels, self.bounds)
+                series = by_operation[operation] = Timings(labels, self.bounds,
+                                                           self._clock.monotonic)
             return series
 
-    # wrap and awrap inline the lookup of the series and its recording: each Python
-    # operation on this path shows in benchmarks/metrics.py. A call takes a token
-    # from the series' gate when it starts (counting it in flight) and appends its
-    # latency when it ends; the call that finds the gate empty counts the batch.
-
     def wrap(self, call_next: Handler) -> Handler:
-        """The sync handler recording each call around ``call_next``."""
-        table, make, monotonic = self._table, self._series_for, self._clock.monotonic
+        """The sync handler recording each call around ``call_next`` in the series of
+        its (service, operation) (``Timings.run``)."""
+        table, make = self._table, self._series_for
 
         def handler(ctx: CallContext) -> Any:
             try:
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            try:
-                series.gate.pop()
-            except IndexError:
-                series.reopen()  # never closed here: counts the batch, refills
-            try:
-                start = monotonic()
-            except BaseException:  # a clock that raises: the call never started
-                series.abandoned()
-                raise
-            try:
-                result = call_next(ctx)
-            except BaseException as error:  # counted, then re-raised untouched
-                series.error(monotonic() - start, error)
-                raise
-            series.pending.append(monotonic() - start)
-            return result
+            return series.run(call_next, ctx)
 
         return handler
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        """The async handler recording each call around ``call_next``."""
-        table, make, monotonic = self._table, self._series_for, self._clock.monotonic
+        """The async handler recording each call around ``call_next``: it returns
+        ``Timings.arun``'s coroutine, which the caller awaits (no coroutine of its
+        own)."""
+        table, make = self._table, self._series_for
 
-        async def handler(ctx: CallContext) -> Any:
+        def handler(ctx: CallContext) -> Awaitable[Any]:
             try:
                 series = table[ctx.service][ctx.operation]
             except KeyError:
                 series = make(ctx.service, ctx.operation)
-            try:
-                series.gate.pop()
-            except IndexError:
-                series.reopen()
-            try:
-                start = monotonic()
-            except BaseException:  # a clock that raises: the call never started
-                series.abandoned()
-                raise
-            try:
-                result = await call_next(ctx)
-            except BaseException as error:  # counted (cancellation too), then re-raised
-                series.error(monotonic() - start, error)
-                raise
-            series.pending.append(monotonic() - start)
-            return result
+            return series.arun(call_next, ctx)
 
         return handler
 

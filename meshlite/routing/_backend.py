@@ -253,15 +253,7 @@ class Endpoint:
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            # Peak EWMA (Finagle), as _observe, inlined on the success path.
-            ewma = self._ewma
-            if rtt >= ewma:
-                self._ewma = rtt
-            else:
-                elapsed = now - self._stamp
-                w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
-                self._ewma = ewma * w + rtt * (1.0 - w)
-            self._stamp = now
+            self._observe(now, rtt)
         finally:
             lock.release()
         return rtt
@@ -293,25 +285,36 @@ class Endpoint:
         with self._lock:
             self.in_flight -= 1
 
+    # -- the peak EWMA (Finagle): its update and its reading, the only two places
+    # its maths is written.
+
     def _observe(self, now: float, rtt: float) -> None:
-        # Peak EWMA (Finagle): a slower sample replaces the average at once, faster
-        # ones pull it down with a weight that grows with the time since the last.
-        if rtt >= self._ewma:
+        # A slower sample replaces the average at once, faster ones pull it down with
+        # a weight that grows with the time since the last. Caller holds the lock.
+        ewma = self._ewma
+        if rtt >= ewma:
             self._ewma = rtt
         else:
-            w = math.exp(-max(0.0, now - self._stamp) / self._tau)
-            self._ewma = self._ewma * w + rtt * (1.0 - w)
+            elapsed = now - self._stamp
+            w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+            self._ewma = ewma * w + rtt * (1.0 - w)
         self._stamp = now
+
+    def _decayed(self, now: float) -> float:
+        # The average decayed to `now` (0.0 before any sample).
+        ewma = self._ewma
+        if ewma != 0.0:
+            elapsed = now - self._stamp
+            if elapsed > 0.0:
+                ewma *= _exp(-elapsed / self._tau)
+        return ewma
 
     # -- what balancers and snapshots read -------------------------------------
 
     @property
     def ewma(self) -> float:
         """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
-        ewma = self._ewma
-        if ewma == 0.0:
-            return 0.0
-        return ewma * math.exp(-max(0.0, self._clock.monotonic() - self._stamp) / self._tau)
+        return self._decayed(self._clock.monotonic())
 
     def cost(self, now: float | None = None) -> float:
         """Peak-EWMA latency times load (``in_flight + 1``), divided by the weight;
@@ -322,13 +325,7 @@ class Endpoint:
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        ewma = self._ewma
-        if ewma != 0.0:  # decayed to now, as the ewma property
-            if now is None:
-                now = self._clock.monotonic()
-            elapsed = now - self._stamp
-            if elapsed > 0.0:
-                ewma *= _exp(-elapsed / self._tau)
+        ewma = self._decayed(self._clock.monotonic() if now is None else now)
         if ewma == 0.0 and in_flight:
             return _UNKNOWN_COST + in_flight
         return ewma * (in_flight + 1) / self.weight

@@ -1,6 +1,6 @@
-"""The Metrics policy records the same whichever way a call comes in: through the
-entries of a pipeline whose outermost policy it is (``call``, ``acall``, decorated
-functions; meshlite._recording), or as a handler inside another pipeline."""
+"""The Metrics policy records the same whichever way a call comes in (``call``,
+``acall``, decorated functions) and wherever it sits: outermost, nested in another
+pipeline, or inside one."""
 
 from __future__ import annotations
 
@@ -92,12 +92,11 @@ async def test_async_calls_are_recorded_alike(layout: str, entry: str) -> None:
     assert sample(metrics, DURATION, "_sum", service="svc", operation=op) == pytest.approx(0.4)
 
 
-def test_an_outermost_metrics_policy_records_in_the_pipeline_entries() -> None:
+def test_an_outermost_metrics_policy_is_a_handler_like_any_policy() -> None:
     metrics = Metrics()
     pipeline = ml.Pipeline(metrics, ml.Retry(attempts=2))
-    # The pipeline's own entries record, around the chain below the policy.
-    assert {"call", "acall"} <= set(vars(pipeline))
-    assert not {"call", "acall"} & set(vars(ml.Pipeline(ml.Retry(), metrics)))
+    # The pipeline never replaces its own entries on the instance.
+    assert not {"call", "acall"} & set(vars(pipeline))
     calls: list[ml.CallContext | None] = []
 
     def probe() -> None:
@@ -106,7 +105,7 @@ def test_an_outermost_metrics_policy_records_in_the_pipeline_entries() -> None:
     pipeline.call(probe)
     assert calls[0] is not None
     assert calls[0].operation == probe.__qualname__
-    # The entry runs the chain below the policy: one call recorded, not two.
+    # One call recorded, not one per attempt.
     assert sample(metrics, TOTAL, service="", operation=probe.__qualname__) == 1
     decorated = pipeline(probe)
     assert decorated.pipeline is pipeline  # type: ignore[attr-defined]

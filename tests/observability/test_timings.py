@@ -1,120 +1,104 @@
-"""Timings: a call series recorded without a lock. A call takes a token from the
-gate when it starts and appends its latency when it ends; the gate counts calls in
-flight, bounds what waits to be counted, and refuses calls while it is closed."""
+"""Timings: the one recording implementation. ``run``/``arun`` count a call in flight
+while it runs and record its latency (and error) when it ends, without a lock;
+the histogram is counted in batches and at every read."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
+from typing import Any
 
+import pytest
+from _clocks import BrokenClock
+
+from meshlite._context import CallContext
 from meshlite._histogram import FOLD_AT
 from meshlite.observability._metrics import Timings
+from meshlite.testing import FakeClock
 
 BOUNDS = (0.01, 0.1, 1.0)
 
 
-def start(t: Timings) -> bool:
-    """What a recorder does when a call starts: False when refused."""
-    try:
-        t.gate.pop()
-    except IndexError:
-        return t.reopen()
-    return True
+def ctx() -> CallContext:
+    return CallContext(lambda: None, (), {}, "op", "s", None)
 
 
-def test_calls_in_flight_are_tokens_taken_less_calls_finished() -> None:
-    t = Timings((("service", "s"),), BOUNDS)
-    for _ in range(3):
-        assert start(t)
-    assert t.in_flight == 3
-    t.pending.append(0.05)
-    t.error(0.5, ConnectionError("down"))
-    reading = t.read_all()
-    assert (reading.in_flight, reading.count, reading.errors) == (1, 2, {"ConnectionError": 1})
-    assert reading.buckets == (0, 1, 1, 0)
-    t.pending.append(2.0)
-    assert t.in_flight == 0
-
-
-def test_the_call_that_finds_the_gate_empty_counts_the_batch() -> None:
-    t = Timings((), BOUNDS)
-    for _ in range(FOLD_AT):
-        assert start(t)
-        t.pending.append(0.001)
-    assert t.gate == []
-    assert len(t.pending) == FOLD_AT
-    assert start(t)  # the gate was empty: counted what was pending, refilled
-    assert t.pending == []
-    assert len(t.gate) == FOLD_AT - 1
-    assert t.in_flight == 1
-    t.pending.append(0.001)
-    assert t.read_all().buckets == (FOLD_AT + 1, 0, 0, 0)
-
-
-def test_a_closed_gate_refuses_calls_and_keeps_counting_those_running() -> None:
-    t = Timings((), BOUNDS)
-    assert start(t)
-    assert start(t)
-    t.close_gate()
-    assert not start(t)
-    assert t.in_flight == 2  # the refused call was never counted
-    t.pending.append(0.001)
-    t.pending.append(0.001)
-    assert t.in_flight == 0
-    t.open_gate()
-    assert start(t)
-    assert t.in_flight == 1
-
-
-def test_threads_and_a_gate_closed_and_opened_meanwhile_lose_no_count() -> None:
-    t = Timings((), BOUNDS)
-    admitted, refused = [0] * 4, [0] * 4
-    done = threading.Event()
+def test_a_call_is_in_flight_while_it_runs_then_timed() -> None:
+    clock = FakeClock()
+    t = Timings((("service", "s"),), BOUNDS, clock.monotonic)
     seen: list[int] = []
 
-    def caller(i: int) -> None:
-        # Until this thread has both got through and been refused (the flipper
-        # yields while the gate is closed and waits while it is open).
-        for attempt in range(1_000_000):
-            if attempt >= 2_000 and admitted[i] and refused[i]:
-                return
-            if start(t):
-                admitted[i] += 1
-                t.pending.append(0.001)
-            else:
-                refused[i] += 1
+    def ok(_: CallContext) -> str:
+        seen.append(t.in_flight)
+        clock.advance(0.05)
+        return "done"
 
-    def flipper() -> None:
-        while not done.is_set():
-            t.close_gate()
-            seen.append(t.in_flight)
-            time.sleep(0)  # let callers find it closed
-            t.open_gate()
-            done.wait(0.0002)
+    def boom(_: CallContext) -> Any:
+        seen.append(t.in_flight)
+        clock.advance(0.5)
+        raise ConnectionError("down")
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
-    flip = threading.Thread(target=flipper)
-    flip.start()
+    assert t.run(ok, ctx()) == "done"
+    with pytest.raises(ConnectionError):
+        t.run(boom, ctx())
+    reading = t.read_all()
+    assert seen == [1, 1]
+    assert (reading.in_flight, reading.count, reading.errors) == (0, 2, {"ConnectionError": 1})
+    assert reading.buckets == (0, 1, 1, 0)
+    assert reading.sum == pytest.approx(0.55)
+
+
+async def test_arun_records_cancellation_as_an_error() -> None:
+    t = Timings((), BOUNDS)
+    started = asyncio.Event()
+
+    async def hang(_: CallContext) -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    task = asyncio.ensure_future(t.arun(hang, ctx()))
+    await started.wait()
+    assert t.in_flight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    reading = t.read_all()
+    assert (reading.in_flight, reading.count, reading.errors) == (0, 1, {"CancelledError": 1})
+
+
+def test_latencies_are_counted_in_batches_and_at_each_read() -> None:
+    t = Timings((), BOUNDS)
+    for _ in range(FOLD_AT - 1):
+        t.run(lambda c: None, ctx())
+    assert len(t.pending) == FOLD_AT - 1
+    t.run(lambda c: None, ctx())
+    assert t.pending == []  # the call that filled the batch counted it
+    t.run(lambda c: None, ctx())
+    assert t.read_all().count == FOLD_AT + 1
+    assert t.pending == []
+
+
+def test_a_clock_that_raises_leaves_nothing_in_flight() -> None:
+    clock = BrokenClock()
+    t = Timings((), BOUNDS, clock.monotonic)
+    clock.armed = True
+    with pytest.raises(RuntimeError, match="clock broke"):
+        t.run(lambda c: None, ctx())
+    assert t.in_flight == 0
+    assert t.read_all().count == 0
+
+
+def test_threads_lose_no_count() -> None:
+    t = Timings((), BOUNDS)
+
+    def caller() -> None:
+        for _ in range(3 * FOLD_AT):
+            t.run(lambda c: None, ctx())
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    done.set()
-    flip.join()
     reading = t.read_all()
-    assert reading.in_flight == 0
-    assert reading.count == sum(admitted)
-    assert all(admitted), admitted
-    assert all(refused), refused
-    assert min(seen, default=0) >= 0
-    assert max(seen, default=0) <= 4
-
-
-def test_a_call_abandoned_while_the_gate_is_closed_leaves_it_closed() -> None:
-    t = Timings((), BOUNDS)
-    assert start(t)
-    t.close_gate()
-    t.abandoned()  # its clock raised: it never ran
-    assert t.in_flight == 0
-    assert t.gate == []
-    assert not start(t)  # no token came back to let a call through
+    assert (reading.in_flight, reading.count) == (0, 4 * 3 * FOLD_AT)

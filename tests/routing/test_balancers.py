@@ -198,8 +198,8 @@ def test_endpoint_histogram_counts_attempts_from_when_it_is_kept(clock: FakeCloc
 
 
 def test_endpoint_histogram_loses_nothing_past_its_reservoir(clock: FakeClock) -> None:
-    # Counted from the reservoir in batches: with a reservoir of 5, every 5 attempts;
-    # reads in between count the rest. 1,000 attempts, none lost or counted twice.
+    # The histogram counts every attempt, however small the latency reservoir kept
+    # for percentiles: 1,000 attempts, none lost or counted twice.
     e = Endpoint(Backend("a"), clock, reservoir=5)
     e.record_histogram((0.125, 0.5))
     expected = [0, 0, 0]

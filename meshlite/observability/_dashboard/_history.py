@@ -1,17 +1,19 @@
 """Per-second aggregates: the sampler that measures them and the ring buffer that
 keeps the last hour of them per service.
 
-The sampler reads what routing already counts on each endpoint (attempts, errors,
-the reservoir of recent latencies) once a second, so the call path pays nothing
-for the dashboard: no hook, no lock beyond the endpoint's own, no allocation.
-The latencies of one second are the newest ``requests - previous requests``
-entries of each endpoint's reservoir.
+Once a second the sampler reads the calls the mesh's metrics count per service
+(calls and failed calls, refused ones included: a breaker that is open fails every
+call without an attempt), the retries counted from events, and what routing
+already counts on each endpoint (attempts, attempt errors, the reservoir of recent
+latencies), so the call path pays nothing for the dashboard. The latencies of one
+second are the newest ``requests - previous requests`` entries of each endpoint's
+reservoir.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,10 @@ __all__ = [
     "MAX_SAMPLES_PER_SECOND",
     "History",
     "Sampler",
+    "FAILING_RATIO",
+    "CallCounts",
     "ServiceSecond",
+    "call_status",
 ]
 
 DEFAULT_HISTORY_SECONDS = 3600
@@ -34,13 +39,26 @@ MAX_SAMPLES_PER_SECOND = 1024
 """Latencies kept per service and second for alert windows (evenly thinned)."""
 
 
+FAILING_RATIO = 0.5
+"""Share of a second's calls failing at or above which a service is ``"failing"``."""
+
+CallCounts = Callable[[str], tuple[int, int, int] | None]
+"""Reads a service's calls, failed calls and retries so far (cumulative), or None
+when the mesh records no metrics (the sampler then counts attempts as calls)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceSecond:
     """One service over one second: what the sampler measured, with the snapshot
     and health taken at the same moment.
 
-    ``samples`` are that second's attempt latencies, sorted (at most
-    :data:`MAX_SAMPLES_PER_SECOND`, evenly thinned).
+    ``requests`` and ``errors`` are calls and failed calls (a call refused by a
+    breaker, a rate limit or a bulkhead, or whose retries ran out, is a failed
+    call); ``attempts`` and ``attempt_errors`` are what backends saw, ``retries``
+    the attempts after a call's first. ``status`` is the routing status made worse
+    by failing calls (see :func:`call_status`). ``samples`` are that second's
+    attempt latencies, sorted (at most :data:`MAX_SAMPLES_PER_SECOND`, evenly
+    thinned).
     """
 
     name: str
@@ -52,6 +70,25 @@ class ServiceSecond:
     samples: tuple[float, ...]
     snapshot: ServiceSnapshot
     health: ServiceHealth
+    attempts: int = 0
+    attempt_errors: int = 0
+    retries: int = 0
+    status: str = ""
+
+
+def call_status(routing: str, calls: int, failed: int, breakers: Iterable[str]) -> str:
+    """A service's status from its routing status and its calls: a service whose
+    calls fail is not healthy. ``"failing"`` when a breaker is open or at least
+    :data:`FAILING_RATIO` of the calls failed, ``"degraded"`` when some failed;
+    a worse routing status (``panic``, ``down``) stays."""
+    if routing in ("panic", "down"):
+        return routing
+    if any(b in ("open", "forced_open") for b in breakers) or (
+            calls and failed / calls >= FAILING_RATIO):
+        return "failing"
+    if failed and routing == "healthy":
+        return "degraded"
+    return routing
 
 
 class History:
@@ -117,11 +154,19 @@ class History:
 
 
 class Sampler:
-    """Measures each service once a second from its endpoints' counters."""
+    """Measures each service once a second from its calls (``calls``) and its
+    endpoints' counters.
 
-    def __init__(self) -> None:
+    Args:
+        calls: Reads a service's cumulative calls, failed calls and retries.
+    """
+
+    def __init__(self, calls: CallCounts | None = None) -> None:
         # service name -> endpoint -> (requests, errors) at the previous tick
         self._seen: dict[str, dict[Endpoint, tuple[int, int]]] = {}
+        # service name -> (calls, failed, retries) at the previous tick
+        self._calls_seen: dict[str, tuple[int, int, int]] = {}
+        self._read_calls = calls
         self._primed = False
 
     def sample(self, services: Iterable[Service], second: int) -> list[ServiceSecond]:
@@ -155,10 +200,25 @@ class Sampler:
             errors += max(0, err - base[1])
         self._seen[service.name] = now
         fresh.sort()
+        calls, failed, retries = self._calls_delta(service.name, requests, errors)
+        snapshot, health = snapshot_of(service), health_of(service)
         return ServiceSecond(
-            name=service.name, second=second, requests=requests, errors=errors,
+            name=service.name, second=second, requests=calls, errors=failed,
             p50=percentile(fresh, 0.5), p99=percentile(fresh, 0.99),
-            samples=_thin(fresh), snapshot=snapshot_of(service), health=health_of(service))
+            samples=_thin(fresh), snapshot=snapshot, health=health,
+            attempts=requests, attempt_errors=errors, retries=retries,
+            status=call_status(health.status, calls, failed, snapshot.breakers.values()))
+
+    def _calls_delta(self, name: str, attempts: int, attempt_errors: int
+                     ) -> tuple[int, int, int]:
+        total = self._read_calls(name) if self._read_calls is not None else None
+        if total is None:  # no call metrics: attempts are the best count there is
+            return attempts, attempt_errors, 0
+        before = self._calls_seen.get(name)
+        if before is None:
+            before = total if not self._primed else (0, 0, 0)
+        self._calls_seen[name] = total
+        return tuple(max(0, a - b) for a, b in zip(total, before, strict=True))  # type: ignore[return-value]
 
 
 def _thin(ordered: list[float]) -> tuple[float, ...]:

@@ -62,7 +62,8 @@ class Monitor:
         self.histories: dict[str, History] = {}
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
-        self._sampler = Sampler()
+        metrics = mesh.metrics
+        self._sampler = Sampler(None if metrics is None else metrics.call_counts)
         self._task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
         self._last_post: asyncio.Task[bool] | None = None

@@ -26,8 +26,9 @@ __all__ = [
     "tick_payload",
 ]
 
-STATUS_ORDER = {"healthy": 0, "degraded": 1, "panic": 2, "down": 3}
-"""Service statuses from best to worst; the mesh's status is its worst service's."""
+STATUS_ORDER = {"healthy": 0, "degraded": 1, "failing": 2, "panic": 3, "down": 4}
+"""Service statuses from best to worst; the mesh's status is its worst service's
+(``"failing"``: calls fail while backends are up, as with a breaker open)."""
 
 
 def _r(value: float | None) -> float | None:
@@ -45,7 +46,7 @@ def health_dict(health: ServiceHealth) -> dict[str, Any]:
 
 def health_payload(health: Mapping[str, ServiceHealth]) -> dict[str, Any]:
     """``/api/health``: the worst status over all services, and each service's."""
-    worst = max((STATUS_ORDER.get(h.status, 3) for h in health.values()), default=0)
+    worst = max((STATUS_ORDER.get(h.status, 4) for h in health.values()), default=0)
     status = next(k for k, v in STATUS_ORDER.items() if v == worst)
     return {"status": status, "services": {n: health_dict(h) for n, h in health.items()}}
 
@@ -77,7 +78,7 @@ def health_body(services: Iterable[Service]) -> bytes:
     services_out: dict[str, Any] = {}
     for svc in services:
         status, available = _service_status(svc)
-        worst = max(worst, STATUS_ORDER.get(status, 3))
+        worst = max(worst, STATUS_ORDER.get(status, 4))
         endpoints = svc.endpoints
         services_out[svc.name] = {
             "name": svc.name, "status": status, "available": available,
@@ -89,13 +90,18 @@ def health_body(services: Iterable[Service]) -> bytes:
 
 
 def rate_dict(second: ServiceSecond | None) -> dict[str, Any] | None:
-    """The last complete second of a service: attempts, errors, error rate and
-    latency percentiles (seconds); ``None`` before the first sample."""
+    """The last complete second of a service: calls (``requests``), failed calls
+    (``errors``) and their error rate, attempts, attempt errors and retries, the
+    call-aware status, and attempt latency percentiles (seconds); ``None`` before
+    the first sample."""
     if second is None:
         return None
     rate = second.errors / second.requests if second.requests else None
     return {"second": second.second, "requests": second.requests, "errors": second.errors,
-            "error_rate": _r(rate), "p50": _r(second.p50), "p99": _r(second.p99)}
+            "error_rate": _r(rate), "attempts": second.attempts,
+            "attempt_errors": second.attempt_errors, "retries": second.retries,
+            "status": second.status or second.health.status,
+            "p50": _r(second.p50), "p99": _r(second.p99)}
 
 
 def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
@@ -105,6 +111,8 @@ def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
     data = snapshot.as_dict()
     data["health"] = health_dict(health)
     data["last_second"] = rate_dict(second)
+    if second is not None and second.status:
+        data["status"] = second.status  # calls that fail make a service unhealthy
     return data
 
 
@@ -117,7 +125,9 @@ def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None
                  firing: int) -> dict[str, Any]:
     """The WebSocket update sent every second.
 
-    ``services`` maps each name to its last second and state; each backend is a
+    ``services`` maps each name to its last second and state (``requests`` and
+    ``errors`` are calls and failed calls; ``attempts``, ``attempt_errors`` and
+    ``retries`` what the backends saw); each backend is a
     row ``[address, status, in_flight, ejected_for, requests, errors, p99]``.
     ``alerts`` (the ``/api/alerts`` answer) is present only when an alert fired
     or resolved in that second.
@@ -128,8 +138,10 @@ def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None
         second = max(second, s.second)
         snap = s.snapshot
         services[s.name] = {
-            "status": s.health.status, "available": s.health.available,
+            "status": s.status or s.health.status, "available": s.health.available,
             "total": s.health.total, "requests": s.requests, "errors": s.errors,
+            "attempts": s.attempts, "attempt_errors": s.attempt_errors,
+            "retries": s.retries,
             "p50": _r(s.p50), "p99": _r(s.p99), "in_flight": snap.in_flight,
             "panic": snap.panic, "breakers": snap.breakers,
             "backends": [_backend_row(b) for b in snap.backends]}

@@ -111,14 +111,16 @@
       const l = svc.live;
       return { status: l.status, breakers: l.breakers, in_flight: l.in_flight,
                available: l.available, total: l.total, requests: l.requests,
-               errors: l.errors, p50: l.p50, p99: l.p99, live: true };
+               errors: l.errors, attempts: l.attempts ?? null, retries: l.retries ?? null,
+               p50: l.p50, p99: l.p99, live: true };
     }
     const i = svc.info || {};
     const last = i.last_second || {};
     const h = i.health || { available: 0, total: 0 };
     return { status: i.status || "unknown", breakers: i.breakers || {}, in_flight: i.in_flight || 0,
              available: h.available, total: h.total, requests: last.requests ?? null,
-             errors: last.errors ?? null, p50: last.p50 ?? null, p99: last.p99 ?? null, live: false };
+             errors: last.errors ?? null, attempts: last.attempts ?? null,
+             retries: last.retries ?? null, p50: last.p50 ?? null, p99: last.p99 ?? null, live: false };
   }
 
   function appendPoint(h, second, point) {
@@ -238,7 +240,7 @@
     const q = (sel) => node.querySelector(sel);
     svc.card = { node, status: q(".svc-status"), balancer: q(".balancer"), breakers: q(".breakers"),
                  rps: q(".f-rps"), err: q(".f-err"), p50: q(".f-p50"), p99: q(".f-p99"),
-                 inflight: q(".f-inflight"), rate: q(".chart-rate"), latency: q(".chart-latency"),
+                 inflight: q(".f-inflight"), attempts: q(".f-attempts"), retries: q(".f-retries"), rate: q(".chart-rate"), latency: q(".chart-latency"),
                  rows: q("tbody") };
     $("services").appendChild(node);
     return svc.card;
@@ -253,6 +255,8 @@
       el("span", "pill " + st, "breaker " + st.replace("_", " "))));
     c.rps.textContent = fmtRate(v.requests);
     c.err.textContent = v.requests ? fmtPct(v.errors / v.requests) : "–";
+    c.attempts.textContent = fmtRate(v.attempts);
+    c.retries.textContent = fmtRate(v.retries);
     c.p50.textContent = fmtMs(v.p50);
     c.p99.textContent = fmtMs(v.p99);
     c.inflight.textContent = String(v.in_flight);
@@ -280,7 +284,7 @@
   }
 
   const STATUS_COLOR = { healthy: "#34d399", up: "#34d399", degraded: "#fbbf24", unhealthy: "#fbbf24",
-                         panic: "#f87171", down: "#f87171", ejected: "#f87171" };
+                         failing: "#f87171", panic: "#f87171", down: "#f87171", ejected: "#f87171" };
 
   function renderTopology() {
     const svg = $("topology");
@@ -333,14 +337,15 @@
 
   function renderSummary() {
     let rps = 0, errs = 0, p99 = null, up = 0, avail = 0, total = 0, worst = 0;
-    const order = { healthy: 0, degraded: 1, panic: 2, down: 3 };
+    // Follows calls: a service whose calls fail ("failing") is not up.
+    const order = { healthy: 0, degraded: 1, failing: 2, panic: 3, down: 4 };
     for (const svc of state.services.values()) {
       const v = view(svc);
       rps += v.requests || 0; errs += v.errors || 0;
       if (v.p99 !== null && (p99 === null || v.p99 > p99)) p99 = v.p99;
       if (v.status === "healthy" || v.status === "degraded") up += 1;
       avail += v.available || 0; total += v.total || 0;
-      worst = Math.max(worst, order[v.status] ?? 3);
+      worst = Math.max(worst, order[v.status] ?? 4);
     }
     $("s-rps").textContent = fmtRate(rps);
     $("s-err").textContent = rps ? fmtPct(errs / rps) : "–";
