@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..._errors import ConfigError
 from ..._events import Event
+from ..._statelog import log_state_change
 from ...routing._service import Service
 from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
 from ._payload import tick_payload
@@ -92,6 +93,7 @@ class Monitor:
                             len(alerts.firing()))
 
     def _emit(self, name: str, event: Event) -> None:
+        log_state_change(event)
         try:
             hooks = self.mesh.service(name).hooks
         except ConfigError:  # the service was removed meanwhile
