@@ -77,6 +77,12 @@ def _dashboard(args: argparse.Namespace) -> int:
         return 1
 
 
+def _alerts_export(args: argparse.Namespace) -> int:
+    from .observability._dashboard._prom_rules import run_export
+
+    return run_export(args.config, sys.stdout, sys.stderr, group=args.group)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from ._bench import run_bench
 
@@ -123,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--max-connections", type=int, default=100,
                            help="open connections at once; more are closed at once (100)")
     dashboard.set_defaults(run=_dashboard)
+    alerts = commands.add_parser("alerts", help="work with a config's alert rules")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True,
+                                           metavar="ACTION")
+    export = alert_commands.add_parser(
+        "export", help="print the config's alert rules as Prometheus alerting rules "
+        "(exit 0, 2 invalid config, 1 unreadable)")
+    export.add_argument("config", metavar="CONFIG", help="the config file")
+    export.add_argument("--group", default="meshlite", help="rule group name (meshlite)")
+    export.set_defaults(run=_alerts_export)
     bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
     bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")
     bench.set_defaults(run=_bench)

@@ -172,6 +172,7 @@ class AlertRuleSection(Section, frozen=True):
     condition: str
     threshold: float | None = None
     for_seconds: float | None = None
+    resolve_seconds: float | None = None
     window: int | None = None
     min_requests: int | None = None
     service: str | None = None

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from .._audit import ACTOR_WATCHER, config_sha256
 from .._errors import ConfigError
 from .._events import Event, EventHooks
+from .._statelog import log_state_change
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, describe, finish
+from ._apply import apply_plan, finish
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
@@ -40,7 +41,8 @@ _process_hooks = EventHooks()  # no hooks of its own: emits to the process-wide 
 
 def emit_mesh_event(mesh: Mesh, event: Event) -> None:
     """Deliver a mesh-level event to the hooks added with ``mesh.add_hook`` and to the
-    process-wide hooks."""
+    process-wide hooks, after logging it (see ``meshlite._statelog``)."""
+    log_state_change(event)
     hooks = getattr(mesh, "hooks", None)
     if isinstance(hooks, EventHooks):  # a Mesh with hooks of its own
         if hooks.active:
@@ -171,7 +173,6 @@ class ConfigWatcher:
         mesh = self.mesh
         mesh.reload_errors.append(error)
         del mesh.reload_errors[:-MAX_RELOAD_ERRORS]
-        _log.error("config reload rejected, the previous config keeps running: %s", error)
         self._audit(actor, "rejected", new_sha, error=error,
                     details={"errors": list(error.errors)})
         emit_mesh_event(mesh, ConfigReloadFailed(policy="config", path=self.managed.path,
@@ -186,8 +187,6 @@ class ConfigWatcher:
         extras = await self._extras(old, plan)
         if changes or extras:
             mesh.config_version += 1
-            _log.info("config %s applied (version %d): %s", managed.path,
-                      mesh.config_version, describe(changes))
         self._audit(actor, "applied", new_sha, details={
             "version": mesh.config_version, "added": changes.added,
             "removed": changes.removed, "changed": changes.changed})

@@ -59,6 +59,9 @@ EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "meshlite_health_check_failures_total": (
         "counter", "Times active health checking marked a backend unhealthy.",
         ("service", "backend")),
+    "meshlite_store_fallbacks_total": (
+        "counter", "Policy decisions taken without the shared store (it did not answer), "
+        "by policy and the store's on_error action.", ("service", "policy", "action")),
 }
 """Every event-fed metric: ``{name: (type, help, label names)}``."""
 
@@ -120,6 +123,7 @@ _RULES: dict[str, Rule] = {
     "EjectionSkipped": _count("meshlite_ejections_skipped_total", "address"),
     "PanicModeEntered": _count("meshlite_panic_mode_entered_total"),
     "HealthCheckFailed": _count("meshlite_health_check_failures_total", "address"),
+    "StoreFallback": _count("meshlite_store_fallbacks_total", "policy", "action"),
     "Event": _ignore,
 }
 

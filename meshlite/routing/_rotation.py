@@ -15,6 +15,7 @@ import threading
 from .._clock import Clock
 from .._errors import ConfigError, NoHealthyBackendError
 from .._events import Event, EventHooks
+from .._statelog import announce
 from .._validate import optional_positive
 from ._backend import Endpoint
 from ._events import (
@@ -206,9 +207,8 @@ class Rotation:
         return events
 
     def _emit(self, events: list[Event]) -> None:
-        if events and self.hooks.active:
-            for event in events:
-                self.hooks.emit(event)
+        for event in events:  # state changes: logged even when nobody listens
+            announce(self.hooks, event)
 
     def out_reason(self, endpoint: Endpoint) -> str:
         """Why ``endpoint`` is out of rotation ("" when it is in)."""

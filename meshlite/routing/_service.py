@@ -18,6 +18,7 @@ from .._errors import TimeoutExceeded
 from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
+from .._statelog import announce
 from .._validate import fail
 from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
@@ -349,8 +350,8 @@ class Service(Rotation):
         before = {e.address for e in self._endpoints}
         self._install(new, owner)
         after = {b.address for b in new}
-        if self.hooks.active and before != after:
-            self.hooks.emit(BackendsChanged(
+        if before != after:
+            announce(self.hooks, BackendsChanged(
                 policy="routing", service=self.name,
                 added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))))
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from .._events import EventHooks
+from .._statelog import announce
 from ._base import StoreRecovered, StoreUnavailable, StoreUnavailableError
 
 __all__ = ["Health"]
@@ -60,8 +61,8 @@ class Health:
             if first:
                 self.down_since = now
             self._retry_at = now + self.retry_interval
-        if first and self.hooks.active:
-            self.hooks.emit(StoreUnavailable(policy="store", store=self.label, error=error))
+        if first:
+            announce(self.hooks, StoreUnavailable(policy="store", store=self.label, error=error))
         return StoreUnavailableError(
             f"store {self.label} did not answer: {type(error).__name__}: {error}")
 
@@ -69,8 +70,8 @@ class Health:
         """Record that an operation succeeded after an outage."""
         with self._lock:
             since, self.down_since = self.down_since, None
-        if since is not None and self.hooks.active:
-            self.hooks.emit(StoreRecovered(policy="store", store=self.label,
+        if since is not None:
+            announce(self.hooks, StoreRecovered(policy="store", store=self.label,
                                            down_seconds=time.monotonic() - since))
 
     def note_fallback(self, policy: str, action: str) -> None:

@@ -1,21 +1,20 @@
 """``export_metrics()``: push a meshlite registry over OTLP/HTTP, as a second reader
 of the same ``collect()`` the Prometheus exposition walks.
 
-Each metric family becomes one observable OpenTelemetry instrument whose callback
-reads the registry at collection time, so recording on the call path is unchanged:
-counters become ``ObservableCounter`` (monotonic cumulative sums), gauges
-``ObservableGauge``. OpenTelemetry has no observable histogram, so a histogram is
-exported as two counters, ``<name>_count`` and ``<name>_sum``; its buckets are not.
-The SDK and the OTLP exporter (the ``meshlite[otlp]`` extra) are imported only when
-:func:`export_metrics` runs.
+The SDK's periodic reader is given a collection of its own: each push reads the
+registry once and converts it (``_otel_metrics``) to OpenTelemetry's shape, with
+OTel names and units, counters as cumulative monotonic sums, gauges as gauges and
+histograms as histograms with their buckets. Recording on the call path is
+unchanged. The SDK and the OTLP exporter (the ``meshlite[otlp]`` extra) are
+imported only when :func:`export_metrics` runs.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
@@ -23,8 +22,10 @@ from .._validate import fail, positive
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+    from opentelemetry.metrics import Meter
     from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
 
     from ..observability._metrics import Collector, MetricFamily
 
@@ -40,77 +41,58 @@ METRICS_PATH = "/v1/metrics"
 
 METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 
-_Key = tuple[str, str]  # (family name, sample suffix): one exported instrument
+def _read(sources: list[Collector]) -> list[MetricFamily]:
+    """One reading of every source (series of several sources merged)."""
+    from ..observability._prometheus import _merge
+
+    families = [f for c in sources for f in c.collect()]
+    return _merge(families) if len(sources) > 1 else families
 
 
-class _Snapshot:
-    """The families of the last ``collect()``, shared by every instrument's callback.
+def _reader(exporter: Any, interval: float, sources: list[Collector],
+            resource: Resource) -> tuple[MetricReader, Callable[[Meter], None]]:
+    """A periodic reader that pushes the registry (read once per push) beside what
+    the SDK collected, so histograms keep their buckets and a family that appears
+    after the export started is pushed too; and the function that registers, on the
+    provider's meter, the one SDK instrument it needs (``meshlite.export.series``:
+    the series of the last push), since the SDK hands nothing to a reader whose
+    provider has no data."""
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics.export import (
+        MetricsData,
+        PeriodicExportingMetricReader,
+        ResourceMetrics,
+        ScopeMetrics,
+    )
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    A collection calls each callback once, in an order the SDK does not promise; the
-    registry is read again when a callback asks for a series it already took from
-    the current snapshot, so one cycle costs one ``collect()`` whatever the order.
-    """
+    from .. import __version__
+    from ._otel_metrics import otel_metrics
 
-    def __init__(self, sources: list[Collector]) -> None:
-        self._sources = sources
-        self._lock = threading.Lock()
-        self._values: dict[_Key, list[tuple[dict[str, str], float]]] = {}
-        self._taken: set[_Key] = set()
+    scope = InstrumentationScope("meshlite", __version__)
+    start, series = time.time_ns(), [0]
 
-    def read(self) -> list[MetricFamily]:
-        from ..observability._prometheus import _merge
+    class RegistryReader(PeriodicExportingMetricReader):
+        def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+                             **kwargs: Any) -> None:
+            ours = otel_metrics(_read(sources), start, time.time_ns())
+            series[0] = sum(len(m.data.data_points) for m in ours)
+            theirs = [m for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
+                      for m in sm.metrics]
+            super()._receive_metrics(MetricsData(resource_metrics=[ResourceMetrics(
+                resource=resource, schema_url="", scope_metrics=[
+                    ScopeMetrics(scope=scope, metrics=[*ours, *theirs], schema_url="")])]),
+                timeout_millis, **kwargs)
 
-        families = [f for c in self._sources for f in c.collect()]
-        return _merge(families) if len(self._sources) > 1 else families
+    def observe(options: CallbackOptions) -> list[Observation]:
+        return [Observation(series[0])]
 
-    def take(self, key: _Key) -> list[tuple[dict[str, str], float]]:
-        with self._lock:
-            if key in self._taken or not self._values:
-                self._refresh()
-            self._taken.add(key)
-            return self._values.get(key, [])
+    def register(meter: Meter) -> None:
+        meter.create_observable_gauge("meshlite.export.series", callbacks=[observe],
+                                      unit="{series}",
+                                      description="Series the previous push carried")
 
-    def _refresh(self) -> None:
-        values: dict[_Key, list[tuple[dict[str, str], float]]] = {}
-        for family in self.read():
-            for s in family.samples:
-                values.setdefault((family.name, s.suffix), []).append((dict(s.labels), s.value))
-        self._values = values
-        self._taken = set()
-
-
-def _instruments(families: Iterable[MetricFamily]) -> list[tuple[str, str, _Key, str]]:
-    """(exported name, instrument kind, snapshot key, description) of each family."""
-    found: list[tuple[str, str, _Key, str]] = []
-    for f in families:
-        if f.type == "histogram":
-            found.append((f"{f.name}_count", "counter", (f.name, "_count"),
-                          f"{f.help} (observation count)"))
-            found.append((f"{f.name}_sum", "counter", (f.name, "_sum"),
-                          f"{f.help} (sum of observations)"))
-        else:
-            found.append((f.name, "gauge" if f.type == "gauge" else "counter",
-                          (f.name, ""), f.help))
-    return found
-
-
-def _callback(snapshot: _Snapshot, key: _Key
-              ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    from opentelemetry.metrics import Observation
-
-    def observe(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(value, labels) for labels, value in snapshot.take(key)]
-
-    return observe
-
-
-def _register(meter: Meter, snapshot: _Snapshot) -> int:
-    instruments = _instruments(snapshot.read())
-    for name, kind, key, description in instruments:
-        make = (meter.create_observable_gauge if kind == "gauge"
-                else meter.create_observable_counter)
-        make(name, callbacks=[_callback(snapshot, key)], description=description)
-    return len(instruments)
+    return RegistryReader(exporter, export_interval_millis=interval * 1000), register
 
 
 def _checked_url(field: str, value: Any) -> str:
@@ -144,7 +126,8 @@ class MetricsExport:
     Attributes:
         endpoint: The full URL metrics are posted to (``.../v1/metrics``).
         interval: Seconds between two pushes.
-        instruments: How many OpenTelemetry instruments the registry became.
+        instruments: How many metric families the registry had when the export
+            started (later ones are pushed too).
         meter_provider: The SDK ``MeterProvider``, or ``None`` when
             ``OTEL_SDK_DISABLED=true`` made the export a no-op.
     """
@@ -189,24 +172,27 @@ class MetricsExport:
         return f"MetricsExport({self.endpoint!r}, interval={self.interval}, {state})"
 
 
-def _provider(endpoint: str, interval: float, service_name: str | None) -> MeterProvider:
+def _provider(endpoint: str, interval: float, service_name: str | None,
+              sources: list[Collector]) -> MeterProvider:
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself.
+    resource = Resource.create({} if service_name is None else {SERVICE_NAME: service_name})
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint),
-                                           export_interval_millis=interval * 1000)
-    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself.
-    attributes = {} if service_name is None else {SERVICE_NAME: service_name}
+    reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
+                               resource)
     # The handle registers its own atexit hook and drops it on shutdown(): the SDK's
-    # would keep every stopped provider alive until exit.
-    return MeterProvider(metric_readers=[reader], resource=Resource.create(attributes),
-                         shutdown_on_exit=False)
+    # would keep every stopped provider alive until exit. The provider owns the
+    # reader's thread (flush, shutdown).
+    provider = MeterProvider(metric_readers=[reader], resource=resource,
+                             shutdown_on_exit=False)
+    register(provider.get_meter("meshlite"))
+    return provider
 
 
 def export_metrics(
@@ -219,10 +205,12 @@ def export_metrics(
 ) -> MetricsExport:
     """Push the metrics of ``source`` to an OTLP/HTTP receiver every ``interval`` seconds.
 
-    The registry is read at each push (nothing is added to the call path). Metric
-    names are the Prometheus ones (``meshlite_requests_total``...), labels become
-    attributes; a histogram is pushed as ``<name>_count`` and ``<name>_sum``
-    counters (no buckets). ``OTEL_SDK_DISABLED=true`` makes it a no-op.
+    The registry is read at each push (nothing is added to the call path). Metrics
+    have OpenTelemetry names and units (``meshlite.calls``, ``meshlite.call.duration``
+    in ``s``; attempts on an HTTP backend as ``http.client.request.duration`` with
+    ``server.address`` / ``server.port``; see docs/metrics.md), labels become
+    attributes (``meshlite.service``, ``error.type``...), histograms keep their
+    buckets. ``OTEL_SDK_DISABLED=true`` makes it a no-op.
 
     Args:
         source: A mesh, ``mesh.metrics``, an ``ml.Metrics`` policy, or a list of them.
@@ -255,6 +243,5 @@ def export_metrics(
     if (_env(environ, SDK_DISABLED) or "").lower() == "true":
         return MetricsExport(endpoint, seconds, None, 0)
     provider = _provider(endpoint, seconds, None if service_name is None
-                         else service_name.strip())
-    count = _register(provider.get_meter("meshlite"), _Snapshot(sources))
-    return MetricsExport(endpoint, seconds, provider, count)
+                         else service_name.strip(), sources)
+    return MetricsExport(endpoint, seconds, provider, len(_read(sources)))

@@ -63,16 +63,21 @@ class ReceivedSpan:
 
 @dataclass(frozen=True)
 class ReceivedPoint:
-    """One data point of a metric as received: sums and gauges only."""
+    """One data point of a metric as received: a sum, a gauge or a histogram (its
+    ``value`` is then the sum, ``count`` / ``bounds`` / ``bucket_counts`` the rest)."""
 
     metric: str
-    kind: str  # "sum" or "gauge"
+    kind: str  # "sum", "gauge" or "histogram"
     monotonic: bool
     cumulative: bool
     attributes: dict[str, Any]
     value: float
     resource: dict[str, Any]
     scope: str
+    unit: str = ""
+    count: int = 0
+    bounds: tuple[float, ...] = ()
+    bucket_counts: tuple[int, ...] = ()
 
 
 @dataclass
@@ -119,16 +124,22 @@ def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 kind = metric.WhichOneof("data")
-                if kind not in ("sum", "gauge"):
+                if kind not in ("sum", "gauge", "histogram"):
                     continue
                 data = getattr(metric, kind)
                 monotonic = kind == "sum" and data.is_monotonic
-                cumulative = kind == "sum" and data.aggregation_temporality == 2
+                cumulative = kind in ("sum", "histogram") and data.aggregation_temporality == 2
                 for p in data.data_points:
+                    if kind == "histogram":
+                        points.append(ReceivedPoint(
+                            metric.name, kind, False, cumulative, _attributes(p.attributes),
+                            p.sum, resource, scope_metrics.scope.name, metric.unit, p.count,
+                            tuple(p.explicit_bounds), tuple(p.bucket_counts)))
+                        continue
                     value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
                     points.append(ReceivedPoint(
                         metric.name, kind, monotonic, cumulative, _attributes(p.attributes),
-                        value, resource, scope_metrics.scope.name))
+                        value, resource, scope_metrics.scope.name, metric.unit))
     return points
 
 

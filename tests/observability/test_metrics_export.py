@@ -11,9 +11,11 @@ from otlp_receiver import OtlpReceiver
 
 import meshlite as ml
 from meshlite import telemetry
+from meshlite.observability._metrics import DEFAULT_LATENCY_BUCKETS
 from meshlite.testing import FakeClock
 
 READER_THREAD = "OtelPeriodicExportingMetricReader"
+USERS = {"meshlite.service": "users"}
 
 
 @pytest.fixture(autouse=True)
@@ -62,39 +64,48 @@ def test_counters_gauges_and_histograms_reach_the_receiver(
     finally:
         export.shutdown()
     assert {e.path for e in receiver.exports} == {"/v1/metrics"}
-    requests = receiver.latest("meshlite_requests_total", service="users")
+    requests = receiver.latest("meshlite.calls", **USERS)
     assert (requests.value, requests.kind, requests.monotonic, requests.cumulative) == (
         4, "sum", True, True)
+    assert requests.unit == "{call}"
     assert requests.resource["service.name"] == "checkout"
     assert requests.scope == "meshlite"
-    errors = receiver.latest("meshlite_request_errors_total", service="users")
-    assert (errors.value, errors.attributes["error"]) == (1, "ConnectionError")
-    assert receiver.latest("meshlite_retries_total", service="users").value == 1
-    attempts = [receiver.latest("meshlite_backend_requests_total", service="users",
-                                backend=b).value for b in ("127.0.0.1:80", "127.0.0.2:80")]
+    errors = receiver.latest("meshlite.call.errors", **USERS)
+    assert (errors.value, errors.attributes["error.type"]) == (1, "ConnectionError")
+    assert receiver.latest("meshlite.retries", **USERS).value == 1
+    attempts = [receiver.latest("meshlite.backend.attempts", **USERS,
+                                **{"meshlite.backend": b}).value
+                for b in ("127.0.0.1:80", "127.0.0.2:80")]
     # Round robin spreads the 5 attempts (3 calls, then 2 for the failing one) 3 and 2,
     # in an order that depends on where its rotation starts.
     assert sorted(attempts) == [2, 3]
-    gauge = receiver.latest("meshlite_service_backends", service="users")
+    gauge = receiver.latest("meshlite.service.backends", **USERS)
     assert (gauge.kind, gauge.value) == ("gauge", 2)
-    count = receiver.latest("meshlite_request_duration_seconds_count", service="users")
-    assert (count.kind, count.value) == ("sum", 4)
-    assert receiver.latest("meshlite_request_duration_seconds_sum", service="users").kind \
-        == "sum"
-    assert not any(p.metric.endswith("_bucket") for p in receiver.points)
+    calls = receiver.latest("meshlite.call.duration", **USERS)
+    assert (calls.kind, calls.unit, calls.count, calls.cumulative) == ("histogram", "s", 4, True)
+    assert calls.bounds == DEFAULT_LATENCY_BUCKETS  # real buckets, not only count and sum
+    assert sum(calls.bucket_counts) == 4
+    assert len(calls.bucket_counts) == len(calls.bounds) + 1
+    assert calls.value >= 0
+    # mesh.call backends that are not http(s) URLs keep meshlite's attempt name
+    attempt = receiver.latest("meshlite.backend.attempt.duration", **USERS,
+                              **{"meshlite.backend": "127.0.0.1:80"})
+    assert attempt.count in (2, 3)
+    assert not any(p.metric.startswith("meshlite_") or p.metric.endswith(("_sum", "_count"))
+                   for p in receiver.points)
 
 
 def test_each_push_reads_the_registry_again(mesh: ml.Mesh, receiver: OtlpReceiver) -> None:
     with telemetry.export_metrics(mesh, otlp_endpoint=receiver.url, interval=3600) as export:
         mesh.call_sync("users", lambda b: b.address)
         export.force_flush()
-        assert receiver.latest("meshlite_requests_total", service="users").value == 1
+        assert receiver.latest("meshlite.calls", **USERS).value == 1
         mesh.call_sync("users", lambda b: b.address)
         mesh.call_sync("users", lambda b: b.address)
         export.force_flush()
-        assert receiver.latest("meshlite_requests_total", service="users").value == 3
-    # Several instruments each read the same snapshot: one value per series and push.
-    per_push = [[p for p in e.points if p.metric == "meshlite_requests_total"]
+        assert receiver.latest("meshlite.calls", **USERS).value == 3
+    # One reading of the registry per push: one value per series and push.
+    per_push = [[p for p in e.points if p.metric == "meshlite.calls"]
                 for e in receiver.exports if e.points]
     assert [len(points) for points in per_push[:2]] == [1, 1]
 
@@ -109,7 +120,7 @@ def test_shutdown_stops_the_export_thread(mesh: ml.Mesh, receiver: OtlpReceiver)
     assert export.force_flush()  # nothing to do once stopped
     assert "stopped" in repr(export)
     # shutdown() pushes a last time.
-    assert receiver.latest("meshlite_requests_total", service="users").value == 0
+    assert receiver.latest("meshlite.calls", **USERS).value == 0
 
 
 def test_periodic_push_without_force_flush(mesh: ml.Mesh, receiver: OtlpReceiver) -> None:
@@ -122,7 +133,7 @@ def test_periodic_push_without_force_flush(mesh: ml.Mesh, receiver: OtlpReceiver
                 break
             pushed.wait(0.02)
     assert pushed.is_set()
-    assert receiver.latest("meshlite_requests_total", service="users").value == 1
+    assert receiver.latest("meshlite.calls", **USERS).value == 1
 
 
 def test_endpoint_precedence(mesh: ml.Mesh) -> None:

@@ -9,6 +9,8 @@ page) could otherwise reach them.
 - ``/api/admin/services/{name}/backends/{address}/{eject|restore}`` (address
   URL-encoded; ``eject?seconds=N`` for a timed ejection)
 - ``/api/admin/reload``: re-read the config file the mesh follows.
+- ``/api/admin/silences?seconds=N[&service=S][&rule=R][&comment=C]``: mute alert
+  notifications (201 and the silence); ``/api/admin/silences/{id}/expire`` ends one.
 
 Each action appends a record to ``mesh.audit`` (when set) with the actor
 ``admin:<client address>``; messages and records have config secrets masked.
@@ -111,6 +113,8 @@ class Admin:
         base = "/api/admin/services/{name}"
         return [
             Route("/api/admin/reload", self.reload, methods=["POST"]),
+            Route("/api/admin/silences", self.silence, methods=["POST"]),
+            Route("/api/admin/silences/{id}/expire", self.expire, methods=["POST"]),
             Route(base + "/breakers/{breaker}/{action}", self.breaker, methods=["POST"]),
             Route(base + "/backends/{address:path}/{action}", self.backend, methods=["POST"]),
         ]
@@ -219,3 +223,40 @@ class Admin:
             return 422, body
 
         return await self._run(request, "config.reload", target, work, audited_by_work=True)
+
+    async def silence(self, request: Request) -> Response:
+        """``POST /api/admin/silences?seconds=N[&service=S][&rule=R][&comment=C]``."""
+        query = request.query_params
+        service, rule = query.get("service"), query.get("rule")
+
+        async def work() -> tuple[int, Body]:
+            if service is not None:
+                self._service(service)
+            try:
+                silence = self.mesh.alerts.silences.add(
+                    seconds=_number(query.get("seconds")), service=service, rule=rule,
+                    comment=query.get("comment", ""))
+            except ConfigError as bad:
+                raise _Refused(400, str(bad)) from None
+            return 201, silence.as_dict()
+
+        return await self._run(request, "alerts.silence", f"{service or '*'}/{rule or '*'}",
+                               work)
+
+    async def expire(self, request: Request) -> Response:
+        """``POST /api/admin/silences/{id}/expire``: end a silence now."""
+        key = request.path_params["id"]
+
+        async def work() -> tuple[int, Body]:
+            if not key.isdigit() or not self.mesh.alerts.silences.remove(int(key)):
+                raise _Refused(404, f"no active silence {key!r} (GET /api/alerts lists them)")
+            return 200, {"id": int(key), "result": "expired"}
+
+        return await self._run(request, "alerts.expire", f"silences/{key}", work)
+
+
+def _number(raw: str | None) -> float:
+    try:
+        return float(raw) if raw is not None else math.nan
+    except ValueError:
+        return math.nan

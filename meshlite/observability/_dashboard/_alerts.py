@@ -2,9 +2,10 @@
 
 ``mesh.alerts`` is an :class:`Alerts`; while a dashboard runs it calls
 :meth:`Alerts.evaluate` once a second with that second's measurements. Each
-transition is recorded (``firing()`` / ``recent()``), emitted as an
-``AlertFired`` / ``AlertResolved`` event through the service's hooks, and
-POSTed to the webhook when one is set.
+transition is recorded (``firing()`` / ``recent()``), logged and emitted as an
+``AlertFired`` / ``AlertResolved`` event through the service's hooks, and the
+transitions of one service in one evaluation are POSTed to the webhook as one
+notification (:meth:`Alerts.notifications`), unless a silence mutes them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._rules import (
     AlertRule,
     format_value,
 )
+from ._silences import Silences
 
 __all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "Alerts"]
 
@@ -42,6 +44,7 @@ _OPEN_STATES = frozenset({"open", "forced_open"})
 @dataclass(slots=True)
 class _Track:
     since: float | None = None  # wall time the condition started holding
+    clear_since: float | None = None  # wall time a firing alert's condition stopped
     alert: Alert | None = None  # the firing alert
     label: str = ""  # "service: condition in words", for the resolved summary
 
@@ -56,6 +59,9 @@ class Alerts:
             ``None``.
         webhook_timeout: Seconds each POST may take, > 0; failures are logged.
         keep_resolved: Resolved alerts remembered, >= 0.
+
+    Attributes:
+        silences: The :class:`~._silences.Silences` muting notifications.
 
     Raises:
         ConfigError: a duplicate rule name, a non-rule, or a bad webhook.
@@ -72,6 +78,7 @@ class Alerts:
         self._windows: dict[str, deque[ServiceSecond]] = {}
         self.webhook_timeout = positive("Alerts", "webhook_timeout", webhook_timeout)
         self.webhook = _webhook(webhook)
+        self.silences = Silences()
         self.replace(rules)
 
     # -- rules -----------------------------------------------------------------
@@ -147,11 +154,22 @@ class Alerts:
             return list(reversed(self._resolved))
 
     def as_dict(self) -> dict[str, Any]:
-        """Rules, firing and recently resolved alerts, JSON-ready."""
+        """Rules, firing and recently resolved alerts, silences, JSON-ready."""
         return {"rules": [r.as_dict() for r in self.rules],
-                "firing": [a.as_dict() for a in self.firing()],
+                "firing": [{**a.as_dict(), "silenced": self.silences.mutes(a)}
+                           for a in self.firing()],
                 "resolved": [a.as_dict() for a in self.recent()],
+                "silences": [s.as_dict() for s in self.silences.active()],
                 "webhook": self.webhook is not None}
+
+    def notifications(self, changed: Iterable[Alert]) -> list[tuple[str, list[Alert]]]:
+        """``changed`` (what :meth:`evaluate` returned) grouped by service, in order,
+        without the alerts a silence mutes: one webhook notification each."""
+        groups: dict[str, list[Alert]] = {}
+        for alert in changed:
+            if not self.silences.mutes(alert):
+                groups.setdefault(alert.service, []).append(alert)
+        return list(groups.items())
 
     # -- evaluation --------------------------------------------------------------
 
@@ -197,7 +215,12 @@ class Alerts:
         track = self._tracks.setdefault((rule.name, name), _Track())
         if not holds:
             track.since = None
+            if track.alert is not None and track.clear_since is None:
+                track.clear_since = now
+            if track.clear_since is not None and now - track.clear_since < rule.resolve_seconds:
+                return None  # the resolve delay: a brief clear does not resolve it
             return self._resolve(track, now, value)
+        track.clear_since = None
         if track.since is None:
             track.since = now
         if track.alert is None and now - track.since >= rule.for_seconds:
@@ -214,7 +237,7 @@ class Alerts:
         alert = track.alert
         if alert is None:
             return None
-        track.alert = None
+        track.alert = track.clear_since = None
         done = replace(alert, state="resolved", value=value, resolved_at=now,
                        summary=f"{track.label}: resolved{_now(alert.condition, value)}")
         self._resolved.append(done)

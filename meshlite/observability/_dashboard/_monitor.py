@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..._errors import ConfigError
 from ..._events import Event
+from ..._statelog import log_state_change
 from ...routing._service import Service
 from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
-from ._webhook import post_alert
+from ._webhook import post_alerts
 
 if TYPE_CHECKING:
     from ..._mesh import Mesh
@@ -87,12 +88,13 @@ class Monitor:
         self.latest = {s.name: s for s in measured}
         alerts = self.mesh.alerts
         changed = alerts.evaluate(now, measured, self._emit)
-        for alert in changed:
-            self._post(alert)
+        for service, group in alerts.notifications(changed):
+            self._post(service, group)
         return tick_payload(measured, alerts.as_dict() if changed else None,
                             len(alerts.firing()))
 
     def _emit(self, name: str, event: Event) -> None:
+        log_state_change(event)
         try:
             hooks = self.mesh.service(name).hooks
         except ConfigError:  # the service was removed meanwhile
@@ -100,23 +102,23 @@ class Monitor:
         if hooks.active:
             hooks.emit(event)
 
-    def _post(self, alert: Alert) -> None:
+    def _post(self, service: str, group: list[Alert]) -> None:
         alerts = self.mesh.alerts
         if alerts.webhook is None:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._deliver(self._last_post, alerts.webhook, alert, alerts.webhook_timeout))
+        task = asyncio.get_running_loop().create_task(self._deliver(
+            self._last_post, alerts.webhook, service, group, alerts.webhook_timeout))
         self._last_post = task
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
 
     @staticmethod
-    async def _deliver(previous: asyncio.Task[bool] | None, url: str, alert: Alert,
-                       seconds: float) -> bool:
+    async def _deliver(previous: asyncio.Task[bool] | None, url: str, service: str,
+                       group: list[Alert], seconds: float) -> bool:
         # One at a time, in order: a receiver must never see "resolved" before "fired".
         if previous is not None:
             await asyncio.wait([previous])
-        return await post_alert(url, alert, seconds)
+        return await post_alerts(url, service, group, seconds)
 
     async def broadcast(self, text: str) -> None:
         """Send ``text`` to every client at once; a client that fails or stalls is

@@ -49,8 +49,11 @@ class AlertRule:
     """When to raise an alert, for one service or for each service.
 
     The dashboard evaluates every rule once a second, while it runs. A rule's
-    condition must hold continuously for ``for_seconds`` before the alert fires;
-    the alert resolves as soon as the condition stops holding.
+    condition must hold continuously for ``for_seconds`` before the alert fires
+    (the hold-down), and stop holding continuously for ``resolve_seconds`` before
+    it resolves (the resolve delay): a breaker cycling open / half-open / open, or
+    an error rate hovering at the threshold, then makes one alert, not one per
+    cycle.
 
     Conditions:
         ``"error_rate"``: failed attempts / attempts over the last ``window`` seconds
@@ -72,6 +75,8 @@ class AlertRule:
         threshold: Required by ``error_rate`` (in [0, 1)) and ``p99`` (seconds, > 0);
             must be omitted for the others.
         for_seconds: How long the condition must hold before firing, >= 0.
+        resolve_seconds: How long the condition must stop holding before a firing
+            alert resolves, >= 0 (Prometheus: ``keep_firing_for``).
         window: Seconds of traffic ``error_rate`` and ``p99`` look at, an integer in
             [1, 300].
         min_requests: Attempts the window needs for the condition to hold, >= 1.
@@ -85,7 +90,7 @@ class AlertRule:
     Example::
 
         ml.AlertRule("users-errors", "error_rate", threshold=0.05, for_seconds=30,
-                     service="users", severity="critical")
+                     resolve_seconds=60, service="users", severity="critical")
     """
 
     name: str
@@ -93,6 +98,7 @@ class AlertRule:
     _: KW_ONLY
     threshold: float | None = None
     for_seconds: float = 0.0
+    resolve_seconds: float = 0.0
     window: int = DEFAULT_WINDOW_SECONDS
     min_requests: int = DEFAULT_MIN_REQUESTS
     service: str | None = None
@@ -108,6 +114,8 @@ class AlertRule:
         object.__setattr__(self, "threshold", _threshold(owner, self.condition, self.threshold))
         object.__setattr__(self, "for_seconds",
                            non_negative(owner, "for_seconds", self.for_seconds))
+        object.__setattr__(self, "resolve_seconds",
+                           non_negative(owner, "resolve_seconds", self.resolve_seconds))
         window = at_least(owner, "window", self.window, 1)
         if window > MAX_WINDOW_SECONDS:
             fail(owner, "window", window, f"<= {MAX_WINDOW_SECONDS} seconds")
@@ -131,7 +139,8 @@ class AlertRule:
     def as_dict(self) -> dict[str, Any]:
         """This rule as JSON-ready data."""
         return {"name": self.name, "condition": self.condition, "threshold": self.threshold,
-                "for_seconds": self.for_seconds, "window": self.window,
+                "for_seconds": self.for_seconds, "resolve_seconds": self.resolve_seconds,
+                "window": self.window,
                 "min_requests": self.min_requests, "service": self.service,
                 "severity": self.severity, "description": self.describe()}
 

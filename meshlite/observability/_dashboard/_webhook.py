@@ -1,4 +1,5 @@
-"""Alert webhook: one JSON POST per fired or resolved alert.
+"""Alert webhook: one JSON POST per service per evaluation, grouping the alerts of
+that service that fired or resolved in it.
 
 Uses the standard library (``urllib``) in a worker thread, so the dashboard extra
 needs no HTTP client; the timeout bounds how long that thread lives. Failures are
@@ -14,14 +15,19 @@ import urllib.request
 
 from ._rules import Alert
 
-__all__ = ["alert_payload", "post_alert"]
+__all__ = ["group_payload", "post_alerts"]
 
 _log = logging.getLogger("meshlite.dashboard")
 
 
-def alert_payload(alert: Alert) -> bytes:
-    """The JSON body POSTed for ``alert``: ``{"status": ..., "alert": {...}}``."""
-    return json.dumps({"status": alert.state, "alert": alert.as_dict()}).encode()
+def group_payload(service: str, alerts: list[Alert]) -> bytes:
+    """The JSON body POSTed for one service's ``alerts``: ``{"service": ...,
+    "status": "firing" | "resolved", "alerts": [...], "alert": {...}}``; ``status``
+    is ``firing`` when any of them fired, ``alert`` the first of them."""
+    status = "firing" if any(a.state == "firing" for a in alerts) else "resolved"
+    listed = [a.as_dict() for a in alerts]
+    return json.dumps({"service": service, "status": status, "alerts": listed,
+                       "alert": listed[0]}).encode()
 
 
 def _post(url: str, body: bytes, timeout: float) -> int:
@@ -32,19 +38,19 @@ def _post(url: str, body: bytes, timeout: float) -> int:
         return int(response.status)
 
 
-async def post_alert(url: str, alert: Alert, seconds: float) -> bool:
-    """POST ``alert`` to ``url`` within ``seconds``; returns whether the receiver
-    answered 2xx.
+async def post_alerts(url: str, service: str, alerts: list[Alert], seconds: float) -> bool:
+    """POST one notification of ``service``'s ``alerts`` to ``url`` within
+    ``seconds``; returns whether the receiver answered 2xx.
 
     Never raises except on cancellation: network errors, timeouts and non-2xx
     answers are logged (without the URL's query, which may hold a secret).
     """
     where = url.split("?", 1)[0]
     try:
-        status = await asyncio.to_thread(_post, url, alert_payload(alert), seconds)
+        status = await asyncio.to_thread(_post, url, group_payload(service, alerts), seconds)
     except (OSError, ValueError) as error:  # URLError, HTTPError and timeouts are OSErrors
-        _log.warning("alert webhook %s failed for %s/%s: %s", where, alert.service,
-                     alert.rule, error)
+        _log.warning("alert webhook %s failed for %s/%s: %s", where, service,
+                     ",".join(a.rule for a in alerts), error)
         return False
     if not 200 <= status < 300:  # pragma: no cover - urllib raises HTTPError for these
         _log.warning("alert webhook %s answered %d", where, status)

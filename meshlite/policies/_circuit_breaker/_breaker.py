@@ -17,6 +17,7 @@ from ..._events import (
 )
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._predicates import ErrorFilter, error_predicate
+from ..._statelog import announce
 from ...state._base import SharedCircuit, Store, StoreUnavailableError, fall_back
 from ._handlers import async_handler, sync_handler
 from ._options import (
@@ -219,18 +220,16 @@ class CircuitBreaker(Policy):
             return
         if ctx is not None:
             self._label = self.options.name or ctx.service or ctx.operation
-        if not self.hooks.active:
-            return
-        previous, state, reason = transition
+        previous, state, reason = transition  # rare: logged even when nobody listens
         common: dict[str, Any] = {
             "policy": self.kind, "name": self._label, "previous": previous, "state": state,
             "reason": reason, "service": None if ctx is None else ctx.service,
             "operation": None if ctx is None else ctx.operation,
         }
         if state is OPEN:
-            self._emit(CircuitOpened(open_seconds=self.options.open_seconds, **common))
+            announce(self.hooks, CircuitOpened(open_seconds=self.options.open_seconds, **common))
         else:
-            self._emit(_EVENTS.get(state, CircuitStateChanged)(**common))
+            announce(self.hooks, _EVENTS.get(state, CircuitStateChanged)(**common))
 
     def _rejection(self, ctx: CallContext, admission: Admission) -> CircuitOpenError:
         name = self._label = self.options.name or ctx.service or ctx.operation

@@ -1,0 +1,150 @@
+"""State-change logging: one log record per change, on the ``meshlite`` loggers.
+
+Every state change meshlite announces (a breaker opening, a backend ejected, panic
+mode, a config reload, a store outage, an alert) goes through :func:`announce`,
+which logs it here and then hands it to the event hooks. Per-call events (retries,
+rejections, cache hits...) are not logged: they are counted in the metrics.
+
+Events are matched by class name (walking the class's bases, as the metrics feed
+does), so this module imports none of the modules that define them. Each record
+carries the event's fields in ``extra`` (``service``, ``backend``, ``reason``...),
+so a JSON formatter or structlog shows them as fields; docs/logging.md lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ._events import Event, EventHooks
+
+__all__ = ["LOGGERS", "announce", "log_state_change"]
+
+Fields = dict[str, Any]
+_Rule = tuple[str, int, Callable[[Any], str], Callable[[Any], Fields]]
+
+_WARN, _INFO, _ERROR = logging.WARNING, logging.INFO, logging.ERROR
+
+
+def _seconds(value: float) -> str:
+    return "until restored" if math.isinf(value) else f"for {value:g} s"
+
+
+def _breaker(e: Any) -> Fields:
+    return {"breaker": e.name, "previous": e.previous, "state": e.state, "reason": e.reason}
+
+
+def _backend(e: Any) -> Fields:
+    return {"backend": e.address, "reason": getattr(e, "reason", "")}
+
+
+def _ejected(e: Any) -> Fields:
+    return {**_backend(e), "seconds": e.seconds, "ejections": e.ejections}
+
+
+def _alert(e: Any) -> Fields:
+    return {"rule": e.rule, "condition": e.condition, "severity": e.severity,
+            "value": e.value, "summary": e.summary}
+
+
+def _alert_level(e: Any) -> int:
+    return {"critical": _ERROR, "warning": _WARN}.get(e.severity, _INFO)
+
+
+_RULES: dict[str, _Rule] = {
+    "CircuitOpened": ("meshlite.breaker", _WARN, lambda e: (
+        f"circuit {e.name!r} opened ({e.reason}); calls are rejected for "
+        f"{e.open_seconds:g} s"), lambda e: {**_breaker(e), "open_seconds": e.open_seconds}),
+    "CircuitHalfOpened": ("meshlite.breaker", _INFO, lambda e: (
+        f"circuit {e.name!r} half-opened; trial calls are admitted"), _breaker),
+    "CircuitClosed": ("meshlite.breaker", _INFO, lambda e: (
+        f"circuit {e.name!r} closed ({e.reason or 'trial calls succeeded'})"), _breaker),
+    "CircuitStateChanged": ("meshlite.breaker", _WARN, lambda e: (
+        f"circuit {e.name!r} is now {e.state} (was {e.previous})"), _breaker),
+    "BackendEjected": ("meshlite.routing", _WARN, lambda e: (
+        f"service {e.service!r}: backend {e.address} ejected {_seconds(e.seconds)} "
+        f"({e.reason})"), _ejected),
+    "BackendReturned": ("meshlite.routing", _INFO, lambda e: (
+        f"service {e.service!r}: backend {e.address} returned to rotation ({e.reason})"),
+        _backend),
+    "HealthCheckFailed": ("meshlite.routing", _WARN, lambda e: (
+        f"service {e.service!r}: backend {e.address} failed its health check "
+        f"({e.reason})"), _backend),
+    "HealthCheckRecovered": ("meshlite.routing", _INFO, lambda e: (
+        f"service {e.service!r}: backend {e.address} passes its health check again"),
+        _backend),
+    "PanicModeEntered": ("meshlite.routing", _ERROR, lambda e: (
+        f"service {e.service!r}: every backend is out, panic mode routes to all "
+        f"{e.backends} ({'; '.join(e.reasons)})"),
+        lambda e: {"backends": e.backends, "reason": "; ".join(e.reasons)}),
+    "PanicModeExited": ("meshlite.routing", _INFO, lambda e: (
+        f"service {e.service!r}: panic mode over, {e.available} backend(s) available"),
+        lambda e: {"available": e.available}),
+    "BackendsChanged": ("meshlite.routing", _INFO, lambda e: (
+        f"service {e.service!r}: backends changed (added {list(e.added)}, removed "
+        f"{list(e.removed)})"), lambda e: {"added": e.added, "removed": e.removed}),
+    "ConfigReloaded": ("meshlite.config", _INFO, lambda e: (
+        f"config {e.path} applied (version {e.version}): added {list(e.added)}, removed "
+        f"{list(e.removed)}, changed {list(e.changed)}"), lambda e: {
+            "path": e.path, "version": e.version, "added": e.added, "removed": e.removed,
+            "changed": e.changed}),
+    "ConfigReloadFailed": ("meshlite.config", _ERROR, lambda e: (
+        f"config {e.path} rejected, the previous config keeps running: "
+        f"{'; '.join(e.errors)}"), lambda e: {
+            "path": e.path, "errors": e.errors, "reason": "; ".join(e.errors)}),
+    "StoreUnavailable": ("meshlite.state", _WARN, lambda e: (
+        f"store {e.store} is unavailable ({type(e.error).__name__}: {e.error}); "
+        "policies fall back until it recovers"), lambda e: {
+            "store": e.store, "reason": f"{type(e.error).__name__}: {e.error}"}),
+    "StoreRecovered": ("meshlite.state", _INFO, lambda e: (
+        f"store {e.store} answers again after {e.down_seconds:.1f} s"),
+        lambda e: {"store": e.store, "down_seconds": e.down_seconds}),
+    "AlertFired": ("meshlite.alerts", -1, lambda e: f"alert fired: {e.summary}", _alert),
+    "AlertResolved": ("meshlite.alerts", _INFO, lambda e: f"alert resolved: {e.summary}",
+                      lambda e: {**_alert(e), "duration": e.duration}),
+}
+
+LOGGERS: tuple[str, ...] = tuple(sorted({r[0] for r in _RULES.values()}))
+"""The logger names state changes are logged on."""
+
+_found: dict[type, _Rule | None] = {}
+
+
+def _rule(kind: type) -> _Rule | None:
+    if kind not in _found:
+        _found[kind] = next(
+            (_RULES[c.__name__] for c in kind.__mro__ if c.__name__ in _RULES), None)
+    return _found[kind]
+
+
+def log_state_change(event: Event) -> None:
+    """Log ``event`` when it is a state change (see the module docstring); other
+    events are ignored. Never raises: a broken event must not break the caller."""
+    rule = _rule(type(event))
+    if rule is None:
+        return
+    name, level, message, fields = rule
+    logger = logging.getLogger(name)
+    if level < 0:
+        level = _alert_level(event)
+    if not logger.isEnabledFor(level):
+        return
+    try:
+        extra = {"meshlite_event": type(event).__name__, "service": event.service,
+                 "policy": event.policy, **fields(event)}
+        logger.log(level, message(event), extra=extra)
+    except Exception:
+        logging.getLogger("meshlite.events").exception("logging %r failed", event)
+
+
+def announce(hooks: EventHooks | None, event: Event) -> None:
+    """Log a state change, then deliver it to ``hooks`` (when anyone listens).
+
+    State changes are rare, so their events are built whether or not anyone
+    listens; per-call events keep checking ``hooks.active`` first.
+    """
+    log_state_change(event)
+    if hooks is not None and hooks.active:
+        hooks.emit(event)

@@ -1,0 +1,114 @@
+"""Silences: a time-boxed mute of one service's or one rule's notifications.
+
+A silenced alert still fires, resolves, shows on the page and is logged; only its
+webhook notification is held back. Silences are made by code (``mesh.alerts.
+silences.add``) or by an operator through the dashboard's admin API, and end by
+themselves (or when removed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..._validate import fail, positive
+from ._rules import Alert
+
+__all__ = ["MAX_SILENCE_SECONDS", "Silence", "Silences"]
+
+MAX_SILENCE_SECONDS = 7 * 24 * 3600.0
+"""The longest silence: a week (a forgotten silence must end by itself)."""
+
+_OWNER = "Alerts.silences.add"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    """One silence.
+
+    Attributes:
+        id: Its number, unique in the process (``DELETE /api/admin/silences/{id}``).
+        service: The service muted, or ``None`` for every service.
+        rule: The rule muted, or ``None`` for every rule.
+        starts_at: Wall-clock time (seconds since the epoch) it was made.
+        ends_at: Wall-clock time it ends.
+        comment: Why (shown on the page and in the audit log).
+    """
+
+    id: int
+    service: str | None
+    rule: str | None
+    starts_at: float
+    ends_at: float
+    comment: str
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether this silence mutes ``alert`` (ignoring time)."""
+        return ((self.service is None or self.service == alert.service)
+                and (self.rule is None or self.rule == alert.rule))
+
+    def as_dict(self) -> dict[str, Any]:
+        """This silence as JSON-ready data."""
+        return {"id": self.id, "service": self.service, "rule": self.rule,
+                "starts_at": self.starts_at, "ends_at": self.ends_at,
+                "comment": self.comment}
+
+
+_ids = itertools.count(1)
+
+
+class Silences:
+    """The active silences of a mesh's alerts (``mesh.alerts.silences``).
+
+    Args:
+        wall: Wall clock (seconds since the epoch); tests inject a fake one.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall
+        self._lock = threading.Lock()
+        self._active: dict[int, Silence] = {}
+
+    def add(self, *, seconds: float, service: str | None = None, rule: str | None = None,
+            comment: str = "") -> Silence:
+        """Mute the notifications of ``service``'s alerts (``None``: every service)
+        of ``rule`` (``None``: every rule) for ``seconds``.
+
+        Raises:
+            ConfigError: ``seconds`` not in (0, one week], or a bad name or comment.
+        """
+        seconds = positive(_OWNER, "seconds", seconds)
+        if seconds > MAX_SILENCE_SECONDS:
+            fail(_OWNER, "seconds", seconds, f"<= {MAX_SILENCE_SECONDS:g} (one week)")
+        for field, value in (("service", service), ("rule", rule)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                fail(_OWNER, field, value, "a non-empty string or None")
+        if not isinstance(comment, str) or len(comment) > 500:
+            fail(_OWNER, "comment", comment, "a string of at most 500 characters")
+        now = self.wall()
+        silence = Silence(id=next(_ids), service=service, rule=rule, starts_at=now,
+                          ends_at=now + seconds, comment=comment)
+        with self._lock:
+            self._active[silence.id] = silence
+        return silence
+
+    def remove(self, silence_id: int) -> bool:
+        """End the silence ``silence_id`` now; returns whether it was active."""
+        with self._lock:
+            return self._active.pop(silence_id, None) is not None
+
+    def active(self) -> list[Silence]:
+        """The silences in force now, oldest first (ended ones are dropped)."""
+        now = self.wall()
+        with self._lock:
+            for key in [k for k, s in self._active.items() if s.ends_at <= now]:
+                del self._active[key]
+            return list(self._active.values())
+
+    def mutes(self, alert: Alert) -> bool:
+        """Whether a silence in force now mutes ``alert``."""
+        return any(s.matches(alert) for s in self.active())

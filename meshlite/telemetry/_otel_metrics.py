@@ -1,0 +1,161 @@
+"""A meshlite registry read as OpenTelemetry metric data: OTel names, units,
+attributes and real histograms.
+
+The registry speaks Prometheus (``meshlite_request_duration_seconds``, labels,
+cumulative ``le`` buckets); an OTLP receiver expects OpenTelemetry's shape: dotted
+names without unit or ``_total`` suffix, the unit in its own field, attributes
+namespaced (``meshlite.service``, ``error.type``), and a histogram as one point
+with per-bucket counts and explicit bounds. Attempts on an HTTP backend follow the
+HTTP client semantic conventions (``http.client.request.duration``, with
+``server.address`` / ``server.port``). SDK types are imported by the caller: this
+module is only used by ``export_metrics()``, under the ``meshlite[otlp]`` extra.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import Metric
+
+    from ..observability._metrics import MetricFamily, Sample
+
+__all__ = ["HTTP_DURATION", "NAMES", "otel_metrics", "otel_name"]
+
+HTTP_DURATION = "http.client.request.duration"
+"""The semantic-convention name attempts on an ``http(s)://`` backend are exported as."""
+
+NAMES: dict[str, tuple[str, str]] = {
+    "meshlite_requests_total": ("meshlite.calls", "{call}"),
+    "meshlite_request_errors_total": ("meshlite.call.errors", "{call}"),
+    "meshlite_requests_in_flight": ("meshlite.calls.active", "{call}"),
+    "meshlite_request_duration_seconds": ("meshlite.call.duration", "s"),
+    "meshlite_backend_requests_total": ("meshlite.backend.attempts", "{attempt}"),
+    "meshlite_backend_errors_total": ("meshlite.backend.attempt.errors", "{attempt}"),
+    "meshlite_backend_in_flight": ("meshlite.backend.attempts.active", "{attempt}"),
+    "meshlite_backend_request_duration_seconds": ("meshlite.backend.attempt.duration", "s"),
+    "meshlite_backend_ejected": ("meshlite.backend.ejected", "1"),
+    "meshlite_backend_healthy": ("meshlite.backend.healthy", "1"),
+    "meshlite_backend_latency_ewma_seconds": ("meshlite.backend.latency.ewma", "s"),
+    "meshlite_circuit_breaker_state": ("meshlite.circuit_breaker.state", "1"),
+    "meshlite_service_panic": ("meshlite.service.panic", "1"),
+    "meshlite_service_backends": ("meshlite.service.backends", "{backend}"),
+    "meshlite_service_available_backends": ("meshlite.service.backends.available",
+                                            "{backend}"),
+    "meshlite_mesh_in_flight": ("meshlite.mesh.calls.active", "{call}"),
+    "meshlite_mesh_config_version": ("meshlite.mesh.config.version", "1"),
+    "meshlite_store_fallbacks_total": ("meshlite.store.fallbacks", "{decision}"),
+    "meshlite_rate_limit_wait_seconds_total": ("meshlite.rate_limit.wait_time", "s"),
+}
+"""OTel name and unit of the families whose generic name would read badly; any
+other ``meshlite_a_b_total`` is exported as ``meshlite.a_b`` (``_seconds``: unit
+``s``; else ``1``)."""
+
+_ATTRIBUTES = {"error": "error.type"}
+"""Labels with a semantic-convention name; any other label ``x`` is ``meshlite.x``."""
+
+
+def otel_name(family: str) -> tuple[str, str]:
+    """The OpenTelemetry name and unit of the registry family ``family``."""
+    found = NAMES.get(family)
+    if found is not None:
+        return found
+    base = family.removeprefix("meshlite_").removesuffix("_total")
+    unit = "1"
+    if base.endswith("_seconds"):
+        base, unit = base.removesuffix("_seconds"), "s"
+    return f"meshlite.{base}", unit
+
+
+def _attributes(labels: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {_ATTRIBUTES.get(k, f"meshlite.{k}"): v for k, v in labels}
+
+
+def _server(address: str) -> dict[str, str | int] | None:
+    """``server.address`` / ``server.port`` of an ``http(s)://`` address, else None."""
+    try:
+        parts = urlsplit(address)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        return {"server.address": parts.hostname,
+                "server.port": parts.port or (443 if parts.scheme == "https" else 80)}
+    except ValueError:
+        return None
+
+
+def _histogram_points(samples: Iterable[Sample]
+                      ) -> dict[tuple[tuple[str, str], ...], dict[str, Any]]:
+    """Per series (labels without ``le``): bounds, cumulative counts, sum, count."""
+    series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for s in samples:
+        labels = tuple((k, v) for k, v in s.labels if k != "le")
+        point = series.setdefault(labels, {"le": [], "sum": 0.0, "count": 0})
+        if s.suffix == "_bucket":
+            le = dict(s.labels)["le"]
+            point["le"].append((math.inf if le == "+Inf" else float(le), int(s.value)))
+        elif s.suffix == "_sum":
+            point["sum"] = s.value
+        elif s.suffix == "_count":
+            point["count"] = int(s.value)
+    return series
+
+
+def _histograms(family: MetricFamily, start: int, now: int) -> list[Metric]:
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        Histogram,
+        HistogramDataPoint,
+        Metric,
+    )
+
+    name, unit = otel_name(family.name)
+    http = family.name == "meshlite_backend_request_duration_seconds"
+    groups: dict[str, list[HistogramDataPoint]] = {}
+    for labels, point in _histogram_points(family.samples).items():
+        cumulative = sorted(point["le"])
+        bounds = [b for b, _ in cumulative if b != math.inf]
+        counts = [n - (cumulative[i - 1][1] if i else 0) for i, (_, n) in enumerate(cumulative)]
+        attributes: dict[str, str | int] = dict(_attributes(labels))
+        server = _server(dict(labels).get("backend", "")) if http else None
+        if server is not None:
+            attributes.update(server)
+        groups.setdefault(HTTP_DURATION if server else name, []).append(HistogramDataPoint(
+            attributes=attributes, start_time_unix_nano=start, time_unix_nano=now,
+            count=point["count"], sum=point["sum"], bucket_counts=counts,
+            explicit_bounds=bounds,
+            min=None, max=None))  # type: ignore[arg-type]  # optional in OTLP; not kept
+    return [Metric(name=n, description=family.help, unit=unit, data=Histogram(
+        data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE))
+        for n, points in groups.items()]
+
+
+def otel_metrics(families: Iterable[MetricFamily], start: int, now: int) -> list[Metric]:
+    """The families as SDK metric data: counters as cumulative monotonic sums,
+    gauges as gauges, histograms as histograms. ``start`` / ``now`` are Unix
+    nanoseconds: when the export started and this reading."""
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        Gauge,
+        Metric,
+        NumberDataPoint,
+        Sum,
+    )
+
+    out: list[Metric] = []
+    for family in families:
+        if family.type == "histogram":
+            out.extend(_histograms(family, start, now))
+            continue
+        name, unit = otel_name(family.name)
+        points = [NumberDataPoint(attributes=_attributes(s.labels), start_time_unix_nano=start,
+                                  time_unix_nano=now, value=s.value) for s in family.samples]
+        if not points:
+            continue
+        data: Sum | Gauge = Gauge(data_points=points) if family.type == "gauge" else Sum(
+            data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE,
+            is_monotonic=True)
+        out.append(Metric(name=name, description=family.help, unit=unit, data=data))
+    return out
