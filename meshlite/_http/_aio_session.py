@@ -101,8 +101,9 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     if is_failure(response.status):
         try:
             await response.read()  # kept by the response: the caller reads it again
-        finally:
-            response.release()
+        except BaseException:
+            response.close()
+            raise
         raise AiohttpResponseError(
             f"service {service.name!r}: {backend.address} answered {request.method} "
             f"{call.path} with {response.status}",

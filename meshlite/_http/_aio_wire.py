@@ -15,6 +15,7 @@ what they saw before.
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,9 @@ _KEEPALIVE_FOREVER = 3600.0
 
 _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries")
 """Transport options only httpcore honours: a service setting one keeps httpcore."""
+
+_LARGE = 1024 * 1024
+"""Bodies above this many bytes are handed to aiohttp as a file (as it asks)."""
 
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
                                     sock_connect=None)
@@ -156,7 +160,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         stream = request.stream
         if not isinstance(stream, httpx.ByteStream):
             return await self._streamed(request)
-        data = b"".join(stream) or None
+        data: Any = b"".join(stream) or None
+        if data is not None and len(data) > _LARGE:
+            data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
             response = await session._request(

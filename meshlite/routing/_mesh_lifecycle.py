@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,14 +36,15 @@ class MeshLifecycle:
     _thread: LoopThread | None
     _in_flight: int
     _state: str
-    _sessions: weakref.WeakSet[Any] | None = None  # mesh.aiohttp() sessions
+    _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
 
     def adopt_session(self, session: Any) -> None:
         """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
-        the mesh closes."""
-        if self._sessions is None:
-            self._sessions = weakref.WeakSet()
-        self._sessions.add(session)
+        the mesh closes. Held strongly (a session dropped unclosed would warn), and
+        forgotten once closed."""
+        kept = [s for s in self._sessions or () if not s.closed]
+        kept.append(session)
+        self._sessions = kept
 
     async def _close_sessions(self) -> None:
         sessions, self._sessions = self._sessions, None
