@@ -26,6 +26,7 @@ from .routing._mesh_lifecycle import MeshLifecycle
 from .routing._service import Lifecycle, Service, override_service
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
     from .observability._dashboard import Alerts
@@ -200,6 +201,15 @@ class Mesh(MeshLifecycle):
             raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
                               "register it with mesh.register(ml.Service(...))", policy="mesh")
         return target
+
+    def target(self, name: str) -> Any:
+        """What calls to ``name`` reach now: its ``Service``, or the fake of an active
+        :meth:`override` (the HTTP clients' view of the mesh).
+
+        Raises:
+            ConfigError: no such service.
+        """
+        return self._target(name)
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to the events of every service (routing and policies),
@@ -436,6 +446,26 @@ class Mesh(MeshLifecycle):
         from ._http import sync_client
 
         return sync_client(self, name, httpx_kwargs)
+
+    def aiohttp(self, name: str, **session_kwargs: Any) -> aiohttp.ClientSession:
+        """An ``aiohttp.ClientSession`` (the ``meshlite[aiohttp]`` extra) whose requests
+        to relative URLs go through service ``name``: balancer, pipeline, outlier
+        detection, metrics and spans, as for :meth:`http`. Requests to absolute URLs of
+        other hosts pass through. Closing the mesh closes the session.
+
+        Args:
+            name: The service.
+            **session_kwargs: Passed to ``aiohttp.ClientSession`` (``timeout=``,
+                ``connector=``, ``headers=``, ``middlewares=``...); ``base_url``
+                defaults to ``http://<name>/``.
+
+        Raises:
+            ConfigError: no such service, or a ``base_url`` that is not absolute.
+        """
+        self._target(name)
+        from ._http._aio_session import aiohttp_session
+
+        return aiohttp_session(self, name, session_kwargs)
 
     # -- operations --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from .._errors import ConfigError
 from ..routing._backend import Backend
 from ..routing._service import Service
 from ..routing._tls import Headers
+from ._aio_wire import AiohttpTransport, aiohttp_options
 
 __all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
 
@@ -52,6 +53,19 @@ def _with_tls(options: dict[str, Any], scheme: str) -> dict[str, Any]:
     return {**options, "verify": tls_context(scheme)}
 
 
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                       keepalive_expiry=5.0)
+"""httpx's default limits, which the aiohttp wire honours too."""
+
+
+def _ssl_of(options: dict[str, Any]) -> ssl.SSLContext:
+    verify, cert = options["verify"], options.get("cert")
+    if isinstance(verify, ssl.SSLContext) and cert is None:
+        return verify
+    # httpx's own reading of verify= and cert= (paths, False, a client certificate)
+    return httpx.create_ssl_context(verify=verify, cert=cert)
+
+
 class Pools:
     """One ``httpx`` transport (a connection pool) per backend, made on first use."""
 
@@ -72,6 +86,9 @@ class Pools:
     def _transport(self, scheme: str = "https", *, own: bool = True) -> Any:
         options = _with_tls(self._options if own else self._plain, scheme)
         if self._async:
+            if aiohttp_options(options):
+                return AiohttpTransport(_ssl_of(options), options.get("limits", _LIMITS),
+                                        options.get("local_address"))
             return httpx.AsyncHTTPTransport(**options)
         return httpx.HTTPTransport(**options)
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import ssl
 
 import httpx
-from opentelemetry import propagate as _propagate
-from opentelemetry import trace as _trace
 
-from .._backoff import parse_retry_after as _parse_retry_after
 from .._context import CallContext
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
-from ..telemetry._spans import record_http_request, record_http_status
+from ..telemetry._spans import record_http_status
+from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
 
 __all__ = [
@@ -27,16 +25,8 @@ __all__ = [
     "send",
 ]
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-"""Methods retried by default (RFC 9110 idempotent methods)."""
-
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures before a single byte of the request left: resending is always safe.
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
-    return None if not value else _parse_retry_after(value)
 
 
 class HttpResponseError(ResponseStatusError, httpx.TransportError):
@@ -64,9 +54,6 @@ class Call:
         raw_path = target.prefix + url.raw_path if target.prefix else url.raw_path
         headers = request.headers.copy()
         headers["Host"] = target.netloc
-        for name, value in self.pools.headers:  # the service's static headers
-            if name not in headers:
-                headers[name] = value
         extensions = dict(request.extensions)
         ctx = self.ctx
         left = ctx.remaining() if ctx is not None else None
@@ -75,17 +62,11 @@ class Call:
             extensions["timeout"] = {
                 k: left if (v := given.get(k)) is None or v > left else v
                 for k in ("connect", "read", "write", "pool")}
-        span = _trace.get_current_span()  # the attempt's span, when the call is traced
-        if span.get_span_context().is_valid:
-            _propagate.inject(headers)
-        sent = httpx.Request(
-            request.method,
-            url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
-                          raw_path=raw_path),
-            headers=headers, stream=request.stream, extensions=extensions)
-        if span.is_recording():
-            record_http_request(sent.method, str(sent.url), span)
-        return sent
+        sent_url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
+                                 raw_path=raw_path)
+        stamp(headers, self.pools.headers, request.method, sent_url)
+        return httpx.Request(request.method, sent_url, headers=headers,
+                             stream=request.stream, extensions=extensions)
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
@@ -114,10 +95,6 @@ def _replayable(request: httpx.Request, service: Service) -> bool:
             or "idempotency-key" in request.headers)
 
 
-def _is_failure(status: int) -> bool:
-    return status >= 500 or status == 429
-
-
 def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
                  ) -> httpx.ReadError:
     # httpcore's async path lets TLS alerts that arrive after the handshake (a server
@@ -143,7 +120,7 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         raise
     call.sent()
     record_http_status(response.status_code)
-    if _is_failure(response.status_code):
+    if is_failure(response.status_code):
         try:
             raw = b"".join([chunk async for chunk in response.aiter_raw()])
         finally:
@@ -167,7 +144,7 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         raise
     call.sent()
     record_http_status(response.status_code)
-    if _is_failure(response.status_code):
+    if is_failure(response.status_code):
         try:
             raw = b"".join(response.iter_raw())
         finally:

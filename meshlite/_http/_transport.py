@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -11,17 +11,15 @@ from .._errors import ConfigError
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
+from ._dispatcher import Dispatcher
 from ._pools import Pools
 from ._send import Call, asend, outcome, send
-
-if TYPE_CHECKING:
-    from .._mesh import Mesh
 
 __all__ = ["MeshTransport", "SyncMeshTransport", "async_client", "sync_client"]
 
 
 class _Base:
-    def __init__(self, mesh: Mesh, name: str, host: str) -> None:
+    def __init__(self, mesh: Dispatcher, name: str, host: str) -> None:
         self._mesh = mesh
         self._name = name
         self._host = host
@@ -50,7 +48,7 @@ class MeshTransport(_Base, httpx.AsyncBaseTransport):
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = self._mesh._target(self._name)
+        target = self._mesh.target(self._name)
         if not isinstance(target, Service):
             handle = getattr(target, "handle_async_request", None)
             if handle is None:
@@ -73,7 +71,7 @@ class SyncMeshTransport(_Base, httpx.BaseTransport):
     """Sync twin of :class:`MeshTransport`, for ``mesh.http_sync()``."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        target = self._mesh._target(self._name)
+        target = self._mesh.target(self._name)
         if not isinstance(target, Service):
             handle = getattr(target, "handle_request", None)
             if handle is None:
@@ -102,14 +100,14 @@ def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
     return base_url, httpx.URL(base_url).host
 
 
-def async_client(mesh: Mesh, name: str, kwargs: dict[str, Any]) -> httpx.AsyncClient:
+def async_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` behind ``mesh.http(name, **kwargs)``."""
     base_url, host = _client_args(name, kwargs)
     return httpx.AsyncClient(transport=MeshTransport(mesh, name, host), base_url=base_url,
                              **kwargs)
 
 
-def sync_client(mesh: Mesh, name: str, kwargs: dict[str, Any]) -> httpx.Client:
+def sync_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.Client:
     """The ``httpx.Client`` behind ``mesh.http_sync(name, **kwargs)``."""
     base_url, host = _client_args(name, kwargs)
     return httpx.Client(transport=SyncMeshTransport(mesh, name, host), base_url=base_url,

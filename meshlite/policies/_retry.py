@@ -60,16 +60,29 @@ def is_transient(error: BaseException) -> bool:
     """Whether ``error`` is a transient failure worth retrying (the default ``on``).
 
     ``ConnectionError`` and ``TimeoutError`` (so :class:`meshlite.TimeoutExceeded`),
-    and ``httpx.TransportError`` when httpx is already imported (it is looked up in
+    ``httpx.TransportError`` when httpx is already imported, and aiohttp's
+    ``ClientConnectionError`` (``ServerDisconnectedError``, connection timeouts...)
+    and ``ClientPayloadError`` when aiohttp is (each is looked up in
     :data:`sys.modules`, never imported).
     """
     if isinstance(error, _TRANSIENT):
         return True
-    httpx = sys.modules.get("httpx")
-    if httpx is None:
-        return False
-    transport_error = getattr(httpx, "TransportError", None)
-    return isinstance(transport_error, type) and isinstance(error, transport_error)
+    for module, names in _LAZY_TRANSIENT:
+        found = sys.modules.get(module)
+        if found is not None:
+            for name in names:
+                kind = getattr(found, name, None)
+                if isinstance(kind, type) and isinstance(error, kind):
+                    return True
+    return False
+
+
+_LAZY_TRANSIENT = (
+    ("httpx", ("TransportError",)),
+    # the connection failed, reset, closed early or timed out; ClientResponseError
+    # (a malformed answer, raise_for_status) is not a transport failure
+    ("aiohttp", ("ClientConnectionError", "ClientPayloadError")),
+)
 
 
 DEFAULT_RETRY_ON: ErrorFilter = is_transient

@@ -36,6 +36,23 @@ class MeshLifecycle:
     _thread: LoopThread | None
     _in_flight: int
     _state: str
+    _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
+
+    def adopt_session(self, session: Any) -> None:
+        """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
+        the mesh closes. Held strongly (a session dropped unclosed would warn), and
+        forgotten once closed."""
+        kept = [s for s in self._sessions or () if not s.closed]
+        kept.append(session)
+        self._sessions = kept
+
+    async def _close_sessions(self) -> None:
+        sessions, self._sessions = self._sessions, None
+        for session in list(sessions or ()):
+            try:
+                await session.close()
+            except Exception:  # made on another loop, say: its sockets go with it
+                _log.debug("closing an aiohttp session failed", exc_info=True)
 
     def _set_state(self, state: str) -> None:
         # Every change of state goes through here (the mesh also closes the gates
@@ -72,6 +89,7 @@ class MeshLifecycle:
             while self._in_flight and (left := deadline - clock.monotonic()) > 0:
                 await clock.asleep(min(_DRAIN_POLL, left))
             await stop_all(self._started)
+            await self._close_sessions()
             for service in (*self._services.values(), *self._extra):
                 if service._apools is not None:
                     pools, service._apools = service._apools, None
@@ -119,6 +137,8 @@ class MeshLifecycle:
             while self._in_flight and (left := deadline - clock.monotonic()) > 0:
                 clock.sleep(min(_DRAIN_POLL, left))
             thread, self._thread = self._thread, None
+            if self._sessions:
+                _close_async_pools_here(self)  # sessions of an async caller
             if thread is not None:
                 thread.run(stop_all(self._started))
                 for service in (*self._services.values(), *self._extra):
@@ -136,12 +156,14 @@ class MeshLifecycle:
 
 
 def _close_async_pools_here(pools: Any) -> None:
-    """Best effort for async pools reached by a sync close: their loop may be gone."""
+    """Best effort for async pools (or a mesh's aiohttp sessions) reached by a sync
+    close: their loop may be gone."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         try:
-            asyncio.run(pools.aclose())
+            close = getattr(pools, "_close_sessions", None) or pools.aclose
+            asyncio.run(close())
         except Exception:
             _log.debug("closing async connection pools from a sync close failed",
                        exc_info=True)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import meshlite as ml
+from meshlite._http._aio_wire import AiohttpTransport
 from meshlite.mesh import Mesh
 from meshlite.routing import HttpHealthCheck, Service
 from meshlite.routing._tls import TLS
@@ -311,7 +312,8 @@ async def test_a_bare_ssl_error_becomes_a_read_error(server: TLSServer, pki: PKI
     async def refuse(self: Any, request: httpx.Request) -> httpx.Response:
         raise ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] alert")
 
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", refuse)
+    # whatever the wire lets escape, the mesh maps a bare ssl.SSLError once
+    monkeypatch.setattr(AiohttpTransport, "handle_async_request", refuse)
     async with make_mesh(server.url, attempts=2, tls=TLS(ca_bundle=pki.ca)) as mesh:
         with pytest.raises(httpx.ReadError, match=r"TLS with https://127.0.0.1:"):
             await mesh.http("secure").get("/")

@@ -1,0 +1,215 @@
+"""The async wire: an ``httpx`` transport that sends over aiohttp.
+
+httpx's own async stack (httpcore + anyio + h11) costs about 1-2.5 ms of CPU a
+request under concurrency; aiohttp's client (C parser, C writer) about 0.1 ms
+(docs/benchmarks.md, "Data plane"). :class:`AiohttpTransport` keeps httpx's API
+above (requests, responses, exceptions, streaming, decoding) and aiohttp below:
+one ``aiohttp.ClientSession`` with its own connector, made on first use on the
+running event loop (and again when used from another loop).
+
+aiohttp's errors are mapped here, once, to the httpx exceptions httpcore raises for
+the same failure, so callers, retry predicates, breakers and outlier detection see
+what they saw before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+from yarl import URL
+
+__all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
+
+SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+"""Headers aiohttp would add on its own: httpx already sets what it means to send."""
+
+_KEEPALIVE_FOREVER = 3600.0
+"""aiohttp needs a number where httpx's ``keepalive_expiry=None`` means no expiry."""
+
+_HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries")
+"""Transport options only httpcore honours: a service setting one keeps httpcore."""
+
+_LARGE = 1024 * 1024
+"""Bodies above this many bytes are handed to aiohttp as a file (as it asks)."""
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
+                                    sock_connect=None)
+
+
+def aiohttp_options(options: dict[str, Any]) -> bool:
+    """Whether a service's ``http_pool`` options can all be honoured by this wire."""
+    return not any(options.get(name) for name in _HTTPCORE_ONLY if name != "retries") \
+        and not options.get("retries")
+
+
+def map_error(error: BaseException, request: httpx.Request) -> BaseException:
+    """The httpx exception for an aiohttp failure (``error`` itself when it has none)."""
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(error) or "connect timed out", request=request)
+    if isinstance(error, aiohttp.ClientConnectorError):  # SSL verification failures too
+        return httpx.ConnectError(str(error), request=request)
+    if isinstance(error, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
+        return httpx.ReadTimeout(str(error) or "read timed out", request=request)
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(str(error), request=request)
+    if isinstance(error, aiohttp.ClientOSError | aiohttp.ClientConnectionError):
+        return httpx.ReadError(str(error), request=request)
+    if isinstance(error, aiohttp.ClientResponseError):  # a malformed answer
+        return httpx.RemoteProtocolError(str(error), request=request)
+    return error
+
+
+_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read from aiohttp as it arrives; closing it hands the
+    connection back (or closes it when the body was not read to the end)."""
+
+    __slots__ = ("_request", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except _FAILURES as error:
+            self._response.close()
+            raise map_error(error, self._request) from error
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+def _timeout(given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
+    if not given:
+        return _NO_TIMEOUT
+    pool, connect = given.get("pool"), given.get("connect")
+    return aiohttp.ClientTimeout(
+        total=None, sock_read=given.get("read"), sock_connect=connect,
+        # aiohttp's connect covers waiting for a free connection and connecting
+        connect=None if pool is None or connect is None else pool + connect)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` that sends every request over aiohttp.
+
+    Args:
+        ssl_context: The TLS context for ``https://`` URLs (False: no verification).
+        limits: httpx limits: ``max_connections`` caps the connections open at once,
+            ``keepalive_expiry`` how long an idle one is kept.
+        local_address: Local IP address to connect from.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | bool, limits: httpx.Limits,
+                 local_address: str | None = None) -> None:
+        self._ssl = ssl_context
+        self._limits = limits
+        self._local = (local_address, 0) if local_address else None
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._httpcore: httpx.AsyncHTTPTransport | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        _drop(self._session, self._loop)
+        limits = self._limits
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0, limit_per_host=0, ssl=self._ssl,
+            keepalive_timeout=(_KEEPALIVE_FOREVER if limits.keepalive_expiry is None
+                               else limits.keepalive_expiry),
+            local_addr=self._local, loop=loop)
+        session = self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
+            cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
+            trust_env=False, raise_for_status=False)
+        self._loop = loop
+        return session
+
+    def _client_timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        given = request.extensions.get("timeout")
+        if not given:
+            return _NO_TIMEOUT
+        key = (given.get("connect"), given.get("read"), given.get("pool"))
+        found = self._timeouts.get(key)
+        if found is None:
+            if len(self._timeouts) > 64:  # deadlines make many: keep the cache small
+                self._timeouts.clear()
+            found = self._timeouts[key] = _timeout(given)
+        return found
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return the response, its body still to be read."""
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or self._loop is not loop or session.closed:
+            session = self._open(loop)
+        stream = request.stream
+        if not isinstance(stream, httpx.ByteStream):
+            return await self._streamed(request)
+        data: Any = b"".join(stream) or None
+        if data is not None and len(data) > _LARGE:
+            data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        try:
+            response = await session._request(
+                request.method, URL(str(request.url), encoded=True), headers=headers,
+                data=data, allow_redirects=False, timeout=self._client_timeout(request),
+                compress=None)
+        except _FAILURES as error:
+            raise map_error(error, request) from error
+        return httpx.Response(
+            response.status, headers=response.raw_headers, stream=_Body(response, request),
+            extensions={"http_version": b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode("latin-1")})
+
+    async def _streamed(self, request: httpx.Request) -> httpx.Response:
+        # A streamed upload goes over httpcore, which frames it as httpx always did
+        # and, unlike aiohttp's strict parser, ignores what a server that never read
+        # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
+        if self._httpcore is None:
+            self._httpcore = httpx.AsyncHTTPTransport(
+                verify=self._ssl, limits=self._limits,
+                local_address=self._local[0] if self._local else None)
+        return await self._httpcore.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close every connection of this transport."""
+        httpcore, self._httpcore = self._httpcore, None
+        if httpcore is not None:
+            await httpcore.aclose()
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            if self._loop is asyncio.get_running_loop():
+                await session.close()
+            else:
+                _drop(session, self._loop)
+
+
+def _drop(session: aiohttp.ClientSession | None,
+          loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close a session made on another event loop, from outside it: its sockets are
+    closed on their own loop when it still runs, at once when it has stopped."""
+    if session is None or session.closed or loop is None:
+        return
+    connector = session.connector
+    session.detach()
+    if connector is None:
+        return
+    if loop.is_closed() or not loop.is_running():
+        connector._close(abort_ssl=True)
+    else:
+        loop.call_soon_threadsafe(connector._close)

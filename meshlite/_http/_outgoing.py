@@ -1,0 +1,49 @@
+"""What every routed HTTP attempt carries, whichever client sends it.
+
+:func:`stamp` is the one place where the mesh adds headers to an outgoing request:
+the service's static headers and the W3C ``traceparent`` of the attempt's span. Both
+``mesh.http()`` and ``mesh.aiohttp()`` call it once per attempt, so a header added
+here reaches every backend over every client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from opentelemetry import propagate as _propagate
+from opentelemetry import trace as _trace
+
+from .._backoff import parse_retry_after as _parse_retry_after
+from ..routing._tls import Headers
+from ..telemetry._spans import record_http_request
+
+__all__ = ["IDEMPOTENT_METHODS", "is_failure", "parse_retry_after", "stamp"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods retried by default (RFC 9110 idempotent methods)."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
+    return None if not value else _parse_retry_after(value)
+
+
+def is_failure(status: int) -> bool:
+    """Whether an answer counts as the backend's failure (5xx, or 429)."""
+    return status >= 500 or status == 429
+
+
+def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: Any) -> None:
+    """Add the mesh's headers to one attempt's request headers (case-insensitive
+    ``headers``: httpx's or aiohttp's): the service's static headers the request does
+    not set itself, and ``traceparent`` when the attempt is traced (whose span also
+    gets the request's method and URL)."""
+    for name, value in static:
+        if name not in headers:
+            headers[name] = value
+    span = _trace.get_current_span()  # the attempt's span, when the call is traced
+    if span.get_span_context().is_valid:
+        _propagate.inject(headers)
+    if span.is_recording():
+        record_http_request(method, str(url), span)

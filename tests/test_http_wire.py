@@ -1,0 +1,265 @@
+"""The aiohttp wire under mesh.http(), and mesh.aiohttp(): real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from test_http import Server
+
+import meshlite as ml
+from meshlite.testing import FakeBackend, FakeClock
+
+
+@pytest.fixture
+def servers() -> Any:
+    made = [Server(), Server()]
+    yield made
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[list[FakeBackend]]:
+    async with FakeBackend() as a, FakeBackend() as b:
+        yield [a, b]
+
+
+def _mesh(urls: list[str], **options: Any) -> ml.Mesh:
+    options.setdefault("balancer", "round_robin")
+    return ml.Mesh([ml.Service("users", urls, **options)])
+
+
+def _transport_connector(mesh: ml.Mesh) -> Any:
+    pools = mesh.service("users")._apools
+    (target,) = pools._targets.values()
+    return target.transport._session.connector
+
+
+# -- mesh.http() on the aiohttp wire ---------------------------------------------------------
+
+async def test_http_keeps_connections_alive(servers: list[Server]) -> None:
+    a = servers[0]
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        for i in range(5):
+            assert (await client.get(f"/u/{i}")).status_code == 200
+        assert type(mesh.service("users")._apools._targets[a.url].transport).__name__ == \
+            "AiohttpTransport"
+    assert len(a.requests) == 5
+    assert len(a.peers) == 1  # one connection, reused
+
+
+async def test_http_pool_limits_cap_connections(servers: list[Server]) -> None:
+    a = servers[0]
+    a.delay = 0.05
+    limits = httpx.Limits(max_connections=2)
+    async with _mesh([a.url], http_pool={"limits": limits}) as mesh, \
+            mesh.http("users") as client:
+        answers = await asyncio.gather(*(client.get(f"/u/{i}") for i in range(6)))
+    assert [r.status_code for r in answers] == [200] * 6
+    assert len(a.peers) == 2
+
+
+async def test_http_reset_hang_and_retry_on_the_other_backend(
+        backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(reset=True)
+    async with _mesh([a.url, b.url]) as mesh, mesh.http("users", timeout=0.5) as client:
+        answers = [(await client.get("/x")).json()["backend"] for _ in range(4)]
+        assert answers == [b.url] * 4  # each reset attempt was retried on b
+        a.set(reset=False, hang=True)
+        b.set(reset=True)
+        with pytest.raises(httpx.TransportError):
+            await client.get("/y")
+    assert a.stats.resets >= 2
+    assert b.stats.resets >= 1
+
+
+async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    big = bytes(range(256)) * 20_000  # 5 MB
+    a.set(body=big, headers={"content-type": "application/octet-stream"})
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        assert (await client.get("/big")).content == big
+        async with client.stream("GET", "/big") as response:
+            chunks = [c async for c in response.aiter_bytes()]
+        assert b"".join(chunks) == big
+        assert len(chunks) > 1
+        a.set(body=None)
+        response = await client.post("/upload", content=big)
+        assert response.status_code == 200
+    assert a.requests[-1].body == big
+
+
+async def test_http_cancelled_mid_request_leaks_no_connection(
+        backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    a.set(latency=5.0)
+    async with _mesh([a.url], pipeline=ml.Pipeline()) as mesh, \
+            mesh.http("users") as client:
+        task = asyncio.create_task(client.get("/slow"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        connector = _transport_connector(mesh)
+        assert not connector._acquired  # the half-used connection was closed
+        a.set(latency=0.0)
+        assert (await client.get("/again")).json()["path"] == "/again"
+        assert not connector._acquired
+
+
+async def test_http_timeout_from_the_deadline(backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    a.set(latency=2.0)
+    pipeline = ml.Pipeline(ml.Timeout(0.2))
+    async with _mesh([a.url], pipeline=pipeline) as mesh, mesh.http("users") as client:
+        with pytest.raises(ml.TimeoutExceeded):
+            await client.get("/slow")
+
+
+async def test_aiohttp_errors_are_transient() -> None:
+    key = aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None, None)
+    assert ml.is_transient(aiohttp.ServerDisconnectedError())
+    assert ml.is_transient(aiohttp.ClientConnectorError(key, OSError(111, "refused")))
+    assert ml.is_transient(aiohttp.ClientPayloadError("cut"))
+    assert ml.is_transient(aiohttp.SocketTimeoutError())
+    assert not ml.is_transient(aiohttp.InvalidURL("x"))
+
+
+# -- mesh.aiohttp() --------------------------------------------------------------------------
+
+async def test_aiohttp_session_routes_relative_urls(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    mesh = _mesh([a.url, b.url], headers={"X-Api-Key": "secret"})
+    async with mesh:
+        session = mesh.aiohttp("users")
+        assert isinstance(session, aiohttp.ClientSession)
+        seen = []
+        for i in range(4):
+            async with session.get(f"/users/{i}?q=1") as response:
+                body = await response.json()
+                seen.append(body["backend"])
+                assert body["path"] == f"/users/{i}"
+        assert sorted(seen) == sorted([a.url, b.url] * 2)  # round robin
+        request = a.requests[-1]
+        assert request.query == "q=1"
+        assert request.headers["x-api-key"] == "secret"
+        assert request.headers["host"] == a.url.removeprefix("http://")
+        assert mesh.snapshot()["users"].requests == 4
+    assert session.closed  # closing the mesh closed it
+
+
+async def test_aiohttp_retries_elsewhere_and_returns_the_last_failure(
+        backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(error_rate=1.0)
+    async with _mesh([a.url, b.url]) as mesh:
+        session = mesh.aiohttp("users")
+        for _ in range(3):
+            async with session.get("/x") as response:
+                assert response.status == 200
+                assert (await response.json())["backend"] == b.url
+        b.set(error_rate=1.0)
+        async with session.get("/x") as response:
+            assert response.status == 503
+            first = await response.read()
+            assert await response.read() == first  # read once, kept
+
+
+async def test_aiohttp_post_is_never_resent(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(error_rate=1.0)
+    b.set(error_rate=1.0)
+    async with _mesh([a.url, b.url]) as mesh:
+        session = mesh.aiohttp("users")
+        async with session.post("/orders", data=b"{}") as response:
+            assert response.status == 503
+        assert a.stats.requests + b.stats.requests == 1
+        async with session.post("/orders", data=b"{}",
+                                headers={"Idempotency-Key": "k1"}) as response:
+            assert response.status == 503
+        assert a.stats.requests + b.stats.requests == 3  # with a key: retried once
+
+
+async def test_aiohttp_reset_before_answer_post_is_not_resent(
+        backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(reset=True)
+    b.set(reset=True)
+    async with _mesh([a.url, b.url]) as mesh:
+        with pytest.raises(aiohttp.ClientError):
+            await mesh.aiohttp("users").post("/orders", data=b"{}")
+    assert a.stats.resets + b.stats.resets == 1
+
+
+async def test_aiohttp_retry_after_is_honoured(backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    clock = FakeClock()
+    a.set(error_rate=1.0, error_status=429, retry_after="7")
+    pipeline = ml.Pipeline(ml.Retry(attempts=2, backoff=ml.backoff.constant(0),
+                                    budget=None, clock=clock))
+    async with _mesh([a.url], pipeline=pipeline) as mesh, \
+            mesh.aiohttp("users").get("/limited") as response:
+        assert response.status == 429
+    assert a.stats.requests == 2
+    assert clock.sleeps == [7.0]
+
+
+async def test_traceparent_on_every_attempt_of_both_clients(
+        backends: list[FakeBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import trace
+
+    provider = TracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.setattr("meshlite.telemetry._spans._tracer", provider.get_tracer("t"))
+    a, b = backends
+    a.set(error_rate=1.0)
+    async with _mesh([a.url, b.url]) as mesh, mesh.http("users") as client:
+        session = mesh.aiohttp("users")
+        for _ in range(2):
+            async with session.get("/x") as response:
+                assert response.status == 200
+            assert (await client.get("/x")).status_code == 200
+    parents = [r.headers.get("traceparent") for r in (*a.requests, *b.requests)]
+    assert len(parents) >= 6  # 4 calls, some retried off a
+    assert all(parents)
+    assert len(set(parents)) == len(parents)  # one span, so one traceparent, per attempt
+    failed_traces = {p.split("-")[1] for p in parents[:len(a.requests)]}
+    assert failed_traces <= {p.split("-")[1] for p in parents[len(a.requests):]}
+
+
+async def test_aiohttp_cancelled_mid_request_leaks_no_connection(
+        backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    a.set(latency=5.0)
+    async with _mesh([a.url]) as mesh:
+        session = mesh.aiohttp("users")
+        task = asyncio.create_task(session.get("/slow"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert session.connector is not None
+        assert not session.connector._acquired
+        a.set(latency=0.0)
+        async with session.get("/again") as response:
+            assert (await response.json())["path"] == "/again"
+
+
+async def test_aiohttp_other_hosts_pass_through(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    async with _mesh([a.url]) as mesh:
+        async with mesh.aiohttp("users").get(b.url + "/direct") as response:
+            assert (await response.json())["backend"] == b.url
+        assert mesh.snapshot()["users"].requests == 0
+
+
+def test_aiohttp_of_an_unknown_service_is_a_config_error() -> None:
+    with pytest.raises(ml.ConfigError, match="no service named 'nope'"):
+        ml.Mesh().aiohttp("nope")
