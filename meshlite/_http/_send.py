@@ -10,6 +10,7 @@ from opentelemetry import trace as _trace
 
 from .._backoff import parse_retry_after as _parse_retry_after
 from .._context import CallContext
+from .._inbound._headers import stamp_outgoing
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
@@ -75,6 +76,7 @@ class Call:
             extensions["timeout"] = {
                 k: left if (v := given.get(k)) is None or v > left else v
                 for k in ("connect", "read", "write", "pool")}
+        stamp_outgoing(headers, left, self.service.caller())  # deadline and caller
         span = _trace.get_current_span()  # the attempt's span, when the call is traced
         if span.get_span_context().is_valid:
             _propagate.inject(headers)
