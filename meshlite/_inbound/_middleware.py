@@ -14,6 +14,7 @@ from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
 from ._body import check_length, invalid_json, limited, read_body, replay, validation_args
 from ._body import fields as _fields
+from ._follow import ConfigFollower
 from ._headers import (
     CALLER_HEADER,
     DEADLINE_HEADER,
@@ -47,7 +48,9 @@ class MeshMiddleware:
     Args:
         app: The ASGI app.
         mesh: The mesh whose calls the app makes (its name and metrics; optional).
-        routes: Inbound policies per path pattern, first match wins.
+        routes: Inbound policies per path pattern, first match wins. When None and
+            ``mesh`` was built from a config file, its ``inbound:`` section's routes
+            and API keys, followed across hot reloads.
         auth: How credentials are verified (:class:`Auth`); needed by routes with
             ``scopes``.
         trace: Start a SERVER span per request.
@@ -58,7 +61,7 @@ class MeshMiddleware:
         ConfigError: an invalid option (named).
     """
 
-    def __init__(self, app: Any, *, mesh: Any = None, routes: Sequence[Route] = (),
+    def __init__(self, app: Any, *, mesh: Any = None, routes: Sequence[Route] | None = None,
                  auth: Auth | None = None, trace: bool = True,
                  max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
         if not callable(app):
@@ -70,9 +73,12 @@ class MeshMiddleware:
         self.auth = auth
         self.trace = bool(trace)
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
-        self.table = RouteTable(routes, self.max_deadline)
+        self.table = RouteTable(routes or (), self.max_deadline)
         if auth is None and any(r.route.needs_auth for r in self.table._routes):
             fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
+        self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
+        if self._config is not None:
+            self._follow()
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
@@ -88,12 +94,28 @@ class MeshMiddleware:
             ConfigError: an invalid route; nothing is replaced.
         """
         table = RouteTable(routes, self.max_deadline)
-        self.table, self.auth = table, auth if auth is not None else self.auth
+        self.table, self.auth = table, auth
+
+    def _follow(self) -> None:
+        assert self._config is not None
+        plan = self._config.changed()
+        if plan is False:
+            return
+        if plan is None:
+            self.configure((), None)
+            return
+        if plan.max_deadline is not None:
+            self.max_deadline = plan.max_deadline
+        if plan.section.trace is not None:
+            self.trace = plan.section.trace
+        self.configure(plan.routes, plan.auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # websockets and lifespan pass through
             return
+        if self._config is not None and self._config.stale():
+            self._follow()
         route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
         label = route.route.pattern if route is not self.table._plain else None
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
