@@ -37,7 +37,7 @@ from ._switches import is_testing, set_testing
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from . import backoff, config, discovery, state, telemetry
+    from . import asgi, backoff, config, discovery, state, telemetry
     from ._audit import AuditLog
     from ._gather import gather, gather_sync
     from ._mesh import Mesh
@@ -115,7 +115,7 @@ _LAZY: dict[str, str] = {
     "AlertRule": ".observability._dashboard",
     "Metrics": ".observability._policy",
 }
-_LAZY_MODULES = frozenset({"backoff", "config", "discovery", "state", "telemetry"})
+_LAZY_MODULES = frozenset({"asgi", "backoff", "config", "discovery", "state", "telemetry"})
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), _LAZY_MODULES)
@@ -171,6 +171,7 @@ __all__ = [
     "config",
     "discovery",
     "state",
+    "asgi",
     # errors
     "MeshliteError",
     "ConfigError",

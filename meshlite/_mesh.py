@@ -17,6 +17,7 @@ from ._context import CallContext, _current
 from ._context import operation_of as _operation_of
 from ._errors import ConfigError
 from ._events import Hook
+from ._inbound._naming import check_name, default_name
 from ._inflight import calls_list, count
 from ._validate import fail, non_negative
 from .observability._mesh_metrics import MeshMetrics
@@ -60,6 +61,10 @@ class Mesh(MeshLifecycle):
             ``ml.telemetry.prometheus_app(mesh)``, ``start_http_server(mesh)`` and the
             dashboard's ``/metrics``); ``False`` records nothing and saves the
             recording cost of each call (docs/metrics.md, "Cost").
+        name: This mesh's own service name, sent to the services it calls (the
+            ``x-meshlite-caller`` header) so their dashboards draw the edge; by
+            default the name given to ``ml.telemetry.configure()``, else
+            ``OTEL_SERVICE_NAME``, else none.
 
     Raises:
         ConfigError: two services with one name, an unknown dependency, or a
@@ -74,9 +79,14 @@ class Mesh(MeshLifecycle):
 
     def __init__(self, services: Iterable[Service] = (), *,
                  drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-                 clock: Clock | None = None, metrics: bool = True) -> None:
+                 clock: Clock | None = None, metrics: bool = True,
+                 name: str | None = None) -> None:
         if not isinstance(metrics, bool):
             fail("Mesh", "metrics", metrics, "True or False")
+        self._name = check_name(name)
+        self.inbound: Any = None
+        """The ``meshlite.asgi.MeshMiddleware`` guarding this service, if one was given
+        this mesh (the dashboard draws its callers)."""
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._services: dict[str, Service] = {}
@@ -286,8 +296,14 @@ class Mesh(MeshLifecycle):
         self._extra.append(service)
         return service
 
+    @property
+    def name(self) -> str | None:
+        """This mesh's own service name (see the ``name`` argument)."""
+        return self._name if self._name is not None else default_name()
+
     def _adopt(self, service: Service) -> None:
         service._use_clock(self.clock)
+        service.caller = self._caller_name
         for hook, removers in self._hooks:
             removers.append(service.add_hook(hook))
         if self._api_audit is not None:
@@ -299,6 +315,9 @@ class Mesh(MeshLifecycle):
         # A service the metrics do not observe yet (dispatch's slow path; _series is
         # set only with metrics).
         return cast(MeshMetrics, self.metrics).adopt(service)
+
+    def _caller_name(self) -> str | None:
+        return self.name
 
     # -- calls -----------------------------------------------------------------
 

@@ -80,10 +80,10 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     request.url = URL(target.origin + call.path, encoded=True)
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
-    stamp(headers, service._headers, request.method, request.url)
-    request._ssl = target.ssl
     ctx = call.ctx
     left = ctx.remaining() if ctx is not None else None
+    stamp(headers, service._headers, request.method, request.url, left, service.caller())
+    request._ssl = target.ssl
     try:
         if left is None:
             response = await call.handler(request)

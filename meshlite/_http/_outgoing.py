@@ -1,7 +1,8 @@
 """What every routed HTTP attempt carries, whichever client sends it.
 
 :func:`stamp` is the one place where the mesh adds headers to an outgoing request:
-the service's static headers and the W3C ``traceparent`` of the attempt's span. Both
+the service's static headers, the remaining deadline and caller name, and the W3C
+``traceparent`` of the attempt's span. Both
 ``mesh.http()`` and ``mesh.aiohttp()`` call it once per attempt, so a header added
 here reaches every backend over every client.
 """
@@ -15,6 +16,7 @@ from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
 
 from .._backoff import parse_retry_after as _parse_retry_after
+from .._inbound._headers import stamp_outgoing
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request
 
@@ -34,14 +36,17 @@ def is_failure(status: int) -> bool:
     return status >= 500 or status == 429
 
 
-def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: Any) -> None:
+def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: Any,
+          left: float | None, caller: str | None) -> None:
     """Add the mesh's headers to one attempt's request headers (case-insensitive
     ``headers``: httpx's or aiohttp's): the service's static headers the request does
-    not set itself, and ``traceparent`` when the attempt is traced (whose span also
-    gets the request's method and URL)."""
+    not set itself, the call's remaining budget and the calling mesh's name
+    (:func:`~meshlite._inbound._headers.stamp_outgoing`), and ``traceparent`` when the
+    attempt is traced (whose span also gets the request's method and URL)."""
     for name, value in static:
         if name not in headers:
             headers[name] = value
+    stamp_outgoing(headers, left, caller)
     span = _trace.get_current_span()  # the attempt's span, when the call is traced
     if span.get_span_context().is_valid:
         _propagate.inject(headers)

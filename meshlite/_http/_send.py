@@ -64,7 +64,7 @@ class Call:
                 for k in ("connect", "read", "write", "pool")}
         sent_url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
                                  raw_path=raw_path)
-        stamp(headers, self.pools.headers, request.method, sent_url)
+        stamp(headers, self.pools.headers, request.method, sent_url, left, self.service.caller())
         return httpx.Request(request.method, sent_url, headers=headers,
                              stream=request.stream, extensions=extensions)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ._inbound import InboundSection
 from ._sections import (
     AdaptiveConcurrencySection,
     BulkheadSection,
@@ -220,3 +221,4 @@ class MeshConfig(Section, frozen=True):
     hot_reload: HotReloadSection = msgspec.field(default_factory=HotReloadSection)
     drain_timeout: float | None = None
     audit: AuditSection | None = None
+    inbound: InboundSection | None = None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import non_negative
+from ._inbound import InboundPlan, check_inbound
 from ._problems import Path, Problems, construct, map_config_error
 from ._schema import (
     AlertRuleSection,
@@ -48,6 +49,8 @@ class TopPlan:
     alerts: AlertsPlan | None
     audit: str | None = None
     """The audit log's absolute path (``audit:``), or None."""
+    inbound: InboundPlan | None = None
+    """The inbound middleware's routes and auth (``inbound:``), or None."""
 
 
 def _telemetry(section: TelemetrySection, problems: Problems,
@@ -168,4 +171,7 @@ def check_top_level(config: MeshConfig, problems: Problems,
     audit = None
     if config.audit is not None:
         audit = _audit(config.audit, problems, os.path.abspath(base or os.curdir))
-    return TopPlan(telemetry, alerts, audit)
+    inbound = None
+    if config.inbound is not None:
+        inbound = check_inbound(config.inbound, problems, os.path.abspath(base or os.curdir))
+    return TopPlan(telemetry, alerts, audit, inbound)

@@ -212,6 +212,8 @@ class ConfigWatcher:
         if new.top.alerts != old.top.alerts:
             apply_alerts(self.mesh, new.top.alerts)
             changed = True
+        if new.config.inbound != old.config.inbound:
+            changed = True  # the middleware picks the new plan up on its next request
         if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
             changed = True
             await self._restart_dashboard(new)

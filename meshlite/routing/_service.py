@@ -178,6 +178,9 @@ class Service(Rotation):
         self.http_pool: dict[str, Any] = check_http_pool(owner, http_pool)
         self.tls = check_tls(owner, tls, self.http_pool)
         self._headers = check_headers(owner, headers)
+        self.caller: Callable[[], str | None] = _no_caller
+        """The calling mesh's service name, sent with each routed request (the mesh
+        that registers this service sets it)."""
         self._ssl: ssl.SSLContext | None = None
         self.hooks = EventHooks()
         self._explicit_clock = clock is not None or (
@@ -449,6 +452,10 @@ class Service(Rotation):
             extra += ", headers={" + ", ".join(f"{n!r}: '***'" for n, _ in self._headers) + "}"
         return (f"Service({self.name!r}, backends={[e.address for e in self._endpoints]!r}, "
                 f"balancer={getattr(self.balancer, 'name', self.balancer)!r}{extra})")
+
+
+def _no_caller() -> str | None:
+    return None
 
 
 def override_service(name: str, fake: Any) -> Service | None:

@@ -3,6 +3,7 @@
 - :class:`FakeClock`: pass ``clock=`` to any policy; no real time passes.
 - :class:`FakeBackend`: a real HTTP server on a loopback port whose latency,
   errors, hangs, resets and outages a test sets at runtime.
+- :class:`AsgiServer`: any ASGI app served by uvicorn on a free loopback port.
 - :class:`ScriptedService` and :func:`step`: an in-process fake service that
   answers from a script or at (seeded) random, and logs every call.
 - :class:`Recorder` and :func:`replay`: record real calls and HTTP exchanges to a
@@ -16,6 +17,7 @@ Importing this module imports no optional library (httpx is imported only by
 the record/replay transports).
 """
 
+from ._asgi import AsgiServer
 from ._backend import BackendStats, FakeBackend
 from ._cassette import CassetteError, CassetteMiss, ReplayedError
 from ._clock import FakeClock
@@ -38,6 +40,8 @@ __all__ = [
     "FakeBackend",
     "ReceivedRequest",
     "BackendStats",
+    # any ASGI app under uvicorn on a loopback port
+    "AsgiServer",
     # in-process fake services
     "ScriptedService",
     "ScriptedCall",

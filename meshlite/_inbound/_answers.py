@@ -1,0 +1,169 @@
+"""What the inbound side answers: meshlite errors mapped to HTTP statuses, and the
+small JSON responses it sends itself (429, 503, 504, 401, 403, 413, 422).
+
+The mapping lives here once; the middleware and the Starlette/FastAPI exception
+handlers (:func:`exception_handlers`) both use it. Bodies name the kind of failure,
+never internal detail (backend addresses, service names) an outside caller should
+not learn; :class:`~meshlite.ValidationError`'s field list is the exception, since
+it names fields and expectations only, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    MeshliteError,
+    NoHealthyBackendError,
+    RateLimitedError,
+    RejectedError,
+    TimeoutExceeded,
+)
+
+__all__ = [
+    "DEFAULT_OVERLOAD_RETRY_AFTER",
+    "Answer",
+    "ForbiddenError",
+    "InboundError",
+    "RequestTooLargeError",
+    "UnauthorizedError",
+    "answer_for",
+    "exception_handlers",
+    "send_answer",
+    "status_for",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_OVERLOAD_RETRY_AFTER = 1.0
+"""``Retry-After`` seconds of a 503 whose error does not know when to retry: load
+shedding frees capacity within a round trip, so a short pause is the honest hint."""
+
+_KINDS: tuple[tuple[type[BaseException], int, str, str, float | None], ...] = (
+    (RateLimitedError, 429, "rate_limited", "too many requests: slow down and retry later",
+     None),
+    (CircuitOpenError, 503, "circuit_open", "a dependency is failing: retry later", None),
+    (BulkheadFullError, 503, "overloaded", "the service is at capacity: retry later",
+     DEFAULT_OVERLOAD_RETRY_AFTER),
+    (NoHealthyBackendError, 503, "unavailable", "a dependency is unavailable: retry later",
+     None),
+    (TimeoutExceeded, 504, "deadline_exceeded", "the request ran out of time", None),
+    (RejectedError, 503, "rejected", "the service refused the request: retry later",
+     DEFAULT_OVERLOAD_RETRY_AFTER),
+)
+
+
+class InboundError(MeshliteError):
+    """A request the inbound side refused itself; ``status`` is its HTTP status, and
+    the message is safe to show the caller."""
+
+    status = 400
+    kind = "bad_request"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, policy="inbound", retry_after=retry_after)
+
+
+class UnauthorizedError(InboundError):
+    """No credentials, or credentials that do not verify (401)."""
+
+    status = 401
+    kind = "unauthorized"
+
+
+class ForbiddenError(InboundError):
+    """Verified credentials without a scope the route requires (403)."""
+
+    status = 403
+    kind = "forbidden"
+
+
+class RequestTooLargeError(InboundError):
+    """A request body over the route's ``max_body`` bytes (413)."""
+
+    status = 413
+    kind = "too_large"
+
+
+class Answer:
+    """A response the inbound side sends itself: status, JSON body, extra headers."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, kind: str, message: str, *,
+                 retry_after: float | None = None, **fields: Any) -> None:
+        self.status = status
+        payload: dict[str, Any] = {"error": kind, "message": message, **fields}
+        headers = [(b"content-type", b"application/json")]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        if retry_after is not None:
+            seconds = max(1, math.ceil(retry_after))  # delta-seconds is an integer
+            payload["retry_after"] = seconds
+            headers.append((b"retry-after", str(seconds).encode()))
+        self.body = json.dumps(payload, separators=(",", ":")).encode()
+        headers.append((b"content-length", str(len(self.body)).encode()))
+        self.headers = headers
+
+
+def status_for(error: BaseException) -> int | None:
+    """The HTTP status a meshlite error maps to (429, 503, 504, 422), or None for an
+    error the inbound side does not map (left to the framework: usually 500)."""
+    answer = answer_for(error)
+    return None if answer is None else answer.status
+
+
+def answer_for(error: BaseException) -> Answer | None:
+    """The response for a meshlite error escaping a handler, or None when unmapped.
+
+    ``RateLimitedError`` is 429; ``CircuitOpenError``, ``BulkheadFullError`` (and
+    load shedding), ``NoHealthyBackendError`` and other rejections are 503;
+    ``TimeoutExceeded`` is 504; ``ValidationError`` is 422 with its ``errors``.
+    ``Retry-After`` is set whenever the error knows when to retry.
+    """
+    if not isinstance(error, MeshliteError):
+        return None
+    for kind, status, name, message, default in _KINDS:
+        if isinstance(error, kind):
+            after = error.retry_after if error.retry_after is not None else default
+            return Answer(status, name, message, retry_after=after)
+    if isinstance(error, InboundError):
+        return Answer(error.status, error.kind, str(error), retry_after=error.retry_after)
+    if error.policy == "validate":
+        errors = list(getattr(error, "errors", ()))
+        return Answer(422, "invalid", "the request is invalid", errors=errors)
+    return None
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    """Send ``answer`` as a complete ASGI HTTP response."""
+    await send({"type": "http.response.start", "status": answer.status,
+                "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def exception_handlers() -> dict[type[BaseException], Callable[..., Any]]:
+    """Starlette/FastAPI exception handlers mapping meshlite errors to responses.
+
+    ``Starlette(exception_handlers=meshlite.asgi.exception_handlers())``, or for
+    FastAPI ``for e, h in exception_handlers().items(): app.add_exception_handler(e, h)``.
+    Errors the mapping does not cover are re-raised (the framework answers 500).
+    """
+    from starlette.responses import Response  # the handlers are Starlette's own shape
+
+    async def handle(request: Any, error: Exception) -> Any:
+        answer = answer_for(error)
+        if answer is None:
+            raise error
+        headers = {k.decode(): v.decode() for k, v in answer.headers
+                   if k != b"content-length"}
+        return Response(answer.body, status_code=answer.status, headers=headers)
+
+    return {MeshliteError: handle}

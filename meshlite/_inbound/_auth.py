@@ -1,0 +1,136 @@
+"""Auth: who a request comes from (API key or bearer token) and whether a route lets
+it in. Credentials are never logged, echoed in answers, or kept in plain text."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .._validate import fail
+from ._answers import ForbiddenError, UnauthorizedError
+from ._keys import ApiKeys
+from ._request import Inbound, Principal
+
+__all__ = ["Auth", "Verifier", "jwt_verifier"]
+
+Verifier = Callable[[str], Any]
+"""``verify(token)`` returns a :class:`Principal` (or an awaitable of one), or None
+when the token is not valid."""
+
+_log = logging.getLogger("meshlite.inbound")
+
+
+class Auth:
+    """How the middleware authenticates requests.
+
+    A request is authenticated by ``X-API-Key`` (looked up in ``api_keys``) or by
+    ``Authorization: Bearer <token>`` (given to ``verify``). Routes with ``scopes``
+    (or ``auth=True``) answer 401 without valid credentials and 403 when a scope is
+    missing; other routes still learn the principal when credentials are sent.
+
+    Args:
+        api_keys: An :class:`ApiKeys`, or ``{key: (subject, scopes)}``.
+        verify: A function checking a bearer token (see :func:`jwt_verifier`).
+        api_key_header: The header carrying API keys.
+
+    Raises:
+        ConfigError: neither source given, or one of the wrong kind.
+    """
+
+    def __init__(self, *, api_keys: ApiKeys | Mapping[str, tuple[str, Iterable[str]]]
+                 | None = None, verify: Verifier | None = None,
+                 api_key_header: str = "x-api-key") -> None:
+        if api_keys is None and verify is None:
+            fail("Auth", "api_keys/verify", None, "at least one of api_keys= or verify=")
+        if verify is not None and not callable(verify):
+            fail("Auth", "verify", verify, "a function of the bearer token")
+        self.api_keys = api_keys if isinstance(api_keys, ApiKeys | None) else ApiKeys(api_keys)
+        self.verify = verify
+        self.api_key_header = api_key_header.lower()
+
+    async def authenticate(self, request: Inbound) -> Principal | None:
+        """The principal of ``request``'s credentials, or None when it sent none.
+
+        Raises:
+            UnauthorizedError: credentials were sent and are not valid.
+        """
+        key = request.headers.get(self.api_key_header)
+        if key is not None and self.api_keys is not None:
+            principal = self.api_keys.lookup(key)
+            if principal is None:
+                raise UnauthorizedError("the API key is not valid")
+            return principal
+        header = request.headers.get("authorization")
+        if header is None or self.verify is None:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError("the Authorization header must be 'Bearer <token>'")
+        try:
+            found = self.verify(token.strip())
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception as error:  # a verifier's failure is a refusal, never a 500
+            _log.debug("bearer token refused: %s", type(error).__name__)
+            found = None
+        if not isinstance(found, Principal):
+            raise UnauthorizedError("the bearer token is not valid")
+        return found
+
+
+def check_scopes(principal: Principal | None, scopes: tuple[str, ...]) -> None:
+    """Raise unless ``principal`` exists and holds every scope in ``scopes``."""
+    if principal is None:
+        raise UnauthorizedError("credentials are required")
+    missing = [s for s in scopes if s not in principal.scopes]
+    if missing:
+        raise ForbiddenError(f"the credentials lack the scope {missing[0]!r}")
+
+
+def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
+                 audience: str | None = None, issuer: str | None = None,
+                 leeway: float = 0.0) -> Verifier:
+    """A bearer-token verifier for JWTs, with PyJWT (the ``meshlite[jwt]`` extra).
+
+    The signature, ``exp``, ``nbf``, and ``aud``/``iss`` when given are checked; the
+    principal's subject is ``sub`` and its scopes come from ``scope`` (space
+    separated) or ``scp`` (a list).
+
+    Args:
+        key: The verification key (a PEM public key, or the shared secret for HS*).
+        algorithms: Algorithms accepted (never ``none``).
+        audience: The required ``aud``.
+        issuer: The required ``iss``.
+        leeway: Seconds of clock skew tolerated on ``exp``/``nbf``.
+
+    Raises:
+        ConfigError: PyJWT is not installed, or ``none`` is among ``algorithms``.
+    """
+    try:
+        import jwt
+    except ImportError as error:
+        from .._errors import ConfigError
+
+        raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite[jwt]'",
+                          policy="inbound") from error
+    allowed = list(algorithms)
+    if not allowed or any(a.lower() == "none" for a in allowed):
+        fail("jwt_verifier", "algorithms", allowed, "signing algorithms (never 'none')")
+
+    def verify(token: str) -> Principal | None:
+        try:
+            claims = jwt.decode(token, key, algorithms=allowed, audience=audience,
+                                issuer=issuer, leeway=leeway,
+                                options={"require": ["exp", "sub"]})
+        except jwt.PyJWTError:
+            return None
+        scope = claims.get("scope", "")
+        scopes = scope.split() if isinstance(scope, str) else []
+        scp = claims.get("scp")
+        if isinstance(scp, list):
+            scopes.extend(str(s) for s in scp)
+        return Principal(str(claims["sub"]), frozenset(scopes), "bearer")
+
+    return verify

@@ -1,0 +1,93 @@
+"""Request bodies: the size limit (413) and, for validation, reading the body once
+and handing the same bytes to the app."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ._answers import RequestTooLargeError
+from ._request import Inbound, Message, Receive
+
+__all__ = ["check_length", "limited", "read_body", "replay", "validation_args"]
+
+
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"the request body is over the limit of {limit} bytes")
+
+
+def check_length(request: Inbound, limit: int) -> None:
+    """Refuse at once a request whose declared ``Content-Length`` is over ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+
+
+def limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` counting body bytes: past ``limit`` it raises (chunked bodies and
+    lying ``Content-Length`` headers included)."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return counted
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client went away: what arrived
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` giving the app ``body`` first, then the real stream's messages
+    (a disconnect)."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+_NO_BODY = object()
+
+
+def validation_args(request: Inbound, body: bytes) -> dict[str, Any]:
+    """The arguments a route's ``Validate`` sees: ``body`` (parsed JSON, or None when
+    empty), ``query`` (a dict, last value of each name) and ``headers``."""
+    parsed: Any = None
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = _NO_BODY
+    query = dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1")))
+    return {"body": parsed, "query": query, "headers": request.headers}
+
+
+def invalid_json(args: dict[str, Any]) -> bool:
+    """Whether the body was not JSON at all."""
+    return args["body"] is _NO_BODY
+
+
+def fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
+    """The function a route's ``Validate`` checks the arguments of (does nothing)."""

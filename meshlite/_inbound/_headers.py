@@ -1,0 +1,87 @@
+"""The headers meshlite reads on the way in and writes on the way out.
+
+Deadline: ``x-meshlite-deadline`` carries the milliseconds the caller has left for
+the whole request (a decimal number, ``"1500"`` or ``"1500.5"``), measured when the
+request is sent, so neither side's wall clock matters. gRPC's ``grpc-timeout``
+(``"<digits><unit>"``, unit one of ``H M S m u n``) is accepted too. Caller: the
+calling mesh's service name, in ``x-meshlite-caller``.
+
+:func:`stamp_outgoing` is the one function the HTTP layer calls to add both to every
+routed request.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import MutableMapping
+
+__all__ = [
+    "CALLER_HEADER",
+    "DEADLINE_HEADER",
+    "GRPC_TIMEOUT_HEADER",
+    "format_budget",
+    "parse_budget",
+    "parse_grpc_timeout",
+    "stamp_outgoing",
+]
+
+DEADLINE_HEADER = "x-meshlite-deadline"
+"""Milliseconds the request has left, as a decimal number."""
+
+GRPC_TIMEOUT_HEADER = "grpc-timeout"
+"""gRPC's timeout header, accepted on the way in."""
+
+CALLER_HEADER = "x-meshlite-caller"
+"""The service name of the mesh that sent the request."""
+
+_GRPC = re.compile(r"^(\d{1,8})([HMSmun])$")  # the gRPC spec: at most 8 digits
+_GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_CALLER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def parse_grpc_timeout(value: str) -> float | None:
+    """Seconds from a ``grpc-timeout`` value (``"250m"``), or None when malformed."""
+    found = _GRPC.match(value.strip())
+    if found is None:
+        return None
+    return int(found.group(1)) * _GRPC_UNITS[found.group(2)]
+
+
+def parse_budget(value: str) -> float | None:
+    """Seconds from an ``x-meshlite-deadline`` value (milliseconds), or None when
+    malformed (not a finite number >= 0)."""
+    try:
+        ms = float(value)
+    except ValueError:
+        return None
+    if not 0.0 <= ms < math.inf:
+        return None
+    return ms / 1000.0
+
+
+def format_budget(seconds: float) -> str:
+    """The ``x-meshlite-deadline`` value for ``seconds`` left (whole milliseconds,
+    rounded down so a callee never believes it has more time than it has)."""
+    return str(max(0, math.floor(seconds * 1000.0)))
+
+
+def valid_caller(value: str) -> str | None:
+    """``value`` when it is a plausible service name, else None (so a forged header
+    cannot put arbitrary text into metrics labels or the dashboard)."""
+    return value if _CALLER.match(value) else None
+
+
+def stamp_outgoing(headers: MutableMapping[str, str], left: float | None,
+                   caller: str | None) -> None:
+    """Add the remaining budget and the caller's name to an outgoing request's headers.
+
+    Args:
+        headers: The request's headers (an ``httpx.Headers`` or any mutable mapping).
+        left: Seconds the call has left, or None without a deadline.
+        caller: The calling mesh's service name, or None when it has none.
+    """
+    if left is not None:
+        headers[DEADLINE_HEADER] = format_budget(left)
+    if caller is not None:
+        headers[CALLER_HEADER] = caller

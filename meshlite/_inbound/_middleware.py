@@ -1,0 +1,226 @@
+"""MeshMiddleware: the pure ASGI middleware of the inbound side."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .._context import CallContext, _current
+from .._errors import MeshliteError, RateLimitedError, TimeoutExceeded
+from .._validate import fail, positive
+from ._answers import InboundError, answer_for, exception_handlers, send_answer
+from ._audit import RefusalAudit
+from ._auth import Auth, check_scopes
+from ._body import check_length, invalid_json, limited, read_body, replay, validation_args
+from ._body import fields as _fields
+from ._follow import ConfigFollower
+from ._headers import (
+    CALLER_HEADER,
+    DEADLINE_HEADER,
+    GRPC_TIMEOUT_HEADER,
+    parse_budget,
+    parse_grpc_timeout,
+    valid_caller,
+)
+from ._request import Inbound, Message, Receive, Scope, Send
+from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
+from ._span import ServerSpan
+from ._stats import InboundStats
+
+__all__ = ["MeshMiddleware"]
+
+_AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
+
+
+class MeshMiddleware:
+    """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).
+
+    For each HTTP request: a SERVER span continuing the caller's W3C trace context;
+    the caller's deadline (``x-meshlite-deadline`` milliseconds, or ``grpc-timeout``)
+    as the request's budget, seen by ``ml.remaining()`` and by every mesh call made
+    while handling it (504 at once when it arrives expired); the first matching
+    :class:`Route`'s auth (401/403), size limit (413), validation (422), rate limit
+    (429), concurrency limits (503) and timeout (504); meshlite errors escaping the
+    app mapped to 429/503/504 with ``Retry-After``; RED metrics per route
+    (:attr:`stats`) and the services that call this one.
+
+    Args:
+        app: The ASGI app.
+        mesh: The mesh whose calls the app makes (its name and metrics; optional).
+        routes: Inbound policies per path pattern, first match wins. When None and
+            ``mesh`` was built from a config file, its ``inbound:`` section's routes
+            and API keys, followed across hot reloads.
+        auth: How credentials are verified (:class:`Auth`); needed by routes with
+            ``scopes``.
+        trace: Start a SERVER span per request.
+        max_deadline: The longest budget in seconds a caller's deadline may grant.
+        audit: An ``ml.AuditLog`` for refusals (they are logged in any case).
+
+    Raises:
+        ConfigError: an invalid option (named).
+    """
+
+    def __init__(self, app: Any, *, mesh: Any = None, routes: Sequence[Route] | None = None,
+                 auth: Auth | None = None, trace: bool = True,
+                 max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
+        if not callable(app):
+            fail("MeshMiddleware", "app", app, "an ASGI app")
+        if auth is not None and not isinstance(auth, Auth):
+            fail("MeshMiddleware", "auth", auth, "a meshlite.asgi.Auth or None")
+        self.app = app
+        self.mesh = mesh
+        self.auth = auth
+        self.trace = bool(trace)
+        self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
+        self.table = RouteTable(routes or (), self.max_deadline)
+        if auth is None and any(r.route.needs_auth for r in self.table._routes):
+            fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
+        self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
+        if self._config is not None:
+            self._follow()
+        self.stats = InboundStats()
+        """Server-side metrics (a Prometheus collector) and the calling services."""
+        self.audit = RefusalAudit(audit, clock=time.monotonic)
+        _install_handlers(app)
+        if mesh is not None:
+            mesh._inbound = self  # the dashboard reads the callers from here
+
+    def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
+        """Replace the routes (and auth) at once, for requests that start from now
+        (a hot reload). Rate-limit and concurrency state starts afresh.
+
+        Raises:
+            ConfigError: an invalid route; nothing is replaced.
+        """
+        table = RouteTable(routes, self.max_deadline)
+        self.table, self.auth = table, auth
+
+    def _follow(self) -> None:
+        assert self._config is not None
+        plan = self._config.changed()
+        if plan is False:
+            return
+        if plan is None:
+            self.configure((), None)
+            return
+        if plan.max_deadline is not None:
+            self.max_deadline = plan.max_deadline
+        if plan.section.trace is not None:
+            self.trace = plan.section.trace
+        self.configure(plan.routes, plan.auth)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # websockets and lifespan pass through
+            return
+        if self._config is not None and self._config.stale():
+            self._follow()
+        route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
+        label = route.route.pattern if route is not self.table._plain else None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request = Inbound(scope, receive, send, label or "", headers)
+        caller = headers.get(CALLER_HEADER)
+        if caller is not None:
+            request.caller = valid_caller(caller)
+        started = time.monotonic()
+        span = ServerSpan(request, label) if self.trace else None
+        error: BaseException | None = None
+        try:
+            await self._handle(request, route, started)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            if span is not None:
+                span.end(request, error)
+            end = time.monotonic()
+            self.stats.record(label or "*", request.method, request.status, end - started,
+                              request.caller, time.time())
+
+    async def _handle(self, request: Inbound, route: CompiledRoute, started: float) -> None:
+        budget = _budget(request.headers)
+        ctx = None
+        if budget is not None:
+            budget = min(budget, self.max_deadline)
+            ctx = CallContext(self.app, (), {}, request.route or request.path)
+            ctx.deadline = started + budget
+        token = _current.set(ctx) if ctx is not None else None
+        try:
+            if budget is not None and budget <= 0.0:
+                raise TimeoutExceeded("the request arrived after its deadline",
+                                      policy="inbound")
+            await self._admit(request, route)
+            pipeline = route.bounded if budget is not None else route.pipeline
+            if pipeline is None:
+                await self._run(request)
+            else:
+                await pipeline.acall(self._run, request)
+        except MeshliteError as error:
+            await self._refuse(request, error)
+        finally:
+            if token is not None:
+                _current.reset(token)
+
+    async def _admit(self, request: Inbound, route: CompiledRoute) -> None:
+        r = route.route
+        if self.auth is not None:
+            request.principal = await self.auth.authenticate(request)
+            if r.needs_auth:
+                check_scopes(request.principal, r.scopes)
+        if r.max_body is not None:
+            check_length(request, r.max_body)
+            request.receive = limited(request.receive, r.max_body)
+        if route.validator is not None:
+            body = await read_body(request.receive)
+            args = validation_args(request, body)
+            if invalid_json(args):
+                raise InboundError("the request body is not valid JSON")
+            await route.validator.acall(_async_fields, **args)
+            request.receive = replay(body, request.receive)
+
+    async def _run(self, request: Inbound) -> None:
+        send = request.send
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request.status = message["status"]
+            await send(message)
+
+        await self.app(request.scope, request.receive, sending)
+
+    async def _refuse(self, request: Inbound, error: MeshliteError) -> None:
+        answer = answer_for(error)
+        if answer is None or request.status:
+            raise error  # unmapped, or the response began: the server handles it
+        request.status = answer.status
+        action = _AUDITED.get(answer.status)
+        if action is not None and (answer.status != 429 or (isinstance(error, RateLimitedError)
+                                   and error.policy == "rate_limit")):
+            self.audit.refused(action, request.client, request.route or request.path,
+                               answer.status)
+        await send_answer(request.send, answer)
+
+
+async def _async_fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
+    _fields(body, query, headers)
+
+
+def _budget(headers: dict[str, str]) -> float | None:
+    value = headers.get(DEADLINE_HEADER)
+    if value is not None:
+        return parse_budget(value)
+    value = headers.get(GRPC_TIMEOUT_HEADER)
+    return None if value is None else parse_grpc_timeout(value)
+
+
+def _install_handlers(app: Any) -> None:
+    """Starlette and FastAPI answer 500 for an unhandled error before it reaches an
+    outer middleware: give them meshlite's mapping, unless the app has its own."""
+    add = getattr(app, "add_exception_handler", None)
+    handlers = getattr(app, "exception_handlers", None)
+    if add is None or not isinstance(handlers, dict):
+        return
+    for kind, handler in exception_handlers().items():
+        if kind not in handlers:
+            add(kind, handler)

@@ -1,0 +1,74 @@
+"""Inbound: what the middleware knows about one request, handed to key functions,
+verifiers and the route's policies (the one argument of the inbound pipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Inbound", "Principal", "Receive", "Scope", "Send"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified credential belongs to.
+
+    Attributes:
+        subject: A stable name of the caller (a token's ``sub``, an API key's name);
+            never the secret itself.
+        scopes: What it may do (``"orders:write"``).
+        kind: How it was verified: ``"api_key"`` or ``"bearer"``.
+    """
+
+    subject: str
+    scopes: frozenset[str] = frozenset()
+    kind: str = "bearer"
+
+
+class Inbound:
+    """One request as the middleware sees it.
+
+    Attributes:
+        scope: The ASGI scope.
+        method: The HTTP method.
+        path: The request path.
+        route: The pattern of the route it matched (``"/orders/{id}"``).
+        headers: Request headers, lower-case names, first value of each.
+        ip: The client's address (the ASGI ``client``), or ``""``.
+        principal: Who the request authenticated as, or None.
+        caller: The calling mesh's service name (``x-meshlite-caller``), or None.
+    """
+
+    __slots__ = ("caller", "headers", "ip", "method", "path", "principal", "receive",
+                 "route", "scope", "send", "status")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, route: str,
+                 headers: dict[str, str]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope.get("method", "GET")
+        self.path: str = scope.get("path", "/")
+        self.route = route
+        self.headers = headers
+        client = scope.get("client")
+        self.ip: str = client[0] if client else ""
+        self.principal: Principal | None = None
+        self.caller: str | None = None
+        self.status = 0  # the response status, once the app started answering
+
+    @property
+    def client(self) -> str:
+        """The quota key by default: the principal's subject when authenticated, else
+        the client's address."""
+        principal = self.principal
+        return f"sub:{principal.subject}" if principal is not None else f"ip:{self.ip}"
+
+    def __repr__(self) -> str:
+        return f"Inbound({self.method} {self.path!r}, route={self.route!r})"

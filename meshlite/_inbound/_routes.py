@@ -1,0 +1,205 @@
+"""Route: the inbound policies of the requests whose path matches a pattern, and
+the compiled table the middleware looks requests up in."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
+
+from .._pipeline import Pipeline
+from .._policy import Policy
+from .._validate import at_least, fail, optional_positive, positive
+from ._request import Inbound
+
+__all__ = ["DEFAULT_MAX_DEADLINE", "KEYS", "CompiledRoute", "Route", "RouteTable"]
+
+DEFAULT_MAX_DEADLINE = 300.0
+"""The longest budget (seconds) a caller's deadline header may grant a request."""
+
+KeyFn = Callable[[Inbound], Hashable]
+
+
+def _api_key(r: Inbound) -> Hashable:
+    # A digest, never the key: quota keys end up in a shared store's key names.
+    raw = r.headers.get("x-api-key")
+    return "key:" + hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "ip:" + r.ip
+
+
+KEYS: dict[str, KeyFn] = {
+    "client": lambda r: r.client,
+    "ip": lambda r: "ip:" + r.ip,
+    "subject": lambda r: r.client,
+    "api_key": _api_key,
+}
+"""Named quota keys: ``client`` (the principal's subject when authenticated, else the
+address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of ``X-API-Key``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Inbound policies for the requests whose path matches ``pattern``.
+
+    Args:
+        pattern: ``"/orders/{id}"`` (``{name}`` matches one path segment) or
+            ``"/api/*"`` (``*`` matches anything, slashes included); exact otherwise.
+        methods: The methods it applies to (``("POST",)``), or None for all.
+        rate: Requests allowed per ``per`` seconds for each client key (429 past it).
+        per: The rate's period in seconds.
+        burst: Requests a client may send back to back (default: ``rate``).
+        key: The quota key: ``"client"``, ``"ip"``, ``"subject"``, ``"api_key"`` or a
+            function of the :class:`Inbound` request.
+        store: A shared store (``meshlite.state.RedisStore``) so that every worker and
+            replica shares the quotas.
+        max_concurrent: Requests handled at once (503 past it).
+        adaptive: Shed load with :class:`meshlite.AdaptiveConcurrency` (``True`` for
+            its defaults, or an instance): 503 once latency says the service is full.
+        max_body: Largest request body in bytes (413 past it).
+        timeout: Seconds a handler may run (504 past it).
+        scopes: Scopes a caller needs (403 without; 401 without credentials).
+        auth: Require credentials; None means "when ``scopes`` are given".
+        validate: A :class:`meshlite.Validate` with ``args`` keyed by ``body``,
+            ``query`` and ``headers``, or a spec for the JSON body alone (a pydantic
+            model, a function): 422 with the errors.
+        policies: More policies (outermost first), run inside the built-in ones.
+
+    Raises:
+        ConfigError: an option is out of range (named).
+    """
+
+    pattern: str = "/*"
+    _: KW_ONLY
+    methods: tuple[str, ...] | None = None
+    rate: float | None = None
+    per: float = 1.0
+    burst: int | None = None
+    key: str | KeyFn = "client"
+    store: Any = None
+    max_concurrent: int | None = None
+    adaptive: Any = False
+    max_body: int | None = None
+    timeout: float | None = None
+    scopes: tuple[str, ...] = ()
+    auth: bool | None = None
+    validate: Any = None
+    policies: tuple[Policy, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, str) or not self.pattern.startswith("/"):
+            fail("Route", "pattern", self.pattern, "a path pattern starting with '/'")
+        if self.methods is not None:
+            object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
+        optional_positive("Route", "rate", self.rate)
+        positive("Route", "per", self.per)
+        if self.burst is not None:
+            at_least("Route", "burst", self.burst, 1)
+        if not callable(self.key) and self.key not in KEYS:
+            fail("Route", "key", self.key, f"one of {sorted(KEYS)} or a function")
+        if self.max_concurrent is not None:
+            at_least("Route", "max_concurrent", self.max_concurrent, 1)
+        if self.max_body is not None:
+            at_least("Route", "max_body", self.max_body, 0)
+        optional_positive("Route", "timeout", self.timeout)
+        if isinstance(self.scopes, str):
+            object.__setattr__(self, "scopes", (self.scopes,))
+        if not all(isinstance(s, str) and s for s in self.scopes):
+            fail("Route", "scopes", self.scopes, "non-empty strings")
+        for p in self.policies:
+            if not isinstance(p, Policy):
+                fail("Route", "policies", p, "meshlite policies")
+
+    @property
+    def needs_auth(self) -> bool:
+        """Whether requests on this route must carry verified credentials."""
+        return bool(self.scopes) if self.auth is None else self.auth
+
+
+class CompiledRoute:
+    """A route, its matcher and its built pipelines (made once per middleware)."""
+
+    __slots__ = ("bounded", "match", "methods", "pipeline", "route", "validator")
+
+    def __init__(self, route: Route, max_deadline: float) -> None:
+        self.route = route
+        self.methods = None if route.methods is None else frozenset(route.methods)
+        self.match = _matcher(route.pattern)
+        policies = _policies(route)
+        self.pipeline: Pipeline | None = Pipeline(*policies) if policies else None
+        self.bounded: Pipeline | None
+        if route.timeout is None:
+            # Used when the caller sent a deadline: the handler is cancelled at it.
+            from ..policies._timeout import Timeout
+
+            self.bounded = Pipeline(*policies, Timeout(max_deadline))
+        else:
+            self.bounded = self.pipeline
+        self.validator = _validator(route.validate)
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    if "*" not in pattern and "{" not in pattern:
+        return pattern.__eq__
+    parts = re.split(r"(\*|\{[^}/]+\})", pattern)
+    regex = "".join(".*" if p == "*" else "[^/]+" if p.startswith("{") else re.escape(p)
+                    for p in parts)
+    compiled = re.compile(regex + r"\Z")
+    return lambda path: compiled.match(path) is not None
+
+
+def _policies(route: Route) -> list[Policy]:
+    policies: list[Policy] = []
+    if route.rate is not None:
+        from ..policies._rate_limit import RateLimit
+
+        key = KEYS[route.key] if isinstance(route.key, str) else route.key
+        policies.append(RateLimit(route.rate, per=route.per, burst=route.burst,
+                                  mode="reject", key=key, store=route.store,
+                                  name=f"inbound:{route.pattern}"))
+    if route.max_concurrent is not None:
+        from ..policies._bulkhead import Bulkhead
+
+        policies.append(Bulkhead(route.max_concurrent))
+    if route.adaptive is not False and route.adaptive is not None:
+        from ..policies._adaptive import AdaptiveConcurrency
+
+        policies.append(AdaptiveConcurrency() if route.adaptive is True else route.adaptive)
+    policies.extend(route.policies)
+    if route.timeout is not None:
+        from ..policies._timeout import Timeout
+
+        policies.append(Timeout(route.timeout))
+    return policies
+
+
+def _validator(spec: Any) -> Pipeline | None:
+    if spec is None:
+        return None
+    from ..policies._validate_policy import Validate
+
+    check = spec if isinstance(spec, Validate) else Validate(args={"body": spec})
+    return Pipeline(check)
+
+
+class RouteTable:
+    """Routes in order; a request takes the first that matches its path and method
+    (a request no route matches runs with no inbound policy)."""
+
+    __slots__ = ("_plain", "_routes")
+
+    def __init__(self, routes: Sequence[Route], max_deadline: float) -> None:
+        compiled = []
+        for route in routes:
+            if not isinstance(route, Route):
+                fail("MeshMiddleware", "routes", route, "meshlite.asgi.Route objects")
+            compiled.append(CompiledRoute(route, max_deadline))
+        self._routes = tuple(compiled)
+        self._plain = CompiledRoute(Route(), max_deadline)
+
+    def find(self, path: str, method: str) -> CompiledRoute:
+        """The route of a request (a policy-free default when none matches)."""
+        for r in self._routes:
+            if r.match(path) and (r.methods is None or method in r.methods):
+                return r
+        return self._plain

@@ -1,0 +1,64 @@
+"""The SERVER span of an inbound request, continuing the caller's W3C trace context
+(``traceparent``, ``tracestate``, ``baggage``: the globally configured propagators)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ._request import Inbound
+
+__all__ = ["ServerSpan"]
+
+_tracer: trace.Tracer | None = None
+
+
+def _get_tracer() -> trace.Tracer:
+    global _tracer
+    if _tracer is None:
+        from .. import __version__
+
+        # A proxy until a global provider is set; then it forwards to it for good.
+        _tracer = trace.get_tracer("meshlite.asgi", __version__)
+    return _tracer
+
+
+class ServerSpan:
+    """Start with :meth:`start` (the span becomes current, so spans of mesh calls made
+    while handling the request are its children); finish with :meth:`end`."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, request: Inbound, route: str | None) -> None:
+        parent = propagate.extract(request.headers)
+        attributes: dict[str, Any] = {
+            "http.request.method": request.method, "url.path": request.path,
+            "url.scheme": request.scope.get("scheme", "http")}
+        if route is not None:
+            attributes["http.route"] = route
+        if request.ip:
+            attributes["client.address"] = request.ip
+        name = f"{request.method} {route}" if route is not None else request.method
+        self.span = _get_tracer().start_span(name, context=parent, kind=SpanKind.SERVER,
+                                             attributes=attributes)
+        self.token = otel_context.attach(trace.set_span_in_context(self.span, parent))
+
+    def end(self, request: Inbound, error: BaseException | None) -> None:
+        """Record the outcome, end the span and restore the previous context."""
+        otel_context.detach(self.token)
+        span = self.span
+        if span.is_recording():
+            if request.status:
+                span.set_attribute("http.response.status_code", request.status)
+            if request.caller is not None:
+                span.set_attribute("meshlite.caller", request.caller)
+            if request.principal is not None:
+                span.set_attribute("enduser.id", request.principal.subject)
+            if request.status >= 500 or (error is not None and not request.status):
+                kind = type(error).__name__ if error is not None else str(request.status)
+                span.set_attribute("error.type", kind)
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()

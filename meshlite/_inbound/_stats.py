@@ -1,0 +1,116 @@
+"""Server-side RED metrics per route and the services that call this one.
+
+Recorded on the event loop that runs the app (one thread), so plain dict updates
+suffice; a scrape from another thread copies the dicts first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .._histogram import Histogram
+from ..observability._metrics import (
+    DEFAULT_LATENCY_BUCKETS,
+    MetricFamily,
+    Sample,
+    TimingsReading,
+    histogram_samples,
+)
+
+__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats"]
+
+DEFAULT_RATE_WINDOW = 60
+"""Seconds over which the callers' request and error rates are averaged."""
+
+_MAX_CALLERS = 256  # distinct caller names kept: a forged header cannot grow this
+
+
+class _Edge:
+    """Requests and errors from one caller: totals and per-second counts over the
+    last :data:`DEFAULT_RATE_WINDOW` seconds."""
+
+    __slots__ = ("errors", "requests", "slots")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.slots: dict[int, list[int]] = {}
+
+    def add(self, second: int, error: bool) -> None:
+        self.requests += 1
+        self.errors += error
+        slot = self.slots.get(second)
+        if slot is None:
+            slot = self.slots[second] = [0, 0]
+            for old in [s for s in self.slots if s <= second - DEFAULT_RATE_WINDOW]:
+                del self.slots[old]
+        slot[0] += 1
+        slot[1] += error
+
+    def rates(self, now: int) -> tuple[float, float]:
+        recent = [v for s, v in list(self.slots.items()) if s > now - DEFAULT_RATE_WINDOW]
+        return (sum(v[0] for v in recent) / DEFAULT_RATE_WINDOW,
+                sum(v[1] for v in recent) / DEFAULT_RATE_WINDOW)
+
+
+class InboundStats:
+    """What the middleware counts; ``collect()`` makes it a Prometheus collector
+    (``ml.telemetry.prometheus_app([mesh, middleware.stats])``)."""
+
+    def __init__(self) -> None:
+        self.bounds = DEFAULT_LATENCY_BUCKETS
+        self._latency: dict[tuple[str, str], Histogram] = {}
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._callers: dict[str, _Edge] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float,
+               caller: str | None, now: float) -> None:
+        """Count one finished request."""
+        key = (route, method)
+        histogram = self._latency.get(key)
+        if histogram is None:
+            histogram = self._latency[key] = Histogram(self.bounds)
+        histogram.observe(seconds)
+        counted = (route, method, status)
+        self._counts[counted] = self._counts.get(counted, 0) + 1
+        if caller is not None:
+            edge = self._callers.get(caller)
+            if edge is None:
+                if len(self._callers) >= _MAX_CALLERS:
+                    return
+                edge = self._callers[caller] = _Edge()
+            edge.add(int(now), status >= 500 or status == 0)
+
+    def callers(self, now: float) -> list[dict[str, Any]]:
+        """Each service that called this one: totals and rates per second."""
+        out = []
+        for name, edge in sorted(dict(self._callers).items()):
+            rate, error_rate = edge.rates(int(now))
+            out.append({"caller": name, "requests": edge.requests, "errors": edge.errors,
+                        "request_rate": rate, "error_rate": error_rate})
+        return out
+
+    def collect(self) -> Iterable[MetricFamily]:
+        """The server-side metrics, read now."""
+        counts = dict(self._counts)
+        yield MetricFamily("meshlite_server_requests_total", "counter",
+                           "Requests answered, by route, method and status.",
+                           tuple(Sample("", (("route", r), ("method", m), ("status", str(s))),
+                                        n) for (r, m, s), n in sorted(counts.items())))
+        samples: list[Sample] = []
+        for (route, method), histogram in sorted(dict(self._latency).items()):
+            buckets, total = histogram.read()
+            samples += histogram_samples((("route", route), ("method", method)),
+                                         self.bounds, TimingsReading(buckets, total, 0, {}))
+        yield MetricFamily("meshlite_server_request_duration_seconds", "histogram",
+                           "Time to answer a request, by route and method.", tuple(samples))
+        edges = dict(self._callers)
+        yield MetricFamily("meshlite_server_caller_requests_total", "counter",
+                           "Requests from each calling mesh service.",
+                           tuple(Sample("", (("caller", c),), e.requests)
+                                 for c, e in sorted(edges.items())))
+        yield MetricFamily("meshlite_server_caller_errors_total", "counter",
+                           "Requests from each calling mesh service answered 5xx.",
+                           tuple(Sample("", (("caller", c),), e.errors)
+                                 for c, e in sorted(edges.items())))

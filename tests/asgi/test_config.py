@@ -1,0 +1,64 @@
+"""The ``inbound:`` config section: checked like the rest of the file, followed by
+the middleware across hot reloads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from test_policies import echo
+
+import meshlite as ml
+from meshlite.asgi import MeshMiddleware
+from meshlite.testing import AsgiServer
+
+CONFIG = """\
+services:
+  inventory:
+    backends: ["http://127.0.0.1:9"]
+inbound:
+  api_keys_file: keys.txt
+  routes:
+{routes}
+"""
+
+
+def write(path: Path, routes: str) -> None:
+    path.write_text(CONFIG.format(routes=routes))
+
+
+async def test_routes_and_keys_from_the_file_follow_hot_reloads(tmp_path: Path) -> None:
+    (tmp_path / "keys.txt").write_text("alice k-alice admin\n")
+    config = tmp_path / "mesh.yaml"
+    write(config, '    - {pattern: "/admin", scopes: [admin]}')
+    mesh = ml.Mesh.from_config(str(config))
+    app = MeshMiddleware(echo, mesh=mesh)
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/admin")).status_code == 401
+        assert (await client.get("/admin", headers={"x-api-key": "k-alice"})).status_code == 200
+        assert [(await client.get("/x")).status_code for _ in range(3)] == [200] * 3
+        write(config, '    - {pattern: "/admin", scopes: [admin]}\n'
+                      '    - {pattern: "/*", rate: 1, per: 60, burst: 1, key: ip}')
+        version = mesh.config_version
+        assert await mesh.reload()
+        assert mesh.config_version == version + 1
+        assert [(await client.get("/x")).status_code for _ in range(2)] == [200, 429]
+        write(config, '    - {pattern: "/*", rate: 0}')  # rejected: the routes in force stay
+        assert not await mesh.reload()
+        assert (await client.get("/x")).status_code == 429
+
+
+def test_meshlite_check_reports_inbound_problems_by_path(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n  api_keys_file: missing.txt\n'
+                      '  routes:\n    - {pattern: "orders", max_body: -1}\n')
+    command = "import sys; from meshlite.cli import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", command, "check", str(config)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "inbound.routes[0].pattern: must be a path pattern starting with '/'" in (
+        result.stdout + result.stderr)
+    assert "inbound.routes[0].max_body: must be >= 0, got -1" in result.stdout + result.stderr
+    assert "inbound.api_keys_file" in result.stdout + result.stderr

@@ -1,0 +1,189 @@
+"""MeshMiddleware under real uvicorn servers, called with real HTTP clients: trace
+context and deadlines in, deadlines and callers out, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from observability.otlp_receiver import OtlpReceiver
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route as StarletteRoute
+
+import meshlite as ml
+import meshlite.asgi
+from meshlite import telemetry
+from meshlite.testing import AsgiServer, FakeBackend
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    telemetry._reset_for_tests()
+    yield
+    telemetry._reset_for_tests()
+
+
+def starlette_app(mesh: ml.Mesh, seen: dict[str, Any]) -> Starlette:
+    async def orders(request: Request) -> JSONResponse:
+        seen["remaining"] = ml.remaining()
+        r = await mesh.http("inventory").get("/stock")
+        return JSONResponse({"stock": r.status_code})
+
+    async def limited(request: Request) -> JSONResponse:
+        raise ml.RateLimitedError("over", policy="rate_limit", retry_after=2.5)
+
+    async def broken(request: Request) -> JSONResponse:
+        raise ml.CircuitOpenError("open", policy="circuit_breaker")
+
+    return Starlette(routes=[StarletteRoute("/orders", orders),
+                             StarletteRoute("/limited", limited),
+                             StarletteRoute("/broken", broken)])
+
+
+async def test_deadline_and_caller_travel_on_and_remaining_is_the_budget() -> None:
+    seen: dict[str, Any] = {}
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])], name="orders")
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            r = await client.get(server.url + "/orders",
+                                 headers={"x-meshlite-deadline": "2000"})
+    assert r.status_code == 200
+    assert 1.5 < seen["remaining"] <= 2.0
+    sent = inventory.requests[-1].headers
+    assert 0 < int(sent["x-meshlite-deadline"]) < 2000  # reduced by the time spent
+    assert sent["x-meshlite-caller"] == "orders"
+
+
+async def test_grpc_timeout_is_accepted_and_no_header_means_no_deadline() -> None:
+    seen: dict[str, Any] = {}
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            await client.get(server.url + "/orders", headers={"grpc-timeout": "3S"})
+            assert 2.5 < seen["remaining"] <= 3.0
+            await client.get(server.url + "/orders")
+            assert seen["remaining"] is None
+            assert "x-meshlite-deadline" not in inventory.requests[-1].headers
+            assert "x-meshlite-caller" not in inventory.requests[-1].headers  # no name
+
+
+async def test_expired_request_is_504_without_running_the_handler() -> None:
+    ran: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ran.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with AsgiServer(meshlite.asgi.MeshMiddleware(app)) as server, \
+            httpx.AsyncClient() as client:
+        r = await client.get(server.url + "/x", headers={"x-meshlite-deadline": "0"})
+        assert r.status_code == 504
+        assert r.json()["error"] == "deadline_exceeded"
+        assert ran == []
+        assert (await client.get(server.url + "/x",
+                                 headers={"x-meshlite-deadline": "junk"})).status_code == 200
+
+
+async def test_handler_running_past_the_callers_deadline_is_cancelled_with_504() -> None:
+    cancelled = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with AsgiServer(meshlite.asgi.MeshMiddleware(app)) as server, \
+            httpx.AsyncClient() as client:
+        r = await client.get(server.url + "/", headers={"x-meshlite-deadline": "100"})
+    assert r.status_code == 504
+    assert cancelled.is_set()
+
+
+async def test_meshlite_errors_map_to_statuses_with_retry_after() -> None:
+    mesh = ml.Mesh()
+    app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, {}), mesh=mesh)
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        limited = await client.get(server.url + "/limited")
+        broken = await client.get(server.url + "/broken")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3"  # rounded up to whole seconds
+    assert broken.status_code == 503
+    assert broken.json() == {"error": "circuit_open",
+                             "message": "a dependency is failing: retry later"}
+
+
+async def test_exception_handlers_alone_map_errors_in_starlette() -> None:
+    async def limited(request: Request) -> JSONResponse:
+        raise ml.TimeoutExceeded("slow", policy="timeout")
+
+    app = Starlette(routes=[StarletteRoute("/", limited)],
+                    exception_handlers=meshlite.asgi.exception_handlers())
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        assert (await client.get(server.url + "/")).status_code == 504
+
+
+async def test_fastapi_rate_limit_in_reject_mode_answers_429() -> None:
+    from fastapi import FastAPI
+
+    api = FastAPI()
+    quota = ml.Pipeline(ml.RateLimit(1.0, per=60.0, mode="reject"))
+
+    @api.get("/items")
+    async def items() -> dict[str, int]:
+        return await quota.acall(_one)
+
+    app = meshlite.asgi.MeshMiddleware(api)
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        first = await client.get(server.url + "/items")
+        second = await client.get(server.url + "/items")
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert int(second.headers["retry-after"]) >= 1
+
+
+async def _one() -> dict[str, int]:
+    return {"n": 1}
+
+
+async def test_server_span_continues_the_trace_and_mesh_calls_are_its_children() -> None:
+    with OtlpReceiver() as receiver:
+        telemetry.configure("orders", otlp_endpoint=receiver.url)
+        async with FakeBackend() as inventory:
+            mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+            app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, {}), mesh=mesh,
+                                               routes=[meshlite.asgi.Route("/orders")])
+            async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+                r = await client.get(server.url + "/orders", headers={
+                    "traceparent": PARENT, "baggage": "tenant=acme",
+                    "x-meshlite-caller": "gateway"})
+        assert r.status_code == 200
+        telemetry.current().force_flush()  # type: ignore[union-attr]
+        server_span = receiver.span("GET /orders")
+        assert server_span.kind == "SERVER"
+        assert server_span.trace_id == TRACE_ID
+        assert server_span.parent_span_id == "00f067aa0ba902b7"
+        assert server_span.attributes["http.response.status_code"] == 200
+        assert server_span.attributes["meshlite.caller"] == "gateway"
+        (attempt,) = [s for s in receiver.spans if s.kind == "CLIENT"]
+        by_id = {s.span_id: s for s in receiver.spans}
+        call = by_id[attempt.parent_span_id]  # the mesh call's span, under the request's
+        assert call.parent_span_id == server_span.span_id
+        assert {s.trace_id for s in receiver.spans} == {TRACE_ID}
+    sent = inventory.requests[-1].headers
+    assert sent["traceparent"].split("-")[2] == attempt.span_id
+    assert "tenant=acme" in sent["baggage"]
+    assert mesh.name == "orders"  # from telemetry.configure()

@@ -1,0 +1,266 @@
+"""Inbound policies per route under real uvicorn: quotas per client (429), shared
+through Redis, concurrency limits (503), body size (413), timeouts (504), validation
+(422), and the rate-limited audit of refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from _system import require_program
+
+import meshlite as ml
+from meshlite.asgi import Auth, MeshMiddleware, Route
+from meshlite.testing import AsgiServer
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    """Answers 200 with the request body; sleeps ``?sleep=`` seconds first."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    query = scope.get("query_string", b"").decode()
+    if query.startswith("sleep="):
+        await asyncio.sleep(float(query[6:]))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve(app: Any) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        yield server.url, client
+
+
+KEYS = {"k-alice": ("alice", ["orders:read"]), "k-bob": ("bob", ["orders:read",
+                                                                "orders:write"])}
+
+
+async def test_quota_per_client_answers_429_with_retry_after_and_spares_others() -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS), routes=[
+        Route("/orders/*", rate=2.0, per=60.0, burst=2)])
+    async for _, client in serve(app):
+        alice = [(await client.get("/orders/1", headers={"x-api-key": "k-alice"})).status_code
+                 for _ in range(4)]
+        refused = await client.get("/orders/1", headers={"x-api-key": "k-alice"})
+        bob = await client.get("/orders/1", headers={"x-api-key": "k-bob"})
+        other_route = await client.get("/health", headers={"x-api-key": "k-alice"})
+    assert alice == [200, 200, 429, 429]
+    assert refused.json()["error"] == "rate_limited"
+    assert 20 <= int(refused.headers["retry-after"]) <= 30  # one slot per 30 s
+    assert bob.status_code == 200
+    assert other_route.status_code == 200
+
+
+async def test_quota_key_function_and_redis_store_shared_by_two_replicas(
+        tmp_path: Any) -> None:
+    binary = require_program("redis-server", "redis-server")
+    from state.redis_server import RedisServer
+
+    from meshlite.state import RedisStore
+
+    server = RedisServer(binary).start()
+    try:
+        stores = [RedisStore(server.url, prefix="inbound-test") for _ in range(2)]
+
+        def tenant(request: ml.asgi.Inbound) -> str:
+            return request.headers.get("x-tenant", "none")
+
+        apps = [MeshMiddleware(echo, routes=[Route("/*", rate=3.0, per=60.0, key=tenant,
+                                                   store=s)]) for s in stores]
+        async with AsgiServer(apps[0]) as one, AsgiServer(apps[1]) as two, \
+                httpx.AsyncClient() as client:
+            codes = [(await client.get(url + "/", headers={"x-tenant": "acme"})).status_code
+                     for url in (one.url, two.url, one.url, two.url)]
+            other = await client.get(two.url + "/", headers={"x-tenant": "globex"})
+        for s in stores:
+            await s.aclose()
+    finally:
+        server.close()
+    assert codes == [200, 200, 200, 429]  # one quota across both replicas
+    assert other.status_code == 200
+
+
+async def test_concurrency_limit_answers_503_with_retry_after() -> None:
+    app = MeshMiddleware(echo, routes=[Route("/slow", max_concurrent=1)])
+    async for _, client in serve(app):
+        slow = asyncio.ensure_future(client.get("/slow?sleep=0.5"))
+        await asyncio.sleep(0.2)
+        refused = await client.get("/slow")
+        assert (await slow).status_code == 200
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"] == "overloaded"
+
+
+async def test_adaptive_load_shedding_is_a_route_option() -> None:
+    limiter = ml.AdaptiveConcurrency(initial_limit=1, min_limit=1, max_limit=1)
+    app = MeshMiddleware(echo, routes=[Route("/*", adaptive=limiter)])
+    async for _, client in serve(app):
+        slow = asyncio.ensure_future(client.get("/?sleep=0.5"))
+        await asyncio.sleep(0.2)
+        shed = await client.get("/")
+        await slow
+    assert shed.status_code == 503
+    assert "retry-after" in shed.headers
+
+
+async def test_body_size_limit_413_declared_and_chunked() -> None:
+    app = MeshMiddleware(echo, routes=[Route("/upload", max_body=10)])
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b"xxxxx"
+
+    async for _, client in serve(app):
+        small = await client.post("/upload", content=b"tiny")
+        big = await client.post("/upload", content=b"x" * 11)
+        streamed = await client.post("/upload", content=chunks())
+    assert small.status_code == 200
+    assert small.content == b"tiny"
+    assert big.status_code == 413
+    assert streamed.status_code == 413
+
+
+async def test_route_timeout_answers_504() -> None:
+    app = MeshMiddleware(echo, routes=[Route("/*", timeout=0.1)])
+    async for _, client in serve(app):
+        assert (await client.get("/?sleep=2")).status_code == 504
+        assert (await client.get("/")).status_code == 200
+
+
+async def test_auth_401_403_and_scopes_per_route(caplog: pytest.LogCaptureFixture) -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS), routes=[
+        Route("/orders", methods=["POST"], scopes=("orders:write",)),
+        Route("/orders", scopes=("orders:read",))])
+    caplog.set_level(logging.DEBUG)
+    async for _, client in serve(app):
+        anonymous = await client.get("/orders")
+        wrong = await client.get("/orders", headers={"x-api-key": "k-nobody"})
+        alice_read = await client.get("/orders", headers={"x-api-key": "k-alice"})
+        alice_write = await client.post("/orders", headers={"x-api-key": "k-alice"})
+        bob_write = await client.post("/orders", headers={"x-api-key": "k-bob"})
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 401
+    assert alice_read.status_code == 200
+    assert alice_write.status_code == 403
+    assert alice_write.json()["message"] == "the credentials lack the scope 'orders:write'"
+    assert bob_write.status_code == 200
+    assert "k-nobody" not in caplog.text
+    assert "k-alice" not in caplog.text
+
+
+async def test_keys_file_hot_reload(tmp_path: Any) -> None:
+    path = tmp_path / "keys"
+    path.write_text("alice k-one orders:read\n")
+    keys = ml.asgi.ApiKeys.from_file(path, reload_interval=0.0)
+    app = MeshMiddleware(echo, auth=Auth(api_keys=keys), routes=[Route("/*", auth=True)])
+    async for _, client in serve(app):
+        before = await client.get("/", headers={"x-api-key": "k-two"})
+        path.write_text("alice k-one orders:read\nbob k-two  # the new key\n")
+        after = await client.get("/", headers={"x-api-key": "k-two"})
+        path.write_text("broken\n")
+        kept = await client.get("/", headers={"x-api-key": "k-two"})
+    assert (before.status_code, after.status_code, kept.status_code) == (401, 200, 200)
+    assert "k-one" not in repr(keys)
+
+
+def test_keys_from_env_and_bad_entries() -> None:
+    keys = ml.asgi.ApiKeys.from_env("KEYS", {"KEYS": "svc-a key-a read;svc-b key-b"})
+    principal = keys.lookup("key-a")
+    assert principal is not None
+    assert principal.subject == "svc-a"
+    assert principal.scopes == {"read"}
+    with pytest.raises(ml.ConfigError, match="entry 1 of \\$KEYS") as info:
+        ml.asgi.ApiKeys.from_env("KEYS", {"KEYS": "lonely-secret"})
+    assert "lonely-secret" not in str(info.value)
+
+
+async def test_jwt_bearer_tokens() -> None:
+    import time
+
+    import jwt
+
+    secret = "s" * 32
+    verify = ml.asgi.jwt_verifier(secret, algorithms=["HS256"], audience="shop")
+    app = MeshMiddleware(echo, auth=Auth(verify=verify), routes=[
+        Route("/*", scopes=("orders:read",))])
+
+    def token(**claims: Any) -> str:
+        base = {"sub": "alice", "aud": "shop", "exp": time.time() + 60,
+                "scope": "orders:read"}
+        return jwt.encode({**base, **claims}, secret, algorithm="HS256")
+
+    async for _, client in serve(app):
+        good = await client.get("/", headers={"authorization": f"Bearer {token()}"})
+        expired = await client.get("/", headers={
+            "authorization": f"Bearer {token(exp=time.time() - 5)}"})
+        unscoped = await client.get("/", headers={"authorization": f"Bearer {token(scope='')}"})
+        other_aud = await client.get("/", headers={
+            "authorization": f"Bearer {token(aud='else')}"})
+    assert good.status_code == 200
+    assert (expired.status_code, unscoped.status_code, other_aud.status_code) == (401, 403, 401)
+    with pytest.raises(ml.ConfigError, match="never 'none'"):
+        ml.asgi.jwt_verifier(secret, algorithms=["none"])
+
+
+async def test_validation_422_lists_the_errors_and_the_app_still_reads_the_body() -> None:
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        item: str
+        quantity: int
+
+    app = MeshMiddleware(echo, routes=[Route("/orders", methods=["POST"], validate=Order)])
+    async for _, client in serve(app):
+        good = await client.post("/orders", json={"item": "tea", "quantity": 2})
+        bad = await client.post("/orders", json={"item": "tea", "quantity": "many"})
+        junk = await client.post("/orders", content=b"{not json")
+    assert good.status_code == 200
+    assert good.json() == {"item": "tea", "quantity": 2}
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid"
+    assert any("quantity" in e for e in bad.json()["errors"])
+    assert "many" not in bad.text  # fields and expectations, never the value
+    assert junk.status_code == 400
+
+
+async def test_refusals_are_audited_once_per_interval_per_client(tmp_path: Any) -> None:
+    log = ml.AuditLog(tmp_path / "audit.jsonl")
+    app = MeshMiddleware(echo, audit=log, auth=Auth(api_keys=KEYS),
+                         routes=[Route("/*", rate=1.0, per=60.0, key="ip")])
+    async for _, client in serve(app):
+        for _ in range(20):
+            await client.get("/")
+        for _ in range(5):
+            await client.get("/", headers={"x-api-key": "k-wrong"})
+    records = log.read()
+    assert [r["action"] for r in records] == ["inbound.quota_exhausted",
+                                              "inbound.auth_failed"]
+    assert records[0]["actor"] == "ip:127.0.0.1"
+    assert "k-wrong" not in (tmp_path / "audit.jsonl").read_text()
+
+
+async def test_red_metrics_per_route_and_callers() -> None:
+    from meshlite.observability._prometheus import render
+
+    app = MeshMiddleware(echo, routes=[Route("/orders/{id}"), Route("/boom", timeout=0.05)])
+    async for _, client in serve(app):
+        await client.get("/orders/1", headers={"x-meshlite-caller": "gateway"})
+        await client.get("/orders/2", headers={"x-meshlite-caller": "gateway"})
+        await client.get("/boom?sleep=1", headers={"x-meshlite-caller": "gateway"})
+        await client.get("/orders/3", headers={"x-meshlite-caller": "bad name!"})
+    text = render(app.stats)
+    assert ('meshlite_server_requests_total{route="/orders/{id}",method="GET",status="200"} 3'
+            in text)
+    assert 'meshlite_server_requests_total{route="/boom",method="GET",status="504"} 1' in text
+    assert 'meshlite_server_request_duration_seconds_count{route="/orders/{id}"' in text
+    (edge,) = app.stats.callers(__import__("time").time())
+    assert (edge["caller"], edge["requests"], edge["errors"]) == ("gateway", 3, 1)
