@@ -26,7 +26,7 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("argv", "code", "expected"), [
     (["--version"], 0, f"meshlite {meshlite.__version__}"),
-    (["check", "no-such-file.yaml"], 1, "cannot read"),
+    (["check", "no-such-file.yaml"], 2, "cannot read"),
     ([], 2, "usage: meshlite"),
 ])
 def test_python_dash_m_runs_the_command(argv: list[str], code: int, expected: str) -> None:

@@ -102,7 +102,7 @@ def test_an_invalid_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     config.write_text("services: {}\nalerts: [{name: x, condition: nope}]\n", encoding="utf-8")
     assert main(["alerts", "export", str(config)]) == 2
     assert "condition" in capsys.readouterr().err
-    assert main(["alerts", "export", str(tmp_path / "missing.yaml")]) == 1
+    assert main(["alerts", "export", str(tmp_path / "missing.yaml")]) == 2
 
 
 def test_a_config_without_rules_exports_an_empty_file(

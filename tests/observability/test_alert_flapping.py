@@ -196,7 +196,7 @@ def test_resolve_seconds_is_validated() -> None:
 
 async def test_admin_api_adds_lists_and_expires_silences() -> None:
     mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"])])
-    server = await mesh.serve_dashboard(port=0, token=TOKEN)
+    server = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
     try:
         async with httpx.AsyncClient(base_url=server.url, trust_env=False, headers={
                 "Authorization": f"Bearer {TOKEN}"}) as http:

@@ -82,7 +82,7 @@ def run_export(path: str, out: TextIO, err: TextIO | None = None, *,
     """Print the alert rules of config ``path`` as a Prometheus rule file.
 
     Returns:
-        0 when printed, 2 when the config is invalid, 1 when it cannot be read.
+        0 when printed, 2 when the config is invalid or cannot be read.
     """
     import yaml
 
