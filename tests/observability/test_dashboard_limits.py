@@ -77,6 +77,27 @@ async def test_a_huge_header_is_refused_with_431_and_closed() -> None:
         writer.close()
 
 
+async def test_heads_arriving_in_pieces_are_counted_whole() -> None:
+    head = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"p" * 2500
+            + b"\r\nConnection: close\r\n\r\n")
+    async with dashboard(make_mesh(), max_header_bytes=3000) as srv:
+        for cut in (len(head) - 1, len(head) - 2, len(head) - 3, 40):  # the end split too
+            reader, writer = await open_raw(srv)
+            writer.write(head[:cut])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(head[cut:])
+            assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 200 "), cut
+            writer.close()
+        reader, writer = await open_raw(srv)  # the same head with 600 more bytes
+        for i in range(0, len(head) + 600, 500):
+            writer.write((head[:-4] + b"q" * 600 + b"\r\n\r\n")[i:i + 500])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 431 ")
+        writer.close()
+
+
 async def test_a_slow_or_missing_request_head_is_cut_off() -> None:
     async with dashboard(make_mesh(), header_timeout=0.2) as srv:
         idle_reader, idle = await open_raw(srv)  # sends nothing at all
