@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import meshlite as ml
+from meshlite.observability._dashboard import _limits
 from meshlite.observability._dashboard._limits import Limits
 from meshlite.observability._dashboard._server import DashboardServer
 from meshlite.testing import FakeBackend
@@ -60,7 +61,21 @@ async def test_unknown_option_is_a_config_error() -> None:
         await make_mesh().serve_dashboard(port=0, max_conections=5)
 
 
-async def test_a_huge_header_is_refused_with_431_and_closed() -> None:
+@pytest.fixture(params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each HTTP parser uvicorn may pick (httptools when installed, else h11)."""
+    if request.param == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        monkeypatch.setattr(_limits, "AutoHTTPProtocol", H11Protocol)
+    else:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        monkeypatch.setattr(_limits, "AutoHTTPProtocol", HttpToolsProtocol)
+    return str(request.param)
+
+
+async def test_a_huge_header_is_refused_with_431_and_closed(parser: str) -> None:
     async with dashboard(make_mesh(), max_header_bytes=4096) as srv:
         reader, writer = await open_raw(srv)
         # twice the limit, and no end of the head: without the limit the server
@@ -77,7 +92,7 @@ async def test_a_huge_header_is_refused_with_431_and_closed() -> None:
         writer.close()
 
 
-async def test_heads_arriving_in_pieces_are_counted_whole() -> None:
+async def test_heads_arriving_in_pieces_are_counted_whole(parser: str) -> None:
     head = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"p" * 2500
             + b"\r\nConnection: close\r\n\r\n")
     async with dashboard(make_mesh(), max_header_bytes=3000) as srv:
