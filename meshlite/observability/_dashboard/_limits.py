@@ -12,8 +12,8 @@ here by a subclass of the protocol uvicorn picks:
   starved;
 - ``header_timeout``: a request head (the request line and headers) not complete
   within it closes the connection (also between keep-alive requests);
-- ``max_header_bytes``: a head growing past it is answered 431 and closed, before
-  it is parsed further.
+- ``max_header_bytes``: a head growing past it is answered 431 and closed; the
+  bytes are counted before the parser sees them, whichever parser uvicorn uses.
 
 The WebSocket protocol is quietened: the handshake's headers (which may carry an
 ``Authorization`` value) are never logged, and the request line uvicorn logs
@@ -82,11 +82,12 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
+            self._head_bytes = 0  # of the request head being received
+            self._tail = b""  # its last 3 bytes, where the end of a head may begin
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
                 transport.abort()  # frees the descriptor now; nothing was read
                 return
-            self._head_bytes = 0
             self._arm(None)
 
         def _arm(self, cycle: Any) -> None:
@@ -105,17 +106,29 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
             self._arm(self.cycle)
 
         def data_received(self, data: bytes) -> None:
-            before = self.cycle
-            super().data_received(data)
-            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            if self._waiting() and self._too_large(data):
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
                 return
-            if self.cycle is not before:
-                self._head_bytes = 0  # a head completed: count the next one afresh
-            elif self._waiting():
+            super().data_received(data)
+
+        def _too_large(self, data: bytes) -> bool:
+            """Count ``data`` into the head being received (before the parser sees
+            it): whether the head grows past max_header_bytes."""
+            tail = self._tail
+            end: int | None = None  # where the head ends in data, minus 4
+            joint = (tail + data[:3]).find(b"\r\n\r\n") if tail else -1
+            if joint >= 0:  # the head's end began in the previous read
+                end = joint - len(tail)
+            elif (found := data.find(b"\r\n\r\n")) >= 0:
+                end = found
+            if end is None:
                 self._head_bytes += len(data)
-                if self._head_bytes > limits.max_header_bytes:
-                    self.transport.write(_TOO_LARGE)
-                    self.transport.close()
+                self._tail = (tail + data)[-3:]
+                return self._head_bytes > limits.max_header_bytes
+            size = self._head_bytes + end + 4
+            self._head_bytes, self._tail = 0, b""
+            return size > limits.max_header_bytes
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_timer is not None:

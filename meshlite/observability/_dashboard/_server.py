@@ -99,7 +99,9 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
         http=http_protocol(limits), ws=ws_protocol(limits),
         lifespan="off", log_config=None, access_log=False,  # logs must never hold tokens
         server_header=False, ws_max_size=65536, timeout_graceful_shutdown=2,
-        limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
+        # uvicorn answers 503 from `limit_concurrency` connections on, counting the
+        # one asking; the protocol closes those beyond max_connections: the same cap
+        limit_concurrency=limits.max_connections + 1, timeout_keep_alive=limits.keep_alive,
         h11_max_incomplete_event_size=limits.max_header_bytes)
     config.load()
     _drop_message_logger(config)
