@@ -57,9 +57,9 @@ async def backend() -> AsyncIterator[FakeBackend]:
         yield b
 
 
-def mesh_of(url: str, clock: FakeClock) -> ml.Mesh:
+def mesh_of(url: str, clock: FakeClock, *outer: ml.Policy) -> ml.Mesh:
     return ml.Mesh([ml.Service("users", [url], pipeline=ml.Pipeline(
-        ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0), clock=clock)))])
+        *outer, ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0), clock=clock)))])
 
 
 def check_shape(spans: list[ReceivedSpan], url: str, statuses: list[int]) -> None:
@@ -83,11 +83,14 @@ def check_shape(spans: list[ReceivedSpan], url: str, statuses: list[int]) -> Non
     assert all(s.scope == "meshlite" for s in spans)
 
 
+@pytest.mark.parametrize("outer", [(), (ml.Trace(),)], ids=["service-span", "own-trace"])
 async def test_async_client_one_client_span_per_attempt(
         instrumented: Any, receiver: OtlpReceiver, backend: FakeBackend,
-        clock: FakeClock) -> None:
+        clock: FakeClock, outer: tuple[ml.Policy, ...]) -> None:
     backend.set(status=503)
-    async with mesh_of(backend.url, clock) as mesh:
+    # with an ml.Trace() of its own in the service's pipeline, the call span is
+    # INTERNAL too (CLIENT is its kind only for a pipeline used on its own)
+    async with mesh_of(backend.url, clock, *outer) as mesh:
         response = await mesh.http("users").get("/users/1")
         assert response.status_code == 503
     instrumented.force_flush()
