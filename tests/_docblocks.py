@@ -77,10 +77,11 @@ def _markers_above(lines: list[str], index: int) -> dict[str, str]:
     return markers
 
 
-def blocks_of(path: Path) -> list[Block]:
-    """Every fenced block of one page, in order."""
+def blocks_of(path: Path, page: str | None = None) -> list[Block]:
+    """Every fenced block of one page, in order (``page`` names it; default: its path
+    relative to the repository root)."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    page = path.relative_to(ROOT).as_posix()
+    page = path.relative_to(ROOT).as_posix() if page is None else page
     found: list[Block] = []
     i = 0
     while i < len(lines):

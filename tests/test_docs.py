@@ -19,6 +19,7 @@ from _docblocks import (
     ROOT,
     Block,
     all_blocks,
+    blocks_of,
     commands_of,
     kind,
     page_files,
@@ -135,3 +136,56 @@ def test_every_python_block_is_collected() -> None:
     assert len(python) > 50
     assert all(b in RUNNABLE for b in python)
     assert {b.page for b in python} >= {"README.md", "docs/mesh.md", "docs/testing.md"}
+
+
+SAMPLE = '''# A page
+
+<!-- not-run: needs a database -->
+```python
+import db
+```
+
+<!-- file: mesh.yaml -->
+```yaml
+services:
+  users: {backends: ["http://127.0.0.1:8001"]}
+```
+
+- in a list:
+
+  ```python
+  print("indented")
+  ```
+
+```console
+$ docker run jaeger
+$ meshlite check mesh.yaml
+mesh.yaml: valid,   1 service
+$ meshlite demo
+```
+
+```yaml
+alerts: {rules: []}
+```
+'''
+
+
+def test_the_collector_reads_markers_kinds_and_commands(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(SAMPLE, encoding="utf-8")
+    skipped, config, indented, console, fragment = blocks_of(page, "docs/page.md")
+    assert skipped.id == "docs/page.md:4"
+    assert skipped.not_run == "needs a database"
+    assert (kind(config), config.file_name) == ("config", "mesh.yaml")
+    assert (kind(indented), indented.text) == ("python", 'print("indented")\n')
+    (command,) = commands_of(console)          # docker and demo are not run
+    assert command.argv == ["check", "mesh.yaml"]
+    assert [squash(line) for line in command.shown] == ["mesh.yaml: valid, 1 service"]
+    assert kind(fragment) is None              # no `services`: not a complete config
+
+
+def test_placeholders_fit_hosts_and_tokens() -> None:
+    env = placeholder_env("url: http://${USERS_HOST}:8001\ntoken: ${DASHBOARD_TOKEN:-x}")
+    assert env["USERS_HOST"] == "127.0.0.1"
+    assert len(env["DASHBOARD_TOKEN"]) >= 16
+    assert " " not in env["DASHBOARD_TOKEN"]
