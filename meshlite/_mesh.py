@@ -547,7 +547,7 @@ class Mesh(MeshLifecycle):
     async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,
                               token: str | None = None, **options: Any) -> DashboardServer:
         """Start the live dashboard in the background on the running event loop (the
-        ``meshlite[dashboard]`` extra); see docs/dashboard.md.
+        ``meshlite-mesh[dashboard]`` extra); see docs/dashboard.md.
 
         Args:
             host: Address to bind; a non-loopback one requires ``token``.

@@ -58,7 +58,7 @@ class DashboardComponent:
         serve = getattr(self.mesh, "serve_dashboard", None)
         if serve is None:
             _log.warning("the config asks for a dashboard, but this meshlite has none "
-                         "(install meshlite[dashboard]); continuing without it")
+                         "(install meshlite-mesh[dashboard]); continuing without it")
             return
         s = self.section
         options = {"max_clients": s.max_clients} if s.max_clients is not None else {}

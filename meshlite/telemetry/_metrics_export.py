@@ -6,7 +6,7 @@ reads the registry at collection time, so recording on the call path is unchange
 counters become ``ObservableCounter`` (monotonic cumulative sums), gauges
 ``ObservableGauge``. OpenTelemetry has no observable histogram, so a histogram is
 exported as two counters, ``<name>_count`` and ``<name>_sum``; its buckets are not.
-The SDK and the OTLP exporter (the ``meshlite[otlp]`` extra) are imported only when
+The SDK and the OTLP exporter (the ``meshlite-mesh[otlp]`` extra) are imported only when
 :func:`export_metrics` runs.
 """
 

@@ -39,7 +39,7 @@ def _ws_protocol() -> str:
         if importlib.util.find_spec(module) is not None:
             return name
     raise ImportError("the dashboard's WebSocket needs the 'websockets' package: "
-                      "pip install 'meshlite[dashboard]'")
+                      "pip install 'meshlite-mesh[dashboard]'")
 
 
 def _url(host: str, port: int) -> str:
