@@ -167,13 +167,18 @@ $ meshlite demo
 ```yaml
 alerts: {rules: []}
 ```
+
+```yaml
+services:
+  app: {image: "shop:1.0", ports: ["8000:8000"]}
+```
 '''
 
 
 def test_the_collector_reads_markers_kinds_and_commands(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(SAMPLE, encoding="utf-8")
-    skipped, config, indented, console, fragment = blocks_of(page, "docs/page.md")
+    skipped, config, indented, console, fragment, compose = blocks_of(page, "docs/page.md")
     assert skipped.id == "docs/page.md:4"
     assert skipped.not_run == "needs a database"
     assert (kind(config), config.file_name) == ("config", "mesh.yaml")
@@ -182,6 +187,7 @@ def test_the_collector_reads_markers_kinds_and_commands(tmp_path: Path) -> None:
     assert command.argv == ["check", "mesh.yaml"]
     assert [squash(line) for line in command.shown] == ["mesh.yaml: valid, 1 service"]
     assert kind(fragment) is None              # no `services`: not a complete config
+    assert kind(compose) is None               # a Docker Compose file
 
 
 def test_placeholders_fit_hosts_and_tokens() -> None:
