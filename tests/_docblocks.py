@@ -10,7 +10,9 @@ The convention every page follows (docs/writing-docs.md says it for writers):
   mesh config: ``meshlite check`` must accept it.
 - In ```console blocks the ``$ meshlite check|--version|--help`` lines run (in ```sh
   blocks, lines starting with ``meshlite`` and one of those); every output line the
-  page shows under a command must appear in what the command prints.
+  page shows under a command must appear in what the command prints. The file a
+  ``check`` names is the page's ``file:`` block of that name, else the nearest mesh
+  config block above the command.
 - Markers go on the line(s) just above the fence:
   ``<!-- not-run: REASON -->`` skips the block, showing REASON;
   ``<!-- file: NAME -->`` makes the block the file NAME, written beside every block

@@ -21,6 +21,7 @@ from _docblocks import (
     all_blocks,
     blocks_of,
     commands_of,
+    is_mesh_config,
     kind,
     page_files,
     placeholder_env,
@@ -102,8 +103,20 @@ def _check_config(block: Block, cwd: Path) -> None:
     assert code == EXIT_OK, f"{block.id} is not a valid mesh config:\n{out.getvalue()}"
 
 
+def _config_above(block: Block) -> Block | None:
+    """The nearest mesh config block above ``block`` on its page."""
+    above = [b for b in blocks_of(ROOT / block.page) if b.line < block.line and is_mesh_config(b)]
+    return above[-1] if above else None
+
+
 def _run_commands(block: Block, cwd: Path) -> None:
     for command in commands_of(block):
+        if command.argv[0] == "check" and len(command.argv) > 1:
+            target = cwd / command.argv[-1]
+            config = _config_above(block)
+            if not target.exists() and config is not None:   # no `file:` block of that name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(config.text, encoding="utf-8")
         done = _run([sys.executable, "-m", "meshlite", *command.argv], cwd)
         printed = {squash(line) for line in (done.stdout + done.stderr).splitlines()}
         if not command.shown:
