@@ -467,7 +467,7 @@ class Mesh(MeshLifecycle):
         return sync_client(self, name, httpx_kwargs)
 
     def aiohttp(self, name: str, **session_kwargs: Any) -> aiohttp.ClientSession:
-        """An ``aiohttp.ClientSession`` (the ``meshlite[aiohttp]`` extra) whose requests
+        """An ``aiohttp.ClientSession`` (the ``meshlite-mesh[aiohttp]`` extra) whose requests
         to relative URLs go through service ``name``: balancer, pipeline, outlier
         detection, metrics and spans, as for :meth:`http`. Requests to absolute URLs of
         other hosts pass through. Closing the mesh closes the session.
@@ -564,7 +564,7 @@ class Mesh(MeshLifecycle):
                               token: Any = None, admin_token: Any = None,
                               **options: Any) -> DashboardServer:
         """Start the live dashboard in the background on the running event loop (the
-        ``meshlite[dashboard]`` extra); see docs/dashboard.md.
+        ``meshlite-mesh[dashboard]`` extra); see docs/dashboard.md.
 
         Args:
             host: Address to bind; a non-loopback one requires a token.

@@ -23,7 +23,7 @@ def _demo(args: argparse.Namespace) -> int:
         if error.name != "httpx":
             raise
         sys.stdout.write("\nThe routing part of the demo needs httpx: "
-                         "pip install 'meshlite[http]'\n")
+                         "pip install 'meshlite-mesh[http]'\n")
         return 0
     run_mesh_demo(sys.stdout, sys.stderr, seed=args.seed)
     return 0

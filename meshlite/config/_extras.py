@@ -64,7 +64,7 @@ class DashboardComponent:
         serve = getattr(self.mesh, "serve_dashboard", None)
         if serve is None:
             _log.warning("the config asks for a dashboard, but this meshlite has none "
-                         "(install meshlite[dashboard]); continuing without it")
+                         "(install meshlite-mesh[dashboard]); continuing without it")
             return
         s = self.section
         options = {k: v for k, v in s.arguments().items()

@@ -105,7 +105,7 @@ class RedisStore:
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
-            (``pip install 'meshlite[redis]'``).
+            (``pip install 'meshlite-mesh[redis]'``).
     """
 
     def __init__(
@@ -340,5 +340,5 @@ def _import_redis() -> Any:
     except ImportError:
         raise ConfigError(
             "RedisStore needs redis-py, which is not installed; "
-            "pip install 'meshlite[redis]'", policy="store") from None
+            "pip install 'meshlite-mesh[redis]'", policy="store") from None
     return redis
