@@ -57,7 +57,7 @@ def emit_mesh_event(mesh: Mesh, event: Event) -> None:
 
 
 def _apply_error(path: str, error: Exception) -> ConfigError:
-    """The ConfigError of a reload that was valid but could not be applied."""
+    """The ConfigError of a reload that could not be read or applied."""
     if isinstance(error, ConfigError):
         return error
     reason = f"dashboard: cannot be served: {clip(str(error), MAX_MESSAGE)}" \
@@ -161,6 +161,10 @@ class ConfigWatcher:
                 plan = await self._load(text)
             except ConfigError as error:
                 self._rejected(error, actor, new_sha)
+                return "rejected"
+            except Exception as error:  # a bug: still rejected and recorded, never half-done
+                _log.exception("reading %s failed unexpectedly", managed.path)
+                self._rejected(_apply_error(managed.path, error), actor, new_sha)
                 return "rejected"
             return await self._apply(plan, actor, new_sha)
 

@@ -312,3 +312,19 @@ async def test_a_dashboard_moves_with_its_config(tmp_path: Path) -> None:
             assert (await client.get(f"{new.url}/api/health")).status_code == 200
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"{old.url}/api/health")
+
+
+async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(
+        path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in a provider")
+
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(watcher_module, "load_plan", broken)
+    async with mesh:
+        write(path, config(attempts=4))
+        assert await mesh.reload() is False  # not a RuntimeError out of mesh.reload()
+    [error] = mesh.reload_errors
+    assert error.errors == ["cannot be applied: RuntimeError: a bug in a provider"]
+    assert mesh.config_version == 0
+    assert "reading" in caplog.text  # the traceback is logged for the bug report
