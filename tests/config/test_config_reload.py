@@ -325,6 +325,6 @@ async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(
         write(path, config(attempts=4))
         assert await mesh.reload() is False  # not a RuntimeError out of mesh.reload()
     [error] = mesh.reload_errors
-    assert error.errors == ["cannot be applied: RuntimeError: a bug in a provider"]
+    assert list(error.errors) == ["cannot be applied: RuntimeError: a bug in a provider"]
     assert mesh.config_version == 0
     assert "reading" in caplog.text  # the traceback is logged for the bug report
