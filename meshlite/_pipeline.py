@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -88,8 +89,12 @@ class Pipeline(Policy):
         # pipeline or in a service, it is a handler like any policy.
         self._recorder: _recording.Recorder | None = None
         self._rest = self
-        if policies and isinstance(policies[0], _recording.Recorder):
-            self._recorder, self._rest = policies[0], Pipeline(*policies[1:], service=service)
+        # What isinstance(p, Recorder) checks, without the Protocol check's cost (a third
+        # of a millisecond: a reload rebuilding thousands of pipelines paid seconds).
+        first = policies[0] if policies else None
+        if callable(getattr(first, "recording", None)):
+            recorder = typing.cast(_recording.Recorder, first)
+            self._recorder, self._rest = recorder, Pipeline(*policies[1:], service=service)
             self.call = _recording.sync_entry(  # type: ignore[method-assign]
                 self._recorder, self._rest, service)
             self.acall = _recording.async_entry(  # type: ignore[method-assign,assignment]
