@@ -23,7 +23,7 @@ from ._apply import apply_plan, describe, finish
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
-from ._load import Managed, digest, load_plan
+from ._load import Managed, digest, gc_paused, load_plan
 from ._problems import MAX_MESSAGE
 from ._source import read_text
 
@@ -173,9 +173,14 @@ class ConfigWatcher:
         file never holds up the calls the event loop is serving."""
         managed = self.managed
         others = managed.others(self.mesh)  # read on the loop, where the registry changes
-        return await asyncio.to_thread(
-            load_plan, managed.path, environ=managed.environ, profile=managed.profile,
-            text=text, previous=managed.plan, others=others, clock=managed.clock)
+
+        def load() -> Plan:
+            with gc_paused():
+                return load_plan(managed.path, environ=managed.environ,
+                                 profile=managed.profile, text=text, previous=managed.plan,
+                                 others=others, clock=managed.clock)
+
+        return await asyncio.to_thread(load)
 
     def _audit(self, actor: str, result: str, new_sha: str | None, *,
                error: ConfigError | None = None, details: dict[str, Any] | None = None,
@@ -211,7 +216,8 @@ class ConfigWatcher:
         except Exception as error:
             self._rejected(_apply_error(managed.path, error), actor, new_sha)
             return "rejected"
-        changes = apply_plan(mesh, old, plan)
+        with gc_paused():  # the swap allocates a lot: no collection in the middle of it
+            changes = apply_plan(mesh, old, plan)
         managed.plan = plan
         if changes or extras:
             mesh.config_version += 1
