@@ -125,7 +125,10 @@ class Secrets:
         return text
 
     def mask_data(self, value: Any, path: Path = ()) -> Any:
-        """A copy of nested data (dicts, lists, strings) with secrets masked."""
+        """A copy of nested data (dicts, lists, strings) with secrets masked, and the
+        value of every secret field (:data:`SECRET_FIELDS`) too, however written."""
+        if path and path[-1] in SECRET_FIELDS and value is not None:
+            return MASK
         if isinstance(value, Mapping):
             return {k: self.mask_data(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list | tuple):

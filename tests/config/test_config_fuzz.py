@@ -122,7 +122,7 @@ def _telemetry_untouched(*args: Any, **kwargs: Any) -> None:
     """The process's global tracer provider is left alone by this property test."""
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(place=st.sampled_from(PLACES), value=values, fmt=st.sampled_from(["yaml", "json", "toml"]))
 def test_any_value_anywhere_is_a_config_error_or_a_valid_mesh(
         place: tuple[str, Any], value: Any, fmt: str) -> None:

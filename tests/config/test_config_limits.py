@@ -147,3 +147,13 @@ async def test_a_malformed_reload_is_rejected_and_recorded(write_config: Any) ->
         assert await mesh.reload() is False
         assert "values" in str(mesh.reload_errors[-1])
         assert mesh.config_version == 0
+
+
+def test_masked_config_hides_secret_fields_written_in_the_file(write_config: Any) -> None:
+    from meshlite.config import masked_config
+
+    path = write_config(SERVICE + "dashboard: {enabled: false, token: written-in-the-file}\n")
+    shown = masked_config(ml.Mesh.from_config(path, environ={}))
+    assert shown is not None
+    assert shown["dashboard"]["token"] == "***"
+    assert "written-in-the-file" not in repr(shown)
