@@ -219,6 +219,9 @@ class ConfigWatcher:
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan)
         managed.plan = plan
+        if plan.top.alerts != old.top.alerts:  # after the services the rules may name
+            apply_alerts(mesh, plan.top.alerts)
+            extras = True
         if changes or extras:
             mesh.config_version += 1
             _log.info("config %s applied (version %d): %s", managed.path,
@@ -237,8 +240,9 @@ class ConfigWatcher:
         return "applied"
 
     async def _extras(self, old: Plan, new: Plan) -> bool:
-        """Apply telemetry, alerts and dashboard changes; returns whether anything
-        changed. Raises (with the dashboard as it was) when one cannot be applied."""
+        """Apply dashboard and telemetry changes, the steps of a reload that can fail;
+        returns whether anything changed. Raises, with the dashboard as it was, when
+        one cannot be applied."""
         if new.top.audit != old.top.audit:
             _log.warning("the audit: section of %s changed; it is read when the mesh is "
                          "built, so the change takes effect at the next start",
@@ -254,9 +258,6 @@ class ConfigWatcher:
                 if undo is not None:
                     await undo()
                 raise
-            changed = True
-        if new.top.alerts != old.top.alerts:
-            apply_alerts(self.mesh, new.top.alerts)
             changed = True
         return changed
 
