@@ -1,5 +1,6 @@
 """Property: any value, of any shape, in any place of a config file (YAML, JSON or
-TOML) gives a ``ConfigError`` naming where, or a valid mesh; never another error."""
+TOML), in a profile or in a ``MESHLITE_*`` override, gives a ``ConfigError`` naming
+where, or a valid mesh; never another error."""
 
 from __future__ import annotations
 
@@ -144,3 +145,26 @@ def test_any_value_anywhere_is_a_config_error_or_a_valid_mesh(
                           _telemetry_untouched)
             mesh = ml.Mesh.from_config(path, environ={}, hot_reload=False)
         assert isinstance(mesh, ml.Mesh)
+
+
+override_names = st.lists(st.sampled_from(
+    ["SERVICES", "USERS", "RETRY", "ATTEMPTS", "BACKOFF", "TYPE", "BACKENDS", "0", "1",
+     "DASHBOARD", "PORT", "TOKEN", "DISCOVERY", "ALERTS", "RULES", "HOT_RELOAD", "X"]),
+    min_size=1, max_size=5).map(lambda parts: "MESHLITE_" + "__".join(parts))
+override_values = st.text(max_size=10) | values.map(json.dumps)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides=st.dictionaries(override_names, override_values, max_size=3),
+       profile=values)
+def test_any_override_or_profile_is_a_config_error_or_a_valid_config(
+        overrides: dict[str, str], profile: Any) -> None:
+    document = {**_service({"retry": {"attempts": 2}}), "profiles": {"prod": profile}}
+    with tempfile.TemporaryDirectory() as directory:
+        path = _write(Path(directory), "yaml", document)
+        message = ""
+        try:
+            load_plan(path, environ={"MESHLITE_ENV": "prod", **overrides})
+        except ml.ConfigError as error:  # anything else fails the test
+            message = str(error)
+        assert len(message) < 50_000
