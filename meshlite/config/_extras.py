@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._schema import DashboardSection
@@ -11,9 +12,14 @@ from ._top import dashboard_token
 
 if TYPE_CHECKING:
     from .._mesh import Mesh
+    from ._load import Managed
     from ._top import AlertsPlan
 
-__all__ = ["DashboardComponent", "apply_alerts", "configure_telemetry"]
+__all__ = ["DashboardComponent", "Undo", "apply_alerts", "configure_telemetry",
+           "move_dashboard"]
+
+Undo = Callable[[], Awaitable[None]]
+"""Puts back what a step of a reload changed (the reload was then rejected)."""
 
 _log = logging.getLogger("meshlite.config")
 
@@ -84,3 +90,66 @@ class DashboardComponent:
 
     def __repr__(self) -> str:
         return f"DashboardComponent({self.section.host}:{self.section.port})"
+
+
+async def _detach(mesh: Mesh, component: DashboardComponent) -> None:
+    if component in mesh._started:
+        mesh._started.remove(component)
+        await component.stop()
+    if component in mesh._components:
+        mesh._components.remove(component)
+
+
+async def _attach(mesh: Mesh, component: DashboardComponent, *, start: bool) -> None:
+    if start:
+        await component.start()  # first: a component that cannot start is not attached
+        mesh._started.append(component)
+    mesh.attach(component)
+
+
+def _same_address(a: DashboardSection, b: DashboardSection) -> bool:
+    return a.host == b.host and a.port == b.port and a.port != 0
+
+
+async def move_dashboard(mesh: Mesh, managed: Managed,
+                         section: DashboardSection | None) -> Undo:
+    """Serve the dashboard ``section`` describes in place of the one running.
+
+    The new server starts before the old one stops, unless both want the same
+    address; either way, when the new one cannot start (its port is in use) the old
+    one is serving again and the error propagates, so the reload can be rejected
+    with nothing changed.
+
+    Returns:
+        What puts the old dashboard back (when a later step of the reload fails).
+    """
+    previous = managed.dashboard
+    fresh = DashboardComponent(mesh, section, os.path.dirname(managed.path)) \
+        if section is not None and section.enabled else None
+    running = mesh._state == "open"
+    if fresh is not None and previous is not None and \
+            _same_address(previous.section, fresh.section):
+        await _detach(mesh, previous)  # it holds the address the new one needs
+        try:
+            await _attach(mesh, fresh, start=running)
+        except BaseException:
+            await _attach(mesh, previous, start=running)
+            raise
+    else:
+        if fresh is not None:
+            await _attach(mesh, fresh, start=running)  # raises: nothing changed
+        if previous is not None:
+            await _detach(mesh, previous)
+    managed.dashboard = fresh
+
+    async def undo() -> None:
+        if fresh is not None:
+            await _detach(mesh, fresh)
+        if previous is not None:
+            try:
+                await _attach(mesh, previous, start=running)
+            except Exception:
+                _log.exception("the previous dashboard could not be served again")
+        managed.dashboard = previous
+
+    return undo
