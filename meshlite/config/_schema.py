@@ -35,6 +35,7 @@ __all__ = [
     "HealthCheckSection",
     "HotReloadSection",
     "MeshConfig",
+    "MetricsSection",
     "OutlierDetectionSection",
     "ServiceSection",
     "TLSSection",
@@ -203,6 +204,13 @@ class AuditSection(Section, frozen=True):
     _before = staticmethod(lambda data: {"path": data} if isinstance(data, str) else data)
 
 
+class MetricsSection(Section, frozen=True):
+    """``metrics:`` how the mesh's metrics are exposed: ``service_label`` renames the
+    ``service`` label (the Prometheus Operator adds a ``service`` label of its own)."""
+
+    service_label: str = "service"
+
+
 class MeshConfig(Section, frozen=True):
     """A whole config file (after ``${VAR}`` interpolation, the ``MESHLITE_ENV``
     profile and ``MESHLITE_*`` overrides)."""
@@ -214,3 +222,4 @@ class MeshConfig(Section, frozen=True):
     hot_reload: HotReloadSection = msgspec.field(default_factory=HotReloadSection)
     drain_timeout: float | None = None
     audit: AuditSection | None = None
+    metrics: MetricsSection | None = None

@@ -17,7 +17,7 @@ Three sources, by cost:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..routing._service import Service
@@ -29,6 +29,8 @@ from ._metrics import (
     Timings,
     TimingsReading,
     check_buckets,
+    check_label,
+    relabel,
 )
 from ._scrape import AttemptReadings, mesh_families, service_families
 
@@ -54,6 +56,7 @@ class MeshMetrics:
     def __init__(self, mesh: Mesh, *, buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS
                  ) -> None:
         self.bounds = check_buckets("Mesh metrics", buckets)
+        self._service_label = "service"
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
@@ -107,8 +110,30 @@ class MeshMetrics:
         reading = series.read_all()
         return reading.count, sum(reading.errors.values()), retries
 
+    @property
+    def service_label(self) -> str:
+        """The name of the label that carries the service (``"service"``; rename it
+        where it collides, as with the Prometheus Operator's own ``service`` label).
+
+        Raises:
+            ConfigError: (on assignment) not a label name, or one meshlite uses.
+        """
+        return self._service_label
+
+    @service_label.setter
+    def service_label(self, name: str) -> None:
+        self._service_label = check_label("Mesh metrics", "service_label", name)
+
     def collect(self) -> Iterable[MetricFamily]:
-        """Every metric of the mesh, read now (see docs/metrics.md for the list)."""
+        """Every metric of the mesh, read now (see docs/metrics.md for the list), with
+        the service label named :attr:`service_label`."""
+        families = self.collect_local()
+        if self._service_label != "service":
+            return relabel(families, "service", self._service_label)
+        return families
+
+    def collect_local(self) -> Iterator[MetricFamily]:
+        """Every metric this process recorded, with the ``service`` label."""
         services = self._mesh.services
         with self._lock:
             calls = dict(self._calls)
