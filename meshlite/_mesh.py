@@ -100,6 +100,8 @@ class Mesh(MeshLifecycle):
         if metrics:
             self.metrics = MeshMetrics(self)
             self._series = self.metrics.series
+            if self.metrics.shared is not None:  # several workers: write this one's file
+                self.attach(self.metrics.shared)
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:

@@ -32,6 +32,7 @@ from ._metrics import (
     check_label,
     relabel,
 )
+from ._multiproc import Counts, SharedMetrics, host_counts, multiproc_dir
 from ._scrape import AttemptReadings, mesh_families, service_families
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ class MeshMetrics:
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
+        directory = multiproc_dir()
+        self.shared: SharedMetrics | None = (
+            None if directory is None else SharedMetrics(directory, self))
+        """The shared directory of the host's workers (``MESHLITE_MULTIPROC_DIR``, or
+        ``PROMETHEUS_MULTIPROC_DIR``), or None: see :mod:`._multiproc`."""
         for service in mesh.services:
             self.adopt(service)
 
@@ -99,16 +105,21 @@ class MeshMetrics:
 
     # -- reading -------------------------------------------------------------------
 
-    def call_counts(self, service: str) -> tuple[int, int, int]:
-        """Service ``service``'s calls finished, failed calls and retries so far (the
-        dashboard's per-second counts are their differences)."""
+    def call_counts(self, service: str) -> tuple[int, int, int, int | None, int | None]:
+        """Service ``service``'s calls finished, failed calls, retries, attempts and
+        attempt errors so far (the dashboard's per-second counts are their
+        differences). With a shared directory, every worker's, summed; otherwise
+        attempts are None (the dashboard reads them from the endpoints)."""
+        if self.shared is not None:
+            c = host_counts(self.shared.workers()).get(service) or Counts()
+            return c.calls, c.failed, c.retries, c.attempts, c.attempt_errors
         with self._lock:
             series = self._calls.get(service)
         retries = int(self.counters.value("meshlite_retries_total", (service,)))
         if series is None:
-            return 0, 0, retries
+            return 0, 0, retries, None, None
         reading = series.read_all()
-        return reading.count, sum(reading.errors.values()), retries
+        return reading.count, sum(reading.errors.values()), retries, None, None
 
     @property
     def service_label(self) -> str:
@@ -127,7 +138,8 @@ class MeshMetrics:
     def collect(self) -> Iterable[MetricFamily]:
         """Every metric of the mesh, read now (see docs/metrics.md for the list), with
         the service label named :attr:`service_label`."""
-        families = self.collect_local()
+        families: Iterable[MetricFamily] = (
+            self.collect_local() if self.shared is None else self.shared.collect())
         if self._service_label != "service":
             return relabel(families, "service", self._service_label)
         return families

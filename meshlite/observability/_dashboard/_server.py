@@ -173,6 +173,8 @@ def run_dashboard(config_path: str, host: str = DEFAULT_HOST, port: int = DEFAUL
     check_bind(host, port, token, max_clients)
     # The file's own dashboard: section is not served a second time: this is it.
     mesh: Any = Mesh.from_config(config_path, dashboard=False)
+    if mesh.metrics is not None and mesh.metrics.shared is not None:
+        mesh.metrics.shared.writing = False  # attached: shows the workers' files only
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_foreground(mesh, host, port, token, max_clients))
     return 0
