@@ -17,6 +17,7 @@ Three sources, by cost:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MeshMetrics"]
 
+_HOST_CACHE_SECONDS = 0.25  # host counts read for one dashboard tick serve all services
+
 
 class MeshMetrics:
     """The metrics of one mesh: a collector for :func:`render`, the Prometheus ASGI
@@ -58,6 +61,7 @@ class MeshMetrics:
                  ) -> None:
         self.bounds = check_buckets("Mesh metrics", buckets)
         self._service_label = "service"
+        self._host_cache: tuple[float, dict[str, Counts]] | None = None
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
@@ -111,7 +115,7 @@ class MeshMetrics:
         differences). With a shared directory, every worker's, summed; otherwise
         attempts are None (the dashboard reads them from the endpoints)."""
         if self.shared is not None:
-            c = host_counts(self.shared.workers()).get(service) or Counts()
+            c = self._host_counts().get(service) or Counts()
             return c.calls, c.failed, c.retries, c.attempts, c.attempt_errors
         with self._lock:
             series = self._calls.get(service)
@@ -120,6 +124,15 @@ class MeshMetrics:
             return 0, 0, retries, None, None
         reading = series.read_all()
         return reading.count, sum(reading.errors.values()), retries, None, None
+
+    def _host_counts(self) -> dict[str, Counts]:
+        # The dashboard asks once per service each second: read the files once.
+        now = time.monotonic()
+        cached = self._host_cache
+        if cached is None or now - cached[0] > _HOST_CACHE_SECONDS:
+            assert self.shared is not None
+            cached = self._host_cache = (now, host_counts(self.shared.workers()))
+        return cached[1]
 
     @property
     def service_label(self) -> str:
