@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _system import require_program
 
 from meshlite.testing import FakeBackend
 
@@ -170,6 +171,30 @@ def drive(app: str, n: int) -> set[int]:
     return pids
 
 
+def page_worker_rows(dash: str) -> dict[str, str]:
+    """The page's Workers table, read in the system Chromium: pid -> calls."""
+    chromium = require_program("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the environment
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("playwright is not installed; CI=true, so this is a failure")
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(dash + "/")
+            page.wait_for_selector("#workers:not([hidden]) #worker-rows tr", timeout=10000)
+            rows: list[list[str]] = page.eval_on_selector_all(
+                "#worker-rows tr",
+                "rows => rows.map(r => [...r.children].map(td => td.textContent))")
+        finally:
+            browser.close()
+    return {row[0]: row[2] for row in rows}
+
+
 @pytest.mark.timeout(180)
 def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
     app, dash, shared = workers
@@ -189,6 +214,7 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
                  for w in host["workers"]}
     assert sum(by_worker.values()) == N
     assert {pid for pid, n in by_worker.items() if n} == pids  # the breakdown is real
+    assert page_worker_rows(dash) == {str(pid): str(n) for pid, n in by_worker.items()}
     # Let the dashboard save its history (every 5 s), then kill the worker serving it.
     time.sleep(6.0)
     before_kill = by_worker.get(server_pid, 0)
