@@ -212,6 +212,11 @@ class ConfigWatcher:
         if new.top.alerts != old.top.alerts:
             apply_alerts(self.mesh, new.top.alerts)
             changed = True
+        if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
+            section = new.config.metrics
+            self.mesh.metrics.service_label = (
+                "service" if section is None else section.service_label)
+            changed = True
         if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
             changed = True
             await self._restart_dashboard(new)

@@ -168,3 +168,18 @@ def test_prometheus_scrapes_make_asgi_app(app_server: tuple[ml.Mesh, int],
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_service_label_follows_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    base = 'services:\n  users:\n    backends: ["127.0.0.1:80"]\n'
+    path.write_text(base)
+    mesh = ml.Mesh.from_config(str(path))
+    mesh.call_sync("users", lambda b: b.address)
+    assert 'meshlite_requests_total{service="users"} 1' in ml.observability.render(mesh)
+    path.write_text("metrics:\n  service_label: mesh_service\n" + base)
+    assert mesh.reload_sync()
+    assert 'meshlite_requests_total{mesh_service="users"} 1' in ml.observability.render(mesh)
+    path.write_text(base)
+    assert mesh.reload_sync()
+    assert 'meshlite_requests_total{service="users"} 1' in ml.observability.render(mesh)
