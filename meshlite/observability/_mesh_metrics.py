@@ -21,10 +21,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._validate import fail
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
+    Collector,
     Counters,
     MetricFamily,
     Timings,
@@ -62,6 +64,7 @@ class MeshMetrics:
         self.bounds = check_buckets("Mesh metrics", buckets)
         self._service_label = "service"
         self._host_cache: tuple[float, dict[str, Counts]] | None = None
+        self._extra: list[Collector] = []  # register(): other series, same registry
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
@@ -167,6 +170,29 @@ class MeshMetrics:
         yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
+        for extra in list(self._extra):
+            yield from extra.collect()
+
+    def register(self, collector: Collector) -> Callable[[], None]:
+        """Add ``collector``'s families to this mesh's metrics (for series another
+        part of the application records, such as inbound requests per route): every
+        exposition of the mesh includes them, and with a shared directory they are
+        written to this worker's file and merged over workers like the mesh's own
+        (label them with ``service`` to have the service label renamed with them).
+
+        Returns:
+            A function that removes it again.
+        """
+        if not callable(getattr(collector, "collect", None)):
+            fail("MeshMetrics.register", "collector", collector,
+                 "an object with a collect() method returning MetricFamily records")
+        self._extra.append(collector)
+
+        def remove() -> None:
+            if collector in self._extra:
+                self._extra.remove(collector)
+
+        return remove
 
     def __repr__(self) -> str:
         return f"MeshMetrics(services={sorted(self._calls)!r})"

@@ -167,3 +167,31 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_extra_series_registered_in_the_mesh_registry_travel_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: int) -> None:
+    from meshlite.observability import Counters
+
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
+    declared = {"app_inbound_requests_total": ("counter", "Requests served.",
+                                               ("service", "route"))}
+    other = one_mesh(0)
+    assert other.metrics is not None
+    inbound = Counters(declared)
+    inbound.add("app_inbound_requests_total", ("users", "/u"), 2)
+    other.metrics.register(inbound)
+    ml.observability.render(other)
+    as_worker(tmp_path, tmp_path / f"meshlite-{os.getpid()}.json", sleeper)
+    mesh = one_mesh(0)
+    assert mesh.metrics is not None
+    mine = Counters(declared)
+    mine.add("app_inbound_requests_total", ("users", "/u"), 3)
+    remove = mesh.metrics.register(mine)
+    mesh.metrics.service_label = "mesh_service"
+    text = ml.observability.render(mesh)
+    assert 'app_inbound_requests_total{mesh_service="users",route="/u"} 5' in text
+    remove()
+    assert 'route="/u"} 2' in ml.observability.render(mesh)  # the other worker's only
+    with pytest.raises(ml.ConfigError, match="collector"):
+        mesh.metrics.register(object())  # type: ignore[arg-type]
