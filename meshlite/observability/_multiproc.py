@@ -2,7 +2,8 @@
 
 Pre-fork servers (``uvicorn --workers N``, gunicorn) run one mesh per worker. With
 ``MESHLITE_MULTIPROC_DIR`` (or, failing that, ``PROMETHEUS_MULTIPROC_DIR``) naming
-a directory, each worker writes its mesh's series to ``meshlite-<pid>.json`` there
+a directory, each worker writes its mesh's series to ``meshlite-<pid>-<n>.json``
+there (``n`` tells apart two meshes of one process)
 (every :data:`FLUSH_SECONDS` while the mesh is open, at each scrape and when it
 closes; written to a temporary file and renamed, so a reader never sees half a
 file), and a scrape of any worker reads every worker's file:
@@ -19,6 +20,7 @@ The same files give the dashboard its per-host and per-worker call counts.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -45,6 +47,7 @@ FLUSH_SECONDS = 0.5
 """How often an open mesh writes its worker file."""
 
 _PREFIX, _SUFFIX = "meshlite-", ".json"
+_numbers = itertools.count(1)  # tells apart the meshes of one process
 
 
 def multiproc_dir(environ: Mapping[str, str] | None = None) -> str | None:
@@ -92,7 +95,7 @@ def _load(data: list[Any]) -> tuple[MetricFamily, ...]:
 
 def read_workers(directory: str) -> list[WorkerFile]:
     """Every worker file in ``directory`` (unreadable ones are skipped), by pid."""
-    found = []
+    by_pid: dict[int, list[MetricFamily]] = {}
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
@@ -101,14 +104,13 @@ def read_workers(directory: str) -> list[WorkerFile]:
         if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)):
             continue
         try:
-            pid = int(name[len(_PREFIX):-len(_SUFFIX)])
+            pid = int(name[len(_PREFIX):-len(_SUFFIX)].split("-")[0])
             with open(os.path.join(directory, name), encoding="utf-8") as f:
                 families = _load(json.load(f))
         except (ValueError, OSError, TypeError):
             continue  # not ours, or removed meanwhile
-        found.append(WorkerFile(pid, alive(pid), families))
-    found.sort(key=lambda w: w.pid)
-    return found
+        by_pid.setdefault(pid, []).extend(families)  # a process's meshes, together
+    return [WorkerFile(pid, alive(pid), tuple(by_pid[pid])) for pid in sorted(by_pid)]
 
 
 def merge_workers(workers: Iterable[WorkerFile]) -> list[MetricFamily]:
@@ -137,6 +139,7 @@ class SharedMetrics:
     def __init__(self, directory: str, metrics: MeshMetrics) -> None:
         self.directory = directory
         self._metrics = metrics
+        self._number = next(_numbers)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,8 +148,10 @@ class SharedMetrics:
 
     @property
     def path(self) -> str:
-        """This worker's file."""
-        return os.path.join(self.directory, f"{_PREFIX}{os.getpid()}{_SUFFIX}")
+        """This mesh's file (the pid is read now: a mesh made before a fork writes
+        one file per worker)."""
+        return os.path.join(self.directory,
+                            f"{_PREFIX}{os.getpid()}-{self._number}{_SUFFIX}")
 
     def flush(self) -> None:
         """Write this worker's series now (atomically: a temporary file, renamed)."""

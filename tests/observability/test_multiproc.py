@@ -39,9 +39,11 @@ def sleeper() -> Iterator[int]:
     proc.wait()
 
 
-def as_worker(shared: Path, mine: Path, pid: int) -> None:
-    """Make this process's file look like worker ``pid``'s."""
-    os.replace(mine, shared / f"meshlite-{pid}.json")
+def as_worker(shared: Path, mesh: ml.Mesh, pid: int) -> None:
+    """Make ``mesh``'s file (written by a scrape) look like worker ``pid``'s."""
+    assert mesh.metrics is not None
+    assert mesh.metrics.shared is not None
+    os.replace(mesh.metrics.shared.path, shared / f"meshlite-{pid}-1.json")
 
 
 def value(text: str, prefix: str) -> list[str]:
@@ -57,16 +59,26 @@ def test_the_directory_variables_in_order() -> None:
     assert ENV_VARS[0] == "MESHLITE_MULTIPROC_DIR"
 
 
+def test_two_meshes_of_one_process_write_two_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
+    first, second = one_mesh(2), one_mesh(3)
+    ml.observability.render(first)
+    assert value(ml.observability.render(second), "meshlite_requests_total{") == [
+        'meshlite_requests_total{service="users"} 5']
+    (worker,) = read_workers(str(tmp_path))
+    assert worker.pid == os.getpid()
+
+
 def test_counters_summed_dead_workers_kept_gauges_per_live_pid(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: int) -> None:
     monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
     other = one_mesh(3)
-    mine_path = tmp_path / f"meshlite-{os.getpid()}.json"
-    ml.observability.render(other)  # a scrape writes this process's file
-    as_worker(tmp_path, mine_path, sleeper)  # worker `sleeper`: 3 calls, alive
+    ml.observability.render(other)  # a scrape writes this mesh's file
+    as_worker(tmp_path, other, sleeper)  # worker `sleeper`: 3 calls, alive
     dead = one_mesh(5)
     ml.observability.render(dead)
-    as_worker(tmp_path, mine_path, 2**22 + 7)  # a pid no process has: a dead worker
+    as_worker(tmp_path, dead, 2**22 + 7)  # a pid no process has: a dead worker
     mesh = one_mesh(2)
     text = ml.observability.render(mesh)
     assert value(text, "meshlite_requests_total{") == [
@@ -93,7 +105,7 @@ def test_prometheus_client_multiprocess_mode_includes_meshlite(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     other = one_mesh(4)
     ml.observability.render(other)
-    as_worker(tmp_path, tmp_path / f"meshlite-{os.getpid()}.json", sleeper)
+    as_worker(tmp_path, other, sleeper)
     mesh = one_mesh(1)
     registry = client.CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -106,7 +118,10 @@ def test_a_mesh_writes_its_file_while_open_and_when_it_closes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path / "new"))
     mesh = one_mesh(0)
-    path = tmp_path / "new" / f"meshlite-{os.getpid()}.json"
+    assert mesh.metrics is not None
+    assert mesh.metrics.shared is not None
+    path = Path(mesh.metrics.shared.path)
+    assert path.parent == tmp_path / "new"
     with mesh:
         mesh.call_sync("users", lambda b: b.address)
         deadline = time.monotonic() + 5
@@ -126,7 +141,7 @@ def test_meshlite_dashboard_attaches_to_the_workers_files(
     monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(shared))
     worker = one_mesh(7)
     ml.observability.render(worker)
-    as_worker(shared, shared / f"meshlite-{os.getpid()}.json", sleeper)
+    as_worker(shared, worker, sleeper)
     config = tmp_path / "mesh.yaml"
     config.write_text(textwrap.dedent("""\
         services:
@@ -182,7 +197,7 @@ def test_extra_series_registered_in_the_mesh_registry_travel_with_it(
     inbound.add("app_inbound_requests_total", ("users", "/u"), 2)
     other.metrics.register(inbound)
     ml.observability.render(other)
-    as_worker(tmp_path, tmp_path / f"meshlite-{os.getpid()}.json", sleeper)
+    as_worker(tmp_path, other, sleeper)
     mesh = one_mesh(0)
     assert mesh.metrics is not None
     mine = Counters(declared)
