@@ -8,6 +8,7 @@ history carries on."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -215,8 +216,11 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
     assert sum(by_worker.values()) == N
     assert {pid for pid, n in by_worker.items() if n} == pids  # the breakdown is real
     assert page_worker_rows(dash) == {str(pid): str(n) for pid, n in by_worker.items()}
-    # Let the dashboard save its history (every 5 s), then kill the worker serving it.
-    time.sleep(6.0)
+    # Let the dashboard save a history holding every call (it saves every 5 s), then
+    # kill the worker serving it.
+    saved = shared / "dashboard-history.json"
+    wait_for(lambda: sum(slot[1] for slot in json.loads(saved.read_text())["users"]["slots"])
+             == N, 60, "the history saved with every call")
     before_kill = by_worker.get(server_pid, 0)
     os.kill(server_pid, signal.SIGKILL)
     wait_for(lambda: int(lock.read_text()) != server_pid and httpx.get(
