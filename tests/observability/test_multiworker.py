@@ -153,11 +153,18 @@ def worker_files(shared: Path) -> list[Path]:
 
 
 def every_scrape_says(app: str, path: str, expected: float) -> None:
-    seen = []
-    with fresh() as http:
-        for _ in range(12):
-            seen.append(calls_in(http.get(app + path).text))
-    assert seen == [expected] * 12, (path, seen)
+    """Twelve scrapes in a row (each on a new connection, so on any worker) all
+    report ``expected``. Workers write their files every half second: a busy
+    machine may need a few rounds before the last file is current, never more."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        with fresh() as http:
+            seen = [calls_in(http.get(app + path).text) for _ in range(12)]
+        assert max(seen) <= expected, (path, seen)  # never counted twice
+        if seen == [expected] * 12:
+            return
+        assert time.monotonic() < deadline, (path, seen)
+        time.sleep(0.5)
 
 
 def drive(app: str, n: int) -> set[int]:
