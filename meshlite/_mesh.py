@@ -305,9 +305,6 @@ class Mesh(MeshLifecycle):
         # MeshLifecycle declares a plain attribute; here it is derived.
         raise AttributeError("Mesh._in_flight is counted from the calls started and ended")
 
-    def _set_state(self, state: str) -> None:
-        self._state = state
-
     def _refused(self) -> MeshClosedError:
         return MeshClosedError(
             f"Mesh: the mesh is {self._state}; calls are refused until it is "
