@@ -112,6 +112,8 @@ class Mesh(MeshLifecycle):
         if metrics:
             self.metrics = MeshMetrics(self)
             self._series = self.metrics.series
+            if self.metrics.shared is not None:  # several workers: write this one's file
+                self.attach(self.metrics.shared)
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -334,9 +336,6 @@ class Mesh(MeshLifecycle):
     def _in_flight(self, value: int) -> None:
         # MeshLifecycle declares a plain attribute; here it is derived.
         raise AttributeError("Mesh._in_flight is counted from the calls started and ended")
-
-    def _set_state(self, state: str) -> None:
-        self._state = state
 
     def _refused(self) -> MeshClosedError:
         return MeshClosedError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -49,13 +51,23 @@ def apply_alerts(mesh: Mesh, plan: AlertsPlan | None) -> None:
         alerts.webhook_timeout = plan.webhook_timeout
 
 
+TAKEOVER_SECONDS = 2.0
+"""How often a worker that does not serve the host's dashboard checks whether the
+one that does has stopped (and then serves it itself)."""
+
+
 class DashboardComponent:
     """Serves the mesh's dashboard while the mesh is open (a ``dashboard:`` section).
 
     Uses ``mesh.serve_dashboard(host=, port=, token=, admin_token=, ...)``, with
     tokens read from the environment or a file (relative to ``base``, the config
     file's directory) when the section says so; a mesh without ``serve_dashboard``
-    (the dashboard extra is not installed) logs a warning and runs without it.
+    (the dashboard extra is not installed) logs a warning and runs without it. With a
+    shared directory (``MESHLITE_MULTIPROC_DIR``) one worker of the host serves it:
+    the one holding the directory's ``dashboard.lock``; the others skip quietly and
+    take over when it stops. Without one, a worker that finds the port taken logs a
+    warning and runs without a dashboard (each worker would only see its own
+    traffic anyway).
     """
 
     def __init__(self, mesh: Mesh, section: DashboardSection, base: str | None = None,
@@ -64,29 +76,71 @@ class DashboardComponent:
         self.section = section
         self.base = base
         self.server: Any = None
+        self._lock: Any = None
+        self._waiting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start serving."""
+        """Start serving (or waiting for this host's dashboard to be free)."""
         serve = getattr(self.mesh, "serve_dashboard", None)
         if serve is None:
             _log.warning("the config asks for a dashboard, but this meshlite has none "
                          "(install meshlite-mesh[dashboard]); continuing without it")
             return
+        metrics = getattr(self.mesh, "metrics", None)
+        shared = None if metrics is None else metrics.shared
+        if shared is None:
+            await self._serve(quiet_if_taken=True)
+            return
+        from ..observability._multiproc import HostLock
+
+        self._lock = HostLock(os.path.join(shared.directory, "dashboard.lock"))
+        if self._lock.acquire():
+            await self._serve()
+            return
+        _log.info("dashboard: another worker of this host serves it; this one (pid %d) "
+                  "takes over if it stops", os.getpid())
+        self._waiting = asyncio.get_running_loop().create_task(self._take_over())
+
+    async def _take_over(self) -> None:
+        while True:
+            await asyncio.sleep(TAKEOVER_SECONDS)
+            if self._lock.acquire():
+                try:
+                    await self._serve()
+                except OSError:  # the old server's socket is not closed yet
+                    self._lock.release()
+                    continue
+                return
+
+    async def _serve(self, *, quiet_if_taken: bool = False) -> None:
         s = self.section
         options = {k: v for k, v in s.arguments().items()
                    if k not in ("enabled", "host", "port", "token", "admin_token")
                    and v is not None}
         base = self.base or os.curdir
-        self.server = await serve(host=s.host, port=s.port,
-                                  token=dashboard_token(s, "token", base),
-                                  admin_token=dashboard_token(s, "admin_token", base),
-                                  **options)
+        try:
+            self.server = await self.mesh.serve_dashboard(
+                host=s.host, port=s.port, token=dashboard_token(s, "token", base),
+                admin_token=dashboard_token(s, "admin_token", base), **options)
+        except OSError as error:
+            if not (quiet_if_taken and error.errno == errno.EADDRINUSE):
+                raise
+            _log.warning("dashboard: %s:%s is in use (another worker?); continuing "
+                         "without a dashboard in this process. With several workers, set "
+                         "MESHLITE_MULTIPROC_DIR so one serves the whole host",
+                         s.host, s.port)
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (and let another worker take over)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.cancel()
+            await asyncio.wait([waiting])
         server, self.server = self.server, None
         if server is not None:
             await server.stop()
+        if self._lock is not None:
+            self._lock.release()
 
     def __repr__(self) -> str:
         return f"DashboardComponent({self.section.host}:{self.section.port})"

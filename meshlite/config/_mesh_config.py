@@ -84,6 +84,8 @@ def _extras(mesh: Mesh, managed: Managed) -> None:
     if plan.top.telemetry is not None:
         configure_telemetry(plan.top.telemetry)
     apply_alerts(mesh, plan.top.alerts)
+    if plan.config.metrics is not None and mesh.metrics is not None:
+        mesh.metrics.service_label = plan.config.metrics.service_label
     section = plan.config.dashboard
     if managed.serve_dashboard and section is not None and section.enabled:
         managed.dashboard = DashboardComponent(mesh, section, os.path.dirname(managed.path))

@@ -258,6 +258,11 @@ class ConfigWatcher:
                     await undo()
                 raise
             changed = True
+        if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
+            section = new.config.metrics
+            self.mesh.metrics.service_label = (
+                "service" if section is None else section.service_label)
+            changed = True
         if new.config.inbound != old.config.inbound:
             changed = True  # the middleware picks the new plan up on its next request
         return changed

@@ -55,8 +55,8 @@ class MeshLifecycle:
                 _log.debug("closing an aiohttp session failed", exc_info=True)
 
     def _set_state(self, state: str) -> None:
-        # Every change of state goes through here (the mesh also closes the gates
-        # its dispatch passes while it refuses calls).
+        # Every change of state goes through here; the dispatch refuses calls by
+        # reading the state after counting the call in flight.
         self._state = state
 
     def _components_in_order(self) -> list[Lifecycle]:

@@ -460,6 +460,25 @@
     state.lastSecond = Math.max(state.lastSecond, h.start + h.requests.length - 1);
   }
 
+  // ---- workers (several processes sharing MESHLITE_MULTIPROC_DIR) -----------------
+
+  async function loadWorkers() {
+    let data;
+    try { data = await api("/api/workers"); } catch (error) { return; }
+    const panel = $("workers");
+    panel.hidden = !data.directory;
+    if (panel.hidden) return;
+    $("worker-rows").replaceChildren(...data.workers.map((w) => {
+      const sum = { calls: 0, failed: 0, retries: 0, attempts: 0 };
+      for (const c of Object.values(w.services)) for (const k of Object.keys(sum)) sum[k] += c[k];
+      const tr = el("tr");
+      tr.append(el("td", "", String(w.pid)), el("td", w.alive ? "state up" : "state ejected",
+                                                w.alive ? "running" : "exited"),
+                ...["calls", "failed", "retries", "attempts"].map((k) => el("td", "", String(sum[k]))));
+      return tr;
+    }));
+  }
+
   async function boot() {
     try {
       const [services, alerts] = await Promise.all([api("/api/services"), api("/api/alerts")]);
@@ -470,6 +489,8 @@
       await Promise.all([...state.services.values()].map(loadHistory));
       renderAll();
       if (!state.socket) connect();
+      loadWorkers();
+      setInterval(loadWorkers, 5000);
     } catch (error) {
       if (String(error.message) !== "unauthorized") setConn("down", "unreachable");
     }
