@@ -71,8 +71,11 @@ class DashboardComponent:
     """
 
     def __init__(self, mesh: Mesh, section: DashboardSection, base: str | None = None,
-                 ) -> None:
+                 *, tolerate_taken: bool = True) -> None:
         self.mesh = mesh
+        # At start-up a taken port means another worker serves it; a reload that
+        # moves the dashboard to a taken port is rejected instead (all or nothing).
+        self.tolerate_taken = tolerate_taken
         self.section = section
         self.base = base
         self.server: Any = None
@@ -89,7 +92,7 @@ class DashboardComponent:
         metrics = getattr(self.mesh, "metrics", None)
         shared = None if metrics is None else metrics.shared
         if shared is None:
-            await self._serve(quiet_if_taken=True)
+            await self._serve(quiet_if_taken=self.tolerate_taken)
             return
         from ..observability._multiproc import HostLock
 
@@ -178,7 +181,8 @@ async def move_dashboard(mesh: Mesh, managed: Managed,
         What puts the old dashboard back (when a later step of the reload fails).
     """
     previous = managed.dashboard
-    fresh = DashboardComponent(mesh, section, os.path.dirname(managed.path)) \
+    fresh = DashboardComponent(mesh, section, os.path.dirname(managed.path),
+                               tolerate_taken=False) \
         if section is not None and section.enabled else None
     running = mesh._state == "open"
     if fresh is not None and previous is not None and \
