@@ -139,8 +139,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._loop = loop
         return session
 
-    def _client_timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        given = request.extensions.get("timeout")
+    def client_timeout(self, given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for httpx's ``timeout`` request extension (cached)."""
         if not given:
             return _NO_TIMEOUT
         key = (given.get("connect"), given.get("read"), given.get("pool"))
@@ -153,22 +153,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
+        if not isinstance(request.stream, httpx.ByteStream):
+            return await self._streamed(request)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        return await self.send(request, URL(str(request.url), encoded=True), headers,
+                               self.client_timeout(request.extensions.get("timeout")))
+
+    async def send(self, request: httpx.Request, url: URL, headers: Any,
+                   limits: aiohttp.ClientTimeout) -> httpx.Response:
+        """Send ``request`` (its method and bytes body) to ``url`` with ``headers``:
+        the routed path, which builds the URL and headers itself. ``limits`` are the
+        request's timeouts."""
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or self._loop is not loop or session.closed:
             session = self._open(loop)
-        stream = request.stream
-        if not isinstance(stream, httpx.ByteStream):
-            return await self._streamed(request)
-        data: Any = b"".join(stream) or None
+        data: Any = b"".join(request.stream) or None  # type: ignore[arg-type]
         if data is not None and len(data) > _LARGE:
             data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
             response = await session._request(
-                request.method, URL(str(request.url), encoded=True), headers=headers,
-                data=data, allow_redirects=False, timeout=self._client_timeout(request),
-                compress=None)
+                request.method, url, headers=headers, data=data, allow_redirects=False,
+                timeout=limits, compress=None)
         except _FAILURES as error:
             raise map_error(error, request) from error
         return httpx.Response(

@@ -15,6 +15,7 @@ from ..routing._backend import Backend
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
+from ._sync_wire import Urllib3Transport, urllib3_options
 
 __all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
 
@@ -26,6 +27,9 @@ class Target(NamedTuple):
     port: int | None
     prefix: bytes
     netloc: str
+    origin: str | None
+    """``scheme://netloc`` plus the prefix, when the transport is the aiohttp wire
+    (whose routed path builds its URL from it), else None."""
 
 
 _tls_lock = threading.Lock()
@@ -90,6 +94,8 @@ class Pools:
                 return AiohttpTransport(_ssl_of(options), options.get("limits", _LIMITS),
                                         options.get("local_address"))
             return httpx.AsyncHTTPTransport(**options)
+        if urllib3_options(options):
+            return Urllib3Transport(_ssl_of(options), options.get("limits", _LIMITS))
         return httpx.HTTPTransport(**options)
 
     def get(self, backend: Backend) -> Target:
@@ -104,9 +110,13 @@ class Pools:
                             f"backend {backend.address!r} is not an http(s) base URL, so "
                             "mesh.http() cannot send to it; use mesh.call() for other "
                             "backends", policy="routing")
+                    transport = self._transport(url.scheme)
+                    prefix = url.raw_path.split(b"?")[0].rstrip(b"/")
+                    netloc = url.netloc.decode("ascii")
+                    origin = (f"{url.scheme}://{netloc}{prefix.decode('ascii')}"
+                              if isinstance(transport, AiohttpTransport) else None)
                     target = self._targets[backend.address] = Target(
-                        self._transport(url.scheme), url.scheme, url.host, url.port,
-                        url.raw_path.split(b"?")[0].rstrip(b"/"), url.netloc.decode("ascii"))
+                        transport, url.scheme, url.host, url.port, prefix, netloc, origin)
         return target
 
     def passthrough(self) -> Any:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable
 
 import httpx
+from multidict import CIMultiDict
+from yarl import URL
 
 from .._context import CallContext
 from ..routing._backend import Backend
@@ -12,6 +15,7 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
+from ._aio_wire import AiohttpTransport
 from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
 
@@ -58,15 +62,30 @@ class Call:
         ctx = self.ctx
         left = ctx.remaining() if ctx is not None else None
         if left is not None:
-            given = extensions.get("timeout") or {}
-            extensions["timeout"] = {
-                k: left if (v := given.get(k)) is None or v > left else v
-                for k in ("connect", "read", "write", "pool")}
+            extensions["timeout"] = _clamped(extensions.get("timeout"), left)
         sent_url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
                                  raw_path=raw_path)
         stamp(headers, self.pools.headers, request.method, sent_url)
         return httpx.Request(request.method, sent_url, headers=headers,
                              stream=request.stream, extensions=extensions)
+
+    def exchange(self, target: Target) -> Awaitable[httpx.Response]:
+        """Send this attempt over the aiohttp wire (``target.origin`` is set) without
+        building an ``httpx.Request`` for it: the URL and headers go to aiohttp
+        directly."""
+        request = self.request
+        headers = CIMultiDict([(k.decode("latin-1"), v.decode("latin-1"))
+                               for k, v in request.headers.raw])
+        headers["Host"] = target.netloc
+        url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
+        stamp(headers, self.pools.headers, request.method, url)
+        given = request.extensions.get("timeout")
+        ctx = self.ctx
+        left = ctx.remaining() if ctx is not None else None
+        if left is not None:
+            given = _clamped(given, left)
+        wire: AiohttpTransport = target.transport
+        return wire.send(request, url, headers, wire.client_timeout(given))
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
@@ -88,6 +107,15 @@ class Call:
             retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
 
+def _clamped(given: dict[str, float | None] | None, left: float
+             ) -> dict[str, float | None]:
+    """httpx's per-request timeouts, none longer than the ``left`` seconds of the
+    call's deadline."""
+    given = given or {}
+    return {k: left if (v := given.get(k)) is None or v > left else v
+            for k in ("connect", "read", "write", "pool")}
+
+
 def _replayable(request: httpx.Request, service: Service) -> bool:
     if not isinstance(request.stream, httpx.ByteStream):
         return False  # a streamed body cannot be sent twice
@@ -106,9 +134,13 @@ def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
 
 async def asend(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
-    request = call.attempt(target)
+    request = call.request
     try:
-        response: httpx.Response = await target.transport.handle_async_request(request)
+        if target.origin is not None and isinstance(request.stream, httpx.ByteStream):
+            response = await call.exchange(target)
+        else:
+            request = call.attempt(target)
+            response = await target.transport.handle_async_request(request)
     except _UNSENT:
         raise
     except ssl.SSLError as error:
