@@ -28,8 +28,9 @@ class Target(NamedTuple):
     prefix: bytes
     netloc: str
     origin: str | None
-    """``scheme://netloc`` plus the prefix, when the transport is the aiohttp wire
-    (whose routed path builds its URL from it), else None."""
+    """``scheme://netloc`` (plus the prefix on the aiohttp wire) when the transport
+    is one of meshlite's wires, whose routed path builds its URL from it; else None
+    (httpcore, for options only it honours: the attempt is an ``httpx.Request``)."""
 
 
 _tls_lock = threading.Lock()
@@ -113,8 +114,11 @@ class Pools:
                     transport = self._transport(url.scheme)
                     prefix = url.raw_path.split(b"?")[0].rstrip(b"/")
                     netloc = url.netloc.decode("ascii")
-                    origin = (f"{url.scheme}://{netloc}{prefix.decode('ascii')}"
-                              if isinstance(transport, AiohttpTransport) else None)
+                    origin = None
+                    if isinstance(transport, AiohttpTransport):
+                        origin = f"{url.scheme}://{netloc}{prefix.decode('ascii')}"
+                    elif isinstance(transport, Urllib3Transport):
+                        origin = f"{url.scheme}://{netloc}"  # its path carries the prefix
                     target = self._targets[backend.address] = Target(
                         transport, url.scheme, url.host, url.port, prefix, netloc, origin)
         return target

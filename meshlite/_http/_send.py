@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 
 import httpx
 from multidict import CIMultiDict
+from urllib3 import HTTPHeaderDict
 from yarl import URL
 
 from .._context import CallContext
@@ -18,6 +19,7 @@ from ..telemetry._spans import record_http_status
 from ._aio_wire import AiohttpTransport
 from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
+from ._sync_wire import Urllib3Transport
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -86,6 +88,24 @@ class Call:
             given = _clamped(given, left)
         wire: AiohttpTransport = target.transport
         return wire.send(request, url, headers, wire.client_timeout(given))
+
+    def exchange_sync(self, target: Target) -> httpx.Response:
+        """Sync twin of :meth:`exchange`, over the urllib3 wire."""
+        request = self.request
+        headers = HTTPHeaderDict()
+        for k, v in request.headers.raw:
+            headers.add(k.decode("latin-1"), v.decode("latin-1"))
+        headers["Host"] = target.netloc
+        path = target.prefix.decode("ascii") + request.url.raw_path.decode("ascii")
+        stamp(headers, self.pools.headers, request.method, f"{target.origin}{path}")
+        given = request.extensions.get("timeout")
+        ctx = self.ctx
+        left = ctx.remaining() if ctx is not None else None
+        if left is not None:
+            given = _clamped(given, left)
+        wire: Urllib3Transport = target.transport
+        return wire.send(request, target.scheme, target.host, target.port, path, headers,
+                         given)
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
@@ -163,9 +183,13 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
 
 def send(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
-    request = call.attempt(target)
+    request = call.request
     try:
-        response: httpx.Response = target.transport.handle_request(request)
+        if target.origin is not None:
+            response = call.exchange_sync(target)
+        else:
+            request = call.attempt(target)
+            response = target.transport.handle_request(request)
     except _UNSENT:
         raise
     except ssl.SSLError as error:

@@ -23,6 +23,11 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_a
 """Transport options this wire does not honour: a service setting one keeps httpcore."""
 
 
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
+"""One shared, immutable retry setting: the mesh's pipeline retries, urllib3 never
+(``retries=False`` would build a new ``Retry`` per request)."""
+
+
 def urllib3_options(options: dict[str, Any]) -> bool:
     """Whether a service's ``http_pool`` options can all be honoured by this wire."""
     return not any(options.get(name) for name in _HTTPCORE_ONLY)
@@ -106,7 +111,7 @@ class Urllib3Transport(httpx.BaseTransport):
         most = limits.max_connections
         self._manager = urllib3.PoolManager(
             num_pools=64, maxsize=most or 100, block=most is not None,
-            ssl_context=ssl_context, retries=False,
+            ssl_context=ssl_context, retries=_NO_RETRIES,
             cert_reqs=ssl_context.verify_mode,
             assert_hostname=None if ssl_context.check_hostname else False)
         if ssl_context.verify_mode == ssl.CERT_NONE:
@@ -127,21 +132,34 @@ class Urllib3Transport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
         url = request.url
-        stream = request.stream
-        body: Any = b"".join(stream) if isinstance(stream, httpx.ByteStream) else stream
         headers = urllib3.HTTPHeaderDict()
         for key, value in request.headers.raw:
-            if key.lower() != b"transfer-encoding":
-                headers.add(key.decode("latin-1"), value.decode("latin-1"))
-        given = request.extensions.get("timeout")
-        pool = self._manager.connection_from_host(url.host, url.port, url.scheme)
+            headers.add(key.decode("latin-1"), value.decode("latin-1"))
+        return self.send(request, url.scheme, url.host, url.port,
+                         url.raw_path.decode("ascii"), headers,
+                         request.extensions.get("timeout"))
+
+    def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
+             path: str, headers: urllib3.HTTPHeaderDict,
+             given: dict[str, float | None] | None) -> httpx.Response:
+        """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
+        with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
+        which builds the URL and headers itself."""
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            body: Any = b"".join(stream) or None
+            chunked = False
+        else:  # a streamed body, sent chunked as httpx would
+            body, chunked = stream, True
+            headers.discard("Transfer-Encoding")
+        pool = self._manager.connection_from_host(host, port, scheme)
         try:
             response = pool.urlopen(
-                request.method, url.raw_path.decode("ascii"), body=body or None,
-                headers=headers, retries=False, redirect=False, assert_same_host=False,
-                preload_content=False, decode_content=False,
-                timeout=self._timeout(given), pool_timeout=(given or {}).get("pool"),
-                chunked=body is stream and not isinstance(stream, httpx.ByteStream))
+                request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
+                redirect=False, assert_same_host=False, preload_content=False,
+                decode_content=False, timeout=self._timeout(given),
+                pool_timeout=(given or {}).get("pool"),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
+                chunked=chunked)
         except (_u3.HTTPError, OSError) as error:
             raise map_error(error, request) from error
         return httpx.Response(
