@@ -479,14 +479,14 @@ class Mesh(MeshLifecycle):
             ConfigError: no such service, or ``transport=`` given.
         """
         self._target(name)
-        from ._http import async_client
+        from ._http._transport import async_client
 
         return async_client(self, name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
-        from ._http import sync_client
+        from ._http._transport import sync_client
 
         return sync_client(self, name, httpx_kwargs)
 

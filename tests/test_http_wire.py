@@ -263,3 +263,32 @@ async def test_aiohttp_other_hosts_pass_through(backends: list[FakeBackend]) -> 
 def test_aiohttp_of_an_unknown_service_is_a_config_error() -> None:
     with pytest.raises(ml.ConfigError, match="no service named 'nope'"):
         ml.Mesh().aiohttp("nope")
+
+
+def test_routing_does_not_import_the_http_layer() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, meshlite.routing as r\n"
+            "s = r.Service('users', ['http://127.0.0.1:1'], "
+            "health_check=r.HealthCheck(lambda b: True))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('meshlite._http', "
+            "'httpx', 'aiohttp', 'urllib3'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+async def test_http_health_check_probes_over_the_http_layer(
+        backends: list[FakeBackend]) -> None:
+    from meshlite.routing import HttpHealthCheck
+
+    a, b = backends
+    b.set(health_status=503)
+    assert ml.HttpHealthCheck is HttpHealthCheck  # one class, from the HTTP layer
+    check = HttpHealthCheck("/healthz", interval=60.0, unhealthy_threshold=1)
+    async with _mesh([a.url, b.url], health_check=check,
+                     headers={"X-Probe": "yes"}) as mesh:
+        health = mesh.health()["users"]
+        assert [h.status for h in health.backends] == ["up", "unhealthy"]
+    assert a.requests[0].headers["x-probe"] == "yes"  # the service's headers, bound

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import threading
-from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import httpx
@@ -17,7 +15,7 @@ from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
 from ._sync_wire import Urllib3Transport, urllib3_options
 
-__all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
+__all__ = ["Pools", "Target", "tls_context"]
 
 
 class Target(NamedTuple):
@@ -145,27 +143,3 @@ class Pools:
     def close(self) -> None:
         for transport in self._all():
             transport.close()
-
-
-@contextlib.asynccontextmanager
-async def http_probe_session(path: str, seconds: float, *,
-                             verify: ssl.SSLContext | None = None,
-                             headers: Headers = ()) -> AsyncIterator[Any]:
-    """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
-    ``GET <address><path>``, else why the backend is unhealthy. ``verify`` and
-    ``headers`` are the service's TLS context and static headers."""
-    async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
-                                 verify=verify or tls_context("https")) as client:
-
-        async def probe(backend: Backend) -> str | None:
-            try:
-                response = await client.get(backend.address.rstrip("/") + path)
-            except httpx.TimeoutException:
-                return f"GET {path} timed out after {seconds} s"
-            except httpx.HTTPError as error:
-                return f"GET {path} failed: {error!r}"
-            if 200 <= response.status_code < 300:
-                return None
-            return f"GET {path} answered {response.status_code}"
-
-        yield probe

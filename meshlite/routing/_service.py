@@ -29,7 +29,7 @@ from ._health import HealthCheck, HealthChecker
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
-from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls, probe_check
+from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls
 
 if TYPE_CHECKING:
     import ssl
@@ -202,7 +202,7 @@ class Service(Rotation):
         self.components: list[Lifecycle] = []
         """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
         if health_check is not None:
-            self.components.append(HealthChecker(self, probe_check(health_check, self),
+            self.components.append(HealthChecker(self, health_check.for_service(self),
                                                  self.clock, random))
 
     # -- introspection --------------------------------------------------------
