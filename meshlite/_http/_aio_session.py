@@ -115,8 +115,8 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
 
 def _sent(call: _Call) -> None:
     ctx = call.ctx
-    if not call.replay and ctx is not None and ctx.extras is not None:
-        ctx.extras["no_resend"] = True
+    if not call.replay and ctx is not None:
+        ctx.no_resend = True
 
 
 class _Route:
@@ -154,7 +154,7 @@ class _Route:
                               "not a service or backends", policy="routing")
         call = _Call(request, handler, self, service)
         ctx = CallContext(_attempt, (call,), {}, request.method, self.name, _current.get())
-        ctx.extras = {"request": request}
+        ctx.request = request
         call.ctx = ctx
         try:
             return await self.dispatcher.dispatch(service, ctx)  # type: ignore[no-any-return]

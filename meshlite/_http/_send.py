@@ -109,8 +109,8 @@ class Call:
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
-        if not self.replay and self.ctx is not None and self.ctx.extras is not None:
-            self.ctx.extras["no_resend"] = True
+        if not self.replay and self.ctx is not None:
+            self.ctx.no_resend = True
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
                 ) -> HttpResponseError:

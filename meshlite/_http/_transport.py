@@ -30,7 +30,7 @@ class _Base:
         # The operation is the method alone: it names spans and labels metrics, and a
         # path with IDs in it would make both unbounded (HTTP semantic conventions).
         ctx = CallContext(send, (call,), {}, request.method, self._name, _current.get())
-        ctx.extras = {"request": request}
+        ctx.request = request
         call.ctx = ctx
         return ctx
 

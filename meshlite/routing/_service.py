@@ -413,12 +413,11 @@ class Service(Rotation):
             candidates = self._due()
         if not candidates:
             raise self._no_backend()
-        if ctx.extras is not None:
-            tried = ctx.extras.get("tried")
-            if tried:
-                left = [e for e in candidates if e.backend not in tried]
-                if left:
-                    candidates = left
+        tried = ctx.tried
+        if tried:
+            left = [e for e in candidates if e.backend not in tried]
+            if left:
+                candidates = left
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
@@ -426,8 +425,7 @@ class Service(Rotation):
     def _failed(self, endpoint: Endpoint, start: float, error: Exception,
                 ctx: CallContext) -> None:
         endpoint.failed(start)
-        if ctx.extras is not None:
-            ctx.extras["last_error"] = error
+        ctx.last_error = error
         detector = self.outlier_detection
         if detector is not None:
             reason = detector.failed(endpoint, error)

@@ -35,7 +35,7 @@ def endpoints(clock: FakeClock, *weights: float) -> list[Endpoint]:
 def ctx(*args: Any, request: Any = None) -> ml.CallContext:
     c = ml.CallContext(print, args, {}, "op")
     if request is not None:
-        c.extras = {"request": request}
+        c.request = request
     return c
 
 
