@@ -292,3 +292,18 @@ async def test_http_health_check_probes_over_the_http_layer(
         health = mesh.health()["users"]
         assert [h.status for h in health.backends] == ["up", "unhealthy"]
     assert a.requests[0].headers["x-probe"] == "yes"  # the service's headers, bound
+
+
+async def test_clients_remember_merged_urls_until_base_url_changes(
+        backends: list[FakeBackend]) -> None:
+    a, b = backends
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        assert str(client.build_request("GET", "/u/1").url) == "http://users/u/1"
+        merged = client._merged["/u/1"]  # parsed and merged once...
+        client.build_request("GET", "/u/1")
+        assert client._merged["/u/1"] is merged  # ...then remembered
+        client.base_url = b.url  # another host: passed through, merged afresh
+        assert (await client.get("/u/1")).json()["backend"] == b.url
+    with _mesh([a.url]) as mesh, mesh.http_sync("users", base_url="http://users/v2") as sync:
+        assert sync.get("/u/1").json()["path"] == "/v2/u/1"
+        assert str(sync._merged["/u/1"]) == "http://users/v2/u/1"

@@ -90,6 +90,42 @@ class SyncMeshTransport(_Base, httpx.BaseTransport):
             return outcome(error)
 
 
+_MERGED = 512
+"""Distinct URL strings whose merge with the base URL a client remembers."""
+
+
+class _MergeCache:
+    """httpx parses every URL twice to merge it with ``base_url`` (about half of
+    httpx's own client cost a request, docs/design.md); a mesh client sends the same
+    few relative URLs over and over, so it keeps the merged ``httpx.URL`` (immutable)
+    per URL string, and forgets them all when ``base_url`` changes or the cache
+    fills."""
+
+    _merged: dict[str, httpx.URL]
+    _merged_base: httpx.URL | None = None
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        base = self.base_url  # type: ignore[attr-defined]
+        if type(url) is not str:
+            return super()._merge_url(url)  # type: ignore[misc,no-any-return]
+        if base is not self._merged_base:
+            self._merged, self._merged_base = {}, base
+        merged = self._merged.get(url)
+        if merged is None:
+            if len(self._merged) >= _MERGED:
+                self._merged.clear()
+            merged = self._merged[url] = super()._merge_url(url)  # type: ignore[misc]
+        return merged
+
+
+class _AsyncClient(_MergeCache, httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` of ``mesh.http()``: httpx's, remembering merged URLs."""
+
+
+class _Client(_MergeCache, httpx.Client):
+    """The ``httpx.Client`` of ``mesh.http_sync()``: httpx's, remembering merged URLs."""
+
+
 def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
     for forbidden in ("transport", "mounts"):
         if forbidden in kwargs:
@@ -103,12 +139,12 @@ def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
 def async_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` behind ``mesh.http(name, **kwargs)``."""
     base_url, host = _client_args(name, kwargs)
-    return httpx.AsyncClient(transport=MeshTransport(mesh, name, host), base_url=base_url,
-                             **kwargs)
+    return _AsyncClient(transport=MeshTransport(mesh, name, host), base_url=base_url,
+                        **kwargs)
 
 
 def sync_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.Client:
     """The ``httpx.Client`` behind ``mesh.http_sync(name, **kwargs)``."""
     base_url, host = _client_args(name, kwargs)
-    return httpx.Client(transport=SyncMeshTransport(mesh, name, host), base_url=base_url,
-                        **kwargs)
+    return _Client(transport=SyncMeshTransport(mesh, name, host), base_url=base_url,
+                   **kwargs)
