@@ -304,6 +304,10 @@ async def test_clients_remember_merged_urls_until_base_url_changes(
         assert client._merged["/u/1"] is merged  # ...then remembered
         client.base_url = b.url  # another host: passed through, merged afresh
         assert (await client.get("/u/1")).json()["backend"] == b.url
-    with _mesh([a.url]) as mesh, mesh.http_sync("users", base_url="http://users/v2") as sync:
+
+
+def test_sync_client_remembers_merged_urls() -> None:
+    with FakeBackend() as a, _mesh([a.url]) as mesh, \
+            mesh.http_sync("users", base_url="http://users/v2") as sync:
         assert sync.get("/u/1").json()["path"] == "/v2/u/1"
         assert str(sync._merged["/u/1"]) == "http://users/v2/u/1"
