@@ -56,7 +56,7 @@ class _Target(NamedTuple):
 class _Call:
     """One logical request going through the pipeline (``ctx.args[0]``)."""
 
-    __slots__ = ("ctx", "handler", "path", "replay", "request", "route", "service")
+    __slots__ = ("handler", "path", "replay", "request", "route", "service")
 
     def __init__(self, request: aiohttp.ClientRequest, handler: ClientHandlerType,
                  route: _Route,
@@ -70,7 +70,6 @@ class _Call:
         self.replay = (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
             request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
             or "Idempotency-Key" in request.headers)
-        self.ctx: CallContext | None = None
 
 
 async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
@@ -82,7 +81,7 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     headers[hdrs.HOST] = target.netloc
     stamp(headers, service._headers, request.method, request.url)
     request._ssl = target.ssl
-    ctx = call.ctx
+    ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
     left = ctx.remaining() if ctx is not None else None
     try:
         if left is None:
@@ -94,9 +93,9 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
         raise
     except BaseException:
         # Cancellation too (a per-attempt Timeout): the request may have left.
-        _sent(call)
+        _sent(call, ctx)
         raise
-    _sent(call)
+    _sent(call, ctx)
     record_http_status(response.status)
     if is_failure(response.status):
         try:
@@ -113,8 +112,7 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     return response
 
 
-def _sent(call: _Call) -> None:
-    ctx = call.ctx
+def _sent(call: _Call, ctx: CallContext | None) -> None:
     if not call.replay and ctx is not None:
         ctx.no_resend = True
 
@@ -155,7 +153,6 @@ class _Route:
         call = _Call(request, handler, self, service)
         ctx = CallContext(_attempt, (call,), {}, request.method, self.name, _current.get())
         ctx.request = request
-        call.ctx = ctx
         try:
             return await self.dispatcher.dispatch(service, ctx)  # type: ignore[no-any-return]
         except (ResponseStatusError, ResendRefused) as error:

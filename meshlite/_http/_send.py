@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 from urllib3 import HTTPHeaderDict
 from yarl import URL
 
-from .._context import CallContext
+from .._context import CallContext, _current
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
@@ -52,6 +52,8 @@ class Call:
         self.service = service
         self.replay = _replayable(request, service)
         self.ctx: CallContext | None = None
+        """A context given explicitly; by default each attempt uses the current one
+        (its own copy under a hedge), and the call keeps no reference to it."""
 
     def attempt(self, target: Target) -> httpx.Request:
         """The request for one attempt: the backend's URL, Host header and deadline."""
@@ -61,7 +63,7 @@ class Call:
         headers = request.headers.copy()
         headers["Host"] = target.netloc
         extensions = dict(request.extensions)
-        ctx = self.ctx
+        ctx = self.ctx or _current.get()
         left = ctx.remaining() if ctx is not None else None
         if left is not None:
             extensions["timeout"] = _clamped(extensions.get("timeout"), left)
@@ -82,7 +84,7 @@ class Call:
         url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
         stamp(headers, self.pools.headers, request.method, url)
         given = request.extensions.get("timeout")
-        ctx = self.ctx
+        ctx = self.ctx or _current.get()
         left = ctx.remaining() if ctx is not None else None
         if left is not None:
             given = _clamped(given, left)
@@ -99,7 +101,7 @@ class Call:
         path = target.prefix.decode("ascii") + request.url.raw_path.decode("ascii")
         stamp(headers, self.pools.headers, request.method, f"{target.origin}{path}")
         given = request.extensions.get("timeout")
-        ctx = self.ctx
+        ctx = self.ctx or _current.get()
         left = ctx.remaining() if ctx is not None else None
         if left is not None:
             given = _clamped(given, left)
@@ -109,8 +111,9 @@ class Call:
 
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
-        if not self.replay and self.ctx is not None:
-            self.ctx.no_resend = True
+        ctx = self.ctx or _current.get()
+        if not self.replay and ctx is not None:
+            ctx.no_resend = True
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
                 ) -> HttpResponseError:

@@ -31,7 +31,6 @@ class _Base:
         # path with IDs in it would make both unbounded (HTTP semantic conventions).
         ctx = CallContext(send, (call,), {}, request.method, self._name, _current.get())
         ctx.request = request
-        call.ctx = ctx
         return ctx
 
     def _no_http(self, fake: Any) -> ConfigError:
