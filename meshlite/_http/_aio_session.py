@@ -30,9 +30,8 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
-from ..telemetry._spans import record_http_status
 from ._dispatcher import Dispatcher
-from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
+from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
 
 __all__ = ["AiohttpResponseError", "aiohttp_session"]
 
@@ -79,7 +78,7 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     request.url = URL(target.origin + call.path, encoded=True)
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
-    stamp(headers, service._headers, request.method, request.url)
+    span = stamp(headers, service._headers, request.method, request.url)
     request._ssl = target.ssl
     ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
     left = ctx.remaining() if ctx is not None else None
@@ -96,7 +95,7 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
         _sent(call, ctx)
         raise
     _sent(call, ctx)
-    record_http_status(response.status)
+    answered(span, response.status)
     if is_failure(response.status):
         try:
             await response.read()  # kept by the response: the caller reads it again
