@@ -152,6 +152,7 @@ class Endpoint:
         "_lock",
         "_stamp",
         "_tau",
+        "_unit",
         "address",
         "backend",
         "consecutive_failures",
@@ -187,6 +188,9 @@ class Endpoint:
         self._tau = decay_seconds
         self._lock = threading.Lock()
         self._ewma = 0.0
+        # The cost's estimate: peak EWMA of latency per request in flight on this
+        # endpoint when the attempt ended (see cost), on the same clock and stamp.
+        self._unit = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
         # The latency histogram a mesh's metrics read (see record_histogram), counted
@@ -234,19 +238,23 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self.in_flight -= 1
+            load = self.in_flight  # this attempt and those sharing the backend with it
+            self.in_flight = load - 1
             requests = self.requests = self.requests + 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
             # Peak EWMA (Finagle), as _observe, inlined on the success path.
+            unit = rtt / load if load > 1 else rtt
             ewma = self._ewma
-            if rtt >= ewma:
-                self._ewma = rtt
+            if rtt >= ewma and unit >= self._unit:
+                self._ewma, self._unit = rtt, unit
             else:
                 elapsed = now - self._stamp
                 w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
-                self._ewma = ewma * w + rtt * (1.0 - w)
+                self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
+                previous = self._unit
+                self._unit = unit if unit >= previous else previous * w + unit * (1.0 - w)
             self._stamp = now
         finally:
             lock.release()
@@ -260,7 +268,8 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            self.in_flight -= 1
+            load = self.in_flight
+            self.in_flight = load - 1
             requests = self.requests = self.requests + 1
             self.errors += 1
             self._latencies.append(rtt)
@@ -270,7 +279,10 @@ class Endpoint:
             # estimate per failure grew without bound, turned a flaky backend into a
             # sink that p2c never picks, and so sent its share to the slow one.
             # Ejection, not latency, takes persistently failing backends out.
-            self._observe(now, max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS))
+            # The penalty stands for the latency at the load the attempt failed
+            # under, so it is divided by that load as every latency is (cost).
+            penalised = max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS)
+            self._observe(now, penalised, penalised / load if load > 1 else penalised)
         return rtt
 
     def abandoned(self) -> None:
@@ -279,14 +291,12 @@ class Endpoint:
         with self._lock:
             self.in_flight -= 1
 
-    def _observe(self, now: float, rtt: float) -> None:
+    def _observe(self, now: float, rtt: float, unit: float) -> None:
         # Peak EWMA (Finagle): a slower sample replaces the average at once, faster
         # ones pull it down with a weight that grows with the time since the last.
-        if rtt >= self._ewma:
-            self._ewma = rtt
-        else:
-            w = math.exp(-max(0.0, now - self._stamp) / self._tau)
-            self._ewma = self._ewma * w + rtt * (1.0 - w)
+        w = math.exp(-max(0.0, now - self._stamp) / self._tau)
+        self._ewma = rtt if rtt >= self._ewma else self._ewma * w + rtt * (1.0 - w)
+        self._unit = unit if unit >= self._unit else self._unit * w + unit * (1.0 - w)
         self._stamp = now
 
     # -- what balancers and snapshots read -------------------------------------
@@ -300,15 +310,22 @@ class Endpoint:
         return ewma * math.exp(-max(0.0, self._clock.monotonic() - self._stamp) / self._tau)
 
     def cost(self, now: float | None = None) -> float:
-        """Peak-EWMA latency times load (``in_flight + 1``), divided by the weight;
+        """The latency a new attempt is expected to see here, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
+
+        It is the peak EWMA of latency *per request in flight* (each attempt's
+        latency divided by the requests in flight on this endpoint when it ended),
+        times the load the new attempt would make (``in_flight + 1``). Multiplying
+        the plain latency EWMA by the load counted load twice when the latencies
+        were measured under that load already (docs/routing.md, "p2c_ewma under
+        load").
 
         Args:
             now: The service clock's time, when the caller has read it already
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        ewma = self._ewma
+        ewma = self._unit
         if ewma != 0.0:  # decayed to now, as the ewma property
             if now is None:
                 now = self._clock.monotonic()

@@ -167,7 +167,10 @@ class P2CEwma(_Base):
     """Power of two choices on peak-EWMA latency times load (the default).
 
     As Finagle's and Linkerd's balancer: pick two endpoints at random and send to the
-    one with the lower ``ewma_latency * (in_flight + 1) / weight``. The peak EWMA
+    one with the lower :meth:`Endpoint.cost`, ``unit_latency * (in_flight + 1) /
+    weight``, where ``unit_latency`` is the peak EWMA of each attempt's latency
+    divided by the requests in flight on the endpoint when it ended (so latency
+    measured under load is not multiplied by that load a second time). The peak EWMA
     jumps up at once on a slow answer and decays over ``DEFAULT_EWMA_DECAY_SECONDS``,
     so a backend that slows down sheds load within a few calls, and one that
     recovers gets it back as its average decays.
@@ -185,7 +188,7 @@ class P2CEwma(_Base):
         if j >= i:
             j += 1
         a, b = endpoints[i], endpoints[j]
-        ewma_a, ewma_b = a._ewma, b._ewma
+        ewma_a, ewma_b = a._unit, b._unit
         if ewma_a != 0.0 or ewma_b != 0.0:
             # Endpoint.cost of both, inlined, with one clock read: two fewer calls.
             now = a._clock.monotonic()
