@@ -311,3 +311,4 @@ def test_sync_client_remembers_merged_urls() -> None:
             mesh.http_sync("users", base_url="http://users/v2") as sync:
         assert sync.get("/u/1").json()["path"] == "/v2/u/1"
         assert str(sync._merged["/u/1"]) == "http://users/v2/u/1"
+

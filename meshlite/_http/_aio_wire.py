@@ -119,25 +119,34 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._limits = limits
         self._local = (local_address, 0) if local_address else None
+        # One session per event loop (aiohttp's are bound to one); the last used is
+        # also kept apart, for the usual case of a single loop.
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._httpcore: httpx.AsyncHTTPTransport | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-        _drop(self._session, self._loop)
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            for old in [o for o in self._sessions if o.is_closed()]:  # loops gone
+                _drop(self._sessions.pop(old), old)
+            session = self._sessions[loop] = self._new(loop)
+        self._session, self._loop = session, loop
+        return session
+
+    def _new(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         limits = self._limits
         connector = aiohttp.TCPConnector(
             limit=limits.max_connections or 0, limit_per_host=0, ssl=self._ssl,
             keepalive_timeout=(_KEEPALIVE_FOREVER if limits.keepalive_expiry is None
                                else limits.keepalive_expiry),
             local_addr=self._local, loop=loop)
-        session = self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
             trust_env=False, raise_for_status=False)
-        self._loop = loop
-        return session
 
     def client_timeout(self, given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
         """aiohttp's timeouts for httpx's ``timeout`` request extension (cached)."""
@@ -197,12 +206,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         httpcore, self._httpcore = self._httpcore, None
         if httpcore is not None:
             await httpcore.aclose()
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            if self._loop is asyncio.get_running_loop():
+        sessions, self._sessions = self._sessions, {}
+        self._session = self._loop = None
+        here = asyncio.get_running_loop()
+        for loop, session in sessions.items():
+            if loop is here:
                 await session.close()
             else:
-                _drop(session, self._loop)
+                _drop(session, loop)
 
 
 def _drop(session: aiohttp.ClientSession | None,
