@@ -36,7 +36,7 @@ def _mesh(urls: list[str], **options: Any) -> ml.Mesh:
 
 
 def _transport_connector(mesh: ml.Mesh) -> Any:
-    pools = mesh.service("users")._apools
+    pools = mesh.http_pools(mesh.service("users"), True)
     (target,) = pools._targets.values()
     return target.transport._session.connector
 
@@ -48,8 +48,8 @@ async def test_http_keeps_connections_alive(servers: list[Server]) -> None:
     async with _mesh([a.url]) as mesh, mesh.http("users") as client:
         for i in range(5):
             assert (await client.get(f"/u/{i}")).status_code == 200
-        assert type(mesh.service("users")._apools._targets[a.url].transport).__name__ == \
-            "AiohttpTransport"
+        pools = mesh.http_pools(mesh.service("users"), True)
+        assert type(pools._targets[a.url].transport).__name__ == "AiohttpTransport"
     assert len(a.requests) == 5
     assert len(a.peers) == 1  # one connection, reused
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
 from ._sync_wire import Urllib3Transport, urllib3_options
 
-__all__ = ["Pools", "Target", "tls_context"]
+__all__ = ["MeshPools", "Pools", "Target", "tls_context"]
 
 
 class Target(NamedTuple):
@@ -143,3 +144,48 @@ class Pools:
     def close(self) -> None:
         for transport in self._all():
             transport.close()
+
+
+class MeshPools:
+    """The HTTP connection pools of one mesh: a :class:`Pools` (one pool per backend)
+    per service and kind (async, sync), made on first use. The mesh holds it and
+    closes it (all of it when the mesh closes, one service's part when a reload
+    retires the service) through :meth:`aclose`, :meth:`close` and :meth:`take`,
+    without knowing what is inside."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[tuple[Service, bool], Pools] = {}
+
+    def get(self, service: Service, is_async: bool) -> Pools:
+        """The pools of ``service`` for async or sync clients (made now if new)."""
+        key = (service, is_async)
+        pools = self._made.get(key)
+        if pools is None:
+            with self._lock:
+                pools = self._made.get(key)
+                if pools is None:
+                    pools = self._made[key] = Pools(service, is_async)
+        return pools
+
+    def made(self, service: Service, is_async: bool) -> bool:
+        """Whether ``service`` has pools of that kind open."""
+        return (service, is_async) in self._made
+
+    def take(self, service: Service | None = None) -> tuple[list[Pools], list[Pools]]:
+        """Forget the pools of ``service`` (of every service when None) and return
+        them, async ones first, for the caller to close."""
+        with self._lock:
+            keys = [k for k in self._made if service is None or k[0] is service]
+            taken = [(k[1], self._made.pop(k)) for k in keys]
+        return [p for a, p in taken if a], [p for a, p in taken if not a]
+
+    async def aclose(self, service: Service | None = None) -> None:
+        """Close the pools of ``service`` (every service when None)."""
+        async_pools, sync_pools = self.take(service)
+        for pools in async_pools:
+            with contextlib.suppress(Exception):
+                await pools.aclose()
+        for pools in sync_pools:
+            with contextlib.suppress(Exception):
+                pools.close()

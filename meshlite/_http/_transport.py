@@ -53,9 +53,7 @@ class MeshTransport(_Base, httpx.AsyncBaseTransport):
             if handle is None:
                 raise self._no_http(target)
             return await handle(request)  # type: ignore[no-any-return]
-        pools = target._apools
-        if pools is None:
-            pools = target._apools = Pools(target, True)
+        pools: Pools = self._mesh.http_pools(target, True)
         if request.url.host != self._host:
             passthrough: httpx.AsyncBaseTransport = pools.passthrough()
             return await passthrough.handle_async_request(request)
@@ -76,9 +74,7 @@ class SyncMeshTransport(_Base, httpx.BaseTransport):
             if handle is None:
                 raise self._no_http(target)
             return handle(request)  # type: ignore[no-any-return]
-        pools = target._spools
-        if pools is None:
-            pools = target._spools = Pools(target, False)
+        pools: Pools = self._mesh.http_pools(target, False)
         if request.url.host != self._host:
             direct: httpx.BaseTransport = pools.passthrough()
             return direct.handle_request(request)

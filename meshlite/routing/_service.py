@@ -197,8 +197,6 @@ class Service(Rotation):
         self._ahandler: AsyncHandler
         self._handler: Handler | None = None
         self._recompile(())
-        self._apools: Any = None  # the HTTP module's connection pools, made on first use
-        self._spools: Any = None
         self.components: list[Lifecycle] = []
         """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
         if health_check is not None:
