@@ -312,3 +312,30 @@ def test_sync_client_remembers_merged_urls() -> None:
         assert sync.get("/u/1").json()["path"] == "/v2/u/1"
         assert str(sync._merged["/u/1"]) == "http://users/v2/u/1"
 
+
+
+async def test_options_only_httpcore_honours_keep_httpcore(
+        backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    async with _mesh([a.url], http_pool={"retries": 1}) as mesh, \
+            mesh.http("users") as client:
+        assert (await client.get("/x")).json()["path"] == "/x"
+        pools = mesh.http_pools(mesh.service("users"), True)
+        assert type(pools._targets[a.url].transport) is httpx.AsyncHTTPTransport
+
+
+def test_sync_client_rides_urllib3_and_maps_its_errors() -> None:
+    with FakeBackend() as a, FakeBackend() as b, _mesh([a.url, b.url]) as mesh, \
+            mesh.http_sync("users", timeout=0.5) as client:
+        pools = mesh.http_pools(mesh.service("users"), False)
+        assert (client.get("/x")).status_code == 200
+        assert {type(t.transport).__name__ for t in pools._targets.values()} == {
+            "Urllib3Transport"}
+        a.set(hang=True)
+        b.set(hang=True)
+        with pytest.raises(httpx.ReadTimeout):  # a GET is retried once, then raised
+            client.get("/slow")
+        a.set(hang=False, down=True)
+        b.set(hang=False, down=True)
+        with pytest.raises(httpx.ConnectError):
+            client.post("/orders", content=b"{}")  # refused: nothing sent, so retried

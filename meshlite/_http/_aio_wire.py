@@ -44,8 +44,7 @@ _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
 
 def aiohttp_options(options: dict[str, Any]) -> bool:
     """Whether a service's ``http_pool`` options can all be honoured by this wire."""
-    return not any(options.get(name) for name in _HTTPCORE_ONLY if name != "retries") \
-        and not options.get("retries")
+    return not any(options.get(name) for name in _HTTPCORE_ONLY)
 
 
 def map_error(error: BaseException, request: httpx.Request) -> BaseException:
