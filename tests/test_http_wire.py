@@ -339,3 +339,14 @@ def test_sync_client_rides_urllib3_and_maps_its_errors() -> None:
         b.set(hang=False, down=True)
         with pytest.raises(httpx.ConnectError):
             client.post("/orders", content=b"{}")  # refused: nothing sent, so retried
+
+
+async def test_aiohttp_refuses_to_race_hedges(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(latency=0.2)
+    b.set(latency=0.2)
+    pipeline = ml.Pipeline(ml.Hedge(0.02))
+    async with _mesh([a.url, b.url], pipeline=pipeline) as mesh, \
+            mesh.aiohttp("users").get("/x") as response:
+        assert response.status == 200  # the primary attempt answered
+    assert a.stats.requests + b.stats.requests == 1  # the hedge never shared its request

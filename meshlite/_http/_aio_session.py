@@ -39,6 +39,10 @@ _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # Failures before a byte of the request left: resending is always safe.
 
 
+_TARGETS = 1024
+"""Backends (per service object) whose URL parts a session remembers."""
+
+
 class AiohttpResponseError(ResponseStatusError, ConnectionError):
     """A 5xx or 429 answer to a ``mesh.aiohttp()`` request, raised inside the
     pipeline. Also a ``ConnectionError``, so Retry's default predicate retries it
@@ -72,6 +76,12 @@ class _Call:
 
 
 async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
+    ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
+    if ctx is not None and ctx.hedge:
+        # Attempts re-point one ClientRequest in turn; racing ones would share it.
+        raise ConfigError(f"mesh.aiohttp({call.route.name!r}): ml.Hedge cannot race "
+                          "attempts of an aiohttp request; use mesh.http() for a hedged "
+                          "service", policy="routing")
     service = call.service
     target = call.route.target(service, backend)
     request = call.request
@@ -80,7 +90,6 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     headers[hdrs.HOST] = target.netloc
     span = stamp(headers, service._headers, request.method, request.url)
     request._ssl = target.ssl
-    ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
     left = ctx.remaining() if ctx is not None else None
     try:
         if left is None:
@@ -129,6 +138,8 @@ class _Route:
         key = (service, backend.address)
         found = self._targets.get(key)
         if found is None:
+            if len(self._targets) >= _TARGETS:  # reloads and discovery make new ones
+                self._targets.clear()
             url = URL(backend.address)
             if url.scheme not in ("http", "https") or not url.host:
                 raise ConfigError(
