@@ -350,3 +350,17 @@ async def test_aiohttp_refuses_to_race_hedges(backends: list[FakeBackend]) -> No
             mesh.aiohttp("users").get("/x") as response:
         assert response.status == 200  # the primary attempt answered
     assert a.stats.requests + b.stats.requests == 1  # the hedge never shared its request
+
+
+async def test_cookies_still_kept_by_the_mesh_clients(backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    a.set(headers={"set-cookie": "session=s1; Path=/"})
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        await client.get("/login")
+        a.set(headers={})
+        await client.get("/me")
+        assert client.cookies["session"] == "s1"
+        client.cookies = {"other": "o"}  # replaced as httpx would
+        await client.get("/again")
+    assert "session=s1" in a.requests[1].headers["cookie"]
+    assert a.requests[2].headers["cookie"] == "other=o"

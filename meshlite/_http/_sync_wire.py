@@ -118,6 +118,8 @@ class Urllib3Transport(httpx.BaseTransport):
             self._manager.pool_classes_by_scheme = {
                 "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
+        # The manager's pool per host, found without normalising a pool key each time.
+        self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
 
     def _timeout(self, given: dict[str, float | None] | None) -> urllib3.Timeout:
         given = given or {}
@@ -152,7 +154,13 @@ class Urllib3Transport(httpx.BaseTransport):
         else:  # a streamed body, sent chunked as httpx would
             body, chunked = stream, True
             headers.discard("Transfer-Encoding")
-        pool = self._manager.connection_from_host(host, port, scheme)
+        key = (scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
+            pool = self._manager.connection_from_host(host, port, scheme)
+            if len(self._pools) >= 64:
+                self._pools.clear()
+            self._pools[key] = pool
         try:
             response = pool.urlopen(
                 request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
@@ -170,4 +178,5 @@ class Urllib3Transport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every connection of this transport."""
+        self._pools.clear()
         self._manager.clear()
