@@ -99,7 +99,7 @@ _LAZY: dict[str, str] = {
     "Backend": ".routing",
     "Balancer": ".routing",
     "HealthCheck": ".routing",
-    "HttpHealthCheck": ".routing",
+    "HttpHealthCheck": "._http._probe",
     "LeastRequests": ".routing",
     "MeshClosedError": ".routing",
     "OutlierDetection": ".routing",

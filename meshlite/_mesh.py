@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import inspect
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,6 +42,7 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
 _REFUSING = ("closing", "closed")
+_HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
 
 
 class Mesh(MeshLifecycle):
@@ -213,6 +215,19 @@ class Mesh(MeshLifecycle):
             raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
                               "register it with mesh.register(ml.Service(...))", policy="mesh")
         return target
+
+    def http_pools(self, service: Service, is_async: bool) -> Any:
+        """The connection pools (one per backend) of ``service``'s async or sync HTTP
+        clients: the HTTP layer's, held here so that closing the mesh closes them."""
+        http = self._http
+        if http is None:
+            from ._http._pools import MeshPools
+
+            with _HTTP_LOCK:
+                http = self._http
+                if http is None:
+                    http = self._http = MeshPools()
+        return http.get(service, is_async)
 
     def target(self, name: str) -> Any:
         """What calls to ``name`` reach now: its ``Service``, or the fake of an active
@@ -454,14 +469,14 @@ class Mesh(MeshLifecycle):
             ConfigError: no such service, or ``transport=`` given.
         """
         self._target(name)
-        from ._http import async_client
+        from ._http._transport import async_client
 
         return async_client(self, name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
-        from ._http import sync_client
+        from ._http._transport import sync_client
 
         return sync_client(self, name, httpx_kwargs)
 

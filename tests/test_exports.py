@@ -124,7 +124,8 @@ def test_testing_namespace() -> None:
 def test_import_loads_no_optional_library() -> None:
     code = (
         "import sys, meshlite\n"
-        "heavy = ['httpx', 'starlette', 'uvicorn', 'redis', 'opentelemetry.sdk', "
+        "heavy = ['httpx', 'aiohttp', 'urllib3', 'starlette', 'uvicorn', 'redis', "
+        "'opentelemetry.sdk', "
         "'tenacity', 'pybreaker', 'aiolimiter', 'pydantic', 'yaml', 'msgspec', "
         "'asyncio']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"

@@ -182,36 +182,31 @@ async def retire(mesh: Mesh, service: Service) -> None:
             await clock.asleep(min(_DRAIN_POLL, left))
     finally:
         await stop_all(components)
-        await close_pools(service)
+        await close_pools(mesh, service)
 
 
-async def close_pools(service: Service) -> None:
+async def close_pools(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s HTTP connection pools, if it made any."""
-    pools, service._apools = service._apools, None
-    if pools is not None:
-        with contextlib.suppress(Exception):
-            await pools.aclose()
-    sync_pools, service._spools = service._spools, None
-    if sync_pools is not None:
-        with contextlib.suppress(Exception):
-            sync_pools.close()
+    if mesh._http is not None:
+        await mesh._http.aclose(service)
 
 
-def close_pools_sync(service: Service) -> None:
+def close_pools_sync(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s pools without an event loop (a mesh that is not open)."""
-    sync_pools, service._spools = service._spools, None
-    if sync_pools is not None:
+    if mesh._http is None:
+        return
+    async_pools, sync_pools = mesh._http.take(service)
+    for pools in sync_pools:
         with contextlib.suppress(Exception):
-            sync_pools.close()
-    pools, service._apools = service._apools, None
-    if pools is not None:
+            pools.close()
+    for pools in async_pools:
         _close_async_pools_here(pools)
 
 
-def retire_now(services: list[Service]) -> None:
+def retire_now(mesh: Mesh, services: list[Service]) -> None:
     """Retire services of a mesh that is not open: nothing runs, close their pools."""
     for service in services:
-        close_pools_sync(service)
+        close_pools_sync(mesh, service)
 
 
 def describe(changes: Changes) -> str:

@@ -142,7 +142,7 @@ async def _start_late(mesh: Mesh, component: ConfigWatcher | DashboardComponent)
 
 def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
     if mesh._state != "open":
-        retire_now(changes.retired)
+        retire_now(mesh, changes.retired)
         return
     _late(mesh, finish(mesh, changes, managed.drains), managed)
 

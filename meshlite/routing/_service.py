@@ -31,7 +31,7 @@ from ._http_pool import check_http_pool
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
-from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls, probe_check
+from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls
 
 if TYPE_CHECKING:
     import ssl
@@ -199,12 +199,10 @@ class Service(Rotation):
         self._ahandler: AsyncHandler
         self._handler: Handler | None = None
         self._recompile(())
-        self._apools: Any = None  # the HTTP module's connection pools, made on first use
-        self._spools: Any = None
         self.components: list[Lifecycle] = []
         """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
         if health_check is not None:
-            self.components.append(HealthChecker(self, probe_check(health_check, self),
+            self.components.append(HealthChecker(self, health_check.for_service(self),
                                                  self.clock, random))
 
     # -- introspection --------------------------------------------------------
@@ -415,12 +413,11 @@ class Service(Rotation):
             candidates = self._due()
         if not candidates:
             raise self._no_backend()
-        if ctx.extras is not None:
-            tried = ctx.extras.get("tried")
-            if tried:
-                left = [e for e in candidates if e.backend not in tried]
-                if left:
-                    candidates = left
+        tried = ctx.tried
+        if tried:
+            left = [e for e in candidates if e.backend not in tried]
+            if left:
+                candidates = left
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
@@ -428,8 +425,7 @@ class Service(Rotation):
     def _failed(self, endpoint: Endpoint, start: float, error: Exception,
                 ctx: CallContext) -> None:
         endpoint.failed(start)
-        if ctx.extras is not None:
-            ctx.extras["last_error"] = error
+        ctx.last_error = error
         detector = self.outlier_detection
         if detector is not None:
             reason = detector.failed(endpoint, error)
