@@ -84,7 +84,7 @@ class MeshMiddleware:
         self.audit = RefusalAudit(audit, clock=time.monotonic)
         _install_handlers(app)
         if mesh is not None:
-            mesh._inbound = self  # the dashboard reads the callers from here
+            mesh.inbound = self  # the dashboard reads the callers from here
 
     def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
         """Replace the routes (and auth) at once, for requests that start from now

@@ -107,6 +107,11 @@ class _Routes:
     async def alerts(self, request: Request) -> Response:
         return _JSON(self.mesh.alerts.as_dict())
 
+    async def topology(self, request: Request) -> Response:
+        from ..._inbound._topology import topology
+
+        return _JSON(topology(self.mesh, self.monitor.latest))
+
     async def metrics(self, request: Request) -> Response:
         return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
 
@@ -143,6 +148,7 @@ def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
         Route("/api/services", r.services), Route("/api/services/{name}", r.service),
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
+        Route("/api/topology", r.topology),
         WebSocketRoute("/ws", r.feed),
         *Admin(monitor.mesh, token=token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
