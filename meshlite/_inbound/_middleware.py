@@ -118,16 +118,15 @@ class MeshMiddleware:
             self._follow()
         route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
         label = route.route.pattern if route is not self.table._plain else None
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request = Inbound(scope, receive, send, label or "", headers)
-        caller = headers.get(CALLER_HEADER)
+        request = Inbound(scope, receive, send, label or "")
+        budget, caller = _scan(scope["headers"])
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
         span = ServerSpan(request, label) if self.trace else None
         error: BaseException | None = None
         try:
-            await self._handle(request, route, started)
+            await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
             raise
@@ -136,10 +135,10 @@ class MeshMiddleware:
                 span.end(request, error)
             end = time.monotonic()
             self.stats.record(label or "*", request.method, request.status, end - started,
-                              request.caller, time.time())
+                              request.caller, end)
 
-    async def _handle(self, request: Inbound, route: CompiledRoute, started: float) -> None:
-        budget = _budget(request.headers)
+    async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
+                      budget: float | None) -> None:
         ctx = None
         if budget is not None:
             budget = min(budget, self.max_deadline)
@@ -150,7 +149,8 @@ class MeshMiddleware:
             if budget is not None and budget <= 0.0:
                 raise TimeoutExceeded("the request arrived after its deadline",
                                       policy="inbound")
-            await self._admit(request, route)
+            if route.admits or self.auth is not None:
+                await self._admit(request, route)
             pipeline = route.bounded if budget is not None else route.pipeline
             if pipeline is None:
                 await self._run(request)
@@ -206,12 +206,27 @@ async def _async_fields(body: Any = None, query: Any = None, headers: Any = None
     _fields(body, query, headers)
 
 
-def _budget(headers: dict[str, str]) -> float | None:
-    value = headers.get(DEADLINE_HEADER)
-    if value is not None:
-        return parse_budget(value)
-    value = headers.get(GRPC_TIMEOUT_HEADER)
-    return None if value is None else parse_grpc_timeout(value)
+_DEADLINE = DEADLINE_HEADER.encode()
+_GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
+_CALLER = CALLER_HEADER.encode()
+_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER})
+
+
+def _scan(raw: Any) -> tuple[float | None, str | None]:
+    """The budget (seconds) and the caller's name from the raw ASGI headers, read
+    without decoding the others (the common request has none of them)."""
+    deadline = grpc = caller = None
+    for name, value in raw:
+        if name in _READ:
+            if name == _DEADLINE:
+                deadline = value.decode("latin-1")
+            elif name == _GRPC_TIMEOUT:
+                grpc = value.decode("latin-1")
+            else:
+                caller = value.decode("latin-1")
+    if deadline is not None:
+        return parse_budget(deadline), caller
+    return (None if grpc is None else parse_grpc_timeout(grpc)), caller
 
 
 def _install_handlers(app: Any) -> None:

@@ -23,7 +23,7 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
     edges: list[dict[str, Any]] = []
     inbound = mesh.inbound
     if inbound is not None:
-        for c in inbound.stats.callers(time.time()):
+        for c in inbound.stats.callers(time.monotonic()):
             edges.append({"from": c["caller"], "to": me, "requests": c["requests"],
                           "errors": c["errors"], "request_rate": round(c["request_rate"], 3),
                           "error_rate": round(c["error_rate"], 3)})
