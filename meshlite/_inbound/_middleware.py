@@ -28,7 +28,10 @@ from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan
 from ._stats import InboundStats
 
-__all__ = ["MeshMiddleware"]
+__all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
+
+PRINCIPAL_KEY = "meshlite.principal"
+"""The ASGI scope key holding the authenticated :class:`Principal`."""
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
 
@@ -166,6 +169,8 @@ class MeshMiddleware:
         r = route.route
         if self.auth is not None:
             request.principal = await self.auth.authenticate(request)
+            if request.principal is not None:
+                request.scope[PRINCIPAL_KEY] = request.principal  # for the handler
             if r.needs_auth:
                 check_scopes(request.principal, r.scopes)
         if r.max_body is not None:
