@@ -65,8 +65,8 @@ class _Series:
 
 
 class InboundStats:
-    """What the middleware counts; ``collect()`` makes it a Prometheus collector
-    (``ml.telemetry.prometheus_app([mesh, middleware.stats])``). Times are
+    """What the middleware counts; ``collect()`` makes it a Prometheus collector,
+    exposed with its mesh's metrics when the middleware has one. Times are
     ``time.monotonic()`` seconds."""
 
     def __init__(self) -> None:

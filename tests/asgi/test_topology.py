@@ -32,6 +32,7 @@ async def test_dashboard_topology_has_caller_and_callee_edges() -> None:
             try:
                 async with httpx.AsyncClient() as client:
                     topo = (await client.get(dashboard.url + "/api/topology")).json()
+                    metrics = (await client.get(dashboard.url + "/metrics")).text
             finally:
                 await dashboard.stop()
     assert topo["service"] == "orders"
@@ -42,6 +43,9 @@ async def test_dashboard_topology_has_caller_and_callee_edges() -> None:
     assert caller["errors"] >= 1
     assert caller["request_rate"] > 0
     assert edges[("orders", "inventory")]["requests"] >= 4
+    # the server-side metrics are in the mesh's exposition, beside its own
+    assert 'meshlite_server_caller_requests_total{caller="gateway"}' in metrics
+    assert 'meshlite_server_requests_total{route="*",method="GET",status="200"} 3' in metrics
 
 
 def test_mesh_name_is_checked_and_defaults_to_otel_service_name(
