@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 from ._answers import RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
-__all__ = ["check_length", "limited", "read_body", "replay", "validation_args"]
+__all__ = ["check_length", "fields", "invalid_json", "limited", "read_body", "replay",
+           "validation_args"]
 
 
 def _too_large(limit: int) -> RequestTooLargeError:
