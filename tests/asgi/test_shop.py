@@ -56,3 +56,15 @@ def test_one_trace_across_the_shop_with_deadlines_and_edges() -> None:
     payments = next(e for e in result.topology["payments"]["edges"] if e["from"] == "orders")
     assert payments["errors"] > 0  # the injected fault, seen by the callee
     assert "Deadline budget hop by hop" in out.getvalue()
+
+
+def test_demo_services_without_the_shop_exits_2(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    command = "import sys; from meshlite.cli import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", command, "demo", "--services", "--dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert "examples/shop was not found" in done.stderr
