@@ -91,6 +91,20 @@ class InboundStats:
                 edge = self._callers[caller] = _Edge()
             edge.add(int(now), status >= 500 or status == 0)
 
+    def routes(self) -> list[dict[str, Any]]:
+        """Each (route, method): requests, answers by status, refusals (4xx and 5xx
+        the middleware or the app gave) and the mean latency in seconds."""
+        out = []
+        for (route, method), one in sorted(dict(self._series).items()):
+            buckets, total = one.histogram.read()
+            count = sum(buckets)
+            statuses = dict(one.statuses)
+            out.append({"route": route, "method": method, "requests": sum(statuses.values()),
+                        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                        "refused": sum(v for k, v in statuses.items() if k >= 400 or k == 0),
+                        "mean_seconds": total / count if count else None})
+        return out
+
     def callers(self, now: float) -> list[dict[str, Any]]:
         """Each service that called this one: totals and rates per second."""
         out = []

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["topology"]
+__all__ = ["inbound", "topology"]
 
 
 def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,3 +34,14 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
                       "request_rate": None if second is None else second.requests,
                       "error_rate": None if second is None else second.errors})
     return {"service": mesh.name, "edges": edges}
+
+
+def inbound(mesh: Any) -> dict[str, Any]:
+    """The ``/api/inbound`` answer: the mesh's inbound middleware's routes (requests,
+    answers by status, refusals) and callers; empty without a middleware."""
+    middleware = mesh.inbound
+    if middleware is None:
+        return {"enabled": False, "routes": [], "callers": []}
+    stats = middleware.stats
+    return {"enabled": True, "routes": stats.routes(),
+            "callers": stats.callers(time.monotonic())}

@@ -33,6 +33,7 @@ async def test_dashboard_topology_has_caller_and_callee_edges() -> None:
                 async with httpx.AsyncClient() as client:
                     topo = (await client.get(dashboard.url + "/api/topology")).json()
                     metrics = (await client.get(dashboard.url + "/metrics")).text
+                    inbound = (await client.get(dashboard.url + "/api/inbound")).json()
             finally:
                 await dashboard.stop()
     assert topo["service"] == "orders"
@@ -43,6 +44,10 @@ async def test_dashboard_topology_has_caller_and_callee_edges() -> None:
     assert caller["errors"] >= 1
     assert caller["request_rate"] > 0
     assert edges[("orders", "inventory")]["requests"] >= 4
+    (route,) = inbound["routes"]
+    assert (route["route"], route["requests"]) == ("*", caller["requests"])
+    assert route["statuses"] == {"200": 3, "503": caller["requests"] - 3}
+    assert route["refused"] == caller["errors"]
     # the server-side metrics are in the mesh's exposition, beside its own
     assert 'meshlite_server_caller_requests_total{caller="gateway"}' in metrics
     assert 'meshlite_server_requests_total{route="*",method="GET",status="200"} 3' in metrics

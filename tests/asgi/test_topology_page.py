@@ -52,6 +52,8 @@ async def test_page_draws_caller_and_callee_nodes() -> None:
                             "document.querySelector('#topology .node.caller') !== null",
                             timeout=20_000)
                         drawn = await page.text_content("#topology") or ""
+                        await page.wait_for_selector("#inbound-panel:not([hidden])")
+                        table = await page.text_content("#inbound") or ""
                     finally:
                         await browser.close()
             finally:
@@ -59,3 +61,4 @@ async def test_page_draws_caller_and_callee_nodes() -> None:
     assert "gateway" in drawn  # the caller, learned from x-meshlite-caller
     assert "orders" in drawn  # this service, named by its mesh
     assert "inventory" in drawn  # what it calls
+    assert "200: 3" in table  # the inbound panel: the answers per route

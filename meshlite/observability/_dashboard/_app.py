@@ -112,6 +112,11 @@ class _Routes:
 
         return _JSON(topology(self.mesh, self.monitor.latest))
 
+    async def inbound(self, request: Request) -> Response:
+        from ..._inbound._topology import inbound
+
+        return _JSON(inbound(self.mesh))
+
     async def metrics(self, request: Request) -> Response:
         return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
 
@@ -148,7 +153,7 @@ def build_app(monitor: Monitor, token: str | None) -> ASGIApp:
         Route("/api/services", r.services), Route("/api/services/{name}", r.service),
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
-        Route("/api/topology", r.topology),
+        Route("/api/topology", r.topology), Route("/api/inbound", r.inbound),
         WebSocketRoute("/ws", r.feed),
         *Admin(monitor.mesh, token=token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})

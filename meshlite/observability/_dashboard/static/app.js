@@ -455,7 +455,22 @@
   }
 
   async function loadTopology() {
-    try { state.topology = await api("/api/topology"); } catch (error) { /* keep the last one */ }
+    try {
+      state.topology = await api("/api/topology");
+      renderInbound(await api("/api/inbound"));
+    } catch (error) { /* keep the last ones */ }
+  }
+
+  function renderInbound(data) {
+    // what the service's meshlite.asgi middleware answered, per route
+    $("inbound-panel").hidden = !data.enabled;
+    const rows = data.routes.map((r) => {
+      const tr = el("tr");
+      const answers = Object.entries(r.statuses).map(([code, n]) => `${code}: ${n}`).join("  ");
+      for (const cell of [r.route, r.method, r.requests, r.refused, answers]) tr.append(el("td", "", String(cell)));
+      return tr;
+    });
+    $("inbound").querySelector("tbody").replaceChildren(...rows);
   }
 
   async function boot() {
