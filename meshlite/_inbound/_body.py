@@ -90,5 +90,5 @@ def invalid_json(args: dict[str, Any]) -> bool:
     return args["body"] is _NO_BODY
 
 
-def fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
+async def fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
     """The function a route's ``Validate`` checks the arguments of (does nothing)."""

@@ -12,8 +12,15 @@ from .._validate import fail, positive
 from ._answers import InboundError, answer_for, exception_handlers, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
-from ._body import check_length, invalid_json, limited, read_body, replay, validation_args
-from ._body import fields as _fields
+from ._body import (
+    check_length,
+    fields,
+    invalid_json,
+    limited,
+    read_body,
+    replay,
+    validation_args,
+)
 from ._follow import ConfigFollower
 from ._headers import (
     CALLER_HEADER,
@@ -181,7 +188,7 @@ class MeshMiddleware:
             args = validation_args(request, body)
             if invalid_json(args):
                 raise InboundError("the request body is not valid JSON")
-            await route.validator.acall(_async_fields, **args)
+            await route.validator.acall(fields, **args)
             request.receive = replay(body, request.receive)
 
     async def _run(self, request: Inbound) -> None:
@@ -205,10 +212,6 @@ class MeshMiddleware:
             self.audit.refused(action, request.client, request.route or request.path,
                                answer.status)
         await send_answer(request.send, answer)
-
-
-async def _async_fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
-    _fields(body, query, headers)
 
 
 _DEADLINE = DEADLINE_HEADER.encode()
