@@ -32,7 +32,7 @@ from ._headers import (
 )
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
-from ._span import ServerSpan
+from ._span import ServerSpan, recording
 from ._stats import InboundStats
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
@@ -129,11 +129,12 @@ class MeshMiddleware:
         route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
         label = route.route.pattern if route is not self.table._plain else None
         request = Inbound(scope, receive, send, label or "")
-        budget, caller = _scan(scope["headers"])
+        budget, caller, context = _scan(scope["headers"])
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, label) if self.trace else None
+        span = ServerSpan(request, label) if self.trace and (
+            context or recording()) else None
         error: BaseException | None = None
         try:
             await self._handle(request, route, started, budget)
@@ -217,24 +218,28 @@ class MeshMiddleware:
 _DEADLINE = DEADLINE_HEADER.encode()
 _GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
 _CALLER = CALLER_HEADER.encode()
-_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER})
+_CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER, *_CONTEXT})
 
 
-def _scan(raw: Any) -> tuple[float | None, str | None]:
-    """The budget (seconds) and the caller's name from the raw ASGI headers, read
-    without decoding the others (the common request has none of them)."""
+def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
+    """The budget (seconds), the caller's name and whether W3C trace context came,
+    from the raw ASGI headers, read without decoding the others."""
     deadline = grpc = caller = None
+    context = False
     for name, value in raw:
         if name in _READ:
             if name == _DEADLINE:
                 deadline = value.decode("latin-1")
             elif name == _GRPC_TIMEOUT:
                 grpc = value.decode("latin-1")
-            else:
+            elif name == _CALLER:
                 caller = value.decode("latin-1")
+            else:
+                context = True
     if deadline is not None:
-        return parse_budget(deadline), caller
-    return (None if grpc is None else parse_grpc_timeout(grpc)), caller
+        return parse_budget(deadline), caller, context
+    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
 
 
 def _install_handlers(app: Any) -> None:
