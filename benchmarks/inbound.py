@@ -6,7 +6,9 @@ other on free loopback ports:
 
 - ``plain``: the app alone;
 - ``middleware``: ``MeshMiddleware(app, trace=False)`` with no route;
-- ``traced``: ``MeshMiddleware(app)`` (tracing on, no SDK configured: the API's no-op);
+- ``traced``: ``MeshMiddleware(app)``, tracing on with no SDK configured, every request
+  bringing a ``traceparent`` (extracted and passed on; a request without one, with no
+  SDK, gets no span at all and costs what ``middleware`` costs);
 - ``limits``: ``trace=False``, API-key auth and a per-client rate limit route whose
   quota the load stays under (so it measures the checks, not the refusals).
 
@@ -88,8 +90,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def request_bytes(key: str | None) -> bytes:
-    extra = f"x-api-key: {key}\r\n" if key else ""
+TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+
+
+def request_bytes(key: str | None, traced: bool = False) -> bytes:
+    extra = (f"x-api-key: {key}\r\n" if key else "") + (TRACEPARENT if traced else "")
     return f"GET / HTTP/1.1\r\nhost: bench\r\n{extra}\r\n".encode()
 
 
@@ -106,10 +111,10 @@ async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: b
     return status
 
 
-async def closed_loop(port: int, connections: int, seconds: float, key: str | None
-                      ) -> tuple[float, float]:
+async def closed_loop(port: int, connections: int, seconds: float, key: str | None,
+                      traced: bool = False) -> tuple[float, float]:
     """Requests/s and p99 (seconds) of ``connections`` back-to-back clients."""
-    raw = request_bytes(key)
+    raw = request_bytes(key, traced)
     latencies: list[float] = []
     end = time.perf_counter() + seconds
 
@@ -152,7 +157,8 @@ async def in_process(rounds: int, calls: int) -> dict[str, float]:
     """Microseconds per request of each variant called directly (no server, no
     sockets): the middleware's own cost, interleaved, median of ``rounds``."""
     apps = {v: build(v) for v in VARIANTS}
-    raw = [(b"host", b"bench"), (b"x-api-key", b"key-0"), (b"accept", b"*/*")]
+    raw = [(b"host", b"bench"), (b"x-api-key", b"key-0"), (b"accept", b"*/*"),
+           (b"traceparent", TRACEPARENT.split(": ")[1].strip().encode())]
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
@@ -262,7 +268,8 @@ def main() -> int:
             for variant, server in order[i % len(order):] + order[:i % len(order)]:
                 key = "key-0" if variant == "limits" else None
                 runs[variant].append(asyncio.run(closed_loop(
-                    server.port, args.connections, seconds / args.rounds, key)))
+                    server.port, args.connections, seconds / args.rounds, key,
+                    traced=variant == "traced")))
     finally:
         for server in servers:
             server.__exit__()
