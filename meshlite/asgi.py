@@ -24,6 +24,7 @@ from ._inbound._answers import (
     status_for,
 )
 from ._inbound._auth import Auth, Verifier, jwt_verifier
+from ._inbound._django import DjangoErrorMiddleware
 from ._inbound._headers import CALLER_HEADER, DEADLINE_HEADER, GRPC_TIMEOUT_HEADER
 from ._inbound._keys import ApiKeys
 from ._inbound._middleware import PRINCIPAL_KEY, MeshMiddleware
@@ -38,6 +39,7 @@ __all__ = [
     "PRINCIPAL_KEY",
     "ApiKeys",
     "Auth",
+    "DjangoErrorMiddleware",
     "ForbiddenError",
     "Inbound",
     "InboundError",
