@@ -97,3 +97,14 @@ def test_jwt_config_problems_are_named(tmp_path: Path) -> None:
     errors = "\n".join(info.value.errors)  # type: ignore[attr-defined]
     assert "inbound.jwt.key_env: the environment variable NO_SUCH_VARIABLE_HERE is not set" in (
         errors)
+
+
+def test_meshlite_check_summarises_the_inbound_routes(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n  routes:\n'
+                      '    - {pattern: "/orders/{id}", rate: 5}\n    - {pattern: "/*"}\n')
+    command = "import sys; from meshlite.cli import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", command, "check", str(config)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "inbound routes: /orders/{id}, /*" in result.stdout
