@@ -132,3 +132,14 @@ def test_import_loads_no_optional_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_inbound_contract_surface() -> None:
+    import meshlite.asgi
+
+    assert ml.asgi is meshlite.asgi
+    assert callable(meshlite.asgi.MeshMiddleware)
+    assert all(hasattr(meshlite.asgi, name) for name in meshlite.asgi.__all__)
+    params = inspect.signature(meshlite.asgi.MeshMiddleware).parameters
+    assert params["mesh"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert inspect.signature(ml.Mesh).parameters["name"].default is None

@@ -13,7 +13,7 @@ from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
 from ._request import Inbound, Principal
 
-__all__ = ["Auth", "Verifier", "jwt_verifier"]
+__all__ = ["Auth", "Verifier", "check_scopes", "jwt_verifier"]
 
 Verifier = Callable[[str], Any]
 """``verify(token)`` returns a :class:`Principal` (or an awaitable of one), or None

@@ -180,5 +180,6 @@ def check_top_level(config: MeshConfig, problems: Problems,
         audit = _audit(config.audit, problems, os.path.abspath(base or os.curdir))
     inbound = None
     if config.inbound is not None:
-        inbound = check_inbound(config.inbound, problems, os.path.abspath(base or os.curdir))
+        inbound = check_inbound(config.inbound, problems, os.path.abspath(base or os.curdir),
+                                environ)
     return TopPlan(telemetry, alerts, audit, inbound)

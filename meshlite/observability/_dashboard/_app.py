@@ -110,6 +110,15 @@ class _Routes:
 
     async def workers(self, request: Request) -> Response:
         return _JSON(workers_payload(self.mesh))
+    async def topology(self, request: Request) -> Response:
+        from ..._inbound._topology import topology
+
+        return _JSON(topology(self.mesh, self.monitor.latest))
+
+    async def inbound(self, request: Request) -> Response:
+        from ..._inbound._topology import inbound
+
+        return _JSON(inbound(self.mesh))
 
     async def metrics(self, request: Request) -> Response:
         return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
@@ -149,6 +158,7 @@ def build_app(monitor: Monitor, token: str | None, admin_token: str | None = Non
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
         Route("/api/workers", r.workers),
+        Route("/api/topology", r.topology), Route("/api/inbound", r.inbound),
         WebSocketRoute("/ws", r.feed),
         *Admin(monitor.mesh, token=admin_token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
