@@ -1,26 +1,34 @@
-"""RedisStore: policy state shared by every process that points at one Redis.
+"""RedisStore: policy state shared by every process that points at one Redis
+(or one Redis Cluster, or the primary a set of Sentinels names).
 
 redis-py is imported when a store is made, never by ``import meshlite``. Each
 decision is one command (mostly one ``EVALSHA`` of a small Lua script, so it is
-atomic in Redis); each network step of it (connecting, reading the answer) is
-bounded by ``timeout`` through redis-py's socket timeouts, sync and async alike.
-Once a command fails the store is *down* (see :mod:`._health`): decisions fall
-back without touching the network for ``retry_interval`` seconds, then Redis is
-tried again.
+atomic in Redis), run through redis-py's clients and ``Script`` objects over
+bounded pools (:mod:`._redis_conn`); each network step (connecting, sending,
+reading the reply) is bounded by ``timeout``, sync and async alike.
+
+Errors are classified (:meth:`RedisStore._classify`):
+
+- a connection failure or a timeout means Redis is unreachable: the store is
+  *down* (see :mod:`._health`): decisions fall back without the network, one probe
+  at a time with jittered backoff, until Redis answers again;
+- ``READONLY`` (a failover demoted the node), ``MOVED``/``ASK`` (Cluster slots
+  moved): the clients rediscover the topology; that one decision falls back;
+- any other error reply (``WRONGTYPE`` on a tampered key, ``OOM``, a script
+  error) concerns one key or one command: that decision falls back and the error
+  is logged on ``meshlite.state``, and the store stays up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigError
 from .._events import Hook
-from .._validate import fail, positive
+from .._validate import at_least, fail, positive
 from ._base import (
     LOCAL,
     ON_ERROR_MODES,
@@ -32,7 +40,9 @@ from ._base import (
 )
 from ._codec import resolve_codec
 from ._health import Health
-from ._redis_conn import Connections
+from ._redis_conn import Clients, StoreBusyError
+from ._redis_target import parse_target
+from ._redis_wire import Wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,68 +50,89 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from ..policies._circuit_breaker._options import CircuitBreakerOptions
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_RETRY_INTERVAL", "DEFAULT_TIMEOUT", "RedisStore", "Script"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_PREFIX", "DEFAULT_RETRY_INTERVAL",
+           "DEFAULT_TIMEOUT", "RedisStore", "Script", "StoreBusyError", "StoreReplyError"]
 
 DEFAULT_PREFIX = "meshlite"
 """Every key the store writes starts with ``"<prefix>:"``."""
 
 DEFAULT_TIMEOUT = 0.05
-"""Seconds one store operation may take before the decision falls back."""
+"""Seconds one network step of a store operation may take before the decision falls back."""
 
-DEFAULT_RETRY_INTERVAL = 1.0
-"""Seconds decisions fall back without trying Redis after it failed."""
+DEFAULT_CONNECT_TIMEOUT = 0.5
+"""Seconds opening a connection may take (a busy event loop must not time out a
+connect that already succeeded; a hung Redis accepts connections anyway)."""
 
-_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_RETRY_INTERVAL = 0.2
+"""Longest pause between probes of a down store (each pause is jittered between
+half and all of it), so decisions share state again within about this long."""
+
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections a store keeps per process (sync) and per event loop (async)."""
+
+DEFAULT_POOL_TIMEOUT: float | None = None
+"""Seconds a decision may wait for a free connection before it falls back alone
+(``None``: as long as it takes; a healthy Redis frees connections at its pace, and
+when Redis hangs the waiters find the store down after their wait)."""
+
+_log = logging.getLogger("meshlite.state")
 
 
 class Script:
-    """A Lua script, run by its SHA1 and loaded again when Redis forgot it (a restart)."""
+    """A Lua script of the store; run through redis-py's ``Script`` (``EVALSHA``,
+    loaded again when Redis forgot it after a restart)."""
 
-    __slots__ = ("sha", "source")
+    __slots__ = ("_async", "_sync", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._sync: Any = None
+        self._async: Any = None
 
 
-def _label(url: str) -> str:
-    """``url`` without its password, for events, messages and ``repr``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+class StoreReplyError(StoreUnavailableError):
+    """Redis answered one operation with an error (``WRONGTYPE``, ``OOM``, a script
+    error, ``READONLY``...): that decision falls back; the store is not marked down."""
 
 
 class RedisStore:
-    """Policy state in Redis, shared by every process (and host) using the same URL.
+    """Policy state in Redis, shared by every process (and host) using the same Redis.
 
     Pass it as ``store=`` to :class:`~meshlite.RateLimit`, :class:`~meshlite.Cache`
     and :class:`~meshlite.CircuitBreaker` (with ``name=``). One store holds one
-    connection pool for sync calls and one per event loop for async calls; it is
-    thread-safe and meant to be shared by all the policies of a process.
+    bounded connection pool for sync calls and one per event loop for async calls;
+    it is thread-safe and meant to be shared by all the policies of a process.
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS
             (certificate options as URL query arguments, as redis-py reads them),
-            or ``unix:///path/to/socket``.
+            ``unix:///path/to/socket``, ``redis+cluster://host:port[,host:port]``
+            (a Redis Cluster, from its seed nodes; also a list of ``"host:port"``),
+            ``redis+sentinel://host:port[,host:port]/service[/db]`` (the primary
+            the sentinels name), or a ready redis-py client or connection pool.
         prefix: Start of every key written (several apps may share one Redis).
         on_error: What a decision does when Redis does not answer within
             ``timeout``: ``"local"`` (use the policy's in-process state),
             ``"allow"`` (admit the call), ``"deny"`` (reject it) or ``"raise"``
             (raise :class:`StoreUnavailableError`).
-        timeout: Seconds each network step of an operation may take (connecting,
+        timeout: Seconds each network step of an operation may take (sending,
             reading the reply; > 0): a decision falls back after about that long.
-        retry_interval: Seconds decisions fall back without trying Redis after a
-            failure (> 0); then one decision tries again.
+        connect_timeout: Seconds opening a connection may take (> 0).
+        retry_interval: Longest pause between probes while Redis is unreachable
+            (> 0; each pause is jittered between half and all of it).
+        max_connections: Connections per process (sync) and per event loop (async);
+            more concurrent decisions wait for one (integer >= 1).
+        pool_timeout: Seconds a decision may wait for a free connection before it
+            falls back alone (> 0), or ``None`` (default) to wait as long as it
+            takes; the wait never counts against ``timeout``.
         codec: How cached values are encoded: ``"json"`` (default), ``"msgpack"``,
             ``"pickle"`` (only if you trust everyone who can write to this Redis:
             decoding a pickle runs code) or an object with ``dumps``/``loads``.
         cache_lock: Seconds of the cross-process single-flight lock of a cache
             miss (one process computes, the others wait for its entry), or
             ``None`` (default) for single flight within each process only.
+        state_ttl: Seconds a breaker's state lives in Redis after its last change
+            (> 0, default a day): see ``docs/scaling.md``.
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
@@ -110,60 +141,76 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: object = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = DEFAULT_PREFIX,
         on_error: OnError = LOCAL,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
         codec: object = "json",
         cache_lock: float | None = None,
+        state_ttl: float = 86_400.0,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
-            fail("RedisStore", "url", url, "a redis://, rediss:// or unix:// URL")
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
         self.timeout = positive("RedisStore", "timeout", timeout)
+        self.connect_timeout = positive("RedisStore", "connect_timeout", connect_timeout)
         self.retry_interval = positive("RedisStore", "retry_interval", retry_interval)
+        self.max_connections = at_least("RedisStore", "max_connections", max_connections, 1)
+        self.pool_timeout = (None if pool_timeout is None
+                             else positive("RedisStore", "pool_timeout", pool_timeout))
+        self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
         self.cache_lock = (None if cache_lock is None
                            else positive("RedisStore", "cache_lock", cache_lock))
         self.codec = resolve_codec(codec)
-        self.url = url
         self.prefix = prefix
         self.on_error: OnError = on_error
-        self.label = _label(url)
-        self._health = Health(self.label, self.retry_interval)
+        if not isinstance(url, (str, list, tuple)) and "redis" not in type(url).__module__:
+            from ._redis_target import WHAT
+
+            fail("RedisStore", "url", url, WHAT)
+        self._redis = r = _import_redis()
+        self._target = parse_target(r, url, self._client_options())
+        self.url = url if isinstance(url, str) else self._target.label
+        self.label = self._target.label
+        self._health = Health(self.label, self.retry_interval,
+                              r.backoff.EqualJitterBackoff(self.retry_interval,
+                                                           self.retry_interval),
+                              self.timeout + self.connect_timeout + self.retry_interval)
         self.hooks = self._health.hooks
         self.fallbacks = self._health.fallbacks
         """Decisions taken without Redis, by ``(policy kind, action)``."""
-        self._redis = _import_redis()
+        ex = r.exceptions
+        from redis.exceptions import RedisClusterException
+
         self._errors: tuple[type[BaseException], ...] = (
-            self._redis.exceptions.RedisError, OSError, TimeoutError)
-        self._noscript = self._redis.exceptions.NoScriptError
-        self._conns = Connections(self._redis, url, self._client_options(False),
-                                  self._client_options(True))
-        self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+            ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
+            RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
+        self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
+        self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
+        self._clients = Clients(self._target, self.max_connections)
+        self._wire = None if self._target.kind == "cluster" else Wire(r)
         self._lock = threading.Lock()
 
-    def _client_options(self, asynchronous: bool) -> dict[str, Any]:
+    def _client_options(self) -> dict[str, Any]:
         r = self._redis
-        retry_mod = r.asyncio.retry if asynchronous else r.retry
         # One immediate retry, on connection errors only: a pooled connection that a
         # Redis restart closed fails once, then reconnects. Timeouts are not retried,
         # so a slow Redis costs one ``timeout`` per decision, never several.
-        retry = retry_mod.Retry(r.backoff.NoBackoff(), 1,
-                                supported_errors=(r.exceptions.ConnectionError,))
+        errors = (r.exceptions.ConnectionError,)
         options: dict[str, Any] = {
-            "socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
-            "retry": retry, "health_check_interval": 0}
-        # No CLIENT SETINFO round trips on connect: a reconnect should cost one
-        # handshake, not three (redis-py >= 7 spells it driver_info=None).
-        if "driver_info" in inspect.signature(r.Redis.__init__).parameters:
-            options["driver_info"] = None
-        else:
-            options["lib_name"] = options["lib_version"] = None
+            "socket_timeout": self.timeout, "socket_connect_timeout": self.connect_timeout,
+            "retry": r.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
+            "aretry": r.asyncio.retry.Retry(r.backoff.NoBackoff(), 1,
+                                            supported_errors=errors),
+            "health_check_interval": 0,
+            # No CLIENT SETINFO round trips on connect: a reconnect costs one handshake.
+            "driver_info": None}
         return options
 
     # -- the factory the policies use ------------------------------------------------
@@ -181,11 +228,12 @@ class RedisStore:
         return RedisCache(self, f"{self.prefix}:cache:{namespace}", ttl, stale_ttl)
 
     def circuit(self, name: str, options: CircuitBreakerOptions, clock: Clock) -> SharedCircuit:
-        """The shared state machine of breaker ``name`` (keys ``<prefix>:cb:<name>...``);
-        ``clock`` is the breaker's, on which ``metrics().opened_at`` is given."""
+        """The shared state machine of breaker ``name`` (keys ``<prefix>:cb:{<name>}...``,
+        one Cluster slot); ``clock`` is the breaker's, on which ``metrics().opened_at``
+        is given."""
         from ._redis_circuit import RedisCircuit
 
-        return RedisCircuit(self, f"{self.prefix}:cb:{name}", options, clock)
+        return RedisCircuit(self, f"{self.prefix}:cb:{{{name}}}", options, clock)
 
     # -- health ----------------------------------------------------------------------
 
@@ -203,6 +251,40 @@ class RedisStore:
         """Count one fallback (see :meth:`Health.note_fallback`)."""
         self._health.note_fallback(policy, action)
 
+    def _classify(self, error: BaseException) -> StoreUnavailableError:
+        """The error a failed operation raises, after updating health (module doc)."""
+        if isinstance(error, self._redirects):
+            self._health.recovered()
+            return StoreReplyError(f"store {self.label} redirected one operation "
+                                   f"({type(error).__name__}: {error}); rediscovering")
+        if isinstance(error, self._errors):
+            return self._health.failed(error)
+        self._health.recovered()  # Redis answered
+        _log.warning("store %s refused one operation: %s: %s", self.label,
+                     type(error).__name__, error)
+        return StoreReplyError(
+            f"store {self.label} refused one operation: {type(error).__name__}: {error}")
+
+    def _wait_slot(self) -> None:
+        """Take a send slot; the wait is not part of ``timeout``, and a caller that
+        waited re-checks the store's health (it may have gone down meanwhile)."""
+        slots = self._clients.slots
+        if slots.acquire(False):
+            return
+        if not slots.acquire(timeout=self.pool_timeout):
+            raise self._busy("")
+        if self._health.down_since is not None:
+            try:
+                self._health.refuse()
+            except StoreUnavailableError:
+                slots.release()
+                raise
+
+    def _busy(self, where: str) -> StoreBusyError:
+        return StoreBusyError(
+            f"store {self.label}: all {self.max_connections} connections{where} stayed "
+            f"busy for {self.pool_timeout:g} s (pool_timeout); raise max_connections")
+
     # -- commands (sync) -------------------------------------------------------------
 
     def eval(self, script: Script, nkeys: int, *args: Any) -> Any:
@@ -211,21 +293,10 @@ class RedisStore:
         Raises:
             StoreUnavailableError: Redis did not answer in time, or refused.
         """
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        send = self._conns.send
-        try:
-            try:
-                result = send("EVALSHA", script.sha, nkeys, *args)
-            except self._noscript:  # Redis restarted and forgot it
-                send("SCRIPT", "LOAD", script.source)
-                result = send("EVALSHA", script.sha, nkeys, *args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
+        run = script._sync
+        if run is None:
+            run = script._sync = self._redis.commands.core.Script(None, script.source.encode())
+        return self._run(run, nkeys, args)
 
     def command(self, *args: Any) -> Any:
         """Run one Redis command, such as ``("GET", key)``; the raw reply.
@@ -233,61 +304,98 @@ class RedisStore:
         Raises:
             StoreUnavailableError: Redis did not answer in time, or refused.
         """
+        return self._run(None, 0, args)
+
+    def _run(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
         health = self._health
         if health.down_since is not None:
             health.refuse()
+        self._wait_slot()
         try:
-            result = self._conns.send(*args)
-        except self._errors as error:
-            raise health.failed(error) from error
+            client = self._clients.sync()
+            if self._wire is not None:
+                result = self._wire.call(client.connection_pool, script,
+                                         args if script is None else (nkeys, *args))
+            elif script is None:
+                result = client.execute_command(*args)
+            else:
+                result = script(args[:nkeys], args[nkeys:], client)
+        except self._redis_errors() as error:
+            if isinstance(error, self._redirects):
+                self._rediscover()
+            raise self._classify(error) from error
+        finally:
+            self._clients.slots.release()
         if health.down_since is not None:
             health.recovered()
         return result
+
+    def _redis_errors(self) -> tuple[type[BaseException], ...]:
+        return self._errors + self._replies
+
+    def _rediscover(self) -> None:
+        try:
+            self._clients.rediscover()
+        except Exception as error:  # the next operations will tell
+            _log.warning("store %s: rediscovery failed: %s", self.label, error)
 
     # -- commands (async) ------------------------------------------------------------
 
     async def aeval(self, script: Script, nkeys: int, *args: Any) -> Any:
         """The async twin of :meth:`eval`."""
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        send = self._conns.asend
-        try:
-            try:
-                result = await send("EVALSHA", script.sha, nkeys, *args)
-            except self._noscript:
-                await send("SCRIPT", "LOAD", script.source)
-                result = await send("EVALSHA", script.sha, nkeys, *args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
+        run = script._async
+        if run is None:
+            run = script._async = self._redis.commands.core.AsyncScript(
+                None, script.source.encode())
+        return await self._arun(run, nkeys, args)
 
     async def acommand(self, *args: Any) -> Any:
         """The async twin of :meth:`command`."""
+        return await self._arun(None, 0, args)
+
+    async def _arun(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
         health = self._health
         if health.down_since is not None:
             health.refuse()
+        entry = self._clients.loop_client()
+        slots = entry.slots
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), self.pool_timeout)
+            except TimeoutError:
+                raise self._busy(" of this event loop") from None
+            if health.down_since is not None:
+                try:
+                    health.refuse()
+                except StoreUnavailableError:
+                    slots.release()
+                    raise
+        else:
+            await slots.acquire()
         try:
-            result = await self._conns.asend(*args)
-        except self._errors as error:
-            raise health.failed(error) from error
+            if self._wire is not None:
+                result = await self._wire.acall(entry.client.connection_pool, script,
+                                                args if script is None else (nkeys, *args))
+            elif script is None:
+                result = await entry.client.execute_command(*args)
+            else:
+                result = await script(args[:nkeys], args[nkeys:], entry.client)
+        except self._redis_errors() as error:
+            if isinstance(error, self._redirects):
+                try:
+                    await self._clients.arediscover()
+                except Exception as problem:
+                    _log.warning("store %s: rediscovery failed: %s", self.label, problem)
+            raise self._classify(error) from error
+        finally:
+            slots.release()
         if health.down_since is not None:
             health.recovered()
         return result
 
     def _aclient(self) -> Any:
-        """A full redis.asyncio client of the running loop (for pub/sub)."""
-        loop = asyncio.get_running_loop()
-        entry = self._aclients.get(id(loop))
-        if entry is not None and entry[0] is loop:
-            return entry[1]
-        client = self._redis.asyncio.Redis.from_url(self.url, **self._client_options(True))
-        with self._lock:
-            self._aclients = {k: v for k, v in self._aclients.items() if not v[0].is_closed()}
-            self._aclients[id(loop)] = (loop, client)
-        return client
+        """The redis.asyncio client of the running loop (for pub/sub)."""
+        return self._clients.loop_client().client
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -308,22 +416,14 @@ class RedisStore:
         return True
 
     def close(self) -> None:
-        """Close the sync connections (async ones: :meth:`aclose` in their loop)."""
-        self._conns.close()
+        """Close the sync connections (async ones: :meth:`aclose` in their loop, or
+        when ``asyncio.run`` ends the loop). A client you passed is not closed."""
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the sync connections and those of the running event loop.
-
-        Call it before an event loop that used the store ends, so no connection of
-        that loop is left open.
-        """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._aclients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
-        await self._conns.aclose()
-        self._conns.close()
+        """Close the sync connections and those of the running event loop."""
+        await self._clients.aclose()
+        self._clients.close()
 
     def __repr__(self) -> str:
         return (f"RedisStore({self.label!r}, prefix={self.prefix!r}, "
@@ -334,9 +434,14 @@ def _import_redis() -> Any:
     try:
         import redis
         import redis.asyncio
+        import redis.asyncio.cluster
         import redis.asyncio.retry
+        import redis.asyncio.sentinel
         import redis.backoff
+        import redis.cluster
+        import redis.commands.core
         import redis.retry
+        import redis.sentinel
     except ImportError:
         raise ConfigError(
             "RedisStore needs redis-py, which is not installed; "

@@ -126,18 +126,18 @@ def test_down_store_is_announced_once_and_recovery_too(fresh_server: RedisServer
 def test_no_network_while_down_until_retry_interval(dead_url: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     store = RedisStore(dead_url, retry_interval=60.0)
-    sent: list[tuple[Any, ...]] = []
-    real = store._conns.send
+    used: list[int] = []
+    real = store._clients.sync
 
-    def counting(*args: Any) -> Any:
-        sent.append(args)
-        return real(*args)
+    def counting() -> Any:
+        used.append(1)
+        return real()
 
-    monkeypatch.setattr(store._conns, "send", counting)
+    monkeypatch.setattr(store._clients, "sync", counting)
     for _ in range(5):
         with pytest.raises(StoreUnavailableError):
             store.command("PING")
-    assert len(sent) == 1  # the first failure; then refused without trying
+    assert len(used) == 1  # the first failure; then refused without trying
 
 
 def test_slow_redis_falls_back_within_timeout(fresh_server: RedisServer) -> None:
