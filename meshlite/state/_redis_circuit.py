@@ -10,6 +10,13 @@ The scripts mirror :class:`meshlite.policies._circuit_breaker._state.LocalCircui
 - ``<key>:w``: the window: one byte per call (count window), or per-bucket counts
   in a hash (time window).
 
+``<key>`` carries the breaker's name as a ``{hash tag}``, so both keys live in one
+Redis Cluster slot. Every write sets both keys' TTL to the store's ``state_ttl``
+(at least twice the open period and the time window): a breaker whose state has
+not changed for that long is forgotten, which is closed. That includes a breaker
+forced open: it stays forced open ``state_ttl`` (default a day) after the
+``force_open()``, then closes unless forced again.
+
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
 process whose outcome crosses a threshold is the one that opens the circuit for
@@ -38,10 +45,17 @@ if TYPE_CHECKING:
     from ..policies._circuit_breaker._options import CircuitBreakerOptions
     from ._redis import RedisStore
 
-__all__ = ["RedisCircuit"]
+__all__ = ["RedisCircuit", "state_ttl_ms"]
 
 # The breaker compares states by identity (``state is OPEN``): hand out its constants.
 _STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
+
+
+def state_ttl_ms(state_ttl: float, o: CircuitBreakerOptions) -> int:
+    """Milliseconds a breaker's keys live after their last write: ``state_ttl``, but
+    never less than twice its open period or its time window."""
+    window = float(o.window) if o.window_type == "time" else 0.0
+    return math.ceil(max(state_ttl, 2 * o.open_seconds, 2 * window) * 1000)
 
 
 def _text(value: Any) -> str:
@@ -78,7 +92,7 @@ class RedisCircuit:
         self._config = ("1" if timed else "0", buckets, width, o.effective_min_calls,
                         repr(float(o.failure_rate)), repr(float(srate)),
                         round(o.open_seconds * 1e6), o.half_open_calls, slow,
-                        f"{o.open_seconds:g}")
+                        f"{o.open_seconds:g}", state_ttl_ms(store.state_ttl, o))
 
     @staticmethod
     def _admission(reply: list[Any]) -> Admission:

@@ -1,6 +1,6 @@
 """The Lua scripts of the shared circuit breaker (see :mod:`._redis_circuit`).
 
-Every script starts with the same prelude: it reads the options (``ARGV[1..10]``),
+Every script starts with the same prelude: it reads the options (``ARGV[1..11]``),
 Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
 :class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
@@ -18,6 +18,7 @@ local timed = ARGV[1] == '1'
 local size, width = tonumber(ARGV[2]), tonumber(ARGV[3])
 local min_calls, frate, srate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local open_us, trials, slow_s, open_s = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local ttl = ARGV[11]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local F = {'st','ep','ou','oa','rs','c','f','s','hd','ta','td','tf','ts'}
@@ -33,6 +34,8 @@ local function save()
     a[#a + 1] = F[i]; a[#a + 1] = x
   end
   redis.call('HSET', H, unpack(a))
+  redis.call('PEXPIRE', H, ttl)
+  if redis.call('EXISTS', W) == 1 then redis.call('PEXPIRE', W, ttl) end
 end
 local function begin(state)
   local prev = S.st
@@ -101,7 +104,7 @@ return {-2, '', '', '', S.st, S.rs, -1}
 """)
 
 RECORD = Script(_PRELUDE + """
-local permit, failed, slow = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local permit, failed, slow = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local tr = nil
 if permit % 2 == 1 then
   if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {} end
@@ -149,15 +152,16 @@ return tr or {}
 """)
 
 RELEASE = Script(_PRELUDE + """
-local permit = tonumber(ARGV[11])
+local permit = tonumber(ARGV[12])
 if S.st == 'half_open' and permit == 2 * S.ep + 1 and S.ta > 0 then
   redis.call('HSET', H, 'ta', S.ta - 1)
+  redis.call('PEXPIRE', H, ttl)
 end
 return 0
 """)
 
 CONTROL = Script(_PRELUDE + """
-local action = ARGV[11]
+local action = ARGV[12]
 local prev, tr = S.st, {}
 if action == 'force_open' then
   begin('forced_open'); S.oa = now; S.rs = 'forced open'
@@ -169,7 +173,7 @@ elseif action == 'disable' then
   begin('disabled'); wipe(); S.oa = -1; S.rs = ''
   if prev ~= 'disabled' then tr = {prev, 'disabled', 'disabled'} end
 else
-  open(ARGV[13], now - tonumber(ARGV[12]))
+  open(ARGV[14], now - tonumber(ARGV[13]))
 end
 save()
 return tr
