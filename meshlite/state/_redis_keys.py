@@ -28,16 +28,14 @@ def scan_keys(store: RedisStore, pattern: str) -> Iterator[list[str]]:
     """Batches of the keys matching ``pattern`` (``SCAN``; on a Cluster, on every
     primary). Not for the hot path: O(keys in Redis)."""
     if store._target.kind == "cluster":
-        client = store._clients.sync()
-        for node in client.get_primaries():
-            cursor = 0
-            while True:
-                cursor, keys = client.scan(cursor, match=pattern, count=SCAN_BATCH,
-                                           target_nodes=node)
-                if keys:
-                    yield list(keys)
-                if int(cursor) == 0:
-                    break
+        batch: list[str] = []
+        for key in store._clients.sync().scan_iter(match=pattern, count=SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
         return
     cursor = 0
     while True:

@@ -23,15 +23,14 @@ from meshlite.state._redis import StoreReplyError
 RATE = 10_000_000.0  # never reached: every decision admits
 
 
-def clients_of(raw: redis.Redis, prefix: str) -> int:
+def clients_of(raw: redis.Redis) -> int:
     """Connections the server has open, besides ``raw``'s own."""
     return len(raw.client_list()) - 1
 
 
-def test_more_threads_than_connections_never_fall_back(store: RedisStore,
-                                                       raw: redis.Redis) -> None:
-    small = RedisStore(store.url if isinstance(store.url, str) else "",
-                       prefix=store.prefix, timeout=2.0, max_connections=8)
+def test_more_threads_than_connections_never_fall_back(fresh_server: RedisServer) -> None:
+    raw = redis.Redis.from_url(fresh_server.url)
+    small = RedisStore(fresh_server.url, timeout=2.0, max_connections=8)
     call = ml.RateLimit(RATE, store=small, name="threads", mode="reject")(lambda: 1)
     done: list[int] = []
 
@@ -47,9 +46,10 @@ def test_more_threads_than_connections_never_fall_back(store: RedisStore,
     assert small.fallbacks == {}
     assert small.available
     # 150 threads came and went; the store holds at most its 8 (+ spare) connections.
-    assert clients_of(raw, store.prefix) <= 8
+    assert clients_of(raw) <= 8
     small.close()
-    assert clients_of(raw, store.prefix) == 0
+    assert clients_of(raw) == 0
+    raw.close()
 
 
 def test_256_threads_share_a_bounded_pool(store: RedisStore) -> None:
@@ -74,32 +74,38 @@ def test_256_threads_share_a_bounded_pool(store: RedisStore) -> None:
     assert store.fallbacks == {}
 
 
-async def test_1000_concurrent_async_decisions_do_not_fall_back(redis_server: RedisServer,
-                                                                prefix: str,
-                                                                raw: redis.Redis) -> None:
-    store = RedisStore(redis_server.url, prefix=prefix, max_connections=16, timeout=1.0)
+async def test_1000_concurrent_async_decisions_do_not_fall_back(
+        fresh_server: RedisServer) -> None:
+    raw = redis.Redis.from_url(fresh_server.url)
+    store = RedisStore(fresh_server.url, max_connections=16, timeout=1.0)
 
     async def work() -> int:
         return 1
 
-    call = ml.RateLimit(RATE, store=store, name="a1000", mode="reject")(work)
+    limit = ml.RateLimit(RATE, store=store, name="a1000", mode="reject")
+    errors: list[Any] = []
+    limit.add_hook(lambda e: errors.append(getattr(e, "error", None)))
+    call = limit(work)
     results = await asyncio.gather(*(call() for _ in range(1000)))
     assert sum(results) == 1000
-    assert store.fallbacks == {}
-    assert clients_of(raw, prefix) <= 16  # multiplexed on the loop's pool
+    assert store.fallbacks == {}, errors[:1]
+    assert clients_of(raw) <= 16  # multiplexed on the loop's pool
     await store.aclose()
-    assert clients_of(raw, prefix) == 0
+    assert clients_of(raw) == 0
+    raw.close()
 
 
-def test_loop_connections_close_when_asyncio_run_ends(store: RedisStore,
-                                                      raw: redis.Redis) -> None:
+def test_loop_connections_close_when_asyncio_run_ends(fresh_server: RedisServer) -> None:
+    raw = redis.Redis.from_url(fresh_server.url)
+    store = RedisStore(fresh_server.url, timeout=2.0)
     async def use() -> None:
         await asyncio.gather(*(store.acommand("PING") for _ in range(5)))
 
     for _ in range(3):
         asyncio.run(use())  # no aclose(): the loop's shutdown closes them
     store.close()
-    assert clients_of(raw, store.prefix) == 0
+    assert clients_of(raw) == 0
+    raw.close()
 
 
 def test_wrongtype_on_one_key_affects_that_decision_only(store: RedisStore,
