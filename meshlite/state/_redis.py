@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._clock import Clock
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
+    from ._base import CircuitConfig
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_PREFIX", "DEFAULT_RETRY_INTERVAL",
            "DEFAULT_TIMEOUT", "RedisStore", "Script", "StoreBusyError", "StoreReplyError"]
@@ -227,7 +227,7 @@ class RedisStore:
 
         return RedisCache(self, f"{self.prefix}:cache:{namespace}", ttl, stale_ttl)
 
-    def circuit(self, name: str, options: CircuitBreakerOptions, clock: Clock) -> SharedCircuit:
+    def circuit(self, name: str, options: CircuitConfig, clock: Clock) -> SharedCircuit:
         """The shared state machine of breaker ``name`` (keys ``<prefix>:cb:{<name>}...``,
         one Cluster slot); ``clock`` is the breaker's, on which ``metrics().opened_at``
         is given."""

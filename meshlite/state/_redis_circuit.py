@@ -1,6 +1,6 @@
 """The circuit breaker's state machine in Redis: every change is one Lua script.
 
-The scripts mirror :class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`
+The scripts mirror :class:`meshlite.state._circuit_local.LocalCircuitState`
 (same permits, epochs, window arithmetic and reasons), on Redis's clock:
 
 - ``<key>`` (a hash): ``st`` state, ``ep`` epoch, ``ou``/``oa`` open-until and
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..policies._circuit_breaker._records import (
+from ._circuit_records import (
     CLOSED,
     DISABLED,
     FORCED_OPEN,
@@ -42,7 +42,7 @@ from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RELEASE
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
+    from ._base import CircuitConfig
     from ._redis import RedisStore
 
 __all__ = ["RedisCircuit", "state_ttl_ms"]
@@ -51,7 +51,7 @@ __all__ = ["RedisCircuit", "state_ttl_ms"]
 _STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
 
 
-def state_ttl_ms(state_ttl: float, o: CircuitBreakerOptions) -> int:
+def state_ttl_ms(state_ttl: float, o: CircuitConfig) -> int:
     """Milliseconds a breaker's keys live after their last write: ``state_ttl``, but
     never less than twice its open period or its time window."""
     window = float(o.window) if o.window_type == "time" else 0.0
@@ -78,7 +78,7 @@ class RedisCircuit:
 
     __slots__ = ("_clock", "_config", "_keys", "_store")
 
-    def __init__(self, store: RedisStore, key: str, options: CircuitBreakerOptions,
+    def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
         o = options
         self._store = store

@@ -2,7 +2,7 @@
 
 Every script starts with the same prelude: it reads the options (``ARGV[1..11]``),
 Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
-:class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`'s. Numbers are
+:class:`meshlite.state._circuit_local.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
 """
 

@@ -1,6 +1,6 @@
 """GCRA in Redis: one ``EVALSHA`` per decision, on Redis's own clock.
 
-The script is the update of :class:`meshlite.policies._rate_limit._gcra.LocalGcra`
+The script is the update of :class:`meshlite.state._gcra_local.LocalGcra`
 run inside Redis, so the bound of the in-memory limiter (at most ``burst + rate * t
 / per`` calls over any ``t`` seconds) holds for the sum of every process. Time is
 Redis's ``TIME``, read inside the script: every process decides on one clock, so
