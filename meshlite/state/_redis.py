@@ -22,7 +22,6 @@ Errors are classified (:meth:`RedisStore._classify`):
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from ._base import (
 from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
+from ._redis_ops import Commands, Script, StoreReplyError
 from ._redis_target import parse_target
 from ._redis_wire import Wire
 
@@ -75,27 +75,9 @@ DEFAULT_POOL_TIMEOUT: float | None = None
 (``None``: as long as it takes; a healthy Redis frees connections at its pace, and
 when Redis hangs the waiters find the store down after their wait)."""
 
-_log = logging.getLogger("meshlite.state")
 
 
-class Script:
-    """A Lua script of the store; run through redis-py's ``Script`` (``EVALSHA``,
-    loaded again when Redis forgot it after a restart)."""
-
-    __slots__ = ("_async", "_sync", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._sync: Any = None
-        self._async: Any = None
-
-
-class StoreReplyError(StoreUnavailableError):
-    """Redis answered one operation with an error (``WRONGTYPE``, ``OOM``, a script
-    error, ``READONLY``...): that decision falls back; the store is not marked down."""
-
-
-class RedisStore:
+class RedisStore(Commands):
     """Policy state in Redis, shared by every process (and host) using the same Redis.
 
     Pass it as ``store=`` to :class:`~meshlite.RateLimit`, :class:`~meshlite.Cache`
@@ -133,6 +115,10 @@ class RedisStore:
             ``None`` (default) for single flight within each process only.
         state_ttl: Seconds a breaker's state lives in Redis after its last change
             (> 0, default a day): see ``docs/scaling.md``.
+        rate_lease: Tokens a rate-limit decision may take at once when its quota
+            has them free (integer >= 1; 1, the default, takes one per call): the
+            process spends the extra ones locally, so a limit may be exceeded by
+            at most ``rate_lease - 1`` calls per process and key.
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
@@ -153,6 +139,7 @@ class RedisStore:
         codec: object = "json",
         cache_lock: float | None = None,
         state_ttl: float = 86_400.0,
+        rate_lease: int = 1,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
@@ -165,6 +152,10 @@ class RedisStore:
         self.pool_timeout = (None if pool_timeout is None
                              else positive("RedisStore", "pool_timeout", pool_timeout))
         self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
+        self.rate_lease = at_least("RedisStore", "rate_lease", rate_lease, 1)
+        self.round_trips = 0
+        """Operations sent to Redis so far (approximate under threads: a benchmark
+        figure, not an exact count)."""
         self.cache_lock = (None if cache_lock is None
                            else positive("RedisStore", "cache_lock", cache_lock))
         self.codec = resolve_codec(codec)
@@ -250,152 +241,6 @@ class RedisStore:
     def note_fallback(self, policy: str, action: str) -> None:
         """Count one fallback (see :meth:`Health.note_fallback`)."""
         self._health.note_fallback(policy, action)
-
-    def _classify(self, error: BaseException) -> StoreUnavailableError:
-        """The error a failed operation raises, after updating health (module doc)."""
-        if isinstance(error, self._redirects):
-            self._health.recovered()
-            return StoreReplyError(f"store {self.label} redirected one operation "
-                                   f"({type(error).__name__}: {error}); rediscovering")
-        if isinstance(error, self._errors):
-            return self._health.failed(error)
-        self._health.recovered()  # Redis answered
-        _log.warning("store %s refused one operation: %s: %s", self.label,
-                     type(error).__name__, error)
-        return StoreReplyError(
-            f"store {self.label} refused one operation: {type(error).__name__}: {error}")
-
-    def _wait_slot(self) -> None:
-        """Take a send slot; the wait is not part of ``timeout``, and a caller that
-        waited re-checks the store's health (it may have gone down meanwhile)."""
-        slots = self._clients.slots
-        if slots.acquire(False):
-            return
-        if not slots.acquire(timeout=self.pool_timeout):
-            raise self._busy("")
-        if self._health.down_since is not None:
-            try:
-                self._health.refuse()
-            except StoreUnavailableError:
-                slots.release()
-                raise
-
-    def _busy(self, where: str) -> StoreBusyError:
-        return StoreBusyError(
-            f"store {self.label}: all {self.max_connections} connections{where} stayed "
-            f"busy for {self.pool_timeout:g} s (pool_timeout); raise max_connections")
-
-    # -- commands (sync) -------------------------------------------------------------
-
-    def eval(self, script: Script, nkeys: int, *args: Any) -> Any:
-        """Run ``script`` on ``args`` (the first ``nkeys`` are keys); the raw reply.
-
-        Raises:
-            StoreUnavailableError: Redis did not answer in time, or refused.
-        """
-        run = script._sync
-        if run is None:
-            run = script._sync = self._redis.commands.core.Script(None, script.source.encode())
-        return self._run(run, nkeys, args)
-
-    def command(self, *args: Any) -> Any:
-        """Run one Redis command, such as ``("GET", key)``; the raw reply.
-
-        Raises:
-            StoreUnavailableError: Redis did not answer in time, or refused.
-        """
-        return self._run(None, 0, args)
-
-    def _run(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        self._wait_slot()
-        try:
-            client = self._clients.sync()
-            if self._wire is not None:
-                result = self._wire.call(client.connection_pool, script,
-                                         args if script is None else (nkeys, *args))
-            elif script is None:
-                result = client.execute_command(*args)
-            else:
-                result = script(args[:nkeys], args[nkeys:], client)
-        except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
-                self._rediscover()
-            raise self._classify(error) from error
-        finally:
-            self._clients.slots.release()
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    def _redis_errors(self) -> tuple[type[BaseException], ...]:
-        return self._errors + self._replies
-
-    def _rediscover(self) -> None:
-        try:
-            self._clients.rediscover()
-        except Exception as error:  # the next operations will tell
-            _log.warning("store %s: rediscovery failed: %s", self.label, error)
-
-    # -- commands (async) ------------------------------------------------------------
-
-    async def aeval(self, script: Script, nkeys: int, *args: Any) -> Any:
-        """The async twin of :meth:`eval`."""
-        run = script._async
-        if run is None:
-            run = script._async = self._redis.commands.core.AsyncScript(
-                None, script.source.encode())
-        return await self._arun(run, nkeys, args)
-
-    async def acommand(self, *args: Any) -> Any:
-        """The async twin of :meth:`command`."""
-        return await self._arun(None, 0, args)
-
-    async def _arun(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        entry = self._clients.loop_client()
-        slots = entry.slots
-        if slots.locked():
-            try:
-                await asyncio.wait_for(slots.acquire(), self.pool_timeout)
-            except TimeoutError:
-                raise self._busy(" of this event loop") from None
-            if health.down_since is not None:
-                try:
-                    health.refuse()
-                except StoreUnavailableError:
-                    slots.release()
-                    raise
-        else:
-            await slots.acquire()
-        try:
-            if self._wire is not None:
-                result = await self._wire.acall(entry.client.connection_pool, script,
-                                                args if script is None else (nkeys, *args))
-            elif script is None:
-                result = await entry.client.execute_command(*args)
-            else:
-                result = await script(args[:nkeys], args[nkeys:], entry.client)
-        except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
-                try:
-                    await self._clients.arediscover()
-                except Exception as problem:
-                    _log.warning("store %s: rediscovery failed: %s", self.label, problem)
-            raise self._classify(error) from error
-        finally:
-            slots.release()
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    def _aclient(self) -> Any:
-        """The redis.asyncio client of the running loop (for pub/sub)."""
-        return self._clients.loop_client().client
 
     # -- lifecycle -------------------------------------------------------------------
 
