@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._events import Hook
-from .._validate import at_least, fail, positive
+from .._validate import at_least, fail, non_negative, positive
 from ._base import (
     LOCAL,
     ON_ERROR_MODES,
@@ -119,6 +119,10 @@ class RedisStore(Commands):
             has them free (integer >= 1; 1, the default, takes one per call): the
             process spends the extra ones locally, so a limit may be exceeded by
             at most ``rate_lease - 1`` calls per process and key.
+        circuit_cache: Seconds a process trusts the closed state it last learned
+            from Redis (>= 0), so a breaker call costs one script, not two; a
+            process learns another opened the circuit at its next recorded
+            outcome or within this long. 0 asks Redis before every call.
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
@@ -140,6 +144,7 @@ class RedisStore(Commands):
         cache_lock: float | None = None,
         state_ttl: float = 86_400.0,
         rate_lease: int = 1,
+        circuit_cache: float = 1.0,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
@@ -153,6 +158,7 @@ class RedisStore(Commands):
                              else positive("RedisStore", "pool_timeout", pool_timeout))
         self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
         self.rate_lease = at_least("RedisStore", "rate_lease", rate_lease, 1)
+        self.circuit_cache = non_negative("RedisStore", "circuit_cache", circuit_cache)
         self.round_trips = 0
         """Operations sent to Redis so far (approximate under threads: a benchmark
         figure, not an exact count)."""

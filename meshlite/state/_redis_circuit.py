@@ -17,6 +17,16 @@ not changed for that long is forgotten, which is closed. That includes a breaker
 forced open: it stays forced open ``state_ttl`` (default a day) after the
 ``force_open()``, then closes unless forced again.
 
+One script per call: while the circuit is closed, the permit a process was last
+handed (``2 * epoch``) stays good for ``RedisStore(circuit_cache=...)`` seconds
+(default 1 s), and every recorded outcome returns the state and epoch anew, so a
+closed-circuit call costs only its ``RECORD``. A process learns that another one
+opened the circuit at its next recorded outcome, or within ``circuit_cache``;
+outcomes recorded with an outdated permit are ignored, as always. A refusal of an
+open circuit is remembered until its open period ends, for ``circuit_cache`` at
+most (a ``reset()`` in another process is seen that soon).
+``circuit_cache=0`` asks Redis before every call.
+
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
 process whose outcome crosses a threshold is the one that opens the circuit for
@@ -26,6 +36,7 @@ all. Every process must use the same breaker options for one name.
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._circuit_records import (
@@ -76,7 +87,7 @@ def _transition(reply: list[Any], at: int = 0) -> Transition | None:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("_clock", "_config", "_keys", "_store")
+    __slots__ = ("_clock", "_config", "_fresh", "_keys", "_known", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
@@ -93,6 +104,10 @@ class RedisCircuit:
                         repr(float(o.failure_rate)), repr(float(srate)),
                         round(o.open_seconds * 1e6), o.half_open_calls, slow,
                         f"{o.open_seconds:g}", state_ttl_ms(store.state_ttl, o))
+        self._fresh = store.circuit_cache
+        # What this process last learned: (admission to hand out, trusted until,
+        # the open period's end for a refusal).
+        self._known: tuple[Admission, float, float] | None = None
 
     @staticmethod
     def _admission(reply: list[Any]) -> Admission:
@@ -104,23 +119,67 @@ class RedisCircuit:
         return Admission(None, transition, _state(reply[4]), _text(reply[5]),
                          retry / 1e6 if retry >= 0 else None)
 
+    def _cached(self) -> Admission | None:
+        known = self._known
+        if known is None:
+            return None
+        admission, until, ends = known
+        now = time.monotonic()
+        if now >= until:
+            self._known = None
+            return None
+        if admission.permit is None:
+            return Admission(None, None, admission.state, admission.reason, ends - now)
+        return admission
+
+    def _learn(self, admission: Admission) -> Admission:
+        now = time.monotonic()
+        if admission.permit is not None and admission.permit >= 0 and not admission.permit & 1:
+            if self._fresh > 0:  # closed: the permit holds until the next outcome says
+                self._known = (Admission(admission.permit), now + self._fresh, 0.0)
+        elif (admission.permit is None and admission.state == OPEN and self._fresh > 0
+              and admission.retry_after):
+            # Open: refused here until the period ends, or a reset elsewhere is seen.
+            ends = now + admission.retry_after
+            self._known = (Admission(None, None, OPEN, admission.reason),
+                           min(ends, now + self._fresh), ends)
+        else:
+            self._known = None
+        return admission
+
+    def _recorded(self, reply: list[Any]) -> Transition | None:
+        if len(reply) >= 5:
+            if _text(reply[3]) == CLOSED and self._fresh > 0:
+                self._known = (Admission(2 * int(reply[4])), time.monotonic() + self._fresh,
+                               0.0)
+            else:
+                self._known = None
+        return _transition(reply)
+
     def acquire(self) -> Admission:
         """Admit a call: a permit, or why not (see ``LocalCircuitState.acquire``)."""
-        return self._admission(self._store.eval(ACQUIRE, 2, *self._keys, *self._config))
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        return self._learn(self._admission(
+            self._store.eval(ACQUIRE, 2, *self._keys, *self._config)))
 
     async def aacquire(self) -> Admission:
         """The async twin of :meth:`acquire`."""
-        return self._admission(
-            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config))
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        return self._learn(self._admission(
+            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config)))
 
     def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """Record the outcome of the call holding ``permit``."""
-        return _transition(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
-                                            int(failed), int(slow)))
+        return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
+                                               int(failed), int(slow)))
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """The async twin of :meth:`record`."""
-        return _transition(await self._store.aeval(
+        return self._recorded(await self._store.aeval(
             RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
 
     def release(self, permit: int) -> None:
@@ -135,10 +194,12 @@ class RedisCircuit:
 
     def control(self, action: str) -> Transition | None:
         """``"force_open"``, ``"reset"`` or ``"disable"``, for every process."""
+        self._known = None
         return _transition(self._store.eval(CONTROL, 2, *self._keys, *self._config, action))
 
     def start_open(self, elapsed: float, reason: str) -> None:
         """Open the circuit as if it had opened ``elapsed`` seconds ago."""
+        self._known = None
         self._store.eval(CONTROL, 2, *self._keys, *self._config, "start_open",
                          round(elapsed * 1e6), reason)
 

@@ -107,7 +107,7 @@ RECORD = Script(_PRELUDE + """
 local permit, failed, slow = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local tr = nil
 if permit % 2 == 1 then
-  if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {} end
+  if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {'', '', '', S.st, S.ep} end
   S.td = S.td + 1; S.tf = S.tf + failed; S.ts = S.ts + slow
   if S.td >= trials then
     if S.tf / trials >= frate then
@@ -119,9 +119,10 @@ if permit % 2 == 1 then
     end
   end
   save()
-  return tr or {}
+  tr = tr or {'', '', ''}
+  return {tr[1], tr[2], tr[3], S.st, S.ep}
 end
-if S.st ~= 'closed' or permit ~= 2 * S.ep then return {} end
+if S.st ~= 'closed' or permit ~= 2 * S.ep then return {'', '', '', S.st, S.ep} end
 if timed then
   expire()
   local i = S.hd % size
@@ -148,7 +149,8 @@ if (S.f > 0 or S.s > 0) and S.c >= min_calls then
   end
 end
 save()
-return tr or {}
+tr = tr or {'', '', ''}
+return {tr[1], tr[2], tr[3], S.st, S.ep}
 """)
 
 RELEASE = Script(_PRELUDE + """

@@ -96,3 +96,58 @@ def test_leased_tokens_lapse(store: RedisStore, raw: redis.Redis) -> None:
     assert call() == 1
     assert leasing.round_trips == before + 1
     leasing.close()
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom
+
+
+def test_a_closed_breaker_call_is_one_script(store: RedisStore) -> None:
+    cb = ml.CircuitBreaker(store=store, name="one", window=10, min_calls=5)
+    call = cb(lambda: 1)
+    call()
+    before = store.round_trips
+    for _ in range(100):
+        call()
+    assert store.round_trips - before == 100  # the outcomes only; no acquire
+    strict = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                        timeout=2.0, circuit_cache=0.0)
+    strict_call = ml.CircuitBreaker(store=strict, name="one", window=10, min_calls=5)(
+        lambda: 1)
+    for _ in range(10):
+        strict_call()
+    assert strict.round_trips == 20  # circuit_cache=0: acquire + record
+    strict.close()
+
+
+def test_another_process_opening_is_seen_at_the_next_outcome(store: RedisStore,
+                                                             other_store: RedisStore) -> None:
+    mine = ml.CircuitBreaker(store=store, name="seen", window=4, min_calls=2)
+    theirs = ml.CircuitBreaker(store=other_store, name="seen", window=4, min_calls=2)
+    mine(lambda: 1)()  # this process now trusts "closed"
+    with pytest.raises(Boom):
+        theirs(boom)()  # 1 of 2 calls failed: open
+    assert theirs.state == "open"
+    mine(lambda: 1)()  # admitted on the trusted permit; its outcome is ignored...
+    with pytest.raises(ml.CircuitOpenError):
+        mine(lambda: 1)()  # ...and brought the news: open
+    before = store.round_trips
+    for _ in range(20):
+        with pytest.raises(ml.CircuitOpenError) as info:
+            mine(lambda: 1)()
+    assert store.round_trips - before <= 1  # refusals remembered
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 0
+    theirs.reset()
+    deadline = time.monotonic() + 5.0
+    while True:  # the reset is seen within circuit_cache (1 s)
+        try:
+            assert mine(lambda: "ran")() == "ran"
+            break
+        except ml.CircuitOpenError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
