@@ -97,8 +97,8 @@ class RedisStore(Commands):
             ``timeout``: ``"local"`` (use the policy's in-process state),
             ``"allow"`` (admit the call), ``"deny"`` (reject it) or ``"raise"``
             (raise :class:`StoreUnavailableError`).
-        timeout: Seconds each network step of an operation may take (sending,
-            reading the reply; > 0): a decision falls back after about that long.
+        timeout: Seconds a decision may wait for Redis's reply (> 0): one that
+            meets a hung Redis has fallen back within that long.
         connect_timeout: Seconds opening a connection may take (> 0).
         retry_interval: Longest pause between probes while Redis is unreachable
             (> 0; each pause is jittered between half and all of it).
@@ -189,6 +189,8 @@ class RedisStore(Commands):
             ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
             RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
+        self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
+        self._last_ok = 0.0
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
@@ -200,8 +202,11 @@ class RedisStore(Commands):
         # Redis restart closed fails once, then reconnects. Timeouts are not retried,
         # so a slow Redis costs one ``timeout`` per decision, never several.
         errors = (r.exceptions.ConnectionError,)
+        # The socket waits a little less than ``timeout`` (2 ms or a tenth of it), so a
+        # decision that meets a hung Redis has fallen back within ``timeout``.
+        read = self.timeout - min(0.002, self.timeout / 10)
         options: dict[str, Any] = {
-            "socket_timeout": self.timeout, "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": read, "socket_connect_timeout": self.connect_timeout,
             "retry": r.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
             "aretry": r.asyncio.retry.Retry(r.backoff.NoBackoff(), 1,
                                             supported_errors=errors),

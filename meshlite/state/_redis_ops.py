@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._base import StoreUnavailableError
@@ -45,6 +46,7 @@ class Commands:
     """The command paths of :class:`~meshlite.state.RedisStore` (a mixin)."""
 
     label: str
+    timeout: float
     max_connections: int
     pool_timeout: float | None
     round_trips: int
@@ -55,9 +57,21 @@ class Commands:
     _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
     _replies: tuple[type[BaseException], ...]
+    _timeouts: tuple[type[BaseException], ...]
+    _last_ok: float
 
-    def _classify(self, error: BaseException) -> StoreUnavailableError:
-        """The error a failed operation raises, after updating health (module doc)."""
+    def _classify(self, error: BaseException, sent: float) -> StoreUnavailableError:
+        """The error a failed operation raises, after updating health (module doc).
+
+        A timeout marks the store down only if Redis has answered nothing since the
+        request was sent (``sent``); if it answered other requests meanwhile, this
+        reply was slow (a starved thread or loop, a big value): that decision falls
+        back alone.
+        """
+        if isinstance(error, self._timeouts) and self._last_ok > sent:
+            return StoreUnavailableError(
+                f"store {self.label} answered too slowly ({type(error).__name__}), "
+                "while answering other requests")
         if isinstance(error, self._redirects):
             self._health.recovered()
             return StoreReplyError(f"store {self.label} redirected one operation "
@@ -117,6 +131,7 @@ class Commands:
             health.refuse()
         self._wait_slot()
         self.round_trips += 1
+        sent = monotonic()
         try:
             client = self._clients.sync()
             if self._wire is not None:
@@ -129,9 +144,10 @@ class Commands:
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 self._rediscover()
-            raise self._classify(error) from error
+            raise self._classify(error, sent) from error
         finally:
             self._clients.slots.release()
+        self._last_ok = monotonic()
         if health.down_since is not None:
             health.recovered()
         return result
@@ -179,10 +195,12 @@ class Commands:
         else:
             await slots.acquire()
         self.round_trips += 1
+        sent = monotonic()
         try:
             if self._wire is not None:
                 result = await self._wire.acall(entry.client.connection_pool, script,
-                                                args if script is None else (nkeys, *args))
+                                                args if script is None else (nkeys, *args),
+                                                self.timeout)
             elif script is None:
                 result = await entry.client.execute_command(*args)
             else:
@@ -193,9 +211,10 @@ class Commands:
                     await self._clients.arediscover()
                 except Exception as problem:
                     _log.warning("store %s: rediscovery failed: %s", self.label, problem)
-            raise self._classify(error) from error
+            raise self._classify(error, sent) from error
         finally:
             slots.release()
+        self._last_ok = monotonic()
         if health.down_since is not None:
             health.recovered()
         return result

@@ -80,6 +80,9 @@ class Target:
         options = dict(self.options, **({"retry": self.options["aretry"]} if asynchronous
                                        else {}))
         options.pop("aretry", None)
+        if asynchronous and self.kind != "cluster":
+            # The store bounds async requests itself (see _redis_wire.Wire.acall).
+            options["socket_timeout"] = None
         if self.kind == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncNode
             from redis.cluster import ClusterNode, RedisCluster
@@ -102,7 +105,8 @@ class Target:
         if found is None:
             r = self.redis
             mod = r.asyncio.sentinel if asynchronous else r.sentinel
-            kw = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
+            kw = {"socket_timeout": self.options["socket_timeout"],
+                  "socket_connect_timeout": options["socket_connect_timeout"]}
             found = self._sentinels[asynchronous] = mod.Sentinel(
                 self.nodes, sentinel_kwargs=kw, **options)
         return found

@@ -8,6 +8,13 @@ raw reply and gives the connection back. This keeps a decision at or below the
 cost of the ``limits`` library's on the same client (``benchmarks/redis_store.py``).
 A Cluster client routes by slot, so Cluster stores go through the client instead.
 
+An async request is bounded by the store's ``timeout`` with one loop iteration of
+grace: when the timer fires, the cancellation is scheduled behind the callbacks
+already queued, so a reply that arrived in the same iteration as the timer (a
+busy event loop sees both at once) wakes its caller first instead of being
+counted as a timeout. A hung Redis is still detected one iteration after
+``timeout``.
+
 A connection whose request failed for any reason other than an error reply is
 closed before it goes back (its reply may still be on the wire). A connection
 that was already open and fails to send (a Redis restart closed it) is retried
@@ -16,6 +23,8 @@ once, reconnecting; a fresh one that fails is not.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 __all__ = ["Wire"]
@@ -73,17 +82,19 @@ class Wire:
 
     # -- async -----------------------------------------------------------------------
 
-    async def acall(self, pool: Any, script: Any, args: tuple[Any, ...]) -> Any:
-        """The async twin of :meth:`call`, on a redis.asyncio pool."""
+    async def acall(self, pool: Any, script: Any, args: tuple[Any, ...],
+                    bound: float) -> Any:
+        """The async twin of :meth:`call`, on a redis.asyncio pool, within ``bound``
+        (connecting is bounded by the pool's own connect timeout)."""
         conn = await pool.get_connection()
         try:
             was_open = conn.is_connected
             try:
-                return await self._asend(conn, script, args)
+                return await _within(self._asend(conn, script, args), bound)
             except self._closed:
                 if not was_open:
                     raise
-            return await self._asend(conn, script, args)
+            return await _within(self._asend(conn, script, args), bound)
         finally:
             await pool.release(conn)
 
@@ -120,3 +131,22 @@ class Wire:
             from redis.exceptions import ConnectionError as Closed
 
             raise Closed(f"Error writing to {conn!r}: {error}") from error
+
+
+async def _within(operation: Coroutine[Any, Any, Any], seconds: float) -> Any:
+    """``await operation``, cancelled with ``TimeoutError`` one loop iteration after
+    ``seconds`` unless its reply woke it in that iteration (see the module doc)."""
+    loop = asyncio.get_running_loop()
+    done = False
+    async with asyncio.timeout(None) as bound:
+
+        def expire() -> None:
+            if not done:
+                bound.reschedule(loop.time())
+
+        handle = loop.call_later(seconds, loop.call_soon, expire)
+        try:
+            return await operation
+        finally:
+            done = True
+            handle.cancel()
