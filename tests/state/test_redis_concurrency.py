@@ -17,8 +17,7 @@ import redis
 from redis_server import RedisServer
 
 import meshlite as ml
-from meshlite.state import RedisStore, StoreFallback, StoreUnavailableError
-from meshlite.state._redis import StoreReplyError
+from meshlite.state import RedisStore, StoreFallback, StoreReplyError, StoreUnavailableError
 
 RATE = 10_000_000.0  # never reached: every decision admits
 
