@@ -151,6 +151,8 @@ def main() -> int:
         load = [redis_load.threads_row(url, seconds), redis_load.tasks_row(url, seconds),
                 redis_load.calls_per_admitted(url, min(seconds, 2.0), 1),
                 redis_load.calls_per_admitted(url, min(seconds, 2.0), 16)]
+        load += redis_load.registry_rows(url, 200 if args.quick else 1000,
+                                         20 if args.quick else 100)
     binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if args.url is None and binary is not None:
         load += redis_load.failover_rows(binary, redis_load._cluster_port())
