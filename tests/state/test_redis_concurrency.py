@@ -206,3 +206,44 @@ def test_debug_sleep_is_a_timeout_not_a_reply_error(redis_binary: str) -> None:
     admin.close()
     store.close()
     server.close()
+
+
+def test_a_slow_reply_while_redis_answers_others_falls_back_alone(store: RedisStore) -> None:
+    quick = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                       timeout=0.2)
+    stop = threading.Event()
+
+    def others() -> None:  # Redis keeps answering these meanwhile
+        while not stop.is_set():
+            quick.command("PING")
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=others)
+    worker.start()
+    time.sleep(0.02)
+    try:
+        # BLPOP blocks only its own connection: a reply later than timeout.
+        with pytest.raises(StoreUnavailableError, match="too slowly"):
+            quick.command("BLPOP", f"{store.prefix}:empty", 1)
+        assert quick.available
+    finally:
+        stop.set()
+        worker.join()
+    quick.close()
+
+
+def test_pool_timeout_fails_one_decision_not_the_store(store: RedisStore) -> None:
+    from meshlite.state import StoreBusyError
+
+    tiny = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                      timeout=2.0, max_connections=1, pool_timeout=0.05)
+    holder = threading.Thread(
+        target=lambda: tiny.command("BLPOP", f"{store.prefix}:empty", 0.5))
+    holder.start()
+    time.sleep(0.1)  # the only connection is busy
+    with pytest.raises(StoreBusyError, match="pool_timeout"):
+        tiny.command("PING")
+    holder.join()
+    assert tiny.available
+    assert tiny.ping()
+    tiny.close()
