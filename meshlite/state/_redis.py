@@ -123,6 +123,9 @@ class RedisStore(Commands):
             from Redis (>= 0), so a breaker call costs one script, not two; a
             process learns another opened the circuit at its next recorded
             outcome or within this long. 0 asks Redis before every call.
+        circuit_batch: Seconds closed-circuit outcomes may be queued in the process
+            and sent together (>= 0; 0, the default, sends each at once): fewer
+            round trips, a circuit that opens up to that much later.
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
@@ -145,6 +148,7 @@ class RedisStore(Commands):
         state_ttl: float = 86_400.0,
         rate_lease: int = 1,
         circuit_cache: float = 1.0,
+        circuit_batch: float = 0.0,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
@@ -159,6 +163,7 @@ class RedisStore(Commands):
         self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
         self.rate_lease = at_least("RedisStore", "rate_lease", rate_lease, 1)
         self.circuit_cache = non_negative("RedisStore", "circuit_cache", circuit_cache)
+        self.circuit_batch = non_negative("RedisStore", "circuit_batch", circuit_batch)
         self.round_trips = 0
         """Operations sent to Redis so far (approximate under threads: a benchmark
         figure, not an exact count)."""

@@ -27,6 +27,12 @@ open circuit is remembered until its open period ends, for ``circuit_cache`` at
 most (a ``reset()`` in another process is seen that soon).
 ``circuit_cache=0`` asks Redis before every call.
 
+Batch mode (``RedisStore(circuit_batch=seconds)``): closed-circuit outcomes are
+queued in the process and sent together (one script for up to 64 outcomes) by
+the first outcome recorded ``circuit_batch`` seconds after the oldest queued one.
+The circuit then opens up to that much later, and outcomes still queued when a
+process exits are lost. Half-open trial outcomes are never batched.
+
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
 process whose outcome crosses a threshold is the one that opens the circuit for
@@ -36,6 +42,7 @@ all. Every process must use the same breaker options for one name.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +56,7 @@ from ._circuit_records import (
     CircuitMetrics,
     Transition,
 )
-from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RELEASE
+from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE
 
 if TYPE_CHECKING:
     from .._clock import Clock
@@ -57,6 +64,9 @@ if TYPE_CHECKING:
     from ._redis import RedisStore
 
 __all__ = ["RedisCircuit", "state_ttl_ms"]
+
+_MAX_BATCH = 64
+"""Outcomes one batch carries at most (batch mode)."""
 
 # The breaker compares states by identity (``state is OPEN``): hand out its constants.
 _STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
@@ -87,7 +97,8 @@ def _transition(reply: list[Any], at: int = 0) -> Transition | None:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("_clock", "_config", "_fresh", "_keys", "_known", "_store")
+    __slots__ = ("_batch", "_clock", "_config", "_flush_at", "_fresh", "_keys", "_known",
+                 "_pending", "_plock", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
@@ -108,6 +119,10 @@ class RedisCircuit:
         # What this process last learned: (admission to hand out, trusted until,
         # the open period's end for a refusal).
         self._known: tuple[Admission, float, float] | None = None
+        self._batch = store.circuit_batch  # seconds closed-circuit outcomes may wait
+        self._pending: list[int] = []  # (permit, failed, slow) triples, flattened
+        self._flush_at = 0.0
+        self._plock = threading.Lock()
 
     @staticmethod
     def _admission(reply: list[Any]) -> Admission:
@@ -172,13 +187,38 @@ class RedisCircuit:
         return self._learn(self._admission(
             await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config)))
 
+    def _queued(self, permit: int, failed: bool, slow: bool) -> tuple[int, ...] | None:
+        """Batch mode: queue a closed-circuit outcome; the batch to send once due."""
+        now = time.monotonic()
+        with self._plock:
+            if not self._pending:
+                self._flush_at = now + self._batch
+            self._pending += (permit, int(failed), int(slow))
+            if now < self._flush_at and len(self._pending) < 3 * _MAX_BATCH:
+                return None
+            batch, self._pending = self._pending, []
+        return tuple(batch)
+
     def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
-        """Record the outcome of the call holding ``permit``."""
+        """Record the outcome of the call holding ``permit`` (batched for a closed
+        circuit with ``circuit_batch``)."""
+        if self._batch > 0 and permit >= 0 and not permit & 1:
+            batch = self._queued(permit, failed, slow)
+            if batch is None:
+                return None
+            return self._recorded(self._store.eval(RECORD_MANY, 2, *self._keys,
+                                                   *self._config, *batch))
         return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
                                                int(failed), int(slow)))
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """The async twin of :meth:`record`."""
+        if self._batch > 0 and permit >= 0 and not permit & 1:
+            batch = self._queued(permit, failed, slow)
+            if batch is None:
+                return None
+            return self._recorded(await self._store.aeval(RECORD_MANY, 2, *self._keys,
+                                                          *self._config, *batch))
         return self._recorded(await self._store.aeval(
             RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
 

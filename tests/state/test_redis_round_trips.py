@@ -151,3 +151,29 @@ def test_another_process_opening_is_seen_at_the_next_outcome(store: RedisStore,
         except ml.CircuitOpenError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_batched_outcomes_share_one_script(store: RedisStore,
+                                           other_store: RedisStore) -> None:
+    batched = RedisStore(store.url if isinstance(store.url, str) else "",
+                         prefix=store.prefix, timeout=2.0, circuit_batch=0.2)
+    cb = ml.CircuitBreaker(store=batched, name="batch", window=20, min_calls=10)
+    watcher = ml.CircuitBreaker(store=other_store, name="batch", window=20, min_calls=10)
+    call = cb(lambda: 1)
+    call()  # learns "closed"
+    before = batched.round_trips
+    for _ in range(30):
+        call()
+    assert batched.round_trips - before <= 1  # queued (a batch holds 64 at most)
+    time.sleep(0.25)
+    call()  # due: the queue goes in one script
+    assert batched.round_trips - before <= 2
+    assert watcher.metrics().calls == 20  # the window saw every outcome (20 max)
+    for _ in range(12):  # failures open it once their batch is sent
+        with pytest.raises((Boom, ml.CircuitOpenError)):
+            cb(boom)()
+    time.sleep(0.25)
+    with pytest.raises((Boom, ml.CircuitOpenError)):
+        cb(boom)()
+    assert watcher.state == "open"
+    batched.close()
