@@ -21,7 +21,9 @@ node; the semaphore bounds the process either way.)
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +53,12 @@ class LoopClient:
         self.closer: Any = None
 
 
+def _after_fork(ref: weakref.ref[Clients]) -> None:
+    clients = ref()
+    if clients is not None:
+        clients.after_fork()
+
+
 async def _close_at_shutdown(client: Any) -> AsyncIterator[None]:
     """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` (which
     ``asyncio.run`` calls) finalizes it, closing the loop's connections in it."""
@@ -70,6 +78,17 @@ class Clients:
         self._sync: Any = None
         self._loops: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def after_fork(self) -> None:
+        """In a forked child: fresh slots and clients (the parent's threads, which
+        may have held slots, and its sockets are not the child's)."""
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self._loops = {}
+        if not self.target.user_sync:
+            self._sync = None
 
     # -- sync ------------------------------------------------------------------------
 

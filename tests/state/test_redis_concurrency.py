@@ -247,3 +247,23 @@ def test_pool_timeout_fails_one_decision_not_the_store(store: RedisStore) -> Non
     assert tiny.available
     assert tiny.ping()
     tiny.close()
+
+
+def test_a_forked_child_gets_its_own_slots_and_connections(store: RedisStore) -> None:
+    import os
+
+    tiny = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                      timeout=2.0, max_connections=1, pool_timeout=0.5)
+    assert tiny.ping()
+    holder = threading.Thread(
+        target=lambda: tiny.command("BLPOP", f"{store.prefix}:none", 0.5))
+    holder.start()
+    time.sleep(0.1)  # the parent's only slot is held by a thread the child won't have
+    pid = os.fork()
+    if pid == 0:  # the child: its own slot, its own connection
+        os._exit(0 if tiny.ping() and tiny.available else 1)
+    _, status = os.waitpid(pid, 0)
+    holder.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tiny.ping()
+    tiny.close()
