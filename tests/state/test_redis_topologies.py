@@ -171,3 +171,25 @@ def test_sentinel_failover_rediscovers_the_new_primary(sentinel_setup: Any) -> N
     # At most the decisions that met READONLY (or the closed connection) fell back.
     assert sum(store.fallbacks.values()) <= 3
     store.close()
+
+
+async def test_registry_on_the_cluster(redis_cluster: Any) -> None:
+    from meshlite.discovery import Discovery, RedisRegistry
+
+    p = prefix()
+    service = ml.Service("users", backends=["http://127.0.0.9:80"])
+    watcher = RedisRegistry("users", redis_cluster.url, prefix=p, ttl=30.0)
+    member = RedisRegistry("users", redis_cluster.url, prefix=p, ttl=30.0)
+    await member.aregister("http://127.0.0.1:80")
+    discovery = Discovery(service, watcher, min_interval=0.01)
+    await discovery.start()
+    try:
+        assert [b.address for b in service.backends] == ["http://127.0.0.1:80"]
+        await member.aregister("http://127.0.0.2:80")
+        deadline = time.monotonic() + 5.0
+        while len(service.backends) != 2:  # announced through the cluster's pub/sub
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        await discovery.stop()
+        await member.stop()
