@@ -280,3 +280,14 @@ def test_a_missing_program_skips_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_program("no-such-program-meshlite", "no-such-pkg")
     assert require_program("sh", "dash").endswith("/sh")
+
+
+@pytest.mark.parametrize("args", [
+    ("EVALSHA", "5b3c7878ef1f0acce3b4b8ea2de4ed6f7fe865c2", 1, "p:rl:api:user-1", 1000, 0, -1, 1),
+    ("SET", "k", b"\x00\xffdata" * 3000, "PX", 1500),
+    ("X", 1.5, -0.25, "é", "", b""),
+])
+def test_requests_are_packed_as_redis_py_packs_them(args: tuple[Any, ...]) -> None:
+    from meshlite.state._redis_wire import pack
+
+    assert pack(args) == b"".join(redis.Connection().pack_command(*args))
