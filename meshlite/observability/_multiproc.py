@@ -61,7 +61,8 @@ def multiproc_dir(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (signal 0 checks without signalling)."""
+    """Whether process ``pid`` runs (signal 0 checks without signalling; a worker
+    that died but that its parent has not reaped yet, a zombie, counts as dead)."""
     if pid == os.getpid():
         return True
     try:
@@ -70,7 +71,16 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": the state follows the last ')'
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):  # no /proc (not Linux), or the process just went
+        return False
 
 
 @dataclass(frozen=True, slots=True)

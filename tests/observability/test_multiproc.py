@@ -210,3 +210,21 @@ def test_extra_series_registered_in_the_mesh_registry_travel_with_it(
     assert 'route="/u"} 2' in ml.observability.render(mesh)  # the other worker's only
     with pytest.raises(ml.ConfigError, match="collector"):
         mesh.metrics.register(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
+def test_a_killed_worker_not_yet_reaped_counts_as_dead() -> None:
+    from meshlite.observability._multiproc import alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 5.0
+        while alive(child.pid) and time.monotonic() < deadline:  # a zombie until reaped
+            time.sleep(0.01)
+        assert not alive(child.pid)
+        assert child.poll() is not None  # reaped only now: it was a zombie above
+    finally:
+        child.kill()
+        child.wait()
