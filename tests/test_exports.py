@@ -131,3 +131,55 @@ def test_import_loads_no_optional_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _walk_modules() -> list[str]:
+    import pkgutil
+
+    skip = ("meshlite.__main__",)
+    return [m.name for m in pkgutil.walk_packages(ml.__path__, "meshlite.")
+            if m.name not in skip]
+
+
+def _event_classes() -> set[type[ml.Event]]:
+    import importlib
+
+    for name in _walk_modules():
+        importlib.import_module(name)
+    found: set[type[ml.Event]] = set()
+    todo = [ml.Event]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            # a slotted dataclass replaces the class it was made from: keep the real one
+            if getattr(sys.modules[sub.__module__], sub.__name__, None) is sub:
+                found.add(sub)
+    return found
+
+
+def test_every_event_class_is_exported() -> None:
+    events = _event_classes()
+    assert len(events) > 30
+    missing = sorted(e.__name__ for e in events if getattr(ml, e.__name__, None) is not e)
+    assert missing == []
+    assert {e.__name__ for e in events} <= set(ml.__all__)
+
+
+def test_lazy_names_are_declared_once_and_read_as_python_reads_them() -> None:
+    import ast
+    from pathlib import Path
+
+    from meshlite._lazy import declared_imports
+
+    source = Path(ml.__file__).read_text(encoding="utf-8")
+    lazy, modules, public = declared_imports(source)
+    tree = ast.parse(source)
+    block = next(n for n in tree.body if isinstance(n, ast.If))
+    expected = {a.asname or a.name: node.module for node in block.body
+                if isinstance(node, ast.ImportFrom) and node.module for a in node.names}
+    assert {k: v.lstrip(".") for k, v in lazy.items()} == expected
+    assert modules == {"asgi", "backoff", "config", "discovery", "state", "telemetry"}
+    reexported = [a.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                  for a in node.names if a.asname == a.name]
+    assert public == reexported == ml.__all__
+    assert len(set(public)) == len(public)
