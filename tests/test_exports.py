@@ -183,3 +183,23 @@ def test_lazy_names_are_declared_once_and_read_as_python_reads_them() -> None:
                   for a in node.names if a.asname == a.name]
     assert public == reexported == ml.__all__
     assert len(set(public)) == len(public)
+
+
+def test_every_error_is_defined_in_the_error_tree() -> None:
+    from meshlite import _errors
+
+    _event_classes()  # imports every module
+    found, todo = {"meshlite._errors.MeshliteError"}, [ml.MeshliteError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("meshlite"):
+                found.add(f"{sub.__module__}.{sub.__qualname__}")
+    # the HTTP answers also subclass their client library's error: they stay with it
+    beside_their_library = {"meshlite._http._send.HttpResponseError",
+                            "meshlite._http._aio_session.AiohttpResponseError"}
+    elsewhere = sorted(found - beside_their_library)
+    assert [n for n in elsewhere if not n.startswith("meshlite._errors.")] == []
+    assert sorted(n.rpartition(".")[2] for n in elsewhere) == sorted(_errors.__all__)
+    for name in _errors.__all__:
+        assert name in (_errors.__doc__ or ""), f"{name} is not drawn in the tree"
