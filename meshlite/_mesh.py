@@ -4,7 +4,6 @@ points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``)."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -119,9 +118,9 @@ class Mesh(MeshLifecycle):
 
         Delegates to ``meshlite.config.mesh_from_config(path, **kwargs)``.
         """
-        config: Any = importlib.import_module("meshlite.config")
-        mesh: Mesh = config.mesh_from_config(path, **kwargs)
-        return mesh
+        from .config._mesh_config import mesh_from_config
+
+        return mesh_from_config(path, **kwargs)
 
     def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Follow a config file: apply it now, then every valid change while the mesh
@@ -130,8 +129,9 @@ class Mesh(MeshLifecycle):
         A change that fails validation changes nothing: the running config stays, and
         the error is logged, kept in :attr:`reload_errors` and emitted as an event.
         """
-        config: Any = importlib.import_module("meshlite.config")
-        return config.watch(self, path, **kwargs)
+        from .config._mesh_config import watch
+
+        return watch(self, path, **kwargs)
 
     # -- registry -------------------------------------------------------------
 
@@ -532,8 +532,9 @@ class Mesh(MeshLifecycle):
         Raises:
             ConfigError: the mesh follows no config file.
         """
-        config: Any = importlib.import_module("meshlite.config._reload")
-        outcome: str = await config.reload_now(self)
+        from .config._reload import reload_now
+
+        outcome = await reload_now(self)
         return outcome != "rejected"
 
     def reload_sync(self) -> bool:
@@ -544,8 +545,9 @@ class Mesh(MeshLifecycle):
             ConfigError: the mesh follows no config file, or it is open on an event
                 loop (use ``await mesh.reload()``).
         """
-        config: Any = importlib.import_module("meshlite.config._reload")
-        outcome: str = config.reload_blocking(self)
+        from .config._reload import reload_blocking
+
+        outcome = reload_blocking(self)
         return outcome != "rejected"
 
     # -- dashboard -------------------------------------------------------------
