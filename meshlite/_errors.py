@@ -165,14 +165,12 @@ class ResponseStatusError(MeshliteError):
         self.address = address
 
 
-
 class MeshClosedError(RejectedError):
     """The mesh is closing (draining) or closed, so it refused a new call."""
 
 
-
 class ValidationError(MeshliteError, ValueError):
-    """A call's arguments or result failed :class:`Validate`'s check.
+    """A call's arguments or result failed :class:`meshlite.Validate`'s check.
 
     The message names each failing field and what was expected, never the value
     (which may be a secret). Not a transient error: :class:`meshlite.Retry` does not
@@ -195,7 +193,6 @@ class ValidationError(MeshliteError, ValueError):
             f"{path or '<' + stage + '>'}: {expected}" for path, expected in problems)
 
 
-
 class StoreUnavailableError(MeshliteError):
     """The shared store did not answer (down, slow, restarting, or refusing).
 
@@ -204,10 +201,8 @@ class StoreUnavailableError(MeshliteError):
     """
 
 
-
 class CassetteError(MeshliteError):
     """A cassette cannot be read, written or replayed."""
-
 
 
 class CassetteMiss(CassetteError):
@@ -224,7 +219,6 @@ class CassetteMiss(CassetteError):
         self.available = available
 
 
-
 class ReplayedError(MeshliteError):
     """Stands in for a recorded error whose class cannot be rebuilt at replay.
 
@@ -235,7 +229,6 @@ class ReplayedError(MeshliteError):
     def __init__(self, message: str, *, error_type: str) -> None:
         super().__init__(message)
         self.error_type = error_type
-
 
 
 class InboundError(MeshliteError):
@@ -249,7 +242,6 @@ class InboundError(MeshliteError):
         super().__init__(message, policy="inbound", retry_after=retry_after)
 
 
-
 class UnauthorizedError(InboundError):
     """No credentials, or credentials that do not verify (401)."""
 
@@ -257,13 +249,11 @@ class UnauthorizedError(InboundError):
     kind = "unauthorized"
 
 
-
 class ForbiddenError(InboundError):
     """Verified credentials without a scope the route requires (403)."""
 
     status = 403
     kind = "forbidden"
-
 
 
 class RequestTooLargeError(InboundError):
@@ -286,6 +276,6 @@ class ResendRefused(RejectedError):
         self.error = error
 
 
-
 class ScriptExhausted(MeshliteError):
-    """A :class:`ScriptedService` was called more often than its script has steps."""
+    """A :class:`meshlite.testing.ScriptedService` was called more often than its
+    script has steps."""
