@@ -95,14 +95,21 @@ def declared_exports(package: str, path: str, namespace: dict[str, Any]
 
     Args:
         package: The package's ``__name__``.
-        path: The package's ``__file__``.
+        path: The package's ``__file__`` (read when its loader gives no source, as
+            in a zip the loader reads it from).
         namespace: The package's ``globals()``.
 
     Returns:
         The module ``__getattr__`` and ``__dir__``, and ``__all__``: every re-exported
         name, in the order written.
     """
-    with open(path, encoding="utf-8") as file:
-        lazy, modules, public = declared_imports(file.read())
+    spec = namespace.get("__spec__")
+    loader = getattr(spec, "loader", None)
+    get_source = getattr(loader, "get_source", None)
+    source = get_source(package) if get_source is not None else None
+    if source is None:  # no loader that reads sources: the file itself
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+    lazy, modules, public = declared_imports(source)
     getattr_, dir_ = lazy_exports(package, lazy, namespace, modules)
     return getattr_, dir_, public
