@@ -56,69 +56,6 @@ class MeshLifecycle:
             except Exception:  # made on another loop, say: its sockets go with it
                 _log.debug("closing an aiohttp session failed", exc_info=True)
 
-    # -- what meshlite.config changes a mesh through (not public API) -------------
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the mesh is open: started, and neither closing nor closed."""
-        return self._state == "open"
-
-    @property
-    def loop_thread(self) -> LoopThread | None:
-        """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
-        return self._thread
-
-    def registered(self) -> Mapping[str, Service]:
-        """The registered services by name (a read-only view)."""
-        return MappingProxyType(self._services)
-
-    def _adopt(self, service: Service) -> None:
-        raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
-
-    def put_service(self, service: Service, *, replacing: Service | None = None) -> None:
-        """Register ``service`` under its name, in place of ``replacing`` (None: of
-        whatever has the name), without starting it. An override of the name
-        (``mesh.override``) stays in force unless it is ``replacing`` itself."""
-        self._adopt(service)
-        name = service.name
-        self._services[name] = service
-        if replacing is None or self._targets.get(name) is replacing:
-            self._targets[name] = service
-
-    def drop_service(self, service: Service) -> None:
-        """Take ``service``'s name out of the registry (nothing is stopped: see
-        :meth:`release_components`); an override of the name stays in force."""
-        self._services.pop(service.name, None)
-        if self._targets.get(service.name) is service:
-            del self._targets[service.name]
-
-    async def start_services(self, services: Collection[Service]) -> None:
-        """Start the components of ``services`` in dependency order (when open)."""
-        if self._state == "open":
-            for service in dependency_order(self._services):
-                if service in services:
-                    await start_all(service.components, self._started)
-
-    def release_components(self, service: Service) -> list[Lifecycle]:
-        """The started components of ``service``, which the mesh no longer stops: the
-        caller does."""
-        components = [c for c in service.components if c in self._started]
-        for c in components:
-            self._started.remove(c)
-        return components
-
-    def mark_started(self, component: Lifecycle) -> None:
-        """Stop ``component`` (attached and started late) when the mesh closes."""
-        self._started.append(component)
-
-    async def detach(self, component: Lifecycle) -> None:
-        """Stop ``component`` if it runs, and forget it."""
-        if component in self._started:
-            self._started.remove(component)
-            await component.stop()
-        if component in self._components:
-            self._components.remove(component)
-
     def _set_state(self, state: str) -> None:
         # Every change of state goes through here (the mesh also closes the gates
         # its dispatch passes while it refuses calls).
@@ -218,6 +155,69 @@ class MeshLifecycle:
                     close_async_pools_here(pools)
         finally:
             self._set_state("closed")
+
+    # -- what meshlite.config changes a mesh through (not public API) -------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the mesh is open: started, and neither closing nor closed."""
+        return self._state == "open"
+
+    @property
+    def loop_thread(self) -> LoopThread | None:
+        """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
+        return self._thread
+
+    def registered(self) -> Mapping[str, Service]:
+        """The registered services by name (a read-only view)."""
+        return MappingProxyType(self._services)
+
+    def _adopt(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
+
+    def put_service(self, service: Service, *, replacing: Service | None = None) -> None:
+        """Register ``service`` under its name, in place of ``replacing`` (None: of
+        whatever has the name), without starting it. An override of the name
+        (``mesh.override``) stays in force unless it is ``replacing`` itself."""
+        self._adopt(service)
+        name = service.name
+        self._services[name] = service
+        if replacing is None or self._targets.get(name) is replacing:
+            self._targets[name] = service
+
+    def drop_service(self, service: Service) -> None:
+        """Take ``service``'s name out of the registry (nothing is stopped: see
+        :meth:`release_components`); an override of the name stays in force."""
+        self._services.pop(service.name, None)
+        if self._targets.get(service.name) is service:
+            del self._targets[service.name]
+
+    async def start_services(self, services: Collection[Service]) -> None:
+        """Start the components of ``services`` in dependency order (when open)."""
+        if self._state == "open":
+            for service in dependency_order(self._services):
+                if service in services:
+                    await start_all(service.components, self._started)
+
+    def release_components(self, service: Service) -> list[Lifecycle]:
+        """The started components of ``service``, which the mesh no longer stops: the
+        caller does."""
+        components = [c for c in service.components if c in self._started]
+        for c in components:
+            self._started.remove(c)
+        return components
+
+    def mark_started(self, component: Lifecycle) -> None:
+        """Stop ``component`` (attached and started late) when the mesh closes."""
+        self._started.append(component)
+
+    async def detach(self, component: Lifecycle) -> None:
+        """Stop ``component`` if it runs, and forget it."""
+        if component in self._started:
+            self._started.remove(component)
+            await component.stop()
+        if component in self._components:
+            self._components.remove(component)
 
 
 def close_async_pools_here(pools: Any) -> None:
