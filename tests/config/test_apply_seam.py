@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import meshlite as ml
 from meshlite.config import _apply
 
@@ -57,3 +59,22 @@ def test_a_new_pipeline_gets_the_service_hooks() -> None:
     assert retry in list(service.pipeline.walk())
     assert retry.hooks.active
     assert service.take_pools() == (None, None)
+
+
+class _Broken(ml.Policy):
+    kind = "broken"
+
+    def wrap(self, call_next: ml.Handler) -> ml.Handler:
+        raise ml.ConfigError("broken")
+
+    def awrap(self, call_next: ml.AsyncHandler) -> ml.AsyncHandler:
+        raise ml.ConfigError("broken")
+
+
+def test_a_pipeline_that_does_not_compile_changes_nothing() -> None:
+    service = ml.Service("users", backends=["http://127.0.0.1:9"])
+    before, handler = service.pipeline, service.async_handler()
+    with pytest.raises(ml.ConfigError, match="broken"):
+        service.set_pipeline(ml.Pipeline(_Broken()))
+    assert service.pipeline is before
+    assert service.async_handler() is handler
