@@ -17,6 +17,7 @@ installs it with ``apt-get`` (as root on Debian), or skips it and says why.
 
     .venv/bin/python benchmarks/balancing.py            # about three minutes
     .venv/bin/python benchmarks/balancing.py --quick    # a smoke run
+    .venv/bin/python benchmarks/balancing.py --loaded   # the busy client: unpaced, meshlite only
 
 The load is modest on purpose (50 requests a second): the load generator and the
 backends are Python, and a saturated CPU measures queueing in the client, not
@@ -82,6 +83,11 @@ SCENARIOS = (
              ({"latency": FAST}, {"latency": SLOW}, {"latency": FAST, "error_rate": 1 / 3}),
              bad=1),
 )
+LOADED = Scenario("loaded", "3 backends: healthy 2 ms, slow 120 ms (counted), failing 40%; "
+                  "unpaced", ({"latency": 0.002}, {"latency": 0.12},
+                              {"latency": 0.002, "error_rate": 0.4}), bad=1)
+"""Balancing when the client itself is busy (``--loaded``): no pacing, 16 and 32 in
+flight, default services (``p2c_ewma`` vs ``round_robin``), as a new user would."""
 SYSTEMS = ("nginx round_robin", "HAProxy leastconn", "meshlite round_robin",
            "meshlite p2c_ewma")
 
@@ -92,7 +98,7 @@ async def serve(name: str, seed: int) -> None:
     """Child mode: run the scenario's backends; print their URLs as one JSON line, then
     answer each line read on stdin with the requests each backend received (health
     checks excluded); stop at end of input."""
-    scenario = next(s for s in SCENARIOS if s.name == name)
+    scenario = next(s for s in (*SCENARIOS, LOADED) if s.name == name)
     async with contextlib.AsyncExitStack() as stack:
         backends = []
         for i, behaviour in enumerate(scenario.backends):
@@ -418,6 +424,36 @@ def targets(results: dict[str, list[Outcome]]) -> list[str]:
     return lines
 
 
+def loaded(calls: int, seed: int) -> list[str]:
+    """``--loaded``: unpaced GETs at 16 and 32 in flight through default services
+    (``round_robin`` and ``p2c_ewma``) on healthy 2 ms / slow 120 ms / failing 40%
+    backends; prints each run and returns the target lines."""
+    backends = Backends(LOADED, seed)
+    lines: list[str] = []
+    try:
+        for concurrency in (16, 32):
+            p99: dict[str, float] = {}
+            for balancer in ("round_robin", "p2c_ewma"):
+                mesh = ml.Mesh([ml.Service("bench", backends.urls, balancer=balancer)])
+                before = backends.counts()
+                result = Load(calls, 1e9, concurrency).run(
+                    _get, lambda m=mesh: m.http("bench", timeout=TIMEOUT), mesh)
+                sent = [a - b for a, b in zip(backends.counts(), before, strict=True)]
+                share = sent[LOADED.bad] / sum(sent)
+                p99[balancer] = result.quantile(0.99)
+                print(f"  {concurrency} in flight, {balancer}: success "
+                      f"{result.success_rate:.1%}, p99 {_ms(p99[balancer])} ms, slow "
+                      f"backend got {share:.1%}", flush=True)
+            ratio = p99["p2c_ewma"] / p99["round_robin"]
+            lines.append(f"loaded, {concurrency} in flight: p2c_ewma slow share "
+                         f"{share:.1%} (target <= 2%): {'met' if share <= 0.02 else 'NOT met'}")
+            lines.append(f"loaded, {concurrency} in flight: p2c_ewma p99 / round_robin p99 = "
+                         f"{ratio:.2f} (target <= 0.5): {'met' if ratio <= 0.5 else 'NOT met'}")
+    finally:
+        backends.close()
+    return lines
+
+
 def _load_average() -> str:
     try:
         return f"{os.getloadavg()[0]:.2f}"
@@ -446,6 +482,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="run only this scenario (repeatable)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not apt-get install a missing nginx or HAProxy")
+    parser.add_argument("--loaded", action="store_true",
+                        help="only the busy-client scenario: unpaced, 16 and 32 in flight")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # child mode: the backends
     return parser
 
@@ -455,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(serve(args.serve, args.seed))
         return 0
+    if args.loaded:
+        print(f"{LOADED.description}; {600} GETs per run, default services")
+        lines = loaded(600, args.seed)
+        print("\ntargets:\n" + "\n".join(f"  {line}" for line in lines))
+        return 1 if any(line.endswith("NOT met") for line in lines) else 0
     load = Load(100 if args.quick else args.calls, args.rate, args.concurrency)
     reasons = ensure_installed(not args.no_install)
     print(f"{load.calls} GET requests per system, {load.rate:g} a second, at most "

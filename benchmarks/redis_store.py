@@ -14,7 +14,12 @@ at most 1.0x. Both limits are set high enough never to refuse, so every decision
 takes the same (admitting) path. A redis-server is started on a free loopback port
 unless ``--url`` is given.
 
-    .venv/bin/python benchmarks/redis_store.py            # about half a minute
+Then the load and fault rows of ``benchmarks/redis_load.py``: 256 threads and
+1,000 async tasks with zero fallbacks, Redis calls per admitted decision with and
+without leasing, failover on a hung Redis and the return to shared mode, and
+decisions/s on a 3-primary cluster (skipped with ``--url``, or without redis-cli).
+
+    .venv/bin/python benchmarks/redis_store.py            # about a minute
     .venv/bin/python benchmarks/redis_store.py --quick    # a smoke run
 """
 
@@ -32,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+import redis_load
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage as AsyncRedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
@@ -139,8 +145,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
     calls = 300 if args.quick else 3000
+    seconds = 0.5 if args.quick else 5.0
     with redis_server(args.url) as url:
         rows = sync_rows(url, calls) + async_rows(url, calls)
+        load = [redis_load.threads_row(url, seconds), redis_load.tasks_row(url, seconds),
+                redis_load.calls_per_admitted(url, min(seconds, 2.0), 1),
+                redis_load.calls_per_admitted(url, min(seconds, 2.0), 16)]
+        load += redis_load.registry_rows(url, 200 if args.quick else 1000,
+                                         20 if args.quick else 100)
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if args.url is None and binary is not None:
+        load += redis_load.failover_rows(binary, redis_load._cluster_port())
+        if cli is not None:
+            load.append(redis_load.cluster_row(binary, cli, min(seconds, 2.0)))
     table, ok = [], True
     for name, ours, theirs, ping in rows:
         ratio = ours / theirs
@@ -149,6 +166,8 @@ def main() -> int:
                       f"{ratio:.2f}x", f"<= {TARGET:.1f}x", "ok" if ratio <= TARGET else "SLOW"))
     print(render_table(("decision", "meshlite us", "limits us", "PING us", "ratio", "target",
                         ""), table))
+    print()
+    print(render_table(("load / fault", "result", "note"), load))
     return 0 if ok else 1
 
 

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from ._audit import AuditLog as AuditLog
     from ._gather import gather as gather
     from ._gather import gather_sync as gather_sync
+    from ._http._probe import HttpHealthCheck as HttpHealthCheck
     from ._mesh import Mesh as Mesh
     from ._resilient import resilient as resilient
     from .config._events import ConfigReloaded as ConfigReloaded
@@ -105,7 +106,6 @@ if TYPE_CHECKING:
     from .routing import Backend as Backend
     from .routing import Balancer as Balancer
     from .routing import HealthCheck as HealthCheck
-    from .routing import HttpHealthCheck as HttpHealthCheck
     from .routing import LeastRequests as LeastRequests
     from .routing import MeshClosedError as MeshClosedError
     from .routing import OutlierDetection as OutlierDetection

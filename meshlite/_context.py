@@ -29,6 +29,14 @@ class CallContext:
         clock: The clock ``deadline`` is measured on.
         backend: The backend chosen for the current attempt (set by routing).
         span: The OpenTelemetry span of the call when a ``Trace`` policy runs.
+        request: The HTTP request of an HTTP call (``ml.RingHash(header=...)`` reads
+            its headers), else ``None``.
+        tried: Backends of this call's earlier attempts (routing avoids them), or
+            ``None`` before a second attempt; hedges share one list.
+        no_resend: Set by the HTTP layer once a request that must not be sent twice
+            may have reached a backend: a later attempt is refused.
+        last_error: The error of the last failed attempt, or ``None``.
+        hedge: ``0`` for the primary attempt, ``n`` for the n-th hedge (``ml.Hedge``).
         extras: A free-form dict for extensions, created on first use.
     """
 
@@ -40,10 +48,15 @@ class CallContext:
         "deadline",
         "extras",
         "fn",
+        "hedge",
         "kwargs",
+        "last_error",
+        "no_resend",
         "operation",
+        "request",
         "service",
         "span",
+        "tried",
     )
 
     def __init__(
@@ -63,6 +76,11 @@ class CallContext:
         self.attempt = 0
         self.backend: Any = None
         self.span: Any = None
+        self.request: Any = None
+        self.tried: list[Any] | None = None
+        self.no_resend = False
+        self.last_error: BaseException | None = None
+        self.hedge = 0
         self.extras: dict[str, Any] | None = None
         if parent is None:
             self.deadline: float | None = None

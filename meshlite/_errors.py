@@ -19,6 +19,8 @@ All errors raised by meshlite itself derive from :class:`MeshliteError`::
     │   ├── HttpResponseError        also an httpx.TransportError (meshlite/_http/_send.py)
     │   └── AiohttpResponseError     also a ConnectionError (meshlite/_http/_aio_session.py)
     ├── StoreUnavailableError    the shared store did not answer
+    │   ├── StoreBusyError           every connection stayed busy (falls back)
+    │   └── StoreReplyError          Redis answered one operation with an error
     ├── InboundError             a request the inbound middleware refused (400)
     │   ├── UnauthorizedError        401
     │   ├── ForbiddenError           403
@@ -59,6 +61,8 @@ __all__ = [
     "ResendRefused",
     "ResponseStatusError",
     "ScriptExhausted",
+    "StoreBusyError",
+    "StoreReplyError",
     "StoreUnavailableError",
     "TimeoutExceeded",
     "UnauthorizedError",
@@ -199,6 +203,17 @@ class StoreUnavailableError(MeshliteError):
     Policies catch it and fall back; it reaches the caller only with
     ``on_error="raise"``. The driver's own error is chained as ``__cause__``.
     """
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Every connection of the process (or event loop) stayed busy for
+    ``pool_timeout``: this decision falls back, the store is not marked down."""
+
+
+
+class StoreReplyError(StoreUnavailableError):
+    """Redis answered one operation with an error (``WRONGTYPE``, ``OOM``, a script
+    error, ``READONLY``...): that decision falls back; the store is not marked down."""
 
 
 class CassetteError(MeshliteError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,6 +41,7 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
 _REFUSING = ("closing", "closed")
+_HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
 
 
 class Mesh(MeshLifecycle):
@@ -111,6 +113,8 @@ class Mesh(MeshLifecycle):
         if metrics:
             self.metrics = MeshMetrics(self)
             self._series = self.metrics.series
+            if self.metrics.shared is not None:  # several workers: write this one's file
+                self.attach(self.metrics.shared)
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -211,6 +215,19 @@ class Mesh(MeshLifecycle):
             raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
                               "register it with mesh.register(ml.Service(...))", policy="mesh")
         return target
+
+    def http_pools(self, service: Service, is_async: bool) -> Any:
+        """The connection pools (one per backend) of ``service``'s async or sync HTTP
+        clients: the HTTP layer's, held here so that closing the mesh closes them."""
+        http = self._http
+        if http is None:
+            from ._http._pools import MeshPools
+
+            with _HTTP_LOCK:
+                http = self._http
+                if http is None:
+                    http = self._http = MeshPools()
+        return http.get(service, is_async)
 
     def target(self, name: str) -> Any:
         """What calls to ``name`` reach now: its ``Service``, or the fake of an active
@@ -335,9 +352,6 @@ class Mesh(MeshLifecycle):
         # MeshLifecycle declares a plain attribute; here it is derived.
         raise AttributeError("Mesh._in_flight is counted from the calls started and ended")
 
-    def _set_state(self, state: str) -> None:
-        self._state = state
-
     def _refused(self) -> MeshClosedError:
         return MeshClosedError(
             f"Mesh: the mesh is {self._state}; calls are refused until it is "
@@ -455,19 +469,19 @@ class Mesh(MeshLifecycle):
             ConfigError: no such service, or ``transport=`` given.
         """
         self._target(name)
-        from ._http import async_client
+        from ._http._transport import async_client
 
         return async_client(self, name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
-        from ._http import sync_client
+        from ._http._transport import sync_client
 
         return sync_client(self, name, httpx_kwargs)
 
     def aiohttp(self, name: str, **session_kwargs: Any) -> aiohttp.ClientSession:
-        """An ``aiohttp.ClientSession`` (the ``meshlite[aiohttp]`` extra) whose requests
+        """An ``aiohttp.ClientSession`` (the ``meshlite-mesh[aiohttp]`` extra) whose requests
         to relative URLs go through service ``name``: balancer, pipeline, outlier
         detection, metrics and spans, as for :meth:`http`. Requests to absolute URLs of
         other hosts pass through. Closing the mesh closes the session.
@@ -566,7 +580,7 @@ class Mesh(MeshLifecycle):
                               token: Any = None, admin_token: Any = None,
                               **options: Any) -> DashboardServer:
         """Start the live dashboard in the background on the running event loop (the
-        ``meshlite[dashboard]`` extra); see docs/dashboard.md.
+        ``meshlite-mesh[dashboard]`` extra); see docs/dashboard.md.
 
         Args:
             host: Address to bind; a non-loopback one requires a token.

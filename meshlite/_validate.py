@@ -4,16 +4,43 @@ the owner, the argument, the value received and what would be valid."""
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any, NoReturn
 
 from ._errors import ConfigError
 
-__all__ = ["at_least", "fail", "fraction", "non_negative", "optional_positive", "positive"]
+__all__ = ["at_least", "clip", "fail", "fraction", "non_negative", "optional_positive",
+           "positive", "shown"]
+
+MAX_SHOWN = 80
+"""Characters of a bad value an error message shows; the rest is cut."""
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text``, cut to ``limit`` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` as an error message may show it: at most about ``limit``
+    characters, never building the whole repr of a huge string or container."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return clip(text, limit)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = MAX_SHOWN
+_REPR.maxlevel = 3
 
 
 def fail(owner: str, field: str, value: object, valid: str) -> NoReturn:
     """Raise the ConfigError for ``owner``'s ``field``."""
-    raise ConfigError(f"{owner}: {field} must be {valid}, got {value!r}", policy=owner)
+    raise ConfigError(f"{owner}: {field} must be {valid}, got {shown(value)}", policy=owner)
 
 
 def _number(owner: str, field: str, value: Any) -> float:

@@ -24,9 +24,10 @@ from ._inbound._answers import (
     status_for,
 )
 from ._inbound._auth import Auth, Verifier, jwt_verifier
+from ._inbound._django import DjangoErrorMiddleware
 from ._inbound._headers import CALLER_HEADER, DEADLINE_HEADER, GRPC_TIMEOUT_HEADER
 from ._inbound._keys import ApiKeys
-from ._inbound._middleware import MeshMiddleware
+from ._inbound._middleware import PRINCIPAL_KEY, MeshMiddleware
 from ._inbound._request import Inbound, Principal
 from ._inbound._routes import DEFAULT_MAX_DEADLINE, Route
 
@@ -35,8 +36,10 @@ __all__ = [
     "DEADLINE_HEADER",
     "DEFAULT_MAX_DEADLINE",
     "GRPC_TIMEOUT_HEADER",
+    "PRINCIPAL_KEY",
     "ApiKeys",
     "Auth",
+    "DjangoErrorMiddleware",
     "ForbiddenError",
     "Inbound",
     "InboundError",

@@ -14,6 +14,8 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.services:
+        return _demo_services(args)
     from ._demo_policies import run_policy_demo
 
     run_policy_demo(sys.stdout, sys.stderr, seed=args.seed)
@@ -23,9 +25,22 @@ def _demo(args: argparse.Namespace) -> int:
         if error.name != "httpx":
             raise
         sys.stdout.write("\nThe routing part of the demo needs httpx: "
-                         "pip install 'meshlite[http]'\n")
+                         "pip install 'meshlite-mesh[http]'\n")
         return 0
     run_mesh_demo(sys.stdout, sys.stderr, seed=args.seed)
+    return 0
+
+
+def _demo_services(args: argparse.Namespace) -> int:
+    from ._demo_shop import run_shop_demo
+    from ._errors import ConfigError
+
+    try:
+        run_shop_demo(sys.stdout, sys.stderr, directory=args.dir, requests=args.requests,
+                      fault_rate=args.fault_rate)
+    except ConfigError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
     return 0
 
 
@@ -102,6 +117,15 @@ def _parser() -> argparse.ArgumentParser:
         "plain round robin against the mesh on four loopback backends"
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--services", action="store_true",
+                      help="run the shop of examples/shop instead: four services under "
+                           "uvicorn calling each other through meshlite, one of them flaky")
+    demo.add_argument("--dir", default=None, help="with --services: the examples/shop "
+                                                  "directory (default: found in a checkout)")
+    demo.add_argument("--requests", type=int, default=60,
+                      help="with --services: checkouts to send (default 60)")
+    demo.add_argument("--fault-rate", type=float, default=0.3,
+                      help="with --services: share of charges payments fails (default 0.3)")
     demo.set_defaults(run=_demo)
     check = commands.add_parser(
         "check", help="validate a config file and print what it describes (exit 0 valid, "

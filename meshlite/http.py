@@ -5,13 +5,9 @@ Importing this module imports ``httpx`` (``import meshlite`` does not). Most cod
 never needs it: ``mesh.http("users")`` returns a ready ``httpx.AsyncClient``.
 """
 
-from ._http import (
-    IDEMPOTENT_METHODS,
-    HttpResponseError,
-    MeshTransport,
-    SyncMeshTransport,
-    parse_retry_after,
-)
+from ._http._outgoing import IDEMPOTENT_METHODS, parse_retry_after
+from ._http._send import HttpResponseError
+from ._http._transport import MeshTransport, SyncMeshTransport
 from .routing._events import ResponseStatusError
 
 __all__ = [

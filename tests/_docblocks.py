@@ -5,11 +5,14 @@ The convention every page follows (docs/writing-docs.md says it for writers):
 - A ```python block runs on its own, in a fresh interpreter, in an empty directory.
   A block with a top-level ``def test_...`` is a pytest module instead: it is run by
   pytest (with ``asyncio_mode = "auto"``, as the testing pages tell readers to set).
-- A ```yaml, ```toml or ```json block whose top level has a ``services`` key is a
-  complete mesh config: ``meshlite check`` must accept it.
+- A ```yaml, ```toml or ```json block whose top level has a ``services`` key (and is
+  not a Docker Compose file), or any block marked ``<!-- config -->``, is a complete
+  mesh config: ``meshlite check`` must accept it.
 - In ```console blocks the ``$ meshlite check|--version|--help`` lines run (in ```sh
   blocks, lines starting with ``meshlite`` and one of those); every output line the
-  page shows under a command must appear in what the command prints.
+  page shows under a command must appear in what the command prints. The file a
+  ``check`` names is the page's ``file:`` block of that name, else the nearest mesh
+  config block above the command.
 - Markers go on the line(s) just above the fence:
   ``<!-- not-run: REASON -->`` skips the block, showing REASON;
   ``<!-- file: NAME -->`` makes the block the file NAME, written beside every block
@@ -77,10 +80,11 @@ def _markers_above(lines: list[str], index: int) -> dict[str, str]:
     return markers
 
 
-def blocks_of(path: Path) -> list[Block]:
-    """Every fenced block of one page, in order."""
+def blocks_of(path: Path, page: str | None = None) -> list[Block]:
+    """Every fenced block of one page, in order (``page`` names it; default: its path
+    relative to the repository root)."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    page = path.relative_to(ROOT).as_posix()
+    page = path.relative_to(ROOT).as_posix() if page is None else page
     found: list[Block] = []
     i = 0
     while i < len(lines):
@@ -120,10 +124,20 @@ def parse_config(block: Block) -> Any:
         return None
 
 
+_COMPOSE_KEYS = frozenset({"image", "build", "command", "ports", "volumes", "environment"})
+
+
 def is_mesh_config(block: Block) -> bool:
-    """A complete mesh config: a mapping with a top-level ``services`` key."""
+    """A complete mesh config: marked ``<!-- config -->``, or a mapping with a top-level
+    ``services`` key that is not a Docker Compose file (no service with ``image``,
+    ``build``, ``ports``...)."""
+    if "config" in block.markers:
+        return True
     data = parse_config(block)
-    return isinstance(data, dict) and "services" in data
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        return False
+    services = data["services"].values()
+    return not any(isinstance(s, dict) and _COMPOSE_KEYS & s.keys() for s in services)
 
 
 def is_pytest_module(block: Block) -> bool:

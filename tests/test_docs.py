@@ -19,7 +19,9 @@ from _docblocks import (
     ROOT,
     Block,
     all_blocks,
+    blocks_of,
     commands_of,
+    is_mesh_config,
     kind,
     page_files,
     placeholder_env,
@@ -104,8 +106,20 @@ def _check_config(block: Block, cwd: Path) -> None:
     assert code == EXIT_OK, f"{block.id} is not a valid mesh config:\n{out.getvalue()}"
 
 
+def _config_above(block: Block) -> Block | None:
+    """The nearest mesh config block above ``block`` on its page."""
+    above = [b for b in blocks_of(ROOT / block.page) if b.line < block.line and is_mesh_config(b)]
+    return above[-1] if above else None
+
+
 def _run_commands(block: Block, cwd: Path) -> None:
     for command in commands_of(block):
+        if command.argv[0] == "check" and len(command.argv) > 1:
+            target = cwd / command.argv[-1]
+            config = _config_above(block)
+            if not target.exists() and config is not None:   # no `file:` block of that name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(config.text, encoding="utf-8")
         done = _run([sys.executable, "-m", "meshlite", *command.argv], cwd)
         printed = {squash(line) for line in (done.stdout + done.stderr).splitlines()}
         if not command.shown:
@@ -136,3 +150,62 @@ def test_every_python_block_is_collected() -> None:
     assert len(python) > 50
     assert all(b in RUNNABLE for b in python)
     assert {b.page for b in python} >= {"README.md", "docs/mesh.md", "docs/testing.md"}
+
+
+SAMPLE = '''# A page
+
+<!-- not-run: needs a database -->
+```python
+import db
+```
+
+<!-- file: mesh.yaml -->
+```yaml
+services:
+  users: {backends: ["http://127.0.0.1:8001"]}
+```
+
+- in a list:
+
+  ```python
+  print("indented")
+  ```
+
+```console
+$ docker run jaeger
+$ meshlite check mesh.yaml
+mesh.yaml: valid,   1 service
+$ meshlite demo
+```
+
+```yaml
+alerts: {rules: []}
+```
+
+```yaml
+services:
+  app: {image: "shop:1.0", ports: ["8000:8000"]}
+```
+'''
+
+
+def test_the_collector_reads_markers_kinds_and_commands(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(SAMPLE, encoding="utf-8")
+    skipped, config, indented, console, fragment, compose = blocks_of(page, "docs/page.md")
+    assert skipped.id == "docs/page.md:4"
+    assert skipped.not_run == "needs a database"
+    assert (kind(config), config.file_name) == ("config", "mesh.yaml")
+    assert (kind(indented), indented.text) == ("python", 'print("indented")\n')
+    (command,) = commands_of(console)          # docker and demo are not run
+    assert command.argv == ["check", "mesh.yaml"]
+    assert [squash(line) for line in command.shown] == ["mesh.yaml: valid, 1 service"]
+    assert kind(fragment) is None              # no `services`: not a complete config
+    assert kind(compose) is None               # a Docker Compose file
+
+
+def test_placeholders_fit_hosts_and_tokens() -> None:
+    env = placeholder_env("url: http://${USERS_HOST}:8001\ntoken: ${DASHBOARD_TOKEN:-x}")
+    assert env["USERS_HOST"] == "127.0.0.1"
+    assert len(env["DASHBOARD_TOKEN"]) >= 16
+    assert " " not in env["DASHBOARD_TOKEN"]

@@ -124,7 +124,8 @@ def test_testing_namespace() -> None:
 def test_import_loads_no_optional_library() -> None:
     code = (
         "import sys, meshlite\n"
-        "heavy = ['httpx', 'starlette', 'uvicorn', 'redis', 'opentelemetry.sdk', "
+        "heavy = ['httpx', 'aiohttp', 'urllib3', 'starlette', 'uvicorn', 'redis', "
+        "'opentelemetry.sdk', "
         "'tenacity', 'pybreaker', 'aiolimiter', 'pydantic', 'yaml', 'msgspec', "
         "'asyncio']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
@@ -209,3 +210,14 @@ def test_every_error_is_defined_in_the_error_tree() -> None:
     assert sorted(n.rpartition(".")[2] for n in elsewhere) == sorted(_errors.__all__)
     for name in _errors.__all__:
         assert name in (_errors.__doc__ or ""), f"{name} is not drawn in the tree"
+
+
+def test_inbound_contract_surface() -> None:
+    import meshlite.asgi
+
+    assert ml.asgi is meshlite.asgi
+    assert callable(meshlite.asgi.MeshMiddleware)
+    assert all(hasattr(meshlite.asgi, name) for name in meshlite.asgi.__all__)
+    params = inspect.signature(meshlite.asgi.MeshMiddleware).parameters
+    assert params["mesh"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert inspect.signature(ml.Mesh).parameters["name"].default is None

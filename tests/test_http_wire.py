@@ -36,7 +36,7 @@ def _mesh(urls: list[str], **options: Any) -> ml.Mesh:
 
 
 def _transport_connector(mesh: ml.Mesh) -> Any:
-    pools = mesh.service("users")._apools
+    pools = mesh.http_pools(mesh.service("users"), True)
     (target,) = pools._targets.values()
     return target.transport._session.connector
 
@@ -48,8 +48,8 @@ async def test_http_keeps_connections_alive(servers: list[Server]) -> None:
     async with _mesh([a.url]) as mesh, mesh.http("users") as client:
         for i in range(5):
             assert (await client.get(f"/u/{i}")).status_code == 200
-        assert type(mesh.service("users")._apools._targets[a.url].transport).__name__ == \
-            "AiohttpTransport"
+        pools = mesh.http_pools(mesh.service("users"), True)
+        assert type(pools._targets[a.url].transport).__name__ == "AiohttpTransport"
     assert len(a.requests) == 5
     assert len(a.peers) == 1  # one connection, reused
 
@@ -263,3 +263,104 @@ async def test_aiohttp_other_hosts_pass_through(backends: list[FakeBackend]) -> 
 def test_aiohttp_of_an_unknown_service_is_a_config_error() -> None:
     with pytest.raises(ml.ConfigError, match="no service named 'nope'"):
         ml.Mesh().aiohttp("nope")
+
+
+def test_routing_does_not_import_the_http_layer() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, meshlite.routing as r\n"
+            "s = r.Service('users', ['http://127.0.0.1:1'], "
+            "health_check=r.HealthCheck(lambda b: True))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('meshlite._http', "
+            "'httpx', 'aiohttp', 'urllib3'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+async def test_http_health_check_probes_over_the_http_layer(
+        backends: list[FakeBackend]) -> None:
+    from meshlite.routing import HttpHealthCheck
+
+    a, b = backends
+    b.set(health_status=503)
+    assert ml.HttpHealthCheck is HttpHealthCheck  # one class, from the HTTP layer
+    check = HttpHealthCheck("/healthz", interval=60.0, unhealthy_threshold=1)
+    async with _mesh([a.url, b.url], health_check=check,
+                     headers={"X-Probe": "yes"}) as mesh:
+        health = mesh.health()["users"]
+        assert [h.status for h in health.backends] == ["up", "unhealthy"]
+    assert a.requests[0].headers["x-probe"] == "yes"  # the service's headers, bound
+
+
+async def test_clients_remember_merged_urls_until_base_url_changes(
+        backends: list[FakeBackend]) -> None:
+    a, b = backends
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        assert str(client.build_request("GET", "/u/1").url) == "http://users/u/1"
+        merged = client._merged["/u/1"]  # parsed and merged once...
+        client.build_request("GET", "/u/1")
+        assert client._merged["/u/1"] is merged  # ...then remembered
+        client.base_url = b.url  # another host: passed through, merged afresh
+        assert (await client.get("/u/1")).json()["backend"] == b.url
+
+
+def test_sync_client_remembers_merged_urls() -> None:
+    with FakeBackend() as a, _mesh([a.url]) as mesh, \
+            mesh.http_sync("users", base_url="http://users/v2") as sync:
+        assert sync.get("/u/1").json()["path"] == "/v2/u/1"
+        assert str(sync._merged["/u/1"]) == "http://users/v2/u/1"
+
+
+
+async def test_options_only_httpcore_honours_keep_httpcore(
+        backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    async with _mesh([a.url], http_pool={"retries": 1}) as mesh, \
+            mesh.http("users") as client:
+        assert (await client.get("/x")).json()["path"] == "/x"
+        pools = mesh.http_pools(mesh.service("users"), True)
+        assert type(pools._targets[a.url].transport) is httpx.AsyncHTTPTransport
+
+
+def test_sync_client_rides_urllib3_and_maps_its_errors() -> None:
+    with FakeBackend() as a, FakeBackend() as b, _mesh([a.url, b.url]) as mesh, \
+            mesh.http_sync("users", timeout=0.5) as client:
+        pools = mesh.http_pools(mesh.service("users"), False)
+        assert (client.get("/x")).status_code == 200
+        assert {type(t.transport).__name__ for t in pools._targets.values()} == {
+            "Urllib3Transport"}
+        a.set(hang=True)
+        b.set(hang=True)
+        with pytest.raises(httpx.ReadTimeout):  # a GET is retried once, then raised
+            client.get("/slow")
+        a.set(hang=False, down=True)
+        b.set(hang=False, down=True)
+        with pytest.raises(httpx.ConnectError):
+            client.post("/orders", content=b"{}")  # refused: nothing sent, so retried
+
+
+async def test_aiohttp_refuses_to_race_hedges(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(latency=0.2)
+    b.set(latency=0.2)
+    pipeline = ml.Pipeline(ml.Hedge(0.02))
+    async with _mesh([a.url, b.url], pipeline=pipeline) as mesh, \
+            mesh.aiohttp("users").get("/x") as response:
+        assert response.status == 200  # the primary attempt answered
+    assert a.stats.requests + b.stats.requests == 1  # the hedge never shared its request
+
+
+async def test_cookies_still_kept_by_the_mesh_clients(backends: list[FakeBackend]) -> None:
+    a = backends[0]
+    a.set(headers={"set-cookie": "session=s1; Path=/"})
+    async with _mesh([a.url]) as mesh, mesh.http("users") as client:
+        await client.get("/login")
+        a.set(headers={})
+        await client.get("/me")
+        assert client.cookies["session"] == "s1"
+        client.cookies = {"other": "o"}  # replaced as httpx would
+        await client.get("/again")
+    assert "session=s1" in a.requests[1].headers["cookie"]
+    assert a.requests[2].headers["cookie"] == "other=o"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
+
+import pytest
 
 import meshlite as ml
 from meshlite import _inflight
@@ -69,3 +72,38 @@ def test_a_mesh_counts_its_calls_in_flight_with_and_without_metrics() -> None:
         mesh.call_sync("svc", lambda b, m=mesh: m.call_sync("svc", fn))
         assert seen == [1, 2], metrics
         assert mesh.in_flight == 0
+
+
+@pytest.mark.parametrize("metrics", [True, False])
+def test_closing_refuses_and_drains_alike_with_and_without_metrics(metrics: bool) -> None:
+    # The lifecycle keeps its own in-flight list: closing waits for the call running
+    # and refuses new ones whether or not the mesh records metrics.
+    mesh = ml.Mesh([ml.Service("svc", ["127.0.0.1"], pipeline=ml.Pipeline())],
+                   metrics=metrics, drain_timeout=10.0)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(backend: object) -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    results: list[str] = []
+    with mesh:
+        caller = threading.Thread(target=lambda: results.append(mesh.call_sync("svc", slow)))
+        caller.start()
+        started.wait(10)
+        closer = threading.Thread(target=mesh.close)
+        closer.start()
+        while mesh._state != "closing":
+            time.sleep(0.001)
+        with pytest.raises(ml.MeshClosedError):
+            mesh.call_sync("svc", lambda b: "late")
+        assert closer.is_alive()  # still draining the call in flight
+        release.set()
+        caller.join(10)
+        closer.join(10)
+    assert results == ["done"]
+    assert mesh.in_flight == 0
+    if metrics:
+        assert mesh.metrics is not None
+        assert mesh.metrics.call_counts("svc")[:2] == (1, 0)  # the refused call: not run

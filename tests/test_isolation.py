@@ -185,7 +185,7 @@ def test_a_thousand_meshes_give_back_memory_threads_and_fds(
                     assert client.get("/users/1").status_code == 200
                 for b in backends:
                     b.requests.clear()  # the fake's own log is not the mesh's memory
-        assert mesh.service("users")._spools is None  # the pools were closed
+        assert mesh._http is None  # the pools were closed
 
     for _ in range(HTTP_EVERY):
         cycle()

@@ -1,28 +1,15 @@
-"""HTTP through the mesh: ``httpx`` transports that route every request.
+"""HTTP through the mesh: the wire and the clients that route every request.
 
-The only module that imports ``httpx`` (``import meshlite`` does not load it;
-``mesh.http()`` imports this module on first use).
+Modules (each imported on first use: ``import meshlite`` loads none of them, and
+this package imports nothing by itself, so the health check loads no HTTP library):
 
-For each request, :class:`MeshTransport` runs the service's pipeline around the
-routing handler; each attempt picks a backend and sends a copy of the request to it,
-through one pooled ``httpx`` transport per backend shared by every client of the
-service. 5xx and 429 answers are raised inside the pipeline as
-:class:`~meshlite.routing.ResponseStatusError` so retry, breakers and outlier
-detection count them; when the pipeline gives up, the last such response is returned
-(so ``raise_for_status()`` works as usual).
+- ``_transport``: the ``httpx`` transports and clients of ``mesh.http()`` and
+  ``mesh.http_sync()``; ``_send``: one routed attempt; ``_pools``: a pool per backend;
+- ``_aio_wire`` / ``_sync_wire``: httpx transports over aiohttp / urllib3;
+- ``_aio_session``: ``mesh.aiohttp()``, an ``aiohttp.ClientSession`` routed by a
+  client middleware;
+- ``_outgoing``: what every attempt adds to a request (``stamp``), the idempotency
+  and failure rules;
+- ``_dispatcher``: the protocol the clients call (a ``Mesh`` is one);
+- ``_probe``: ``HttpHealthCheck``.
 """
-
-from ._pools import http_probe_session
-from ._send import IDEMPOTENT_METHODS, HttpResponseError, parse_retry_after
-from ._transport import MeshTransport, SyncMeshTransport, async_client, sync_client
-
-__all__ = [
-    "IDEMPOTENT_METHODS",
-    "HttpResponseError",
-    "MeshTransport",
-    "SyncMeshTransport",
-    "async_client",
-    "http_probe_session",
-    "parse_retry_after",
-    "sync_client",
-]

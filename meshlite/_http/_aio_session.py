@@ -30,14 +30,17 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
-from ..telemetry._spans import record_http_status
 from ._dispatcher import Dispatcher
-from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
+from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
 
 __all__ = ["AiohttpResponseError", "aiohttp_session"]
 
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # Failures before a byte of the request left: resending is always safe.
+
+
+_TARGETS = 1024
+"""Backends (per service object) whose URL parts a session remembers."""
 
 
 class AiohttpResponseError(ResponseStatusError, ConnectionError):
@@ -56,7 +59,7 @@ class _Target(NamedTuple):
 class _Call:
     """One logical request going through the pipeline (``ctx.args[0]``)."""
 
-    __slots__ = ("ctx", "handler", "path", "replay", "request", "route", "service")
+    __slots__ = ("handler", "path", "replay", "request", "route", "service")
 
     def __init__(self, request: aiohttp.ClientRequest, handler: ClientHandlerType,
                  route: _Route,
@@ -70,19 +73,24 @@ class _Call:
         self.replay = (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
             request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
             or "Idempotency-Key" in request.headers)
-        self.ctx: CallContext | None = None
 
 
 async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
+    ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
+    if ctx is not None and ctx.hedge:
+        # Attempts re-point one ClientRequest in turn; racing ones would share it.
+        raise ConfigError(f"mesh.aiohttp({call.route.name!r}): ml.Hedge cannot race "
+                          "attempts of an aiohttp request; use mesh.http() for a hedged "
+                          "service", policy="routing")
     service = call.service
     target = call.route.target(service, backend)
     request = call.request
     request.url = URL(target.origin + call.path, encoded=True)
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
-    ctx = call.ctx
     left = ctx.remaining() if ctx is not None else None
-    stamp(headers, service._headers, request.method, request.url, left, service.caller())
+    span = stamp(headers, service._headers, request.method, request.url, left,
+                 service.caller())
     request._ssl = target.ssl
     try:
         if left is None:
@@ -94,10 +102,10 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
         raise
     except BaseException:
         # Cancellation too (a per-attempt Timeout): the request may have left.
-        _sent(call)
+        _sent(call, ctx)
         raise
-    _sent(call)
-    record_http_status(response.status)
+    _sent(call, ctx)
+    answered(span, response.status)
     if is_failure(response.status):
         try:
             await response.read()  # kept by the response: the caller reads it again
@@ -113,10 +121,9 @@ async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
     return response
 
 
-def _sent(call: _Call) -> None:
-    ctx = call.ctx
-    if not call.replay and ctx is not None and ctx.extras is not None:
-        ctx.extras["no_resend"] = True
+def _sent(call: _Call, ctx: CallContext | None) -> None:
+    if not call.replay and ctx is not None:
+        ctx.no_resend = True
 
 
 class _Route:
@@ -132,6 +139,8 @@ class _Route:
         key = (service, backend.address)
         found = self._targets.get(key)
         if found is None:
+            if len(self._targets) >= _TARGETS:  # reloads and discovery make new ones
+                self._targets.clear()
             url = URL(backend.address)
             if url.scheme not in ("http", "https") or not url.host:
                 raise ConfigError(
@@ -154,8 +163,7 @@ class _Route:
                               "not a service or backends", policy="routing")
         call = _Call(request, handler, self, service)
         ctx = CallContext(_attempt, (call,), {}, request.method, self.name, _current.get())
-        ctx.extras = {"request": request}
-        call.ctx = ctx
+        ctx.request = request
         try:
             return await self.dispatcher.dispatch(service, ctx)  # type: ignore[no-any-return]
         except (ResponseStatusError, ResendRefused) as error:

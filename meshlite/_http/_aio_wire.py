@@ -44,8 +44,7 @@ _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
 
 def aiohttp_options(options: dict[str, Any]) -> bool:
     """Whether a service's ``http_pool`` options can all be honoured by this wire."""
-    return not any(options.get(name) for name in _HTTPCORE_ONLY if name != "retries") \
-        and not options.get("retries")
+    return not any(options.get(name) for name in _HTTPCORE_ONLY)
 
 
 def map_error(error: BaseException, request: httpx.Request) -> BaseException:
@@ -119,28 +118,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._limits = limits
         self._local = (local_address, 0) if local_address else None
+        # One session per event loop (aiohttp's are bound to one); the last used is
+        # also kept apart, for the usual case of a single loop.
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._httpcore: httpx.AsyncHTTPTransport | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-        _drop(self._session, self._loop)
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            for old in [o for o in self._sessions if o.is_closed()]:  # loops gone
+                _drop(self._sessions.pop(old), old)
+            session = self._sessions[loop] = self._new(loop)
+        self._session, self._loop = session, loop
+        return session
+
+    def _new(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         limits = self._limits
         connector = aiohttp.TCPConnector(
             limit=limits.max_connections or 0, limit_per_host=0, ssl=self._ssl,
             keepalive_timeout=(_KEEPALIVE_FOREVER if limits.keepalive_expiry is None
                                else limits.keepalive_expiry),
             local_addr=self._local, loop=loop)
-        session = self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
             trust_env=False, raise_for_status=False)
-        self._loop = loop
-        return session
 
-    def _client_timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        given = request.extensions.get("timeout")
+    def client_timeout(self, given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for httpx's ``timeout`` request extension (cached)."""
         if not given:
             return _NO_TIMEOUT
         key = (given.get("connect"), given.get("read"), given.get("pool"))
@@ -153,22 +161,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
+        if not isinstance(request.stream, httpx.ByteStream):
+            return await self._streamed(request)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        return await self.send(request, URL(str(request.url), encoded=True), headers,
+                               self.client_timeout(request.extensions.get("timeout")))
+
+    async def send(self, request: httpx.Request, url: URL, headers: Any,
+                   limits: aiohttp.ClientTimeout) -> httpx.Response:
+        """Send ``request`` (its method and bytes body) to ``url`` with ``headers``:
+        the routed path, which builds the URL and headers itself. ``limits`` are the
+        request's timeouts."""
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or self._loop is not loop or session.closed:
             session = self._open(loop)
-        stream = request.stream
-        if not isinstance(stream, httpx.ByteStream):
-            return await self._streamed(request)
-        data: Any = b"".join(stream) or None
+        data: Any = b"".join(request.stream) or None  # type: ignore[arg-type]
         if data is not None and len(data) > _LARGE:
             data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
             response = await session._request(
-                request.method, URL(str(request.url), encoded=True), headers=headers,
-                data=data, allow_redirects=False, timeout=self._client_timeout(request),
-                compress=None)
+                request.method, url, headers=headers, data=data, allow_redirects=False,
+                timeout=limits, compress=None)
         except _FAILURES as error:
             raise map_error(error, request) from error
         return httpx.Response(
@@ -191,12 +205,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         httpcore, self._httpcore = self._httpcore, None
         if httpcore is not None:
             await httpcore.aclose()
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            if self._loop is asyncio.get_running_loop():
+        sessions, self._sessions = self._sessions, {}
+        self._session = self._loop = None
+        here = asyncio.get_running_loop()
+        for loop, session in sessions.items():
+            if loop is here:
                 await session.close()
             else:
-                _drop(session, self._loop)
+                _drop(session, loop)
 
 
 def _drop(session: aiohttp.ClientSession | None,

@@ -22,6 +22,11 @@ class Dispatcher(Protocol):
         """
         ...
 
+    def http_pools(self, service: Service, is_async: bool) -> Any:
+        """The connection pools of ``service``'s async or sync clients (a
+        ``Pools``, made on first use, closed when the dispatcher closes)."""
+        ...
+
     async def dispatch(self, service: Service, ctx: CallContext) -> Any:
         """Run ``ctx`` through ``service``'s pipeline and routing."""
         ...

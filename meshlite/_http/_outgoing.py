@@ -14,13 +14,14 @@ from typing import Any
 
 from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
+from opentelemetry.trace import Span
 
 from .._backoff import parse_retry_after as _parse_retry_after
 from .._inbound._headers import stamp_outgoing
 from ..routing._tls import Headers
-from ..telemetry._spans import record_http_request
+from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "is_failure", "parse_retry_after", "stamp"]
+__all__ = ["IDEMPOTENT_METHODS", "answered", "is_failure", "parse_retry_after", "stamp"]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods retried by default (RFC 9110 idempotent methods)."""
@@ -37,12 +38,17 @@ def is_failure(status: int) -> bool:
 
 
 def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: Any,
-          left: float | None, caller: str | None) -> None:
+          left: float | None, caller: str | None) -> Span | None:
     """Add the mesh's headers to one attempt's request headers (case-insensitive
-    ``headers``: httpx's or aiohttp's): the service's static headers the request does
-    not set itself, the call's remaining budget and the calling mesh's name
-    (:func:`~meshlite._inbound._headers.stamp_outgoing`), and ``traceparent`` when the
-    attempt is traced (whose span also gets the request's method and URL)."""
+    ``headers``: httpx's, aiohttp's or urllib3's): the service's static headers the
+    request does not set itself, the call's remaining budget ``left`` and the calling
+    mesh's name (:func:`~meshlite._inbound._headers.stamp_outgoing`), and
+    ``traceparent`` when the attempt is traced.
+
+    Returns:
+        The attempt's span when it records (it got the request's method and URL;
+        give it to :func:`answered`), else None.
+    """
     for name, value in static:
         if name not in headers:
             headers[name] = value
@@ -52,3 +58,11 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         _propagate.inject(headers)
     if span.is_recording():
         record_http_request(method, str(url), span)
+        return span
+    return None
+
+
+def answered(span: Span | None, status: int) -> None:
+    """Record the answer's status on the attempt's span (from :func:`stamp`)."""
+    if span is not None:
+        record_http_status(status, span)

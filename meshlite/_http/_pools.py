@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
-from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import httpx
@@ -15,8 +14,9 @@ from ..routing._backend import Backend
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
+from ._sync_wire import Urllib3Transport, urllib3_options
 
-__all__ = ["Target", "Pools", "http_probe_session", "tls_context"]
+__all__ = ["MeshPools", "Pools", "Target", "tls_context"]
 
 
 class Target(NamedTuple):
@@ -26,6 +26,10 @@ class Target(NamedTuple):
     port: int | None
     prefix: bytes
     netloc: str
+    origin: str | None
+    """``scheme://netloc`` (plus the prefix on the aiohttp wire) when the transport
+    is one of meshlite's wires, whose routed path builds its URL from it; else None
+    (httpcore, for options only it honours: the attempt is an ``httpx.Request``)."""
 
 
 _tls_lock = threading.Lock()
@@ -90,6 +94,8 @@ class Pools:
                 return AiohttpTransport(_ssl_of(options), options.get("limits", _LIMITS),
                                         options.get("local_address"))
             return httpx.AsyncHTTPTransport(**options)
+        if urllib3_options(options):
+            return Urllib3Transport(_ssl_of(options), options.get("limits", _LIMITS))
         return httpx.HTTPTransport(**options)
 
     def get(self, backend: Backend) -> Target:
@@ -104,9 +110,16 @@ class Pools:
                             f"backend {backend.address!r} is not an http(s) base URL, so "
                             "mesh.http() cannot send to it; use mesh.call() for other "
                             "backends", policy="routing")
+                    transport = self._transport(url.scheme)
+                    prefix = url.raw_path.split(b"?")[0].rstrip(b"/")
+                    netloc = url.netloc.decode("ascii")
+                    origin = None
+                    if isinstance(transport, AiohttpTransport):
+                        origin = f"{url.scheme}://{netloc}{prefix.decode('ascii')}"
+                    elif isinstance(transport, Urllib3Transport):
+                        origin = f"{url.scheme}://{netloc}"  # its path carries the prefix
                     target = self._targets[backend.address] = Target(
-                        self._transport(url.scheme), url.scheme, url.host, url.port,
-                        url.raw_path.split(b"?")[0].rstrip(b"/"), url.netloc.decode("ascii"))
+                        transport, url.scheme, url.host, url.port, prefix, netloc, origin)
         return target
 
     def passthrough(self) -> Any:
@@ -133,25 +146,46 @@ class Pools:
             transport.close()
 
 
-@contextlib.asynccontextmanager
-async def http_probe_session(path: str, seconds: float, *,
-                             verify: ssl.SSLContext | None = None,
-                             headers: Headers = ()) -> AsyncIterator[Any]:
-    """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
-    ``GET <address><path>``, else why the backend is unhealthy. ``verify`` and
-    ``headers`` are the service's TLS context and static headers."""
-    async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
-                                 verify=verify or tls_context("https")) as client:
+class MeshPools:
+    """The HTTP connection pools of one mesh: a :class:`Pools` (one pool per backend)
+    per service and kind (async, sync), made on first use. The mesh holds it and
+    closes it (all of it when the mesh closes, one service's part when a reload
+    retires the service) through :meth:`aclose`, :meth:`close` and :meth:`take`,
+    without knowing what is inside."""
 
-        async def probe(backend: Backend) -> str | None:
-            try:
-                response = await client.get(backend.address.rstrip("/") + path)
-            except httpx.TimeoutException:
-                return f"GET {path} timed out after {seconds} s"
-            except httpx.HTTPError as error:
-                return f"GET {path} failed: {error!r}"
-            if 200 <= response.status_code < 300:
-                return None
-            return f"GET {path} answered {response.status_code}"
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[tuple[Service, bool], Pools] = {}
 
-        yield probe
+    def get(self, service: Service, is_async: bool) -> Pools:
+        """The pools of ``service`` for async or sync clients (made now if new)."""
+        key = (service, is_async)
+        pools = self._made.get(key)
+        if pools is None:
+            with self._lock:
+                pools = self._made.get(key)
+                if pools is None:
+                    pools = self._made[key] = Pools(service, is_async)
+        return pools
+
+    def made(self, service: Service, is_async: bool) -> bool:
+        """Whether ``service`` has pools of that kind open."""
+        return (service, is_async) in self._made
+
+    def take(self, service: Service | None = None) -> tuple[list[Pools], list[Pools]]:
+        """Forget the pools of ``service`` (of every service when None) and return
+        them, async ones first, for the caller to close."""
+        with self._lock:
+            keys = [k for k in self._made if service is None or k[0] is service]
+            taken = [(k[1], self._made.pop(k)) for k in keys]
+        return [p for a, p in taken if a], [p for a, p in taken if not a]
+
+    async def aclose(self, service: Service | None = None) -> None:
+        """Close the pools of ``service`` (every service when None)."""
+        async_pools, sync_pools = self.take(service)
+        for pools in async_pools:
+            with contextlib.suppress(Exception):
+                await pools.aclose()
+        for pools in sync_pools:
+            with contextlib.suppress(Exception):
+                pools.close()

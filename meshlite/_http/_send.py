@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable
 
 import httpx
+from multidict import CIMultiDict
+from urllib3 import HTTPHeaderDict
+from yarl import URL
 
-from .._context import CallContext
+from .._context import CallContext, _current
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
+from ._aio_wire import AiohttpTransport
 from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
+from ._sync_wire import Urllib3Transport
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -46,6 +52,8 @@ class Call:
         self.service = service
         self.replay = _replayable(request, service)
         self.ctx: CallContext | None = None
+        """A context given explicitly; by default each attempt uses the current one
+        (its own copy under a hedge), and the call keeps no reference to it."""
 
     def attempt(self, target: Target) -> httpx.Request:
         """The request for one attempt: the backend's URL, Host header and deadline."""
@@ -55,23 +63,59 @@ class Call:
         headers = request.headers.copy()
         headers["Host"] = target.netloc
         extensions = dict(request.extensions)
-        ctx = self.ctx
+        ctx = self.ctx or _current.get()
         left = ctx.remaining() if ctx is not None else None
         if left is not None:
-            given = extensions.get("timeout") or {}
-            extensions["timeout"] = {
-                k: left if (v := given.get(k)) is None or v > left else v
-                for k in ("connect", "read", "write", "pool")}
+            extensions["timeout"] = _clamped(extensions.get("timeout"), left)
         sent_url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
                                  raw_path=raw_path)
-        stamp(headers, self.pools.headers, request.method, sent_url, left, self.service.caller())
+        stamp(headers, self.pools.headers, request.method, sent_url, left,
+              self.service.caller())
         return httpx.Request(request.method, sent_url, headers=headers,
                              stream=request.stream, extensions=extensions)
 
+    def exchange(self, target: Target) -> Awaitable[httpx.Response]:
+        """Send this attempt over the aiohttp wire (``target.origin`` is set) without
+        building an ``httpx.Request`` for it: the URL and headers go to aiohttp
+        directly."""
+        request = self.request
+        headers = CIMultiDict([(k.decode("latin-1"), v.decode("latin-1"))
+                               for k, v in request.headers.raw])
+        headers["Host"] = target.netloc
+        url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
+        given = request.extensions.get("timeout")
+        ctx = self.ctx or _current.get()
+        left = ctx.remaining() if ctx is not None else None
+        stamp(headers, self.pools.headers, request.method, url, left, self.service.caller())
+        if left is not None:
+            given = _clamped(given, left)
+        wire: AiohttpTransport = target.transport
+        return wire.send(request, url, headers, wire.client_timeout(given))
+
+    def exchange_sync(self, target: Target) -> httpx.Response:
+        """Sync twin of :meth:`exchange`, over the urllib3 wire."""
+        request = self.request
+        headers = HTTPHeaderDict()
+        for k, v in request.headers.raw:
+            headers.add(k.decode("latin-1"), v.decode("latin-1"))
+        headers["Host"] = target.netloc
+        path = target.prefix.decode("ascii") + request.url.raw_path.decode("ascii")
+        given = request.extensions.get("timeout")
+        ctx = self.ctx or _current.get()
+        left = ctx.remaining() if ctx is not None else None
+        stamp(headers, self.pools.headers, request.method, f"{target.origin}{path}", left,
+              self.service.caller())
+        if left is not None:
+            given = _clamped(given, left)
+        wire: Urllib3Transport = target.transport
+        return wire.send(request, target.scheme, target.host, target.port, path, headers,
+                         given)
+
     def sent(self) -> None:
         """The request left at least once: forbid resending it unless that is safe."""
-        if not self.replay and self.ctx is not None and self.ctx.extras is not None:
-            self.ctx.extras["no_resend"] = True
+        ctx = self.ctx or _current.get()
+        if not self.replay and ctx is not None:
+            ctx.no_resend = True
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
                 ) -> HttpResponseError:
@@ -86,6 +130,15 @@ class Call:
             response=kept, status_code=status, address=backend.address,
             service=self.service.name,
             retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def _clamped(given: dict[str, float | None] | None, left: float
+             ) -> dict[str, float | None]:
+    """httpx's per-request timeouts, none longer than the ``left`` seconds of the
+    call's deadline."""
+    given = given or {}
+    return {k: left if (v := given.get(k)) is None or v > left else v
+            for k in ("connect", "read", "write", "pool")}
 
 
 def _replayable(request: httpx.Request, service: Service) -> bool:
@@ -106,9 +159,13 @@ def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
 
 async def asend(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
-    request = call.attempt(target)
+    request = call.request
     try:
-        response: httpx.Response = await target.transport.handle_async_request(request)
+        if target.origin is not None and isinstance(request.stream, httpx.ByteStream):
+            response = await call.exchange(target)
+        else:
+            request = call.attempt(target)
+            response = await target.transport.handle_async_request(request)
     except _UNSENT:
         raise
     except ssl.SSLError as error:
@@ -131,9 +188,13 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
 
 def send(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
-    request = call.attempt(target)
+    request = call.request
     try:
-        response: httpx.Response = target.transport.handle_request(request)
+        if target.origin is not None:
+            response = call.exchange_sync(target)
+        else:
+            request = call.attempt(target)
+            response = target.transport.handle_request(request)
     except _UNSENT:
         raise
     except ssl.SSLError as error:

@@ -13,7 +13,7 @@ from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
 from ._request import Inbound, Principal
 
-__all__ = ["Auth", "Verifier", "jwt_verifier"]
+__all__ = ["Auth", "Verifier", "check_scopes", "jwt_verifier"]
 
 Verifier = Callable[[str], Any]
 """``verify(token)`` returns a :class:`Principal` (or an awaitable of one), or None
@@ -92,7 +92,7 @@ def check_scopes(principal: Principal | None, scopes: tuple[str, ...]) -> None:
 def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
                  audience: str | None = None, issuer: str | None = None,
                  leeway: float = 0.0) -> Verifier:
-    """A bearer-token verifier for JWTs, with PyJWT (the ``meshlite[jwt]`` extra).
+    """A bearer-token verifier for JWTs, with PyJWT (the ``meshlite-mesh[jwt]`` extra).
 
     The signature, ``exp``, ``nbf``, and ``aud``/``iss`` when given are checked; the
     principal's subject is ``sub`` and its scopes come from ``scope`` (space
@@ -113,7 +113,7 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
     except ImportError as error:
         from .._errors import ConfigError
 
-        raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite[jwt]'",
+        raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite-mesh[jwt]'",
                           policy="inbound") from error
     allowed = list(algorithms)
     if not allowed or any(a.lower() == "none" for a in allowed):

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 from ._answers import RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
-__all__ = ["check_length", "limited", "read_body", "replay", "validation_args"]
+__all__ = ["check_length", "fields", "invalid_json", "limited", "read_body", "replay",
+           "validation_args"]
 
 
 def _too_large(limit: int) -> RequestTooLargeError:
@@ -89,5 +90,5 @@ def invalid_json(args: dict[str, Any]) -> bool:
     return args["body"] is _NO_BODY
 
 
-def fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
+async def fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
     """The function a route's ``Validate`` checks the arguments of (does nothing)."""

@@ -12,8 +12,15 @@ from .._validate import fail, positive
 from ._answers import InboundError, answer_for, exception_handlers, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
-from ._body import check_length, invalid_json, limited, read_body, replay, validation_args
-from ._body import fields as _fields
+from ._body import (
+    check_length,
+    fields,
+    invalid_json,
+    limited,
+    read_body,
+    replay,
+    validation_args,
+)
 from ._follow import ConfigFollower
 from ._headers import (
     CALLER_HEADER,
@@ -25,10 +32,13 @@ from ._headers import (
 )
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
-from ._span import ServerSpan
+from ._span import ServerSpan, recording
 from ._stats import InboundStats
 
-__all__ = ["MeshMiddleware"]
+__all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
+
+PRINCIPAL_KEY = "meshlite.principal"
+"""The ASGI scope key holding the authenticated :class:`Principal`."""
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
 
@@ -84,7 +94,7 @@ class MeshMiddleware:
         self.audit = RefusalAudit(audit, clock=time.monotonic)
         _install_handlers(app)
         if mesh is not None:
-            mesh._inbound = self  # the dashboard reads the callers from here
+            mesh.inbound = self  # the dashboard reads the callers from here
 
     def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
         """Replace the routes (and auth) at once, for requests that start from now
@@ -118,16 +128,16 @@ class MeshMiddleware:
             self._follow()
         route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
         label = route.route.pattern if route is not self.table._plain else None
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request = Inbound(scope, receive, send, label or "", headers)
-        caller = headers.get(CALLER_HEADER)
+        request = Inbound(scope, receive, send, label or "")
+        budget, caller, context = _scan(scope["headers"])
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, label) if self.trace else None
+        span = ServerSpan(request, label) if self.trace and (
+            context or recording()) else None
         error: BaseException | None = None
         try:
-            await self._handle(request, route, started)
+            await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
             raise
@@ -136,10 +146,10 @@ class MeshMiddleware:
                 span.end(request, error)
             end = time.monotonic()
             self.stats.record(label or "*", request.method, request.status, end - started,
-                              request.caller, time.time())
+                              request.caller, end)
 
-    async def _handle(self, request: Inbound, route: CompiledRoute, started: float) -> None:
-        budget = _budget(request.headers)
+    async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
+                      budget: float | None) -> None:
         ctx = None
         if budget is not None:
             budget = min(budget, self.max_deadline)
@@ -150,7 +160,8 @@ class MeshMiddleware:
             if budget is not None and budget <= 0.0:
                 raise TimeoutExceeded("the request arrived after its deadline",
                                       policy="inbound")
-            await self._admit(request, route)
+            if route.admits or self.auth is not None:
+                await self._admit(request, route)
             pipeline = route.bounded if budget is not None else route.pipeline
             if pipeline is None:
                 await self._run(request)
@@ -166,6 +177,8 @@ class MeshMiddleware:
         r = route.route
         if self.auth is not None:
             request.principal = await self.auth.authenticate(request)
+            if request.principal is not None:
+                request.scope[PRINCIPAL_KEY] = request.principal  # for the handler
             if r.needs_auth:
                 check_scopes(request.principal, r.scopes)
         if r.max_body is not None:
@@ -176,7 +189,7 @@ class MeshMiddleware:
             args = validation_args(request, body)
             if invalid_json(args):
                 raise InboundError("the request body is not valid JSON")
-            await route.validator.acall(_async_fields, **args)
+            await route.validator.acall(fields, **args)
             request.receive = replay(body, request.receive)
 
     async def _run(self, request: Inbound) -> None:
@@ -202,16 +215,31 @@ class MeshMiddleware:
         await send_answer(request.send, answer)
 
 
-async def _async_fields(body: Any = None, query: Any = None, headers: Any = None) -> None:
-    _fields(body, query, headers)
+_DEADLINE = DEADLINE_HEADER.encode()
+_GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
+_CALLER = CALLER_HEADER.encode()
+_CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER, *_CONTEXT})
 
 
-def _budget(headers: dict[str, str]) -> float | None:
-    value = headers.get(DEADLINE_HEADER)
-    if value is not None:
-        return parse_budget(value)
-    value = headers.get(GRPC_TIMEOUT_HEADER)
-    return None if value is None else parse_grpc_timeout(value)
+def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
+    """The budget (seconds), the caller's name and whether W3C trace context came,
+    from the raw ASGI headers, read without decoding the others."""
+    deadline = grpc = caller = None
+    context = False
+    for name, value in raw:
+        if name in _READ:
+            if name == _DEADLINE:
+                deadline = value.decode("latin-1")
+            elif name == _GRPC_TIMEOUT:
+                grpc = value.decode("latin-1")
+            elif name == _CALLER:
+                caller = value.decode("latin-1")
+            else:
+                context = True
+    if deadline is not None:
+        return parse_budget(deadline), caller, context
+    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
 
 
 def _install_handlers(app: Any) -> None:

@@ -39,29 +39,44 @@ class Inbound:
         method: The HTTP method.
         path: The request path.
         route: The pattern of the route it matched (``"/orders/{id}"``).
-        headers: Request headers, lower-case names, first value of each.
-        ip: The client's address (the ASGI ``client``), or ``""``.
         principal: Who the request authenticated as, or None.
         caller: The calling mesh's service name (``x-meshlite-caller``), or None.
     """
 
-    __slots__ = ("caller", "headers", "ip", "method", "path", "principal", "receive",
-                 "route", "scope", "send", "status")
+    __slots__ = ("_headers", "caller", "method", "path", "principal", "receive", "route",
+                 "scope", "send", "status")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, route: str,
-                 headers: dict[str, str]) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
         self.method: str = scope.get("method", "GET")
         self.path: str = scope.get("path", "/")
         self.route = route
-        self.headers = headers
-        client = scope.get("client")
-        self.ip: str = client[0] if client else ""
+        self._headers: dict[str, str] | None = None
         self.principal: Principal | None = None
         self.caller: str | None = None
         self.status = 0  # the response status, once the app started answering
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Request headers, lower-case names, the first value of each (decoded on
+        first use: most requests never need them)."""
+        headers = self._headers
+        if headers is None:
+            headers = {}
+            for name, value in self.scope["headers"]:
+                key = name.decode("latin-1").lower()
+                if key not in headers:
+                    headers[key] = value.decode("latin-1")
+            self._headers = headers
+        return headers
+
+    @property
+    def ip(self) -> str:
+        """The client's address (the ASGI ``client``), or ``""``."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else ""
 
     @property
     def client(self) -> str:

@@ -119,7 +119,7 @@ class Route:
 class CompiledRoute:
     """A route, its matcher and its built pipelines (made once per middleware)."""
 
-    __slots__ = ("bounded", "match", "methods", "pipeline", "route", "validator")
+    __slots__ = ("admits", "bounded", "match", "methods", "pipeline", "route", "validator")
 
     def __init__(self, route: Route, max_deadline: float) -> None:
         self.route = route
@@ -136,6 +136,9 @@ class CompiledRoute:
         else:
             self.bounded = self.pipeline
         self.validator = _validator(route.validate)
+        self.admits = (route.needs_auth or route.max_body is not None
+                       or self.validator is not None)
+        """Whether admission has work besides the middleware's auth."""
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:

@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._request import Inbound
 
-__all__ = ["ServerSpan"]
+__all__ = ["ServerSpan", "recording"]
 
 _tracer: trace.Tracer | None = None
 
@@ -24,6 +24,18 @@ def _get_tracer() -> trace.Tracer:
         # A proxy until a global provider is set; then it forwards to it for good.
         _tracer = trace.get_tracer("meshlite.asgi", __version__)
     return _tracer
+
+
+def recording() -> bool:
+    """Whether spans would be recorded: a tracer provider is installed and is not the
+    API's no-op (meshlite's switch counts by what it points at). Without one, a
+    request that brings no trace context needs no span at all: nothing would be
+    recorded and there is nothing to pass on."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
+    target = getattr(provider, "target", None)  # meshlite's SwitchTracerProvider
+    return not isinstance(target, trace.NoOpTracerProvider)
 
 
 class ServerSpan:

@@ -54,26 +54,35 @@ class _Edge:
                 sum(v[1] for v in recent) / DEFAULT_RATE_WINDOW)
 
 
+class _Series:
+    """One (route, method): its latency histogram and its answers by status."""
+
+    __slots__ = ("histogram", "statuses")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.histogram = Histogram(bounds)
+        self.statuses: dict[int, int] = {}
+
+
 class InboundStats:
-    """What the middleware counts; ``collect()`` makes it a Prometheus collector
-    (``ml.telemetry.prometheus_app([mesh, middleware.stats])``)."""
+    """What the middleware counts; ``collect()`` makes it a Prometheus collector,
+    exposed with its mesh's metrics when the middleware has one. Times are
+    ``time.monotonic()`` seconds."""
 
     def __init__(self) -> None:
         self.bounds = DEFAULT_LATENCY_BUCKETS
-        self._latency: dict[tuple[str, str], Histogram] = {}
-        self._counts: dict[tuple[str, str, int], int] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
         self._callers: dict[str, _Edge] = {}
 
     def record(self, route: str, method: str, status: int, seconds: float,
                caller: str | None, now: float) -> None:
-        """Count one finished request."""
-        key = (route, method)
-        histogram = self._latency.get(key)
-        if histogram is None:
-            histogram = self._latency[key] = Histogram(self.bounds)
-        histogram.observe(seconds)
-        counted = (route, method, status)
-        self._counts[counted] = self._counts.get(counted, 0) + 1
+        """Count one finished request (``status`` 0: it ended without an answer)."""
+        series = self._series.get((route, method))
+        if series is None:
+            series = self._series[(route, method)] = _Series(self.bounds)
+        series.histogram.observe(seconds)
+        statuses = series.statuses
+        statuses[status] = statuses.get(status, 0) + 1
         if caller is not None:
             edge = self._callers.get(caller)
             if edge is None:
@@ -81,6 +90,20 @@ class InboundStats:
                     return
                 edge = self._callers[caller] = _Edge()
             edge.add(int(now), status >= 500 or status == 0)
+
+    def routes(self) -> list[dict[str, Any]]:
+        """Each (route, method): requests, answers by status, refusals (4xx and 5xx
+        the middleware or the app gave) and the mean latency in seconds."""
+        out = []
+        for (route, method), one in sorted(dict(self._series).items()):
+            buckets, total = one.histogram.read()
+            count = sum(buckets)
+            statuses = dict(one.statuses)
+            out.append({"route": route, "method": method, "requests": sum(statuses.values()),
+                        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                        "refused": sum(v for k, v in statuses.items() if k >= 400 or k == 0),
+                        "mean_seconds": total / count if count else None})
+        return out
 
     def callers(self, now: float) -> list[dict[str, Any]]:
         """Each service that called this one: totals and rates per second."""
@@ -93,24 +116,23 @@ class InboundStats:
 
     def collect(self) -> Iterable[MetricFamily]:
         """The server-side metrics, read now."""
-        counts = dict(self._counts)
+        series = sorted(dict(self._series).items())
         yield MetricFamily("meshlite_server_requests_total", "counter",
                            "Requests answered, by route, method and status.",
                            tuple(Sample("", (("route", r), ("method", m), ("status", str(s))),
-                                        n) for (r, m, s), n in sorted(counts.items())))
+                                        n) for (r, m), one in series
+                                 for s, n in sorted(dict(one.statuses).items())))
         samples: list[Sample] = []
-        for (route, method), histogram in sorted(dict(self._latency).items()):
-            buckets, total = histogram.read()
+        for (route, method), one in series:
+            buckets, total = one.histogram.read()
             samples += histogram_samples((("route", route), ("method", method)),
                                          self.bounds, TimingsReading(buckets, total, 0, {}))
         yield MetricFamily("meshlite_server_request_duration_seconds", "histogram",
                            "Time to answer a request, by route and method.", tuple(samples))
-        edges = dict(self._callers)
+        edges = sorted(dict(self._callers).items())
         yield MetricFamily("meshlite_server_caller_requests_total", "counter",
                            "Requests from each calling mesh service.",
-                           tuple(Sample("", (("caller", c),), e.requests)
-                                 for c, e in sorted(edges.items())))
+                           tuple(Sample("", (("caller", c),), e.requests) for c, e in edges))
         yield MetricFamily("meshlite_server_caller_errors_total", "counter",
                            "Requests from each calling mesh service answered 5xx.",
-                           tuple(Sample("", (("caller", c),), e.errors)
-                                 for c, e in sorted(edges.items())))
+                           tuple(Sample("", (("caller", c),), e.errors) for c, e in edges))

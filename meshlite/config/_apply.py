@@ -15,20 +15,19 @@ The registry is changed without yielding to the event loop; starting the new
 services' components (health checks, discovery) comes after.
 
 It changes a mesh and its services only through the methods they keep for it
-(``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``;
-``Service.set_pipeline``, ``take_pools``), never through their private attributes.
+(``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
+``close_service_pools``; ``Service.set_pipeline``), never through their private
+attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
-from ..routing._mesh_lifecycle import close_async_pools_here
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
 
@@ -154,34 +153,23 @@ async def retire(mesh: Mesh, service: Service) -> None:
             await clock.asleep(min(_DRAIN_POLL, left))
     finally:
         await stop_all(components)
-        await close_pools(service)
+        await close_pools(mesh, service)
 
 
-async def close_pools(service: Service) -> None:
+async def close_pools(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s HTTP connection pools, if it made any."""
-    pools, sync_pools = service.take_pools()
-    if pools is not None:
-        with contextlib.suppress(Exception):
-            await pools.aclose()
-    if sync_pools is not None:
-        with contextlib.suppress(Exception):
-            sync_pools.close()
+    await mesh.close_service_pools(service)
 
 
-def close_pools_sync(service: Service) -> None:
+def close_pools_sync(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s pools without an event loop (a mesh that is not open)."""
-    pools, sync_pools = service.take_pools()
-    if sync_pools is not None:
-        with contextlib.suppress(Exception):
-            sync_pools.close()
-    if pools is not None:
-        close_async_pools_here(pools)
+    mesh.close_service_pools_now(service)
 
 
-def retire_now(services: list[Service]) -> None:
+def retire_now(mesh: Mesh, services: list[Service]) -> None:
     """Retire services of a mesh that is not open: nothing runs, close their pools."""
     for service in services:
-        close_pools_sync(service)
+        close_pools_sync(mesh, service)
 
 
 def describe(changes: Changes) -> str:

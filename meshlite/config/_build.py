@@ -11,9 +11,9 @@ from typing import Any
 
 from .._clock import Clock
 from .._errors import ConfigError
+from .._http._probe import HttpHealthCheck
 from .._pipeline import Pipeline
 from ..routing._backend import Backend
-from ..routing._health import HttpHealthCheck
 from ..routing._lifecycle import dependency_order
 from ..routing._outlier import OutlierDetection
 from ..routing._service import Service

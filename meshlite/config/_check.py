@@ -73,6 +73,11 @@ def summary(plan: Plan) -> str:
     lines.append(f"hot reload: {'on' if config.hot_reload.enabled else 'off'}")
     if plan.top.audit is not None:
         lines.append(mask(f"audit: {plan.top.audit}"))
+    if plan.top.inbound is not None:
+        inbound = plan.top.inbound
+        routes = ", ".join(r.pattern for r in inbound.routes) or "none"
+        lines.append(mask(f"inbound routes: {routes}"
+                          + ("; credentials checked" if inbound.auth is not None else "")))
     return "\n".join(lines)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._schema import DashboardSection
@@ -11,9 +14,14 @@ from ._top import dashboard_token
 
 if TYPE_CHECKING:
     from .._mesh import Mesh
+    from ._load import Managed
     from ._top import AlertsPlan
 
-__all__ = ["DashboardComponent", "apply_alerts", "configure_telemetry"]
+__all__ = ["DashboardComponent", "Undo", "apply_alerts", "configure_telemetry",
+           "move_dashboard"]
+
+Undo = Callable[[], Awaitable[None]]
+"""Puts back what a step of a reload changed (the reload was then rejected)."""
 
 _log = logging.getLogger("meshlite.config")
 
@@ -43,44 +51,163 @@ def apply_alerts(mesh: Mesh, plan: AlertsPlan | None) -> None:
         alerts.webhook_timeout = plan.webhook_timeout
 
 
+TAKEOVER_SECONDS = 2.0
+"""How often a worker that does not serve the host's dashboard checks whether the
+one that does has stopped (and then serves it itself)."""
+
+
 class DashboardComponent:
     """Serves the mesh's dashboard while the mesh is open (a ``dashboard:`` section).
 
     Uses ``mesh.serve_dashboard(host=, port=, token=, admin_token=, ...)``, with
     tokens read from the environment or a file (relative to ``base``, the config
     file's directory) when the section says so; a mesh without ``serve_dashboard``
-    (the dashboard extra is not installed) logs a warning and runs without it.
+    (the dashboard extra is not installed) logs a warning and runs without it. With a
+    shared directory (``MESHLITE_MULTIPROC_DIR``) one worker of the host serves it:
+    the one holding the directory's ``dashboard.lock``; the others skip quietly and
+    take over when it stops. Without one, a worker that finds the port taken logs a
+    warning and runs without a dashboard (each worker would only see its own
+    traffic anyway).
     """
 
     def __init__(self, mesh: Mesh, section: DashboardSection, base: str | None = None,
-                 ) -> None:
+                 *, tolerate_taken: bool = True) -> None:
         self.mesh = mesh
+        # At start-up a taken port means another worker serves it; a reload that
+        # moves the dashboard to a taken port is rejected instead (all or nothing).
+        self.tolerate_taken = tolerate_taken
         self.section = section
         self.base = base
         self.server: Any = None
+        self._lock: Any = None
+        self._waiting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start serving."""
+        """Start serving (or waiting for this host's dashboard to be free)."""
         serve = getattr(self.mesh, "serve_dashboard", None)
         if serve is None:
             _log.warning("the config asks for a dashboard, but this meshlite has none "
-                         "(install meshlite[dashboard]); continuing without it")
+                         "(install meshlite-mesh[dashboard]); continuing without it")
             return
+        metrics = getattr(self.mesh, "metrics", None)
+        shared = None if metrics is None else metrics.shared
+        if shared is None:
+            await self._serve(quiet_if_taken=self.tolerate_taken)
+            return
+        from ..observability._multiproc import HostLock
+
+        self._lock = HostLock(os.path.join(shared.directory, "dashboard.lock"))
+        if self._lock.acquire():
+            await self._serve()
+            return
+        _log.info("dashboard: another worker of this host serves it; this one (pid %d) "
+                  "takes over if it stops", os.getpid())
+        self._waiting = asyncio.get_running_loop().create_task(self._take_over())
+
+    async def _take_over(self) -> None:
+        while True:
+            await asyncio.sleep(TAKEOVER_SECONDS)
+            if self._lock.acquire():
+                try:
+                    await self._serve()
+                except OSError:  # the old server's socket is not closed yet
+                    self._lock.release()
+                    continue
+                return
+
+    async def _serve(self, *, quiet_if_taken: bool = False) -> None:
         s = self.section
         options = {k: v for k, v in s.arguments().items()
                    if k not in ("enabled", "host", "port", "token", "admin_token")
                    and v is not None}
         base = self.base or os.curdir
-        self.server = await serve(host=s.host, port=s.port,
-                                  token=dashboard_token(s, "token", base),
-                                  admin_token=dashboard_token(s, "admin_token", base),
-                                  **options)
+        try:
+            self.server = await self.mesh.serve_dashboard(
+                host=s.host, port=s.port, token=dashboard_token(s, "token", base),
+                admin_token=dashboard_token(s, "admin_token", base), **options)
+        except OSError as error:
+            if not (quiet_if_taken and error.errno == errno.EADDRINUSE):
+                raise
+            _log.warning("dashboard: %s:%s is in use (another worker?); continuing "
+                         "without a dashboard in this process. With several workers, set "
+                         "MESHLITE_MULTIPROC_DIR so one serves the whole host",
+                         s.host, s.port)
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (and let another worker take over)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.cancel()
+            await asyncio.wait([waiting])
         server, self.server = self.server, None
         if server is not None:
             await server.stop()
+        if self._lock is not None:
+            self._lock.release()
 
     def __repr__(self) -> str:
         return f"DashboardComponent({self.section.host}:{self.section.port})"
+
+
+async def _detach(mesh: Mesh, component: DashboardComponent) -> None:
+    if component in mesh._started:
+        mesh._started.remove(component)
+        await component.stop()
+    if component in mesh._components:
+        mesh._components.remove(component)
+
+
+async def _attach(mesh: Mesh, component: DashboardComponent, *, start: bool) -> None:
+    if start:
+        await component.start()  # first: a component that cannot start is not attached
+        mesh._started.append(component)
+    mesh.attach(component)
+
+
+def _same_address(a: DashboardSection, b: DashboardSection) -> bool:
+    return a.host == b.host and a.port == b.port and a.port != 0
+
+
+async def move_dashboard(mesh: Mesh, managed: Managed,
+                         section: DashboardSection | None) -> Undo:
+    """Serve the dashboard ``section`` describes in place of the one running.
+
+    The new server starts before the old one stops, unless both want the same
+    address; either way, when the new one cannot start (its port is in use) the old
+    one is serving again and the error propagates, so the reload can be rejected
+    with nothing changed.
+
+    Returns:
+        What puts the old dashboard back (when a later step of the reload fails).
+    """
+    previous = managed.dashboard
+    fresh = DashboardComponent(mesh, section, os.path.dirname(managed.path),
+                               tolerate_taken=False) \
+        if section is not None and section.enabled else None
+    running = mesh._state == "open"
+    if fresh is not None and previous is not None and \
+            _same_address(previous.section, fresh.section):
+        await _detach(mesh, previous)  # it holds the address the new one needs
+        try:
+            await _attach(mesh, fresh, start=running)
+        except BaseException:
+            await _attach(mesh, previous, start=running)
+            raise
+    else:
+        if fresh is not None:
+            await _attach(mesh, fresh, start=running)  # raises: nothing changed
+        if previous is not None:
+            await _detach(mesh, previous)
+    managed.dashboard = fresh
+
+    async def undo() -> None:
+        if fresh is not None:
+            await _detach(mesh, fresh)
+        if previous is not None:
+            try:
+                await _attach(mesh, previous, start=running)
+            except Exception:
+                _log.exception("the previous dashboard could not be served again")
+        managed.dashboard = previous
+
+    return undo

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +27,29 @@ __all__ = [
     "Managed",
     "config_of",
     "digest",
+    "gc_paused",
     "load_config",
     "load_plan",
     "managed_of",
     "masked_config",
     "set_managed",
 ]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a config is loaded and built: building
+    allocates many objects and few cycles, and the collections it would trigger are
+    ~5% of a mesh's start-up and, during a reload of thousands of services, the
+    longest pause of every thread, the event loop's included (a full collection
+    stops them all). Collection resumes (as it was) right after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def digest(text: str) -> str:

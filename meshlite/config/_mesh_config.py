@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._audit import config_sha256
@@ -15,7 +13,7 @@ from .._errors import ConfigError
 from .._mesh import Mesh
 from ._apply import apply_plan, finish, install, retire_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
-from ._load import Managed, digest, load_plan, managed_of, set_managed
+from ._load import Managed, digest, gc_paused, load_plan, managed_of, set_managed
 from ._reload import open_audit, record_load
 from ._source import read_text
 from ._watcher import ConfigWatcher
@@ -30,20 +28,6 @@ def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: s
                      clock=clock)
     return Managed(path, plan, environ, profile, clock, digest(text),
                    sha256=config_sha256(text)), plan
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a config is loaded and built: building
-    allocates many objects and few cycles, and the collections it would trigger are
-    ~5% of a mesh's start-up. Collection resumes (as it was) right after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def mesh_from_config(path: str | os.PathLike[str], *,
@@ -75,7 +59,7 @@ def mesh_from_config(path: str | os.PathLike[str], *,
     """
     path = os.path.abspath(os.fspath(path))
     text = read_text(path)
-    with _gc_paused():
+    with gc_paused():
         managed, plan = _managed(path, text, environ, profile, clock)
     services = [install(sp) for sp in plan.services.values()]
     if plan.config.drain_timeout is not None:
@@ -100,6 +84,8 @@ def _extras(mesh: Mesh, managed: Managed) -> None:
     if plan.top.telemetry is not None:
         configure_telemetry(plan.top.telemetry)
     apply_alerts(mesh, plan.top.alerts)
+    if plan.config.metrics is not None and mesh.metrics is not None:
+        mesh.metrics.service_label = plan.config.metrics.service_label
     section = plan.config.dashboard
     if managed.serve_dashboard and section is not None and section.enabled:
         managed.dashboard = DashboardComponent(mesh, section, os.path.dirname(managed.path))
@@ -156,7 +142,7 @@ async def _start_late(mesh: Mesh, component: ConfigWatcher | DashboardComponent)
 
 def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
     if mesh._state != "open":
-        retire_now(changes.retired)
+        retire_now(mesh, changes.retired)
         return
     _late(mesh, finish(mesh, changes, managed.drains), managed)
 

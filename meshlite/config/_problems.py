@@ -8,15 +8,18 @@ module produces, whatever wrote the message (the schema, a policy's own check).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from .._errors import ConfigError
+from .._validate import clip
 
 __all__ = [
     "MASK",
+    "SECRET_FIELDS",
     "Path",
     "Problems",
     "Secrets",
@@ -26,6 +29,18 @@ __all__ = [
 ]
 
 MASK = "***"
+
+SECRET_FIELDS = frozenset({"token", "admin_token", "key_password", "password"})
+"""Options whose value is never shown in a message, however it was written."""
+
+MAX_MESSAGE = 400
+"""Characters of one problem's message; a longer one (a huge key) is cut."""
+
+MAX_LISTED = 50
+"""Problems listed in a ConfigError's message (``.errors`` holds at most this many
+more, then a count of the rest)."""
+
+_GOT = re.compile(r"\bgot .*\Z", re.S)
 
 T = TypeVar("T")
 
@@ -76,6 +91,8 @@ class Secrets:
 
     def __init__(self) -> None:
         self.values: set[str] = set()
+        self.paths: set[Path] = set()
+        """Where values from the environment were put."""
         self._local: dict[Path, set[str]] = {}
         self._pattern: re.Pattern[str] | None = None
 
@@ -84,6 +101,8 @@ class Secrets:
         stripped = value.strip()
         if not stripped:
             return
+        if path is not None:
+            self.paths.add(path)
         # Also the forms a message may show it in: escaped (repr, JSON) or converted.
         forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1], *_coerced(stripped)}
         if path is not None and len(stripped) < MIN_GLOBAL_SECRET:
@@ -106,7 +125,10 @@ class Secrets:
         return text
 
     def mask_data(self, value: Any, path: Path = ()) -> Any:
-        """A copy of nested data (dicts, lists, strings) with secrets masked."""
+        """A copy of nested data (dicts, lists, strings) with secrets masked, and the
+        value of every secret field (:data:`SECRET_FIELDS`) too, however written."""
+        if path and path[-1] in SECRET_FIELDS and value is not None:
+            return MASK
         if isinstance(value, Mapping):
             return {k: self.mask_data(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -134,6 +156,7 @@ class Problems:
         self.secrets = secrets
         self.origins: dict[Path, str] = dict(origins or {})
         self.errors: list[str] = []
+        self._more = 0
         self._blocked: list[Path] = []
 
     def block(self, path: Path) -> None:
@@ -145,11 +168,27 @@ class Problems:
         """Record ``message`` about the value at ``path``."""
         if any(path[:len(b)] == b for b in self._blocked):
             return
+        if any(part in SECRET_FIELDS for part in path):
+            message = _GOT.sub("got a value not shown (a secret)", message)
+        elif "..." in message and any(_related(path, p) for p in self.secrets.paths):
+            # A value cut short may have cut a secret in two, which masking would miss.
+            message = _GOT.sub("got a value not shown (it holds an environment value)",
+                               message)
         origin = self._origin(path)
-        text = f"{format_path(path)}: {message}" + (f" ({origin})" if origin else "")
-        text = self.secrets.mask(text, path)
-        if text not in self.errors:
-            self.errors.append(text)
+        text = f"{clip(format_path(path))}: {message}" + (f" ({origin})" if origin else "")
+        text = clip(self.secrets.mask(text, path), MAX_MESSAGE)
+        if text in self.errors:
+            return
+        if len(self.errors) >= 2 * MAX_LISTED:
+            self._more += 1
+            return
+        self.errors.append(text)
+
+    def about(self, path: Path) -> bool:
+        """Whether a problem was recorded at ``path`` or under it."""
+        head = format_path(path)
+        return any(e == head or e.startswith((head + ":", head + ".", head + "["))
+                   for e in self.errors)
 
     def _origin(self, path: Path) -> str | None:
         for end in range(len(path), 0, -1):
@@ -163,10 +202,13 @@ class Problems:
 
     def error(self) -> ConfigError:
         """One ConfigError listing every problem (``.errors`` holds each)."""
-        count = len(self.errors)
+        count = len(self.errors) + self._more
         head = f"{self.source}: {count} problem{'s' if count != 1 else ''} in the config"
-        return ConfigError(head + "\n" + "\n".join(f"  - {e}" for e in self.errors),
-                           errors=self.errors, policy="config")
+        lines = [f"  - {e}" for e in self.errors[:MAX_LISTED]]
+        if count > MAX_LISTED:
+            lines.append(f"  - ... and {count - MAX_LISTED:,} more")
+        return ConfigError(head + "\n" + "\n".join(lines), errors=self.errors,
+                           policy="config")
 
     def check(self) -> None:
         """Raise the ConfigError when any problem was recorded."""
@@ -215,7 +257,13 @@ def construct(factory: Callable[..., T], args: dict[str, Any], problems: Problem
         except TypeError:
             if failed:  # a required option was left out after its error: done
                 return None
-            raise
+            missing = _missing(factory, args)
+            if not missing:
+                raise
+            for option in missing:  # left out, or left out after its value was refused
+                if not problems.about((*path, option)):
+                    problems.add((*path, option), "required option is missing")
+            return None
         except ConfigError as error:
             match = _FIELD.match(_messages(error)[0])
             name = match["field"] if match is not None else None
@@ -229,6 +277,16 @@ def construct(factory: Callable[..., T], args: dict[str, Any], problems: Problem
             removed.add(name)
             continue
         return None if failed else made
+
+
+def _missing(factory: Callable[..., Any], args: Mapping[str, Any]) -> list[str]:
+    """The required parameters of ``factory`` that ``args`` does not give."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.default is p.empty and p.name not in args
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def _messages(error: ConfigError) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ __all__ = [
     "HealthCheckSection",
     "HotReloadSection",
     "MeshConfig",
+    "MetricsSection",
     "OutlierDetectionSection",
     "ServiceSection",
     "TLSSection",
@@ -210,6 +211,13 @@ class AuditSection(Section, frozen=True):
     _before = staticmethod(lambda data: {"path": data} if isinstance(data, str) else data)
 
 
+class MetricsSection(Section, frozen=True):
+    """``metrics:`` how the mesh's metrics are exposed: ``service_label`` renames the
+    ``service`` label (the Prometheus Operator adds a ``service`` label of its own)."""
+
+    service_label: str = "service"
+
+
 class MeshConfig(Section, frozen=True):
     """A whole config file (after ``${VAR}`` interpolation, the ``MESHLITE_ENV``
     profile and ``MESHLITE_*`` overrides)."""
@@ -222,3 +230,4 @@ class MeshConfig(Section, frozen=True):
     drain_timeout: float | None = None
     audit: AuditSection | None = None
     inbound: InboundSection | None = None
+    metrics: MetricsSection | None = None

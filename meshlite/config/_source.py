@@ -21,6 +21,9 @@ from ._problems import Path, Problems, Secrets
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH",
+    "MAX_CONFIG_VALUES",
     "PROFILE_VARIABLE",
     "TOP_LEVEL_KEYS",
     "Document",
@@ -38,6 +41,16 @@ TOP_LEVEL_KEYS = ("services", "telemetry", "dashboard", "alerts", "hot_reload",
                   "drain_timeout", "audit")
 """Top-level keys of a config; only overrides under one of them are read."""
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""The largest config file read, in bytes (4 MiB: some 20,000 services)."""
+
+MAX_CONFIG_DEPTH = 32
+"""The deepest nesting of mappings and lists a config may have."""
+
+MAX_CONFIG_VALUES = 1_000_000
+"""The most values (mappings, lists, scalars) a config may hold once YAML aliases are
+expanded: a few hundred bytes of nested aliases can stand for billions of values."""
+
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -53,10 +66,18 @@ class Document:
     profile: str | None = None
 
 
+def _too_large(path: str, size: int) -> ConfigError:
+    return ConfigError(f"{path}: the config file is too large ({size:,} bytes; at most "
+                       f"{MAX_CONFIG_BYTES:,})", policy="config")
+
+
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+            if len(data) > MAX_CONFIG_BYTES:
+                raise _too_large(path, os.fstat(f.fileno()).st_size)
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise ConfigError(f"{path}: cannot read the config file: {reason}",
@@ -64,14 +85,45 @@ def _read(path: str) -> str:
 
 
 def _parse(path: str, text: str) -> Any:
-    if path.endswith(".toml"):
-        import tomllib
+    if len(text) > MAX_CONFIG_BYTES and len(text.encode()) > MAX_CONFIG_BYTES:
+        raise _too_large(path, len(text.encode()))
+    try:
+        if path.endswith(".toml"):
+            import tomllib
 
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}", policy="config") from None
-    return load_json_or_yaml(path, text, "config")
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as error:
+                raise ConfigError(f"{path}: not valid TOML: {error}",
+                                  policy="config") from None
+        else:
+            data = load_json_or_yaml(path, text, "config")
+    except RecursionError:
+        raise ConfigError(f"{path}: the config is nested too deeply (at most "
+                          f"{MAX_CONFIG_DEPTH} levels)", policy="config") from None
+    _check_size(path, data)
+    return data
+
+
+def _check_size(path: str, data: Any) -> None:
+    """Refuse data nested deeper than MAX_CONFIG_DEPTH or holding more than
+    MAX_CONFIG_VALUES values, counting every use of a YAML alias (an iterative walk
+    that stops at the limit, so a billion-laughs file costs no more than the limit)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{path}: the config holds more than {MAX_CONFIG_VALUES:,} "
+                              "values (YAML aliases counted each time they are used)",
+                              policy="config")
+        if isinstance(value, dict | list):
+            if depth >= MAX_CONFIG_DEPTH:
+                raise ConfigError(f"{path}: the config is nested too deeply (at most "
+                                  f"{MAX_CONFIG_DEPTH} levels)", policy="config")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 def _interpolate(value: Any, path: Path, env: Mapping[str, str], secrets: Secrets,

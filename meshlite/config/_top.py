@@ -163,6 +163,13 @@ def check_top_level(config: MeshConfig, problems: Problems,
             map_config_error(problems, (), error, ("drain_timeout",))
     if config.dashboard is not None:
         _dashboard(config.dashboard, problems, os.path.abspath(base or os.curdir), environ)
+    if config.metrics is not None:
+        from ..observability._metrics import check_label
+
+        try:
+            check_label("metrics", "service_label", config.metrics.service_label)
+        except ConfigError as error:
+            map_config_error(problems, ("metrics",), error, ("service_label",))
     alerts = _alerts(config, config.alerts, problems) if config.alerts is not None else None
     telemetry = None
     if config.telemetry is not None:
@@ -173,5 +180,6 @@ def check_top_level(config: MeshConfig, problems: Problems,
         audit = _audit(config.audit, problems, os.path.abspath(base or os.curdir))
     inbound = None
     if config.inbound is not None:
-        inbound = check_inbound(config.inbound, problems, os.path.abspath(base or os.curdir))
+        inbound = check_inbound(config.inbound, problems, os.path.abspath(base or os.curdir),
+                                environ)
     return TopPlan(telemetry, alerts, audit, inbound)

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from .._validate import shown
 from ._problems import Path, Problems
 
 __all__ = [
@@ -118,7 +119,7 @@ def to_data(value: Any, *, exclude_unset: bool = True) -> Any:
 
 def _got(value: Any) -> str:
     if value is None or isinstance(value, str | int | float | bool):
-        return f"got {value!r}"
+        return f"got {shown(value)}"
     if isinstance(value, Mapping):
         return "got a mapping"
     if isinstance(value, list | tuple):

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from .._audit import ACTOR_WATCHER, config_sha256
 from .._errors import ConfigError
 from .._events import Event, EventHooks
 from .._statelog import log_state_change
+from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
 from ._apply import apply_plan, finish
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
-from ._extras import DashboardComponent, apply_alerts, configure_telemetry
-from ._load import Managed, digest, load_plan
+from ._extras import apply_alerts, configure_telemetry, move_dashboard
+from ._load import Managed, digest, gc_paused, load_plan
+from ._problems import MAX_MESSAGE
 from ._source import read_text
 
 if TYPE_CHECKING:
@@ -55,6 +56,17 @@ def emit_mesh_event(mesh: Mesh, event: Event) -> None:
             _log.exception("meshlite event hook %r raised on %r; ignored", hook, event)
     if _process_hooks.active:
         _process_hooks.emit(event)
+
+
+def _apply_error(path: str, error: Exception) -> ConfigError:
+    """The ConfigError of a reload that could not be read or applied."""
+    if isinstance(error, ConfigError):
+        return error
+    reason = f"dashboard: cannot be served: {clip(str(error), MAX_MESSAGE)}" \
+        if isinstance(error, OSError) else \
+        f"cannot be applied: {type(error).__name__}: {clip(str(error), MAX_MESSAGE)}"
+    return ConfigError(f"{path}: 1 problem in the config\n  - {reason}", errors=[reason],
+                       policy="config")
 
 
 class ConfigWatcher:
@@ -140,7 +152,7 @@ class ConfigWatcher:
             managed = self.managed
             new_sha: str | None = None
             try:
-                text = read_text(managed.path)
+                text = await asyncio.to_thread(read_text, managed.path)
                 new_sha = config_sha256(text)
                 if (new_sha == managed.sha256) if manual else (digest(text) == managed.digest):
                     managed.digest = digest(text)
@@ -148,14 +160,29 @@ class ConfigWatcher:
                         self._audit(actor, "ok", new_sha, details={"changed": False})
                     return "unchanged"
                 managed.digest = digest(text)
-                plan = load_plan(managed.path, environ=managed.environ,
-                                 profile=managed.profile, text=text, previous=managed.plan,
-                                 others=managed.others(self.mesh), clock=managed.clock)
+                plan = await self._load(text)
             except ConfigError as error:
                 self._rejected(error, actor, new_sha)
                 return "rejected"
-            await self._apply(plan, actor, new_sha)
-            return "applied"
+            except Exception as error:  # a bug: still rejected and recorded, never half-done
+                _log.exception("reading %s failed unexpectedly", managed.path)
+                self._rejected(_apply_error(managed.path, error), actor, new_sha)
+                return "rejected"
+            return await self._apply(plan, actor, new_sha)
+
+    async def _load(self, text: str) -> Plan:
+        """Parse, validate and build ``text`` in a worker thread: a large or hostile
+        file never holds up the calls the event loop is serving."""
+        managed = self.managed
+        others = managed.others(self.mesh)  # read on the loop, where the registry changes
+
+        def load() -> Plan:
+            with gc_paused():
+                return load_plan(managed.path, environ=managed.environ,
+                                 profile=managed.profile, text=text, previous=managed.plan,
+                                 others=others, clock=managed.clock)
+
+        return await asyncio.to_thread(load)
 
     def _audit(self, actor: str, result: str, new_sha: str | None, *,
                error: ConfigError | None = None, details: dict[str, Any] | None = None,
@@ -179,12 +206,23 @@ class ConfigWatcher:
                                                  errors=error.errors))
 
     async def _apply(self, plan: Plan, actor: str = ACTOR_WATCHER,
-                     new_sha: str | None = None) -> None:
+                     new_sha: str | None = None) -> str:
+        """Apply ``plan`` whole, or nothing of it: the steps that can fail (serving the
+        dashboard on its new address, configuring telemetry) run first and are
+        undone if a later one fails; then the registry changes, which cannot."""
         mesh, managed = self.mesh, self.managed
         old = managed.plan
-        changes = apply_plan(mesh, old, plan)
+        try:
+            extras = await self._extras(old, plan)
+        except Exception as error:
+            self._rejected(_apply_error(managed.path, error), actor, new_sha)
+            return "rejected"
+        with gc_paused():  # the swap allocates a lot: no collection in the middle of it
+            changes = apply_plan(mesh, old, plan)
         managed.plan = plan
-        extras = await self._extras(old, plan)
+        if plan.top.alerts != old.top.alerts:  # after the services the rules may name
+            apply_alerts(mesh, plan.top.alerts)
+            extras = True
         if changes or extras:
             mesh.config_version += 1
         self._audit(actor, "applied", new_sha, details={
@@ -198,44 +236,36 @@ class ConfigWatcher:
                 added=tuple(changes.added), removed=tuple(changes.removed),
                 changed=tuple(changes.changed)))
         await finish(mesh, changes, managed.drains)
+        return "applied"
 
     async def _extras(self, old: Plan, new: Plan) -> bool:
-        """Apply telemetry and dashboard changes; returns whether anything changed."""
-        changed = False
+        """Apply dashboard and telemetry changes, the steps of a reload that can fail;
+        returns whether anything changed. Raises, with the dashboard as it was, when
+        one cannot be applied."""
         if new.top.audit != old.top.audit:
             _log.warning("the audit: section of %s changed; it is read when the mesh is "
                          "built, so the change takes effect at the next start",
                          self.managed.path)
+        undo = None
+        if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
+            undo = await move_dashboard(self.mesh, self.managed, new.config.dashboard)
+        changed = undo is not None
         if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
-            configure_telemetry(new.top.telemetry)
+            try:
+                configure_telemetry(new.top.telemetry)
+            except Exception:
+                if undo is not None:
+                    await undo()
+                raise
             changed = True
-        if new.top.alerts != old.top.alerts:
-            apply_alerts(self.mesh, new.top.alerts)
+        if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
+            section = new.config.metrics
+            self.mesh.metrics.service_label = (
+                "service" if section is None else section.service_label)
             changed = True
         if new.config.inbound != old.config.inbound:
             changed = True  # the middleware picks the new plan up on its next request
-        if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
-            changed = True
-            await self._restart_dashboard(new)
         return changed
-
-    async def _restart_dashboard(self, plan: Plan) -> None:
-        managed, mesh = self.managed, self.mesh
-        if managed.dashboard is not None:
-            if managed.dashboard in mesh._started:
-                mesh._started.remove(managed.dashboard)
-                await managed.dashboard.stop()
-            if managed.dashboard in mesh._components:
-                mesh._components.remove(managed.dashboard)
-            managed.dashboard = None
-        section = plan.config.dashboard
-        if section is not None and section.enabled:
-            managed.dashboard = DashboardComponent(mesh, section,
-                                                   os.path.dirname(managed.path))
-            mesh.attach(managed.dashboard)
-            if mesh._state == "open":
-                await managed.dashboard.start()
-                mesh._started.append(managed.dashboard)
 
     def __repr__(self) -> str:
         return f"ConfigWatcher({self.managed.path!r})"

@@ -153,9 +153,11 @@ def provider_factory(kind: str) -> ProviderFactory:
     Raises:
         ConfigError: no provider of that kind (the message lists the known ones).
     """
+    if not isinstance(kind, str):
+        fail("discovery", "type", kind, "one of " + ", ".join(provider_kinds()))
     factory = _registry.get(kind)
     if factory is None:
-        built_in = _BUILT_IN.get(kind) if isinstance(kind, str) else None
+        built_in = _BUILT_IN.get(kind)
         if built_in is None:
             fail("discovery", "type", kind, "one of " + ", ".join(provider_kinds()))
         module, name = built_in

@@ -1,14 +1,20 @@
 """The Redis registry: backends register themselves with a TTL heartbeat; meshes
 watching the registry see them arrive and leave.
 
-Layout under ``<prefix>:reg:<service>``: a sorted set of addresses scored by the
-instant (Redis ``TIME``, milliseconds) their registration expires, a hash of their
-``{weight, zone, metadata}`` as JSON, and a pub/sub channel ``...:events`` on which
-registering and leaving are announced. A watcher resolves again as soon as a
-message arrives, and otherwise when the first registration would expire, so a
-backend that stops heartbeating without leaving (it crashed) is dropped within
-``ttl`` seconds plus the driver's ``min_interval``. Expiry is judged on Redis's
-clock alone, so the hosts' clocks need not agree.
+Layout under ``<prefix>:reg:{<service>}`` (one Redis Cluster slot): a sorted set
+of addresses scored by the instant (Redis ``TIME``, milliseconds) their
+registration expires, a hash of their ``{weight, zone, metadata}`` as JSON, and a
+pub/sub channel ``...:events`` on which registering and leaving are announced.
+Both keys expire ``2 * ttl`` after the last registration, so a service whose
+backends are all gone leaves nothing behind. Registering also sweeps expired
+entries out, so resolving is a read-only script (any replica of the watchers may
+run it at once without writes). A watcher resolves again after a message arrives,
+once the announcements have been quiet for ``coalesce`` seconds (a rolling deploy
+of N backends costs each watcher a few resolves, not N), and otherwise when the
+first registration would expire, so a backend that stops heartbeating without
+leaving (it crashed) is dropped within ``ttl`` seconds plus the driver's
+``min_interval``. Expiry is judged on Redis's clock alone, so the hosts' clocks
+need not agree.
 """
 
 from __future__ import annotations
@@ -17,8 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
-from types import TracebackType
 from typing import Any
 
 from .._validate import fail, optional_positive, positive
@@ -26,6 +30,7 @@ from ..routing._backend import Backend
 from ..state._base import StoreUnavailableError
 from ..state._redis import RedisStore, Script
 from ._provider import BaseProvider, Resolution
+from ._redis_heartbeat import Registration
 
 __all__ = ["DEFAULT_REGISTRY_TTL", "DEFAULT_REGISTRY_TIMEOUT", "Registration", "RedisRegistry"]
 
@@ -40,10 +45,17 @@ _log = logging.getLogger("meshlite.discovery")
 _REGISTER = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 500)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
 local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '-1')
 local meta = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
 if old < now or meta ~= ARGV[2] then
   redis.call('PUBLISH', ARGV[4], 'register ' .. ARGV[1])
   return 1
@@ -58,23 +70,29 @@ if n > 0 then redis.call('PUBLISH', ARGV[2], 'leave ' .. ARGV[1]) end
 return n
 """)
 
+# Read-only: expired entries are skipped here and swept by the next registration.
 _RESOLVE = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #gone > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  redis.call('HDEL', KEYS[2], unpack(gone))
-end
-local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
 local out = {now}
-for i = 1, #live, 2 do
-  out[#out + 1] = live[i]
-  out[#out + 1] = live[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], live[i]) or '{}'
+if #live == 0 then return out end
+local names = {}
+for i = 1, #live, 2 do names[#names + 1] = live[i] end
+for s = 1, #names, 500 do
+  local e = math.min(s + 499, #names)
+  local metas = redis.call('HMGET', KEYS[2], unpack(names, s, e))
+  for i = s, e do
+    out[#out + 1] = names[i]
+    out[#out + 1] = live[2 * i]
+    out[#out + 1] = metas[i - s + 1] or '{}'
+  end
 end
 return out
 """)
+
+DEFAULT_COALESCE = 0.05
+"""Seconds of quiet after an announcement before a watcher resolves again."""
 
 
 def _text(value: Any) -> str:
@@ -92,12 +110,15 @@ class RedisRegistry(BaseProvider):
 
     Args:
         service: The service name the backends register under.
-        url: The Redis URL (``redis://``, ``rediss://``, ``unix://``; passwords in
+        url: The Redis URL (as :class:`~meshlite.state.RedisStore` takes it: one Redis,
+            ``redis+cluster://`` or ``redis+sentinel://``; passwords in
             it), used when ``store`` is not given.
         store: A :class:`~meshlite.state.RedisStore` to share connections with.
         prefix: Key prefix, when ``store`` is not given (else the store's).
         ttl: Seconds a registration lives without a heartbeat (> 0).
         timeout: Seconds one registry operation may take, when ``store`` is not given.
+        coalesce: Seconds of quiet after an announcement before watchers resolve
+            again (> 0): a burst of changes costs one resolve.
 
     Raises:
         ConfigError: a bad argument, or redis-py is not installed.
@@ -114,6 +135,7 @@ class RedisRegistry(BaseProvider):
         prefix: str = "meshlite",
         ttl: float = DEFAULT_REGISTRY_TTL,
         timeout: float = DEFAULT_REGISTRY_TIMEOUT,
+        coalesce: float = DEFAULT_COALESCE,
     ) -> None:
         if not isinstance(service, str) or not service:
             fail("RedisRegistry", "service", service, "a non-empty service name")
@@ -121,11 +143,12 @@ class RedisRegistry(BaseProvider):
             fail("RedisRegistry", "store", store, "a meshlite.state.RedisStore or None")
         self.service = service
         self.ttl = positive("RedisRegistry", "ttl", ttl)
+        self.coalesce = positive("RedisRegistry", "coalesce", coalesce)
         self._own = store is None
         self.store = store if store is not None else RedisStore(
             url, prefix=prefix, timeout=timeout, retry_interval=min(1.0, self.ttl / 4),
             on_error="raise")
-        base = f"{self.store.prefix}:reg:{service}"
+        base = f"{self.store.prefix}:reg:{{{service}}}"
         self._keys = (base, f"{base}:meta")
         self.channel = f"{base}:events"
         self._pubsub: Any = None
@@ -237,6 +260,14 @@ class RedisRegistry(BaseProvider):
                 message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                    timeout=None)
                 if message is not None:
+                    break
+            # Coalesce a burst (a rolling deploy): wait until it has been quiet for
+            # ``coalesce`` seconds, or ten times that at most, then resolve once.
+            end = asyncio.get_running_loop().time() + 10 * self.coalesce
+            while asyncio.get_running_loop().time() < end:
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=self.coalesce)
+                if message is None:
                     return
         except self.store._errors as error:
             pubsub, self._pubsub = self._pubsub, None
@@ -257,87 +288,3 @@ def _as_backend(value: Backend | str) -> Backend:
     if not isinstance(value, Backend):
         fail("RedisRegistry", "backend", value, "a Backend or an address string")
     return value
-
-
-class Registration:
-    """One backend's registration, renewed every ``interval`` seconds while open.
-
-    ``async with`` renews in a task of the running loop; ``with`` in a daemon
-    thread. Leaving the block deregisters the backend, so watchers drop it at once.
-    A renewal that fails is logged and retried at the next interval; entering the
-    block raises :class:`~meshlite.state.StoreUnavailableError` if the first
-    registration fails.
-    """
-
-    def __init__(self, registry: RedisRegistry, backend: Backend, interval: float) -> None:
-        self.registry = registry
-        self.backend = backend
-        self.interval = interval
-        self.renewals = 0
-        """Successful registrations so far (the first one included)."""
-        self._task: asyncio.Task[None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    def _failed(self, error: Exception) -> None:
-        _log.warning("heartbeat of %s in the registry of %r failed: %s",
-                     self.backend.address, self.registry.service, error)
-
-    async def __aenter__(self) -> Registration:
-        await self.registry.aregister(self.backend)
-        self.renewals += 1
-        self._task = asyncio.get_running_loop().create_task(self._beat())
-        return self
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.registry.aregister(self.backend)
-                self.renewals += 1
-            except Exception as error:
-                self._failed(error)
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            await self.registry.aderegister(self.backend.address)
-        except StoreUnavailableError as error:  # it expires after ttl anyway
-            self._failed(error)
-
-    def __enter__(self) -> Registration:
-        self.registry.register(self.backend)
-        self.renewals += 1
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._beat_sync, daemon=True,
-                                        name=f"meshlite-heartbeat-{self.backend.address}")
-        self._thread.start()
-        return self
-
-    def _beat_sync(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.registry.register(self.backend)
-                self.renewals += 1
-            except Exception as error:
-                self._failed(error)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-        try:
-            self.registry.deregister(self.backend.address)
-        except StoreUnavailableError as error:
-            self._failed(error)
-
-    def __repr__(self) -> str:
-        return f"Registration({self.backend.address!r}, every {self.interval:g} s)"
-

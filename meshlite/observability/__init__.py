@@ -7,6 +7,7 @@ a background thread). Pipelines outside a mesh record with the :class:`Metrics`
 policy. The metric names are listed in docs/metrics.md.
 """
 
+from ._client import PrometheusCollector
 from ._feed import EVENT_METRICS, EventFeed
 from ._mesh_metrics import MeshMetrics
 from ._metrics import (
@@ -26,6 +27,7 @@ __all__ = [
     "start_http_server",
     "render",
     "MetricsServer",
+    "PrometheusCollector",
     "CONTENT_TYPE",
     "Metrics",
     "MeshMetrics",

@@ -17,25 +17,33 @@ Three sources, by cost:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._validate import fail
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
+    Collector,
     Counters,
     MetricFamily,
     Timings,
     TimingsReading,
     check_buckets,
+    check_label,
+    relabel,
 )
+from ._multiproc import Counts, SharedMetrics, host_counts, multiproc_dir
 from ._scrape import AttemptReadings, mesh_families, service_families
 
 if TYPE_CHECKING:
     from .._mesh import Mesh
 
 __all__ = ["MeshMetrics"]
+
+_HOST_CACHE_SECONDS = 0.25  # host counts read for one dashboard tick serve all services
 
 
 class MeshMetrics:
@@ -54,6 +62,9 @@ class MeshMetrics:
     def __init__(self, mesh: Mesh, *, buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS
                  ) -> None:
         self.bounds = check_buckets("Mesh metrics", buckets)
+        self._service_label = "service"
+        self._host_cache: tuple[float, dict[str, Counts]] | None = None
+        self._extra: list[Collector] = []  # register(): other series, same registry
         self._mesh = mesh
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
@@ -63,6 +74,11 @@ class MeshMetrics:
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
+        directory = multiproc_dir()
+        self.shared: SharedMetrics | None = (
+            None if directory is None else SharedMetrics(directory, self))
+        """The shared directory of the host's workers (``MESHLITE_MULTIPROC_DIR``, or
+        ``PROMETHEUS_MULTIPROC_DIR``), or None: see :mod:`._multiproc`."""
         for service in mesh.services:
             self.adopt(service)
 
@@ -96,19 +112,56 @@ class MeshMetrics:
 
     # -- reading -------------------------------------------------------------------
 
-    def call_counts(self, service: str) -> tuple[int, int, int]:
-        """Service ``service``'s calls finished, failed calls and retries so far (the
-        dashboard's per-second counts are their differences)."""
+    def call_counts(self, service: str) -> tuple[int, int, int, int | None, int | None]:
+        """Service ``service``'s calls finished, failed calls, retries, attempts and
+        attempt errors so far (the dashboard's per-second counts are their
+        differences). With a shared directory, every worker's, summed; otherwise
+        attempts are None (the dashboard reads them from the endpoints)."""
+        if self.shared is not None:
+            c = self._host_counts().get(service) or Counts()
+            return c.calls, c.failed, c.retries, c.attempts, c.attempt_errors
         with self._lock:
             series = self._calls.get(service)
         retries = int(self.counters.value("meshlite_retries_total", (service,)))
         if series is None:
-            return 0, 0, retries
+            return 0, 0, retries, None, None
         reading = series.read_all()
-        return reading.count, sum(reading.errors.values()), retries
+        return reading.count, sum(reading.errors.values()), retries, None, None
+
+    def _host_counts(self) -> dict[str, Counts]:
+        # The dashboard asks once per service each second: read the files once.
+        now = time.monotonic()
+        cached = self._host_cache
+        if cached is None or now - cached[0] > _HOST_CACHE_SECONDS:
+            assert self.shared is not None
+            cached = self._host_cache = (now, host_counts(self.shared.workers()))
+        return cached[1]
+
+    @property
+    def service_label(self) -> str:
+        """The name of the label that carries the service (``"service"``; rename it
+        where it collides, as with the Prometheus Operator's own ``service`` label).
+
+        Raises:
+            ConfigError: (on assignment) not a label name, or one meshlite uses.
+        """
+        return self._service_label
+
+    @service_label.setter
+    def service_label(self, name: str) -> None:
+        self._service_label = check_label("Mesh metrics", "service_label", name)
 
     def collect(self) -> Iterable[MetricFamily]:
-        """Every metric of the mesh, read now (see docs/metrics.md for the list)."""
+        """Every metric of the mesh, read now (see docs/metrics.md for the list), with
+        the service label named :attr:`service_label`."""
+        families: Iterable[MetricFamily] = (
+            self.collect_local() if self.shared is None else self.shared.collect())
+        if self._service_label != "service":
+            return relabel(families, "service", self._service_label)
+        return families
+
+    def collect_local(self) -> Iterator[MetricFamily]:
+        """Every metric this process recorded, with the ``service`` label."""
         services = self._mesh.services
         with self._lock:
             calls = dict(self._calls)
@@ -117,6 +170,29 @@ class MeshMetrics:
         yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
+        for extra in list(self._extra):
+            yield from extra.collect()
+
+    def register(self, collector: Collector) -> Callable[[], None]:
+        """Add ``collector``'s families to this mesh's metrics (for series another
+        part of the application records, such as inbound requests per route): every
+        exposition of the mesh includes them, and with a shared directory they are
+        written to this worker's file and merged over workers like the mesh's own
+        (label them with ``service`` to have the service label renamed with them).
+
+        Returns:
+            A function that removes it again.
+        """
+        if not callable(getattr(collector, "collect", None)):
+            fail("MeshMetrics.register", "collector", collector,
+                 "an object with a collect() method returning MetricFamily records")
+        self._extra.append(collector)
+
+        def remove() -> None:
+            if collector in self._extra:
+                self._extra.remove(collector)
+
+        return remove
 
     def __repr__(self) -> str:
         return f"MeshMetrics(services={sorted(self._calls)!r})"

@@ -16,9 +16,10 @@ module renders as text.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
@@ -41,8 +42,10 @@ __all__ = [
     "TimingsReading",
     "Timings",
     "check_buckets",
+    "check_label",
     "error_label",
     "histogram_samples",
+    "relabel",
 ]
 
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -208,6 +211,34 @@ class Timings(Histogram):
             self._fold()
             return TimingsReading(buckets=tuple(self._buckets), sum=self._sum,
                                   in_flight=count(self.calls), errors=dict(self._errors))
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_TAKEN = frozenset({"backend", "operation", "error", "le", "pid", "policy", "reason",
+                    "breaker", "state", "fault", "worker"})
+
+
+def check_label(owner: str, argument: str, name: Any) -> str:
+    """``name`` if it can stand for the ``service`` label: a Prometheus label name
+    (not ``__``-reserved) that no meshlite series uses for something else.
+
+    Raises:
+        ConfigError: anything else (the message names ``owner.argument``).
+    """
+    if (not isinstance(name, str) or not _LABEL_NAME.match(name) or name.startswith("__")
+            or name in _TAKEN):
+        fail(owner, argument, name, "a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not "
+             "starting with __) that meshlite does not use for another label ("
+             + ", ".join(sorted(_TAKEN)) + ")")
+    return name
+
+
+def relabel(families: Iterable[MetricFamily], old: str, new: str) -> Iterator[MetricFamily]:
+    """``families`` with label ``old`` renamed ``new`` in every sample."""
+    for f in families:
+        yield MetricFamily(f.name, f.type, f.help, tuple(
+            Sample(s.suffix, tuple((new if k == old else k, v) for k, v in s.labels), s.value)
+            for s in f.samples))
 
 
 def error_label(error: BaseException) -> str:

@@ -50,7 +50,8 @@ def collectors(source: Any) -> list[Collector]:
             raise ConfigError("metrics: this mesh was made with metrics=False, so it has "
                               "nothing to expose; make it with ml.Mesh(..., metrics=True)",
                               policy="metrics")
-        return [source.metrics]
+        inbound = getattr(source, "inbound", None)  # its meshlite.asgi middleware
+        return [source.metrics] if inbound is None else [source.metrics, inbound.stats]
     if isinstance(source, Iterable) and not isinstance(source, str | bytes):
         return [c for item in source for c in collectors(item)]
     return fail("metrics", "source", source, "a mesh, mesh.metrics, an ml.Metrics policy, "
@@ -103,7 +104,7 @@ def render_mesh(mesh: Any) -> str:
     with ``metrics=False`` gives a comment saying so (still valid exposition)."""
     if getattr(mesh, "metrics", None) is None:
         return "# meshlite: this mesh was made with metrics=False; nothing is recorded\n"
-    return _render([mesh.metrics])
+    return _render(collectors(mesh))
 
 
 def _render(sources: list[Collector]) -> str:

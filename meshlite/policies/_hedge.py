@@ -52,14 +52,18 @@ class HedgeStarted(Event):
 
 
 def _fork(ctx: CallContext, index: int) -> CallContext:
-    """A copy of ``ctx`` for hedge ``index``, so attempts never overwrite each other's
-    ``attempt``, ``backend`` or deadline. ``extras`` is copied one level deep: the
-    hedge gets its own dict (with ``"hedge": index``) but shares the values, so a
-    router keeping a list of tried backends there sees the other attempts' picks."""
+    """A copy of ``ctx`` for hedge ``index`` (its ``hedge`` field), so attempts never
+    overwrite each other's ``attempt``, ``backend`` or deadline. ``tried`` is one list
+    shared by every attempt, so routing sees the other attempts' picks; ``extras`` is
+    copied one level deep."""
+    if ctx.tried is None:
+        ctx.tried = []
     fork = CallContext.__new__(CallContext)
     for name in CallContext.__slots__:
         setattr(fork, name, getattr(ctx, name))
-    fork.extras = {**(ctx.extras or {}), "hedge": index}
+    fork.hedge = index
+    if ctx.extras is not None:
+        fork.extras = dict(ctx.extras)
     return fork
 
 
@@ -137,7 +141,7 @@ class _Race:
             self.winner = (hedge, fork)
             self._decide()
         else:
-            self.failed((fork.extras or {}).get("hedge", 0), error)
+            self.failed(fork.hedge, error)
             self._wake()
 
     def failed(self, index: int, error: BaseException) -> None:
@@ -220,7 +224,7 @@ class Hedge(Policy):
     with a note listing each attempt's error. Async calls only.
 
     Each hedge runs as a task on its own copy of the call context, marked
-    ``ctx.extras["hedge"] = n`` (1 for the first hedge; the primary has no mark),
+    ``ctx.hedge = n`` (1 for the first hedge; the primary's is 0),
     so attempts never overwrite each other's ``attempt`` or ``backend``.
 
     Args:

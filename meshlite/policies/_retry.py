@@ -1,8 +1,8 @@
 """Retry: run the call again when an attempt fails with a transient error.
 
-The attempt loop is shared by the sync and async handlers through :class:`_Runner`,
-which is built once per compiled chain and only touched when an attempt fails, so
-the success path is one ``try``, one budget deposit and one predicate check.
+The attempt loop is shared by the sync and async handlers through a ``Runner``
+(``_retry_runner``), built once per compiled chain and only touched when an attempt
+fails, so the success path is one ``try``, one budget deposit and one predicate check.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from .._backoff import Backoff, TenacityBackoff, as_backoff, exponential, retry_after_of
+from .._backoff import Backoff, as_backoff, exponential
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._errors import RejectedError
-from .._events import RetriesExhausted, RetryBudgetExhausted, RetryScheduled
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._switches import is_testing
@@ -28,6 +27,7 @@ from ._retry_budget import (
     DEFAULT_BUDGET_TTL,
     RetryBudget,
 )
+from ._retry_runner import KIND, Runner, Tries
 
 __all__ = [
     "DEFAULT_ATTEMPTS",
@@ -138,140 +138,6 @@ class RetryOptions:
             non_negative("Retry", "max_retry_after", self.max_retry_after)
 
 
-class _Tries:
-    """What the failed attempts of one call left behind; made on the first failure."""
-
-    __slots__ = ("error", "log", "previous", "result")
-
-    def __init__(self) -> None:
-        self.log: list[str] = []
-        self.previous = 0.0
-        self.error: Exception | None = None
-        self.result: Any = None
-
-    def final(self) -> Any:
-        """Return the last rejected result, or raise the last error."""
-        error, self.error = self.error, None
-        if error is None:
-            return self.result
-        try:
-            raise error
-        finally:
-            del error  # a frame holding the error it raises would make a reference cycle
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-class _Runner:
-    """The failure path of one compiled Retry: options read once, into slots."""
-
-    __slots__ = ("attempts", "budget", "cap", "delay", "emit", "hooks", "respect", "retryable",
-                 "rng")
-
-    def __init__(self, policy: Retry) -> None:
-        o = policy.options
-        self.attempts = o.attempts
-        self.retryable = retry_predicate(o.on)
-        self.respect = o.respect_retry_after
-        self.cap = o.max_retry_after
-        self.budget = o.budget
-        self.rng = policy.random
-        self.hooks = policy.hooks
-        self.emit = policy._emit
-        backoff = o.backoff
-        if isinstance(backoff, TenacityBackoff):
-            # tenacity strategies may read the outcome (wait_exception does).
-            self.delay: Callable[[int, float, Exception | None, Any], float] = (
-                lambda n, _prev, error, result: backoff.delay_for(n, error, result)
-            )
-        else:
-            rng = self.rng
-            self.delay = lambda n, prev, _error, _result: backoff(n, prev, rng)
-
-    def failed(self, ctx: CallContext, n: int, tries: _Tries, error: Exception | None,
-               result: Any) -> float | None:
-        """Attempt ``n`` failed: return the delay before attempt ``n + 1``, or ``None``
-        to give up (the caller then re-raises ``error`` or returns ``result``)."""
-        if error is not None:
-            tries.log.append(f"#{n} {_short(error)}")
-            if not self.retryable(error):
-                if n > 1:
-                    self.give_up(ctx, n, tries, error, "not_retryable",
-                                 f"{type(error).__qualname__} is not retried")
-                elif ctx.span is not None:
-                    ctx.span.set_attribute("meshlite.attempts", n)
-                return None
-        else:
-            tries.log.append(f"#{n} result {_short(result)}")
-        if n >= self.attempts:
-            self.give_up(ctx, n, tries, error, "attempts", "")
-            return None
-        delay = tries.previous = self.delay(n, tries.previous, error, result)
-        hint = retry_after_of(error if error is not None else result) if self.respect else None
-        if hint is not None:
-            if self.cap is not None and hint > self.cap:
-                self.give_up(ctx, n, tries, error, "retry_after",
-                             f"the server asked to wait {hint:.3f}s (Retry-After), more "
-                             f"than max_retry_after={self.cap}s", hint)
-                return None
-            delay = max(delay, hint)
-        if ctx.deadline is not None:
-            left = ctx.deadline - ctx.clock.monotonic()
-            if delay >= left:
-                asked = "Retry-After" if hint is not None and hint >= delay else "backoff"
-                self.give_up(ctx, n, tries, error, "deadline",
-                             f"the deadline left no time for attempt {n + 1} "
-                             f"({asked} {delay:.3f}s, {max(0.0, left):.3f}s left)", hint)
-                return None
-        if self.budget is not None and not self.budget.try_withdraw():
-            if self.hooks.active:
-                self.emit(RetryBudgetExhausted(policy=Retry.kind, service=ctx.service,
-                                               operation=ctx.operation, attempt=n))
-            self.give_up(ctx, n, tries, error, "budget",
-                         f"the retry budget refused attempt {n + 1}")
-            return None
-        self.scheduled(ctx, n, delay, error)
-        tries.error, tries.result = error, result
-        return delay
-
-    def scheduled(self, ctx: CallContext, n: int, delay: float, error: Exception | None) -> None:
-        if self.hooks.active:
-            self.emit(RetryScheduled(policy=Retry.kind, service=ctx.service,
-                                     operation=ctx.operation, attempt=n, delay=delay,
-                                     error=error))
-        if ctx.span is not None:
-            ctx.span.add_event("meshlite.retry", attributes={
-                "meshlite.attempt": n,
-                "meshlite.retry.delay_s": delay,
-                "error.type": "result" if error is None else type(error).__qualname__,
-            })
-
-    def give_up(self, ctx: CallContext, n: int, tries: _Tries, error: Exception | None,
-                reason: str, why: str, retry_after: float | None = None) -> None:
-        """Record that no attempt ``n + 1`` will be made: note, event, span attribute."""
-        if error is not None:
-            plural = "attempt" if n == 1 else "attempts"
-            note = f"meshlite: {n} {plural} failed: {', '.join(tries.log)}"
-            error.add_note(f"{note}; {why}" if why else note)
-        if self.hooks.active:
-            self.emit(RetriesExhausted(policy=Retry.kind, service=ctx.service,
-                                       operation=ctx.operation, attempts=n, reason=reason,
-                                       error=error, retry_after=retry_after))
-        if ctx.span is not None:
-            ctx.span.set_attribute("meshlite.attempts", n)
-
-    def may_start(self, ctx: CallContext, n: int, tries: _Tries) -> bool:
-        """After the backoff: whether attempt ``n`` may start before the deadline."""
-        if ctx.deadline is None or ctx.clock.monotonic() < ctx.deadline:
-            return True
-        self.give_up(ctx, n - 1, tries, tries.error, "deadline",
-                     f"the deadline passed during the backoff before attempt {n}")
-        return False
-
-
 class Retry(Policy):
     """Run the call again when an attempt fails with an error matching ``on`` (or
     a result ``on_result`` rejects), waiting ``backoff`` between attempts.
@@ -302,7 +168,7 @@ class Retry(Policy):
         ConfigError: an argument is out of range or of the wrong type.
     """
 
-    kind = "retry"
+    kind = KIND
 
     def __init__(
         self,
@@ -338,7 +204,8 @@ class Retry(Policy):
         return self.options.budget
 
     def wrap(self, call_next: Handler) -> Handler:
-        runner = _Runner(self)
+        runner = Runner(self.options, retry_predicate(self.options.on), self.random,
+                        self.hooks, self._emit)
         failed, may_start = runner.failed, runner.may_start
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
@@ -348,13 +215,13 @@ class Retry(Policy):
             if deposit is not None:
                 deposit()
             n = 1
-            tries: _Tries | None = None
+            tries: Tries | None = None
             while True:
                 ctx.attempt = n
                 try:
                     result = call_next(ctx)
                 except Exception as error:
-                    delay = failed(ctx, n, tries := tries or _Tries(), error, None)
+                    delay = failed(ctx, n, tries := tries or Tries(), error, None)
                     if delay is None:
                         raise
                 else:
@@ -362,7 +229,7 @@ class Retry(Policy):
                         if ctx.span is not None:
                             ctx.span.set_attribute("meshlite.attempts", n)
                         return result
-                    delay = failed(ctx, n, tries := tries or _Tries(), None, result)
+                    delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
                         return result
                 if delay > 0.0 and not is_testing():
@@ -374,7 +241,8 @@ class Retry(Policy):
         return handle
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        runner = _Runner(self)
+        runner = Runner(self.options, retry_predicate(self.options.on), self.random,
+                        self.hooks, self._emit)
         failed, may_start = runner.failed, runner.may_start
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
@@ -384,13 +252,13 @@ class Retry(Policy):
             if deposit is not None:
                 deposit()
             n = 1
-            tries: _Tries | None = None
+            tries: Tries | None = None
             while True:
                 ctx.attempt = n
                 try:
                     result = await call_next(ctx)
                 except Exception as error:
-                    delay = failed(ctx, n, tries := tries or _Tries(), error, None)
+                    delay = failed(ctx, n, tries := tries or Tries(), error, None)
                     if delay is None:
                         raise
                 else:
@@ -398,7 +266,7 @@ class Retry(Policy):
                         if ctx.span is not None:
                             ctx.span.set_attribute("meshlite.attempts", n)
                         return result
-                    delay = failed(ctx, n, tries := tries or _Tries(), None, result)
+                    delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
                         return result
                 if delay > 0.0 and not is_testing():

@@ -18,6 +18,7 @@ from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler, Policy
 from .._semconv import error_type
 from .._validate import fail
+from ._validate_checks import current_leading
 
 __all__ = ["DEFAULT_RECORD_ARGS", "MAX_ARGS_REPR", "AttributeValue", "Trace", "TraceOptions"]
 
@@ -68,7 +69,7 @@ class TraceOptions:
     name: str | None = None
     attributes: Mapping[str, AttributeValue] | None = None
     record_args: bool = DEFAULT_RECORD_ARGS
-    span_kind: SpanKind = SpanKind.CLIENT
+    span_kind: SpanKind | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -80,8 +81,18 @@ class TraceOptions:
             object.__setattr__(self, "attributes", MappingProxyType(clean))
         if not isinstance(self.record_args, bool):
             fail("Trace", "record_args", self.record_args, "True or False")
-        if not isinstance(self.span_kind, SpanKind):
-            fail("Trace", "span_kind", self.span_kind, "an opentelemetry.trace.SpanKind")
+        if self.span_kind is not None and not isinstance(self.span_kind, SpanKind):
+            fail("Trace", "span_kind", self.span_kind,
+                 "an opentelemetry.trace.SpanKind or None")
+
+    def kind(self) -> SpanKind:
+        """The span kind for a chain compiled now: the given one, else ``INTERNAL``
+        inside a mesh service (its routing gives each attempt a ``CLIENT`` span),
+        ``CLIENT`` for a pipeline on its own."""
+        if self.span_kind is not None:
+            return self.span_kind
+        # A service compiles its chain with one leading argument (the backend).
+        return SpanKind.INTERNAL if current_leading() else SpanKind.CLIENT
 
 
 def _noop_proxy(tracer: trace.Tracer) -> trace.ProxyTracer | None:
@@ -166,7 +177,8 @@ def _attributes_for(
 
 
 class Trace(Policy):
-    """Wrap each logical call in one OpenTelemetry span (kind ``CLIENT`` by default).
+    """Wrap each logical call in one OpenTelemetry span (kind ``CLIENT`` on its own,
+    ``INTERNAL`` in a mesh service's pipeline, whose attempts are the ``CLIENT`` spans).
 
     The span is current while the call runs, so spans started inside nest under it,
     and it is ``ctx.span`` for inner policies (``Retry`` records each attempt on
@@ -190,8 +202,9 @@ class Trace(Policy):
             at 256 characters). Off by default: arguments may carry personal data,
             tokens or passwords, which would then leave the process with the trace.
         tracer_provider: The provider to use instead of the global one.
-        span_kind: The span's kind. A mesh service's call span is ``INTERNAL``, since
-            each of its attempts gets a ``CLIENT`` span of its own.
+        span_kind: The span's kind; ``None`` (the default) picks ``INTERNAL`` in a
+            mesh service's pipeline, since each of its attempts gets a ``CLIENT``
+            span of its own, and ``CLIENT`` elsewhere.
 
     Raises:
         ConfigError: an option is invalid.
@@ -206,7 +219,7 @@ class Trace(Policy):
         attributes: Mapping[str, AttributeValue] | None = None,
         record_args: bool = DEFAULT_RECORD_ARGS,
         tracer_provider: trace.TracerProvider | None = None,
-        span_kind: SpanKind = SpanKind.CLIENT,
+        span_kind: SpanKind | None = None,
     ) -> None:
         super().__init__()
         self.options = TraceOptions(name=name, attributes=attributes, record_args=record_args,
@@ -227,7 +240,7 @@ class Trace(Policy):
         name = self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
-                                            otel_context.detach, self.options.span_kind)
+                                            otel_context.detach, self.options.kind())
         tracer = self._tracer()
         start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
@@ -257,7 +270,7 @@ class Trace(Policy):
         name = self.options.name
         attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
-                                            otel_context.detach, self.options.span_kind)
+                                            otel_context.detach, self.options.kind())
         tracer = self._tracer()
         start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 

@@ -31,19 +31,23 @@ from ._events import (
     PanicModeExited,
     ResponseStatusError,
 )
-from ._health import HealthCheck, HealthChecker, HttpHealthCheck
+from ._health import HealthCheck, HealthChecker
 from ._outlier import OutlierDetection, OutlierDetectionOptions
 from ._ring_hash import RingHash
 from ._service import DEFAULT_RETRY_ATTEMPTS, Lifecycle, Service
 
 if TYPE_CHECKING:
+    from .._http._probe import HttpHealthCheck
     from ._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
 
 # The snapshot records load on first use: building and calling a mesh needs none of
 # them (start-up, docs/benchmarks.md).
 _SNAPSHOT = dict.fromkeys(("BackendHealth", "BackendSnapshot", "ServiceHealth",
                            "ServiceSnapshot"), "._snapshot")
-__getattr__, __dir__ = lazy_exports(__name__, _SNAPSHOT, globals())
+# HttpHealthCheck lives with the HTTP layer, which routing does not import; the name
+# stays here for code that imports it from meshlite.routing.
+__getattr__, __dir__ = lazy_exports(
+    __name__, {**_SNAPSHOT, "HttpHealthCheck": ".._http._probe"}, globals())
 
 __all__ = [
     # services and backends

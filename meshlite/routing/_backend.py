@@ -166,6 +166,7 @@ class Endpoint:
         "_lock",
         "_stamp",
         "_tau",
+        "_unit",
         "address",
         "backend",
         "consecutive_failures",
@@ -201,6 +202,9 @@ class Endpoint:
         self._tau = decay_seconds
         self._lock = threading.Lock()
         self._ewma = 0.0
+        # The cost's estimate: peak EWMA of latency per request in flight on this
+        # endpoint when the attempt ended (see cost), on the same clock and stamp.
+        self._unit = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
         # The latency histogram a mesh's metrics read (see record_histogram), counted
@@ -248,12 +252,13 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self.in_flight -= 1
+            load = self.in_flight  # this attempt and those sharing the backend with it
+            self.in_flight = load - 1
             requests = self.requests = self.requests + 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt)
+            self._observe(now, rtt, rtt / load if load > 1 else rtt)
         finally:
             lock.release()
         return rtt
@@ -266,7 +271,8 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            self.in_flight -= 1
+            load = self.in_flight
+            self.in_flight = load - 1
             requests = self.requests = self.requests + 1
             self.errors += 1
             self._latencies.append(rtt)
@@ -276,7 +282,10 @@ class Endpoint:
             # estimate per failure grew without bound, turned a flaky backend into a
             # sink that p2c never picks, and so sent its share to the slow one.
             # Ejection, not latency, takes persistently failing backends out.
-            self._observe(now, max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS))
+            # The penalty stands for the latency at the load the attempt failed
+            # under, so it is divided by that load as every latency is (cost).
+            penalised = max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS)
+            self._observe(now, penalised, penalised / load if load > 1 else penalised)
         return rtt
 
     def abandoned(self) -> None:
@@ -285,47 +294,53 @@ class Endpoint:
         with self._lock:
             self.in_flight -= 1
 
-    # -- the peak EWMA (Finagle): its update and its reading, the only two places
-    # its maths is written.
+    # -- the peak EWMAs (Finagle): their update and their reading, the only two
+    # places their maths is written.
 
-    def _observe(self, now: float, rtt: float) -> None:
-        # A slower sample replaces the average at once, faster ones pull it down with
-        # a weight that grows with the time since the last. Caller holds the lock.
-        ewma = self._ewma
-        if rtt >= ewma:
-            self._ewma = rtt
-        else:
-            elapsed = now - self._stamp
-            w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
-            self._ewma = ewma * w + rtt * (1.0 - w)
+    def _observe(self, now: float, rtt: float, unit: float) -> None:
+        # Two peak EWMAs, with one weight: the latency (what snapshots show) and the
+        # latency per request in flight (what cost() compares). A slower sample
+        # replaces an average at once, faster ones pull it down with a weight that
+        # grows with the time since the last. Caller holds the lock.
+        elapsed = now - self._stamp
+        w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        ewma, per = self._ewma, self._unit
+        self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
+        self._unit = unit if unit >= per else per * w + unit * (1.0 - w)
         self._stamp = now
 
-    def _decayed(self, now: float) -> float:
-        # The average decayed to `now` (0.0 before any sample).
-        ewma = self._ewma
-        if ewma != 0.0:
+    def _decayed(self, average: float, now: float) -> float:
+        # One of the averages, decayed to `now` (0.0 before any sample).
+        if average != 0.0:
             elapsed = now - self._stamp
             if elapsed > 0.0:
-                ewma *= _exp(-elapsed / self._tau)
-        return ewma
+                average *= _exp(-elapsed / self._tau)
+        return average
 
     # -- what balancers and snapshots read -------------------------------------
 
     @property
     def ewma(self) -> float:
         """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
-        return self._decayed(self._clock.monotonic())
+        return self._decayed(self._ewma, self._clock.monotonic())
 
     def cost(self, now: float | None = None) -> float:
-        """Peak-EWMA latency times load (``in_flight + 1``), divided by the weight;
+        """The latency a new attempt is expected to see here, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
+
+        It is the peak EWMA of latency *per request in flight* (each attempt's
+        latency divided by the requests in flight on this endpoint when it ended),
+        times the load the new attempt would make (``in_flight + 1``). Multiplying
+        the plain latency EWMA by the load counted load twice when the latencies
+        were measured under that load already (docs/routing.md, "p2c_ewma under
+        load").
 
         Args:
             now: The service clock's time, when the caller has read it already
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        ewma = self._decayed(self._clock.monotonic() if now is None else now)
+        ewma = self._decayed(self._unit, self._clock.monotonic() if now is None else now)
         if ewma == 0.0 and in_flight:
             return _UNKNOWN_COST + in_flight
         return ewma * (in_flight + 1) / self.weight

@@ -165,7 +165,10 @@ class P2CEwma(_Base):
     """Power of two choices on peak-EWMA latency times load (the default).
 
     As Finagle's and Linkerd's balancer: pick two endpoints at random and send to the
-    one with the lower ``ewma_latency * (in_flight + 1) / weight``. The peak EWMA
+    one with the lower :meth:`Endpoint.cost`, ``unit_latency * (in_flight + 1) /
+    weight``, where ``unit_latency`` is the peak EWMA of each attempt's latency
+    divided by the requests in flight on the endpoint when it ended (so latency
+    measured under load is not multiplied by that load a second time). The peak EWMA
     jumps up at once on a slow answer and decays over ``DEFAULT_EWMA_DECAY_SECONDS``,
     so a backend that slows down sheds load within a few calls, and one that
     recovers gets it back as its average decays.

@@ -23,7 +23,6 @@ __all__ = [
     "HealthCheck",
     "HealthCheckOptions",
     "HealthChecker",
-    "HttpHealthCheck",
     "Probe",
 ]
 
@@ -101,6 +100,11 @@ class HealthCheck:
             unhealthy_threshold=unhealthy_threshold, jitter=jitter,
         )
 
+    def for_service(self, service: Any) -> HealthCheck:
+        """The check ``service``'s health checker runs: this one, unless a subclass
+        needs the service's settings (the HTTP check takes its TLS and headers)."""
+        return self
+
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Probe]:
         """Open what probing needs (an HTTP client, say) and yield the probe."""
@@ -125,48 +129,6 @@ class HealthCheck:
     def __repr__(self) -> str:
         o = self.options
         return f"HealthCheck({self.probe!r}, interval={o.interval!r})"
-
-
-class HttpHealthCheck(HealthCheck):
-    """Probe each backend with ``GET <address><path>``; a 2xx answer is healthy.
-
-    Args:
-        path: The path probed on every backend.
-        interval, timeout, healthy_threshold, unhealthy_threshold, jitter: As for
-            :class:`HealthCheck`.
-
-    Raises:
-        ConfigError: a bad argument (a path must start with ``/``).
-    """
-
-    def __init__(
-        self,
-        path: str = DEFAULT_HEALTH_PATH,
-        *,
-        interval: float = DEFAULT_HEALTH_INTERVAL,
-        timeout: float = DEFAULT_HEALTH_TIMEOUT,
-        healthy_threshold: int = 1,
-        unhealthy_threshold: int = 2,
-        jitter: float = DEFAULT_HEALTH_JITTER,
-    ) -> None:
-        if not isinstance(path, str) or not path.startswith("/"):
-            fail("HttpHealthCheck", "path", path, "a path starting with '/'")
-        super().__init__(
-            lambda backend: None, interval=interval, timeout=timeout,
-            healthy_threshold=healthy_threshold, unhealthy_threshold=unhealthy_threshold,
-            jitter=jitter,
-        )
-        self.path = path
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[Probe]:
-        from .._http import http_probe_session  # httpx is imported only when probing
-
-        async with http_probe_session(self.path, self.options.timeout) as probe:
-            yield probe
-
-    def __repr__(self) -> str:
-        return f"HttpHealthCheck({self.path!r}, interval={self.options.interval!r})"
 
 
 class _Target(Protocol):

@@ -7,6 +7,7 @@ the caller's loop, ``with mesh`` on one :class:`LoopThread`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Collection, Mapping
 from types import MappingProxyType, TracebackType
@@ -39,6 +40,9 @@ class MeshLifecycle:
     _in_flight: int
     _state: str
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
+    _http: Any = None
+    """The HTTP layer's connection pools of this mesh (``MeshPools``), once a client
+    made some: closed with the mesh through ``aclose()`` and ``take()``."""
 
     def adopt_session(self, session: Any) -> None:
         """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
@@ -57,8 +61,8 @@ class MeshLifecycle:
                 _log.debug("closing an aiohttp session failed", exc_info=True)
 
     def _set_state(self, state: str) -> None:
-        # Every change of state goes through here (the mesh also closes the gates
-        # its dispatch passes while it refuses calls).
+        # Every change of state goes through here; the dispatch refuses calls by
+        # reading the state after counting the call in flight.
         self._state = state
 
     def _components_in_order(self) -> list[Lifecycle]:
@@ -92,18 +96,29 @@ class MeshLifecycle:
                 await clock.asleep(min(_DRAIN_POLL, left))
             await stop_all(self._started)
             await self._close_sessions()
-            for service in (*self._services.values(), *self._extra):
-                if service._apools is not None:
-                    pools, service._apools = service._apools, None
-                    await pools.aclose()
-                self._close_sync_pools(service)
+            http, self._http = self._http, None
+            if http is not None:
+                await http.aclose()
         finally:
             self._set_state("closed")
 
-    def _close_sync_pools(self, service: Service) -> None:
-        if service._spools is not None:
-            pools, service._spools = service._spools, None
-            pools.close()
+    def _close_http(self, thread: LoopThread | None) -> None:
+        """Close the HTTP pools from a sync close: async ones on the loop thread when
+        there is one (else on a loop of their own), sync ones here."""
+        http, self._http = self._http, None
+        if http is None:
+            return
+        async_pools, sync_pools = http.take()
+        for pools in sync_pools:
+            try:
+                pools.close()
+            except Exception:
+                _log.debug("closing HTTP connection pools failed", exc_info=True)
+        for pools in async_pools:
+            if thread is not None:
+                thread.run_quietly(pools.aclose())
+            else:
+                close_async_pools_here(pools)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -143,16 +158,10 @@ class MeshLifecycle:
                 close_async_pools_here(self)  # sessions of an async caller
             if thread is not None:
                 thread.run(stop_all(self._started))
-                for service in (*self._services.values(), *self._extra):
-                    if service._apools is not None:  # made on the loop thread (probes)
-                        pools, service._apools = service._apools, None
-                        thread.run_quietly(pools.aclose())
+                self._close_http(thread)
                 thread.stop()
-            for service in (*self._services.values(), *self._extra):
-                self._close_sync_pools(service)
-                if service._apools is not None:  # used from an async caller, closed sync
-                    pools, service._apools = service._apools, None
-                    close_async_pools_here(pools)
+            else:
+                self._close_http(None)
         finally:
             self._set_state("closed")
 
@@ -210,6 +219,23 @@ class MeshLifecycle:
     def mark_started(self, component: Lifecycle) -> None:
         """Stop ``component`` (attached and started late) when the mesh closes."""
         self._started.append(component)
+
+    async def close_service_pools(self, service: Service) -> None:
+        """Close the HTTP connection pools ``service`` made, if any (a retired
+        service)."""
+        if self._http is not None:
+            await self._http.aclose(service)
+
+    def close_service_pools_now(self, service: Service) -> None:
+        """:meth:`close_service_pools` without an event loop (a mesh not open)."""
+        if self._http is None:
+            return
+        async_pools, sync_pools = self._http.take(service)
+        for pools in sync_pools:
+            with contextlib.suppress(Exception):
+                pools.close()
+        for pools in async_pools:
+            close_async_pools_here(pools)
 
     async def detach(self, component: Lifecycle) -> None:
         """Stop ``component`` if it runs, and forget it."""

@@ -90,8 +90,7 @@ class RingHash(_Base):
 
     def key_of(self, ctx: CallContext) -> Any:
         """The hash key of the call, or ``None`` when it has none."""
-        extras = ctx.extras
-        request = extras.get("request") if extras is not None else None
+        request = ctx.request
         if request is not None and self.header is not None:
             value = request.headers.get(self.header)
             if value is not None:

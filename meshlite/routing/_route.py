@@ -8,10 +8,10 @@ retry and circuit breakers above see them.
 
 An attempt is a later one when ``ctx.backend`` is already set: by an earlier
 attempt on this context (retry), or on the context it was copied from (hedge).
-Keys it uses in ``ctx.extras`` (created then): ``"tried"`` (backends of earlier
-attempts), ``"last_error"`` (the last attempt's error, when extras exist) and
-``"no_resend"`` (set by a caller, such as the HTTP transport after it sent a
-non-idempotent request: a later attempt refuses instead of sending again).
+Fields of the context it uses: ``tried`` (backends of earlier attempts),
+``last_error`` (the last attempt's error) and ``no_resend`` (set by a caller, such
+as the HTTP layer after it sent a non-idempotent request: a later attempt refuses
+instead of sending again).
 
 Attempt latencies are recorded by the endpoint itself (``Endpoint.succeeded`` and
 ``failed``, which time the attempt for the EWMA anyway), in the histogram a mesh
@@ -45,11 +45,8 @@ def prepare_retry(ctx: CallContext) -> None:
     """Before a later attempt (a retry, or a hedge, whose context is a copy made after
     the first pick): refuse if the call must not be resent; remember the backend of
     the previous attempt so this one avoids it."""
-    extras = ctx.extras
-    if extras is None:
-        extras = ctx.extras = {}
-    if extras.get("no_resend"):
-        error = extras.get("last_error")
+    if ctx.no_resend:
+        error = ctx.last_error
         raise ResendRefused(
             f"service {ctx.service!r}: not retrying {ctx.operation!r}: it is not "
             "idempotent and was already sent once; add an Idempotency-Key header or "
@@ -58,9 +55,9 @@ def prepare_retry(ctx: CallContext) -> None:
         ) from error
     previous = ctx.backend
     if previous is not None:
-        tried = extras.get("tried")
+        tried = ctx.tried
         if tried is None:
-            extras["tried"] = [previous]
+            ctx.tried = [previous]
         else:
             tried.append(previous)
 

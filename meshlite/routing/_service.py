@@ -31,7 +31,7 @@ from ._http_pool import check_http_pool
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
 from ._route import async_route, sync_route
-from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls, probe_check
+from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls
 
 if TYPE_CHECKING:
     import ssl
@@ -199,12 +199,10 @@ class Service(Rotation):
         self._ahandler: AsyncHandler
         self._handler: Handler | None = None
         self._recompile(())
-        self._apools: Any = None  # the HTTP module's connection pools, made on first use
-        self._spools: Any = None
         self.components: list[Lifecycle] = []
         """Lifecycle components (``async start()``/``async stop()``) the mesh runs."""
         if health_check is not None:
-            self.components.append(HealthChecker(self, probe_check(health_check, self),
+            self.components.append(HealthChecker(self, health_check.for_service(self),
                                                  self.clock, random))
 
     # -- introspection --------------------------------------------------------
@@ -322,7 +320,7 @@ class Service(Rotation):
             handler = self._chain().awrap(inner)
         self._injected, self._ahandler, self._handler = injected, handler, None
 
-    # -- what the mesh and its config change a service through (not public API) ---
+    # -- what the mesh's config changes a service through (not public API) --------
 
     def set_pipeline(self, pipeline: Pipeline) -> None:
         """Run ``pipeline`` from the next call on: one assignment of the compiled async
@@ -341,13 +339,6 @@ class Service(Rotation):
             if id(policy) not in known:
                 for hook in self.hooks._hooks:
                     policy.hooks.add(hook)
-
-    def take_pools(self) -> tuple[Any, Any]:
-        """Hand over the HTTP connection pools this service made (async, sync; either
-        ``None``), keeping none: the caller closes them."""
-        pools = (self._apools, self._spools)
-        self._apools = self._spools = None
-        return pools
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to this service's routing events and its pipeline's
@@ -442,12 +433,11 @@ class Service(Rotation):
             candidates = self._due()
         if not candidates:
             raise self._no_backend()
-        if ctx.extras is not None:
-            tried = ctx.extras.get("tried")
-            if tried:
-                left = [e for e in candidates if e.backend not in tried]
-                if left:
-                    candidates = left
+        tried = ctx.tried
+        if tried:
+            left = [e for e in candidates if e.backend not in tried]
+            if left:
+                candidates = left
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
@@ -455,8 +445,7 @@ class Service(Rotation):
     def _failed(self, endpoint: Endpoint, start: float, error: Exception,
                 ctx: CallContext) -> None:
         endpoint.failed(start)
-        if ctx.extras is not None:
-            ctx.extras["last_error"] = error
+        ctx.last_error = error
         detector = self.outlier_detection
         if detector is not None:
             reason = detector.failed(endpoint, error)

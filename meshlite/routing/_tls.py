@@ -1,26 +1,23 @@
 """Per-service TLS settings and static request headers, checked when a Service is
 built; the TLS context is built once per service, on first HTTP use.
 
-No httpx here: the HTTP module turns these into its transports' options.
+No HTTP library here: the HTTP layer turns these into its wires' options.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail
-from ._health import HealthCheck, HttpHealthCheck, Probe
 
 if TYPE_CHECKING:
     import ssl
 
-    from ._service import Service
 
 __all__ = [
     "DEFAULT_TLS_VERIFY",
@@ -29,7 +26,6 @@ __all__ = [
     "build_ssl_context",
     "check_headers",
     "check_tls",
-    "probe_check",
 ]
 
 DEFAULT_TLS_VERIFY = True
@@ -218,32 +214,3 @@ def check_tls(owner: str, tls: Any, http_pool: Mapping[str, Any]) -> TLS | None:
         raise ConfigError(f"{owner}: tls= and http_pool[{clash[0]!r}] both set TLS "
                           "options; give them in tls= only", policy="tls")
     return tls
-
-
-class _ServiceHttpHealthCheck(HttpHealthCheck):
-    """The service's ``HttpHealthCheck``, probing with its TLS context and headers."""
-
-    def __init__(self, check: HttpHealthCheck, service: Service) -> None:
-        o = check.options
-        super().__init__(check.path, interval=o.interval, timeout=o.timeout,
-                         healthy_threshold=o.healthy_threshold,
-                         unhealthy_threshold=o.unhealthy_threshold, jitter=o.jitter)
-        self.service = service
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[Probe]:
-        from .._http import http_probe_session  # httpx is imported only when probing
-
-        service = self.service
-        async with http_probe_session(self.path, self.options.timeout,
-                                      verify=service.ssl_context(),
-                                      headers=service._headers) as probe:
-            yield probe
-
-
-def probe_check(check: HealthCheck, service: Service) -> HealthCheck:
-    """The check a service's health checker runs: a plain ``HttpHealthCheck``
-    probes with the service's ``tls`` and ``headers`` when it has either."""
-    if type(check) is HttpHealthCheck and (service.tls is not None or service._headers):
-        return _ServiceHttpHealthCheck(check, service)
-    return check

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ._codec import Codec, JsonCodec
     from ._memory import DEFAULT_MEMORY_MAX_KEYS, MemoryStore
     from ._redis import DEFAULT_PREFIX, DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisStore
+    from ._redis_conn import StoreBusyError
+    from ._redis_ops import StoreReplyError
 
 # The stores load on first use: policies import this package for the protocol in
 # _base, and that must not cost every `import meshlite` the stores' imports.
@@ -52,6 +54,8 @@ _LAZY = {
     "DEFAULT_RETRY_INTERVAL": "._redis",
     "DEFAULT_TIMEOUT": "._redis",
     "RedisStore": "._redis",
+    "StoreBusyError": "._redis_conn",
+    "StoreReplyError": "._redis_ops",
 }
 
 
@@ -63,6 +67,8 @@ __all__ = [
     "MemoryStore",
     "OnError",
     "StoreUnavailableError",
+    "StoreReplyError",
+    "StoreBusyError",
     "StoreUnavailable",
     "StoreRecovered",
     "StoreFallback",

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from .._context import CallContext
     from .._policy import Policy
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
-    from ..policies._circuit_breaker._records import Admission, CircuitMetrics, Transition
+    from ._circuit_records import Admission, CircuitMetrics, Transition
 
 __all__ = [
     "ALLOW",
+    "CircuitConfig",
     "DENY",
     "LOCAL",
     "ON_ERROR_MODES",
@@ -97,6 +97,28 @@ class StoreFallback(Event):
 
 
 # -- shared states --------------------------------------------------------------------
+
+
+class CircuitConfig(Protocol):
+    """What a circuit breaker's state machine reads of its options (the breaker's
+    ``CircuitConfig`` is one): the store layer needs no policy import."""
+
+    @property
+    def window_type(self) -> str: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def effective_min_calls(self) -> int: ...
+    @property
+    def failure_rate(self) -> float: ...
+    @property
+    def slow_call_rate(self) -> float: ...
+    @property
+    def slow_call_seconds(self) -> float | None: ...
+    @property
+    def open_seconds(self) -> float: ...
+    @property
+    def half_open_calls(self) -> int: ...
 
 
 class SharedGcra(Protocol):
@@ -207,7 +229,7 @@ class Store(Protocol):
         """The shared entries of the cache namespace ``namespace``."""
         ...
 
-    def circuit(self, name: str, options: CircuitBreakerOptions, clock: Clock) -> SharedCircuit:
+    def circuit(self, name: str, options: CircuitConfig, clock: Clock) -> SharedCircuit:
         """The shared state machine of the circuit breaker ``name`` (``clock`` is the
         breaker's: ``metrics().opened_at`` is given on it)."""
         ...

@@ -1,9 +1,14 @@
 """A store's health: down or up, the outage events, and the fallback counters.
 
-Once an operation fails the store is *down*: for ``retry_interval`` seconds every
-operation is refused at once (no network), then the next one tries again, and the
-first one that succeeds announces the recovery. Checking costs one attribute
-read while the store is up.
+Only an unreachable store is *down* (a connection failure or a timeout; an error
+reply about one key affects one decision, see :mod:`._redis`). While down every
+operation is refused at once, without the network, except one *probe* at a time:
+the first operation after the retry instant claims the probe by moving the retry
+instant on (so concurrent callers keep falling back instead of all paying the
+timeout), and tries the store. A failed probe sets the next retry instant with
+jittered backoff (redis-py's ``EqualJitterBackoff``: between half and all of
+``retry_interval``), so replicas do not probe in step; the first operation that
+succeeds announces the recovery. Checking costs one attribute read while up.
 """
 
 from __future__ import annotations
@@ -22,54 +27,79 @@ __all__ = ["Health"]
 class Health:
     """Up/down state, outage events and fallback counters of one store.
 
+    Args:
+        label: The store's name in messages and events.
+        retry_interval: The longest pause between probes while down (seconds).
+        backoff: An object with ``compute(failures) -> seconds`` (a redis-py backoff).
+        probe_timeout: How long a claimed probe may take before another caller may
+            probe (a probe whose caller was cancelled must not keep the store down).
+
     Attributes:
         down_since: ``time.monotonic()`` of the first failure of the current
             outage, or ``None`` while the store answers.
         hooks: Subscribers to :class:`StoreUnavailable` and :class:`StoreRecovered`.
         fallbacks: Decisions taken without the store, by ``(policy, action)``.
+        probes: Probes sent while down (each one decision that tried the store).
     """
 
-    __slots__ = ("_counter", "_lock", "_retry_at", "down_since", "fallbacks", "hooks",
-                 "label", "retry_interval")
+    __slots__ = ("_backoff", "_counter", "_failures", "_lock", "_probe_timeout", "_retry_at",
+                 "down_since", "fallbacks", "hooks", "label", "probes", "retry_interval")
 
-    def __init__(self, label: str, retry_interval: float) -> None:
+    def __init__(self, label: str, retry_interval: float, backoff: Any,
+                 probe_timeout: float) -> None:
         self.label = label
         self.retry_interval = retry_interval
         self.hooks = EventHooks()
         self.fallbacks: dict[tuple[str, str], int] = {}
         self.down_since: float | None = None
+        self.probes = 0
+        self._backoff = backoff
+        self._probe_timeout = probe_timeout
+        self._failures = 0
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._counter: Any = None
 
     def refuse(self) -> None:
-        """While down and before the retry instant, raise without trying the store.
+        """While down, raise at once, unless this caller claims the next probe.
 
         Raises:
-            StoreUnavailableError: the store failed less than ``retry_interval`` ago.
+            StoreUnavailableError: the store is down and this is not the probe.
         """
-        if self.down_since is not None and time.monotonic() < self._retry_at:
-            raise StoreUnavailableError(
-                f"store {self.label} is unavailable (retrying in at most "
-                f"{self.retry_interval:g} s)")
+        now = time.monotonic()
+        if now >= self._retry_at:
+            with self._lock:
+                if self.down_since is None:
+                    return
+                if now >= self._retry_at:
+                    # This caller probes; the others keep falling back meanwhile.
+                    self._retry_at = now + self._probe_timeout
+                    self.probes += 1
+                    return
+        raise StoreUnavailableError(
+            f"store {self.label} is unavailable (retrying in at most "
+            f"{self.retry_interval:g} s)")
 
     def failed(self, error: BaseException) -> StoreUnavailableError:
-        """Record a failed operation; returns the error to raise in its place."""
+        """Record that the store could not be reached; returns the error to raise."""
         now = time.monotonic()
         with self._lock:
             first = self.down_since is None
             if first:
                 self.down_since = now
-            self._retry_at = now + self.retry_interval
+                self._failures = 0
+            self._failures += 1
+            self._retry_at = now + self._backoff.compute(self._failures)
         if first:
             announce(self.hooks, StoreUnavailable(policy="store", store=self.label, error=error))
         return StoreUnavailableError(
             f"store {self.label} did not answer: {type(error).__name__}: {error}")
 
     def recovered(self) -> None:
-        """Record that an operation succeeded after an outage."""
+        """Record that an operation reached the store after an outage."""
         with self._lock:
             since, self.down_since = self.down_since, None
+            self._retry_at = 0.0
         if since is not None:
             announce(self.hooks, StoreRecovered(policy="store", store=self.label,
                                            down_seconds=time.monotonic() - since))

@@ -23,8 +23,8 @@ from .._validate import at_least
 from ._base import LOCAL, OnError, SharedCache, SharedCircuit, SharedGcra
 
 if TYPE_CHECKING:
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
-    from ..policies._circuit_breaker._records import Admission, CircuitMetrics, Transition
+    from ._base import CircuitConfig
+    from ._circuit_records import Admission, CircuitMetrics, Transition
 
 __all__ = ["DEFAULT_MEMORY_MAX_KEYS", "MemoryStore"]
 
@@ -74,7 +74,7 @@ class MemoryStore:
             ttl, stale_ttl, self.max_keys, self.clock))
         return state
 
-    def circuit(self, name: str, options: CircuitBreakerOptions, clock: Clock) -> SharedCircuit:
+    def circuit(self, name: str, options: CircuitConfig, clock: Clock) -> SharedCircuit:
         """The state machine of breaker ``name`` (the first breaker of a name sets it)."""
         state: SharedCircuit = self._shared("cb", name, lambda: _MemoryCircuit(options, clock))
         return state
@@ -90,7 +90,7 @@ class _MemoryGcra:
     __slots__ = ("_gcra", "_now")
 
     def __init__(self, interval: float, tau: float, max_keys: int, clock: Clock) -> None:
-        from ..policies._rate_limit._gcra import LocalGcra
+        from ._gcra_local import LocalGcra
 
         self._gcra = LocalGcra(interval, tau, max_keys)
         self._now = clock.monotonic
@@ -174,13 +174,13 @@ class _MemoryCache:
 class _MemoryCircuit:
     __slots__ = ("_core",)
 
-    def __init__(self, options: CircuitBreakerOptions, clock: Clock) -> None:
-        from ..policies._circuit_breaker._state import LocalCircuitState
+    def __init__(self, options: CircuitConfig, clock: Clock) -> None:
+        from ._circuit_local import LocalCircuitState
 
         self._core = LocalCircuitState(options, clock)
 
     def acquire(self) -> Admission:
-        from ..policies._circuit_breaker._records import Admission
+        from ._circuit_records import Admission
 
         gate = self._core.gate
         return Admission(gate) if gate is not None else self._core.acquire()

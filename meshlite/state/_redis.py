@@ -1,26 +1,33 @@
-"""RedisStore: policy state shared by every process that points at one Redis.
+"""RedisStore: policy state shared by every process that points at one Redis
+(or one Redis Cluster, or the primary a set of Sentinels names).
 
 redis-py is imported when a store is made, never by ``import meshlite``. Each
 decision is one command (mostly one ``EVALSHA`` of a small Lua script, so it is
-atomic in Redis); each network step of it (connecting, reading the answer) is
-bounded by ``timeout`` through redis-py's socket timeouts, sync and async alike.
-Once a command fails the store is *down* (see :mod:`._health`): decisions fall
-back without touching the network for ``retry_interval`` seconds, then Redis is
-tried again.
+atomic in Redis), run through redis-py's clients and ``Script`` objects over
+bounded pools (:mod:`._redis_conn`); each network step (connecting, sending,
+reading the reply) is bounded by ``timeout``, sync and async alike.
+
+Errors are classified (:meth:`RedisStore._classify`):
+
+- a connection failure or a timeout means Redis is unreachable: the store is
+  *down* (see :mod:`._health`): decisions fall back without the network, one probe
+  at a time with jittered backoff, until Redis answers again;
+- ``READONLY`` (a failover demoted the node), ``MOVED``/``ASK`` (Cluster slots
+  moved): the clients rediscover the topology; that one decision falls back;
+- any other error reply (``WRONGTYPE`` on a tampered key, ``OOM``, a script
+  error) concerns one key or one command: that decision falls back and the error
+  is logged on ``meshlite.state``, and the store stays up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import threading
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import ConfigError
 from .._events import Hook
-from .._validate import fail, positive
+from .._validate import at_least, fail, non_negative, positive
 from ._base import (
     LOCAL,
     ON_ERROR_MODES,
@@ -32,138 +39,185 @@ from ._base import (
 )
 from ._codec import resolve_codec
 from ._health import Health
-from ._redis_conn import Connections
+from ._redis_conn import Clients, StoreBusyError
+from ._redis_ops import Commands, Script, StoreReplyError
+from ._redis_target import parse_target
+from ._redis_wire import Wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._clock import Clock
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
+    from ._base import CircuitConfig
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_RETRY_INTERVAL", "DEFAULT_TIMEOUT", "RedisStore", "Script"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_PREFIX", "DEFAULT_RETRY_INTERVAL",
+           "DEFAULT_TIMEOUT", "RedisStore", "Script", "StoreBusyError", "StoreReplyError"]
 
 DEFAULT_PREFIX = "meshlite"
 """Every key the store writes starts with ``"<prefix>:"``."""
 
 DEFAULT_TIMEOUT = 0.05
-"""Seconds one store operation may take before the decision falls back."""
+"""Seconds one network step of a store operation may take before the decision falls back."""
 
-DEFAULT_RETRY_INTERVAL = 1.0
-"""Seconds decisions fall back without trying Redis after it failed."""
+DEFAULT_CONNECT_TIMEOUT = 0.5
+"""Seconds opening a connection may take (a busy event loop must not time out a
+connect that already succeeded; a hung Redis accepts connections anyway)."""
 
-_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_RETRY_INTERVAL = 0.2
+"""Longest pause between probes of a down store (each pause is jittered between
+half and all of it), so decisions share state again within about this long."""
 
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections a store keeps per process (sync) and per event loop (async)."""
 
-class Script:
-    """A Lua script, run by its SHA1 and loaded again when Redis forgot it (a restart)."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
-def _label(url: str) -> str:
-    """``url`` without its password, for events, messages and ``repr``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+DEFAULT_POOL_TIMEOUT: float | None = None
+"""Seconds a decision may wait for a free connection before it falls back alone
+(``None``: as long as it takes; a healthy Redis frees connections at its pace, and
+when Redis hangs the waiters find the store down after their wait)."""
 
 
-class RedisStore:
-    """Policy state in Redis, shared by every process (and host) using the same URL.
+
+class RedisStore(Commands):
+    """Policy state in Redis, shared by every process (and host) using the same Redis.
 
     Pass it as ``store=`` to :class:`~meshlite.RateLimit`, :class:`~meshlite.Cache`
     and :class:`~meshlite.CircuitBreaker` (with ``name=``). One store holds one
-    connection pool for sync calls and one per event loop for async calls; it is
-    thread-safe and meant to be shared by all the policies of a process.
+    bounded connection pool for sync calls and one per event loop for async calls;
+    it is thread-safe and meant to be shared by all the policies of a process.
 
     Args:
         url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS
             (certificate options as URL query arguments, as redis-py reads them),
-            or ``unix:///path/to/socket``.
+            ``unix:///path/to/socket``, ``redis+cluster://host:port[,host:port]``
+            (a Redis Cluster, from its seed nodes; also a list of ``"host:port"``),
+            ``redis+sentinel://host:port[,host:port]/service[/db]`` (the primary
+            the sentinels name), or a ready redis-py client or connection pool.
         prefix: Start of every key written (several apps may share one Redis).
         on_error: What a decision does when Redis does not answer within
             ``timeout``: ``"local"`` (use the policy's in-process state),
             ``"allow"`` (admit the call), ``"deny"`` (reject it) or ``"raise"``
             (raise :class:`StoreUnavailableError`).
-        timeout: Seconds each network step of an operation may take (connecting,
-            reading the reply; > 0): a decision falls back after about that long.
-        retry_interval: Seconds decisions fall back without trying Redis after a
-            failure (> 0); then one decision tries again.
+        timeout: Seconds a decision may wait for Redis's reply (> 0): one that
+            meets a hung Redis has fallen back within that long.
+        connect_timeout: Seconds opening a connection may take (> 0).
+        retry_interval: Longest pause between probes while Redis is unreachable
+            (> 0; each pause is jittered between half and all of it).
+        max_connections: Connections per process (sync) and per event loop (async);
+            more concurrent decisions wait for one (integer >= 1).
+        pool_timeout: Seconds a decision may wait for a free connection before it
+            falls back alone (> 0), or ``None`` (default) to wait as long as it
+            takes; the wait never counts against ``timeout``.
         codec: How cached values are encoded: ``"json"`` (default), ``"msgpack"``,
             ``"pickle"`` (only if you trust everyone who can write to this Redis:
             decoding a pickle runs code) or an object with ``dumps``/``loads``.
         cache_lock: Seconds of the cross-process single-flight lock of a cache
             miss (one process computes, the others wait for its entry), or
             ``None`` (default) for single flight within each process only.
+        state_ttl: Seconds a breaker's state lives in Redis after its last change
+            (> 0, default a day): see ``docs/scaling.md``.
+        rate_lease: Tokens a rate-limit decision may take at once when its quota
+            has them free (integer >= 1; 1, the default, takes one per call): the
+            process spends the extra ones locally, so a limit may be exceeded by
+            at most ``rate_lease - 1`` calls per process and key.
+        circuit_cache: Seconds a process trusts the closed state it last learned
+            from Redis (>= 0), so a breaker call costs one script, not two; a
+            process learns another opened the circuit at its next recorded
+            outcome or within this long. 0 asks Redis before every call.
+        circuit_batch: Seconds closed-circuit outcomes may be queued in the process
+            and sent together (>= 0; 0, the default, sends each at once): fewer
+            round trips, a circuit that opens up to that much later.
 
     Raises:
         ConfigError: an option is out of range, or redis-py is not installed
-            (``pip install 'meshlite[redis]'``).
+            (``pip install 'meshlite-mesh[redis]'``).
     """
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: object = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = DEFAULT_PREFIX,
         on_error: OnError = LOCAL,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
         codec: object = "json",
         cache_lock: float | None = None,
+        state_ttl: float = 86_400.0,
+        rate_lease: int = 1,
+        circuit_cache: float = 1.0,
+        circuit_batch: float = 0.0,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
-            fail("RedisStore", "url", url, "a redis://, rediss:// or unix:// URL")
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
         self.timeout = positive("RedisStore", "timeout", timeout)
+        self.connect_timeout = positive("RedisStore", "connect_timeout", connect_timeout)
         self.retry_interval = positive("RedisStore", "retry_interval", retry_interval)
+        self.max_connections = at_least("RedisStore", "max_connections", max_connections, 1)
+        self.pool_timeout = (None if pool_timeout is None
+                             else positive("RedisStore", "pool_timeout", pool_timeout))
+        self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
+        self.rate_lease = at_least("RedisStore", "rate_lease", rate_lease, 1)
+        self.circuit_cache = non_negative("RedisStore", "circuit_cache", circuit_cache)
+        self.circuit_batch = non_negative("RedisStore", "circuit_batch", circuit_batch)
+        self.round_trips = 0
+        """Operations sent to Redis so far (approximate under threads: a benchmark
+        figure, not an exact count)."""
         self.cache_lock = (None if cache_lock is None
                            else positive("RedisStore", "cache_lock", cache_lock))
         self.codec = resolve_codec(codec)
-        self.url = url
         self.prefix = prefix
         self.on_error: OnError = on_error
-        self.label = _label(url)
-        self._health = Health(self.label, self.retry_interval)
+        if not isinstance(url, (str, list, tuple)) and "redis" not in type(url).__module__:
+            from ._redis_target import WHAT
+
+            fail("RedisStore", "url", url, WHAT)
+        self._redis = r = _import_redis()
+        self._target = parse_target(r, url, self._client_options())
+        self.url = url if isinstance(url, str) else self._target.label
+        self.label = self._target.label
+        self._health = Health(self.label, self.retry_interval,
+                              r.backoff.EqualJitterBackoff(self.retry_interval,
+                                                           self.retry_interval),
+                              self.timeout + self.connect_timeout + self.retry_interval)
         self.hooks = self._health.hooks
         self.fallbacks = self._health.fallbacks
         """Decisions taken without Redis, by ``(policy kind, action)``."""
-        self._redis = _import_redis()
+        ex = r.exceptions
+        from redis.exceptions import RedisClusterException
+
         self._errors: tuple[type[BaseException], ...] = (
-            self._redis.exceptions.RedisError, OSError, TimeoutError)
-        self._noscript = self._redis.exceptions.NoScriptError
-        self._conns = Connections(self._redis, url, self._client_options(False),
-                                  self._client_options(True))
-        self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+            ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
+            RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
+        self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
+        self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
+        self._last_ok = 0.0
+        self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
+        self._clients = Clients(self._target, self.max_connections)
+        self._wire = None if self._target.kind == "cluster" else Wire(r)
         self._lock = threading.Lock()
 
-    def _client_options(self, asynchronous: bool) -> dict[str, Any]:
+    def _client_options(self) -> dict[str, Any]:
         r = self._redis
-        retry_mod = r.asyncio.retry if asynchronous else r.retry
         # One immediate retry, on connection errors only: a pooled connection that a
         # Redis restart closed fails once, then reconnects. Timeouts are not retried,
         # so a slow Redis costs one ``timeout`` per decision, never several.
-        retry = retry_mod.Retry(r.backoff.NoBackoff(), 1,
-                                supported_errors=(r.exceptions.ConnectionError,))
+        errors = (r.exceptions.ConnectionError,)
+        # The socket waits a little less than ``timeout`` (2 ms or a tenth of it), so a
+        # decision that meets a hung Redis has fallen back within ``timeout``.
+        read = self.timeout - min(0.002, self.timeout / 10)
         options: dict[str, Any] = {
-            "socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
-            "retry": retry, "health_check_interval": 0}
-        # No CLIENT SETINFO round trips on connect: a reconnect should cost one
-        # handshake, not three (redis-py >= 7 spells it driver_info=None).
-        if "driver_info" in inspect.signature(r.Redis.__init__).parameters:
-            options["driver_info"] = None
-        else:
-            options["lib_name"] = options["lib_version"] = None
+            "socket_timeout": read, "socket_connect_timeout": self.connect_timeout,
+            "retry": r.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
+            "aretry": r.asyncio.retry.Retry(r.backoff.NoBackoff(), 1,
+                                            supported_errors=errors),
+            "health_check_interval": 0,
+            # No CLIENT SETINFO round trips on connect: a reconnect costs one handshake.
+            "driver_info": None}
         return options
 
     # -- the factory the policies use ------------------------------------------------
@@ -180,12 +234,13 @@ class RedisStore:
 
         return RedisCache(self, f"{self.prefix}:cache:{namespace}", ttl, stale_ttl)
 
-    def circuit(self, name: str, options: CircuitBreakerOptions, clock: Clock) -> SharedCircuit:
-        """The shared state machine of breaker ``name`` (keys ``<prefix>:cb:<name>...``);
-        ``clock`` is the breaker's, on which ``metrics().opened_at`` is given."""
+    def circuit(self, name: str, options: CircuitConfig, clock: Clock) -> SharedCircuit:
+        """The shared state machine of breaker ``name`` (keys ``<prefix>:cb:{<name>}...``,
+        one Cluster slot); ``clock`` is the breaker's, on which ``metrics().opened_at``
+        is given."""
         from ._redis_circuit import RedisCircuit
 
-        return RedisCircuit(self, f"{self.prefix}:cb:{name}", options, clock)
+        return RedisCircuit(self, f"{self.prefix}:cb:{{{name}}}", options, clock)
 
     # -- health ----------------------------------------------------------------------
 
@@ -202,92 +257,6 @@ class RedisStore:
     def note_fallback(self, policy: str, action: str) -> None:
         """Count one fallback (see :meth:`Health.note_fallback`)."""
         self._health.note_fallback(policy, action)
-
-    # -- commands (sync) -------------------------------------------------------------
-
-    def eval(self, script: Script, nkeys: int, *args: Any) -> Any:
-        """Run ``script`` on ``args`` (the first ``nkeys`` are keys); the raw reply.
-
-        Raises:
-            StoreUnavailableError: Redis did not answer in time, or refused.
-        """
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        send = self._conns.send
-        try:
-            try:
-                result = send("EVALSHA", script.sha, nkeys, *args)
-            except self._noscript:  # Redis restarted and forgot it
-                send("SCRIPT", "LOAD", script.source)
-                result = send("EVALSHA", script.sha, nkeys, *args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    def command(self, *args: Any) -> Any:
-        """Run one Redis command, such as ``("GET", key)``; the raw reply.
-
-        Raises:
-            StoreUnavailableError: Redis did not answer in time, or refused.
-        """
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        try:
-            result = self._conns.send(*args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    # -- commands (async) ------------------------------------------------------------
-
-    async def aeval(self, script: Script, nkeys: int, *args: Any) -> Any:
-        """The async twin of :meth:`eval`."""
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        send = self._conns.asend
-        try:
-            try:
-                result = await send("EVALSHA", script.sha, nkeys, *args)
-            except self._noscript:
-                await send("SCRIPT", "LOAD", script.source)
-                result = await send("EVALSHA", script.sha, nkeys, *args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    async def acommand(self, *args: Any) -> Any:
-        """The async twin of :meth:`command`."""
-        health = self._health
-        if health.down_since is not None:
-            health.refuse()
-        try:
-            result = await self._conns.asend(*args)
-        except self._errors as error:
-            raise health.failed(error) from error
-        if health.down_since is not None:
-            health.recovered()
-        return result
-
-    def _aclient(self) -> Any:
-        """A full redis.asyncio client of the running loop (for pub/sub)."""
-        loop = asyncio.get_running_loop()
-        entry = self._aclients.get(id(loop))
-        if entry is not None and entry[0] is loop:
-            return entry[1]
-        client = self._redis.asyncio.Redis.from_url(self.url, **self._client_options(True))
-        with self._lock:
-            self._aclients = {k: v for k, v in self._aclients.items() if not v[0].is_closed()}
-            self._aclients[id(loop)] = (loop, client)
-        return client
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -308,22 +277,14 @@ class RedisStore:
         return True
 
     def close(self) -> None:
-        """Close the sync connections (async ones: :meth:`aclose` in their loop)."""
-        self._conns.close()
+        """Close the sync connections (async ones: :meth:`aclose` in their loop, or
+        when ``asyncio.run`` ends the loop). A client you passed is not closed."""
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the sync connections and those of the running event loop.
-
-        Call it before an event loop that used the store ends, so no connection of
-        that loop is left open.
-        """
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._aclients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
-        await self._conns.aclose()
-        self._conns.close()
+        """Close the sync connections and those of the running event loop."""
+        await self._clients.aclose()
+        self._clients.close()
 
     def __repr__(self) -> str:
         return (f"RedisStore({self.label!r}, prefix={self.prefix!r}, "
@@ -334,11 +295,16 @@ def _import_redis() -> Any:
     try:
         import redis
         import redis.asyncio
+        import redis.asyncio.cluster
         import redis.asyncio.retry
+        import redis.asyncio.sentinel
         import redis.backoff
+        import redis.cluster
+        import redis.commands.core
         import redis.retry
+        import redis.sentinel
     except ImportError:
         raise ConfigError(
             "RedisStore needs redis-py, which is not installed; "
-            "pip install 'meshlite[redis]'", policy="store") from None
+            "pip install 'meshlite-mesh[redis]'", policy="store") from None
     return redis

@@ -5,10 +5,17 @@ Layout under ``<prefix>:cache:<namespace>``:
 - ``:e:<function>:<argument key>``: the encoded value, with a TTL of ``ttl +
   stale_ttl``; the entry is fresh while more than ``stale_ttl`` of it is left, so
   staleness is judged on Redis's clock and never on a caller's.
-- ``:fns``: the functions that ever stored an entry, so ``invalidate(args)`` drops
-  the entry of every function of the namespace, including functions this process
-  never called.
-- ``:l:<function>:<argument key>``: the short cross-process single-flight lock.
+- ``:fns``: the functions that stored an entry lately, so ``invalidate(args)``
+  drops the entry of every function of the namespace, including functions this
+  process never called. Its TTL is twice the entries' lifetime, renewed by a
+  process when it stores for a function it last indexed more than one entry
+  lifetime ago, so the index outlives every entry it names; a store is then one
+  ``SET`` (plus, now and then, one index update).
+- ``:l:<function>:<argument key>``: the short cross-process single-flight lock
+  (TTL ``cache_lock``).
+
+Every key has a TTL. Entries carry no hash tag, so a namespace spreads over the
+slots of a Redis Cluster; ``invalidate`` deletes each entry by its full key.
 
 Invalidation deletes entries for the next reader; a value being computed
 meanwhile in another process may still be stored after it (as it would be if it
@@ -19,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from ._redis import Script
+from ._redis_keys import scan_keys, unlink
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
@@ -35,26 +44,16 @@ if not v then return false end
 return {v, redis.call('PTTL', KEYS[1])}
 """)
 
-_PUT = Script("""
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
+_INDEX = Script("""
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
-""")
-
-_INVALIDATE = Script("""
-local n = 0
-for _, fn in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  n = n + redis.call('DEL', ARGV[1] .. fn .. ':' .. ARGV[2])
-end
-return n
 """)
 
 _UNLOCK = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """)
-
-_SCAN_BATCH = 500
 
 _log = logging.getLogger("meshlite.state")
 
@@ -71,8 +70,8 @@ class RedisCache:
     :func:`meshlite.policies._cache._shared.shared_key` builds them.
     """
 
-    __slots__ = ("_base", "_codec", "_fns", "_lock_ms", "_px", "_stale_ms", "_store",
-                 "single_flight")
+    __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_px", "_stale_ms",
+                 "_store", "single_flight")
 
     def __init__(self, store: RedisStore, base: str, ttl: float, stale_ttl: float) -> None:
         self._store = store
@@ -80,6 +79,7 @@ class RedisCache:
         self._fns = f"{base}:fns"
         self._codec = store.codec
         self._px = max(1, math.ceil((ttl + stale_ttl) * 1000))
+        self._indexed: dict[str, float] = {}  # function -> when this process indexed it
         self._stale_ms = math.ceil(stale_ttl * 1000)
         self.single_flight = store.cache_lock
         self._lock_ms = 0 if store.cache_lock is None else max(1, math.ceil(
@@ -118,13 +118,24 @@ class RedisCache:
             TypeError: the codec cannot encode ``value``.
         """
         data = self._encode(value)
-        self._store.eval(_PUT, 2, f"{self._base}:e:{key}", self._fns, data, self._px, function)
+        self._store.command("SET", f"{self._base}:e:{key}", data, "PX", self._px)
+        if self._index_due(function):
+            self._store.eval(_INDEX, 1, self._fns, function, 2 * self._px)
 
     async def aput(self, key: str, function: str, value: Any) -> None:
         """The async twin of :meth:`put`."""
         data = self._encode(value)
-        await self._store.aeval(_PUT, 2, f"{self._base}:e:{key}", self._fns, data, self._px,
-                                function)
+        await self._store.acommand("SET", f"{self._base}:e:{key}", data, "PX", self._px)
+        if self._index_due(function):
+            await self._store.aeval(_INDEX, 1, self._fns, function, 2 * self._px)
+
+    def _index_due(self, function: str) -> bool:
+        """Whether the index must be renewed for ``function`` (see the module doc)."""
+        now = time.monotonic()
+        if now - self._indexed.get(function, -math.inf) < self._px / 1000:
+            return False
+        self._indexed[function] = now
+        return True
 
     def _encode(self, value: Any) -> bytes:
         try:
@@ -159,18 +170,17 @@ class RedisCache:
 
     def invalidate(self, argkey: str) -> int:
         """Drop the entry of ``argkey`` for every function of the namespace."""
-        removed: int = self._store.eval(_INVALIDATE, 1, self._fns, f"{self._base}:e:", argkey)
-        return removed
+        functions = self._store.command("SMEMBERS", self._fns)
+        entry = f"{self._base}:e:"
+        return unlink(self._store, [f"{entry}{_text(fn)}:{argkey}" for fn in functions])
 
     def clear(self) -> int:
         """Drop every key of the namespace (``SCAN`` + ``UNLINK``: O(keys), not for
         the hot path). Returns how many were removed."""
-        removed, cursor = 0, 0
+        self._indexed.clear()
         pattern = _glob_escape(self._base) + ":*"
-        while True:
-            cursor, keys = self._store.command("SCAN", cursor, "MATCH", pattern,
-                                               "COUNT", _SCAN_BATCH)
-            if keys:
-                removed += self._store.command("UNLINK", *keys)
-            if int(cursor) == 0:
-                return removed
+        return sum(unlink(self._store, keys) for keys in scan_keys(self._store, pattern))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

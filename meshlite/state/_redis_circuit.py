@@ -1,6 +1,6 @@
 """The circuit breaker's state machine in Redis: every change is one Lua script.
 
-The scripts mirror :class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`
+The scripts mirror :class:`meshlite.state._circuit_local.LocalCircuitState`
 (same permits, epochs, window arithmetic and reasons), on Redis's clock:
 
 - ``<key>`` (a hash): ``st`` state, ``ep`` epoch, ``ou``/``oa`` open-until and
@@ -9,6 +9,29 @@ The scripts mirror :class:`meshlite.policies._circuit_breaker._state.LocalCircui
   calls admitted, done, failed and slow.
 - ``<key>:w``: the window: one byte per call (count window), or per-bucket counts
   in a hash (time window).
+
+``<key>`` carries the breaker's name as a ``{hash tag}``, so both keys live in one
+Redis Cluster slot. Every write sets both keys' TTL to the store's ``state_ttl``
+(at least twice the open period and the time window): a breaker whose state has
+not changed for that long is forgotten, which is closed. That includes a breaker
+forced open: it stays forced open ``state_ttl`` (default a day) after the
+``force_open()``, then closes unless forced again.
+
+One script per call: while the circuit is closed, the permit a process was last
+handed (``2 * epoch``) stays good for ``RedisStore(circuit_cache=...)`` seconds
+(default 1 s), and every recorded outcome returns the state and epoch anew, so a
+closed-circuit call costs only its ``RECORD``. A process learns that another one
+opened the circuit at its next recorded outcome, or within ``circuit_cache``;
+outcomes recorded with an outdated permit are ignored, as always. A refusal of an
+open circuit is remembered until its open period ends, for ``circuit_cache`` at
+most (a ``reset()`` in another process is seen that soon).
+``circuit_cache=0`` asks Redis before every call.
+
+Batch mode (``RedisStore(circuit_batch=seconds)``): closed-circuit outcomes are
+queued in the process and sent together (one script for up to 64 outcomes) by
+the first outcome recorded ``circuit_batch`` seconds after the oldest queued one.
+The circuit then opens up to that much later, and outcomes still queued when a
+process exits are lost. Half-open trial outcomes are never batched.
 
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
@@ -19,9 +42,11 @@ all. Every process must use the same breaker options for one name.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from ..policies._circuit_breaker._records import (
+from ._circuit_records import (
     CLOSED,
     DISABLED,
     FORCED_OPEN,
@@ -31,17 +56,27 @@ from ..policies._circuit_breaker._records import (
     CircuitMetrics,
     Transition,
 )
-from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RELEASE
+from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..policies._circuit_breaker._options import CircuitBreakerOptions
+    from ._base import CircuitConfig
     from ._redis import RedisStore
 
-__all__ = ["RedisCircuit"]
+__all__ = ["RedisCircuit", "state_ttl_ms"]
+
+_MAX_BATCH = 64
+"""Outcomes one batch carries at most (batch mode)."""
 
 # The breaker compares states by identity (``state is OPEN``): hand out its constants.
 _STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
+
+
+def state_ttl_ms(state_ttl: float, o: CircuitConfig) -> int:
+    """Milliseconds a breaker's keys live after their last write: ``state_ttl``, but
+    never less than twice its open period or its time window."""
+    window = float(o.window) if o.window_type == "time" else 0.0
+    return math.ceil(max(state_ttl, 2 * o.open_seconds, 2 * window) * 1000)
 
 
 def _text(value: Any) -> str:
@@ -62,9 +97,10 @@ def _transition(reply: list[Any], at: int = 0) -> Transition | None:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("_clock", "_config", "_keys", "_store")
+    __slots__ = ("_batch", "_clock", "_config", "_flush_at", "_fresh", "_keys", "_known",
+                 "_pending", "_plock", "_store")
 
-    def __init__(self, store: RedisStore, key: str, options: CircuitBreakerOptions,
+    def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
         o = options
         self._store = store
@@ -78,7 +114,15 @@ class RedisCircuit:
         self._config = ("1" if timed else "0", buckets, width, o.effective_min_calls,
                         repr(float(o.failure_rate)), repr(float(srate)),
                         round(o.open_seconds * 1e6), o.half_open_calls, slow,
-                        f"{o.open_seconds:g}")
+                        f"{o.open_seconds:g}", state_ttl_ms(store.state_ttl, o))
+        self._fresh = store.circuit_cache
+        # What this process last learned: (admission to hand out, trusted until,
+        # the open period's end for a refusal).
+        self._known: tuple[Admission, float, float] | None = None
+        self._batch = store.circuit_batch  # seconds closed-circuit outcomes may wait
+        self._pending: list[int] = []  # (permit, failed, slow) triples, flattened
+        self._flush_at = 0.0
+        self._plock = threading.Lock()
 
     @staticmethod
     def _admission(reply: list[Any]) -> Admission:
@@ -90,23 +134,92 @@ class RedisCircuit:
         return Admission(None, transition, _state(reply[4]), _text(reply[5]),
                          retry / 1e6 if retry >= 0 else None)
 
+    def _cached(self) -> Admission | None:
+        known = self._known
+        if known is None:
+            return None
+        admission, until, ends = known
+        now = time.monotonic()
+        if now >= until:
+            self._known = None
+            return None
+        if admission.permit is None:
+            return Admission(None, None, admission.state, admission.reason, ends - now)
+        return admission
+
+    def _learn(self, admission: Admission) -> Admission:
+        now = time.monotonic()
+        if admission.permit is not None and admission.permit >= 0 and not admission.permit & 1:
+            if self._fresh > 0:  # closed: the permit holds until the next outcome says
+                self._known = (Admission(admission.permit), now + self._fresh, 0.0)
+        elif (admission.permit is None and admission.state == OPEN and self._fresh > 0
+              and admission.retry_after):
+            # Open: refused here until the period ends, or a reset elsewhere is seen.
+            ends = now + admission.retry_after
+            self._known = (Admission(None, None, OPEN, admission.reason),
+                           min(ends, now + self._fresh), ends)
+        else:
+            self._known = None
+        return admission
+
+    def _recorded(self, reply: list[Any]) -> Transition | None:
+        if len(reply) >= 5:
+            if _text(reply[3]) == CLOSED and self._fresh > 0:
+                self._known = (Admission(2 * int(reply[4])), time.monotonic() + self._fresh,
+                               0.0)
+            else:
+                self._known = None
+        return _transition(reply)
+
     def acquire(self) -> Admission:
         """Admit a call: a permit, or why not (see ``LocalCircuitState.acquire``)."""
-        return self._admission(self._store.eval(ACQUIRE, 2, *self._keys, *self._config))
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        return self._learn(self._admission(
+            self._store.eval(ACQUIRE, 2, *self._keys, *self._config)))
 
     async def aacquire(self) -> Admission:
         """The async twin of :meth:`acquire`."""
-        return self._admission(
-            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config))
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        return self._learn(self._admission(
+            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config)))
+
+    def _queued(self, permit: int, failed: bool, slow: bool) -> tuple[int, ...] | None:
+        """Batch mode: queue a closed-circuit outcome; the batch to send once due."""
+        now = time.monotonic()
+        with self._plock:
+            if not self._pending:
+                self._flush_at = now + self._batch
+            self._pending += (permit, int(failed), int(slow))
+            if now < self._flush_at and len(self._pending) < 3 * _MAX_BATCH:
+                return None
+            batch, self._pending = self._pending, []
+        return tuple(batch)
 
     def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
-        """Record the outcome of the call holding ``permit``."""
-        return _transition(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
-                                            int(failed), int(slow)))
+        """Record the outcome of the call holding ``permit`` (batched for a closed
+        circuit with ``circuit_batch``)."""
+        if self._batch > 0 and permit >= 0 and not permit & 1:
+            batch = self._queued(permit, failed, slow)
+            if batch is None:
+                return None
+            return self._recorded(self._store.eval(RECORD_MANY, 2, *self._keys,
+                                                   *self._config, *batch))
+        return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
+                                               int(failed), int(slow)))
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """The async twin of :meth:`record`."""
-        return _transition(await self._store.aeval(
+        if self._batch > 0 and permit >= 0 and not permit & 1:
+            batch = self._queued(permit, failed, slow)
+            if batch is None:
+                return None
+            return self._recorded(await self._store.aeval(RECORD_MANY, 2, *self._keys,
+                                                          *self._config, *batch))
+        return self._recorded(await self._store.aeval(
             RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
 
     def release(self, permit: int) -> None:
@@ -121,10 +234,12 @@ class RedisCircuit:
 
     def control(self, action: str) -> Transition | None:
         """``"force_open"``, ``"reset"`` or ``"disable"``, for every process."""
+        self._known = None
         return _transition(self._store.eval(CONTROL, 2, *self._keys, *self._config, action))
 
     def start_open(self, elapsed: float, reason: str) -> None:
         """Open the circuit as if it had opened ``elapsed`` seconds ago."""
+        self._known = None
         self._store.eval(CONTROL, 2, *self._keys, *self._config, "start_open",
                          round(elapsed * 1e6), reason)
 

@@ -1,8 +1,8 @@
 """The Lua scripts of the shared circuit breaker (see :mod:`._redis_circuit`).
 
-Every script starts with the same prelude: it reads the options (``ARGV[1..10]``),
+Every script starts with the same prelude: it reads the options (``ARGV[1..11]``),
 Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
-:class:`meshlite.policies._circuit_breaker._state.LocalCircuitState`'s. Numbers are
+:class:`meshlite.state._circuit_local.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._redis import Script
 
-__all__ = ["ACQUIRE", "CONTROL", "READ", "RECORD", "RELEASE"]
+__all__ = ["ACQUIRE", "CONTROL", "READ", "RECORD", "RECORD_MANY", "RELEASE"]
 
 _PRELUDE = """
 local H, W = KEYS[1], KEYS[2]
@@ -18,6 +18,7 @@ local timed = ARGV[1] == '1'
 local size, width = tonumber(ARGV[2]), tonumber(ARGV[3])
 local min_calls, frate, srate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local open_us, trials, slow_s, open_s = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local ttl = ARGV[11]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local F = {'st','ep','ou','oa','rs','c','f','s','hd','ta','td','tf','ts'}
@@ -33,6 +34,8 @@ local function save()
     a[#a + 1] = F[i]; a[#a + 1] = x
   end
   redis.call('HSET', H, unpack(a))
+  redis.call('PEXPIRE', H, ttl)
+  if redis.call('EXISTS', W) == 1 then redis.call('PEXPIRE', W, ttl) end
 end
 local function begin(state)
   local prev = S.st
@@ -100,64 +103,82 @@ end
 return {-2, '', '', '', S.st, S.rs, -1}
 """)
 
-RECORD = Script(_PRELUDE + """
-local permit, failed, slow = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local tr = nil
-if permit % 2 == 1 then
-  if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {} end
-  S.td = S.td + 1; S.tf = S.tf + failed; S.ts = S.ts + slow
-  if S.td >= trials then
-    if S.tf / trials >= frate then
-      tr = open(S.tf .. ' of ' .. trials .. ' trial calls failed', now)
-    elseif S.ts / trials >= srate then
-      tr = open(S.ts .. ' of ' .. trials .. ' trial calls were slow (>= ' .. slow_s .. ' s)', now)
-    else
-      tr = close((trials - S.tf) .. ' of ' .. trials .. ' trial calls succeeded')
+_RECORD_ONE = """
+local function record(permit, failed, slow)
+  local tr = nil
+  if permit % 2 == 1 then
+    if S.st ~= 'half_open' or permit ~= 2 * S.ep + 1 then return {'', '', '', S.st, S.ep} end
+    S.td = S.td + 1; S.tf = S.tf + failed; S.ts = S.ts + slow
+    if S.td >= trials then
+      if S.tf / trials >= frate then
+        tr = open(S.tf .. ' of ' .. trials .. ' trial calls failed', now)
+      elseif S.ts / trials >= srate then
+        tr = open(S.ts .. ' of ' .. trials .. ' trial calls were slow (>= ' .. slow_s .. ' s)', now)
+      else
+        tr = close((trials - S.tf) .. ' of ' .. trials .. ' trial calls succeeded')
+      end
+    end
+    save()
+    tr = tr or {'', '', ''}
+    return {tr[1], tr[2], tr[3], S.st, S.ep}
+  end
+  if S.st ~= 'closed' or permit ~= 2 * S.ep then return {'', '', '', S.st, S.ep} end
+  if timed then
+    expire()
+    local i = S.hd % size
+    redis.call('HINCRBY', W, 'c' .. i, 1)
+    if failed > 0 then redis.call('HINCRBY', W, 'f' .. i, 1) end
+    if slow > 0 then redis.call('HINCRBY', W, 's' .. i, 1) end
+  else
+    local i = S.hd
+    local old = redis.call('GETRANGE', W, i, i)
+    local o = 0
+    if old ~= '' then o = string.byte(old) end
+    redis.call('SETRANGE', W, i, string.char(failed + 2 * slow))
+    S.hd = (i + 1) % size
+    if o % 2 == 1 then S.f = S.f - 1 end
+    if o >= 2 then S.s = S.s - 1 end
+    if S.c >= size then S.c = S.c - 1 end
+  end
+  S.c = S.c + 1; S.f = S.f + failed; S.s = S.s + slow
+  if (S.f > 0 or S.s > 0) and S.c >= min_calls then
+    if S.f / S.c >= frate then
+      tr = open(S.f .. ' of ' .. S.c .. ' calls failed', now)
+    elseif S.s / S.c >= srate then
+      tr = open(S.s .. ' of ' .. S.c .. ' calls were slow (>= ' .. slow_s .. ' s)', now)
     end
   end
   save()
-  return tr or {}
+  tr = tr or {'', '', ''}
+  return {tr[1], tr[2], tr[3], S.st, S.ep}
 end
-if S.st ~= 'closed' or permit ~= 2 * S.ep then return {} end
-if timed then
-  expire()
-  local i = S.hd % size
-  redis.call('HINCRBY', W, 'c' .. i, 1)
-  if failed > 0 then redis.call('HINCRBY', W, 'f' .. i, 1) end
-  if slow > 0 then redis.call('HINCRBY', W, 's' .. i, 1) end
-else
-  local i = S.hd
-  local old = redis.call('GETRANGE', W, i, i)
-  local o = 0
-  if old ~= '' then o = string.byte(old) end
-  redis.call('SETRANGE', W, i, string.char(failed + 2 * slow))
-  S.hd = (i + 1) % size
-  if o % 2 == 1 then S.f = S.f - 1 end
-  if o >= 2 then S.s = S.s - 1 end
-  if S.c >= size then S.c = S.c - 1 end
+"""
+
+RECORD = Script(_PRELUDE + _RECORD_ONE + """
+return record(tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
+""")
+
+# Batched outcomes (RedisStore(circuit_batch=...)): ARGV[12..] are triples.
+RECORD_MANY = Script(_PRELUDE + _RECORD_ONE + """
+local out = {'', '', '', S.st, S.ep}
+for i = 12, #ARGV, 3 do
+  local r = record(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+  if r[1] ~= '' then out = r end
 end
-S.c = S.c + 1; S.f = S.f + failed; S.s = S.s + slow
-if (S.f > 0 or S.s > 0) and S.c >= min_calls then
-  if S.f / S.c >= frate then
-    tr = open(S.f .. ' of ' .. S.c .. ' calls failed', now)
-  elseif S.s / S.c >= srate then
-    tr = open(S.s .. ' of ' .. S.c .. ' calls were slow (>= ' .. slow_s .. ' s)', now)
-  end
-end
-save()
-return tr or {}
+return {out[1], out[2], out[3], S.st, S.ep}
 """)
 
 RELEASE = Script(_PRELUDE + """
-local permit = tonumber(ARGV[11])
+local permit = tonumber(ARGV[12])
 if S.st == 'half_open' and permit == 2 * S.ep + 1 and S.ta > 0 then
   redis.call('HSET', H, 'ta', S.ta - 1)
+  redis.call('PEXPIRE', H, ttl)
 end
 return 0
 """)
 
 CONTROL = Script(_PRELUDE + """
-local action = ARGV[11]
+local action = ARGV[12]
 local prev, tr = S.st, {}
 if action == 'force_open' then
   begin('forced_open'); S.oa = now; S.rs = 'forced open'
@@ -169,7 +190,7 @@ elseif action == 'disable' then
   begin('disabled'); wipe(); S.oa = -1; S.rs = ''
   if prev ~= 'disabled' then tr = {prev, 'disabled', 'disabled'} end
 else
-  open(ARGV[13], now - tonumber(ARGV[12]))
+  open(ARGV[14], now - tonumber(ARGV[13]))
 end
 save()
 return tr

@@ -1,13 +1,21 @@
-"""The connections a RedisStore's decisions travel on: one per thread, and a few
-per event loop, each used by one caller at a time.
+"""The redis-py clients a RedisStore's decisions travel on, bounded at any concurrency.
 
-A decision is one request and one reply, so it needs no connection pool: a
-thread keeps its own connection (the pool's locking, bookkeeping and readiness
-probe cost as much as the round trip itself), and an event loop lends idle
-connections to its tasks. A connection whose request failed or was interrupted
-is closed, never reused (its reply may still be on the wire). redis-py still
-does the protocol, TLS, AUTH and the handshake: connections are made by its
-connection pools' ``make_connection``, so every URL option applies.
+- Sync: one client for the process, over a redis-py ``BlockingConnectionPool`` of
+  at most ``max_connections`` (a Cluster client: that many per node). Every command
+  takes a connection and gives it back, so threads that end leave nothing open, and
+  the number of threads does not matter.
+- Async: one client per event loop, over that loop's own bounded pool, so
+  concurrent decisions of a loop share its connections instead of opening one each.
+  The connections of a loop are closed when ``asyncio.run`` shuts the loop down
+  (an async generator that the loop finalizes), or by ``RedisStore.aclose``.
+
+In front of each pool a semaphore of ``max_connections`` slots decides who may
+send: a caller that waits for a slot waits *before* its operation starts, so the
+wait never counts against the Redis ``timeout``, and a wait longer than
+``pool_timeout`` fails that decision only (:class:`StoreBusyError`), never the
+store. (redis-py's pools raise a ``ConnectionError`` when exhausted, which is
+indistinguishable from an unreachable Redis; a Cluster client has one pool per
+node; the semaphore bounds the process either way.)
 """
 
 from __future__ import annotations
@@ -16,158 +24,130 @@ import asyncio
 import os
 import threading
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["MAX_IDLE", "Connections"]
+from .._errors import StoreBusyError
+from ._redis_target import Target
 
-MAX_IDLE = 32
-"""Idle connections an event loop keeps; a burst of more concurrent decisions opens
-more, and closes the extra ones when they are done."""
+__all__ = ["Clients", "LoopClient", "StoreBusyError"]
+
+_SPARE = 8
+"""Pool connections beyond the send slots, for pub/sub subscriptions (registries)."""
 
 
-class Connections:
-    """Per-thread sync connections and per-loop async ones for one Redis URL."""
+class LoopClient:
+    """The async client of one event loop and its send slots."""
 
-    def __init__(self, redis: Any, url: str, sync_options: dict[str, Any],
-                 async_options: dict[str, Any]) -> None:
-        self._pool = redis.ConnectionPool.from_url(url, **sync_options)
-        self._apool = redis.asyncio.ConnectionPool.from_url(url, **async_options)
-        self._response_error: type[BaseException] = redis.exceptions.ResponseError
-        self._connection_error: type[BaseException] = redis.exceptions.ConnectionError
-        self._local = threading.local()
-        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._idle: dict[int, tuple[asyncio.AbstractEventLoop, _Idle]] = {}
+    __slots__ = ("client", "closer", "loop", "slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, slots: int) -> None:
+        self.loop = loop
+        self.client = client
+        self.slots = asyncio.Semaphore(slots)
+        self.closer: Any = None
+
+
+def _after_fork(ref: weakref.ref[Clients]) -> None:
+    clients = ref()
+    if clients is not None:
+        clients.after_fork()
+
+
+async def _close_at_shutdown(client: Any) -> AsyncIterator[None]:
+    """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` (which
+    ``asyncio.run`` calls) finalizes it, closing the loop's connections in it."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+class Clients:
+    """The sync client and the per-loop async clients of one store."""
+
+    def __init__(self, target: Target, max_connections: int) -> None:
+        self.target = target
+        self.max_connections = max_connections
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self._sync: Any = None
+        self._loops: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def after_fork(self) -> None:
+        """In a forked child: fresh slots and clients (the parent's threads, which
+        may have held slots, and its sockets are not the child's)."""
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self._loops = {}
+        if not self.target.user_sync:
+            self._sync = None
 
     # -- sync ------------------------------------------------------------------------
 
-    def _connection(self) -> Any:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():  # a fork must not share a socket
-            conn = local.conn = self._pool.make_connection()
-            local.pid = os.getpid()
+    def sync(self) -> Any:
+        """The process's sync client (made on first use: a Cluster client connects)."""
+        client = self._sync
+        if client is None:
             with self._lock:
-                self._all.add(conn)
-        return conn
-
-    def _once(self, conn: Any, args: tuple[Any, ...]) -> Any:
-        try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except self._response_error:
-            raise  # an error reply: the connection is in step
-        except BaseException:
-            conn.disconnect()
-            raise
-
-    def send(self, *args: Any) -> Any:
-        """Send one command on this thread's connection and return the raw reply.
-
-        A connection that was open before and fails to send (Redis restarted and
-        closed it) is retried once on a fresh one; a fresh one that fails is not.
-        """
-        conn = self._connection()
-        stale = getattr(conn, "_sock", None) is not None
-        try:
-            return self._once(conn, args)
-        except self._connection_error:
-            if not stale:
-                raise
-        return self._once(conn, args)
+                client = self._sync
+                if client is None:
+                    client = self._sync = self.target.sync_client(self.max_connections + _SPARE)
+        return client
 
     # -- async -----------------------------------------------------------------------
 
-    def _idle_list(self) -> _Idle:
+    def loop_client(self) -> LoopClient:
+        """The async client of the running event loop (made on first use)."""
         loop = asyncio.get_running_loop()
-        entry = self._idle.get(id(loop))
-        if entry is not None and entry[0] is loop:
-            return entry[1]
+        entry = self._loops.get(id(loop))
+        if entry is not None and entry.loop is loop:
+            return entry
         with self._lock:
             # Forget loops that are gone (their ids may be reused).
-            self._idle = {k: v for k, v in self._idle.items() if not v[0].is_closed()}
-            idle = _Idle()
-            self._idle[id(loop)] = (loop, idle)
-        return idle
-
-    async def _aonce(self, conn: Any, args: tuple[Any, ...], idle: _Idle) -> Any:
-        try:
-            await self._write(conn, args)
-            reply = await conn.read_response()
-        except self._response_error:
-            await idle.give_back(conn)
-            raise
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        await idle.give_back(conn)
-        return reply
-
-    @staticmethod
-    async def _write(conn: Any, args: tuple[Any, ...]) -> None:
-        # redis-py bounds each write with asyncio.wait_for, which makes a task per
-        # command. A request is far below the stream's high-water mark and one
-        # connection carries one request at a time, so drain() never waits: write
-        # directly. Reading the reply is still bounded by the socket timeout.
-        writer = getattr(conn, "_writer", None)
-        if writer is None:
-            await conn.connect()
-            writer = getattr(conn, "_writer", None)
-        if writer is None:  # a connection class without a stream writer
-            await conn.send_command(*args)
-            return
-        try:
-            writer.writelines(conn.pack_command(*args))
-            await writer.drain()
-        except OSError as error:
-            raise _write_error(conn, error) from error
-
-    async def asend(self, *args: Any) -> Any:
-        """The async twin of :meth:`send`, on a connection of the running loop."""
-        idle = self._idle_list()
-        if idle:
-            conn = idle.pop()
+            self._loops = {k: v for k, v in self._loops.items() if not v.loop.is_closed()}
+            entry = LoopClient(loop, self.target.async_client(self.max_connections + _SPARE),
+                               self.max_connections)
+            self._loops[id(loop)] = entry
+        if not self.target.user_async:
+            closer: Any = _close_at_shutdown(entry.client)
             try:
-                return await self._aonce(conn, args, idle)
-            except self._connection_error:
-                pass  # an idle connection a restart closed: one retry on a fresh one
-        return await self._aonce(self._apool.make_connection(), args, idle)
+                closer.asend(None).send(None)  # runs to the yield: registers with the loop
+            except StopIteration:
+                entry.closer = closer
+        return entry
 
-    # -- closing ---------------------------------------------------------------------
+    # -- rediscovery and closing -----------------------------------------------------
+
+    def rediscover(self) -> None:
+        """Drop the sync connections, so the next ones find the current primary (a
+        Sentinel pool asks the sentinels again; a Cluster client reloads its slots)."""
+        client = self._sync
+        if client is not None:
+            self.target.rediscover(client)
+
+    async def arediscover(self) -> None:
+        """The async twin of :meth:`rediscover`, for the running loop's client."""
+        await self.target.arediscover(self.loop_client().client)
 
     def close(self) -> None:
-        """Close every sync connection (threads reconnect on their next command)."""
-        with self._lock:
-            conns = list(self._all)
-        for conn in conns:
-            conn.disconnect()
+        """Close the sync connections (the client reconnects on its next command)."""
+        client = self._sync
+        if client is not None and not self.target.user_sync:
+            client.close()
+            with self._lock:
+                self._sync = None
 
     async def aclose(self) -> None:
-        """Close the idle connections of the running loop."""
+        """Close the connections of the running loop."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._idle.pop(id(loop), None)
-        if entry is not None:
-            idle = entry[1]
-            idle.closed = True
-            while idle:
-                await idle.pop().disconnect()
-
-
-def _write_error(conn: Any, error: OSError) -> BaseException:
-    import redis
-
-    return redis.exceptions.ConnectionError(f"Error writing to {conn!r}: {error}")
-
-
-class _Idle(list[Any]):
-    """The idle connections of one loop; once closed, returned ones are closed too
-    (a call that was in flight during ``aclose`` must not leave one open)."""
-
-    closed = False
-
-    async def give_back(self, conn: Any) -> None:
-        if self.closed or len(self) >= MAX_IDLE:
-            await conn.disconnect()
-        else:
-            self.append(conn)
+            entry = self._loops.pop(id(loop), None)
+        if entry is not None and not self.target.user_async:
+            closer, entry.closer = entry.closer, None
+            if closer is not None:
+                await closer.aclose()
+            else:
+                await entry.client.aclose()

@@ -1,6 +1,6 @@
 """GCRA in Redis: one ``EVALSHA`` per decision, on Redis's own clock.
 
-The script is the update of :class:`meshlite.policies._rate_limit._gcra.LocalGcra`
+The script is the update of :class:`meshlite.state._gcra_local.LocalGcra`
 run inside Redis, so the bound of the in-memory limiter (at most ``burst + rate * t
 / per`` calls over any ``t`` seconds) holds for the sum of every process. Time is
 Redis's ``TIME``, read inside the script: every process decides on one clock, so
@@ -12,11 +12,27 @@ doubles (``TIME`` in microseconds is about 2**51 today, below 2**53). The interv
 is rounded *up* to a microsecond: the limiter may admit a millionth fewer calls
 than asked for, never more. A key expires when its TAT is in the past, since a key
 with no state and a key whose TAT has passed admit alike.
+
+Round trips are saved two ways, both local to a process:
+
+- *Negative caching*: a refusal says when the next slot frees (``wait``); until
+  then the process refuses calls of that key with the remaining wait, without
+  asking Redis (Redis would refuse them too: other processes can only push the
+  slot later; a slot given back early is the one case where Redis would have
+  admitted sooner).
+- *Leasing* (``RedisStore(rate_lease=k)``, k > 1): when a quota has a token free
+  *now*, one script takes ``k`` slots (the TAT moves on ``k`` intervals, so the
+  long-run rate is kept); the process spends the extra ones locally, one per
+  call, within ``k * interval`` seconds (else they lapse unused). Over any window
+  the calls admitted by all processes exceed the GCRA bound by at most the leased
+  tokens outstanding: ``k - 1`` per process and key.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._redis import Script
@@ -32,17 +48,20 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4] or '1')
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - tau - now
 if wait < 0 then wait = 0 end
 if limit < 0 or wait <= limit then
-  local new = tat + interval
+  local n = 1
+  if wait == 0 and lease > 1 then n = lease end
+  local new = tat + n * interval
   redis.call('SET', KEYS[1], string.format('%d', new), 'PX',
              math.floor((new - now) / 1000) + 1)
-  return {wait, new}
+  return {wait, new, n}
 end
-return {wait, 0}
+return {wait, 0, 0}
 """)
 
 RELEASE = Script("""
@@ -54,6 +73,10 @@ return 0
 """)
 
 
+_MAX_LOCAL_KEYS = 4096
+"""Keys whose refusal or lease a process remembers before it forgets the lapsed ones."""
+
+
 class RedisGcra:
     """The shared GCRA state of one rate limit: a TAT per key, in Redis.
 
@@ -62,7 +85,8 @@ class RedisGcra:
     reserved after it.
     """
 
-    __slots__ = ("_interval", "_key", "_store", "_tau")
+    __slots__ = ("_interval", "_key", "_lease", "_lease_s", "_leases", "_lock", "_refused",
+                 "_store", "_tau")
 
     def __init__(self, store: RedisStore, key: str, interval: float, tau: float) -> None:
         self._store = store
@@ -72,20 +96,60 @@ class RedisGcra:
         # tau is (burst - 1) * interval: keep it a whole number of (rounded) intervals.
         if interval > 0 and tau > 0:
             self._tau = round(tau / interval) * self._interval
+        self._lease = store.rate_lease
+        self._lease_s = self._lease * interval
+        self._refused: dict[str, float] = {}  # key -> monotonic instant its slot frees
+        self._leases: dict[str, list[float]] = {}  # key -> [tokens left, lapses at]
+        self._lock = threading.Lock()
+
+    def _local(self, key: str, limit: float) -> tuple[float, Any] | None:
+        """A decision without Redis, from a remembered refusal or a lease; else ``None``."""
+        refused = self._refused.get(key)
+        if refused is not None:
+            wait = refused - time.monotonic()
+            if wait > limit:
+                return wait, 0
+            self._refused.pop(key, None)
+        if self._lease > 1:
+            with self._lock:
+                lease = self._leases.get(key)
+                if lease is not None and lease[0] >= 1 and time.monotonic() < lease[1]:
+                    lease[0] -= 1
+                    return 0.0, 0
+        return None
+
+    def _args(self, key: str, limit: float) -> tuple[Any, ...]:
+        return (f"{self._key}:{key}" if key else self._key, self._interval, self._tau,
+                -1 if limit == math.inf else int(limit * 1e6), self._lease)
+
+    def _learn(self, key: str, limit: float, reply: list[Any]) -> tuple[float, Any]:
+        wait, token, taken = reply[0] / 1e6, reply[1], int(reply[2])
+        now = time.monotonic()
+        if not taken:
+            if len(self._refused) >= _MAX_LOCAL_KEYS:
+                self._refused = {k: v for k, v in self._refused.items() if v > now}
+            self._refused[key] = now + wait
+        elif taken > 1:
+            with self._lock:
+                if len(self._leases) >= _MAX_LOCAL_KEYS:
+                    self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+                self._leases[key] = [taken - 1, now + self._lease_s]
+        return wait, token
 
     def reserve(self, key: str, limit: float) -> tuple[float, Any]:
         """See :class:`~meshlite.state.SharedGcra`."""
-        wait, token = self._store.eval(
-            RESERVE, 1, f"{self._key}:{key}" if key else self._key, self._interval,
-            self._tau, -1 if limit == math.inf else int(limit * 1e6))
-        return wait / 1e6, token
+        local = self._local(key, limit)
+        if local is not None:
+            return local
+        return self._learn(key, limit, self._store.eval(RESERVE, 1, *self._args(key, limit)))
 
     async def areserve(self, key: str, limit: float) -> tuple[float, Any]:
         """See :class:`~meshlite.state.SharedGcra`."""
-        wait, token = await self._store.aeval(
-            RESERVE, 1, f"{self._key}:{key}" if key else self._key, self._interval,
-            self._tau, -1 if limit == math.inf else int(limit * 1e6))
-        return wait / 1e6, token
+        local = self._local(key, limit)
+        if local is not None:
+            return local
+        return self._learn(key, limit,
+                           await self._store.aeval(RESERVE, 1, *self._args(key, limit)))
 
     def release(self, key: str, token: Any) -> None:
         """See :class:`~meshlite.state.SharedGcra`."""

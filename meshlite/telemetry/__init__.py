@@ -1,7 +1,7 @@
 """meshlite.telemetry: send traces to Jaeger or any OTLP/HTTP receiver.
 
 ``ml.telemetry.configure("checkout", otlp_endpoint="http://localhost:4318")`` sets
-up the OpenTelemetry SDK (the ``meshlite[otlp]`` extra) behind the global tracer
+up the OpenTelemetry SDK (the ``meshlite-mesh[otlp]`` extra) behind the global tracer
 provider; ``ml.Trace`` and the mesh then record one span per call and one per
 attempt. Importing this module imports only the OpenTelemetry API: the SDK is
 loaded by :func:`configure`.

@@ -140,7 +140,7 @@ def configure(
 ) -> Telemetry:
     """Send this process's traces to an OTLP/HTTP endpoint (Jaeger, a collector).
 
-    Sets up the OpenTelemetry SDK (the ``meshlite[otlp]`` extra): a tracer provider
+    Sets up the OpenTelemetry SDK (the ``meshlite-mesh[otlp]`` extra): a tracer provider
     with a ``service.name`` resource, parent-based ratio sampling, a batch processor
     posting protobuf to ``{otlp_endpoint}/v1/traces``, and a flush at exit.
 

@@ -5,7 +5,7 @@ The SDK's periodic reader is given a collection of its own: each push reads the
 registry once and converts it (``_otel_metrics``) to OpenTelemetry's shape, with
 OTel names and units, counters as cumulative monotonic sums, gauges as gauges and
 histograms as histograms with their buckets. Recording on the call path is
-unchanged. The SDK and the OTLP exporter (the ``meshlite[otlp]`` extra) are
+unchanged. The SDK and the OTLP exporter (the ``meshlite-mesh[otlp]`` extra) are
 imported only when :func:`export_metrics` runs.
 """
 

@@ -8,7 +8,7 @@ namespaced (``meshlite.service``, ``error.type``), and a histogram as one point
 with per-bucket counts and explicit bounds. Attempts on an HTTP backend follow the
 HTTP client semantic conventions (``http.client.request.duration``, with
 ``server.address`` / ``server.port``). SDK types are imported by the caller: this
-module is only used by ``export_metrics()``, under the ``meshlite[otlp]`` extra.
+module is only used by ``export_metrics()``, under the ``meshlite-mesh[otlp]`` extra.
 """
 
 from __future__ import annotations

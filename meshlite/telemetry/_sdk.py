@@ -1,5 +1,5 @@
 """Building the SDK side: the only module that imports the OpenTelemetry SDK and the
-OTLP exporter (the ``meshlite[otlp]`` extra). Imported by ``configure()`` only."""
+OTLP exporter (the ``meshlite-mesh[otlp]`` extra). Imported by ``configure()`` only."""
 
 from __future__ import annotations
 

@@ -184,5 +184,5 @@ def missing_sdk(owner: str, error: ImportError) -> ConfigError:
     installed (the ``otlp`` extra)."""
     return ConfigError(
         f"{owner}: the OpenTelemetry SDK or OTLP exporter is not installed "
-        f"({error.name or error}); install the extra: pip install 'meshlite[otlp]'",
+        f"({error.name or error}); install the extra: pip install 'meshlite-mesh[otlp]'",
         policy="telemetry")

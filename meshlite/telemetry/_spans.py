@@ -10,6 +10,13 @@ sampled-out call pays one attribute check per attempt, and the tree in Jaeger
 always reads call > attempts. (The routing handler inlines that check, so an
 untraced attempt does not even enter a context manager.)
 
+Inside an attempt, OpenTelemetry's HTTP client instrumentations
+(``opentelemetry-instrumentation-httpx``, ``-aiohttp-client``, ``-requests``...)
+make no span: the attempt's span is already the ``CLIENT`` span of that request,
+with the HTTP semantic-convention attributes, so a request shows as one ``CLIENT``
+span, not two nested ones. The attempt's context carries OpenTelemetry's
+"suppress HTTP instrumentation" key, which those instrumentations honour.
+
 Use in a routing handler (sync or async; the ``with`` spans the ``await``)::
 
     with attempt_span(ctx, backend):
@@ -34,6 +41,9 @@ from .._semconv import error_type
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
 
 _MAX_CACHED = 256  # distinct backend addresses whose server.* attributes are kept
+# The API's key, honoured by the HTTP client instrumentations (is_http_instrumentation_
+# enabled); private in the API, hence looked up once and optional.
+_SUPPRESS_HTTP: str | None = getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
 _servers: dict[str, dict[str, str | int]] = {}
 _tracer: trace.Tracer | None = None
 
@@ -102,7 +112,10 @@ class AttemptSpan:
                 attributes["meshlite.service"] = ctx.service
             attributes.update(_server(address))
             span.set_attributes(attributes)
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+        context = trace.set_span_in_context(span)
+        if _SUPPRESS_HTTP is not None:
+            context = otel_context.set_value(_SUPPRESS_HTTP, True, context)
+        self._token = otel_context.attach(context)
         return span
 
     def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from test_policies import echo
 
 import meshlite as ml
@@ -62,3 +63,48 @@ def test_meshlite_check_reports_inbound_problems_by_path(tmp_path: Path) -> None
         result.stdout + result.stderr)
     assert "inbound.routes[0].max_body: must be >= 0, got -1" in result.stdout + result.stderr
     assert "inbound.api_keys_file" in result.stdout + result.stderr
+
+
+async def test_jwt_from_the_config_file(tmp_path: Path) -> None:
+    import time
+
+    import jwt
+
+    secret = "config-secret-" + "x" * 24
+    (tmp_path / "jwt.key").write_text(secret + "\n")
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n'
+                      '  jwt: {key_file: jwt.key, algorithms: [HS256], audience: shop}\n'
+                      '  routes:\n    - {pattern: "/*", scopes: [read]}\n')
+    mesh = ml.Mesh.from_config(str(config))
+    token = jwt.encode({"sub": "svc", "aud": "shop", "exp": time.time() + 60, "scope": "read"},
+                       secret, algorithm="HS256")
+    async with AsgiServer(MeshMiddleware(echo, mesh=mesh)) as server, \
+            httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/")).status_code == 401
+        ok = await client.get("/", headers={"authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+
+
+def test_jwt_config_problems_are_named(tmp_path: Path) -> None:
+    from meshlite.config import load_config
+
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n'
+                      '  jwt: {key_env: NO_SUCH_VARIABLE_HERE, algorithms: [none]}\n')
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(str(config))
+    errors = "\n".join(info.value.errors)  # type: ignore[attr-defined]
+    assert "inbound.jwt.key_env: the environment variable NO_SUCH_VARIABLE_HERE is not set" in (
+        errors)
+
+
+def test_meshlite_check_summarises_the_inbound_routes(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n  routes:\n'
+                      '    - {pattern: "/orders/{id}", rate: 5}\n    - {pattern: "/*"}\n')
+    command = "import sys; from meshlite.cli import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", command, "check", str(config)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "inbound routes: /orders/{id}, /*" in result.stdout

@@ -187,3 +187,36 @@ async def test_server_span_continues_the_trace_and_mesh_calls_are_its_children()
     assert sent["traceparent"].split("-")[2] == attempt.span_id
     assert "tenant=acme" in sent["baggage"]
     assert mesh.name == "orders"  # from telemetry.configure()
+
+
+async def test_sync_handlers_see_the_deadline_and_forward_it() -> None:
+    seen: dict[str, Any] = {}
+
+    def stock(request: Request) -> JSONResponse:  # Starlette runs it in a thread
+        seen["remaining"] = ml.remaining()
+        with mesh.http_sync("inventory") as client:
+            client.get("/stock")
+        return JSONResponse({})
+
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])], name="orders")
+        app = meshlite.asgi.MeshMiddleware(Starlette(routes=[StarletteRoute("/", stock)]),
+                                           mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            r = await client.get(server.url + "/", headers={"grpc-timeout": "1500m"})
+    assert r.status_code == 200
+    assert 1.0 < seen["remaining"] <= 1.5
+    assert 0 < int(inventory.requests[-1].headers["x-meshlite-deadline"]) < 1500
+
+
+async def test_without_an_sdk_the_callers_trace_context_still_travels_on() -> None:
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, {}), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            await client.get(server.url + "/orders", headers={"traceparent": PARENT})
+            carried = inventory.requests[-1].headers.get("traceparent", "")
+            await client.get(server.url + "/orders")
+            fresh = inventory.requests[-1].headers
+    assert carried.split("-")[1] == TRACE_ID  # nothing recorded here, the trace goes on
+    assert "traceparent" not in fresh  # no SDK, no incoming context: no span at all

@@ -262,5 +262,5 @@ async def test_red_metrics_per_route_and_callers() -> None:
             in text)
     assert 'meshlite_server_requests_total{route="/boom",method="GET",status="504"} 1' in text
     assert 'meshlite_server_request_duration_seconds_count{route="/orders/{id}"' in text
-    (edge,) = app.stats.callers(__import__("time").time())
+    (edge,) = app.stats.callers(__import__("time").monotonic())
     assert (edge["caller"], edge["requests"], edge["errors"]) == ("gateway", 3, 1)

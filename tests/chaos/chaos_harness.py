@@ -1,7 +1,8 @@
 """The chaos harness (its fixture, ``scenario``, is in conftest.py): real loopback
 backends (FakeBackend), a mesh with a full
-resilience pipeline, and a steady stream of GETs and POSTs through ``mesh.http``,
-while a scenario breaks and repairs the backends.
+resilience pipeline, and a steady stream of GETs and POSTs through ``mesh.http``
+or ``mesh.aiohttp`` (each scenario runs with both clients), while a scenario
+breaks and repairs the backends.
 
 Every request carries a unique ``x-request-id``, so the backends' logs show how
 often each one was sent. Each scenario checks:
@@ -19,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 
 import meshlite as ml
@@ -49,9 +52,13 @@ TOTAL_TIMEOUT = 1.0
 OPEN_SECONDS = 0.2
 EJECTION_SECONDS = 0.2
 
-CLEAR_ERRORS = (ml.MeshliteError, httpx.HTTPError, TimeoutError, ConnectionError)
+CLEAR_ERRORS = (ml.MeshliteError, httpx.HTTPError, aiohttp.ClientError, TimeoutError,
+                ConnectionError)
 """What a failed request may raise: meshlite's errors (open circuit, timeout...),
-httpx's transport errors, or the network's own."""
+httpx's or aiohttp's transport errors, or the network's own."""
+
+Send = Callable[[str, str, dict[str, str]], Any]
+"""``await send(method, path, headers)`` -> the response's status."""
 
 
 @dataclass(slots=True, eq=False)  # identity: outcomes sit in a set while pending
@@ -79,6 +86,7 @@ class Scenario:
     mesh: ml.Mesh
     backends: list[FakeBackend]
     breaker: ml.CircuitBreaker
+    client: str = "http"  # the mesh client the load goes through: "http" or "aiohttp"
     outcomes: list[Outcome] = field(default_factory=list)
     pending: set[Outcome] = field(default_factory=set)
     events: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -90,7 +98,7 @@ class Scenario:
 
     # -- the load ---------------------------------------------------------------
 
-    async def _worker(self, client: httpx.AsyncClient) -> None:
+    async def _worker(self, send: Send) -> None:
         while not self._stop.is_set():
             i = next(self._ids)
             method = "POST" if i % POST_EVERY == POST_EVERY - 1 else "GET"
@@ -99,9 +107,7 @@ class Scenario:
             outcome = Outcome(method, rid, self.phase, time.monotonic())
             self.pending.add(outcome)
             try:
-                response = await client.request(method, f"/items/{i}",
-                                                 headers={"x-request-id": rid})
-                outcome.status = response.status_code
+                outcome.status = await send(method, f"/items/{i}", {"x-request-id": rid})
             except Exception as error:
                 outcome.error = error
             outcome.ended = time.monotonic()
@@ -113,8 +119,8 @@ class Scenario:
         """Steady traffic, then ``fault()`` for FAULT seconds, then ``clear()``, then
         traffic until the mesh recovered, then steady traffic again."""
         remove = self.mesh.add_hook(self._count)
-        async with self.mesh.http("users") as client:
-            workers = [asyncio.create_task(self._worker(client)) for _ in range(WORKERS)]
+        async with self._sender() as send:
+            workers = [asyncio.create_task(self._worker(send)) for _ in range(WORKERS)]
             try:
                 await asyncio.sleep(STEADY)
                 self.phase = "fault"
@@ -129,6 +135,25 @@ class Scenario:
                 self._stop.set()
                 await asyncio.gather(*workers)
         remove()
+
+    @contextlib.asynccontextmanager
+    async def _sender(self) -> AsyncIterator[Send]:
+        if self.client == "aiohttp":
+            async with self.mesh.aiohttp("users") as session:
+
+                async def send_aiohttp(method: str, path: str, headers: dict[str, str]) -> int:
+                    async with session.request(method, path, headers=headers) as response:
+                        await response.read()
+                        return response.status
+
+                yield send_aiohttp
+            return
+        async with self.mesh.http("users") as client:
+
+            async def send_httpx(method: str, path: str, headers: dict[str, str]) -> int:
+                return (await client.request(method, path, headers=headers)).status_code
+
+            yield send_httpx
 
     def _count(self, event: ml.Event) -> None:
         if isinstance(event, RetryScheduled):
@@ -185,9 +210,13 @@ class Scenario:
             if o.error is not None:
                 assert isinstance(o.error, CLEAR_ERRORS), f"unclear error: {o.error!r}"
                 # Said by the message, by notes (FaultInjection's, Retry's), or by
-                # the class of httpx's errors, which may have none (ReadError('')).
+                # the class of httpx's errors, which may have none (ReadError('')),
+                # or by the cause aiohttp wraps an OSError raised beneath it in.
+                cause = o.error.__cause__
                 assert (str(o.error) or getattr(o.error, "__notes__", None)
-                        or isinstance(o.error, httpx.TransportError)), (
+                        or isinstance(o.error, httpx.TransportError)
+                        or (isinstance(o.error, aiohttp.ClientOSError) and cause is not None
+                            and (str(cause) or getattr(cause, "__notes__", None)))), (
                     f"an error that says nothing: {o.error!r}")
         sent = self.sent_counts()
         # A POST without an idempotency key is never sent twice.

@@ -9,10 +9,11 @@ import meshlite as ml
 from meshlite.testing import BackendFactory, MeshFactory
 
 
-@pytest.fixture
+@pytest.fixture(params=["http", "aiohttp"])
 def scenario(request: pytest.FixtureRequest, fake_backend: BackendFactory,
              mesh: MeshFactory) -> Scenario:
-    """A Scenario named after the test, on three fresh FakeBackends; its figures
+    """A Scenario named after the test, on three fresh FakeBackends, its load sent
+    through ``mesh.http()`` and, in a second run, ``mesh.aiohttp()``; its figures
     are reported when the test passed its checks."""
     backends = [fake_backend() for _ in range(BACKENDS)]
     chain, breaker = pipeline()
@@ -22,4 +23,4 @@ def scenario(request: pytest.FixtureRequest, fake_backend: BackendFactory,
             consecutive_failures=3, base_ejection_seconds=EJECTION_SECONDS,
             max_ejection_seconds=2 * EJECTION_SECONDS))
     name = request.node.name.removeprefix("test_")
-    return Scenario(name, mesh(service), backends, breaker)
+    return Scenario(name, mesh(service), backends, breaker, client=request.param)

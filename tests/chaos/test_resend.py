@@ -12,7 +12,7 @@ import pytest
 import meshlite as ml
 from meshlite.testing import BackendFactory, FakeBackend, MeshFactory
 
-ATTEMPT = 0.5  # seconds each attempt may take: the hanging backend never answers
+ATTEMPT = 1.0  # seconds each attempt may take: the hanging backend never answers
 
 
 def stuck_first(mesh: MeshFactory, stuck: FakeBackend, healthy: FakeBackend) -> ml.Mesh:

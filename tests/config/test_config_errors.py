@@ -67,7 +67,7 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
         "alerts.rules[0].severity: must be one of info, warning, critical, got 'dire'",
         "telemetry.sample_ratio: must be in [0, 1], got 2.0",
         "unknown_section: unknown option; valid options: services, telemetry, dashboard, "
-        "alerts, hot_reload, drain_timeout, audit, inbound",
+        "alerts, hot_reload, drain_timeout, audit, inbound, metrics",
     ]
     missing = [e for e in expected if e not in errors]
     assert missing == []

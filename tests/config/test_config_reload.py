@@ -4,15 +4,20 @@ state of unchanged policies; a bad file changes nothing and is recorded."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import meshlite as ml
 from meshlite.config import ConfigReloaded, ConfigReloadFailed, watch
+from meshlite.config import _watcher as watcher_module
+from meshlite.config._load import managed_of
 from meshlite.discovery import Discovery
 from meshlite.routing import BackendsChanged, Service
 
@@ -211,3 +216,115 @@ async def test_watch_a_mesh_built_from_config_without_hot_reload(path: Path,
         write(path, config(attempts=6).replace("hot_reload: true", "hot_reload: false"))
         await until(lambda: mesh.config_version == 1, "the reload")
         assert policy(mesh, "users", "retry").options.attempts == 6
+
+
+# -- all or nothing, off the event loop ------------------------------------------------
+
+
+def dashboard_config(port: int, attempts: int = 3) -> str:
+    return config(attempts=attempts).replace("hot_reload: true", "") + (
+        f"dashboard: {{port: {port}}}\n")
+
+
+async def test_a_reload_whose_dashboard_cannot_move_changes_nothing(
+        tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    path = tmp_path / "mesh.yaml"
+    audit = tmp_path / "audit.jsonl"
+    write(path, dashboard_config(0) + f"audit: {audit}\n")
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    try:
+        async with mesh:
+            managed = managed_of(mesh)
+            assert managed is not None
+            assert managed.dashboard is not None
+            server = managed.dashboard.server
+            retry = policy(mesh, "users", "retry")
+            write(path, dashboard_config(busy, attempts=5) + f"audit: {audit}\n")
+            assert await mesh.reload() is False
+            # Nothing changed: services, version, and the dashboard still serving.
+            assert policy(mesh, "users", "retry") is retry
+            assert mesh.config_version == 0
+            assert managed.dashboard.server is server
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{server.url}/api/health")).status_code == 200
+            [error] = mesh.reload_errors
+            assert any(e.startswith("dashboard: cannot be served") for e in error.errors)
+            assert [type(e).__name__ for e in events] == ["ConfigReloadFailed"]
+            records = [json.loads(line) for line in audit.read_text().splitlines()]
+            assert records[-1]["action"] == "config.reload"
+            assert records[-1]["result"] == "rejected"
+            write(path, dashboard_config(0, attempts=5) + f"audit: {audit}\n")
+            assert await mesh.reload() is True  # a port that is free: all of it applies
+            assert policy(mesh, "users", "retry").options.attempts == 5
+            assert mesh.config_version == 1
+            assert managed.dashboard.server is server  # its section is as before
+    finally:
+        taken.close()
+
+
+async def test_a_reload_is_parsed_while_calls_go_on(path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    loop = asyncio.get_running_loop()
+    served: list[str] = []
+    real = watcher_module.load_plan
+
+    def load_while_serving(*args: Any, **kwargs: Any) -> Any:
+        # A call through the mesh completes while the new file is being parsed: the
+        # parse runs off the event loop (on it, this would wait forever).
+        call = asyncio.run_coroutine_threadsafe(mesh.call("users", lambda b: b.address),
+                                                loop)
+        served.append(call.result(timeout=WAIT))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(watcher_module, "load_plan", load_while_serving)
+    async with mesh:
+        write(path, config(attempts=4))
+        assert await mesh.reload() is True
+    assert served in (["http://u1:1"], ["http://u2:1"])
+    assert mesh.config_version == 1
+
+
+async def test_a_dashboard_moves_with_its_config(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    write(path, dashboard_config(0))
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh:
+        managed = managed_of(mesh)
+        assert managed is not None
+        assert managed.dashboard is not None
+        old = managed.dashboard.server
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        write(path, dashboard_config(free))
+        assert await mesh.reload() is True
+        assert mesh.config_version == 1
+        new = managed.dashboard.server
+        assert new.url == f"http://127.0.0.1:{free}"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{new.url}/api/health")).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"{old.url}/api/health")
+
+
+async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(
+        path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in a provider")
+
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(watcher_module, "load_plan", broken)
+    async with mesh:
+        write(path, config(attempts=4))
+        assert await mesh.reload() is False  # not a RuntimeError out of mesh.reload()
+    [error] = mesh.reload_errors
+    assert list(error.errors) == ["cannot be applied: RuntimeError: a bug in a provider"]
+    assert mesh.config_version == 0
+    assert "reading" in caplog.text  # the traceback is logged for the bug report

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,12 +78,18 @@ def test_without_a_resolve_delay_every_breaker_cycle_fires_again(clock: FakeCloc
     assert len([e for e in events if e.startswith("fired")]) == 6  # one per cycle
 
 
-def test_hold_down_and_resolve_delay_make_one_alert_per_outage(clock: FakeClock) -> None:
+def test_hold_down_and_resolve_delay_make_one_alert_per_outage(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     rule = AlertRule("breaker", "breaker_open", for_seconds=3, resolve_seconds=8)
+    caplog.set_level(logging.INFO, logger="meshlite.alerts")
     events, monitor = run_outage(rule, clock)
     # open from t=1, held 3 s: fires at 4; each half-open second is shorter than
     # the resolve delay; closed from t=30: resolves 8 s later
     assert events == ["fired@4", "resolved@38"]
+    logged = [(r.meshlite_event, r.service, r.rule, r.levelno) for r in caplog.records
+              if r.name == "meshlite.alerts"]
+    assert logged == [("AlertFired", "users", "breaker", logging.WARNING),
+                      ("AlertResolved", "users", "breaker", logging.INFO)]
     assert monitor.mesh.alerts.firing() == []
     [resolved] = monitor.mesh.alerts.recent()
     assert resolved.state == "resolved"

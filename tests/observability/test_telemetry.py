@@ -384,7 +384,7 @@ def test_missing_sdk_is_a_config_error_naming_the_extra() -> None:
                "import meshlite.telemetry as t\n"
                "try:\n    t.configure('svc')\n"
                "except t._configure.ConfigError as e:\n    print(e)")
-    assert "meshlite[otlp]" in out
+    assert "meshlite-mesh[otlp]" in out
 
 
 # -- attempt spans ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def hedge_index() -> int:
     """0 for the primary attempt, n for hedge n (read from the current context)."""
     ctx = ml.current_context()
     assert ctx is not None
-    return int((ctx.extras or {}).get("hedge", 0))
+    return ctx.hedge
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
@@ -148,7 +148,7 @@ async def test_each_attempt_has_its_own_context(clock: FakeClock) -> None:
     seen: dict[int, ml.CallContext] = {}
 
     async def inner(ctx: ml.CallContext) -> int:
-        index = int((ctx.extras or {}).get("hedge", 0))
+        index = ctx.hedge
         seen[index] = ctx
         ctx.backend = f"backend-{index}"  # what routing would do for its attempt
         ctx.attempt = 40 + index
@@ -159,16 +159,15 @@ async def test_each_attempt_has_its_own_context(clock: FakeClock) -> None:
     handler = ml.Hedge(0.1, clock=clock).awrap(inner)
     ctx = ml.CallContext(print, (), {}, "op", service="users")
     ctx.attempt = 1
-    ctx.extras = {"tried": []}
+    ctx.tried = []
     assert await handler(ctx) == 1
     assert seen[0] is ctx
     assert seen[1] is not ctx
     assert seen[1].service == "users"
     assert seen[1].operation == "op"
-    assert seen[1].extras is not None
-    assert seen[1].extras["hedge"] == 1
-    assert seen[1].extras["tried"] is ctx.extras["tried"]  # shared for routing
-    assert "hedge" not in ctx.extras
+    assert seen[1].hedge == 1
+    assert seen[1].tried is ctx.tried  # shared for routing
+    assert ctx.hedge == 0
     assert ctx.attempt == 40  # only the primary touched the caller's context...
     assert ctx.backend == "backend-1"  # ...but it records who answered
 
@@ -233,7 +232,7 @@ async def test_remaining_deadline_seen_inside_hedge(clock: FakeClock) -> None:
 
     async def inner(ctx: ml.CallContext) -> None:
         deadlines.append(ml.remaining())
-        if (ctx.extras or {}).get("hedge") is None:
+        if ctx.hedge == 0:
             await forever()
 
     ctx = ml.CallContext(print, (), {}, "op")

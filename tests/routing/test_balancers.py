@@ -35,7 +35,7 @@ def endpoints(clock: FakeClock, *weights: float) -> list[Endpoint]:
 def ctx(*args: Any, request: Any = None) -> ml.CallContext:
     c = ml.CallContext(print, args, {}, "op")
     if request is not None:
-        c.extras = {"request": request}
+        c.request = request
     return c
 
 
@@ -118,6 +118,30 @@ def test_p2c_ewma_weighs_load_against_latency(clock: FakeClock) -> None:
     assert balancer.pick([fast, slow], ctx()) is fast
     fast.in_flight = 5  # 0.01 * 6 > 0.04 * 1
     assert balancer.pick([fast, slow], ctx()) is slow
+
+
+def test_p2c_ewma_does_not_count_load_twice(clock: FakeClock) -> None:
+    # 16 requests in flight on `busy` each took 40 ms: the latency was measured
+    # under that load, so the next request there is expected to take about 40 ms,
+    # not 16 x 40 ms (which would send it to the 150 ms backend).
+    busy, slow = endpoints(clock, 1, 1)
+    starts = [busy.begin() for _ in range(16)]
+    clock.advance(0.04)
+    for start in starts[:-1]:
+        busy.succeeded(start)
+        busy.begin()  # the load stays at 16
+    busy.succeeded(starts[-1])
+    start = slow.begin()
+    clock.advance(0.15)
+    slow.succeeded(start)
+    assert busy.in_flight == 15
+    assert busy.ewma == pytest.approx(0.04, rel=0.02)  # the latency snapshots show
+    assert busy.cost() == pytest.approx(0.04, rel=0.2)
+    assert P2CEwma().pick([busy, slow], ctx()) is busy
+    # A failure under load enters as the penalty at that load, as latencies do.
+    clock.advance(0.001)
+    busy.failed(busy.begin())
+    assert busy.cost() < slow.cost()
 
 
 def test_p2c_ewma_penalises_unknown_busy_backends(clock: FakeClock) -> None:

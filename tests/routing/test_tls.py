@@ -309,11 +309,11 @@ def test_mutual_tls_refused_without_a_client_certificate_sync(mtls_server: TLSSe
 
 async def test_a_bare_ssl_error_becomes_a_read_error(server: TLSServer, pki: PKI,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    async def refuse(self: Any, request: httpx.Request) -> httpx.Response:
+    async def refuse(self: Any, request: httpx.Request, *args: Any) -> httpx.Response:
         raise ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] alert")
 
     # whatever the wire lets escape, the mesh maps a bare ssl.SSLError once
-    monkeypatch.setattr(AiohttpTransport, "handle_async_request", refuse)
+    monkeypatch.setattr(AiohttpTransport, "send", refuse)
     async with make_mesh(server.url, attempts=2, tls=TLS(ca_bundle=pki.ca)) as mesh:
         with pytest.raises(httpx.ReadError, match=r"TLS with https://127.0.0.1:"):
             await mesh.http("secure").get("/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -86,3 +87,29 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def dead_url() -> str:
     """A loopback URL nothing listens on: every connection is refused at once."""
     return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real 3-primary Redis Cluster on loopback, shared by the session."""
+    from redis_topology import RedisCluster3
+
+    cluster = RedisCluster3(require_program("redis-server", "redis-server"),
+                            require_program("redis-cli", "redis-tools")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def sentinel_setup() -> Iterator[Any]:
+    """A primary, a replica and a sentinel (``redis-server --sentinel``), per test:
+    the test fails it over."""
+    from redis_topology import SentinelSetup
+
+    setup = SentinelSetup(require_program("redis-server", "redis-server")).start()
+    try:
+        yield setup
+    finally:
+        setup.close()

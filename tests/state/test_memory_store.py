@@ -116,3 +116,21 @@ async def test_async_policies_on_a_memory_store(clock: FakeClock) -> None:
 def test_bad_max_keys() -> None:
     with pytest.raises(ml.ConfigError, match="MemoryStore: max_keys must be"):
         MemoryStore(max_keys=0)
+
+
+def test_the_state_layer_imports_no_policy() -> None:
+    import ast
+    from pathlib import Path
+
+    import meshlite.state
+
+    found = []
+    for path in Path(meshlite.state.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                if "policies" in module:
+                    found.append(f"{path.name}: {module}")
+            elif isinstance(node, ast.Import):
+                found += [f"{path.name}: {a.name}" for a in node.names if "policies" in a.name]
+    assert found == []

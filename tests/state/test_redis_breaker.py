@@ -32,7 +32,7 @@ def breaker(store: RedisStore, **options: Any) -> ml.CircuitBreaker:
 
 def open_period_over(raw: redis.Redis, store: RedisStore, name: str = "users") -> None:
     """End the open period now, as if ``open_seconds`` had passed (Redis's clock decides)."""
-    raw.hset(f"{store.prefix}:cb:{name}", "ou", 0)
+    raw.hset(f"{store.prefix}:cb:{{{name}}}", "ou", 0)
 
 
 def test_opened_by_one_process_is_open_for_all(store: RedisStore,
@@ -183,7 +183,7 @@ def test_time_window_counts_and_forgets_on_redis_time(store: RedisStore,
             cb(fail)()
     assert cb(lambda: 1)() == 1
     assert (cb.metrics().calls, cb.metrics().failures) == (3, 2)
-    key = f"{store.prefix}:cb:users"
+    key = f"{store.prefix}:cb:{{users}}"
     raw.hset(key, "hd", int(raw.hget(key, "hd") or 0) - 100)  # as if 100 s had passed
     assert (cb.metrics().calls, cb.metrics().failures) == (0, 0)
     with pytest.raises(Boom):

@@ -71,7 +71,7 @@ def test_one_breaker_across_processes(pool: Pool, raw: redis.Redis,
                              [(redis_server.url, prefix, i) for i in range(PROCESSES)])
     go(raw, prefix)
     wait_for(raw, f"{prefix}:checked", PROCESSES)  # all saw it open
-    raw.hset(f"{prefix}:cb:mp", "ou", 0)  # the open period is over
+    raw.hset(f"{prefix}:cb:{{mp}}", "ou", 0)  # the open period is over
     raw.rpush(f"{prefix}:trials", *range(PROCESSES))
     wait_for(raw, f"{prefix}:rejected", 1)  # three trials run, the fourth is turned away
     raw.rpush(f"{prefix}:release", *range(PROCESSES))

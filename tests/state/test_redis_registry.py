@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -65,9 +66,13 @@ async def test_expired_registrations_are_dropped(registry: RedisRegistry, store:
                                                  raw: redis.Redis) -> None:
     registry.register("http://127.0.0.1:80")
     registry.register("http://127.0.0.2:80")
-    raw.zadd(f"{store.prefix}:reg:users", {"http://127.0.0.1:80": 1})  # expired long ago
+    raw.zadd(f"{store.prefix}:reg:{{users}}", {"http://127.0.0.1:80": 1})  # expired long ago
     assert [b.address for b in (await registry.resolve()).backends] == ["http://127.0.0.2:80"]
-    assert raw.hget(f"{store.prefix}:reg:users:meta", "http://127.0.0.1:80") is None
+    # Resolving is read-only; the next registration sweeps the expired entry out.
+    assert raw.hget(f"{store.prefix}:reg:{{users}}:meta", "http://127.0.0.1:80") is not None
+    registry.register("http://127.0.0.3:80")
+    assert raw.hget(f"{store.prefix}:reg:{{users}}:meta", "http://127.0.0.1:80") is None
+    assert raw.zscore(f"{store.prefix}:reg:{{users}}", "http://127.0.0.1:80") is None
     await store.aclose()
 
 
@@ -76,7 +81,7 @@ async def test_a_bad_entry_does_not_hide_the_others(registry: RedisRegistry,
                                                     raw: redis.Redis) -> None:
     registry.register("http://127.0.0.1:80")
     registry.register("http://127.0.0.2:80")
-    raw.hset(f"{store.prefix}:reg:users:meta", "http://127.0.0.1:80",
+    raw.hset(f"{store.prefix}:reg:{{users}}:meta", "http://127.0.0.1:80",
              json.dumps({"weight": -1}))
     assert [b.address for b in (await registry.resolve()).backends] == ["http://127.0.0.2:80"]
     await store.aclose()
@@ -114,7 +119,7 @@ async def test_async_heartbeat_keeps_a_short_ttl_alive(registry: RedisRegistry,
 
 def test_sync_heartbeat_in_a_thread(registry: RedisRegistry, raw: redis.Redis,
                                     store: RedisStore) -> None:
-    key = f"{store.prefix}:reg:users"
+    key = f"{store.prefix}:reg:{{users}}"
     with registry.heartbeat("http://127.0.0.1:80", interval=0.01) as beat:
         assert raw.zscore(key, "http://127.0.0.1:80") is not None
         deadline = time.monotonic() + 5.0
@@ -145,3 +150,31 @@ def test_bad_arguments() -> None:
         RedisRegistry("users", store="redis://x")  # type: ignore[arg-type]
     with pytest.raises(ml.ConfigError, match="interval must be"):
         RedisRegistry("users").heartbeat("http://127.0.0.1:80", interval=-1)
+
+
+async def test_a_burst_of_changes_costs_a_watcher_few_resolves(redis_server: RedisServer,
+                                                               prefix: str) -> None:
+    service = ml.Service("burst", backends=["http://127.0.0.9:80"])
+    watcher = RedisRegistry("burst", redis_server.url, prefix=prefix, ttl=30.0,
+                            coalesce=0.1)
+    member = RedisRegistry("burst", redis_server.url, prefix=prefix, ttl=30.0)
+    resolves = [0]
+    real = watcher.resolve
+
+    async def counted() -> Any:
+        resolves[0] += 1
+        return await real()
+
+    watcher.resolve = counted  # type: ignore[method-assign]
+    await member.aregister("http://127.0.0.1:80")
+    discovery = Discovery(service, watcher, min_interval=0.001)
+    await discovery.start()
+    try:
+        before = resolves[0]
+        for i in range(2, 102):  # a rolling deploy of 100 backends, back to back
+            await member.aregister(f"http://127.0.0.{i}:80")
+        await until(lambda: len(service.backends) == 101)
+        assert resolves[0] - before <= 10  # not one per change
+    finally:
+        await discovery.stop()
+        await member.stop()

@@ -98,7 +98,7 @@ def test_password_through_the_url(redis_binary: str) -> None:
 def test_eval_reloads_a_script_redis_forgot(store: RedisStore, raw: redis.Redis) -> None:
     store.eval(RESERVE, 1, f"{store.prefix}:x", 1000, 0, 0)
     raw.script_flush()  # as a restart does
-    _, tat = store.eval(RESERVE, 1, f"{store.prefix}:x", 1000, 0, -1)
+    _, tat, _ = store.eval(RESERVE, 1, f"{store.prefix}:x", 1000, 0, -1)
     assert tat > 0
     assert store.available
 
@@ -126,18 +126,18 @@ def test_down_store_is_announced_once_and_recovery_too(fresh_server: RedisServer
 def test_no_network_while_down_until_retry_interval(dead_url: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     store = RedisStore(dead_url, retry_interval=60.0)
-    sent: list[tuple[Any, ...]] = []
-    real = store._conns.send
+    used: list[int] = []
+    real = store._clients.sync
 
-    def counting(*args: Any) -> Any:
-        sent.append(args)
-        return real(*args)
+    def counting() -> Any:
+        used.append(1)
+        return real()
 
-    monkeypatch.setattr(store._conns, "send", counting)
+    monkeypatch.setattr(store._clients, "sync", counting)
     for _ in range(5):
         with pytest.raises(StoreUnavailableError):
             store.command("PING")
-    assert len(sent) == 1  # the first failure; then refused without trying
+    assert len(used) == 1  # the first failure; then refused without trying
 
 
 def test_slow_redis_falls_back_within_timeout(fresh_server: RedisServer) -> None:
@@ -280,3 +280,14 @@ def test_a_missing_program_skips_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_program("no-such-program-meshlite", "no-such-pkg")
     assert require_program("sh", "dash").endswith("/sh")
+
+
+@pytest.mark.parametrize("args", [
+    ("EVALSHA", "5b3c7878ef1f0acce3b4b8ea2de4ed6f7fe865c2", 1, "p:rl:api:user-1", 1000, 0, -1, 1),
+    ("SET", "k", b"\x00\xffdata" * 3000, "PX", 1500),
+    ("X", 1.5, -0.25, "é", "", b""),
+])
+def test_requests_are_packed_as_redis_py_packs_them(args: tuple[Any, ...]) -> None:
+    from meshlite.state._redis_wire import pack
+
+    assert pack(args) == b"".join(redis.Connection().pack_command(*args))

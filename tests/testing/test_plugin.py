@@ -116,7 +116,7 @@ def test_meshes_are_isolated_and_closed_after_sync_and_async_tests(
             made.append(m)
             with m.http_sync("users") as client:
                 assert client.get("/u/1").json()["path"] == "/u/1"
-            assert m.service("users")._spools is not None
+            assert m._http.made(m.service("users"), False)
 
         async def test_async(mesh, fake_backend):
             b = fake_backend()
@@ -124,7 +124,7 @@ def test_meshes_are_isolated_and_closed_after_sync_and_async_tests(
             made.append(m)
             async with m.http("users") as client:
                 assert (await client.get("/u/2")).json()["path"] == "/u/2"
-            assert m.service("users")._apools is not None
+            assert m._http.made(m.service("users"), True)
 
         def test_left_open_with_a_loop_thread(mesh, fake_backend):
             b = fake_backend()
@@ -145,8 +145,7 @@ def test_meshes_are_isolated_and_closed_after_sync_and_async_tests(
             assert len(made) == 4
             assert [m._state for m in made] == ["closed"] * 4
             for m in made:
-                service = m.service("users")
-                assert service._apools is None and service._spools is None
+                assert m._http is None  # the HTTP pools were closed
                 assert m._started == []
             assert not any(t.name == "meshlite-mesh" for t in threading.enumerate())
 

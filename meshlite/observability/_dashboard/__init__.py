@@ -1,4 +1,4 @@
-"""The live dashboard (the ``meshlite[dashboard]`` extra: Starlette and uvicorn).
+"""The live dashboard (the ``meshlite-mesh[dashboard]`` extra: Starlette and uvicorn).
 
 Importing this package loads neither: the alert rules live here too and are
 configuration any mesh may hold; the web server is imported when a dashboard
@@ -35,7 +35,8 @@ __all__ = [
     "serve_dashboard",
 ]
 
-_EXTRA = "the dashboard needs the meshlite[dashboard] extra: pip install 'meshlite[dashboard]'"
+_EXTRA = ("the dashboard needs the meshlite-mesh[dashboard] extra: "
+          "pip install 'meshlite-mesh[dashboard]'")
 
 
 def _load_server() -> Any:

@@ -20,7 +20,7 @@ from .._prometheus import CONTENT_TYPE, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._monitor import Monitor, dumps
-from ._payload import health_body, service_dict
+from ._payload import health_body, service_dict, workers_payload
 from ._tickets import SUBPROTOCOL
 
 __all__ = ["build_app", "metrics_text"]
@@ -108,6 +108,18 @@ class _Routes:
     async def alerts(self, request: Request) -> Response:
         return _JSON(self.mesh.alerts.as_dict())
 
+    async def workers(self, request: Request) -> Response:
+        return _JSON(workers_payload(self.mesh))
+    async def topology(self, request: Request) -> Response:
+        from ..._inbound._topology import topology
+
+        return _JSON(topology(self.mesh, self.monitor.latest))
+
+    async def inbound(self, request: Request) -> Response:
+        from ..._inbound._topology import inbound
+
+        return _JSON(inbound(self.mesh))
+
     async def metrics(self, request: Request) -> Response:
         return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
 
@@ -145,6 +157,8 @@ def build_app(monitor: Monitor, token: str | None, admin_token: str | None = Non
         Route("/api/services", r.services), Route("/api/services/{name}", r.service),
         Route("/api/services/{name}/history", r.history),
         Route("/api/alerts", r.alerts), Route("/metrics", r.metrics),
+        Route("/api/workers", r.workers),
+        Route("/api/topology", r.topology), Route("/api/inbound", r.inbound),
         WebSocketRoute("/ws", r.feed),
         *Admin(monitor.mesh, token=admin_token is not None).routes(),
     ], exception_handlers={HTTPException: r.error})

@@ -29,6 +29,7 @@ __all__ = [
     "FAILING_RATIO",
     "CallCounts",
     "ServiceSecond",
+    "Totals",
     "call_status",
 ]
 
@@ -42,9 +43,14 @@ MAX_SAMPLES_PER_SECOND = 1024
 FAILING_RATIO = 0.5
 """Share of a second's calls failing at or above which a service is ``"failing"``."""
 
-CallCounts = Callable[[str], tuple[int, int, int] | None]
-"""Reads a service's calls, failed calls and retries so far (cumulative), or None
-when the mesh records no metrics (the sampler then counts attempts as calls)."""
+Totals = tuple[int, int, int, int | None, int | None]
+"""A service's calls, failed calls, retries, attempts and attempt errors so far
+(cumulative); attempts are None where the sampler counts them from the endpoints
+itself (one process)."""
+
+CallCounts = Callable[[str], Totals | None]
+"""Reads a service's :data:`Totals`, or None when the mesh records no metrics (the
+sampler then counts attempts as calls)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +132,21 @@ class History:
             self._p50[i], self._p99[i] = p50, p99
         self.last = max(self.last, second)
 
+    def dump(self) -> dict[str, Any]:
+        """The recorded seconds as plain data (for :meth:`load`)."""
+        kept = [i for i, t in enumerate(self._tag) if t >= 0]
+        return {"capacity": self.capacity, "last": self.last, "slots": [
+            [self._tag[i], self._requests[i], self._errors[i], self._p50[i], self._p99[i]]
+            for i in kept]}
+
+    @classmethod
+    def load(cls, data: dict[str, Any], capacity: int) -> History:
+        """A history of ``capacity`` slots holding what :meth:`dump` gave."""
+        history = cls(capacity)
+        for second, requests, errors, p50, p99 in data["slots"]:
+            history.record(int(second), int(requests), int(errors), p50, p99)
+        return history
+
     def columns(self, seconds: int, end: int | None = None) -> dict[str, Any]:
         """The last ``seconds`` seconds up to ``end`` (default: the newest), as
         columns of equal length; ``start`` is the first column's second."""
@@ -164,8 +185,8 @@ class Sampler:
     def __init__(self, calls: CallCounts | None = None) -> None:
         # service name -> endpoint -> (requests, errors) at the previous tick
         self._seen: dict[str, dict[Endpoint, tuple[int, int]]] = {}
-        # service name -> (calls, failed, retries) at the previous tick
-        self._calls_seen: dict[str, tuple[int, int, int]] = {}
+        # service name -> (calls, failed, retries, attempts, attempt errors) last tick
+        self._calls_seen: dict[str, tuple[int, int, int, int, int]] = {}
         self._read_calls = calls
         self._primed = False
 
@@ -200,7 +221,8 @@ class Sampler:
             errors += max(0, err - base[1])
         self._seen[service.name] = now
         fresh.sort()
-        calls, failed, retries = self._calls_delta(service.name, requests, errors)
+        calls, failed, retries, requests, errors = self._calls_delta(
+            service.name, requests, errors)
         snapshot, health = snapshot_of(service), health_of(service)
         return ServiceSecond(
             name=service.name, second=second, requests=calls, errors=failed,
@@ -210,15 +232,20 @@ class Sampler:
             status=call_status(health.status, calls, failed, snapshot.breakers.values()))
 
     def _calls_delta(self, name: str, attempts: int, attempt_errors: int
-                     ) -> tuple[int, int, int]:
+                     ) -> tuple[int, int, int, int, int]:
         total = self._read_calls(name) if self._read_calls is not None else None
         if total is None:  # no call metrics: attempts are the best count there is
-            return attempts, attempt_errors, 0
+            return attempts, attempt_errors, 0, attempts, attempt_errors
+        counted = (total[0], total[1], total[2], total[3] or 0, total[4] or 0)
         before = self._calls_seen.get(name)
         if before is None:
-            before = total if not self._primed else (0, 0, 0)
-        self._calls_seen[name] = total
-        return tuple(max(0, a - b) for a, b in zip(total, before, strict=True))  # type: ignore[return-value]
+            before = counted if not self._primed else (0, 0, 0, 0, 0)
+        self._calls_seen[name] = counted
+        calls, failed, retries, host_attempts, host_errors = (
+            max(0, a - b) for a, b in zip(counted, before, strict=True))
+        if total[3] is None:  # one process: the endpoints' own deltas
+            return calls, failed, retries, attempts, attempt_errors
+        return calls, failed, retries, host_attempts, host_errors
 
 
 def _thin(ordered: list[float]) -> tuple[float, ...]:

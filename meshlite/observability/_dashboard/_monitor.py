@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +28,7 @@ __all__ = ["Client", "Monitor"]
 
 _log = logging.getLogger("meshlite.dashboard")
 
+_SAVE_EVERY = 5  # ticks between saves of the history (several workers)
 _SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
 
 
@@ -68,6 +70,12 @@ class Monitor:
         self._task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
         self._last_post: asyncio.Task[bool] | None = None
+        shared = None if metrics is None else metrics.shared
+        # With several workers, the history is kept in the shared directory: the
+        # worker serving the dashboard next (after a restart) carries it on.
+        self.saved = (None if shared is None
+                      else os.path.join(shared.directory, "dashboard-history.json"))
+        self._ticks = 0
 
     def services(self) -> list[Service]:
         """The services as calls see them now (an override's service while active)."""
@@ -143,14 +151,43 @@ class Monitor:
             await asyncio.sleep(1.0 - self.wall() % 1.0 + 0.002)
             try:
                 update = self.tick()
+                self._ticks += 1
+                if self._ticks % _SAVE_EVERY == 0:
+                    self.save()
             except Exception:
                 _log.exception("dashboard sampling failed; retrying next second")
                 continue
             await self.broadcast(dumps(update))
 
+    def save(self) -> None:
+        """Write the history to the shared directory (with several workers)."""
+        if self.saved is None:
+            return
+        data = {name: h.dump() for name, h in self.histories.items()}
+        tmp = f"{self.saved}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, self.saved)
+
+    def _restore(self) -> None:
+        if self.saved is None or self.histories:
+            return
+        try:
+            with open(self.saved, encoding="utf-8") as f:
+                data = json.load(f)
+            self.histories = {name: History.load(h, self.history_seconds)
+                              for name, h in data.items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            _log.warning("dashboard: could not read the saved history %s; starting afresh",
+                         self.saved, exc_info=True)
+
     def start(self) -> None:
-        """Begin sampling on the running loop (takes a baseline at once)."""
+        """Begin sampling on the running loop (takes a baseline at once; with several
+        workers, carries on the history the host's dashboard saved)."""
         if self._task is None:
+            self._restore()
             self._sampler.sample(self.services(), int(self.wall()) - 1)
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -160,6 +197,8 @@ class Monitor:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])  # unlike `await task`, never raises its CancelledError
+            with contextlib.suppress(OSError):
+                self.save()
         if self._posts:
             # each post is bounded by the timeout; in order, so allow for all of them
             posts = set(self._posts)

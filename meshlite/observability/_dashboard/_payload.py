@@ -8,16 +8,20 @@ only counters, states and addresses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, _service_status, _status
+from .._multiproc import Counts, host_counts, worker_counts
 from ._history import ServiceSecond
 
 __all__ = [
     "STATUS_ORDER",
+    "workers_payload",
     "health_body",
     "health_dict",
     "health_payload",
@@ -150,3 +154,34 @@ def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None
     if alerts is not None:
         out["alerts"] = alerts
     return out
+
+
+def workers_payload(mesh: Any) -> dict[str, Any]:
+    """``/api/workers``: each worker process's calls, failed calls, retries, attempts
+    and attempt errors per service since it started, and their sum over the host
+    (``services``). One process without a shared directory reports itself alone;
+    with one (``MESHLITE_MULTIPROC_DIR``) every worker that wrote a file, dead ones
+    included (``alive``: false) so the totals neither drop nor double-count when a
+    worker restarts."""
+    metrics = getattr(mesh, "metrics", None)
+    shared = None if metrics is None else metrics.shared
+    rows: list[tuple[int, bool, dict[str, Counts]]] = []
+    if shared is not None:
+        found = shared.workers()
+        rows = [(w.pid, w.alive, worker_counts(w)) for w in found]
+        totals = host_counts(found)
+    elif metrics is not None:
+        mine = {}
+        for svc in mesh.services:
+            calls, failed, retries, _, _ = metrics.call_counts(svc.name)
+            endpoints = mesh.service(svc.name).endpoints
+            mine[svc.name] = Counts(calls, failed, retries, sum(e.requests for e in endpoints),
+                                    sum(e.errors for e in endpoints))
+        rows, totals = [(os.getpid(), True, mine)], mine
+    else:
+        totals = {}
+    return {"directory": None if shared is None else shared.directory,
+            "workers": [{"pid": pid, "alive": up,
+                         "services": {n: dataclasses.asdict(c) for n, c in sorted(by.items())}}
+                        for pid, up, by in rows],
+            "services": {n: dataclasses.asdict(c) for n, c in sorted(totals.items())}}

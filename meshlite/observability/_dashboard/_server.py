@@ -221,6 +221,8 @@ def run_dashboard(config_path: str, host: str = DEFAULT_HOST, port: int = DEFAUL
     settings = _settings(host, port, token, admin_token, options)
     # The file's own dashboard: section is not served a second time: this is it.
     mesh: Any = Mesh.from_config(config_path, dashboard=False)
+    if mesh.metrics is not None and mesh.metrics.shared is not None:
+        mesh.metrics.shared.writing = False  # attached: shows the workers' files only
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_foreground(mesh, settings))
     return 0

@@ -9,6 +9,7 @@
 - ``_pybreaker``: ``CircuitBreaker.from_pybreaker``.
 """
 
+from ...state._circuit_records import CircuitMetrics
 from ._breaker import CircuitBreaker
 from ._options import (
     DEFAULT_FAILURE_ON,
@@ -21,7 +22,6 @@ from ._options import (
     DEFAULT_WINDOW_TYPE,
     CircuitBreakerOptions,
 )
-from ._records import CircuitMetrics
 
 __all__ = [
     "CircuitBreaker",

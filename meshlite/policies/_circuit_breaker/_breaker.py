@@ -19,6 +19,8 @@ from ..._policy import AsyncHandler, Handler, Policy
 from ..._predicates import ErrorFilter, error_predicate
 from ..._statelog import announce
 from ...state._base import SharedCircuit, Store, StoreUnavailableError, fall_back
+from ...state._circuit_local import LocalCircuitState
+from ...state._circuit_records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
 from ._handlers import async_handler, sync_handler
 from ._options import (
     DEFAULT_FAILURE_ON,
@@ -31,9 +33,7 @@ from ._options import (
     DEFAULT_WINDOW_TYPE,
     CircuitBreakerOptions,
 )
-from ._records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
 from ._shared import shared_async_handler, shared_sync_handler
-from ._state import LocalCircuitState
 
 __all__ = ["CircuitBreaker"]
 

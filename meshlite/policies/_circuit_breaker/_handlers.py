@@ -15,8 +15,8 @@ from typing import Any
 
 from ..._context import CallContext
 from ..._policy import AsyncHandler, Handler
-from ._records import Transition
-from ._state import LocalCircuitState
+from ...state._circuit_local import LocalCircuitState
+from ...state._circuit_records import Transition
 
 __all__ = ["async_handler", "sync_handler"]
 

@@ -22,7 +22,7 @@ from ..._errors import CircuitOpenError, RejectedError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler
 from ...state._base import ALLOW, LOCAL, StoreUnavailableError, fall_back
-from ._records import UNRECORDED, Admission
+from ...state._circuit_records import UNRECORDED, Admission
 
 if TYPE_CHECKING:
     from collections.abc import Callable

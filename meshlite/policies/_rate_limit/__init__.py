@@ -5,7 +5,7 @@
 - ``_gcra``: the GCRA state behind a two-method store (memory now, Redis later).
 """
 
-from ._gcra import GcraStore
+from ...state._gcra_local import GcraStore
 from ._limiter import (
     DEFAULT_MAX_KEYS,
     DEFAULT_MODE,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._context import CallContext
 from ..._policy import AsyncHandler, Handler
-from ._gcra import LocalGcraCell
+from ...state._gcra_local import LocalGcraCell
 
 if TYPE_CHECKING:
     from ._limiter import RateLimit

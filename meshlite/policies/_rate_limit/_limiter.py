@@ -13,7 +13,7 @@ from ..._events import CallRejected, Event
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import at_least, fail, non_negative, positive
 from ...state._base import SharedGcra, Store, check_store
-from ._gcra import GcraStore, LocalGcra, LocalGcraCell
+from ...state._gcra_local import GcraStore, LocalGcra, LocalGcraCell
 from ._handlers import async_handler, sync_handler
 from ._shared import shared_async_handler, shared_sync_handler
 

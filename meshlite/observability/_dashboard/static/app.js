@@ -10,7 +10,7 @@
                    grid: "#1c2735", label: "#6b7a8d" };
   const state = {
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
-    services: new Map(), alerts: null, socket: null, retry: 500,
+    services: new Map(), alerts: null, socket: null, retry: 500, topology: null,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -296,10 +296,23 @@
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.setAttribute("height", height);
     const parts = [];
-    const colX = [20, Math.round(width * 0.3), Math.round(width * 0.62)];
+    const topo = state.topology || { service: null, edges: [] };
+    const callers = topo.edges.filter((e) => e.to === topo.service && e.from !== topo.service);
+    const left = callers.length ? 190 : 20;
+    const colX = [left, Math.round(width * 0.3) + (callers.length ? 80 : 0), Math.round(width * 0.62) + (callers.length ? 40 : 0)];
     const rootY = height / 2;
+    callers.forEach((c, i) => {
+      // service-to-service edges learned by this service's inbound middleware
+      const cy = rootY + (i - (callers.length - 1) / 2) * 40;
+      parts.unshift(svgEl("path", { class: "edge caller" + (c.error_rate > 0 ? " out" : " hot"),
+        d: `M${20 + 150},${cy} C${left - 10},${cy} ${170},${rootY} ${left},${rootY}` }));
+      parts.push(svgEl("rect", { class: "node caller", x: 20, y: cy - 16, width: 150, height: 32, rx: 8 }));
+      parts.push(svgEl("text", { x: 32, y: cy - 2 }, c.from));
+      parts.push(svgEl("text", { class: "small", x: 32, y: cy + 11 },
+        `${fmtRate(c.request_rate)} · ${fmtRate(c.error_rate)} err`));
+    });
     parts.push(svgEl("rect", { class: "node root", x: colX[0], y: rootY - 18, width: 150, height: 36, rx: 8 }));
-    parts.push(svgEl("text", { x: colX[0] + 14, y: rootY + 4 }, "this process"));
+    parts.push(svgEl("text", { x: colX[0] + 14, y: rootY + 4 }, topo.service || "this process"));
     let top = 0;
     services.forEach((svc, idx) => {
       const v = view(svc), backends = backendsOf(svc);
@@ -394,6 +407,7 @@
       appendPoint(svc.hist, msg.second, data);
     }
     if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
+    if (state.ticks % 5 === 0) loadTopology();
     state.ticks += 1;
     renderAll();
   }
@@ -460,8 +474,47 @@
     state.lastSecond = Math.max(state.lastSecond, h.start + h.requests.length - 1);
   }
 
+  // ---- workers (several processes sharing MESHLITE_MULTIPROC_DIR) -----------------
+
+  async function loadWorkers() {
+    let data;
+    try { data = await api("/api/workers"); } catch (error) { return; }
+    const panel = $("workers");
+    panel.hidden = !data.directory;
+    if (panel.hidden) return;
+    $("worker-rows").replaceChildren(...data.workers.map((w) => {
+      const sum = { calls: 0, failed: 0, retries: 0, attempts: 0 };
+      for (const c of Object.values(w.services)) for (const k of Object.keys(sum)) sum[k] += c[k];
+      const tr = el("tr");
+      tr.append(el("td", "", String(w.pid)), el("td", w.alive ? "state up" : "state ejected",
+                                                w.alive ? "running" : "exited"),
+                ...["calls", "failed", "retries", "attempts"].map((k) => el("td", "", String(sum[k]))));
+      return tr;
+    }));
+  }
+
+  async function loadTopology() {
+    try {
+      state.topology = await api("/api/topology");
+      renderInbound(await api("/api/inbound"));
+    } catch (error) { /* keep the last ones */ }
+  }
+
+  function renderInbound(data) {
+    // what the service's meshlite.asgi middleware answered, per route
+    $("inbound-panel").hidden = !data.enabled;
+    const rows = data.routes.map((r) => {
+      const tr = el("tr");
+      const answers = Object.entries(r.statuses).map(([code, n]) => `${code}: ${n}`).join("  ");
+      for (const cell of [r.route, r.method, r.requests, r.refused, answers]) tr.append(el("td", "", String(cell)));
+      return tr;
+    });
+    $("inbound").querySelector("tbody").replaceChildren(...rows);
+  }
+
   async function boot() {
     try {
+      await loadTopology();
       const [services, alerts] = await Promise.all([api("/api/services"), api("/api/alerts")]);
       for (const info of services.services) service(info.name).info = info;
       state.alerts = alerts;
@@ -470,6 +523,8 @@
       await Promise.all([...state.services.values()].map(loadHistory));
       renderAll();
       if (!state.socket) connect();
+      loadWorkers();
+      setInterval(loadWorkers, 5000);
     } catch (error) {
       if (String(error.message) !== "unauthorized") setConn("down", "unreachable");
     }

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import TYPE_CHECKING
 
-from ..._clock import Clock
-from ._options import CircuitBreakerOptions
-from ._records import (
+from ._circuit_records import (
     CLOSED,
     DISABLED,
     FORCED_OPEN,
@@ -38,7 +37,11 @@ from ._records import (
     CircuitMetrics,
     Transition,
 )
-from ._window import FAILED, SLOW, CountWindow, TimeWindow, Window
+from ._circuit_window import FAILED, SLOW, CountWindow, TimeWindow, Window
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+    from ._base import CircuitConfig
 
 __all__ = ["LocalCircuitState"]
 
@@ -52,7 +55,7 @@ class LocalCircuitState:
     this class without touching the policy.
     """
 
-    def __init__(self, options: CircuitBreakerOptions, clock: Clock) -> None:
+    def __init__(self, options: CircuitConfig, clock: Clock) -> None:
         o = options
         self._lock = threading.Lock()
         self._clock = clock

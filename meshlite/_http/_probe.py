@@ -1,0 +1,118 @@
+"""The HTTP health check: ``GET <address><path>`` on every backend, 2xx is healthy.
+
+It lives with the HTTP layer (routing knows only :class:`HealthCheck`, whose
+``for_service`` hook lets this check pick up a service's TLS context and static
+headers). httpx is imported when a probe session opens, never before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from .._validate import fail
+from ..routing._backend import Backend
+from ..routing._health import (
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_JITTER,
+    DEFAULT_HEALTH_PATH,
+    DEFAULT_HEALTH_TIMEOUT,
+    HealthCheck,
+    Probe,
+)
+from ..routing._tls import Headers
+
+if TYPE_CHECKING:
+    from ..routing._service import Service
+
+__all__ = ["HttpHealthCheck", "http_probe_session"]
+
+
+class HttpHealthCheck(HealthCheck):
+    """Probe each backend with ``GET <address><path>``; a 2xx answer is healthy.
+
+    A service's check probes with the service's ``tls`` context and static
+    ``headers``.
+
+    Args:
+        path: The path probed on every backend.
+        interval, timeout, healthy_threshold, unhealthy_threshold, jitter: As for
+            :class:`HealthCheck`.
+
+    Raises:
+        ConfigError: a bad argument (a path must start with ``/``).
+    """
+
+    def __init__(
+        self,
+        path: str = DEFAULT_HEALTH_PATH,
+        *,
+        interval: float = DEFAULT_HEALTH_INTERVAL,
+        timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        healthy_threshold: int = 1,
+        unhealthy_threshold: int = 2,
+        jitter: float = DEFAULT_HEALTH_JITTER,
+    ) -> None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            fail("HttpHealthCheck", "path", path, "a path starting with '/'")
+        super().__init__(
+            lambda backend: None, interval=interval, timeout=timeout,
+            healthy_threshold=healthy_threshold, unhealthy_threshold=unhealthy_threshold,
+            jitter=jitter,
+        )
+        self.path = path
+        self._verify: ssl.SSLContext | None = None
+        self._headers: Headers = ()
+
+    def for_service(self, service: Service) -> HealthCheck:
+        """This check probing with ``service``'s TLS context and static headers (a
+        copy, when the service has either)."""
+        if service.tls is None and not service._headers:
+            return self
+        o = self.options
+        bound = HttpHealthCheck(self.path, interval=o.interval, timeout=o.timeout,
+                                healthy_threshold=o.healthy_threshold,
+                                unhealthy_threshold=o.unhealthy_threshold, jitter=o.jitter)
+        bound._verify = service.ssl_context()
+        bound._headers = service._headers
+        return bound
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Probe]:
+        """Open an HTTP client and yield the probe."""
+        async with http_probe_session(self.path, self.options.timeout,
+                                      verify=self._verify, headers=self._headers) as probe:
+            yield probe
+
+    def __repr__(self) -> str:
+        return f"HttpHealthCheck({self.path!r}, interval={self.options.interval!r})"
+
+
+@contextlib.asynccontextmanager
+async def http_probe_session(path: str, seconds: float, *,
+                             verify: ssl.SSLContext | None = None,
+                             headers: Headers = ()) -> AsyncIterator[Any]:
+    """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
+    ``GET <address><path>``, else why the backend is unhealthy. ``verify`` and
+    ``headers`` are the service's TLS context and static headers."""
+    import httpx
+
+    from ._pools import tls_context
+
+    async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
+                                 verify=verify or tls_context("https")) as client:
+
+        async def probe(backend: Backend) -> str | None:
+            try:
+                response = await client.get(backend.address.rstrip("/") + path)
+            except httpx.TimeoutException:
+                return f"GET {path} timed out after {seconds} s"
+            except httpx.HTTPError as error:
+                return f"GET {path} failed: {error!r}"
+            if 200 <= response.status_code < 300:
+                return None
+            return f"GET {path} answered {response.status_code}"
+
+        yield probe

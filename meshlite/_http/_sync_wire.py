@@ -1,0 +1,182 @@
+"""The sync wire: an ``httpx`` transport that sends over urllib3.
+
+httpx's sync stack (httpcore + h11) costs about twice urllib3's CPU a request
+(docs/benchmarks.md, "Data plane"). :class:`Urllib3Transport` keeps httpx's API
+above and one urllib3 ``PoolManager`` below (a connection pool per host, thread
+safe). urllib3's errors are mapped here, once, to the httpx exceptions httpcore
+raises for the same failure.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import urllib3
+from urllib3 import exceptions as _u3
+
+__all__ = ["Urllib3Transport", "urllib3_options"]
+
+_HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_address")
+"""Transport options this wire does not honour: a service setting one keeps httpcore."""
+
+
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
+"""One shared, immutable retry setting: the mesh's pipeline retries, urllib3 never
+(``retries=False`` would build a new ``Retry`` per request)."""
+
+
+def urllib3_options(options: dict[str, Any]) -> bool:
+    """Whether a service's ``http_pool`` options can all be honoured by this wire."""
+    return not any(options.get(name) for name in _HTTPCORE_ONLY)
+
+
+def map_error(error: Exception, request: httpx.Request) -> Exception:
+    """The httpx exception for a urllib3 failure (``error`` itself when it has none)."""
+    text = str(error)
+    if isinstance(error, _u3.EmptyPoolError):
+        return httpx.PoolTimeout(text, request=request)
+    if isinstance(error, _u3.NewConnectionError):
+        return httpx.ConnectError(text, request=request)
+    if isinstance(error, _u3.SSLError):
+        # A certificate the client rejects fails the handshake: nothing was sent.
+        # Other TLS failures (a TLS 1.3 server refusing the client certificate
+        # after the handshake) may come once the request left: a read error.
+        original = error.args[0] if error.args else None
+        if isinstance(original, ssl.SSLCertVerificationError | ssl.CertificateError):
+            return httpx.ConnectError(text, request=request)
+        return httpx.ReadError(text, request=request)
+    if isinstance(error, _u3.ConnectTimeoutError):
+        return httpx.ConnectTimeout(text, request=request)
+    if isinstance(error, _u3.ReadTimeoutError):
+        return httpx.ReadTimeout(text, request=request)
+    if isinstance(error, _u3.ProtocolError):
+        reason = error.args[1] if len(error.args) > 1 else None
+        if isinstance(reason, ConnectionResetError | BrokenPipeError):
+            return httpx.ReadError(text, request=request)
+        return httpx.RemoteProtocolError(text, request=request)
+    if isinstance(error, _u3.HTTPError | OSError):
+        return httpx.ReadError(text, request=request)
+    return error
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body read from urllib3 as it arrives; closing it hands the
+    connection back (or closes it when the body was not read to the end)."""
+
+    __slots__ = ("_done", "_request", "_response")
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.stream(65536, decode_content=False)
+        except (_u3.HTTPError, OSError) as error:
+            self._response.close()
+            raise map_error(error, self._request) from error
+        self._done = True
+
+    def close(self) -> None:
+        if self._done:
+            self._response.release_conn()
+        else:
+            self._response.close()  # part of the body is unread: not reusable
+
+
+class _UnverifiedPool(urllib3.HTTPSConnectionPool):
+    """The pool of a service that turned verification off (``TLS(verify=False)``):
+    that was its choice, so no ``InsecureRequestWarning`` on every request."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+class Urllib3Transport(httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` that sends every request over urllib3.
+
+    Args:
+        ssl_context: The TLS context for ``https://`` URLs.
+        limits: httpx limits: ``max_connections`` caps the connections kept per host
+            (a request waits for a free one, up to the pool timeout).
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        most = limits.max_connections
+        self._manager = urllib3.PoolManager(
+            num_pools=64, maxsize=most or 100, block=most is not None,
+            ssl_context=ssl_context, retries=_NO_RETRIES,
+            cert_reqs=ssl_context.verify_mode,
+            assert_hostname=None if ssl_context.check_hostname else False)
+        if ssl_context.verify_mode == ssl.CERT_NONE:
+            self._manager.pool_classes_by_scheme = {
+                "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
+        self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
+        # The manager's pool per host, found without normalising a pool key each time.
+        self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
+
+    def _timeout(self, given: dict[str, float | None] | None) -> urllib3.Timeout:
+        given = given or {}
+        key = (given.get("connect"), given.get("read"))
+        found = self._timeouts.get(key)
+        if found is None:
+            if len(self._timeouts) > 64:  # deadlines make many: keep the cache small
+                self._timeouts.clear()
+            found = self._timeouts[key] = urllib3.Timeout(connect=key[0], read=key[1])
+        return found
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return the response, its body still to be read."""
+        url = request.url
+        headers = urllib3.HTTPHeaderDict()
+        for key, value in request.headers.raw:
+            headers.add(key.decode("latin-1"), value.decode("latin-1"))
+        return self.send(request, url.scheme, url.host, url.port,
+                         url.raw_path.decode("ascii"), headers,
+                         request.extensions.get("timeout"))
+
+    def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
+             path: str, headers: urllib3.HTTPHeaderDict,
+             given: dict[str, float | None] | None) -> httpx.Response:
+        """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
+        with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
+        which builds the URL and headers itself."""
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            body: Any = b"".join(stream) or None
+            chunked = False
+        else:  # a streamed body, sent chunked as httpx would
+            body, chunked = stream, True
+            headers.discard("Transfer-Encoding")
+        key = (scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
+            pool = self._manager.connection_from_host(host, port, scheme)
+            if len(self._pools) >= 64:
+                self._pools.clear()
+            self._pools[key] = pool
+        try:
+            response = pool.urlopen(
+                request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
+                redirect=False, assert_same_host=False, preload_content=False,
+                decode_content=False, timeout=self._timeout(given),
+                pool_timeout=(given or {}).get("pool"),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
+                chunked=chunked)
+        except (_u3.HTTPError, OSError) as error:
+            raise map_error(error, request) from error
+        return httpx.Response(
+            response.status, headers=list(response.headers.iteritems()),
+            stream=_Body(response, request),
+            extensions={"http_version": b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode("latin-1")})
+
+    def close(self) -> None:
+        """Close every connection of this transport."""
+        self._pools.clear()
+        self._manager.clear()

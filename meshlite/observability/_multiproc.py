@@ -1,0 +1,299 @@
+"""Several worker processes, one metrics view: a shared directory.
+
+Pre-fork servers (``uvicorn --workers N``, gunicorn) run one mesh per worker. With
+``MESHLITE_MULTIPROC_DIR`` (or, failing that, ``PROMETHEUS_MULTIPROC_DIR``) naming
+a directory, each worker writes its mesh's series to ``meshlite-<pid>-<n>.json``
+there (``n`` tells apart two meshes of one process)
+(every :data:`FLUSH_SECONDS` while the mesh is open, at each scrape and when it
+closes; written to a temporary file and renamed, so a reader never sees half a
+file), and a scrape of any worker reads every worker's file:
+
+- counters and histograms are summed over workers, dead ones included (their last
+  file stays, as ``prometheus_client``'s multiprocess mode keeps dead workers'
+  counters), so a restarted worker (a new pid) neither loses nor double-counts;
+- gauges get a ``pid`` label and only live workers report them (a dead worker's
+  calls in flight are no longer in flight).
+
+The same files give the dashboard its per-host and per-worker call counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._metrics import MetricFamily, Sample
+from ._prometheus import _merge
+
+if TYPE_CHECKING:
+    from ._mesh_metrics import MeshMetrics
+
+__all__ = ["ENV_VARS", "FLUSH_SECONDS", "Counts", "HostLock", "SharedMetrics", "WorkerFile",
+           "host_counts", "merge_workers", "multiproc_dir", "read_workers", "worker_counts"]
+
+_log = logging.getLogger("meshlite.metrics")
+
+ENV_VARS = ("MESHLITE_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
+"""Environment variables naming the shared directory, the first set wins."""
+
+FLUSH_SECONDS = 0.5
+"""How often an open mesh writes its worker file."""
+
+_PREFIX, _SUFFIX = "meshlite-", ".json"
+_numbers = itertools.count(1)  # tells apart the meshes of one process
+
+
+def multiproc_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """The shared directory named by :data:`ENV_VARS`, or None (one process)."""
+    env = os.environ if environ is None else environ
+    for name in ENV_VARS:
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without signalling)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFile:
+    """One worker's last written series."""
+
+    pid: int
+    alive: bool
+    families: tuple[MetricFamily, ...]
+
+
+def _dump(families: Iterable[MetricFamily]) -> list[Any]:
+    return [[f.name, f.type, f.help, [[s.suffix, list(map(list, s.labels)), s.value]
+                                      for s in f.samples]] for f in families]
+
+
+def _load(data: list[Any]) -> tuple[MetricFamily, ...]:
+    return tuple(MetricFamily(name, kind, help_text, tuple(
+        Sample(suffix, tuple((k, v) for k, v in labels), float(value))
+        for suffix, labels, value in samples)) for name, kind, help_text, samples in data)
+
+
+def read_workers(directory: str) -> list[WorkerFile]:
+    """Every worker file in ``directory`` (unreadable ones are skipped), by pid."""
+    by_pid: dict[int, list[MetricFamily]] = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)):
+            continue
+        try:
+            pid = int(name[len(_PREFIX):-len(_SUFFIX)].split("-")[0])
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                families = _load(json.load(f))
+        except (ValueError, OSError, TypeError):
+            continue  # not ours, or removed meanwhile
+        by_pid.setdefault(pid, []).extend(families)  # a process's meshes, together
+    return [WorkerFile(pid, alive(pid), tuple(by_pid[pid])) for pid in sorted(by_pid)]
+
+
+def merge_workers(workers: Iterable[WorkerFile]) -> list[MetricFamily]:
+    """One view of several workers: counters and histograms summed, gauges of live
+    workers with a ``pid`` label."""
+    out: list[MetricFamily] = []
+    for w in workers:
+        for f in w.families:
+            if f.type != "gauge":
+                out.append(f)
+            elif w.alive:
+                out.append(MetricFamily(f.name, f.type, f.help, tuple(
+                    Sample(s.suffix, (*s.labels, ("pid", str(w.pid))), s.value)
+                    for s in f.samples)))
+    return _merge(out)
+
+
+class SharedMetrics:
+    """A mesh's side of the shared directory: writes this worker's file, reads all.
+
+    Args:
+        directory: The shared directory (made if missing).
+        metrics: The mesh's registry.
+    """
+
+    def __init__(self, directory: str, metrics: MeshMetrics) -> None:
+        self.directory = directory
+        self._metrics = metrics
+        self._number = next(_numbers)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writing = True
+        """False for a process that only reads (``meshlite dashboard`` attached)."""
+
+    @property
+    def path(self) -> str:
+        """This mesh's file (the pid is read now: a mesh made before a fork writes
+        one file per worker)."""
+        return os.path.join(self.directory,
+                            f"{_PREFIX}{os.getpid()}-{self._number}{_SUFFIX}")
+
+    def flush(self) -> None:
+        """Write this worker's series now (atomically: a temporary file, renamed)."""
+        if not self.writing:
+            return
+        data = _dump(self._metrics.collect_local())
+        path = self.path
+        tmp = f"{path}.{threading.get_ident()}.tmp"
+        with self._lock:
+            os.makedirs(self.directory, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+            os.replace(tmp, path)
+
+    def collect(self) -> list[MetricFamily]:
+        """Every worker's series, merged (this worker's written first, so it is
+        current)."""
+        self.flush()
+        return merge_workers(read_workers(self.directory))
+
+    def workers(self) -> list[WorkerFile]:
+        """Every worker's file (this worker's written first)."""
+        self.flush()
+        return read_workers(self.directory)
+
+    # -- the mesh lifecycle: write every FLUSH_SECONDS while open -------------------
+
+    async def start(self) -> None:
+        """Begin writing this worker's file periodically (a thread: it works for
+        ``with mesh`` and ``async with mesh`` alike)."""
+        if self._thread is not None or not self.writing:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="meshlite-multiproc",
+                                        daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop writing, after one last write."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(5.0)
+        with contextlib.suppress(OSError):
+            self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except Exception:  # a full disk must not kill the worker: say so, go on
+                _log.warning("writing %s failed", self.path, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"SharedMetrics({self.directory!r})"
+
+
+class HostLock:
+    """An exclusive lock on a file of the shared directory, held by one process of
+    the host at a time and released by the kernel when that process dies (an
+    ``flock``): the worker holding ``dashboard.lock`` serves the host's dashboard
+    and runs its alert rules. Where ``fcntl`` is missing (Windows), every
+    :meth:`acquire` succeeds and binding the port decides.
+
+    Args:
+        path: The lock file (made if missing).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free; True when this process holds it."""
+        if self._fd is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return True
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let another process take it."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+@dataclass(slots=True)
+class Counts:
+    """A service's counters in one worker (or summed over the host)."""
+
+    calls: int = 0
+    failed: int = 0
+    retries: int = 0
+    attempts: int = 0
+    attempt_errors: int = 0
+
+
+_COUNTED = {"meshlite_requests_total": "calls", "meshlite_request_errors_total": "failed",
+            "meshlite_retries_total": "retries",
+            "meshlite_backend_requests_total": "attempts",
+            "meshlite_backend_errors_total": "attempt_errors"}
+
+
+def worker_counts(worker: WorkerFile) -> dict[str, Counts]:
+    """One worker's :class:`Counts` by service."""
+    out: dict[str, Counts] = {}
+    for f in worker.families:
+        field = _COUNTED.get(f.name)
+        if field is None:
+            continue
+        for s in f.samples:
+            service = dict(s.labels).get("service")
+            if service is not None:
+                counts = out.get(service)
+                if counts is None:
+                    counts = out[service] = Counts()
+                setattr(counts, field, getattr(counts, field) + int(s.value))
+    return out
+
+
+def host_counts(workers: Iterable[WorkerFile]) -> dict[str, Counts]:
+    """Every worker's :class:`Counts` summed, by service."""
+    out: dict[str, Counts] = {}
+    for w in workers:
+        for service, c in worker_counts(w).items():
+            total = out.setdefault(service, Counts())
+            total.calls += c.calls
+            total.failed += c.failed
+            total.retries += c.retries
+            total.attempts += c.attempts
+            total.attempt_errors += c.attempt_errors
+    return out

@@ -1,0 +1,220 @@
+"""The commands of a RedisStore: run one operation, classify its error, keep health.
+
+See :mod:`._redis` for the error classes and their effect; this module holds the
+sync and async paths every decision takes (a send slot, the wire or the client,
+the classification).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from .._errors import StoreReplyError
+from ._base import StoreUnavailableError
+from ._redis_conn import StoreBusyError
+
+if TYPE_CHECKING:
+    from ._health import Health
+    from ._redis_conn import Clients
+    from ._redis_wire import Wire
+
+__all__ = ["Commands", "Script", "StoreReplyError"]
+
+_log = logging.getLogger("meshlite.state")
+
+
+class Script:
+    """A Lua script of the store; run through redis-py's ``Script`` (``EVALSHA``,
+    loaded again when Redis forgot it after a restart)."""
+
+    __slots__ = ("_async", "_sync", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._sync: Any = None
+        self._async: Any = None
+
+
+class Commands:
+    """The command paths of :class:`~meshlite.state.RedisStore` (a mixin)."""
+
+    label: str
+    timeout: float
+    max_connections: int
+    pool_timeout: float | None
+    round_trips: int
+    _redis: Any
+    _health: Health
+    _clients: Clients
+    _wire: Wire | None
+    _errors: tuple[type[BaseException], ...]
+    _redirects: tuple[type[BaseException], ...]
+    _replies: tuple[type[BaseException], ...]
+    _timeouts: tuple[type[BaseException], ...]
+    _last_ok: float
+
+    def _classify(self, error: BaseException, sent: float) -> StoreUnavailableError:
+        """The error a failed operation raises, after updating health (module doc).
+
+        A timeout marks the store down only if Redis has answered nothing since the
+        request was sent (``sent``); if it answered other requests meanwhile, this
+        reply was slow (a starved thread or loop, a big value): that decision falls
+        back alone.
+        """
+        if isinstance(error, self._timeouts) and self._last_ok > sent:
+            return StoreUnavailableError(
+                f"store {self.label} answered too slowly ({type(error).__name__}), "
+                "while answering other requests")
+        if isinstance(error, self._redirects):
+            self._health.recovered()
+            return StoreReplyError(f"store {self.label} redirected one operation "
+                                   f"({type(error).__name__}: {error}); rediscovering")
+        if isinstance(error, self._errors):
+            return self._health.failed(error)
+        self._health.recovered()  # Redis answered
+        _log.warning("store %s refused one operation: %s: %s", self.label,
+                     type(error).__name__, error)
+        return StoreReplyError(
+            f"store {self.label} refused one operation: {type(error).__name__}: {error}")
+
+    def _wait_slot(self) -> None:
+        """Take a send slot; the wait is not part of ``timeout``, and a caller that
+        waited re-checks the store's health (it may have gone down meanwhile)."""
+        slots = self._clients.slots
+        if slots.acquire(False):
+            return
+        if not slots.acquire(timeout=self.pool_timeout):
+            raise self._busy("")
+        if self._health.down_since is not None:
+            try:
+                self._health.refuse()
+            except StoreUnavailableError:
+                slots.release()
+                raise
+
+    def _busy(self, where: str) -> StoreBusyError:
+        return StoreBusyError(
+            f"store {self.label}: all {self.max_connections} connections{where} stayed "
+            f"busy for {self.pool_timeout:g} s (pool_timeout); raise max_connections")
+
+    # -- commands (sync) -------------------------------------------------------------
+
+    def eval(self, script: Script, nkeys: int, *args: Any) -> Any:
+        """Run ``script`` on ``args`` (the first ``nkeys`` are keys); the raw reply.
+
+        Raises:
+            StoreUnavailableError: Redis did not answer in time, or refused.
+        """
+        run = script._sync
+        if run is None:
+            run = script._sync = self._redis.commands.core.Script(None, script.source.encode())
+        return self._run(run, nkeys, args)
+
+    def command(self, *args: Any) -> Any:
+        """Run one Redis command, such as ``("GET", key)``; the raw reply.
+
+        Raises:
+            StoreUnavailableError: Redis did not answer in time, or refused.
+        """
+        return self._run(None, 0, args)
+
+    def _run(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
+        health = self._health
+        if health.down_since is not None:
+            health.refuse()
+        self._wait_slot()
+        self.round_trips += 1
+        sent = monotonic()
+        try:
+            client = self._clients.sync()
+            if self._wire is not None:
+                result = self._wire.call(client.connection_pool, script,
+                                         args if script is None else (nkeys, *args))
+            elif script is None:
+                result = client.execute_command(*args)
+            else:
+                result = script(args[:nkeys], args[nkeys:], client)
+        except self._redis_errors() as error:
+            if isinstance(error, self._redirects):
+                self._rediscover()
+            raise self._classify(error, sent) from error
+        finally:
+            self._clients.slots.release()
+        self._last_ok = monotonic()
+        if health.down_since is not None:
+            health.recovered()
+        return result
+
+    def _redis_errors(self) -> tuple[type[BaseException], ...]:
+        return self._errors + self._replies
+
+    def _rediscover(self) -> None:
+        try:
+            self._clients.rediscover()
+        except Exception as error:  # the next operations will tell
+            _log.warning("store %s: rediscovery failed: %s", self.label, error)
+
+    # -- commands (async) ------------------------------------------------------------
+
+    async def aeval(self, script: Script, nkeys: int, *args: Any) -> Any:
+        """The async twin of :meth:`eval`."""
+        run = script._async
+        if run is None:
+            run = script._async = self._redis.commands.core.AsyncScript(
+                None, script.source.encode())
+        return await self._arun(run, nkeys, args)
+
+    async def acommand(self, *args: Any) -> Any:
+        """The async twin of :meth:`command`."""
+        return await self._arun(None, 0, args)
+
+    async def _arun(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
+        health = self._health
+        if health.down_since is not None:
+            health.refuse()
+        entry = self._clients.loop_client()
+        slots = entry.slots
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), self.pool_timeout)
+            except TimeoutError:
+                raise self._busy(" of this event loop") from None
+            if health.down_since is not None:
+                try:
+                    health.refuse()
+                except StoreUnavailableError:
+                    slots.release()
+                    raise
+        else:
+            await slots.acquire()
+        self.round_trips += 1
+        sent = monotonic()
+        try:
+            if self._wire is not None:
+                result = await self._wire.acall(entry.client.connection_pool, script,
+                                                args if script is None else (nkeys, *args),
+                                                self.timeout)
+            elif script is None:
+                result = await entry.client.execute_command(*args)
+            else:
+                result = await script(args[:nkeys], args[nkeys:], entry.client)
+        except self._redis_errors() as error:
+            if isinstance(error, self._redirects):
+                try:
+                    await self._clients.arediscover()
+                except Exception as problem:
+                    _log.warning("store %s: rediscovery failed: %s", self.label, problem)
+            raise self._classify(error, sent) from error
+        finally:
+            slots.release()
+        self._last_ok = monotonic()
+        if health.down_since is not None:
+            health.recovered()
+        return result
+
+    def _aclient(self) -> Any:
+        """The redis.asyncio client of the running loop (for pub/sub)."""
+        return self._clients.loop_client().client

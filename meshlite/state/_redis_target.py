@@ -1,0 +1,202 @@
+"""Where a RedisStore connects: a URL, a list of Cluster seed nodes, or a ready client.
+
+- ``redis://``, ``rediss://``, ``unix://``: one Redis (or a proxy in front of several).
+- ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://``
+  for TLS), or a list of ``"host:port"`` seed nodes: a Redis Cluster.
+- ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
+  (``rediss+sentinel://``): the primary of ``service`` as the sentinels name it.
+- A redis-py client or connection pool you built (``redis.Redis``,
+  ``redis.cluster.RedisCluster``, their ``redis.asyncio`` twins, or a pool): used
+  as it is, for credential providers, SSL contexts or options meshlite does not
+  know. A sync client serves sync decisions, an async one async decisions of its
+  event loop; the other kind is made from the same connection options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from .._validate import fail
+
+__all__ = ["Target", "label_of", "parse_target"]
+
+_PLAIN = ("redis", "rediss", "unix")
+_CLUSTER = ("redis+cluster", "rediss+cluster")
+_SENTINEL = ("redis+sentinel", "rediss+sentinel")
+WHAT = ("a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL, "
+        "a list of 'host:port' cluster seed nodes, or a redis-py client or pool")
+
+
+def label_of(url: str) -> str:
+    """``url`` without its password, for events, messages and ``repr``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    creds, hosts = parts.netloc.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else creds
+    netloc = f"{user}:***@{hosts}" if ":" in creds else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _hosts(owner: str, spec: str, where: object) -> list[tuple[str, int]]:
+    out = []
+    for item in spec.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            fail(owner, "url", where, "host:port nodes separated by commas")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+class Target:
+    """How to make the sync and async clients of one store (see the module doc)."""
+
+    def __init__(self, redis: Any, kind: str, label: str, options: dict[str, Any], *,
+                 url: str = "", nodes: list[tuple[str, int]] | None = None,
+                 service: str = "", sync: Any = None, aclient: Any = None) -> None:
+        self.redis, self.kind, self.label, self.options = redis, kind, label, options
+        self.url, self.nodes, self.service = url, nodes or [], service
+        self.user_sync, self.user_async = sync, aclient
+        self._sentinels: dict[bool, Any] = {}
+
+    # -- making clients --------------------------------------------------------------
+
+    def sync_client(self, max_connections: int) -> Any:
+        """The process's sync client."""
+        if self.user_sync is not None:
+            return self.user_sync
+        return self._make(False, max_connections)
+
+    def async_client(self, max_connections: int) -> Any:
+        """A new async client for the running event loop."""
+        if self.user_async is not None:
+            return self.user_async
+        return self._make(True, max_connections)
+
+    def _make(self, asynchronous: bool, size: int) -> Any:
+        r = self.redis
+        mod = r.asyncio if asynchronous else r
+        options = dict(self.options, **({"retry": self.options["aretry"]} if asynchronous
+                                       else {}))
+        options.pop("aretry", None)
+        if asynchronous and self.kind != "cluster":
+            # The store bounds async requests itself (see _redis_wire.Wire.acall).
+            options["socket_timeout"] = None
+        if self.kind == "cluster":
+            from redis.asyncio.cluster import ClusterNode as AsyncNode
+            from redis.cluster import ClusterNode, RedisCluster
+
+            options.pop("retry", None)
+            options.pop("health_check_interval", None)
+            cls = r.asyncio.cluster.RedisCluster if asynchronous else RedisCluster
+            node: Any = AsyncNode if asynchronous else ClusterNode
+            return cls(startup_nodes=[node(h, p) for h, p in self.nodes],
+                       max_connections=size, **options)
+        if self.kind == "sentinel":
+            sentinel = self._sentinel(asynchronous, options)
+            return sentinel.master_for(self.service, max_connections=size, **options)
+        pool = mod.BlockingConnectionPool.from_url(self.url, max_connections=size,
+                                                   timeout=None, **options)
+        return mod.Redis.from_pool(pool)
+
+    def _sentinel(self, asynchronous: bool, options: dict[str, Any]) -> Any:
+        found = self._sentinels.get(asynchronous)
+        if found is None:
+            r = self.redis
+            mod = r.asyncio.sentinel if asynchronous else r.sentinel
+            kw = {"socket_timeout": self.options["socket_timeout"],
+                  "socket_connect_timeout": options["socket_connect_timeout"]}
+            found = self._sentinels[asynchronous] = mod.Sentinel(
+                self.nodes, sentinel_kwargs=kw, **options)
+        return found
+
+    # -- rediscovery -----------------------------------------------------------------
+
+    def rediscover(self, client: Any) -> None:
+        """After READONLY/MOVED/ASK: make the next command find the current primary."""
+        if self.kind == "cluster":
+            client.nodes_manager.initialize()
+        else:
+            client.connection_pool.disconnect()
+
+    async def arediscover(self, client: Any) -> None:
+        """The async twin of :meth:`rediscover`."""
+        if self.kind == "cluster":
+            await client.nodes_manager.initialize()
+        else:
+            await client.connection_pool.disconnect()
+
+
+def parse_target(redis: Any, url: object, options: dict[str, Any]) -> Target:
+    """The :class:`Target` of ``url`` (see the module doc).
+
+    Raises:
+        ConfigError: ``url`` is none of the accepted forms.
+    """
+    if isinstance(url, (list, tuple)):
+        if not url or not all(isinstance(u, str) for u in url):
+            fail("RedisStore", "url", url, WHAT)
+        nodes = _hosts("RedisStore", ",".join(url), url)
+        return Target(redis, "cluster", "redis+cluster://" + ",".join(url), options,
+                      nodes=nodes)
+    if not isinstance(url, str):
+        return _ready(redis, url, options)
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in _PLAIN:
+        return Target(redis, "plain", label_of(url), options, url=url)
+    if scheme not in _CLUSTER + _SENTINEL:
+        fail("RedisStore", "url", url, WHAT)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    nodes = _hosts("RedisStore", hosts, url)
+    options = dict(options)
+    if "@" in parts.netloc:
+        creds = parts.netloc.rsplit("@", 1)[0]
+        user, _, password = creds.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(password) or None)
+    if scheme.startswith("rediss"):
+        options["ssl"] = True
+    if scheme in _CLUSTER:
+        return Target(redis, "cluster", label_of(url), options, nodes=nodes)
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        fail("RedisStore", "url", url, "redis+sentinel://host:port[,host:port]/service[/db]")
+    if len(path) == 2:
+        options["db"] = int(path[1])
+    return Target(redis, "sentinel", label_of(url), options, nodes=nodes, service=path[0])
+
+
+def _ready(redis: Any, obj: Any, options: dict[str, Any]) -> Target:
+    """A Target around a client or pool the user made."""
+    r = redis
+    from redis.cluster import RedisCluster
+
+    if isinstance(obj, (r.ConnectionPool, r.asyncio.ConnectionPool)):
+        mod = r if isinstance(obj, r.ConnectionPool) else r.asyncio
+        obj = mod.Redis(connection_pool=obj)
+    sync = obj if isinstance(obj, (r.Redis, RedisCluster)) else None
+    aclient = obj if isinstance(obj, (r.asyncio.Redis, r.asyncio.cluster.RedisCluster)) \
+        else None
+    if sync is None and aclient is None:
+        fail("RedisStore", "url", obj, WHAT)
+    label = f"redis:{type(obj).__name__}"
+    if isinstance(obj, (RedisCluster, r.asyncio.cluster.RedisCluster)):
+        nodes = [(n.host, n.port) for n in obj.get_nodes()]
+        return Target(redis, "cluster", label, options, nodes=nodes, sync=sync,
+                      aclient=aclient)
+    kwargs = dict(obj.connection_pool.connection_kwargs)
+    kwargs.pop("retry", None)
+    kind = "sentinel" if "Sentinel" in type(obj.connection_pool).__name__ else "plain"
+    target = Target(redis, "plain", label, dict(kwargs, **options), sync=sync,
+                    aclient=aclient)
+    target.kind = kind if kind == "plain" else "ready-sentinel"
+    target.url = _url_of(kwargs)
+    return target
+
+
+def _url_of(kwargs: dict[str, Any]) -> str:
+    """A URL for the other client kind of a ready client (options travel separately)."""
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"

@@ -1,0 +1,182 @@
+"""One request and one reply on a pooled redis-py connection: the decision fast path.
+
+A decision needs none of what a redis-py client adds around a command (response
+callbacks, a retry wrapper, per-call isinstance checks): for one Redis or a
+Sentinel primary, the store takes a connection from the client's own bounded pool,
+sends with redis-py's connection (its protocol, TLS, AUTH, timeouts), reads the
+raw reply and gives the connection back. This keeps a decision at or below the
+cost of the ``limits`` library's on the same client (``benchmarks/redis_store.py``).
+A Cluster client routes by slot, so Cluster stores go through the client instead.
+
+An async request is bounded by the store's ``timeout`` with one loop iteration of
+grace: when the timer fires, the cancellation is scheduled behind the callbacks
+already queued, so a reply that arrived in the same iteration as the timer (a
+busy event loop sees both at once) wakes its caller first instead of being
+counted as a timeout. A hung Redis is still detected one iteration after
+``timeout``.
+
+A connection whose request failed for any reason other than an error reply is
+closed before it goes back (its reply may still be on the wire). A connection
+that was already open and fails to send (a Redis restart closed it) is retried
+once, reconnecting; a fresh one that fails is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+__all__ = ["Wire", "pack"]
+
+_DIRECT_WRITE = 32 * 1024
+"""Async requests up to this size are written without ``asyncio.wait_for`` (far
+below the transport's 64 KiB high-water mark, so ``drain()`` never waits); larger
+ones go through redis-py's bounded write."""
+
+
+class Wire:
+    """Sends commands and ``EVALSHA`` of redis-py ``Script`` objects on pooled connections."""
+
+    def __init__(self, redis: Any) -> None:
+        ex = redis.exceptions
+        self._reply: type[BaseException] = ex.ResponseError
+        self._noscript: type[BaseException] = ex.NoScriptError
+        self._closed: type[BaseException] = ex.ConnectionError
+
+    # -- sync ------------------------------------------------------------------------
+
+    def call(self, pool: Any, script: Any, args: tuple[Any, ...]) -> Any:
+        """Run ``script`` (a redis-py Script; ``args`` = nkeys, keys, argv) or, when
+        ``script`` is ``None``, the command ``args``; the raw reply."""
+        conn = pool.get_connection()
+        try:
+            was_open = conn._sock is not None
+            try:
+                return self._send(conn, script, args)
+            except self._closed:
+                if not was_open:
+                    raise
+            return self._send(conn, script, args)
+        finally:
+            pool.release(conn)
+
+    def _send(self, conn: Any, script: Any, args: tuple[Any, ...]) -> Any:
+        try:
+            if script is None:
+                conn.send_packed_command([pack(args)], False)
+                return conn.read_response()
+            request = pack(("EVALSHA", script.sha, *args))
+            conn.send_packed_command([request], False)
+            try:
+                return conn.read_response()
+            except self._noscript:  # Redis restarted and forgot it
+                conn.send_packed_command([pack(("SCRIPT", "LOAD", script.script))], False)
+                conn.read_response()
+                conn.send_packed_command([request], False)
+                return conn.read_response()
+        except self._reply:
+            raise  # an error reply: the connection is in step
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    # -- async -----------------------------------------------------------------------
+
+    async def acall(self, pool: Any, script: Any, args: tuple[Any, ...],
+                    bound: float) -> Any:
+        """The async twin of :meth:`call`, on a redis.asyncio pool, within ``bound``
+        (connecting is bounded by the pool's own connect timeout)."""
+        conn = await pool.get_connection()
+        try:
+            was_open = conn.is_connected
+            try:
+                return await _within(self._asend(conn, script, args), bound)
+            except self._closed:
+                if not was_open:
+                    raise
+            return await _within(self._asend(conn, script, args), bound)
+        finally:
+            await pool.release(conn)
+
+    async def _asend(self, conn: Any, script: Any, args: tuple[Any, ...]) -> Any:
+        try:
+            if script is None:
+                await self._write(conn, args)
+                return await conn.read_response()
+            await self._write(conn, ("EVALSHA", script.sha, *args))
+            try:
+                return await conn.read_response()
+            except self._noscript:
+                await self._write(conn, ("SCRIPT", "LOAD", script.script))
+                await conn.read_response()
+                await self._write(conn, ("EVALSHA", script.sha, *args))
+                return await conn.read_response()
+        except self._reply:
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+
+    @staticmethod
+    async def _write(conn: Any, args: tuple[Any, ...]) -> None:
+        packed = pack(args)
+        writer = getattr(conn, "_writer", None)
+        if writer is None or len(packed) > _DIRECT_WRITE:
+            await conn.send_packed_command([packed], check_health=False)
+            return
+        try:
+            writer.write(packed)
+            await writer.drain()
+        except OSError as error:
+            from redis.exceptions import ConnectionError as Closed
+
+            raise Closed(f"Error writing to {conn!r}: {error}") from error
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """``args`` as one RESP request (strings UTF-8, numbers in decimal, bytes as
+    they are): what redis-py's ``pack_command`` makes, in less than half its time for
+    a decision's eight small arguments (docs/design.md)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Bound:
+    """The timer of one async request (see :func:`_within`)."""
+
+    __slots__ = ("done", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.done = False
+        self.fired = False
+
+    def expire(self) -> None:
+        if not self.done:
+            self.fired = True
+            self.task.cancel()
+
+
+async def _within(operation: Coroutine[Any, Any, Any], seconds: float) -> Any:
+    """``await operation``, cancelled with ``TimeoutError`` one loop iteration after
+    ``seconds`` unless its reply woke it in that iteration (see the module doc)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    bound = _Bound(task)
+    # call_soon from the timer: the cancellation queues behind the wakeups that
+    # this iteration's I/O callbacks already scheduled.
+    handle = loop.call_later(seconds, loop.call_soon, bound.expire)
+    try:
+        return await operation
+    except asyncio.CancelledError:
+        if bound.fired and task.uncancel() == 0:
+            raise TimeoutError(f"no reply within {seconds:g} s") from None
+        raise
+    finally:
+        bound.done = True
+        handle.cancel()

@@ -1,0 +1,62 @@
+"""Service-to-service edges: outgoing requests carry the mesh's name, the called
+service's middleware learns its callers, and its dashboard serves both directions."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import meshlite as ml
+from meshlite.asgi import MeshMiddleware
+from meshlite.testing import AsgiServer, FakeBackend
+
+
+async def test_dashboard_topology_has_caller_and_callee_edges() -> None:
+    async def app(scope: object, receive: object, send: object) -> None:
+        r = await orders.http("inventory").get("/stock")
+        await send({"type": "http.response.start", "status": r.status_code,  # type: ignore[operator]
+                    "headers": []})
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    async with FakeBackend() as inventory:
+        orders = ml.Mesh([ml.Service("inventory", [inventory.url])], name="orders")
+        orders_app = MeshMiddleware(app, mesh=orders)
+        async with orders, AsgiServer(orders_app) as orders_server:
+            gateway = ml.Mesh([ml.Service("orders", [orders_server.url])], name="gateway")
+            async with gateway:
+                for _ in range(3):
+                    assert (await gateway.http("orders").get("/orders")).status_code == 200
+                inventory.set(error_rate=1.0)
+                assert (await gateway.http("orders").get("/orders")).status_code == 503
+            dashboard = await orders.serve_dashboard(port=0)
+            try:
+                async with httpx.AsyncClient() as client:
+                    topo = (await client.get(dashboard.url + "/api/topology")).json()
+                    metrics = (await client.get(dashboard.url + "/metrics")).text
+                    inbound = (await client.get(dashboard.url + "/api/inbound")).json()
+            finally:
+                await dashboard.stop()
+    assert topo["service"] == "orders"
+    edges = {(e["from"], e["to"]): e for e in topo["edges"]}
+    assert set(edges) == {("gateway", "orders"), ("orders", "inventory")}
+    caller = edges[("gateway", "orders")]
+    assert caller["requests"] >= 4  # the gateway's mesh may retry the 503
+    assert caller["errors"] >= 1
+    assert caller["request_rate"] > 0
+    assert edges[("orders", "inventory")]["requests"] >= 4
+    (route,) = inbound["routes"]
+    assert (route["route"], route["requests"]) == ("*", caller["requests"])
+    assert route["statuses"] == {"200": 3, "503": caller["requests"] - 3}
+    assert route["refused"] == caller["errors"]
+    # the server-side metrics are in the mesh's exposition, beside its own
+    assert 'meshlite_server_caller_requests_total{caller="gateway"}' in metrics
+    assert 'meshlite_server_requests_total{route="*",method="GET",status="200"} 3' in metrics
+
+
+def test_mesh_name_is_checked_and_defaults_to_otel_service_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
+    assert ml.Mesh().name == "billing"
+    assert ml.Mesh(name="shop").name == "shop"
+    with pytest.raises(ml.ConfigError, match="Mesh: name must be None or a service name"):
+        ml.Mesh(name="no spaces please")

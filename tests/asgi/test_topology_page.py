@@ -1,0 +1,64 @@
+"""The dashboard page, in a real headless Chromium, draws the callers a service's
+inbound middleware learned beside the services its mesh calls."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+from _system import require_program
+
+import meshlite as ml
+from meshlite.asgi import MeshMiddleware
+from meshlite.testing import AsgiServer, FakeBackend
+
+try:
+    from playwright.async_api import async_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("playwright is not installed (pip install playwright); CI=true, so this "
+                    "is a failure", pytrace=False)
+    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+async def test_page_draws_caller_and_callee_nodes() -> None:
+    chromium = require_program("chromium", "chromium")
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        r = await orders.http("inventory").get("/stock")
+        await send({"type": "http.response.start",  # type: ignore[operator]
+                    "status": r.status_code, "headers": []})
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    async with FakeBackend() as inventory:
+        orders = ml.Mesh([ml.Service("inventory", [inventory.url])], name="orders")
+        async with orders, AsgiServer(MeshMiddleware(app, mesh=orders)) as server:
+            async with httpx.AsyncClient() as client:
+                for _ in range(3):
+                    await client.get(server.url + "/", headers={"x-meshlite-caller": "gateway"})
+            dashboard = await orders.serve_dashboard(port=0)
+            try:
+                async with async_playwright() as p:
+                    browser = await p.chromium.launch(executable_path=chromium,
+                                                      args=CHROMIUM_ARGS)
+                    try:
+                        page = await browser.new_page()
+                        await page.goto(dashboard.url + "/")
+                        await page.wait_for_function(
+                            "document.querySelector('#topology .node.caller') !== null",
+                            timeout=20_000)
+                        drawn = await page.text_content("#topology") or ""
+                        await page.wait_for_selector("#inbound-panel:not([hidden])")
+                        table = await page.text_content("#inbound") or ""
+                    finally:
+                        await browser.close()
+            finally:
+                await dashboard.stop()
+    assert "gateway" in drawn  # the caller, learned from x-meshlite-caller
+    assert "orders" in drawn  # this service, named by its mesh
+    assert "inventory" in drawn  # what it calls
+    assert "200: 3" in table  # the inbound panel: the answers per route

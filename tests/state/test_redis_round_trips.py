@@ -1,0 +1,179 @@
+"""Fewer round trips: refusals remembered until their slot frees, leased tokens, and
+a breaker call in one script. Each test counts what reached Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis_server import RedisServer
+
+import meshlite as ml
+from meshlite.state import RedisStore
+
+
+def test_a_refusal_is_remembered_until_its_slot_frees(store: RedisStore) -> None:
+    call = ml.RateLimit(5.0, burst=1, store=store, name="neg", mode="reject")(lambda: 1)
+    assert call() == 1
+    before = store.round_trips
+    for _ in range(100):
+        with pytest.raises(ml.RateLimitedError) as info:
+            call()
+    assert store.round_trips - before == 1  # only the first refusal asked Redis
+    assert 0 < info.value.retry_after <= 0.2
+    time.sleep(info.value.retry_after + 0.01)
+    assert call() == 1  # the slot freed: Redis admits again
+    assert store.round_trips - before == 2
+
+
+def test_a_remembered_refusal_does_not_refuse_a_caller_who_may_wait(store: RedisStore) -> None:
+    reject = ml.RateLimit(20.0, burst=1, store=store, name="mix", mode="reject")(lambda: 1)
+    shape = ml.RateLimit(20.0, burst=1, store=store, name="mix", max_wait=1.0)(lambda: 2)
+    assert reject() == 1
+    with pytest.raises(ml.RateLimitedError):
+        reject()
+    assert shape() == 2  # waited for its slot instead
+
+
+def run_for(seconds: float, stores: list[RedisStore], rate: float, burst: int,
+            threads: int = 4) -> tuple[int, float]:
+    """Hammer one shared limit from every store (each a process, as far as Redis
+    can tell); returns (calls admitted, seconds elapsed)."""
+    admitted = [0]
+    lock = threading.Lock()
+    start = time.monotonic()
+    stop = start + seconds
+
+    def hammer(call: Callable[[], int]) -> None:
+        while time.monotonic() < stop:
+            try:
+                call()
+            except ml.RateLimitedError:
+                continue
+            with lock:
+                admitted[0] += 1
+
+    calls = [ml.RateLimit(rate, burst=burst, store=s, name="lease", mode="reject")(lambda: 1)
+             for s in stores]
+    workers = [threading.Thread(target=hammer, args=(c,)) for c in calls
+               for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return admitted[0], time.monotonic() - start
+
+
+@pytest.mark.parametrize("lease", [1, 10])
+def test_leasing_stays_within_the_stated_bound(fresh_server: RedisServer, lease: int) -> None:
+    stores = [RedisStore(fresh_server.url, prefix="lease", timeout=2.0, rate_lease=lease)
+              for _ in range(3)]
+    rate, burst = 200.0, 20
+    admitted, elapsed = run_for(1.0, stores, rate, burst)
+    bound = burst + rate * elapsed + len(stores) * (lease - 1)
+    assert admitted <= bound
+    assert admitted >= rate * 0.5  # the quota was used, not starved
+    trips = sum(s.round_trips for s in stores)
+    if lease > 1:
+        # Leases: most admitted calls never reached Redis.
+        assert trips / admitted < 0.7
+    for s in stores:
+        s.close()
+
+
+def test_leased_tokens_lapse(store: RedisStore, raw: redis.Redis) -> None:
+    leasing = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                         timeout=2.0, rate_lease=5)
+    call = ml.RateLimit(50.0, burst=5, store=leasing, name="lapse", mode="reject")(lambda: 1)
+    assert call() == 1  # took 5: 4 left locally, for 5 * 20 ms
+    before = leasing.round_trips
+    assert call() == 1
+    assert leasing.round_trips == before  # spent locally
+    time.sleep(0.15)  # the lease lapsed
+    assert call() == 1
+    assert leasing.round_trips == before + 1
+    leasing.close()
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom
+
+
+def test_a_closed_breaker_call_is_one_script(store: RedisStore) -> None:
+    cb = ml.CircuitBreaker(store=store, name="one", window=10, min_calls=5)
+    call = cb(lambda: 1)
+    call()
+    before = store.round_trips
+    for _ in range(100):
+        call()
+    assert store.round_trips - before == 100  # the outcomes only; no acquire
+    strict = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                        timeout=2.0, circuit_cache=0.0)
+    strict_call = ml.CircuitBreaker(store=strict, name="one", window=10, min_calls=5)(
+        lambda: 1)
+    for _ in range(10):
+        strict_call()
+    assert strict.round_trips == 20  # circuit_cache=0: acquire + record
+    strict.close()
+
+
+def test_another_process_opening_is_seen_at_the_next_outcome(store: RedisStore,
+                                                             other_store: RedisStore) -> None:
+    mine = ml.CircuitBreaker(store=store, name="seen", window=4, min_calls=2)
+    theirs = ml.CircuitBreaker(store=other_store, name="seen", window=4, min_calls=2)
+    mine(lambda: 1)()  # this process now trusts "closed"
+    with pytest.raises(Boom):
+        theirs(boom)()  # 1 of 2 calls failed: open
+    assert theirs.state == "open"
+    mine(lambda: 1)()  # admitted on the trusted permit; its outcome is ignored...
+    with pytest.raises(ml.CircuitOpenError):
+        mine(lambda: 1)()  # ...and brought the news: open
+    before = store.round_trips
+    for _ in range(20):
+        with pytest.raises(ml.CircuitOpenError) as info:
+            mine(lambda: 1)()
+    assert store.round_trips - before <= 1  # refusals remembered
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 0
+    theirs.reset()
+    deadline = time.monotonic() + 5.0
+    while True:  # the reset is seen within circuit_cache (1 s)
+        try:
+            assert mine(lambda: "ran")() == "ran"
+            break
+        except ml.CircuitOpenError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_batched_outcomes_share_one_script(store: RedisStore,
+                                           other_store: RedisStore) -> None:
+    batched = RedisStore(store.url if isinstance(store.url, str) else "",
+                         prefix=store.prefix, timeout=2.0, circuit_batch=0.2)
+    cb = ml.CircuitBreaker(store=batched, name="batch", window=20, min_calls=10)
+    watcher = ml.CircuitBreaker(store=other_store, name="batch", window=20, min_calls=10)
+    call = cb(lambda: 1)
+    call()  # learns "closed"
+    before = batched.round_trips
+    for _ in range(30):
+        call()
+    assert batched.round_trips - before <= 1  # queued (a batch holds 64 at most)
+    time.sleep(0.25)
+    call()  # due: the queue goes in one script
+    assert batched.round_trips - before <= 2
+    assert watcher.metrics().calls == 20  # the window saw every outcome (20 max)
+    for _ in range(12):  # failures open it once their batch is sent
+        with pytest.raises((Boom, ml.CircuitOpenError)):
+            cb(boom)()
+    time.sleep(0.25)
+    with pytest.raises((Boom, ml.CircuitOpenError)):
+        cb(boom)()
+    assert watcher.state == "open"
+    batched.close()
