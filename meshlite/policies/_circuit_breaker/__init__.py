@@ -10,7 +10,6 @@
 """
 
 from ...state._circuit_records import CircuitMetrics
-from ._breaker import CircuitBreaker
 from ._options import (
     DEFAULT_FAILURE_ON,
     DEFAULT_FAILURE_RATE,
@@ -22,6 +21,7 @@ from ._options import (
     DEFAULT_WINDOW_TYPE,
     CircuitBreakerOptions,
 )
+from ._policy import CircuitBreaker
 
 __all__ = [
     "CircuitBreaker",

@@ -6,7 +6,7 @@
 """
 
 from ...state._gcra_local import GcraStore
-from ._limiter import (
+from ._policy import (
     DEFAULT_MAX_KEYS,
     DEFAULT_MODE,
     DEFAULT_PER,
