@@ -69,12 +69,12 @@ if TYPE_CHECKING:
     from ._gather import gather as gather
     from ._gather import gather_sync as gather_sync
     from ._http._probe import HttpHealthCheck as HttpHealthCheck
-    from ._mesh import Mesh as Mesh
     from ._resilient import resilient as resilient
     from .config._events import ConfigReloaded as ConfigReloaded
     from .config._events import ConfigReloadFailed as ConfigReloadFailed
     from .discovery._provider import DiscoveryFailed as DiscoveryFailed
     from .discovery._provider import DiscoveryRecovered as DiscoveryRecovered
+    from .mesh._mesh import Mesh as Mesh
     from .observability._dashboard import AlertRule as AlertRule
     from .observability._dashboard._rules import AlertFired as AlertFired
     from .observability._dashboard._rules import AlertResolved as AlertResolved

@@ -41,11 +41,11 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("meshlite.routing._route", "meshlite.telemetry._spans"): "attempt spans",
     # Type-only imports of Mesh by the observers of a mesh (TYPE_CHECKING): they take a
     # mesh as an argument; a Protocol of what they read would remove them.
-    ("meshlite.observability._dashboard", "meshlite._mesh"): "type of serve()'s mesh",
-    ("meshlite.observability._dashboard._monitor", "meshlite._mesh"): "type only",
-    ("meshlite.observability._dashboard._server", "meshlite._mesh"): "type only",
-    ("meshlite.observability._mesh_metrics", "meshlite._mesh"): "type only",
-    ("meshlite.observability._scrape", "meshlite._mesh"): "type only",
+    ("meshlite.observability._dashboard", "meshlite.mesh._mesh"): "type of serve()'s mesh",
+    ("meshlite.observability._dashboard._monitor", "meshlite.mesh._mesh"): "type only",
+    ("meshlite.observability._dashboard._server", "meshlite.mesh._mesh"): "type only",
+    ("meshlite.observability._mesh_metrics", "meshlite.mesh._mesh"): "type only",
+    ("meshlite.observability._scrape", "meshlite.mesh._mesh"): "type only",
     # The dashboard's admin API reloads the mesh's config file, and its alert rules
     # files are checked with the config loader's exit codes.
     ("meshlite.observability._dashboard._admin", "meshlite.config._reload"):
@@ -56,8 +56,8 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
         "loads the config the rules are written for",
     # The mesh's config facade (Mesh.from_config, watch, reload, reload_sync) imports
     # config in the method, so a mesh built in code never loads it.
-    ("meshlite._mesh", "meshlite.config._mesh_config"): "Mesh.from_config and Mesh.watch",
-    ("meshlite._mesh", "meshlite.config._reload"): "Mesh.reload and Mesh.reload_sync",
+    ("meshlite.mesh._mesh", "meshlite.config._mesh_config"): "Mesh.from_config and Mesh.watch",
+    ("meshlite.mesh._mesh", "meshlite.config._reload"): "Mesh.reload and Mesh.reload_sync",
     # A config names exception classes as users write them: "CircuitOpenError" is
     # looked up in the public namespace.
     ("meshlite.config._policies", "meshlite"): "exception names such as 'CircuitOpenError'",
@@ -148,5 +148,5 @@ def test_every_module_is_in_a_layer() -> None:
 
 def test_the_checker_sees_a_violation() -> None:
     assert _layer_of("meshlite.state._memory") < _layer_of("meshlite.policies._retry")
-    assert _layer_of("meshlite._pipeline") < _layer_of("meshlite._mesh")
+    assert _layer_of("meshlite._pipeline") < _layer_of("meshlite.mesh._mesh")
     assert ("meshlite.config._policies", "meshlite") in _violations()

@@ -32,7 +32,7 @@ from ..routing._service import Service
 from ._build import Plan, ServicePlan
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = [
     "Changes",

@@ -18,7 +18,7 @@ from ._load import Managed, managed_of
 from ._watcher import ConfigWatcher
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = ["open_audit", "record_load", "reload_blocking", "reload_now"]
 

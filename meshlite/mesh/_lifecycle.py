@@ -15,8 +15,8 @@ from typing import Any, Self
 
 from .._clock import Clock
 from .._errors import ConfigError
-from ._lifecycle import LoopThread, dependency_order, start_all, stop_all
-from ._service import Lifecycle, Service
+from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
+from ..routing._service import Lifecycle, Service
 
 __all__ = ["MeshLifecycle", "close_async_pools_here"]
 
