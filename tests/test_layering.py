@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("routing", {"routing"}),
     ("wire and telemetry", {"_http", "http", "_inbound", "asgi", "telemetry",
                             "observability"}),
-    ("mesh", {"_mesh", "mesh", "_api_audit"}),
+    ("mesh", {"mesh", "_api_audit"}),
     ("config and discovery", {"config", "discovery"}),
     ("tools", {"testing", "cli", "__main__", "_demo_mesh", "_demo_policies", "_demo_shop",
                "_bench", "meshlite"}),

@@ -5,7 +5,7 @@
 - ``_records``: state names, transitions, admissions, metrics snapshots.
 - ``_state``: the state machine (the part a shared store will replace).
 - ``_handlers``: the per-call sync and async handlers.
-- ``_breaker``: the policy, its events, errors and manual controls.
+- ``_policy``: the policy, its events, errors and manual controls.
 - ``_pybreaker``: ``CircuitBreaker.from_pybreaker``.
 """
 

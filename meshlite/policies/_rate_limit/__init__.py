@@ -1,6 +1,6 @@
 """RateLimit: at most ``rate`` calls per ``per`` seconds, per key, by GCRA.
 
-- ``_limiter``: options, events and the :class:`RateLimit` policy.
+- ``_policy``: options, events and the :class:`RateLimit` policy.
 - ``_handlers``: the per-call closures, one per (sync/async, keyed, mode).
 - ``_gcra``: the GCRA state behind a two-method store (memory now, Redis later).
 """
