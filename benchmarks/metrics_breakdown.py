@@ -15,7 +15,7 @@ import argparse
 from metrics import measure_cpu, work
 
 import meshlite as ml
-from meshlite._mesh import Mesh
+from meshlite.mesh._mesh import Mesh
 
 
 def _mesh(cls: type[Mesh] = Mesh, *, metrics: bool = True, attempts: bool = True) -> Mesh:

@@ -24,8 +24,8 @@ import httpx
 from . import backoff
 from ._console import Progress, render_table
 from ._events import Event
-from ._mesh import Mesh
 from ._pipeline import Pipeline
+from .mesh._mesh import Mesh
 from .policies._retry import Retry
 from .policies._timeout import Timeout
 from .routing._backend import percentile

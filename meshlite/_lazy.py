@@ -11,10 +11,11 @@ module ``__getattr__`` (PEP 562) made here, with the real imports kept under
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection, Mapping
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["declared_exports", "declared_imports", "lazy_exports"]
 
 
 def lazy_exports(package: str, names: Mapping[str, str], namespace: dict[str, Any],
@@ -45,3 +46,70 @@ def lazy_exports(package: str, names: Mapping[str, str], namespace: dict[str, An
         return sorted({*namespace, *namespace.get("__all__", ())})
 
     return __getattr__, __dir__
+
+
+_FROM = re.compile(r"^[ \t]*from\s+(\S+)\s+import\s+(\([^)]*\)|[^\n]*)", re.MULTILINE)
+
+
+def _aliases(names: str) -> Iterator[tuple[str, bool]]:
+    """Each imported name of an import's name list, and whether it is written as a
+    re-export (``X as X``)."""
+    for item in names.strip("()").replace("\n", " ").split(","):
+        parts = item.split("#")[0].split()
+        if parts:
+            yield parts[-1], len(parts) == 3 and parts[0] == parts[2]
+
+
+def declared_imports(source: str) -> tuple[dict[str, str], set[str], list[str]]:
+    """What a package's ``__init__`` source declares (read as text: no ``ast``,
+    whose import alone costs more than the rest of ``import meshlite``).
+
+    Returns:
+        The names its ``if TYPE_CHECKING:`` block imports and the module each comes
+        from, the submodules that block imports (``from . import config as config``),
+        and every name the source re-exports (``X as X``), in order: its public
+        names.
+    """
+    start = source.index("\nif TYPE_CHECKING:\n") + len("\nif TYPE_CHECKING:\n")
+    end = re.search(r"^\S", source[start:], re.MULTILINE)
+    block = source[start:start + end.start() if end else len(source)]
+    lazy: dict[str, str] = {}
+    modules: set[str] = set()
+    for module, names in _FROM.findall(block):
+        for name, _ in _aliases(names):
+            if module == ".":
+                modules.add(name)
+            else:
+                lazy[name] = module
+    public = [name for _, names in _FROM.findall(source)
+              for name, exported in _aliases(names) if exported]
+    return lazy, modules, public
+
+
+def declared_exports(package: str, path: str, namespace: dict[str, Any]
+                     ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """:func:`lazy_exports` for a package whose public names are declared once, as
+    re-exports (``from ._x import Name as Name``): the eager ones by plain imports,
+    the lazy ones in its ``if TYPE_CHECKING:`` block, which type checkers read and
+    which is read here to know where each lazy name lives.
+
+    Args:
+        package: The package's ``__name__``.
+        path: The package's ``__file__`` (read when its loader gives no source, as
+            in a zip the loader reads it from).
+        namespace: The package's ``globals()``.
+
+    Returns:
+        The module ``__getattr__`` and ``__dir__``, and ``__all__``: every re-exported
+        name, in the order written.
+    """
+    spec = namespace.get("__spec__")
+    loader = getattr(spec, "loader", None)
+    get_source = getattr(loader, "get_source", None)
+    source = get_source(package) if get_source is not None else None
+    if source is None:  # no loader that reads sources: the file itself
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+    lazy, modules, public = declared_imports(source)
+    getattr_, dir_ = lazy_exports(package, lazy, namespace, modules)
+    return getattr_, dir_, public

@@ -134,6 +134,84 @@ def test_import_loads_no_optional_library() -> None:
     assert out.stdout.strip() == ""
 
 
+def _walk_modules() -> list[str]:
+    import pkgutil
+
+    skip = ("meshlite.__main__",)
+    return [m.name for m in pkgutil.walk_packages(ml.__path__, "meshlite.")
+            if m.name not in skip]
+
+
+def _event_classes() -> set[type[ml.Event]]:
+    import importlib
+
+    for name in _walk_modules():
+        importlib.import_module(name)
+    found: set[type[ml.Event]] = set()
+    todo = [ml.Event]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            # a slotted dataclass replaces the class it was made from: keep the real one
+            if getattr(sys.modules[sub.__module__], sub.__name__, None) is sub:
+                found.add(sub)
+    return found
+
+
+def test_every_event_class_is_exported() -> None:
+    events = _event_classes()
+    assert len(events) > 30
+    missing = sorted(e.__name__ for e in events if getattr(ml, e.__name__, None) is not e)
+    assert missing == []
+    assert {e.__name__ for e in events} <= set(ml.__all__)
+
+
+@pytest.mark.parametrize("package", ["meshlite", "meshlite.discovery"])
+def test_lazy_names_are_declared_once_and_read_as_python_reads_them(package: str) -> None:
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from meshlite._lazy import declared_imports
+
+    module = importlib.import_module(package)
+    source = Path(module.__file__ or "").read_text(encoding="utf-8")
+    lazy, modules, public = declared_imports(source)
+    tree = ast.parse(source)
+    block = next(n for n in tree.body if isinstance(n, ast.If))
+    expected = {a.asname or a.name: node.module for node in block.body
+                if isinstance(node, ast.ImportFrom) and node.module for a in node.names}
+    assert {k: v.lstrip(".") for k, v in lazy.items()} == expected
+    assert modules == ({"asgi", "backoff", "config", "discovery", "state", "telemetry"}
+                       if package == "meshlite" else set())
+    reexported = [a.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                  for a in node.names if a.asname == a.name]
+    assert public == reexported == module.__all__
+    assert len(set(public)) == len(public)
+    for name in public:
+        assert getattr(module, name) is not None
+
+
+def test_every_error_is_defined_in_the_error_tree() -> None:
+    from meshlite import _errors
+
+    _event_classes()  # imports every module
+    found, todo = {"meshlite._errors.MeshliteError"}, [ml.MeshliteError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("meshlite"):
+                found.add(f"{sub.__module__}.{sub.__qualname__}")
+    # the HTTP answers also subclass their client library's error: they stay with it
+    beside_their_library = {"meshlite._http._send.HttpResponseError",
+                            "meshlite._http._aio_session.AiohttpResponseError"}
+    elsewhere = sorted(found - beside_their_library)
+    assert [n for n in elsewhere if not n.startswith("meshlite._errors.")] == []
+    assert sorted(n.rpartition(".")[2] for n in elsewhere) == sorted(_errors.__all__)
+    for name in _errors.__all__:
+        assert name in (_errors.__doc__ or ""), f"{name} is not drawn in the tree"
+
+
 def test_inbound_contract_surface() -> None:
     import meshlite.asgi
 

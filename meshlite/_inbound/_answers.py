@@ -18,11 +18,15 @@ from typing import Any
 from .._errors import (
     BulkheadFullError,
     CircuitOpenError,
+    ForbiddenError,
+    InboundError,
     MeshliteError,
     NoHealthyBackendError,
     RateLimitedError,
     RejectedError,
+    RequestTooLargeError,
     TimeoutExceeded,
+    UnauthorizedError,
 )
 
 __all__ = [
@@ -58,38 +62,6 @@ _KINDS: tuple[tuple[type[BaseException], int, str, str, float | None], ...] = (
     (RejectedError, 503, "rejected", "the service refused the request: retry later",
      DEFAULT_OVERLOAD_RETRY_AFTER),
 )
-
-
-class InboundError(MeshliteError):
-    """A request the inbound side refused itself; ``status`` is its HTTP status, and
-    the message is safe to show the caller."""
-
-    status = 400
-    kind = "bad_request"
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, policy="inbound", retry_after=retry_after)
-
-
-class UnauthorizedError(InboundError):
-    """No credentials, or credentials that do not verify (401)."""
-
-    status = 401
-    kind = "unauthorized"
-
-
-class ForbiddenError(InboundError):
-    """Verified credentials without a scope the route requires (403)."""
-
-    status = 403
-    kind = "forbidden"
-
-
-class RequestTooLargeError(InboundError):
-    """A request body over the route's ``max_body`` bytes (413)."""
-
-    status = 413
-    kind = "too_large"
 
 
 class Answer:

@@ -19,7 +19,7 @@ _tracer: trace.Tracer | None = None
 def _get_tracer() -> trace.Tracer:
     global _tracer
     if _tracer is None:
-        from .. import __version__
+        from .._version import __version__
 
         # A proxy until a global provider is set; then it forwards to it for good.
         _tracer = trace.get_tracer("meshlite.asgi", __version__)

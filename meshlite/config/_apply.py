@@ -14,25 +14,25 @@ change only what differs.
 The registry is changed without yielding to the event loop; starting the new
 services' components (health checks, discovery) comes after.
 
-This module touches a few private parts of Mesh and Service; the report of the
-config work lists the small public hooks that would replace them.
+It changes a mesh and its services only through the methods they keep for it
+(``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
+``close_service_pools``; ``Service.set_pipeline``), never through their private
+attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
-from ..routing._lifecycle import dependency_order, start_all, stop_all
-from ..routing._mesh_lifecycle import _close_async_pools_here
-from ..routing._service import Lifecycle, Service
+from ..routing._lifecycle import stop_all
+from ..routing._service import Service
 from ._build import Plan, ServicePlan
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = [
     "Changes",
@@ -70,22 +70,7 @@ def swap_pipeline(service: Service, pipeline: Pipeline) -> None:
     (the sync one is recompiled on next use; injected chaos policies stay). Policies
     new to the service get the hooks subscribed to it (``mesh.add_hook`` and the
     mesh's metrics included)."""
-    setter = getattr(service, "set_pipeline", None)
-    if setter is not None:  # a Service that does all this itself
-        setter(pipeline)
-        return
-    known = {id(p) for p in service.pipeline.walk()}
-    with service._lock:
-        old, service.pipeline = service.pipeline, pipeline
-        try:
-            service._recompile(service._injected)
-        except BaseException:
-            service.pipeline = old
-            raise
-    for policy in pipeline.walk():
-        if id(policy) not in known:
-            for hook in service.hooks._hooks:
-                policy.hooks.add(hook)
+    service.set_pipeline(pipeline)
 
 
 def install(plan: ServicePlan) -> Service:
@@ -96,14 +81,6 @@ def install(plan: ServicePlan) -> Service:
         plan.discovery.driver.service = service
         service.attach(plan.discovery.driver)
     return service
-
-
-def _register(mesh: Mesh, service: Service, replacing: Service | None) -> None:
-    mesh._adopt(service)
-    name = service.name
-    mesh._services[name] = service
-    if replacing is None or mesh._targets.get(name) is replacing:
-        mesh._targets[name] = service
 
 
 def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
@@ -135,17 +112,16 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
         if previous is not None and previous.frame == plan.frame:
             _update(mesh, previous, plan, changes)
             continue
-        replacing = previous.service if previous is not None else mesh._services.get(name)
-        _register(mesh, install(plan), replacing)
+        replacing = (previous.service if previous is not None
+                     else mesh.registered().get(name))
+        mesh.put_service(install(plan), replacing=replacing)
         changes.started.append(plan.service)
         (changes.changed if replacing is not None else changes.added).append(name)
         if replacing is not None:
             changes.retired.append(replacing)
     for name, previous in before.items():
         if name not in new.services:
-            mesh._services.pop(name, None)
-            if mesh._targets.get(name) is previous.service:
-                del mesh._targets[name]
+            mesh.drop_service(previous.service)
             changes.removed.append(name)
             changes.retired.append(previous.service)
     return changes
@@ -154,10 +130,7 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
 async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:
     """The async part of applying: start the new services' components (when the mesh
     is open), and drain the retired services in the background (tasks in ``drains``)."""
-    if mesh._state == "open":
-        order = [s for s in dependency_order(mesh._services) if s in changes.started]
-        for service in order:
-            await start_all(service.components, mesh._started)
+    await mesh.start_services(changes.started)
     for service in changes.retired:
         task = asyncio.get_running_loop().create_task(retire(mesh, service))
         drains.add(task)
@@ -172,9 +145,7 @@ async def retire(mesh: Mesh, service: Service) -> None:
     """Drain ``service`` (taken out of the registry): wait up to the mesh's
     ``drain_timeout`` for its calls in flight, then stop its components and close its
     connection pools. Cancelling skips the wait, not the cleanup."""
-    components: list[Lifecycle] = [c for c in service.components if c in mesh._started]
-    for c in components:
-        mesh._started.remove(c)
+    components = mesh.release_components(service)
     try:
         clock = mesh.clock
         deadline = clock.monotonic() + mesh.drain_timeout
@@ -187,20 +158,12 @@ async def retire(mesh: Mesh, service: Service) -> None:
 
 async def close_pools(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s HTTP connection pools, if it made any."""
-    if mesh._http is not None:
-        await mesh._http.aclose(service)
+    await mesh.close_service_pools(service)
 
 
 def close_pools_sync(mesh: Mesh, service: Service) -> None:
     """Close ``service``'s pools without an event loop (a mesh that is not open)."""
-    if mesh._http is None:
-        return
-    async_pools, sync_pools = mesh._http.take(service)
-    for pools in sync_pools:
-        with contextlib.suppress(Exception):
-            pools.close()
-    for pools in async_pools:
-        _close_async_pools_here(pools)
+    mesh.close_service_pools_now(service)
 
 
 def retire_now(mesh: Mesh, services: list[Service]) -> None:

@@ -13,7 +13,7 @@ from ._schema import DashboardSection
 from ._top import dashboard_token
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
     from ._load import Managed
     from ._top import AlertsPlan
 

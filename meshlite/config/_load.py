@@ -19,7 +19,7 @@ from ._schema import MeshConfig
 from ._source import read_document
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
     from ._extras import DashboardComponent
     from ._watcher import ConfigWatcher
 

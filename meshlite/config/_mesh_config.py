@@ -10,7 +10,7 @@ from typing import Any
 from .._audit import config_sha256
 from .._clock import Clock
 from .._errors import ConfigError
-from .._mesh import Mesh
+from ..mesh._mesh import Mesh
 from ._apply import apply_plan, finish, install, retire_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
 from ._load import Managed, digest, gc_paused, load_plan, managed_of, set_managed

@@ -13,6 +13,7 @@ from typing import Any
 from .. import _backoff
 from .._clock import Clock
 from .._policy import Policy
+from ..policies._registry import policy_class, registrations
 from ..policies._retry import Retry, RetryBudget
 from ..routing._service import DEFAULT_RETRY_ATTEMPTS
 from ._problems import Path, Problems, construct
@@ -27,32 +28,20 @@ BuiltPolicies = dict[str, tuple[Any, Policy]]
 DEFAULT_SPEC: Any = {"default": True}
 """The spec recorded for the default pipeline (no policy section written)."""
 
-_FACTORY_NAMES: dict[str, tuple[str, str]] = {
-    "trace": ("_trace", "Trace"), "fallback": ("_fallback", "Fallback"),
-    "cache": ("_cache", "Cache"), "timeout": ("_timeout", "Timeout"),
-    "retry": ("_retry", "Retry"), "hedge": ("_hedge", "Hedge"),
-    "circuit_breaker": ("_circuit_breaker", "CircuitBreaker"),
-    "rate_limit": ("_rate_limit", "RateLimit"),
-    "adaptive_concurrency": ("_adaptive", "AdaptiveConcurrency"),
-    "bulkhead": ("_bulkhead", "Bulkhead"), "fault_injection": ("_fault", "FaultInjection"),
-}
-
-
 class _Factories(Mapping[str, Callable[..., Policy]]):
-    """Policy kind -> its class, each imported the first time a config uses it (a
-    config pays only for the policies it has: start-up time)."""
+    """Policy kind -> its class, from the policy registry; each imported the first
+    time a config uses it (a config pays only for the policies it has: start-up
+    time)."""
 
     def __getitem__(self, kind: str) -> Callable[..., Policy]:
-        module, name = _FACTORY_NAMES[kind]
-        factory: Callable[..., Policy] = getattr(
-            importlib.import_module(f"meshlite.policies.{module}"), name)
+        factory: Callable[..., Policy] = policy_class(kind)
         return factory
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_FACTORY_NAMES)
+        return (entry.kind for entry in registrations() if entry.config)
 
     def __len__(self) -> int:
-        return len(_FACTORY_NAMES)
+        return sum(1 for _ in self)
 
 
 _FACTORIES: Mapping[str, Callable[..., Policy]] = _Factories()

@@ -18,7 +18,7 @@ from ._load import Managed, managed_of
 from ._watcher import ConfigWatcher
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = ["open_audit", "record_load", "reload_blocking", "reload_now"]
 
@@ -57,7 +57,7 @@ async def reload_now(mesh: Mesh, *, actor: str = ACTOR_API) -> str:
         ConfigError: the mesh follows no config file.
     """
     managed = _managed(mesh)
-    thread = mesh._thread
+    thread = mesh.loop_thread
     if thread is not None and _running() is not thread.loop:
         return await thread.arun(_reload(mesh, managed, actor))
     return await _reload(mesh, managed, actor)
@@ -71,10 +71,10 @@ def reload_blocking(mesh: Mesh, *, actor: str = ACTOR_API) -> str:
             other than its own loop thread (await ``mesh.reload()`` there).
     """
     managed = _managed(mesh)
-    thread, running = mesh._thread, _running()
+    thread, running = mesh.loop_thread, _running()
     if thread is not None and running is not thread.loop:
         return thread.run(_reload(mesh, managed, actor))
-    if running is not None or mesh._state == "open":
+    if running is not None or mesh.is_open:
         raise ConfigError("Mesh.reload_sync: the mesh is open on an event loop; use "
                           "await mesh.reload() on that loop", policy="config")
     return asyncio.run(_reload(mesh, managed, actor))

@@ -29,7 +29,7 @@ from ._problems import MAX_MESSAGE
 from ._source import read_text
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = ["MAX_RELOAD_ERRORS", "ConfigWatcher", "emit_mesh_event"]
 

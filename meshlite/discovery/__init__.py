@@ -19,94 +19,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
-
-if TYPE_CHECKING:
-    from ._dns import DEFAULT_DNS_TIMEOUT, DNS_RECORDS, DnsProvider
-    from ._driver import (
-        DEFAULT_MIN_INTERVAL,
-        DEFAULT_RESOLVE_TIMEOUT,
-        DEFAULT_RETRY_INTERVAL,
-        Discovery,
-    )
-    from ._file import FileProvider
-    from ._provider import (
-        BaseProvider,
-        DiscoveryFailed,
-        DiscoveryProvider,
-        DiscoveryRecovered,
-        ProviderFactory,
-        Resolution,
-        backends_from_data,
-        provider_factory,
-        provider_kinds,
-        register_provider,
-    )
-    from ._redis import (
-        DEFAULT_REGISTRY_TIMEOUT,
-        DEFAULT_REGISTRY_TTL,
-        RedisRegistry,
-        Registration,
-    )
-    from ._static import StaticProvider
-    from ._watch import FileWatch
+from .._lazy import declared_exports
 
 # The built-in providers (static, file, dns, redis) are registered in ``_provider``
 # and imported with the first use of their kind: a mesh whose services use static
 # backends never imports the DNS provider or the Redis registry (start-up time).
-_LAZY = {
-    **dict.fromkeys(("BaseProvider", "DiscoveryFailed", "DiscoveryProvider",
-                     "DiscoveryRecovered", "ProviderFactory", "Resolution",
-                     "backends_from_data", "provider_factory", "provider_kinds",
-                     "register_provider"), "._provider"),
-    "Discovery": "._driver",
-    "DEFAULT_MIN_INTERVAL": "._driver",
-    "DEFAULT_RETRY_INTERVAL": "._driver",
-    "DEFAULT_RESOLVE_TIMEOUT": "._driver",
-    "StaticProvider": "._static",
-    "FileProvider": "._file",
-    "DnsProvider": "._dns",
-    "DNS_RECORDS": "._dns",
-    "DEFAULT_DNS_TIMEOUT": "._dns",
-    "RedisRegistry": "._redis",
-    "Registration": "._redis",
-    "DEFAULT_REGISTRY_TTL": "._redis",
-    "DEFAULT_REGISTRY_TIMEOUT": "._redis",
-    "FileWatch": "._watch",
-}
+# This block is the one declaration of the public names (docs/design.md, "Layers").
+if TYPE_CHECKING:
+    from ._dns import DEFAULT_DNS_TIMEOUT as DEFAULT_DNS_TIMEOUT
+    from ._dns import DNS_RECORDS as DNS_RECORDS
+    from ._dns import DnsProvider as DnsProvider
+    from ._driver import DEFAULT_MIN_INTERVAL as DEFAULT_MIN_INTERVAL
+    from ._driver import DEFAULT_RESOLVE_TIMEOUT as DEFAULT_RESOLVE_TIMEOUT
+    from ._driver import DEFAULT_RETRY_INTERVAL as DEFAULT_RETRY_INTERVAL
+    from ._driver import Discovery as Discovery
+    from ._file import FileProvider as FileProvider
+    from ._provider import BaseProvider as BaseProvider
+    from ._provider import DiscoveryFailed as DiscoveryFailed
+    from ._provider import DiscoveryProvider as DiscoveryProvider
+    from ._provider import DiscoveryRecovered as DiscoveryRecovered
+    from ._provider import ProviderFactory as ProviderFactory
+    from ._provider import Resolution as Resolution
+    from ._provider import backends_from_data as backends_from_data
+    from ._provider import provider_factory as provider_factory
+    from ._provider import provider_kinds as provider_kinds
+    from ._provider import register_provider as register_provider
+    from ._redis import DEFAULT_REGISTRY_TIMEOUT as DEFAULT_REGISTRY_TIMEOUT
+    from ._redis import DEFAULT_REGISTRY_TTL as DEFAULT_REGISTRY_TTL
+    from ._redis import RedisRegistry as RedisRegistry
+    from ._redis import Registration as Registration
+    from ._static import StaticProvider as StaticProvider
+    from ._watch import FileWatch as FileWatch
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-
-
-__all__ = [
-    # the driver
-    "Discovery",
-    "DEFAULT_MIN_INTERVAL",
-    "DEFAULT_RETRY_INTERVAL",
-    "DEFAULT_RESOLVE_TIMEOUT",
-    # providers
-    "DiscoveryProvider",
-    "BaseProvider",
-    "Resolution",
-    "StaticProvider",
-    "FileProvider",
-    "DnsProvider",
-    "DNS_RECORDS",
-    "DEFAULT_DNS_TIMEOUT",
-    "RedisRegistry",
-    "Registration",
-    "DEFAULT_REGISTRY_TTL",
-    "DEFAULT_REGISTRY_TIMEOUT",
-    # registry for config files
-    "register_provider",
-    "provider_factory",
-    "provider_kinds",
-    "ProviderFactory",
-    "backends_from_data",
-    # events
-    "DiscoveryFailed",
-    "DiscoveryRecovered",
-    # helpers
-    "FileWatch",
-]
+__getattr__, __dir__, __all__ = declared_exports(__name__, __file__, globals())

@@ -1,7 +1,8 @@
 """Event-fed metrics: what each policy and routing event adds to which counter.
 
 Events are matched by class name (walking the class's bases), so this module needs
-no import of the policies, and an event it does not know is ignored.
+no import of the policies, and an event it does not know is ignored. What a policy's
+events count is declared by its registration (``meshlite/policies/_registry.py``).
 """
 
 from __future__ import annotations
@@ -10,45 +11,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._events import Event
+from ..policies._registry import Count, registrations
 from ._metrics import Counters
 
 __all__ = ["EVENT_METRICS", "EventFeed", "touch_service"]
 
 _S = ("service",)
 
-EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "meshlite_retries_total": (
-        "counter", "Retries scheduled: attempts after the first.", _S),
-    "meshlite_retries_exhausted_total": (
-        "counter", "Calls whose last allowed attempt failed, by why no more were made.",
-        ("service", "reason")),
-    "meshlite_retry_budget_exhausted_total": (
-        "counter", "Retries skipped because the retry budget was empty.", _S),
+_GENERAL: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "meshlite_rejections_total": (
         "counter", "Calls a policy refused without running them, by policy and reason.",
         ("service", "policy", "reason")),
-    "meshlite_timeouts_total": ("counter", "Calls that ran past their Timeout.", _S),
-    "meshlite_fallbacks_total": ("counter", "Calls the Fallback policy answered.", _S),
-    "meshlite_circuit_breaker_transitions_total": (
-        "counter", "Circuit breaker state changes, by the state entered.",
-        ("service", "breaker", "state")),
-    "meshlite_cache_hits_total": ("counter", "Calls a fresh cache entry answered.", _S),
-    "meshlite_cache_misses_total": (
-        "counter", "Cached calls no entry answered (the call ran or joined one running).", _S),
-    "meshlite_cache_stale_served_total": (
-        "counter", "Calls answered by a stale entry while it was refreshed.", _S),
-    "meshlite_cache_refresh_failures_total": (
-        "counter", "Background refreshes of stale cache entries that failed.", _S),
-    "meshlite_rate_limit_waits_total": (
-        "counter", "Calls that waited for a rate-limit slot before running.", _S),
-    "meshlite_rate_limit_wait_seconds_total": (
-        "counter", "Seconds calls spent waiting for rate-limit slots.", _S),
-    "meshlite_hedges_total": (
-        "counter", "Hedge attempts started, by reason (delay or error).", ("service", "reason")),
-    "meshlite_faults_injected_total": (
-        "counter", "Faults the FaultInjection policy injected, by kind.", ("service", "fault")),
-    "meshlite_concurrency_limit": (
-        "gauge", "The adaptive concurrency limit last set.", _S),
     "meshlite_backend_ejections_total": (
         "counter", "Times outlier detection ejected a backend.", ("service", "backend")),
     "meshlite_ejections_skipped_total": (
@@ -63,18 +36,7 @@ EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "counter", "Policy decisions taken without the shared store (it did not answer), "
         "by policy and the store's on_error action.", ("service", "policy", "action")),
 }
-"""Every event-fed metric: ``{name: (type, help, label names)}``."""
-
-# Counters that have only the service label, initialised to 0 for each service whose
-# pipeline holds the policy kind, so rate() sees the first event.
-_BY_KIND: dict[str, tuple[str, ...]] = {
-    "retry": ("meshlite_retries_total", "meshlite_retry_budget_exhausted_total"),
-    "timeout": ("meshlite_timeouts_total",),
-    "fallback": ("meshlite_fallbacks_total",),
-    "cache": ("meshlite_cache_hits_total", "meshlite_cache_misses_total",
-              "meshlite_cache_stale_served_total", "meshlite_cache_refresh_failures_total"),
-    "rate_limit": ("meshlite_rate_limit_waits_total", "meshlite_rate_limit_wait_seconds_total"),
-}
+"""Metrics of the events no single policy owns (routing, the store, rejections)."""
 
 Rule = Callable[[Any, Counters], None]
 
@@ -90,35 +52,45 @@ def _count(name: str, *fields: str) -> Rule:
     return rule
 
 
-def _rate_limit_waited(e: Any, c: Counters) -> None:
-    c.add("meshlite_rate_limit_waits_total", (_svc(e),))
-    c.add("meshlite_rate_limit_wait_seconds_total", (_svc(e),), float(e.waited))
-
-
-def _limit_changed(e: Any, c: Counters) -> None:
-    c.set("meshlite_concurrency_limit", (_svc(e),), float(e.new))
-
-
 def _ignore(e: Any, c: Counters) -> None:
     return None
 
 
+def _registered_rule(counts: tuple[Count, ...], gauges: frozenset[str]) -> Rule:
+    """The rule a policy registration declares for one event."""
+    if len(counts) == 1 and counts[0].amount is None:
+        return _count(counts[0].metric, *counts[0].fields)
+
+    def rule(e: Any, c: Counters) -> None:
+        for count in counts:
+            labels = (_svc(e), *(str(getattr(e, f, "") or "") for f in count.fields))
+            amount = 1.0 if count.amount is None else float(getattr(e, count.amount))
+            if count.metric in gauges:
+                c.set(count.metric, labels, amount)
+            else:
+                c.add(count.metric, labels, amount)
+
+    return rule
+
+
+_POLICIES = list(registrations())
+EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    **{m.name: (m.type, m.help, m.labels) for p in _POLICIES for m in p.metrics},
+    **_GENERAL,
+}
+"""Every event-fed metric: ``{name: (type, help, label names)}`` (the policies' from
+their registrations, ``meshlite/policies/_registry.py``)."""
+
+# Counters that have only the service label, initialised to 0 for each service whose
+# pipeline holds the policy kind, so rate() sees the first event.
+_BY_KIND: dict[str, tuple[str, ...]] = {
+    p.kind: tuple(m.name for m in p.metrics if m.zero) for p in _POLICIES}
+
+_GAUGES = frozenset(m.name for p in _POLICIES for m in p.metrics if m.type == "gauge")
 _RULES: dict[str, Rule] = {
-    "RetryScheduled": _count("meshlite_retries_total"),
-    "RetriesExhausted": _count("meshlite_retries_exhausted_total", "reason"),
-    "RetryBudgetExhausted": _count("meshlite_retry_budget_exhausted_total"),
+    **{event: _registered_rule(counts, _GAUGES) for p in _POLICIES
+       for event, counts in p.events.items() if counts},
     "CallRejected": _count("meshlite_rejections_total", "policy", "reason"),
-    "TimedOut": _count("meshlite_timeouts_total"),
-    "FallbackUsed": _count("meshlite_fallbacks_total"),
-    "CircuitStateChanged": _count("meshlite_circuit_breaker_transitions_total", "name", "state"),
-    "CacheHit": _count("meshlite_cache_hits_total"),
-    "CacheMiss": _count("meshlite_cache_misses_total"),
-    "CacheStaleServed": _count("meshlite_cache_stale_served_total"),
-    "CacheRefreshFailed": _count("meshlite_cache_refresh_failures_total"),
-    "RateLimitWaited": _rate_limit_waited,
-    "HedgeStarted": _count("meshlite_hedges_total", "reason"),
-    "FaultInjected": _count("meshlite_faults_injected_total", "fault"),
-    "ConcurrencyLimitChanged": _limit_changed,
     "BackendEjected": _count("meshlite_backend_ejections_total", "address"),
     "EjectionSkipped": _count("meshlite_ejections_skipped_total", "address"),
     "PanicModeEntered": _count("meshlite_panic_mode_entered_total"),

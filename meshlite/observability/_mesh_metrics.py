@@ -39,7 +39,7 @@ from ._multiproc import Counts, SharedMetrics, host_counts, multiproc_dir
 from ._scrape import AttemptReadings, mesh_families, service_families
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = ["MeshMetrics"]
 

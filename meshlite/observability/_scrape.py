@@ -10,7 +10,7 @@ from ..routing._service import Service
 from ._metrics import Labels, MetricFamily, Sample, Timings, TimingsReading, histogram_samples
 
 if TYPE_CHECKING:
-    from .._mesh import Mesh
+    from ..mesh._mesh import Mesh
 
 __all__ = ["AttemptReadings", "BREAKER_STATES", "mesh_families", "service_families"]
 

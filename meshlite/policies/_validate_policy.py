@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._context import CallContext
-from .._errors import ConfigError, MeshliteError
+from .._errors import ConfigError, ValidationError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail
@@ -25,31 +25,6 @@ __all__ = [
 
 DEFAULT_SHOWN_PROBLEMS = 5
 """Problems listed in one error message; ``.errors`` has all of them."""
-
-
-
-class ValidationError(MeshliteError, ValueError):
-    """A call's arguments or result failed :class:`Validate`'s check.
-
-    The message names each failing field and what was expected, never the value
-    (which may be a secret). Not a transient error: :class:`meshlite.Retry` does not
-    retry it by default.
-
-    Attributes:
-        stage: ``"args"`` or ``"result"``.
-        operation: The operation whose call failed.
-        fields: The failing field paths (``"user.email"``; ``""`` is the whole value).
-        errors: Every problem as ``"path: what was expected"``.
-    """
-
-    def __init__(self, message: str, *, service: str | None, operation: str | None,
-                 stage: str, problems: tuple[Problem, ...]) -> None:
-        super().__init__(message, service=service, policy="validate")
-        self.stage = stage
-        self.operation = operation
-        self.fields: tuple[str, ...] = tuple(path for path, _ in problems)
-        self.errors: tuple[str, ...] = tuple(
-            f"{path or '<' + stage + '>'}: {expected}" for path, expected in problems)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

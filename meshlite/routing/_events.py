@@ -9,9 +9,8 @@ events. Their ``policy`` field says which part of routing emitted them:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from .._errors import MeshliteError, RejectedError
+from .._errors import MeshClosedError, ResponseStatusError
 from .._events import Event
 
 __all__ = [
@@ -97,39 +96,3 @@ class BackendsChanged(Event):
 
     added: tuple[str, ...]
     removed: tuple[str, ...]
-
-
-class ResponseStatusError(MeshliteError):
-    """A backend answered with a failure status (5xx or 429).
-
-    Raised inside a service's pipeline by meshlite's HTTP transport so that retry,
-    circuit breakers and outlier detection count the answer as a failure. The
-    transport never lets it reach your code: when the pipeline gives up, the last
-    response is returned, so ``response.raise_for_status()`` works as usual. Use it
-    in ``on=`` / ``failure_on=`` filters.
-
-    Attributes:
-        response: The ``httpx.Response`` (body already read).
-        status_code: Its status code.
-        address: The backend that answered.
-        retry_after: Seconds from its ``Retry-After`` header, or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        response: Any,
-        status_code: int,
-        address: str,
-        service: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, service=service, policy="routing", retry_after=retry_after)
-        self.response = response
-        self.status_code = status_code
-        self.address = address
-
-
-class MeshClosedError(RejectedError):
-    """The mesh is closing (draining) or closed, so it refused a new call."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import INVALID_SPAN
 
 from .._context import CallContext
-from .._errors import RejectedError, TimeoutExceeded
+from .._errors import ResendRefused, TimeoutExceeded
 from .._policy import AsyncHandler, Handler
 from ..telemetry._spans import AttemptSpan
 
@@ -39,19 +39,6 @@ if TYPE_CHECKING:
     from ._service import Service
 
 __all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
-
-
-class ResendRefused(RejectedError):
-    """A retry of a call that must not be sent twice; ``error`` is the first failure.
-
-    A rejection, so retry's default predicate stops at once; meshlite's HTTP
-    transport unwraps it and returns (or raises) the original outcome.
-    """
-
-    def __init__(self, message: str, *, error: BaseException | None,
-                 service: str | None) -> None:
-        super().__init__(message, service=service, policy="routing")
-        self.error = error
 
 
 def prepare_retry(ctx: CallContext) -> None:

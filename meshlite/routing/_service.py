@@ -320,6 +320,26 @@ class Service(Rotation):
             handler = self._chain().awrap(inner)
         self._injected, self._ahandler, self._handler = injected, handler, None
 
+    # -- what the mesh's config changes a service through (not public API) --------
+
+    def set_pipeline(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline`` from the next call on: one assignment of the compiled async
+        handler (the sync one is recompiled on its next use; injected policies stay).
+        Policies new to the service get the hooks subscribed to it; nothing changes
+        if compiling raises."""
+        known = {id(p) for p in self.pipeline.walk()}
+        with self._lock:
+            old, self.pipeline = self.pipeline, pipeline
+            try:
+                self._recompile(self._injected)
+            except BaseException:
+                self.pipeline = old
+                raise
+        for policy in pipeline.walk():
+            if id(policy) not in known:
+                for hook in self.hooks._hooks:
+                    policy.hooks.add(hook)
+
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to this service's routing events and its pipeline's
         policy events; returns the unsubscribe function."""

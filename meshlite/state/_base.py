@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .._errors import MeshliteError
+from .._errors import StoreUnavailableError
 from .._events import Event
 
 if TYPE_CHECKING:
@@ -56,14 +56,6 @@ RAISE: OnError = "raise"
 ON_ERROR_MODES: tuple[OnError, ...] = (LOCAL, ALLOW, DENY, RAISE)
 
 _RAISING_STEPS = ("decide", "manage")
-
-
-class StoreUnavailableError(MeshliteError):
-    """The shared store did not answer (down, slow, restarting, or refusing).
-
-    Policies catch it and fall back; it reaches the caller only with
-    ``on_error="raise"``. The driver's own error is chained as ``__cause__``.
-    """
 
 
 # -- events -----------------------------------------------------------------------

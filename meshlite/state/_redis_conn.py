@@ -27,18 +27,13 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._base import StoreUnavailableError
+from .._errors import StoreBusyError
 from ._redis_target import Target
 
 __all__ = ["Clients", "LoopClient", "StoreBusyError"]
 
 _SPARE = 8
 """Pool connections beyond the send slots, for pub/sub subscriptions (registries)."""
-
-
-class StoreBusyError(StoreUnavailableError):
-    """Every connection of the process (or event loop) stayed busy for
-    ``pool_timeout``: this decision falls back, the store is not marked down."""
 
 
 class LoopClient:

@@ -12,6 +12,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from .._errors import StoreReplyError
 from ._base import StoreUnavailableError
 from ._redis_conn import StoreBusyError
 
@@ -35,11 +36,6 @@ class Script:
         self.source = source
         self._sync: Any = None
         self._async: Any = None
-
-
-class StoreReplyError(StoreUnavailableError):
-    """Redis answered one operation with an error (``WRONGTYPE``, ``OOM``, a script
-    error, ``READONLY``...): that decision falls back; the store is not marked down."""
 
 
 class Commands:
@@ -222,4 +218,3 @@ class Commands:
     def _aclient(self) -> Any:
         """The redis.asyncio client of the running loop (for pub/sub)."""
         return self._clients.loop_client().client
-

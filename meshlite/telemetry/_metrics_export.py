@@ -66,7 +66,7 @@ def _reader(exporter: Any, interval: float, sources: list[Collector],
     )
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    from .. import __version__
+    from .._version import __version__
     from ._otel_metrics import otel_metrics
 
     scope = InstrumentationScope("meshlite", __version__)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .._errors import MeshliteError
+from .._errors import CassetteError, CassetteMiss, ReplayedError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,36 +51,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _SHOWN = 20  # interactions listed in a miss message
-
-
-class CassetteError(MeshliteError):
-    """A cassette cannot be read, written or replayed."""
-
-
-class CassetteMiss(CassetteError):
-    """A replayed call or request has no (unused) recording in the cassette.
-
-    Attributes:
-        asked: The call or request that missed, as text.
-        available: Every interaction of the cassette, as text.
-    """
-
-    def __init__(self, message: str, *, asked: str, available: list[str]) -> None:
-        super().__init__(message)
-        self.asked = asked
-        self.available = available
-
-
-class ReplayedError(MeshliteError):
-    """Stands in for a recorded error whose class cannot be rebuilt at replay.
-
-    Attributes:
-        error_type: The recorded class, ``"module.QualName"``.
-    """
-
-    def __init__(self, message: str, *, error_type: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 # -- values -----------------------------------------------------------------------------

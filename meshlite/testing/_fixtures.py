@@ -13,7 +13,7 @@ from typing import Any, Self
 from .._clock import Clock
 from .._errors import ConfigError
 from .._events import Event
-from .._mesh import Mesh
+from ..mesh._mesh import Mesh
 from ..policies._fault import ErrorSpec, FaultInjected, FaultInjection, LatencySpec
 from ..routing._service import Service
 from ._backend import FakeBackend

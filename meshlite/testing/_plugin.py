@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from .._mesh import Mesh
 from .._switches import set_testing
+from ..mesh._mesh import Mesh
 from ._clock import FakeClock
 from ._fixtures import BackendFactory, Chaos, MeshFactory
 

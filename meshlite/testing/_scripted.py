@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import MeshliteError
+from .._errors import ScriptExhausted
 from .._validate import fail, non_negative
 
 __all__ = ["ScriptExhausted", "ScriptedCall", "ScriptedService", "Step", "step"]
@@ -91,10 +91,6 @@ class ScriptedCall:
     def ok(self) -> bool:
         """Whether the call returned instead of raising."""
         return self.error is None
-
-
-class ScriptExhausted(MeshliteError):
-    """A :class:`ScriptedService` was called more often than its script has steps."""
 
 
 class ScriptedService:

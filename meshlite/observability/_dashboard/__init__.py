@@ -16,7 +16,7 @@ from ._history import DEFAULT_HISTORY_SECONDS
 from ._rules import CONDITIONS, Alert, AlertFired, AlertResolved, AlertRule
 
 if TYPE_CHECKING:
-    from ..._mesh import Mesh
+    from ...mesh._mesh import Mesh
     from ._server import DashboardServer
 
 __all__ = [

@@ -22,7 +22,7 @@ from ._rules import Alert
 from ._webhook import post_alerts
 
 if TYPE_CHECKING:
-    from ..._mesh import Mesh
+    from ...mesh._mesh import Mesh
 
 __all__ = ["Client", "Monitor"]
 

@@ -24,7 +24,7 @@ from ._monitor import Monitor
 from ._tokens import resolve_token
 
 if TYPE_CHECKING:
-    from ..._mesh import Mesh
+    from ...mesh._mesh import Mesh
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DashboardServer", "run_dashboard", "serve_dashboard"]
 
@@ -216,7 +216,7 @@ def run_dashboard(config_path: str, host: str = DEFAULT_HOST, port: int = DEFAUL
             without a token.
         OSError: the port is in use.
     """
-    from ..._mesh import Mesh
+    from ...mesh._mesh import Mesh
 
     settings = _settings(host, port, token, admin_token, options)
     # The file's own dashboard: section is not served a second time: this is it.

@@ -2,7 +2,8 @@
 
 ``_options`` holds the options, defaults, events and cache keys; ``_store`` the
 entries and the calls in flight (the concurrency lives there); ``_policy`` the
-``Cache`` policy itself.
+``Cache`` policy itself; ``_handlers`` its per-call paths; ``_shared`` (and its
+async twin ``_ashared``) the paths of a cache whose entries live in a store.
 """
 
 from ._options import (

@@ -16,6 +16,7 @@ from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import fail
 from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
 from ._ashared import shared_async_handler
+from ._handlers import async_handler, sync_handler
 from ._options import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_CACHE_STALE_TTL,
@@ -28,7 +29,6 @@ from ._options import (
     argument_key,
     unhashable_error,
 )
-from ._serve import async_handler, sync_handler
 from ._shared import argument_text, shared_sync_handler
 from ._store import CacheStore, Key
 

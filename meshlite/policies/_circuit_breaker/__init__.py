@@ -5,12 +5,11 @@
 - ``_records``: state names, transitions, admissions, metrics snapshots.
 - ``_state``: the state machine (the part a shared store will replace).
 - ``_handlers``: the per-call sync and async handlers.
-- ``_breaker``: the policy, its events, errors and manual controls.
+- ``_policy``: the policy, its events, errors and manual controls.
 - ``_pybreaker``: ``CircuitBreaker.from_pybreaker``.
 """
 
 from ...state._circuit_records import CircuitMetrics
-from ._breaker import CircuitBreaker
 from ._options import (
     DEFAULT_FAILURE_ON,
     DEFAULT_FAILURE_RATE,
@@ -22,6 +21,7 @@ from ._options import (
     DEFAULT_WINDOW_TYPE,
     CircuitBreakerOptions,
 )
+from ._policy import CircuitBreaker
 
 __all__ = [
     "CircuitBreaker",

@@ -10,7 +10,7 @@ from ..._clock import Clock
 from ..._validate import fail
 
 if TYPE_CHECKING:
-    from ._breaker import CircuitBreaker
+    from ._policy import CircuitBreaker
 
 __all__ = ["adapt"]
 

@@ -27,7 +27,7 @@ from ...state._circuit_records import UNRECORDED, Admission
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._breaker import CircuitBreaker
+    from ._policy import CircuitBreaker
 
 __all__ = ["shared_async_handler", "shared_sync_handler"]
 

@@ -19,7 +19,7 @@ from ..._policy import AsyncHandler, Handler
 from ...state._gcra_local import LocalGcraCell
 
 if TYPE_CHECKING:
-    from ._limiter import RateLimit
+    from ._policy import RateLimit
 
 __all__ = ["async_handler", "sync_handler"]
 

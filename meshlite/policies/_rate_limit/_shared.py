@@ -25,7 +25,7 @@ from ...state._base import ALLOW, LOCAL, SharedGcra, StoreUnavailableError, fall
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._limiter import RateLimit
+    from ._policy import RateLimit
 
 __all__ = ["shared_async_handler", "shared_sync_handler"]
 

@@ -7,16 +7,18 @@ the caller's loop, ``with mesh`` on one :class:`LoopThread`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from types import TracebackType
+from collections.abc import Collection, Mapping
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 from .._clock import Clock
 from .._errors import ConfigError
-from ._lifecycle import LoopThread, dependency_order, start_all, stop_all
-from ._service import Lifecycle, Service
+from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
+from ..routing._service import Lifecycle, Service
 
-__all__ = ["MeshLifecycle"]
+__all__ = ["MeshLifecycle", "close_async_pools_here"]
 
 _DRAIN_POLL = 0.005
 """Seconds between checks of the calls in flight while draining."""
@@ -30,6 +32,7 @@ class MeshLifecycle:
     clock: Clock
     drain_timeout: float
     _services: dict[str, Service]
+    _targets: dict[str, Any]
     _extra: list[Service]
     _components: list[Lifecycle]
     _started: list[Lifecycle]
@@ -115,7 +118,7 @@ class MeshLifecycle:
             if thread is not None:
                 thread.run_quietly(pools.aclose())
             else:
-                _close_async_pools_here(pools)
+                close_async_pools_here(pools)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -152,7 +155,7 @@ class MeshLifecycle:
                 clock.sleep(min(_DRAIN_POLL, left))
             thread, self._thread = self._thread, None
             if self._sessions:
-                _close_async_pools_here(self)  # sessions of an async caller
+                close_async_pools_here(self)  # sessions of an async caller
             if thread is not None:
                 thread.run(stop_all(self._started))
                 self._close_http(thread)
@@ -162,8 +165,88 @@ class MeshLifecycle:
         finally:
             self._set_state("closed")
 
+    # -- what meshlite.config changes a mesh through (not public API) -------------
 
-def _close_async_pools_here(pools: Any) -> None:
+    @property
+    def is_open(self) -> bool:
+        """Whether the mesh is open: started, and neither closing nor closed."""
+        return self._state == "open"
+
+    @property
+    def loop_thread(self) -> LoopThread | None:
+        """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
+        return self._thread
+
+    def registered(self) -> Mapping[str, Service]:
+        """The registered services by name (a read-only view)."""
+        return MappingProxyType(self._services)
+
+    def _adopt(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
+
+    def put_service(self, service: Service, *, replacing: Service | None = None) -> None:
+        """Register ``service`` under its name, in place of ``replacing`` (None: of
+        whatever has the name), without starting it. An override of the name
+        (``mesh.override``) stays in force unless it is ``replacing`` itself."""
+        self._adopt(service)
+        name = service.name
+        self._services[name] = service
+        if replacing is None or self._targets.get(name) is replacing:
+            self._targets[name] = service
+
+    def drop_service(self, service: Service) -> None:
+        """Take ``service``'s name out of the registry (nothing is stopped: see
+        :meth:`release_components`); an override of the name stays in force."""
+        self._services.pop(service.name, None)
+        if self._targets.get(service.name) is service:
+            del self._targets[service.name]
+
+    async def start_services(self, services: Collection[Service]) -> None:
+        """Start the components of ``services`` in dependency order (when open)."""
+        if self._state == "open":
+            for service in dependency_order(self._services):
+                if service in services:
+                    await start_all(service.components, self._started)
+
+    def release_components(self, service: Service) -> list[Lifecycle]:
+        """The started components of ``service``, which the mesh no longer stops: the
+        caller does."""
+        components = [c for c in service.components if c in self._started]
+        for c in components:
+            self._started.remove(c)
+        return components
+
+    def mark_started(self, component: Lifecycle) -> None:
+        """Stop ``component`` (attached and started late) when the mesh closes."""
+        self._started.append(component)
+
+    async def close_service_pools(self, service: Service) -> None:
+        """Close the HTTP connection pools ``service`` made, if any (a retired
+        service)."""
+        if self._http is not None:
+            await self._http.aclose(service)
+
+    def close_service_pools_now(self, service: Service) -> None:
+        """:meth:`close_service_pools` without an event loop (a mesh not open)."""
+        if self._http is None:
+            return
+        async_pools, sync_pools = self._http.take(service)
+        for pools in sync_pools:
+            with contextlib.suppress(Exception):
+                pools.close()
+        for pools in async_pools:
+            close_async_pools_here(pools)
+
+    async def detach(self, component: Lifecycle) -> None:
+        """Stop ``component`` if it runs, and forget it."""
+        if component in self._started:
+            self._started.remove(component)
+            await component.stop()
+        if component in self._components:
+            self._components.remove(component)
+
+
+def close_async_pools_here(pools: Any) -> None:
     """Best effort for async pools (or a mesh's aiohttp sessions) reached by a sync
     close: their loop may be gone."""
     try:

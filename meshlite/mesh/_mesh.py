@@ -4,37 +4,36 @@ points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``)."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from ._api_audit import ApiAudit
-from ._audit import AuditLog
-from ._clock import SYSTEM_CLOCK, Clock
-from ._context import CallContext, _current
-from ._context import operation_of as _operation_of
-from ._errors import ConfigError
-from ._events import Hook
-from ._inbound._naming import check_name, default_name
-from ._inflight import calls_list, count
-from ._validate import fail, non_negative
-from .observability._mesh_metrics import MeshMetrics
-from .routing._events import MeshClosedError
-from .routing._lifecycle import LoopThread, dependency_order, start_all
-from .routing._mesh_lifecycle import MeshLifecycle
-from .routing._service import Lifecycle, Service, override_service
+from .._api_audit import ApiAudit
+from .._audit import AuditLog
+from .._clock import SYSTEM_CLOCK, Clock
+from .._context import CallContext, _current
+from .._context import operation_of as _operation_of
+from .._errors import ConfigError
+from .._events import Hook
+from .._inbound._naming import check_name, default_name
+from .._inflight import calls_list, count
+from .._validate import fail, non_negative
+from ..observability._mesh_metrics import MeshMetrics
+from ..routing._events import MeshClosedError
+from ..routing._lifecycle import LoopThread, dependency_order, start_all
+from ..routing._service import Lifecycle, Service, override_service
+from ._lifecycle import MeshLifecycle
 
 if TYPE_CHECKING:
     import aiohttp
     import httpx
 
-    from .observability._dashboard import Alerts
-    from .observability._dashboard._server import DashboardServer
-    from .observability._metrics import Timings
-    from .routing._snapshot import ServiceHealth, ServiceSnapshot
+    from ..observability._dashboard import Alerts
+    from ..observability._dashboard._server import DashboardServer
+    from ..observability._metrics import Timings
+    from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 
@@ -123,9 +122,9 @@ class Mesh(MeshLifecycle):
 
         Delegates to ``meshlite.config.mesh_from_config(path, **kwargs)``.
         """
-        config: Any = importlib.import_module("meshlite.config")
-        mesh: Mesh = config.mesh_from_config(path, **kwargs)
-        return mesh
+        from ..config._mesh_config import mesh_from_config
+
+        return mesh_from_config(path, **kwargs)
 
     def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Follow a config file: apply it now, then every valid change while the mesh
@@ -134,8 +133,9 @@ class Mesh(MeshLifecycle):
         A change that fails validation changes nothing: the running config stays, and
         the error is logged, kept in :attr:`reload_errors` and emitted as an event.
         """
-        config: Any = importlib.import_module("meshlite.config")
-        return config.watch(self, path, **kwargs)
+        from ..config._mesh_config import watch
+
+        return watch(self, path, **kwargs)
 
     # -- registry -------------------------------------------------------------
 
@@ -221,7 +221,7 @@ class Mesh(MeshLifecycle):
         clients: the HTTP layer's, held here so that closing the mesh closes them."""
         http = self._http
         if http is None:
-            from ._http._pools import MeshPools
+            from .._http._pools import MeshPools
 
             with _HTTP_LOCK:
                 http = self._http
@@ -256,14 +256,14 @@ class Mesh(MeshLifecycle):
 
     def health(self) -> dict[str, ServiceHealth]:
         """Each service's health, from cached state (no I/O)."""
-        from .routing._snapshot import health_of
+        from ..routing._snapshot import health_of
 
         return {name: health_of(self.service(name)) for name in self._services}
 
     def snapshot(self) -> dict[str, ServiceSnapshot]:
         """Each service's numbers: requests, errors, latency percentiles, in flight,
         ejection, health and breaker state, per backend and in total."""
-        from .routing._snapshot import snapshot_of
+        from ..routing._snapshot import snapshot_of
 
         return {name: snapshot_of(self.service(name)) for name in self._services}
 
@@ -469,14 +469,14 @@ class Mesh(MeshLifecycle):
             ConfigError: no such service, or ``transport=`` given.
         """
         self._target(name)
-        from ._http._transport import async_client
+        from .._http._transport import async_client
 
         return async_client(self, name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
-        from ._http._transport import sync_client
+        from .._http._transport import sync_client
 
         return sync_client(self, name, httpx_kwargs)
 
@@ -496,7 +496,7 @@ class Mesh(MeshLifecycle):
             ConfigError: no such service, or a ``base_url`` that is not absolute.
         """
         self._target(name)
-        from ._http._aio_session import aiohttp_session
+        from .._http._aio_session import aiohttp_session
 
         return aiohttp_session(self, name, session_kwargs)
 
@@ -546,8 +546,9 @@ class Mesh(MeshLifecycle):
         Raises:
             ConfigError: the mesh follows no config file.
         """
-        config: Any = importlib.import_module("meshlite.config._reload")
-        outcome: str = await config.reload_now(self)
+        from ..config._reload import reload_now
+
+        outcome = await reload_now(self)
         return outcome != "rejected"
 
     def reload_sync(self) -> bool:
@@ -558,8 +559,9 @@ class Mesh(MeshLifecycle):
             ConfigError: the mesh follows no config file, or it is open on an event
                 loop (use ``await mesh.reload()``).
         """
-        config: Any = importlib.import_module("meshlite.config._reload")
-        outcome: str = config.reload_blocking(self)
+        from ..config._reload import reload_blocking
+
+        outcome = reload_blocking(self)
         return outcome != "rejected"
 
     # -- dashboard -------------------------------------------------------------
@@ -569,7 +571,7 @@ class Mesh(MeshLifecycle):
         """The mesh's alert rules and alerts (``mesh.alerts.add(ml.AlertRule(...))``);
         a running dashboard evaluates them once a second."""
         if self._alerts is None:
-            from .observability._dashboard import Alerts
+            from ..observability._dashboard import Alerts
 
             self._alerts = Alerts()
         return self._alerts
@@ -599,7 +601,7 @@ class Mesh(MeshLifecycle):
             ImportError: the dashboard extra is not installed.
             OSError: the port is in use.
         """
-        from .observability._dashboard import serve_dashboard
+        from ..observability._dashboard import serve_dashboard
 
         return await serve_dashboard(self, host, port, token, admin_token, **options)
 
