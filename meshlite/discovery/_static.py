@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..routing._backend import Backend, BackendLike, as_backend
+from ..routing._backend import BackendLike, as_backends
 from ._provider import BaseProvider, Resolution
 
 __all__ = ["StaticProvider"]
@@ -17,15 +17,13 @@ class StaticProvider(BaseProvider):
         backends: Backends or their addresses.
 
     Raises:
-        ConfigError: a backend is neither a ``Backend`` nor an address.
+        ConfigError: ``backends`` is not a backend, an address, or a list of them.
     """
 
     kind = "static"
 
     def __init__(self, backends: Iterable[BackendLike] = ()) -> None:
-        if isinstance(backends, str | Backend):
-            backends = (backends,)
-        self.backends = tuple(as_backend(b, "StaticProvider") for b in backends)
+        self.backends = tuple(as_backends(backends, "StaticProvider"))
 
     async def resolve(self) -> Resolution:
         """The configured backends."""

@@ -186,3 +186,21 @@ def test_driver_bad_arguments() -> None:
         Discovery(service, StaticProvider(), interval=0)
     with pytest.raises(ml.ConfigError, match="FileProvider: path must be a file path"):
         FileProvider("")
+
+
+@pytest.mark.parametrize("backends", [None, 5, {"a": 1}])
+def test_static_provider_refuses_what_is_not_a_list_of_backends(backends: object) -> None:
+    with pytest.raises(ml.ConfigError, match="backends"):
+        StaticProvider(backends)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backends", ["null", "5"])
+def test_a_config_with_bad_static_backends_is_a_config_error(
+        tmp_path: Path, backends: str) -> None:
+    from meshlite.config import load_config
+
+    path = tmp_path / "mesh.yaml"
+    path.write_text(f"services:\n  users:\n    discovery: {{type: static, backends: {backends}}}\n",
+                    encoding="utf-8")
+    with pytest.raises(ml.ConfigError, match=r"services\.users\.discovery\.backends"):
+        load_config(str(path))
