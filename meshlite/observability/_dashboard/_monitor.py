@@ -76,6 +76,8 @@ class Monitor:
         self.saved = (None if shared is None
                       else os.path.join(shared.directory, "dashboard-history.json"))
         self._ticks = 0
+        self.owner = False
+        """Made by a dashboard (which stops it), not by the mesh's HostMonitor."""
 
     def services(self) -> list[Service]:
         """The services as calls see them now (an override's service while active)."""
@@ -95,7 +97,10 @@ class Monitor:
             history.record(second, s.requests, s.errors, s.p50, s.p99)
         self.latest = {s.name: s for s in measured}
         alerts = self.mesh.alerts
-        changed = alerts.evaluate(now, measured, self._emit)
+        host = getattr(self.mesh, "_host", None)
+        # With several workers only the leading one evaluates (and notifies).
+        changed = (alerts.evaluate(now, measured, self._emit)
+                   if host is None or host.leading else [])
         for service, group in alerts.notifications(changed):
             self._post(service, group)
         return tick_payload(measured, alerts.as_dict() if changed else None,
