@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._validate import fail
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
+from ._hostview import Buckets, host_buckets
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     Collector,
@@ -63,7 +64,7 @@ class MeshMetrics:
                  ) -> None:
         self.bounds = check_buckets("Mesh metrics", buckets)
         self._service_label = "service"
-        self._host_cache: tuple[float, dict[str, Counts]] | None = None
+        self._host_cache: tuple[float, dict[str, Counts], dict[str, Buckets]] | None = None
         self._extra: list[Collector] = []  # register(): other series, same registry
         self._mesh = mesh
         self._lock = threading.RLock()
@@ -128,14 +129,26 @@ class MeshMetrics:
         reading = series.read_all()
         return reading.count, sum(reading.errors.values()), retries, None, None
 
+    def host_latency(self, service: str) -> Buckets | None:
+        """With a shared directory, service ``service``'s attempt histogram summed
+        over every worker (cumulative buckets); None for one process (the dashboard
+        reads the endpoints' latencies itself)."""
+        if self.shared is None:
+            return None
+        return self._host_view()[2].get(service) or []
+
     def _host_counts(self) -> dict[str, Counts]:
+        return self._host_view()[1]
+
+    def _host_view(self) -> tuple[float, dict[str, Counts], dict[str, Buckets]]:
         # The dashboard asks once per service each second: read the files once.
         now = time.monotonic()
         cached = self._host_cache
         if cached is None or now - cached[0] > _HOST_CACHE_SECONDS:
             assert self.shared is not None
-            cached = self._host_cache = (now, host_counts(self.shared.workers()))
-        return cached[1]
+            workers = self.shared.workers()
+            cached = self._host_cache = (now, host_counts(workers), host_buckets(workers))
+        return cached
 
     @property
     def service_label(self) -> str:

@@ -66,7 +66,8 @@ class Monitor:
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
         metrics = mesh.metrics
-        self._sampler = Sampler(None if metrics is None else metrics.call_counts)
+        self._sampler = (Sampler() if metrics is None
+                         else Sampler(metrics.call_counts, metrics.host_latency))
         self._task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
         self._last_post: asyncio.Task[bool] | None = None

@@ -1,0 +1,89 @@
+"""The host's dashboard with several workers: latency percentiles come from every
+worker's attempt histograms, merged, and ``/api/workers`` gives each live worker's
+backend and breaker states and says where they differ. The other worker is a real
+process writing its file to the shared directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import meshlite as ml
+from meshlite.observability._dashboard._monitor import Monitor
+from meshlite.observability._dashboard._payload import workers_payload
+from meshlite.observability._hostview import spread
+from meshlite.testing import FakeBackend
+
+OTHER = textwrap.dedent('''\
+    import sys
+    import meshlite as ml
+
+    slow = sys.argv[1]
+    mesh = ml.Mesh([ml.Service("users", backends=[slow],
+                               pipeline=ml.Pipeline(ml.CircuitBreaker(name="users-db")))])
+    with mesh, mesh.http_sync("users") as users:
+        for _ in range(10):
+            assert users.get("/work").status_code == 200
+        [breaker] = [p for p in mesh.service("users").pipeline.walk()
+                     if p.kind == "circuit_breaker"]
+        breaker.force_open()
+        mesh.metrics.shared.flush()
+        print("ready", flush=True)
+        sys.stdin.readline()  # stays alive (and its gauges live) until told
+    ''')
+
+
+@pytest.fixture
+def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "multiproc"
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(directory))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    return directory
+
+
+def test_spread_places_latencies_as_histogram_quantile_does() -> None:
+    inf = float("inf")
+    assert spread([(0.1, 0.0), (0.2, 4.0), (inf, 4.0)], 100) == pytest.approx(
+        [0.1125, 0.1375, 0.1625, 0.1875])
+    assert spread([(0.1, 1.0), (inf, 3.0)], 100) == pytest.approx([0.05, 0.1, 0.1])
+    assert len(spread([(0.1, 5000.0), (inf, 5000.0)], 64)) == 64
+    assert spread([], 10) == []
+
+
+def test_latency_and_backend_states_are_the_hosts(shared: Path, tmp_path: Path) -> None:
+    with FakeBackend() as fast:
+        mesh = ml.Mesh([ml.Service("users", backends=[fast.url],
+                                   pipeline=ml.Pipeline(ml.CircuitBreaker(name="users-db")))])
+        monitor = Monitor(mesh, max_clients=1)
+        monitor._sampler.sample(monitor.services(), 0)  # the baseline: nothing yet
+        with mesh, mesh.http_sync("users") as users:
+            for _ in range(30):
+                assert users.get("/work").status_code == 200
+            with FakeBackend(latency=0.2) as slow:
+                script = tmp_path / "other.py"
+                script.write_text(OTHER)
+                other = subprocess.Popen([sys.executable, str(script), slow.url], text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                try:
+                    assert other.stdout is not None
+                    assert other.stdout.readline().strip() == "ready"
+                    update = monitor.tick(10.0)
+                    host = workers_payload(mesh)
+                finally:
+                    other.communicate("", timeout=30)
+        users_now = update["services"]["users"]
+        assert users_now["requests"] == 40  # both workers' calls
+        # 30 fast calls here, 10 slow ones there: this worker alone has no slow call
+        assert users_now["p50"] < 0.1
+        assert users_now["p99"] >= 0.1
+        views = {w["pid"]: w["backends"]["users"] for w in host["workers"]}
+        assert views[other.pid]["breakers"] == {"users-db": "forced_open"}
+        mine = [pid for pid in views if pid != other.pid]
+        assert [views[pid]["breakers"] for pid in mine] == [{"users-db": "closed"}]
+        assert {"service": "users", "breaker": "users-db",
+                "workers": {str(mine[0]): "closed", str(other.pid): "forced_open"}
+                } in host["differences"]
