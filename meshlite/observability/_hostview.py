@@ -10,12 +10,15 @@ process, so workers may disagree: where they do, the payload says so).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from ._multiproc import WorkerFile
+from ._multiproc import Counts, WorkerFile, host_counts
 
-__all__ = ["Buckets", "backend_states", "delta", "host_buckets", "spread", "state_differences"]
+__all__ = ["Buckets", "CallerRates", "HostView", "backend_states", "caller_totals", "delta",
+           "host_buckets", "host_topology", "spread", "state_differences"]
 
 Buckets = list[tuple[float, float]]
 """A histogram as ``(upper bound, cumulative count)``, bounds ascending, ``inf`` last."""
@@ -112,3 +115,83 @@ def state_differences(views: dict[int, dict[str, dict[str, Any]]]) -> list[dict[
                     out.append({"service": service, kind[:-1]: name,
                                 "workers": {str(pid): x for pid, x in seen.items()}})
     return out
+
+
+_CALLERS = {"meshlite_server_caller_requests_total": 0, "meshlite_server_caller_errors_total": 1}
+
+
+def caller_totals(workers: Iterable[WorkerFile]) -> dict[str, tuple[float, float]]:
+    """Requests and 5xx answers from each calling service, summed over workers."""
+    out: dict[str, list[float]] = {}
+    for w in workers:
+        for f in w.families:
+            i = _CALLERS.get(f.name)
+            if i is None:
+                continue
+            for s in f.samples:
+                caller = dict(s.labels).get("caller")
+                if caller is not None:
+                    out.setdefault(caller, [0.0, 0.0])[i] += s.value
+    return {c: (v[0], v[1]) for c, v in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """What the dashboard reads from the workers' files, once per tick."""
+
+    read_at: float
+    counts: dict[str, Counts]
+    latency: dict[str, Buckets]
+    callers: dict[str, tuple[float, float]]
+
+    @classmethod
+    def read(cls, workers: list[WorkerFile], now: float) -> HostView:
+        """Sum ``workers``' files (read at monotonic time ``now``)."""
+        return cls(now, host_counts(workers), host_buckets(workers), caller_totals(workers))
+
+
+class CallerRates:
+    """The host's callers' totals as the dashboard saw them each second, for rates
+    per second over the last ``window`` seconds (the inbound middleware's own
+    rates are one worker's)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._seen: deque[dict[str, tuple[float, float]]] = deque(maxlen=window + 1)
+
+    def add(self, totals: dict[str, tuple[float, float]]) -> None:
+        """Record this second's totals."""
+        self._seen.append(dict(totals))
+
+    def edges(self) -> list[dict[str, Any]]:
+        """Each caller: ``caller``, ``requests``, ``errors`` (totals) and
+        ``request_rate``, ``error_rate`` (per second, over the window)."""
+        if not self._seen:
+            return []
+        now, oldest = self._seen[-1], self._seen[0]
+        out = []
+        for caller, (requests, errors) in sorted(now.items()):
+            r0, e0 = oldest.get(caller, (0.0, 0.0))
+            out.append({"caller": caller, "requests": int(requests), "errors": int(errors),
+                        "request_rate": max(0.0, requests - r0) / self.window,
+                        "error_rate": max(0.0, errors - e0) / self.window})
+        return out
+
+
+def host_topology(answer: dict[str, Any], mesh: Any, callers: CallerRates) -> dict[str, Any]:
+    """``/api/topology`` (one worker's, from ``meshlite._inbound._topology``) made
+    the host's when the mesh shares a directory with other workers: the callers'
+    edges from every worker's server-side counters, the outgoing edges' totals
+    from every worker's attempts (their rates already are the host's)."""
+    metrics = getattr(mesh, "metrics", None)
+    if metrics is None or metrics.shared is None:
+        return answer
+    me = mesh.name or "this service"
+    edges = [{"from": c["caller"], "to": me, "requests": c["requests"], "errors": c["errors"],
+              "request_rate": round(c["request_rate"], 3),
+              "error_rate": round(c["error_rate"], 3)} for c in callers.edges()]
+    for edge in answer["edges"]:
+        if edge["from"] == me and edge["to"] != me:
+            _, _, _, attempts, attempt_errors = metrics.call_counts(edge["to"])
+            edges.append({**edge, "requests": attempts, "errors": attempt_errors})
+    return {**answer, "edges": edges}

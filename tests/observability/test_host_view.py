@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,92 @@ def test_latency_and_backend_states_are_the_hosts(shared: Path, tmp_path: Path) 
         assert {"service": "users", "breaker": "users-db",
                 "workers": {str(mine[0]): "closed", str(other.pid): "forced_open"}
                 } in host["differences"]
+
+
+CALLED = textwrap.dedent('''\
+    import asyncio
+    import sys
+
+    import httpx
+
+    import meshlite as ml
+    from meshlite.asgi import MeshMiddleware
+
+
+    async def ok(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+    async def main():
+        mesh = ml.Mesh([ml.Service("users", backends=[sys.argv[1]])], name="orders")
+        app = MeshMiddleware(ok, mesh=mesh)
+        async with mesh:
+            async with mesh.http("users") as users:
+                for _ in range(10):
+                    assert (await users.get("/work")).status_code == 200
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://orders") as client:
+                for _ in range(5):
+                    r = await client.get("/x", headers={"x-meshlite-caller": "gateway"})
+                    assert r.status_code == 200
+            mesh.metrics.shared.flush()
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+
+
+    asyncio.run(main())
+    ''')
+
+
+async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from meshlite.asgi import MeshMiddleware
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with FakeBackend() as backend:
+        mesh = ml.Mesh([ml.Service("users", backends=[backend.url])], name="orders")
+        app = MeshMiddleware(ok, mesh=mesh)
+        async with mesh:
+            server = await mesh.serve_dashboard(port=0)
+            async with mesh.http("users") as users:
+                for _ in range(4):
+                    assert (await users.get("/work")).status_code == 200
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://orders") as client:
+                for _ in range(3):
+                    await client.get("/x", headers={"x-meshlite-caller": "gateway"})
+            script = tmp_path / "called.py"
+            script.write_text(CALLED)
+            other = await asyncio.create_subprocess_exec(
+                sys.executable, str(script), backend.url, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE)
+            try:
+                assert other.stdout is not None
+                assert (await other.stdout.readline()).strip() == b"ready"
+                async with httpx.AsyncClient(base_url=server.url) as http:
+                    for _ in range(50):
+                        topo = (await http.get("/api/topology")).json()
+                        edges = {(e["from"], e["to"]): e for e in topo["edges"]}
+                        if edges.get(("gateway", "orders"), {}).get("requests") == 8:
+                            break
+                        await asyncio.sleep(0.2)
+                    metrics = (await http.get("/metrics")).text
+            finally:
+                assert other.stdin is not None
+                other.stdin.write(b"\n")
+                await other.wait()
+            await server.stop()
+    caller = edges[("gateway", "orders")]
+    assert caller["requests"] == 8  # 3 here, 5 in the other worker
+    assert caller["errors"] == 0
+    assert caller["request_rate"] > 0
+    assert edges[("orders", "users")]["requests"] == 14  # every worker's attempts
+    # the server-side series are merged over workers in the exposition as well
+    assert 'meshlite_server_caller_requests_total{caller="gateway"} 8' in metrics

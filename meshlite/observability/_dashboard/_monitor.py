@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..._errors import ConfigError
 from ..._events import Event
+from ..._inbound._stats import DEFAULT_RATE_WINDOW
 from ..._statelog import log_state_change
 from ...routing._service import Service
+from .._hostview import CallerRates
 from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
@@ -77,6 +79,8 @@ class Monitor:
         self.saved = (None if shared is None
                       else os.path.join(shared.directory, "dashboard-history.json"))
         self._ticks = 0
+        self.callers = CallerRates(DEFAULT_RATE_WINDOW)
+        """The host's callers, second by second (several workers)."""
         self.owner = False
         """Made by a dashboard (which stops it), not by the mesh's HostMonitor."""
 
@@ -97,6 +101,7 @@ class Monitor:
                 history = self.histories[s.name] = History(self.history_seconds)
             history.record(second, s.requests, s.errors, s.p50, s.p99)
         self.latest = {s.name: s for s in measured}
+        self._count_callers()
         alerts = self.mesh.alerts
         host = getattr(self.mesh, "_host", None)
         # With several workers only the leading one evaluates (and notifies).
@@ -106,6 +111,12 @@ class Monitor:
             self._post(service, group)
         return tick_payload(measured, alerts.as_dict() if changed else None,
                             len(alerts.firing()))
+
+    def _count_callers(self) -> None:
+        metrics = self.mesh.metrics
+        host = None if metrics is None else metrics.host_callers()
+        if host is not None:
+            self.callers.add(host)
 
     def _emit(self, name: str, event: Event) -> None:
         log_state_change(event)
@@ -195,6 +206,7 @@ class Monitor:
         if self._task is None:
             self._restore()
             self._sampler.sample(self.services(), int(self.wall()) - 1)
+            self._count_callers()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
