@@ -210,15 +210,15 @@ def test_three_workers_notify_once_and_take_over(receiver: Receiver,
                      "every worker opened its mesh")
             first = wait_for(lambda: leader(lock), 10, "one worker evaluates the rules")
 
-            def burst() -> set[int]:
+            def burst() -> None:
                 with fresh() as http:
-                    return {http.get(app + "/call").json()["pid"] for _ in range(30)}
+                    for _ in range(30):
+                        assert http.get(app + "/call").json()["status"] == 503
 
-            served = burst()
+            burst()
             wait_for(lambda: receiver.statuses() == ["firing"], 15, "the alert fired")
             wait_for(lambda: receiver.statuses() == ["firing", "resolved"], 15,
                      "the alert resolved")
-            assert len(served) > 1  # the host's calls, not the evaluating worker's alone
             time.sleep(2.5)  # long enough for another worker's duplicate to arrive
             assert receiver.statuses() == ["firing", "resolved"]
 
