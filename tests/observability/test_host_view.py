@@ -5,6 +5,7 @@ process writing its file to the shared directory."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -177,3 +178,55 @@ async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> Non
     assert edges[("orders", "users")]["requests"] == 14  # every worker's attempts
     # the server-side series are merged over workers in the exposition as well
     assert 'meshlite_server_caller_requests_total{caller="gateway"} 8' in metrics
+
+
+def page_differences(url: str) -> list[str]:
+    """The page's list of where workers disagree, read in the system Chromium."""
+    from _system import require_program
+
+    chromium = require_program("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the environment
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("playwright is not installed; CI=true, so this is a failure")
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#worker-differences:not([hidden]) li", timeout=10000)
+            found: list[str] = page.eval_on_selector_all(
+                "#worker-differences li", "items => items.map(li => li.textContent)")
+        finally:
+            browser.close()
+    return found
+
+
+async def test_the_page_says_where_workers_disagree(shared: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    with FakeBackend() as fast, FakeBackend(latency=0.2) as slow:
+        mesh = ml.Mesh([ml.Service("users", backends=[fast.url],
+                                   pipeline=ml.Pipeline(ml.CircuitBreaker(name="users-db")))])
+        async with mesh:
+            server = await mesh.serve_dashboard(port=0)
+            script = tmp_path / "other.py"
+            script.write_text(OTHER)
+            other = await asyncio.create_subprocess_exec(
+                sys.executable, str(script), slow.url, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE)
+            try:
+                assert other.stdout is not None
+                assert (await other.stdout.readline()).strip() == b"ready"
+                shown = await asyncio.to_thread(page_differences, server.url)
+            finally:
+                assert other.stdin is not None
+                other.stdin.write(b"\n")
+                await other.wait()
+            await server.stop()
+    assert any(line.startswith("workers disagree on users breaker users-db: ")
+               and f"{other.pid} forced_open" in line and f"{os.getpid()} closed" in line
+               for line in shown), shown
