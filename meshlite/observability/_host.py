@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING
+
+from ._multiproc import HostLock
 
 if TYPE_CHECKING:
     from .._mesh import Mesh
     from ._dashboard._monitor import Monitor
-    from ._multiproc import HostLock
 
 __all__ = ["CHECK_SECONDS", "LOCK_NAME", "HostMonitor"]
 
@@ -37,6 +39,11 @@ several workers) whether the leading worker has stopped."""
 
 LOCK_NAME = "dashboard.lock"
 """The lock file of the shared directory the leading worker holds."""
+
+
+_guard = threading.Lock()
+_locks: dict[str, HostLock] = {}  # lock file -> this process's lock on it
+_users: dict[str, set[int]] = {}  # lock file -> the HostMonitors leading with it
 
 
 class HostMonitor:
@@ -66,11 +73,24 @@ class HostMonitor:
             return True
         if not shared.writing:
             return False  # attached to the workers: they lead
-        if self._lock is None:
-            from ._multiproc import HostLock
+        with _guard:  # the meshes of one process lead together: one lock per process
+            if self._lock is None:
+                path = os.path.join(shared.directory, LOCK_NAME)
+                self._lock = _locks.get(path) or _locks.setdefault(path, HostLock(path))
+            if not self._lock.acquire():
+                return False
+            _users.setdefault(self._lock.path, set()).add(id(self))
+            return True
 
-            self._lock = HostLock(os.path.join(shared.directory, LOCK_NAME))
-        return self._lock.acquire()
+    def _let_go(self) -> None:
+        with _guard:
+            lock = self._lock
+            if lock is None:
+                return
+            users = _users.get(lock.path, set())
+            users.discard(id(self))
+            if not users:
+                lock.release()
 
     @property
     def leading(self) -> bool:
@@ -126,8 +146,7 @@ class HostMonitor:
         monitor, self.monitor = self.monitor, None
         if monitor is not None and self._owned:
             await monitor.stop()
-        if self._lock is not None:
-            self._lock.release()
+        self._let_go()
 
     def __repr__(self) -> str:
         return f"HostMonitor(running={self.monitor is not None})"

@@ -240,3 +240,27 @@ def test_three_workers_notify_once_and_take_over(receiver: Receiver,
                 proc.wait()
             log.close()
             print((tmp_path / "uvicorn.log").read_text()[-3000:])
+
+
+async def test_two_meshes_of_one_process_both_evaluate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's lock is the process's: every mesh of the leading process runs its
+    rules, and the lock is let go when the last of them closes."""
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path / "multiproc"))
+    rule = ml.AlertRule("errors", "error_rate", threshold=0.5)
+    first, second = ml.Mesh(), ml.Mesh()
+    first.alerts.add(rule)
+    second.alerts.add(rule)
+    lock = tmp_path / "multiproc" / "dashboard.lock"
+    async with first:
+        async with second:
+            await asyncio.sleep(0.1)
+            assert first._host.monitor is not None
+            assert second._host.monitor is not None
+        assert second._host.monitor is None
+        assert first._host.leading  # still held for the first mesh
+    assert not first._host.leading
+    import fcntl
+
+    with lock.open("a") as f:  # free again: another process could take it now
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
