@@ -108,7 +108,8 @@ class HostMonitor:
         """The dashboard that made ``monitor`` stopped it: make one here if needed."""
         if self.monitor is monitor:
             self.monitor = None
-            if self._task is not None:  # the mesh is open: the rules go on at once
+            # the mesh stays open: the rules go on at once (not while it closes)
+            if self._task is not None and getattr(self.mesh, "_state", "") == "open":
                 self.check()
 
     def check(self) -> None:

@@ -219,7 +219,6 @@ async def _foreground(mesh: Mesh, settings: _Settings) -> None:
             await task  # uvicorn handles SIGINT/SIGTERM: a graceful shutdown
         finally:
             await monitor.stop()
-            mesh._host.release(monitor)
 
 
 def run_dashboard(config_path: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
