@@ -64,8 +64,9 @@ class DashboardComponent:
     file's directory) when the section says so; a mesh without ``serve_dashboard``
     (the dashboard extra is not installed) logs a warning and runs without it. With a
     shared directory (``MESHLITE_MULTIPROC_DIR``) one worker of the host serves it:
-    the one holding the directory's ``dashboard.lock``; the others skip quietly and
-    take over when it stops. Without one, a worker that finds the port taken logs a
+    the one leading the host (holding the directory's ``dashboard.lock``, see
+    ``meshlite.observability._host``); the others skip quietly and take over when it
+    stops. Without one, a worker that finds the port taken logs a
     warning and runs without a dashboard (each worker would only see its own
     traffic anyway).
     """
@@ -79,7 +80,6 @@ class DashboardComponent:
         self.section = section
         self.base = base
         self.server: Any = None
-        self._lock: Any = None
         self._waiting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -90,28 +90,25 @@ class DashboardComponent:
                          "(install meshlite-mesh[dashboard]); continuing without it")
             return
         metrics = getattr(self.mesh, "metrics", None)
-        shared = None if metrics is None else metrics.shared
-        if shared is None:
+        host = getattr(self.mesh, "_host", None)
+        if host is None or metrics is None or metrics.shared is None:
             await self._serve(quiet_if_taken=self.tolerate_taken)
             return
-        from ..observability._multiproc import HostLock
-
-        self._lock = HostLock(os.path.join(shared.directory, "dashboard.lock"))
-        if self._lock.acquire():
+        # Several workers: the worker leading the host (its dashboard.lock) serves it.
+        if host.lead():
             await self._serve()
             return
         _log.info("dashboard: another worker of this host serves it; this one (pid %d) "
                   "takes over if it stops", os.getpid())
-        self._waiting = asyncio.get_running_loop().create_task(self._take_over())
+        self._waiting = asyncio.get_running_loop().create_task(self._take_over(host))
 
-    async def _take_over(self) -> None:
+    async def _take_over(self, host: Any) -> None:
         while True:
             await asyncio.sleep(TAKEOVER_SECONDS)
-            if self._lock.acquire():
+            if host.lead():
                 try:
                     await self._serve()
                 except OSError:  # the old server's socket is not closed yet
-                    self._lock.release()
                     continue
                 return
 
@@ -134,7 +131,7 @@ class DashboardComponent:
                          s.host, s.port)
 
     async def stop(self) -> None:
-        """Stop serving (and let another worker take over)."""
+        """Stop serving (the mesh's closing lets another worker take over)."""
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.cancel()
@@ -142,8 +139,6 @@ class DashboardComponent:
         server, self.server = self.server, None
         if server is not None:
             await server.stop()
-        if self._lock is not None:
-            self._lock.release()
 
     def __repr__(self) -> str:
         return f"DashboardComponent({self.section.host}:{self.section.port})"

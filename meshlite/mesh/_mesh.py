@@ -20,6 +20,7 @@ from .._events import Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
 from .._validate import fail, non_negative
+from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
@@ -115,6 +116,9 @@ class Mesh(MeshLifecycle):
             self._series = self.metrics.series
             if self.metrics.shared is not None:  # several workers: write this one's file
                 self.attach(self.metrics.shared)
+        # Alert rules are evaluated while the mesh is open (one worker per host).
+        self._host = HostMonitor(self)
+        self.attach(self._host)
 
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
@@ -569,7 +573,8 @@ class Mesh(MeshLifecycle):
     @property
     def alerts(self) -> Alerts:
         """The mesh's alert rules and alerts (``mesh.alerts.add(ml.AlertRule(...))``);
-        a running dashboard evaluates them once a second."""
+        the open mesh evaluates them once a second (with several workers, one worker
+        of the host does, on the host's numbers)."""
         if self._alerts is None:
             from ..observability._dashboard import Alerts
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._validate import fail
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
+from ._hostview import Buckets, HostView
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     Collector,
@@ -35,7 +36,7 @@ from ._metrics import (
     check_label,
     relabel,
 )
-from ._multiproc import Counts, SharedMetrics, host_counts, multiproc_dir
+from ._multiproc import Counts, SharedMetrics, multiproc_dir
 from ._scrape import AttemptReadings, mesh_families, service_families
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class MeshMetrics:
                  ) -> None:
         self.bounds = check_buckets("Mesh metrics", buckets)
         self._service_label = "service"
-        self._host_cache: tuple[float, dict[str, Counts]] | None = None
+        self._host_cache: HostView | None = None
         self._extra: list[Collector] = []  # register(): other series, same registry
         self._mesh = mesh
         self._lock = threading.RLock()
@@ -128,14 +129,33 @@ class MeshMetrics:
         reading = series.read_all()
         return reading.count, sum(reading.errors.values()), retries, None, None
 
+    def host_latency(self, service: str) -> Buckets | None:
+        """With a shared directory, service ``service``'s attempt histogram summed
+        over every worker (cumulative buckets); None for one process (the dashboard
+        reads the endpoints' latencies itself)."""
+        if self.shared is None:
+            return None
+        return self._host_view().latency.get(service) or []
+
+    def host_callers(self) -> dict[str, tuple[float, float]] | None:
+        """With a shared directory, the requests and 5xx answers from each calling
+        service (``x-meshlite-caller``) summed over every worker; None for one
+        process."""
+        if self.shared is None:
+            return None
+        return self._host_view().callers
+
     def _host_counts(self) -> dict[str, Counts]:
+        return self._host_view().counts
+
+    def _host_view(self) -> HostView:
         # The dashboard asks once per service each second: read the files once.
         now = time.monotonic()
         cached = self._host_cache
-        if cached is None or now - cached[0] > _HOST_CACHE_SECONDS:
+        if cached is None or now - cached.read_at > _HOST_CACHE_SECONDS:
             assert self.shared is not None
-            cached = self._host_cache = (now, host_counts(self.shared.workers()))
-        return cached[1]
+            cached = self._host_cache = HostView.read(self.shared.workers(), now)
+        return cached
 
     @property
     def service_label(self) -> str:
@@ -170,6 +190,9 @@ class MeshMetrics:
         yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
+        inbound = getattr(self._mesh, "inbound", None)  # its meshlite.asgi middleware
+        if inbound is not None:  # server-side series: per worker too, so merged
+            yield from inbound.stats.collect()
         for extra in list(self._extra):
             yield from extra.collect()
 

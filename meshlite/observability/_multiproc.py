@@ -254,6 +254,11 @@ class HostLock:
         self._fd = fd
         return True
 
+    @property
+    def held(self) -> bool:
+        """Whether this process holds it."""
+        return self._fd is not None
+
     def release(self) -> None:
         """Let another process take it."""
         fd, self._fd = self._fd, None

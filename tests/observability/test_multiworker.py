@@ -252,3 +252,56 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
     assert gauges
     assert all("pid=" in line for line in gauges)
     assert not any(f'pid="{server_pid}"' in line for line in gauges)
+
+
+def documented_gunicorn_conf(shared: Path, port: int) -> str:
+    """docs/deploy.md's gunicorn.conf.py, with this test's directory and port."""
+    doc = (Path(__file__).parents[2] / "docs" / "deploy.md").read_text()
+    start = doc.index("# gunicorn.conf.py\n")
+    block = doc[start:doc.index("```", start)]
+    assert 'worker_class = "uvicorn_worker.UvicornWorker"' in block
+    return (block.replace("/run/app/meshlite", str(shared))
+            .replace('"0.0.0.0:8000"', f'"127.0.0.1:{port}"')
+            .replace("workers = 4", "workers = 3"))
+
+
+@pytest.mark.timeout(120)
+def test_gunicorn_with_uvicorn_workers(tmp_path: Path) -> None:
+    """The documented gunicorn command: every scrape of any worker reports every
+    worker's calls, exactly."""
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn_worker")
+    with FakeBackend() as backend:
+        port = free_port()
+        shared = tmp_path / "multiproc"
+        shared.mkdir()
+        (shared / "meshlite-999999999-1.json").write_text("[]")  # on_starting empties it
+        (tmp_path / "app.py").write_text(APP)
+        (tmp_path / "gunicorn.conf.py").write_text(documented_gunicorn_conf(shared, port))
+        config = tmp_path / "mesh.yaml"
+        config.write_text(f'services:\n  users:\n    backends: ["{backend.url}"]\n')
+        env = {**os.environ, "MESH_CONFIG": str(config)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env.pop("MESHLITE_MULTIPROC_DIR", None)  # the config file's raw_env sets it
+        log = (tmp_path / "gunicorn.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
+             "--log-level", "warning"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        app = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: len(worker_files(shared)) == 3, 60, "every worker opened its mesh")
+            drive(app, N)
+            time.sleep(1.0)  # every worker writes its file within FLUSH_SECONDS
+            every_scrape_says(app, "/metrics", N)
+            every_scrape_says(app, "/prom", N)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+            print((tmp_path / "gunicorn.log").read_text()[-3000:])

@@ -1,6 +1,7 @@
 """Alerts: the rules of a mesh and the engine that fires and resolves them.
 
-``mesh.alerts`` is an :class:`Alerts`; while a dashboard runs it calls
+``mesh.alerts`` is an :class:`Alerts`; while the mesh is open its monitor
+(``meshlite.observability._host``; one worker per host) calls
 :meth:`Alerts.evaluate` once a second with that second's measurements. Each
 transition is recorded (``firing()`` / ``recent()``), logged and emitted as an
 ``AlertFired`` / ``AlertResolved`` event through the service's hooks, and the

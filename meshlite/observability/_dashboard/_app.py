@@ -112,8 +112,10 @@ class _Routes:
         return _JSON(workers_payload(self.mesh))
     async def topology(self, request: Request) -> Response:
         from ..._inbound._topology import topology
+        from .._hostview import host_topology
 
-        return _JSON(topology(self.mesh, self.monitor.latest))
+        return _JSON(host_topology(topology(self.mesh, self.monitor.latest), self.mesh,
+                                   self.monitor.callers))
 
     async def inbound(self, request: Request) -> Response:
         from ..._inbound._topology import inbound

@@ -20,6 +20,7 @@ from typing import Any
 from ...routing._backend import Endpoint, percentile
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
+from .._hostview import Buckets, delta, spread
 
 __all__ = [
     "DEFAULT_HISTORY_SECONDS",
@@ -47,6 +48,10 @@ Totals = tuple[int, int, int, int | None, int | None]
 """A service's calls, failed calls, retries, attempts and attempt errors so far
 (cumulative); attempts are None where the sampler counts them from the endpoints
 itself (one process)."""
+
+HostLatency = Callable[[str], Buckets | None]
+"""Reads a service's attempt histogram summed over the host's workers, or None for
+one process (the sampler then reads the endpoints' own latencies)."""
 
 CallCounts = Callable[[str], Totals | None]
 """Reads a service's :data:`Totals`, or None when the mesh records no metrics (the
@@ -180,14 +185,19 @@ class Sampler:
 
     Args:
         calls: Reads a service's cumulative calls, failed calls and retries.
+        latency: Reads a service's host-wide attempt histogram (several workers):
+            the latencies of a second are then the host's, at bucket resolution.
     """
 
-    def __init__(self, calls: CallCounts | None = None) -> None:
+    def __init__(self, calls: CallCounts | None = None,
+                 latency: HostLatency | None = None) -> None:
         # service name -> endpoint -> (requests, errors) at the previous tick
         self._seen: dict[str, dict[Endpoint, tuple[int, int]]] = {}
         # service name -> (calls, failed, retries, attempts, attempt errors) last tick
         self._calls_seen: dict[str, tuple[int, int, int, int, int]] = {}
         self._read_calls = calls
+        self._read_latency = latency
+        self._buckets_seen: dict[str, Buckets] = {}
         self._primed = False
 
     def sample(self, services: Iterable[Service], second: int) -> list[ServiceSecond]:
@@ -221,6 +231,9 @@ class Sampler:
             errors += max(0, err - base[1])
         self._seen[service.name] = now
         fresh.sort()
+        host = self._host_latencies(service.name)
+        if host is not None:
+            fresh = host
         calls, failed, retries, requests, errors = self._calls_delta(
             service.name, requests, errors)
         snapshot, health = snapshot_of(service), health_of(service)
@@ -230,6 +243,16 @@ class Sampler:
             samples=_thin(fresh), snapshot=snapshot, health=health,
             attempts=requests, attempt_errors=errors, retries=retries,
             status=call_status(health.status, calls, failed, snapshot.breakers.values()))
+
+    def _host_latencies(self, name: str) -> list[float] | None:
+        buckets = self._read_latency(name) if self._read_latency is not None else None
+        if buckets is None:
+            return None
+        before = self._buckets_seen.get(name)
+        if before is None and not self._primed:
+            before = buckets
+        self._buckets_seen[name] = buckets
+        return spread(delta(buckets, before), MAX_SAMPLES_PER_SECOND)
 
     def _calls_delta(self, name: str, attempts: int, attempt_errors: int
                      ) -> tuple[int, int, int, int, int]:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..._errors import ConfigError
 from ..._events import Event
+from ..._inbound._stats import DEFAULT_RATE_WINDOW
 from ..._statelog import log_state_change
 from ...routing._service import Service
+from .._hostview import CallerRates
 from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
@@ -66,7 +68,8 @@ class Monitor:
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
         metrics = mesh.metrics
-        self._sampler = Sampler(None if metrics is None else metrics.call_counts)
+        self._sampler = (Sampler() if metrics is None
+                         else Sampler(metrics.call_counts, metrics.host_latency))
         self._task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
         self._last_post: asyncio.Task[bool] | None = None
@@ -76,6 +79,10 @@ class Monitor:
         self.saved = (None if shared is None
                       else os.path.join(shared.directory, "dashboard-history.json"))
         self._ticks = 0
+        self.callers = CallerRates(DEFAULT_RATE_WINDOW)
+        """The host's callers, second by second (several workers)."""
+        self.owner = False
+        """Made by a dashboard (which stops it), not by the mesh's HostMonitor."""
 
     def services(self) -> list[Service]:
         """The services as calls see them now (an override's service while active)."""
@@ -94,12 +101,22 @@ class Monitor:
                 history = self.histories[s.name] = History(self.history_seconds)
             history.record(second, s.requests, s.errors, s.p50, s.p99)
         self.latest = {s.name: s for s in measured}
+        self._count_callers()
         alerts = self.mesh.alerts
-        changed = alerts.evaluate(now, measured, self._emit)
+        host = getattr(self.mesh, "_host", None)
+        # With several workers only the leading one evaluates (and notifies).
+        changed = (alerts.evaluate(now, measured, self._emit)
+                   if host is None or host.leading else [])
         for service, group in alerts.notifications(changed):
             self._post(service, group)
         return tick_payload(measured, alerts.as_dict() if changed else None,
                             len(alerts.firing()))
+
+    def _count_callers(self) -> None:
+        metrics = self.mesh.metrics
+        host = None if metrics is None else metrics.host_callers()
+        if host is not None:
+            self.callers.add(host)
 
     def _emit(self, name: str, event: Event) -> None:
         log_state_change(event)
@@ -189,6 +206,7 @@ class Monitor:
         if self._task is None:
             self._restore()
             self._sampler.sample(self.services(), int(self.wall()) - 1)
+            self._count_callers()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, _service_status, _status
-from .._multiproc import Counts, host_counts, worker_counts
+from .._hostview import backend_states, state_differences
+from .._multiproc import Counts, WorkerFile, host_counts, worker_counts
 from ._history import ServiceSecond
 
 __all__ = [
@@ -162,10 +163,13 @@ def workers_payload(mesh: Any) -> dict[str, Any]:
     (``services``). One process without a shared directory reports itself alone;
     with one (``MESHLITE_MULTIPROC_DIR``) every worker that wrote a file, dead ones
     included (``alive``: false) so the totals neither drop nor double-count when a
-    worker restarts."""
+    worker restarts. Each live worker also gives its view of the backends
+    (``backends``: health, ejection and breaker states, which each process keeps on
+    its own); ``differences`` lists where live workers disagree."""
     metrics = getattr(mesh, "metrics", None)
     shared = None if metrics is None else metrics.shared
     rows: list[tuple[int, bool, dict[str, Counts]]] = []
+    found: list[WorkerFile] = []
     if shared is not None:
         found = shared.workers()
         rows = [(w.pid, w.alive, worker_counts(w)) for w in found]
@@ -178,10 +182,14 @@ def workers_payload(mesh: Any) -> dict[str, Any]:
             mine[svc.name] = Counts(calls, failed, retries, sum(e.requests for e in endpoints),
                                     sum(e.errors for e in endpoints))
         rows, totals = [(os.getpid(), True, mine)], mine
+        found = [WorkerFile(os.getpid(), True, tuple(metrics.collect_local()))]
     else:
         totals = {}
+    views = {w.pid: backend_states(w) for w in found if w.alive}
     return {"directory": None if shared is None else shared.directory,
             "workers": [{"pid": pid, "alive": up,
-                         "services": {n: dataclasses.asdict(c) for n, c in sorted(by.items())}}
+                         "services": {n: dataclasses.asdict(c) for n, c in sorted(by.items())},
+                         **({"backends": views[pid]} if pid in views else {})}
                         for pid, up, by in rows],
-            "services": {n: dataclasses.asdict(c) for n, c in sorted(totals.items())}}
+            "services": {n: dataclasses.asdict(c) for n, c in sorted(totals.items())},
+            "differences": state_differences(views)}

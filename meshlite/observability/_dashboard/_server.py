@@ -92,7 +92,7 @@ def _settings(host: Any, port: Any, token: Any, admin_token: Any,
 
 def _setup(mesh: Mesh, s: _Settings, background: bool,
            ) -> tuple[uvicorn.Server, Monitor, socket.socket]:
-    monitor = Monitor(mesh, max_clients=s.max_clients)
+    monitor = _monitor(mesh, s.max_clients)
     limits = s.limits
     config = uvicorn.Config(
         build_app(monitor, s.token, s.admin_token), host=s.host, port=s.port,
@@ -107,6 +107,21 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
     _drop_message_logger(config)
     server = _Background(config) if background else uvicorn.Server(config)
     return server, monitor, _bind(s.host, s.port)
+
+
+def _monitor(mesh: Mesh, max_clients: int) -> Monitor:
+    """The mesh's running monitor (it evaluates the alert rules: once, shared), or
+    a new one that the mesh then uses."""
+    host = getattr(mesh, "_host", None)
+    running: Monitor | None = None if host is None else host.monitor
+    if running is not None:
+        running.max_clients = max_clients
+        return running
+    monitor = Monitor(mesh, max_clients=max_clients)
+    monitor.owner = True
+    if host is not None:
+        host.adopt(monitor)
+    return monitor
 
 
 def _drop_message_logger(config: uvicorn.Config) -> None:
@@ -149,7 +164,11 @@ class DashboardServer:
         """Close every connection and stop serving and sampling (idempotent)."""
         self._server.should_exit = True
         await asyncio.wait([self._task])
-        await self.monitor.stop()
+        if self.monitor.owner:  # a shared monitor goes on evaluating the alert rules
+            await self.monitor.stop()
+            host = getattr(self.monitor.mesh, "_host", None)
+            if host is not None:
+                host.release(self.monitor)
 
     async def __aenter__(self) -> DashboardServer:
         return self

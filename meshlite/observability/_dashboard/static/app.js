@@ -491,6 +491,14 @@
                 ...["calls", "failed", "retries", "attempts"].map((k) => el("td", "", String(sum[k]))));
       return tr;
     }));
+    // health checks, ejections and breakers run per worker: say where they disagree
+    const differences = data.differences || [];
+    $("worker-differences").hidden = !differences.length;
+    $("worker-differences").replaceChildren(...differences.map((d) => el("li", "",
+      `workers disagree on ${d.service} ${d.breaker ? "breaker " + d.breaker
+                                                    : "backend " + d.backend}: ` +
+      Object.entries(d.workers).map(([pid, v]) =>
+        `${pid} ${typeof v === "object" && v ? JSON.stringify(v) : v}`).join(", "))));
   }
 
   async function loadTopology() {

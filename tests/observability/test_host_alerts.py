@@ -1,0 +1,266 @@
+"""The alert engine runs while a mesh is open, with no dashboard anywhere, and once
+per host: ``uvicorn --workers 3`` with a config holding ``alerts:`` (no
+``dashboard:``) and ``MESHLITE_MULTIPROC_DIR`` set. A webhook receiver on loopback
+gets exactly one notification per change for the host (not one per worker), and
+after the evaluating worker is killed with SIGKILL another takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import meshlite as ml
+from meshlite.testing import FakeBackend
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("pre-fork workers are POSIX", allow_module_level=True)
+
+APP = textwrap.dedent('''\
+    import os
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    import meshlite as ml
+
+    state = {}
+
+
+    @asynccontextmanager
+    async def lifespan(app):
+        mesh = ml.Mesh.from_config(os.environ["MESH_CONFIG"])
+        async with mesh:
+            state["client"] = mesh.http("users")
+            yield
+            await state["client"].aclose()
+
+
+    async def call(request):
+        r = await state["client"].get("/work")
+        return JSONResponse({"pid": os.getpid(), "status": r.status_code})
+
+
+    app = Starlette(routes=[Route("/call", call)], lifespan=lifespan)
+    ''')
+
+
+class Receiver:
+    """A webhook receiver on loopback: keeps every POSTed JSON body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def statuses(self) -> list[str]:
+        return [b["status"] for b in self.bodies]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError, ValueError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    pytest.fail(f"{what}: not true within {seconds} s (last: {last!r})")
+
+
+def alerts_config(path: Path, backend: str, webhook: str) -> None:
+    # resolve_seconds: a quiet second in the middle of a burst does not resolve it.
+    path.write_text(textwrap.dedent(f"""\
+        services:
+          users:
+            backends: ["{backend}"]
+        alerts:
+          webhook: {webhook}
+          rules:
+            - {{name: users-errors, condition: error_rate, threshold: 0.5, window: 1,
+               min_requests: 1, resolve_seconds: 2, service: users}}
+        """))
+
+
+def test_rules_run_without_a_dashboard_in_one_process(receiver: Receiver,
+                                                      tmp_path: Path) -> None:
+    """A plain ``with mesh`` (no dashboard) evaluates its rules and notifies."""
+    with FakeBackend(error_rate=1.0) as backend:
+        config = tmp_path / "mesh.yaml"
+        alerts_config(config, backend.url, receiver.url)
+        mesh = ml.Mesh.from_config(str(config))
+        with mesh, mesh.http_sync("users") as users:
+            for _ in range(10):
+                assert users.get("/work").status_code == 503
+            wait_for(lambda: receiver.statuses() == ["firing"], 10, "the alert fired")
+            wait_for(lambda: receiver.statuses() == ["firing", "resolved"], 10,
+                     "the alert resolved once the errors stopped")
+        [fired, resolved] = receiver.bodies
+        assert fired["alert"]["rule"] == "users-errors"
+        assert resolved["alert"]["state"] == "resolved"
+
+
+async def test_a_dashboard_shares_the_mesh_monitor(receiver: Receiver,
+                                                   tmp_path: Path) -> None:
+    """A dashboard served on a mesh with rules uses the mesh's monitor: one
+    evaluation, one notification per change."""
+    with FakeBackend(error_rate=1.0) as backend:
+        config = tmp_path / "mesh.yaml"
+        alerts_config(config, backend.url, receiver.url)
+        mesh = ml.Mesh.from_config(str(config))
+        async with mesh:
+            server = await mesh.serve_dashboard(port=0)
+            assert server.monitor is mesh._host.monitor
+            async with mesh.http("users") as users:
+                for _ in range(10):
+                    assert (await users.get("/work")).status_code == 503
+            for _ in range(100):
+                if receiver.statuses():
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.5)  # a second evaluator would have notified by now
+            assert receiver.statuses() == ["firing"]
+            await server.stop()
+            assert mesh._host.monitor is not None  # the rules are still evaluated
+
+
+def leader(lock: Path) -> int:
+    text = lock.read_text().strip()
+    return int(text) if text else 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(180)
+def test_three_workers_notify_once_and_take_over(receiver: Receiver,
+                                                 tmp_path: Path) -> None:
+    from test_multiworker import free_port, fresh
+
+    with FakeBackend(error_rate=1.0) as backend:
+        port = free_port()
+        (tmp_path / "app.py").write_text(APP)
+        config = tmp_path / "mesh.yaml"
+        alerts_config(config, backend.url, receiver.url)
+        shared = tmp_path / "multiproc"
+        env = {**os.environ, "MESH_CONFIG": str(config), "MESHLITE_MULTIPROC_DIR": str(shared)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        log = (tmp_path / "uvicorn.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app:app", "--workers", "3", "--host",
+             "127.0.0.1", "--port", str(port), "--app-dir", str(tmp_path),
+             "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        app, lock = f"http://127.0.0.1:{port}", shared / "dashboard.lock"
+        try:
+            wait_for(lambda: len(list(shared.glob("meshlite-*.json"))) == 3, 60,
+                     "every worker opened its mesh")
+            first = wait_for(lambda: leader(lock), 10, "one worker evaluates the rules")
+
+            def burst() -> None:
+                with fresh() as http:
+                    for _ in range(30):
+                        assert http.get(app + "/call").json()["status"] == 503
+
+            burst()
+            wait_for(lambda: receiver.statuses() == ["firing"], 15, "the alert fired")
+            wait_for(lambda: receiver.statuses() == ["firing", "resolved"], 15,
+                     "the alert resolved")
+            time.sleep(2.5)  # long enough for another worker's duplicate to arrive
+            assert receiver.statuses() == ["firing", "resolved"]
+
+            os.kill(first, signal.SIGKILL)
+            second = wait_for(lambda: (p := leader(lock)) != first and alive(p) and p, 30,
+                              "another worker took the evaluation over")
+            assert second != first
+            burst()
+            wait_for(lambda: receiver.statuses()[2:] == ["firing", "resolved"], 20,
+                     "the new leader notified the next change")
+            time.sleep(2.5)
+            assert receiver.statuses() == ["firing", "resolved", "firing", "resolved"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+            print((tmp_path / "uvicorn.log").read_text()[-3000:])
+
+
+async def test_two_meshes_of_one_process_both_evaluate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's lock is the process's: every mesh of the leading process runs its
+    rules, and the lock is let go when the last of them closes."""
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path / "multiproc"))
+    rule = ml.AlertRule("errors", "error_rate", threshold=0.5)
+    first, second = ml.Mesh(), ml.Mesh()
+    first.alerts.add(rule)
+    second.alerts.add(rule)
+    lock = tmp_path / "multiproc" / "dashboard.lock"
+    async with first:
+        async with second:
+            await asyncio.sleep(0.1)
+            assert first._host.monitor is not None
+            assert second._host.monitor is not None
+        assert second._host.monitor is None
+        assert first._host.leading  # still held for the first mesh
+    assert not first._host.leading
+    import fcntl
+
+    with lock.open("a") as f:  # free again: another process could take it now
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
