@@ -46,6 +46,7 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("meshlite.observability._dashboard._server", "meshlite.mesh._mesh"): "type only",
     ("meshlite.observability._mesh_metrics", "meshlite.mesh._mesh"): "type only",
     ("meshlite.observability._scrape", "meshlite.mesh._mesh"): "type only",
+    ("meshlite.observability._host", "meshlite.mesh._mesh"): "type only",
     # The dashboard's admin API reloads the mesh's config file, and its alert rules
     # files are checked with the config loader's exit codes.
     ("meshlite.observability._dashboard._admin", "meshlite.config._reload"):
