@@ -40,7 +40,8 @@ def is_failure(status: int) -> bool:
 def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: Any,
           left: float | None, caller: str | None) -> Span | None:
     """Add the mesh's headers to one attempt's request headers (case-insensitive
-    ``headers``: httpx's, aiohttp's or urllib3's): the service's static headers the
+    ``headers``: httpx's or aiohttp's, or the sync wire's plain dict keyed by
+    lower-case name): the service's static headers the
     request does not set itself, the call's remaining budget ``left`` and the calling
     mesh's name (:func:`~meshlite._inbound._headers.stamp_outgoing`), and
     ``traceparent`` when the attempt is traced.
@@ -49,9 +50,11 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         The attempt's span when it records (it got the request's method and URL;
         give it to :func:`answered`), else None.
     """
-    for name, value in static:
-        if name not in headers:
-            headers[name] = value
+    if static:
+        present = {key.lower() for key in headers}  # a plain dict is keyed in lower case
+        for name, value in static:
+            if name.lower() not in present:
+                headers[name] = value
     stamp_outgoing(headers, left, caller)
     span = _trace.get_current_span()  # the attempt's span, when the call is traced
     if span.get_span_context().is_valid:

@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 
 import httpx
 from multidict import CIMultiDict
-from urllib3 import HTTPHeaderDict
 from yarl import URL
 
 from .._context import CallContext, _current
@@ -19,7 +18,7 @@ from ..telemetry._spans import record_http_status
 from ._aio_wire import AiohttpTransport
 from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
-from ._sync_wire import Urllib3Transport
+from ._sync_wire import Urllib3Transport, wire_headers
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -95,10 +94,8 @@ class Call:
     def exchange_sync(self, target: Target) -> httpx.Response:
         """Sync twin of :meth:`exchange`, over the urllib3 wire."""
         request = self.request
-        headers = HTTPHeaderDict()
-        for k, v in request.headers.raw:
-            headers.add(k.decode("latin-1"), v.decode("latin-1"))
-        headers["Host"] = target.netloc
+        headers = wire_headers(request)
+        headers["host"] = target.netloc
         path = target.prefix.decode("ascii") + request.url.raw_path.decode("ascii")
         given = request.extensions.get("timeout")
         ctx = self.ctx or _current.get()

@@ -17,7 +17,9 @@ import httpx
 import urllib3
 from urllib3 import exceptions as _u3
 
-__all__ = ["Urllib3Transport", "urllib3_options"]
+from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
+
+__all__ = ["Urllib3Transport", "urllib3_options", "wire_headers"]
 
 _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_address")
 """Transport options this wire does not honour: a service setting one keeps httpcore."""
@@ -98,6 +100,25 @@ class _UnverifiedPool(urllib3.HTTPSConnectionPool):
             conn.connect()
 
 
+_MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CALLER_HEADER})
+"""Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
+
+
+def wire_headers(request: httpx.Request) -> dict[str, str]:
+    """``request``'s headers as urllib3 sends them: a plain dict (repeated names
+    joined with ", ", RFC 9110 5.3), names as the request spelled them except those
+    the mesh sets (:data:`_MESH_SET`, in lower case, so setting one replaces it).
+    urllib3 iterates an ``HTTPHeaderDict`` in Python, about 50 calls a request; a
+    dict costs none."""
+    headers: dict[str, str] = {}
+    for key, value in request.headers.raw:
+        name, text = key.decode("latin-1"), value.decode("latin-1")
+        if (lower := name.lower()) in _MESH_SET:
+            name = lower
+        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+    return headers
+
+
 class Urllib3Transport(httpx.BaseTransport):
     """An ``httpx.BaseTransport`` that sends every request over urllib3.
 
@@ -134,15 +155,12 @@ class Urllib3Transport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
         url = request.url
-        headers = urllib3.HTTPHeaderDict()
-        for key, value in request.headers.raw:
-            headers.add(key.decode("latin-1"), value.decode("latin-1"))
         return self.send(request, url.scheme, url.host, url.port,
-                         url.raw_path.decode("ascii"), headers,
+                         url.raw_path.decode("ascii"), wire_headers(request),
                          request.extensions.get("timeout"))
 
     def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
-             path: str, headers: urllib3.HTTPHeaderDict,
+             path: str, headers: dict[str, str],
              given: dict[str, float | None] | None) -> httpx.Response:
         """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
         with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
@@ -153,7 +171,7 @@ class Urllib3Transport(httpx.BaseTransport):
             chunked = False
         else:  # a streamed body, sent chunked as httpx would
             body, chunked = stream, True
-            headers.discard("Transfer-Encoding")
+            headers.pop("transfer-encoding", None)
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from .._validate import fail
 from ._headers import valid_caller
@@ -29,5 +30,22 @@ def default_name() -> str | None:
         name: str = active.service_name
         if name and name != "unknown_service":
             return valid_caller(name)
-    env = os.environ.get("OTEL_SERVICE_NAME")
+    env = _service_name_env()
     return valid_caller(env) if env else None
+
+
+_environ: Any = os.environ
+_RAW, _KEY = getattr(_environ, "_data", None), getattr(_environ, "encodekey", str)(
+    "OTEL_SERVICE_NAME")
+
+
+def _service_name_env() -> str | None:
+    # Every routed HTTP attempt of a mesh without a name reads this (its caller
+    # header). os.environ.get("X") raises and catches a KeyError inside when X is
+    # unset: 2.5 us, a tenth of what the mesh adds to a request. os.environ keeps its
+    # items in a dict (`_data`, kept current by os.environ's own setters), read here
+    # directly where CPython has it.
+    if _RAW is None:
+        return os.environ.get("OTEL_SERVICE_NAME")
+    raw = _RAW.get(_KEY)
+    return None if raw is None else _environ.decodevalue(raw)
