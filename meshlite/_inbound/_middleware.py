@@ -126,14 +126,47 @@ class MeshMiddleware:
             return
         if self._config is not None and self._config.stale():
             self._follow()
-        route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
-        label = route.route.pattern if route is not self.table._plain else None
-        request = Inbound(scope, receive, send, label or "")
-        budget, caller, context = _scan(scope["headers"])
+        route = self.table.find(scope["path"], scope["method"])
+        found = _scan(scope["headers"])
+        if (found is not _NOTHING or not route.direct or self.auth is not None
+                or (self.trace and recording())):
+            await self._full(scope, receive, send, route, found)
+            return
+        # The common case made cheap: no policy, deadline, caller, auth or span, so the
+        # app runs with only a watch on ``send`` for the status (no request object, no
+        # other coroutine frame).
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.monotonic()
+        try:
+            await self.app(scope, receive, sending)
+        except MeshliteError as error:
+            request = Inbound(scope, receive, send, route.label or "")
+            request.status = status
+            await self._refuse(request, error)
+            status = request.status
+        finally:
+            seconds = time.monotonic() - started
+            method = scope["method"]
+            series = route.counted.get(method)
+            if series is None:
+                series = route.counted[method] = self.stats.series(route.series, method)
+            series.add(status, seconds)
+
+    async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
+                    found: tuple[float | None, str | None, bool]) -> None:
+        budget, caller, context = found
+        request = Inbound(scope, receive, send, route.label or "")
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, label) if self.trace and (
+        span = ServerSpan(request, route.label) if self.trace and (
             context or recording()) else None
         error: BaseException | None = None
         try:
@@ -145,7 +178,7 @@ class MeshMiddleware:
             if span is not None:
                 span.end(request, error)
             end = time.monotonic()
-            self.stats.record(label or "*", request.method, request.status, end - started,
+            self.stats.record(route.series, request.method, request.status, end - started,
                               request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
@@ -222,9 +255,13 @@ _CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER, *_CONTEXT})
 
 
+_NOTHING: tuple[float | None, str | None, bool] = (None, None, False)
+
+
 def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
     """The budget (seconds), the caller's name and whether W3C trace context came,
-    from the raw ASGI headers, read without decoding the others."""
+    from the raw ASGI headers, read without decoding the others (:data:`_NOTHING`
+    itself when none of them came)."""
     deadline = grpc = caller = None
     context = False
     for name, value in raw:
@@ -239,6 +276,8 @@ def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
                 context = True
     if deadline is not None:
         return parse_budget(deadline), caller, context
+    if grpc is None and caller is None and not context:
+        return _NOTHING
     return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
 
 
