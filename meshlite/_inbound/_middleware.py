@@ -9,7 +9,7 @@ from typing import Any
 from .._context import CallContext, _current
 from .._errors import MeshliteError, RateLimitedError, TimeoutExceeded
 from .._validate import fail, positive
-from ._answers import InboundError, answer_for, exception_handlers, send_answer
+from ._answers import InboundError, answer_for, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
 from ._body import (
@@ -22,6 +22,7 @@ from ._body import (
     validation_args,
 )
 from ._follow import ConfigFollower
+from ._frameworks import install_handlers
 from ._headers import (
     CALLER_HEADER,
     DEADLINE_HEADER,
@@ -92,7 +93,7 @@ class MeshMiddleware:
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
-        _install_handlers(app)
+        install_handlers(app)
         if mesh is not None:
             mesh.inbound = self  # the dashboard reads the callers from here
 
@@ -279,15 +280,3 @@ def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
     if grpc is None and caller is None and not context:
         return _NOTHING
     return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
-
-
-def _install_handlers(app: Any) -> None:
-    """Starlette and FastAPI answer 500 for an unhandled error before it reaches an
-    outer middleware: give them meshlite's mapping, unless the app has its own."""
-    add = getattr(app, "add_exception_handler", None)
-    handlers = getattr(app, "exception_handlers", None)
-    if add is None or not isinstance(handlers, dict):
-        return
-    for kind, handler in exception_handlers().items():
-        if kind not in handlers:
-            add(kind, handler)
