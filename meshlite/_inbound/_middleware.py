@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._context import CallContext, _current
@@ -94,8 +94,19 @@ class MeshMiddleware:
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
         install_handlers(app)
+        self._unregister: Callable[[], None] | None = None
         if mesh is not None:
-            mesh.inbound = self  # the dashboard reads the callers from here
+            self._attach(mesh)
+
+    def _attach(self, mesh: Any) -> None:
+        previous = getattr(mesh, "inbound", None)
+        if previous is not None and previous._unregister is not None:
+            previous._unregister()  # one middleware's series per mesh: the latest
+        mesh.inbound = self  # the dashboard reads the callers from here
+        if getattr(mesh, "metrics", None) is not None:
+            # The same registry: every exposition of the mesh (its /metrics,
+            # PrometheusCollector, OTLP export, the workers' shared directory).
+            self._unregister = mesh.metrics.register(self.stats)
 
     def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
         """Replace the routes (and auth) at once, for requests that start from now
