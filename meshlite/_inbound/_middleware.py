@@ -31,6 +31,7 @@ from ._headers import (
     parse_grpc_timeout,
     valid_caller,
 )
+from ._refusals import RefusalFeed
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
@@ -93,6 +94,8 @@ class MeshMiddleware:
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
+        self.refusals = RefusalFeed()
+        """Refusals aggregated for the dashboard's live feed."""
         install_handlers(app)
         self._unregister: Callable[[], None] | None = None
         if mesh is not None:
@@ -252,14 +255,29 @@ class MeshMiddleware:
         if answer is None or request.status:
             raise error  # unmapped, or the response began: the server handles it
         request.status = answer.status
-        action = _AUDITED.get(answer.status)
-        if action is not None and (answer.status != 429 or (isinstance(error, RateLimitedError)
-                                   and error.policy == "rate_limit")):
-            self.audit.refused(action, request.client, request.route or request.path,
-                               answer.status)
+        action = _refusal(answer.status, error)
+        if action is not None:
+            client, route = request.client, request.route or request.path
+            if action != "shed":
+                self.audit.refused(action, client, route, answer.status)
+            self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
 
 
+def _refusal(status: int, error: MeshliteError) -> str | None:
+    """What kind of refusal an answer is, for the audit and the dashboard: failed
+    credentials, a route's quota, or shed load (a route's concurrency limit or
+    adaptive limiter); None for the rest (a dependency's error escaping the app)."""
+    action = _AUDITED.get(status)
+    if status == 429:
+        return action if (isinstance(error, RateLimitedError)
+                          and error.policy == "rate_limit") else None
+    if status == 503:
+        return "shed" if (error.service is None and error.policy in _SHEDDERS) else None
+    return action
+
+
+_SHEDDERS = frozenset({"bulkhead", "adaptive_concurrency"})
 _DEADLINE = DEADLINE_HEADER.encode()
 _GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
 _CALLER = CALLER_HEADER.encode()
