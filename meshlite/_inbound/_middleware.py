@@ -86,7 +86,7 @@ class MeshMiddleware:
         self.trace = bool(trace)
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self.table = RouteTable(routes or (), self.max_deadline)
-        if auth is None and any(r.route.needs_auth for r in self.table._routes):
+        if auth is None and any(r.route.needs_auth for r in self.table.routes):
             fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
@@ -141,7 +141,8 @@ class MeshMiddleware:
             return
         if self._config is not None and self._config.stale():
             self._follow()
-        route = self.table.find(scope["path"], scope["method"])
+        table = self.table
+        route = table.find(scope["path"], scope["method"]) if table.routes else table.plain
         found = _scan(scope["headers"])
         if (found is not _NOTHING or not route.direct or self.auth is not None
                 or (self.trace and recording())):
@@ -158,7 +159,7 @@ class MeshMiddleware:
                 status = message["status"]
             await send(message)
 
-        started = time.monotonic()
+        started = _monotonic()
         try:
             await self.app(scope, receive, sending)
         except MeshliteError as error:
@@ -167,7 +168,7 @@ class MeshMiddleware:
             await self._refuse(request, error)
             status = request.status
         finally:
-            seconds = time.monotonic() - started
+            seconds = _monotonic() - started
             method = scope["method"]
             series = route.counted.get(method)
             if series is None:
@@ -277,6 +278,7 @@ def _refusal(status: int, error: MeshliteError) -> str | None:
     return action
 
 
+_monotonic = time.monotonic
 _SHEDDERS = frozenset({"bulkhead", "adaptive_concurrency"})
 _DEADLINE = DEADLINE_HEADER.encode()
 _GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()

@@ -199,7 +199,7 @@ class RouteTable:
     """Routes in order; a request takes the first that matches its path and method
     (a request no route matches runs with no inbound policy)."""
 
-    __slots__ = ("_plain", "_routes")
+    __slots__ = ("plain", "routes")
 
     def __init__(self, routes: Sequence[Route], max_deadline: float) -> None:
         compiled = []
@@ -207,13 +207,15 @@ class RouteTable:
             if not isinstance(route, Route):
                 fail("MeshMiddleware", "routes", route, "meshlite.asgi.Route objects")
             compiled.append(CompiledRoute(route, max_deadline, route.pattern))
-        self._routes = tuple(compiled)
-        self._plain = CompiledRoute(Route(), max_deadline)
+        self.routes = tuple(compiled)
+        """The compiled routes, in order."""
+        self.plain = CompiledRoute(Route(), max_deadline)
+        """The policy-free route of requests no route matches."""
 
 
     def find(self, path: str, method: str) -> CompiledRoute:
         """The route of a request (a policy-free default when none matches)."""
-        for r in self._routes:
+        for r in self.routes:
             if r.match(path) and (r.methods is None or method in r.methods):
                 return r
-        return self._plain
+        return self.plain
