@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._context import CallContext, _current
-from .._errors import MeshliteError, RateLimitedError, TimeoutExceeded
+from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
 from ._answers import InboundError, answer_for, send_answer
 from ._audit import RefusalAudit
@@ -23,15 +23,8 @@ from ._body import (
 )
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
-from ._headers import (
-    CALLER_HEADER,
-    DEADLINE_HEADER,
-    GRPC_TIMEOUT_HEADER,
-    parse_budget,
-    parse_grpc_timeout,
-    valid_caller,
-)
-from ._refusals import RefusalFeed
+from ._headers import NOTHING, scan, valid_caller
+from ._refusals import RefusalFeed, refusal_kind
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
@@ -41,9 +34,6 @@ __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
 PRINCIPAL_KEY = "meshlite.principal"
 """The ASGI scope key holding the authenticated :class:`Principal`."""
-
-_AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
-
 
 class MeshMiddleware:
     """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).
@@ -143,8 +133,8 @@ class MeshMiddleware:
             self._follow()
         table = self.table
         route = table.find(scope["path"], scope["method"]) if table.routes else table.plain
-        found = _scan(scope["headers"])
-        if (found is not _NOTHING or not route.direct or self.auth is not None
+        found = scan(scope["headers"])
+        if (found is not NOTHING or not route.direct or self.auth is not None
                 or (self.trace and recording())):
             await self._full(scope, receive, send, route, found)
             return
@@ -256,7 +246,7 @@ class MeshMiddleware:
         if answer is None or request.status:
             raise error  # unmapped, or the response began: the server handles it
         request.status = answer.status
-        action = _refusal(answer.status, error)
+        action = refusal_kind(answer.status, error)
         if action is not None:
             client, route = request.client, request.route or request.path
             if action != "shed":
@@ -265,49 +255,4 @@ class MeshMiddleware:
         await send_answer(request.send, answer)
 
 
-def _refusal(status: int, error: MeshliteError) -> str | None:
-    """What kind of refusal an answer is, for the audit and the dashboard: failed
-    credentials, a route's quota, or shed load (a route's concurrency limit or
-    adaptive limiter); None for the rest (a dependency's error escaping the app)."""
-    action = _AUDITED.get(status)
-    if status == 429:
-        return action if (isinstance(error, RateLimitedError)
-                          and error.policy == "rate_limit") else None
-    if status == 503:
-        return "shed" if (error.service is None and error.policy in _SHEDDERS) else None
-    return action
-
-
 _monotonic = time.monotonic
-_SHEDDERS = frozenset({"bulkhead", "adaptive_concurrency"})
-_DEADLINE = DEADLINE_HEADER.encode()
-_GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
-_CALLER = CALLER_HEADER.encode()
-_CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
-_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER, *_CONTEXT})
-
-
-_NOTHING: tuple[float | None, str | None, bool] = (None, None, False)
-
-
-def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
-    """The budget (seconds), the caller's name and whether W3C trace context came,
-    from the raw ASGI headers, read without decoding the others (:data:`_NOTHING`
-    itself when none of them came)."""
-    deadline = grpc = caller = None
-    context = False
-    for name, value in raw:
-        if name in _READ:
-            if name == _DEADLINE:
-                deadline = value.decode("latin-1")
-            elif name == _GRPC_TIMEOUT:
-                grpc = value.decode("latin-1")
-            elif name == _CALLER:
-                caller = value.decode("latin-1")
-            else:
-                context = True
-    if deadline is not None:
-        return parse_budget(deadline), caller, context
-    if grpc is None and caller is None and not context:
-        return _NOTHING
-    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context

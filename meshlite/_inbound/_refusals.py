@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-__all__ = ["DEFAULT_KEEP", "RefusalFeed"]
+from .._errors import MeshliteError, RateLimitedError
+
+__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind"]
 
 DEFAULT_KEEP = 50
 """Aggregated entries kept for ``/api/inbound`` (the page's list when it loads)."""
@@ -61,3 +63,20 @@ class RefusalFeed:
             out.append(entry)
             self.recent.append(entry)
         return out
+
+
+_AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
+_SHEDDERS = frozenset({"bulkhead", "adaptive_concurrency"})
+
+
+def refusal_kind(status: int, error: MeshliteError) -> str | None:
+    """What kind of refusal an answer is, for the audit and the dashboard: failed
+    credentials, a route's quota, or shed load (a route's concurrency limit or
+    adaptive limiter); None for the rest (a dependency's error escaping the app)."""
+    action = _AUDITED.get(status)
+    if status == 429:
+        return action if (isinstance(error, RateLimitedError)
+                          and error.policy == "rate_limit") else None
+    if status == 503:
+        return "shed" if (error.service is None and error.policy in _SHEDDERS) else None
+    return action
