@@ -243,6 +243,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--no-attack", action="store_true",
+                        help="measure the overhead only, not the attack scenario")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
@@ -280,13 +282,22 @@ def main() -> int:
     print(f"{'variant':<12}{'requests/s':>12}{'p99 ms':>10}{'vs plain':>10}")
     for variant, (rps, tail) in rows.items():
         print(f"{variant:<12}{rps:>12.0f}{tail * 1000:>10.2f}{rps / base:>10.2f}")
-    ok = rows["middleware"][0] >= 0.9 * base
-    print(f"target: middleware >= 0.90 x plain requests/s: "
-          f"{'met' if ok else 'MISSED'} ({rows['middleware'][0] / base:.2f})")
+    # Paired per round (the same minute of the machine's load): the median ratio and
+    # its range say more than a ratio of medians on a noisy machine.
+    paired = sorted(m / p for (m, _), (p, _) in zip(runs["middleware"], runs["plain"],
+                                                      strict=True))
+    ratio = statistics.median(paired)
+    ok = ratio >= 0.9
+    print(f"middleware / plain per round: median {ratio:.2f}, range {paired[0]:.2f} to "
+          f"{paired[-1]:.2f} over {len(paired)} rounds")
+    print(f"target: middleware >= 0.90 x plain requests/s (median per-round ratio): "
+          f"{'met' if ok else 'MISSED'} ({ratio:.2f})")
     micro = asyncio.run(in_process(args.rounds, 2000 if args.quick else 20000))
     print("in process (the Starlette app called directly, no server): "
           + ", ".join(f"{v} {us:.1f} us" for v, us in micro.items())
           + f"; the middleware adds {micro['middleware'] - micro['plain']:.1f} us a request")
+    if args.no_attack:
+        return 0 if ok else 1
     calm, stormy, refused = attack_rounds(seconds, max(2, args.rounds // 2))
     held = stormy <= 1.5 * calm
     print(f"attack (one key at 20x its 50/s quota, {refused} answered 429): others' p99 "

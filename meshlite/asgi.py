@@ -25,6 +25,7 @@ from ._inbound._answers import (
 )
 from ._inbound._auth import Auth, Verifier, jwt_verifier
 from ._inbound._django import DjangoErrorMiddleware
+from ._inbound._frameworks import quart_error_handler
 from ._inbound._headers import CALLER_HEADER, DEADLINE_HEADER, GRPC_TIMEOUT_HEADER
 from ._inbound._keys import ApiKeys
 from ._inbound._middleware import PRINCIPAL_KEY, MeshMiddleware
@@ -52,5 +53,6 @@ __all__ = [
     "answer_for",
     "exception_handlers",
     "jwt_verifier",
+    "quart_error_handler",
     "status_for",
 ]

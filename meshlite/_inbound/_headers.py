@@ -15,14 +15,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import MutableMapping
+from typing import Any
 
 __all__ = [
     "CALLER_HEADER",
     "DEADLINE_HEADER",
     "GRPC_TIMEOUT_HEADER",
+    "NOTHING",
     "format_budget",
     "parse_budget",
     "parse_grpc_timeout",
+    "scan",
     "stamp_outgoing",
 ]
 
@@ -85,3 +88,37 @@ def stamp_outgoing(headers: MutableMapping[str, str], left: float | None,
         headers[DEADLINE_HEADER] = format_budget(left)
     if caller is not None:
         headers[CALLER_HEADER] = caller
+
+
+_RAW_DEADLINE = DEADLINE_HEADER.encode()
+_RAW_GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
+_RAW_CALLER = CALLER_HEADER.encode()
+_RAW_CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_RAW_READ = frozenset({_RAW_DEADLINE, _RAW_GRPC_TIMEOUT, _RAW_CALLER, *_RAW_CONTEXT})
+
+
+NOTHING: tuple[float | None, str | None, bool] = (None, None, False)
+"""What :func:`scan` returns, this very object, when none of its headers came."""
+
+
+def scan(raw: Any) -> tuple[float | None, str | None, bool]:
+    """The budget (seconds), the caller's name and whether W3C trace context came,
+    from the raw ASGI headers, read without decoding the others (:data:`NOTHING`
+    itself when none of them came)."""
+    deadline = grpc = caller = None
+    context = False
+    for name, value in raw:
+        if name in _RAW_READ:
+            if name == _RAW_DEADLINE:
+                deadline = value.decode("latin-1")
+            elif name == _RAW_GRPC_TIMEOUT:
+                grpc = value.decode("latin-1")
+            elif name == _RAW_CALLER:
+                caller = value.decode("latin-1")
+            else:
+                context = True
+    if deadline is not None:
+        return parse_budget(deadline), caller, context
+    if grpc is None and caller is None and not context:
+        return NOTHING
+    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context

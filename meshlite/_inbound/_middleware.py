@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._context import CallContext, _current
-from .._errors import MeshliteError, RateLimitedError, TimeoutExceeded
+from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._answers import InboundError, answer_for, exception_handlers, send_answer
+from ._answers import InboundError, answer_for, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
 from ._body import (
@@ -22,14 +22,9 @@ from ._body import (
     validation_args,
 )
 from ._follow import ConfigFollower
-from ._headers import (
-    CALLER_HEADER,
-    DEADLINE_HEADER,
-    GRPC_TIMEOUT_HEADER,
-    parse_budget,
-    parse_grpc_timeout,
-    valid_caller,
-)
+from ._frameworks import install_handlers
+from ._headers import NOTHING, scan, valid_caller
+from ._refusals import RefusalFeed, refusal_kind
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
@@ -39,9 +34,6 @@ __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
 PRINCIPAL_KEY = "meshlite.principal"
 """The ASGI scope key holding the authenticated :class:`Principal`."""
-
-_AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
-
 
 class MeshMiddleware:
     """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).
@@ -84,7 +76,7 @@ class MeshMiddleware:
         self.trace = bool(trace)
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self.table = RouteTable(routes or (), self.max_deadline)
-        if auth is None and any(r.route.needs_auth for r in self.table._routes):
+        if auth is None and any(r.route.needs_auth for r in self.table.routes):
             fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
@@ -92,9 +84,22 @@ class MeshMiddleware:
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
-        _install_handlers(app)
+        self.refusals = RefusalFeed()
+        """Refusals aggregated for the dashboard's live feed."""
+        install_handlers(app)
+        self._unregister: Callable[[], None] | None = None
         if mesh is not None:
-            mesh.inbound = self  # the dashboard reads the callers from here
+            self._attach(mesh)
+
+    def _attach(self, mesh: Any) -> None:
+        previous = getattr(mesh, "inbound", None)
+        if previous is not None and previous._unregister is not None:
+            previous._unregister()  # one middleware's series per mesh: the latest
+        mesh.inbound = self  # the dashboard reads the callers from here
+        if getattr(mesh, "metrics", None) is not None:
+            # The same registry: every exposition of the mesh (its /metrics,
+            # PrometheusCollector, OTLP export, the workers' shared directory).
+            self._unregister = mesh.metrics.register(self.stats)
 
     def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
         """Replace the routes (and auth) at once, for requests that start from now
@@ -126,14 +131,48 @@ class MeshMiddleware:
             return
         if self._config is not None and self._config.stale():
             self._follow()
-        route = self.table.find(scope.get("path", "/"), scope.get("method", "GET"))
-        label = route.route.pattern if route is not self.table._plain else None
-        request = Inbound(scope, receive, send, label or "")
-        budget, caller, context = _scan(scope["headers"])
+        table = self.table
+        route = table.find(scope["path"], scope["method"]) if table.routes else table.plain
+        found = scan(scope["headers"])
+        if (found is not NOTHING or not route.direct or self.auth is not None
+                or (self.trace and recording())):
+            await self._full(scope, receive, send, route, found)
+            return
+        # The common case made cheap: no policy, deadline, caller, auth or span, so the
+        # app runs with only a watch on ``send`` for the status (no request object, no
+        # other coroutine frame).
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = _monotonic()
+        try:
+            await self.app(scope, receive, sending)
+        except MeshliteError as error:
+            request = Inbound(scope, receive, send, route.label or "")
+            request.status = status
+            await self._refuse(request, error)
+            status = request.status
+        finally:
+            seconds = _monotonic() - started
+            method = scope["method"]
+            series = route.counted.get(method)
+            if series is None:
+                series = route.counted[method] = self.stats.series(route.series, method)
+            series.add(status, seconds)
+
+    async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
+                    found: tuple[float | None, str | None, bool]) -> None:
+        budget, caller, context = found
+        request = Inbound(scope, receive, send, route.label or "")
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, label) if self.trace and (
+        span = ServerSpan(request, route.label) if self.trace and (
             context or recording()) else None
         error: BaseException | None = None
         try:
@@ -145,7 +184,7 @@ class MeshMiddleware:
             if span is not None:
                 span.end(request, error)
             end = time.monotonic()
-            self.stats.record(label or "*", request.method, request.status, end - started,
+            self.stats.record(route.series, request.method, request.status, end - started,
                               request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
@@ -207,48 +246,13 @@ class MeshMiddleware:
         if answer is None or request.status:
             raise error  # unmapped, or the response began: the server handles it
         request.status = answer.status
-        action = _AUDITED.get(answer.status)
-        if action is not None and (answer.status != 429 or (isinstance(error, RateLimitedError)
-                                   and error.policy == "rate_limit")):
-            self.audit.refused(action, request.client, request.route or request.path,
-                               answer.status)
+        action = refusal_kind(answer.status, error)
+        if action is not None:
+            client, route = request.client, request.route or request.path
+            if action != "shed":
+                self.audit.refused(action, client, route, answer.status)
+            self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
 
 
-_DEADLINE = DEADLINE_HEADER.encode()
-_GRPC_TIMEOUT = GRPC_TIMEOUT_HEADER.encode()
-_CALLER = CALLER_HEADER.encode()
-_CONTEXT = frozenset({b"traceparent", b"tracestate", b"baggage"})
-_READ = frozenset({_DEADLINE, _GRPC_TIMEOUT, _CALLER, *_CONTEXT})
-
-
-def _scan(raw: Any) -> tuple[float | None, str | None, bool]:
-    """The budget (seconds), the caller's name and whether W3C trace context came,
-    from the raw ASGI headers, read without decoding the others."""
-    deadline = grpc = caller = None
-    context = False
-    for name, value in raw:
-        if name in _READ:
-            if name == _DEADLINE:
-                deadline = value.decode("latin-1")
-            elif name == _GRPC_TIMEOUT:
-                grpc = value.decode("latin-1")
-            elif name == _CALLER:
-                caller = value.decode("latin-1")
-            else:
-                context = True
-    if deadline is not None:
-        return parse_budget(deadline), caller, context
-    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
-
-
-def _install_handlers(app: Any) -> None:
-    """Starlette and FastAPI answer 500 for an unhandled error before it reaches an
-    outer middleware: give them meshlite's mapping, unless the app has its own."""
-    add = getattr(app, "add_exception_handler", None)
-    handlers = getattr(app, "exception_handlers", None)
-    if add is None or not isinstance(handlers, dict):
-        return
-    for kind, handler in exception_handlers().items():
-        if kind not in handlers:
-            add(kind, handler)
+_monotonic = time.monotonic

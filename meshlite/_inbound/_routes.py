@@ -119,10 +119,17 @@ class Route:
 class CompiledRoute:
     """A route, its matcher and its built pipelines (made once per middleware)."""
 
-    __slots__ = ("admits", "bounded", "match", "methods", "pipeline", "route", "validator")
+    __slots__ = ("admits", "bounded", "counted", "direct", "label", "match", "methods",
+                 "pipeline", "route", "series", "validator")
 
-    def __init__(self, route: Route, max_deadline: float) -> None:
+    def __init__(self, route: Route, max_deadline: float, label: str | None = None) -> None:
         self.route = route
+        self.label = label
+        """The ``http.route`` of its requests (its pattern), or None for the default."""
+        self.series = label or "*"
+        """The route label of its requests' metrics."""
+        self.counted: dict[str, Any] = {}
+        """Method -> its ``InboundStats`` series, kept by the middleware."""
         self.methods = None if route.methods is None else frozenset(route.methods)
         self.match = _matcher(route.pattern)
         policies = _policies(route)
@@ -139,6 +146,9 @@ class CompiledRoute:
         self.admits = (route.needs_auth or route.max_body is not None
                        or self.validator is not None)
         """Whether admission has work besides the middleware's auth."""
+        self.direct = self.pipeline is None and not self.admits
+        """Whether a request without a deadline and auth runs the app directly, with
+        nothing between (decided here once, not per request)."""
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:
@@ -189,20 +199,23 @@ class RouteTable:
     """Routes in order; a request takes the first that matches its path and method
     (a request no route matches runs with no inbound policy)."""
 
-    __slots__ = ("_plain", "_routes")
+    __slots__ = ("plain", "routes")
 
     def __init__(self, routes: Sequence[Route], max_deadline: float) -> None:
         compiled = []
         for route in routes:
             if not isinstance(route, Route):
                 fail("MeshMiddleware", "routes", route, "meshlite.asgi.Route objects")
-            compiled.append(CompiledRoute(route, max_deadline))
-        self._routes = tuple(compiled)
-        self._plain = CompiledRoute(Route(), max_deadline)
+            compiled.append(CompiledRoute(route, max_deadline, route.pattern))
+        self.routes = tuple(compiled)
+        """The compiled routes, in order."""
+        self.plain = CompiledRoute(Route(), max_deadline)
+        """The policy-free route of requests no route matches."""
+
 
     def find(self, path: str, method: str) -> CompiledRoute:
         """The route of a request (a policy-free default when none matches)."""
-        for r in self._routes:
+        for r in self.routes:
             if r.match(path) and (r.methods is None or method in r.methods):
                 return r
-        return self._plain
+        return self.plain

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._histogram import Histogram
+from .._histogram import FOLD_AT, Histogram
 from ..observability._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     MetricFamily,
@@ -18,7 +18,7 @@ from ..observability._metrics import (
     histogram_samples,
 )
 
-__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats"]
+__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats", "Series"]
 
 DEFAULT_RATE_WINDOW = 60
 """Seconds over which the callers' request and error rates are averaged."""
@@ -54,14 +54,25 @@ class _Edge:
                 sum(v[1] for v in recent) / DEFAULT_RATE_WINDOW)
 
 
-class _Series:
+class Series:
     """One (route, method): its latency histogram and its answers by status."""
 
-    __slots__ = ("histogram", "statuses")
+    __slots__ = ("histogram", "pending", "statuses")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.histogram = Histogram(bounds)
+        self.pending = self.histogram.pending  # the same list for its whole life
         self.statuses: dict[int, int] = {}
+
+    def add(self, status: int, seconds: float) -> None:
+        """Count one answer (``Histogram.observe`` inlined: one call less on every
+        request)."""
+        pending = self.pending
+        pending.append(seconds)
+        if len(pending) >= FOLD_AT:
+            self.histogram.fold()
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
 
 
 class InboundStats:
@@ -71,18 +82,21 @@ class InboundStats:
 
     def __init__(self) -> None:
         self.bounds = DEFAULT_LATENCY_BUCKETS
-        self._series: dict[tuple[str, str], _Series] = {}
+        self._series: dict[tuple[str, str], Series] = {}
         self._callers: dict[str, _Edge] = {}
+
+    def series(self, route: str, method: str) -> Series:
+        """The series of one (route, method), made on first use; a caller may keep
+        it and :meth:`Series.add` to it directly (the middleware's common path)."""
+        series = self._series.get((route, method))
+        if series is None:
+            series = self._series[(route, method)] = Series(self.bounds)
+        return series
 
     def record(self, route: str, method: str, status: int, seconds: float,
                caller: str | None, now: float) -> None:
         """Count one finished request (``status`` 0: it ended without an answer)."""
-        series = self._series.get((route, method))
-        if series is None:
-            series = self._series[(route, method)] = _Series(self.bounds)
-        series.histogram.observe(seconds)
-        statuses = series.statuses
-        statuses[status] = statuses.get(status, 0) + 1
+        self.series(route, method).add(status, seconds)
         if caller is not None:
             edge = self._callers.get(caller)
             if edge is None:

@@ -38,10 +38,12 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
 
 def inbound(mesh: Any) -> dict[str, Any]:
     """The ``/api/inbound`` answer: the mesh's inbound middleware's routes (requests,
-    answers by status, refusals) and callers; empty without a middleware."""
+    answers by status, refusals), callers and last aggregated refusal entries (as the
+    dashboard's ticks carried them); empty without a middleware."""
     middleware = mesh.inbound
     if middleware is None:
-        return {"enabled": False, "routes": [], "callers": []}
+        return {"enabled": False, "routes": [], "callers": [], "refusals": []}
     stats = middleware.stats
     return {"enabled": True, "routes": stats.routes(),
-            "callers": stats.callers(time.monotonic())}
+            "callers": stats.callers(time.monotonic()),
+            "refusals": list(middleware.refusals.recent)}

@@ -6,6 +6,7 @@ middleware, checked by building them; a middleware made with ``mesh=`` and no
 
     inbound:
       max_deadline: 30
+      store: redis://127.0.0.1:6379/0 # quotas shared by every worker and replica
       api_keys_file: keys.txt        # lines "SUBJECT KEY [SCOPE ...]", re-read on change
       routes:
         - {pattern: "/orders/*", rate: 50, key: client, max_concurrent: 64, timeout: 2}
@@ -49,6 +50,7 @@ class InboundRouteSection(Section, frozen=True):
     timeout: float | None = None
     scopes: list[str] | None = None
     auth: bool | None = None
+    store: str | None = None
 
 
 class InboundJwtSection(Section, frozen=True):
@@ -67,6 +69,7 @@ class InboundSection(Section, frozen=True):
     """``inbound:`` routes (first match wins), the deadline cap, API keys, JWTs."""
 
     routes: list[InboundRouteSection] = []  # noqa: RUF012 - msgspec copies defaults
+    store: str | None = None
     max_deadline: float | None = None
     trace: bool | None = None
     api_keys_file: str | None = None
@@ -84,7 +87,31 @@ class InboundPlan:
     max_deadline: float | None
 
 
-def _route(i: int, section: InboundRouteSection, problems: Problems) -> Any:
+LOCAL_STORE = "local"
+"""A route's ``store:`` value keeping its quota in the process."""
+
+_stores: dict[str, Any] = {}  # one RedisStore per URL in a process, across reloads
+
+
+def _store(url: str | None, problems: Problems, path: tuple[Any, ...]) -> Any:
+    """The shared store named by ``url`` (a ``meshlite.state.RedisStore``; made once
+    per URL, so a reload keeps its connections), or None for ``local``/unset."""
+    if url is None or url == LOCAL_STORE:
+        return None
+    store = _stores.get(url)
+    if store is None:
+        from ..state import RedisStore
+
+        try:
+            store = RedisStore(url)
+        except ConfigError as error:
+            map_config_error(problems, path, error, ())
+            return None
+        _stores[url] = store
+    return store
+
+
+def _route(i: int, section: InboundRouteSection, problems: Problems, shared: Any) -> Any:
     from ..asgi import Route  # only configs with an inbound section pay for it
 
     args = section.arguments()
@@ -92,6 +119,8 @@ def _route(i: int, section: InboundRouteSection, problems: Problems) -> Any:
         if args.get(name) is not None:
             args[name] = tuple(args[name])
     path = ("inbound", "routes", i)
+    args["store"] = shared if section.store is None else _store(
+        section.store, problems, (*path, "store"))
     return construct(Route, args, problems, path, field_names(InboundRouteSection))
 
 
@@ -165,7 +194,8 @@ def check_inbound(section: InboundSection, problems: Problems, base: str,
     """Build the section's routes and auth, or None with each problem recorded;
     ``environ`` (default ``os.environ``) is where ``*_env`` keys are read."""
     before = len(problems.errors)
-    routes = tuple(_route(i, r, problems) for i, r in enumerate(section.routes))
+    shared = _store(section.store, problems, ("inbound", "store"))
+    routes = tuple(_route(i, r, problems, shared) for i, r in enumerate(section.routes))
     auth = _auth(section, problems, base, os.environ if environ is None else environ)
     if section.max_deadline is not None and not 0 < section.max_deadline < float("inf"):
         problems.add(("inbound", "max_deadline"), f"must be > 0, got {section.max_deadline}")

@@ -190,9 +190,6 @@ class MeshMetrics:
         yield from service_families(services, calls, attempts, self.bounds)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
-        inbound = getattr(self._mesh, "inbound", None)  # its meshlite.asgi middleware
-        if inbound is not None:  # server-side series: per worker too, so merged
-            yield from inbound.stats.collect()
         for extra in list(self._extra):
             yield from extra.collect()
 

@@ -50,7 +50,7 @@ def collectors(source: Any) -> list[Collector]:
             raise ConfigError("metrics: this mesh was made with metrics=False, so it has "
                               "nothing to expose; make it with ml.Mesh(..., metrics=True)",
                               policy="metrics")
-        return [source.metrics]  # its meshlite.asgi middleware's series included
+        return [source.metrics]  # with what was registered in it (inbound series)
     if isinstance(source, Iterable) and not isinstance(source, str | bytes):
         return [c for item in source for c in collectors(item)]
     return fail("metrics", "source", source, "a mesh, mesh.metrics, an ml.Metrics policy, "

@@ -49,6 +49,10 @@ NAMES: dict[str, tuple[str, str]] = {
     "meshlite_mesh_config_version": ("meshlite.mesh.config.version", "1"),
     "meshlite_store_fallbacks_total": ("meshlite.store.fallbacks", "{decision}"),
     "meshlite_rate_limit_wait_seconds_total": ("meshlite.rate_limit.wait_time", "s"),
+    "meshlite_server_requests_total": ("meshlite.server.requests", "{request}"),
+    "meshlite_server_request_duration_seconds": ("meshlite.server.request.duration", "s"),
+    "meshlite_server_caller_requests_total": ("meshlite.server.caller.requests", "{request}"),
+    "meshlite_server_caller_errors_total": ("meshlite.server.caller.errors", "{request}"),
 }
 """OTel name and unit of the families whose generic name would read badly; any
 other ``meshlite_a_b_total`` is exported as ``meshlite.a_b`` (``_seconds``: unit

@@ -37,8 +37,11 @@ class AsgiServer:
 
         from ..observability._dashboard._server import _Background, _bind, _start, _url
 
+        # log_config=None: uvicorn's default config would stop its loggers propagating
+        # to the root logger for the rest of the process, hiding them from the app's
+        # own logging (and from tests that capture every record).
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error",
-                                lifespan="off", access_log=False)
+                                lifespan="off", access_log=False, log_config=None)
         self._server = _Background(config)
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]

@@ -108,3 +108,44 @@ def test_meshlite_check_summarises_the_inbound_routes(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "inbound routes: /orders/{id}, /*" in result.stdout
+
+
+async def test_a_store_in_the_file_shares_quotas_across_workers(tmp_path: Path) -> None:
+    from _system import require_program
+
+    binary = require_program("redis-server", "redis-server")
+    from state.redis_server import RedisServer
+
+    server = RedisServer(binary).start()
+    try:
+        config = tmp_path / "mesh.yaml"
+        config.write_text(f'services: {{}}\ninbound:\n  store: "{server.url}"\n  routes:\n'
+                          '    - {pattern: "/own", rate: 1, per: 60, burst: 1, key: ip,'
+                          ' store: local}\n'
+                          '    - {pattern: "/*", rate: 3, per: 60, burst: 3, key: ip}\n')
+        # Two workers: two meshes from one file, two servers, one Redis.
+        meshes = [ml.Mesh.from_config(str(config)) for _ in range(2)]
+        apps = [MeshMiddleware(echo, mesh=m) for m in meshes]
+        async with AsgiServer(apps[0]) as one, AsgiServer(apps[1]) as two, \
+                httpx.AsyncClient() as client:
+            shared = [(await client.get(url + "/x")).status_code
+                      for url in (one.url, two.url, one.url, two.url)]
+            own = [(await client.get(url + "/own")).status_code
+                   for url in (one.url, two.url, one.url)]
+    finally:
+        server.close()
+    assert shared == [200, 200, 200, 429]  # one quota across both workers
+    assert own == [200, 200, 429]  # store: local keeps a quota per worker
+
+
+def test_meshlite_check_names_a_bad_store(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n  store: "memcached://127.0.0.1"\n'
+                      '  routes:\n    - {pattern: "/*", rate: 5, store: "nope"}\n')
+    command = "import sys; from meshlite.cli import main; sys.exit(main())"
+    result = subprocess.run([sys.executable, "-c", command, "check", str(config)],
+                            capture_output=True, text=True, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "inbound.store: RedisStore: url must be a redis://" in out
+    assert "inbound.routes[0].store: RedisStore: url must be a redis://" in out

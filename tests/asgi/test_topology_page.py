@@ -48,9 +48,10 @@ async def test_page_draws_caller_and_callee_nodes() -> None:
                     try:
                         page = await browser.new_page()
                         await page.goto(dashboard.url + "/")
-                        await page.wait_for_function(
-                            "document.querySelector('#topology .node.caller') !== null",
-                            timeout=20_000)
+                        # A selector, not wait_for_function: the page's CSP forbids
+                        # the eval that polling a JS predicate needs.
+                        await page.wait_for_selector("#topology .node.caller",
+                                                     timeout=20_000)
                         drawn = await page.text_content("#topology") or ""
                         await page.wait_for_selector("#inbound-panel:not([hidden])")
                         table = await page.text_content("#inbound") or ""
@@ -62,3 +63,47 @@ async def test_page_draws_caller_and_callee_nodes() -> None:
     assert "orders" in drawn  # this service, named by its mesh
     assert "inventory" in drawn  # what it calls
     assert "200: 3" in table  # the inbound panel: the answers per route
+
+
+async def test_refusals_reach_the_page_aggregated_never_one_line_per_request() -> None:
+    chromium = require_program("chromium", "chromium")
+    from meshlite.asgi import Auth, Route
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start",  # type: ignore[operator]
+                    "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    orders = ml.Mesh([], name="orders")
+    guarded = MeshMiddleware(app, mesh=orders, auth=Auth(api_keys={"k-a": ("alice", [])}),
+                             routes=[Route("/admin", auth=True),
+                                     Route("/*", rate=1.0, per=60.0, burst=1, key="ip")])
+    async with orders, AsgiServer(guarded) as server, httpx.AsyncClient() as client:
+        attack = [(await client.get(server.url + "/")).status_code for _ in range(30)]
+        dashboard = await orders.serve_dashboard(port=0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=chromium,
+                                                  args=CHROMIUM_ARGS)
+                try:
+                    page = await browser.new_page()
+                    await page.goto(dashboard.url + "/")
+                    await page.wait_for_selector(
+                        "#refusals li[data-action='quota_exhausted']", timeout=20_000)
+                    # Then live, over the WebSocket: failed credentials.
+                    for _ in range(5):
+                        await client.get(server.url + "/admin", headers={"x-api-key": "bad"})
+                    await page.wait_for_selector(
+                        "#refusals li[data-action='auth_failed']", timeout=20_000)
+                    items = await page.locator("#refusals li").all_text_contents()
+                finally:
+                    await browser.close()
+        finally:
+            await dashboard.stop()
+    assert attack.count(429) == 29
+    quota = [t for t in items if "quota_exhausted" in t]
+    assert len(quota) == 1  # 29 refusals, one line
+    assert "/* 429 x29 from 1 client(s): ip:127.0.0.1" in quota[0]
+    (auth,) = [t for t in items if "auth_failed" in t]
+    assert "/admin 401 x5" in auth
+    assert len(items) == 2

@@ -109,8 +109,14 @@ class Monitor:
                    if host is None or host.leading else [])
         for service, group in alerts.notifications(changed):
             self._post(service, group)
-        return tick_payload(measured, alerts.as_dict() if changed else None,
-                            len(alerts.firing()))
+        payload = tick_payload(measured, alerts.as_dict() if changed else None,
+                               len(alerts.firing()))
+        inbound = getattr(self.mesh, "inbound", None)  # its meshlite.asgi middleware
+        if inbound is not None:
+            refusals = inbound.refusals.drain(second)
+            if refusals:  # aggregated: one entry per action and route, never per request
+                payload["refusals"] = refusals
+        return payload
 
     def _count_callers(self) -> None:
         metrics = self.mesh.metrics

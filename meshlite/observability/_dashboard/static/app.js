@@ -407,6 +407,7 @@
       appendPoint(svc.hist, msg.second, data);
     }
     if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
+    if (msg.refusals) addRefusals(msg.refusals);
     if (state.ticks % 5 === 0) loadTopology();
     state.ticks += 1;
     renderAll();
@@ -518,6 +519,25 @@
       return tr;
     });
     $("inbound").querySelector("tbody").replaceChildren(...rows);
+    if (!state.refusalsLoaded) { state.refusalsLoaded = true; addRefusals(data.refusals || []); }
+  }
+
+  function refusalItem(r) {
+    // one aggregated entry: a second's refusals of one kind on one route, never one per request
+    const who = r.top.join(", ") + (r.clients > r.top.length ? ` and ${r.clients - r.top.length}${r.clients_capped ? "+" : ""} more` : "");
+    const li = el("li", "refusal " + r.action);
+    li.dataset.action = r.action;
+    li.append(el("span", "time", fmtTime(r.second)), el("b", "", r.action),
+              el("span", "", ` ${r.route} ${r.status} x${r.count} from ${r.clients}${r.clients_capped ? "+" : ""} client(s): ${who}`));
+    return li;
+  }
+
+  function addRefusals(entries) {
+    if (!entries.length) return;
+    const list = $("refusals");
+    list.querySelector(".none")?.remove();
+    for (const r of entries) list.prepend(refusalItem(r));
+    while (list.children.length > 50) list.lastElementChild.remove();
   }
 
   async function boot() {
