@@ -11,8 +11,12 @@ change only what differs.
 - A removed service leaves the registry at once and drains: calls already running
   finish, then its components stop and its connection pools close.
 
-The registry is changed without yielding to the event loop; starting the new
-services' components (health checks, discovery) comes after.
+The costly part of a change, building each changed service's pipeline and compiling
+its chain, is done ahead by :func:`prepare`, in the worker thread that builds a
+reloaded config; on the event loop only switches remain: one assignment per
+service, or a registry entry per new service. The registry is changed without
+yielding to the event loop; starting the new services' components (health checks,
+discovery) comes after.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
@@ -42,6 +46,7 @@ __all__ = [
     "describe",
     "finish",
     "install",
+    "prepare",
     "retire",
     "retire_now",
     "swap_pipeline",
@@ -74,13 +79,33 @@ def swap_pipeline(service: Service, pipeline: Pipeline) -> None:
 
 
 def install(plan: ServicePlan) -> Service:
-    """Give a newly built service its pipeline and discovery; returns the service."""
+    """Give a newly built service its pipeline and discovery (once: not again when
+    :func:`prepare` did); returns the service."""
     service = plan.service
+    if plan.installed:
+        return service
     swap_pipeline(service, plan.pipeline())
     if plan.discovery is not None:
         plan.discovery.driver.service = service
         service.attach(plan.discovery.driver)
+    plan.installed = True
     return service
+
+
+def prepare(old: Plan | None, new: Plan) -> None:
+    """Do ahead, from any thread, the costly part of applying ``new`` over ``old``:
+    install each new service (not registered yet, so no call sees it) and compile
+    the new pipeline of each running service whose policies changed (switched to
+    by :func:`apply_plan`). Changes nothing a call can see; raises (a reload
+    rejected) if a pipeline cannot be compiled."""
+    before = old.services if old is not None else {}
+    for name, plan in new.services.items():
+        previous = before.get(name)
+        if previous is None or previous.frame != plan.frame:
+            install(plan)
+        elif _policies_changed(previous, plan):
+            plan.compiled = previous.service.compile_pipeline(plan.pipeline())
+        plan.prepared = True
 
 
 def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
@@ -91,8 +116,9 @@ def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
 def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
     live = old.service
     touched = False
-    if _policies_changed(old, new):
-        swap_pipeline(live, new.pipeline())
+    if new.compiled is not None or (not new.prepared and _policies_changed(old, new)):
+        live.set_pipeline(new.compiled or new.pipeline())
+        new.compiled = None  # switched to: hold no handler of the live service
         touched = True
     if new.section.discovery is None and new.backends != live.backends:
         live.set_backends(new.backends)

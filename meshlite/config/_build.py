@@ -16,7 +16,7 @@ from .._pipeline import Pipeline
 from ..routing._backend import Backend
 from ..routing._lifecycle import dependency_order
 from ..routing._outlier import OutlierDetection
-from ..routing._service import Service
+from ..routing._service import CompiledPipeline, Service
 from ..routing._tls import TLS
 from ._discovery import DiscoverySpec, build_discovery
 from ._policies import BuiltPolicies, _Invalid, build_policies, exception_types
@@ -50,6 +50,12 @@ class ServicePlan:
     discovery: DiscoverySpec | None
     frame: dict[str, Any]
     backends: tuple[Backend, ...]
+    compiled: CompiledPipeline | None = None
+    """The new pipeline of a running service, compiled ahead (``_apply.prepare``)."""
+    installed: bool = False
+    """A new service given its pipeline and discovery ahead (``_apply.prepare``)."""
+    prepared: bool = False
+    """``compiled`` is decided (None: the policies did not change)."""
 
     def pipeline(self) -> Pipeline:
         """A new pipeline of this plan's policies, outermost first."""

@@ -1,0 +1,79 @@
+"""A reload compiles every changed service's pipeline in the worker thread that
+builds the config: the event loop only switches to what was prepared."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite.config._load import managed_of
+from meshlite.routing import Service
+
+
+def config(attempts: int, extra: str = "") -> str:
+    lines = ["services:"]
+    for i in range(20):
+        lines += [f"  s{i}:", '    backends: ["http://127.0.0.1:1"]',
+                  f"    retry: {{attempts: {attempts}}}"]
+    return "\n".join(lines) + "\n" + extra
+
+
+async def test_the_loop_compiles_no_pipeline_during_a_reload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    compiled_on: list[int] = []
+    original = Service._compile
+
+    def spy(self: Service, pipeline: Any, injected: Any) -> Any:
+        compiled_on.append(threading.get_ident())
+        return original(self, pipeline, injected)
+
+    async with mesh:
+        before = mesh.service("s0").async_handler()
+        monkeypatch.setattr(Service, "_compile", spy)
+        extra = '  new:\n    backends: ["http://127.0.0.1:2"]\n    retry: {attempts: 2}\n'
+        path.write_text(config(4).replace("services:\n", "services:\n" + extra),
+                        encoding="utf-8")
+        assert await mesh.reload() is True
+        loop_thread = threading.get_ident()
+        assert len(compiled_on) >= 21  # 20 changed services, the new one (built, installed)
+        assert loop_thread not in compiled_on
+        retry = next(p for p in mesh.service("s0").pipeline.walk() if p.kind == "retry")
+        assert retry.options.attempts == 4
+        assert mesh.service("s0").async_handler() is not before
+        assert "new" in mesh.registered()
+        managed = managed_of(mesh)
+        assert managed is not None
+        assert all(p.compiled is None for p in managed.plan.services.values())
+
+
+def test_a_service_changed_since_compiling_is_compiled_again() -> None:
+    service = Service("users", backends=["http://127.0.0.1:1"])
+    compiled = service.compile_pipeline(ml.Pipeline(ml.Retry(attempts=2)))
+    events: list[Any] = []
+    service.add_hook(events.append)  # after compiling: the hooks changed
+    remove = service.inject(ml.FaultInjection(rate=1.0))  # and the injected policies
+    service.set_pipeline(compiled)
+    assert service.async_handler() is not compiled.handler
+    assert service._injected
+    assert service.pipeline is compiled.pipeline
+    retry = next(p for p in service.pipeline.walk() if p.kind == "retry")
+    assert retry.hooks._hooks == (events.append,)  # subscribed once, the hook of now
+    remove()
+
+
+def test_an_unchanged_service_switches_to_the_compiled_handler() -> None:
+    service = Service("users", backends=["http://127.0.0.1:1"])
+    events: list[Any] = []
+    service.add_hook(events.append)
+    compiled = service.compile_pipeline(ml.Pipeline(ml.Retry(attempts=2)))
+    service.set_pipeline(compiled)
+    assert service.async_handler() is compiled.handler
+    retry = next(p for p in service.pipeline.walk() if p.kind == "retry")
+    assert retry.hooks._hooks == (events.append,)
