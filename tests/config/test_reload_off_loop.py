@@ -3,6 +3,7 @@ builds the config: the event loop only switches to what was prepared."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 import meshlite as ml
-from meshlite.config._load import managed_of
+from meshlite.config._load import gc_paused, managed_of
+from meshlite.discovery._yaml import YAMLError, load_yaml
 from meshlite.routing import Service
 
 
@@ -77,3 +79,59 @@ def test_an_unchanged_service_switches_to_the_compiled_handler() -> None:
     assert service.async_handler() is compiled.handler
     retry = next(p for p in service.pipeline.walk() if p.kind == "retry")
     assert retry.hooks._hooks == (events.append,)
+
+
+def test_objects_made_while_collection_is_paused_are_not_left_young() -> None:
+    # Left young, the first collection after the pause scans them all at once, the
+    # GIL held: every thread (an event loop's) stalls for the whole scan.
+    kept: list[list[int]] = []
+    gc.disable()  # no collection right after the pause, to see what it left young
+    try:
+        with gc_paused():
+            kept += [[i] for i in range(50_000)]
+        young = gc.get_count()[0]
+    finally:
+        gc.enable()
+    assert young < 1_000
+    assert len(kept) == 50_000
+
+
+def test_yaml_off_the_main_thread_is_composed_event_by_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # libyaml composes a whole document in one call that holds the GIL; PyYAML's
+    # composer (over libyaml's events) lets other threads run in between.
+    import yaml
+
+    composed: list[str] = []
+    original = yaml.composer.Composer.compose_node
+
+    def spy(self: Any, parent: Any, index: Any) -> Any:
+        composed.append(threading.current_thread().name)
+        return original(self, parent, index)
+
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node", spy)
+    text = "a: on\nb: true\nc: &x [1, {d: 2.5}]\ne: *x\nf: ~\n"
+    on_main = load_yaml(text)
+    seen: list[Any] = []
+    worker = threading.Thread(target=lambda: seen.append(load_yaml(text)), name="reload")
+    worker.start()
+    worker.join()
+    assert seen == [on_main]
+    assert on_main == {"a": "on", "b": True, "c": [1, {"d": 2.5}], "e": [1, {"d": 2.5}],
+                       "f": None}
+    if hasattr(yaml, "CSafeLoader"):
+        assert composed
+        assert set(composed) == {"reload"}
+    errors: list[Exception] = []
+    worker = threading.Thread(target=lambda: errors.append(_catch("a: *nowhere\n")))
+    worker.start()
+    worker.join()
+    assert isinstance(errors[0], YAMLError)
+
+
+def _catch(text: str) -> Exception:
+    try:
+        load_yaml(text)
+    except YAMLError as error:
+        return error
+    return AssertionError("parsed")
