@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
-from ..routing._service import Service
+from ..routing._service import CompiledPipeline, Service
 from ._build import Plan, ServicePlan
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ __all__ = [
     "retire",
     "retire_now",
     "swap_pipeline",
+    "switch",
+    "switch_now",
 ]
 
 _DRAIN_POLL = 0.01
@@ -65,6 +67,8 @@ class Changes:
     changed: list[str] = field(default_factory=list)
     started: list[Service] = field(default_factory=list)
     retired: list[Service] = field(default_factory=list)
+    switches: list[tuple[Service, CompiledPipeline]] = field(default_factory=list)
+    """Running services and the pipelines prepared for them, for :func:`switch`."""
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
@@ -116,9 +120,12 @@ def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
 def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
     live = old.service
     touched = False
-    if new.compiled is not None or (not new.prepared and _policies_changed(old, new)):
-        live.set_pipeline(new.compiled or new.pipeline())
-        new.compiled = None  # switched to: hold no handler of the live service
+    if new.compiled is not None:
+        changes.switches.append((live, new.compiled))
+        new.compiled = None  # handed over: the plan holds no handler of the live service
+        touched = True
+    elif not new.prepared and _policies_changed(old, new):
+        swap_pipeline(live, new.pipeline())
         touched = True
     if new.section.discovery is None and new.backends != live.backends:
         live.set_backends(new.backends)
@@ -129,8 +136,9 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
 
 
 def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
-    """Change ``mesh`` from ``old`` (None: nothing from a config yet) to ``new``, in
-    one go on the caller's thread; returns what changed, for :func:`finish`."""
+    """Change ``mesh``'s registry and backends from ``old`` (None: nothing from a
+    config yet) to ``new``, in one go on the caller's thread; returns what changed,
+    with the pipelines :func:`prepare` compiled left for :func:`switch`."""
     changes = Changes()
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
@@ -151,6 +159,31 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
             changes.removed.append(name)
             changes.retired.append(previous.service)
     return changes
+
+
+SWITCH_CHUNK = 100
+"""Services switched to their new pipelines between two turns of the event loop."""
+
+
+async def switch(changes: Changes) -> None:
+    """Switch each running service of ``changes.switches`` to its prepared pipeline,
+    letting the event loop run between chunks of :data:`SWITCH_CHUNK`: a service
+    switches in one assignment (its calls see the old pipeline or the new one), and
+    thousands of them never hold up the loop more than one chunk. The switches
+    cannot fail: each pipeline was compiled for its service ahead (compiled again
+    here only if the service changed since, as ``Service.set_pipeline`` does)."""
+    for index, (service, compiled) in enumerate(changes.switches):
+        if index and index % SWITCH_CHUNK == 0:
+            await asyncio.sleep(0)
+        service.set_pipeline(compiled)
+    changes.switches.clear()
+
+
+def switch_now(changes: Changes) -> None:
+    """:func:`switch` in one go, without an event loop."""
+    for service, compiled in changes.switches:
+        service.set_pipeline(compiled)
+    changes.switches.clear()
 
 
 async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:

@@ -20,7 +20,7 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, prepare
+from ._apply import apply_plan, finish, prepare, switch
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
@@ -221,6 +221,7 @@ class ConfigWatcher:
             return "rejected"
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan)
+        await switch(changes)
         managed.plan = plan
         if plan.top.alerts != old.top.alerts:  # after the services the rules may name
             apply_alerts(mesh, plan.top.alerts)

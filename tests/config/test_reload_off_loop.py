@@ -3,6 +3,7 @@ builds the config: the event loop only switches to what was prepared."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import meshlite as ml
+from meshlite.config import _apply as apply_module
 from meshlite.config._load import gc_paused, managed_of
 from meshlite.discovery._yaml import YAMLError, load_yaml
 from meshlite.routing import Service
@@ -135,3 +137,42 @@ def _catch(text: str) -> Exception:
     except YAMLError as error:
         return error
     return AssertionError("parsed")
+
+
+async def test_the_loop_runs_between_chunks_of_switched_services(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
+    turns = 0
+    seen: list[int] = []
+    original = Service.set_pipeline
+
+    def spy(self: Service, pipeline: Any) -> None:
+        seen.append(turns)
+        original(self, pipeline)
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async with mesh:
+        monkeypatch.setattr(Service, "set_pipeline", spy)
+        task = asyncio.create_task(ticker())
+        version = mesh.config_version
+        path.write_text(config(4), encoding="utf-8")
+        try:
+            assert await mesh.reload() is True
+        finally:
+            task.cancel()
+        assert len(seen) == 20
+        assert len(set(seen)) == 4  # 20 services in chunks of 5, the loop between
+        assert all(seen[i] == seen[i - i % 5] for i in range(20))  # a chunk in one go
+        assert mesh.config_version == version + 1
+        for i in range(20):
+            retry = next(p for p in mesh.service(f"s{i}").pipeline.walk()
+                         if p.kind == "retry")
+            assert retry.options.attempts == 4
