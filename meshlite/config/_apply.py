@@ -20,8 +20,8 @@ discovery) comes after.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
-``close_service_pools``; ``Service.set_pipeline``), never through their private
-attributes.
+``close_service_pools``; ``Service.compile_pipeline``, ``set_pipeline``), never
+through their private attributes.
 """
 
 from __future__ import annotations

@@ -40,8 +40,9 @@ __all__ = ["Plan", "ServicePlan", "build_plan", "frame_of"]
 @dataclass
 class ServicePlan:
     """One service as built: its Service (new, with an empty pipeline: the real one
-    is installed when the plan is applied; or, when its routing is unchanged, the
-    running one), policies, discovery, backends, and what the diff compares."""
+    is installed when the plan is prepared or applied; or, when its routing is
+    unchanged, the running one), policies, discovery, backends, and what the diff
+    compares."""
 
     name: str
     section: ServiceSection
