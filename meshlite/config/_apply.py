@@ -188,9 +188,12 @@ def switch_now(changes: Changes) -> None:
 
 async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:
     """The async part of applying: start the new services' components (when the mesh
-    is open), and drain the retired services in the background (tasks in ``drains``)."""
-    await mesh.start_services(changes.started)
-    for service in changes.retired:
+    is open), and drain the retired services in the background (tasks in ``drains``),
+    :data:`SWITCH_CHUNK` services at a time with the event loop running between."""
+    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK)
+    for index, service in enumerate(changes.retired):
+        if index and index % SWITCH_CHUNK == 0:
+            await asyncio.sleep(0)  # the retiring tasks run in chunks, calls between
         task = asyncio.get_running_loop().create_task(retire(mesh, service))
         drains.add(task)
         task.add_done_callback(drains.discard)

@@ -176,3 +176,50 @@ async def test_the_loop_runs_between_chunks_of_switched_services(
             retry = next(p for p in mesh.service(f"s{i}").pipeline.walk()
                          if p.kind == "retry")
             assert retry.options.attempts == 4
+
+
+async def test_retired_services_are_drained_in_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
+    turns = 0
+    seen: list[int] = []
+    original = apply_module.retire
+
+    async def spy(mesh: ml.Mesh, service: Service) -> None:
+        seen.append(turns)
+        await original(mesh, service)
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    monkeypatch.setattr(apply_module, "retire", spy)
+    async with mesh:
+        old = mesh.service("s0")
+        task = asyncio.create_task(ticker())
+        changed = config(3).replace("retry: {attempts: 3}",
+                                    "retry: {attempts: 3}\n    balancer: random")
+        path.write_text(changed, encoding="utf-8")  # routing changed: every one replaced
+        try:
+            assert await mesh.reload() is True
+            await until_drained(mesh)
+        finally:
+            task.cancel()
+        assert mesh.service("s0") is not old
+        assert len(seen) == 20
+        assert len(set(seen)) > 1  # not all 20 in one turn of the loop
+
+
+async def until_drained(mesh: ml.Mesh) -> None:
+    managed = managed_of(mesh)
+    assert managed is not None
+    for _ in range(1000):
+        if not managed.drains:
+            return
+        await asyncio.sleep(0.001)
+    pytest.fail("retired services did not drain")
