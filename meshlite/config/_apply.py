@@ -11,13 +11,17 @@ change only what differs.
 - A removed service leaves the registry at once and drains: calls already running
   finish, then its components stop and its connection pools close.
 
-The registry is changed without yielding to the event loop; starting the new
-services' components (health checks, discovery) comes after.
+The costly part of a change, building each changed service's pipeline and compiling
+its chain, is done ahead by :func:`prepare`, in the worker thread that builds a
+reloaded config; on the event loop only switches remain: one assignment per
+service, or a registry entry per new service. The registry is changed without
+yielding to the event loop; starting the new services' components (health checks,
+discovery) comes after.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
-``close_service_pools``; ``Service.set_pipeline``), never through their private
-attributes.
+``close_service_pools``; ``Service.compile_pipeline``, ``set_pipeline``), never
+through their private attributes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
-from ..routing._service import Service
+from ..routing._service import CompiledPipeline, Service
 from ._build import Plan, ServicePlan
 
 if TYPE_CHECKING:
@@ -42,9 +46,12 @@ __all__ = [
     "describe",
     "finish",
     "install",
+    "prepare",
     "retire",
     "retire_now",
     "swap_pipeline",
+    "switch",
+    "switch_now",
 ]
 
 _DRAIN_POLL = 0.01
@@ -60,6 +67,8 @@ class Changes:
     changed: list[str] = field(default_factory=list)
     started: list[Service] = field(default_factory=list)
     retired: list[Service] = field(default_factory=list)
+    switches: list[tuple[Service, CompiledPipeline]] = field(default_factory=list)
+    """Running services and the pipelines prepared for them, for :func:`switch`."""
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
@@ -74,13 +83,33 @@ def swap_pipeline(service: Service, pipeline: Pipeline) -> None:
 
 
 def install(plan: ServicePlan) -> Service:
-    """Give a newly built service its pipeline and discovery; returns the service."""
+    """Give a newly built service its pipeline and discovery (once: not again when
+    :func:`prepare` did); returns the service."""
     service = plan.service
+    if plan.installed:
+        return service
     swap_pipeline(service, plan.pipeline())
     if plan.discovery is not None:
         plan.discovery.driver.service = service
         service.attach(plan.discovery.driver)
+    plan.installed = True
     return service
+
+
+def prepare(old: Plan | None, new: Plan) -> None:
+    """Do ahead, from any thread, the costly part of applying ``new`` over ``old``:
+    install each new service (not registered yet, so no call sees it) and compile
+    the new pipeline of each running service whose policies changed (switched to
+    by :func:`apply_plan`). Changes nothing a call can see; raises (a reload
+    rejected) if a pipeline cannot be compiled."""
+    before = old.services if old is not None else {}
+    for name, plan in new.services.items():
+        previous = before.get(name)
+        if previous is None or previous.frame != plan.frame:
+            install(plan)
+        elif _policies_changed(previous, plan):
+            plan.compiled = previous.service.compile_pipeline(plan.pipeline())
+        plan.prepared = True
 
 
 def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
@@ -91,7 +120,11 @@ def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
 def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
     live = old.service
     touched = False
-    if _policies_changed(old, new):
+    if new.compiled is not None:
+        changes.switches.append((live, new.compiled))
+        new.compiled = None  # handed over: the plan holds no handler of the live service
+        touched = True
+    elif not new.prepared and _policies_changed(old, new):
         swap_pipeline(live, new.pipeline())
         touched = True
     if new.section.discovery is None and new.backends != live.backends:
@@ -103,8 +136,9 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
 
 
 def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
-    """Change ``mesh`` from ``old`` (None: nothing from a config yet) to ``new``, in
-    one go on the caller's thread; returns what changed, for :func:`finish`."""
+    """Change ``mesh``'s registry and backends from ``old`` (None: nothing from a
+    config yet) to ``new``, in one go on the caller's thread; returns what changed,
+    with the pipelines :func:`prepare` compiled left for :func:`switch`."""
     changes = Changes()
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
@@ -127,11 +161,39 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
     return changes
 
 
+SWITCH_CHUNK = 100
+"""Services switched to their new pipelines between two turns of the event loop."""
+
+
+async def switch(changes: Changes) -> None:
+    """Switch each running service of ``changes.switches`` to its prepared pipeline,
+    letting the event loop run between chunks of :data:`SWITCH_CHUNK`: a service
+    switches in one assignment (its calls see the old pipeline or the new one), and
+    thousands of them never hold up the loop more than one chunk. The switches
+    cannot fail: each pipeline was compiled for its service ahead (compiled again
+    here only if the service changed since, as ``Service.set_pipeline`` does)."""
+    for index, (service, compiled) in enumerate(changes.switches):
+        if index and index % SWITCH_CHUNK == 0:
+            await asyncio.sleep(0)
+        service.set_pipeline(compiled)
+    changes.switches.clear()
+
+
+def switch_now(changes: Changes) -> None:
+    """:func:`switch` in one go, without an event loop."""
+    for service, compiled in changes.switches:
+        service.set_pipeline(compiled)
+    changes.switches.clear()
+
+
 async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:
     """The async part of applying: start the new services' components (when the mesh
-    is open), and drain the retired services in the background (tasks in ``drains``)."""
-    await mesh.start_services(changes.started)
-    for service in changes.retired:
+    is open), and drain the retired services in the background (tasks in ``drains``),
+    :data:`SWITCH_CHUNK` services at a time with the event loop running between."""
+    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK)
+    for index, service in enumerate(changes.retired):
+        if index and index % SWITCH_CHUNK == 0:
+            await asyncio.sleep(0)  # the retiring tasks run in chunks, calls between
         task = asyncio.get_running_loop().create_task(retire(mesh, service))
         drains.add(task)
         task.add_done_callback(drains.discard)

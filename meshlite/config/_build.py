@@ -16,7 +16,7 @@ from .._pipeline import Pipeline
 from ..routing._backend import Backend
 from ..routing._lifecycle import dependency_order
 from ..routing._outlier import OutlierDetection
-from ..routing._service import Service
+from ..routing._service import CompiledPipeline, Service
 from ..routing._tls import TLS
 from ._discovery import DiscoverySpec, build_discovery
 from ._policies import BuiltPolicies, _Invalid, build_policies, exception_types
@@ -40,8 +40,9 @@ __all__ = ["Plan", "ServicePlan", "build_plan", "frame_of"]
 @dataclass
 class ServicePlan:
     """One service as built: its Service (new, with an empty pipeline: the real one
-    is installed when the plan is applied; or, when its routing is unchanged, the
-    running one), policies, discovery, backends, and what the diff compares."""
+    is installed when the plan is prepared or applied; or, when its routing is
+    unchanged, the running one), policies, discovery, backends, and what the diff
+    compares."""
 
     name: str
     section: ServiceSection
@@ -50,6 +51,12 @@ class ServicePlan:
     discovery: DiscoverySpec | None
     frame: dict[str, Any]
     backends: tuple[Backend, ...]
+    compiled: CompiledPipeline | None = None
+    """The new pipeline of a running service, compiled ahead (``_apply.prepare``)."""
+    installed: bool = False
+    """A new service given its pipeline and discovery ahead (``_apply.prepare``)."""
+    prepared: bool = False
+    """``compiled`` is decided (None: the policies did not change)."""
 
     def pipeline(self) -> Pipeline:
         """A new pipeline of this plan's policies, outermost first."""

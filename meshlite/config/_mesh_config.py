@@ -11,7 +11,7 @@ from .._audit import config_sha256
 from .._clock import Clock
 from .._errors import ConfigError
 from ..mesh._mesh import Mesh
-from ._apply import apply_plan, finish, install, retire_now
+from ._apply import apply_plan, finish, install, retire_now, switch_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
 from ._load import Managed, digest, gc_paused, load_plan, managed_of, set_managed
 from ._reload import open_audit, record_load
@@ -120,6 +120,7 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
         text = read_text(full)
         managed, plan = _managed(full, text, environ, profile, None, mesh)
         changes = apply_plan(mesh, None, plan)
+        switch_now(changes)  # none: a first plan has no running services
         set_managed(mesh, managed)
         open_audit(mesh, plan)
         record_load(mesh, managed)

@@ -20,7 +20,7 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish
+from ._apply import apply_plan, finish, prepare, switch
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
@@ -171,16 +171,18 @@ class ConfigWatcher:
             return await self._apply(plan, actor, new_sha)
 
     async def _load(self, text: str) -> Plan:
-        """Parse, validate and build ``text`` in a worker thread: a large or hostile
-        file never holds up the calls the event loop is serving."""
+        """Parse, validate, build and compile ``text`` in a worker thread: a large or
+        hostile file never holds up the calls the event loop is serving."""
         managed = self.managed
         others = managed.others(self.mesh)  # read on the loop, where the registry changes
 
         def load() -> Plan:
             with gc_paused():
-                return load_plan(managed.path, environ=managed.environ,
+                plan = load_plan(managed.path, environ=managed.environ,
                                  profile=managed.profile, text=text, previous=managed.plan,
                                  others=others, clock=managed.clock)
+                prepare(managed.plan, plan)  # leaves the loop only pointer swaps
+                return plan
 
         return await asyncio.to_thread(load)
 
@@ -219,6 +221,7 @@ class ConfigWatcher:
             return "rejected"
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan)
+        await switch(changes)
         managed.plan = plan
         if plan.top.alerts != old.top.alerts:  # after the services the rules may name
             apply_alerts(mesh, plan.top.alerts)

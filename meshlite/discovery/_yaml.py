@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 from .._errors import ConfigError
 
 __all__ = ["YAMLError", "load_json_or_yaml", "load_yaml"]
 
-_loader: Any = None
+_loader: list[Any] | None = None
 
 
 class YAMLError(ValueError):
     """The text is not valid YAML (the message says where)."""
 
 
-def _make_loader() -> Any:
+def _make_loader() -> list[Any]:
     import yaml
 
     # libyaml's parser when PyYAML was built with it: several times faster, which
@@ -33,18 +34,35 @@ def _make_loader() -> Any:
     class Loader(base):  # type: ignore[misc]
         pass
 
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
-                                 re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                 list("tTfF"))
-    return Loader
+    loaders = [Loader]
+    if base is not yaml.SafeLoader:
+        class Threaded(yaml.composer.Composer, Loader):
+            """libyaml's parser, event by event, under PyYAML's composer: libyaml
+            composes a whole document in one call that holds the GIL (a 3,000-service
+            config: 0.1-0.5 s in which no other thread runs, an event loop's
+            included); one event at a time lets the others in between."""
+
+            def __init__(self, stream: str) -> None:
+                base.__init__(self, stream)
+                yaml.composer.Composer.__init__(self)
+
+        loaders.append(Threaded)
+    for loader in loaders:
+        loader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                     list("tTfF"))
+    return loaders
+
 
 
 def load_yaml(text: str) -> Any:
-    """Parse ``text`` (safe: plain data only).
+    """Parse ``text`` (safe: plain data only). Off the main thread (a reload in a
+    worker thread) the document is composed one parser event at a time, so the
+    GIL is not held for the whole parse (other threads keep running).
 
     Raises:
         YAMLError: it does not parse.
@@ -54,8 +72,10 @@ def load_yaml(text: str) -> Any:
 
     if _loader is None:
         _loader = _make_loader()
+    loader = _loader[-1] if threading.current_thread() is not threading.main_thread() \
+        else _loader[0]
     try:
-        return yaml.load(text, Loader=_loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as error:
         raise YAMLError(str(error)) from None
 

@@ -201,12 +201,19 @@ class MeshLifecycle:
         if self._targets.get(service.name) is service:
             del self._targets[service.name]
 
-    async def start_services(self, services: Collection[Service]) -> None:
-        """Start the components of ``services`` in dependency order (when open)."""
+    async def start_services(self, services: Collection[Service], *,
+                             chunk: int = 0) -> None:
+        """Start the components of ``services`` in dependency order (when open),
+        letting the event loop run after every ``chunk`` services (0: never)."""
         if self._state == "open":
+            wanted = {id(service) for service in services}
+            started = 0
             for service in dependency_order(self._services):
-                if service in services:
+                if id(service) in wanted:
                     await start_all(service.components, self._started)
+                    started += 1
+                    if chunk and started % chunk == 0:
+                        await asyncio.sleep(0)
 
     def release_components(self, service: Service) -> list[Lifecycle]:
         """The started components of ``service``, which the mesh no longer stops: the

@@ -7,6 +7,7 @@ import random as _random
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -36,7 +37,8 @@ from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "override_service"]
+__all__ = ["DEFAULT_RETRY_ATTEMPTS", "CompiledPipeline", "Lifecycle", "Service",
+           "override_service"]
 
 DEFAULT_RETRY_ATTEMPTS = 2
 """The default pipeline (``pipeline=None``) is ``Pipeline(Retry(attempts=2))``: one
@@ -91,6 +93,35 @@ def _names(owner: str, value: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not item:
             fail(owner, "depends_on", value, "service names")
     return items
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A pipeline compiled for a service (:meth:`Service.compile_pipeline`), ready
+    to be switched to in one assignment."""
+
+    service: Service
+    pipeline: Pipeline
+    injected: tuple[Policy, ...]
+    handler: AsyncHandler
+    base: Policy
+    """The service's pipeline when this was compiled."""
+    hooks: tuple[Hook, ...]
+    """The service's hooks then, given to ``fresh``."""
+    fresh: tuple[Policy, ...]
+    """The policies of ``pipeline`` not in ``base``."""
+
+    def current(self, service: Service) -> bool:
+        """Whether ``service`` is as it was when this was compiled for it."""
+        return (service is self.service and service.pipeline is self.base
+                and service.hooks._hooks is self.hooks
+                and service._injected == self.injected)
+
+    def unhook(self) -> None:
+        """Take the hooks given to ``fresh`` back (before compiling again)."""
+        for policy in self.fresh:
+            for hook in self.hooks:
+                policy.hooks.remove(hook)
 
 
 class Service(Rotation):
@@ -238,13 +269,14 @@ class Service(Rotation):
                 handler = self._handler = self._chain().wrap(inner)
         return handler
 
-    def _chain(self) -> Policy:
-        """What calls run through: the pipeline, under the call span (an ``INTERNAL``
-        ``ml.Trace``) unless the pipeline has a ``Trace`` of its own or the service
-        was made with ``trace=False``."""
-        if self._call_span is None or any(isinstance(p, Trace) for p in self.pipeline.walk()):
-            return self.pipeline
-        return Pipeline(self._call_span, self.pipeline)
+    def _chain(self, pipeline: Policy | None = None) -> Policy:
+        """What calls run through: the pipeline (``pipeline``, default the running
+        one), under the call span (an ``INTERNAL`` ``ml.Trace``) unless the pipeline
+        has a ``Trace`` of its own or the service was made with ``trace=False``."""
+        chain = self.pipeline if pipeline is None else pipeline
+        if self._call_span is None or any(isinstance(p, Trace) for p in chain.walk()):
+            return chain
+        return Pipeline(self._call_span, chain)
 
     @property
     def header_names(self) -> tuple[str, ...]:
@@ -310,24 +342,59 @@ class Service(Rotation):
 
         return remove
 
-    def _recompile(self, injected: tuple[Policy, ...]) -> None:
-        """Compile the async chain with ``injected`` and switch to it (the sync chain
-        is rebuilt on its next use); nothing changes if compiling raises."""
+    def _compile(self, pipeline: Policy, injected: tuple[Policy, ...]) -> AsyncHandler:
         with leading_arguments(1):
             inner: AsyncHandler = async_route(self)
             for policy in reversed(injected):
                 inner = policy.awrap(inner)
-            handler = self._chain().awrap(inner)
+            return self._chain(pipeline).awrap(inner)
+
+    def _recompile(self, injected: tuple[Policy, ...]) -> None:
+        """Compile the async chain with ``injected`` and switch to it (the sync chain
+        is rebuilt on its next use); nothing changes if compiling raises."""
+        handler = self._compile(self.pipeline, injected)
         self._injected, self._ahandler, self._handler = injected, handler, None
 
     # -- what the mesh's config changes a service through (not public API) --------
 
-    def set_pipeline(self, pipeline: Pipeline) -> None:
+    def compile_pipeline(self, pipeline: Pipeline) -> CompiledPipeline:
+        """``pipeline`` compiled for this service without running it (from any
+        thread: a config reload compiles in a worker thread); :meth:`set_pipeline`
+        switches to it. The policies of ``pipeline`` new to the service (not shared
+        with a running pipeline) get the hooks subscribed to the service now.
+
+        Raises:
+            ConfigError: a policy of ``pipeline`` cannot wrap this service.
+        """
+        base, hooks, injected = self.pipeline, self.hooks._hooks, self._injected
+        handler = self._compile(pipeline, injected)
+        fresh = self._fresh(base, pipeline) if hooks else ()
+        for policy in fresh:
+            for hook in hooks:
+                policy.hooks.add(hook)
+        return CompiledPipeline(self, pipeline, injected, handler, base, hooks, fresh)
+
+    @staticmethod
+    def _fresh(base: Policy, pipeline: Policy) -> tuple[Policy, ...]:
+        known = {id(p) for p in base.walk()}
+        return tuple(p for p in pipeline.walk() if id(p) not in known)
+
+    def set_pipeline(self, pipeline: Pipeline | CompiledPipeline) -> None:
         """Run ``pipeline`` from the next call on: one assignment of the compiled async
         handler (the sync one is recompiled on its next use; injected policies stay).
-        Policies new to the service get the hooks subscribed to it; nothing changes
-        if compiling raises."""
-        known = {id(p) for p in self.pipeline.walk()}
+        One from :meth:`compile_pipeline` is switched to as it is when the service
+        has not changed since (pipeline, injected policies, hooks), else compiled
+        again. Policies new to the service get the hooks subscribed to it; nothing
+        changes if compiling raises."""
+        if isinstance(pipeline, CompiledPipeline):
+            compiled, pipeline = pipeline, pipeline.pipeline
+            with self._lock:
+                if compiled.current(self):
+                    self.pipeline, self._ahandler, self._handler = (
+                        pipeline, compiled.handler, None)
+                    return
+            compiled.unhook()
+        hooks, base = self.hooks._hooks, self.pipeline
         with self._lock:
             old, self.pipeline = self.pipeline, pipeline
             try:
@@ -335,10 +402,9 @@ class Service(Rotation):
             except BaseException:
                 self.pipeline = old
                 raise
-        for policy in pipeline.walk():
-            if id(policy) not in known:
-                for hook in self.hooks._hooks:
-                    policy.hooks.add(hook)
+        for policy in self._fresh(base, pipeline) if hooks else ():
+            for hook in self.hooks._hooks:
+                policy.hooks.add(hook)
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to this service's routing events and its pipeline's
