@@ -19,6 +19,14 @@ A connection whose request failed for any reason other than an error reply is
 closed before it goes back (its reply may still be on the wire). A connection
 that was already open and fails to send (a Redis restart closed it) is retried
 once, reconnecting; a fresh one that fails is not.
+
+An async connect that times out is tried once more: on a busy event loop (a
+thousand tasks starting at once, a thread holding the GIL) the connect's
+completion and its timer can come due in the same loop iteration, and the timer
+wins although the connection was made. The second attempt starts on a loop that
+has worked off that backlog. A Redis that hangs still accepts connections (its
+reads are what ``timeout`` bounds), so this does not slow its detection; only an
+unreachable host costs two connect timeouts before the store is marked down.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ class Wire:
         self._reply: type[BaseException] = ex.ResponseError
         self._noscript: type[BaseException] = ex.NoScriptError
         self._closed: type[BaseException] = ex.ConnectionError
+        self._timeout: type[BaseException] = ex.TimeoutError
 
     # -- sync ------------------------------------------------------------------------
 
@@ -86,8 +95,11 @@ class Wire:
     async def acall(self, pool: Any, script: Any, args: tuple[Any, ...],
                     bound: float) -> Any:
         """The async twin of :meth:`call`, on a redis.asyncio pool, within ``bound``
-        (connecting is bounded by the pool's own connect timeout)."""
-        conn = await pool.get_connection()
+        (connecting is bounded by the pool's own connect timeout, tried twice)."""
+        try:
+            conn = await pool.get_connection()
+        except self._timeout:  # see the module doc: a busy loop, not a dead Redis
+            conn = await pool.get_connection()
         try:
             was_open = conn.is_connected
             try:
