@@ -54,13 +54,13 @@ def _after_fork(ref: weakref.ref[Clients]) -> None:
         clients.after_fork()
 
 
-async def _close_at_shutdown(client: Any) -> AsyncIterator[None]:
+async def _close_at_shutdown(target: Target, client: Any) -> AsyncIterator[None]:
     """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` (which
     ``asyncio.run`` calls) finalizes it, closing the loop's connections in it."""
     try:
         yield
     finally:
-        await client.aclose()
+        await target.aclose_client(client)
 
 
 class Clients:
@@ -112,7 +112,7 @@ class Clients:
                                self.max_connections)
             self._loops[id(loop)] = entry
         if not self.target.user_async:
-            closer: Any = _close_at_shutdown(entry.client)
+            closer: Any = _close_at_shutdown(self.target, entry.client)
             try:
                 closer.asend(None).send(None)  # runs to the yield: registers with the loop
             except StopIteration:
@@ -150,4 +150,4 @@ class Clients:
             if closer is not None:
                 await closer.aclose()
             else:
-                await entry.client.aclose()
+                await self.target.aclose_client(entry.client)

@@ -101,15 +101,28 @@ class Target:
         return mod.Redis.from_pool(pool)
 
     def _sentinel(self, asynchronous: bool, options: dict[str, Any]) -> Any:
-        found = self._sentinels.get(asynchronous)
+        """The Sentinel manager: one for the process (sync), a new one per async
+        client (its connections to the sentinels belong to that client's event
+        loop, and :meth:`aclose_client` closes them with the client)."""
+        found = None if asynchronous else self._sentinels.get(False)
         if found is None:
             r = self.redis
             mod = r.asyncio.sentinel if asynchronous else r.sentinel
             kw = {"socket_timeout": self.options["socket_timeout"],
                   "socket_connect_timeout": options["socket_connect_timeout"]}
-            found = self._sentinels[asynchronous] = mod.Sentinel(
-                self.nodes, sentinel_kwargs=kw, **options)
+            found = mod.Sentinel(self.nodes, sentinel_kwargs=kw, **options)
+            if not asynchronous:
+                self._sentinels[False] = found
         return found
+
+    async def aclose_client(self, client: Any) -> None:
+        """Close an async client made by :meth:`async_client`, with its connections
+        to the sentinels (a Sentinel target)."""
+        try:
+            await client.aclose()
+        finally:
+            if self.kind == "sentinel":
+                await client.connection_pool.sentinel_manager.aclose()
 
     # -- rediscovery -----------------------------------------------------------------
 

@@ -19,6 +19,16 @@ A connection whose request failed for any reason other than an error reply is
 closed before it goes back (its reply may still be on the wire). A connection
 that was already open and fails to send (a Redis restart closed it) is retried
 once, reconnecting; a fresh one that fails is not.
+
+An async connect that times out is tried once more: on a busy event loop (a
+thousand tasks starting at once, a thread holding the GIL) the connect's
+completion and its timer can come due in the same loop iteration, and the timer
+wins although the connection was made. The second attempt starts on a loop that
+has worked off that backlog; up to two more follow while the timer keeps waking
+late (more than 1.5 times the connect timeout: the loop is still busy). A Redis
+that hangs still accepts connections (its reads are what ``timeout`` bounds), so
+this does not slow its detection; an unreachable host costs two connect timeouts
+on an idle loop before the store is marked down.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ class Wire:
         self._reply: type[BaseException] = ex.ResponseError
         self._noscript: type[BaseException] = ex.NoScriptError
         self._closed: type[BaseException] = ex.ConnectionError
+        self._timeout: type[BaseException] = ex.TimeoutError
 
     # -- sync ------------------------------------------------------------------------
 
@@ -86,8 +97,8 @@ class Wire:
     async def acall(self, pool: Any, script: Any, args: tuple[Any, ...],
                     bound: float) -> Any:
         """The async twin of :meth:`call`, on a redis.asyncio pool, within ``bound``
-        (connecting is bounded by the pool's own connect timeout)."""
-        conn = await pool.get_connection()
+        (connecting is bounded by the pool's own connect timeout, tried twice)."""
+        conn = await self._connected(pool)
         try:
             was_open = conn.is_connected
             try:
@@ -98,6 +109,21 @@ class Wire:
             return await _within(self._asend(conn, script, args), bound)
         finally:
             await pool.release(conn)
+
+    async def _connected(self, pool: Any) -> Any:
+        """A connection of ``pool``; a connect timeout is tried again once, and
+        again (up to 4 attempts) while the loop woke its timer late (busy)."""
+        loop = asyncio.get_running_loop()
+        limit = pool.connection_kwargs.get("socket_connect_timeout") or 0.0
+        for attempt in range(4):
+            started = loop.time()
+            try:
+                return await pool.get_connection()
+            except self._timeout:  # see the module doc: a busy loop, not a dead Redis
+                late = loop.time() - started > 1.5 * limit
+                if attempt == 3 or (attempt and not late):
+                    raise
+        raise AssertionError("unreachable")
 
     async def _asend(self, conn: Any, script: Any, args: tuple[Any, ...]) -> Any:
         try:

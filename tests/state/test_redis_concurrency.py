@@ -94,6 +94,46 @@ async def test_1000_concurrent_async_decisions_do_not_fall_back(
     raw.close()
 
 
+async def test_a_busy_loop_does_not_time_out_connects_that_succeeded(
+        fresh_server: RedisServer) -> None:
+    # The connects start, then the loop is held (a thousand tasks starting, a thread
+    # burning the GIL) past connect_timeout: each connect's completion and its timer
+    # come due in the same iteration. Redis is healthy: nothing may fall back.
+    store = RedisStore(fresh_server.url, timeout=1.0, connect_timeout=0.1,
+                       max_connections=4)
+
+    async def hold_the_loop() -> None:
+        time.sleep(0.3)  # noqa: ASYNC251 (the point: a blocked loop)
+
+    results = await asyncio.gather(*(store.acommand("PING") for _ in range(8)),
+                                   hold_the_loop(), return_exceptions=True)
+    assert results[:8] == [b"PONG"] * 8, results
+    assert store.available
+    assert store.fallbacks == {}
+    await store.aclose()
+
+
+async def test_1000_async_decisions_under_cpu_pressure_do_not_fall_back(
+        fresh_server: RedisServer) -> None:
+    store = RedisStore(fresh_server.url, max_connections=16, timeout=1.0)
+    stop = threading.Event()
+
+    def burn() -> None:  # competes for the GIL while the tasks start
+        while not stop.is_set():
+            sum(range(10_000))
+
+    burner = threading.Thread(target=burn)
+    burner.start()
+    try:
+        replies = await asyncio.gather(*(store.acommand("PING") for _ in range(1000)))
+    finally:
+        stop.set()
+        burner.join()
+    assert replies == [b"PONG"] * 1000
+    assert store.available
+    await store.aclose()
+
+
 def test_loop_connections_close_when_asyncio_run_ends(fresh_server: RedisServer) -> None:
     raw = redis.Redis.from_url(fresh_server.url)
     store = RedisStore(fresh_server.url, timeout=2.0)

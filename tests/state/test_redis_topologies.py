@@ -4,8 +4,10 @@ plus ready clients passed in."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -171,6 +173,17 @@ def test_sentinel_failover_rediscovers_the_new_primary(sentinel_setup: Any) -> N
     # At most the decisions that met READONLY (or the closed connection) fell back.
     assert sum(store.fallbacks.values()) <= 3
     store.close()
+
+
+def test_each_event_loop_closes_its_own_sentinel_connections(sentinel_setup: Any) -> None:
+    store = RedisStore(sentinel_setup.url, prefix=prefix(), timeout=1.0)
+    for _ in range(2):  # a second loop must not use the first loop's sentinel connections
+        assert asyncio.run(store.aping())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del store
+        gc.collect()  # nothing of the closed loops is still open
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 async def test_registry_on_the_cluster(redis_cluster: Any) -> None:
