@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -190,5 +191,17 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     # The mesh routes innermost: the session's own middlewares see each request once.
     middlewares = (*kwargs.pop("middlewares", ()), route)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
+    _without_client_instrumentation(session)
     dispatcher.adopt_session(session)
     return session
+
+
+def _without_client_instrumentation(session: aiohttp.ClientSession) -> None:
+    # opentelemetry-instrumentation-aiohttp-client adds a trace config to every new
+    # session, whose CLIENT span would start before the mesh's middleware and wrap the
+    # whole logical call (retries included) above the mesh's own CLIENT span per
+    # attempt. The mesh's session opts out through the instrumentation's public call;
+    # the instrumentation is used only when the application already imported it.
+    module = sys.modules.get("opentelemetry.instrumentation.aiohttp_client")
+    if module is not None:
+        module.AioHttpClientInstrumentor.uninstrument_session(session)

@@ -146,3 +146,42 @@ async def test_otlp_metrics_name_http_attempts_by_the_semantic_conventions(
     assert sum(point.bucket_counts) == 3
     assert len(point.bounds) > 5
     assert point.attributes["meshlite.backend"] == backend.url
+
+
+@pytest.fixture
+def aiohttp_instrumented(receiver: OtlpReceiver) -> Iterator[Any]:
+    """Telemetry to the receiver, and aiohttp's client instrumented as an application
+    would: mesh.http()'s wire and mesh.aiohttp() both send over aiohttp."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    handle = telemetry.configure("frontend", otlp_endpoint=receiver.url)
+    instrumentor = AioHttpClientInstrumentor()
+    instrumentor.instrument()
+    try:
+        yield handle
+    finally:
+        instrumentor.uninstrument()
+
+
+@pytest.mark.parametrize("client", ["http", "aiohttp"])
+async def test_aiohttp_instrumentation_adds_no_client_span(
+        aiohttp_instrumented: Any, receiver: OtlpReceiver, backend: FakeBackend,
+        clock: FakeClock, client: str) -> None:
+    import aiohttp
+
+    backend.set(status=503)
+    async with mesh_of(backend.url, clock) as mesh:
+        if client == "http":
+            status = (await mesh.http("users").get("/users/1")).status_code
+        else:
+            async with mesh.aiohttp("users").get("/users/1") as response:
+                status = response.status
+        assert status == 503
+    aiohttp_instrumented.force_flush()
+    check_shape(receiver.spans, backend.url, [503, 503])
+    # The instrumentation is active: a plain aiohttp session outside the mesh is traced.
+    async with aiohttp.ClientSession() as plain, plain.get(f"{backend.url}/plain") as r:
+        assert r.status == 503
+    aiohttp_instrumented.force_flush()
+    assert [s.scope for s in receiver.spans if s.kind == "CLIENT"].count(
+        "opentelemetry.instrumentation.aiohttp_client") == 1
