@@ -9,6 +9,7 @@
   const COLORS = { rps: "#38bdf8", err: "#f87171", p50: "#a78bfa", p99: "#fbbf24",
                    grid: "#1c2735", label: "#6b7a8d" };
   const state = {
+    refusalKeys: new Set(),
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
     services: new Map(), alerts: null, socket: null, retry: 500, topology: null,
   };
@@ -439,7 +440,7 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws`,
                                  [ticket.protocol, ticket.protocol + ".ticket." + ticket.ticket]);
     state.socket = socket;
-    socket.onopen = () => { state.retry = 500; setConn("live", "live"); };
+    socket.onopen = () => { state.retry = 500; setConn("live", "live"); loadTopology(); };
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
       if (msg.type === "tick") applyTick(msg);
@@ -519,7 +520,7 @@
       return tr;
     });
     $("inbound").querySelector("tbody").replaceChildren(...rows);
-    if (!state.refusalsLoaded) { state.refusalsLoaded = true; addRefusals(data.refusals || []); }
+    addRefusals(data.refusals || []);  // those already shown are skipped
   }
 
   function refusalItem(r) {
@@ -533,10 +534,18 @@
   }
 
   function addRefusals(entries) {
-    if (!entries.length) return;
+    // Entries come from /api/inbound (when the page loads, and again once the feed is
+    // open, so a tick between the two is not lost) and from the feed: each is shown once.
+    const fresh = entries.filter((r) => {
+      const key = [r.second, r.action, r.route, r.status].join("|");
+      if (state.refusalKeys.has(key)) return false;
+      state.refusalKeys.add(key);
+      return true;
+    });
+    if (!fresh.length) return;
     const list = $("refusals");
     list.querySelector(".none")?.remove();
-    for (const r of entries) list.prepend(refusalItem(r));
+    for (const r of fresh) list.prepend(refusalItem(r));
     while (list.children.length > 50) list.lastElementChild.remove();
   }
 
