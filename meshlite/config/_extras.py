@@ -144,18 +144,10 @@ class DashboardComponent:
         return f"DashboardComponent({self.section.host}:{self.section.port})"
 
 
-async def _detach(mesh: Mesh, component: DashboardComponent) -> None:
-    if component in mesh._started:
-        mesh._started.remove(component)
-        await component.stop()
-    if component in mesh._components:
-        mesh._components.remove(component)
-
-
 async def _attach(mesh: Mesh, component: DashboardComponent, *, start: bool) -> None:
     if start:
         await component.start()  # first: a component that cannot start is not attached
-        mesh._started.append(component)
+        mesh.mark_started(component)
     mesh.attach(component)
 
 
@@ -179,10 +171,10 @@ async def move_dashboard(mesh: Mesh, managed: Managed,
     fresh = DashboardComponent(mesh, section, os.path.dirname(managed.path),
                                tolerate_taken=False) \
         if section is not None and section.enabled else None
-    running = mesh._state == "open"
+    running = mesh.is_open
     if fresh is not None and previous is not None and \
             _same_address(previous.section, fresh.section):
-        await _detach(mesh, previous)  # it holds the address the new one needs
+        await mesh.detach(previous)  # it holds the address the new one needs
         try:
             await _attach(mesh, fresh, start=running)
         except BaseException:
@@ -192,12 +184,12 @@ async def move_dashboard(mesh: Mesh, managed: Managed,
         if fresh is not None:
             await _attach(mesh, fresh, start=running)  # raises: nothing changed
         if previous is not None:
-            await _detach(mesh, previous)
+            await mesh.detach(previous)
     managed.dashboard = fresh
 
     async def undo() -> None:
         if fresh is not None:
-            await _detach(mesh, fresh)
+            await mesh.detach(fresh)
         if previous is not None:
             try:
                 await _attach(mesh, previous, start=running)

@@ -124,7 +124,7 @@ class Managed:
 
     def others(self, mesh: Mesh) -> dict[str, Service]:
         """The mesh's services that the config does not manage (registered in code)."""
-        return {n: s for n, s in mesh._services.items() if n not in self.plan.services}
+        return {n: s for n, s in mesh.registered().items() if n not in self.plan.services}
 
 
 _managed: weakref.WeakKeyDictionary[Any, Managed] = weakref.WeakKeyDictionary()

@@ -23,7 +23,7 @@ __all__ = ["mesh_from_config", "watch"]
 
 def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: str | None,
              clock: Clock | None, mesh: Mesh | None = None) -> tuple[Managed, Any]:
-    others = dict(mesh._services) if mesh is not None else None
+    others = dict(mesh.registered()) if mesh is not None else None
     plan = load_plan(path, environ=environ, profile=profile, text=text, others=others,
                      clock=clock)
     return Managed(path, plan, environ, profile, clock, digest(text),
@@ -90,7 +90,7 @@ def _extras(mesh: Mesh, managed: Managed) -> None:
     if managed.serve_dashboard and section is not None and section.enabled:
         managed.dashboard = DashboardComponent(mesh, section, os.path.dirname(managed.path))
         mesh.attach(managed.dashboard)
-        if mesh._state == "open":
+        if mesh.is_open:
             _late(mesh, _start_late(mesh, managed.dashboard), managed)
 
 
@@ -131,18 +131,18 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
         managed.watcher = ConfigWatcher(mesh, managed, step_ms=step_ms or section.step_ms,
                                         debounce_ms=section.debounce_ms)
         mesh.attach(managed.watcher)
-        if mesh._state == "open":
+        if mesh.is_open:
             _late(mesh, _start_late(mesh, managed.watcher), managed)
     return managed.watcher
 
 
 async def _start_late(mesh: Mesh, component: ConfigWatcher | DashboardComponent) -> None:
     await component.start()
-    mesh._started.append(component)
+    mesh.mark_started(component)
 
 
 def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
-    if mesh._state != "open":
+    if not mesh.is_open:
         retire_now(mesh, changes.retired)
         return
     _late(mesh, finish(mesh, changes, managed.drains), managed)
@@ -150,8 +150,9 @@ def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
 
 def _late(mesh: Mesh, coro: Any, managed: Managed) -> None:
     """Run ``coro`` on the open mesh's loop: its loop thread, or the running loop."""
-    if mesh._thread is not None:
-        mesh._thread.run(coro)
+    thread = mesh.loop_thread
+    if thread is not None:
+        thread.run(coro)
         return
     task = asyncio.get_running_loop().create_task(coro)
     managed.drains.add(task)

@@ -44,16 +44,7 @@ def emit_mesh_event(mesh: Mesh, event: Event) -> None:
     """Deliver a mesh-level event to the hooks added with ``mesh.add_hook`` and to the
     process-wide hooks, after logging it (see ``meshlite._statelog``)."""
     log_state_change(event)
-    hooks = getattr(mesh, "hooks", None)
-    if isinstance(hooks, EventHooks):  # a Mesh with hooks of its own
-        if hooks.active:
-            hooks.emit(event)
-        return
-    for hook, _ in list(mesh._hooks):
-        try:
-            hook(event)
-        except Exception:
-            _log.exception("meshlite event hook %r raised on %r; ignored", hook, event)
+    mesh.emit_event(event)
     if _process_hooks.active:
         _process_hooks.emit(event)
 

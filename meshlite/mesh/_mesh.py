@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +17,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
-from .._events import Hook
+from .._events import Event, Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
 from .._validate import fail, non_negative
@@ -26,6 +27,8 @@ from ..routing._events import MeshClosedError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
 from ..routing._service import Lifecycle, Service, override_service
 from ._lifecycle import MeshLifecycle
+
+_log = logging.getLogger("meshlite")
 
 if TYPE_CHECKING:
     import aiohttp
@@ -255,6 +258,15 @@ class Mesh(MeshLifecycle):
                 r()
 
         return remove
+
+    def emit_event(self, event: Event) -> None:
+        """Deliver a mesh-level event (a config reload, say) to the hooks added with
+        :meth:`add_hook`; a hook that raises is logged and ignored."""
+        for hook, _ in list(self._hooks):
+            try:
+                hook(event)
+            except Exception:
+                _log.exception("meshlite event hook %r raised on %r; ignored", hook, event)
 
     # -- state ---------------------------------------------------------------
 
