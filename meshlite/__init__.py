@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     from .policies._hedge import Hedge as Hedge
     from .policies._hedge import HedgeStarted as HedgeStarted
     from .policies._rate_limit import RateLimit as RateLimit
-    from .policies._rate_limit._policy import RateLimitWaited as RateLimitWaited
+    from .policies._rate_limit._options import RateLimitWaited as RateLimitWaited
     from .policies._retry import Retry as Retry
     from .policies._retry import RetryBudget as RetryBudget
     from .policies._retry import is_transient as is_transient

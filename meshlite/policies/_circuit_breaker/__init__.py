@@ -1,12 +1,15 @@
 """The circuit breaker: a state machine over a sliding window of outcomes.
 
-- ``_options``: the validated options and ``DEFAULT_*`` constants.
-- ``_window``: count and time windows with O(1) running totals.
-- ``_records``: state names, transitions, admissions, metrics snapshots.
-- ``_state``: the state machine (the part a shared store will replace).
+- ``_options``: the validated options and ``DEFAULT_*`` constants (its events are
+  the engine's, ``meshlite._events``, since routing and the dashboard read them).
+- ``_policy``: the policy and its manual controls.
 - ``_handlers``: the per-call sync and async handlers.
-- ``_policy``: the policy, its events, errors and manual controls.
+- ``_shared``: the paths of a breaker whose state lives in a store.
 - ``_pybreaker``: ``CircuitBreaker.from_pybreaker``.
+
+The state machine, its windows and records live in ``meshlite.state``
+(``_circuit_local``, ``_circuit_window``, ``_circuit_records``), beside the shared
+state that replaces them.
 """
 
 from ...state._circuit_records import CircuitMetrics

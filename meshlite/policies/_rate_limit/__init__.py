@@ -1,19 +1,21 @@
 """RateLimit: at most ``rate`` calls per ``per`` seconds, per key, by GCRA.
 
-- ``_policy``: options, events and the :class:`RateLimit` policy.
+- ``_options``: the validated options, ``DEFAULT_*`` constants and the event.
+- ``_policy``: the :class:`RateLimit` policy.
 - ``_handlers``: the per-call closures, one per (sync/async, keyed, mode).
-- ``_gcra``: the GCRA state behind a two-method store (memory now, Redis later).
+- ``_shared``: the paths of a limit whose state lives in a store (the local GCRA
+  is ``meshlite.state._gcra_local``).
 """
 
 from ...state._gcra_local import GcraStore
-from ._policy import (
+from ._options import (
     DEFAULT_MAX_KEYS,
     DEFAULT_MODE,
     DEFAULT_PER,
-    RateLimit,
     RateLimitOptions,
     RateLimitWaited,
 )
+from ._policy import RateLimit
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
