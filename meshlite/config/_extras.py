@@ -90,7 +90,7 @@ class DashboardComponent:
                          "(install meshlite-mesh[dashboard]); continuing without it")
             return
         metrics = getattr(self.mesh, "metrics", None)
-        host = getattr(self.mesh, "_host", None)
+        host = getattr(self.mesh, "host_monitor", None)
         if host is None or metrics is None or metrics.shared is None:
             await self._serve(quiet_if_taken=self.tolerate_taken)
             return

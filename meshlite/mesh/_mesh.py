@@ -123,6 +123,12 @@ class Mesh(MeshLifecycle):
         self._host = HostMonitor(self)
         self.attach(self._host)
 
+    @property
+    def host_monitor(self) -> HostMonitor:
+        """What evaluates the mesh's alert rules while it is open, and decides which
+        worker of the host leads (serves the dashboard, notifies); not public API."""
+        return self._host
+
     @classmethod
     def from_config(cls, path: str, **kwargs: Any) -> Mesh:
         """Build a mesh from a YAML or TOML file (see :mod:`meshlite.config`).

@@ -103,7 +103,7 @@ class Monitor:
         self.latest = {s.name: s for s in measured}
         self._count_callers()
         alerts = self.mesh.alerts
-        host = getattr(self.mesh, "_host", None)
+        host = getattr(self.mesh, "host_monitor", None)
         # With several workers only the leading one evaluates (and notifies).
         changed = (alerts.evaluate(now, measured, self._emit)
                    if host is None or host.leading else [])

@@ -112,7 +112,7 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
 def _monitor(mesh: Mesh, max_clients: int) -> Monitor:
     """The mesh's running monitor (it evaluates the alert rules: once, shared), or
     a new one that the mesh then uses."""
-    host = getattr(mesh, "_host", None)
+    host = getattr(mesh, "host_monitor", None)
     running: Monitor | None = None if host is None else host.monitor
     if running is not None:
         running.max_clients = max_clients
@@ -166,7 +166,7 @@ class DashboardServer:
         await asyncio.wait([self._task])
         if self.monitor.owner:  # a shared monitor goes on evaluating the alert rules
             await self.monitor.stop()
-            host = getattr(self.monitor.mesh, "_host", None)
+            host = getattr(self.monitor.mesh, "host_monitor", None)
             if host is not None:
                 host.release(self.monitor)
 
