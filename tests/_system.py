@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -39,3 +42,24 @@ def require_program(name: str, package: str) -> str:
     if on_ci():
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
     pytest.skip(message)
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str,
+             step: float = 0.1) -> Any:
+    """``check()``'s first true value within ``seconds`` (a check that raises an
+    HTTP, OS, value or key error is not true yet), else a test failure naming
+    ``what`` and the last result."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(step)
+    pytest.fail(f"{what}: not true within {seconds} s (last: {last!r})")

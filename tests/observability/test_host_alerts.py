@@ -15,15 +15,16 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from _system import wait_for
 
 import meshlite as ml
+from meshlite.observability._multiproc import alive
 from meshlite.testing import FakeBackend
 
 pytest.importorskip("uvicorn")
@@ -101,19 +102,6 @@ def receiver() -> Iterator[Receiver]:
         r.close()
 
 
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError, ValueError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    pytest.fail(f"{what}: not true within {seconds} s (last: {last!r})")
 
 
 def alerts_config(path: Path, backend: str, webhook: str) -> None:
@@ -175,14 +163,6 @@ async def test_a_dashboard_shares_the_mesh_monitor(receiver: Receiver,
 def leader(lock: Path) -> int:
     text = lock.read_text().strip()
     return int(text) if text else 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.timeout(180)

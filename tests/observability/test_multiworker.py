@@ -16,13 +16,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from _system import require_program
+from _system import require_program, wait_for
 
 from meshlite.testing import FakeBackend
 
@@ -85,19 +84,6 @@ def free_port() -> int:
         return port
 
 
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not true within {seconds} s (last: {last!r})")
 
 
 def fresh() -> httpx.Client:
