@@ -4,7 +4,6 @@ loopback receiver, decoded with opentelemetry-proto."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from otlp_receiver import OtlpReceiver
@@ -18,19 +17,7 @@ READER_THREAD = "OtelPeriodicExportingMetricReader"
 USERS = {"meshlite.service": "users"}
 
 
-@pytest.fixture(autouse=True)
-def _no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as r:
-        yield r
+pytestmark = pytest.mark.usefixtures("otel_env_cleared")
 
 
 @pytest.fixture

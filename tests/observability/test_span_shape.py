@@ -21,22 +21,7 @@ httpx_instrumentation = pytest.importorskip("opentelemetry.instrumentation.httpx
 pytest.importorskip("opentelemetry.instrumentation.aiohttp_client")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    telemetry._reset_for_tests()
-    yield
-    telemetry._reset_for_tests()
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as r:
-        yield r
+pytestmark = pytest.mark.usefixtures("otel_isolated")
 
 
 @pytest.fixture

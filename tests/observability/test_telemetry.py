@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,23 +24,7 @@ from meshlite.routing import Backend
 from meshlite.telemetry import _configure
 from meshlite.testing import FakeClock
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    telemetry._reset_for_tests()
-    yield
-    telemetry._reset_for_tests()
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as r:
-        yield r
+pytestmark = pytest.mark.usefixtures("otel_isolated")
 
 
 def flaky(failures: int, error: Callable[[], Exception] = ConnectionError) -> Callable[..., str]:
