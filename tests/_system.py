@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["on_ci", "require_program"]
+__all__ = ["on_ci", "read_page", "require_program", "wait_for"]
 
 
 def on_ci() -> bool:
@@ -63,3 +63,26 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str,
                 return last
         time.sleep(step)
     pytest.fail(f"{what}: not true within {seconds} s (last: {last!r})")
+
+
+def read_page(url: str, ready: str, script: str) -> Any:
+    """Open ``url`` in the system Chromium (headless), wait for the CSS selector
+    ``ready`` and return what ``script`` (a JavaScript function of the elements
+    matching ``ready``) gives. Skips (fails on CI) without chromium or playwright."""
+    chromium = require_program("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the environment
+        if on_ci():
+            pytest.fail("playwright is not installed; CI=true, so this is a failure")
+        pytest.skip("playwright is not installed (pip install playwright)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector(ready, timeout=10000)
+            return page.eval_on_selector_all(ready, script)
+        finally:
+            browser.close()

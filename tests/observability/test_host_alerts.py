@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -22,46 +21,17 @@ from typing import Any
 
 import pytest
 from _system import wait_for
+from _workers import fresh, uvicorn_workers
 
 import meshlite as ml
 from meshlite.observability._multiproc import alive
 from meshlite.testing import FakeBackend
 
+pytest.importorskip("prometheus_client")
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("pre-fork workers are POSIX", allow_module_level=True)
-
-APP = textwrap.dedent('''\
-    import os
-    from contextlib import asynccontextmanager
-
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    import meshlite as ml
-
-    state = {}
-
-
-    @asynccontextmanager
-    async def lifespan(app):
-        mesh = ml.Mesh.from_config(os.environ["MESH_CONFIG"])
-        async with mesh:
-            state["client"] = mesh.http("users")
-            yield
-            await state["client"].aclose()
-
-
-    async def call(request):
-        r = await state["client"].get("/work")
-        return JSONResponse({"pid": os.getpid(), "status": r.status_code})
-
-
-    app = Starlette(routes=[Route("/call", call)], lifespan=lifespan)
-    ''')
-
 
 class Receiver:
     """A webhook receiver on loopback: keeps every POSTed JSON body."""
@@ -168,24 +138,12 @@ def leader(lock: Path) -> int:
 @pytest.mark.timeout(180)
 def test_three_workers_notify_once_and_take_over(receiver: Receiver,
                                                  tmp_path: Path) -> None:
-    from test_multiworker import free_port, fresh
-
     with FakeBackend(error_rate=1.0) as backend:
-        port = free_port()
-        (tmp_path / "app.py").write_text(APP)
         config = tmp_path / "mesh.yaml"
         alerts_config(config, backend.url, receiver.url)
         shared = tmp_path / "multiproc"
-        env = {**os.environ, "MESH_CONFIG": str(config), "MESHLITE_MULTIPROC_DIR": str(shared)}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        log = (tmp_path / "uvicorn.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--workers", "3", "--host",
-             "127.0.0.1", "--port", str(port), "--app-dir", str(tmp_path),
-             "--log-level", "warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        app, lock = f"http://127.0.0.1:{port}", shared / "dashboard.lock"
-        try:
+        lock = shared / "dashboard.lock"
+        with uvicorn_workers(tmp_path, config, shared) as app:
             wait_for(lambda: len(list(shared.glob("meshlite-*.json"))) == 3, 60,
                      "every worker opened its mesh")
             first = wait_for(lambda: leader(lock), 10, "one worker evaluates the rules")
@@ -211,15 +169,6 @@ def test_three_workers_notify_once_and_take_over(receiver: Receiver,
                      "the new leader notified the next change")
             time.sleep(2.5)
             assert receiver.statuses() == ["firing", "resolved", "firing", "resolved"]
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-            print((tmp_path / "uvicorn.log").read_text()[-3000:])
 
 
 async def test_two_meshes_of_one_process_both_evaluate(

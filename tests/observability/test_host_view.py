@@ -182,26 +182,10 @@ async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> Non
 
 def page_differences(url: str) -> list[str]:
     """The page's list of where workers disagree, read in the system Chromium."""
-    from _system import require_program
+    from _system import read_page
 
-    chromium = require_program("chromium", "chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - depends on the environment
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("playwright is not installed; CI=true, so this is a failure")
-        pytest.skip("playwright is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("#worker-differences:not([hidden]) li", timeout=10000)
-            found: list[str] = page.eval_on_selector_all(
-                "#worker-differences li", "items => items.map(li => li.textContent)")
-        finally:
-            browser.close()
+    found: list[str] = read_page(url + "/", "#worker-differences:not([hidden]) li",
+                                 "items => items.map(li => li.textContent)")
     return found
 
 

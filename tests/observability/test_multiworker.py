@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _system import require_program, wait_for
+from _system import read_page, wait_for
+from _workers import APP, free_port, fresh, running, uvicorn_workers
 
 from meshlite.testing import FakeBackend
 
@@ -31,65 +30,7 @@ pytest.importorskip("starlette")
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("pre-fork workers are POSIX", allow_module_level=True)
 
-APP = textwrap.dedent('''\
-    import os
-    from contextlib import asynccontextmanager
-
-    from prometheus_client import CollectorRegistry, generate_latest
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.routing import Route
-
-    import meshlite as ml
-    from meshlite.observability import PrometheusCollector, render
-
-    state = {}
-
-
-    @asynccontextmanager
-    async def lifespan(app):
-        mesh = ml.Mesh.from_config(os.environ["MESH_CONFIG"])
-        async with mesh:
-            registry = CollectorRegistry()
-            registry.register(PrometheusCollector(mesh))
-            state.update(mesh=mesh, registry=registry, client=mesh.http("users"))
-            yield
-            await state["client"].aclose()
-
-
-    async def call(request):
-        r = await state["client"].get("/work")
-        return JSONResponse({"pid": os.getpid(), "status": r.status_code})
-
-
-    async def metrics(request):
-        return PlainTextResponse(render(state["mesh"]))
-
-
-    async def prom(request):
-        return Response(generate_latest(state["registry"]), media_type="text/plain")
-
-
-    app = Starlette(routes=[Route("/call", call), Route("/metrics", metrics),
-                            Route("/prom", prom)], lifespan=lifespan)
-    ''')
-
 N, M = 90, 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-
-
-def fresh() -> httpx.Client:
-    # No keep-alive: each request is a new connection, which any worker may accept.
-    return httpx.Client(trust_env=False, timeout=10.0,
-                        limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def calls_in(text: str) -> float:
@@ -102,8 +43,7 @@ def calls_in(text: str) -> float:
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     with FakeBackend() as backend:
-        app_port, dash_port = free_port(), free_port()
-        (tmp_path / "app.py").write_text(APP)
+        dash_port = free_port()
         config = tmp_path / "mesh.yaml"
         config.write_text(textwrap.dedent(f"""\
             services:
@@ -113,25 +53,8 @@ def workers(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
               port: {dash_port}
             """))
         shared = tmp_path / "multiproc"
-        env = {**os.environ, "MESH_CONFIG": str(config), "MESHLITE_MULTIPROC_DIR": str(shared)}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        log = (tmp_path / "uvicorn.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--workers", "3", "--host",
-             "127.0.0.1", "--port", str(app_port), "--app-dir", str(tmp_path),
-             "--log-level", "warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            yield f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{dash_port}", shared
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-            print((tmp_path / "uvicorn.log").read_text()[-3000:])
+        with uvicorn_workers(tmp_path, config, shared) as app:
+            yield app, f"http://127.0.0.1:{dash_port}", shared
 
 
 def worker_files(shared: Path) -> list[Path]:
@@ -167,25 +90,9 @@ def drive(app: str, n: int) -> set[int]:
 
 def page_worker_rows(dash: str) -> dict[str, str]:
     """The page's Workers table, read in the system Chromium: pid -> calls."""
-    chromium = require_program("chromium", "chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - depends on the environment
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("playwright is not installed; CI=true, so this is a failure")
-        pytest.skip("playwright is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.goto(dash + "/")
-            page.wait_for_selector("#workers:not([hidden]) #worker-rows tr", timeout=10000)
-            rows: list[list[str]] = page.eval_on_selector_all(
-                "#worker-rows tr",
-                "rows => rows.map(r => [...r.children].map(td => td.textContent))")
-        finally:
-            browser.close()
+    rows: list[list[str]] = read_page(
+        dash + "/", "#workers:not([hidden]) #worker-rows tr",
+        "rows => rows.map(r => [...r.children].map(td => td.textContent))")
     return {row[0]: row[2] for row in rows}
 
 
@@ -269,25 +176,11 @@ def test_gunicorn_with_uvicorn_workers(tmp_path: Path) -> None:
         env = {**os.environ, "MESH_CONFIG": str(config)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.pop("MESHLITE_MULTIPROC_DIR", None)  # the config file's raw_env sets it
-        log = (tmp_path / "gunicorn.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
-             "--log-level", "warning"],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
         app = f"http://127.0.0.1:{port}"
-        try:
+        with running([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app",
+                      "--log-level", "warning"], env, tmp_path / "gunicorn.log", cwd=tmp_path):
             wait_for(lambda: len(worker_files(shared)) == 3, 60, "every worker opened its mesh")
             drive(app, N)
             time.sleep(1.0)  # every worker writes its file within FLUSH_SECONDS
             every_scrape_says(app, "/metrics", N)
             every_scrape_says(app, "/prom", N)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-            print((tmp_path / "gunicorn.log").read_text()[-3000:])
