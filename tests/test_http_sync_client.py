@@ -3,6 +3,10 @@ leaves requests and responses exactly as httpx's own client makes them."""
 
 from __future__ import annotations
 
+import gzip
+import logging
+import socket
+import threading
 from typing import Any
 
 import httpx
@@ -89,3 +93,109 @@ def test_requests_built_from_a_copy_reach_the_backend() -> None:
     assert [r.method for r in a.requests] == ["GET", "GET", "GET", "DELETE", "POST"]
     assert a.requests[-1].headers["content-length"] == "0"
     assert {r.headers["host"] for r in a.requests} == {a.url.removeprefix("http://")}
+
+
+# -- sending and reading ---------------------------------------------------------------------
+
+class _Truncating:
+    """A loopback server that promises 100 bytes of body, sends 10 and closes, on
+    every connection."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_bodies_read_whole_streamed_and_decoded() -> None:
+    large = bytes(range(256)) * 4096  # 1 MiB
+    with FakeBackend() as a, _mesh([a.url]) as mesh, mesh.http_sync("users") as client:
+        a.set(body=large, headers={"content-type": "application/octet-stream"})
+        response = client.get("/large")
+        assert response.content == large
+        assert response.num_bytes_downloaded == len(large)
+        assert response.is_stream_consumed
+        assert response.is_closed
+        assert response.elapsed.total_seconds() > 0
+        with client.stream("GET", "/large") as streamed:
+            assert not streamed.is_stream_consumed
+            chunks = list(streamed.iter_raw())
+        assert b"".join(chunks) == large
+        assert len(chunks) > 1
+        assert streamed.elapsed.total_seconds() > 0  # set when the stream closed
+        a.set(body=gzip.compress(b"zipped " * 100), headers={"content-encoding": "gzip"})
+        assert client.get("/gz").text == "zipped " * 100  # decoded by httpx, as before
+        a.set(body=None, headers={})
+        assert [client.get(f"/k/{i}").json()["path"] for i in range(3)] == [
+            "/k/0", "/k/1", "/k/2"]
+        (target,) = mesh.http_pools(mesh.service("users"), False)._targets.values()
+        (pool,) = target.transport._pools.values()
+        assert pool.num_connections == 1  # every body read to the end: one connection
+
+
+def test_a_body_cut_short_raises_and_its_connection_is_not_reused() -> None:
+    server = _Truncating()
+    try:
+        with _mesh([server.url]) as mesh, mesh.http_sync("users") as client:
+            for _ in range(2):
+                with pytest.raises(httpx.RemoteProtocolError):
+                    client.get("/cut")
+                with pytest.raises(httpx.RemoteProtocolError), client.stream(
+                        "GET", "/cut") as response:
+                    response.read()
+    finally:
+        server.close()
+    assert server.connections == 4  # a half-read connection is never sent on again
+
+
+def test_auth_hooks_redirects_and_logging_still_as_httpx(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+    with FakeBackend() as a, _mesh([a.url]) as mesh, mesh.http_sync(
+            "users", auth=("u", "p"),
+            event_hooks={"request": [lambda r: seen.append(f"> {r.url.path}")],
+                         "response": [lambda r: seen.append(f"< {r.status_code}")]}
+            ) as client:
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            assert client.get("/a").status_code == 200
+        assert a.requests[-1].headers["authorization"] == "Basic dTpw"
+        client.auth = None
+        client.get("/b", auth=("x", "y"))
+        assert a.requests[-1].headers["authorization"] == "Basic eDp5"
+        client.get("http://w:z@users/c")  # credentials in the URL
+        assert a.requests[-1].headers["authorization"] == "Basic dzp6"
+        client.get("/d")
+        assert "authorization" not in a.requests[-1].headers
+        a.set(status=302, headers={"location": "/e"})
+        redirect = client.get("/redirected")
+        assert redirect.status_code == 302
+        assert redirect.next_request is not None
+        assert seen == ["> /a", "< 200", "> /b", "< 200", "> /c", "< 200", "> /d", "< 200",
+                        "> /redirected", "< 302"]
+    assert 'HTTP Request: GET http://users/a "HTTP/1.1 200 OK"' in caplog.messages
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        client.get("/after")
+
+
+def test_a_sent_client_cannot_be_opened_again() -> None:
+    with FakeBackend() as a, _mesh([a.url]) as mesh:
+        client = mesh.http_sync("users")
+        client.get("/x")
+        with pytest.raises(RuntimeError, match="more than once"), client:
+            pass
+        client.close()

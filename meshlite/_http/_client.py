@@ -3,9 +3,16 @@ the same API and behaviour, doing less work a request where a mesh client can.""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from httpx._client import ClientState
+
+from ._sync_wire import Body
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -16,6 +23,8 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 """Methods to which httpx adds ``Content-Length: 0`` when they carry no body."""
 
 _DEFAULT: Any = httpx.USE_CLIENT_DEFAULT
+
+_log = logging.getLogger("httpx")  # httpx's own logger, for its one line a request
 
 
 class _Cookies(httpx.Cookies):
@@ -118,4 +127,91 @@ class AsyncClient(_MergeCache, httpx.AsyncClient):
 
 
 class Client(_MergeCache, httpx.Client):
-    """The ``httpx.Client`` of ``mesh.http_sync()``: httpx's, remembering merged URLs."""
+    """The ``httpx.Client`` of ``mesh.http_sync()``: httpx's, with its steps that do
+    nothing for most requests skipped when they would do nothing.
+
+    - No authentication (none set on the client, the call or the URL): httpx runs an
+      authentication flow generator that hands the request on unchanged.
+    - A response from meshlite's urllib3 wire: its body stream sets ``elapsed``
+      itself (httpx wraps every stream for that), and a body sent as is
+      (no ``Content-Encoding``) is read in one urllib3 read, where httpx passes each
+      chunk through four generators, a decoder and a chunker.
+    """
+
+    def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = _DEFAULT,
+             follow_redirects: Any = _DEFAULT) -> httpx.Response:
+        """Send ``request`` as ``httpx.Client.send`` does."""
+        if auth is not _DEFAULT or self.auth is not None or request.url.userinfo:
+            response = super().send(request, stream=True, auth=auth,
+                                    follow_redirects=follow_redirects)
+        else:
+            if self.is_closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            self._state = ClientState.OPENED
+            if follow_redirects is _DEFAULT:
+                follow_redirects = self.follow_redirects
+            self._set_timeout(request)
+            response = self._send_handling_redirects(
+                request, follow_redirects=follow_redirects, history=[])
+        if not stream:
+            try:
+                _read(response)
+            except BaseException:
+                response.close()
+                raise
+        return response
+
+    def _send_single_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._transport_for_url(request.url)
+        if not isinstance(request.stream, httpx.SyncByteStream):
+            raise RuntimeError("Attempted to send an async request with a sync Client instance.")
+        start = time.perf_counter()
+        try:
+            response = transport.handle_request(request)
+        except httpx.RequestError as error:
+            error.request = request  # as httpx's request_context() does
+            raise
+        stream = response.stream
+        if type(stream) is Body:
+            stream.bind(response, start)
+        else:
+            response.stream = _Timed(stream, response, start)  # type: ignore[arg-type]
+        response.request = request
+        self.cookies.extract_cookies(response)
+        response.default_encoding = self._default_encoding
+        if _log.isEnabledFor(logging.INFO):
+            _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
+                      response.http_version, response.status_code, response.reason_phrase)
+        return response
+
+
+class _Timed(httpx.SyncByteStream):
+    """httpx's wrapper of a response stream other than a :class:`Body`: closing it
+    sets the response's ``elapsed``."""
+
+    __slots__ = ("_response", "_start", "_stream")
+
+    def __init__(self, stream: httpx.SyncByteStream, response: httpx.Response,
+                 start: float) -> None:
+        self._stream, self._response, self._start = stream, response, start
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        self._response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+        self._stream.close()
+
+
+def _read(response: httpx.Response) -> None:
+    """``response.read()``, in one urllib3 read for a plain body from the wire."""
+    stream = response.stream
+    if (type(stream) is Body and stream.plain and not response.is_stream_consumed
+            and not response.is_closed):
+        response.is_stream_consumed = True
+        content = stream.read()
+        response._content = content  # what read() keeps: response.content
+        response._num_bytes_downloaded = len(content)
+        response.close()
+    else:
+        response.read()

@@ -10,7 +10,9 @@ raises for the same failure.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from urllib3 import exceptions as _u3
 
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 
-__all__ = ["Urllib3Transport", "urllib3_options", "wire_headers"]
+__all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
 _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_address")
 """Transport options this wire does not honour: a service setting one keeps httpcore."""
@@ -64,16 +66,28 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     return error
 
 
-class _Body(httpx.SyncByteStream):
+class Body(httpx.SyncByteStream):
     """A response body read from urllib3 as it arrives; closing it hands the
-    connection back (or closes it when the body was not read to the end)."""
+    connection back (or closes it when the body was not read to the end).
 
-    __slots__ = ("_done", "_request", "_response")
+    It also does what httpx's client wraps every response stream for (the
+    ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
+    it sets the bound response's ``elapsed``."""
+
+    __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request
         self._done = False
+        self._timed: httpx.Response | None = None
+        self._start = 0.0
+        self.plain = "content-encoding" not in response.headers
+        """Whether the body is sent as is (no ``Content-Encoding`` to decode)."""
+
+    def bind(self, response: httpx.Response, start: float) -> None:
+        """Set ``response.elapsed`` (since ``start``, a ``perf_counter``) on close."""
+        self._timed, self._start = response, start
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -83,7 +97,19 @@ class _Body(httpx.SyncByteStream):
             raise map_error(error, self._request) from error
         self._done = True
 
+    def read(self) -> bytes:
+        """The whole body at once (as ``b"".join(self)``, in one read)."""
+        try:
+            data = self._response.read(decode_content=False)
+        except (_u3.HTTPError, OSError) as error:
+            self._response.close()
+            raise map_error(error, self._request) from error
+        self._done = True
+        return data
+
     def close(self) -> None:
+        if self._timed is not None:
+            self._timed.elapsed = timedelta(seconds=time.perf_counter() - self._start)
         if self._done:
             self._response.release_conn()
         else:
@@ -190,7 +216,7 @@ class Urllib3Transport(httpx.BaseTransport):
             raise map_error(error, request) from error
         return httpx.Response(
             response.status, headers=list(response.headers.iteritems()),
-            stream=_Body(response, request),
+            stream=Body(response, request),
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
