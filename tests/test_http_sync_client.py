@@ -199,3 +199,20 @@ def test_a_sent_client_cannot_be_opened_again() -> None:
         with pytest.raises(RuntimeError, match="more than once"), client:
             pass
         client.close()
+
+
+def test_cookies_and_headers_of_each_request_still_reach_the_backend() -> None:
+    with FakeBackend() as a, _mesh([a.url]) as mesh, mesh.http_sync("users") as client:
+        a.set(headers={"Set-Cookie": "session=s1; Path=/"})
+        client.get("/login")
+        a.set(headers={})
+        client.get("/me", headers={"X-Call": "1"})
+        client.get("/me", headers={"X-Call": "2"})  # other headers, converted afresh
+        client.get("/me", headers={"X-Call": "1"})
+        client.cookies = {"other": "o"}
+        client.get("/again")
+    assert client.cookies["other"] == "o"
+    sent = [r.headers for r in a.requests]
+    assert [h.get("cookie") for h in sent] == [
+        None, "session=s1", "session=s1", "session=s1", "other=o"]
+    assert [h.get("x-call") for h in sent] == [None, "1", "2", "1", None]

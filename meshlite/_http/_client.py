@@ -133,7 +133,8 @@ class Client(_MergeCache, httpx.Client):
     - No authentication (none set on the client, the call or the URL): httpx runs an
       authentication flow generator that hands the request on unchanged.
     - A response from meshlite's urllib3 wire: its body stream sets ``elapsed``
-      itself (httpx wraps every stream for that), and a body sent as is
+      itself (httpx wraps every stream for that), the cookie jar is skipped when the
+      wire saw no ``Set-Cookie``, and a body sent as is
       (no ``Content-Encoding``) is read in one urllib3 read, where httpx passes each
       chunk through four generators, a decoder and a chunker.
     """
@@ -171,13 +172,15 @@ class Client(_MergeCache, httpx.Client):
         except httpx.RequestError as error:
             error.request = request  # as httpx's request_context() does
             raise
+        response.request = request
         stream = response.stream
         if type(stream) is Body:
             stream.bind(response, start)
+            if stream.sets_cookies:
+                self.cookies.extract_cookies(response)
         else:
             response.stream = _Timed(stream, response, start)  # type: ignore[arg-type]
-        response.request = request
-        self.cookies.extract_cookies(response)
+            self.cookies.extract_cookies(response)
         response.default_encoding = self._default_encoding
         if _log.isEnabledFor(logging.INFO):
             _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
@@ -212,6 +215,7 @@ def _read(response: httpx.Response) -> None:
         content = stream.read()
         response._content = content  # what read() keeps: response.content
         response._num_bytes_downloaded = len(content)
-        response.close()
+        response.is_closed = True  # as response.close(), whose error mapping a Body
+        stream.close()  # does itself
     else:
         response.read()

@@ -74,7 +74,7 @@ class Body(httpx.SyncByteStream):
     ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
     it sets the bound response's ``elapsed``."""
 
-    __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain")
+    __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain", "sets_cookies")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
         self._response = response
@@ -82,8 +82,11 @@ class Body(httpx.SyncByteStream):
         self._done = False
         self._timed: httpx.Response | None = None
         self._start = 0.0
-        self.plain = "content-encoding" not in response.headers
+        headers = response.headers
+        self.plain = "content-encoding" not in headers
         """Whether the body is sent as is (no ``Content-Encoding`` to decode)."""
+        self.sets_cookies = "set-cookie" in headers or "set-cookie2" in headers
+        """Whether the response sets a cookie."""
 
     def bind(self, response: httpx.Response, start: float) -> None:
         """Set ``response.elapsed`` (since ``start``, a ``perf_counter``) on close."""
@@ -126,6 +129,9 @@ class _UnverifiedPool(urllib3.HTTPSConnectionPool):
             conn.connect()
 
 
+_HEADER_SETS = 64
+"""Distinct sets of request headers a transport keeps converted."""
+
 _MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CALLER_HEADER})
 """Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
 
@@ -165,6 +171,7 @@ class Urllib3Transport(httpx.BaseTransport):
             self._manager.pool_classes_by_scheme = {
                 "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], dict[str, str]] = {}
         # The manager's pool per host, found without normalising a pool key each time.
         self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
 
@@ -177,6 +184,18 @@ class Urllib3Transport(httpx.BaseTransport):
                 self._timeouts.clear()
             found = self._timeouts[key] = urllib3.Timeout(connect=key[0], read=key[1])
         return found
+
+    def headers(self, request: httpx.Request) -> dict[str, str]:
+        """:func:`wire_headers` of ``request``, a new dict (the caller adds to it),
+        remembered for the last few sets of headers (most requests of a client
+        carry the same)."""
+        raw = tuple(request.headers.raw)
+        found = self._headers.get(raw)
+        if found is None:
+            if len(self._headers) >= _HEADER_SETS:
+                self._headers.clear()
+            found = self._headers[raw] = wire_headers(request)
+        return dict(found)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
@@ -223,4 +242,5 @@ class Urllib3Transport(httpx.BaseTransport):
     def close(self) -> None:
         """Close every connection of this transport."""
         self._pools.clear()
+        self._headers.clear()
         self._manager.clear()
