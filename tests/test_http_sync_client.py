@@ -3,10 +3,12 @@ leaves requests and responses exactly as httpx's own client makes them."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import logging
 import socket
 import threading
+import weakref
 from typing import Any
 
 import httpx
@@ -216,3 +218,52 @@ def test_cookies_and_headers_of_each_request_still_reach_the_backend() -> None:
     assert [h.get("cookie") for h in sent] == [
         None, "session=s1", "session=s1", "session=s1", "other=o"]
     assert [h.get("x-call") for h in sent] == [None, "1", "2", "1", None]
+
+
+def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
+    # A response and its body stream refer to each other until the body is closed:
+    # left as a cycle, every request's objects wait for a collection (170 young
+    # collections in 5,000 requests, each scanning them all).
+    with FakeBackend() as a, _mesh([a.url]) as mesh, mesh.http_sync("users") as client:
+        client.get("/warm")
+        gc.disable()
+        try:
+            response = client.get("/x")
+            with client.stream("GET", "/y") as streamed:
+                streamed.read()
+            refs = [weakref.ref(response), weakref.ref(streamed),
+                    weakref.ref(response.request)]
+            del response, streamed
+            assert [ref() for ref in refs] == [None, None, None]
+        finally:
+            gc.enable()
+
+
+def test_responses_of_an_override_transport_are_timed_and_freed() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/read":  # read already: httpx's client never times it
+            return httpx.Response(200, content=b"ok")
+        return httpx.Response(200, stream=httpx.ByteStream(b"streamed"))
+
+    with _mesh(["http://127.0.0.1:9"]) as mesh, \
+            mesh.override("users", httpx.MockTransport(answer)), \
+            mesh.http_sync("users") as client, \
+            httpx.Client(transport=httpx.MockTransport(answer)) as plain:
+        gc.disable()
+        try:
+            for path in ("/read", "/s"):
+                ours, theirs = client.get(path), plain.get(f"http://users{path}")
+                assert ours.content == theirs.content
+                assert _elapsed(ours) == _elapsed(theirs)
+                ref = weakref.ref(ours)
+                del ours
+                assert ref() is None
+        finally:
+            gc.enable()
+
+
+def _elapsed(response: httpx.Response) -> str:
+    try:
+        return "timed" if response.elapsed.total_seconds() >= 0 else "negative"
+    except RuntimeError as error:
+        return str(error)

@@ -179,7 +179,8 @@ class Client(_MergeCache, httpx.Client):
             if stream.sets_cookies:
                 self.cookies.extract_cookies(response)
         else:
-            response.stream = _Timed(stream, response, start)  # type: ignore[arg-type]
+            if not response.is_closed:  # (closed: never timed, by httpx's client either)
+                response.stream = _Timed(stream, response, start)  # type: ignore[arg-type]
             self.cookies.extract_cookies(response)
         response.default_encoding = self._default_encoding
         if _log.isEnabledFor(logging.INFO):
@@ -190,19 +191,23 @@ class Client(_MergeCache, httpx.Client):
 
 class _Timed(httpx.SyncByteStream):
     """httpx's wrapper of a response stream other than a :class:`Body`: closing it
-    sets the response's ``elapsed``."""
+    sets the response's ``elapsed`` (and drops the response, so that the two are no
+    reference cycle left for the garbage collector)."""
 
     __slots__ = ("_response", "_start", "_stream")
 
     def __init__(self, stream: httpx.SyncByteStream, response: httpx.Response,
                  start: float) -> None:
-        self._stream, self._response, self._start = stream, response, start
+        self._stream, self._start = stream, start
+        self._response: httpx.Response | None = response
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._stream
 
     def close(self) -> None:
-        self._response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+        response, self._response = self._response, None
+        if response is not None:
+            response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
         self._stream.close()
 
 

@@ -72,7 +72,9 @@ class Body(httpx.SyncByteStream):
 
     It also does what httpx's client wraps every response stream for (the
     ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
-    it sets the bound response's ``elapsed``."""
+    it sets the bound response's ``elapsed``, then drops the response, so the two
+    leave no reference cycle (each request's objects would otherwise wait for the
+    garbage collector)."""
 
     __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain", "sets_cookies")
 
@@ -111,8 +113,10 @@ class Body(httpx.SyncByteStream):
         return data
 
     def close(self) -> None:
-        if self._timed is not None:
-            self._timed.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+        timed = self._timed
+        if timed is not None:
+            timed.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+            self._timed = None  # the response refers to this stream: no cycle left
         if self._done:
             self._response.release_conn()
         else:
