@@ -137,6 +137,8 @@ class Client(_MergeCache, httpx.Client):
       wire saw no ``Set-Cookie``, and a body sent as is
       (no ``Content-Encoding``) is read in one urllib3 read, where httpx passes each
       chunk through four generators, a decoder and a chunker.
+    - A closed response keeps no reference cycle with its body stream (httpx's
+      wrapper does, so each request's objects would wait for the garbage collector).
     """
 
     def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = _DEFAULT,
