@@ -267,3 +267,20 @@ def _elapsed(response: httpx.Response) -> str:
         return "timed" if response.elapsed.total_seconds() >= 0 else "negative"
     except RuntimeError as error:
         return str(error)
+
+
+async def test_async_responses_are_timed_and_freed_without_the_garbage_collector() -> None:
+    async with FakeBackend() as a, _mesh([a.url]) as mesh, mesh.http("users") as client:
+        await client.get("/warm")
+        gc.disable()
+        try:
+            response = await client.get("/x")
+            async with client.stream("GET", "/y") as streamed:
+                assert (await streamed.aread()) == (await client.get("/y")).content
+            assert response.elapsed.total_seconds() > 0
+            assert streamed.elapsed.total_seconds() > 0
+            refs = [weakref.ref(response), weakref.ref(streamed)]
+            del response, streamed
+            assert [ref() for ref in refs] == [None, None]
+        finally:
+            gc.enable()

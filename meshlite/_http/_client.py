@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -123,7 +123,30 @@ class _MergeCache:
 
 
 class AsyncClient(_MergeCache, httpx.AsyncClient):
-    """The ``httpx.AsyncClient`` of ``mesh.http()``: httpx's, remembering merged URLs."""
+    """The ``httpx.AsyncClient`` of ``mesh.http()``: httpx's, remembering merged URLs,
+    and leaving no reference cycle between a closed response and its body stream
+    (httpx's wrapper does, so each request's objects would wait for the garbage
+    collector: 63 young collections in 2,000 requests, 1 without)."""
+
+    async def _send_single_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._transport_for_url(request.url)
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise RuntimeError("Attempted to send a sync request with an AsyncClient instance.")
+        start = time.perf_counter()
+        try:
+            response = await transport.handle_async_request(request)
+        except httpx.RequestError as error:
+            error.request = request  # as httpx's request_context() does
+            raise
+        response.request = request
+        if not response.is_closed:  # (closed: never timed, by httpx's client either)
+            response.stream = _ATimed(response.stream, response, start)  # type: ignore[arg-type]
+        self.cookies.extract_cookies(response)
+        response.default_encoding = self._default_encoding
+        if _log.isEnabledFor(logging.INFO):
+            _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
+                      response.http_version, response.status_code, response.reason_phrase)
+        return response
 
 
 class Client(_MergeCache, httpx.Client):
@@ -211,6 +234,27 @@ class _Timed(httpx.SyncByteStream):
         if response is not None:
             response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
         self._stream.close()
+
+
+class _ATimed(httpx.AsyncByteStream):
+    """Async twin of :class:`_Timed`."""
+
+    __slots__ = ("_response", "_start", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream, response: httpx.Response,
+                 start: float) -> None:
+        self._stream, self._start = stream, start
+        self._response: httpx.Response | None = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+        await self._stream.aclose()
 
 
 def _read(response: httpx.Response) -> None:
