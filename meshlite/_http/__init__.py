@@ -3,8 +3,9 @@
 Modules (each imported on first use: ``import meshlite`` loads none of them, and
 this package imports nothing by itself, so the health check loads no HTTP library):
 
-- ``_transport``: the ``httpx`` transports and clients of ``mesh.http()`` and
-  ``mesh.http_sync()``; ``_send``: one routed attempt; ``_pools``: a pool per backend;
+- ``_transport``: the ``httpx`` transports of ``mesh.http()`` and ``mesh.http_sync()``;
+  ``_client``: their ``httpx`` clients; ``_send``: one routed attempt; ``_pools``: a
+  pool per backend;
 - ``_aio_wire`` / ``_sync_wire``: httpx transports over aiohttp / urllib3;
 - ``_aio_session``: ``mesh.aiohttp()``, an ``aiohttp.ClientSession`` routed by a
   client middleware;

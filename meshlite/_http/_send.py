@@ -18,7 +18,7 @@ from ..telemetry._spans import record_http_status
 from ._aio_wire import AiohttpTransport
 from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
 from ._pools import Pools, Target
-from ._sync_wire import Urllib3Transport, wire_headers
+from ._sync_wire import Urllib3Transport
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -94,7 +94,8 @@ class Call:
     def exchange_sync(self, target: Target) -> httpx.Response:
         """Sync twin of :meth:`exchange`, over the urllib3 wire."""
         request = self.request
-        headers = wire_headers(request)
+        wire: Urllib3Transport = target.transport
+        headers = wire.headers(request)
         headers["host"] = target.netloc
         path = target.prefix.decode("ascii") + request.url.raw_path.decode("ascii")
         given = request.extensions.get("timeout")
@@ -104,7 +105,6 @@ class Call:
               self.service.caller())
         if left is not None:
             given = _clamped(given, left)
-        wire: Urllib3Transport = target.transport
         return wire.send(request, target.scheme, target.host, target.port, path, headers,
                          given)
 

@@ -10,7 +10,9 @@ raises for the same failure.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from urllib3 import exceptions as _u3
 
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 
-__all__ = ["Urllib3Transport", "urllib3_options", "wire_headers"]
+__all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
 _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_address")
 """Transport options this wire does not honour: a service setting one keeps httpcore."""
@@ -64,16 +66,33 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     return error
 
 
-class _Body(httpx.SyncByteStream):
+class Body(httpx.SyncByteStream):
     """A response body read from urllib3 as it arrives; closing it hands the
-    connection back (or closes it when the body was not read to the end)."""
+    connection back (or closes it when the body was not read to the end).
 
-    __slots__ = ("_done", "_request", "_response")
+    It also does what httpx's client wraps every response stream for (the
+    ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
+    it sets the bound response's ``elapsed``, then drops the response, so the two
+    leave no reference cycle (each request's objects would otherwise wait for the
+    garbage collector)."""
+
+    __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain", "sets_cookies")
 
     def __init__(self, response: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request
         self._done = False
+        self._timed: httpx.Response | None = None
+        self._start = 0.0
+        headers = response.headers
+        self.plain = "content-encoding" not in headers
+        """Whether the body is sent as is (no ``Content-Encoding`` to decode)."""
+        self.sets_cookies = "set-cookie" in headers or "set-cookie2" in headers
+        """Whether the response sets a cookie."""
+
+    def bind(self, response: httpx.Response, start: float) -> None:
+        """Set ``response.elapsed`` (since ``start``, a ``perf_counter``) on close."""
+        self._timed, self._start = response, start
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -83,7 +102,21 @@ class _Body(httpx.SyncByteStream):
             raise map_error(error, self._request) from error
         self._done = True
 
+    def read(self) -> bytes:
+        """The whole body at once (as ``b"".join(self)``, in one read)."""
+        try:
+            data = self._response.read(decode_content=False)
+        except (_u3.HTTPError, OSError) as error:
+            self._response.close()
+            raise map_error(error, self._request) from error
+        self._done = True
+        return data
+
     def close(self) -> None:
+        timed = self._timed
+        if timed is not None:
+            timed.elapsed = timedelta(seconds=time.perf_counter() - self._start)
+            self._timed = None  # the response refers to this stream: no cycle left
         if self._done:
             self._response.release_conn()
         else:
@@ -99,6 +132,9 @@ class _UnverifiedPool(urllib3.HTTPSConnectionPool):
         if conn.is_closed:
             conn.connect()
 
+
+_HEADER_SETS = 64
+"""Distinct sets of request headers a transport keeps converted."""
 
 _MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CALLER_HEADER})
 """Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
@@ -139,6 +175,7 @@ class Urllib3Transport(httpx.BaseTransport):
             self._manager.pool_classes_by_scheme = {
                 "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], dict[str, str]] = {}
         # The manager's pool per host, found without normalising a pool key each time.
         self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
 
@@ -151,6 +188,18 @@ class Urllib3Transport(httpx.BaseTransport):
                 self._timeouts.clear()
             found = self._timeouts[key] = urllib3.Timeout(connect=key[0], read=key[1])
         return found
+
+    def headers(self, request: httpx.Request) -> dict[str, str]:
+        """:func:`wire_headers` of ``request``, a new dict (the caller adds to it),
+        remembered for the last few sets of headers (most requests of a client
+        carry the same)."""
+        raw = tuple(request.headers.raw)
+        found = self._headers.get(raw)
+        if found is None:
+            if len(self._headers) >= _HEADER_SETS:
+                self._headers.clear()
+            found = self._headers[raw] = wire_headers(request)
+        return dict(found)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
@@ -190,11 +239,12 @@ class Urllib3Transport(httpx.BaseTransport):
             raise map_error(error, request) from error
         return httpx.Response(
             response.status, headers=list(response.headers.iteritems()),
-            stream=_Body(response, request),
+            stream=Body(response, request),
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
     def close(self) -> None:
         """Close every connection of this transport."""
         self._pools.clear()
+        self._headers.clear()
         self._manager.clear()
