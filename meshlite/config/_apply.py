@@ -34,6 +34,7 @@ from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
 from ..routing._service import CompiledPipeline, Service
 from ._build import Plan, ServicePlan
+from ._steps import Steps, drain
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
@@ -47,6 +48,7 @@ __all__ = [
     "finish",
     "install",
     "prepare",
+    "prepare_steps",
     "retire",
     "retire_now",
     "swap_pipeline",
@@ -102,9 +104,18 @@ def prepare(old: Plan | None, new: Plan) -> None:
     the new pipeline of each running service whose policies changed (switched to
     by :func:`apply_plan`). Changes nothing a call can see; raises (a reload
     rejected) if a pipeline cannot be compiled."""
+    drain(prepare_steps(old, new))
+
+
+def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
+    """:func:`prepare` a service at a time (yielding before each); a service whose
+    plan is the one in force (its section unchanged) is left alone."""
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
+        yield
         previous = before.get(name)
+        if previous is plan:
+            continue
         if previous is None or previous.frame != plan.frame:
             install(plan)
         elif _policies_changed(previous, plan):
@@ -127,7 +138,8 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
     elif not new.prepared and _policies_changed(old, new):
         swap_pipeline(live, new.pipeline())
         touched = True
-    if new.section.discovery is None and new.backends != live.backends:
+    if (new.section.discovery is None and new.backends is not old.backends
+            and new.backends != live.backends):
         live.set_backends(new.backends)
         touched = True
     new.service, new.discovery = live, old.discovery
@@ -143,6 +155,8 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
         previous = before.get(name)
+        if previous is plan:  # its section is unchanged: nothing to do
+            continue
         if previous is not None and previous.frame == plan.frame:
             _update(mesh, previous, plan, changes)
             continue

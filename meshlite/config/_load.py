@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from .._clock import Clock
 from ..routing._service import Service
 from ._build import Plan, build_plan
 from ._check_schema import validate_document
+from ._parsed import fingerprint
 from ._schema import MeshConfig
 from ._source import read_document
 
@@ -36,26 +38,40 @@ __all__ = [
 ]
 
 
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a config is loaded and built: building
     allocates many objects and few cycles, and the collections it would trigger are
     ~5% of a mesh's start-up and, during a reload of thousands of services, the
     longest pause of every thread, the event loop's included (a full collection
-    stops them all). Collection resumes (as it was) right after, with the objects
-    made meanwhile counted as old: left young, the first collection after would scan
-    every one of them at once (0.1-0.5 s for 3,000 services, the GIL held, so every
-    thread stalls); as old ones they wait for the next full collection, as the rest
-    of the mesh does (``gc.freeze`` then ``gc.unfreeze``: two list splices)."""
-    enabled = gc.isenabled()
-    gc.disable()
+    stops them all). Collection resumes (as it was) when the last of the pauses
+    that overlap ends (a reload pauses across turns of its event loop, so pauses of
+    two meshes may interleave), with the objects made meanwhile counted as old:
+    left young, the first collection after would scan every one of them at once
+    (0.1-0.5 s for 3,000 services, the GIL held, so every thread stalls); as old
+    ones they wait for the next full collection, as the rest of the mesh does
+    (``gc.freeze`` then ``gc.unfreeze``: two list splices)."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0:
+                gc.freeze()
+                gc.unfreeze()
+                if _resume:
+                    gc.enable()
 
 
 def digest(text: str) -> str:
@@ -79,6 +95,11 @@ def load_plan(path: str, *, environ: Mapping[str, str] | None = None,
     plan = build_plan(document, config, problems, previous=previous, others=others,
                       clock=clock, environ=environ)
     problems.check()
+    sections = document.data.get("services")
+    if isinstance(sections, dict):  # what a reload compares (``_incremental``)
+        raw = {str(name): section for name, section in sections.items()}
+        for name, service in plan.services.items():
+            service.raw = fingerprint(raw[name])
     return plan
 
 

@@ -20,13 +20,15 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, prepare, switch
+from ._apply import apply_plan, finish, switch
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
-from ._load import Managed, digest, gc_paused, load_plan
+from ._incremental import parse_apart, plan_steps
+from ._load import Managed, digest, gc_paused
 from ._problems import MAX_MESSAGE
 from ._source import read_text
+from ._steps import in_slices
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
@@ -162,20 +164,17 @@ class ConfigWatcher:
             return await self._apply(plan, actor, new_sha)
 
     async def _load(self, text: str) -> Plan:
-        """Parse, validate, build and compile ``text`` in a worker thread: a large or
-        hostile file never holds up the calls the event loop is serving."""
+        """Parse ``text`` away from the event loop (``_incremental.parse_apart``), then
+        validate, build and compile the services whose section changed on the loop,
+        a slice of about a millisecond at a time: a large or hostile file never holds
+        up the calls the event loop is serving."""
         managed = self.managed
+        parsed = await parse_apart(managed.path, text, managed.environ, managed.profile)
         others = managed.others(self.mesh)  # read on the loop, where the registry changes
-
-        def load() -> Plan:
-            with gc_paused():
-                plan = load_plan(managed.path, environ=managed.environ,
-                                 profile=managed.profile, text=text, previous=managed.plan,
-                                 others=others, clock=managed.clock)
-                prepare(managed.plan, plan)  # leaves the loop only pointer swaps
-                return plan
-
-        return await asyncio.to_thread(load)
+        with gc_paused():
+            return await in_slices(plan_steps(
+                parsed, previous=managed.plan, others=others, clock=managed.clock,
+                environ=managed.environ))
 
     def _audit(self, actor: str, result: str, new_sha: str | None, *,
                error: ConfigError | None = None, details: dict[str, Any] | None = None,
