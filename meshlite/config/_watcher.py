@@ -20,7 +20,7 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, switch
+from ._apply import apply_plan, finish, release, switch
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
@@ -211,8 +211,9 @@ class ConfigWatcher:
             return "rejected"
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan)
-        await switch(changes)
+        await switch(mesh, changes)
         managed.plan = plan
+        self._release(old)
         if plan.top.alerts != old.top.alerts:  # after the services the rules may name
             apply_alerts(mesh, plan.top.alerts)
             extras = True
@@ -230,6 +231,12 @@ class ConfigWatcher:
                 changed=tuple(changes.changed)))
         await finish(mesh, changes, managed.drains)
         return "applied"
+
+    def _release(self, old: Plan) -> None:
+        """Free the replaced plan in chunks, in the background (``_apply.release``)."""
+        task = asyncio.get_running_loop().create_task(release(old))
+        self.managed.drains.add(task)
+        task.add_done_callback(self.managed.drains.discard)
 
     async def _extras(self, old: Plan, new: Plan) -> bool:
         """Apply dashboard and telemetry changes, the steps of a reload that can fail;
