@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Changes",
+    "adopt_steps",
     "apply_plan",
     "close_pools",
     "close_pools_sync",
@@ -129,6 +130,21 @@ def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
         plan.prepared = True
 
 
+def adopt_steps(mesh: Mesh, old: Plan | None, new: Plan) -> Steps[None]:
+    """Give each service :func:`apply_plan` will register (new, or replacing one
+    whose routing changed) the mesh's clock, hooks and metrics ahead, a service at a
+    time (``Mesh.adopt``): none is registered yet, so no call sees it, and the
+    registry change that follows is only that."""
+    before = old.services if old is not None else {}
+    for name, plan in new.services.items():
+        previous = before.get(name)
+        if previous is None or (previous is not plan and previous.frame != plan.frame):
+            yield
+            if not plan.adopted:
+                mesh.adopt(plan.service)
+                plan.adopted = True
+
+
 def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
     return [id(p) for _, p in old.policies.values()] != [id(p) for _, p in
                                                           new.policies.values()]
@@ -159,6 +175,7 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
     running services whose policies or backends changed left for :func:`switch`."""
     changes = Changes()
     before = old.services if old is not None else {}
+    registered = mesh.registered()
     for name, plan in new.services.items():
         previous = before.get(name)
         if previous is plan:  # its section is unchanged: nothing to do
@@ -166,9 +183,8 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
         if previous is not None and previous.frame == plan.frame:
             changes.updates.append((previous, plan))  # switched later, in chunks
             continue
-        replacing = (previous.service if previous is not None
-                     else mesh.registered().get(name))
-        mesh.put_service(install(plan), replacing=replacing)
+        replacing = (previous.service if previous is not None else registered.get(name))
+        mesh.put_service(install(plan), replacing=replacing, adopted=plan.adopted)
         changes.started.append(plan.service)
         (changes.changed if replacing is not None else changes.added).append(name)
         if replacing is not None:

@@ -58,6 +58,9 @@ class ServicePlan:
     """A new service given its pipeline and discovery ahead (``_apply.prepare``)."""
     prepared: bool = False
     """``compiled`` is decided (None: the policies did not change)."""
+    adopted: bool = False
+    """A new service given the mesh's clock, hooks and metrics ahead
+    (``_apply.adopt_steps``)."""
     raw: bytes | None = None
     """The service's section as read from the file (after ``${VAR}``, profile and
     overrides), pickled: a reload whose section has the same bytes reuses this plan

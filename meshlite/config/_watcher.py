@@ -20,7 +20,7 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, release, switch
+from ._apply import adopt_steps, apply_plan, finish, release, switch
 from ._build import Plan
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
@@ -209,6 +209,7 @@ class ConfigWatcher:
         except Exception as error:
             self._rejected(_apply_error(managed.path, error), actor, new_sha)
             return "rejected"
+        await in_slices(adopt_steps(mesh, old, plan))  # cannot fail: nothing to undo
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan)
         await switch(mesh, changes)

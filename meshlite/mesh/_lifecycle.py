@@ -184,11 +184,20 @@ class MeshLifecycle:
     def _adopt(self, service: Service) -> None:
         raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
 
-    def put_service(self, service: Service, *, replacing: Service | None = None) -> None:
-        """Register ``service`` under its name, in place of ``replacing`` (None: of
-        whatever has the name), without starting it. An override of the name
-        (``mesh.override``) stays in force unless it is ``replacing`` itself."""
+    def adopt(self, service: Service) -> None:
+        """Give ``service`` the mesh's clock, hooks and metrics ahead of registering
+        it (``put_service(service, adopted=True)``): a reload does this for its new
+        services between turns of the event loop, before the registry changes."""
         self._adopt(service)
+
+    def put_service(self, service: Service, *, replacing: Service | None = None,
+                    adopted: bool = False) -> None:
+        """Register ``service`` under its name, in place of ``replacing`` (None: of
+        whatever has the name), without starting it; ``adopted``: :meth:`adopt` was
+        called for it. An override of the name (``mesh.override``) stays in force
+        unless it is ``replacing`` itself."""
+        if not adopted:
+            self._adopt(service)
         name = service.name
         self._services[name] = service
         if replacing is None or self._targets.get(name) is replacing:
