@@ -132,9 +132,9 @@ def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
 
 def adopt_steps(mesh: Mesh, old: Plan | None, new: Plan) -> Steps[None]:
     """Give each service :func:`apply_plan` will register (new, or replacing one
-    whose routing changed) the mesh's clock, hooks and metrics ahead, a service at a
-    time (``Mesh.adopt``): none is registered yet, so no call sees it, and the
-    registry change that follows is only that."""
+    whose routing changed) the mesh's clock and metrics ahead, a service at a time
+    (``Mesh.adopt``): none is registered yet, so no call sees it, and the registry
+    change that follows is little more than that."""
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
         previous = before.get(name)

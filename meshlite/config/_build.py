@@ -59,7 +59,7 @@ class ServicePlan:
     prepared: bool = False
     """``compiled`` is decided (None: the policies did not change)."""
     adopted: bool = False
-    """A new service given the mesh's clock, hooks and metrics ahead
+    """A new service given the mesh's clock and metrics ahead
     (``_apply.adopt_steps``)."""
     raw: bytes | None = None
     """The service's section as read from the file (after ``${VAR}``, profile and

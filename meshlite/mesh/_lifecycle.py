@@ -184,11 +184,18 @@ class MeshLifecycle:
     def _adopt(self, service: Service) -> None:
         raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
 
+    def _adopt_ahead(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the clock and metrics, before registering
+
+    def _subscribe(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the hooks, when registering
+
     def adopt(self, service: Service) -> None:
-        """Give ``service`` the mesh's clock, hooks and metrics ahead of registering
-        it (``put_service(service, adopted=True)``): a reload does this for its new
-        services between turns of the event loop, before the registry changes."""
-        self._adopt(service)
+        """Give ``service`` the mesh's clock and metrics ahead of registering it
+        (``put_service(service, adopted=True)``, which adds the hooks): a reload
+        does this for its new services between turns of the event loop, before the
+        registry changes."""
+        self._adopt_ahead(service)
 
     def put_service(self, service: Service, *, replacing: Service | None = None,
                     adopted: bool = False) -> None:
@@ -196,7 +203,9 @@ class MeshLifecycle:
         whatever has the name), without starting it; ``adopted``: :meth:`adopt` was
         called for it. An override of the name (``mesh.override``) stays in force
         unless it is ``replacing`` itself."""
-        if not adopted:
+        if adopted:
+            self._subscribe(service)
+        else:
             self._adopt(service)
         name = service.name
         self._services[name] = service

@@ -18,7 +18,7 @@ from meshlite.config import _build as build_module
 from meshlite.config import _steps as steps_module
 from meshlite.config._load import gc_paused, managed_of
 from meshlite.discovery._yaml import YAMLError, load_yaml
-from meshlite.routing import Service
+from meshlite.routing import BackendsChanged, Service
 
 
 def config(attempts: int, extra: str = "") -> str:
@@ -286,3 +286,19 @@ async def until_drained(mesh: ml.Mesh) -> None:
             return
         await asyncio.sleep(0.001)
     pytest.fail("retired services did not drain")
+
+
+def test_a_service_adopted_ahead_gets_the_hooks_added_before_it_is_registered() -> None:
+    # A reload adopts its new services between turns of the loop, then registers
+    # them: a hook added in between reaches them, once.
+    mesh = ml.Mesh()
+    service = Service("late", backends=["http://127.0.0.1:1"])
+    mesh.adopt(service)
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    mesh.put_service(service, adopted=True)
+    assert mesh.service("late") is service
+    service.set_backends(["http://127.0.0.1:2"])
+    changed = [e for e in events if isinstance(e, BackendsChanged)]
+    assert [(e.added, e.removed) for e in changed] == [(("http://127.0.0.1:2",),
+                                                        ("http://127.0.0.1:1",))]
