@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,26 @@ BOMB = "\n".join(
     + ["services: {s0: {backends: [http://127.0.0.1:1], metadata: *i}}", ""])
 
 
-def config(services: int, attempts: int, changed: int | None = None) -> str:
-    """``services`` services; the first ``changed`` (default: all) get ``attempts``."""
+def config(services: int, attempts: int, changed: int | None = None,
+           balancer: str | None = None) -> str:
+    """``services`` services; the first ``changed`` (default: all) get ``attempts``;
+    with ``balancer``, every service has that balancer."""
     lines = ["services:"]
     for i in range(services):
         tries = attempts if changed is None or i < changed else 3
         lines += [f"  s{i}:", f'    backends: ["http://127.0.0.1:{1000 + i % 60000}"]',
                   f"    retry: {{attempts: {tries}}}", "    timeout: 2.0"]
+        if balancer is not None:
+            lines.append(f"    balancer: {balancer}")
     return "\n".join(lines) + "\n"
+
+
+SCENARIOS: list[tuple[str, Callable[[int, int], str]]] = [
+    ("one service changed", lambda n, v: config(n, v, 1)),
+    ("every one's policies changed", lambda n, v: config(n, v)),
+    ("every one's routing changed (each replaced)",
+     lambda n, v: config(n, 3, balancer=("random", "round_robin")[v % 2])),
+]
 
 
 async def lag_during(action: object) -> tuple[float, float]:
@@ -116,7 +129,7 @@ async def run(services: int, runs: int) -> None:
         async with mesh:
             now = ConfigWatcher._load
             version = 4
-            for changed, what in ((1, "one service changed"), (None, "every one changed")):
+            for what, make in SCENARIOS:
                 lags: dict[str, list[float]] = {m: [] for m in ("now", "before", "idle",
                                                                 "busy")}
                 took: list[float] = []
@@ -124,7 +137,7 @@ async def run(services: int, runs: int) -> None:
                     for mode, load in (("now", now), ("before", _load_before)):
                         ConfigWatcher._load = load  # type: ignore[method-assign]
                         version += 1
-                        path.write_text(config(services, version, changed), encoding="utf-8")
+                        path.write_text(make(services, version), encoding="utf-8")
                         seconds, lag = await lag_during(mesh.reload())
                         lags[mode].append(lag)
                         if mode == "now":

@@ -56,10 +56,13 @@ def _child_env() -> dict[str, str]:
 
 def _parse_in_child(path: str, text: str, environ: Mapping[str, str] | None,
                     profile: str | None) -> Parsed:
+    python = sys.executable
+    if not os.path.basename(python).lower().startswith(("python", "pypy")):
+        raise _ChildFailed(f"{python!r} is not a Python interpreter")  # embedded: uwsgi...
     request = pickle.dumps((path, text, dict(os.environ if environ is None else environ),
                             profile), protocol=_PROTOCOL)
     try:
-        done = subprocess.run([sys.executable, "-m", "meshlite.config._child"],
+        done = subprocess.run([python, "-m", "meshlite.config._child"],
                               input=request, capture_output=True, timeout=PARSE_TIMEOUT,
                               env=_child_env(), check=False)
     except subprocess.TimeoutExpired:
@@ -85,7 +88,8 @@ async def parse_apart(path: str, text: str, environ: Mapping[str, str] | None,
     """:func:`parse`, away from the event loop: in a separate process when the file
     is large (:data:`OUT_OF_PROCESS_BYTES`) or uses YAML anchors (aliases are where
     a few bytes expand into millions of values), else in a worker thread. If the
-    process cannot run (no Python executable), in a worker thread too."""
+    process cannot run (``sys.executable`` is not a Python interpreter, as when
+    embedded in another program), in a worker thread too, with a warning."""
     if _apart(path, text):
         try:
             return await asyncio.to_thread(_parse_in_child, path, text, environ, profile)

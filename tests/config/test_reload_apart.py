@@ -93,16 +93,22 @@ async def test_without_a_python_to_run_it_parses_in_a_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(incremental_module, "OUT_OF_PROCESS_BYTES", 0)
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     path = tmp_path / "mesh.yaml"
     path.write_text(config("3"), encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    # Missing, and embedded in another program (never run with -m).
+    executables = [str(tmp_path / "python3-missing"), "/usr/bin/uwsgi"]
     async with mesh:
-        path.write_text(config("4"), encoding="utf-8")
-        with caplog.at_level(logging.WARNING, "meshlite.config"):
-            assert await mesh.reload() is True
-    assert "parsing it in a worker thread" in caplog.text
-    assert mesh.config_version == 1
+        for attempts, executable in enumerate(executables, start=4):
+            monkeypatch.setattr(sys, "executable", executable)
+            path.write_text(config(str(attempts)), encoding="utf-8")
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, "meshlite.config"):
+                assert await mesh.reload() is True
+            assert "parsing it in a worker thread" in caplog.text
+    assert mesh.config_version == 2
+    retry = next(p for p in mesh.service("s0").pipeline.walk() if p.kind == "retry")
+    assert retry.options.attempts == 5
 
 
 def test_collection_resumes_when_the_last_of_overlapping_pauses_ends() -> None:
