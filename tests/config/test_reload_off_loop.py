@@ -302,3 +302,33 @@ def test_a_service_adopted_ahead_gets_the_hooks_added_before_it_is_registered() 
     changed = [e for e in events if isinstance(e, BackendsChanged)]
     assert [(e.added, e.removed) for e in changed] == [(("http://127.0.0.1:2",),
                                                         ("http://127.0.0.1:1",))]
+
+
+async def test_the_replaced_plan_is_let_go_of_in_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
+    managed = managed_of(mesh)
+    assert managed is not None
+    old = managed.plan
+    services = old.services  # the dict the release empties
+    left: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            left.append(len(services))
+            await asyncio.sleep(0)
+
+    async with mesh:
+        task = asyncio.create_task(ticker())
+        path.write_text(config(4), encoding="utf-8")
+        try:
+            assert await mesh.reload() is True
+            await until_drained(mesh)
+        finally:
+            task.cancel()
+    assert old.services == {}
+    assert services == {}
+    assert {15, 10, 5} <= set(left)  # 20 services, 5 at a time, the loop between
