@@ -37,14 +37,14 @@ from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
-from ._steps import Steps, drain
+from ._diff import Diff, diff_of
+from ._steps import SLICE_SECONDS, Steps, drain
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
 
 __all__ = [
     "Changes",
-    "adopt_steps",
     "apply_plan",
     "close_pools",
     "close_pools_sync",
@@ -130,21 +130,6 @@ def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
         plan.prepared = True
 
 
-def adopt_steps(mesh: Mesh, old: Plan | None, new: Plan) -> Steps[None]:
-    """Give each service :func:`apply_plan` will register (new, or replacing one
-    whose routing changed) the mesh's clock and metrics ahead, a service at a time
-    (``Mesh.adopt``): none is registered yet, so no call sees it, and the registry
-    change that follows is little more than that."""
-    before = old.services if old is not None else {}
-    for name, plan in new.services.items():
-        previous = before.get(name)
-        if previous is None or (previous is not plan and previous.frame != plan.frame):
-            yield
-            if not plan.adopted:
-                mesh.adopt(plan.service)
-                plan.adopted = True
-
-
 def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
     return [id(p) for _, p in old.policies.values()] != [id(p) for _, p in
                                                           new.policies.values()]
@@ -169,31 +154,31 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
         changes.changed.append(new.name)
 
 
-def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
+def apply_plan(mesh: Mesh, old: Plan | None, new: Plan, diff: Diff | None = None,
+               ) -> Changes:
     """Change ``mesh``'s registry from ``old`` (None: nothing from a config yet) to
     ``new``, in one go on the caller's thread; returns what changed, with the
-    running services whose policies or backends changed left for :func:`switch`."""
-    changes = Changes()
-    before = old.services if old is not None else {}
-    registered = mesh.registered()
-    for name, plan in new.services.items():
-        previous = before.get(name)
-        if previous is plan:  # its section is unchanged: nothing to do
-            continue
-        if previous is not None and previous.frame == plan.frame:
-            changes.updates.append((previous, plan))  # switched later, in chunks
-            continue
-        replacing = (previous.service if previous is not None else registered.get(name))
-        mesh.put_service(install(plan), replacing=replacing, adopted=plan.adopted)
+    running services whose policies or backends changed left for :func:`switch`.
+    ``diff``: ``new`` against ``old``, worked out ahead (``_diff.diff_steps``)."""
+    diff = diff_of(old, new) if diff is None else diff
+    for plan, _ in diff.put:
+        install(plan)  # done ahead when prepared: nothing left to do in the loop below
+    registered, put = mesh.registered(), mesh.put_service
+    replaced = [previous.service if previous is not None else registered.get(plan.name)
+                for plan, previous in diff.put]
+    for (plan, _), replacing in zip(diff.put, replaced, strict=True):
+        put(plan.service, replacing=replacing, adopted=plan.adopted)
+    for previous in diff.removed:
+        mesh.drop_service(previous.service)
+    changes = Changes(updates=list(diff.update))  # switched later, in chunks
+    for (plan, _), replacing in zip(diff.put, replaced, strict=True):
         changes.started.append(plan.service)
-        (changes.changed if replacing is not None else changes.added).append(name)
+        (changes.changed if replacing is not None else changes.added).append(plan.name)
         if replacing is not None:
             changes.retired.append(replacing)
-    for name, previous in before.items():
-        if name not in new.services:
-            mesh.drop_service(previous.service)
-            changes.removed.append(name)
-            changes.retired.append(previous.service)
+    for previous in diff.removed:
+        changes.removed.append(previous.name)
+        changes.retired.append(previous.service)
     return changes
 
 
@@ -227,11 +212,15 @@ async def release(plan: Plan) -> None:
     """Let go of ``plan`` (replaced by a reload) :data:`SWITCH_CHUNK` services at a
     time, the event loop running between: dropped at once, the thousands of objects
     of its services (policies, sections, pipelines) are freed in one go, tens of
-    milliseconds for 3,000 services in which the loop serves nothing."""
-    services, plan.services = plan.services, {}
-    while services:
-        for _ in range(min(SWITCH_CHUNK, len(services))):
-            services.popitem()
+    milliseconds for 3,000 services in which the loop serves nothing. Its services'
+    plans, sections and data are held here (the plan itself, its config included,
+    is left as it is for whoever still holds it) and let go of in chunks."""
+    data = plan.document.data.get("services")
+    parts: list[object] = [*plan.services.values(), *plan.config.services.values(),
+                           *(data.values() if isinstance(data, dict) else ())]
+    del plan, data  # only the caller's reference is left: dropping it is cheap now
+    while parts:
+        del parts[-SWITCH_CHUNK:]
         await asyncio.sleep(0)
 
 
@@ -239,7 +228,7 @@ async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) 
     """The async part of applying: start the new services' components (when the mesh
     is open), and drain the retired services in the background (tasks in ``drains``),
     :data:`SWITCH_CHUNK` services at a time with the event loop running between."""
-    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK)
+    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK, seconds=SLICE_SECONDS)
     for index, service in enumerate(changes.retired):
         if index and index % SWITCH_CHUNK == 0:
             await asyncio.sleep(0)  # the retiring tasks run in chunks, calls between

@@ -20,8 +20,9 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import adopt_steps, apply_plan, finish, release, switch
+from ._apply import apply_plan, finish, release, switch
 from ._build import Plan
+from ._diff import adopt_steps, diff_steps
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
 from ._incremental import parse_apart, plan_steps
@@ -209,9 +210,12 @@ class ConfigWatcher:
         except Exception as error:
             self._rejected(_apply_error(managed.path, error), actor, new_sha)
             return "rejected"
-        await in_slices(adopt_steps(mesh, old, plan))  # cannot fail: nothing to undo
+        diff = await in_slices(diff_steps(old, plan))
+        await in_slices(adopt_steps(mesh, diff))  # cannot fail: nothing to undo
+        await asyncio.sleep(0)  # the registry change below is a turn of its own
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
-            changes = apply_plan(mesh, old, plan)
+            changes = apply_plan(mesh, old, plan, diff)
+        await asyncio.sleep(0)  # calls in between: the registry change is done
         await switch(mesh, changes)
         managed.plan = plan
         self._release(old)

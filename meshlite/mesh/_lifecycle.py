@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -220,9 +221,10 @@ class MeshLifecycle:
             del self._targets[service.name]
 
     async def start_services(self, services: Collection[Service], *,
-                             chunk: int = 0) -> None:
+                             chunk: int = 0, seconds: float = 0.0) -> None:
         """Start the components of ``services`` in dependency order (when open),
-        letting the event loop run after every ``chunk`` services (0: never)."""
+        letting the event loop run after every ``chunk`` services and whenever
+        starting has run ``seconds`` since it last did (0: never)."""
         if self._state != "open" or not services:
             return
         wanted = {id(service) for service in services}
@@ -230,12 +232,15 @@ class MeshLifecycle:
         order = (dependency_order(self._services)
                  if any(service.depends_on for service in services) else services)
         started = 0
+        since = time.perf_counter()
         for service in order:
             if id(service) in wanted:
                 await start_all(service.components, self._started)
                 started += 1
-                if chunk and started % chunk == 0:
+                if (chunk and started % chunk == 0) or (
+                        seconds and time.perf_counter() - since >= seconds):
                     await asyncio.sleep(0)
+                    since = time.perf_counter()
 
     def release_components(self, service: Service) -> list[Lifecycle]:
         """The started components of ``service``, which the mesh no longer stops: the

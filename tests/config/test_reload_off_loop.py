@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -312,23 +313,22 @@ async def test_the_replaced_plan_is_let_go_of_in_chunks(
     monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
     managed = managed_of(mesh)
     assert managed is not None
-    old = managed.plan
-    services = old.services  # the dict the release empties
-    left: list[int] = []
+    plans = [weakref.ref(p) for p in managed.plan.services.values()]  # none held here
+    alive: list[int] = []
 
     async def ticker() -> None:
         while True:
-            left.append(len(services))
+            alive.append(sum(p() is not None for p in plans))
             await asyncio.sleep(0)
 
     async with mesh:
         task = asyncio.create_task(ticker())
-        path.write_text(config(4), encoding="utf-8")
+        path.write_text(config(4), encoding="utf-8")  # every service's plan replaced
         try:
             assert await mesh.reload() is True
             await until_drained(mesh)
+            await asyncio.sleep(0)
         finally:
             task.cancel()
-    assert old.services == {}
-    assert services == {}
-    assert {15, 10, 5} <= set(left)  # 20 services, 5 at a time, the loop between
+    assert alive[-1] == 0
+    assert {15, 10, 5} <= set(alive)  # 20 plans, 5 at a time, the loop between
