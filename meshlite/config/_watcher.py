@@ -202,16 +202,31 @@ class ConfigWatcher:
                      new_sha: str | None = None) -> str:
         """Apply ``plan`` whole, or nothing of it: the steps that can fail (serving the
         dashboard on its new address, configuring telemetry) run first and are
-        undone if a later one fails; then the registry changes, which cannot."""
-        mesh, managed = self.mesh, self.managed
-        old = managed.plan
+        undone if a later one fails; then the services change, which cannot fail
+        and, once begun, is finished even if the reload is cancelled meanwhile (the
+        cancellation is raised after)."""
+        old = self.managed.plan
         try:
             extras = await self._extras(old, plan)
         except Exception as error:
-            self._rejected(_apply_error(managed.path, error), actor, new_sha)
+            self._rejected(_apply_error(self.managed.path, error), actor, new_sha)
             return "rejected"
+        commit = asyncio.ensure_future(self._commit(old, plan, extras, actor, new_sha))
+        cancelled = False
+        while not commit.done():
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return commit.result()
+
+    async def _commit(self, old: Plan, plan: Plan, extras: bool, actor: str,
+                      new_sha: str | None) -> str:
+        mesh, managed = self.mesh, self.managed
         diff = await in_slices(diff_steps(old, plan))
-        await in_slices(adopt_steps(mesh, diff))  # cannot fail: nothing to undo
+        await in_slices(adopt_steps(mesh, diff))
         await asyncio.sleep(0)  # the registry change below is a turn of its own
         with gc_paused():  # the swap allocates a lot: no collection in the middle of it
             changes = apply_plan(mesh, old, plan, diff)

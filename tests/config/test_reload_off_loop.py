@@ -332,3 +332,37 @@ async def test_the_replaced_plan_is_let_go_of_in_chunks(
             task.cancel()
     assert alive[-1] == 0
     assert {15, 10, 5} <= set(alive)  # 20 plans, 5 at a time, the loop between
+
+
+async def test_a_reload_cancelled_while_services_switch_is_finished_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once the registry starts to change the reload completes, cancelled or not: no
+    # mix of old and new config is left behind, and it is recorded.
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 2)
+    switching = asyncio.Event()
+    original = Service.set_pipeline
+
+    def spy(self: Service, pipeline: Any) -> None:
+        switching.set()
+        original(self, pipeline)
+
+    async with mesh:
+        monkeypatch.setattr(Service, "set_pipeline", spy)
+        path.write_text(config(4), encoding="utf-8")
+        reload = asyncio.create_task(mesh.reload())
+        await switching.wait()  # a few services switched, most not yet
+        reload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reload
+        for i in range(20):
+            retry = next(p for p in mesh.service(f"s{i}").pipeline.walk()
+                         if p.kind == "retry")
+            assert retry.options.attempts == 4
+        assert mesh.config_version == 1
+        managed = managed_of(mesh)
+        assert managed is not None
+        assert managed.plan.config.services["s19"].retry is not None
+        assert managed.plan.config.services["s19"].retry.attempts == 4
