@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from ..routing._service import Service
 from ._apply import prepare_steps
 from ._build import Plan, ServicePlan, build_steps
 from ._check_schema import validate_steps
-from ._parsed import Parsed, parse
+from ._parsed import Parsed, fingerprint, parse
 from ._steps import Steps
 
 __all__ = ["OUT_OF_PROCESS_BYTES", "PARSE_TIMEOUT", "parse_apart", "plan_steps"]
@@ -35,7 +34,6 @@ PARSE_TIMEOUT = 60.0
 """Seconds the separate process may take to parse a file before the reload is
 rejected."""
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _log = logging.getLogger("meshlite.config")
 
 
@@ -59,8 +57,10 @@ def _parse_in_child(path: str, text: str, environ: Mapping[str, str] | None,
     python = sys.executable
     if not os.path.basename(python).lower().startswith(("python", "pypy")):
         raise _ChildFailed(f"{python!r} is not a Python interpreter")  # embedded: uwsgi...
+    import pickle
+
     request = pickle.dumps((path, text, dict(os.environ if environ is None else environ),
-                            profile), protocol=_PROTOCOL)
+                            profile), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         done = subprocess.run([python, "-m", "meshlite.config._child"],
                               input=request, capture_output=True, timeout=PARSE_TIMEOUT,
@@ -99,21 +99,36 @@ async def parse_apart(path: str, text: str, environ: Mapping[str, str] | None,
     return await asyncio.to_thread(parse, path, text, environ, profile)
 
 
+def _loaded(plan: Plan) -> dict[str, Any]:
+    """Each service's section data as read when ``plan`` was loaded."""
+    data = plan.document.data.get("services")
+    return {str(name): section for name, section in data.items()} \
+        if isinstance(data, dict) else {}
+
+
 def _sections(parsed: Parsed, previous: Plan | None,
               reuse: dict[str, ServicePlan]) -> Steps[None]:
     """Put each changed service's section in the document (unpickled); record in
-    ``reuse`` the plans of those unchanged."""
+    ``reuse`` the plans of those unchanged. A plan loaded, not reloaded (the first
+    reload after ``from_config``), gets its sections' bytes here."""
+    import pickle
+
     assert parsed.services is not None
     data: dict[str, Any] = {}
     before = previous.services if previous is not None else {}
+    loaded: dict[str, Any] | None = None
     for name, raw in parsed.services.items():
+        yield
         old = before.get(name)
+        if old is not None and old.raw is None:
+            assert previous is not None
+            loaded = _loaded(previous) if loaded is None else loaded
+            old.raw = fingerprint(loaded.get(name))
         if old is not None and old.raw == raw:
             reuse[name] = old
             data[name] = None
         else:
             data[name] = pickle.loads(raw)
-        yield
     parsed.document.data["services"] = data
 
 

@@ -16,7 +16,6 @@ from .._clock import Clock
 from ..routing._service import Service
 from ._build import Plan, build_plan
 from ._check_schema import validate_document
-from ._parsed import fingerprint
 from ._schema import MeshConfig
 from ._source import read_document
 
@@ -95,11 +94,6 @@ def load_plan(path: str, *, environ: Mapping[str, str] | None = None,
     plan = build_plan(document, config, problems, previous=previous, others=others,
                       clock=clock, environ=environ)
     problems.check()
-    sections = document.data.get("services")
-    if isinstance(sections, dict):  # what a reload compares (``_incremental``)
-        raw = {str(name): section for name, section in sections.items()}
-        for name, service in plan.services.items():
-            service.raw = fingerprint(raw[name])
     return plan
 
 

@@ -3,12 +3,12 @@ bytes are both what a separate parsing process sends back (``_child``) and the
 fingerprint a reload compares with the plan in force (``ServicePlan.raw``). Equal
 bytes mean equal data of equal types (``1``, ``1.0`` and ``true`` differ).
 
-Imports little: the separate process imports only this and ``_source``.
+Imports little: the separate process imports only this and ``_source``; pickle is
+imported on the first reload (start-up does not pay for it).
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,8 @@ __all__ = ["Parsed", "fingerprint", "parse"]
 
 def fingerprint(section: Any) -> bytes:
     """A service's section data (as read, before the schema) as bytes."""
+    import pickle
+
     return pickle.dumps(section, protocol=pickle.HIGHEST_PROTOCOL)
 
 
