@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Changes",
     "apply_plan",
+    "changes_of",
     "close_pools",
     "close_pools_sync",
     "describe",
@@ -53,6 +54,7 @@ __all__ = [
     "install",
     "prepare",
     "prepare_steps",
+    "register",
     "release",
     "retire",
     "retire_now",
@@ -161,15 +163,29 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan, diff: Diff | None = None
     running services whose policies or backends changed left for :func:`switch`.
     ``diff``: ``new`` against ``old``, worked out ahead (``_diff.diff_steps``)."""
     diff = diff_of(old, new) if diff is None else diff
-    for plan, _ in diff.put:
-        install(plan)  # done ahead when prepared: nothing left to do in the loop below
+    return changes_of(diff, register(mesh, diff))
+
+
+def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
+    """The registry change of :func:`apply_plan` alone, in one go: register the
+    services ``diff`` puts, drop those it removes; returns the service each one put
+    replaced (None: a new name)."""
     registered, put = mesh.registered(), mesh.put_service
-    replaced = [previous.service if previous is not None else registered.get(plan.name)
-                for plan, previous in diff.put]
-    for (plan, _), replacing in zip(diff.put, replaced, strict=True):
+    replaced: list[Service | None] = []
+    for plan, previous in diff.put:
+        if not plan.installed:  # installed ahead when prepared
+            install(plan)
+        replacing = previous.service if previous is not None else registered.get(plan.name)
         put(plan.service, replacing=replacing, adopted=plan.adopted)
+        replaced.append(replacing)
     for previous in diff.removed:
         mesh.drop_service(previous.service)
+    return replaced
+
+
+def changes_of(diff: Diff, replaced: list[Service | None]) -> Changes:
+    """What :func:`register` changed (``replaced``: what it returned), with the
+    running services to switch."""
     changes = Changes(updates=list(diff.update))  # switched later, in chunks
     for (plan, _), replacing in zip(diff.put, replaced, strict=True):
         changes.started.append(plan.service)

@@ -20,7 +20,7 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, release, switch
+from ._apply import changes_of, finish, register, release, switch
 from ._build import Plan
 from ._diff import adopt_steps, diff_steps
 from ._events import ConfigReloaded, ConfigReloadFailed
@@ -228,9 +228,10 @@ class ConfigWatcher:
         diff = await in_slices(diff_steps(old, plan))
         await in_slices(adopt_steps(mesh, diff))
         await asyncio.sleep(0)  # the registry change below is a turn of its own
-        with gc_paused():  # the swap allocates a lot: no collection in the middle of it
-            changes = apply_plan(mesh, old, plan, diff)
+        with gc_paused():  # no collection in the middle of the registry change
+            replaced = register(mesh, diff)
         await asyncio.sleep(0)  # calls in between: the registry change is done
+        changes = changes_of(diff, replaced)
         await switch(mesh, changes)
         managed.plan = plan
         self._release(old)
