@@ -12,11 +12,14 @@ change only what differs.
   finish, then its components stop and its connection pools close.
 
 The costly part of a change, building each changed service's pipeline and compiling
-its chain, is done ahead by :func:`prepare`, in the worker thread that builds a
-reloaded config; on the event loop only switches remain: one assignment per
-service, or a registry entry per new service. The registry is changed without
-yielding to the event loop; starting the new services' components (health checks,
-discovery) comes after.
+its chain, is done ahead by :func:`prepare` (a service at a time, between turns of
+the event loop during a reload); then only switches remain. The registry (services
+added, replaced, removed) changes without yielding to the event loop; then each
+running service whose policies or backends changed switches, in one assignment
+each, in chunks with the loop running between (:func:`switch`); starting the new
+services' components (health checks, discovery) comes after, and the replaced
+plan is let go of in chunks too (:func:`release`). A service whose section is
+unchanged is not touched.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
@@ -32,8 +35,10 @@ from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
-from ..routing._service import CompiledPipeline, Service
+from ..routing._service import Service
 from ._build import Plan, ServicePlan
+from ._diff import Diff, diff_of
+from ._steps import SLICE_SECONDS, Steps, drain
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
@@ -41,12 +46,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Changes",
     "apply_plan",
+    "changes_of",
     "close_pools",
     "close_pools_sync",
     "describe",
     "finish",
     "install",
     "prepare",
+    "prepare_steps",
+    "register",
+    "release",
     "retire",
     "retire_now",
     "swap_pipeline",
@@ -67,8 +76,10 @@ class Changes:
     changed: list[str] = field(default_factory=list)
     started: list[Service] = field(default_factory=list)
     retired: list[Service] = field(default_factory=list)
-    switches: list[tuple[Service, CompiledPipeline]] = field(default_factory=list)
-    """Running services and the pipelines prepared for them, for :func:`switch`."""
+    updates: list[tuple[ServicePlan, ServicePlan]] = field(default_factory=list)
+    """Running services whose section changed but not their routing (the plan in
+    force, the new one): switched to their new pipeline and backends by
+    :func:`switch`."""
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
@@ -102,9 +113,18 @@ def prepare(old: Plan | None, new: Plan) -> None:
     the new pipeline of each running service whose policies changed (switched to
     by :func:`apply_plan`). Changes nothing a call can see; raises (a reload
     rejected) if a pipeline cannot be compiled."""
+    drain(prepare_steps(old, new))
+
+
+def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
+    """:func:`prepare` a service at a time (yielding before each); a service whose
+    plan is the one in force (its section unchanged) is left alone."""
     before = old.services if old is not None else {}
     for name, plan in new.services.items():
+        yield
         previous = before.get(name)
+        if previous is plan:
+            continue
         if previous is None or previous.frame != plan.frame:
             install(plan)
         elif _policies_changed(previous, plan):
@@ -121,13 +141,14 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
     live = old.service
     touched = False
     if new.compiled is not None:
-        changes.switches.append((live, new.compiled))
+        live.set_pipeline(new.compiled)
         new.compiled = None  # handed over: the plan holds no handler of the live service
         touched = True
     elif not new.prepared and _policies_changed(old, new):
         swap_pipeline(live, new.pipeline())
         touched = True
-    if new.section.discovery is None and new.backends != live.backends:
+    if (new.section.discovery is None and new.backends is not old.backends
+            and new.backends != live.backends):
         live.set_backends(new.backends)
         touched = True
     new.service, new.discovery = live, old.discovery
@@ -135,29 +156,45 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
         changes.changed.append(new.name)
 
 
-def apply_plan(mesh: Mesh, old: Plan | None, new: Plan) -> Changes:
-    """Change ``mesh``'s registry and backends from ``old`` (None: nothing from a
-    config yet) to ``new``, in one go on the caller's thread; returns what changed,
-    with the pipelines :func:`prepare` compiled left for :func:`switch`."""
-    changes = Changes()
-    before = old.services if old is not None else {}
-    for name, plan in new.services.items():
-        previous = before.get(name)
-        if previous is not None and previous.frame == plan.frame:
-            _update(mesh, previous, plan, changes)
-            continue
-        replacing = (previous.service if previous is not None
-                     else mesh.registered().get(name))
-        mesh.put_service(install(plan), replacing=replacing)
+def apply_plan(mesh: Mesh, old: Plan | None, new: Plan, diff: Diff | None = None,
+               ) -> Changes:
+    """Change ``mesh``'s registry from ``old`` (None: nothing from a config yet) to
+    ``new``, in one go on the caller's thread; returns what changed, with the
+    running services whose policies or backends changed left for :func:`switch`.
+    ``diff``: ``new`` against ``old``, worked out ahead (``_diff.diff_steps``)."""
+    diff = diff_of(old, new) if diff is None else diff
+    return changes_of(diff, register(mesh, diff))
+
+
+def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
+    """The registry change of :func:`apply_plan` alone, in one go: register the
+    services ``diff`` puts, drop those it removes; returns the service each one put
+    replaced (None: a new name)."""
+    registered, put = mesh.registered(), mesh.put_service
+    replaced: list[Service | None] = []
+    for plan, previous in diff.put:
+        if not plan.installed:  # installed ahead when prepared
+            install(plan)
+        replacing = previous.service if previous is not None else registered.get(plan.name)
+        put(plan.service, replacing=replacing, adopted=plan.adopted)
+        replaced.append(replacing)
+    for previous in diff.removed:
+        mesh.drop_service(previous.service)
+    return replaced
+
+
+def changes_of(diff: Diff, replaced: list[Service | None]) -> Changes:
+    """What :func:`register` changed (``replaced``: what it returned), with the
+    running services to switch."""
+    changes = Changes(updates=list(diff.update))  # switched later, in chunks
+    for (plan, _), replacing in zip(diff.put, replaced, strict=True):
         changes.started.append(plan.service)
-        (changes.changed if replacing is not None else changes.added).append(name)
+        (changes.changed if replacing is not None else changes.added).append(plan.name)
         if replacing is not None:
             changes.retired.append(replacing)
-    for name, previous in before.items():
-        if name not in new.services:
-            mesh.drop_service(previous.service)
-            changes.removed.append(name)
-            changes.retired.append(previous.service)
+    for previous in diff.removed:
+        changes.removed.append(previous.name)
+        changes.retired.append(previous.service)
     return changes
 
 
@@ -165,32 +202,49 @@ SWITCH_CHUNK = 100
 """Services switched to their new pipelines between two turns of the event loop."""
 
 
-async def switch(changes: Changes) -> None:
-    """Switch each running service of ``changes.switches`` to its prepared pipeline,
-    letting the event loop run between chunks of :data:`SWITCH_CHUNK`: a service
-    switches in one assignment (its calls see the old pipeline or the new one), and
-    thousands of them never hold up the loop more than one chunk. The switches
-    cannot fail: each pipeline was compiled for its service ahead (compiled again
-    here only if the service changed since, as ``Service.set_pipeline`` does)."""
-    for index, (service, compiled) in enumerate(changes.switches):
+async def switch(mesh: Mesh, changes: Changes) -> None:
+    """Switch each running service of ``changes.updates`` to its new pipeline (compiled
+    ahead by :func:`prepare`) and backends, letting the event loop run between
+    chunks of :data:`SWITCH_CHUNK`: a service switches in one assignment (its calls
+    see the old pipeline or the new one), and thousands of them never hold up the
+    loop more than one chunk. The switches cannot fail: each pipeline was compiled
+    for its service ahead (compiled again here only if the service changed since,
+    as ``Service.set_pipeline`` does), each backend checked when it was built."""
+    for index, (old, new) in enumerate(changes.updates):
         if index and index % SWITCH_CHUNK == 0:
             await asyncio.sleep(0)
-        service.set_pipeline(compiled)
-    changes.switches.clear()
+        _update(mesh, old, new, changes)
+    changes.updates.clear()
 
 
-def switch_now(changes: Changes) -> None:
+def switch_now(mesh: Mesh, changes: Changes) -> None:
     """:func:`switch` in one go, without an event loop."""
-    for service, compiled in changes.switches:
-        service.set_pipeline(compiled)
-    changes.switches.clear()
+    for old, new in changes.updates:
+        _update(mesh, old, new, changes)
+    changes.updates.clear()
+
+
+async def release(plan: Plan) -> None:
+    """Let go of ``plan`` (replaced by a reload) :data:`SWITCH_CHUNK` services at a
+    time, the event loop running between: dropped at once, the thousands of objects
+    of its services (policies, sections, pipelines) are freed in one go, tens of
+    milliseconds for 3,000 services in which the loop serves nothing. Its services'
+    plans, sections and data are held here (the plan itself, its config included,
+    is left as it is for whoever still holds it) and let go of in chunks."""
+    data = plan.document.data.get("services")
+    parts: list[object] = [*plan.services.values(), *plan.config.services.values(),
+                           *(data.values() if isinstance(data, dict) else ())]
+    del plan, data  # only the caller's reference is left: dropping it is cheap now
+    while parts:
+        del parts[-SWITCH_CHUNK:]
+        await asyncio.sleep(0)
 
 
 async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) -> None:
     """The async part of applying: start the new services' components (when the mesh
     is open), and drain the retired services in the background (tasks in ``drains``),
     :data:`SWITCH_CHUNK` services at a time with the event loop running between."""
-    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK)
+    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK, seconds=SLICE_SECONDS)
     for index, service in enumerate(changes.retired):
         if index and index % SWITCH_CHUNK == 0:
             await asyncio.sleep(0)  # the retiring tasks run in chunks, calls between

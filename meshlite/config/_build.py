@@ -31,10 +31,11 @@ from ._schema import (
 )
 from ._sections import POLICY_SECTIONS
 from ._source import Document
+from ._steps import Steps, drain
 from ._top import TopPlan, check_top_level
 from ._walk import field_names, fields_set
 
-__all__ = ["Plan", "ServicePlan", "build_plan", "frame_of"]
+__all__ = ["Plan", "ServicePlan", "build_plan", "build_steps", "frame_of"]
 
 
 @dataclass
@@ -57,6 +58,13 @@ class ServicePlan:
     """A new service given its pipeline and discovery ahead (``_apply.prepare``)."""
     prepared: bool = False
     """``compiled`` is decided (None: the policies did not change)."""
+    adopted: bool = False
+    """A new service given the mesh's clock and metrics ahead
+    (``_apply.adopt_steps``)."""
+    raw: bytes | None = None
+    """The service's section as read from the file (after ``${VAR}``, profile and
+    overrides), pickled: a reload whose section has the same bytes reuses this plan
+    as it is (``_reuse``)."""
 
     def pipeline(self) -> Pipeline:
         """A new pipeline of this plan's policies, outermost first."""
@@ -137,6 +145,8 @@ def _service(name: str, section: ServiceSection, problems: Problems, plan: Plan,
                               set(fields_set(section)), path, problems,
                               previous.policies if previous else None, clock, name)
     backends = tuple(_backends(section.backends, path, problems))
+    if previous is not None and backends == previous.backends:
+        backends = previous.backends  # the same: applying compares them by identity first
     frame = frame_of(section)
     if previous is not None and previous.frame == frame:  # routing unchanged: no rebuild
         if len(problems.errors) > count:
@@ -166,15 +176,19 @@ def _service(name: str, section: ServiceSection, problems: Problems, plan: Plan,
     return ServicePlan(name, section, service, policies, discovery, frame, backends)
 
 
-def _dependencies(plan: Plan, others: Mapping[str, Service], problems: Problems) -> None:
+def _dependencies(plan: Plan, others: Mapping[str, Service], problems: Problems,
+                  ) -> Steps[None]:
     names = set(plan.config.services) | set(others)
-    known = ", ".join(sorted(names)) or "none"
+    edges = False
     for name, section in plan.config.services.items():
+        yield
         for i, dep in enumerate(section.depends_on):
+            edges = True
             if dep not in names:
+                known = ", ".join(sorted(names)) or "none"
                 problems.add(("services", name, "depends_on", i),
                              f"{dep!r} is not a service (services: {known})")
-    if problems:
+    if problems or not edges:  # no service of the config depends on another: no cycle
         return
     try:
         dependency_order({**others, **{n: s.service for n, s in plan.services.items()}})
@@ -189,13 +203,29 @@ def build_plan(document: Document, config: MeshConfig, problems: Problems, *,
     """Build every service of ``config``; policies whose section did not change since
     ``previous`` are reused. ``others`` are services of the mesh not managed by the
     config (for ``depends_on``). Problems are recorded, not raised."""
+    return drain(build_steps(document, config, problems, previous=previous, others=others,
+                             clock=clock, environ=environ))
+
+
+def build_steps(document: Document, config: MeshConfig, problems: Problems, *,
+                previous: Plan | None = None, others: Mapping[str, Service] | None = None,
+                clock: Clock | None = None, environ: Mapping[str, str] | None = None,
+                reuse: Mapping[str, ServicePlan] | None = None) -> Steps[Plan]:
+    """:func:`build_plan` a service at a time (yielding before each). The
+    services in ``reuse`` (read from the same data as their plan there) are taken
+    as they are, not built again."""
     plan = Plan(document, config)
     for name, section in config.services.items():
+        yield
+        known = reuse.get(name) if reuse is not None else None
+        if known is not None and known.section is section:
+            plan.services[name] = known
+            continue
         old = previous.services.get(name) if previous is not None else None
         built = _service(name, section, problems, plan, old, clock)
         if built is not None:
             plan.services[name] = built
-    _dependencies(plan, others or {}, problems)
+    yield from _dependencies(plan, others or {}, problems)
     plan.top = check_top_level(config, problems, environ,
                                base=os.path.dirname(os.path.abspath(document.path)))
     return plan

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._problems import Problems
 from ._schema import MeshConfig, ServiceSection
+from ._steps import Steps, drain
 from ._walk import FAILED, convert_struct, with_fields
 
-__all__ = ["validate_document"]
+__all__ = ["validate_document", "validate_steps"]
 
 
 def validate_document(data: dict[str, Any], problems: Problems) -> MeshConfig | None:
     """``data`` as a :class:`MeshConfig`, each problem recorded. Each service is
     checked on its own and values in error are left out, so the result (partial
     when there were problems) can still be built to find the other problems."""
+    return drain(validate_steps(data, problems))
+
+
+def validate_steps(data: dict[str, Any], problems: Problems,
+                   reuse: Mapping[str, ServiceSection] | None = None,
+                   ) -> Steps[MeshConfig | None]:
+    """:func:`validate_document` a service at a time (yielding before each).
+    The services in ``reuse`` are taken as they are, unchecked: their data is the
+    same as when they were checked (their value in ``data`` is not read)."""
     top = convert_struct(MeshConfig, {k: v for k, v in data.items() if k != "services"}, (),
                          problems)
     services: dict[str, ServiceSection] = {}
     raw = data.get("services")
     if isinstance(raw, dict):
         for name, section in raw.items():
+            yield
+            if reuse is not None and (known := reuse.get(str(name))) is not None:
+                services[str(name)] = known
+                continue
             if not isinstance(section, dict | type(None)):
                 problems.add(("services", str(name)), "must be a mapping (backends, "
                              f"balancer, policies...), got {section!r}")

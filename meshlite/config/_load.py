@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,26 +37,40 @@ __all__ = [
 ]
 
 
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a config is loaded and built: building
     allocates many objects and few cycles, and the collections it would trigger are
     ~5% of a mesh's start-up and, during a reload of thousands of services, the
     longest pause of every thread, the event loop's included (a full collection
-    stops them all). Collection resumes (as it was) right after, with the objects
-    made meanwhile counted as old: left young, the first collection after would scan
-    every one of them at once (0.1-0.5 s for 3,000 services, the GIL held, so every
-    thread stalls); as old ones they wait for the next full collection, as the rest
-    of the mesh does (``gc.freeze`` then ``gc.unfreeze``: two list splices)."""
-    enabled = gc.isenabled()
-    gc.disable()
+    stops them all). Collection resumes (as it was) when the last of the pauses
+    that overlap ends (a reload pauses across turns of its event loop, so pauses of
+    two meshes may interleave), with the objects made meanwhile counted as old:
+    left young, the first collection after would scan every one of them at once
+    (0.1-0.5 s for 3,000 services, the GIL held, so every thread stalls); as old
+    ones they wait for the next full collection, as the rest of the mesh does
+    (``gc.freeze`` then ``gc.unfreeze``: two list splices)."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        gc.freeze()
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0:
+                gc.freeze()
+                gc.unfreeze()
+                if _resume:
+                    gc.enable()
 
 
 def digest(text: str) -> str:

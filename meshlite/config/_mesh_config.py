@@ -120,7 +120,7 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
         text = read_text(full)
         managed, plan = _managed(full, text, environ, profile, None, mesh)
         changes = apply_plan(mesh, None, plan)
-        switch_now(changes)  # none: a first plan has no running services
+        switch_now(mesh, changes)  # none: a first plan has no running services
         set_managed(mesh, managed)
         open_audit(mesh, plan)
         record_load(mesh, managed)

@@ -20,13 +20,16 @@ from .._events import Event, EventHooks
 from .._statelog import log_state_change
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
-from ._apply import apply_plan, finish, prepare, switch
+from ._apply import changes_of, finish, register, release, switch
 from ._build import Plan
+from ._diff import adopt_steps, diff_steps
 from ._events import ConfigReloaded, ConfigReloadFailed
 from ._extras import apply_alerts, configure_telemetry, move_dashboard
-from ._load import Managed, digest, gc_paused, load_plan
+from ._incremental import parse_apart, plan_steps
+from ._load import Managed, digest, gc_paused
 from ._problems import MAX_MESSAGE
 from ._source import read_text
+from ._steps import in_slices
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
@@ -162,20 +165,17 @@ class ConfigWatcher:
             return await self._apply(plan, actor, new_sha)
 
     async def _load(self, text: str) -> Plan:
-        """Parse, validate, build and compile ``text`` in a worker thread: a large or
-        hostile file never holds up the calls the event loop is serving."""
+        """Parse ``text`` away from the event loop (``_incremental.parse_apart``), then
+        validate, build and compile the services whose section changed on the loop,
+        a slice of about a millisecond at a time: a large or hostile file never holds
+        up the calls the event loop is serving."""
         managed = self.managed
+        parsed = await parse_apart(managed.path, text, managed.environ, managed.profile)
         others = managed.others(self.mesh)  # read on the loop, where the registry changes
-
-        def load() -> Plan:
-            with gc_paused():
-                plan = load_plan(managed.path, environ=managed.environ,
-                                 profile=managed.profile, text=text, previous=managed.plan,
-                                 others=others, clock=managed.clock)
-                prepare(managed.plan, plan)  # leaves the loop only pointer swaps
-                return plan
-
-        return await asyncio.to_thread(load)
+        with gc_paused():
+            return await in_slices(plan_steps(
+                parsed, previous=managed.plan, others=others, clock=managed.clock,
+                environ=managed.environ))
 
     def _audit(self, actor: str, result: str, new_sha: str | None, *,
                error: ConfigError | None = None, details: dict[str, Any] | None = None,
@@ -202,18 +202,39 @@ class ConfigWatcher:
                      new_sha: str | None = None) -> str:
         """Apply ``plan`` whole, or nothing of it: the steps that can fail (serving the
         dashboard on its new address, configuring telemetry) run first and are
-        undone if a later one fails; then the registry changes, which cannot."""
-        mesh, managed = self.mesh, self.managed
-        old = managed.plan
+        undone if a later one fails; then the services change, which cannot fail
+        and, once begun, is finished even if the reload is cancelled meanwhile (the
+        cancellation is raised after)."""
+        old = self.managed.plan
         try:
             extras = await self._extras(old, plan)
         except Exception as error:
-            self._rejected(_apply_error(managed.path, error), actor, new_sha)
+            self._rejected(_apply_error(self.managed.path, error), actor, new_sha)
             return "rejected"
-        with gc_paused():  # the swap allocates a lot: no collection in the middle of it
-            changes = apply_plan(mesh, old, plan)
-        await switch(changes)
+        commit = asyncio.ensure_future(self._commit(old, plan, extras, actor, new_sha))
+        cancelled = False
+        while not commit.done():
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return commit.result()
+
+    async def _commit(self, old: Plan, plan: Plan, extras: bool, actor: str,
+                      new_sha: str | None) -> str:
+        mesh, managed = self.mesh, self.managed
+        diff = await in_slices(diff_steps(old, plan))
+        await in_slices(adopt_steps(mesh, diff))
+        await asyncio.sleep(0)  # the registry change below is a turn of its own
+        with gc_paused():  # no collection in the middle of the registry change
+            replaced = register(mesh, diff)
+        await asyncio.sleep(0)  # calls in between: the registry change is done
+        changes = changes_of(diff, replaced)
+        await switch(mesh, changes)
         managed.plan = plan
+        self._release(old)
         if plan.top.alerts != old.top.alerts:  # after the services the rules may name
             apply_alerts(mesh, plan.top.alerts)
             extras = True
@@ -231,6 +252,12 @@ class ConfigWatcher:
                 changed=tuple(changes.changed)))
         await finish(mesh, changes, managed.drains)
         return "applied"
+
+    def _release(self, old: Plan) -> None:
+        """Free the replaced plan in chunks, in the background (``_apply.release``)."""
+        task = asyncio.get_running_loop().create_task(release(old))
+        self.managed.drains.add(task)
+        task.add_done_callback(self.managed.drains.discard)
 
     async def _extras(self, old: Plan, new: Plan) -> bool:
         """Apply dashboard and telemetry changes, the steps of a reload that can fail;

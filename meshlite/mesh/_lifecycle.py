@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
@@ -184,11 +185,29 @@ class MeshLifecycle:
     def _adopt(self, service: Service) -> None:
         raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
 
-    def put_service(self, service: Service, *, replacing: Service | None = None) -> None:
+    def _adopt_ahead(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the clock and metrics, before registering
+
+    def _subscribe(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the hooks, when registering
+
+    def adopt(self, service: Service) -> None:
+        """Give ``service`` the mesh's clock and metrics ahead of registering it
+        (``put_service(service, adopted=True)``, which adds the hooks): a reload
+        does this for its new services between turns of the event loop, before the
+        registry changes."""
+        self._adopt_ahead(service)
+
+    def put_service(self, service: Service, *, replacing: Service | None = None,
+                    adopted: bool = False) -> None:
         """Register ``service`` under its name, in place of ``replacing`` (None: of
-        whatever has the name), without starting it. An override of the name
-        (``mesh.override``) stays in force unless it is ``replacing`` itself."""
-        self._adopt(service)
+        whatever has the name), without starting it; ``adopted``: :meth:`adopt` was
+        called for it. An override of the name (``mesh.override``) stays in force
+        unless it is ``replacing`` itself."""
+        if adopted:
+            self._subscribe(service)
+        else:
+            self._adopt(service)
         name = service.name
         self._services[name] = service
         if replacing is None or self._targets.get(name) is replacing:
@@ -202,18 +221,26 @@ class MeshLifecycle:
             del self._targets[service.name]
 
     async def start_services(self, services: Collection[Service], *,
-                             chunk: int = 0) -> None:
+                             chunk: int = 0, seconds: float = 0.0) -> None:
         """Start the components of ``services`` in dependency order (when open),
-        letting the event loop run after every ``chunk`` services (0: never)."""
-        if self._state == "open":
-            wanted = {id(service) for service in services}
-            started = 0
-            for service in dependency_order(self._services):
-                if id(service) in wanted:
-                    await start_all(service.components, self._started)
-                    started += 1
-                    if chunk and started % chunk == 0:
-                        await asyncio.sleep(0)
+        letting the event loop run after every ``chunk`` services and whenever
+        starting has run ``seconds`` since it last did (0: never)."""
+        if self._state != "open" or not services:
+            return
+        wanted = {id(service) for service in services}
+        # Without a dependency among them, any order will do: no walk of the registry.
+        order = (dependency_order(self._services)
+                 if any(service.depends_on for service in services) else services)
+        started = 0
+        since = time.perf_counter()
+        for service in order:
+            if id(service) in wanted:
+                await start_all(service.components, self._started)
+                started += 1
+                if (chunk and started % chunk == 0) or (
+                        seconds and time.perf_counter() - since >= seconds):
+                    await asyncio.sleep(0)
+                    since = time.perf_counter()
 
     def release_components(self, service: Service) -> list[Lifecycle]:
         """The started components of ``service``, which the mesh no longer stops: the

@@ -341,14 +341,22 @@ class Mesh(MeshLifecycle):
         return self._name if self._name is not None else default_name()
 
     def _adopt(self, service: Service) -> None:
+        self._adopt_ahead(service)
+        self._subscribe(service)
+
+    def _adopt_ahead(self, service: Service) -> None:
+        # What may be done before the service is registered (MeshLifecycle.adopt).
         service._use_clock(self.clock)
         service.caller = self._caller_name
+        if self.metrics is not None:
+            self.metrics.adopt(service)
+
+    def _subscribe(self, service: Service) -> None:
+        # At registration: a hook added meanwhile is not missed.
         for hook, removers in self._hooks:
             removers.append(service.add_hook(hook))
         if self._api_audit is not None:
             self._api_audit.watch(service)
-        if self.metrics is not None:
-            self.metrics.adopt(service)
 
     def _adopt_series(self, service: Service) -> Timings:
         # A service the metrics do not observe yet (dispatch's slow path; _series is

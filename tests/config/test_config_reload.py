@@ -16,7 +16,7 @@ import pytest
 
 import meshlite as ml
 from meshlite.config import ConfigReloaded, ConfigReloadFailed, watch
-from meshlite.config import _watcher as watcher_module
+from meshlite.config import _incremental as incremental_module
 from meshlite.config._load import managed_of
 from meshlite.discovery import Discovery
 from meshlite.routing import BackendsChanged, Service
@@ -273,7 +273,7 @@ async def test_a_reload_is_parsed_while_calls_go_on(path: Path,
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
     loop = asyncio.get_running_loop()
     served: list[str] = []
-    real = watcher_module.load_plan
+    real = incremental_module.parse
 
     def load_while_serving(*args: Any, **kwargs: Any) -> Any:
         # A call through the mesh completes while the new file is being parsed: the
@@ -283,7 +283,7 @@ async def test_a_reload_is_parsed_while_calls_go_on(path: Path,
         served.append(call.result(timeout=WAIT))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(watcher_module, "load_plan", load_while_serving)
+    monkeypatch.setattr(incremental_module, "parse", load_while_serving)
     async with mesh:
         write(path, config(attempts=4))
         assert await mesh.reload() is True
@@ -320,7 +320,7 @@ async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(
         raise RuntimeError("a bug in a provider")
 
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
-    monkeypatch.setattr(watcher_module, "load_plan", broken)
+    monkeypatch.setattr(incremental_module, "parse", broken)
     async with mesh:
         write(path, config(attempts=4))
         assert await mesh.reload() is False  # not a RuntimeError out of mesh.reload()

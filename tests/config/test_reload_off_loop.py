@@ -1,11 +1,13 @@
-"""A reload compiles every changed service's pipeline in the worker thread that
-builds the config: the event loop only switches to what was prepared."""
+"""A reload parses the file away from the event loop, then validates, builds and
+compiles only the services whose section changed, on the loop a slice at a time;
+applying touches only those services."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,11 @@ import pytest
 
 import meshlite as ml
 from meshlite.config import _apply as apply_module
+from meshlite.config import _build as build_module
+from meshlite.config import _steps as steps_module
 from meshlite.config._load import gc_paused, managed_of
 from meshlite.discovery._yaml import YAMLError, load_yaml
-from meshlite.routing import Service
+from meshlite.routing import BackendsChanged, Service
 
 
 def config(attempts: int, extra: str = "") -> str:
@@ -26,35 +30,95 @@ def config(attempts: int, extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
-async def test_the_loop_compiles_no_pipeline_during_a_reload(
+async def test_a_reload_builds_and_touches_only_the_services_that_changed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text(config(3), encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
-    compiled_on: list[int] = []
-    original = Service._compile
+    built: list[str] = []
+    updated: list[str] = []
+    compiled: list[str] = []
+    real_service, real_update, real_compile = build_module._service, apply_module._update, \
+        Service._compile
 
-    def spy(self: Service, pipeline: Any, injected: Any) -> Any:
-        compiled_on.append(threading.get_ident())
-        return original(self, pipeline, injected)
+    def service_spy(name: str, *args: Any) -> Any:
+        built.append(name)
+        return real_service(name, *args)
+
+    def update_spy(mesh: Any, old: Any, new: Any, changes: Any) -> None:
+        updated.append(new.name)
+        real_update(mesh, old, new, changes)
+
+    def compile_spy(self: Service, pipeline: Any, injected: Any) -> Any:
+        compiled.append(self.name)
+        return real_compile(self, pipeline, injected)
 
     async with mesh:
-        before = mesh.service("s0").async_handler()
-        monkeypatch.setattr(Service, "_compile", spy)
-        extra = '  new:\n    backends: ["http://127.0.0.1:2"]\n    retry: {attempts: 2}\n'
-        path.write_text(config(4).replace("services:\n", "services:\n" + extra),
-                        encoding="utf-8")
+        monkeypatch.setattr(build_module, "_service", service_spy)
+        monkeypatch.setattr(apply_module, "_update", update_spy)
+        monkeypatch.setattr(Service, "_compile", compile_spy)
+        unchanged = mesh.service("s5").async_handler()
+        text = config(3).replace("attempts: 3}", "attempts: 4}", 2)  # s0 and s1
+        extra = '  new:\n    backends: ["http://127.0.0.1:2"]\n'
+        path.write_text(text.replace("services:\n", "services:\n" + extra), encoding="utf-8")
         assert await mesh.reload() is True
-        loop_thread = threading.get_ident()
-        assert len(compiled_on) >= 21  # 20 changed services, the new one (built, installed)
-        assert loop_thread not in compiled_on
-        retry = next(p for p in mesh.service("s0").pipeline.walk() if p.kind == "retry")
+        assert sorted(built) == ["new", "s0", "s1"]
+        assert sorted(updated) == ["s0", "s1"]  # the 18 others are not even looked at
+        assert set(compiled) == {"new", "s0", "s1"}
+        assert mesh.service("s5").async_handler() is unchanged
+        retry = next(p for p in mesh.service("s1").pipeline.walk() if p.kind == "retry")
         assert retry.options.attempts == 4
-        assert mesh.service("s0").async_handler() is not before
         assert "new" in mesh.registered()
         managed = managed_of(mesh)
         assert managed is not None
         assert all(p.compiled is None for p in managed.plan.services.values())
+
+
+async def test_equal_values_of_another_type_are_a_change(tmp_path: Path) -> None:
+    # 1 == True in Python, but attempts: true is not a count: the section is checked.
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(1), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    async with mesh:
+        path.write_text(config(1).replace("attempts: 1}", "attempts: true}", 1),
+                        encoding="utf-8")
+        assert await mesh.reload() is False
+        assert "services.s0.retry.attempts: must be a valid integer, got True" in \
+            mesh.reload_errors[-1].errors
+        assert mesh.config_version == 0
+
+
+async def test_the_build_runs_on_the_loop_a_slice_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(steps_module, "SLICE_SECONDS", 0.0)  # a step per slice
+    turns = 0
+    seen: list[tuple[int, int]] = []
+    original = Service._compile
+
+    def spy(self: Service, pipeline: Any, injected: Any) -> Any:
+        seen.append((turns, threading.get_ident()))
+        return original(self, pipeline, injected)
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async with mesh:
+        monkeypatch.setattr(Service, "_compile", spy)
+        task = asyncio.create_task(ticker())
+        path.write_text(config(4), encoding="utf-8")
+        try:
+            assert await mesh.reload() is True
+        finally:
+            task.cancel()
+    assert len(seen) == 20
+    assert {thread for _, thread in seen} == {threading.get_ident()}
+    assert len({turn for turn, _ in seen}) == 20  # the loop ran between any two
 
 
 def test_a_service_changed_since_compiling_is_compiled_again() -> None:
@@ -223,3 +287,82 @@ async def until_drained(mesh: ml.Mesh) -> None:
             return
         await asyncio.sleep(0.001)
     pytest.fail("retired services did not drain")
+
+
+def test_a_service_adopted_ahead_gets_the_hooks_added_before_it_is_registered() -> None:
+    # A reload adopts its new services between turns of the loop, then registers
+    # them: a hook added in between reaches them, once.
+    mesh = ml.Mesh()
+    service = Service("late", backends=["http://127.0.0.1:1"])
+    mesh.adopt(service)
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    mesh.put_service(service, adopted=True)
+    assert mesh.service("late") is service
+    service.set_backends(["http://127.0.0.1:2"])
+    changed = [e for e in events if isinstance(e, BackendsChanged)]
+    assert [(e.added, e.removed) for e in changed] == [(("http://127.0.0.1:2",),
+                                                        ("http://127.0.0.1:1",))]
+
+
+async def test_the_replaced_plan_is_let_go_of_in_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
+    managed = managed_of(mesh)
+    assert managed is not None
+    plans = [weakref.ref(p) for p in managed.plan.services.values()]  # none held here
+    alive: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            alive.append(sum(p() is not None for p in plans))
+            await asyncio.sleep(0)
+
+    async with mesh:
+        task = asyncio.create_task(ticker())
+        path.write_text(config(4), encoding="utf-8")  # every service's plan replaced
+        try:
+            assert await mesh.reload() is True
+            await until_drained(mesh)
+            await asyncio.sleep(0)
+        finally:
+            task.cancel()
+    assert alive[-1] == 0
+    assert {15, 10, 5} <= set(alive)  # 20 plans, 5 at a time, the loop between
+
+
+async def test_a_reload_cancelled_while_services_switch_is_finished_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once the registry starts to change the reload completes, cancelled or not: no
+    # mix of old and new config is left behind, and it is recorded.
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(3), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 2)
+    switching = asyncio.Event()
+    original = Service.set_pipeline
+
+    def spy(self: Service, pipeline: Any) -> None:
+        switching.set()
+        original(self, pipeline)
+
+    async with mesh:
+        monkeypatch.setattr(Service, "set_pipeline", spy)
+        path.write_text(config(4), encoding="utf-8")
+        reload = asyncio.create_task(mesh.reload())
+        await switching.wait()  # a few services switched, most not yet
+        reload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reload
+        for i in range(20):
+            retry = next(p for p in mesh.service(f"s{i}").pipeline.walk()
+                         if p.kind == "retry")
+            assert retry.options.attempts == 4
+        assert mesh.config_version == 1
+        managed = managed_of(mesh)
+        assert managed is not None
+        assert managed.plan.config.services["s19"].retry is not None
+        assert managed.plan.config.services["s19"].retry.attempts == 4
