@@ -37,11 +37,16 @@ DEFAULT_EWMA_DECAY_SECONDS = 10.0
 """Time constant of the peak-EWMA latency (Finagle's and Linkerd's default)."""
 
 DEFAULT_FAILURE_PENALTY_SECONDS = 0.1
-"""The least latency a failed attempt is recorded with in the EWMA, so a backend that
-fails fast never looks faster than the healthy ones."""
+"""What a failed attempt costs beyond its latency (the retry it causes): an endpoint's
+cost adds its recent failure share times this, so a backend that fails fast never
+looks faster than the healthy ones, and one that fails rarely is barely penalised."""
 
 DEFAULT_RESERVOIR_SIZE = 512
 """How many recent latencies each endpoint keeps for its percentiles."""
+
+_SHARE_KEEP = 0.95
+# The failure share's memory: each attempt weighs at least 1 - 0.95 = 1/20 (about the
+# last 20 attempts, outlier detection's failure-rate window), more after a pause.
 
 _UNKNOWN_COST = 1e6
 # Finagle's penalty: an endpoint with requests in flight and no latency measured yet
@@ -161,6 +166,7 @@ class Endpoint:
         "_counted",
         "_every",
         "_ewma",
+        "_failing",
         "_histogram",
         "_latencies",
         "_lock",
@@ -205,6 +211,8 @@ class Endpoint:
         # The cost's estimate: peak EWMA of latency per request in flight on this
         # endpoint when the attempt ended (see cost), on the same clock and stamp.
         self._unit = 0.0
+        # The share of recent attempts that failed, on the same clock and stamp.
+        self._failing = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
         # The latency histogram a mesh's metrics read (see record_histogram), counted
@@ -258,16 +266,16 @@ class Endpoint:
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, rtt / load if load > 1 else rtt)
+            self._observe(now, rtt, rtt / load if load > 1 else rtt, 0.0)
         finally:
             lock.release()
         return rtt
 
     def failed(self, start: float) -> float:
-        """The attempt begun at ``start`` failed: counted as an error, and its latency
-        enters the EWMA as at least ``DEFAULT_FAILURE_PENALTY_SECONDS``, so a fast
-        failure never looks attractive (without growing on repeated failures).
-        Returns the latency in seconds (without the penalty)."""
+        """The attempt begun at ``start`` failed: counted as an error; its latency
+        enters the EWMAs as it was, and the failure raises the endpoint's failure
+        share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
+        Returns the latency in seconds."""
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
@@ -278,14 +286,7 @@ class Endpoint:
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            # A failure counts as at least the penalty, and no more: doubling the
-            # estimate per failure grew without bound, turned a flaky backend into a
-            # sink that p2c never picks, and so sent its share to the slow one.
-            # Ejection, not latency, takes persistently failing backends out.
-            # The penalty stands for the latency at the load the attempt failed
-            # under, so it is divided by that load as every latency is (cost).
-            penalised = max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS)
-            self._observe(now, penalised, penalised / load if load > 1 else penalised)
+            self._observe(now, rtt, rtt / load if load > 1 else rtt, 1.0)
         return rtt
 
     def abandoned(self) -> None:
@@ -297,53 +298,65 @@ class Endpoint:
     # -- the peak EWMAs (Finagle): their update and their reading, the only two
     # places their maths is written.
 
-    def _observe(self, now: float, rtt: float, unit: float) -> None:
+    def _observe(self, now: float, rtt: float, unit: float, failure: float) -> None:
         # Two peak EWMAs, with one weight: the latency (what snapshots show) and the
         # latency per request in flight (what cost() compares). A slower sample
         # replaces an average at once, faster ones pull it down with a weight that
-        # grows with the time since the last. Caller holds the lock.
-        elapsed = now - self._stamp
-        w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        # grows with the time since the last. The failure share (failure: 1.0 or
+        # 0.0) is a plain EWMA with the same weight, but every attempt weighs at
+        # least 1/20: a share is a count of attempts, which a time weight alone
+        # would let move only after seconds of traffic. Caller holds the lock.
+        w = self._decay(now)
         ewma, per = self._ewma, self._unit
         self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
         self._unit = unit if unit >= per else per * w + unit * (1.0 - w)
+        keep = w if w < _SHARE_KEEP else _SHARE_KEEP
+        self._failing = self._failing * keep + failure * (1.0 - keep)
         self._stamp = now
 
-    def _decayed(self, average: float, now: float) -> float:
-        # One of the averages, decayed to `now` (0.0 before any sample).
-        if average != 0.0:
-            elapsed = now - self._stamp
-            if elapsed > 0.0:
-                average *= _exp(-elapsed / self._tau)
-        return average
+    def _decay(self, now: float) -> float:
+        # What every average has kept since its last sample, at `now`: they all fade
+        # toward 0 (an idle endpoint is tried again), with the same weight.
+        elapsed = now - self._stamp
+        return _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
 
     # -- what balancers and snapshots read -------------------------------------
 
     @property
     def ewma(self) -> float:
         """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
-        return self._decayed(self._ewma, self._clock.monotonic())
+        ewma = self._ewma
+        return ewma * self._decay(self._clock.monotonic()) if ewma != 0.0 else 0.0
+
+    @property
+    def failure_share(self) -> float:
+        """The share of recent attempts that failed, 0..1, decayed to now (an EWMA
+        over about the last 20 attempts)."""
+        return self._failing * self._decay(self._clock.monotonic())
 
     def cost(self, now: float | None = None) -> float:
-        """The latency a new attempt is expected to see here, divided by the weight;
+        """The time a new attempt here is expected to cost, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
 
         It is the peak EWMA of latency *per request in flight* (each attempt's
-        latency divided by the requests in flight on this endpoint when it ended),
-        times the load the new attempt would make (``in_flight + 1``). Multiplying
-        the plain latency EWMA by the load counted load twice when the latencies
-        were measured under that load already (docs/routing.md, "p2c_ewma under
-        load").
+        latency divided by the requests in flight on this endpoint when it ended)
+        times the load the new attempt would make (``in_flight + 1``), plus the
+        failure share times ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure
+        costs beyond its latency). Multiplying the plain latency EWMA by the load
+        counted load twice when the latencies were measured under that load
+        already (docs/routing.md, "p2c_ewma under load").
 
         Args:
             now: The service clock's time, when the caller has read it already
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        ewma = self._decayed(self._unit, self._clock.monotonic() if now is None else now)
-        if ewma == 0.0 and in_flight:
-            return _UNKNOWN_COST + in_flight
-        return ewma * (in_flight + 1) / self.weight
+        unit = self._unit
+        if unit == 0.0:  # no sample yet
+            return _UNKNOWN_COST + in_flight if in_flight else 0.0
+        kept = self._decay(self._clock.monotonic() if now is None else now)
+        return kept * (unit * (in_flight + 1)
+                       + self._failing * DEFAULT_FAILURE_PENALTY_SECONDS) / self.weight
 
     def record_histogram(self, bounds: tuple[float, ...],
                          carry: Endpoint | None = None) -> None:

@@ -138,7 +138,7 @@ def test_p2c_ewma_does_not_count_load_twice(clock: FakeClock) -> None:
     assert busy.ewma == pytest.approx(0.04, rel=0.02)  # the latency snapshots show
     assert busy.cost() == pytest.approx(0.04, rel=0.2)
     assert P2CEwma().pick([busy, slow], ctx()) is busy
-    # A failure under load enters as the penalty at that load, as latencies do.
+    # One failure under load adds a twentieth of the penalty, not a held 100 ms.
     clock.advance(0.001)
     busy.failed(busy.begin())
     assert busy.cost() < slow.cost()
@@ -337,7 +337,7 @@ def test_a_custom_balancer_is_a_small_protocol() -> None:
     assert {mesh.call_sync("s", lambda b: b.address) for _ in range(5)} == {"c"}
 
 
-def test_failures_do_not_grow_the_latency_estimate_without_bound() -> None:
+def test_failures_cost_their_latency_plus_a_bounded_penalty() -> None:
     from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS, Endpoint
 
     clock = FakeClock()
@@ -346,7 +346,34 @@ def test_failures_do_not_grow_the_latency_estimate_without_bound() -> None:
         start = endpoint.begin()
         clock.advance(0.005)
         endpoint.failed(start)
-    assert endpoint.ewma == DEFAULT_FAILURE_PENALTY_SECONDS
+    assert endpoint.ewma == pytest.approx(0.005)  # snapshots show the real latency
+    assert endpoint.failure_share == pytest.approx(1 - 0.95 ** 50)
+    # Failing fast never looks fast, and repeated failures do not grow the cost.
+    assert endpoint.cost() > 0.005 + 0.9 * DEFAULT_FAILURE_PENALTY_SECONDS
+    assert endpoint.cost() <= 0.005 + DEFAULT_FAILURE_PENALTY_SECONDS
+
+
+def test_the_failure_penalty_is_in_proportion_to_the_failure_share(clock: FakeClock) -> None:
+    # A 2 ms backend failing one attempt in ten, and a healthy 120 ms one. A failure
+    # held as a 100 ms latency for the EWMA's 10 s made the flaky backend cost more
+    # than the slow one after a single failure; its failures cost a tenth of the
+    # penalty here, so it stays the better choice, and its latency is what it is.
+    from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS
+
+    flaky, slow = endpoints(clock, 1, 1)
+    attempt(slow, clock, 0.12)
+    for i in range(200):
+        attempt(flaky, clock, 0.002, ok=i % 10 != 9)
+    assert flaky.ewma == pytest.approx(0.002)
+    assert 0.05 < flaky.failure_share < 0.2
+    assert flaky.cost() < 0.03 < slow.cost()
+    assert flaky.cost() < 0.002 + 0.2 * DEFAULT_FAILURE_PENALTY_SECONDS
+    balancer = P2CEwma(random=random.Random(2))
+    assert {balancer.pick([flaky, slow], ctx()) for _ in range(50)} == {flaky}
+    # Once it stops failing, its share fades within a few tens of attempts.
+    for _ in range(60):
+        attempt(flaky, clock, 0.002)
+    assert flaky.failure_share < 0.01
 
 
 def test_p2c_ewma_avoids_the_slow_backend_beside_a_flaky_one() -> None:
