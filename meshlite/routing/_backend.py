@@ -289,6 +289,17 @@ class Endpoint:
             self._observe(now, rtt, rtt / load if load > 1 else rtt, 1.0)
         return rtt
 
+    def probed(self, rtt: float) -> None:
+        """A health probe of this backend answered in ``rtt`` seconds. Before any
+        attempt has measured the endpoint, the probe's latency is its prior: the
+        estimate starts from it (as one attempt's sample would), so the first
+        requests of a cold client avoid a backend whose probes are slow instead of
+        spreading evenly. It is used once; attempts' latencies then replace it as
+        usual (peak up at once, down as the average decays)."""
+        with self._lock:
+            if self._unit == 0.0 and self.requests == 0:
+                self._observe(self._clock.monotonic(), rtt, rtt, 0.0)
+
     def abandoned(self) -> None:
         """The attempt was cancelled by the caller: it no longer counts, and says
         nothing about the backend."""
