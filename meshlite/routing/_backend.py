@@ -54,6 +54,14 @@ _UNKNOWN_COST = 1e6
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
+
+
+def _kept(elapsed: float, horizon: float) -> float:
+    # The weight an exponential average keeps over `elapsed` seconds: every average
+    # of an endpoint (its latency, failure share and load) is blended with it.
+    if elapsed <= 0.0:
+        return 1.0
+    return _exp(-elapsed / horizon) if horizon > 0.0 else 0.0
 _NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
@@ -169,10 +177,13 @@ class Endpoint:
         "_failing",
         "_histogram",
         "_latencies",
+        "_load",
+        "_load_at",
         "_lock",
+        "_pending",
         "_stamp",
+        "_starts",
         "_tau",
-        "_unit",
         "address",
         "backend",
         "consecutive_failures",
@@ -208,11 +219,16 @@ class Endpoint:
         self._tau = decay_seconds
         self._lock = threading.Lock()
         self._ewma = 0.0
-        # The cost's estimate: peak EWMA of latency per request in flight on this
-        # endpoint when the attempt ended (see cost), on the same clock and stamp.
-        self._unit = 0.0
+        # The load recent latencies were measured under: the requests in flight
+        # here, averaged over time with the latency as horizon (see cost).
+        self._load = 1.0
+        self._load_at = clock.monotonic()
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
+        # The attempts in flight that began here, and the sum of their start times:
+        # their mean age is a floor under the cost (see cost).
+        self._pending = 0
+        self._starts = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
         # The latency histogram a mesh's metrics read (see record_histogram), counted
@@ -244,13 +260,17 @@ class Endpoint:
 
     def begin(self) -> float:
         """Count an attempt in flight; returns its start time on the service clock."""
+        now = self._clock.monotonic()
         lock = self._lock
         lock.acquire()
         try:
+            self._track_load(now)
             self.in_flight += 1
+            self._pending += 1
+            self._starts += now
         finally:
             lock.release()
-        return self._clock.monotonic()
+        return now
 
     def succeeded(self, start: float) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
@@ -260,13 +280,14 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            load = self.in_flight  # this attempt and those sharing the backend with it
-            self.in_flight = load - 1
+            self._track_load(now)
+            self.in_flight -= 1
+            self._settle(start)
             requests = self.requests = self.requests + 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, rtt / load if load > 1 else rtt, 0.0)
+            self._observe(now, rtt, 0.0)
         finally:
             lock.release()
         return rtt
@@ -279,14 +300,15 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            load = self.in_flight
-            self.in_flight = load - 1
+            self._track_load(now)
+            self.in_flight -= 1
+            self._settle(start)
             requests = self.requests = self.requests + 1
             self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, rtt / load if load > 1 else rtt, 1.0)
+            self._observe(now, rtt, 1.0)
         return rtt
 
     def probed(self, rtt: float) -> None:
@@ -297,30 +319,48 @@ class Endpoint:
         spreading evenly. It is used once; attempts' latencies then replace it as
         usual (peak up at once, down as the average decays)."""
         with self._lock:
-            if self._unit == 0.0 and self.requests == 0:
-                self._observe(self._clock.monotonic(), rtt, rtt, 0.0)
+            if self._ewma == 0.0 and self.requests == 0:
+                self._observe(self._clock.monotonic(), rtt, 0.0)
 
-    def abandoned(self) -> None:
-        """The attempt was cancelled by the caller: it no longer counts, and says
-        nothing about the backend."""
+    def abandoned(self, start: float | None = None) -> None:
+        """The attempt begun at ``start`` was cancelled by the caller: it no longer
+        counts, and says nothing about the backend. (Without ``start``, the mean
+        age of the attempts in flight is kept as it was.)"""
+        now = self._clock.monotonic()
         with self._lock:
+            self._track_load(now)
             self.in_flight -= 1
+            if start is None and self._pending:
+                start = self._starts / self._pending
+            self._settle(start if start is not None else 0.0)
 
-    # -- the peak EWMAs (Finagle): their update and their reading, the only two
-    # places their maths is written.
+    def _track_load(self, now: float) -> None:
+        # Before in_flight changes: fold the level it held since the last change into
+        # the time average of the load, whose horizon is the latency (the requests
+        # ending now ran through about that much of it). Caller holds the lock.
+        kept = _kept(now - self._load_at, self._ewma)
+        self._load = self._load * kept + self.in_flight * (1.0 - kept)
+        self._load_at = now  # (also when a service gave the endpoint a new clock)
 
-    def _observe(self, now: float, rtt: float, unit: float, failure: float) -> None:
-        # Two peak EWMAs, with one weight: the latency (what snapshots show) and the
-        # latency per request in flight (what cost() compares). A slower sample
-        # replaces an average at once, faster ones pull it down with a weight that
-        # grows with the time since the last. The failure share (failure: 1.0 or
-        # 0.0) is a plain EWMA with the same weight, but every attempt weighs at
-        # least 1/20: a share is a count of attempts, which a time weight alone
-        # would let move only after seconds of traffic. Caller holds the lock.
+    def _settle(self, start: float) -> None:
+        # The attempt begun at `start` is no longer in flight. Caller holds the lock.
+        pending = self._pending = self._pending - 1
+        self._starts = self._starts - start if pending > 0 else 0.0
+        if pending < 0:  # more ends than begins (a caller's mistake): start afresh
+            self._pending = 0
+
+    # -- the averages: their update and their reading (each blended with _kept).
+
+    def _observe(self, now: float, rtt: float, failure: float) -> None:
+        # The peak EWMA of latency: a slower sample replaces the average at once,
+        # faster ones pull it down with a weight that grows with the time since the
+        # last. The failure share (failure: 1.0 or 0.0) is a plain EWMA with the
+        # same weight, but every attempt weighs at least 1/20: a share is a count
+        # of attempts, which a time weight alone would let move only after seconds
+        # of traffic. Caller holds the lock.
         w = self._decay(now)
-        ewma, per = self._ewma, self._unit
+        ewma = self._ewma
         self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        self._unit = unit if unit >= per else per * w + unit * (1.0 - w)
         keep = w if w < _SHARE_KEEP else _SHARE_KEEP
         self._failing = self._failing * keep + failure * (1.0 - keep)
         self._stamp = now
@@ -328,8 +368,7 @@ class Endpoint:
     def _decay(self, now: float) -> float:
         # What every average has kept since its last sample, at `now`: they all fade
         # toward 0 (an idle endpoint is tried again), with the same weight.
-        elapsed = now - self._stamp
-        return _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        return _kept(now - self._stamp, self._tau)
 
     # -- what balancers and snapshots read -------------------------------------
 
@@ -349,12 +388,14 @@ class Endpoint:
         """The time a new attempt here is expected to cost, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
 
-        It is the peak EWMA of latency *per request in flight* (each attempt's
-        latency divided by the requests in flight on this endpoint when it ended)
-        times the load the new attempt would make (``in_flight + 1``), plus the
-        failure share times ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure
-        costs beyond its latency). Multiplying the plain latency EWMA by the load
-        counted load twice when the latencies were measured under that load
+        It is the peak-EWMA latency, scaled by the load a new attempt would make
+        (``in_flight + 1``) over the load that latency was measured under (the
+        requests in flight here, averaged over about the last latency), never
+        scaled below 1; at least the mean time the requests in flight here have
+        waited so far; plus the failure share times
+        ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure costs beyond its
+        latency). Finagle multiplies the latency by ``in_flight + 1`` outright,
+        which counts the load twice when the latency was measured under that load
         already (docs/routing.md, "p2c_ewma under load").
 
         Args:
@@ -362,12 +403,23 @@ class Endpoint:
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        unit = self._unit
-        if unit == 0.0:  # no sample yet
+        latency = self._ewma
+        if latency == 0.0:  # no sample yet
             return _UNKNOWN_COST + in_flight if in_flight else 0.0
-        kept = self._decay(self._clock.monotonic() if now is None else now)
-        return kept * (unit * (in_flight + 1)
-                       + self._failing * DEFAULT_FAILURE_PENALTY_SECONDS) / self.weight
+        if now is None:
+            now = self._clock.monotonic()
+        kept = self._decay(now)
+        latency *= kept
+        load = self._load
+        scale = (in_flight + 1) / load if load > 1.0 else in_flight + 1.0
+        if scale > 1.0:
+            latency *= scale
+        pending = self._pending
+        if pending:  # requests in flight here have waited this long on average
+            age = now - self._starts / pending
+            if age > latency:
+                latency = age
+        return (latency + kept * self._failing * DEFAULT_FAILURE_PENALTY_SECONDS) / self.weight
 
     def record_histogram(self, bounds: tuple[float, ...],
                          carry: Endpoint | None = None) -> None:
