@@ -178,7 +178,6 @@ class Endpoint:
         "_histogram",
         "_latencies",
         "_load",
-        "_load_at",
         "_lock",
         "_pending",
         "_stamp",
@@ -222,7 +221,6 @@ class Endpoint:
         # The load recent latencies were measured under: the requests in flight
         # here, averaged over time with the latency as horizon (see cost).
         self._load = 1.0
-        self._load_at = clock.monotonic()
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
@@ -264,7 +262,6 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self._track_load(now)
             self.in_flight += 1
             self._pending += 1
             self._starts += now
@@ -280,14 +277,15 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self._track_load(now)
-            self.in_flight -= 1
-            self._settle(start)
+            load = self.in_flight  # this attempt and those sharing the backend with it
+            self.in_flight = load - 1
+            pending = self._pending = self._pending - 1  # (as _settle, inlined)
+            self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, 0.0)
+            self._observe(now, rtt, 0.0, load)
         finally:
             lock.release()
         return rtt
@@ -300,15 +298,16 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            self._track_load(now)
-            self.in_flight -= 1
-            self._settle(start)
+            load = self.in_flight
+            self.in_flight = load - 1
+            pending = self._pending = self._pending - 1  # (as _settle, inlined)
+            self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
             self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, 1.0)
+            self._observe(now, rtt, 1.0, load)
         return rtt
 
     def probed(self, rtt: float) -> None:
@@ -320,27 +319,17 @@ class Endpoint:
         usual (peak up at once, down as the average decays)."""
         with self._lock:
             if self._ewma == 0.0 and self.requests == 0:
-                self._observe(self._clock.monotonic(), rtt, 0.0)
+                self._observe(self._clock.monotonic(), rtt, 0.0, self.in_flight + 1)
 
     def abandoned(self, start: float | None = None) -> None:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
         counts, and says nothing about the backend. (Without ``start``, the mean
         age of the attempts in flight is kept as it was.)"""
-        now = self._clock.monotonic()
         with self._lock:
-            self._track_load(now)
             self.in_flight -= 1
             if start is None and self._pending:
                 start = self._starts / self._pending
             self._settle(start if start is not None else 0.0)
-
-    def _track_load(self, now: float) -> None:
-        # Before in_flight changes: fold the level it held since the last change into
-        # the time average of the load, whose horizon is the latency (the requests
-        # ending now ran through about that much of it). Caller holds the lock.
-        kept = _kept(now - self._load_at, self._ewma)
-        self._load = self._load * kept + self.in_flight * (1.0 - kept)
-        self._load_at = now  # (also when a service gave the endpoint a new clock)
 
     def _settle(self, start: float) -> None:
         # The attempt begun at `start` is no longer in flight. Caller holds the lock.
@@ -351,24 +340,36 @@ class Endpoint:
 
     # -- the averages: their update and their reading (each blended with _kept).
 
-    def _observe(self, now: float, rtt: float, failure: float) -> None:
-        # The peak EWMA of latency: a slower sample replaces the average at once,
-        # faster ones pull it down with a weight that grows with the time since the
-        # last. The failure share (failure: 1.0 or 0.0) is a plain EWMA with the
-        # same weight, but every attempt weighs at least 1/20: a share is a count
-        # of attempts, which a time weight alone would let move only after seconds
-        # of traffic. Caller holds the lock.
-        w = self._decay(now)
+    def _observe(self, now: float, rtt: float, failure: float, load: int) -> None:
+        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0; `load`:
+        # the requests in flight here as it ended, itself included. Caller holds
+        # the lock.
+        elapsed = now - self._stamp
         ewma = self._ewma
+        # (_kept's maths, inlined: this runs per attempt.)
+        if elapsed > 0.0:
+            w = _exp(-elapsed / self._tau)
+            kept = _exp(-elapsed / ewma) if ewma > 0.0 else 0.0
+        else:
+            w = kept = 1.0
+        # The time average of the load, over about the last latency (the requests
+        # ending now ran through that much of it): the load as this answer ends
+        # stands for the time since the last answer, so answers read together in
+        # one pass, as the load falls with each, add nothing but the first.
+        # (Blended before the latency moves.)
+        self._load = self._load * kept + load * (1.0 - kept)
+        # The peak EWMA of latency: a slower sample replaces the average at once,
+        # faster ones pull it down with a weight that grows with the time since
+        # the last.
         self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        keep = w if w < _SHARE_KEEP else _SHARE_KEEP
-        self._failing = self._failing * keep + failure * (1.0 - keep)
+        # The failure share: a plain EWMA with the same weight, but every attempt
+        # weighs at least 1/20 (a share is a count of attempts, which a time weight
+        # alone would let move only after seconds of traffic).
+        failing = self._failing
+        if failure or failing:
+            keep = w if w < _SHARE_KEEP else _SHARE_KEEP
+            self._failing = failing * keep + failure * (1.0 - keep)
         self._stamp = now
-
-    def _decay(self, now: float) -> float:
-        # What every average has kept since its last sample, at `now`: they all fade
-        # toward 0 (an idle endpoint is tried again), with the same weight.
-        return _kept(now - self._stamp, self._tau)
 
     # -- what balancers and snapshots read -------------------------------------
 
@@ -376,13 +377,15 @@ class Endpoint:
     def ewma(self) -> float:
         """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
         ewma = self._ewma
-        return ewma * self._decay(self._clock.monotonic()) if ewma != 0.0 else 0.0
+        if ewma == 0.0:
+            return 0.0
+        return ewma * _kept(self._clock.monotonic() - self._stamp, self._tau)
 
     @property
     def failure_share(self) -> float:
         """The share of recent attempts that failed, 0..1, decayed to now (an EWMA
         over about the last 20 attempts)."""
-        return self._failing * self._decay(self._clock.monotonic())
+        return self._failing * _kept(self._clock.monotonic() - self._stamp, self._tau)
 
     def cost(self, now: float | None = None) -> float:
         """The time a new attempt here is expected to cost, divided by the weight;
@@ -408,18 +411,21 @@ class Endpoint:
             return _UNKNOWN_COST + in_flight if in_flight else 0.0
         if now is None:
             now = self._clock.monotonic()
-        kept = self._decay(now)
+        elapsed = now - self._stamp  # every average fades when idle (_kept, inlined)
+        kept = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
         latency *= kept
-        load = self._load
-        scale = (in_flight + 1) / load if load > 1.0 else in_flight + 1.0
-        if scale > 1.0:
-            latency *= scale
+        load, would = self._load, in_flight + 1
+        if would > load:  # more load than the latency was measured under
+            latency *= would / load if load > 1.0 else would
         pending = self._pending
         if pending:  # requests in flight here have waited this long on average
             age = now - self._starts / pending
             if age > latency:
                 latency = age
-        return (latency + kept * self._failing * DEFAULT_FAILURE_PENALTY_SECONDS) / self.weight
+        failing = self._failing
+        if failing:
+            latency += kept * failing * DEFAULT_FAILURE_PENALTY_SECONDS
+        return latency / self.weight
 
     def record_histogram(self, bounds: tuple[float, ...],
                          carry: Endpoint | None = None) -> None:
