@@ -282,6 +282,8 @@ class Endpoint:
             pending = self._pending = self._pending - 1  # (as _settle, inlined)
             self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
+            if requests == 1:  # the first answer replaces a health probe's prior
+                self._ewma = 0.0
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
@@ -303,6 +305,8 @@ class Endpoint:
             pending = self._pending = self._pending - 1  # (as _settle, inlined)
             self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
+            if requests == 1:  # the first answer replaces a health probe's prior
+                self._ewma = 0.0
             self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
@@ -315,8 +319,8 @@ class Endpoint:
         attempt has measured the endpoint, the probe's latency is its prior: the
         estimate starts from it (as one attempt's sample would), so the first
         requests of a cold client avoid a backend whose probes are slow instead of
-        spreading evenly. It is used once; attempts' latencies then replace it as
-        usual (peak up at once, down as the average decays)."""
+        spreading evenly. It is used once, and the first attempt's latency replaces
+        it (a probe's own first request may have paid the probe client's set-up)."""
         with self._lock:
             if self._ewma == 0.0 and self.requests == 0:
                 self._observe(self._clock.monotonic(), rtt, 0.0, self.in_flight + 1)

@@ -170,4 +170,11 @@ async def test_the_first_probe_is_each_endpoints_prior_latency(clock: FakeClock)
     latency["fast"] = 1.0  # a slow probe now would be a new peak
     await runner.run_once()
     assert fast.ewma == pytest.approx(0.01, rel=0.15)  # decayed a little, no new peak
+    # The first answer replaces a prior, also a slower one (a probe's own first
+    # request may have paid the probe client's set-up), rather than decaying from it.
+    slow = service.endpoints[1]
+    start = slow.begin()
+    clock.advance(0.005)
+    slow.succeeded(start)
+    assert slow.ewma == pytest.approx(0.005)
     await runner.stop()
