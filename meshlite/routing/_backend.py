@@ -44,9 +44,9 @@ looks faster than the healthy ones, and one that fails rarely is barely penalise
 DEFAULT_RESERVOIR_SIZE = 512
 """How many recent latencies each endpoint keeps for its percentiles."""
 
-_SHARE_KEEP = 0.95
-# The failure share's memory: each attempt weighs at least 1 - 0.95 = 1/20 (about the
-# last 20 attempts, outlier detection's failure-rate window), more after a pause.
+_KEPT_PER_ANSWER = 0.95
+# The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
+# the last 20, outlier detection's failure-rate window), more after a pause.
 
 _UNKNOWN_COST = 1e6
 # Finagle's penalty: an endpoint with requests in flight and no latency measured yet
@@ -54,6 +54,7 @@ _UNKNOWN_COST = 1e6
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
+_NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
 def _kept(elapsed: float, horizon: float) -> float:
@@ -62,7 +63,6 @@ def _kept(elapsed: float, horizon: float) -> float:
     if elapsed <= 0.0:
         return 1.0
     return _exp(-elapsed / horizon) if horizon > 0.0 else 0.0
-_NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -169,6 +169,7 @@ class Endpoint:
 
     __slots__ = (
         "__weakref__",
+        "_answer_time",
         "_clock",
         "_count_at",
         "_counted",
@@ -178,6 +179,7 @@ class Endpoint:
         "_histogram",
         "_latencies",
         "_load",
+        "_load_at",
         "_lock",
         "_pending",
         "_stamp",
@@ -216,11 +218,15 @@ class Endpoint:
         self.weight = backend.weight
         self._clock = clock
         self._tau = decay_seconds
+        # Answers closer together than this keep _KEPT_PER_ANSWER (the time weight
+        # would keep more).
+        self._answer_time = -decay_seconds * math.log(_KEPT_PER_ANSWER)
         self._lock = threading.Lock()
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
-        # here, averaged over time with the latency as horizon (see cost).
+        # here, averaged over time with the latency as horizon (see _fold, cost).
         self._load = 1.0
+        self._load_at = clock.monotonic()
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
@@ -262,8 +268,14 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
+            pending = self._pending
+            held, horizon = now - self._load_at, self._ewma
+            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
+                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+                self._load = self._load * kept + pending * (1.0 - kept)
+            self._load_at = now
             self.in_flight += 1
-            self._pending += 1
+            self._pending = pending + 1
             self._starts += now
         finally:
             lock.release()
@@ -277,9 +289,14 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            load = self.in_flight  # this attempt and those sharing the backend with it
-            self.in_flight = load - 1
-            pending = self._pending = self._pending - 1  # (as _settle, inlined)
+            pending = self._pending
+            held, horizon = now - self._load_at, self._ewma
+            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
+                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+                self._load = self._load * kept + pending * (1.0 - kept)
+            self._load_at = now
+            self.in_flight -= 1
+            pending = self._pending = pending - 1  # (as _settle, inlined)
             self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
             if requests == 1:  # the first answer replaces a health probe's prior
@@ -287,7 +304,7 @@ class Endpoint:
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, 0.0, load)
+            self._observe(now, rtt, 0.0)
         finally:
             lock.release()
         return rtt
@@ -300,8 +317,8 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            load = self.in_flight
-            self.in_flight = load - 1
+            self._fold(now)
+            self.in_flight -= 1
             pending = self._pending = self._pending - 1  # (as _settle, inlined)
             self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
@@ -311,7 +328,7 @@ class Endpoint:
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, 1.0, load)
+            self._observe(now, rtt, 1.0)
         return rtt
 
     def probed(self, rtt: float) -> None:
@@ -323,17 +340,31 @@ class Endpoint:
         it (a probe's own first request may have paid the probe client's set-up)."""
         with self._lock:
             if self._ewma == 0.0 and self.requests == 0:
-                self._observe(self._clock.monotonic(), rtt, 0.0, self.in_flight + 1)
+                self._observe(self._clock.monotonic(), rtt, 0.0)
 
     def abandoned(self, start: float | None = None) -> None:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
         counts, and says nothing about the backend. (Without ``start``, the mean
         age of the attempts in flight is kept as it was.)"""
+        now = self._clock.monotonic()
         with self._lock:
+            self._fold(now)
             self.in_flight -= 1
             if start is None and self._pending:
                 start = self._starts / self._pending
             self._settle(start if start is not None else 0.0)
+
+    def _fold(self, now: float) -> None:
+        # Before in_flight changes: fold the level it held since it last changed
+        # into the time average of the load, whose horizon is the latency (the
+        # requests answering now were in flight for about that long). Answers read
+        # together in one pass, as the load falls with each, add nothing but the
+        # first. Caller holds the lock.
+        held, horizon = now - self._load_at, self._ewma
+        if held > 0.0:  # (as _kept)
+            kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+            self._load = self._load * kept + self._pending * (1.0 - kept)
+        self._load_at = now  # (also when a service gave the endpoint a new clock)
 
     def _settle(self, start: float) -> None:
         # The attempt begun at `start` is no longer in flight. Caller holds the lock.
@@ -344,35 +375,26 @@ class Endpoint:
 
     # -- the averages: their update and their reading (each blended with _kept).
 
-    def _observe(self, now: float, rtt: float, failure: float, load: int) -> None:
-        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0; `load`:
-        # the requests in flight here as it ended, itself included. Caller holds
-        # the lock.
+    def _observe(self, now: float, rtt: float, failure: float) -> None:
+        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0. Caller
+        # holds the lock.
+        # Every answer weighs at least 1/20 in the latency and the failure share:
+        # they forget over 10 s or about 20 answers, whichever comes first. By time
+        # alone, a backend answering 1,000 times a second needed 10,000 fast answers
+        # to forget one slow one, such as every request in flight delayed together
+        # by a stall of the client itself. (_kept's maths, when it is the smaller.)
         elapsed = now - self._stamp
-        ewma = self._ewma
-        # (_kept's maths, inlined: this runs per attempt.)
-        if elapsed > 0.0:
+        w = _KEPT_PER_ANSWER
+        if elapsed > self._answer_time:
             w = _exp(-elapsed / self._tau)
-            kept = _exp(-elapsed / ewma) if ewma > 0.0 else 0.0
-        else:
-            w = kept = 1.0
-        # The time average of the load, over about the last latency (the requests
-        # ending now ran through that much of it): the load as this answer ends
-        # stands for the time since the last answer, so answers read together in
-        # one pass, as the load falls with each, add nothing but the first.
-        # (Blended before the latency moves.)
-        self._load = self._load * kept + load * (1.0 - kept)
+        ewma = self._ewma
         # The peak EWMA of latency: a slower sample replaces the average at once,
-        # faster ones pull it down with a weight that grows with the time since
-        # the last.
+        # faster ones pull it down with the weight above.
         self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        # The failure share: a plain EWMA with the same weight, but every attempt
-        # weighs at least 1/20 (a share is a count of attempts, which a time weight
-        # alone would let move only after seconds of traffic).
+        # The failure share: a plain EWMA with the same weight.
         failing = self._failing
         if failure or failing:
-            keep = w if w < _SHARE_KEEP else _SHARE_KEEP
-            self._failing = failing * keep + failure * (1.0 - keep)
+            self._failing = failing * w + failure * (1.0 - w)
         self._stamp = now
 
     # -- what balancers and snapshots read -------------------------------------
@@ -418,7 +440,7 @@ class Endpoint:
         elapsed = now - self._stamp  # every average fades when idle (_kept, inlined)
         kept = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
         latency *= kept
-        load, would = self._load, in_flight + 1
+        load, would = self._load, in_flight + 1  # (the load as of its last change)
         if would > load:  # more load than the latency was measured under
             latency *= would / load if load > 1.0 else would
         pending = self._pending

@@ -474,3 +474,41 @@ def test_p2c_ewma_avoids_the_slow_backend_beside_a_flaky_one() -> None:
         mesh.call_sync("s", call)
         clock.advance(max(0.0, 0.01 - (clock.monotonic() - start)))
     assert hits["slow"] < 0.01 * sum(hits.values()), hits
+
+
+def test_a_stall_of_the_client_itself_does_not_hand_traffic_to_the_slow_backend() -> None:
+    # 16 workers call through p2c_ewma: healthy 2 ms, slow 120 ms, flaky 2 ms
+    # failing 40%. From t = 1.0 s to 1.3 s the client reads nothing (a pause of the
+    # process): every request in flight then answers late, together. The slow
+    # backend, with nothing in flight during the pause, kept its old estimate. Held
+    # for the EWMA's 10 s, the others' 300 ms made it the cheapest, and with its
+    # in-flight cost scaled by a typical load of 5, it took most of the workers.
+    clock, rng = FakeClock(), random.Random(3)
+    latency = {"ok": 0.002, "slow": 0.12, "flaky": 0.002}
+    eps = [Endpoint(Backend(address), clock) for address in latency]
+    balancer = P2CEwma(random=random.Random(7))
+    due: list[tuple[float, int, Endpoint, float]] = []
+    after: Counter[str] = Counter()
+
+    def send(n: int) -> None:
+        chosen = balancer.pick(eps, ctx())
+        start = chosen.begin()
+        if start >= 1.3:
+            after[chosen.address] += 1
+        heapq.heappush(due, (start + latency[chosen.address], n, chosen, start))
+
+    for n in range(16):
+        send(n)
+    n = 16
+    while clock.monotonic() < 3.0:
+        at, _, done, start = heapq.heappop(due)
+        if 1.0 <= at < 1.3:
+            at = 1.3  # the client reads nothing during its pause
+        clock.advance(max(0.0, at - clock.monotonic()))
+        if done.address == "flaky" and rng.random() < 0.4:
+            done.failed(start)
+        else:
+            done.succeeded(start)
+        send(n)
+        n += 1
+    assert after["slow"] < 0.01 * sum(after.values()), after
