@@ -425,7 +425,7 @@ class Endpoint:
         ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure costs beyond its
         latency). Finagle multiplies the latency by ``in_flight + 1`` outright,
         which counts the load twice when the latency was measured under that load
-        already (docs/routing.md, "p2c_ewma under load").
+        already (docs/routing.md, "The cost p2c_ewma compares").
 
         Args:
             now: The service clock's time, when the caller has read it already
