@@ -230,7 +230,8 @@ class Endpoint:
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
-        # their mean age is a floor under the cost (see cost).
+        # their mean age is a floor under the cost (see cost). Counted apart from
+        # in_flight, which is public and may be set by hand (tests do).
         self._pending = 0
         self._starts = 0.0
         self._stamp = clock.monotonic()
