@@ -37,11 +37,16 @@ DEFAULT_EWMA_DECAY_SECONDS = 10.0
 """Time constant of the peak-EWMA latency (Finagle's and Linkerd's default)."""
 
 DEFAULT_FAILURE_PENALTY_SECONDS = 0.1
-"""The least latency a failed attempt is recorded with in the EWMA, so a backend that
-fails fast never looks faster than the healthy ones."""
+"""What a failed attempt costs beyond its latency (the retry it causes): an endpoint's
+cost adds its recent failure share times this, so a backend that fails fast never
+looks faster than the healthy ones, and one that fails rarely is barely penalised."""
 
 DEFAULT_RESERVOIR_SIZE = 512
 """How many recent latencies each endpoint keeps for its percentiles."""
+
+_KEPT_PER_ANSWER = 0.95
+# The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
+# the last 20, outlier detection's failure-rate window), more after a pause.
 
 _UNKNOWN_COST = 1e6
 # Finagle's penalty: an endpoint with requests in flight and no latency measured yet
@@ -50,6 +55,14 @@ _UNKNOWN_COST = 1e6
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
 _NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
+
+
+def _kept(elapsed: float, horizon: float) -> float:
+    # The weight an exponential average keeps over `elapsed` seconds: every average
+    # of an endpoint (its latency, failure share and load) is blended with it.
+    if elapsed <= 0.0:
+        return 1.0
+    return _exp(-elapsed / horizon) if horizon > 0.0 else 0.0
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -156,17 +169,22 @@ class Endpoint:
 
     __slots__ = (
         "__weakref__",
+        "_answer_time",
         "_clock",
         "_count_at",
         "_counted",
         "_every",
         "_ewma",
+        "_failing",
         "_histogram",
         "_latencies",
+        "_load",
+        "_load_at",
         "_lock",
+        "_pending",
         "_stamp",
+        "_starts",
         "_tau",
-        "_unit",
         "address",
         "backend",
         "consecutive_failures",
@@ -200,11 +218,22 @@ class Endpoint:
         self.weight = backend.weight
         self._clock = clock
         self._tau = decay_seconds
+        # Answers closer together than this keep _KEPT_PER_ANSWER (the time weight
+        # would keep more).
+        self._answer_time = -decay_seconds * math.log(_KEPT_PER_ANSWER)
         self._lock = threading.Lock()
         self._ewma = 0.0
-        # The cost's estimate: peak EWMA of latency per request in flight on this
-        # endpoint when the attempt ended (see cost), on the same clock and stamp.
-        self._unit = 0.0
+        # The load recent latencies were measured under: the requests in flight
+        # here, averaged over time with the latency as horizon (see _fold, cost).
+        self._load = 1.0
+        self._load_at = clock.monotonic()
+        # The share of recent attempts that failed, on the same clock and stamp.
+        self._failing = 0.0
+        # The attempts in flight that began here, and the sum of their start times:
+        # their mean age is a floor under the cost (see cost). Counted apart from
+        # in_flight, which is public and may be set by hand (tests do).
+        self._pending = 0
+        self._starts = 0.0
         self._stamp = clock.monotonic()
         self._latencies: deque[float] = deque(maxlen=reservoir)
         # The latency histogram a mesh's metrics read (see record_histogram), counted
@@ -236,13 +265,22 @@ class Endpoint:
 
     def begin(self) -> float:
         """Count an attempt in flight; returns its start time on the service clock."""
+        now = self._clock.monotonic()
         lock = self._lock
         lock.acquire()
         try:
+            pending = self._pending
+            held, horizon = now - self._load_at, self._ewma
+            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
+                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+                self._load = self._load * kept + pending * (1.0 - kept)
+            self._load_at = now
             self.in_flight += 1
+            self._pending = pending + 1
+            self._starts += now
         finally:
             lock.release()
-        return self._clock.monotonic()
+        return now
 
     def succeeded(self, start: float) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
@@ -252,98 +290,169 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            load = self.in_flight  # this attempt and those sharing the backend with it
-            self.in_flight = load - 1
+            pending = self._pending
+            held, horizon = now - self._load_at, self._ewma
+            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
+                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+                self._load = self._load * kept + pending * (1.0 - kept)
+            self._load_at = now
+            self.in_flight -= 1
+            pending = self._pending = pending - 1  # (as _settle, inlined)
+            self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
+            if requests == 1:  # the first answer replaces a health probe's prior
+                self._ewma = 0.0
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            self._observe(now, rtt, rtt / load if load > 1 else rtt)
+            self._observe(now, rtt, 0.0)
         finally:
             lock.release()
         return rtt
 
     def failed(self, start: float) -> float:
-        """The attempt begun at ``start`` failed: counted as an error, and its latency
-        enters the EWMA as at least ``DEFAULT_FAILURE_PENALTY_SECONDS``, so a fast
-        failure never looks attractive (without growing on repeated failures).
-        Returns the latency in seconds (without the penalty)."""
+        """The attempt begun at ``start`` failed: counted as an error; its latency
+        enters the EWMAs as it was, and the failure raises the endpoint's failure
+        share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
+        Returns the latency in seconds."""
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            load = self.in_flight
-            self.in_flight = load - 1
+            self._fold(now)
+            self.in_flight -= 1
+            pending = self._pending = self._pending - 1  # (as _settle, inlined)
+            self._starts = self._starts - start if pending > 0 else 0.0
             requests = self.requests = self.requests + 1
+            if requests == 1:  # the first answer replaces a health probe's prior
+                self._ewma = 0.0
             self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
-            # A failure counts as at least the penalty, and no more: doubling the
-            # estimate per failure grew without bound, turned a flaky backend into a
-            # sink that p2c never picks, and so sent its share to the slow one.
-            # Ejection, not latency, takes persistently failing backends out.
-            # The penalty stands for the latency at the load the attempt failed
-            # under, so it is divided by that load as every latency is (cost).
-            penalised = max(rtt, DEFAULT_FAILURE_PENALTY_SECONDS)
-            self._observe(now, penalised, penalised / load if load > 1 else penalised)
+            self._observe(now, rtt, 1.0)
         return rtt
 
-    def abandoned(self) -> None:
-        """The attempt was cancelled by the caller: it no longer counts, and says
-        nothing about the backend."""
+    def probed(self, rtt: float) -> None:
+        """A health probe of this backend answered in ``rtt`` seconds. Before any
+        attempt has measured the endpoint, the probe's latency is its prior: the
+        estimate starts from it (as one attempt's sample would), so the first
+        requests of a cold client avoid a backend whose probes are slow instead of
+        spreading evenly. It is used once, and the first attempt's latency replaces
+        it (a probe's own first request may have paid the probe client's set-up)."""
         with self._lock:
+            if self._ewma == 0.0 and self.requests == 0:
+                self._observe(self._clock.monotonic(), rtt, 0.0)
+
+    def abandoned(self, start: float | None = None) -> None:
+        """The attempt begun at ``start`` was cancelled by the caller: it no longer
+        counts, and says nothing about the backend. (Without ``start``, the mean
+        age of the attempts in flight is kept as it was.)"""
+        now = self._clock.monotonic()
+        with self._lock:
+            self._fold(now)
             self.in_flight -= 1
+            if start is None and self._pending:
+                start = self._starts / self._pending
+            self._settle(start if start is not None else 0.0)
 
-    # -- the peak EWMAs (Finagle): their update and their reading, the only two
-    # places their maths is written.
+    def _fold(self, now: float) -> None:
+        # Before in_flight changes: fold the level it held since it last changed
+        # into the time average of the load, whose horizon is the latency (the
+        # requests answering now were in flight for about that long). Answers read
+        # together in one pass, as the load falls with each, add nothing but the
+        # first. Caller holds the lock.
+        held, horizon = now - self._load_at, self._ewma
+        if held > 0.0:  # (as _kept)
+            kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+            self._load = self._load * kept + self._pending * (1.0 - kept)
+        self._load_at = now  # (also when a service gave the endpoint a new clock)
 
-    def _observe(self, now: float, rtt: float, unit: float) -> None:
-        # Two peak EWMAs, with one weight: the latency (what snapshots show) and the
-        # latency per request in flight (what cost() compares). A slower sample
-        # replaces an average at once, faster ones pull it down with a weight that
-        # grows with the time since the last. Caller holds the lock.
+    def _settle(self, start: float) -> None:
+        # The attempt begun at `start` is no longer in flight. Caller holds the lock.
+        pending = self._pending = self._pending - 1
+        self._starts = self._starts - start if pending > 0 else 0.0
+        if pending < 0:  # more ends than begins (a caller's mistake): start afresh
+            self._pending = 0
+
+    # -- the averages: their update and their reading (each blended with _kept).
+
+    def _observe(self, now: float, rtt: float, failure: float) -> None:
+        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0. Caller
+        # holds the lock.
+        # Every answer weighs at least 1/20 in the latency and the failure share:
+        # they forget over 10 s or about 20 answers, whichever comes first. By time
+        # alone, a backend answering 1,000 times a second needed 10,000 fast answers
+        # to forget one slow one, such as every request in flight delayed together
+        # by a stall of the client itself. (_kept's maths, when it is the smaller.)
         elapsed = now - self._stamp
-        w = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
-        ewma, per = self._ewma, self._unit
+        w = _KEPT_PER_ANSWER
+        if elapsed > self._answer_time:
+            w = _exp(-elapsed / self._tau)
+        ewma = self._ewma
+        # The peak EWMA of latency: a slower sample replaces the average at once,
+        # faster ones pull it down with the weight above.
         self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        self._unit = unit if unit >= per else per * w + unit * (1.0 - w)
+        # The failure share: a plain EWMA with the same weight.
+        failing = self._failing
+        if failure or failing:
+            self._failing = failing * w + failure * (1.0 - w)
         self._stamp = now
-
-    def _decayed(self, average: float, now: float) -> float:
-        # One of the averages, decayed to `now` (0.0 before any sample).
-        if average != 0.0:
-            elapsed = now - self._stamp
-            if elapsed > 0.0:
-                average *= _exp(-elapsed / self._tau)
-        return average
 
     # -- what balancers and snapshots read -------------------------------------
 
     @property
     def ewma(self) -> float:
         """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
-        return self._decayed(self._ewma, self._clock.monotonic())
+        ewma = self._ewma
+        if ewma == 0.0:
+            return 0.0
+        return ewma * _kept(self._clock.monotonic() - self._stamp, self._tau)
+
+    @property
+    def failure_share(self) -> float:
+        """The share of recent attempts that failed, 0..1, decayed to now (an EWMA
+        over about the last 20 attempts)."""
+        return self._failing * _kept(self._clock.monotonic() - self._stamp, self._tau)
 
     def cost(self, now: float | None = None) -> float:
-        """The latency a new attempt is expected to see here, divided by the weight;
+        """The time a new attempt here is expected to cost, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
 
-        It is the peak EWMA of latency *per request in flight* (each attempt's
-        latency divided by the requests in flight on this endpoint when it ended),
-        times the load the new attempt would make (``in_flight + 1``). Multiplying
-        the plain latency EWMA by the load counted load twice when the latencies
-        were measured under that load already (docs/routing.md, "p2c_ewma under
-        load").
+        It is the peak-EWMA latency, scaled by the load a new attempt would make
+        (``in_flight + 1``) over the load that latency was measured under (the
+        requests in flight here, averaged over about the last latency), never
+        scaled below 1; at least the mean time the requests in flight here have
+        waited so far; plus the failure share times
+        ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure costs beyond its
+        latency). Finagle multiplies the latency by ``in_flight + 1`` outright,
+        which counts the load twice when the latency was measured under that load
+        already (docs/routing.md, "The cost p2c_ewma compares").
 
         Args:
             now: The service clock's time, when the caller has read it already
                 (comparing two endpoints reads it once); None reads it.
         """
         in_flight = self.in_flight
-        ewma = self._decayed(self._unit, self._clock.monotonic() if now is None else now)
-        if ewma == 0.0 and in_flight:
-            return _UNKNOWN_COST + in_flight
-        return ewma * (in_flight + 1) / self.weight
+        latency = self._ewma
+        if latency == 0.0:  # no sample yet
+            return _UNKNOWN_COST + in_flight if in_flight else 0.0
+        if now is None:
+            now = self._clock.monotonic()
+        elapsed = now - self._stamp  # every average fades when idle (_kept, inlined)
+        kept = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        latency *= kept
+        load, would = self._load, in_flight + 1  # (the load as of its last change)
+        if would > load:  # more load than the latency was measured under
+            latency *= would / load if load > 1.0 else would
+        pending = self._pending
+        if pending:  # requests in flight here have waited this long on average
+            age = now - self._starts / pending
+            if age > latency:
+                latency = age
+        failing = self._failing
+        if failing:
+            latency += kept * failing * DEFAULT_FAILURE_PENALTY_SECONDS
+        return latency / self.weight
 
     def record_histogram(self, bounds: tuple[float, ...],
                          carry: Endpoint | None = None) -> None:

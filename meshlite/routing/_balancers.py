@@ -165,13 +165,13 @@ class P2CEwma(_Base):
     """Power of two choices on peak-EWMA latency times load (the default).
 
     As Finagle's and Linkerd's balancer: pick two endpoints at random and send to the
-    one with the lower :meth:`Endpoint.cost`, ``unit_latency * (in_flight + 1) /
-    weight``, where ``unit_latency`` is the peak EWMA of each attempt's latency
-    divided by the requests in flight on the endpoint when it ended (so latency
-    measured under load is not multiplied by that load a second time). The peak EWMA
-    jumps up at once on a slow answer and decays over ``DEFAULT_EWMA_DECAY_SECONDS``,
-    so a backend that slows down sheds load within a few calls, and one that
-    recovers gets it back as its average decays.
+    one with the lower :meth:`Endpoint.cost`: the peak-EWMA latency scaled by
+    ``(in_flight + 1)`` over the load that latency was measured under (never below
+    1), at least the mean time the requests in flight there have waited, plus the
+    failure share times ``DEFAULT_FAILURE_PENALTY_SECONDS``, divided by the weight.
+    The peak EWMA jumps up at once on a slow answer and decays over
+    ``DEFAULT_EWMA_DECAY_SECONDS``, so a backend that slows down sheds load within a
+    few calls, and one that recovers gets it back as its average decays.
     """
 
     name = "p2c_ewma"

@@ -190,10 +190,18 @@ class HealthChecker:
         if probe is None:
             raise RuntimeError("HealthChecker.run_once: start() the checker first")
         endpoints = tuple(self.target.endpoints)
-        reasons = await asyncio.gather(*(probe(e.backend) for e in endpoints))
+        reasons = await asyncio.gather(*(self._timed(probe, e) for e in endpoints))
         for endpoint, reason in zip(endpoints, reasons, strict=True):
             self._apply(endpoint, reason)
         self.rounds += 1
+
+    async def _timed(self, probe: Probe, endpoint: Endpoint) -> str | None:
+        # A healthy probe's latency is the endpoint's prior (Endpoint.probed).
+        start = self.clock.monotonic()
+        reason = await probe(endpoint.backend)
+        if reason is None:
+            endpoint.probed(self.clock.monotonic() - start)
+        return reason
 
     def _apply(self, endpoint: Endpoint, reason: str | None) -> None:
         o = self.check.options

@@ -526,7 +526,7 @@ class Service(Rotation):
                                     service=self.name, policy="routing")
             self._failed(endpoint, start, error, ctx)
         else:
-            endpoint.abandoned()
+            endpoint.abandoned(start)
 
     def __repr__(self) -> str:
         extra = f", tls={self.tls!r}" if self.tls is not None else ""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,27 +122,98 @@ def test_p2c_ewma_weighs_load_against_latency(clock: FakeClock) -> None:
 
 
 def test_p2c_ewma_does_not_count_load_twice(clock: FakeClock) -> None:
-    # 16 requests in flight on `busy` each took 40 ms: the latency was measured
-    # under that load, so the next request there is expected to take about 40 ms,
-    # not 16 x 40 ms (which would send it to the 150 ms backend).
+    # A busy client keeps 16 requests in flight on `busy`, each answered in 40 ms:
+    # the latency was measured under that load, so the next request there is
+    # expected to take about 40 ms, not 17 x 40 ms (which would send it to the
+    # idle 150 ms backend).
     busy, slow = endpoints(clock, 1, 1)
-    starts = [busy.begin() for _ in range(16)]
-    clock.advance(0.04)
-    for start in starts[:-1]:
-        busy.succeeded(start)
-        busy.begin()  # the load stays at 16
-    busy.succeeded(starts[-1])
-    start = slow.begin()
-    clock.advance(0.15)
-    slow.succeeded(start)
-    assert busy.in_flight == 15
+    attempt(slow, clock, 0.15)
+    starts = deque(busy.begin() for _ in range(16))
+    for _ in range(100):
+        clock.advance(0.0025)
+        busy.succeeded(starts.popleft())
+        starts.append(busy.begin())
+    assert busy.in_flight == 16
     assert busy.ewma == pytest.approx(0.04, rel=0.02)  # the latency snapshots show
     assert busy.cost() == pytest.approx(0.04, rel=0.2)
     assert P2CEwma().pick([busy, slow], ctx()) is busy
-    # A failure under load enters as the penalty at that load, as latencies do.
-    clock.advance(0.001)
+    # More load than the latency was measured under still costs more, in proportion.
+    for _ in range(16):
+        busy.begin()
+    assert busy.cost() == pytest.approx(0.04 * 33 / 16, rel=0.2)
+    # One failure adds a twentieth of the penalty, not a held 100 ms.
     busy.failed(busy.begin())
     assert busy.cost() < slow.cost()
+
+
+def test_p2c_ewma_is_finagles_cost_at_low_load(clock: FakeClock) -> None:
+    # Latencies measured one request at a time: each request in flight is taken to
+    # add one more latency of waiting (Finagle's peak EWMA times in_flight + 1).
+    (e,) = endpoints(clock, 1)
+    for _ in range(30):
+        attempt(e, clock, 0.01)
+    e.in_flight = 4
+    assert e.cost() == pytest.approx(0.05, rel=0.05)
+
+
+def test_p2c_ewma_counts_how_long_requests_in_flight_have_waited(clock: FakeClock) -> None:
+    # `stalled` answered in 10 ms, then its next request hung. Two seconds later
+    # its latency estimate (from answers, so from the past) still says 10 ms; the
+    # request in flight says at least 2 s. The slower `other` gets the traffic.
+    stalled, other = endpoints(clock, 1, 1)
+    attempt(stalled, clock, 0.01)
+    attempt(other, clock, 0.1)
+    stalled.begin()
+    clock.advance(2.0)
+    assert stalled.ewma < 0.01
+    assert stalled.cost() > 1.99
+    balancer = P2CEwma(random=random.Random(4))
+    assert {balancer.pick([stalled, other], ctx()) for _ in range(20)} == {other}
+
+
+def test_answers_read_together_do_not_make_a_backend_look_slow(clock: FakeClock) -> None:
+    # A busy client reads 11 answers of its healthy backend in one pass (each took
+    # 45 ms, mostly waiting in the client's own queue) and sends the next 10. The
+    # load fell 11, 10 ... 1 within that pass: dividing each latency by the load
+    # left when it ended made the last answer a 45 ms "per request" peak, and the
+    # next request cost 45 x 11 ms, more than the idle 120 ms backend.
+    healthy, slow = endpoints(clock, 1, 1)
+    attempt(slow, clock, 0.12)
+    starts = [healthy.begin() for _ in range(11)]
+    clock.advance(0.045)
+    for start in starts:
+        healthy.succeeded(start)
+    for _ in range(10):
+        healthy.begin()
+    assert healthy.cost() == pytest.approx(0.045, rel=0.05)
+    assert healthy.cost() < slow.cost()
+    balancer = P2CEwma(random=random.Random(4))
+    assert {balancer.pick([healthy, slow], ctx()) for _ in range(20)} == {healthy}
+
+
+def test_p2c_ewma_stops_sending_to_a_stalled_backend_within_a_latency() -> None:
+    # Two backends answering in 40 ms with about 16 requests in flight each (a busy
+    # client). At t = 1 s `b` stops answering; nothing can tell until its requests
+    # are late, and then it gets no more.
+    clock = FakeClock()
+    a, b = endpoints(clock, 1, 1)
+    balancer = P2CEwma(random=random.Random(1))
+    due: list[tuple[float, int, Endpoint, float]] = []
+    stalled_picks: list[float] = []
+    for n in range(800):  # one request every 2.5 ms for 2 s
+        now = clock.monotonic()
+        while due and due[0][0] <= now:
+            _, _, done, start = heapq.heappop(due)
+            done.succeeded(start)
+        chosen = balancer.pick([a, b], ctx())
+        start = chosen.begin()
+        if chosen is b and now >= 1.0:
+            stalled_picks.append(now)  # never answered
+        else:
+            heapq.heappush(due, (now + 0.04, n, chosen, start))
+        clock.advance(0.0025)
+    assert len(stalled_picks) <= 16, stalled_picks
+    assert max(stalled_picks) < 1.1  # none once its requests had waited about 40 ms
 
 
 def test_p2c_ewma_penalises_unknown_busy_backends(clock: FakeClock) -> None:
@@ -337,7 +409,7 @@ def test_a_custom_balancer_is_a_small_protocol() -> None:
     assert {mesh.call_sync("s", lambda b: b.address) for _ in range(5)} == {"c"}
 
 
-def test_failures_do_not_grow_the_latency_estimate_without_bound() -> None:
+def test_failures_cost_their_latency_plus_a_bounded_penalty() -> None:
     from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS, Endpoint
 
     clock = FakeClock()
@@ -346,7 +418,34 @@ def test_failures_do_not_grow_the_latency_estimate_without_bound() -> None:
         start = endpoint.begin()
         clock.advance(0.005)
         endpoint.failed(start)
-    assert endpoint.ewma == DEFAULT_FAILURE_PENALTY_SECONDS
+    assert endpoint.ewma == pytest.approx(0.005)  # snapshots show the real latency
+    assert endpoint.failure_share == pytest.approx(1 - 0.95 ** 50)
+    # Failing fast never looks fast, and repeated failures do not grow the cost.
+    assert endpoint.cost() > 0.005 + 0.9 * DEFAULT_FAILURE_PENALTY_SECONDS
+    assert endpoint.cost() <= 0.005 + DEFAULT_FAILURE_PENALTY_SECONDS
+
+
+def test_the_failure_penalty_is_in_proportion_to_the_failure_share(clock: FakeClock) -> None:
+    # A 2 ms backend failing one attempt in ten, and a healthy 120 ms one. A failure
+    # held as a 100 ms latency for the EWMA's 10 s made the flaky backend cost more
+    # than the slow one after a single failure; its failures cost a tenth of the
+    # penalty here, so it stays the better choice, and its latency is what it is.
+    from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS
+
+    flaky, slow = endpoints(clock, 1, 1)
+    attempt(slow, clock, 0.12)
+    for i in range(200):
+        attempt(flaky, clock, 0.002, ok=i % 10 != 9)
+    assert flaky.ewma == pytest.approx(0.002)
+    assert 0.05 < flaky.failure_share < 0.2
+    assert flaky.cost() < 0.03 < slow.cost()
+    assert flaky.cost() < 0.002 + 0.2 * DEFAULT_FAILURE_PENALTY_SECONDS
+    balancer = P2CEwma(random=random.Random(2))
+    assert {balancer.pick([flaky, slow], ctx()) for _ in range(50)} == {flaky}
+    # Once it stops failing, its share fades within a few tens of attempts.
+    for _ in range(60):
+        attempt(flaky, clock, 0.002)
+    assert flaky.failure_share < 0.01
 
 
 def test_p2c_ewma_avoids_the_slow_backend_beside_a_flaky_one() -> None:
@@ -375,3 +474,41 @@ def test_p2c_ewma_avoids_the_slow_backend_beside_a_flaky_one() -> None:
         mesh.call_sync("s", call)
         clock.advance(max(0.0, 0.01 - (clock.monotonic() - start)))
     assert hits["slow"] < 0.01 * sum(hits.values()), hits
+
+
+def test_a_stall_of_the_client_itself_does_not_hand_traffic_to_the_slow_backend() -> None:
+    # 16 workers call through p2c_ewma: healthy 2 ms, slow 120 ms, flaky 2 ms
+    # failing 40%. From t = 1.0 s to 1.3 s the client reads nothing (a pause of the
+    # process): every request in flight then answers late, together. The slow
+    # backend, with nothing in flight during the pause, kept its old estimate. Held
+    # for the EWMA's 10 s, the others' 300 ms made it the cheapest, and with its
+    # in-flight cost scaled by a typical load of 5, it took most of the workers.
+    clock, rng = FakeClock(), random.Random(3)
+    latency = {"ok": 0.002, "slow": 0.12, "flaky": 0.002}
+    eps = [Endpoint(Backend(address), clock) for address in latency]
+    balancer = P2CEwma(random=random.Random(7))
+    due: list[tuple[float, int, Endpoint, float]] = []
+    after: Counter[str] = Counter()
+
+    def send(n: int) -> None:
+        chosen = balancer.pick(eps, ctx())
+        start = chosen.begin()
+        if start >= 1.3:
+            after[chosen.address] += 1
+        heapq.heappush(due, (start + latency[chosen.address], n, chosen, start))
+
+    for n in range(16):
+        send(n)
+    n = 16
+    while clock.monotonic() < 3.0:
+        at, _, done, start = heapq.heappop(due)
+        if 1.0 <= at < 1.3:
+            at = 1.3  # the client reads nothing during its pause
+        clock.advance(max(0.0, at - clock.monotonic()))
+        if done.address == "flaky" and rng.random() < 0.4:
+            done.failed(start)
+        else:
+            done.succeeded(start)
+        send(n)
+        n += 1
+    assert after["slow"] < 0.01 * sum(after.values()), after

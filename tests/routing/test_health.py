@@ -137,3 +137,44 @@ def test_http_health_check_defaults() -> None:
     assert check.path == "/healthz"
     o = check.options
     assert (o.interval, o.timeout, o.healthy_threshold, o.unhealthy_threshold) == (5.0, 1.0, 1, 2)
+
+
+async def test_the_first_probe_is_each_endpoints_prior_latency(clock: FakeClock) -> None:
+    # A cold client's first wave of requests leaves before any answer: without a
+    # prior, p2c_ewma spreads it evenly, a third of it to a 60x slower backend.
+    latency = {"fast": 0.002, "slow": 0.12, "flaky": 0.002}
+
+    async def probe(backend: Backend) -> None:
+        clock.advance(latency[backend.address])
+
+    service = Service("s", list(latency), pipeline=ml.Pipeline(), clock=clock,
+                      health_check=HealthCheck(probe))
+    (runner,) = service.components
+    assert isinstance(runner, HealthChecker)
+    await runner.open()
+    await runner.run_once()
+    assert {e.address: e.ewma for e in service.endpoints} == pytest.approx(latency, rel=0.02)
+    balancer = ml.routing.P2CEwma(random=random.Random(3))
+    call = ml.CallContext(print, (), {}, "op")
+    sent = {e.address: 0 for e in service.endpoints}
+    for _ in range(32):
+        chosen = balancer.pick(service.endpoints, call)
+        chosen.begin()
+        sent[chosen.address] += 1
+    assert sent["slow"] == 0, sent
+    # Used once: attempts' latencies take over, and later probes leave them alone.
+    fast = service.endpoints[0]
+    start = fast.begin()
+    clock.advance(0.01)
+    fast.succeeded(start)
+    latency["fast"] = 1.0  # a slow probe now would be a new peak
+    await runner.run_once()
+    assert fast.ewma == pytest.approx(0.01, rel=0.15)  # decayed a little, no new peak
+    # The first answer replaces a prior, also a slower one (a probe's own first
+    # request may have paid the probe client's set-up), rather than decaying from it.
+    slow = service.endpoints[1]
+    start = slow.begin()
+    clock.advance(0.005)
+    slow.succeeded(start)
+    assert slow.ewma == pytest.approx(0.005)
+    await runner.stop()
