@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
+from opentelemetry.context import get_current as _otel_context
 from opentelemetry.trace import Span
 
 from .._backoff import parse_retry_after as _parse_retry_after
@@ -55,10 +56,17 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         for name, value in static:
             if name.lower() not in present:
                 headers[name] = value
-    stamp_outgoing(headers, left, caller)
-    span = _trace.get_current_span()  # the attempt's span, when the call is traced
+    if left is not None or caller is not None:
+        stamp_outgoing(headers, left, caller)
+    context = _otel_context()
+    if not context:
+        # Nothing set in the OpenTelemetry context (no span, no baggage): the usual
+        # case without a tracer provider, where the look-ups below would all find
+        # the invalid span. One dict test instead of five calls per attempt.
+        return None
+    span = _trace.get_current_span(context)  # the attempt's span, when traced
     if span.get_span_context().is_valid:
-        _propagate.inject(headers)
+        _propagate.inject(headers, context=context)
     if span.is_recording():
         record_http_request(method, str(url), span)
         return span

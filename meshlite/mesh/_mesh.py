@@ -356,7 +356,8 @@ class Mesh(MeshLifecycle):
         return cast(MeshMetrics, self.metrics).adopt(service)
 
     def _caller_name(self) -> str | None:
-        return self.name
+        name = self._name  # the name property, inlined: every routed attempt asks
+        return name if name is not None else default_name()
 
     # -- calls -----------------------------------------------------------------
 
