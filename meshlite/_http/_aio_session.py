@@ -105,7 +105,10 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     target = route._targets.get((service, backend.address))
     if target is None:
         target = route.target(service, backend)
-    url = request.url = target.url(path)
+    url = target.urls.get(path)  # target.url(path), inlined for the usual case
+    if url is None:
+        url = target.url(path)
+    request.url = url
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
     left = None if ctx is None or ctx.deadline is None else ctx.remaining()
@@ -194,9 +197,12 @@ class _Route:
         if type(service) is not Service and not isinstance(service, Service):
             raise ConfigError(f"mesh.aiohttp({name!r}): the override {service!r} is "
                               "not a service or backends", policy="routing")
+        method = request.method
+        # A GET without a body may always be sent again (no call to find that out).
+        replay = ((request._body is None and method in IDEMPOTENT_METHODS)
+                  or _replayable(request, service))
         ctx = CallContext(_attempt, (request, handler, self, service, url.raw_path_qs,
-                                     _replayable(request, service)),
-                          {}, request.method, name, _current.get())
+                                     replay), {}, method, name, _current.get())
         ctx.request = request
         try:
             return await self._dispatch(service, ctx)  # type: ignore[no-any-return]

@@ -104,8 +104,9 @@ def async_route(service: Service) -> AsyncHandler:
             interrupted(endpoint, start, ctx)
             raise
         endpoint.succeeded(start)
-        if on_success is not None:
-            on_success(endpoint)
+        if on_success is not None and (endpoint.consecutive_failures
+                                       or endpoint.outcomes is not None):
+            on_success(endpoint)  # only when it has a streak or a window to update
         return result
 
     return route
@@ -139,8 +140,9 @@ def sync_route(service: Service) -> Handler:
             interrupted(endpoint, start, ctx)
             raise
         endpoint.succeeded(start)
-        if on_success is not None:
-            on_success(endpoint)
+        if on_success is not None and (endpoint.consecutive_failures
+                                       or endpoint.outcomes is not None):
+            on_success(endpoint)  # only when it has a streak or a window to update
         return result
 
     return route
