@@ -442,3 +442,20 @@ async def test_aiohttp_forwards_an_incoming_trace_without_a_tracer_provider(
         finally:
             context.detach(token)
     assert a.requests[-1].headers["traceparent"].split("-")[1] == f"{0x1234:032x}"
+
+
+def test_stamp_reads_the_opentelemetry_context_the_api_reads() -> None:
+    # stamp() reads the current OpenTelemetry context through the runtime's own
+    # variable: it must see exactly what the public API sees.
+    from opentelemetry import context
+
+    from meshlite._http._outgoing import _otel_context
+
+    assert _otel_context() == context.get_current() == {}
+    token = context.attach(context.set_value("k", "v"))
+    try:
+        assert _otel_context() is context.get_current()
+        assert _otel_context()["k"] == "v"
+    finally:
+        context.detach(token)
+    assert not _otel_context()

@@ -9,12 +9,14 @@ here reaches every backend over every client.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import context as _context
 from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
-from opentelemetry.context import get_current as _otel_context
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from .._backoff import parse_retry_after as _parse_retry_after
@@ -23,6 +25,17 @@ from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
 __all__ = ["IDEMPOTENT_METHODS", "answered", "is_failure", "parse_retry_after", "stamp"]
+
+def _context_getter() -> Callable[[], Context]:
+    # opentelemetry.context.get_current() is two Python calls down to a ContextVar
+    # read (the contextvars runtime, the API's default); every attempt asks, so the
+    # variable's own get is used when that runtime is the one loaded.
+    variable = getattr(getattr(_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    return variable.get if isinstance(variable, ContextVar) else _context.get_current
+
+
+_otel_context = _context_getter()
+
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods retried by default (RFC 9110 idempotent methods)."""
