@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import reprlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -274,14 +274,13 @@ class Trace(Policy):
         tracer = self._tracer()
         start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
-        async def untraced(ctx: CallContext) -> Any:
-            outer_span, ctx.span = ctx.span, INVALID_SPAN
-            try:
-                return await call_next(ctx)
-            finally:
-                ctx.span = outer_span
-
-        async def traced(ctx: CallContext) -> Any:
+        async def handle(ctx: CallContext) -> Any:
+            if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
+                outer_span, ctx.span = ctx.span, INVALID_SPAN
+                try:
+                    return await call_next(ctx)
+                finally:
+                    ctx.span = outer_span
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
             token = attach(set_span(span))
             outer_span, ctx.span = ctx.span, span
@@ -297,19 +296,6 @@ class Trace(Policy):
                 ctx.span = outer_span
                 detach(token)
                 span.end()
-
-        def handle(ctx: CallContext) -> Awaitable[Any]:
-            if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
-                outer_span = ctx.span
-                if outer_span is None or outer_span is INVALID_SPAN:
-                    # No provider and no span to restore afterwards (the usual case):
-                    # the inner chain's awaitable is the call's, with no coroutine of
-                    # this policy's own around it (it would cost a frame at every
-                    # suspension of the call). The context keeps the invalid span.
-                    ctx.span = INVALID_SPAN
-                    return call_next(ctx)
-                return untraced(ctx)
-            return traced(ctx)
 
         return handle
 
