@@ -383,3 +383,79 @@ async def test_cookies_still_kept_by_the_mesh_clients(backends: list[FakeBackend
         await client.get("/again")
     assert "session=s1" in a.requests[1].headers["cookie"]
     assert a.requests[2].headers["cookie"] == "other=o"
+
+
+async def test_aiohttp_sends_each_of_many_paths_to_its_path(
+        backends: list[FakeBackend]) -> None:
+    # The session remembers a URL per path and backend, up to a bound it then
+    # empties: past the bound every request still reaches its own path and query.
+    a, b = backends
+    async with _mesh([a.url, f"{b.url}/base/"]) as mesh:
+        session = mesh.aiohttp("users")
+        for i in range(600):
+            async with session.get(f"/items/{i % 300}?n={i}") as response:
+                assert response.status == 200
+    assert len(a.requests) == len(b.requests) == 300  # round robin
+    assert all(r.path.startswith("/items/") for r in a.requests)
+    assert all(r.path.startswith("/base/items/") for r in b.requests)
+    sent = sorted((r.path.removeprefix("/base"), r.query) for r in (*a.requests, *b.requests))
+    assert sent == sorted((f"/items/{i % 300}", f"n={i}") for i in range(600))
+
+
+async def test_aiohttp_caller_name_follows_the_environment(
+        backends: list[FakeBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = backends
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    async with _mesh([a.url]) as mesh:
+        session = mesh.aiohttp("users")
+        names = []
+        for value in ("orders", "orders", "billing", None):
+            if value is None:
+                monkeypatch.delenv("OTEL_SERVICE_NAME")
+            else:
+                monkeypatch.setenv("OTEL_SERVICE_NAME", value)
+            async with session.get("/x") as response:
+                assert response.status == 200
+            names.append(a.requests[-1].headers.get("x-meshlite-caller"))
+    assert names == ["orders", "orders", "billing", None]
+
+
+async def test_aiohttp_forwards_an_incoming_trace_without_a_tracer_provider(
+        backends: list[FakeBackend]) -> None:
+    # Without an SDK the mesh makes no spans, but a trace context the application
+    # attached (an inbound request's) still reaches the backend.
+    from opentelemetry import context, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    a, _ = backends
+    incoming = SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True,
+                           trace_flags=TraceFlags(1))
+    async with _mesh([a.url]) as mesh:
+        session = mesh.aiohttp("users")
+        async with session.get("/x") as response:
+            assert response.status == 200
+        assert "traceparent" not in a.requests[-1].headers  # nothing to forward
+        token = context.attach(trace.set_span_in_context(NonRecordingSpan(incoming)))
+        try:
+            async with session.get("/x") as response:
+                assert response.status == 200
+        finally:
+            context.detach(token)
+    assert a.requests[-1].headers["traceparent"].split("-")[1] == f"{0x1234:032x}"
+
+
+def test_stamp_reads_the_opentelemetry_context_the_api_reads() -> None:
+    # stamp() reads the current OpenTelemetry context through the runtime's own
+    # variable: it must see exactly what the public API sees.
+    from opentelemetry import context
+
+    from meshlite._http._outgoing import _otel_context
+
+    assert _otel_context() == context.get_current() == {}
+    token = context.attach(context.set_value("k", "v"))
+    try:
+        assert _otel_context() is context.get_current()
+        assert _otel_context()["k"] == "v"
+    finally:
+        context.detach(token)
+    assert not _otel_context()

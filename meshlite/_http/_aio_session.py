@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 from aiohttp import hdrs
@@ -32,7 +32,7 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ._dispatcher import Dispatcher
-from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
+from ._outgoing import IDEMPOTENT_METHODS, answered, parse_retry_after, stamp
 
 __all__ = ["AiohttpResponseError", "aiohttp_session"]
 
@@ -43,6 +43,9 @@ _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _TARGETS = 1024
 """Backends (per service object) whose URL parts a session remembers."""
 
+_URLS = 256
+"""Paths per backend whose full ``yarl.URL`` a session remembers."""
+
 
 class AiohttpResponseError(ResponseStatusError, ConnectionError):
     """A 5xx or 429 answer to a ``mesh.aiohttp()`` request, raised inside the
@@ -51,80 +54,104 @@ class AiohttpResponseError(ResponseStatusError, ConnectionError):
     ``httpx.TransportError`` for ``mesh.http()``."""
 
 
-class _Target(NamedTuple):
-    origin: str  # scheme://host:port plus the backend's path prefix
-    netloc: str
-    ssl: ssl.SSLContext | bool
+class _Target:
+    """What a session sends to one backend with: its URL origin (plus path prefix),
+    ``Host`` and TLS context, and the URLs made for the paths sent there."""
+
+    __slots__ = ("netloc", "origin", "ssl", "urls")
+
+    def __init__(self, origin: str, netloc: str, context: ssl.SSLContext | bool) -> None:
+        self.origin = origin  # scheme://host:port plus the backend's path prefix
+        self.netloc = netloc
+        self.ssl = context
+        # Parsing a URL is a tenth of the mesh's own work on a request; the paths a
+        # service is called on repeat (a cache of at most _URLS, emptied when full,
+        # as mesh.http() remembers its merged URLs).
+        self.urls: dict[str, URL] = {}
+
+    def url(self, path: str) -> URL:
+        """The URL of ``path`` (the request's raw path and query) on this backend."""
+        urls = self.urls
+        found = urls.get(path)
+        if found is None:
+            if len(urls) >= _URLS:
+                urls.clear()
+            found = urls[path] = URL(self.origin + path, encoded=True)
+        return found
 
 
-class _Call:
-    """One logical request going through the pipeline (``ctx.args[0]``)."""
-
-    __slots__ = ("handler", "path", "replay", "request", "route", "service")
-
-    def __init__(self, request: aiohttp.ClientRequest, handler: ClientHandlerType,
-                 route: _Route,
-                 service: Service) -> None:
-        self.request = request
-        self.handler = handler
-        self.route = route
-        self.service = service
-        self.path = request.url.raw_path_qs
-        body = request._body
-        self.replay = (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
-            request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
-            or "Idempotency-Key" in request.headers)
+def _replayable(request: aiohttp.ClientRequest, service: Service) -> bool:
+    """Whether ``request`` may be sent again once it may have reached a backend: a
+    body aiohttp can send twice, and an idempotent method (or ``Idempotency-Key``,
+    or a service that retries non-idempotent requests)."""
+    body = request._body
+    return (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
+        request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
+        or "Idempotency-Key" in request.headers)
 
 
-async def _attempt(backend: Backend, call: _Call) -> aiohttp.ClientResponse:
+async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
+                   handler: ClientHandlerType, route: _Route, service: Service,
+                   path: str, replay: bool) -> aiohttp.ClientResponse:
+    # One attempt of a routed request (ctx.fn; the rest are ctx.args, set once per
+    # call by _Route: the request, aiohttp's handler, the route, the service, the
+    # request's raw path and query, and whether it may be sent twice).
     ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
     if ctx is not None and ctx.hedge:
         # Attempts re-point one ClientRequest in turn; racing ones would share it.
-        raise ConfigError(f"mesh.aiohttp({call.route.name!r}): ml.Hedge cannot race "
+        raise ConfigError(f"mesh.aiohttp({route.name!r}): ml.Hedge cannot race "
                           "attempts of an aiohttp request; use mesh.http() for a hedged "
                           "service", policy="routing")
-    service = call.service
-    target = call.route.target(service, backend)
-    request = call.request
-    request.url = URL(target.origin + call.path, encoded=True)
+    target = route._targets.get((service, backend.address))
+    if target is None:
+        target = route.target(service, backend)
+    url = target.urls.get(path)  # target.url(path), inlined for the usual case
+    if url is None:
+        url = target.url(path)
+    request.url = url
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
-    left = ctx.remaining() if ctx is not None else None
-    span = stamp(headers, service._headers, request.method, request.url, left,
-                 service.caller())
+    left = None if ctx is None or ctx.deadline is None else ctx.remaining()
+    span = stamp(headers, service._headers, request.method, url, left, service.caller())
     request._ssl = target.ssl
     try:
         if left is None:
-            response = await call.handler(request)
+            response = await handler(request)
         else:
             async with asyncio.timeout(left):
-                response = await call.handler(request)
+                response = await handler(request)
     except _UNSENT:
         raise
     except BaseException:
         # Cancellation too (a per-attempt Timeout): the request may have left.
-        _sent(call, ctx)
+        if not replay and ctx is not None:
+            ctx.no_resend = True
         raise
-    _sent(call, ctx)
-    answered(span, response.status)
-    if is_failure(response.status):
-        try:
-            await response.read()  # kept by the response: the caller reads it again
-        except BaseException:
-            response.close()
-            raise
-        raise AiohttpResponseError(
-            f"service {service.name!r}: {backend.address} answered {request.method} "
-            f"{call.path} with {response.status}",
-            response=response, status_code=response.status, address=backend.address,
-            service=service.name,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if not replay and ctx is not None:
+        ctx.no_resend = True
+    status = response.status
+    if span is not None:
+        answered(span, status)
+    if status >= 500 or status == 429:  # is_failure, inlined
+        await _failure(backend, request, service, path, response)
     return response
 
 
-def _sent(call: _Call, ctx: CallContext | None) -> None:
-    if not call.replay and ctx is not None:
-        ctx.no_resend = True
+async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Service,
+                   path: str, response: aiohttp.ClientResponse) -> None:
+    """Read a failed answer's body (kept by the response: the caller reads it again)
+    and raise it as an :class:`AiohttpResponseError`."""
+    try:
+        await response.read()
+    except BaseException:
+        response.close()
+        raise
+    raise AiohttpResponseError(
+        f"service {service.name!r}: {backend.address} answered {request.method} "
+        f"{path} with {response.status}",
+        response=response, status_code=response.status, address=backend.address,
+        service=service.name,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
 
 class _Route:
@@ -135,8 +162,14 @@ class _Route:
         self.name = name
         self.host = host
         self._targets: dict[tuple[Service, str], _Target] = {}
+        self._find, self._dispatch = dispatcher.target, dispatcher.dispatch
 
     def target(self, service: Service, backend: Backend) -> _Target:
+        """Where ``backend`` of ``service`` is (remembered per service object).
+
+        Raises:
+            ConfigError: the backend's address is not an http(s) base URL.
+        """
         key = (service, backend.address)
         found = self._targets.get(key)
         if found is None:
@@ -156,17 +189,23 @@ class _Route:
 
     async def __call__(self, request: aiohttp.ClientRequest, handler: ClientHandlerType
                        ) -> aiohttp.ClientResponse:
-        if request.url.raw_host != self.host:
+        url = request.url
+        if url.raw_host != self.host:
             return await handler(request)
-        service = self.dispatcher.target(self.name)
-        if not isinstance(service, Service):
-            raise ConfigError(f"mesh.aiohttp({self.name!r}): the override {service!r} is "
+        name = self.name
+        service = self._find(name)
+        if type(service) is not Service and not isinstance(service, Service):
+            raise ConfigError(f"mesh.aiohttp({name!r}): the override {service!r} is "
                               "not a service or backends", policy="routing")
-        call = _Call(request, handler, self, service)
-        ctx = CallContext(_attempt, (call,), {}, request.method, self.name, _current.get())
+        method = request.method
+        # A GET without a body may always be sent again (no call to find that out).
+        replay = ((request._body is None and method in IDEMPOTENT_METHODS)
+                  or _replayable(request, service))
+        ctx = CallContext(_attempt, (request, handler, self, service, url.raw_path_qs,
+                                     replay), {}, method, name, _current.get())
         ctx.request = request
         try:
-            return await self.dispatcher.dispatch(service, ctx)  # type: ignore[no-any-return]
+            return await self._dispatch(service, ctx)  # type: ignore[no-any-return]
         except (ResponseStatusError, ResendRefused) as error:
             return _outcome(error)
 

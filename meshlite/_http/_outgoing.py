@@ -9,11 +9,14 @@ here reaches every backend over every client.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import context as _context
 from opentelemetry import propagate as _propagate
 from opentelemetry import trace as _trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from .._backoff import parse_retry_after as _parse_retry_after
@@ -22,6 +25,17 @@ from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
 __all__ = ["IDEMPOTENT_METHODS", "answered", "is_failure", "parse_retry_after", "stamp"]
+
+def _context_getter() -> Callable[[], Context]:
+    # opentelemetry.context.get_current() is two Python calls down to a ContextVar
+    # read (the contextvars runtime, the API's default); every attempt asks, so the
+    # variable's own get is used when that runtime is the one loaded.
+    variable = getattr(getattr(_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    return variable.get if isinstance(variable, ContextVar) else _context.get_current
+
+
+_otel_context = _context_getter()
+
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 """Methods retried by default (RFC 9110 idempotent methods)."""
@@ -55,10 +69,17 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         for name, value in static:
             if name.lower() not in present:
                 headers[name] = value
-    stamp_outgoing(headers, left, caller)
-    span = _trace.get_current_span()  # the attempt's span, when the call is traced
+    if left is not None or caller is not None:
+        stamp_outgoing(headers, left, caller)
+    context = _otel_context()
+    if not context:
+        # Nothing set in the OpenTelemetry context (no span, no baggage): the usual
+        # case without a tracer provider, where the look-ups below would all find
+        # the invalid span. One dict test instead of five calls per attempt.
+        return None
+    span = _trace.get_current_span(context)  # the attempt's span, when traced
     if span.get_span_context().is_valid:
-        _propagate.inject(headers)
+        _propagate.inject(headers, context=context)
     if span.is_recording():
         record_http_request(method, str(url), span)
         return span

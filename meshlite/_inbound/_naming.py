@@ -24,28 +24,40 @@ def check_name(name: object) -> str | None:
 
 def default_name() -> str | None:
     """The service name telemetry was configured with, else ``OTEL_SERVICE_NAME``."""
-    configure = sys.modules.get("meshlite.telemetry._configure")  # never import it here
-    active = None if configure is None else configure.current()
+    global _configure, _memo
+    configure = _configure
+    if configure is None:  # looked up until imported, never imported here
+        configure = _configure = sys.modules.get("meshlite.telemetry._configure")
+    active = None if configure is None else configure._active
+    raw = _RAW.get(_KEY) if _RAW is not None else os.environ.get("OTEL_SERVICE_NAME")
+    # Every routed HTTP attempt of a mesh without a name asks (its caller header):
+    # the answer is remembered for the configuration and variable it came from.
+    memo = _memo
+    if memo[0] is active and memo[1] is raw:
+        return memo[2]
+    name = _name_of(active, raw)
+    _memo = (active, raw, name)
+    return name
+
+
+def _name_of(active: Any, raw: Any) -> str | None:
     if active is not None:
         name: str = active.service_name
         if name and name != "unknown_service":
             return valid_caller(name)
-    env = _service_name_env()
+    env = raw if _RAW is None or raw is None else _environ.decodevalue(raw)
     return valid_caller(env) if env else None
 
 
+# os.environ keeps its items in a dict (`_data`, kept current by os.environ's own
+# setters), read directly where CPython has it: os.environ.get("X") raises and
+# catches a KeyError inside when X is unset (2.5 us). A changed variable is a new
+# object there, so identity tells when the remembered name is stale.
 _environ: Any = os.environ
 _RAW, _KEY = getattr(_environ, "_data", None), getattr(_environ, "encodekey", str)(
     "OTEL_SERVICE_NAME")
 
 
-def _service_name_env() -> str | None:
-    # Every routed HTTP attempt of a mesh without a name reads this (its caller
-    # header). os.environ.get("X") raises and catches a KeyError inside when X is
-    # unset: 2.5 us, a tenth of what the mesh adds to a request. os.environ keeps its
-    # items in a dict (`_data`, kept current by os.environ's own setters), read here
-    # directly where CPython has it.
-    if _RAW is None:
-        return os.environ.get("OTEL_SERVICE_NAME")
-    raw = _RAW.get(_KEY)
-    return None if raw is None else _environ.decodevalue(raw)
+_configure: Any = None  # meshlite.telemetry._configure, once imported
+_memo: tuple[Any, Any, str | None] = (object(), object(), None)
+"""(telemetry configuration, raw ``OTEL_SERVICE_NAME``, the name they give)."""

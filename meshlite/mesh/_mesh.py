@@ -249,7 +249,8 @@ class Mesh(MeshLifecycle):
         Raises:
             ConfigError: no such service.
         """
-        return self._target(name)
+        target = self._targets.get(name)  # every routed HTTP request asks
+        return target if target is not None else self._target(name)
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to the events of every service (routing and policies),
@@ -364,7 +365,8 @@ class Mesh(MeshLifecycle):
         return cast(MeshMetrics, self.metrics).adopt(service)
 
     def _caller_name(self) -> str | None:
-        return self.name
+        name = self._name  # the name property, inlined: every routed attempt asks
+        return name if name is not None else default_name()
 
     # -- calls -----------------------------------------------------------------
 

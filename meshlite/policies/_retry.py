@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
+from opentelemetry.trace import INVALID_SPAN
+
 from .._backoff import Backoff, as_backoff, exponential
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
@@ -226,8 +228,9 @@ class Retry(Policy):
                         raise
                 else:
                     if on_result is None or not on_result(result):
-                        if ctx.span is not None:
-                            ctx.span.set_attribute("meshlite.attempts", n)
+                        span = ctx.span
+                        if span is not None and span is not INVALID_SPAN:
+                            span.set_attribute("meshlite.attempts", n)
                         return result
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
@@ -263,8 +266,9 @@ class Retry(Policy):
                         raise
                 else:
                     if on_result is None or not on_result(result):
-                        if ctx.span is not None:
-                            ctx.span.set_attribute("meshlite.attempts", n)
+                        span = ctx.span
+                        if span is not None and span is not INVALID_SPAN:
+                            span.set_attribute("meshlite.attempts", n)
                         return result
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:

@@ -25,6 +25,7 @@ costs an attribute read and no context manager.
 from __future__ import annotations
 
 import inspect
+import math
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from ._service import Service
 
 __all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
+
+_NEVER = math.inf  # Service._next_change when no ejection is due to end
 
 
 def prepare_retry(ctx: CallContext) -> None:
@@ -83,7 +86,13 @@ def async_route(service: Service) -> AsyncHandler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        endpoint = choose(ctx)
+        candidates = service._available
+        if ctx.tried is None and service._next_change == _NEVER and len(candidates) > 1:
+            # Service._choose's usual case, inlined: a first attempt, no ejection
+            # to end, two or more backends to choose from.
+            endpoint = service.balancer.pick(candidates, ctx)
+        else:
+            endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()
@@ -104,8 +113,9 @@ def async_route(service: Service) -> AsyncHandler:
             interrupted(endpoint, start, ctx)
             raise
         endpoint.succeeded(start)
-        if on_success is not None:
-            on_success(endpoint)
+        if on_success is not None and (endpoint.consecutive_failures
+                                       or endpoint.outcomes is not None):
+            on_success(endpoint)  # only when it has a streak or a window to update
         return result
 
     return route
@@ -122,7 +132,13 @@ def sync_route(service: Service) -> Handler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        endpoint = choose(ctx)
+        candidates = service._available
+        if ctx.tried is None and service._next_change == _NEVER and len(candidates) > 1:
+            # Service._choose's usual case, inlined: a first attempt, no ejection
+            # to end, two or more backends to choose from.
+            endpoint = service.balancer.pick(candidates, ctx)
+        else:
+            endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()
@@ -139,8 +155,9 @@ def sync_route(service: Service) -> Handler:
             interrupted(endpoint, start, ctx)
             raise
         endpoint.succeeded(start)
-        if on_success is not None:
-            on_success(endpoint)
+        if on_success is not None and (endpoint.consecutive_failures
+                                       or endpoint.outcomes is not None):
+            on_success(endpoint)  # only when it has a streak or a window to update
         return result
 
     return route
