@@ -269,14 +269,9 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            pending = self._pending
-            held, horizon = now - self._load_at, self._ewma
-            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
-                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
-                self._load = self._load * kept + pending * (1.0 - kept)
-            self._load_at = now
+            self._fold(now)
             self.in_flight += 1
-            self._pending = pending + 1
+            self._pending += 1
             self._starts += now
         finally:
             lock.release()
@@ -290,22 +285,7 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            pending = self._pending
-            held, horizon = now - self._load_at, self._ewma
-            if held > 0.0:  # (as _fold, inlined: this runs per attempt)
-                kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
-                self._load = self._load * kept + pending * (1.0 - kept)
-            self._load_at = now
-            self.in_flight -= 1
-            pending = self._pending = pending - 1  # (as _settle, inlined)
-            self._starts = self._starts - start if pending > 0 else 0.0
-            requests = self.requests = self.requests + 1
-            if requests == 1:  # the first answer replaces a health probe's prior
-                self._ewma = 0.0
-            self._latencies.append(rtt)
-            if requests >= self._count_at:
-                self._count_latencies()
-            self._observe(now, rtt, 0.0)
+            self._answered(now, start, rtt, 0.0)
         finally:
             lock.release()
         return rtt
@@ -318,19 +298,23 @@ class Endpoint:
         now = self._clock.monotonic()
         rtt = now - start
         with self._lock:
-            self._fold(now)
-            self.in_flight -= 1
-            pending = self._pending = self._pending - 1  # (as _settle, inlined)
-            self._starts = self._starts - start if pending > 0 else 0.0
-            requests = self.requests = self.requests + 1
-            if requests == 1:  # the first answer replaces a health probe's prior
-                self._ewma = 0.0
             self.errors += 1
-            self._latencies.append(rtt)
-            if requests >= self._count_at:
-                self._count_latencies()
-            self._observe(now, rtt, 1.0)
+            self._answered(now, start, rtt, 1.0)
         return rtt
+
+    def _answered(self, now: float, start: float, rtt: float, failure: float) -> None:
+        # The attempt begun at `start` answered after `rtt` seconds (`failure`: 1.0
+        # if it failed). Caller holds the lock.
+        self._fold(now)
+        self.in_flight -= 1
+        self._settle(start)
+        requests = self.requests = self.requests + 1
+        if requests == 1:  # the first answer replaces a health probe's prior
+            self._ewma = 0.0
+        self._latencies.append(rtt)
+        if requests >= self._count_at:
+            self._count_latencies()
+        self._observe(now, rtt, failure)
 
     def probed(self, rtt: float) -> None:
         """A health probe of this backend answered in ``rtt`` seconds. Before any
