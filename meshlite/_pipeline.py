@@ -133,7 +133,9 @@ class Pipeline(Policy):
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` through the pipeline and return its result."""
         handler = self._sync or self.sync_handler()
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
+        ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
+                          else _operation_of(fn), self.service, _current.get())
         token = _current.set(ctx)
         try:
             result: T = handler(ctx)
@@ -145,7 +147,9 @@ class Pipeline(Policy):
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``fn(*args, **kwargs)`` through the pipeline and return its result."""
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
+        ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
+                          else _operation_of(fn), self.service, _current.get())
         token = _current.set(ctx)
         try:
             result: T = await self._async(ctx)

@@ -20,6 +20,7 @@ from .._errors import ConfigError
 from .._events import Event, Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
+from .._policy import AsyncHandler, Handler
 from .._validate import fail, non_negative
 from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
     from ..observability._dashboard import Alerts
     from ..observability._dashboard._server import DashboardServer
-    from ..observability._metrics import Timings
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
@@ -110,13 +110,16 @@ class Mesh(MeshLifecycle):
         self.metrics: MeshMetrics | None = None
         """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
         self._alerts: Alerts | None = None
-        self._series: dict[Service, Timings] | None = None  # metrics.series, per call
+        # metrics.recorders / arecorders, read per call (None: no metrics)
+        self._recorders: dict[Service, tuple[Handler, Handler]] | None = None
+        self._arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] | None = None
         for service in services:
             self._add(service)
         dependency_order(self._services)
         if metrics:
             self.metrics = MeshMetrics(self)
-            self._series = self.metrics.series
+            self._recorders = self.metrics.recorders
+            self._arecorders = self.metrics.arecorders
             if self.metrics.shared is not None:  # several workers: write this one's file
                 self.attach(self.metrics.shared)
         # Alert rules are evaluated while the mesh is open (one worker per host).
@@ -350,10 +353,6 @@ class Mesh(MeshLifecycle):
         if self.metrics is not None:
             self.metrics.adopt(service)
 
-    def _adopt_series(self, service: Service) -> Timings:
-        # A service the metrics do not observe yet (dispatch's slow path; _series is
-        # set only with metrics).
-        return cast(MeshMetrics, self.metrics).adopt(service)
 
     def _caller_name(self) -> str | None:
         return self.name
@@ -363,7 +362,8 @@ class Mesh(MeshLifecycle):
     # The lifecycle counts calls in flight in its own list (meshlite._inflight),
     # whether or not the mesh records metrics: closing waits for them to drain and
     # refuses new ones by its state alone. Metrics record each call through the
-    # service's series (Timings.run / arun, as ml.Metrics does).
+    # service's series (observability._metrics.recorded / arecorded, as ml.Metrics
+    # does), through the recorded chain MeshMetrics keeps per service.
 
     @property
     def _in_flight(self) -> int:
@@ -405,14 +405,17 @@ class Mesh(MeshLifecycle):
             raise self._refused()
         token = _current.set(ctx)
         try:
-            series_of = self._series
-            if series_of is None:
-                return await service._ahandler(ctx)
+            handler = service._ahandler
+            recorders = self._arecorders
+            if recorders is None:
+                return await handler(ctx)
             try:
-                series = series_of[service]
+                chain, record = recorders[service]
             except KeyError:
-                series = self._adopt_series(service)
-            return await series.arun(service._ahandler, ctx)
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).arecorder(service, handler)
+            return await record(ctx)
         finally:
             _current.reset(token)
             calls.pop()
@@ -427,14 +430,16 @@ class Mesh(MeshLifecycle):
             raise self._refused()
         token = _current.set(ctx)
         try:
-            series_of = self._series
-            if series_of is None:
+            recorders = self._recorders
+            if recorders is None:
                 return handler(ctx)
             try:
-                series = series_of[service]
+                chain, record = recorders[service]
             except KeyError:
-                series = self._adopt_series(service)
-            return series.run(handler, ctx)
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).recorder(service, handler)
+            return record(ctx)
         finally:
             _current.reset(token)
             calls.pop()
