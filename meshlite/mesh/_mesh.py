@@ -44,7 +44,6 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
-_REFUSING = ("closing", "closed")
 _HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
 
 
@@ -103,6 +102,7 @@ class Mesh(MeshLifecycle):
         self._thread: LoopThread | None = None
         self._calls = calls_list()  # one item per call in flight (see _enter)
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
+        self._refusing = False  # closing or closed (set with the state: _set_state)
         self.config_version = 0
         """Incremented by the config loader on each applied reload."""
         self.reload_errors: list[Any] = []
@@ -384,7 +384,7 @@ class Mesh(MeshLifecycle):
         # Counted before the state check: a close that set "closing" after this call
         # saw "open" then finds it in flight and waits for it.
         calls.append(None)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
 
@@ -400,7 +400,7 @@ class Mesh(MeshLifecycle):
         """
         calls = self._calls
         calls.append(None)  # _enter, inlined (every call runs it)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
@@ -425,7 +425,7 @@ class Mesh(MeshLifecycle):
         handler = service._handler or service.sync_handler()
         calls = self._calls
         calls.append(None)  # _enter, inlined (every call runs it)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
