@@ -22,7 +22,9 @@ T = TypeVar("T")
 def _invoke(ctx: CallContext) -> Any:
     # The bottom of every chain, sync and async alike: for async calls this returns
     # the coroutine and the policy above awaits it, saving one coroutine frame.
-    return ctx.fn(*ctx.args, **ctx.kwargs)
+    # Without keyword arguments (the usual case) no keyword dict is unpacked.
+    kwargs = ctx.kwargs
+    return ctx.fn(*ctx.args, **kwargs) if kwargs else ctx.fn(*ctx.args)
 
 
 def _refuse_generator(fn: Callable[..., Any]) -> None:
