@@ -7,7 +7,7 @@ up-down counter of calls in flight, a counter of errors) in a policy of its own.
 Both meshes have one service with two backends and the same pipeline; the two are
 measured interleaved over several rounds (median per candidate), so a noisy
 neighbour slows both alike. The difference is what metrics add to a call: the call
-run through its series (``Timings.run``: counted in flight while it runs, two
+run through its series (``_recording.recorded``: counted in flight while it runs, two
 clock reads around it, and an append of the latency, counted into the
 histogram in batches); per attempt an integer comparison (the endpoint counts its
 attempts' latencies from the reservoir it keeps anyway, in batches). The

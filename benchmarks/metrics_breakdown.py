@@ -2,7 +2,7 @@
 real recording, and with the endpoints keeping no attempt histogram, against
 ``metrics=False`` (thread CPU ns added per call, medians, interleaved as in
 ``metrics.py``). The difference between the two rows is what attempts cost; the
-rest is the call series (``Timings.run``).
+rest is the call series (``observability._recording.recorded``).
 
     .venv/bin/python benchmarks/metrics_breakdown.py
     .venv/bin/python benchmarks/metrics_breakdown.py --quick

@@ -22,7 +22,9 @@ T = TypeVar("T")
 def _invoke(ctx: CallContext) -> Any:
     # The bottom of every chain, sync and async alike: for async calls this returns
     # the coroutine and the policy above awaits it, saving one coroutine frame.
-    return ctx.fn(*ctx.args, **ctx.kwargs)
+    # Without keyword arguments (the usual case) no keyword dict is unpacked.
+    kwargs = ctx.kwargs
+    return ctx.fn(*ctx.args, **kwargs) if kwargs else ctx.fn(*ctx.args)
 
 
 def _refuse_generator(fn: Callable[..., Any]) -> None:
@@ -133,7 +135,9 @@ class Pipeline(Policy):
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` through the pipeline and return its result."""
         handler = self._sync or self.sync_handler()
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
+        ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
+                          else _operation_of(fn), self.service, _current.get())
         token = _current.set(ctx)
         try:
             result: T = handler(ctx)
@@ -145,7 +149,9 @@ class Pipeline(Policy):
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Await ``fn(*args, **kwargs)`` through the pipeline and return its result."""
-        ctx = CallContext(fn, args, kwargs, _operation_of(fn), self.service, _current.get())
+        name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
+        ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
+                          else _operation_of(fn), self.service, _current.get())
         token = _current.set(ctx)
         try:
             result: T = await self._async(ctx)

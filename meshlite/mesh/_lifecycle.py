@@ -40,6 +40,7 @@ class MeshLifecycle:
     _thread: LoopThread | None
     _in_flight: int
     _state: str
+    _refusing: bool
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
     _http: Any = None
     """The HTTP layer's connection pools of this mesh (``MeshPools``), once a client
@@ -63,8 +64,10 @@ class MeshLifecycle:
 
     def _set_state(self, state: str) -> None:
         # Every change of state goes through here; the dispatch refuses calls by
-        # reading the state after counting the call in flight.
+        # reading _refusing after counting the call in flight (a flag: one attribute
+        # read per call).
         self._state = state
+        self._refusing = state in ("closing", "closed")
 
     def _components_in_order(self) -> list[Lifecycle]:
         order = dependency_order(self._services)

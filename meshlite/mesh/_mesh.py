@@ -20,6 +20,7 @@ from .._errors import ConfigError
 from .._events import Event, Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
+from .._policy import AsyncHandler, Handler
 from .._validate import fail, non_negative
 from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
     from ..observability._dashboard import Alerts
     from ..observability._dashboard._server import DashboardServer
-    from ..observability._metrics import Timings
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
@@ -44,7 +44,6 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
-_REFUSING = ("closing", "closed")
 _HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
 
 
@@ -103,6 +102,7 @@ class Mesh(MeshLifecycle):
         self._thread: LoopThread | None = None
         self._calls = calls_list()  # one item per call in flight (see _enter)
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
+        self._refusing = False  # closing or closed (set with the state: _set_state)
         self.config_version = 0
         """Incremented by the config loader on each applied reload."""
         self.reload_errors: list[Any] = []
@@ -110,13 +110,16 @@ class Mesh(MeshLifecycle):
         self.metrics: MeshMetrics | None = None
         """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
         self._alerts: Alerts | None = None
-        self._series: dict[Service, Timings] | None = None  # metrics.series, per call
+        # metrics.recorders / arecorders, read per call (None: no metrics)
+        self._recorders: dict[Service, tuple[Handler, Handler]] | None = None
+        self._arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] | None = None
         for service in services:
             self._add(service)
         dependency_order(self._services)
         if metrics:
             self.metrics = MeshMetrics(self)
-            self._series = self.metrics.series
+            self._recorders = self.metrics.recorders
+            self._arecorders = self.metrics.arecorders
             if self.metrics.shared is not None:  # several workers: write this one's file
                 self.attach(self.metrics.shared)
         # Alert rules are evaluated while the mesh is open (one worker per host).
@@ -359,10 +362,6 @@ class Mesh(MeshLifecycle):
         if self._api_audit is not None:
             self._api_audit.watch(service)
 
-    def _adopt_series(self, service: Service) -> Timings:
-        # A service the metrics do not observe yet (dispatch's slow path; _series is
-        # set only with metrics).
-        return cast(MeshMetrics, self.metrics).adopt(service)
 
     def _caller_name(self) -> str | None:
         name = self._name  # the name property, inlined: every routed attempt asks
@@ -373,7 +372,8 @@ class Mesh(MeshLifecycle):
     # The lifecycle counts calls in flight in its own list (meshlite._inflight),
     # whether or not the mesh records metrics: closing waits for them to drain and
     # refuses new ones by its state alone. Metrics record each call through the
-    # service's series (Timings.run / arun, as ml.Metrics does).
+    # service's series (observability._metrics.recorded / arecorded, as ml.Metrics
+    # does), through the recorded chain MeshMetrics keeps per service.
 
     @property
     def _in_flight(self) -> int:
@@ -394,7 +394,7 @@ class Mesh(MeshLifecycle):
         # Counted before the state check: a close that set "closing" after this call
         # saw "open" then finds it in flight and waits for it.
         calls.append(None)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
 
@@ -410,19 +410,22 @@ class Mesh(MeshLifecycle):
         """
         calls = self._calls
         calls.append(None)  # _enter, inlined (every call runs it)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
         try:
-            series_of = self._series
-            if series_of is None:
-                return await service._ahandler(ctx)
+            handler = service._ahandler
+            recorders = self._arecorders
+            if recorders is None:
+                return await handler(ctx)
             try:
-                series = series_of[service]
+                chain, record = recorders[service]
             except KeyError:
-                series = self._adopt_series(service)
-            return await series.arun(service._ahandler, ctx)
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).arecorder(service, handler)
+            return await record(ctx)
         finally:
             _current.reset(token)
             calls.pop()
@@ -432,19 +435,21 @@ class Mesh(MeshLifecycle):
         handler = service._handler or service.sync_handler()
         calls = self._calls
         calls.append(None)  # _enter, inlined (every call runs it)
-        if self._state in _REFUSING:
+        if self._refusing:
             calls.pop()
             raise self._refused()
         token = _current.set(ctx)
         try:
-            series_of = self._series
-            if series_of is None:
+            recorders = self._recorders
+            if recorders is None:
                 return handler(ctx)
             try:
-                series = series_of[service]
+                chain, record = recorders[service]
             except KeyError:
-                series = self._adopt_series(service)
-            return series.run(handler, ctx)
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).recorder(service, handler)
+            return record(ctx)
         finally:
             _current.reset(token)
             calls.pop()

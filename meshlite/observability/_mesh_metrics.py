@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._service import Service
 from ._feed import EVENT_METRICS, EventFeed, touch_service
@@ -37,6 +38,7 @@ from ._metrics import (
     relabel,
 )
 from ._multiproc import Counts, SharedMetrics, multiproc_dir
+from ._recording import arecorded, recorded
 from ._scrape import AttemptReadings, mesh_families, service_families
 
 if TYPE_CHECKING:
@@ -70,8 +72,13 @@ class MeshMetrics:
         self._lock = threading.RLock()
         self._calls: dict[str, Timings] = {}
         self.series: dict[Service, Timings] = {}
-        """Each observed service's call series (the mesh's dispatch reads it per call;
-        an override's service shares the series of the service it stands for)."""
+        """Each observed service's call series (an override's service shares the
+        series of the service it stands for)."""
+        self.recorders: dict[Service, tuple[Handler, Handler]] = {}
+        """Per service, its sync chain and that chain recorded in its series (the
+        mesh's dispatch reads it per call; see :meth:`recorder`)."""
+        self.arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] = {}
+        """The same for the async chains."""
         self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
@@ -106,6 +113,20 @@ class MeshMetrics:
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
             self.series[service] = series
             return series
+
+    def recorder(self, service: Service, handler: Handler) -> Handler:
+        """``handler``, ``service``'s sync chain, recording each call in the service's
+        series (adopting the service if it is not observed yet); kept in
+        :attr:`recorders` for the next calls, until the service's chain changes."""
+        record = recorded(handler, self.adopt(service))
+        self.recorders[service] = (handler, record)
+        return record
+
+    def arecorder(self, service: Service, handler: AsyncHandler) -> AsyncHandler:
+        """Async twin of :meth:`recorder` (kept in :attr:`arecorders`)."""
+        record = arecorded(handler, self.adopt(service))
+        self.arecorders[service] = (handler, record)
+        return record
 
     def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
         # Keeping the owner alive keeps its id from being reused by another object.

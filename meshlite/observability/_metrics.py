@@ -3,11 +3,12 @@
 Per-call latencies go to :class:`Timings`, which takes no lock per call: a call
 appends its latency to a list (``list.append`` is atomic) and the histogram is
 counted in batches. Every recorder (the mesh, ``ml.Metrics``) runs calls through
-``Timings.run`` / ``Timings.arun``; endpoints observe attempts into a
-:class:`~meshlite._histogram.Histogram`. An uncontended ``threading.Lock`` costs more than the whole
-observation on CPython, and counting into shared cells would lose increments
-between threads (``cells[i] += 1`` is a read, an add and a write). Rare events
-(retries, rejections, ejections...) go to :class:`Counters`, a dict under one lock.
+a handler made by ``_recording.recorded`` (or ``arecorded``); endpoints observe
+attempts into a :class:`~meshlite._histogram.Histogram`. An uncontended
+``threading.Lock`` costs more than the whole observation on CPython, and counting
+into shared cells would lose increments between threads (``cells[i] += 1`` is a
+read, an add and a write). Rare events (retries, rejections, ejections...) go to
+:class:`Counters`, a dict under one lock.
 
 A scrape reads everything into :class:`MetricFamily` records, which the Prometheus
 module renders as text.
@@ -30,6 +31,7 @@ from .._inflight import calls_list, count
 from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._events import ResponseStatusError
+from ._recording import arecorded, recorded
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",
@@ -119,8 +121,9 @@ class TimingsReading:
 
 class Timings(Histogram):
     """A latency histogram of one label set, plus errors by type and calls in flight:
-    the one place a call is recorded (the mesh's dispatch and ``ml.Metrics`` both
-    run calls through :meth:`run` / :meth:`arun`).
+    where a call is recorded (by the handlers ``_recording.recorded`` and
+    ``arecorded`` make, which the mesh's dispatch and ``ml.Metrics`` both run calls
+    through).
 
     Recording takes no lock: a call appends to :attr:`calls` when it starts and pops
     when it ends (``meshlite._inflight``), and appends its latency to ``pending`` (or
@@ -145,43 +148,12 @@ class Timings(Histogram):
         self._errors: dict[str, int] = {}
 
     def run(self, handler: Handler, ctx: CallContext) -> Any:
-        """Run ``handler(ctx)`` and record it: in flight while it runs, then its
-        latency, or its latency and error (re-raised untouched)."""
-        monotonic = self.monotonic
-        start = monotonic()  # before the call counts: a clock that raises leaves nothing
-        calls = self.calls
-        calls.append(None)
-        try:
-            result = handler(ctx)
-        except BaseException as error:  # counted (cancellation too), then re-raised
-            calls.pop()
-            self.error(monotonic() - start, error)
-            raise
-        calls.pop()
-        pending = self.pending
-        pending.append(monotonic() - start)
-        if len(pending) >= FOLD_AT:
-            self.fold()
-        return result
+        """Run ``handler(ctx)`` and record it (``_recording.recorded``)."""
+        return recorded(handler, self)(ctx)
 
     async def arun(self, handler: AsyncHandler, ctx: CallContext) -> Any:
-        """Async twin of :meth:`run` (cancellation is recorded as an error too)."""
-        monotonic = self.monotonic
-        start = monotonic()  # before the call counts: a clock that raises leaves nothing
-        calls = self.calls
-        calls.append(None)
-        try:
-            result = await handler(ctx)
-        except BaseException as error:  # counted (cancellation too), then re-raised
-            calls.pop()
-            self.error(monotonic() - start, error)
-            raise
-        calls.pop()
-        pending = self.pending
-        pending.append(monotonic() - start)
-        if len(pending) >= FOLD_AT:
-            self.fold()
-        return result
+        """Async twin of :meth:`run`."""
+        return await arecorded(handler, self)(ctx)
 
     def error(self, seconds: float, error: BaseException) -> None:
         """Record one call that failed with ``error`` after ``seconds`` (its latency

@@ -4,11 +4,9 @@ pipeline, for pipelines used outside a mesh (a mesh records its own)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._context import CallContext
 from .._policy import AsyncHandler, Handler, Policy
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
@@ -20,6 +18,7 @@ from ._metrics import (
     check_buckets,
     histogram_samples,
 )
+from ._recording import SeriesTable, arecorded, recorded
 
 __all__ = ["Metrics"]
 
@@ -55,9 +54,7 @@ class Metrics(Policy):
         super().__init__()
         self.bounds = check_buckets("Metrics", buckets)
         self._clock = SYSTEM_CLOCK if clock is None else clock
-        # service -> operation -> series: two lookups of strings whose hashes are
-        # cached cost less than building and hashing a (service, operation) key.
-        self._table: dict[str | None, dict[str, Timings]] = {}
+        self._table: SeriesTable = {}
         self._lock = threading.Lock()
         self.counters = Counters(EVENT_METRICS)
         self._feed = EventFeed(self.counters)
@@ -101,32 +98,12 @@ class Metrics(Policy):
 
     def wrap(self, call_next: Handler) -> Handler:
         """The sync handler recording each call around ``call_next`` in the series of
-        its (service, operation) (``Timings.run``)."""
-        table, make = self._table, self._series_for
-
-        def handler(ctx: CallContext) -> Any:
-            try:
-                series = table[ctx.service][ctx.operation]
-            except KeyError:
-                series = make(ctx.service, ctx.operation)
-            return series.run(call_next, ctx)
-
-        return handler
+        its (service, operation) (``observability._metrics.recorded``)."""
+        return recorded(call_next, None, self._table, self._series_for)
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        """The async handler recording each call around ``call_next``: it returns
-        ``Timings.arun``'s coroutine, which the caller awaits (no coroutine of its
-        own)."""
-        table, make = self._table, self._series_for
-
-        def handler(ctx: CallContext) -> Awaitable[Any]:
-            try:
-                series = table[ctx.service][ctx.operation]
-            except KeyError:
-                series = make(ctx.service, ctx.operation)
-            return series.arun(call_next, ctx)
-
-        return handler
+        """The async handler recording each call around ``call_next``."""
+        return arecorded(call_next, None, self._table, self._series_for)
 
     def collect(self) -> Iterator[MetricFamily]:
         """Every metric recorded so far (see docs/metrics.md)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -274,13 +274,25 @@ class Trace(Policy):
         tracer = self._tracer()
         start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
-        async def handle(ctx: CallContext) -> Any:
+        def handle(ctx: CallContext) -> Awaitable[Any]:
             if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
-                outer_span, ctx.span = ctx.span, INVALID_SPAN
-                try:
-                    return await call_next(ctx)
-                finally:
-                    ctx.span = outer_span
+                outer_span = ctx.span
+                if outer_span is None or outer_span is INVALID_SPAN:
+                    # Untraced, under no span: nothing to restore (a span left as
+                    # INVALID_SPAN records nothing, as None), so no coroutine of its own.
+                    ctx.span = INVALID_SPAN
+                    return call_next(ctx)
+                return untraced(ctx, outer_span)
+            return traced(ctx)
+
+        async def untraced(ctx: CallContext, outer_span: Any) -> Any:
+            ctx.span = INVALID_SPAN
+            try:
+                return await call_next(ctx)
+            finally:
+                ctx.span = outer_span
+
+        async def traced(ctx: CallContext) -> Any:
             span = start_span(name or ctx.operation, kind=client, attributes=attributes_for(ctx))
             token = attach(set_span(span))
             outer_span, ctx.span = ctx.span, span

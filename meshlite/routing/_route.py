@@ -98,7 +98,9 @@ def async_route(service: Service) -> AsyncHandler:
         start = endpoint.begin()
         try:
             if span is None or span is INVALID_SPAN or not span.is_recording():
-                result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+                kwargs = ctx.kwargs  # none, usually: then no keyword dict is unpacked
+                result = (ctx.fn(backend, *ctx.args, **kwargs) if kwargs
+                          else ctx.fn(backend, *ctx.args))
                 if type(result) is CoroutineType or isawaitable(result):
                     result = await result
             else:
@@ -144,7 +146,9 @@ def sync_route(service: Service) -> Handler:
         start = endpoint.begin()
         try:
             if span is None or span is INVALID_SPAN or not span.is_recording():
-                result = ctx.fn(backend, *ctx.args, **ctx.kwargs)
+                kwargs = ctx.kwargs  # none, usually: then no keyword dict is unpacked
+                result = (ctx.fn(backend, *ctx.args, **kwargs) if kwargs
+                          else ctx.fn(backend, *ctx.args))
             else:
                 with AttemptSpan(ctx, backend):
                     result = ctx.fn(backend, *ctx.args, **ctx.kwargs)

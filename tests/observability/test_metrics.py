@@ -307,6 +307,26 @@ def test_late_registration_and_overrides_are_recorded(clock: FakeClock) -> None:
     assert value(m, h, "_count", service="users", backend="fake:1") == 1
 
 
+async def test_a_changed_pipeline_is_recorded_through_its_new_chain(clock: FakeClock) -> None:
+    # The mesh keeps each service's chain recorded; a new pipeline or an injected
+    # policy must be what the next call runs (sync and async), and still recorded.
+    service = plain()
+    mesh, m = mesh_of(service, clock=clock)
+    assert mesh.call_sync("users", lambda b: b.address) == "a"
+    assert await mesh.call("users", lambda b: b.address) == "a"
+    remove = service.inject(ml.FaultInjection(rate=1.0, error=KeyError("injected")))
+    with pytest.raises(KeyError):
+        mesh.call_sync("users", lambda b: b.address)
+    with pytest.raises(KeyError):
+        await mesh.call("users", lambda b: b.address)
+    remove()
+    service.set_pipeline(ml.Pipeline(ml.Fallback("fallback")))
+    assert mesh.call_sync("users", lambda b: 1 / 0) == "fallback"
+    assert await mesh.call("users", lambda b: 1 / 0) == "fallback"
+    assert value(m, "meshlite_requests_total", service="users") == 6
+    assert value(m, "meshlite_request_errors_total", service="users", error="KeyError") == 2
+
+
 def test_removed_backends_lose_their_series(clock: FakeClock) -> None:
     service = plain(backends=("a", "b"))
     mesh, m = mesh_of(service, clock=clock)
