@@ -57,12 +57,20 @@ _exp = math.exp
 _NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
+_LINEAR = 1e-3
+# Below this many time constants, exp(-x) is 1 - x to within x * x / 2 (5e-7): no
+# exp call (a balancer reads the averages a few microseconds after they moved).
+
+
 def _kept(elapsed: float, horizon: float) -> float:
     # The weight an exponential average keeps over `elapsed` seconds: every average
     # of an endpoint (its latency, failure share and load) is blended with it.
     if elapsed <= 0.0:
         return 1.0
-    return _exp(-elapsed / horizon) if horizon > 0.0 else 0.0
+    if horizon <= 0.0:
+        return 0.0
+    x = elapsed / horizon
+    return 1.0 - x if x < _LINEAR else _exp(-x)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -170,6 +178,8 @@ class Endpoint:
     __slots__ = (
         "__weakref__",
         "_answer_time",
+        "_area",
+        "_busy_from",
         "_clock",
         "_count_at",
         "_counted",
@@ -224,9 +234,12 @@ class Endpoint:
         self._lock = threading.Lock()
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
-        # here, averaged over time with the latency as horizon (see _fold, cost).
+        # here, averaged over time with the latency as horizon. Its integral since
+        # `_busy_from` grows at each change (_move), and is averaged in at answers
+        # and when an idle time ends (_average).
         self._load = 1.0
-        self._load_at = clock.monotonic()
+        self._area = 0.0
+        self._load_at = self._busy_from = clock.monotonic()
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
@@ -269,10 +282,7 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self._fold(now)
-            self.in_flight += 1
-            self._pending += 1
-            self._starts += now
+            self._move(now, 1, now)
         finally:
             lock.release()
         return now
@@ -280,41 +290,50 @@ class Endpoint:
     def succeeded(self, start: float) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
         (so a caller recording it needs no clock read of its own)."""
-        now = self._clock.monotonic()
-        rtt = now - start
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._answered(now, start, rtt, 0.0)
-        finally:
-            lock.release()
-        return rtt
+        return self._answered(start, 0.0)
 
     def failed(self, start: float) -> float:
         """The attempt begun at ``start`` failed: counted as an error; its latency
         enters the EWMAs as it was, and the failure raises the endpoint's failure
         share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
         Returns the latency in seconds."""
+        return self._answered(start, 1.0)
+
+    def _answered(self, start: float, failure: float) -> float:
+        # The attempt begun at `start` answered (`failure`: 1.0 if it failed): its
+        # latency, returned, enters the reservoir and the averages.
         now = self._clock.monotonic()
         rtt = now - start
-        with self._lock:
-            self.errors += 1
-            self._answered(now, start, rtt, 1.0)
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._move(now, -1, start)
+            requests = self.requests = self.requests + 1
+            if failure:
+                self.errors += 1
+            self._latencies.append(rtt)
+            if requests >= self._count_at:
+                self._count_latencies()
+            ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
+            elapsed = now - self._stamp
+            # Every answer weighs at least 1/20 in the latency and the failure
+            # share: they forget over 10 s or about 20 answers, whichever comes
+            # first (_kept's maths, when it is the smaller). By time alone, a
+            # backend answering 1,000 times a second needed 10,000 fast answers to
+            # forget one slow one, such as a stall of the client itself.
+            w = _KEPT_PER_ANSWER
+            if elapsed > self._answer_time:
+                w = _exp(-elapsed / self._tau)
+            # The peak EWMA of latency: a slower sample replaces the average at
+            # once, faster ones pull it down with the weight above.
+            self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
+            failing = self._failing  # the failure share: a plain EWMA, same weight
+            if failure or failing:
+                self._failing = failing * w + failure * (1.0 - w)
+            self._stamp = now
+        finally:
+            lock.release()
         return rtt
-
-    def _answered(self, now: float, start: float, rtt: float, failure: float) -> None:
-        # The attempt begun at `start` answered after `rtt` seconds (`failure`: 1.0
-        # if it failed). Caller holds the lock.
-        self._fold(now)
-        self.in_flight -= 1
-        self._settle(start)
-        requests = self.requests = self.requests + 1
-        if requests == 1:  # the first answer replaces a health probe's prior
-            self._ewma = 0.0
-        self._latencies.append(rtt)
-        if requests >= self._count_at:
-            self._count_latencies()
-        self._observe(now, rtt, failure)
 
     def probed(self, rtt: float) -> None:
         """A health probe of this backend answered in ``rtt`` seconds. Before any
@@ -324,8 +343,9 @@ class Endpoint:
         spreading evenly. It is used once, and the first attempt's latency replaces
         it (a probe's own first request may have paid the probe client's set-up)."""
         with self._lock:
-            if self._ewma == 0.0 and self.requests == 0:
-                self._observe(self._clock.monotonic(), rtt, 0.0)
+            if self._ewma == 0.0 and self.requests == 0:  # as a first answer would
+                self._ewma = rtt
+                self._stamp = self._clock.monotonic()
 
     def abandoned(self, start: float | None = None) -> None:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
@@ -333,54 +353,45 @@ class Endpoint:
         age of the attempts in flight is kept as it was.)"""
         now = self._clock.monotonic()
         with self._lock:
-            self._fold(now)
-            self.in_flight -= 1
-            if start is None and self._pending:
-                start = self._starts / self._pending
-            self._settle(start if start is not None else 0.0)
+            if start is None:
+                start = self._starts / self._pending if self._pending else now
+            self._move(now, -1, start)
 
-    def _fold(self, now: float) -> None:
-        # Before in_flight changes: fold the level it held since it last changed
-        # into the time average of the load, whose horizon is the latency (the
-        # requests answering now were in flight for about that long). Answers read
-        # together in one pass, as the load falls with each, add nothing but the
-        # first. Caller holds the lock.
-        held, horizon = now - self._load_at, self._ewma
-        if held > 0.0:  # (as _kept)
-            kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
-            self._load = self._load * kept + self._pending * (1.0 - kept)
-        self._load_at = now  # (also when a service gave the endpoint a new clock)
-
-    def _settle(self, start: float) -> None:
-        # The attempt begun at `start` is no longer in flight. Caller holds the lock.
-        pending = self._pending = self._pending - 1
-        self._starts = self._starts - start if pending > 0 else 0.0
-        if pending < 0:  # more ends than begins (a caller's mistake): start afresh
+    def _move(self, now: float, step: int, start: float) -> None:
+        # An attempt begun at `start` begins (`step` 1) or ends (-1). Caller holds
+        # the lock. The load's integral over time gains the level held since the
+        # last change (a multiply-add), and is averaged in at an answer, or when
+        # an idle time ends (its level 0 lowers the load).
+        pending = self._pending
+        if pending:
+            self._area += pending * (now - self._load_at)
+        if step < 0 < pending or (not pending and self._load > 1.0):
+            # The load's time average, with the latency as its time constant (the
+            # requests answering now were in flight for about that long): the
+            # level held since `_busy_from` (the integral's mean) weighs
+            # 1 - exp(-held / latency), the average before the rest. A load of 1
+            # or less scales no cost (see cost), so while both are, the level
+            # alone stands in for the average (no exp).
+            held = now - self._busy_from
+            if held > 0.0:
+                level, load, horizon = self._area / held, self._load, self._ewma
+                if load > 1.0 or level > 1.0:
+                    kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+                    level = load * kept + level * (1.0 - kept)
+                self._load = level
+            self._area = 0.0
+            self._busy_from = now
+        elif not pending:  # an idle time ends; it would not lower the load below 1
+            self._busy_from = now
+        self._load_at = now
+        self.in_flight += step
+        pending += step
+        if pending > 0:
+            self._pending = pending
+            self._starts += start if step > 0 else -start
+        else:  # none left (or more ends than begins, a caller's mistake): afresh
             self._pending = 0
-
-    # -- the averages: their update and their reading (each blended with _kept).
-
-    def _observe(self, now: float, rtt: float, failure: float) -> None:
-        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0. Caller
-        # holds the lock.
-        # Every answer weighs at least 1/20 in the latency and the failure share:
-        # they forget over 10 s or about 20 answers, whichever comes first. By time
-        # alone, a backend answering 1,000 times a second needed 10,000 fast answers
-        # to forget one slow one, such as every request in flight delayed together
-        # by a stall of the client itself. (_kept's maths, when it is the smaller.)
-        elapsed = now - self._stamp
-        w = _KEPT_PER_ANSWER
-        if elapsed > self._answer_time:
-            w = _exp(-elapsed / self._tau)
-        ewma = self._ewma
-        # The peak EWMA of latency: a slower sample replaces the average at once,
-        # faster ones pull it down with the weight above.
-        self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        # The failure share: a plain EWMA with the same weight.
-        failing = self._failing
-        if failure or failing:
-            self._failing = failing * w + failure * (1.0 - w)
-        self._stamp = now
+            self._starts = 0.0
 
     # -- what balancers and snapshots read -------------------------------------
 
@@ -422,8 +433,8 @@ class Endpoint:
             return _UNKNOWN_COST + in_flight if in_flight else 0.0
         if now is None:
             now = self._clock.monotonic()
-        elapsed = now - self._stamp  # every average fades when idle (_kept, inlined)
-        kept = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        x = (now - self._stamp) / self._tau  # every average fades (_kept, inlined)
+        kept = 1.0 if x <= 0.0 else 1.0 - x if x < _LINEAR else _exp(-x)
         latency *= kept
         load, would = self._load, in_flight + 1  # (the load as of its last change)
         if would > load:  # more load than the latency was measured under
