@@ -287,21 +287,10 @@ class Endpoint:
             lock.release()
         return now
 
-    def succeeded(self, start: float) -> float:
+    def succeeded(self, start: float, _failure: float = 0.0) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
         (so a caller recording it needs no clock read of its own)."""
-        return self._answered(start, 0.0)
-
-    def failed(self, start: float) -> float:
-        """The attempt begun at ``start`` failed: counted as an error; its latency
-        enters the EWMAs as it was, and the failure raises the endpoint's failure
-        share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
-        Returns the latency in seconds."""
-        return self._answered(start, 1.0)
-
-    def _answered(self, start: float, failure: float) -> float:
-        # The attempt begun at `start` answered (`failure`: 1.0 if it failed): its
-        # latency, returned, enters the reservoir and the averages.
+        # (`_failure` 1.0: it failed, for failed(), which shares this bookkeeping.)
         now = self._clock.monotonic()
         rtt = now - start
         lock = self._lock
@@ -309,7 +298,7 @@ class Endpoint:
         try:
             self._move(now, -1, start)
             requests = self.requests = self.requests + 1
-            if failure:
+            if _failure:
                 self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
@@ -328,12 +317,19 @@ class Endpoint:
             # once, faster ones pull it down with the weight above.
             self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
             failing = self._failing  # the failure share: a plain EWMA, same weight
-            if failure or failing:
-                self._failing = failing * w + failure * (1.0 - w)
+            if _failure or failing:
+                self._failing = failing * w + _failure * (1.0 - w)
             self._stamp = now
         finally:
             lock.release()
         return rtt
+
+    def failed(self, start: float) -> float:
+        """The attempt begun at ``start`` failed: counted as an error; its latency
+        enters the EWMAs as it was, and the failure raises the endpoint's failure
+        share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
+        Returns the latency in seconds."""
+        return self.succeeded(start, 1.0)
 
     def probed(self, rtt: float) -> None:
         """A health probe of this backend answered in ``rtt`` seconds. Before any
