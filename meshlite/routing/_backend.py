@@ -46,11 +46,16 @@ DEFAULT_RESERVOIR_SIZE = 512
 
 _KEPT_PER_ANSWER = 0.95
 # The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
-# the last 20, outlier detection's failure-rate window), more after a pause.
+# the last 20, outlier detection's failure-rate window), more after a pause. The
+# latency and the failure share forget over 10 s or about 20 answers, whichever
+# comes first: by time alone, a backend answering 1,000 times a second needed 10,000
+# fast answers to forget one slow one, such as a stall of the client itself.
 
 _UNKNOWN_COST = 1e6
 # Finagle's penalty: an endpoint with requests in flight and no latency measured yet
 # may be stuck on its first request, so it is the last choice until one returns.
+
+_ABANDONED = -1.0  # Endpoint.succeeded's outcome for an attempt that was cancelled
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
@@ -178,18 +183,17 @@ class Endpoint:
     __slots__ = (
         "__weakref__",
         "_answer_time",
-        "_area",
         "_busy_from",
         "_clock",
         "_count_at",
         "_counted",
+        "_done",
         "_every",
         "_ewma",
         "_failing",
         "_histogram",
         "_latencies",
         "_load",
-        "_load_at",
         "_lock",
         "_pending",
         "_stamp",
@@ -234,12 +238,13 @@ class Endpoint:
         self._lock = threading.Lock()
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
-        # here, averaged over time with the latency as horizon. Its integral since
-        # `_busy_from` grows at each change (_move), and is averaged in at answers
-        # and when an idle time ends (_average).
+        # here, averaged over time with the latency as horizon (see _average).
         self._load = 1.0
-        self._area = 0.0
-        self._load_at = self._busy_from = clock.monotonic()
+        self._busy_from = clock.monotonic()
+        # The load's integral over time since `_busy_from` is
+        # `_done + _pending * now - _starts`: each attempt in flight counts its
+        # age, and `_done` holds what those that ended counted (no work in begin).
+        self._done = 0.0
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
@@ -282,43 +287,59 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self._move(now, 1, now)
+            if not self._pending:  # an idle time ends: it lowers the load (level 0)
+                if self._load > 1.0:  # (at most 1, it would scale no cost)
+                    self._average(now - self._busy_from, self._done)
+                self._busy_from, self._done = now, 0.0
+            self.in_flight += 1
+            self._pending += 1
+            self._starts += now
         finally:
             lock.release()
         return now
 
-    def succeeded(self, start: float, _failure: float = 0.0) -> float:
+    def succeeded(self, start: float, _outcome: float = 0.0) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
         (so a caller recording it needs no clock read of its own)."""
-        # (`_failure` 1.0: it failed, for failed(), which shares this bookkeeping.)
+        # One bookkeeping for every end: `_outcome` 1.0 failed, -1.0 abandoned.
         now = self._clock.monotonic()
         rtt = now - start
         lock = self._lock
         lock.acquire()
         try:
-            self._move(now, -1, start)
+            pending = self._pending  # the load since _busy_from (see _average)
+            area, held = self._done + pending * now - self._starts, now - self._busy_from
+            if held > 0.0:
+                if area > held or self._load > 1.0:
+                    self._average(held, area)
+                else:  # both at most 1 (see _average)
+                    self._load = area / held
+                self._busy_from = now
+            self.in_flight -= 1
+            if pending > 1:
+                self._pending = pending = pending - 1
+                self._starts = starts = self._starts - start
+                self._done = starts - pending * now  # (no area since now)
+            else:  # none left (or more ends than begins, a caller's mistake)
+                self._pending, self._starts, self._done = 0, 0.0, 0.0
+            if _outcome < 0.0:  # abandoned: it says nothing about the backend
+                return rtt
             requests = self.requests = self.requests + 1
-            if _failure:
+            if _outcome:
                 self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._count_latencies()
             ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
             elapsed = now - self._stamp
-            # Every answer weighs at least 1/20 in the latency and the failure
-            # share: they forget over 10 s or about 20 answers, whichever comes
-            # first (_kept's maths, when it is the smaller). By time alone, a
-            # backend answering 1,000 times a second needed 10,000 fast answers to
-            # forget one slow one, such as a stall of the client itself.
-            w = _KEPT_PER_ANSWER
+            w = _KEPT_PER_ANSWER  # or _kept's maths, when it is the smaller
             if elapsed > self._answer_time:
                 w = _exp(-elapsed / self._tau)
-            # The peak EWMA of latency: a slower sample replaces the average at
-            # once, faster ones pull it down with the weight above.
+            # The peak EWMA of latency: a slower sample replaces it at once.
             self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
             failing = self._failing  # the failure share: a plain EWMA, same weight
-            if _failure or failing:
-                self._failing = failing * w + _failure * (1.0 - w)
+            if _outcome > 0.0 or failing:
+                self._failing = failing * w + _outcome * (1.0 - w)
             self._stamp = now
         finally:
             lock.release()
@@ -347,47 +368,24 @@ class Endpoint:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
         counts, and says nothing about the backend. (Without ``start``, the mean
         age of the attempts in flight is kept as it was.)"""
-        now = self._clock.monotonic()
-        with self._lock:
-            if start is None:
-                start = self._starts / self._pending if self._pending else now
-            self._move(now, -1, start)
+        if start is None:
+            with self._lock:
+                pending = self._pending
+                start = self._starts / pending if pending else self._clock.monotonic()
+        self.succeeded(start, _ABANDONED)
 
-    def _move(self, now: float, step: int, start: float) -> None:
-        # An attempt begun at `start` begins (`step` 1) or ends (-1). Caller holds
-        # the lock. The load's integral over time gains the level held since the
-        # last change (a multiply-add), and is averaged in at an answer, or when
-        # an idle time ends (its level 0 lowers the load).
-        pending = self._pending
-        if pending:
-            self._area += pending * (now - self._load_at)
-        if step < 0 < pending or (not pending and self._load > 1.0):
-            # The load's time average, with the latency as its time constant (the
-            # requests answering now were in flight for about that long): the
-            # level held since `_busy_from` (the integral's mean) weighs
-            # 1 - exp(-held / latency), the average before the rest. A load of 1
-            # or less scales no cost (see cost), so while both are, the level
-            # alone stands in for the average (no exp).
-            held = now - self._busy_from
-            if held > 0.0:
-                level, load, horizon = self._area / held, self._load, self._ewma
-                if load > 1.0 or level > 1.0:
-                    kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
-                    level = load * kept + level * (1.0 - kept)
-                self._load = level
-            self._area = 0.0
-            self._busy_from = now
-        elif not pending:  # an idle time ends; it would not lower the load below 1
-            self._busy_from = now
-        self._load_at = now
-        self.in_flight += step
-        pending += step
-        if pending > 0:
-            self._pending = pending
-            self._starts += start if step > 0 else -start
-        else:  # none left (or more ends than begins, a caller's mistake): afresh
-            self._pending = 0
-            self._starts = 0.0
+    def _average(self, held: float, area: float) -> None:
+        # The load's time average, with the latency as its time constant (the
+        # requests answering now were in flight for about that long): the level
+        # held for the last `held` seconds (`area`, the integral, over `held`)
+        # weighs 1 - exp(-held / latency), the average before the rest. A load of
+        # 1 or less scales no cost (see cost): while the average and the level
+        # both are, the level alone stands for the average (no exp; callers skip
+        # this then). Caller holds the lock.
+        if held > 0.0:
+            horizon = self._ewma
+            kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+            self._load = self._load * kept + area / held * (1.0 - kept)
 
     # -- what balancers and snapshots read -------------------------------------
 
