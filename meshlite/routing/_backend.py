@@ -289,8 +289,8 @@ class Endpoint:
         try:
             if not self._pending:  # an idle time ends: it lowers the load (level 0)
                 if self._load > 1.0:  # (at most 1, it would scale no cost)
-                    self._average(now - self._busy_from, self._done)
-                self._busy_from, self._done = now, 0.0
+                    self._average(now - self._busy_from, 0.0)
+                self._busy_from = now  # (and _done is 0.0: see succeeded)
             self.in_flight += 1
             self._pending += 1
             self._starts += now
