@@ -314,7 +314,7 @@ class Endpoint:
                     self._average(held, area)
                 else:  # both at most 1 (see _average)
                     self._load = area / held
-                self._busy_from = now
+            self._busy_from = now
             self.in_flight -= 1
             if pending > 1:
                 self._pending = pending = pending - 1
