@@ -46,15 +46,25 @@ DEFAULT_RESERVOIR_SIZE = 512
 
 _KEPT_PER_ANSWER = 0.95
 # The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
-# the last 20, outlier detection's failure-rate window), more after a pause.
+# the last 20, outlier detection's failure-rate window), more after a pause. The
+# latency and the failure share forget over 10 s or about 20 answers, whichever
+# comes first: by time alone, a backend answering 1,000 times a second needed 10,000
+# fast answers to forget one slow one, such as a stall of the client itself.
 
 _UNKNOWN_COST = 1e6
 # Finagle's penalty: an endpoint with requests in flight and no latency measured yet
 # may be stuck on its first request, so it is the last choice until one returns.
 
+_ABANDONED = -1.0  # Endpoint.succeeded's outcome for an attempt that was cancelled
+
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _exp = math.exp
 _NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
+
+
+_LINEAR = 1e-3
+# Below this many time constants, exp(-x) is 1 - x to within x * x / 2 (5e-7): no
+# exp call (a balancer reads the averages a few microseconds after they moved).
 
 
 def _kept(elapsed: float, horizon: float) -> float:
@@ -62,7 +72,10 @@ def _kept(elapsed: float, horizon: float) -> float:
     # of an endpoint (its latency, failure share and load) is blended with it.
     if elapsed <= 0.0:
         return 1.0
-    return _exp(-elapsed / horizon) if horizon > 0.0 else 0.0
+    if horizon <= 0.0:
+        return 0.0
+    x = elapsed / horizon
+    return 1.0 - x if x < _LINEAR else _exp(-x)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -170,16 +183,17 @@ class Endpoint:
     __slots__ = (
         "__weakref__",
         "_answer_time",
+        "_busy_from",
         "_clock",
         "_count_at",
         "_counted",
+        "_done",
         "_every",
         "_ewma",
         "_failing",
         "_histogram",
         "_latencies",
         "_load",
-        "_load_at",
         "_lock",
         "_pending",
         "_stamp",
@@ -224,9 +238,13 @@ class Endpoint:
         self._lock = threading.Lock()
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
-        # here, averaged over time with the latency as horizon (see _fold, cost).
+        # here, averaged over time with the latency as horizon (see _average).
         self._load = 1.0
-        self._load_at = clock.monotonic()
+        self._busy_from = clock.monotonic()
+        # The load's integral over time since `_busy_from` is
+        # `_done + _pending * now - _starts`: each attempt in flight counts its
+        # age, and `_done` holds what those that ended counted (no work in begin).
+        self._done = 0.0
         # The share of recent attempts that failed, on the same clock and stamp.
         self._failing = 0.0
         # The attempts in flight that began here, and the sum of their start times:
@@ -269,7 +287,10 @@ class Endpoint:
         lock = self._lock
         lock.acquire()
         try:
-            self._fold(now)
+            if not self._pending:  # an idle time ends: it lowers the load (level 0)
+                if self._load > 1.0:  # (at most 1, it would scale no cost)
+                    self._average(now - self._busy_from, 0.0)
+                self._busy_from = now  # (and _done is 0.0: see succeeded)
             self.in_flight += 1
             self._pending += 1
             self._starts += now
@@ -277,15 +298,49 @@ class Endpoint:
             lock.release()
         return now
 
-    def succeeded(self, start: float) -> float:
+    def succeeded(self, start: float, _outcome: float = 0.0) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
         (so a caller recording it needs no clock read of its own)."""
+        # One bookkeeping for every end: `_outcome` 1.0 failed, -1.0 abandoned.
         now = self._clock.monotonic()
         rtt = now - start
         lock = self._lock
         lock.acquire()
         try:
-            self._answered(now, start, rtt, 0.0)
+            pending = self._pending  # the load since _busy_from (see _average)
+            area, held = self._done + pending * now - self._starts, now - self._busy_from
+            if held > 0.0:
+                if area > held or self._load > 1.0:
+                    self._average(held, area)
+                else:  # both at most 1 (see _average)
+                    self._load = area / held
+            self._busy_from = now
+            self.in_flight -= 1
+            if pending > 1:
+                self._pending = pending = pending - 1
+                self._starts = starts = self._starts - start
+                self._done = starts - pending * now  # (no area since now)
+            else:  # none left (or more ends than begins, a caller's mistake)
+                self._pending, self._starts, self._done = 0, 0.0, 0.0
+            if _outcome < 0.0:  # abandoned: it says nothing about the backend
+                return rtt
+            requests = self.requests = self.requests + 1
+            if _outcome:
+                self.errors += 1
+            self._latencies.append(rtt)
+            if requests >= self._count_at:
+                self._count_latencies()
+            ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
+            elapsed = now - self._stamp
+            w = _KEPT_PER_ANSWER  # or _kept's maths, when it is the smaller
+            if elapsed > self._answer_time:
+                w = _exp(-elapsed / self._tau)
+            # The peak EWMA of latency: a slower sample replaces it at once.
+            self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
+            failing = self._failing  # the failure share: a plain EWMA, same weight
+            if _outcome > 0.0 or failing:
+                self._failing = failing * w + _outcome * (1.0 - w)
+            self._stamp = now
         finally:
             lock.release()
         return rtt
@@ -295,26 +350,7 @@ class Endpoint:
         enters the EWMAs as it was, and the failure raises the endpoint's failure
         share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
         Returns the latency in seconds."""
-        now = self._clock.monotonic()
-        rtt = now - start
-        with self._lock:
-            self.errors += 1
-            self._answered(now, start, rtt, 1.0)
-        return rtt
-
-    def _answered(self, now: float, start: float, rtt: float, failure: float) -> None:
-        # The attempt begun at `start` answered after `rtt` seconds (`failure`: 1.0
-        # if it failed). Caller holds the lock.
-        self._fold(now)
-        self.in_flight -= 1
-        self._settle(start)
-        requests = self.requests = self.requests + 1
-        if requests == 1:  # the first answer replaces a health probe's prior
-            self._ewma = 0.0
-        self._latencies.append(rtt)
-        if requests >= self._count_at:
-            self._count_latencies()
-        self._observe(now, rtt, failure)
+        return self.succeeded(start, 1.0)
 
     def probed(self, rtt: float) -> None:
         """A health probe of this backend answered in ``rtt`` seconds. Before any
@@ -324,63 +360,32 @@ class Endpoint:
         spreading evenly. It is used once, and the first attempt's latency replaces
         it (a probe's own first request may have paid the probe client's set-up)."""
         with self._lock:
-            if self._ewma == 0.0 and self.requests == 0:
-                self._observe(self._clock.monotonic(), rtt, 0.0)
+            if self._ewma == 0.0 and self.requests == 0:  # as a first answer would
+                self._ewma = rtt
+                self._stamp = self._clock.monotonic()
 
     def abandoned(self, start: float | None = None) -> None:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
         counts, and says nothing about the backend. (Without ``start``, the mean
         age of the attempts in flight is kept as it was.)"""
-        now = self._clock.monotonic()
-        with self._lock:
-            self._fold(now)
-            self.in_flight -= 1
-            if start is None and self._pending:
-                start = self._starts / self._pending
-            self._settle(start if start is not None else 0.0)
+        if start is None:
+            with self._lock:
+                pending = self._pending
+                start = self._starts / pending if pending else self._clock.monotonic()
+        self.succeeded(start, _ABANDONED)
 
-    def _fold(self, now: float) -> None:
-        # Before in_flight changes: fold the level it held since it last changed
-        # into the time average of the load, whose horizon is the latency (the
-        # requests answering now were in flight for about that long). Answers read
-        # together in one pass, as the load falls with each, add nothing but the
-        # first. Caller holds the lock.
-        held, horizon = now - self._load_at, self._ewma
-        if held > 0.0:  # (as _kept)
+    def _average(self, held: float, area: float) -> None:
+        # The load's time average, with the latency as its time constant (the
+        # requests answering now were in flight for about that long): the level
+        # held for the last `held` seconds (`area`, the integral, over `held`)
+        # weighs 1 - exp(-held / latency), the average before the rest. A load of
+        # 1 or less scales no cost (see cost): while the average and the level
+        # both are, the level alone stands for the average (no exp; callers skip
+        # this then). Caller holds the lock.
+        if held > 0.0:
+            horizon = self._ewma
             kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
-            self._load = self._load * kept + self._pending * (1.0 - kept)
-        self._load_at = now  # (also when a service gave the endpoint a new clock)
-
-    def _settle(self, start: float) -> None:
-        # The attempt begun at `start` is no longer in flight. Caller holds the lock.
-        pending = self._pending = self._pending - 1
-        self._starts = self._starts - start if pending > 0 else 0.0
-        if pending < 0:  # more ends than begins (a caller's mistake): start afresh
-            self._pending = 0
-
-    # -- the averages: their update and their reading (each blended with _kept).
-
-    def _observe(self, now: float, rtt: float, failure: float) -> None:
-        # `rtt`: an answer's latency; `failure`: 1.0 if it failed, else 0.0. Caller
-        # holds the lock.
-        # Every answer weighs at least 1/20 in the latency and the failure share:
-        # they forget over 10 s or about 20 answers, whichever comes first. By time
-        # alone, a backend answering 1,000 times a second needed 10,000 fast answers
-        # to forget one slow one, such as every request in flight delayed together
-        # by a stall of the client itself. (_kept's maths, when it is the smaller.)
-        elapsed = now - self._stamp
-        w = _KEPT_PER_ANSWER
-        if elapsed > self._answer_time:
-            w = _exp(-elapsed / self._tau)
-        ewma = self._ewma
-        # The peak EWMA of latency: a slower sample replaces the average at once,
-        # faster ones pull it down with the weight above.
-        self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-        # The failure share: a plain EWMA with the same weight.
-        failing = self._failing
-        if failure or failing:
-            self._failing = failing * w + failure * (1.0 - w)
-        self._stamp = now
+            self._load = self._load * kept + area / held * (1.0 - kept)
 
     # -- what balancers and snapshots read -------------------------------------
 
@@ -422,8 +427,8 @@ class Endpoint:
             return _UNKNOWN_COST + in_flight if in_flight else 0.0
         if now is None:
             now = self._clock.monotonic()
-        elapsed = now - self._stamp  # every average fades when idle (_kept, inlined)
-        kept = _exp(-elapsed / self._tau) if elapsed > 0.0 else 1.0
+        x = (now - self._stamp) / self._tau  # every average fades (_kept, inlined)
+        kept = 1.0 if x <= 0.0 else 1.0 - x if x < _LINEAR else _exp(-x)
         latency *= kept
         load, would = self._load, in_flight + 1  # (the load as of its last change)
         if would > load:  # more load than the latency was measured under

@@ -485,7 +485,7 @@ class Service(Rotation):
         self.clock = clock
         for e in self._endpoints:
             e._clock = clock
-            e._stamp = clock.monotonic()
+            e._stamp = e._busy_from = clock.monotonic()
         for c in self.components:
             if isinstance(c, HealthChecker):
                 c.clock = clock
