@@ -30,6 +30,28 @@ def config(attempts: int, extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
+class LoopTurns:
+    """Counts the turns of the running event loop while open (``async with``): a task
+    that yields to the loop and adds one, over and over."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.n += 1
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def test_a_reload_builds_and_touches_only_the_services_that_changed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "mesh.yaml"
@@ -94,28 +116,19 @@ async def test_the_build_runs_on_the_loop_a_slice_at_a_time(
     path.write_text(config(3), encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
     monkeypatch.setattr(steps_module, "SLICE_SECONDS", 0.0)  # a step per slice
-    turns = 0
+    turns = LoopTurns()
     seen: list[tuple[int, int]] = []
     original = Service._compile
 
     def spy(self: Service, pipeline: Any, injected: Any) -> Any:
-        seen.append((turns, threading.get_ident()))
+        seen.append((turns.n, threading.get_ident()))
         return original(self, pipeline, injected)
-
-    async def ticker() -> None:
-        nonlocal turns
-        while True:
-            await asyncio.sleep(0)
-            turns += 1
 
     async with mesh:
         monkeypatch.setattr(Service, "_compile", spy)
-        task = asyncio.create_task(ticker())
         path.write_text(config(4), encoding="utf-8")
-        try:
+        async with turns:
             assert await mesh.reload() is True
-        finally:
-            task.cancel()
     assert len(seen) == 20
     assert {thread for _, thread in seen} == {threading.get_ident()}
     assert len({turn for turn, _ in seen}) == 20  # the loop ran between any two
@@ -209,29 +222,20 @@ async def test_the_loop_runs_between_chunks_of_switched_services(
     path.write_text(config(3), encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
     monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
-    turns = 0
+    turns = LoopTurns()
     seen: list[int] = []
     original = Service.set_pipeline
 
     def spy(self: Service, pipeline: Any) -> None:
-        seen.append(turns)
+        seen.append(turns.n)
         original(self, pipeline)
-
-    async def ticker() -> None:
-        nonlocal turns
-        while True:
-            await asyncio.sleep(0)
-            turns += 1
 
     async with mesh:
         monkeypatch.setattr(Service, "set_pipeline", spy)
-        task = asyncio.create_task(ticker())
         version = mesh.config_version
         path.write_text(config(4), encoding="utf-8")
-        try:
+        async with turns:
             assert await mesh.reload() is True
-        finally:
-            task.cancel()
         assert len(seen) == 20
         assert len(set(seen)) == 4  # 20 services in chunks of 5, the loop between
         assert all(seen[i] == seen[i - i % 5] for i in range(20))  # a chunk in one go
@@ -248,32 +252,23 @@ async def test_retired_services_are_drained_in_chunks(
     path.write_text(config(3), encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
     monkeypatch.setattr(apply_module, "SWITCH_CHUNK", 5)
-    turns = 0
+    turns = LoopTurns()
     seen: list[int] = []
     original = apply_module.retire
 
     async def spy(mesh: ml.Mesh, service: Service) -> None:
-        seen.append(turns)
+        seen.append(turns.n)
         await original(mesh, service)
-
-    async def ticker() -> None:
-        nonlocal turns
-        while True:
-            await asyncio.sleep(0)
-            turns += 1
 
     monkeypatch.setattr(apply_module, "retire", spy)
     async with mesh:
         old = mesh.service("s0")
-        task = asyncio.create_task(ticker())
         changed = config(3).replace("retry: {attempts: 3}",
                                     "retry: {attempts: 3}\n    balancer: random")
         path.write_text(changed, encoding="utf-8")  # routing changed: every one replaced
-        try:
+        async with turns:
             assert await mesh.reload() is True
             await until_drained(mesh)
-        finally:
-            task.cancel()
         assert mesh.service("s0") is not old
         assert len(seen) == 20
         assert len(set(seen)) > 1  # not all 20 in one turn of the loop
