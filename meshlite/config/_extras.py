@@ -35,7 +35,7 @@ def configure_telemetry(arguments: dict[str, Any]) -> None:
 
 def apply_alerts(mesh: Mesh, plan: AlertsPlan | None) -> None:
     """Give ``mesh.alerts`` the file's rules (none when the section is gone)."""
-    if plan is None and getattr(mesh, "_alerts", False) is None:
+    if plan is None and not mesh.alerts_made:
         return  # no rules, and no alerts made yet: nothing to clear (nor to import)
     alerts = getattr(mesh, "alerts", None)
     if alerts is None:

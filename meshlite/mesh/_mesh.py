@@ -604,6 +604,12 @@ class Mesh(MeshLifecycle):
     # -- dashboard -------------------------------------------------------------
 
     @property
+    def alerts_made(self) -> bool:
+        """Whether :attr:`alerts` has been made (reading it makes it); not public
+        API: config clears rules only where there are some."""
+        return self._alerts is not None
+
+    @property
     def alerts(self) -> Alerts:
         """The mesh's alert rules and alerts (``mesh.alerts.add(ml.AlertRule(...))``);
         the open mesh evaluates them once a second (with several workers, one worker

@@ -23,11 +23,26 @@ def _private_reads(path: Path) -> list[str]:
                 and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
                 and node.value.id in ("mesh", "service", "live", "previous")):
             found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in ("mesh", "service", "live", "previous")
+                and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_")
+                and not str(node.args[1].value).startswith("__")):
+            found.append(f"{path.name}:{node.lineno} {node.func.id}(..., "
+                         f"{node.args[1].value!r})")  # the same reach, by name
     return found
 
 
 def test_config_applies_through_the_mesh_interface() -> None:
     assert [r for name in FOLLOWING for r in _private_reads(CONFIG / name)] == []
+
+
+def test_a_private_attribute_named_in_getattr_counts_too(tmp_path: Path) -> None:
+    module = tmp_path / "reach.py"
+    module.write_text('def f(mesh):\n    return getattr(mesh, "_alerts", None)\n')
+    assert _private_reads(module) == ["reach.py:2 getattr(..., '_alerts')"]
 
 
 def test_the_interface_registers_replaces_and_drops() -> None:
