@@ -25,7 +25,6 @@ costs an attribute read and no context manager.
 from __future__ import annotations
 
 import inspect
-import math
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
 
-_NEVER = math.inf  # Service._next_change when no ejection is due to end
 
 
 def prepare_retry(ctx: CallContext) -> None:
@@ -86,13 +84,7 @@ def async_route(service: Service) -> AsyncHandler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        candidates = service._available
-        if ctx.tried is None and service._next_change == _NEVER and len(candidates) > 1:
-            # Service._choose's usual case, inlined: a first attempt, no ejection
-            # to end, two or more backends to choose from.
-            endpoint = service.balancer.pick(candidates, ctx)
-        else:
-            endpoint = choose(ctx)
+        endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()
@@ -134,13 +126,7 @@ def sync_route(service: Service) -> Handler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        candidates = service._available
-        if ctx.tried is None and service._next_change == _NEVER and len(candidates) > 1:
-            # Service._choose's usual case, inlined: a first attempt, no ejection
-            # to end, two or more backends to choose from.
-            endpoint = service.balancer.pick(candidates, ctx)
-        else:
-            endpoint = choose(ctx)
+        endpoint = choose(ctx)
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()
