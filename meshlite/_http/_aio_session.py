@@ -32,7 +32,7 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ._dispatcher import Dispatcher
-from ._outgoing import IDEMPOTENT_METHODS, answered, parse_retry_after, stamp
+from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
 
 __all__ = ["AiohttpResponseError", "aiohttp_session"]
 
@@ -102,13 +102,8 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
         raise ConfigError(f"mesh.aiohttp({route.name!r}): ml.Hedge cannot race "
                           "attempts of an aiohttp request; use mesh.http() for a hedged "
                           "service", policy="routing")
-    target = route._targets.get((service, backend.address))
-    if target is None:
-        target = route.target(service, backend)
-    url = target.urls.get(path)  # target.url(path), inlined for the usual case
-    if url is None:
-        url = target.url(path)
-    request.url = url
+    target = route.target(service, backend)
+    request.url = url = target.url(path)
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
     left = None if ctx is None or ctx.deadline is None else ctx.remaining()
@@ -132,7 +127,7 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     status = response.status
     if span is not None:
         answered(span, status)
-    if status >= 500 or status == 429:  # is_failure, inlined
+    if is_failure(status):
         await _failure(backend, request, service, path, response)
     return response
 
@@ -194,15 +189,12 @@ class _Route:
             return await handler(request)
         name = self.name
         service = self._find(name)
-        if type(service) is not Service and not isinstance(service, Service):
+        if not isinstance(service, Service):
             raise ConfigError(f"mesh.aiohttp({name!r}): the override {service!r} is "
                               "not a service or backends", policy="routing")
-        method = request.method
-        # A GET without a body may always be sent again (no call to find that out).
-        replay = ((request._body is None and method in IDEMPOTENT_METHODS)
-                  or _replayable(request, service))
+        replay = _replayable(request, service)
         ctx = CallContext(_attempt, (request, handler, self, service, url.raw_path_qs,
-                                     replay), {}, method, name, _current.get())
+                                     replay), {}, request.method, name, _current.get())
         ctx.request = request
         try:
             return await self._dispatch(service, ctx)  # type: ignore[no-any-return]
