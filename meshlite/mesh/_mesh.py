@@ -362,7 +362,6 @@ class Mesh(MeshLifecycle):
         if self._api_audit is not None:
             self._api_audit.watch(service)
 
-
     def _caller_name(self) -> str | None:
         name = self._name  # the name property, inlined: every routed attempt asks
         return name if name is not None else default_name()
