@@ -37,7 +37,7 @@ from .._pipeline import Pipeline
 from ..routing._lifecycle import stop_all
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
-from ._diff import Diff, diff_of
+from ._diff import Diff, diff_of, diff_steps
 from ._steps import SLICE_SECONDS, Steps, drain
 
 if TYPE_CHECKING:
@@ -119,15 +119,14 @@ def prepare(old: Plan | None, new: Plan) -> None:
 def prepare_steps(old: Plan | None, new: Plan) -> Steps[None]:
     """:func:`prepare` a service at a time (yielding before each); a service whose
     plan is the one in force (its section unchanged) is left alone."""
-    before = old.services if old is not None else {}
-    for name, plan in new.services.items():
+    diff = yield from diff_steps(old, new)
+    for plan, _ in diff.put:
         yield
-        previous = before.get(name)
-        if previous is plan:
-            continue
-        if previous is None or previous.frame != plan.frame:
-            install(plan)
-        elif _policies_changed(previous, plan):
+        install(plan)
+        plan.prepared = True
+    for previous, plan in diff.update:
+        yield
+        if _policies_changed(previous, plan):
             plan.compiled = previous.service.compile_pipeline(plan.pipeline())
         plan.prepared = True
 
