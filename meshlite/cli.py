@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
                                            metavar="ACTION")
     export = alert_commands.add_parser(
         "export", help="print the config's alert rules as Prometheus alerting rules "
-        "(exit 0, 2 invalid config, 1 unreadable)")
+        "(exit 0, 2 invalid or unreadable config)")
     export.add_argument("config", metavar="CONFIG", help="the config file")
     export.add_argument("--group", default="meshlite", help="rule group name (meshlite)")
     export.set_defaults(run=_alerts_export)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -436,3 +437,23 @@ def test_mesh_hooks_see_routing_and_policy_events(clock: FakeClock) -> None:
     mesh.health()
     assert len(events) == 5  # unsubscribed: no BackendReturned recorded
     assert late.panic is False
+
+
+def test_a_mesh_hook_that_raises_is_logged_on_meshlite_events(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # docs/logging.md: a hook that raised is reported on meshlite.events, whichever
+    # hook list it was added to.
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:8001"])])
+    seen: list[ml.Event] = []
+
+    def broken(event: ml.Event) -> None:
+        raise RuntimeError("hook bug")
+
+    mesh.add_hook(broken)
+    mesh.add_hook(seen.append)
+    event = ml.ConfigReloaded(policy="config", path="mesh.yaml", version=1)
+    with caplog.at_level(logging.ERROR, logger="meshlite"):
+        mesh.emit_event(event)
+    assert seen == [event]  # the next hook still got it
+    assert [r.name for r in caplog.records] == ["meshlite.events"]
+    assert "hook bug" in caplog.text

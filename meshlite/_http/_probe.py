@@ -8,6 +8,7 @@ headers). httpx is imported when a probe session opens, never before.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -68,13 +69,13 @@ class HttpHealthCheck(HealthCheck):
 
     def for_service(self, service: Service) -> HealthCheck:
         """This check probing with ``service``'s TLS context and static headers (a
-        copy, when the service has either)."""
+        copy of the same class, when the service has either). A subclass with a
+        ``session()`` of its own probes its own way and is used as it is."""
         if service.tls is None and not service._headers:
             return self
-        o = self.options
-        bound = HttpHealthCheck(self.path, interval=o.interval, timeout=o.timeout,
-                                healthy_threshold=o.healthy_threshold,
-                                unhealthy_threshold=o.unhealthy_threshold, jitter=o.jitter)
+        if type(self).session is not HttpHealthCheck.session:
+            return self
+        bound = copy.copy(self)
         bound._verify = service.ssl_context()
         bound._headers = service._headers
         return bound

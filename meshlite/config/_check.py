@@ -1,6 +1,6 @@
 """``meshlite check CONFIG``: validate a config file and print what it describes.
 
-Exit codes: 0 valid, 2 invalid (every problem is printed), 1 unreadable.
+Exit codes: 0 valid, 2 invalid (every problem is printed) or unreadable.
 """
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ ENV_PREFIX = "MESHLITE_"
 """Prefix of override variables: ``MESHLITE_SERVICES__USERS__RETRY__ATTEMPTS=5``."""
 
 TOP_LEVEL_KEYS = ("services", "telemetry", "dashboard", "alerts", "hot_reload",
-                  "drain_timeout", "audit")
-"""Top-level keys of a config; only overrides under one of them are read."""
+                  "drain_timeout", "audit", "inbound", "metrics")
+"""Top-level keys of a config (every field of ``MeshConfig``); only overrides under
+one of them are read."""
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 """The largest config file read, in bytes (4 MiB: some 20,000 services)."""

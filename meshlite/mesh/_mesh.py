@@ -29,7 +29,7 @@ from ..routing._lifecycle import LoopThread, dependency_order, start_all
 from ..routing._service import Lifecycle, Service, override_service
 from ._lifecycle import MeshLifecycle
 
-_log = logging.getLogger("meshlite")
+_log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
 
 if TYPE_CHECKING:
     import aiohttp

@@ -146,6 +146,28 @@ def test_env_overrides_with_type_coercion(write_config: Any) -> None:
     assert config.hot_reload.enabled is True
 
 
+def test_env_overrides_reach_every_top_level_section(write_config: Any) -> None:
+    # Every top-level key of the schema takes overrides, inbound: and metrics: too.
+    from meshlite.config._schema import MeshConfig
+    from meshlite.config._source import TOP_LEVEL_KEYS
+
+    assert set(TOP_LEVEL_KEYS) == set(MeshConfig.__struct_fields__)
+    path = write_config("""
+        services: {}
+        inbound:
+          max_deadline: 30
+          routes: [{pattern: "/*"}]
+    """)
+    config = load_config(path, environ={
+        "MESHLITE_INBOUND__MAX_DEADLINE": "5",
+        "MESHLITE_METRICS__SERVICE_LABEL": "mesh_service",
+    })
+    assert config.inbound is not None
+    assert config.inbound.max_deadline == 5.0
+    assert config.metrics is not None
+    assert config.metrics.service_label == "mesh_service"
+
+
 def test_env_override_error_names_the_variable(write_config: Any) -> None:
     path = write_config("services: {users: {backends: [a], retry: {attempts: 2}}}")
     with pytest.raises(ml.ConfigError) as info:

@@ -3,13 +3,14 @@ throwaway PKI generated here (the ``cryptography`` package)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -437,6 +438,25 @@ async def test_headers_and_tls_stay_with_the_service(server: TLSServer, plain: P
     assert server.requests[0]["headers"]["Authorization"] == TOKEN
     assert "Authorization" not in plain.headers[0]
     assert len(server.requests) == 1
+
+
+async def test_a_health_check_with_its_own_session_is_kept(plain: PlainServer) -> None:
+    # A service's TLS and headers must not swap a custom check for a plain HTTP probe.
+    class Custom(HttpHealthCheck):
+        @contextlib.asynccontextmanager
+        async def session(self) -> AsyncIterator[Any]:
+            async def probe(backend: ml.Backend) -> str | None:
+                return "custom probe says no"
+
+            yield probe
+
+    mesh = make_mesh(plain.url, headers={"Authorization": TOKEN},
+                     health_check=Custom(interval=60.0, unhealthy_threshold=1))
+    async with mesh:
+        [backend] = mesh.health()["secure"].backends
+    assert (backend.status, backend.reason) == (
+        "unhealthy", "failing its health check: custom probe says no")
+    assert plain.headers == []  # the plain HTTP probe never ran
 
 
 def test_headers_on_plain_http_backends_too(plain: PlainServer) -> None:
