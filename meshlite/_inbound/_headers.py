@@ -117,8 +117,9 @@ def scan(raw: Any) -> tuple[float | None, str | None, bool]:
                 caller = value.decode("latin-1")
             else:
                 context = True
-    if deadline is not None:
-        return parse_budget(deadline), caller, context
-    if grpc is None and caller is None and not context:
+    if deadline is None and grpc is None and caller is None and not context:
         return NOTHING
-    return (None if grpc is None else parse_grpc_timeout(grpc)), caller, context
+    budget = None if deadline is None else parse_budget(deadline)
+    if budget is None and grpc is not None:  # a malformed deadline header counts as none
+        budget = parse_grpc_timeout(grpc)
+    return budget, caller, context

@@ -78,6 +78,21 @@ async def test_grpc_timeout_is_accepted_and_no_header_means_no_deadline() -> Non
             assert "x-meshlite-caller" not in inventory.requests[-1].headers  # no name
 
 
+async def test_a_malformed_deadline_header_leaves_a_valid_grpc_timeout_in_force() -> None:
+    seen: dict[str, Any] = {}
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            await client.get(server.url + "/orders",
+                             headers={"x-meshlite-deadline": "soon", "grpc-timeout": "3S"})
+            assert seen["remaining"] is not None
+            assert 2.5 < seen["remaining"] <= 3.0
+            await client.get(server.url + "/orders",
+                             headers={"x-meshlite-deadline": "1000", "grpc-timeout": "3S"})
+            assert 0.5 < seen["remaining"] <= 1.0  # both valid: x-meshlite-deadline wins
+
+
 async def test_expired_request_is_504_without_running_the_handler() -> None:
     ran: list[str] = []
 
