@@ -209,9 +209,10 @@ def _on_loop_timer(call_next: AsyncHandler, seconds: float, timed_out: _TimedOut
                     result = await call_next(ctx)
             except TimeoutError as error:
                 # asyncio.timeout turns our cancellation into TimeoutError, and only ours:
-                # an outside cancel of the caller stays a CancelledError.
+                # an outside cancel of the caller stays a CancelledError. The cause is
+                # that cancellation, as on every other clock.
                 if scope.expired():
-                    raise timed_out(ctx, budget) from error
+                    raise timed_out(ctx, budget) from (error.__cause__ or error)
                 raise
             if scope.expired():  # the call swallowed the cancellation and returned late
                 raise timed_out(ctx, budget)

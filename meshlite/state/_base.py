@@ -87,7 +87,7 @@ class StoreFallback(Event):
 
     ``policy`` is the policy's kind; ``action`` is ``"local"``, ``"allow"``,
     ``"deny"`` or ``"raise"``; ``step`` says which store operation failed
-    (``"decide"``, ``"record"``, ``"store"``, ``"manage"``).
+    (``"decide"``, ``"record"``, ``"store"``, ``"manage"``, ``"read"``).
     """
 
     store: str

@@ -67,6 +67,7 @@ async def test_async_call_cancelled_at_deadline(clock: FakeClock) -> None:
         await pipeline.acall(get_user)
     assert cancelled == [2.0]
     assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
     assert (info.value.service, info.value.policy) == ("users", "timeout")
     assert str(info.value) == (
         "call 'test_async_call_cancelled_at_deadline.<locals>.get_user' of service 'users' "
@@ -90,6 +91,8 @@ async def test_async_system_clock_cancels_for_real() -> None:
         await slow()
     assert cancelled.is_set()
     assert "of service" not in str(info.value)
+    # The cause is the cancellation, as on a FakeClock, not asyncio.timeout's TimeoutError.
+    assert isinstance(info.value.__cause__, asyncio.CancelledError)
     await no_stray_tasks()
 
 

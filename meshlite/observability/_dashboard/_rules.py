@@ -48,7 +48,7 @@ _THRESHOLD = {"error_rate", "p99"}
 class AlertRule:
     """When to raise an alert, for one service or for each service.
 
-    The dashboard evaluates every rule once a second, while it runs. A rule's
+    The open mesh evaluates every rule once a second, with or without a dashboard. A rule's
     condition must hold continuously for ``for_seconds`` before the alert fires
     (the hold-down), and stop holding continuously for ``resolve_seconds`` before
     it resolves (the resolve delay): a breaker cycling open / half-open / open, or
@@ -56,7 +56,7 @@ class AlertRule:
     cycle.
 
     Conditions:
-        ``"error_rate"``: failed attempts / attempts over the last ``window`` seconds
+        ``"error_rate"``: failed calls / calls over the last ``window`` seconds
         is above ``threshold`` (a fraction, ``0.05`` is 5%).
         ``"p99"``: the 99th percentile of attempt latency over the last ``window``
         seconds is above ``threshold`` seconds.
@@ -65,7 +65,7 @@ class AlertRule:
         ``"no_healthy_backend"``: every backend is ejected or unhealthy (panic mode)
         or there is none (``threshold`` unused).
 
-    A window with fewer than ``min_requests`` attempts never holds (no traffic is
+    A window with fewer than ``min_requests`` calls never holds (no traffic is
     no evidence), so an ``error_rate`` or ``p99`` alert resolves when traffic stops.
 
     Args:
@@ -79,7 +79,7 @@ class AlertRule:
             alert resolves, >= 0 (Prometheus: ``keep_firing_for``).
         window: Seconds of traffic ``error_rate`` and ``p99`` look at, an integer in
             [1, 300].
-        min_requests: Attempts the window needs for the condition to hold, >= 1.
+        min_requests: Calls the window needs for the condition to hold, >= 1.
         service: The service to watch; ``None`` watches every service (one alert
             per service).
         severity: ``"info"``, ``"warning"`` or ``"critical"``.

@@ -31,7 +31,8 @@ class Silence:
     """One silence.
 
     Attributes:
-        id: Its number, unique in the process (``DELETE /api/admin/silences/{id}``).
+        id: Its number, unique in the process (``POST /api/admin/silences/{id}/expire``
+            ends it).
         service: The service muted, or ``None`` for every service.
         rule: The rule muted, or ``None`` for every rule.
         starts_at: Wall-clock time (seconds since the epoch) it was made.

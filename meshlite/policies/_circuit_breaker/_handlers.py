@@ -2,7 +2,7 @@
 
 The success path of a closed circuit reads one attribute (``core.gate``), calls
 the next handler and records the outcome (without locking once the window is
-settled, see :mod:`._state`); admission when
+settled, see :mod:`meshlite.state._circuit_local`); admission when
 not closed, rejections and errors take the slow paths built by the policy. Calls
 are only timed when slow-call detection is on (``monotonic`` is not ``None``),
 which saves two clock reads per call otherwise.
