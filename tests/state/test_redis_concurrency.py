@@ -27,6 +27,15 @@ def clients_of(raw: redis.Redis) -> int:
     return len(raw.client_list()) - 1
 
 
+def clients_after_close(raw: redis.Redis) -> int:
+    """:func:`clients_of` once the server has seen the closed connections go: it drops
+    one when it next reads its socket, which a loaded machine may delay (at most 5 s)."""
+    give_up = time.monotonic() + 5.0
+    while (left := clients_of(raw)) and time.monotonic() < give_up:
+        time.sleep(0.01)
+    return left
+
+
 def test_more_threads_than_connections_never_fall_back(fresh_server: RedisServer) -> None:
     raw = redis.Redis.from_url(fresh_server.url)
     small = RedisStore(fresh_server.url, timeout=2.0, max_connections=8)
@@ -47,7 +56,7 @@ def test_more_threads_than_connections_never_fall_back(fresh_server: RedisServer
     # 150 threads came and went; the store holds at most its 8 (+ spare) connections.
     assert clients_of(raw) <= 8
     small.close()
-    assert clients_of(raw) == 0
+    assert clients_after_close(raw) == 0
     raw.close()
 
 
@@ -90,7 +99,7 @@ async def test_1000_concurrent_async_decisions_do_not_fall_back(
     assert store.fallbacks == {}, errors[:1]
     assert clients_of(raw) <= 16  # multiplexed on the loop's pool
     await store.aclose()
-    assert clients_of(raw) == 0
+    assert clients_after_close(raw) == 0
     raw.close()
 
 
@@ -143,7 +152,7 @@ def test_loop_connections_close_when_asyncio_run_ends(fresh_server: RedisServer)
     for _ in range(3):
         asyncio.run(use())  # no aclose(): the loop's shutdown closes them
     store.close()
-    assert clients_of(raw) == 0
+    assert clients_after_close(raw) == 0
     raw.close()
 
 
