@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._clock import Clock
+from .._clock import Clock, SystemClock
 from .._context import CallContext
 from ._backend import Endpoint
 from ._balancers import Balancer, P2CEwma
@@ -85,9 +85,15 @@ class FirstWave:
         with self._waiters_lock:
             self._answers += 1
             waiters, self._waiters = self._waiters, None
-        for loop, future in waiters or ():
-            # From any thread: the waiter's loop settles its future (a closed loop
-            # raises RuntimeError: nothing waits there any more).
+        if not waiters:
+            return
+        here = _running_loop()
+        for loop, future in waiters:
+            if loop is here:
+                _settle(future)
+                continue
+            # From another thread: the waiter's loop settles its future (a closed
+            # loop raises RuntimeError: nothing waits there any more).
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future)
 
@@ -145,8 +151,12 @@ class FirstWave:
             if self._waiters is None:
                 self._waiters = []
             self._waiters.append(entry)
-        timer = loop.create_task(self.clock.asleep(seconds))
-        timer.add_done_callback(lambda _: _settle(future))
+        timer: asyncio.TimerHandle | asyncio.Task[None]
+        if isinstance(self.clock, SystemClock):  # the loop's own timer: no task
+            timer = loop.call_later(seconds, _settle, future)
+        else:  # another clock (a FakeClock): a task sleeps on it
+            timer = loop.create_task(self.clock.asleep(seconds))
+            timer.add_done_callback(lambda _: _settle(future))
         try:
             await future
         finally:
@@ -155,6 +165,15 @@ class FirstWave:
                 waiters = self._waiters
                 if waiters is not None and entry in waiters:
                     waiters.remove(entry)
+
+
+def _running_loop() -> Any:
+    import asyncio  # (loaded already: something waits on a loop)
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without a loop (a sync call's answer)
+        return None
 
 
 def _settle(future: Any) -> None:

@@ -222,3 +222,37 @@ def test_the_first_answer_is_seen_with_a_histogram_kept_before_it() -> None:
     histogram = svc.endpoints[0].histogram()
     assert histogram is not None
     assert sum(histogram[1]) == svc.endpoints[0].requests
+
+
+def test_on_the_system_clock_waiters_wake_at_an_answer_from_any_thread() -> None:
+    # Real clock (the loop's own timer bounds the wait). Three probes hang; three
+    # more calls wait. A sync call on a worker thread finds every backend pending,
+    # goes at once, and its answer, read on that thread, wakes the waiters, which
+    # then go where it answered from.
+    svc = ml.Service("s", ["a", "b", "c"], random=random.Random(1), pipeline=ml.Pipeline())
+    mesh = ml.Mesh([svc])
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def hangs(backend: ml.Backend) -> str:
+        sent.append(backend.address)
+        if len(sent) <= 3:
+            await release.wait()
+        return backend.address
+
+    async def main() -> tuple[list[str], str]:
+        calls = [asyncio.ensure_future(mesh.call("s", hangs)) for _ in range(6)]
+        for _ in range(10):  # every call runs to its first wait
+            await asyncio.sleep(0)
+        assert len(svc._waiters or ()) == 3
+        assert sorted(sent) == ["a", "b", "c"]  # one probe each, then they wait
+        answered_at = await asyncio.to_thread(mesh.call_sync, "s", lambda b: b.address)
+        later = await asyncio.gather(*calls[3:])
+        release.set()
+        await asyncio.gather(*calls[:3])
+        return list(later), answered_at
+
+    later, answered_at = asyncio.run(main())
+    assert later == [answered_at] * 3
+    assert not svc._waiters
+    assert [e.in_flight for e in svc.endpoints] == [0, 0, 0]
