@@ -31,6 +31,7 @@ from ._events import (
     PanicModeExited,
     ResponseStatusError,
 )
+from ._first_wave import DEFAULT_FIRST_ANSWER_WAIT_SECONDS
 from ._health import HealthCheck, HealthChecker
 from ._outlier import OutlierDetection, OutlierDetectionOptions
 from ._ring_hash import RingHash
@@ -66,6 +67,7 @@ __all__ = [
     "Random",
     "LeastRequests",
     "P2CEwma",
+    "DEFAULT_FIRST_ANSWER_WAIT_SECONDS",
     "RingHash",
     # health
     "OutlierDetection",

@@ -13,7 +13,7 @@ import math
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -167,6 +167,8 @@ class Endpoint:
         weight: ``backend.weight``.
         in_flight: Attempts running on this backend now.
         requests: Attempts finished (successes and failures).
+        answered: Whether the backend has answered here: an attempt finished
+            (success or failure) or a health probe succeeded.
         errors: Attempts that failed.
 
     Args:
@@ -175,6 +177,8 @@ class Endpoint:
         decay_seconds: Time constant of the peak-EWMA latency.
         reservoir: How many recent latencies to keep (percentiles, and the
             histogram a mesh's metrics count from them).
+        on_answer: Called once, when the backend first answers (``answered``
+            turns True), under the endpoint's lock: it must not call back in.
 
     Raises:
         ConfigError: ``reservoir`` is not an int >= 1.
@@ -195,11 +199,13 @@ class Endpoint:
         "_latencies",
         "_load",
         "_lock",
+        "_on_answer",
         "_pending",
         "_stamp",
         "_starts",
         "_tau",
         "address",
+        "answered",
         "backend",
         "consecutive_failures",
         "ejected_reason",
@@ -224,6 +230,7 @@ class Endpoint:
         *,
         decay_seconds: float = DEFAULT_EWMA_DECAY_SECONDS,
         reservoir: int = DEFAULT_RESERVOIR_SIZE,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(reservoir, bool) or not isinstance(reservoir, int) or reservoir < 1:
             fail("Endpoint", "reservoir", reservoir, "an int >= 1")
@@ -259,7 +266,10 @@ class Endpoint:
         self._histogram: Histogram | None = None
         self._every = min(FOLD_AT, reservoir)
         self._counted = 0  # `requests` when the histogram last counted
-        self._count_at = _NEVER  # `requests` at which it counts next
+        # `requests` at which it counts next; first at the first answer (_milestone).
+        self._count_at = 1
+        self._on_answer = on_answer
+        self.answered = False
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
@@ -329,7 +339,7 @@ class Endpoint:
                 self.errors += 1
             self._latencies.append(rtt)
             if requests >= self._count_at:
-                self._count_latencies()
+                self._milestone()
             ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
             elapsed = now - self._stamp
             w = _KEPT_PER_ANSWER  # or _kept's maths, when it is the smaller
@@ -363,6 +373,8 @@ class Endpoint:
             if self._ewma == 0.0 and self.requests == 0:  # as a first answer would
                 self._ewma = rtt
                 self._stamp = self._clock.monotonic()
+            if not self.answered:
+                self._milestone()
 
     def abandoned(self, start: float | None = None) -> None:
         """The attempt begun at ``start`` was cancelled by the caller: it no longer
@@ -467,7 +479,17 @@ class Endpoint:
                 histogram.add(carried[1], carried[2])
             self._histogram = histogram
             self._counted = self.requests
-            self._count_at = self.requests + self._every
+            self._count_at = self.requests + (self._every if self.answered else 1)
+
+    def _milestone(self) -> None:
+        # Caller holds the lock. The answers at which `requests` reaches `_count_at`:
+        # the first (once: `answered`, `on_answer`), then one every `_every` while a
+        # histogram is kept. Other answers pay the integer comparison only.
+        if not self.answered:
+            self.answered = True
+            if self._on_answer is not None:
+                self._on_answer()
+        self._count_latencies()
 
     def _count_latencies(self) -> None:
         # Caller holds the lock. Every attempt counted in `requests` appended its
@@ -475,6 +497,7 @@ class Endpoint:
         # last count, so the newest `new` entries are exactly those.
         histogram = self._histogram
         if histogram is None:
+            self._count_at = _NEVER
             return
         new = self.requests - self._counted
         if new:
@@ -484,7 +507,7 @@ class Endpoint:
             else:  # a copy of the whole deque costs less than an islice to its tail
                 histogram.count(list(latencies)[-new:])
             self._counted = self.requests
-        self._count_at = self.requests + self._every
+        self._count_at = self.requests + (self._every if self.answered else 1)
 
     def histogram(self) -> tuple[tuple[float, ...], tuple[int, ...], float] | None:
         """The attempt latency histogram (see :meth:`record_histogram`): its bounds,

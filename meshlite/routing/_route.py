@@ -17,6 +17,12 @@ Attempt latencies are recorded by the endpoint itself (``Endpoint.succeeded`` an
 ``failed``, which time the attempt for the EWMA anyway), in the histogram a mesh
 recording metrics asked it to keep: routing adds no clock read and no call for them.
 
+While a backend has not answered yet, ``Service._choose`` may raise
+:class:`~meshlite.routing._first_wave.FirstAnswerPending` (every candidate is such a
+backend with its first attempt out): the async handler then waits, bounded, for a
+first answer (``Service._hold``); the sync one picks at once. The ``try`` costs
+nothing when nothing is raised.
+
 Each attempt runs under :func:`~meshlite.telemetry._spans.attempt_span`'s span
 when the call's span records; the test is inlined here, so an untraced attempt
 costs an attribute read and no context manager.
@@ -34,6 +40,7 @@ from .._context import CallContext
 from .._errors import ResendRefused, TimeoutExceeded
 from .._policy import AsyncHandler, Handler
 from ..telemetry._spans import AttemptSpan
+from ._first_wave import FirstAnswerPending
 
 if TYPE_CHECKING:
     from ._service import Service
@@ -75,6 +82,7 @@ def _deadline_passed(ctx: CallContext) -> TimeoutExceeded:
 def async_route(service: Service) -> AsyncHandler:
     """The async routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
+    hold = service._hold
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
     isawaitable = inspect.isawaitable
@@ -84,7 +92,12 @@ def async_route(service: Service) -> AsyncHandler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        endpoint = choose(ctx)
+        try:
+            endpoint = choose(ctx)
+        except FirstAnswerPending:  # wait for a first answer (a cold start only)
+            endpoint = await hold(ctx, choose)
+            if ctx.deadline is not None and ctx.remaining() == 0.0:
+                raise _deadline_passed(ctx) from None
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()
@@ -118,6 +131,7 @@ def async_route(service: Service) -> AsyncHandler:
 def sync_route(service: Service) -> Handler:
     """The sync routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
+    blind = service._blind
     detector = service.outlier_detection
     on_success = detector.succeeded if detector is not None else None
 
@@ -126,7 +140,10 @@ def sync_route(service: Service) -> Handler:
             prepare_retry(ctx)
         if ctx.deadline is not None and ctx.remaining() == 0.0:
             raise _deadline_passed(ctx)
-        endpoint = choose(ctx)
+        try:
+            endpoint = choose(ctx)
+        except FirstAnswerPending as pending:  # a sync attempt does not wait for one
+            endpoint = blind(pending, ctx)
         backend = ctx.backend = endpoint.backend
         span = ctx.span
         start = endpoint.begin()

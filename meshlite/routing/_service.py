@@ -6,7 +6,7 @@ import math
 import random as _random
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -27,6 +27,7 @@ from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balance
 from ._backend import Backend, BackendLike, Endpoint, as_backends
 from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
 from ._events import BackendsChanged
+from ._first_wave import FirstWave
 from ._health import HealthCheck, HealthChecker
 from ._http_pool import check_http_pool
 from ._outlier import OutlierDetection
@@ -124,7 +125,7 @@ class CompiledPipeline:
                 policy.hooks.remove(hook)
 
 
-class Service(Rotation):
+class Service(Rotation, FirstWave):
     """A named service: its backends, how to balance and check them, and the pipeline
     every call to it runs through.
 
@@ -452,7 +453,8 @@ class Service(Rotation):
             old = {e.address: e for e in self._endpoints}
             self._endpoints = tuple(
                 old[b.address] if b.address in old and old[b.address].backend == b
-                else Endpoint(b, self.clock) for b in backends)
+                else Endpoint(b, self.clock, on_answer=self._first_answered)
+                for b in backends)
             bounds = self._histogram_bounds
             if bounds is not None:
                 for e in self._endpoints:
@@ -464,6 +466,7 @@ class Service(Rotation):
             update = getattr(self.balancer, "update", None)
             if update is not None:
                 update(self._endpoints)
+            self._track()
             events = self._recompute(self.clock.monotonic())
         self._emit(events)
 
@@ -493,7 +496,7 @@ class Service(Rotation):
     # -- routing (called by the routing handler) ------------------------------
 
     def _choose(self, ctx: CallContext) -> Endpoint:
-        candidates: tuple[Endpoint, ...] | list[Endpoint] = self._available
+        candidates: Sequence[Endpoint] = self._available
         # No ejection to end (the usual case): no clock read.
         if self._next_change != math.inf and self.clock.monotonic() >= self._next_change:
             candidates = self._due()
@@ -504,6 +507,8 @@ class Service(Rotation):
             left = [e for e in candidates if e.backend not in tried]
             if left:
                 candidates = left
+        if self._cold:  # a backend has not answered yet: one attempt at a time there
+            candidates = self._admit(candidates)  # (_first_wave.py)
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
