@@ -9,6 +9,7 @@ runs twice under valgrind's callgrind (``apt-get install valgrind``), for
 is the cost of one request. Switching one layer off at a time shows what it costs:
 
     .venv/bin/python benchmarks/dataplane_layers.py     # about two minutes
+    .venv/bin/python benchmarks/dataplane_layers.py --opcodes "default service"
 
 Rows: the default service (``p2c_ewma``, ``Retry(attempts=2)``, the call span, outlier
 detection, metrics on); the same with one layer off or replaced; everything off
@@ -26,7 +27,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from types import SimpleNamespace
+from collections import Counter
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 ROWS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -43,8 +45,9 @@ ROWS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 """Service and Mesh options of each row."""
 
 
-def child(row: str, requests: int) -> None:
-    """Send ``requests`` through the middleware of one row (under callgrind)."""
+def child(row: str, requests: int, opcodes: bool = False) -> None:
+    """Send ``requests`` through the middleware of one row (under callgrind); with
+    ``opcodes``, count the Python bytecodes each function runs per request instead."""
     import aiohttp
     from aiohttp.client_middlewares import build_client_middlewares
     from yarl import URL
@@ -73,12 +76,31 @@ def child(row: str, requests: int) -> None:
         made = [aiohttp.ClientRequest("GET", url, loop=loop, session=session)
                 for _ in range(64)]
         for i in range(requests + 1000):  # the first 1,000 warm up
+            if opcodes and i == 1000:
+                sys.settrace(_count)
             request = made[i % 64]
             request.url = url  # each attempt re-pointed it at a backend
             await build_client_middlewares(handler, middlewares)(request)
+        sys.settrace(None)
         await session.close()
 
     asyncio.run(main())
+    if opcodes:
+        print(f"{row}: {sum(_COUNTS.values()) / requests:,.0f} bytecodes a request")
+        for where, count in _COUNTS.most_common(25):
+            print(f"{count / requests:8.1f}  {where}")
+
+
+_COUNTS: Counter[str] = Counter()
+
+
+def _count(frame: FrameType, event: str, arg: Any) -> Any:
+    # A tracer counting every bytecode run, by function (--opcodes).
+    frame.f_trace_opcodes = True
+    if event == "opcode":
+        code = frame.f_code
+        _COUNTS[f"{os.path.basename(code.co_filename)}:{code.co_name}"] += 1
+    return _count
 
 
 def instructions(row: str, requests: int, tmp: str) -> int:
@@ -98,9 +120,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--opcodes", metavar="ROW", choices=ROWS,
+                        help="count one row's Python bytecodes per request, by function "
+                             "(no valgrind needed)")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
+        return 0
+    if args.opcodes:
+        child(args.opcodes, 500, opcodes=True)
         return 0
     if shutil.which("valgrind") is None:
         print("cannot run: needs valgrind (apt-get install valgrind)", file=sys.stderr)

@@ -1,0 +1,99 @@
+"""Where ``mesh.aiohttp()``'s whole-request cost goes: the service's layers switched
+off one at a time, against bare aiohttp, side by side at 32 requests in flight.
+
+``dataplane.py`` measures the default service; ``dataplane_layers.py`` counts the
+mesh's own work in instructions, apart from sockets and parsing. This script measures
+whole requests against ``dataplane.py``'s loopback nginx with the same variants of the
+service, so the rate each layer costs shows where a client is CPU-bound (the mesh's
+Python runs between aiohttp's, and costs more there than in a tight loop):
+
+    .venv/bin/python benchmarks/dataplane_breakdown.py     # about a minute
+
+Rows: bare aiohttp; the default service (``p2c_ewma``, ``Retry(attempts=2)``, the call
+span, outlier detection, metrics on); ``round_robin``; metrics off; and everything off
+(``round_robin``, an empty pipeline, no call span, no outlier detection, no metrics).
+Each runs ``--rounds`` times, interleaved; the best round counts. Reports only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+import meshlite as ml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dataplane import Figure, _drive, _measure, ensure_installed, nginx
+
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
+    "aiohttp": None,
+    "mesh.aiohttp(), default service": ({}, {}),
+    "  round_robin": ({"balancer": "round_robin"}, {}),
+    "  metrics off": ({}, {"metrics": False}),
+    "  all of these off": ({"balancer": "round_robin", "pipeline": "empty", "trace": False,
+                            "outlier_detection": None}, {"metrics": False}),
+}
+"""Service and Mesh options of each row (None: bare aiohttp)."""
+
+
+def _run(variant: str, urls: list[str], requests: int) -> None:
+    options = VARIANTS[variant]
+
+    async def go() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if options is None:
+                session = await stack.enter_async_context(aiohttp.ClientSession(
+                    base_url=urls[0] + "/", connector=aiohttp.TCPConnector(limit=64)))
+            else:
+                service_options, mesh_options = options
+                if service_options.get("pipeline") == "empty":
+                    service_options = {**service_options, "pipeline": ml.Pipeline()}
+                mesh = await stack.enter_async_context(
+                    ml.Mesh([ml.Service("bench", urls, **service_options)], **mesh_options))
+                session = await stack.enter_async_context(mesh.aiohttp("bench"))
+
+            async def get(i: int) -> Any:
+                async with session.get(f"/items/{i % 100}") as r:
+                    return await r.read()
+
+            await _drive(get, min(200, requests), 32)  # warm-up
+            await _drive(get, requests, 32)
+
+    asyncio.run(go())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not apt-get install nginx when it is missing")
+    args = parser.parse_args()
+    reason = ensure_installed(not args.no_install).get("nginx")
+    if reason is not None:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    best: dict[str, Figure] = {}
+    with nginx(2) as urls:
+        for _ in range(args.rounds):
+            for variant in VARIANTS:
+                figure = _measure(lambda: _run(variant, urls, args.requests),  # noqa: B023
+                                  args.requests)
+                if variant not in best or figure.rps > best[variant].rps:
+                    best[variant] = figure
+    bare = best["aiohttp"]
+    print(f"{'client (32 in flight)':34} {'req/s':>7} {'CPU us/request':>15} {'vs aiohttp':>11}")
+    for variant, figure in best.items():
+        print(f"{variant:34} {figure.rps:>7,.0f} {figure.cpu_us:>15.0f} "
+              f"{figure.rps / bare.rps:>10.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
