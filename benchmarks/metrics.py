@@ -24,6 +24,7 @@ across machines.
 
     .venv/bin/python benchmarks/metrics.py            # about two minutes
     .venv/bin/python benchmarks/metrics.py --quick    # a smoke run
+    .venv/bin/python benchmarks/metrics.py --opcodes  # bytecodes of a call, by function
 """
 
 from __future__ import annotations
@@ -240,6 +241,45 @@ def report(runs: list[dict[str, Row]]) -> bool:
     return ok
 
 
+def opcodes(calls: int = 300) -> None:
+    """Print the Python bytecodes one call runs, by function, for two rows with
+    metrics on (``--opcodes``): a count that neither the machine's load nor where
+    objects land in memory moves, for comparing two trees of the code."""
+    import asyncio
+    from collections import Counter
+    from types import FrameType
+
+    counts: Counter[str] = Counter()
+
+    def count(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            code = frame.f_code
+            counts[f"{os.path.basename(code.co_filename)}:{code.co_name}"] += 1
+        return count
+
+    mesh, metered = _mesh(True, ml.Pipeline), ml.Pipeline(ml.Metrics())
+
+    async def acalls(n: int) -> None:
+        for _ in range(n):
+            await metered.acall(awork, None, 1)
+
+    rows: dict[str, Callable[[int], None]] = {
+        "mesh.call_sync, no policies": lambda n: [
+            mesh.call_sync("users", work, 1) for _ in range(n)] and None,
+        "Pipeline.acall, ml.Metrics, no other policy": lambda n: asyncio.run(acalls(n)),
+    }
+    for name, run in rows.items():
+        run(2000)  # warm-up
+        counts.clear()
+        sys.settrace(count)
+        run(calls)
+        sys.settrace(None)
+        print(f"{name}: {sum(counts.values()) / calls:,.0f} bytecodes a call")
+        for where, n in counts.most_common(12):
+            print(f"{n / calls:8.1f}  {where}")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
         print(json.dumps(measure(int(sys.argv[2]), int(sys.argv[3]))))
@@ -248,7 +288,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few calls: a smoke run")
     parser.add_argument("--processes", type=int, default=5,
                         help="fresh processes to measure in (default 5)")
+    parser.add_argument("--opcodes", action="store_true",
+                        help="count the Python bytecodes of a call by function instead")
     args = parser.parse_args()
+    if args.opcodes:
+        opcodes()
+        return
     calls, rounds, processes = (300, 3, 1) if args.quick else (3000, 15, args.processes)
     ok = report([_spawn(calls, rounds) for _ in range(max(1, processes))])
     print("target met (cpu)" if ok else "target missed (cpu)")
