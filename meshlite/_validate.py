@@ -7,6 +7,7 @@ import math
 import reprlib
 from typing import Any, NoReturn
 
+from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 
 __all__ = ["at_least", "clip", "fail", "fraction", "non_negative", "optional_positive",
@@ -85,3 +86,12 @@ def fraction(owner: str, field: str, value: Any) -> float:
     if not 0 < v <= 1:
         fail(owner, field, value, "in (0, 1]")
     return v
+
+
+def clock_option(owner: str, clock: object) -> Clock:
+    """``clock``, which must be a :class:`Clock` or ``None`` (the system clock)."""
+    if clock is None:
+        return SYSTEM_CLOCK
+    if not isinstance(clock, Clock):
+        fail(owner, "clock", clock, "a meshlite Clock (monotonic(), sleep(), asleep()) or None")
+    return clock

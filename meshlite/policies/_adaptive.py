@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected, Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import at_least, fail, fraction, positive
+from .._validate import at_least, clock_option, fail, fraction, positive
 
 __all__ = [
     "DEFAULT_ALGORITHM", "DEFAULT_INITIAL_LIMIT", "DEFAULT_MAX_LIMIT", "DEFAULT_MIN_LIMIT",
@@ -271,7 +271,7 @@ class AdaptiveConcurrency(Policy):
             algorithm=algorithm, tolerance=tolerance, smoothing=smoothing,
             queue_size=queue_size, window=window, min_samples=min_samples,
             probe_interval=probe_interval, probe_samples=probe_samples)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = clock_option("AdaptiveConcurrency", clock)
         self._state = _Limiter(self.options, (random or _random).random)
 
     @property

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from .._context import CallContext
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import fail, non_negative
+from .._validate import clock_option, fail, non_negative
 
 __all__ = [
     "DEFAULT_FAULT_ERROR",
@@ -162,7 +162,7 @@ class FaultInjection(Policy):
         super().__init__()
         self.options = FaultInjectionOptions(
             rate=rate, error=error, latency=latency, result=result, enabled=enabled)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = clock_option("FaultInjection", clock)
         self.random = random
 
     def _off(self) -> bool:

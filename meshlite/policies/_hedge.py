@@ -6,13 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock, SystemClock
+from .._clock import Clock, SystemClock
 from .._context import CallContext, _current
 from .._errors import ConfigError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
-from .._validate import at_least, non_negative
+from .._validate import at_least, clock_option, non_negative
 
 __all__ = ["DEFAULT_HEDGE_ON", "DEFAULT_MAX_HEDGES", "Hedge", "HedgeOptions", "HedgeStarted"]
 
@@ -252,7 +252,7 @@ class Hedge(Policy):
     ) -> None:
         super().__init__()
         self.options = HedgeOptions(delay=delay, max_hedges=max_hedges, on=on)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = clock_option("Hedge", clock)
         self._matches = error_predicate("Hedge", "on", on)
 
     def wrap(self, call_next: Handler) -> Handler:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
-from ..._clock import SYSTEM_CLOCK, Clock
+from ..._clock import Clock
 from ..._context import CallContext
 from ..._errors import ConfigError, RateLimitedError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler, Policy
-from ..._validate import positive
+from ..._validate import clock_option, positive
 from ...state._base import SharedGcra, Store
 from ...state._gcra_local import GcraStore, LocalGcra, LocalGcraCell
 from ._handlers import async_handler, sync_handler
@@ -83,7 +83,7 @@ class RateLimit(Policy):
         self.options = RateLimitOptions(rate=rate, per=per, burst=burst, mode=mode,
                                         max_wait=max_wait, key=key, max_keys=max_keys,
                                         store=store, name=name)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = clock_option("RateLimit", clock)
         self.burst = self.options.effective_burst
         interval = float(per) / float(rate)
         tau = (self.burst - 1) * interval
