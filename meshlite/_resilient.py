@@ -19,13 +19,14 @@ The order, outermost first, and why (see docs/recommended-order.md):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from ._errors import ConfigError
 from ._pipeline import Pipeline
 from ._policy import Policy
-from ._validate import at_least
+from ._validate import at_least, fail, positive
 from .policies._bulkhead import Bulkhead
 from .policies._cache import Cache
 from .policies._circuit_breaker import CircuitBreaker
@@ -49,6 +50,14 @@ def _breaker(breaker: bool | Mapping[str, Any] | CircuitBreaker) -> CircuitBreak
     if isinstance(breaker, CircuitBreaker):
         return breaker
     if isinstance(breaker, Mapping):
+        valid = [n for n in inspect.signature(CircuitBreaker).parameters if n != "self"]
+        unknown = [str(k) for k in breaker if k not in valid]
+        if unknown:
+            raise ConfigError(
+                f"resilient: breaker has unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"valid CircuitBreaker options: {', '.join(valid)}",
+                policy="resilient",
+            )
         return CircuitBreaker(**breaker)
     raise ConfigError(
         f"resilient: breaker must be True, False, a dict of CircuitBreaker options or a "
@@ -72,6 +81,10 @@ def build_resilient_pipeline(
     service: str | None = None,
 ) -> Pipeline:
     """Build the pipeline :func:`resilient` decorates with; see it for the arguments."""
+    positive("resilient", "per", per)
+    at_least("resilient", "cache_maxsize", cache_maxsize, 1)
+    if not isinstance(trace, bool):
+        fail("resilient", "trace", trace, "True or False")
     policies: list[Policy] = []
     if trace:
         policies.append(Trace())
@@ -150,4 +163,12 @@ def resilient(fn: Any = None, /, **options: Any) -> Any:
                 policy="resilient",
             )
         return build_resilient_pipeline(retries=2)(fn)
+    valid = inspect.signature(build_resilient_pipeline).parameters
+    unknown = [name for name in options if name not in valid]
+    if unknown:
+        raise ConfigError(
+            f"resilient: unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(valid)}",
+            policy="resilient",
+        )
     return build_resilient_pipeline(**options)
