@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import threading
+
+from .._validate import fail, non_negative
 
 __all__ = ["FakeClock"]
 
@@ -30,6 +33,9 @@ class FakeClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
+        if (isinstance(start, bool) or not isinstance(start, int | float)
+                or not math.isfinite(start)):
+            fail("FakeClock", "start", start, "a finite number")
         self._now = float(start)
         self._lock = threading.Lock()
         self._sleepers: list[tuple[float, int]] = []
@@ -42,9 +48,12 @@ class FakeClock:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (which must be >= 0)."""
-        if seconds < 0:
-            raise ValueError(f"FakeClock.advance: seconds must be >= 0, got {seconds!r}")
+        """Move the clock forward by ``seconds`` (a finite number >= 0).
+
+        Raises:
+            ConfigError: ``seconds`` is negative, not finite or not a number.
+        """
+        seconds = non_negative("FakeClock.advance", "seconds", seconds)
         with self._lock:
             self._now += seconds
 
