@@ -2,8 +2,8 @@
 
 Reads one request at a time from a keep-alive connection (bodies by
 ``Content-Length``; chunked request bodies are refused with 501) and encodes
-responses that always carry ``Content-Length``. No third-party code, so the
-fake backend works wherever the standard library does.
+responses that carry ``Content-Length`` (all but the bodiless 1xx, 204 and 304).
+No third-party code, so the fake backend works wherever the standard library does.
 """
 
 from __future__ import annotations
@@ -137,14 +137,22 @@ async def read_request(
 def encode_response(
     status: int, headers: list[tuple[str, str]], body: bytes, *, keep_alive: bool, head: bool
 ) -> bytes:
-    """Encode a complete response; ``Content-Length`` is added, the body left out for HEAD."""
+    """Encode a complete response; ``Content-Length`` is added, the body left out for HEAD.
+
+    A 1xx, 204 or 304 response has no body in HTTP/1.1 (RFC 9110 6.4.1): a client reads
+    none after the head, so the body is dropped and no ``Content-Length`` sent, or its
+    bytes would be read as the start of the next response on the connection.
+    """
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = ""
     lines = [f"HTTP/1.1 {status} {reason}".rstrip()]
     lines.extend(f"{name}: {value}" for name, value in headers)
-    lines.append(f"content-length: {len(body)}")
+    if status < 200 or status in (204, 304):
+        body = b""
+    else:
+        lines.append(f"content-length: {len(body)}")
     if not keep_alive:
         lines.append("connection: close")
     head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

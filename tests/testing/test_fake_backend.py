@@ -110,6 +110,22 @@ def test_status_body_and_headers_can_be_set() -> None:
         assert r.headers["content-type"] == "application/octet-stream"
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_status_without_body_sends_none_and_keeps_the_connection_usable(status: int) -> None:
+    # HTTP/1.1 forbids a body on 204 and 304: a client reads none, so bytes sent after
+    # the head would be taken for the start of the next response on the connection.
+    with FakeBackend(status=status) as b, sync_client() as client:
+        first = client.get(f"{b.url}/a")
+        second = client.get(f"{b.url}/b")
+        b.set(status=200)
+        third = client.get(f"{b.url}/c")
+    assert (first.status_code, first.content) == (status, b"")
+    assert (second.status_code, second.content) == (status, b"")
+    assert "content-length" not in first.headers or first.headers["content-length"] == "0"
+    assert third.json()["path"] == "/c"
+    assert b.stats.responses == 3
+
+
 def test_body_callable_sees_the_request() -> None:
     with FakeBackend(body=lambda request: {"echo": request.query}) as b, \
             sync_client() as client:
