@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random as _random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from .._errors import ScriptExhausted
-from .._validate import fail, non_negative
+from .._validate import clock_option, fail, non_negative
 
 __all__ = ["ScriptExhausted", "ScriptedCall", "ScriptedService", "Step", "step"]
 
@@ -59,6 +59,17 @@ def step(result: Any = None, *, error: ErrorSpec | None = None,
         ConfigError: ``error`` is not an exception, or ``latency`` is negative.
     """
     return Step(result=result, error=error, latency=latency)
+
+
+def _check_kinds(script: object, name: object, random: object) -> None:
+    """Refuse a ``script``, ``name`` or ``random`` of the wrong kind."""
+    if script is not None and (isinstance(script, str | bytes | bytearray)
+                               or not isinstance(script, Iterable)):
+        fail(_OWNER, "script", script, "a list of outcomes (values, errors or steps)")
+    if not isinstance(name, str) or not name:
+        fail(_OWNER, "name", name, "a non-empty string")
+    if random is not None and not isinstance(random, _random.Random):
+        fail(_OWNER, "random", random, "a random.Random or None")
 
 
 def _as_step(item: Any) -> Step:
@@ -147,6 +158,8 @@ class ScriptedService:
             fail(_OWNER, "exhausted", exhausted, '"raise" or "repeat"')
         if not _is_error(error):
             fail(_OWNER, "error", error, "an exception instance or class")
+        _check_kinds(script, name, random)
+        clock = clock_option(_OWNER, clock)
         self._latency = _check_latency(_OWNER, latency)
         self._script = None if script is None else tuple(_as_step(s) for s in script)
         if exhausted == "repeat" and self._script == ():
@@ -155,7 +168,7 @@ class ScriptedService:
         self._default = Step(result=result)
         self._exhausted = exhausted
         self.name = name
-        self._clock = clock or SYSTEM_CLOCK
+        self._clock = clock
         self._random = random or _random.Random(seed)
         self._lock = threading.Lock()
         self._count = 0

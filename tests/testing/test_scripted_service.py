@@ -181,6 +181,12 @@ def test_default_mode_returns_result_with_service_latency(clock: FakeClock) -> N
         ({"outcomes": [("a",)]}, "outcomes"),
         ({"outcomes": [("a", 0.0)]}, "outcomes"),
         ({"script": [], "exhausted": "repeat"}, "script"),
+        ({"script": 5}, "script"),
+        ({"script": "ok"}, "script"),       # a string is not a list of steps
+        ({"clock": 3.0}, "clock"),
+        ({"name": 7}, "name"),
+        ({"name": ""}, "name"),
+        ({"random": 42}, "random"),
     ],
 )
 def test_bad_options_are_config_errors_naming_them(kwargs: dict[str, object],
