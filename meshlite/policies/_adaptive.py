@@ -272,6 +272,8 @@ class AdaptiveConcurrency(Policy):
             queue_size=queue_size, window=window, min_samples=min_samples,
             probe_interval=probe_interval, probe_samples=probe_samples)
         self.clock: Clock = clock_option("AdaptiveConcurrency", clock)
+        if random is not None and not isinstance(random, _random.Random):
+            fail("AdaptiveConcurrency", "random", random, "a random.Random or None")
         self._state = _Limiter(self.options, (random or _random).random)
 
     @property

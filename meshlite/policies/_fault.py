@@ -163,6 +163,8 @@ class FaultInjection(Policy):
         self.options = FaultInjectionOptions(
             rate=rate, error=error, latency=latency, result=result, enabled=enabled)
         self.clock: Clock = clock_option("FaultInjection", clock)
+        if random is not None and not isinstance(random, _random.Random):
+            fail("FaultInjection", "random", random, "a random.Random or None")
         self.random = random
 
     def _off(self) -> bool:

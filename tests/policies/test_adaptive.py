@@ -347,7 +347,8 @@ def test_app_limited_traffic_leaves_the_limit_alone(clock: FakeClock) -> None:
      ({"smoothing": 0.0}, "smoothing"), ({"smoothing": 1.5}, "smoothing"),
      ({"queue_size": -1}, "queue_size"), ({"queue_size": "4"}, "queue_size"),
      ({"window": 0}, "window"), ({"min_samples": 0}, "min_samples"),
-     ({"probe_interval": 0}, "probe_interval"), ({"probe_samples": 0}, "probe_samples")],
+     ({"probe_interval": 0}, "probe_interval"), ({"probe_samples": 0}, "probe_samples"),
+     ({"random": 7}, "random")],
 )
 def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"AdaptiveConcurrency: {field} must be"):

@@ -198,7 +198,8 @@ def test_event_emitted(clock: FakeClock) -> None:
      ({"rate": 0.5, "error": dict}, "error"),
      ({"rate": 0.5, "error": ValueError, "result": 1}, "error/result"),
      ({"rate": 0.5, "latency": -1.0}, "latency"), ({"rate": 0.5, "latency": "1"}, "latency"),
-     ({"rate": 0.5, "enabled": "yes"}, "enabled")],
+     ({"rate": 0.5, "enabled": "yes"}, "enabled"),
+     ({"rate": 0.5, "random": 7}, "random")],
 )
 def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"FaultInjection: {field} must be"):
