@@ -55,8 +55,9 @@ def _rate(value: Any) -> float:
 
 def _status(name: str) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
-            fail(_OWNER, name, value, "an HTTP status code (an int in 100..599)")
+        # A 1xx is informational, never the answer: a client would wait for another.
+        if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 599:
+            fail(_OWNER, name, value, "an HTTP status code (an int in 200..599)")
         return value
 
     return check

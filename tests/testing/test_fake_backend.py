@@ -362,6 +362,9 @@ def test_stats_snapshot() -> None:
         ({"error_rate": 1.5}, "error_rate"),
         ({"latency": -1}, "latency"),
         ({"status": 99}, "status"),
+        ({"status": 100}, "status"),          # a 1xx is never a final answer: clients wait on
+        ({"error_status": 103}, "error_status"),
+        ({"health_status": 199}, "health_status"),
         ({"health_status": "ok"}, "health_status"),
         ({"hang": 1}, "hang"),
         ({"headers": {"a": 1}}, "headers"),
