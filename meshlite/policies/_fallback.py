@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._context import CallContext
+from .._errors import ConfigError
 from .._events import FallbackUsed
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
@@ -43,7 +44,8 @@ class Fallback(Policy):
     Args:
         value: The answer to return on failure.
         handler: Instead of ``value``, ``handler(error)`` computes the answer; in
-            async pipelines it may be a coroutine function.
+            async pipelines it may be a coroutine function (a sync call refuses one
+            with ``ConfigError`` when it is decorated).
         on: Which errors to answer for (default: any ``Exception``; cancellation,
             ``KeyboardInterrupt`` and ``SystemExit`` always propagate).
 
@@ -71,6 +73,13 @@ class Fallback(Policy):
         return self.options.value if handler is None else handler(error)
 
     def wrap(self, call_next: Handler) -> Handler:
+        handler = self.options.handler
+        if inspect.iscoroutinefunction(handler):
+            name = getattr(handler, "__qualname__", handler)
+            raise ConfigError(
+                f"Fallback: handler {name!r} is a coroutine function, which a sync call "
+                "cannot await; pass a sync handler, or use this Fallback on an async "
+                "function", policy=self.kind)
         matches = error_predicate("Fallback", "on", self.options.on)
         answer = self._answer
 

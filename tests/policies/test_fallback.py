@@ -46,6 +46,19 @@ async def test_async_handler_awaited() -> None:
     assert await ml.Pipeline(ml.Fallback(handler=handler)).acall(aboom) == "async"
 
 
+def test_async_handler_on_a_sync_call_is_refused_when_decorating() -> None:
+    # A sync caller cannot await the handler: it would get a coroutine object as the
+    # answer (and a "never awaited" warning) instead of the fallback value.
+    async def handler(error: BaseException) -> str:
+        return "async"
+
+    pipeline = ml.Pipeline(ml.Fallback(handler=handler))
+    with pytest.raises(ml.ConfigError, match=r"^Fallback: handler .*coroutine function.*sync"):
+        pipeline(boom)
+    with pytest.raises(ml.ConfigError, match=r"^Fallback: handler "):
+        pipeline.call(boom)
+
+
 async def test_cancellation_never_swallowed() -> None:
     @ml.Fallback(0)
     async def slow() -> int:
