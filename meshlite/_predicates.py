@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from ._validate import fail
+from ._validate import fail, not_coroutine
 
 __all__ = ["ErrorFilter", "error_predicate"]
 
@@ -33,4 +33,5 @@ def error_predicate(owner: str, field: str, on: ErrorFilter) -> Callable[[BaseEx
         return lambda error: isinstance(error, types)
     if not callable(on) or inspect.isclass(on):
         fail(owner, field, on, "an exception type, a tuple of exception types, or a callable")
+    not_coroutine(owner, field, on)
     return on

@@ -3,6 +3,7 @@ the owner, the argument, the value received and what would be valid."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import reprlib
 from typing import Any, NoReturn
@@ -95,3 +96,11 @@ def clock_option(owner: str, clock: object) -> Clock:
     if not isinstance(clock, Clock):
         fail(owner, "clock", clock, "a meshlite Clock (monotonic(), sleep(), asleep()) or None")
     return clock
+
+
+def not_coroutine(owner: str, field: str, value: object) -> None:
+    """Refuse a coroutine function for an option that is called inline on every call
+    (its result, a coroutine object, is always true and equal to nothing else)."""
+    if inspect.iscoroutinefunction(value):
+        fail(owner, field, value,
+             "a sync function, not a coroutine function (it is called inline, never awaited)")

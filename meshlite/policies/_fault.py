@@ -12,7 +12,7 @@ from .._clock import Clock
 from .._context import CallContext
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import clock_option, fail, non_negative
+from .._validate import clock_option, fail, non_negative, not_coroutine
 
 __all__ = [
     "DEFAULT_FAULT_ERROR",
@@ -65,6 +65,7 @@ class FaultInjectionOptions:
             object.__setattr__(self, "latency", non_negative(owner, "latency", self.latency))
         if not isinstance(self.enabled, bool) and not callable(self.enabled):
             fail(owner, "enabled", self.enabled, "a bool or a function returning one")
+        not_coroutine(owner, "enabled", self.enabled)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

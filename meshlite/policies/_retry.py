@@ -22,7 +22,7 @@ from .._errors import RejectedError
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._switches import is_testing
-from .._validate import fail, non_negative
+from .._validate import fail, non_negative, not_coroutine
 from ._retry_budget import (
     DEFAULT_BUDGET_MIN_PER_SECOND,
     DEFAULT_BUDGET_RATIO,
@@ -132,6 +132,7 @@ class RetryOptions:
             not callable(self.on_result) or isinstance(self.on_result, type)
         ):
             fail("Retry", "on_result", self.on_result, "None or a callable (result) -> bool")
+        not_coroutine("Retry", "on_result", self.on_result)
         if self.budget is not None and not isinstance(self.budget, RetryBudget):
             fail("Retry", "budget", self.budget, "an ml.RetryBudget or None")
         if not isinstance(self.respect_retry_after, bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..._events import Event
-from ..._validate import at_least, fail, non_negative, positive
+from ..._validate import at_least, fail, non_negative, not_coroutine, positive
 from ...state._base import check_store
 
 __all__ = [
@@ -50,6 +50,7 @@ class CacheOptions:
         )
         if self.key is not None and not callable(self.key):
             fail("Cache", "key", self.key, "a function of the call's arguments, or None")
+        not_coroutine("Cache", "key", self.key)
         check_store("Cache", self.store, "cache")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             fail("Cache", "name", self.name, "a non-empty string or None")

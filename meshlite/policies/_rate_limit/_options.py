@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..._events import Event
-from ..._validate import at_least, fail, non_negative, positive
+from ..._validate import at_least, fail, non_negative, not_coroutine, positive
 from ...state._base import check_store
 
 __all__ = [
@@ -62,6 +62,7 @@ class RateLimitOptions:
             non_negative("RateLimit", "max_wait", self.max_wait)
         if self.key is not None and not callable(self.key):
             fail("RateLimit", "key", self.key, "None or a callable taking the call's arguments")
+        not_coroutine("RateLimit", "key", self.key)
         at_least("RateLimit", "max_keys", self.max_keys, 1)
         check_store("RateLimit", self.store, "rate_limit")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):

@@ -1,0 +1,44 @@
+"""Options called inline on every call must be sync functions.
+
+A coroutine function's result is a coroutine object, which is always true and never
+equal to another: as a predicate it would match every error or result, as a key it
+would give every call a key of its own. Each is refused when the policy is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+
+
+async def async_predicate(value: object) -> bool:
+    return isinstance(value, ConnectionError)
+
+
+async def async_key(*args: object, **kwargs: object) -> object:
+    return args
+
+
+BUILDERS: list[tuple[str, str, Callable[[], Any]]] = [
+    ("Retry", "on", lambda: ml.Retry(on=async_predicate)),
+    ("Retry", "on_result", lambda: ml.Retry(on_result=async_predicate)),
+    ("CircuitBreaker", "failure_on", lambda: ml.CircuitBreaker(failure_on=async_predicate)),
+    ("Hedge", "on", lambda: ml.Hedge(0.1, on=async_predicate)),
+    ("Fallback", "on", lambda: ml.Fallback(None, on=async_predicate)),
+    ("Cache", "key", lambda: ml.Cache(ttl=1.0, key=async_key)),
+    ("RateLimit", "key", lambda: ml.RateLimit(rate=1.0, key=async_key)),
+    ("FaultInjection", "enabled", lambda: ml.FaultInjection(rate=1.0, enabled=async_key)),
+]
+
+
+@pytest.mark.parametrize(("owner", "argument", "build"), BUILDERS,
+                         ids=[f"{o}.{a}" for o, a, _ in BUILDERS])
+def test_a_coroutine_function_is_refused_naming_the_argument(
+    owner: str, argument: str, build: Callable[[], Any],
+) -> None:
+    with pytest.raises(ml.ConfigError, match=rf"^{owner}: {argument} must be .*not a coroutine"):
+        build()
