@@ -66,6 +66,8 @@ class FaultInjectionOptions:
         if not isinstance(self.enabled, bool) and not callable(self.enabled):
             fail(owner, "enabled", self.enabled, "a bool or a function returning one")
         not_coroutine(owner, "enabled", self.enabled)
+        not_coroutine(owner, "error", error)
+        not_coroutine(owner, "latency", self.latency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

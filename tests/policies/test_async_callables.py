@@ -32,6 +32,8 @@ BUILDERS: list[tuple[str, str, Callable[[], Any]]] = [
     ("Cache", "key", lambda: ml.Cache(ttl=1.0, key=async_key)),
     ("RateLimit", "key", lambda: ml.RateLimit(rate=1.0, key=async_key)),
     ("FaultInjection", "enabled", lambda: ml.FaultInjection(rate=1.0, enabled=async_key)),
+    ("FaultInjection", "error", lambda: ml.FaultInjection(rate=1.0, error=async_key)),
+    ("FaultInjection", "latency", lambda: ml.FaultInjection(rate=1.0, latency=async_key)),
 ]
 
 
