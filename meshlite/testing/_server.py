@@ -235,7 +235,10 @@ class LoopServer:
         """Answer one request as the behaviour says; False when the connection is gone."""
         state = self.state
         behaviour = state.behaviour
-        delay = behaviour.delay()
+        try:
+            delay = behaviour.delay()
+        except Exception as error:  # a user's latency callable failed: say so, as for body
+            return await self._send(request, writer, *_failure("latency", error))
         if delay > 0:
             await asyncio.sleep(delay)
         if behaviour.reset:
@@ -251,12 +254,15 @@ class LoopServer:
         try:
             status, headers, body = self._answer(request, behaviour)
         except Exception as error:  # a user's body callable failed: say so, as a server would
-            status, headers = 500, [("content-type", "text/plain")]
-            body = f"FakeBackend: body callable raised {error!r}".encode()
+            status, headers, body = _failure("body", error)
+        return await self._send(request, writer, status, headers, body)
+
+    async def _send(self, request: ReceivedRequest, writer: asyncio.StreamWriter, status: int,
+                    headers: _Headers, body: bytes) -> bool:
         writer.write(encode_response(status, headers, body, keep_alive=request.keep_alive,
                                      head=request.method == "HEAD"))
         await writer.drain()
-        state.count("responses")
+        self.state.count("responses")
         return True
 
     def _answer(self, request: ReceivedRequest, b: Behaviour) -> tuple[int, _Headers, bytes]:
@@ -281,6 +287,12 @@ class LoopServer:
         if status >= 400 and b.retry_after is not None:
             headers.append(("retry-after", b.retry_after))
         return status, headers, encode_body(payload)
+
+
+def _failure(what: str, error: Exception) -> tuple[int, _Headers, bytes]:
+    """The 500 answer for a user's ``body`` or ``latency`` callable that raised."""
+    return (500, [("content-type", "text/plain")],
+            f"FakeBackend: {what} callable raised {error!r}".encode())
 
 
 def _abort_with_reset(writer: asyncio.StreamWriter) -> None:

@@ -173,6 +173,20 @@ def test_latency_callable_is_drawn_per_request() -> None:
     assert next(draws) == 3
 
 
+def test_failing_latency_callable_answers_500_and_the_backend_keeps_serving() -> None:
+    def broken() -> float:
+        return 1 / 0   # e.g. random.expovariate(0)
+
+    with FakeBackend(latency=broken) as b, sync_client() as client:
+        r = client.get(f"{b.url}/a")
+        b.set(latency=0.0)
+        after = client.get(f"{b.url}/b")
+    assert r.status_code == 500
+    assert "latency callable raised ZeroDivisionError" in r.text
+    assert after.json()["path"] == "/b"
+    assert b.stats.responses == 2
+
+
 # -- errors --------------------------------------------------------------------------------
 
 
