@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +73,16 @@ def _flag(name: str) -> Callable[[Any], bool]:
     return check
 
 
+# RFC 9110 5.6.2: a field name is a token; a value is visible latin-1 text, spaces and
+# tabs (no CR, LF or NUL, which would end the header or inject another).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
 def _retry_after(value: Any) -> str | None:
+    if isinstance(value, str) and not _FIELD_VALUE.fullmatch(value):
+        fail(_OWNER, "retry_after", value,
+             "seconds >= 0, or a header value (latin-1 text without CR or LF)")
     if value is None or isinstance(value, str):
         return value
     seconds = non_negative(_OWNER, "retry_after", value)
@@ -86,6 +96,10 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         fail(_OWNER, "headers", value, "a mapping of str to str")
+    for name, text in value.items():
+        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(text):
+            fail(_OWNER, "headers", {name: text}, "HTTP header names (tokens) and values "
+                 "(latin-1 text without CR or LF)")
     return tuple((k.lower(), v) for k, v in value.items())
 
 

@@ -382,6 +382,12 @@ def test_stats_snapshot() -> None:
         ({"health_status": "ok"}, "health_status"),
         ({"hang": 1}, "hang"),
         ({"headers": {"a": 1}}, "headers"),
+        ({"headers": {"X-Price": "5 €"}}, "headers"),        # not latin-1: cannot be sent
+        ({"headers": {"X-A": "a\r\nSet-Cookie: x"}}, "headers"),  # would inject a header
+        ({"headers": {"X A": "1"}}, "headers"),               # not an HTTP token
+        ({"headers": {"": "1"}}, "headers"),
+        ({"retry_after": "1\r\nX-B: b"}, "retry_after"),
+        ({"retry_after": "€"}, "retry_after"),
         ({"body": object()}, "body"),
         ({"retry_after": -2}, "retry_after"),
         ({"port": 70000}, "port"),
