@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._validate import fail
 from ._cassette import (
     Cassette,
     decode_error,
@@ -86,6 +87,15 @@ def _name_of(fn: Callable[..., Any]) -> str:
     return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
 
 
+def _names(field: str, value: object) -> frozenset[str]:
+    """``value`` as a set of names: a collection of strings, never one string (whose
+    characters would be taken for one-letter names, leaving the real one unredacted)."""
+    if (isinstance(value, str | bytes) or not isinstance(value, Collection)
+            or not all(isinstance(name, str) for name in value)):
+        fail("Recorder", field, value, 'a collection of names, e.g. ["authorization"]')
+    return frozenset(value)
+
+
 class Recorder:
     """Records calls and HTTP exchanges into a cassette file.
 
@@ -106,8 +116,9 @@ class Recorder:
         redact_params: Collection[str] = DEFAULT_REDACTED_PARAMS,
     ) -> None:
         self.path = Path(path)
-        self.redact_headers = frozenset(h.lower() for h in redact_headers)
-        self.redact_params = frozenset(redact_params)
+        self.redact_headers = frozenset(h.lower() for h in _names("redact_headers",
+                                                                 redact_headers))
+        self.redact_params = _names("redact_params", redact_params)
         self.interactions: list[dict[str, Any]] = []
         """What was recorded so far, oldest first (as it will be saved)."""
         self._lock = threading.Lock()

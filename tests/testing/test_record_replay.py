@@ -138,6 +138,22 @@ def test_secrets_are_redacted(cassette: Path) -> None:
         assert client.get(f"{url}/a?token=other&page=2").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"redact_headers": "x-secret"}, "redact_headers"),   # a str would be its characters
+     ({"redact_params": "sig"}, "redact_params"),
+     ({"redact_headers": [1]}, "redact_headers"),
+     ({"redact_params": None}, "redact_params")],
+)
+def test_redaction_lists_of_the_wrong_kind_are_refused(
+    cassette: Path, options: dict[str, Any], named: str,
+) -> None:
+    # A single name given as a string was taken as a set of one-letter names, so the
+    # header it named went into the cassette in clear.
+    with pytest.raises(ml.ConfigError, match=rf"^Recorder: {named} must be "):
+        Recorder(cassette, **options)
+
+
 def test_transport_errors_are_recorded_and_replayed(cassette: Path) -> None:
     with FakeBackend(down=True) as b, Recorder(cassette) as rec, \
             httpx.Client(transport=rec.transport(plain())) as client, \
