@@ -6,10 +6,11 @@ so tests run them on :class:`meshlite.testing.FakeClock` without real sleeping.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock", "acquire_within"]
 
 
 @runtime_checkable
@@ -49,3 +50,15 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+def acquire_within(lock: threading.Lock, seconds: float | None) -> bool:
+    """``lock.acquire`` for at most ``seconds`` (``None``: no limit), in real time.
+
+    ``Lock.acquire`` refuses a timeout above ``threading.TIMEOUT_MAX`` (about 292
+    years) with ``OverflowError``; a longer one, which a long deadline or
+    ``queue_timeout`` may give, waits without a limit instead.
+    """
+    if seconds is None or seconds > threading.TIMEOUT_MAX:
+        return lock.acquire()
+    return lock.acquire(timeout=seconds)

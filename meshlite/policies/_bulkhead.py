@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import SYSTEM_CLOCK, Clock, acquire_within
 from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected
@@ -68,7 +68,7 @@ class _ThreadWaiter:
         return True
 
     def wait(self, timeout: float | None) -> bool:
-        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+        return acquire_within(self._lock, timeout)
 
 
 class _TaskWaiter:

@@ -256,6 +256,32 @@ def test_thread_queue_timeout_with_a_real_short_wait() -> None:
     assert bulkhead.running == 0
 
 
+@pytest.mark.parametrize("bound", ["queue_timeout", "deadline"])
+def test_thread_waits_longer_than_a_lock_can_time_out(bound: str) -> None:
+    # threading.Lock.acquire refuses timeouts above threading.TIMEOUT_MAX (about 292
+    # years) with OverflowError; a valid queue_timeout or deadline that long must wait.
+    long = threading.TIMEOUT_MAX * 10
+    if bound == "queue_timeout":
+        bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=1, queue_timeout=long)
+        pipeline = ml.Pipeline(bulkhead)
+    else:
+        bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=1)
+        pipeline = ml.Pipeline(DeadlineIn(long, ml.SYSTEM_CLOCK), bulkhead)
+    release = threading.Event()
+    holder = threading.Thread(target=pipeline.call, args=(release.wait, 10.0))
+    holder.start()
+    wait_until(lambda: bulkhead.running == 1)
+    results: list[object] = []
+    queued = threading.Thread(target=lambda: results.append(pipeline.call(lambda: "ran")))
+    queued.start()
+    wait_until(lambda: bulkhead.queued == 1)
+    release.set()
+    holder.join()
+    queued.join()
+    assert results == ["ran"]
+    assert (bulkhead.running, bulkhead.queued) == (0, 0)
+
+
 def test_thread_with_an_expired_deadline_is_not_queued(clock: FakeClock) -> None:
     bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=1)
     release = threading.Event()

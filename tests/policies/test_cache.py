@@ -420,6 +420,33 @@ def test_sync_follower_waits_no_longer_than_its_deadline() -> None:
     assert ml.Pipeline(cache).call(load) == "value"
 
 
+def test_sync_follower_with_a_deadline_longer_than_a_lock_can_time_out_waits() -> None:
+    # threading.Lock.acquire refuses timeouts above threading.TIMEOUT_MAX with
+    # OverflowError; a follower with such a (valid) deadline must simply wait.
+    release = threading.Event()
+    cache = ml.Cache(ttl=60.0)
+    calls: list[int] = []
+
+    def load() -> str:
+        calls.append(1)
+        release.wait(10.0)
+        return "value"
+
+    leader = threading.Thread(target=ml.Pipeline(cache).call, args=(load,))
+    leader.start()
+    wait_until(lambda: in_flight(cache) == 1)
+    results: list[str] = []
+    pipeline = ml.Pipeline(DeadlineIn(threading.TIMEOUT_MAX * 10), cache)
+    follower = threading.Thread(target=lambda: results.append(pipeline.call(load)))
+    follower.start()
+    wait_until(lambda: waiting(cache) == 1)
+    release.set()
+    leader.join()
+    follower.join()
+    assert results == ["value"]
+    assert calls == [1]
+
+
 def test_async_callers_of_different_event_loops_do_not_share_a_flight() -> None:
     calls = 0
     second_ran = threading.Event()

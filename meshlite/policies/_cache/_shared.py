@@ -26,6 +26,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
+from ..._clock import acquire_within
 from ..._context import CallContext
 from ..._context import operation_of as _operation_of
 from ..._errors import TimeoutExceeded
@@ -225,7 +226,7 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
             if waiter is None:
                 return lead(ctx, key, fn, flight, force)
             timeout = ctx.remaining()
-            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+            if not acquire_within(waiter, timeout):
                 raise TimeoutExceeded(
                     f"Cache: the call of {ctx.operation!r} waited for the same call already "
                     "running until its deadline passed; give it more time or make the "

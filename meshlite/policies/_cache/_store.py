@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 
 from cachetools import TTLCache
 
-from ..._clock import Clock
+from ..._clock import Clock, acquire_within
 from ..._context import CallContext
 from ..._errors import TimeoutExceeded
 from ..._policy import AsyncHandler, Handler
@@ -286,7 +286,7 @@ class CacheStore:
             if waiter is None:
                 return self.lead(call_next, ctx, key, flight)
             timeout = ctx.remaining()
-            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+            if not acquire_within(waiter, timeout):
                 raise TimeoutExceeded(
                     f"Cache: the call of {ctx.operation!r} waited for the same call already "
                     "running until its deadline passed; give it more time or make the "
