@@ -40,6 +40,9 @@ class Step:
     def __post_init__(self) -> None:
         if self.error is not None and not _is_error(self.error):
             fail("step", "error", self.error, "an exception instance or class")
+        if self.error is not None and self.result is not None:
+            fail("step", "error/result", (self.result, self.error),
+                 "at most one of result and error= (a step either returns or raises)")
         if self.latency is not None:
             _check_latency("step", self.latency)
 
@@ -56,7 +59,8 @@ def step(result: Any = None, *, error: ErrorSpec | None = None,
             them); ``None`` uses the service's ``latency``.
 
     Raises:
-        ConfigError: ``error`` is not an exception, or ``latency`` is negative.
+        ConfigError: ``error`` is not an exception, both ``result`` and ``error`` are
+            given, or ``latency`` is negative.
     """
     return Step(result=result, error=error, latency=latency)
 

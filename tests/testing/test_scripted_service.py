@@ -200,3 +200,9 @@ def test_bad_step_is_a_config_error() -> None:
         step(error="nope")  # type: ignore[arg-type]
     with pytest.raises(ml.ConfigError, match="step: latency"):
         step(latency=-1)
+
+
+def test_a_step_with_both_a_result_and_an_error_is_refused() -> None:
+    # It can only do one of them: the result was silently ignored.
+    with pytest.raises(ml.ConfigError, match=r"^step: error/result must be at most one"):
+        step({"id": 1}, error=ConnectionError)
