@@ -219,6 +219,9 @@ class Replayer:
 
     def __init__(self, path: str | os.PathLike[str], *, repeat: bool = False,
                  match_body: bool = True) -> None:
+        for field, flag in (("repeat", repeat), ("match_body", match_body)):
+            if not isinstance(flag, bool):
+                fail("replay", field, flag, "True or False")
         self.cassette = Cassette.load(path)
         self.repeat = repeat
         self.match_body = match_body

@@ -154,6 +154,17 @@ def test_redaction_lists_of_the_wrong_kind_are_refused(
         Recorder(cassette, **options)
 
 
+@pytest.mark.parametrize(("options", "named"),
+                         [({"repeat": "yes"}, "repeat"), ({"match_body": "false"}, "match_body"),
+                          ({"match_body": None}, "match_body")])
+def test_replay_flags_must_be_booleans(cassette: Path, options: dict[str, Any],
+                                       named: str) -> None:
+    # "false" is a true value: it would have matched bodies, the opposite of what it says.
+    Recorder(cassette).save()
+    with pytest.raises(ml.ConfigError, match=rf"^replay: {named} must be True or False"):
+        replay(cassette, **options)
+
+
 def test_transport_errors_are_recorded_and_replayed(cassette: Path) -> None:
     with FakeBackend(down=True) as b, Recorder(cassette) as rec, \
             httpx.Client(transport=rec.transport(plain())) as client, \
