@@ -198,6 +198,39 @@ async def test_aiohttp_reset_before_answer_post_is_not_resent(
     assert a.stats.resets + b.stats.resets == 1
 
 
+async def test_aiohttp_reset_runs_the_pipeline_once_and_each_attempt_once(
+        backends: list[FakeBackend]) -> None:
+    # aiohttp resends an idempotent request itself after a reset, around the whole
+    # middleware chain: the mesh's pipeline (and the session's other middlewares)
+    # would run again, and every attempt would be sent twice.
+    a, b = backends
+    a.set(reset=True)
+    b.set(reset=True)
+    seen: list[str] = []
+
+    async def count(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        seen.append(request.method)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    async with _mesh([a.url, b.url]) as mesh:
+        session = mesh.aiohttp("users", middlewares=(count,))
+        with pytest.raises(aiohttp.ClientError):
+            await session.get("/x")
+        assert seen == ["GET"]  # the logical request, once
+        assert a.stats.resets + b.stats.resets == 2  # Retry(attempts=2): two sends
+        assert mesh.snapshot()["users"].requests == 2
+
+
+async def test_http_reset_sends_each_attempt_once(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(reset=True)
+    b.set(reset=True)
+    async with _mesh([a.url, b.url]) as mesh, mesh.http("users") as client:
+        with pytest.raises(httpx.ReadError):
+            await client.get("/x")
+    assert a.stats.resets + b.stats.resets == 2  # two attempts, one send each
+
+
 async def test_aiohttp_retry_after_is_honoured(backends: list[FakeBackend]) -> None:
     a = backends[0]
     clock = FakeClock()

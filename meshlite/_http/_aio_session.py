@@ -225,8 +225,18 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     middlewares = (*kwargs.pop("middlewares", ()), route.__call__)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
     _without_client_instrumentation(session)
+    without_resend(session)
     dispatcher.adopt_session(session)
     return session
+
+
+def without_resend(session: aiohttp.ClientSession) -> None:
+    """Stop ``session`` resending an idempotent request itself after a reset or a
+    disconnect (aiohttp does, once, around its whole middleware chain): the mesh's
+    pipeline is the one place that retries, so each attempt is sent once and a
+    ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
+    the one aiohttp's own test client turns off; it has no public switch."""
+    session._retry_connection = False
 
 
 def _without_client_instrumentation(session: aiohttp.ClientSession) -> None:
