@@ -4,13 +4,15 @@ the owner, the argument, the value received and what would be valid."""
 from __future__ import annotations
 
 import math
+import random as _random
 import reprlib
 from typing import Any, NoReturn
 
+from ._clock import Clock
 from ._errors import ConfigError
 
-__all__ = ["at_least", "clip", "fail", "fraction", "non_negative", "optional_positive",
-           "positive", "shown"]
+__all__ = ["at_least", "clip", "fail", "fraction", "non_negative", "optional_clock",
+           "optional_positive", "optional_random", "positive", "shown"]
 
 MAX_SHOWN = 80
 """Characters of a bad value an error message shows; the rest is cut."""
@@ -85,3 +87,17 @@ def fraction(owner: str, field: str, value: Any) -> float:
     if not 0 < v <= 1:
         fail(owner, field, value, "in (0, 1]")
     return v
+
+
+def optional_clock(owner: str, value: Any) -> Clock | None:
+    """``value`` when it is None or a :class:`~meshlite._clock.Clock`."""
+    if value is not None and not isinstance(value, Clock):
+        fail(owner, "clock", value, "a clock with monotonic(), sleep() and asleep(), or None")
+    return value
+
+
+def optional_random(owner: str, value: Any) -> _random.Random | None:
+    """``value`` when it is None or a ``random.Random``."""
+    if value is not None and not isinstance(value, _random.Random):
+        fail(owner, "random", value, "a random.Random or None")
+    return value

@@ -92,6 +92,8 @@ def test_register_needs_known_dependencies() -> None:
         mesh.register(svc("users"))
     with pytest.raises(ml.ConfigError, match="services"):
         Mesh(["users"])  # type: ignore[list-item]
+    with pytest.raises(ml.ConfigError, match=r"Mesh: clock must be a clock with monotonic\(\)"):
+        Mesh(clock=time.monotonic)  # type: ignore[arg-type]
 
 
 # -- calls ---------------------------------------------------------------------

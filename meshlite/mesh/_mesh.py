@@ -21,7 +21,7 @@ from .._events import Event, Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
 from .._policy import AsyncHandler, Handler
-from .._validate import fail, non_negative
+from .._validate import fail, non_negative, optional_clock
 from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
@@ -92,6 +92,7 @@ class Mesh(MeshLifecycle):
         """The ``meshlite.asgi.MeshMiddleware`` guarding this service, if one was given
         this mesh (the dashboard draws its callers)."""
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
+        clock = optional_clock("Mesh", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake

@@ -20,7 +20,7 @@ from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._statelog import announce
-from .._validate import fail
+from .._validate import fail, optional_clock, optional_random
 from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
@@ -197,6 +197,7 @@ class Service(Rotation, FirstWave):
         if not isinstance(name, str) or not _NAME.match(name):
             fail("Service", "name", name, "a name of letters, digits, '.', '_' or '-'")
         owner = f"Service {name!r}"
+        clock, random = optional_clock(owner, clock), optional_random(owner, random)
         outlier_detection = _check(owner, pipeline, health_check, outlier_detection,
                                    retry_non_idempotent, panic_mode)
         self.name = name
