@@ -23,7 +23,7 @@ from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected, Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import at_least, fail, fraction, positive
+from .._validate import at_least, fail, fraction, optional_clock, optional_random, positive
 
 __all__ = [
     "DEFAULT_ALGORITHM", "DEFAULT_INITIAL_LIMIT", "DEFAULT_MAX_LIMIT", "DEFAULT_MIN_LIMIT",
@@ -271,6 +271,8 @@ class AdaptiveConcurrency(Policy):
             algorithm=algorithm, tolerance=tolerance, smoothing=smoothing,
             queue_size=queue_size, window=window, min_samples=min_samples,
             probe_interval=probe_interval, probe_samples=probe_samples)
+        clock = optional_clock("AdaptiveConcurrency", clock)
+        random = optional_random("AdaptiveConcurrency", random)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._state = _Limiter(self.options, (random or _random).random)
 

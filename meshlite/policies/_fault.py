@@ -12,7 +12,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import fail, non_negative
+from .._validate import fail, non_negative, optional_clock, optional_random
 
 __all__ = [
     "DEFAULT_FAULT_ERROR",
@@ -162,8 +162,9 @@ class FaultInjection(Policy):
         super().__init__()
         self.options = FaultInjectionOptions(
             rate=rate, error=error, latency=latency, result=result, enabled=enabled)
+        clock = optional_clock("FaultInjection", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self.random = random
+        self.random = optional_random("FaultInjection", random)
 
     def _off(self) -> bool:
         """Whether no call can get a fault, so wrapping should cost nothing."""

@@ -12,7 +12,7 @@ from .._errors import ConfigError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
-from .._validate import at_least, non_negative
+from .._validate import at_least, non_negative, optional_clock
 
 __all__ = ["DEFAULT_HEDGE_ON", "DEFAULT_MAX_HEDGES", "Hedge", "HedgeOptions", "HedgeStarted"]
 
@@ -252,6 +252,7 @@ class Hedge(Policy):
     ) -> None:
         super().__init__()
         self.options = HedgeOptions(delay=delay, max_hedges=max_hedges, on=on)
+        clock = optional_clock("Hedge", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._matches = error_predicate("Hedge", "on", on)
 

@@ -13,7 +13,7 @@ from .._context import CallContext
 from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import fail, positive
+from .._validate import fail, optional_clock, positive
 
 __all__ = ["DEFAULT_PESSIMISTIC", "Timeout", "TimeoutOptions"]
 
@@ -117,6 +117,7 @@ class Timeout(Policy):
     ) -> None:
         super().__init__()
         self.options = TimeoutOptions(seconds=seconds, pessimistic=pessimistic)
+        clock = optional_clock("Timeout", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
 
     def _timed_out(self, ctx: CallContext, budget: float) -> TimeoutExceeded:

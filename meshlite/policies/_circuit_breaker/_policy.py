@@ -18,6 +18,7 @@ from ..._events import (
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._predicates import ErrorFilter, error_predicate
 from ..._statelog import announce
+from ..._validate import optional_clock
 from ...state._base import SharedCircuit, Store, StoreUnavailableError, fall_back
 from ...state._circuit_local import LocalCircuitState
 from ...state._circuit_records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
@@ -109,6 +110,7 @@ class CircuitBreaker(Policy):
             slow_call_rate=slow_call_rate, open_seconds=open_seconds,
             half_open_calls=half_open_calls, failure_on=failure_on, name=name, store=store,
         )
+        clock = optional_clock("CircuitBreaker", clock)
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self._is_failure = error_predicate("CircuitBreaker", "failure_on", failure_on)
         self._core = LocalCircuitState(self.options, self._clock)

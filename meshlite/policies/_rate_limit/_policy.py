@@ -10,7 +10,7 @@ from ..._context import CallContext
 from ..._errors import ConfigError, RateLimitedError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler, Policy
-from ..._validate import positive
+from ..._validate import optional_clock, positive
 from ...state._base import SharedGcra, Store
 from ...state._gcra_local import GcraStore, LocalGcra, LocalGcraCell
 from ._handlers import async_handler, sync_handler
@@ -83,6 +83,7 @@ class RateLimit(Policy):
         self.options = RateLimitOptions(rate=rate, per=per, burst=burst, mode=mode,
                                         max_wait=max_wait, key=key, max_keys=max_keys,
                                         store=store, name=name)
+        clock = optional_clock("RateLimit", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.burst = self.options.effective_burst
         interval = float(per) / float(rate)
