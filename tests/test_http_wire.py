@@ -80,6 +80,41 @@ async def test_http_reset_hang_and_retry_on_the_other_backend(
     assert b.stats.resets >= 1
 
 
+async def _held(backends: list[FakeBackend], count: int) -> None:
+    # Polls the servers' counters (kept on their own side): no event to wait on.
+    while sum(b.stats.hangs for b in backends) < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+def _hold(backends: list[FakeBackend], hang: bool) -> None:
+    for backend in backends:
+        backend.set(hang=hang)
+
+
+async def test_http_hedge_never_sends_a_post_twice(backends: list[FakeBackend]) -> None:
+    # A hedge is a resend: a POST without an Idempotency-Key whose bytes have left
+    # must not be hedged, as it must not be retried.
+    _hold(backends, True)
+    events: list[Any] = []
+    pipeline = ml.Pipeline(ml.Hedge(0.0))  # a hedge as soon as the primary waits
+    async with _mesh([b.url for b in backends], pipeline=pipeline) as mesh, \
+            mesh.http("users") as client:
+        mesh.add_hook(lambda event: events.append(event)
+                      if isinstance(event, ml.HedgeStarted) else None)
+        get = asyncio.create_task(client.get("/x"))
+        await _held(backends, 2)  # the GET and its hedge, on the other backend
+        _hold(backends, False)
+        assert (await get).status_code == 200
+        assert len(events) == 1
+        _hold(backends, True)
+        post = asyncio.create_task(client.post("/orders", content=b"{}"))
+        await _held(backends, 3)  # the POST's attempt is held
+        assert len(events) == 1  # and no hedge started for it
+        _hold(backends, False)
+        assert (await post).status_code == 200
+    assert sum(b.stats.requests for b in backends) == 3
+
+
 async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> None:
     a = backends[0]
     big = bytes(range(256)) * 20_000  # 5 MB

@@ -108,11 +108,12 @@ class Call:
         return wire.send(request, target.scheme, target.host, target.port, path, headers,
                          given)
 
-    def sent(self) -> None:
-        """The request left at least once: forbid resending it unless that is safe."""
+    def sent(self, sent: bool = True) -> None:
+        """The request may have left (``sent=False``: it did not, after all): forbid
+        resending it (a retry, or a hedge while it is in flight) unless that is safe."""
         ctx = self.ctx or _current.get()
         if not self.replay and ctx is not None:
-            ctx.no_resend = True
+            ctx.no_resend = sent
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
                 ) -> HttpResponseError:
@@ -157,6 +158,9 @@ def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
 async def asend(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
     request = call.request
+    # Marked before sending: its bytes may leave while a hedge is deciding whether
+    # to start (cancellation, a per-attempt Timeout, is covered too).
+    call.sent()
     try:
         if target.origin is not None and isinstance(request.stream, httpx.ByteStream):
             response = await call.exchange(target)
@@ -164,15 +168,10 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
             request = call.attempt(target)
             response = await target.transport.handle_async_request(request)
     except _UNSENT:
+        call.sent(False)
         raise
     except ssl.SSLError as error:
-        call.sent()
         raise _tls_failure(backend, request, error) from error
-    except BaseException:
-        # Cancellation too (a per-attempt Timeout): the request may have left.
-        call.sent()
-        raise
-    call.sent()
     record_http_status(response.status_code)
     if is_failure(response.status_code):
         try:
