@@ -115,6 +115,59 @@ async def test_http_hedge_never_sends_a_post_twice(backends: list[FakeBackend]) 
     assert sum(b.stats.requests for b in backends) == 3
 
 
+class _Gate(ml.Policy):
+    """Holds every attempt until opened (a queue below the hedge, as a bulkhead or
+    a rate limit in wait mode is), and records how each attempt ended."""
+
+    kind = "gate"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.entered = 0
+        self.ended: list[str] = []
+
+    def wrap(self, call_next: Any) -> Any:
+        raise NotImplementedError
+
+    def awrap(self, call_next: Any) -> Any:
+        async def handle(ctx: Any) -> Any:
+            self.entered += 1
+            await self.open.wait()
+            try:
+                result = await call_next(ctx)
+            except BaseException as error:
+                self.ended.append(type(error).__name__)
+                raise
+            self.ended.append("answer")
+            return result
+        return handle
+
+
+async def test_http_hedge_started_before_a_post_left_does_not_send_it_again(
+        backends: list[FakeBackend]) -> None:
+    _hold(backends, True)
+    gate = _Gate()
+    pipeline = ml.Pipeline(ml.Hedge(0.0), gate)
+    async with _mesh([b.url for b in backends], pipeline=pipeline) as mesh, \
+            mesh.http("users") as client:
+        post = asyncio.create_task(client.post("/orders", content=b"{}"))
+        while gate.entered < 2:  # noqa: ASYNC110 - the primary and its hedge wait there
+            await asyncio.sleep(0.01)
+        gate.open.set()
+
+        def settled() -> bool:
+            held = sum(b.stats.hangs for b in backends)
+            return held == 2 or (held == 1 and "ResendRefused" in gate.ended)
+
+        while not settled():  # noqa: ASYNC110 - polls the servers' counters
+            await asyncio.sleep(0.01)
+        assert sum(b.stats.hangs for b in backends) == 1  # sent once
+        _hold(backends, False)
+        assert (await post).status_code == 200
+    assert sum(b.stats.requests for b in backends) == 1
+
+
 async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> None:
     a = backends[0]
     big = bytes(range(256)) * 20_000  # 5 MB

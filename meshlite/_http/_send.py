@@ -43,13 +43,16 @@ class HttpResponseError(ResponseStatusError, httpx.TransportError):
 class Call:
     """One logical HTTP request going through the pipeline (``ctx.args[0]``)."""
 
-    __slots__ = ("ctx", "pools", "replay", "request", "service")
+    __slots__ = ("ctx", "out", "pools", "replay", "request", "service")
 
     def __init__(self, request: httpx.Request, pools: Pools, service: Service) -> None:
         self.request = request
         self.pools = pools
         self.service = service
         self.replay = _replayable(request, service)
+        self.out = False
+        """Whether an attempt of this call (one shared by every hedge) may have sent
+        it: a request that may not be resent is then refused by the others."""
         self.ctx: CallContext | None = None
         """A context given explicitly; by default each attempt uses the current one
         (its own copy under a hedge), and the call keeps no reference to it."""
@@ -110,9 +113,22 @@ class Call:
 
     def sent(self, sent: bool = True) -> None:
         """The request may have left (``sent=False``: it did not, after all): forbid
-        resending it (a retry, or a hedge while it is in flight) unless that is safe."""
+        resending it (a retry, or a hedge while it is in flight) unless that is safe.
+
+        Raises:
+            ResendRefused: it may not be resent and another attempt (a hedge that
+                started before it left) has sent it.
+        """
+        if self.replay:
+            return
+        if sent and self.out:
+            raise ResendRefused(
+                f"service {self.service.name!r}: not sending {self.request.method!r} "
+                "again: another attempt has sent it and it is not idempotent",
+                error=None, service=self.service.name)
+        self.out = sent
         ctx = self.ctx or _current.get()
-        if not self.replay and ctx is not None:
+        if ctx is not None:
             ctx.no_resend = sent
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
