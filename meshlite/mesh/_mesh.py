@@ -17,7 +17,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
-from .._events import Event, Hook
+from .._events import Event, Hook, check_hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
 from .._policy import AsyncHandler, Handler
@@ -26,7 +26,7 @@ from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
-from ..routing._service import Lifecycle, Service, override_service
+from ..routing._service import Lifecycle, Service, check_component, override_service
 from ._lifecycle import MeshLifecycle
 
 _log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
@@ -209,7 +209,7 @@ class Mesh(MeshLifecycle):
     def attach(self, component: Lifecycle) -> None:
         """Have the mesh start ``component`` (``async start()``/``async stop()``) after
         all services' components, and stop it before them."""
-        self._components.append(component)
+        self._components.append(check_component("Mesh", component))
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -259,6 +259,7 @@ class Mesh(MeshLifecycle):
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to the events of every service (routing and policies),
         including services registered later; returns the unsubscribe function."""
+        check_hook(hook)
         entry = (hook, [s.add_hook(hook) for s in (*self._services.values(), *self._extra)])
         self._hooks.append(entry)
 

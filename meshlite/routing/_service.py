@@ -48,6 +48,17 @@ retry, on another backend, for errors Retry's default predicate deems transient.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
+def check_component(owner: str, component: Any) -> Lifecycle:
+    """``component`` when it has ``start()`` and ``stop()``.
+
+    Raises:
+        ConfigError: it has not.
+    """
+    if not isinstance(component, Lifecycle):
+        fail(owner, "component", component, "an object with async start() and async stop()")
+    return component
+
+
 @runtime_checkable
 class Lifecycle(Protocol):
     """What a mesh starts and stops: health checkers, discovery, config watchers."""
@@ -423,7 +434,7 @@ class Service(Rotation, FirstWave):
     def attach(self, component: Lifecycle) -> None:
         """Have the mesh start ``component`` (``async start()``/``async stop()``) with
         this service, after the services it depends on."""
-        self.components.append(component)
+        self.components.append(check_component(f"Service {self.name!r}", component))
 
     # -- backends ---------------------------------------------------------------
 
