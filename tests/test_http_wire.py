@@ -168,6 +168,44 @@ async def test_http_hedge_started_before_a_post_left_does_not_send_it_again(
     assert sum(b.stats.requests for b in backends) == 1
 
 
+async def test_closing_the_mesh_ends_a_body_being_read_with_an_error() -> None:
+    # aiohttp leaves a reader waiting forever when its connection is closed under it;
+    # the mesh closing its pools under a mesh.http() stream must end it instead.
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        await done.wait()  # the rest of the body never comes
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        mesh = _mesh([f"http://127.0.0.1:{port}"])
+        await mesh.start()
+        async with mesh.http("users").stream("GET", "/big") as response:
+            chunks = response.aiter_raw()
+            assert await anext(chunks) == b"x" * 10
+            await mesh.aclose()
+            async with asyncio.timeout(10):  # a bound: the read ends at once
+                with pytest.raises(httpx.ReadError, match="mesh was closed"):
+                    await anext(chunks)
+        await mesh.start()
+        async with mesh.aiohttp("users").get("/big") as answer:
+            assert await answer.content.readexactly(10) == b"x" * 10
+            reading = asyncio.create_task(answer.content.read())  # waiting for the rest
+            await mesh.aclose()
+            async with asyncio.timeout(10):
+                with pytest.raises(aiohttp.ClientConnectionError, match="mesh was closed"):
+                    await reading
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> None:
     a = backends[0]
     big = bytes(range(256)) * 20_000  # 5 MB

@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from ._aio_session import without_resend
+from ._aio_session import end_bodies, without_resend
 
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
 
@@ -214,6 +214,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         here = asyncio.get_running_loop()
         for loop, session in sessions.items():
             if loop is here:
+                end_bodies(session)
                 await session.close()
             else:
                 _drop(session, loop)
