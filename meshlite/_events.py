@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from ._validate import fail
 
 __all__ = [
     "CallRejected",
@@ -29,6 +31,7 @@ __all__ = [
     "RetryScheduled",
     "TimedOut",
     "add_hook",
+    "check_hook",
     "remove_hook",
 ]
 
@@ -144,8 +147,19 @@ def add_hook(hook: Hook) -> Callable[[], None]:
         A function that unsubscribes it.
     """
     global _global_hooks
-    _global_hooks = (*_global_hooks, hook)
+    _global_hooks = (*_global_hooks, check_hook(hook))
     return lambda: remove_hook(hook)
+
+
+def check_hook(hook: Any) -> Hook:
+    """``hook`` when it can be called with an event.
+
+    Raises:
+        ConfigError: it cannot.
+    """
+    if not callable(hook):
+        fail("add_hook", "hook", hook, "a callable taking an event")
+    return hook  # type: ignore[no-any-return]
 
 
 def remove_hook(hook: Hook) -> None:
@@ -165,7 +179,7 @@ class EventHooks:
 
     def add(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook``; returns a function that unsubscribes it."""
-        self._hooks = (*self._hooks, hook)
+        self._hooks = (*self._hooks, check_hook(hook))
         return lambda: self.remove(hook)
 
     def remove(self, hook: Hook) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import random as _random
 import reprlib
 from typing import Any, NoReturn
 
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 
-__all__ = ["at_least", "clip", "fail", "fraction", "non_negative", "optional_positive",
+__all__ = ["at_least", "clip", "clock_option", "fail", "fraction", "non_negative",
+           "not_coroutine", "optional_clock", "optional_positive", "optional_random",
            "positive", "shown"]
 
 MAX_SHOWN = 80
@@ -89,13 +91,23 @@ def fraction(owner: str, field: str, value: Any) -> float:
     return v
 
 
+def optional_clock(owner: str, value: Any) -> Clock | None:
+    """``value`` when it is None or a :class:`~meshlite._clock.Clock`."""
+    if value is not None and not isinstance(value, Clock):
+        fail(owner, "clock", value, "a clock with monotonic(), sleep() and asleep(), or None")
+    return value
+
+
+def optional_random(owner: str, value: Any) -> _random.Random | None:
+    """``value`` when it is None or a ``random.Random``."""
+    if value is not None and not isinstance(value, _random.Random):
+        fail(owner, "random", value, "a random.Random or None")
+    return value
+
+
 def clock_option(owner: str, clock: object) -> Clock:
     """``clock``, which must be a :class:`Clock` or ``None`` (the system clock)."""
-    if clock is None:
-        return SYSTEM_CLOCK
-    if not isinstance(clock, Clock):
-        fail(owner, "clock", clock, "a meshlite Clock (monotonic(), sleep(), asleep()) or None")
-    return clock
+    return optional_clock(owner, clock) or SYSTEM_CLOCK
 
 
 def not_coroutine(owner: str, field: str, value: object) -> None:

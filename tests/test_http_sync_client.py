@@ -284,3 +284,16 @@ async def test_async_responses_are_timed_and_freed_without_the_garbage_collector
             assert [ref() for ref in refs] == [None, None]
         finally:
             gc.enable()
+
+
+def test_a_timeout_policy_raises_timeout_exceeded_for_a_backend_that_hangs() -> None:
+    # The attempt's read timeout is what the deadline left (an httpx.ReadTimeout,
+    # which is no builtin TimeoutError): the caller gets TimeoutExceeded, as the
+    # async client's caller does.
+    with FakeBackend(hang=True) as backend:
+        service = ml.Service("users", [backend.url], pipeline=ml.Pipeline(ml.Timeout(0.2)))
+        with ml.Mesh([service]) as mesh, mesh.http_sync("users") as client:
+            with pytest.raises(ml.TimeoutExceeded) as info:
+                client.get("/slow")
+            assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+        backend.set(hang=False)

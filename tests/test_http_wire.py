@@ -80,6 +80,132 @@ async def test_http_reset_hang_and_retry_on_the_other_backend(
     assert b.stats.resets >= 1
 
 
+async def _held(backends: list[FakeBackend], count: int) -> None:
+    # Polls the servers' counters (kept on their own side): no event to wait on.
+    while sum(b.stats.hangs for b in backends) < count:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+def _hold(backends: list[FakeBackend], hang: bool) -> None:
+    for backend in backends:
+        backend.set(hang=hang)
+
+
+async def test_http_hedge_never_sends_a_post_twice(backends: list[FakeBackend]) -> None:
+    # A hedge is a resend: a POST without an Idempotency-Key whose bytes have left
+    # must not be hedged, as it must not be retried.
+    _hold(backends, True)
+    events: list[Any] = []
+    pipeline = ml.Pipeline(ml.Hedge(0.0))  # a hedge as soon as the primary waits
+    async with _mesh([b.url for b in backends], pipeline=pipeline) as mesh, \
+            mesh.http("users") as client:
+        mesh.add_hook(lambda event: events.append(event)
+                      if isinstance(event, ml.HedgeStarted) else None)
+        get = asyncio.create_task(client.get("/x"))
+        await _held(backends, 2)  # the GET and its hedge, on the other backend
+        _hold(backends, False)
+        assert (await get).status_code == 200
+        assert len(events) == 1
+        _hold(backends, True)
+        post = asyncio.create_task(client.post("/orders", content=b"{}"))
+        await _held(backends, 3)  # the POST's attempt is held
+        assert len(events) == 1  # and no hedge started for it
+        _hold(backends, False)
+        assert (await post).status_code == 200
+    assert sum(b.stats.requests for b in backends) == 3
+
+
+class _Gate(ml.Policy):
+    """Holds every attempt until opened (a queue below the hedge, as a bulkhead or
+    a rate limit in wait mode is), and records how each attempt ended."""
+
+    kind = "gate"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.entered = 0
+        self.ended: list[str] = []
+
+    def wrap(self, call_next: Any) -> Any:
+        raise NotImplementedError
+
+    def awrap(self, call_next: Any) -> Any:
+        async def handle(ctx: Any) -> Any:
+            self.entered += 1
+            await self.open.wait()
+            try:
+                result = await call_next(ctx)
+            except BaseException as error:
+                self.ended.append(type(error).__name__)
+                raise
+            self.ended.append("answer")
+            return result
+        return handle
+
+
+async def test_http_hedge_started_before_a_post_left_does_not_send_it_again(
+        backends: list[FakeBackend]) -> None:
+    _hold(backends, True)
+    gate = _Gate()
+    pipeline = ml.Pipeline(ml.Hedge(0.0), gate)
+    async with _mesh([b.url for b in backends], pipeline=pipeline) as mesh, \
+            mesh.http("users") as client:
+        post = asyncio.create_task(client.post("/orders", content=b"{}"))
+        while gate.entered < 2:  # noqa: ASYNC110 - the primary and its hedge wait there
+            await asyncio.sleep(0.01)
+        gate.open.set()
+
+        def settled() -> bool:
+            held = sum(b.stats.hangs for b in backends)
+            return held == 2 or (held == 1 and "ResendRefused" in gate.ended)
+
+        while not settled():  # noqa: ASYNC110 - polls the servers' counters
+            await asyncio.sleep(0.01)
+        assert sum(b.stats.hangs for b in backends) == 1  # sent once
+        _hold(backends, False)
+        assert (await post).status_code == 200
+    assert sum(b.stats.requests for b in backends) == 1
+
+
+async def test_closing_the_mesh_ends_a_body_being_read_with_an_error() -> None:
+    # aiohttp leaves a reader waiting forever when its connection is closed under it;
+    # the mesh closing its pools under a mesh.http() stream must end it instead.
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        await done.wait()  # the rest of the body never comes
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        mesh = _mesh([f"http://127.0.0.1:{port}"])
+        await mesh.start()
+        async with mesh.http("users").stream("GET", "/big") as response:
+            chunks = response.aiter_raw()
+            assert await anext(chunks) == b"x" * 10
+            await mesh.aclose()
+            async with asyncio.timeout(10):  # a bound: the read ends at once
+                with pytest.raises(httpx.ReadError, match="mesh was closed"):
+                    await anext(chunks)
+        await mesh.start()
+        async with mesh.aiohttp("users").get("/big") as answer:
+            assert await answer.content.readexactly(10) == b"x" * 10
+            reading = asyncio.create_task(answer.content.read())  # waiting for the rest
+            await mesh.aclose()
+            async with asyncio.timeout(10):
+                with pytest.raises(aiohttp.ClientConnectionError, match="mesh was closed"):
+                    await reading
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> None:
     a = backends[0]
     big = bytes(range(256)) * 20_000  # 5 MB
@@ -196,6 +322,39 @@ async def test_aiohttp_reset_before_answer_post_is_not_resent(
         with pytest.raises(aiohttp.ClientError):
             await mesh.aiohttp("users").post("/orders", data=b"{}")
     assert a.stats.resets + b.stats.resets == 1
+
+
+async def test_aiohttp_reset_runs_the_pipeline_once_and_each_attempt_once(
+        backends: list[FakeBackend]) -> None:
+    # aiohttp resends an idempotent request itself after a reset, around the whole
+    # middleware chain: the mesh's pipeline (and the session's other middlewares)
+    # would run again, and every attempt would be sent twice.
+    a, b = backends
+    a.set(reset=True)
+    b.set(reset=True)
+    seen: list[str] = []
+
+    async def count(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        seen.append(request.method)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    async with _mesh([a.url, b.url]) as mesh:
+        session = mesh.aiohttp("users", middlewares=(count,))
+        with pytest.raises(aiohttp.ClientError):
+            await session.get("/x")
+        assert seen == ["GET"]  # the logical request, once
+        assert a.stats.resets + b.stats.resets == 2  # Retry(attempts=2): two sends
+        assert mesh.snapshot()["users"].requests == 2
+
+
+async def test_http_reset_sends_each_attempt_once(backends: list[FakeBackend]) -> None:
+    a, b = backends
+    a.set(reset=True)
+    b.set(reset=True)
+    async with _mesh([a.url, b.url]) as mesh, mesh.http("users") as client:
+        with pytest.raises(httpx.ReadError):
+            await client.get("/x")
+    assert a.stats.resets + b.stats.resets == 2  # two attempts, one send each
 
 
 async def test_aiohttp_retry_after_is_honoured(backends: list[FakeBackend]) -> None:

@@ -92,6 +92,8 @@ def test_register_needs_known_dependencies() -> None:
         mesh.register(svc("users"))
     with pytest.raises(ml.ConfigError, match="services"):
         Mesh(["users"])  # type: ignore[list-item]
+    with pytest.raises(ml.ConfigError, match=r"Mesh: clock must be a clock with monotonic\(\)"):
+        Mesh(clock=time.monotonic)  # type: ignore[arg-type]
 
 
 # -- calls ---------------------------------------------------------------------
@@ -457,3 +459,20 @@ def test_a_mesh_hook_that_raises_is_logged_on_meshlite_events(
     assert seen == [event]  # the next hook still got it
     assert [r.name for r in caplog.records] == ["meshlite.events"]
     assert "hook bug" in caplog.text
+
+
+def test_components_and_hooks_that_are_not_are_config_errors() -> None:
+    # Refused when given, not when the mesh starts or the first event comes.
+    mesh = Mesh([svc("users")])
+    users = mesh.service("users")
+    for attach in (mesh.attach, users.attach):
+        with pytest.raises(ml.ConfigError, match=r"component must be an object with "
+                                                 r"async start\(\) and async stop\(\)"):
+            attach("health")  # type: ignore[arg-type]
+    for add_hook in (mesh.add_hook, users.add_hook, ml.add_hook,
+                     ml.Retry().hooks.add, Mesh().add_hook):
+        with pytest.raises(ml.ConfigError, match="hook must be a callable"):
+            add_hook(5)  # type: ignore[arg-type]
+    assert users.components == []
+    with mesh:  # nothing half-applied: it opens as before
+        assert mesh.call_sync("users", lambda backend: backend.address) in ("a", "b")

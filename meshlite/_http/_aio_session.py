@@ -34,7 +34,7 @@ from ..routing._service import Service
 from ._dispatcher import Dispatcher
 from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
 
-__all__ = ["AiohttpResponseError", "aiohttp_session"]
+__all__ = ["AiohttpResponseError", "aiohttp_session", "end_bodies", "without_resend"]
 
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # Failures before a byte of the request left: resending is always safe.
@@ -225,8 +225,30 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     middlewares = (*kwargs.pop("middlewares", ()), route.__call__)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
     _without_client_instrumentation(session)
+    without_resend(session)
     dispatcher.adopt_session(session)
     return session
+
+
+def end_bodies(session: aiohttp.ClientSession) -> None:
+    """Fail each body still being read on ``session``'s connections: aiohttp closes a
+    connection without telling its reader, which would then wait forever (or raise a
+    bare ``RuntimeError``); the reader gets ``aiohttp.ClientConnectionError``
+    instead (``httpx.ReadError`` through ``mesh.http()``)."""
+    for protocol in list(getattr(session.connector, "_acquired", ())):
+        body = getattr(protocol, "_payload", None)
+        if body is not None and not body.is_eof():
+            body.set_exception(aiohttp.ClientConnectionError(
+                "connection closed: the mesh was closed"))
+
+
+def without_resend(session: aiohttp.ClientSession) -> None:
+    """Stop ``session`` resending an idempotent request itself after a reset or a
+    disconnect (aiohttp does, once, around its whole middleware chain): the mesh's
+    pipeline is the one place that retries, so each attempt is sent once and a
+    ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
+    the one aiohttp's own test client turns off; it has no public switch."""
+    session._retry_connection = False
 
 
 def _without_client_instrumentation(session: aiohttp.ClientSession) -> None:

@@ -24,6 +24,8 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._aio_session import end_bodies, without_resend
+
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
@@ -142,10 +144,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=(_KEEPALIVE_FOREVER if limits.keepalive_expiry is None
                                else limits.keepalive_expiry),
             local_addr=self._local, loop=loop)
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
             trust_env=False, raise_for_status=False)
+        without_resend(session)
+        return session
 
     def client_timeout(self, given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
         """aiohttp's timeouts for httpx's ``timeout`` request extension (cached)."""
@@ -210,6 +214,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         here = asyncio.get_running_loop()
         for loop, session in sessions.items():
             if loop is here:
+                end_bodies(session)
                 await session.close()
             else:
                 _drop(session, loop)

@@ -43,13 +43,16 @@ class HttpResponseError(ResponseStatusError, httpx.TransportError):
 class Call:
     """One logical HTTP request going through the pipeline (``ctx.args[0]``)."""
 
-    __slots__ = ("ctx", "pools", "replay", "request", "service")
+    __slots__ = ("ctx", "out", "pools", "replay", "request", "service")
 
     def __init__(self, request: httpx.Request, pools: Pools, service: Service) -> None:
         self.request = request
         self.pools = pools
         self.service = service
         self.replay = _replayable(request, service)
+        self.out = False
+        """Whether an attempt of this call (one shared by every hedge) may have sent
+        it: a request that may not be resent is then refused by the others."""
         self.ctx: CallContext | None = None
         """A context given explicitly; by default each attempt uses the current one
         (its own copy under a hedge), and the call keeps no reference to it."""
@@ -108,11 +111,25 @@ class Call:
         return wire.send(request, target.scheme, target.host, target.port, path, headers,
                          given)
 
-    def sent(self) -> None:
-        """The request left at least once: forbid resending it unless that is safe."""
+    def sent(self, sent: bool = True) -> None:
+        """The request may have left (``sent=False``: it did not, after all): forbid
+        resending it (a retry, or a hedge while it is in flight) unless that is safe.
+
+        Raises:
+            ResendRefused: it may not be resent and another attempt (a hedge that
+                started before it left) has sent it.
+        """
+        if self.replay:
+            return
+        if sent and self.out:
+            raise ResendRefused(
+                f"service {self.service.name!r}: not sending {self.request.method!r} "
+                "again: another attempt has sent it and it is not idempotent",
+                error=None, service=self.service.name)
+        self.out = sent
         ctx = self.ctx or _current.get()
-        if not self.replay and ctx is not None:
-            ctx.no_resend = True
+        if ctx is not None:
+            ctx.no_resend = sent
 
     def failure(self, backend: Backend, response: httpx.Response, raw: bytes
                 ) -> HttpResponseError:
@@ -157,6 +174,9 @@ def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
 async def asend(backend: Backend, call: Call) -> httpx.Response:
     target = call.pools.get(backend)
     request = call.request
+    # Marked before sending: its bytes may leave while a hedge is deciding whether
+    # to start (cancellation, a per-attempt Timeout, is covered too).
+    call.sent()
     try:
         if target.origin is not None and isinstance(request.stream, httpx.ByteStream):
             response = await call.exchange(target)
@@ -164,15 +184,10 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
             request = call.attempt(target)
             response = await target.transport.handle_async_request(request)
     except _UNSENT:
+        call.sent(False)
         raise
     except ssl.SSLError as error:
-        call.sent()
         raise _tls_failure(backend, request, error) from error
-    except BaseException:
-        # Cancellation too (a per-attempt Timeout): the request may have left.
-        call.sent()
-        raise
-    call.sent()
     record_http_status(response.status_code)
     if is_failure(response.status_code):
         try:

@@ -26,6 +26,7 @@ from ._sections import (
     TimeoutSection,
     TraceSection,
 )
+from ._walk import read_bool
 
 __all__ = [
     "AlertRuleSection",
@@ -90,7 +91,10 @@ class TLSSection(Section, frozen=True):
 
 
 def _switch(value: Any) -> Any:
-    """``true`` is a section with its defaults, ``false`` no section."""
+    """``true`` is a section with its defaults, ``false`` no section (read as
+    booleans are: ``"false"`` from an environment variable is ``false``)."""
+    if isinstance(value, str):
+        value = value if (found := read_bool(value)) is None else found
     if value is True:
         return {}
     return None if value is False else value

@@ -37,6 +37,7 @@ __all__ = [
     "convert_value",
     "field_names",
     "fields_set",
+    "read_bool",
     "to_data",
     "with_fields",
 ]
@@ -260,7 +261,7 @@ def _convert(shape: _Shape, value: Any, path: Path, problems: Problems) -> Any:
         except msgspec.ValidationError:
             pass
     elif kind == "bool":
-        found = _bool(value)
+        found = read_bool(value)
         if found is not None:
             return found
         problems.add(path, f"must be a valid boolean (true or false), {_got(value)}")
@@ -278,7 +279,9 @@ def _convert(shape: _Shape, value: Any, path: Path, problems: Problems) -> Any:
     return FAILED
 
 
-def _bool(value: Any) -> bool | None:
+def read_bool(value: Any) -> bool | None:
+    """``value`` read as a boolean as the schema reads one (``"on"``, ``"false"``,
+    1...), or None when it is not one."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):

@@ -56,8 +56,11 @@ class MeshLifecycle:
 
     async def _close_sessions(self) -> None:
         sessions, self._sessions = self._sessions, None
+        if sessions:
+            from .._http._aio_session import end_bodies  # aiohttp is imported already
         for session in list(sessions or ()):
             try:
+                end_bodies(session)
                 await session.close()
             except Exception:  # made on another loop, say: its sockets go with it
                 _log.debug("closing an aiohttp session failed", exc_info=True)

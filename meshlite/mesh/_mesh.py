@@ -17,16 +17,16 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
-from .._events import Event, Hook
+from .._events import Event, Hook, check_hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list, count
 from .._policy import AsyncHandler, Handler
-from .._validate import fail, non_negative
+from .._validate import fail, non_negative, optional_clock
 from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
-from ..routing._service import Lifecycle, Service, override_service
+from ..routing._service import Lifecycle, Service, check_component, override_service
 from ._lifecycle import MeshLifecycle
 
 _log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
@@ -92,6 +92,7 @@ class Mesh(MeshLifecycle):
         """The ``meshlite.asgi.MeshMiddleware`` guarding this service, if one was given
         this mesh (the dashboard draws its callers)."""
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
+        clock = optional_clock("Mesh", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
@@ -208,7 +209,7 @@ class Mesh(MeshLifecycle):
     def attach(self, component: Lifecycle) -> None:
         """Have the mesh start ``component`` (``async start()``/``async stop()``) after
         all services' components, and stop it before them."""
-        self._components.append(component)
+        self._components.append(check_component("Mesh", component))
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -258,6 +259,7 @@ class Mesh(MeshLifecycle):
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to the events of every service (routing and policies),
         including services registered later; returns the unsubscribe function."""
+        check_hook(hook)
         entry = (hook, [s.add_hook(hook) for s in (*self._services.values(), *self._extra)])
         self._hooks.append(entry)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._policy import AsyncHandler, Handler, Policy
+from .._validate import optional_clock
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
@@ -53,6 +54,7 @@ class Metrics(Policy):
                  clock: Clock | None = None) -> None:
         super().__init__()
         self.bounds = check_buckets("Metrics", buckets)
+        clock = optional_clock("Metrics", clock)
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self._table: SeriesTable = {}
         self._lock = threading.Lock()

@@ -23,7 +23,7 @@ from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected, Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import at_least, clock_option, fail, fraction, positive
+from .._validate import at_least, clock_option, fail, fraction, optional_random, positive
 
 __all__ = [
     "DEFAULT_ALGORITHM", "DEFAULT_INITIAL_LIMIT", "DEFAULT_MAX_LIMIT", "DEFAULT_MIN_LIMIT",
@@ -272,8 +272,7 @@ class AdaptiveConcurrency(Policy):
             queue_size=queue_size, window=window, min_samples=min_samples,
             probe_interval=probe_interval, probe_samples=probe_samples)
         self.clock: Clock = clock_option("AdaptiveConcurrency", clock)
-        if random is not None and not isinstance(random, _random.Random):
-            fail("AdaptiveConcurrency", "random", random, "a random.Random or None")
+        random = optional_random("AdaptiveConcurrency", random)
         self._state = _Limiter(self.options, (random or _random).random)
 
     @property

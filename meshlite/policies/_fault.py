@@ -12,7 +12,7 @@ from .._clock import Clock
 from .._context import CallContext
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import clock_option, fail, non_negative, not_coroutine
+from .._validate import clock_option, fail, non_negative, not_coroutine, optional_random
 
 __all__ = [
     "DEFAULT_FAULT_ERROR",
@@ -166,8 +166,7 @@ class FaultInjection(Policy):
         self.options = FaultInjectionOptions(
             rate=rate, error=error, latency=latency, result=result, enabled=enabled)
         self.clock: Clock = clock_option("FaultInjection", clock)
-        if random is not None and not isinstance(random, _random.Random):
-            fail("FaultInjection", "random", random, "a random.Random or None")
+        random = optional_random("FaultInjection", random)
         self.random = random
 
     def _off(self) -> bool:

@@ -116,7 +116,7 @@ class _Race:
     def start(self, reason: str) -> None:
         """Start the next hedge now: the delay ran out, or an attempt failed."""
         self.timer = None
-        if self.decided:
+        if self.decided or self.ctx.no_resend:  # a request that must not be resent
             return
         index, self.started = self.started, self.started + 1
         fork = _fork(self.ctx, index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,17 @@ def _abandon(task: asyncio.Future[Any]) -> None:
     # Also when already done: _reap then retrieves an error nobody else will.
     _abandoned.add(task)
     task.add_done_callback(_reap)
+
+
+def _is_timeout(error: Exception) -> bool:
+    """Whether ``error`` is a read or connect timeout: a ``TimeoutError``, or httpx's
+    ``TimeoutException`` (the sync HTTP client's, which is none) when httpx is
+    already imported (looked up in :data:`sys.modules`, never imported)."""
+    if isinstance(error, TimeoutError):
+        return True
+    httpx = sys.modules.get("httpx")
+    kind = getattr(httpx, "TimeoutException", None) if httpx is not None else None
+    return isinstance(kind, type) and isinstance(error, kind)
 
 
 class Timeout(Policy):
@@ -155,8 +167,8 @@ class Timeout(Policy):
                     raise timed_out(ctx, budget)
                 try:
                     result = call_next(ctx)
-                except TimeoutError as error:
-                    if clock.monotonic() > deadline:
+                except Exception as error:
+                    if _is_timeout(error) and clock.monotonic() > deadline:
                         raise timed_out(ctx, budget) from error
                     raise
                 if clock.monotonic() > deadline:

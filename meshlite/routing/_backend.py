@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._clock import Clock
 from .._histogram import FOLD_AT, Histogram
@@ -91,7 +92,8 @@ class Backend:
         metadata: Free-form labels; stored read-only, not part of equality.
 
     Raises:
-        ConfigError: an empty address or a weight that is not a finite number > 0.
+        ConfigError: an empty address, an ``http(s)://`` address without a host or
+            with a bad port, or a weight that is not a finite number > 0.
     """
 
     address: str
@@ -108,6 +110,7 @@ class Backend:
     ) -> None:
         if not isinstance(address, str) or not address.strip():
             fail("Backend", "address", address, "a non-empty string")
+        _check_url(address)
         if zone is not None and not isinstance(zone, str):
             fail("Backend", "zone", zone, "a string or None")
         if metadata is None:
@@ -123,6 +126,21 @@ class Backend:
 
     def __str__(self) -> str:
         return self.address
+
+
+def _check_url(address: str) -> None:
+    """An ``http(s)://`` address must be a URL that can be sent to (other addresses
+    are the call function's business)."""
+    if not address[:8].lower().startswith(("http://", "https://")):
+        return
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018  # raises ValueError when out of range or not a number
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname:
+        fail("Backend", "address", address,
+             "an http(s) base URL with a host and a port in 0..65535")
 
 
 BackendLike = Backend | str

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._context import CallContext
-from .._validate import fail
+from .._validate import fail, optional_random
 from ._backend import Endpoint
 
 __all__ = [
@@ -53,6 +53,7 @@ class _Base:
     name = "balancer"
 
     def __init__(self, random: _random.Random | None = None) -> None:
+        random = optional_random(type(self).__name__, random)
         self._rng = random if random is not None else _random.Random()
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .._clock import Clock
 from .._errors import ConfigError, RejectedError
 from .._predicates import ErrorFilter, error_predicate
-from .._validate import at_least, fail, fraction, positive
+from .._validate import at_least, fail, fraction, optional_clock, positive
 from ._backend import Endpoint
 
 __all__ = [
@@ -121,7 +121,7 @@ class OutlierDetection:
             max_ejection_percent=max_ejection_percent,
             failure_on=failure_on,
         )
-        self.clock = clock
+        self.clock = optional_clock("OutlierDetection", clock)
         on = self.options.failure_on
         self._counts = (_backend_failure if on is None
                         else error_predicate("OutlierDetection", "failure_on", on))

@@ -20,7 +20,7 @@ from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._statelog import announce
-from .._validate import fail
+from .._validate import fail, optional_clock, optional_random
 from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
@@ -46,6 +46,17 @@ DEFAULT_RETRY_ATTEMPTS = 2
 retry, on another backend, for errors Retry's default predicate deems transient."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def check_component(owner: str, component: Any) -> Lifecycle:
+    """``component`` when it has ``start()`` and ``stop()``.
+
+    Raises:
+        ConfigError: it has not.
+    """
+    if not isinstance(component, Lifecycle):
+        fail(owner, "component", component, "an object with async start() and async stop()")
+    return component
 
 
 @runtime_checkable
@@ -197,6 +208,7 @@ class Service(Rotation, FirstWave):
         if not isinstance(name, str) or not _NAME.match(name):
             fail("Service", "name", name, "a name of letters, digits, '.', '_' or '-'")
         owner = f"Service {name!r}"
+        clock, random = optional_clock(owner, clock), optional_random(owner, random)
         outlier_detection = _check(owner, pipeline, health_check, outlier_detection,
                                    retry_non_idempotent, panic_mode)
         self.name = name
@@ -422,7 +434,7 @@ class Service(Rotation, FirstWave):
     def attach(self, component: Lifecycle) -> None:
         """Have the mesh start ``component`` (``async start()``/``async stop()``) with
         this service, after the services it depends on."""
-        self.components.append(component)
+        self.components.append(check_component(f"Service {self.name!r}", component))
 
     # -- backends ---------------------------------------------------------------
 

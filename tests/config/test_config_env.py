@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import meshlite as ml
-from meshlite.config import load_config, masked_config
+from meshlite.config import load_config, masked_config, mesh_from_config
 from meshlite.config._check import run_check
 
 
@@ -144,6 +144,34 @@ def test_env_overrides_with_type_coercion(write_config: Any) -> None:
     assert users.timeout.seconds == 3.0
     assert [b.url for b in config.services["orders"].backends] == ["http://o:1", "http://o:2"]
     assert config.hot_reload.enabled is True
+
+
+def test_env_overrides_turn_switch_sections_on_and_off(write_config: Any) -> None:
+    # A section a file turns on or off with true/false (retry: false, health_check:
+    # true...) takes the same switch from the environment, where every value is text.
+    path = write_config("""
+        services:
+          users:
+            backends: ["http://a:1"]
+            retry: {attempts: 2}
+            timeout: 1.0
+    """)
+    config = load_config(path, environ={
+        "MESHLITE_SERVICES__USERS__RETRY": "false",
+        "MESHLITE_SERVICES__USERS__HEALTH_CHECK": "true",
+        "MESHLITE_SERVICES__USERS__OUTLIER_DETECTION": "off",
+        "MESHLITE_SERVICES__USERS__CIRCUIT_BREAKER": "on",
+    })
+    users = config.services["users"]
+    assert users.retry is None
+    assert users.health_check is not None
+    assert users.health_check.dump(exclude_unset=True) == {}
+    assert users.outlier_detection is None
+    assert "outlier_detection" in users.arguments()  # written as off, not left out
+    assert users.circuit_breaker is not None
+    mesh = mesh_from_config(path, environ={"MESHLITE_SERVICES__USERS__RETRY": "false"})
+    assert [type(p).__name__ for p in mesh.service("users").pipeline.walk()] == [
+        "Pipeline", "Timeout"]
 
 
 def test_env_overrides_reach_every_top_level_section(write_config: Any) -> None:

@@ -380,10 +380,17 @@ def test_ring_hash_reads_a_header(clock: FakeClock) -> None:
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"key": 3}, "key"), ({"header": ""}, "header"), ({"replicas": 0}, "replicas"),
     ({"load_factor": 1.0}, "load_factor"), ({"load_factor": "x"}, "load_factor"),
+    ({"random": 3}, "random"),
 ])
 def test_ring_hash_bad_options(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"RingHash: {field}"):
         RingHash(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(BALANCERS))
+def test_balancers_refuse_a_random_source_that_is_not_one(name: str) -> None:
+    with pytest.raises(ml.ConfigError, match=r"random must be a random\.Random or None"):
+        BALANCERS[name](random=7)
 
 
 def test_balancers_by_name() -> None:

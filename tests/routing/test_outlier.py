@@ -194,6 +194,7 @@ def test_panic_mode_routes_to_all_when_all_are_out(clock: FakeClock) -> None:
     ({"failure_rate_window": 0}, "failure_rate_window"),
     ({"base_ejection_seconds": 60.0, "max_ejection_seconds": 30.0}, "max_ejection_seconds"),
     ({"failure_on": 3}, "failure_on"),
+    ({"clock": 3}, "clock"),
 ])
 def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"OutlierDetection: {field}"):

@@ -190,6 +190,10 @@ def test_hedge_like_policies_that_cannot_run_sync_raise_config_error() -> None:
     (("s", 5), {}, "backends must be a list"),
     (("s", {"http://a": 1}), {}, "backends must be a list"),
     (("s",), {"depends_on": 5}, "depends_on must be"),
+    (("s",), {"clock": 3}, r"Service 's': clock must be a clock with monotonic\(\)"),
+    (("s",), {"random": 3}, r"Service 's': random must be a random.Random or None"),
+    (("s",), {"balancer": "round_robin", "random": "seed"}, "random must be"),
+    (("s", ["http://127.0.0.1:99999"]), {}, r"Backend: address .* port in 0\.\.65535"),
 ])
 def test_bad_service_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ml.ConfigError, match=match):
@@ -220,6 +224,10 @@ def test_service_accepts_single_values_and_defaults() -> None:
     ({"address": "a", "weight": "1"}, "Backend: weight must be a number"),
     ({"address": "a", "zone": 1}, "Backend: zone"),
     ({"address": "a", "metadata": [1]}, "Backend: metadata"),
+    ({"address": "http://127.0.0.1:99999"}, "Backend: address must be"),
+    ({"address": "http://127.0.0.1:-1"}, "Backend: address must be"),
+    ({"address": "https://127.0.0.1:x/v1"}, "Backend: address must be"),
+    ({"address": "http://:8000"}, "Backend: address must be"),
 ])
 def test_bad_backends(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ml.ConfigError, match=match):
