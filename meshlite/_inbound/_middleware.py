@@ -68,16 +68,13 @@ class MeshMiddleware:
                  max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
         if not callable(app):
             fail("MeshMiddleware", "app", app, "an ASGI app")
-        if auth is not None and not isinstance(auth, Auth):
-            fail("MeshMiddleware", "auth", auth, "a meshlite.asgi.Auth or None")
         self.app = app
         self.mesh = mesh
         self.auth = auth
         self.trace = bool(trace)
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self.table = RouteTable(routes or (), self.max_deadline)
-        if auth is None and any(r.route.needs_auth for r in self.table.routes):
-            fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
+        _check_auth("MeshMiddleware", auth, self.table)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
             self._follow()
@@ -109,6 +106,7 @@ class MeshMiddleware:
             ConfigError: an invalid route; nothing is replaced.
         """
         table = RouteTable(routes, self.max_deadline)
+        _check_auth("MeshMiddleware.configure", auth, table)
         self.table, self.auth = table, auth
 
     def _follow(self) -> None:
@@ -253,6 +251,15 @@ class MeshMiddleware:
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
+
+
+def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
+    """Refuse an ``auth`` that is not an :class:`Auth`, and routes requiring
+    credentials without one (they would let every request in)."""
+    if auth is not None and not isinstance(auth, Auth):
+        fail(where, "auth", auth, "a meshlite.asgi.Auth or None")
+    if auth is None and any(r.route.needs_auth for r in table.routes):
+        fail(where, "auth", None, "an Auth when a route requires credentials")
 
 
 _monotonic = time.monotonic

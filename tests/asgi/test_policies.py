@@ -264,3 +264,17 @@ async def test_red_metrics_per_route_and_callers() -> None:
     assert 'meshlite_server_request_duration_seconds_count{route="/orders/{id}"' in text
     (edge,) = app.stats.callers(__import__("time").monotonic())
     assert (edge["caller"], edge["requests"], edge["errors"]) == ("gateway", 3, 1)
+
+
+async def test_configure_refuses_routes_needing_credentials_without_auth() -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS),
+                         routes=[Route("/orders", scopes=("orders:read",))])
+    with pytest.raises(ml.ConfigError, match="MeshMiddleware.configure: auth must be an Auth"):
+        app.configure([Route("/orders", scopes=("orders:write",))])  # auth left out
+    with pytest.raises(ml.ConfigError, match="auth must be a meshlite.asgi.Auth"):
+        app.configure([Route("/orders")], auth="k-alice")  # type: ignore[arg-type]
+    async for _, client in serve(app):
+        anonymous = await client.get("/orders")
+        alice = await client.get("/orders", headers={"x-api-key": "k-alice"})
+    assert anonymous.status_code == 401  # the routes and auth in force were kept
+    assert alice.status_code == 200
