@@ -153,8 +153,13 @@ class MeshMiddleware:
         except MeshliteError as error:
             request = Inbound(scope, receive, send, route.label or "")
             request.status = status
-            await self._refuse(request, error)
-            status = request.status
+            try:
+                await self._refuse(request, error)
+            finally:
+                status = request.status or _UNANSWERED
+        except Exception:
+            status = status or _UNANSWERED  # the server answers it 500
+            raise
         finally:
             seconds = _monotonic() - started
             method = scope["method"]
@@ -177,6 +182,8 @@ class MeshMiddleware:
             await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
+            if not request.status and isinstance(raised, Exception):
+                request.status = _UNANSWERED  # the server answers it 500
             raise
         finally:
             if span is not None:
@@ -263,3 +270,6 @@ def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
 
 
 _monotonic = time.monotonic
+_UNANSWERED = 500
+"""The status counted for an error escaping the app before its response started: the
+one the ASGI server answers (a cancelled request, with no answer, counts as 0)."""

@@ -88,3 +88,26 @@ async def test_the_otlp_export_carries_them(monkeypatch: pytest.MonkeyPatch) -> 
     duration = receiver.latest("meshlite.server.request.duration",
                                **{"meshlite.route": "*", "meshlite.method": "GET"})
     assert (duration.kind, duration.count, duration.unit) == ("histogram", 4, "s")
+
+
+async def crashing(scope: Any, receive: Any, send: Any) -> None:
+    if scope["path"] == "/mapped":
+        raise ml.MeshClosedError("closed")  # mapped by the middleware: 503
+    raise ValueError("a bug in the handler")  # the server answers 500
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-meshlite-deadline": "5000"}],
+                         ids=["direct-path", "full-path"])
+async def test_an_error_escaping_the_app_counts_as_the_500_the_client_got(
+        headers: dict[str, str]) -> None:
+    mesh = ml.Mesh([], name="orders")
+    app = MeshMiddleware(crashing, mesh=mesh, trace=False)
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        crashed = await client.get(server.url + "/", headers=headers)
+        mapped = await client.get(server.url + "/mapped", headers=headers)
+    assert (crashed.status_code, mapped.status_code) == (500, 503)
+    text = ml.observability.render(mesh)
+    assert lines(text, "meshlite_server_requests_total{") == [
+        'meshlite_server_requests_total{route="*",method="GET",status="500"} 1',
+        'meshlite_server_requests_total{route="*",method="GET",status="503"} 1']
+    assert app.stats.routes()[0]["statuses"] == {"500": 1, "503": 1}
