@@ -90,7 +90,7 @@ class Route:
         if not isinstance(self.pattern, str) or not self.pattern.startswith("/"):
             fail("Route", "pattern", self.pattern, "a path pattern starting with '/'")
         if self.methods is not None:
-            object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
+            object.__setattr__(self, "methods", _methods(self.methods))
         optional_positive("Route", "rate", self.rate)
         positive("Route", "per", self.per)
         if self.burst is not None:
@@ -149,6 +149,21 @@ class CompiledRoute:
         self.direct = self.pipeline is None and not self.admits
         """Whether a request without a deadline and auth runs the app directly, with
         nothing between (decided here once, not per request)."""
+
+
+_METHOD = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP token
+
+
+def _methods(methods: Any) -> tuple[str, ...]:
+    """``methods`` upper-cased; one name alone (``"POST"``) is one method, not letters."""
+    names = (methods,) if isinstance(methods, str) else methods
+    try:
+        valid = tuple(names) if names else ()
+    except TypeError:
+        valid = ()
+    if not valid or not all(isinstance(m, str) and _METHOD.match(m) for m in valid):
+        fail("Route", "methods", methods, "HTTP method names such as ('GET', 'POST'), or None")
+    return tuple(m.upper() for m in valid)
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:

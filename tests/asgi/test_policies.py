@@ -278,3 +278,17 @@ async def test_configure_refuses_routes_needing_credentials_without_auth() -> No
         alice = await client.get("/orders", headers={"x-api-key": "k-alice"})
     assert anonymous.status_code == 401  # the routes and auth in force were kept
     assert alice.status_code == 200
+
+
+async def test_one_method_given_as_a_string_is_that_method() -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS),
+                         routes=[Route("/orders", methods="post", scopes=("orders:write",))])
+    assert app.table.routes[0].route.methods == ("POST",)
+    async for _, client in serve(app):
+        anonymous = await client.post("/orders")
+        alice = await client.post("/orders", headers={"x-api-key": "k-alice"})
+        listing = await client.get("/orders")
+    assert (anonymous.status_code, alice.status_code, listing.status_code) == (401, 403, 200)
+    for bad in (5, [], ["GET /orders"], [None]):
+        with pytest.raises(ml.ConfigError, match="Route: methods must be HTTP method names"):
+            Route("/orders", methods=bad)
