@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._validate import fail
+from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
 from ._request import Inbound, Principal
@@ -106,7 +106,8 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
         leeway: Seconds of clock skew tolerated on ``exp``/``nbf``.
 
     Raises:
-        ConfigError: PyJWT is not installed, or ``none`` is among ``algorithms``.
+        ConfigError: PyJWT is not installed, ``none`` is among ``algorithms``, an
+            algorithm PyJWT cannot verify here, or a negative ``leeway``.
     """
     try:
         import jwt
@@ -115,9 +116,8 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
 
         raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite-mesh[jwt]'",
                           policy="inbound") from error
-    allowed = list(algorithms)
-    if not allowed or any(a.lower() == "none" for a in allowed):
-        fail("jwt_verifier", "algorithms", allowed, "signing algorithms (never 'none')")
+    allowed = _algorithms(algorithms, jwt)
+    leeway = non_negative("jwt_verifier", "leeway", leeway)
 
     def verify(token: str) -> Principal | None:
         try:
@@ -134,3 +134,22 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
         return Principal(str(claims["sub"]), frozenset(scopes), "bearer")
 
     return verify
+
+
+def _algorithms(algorithms: Any, jwt: Any) -> list[str]:
+    """``algorithms`` as a list (one name alone is one algorithm, not letters), each
+    one PyJWT can verify here: a token is never checked against a name that would
+    refuse every token."""
+    names = [algorithms] if isinstance(algorithms, str) else algorithms
+    try:
+        allowed = list(names)
+    except TypeError:
+        allowed = []
+    if not allowed or not all(isinstance(a, str) and a.lower() != "none" for a in allowed):
+        fail("jwt_verifier", "algorithms", algorithms, "signing algorithms (never 'none')")
+    known = sorted(set(jwt.algorithms.get_default_algorithms()) - {"none"})
+    unknown = [a for a in allowed if a not in known]
+    if unknown:
+        fail("jwt_verifier", "algorithms", unknown,
+             f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package)")
+    return allowed

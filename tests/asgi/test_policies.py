@@ -211,6 +211,25 @@ async def test_jwt_bearer_tokens() -> None:
         ml.asgi.jwt_verifier(secret, algorithms=["none"])
 
 
+async def test_jwt_algorithms_given_as_one_name_verify_tokens() -> None:
+    import time
+
+    import jwt
+
+    secret = "s" * 32
+    app = MeshMiddleware(echo, routes=[Route("/*", auth=True)], auth=Auth(
+        verify=ml.asgi.jwt_verifier(secret, algorithms="HS256")))
+    token = jwt.encode({"sub": "alice", "exp": time.time() + 60}, secret, algorithm="HS256")
+    async for _, client in serve(app):
+        good = await client.get("/", headers={"authorization": f"Bearer {token}"})
+    assert good.status_code == 200
+    for bad in ("hs256", ["HS256", "RS257"], [5], 5):  # each would refuse every token
+        with pytest.raises(ml.ConfigError, match="jwt_verifier: algorithms must be"):
+            ml.asgi.jwt_verifier(secret, algorithms=bad)
+    with pytest.raises(ml.ConfigError, match="jwt_verifier: leeway must be >= 0"):
+        ml.asgi.jwt_verifier(secret, algorithms="HS256", leeway=-5)
+
+
 async def test_validation_422_lists_the_errors_and_the_app_still_reads_the_body() -> None:
     from pydantic import BaseModel
 
