@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ Verifier = Callable[[str], Any]
 when the token is not valid."""
 
 _log = logging.getLogger("meshlite.inbound")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP token
 
 
 class Auth:
@@ -46,6 +48,8 @@ class Auth:
             fail("Auth", "api_keys/verify", None, "at least one of api_keys= or verify=")
         if verify is not None and not callable(verify):
             fail("Auth", "verify", verify, "a function of the bearer token")
+        if not isinstance(api_key_header, str) or not _HEADER.match(api_key_header):
+            fail("Auth", "api_key_header", api_key_header, "a header name such as 'x-api-key'")
         self.api_keys = api_keys if isinstance(api_keys, ApiKeys | None) else ApiKeys(api_keys)
         self.verify = verify
         self.api_key_header = api_key_header.lower()

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .._errors import ConfigError
 from .._validate import fail
@@ -43,6 +44,18 @@ def _parse(text: str, where: str) -> dict[bytes, Principal]:
     return table
 
 
+def _principal(i: int, entry: Any) -> Principal:
+    """The principal of entry ``i``, ``(subject, scopes)``; one scope may be given
+    alone (``"orders:read"``, not its letters)."""
+    subject, scopes = entry if isinstance(entry, tuple) and len(entry) == 2 else ("", ())
+    if isinstance(scopes, str) or not isinstance(scopes, Iterable):
+        scopes = (scopes,)
+    scopes = tuple(scopes)
+    if not subject or not all(isinstance(s, str) and s for s in scopes):
+        fail("ApiKeys", f"keys[{i}]", "...", "key: (subject, scopes), scopes being strings")
+    return Principal(str(subject), frozenset(scopes), "api_key")
+
+
 class ApiKeys:
     """Which API keys are valid, whose they are and what they may do.
 
@@ -55,12 +68,13 @@ class ApiKeys:
     """
 
     def __init__(self, keys: Mapping[str, tuple[str, Iterable[str]]] | None = None) -> None:
+        if keys is not None and not isinstance(keys, Mapping):
+            fail("ApiKeys", "keys", "...", "a mapping {key: (subject, scopes)}")
         table: dict[bytes, Principal] = {}
         for i, (key, entry) in enumerate((keys or {}).items()):
-            if not isinstance(key, str) or not key or not isinstance(entry, tuple):
+            if not isinstance(key, str) or not key:
                 fail("ApiKeys", f"keys[{i}]", "...", "key: (subject, scopes)")
-            subject, scopes = entry
-            table[_digest(key)] = Principal(str(subject), frozenset(scopes), "api_key")
+            table[_digest(key)] = _principal(i, entry)
         self._table = table
         self._path: str | None = None
         self._stamp: tuple[float, int] | None = None

@@ -288,9 +288,9 @@ async def test_red_metrics_per_route_and_callers() -> None:
 async def test_configure_refuses_routes_needing_credentials_without_auth() -> None:
     app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS),
                          routes=[Route("/orders", scopes=("orders:read",))])
-    with pytest.raises(ml.ConfigError, match="MeshMiddleware.configure: auth must be an Auth"):
+    with pytest.raises(ml.ConfigError, match=r"MeshMiddleware\.configure: auth must be an Auth"):
         app.configure([Route("/orders", scopes=("orders:write",))])  # auth left out
-    with pytest.raises(ml.ConfigError, match="auth must be a meshlite.asgi.Auth"):
+    with pytest.raises(ml.ConfigError, match=r"auth must be a meshlite\.asgi\.Auth"):
         app.configure([Route("/orders")], auth="k-alice")  # type: ignore[arg-type]
     async for _, client in serve(app):
         anonymous = await client.get("/orders")
@@ -311,3 +311,20 @@ async def test_one_method_given_as_a_string_is_that_method() -> None:
     for bad in (5, [], ["GET /orders"], [None]):
         with pytest.raises(ml.ConfigError, match="Route: methods must be HTTP method names"):
             Route("/orders", methods=bad)
+
+
+async def test_one_scope_given_alone_is_that_scope_and_bad_keys_are_named() -> None:
+    keys = ml.asgi.ApiKeys({"k-admin": ("ops", "admin")})  # not the scopes a, d, m, i, n
+    app = MeshMiddleware(echo, auth=Auth(api_keys=keys), routes=[
+        Route("/admin", scopes=("admin",)), Route("/a", scopes=("a",))])
+    async for _, client in serve(app):
+        admin = await client.get("/admin", headers={"x-api-key": "k-admin"})
+        letter = await client.get("/a", headers={"x-api-key": "k-admin"})
+    assert (admin.status_code, letter.status_code) == (200, 403)
+    for bad in ([("k-secret", "ops")], {"k-secret": ("ops", 5)},
+                {"k-secret": ("ops", "a", "b")}):
+        with pytest.raises(ml.ConfigError, match="ApiKeys: keys") as info:
+            ml.asgi.ApiKeys(bad)  # type: ignore[arg-type]
+        assert "k-secret" not in str(info.value)
+    with pytest.raises(ml.ConfigError, match="Auth: api_key_header must be a header name"):
+        Auth(api_keys=keys, api_key_header="x api key")
