@@ -68,10 +68,11 @@ class MeshMiddleware:
                  max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
         if not callable(app):
             fail("MeshMiddleware", "app", app, "an ASGI app")
+        _check_options(mesh, trace, audit)
         self.app = app
         self.mesh = mesh
         self.auth = auth
-        self.trace = bool(trace)
+        self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self.table = RouteTable(routes or (), self.max_deadline)
         _check_auth("MeshMiddleware", auth, self.table)
@@ -258,6 +259,17 @@ class MeshMiddleware:
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
+
+
+def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
+    """Refuse a ``mesh`` that is no mesh, a ``trace`` that is no bool and an ``audit``
+    that cannot record (refusals would silently go unaudited)."""
+    if mesh is not None and not (hasattr(mesh, "metrics") and hasattr(mesh, "name")):
+        fail("MeshMiddleware", "mesh", mesh, "an ml.Mesh or None")
+    if not isinstance(trace, bool):
+        fail("MeshMiddleware", "trace", trace, "True or False")
+    if audit is not None and not callable(getattr(audit, "record", None)):
+        fail("MeshMiddleware", "audit", audit, "an ml.AuditLog or None")
 
 
 def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:

@@ -328,3 +328,11 @@ async def test_one_scope_given_alone_is_that_scope_and_bad_keys_are_named() -> N
         assert "k-secret" not in str(info.value)
     with pytest.raises(ml.ConfigError, match="Auth: api_key_header must be a header name"):
         Auth(api_keys=keys, api_key_header="x api key")
+
+
+def test_middleware_options_of_the_wrong_kind_are_named() -> None:
+    for option, value, valid in (("mesh", "orders", "an ml.Mesh or None"),
+                                 ("trace", "no", "True or False"),
+                                 ("audit", "refusals.log", "an ml.AuditLog or None")):
+        with pytest.raises(ml.ConfigError, match=f"MeshMiddleware: {option} must be {valid}"):
+            MeshMiddleware(echo, **{option: value})
