@@ -28,7 +28,7 @@ from ._refusals import RefusalFeed, refusal_kind
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
-from ._stats import InboundStats
+from ._stats import InboundStats, method_label
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
@@ -166,7 +166,10 @@ class MeshMiddleware:
             method = scope["method"]
             series = route.counted.get(method)
             if series is None:
-                series = route.counted[method] = self.stats.series(route.series, method)
+                label = method_label(method, route.methods)
+                series = self.stats.series(route.series, label)
+                if label == method:  # never one entry per made-up method
+                    route.counted[method] = series
             series.add(status, seconds)
 
     async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
@@ -190,8 +193,8 @@ class MeshMiddleware:
             if span is not None:
                 span.end(request, error)
             end = time.monotonic()
-            self.stats.record(route.series, request.method, request.status, end - started,
-                              request.caller, end)
+            self.stats.record(route.series, method_label(request.method, route.methods),
+                              request.status, end - started, request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
                       budget: float | None) -> None:
