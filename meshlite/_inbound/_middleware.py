@@ -179,7 +179,8 @@ class MeshMiddleware:
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, route.label) if self.trace and (
+        span = ServerSpan(request, route.label, method_label(
+            request.method, route.methods)) if self.trace and (
             context or recording()) else None
         error: BaseException | None = None
         try:
