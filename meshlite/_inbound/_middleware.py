@@ -74,6 +74,7 @@ class MeshMiddleware:
         self.auth = auth
         self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
+        self._own = (self.max_deadline, trace)  # what a config file's section may override
         self.table = RouteTable(routes or (), self.max_deadline)
         _check_auth("MeshMiddleware", auth, self.table)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
@@ -115,6 +116,7 @@ class MeshMiddleware:
         plan = self._config.changed()
         if plan is False:
             return
+        self.max_deadline, self.trace = self._own  # unless the section sets them
         if plan is None:
             self.configure((), None)
             return
