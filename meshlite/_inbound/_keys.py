@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -21,6 +22,7 @@ DEFAULT_RELOAD_INTERVAL = 1.0
 """Seconds between checks of a key file for changes."""
 
 _log = logging.getLogger("meshlite.inbound")
+_COMMENT = re.compile(r"(?:^|\s)#.*")
 
 
 def _digest(key: str) -> bytes:
@@ -28,11 +30,11 @@ def _digest(key: str) -> bytes:
 
 
 def _parse(text: str, where: str) -> dict[bytes, Principal]:
-    """Lines ``SUBJECT KEY [SCOPE ...]`` (``;`` also separates entries; ``#`` starts
-    a comment)."""
+    """Lines ``SUBJECT KEY [SCOPE ...]`` (``;`` also separates entries; ``#`` starting
+    a word starts a comment: within a key it is part of the key, never its end)."""
     table: dict[bytes, Principal] = {}
     for number, line in enumerate(text.replace(";", "\n").splitlines(), 1):
-        words = line.split("#", 1)[0].split()
+        words = _COMMENT.sub("", line).split()
         if not words:
             continue
         if len(words) < 2:

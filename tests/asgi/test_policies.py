@@ -336,3 +336,13 @@ def test_middleware_options_of_the_wrong_kind_are_named() -> None:
                                  ("audit", "refusals.log", "an ml.AuditLog or None")):
         with pytest.raises(ml.ConfigError, match=f"MeshMiddleware: {option} must be {valid}"):
             MeshMiddleware(echo, **{option: value})
+
+
+def test_a_hash_inside_a_key_is_part_of_it_not_a_comment() -> None:
+    keys = ml.asgi.ApiKeys.from_env("KEYS", {"KEYS": "alice k#Zq81 read  # alice's key\n"
+                                                      "# a comment line; bob k-bob"})
+    alice = keys.lookup("k#Zq81")
+    assert alice is not None
+    assert (alice.subject, alice.scopes) == ("alice", {"read"})
+    assert keys.lookup("k") is None  # never the part before the '#'
+    assert keys.lookup("k-bob") is not None
