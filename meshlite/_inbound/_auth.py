@@ -105,7 +105,8 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
     Args:
         key: The verification key (a PEM public key, or the shared secret for HS*).
         algorithms: Algorithms accepted (never ``none``).
-        audience: The required ``aud``.
+        audience: The required ``aud``; without it, a token carrying ``aud`` is
+            refused (it was meant for some service: not necessarily this one).
         issuer: The required ``iss``.
         leeway: Seconds of clock skew tolerated on ``exp``/``nbf``.
 

@@ -228,6 +228,9 @@ async def test_jwt_algorithms_given_as_one_name_verify_tokens() -> None:
             ml.asgi.jwt_verifier(secret, algorithms=bad)
     with pytest.raises(ml.ConfigError, match="jwt_verifier: leeway must be >= 0"):
         ml.asgi.jwt_verifier(secret, algorithms="HS256", leeway=-5)
+    other_service = jwt.encode({"sub": "alice", "exp": time.time() + 60, "aud": "billing"},
+                               secret, algorithm="HS256")
+    assert ml.asgi.jwt_verifier(secret, algorithms="HS256")(other_service) is None
 
 
 async def test_validation_422_lists_the_errors_and_the_app_still_reads_the_body() -> None:
