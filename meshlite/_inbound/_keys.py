@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._errors import ConfigError
-from .._validate import fail
+from .._validate import fail, non_negative
 from ._request import Principal
 
 __all__ = ["DEFAULT_RELOAD_INTERVAL", "ApiKeys"]
@@ -80,6 +80,7 @@ class ApiKeys:
         self._table = table
         self._path: str | None = None
         self._stamp: tuple[float, int] | None = None
+        self._unreadable = False
         self._checked = 0.0
         self.interval = DEFAULT_RELOAD_INTERVAL
         self._now: Callable[[], float] = time.monotonic
@@ -96,7 +97,7 @@ class ApiKeys:
         """
         keys = cls()
         keys._path = os.fspath(path)
-        keys.interval = reload_interval
+        keys.interval = non_negative("ApiKeys.from_file", "reload_interval", reload_interval)
         try:
             keys._load()
         except OSError as error:
@@ -141,9 +142,17 @@ class ApiKeys:
                 self._load()
                 _log.info("API keys reloaded from %s (%d keys)", self._path,
                           len(self._table))
-        except (OSError, ConfigError) as error:
+        except OSError as error:
+            self._stamp = None  # read again once it is back
+            if not self._unreadable:  # reported once, not at every check
+                self._unreadable = True
+                _log.error("API keys not reloaded from %s, the keys in force stay: %s",
+                           self._path, error)
+            return
+        except ConfigError as error:
             _log.error("API keys not reloaded from %s, the keys in force stay: %s",
                        self._path, error)
+        self._unreadable = False
 
     def lookup(self, key: str) -> Principal | None:
         """The principal of ``key``, or None when it is not a valid key."""

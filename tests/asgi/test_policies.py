@@ -349,3 +349,18 @@ def test_a_hash_inside_a_key_is_part_of_it_not_a_comment() -> None:
     assert (alice.subject, alice.scopes) == ("alice", {"read"})
     assert keys.lookup("k") is None  # never the part before the '#'
     assert keys.lookup("k-bob") is not None
+
+
+def test_a_missing_key_file_is_reported_once_and_read_again_when_back(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "keys"
+    path.write_text("alice k-one read\n")
+    keys = ml.asgi.ApiKeys.from_file(path, reload_interval=0.0)
+    path.unlink()  # a deploy replacing the file, or a volume gone for a while
+    with caplog.at_level(logging.ERROR, logger="meshlite.inbound"):
+        assert all(keys.lookup("k-one") is not None for _ in range(5))  # the keys stay
+    assert len(caplog.records) == 1
+    path.write_text("alice k-one read\nbob k-two\n")
+    assert keys.lookup("k-two") is not None
+    with pytest.raises(ml.ConfigError, match=r"ApiKeys\.from_file: reload_interval must be"):
+        ml.asgi.ApiKeys.from_file(path, reload_interval="1")  # type: ignore[arg-type]
