@@ -100,7 +100,7 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
 
     The signature, ``exp``, ``nbf``, and ``aud``/``iss`` when given are checked; the
     principal's subject is ``sub`` and its scopes come from ``scope`` (space
-    separated) or ``scp`` (a list).
+    separated) or ``scp`` (a list, or space separated).
 
     Args:
         key: The verification key (a PEM public key, or the shared secret for HS*).
@@ -136,6 +136,8 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
         scp = claims.get("scp")
         if isinstance(scp, list):
             scopes.extend(str(s) for s in scp)
+        elif isinstance(scp, str):  # Microsoft Entra ID writes it space separated
+            scopes.extend(scp.split())
         return Principal(str(claims["sub"]), frozenset(scopes), "bearer")
 
     return verify

@@ -231,6 +231,11 @@ async def test_jwt_algorithms_given_as_one_name_verify_tokens() -> None:
     other_service = jwt.encode({"sub": "alice", "exp": time.time() + 60, "aud": "billing"},
                                secret, algorithm="HS256")
     assert ml.asgi.jwt_verifier(secret, algorithms="HS256")(other_service) is None
+    entra = jwt.encode({"sub": "alice", "exp": time.time() + 60, "scp": "orders:read mail"},
+                       secret, algorithm="HS256")
+    principal = ml.asgi.jwt_verifier(secret, algorithms="HS256")(entra)
+    assert principal is not None
+    assert principal.scopes == {"orders:read", "mail"}
 
 
 async def test_validation_422_lists_the_errors_and_the_app_still_reads_the_body() -> None:
