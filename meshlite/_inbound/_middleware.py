@@ -178,6 +178,8 @@ class MeshMiddleware:
                     found: tuple[float | None, str | None, bool]) -> None:
         budget, caller, context = found
         request = Inbound(scope, receive, send, route.label or "")
+        if self.auth is not None:
+            request.api_key_header = self.auth.api_key_header  # for key="api_key" quotas
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()

@@ -24,7 +24,7 @@ KeyFn = Callable[[Inbound], Hashable]
 
 def _api_key(r: Inbound) -> Hashable:
     # A digest, never the key: quota keys end up in a shared store's key names.
-    raw = r.headers.get("x-api-key")
+    raw = r.headers.get(r.api_key_header)
     return "key:" + hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "ip:" + r.ip
 
 
@@ -35,7 +35,8 @@ KEYS: dict[str, KeyFn] = {
     "api_key": _api_key,
 }
 """Named quota keys: ``client`` (the principal's subject when authenticated, else the
-address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of ``X-API-Key``)."""
+address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of the API key header,
+``X-API-Key`` unless ``Auth(api_key_header=...)`` names another)."""
 
 
 @dataclass(frozen=True, slots=True)

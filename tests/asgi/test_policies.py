@@ -369,3 +369,14 @@ def test_a_missing_key_file_is_reported_once_and_read_again_when_back(
     assert keys.lookup("k-two") is not None
     with pytest.raises(ml.ConfigError, match=r"ApiKeys\.from_file: reload_interval must be"):
         ml.asgi.ApiKeys.from_file(path, reload_interval="1")  # type: ignore[arg-type]
+
+
+async def test_api_key_quotas_read_the_header_auth_names() -> None:
+    keys = {"k-alice": ("alice", ["read"]), "k-bob": ("bob", ["read"])}
+    app = MeshMiddleware(echo, auth=Auth(api_keys=keys, api_key_header="X-Token"), routes=[
+        Route("/*", rate=1.0, per=60.0, key="api_key")])
+    async for _, client in serve(app):
+        alice = [(await client.get("/", headers={"x-token": "k-alice"})).status_code
+                 for _ in range(2)]
+        bob = await client.get("/", headers={"x-token": "k-bob"})  # same address, own key
+    assert (alice, bob.status_code) == ([200, 429], 200)
