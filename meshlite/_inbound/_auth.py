@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._validate import fail
+from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
 from ._request import Inbound, Principal
@@ -20,6 +21,7 @@ Verifier = Callable[[str], Any]
 when the token is not valid."""
 
 _log = logging.getLogger("meshlite.inbound")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP token
 
 
 class Auth:
@@ -46,6 +48,8 @@ class Auth:
             fail("Auth", "api_keys/verify", None, "at least one of api_keys= or verify=")
         if verify is not None and not callable(verify):
             fail("Auth", "verify", verify, "a function of the bearer token")
+        if not isinstance(api_key_header, str) or not _HEADER.match(api_key_header):
+            fail("Auth", "api_key_header", api_key_header, "a header name such as 'x-api-key'")
         self.api_keys = api_keys if isinstance(api_keys, ApiKeys | None) else ApiKeys(api_keys)
         self.verify = verify
         self.api_key_header = api_key_header.lower()
@@ -96,17 +100,19 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
 
     The signature, ``exp``, ``nbf``, and ``aud``/``iss`` when given are checked; the
     principal's subject is ``sub`` and its scopes come from ``scope`` (space
-    separated) or ``scp`` (a list).
+    separated) or ``scp`` (a list, or space separated).
 
     Args:
         key: The verification key (a PEM public key, or the shared secret for HS*).
         algorithms: Algorithms accepted (never ``none``).
-        audience: The required ``aud``.
+        audience: The required ``aud``; without it, a token carrying ``aud`` is
+            refused (it was meant for some service: not necessarily this one).
         issuer: The required ``iss``.
         leeway: Seconds of clock skew tolerated on ``exp``/``nbf``.
 
     Raises:
-        ConfigError: PyJWT is not installed, or ``none`` is among ``algorithms``.
+        ConfigError: PyJWT is not installed, ``none`` is among ``algorithms``, an
+            algorithm PyJWT cannot verify here, or a negative ``leeway``.
     """
     try:
         import jwt
@@ -115,9 +121,8 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
 
         raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite-mesh[jwt]'",
                           policy="inbound") from error
-    allowed = list(algorithms)
-    if not allowed or any(a.lower() == "none" for a in allowed):
-        fail("jwt_verifier", "algorithms", allowed, "signing algorithms (never 'none')")
+    allowed = _algorithms(algorithms, jwt)
+    leeway = non_negative("jwt_verifier", "leeway", leeway)
 
     def verify(token: str) -> Principal | None:
         try:
@@ -131,6 +136,27 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
         scp = claims.get("scp")
         if isinstance(scp, list):
             scopes.extend(str(s) for s in scp)
+        elif isinstance(scp, str):  # Microsoft Entra ID writes it space separated
+            scopes.extend(scp.split())
         return Principal(str(claims["sub"]), frozenset(scopes), "bearer")
 
     return verify
+
+
+def _algorithms(algorithms: Any, jwt: Any) -> list[str]:
+    """``algorithms`` as a list (one name alone is one algorithm, not letters), each
+    one PyJWT can verify here: a token is never checked against a name that would
+    refuse every token."""
+    names = [algorithms] if isinstance(algorithms, str) else algorithms
+    try:
+        allowed = list(names)
+    except TypeError:
+        allowed = []
+    if not allowed or not all(isinstance(a, str) and a.lower() != "none" for a in allowed):
+        fail("jwt_verifier", "algorithms", algorithms, "signing algorithms (never 'none')")
+    known = sorted(set(jwt.algorithms.get_default_algorithms()) - {"none"})
+    unknown = [a for a in allowed if a not in known]
+    if unknown:
+        fail("jwt_verifier", "algorithms", unknown,
+             f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package)")
+    return allowed

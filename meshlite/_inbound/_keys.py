@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .._errors import ConfigError
-from .._validate import fail
+from .._validate import fail, non_negative
 from ._request import Principal
 
 __all__ = ["DEFAULT_RELOAD_INTERVAL", "ApiKeys"]
@@ -20,6 +22,7 @@ DEFAULT_RELOAD_INTERVAL = 1.0
 """Seconds between checks of a key file for changes."""
 
 _log = logging.getLogger("meshlite.inbound")
+_COMMENT = re.compile(r"(?:^|\s)#.*")
 
 
 def _digest(key: str) -> bytes:
@@ -27,11 +30,11 @@ def _digest(key: str) -> bytes:
 
 
 def _parse(text: str, where: str) -> dict[bytes, Principal]:
-    """Lines ``SUBJECT KEY [SCOPE ...]`` (``;`` also separates entries; ``#`` starts
-    a comment)."""
+    """Lines ``SUBJECT KEY [SCOPE ...]`` (``;`` also separates entries; ``#`` starting
+    a word starts a comment: within a key it is part of the key, never its end)."""
     table: dict[bytes, Principal] = {}
     for number, line in enumerate(text.replace(";", "\n").splitlines(), 1):
-        words = line.split("#", 1)[0].split()
+        words = _COMMENT.sub("", line).split()
         if not words:
             continue
         if len(words) < 2:
@@ -41,6 +44,18 @@ def _parse(text: str, where: str) -> dict[bytes, Principal]:
         subject, key, *scopes = words
         table[_digest(key)] = Principal(subject, frozenset(scopes), "api_key")
     return table
+
+
+def _principal(i: int, entry: Any) -> Principal:
+    """The principal of entry ``i``, ``(subject, scopes)``; one scope may be given
+    alone (``"orders:read"``, not its letters)."""
+    subject, scopes = entry if isinstance(entry, tuple) and len(entry) == 2 else ("", ())
+    if isinstance(scopes, str) or not isinstance(scopes, Iterable):
+        scopes = (scopes,)
+    scopes = tuple(scopes)
+    if not subject or not all(isinstance(s, str) and s for s in scopes):
+        fail("ApiKeys", f"keys[{i}]", "...", "key: (subject, scopes), scopes being strings")
+    return Principal(str(subject), frozenset(scopes), "api_key")
 
 
 class ApiKeys:
@@ -55,15 +70,17 @@ class ApiKeys:
     """
 
     def __init__(self, keys: Mapping[str, tuple[str, Iterable[str]]] | None = None) -> None:
+        if keys is not None and not isinstance(keys, Mapping):
+            fail("ApiKeys", "keys", "...", "a mapping {key: (subject, scopes)}")
         table: dict[bytes, Principal] = {}
         for i, (key, entry) in enumerate((keys or {}).items()):
-            if not isinstance(key, str) or not key or not isinstance(entry, tuple):
+            if not isinstance(key, str) or not key:
                 fail("ApiKeys", f"keys[{i}]", "...", "key: (subject, scopes)")
-            subject, scopes = entry
-            table[_digest(key)] = Principal(str(subject), frozenset(scopes), "api_key")
+            table[_digest(key)] = _principal(i, entry)
         self._table = table
         self._path: str | None = None
         self._stamp: tuple[float, int] | None = None
+        self._unreadable = False
         self._checked = 0.0
         self.interval = DEFAULT_RELOAD_INTERVAL
         self._now: Callable[[], float] = time.monotonic
@@ -80,7 +97,7 @@ class ApiKeys:
         """
         keys = cls()
         keys._path = os.fspath(path)
-        keys.interval = reload_interval
+        keys.interval = non_negative("ApiKeys.from_file", "reload_interval", reload_interval)
         try:
             keys._load()
         except OSError as error:
@@ -125,9 +142,17 @@ class ApiKeys:
                 self._load()
                 _log.info("API keys reloaded from %s (%d keys)", self._path,
                           len(self._table))
-        except (OSError, ConfigError) as error:
+        except OSError as error:
+            self._stamp = None  # read again once it is back
+            if not self._unreadable:  # reported once, not at every check
+                self._unreadable = True
+                _log.error("API keys not reloaded from %s, the keys in force stay: %s",
+                           self._path, error)
+            return
+        except ConfigError as error:
             _log.error("API keys not reloaded from %s, the keys in force stay: %s",
                        self._path, error)
+        self._unreadable = False
 
     def lookup(self, key: str) -> Principal | None:
         """The principal of ``key``, or None when it is not a valid key."""

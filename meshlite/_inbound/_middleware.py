@@ -28,7 +28,7 @@ from ._refusals import RefusalFeed, refusal_kind
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
-from ._stats import InboundStats
+from ._stats import InboundStats, method_label
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
@@ -68,16 +68,15 @@ class MeshMiddleware:
                  max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
         if not callable(app):
             fail("MeshMiddleware", "app", app, "an ASGI app")
-        if auth is not None and not isinstance(auth, Auth):
-            fail("MeshMiddleware", "auth", auth, "a meshlite.asgi.Auth or None")
+        _check_options(mesh, trace, audit)
         self.app = app
         self.mesh = mesh
         self.auth = auth
-        self.trace = bool(trace)
+        self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
+        self._own = (self.max_deadline, trace)  # what a config file's section may override
         self.table = RouteTable(routes or (), self.max_deadline)
-        if auth is None and any(r.route.needs_auth for r in self.table.routes):
-            fail("MeshMiddleware", "auth", None, "an Auth when a route requires credentials")
+        _check_auth("MeshMiddleware", auth, self.table)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
             self._follow()
@@ -109,6 +108,7 @@ class MeshMiddleware:
             ConfigError: an invalid route; nothing is replaced.
         """
         table = RouteTable(routes, self.max_deadline)
+        _check_auth("MeshMiddleware.configure", auth, table)
         self.table, self.auth = table, auth
 
     def _follow(self) -> None:
@@ -116,6 +116,7 @@ class MeshMiddleware:
         plan = self._config.changed()
         if plan is False:
             return
+        self.max_deadline, self.trace = self._own  # unless the section sets them
         if plan is None:
             self.configure((), None)
             return
@@ -155,37 +156,50 @@ class MeshMiddleware:
         except MeshliteError as error:
             request = Inbound(scope, receive, send, route.label or "")
             request.status = status
-            await self._refuse(request, error)
-            status = request.status
+            try:
+                await self._refuse(request, error)
+            finally:
+                status = request.status or _UNANSWERED
+        except Exception:
+            status = status or _UNANSWERED  # the server answers it 500
+            raise
         finally:
             seconds = _monotonic() - started
             method = scope["method"]
             series = route.counted.get(method)
             if series is None:
-                series = route.counted[method] = self.stats.series(route.series, method)
+                label = method_label(method, route.methods)
+                series = self.stats.series(route.series, label)
+                if label == method:  # never one entry per made-up method
+                    route.counted[method] = series
             series.add(status, seconds)
 
     async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
                     found: tuple[float | None, str | None, bool]) -> None:
         budget, caller, context = found
         request = Inbound(scope, receive, send, route.label or "")
+        if self.auth is not None:
+            request.api_key_header = self.auth.api_key_header  # for key="api_key" quotas
         if caller is not None:
             request.caller = valid_caller(caller)
         started = time.monotonic()
-        span = ServerSpan(request, route.label) if self.trace and (
+        span = ServerSpan(request, route.label, method_label(
+            request.method, route.methods)) if self.trace and (
             context or recording()) else None
         error: BaseException | None = None
         try:
             await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
+            if not request.status and isinstance(raised, Exception):
+                request.status = _UNANSWERED  # the server answers it 500
             raise
         finally:
             if span is not None:
                 span.end(request, error)
             end = time.monotonic()
-            self.stats.record(route.series, request.method, request.status, end - started,
-                              request.caller, end)
+            self.stats.record(route.series, method_label(request.method, route.methods),
+                              request.status, end - started, request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
                       budget: float | None) -> None:
@@ -255,4 +269,27 @@ class MeshMiddleware:
         await send_answer(request.send, answer)
 
 
+def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
+    """Refuse a ``mesh`` that is no mesh, a ``trace`` that is no bool and an ``audit``
+    that cannot record (refusals would silently go unaudited)."""
+    if mesh is not None and not (hasattr(mesh, "metrics") and hasattr(mesh, "name")):
+        fail("MeshMiddleware", "mesh", mesh, "an ml.Mesh or None")
+    if not isinstance(trace, bool):
+        fail("MeshMiddleware", "trace", trace, "True or False")
+    if audit is not None and not callable(getattr(audit, "record", None)):
+        fail("MeshMiddleware", "audit", audit, "an ml.AuditLog or None")
+
+
+def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
+    """Refuse an ``auth`` that is not an :class:`Auth`, and routes requiring
+    credentials without one (they would let every request in)."""
+    if auth is not None and not isinstance(auth, Auth):
+        fail(where, "auth", auth, "a meshlite.asgi.Auth or None")
+    if auth is None and any(r.route.needs_auth for r in table.routes):
+        fail(where, "auth", None, "an Auth when a route requires credentials")
+
+
 _monotonic = time.monotonic
+_UNANSWERED = 500
+"""The status counted for an error escaping the app before its response started: the
+one the ASGI server answers (a cancelled request, with no answer, counts as 0)."""

@@ -72,10 +72,11 @@ _SHEDDERS = frozenset({"bulkhead", "adaptive_concurrency"})
 def refusal_kind(status: int, error: MeshliteError) -> str | None:
     """What kind of refusal an answer is, for the audit and the dashboard: failed
     credentials, a route's quota, or shed load (a route's concurrency limit or
-    adaptive limiter); None for the rest (a dependency's error escaping the app)."""
+    adaptive limiter); None for the rest (a dependency's error escaping the app: a
+    mesh call's error names its service)."""
     action = _AUDITED.get(status)
     if status == 429:
-        return action if (isinstance(error, RateLimitedError)
+        return action if (isinstance(error, RateLimitedError) and error.service is None
                           and error.policy == "rate_limit") else None
     if status == 503:
         return "shed" if (error.service is None and error.policy in _SHEDDERS) else None

@@ -41,10 +41,11 @@ class Inbound:
         route: The pattern of the route it matched (``"/orders/{id}"``).
         principal: Who the request authenticated as, or None.
         caller: The calling mesh's service name (``x-meshlite-caller``), or None.
+        api_key_header: The header carrying API keys (``Auth(api_key_header=...)``).
     """
 
-    __slots__ = ("_headers", "caller", "method", "path", "principal", "receive", "route",
-                 "scope", "send", "status")
+    __slots__ = ("_headers", "api_key_header", "caller", "method", "path", "principal",
+                 "receive", "route", "scope", "send", "status")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         self.scope = scope
@@ -56,6 +57,7 @@ class Inbound:
         self._headers: dict[str, str] | None = None
         self.principal: Principal | None = None
         self.caller: str | None = None
+        self.api_key_header = "x-api-key"
         self.status = 0  # the response status, once the app started answering
 
     @property

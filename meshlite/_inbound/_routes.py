@@ -24,7 +24,7 @@ KeyFn = Callable[[Inbound], Hashable]
 
 def _api_key(r: Inbound) -> Hashable:
     # A digest, never the key: quota keys end up in a shared store's key names.
-    raw = r.headers.get("x-api-key")
+    raw = r.headers.get(r.api_key_header)
     return "key:" + hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "ip:" + r.ip
 
 
@@ -35,7 +35,8 @@ KEYS: dict[str, KeyFn] = {
     "api_key": _api_key,
 }
 """Named quota keys: ``client`` (the principal's subject when authenticated, else the
-address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of ``X-API-Key``)."""
+address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of the API key header,
+``X-API-Key`` unless ``Auth(api_key_header=...)`` names another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class Route:
         if not isinstance(self.pattern, str) or not self.pattern.startswith("/"):
             fail("Route", "pattern", self.pattern, "a path pattern starting with '/'")
         if self.methods is not None:
-            object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
+            object.__setattr__(self, "methods", _methods(self.methods))
         optional_positive("Route", "rate", self.rate)
         positive("Route", "per", self.per)
         if self.burst is not None:
@@ -149,6 +150,21 @@ class CompiledRoute:
         self.direct = self.pipeline is None and not self.admits
         """Whether a request without a deadline and auth runs the app directly, with
         nothing between (decided here once, not per request)."""
+
+
+_METHOD = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP token
+
+
+def _methods(methods: Any) -> tuple[str, ...]:
+    """``methods`` upper-cased; one name alone (``"POST"``) is one method, not letters."""
+    names = (methods,) if isinstance(methods, str) else methods
+    try:
+        valid = tuple(names) if names else ()
+    except TypeError:
+        valid = ()
+    if not valid or not all(isinstance(m, str) and _METHOD.match(m) for m in valid):
+        fail("Route", "methods", methods, "HTTP method names such as ('GET', 'POST'), or None")
+    return tuple(m.upper() for m in valid)
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:

@@ -44,16 +44,19 @@ class ServerSpan:
 
     __slots__ = ("span", "token")
 
-    def __init__(self, request: Inbound, route: str | None) -> None:
+    def __init__(self, request: Inbound, route: str | None, method: str) -> None:
         parent = propagate.extract(request.headers)
         attributes: dict[str, Any] = {
-            "http.request.method": request.method, "url.path": request.path,
+            "http.request.method": method, "url.path": request.path,
             "url.scheme": request.scope.get("scheme", "http")}
+        if method != request.method:  # a made-up method: not in the name (semconv)
+            attributes["http.request.method_original"] = request.method
+            method = "HTTP"
         if route is not None:
             attributes["http.route"] = route
         if request.ip:
             attributes["client.address"] = request.ip
-        name = f"{request.method} {route}" if route is not None else request.method
+        name = f"{method} {route}" if route is not None else method
         self.span = _get_tracer().start_span(name, context=parent, kind=SpanKind.SERVER,
                                              attributes=attributes)
         self.token = otel_context.attach(trace.set_span_in_context(self.span, parent))

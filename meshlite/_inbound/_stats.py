@@ -18,12 +18,27 @@ from ..observability._metrics import (
     histogram_samples,
 )
 
-__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats", "Series"]
+__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats", "Series", "method_label"]
 
 DEFAULT_RATE_WINDOW = 60
 """Seconds over which the callers' request and error rates are averaged."""
 
 _MAX_CALLERS = 256  # distinct caller names kept: a forged header cannot grow this
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                      "TRACE", "PATCH"})
+OTHER_METHOD = "_OTHER"
+"""The ``method`` label of a request whose method is neither standard nor named by
+its route (as OpenTelemetry's ``http.request.method`` does)."""
+
+
+def method_label(method: str, named: frozenset[str] | None) -> str:
+    """The ``method`` label of a request: its method when standard or one its route
+    names (``named``), else :data:`OTHER_METHOD`, so that a client sending made-up
+    methods cannot add series without end."""
+    if method in _METHODS or (named is not None and method in named):
+        return method
+    return OTHER_METHOD
 
 
 class _Edge:

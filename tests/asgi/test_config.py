@@ -149,3 +149,25 @@ def test_meshlite_check_names_a_bad_store(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "inbound.store: RedisStore: url must be a redis://" in out
     assert "inbound.routes[0].store: RedisStore: url must be a redis://" in out
+
+
+async def test_removing_max_deadline_from_the_file_restores_the_middlewares_own(
+        tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text("services: {}\ninbound:\n  max_deadline: 0.001\n  trace: false\n")
+    mesh = ml.Mesh.from_config(str(config))
+    app = MeshMiddleware(echo, mesh=mesh, max_deadline=30.0)
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.get("/", headers={"x-meshlite-deadline": "1000"})).status_code == 200
+        assert (app.max_deadline, app.trace) == (0.001, False)
+        config.write_text("services: {}\ninbound:\n  routes: []\n")
+        assert await mesh.reload()
+        assert (await client.get("/", headers={"x-meshlite-deadline": "1000"})).status_code == 200
+        assert (app.max_deadline, app.trace) == (30.0, True)  # the middleware's own again
+        config.write_text("services: {}\ninbound:\n  max_deadline: 0.001\n")
+        assert await mesh.reload()
+        assert (await client.get("/")).status_code == 200
+        config.write_text("services: {}\n")  # the section gone
+        assert await mesh.reload()
+        assert (await client.get("/")).status_code == 200
+        assert app.max_deadline == 30.0

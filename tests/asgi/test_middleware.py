@@ -235,3 +235,36 @@ async def test_without_an_sdk_the_callers_trace_context_still_travels_on() -> No
             fresh = inventory.requests[-1].headers
     assert carried.split("-")[1] == TRACE_ID  # nothing recorded here, the trace goes on
     assert "traceparent" not in fresh  # no SDK, no incoming context: no span at all
+
+
+async def test_a_made_up_method_is_not_in_the_server_spans_name() -> None:
+    import uvicorn
+
+    from meshlite.observability._dashboard._server import _Background, _bind, _start
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with OtlpReceiver() as receiver:
+        telemetry.configure("orders", otlp_endpoint=receiver.url)
+        app = meshlite.asgi.MeshMiddleware(ok, routes=[meshlite.asgi.Route("/orders/{id}")])
+        # h11, uvicorn's parser without its [standard] extra, accepts any method token.
+        server = _Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
+                                            log_level="error"))
+        sock = _bind("127.0.0.1", 0)
+        serving = await _start(server, sock)
+        try:
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{sock.getsockname()[1]}/orders/1"
+                assert (await client.request("X-RANDOM-1", url)).status_code == 200
+                assert (await client.get(url)).status_code == 200
+        finally:
+            server.should_exit = True
+            await serving
+        telemetry.current().force_flush()  # type: ignore[union-attr]
+        assert sorted(s.name for s in receiver.spans) == ["GET /orders/{id}",
+                                                           "HTTP /orders/{id}"]
+        made_up = receiver.span("HTTP /orders/{id}")
+        assert made_up.attributes["http.request.method"] == "_OTHER"
+        assert made_up.attributes["http.request.method_original"] == "X-RANDOM-1"

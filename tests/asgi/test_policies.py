@@ -211,6 +211,33 @@ async def test_jwt_bearer_tokens() -> None:
         ml.asgi.jwt_verifier(secret, algorithms=["none"])
 
 
+async def test_jwt_algorithms_given_as_one_name_verify_tokens() -> None:
+    import time
+
+    import jwt
+
+    secret = "s" * 32
+    app = MeshMiddleware(echo, routes=[Route("/*", auth=True)], auth=Auth(
+        verify=ml.asgi.jwt_verifier(secret, algorithms="HS256")))
+    token = jwt.encode({"sub": "alice", "exp": time.time() + 60}, secret, algorithm="HS256")
+    async for _, client in serve(app):
+        good = await client.get("/", headers={"authorization": f"Bearer {token}"})
+    assert good.status_code == 200
+    for bad in ("hs256", ["HS256", "RS257"], [5], 5):  # each would refuse every token
+        with pytest.raises(ml.ConfigError, match="jwt_verifier: algorithms must be"):
+            ml.asgi.jwt_verifier(secret, algorithms=bad)
+    with pytest.raises(ml.ConfigError, match="jwt_verifier: leeway must be >= 0"):
+        ml.asgi.jwt_verifier(secret, algorithms="HS256", leeway=-5)
+    other_service = jwt.encode({"sub": "alice", "exp": time.time() + 60, "aud": "billing"},
+                               secret, algorithm="HS256")
+    assert ml.asgi.jwt_verifier(secret, algorithms="HS256")(other_service) is None
+    entra = jwt.encode({"sub": "alice", "exp": time.time() + 60, "scp": "orders:read mail"},
+                       secret, algorithm="HS256")
+    principal = ml.asgi.jwt_verifier(secret, algorithms="HS256")(entra)
+    assert principal is not None
+    assert principal.scopes == {"orders:read", "mail"}
+
+
 async def test_validation_422_lists_the_errors_and_the_app_still_reads_the_body() -> None:
     from pydantic import BaseModel
 
@@ -264,3 +291,92 @@ async def test_red_metrics_per_route_and_callers() -> None:
     assert 'meshlite_server_request_duration_seconds_count{route="/orders/{id}"' in text
     (edge,) = app.stats.callers(__import__("time").monotonic())
     assert (edge["caller"], edge["requests"], edge["errors"]) == ("gateway", 3, 1)
+
+
+async def test_configure_refuses_routes_needing_credentials_without_auth() -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS),
+                         routes=[Route("/orders", scopes=("orders:read",))])
+    with pytest.raises(ml.ConfigError, match=r"MeshMiddleware\.configure: auth must be an Auth"):
+        app.configure([Route("/orders", scopes=("orders:write",))])  # auth left out
+    with pytest.raises(ml.ConfigError, match=r"auth must be a meshlite\.asgi\.Auth"):
+        app.configure([Route("/orders")], auth="k-alice")  # type: ignore[arg-type]
+    async for _, client in serve(app):
+        anonymous = await client.get("/orders")
+        alice = await client.get("/orders", headers={"x-api-key": "k-alice"})
+    assert anonymous.status_code == 401  # the routes and auth in force were kept
+    assert alice.status_code == 200
+
+
+async def test_one_method_given_as_a_string_is_that_method() -> None:
+    app = MeshMiddleware(echo, auth=Auth(api_keys=KEYS),
+                         routes=[Route("/orders", methods="post", scopes=("orders:write",))])
+    assert app.table.routes[0].route.methods == ("POST",)
+    async for _, client in serve(app):
+        anonymous = await client.post("/orders")
+        alice = await client.post("/orders", headers={"x-api-key": "k-alice"})
+        listing = await client.get("/orders")
+    assert (anonymous.status_code, alice.status_code, listing.status_code) == (401, 403, 200)
+    for bad in (5, [], ["GET /orders"], [None]):
+        with pytest.raises(ml.ConfigError, match="Route: methods must be HTTP method names"):
+            Route("/orders", methods=bad)
+
+
+async def test_one_scope_given_alone_is_that_scope_and_bad_keys_are_named() -> None:
+    keys = ml.asgi.ApiKeys({"k-admin": ("ops", "admin")})  # not the scopes a, d, m, i, n
+    app = MeshMiddleware(echo, auth=Auth(api_keys=keys), routes=[
+        Route("/admin", scopes=("admin",)), Route("/a", scopes=("a",))])
+    async for _, client in serve(app):
+        admin = await client.get("/admin", headers={"x-api-key": "k-admin"})
+        letter = await client.get("/a", headers={"x-api-key": "k-admin"})
+    assert (admin.status_code, letter.status_code) == (200, 403)
+    for bad in ([("k-secret", "ops")], {"k-secret": ("ops", 5)},
+                {"k-secret": ("ops", "a", "b")}):
+        with pytest.raises(ml.ConfigError, match="ApiKeys: keys") as info:
+            ml.asgi.ApiKeys(bad)  # type: ignore[arg-type]
+        assert "k-secret" not in str(info.value)
+    with pytest.raises(ml.ConfigError, match="Auth: api_key_header must be a header name"):
+        Auth(api_keys=keys, api_key_header="x api key")
+
+
+def test_middleware_options_of_the_wrong_kind_are_named() -> None:
+    for option, value, valid in (("mesh", "orders", "an ml.Mesh or None"),
+                                 ("trace", "no", "True or False"),
+                                 ("audit", "refusals.log", "an ml.AuditLog or None")):
+        with pytest.raises(ml.ConfigError, match=f"MeshMiddleware: {option} must be {valid}"):
+            MeshMiddleware(echo, **{option: value})
+
+
+def test_a_hash_inside_a_key_is_part_of_it_not_a_comment() -> None:
+    keys = ml.asgi.ApiKeys.from_env("KEYS", {"KEYS": "alice k#Zq81 read  # alice's key\n"
+                                                      "# a comment line; bob k-bob"})
+    alice = keys.lookup("k#Zq81")
+    assert alice is not None
+    assert (alice.subject, alice.scopes) == ("alice", {"read"})
+    assert keys.lookup("k") is None  # never the part before the '#'
+    assert keys.lookup("k-bob") is not None
+
+
+def test_a_missing_key_file_is_reported_once_and_read_again_when_back(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "keys"
+    path.write_text("alice k-one read\n")
+    keys = ml.asgi.ApiKeys.from_file(path, reload_interval=0.0)
+    path.unlink()  # a deploy replacing the file, or a volume gone for a while
+    with caplog.at_level(logging.ERROR, logger="meshlite.inbound"):
+        assert all(keys.lookup("k-one") is not None for _ in range(5))  # the keys stay
+    assert len(caplog.records) == 1
+    path.write_text("alice k-one read\nbob k-two\n")
+    assert keys.lookup("k-two") is not None
+    with pytest.raises(ml.ConfigError, match=r"ApiKeys\.from_file: reload_interval must be"):
+        ml.asgi.ApiKeys.from_file(path, reload_interval="1")  # type: ignore[arg-type]
+
+
+async def test_api_key_quotas_read_the_header_auth_names() -> None:
+    keys = {"k-alice": ("alice", ["read"]), "k-bob": ("bob", ["read"])}
+    app = MeshMiddleware(echo, auth=Auth(api_keys=keys, api_key_header="X-Token"), routes=[
+        Route("/*", rate=1.0, per=60.0, key="api_key")])
+    async for _, client in serve(app):
+        alice = [(await client.get("/", headers={"x-token": "k-alice"})).status_code
+                 for _ in range(2)]
+        bob = await client.get("/", headers={"x-token": "k-bob"})  # same address, own key
+    assert (alice, bob.status_code) == ([200, 429], 200)

@@ -49,3 +49,33 @@ async def test_an_attack_on_many_paths_of_one_route_is_one_entry() -> None:
     assert codes == {401}
     (entry,) = middleware.refusals.drain(1)  # one route pattern: one entry
     assert (entry["action"], entry["route"], entry["count"]) == ("auth_failed", "/x/*", 200)
+
+
+async def test_a_dependencys_rate_limit_is_not_the_clients_exhausted_quota(
+        tmp_path: Any) -> None:
+    async with ml.testing.FakeBackend() as backend:
+        payments = ml.Service("payments", [backend.url], pipeline=ml.Pipeline(
+            ml.RateLimit(1.0, per=60.0, mode="reject")))
+        mesh = ml.Mesh([payments], name="shop")
+
+        async def checkout(scope: Any, receive: Any, send: Any) -> None:
+            await mesh.http("payments").post("/charge")  # its quota, not the client's
+            await echo(scope, receive, send)
+
+        audit = ml.AuditLog(tmp_path / "audit.jsonl")
+        middleware = MeshMiddleware(checkout, mesh=mesh, trace=False, audit=audit,
+                                    routes=[Route("/checkout", rate=2.0, per=60.0)])
+        async with mesh, AsgiServer(middleware) as server, httpx.AsyncClient(
+                base_url=server.url) as c:
+            first = await c.get("/checkout")
+            throttled = await c.get("/checkout", headers={"x-meshlite-deadline": "5000"})
+            audited = (tmp_path / "audit.jsonl").read_text() if (
+                tmp_path / "audit.jsonl").exists() else ""
+            assert "inbound." not in audited  # the client exhausted nothing
+            assert middleware.refusals.drain(0) == []
+            middleware.configure([Route("/checkout", rate=1.0, per=60.0)])  # a fresh quota
+            over = [(await c.get("/checkout")).status_code for _ in range(2)]
+    assert (first.status_code, throttled.status_code, over) == (200, 429, [429, 429])
+    (entry,) = middleware.refusals.drain(1)  # the second of `over` only: the route's
+    assert (entry["action"], entry["count"]) == ("quota_exhausted", 1)
+    assert "inbound.quota_exhausted" in (tmp_path / "audit.jsonl").read_text()

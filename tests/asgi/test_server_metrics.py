@@ -13,6 +13,7 @@ import pytest
 from observability.otlp_receiver import OtlpReceiver
 
 import meshlite as ml
+import meshlite.asgi
 from meshlite import telemetry
 from meshlite.asgi import MeshMiddleware
 from meshlite.testing import AsgiServer
@@ -88,3 +89,57 @@ async def test_the_otlp_export_carries_them(monkeypatch: pytest.MonkeyPatch) -> 
     duration = receiver.latest("meshlite.server.request.duration",
                                **{"meshlite.route": "*", "meshlite.method": "GET"})
     assert (duration.kind, duration.count, duration.unit) == ("histogram", 4, "s")
+
+
+async def crashing(scope: Any, receive: Any, send: Any) -> None:
+    if scope["path"] == "/mapped":
+        raise ml.MeshClosedError("closed")  # mapped by the middleware: 503
+    raise ValueError("a bug in the handler")  # the server answers 500
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-meshlite-deadline": "5000"}],
+                         ids=["direct-path", "full-path"])
+async def test_an_error_escaping_the_app_counts_as_the_500_the_client_got(
+        headers: dict[str, str]) -> None:
+    mesh = ml.Mesh([], name="orders")
+    app = MeshMiddleware(crashing, mesh=mesh, trace=False)
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        crashed = await client.get(server.url + "/", headers=headers)
+        mapped = await client.get(server.url + "/mapped", headers=headers)
+    assert (crashed.status_code, mapped.status_code) == (500, 503)
+    text = ml.observability.render(mesh)
+    assert lines(text, "meshlite_server_requests_total{") == [
+        'meshlite_server_requests_total{route="*",method="GET",status="500"} 1',
+        'meshlite_server_requests_total{route="*",method="GET",status="503"} 1']
+    assert app.stats.routes()[0]["statuses"] == {"500": 1, "503": 1}
+
+
+async def test_made_up_methods_share_one_series_instead_of_one_each() -> None:
+    import uvicorn
+
+    from meshlite.observability._dashboard._server import _Background, _bind, _start
+
+    mesh = ml.Mesh([], name="orders")
+    app = MeshMiddleware(ok, mesh=mesh, trace=False, routes=[
+        meshlite.asgi.Route("/dav", methods=("PROPFIND",)), meshlite.asgi.Route("/orders/{id}")])
+    # h11, uvicorn's parser without its [standard] extra, accepts any method token.
+    server = _Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
+                                        log_level="error"))
+    sock = _bind("127.0.0.1", 0)
+    serving = await _start(server, sock)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            for i in range(20):
+                assert (await client.request(f"X{i}", "/orders/1")).status_code == 200
+                assert (await client.request(f"Y{i}", "/")).status_code == 200
+            assert (await client.request("PROPFIND", "/dav")).status_code == 200
+            assert (await client.get("/orders/1")).status_code == 200
+    finally:
+        server.should_exit = True
+        await serving
+    assert lines(ml.observability.render(mesh), "meshlite_server_requests_total{") == [
+        'meshlite_server_requests_total{route="*",method="_OTHER",status="200"} 20',
+        'meshlite_server_requests_total{route="/dav",method="PROPFIND",status="200"} 1',
+        'meshlite_server_requests_total{route="/orders/{id}",method="GET",status="200"} 1',
+        'meshlite_server_requests_total{route="/orders/{id}",method="_OTHER",status="200"} 20']

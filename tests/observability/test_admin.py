@@ -140,6 +140,35 @@ async def test_force_open_reset_disable_by_name_and_position(
     assert {r["actor"] for r in records} == {"admin:127.0.0.1"}
 
 
+@pytest.mark.parametrize("on_error", ["local", "raise"])
+async def test_a_shared_breaker_whose_store_is_down_is_503(on_error: str,
+                                                           tmp_path: Path) -> None:
+    pytest.importorskip("redis")
+    import socket
+
+    from meshlite.state import RedisStore
+
+    with socket.socket() as s:  # a port nothing listens on: a Redis that is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", on_error=on_error)
+    breaker = ml.CircuitBreaker(name="users-db", store=store)
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"],
+                               pipeline=ml.Pipeline(breaker))])
+    mesh.audit = AuditLog(tmp_path / "audit.jsonl")
+    srv = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
+    try:
+        async with client(srv) as c:
+            r = await c.post("/api/admin/services/users/breakers/users-db/force_open")
+    finally:
+        await srv.stop()
+        store.close()
+    assert r.status_code == 503  # not "applied": the other processes never saw it
+    assert f"127.0.0.1:{port}" in r.json()["error"]
+    assert [(a["action"], a["result"]) for a in audit(mesh)] == [
+        ("breaker.force_open", "error")]
+
+
 async def test_unknown_names_are_404_naming_what_exists(
         server: DashboardServer, mesh: ml.Mesh) -> None:
     async with client(server) as c:

@@ -33,6 +33,7 @@ from ..._errors import ConfigError, MeshliteError
 from ...policies._circuit_breaker import CircuitBreaker
 from ...routing._service import Service
 from ...routing._snapshot import _status
+from ...state._base import StoreFallback
 
 __all__ = ["BACKEND_ACTIONS", "BREAKER_ACTIONS", "NO_TOKEN", "Admin", "breakers_of"]
 
@@ -63,6 +64,28 @@ def breakers_of(service: Service) -> list[CircuitBreaker]:
     """The circuit breakers of ``service``'s pipeline, outermost first (position 1
     is the first)."""
     return [p for p in service.pipeline.walk() if isinstance(p, CircuitBreaker)]
+
+
+def _control(breaker: CircuitBreaker, action: str) -> None:
+    """Apply ``action`` to ``breaker``: 503 when its shared store did not answer,
+    whatever its ``on_error`` (the action then holds in this process only)."""
+    missed: list[StoreFallback] = []
+
+    def note(event: Any) -> None:
+        if isinstance(event, StoreFallback) and event.step == "manage":
+            missed.append(event)
+
+    remove = breaker.add_hook(note)
+    try:
+        getattr(breaker, action)()
+    except MeshliteError as failure:  # on_error="raise"
+        raise _Refused(503, f"{action} failed: {failure}") from None
+    finally:
+        remove()
+    if missed:
+        raise _Refused(503, f"{action} applied in this process only: the shared store "
+                            f"{missed[0].store} did not answer, so other processes still "
+                            "hold the previous state; retry once it is back")
 
 
 def _find_breaker(service: Service, key: str) -> tuple[int, CircuitBreaker]:
@@ -159,10 +182,7 @@ class Admin:
                 raise _Refused(404, f"no breaker action {action!r} (actions: "
                                     f"{', '.join(BREAKER_ACTIONS)})")
             position, breaker = _find_breaker(self._service(name), key)
-            try:
-                getattr(breaker, action)()
-            except MeshliteError as failure:  # a shared store that did not answer
-                raise _Refused(503, f"{action} failed: {failure}") from None
+            _control(breaker, action)
             return 200, {"service": name, "breaker": breaker.name, "position": position,
                          "action": action, "state": breaker.state}
 
