@@ -76,7 +76,8 @@ class Answer:
         headers = [(b"content-type", b"application/json")]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
-        if retry_after is not None:
+        # An unknown wait (inf, NaN: an error raised by the application) sends none.
+        if retry_after is not None and math.isfinite(retry_after):
             seconds = max(1, math.ceil(retry_after))  # delta-seconds is an integer
             payload["retry_after"] = seconds
             headers.append((b"retry-after", str(seconds).encode()))

@@ -141,6 +141,19 @@ async def test_meshlite_errors_map_to_statuses_with_retry_after() -> None:
                              "message": "a dependency is failing: retry later"}
 
 
+@pytest.mark.parametrize("wait", [float("inf"), float("nan")])
+async def test_an_unknown_retry_after_is_a_429_without_the_header(wait: float) -> None:
+    async def limited(request: Request) -> JSONResponse:
+        raise ml.RateLimitedError("over", policy="rate_limit", retry_after=wait)
+
+    app = meshlite.asgi.MeshMiddleware(Starlette(routes=[StarletteRoute("/", limited)]))
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        r = await client.get(server.url + "/")
+    assert r.status_code == 429
+    assert "retry-after" not in r.headers
+    assert r.json()["error"] == "rate_limited"
+
+
 async def test_exception_handlers_alone_map_errors_in_starlette() -> None:
     async def limited(request: Request) -> JSONResponse:
         raise ml.TimeoutExceeded("slow", policy="timeout")
