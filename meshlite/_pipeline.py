@@ -78,8 +78,9 @@ class Pipeline(Policy):
                     f"ml.Retry(...), got {policy!r}",
                     policy="pipeline",
                 )
-        if service is not None and not isinstance(service, str):
-            raise ConfigError(f"Pipeline: service must be a string, got {service!r}")
+        if service is not None and (not isinstance(service, str) or not service):
+            raise ConfigError(f"Pipeline: service must be a non-empty string or None, "
+                              f"got {service!r}", policy="pipeline")
         self.policies: tuple[Policy, ...] = policies
         self.service = service
         self._sync: Handler | None = None

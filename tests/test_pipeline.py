@@ -168,6 +168,12 @@ def test_rejects_non_policies() -> None:
         ml.Pipeline(ml.Fallback(0), "retry")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("service", ["", 5])
+def test_rejects_a_service_that_is_no_name(service: object) -> None:
+    with pytest.raises(ml.ConfigError, match="service must be a non-empty string or None"):
+        ml.Pipeline(service=service)  # type: ignore[arg-type]
+
+
 def test_decorating_non_callable() -> None:
     with pytest.raises(TypeError, match="callable"):
         ml.Pipeline()(3)  # type: ignore[call-overload]
