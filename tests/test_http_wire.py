@@ -65,6 +65,24 @@ async def test_http_pool_limits_cap_connections(servers: list[Server]) -> None:
     assert len(a.peers) == 2
 
 
+async def test_http_full_pool_ends_in_connect_timeout_on_the_async_wire() -> None:
+    # aiohttp bounds waiting for a free connection and connecting together (pool +
+    # connect), and fails with its connection timeout: httpx's ConnectTimeout.
+    async with FakeBackend(hang=True) as backend:
+        service = ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
+                             http_pool={"limits": httpx.Limits(max_connections=1)})
+        async with ml.Mesh([service]) as mesh, mesh.http("users") as client:
+            held = asyncio.create_task(client.get("/", timeout=30.0))
+            for _ in range(1000):  # until the one connection is taken (at most 10 s)
+                if backend.requests:
+                    break
+                await asyncio.sleep(0.01)
+            assert backend.requests
+            with pytest.raises(httpx.ConnectTimeout):
+                await client.get("/", timeout=httpx.Timeout(0.5, pool=0.1))
+            held.cancel()
+
+
 async def test_http_reset_hang_and_retry_on_the_other_backend(
         backends: list[FakeBackend]) -> None:
     a, b = backends
