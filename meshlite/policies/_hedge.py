@@ -13,6 +13,7 @@ from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._validate import at_least, clock_option, non_negative
+from ._notes import add_note
 
 __all__ = ["DEFAULT_HEDGE_ON", "DEFAULT_MAX_HEDGES", "Hedge", "HedgeOptions", "HedgeStarted"]
 
@@ -209,7 +210,7 @@ def _exhausted(failures: list[tuple[int, BaseException]]) -> BaseException:
         for index, error in failures
     )
     last = failures[-1][1]
-    last.add_note(f"Hedge: all {len(failures)} attempts failed ({listing})")
+    add_note(last, f"Hedge: all {len(failures)} attempts failed ({listing})")
     return last
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._backoff import TenacityBackoff, retry_after_of
 from .._context import CallContext
 from .._events import Event, EventHooks, RetriesExhausted, RetryBudgetExhausted, RetryScheduled
+from ._notes import add_note
 
 if TYPE_CHECKING:
     from ._retry import RetryOptions
@@ -138,7 +139,7 @@ class Runner:
         if error is not None:
             plural = "attempt" if n == 1 else "attempts"
             note = f"meshlite: {n} {plural} failed: {', '.join(tries.log)}"
-            error.add_note(f"{note}; {why}" if why else note)
+            add_note(error, f"{note}; {why}" if why else note)
         if self.hooks.active:
             self.emit(RetriesExhausted(policy=KIND, service=ctx.service,
                                        operation=ctx.operation, attempts=n, reason=reason,

@@ -120,6 +120,22 @@ def test_exhausted_reraises_last_error_with_note(mode: str, clock: FakeClock) ->
     ]
 
 
+def test_a_shared_error_object_gathers_a_bounded_number_of_notes(clock: FakeClock) -> None:
+    # A function raising one module-level exception object on every call: each call's
+    # Retry gives up on that same object; its notes must not grow without end.
+    shared = ConnectionError("down")
+
+    def always() -> None:
+        raise shared
+
+    retrying = ml.Pipeline(ml.Retry(attempts=2, clock=clock))
+    for _ in range(50):
+        with pytest.raises(ConnectionError):
+            retrying.call(always)
+    assert len(shared.__notes__) == 8  # MAX_NOTES
+    assert all(n.startswith("meshlite: 2 attempts failed") for n in shared.__notes__)
+
+
 def test_attempts_one_never_retries(clock: FakeClock) -> None:
     flaky = Flaky(ConnectionError())
     with pytest.raises(ConnectionError):
