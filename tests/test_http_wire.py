@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -636,3 +637,23 @@ def test_stamp_reads_the_opentelemetry_context_the_api_reads() -> None:
     finally:
         context.detach(token)
     assert not _otel_context()
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:9/v1?tenant=a", "http://127.0.0.1:9/#x",
+                                     "grpc-node-1"])
+async def test_every_http_client_refuses_a_backend_it_cannot_send_to(address: str) -> None:
+    # A query or fragment would be replaced by each request's own: refused, not dropped.
+    why = re.escape("is not an http(s) base URL" if address == "grpc-node-1"
+                    else "has a query or fragment")
+    service = ml.Service("users", [address], pipeline=ml.Pipeline())
+    async with ml.Mesh([service]) as mesh:
+        async with mesh.http("users") as client:
+            with pytest.raises(ml.ConfigError, match=rf"{why}, (so|which) mesh\.http\(\)"):
+                await client.get("/u/1")
+        with mesh.http_sync("users") as sync_client, pytest.raises(ml.ConfigError, match=why):
+            sync_client.get("/u/1")
+        async with mesh.aiohttp("users") as session:
+            with pytest.raises(ml.ConfigError, match=rf"{why}, (so|which) mesh\.aiohttp\(\)"):
+                await session.get("/u/1")
+        # mesh.call() hands the address to the caller's function, as it is.
+        assert await mesh.call("users", lambda backend: backend.address) == address

@@ -32,7 +32,14 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ._dispatcher import Dispatcher
-from ._outgoing import IDEMPOTENT_METHODS, answered, is_failure, parse_retry_after, stamp
+from ._outgoing import (
+    IDEMPOTENT_METHODS,
+    answered,
+    check_base_url,
+    is_failure,
+    parse_retry_after,
+    stamp,
+)
 
 __all__ = ["AiohttpResponseError", "aiohttp_session", "end_bodies", "without_resend"]
 
@@ -163,19 +170,16 @@ class _Route:
         """Where ``backend`` of ``service`` is (remembered per service object).
 
         Raises:
-            ConfigError: the backend's address is not an http(s) base URL.
+            ConfigError: the backend's address is not an http(s) base URL, or has a
+                query or fragment.
         """
         key = (service, backend.address)
         found = self._targets.get(key)
         if found is None:
             if len(self._targets) >= _TARGETS:  # reloads and discovery make new ones
                 self._targets.clear()
+            check_base_url(backend.address, "mesh.aiohttp()")
             url = URL(backend.address)
-            if url.scheme not in ("http", "https") or not url.host:
-                raise ConfigError(
-                    f"backend {backend.address!r} is not an http(s) base URL, so "
-                    "mesh.aiohttp() cannot send to it; use mesh.call() for other "
-                    "backends", policy="routing")
             context = service.ssl_context() if url.scheme == "https" else None
             origin = str(url.origin()) + url.raw_path.rstrip("/")
             found = self._targets[key] = _Target(

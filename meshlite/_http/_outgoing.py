@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as _context
 from opentelemetry import propagate as _propagate
@@ -20,11 +21,13 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from .._backoff import parse_retry_after as _parse_retry_after
+from .._errors import ConfigError
 from .._inbound._headers import stamp_outgoing
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "answered", "is_failure", "parse_retry_after", "stamp"]
+__all__ = ["IDEMPOTENT_METHODS", "answered", "check_base_url", "is_failure",
+           "parse_retry_after", "stamp"]
 
 def _context_getter() -> Callable[[], Context]:
     # opentelemetry.context.get_current() is two Python calls down to a ContextVar
@@ -44,6 +47,25 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
     return None if not value else _parse_retry_after(value)
+
+
+def check_base_url(address: str, client: str) -> None:
+    """Refuse a backend ``client`` (``"mesh.http()"``...) cannot send to: not an http(s)
+    URL with a host, or one with a query or fragment, which each request's own path
+    and query would silently replace.
+
+    Raises:
+        ConfigError: naming the backend and what would be valid.
+    """
+    parts = urlsplit(address)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"backend {address!r} is not an http(s) base URL, so {client} "
+                          "cannot send to it; use mesh.call() for other backends",
+                          policy="routing")
+    if parts.query or parts.fragment or address.endswith(("?", "#")):
+        raise ConfigError(f"backend {address!r} has a query or fragment, which {client} "
+                          "would drop (each request's own path and query replace them); "
+                          "give the backend as scheme://host:port/path", policy="routing")
 
 
 def is_failure(status: int) -> bool:

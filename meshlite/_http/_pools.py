@@ -9,11 +9,11 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from .._errors import ConfigError
 from ..routing._backend import Backend
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
+from ._outgoing import check_base_url
 from ._sync_wire import Urllib3Transport, urllib3_options
 
 __all__ = ["MeshPools", "Pools", "Target", "tls_context"]
@@ -104,12 +104,8 @@ class Pools:
             with self._lock:
                 target = self._targets.get(backend.address)
                 if target is None:
+                    check_base_url(backend.address, "mesh.http()")
                     url = httpx.URL(backend.address)
-                    if url.scheme not in ("http", "https") or not url.host:
-                        raise ConfigError(
-                            f"backend {backend.address!r} is not an http(s) base URL, so "
-                            "mesh.http() cannot send to it; use mesh.call() for other "
-                            "backends", policy="routing")
                     transport = self._transport(url.scheme)
                     prefix = url.raw_path.split(b"?")[0].rstrip(b"/")
                     netloc = url.netloc.decode("ascii")
