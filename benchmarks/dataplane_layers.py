@@ -27,9 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
-from types import FrameType, SimpleNamespace
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _bytecodes import counting, report
 
 ROWS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default service": ({}, {}),
@@ -75,32 +78,23 @@ def child(row: str, requests: int, opcodes: bool = False) -> None:
         url = URL("http://bench/items/1")
         made = [aiohttp.ClientRequest("GET", url, loop=loop, session=session)
                 for _ in range(64)]
-        for i in range(requests + 1000):  # the first 1,000 warm up
-            if opcodes and i == 1000:
-                sys.settrace(_count)
-            request = made[i % 64]
-            request.url = url  # each attempt re-pointed it at a backend
-            await build_client_middlewares(handler, middlewares)(request)
-        sys.settrace(None)
+        async def send(n: int) -> None:
+            for i in range(n):
+                request = made[i % 64]
+                request.url = url  # each attempt re-pointed it at a backend
+                await build_client_middlewares(handler, middlewares)(request)
+
+        await send(1000)  # warm-up
+        if opcodes:
+            with counting() as counts:
+                await send(requests)
+            del counts["dataplane_layers.py:send"]  # this driver loop, not the mesh's work
+            report(row, counts, requests, "request", 25)
+        else:
+            await send(requests)
         await session.close()
 
     asyncio.run(main())
-    if opcodes:
-        print(f"{row}: {sum(_COUNTS.values()) / requests:,.0f} bytecodes a request")
-        for where, count in _COUNTS.most_common(25):
-            print(f"{count / requests:8.1f}  {where}")
-
-
-_COUNTS: Counter[str] = Counter()
-
-
-def _count(frame: FrameType, event: str, arg: Any) -> Any:
-    # A tracer counting every bytecode run, by function (--opcodes).
-    frame.f_trace_opcodes = True
-    if event == "opcode":
-        code = frame.f_code
-        _COUNTS[f"{os.path.basename(code.co_filename)}:{code.co_name}"] += 1
-    return _count
 
 
 def instructions(row: str, requests: int, tmp: str) -> int:

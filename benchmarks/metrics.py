@@ -243,41 +243,31 @@ def report(runs: list[dict[str, Row]]) -> bool:
 
 def opcodes(calls: int = 300) -> None:
     """Print the Python bytecodes one call runs, by function, for two rows with
-    metrics on (``--opcodes``): a count that neither the machine's load nor where
-    objects land in memory moves, for comparing two trees of the code."""
+    metrics on (``--opcodes``; see ``_bytecodes.py``)."""
     import asyncio
-    from collections import Counter
-    from types import FrameType
 
-    counts: Counter[str] = Counter()
-
-    def count(frame: FrameType, event: str, arg: Any) -> Any:
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            code = frame.f_code
-            counts[f"{os.path.basename(code.co_filename)}:{code.co_name}"] += 1
-        return count
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _bytecodes import counting, report
 
     mesh, metered = _mesh(True, ml.Pipeline), ml.Pipeline(ml.Metrics())
+
+    def sync_calls(n: int) -> None:
+        for _ in range(n):
+            mesh.call_sync("users", work, 1)
 
     async def acalls(n: int) -> None:
         for _ in range(n):
             await metered.acall(awork, None, 1)
 
     rows: dict[str, Callable[[int], None]] = {
-        "mesh.call_sync, no policies": lambda n: [
-            mesh.call_sync("users", work, 1) for _ in range(n)] and None,
+        "mesh.call_sync, no policies": sync_calls,
         "Pipeline.acall, ml.Metrics, no other policy": lambda n: asyncio.run(acalls(n)),
     }
     for name, run in rows.items():
         run(2000)  # warm-up
-        counts.clear()
-        sys.settrace(count)
-        run(calls)
-        sys.settrace(None)
-        print(f"{name}: {sum(counts.values()) / calls:,.0f} bytecodes a call")
-        for where, n in counts.most_common(12):
-            print(f"{n / calls:8.1f}  {where}")
+        with counting() as counts:
+            run(calls)
+        report(name, counts, calls, "call", 12)
 
 
 def main() -> None:
