@@ -137,12 +137,16 @@ async def _drive(get: Get, requests: int, concurrency: int) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def _mesh(urls: list[str]) -> ml.Mesh:
-    return ml.Mesh([ml.Service("bench", urls)])  # p2c_ewma, default pipeline, metrics
+def _mesh(urls: list[str], service: dict[str, Any] | None = None,
+          mesh: dict[str, Any] | None = None) -> ml.Mesh:
+    # The default service (p2c_ewma, default pipeline, metrics), or these options.
+    return ml.Mesh([ml.Service("bench", urls, **(service or {}))], **(mesh or {}))
 
 
-def _async_client(kind: str, urls: list[str]) -> Callable[[int, int], None]:
-    """``run(requests, concurrency)`` for one async client kind."""
+def _async_client(kind: str, urls: list[str], service: dict[str, Any] | None = None,
+                  mesh_options: dict[str, Any] | None = None) -> Callable[[int, int], None]:
+    """``run(requests, concurrency)`` for one async client kind (mesh kinds: over
+    ``_mesh(urls, service, mesh_options)``)."""
 
     def run(requests: int, concurrency: int) -> None:
         async def go() -> None:
@@ -162,14 +166,14 @@ def _async_client(kind: str, urls: list[str]) -> Callable[[int, int], None]:
                     async def get(i: int) -> Any:
                         return (await client.get(f"/items/{i % 100}")).content
                 elif kind == "mesh.aiohttp()":
-                    mesh = await stack.enter_async_context(_mesh(urls))
+                    mesh = await stack.enter_async_context(_mesh(urls, service, mesh_options))
                     session = await stack.enter_async_context(mesh.aiohttp("bench"))
 
                     async def get(i: int) -> Any:
                         async with session.get(f"/items/{i % 100}") as r:
                             return await r.read()
                 else:
-                    mesh = await stack.enter_async_context(_mesh(urls))
+                    mesh = await stack.enter_async_context(_mesh(urls, service, mesh_options))
                     client = await stack.enter_async_context(mesh.http("bench"))
 
                     async def get(i: int) -> Any:

@@ -18,18 +18,14 @@ Each runs ``--rounds`` times, interleaved; the best round counts. Reports only.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 import meshlite as ml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dataplane import Figure, _drive, _measure, ensure_installed, nginx
+from dataplane import Figure, _async_client, _measure, ensure_installed, nginx
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
     "aiohttp": None,
@@ -44,28 +40,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
 
 def _run(variant: str, urls: list[str], requests: int) -> None:
     options = VARIANTS[variant]
-
-    async def go() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            if options is None:
-                session = await stack.enter_async_context(aiohttp.ClientSession(
-                    base_url=urls[0] + "/", connector=aiohttp.TCPConnector(limit=64)))
-            else:
-                service_options, mesh_options = options
-                if service_options.get("pipeline") == "empty":
-                    service_options = {**service_options, "pipeline": ml.Pipeline()}
-                mesh = await stack.enter_async_context(
-                    ml.Mesh([ml.Service("bench", urls, **service_options)], **mesh_options))
-                session = await stack.enter_async_context(mesh.aiohttp("bench"))
-
-            async def get(i: int) -> Any:
-                async with session.get(f"/items/{i % 100}") as r:
-                    return await r.read()
-
-            await _drive(get, min(200, requests), 32)  # warm-up
-            await _drive(get, requests, 32)
-
-    asyncio.run(go())
+    if options is None:
+        _async_client("aiohttp", urls)(requests, 32)
+        return
+    service, mesh = options
+    if service.get("pipeline") == "empty":
+        service = {**service, "pipeline": ml.Pipeline()}
+    _async_client("mesh.aiohttp()", urls, service, mesh)(requests, 32)
 
 
 def main() -> int:
