@@ -25,6 +25,7 @@ import httpx
 from yarl import URL
 
 from ._aio_session import end_bodies, without_resend
+from ._retire import busy
 
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
 
@@ -203,6 +204,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 verify=self._ssl, limits=self._limits,
                 local_address=self._local[0] if self._local else None)
         return await self._httpcore.handle_async_request(request)
+
+    def busy(self) -> bool:
+        """Whether a connection is in use (connecting, or a response still being
+        read): closing now would cut it."""
+        if any(session.connector is not None and session.connector._acquired
+               for session in list(self._sessions.values())):
+            return True
+        return busy(self._httpcore)  # streamed uploads' httpcore pool
 
     async def aclose(self) -> None:
         """Close every connection of this transport."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import threading
@@ -9,11 +10,12 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from ..routing._backend import Backend
+from ..routing._backend import Backend, Endpoint
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
 from ._outgoing import check_base_url
+from ._retire import Retired, Retiring
 from ._sync_wire import Urllib3Transport, urllib3_options
 
 __all__ = ["MeshPools", "Pools", "Target", "tls_context"]
@@ -30,6 +32,8 @@ class Target(NamedTuple):
     """``scheme://netloc`` (plus the prefix on the aiohttp wire) when the transport
     is one of meshlite's wires, whose routed path builds its URL from it; else None
     (httpcore, for options only it honours: the attempt is an ``httpx.Request``)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The event loop an async transport was made on (its connections' loop)."""
 
 
 _tls_lock = threading.Lock()
@@ -71,7 +75,11 @@ def _ssl_of(options: dict[str, Any]) -> ssl.SSLContext:
 
 
 class Pools:
-    """One ``httpx`` transport (a connection pool) per backend, made on first use."""
+    """One ``httpx`` transport (a connection pool) per backend, made on first use.
+
+    A backend the service no longer has (``Service.set_backends``) has its transport
+    forgotten at once and closed once nothing runs on it (``_retire``); if it comes
+    back, it gets a new one."""
 
     def __init__(self, service: Service, is_async: bool) -> None:
         context = service.ssl_context()
@@ -86,6 +94,9 @@ class Pools:
         self._targets: dict[str, Target] = {}
         self._passthrough: Any = None
         self._lock = threading.Lock()
+        self._service = service
+        self._retiring = Retiring(is_async)
+        self._unwatch = service.watch_backends(self._retire)
 
     def _transport(self, scheme: str = "https", *, own: bool = True) -> Any:
         options = _with_tls(self._options if own else self._plain, scheme)
@@ -115,8 +126,20 @@ class Pools:
                     elif isinstance(transport, Urllib3Transport):
                         origin = f"{url.scheme}://{netloc}"  # its path carries the prefix
                     target = self._targets[backend.address] = Target(
-                        transport, url.scheme, url.host, url.port, prefix, netloc, origin)
+                        transport, url.scheme, url.host, url.port, prefix, netloc, origin,
+                        _running_loop() if self._async else None)
         return target
+
+    def _retire(self, removed: tuple[Endpoint, ...]) -> None:
+        """Retire the transports of backends the service no longer has (after
+        ``set_backends`` took ``removed`` out)."""
+        current = {e.address for e in self._service.endpoints}
+        with self._lock:
+            gone = {a: self._targets.pop(a) for a in list(self._targets) if a not in current}
+        if gone:
+            self._retiring.add([
+                Retired(t.transport, tuple(e for e in removed if e.address == a), t.loop)
+                for a, t in gone.items()])
 
     def passthrough(self) -> Any:
         """The transport for requests to hosts other than the service's own."""
@@ -125,13 +148,20 @@ class Pools:
                 self._passthrough = self._transport(own=False)
             return self._passthrough
 
+    def transports(self) -> int:
+        """How many transports are open: one per backend used, the passthrough's,
+        and those of removed backends still retiring."""
+        return (len(self._targets) + (self._passthrough is not None)
+                + len(self._retiring))
+
     def _all(self) -> list[Any]:
+        self._unwatch()
         with self._lock:
             found = [t.transport for t in self._targets.values()]
             if self._passthrough is not None:
                 found.append(self._passthrough)
             self._targets, self._passthrough = {}, None
-        return found
+        return found + self._retiring.take_all()
 
     async def aclose(self) -> None:
         for transport in self._all():
@@ -140,6 +170,13 @@ class Pools:
     def close(self) -> None:
         for transport in self._all():
             transport.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class MeshPools:

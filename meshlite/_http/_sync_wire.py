@@ -243,6 +243,11 @@ class Urllib3Transport(httpx.BaseTransport):
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
+    def busy(self) -> bool:
+        """False: closing never cuts a request (urllib3 closes the idle connections,
+        and each one in use when it is handed back)."""
+        return False
+
     def close(self) -> None:
         """Close every connection of this transport."""
         self._pools.clear()

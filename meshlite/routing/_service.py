@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random as _random
 import re
@@ -44,6 +45,8 @@ __all__ = ["DEFAULT_RETRY_ATTEMPTS", "CompiledPipeline", "Lifecycle", "Service",
 DEFAULT_RETRY_ATTEMPTS = 2
 """The default pipeline (``pipeline=None``) is ``Pipeline(Retry(attempts=2))``: one
 retry, on another backend, for errors Retry's default predicate deems transient."""
+
+_log = logging.getLogger("meshlite.routing")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
@@ -447,13 +450,41 @@ class Service(Rotation, FirstWave):
         """
         owner = f"Service {self.name!r}"
         new = as_backends(backends, owner)
-        before = {e.address for e in self._endpoints}
+        old = self._endpoints
         self._install(new, owner)
-        after = {b.address for b in new}
+        before, after = {e.address for e in old}, {b.address for b in new}
         if before != after:
             announce(self.hooks, BackendsChanged(
                 policy="routing", service=self.name,
                 added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))))
+            removed = tuple(e for e in old if e.address not in after)
+            for watcher in self._watchers if removed else ():
+                try:
+                    watcher(removed)
+                except Exception:  # the backends are set: a watcher's failure is its own
+                    _log.exception("a watcher of service %r's backends raised; ignored",
+                                   self.name)
+
+    _watchers: tuple[Callable[[tuple[Endpoint, ...]], None], ...] = ()
+    # Called when set_backends takes backends out; a class default, so services
+    # nobody watches store nothing.
+
+    def watch_backends(self, watcher: Callable[[tuple[Endpoint, ...]], None]
+                       ) -> Callable[[], None]:
+        """Call ``watcher(removed)`` after each :meth:`set_backends` that takes
+        backends out of the set, with their endpoints (their ``in_flight`` attempts
+        still count down), on the thread that called it. The HTTP layer retires the
+        connection pools of removed backends this way; routing itself knows nothing
+        of it. Returns a function that stops the calls (calling it twice is
+        harmless)."""
+        with self._lock:
+            self._watchers = (*self._watchers, watcher)
+
+        def remove() -> None:
+            with self._lock:
+                self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+        return remove
 
     def _install(self, backends: list[Backend], owner: str) -> None:
         seen: set[str] = set()

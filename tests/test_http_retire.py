@@ -1,0 +1,208 @@
+"""Connection pools of backends a service no longer has are closed: mesh.http(),
+mesh.http_sync() and mesh.aiohttp() against real loopback servers whose addresses
+churn (as pods of a deployment come and go), with the client sockets counted in
+/proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+import meshlite as ml
+from meshlite.testing import FakeBackend
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux",
+                                reason="counts sockets in /proc/self/fd and /proc/net/tcp")
+
+CHURN = 50
+"""Backend replacements per churn test."""
+
+
+def client_sockets(ports: Iterable[int]) -> int:
+    """Sockets of this process connected to one of ``ports`` (the client side of a
+    connection to those servers, whatever its TCP state: a keep-alive connection the
+    server closed stays open here, in CLOSE_WAIT, until the client closes it)."""
+    wanted = set(ports)
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port in wanted and fields[9] in inodes:
+                count += 1
+    return count
+
+
+async def settled(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls /proc
+        await asyncio.sleep(0.01)
+
+
+def settled_sync(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def service(url: str, **kwargs: Any) -> ml.Service:
+    return ml.Service("users", [url], pipeline=ml.Pipeline(), **kwargs)
+
+
+# -- mesh.http() -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+async def test_async_pools_of_removed_backends_are_closed(
+        http_pool: dict[str, Any] | None) -> None:
+    first = await FakeBackend().start()
+    users = service(first.url, http_pool=http_pool)
+    removed: list[int] = []
+    async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+        pools = mesh.http_pools(users, True)
+        current = first
+        for _ in range(CHURN):
+            assert (await client.get("/")).status_code == 200
+            new = await FakeBackend().start()
+            users.set_backends([new.url])
+            await current.stop()
+            removed.append(current.port)
+            current = new
+        assert (await client.get("/")).json()["backend"] == current.url
+        await settled(lambda: pools.transports() == 1 and not client_sockets(removed))
+        assert pools.transports() == 1  # the current backend's
+        assert client_sockets(removed) == 0
+        assert client_sockets([current.port]) == 1
+    await current.stop()
+    assert client_sockets([current.port]) == 0
+
+
+async def test_a_request_in_flight_on_a_removed_backend_gets_its_answer() -> None:
+    async with FakeBackend(latency=0.3) as slow, FakeBackend() as fast:
+        users = service(slow.url)
+        async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+            pools = mesh.http_pools(users, True)
+            call = asyncio.create_task(client.get("/slow"))
+            await settled(lambda: slow.request_count == 1)
+            users.set_backends([fast.url])
+            assert (await client.get("/")).json()["backend"] == fast.url
+            answer = await call
+            assert answer.status_code == 200
+            assert answer.json()["backend"] == slow.url
+            await settled(lambda: not client_sockets([slow.port]))
+            assert client_sockets([slow.port]) == 0
+            assert pools.transports() == 1
+
+
+async def test_a_body_being_read_from_a_removed_backend_is_read_to_the_end() -> None:
+    body = b"x" * 2_000_000
+    async with FakeBackend(body=body) as old, FakeBackend() as new:
+        users = service(old.url)
+        async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+            pools = mesh.http_pools(users, True)
+            async with client.stream("GET", "/big") as response:
+                chunks = response.aiter_raw()
+                first = await anext(chunks)
+                users.set_backends([new.url])
+                await asyncio.sleep(0.1)  # the retiring pool waits for this body
+                rest = b"".join([chunk async for chunk in chunks])
+            assert first + rest == body
+            await settled(lambda: not client_sockets([old.port]))
+            assert client_sockets([old.port]) == 0
+            assert pools.transports() == 0  # none made for the new one yet
+
+
+async def test_a_removed_backend_that_comes_back_gets_a_new_pool() -> None:
+    async with FakeBackend() as a, FakeBackend() as b:
+        users = service(a.url)
+        async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+            pools = mesh.http_pools(users, True)
+            assert (await client.get("/")).json()["backend"] == a.url
+            users.set_backends([b.url])
+            assert (await client.get("/")).json()["backend"] == b.url
+            users.set_backends([a.url])
+            assert (await client.get("/")).json()["backend"] == a.url
+            await settled(lambda: not client_sockets([b.port]))
+            assert client_sockets([b.port]) == 0
+            assert pools.transports() == 1
+
+
+async def test_closing_the_mesh_closes_pools_still_retiring() -> None:
+    async with FakeBackend(latency=0.5) as slow, FakeBackend() as fast:
+        users = service(slow.url)
+        async with ml.Mesh([users]) as mesh:
+            client = mesh.http("users")
+            call = asyncio.create_task(client.get("/"))
+            await settled(lambda: slow.request_count == 1)
+            users.set_backends([fast.url])
+            pools = mesh.http_pools(users, True)
+            assert pools.transports() == 1  # the slow one's, retiring
+            assert (await call).status_code == 200  # the mesh drains it first
+        assert pools.transports() == 0
+        assert client_sockets([slow.port, fast.port]) == 0
+        assert users._watchers == ()  # the closed pools watch no more
+
+
+# -- mesh.http_sync() --------------------------------------------------------------
+
+
+def test_sync_pools_of_removed_backends_are_closed() -> None:
+    first = FakeBackend().start_sync()
+    users = service(first.url)
+    removed: list[int] = []
+    with ml.Mesh([users]) as mesh, mesh.http_sync("users") as client:
+        pools = mesh.http_pools(users, False)
+        current = first
+        for _ in range(CHURN):
+            assert client.get("/").status_code == 200
+            new = FakeBackend().start_sync()
+            users.set_backends([new.url])
+            current.stop_sync()
+            removed.append(current.port)
+            current = new
+        assert client.get("/").json()["backend"] == current.url
+        settled_sync(lambda: pools.transports() == 1 and not client_sockets(removed))
+        assert pools.transports() == 1
+        assert client_sockets(removed) == 0
+    current.stop_sync()
+
+
+def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None:
+    with FakeBackend(latency=0.3) as slow, FakeBackend() as fast:
+        users = service(slow.url, http_pool={"retries": 1})  # httpcore: close() cuts
+        with ml.Mesh([users]) as mesh, mesh.http_sync("users") as client:
+            pools = mesh.http_pools(users, False)
+            answers: list[Any] = []
+            thread = threading.Thread(target=lambda: answers.append(client.get("/slow")))
+            thread.start()
+            settled_sync(lambda: slow.request_count == 1)
+            users.set_backends([fast.url])
+            assert client.get("/").json()["backend"] == fast.url
+            thread.join()
+            assert answers[0].status_code == 200
+            assert answers[0].json()["backend"] == slow.url
+            settled_sync(lambda: pools.transports() == 1 and not client_sockets([slow.port]))
+            assert pools.transports() == 1
+            assert client_sockets([slow.port]) == 0
+            users.set_backends([slow.url])  # back again: a new pool
+            assert client.get("/").json()["backend"] == slow.url
