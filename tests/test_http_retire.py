@@ -75,26 +75,27 @@ def service(url: str, **kwargs: Any) -> ml.Service:
 @pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
 async def test_async_pools_of_removed_backends_are_closed(
         http_pool: dict[str, Any] | None) -> None:
-    first = await FakeBackend().start()
-    users = service(first.url, http_pool=http_pool)
-    removed: list[int] = []
-    async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
-        pools = mesh.http_pools(users, True)
-        current = first
-        for _ in range(CHURN):
-            assert (await client.get("/")).status_code == 200
-            new = await FakeBackend().start()
-            users.set_backends([new.url])
-            await current.stop()
-            removed.append(current.port)
-            current = new
-        assert (await client.get("/")).json()["backend"] == current.url
-        await settled(lambda: pools.transports() == 1 and not client_sockets(removed))
-        assert pools.transports() == 1  # the current backend's
-        assert client_sockets(removed) == 0
-        assert client_sockets([current.port]) == 1
-    await current.stop()
-    assert client_sockets([current.port]) == 0
+    # The removed backends keep running (a config change, say): nothing but the
+    # mesh would close the connections kept alive to them.
+    backends = [await FakeBackend().start()]
+    users = service(backends[0].url, http_pool=http_pool)
+    try:
+        async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+            pools = mesh.http_pools(users, True)
+            for _ in range(CHURN):
+                assert (await client.get("/")).status_code == 200
+                backends.append(await FakeBackend().start())
+                users.set_backends([backends[-1].url])
+            assert (await client.get("/")).json()["backend"] == backends[-1].url
+            removed = [b.port for b in backends[:-1]]
+            await settled(lambda: pools.transports() == 1 and not client_sockets(removed))
+            assert pools.transports() == 1  # the current backend's
+            assert client_sockets(removed) == 0
+            assert client_sockets([backends[-1].port]) == 1
+        assert client_sockets([backends[-1].port]) == 0
+    finally:
+        for backend in backends:
+            await backend.stop()
 
 
 async def test_a_request_in_flight_on_a_removed_backend_gets_its_answer() -> None:
@@ -161,6 +162,69 @@ async def test_closing_the_mesh_closes_pools_still_retiring() -> None:
         assert pools.transports() == 0
         assert client_sockets([slow.port, fast.port]) == 0
         assert users._watchers == ()  # the closed pools watch no more
+
+
+# -- mesh.aiohttp() ----------------------------------------------------------------
+
+
+async def test_aiohttp_sessions_close_idle_connections_to_removed_backends() -> None:
+    backends = [await FakeBackend().start()]
+    users = service(backends[0].url)
+    try:
+        async with ml.Mesh([users]) as mesh, mesh.aiohttp("users") as session:
+            route = session._middlewares[-1].__self__  # type: ignore[attr-defined]
+            for _ in range(CHURN):
+                async with session.get("/") as response:
+                    assert response.status == 200
+                backends.append(await FakeBackend().start())
+                users.set_backends([backends[-1].url])
+            async with session.get("/") as response:
+                assert (await response.json())["backend"] == backends[-1].url
+            removed = [b.port for b in backends[:-1]]
+            await settled(lambda: not client_sockets(removed))
+            assert client_sockets(removed) == 0
+            assert client_sockets([backends[-1].port]) == 1
+            assert [address for _, address in route._targets] == [backends[-1].url]
+    finally:
+        for backend in backends:
+            await backend.stop()
+
+
+async def test_an_aiohttp_request_in_flight_on_a_removed_backend_gets_its_answer() -> None:
+    async with FakeBackend(latency=0.3) as slow, FakeBackend() as fast:
+        users = service(slow.url)
+        async with ml.Mesh([users]) as mesh, mesh.aiohttp("users") as session:
+
+            async def get(path: str) -> Any:
+                async with session.get(path) as response:
+                    return response.status, await response.json()
+
+            call = asyncio.create_task(get("/slow"))
+            await settled(lambda: slow.request_count == 1)
+            users.set_backends([fast.url])
+            assert (await get("/"))[1]["backend"] == fast.url
+            assert await call == (200, {"backend": slow.url, "method": "GET",
+                                        "path": "/slow"})
+            await settled(lambda: not client_sockets([slow.port]))
+            assert client_sockets([slow.port]) == 0
+            users.set_backends([slow.url])  # back again
+            assert (await get("/"))[1]["backend"] == slow.url
+
+
+async def test_an_aiohttp_body_being_read_from_a_removed_backend_is_read_to_the_end(
+        ) -> None:
+    body = b"x" * 2_000_000
+    async with FakeBackend(body=body) as old, FakeBackend() as new:
+        users = service(old.url)
+        async with ml.Mesh([users]) as mesh, mesh.aiohttp("users") as session:
+            async with session.get("/big") as response:
+                first = await response.content.readany()
+                users.set_backends([new.url])
+                await asyncio.sleep(0.1)  # the idle connections are closed meanwhile
+                rest = await response.content.read()
+            assert first + rest == body
+            await settled(lambda: not client_sockets([old.port]))
+            assert client_sockets([old.port]) == 0
 
 
 # -- mesh.http_sync() --------------------------------------------------------------

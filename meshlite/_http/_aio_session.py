@@ -31,6 +31,7 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
+from ._aio_forget import Forgetting
 from ._dispatcher import Dispatcher
 from ._outgoing import (
     IDEMPOTENT_METHODS,
@@ -46,9 +47,6 @@ __all__ = ["AiohttpResponseError", "aiohttp_session", "end_bodies", "without_res
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # Failures before a byte of the request left: resending is always safe.
 
-
-_TARGETS = 1024
-"""Backends (per service object) whose URL parts a session remembers."""
 
 _URLS = 256
 """Paths per backend whose full ``yarl.URL`` a session remembers."""
@@ -165,9 +163,13 @@ class _Route:
         self.host = host
         self._targets: dict[tuple[Service, str], _Target] = {}
         self._find, self._dispatch = dispatcher.target, dispatcher.dispatch
+        self.forgetting: Forgetting | None = None
+        """Drops what the session keeps of backends the service no longer has (set
+        once the session is made)."""
 
     def target(self, service: Service, backend: Backend) -> _Target:
-        """Where ``backend`` of ``service`` is (remembered per service object).
+        """Where ``backend`` of ``service`` is (remembered per service object, for
+        the service's current backends only).
 
         Raises:
             ConfigError: the backend's address is not an http(s) base URL, or has a
@@ -175,9 +177,12 @@ class _Route:
         """
         key = (service, backend.address)
         found = self._targets.get(key)
-        if found is None:
-            if len(self._targets) >= _TARGETS:  # reloads and discovery make new ones
-                self._targets.clear()
+        if found is None:  # a new backend, or a new service object (a reload)
+            current = {e.address for e in service.endpoints}
+            self._targets = {k: v for k, v in self._targets.items()
+                             if k[0] is service and k[1] in current}
+            if self.forgetting is not None:
+                self.forgetting.watch(service)
             check_base_url(backend.address, "mesh.aiohttp()")
             url = URL(backend.address)
             context = service.ssl_context() if url.scheme == "https" else None
@@ -185,6 +190,11 @@ class _Route:
             found = self._targets[key] = _Target(
                 origin, url.raw_authority, True if context is None else context)
         return found
+
+    def forget(self, service: Service, addresses: set[str]) -> None:
+        """Drop the URL parts of ``addresses``, backends ``service`` no longer has."""
+        self._targets = {k: v for k, v in list(self._targets.items())
+                         if k[0] is not service or k[1] not in addresses}
 
     async def __call__(self, request: aiohttp.ClientRequest, handler: ClientHandlerType
                        ) -> aiohttp.ClientResponse:
@@ -228,6 +238,7 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     # __call__ slot, about 700 instructions a request more (dataplane_layers.py).
     middlewares = (*kwargs.pop("middlewares", ()), route.__call__)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
+    route.forgetting = Forgetting(session, asyncio.get_running_loop(), route.forget)
     _without_client_instrumentation(session)
     without_resend(session)
     dispatcher.adopt_session(session)

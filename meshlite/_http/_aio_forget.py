@@ -1,0 +1,126 @@
+"""``mesh.aiohttp()`` sessions forget backends their service no longer has.
+
+A session's middleware (``_aio_session._Route``) remembers the URL parts of each
+backend it sent to, and the session's connector keeps idle keep-alive connections
+per host. When ``Service.set_backends`` takes backends out, :class:`Forgetting`
+(one per session, watching the services the session routes to) drops their URL
+parts, and closes the session's idle connections to them on the session's event
+loop: at once, and again once no attempt on them is in flight and no connection
+to them is in use (an answer still being read: its connection goes back to the
+pool when read). Connections in use are never closed here: no live request is
+cut. (A backend addressed by host name rather than IP is not recognised in the
+connections in use; those go back to the pool and aiohttp closes them after the
+connector's ``keepalive_timeout``, 15 s by default.)
+
+aiohttp has no public call to drop the idle connections to one host: this reads
+the connector's pool (``_conns``, keyed by ``ConnectionKey``), and does nothing
+on an aiohttp without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ..routing._backend import Endpoint
+from ..routing._service import Service
+
+__all__ = ["Forgetting", "close_idle", "in_use"]
+
+_FIRST_WAIT = 0.01
+_MAX_WAIT = 0.5
+
+
+def close_idle(connector: Any, hosts: set[tuple[str | None, int | None]]) -> int:
+    """Close the idle connections of ``connector`` to ``hosts`` (``(host, port)``);
+    returns how many."""
+    pool = getattr(connector, "_conns", None)
+    if not isinstance(pool, dict):
+        return 0
+    closed = 0
+    for key in [k for k in pool if (k.host, k.port) in hosts]:
+        for protocol, _ in pool.pop(key, ()):
+            protocol.close()
+            closed += 1
+    return closed
+
+
+def in_use(connector: Any, hosts: set[tuple[str | None, int | None]]) -> bool:
+    """Whether a connection of ``connector`` to one of ``hosts`` is in use, as far as
+    its peer address tells (a backend addressed by IP; one addressed by name is not
+    found, and its connections in use are left to ``keepalive_timeout``)."""
+    for protocol in list(getattr(connector, "_acquired", ())):
+        transport = getattr(protocol, "transport", None)
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if peer and (peer[0], peer[1]) in hosts:
+            return True
+    return False
+
+
+class Forgetting:
+    """What one session forgets when a service it routes to loses backends."""
+
+    def __init__(self, session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop,
+                 forget: Callable[[Service, set[str]], None]) -> None:
+        self._session = weakref.ref(session)
+        self._loop = loop
+        self._forget = forget  # drops the URL parts the route remembers
+        self._watched: dict[Service, Callable[[], None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def watch(self, service: Service) -> None:
+        """Watch ``service`` (a miss of the route's cache: rare), and no other."""
+        if service in self._watched:
+            return
+        for old in [s for s in self._watched if s is not service]:
+            self._watched.pop(old)()
+        ref = weakref.ref(self)
+
+        def removed(endpoints: tuple[Endpoint, ...]) -> None:
+            forgetting = ref()
+            if forgetting is None or not forgetting.removed(service, endpoints):
+                unwatch()
+
+        unwatch = self._watched[service] = service.watch_backends(removed)
+
+    def removed(self, service: Service, endpoints: tuple[Endpoint, ...]) -> bool:
+        """Forget ``endpoints`` (taken out of ``service``); False once the session
+        is closed (stop watching)."""
+        session = self._session()
+        if session is None or session.closed:
+            return False
+        self._forget(service, {e.address for e in endpoints})
+        hosts = {(u.host, u.port) for u in (URL(e.address) for e in endpoints)}
+        with contextlib.suppress(RuntimeError):  # its loop is closed: so are its sockets
+            self._loop.call_soon_threadsafe(self._start, session.connector, hosts,
+                                            endpoints)
+        return True
+
+    def _start(self, connector: Any, hosts: set[tuple[str | None, int | None]],
+               endpoints: tuple[Endpoint, ...]) -> None:
+        close_idle(connector, hosts)
+        if any(e.in_flight for e in endpoints) or in_use(connector, hosts):
+            task = self._loop.create_task(self._after(connector, hosts, endpoints))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _after(self, connector: Any, hosts: set[tuple[str | None, int | None]],
+                     endpoints: tuple[Endpoint, ...]) -> None:
+        wait = _FIRST_WAIT
+        while not connector.closed and (any(e.in_flight for e in endpoints)
+                                        or in_use(connector, hosts)):
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _MAX_WAIT)
+        close_idle(connector, hosts)
+
+    def close(self) -> None:
+        """Stop watching every service."""
+        watched, self._watched = self._watched, {}
+        for unwatch in watched.values():
+            unwatch()
