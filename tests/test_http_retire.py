@@ -6,16 +6,19 @@ churn (as pods of a deployment come and go), with the client sockets counted in
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import meshlite as ml
+from meshlite.discovery import Discovery, FileProvider
 from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux",
@@ -162,6 +165,30 @@ async def test_closing_the_mesh_closes_pools_still_retiring() -> None:
         assert pools.transports() == 0
         assert client_sockets([slow.port, fast.port]) == 0
         assert users._watchers == ()  # the closed pools watch no more
+
+
+async def test_backends_discovery_replaces_have_their_pools_closed(tmp_path: Path) -> None:
+    path = tmp_path / "backends.json"
+    backends = [await FakeBackend().start()]
+    path.write_text(json.dumps([backends[0].url]))
+    users = ml.Service("users", pipeline=ml.Pipeline())
+    users.attach(Discovery(users, FileProvider(path)))
+    try:
+        async with ml.Mesh([users]) as mesh, mesh.http("users") as client:
+            pools = mesh.http_pools(users, True)
+            for _ in range(10):
+                assert (await client.get("/")).status_code == 200
+                backends.append(await FakeBackend().start())
+                path.write_text(json.dumps([backends[-1].url]))
+                await settled(lambda: users.backends[0].address == backends[-1].url)
+            assert (await client.get("/")).json()["backend"] == backends[-1].url
+            removed = [b.port for b in backends[:-1]]
+            await settled(lambda: pools.transports() == 1 and not client_sockets(removed))
+            assert pools.transports() == 1
+            assert client_sockets(removed) == 0
+    finally:
+        for backend in backends:
+            await backend.stop()
 
 
 # -- mesh.aiohttp() ----------------------------------------------------------------
