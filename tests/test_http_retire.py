@@ -297,3 +297,4 @@ def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None
             assert client_sockets([slow.port]) == 0
             users.set_backends([slow.url])  # back again: a new pool
             assert client.get("/").json()["backend"] == slow.url
+

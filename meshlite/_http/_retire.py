@@ -8,8 +8,9 @@ attempt holds its transport from the moment it is picked) and no connection of t
 transport is in use (a response body still being read). Until then it is left
 alone, so no live request is cut. Sync transports are closed on the caller's
 thread when idle already, else by a daemon thread that waits; async ones are
-closed by a task on the event loop that made them. Whatever is still retiring when
-the pools close is closed with them.
+closed by a task on the event loop that made them (one made on a loop that has
+ended since waits for the pools' close). Whatever is still retiring when the pools
+close is closed with them.
 """
 
 from __future__ import annotations
@@ -79,15 +80,20 @@ class Retiring:
     def add(self, retired: list[Retired]) -> None:
         """Close each of ``retired`` once it is idle."""
         with self._lock:
-            if self._closed:
-                return  # the pools' own close has them
-            self._waiting.extend(retired)
+            closed = self._closed
+            if not closed:
+                self._waiting.extend(retired)
         if not self._async:
-            self._sweep_sync()
+            if closed:  # closing raced with this: close them here
+                _close_all(r.transport for r in retired)
+            else:
+                self._sweep_sync()
             return
         for loop in {r.loop for r in retired}:
-            if loop is not None and loop.is_running():
-                with contextlib.suppress(RuntimeError):  # closed meanwhile: close() has it
+            # On the loop that made them, when it next runs. One that is closed has
+            # nothing running on it: its transports wait for the pools' close.
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
                     loop.call_soon_threadsafe(self._start, loop)
 
     def _take_idle(self, loop: asyncio.AbstractEventLoop | None = None) -> tuple[
