@@ -151,7 +151,7 @@ async def test_a_removed_backend_that_comes_back_gets_a_new_pool() -> None:
             assert pools.transports() == 1
 
 
-async def test_closing_the_mesh_closes_pools_still_retiring() -> None:
+async def test_closing_the_mesh_closes_retiring_pools_and_stops_watching() -> None:
     async with FakeBackend(latency=0.5) as slow, FakeBackend() as fast:
         users = service(slow.url)
         async with ml.Mesh([users]) as mesh:
