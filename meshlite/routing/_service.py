@@ -24,8 +24,9 @@ from .._validate import fail, optional_clock, optional_random
 from ..policies._trace import Trace
 from ..policies._validate_checks import leading_arguments
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
-from ._backend import Backend, BackendLike, Endpoint, as_backends
+from ._backend import Backend, BackendLike, as_backends
 from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
+from ._endpoint import Endpoint
 from ._events import BackendsChanged
 from ._first_wave import FirstWave
 from ._health import HealthCheck, HealthChecker
