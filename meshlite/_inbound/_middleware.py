@@ -50,7 +50,9 @@ class MeshMiddleware:
 
     Args:
         app: The ASGI app.
-        mesh: The mesh whose calls the app makes (its name and metrics; optional).
+        mesh: The mesh whose calls the app makes (its name and metrics; optional);
+            the routes' events (rejections, store fallbacks) go to its metrics and
+            to the hooks added with ``mesh.add_hook``.
         routes: Inbound policies per path pattern, first match wins. When None and
             ``mesh`` was built from a config file, its ``inbound:`` section's routes
             and API keys, followed across hot reloads.

@@ -58,7 +58,8 @@ class Route:
         key: The quota key: ``"client"``, ``"ip"``, ``"subject"``, ``"api_key"`` or a
             function of the :class:`Inbound` request.
         store: A shared store (``meshlite.state.RedisStore``) so that every worker and
-            replica shares the quotas.
+            replica shares the quotas; when it does not answer, the quota falls back
+            as its ``on_error`` says and announces it (``StoreFallback``).
         max_concurrent: Requests handled at once (503 past it).
         adaptive: Shed load with :class:`meshlite.AdaptiveConcurrency` (``True`` for
             its defaults, or an instance): 503 once latency says the service is full.
