@@ -28,7 +28,7 @@ from ._pipeline import Pipeline
 from .mesh._mesh import Mesh
 from .policies._retry import Retry
 from .policies._timeout import Timeout
-from .routing._backend import percentile
+from .routing._endpoint import percentile
 from .routing._outlier import OutlierDetection
 from .routing._service import Service
 from .testing._backend import FakeBackend

@@ -9,12 +9,12 @@ import random as _random
 import reprlib
 from typing import Any, NoReturn
 
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import MAX_WAIT, SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 
 __all__ = ["at_least", "clip", "clock_option", "fail", "fraction", "non_negative",
            "not_coroutine", "optional_clock", "optional_positive", "optional_random",
-           "positive", "shown"]
+           "positive", "shown", "wait_seconds"]
 
 MAX_SHOWN = 80
 """Characters of a bad value an error message shows; the rest is cut."""
@@ -58,6 +58,17 @@ def positive(owner: str, field: str, value: Any) -> float:
     v = _number(owner, field, value)
     if not 0 < v < math.inf:
         fail(owner, field, value, "> 0")
+    return v
+
+
+def wait_seconds(owner: str, field: str, value: Any) -> float:
+    """Like :func:`positive`, for a timeout handed as it is to a socket or a thread's
+    wait: at most :data:`~meshlite._clock.MAX_WAIT` (about 292 years), the longest
+    one the platform takes."""
+    v = positive(owner, field, value)
+    if v > MAX_WAIT:
+        fail(owner, field, value, f"> 0 and at most {MAX_WAIT:g} s (the longest wait "
+             "the platform takes)")
     return v
 
 

@@ -57,8 +57,9 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
         "loads the config the rules are written for",
     # The mesh's config facade (Mesh.from_config, watch, reload, reload_sync) imports
     # config in the method, so a mesh built in code never loads it.
-    ("meshlite.mesh._mesh", "meshlite.config._mesh_config"): "Mesh.from_config and Mesh.watch",
-    ("meshlite.mesh._mesh", "meshlite.config._reload"): "Mesh.reload and Mesh.reload_sync",
+    ("meshlite.mesh._mesh", "meshlite.config._mesh_config"): "Mesh.from_config",
+    ("meshlite.mesh._operations", "meshlite.config._mesh_config"): "Mesh.watch",
+    ("meshlite.mesh._operations", "meshlite.config._reload"): "Mesh.reload and Mesh.reload_sync",
     # A config names exception classes as users write them: "CircuitOpenError" is
     # looked up in the public namespace.
     ("meshlite.config._policies", "meshlite"): "exception names such as 'CircuitOpenError'",

@@ -19,6 +19,7 @@ import httpx
 import urllib3
 from urllib3 import exceptions as _u3
 
+from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
@@ -186,7 +187,8 @@ class Urllib3Transport(httpx.BaseTransport):
         if found is None:
             if len(self._timeouts) > 64:  # deadlines make many: keep the cache small
                 self._timeouts.clear()
-            found = self._timeouts[key] = urllib3.Timeout(connect=key[0], read=key[1])
+            found = self._timeouts[key] = urllib3.Timeout(connect=_bounded(key[0]),
+                                                          read=_bounded(key[1]))
         return found
 
     def headers(self, request: httpx.Request) -> dict[str, str]:
@@ -233,7 +235,7 @@ class Urllib3Transport(httpx.BaseTransport):
                 request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=self._timeout(given),
-                pool_timeout=(given or {}).get("pool"),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
+                pool_timeout=_bounded((given or {}).get("pool")),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
                 chunked=chunked)
         except (_u3.HTTPError, OSError) as error:
             raise map_error(error, request) from error
@@ -253,3 +255,9 @@ class Urllib3Transport(httpx.BaseTransport):
         self._pools.clear()
         self._headers.clear()
         self._manager.clear()
+
+
+def _bounded(seconds: float | None) -> float | None:
+    """A timeout a socket or the pool's queue takes: one of centuries (a long deadline)
+    is :data:`~meshlite._clock.MAX_WAIT`, as they refuse more with ``OverflowError``."""
+    return None if seconds is None else bounded(seconds)

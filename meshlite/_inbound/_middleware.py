@@ -25,6 +25,7 @@ from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
 from ._refusals import RefusalFeed, refusal_kind
+from ._relay import EventRelay
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
@@ -49,7 +50,9 @@ class MeshMiddleware:
 
     Args:
         app: The ASGI app.
-        mesh: The mesh whose calls the app makes (its name and metrics; optional).
+        mesh: The mesh whose calls the app makes (its name and metrics; optional);
+            the routes' events (rejections, store fallbacks) go to its metrics and
+            to the hooks added with ``mesh.add_hook``.
         routes: Inbound policies per path pattern, first match wins. When None and
             ``mesh`` was built from a config file, its ``inbound:`` section's routes
             and API keys, followed across hot reloads.
@@ -77,6 +80,7 @@ class MeshMiddleware:
         self._own = (self.max_deadline, trace)  # what a config file's section may override
         self.table = RouteTable(routes or (), self.max_deadline)
         _check_auth("MeshMiddleware", auth, self.table)
+        self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
             self._follow()
@@ -95,6 +99,8 @@ class MeshMiddleware:
         if previous is not None and previous._unregister is not None:
             previous._unregister()  # one middleware's series per mesh: the latest
         mesh.inbound = self  # the dashboard reads the callers from here
+        assert self._relay is not None
+        self._relay.follow(self.table)  # the routes' events: the mesh's metrics and hooks
         if getattr(mesh, "metrics", None) is not None:
             # The same registry: every exposition of the mesh (its /metrics,
             # PrometheusCollector, OTLP export, the workers' shared directory).
@@ -109,6 +115,8 @@ class MeshMiddleware:
         """
         table = RouteTable(routes, self.max_deadline)
         _check_auth("MeshMiddleware.configure", auth, table)
+        if self._relay is not None:
+            self._relay.follow(table)
         self.table, self.auth = table, auth
 
     def _follow(self) -> None:

@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any
 
 from .._errors import MeshliteError, RateLimitedError
+from ._routes import INBOUND
 
 __all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind"]
 
@@ -73,11 +74,12 @@ def refusal_kind(status: int, error: MeshliteError) -> str | None:
     """What kind of refusal an answer is, for the audit and the dashboard: failed
     credentials, a route's quota, or shed load (a route's concurrency limit or
     adaptive limiter); None for the rest (a dependency's error escaping the app: a
-    mesh call's error names its service)."""
+    mesh call's error names its service, a route's names the route)."""
     action = _AUDITED.get(status)
+    own = error.service is None or error.service.startswith(INBOUND)
     if status == 429:
-        return action if (isinstance(error, RateLimitedError) and error.service is None
+        return action if (isinstance(error, RateLimitedError) and own
                           and error.policy == "rate_limit") else None
     if status == 503:
-        return "shed" if (error.service is None and error.policy in _SHEDDERS) else None
+        return "shed" if (own and error.policy in _SHEDDERS) else None
     return action

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
@@ -14,10 +14,15 @@ from .._policy import Policy
 from .._validate import at_least, fail, optional_positive, positive
 from ._request import Inbound
 
-__all__ = ["DEFAULT_MAX_DEADLINE", "KEYS", "CompiledRoute", "Route", "RouteTable"]
+__all__ = ["DEFAULT_MAX_DEADLINE", "INBOUND", "KEYS", "CompiledRoute", "Route", "RouteTable"]
 
 DEFAULT_MAX_DEADLINE = 300.0
 """The longest budget (seconds) a caller's deadline header may grant a request."""
+
+INBOUND = "inbound:"
+"""The prefix of a route's name (``inbound:/orders/{id}``): the ``service`` of its
+policies' calls, events and errors, and its quota's name in a shared store (no
+mesh service name has a colon, so none is taken for a route)."""
 
 KeyFn = Callable[[Inbound], Hashable]
 
@@ -53,7 +58,8 @@ class Route:
         key: The quota key: ``"client"``, ``"ip"``, ``"subject"``, ``"api_key"`` or a
             function of the :class:`Inbound` request.
         store: A shared store (``meshlite.state.RedisStore``) so that every worker and
-            replica shares the quotas.
+            replica shares the quotas; when it does not answer, the quota falls back
+            as its ``on_error`` says and announces it (``StoreFallback``).
         max_concurrent: Requests handled at once (503 past it).
         adaptive: Shed load with :class:`meshlite.AdaptiveConcurrency` (``True`` for
             its defaults, or an instance): 503 once latency says the service is full.
@@ -134,13 +140,15 @@ class CompiledRoute:
         self.methods = None if route.methods is None else frozenset(route.methods)
         self.match = _matcher(route.pattern)
         policies = _policies(route)
-        self.pipeline: Pipeline | None = Pipeline(*policies) if policies else None
+        name = None if label is None else INBOUND + label
+        self.pipeline: Pipeline | None = (Pipeline(*policies, service=name) if policies
+                                          else None)
         self.bounded: Pipeline | None
         if route.timeout is None:
             # Used when the caller sent a deadline: the handler is cancelled at it.
             from ..policies._timeout import Timeout
 
-            self.bounded = Pipeline(*policies, Timeout(max_deadline))
+            self.bounded = Pipeline(*policies, Timeout(max_deadline), service=name)
         else:
             self.bounded = self.pipeline
         self.validator = _validator(route.validate)
@@ -185,7 +193,7 @@ def _policies(route: Route) -> list[Policy]:
         key = KEYS[route.key] if isinstance(route.key, str) else route.key
         policies.append(RateLimit(route.rate, per=route.per, burst=route.burst,
                                   mode="reject", key=key, store=route.store,
-                                  name=f"inbound:{route.pattern}"))
+                                  name=INBOUND + route.pattern))
     if route.max_concurrent is not None:
         from ..policies._bulkhead import Bulkhead
 
@@ -228,6 +236,16 @@ class RouteTable:
         self.plain = CompiledRoute(Route(), max_deadline)
         """The policy-free route of requests no route matches."""
 
+
+    def policies(self) -> Iterator[Policy]:
+        """Every policy of the routes' pipelines, once each."""
+        seen: set[int] = set()
+        for r in self.routes:
+            for pipeline in (r.pipeline, r.bounded):
+                for policy in () if pipeline is None else pipeline.walk():
+                    if id(policy) not in seen:
+                        seen.add(id(policy))
+                        yield policy
 
     def find(self, path: str, method: str) -> CompiledRoute:
         """The route of a request (a policy-free default when none matches)."""

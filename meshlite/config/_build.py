@@ -14,9 +14,10 @@ from .._errors import ConfigError
 from .._http._probe import HttpHealthCheck
 from .._pipeline import Pipeline
 from ..routing._backend import Backend
+from ..routing._chains import CompiledPipeline
 from ..routing._lifecycle import dependency_order
 from ..routing._outlier import OutlierDetection
-from ..routing._service import CompiledPipeline, Service
+from ..routing._service import Service
 from ..routing._tls import TLS
 from ._discovery import DiscoverySpec, build_discovery
 from ._policies import BuiltPolicies, _Invalid, build_policies, exception_types

@@ -9,6 +9,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._clock import wait_event
 from ..state._base import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Registration:
         return self
 
     def _beat_sync(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not wait_event(self._stop, self.interval):
             try:
                 self.registry.register(self.backend)
                 self.renewals += 1

@@ -6,13 +6,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from .._api_audit import ApiAudit
-from .._audit import AuditLog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
@@ -28,6 +25,7 @@ from ..routing._events import MeshClosedError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
 from ..routing._service import Lifecycle, Service, check_component, override_service
 from ._lifecycle import MeshLifecycle
+from ._operations import MeshOperations
 
 _log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
 
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
     import httpx
 
     from ..observability._dashboard import Alerts
-    from ..observability._dashboard._server import DashboardServer
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
@@ -47,7 +44,7 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 _HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
 
 
-class Mesh(MeshLifecycle):
+class Mesh(MeshOperations, MeshLifecycle):
     """The service registry: where every call finds its service, its pipeline and a
     backend, and what starts and stops health checks and other components.
 
@@ -142,17 +139,6 @@ class Mesh(MeshLifecycle):
         from ..config._mesh_config import mesh_from_config
 
         return mesh_from_config(path, **kwargs)
-
-    def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
-        """Follow a config file: apply it now, then every valid change while the mesh
-        is open (as ``hot_reload: true`` does); see :func:`meshlite.config.watch`.
-
-        A change that fails validation changes nothing: the running config stays, and
-        the error is logged, kept in :attr:`reload_errors` and emitted as an event.
-        """
-        from ..config._mesh_config import watch
-
-        return watch(self, path, **kwargs)
 
     # -- registry -------------------------------------------------------------
 
@@ -537,118 +523,6 @@ class Mesh(MeshLifecycle):
         from .._http._aio_session import aiohttp_session
 
         return aiohttp_session(self, name, session_kwargs)
-
-    # -- operations --------------------------------------------------------------
-
-    _audit: AuditLog | None = None
-    _api_audit: ApiAudit | None = None
-
-    @property
-    def audit(self) -> AuditLog | None:
-        """Where admin actions and config changes are recorded (``ml.AuditLog``), or
-        None (the default: nothing is recorded). Set it, or ``audit:`` in a config
-        file; see docs/config.md, "Audit log".
-
-        Raises:
-            ConfigError: (on assignment) neither an ``ml.AuditLog`` nor None.
-        """
-        return self._audit
-
-    @audit.setter
-    def audit(self, log: AuditLog | None) -> None:
-        if log is not None and not isinstance(log, AuditLog):
-            fail("Mesh", "audit", log, "an ml.AuditLog or None")
-        self._audit = log
-        # Manual changes made by code (breaker.force_open(), service.eject()...) are
-        # recorded with the actor "api" while a log is set.
-        if log is None and self._api_audit is not None:
-            self._api_audit.close()
-            self._api_audit = None
-        elif log is not None and self._api_audit is None:
-            self._api_audit = ApiAudit(self)
-            for service in (*self._services.values(), *self._extra):
-                self._api_audit.watch(service)
-
-    async def reload(self) -> bool:
-        """Re-read the config file this mesh follows now and apply it if it changed,
-        as hot reload would (also without ``hot_reload``); audited with actor
-        ``"api"``. Awaited on any loop: on a ``with mesh`` it runs on the mesh's loop
-        thread.
-
-        Returns:
-            False when the file was rejected: the running config stays, the error is
-            logged, kept in :attr:`reload_errors` and emitted as ``ConfigReloadFailed``.
-            True when it was applied or had not changed (:attr:`config_version`
-            tells which).
-
-        Raises:
-            ConfigError: the mesh follows no config file.
-        """
-        from ..config._reload import reload_now
-
-        outcome = await reload_now(self)
-        return outcome != "rejected"
-
-    def reload_sync(self) -> bool:
-        """Sync twin of :meth:`reload`, for a mesh opened with ``with mesh`` or not
-        opened at all.
-
-        Raises:
-            ConfigError: the mesh follows no config file, or it is open on an event
-                loop (use ``await mesh.reload()``).
-        """
-        from ..config._reload import reload_blocking
-
-        outcome = reload_blocking(self)
-        return outcome != "rejected"
-
-    # -- dashboard -------------------------------------------------------------
-
-    @property
-    def alerts_made(self) -> bool:
-        """Whether :attr:`alerts` has been made (reading it makes it); not public
-        API: config clears rules only where there are some."""
-        return self._alerts is not None
-
-    @property
-    def alerts(self) -> Alerts:
-        """The mesh's alert rules and alerts (``mesh.alerts.add(ml.AlertRule(...))``);
-        the open mesh evaluates them once a second (with several workers, one worker
-        of the host does, on the host's numbers)."""
-        if self._alerts is None:
-            from ..observability._dashboard import Alerts
-
-            self._alerts = Alerts()
-        return self._alerts
-
-    async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,
-                              token: Any = None, admin_token: Any = None,
-                              **options: Any) -> DashboardServer:
-        """Start the live dashboard in the background on the running event loop (the
-        ``meshlite-mesh[dashboard]`` extra); see docs/dashboard.md.
-
-        Args:
-            host: Address to bind; a non-loopback one requires a token.
-            port: Port to listen on; 0 picks a free one (``server.url`` has it).
-            token: The read token: API, WebSocket and metrics requests must carry it
-                (or the admin token). A string, ``{"env": NAME}`` or ``{"file": PATH}``.
-            admin_token: The admin token: grants the admin API and reading. Given
-                like ``token``; without it the admin API answers 403.
-            **options: ``max_clients`` (WebSocket clients at once, default 32),
-                ``max_connections`` (100), ``header_timeout`` (10 s),
-                ``max_header_bytes`` (16384), ``keep_alive`` (5 s).
-
-        Returns:
-            The running server: ``.url``, ``await server.stop()``.
-
-        Raises:
-            ConfigError: a bad argument, or a non-loopback host without a token.
-            ImportError: the dashboard extra is not installed.
-            OSError: the port is in use.
-        """
-        from ..observability._dashboard import serve_dashboard
-
-        return await serve_dashboard(self, host, port, token, admin_token, **options)
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"

@@ -8,7 +8,7 @@ package also exposes the pieces a custom balancer or a dashboard needs
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
-from ._backend import Backend, BackendLike, Endpoint
+from ._backend import Backend, BackendLike
 from ._balancers import (
     BALANCERS,
     DEFAULT_BALANCER,
@@ -19,6 +19,7 @@ from ._balancers import (
     RoundRobin,
     WeightedRoundRobin,
 )
+from ._endpoint import Endpoint
 from ._events import (
     BackendEjected,
     BackendReturned,

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._context import CallContext
 from .._validate import fail, optional_random
-from ._backend import Endpoint
+from ._endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_BALANCER",

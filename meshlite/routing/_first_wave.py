@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock, SystemClock
 from .._context import CallContext
-from ._backend import Endpoint
 from ._balancers import Balancer, P2CEwma
+from ._endpoint import Endpoint
 
 if TYPE_CHECKING:
     import asyncio

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from .._clock import Clock
 from .._validate import at_least, fail, positive
-from ._backend import Backend, Endpoint
+from ._backend import Backend
+from ._endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_HEALTH_INTERVAL",

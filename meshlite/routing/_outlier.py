@@ -9,7 +9,7 @@ from .._clock import Clock
 from .._errors import ConfigError, RejectedError
 from .._predicates import ErrorFilter, error_predicate
 from .._validate import at_least, fail, fraction, optional_clock, positive
-from ._backend import Endpoint
+from ._endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_BASE_EJECTION_SECONDS",

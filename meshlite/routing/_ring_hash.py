@@ -11,8 +11,8 @@ from typing import Any
 
 from .._context import CallContext
 from .._validate import at_least, fail, positive
-from ._backend import Endpoint
 from ._balancers import BALANCERS, _Base
+from ._endpoint import Endpoint
 
 __all__ = ["DEFAULT_LOAD_FACTOR", "DEFAULT_REPLICAS", "RingHash"]
 

@@ -17,7 +17,7 @@ from .._errors import ConfigError, NoHealthyBackendError
 from .._events import Event, EventHooks
 from .._statelog import announce
 from .._validate import optional_positive
-from ._backend import Endpoint
+from ._endpoint import Endpoint
 from ._events import (
     BackendEjected,
     BackendReturned,

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import Endpoint, percentile
+from ._endpoint import Endpoint, percentile
 from ._service import Service
 
 __all__ = [

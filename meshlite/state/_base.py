@@ -12,7 +12,7 @@ Redis); any failure to reach the store is raised as
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -42,7 +42,9 @@ __all__ = [
     "StoreUnavailable",
     "StoreUnavailableError",
     "check_store",
+    "agive_back",
     "fall_back",
+    "give_back",
     "text_key",
 ]
 
@@ -87,7 +89,9 @@ class StoreFallback(Event):
 
     ``policy`` is the policy's kind; ``action`` is ``"local"``, ``"allow"``,
     ``"deny"`` or ``"raise"``; ``step`` says which store operation failed
-    (``"decide"``, ``"record"``, ``"store"``, ``"manage"``, ``"read"``).
+    (``"decide"``, ``"record"``, ``"store"``, ``"manage"``, ``"read"``; ``"release"``:
+    giving back a rate limit's slot, a breaker's permit or a cache's single-flight
+    lock; ``"lock"``: taking a cache's single-flight lock).
     """
 
     store: str
@@ -271,6 +275,26 @@ def fall_back(policy: Policy, store: Store, ctx: CallContext | None,
             "choose on_error='local', 'allow' or 'deny' to fall back instead",
             service=service, policy=policy.kind) from error
     return action
+
+
+def give_back(policy: Policy, store: Store, ctx: CallContext | None,
+              release: Callable[[], object]) -> None:
+    """Run ``release()``, a store operation after the decision (giving back a slot, a
+    permit or a lock); when the store cannot answer, announce it as :func:`fall_back`
+    does (``step="release"``), and never raise: the call's outcome stands."""
+    try:
+        release()
+    except StoreUnavailableError as error:
+        fall_back(policy, store, ctx, error, step="release")
+
+
+async def agive_back(policy: Policy, store: Store, ctx: CallContext | None,
+                     release: Callable[[], Awaitable[object]]) -> None:
+    """The async twin of :func:`give_back`."""
+    try:
+        await release()
+    except StoreUnavailableError as error:
+        fall_back(policy, store, ctx, error, step="release")
 
 
 def text_key(value: Hashable) -> str:

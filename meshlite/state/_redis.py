@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._events import Hook
-from .._validate import at_least, fail, non_negative, positive
+from .._validate import at_least, fail, non_negative, positive, wait_seconds
 from ._base import (
     LOCAL,
     ON_ERROR_MODES,
@@ -97,16 +97,19 @@ class RedisStore(Commands):
             ``timeout``: ``"local"`` (use the policy's in-process state),
             ``"allow"`` (admit the call), ``"deny"`` (reject it) or ``"raise"``
             (raise :class:`StoreUnavailableError`).
-        timeout: Seconds a decision may wait for Redis's reply (> 0): one that
-            meets a hung Redis has fallen back within that long.
-        connect_timeout: Seconds opening a connection may take (> 0).
+        timeout: Seconds a decision may wait for Redis's reply (> 0, at most
+            ``threading.TIMEOUT_MAX``, about 292 years: a socket takes no more): one
+            that meets a hung Redis has fallen back within that long.
+        connect_timeout: Seconds opening a connection may take (> 0, at most
+            ``threading.TIMEOUT_MAX``).
         retry_interval: Longest pause between probes while Redis is unreachable
             (> 0; each pause is jittered between half and all of it).
         max_connections: Connections per process (sync) and per event loop (async);
             more concurrent decisions wait for one (integer >= 1).
         pool_timeout: Seconds a decision may wait for a free connection before it
-            falls back alone (> 0), or ``None`` (default) to wait as long as it
-            takes; the wait never counts against ``timeout``.
+            falls back alone (> 0, at most ``threading.TIMEOUT_MAX``), or ``None``
+            (default) to wait as long as it takes; the wait never counts against
+            ``timeout``.
         codec: How cached values are encoded: ``"json"`` (default), ``"msgpack"``,
             ``"pickle"`` (only if you trust everyone who can write to this Redis:
             decoding a pickle runs code) or an object with ``dumps``/``loads``.
@@ -154,12 +157,13 @@ class RedisStore(Commands):
             fail("RedisStore", "prefix", prefix, "a non-empty string")
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
-        self.timeout = positive("RedisStore", "timeout", timeout)
-        self.connect_timeout = positive("RedisStore", "connect_timeout", connect_timeout)
+        self.timeout = wait_seconds("RedisStore", "timeout", timeout)
+        self.connect_timeout = wait_seconds("RedisStore", "connect_timeout",
+                                              connect_timeout)
         self.retry_interval = positive("RedisStore", "retry_interval", retry_interval)
         self.max_connections = at_least("RedisStore", "max_connections", max_connections, 1)
         self.pool_timeout = (None if pool_timeout is None
-                             else positive("RedisStore", "pool_timeout", pool_timeout))
+                             else wait_seconds("RedisStore", "pool_timeout", pool_timeout))
         self.state_ttl = positive("RedisStore", "state_ttl", state_ttl)
         self.rate_lease = at_least("RedisStore", "rate_lease", rate_lease, 1)
         self.circuit_cache = non_negative("RedisStore", "circuit_cache", circuit_cache)

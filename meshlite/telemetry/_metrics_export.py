@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
-from .._validate import fail, positive
+from .._validate import fail, wait_seconds
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ def export_metrics(
             already ending in ``/v1/metrics`` is used as is. Else
             ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` (used as is), else
             ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/metrics``.
-        interval: Seconds between two pushes, > 0.
+        interval: Seconds between two pushes, > 0 (at most ``threading.TIMEOUT_MAX``,
+            about 292 years: the SDK's thread waits it in one wait).
         service_name: The ``service.name`` resource attribute (else
             ``OTEL_SERVICE_NAME``, else OpenTelemetry's ``unknown_service``).
         environ: The environment to read (default ``os.environ``); for tests.
@@ -236,7 +237,7 @@ def export_metrics(
     sources = collectors(source)
     environ = os.environ if environ is None else environ
     endpoint = _endpoint(otlp_endpoint, environ)
-    seconds = positive(OWNER, "interval", interval)
+    seconds = wait_seconds(OWNER, "interval", interval)  # the SDK's thread waits it
     if service_name is not None and (not isinstance(service_name, str)
                                      or not service_name.strip()):
         fail(OWNER, "service_name", service_name, "a non-empty string")

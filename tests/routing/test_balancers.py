@@ -417,7 +417,7 @@ def test_a_custom_balancer_is_a_small_protocol() -> None:
 
 
 def test_failures_cost_their_latency_plus_a_bounded_penalty() -> None:
-    from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS, Endpoint
+    from meshlite.routing._endpoint import DEFAULT_FAILURE_PENALTY_SECONDS, Endpoint
 
     clock = FakeClock()
     endpoint = Endpoint(ml.Backend("x"), clock)
@@ -437,7 +437,7 @@ def test_the_failure_penalty_is_in_proportion_to_the_failure_share(clock: FakeCl
     # held as a 100 ms latency for the EWMA's 10 s made the flaky backend cost more
     # than the slow one after a single failure; its failures cost a tenth of the
     # penalty here, so it stays the better choice, and its latency is what it is.
-    from meshlite.routing._backend import DEFAULT_FAILURE_PENALTY_SECONDS
+    from meshlite.routing._endpoint import DEFAULT_FAILURE_PENALTY_SECONDS
 
     flaky, slow = endpoints(clock, 1, 1)
     attempt(slow, clock, 0.12)

@@ -129,6 +129,21 @@ def test_sync_heartbeat_in_a_thread(registry: RedisRegistry, raw: redis.Redis,
     assert raw.zscore(key, "http://127.0.0.1:80") is None
 
 
+def test_sync_heartbeat_every_few_centuries_waits_in_its_thread(
+        registry: RedisRegistry, raw: redis.Redis, store: RedisStore) -> None:
+    # An interval longer than one thread wait may be (threading.TIMEOUT_MAX): the
+    # heartbeat thread waits it in parts (one wait of it raised OverflowError there,
+    # which pytest reports as an unhandled thread exception), and stops at once.
+    key = f"{store.prefix}:reg:{{users}}"
+    with registry.heartbeat("http://127.0.0.1:80", interval=1e10) as beat:
+        time.sleep(0.05)  # the thread is waiting now
+        thread = beat._thread
+        assert thread is not None
+        assert thread.is_alive()
+    assert beat.renewals == 1
+    assert raw.zscore(key, "http://127.0.0.1:80") is None
+
+
 async def test_registry_down_raises_store_error(dead_url: str) -> None:
     registry = RedisRegistry("users", dead_url)
     with pytest.raises(StoreUnavailableError):

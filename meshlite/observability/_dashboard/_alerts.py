@@ -19,7 +19,7 @@ from typing import Any
 
 from ..._errors import ConfigError
 from ..._validate import at_least, fail, positive
-from ...routing._backend import percentile
+from ...routing._endpoint import percentile
 from ._history import ServiceSecond
 from ._rules import (
     MAX_WINDOW_SECONDS,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ...routing._backend import Endpoint, percentile
+from ...routing._endpoint import Endpoint, percentile
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import Buckets, delta, spread

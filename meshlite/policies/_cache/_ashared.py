@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
 from ..._context import CallContext, _current
 from ..._policy import AsyncHandler
-from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back
+from ...state._base import (
+    LOCAL,
+    SharedCache,
+    StoreUnavailableError,
+    agive_back,
+    fall_back,
+)
 from ._shared import POLL_FIRST, POLL_MAX, Flights, SharedMiss, shared_keys, unencodable
 from ._store import NOTHING, Flight
 
@@ -60,13 +65,13 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
                 await clock.asleep(delay)
                 waited += delay
                 delay = min(2 * delay, POLL_MAX)
-        except StoreUnavailableError:
+        except StoreUnavailableError as error:
+            fall_back(cache, store, ctx, error, step="lock")  # no single flight
             return NOTHING, None
 
-    async def unlock(key: str, token: str | None) -> None:
+    async def unlock(ctx: CallContext, key: str, token: str | None) -> None:
         if token is not None:
-            with suppress(StoreUnavailableError):
-                await shared.aunlock(key, token)
+            await agive_back(cache, store, ctx, lambda: shared.aunlock(key, token))
 
     async def compute(ctx: CallContext, key: str, fn: str, force: bool) -> Any:
         token = None
@@ -77,8 +82,11 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
         elif not force:
             # Look again, as the in-memory cache does under its lock: a flight of this
             # process may have stored the entry since this caller's first look.
-            with suppress(StoreUnavailableError):
+            try:
                 again = await shared.aget(key)
+            except StoreUnavailableError as error:
+                fall_back(cache, store, ctx, error, step="read")
+            else:
                 if again is not None:
                     return again[0]
         try:
@@ -86,7 +94,7 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
             await put(ctx, key, fn, value)
             return value
         finally:
-            await unlock(key, token)
+            await unlock(ctx, key, token)
 
     async def lead(ctx: CallContext, key: str, fn: str, flight: Flight, force: bool) -> Any:
         try:
@@ -129,7 +137,7 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
             cache._refresh_failed(ctx, error)
             return
         finally:
-            await unlock(key, token)
+            await unlock(ctx, key, token)
         await put(ctx, key, fn, fresh)
         flights.land(key, flight, fresh)
 
@@ -138,8 +146,11 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
         flight = flights.start(key, loop)
         token = None
         if flight is not None and single is not None:
-            with suppress(StoreUnavailableError):
+            try:
                 token = await shared.alock(key)
+            except StoreUnavailableError as error:
+                fall_back(cache, store, ctx, error, step="lock")
+            else:
                 if token is None:  # another process refreshes it
                     flights.land(key, flight)
                     flight = None

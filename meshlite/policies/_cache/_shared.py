@@ -22,7 +22,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
@@ -31,7 +30,7 @@ from ..._context import CallContext
 from ..._context import operation_of as _operation_of
 from ..._errors import TimeoutExceeded
 from ..._policy import Handler
-from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back
+from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back, give_back
 from ._options import KeyFunction
 from ._store import NOTHING, Flight
 
@@ -175,7 +174,8 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
                 clock.sleep(delay)
                 waited += delay
                 delay = min(2 * delay, POLL_MAX)
-        except StoreUnavailableError:
+        except StoreUnavailableError as error:
+            fall_back(cache, store, ctx, error, step="lock")  # no single flight
             return NOTHING, None
 
     def compute(ctx: CallContext, key: str, fn: str, force: bool) -> Any:
@@ -187,8 +187,11 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
         elif not force:
             # Look again, as the in-memory cache does under its lock: a flight of this
             # process may have stored the entry since this caller's first look.
-            with suppress(StoreUnavailableError):
+            try:
                 again = shared.get(key)
+            except StoreUnavailableError as error:
+                fall_back(cache, store, ctx, error, step="read")
+            else:
                 if again is not None:
                     return again[0]
         try:
@@ -197,8 +200,7 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
             return value
         finally:
             if token is not None:
-                with suppress(StoreUnavailableError):
-                    shared.unlock(key, token)
+                give_back(cache, store, ctx, lambda: shared.unlock(key, token))
 
     def lead(ctx: CallContext, key: str, fn: str, flight: Flight, force: bool) -> Any:
         try:
@@ -238,8 +240,11 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
         flight = flights.start(key)
         token = None
         if flight is not None and single is not None:
-            with suppress(StoreUnavailableError):
+            try:
                 token = shared.lock(key)
+            except StoreUnavailableError as error:
+                fall_back(cache, store, ctx, error, step="lock")
+            else:
                 if token is None:  # another process refreshes it
                     flights.land(key, flight)
                     flight = None
@@ -258,8 +263,7 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
             raise
         finally:
             if token is not None:
-                with suppress(StoreUnavailableError):
-                    shared.unlock(key, token)
+                give_back(cache, store, ctx, lambda: shared.unlock(key, token))
         put(ctx, key, fn, fresh)
         flights.land(key, flight, fresh)
         cache._missed(ctx)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..._context import CallContext
 from ..._errors import CircuitOpenError, RejectedError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler
-from ...state._base import ALLOW, LOCAL, StoreUnavailableError, fall_back
+from ...state._base import ALLOW, LOCAL, StoreUnavailableError, agive_back, fall_back, give_back
 from ...state._circuit_records import UNRECORDED, Admission
 
 if TYPE_CHECKING:
@@ -95,14 +94,13 @@ def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Hand
             result = call_next(ctx)
         except Exception as error:
             if isinstance(error, RejectedError):
-                with suppress(StoreUnavailableError):
-                    shared.release(permit)
+                give_back(breaker, store, ctx, lambda: shared.release(permit))
             else:
                 record(ctx, permit, is_failure(error), monotonic() - start)
             raise
         except BaseException:
-            with suppress(StoreUnavailableError):
-                shared.release(permit)  # interrupted: neither success nor failure
+            # Interrupted: neither success nor failure.
+            give_back(breaker, store, ctx, lambda: shared.release(permit))
             raise
         record(ctx, permit, False, monotonic() - start)
         return result
@@ -130,13 +128,12 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
         if transition is not None:
             announce(ctx, transition)
 
-    async def release(permit: int) -> None:
-        with suppress(StoreUnavailableError):
-            await shared.arelease(permit)
+    async def release(ctx: CallContext, permit: int) -> None:
+        await agive_back(breaker, store, ctx, lambda: shared.arelease(permit))
 
-    def release_later(permit: int) -> None:
+    def release_later(ctx: CallContext, permit: int) -> None:
         # Cancelled: give the trial permit back without holding up the cancellation.
-        task = asyncio.get_running_loop().create_task(release(permit))
+        task = asyncio.get_running_loop().create_task(release(ctx, permit))
         releases.add(task)
         task.add_done_callback(releases.discard)
 
@@ -158,12 +155,12 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
             result = await call_next(ctx)
         except Exception as error:
             if isinstance(error, RejectedError):
-                await release(permit)
+                await release(ctx, permit)
             else:
                 await record(ctx, permit, is_failure(error), monotonic() - start)
             raise
         except BaseException:
-            release_later(permit)
+            release_later(ctx, permit)
             raise
         await record(ctx, permit, False, monotonic() - start)
         return result

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Hashable
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..._context import CallContext
 from ..._errors import RateLimitedError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler
-from ...state._base import ALLOW, LOCAL, SharedGcra, StoreUnavailableError, fall_back, text_key
+from ...state._base import (
+    ALLOW,
+    LOCAL,
+    SharedGcra,
+    StoreUnavailableError,
+    agive_back,
+    fall_back,
+    give_back,
+    text_key,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,8 +110,7 @@ def shared_sync_handler(policy: RateLimit, call_next: Handler, local: Handler) -
             sleep(wait)
         except BaseException:
             # Interrupted while waiting: the slot goes back (best effort).
-            with suppress(StoreUnavailableError):
-                state.release(key, token)
+            give_back(policy, store, ctx, lambda: state.release(key, token))
             raise
         policy._waited(ctx, wait)
         return call_next(ctx)
@@ -130,9 +137,8 @@ def shared_async_handler(policy: RateLimit, call_next: AsyncHandler,
             return call_next(ctx)
         raise _denied(policy, ctx)
 
-    async def give_back(state: SharedGcra, key: str, token: Any) -> None:
-        with suppress(StoreUnavailableError):
-            await state.arelease(key, token)
+    async def release(ctx: CallContext, state: SharedGcra, key: str, token: Any) -> None:
+        await agive_back(policy, store, ctx, lambda: state.arelease(key, token))
 
     async def handle(ctx: CallContext) -> Any:
         raw: Hashable = None if key_fn is None else key_fn(*ctx.args, **ctx.kwargs)
@@ -155,7 +161,7 @@ def shared_async_handler(policy: RateLimit, call_next: AsyncHandler,
         except BaseException:
             # Cancelled while waiting: give the slot back in a task of its own, so
             # the cancellation is not held up by a round trip.
-            task = asyncio.get_running_loop().create_task(give_back(state, key, token))
+            task = asyncio.get_running_loop().create_task(release(ctx, state, key, token))
             releases.add(task)
             task.add_done_callback(releases.discard)
             raise

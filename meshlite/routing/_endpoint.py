@@ -1,0 +1,454 @@
+"""Endpoints: a backend's live state inside one service, which balancers read.
+
+Each service wraps each of its :class:`~meshlite.routing._backend.Backend` objects in
+an :class:`Endpoint`, which holds what routing learns at run time: requests in flight,
+a peak-EWMA latency, the load it was measured under, counters, a bounded reservoir of
+recent latencies, and the outlier and health state.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from .._clock import Clock
+from .._histogram import FOLD_AT, Histogram
+from .._validate import fail
+from ._backend import Backend
+
+__all__ = [
+    "DEFAULT_EWMA_DECAY_SECONDS",
+    "DEFAULT_FAILURE_PENALTY_SECONDS",
+    "DEFAULT_RESERVOIR_SIZE",
+    "Endpoint",
+    "percentile",
+]
+
+DEFAULT_EWMA_DECAY_SECONDS = 10.0
+"""Time constant of the peak-EWMA latency (Finagle's and Linkerd's default)."""
+
+DEFAULT_FAILURE_PENALTY_SECONDS = 0.1
+"""What a failed attempt costs beyond its latency (the retry it causes): an endpoint's
+cost adds its recent failure share times this, so a backend that fails fast never
+looks faster than the healthy ones, and one that fails rarely is barely penalised."""
+
+DEFAULT_RESERVOIR_SIZE = 512
+"""How many recent latencies each endpoint keeps for its percentiles."""
+
+_KEPT_PER_ANSWER = 0.95
+# The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
+# the last 20, outlier detection's failure-rate window), more after a pause. The
+# latency and the failure share forget over 10 s or about 20 answers, whichever
+# comes first: by time alone, a backend answering 1,000 times a second needed 10,000
+# fast answers to forget one slow one, such as a stall of the client itself.
+
+_UNKNOWN_COST = 1e6
+# Finagle's penalty: an endpoint with requests in flight and no latency measured yet
+# may be stuck on its first request, so it is the last choice until one returns.
+
+_ABANDONED = -1.0  # Endpoint.succeeded's outcome for an attempt that was cancelled
+
+_exp = math.exp
+_NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
+
+
+_LINEAR = 1e-3
+# Below this many time constants, exp(-x) is 1 - x to within x * x / 2 (5e-7): no
+# exp call (a balancer reads the averages a few microseconds after they moved).
+
+
+def _kept(elapsed: float, horizon: float) -> float:
+    # The weight an exponential average keeps over `elapsed` seconds: every average
+    # of an endpoint (its latency, failure share and load) is blended with it.
+    if elapsed <= 0.0:
+        return 1.0
+    if horizon <= 0.0:
+        return 0.0
+    x = elapsed / horizon
+    return 1.0 - x if x < _LINEAR else _exp(-x)
+
+
+class Endpoint:
+    """A backend's live state inside one service; what balancers choose among.
+
+    Counters move under a short per-endpoint lock because sync calls may run on
+    many threads. Balancers only read (``in_flight``, ``weight``, :meth:`cost`).
+
+    Attributes:
+        backend: The configured :class:`Backend`.
+        address: ``backend.address``.
+        weight: ``backend.weight``.
+        in_flight: Attempts running on this backend now.
+        requests: Attempts finished (successes and failures).
+        answered: Whether the backend has answered here: an attempt finished
+            (success or failure) or a health probe succeeded.
+        errors: Attempts that failed.
+
+    Args:
+        backend: The backend.
+        clock: The service's clock.
+        decay_seconds: Time constant of the peak-EWMA latency.
+        reservoir: How many recent latencies to keep (percentiles, and the
+            histogram a mesh's metrics count from them).
+        on_answer: Called once, when the backend first answers (``answered``
+            turns True), under the endpoint's lock: it must not call back in.
+
+    Raises:
+        ConfigError: ``reservoir`` is not an int >= 1.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_answer_time",
+        "_busy_from",
+        "_clock",
+        "_count_at",
+        "_counted",
+        "_done",
+        "_every",
+        "_ewma",
+        "_failing",
+        "_histogram",
+        "_latencies",
+        "_load",
+        "_lock",
+        "_on_answer",
+        "_pending",
+        "_stamp",
+        "_starts",
+        "_tau",
+        "address",
+        "answered",
+        "backend",
+        "consecutive_failures",
+        "ejected_reason",
+        "ejected_until",
+        "ejections",
+        "errors",
+        "health_failures",
+        "health_reason",
+        "health_successes",
+        "healthy",
+        "in_flight",
+        "outcomes",
+        "requests",
+        "returned_at",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        *,
+        decay_seconds: float = DEFAULT_EWMA_DECAY_SECONDS,
+        reservoir: int = DEFAULT_RESERVOIR_SIZE,
+        on_answer: Callable[[], None] | None = None,
+    ) -> None:
+        if isinstance(reservoir, bool) or not isinstance(reservoir, int) or reservoir < 1:
+            fail("Endpoint", "reservoir", reservoir, "an int >= 1")
+        self.backend = backend
+        self.address = backend.address
+        self.weight = backend.weight
+        self._clock = clock
+        self._tau = decay_seconds
+        # Answers closer together than this keep _KEPT_PER_ANSWER (the time weight
+        # would keep more).
+        self._answer_time = -decay_seconds * math.log(_KEPT_PER_ANSWER)
+        self._lock = threading.Lock()
+        self._ewma = 0.0
+        # The load recent latencies were measured under: the requests in flight
+        # here, averaged over time with the latency as horizon (see _average).
+        self._load = 1.0
+        self._busy_from = clock.monotonic()
+        # The load's integral over time since `_busy_from` is
+        # `_done + _pending * now - _starts`: each attempt in flight counts its
+        # age, and `_done` holds what those that ended counted (no work in begin).
+        self._done = 0.0
+        # The share of recent attempts that failed, on the same clock and stamp.
+        self._failing = 0.0
+        # The attempts in flight that began here, and the sum of their start times:
+        # their mean age is a floor under the cost (see cost). Counted apart from
+        # in_flight, which is public and may be set by hand (tests do).
+        self._pending = 0
+        self._starts = 0.0
+        self._stamp = clock.monotonic()
+        self._latencies: deque[float] = deque(maxlen=reservoir)
+        # The latency histogram a mesh's metrics read (see record_histogram), counted
+        # from the reservoir: every `_every` attempts, the last `_every` latencies.
+        self._histogram: Histogram | None = None
+        self._every = min(FOLD_AT, reservoir)
+        self._counted = 0  # `requests` when the histogram last counted
+        # `requests` at which it counts next; first at the first answer (_milestone).
+        self._count_at = 1
+        self._on_answer = on_answer
+        self.answered = False
+        self.in_flight = 0
+        self.requests = 0
+        self.errors = 0
+        # Outlier detection (written by OutlierDetection under the service's lock).
+        self.consecutive_failures = 0
+        self.outcomes: deque[bool] | None = None
+        self.ejected_until: float | None = None
+        self.ejected_reason = ""
+        self.ejections = 0
+        self.returned_at: float | None = None
+        # Active health checking (written by the service's health checker).
+        self.healthy = True
+        self.health_reason = ""
+        self.health_successes = 0
+        self.health_failures = 0
+
+    # -- the attempt lifecycle -------------------------------------------------
+
+    # The lock is taken with acquire()/release(): `with lock:` costs twice as much on
+    # CPython (it looks up and calls __enter__/__exit__), and these run per attempt.
+
+    def begin(self) -> float:
+        """Count an attempt in flight; returns its start time on the service clock."""
+        now = self._clock.monotonic()
+        lock = self._lock
+        lock.acquire()
+        try:
+            if not self._pending:  # an idle time ends: it lowers the load (level 0)
+                if self._load > 1.0:  # (at most 1, it would scale no cost)
+                    self._average(now - self._busy_from, 0.0)
+                self._busy_from = now  # (and _done is 0.0: see succeeded)
+            self.in_flight += 1
+            self._pending += 1
+            self._starts += now
+        finally:
+            lock.release()
+        return now
+
+    def succeeded(self, start: float, _outcome: float = 0.0) -> float:
+        """The attempt begun at ``start`` succeeded; returns its latency in seconds
+        (so a caller recording it needs no clock read of its own)."""
+        # One bookkeeping for every end: `_outcome` 1.0 failed, -1.0 abandoned.
+        now = self._clock.monotonic()
+        rtt = now - start
+        lock = self._lock
+        lock.acquire()
+        try:
+            pending = self._pending  # the load since _busy_from (see _average)
+            area, held = self._done + pending * now - self._starts, now - self._busy_from
+            if held > 0.0:
+                if area > held or self._load > 1.0:
+                    self._average(held, area)
+                else:  # both at most 1 (see _average)
+                    self._load = area / held
+            self._busy_from = now
+            self.in_flight -= 1
+            if pending > 1:
+                self._pending = pending = pending - 1
+                self._starts = starts = self._starts - start
+                self._done = starts - pending * now  # (no area since now)
+            else:  # none left (or more ends than begins, a caller's mistake)
+                self._pending, self._starts, self._done = 0, 0.0, 0.0
+            if _outcome < 0.0:  # abandoned: it says nothing about the backend
+                return rtt
+            requests = self.requests = self.requests + 1
+            if _outcome:
+                self.errors += 1
+            self._latencies.append(rtt)
+            if requests >= self._count_at:
+                self._milestone()
+            ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
+            elapsed = now - self._stamp
+            w = _KEPT_PER_ANSWER  # or _kept's maths, when it is the smaller
+            if elapsed > self._answer_time:
+                w = _exp(-elapsed / self._tau)
+            # The peak EWMA of latency: a slower sample replaces it at once.
+            self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
+            failing = self._failing  # the failure share: a plain EWMA, same weight
+            if _outcome > 0.0 or failing:
+                self._failing = failing * w + _outcome * (1.0 - w)
+            self._stamp = now
+        finally:
+            lock.release()
+        return rtt
+
+    def failed(self, start: float) -> float:
+        """The attempt begun at ``start`` failed: counted as an error; its latency
+        enters the EWMAs as it was, and the failure raises the endpoint's failure
+        share, which :meth:`cost` charges ``DEFAULT_FAILURE_PENALTY_SECONDS`` for.
+        Returns the latency in seconds."""
+        return self.succeeded(start, 1.0)
+
+    def probed(self, rtt: float) -> None:
+        """A health probe of this backend answered in ``rtt`` seconds. Before any
+        attempt has measured the endpoint, the probe's latency is its prior: the
+        estimate starts from it (as one attempt's sample would), so the first
+        requests of a cold client avoid a backend whose probes are slow instead of
+        spreading evenly. It is used once, and the first attempt's latency replaces
+        it (a probe's own first request may have paid the probe client's set-up)."""
+        with self._lock:
+            if self._ewma == 0.0 and self.requests == 0:  # as a first answer would
+                self._ewma = rtt
+                self._stamp = self._clock.monotonic()
+            if not self.answered:
+                self._milestone()
+
+    def abandoned(self, start: float | None = None) -> None:
+        """The attempt begun at ``start`` was cancelled by the caller: it no longer
+        counts, and says nothing about the backend. (Without ``start``, the mean
+        age of the attempts in flight is kept as it was.)"""
+        if start is None:
+            with self._lock:
+                pending = self._pending
+                start = self._starts / pending if pending else self._clock.monotonic()
+        self.succeeded(start, _ABANDONED)
+
+    def _average(self, held: float, area: float) -> None:
+        # The load's time average, with the latency as its time constant (the
+        # requests answering now were in flight for about that long): the level
+        # held for the last `held` seconds (`area`, the integral, over `held`)
+        # weighs 1 - exp(-held / latency), the average before the rest. A load of
+        # 1 or less scales no cost (see cost): while the average and the level
+        # both are, the level alone stands for the average (no exp; callers skip
+        # this then). Caller holds the lock.
+        if held > 0.0:
+            horizon = self._ewma
+            kept = _exp(-held / horizon) if horizon > 0.0 else 0.0
+            self._load = self._load * kept + area / held * (1.0 - kept)
+
+    # -- what balancers and snapshots read -------------------------------------
+
+    @property
+    def ewma(self) -> float:
+        """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
+        ewma = self._ewma
+        if ewma == 0.0:
+            return 0.0
+        return ewma * _kept(self._clock.monotonic() - self._stamp, self._tau)
+
+    @property
+    def failure_share(self) -> float:
+        """The share of recent attempts that failed, 0..1, decayed to now (an EWMA
+        over about the last 20 attempts)."""
+        return self._failing * _kept(self._clock.monotonic() - self._stamp, self._tau)
+
+    def cost(self, now: float | None = None) -> float:
+        """The time a new attempt here is expected to cost, divided by the weight;
+        the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
+
+        It is the peak-EWMA latency, scaled by the load a new attempt would make
+        (``in_flight + 1``) over the load that latency was measured under (the
+        requests in flight here, averaged over about the last latency), never
+        scaled below 1; at least the mean time the requests in flight here have
+        waited so far; plus the failure share times
+        ``DEFAULT_FAILURE_PENALTY_SECONDS`` (what a failure costs beyond its
+        latency). Finagle multiplies the latency by ``in_flight + 1`` outright,
+        which counts the load twice when the latency was measured under that load
+        already (docs/routing.md, "The cost p2c_ewma compares").
+
+        Args:
+            now: The service clock's time, when the caller has read it already
+                (comparing two endpoints reads it once); None reads it.
+        """
+        in_flight = self.in_flight
+        latency = self._ewma
+        if latency == 0.0:  # no sample yet
+            return _UNKNOWN_COST + in_flight if in_flight else 0.0
+        if now is None:
+            now = self._clock.monotonic()
+        x = (now - self._stamp) / self._tau  # every average fades (_kept, inlined)
+        kept = 1.0 if x <= 0.0 else 1.0 - x if x < _LINEAR else _exp(-x)
+        latency *= kept
+        load, would = self._load, in_flight + 1  # (the load as of its last change)
+        if would > load:  # more load than the latency was measured under
+            latency *= would / load if load > 1.0 else would
+        pending = self._pending
+        if pending:  # requests in flight here have waited this long on average
+            age = now - self._starts / pending
+            if age > latency:
+                latency = age
+        failing = self._failing
+        if failing:
+            latency += kept * failing * DEFAULT_FAILURE_PENALTY_SECONDS
+        return latency / self.weight
+
+    def record_histogram(self, bounds: tuple[float, ...],
+                         carry: Endpoint | None = None) -> None:
+        """Keep a histogram of every attempt's latency from now on (a mesh recording
+        metrics asks for it), read by :meth:`histogram`. It is counted from the
+        reservoir of recent latencies, which each attempt fills anyway: every
+        ``min(FOLD_AT, reservoir)`` attempts (and at each read) the latencies added
+        since the last count are counted in one batch, so an attempt pays an integer
+        comparison for it (also when no histogram is kept). Does nothing if the
+        histogram is kept already.
+
+        Args:
+            bounds: Increasing bucket upper bounds in seconds.
+            carry: An endpoint this one replaces (same address): its counts carry
+                over, so the histogram's counters do not restart.
+        """
+        carried = carry.histogram() if carry is not None else None
+        with self._lock:
+            if self._histogram is not None:
+                return
+            histogram = Histogram(bounds)
+            if carried is not None and carried[0] == bounds:
+                histogram.add(carried[1], carried[2])
+            self._histogram = histogram
+            self._counted = self.requests
+            self._count_at = self.requests + (self._every if self.answered else 1)
+
+    def _milestone(self) -> None:
+        # Caller holds the lock. The answers at which `requests` reaches `_count_at`:
+        # the first (once: `answered`, `on_answer`), then one every `_every` while a
+        # histogram is kept. Other answers pay the integer comparison only.
+        if not self.answered:
+            self.answered = True
+            if self._on_answer is not None:
+                self._on_answer()
+        self._count_latencies()
+
+    def _count_latencies(self) -> None:
+        # Caller holds the lock. Every attempt counted in `requests` appended its
+        # latency to the reservoir, and at most `_every` <= its size came since the
+        # last count, so the newest `new` entries are exactly those.
+        histogram = self._histogram
+        if histogram is None:
+            self._count_at = _NEVER
+            return
+        new = self.requests - self._counted
+        if new:
+            latencies = self._latencies
+            if new >= len(latencies):  # the usual case: counted every reservoir-full
+                histogram.count(latencies)
+            else:  # a copy of the whole deque costs less than an islice to its tail
+                histogram.count(list(latencies)[-new:])
+            self._counted = self.requests
+        self._count_at = self.requests + (self._every if self.answered else 1)
+
+    def histogram(self) -> tuple[tuple[float, ...], tuple[int, ...], float] | None:
+        """The attempt latency histogram (see :meth:`record_histogram`): its bounds,
+        one count per bucket (not cumulative, ``+Inf`` last) and the latencies' sum;
+        None when not kept."""
+        with self._lock:
+            histogram = self._histogram
+            if histogram is None:
+                return None
+            self._count_latencies()
+            counts, total = histogram.read()
+        return histogram.bounds, counts, total
+
+    def latencies(self) -> list[float]:
+        """A sorted copy of the recent latencies (at most the reservoir size)."""
+        with self._lock:
+            return sorted(self._latencies)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.address!r}, in_flight={self.in_flight})"
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q``-quantile (0..1) of an ascending list, by nearest rank; None if empty."""
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]
