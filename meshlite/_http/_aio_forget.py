@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ..routing._backend import Endpoint
+from ..routing._endpoint import Endpoint
 from ..routing._service import Service
 
 __all__ = ["Forgetting", "close_idle", "in_use"]

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from ..routing._backend import Backend, Endpoint
+from ..routing._backend import Backend
+from ..routing._endpoint import Endpoint
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options

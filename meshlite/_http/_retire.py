@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..routing._backend import Endpoint
+from ..routing._endpoint import Endpoint
 
 __all__ = ["Retired", "Retiring", "busy"]
 
