@@ -254,6 +254,17 @@ async def test_an_aiohttp_body_being_read_from_a_removed_backend_is_read_to_the_
             assert client_sockets([old.port]) == 0
 
 
+async def test_a_closed_aiohttp_session_stops_watching_its_service() -> None:
+    async with FakeBackend() as a, FakeBackend() as b:
+        users = service(a.url)
+        async with ml.Mesh([users]) as mesh:
+            async with mesh.aiohttp("users") as session, session.get("/") as response:
+                assert response.status == 200
+            assert len(users._watchers) == 1
+            users.set_backends([b.url])  # the session is closed: nothing to forget
+            assert users._watchers == ()
+
+
 # -- mesh.http_sync() --------------------------------------------------------------
 
 

@@ -81,13 +81,16 @@ class Forgetting:
         for old in [s for s in self._watched if s is not service]:
             self._watched.pop(old)()
         ref = weakref.ref(self)
+        unwatch: list[Callable[[], None]] = []  # set once watching (a change may race)
 
         def removed(endpoints: tuple[Endpoint, ...]) -> None:
             forgetting = ref()
             if forgetting is None or not forgetting.removed(service, endpoints):
-                unwatch()
+                for stop in unwatch:
+                    stop()
 
-        unwatch = self._watched[service] = service.watch_backends(removed)
+        unwatch.append(service.watch_backends(removed))
+        self._watched[service] = unwatch[0]
 
     def removed(self, service: Service, endpoints: tuple[Endpoint, ...]) -> bool:
         """Forget ``endpoints`` (taken out of ``service``); False once the session
