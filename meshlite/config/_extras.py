@@ -122,6 +122,8 @@ class DashboardComponent:
             self.server = await self.mesh.serve_dashboard(
                 host=s.host, port=s.port, token=dashboard_token(s, "token", base),
                 admin_token=dashboard_token(s, "admin_token", base), **options)
+            _log.info("dashboard: served at %s by this process (pid %d)", self.server.url,
+                      os.getpid())
         except OSError as error:
             if not (quiet_if_taken and error.errno == errno.EADDRINUSE):
                 raise
