@@ -115,6 +115,23 @@ async def test_bad_file_keeps_the_old_config(path: Path) -> None:
         assert policy(mesh, "users", "retry").options.attempts == 4
 
 
+@pytest.mark.parametrize("left", ["", "\n", "# being rewritten\n"])
+async def test_an_emptied_file_keeps_every_service(path: Path, left: str) -> None:
+    """A file caught empty (truncated by a save that writes in place, before the new
+    text is written) is refused: it would remove every service of every worker."""
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh:
+        write(path, left)
+        await until(lambda: bool(mesh.reload_errors), "the rejection")
+        assert "the config file is empty" in str(mesh.reload_errors[-1])
+        assert "services: {}" in str(mesh.reload_errors[-1])
+        assert [s.name for s in mesh.services] == ["users"]
+        assert mesh.config_version == 0
+        write(path, config(attempts=4))  # the rest of the save: applied
+        await until(lambda: mesh.config_version == 1, "the completed save")
+        assert policy(mesh, "users", "retry").options.attempts == 4
+
+
 async def test_backends_change_in_place(path: Path) -> None:
     mesh = ml.Mesh.from_config(str(path), environ={})
     events: list[Any] = []
