@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -130,6 +131,26 @@ async def test_an_emptied_file_keeps_every_service(path: Path, left: str) -> Non
         write(path, config(attempts=4))  # the rest of the save: applied
         await until(lambda: mesh.config_version == 1, "the completed save")
         assert policy(mesh, "users", "retry").options.attempts == 4
+
+
+async def test_a_reload_of_other_sections_names_them(
+        path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that changes only sections beside ``services`` says which: its log
+    line said that nothing was added, removed or changed."""
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    caplog.set_level(logging.INFO, logger="meshlite.config")
+    async with mesh:
+        write(path, config() + "inbound: {routes: [{pattern: /x, rate: 5}]}\n"
+                               "alerts: [{name: errors, condition: error_rate, threshold: 0.5}]\n")
+        await until(lambda: mesh.config_version == 1, "the reload")
+    [reloaded] = [e for e in events if isinstance(e, ConfigReloaded)]
+    assert (reloaded.added, reloaded.removed, reloaded.changed) == ((), (), ())
+    assert reloaded.sections == ("inbound", "alerts")
+    [line] = [r for r in caplog.records if getattr(r, "meshlite_event", "") == "ConfigReloaded"]
+    assert "sections changed ['inbound', 'alerts']" in line.getMessage()
+    assert line.sections == ("inbound", "alerts")
 
 
 async def test_backends_change_in_place(path: Path) -> None:
