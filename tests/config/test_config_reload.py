@@ -153,6 +153,27 @@ async def test_a_reload_of_other_sections_names_them(
     assert line.sections == ("inbound", "alerts")
 
 
+async def test_a_kubernetes_configmap_update_is_seen(tmp_path: Path) -> None:
+    """A ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it by
+    pointing the ``..data`` link at a new directory: ``mesh.yaml`` itself is never
+    touched, and the update was never seen."""
+    mount = tmp_path / "config"
+    (mount / "..2026_01").mkdir(parents=True)
+    write(mount / "..2026_01" / "mesh.yaml", config())
+    (mount / "..data").symlink_to("..2026_01")
+    (mount / "mesh.yaml").symlink_to("..data/mesh.yaml")
+    mesh = ml.Mesh.from_config(str(mount / "mesh.yaml"), environ={})
+    async with mesh:
+        (mount / "..2026_02").mkdir()  # what the kubelet does, in this order
+        write(mount / "..2026_02" / "mesh.yaml", config(attempts=5))
+        (mount / "..data_tmp").symlink_to("..2026_02")
+        (mount / "..data_tmp").rename(mount / "..data")
+        (mount / "..2026_01" / "mesh.yaml").unlink()
+        (mount / "..2026_01").rmdir()
+        await until(lambda: mesh.config_version == 1, "the ConfigMap update")
+        assert policy(mesh, "users", "retry").options.attempts == 5
+
+
 async def test_backends_change_in_place(path: Path) -> None:
     mesh = ml.Mesh.from_config(str(path), environ={})
     events: list[Any] = []
