@@ -87,9 +87,10 @@ _RULES: dict[str, _Rule] = {
         f"{list(e.removed)})"), lambda e: {"added": e.added, "removed": e.removed}),
     "ConfigReloaded": ("meshlite.config", _INFO, lambda e: (
         f"config {e.path} applied (version {e.version}): added {list(e.added)}, removed "
-        f"{list(e.removed)}, changed {list(e.changed)}"), lambda e: {
+        f"{list(e.removed)}, changed {list(e.changed)}"
+        + (f"; sections changed {list(e.sections)}" if e.sections else "")), lambda e: {
             "path": e.path, "version": e.version, "added": e.added, "removed": e.removed,
-            "changed": e.changed}),
+            "changed": e.changed, "sections": e.sections}),
     "ConfigReloadFailed": ("meshlite.config", _ERROR, lambda e: (
         f"config {e.path} rejected, the previous config keeps running: "
         f"{'; '.join(e.errors)}"), lambda e: {

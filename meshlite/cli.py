@@ -95,7 +95,19 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _alerts_export(args: argparse.Namespace) -> int:
     from .observability._dashboard._prom_rules import run_export
 
-    return run_export(args.config, sys.stdout, sys.stderr, group=args.group)
+    return run_export(args.config, sys.stdout, sys.stderr, group=args.group,
+                      scrape_interval=args.scrape_interval)
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds > 0, for an option."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -161,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
         "(exit 0, 2 invalid or unreadable config)")
     export.add_argument("config", metavar="CONFIG", help="the config file")
     export.add_argument("--group", default="meshlite", help="rule group name (meshlite)")
+    export.add_argument("--scrape-interval", type=_seconds, default=60.0, metavar="SECONDS",
+                        help="your Prometheus's scrape interval: each rule's range spans at "
+                        "least four (60, Prometheus's default)")
     export.set_defaults(run=_alerts_export)
     bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
     bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")

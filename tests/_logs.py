@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-__all__ = ["CLIENT_LOGGERS", "all_log_records", "records_holding"]
+__all__ = ["CLIENT_LOGGERS", "all_log_records", "keep_uvicorn_lines", "records_holding"]
 
 CLIENT_LOGGERS = ("websockets.client", "httpx", "httpcore")
 """Loggers of a test's own clients, which log what the test sends."""
@@ -23,6 +24,15 @@ class _Everything(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def keep_uvicorn_lines(monkeypatch: Any) -> None:
+    """Let through uvicorn's informational lines, which a dashboard served in the
+    background drops, as ``meshlite dashboard`` (the foreground) logs them: a test
+    that no record holds a secret checks every record uvicorn writes."""
+    from meshlite.observability._dashboard import _server
+
+    monkeypatch.setattr(_server._Quiet, "filter", lambda self, record: True)
 
 
 @contextlib.contextmanager

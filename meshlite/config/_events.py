@@ -13,7 +13,9 @@ __all__ = ["ConfigReloadFailed", "ConfigReloaded"]
 class ConfigReloaded(Event):
     """A changed config file was applied; the mesh's ``config_version`` is ``version``.
 
-    ``added``, ``removed`` and ``changed`` name the services concerned.
+    ``added``, ``removed`` and ``changed`` name the services concerned; ``sections``
+    the other sections that changed (``dashboard``, ``telemetry``, ``metrics``,
+    ``inbound``, ``alerts``).
     """
 
     path: str
@@ -21,6 +23,7 @@ class ConfigReloaded(Event):
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

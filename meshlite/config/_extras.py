@@ -103,12 +103,22 @@ class DashboardComponent:
         self._waiting = asyncio.get_running_loop().create_task(self._take_over(host))
 
     async def _take_over(self, host: Any) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(TAKEOVER_SECONDS)
             if host.lead():
                 try:
                     await self._serve()
-                except OSError:  # the old server's socket is not closed yet
+                except Exception as error:  # said once, then retried
+                    failures += 1
+                    # Once, and not at the first failure: the old server's socket
+                    # may not be closed yet.
+                    if failures == 2:
+                        s = self.section
+                        _log.warning("dashboard: this worker (pid %d) leads the host but "
+                                     "cannot serve its dashboard on %s:%s (%s: %s); "
+                                     "retrying every %g s", os.getpid(), s.host, s.port,
+                                     type(error).__name__, error, TAKEOVER_SECONDS)
                     continue
                 return
 
@@ -122,6 +132,8 @@ class DashboardComponent:
             self.server = await self.mesh.serve_dashboard(
                 host=s.host, port=s.port, token=dashboard_token(s, "token", base),
                 admin_token=dashboard_token(s, "admin_token", base), **options)
+            _log.info("dashboard: served at %s by this process (pid %d)", self.server.url,
+                      os.getpid())
         except OSError as error:
             if not (quiet_if_taken and error.errno == errno.EADDRINUSE):
                 raise

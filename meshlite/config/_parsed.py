@@ -41,9 +41,12 @@ def parse(path: str, text: str, environ: Mapping[str, str] | None,
     """``read_document`` of ``text``, each service's section pickled apart.
 
     Raises:
-        ConfigError: the text does not parse, or is too large or too deep.
+        ConfigError: the text does not parse, is too large or too deep, or is empty
+            (a file truncated by a save that writes in place is seen empty for a
+            moment: applied, it would remove every service).
     """
-    document, problems = read_document(path, environ=environ, profile=profile, text=text)
+    document, problems = read_document(path, environ=environ, profile=profile, text=text,
+                                       allow_empty=False)
     raw = document.data.get("services")
     if not isinstance(raw, dict):
         return Parsed(document, problems, None)

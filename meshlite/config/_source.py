@@ -241,7 +241,7 @@ def read_text(path: str) -> str:
 
 def read_document(path: str, *, environ: Mapping[str, str] | None = None,
                   profile: str | None = None, text: str | None = None,
-                  ) -> tuple[Document, Problems]:
+                  allow_empty: bool = True) -> tuple[Document, Problems]:
     """Read ``path`` into a :class:`Document`, and the problems found so far (missing
     variables, an unknown profile, a bad override), which the caller reports with
     the schema's.
@@ -252,16 +252,21 @@ def read_document(path: str, *, environ: Mapping[str, str] | None = None,
             (default ``os.environ``).
         profile: The profile to overlay (default ``environ["MESHLITE_ENV"]``).
         text: The file's text, when already read.
+        allow_empty: Whether a file with no section is a mesh of no service (as at
+            start-up) rather than an error (as on reload).
 
     Raises:
         ConfigError: the file cannot be read (its ``__cause__`` is the OSError), does
-            not parse, or is not a mapping.
+            not parse, is not a mapping, or is empty and ``allow_empty`` is False.
     """
     env = os.environ if environ is None else environ
     data = _parse(path, _read(path) if text is None else text)
     secrets = Secrets()
     problems = Problems(path, secrets)
-    if data is None:
+    if data is None or data == {}:
+        if not allow_empty:
+            raise ConfigError(f"{path}: the config file is empty (caught half-saved?); a "
+                              "mesh of no service says `services: {}`", policy="config")
         data = {}
     if not isinstance(data, dict):
         problems.add((), f"must be a mapping of sections (services, ...), "

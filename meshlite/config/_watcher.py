@@ -222,7 +222,7 @@ class ConfigWatcher:
             raise asyncio.CancelledError
         return commit.result()
 
-    async def _commit(self, old: Plan, plan: Plan, extras: bool, actor: str,
+    async def _commit(self, old: Plan, plan: Plan, extras: tuple[str, ...], actor: str,
                       new_sha: str | None) -> str:
         mesh, managed = self.mesh, self.managed
         diff = await in_slices(diff_steps(old, plan))
@@ -237,7 +237,7 @@ class ConfigWatcher:
         self._release(old)
         if plan.top.alerts != old.top.alerts:  # after the services the rules may name
             apply_alerts(mesh, plan.top.alerts)
-            extras = True
+            extras = (*extras, "alerts")
         if changes or extras:
             mesh.config_version += 1
         self._audit(actor, "applied", new_sha, details={
@@ -249,7 +249,7 @@ class ConfigWatcher:
             emit_mesh_event(mesh, ConfigReloaded(
                 policy="config", path=managed.path, version=mesh.config_version,
                 added=tuple(changes.added), removed=tuple(changes.removed),
-                changed=tuple(changes.changed)))
+                changed=tuple(changes.changed), sections=extras))
         await finish(mesh, changes, managed.drains)
         return "applied"
 
@@ -259,9 +259,9 @@ class ConfigWatcher:
         self.managed.drains.add(task)
         task.add_done_callback(self.managed.drains.discard)
 
-    async def _extras(self, old: Plan, new: Plan) -> bool:
+    async def _extras(self, old: Plan, new: Plan) -> tuple[str, ...]:
         """Apply dashboard and telemetry changes, the steps of a reload that can fail;
-        returns whether anything changed. Raises, with the dashboard as it was, when
+        returns the sections that changed. Raises, with the dashboard as it was, when
         one cannot be applied."""
         if new.top.audit != old.top.audit:
             _log.warning("the audit: section of %s changed; it is read when the mesh is "
@@ -270,7 +270,7 @@ class ConfigWatcher:
         undo = None
         if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
             undo = await move_dashboard(self.mesh, self.managed, new.config.dashboard)
-        changed = undo is not None
+        changed: list[str] = [] if undo is None else ["dashboard"]
         if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
             try:
                 configure_telemetry(new.top.telemetry)
@@ -278,15 +278,15 @@ class ConfigWatcher:
                 if undo is not None:
                     await undo()
                 raise
-            changed = True
+            changed.append("telemetry")
         if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
             section = new.config.metrics
             self.mesh.metrics.service_label = (
                 "service" if section is None else section.service_label)
-            changed = True
+            changed.append("metrics")
         if new.config.inbound != old.config.inbound:
-            changed = True  # the middleware picks the new plan up on its next request
-        return changed
+            changed.append("inbound")  # the middleware picks it up on its next request
+        return tuple(changed)
 
     def __repr__(self) -> str:
         return f"ConfigWatcher({self.managed.path!r})"

@@ -1,7 +1,10 @@
 """Watch one file for changes with watchfiles (inotify, FSEvents...), from asyncio.
 
 The file's directory is watched rather than the file, so editors that save by
-writing a new file and renaming it over the old one are seen too. The blocking
+writing a new file and renaming it over the old one are seen too, and so are the
+links the file is reached through in that directory (a Kubernetes ConfigMap volume
+mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it by replacing the ``..data``
+link, never touching ``mesh.yaml``). The blocking
 watch runs on a daemon thread, which wakes the event loop through a flag; a
 watcher never keeps the interpreter from exiting.
 """
@@ -30,6 +33,25 @@ keeps changing."""
 _POLL_MS = 500  # the thread re-checks its stop flag at least this often
 
 _log = logging.getLogger("meshlite.watch")
+
+_MAX_LINKS = 8  # links followed from the watched name (a loop ends there)
+
+
+def _names(directory: str, name: str) -> set[str]:
+    """``name``, and the names in ``directory`` that the file ``name`` reaches its
+    content through (the first step of each symbolic link's target inside it)."""
+    names = {name}
+    path = os.path.join(directory, name)
+    for _ in range(_MAX_LINKS):
+        try:
+            target = os.readlink(path)
+        except OSError:  # not a link (or gone): the chain ends
+            break
+        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        first = os.path.relpath(path, directory).split(os.sep)[0]
+        if first not in (os.curdir, os.pardir):
+            names.add(first)
+    return names
 
 
 _NOTIFY = "watchfiles._rust_notify"
@@ -106,9 +128,10 @@ class FileWatch:
         try:
             while not self._stop.is_set():
                 result = notify.watch(self._debounce, self._step, _POLL_MS, self._stop)
-                if isinstance(result, set) and any(
-                        os.path.basename(p) == self._name for _, p in result):
-                    self._signal()
+                if isinstance(result, set):
+                    names = _names(self._directory, self._name)
+                    if any(os.path.basename(p) in names for _, p in result):
+                        self._signal()
         except Exception:
             _log.exception("watching %s failed; changes to it are no longer seen", self.path)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -113,6 +114,64 @@ async def test_bad_file_keeps_the_old_config(path: Path) -> None:
         write(path, config(attempts=4))  # fixed: applied
         await until(lambda: mesh.config_version == 1, "the fixed reload")
         assert policy(mesh, "users", "retry").options.attempts == 4
+
+
+@pytest.mark.parametrize("left", ["", "\n", "# being rewritten\n"])
+async def test_an_emptied_file_keeps_every_service(path: Path, left: str) -> None:
+    """A file caught empty (truncated by a save that writes in place, before the new
+    text is written) is refused: it would remove every service of every worker."""
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh:
+        write(path, left)
+        await until(lambda: bool(mesh.reload_errors), "the rejection")
+        assert "the config file is empty" in str(mesh.reload_errors[-1])
+        assert "services: {}" in str(mesh.reload_errors[-1])
+        assert [s.name for s in mesh.services] == ["users"]
+        assert mesh.config_version == 0
+        write(path, config(attempts=4))  # the rest of the save: applied
+        await until(lambda: mesh.config_version == 1, "the completed save")
+        assert policy(mesh, "users", "retry").options.attempts == 4
+
+
+async def test_a_reload_of_other_sections_names_them(
+        path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that changes only sections beside ``services`` says which: its log
+    line said that nothing was added, removed or changed."""
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    caplog.set_level(logging.INFO, logger="meshlite.config")
+    async with mesh:
+        write(path, config() + "inbound: {routes: [{pattern: /x, rate: 5}]}\n"
+                               "alerts: [{name: errors, condition: error_rate, threshold: 0.5}]\n")
+        await until(lambda: mesh.config_version == 1, "the reload")
+    [reloaded] = [e for e in events if isinstance(e, ConfigReloaded)]
+    assert (reloaded.added, reloaded.removed, reloaded.changed) == ((), (), ())
+    assert reloaded.sections == ("inbound", "alerts")
+    [line] = [r for r in caplog.records if getattr(r, "meshlite_event", "") == "ConfigReloaded"]
+    assert "sections changed ['inbound', 'alerts']" in line.getMessage()
+    assert line.sections == ("inbound", "alerts")
+
+
+async def test_a_kubernetes_configmap_update_is_seen(tmp_path: Path) -> None:
+    """A ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it by
+    pointing the ``..data`` link at a new directory: ``mesh.yaml`` itself is never
+    touched, and the update was never seen."""
+    mount = tmp_path / "config"
+    (mount / "..2026_01").mkdir(parents=True)
+    write(mount / "..2026_01" / "mesh.yaml", config())
+    (mount / "..data").symlink_to("..2026_01")
+    (mount / "mesh.yaml").symlink_to("..data/mesh.yaml")
+    mesh = ml.Mesh.from_config(str(mount / "mesh.yaml"), environ={})
+    async with mesh:
+        (mount / "..2026_02").mkdir()  # what the kubelet does, in this order
+        write(mount / "..2026_02" / "mesh.yaml", config(attempts=5))
+        (mount / "..data_tmp").symlink_to("..2026_02")
+        (mount / "..data_tmp").rename(mount / "..data")
+        (mount / "..2026_01" / "mesh.yaml").unlink()
+        (mount / "..2026_01").rmdir()
+        await until(lambda: mesh.config_version == 1, "the ConfigMap update")
+        assert policy(mesh, "users", "retry").options.attempts == 5
 
 
 async def test_backends_change_in_place(path: Path) -> None:

@@ -97,6 +97,57 @@ def test_prometheus_fires_and_resolves_them_as_the_dashboard_does(rules: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# Scraped every 15 s (docs/metrics.md's scrape config): users fails half its calls.
+SCRAPED = """
+rule_files: [rules.yaml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'meshlite_requests_total{service="users"}'
+        values: '0+150x20'
+      - series: 'meshlite_request_errors_total{service="users",error="ConnectionError"}'
+        values: '0+75x20'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: users_errors
+        exp_alerts:
+          - exp_labels: {severity: critical, meshlite_rule: users-errors, service: users}
+            exp_annotations: {summary: "users: error rate > 20.0% over 10s"}
+"""
+
+
+@pytest.mark.parametrize("flag", [[], ["--scrape-interval", "15"]])
+def test_rules_fire_when_scraped_less_often_than_their_window(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]) -> None:
+    """A rate over a range shorter than two scrapes is empty, and its alert never
+    fires: each range is at least four scrape intervals (60 s, Prometheus's
+    default, unless told)."""
+    promtool = require_program("promtool", "prometheus")
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    assert main(["alerts", "export", str(config), *flag]) == 0
+    text = capsys.readouterr().out
+    (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
+    expected = "[60s]" if flag else "[240s]"
+    assert f"rate(meshlite_requests_total{{service=\"users\"}}{expected})" in text
+    unit = tmp_path / "unit.yaml"
+    unit.write_text(SCRAPED, encoding="utf-8")
+    result = subprocess.run([promtool, "test", "rules", str(unit)], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_scrape_interval_is_refused(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    with pytest.raises(SystemExit) as done:
+        main(["alerts", "export", str(config), "--scrape-interval", "0"])
+    assert done.value.code == 2
+    assert "--scrape-interval" in capsys.readouterr().err
+
+
 def test_an_invalid_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mesh.yaml"
     config.write_text("services: {}\nalerts: [{name: x, condition: nope}]\n", encoding="utf-8")

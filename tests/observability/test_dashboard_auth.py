@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _logs import all_log_records, records_holding
+from _logs import all_log_records, keep_uvicorn_lines, records_holding
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -247,7 +247,8 @@ def test_tickets_expire_and_are_bounded() -> None:
 # -- nothing in any log ----------------------------------------------------------------------
 
 
-async def test_no_log_record_holds_a_token() -> None:
+async def test_no_log_record_holds_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_uvicorn_lines(monkeypatch)
     with all_log_records() as records:
         await _session()
     names = {r.name for r in records}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from _logs import all_log_records, records_holding
+from _logs import all_log_records, keep_uvicorn_lines, records_holding
 from _system import on_ci, require_program
 
 import meshlite as ml
@@ -38,7 +38,9 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def test_page_session_puts_no_token_in_urls_or_logs(browser: Browser) -> None:
+async def test_page_session_puts_no_token_in_urls_or_logs(
+        browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_uvicorn_lines(monkeypatch)
     mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"])])
     urls: list[str] = []
     sockets: list[str] = []

@@ -127,7 +127,8 @@ CALLED = textwrap.dedent('''\
     ''')
 
 
-async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> None:
+async def test_topology_edges_and_service_totals_are_the_hosts(shared: Path,
+                                                              tmp_path: Path) -> None:
     import asyncio
 
     import httpx
@@ -166,6 +167,8 @@ async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> Non
                             break
                         await asyncio.sleep(0.2)
                     metrics = (await http.get("/metrics")).text
+                    [listed] = (await http.get("/api/services")).json()["services"]
+                    one = (await http.get("/api/services/users")).json()
             finally:
                 assert other.stdin is not None
                 other.stdin.write(b"\n")
@@ -176,6 +179,9 @@ async def test_topology_edges_are_the_hosts(shared: Path, tmp_path: Path) -> Non
     assert caller["errors"] == 0
     assert caller["request_rate"] > 0
     assert edges[("orders", "users")]["requests"] == 14  # every worker's attempts
+    # a service's totals in the REST answers are the host's too, as its edge's are
+    assert (listed["requests"], listed["errors"]) == (14, 0)
+    assert (one["requests"], one["errors"]) == (14, 0)
     # the server-side series are merged over workers in the exposition as well
     assert 'meshlite_server_caller_requests_total{caller="gateway"} 8' in metrics
 

@@ -72,7 +72,7 @@ class _Routes:
 
     def _services(self) -> list[dict[str, Any]]:
         snap, health, latest = self.mesh.snapshot(), self.mesh.health(), self.monitor.latest
-        return [service_dict(snap[n], health[n], latest.get(n)) for n in snap]
+        return [service_dict(snap[n], health[n], latest.get(n), self.mesh) for n in snap]
 
     async def page(self, request: Request) -> Response:
         body, kind = self.assets["index.html"]
@@ -90,7 +90,7 @@ class _Routes:
     async def service(self, request: Request) -> Response:
         svc = self._service(request)
         return _JSON(service_dict(snapshot_of(svc), health_of(svc),
-                                  self.monitor.latest.get(svc.name)))
+                                  self.monitor.latest.get(svc.name), self.mesh))
 
     async def history(self, request: Request) -> Response:
         svc, most = self._service(request), self.monitor.history_seconds

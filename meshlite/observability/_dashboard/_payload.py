@@ -110,10 +110,16 @@ def rate_dict(second: ServiceSecond | None) -> dict[str, Any] | None:
 
 
 def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
-                 second: ServiceSecond | None) -> dict[str, Any]:
+                 second: ServiceSecond | None, mesh: Any = None) -> dict[str, Any]:
     """A service for ``/api/services``: its snapshot (as ``ServiceSnapshot.as_dict()``),
-    its health, and its last second (``"last_second"``)."""
+    its health, and its last second (``"last_second"``). With several workers
+    sharing a directory (``mesh`` given), its ``requests`` and ``errors`` are every
+    worker's attempts and attempt errors, summed, as the charts' are."""
     data = snapshot.as_dict()
+    metrics = getattr(mesh, "metrics", None)
+    if metrics is not None and metrics.shared is not None:
+        _, _, _, attempts, attempt_errors = metrics.call_counts(snapshot.name)
+        data["requests"], data["errors"] = attempts, attempt_errors
     data["health"] = health_dict(health)
     data["last_second"] = rate_dict(second)
     if second is not None and second.status:

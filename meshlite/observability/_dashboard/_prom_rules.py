@@ -6,7 +6,9 @@ Each :class:`AlertRule` becomes one rule over meshlite's own series (what
 raises one alert per service, as the dashboard does; ``for_seconds`` becomes
 ``for``, ``resolve_seconds`` ``keep_firing_for`` (Prometheus >= 2.42), the
 severity a label. Error rates and latencies are measured on calls (all attempts
-of a call count once), over the rule's ``window``.
+of a call count once), over the rule's ``window``, and at least four scrape
+intervals: a ``rate()`` over a range holding fewer than two scrapes is empty, and
+its alert would never fire.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ from typing import Any, TextIO
 
 from ._rules import AlertRule
 
-__all__ = ["alert_expression", "prometheus_rules", "run_export"]
+__all__ = ["DEFAULT_SCRAPE_INTERVAL", "alert_expression", "prometheus_rules", "run_export"]
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+
+DEFAULT_SCRAPE_INTERVAL = 60.0
+"""Seconds between scrapes assumed by default: Prometheus's own default."""
+
+_SCRAPES_PER_RANGE = 4  # Prometheus's advice: a rate's range spans four scrapes
 
 
 def _duration(seconds: float) -> str:
@@ -37,9 +44,12 @@ def _selector(rule: AlertRule, extra: str = "") -> str:
     return "{" + ",".join(matchers) + "}" if matchers else ""
 
 
-def alert_expression(rule: AlertRule) -> str:
-    """The PromQL expression that holds exactly when ``rule``'s condition does."""
-    sel, window = _selector(rule), _duration(rule.window)
+def alert_expression(rule: AlertRule,
+                     scrape_interval: float = DEFAULT_SCRAPE_INTERVAL) -> str:
+    """The PromQL expression that holds when ``rule``'s condition does, over its
+    window or four ``scrape_interval`` seconds, whichever is longer."""
+    sel = _selector(rule)
+    window = _duration(max(rule.window, _SCRAPES_PER_RANGE * scrape_interval))
     enough = (f"sum by (service) (increase(meshlite_requests_total{sel}[{window}])) "
               f">= {rule.min_requests}")
     if rule.condition == "error_rate":
@@ -57,11 +67,11 @@ def alert_expression(rule: AlertRule) -> str:
             f"max by (service) (meshlite_service_available_backends{sel}) == 0")
 
 
-def _rule(rule: AlertRule) -> dict[str, Any]:
+def _rule(rule: AlertRule, scrape_interval: float) -> dict[str, Any]:
     name = _NAME_OK.sub("_", rule.name)
     if not name[0].isalpha() and name[0] != "_":
         name = "_" + name
-    out: dict[str, Any] = {"alert": name, "expr": alert_expression(rule)}
+    out: dict[str, Any] = {"alert": name, "expr": alert_expression(rule, scrape_interval)}
     if rule.for_seconds:
         out["for"] = _duration(rule.for_seconds)
     if rule.resolve_seconds:
@@ -71,15 +81,19 @@ def _rule(rule: AlertRule) -> dict[str, Any]:
     return out
 
 
-def prometheus_rules(rules: Iterable[AlertRule], group: str = "meshlite") -> dict[str, Any]:
-    """The rule file (as data) holding ``rules`` in one group named ``group``."""
-    listed = [_rule(r) for r in rules]
+def prometheus_rules(rules: Iterable[AlertRule], group: str = "meshlite",
+                     scrape_interval: float = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+    """The rule file (as data) holding ``rules`` in one group named ``group``, for a
+    Prometheus scraping every ``scrape_interval`` seconds."""
+    listed = [_rule(r, scrape_interval) for r in rules]
     return {"groups": [{"name": group, "rules": listed}] if listed else []}
 
 
 def run_export(path: str, out: TextIO, err: TextIO | None = None, *,
-               group: str = "meshlite") -> int:
-    """Print the alert rules of config ``path`` as a Prometheus rule file.
+               group: str = "meshlite",
+               scrape_interval: float = DEFAULT_SCRAPE_INTERVAL) -> int:
+    """Print the alert rules of config ``path`` as a Prometheus rule file, for a
+    Prometheus scraping every ``scrape_interval`` seconds.
 
     Returns:
         0 when printed, 2 when the config is invalid or cannot be read.
@@ -101,6 +115,9 @@ def run_export(path: str, out: TextIO, err: TextIO | None = None, *,
     rules = () if alerts is None else alerts.rules
     if not rules:
         err.write(f"{path}: no alert rules (an alerts: section lists them)\n")
-    out.write(f"# Prometheus alerting rules from {path} (meshlite alerts export)\n")
-    out.write(yaml.safe_dump(prometheus_rules(rules, group), sort_keys=False, width=1000))
+    out.write(f"# Prometheus alerting rules from {path} (meshlite alerts export)\n"
+              f"# ranges: each rule's window, and at least {_SCRAPES_PER_RANGE} scrapes of "
+              f"{_duration(scrape_interval)} (--scrape-interval)\n")
+    out.write(yaml.safe_dump(prometheus_rules(rules, group, scrape_interval),
+                             sort_keys=False, width=1000))
     return 0

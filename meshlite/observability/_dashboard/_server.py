@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -30,6 +32,23 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DashboardServer", "run_dashboard", "
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8686
+
+
+_IN_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "meshlite_dashboard_in_background", default=False)
+
+
+class _Quiet(logging.Filter):
+    """Drops uvicorn's records below WARNING from a dashboard served in an app's
+    background: its lines (``Started server process [pid]``, ``Finished server
+    process [pid]``, one per WebSocket) would read as the app's own server's. Its
+    warnings and errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not _IN_BACKGROUND.get()
+
+
+_QUIET = _Quiet()
 
 
 class _Background(uvicorn.Server):
@@ -182,8 +201,17 @@ class DashboardServer:
 
 
 async def _start(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[None]:
-    """Serve on ``sock`` in a task; returns once it accepts connections."""
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    """Serve on ``sock`` in a task; returns once it accepts connections. In the
+    background, uvicorn's informational lines are left out of the app's log."""
+    context = contextvars.copy_context()
+    if isinstance(server, _Background):
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if _QUIET not in uvicorn_log.filters:
+            uvicorn_log.addFilter(_QUIET)
+        # the server's task and every connection it accepts run in this context
+        context.run(_IN_BACKGROUND.set, True)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]),
+                                                  context=context)
     # uvicorn's `started` is a plain flag with nothing to await
     while not server.started and not task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.005)
