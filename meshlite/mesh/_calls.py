@@ -1,0 +1,184 @@
+"""A mesh's calls: finding what a service name reaches, and running a call through
+the service's pipeline and routing as the current call.
+
+A mixin of :class:`meshlite.Mesh`; ``mesh.call``, ``mesh.call_sync`` and the HTTP
+clients (through :meth:`MeshCalls.target` and :meth:`MeshCalls.dispatch`) come here
+on every call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, cast
+
+from .._context import CallContext, _current
+from .._context import operation_of as _operation_of
+from .._errors import ConfigError
+from .._inflight import count
+from .._policy import AsyncHandler, Handler
+from ..observability._mesh_metrics import MeshMetrics
+from ..routing._events import MeshClosedError
+from ..routing._service import Service
+
+__all__ = ["MeshCalls"]
+
+
+class MeshCalls:
+    """Routing calls to services, counting them in flight (mixed into ``Mesh``)."""
+
+    metrics: MeshMetrics | None
+    _services: dict[str, Service]
+    _targets: dict[str, Any]
+    _calls: list[None]
+    _state: str
+    _refusing: bool
+    _recorders: dict[Service, tuple[Handler, Handler]] | None
+    _arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] | None
+
+    # The lifecycle counts calls in flight in its own list (meshlite._inflight),
+    # whether or not the mesh records metrics: closing waits for them to drain and
+    # refuses new ones by its state alone. Metrics record each call through the
+    # service's series (observability._metrics.recorded / arecorded, as ml.Metrics
+    # does), through the recorded chain MeshMetrics keeps per service.
+
+    def _target(self, name: str) -> Any:
+        target = self._targets.get(name)
+        if target is None:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
+                              "register it with mesh.register(ml.Service(...))", policy="mesh")
+        return target
+
+    def target(self, name: str) -> Any:
+        """What calls to ``name`` reach now: its ``Service``, or the fake of an active
+        :meth:`override` (the HTTP clients' view of the mesh).
+
+        Raises:
+            ConfigError: no such service.
+        """
+        target = self._targets.get(name)  # every routed HTTP request asks
+        return target if target is not None else self._target(name)
+
+    @property
+    def _in_flight(self) -> int:
+        return count(self._calls)
+
+    @_in_flight.setter
+    def _in_flight(self, value: int) -> None:
+        # MeshLifecycle declares a plain attribute; here it is derived.
+        raise AttributeError("Mesh._in_flight is counted from the calls started and ended")
+
+    def _refused(self) -> MeshClosedError:
+        return MeshClosedError(
+            f"Mesh: the mesh is {self._state}; calls are refused until it is "
+            "opened again (async with mesh / with mesh)", policy="mesh")
+
+    def _enter(self) -> None:
+        calls = self._calls
+        # Counted before the state check: a close that set "closing" after this call
+        # saw "open" then finds it in flight and waits for it.
+        calls.append(None)
+        if self._refusing:
+            calls.pop()
+            raise self._refused()
+
+    def _leave(self) -> None:
+        self._calls.pop()
+
+    async def dispatch(self, service: Service, ctx: CallContext) -> Any:
+        """Run ``ctx`` through ``service``'s pipeline and routing (async), as the
+        current call; used by :meth:`call` and the HTTP transport.
+
+        Raises:
+            MeshClosedError: the mesh is closing or closed.
+        """
+        calls = self._calls
+        calls.append(None)  # _enter, inlined (every call runs it)
+        if self._refusing:
+            calls.pop()
+            raise self._refused()
+        token = _current.set(ctx)
+        try:
+            handler = service._ahandler
+            recorders = self._arecorders
+            if recorders is None:
+                return await handler(ctx)
+            try:
+                chain, record = recorders[service]
+            except KeyError:
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).arecorder(service, handler)
+            return await record(ctx)
+        finally:
+            _current.reset(token)
+            calls.pop()
+
+    def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
+        """Sync twin of :meth:`dispatch`."""
+        handler = service._handler or service.sync_handler()
+        calls = self._calls
+        calls.append(None)  # _enter, inlined (every call runs it)
+        if self._refusing:
+            calls.pop()
+            raise self._refused()
+        token = _current.set(ctx)
+        try:
+            recorders = self._recorders
+            if recorders is None:
+                return handler(ctx)
+            try:
+                chain, record = recorders[service]
+            except KeyError:
+                chain = None
+            if chain is not handler:  # a new service, or its chain changed
+                record = cast(MeshMetrics, self.metrics).recorder(service, handler)
+            return record(ctx)
+        finally:
+            _current.reset(token)
+            calls.pop()
+
+    async def call(self, name: str, fn: Callable[..., Any], /, *args: Any,
+                   **kwargs: Any) -> Any:
+        """Call ``fn(backend, *args, **kwargs)`` on a backend of service ``name``, through
+        the service's pipeline; each attempt picks a backend. ``fn`` may be sync or async.
+
+        Raises:
+            ConfigError: no such service.
+            NoHealthyBackendError: the service has no backend to route to.
+            MeshClosedError: the mesh is closing or closed.
+        """
+        target = self._targets.get(name)  # _target, inlined: a frame less per call
+        if not isinstance(target, Service):  # an override: the fake is the backend
+            if target is None:
+                self._target(name)  # raises: no such service
+            self._enter()
+            try:
+                result = fn(target, *args, **kwargs)
+                return (await result) if inspect.isawaitable(result) else result
+            finally:
+                self._leave()
+        operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
+        if type(operation) is not str or not operation:
+            operation = _operation_of(fn)
+        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
+        return await self.dispatch(target, ctx)
+
+    def call_sync(self, name: str, fn: Callable[..., Any], /, *args: Any,
+                  **kwargs: Any) -> Any:
+        """Sync twin of :meth:`call`: ``fn`` must be sync."""
+        target = self._targets.get(name)
+        if not isinstance(target, Service):
+            if target is None:
+                self._target(name)  # raises: no such service
+            self._enter()
+            try:
+                return fn(target, *args, **kwargs)
+            finally:
+                self._leave()
+        operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
+        if type(operation) is not str or not operation:
+            operation = _operation_of(fn)
+        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
+        return self.dispatch_sync(target, ctx)
