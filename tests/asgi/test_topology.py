@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 import meshlite as ml
+from meshlite._inbound._headers import parse_grpc_timeout, valid_caller
 from meshlite.asgi import MeshMiddleware
 from meshlite.testing import AsgiServer, FakeBackend
 
@@ -60,3 +61,16 @@ def test_mesh_name_is_checked_and_defaults_to_otel_service_name(
     assert ml.Mesh(name="shop").name == "shop"
     with pytest.raises(ml.ConfigError, match="Mesh: name must be None or a service name"):
         ml.Mesh(name="no spaces please")
+
+
+@pytest.mark.parametrize("value", ["users\n", "users\r\n", "a" * 129, "", "us ers", "üsers"])
+def test_a_caller_name_with_anything_after_it_is_refused(value: str) -> None:
+    # `$` in a pattern matches before a final newline; the whole value must match.
+    assert valid_caller(value) is None
+    assert valid_caller("users.v2_a-b") == "users.v2_a-b"
+
+
+@pytest.mark.parametrize("value", ["\u0663S", "3\u0663S", "123456789S", "-1S", "1.5S"])
+def test_a_grpc_timeout_is_ascii_digits_and_a_unit_only(value: str) -> None:
+    assert parse_grpc_timeout(value) is None
+    assert parse_grpc_timeout("1500m") == 1.5
