@@ -380,3 +380,23 @@ async def test_api_key_quotas_read_the_header_auth_names() -> None:
                  for _ in range(2)]
         bob = await client.get("/", headers={"x-token": "k-bob"})  # same address, own key
     assert (alice, bob.status_code) == ([200, 429], 200)
+
+
+@pytest.mark.parametrize(("algorithms", "key", "needed"), [
+    ("HS256", "s" * 31, 32),
+    (["HS256", "HS512"], "s" * 40, 64),
+    ("HS384", b"k" * 47, 48),
+])
+def test_a_jwt_hmac_secret_shorter_than_its_hash_is_refused(
+        algorithms: Any, key: Any, needed: int) -> None:
+    # RFC 7518 3.2: a shorter secret can be guessed offline from any one token.
+    with pytest.raises(ml.ConfigError, match=f"jwt_verifier: key .*at least {needed} bytes"
+                       ) as info:
+        ml.asgi.jwt_verifier(key, algorithms=algorithms)
+    assert str(key) not in str(info.value)
+    assert "s" * 31 not in str(info.value)
+
+
+def test_a_long_enough_jwt_hmac_secret_is_accepted() -> None:
+    assert callable(ml.asgi.jwt_verifier("s" * 64, algorithms=["HS256", "HS512"]))
+    assert callable(ml.asgi.jwt_verifier(b"k" * 48, algorithms="HS384"))
