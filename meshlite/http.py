@@ -5,7 +5,7 @@ Importing this module imports ``httpx`` (``import meshlite`` does not). Most cod
 never needs it: ``mesh.http("users")`` returns a ready ``httpx.AsyncClient``.
 """
 
-from ._http._outgoing import IDEMPOTENT_METHODS, parse_retry_after
+from ._http._outgoing import IDEMPOTENT_METHODS, MAX_FAILURE_BODY, parse_retry_after
 from ._http._send import HttpResponseError
 from ._http._transport import MeshTransport, SyncMeshTransport
 from .routing._events import ResponseStatusError
@@ -13,6 +13,7 @@ from .routing._events import ResponseStatusError
 __all__ = [
     "IDEMPOTENT_METHODS",
     "HttpResponseError",
+    "MAX_FAILURE_BODY",
     "MeshTransport",
     "ResponseStatusError",
     "SyncMeshTransport",

@@ -35,6 +35,7 @@ from ._aio_forget import Forgetting
 from ._dispatcher import Dispatcher
 from ._outgoing import (
     IDEMPOTENT_METHODS,
+    MAX_FAILURE_BODY,
     answered,
     check_base_url,
     is_failure,
@@ -139,10 +140,11 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
 
 async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Service,
                    path: str, response: aiohttp.ClientResponse) -> None:
-    """Read a failed answer's body (kept by the response: the caller reads it again)
-    and raise it as an :class:`AiohttpResponseError`."""
+    """Read a failed answer's body, at most :data:`MAX_FAILURE_BODY` bytes (kept by the
+    response: the caller reads it again), and raise it as an
+    :class:`AiohttpResponseError`."""
     try:
-        await response.read()
+        await _read_capped(response)
     except BaseException:
         response.close()
         raise
@@ -152,6 +154,19 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
         response=response, status_code=response.status, address=backend.address,
         service=service.name,
         retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> None:
+    parts: list[bytes] = []
+    room = MAX_FAILURE_BODY
+    while room > 0 and (chunk := await response.content.read(room)):
+        parts.append(chunk)
+        room -= len(chunk)
+    # What read() would keep, so read(), text() and json() answer from it; a body
+    # cut short leaves with its connection, never to be read on.
+    response._body = b"".join(parts)
+    if room <= 0 and response.connection is not None:
+        response.connection.close()  # not response.close(): read() would then refuse
 
 
 class _Route:

@@ -26,8 +26,8 @@ from .._inbound._headers import stamp_outgoing
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "answered", "check_base_url", "is_failure",
-           "parse_retry_after", "stamp"]
+__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "answered", "check_base_url",
+           "is_failure", "parse_retry_after", "stamp"]
 
 def _context_getter() -> Callable[[], Context]:
     # opentelemetry.context.get_current() is two Python calls down to a ContextVar
@@ -38,6 +38,13 @@ def _context_getter() -> Callable[[], Context]:
 
 
 _otel_context = _context_getter()
+
+
+MAX_FAILURE_BODY = 1 << 20
+"""Bytes of a failed answer's body (5xx, 429) the mesh keeps: it reads that body
+itself, before the pipeline sees the failure and whether or not the caller streams,
+so a longer one is cut here and its connection closed (a backend answering 503 with
+an endless or huge body cannot hold a caller's memory or time)."""
 
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})

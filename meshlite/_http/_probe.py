@@ -7,6 +7,7 @@ headers). httpx is imported when a probe session opens, never before.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import ssl
@@ -106,9 +107,14 @@ async def http_probe_session(path: str, seconds: float, *,
                                  verify=verify or tls_context("https")) as client:
 
         async def probe(backend: Backend) -> str | None:
+            # The timeout bounds the whole exchange (httpx's bounds each read), and
+            # at most MAX_PROBE_BODY bytes of the body are read, undecoded: a body
+            # that never ends holds neither this round of probes nor the memory.
             try:
-                response = await client.get(backend.address.rstrip("/") + path)
-            except httpx.TimeoutException:
+                async with asyncio.timeout(seconds), client.stream(
+                        "GET", backend.address.rstrip("/") + path) as response:
+                    await _skim(response)
+            except (TimeoutError, httpx.TimeoutException):
                 return f"GET {path} timed out after {seconds} s"
             except httpx.HTTPError as error:
                 return f"GET {path} failed: {error!r}"
@@ -117,3 +123,20 @@ async def http_probe_session(path: str, seconds: float, *,
             return f"GET {path} answered {response.status_code}"
 
         yield probe
+
+
+MAX_PROBE_BODY = 65536
+"""Bytes of a health answer's body a probe reads (a longer one is left with its
+connection): the status is the answer, the body only lets the connection be reused."""
+
+
+async def _skim(response: Any) -> None:
+    read = 0
+    chunks = response.aiter_raw()
+    try:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read > MAX_PROBE_BODY:
+                break
+    finally:
+        await chunks.aclose()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
+from contextlib import aclosing
+from typing import cast
 
 import httpx
 from multidict import CIMultiDict
@@ -16,7 +18,13 @@ from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
 from ._aio_wire import AiohttpTransport
-from ._outgoing import IDEMPOTENT_METHODS, is_failure, parse_retry_after, stamp
+from ._outgoing import (
+    IDEMPOTENT_METHODS,
+    MAX_FAILURE_BODY,
+    is_failure,
+    parse_retry_after,
+    stamp,
+)
 from ._pools import Pools, Target
 from ._sync_wire import Urllib3Transport
 
@@ -190,10 +198,18 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         raise _tls_failure(backend, request, error) from error
     record_http_status(response.status_code)
     if is_failure(response.status_code):
+        kept = _Kept()
         try:
-            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            # httpx types aiter_raw() as an iterator; it is a generator, closed here
+            # when the body is cut short.
+            chunks_ = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            async with aclosing(chunks_) as chunks:
+                async for chunk in chunks:
+                    if kept.full(chunk):
+                        break
         finally:
             await response.aclose()
+        raw = kept.raw()
         raise call.failure(backend, response, raw)
     return response
 
@@ -219,11 +235,39 @@ def send(backend: Backend, call: Call) -> httpx.Response:
     record_http_status(response.status_code)
     if is_failure(response.status_code):
         try:
-            raw = b"".join(response.iter_raw())
+            raw = _capped(response.iter_raw())
         finally:
             response.close()
         raise call.failure(backend, response, raw)
     return response
+
+
+class _Kept:
+    """The first :data:`MAX_FAILURE_BODY` bytes of a failed answer's body."""
+
+    __slots__ = ("parts", "room")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.room = MAX_FAILURE_BODY
+
+    def full(self, chunk: bytes) -> bool:
+        """Keep what fits of ``chunk``; whether the rest of the body is to be left."""
+        self.parts.append(chunk[:self.room])
+        self.room -= len(self.parts[-1])
+        return self.room <= 0
+
+    def raw(self) -> bytes:
+        """The bytes kept."""
+        return b"".join(self.parts)
+
+
+def _capped(chunks: Iterable[bytes]) -> bytes:
+    kept = _Kept()
+    for chunk in chunks:
+        if kept.full(chunk):
+            break
+    return kept.raw()
 
 
 def outcome(error: BaseException) -> httpx.Response:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._errors import ConfigError
 from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
@@ -112,16 +113,16 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
 
     Raises:
         ConfigError: PyJWT is not installed, ``none`` is among ``algorithms``, an
-            algorithm PyJWT cannot verify here, or a negative ``leeway``.
+            algorithm PyJWT cannot verify here, an HS* secret shorter than its hash
+            (32, 48 or 64 bytes), or a negative ``leeway``.
     """
     try:
         import jwt
     except ImportError as error:
-        from .._errors import ConfigError
-
         raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite-mesh[jwt]'",
                           policy="inbound") from error
     allowed = _algorithms(algorithms, jwt)
+    _check_secret(key, allowed)
     leeway = non_negative("jwt_verifier", "leeway", leeway)
 
     def verify(token: str) -> Principal | None:
@@ -160,3 +161,17 @@ def _algorithms(algorithms: Any, jwt: Any) -> list[str]:
         fail("jwt_verifier", "algorithms", unknown,
              f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package)")
     return allowed
+
+
+def _check_secret(key: Any, allowed: list[str]) -> None:
+    """Refuse an HMAC secret shorter than the hash of an HS* algorithm allowed (RFC
+    7518 section 3.2): any one token would let it be guessed offline. The message
+    never holds the key."""
+    needed = max((int(a[2:]) // 8 for a in allowed if a.startswith("HS")), default=0)
+    secret = key.encode() if isinstance(key, str) else key
+    if needed and isinstance(secret, bytes) and len(secret) < needed:
+        raise ConfigError(
+            f"jwt_verifier: key must be an HMAC secret of at least {needed} bytes for "
+            f"{', '.join(a for a in allowed if a.startswith('HS'))}, got {len(secret)} "
+            "bytes (python -c 'import secrets; print(secrets.token_urlsafe(64))')",
+            policy="inbound")

@@ -38,9 +38,11 @@ GRPC_TIMEOUT_HEADER = "grpc-timeout"
 CALLER_HEADER = "x-meshlite-caller"
 """The service name of the mesh that sent the request."""
 
-_GRPC = re.compile(r"^(\d{1,8})([HMSmun])$")  # the gRPC spec: at most 8 digits
+# \Z, not $ (which also matches before a final newline); [0-9], not \d (any
+# Unicode digit).
+_GRPC = re.compile(r"([0-9]{1,8})([HMSmun])\Z")  # the gRPC spec: at most 8 digits
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
-_CALLER = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_CALLER = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 
 
 def parse_grpc_timeout(value: str) -> float | None:

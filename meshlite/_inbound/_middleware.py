@@ -242,9 +242,9 @@ class MeshMiddleware:
                 request.scope[PRINCIPAL_KEY] = request.principal  # for the handler
             if r.needs_auth:
                 check_scopes(request.principal, r.scopes)
-        if r.max_body is not None:
-            check_length(request, r.max_body)
-            request.receive = limited(request.receive, r.max_body)
+        if route.max_body is not None:
+            check_length(request, route.max_body)
+            request.receive = limited(request.receive, route.max_body)
         if route.validator is not None:
             body = await read_body(request.receive)
             args = validation_args(request, body)

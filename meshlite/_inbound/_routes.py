@@ -14,7 +14,8 @@ from .._policy import Policy
 from .._validate import at_least, fail, optional_positive, positive
 from ._request import Inbound
 
-__all__ = ["DEFAULT_MAX_DEADLINE", "INBOUND", "KEYS", "CompiledRoute", "Route", "RouteTable"]
+__all__ = ["DEFAULT_MAX_DEADLINE", "DEFAULT_VALIDATED_BODY", "INBOUND", "KEYS", "CompiledRoute",
+           "Route", "RouteTable"]
 
 DEFAULT_MAX_DEADLINE = 300.0
 """The longest budget (seconds) a caller's deadline header may grant a request."""
@@ -63,7 +64,8 @@ class Route:
         max_concurrent: Requests handled at once (503 past it).
         adaptive: Shed load with :class:`meshlite.AdaptiveConcurrency` (``True`` for
             its defaults, or an instance): 503 once latency says the service is full.
-        max_body: Largest request body in bytes (413 past it).
+        max_body: Largest request body in bytes (413 past it); a route with
+            ``validate`` and no ``max_body`` takes :data:`DEFAULT_VALIDATED_BODY`.
         timeout: Seconds a handler may run (504 past it).
         scopes: Scopes a caller needs (403 without; 401 without credentials).
         auth: Require credentials; None means "when ``scopes`` are given".
@@ -123,11 +125,16 @@ class Route:
         return bool(self.scopes) if self.auth is None else self.auth
 
 
+DEFAULT_VALIDATED_BODY = 1 << 20
+"""The ``max_body`` of a route with ``validate`` and none of its own: validation reads
+the whole body into memory before the app runs, so it is bounded (413 past it)."""
+
+
 class CompiledRoute:
     """A route, its matcher and its built pipelines (made once per middleware)."""
 
-    __slots__ = ("admits", "bounded", "counted", "direct", "label", "match", "methods",
-                 "pipeline", "route", "series", "validator")
+    __slots__ = ("admits", "bounded", "counted", "direct", "label", "match", "max_body",
+                 "methods", "pipeline", "route", "series", "validator")
 
     def __init__(self, route: Route, max_deadline: float, label: str | None = None) -> None:
         self.route = route
@@ -152,7 +159,12 @@ class CompiledRoute:
         else:
             self.bounded = self.pipeline
         self.validator = _validator(route.validate)
-        self.admits = (route.needs_auth or route.max_body is not None
+        self.max_body = route.max_body
+        """The body limit enforced: the route's, else, where validation reads the body
+        into memory, :data:`DEFAULT_VALIDATED_BODY`."""
+        if self.max_body is None and self.validator is not None:
+            self.max_body = DEFAULT_VALIDATED_BODY
+        self.admits = (route.needs_auth or self.max_body is not None
                        or self.validator is not None)
         """Whether admission has work besides the middleware's auth."""
         self.direct = self.pipeline is None and not self.admits

@@ -18,12 +18,22 @@ from ..observability._metrics import (
     histogram_samples,
 )
 
-__all__ = ["DEFAULT_RATE_WINDOW", "InboundStats", "Series", "method_label"]
+__all__ = ["CALLER_IDLE_SECONDS", "DEFAULT_RATE_WINDOW", "OTHER_CALLER", "InboundStats",
+           "Series", "method_label"]
 
 DEFAULT_RATE_WINDOW = 60
 """Seconds over which the callers' request and error rates are averaged."""
 
 _MAX_CALLERS = 256  # distinct caller names kept: a forged header cannot grow this
+
+OTHER_CALLER = "(other)"
+"""The edge that counts callers arriving while :data:`_MAX_CALLERS` names are kept
+(no valid caller name has parentheses, so no real one can be taken for it)."""
+
+CALLER_IDLE_SECONDS = 600
+"""Seconds after its last request a caller's edge may be forgotten to make room for
+a new one, so names a forged header filled the table with do not keep real callers
+out for good."""
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
                       "TRACE", "PATCH"})
@@ -45,15 +55,17 @@ class _Edge:
     """Requests and errors from one caller: totals and per-second counts over the
     last :data:`DEFAULT_RATE_WINDOW` seconds."""
 
-    __slots__ = ("errors", "requests", "slots")
+    __slots__ = ("errors", "last", "requests", "slots")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
+        self.last = 0
         self.slots: dict[int, list[int]] = {}
 
     def add(self, second: int, error: bool) -> None:
         self.requests += 1
+        self.last = second
         self.errors += error
         slot = self.slots.get(second)
         if slot is None:
@@ -99,6 +111,7 @@ class InboundStats:
         self.bounds = DEFAULT_LATENCY_BUCKETS
         self._series: dict[tuple[str, str], Series] = {}
         self._callers: dict[str, _Edge] = {}
+        self._swept = -CALLER_IDLE_SECONDS  # when idle callers were last forgotten
 
     def series(self, route: str, method: str) -> Series:
         """The series of one (route, method), made on first use; a caller may keep
@@ -115,10 +128,25 @@ class InboundStats:
         if caller is not None:
             edge = self._callers.get(caller)
             if edge is None:
-                if len(self._callers) >= _MAX_CALLERS:
-                    return
-                edge = self._callers[caller] = _Edge()
+                edge = self._edge(caller, int(now))
             edge.add(int(now), status >= 500 or status == 0)
+
+    def _edge(self, caller: str, second: int) -> _Edge:
+        """A new caller's edge: its own while fewer than :data:`_MAX_CALLERS` are
+        kept (after forgetting the idle ones, at most once a second), else
+        :data:`OTHER_CALLER`'s."""
+        callers = self._callers
+        if len(callers) >= _MAX_CALLERS and second > self._swept:
+            self._swept = second
+            for name in [n for n, e in callers.items()
+                         if e.last <= second - CALLER_IDLE_SECONDS]:
+                del callers[name]
+        if len(callers) >= _MAX_CALLERS:
+            caller = OTHER_CALLER
+        edge = callers.get(caller)
+        if edge is None:
+            edge = callers[caller] = _Edge()
+        return edge
 
     def routes(self) -> list[dict[str, Any]]:
         """Each (route, method): requests, answers by status, refusals (4xx and 5xx

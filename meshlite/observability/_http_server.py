@@ -5,16 +5,46 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-__all__ = ["make_server"]
+__all__ = ["HEADER_TIMEOUT", "MAX_CONNECTIONS", "make_server"]
 
 _log = logging.getLogger("meshlite.metrics")
+
+MAX_CONNECTIONS = 64
+"""Connections served at once, each on a thread of the application's process; one
+beyond them is closed at once (Prometheus scrapes one at a time)."""
+
+HEADER_TIMEOUT = 10.0
+"""Seconds any read or write of a connection may wait: a client that sends half a
+request and stays idle is hung up on instead of holding its thread for ever."""
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: close it, take no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
@@ -26,6 +56,8 @@ def make_server(host: str, port: int, body: Callable[[], bytes], content_type: s
     """A server (not yet serving) answering ``GET /metrics`` with ``body()``."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = HEADER_TIMEOUT
+
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] not in ("/metrics", "/metrics/"):
                 self._answer(404, b"not found: Prometheus metrics are at /metrics\n",

@@ -172,7 +172,7 @@ class SharedMetrics:
         tmp = f"{path}.{threading.get_ident()}.tmp"
         with self._lock:
             os.makedirs(self.directory, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(_fresh(tmp), "w", encoding="utf-8") as f:
                 json.dump(data, f, separators=(",", ":"))
             os.replace(tmp, path)
 
@@ -219,6 +219,18 @@ class SharedMetrics:
         return f"SharedMetrics({self.directory!r})"
 
 
+def _fresh(path: str) -> int:
+    """A new file at ``path``, opened for writing: whatever was there (a stale
+    temporary file, or a link another user of a shared directory planted to have us
+    write through it) is removed first, and the file is never opened through a link."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 class HostLock:
     """An exclusive lock on a file of the shared directory, held by one process of
     the host at a time and released by the kernel when that process dies (an
@@ -243,7 +255,11 @@ class HostLock:
         except ImportError:  # pragma: no cover - Windows
             return True
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link another user of the directory planted
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as error:
+            _log.warning("cannot open the host lock %s: %s", self.path, error)
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._errors import ConfigError
 from .._validate import fail, positive
 
 __all__ = ["Backend", "BackendLike", "as_backend", "as_backends"]
@@ -34,8 +35,9 @@ class Backend:
         metadata: Free-form labels; stored read-only, not part of equality.
 
     Raises:
-        ConfigError: an empty address, an ``http(s)://`` address without a host or
-            with a bad port, or a weight that is not a finite number > 0.
+        ConfigError: an empty address, an ``http(s)://`` address without a host,
+            with a bad port or with credentials (``user:password@``), or a weight
+            that is not a finite number > 0.
     """
 
     address: str
@@ -83,6 +85,15 @@ def _check_url(address: str) -> None:
     if parts is None or not parts.hostname:
         fail("Backend", "address", address,
              "an http(s) base URL with a host and a port in 0..65535")
+    if "@" in parts.netloc:
+        # Never sent as authentication by meshlite's clients, and the address is
+        # shown in snapshots, metrics labels, logs and the dashboard.
+        shown = f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}{parts.path}"
+        raise ConfigError(
+            f"Backend: address {shown!r} carries credentials (user:password@), which "
+            "would be shown in snapshots, metrics, logs and the dashboard and are not "
+            "sent; give them as Service(headers={'Authorization': ...}) instead",
+            policy="Backend")
 
 
 BackendLike = Backend | str

@@ -60,16 +60,19 @@ DEFAULT_REDACTED_PARAMS: frozenset[str] = frozenset({
     "access_token", "api_key", "apikey", "client_secret", "password", "secret", "sig",
     "signature", "token",
 })
-"""Query parameters whose values never reach a cassette (matched redacted too)."""
+"""Query parameters (any case) whose values never reach a cassette (matched redacted
+too)."""
 
 
 def redact_url(url: str, params: Collection[str]) -> str:
-    """``url`` with the values of the query parameters in ``params`` redacted."""
+    """``url`` with the values of the query parameters in ``params`` redacted (names
+    matched in any case: ``API_KEY`` is as secret as ``api_key``)."""
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(name in params for name, _ in pairs):
+    secret = {name.lower() for name in params}
+    if not any(name.lower() in secret for name, _ in pairs):
         return url
-    query = urlencode([(n, REDACTED if n in params else v) for n, v in pairs])
+    query = urlencode([(n, REDACTED if n.lower() in secret else v) for n, v in pairs])
     return urlunsplit(parts._replace(query=query))
 
 

@@ -380,3 +380,54 @@ async def test_api_key_quotas_read_the_header_auth_names() -> None:
                  for _ in range(2)]
         bob = await client.get("/", headers={"x-token": "k-bob"})  # same address, own key
     assert (alice, bob.status_code) == ([200, 429], 200)
+
+
+@pytest.mark.parametrize(("algorithms", "key", "needed"), [
+    ("HS256", "s" * 31, 32),
+    (["HS256", "HS512"], "s" * 40, 64),
+    ("HS384", b"k" * 47, 48),
+])
+def test_a_jwt_hmac_secret_shorter_than_its_hash_is_refused(
+        algorithms: Any, key: Any, needed: int) -> None:
+    # RFC 7518 3.2: a shorter secret can be guessed offline from any one token.
+    with pytest.raises(ml.ConfigError, match=f"jwt_verifier: key .*at least {needed} bytes"
+                       ) as info:
+        ml.asgi.jwt_verifier(key, algorithms=algorithms)
+    assert str(key) not in str(info.value)
+    assert "s" * 31 not in str(info.value)
+
+
+def test_a_long_enough_jwt_hmac_secret_is_accepted() -> None:
+    assert callable(ml.asgi.jwt_verifier("s" * 64, algorithms=["HS256", "HS512"]))
+    assert callable(ml.asgi.jwt_verifier(b"k" * 48, algorithms="HS384"))
+
+
+async def test_a_validated_route_without_max_body_does_not_buffer_any_size() -> None:
+    # validate= reads the body into memory before the app: without a max_body of its
+    # own the route takes DEFAULT_VALIDATED_BODY, so a huge (chunked) body is a 413,
+    # not a memory spike.
+    from pydantic import BaseModel
+
+    from meshlite._inbound._routes import DEFAULT_VALIDATED_BODY
+
+    class Note(BaseModel):
+        text: str
+
+    assert DEFAULT_VALIDATED_BODY == 1 << 20
+    huge = b'{"text": "' + b"x" * (2 << 20) + b'"}'
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for i in range(0, len(huge), 65536):
+            yield huge[i:i + 65536]
+
+    app = MeshMiddleware(echo, routes=[
+        Route("/notes", methods=["POST"], validate=Note),
+        Route("/big", methods=["POST"], validate=Note, max_body=4 << 20)])
+    async for _, client in serve(app):
+        declared = await client.post("/notes", content=huge)
+        streamed = await client.post("/notes", content=chunked())
+        small = await client.post("/notes", json={"text": "hi"})
+        allowed = await client.post("/big", content=huge)
+    assert (declared.status_code, streamed.status_code) == (413, 413)
+    assert small.status_code == 200
+    assert allowed.status_code == 200

@@ -7,6 +7,8 @@ import httpx
 import pytest
 
 import meshlite as ml
+from meshlite._inbound._headers import parse_grpc_timeout, valid_caller
+from meshlite._inbound._stats import CALLER_IDLE_SECONDS, OTHER_CALLER, InboundStats
 from meshlite.asgi import MeshMiddleware
 from meshlite.testing import AsgiServer, FakeBackend
 
@@ -60,3 +62,35 @@ def test_mesh_name_is_checked_and_defaults_to_otel_service_name(
     assert ml.Mesh(name="shop").name == "shop"
     with pytest.raises(ml.ConfigError, match="Mesh: name must be None or a service name"):
         ml.Mesh(name="no spaces please")
+
+
+@pytest.mark.parametrize("value", ["users\n", "users\r\n", "a" * 129, "", "us ers", "üsers"])
+def test_a_caller_name_with_anything_after_it_is_refused(value: str) -> None:
+    # `$` in a pattern matches before a final newline; the whole value must match.
+    assert valid_caller(value) is None
+    assert valid_caller("users.v2_a-b") == "users.v2_a-b"
+
+
+@pytest.mark.parametrize("value", ["\u0663S", "3\u0663S", "123456789S", "-1S", "1.5S"])
+def test_a_grpc_timeout_is_ascii_digits_and_a_unit_only(value: str) -> None:
+    assert parse_grpc_timeout(value) is None
+    assert parse_grpc_timeout("1500m") == 1.5
+
+
+def test_forged_callers_cannot_blind_the_topology_to_real_ones() -> None:
+    # 256 forged names fill the caller table; a real caller arriving then is still
+    # counted (as OTHER_CALLER), and once the forged ones fall idle it has its own edge.
+    stats = InboundStats()
+    for i in range(300):
+        stats.record("/x", "GET", 200, 0.001, f"forged-{i}", 1000.0)
+    stats.record("/x", "GET", 503, 0.001, "orders", 1001.0)
+    edges = {c["caller"]: c for c in stats.callers(1001.0)}
+    assert len(edges) == 257
+    assert edges[OTHER_CALLER]["requests"] == 45  # 44 forged + orders
+    assert edges[OTHER_CALLER]["errors"] == 1
+    assert valid_caller(OTHER_CALLER) is None  # no real caller can be named so
+    later = 1001.0 + CALLER_IDLE_SECONDS + 1
+    stats.record("/x", "GET", 200, 0.001, "orders", later)
+    edges = {c["caller"]: c for c in stats.callers(later)}
+    assert edges["orders"]["requests"] == 1
+    assert not any(name.startswith("forged-") for name in edges)

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -296,3 +298,46 @@ async def test_stop_cancels_sampling(clock: FakeClock) -> None:
     await monitor.stop()
     assert task.cancelled()
     await asyncio.sleep(0)
+
+
+@pytest.fixture
+def trickling_receiver() -> Iterator[tuple[str, threading.Event]]:
+    """A loopback receiver that answers a POST's head one byte at a time, forever
+    (each byte well within a socket timeout); sets the event when the sender hangs
+    up."""
+    gone = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                try:
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\n")
+                    for _ in range(600):
+                        conn.sendall(b"X")
+                        time.sleep(0.1)
+                except OSError:
+                    gone.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook", gone
+    listener.close()
+
+
+async def test_a_trickling_webhook_receiver_is_given_up_within_the_timeout(
+        clock: FakeClock, trickling_receiver: tuple[str, threading.Event],
+        caplog: pytest.LogCaptureFixture) -> None:
+    url, gone = trickling_receiver
+    mesh = make_mesh(clock, ml.Service("users", [], clock=clock))
+    mesh.alerts.replace([AlertRule("nobackend", "no_healthy_backend")], webhook=url,
+                        webhook_timeout=0.5)
+    monitor = Monitor(mesh, max_clients=1)
+    with caplog.at_level(logging.WARNING, logger="meshlite.dashboard"):
+        monitor.tick(T0)
+        await asyncio.wait_for(monitor.stop(), 10.0)  # waits for the post
+    assert "alert webhook" in caplog.text
+    assert "timed out after 0.5 s" in caplog.text
+    # the worker thread hung up too: it is not left reading the receiver forever
+    assert await asyncio.to_thread(gone.wait, 10.0)

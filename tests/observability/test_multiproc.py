@@ -228,3 +228,36 @@ def test_a_killed_worker_not_yet_reaped_counts_as_dead() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_symlink_planted_in_the_shared_directory_is_not_written_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another user of a shared directory could plant the next temporary file as a
+    # link to a file of ours; flushing must replace the link, not write through it.
+    import threading
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(shared))
+    mesh = one_mesh(2)
+    assert mesh.metrics is not None
+    assert mesh.metrics.shared is not None
+    path = mesh.metrics.shared.path
+    os.symlink(victim, f"{path}.{threading.get_ident()}.tmp")
+    mesh.metrics.shared.flush()
+    assert victim.read_text() == "precious\n"
+    assert not os.path.islink(path)
+    assert json.loads(Path(path).read_text())
+
+
+def test_a_symlink_planted_as_the_host_lock_is_not_written_through(tmp_path: Path) -> None:
+    from meshlite.observability._multiproc import HostLock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.symlink(victim, tmp_path / "dashboard.lock")
+    lock = HostLock(str(tmp_path / "dashboard.lock"))
+    assert lock.acquire() is False  # refused, not followed
+    assert victim.read_text() == "precious\n"

@@ -138,6 +138,19 @@ def test_secrets_are_redacted(cassette: Path) -> None:
         assert client.get(f"{url}/a?token=other&page=2").status_code == 200
 
 
+def test_secret_query_parameters_are_redacted_whatever_their_case(cassette: Path) -> None:
+    with FakeBackend() as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(plain())) as client:
+        client.get(f"{b.url}/a?API_KEY=k3y-s3cret&Token=t0k-s3cret&Password=pw-s3cret&page=2")
+        url = b.url
+    text = cassette.read_text()
+    for secret in ("k3y-s3cret", "t0k-s3cret", "pw-s3cret"):
+        assert secret not in text
+    assert "page=2" in text
+    with httpx.Client(transport=replay(cassette).transport(), verify=NO_TLS) as client:
+        assert client.get(f"{url}/a?API_KEY=x&Token=y&Password=z&page=2").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [({"redact_headers": "x-secret"}, "redact_headers"),   # a str would be its characters
