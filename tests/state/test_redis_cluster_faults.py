@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import redis
+from _system import require_program
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -137,4 +139,38 @@ def test_slots_moving_under_traffic_cost_no_fallback(redis_cluster: Any) -> None
     assert made[0] > 0
     assert store.fallbacks == {}  # MOVED and ASK are followed, never a fallback
     assert breaker.state == "closed"
+    store.close()
+
+
+@pytest.fixture
+def replicated_cluster(redis_binary: str) -> Iterator[Any]:
+    """3 primaries with a replica each, of this test alone (it fails one over)."""
+    from redis_topology import RedisCluster3
+
+    cluster = RedisCluster3(redis_binary, require_program("redis-cli", "redis-tools"),
+                            replicas=1, node_timeout_ms=500).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any) -> None:
+    p = prefix()
+    store = RedisStore(replicated_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    call = ml.RateLimit(1e6, store=store, name="failover", mode="reject")(lambda: 1)
+    assert call() == 1
+    port = store._clients.sync().get_node_from_key(f"{p}:rl:failover").port
+    replicated_cluster.server(port).kill()  # its replica takes its slots over
+    deadline = time.monotonic() + 20.0
+    while store.available:  # until a decision meets the dead primary
+        assert call() == 1
+    while not store.available:  # a probe finds the promoted replica
+        assert time.monotonic() < deadline, "the store never found the new primary"
+        assert call() == 1
+        time.sleep(0.01)
+    fallbacks = dict(store.fallbacks)
+    assert sum(call() for _ in range(20)) == 20
+    assert store.fallbacks == fallbacks  # decided in Redis again
+    assert store._clients.sync().get_node_from_key(f"{p}:rl:failover").port != port
     store.close()
