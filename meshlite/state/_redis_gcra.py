@@ -25,14 +25,17 @@ Round trips are saved two ways, both local to a process:
   long-run rate is kept); the process spends the extra ones locally, one per
   call, within ``k * interval`` seconds (else they lapse unused). Over any window
   the calls admitted by all processes exceed the GCRA bound by at most the leased
-  tokens outstanding: ``k - 1`` per process and key.
+  tokens outstanding: ``k - 1`` per process and key. A forked child starts with
+  no lease (the parent's tokens stay the parent's).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ._redis import Script
@@ -77,6 +80,12 @@ _MAX_LOCAL_KEYS = 4096
 """Keys whose refusal or lease a process remembers before it forgets the lapsed ones."""
 
 
+def _forget_leases(ref: weakref.ref[RedisGcra]) -> None:
+    gcra = ref()
+    if gcra is not None:
+        gcra.after_fork()
+
+
 class RedisGcra:
     """The shared GCRA state of one rate limit: a TAT per key, in Redis.
 
@@ -85,8 +94,8 @@ class RedisGcra:
     reserved after it.
     """
 
-    __slots__ = ("_interval", "_key", "_lease", "_lease_s", "_leases", "_lock", "_refused",
-                 "_store", "_tau")
+    __slots__ = ("__weakref__", "_interval", "_key", "_lease", "_lease_s", "_leases",
+                 "_lock", "_refused", "_store", "_tau")
 
     def __init__(self, store: RedisStore, key: str, interval: float, tau: float) -> None:
         self._store = store
@@ -100,6 +109,15 @@ class RedisGcra:
         self._lease_s = self._lease * interval
         self._refused: dict[str, float] = {}  # key -> monotonic instant its slot frees
         self._leases: dict[str, list[float]] = {}  # key -> [tokens left, lapses at]
+        self._lock = threading.Lock()
+        if self._lease > 1:
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _forget_leases(ref))
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's leased tokens are the parent's (spending
+        them in every child would admit each one once per process)."""
+        self._leases = {}
         self._lock = threading.Lock()
 
     def _local(self, key: str, limit: float) -> tuple[float, Any] | None:
