@@ -43,12 +43,11 @@ all. Every process must use the same breaker options for one name.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -97,12 +96,6 @@ def _transition(reply: list[Any], at: int = 0) -> Transition | None:
     return Transition(_state(reply[at]), _state(reply[at + 1]), _text(reply[at + 2]))
 
 
-def _forget_queue(ref: weakref.ref[RedisCircuit]) -> None:
-    circuit = ref()
-    if circuit is not None:
-        circuit.after_fork()
-
-
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
@@ -133,8 +126,7 @@ class RedisCircuit:
         self._flush_at = 0.0
         self._plock = threading.Lock()
         if self._batch > 0:
-            ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _forget_queue(ref))
+            after_fork_in_child(self)
 
     def after_fork(self) -> None:
         """In a forked child: the outcomes the parent queued are the parent's to send

@@ -26,13 +26,12 @@ node; the semaphore bounds the process either way.)
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .._errors import StoreBusyError
+from .._fork import after_fork_in_child
 from ._redis_target import Target
 
 __all__ = ["Clients", "LoopClient", "StoreBusyError"]
@@ -55,12 +54,6 @@ class LoopClient:
         self.slots = asyncio.Semaphore(slots)
         self.closer: Any = None
         self.subscriber: Any = None
-
-
-def _after_fork(ref: weakref.ref[Clients]) -> None:
-    clients = ref()
-    if clients is not None:
-        clients.after_fork()
 
 
 async def _close_at_shutdown(target: Target, entry: LoopClient) -> AsyncIterator[None]:
@@ -91,8 +84,7 @@ class Clients:
         self._sync: Any = None
         self._loops: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        after_fork_in_child(self)
 
     def after_fork(self) -> None:
         """In a forked child: fresh slots and clients (the parent's threads, which

@@ -32,12 +32,11 @@ Round trips are saved two ways, both local to a process:
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child
 from ._redis import Script
 
 if TYPE_CHECKING:
@@ -80,12 +79,6 @@ _MAX_LOCAL_KEYS = 4096
 """Keys whose refusal or lease a process remembers before it forgets the lapsed ones."""
 
 
-def _forget_leases(ref: weakref.ref[RedisGcra]) -> None:
-    gcra = ref()
-    if gcra is not None:
-        gcra.after_fork()
-
-
 class RedisGcra:
     """The shared GCRA state of one rate limit: a TAT per key, in Redis.
 
@@ -111,8 +104,7 @@ class RedisGcra:
         self._leases: dict[str, list[float]] = {}  # key -> [tokens left, lapses at]
         self._lock = threading.Lock()
         if self._lease > 1:
-            ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _forget_leases(ref))
+            after_fork_in_child(self)
 
     def after_fork(self) -> None:
         """In a forked child: the parent's leased tokens are the parent's (spending
