@@ -39,3 +39,33 @@ def test_a_cache_miss_in_flight_at_fork_does_not_hold_up_the_child(store: RedisS
         leader.join()
     assert os.waitstatus_to_exitcode(status) == 0
     assert slow(21) == 42
+
+
+def test_an_in_memory_miss_in_flight_at_fork_does_not_hold_up_the_child() -> None:
+    # The in-memory cache: the default, and a shared cache's fallback with on_error="local".
+    release = threading.Event()
+    entered = threading.Event()
+
+    @ml.Cache(ttl=30.0)
+    def slow(x: int) -> int:
+        entered.set()
+        release.wait(5.0)
+        return x * 2
+
+    leader = threading.Thread(target=slow, args=(21,))
+    leader.start()
+    assert entered.wait(5.0)
+    pid = os.fork()
+    if pid == 0:
+        release.set()
+        answer: list[int] = []
+        caller = threading.Thread(target=lambda: answer.append(slow(21)), daemon=True)
+        caller.start()
+        caller.join(3.0)
+        os._exit(0 if answer == [42] else 1)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        leader.join()
+    assert os.waitstatus_to_exitcode(status) == 0
