@@ -31,7 +31,8 @@ Batch mode (``RedisStore(circuit_batch=seconds)``): closed-circuit outcomes are
 queued in the process and sent together (one script for up to 64 outcomes) by
 the first outcome recorded ``circuit_batch`` seconds after the oldest queued one.
 The circuit then opens up to that much later, and outcomes still queued when a
-process exits are lost. Half-open trial outcomes are never batched.
+process exits are lost. Half-open trial outcomes are never batched. A forked
+child starts with an empty queue (the parent's outcomes are the parent's to send).
 
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
@@ -46,6 +47,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -97,8 +99,8 @@ def _transition(reply: list[Any], at: int = 0) -> Transition | None:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("_batch", "_clock", "_config", "_flush_at", "_fresh", "_keys", "_known",
-                 "_pending", "_plock", "_store")
+    __slots__ = ("__weakref__", "_batch", "_clock", "_config", "_flush_at", "_fresh",
+                 "_keys", "_known", "_pending", "_plock", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
@@ -122,6 +124,14 @@ class RedisCircuit:
         self._batch = store.circuit_batch  # seconds closed-circuit outcomes may wait
         self._pending: list[int] = []  # (permit, failed, slow) triples, flattened
         self._flush_at = 0.0
+        self._plock = threading.Lock()
+        if self._batch > 0:
+            after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the outcomes the parent queued are the parent's to send
+        (sent by every child too, each would count once per process)."""
+        self._pending = []
         self._plock = threading.Lock()
 
     @staticmethod

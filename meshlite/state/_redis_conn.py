@@ -8,6 +8,11 @@
   concurrent decisions of a loop share its connections instead of opening one each.
   The connections of a loop are closed when ``asyncio.run`` shuts the loop down
   (an async generator that the loop finalizes), or by ``RedisStore.aclose``.
+- Subscriptions (a registry's pub/sub) hold a connection for as long as they
+  last, so they take theirs from a second client of the loop, never from the
+  decisions' pool: any number of watchers on one store leaves every decision its
+  connections (taking them from the decisions' pool, a dozen watchers left
+  decisions and further subscriptions waiting for a connection forever).
 
 In front of each pool a semaphore of ``max_connections`` slots decides who may
 send: a caller that waits for a slot waits *before* its operation starts, so the
@@ -21,46 +26,52 @@ node; the semaphore bounds the process either way.)
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .._errors import StoreBusyError
+from .._fork import after_fork_in_child
 from ._redis_target import Target
 
 __all__ = ["Clients", "LoopClient", "StoreBusyError"]
 
 _SPARE = 8
-"""Pool connections beyond the send slots, for pub/sub subscriptions (registries)."""
+"""Pool connections beyond the send slots."""
+
+_SUBSCRIPTIONS = 100_000
+"""Bound of a loop's subscription client: one connection per subscription."""
 
 
 class LoopClient:
     """The async client of one event loop and its send slots."""
 
-    __slots__ = ("client", "closer", "loop", "slots")
+    __slots__ = ("client", "closer", "loop", "slots", "subscriber")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, slots: int) -> None:
         self.loop = loop
         self.client = client
         self.slots = asyncio.Semaphore(slots)
         self.closer: Any = None
+        self.subscriber: Any = None
 
 
-def _after_fork(ref: weakref.ref[Clients]) -> None:
-    clients = ref()
-    if clients is not None:
-        clients.after_fork()
-
-
-async def _close_at_shutdown(target: Target, client: Any) -> AsyncIterator[None]:
+async def _close_at_shutdown(target: Target, entry: LoopClient) -> AsyncIterator[None]:
     """Suspended for the loop's lifetime; ``loop.shutdown_asyncgens()`` (which
     ``asyncio.run`` calls) finalizes it, closing the loop's connections in it."""
     try:
         yield
     finally:
-        await target.aclose_client(client)
+        await _close_loop_clients(target, entry)
+
+
+async def _close_loop_clients(target: Target, entry: LoopClient) -> None:
+    subscriber, entry.subscriber = entry.subscriber, None
+    try:
+        await target.aclose_client(entry.client)
+    finally:
+        if subscriber is not None:
+            await target.aclose_client(subscriber)
 
 
 class Clients:
@@ -73,8 +84,7 @@ class Clients:
         self._sync: Any = None
         self._loops: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        after_fork_in_child(self)
 
     def after_fork(self) -> None:
         """In a forked child: fresh slots and clients (the parent's threads, which
@@ -112,12 +122,21 @@ class Clients:
                                self.max_connections)
             self._loops[id(loop)] = entry
         if not self.target.user_async:
-            closer: Any = _close_at_shutdown(self.target, entry.client)
+            closer: Any = _close_at_shutdown(self.target, entry)
             try:
                 closer.asend(None).send(None)  # runs to the yield: registers with the loop
             except StopIteration:
                 entry.closer = closer
         return entry
+
+    def subscriber(self) -> Any:
+        """The running loop's client for subscriptions (see the module doc)."""
+        entry = self.loop_client()
+        if self.target.user_async:
+            return entry.client
+        if entry.subscriber is None:
+            entry.subscriber = self.target.async_client(_SUBSCRIPTIONS)
+        return entry.subscriber
 
     # -- rediscovery and closing -----------------------------------------------------
 
@@ -150,4 +169,4 @@ class Clients:
             if closer is not None:
                 await closer.aclose()
             else:
-                await self.target.aclose_client(entry.client)
+                await _close_loop_clients(self.target, entry)

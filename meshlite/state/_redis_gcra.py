@@ -25,7 +25,8 @@ Round trips are saved two ways, both local to a process:
   long-run rate is kept); the process spends the extra ones locally, one per
   call, within ``k * interval`` seconds (else they lapse unused). Over any window
   the calls admitted by all processes exceed the GCRA bound by at most the leased
-  tokens outstanding: ``k - 1`` per process and key.
+  tokens outstanding: ``k - 1`` per process and key. A forked child starts with
+  no lease (the parent's tokens stay the parent's).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child
 from ._redis import Script
 
 if TYPE_CHECKING:
@@ -85,8 +87,8 @@ class RedisGcra:
     reserved after it.
     """
 
-    __slots__ = ("_interval", "_key", "_lease", "_lease_s", "_leases", "_lock", "_refused",
-                 "_store", "_tau")
+    __slots__ = ("__weakref__", "_interval", "_key", "_lease", "_lease_s", "_leases",
+                 "_lock", "_refused", "_store", "_tau")
 
     def __init__(self, store: RedisStore, key: str, interval: float, tau: float) -> None:
         self._store = store
@@ -100,6 +102,14 @@ class RedisGcra:
         self._lease_s = self._lease * interval
         self._refused: dict[str, float] = {}  # key -> monotonic instant its slot frees
         self._leases: dict[str, list[float]] = {}  # key -> [tokens left, lapses at]
+        self._lock = threading.Lock()
+        if self._lease > 1:
+            after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's leased tokens are the parent's (spending
+        them in every child would admit each one once per process)."""
+        self._leases = {}
         self._lock = threading.Lock()
 
     def _local(self, key: str, limit: float) -> tuple[float, Any] | None:

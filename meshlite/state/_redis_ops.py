@@ -216,5 +216,5 @@ class Commands:
         return result
 
     def _aclient(self) -> Any:
-        """The redis.asyncio client of the running loop (for pub/sub)."""
-        return self._clients.loop_client().client
+        """The redis.asyncio client of the running loop's subscriptions (pub/sub)."""
+        return self._clients.subscriber()

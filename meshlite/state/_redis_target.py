@@ -87,7 +87,12 @@ class Target:
             from redis.asyncio.cluster import ClusterNode as AsyncNode
             from redis.cluster import ClusterNode, RedisCluster
 
-            options.pop("retry", None)
+            # No retries by the Cluster client: its default (10, with backoff, and a
+            # topology refresh each) waits out a hung or dead node for seconds, so a
+            # decision could not fall back within ``timeout``. Redirects (MOVED, ASK)
+            # are followed all the same; a connection a restart closed is reconnected.
+            retry = r.asyncio.retry.Retry if asynchronous else r.retry.Retry
+            options["retry"] = retry(r.backoff.NoBackoff(), 0)
             options.pop("health_check_interval", None)
             cls = r.asyncio.cluster.RedisCluster if asynchronous else RedisCluster
             node: Any = AsyncNode if asynchronous else ClusterNode

@@ -42,29 +42,41 @@ def _wait(check: object, what: str, seconds: float = 20.0) -> None:
 
 
 class RedisCluster3:
-    """Three ``redis-server --cluster-enabled yes`` joined by ``redis-cli --cluster create``."""
+    """Three ``redis-server --cluster-enabled yes`` joined by ``redis-cli --cluster create``
+    (with ``replicas``, that many replicas of each primary too)."""
 
-    def __init__(self, server: str, cli: str) -> None:
+    def __init__(self, server: str, cli: str, replicas: int = 0,
+                 node_timeout_ms: int = 2000) -> None:
         self.servers = [RedisServer(server, _cluster_port(), "--cluster-enabled", "yes",
-                                    "--cluster-node-timeout", "2000") for _ in range(3)]
+                                    "--cluster-node-timeout", str(node_timeout_ms))
+                        for _ in range(3 * (1 + replicas))]
         self.cli = cli
+        self.replicas = replicas
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
 
+    def server(self, port: int) -> RedisServer:
+        """The node listening on ``port``."""
+        return next(s for s in self.servers if s.port == port)
+
     def start(self) -> RedisCluster3:
         for server in self.servers:
             server.start()
         nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
-        subprocess.run([self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0",
-                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        subprocess.run([self.cli, "--cluster", "create", *nodes,
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
 
         def ready() -> bool:
             for s in self.servers:
                 with redis.Redis(port=s.port) as c:
                     if b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
                         return False
+                    info = c.info("replication")
+                    if info["role"] == "slave" and info["master_link_status"] != "up":
+                        return False  # a replica must have synced to take over
             return True
 
         _wait(ready, "cluster_state:ok")

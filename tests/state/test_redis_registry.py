@@ -193,3 +193,27 @@ async def test_a_burst_of_changes_costs_a_watcher_few_resolves(redis_server: Red
     finally:
         await discovery.stop()
         await member.stop()
+
+
+async def test_subscriptions_never_take_the_decisions_connections(
+        redis_server: RedisServer, prefix: str) -> None:
+    # One store for the registries of many services: each watcher holds a pub/sub
+    # connection for as long as it watches. Those came from the pool the decisions
+    # use, so with more watchers than spare connections, subscribing and resolving
+    # waited for a connection forever.
+    store = RedisStore(redis_server.url, prefix=prefix, timeout=2.0, max_connections=2)
+    registries = [RedisRegistry(f"svc{i}", store=store, ttl=30.0) for i in range(12)]
+
+    async def watch_and_resolve() -> list[Any]:
+        for registry in registries:
+            await registry.start()
+        await registries[0].aregister("http://127.0.0.1:80")
+        return await asyncio.gather(*(r.resolve() for r in registries))
+
+    answers = await asyncio.wait_for(watch_and_resolve(), 10.0)
+    assert [b.address for b in answers[0].backends] == ["http://127.0.0.1:80"]
+    assert all(not a.backends for a in answers[1:])
+    assert all(r._pubsub is not None for r in registries)  # all twelve subscribed
+    for registry in registries:
+        await registry.stop()
+    await store.aclose()

@@ -177,3 +177,56 @@ def test_batched_outcomes_share_one_script(store: RedisStore,
         cb(boom)()
     assert watcher.state == "open"
     batched.close()
+
+
+def test_a_lease_is_spent_by_the_process_that_took_it_not_its_forks(store: RedisStore) -> None:
+    import os
+
+    leasing = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                         timeout=2.0, rate_lease=5)
+    call = ml.RateLimit(0.01, burst=5, store=leasing, name="forked",
+                        mode="reject")(lambda: 1)
+    assert call() == 1  # the whole burst: 1 now, 4 leased to this process
+    pid = os.fork()  # a pre-fork server's worker
+    if pid == 0:
+        try:  # Redis has no token left: the parent's lease is not the child's
+            call()
+            os._exit(1)
+        except ml.RateLimitedError:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sum(call() for _ in range(4)) == 4  # the parent spends its lease
+    leasing.close()
+
+
+def test_outcomes_queued_before_a_fork_are_sent_once(store: RedisStore,
+                                                     other_store: RedisStore) -> None:
+    import os
+
+    batched = RedisStore(store.url if isinstance(store.url, str) else "",
+                         prefix=store.prefix, timeout=2.0, circuit_batch=0.2)
+    call = ml.CircuitBreaker(store=batched, name="forked", window=50, min_calls=50)(
+        lambda: 1)
+    watcher = ml.CircuitBreaker(store=other_store, name="forked", window=50, min_calls=50)
+    call()
+    time.sleep(0.25)
+    call()  # due: sent
+    sent = watcher.metrics().calls
+    for _ in range(3):
+        call()  # queued in this process
+    pid = os.fork()  # a pre-fork server's worker
+    if pid == 0:
+        try:
+            call()
+            time.sleep(0.25)
+            call()  # due: the child's own two outcomes are sent
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.25)
+    call()  # the parent's queue, with this outcome
+    assert watcher.metrics().calls == sent + 2 + 3 + 1  # the queued three counted once
+    batched.close()

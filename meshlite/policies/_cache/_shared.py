@@ -29,6 +29,7 @@ from ..._clock import acquire_within
 from ..._context import CallContext
 from ..._context import operation_of as _operation_of
 from ..._errors import TimeoutExceeded
+from ..._fork import after_fork_in_child
 from ..._policy import Handler
 from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back, give_back
 from ._options import KeyFunction
@@ -103,11 +104,18 @@ def unencodable(fn: str, error: TypeError) -> None:
 class Flights:
     """The calls in flight of one handler, by key (threads: held locks as waiters)."""
 
-    __slots__ = ("lock", "table")
+    __slots__ = ("__weakref__", "lock", "table")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.table: dict[str, Flight] = {}
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's flights are led by threads the child does
+        not have, so none of them would ever land; the child's callers lead their own."""
+        self.lock = threading.Lock()
+        self.table = {}
 
     def land(self, key: str, flight: Flight, value: Any = NOTHING,
              error: BaseException | None = None) -> None:

@@ -30,6 +30,7 @@ from cachetools import TTLCache
 from ..._clock import Clock, acquire_within
 from ..._context import CallContext
 from ..._errors import TimeoutExceeded
+from ..._fork import after_fork_in_child
 from ..._policy import AsyncHandler, Handler
 
 __all__ = ["NOTHING", "CacheStore", "Entry", "Flight", "Key"]
@@ -92,9 +93,8 @@ class Flight:
 class CacheStore:
     """Entries, in-flight calls and the functions seen, for one :class:`Cache`."""
 
-    __slots__ = (
-        "_limit", "_now", "_pinned", "_ttl", "aflights", "data", "flights", "functions", "lock",
-    )
+    __slots__ = ("__weakref__", "_limit", "_now", "_pinned", "_ttl", "aflights", "data",
+                 "flights", "functions", "lock")
 
     def __init__(self, maxsize: int, ttl: float, stale_ttl: float, clock: Clock) -> None:
         # Entries are (value, fresh_until); cachetools drops them stale_ttl later.
@@ -109,6 +109,13 @@ class CacheStore:
         self._limit = _FUNCTIONS_MIN
         self._ttl = ttl
         self._now = clock.monotonic
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's flights never land there (their threads
+        are the parent's); the entries stay."""
+        self.lock = threading.Lock()
+        self.flights, self.aflights = {}, {}
 
     # -- entries (callers of the writers hold the lock) ---------------------------
 

@@ -1,0 +1,176 @@
+"""RedisStore on a real Redis Cluster whose nodes misbehave during traffic: a hung
+primary, slots moving (MOVED / ASK) under load."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+from _system import require_program
+
+import meshlite as ml
+from meshlite.state import RedisStore
+
+_names = itertools.count()
+
+PAUSE = 1.5
+"""Seconds a node stays hung: far longer than a decision may take."""
+
+
+def prefix() -> str:
+    return f"fault{next(_names)}"
+
+
+@contextmanager
+def hung(port: int) -> Iterator[None]:
+    """The node at ``port`` accepts and reads, but answers no client for ``PAUSE``
+    seconds (``CLIENT PAUSE``; its cluster bus keeps talking, so the cluster stays up)."""
+    admin = redis.Redis(port=port)
+    admin.execute_command("CLIENT", "PAUSE", int(PAUSE * 1000), "ALL")
+    ends = time.monotonic() + PAUSE
+    try:
+        yield
+    finally:
+        time.sleep(max(0.0, ends - time.monotonic()) + 0.05)
+        admin.close()
+
+
+def test_a_hung_primary_costs_one_timeout_not_the_client_retries(redis_cluster: Any) -> None:
+    p = prefix()
+    store = RedisStore(redis_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    call = ml.RateLimit(1e6, store=store, name="hung", mode="reject")(lambda: 1)
+    assert call() == 1
+    port = store._clients.sync().get_node_from_key(f"{p}:rl:hung").port
+    with hung(port):
+        started = time.monotonic()
+        assert call() == 1  # the in-process limiter answered
+        waited = time.monotonic() - started
+    # redis-py's Cluster client would retry (10 times, with backoff) until the node
+    # answered again; the decision falls back within its timeout instead.
+    assert store.fallbacks == {("rate_limit", "local"): 1}
+    assert waited < PAUSE / 2
+    store.close()
+
+
+async def test_async_hung_primary_costs_one_timeout(redis_cluster: Any) -> None:
+    p = prefix()
+    store = RedisStore(redis_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+
+    async def work() -> int:
+        return 1
+
+    call = ml.RateLimit(1e6, store=store, name="hung", mode="reject")(work)
+    assert await call() == 1
+    port = store._clients.loop_client().client.get_node_from_key(f"{p}:rl:hung").port
+    with hung(port):
+        started = time.monotonic()
+        assert await call() == 1
+        waited = time.monotonic() - started
+    assert store.fallbacks == {("rate_limit", "local"): 1}
+    assert waited < PAUSE / 2
+    await store.aclose()
+
+
+def test_connections_a_restart_closed_reconnect_without_falling_back(
+        redis_cluster: Any) -> None:
+    store = RedisStore(redis_cluster.url, prefix=prefix(), timeout=2.0)
+    calls = [ml.RateLimit(1e6, store=store, name=f"k{i}", mode="reject")(lambda: 1)
+             for i in range(12)]
+    assert sum(c() for c in calls) == 12
+    for server in redis_cluster.servers:  # what a restart does to open connections
+        with redis.Redis(port=server.port) as admin:
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert sum(c() for c in calls) == 12
+    assert store.fallbacks == {}
+    store.close()
+
+
+def _move_slot(ports: list[int], slot: int) -> None:
+    """Move ``slot`` to another primary the way ``redis-cli --cluster reshard`` does:
+    IMPORTING / MIGRATING (clients get ASK), MIGRATE its keys, then the new owner
+    (clients get MOVED)."""
+    nodes = {port: redis.Redis(port=port) for port in ports}
+    ids = {port: n.execute_command("CLUSTER", "MYID").decode() for port, n in nodes.items()}
+    source = next(master[1] for low, high, master, *_ in
+                  nodes[ports[0]].execute_command("CLUSTER", "SLOTS") if low <= slot <= high)
+    target = next(port for port in ports if port != source)
+    nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    time.sleep(0.05)
+    while keys := nodes[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        nodes[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000,
+                                      "KEYS", *keys)
+        time.sleep(0.05)
+    for node in nodes.values():
+        node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    for node in nodes.values():
+        node.close()
+
+
+def test_slots_moving_under_traffic_cost_no_fallback(redis_cluster: Any) -> None:
+    p = prefix()
+    store = RedisStore(redis_cluster.url, prefix=p, timeout=2.0)
+    breaker = ml.CircuitBreaker(name="moving", store=store)
+    call = ml.Pipeline(breaker, ml.RateLimit(1e6, store=store, name="moving"))(lambda: 1)
+    assert call() == 1
+    stop = threading.Event()
+    made = [0]
+
+    def traffic() -> None:
+        while not stop.is_set():
+            made[0] += call()
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        client = store._clients.sync()
+        ports = [s.port for s in redis_cluster.servers]
+        for key in (f"{p}:rl:moving", f"{p}:cb:{{moving}}"):  # one key; a breaker's two
+            _move_slot(ports, client.keyslot(key))
+    finally:
+        stop.set()
+        worker.join()
+    assert made[0] > 0
+    assert store.fallbacks == {}  # MOVED and ASK are followed, never a fallback
+    assert breaker.state == "closed"
+    store.close()
+
+
+@pytest.fixture
+def replicated_cluster(redis_binary: str) -> Iterator[Any]:
+    """3 primaries with a replica each, of this test alone (it fails one over)."""
+    from redis_topology import RedisCluster3
+
+    cluster = RedisCluster3(redis_binary, require_program("redis-cli", "redis-tools"),
+                            replicas=1, node_timeout_ms=500).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any) -> None:
+    p = prefix()
+    store = RedisStore(replicated_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    call = ml.RateLimit(1e6, store=store, name="failover", mode="reject")(lambda: 1)
+    assert call() == 1
+    port = store._clients.sync().get_node_from_key(f"{p}:rl:failover").port
+    replicated_cluster.server(port).kill()  # its replica takes its slots over
+    deadline = time.monotonic() + 20.0
+    while store.available:  # until a decision meets the dead primary
+        assert call() == 1
+    while not store.available:  # a probe finds the promoted replica
+        assert time.monotonic() < deadline, "the store never found the new primary"
+        assert call() == 1
+        time.sleep(0.01)
+    fallbacks = dict(store.fallbacks)
+    assert sum(call() for _ in range(20)) == 20
+    assert store.fallbacks == fallbacks  # decided in Redis again
+    assert store._clients.sync().get_node_from_key(f"{p}:rl:failover").port != port
+    store.close()
