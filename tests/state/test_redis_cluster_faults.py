@@ -107,8 +107,12 @@ def _move_slot(ports: list[int], slot: int) -> None:
         nodes[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000,
                                       "KEYS", *keys)
         time.sleep(0.05)
-    for node in nodes.values():
-        node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    # The new owner first, then the old one, then the rest, as the cluster specification
+    # and `redis-cli --cluster reshard` do: the old owner first would answer MOVED to
+    # a new owner still importing, which answers MOVED back, and a client bounces
+    # between them until its redirections run out ("TTL exhausted").
+    for port in (target, source, *(p for p in ports if p not in (target, source))):
+        nodes[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
     for node in nodes.values():
         node.close()
 
