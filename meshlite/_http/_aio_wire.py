@@ -15,6 +15,7 @@ what they saw before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import ssl
 from collections.abc import AsyncIterator
@@ -239,7 +240,27 @@ def _drop(session: aiohttp.ClientSession | None,
     session.detach()
     if connector is None:
         return
-    if loop.is_closed() or not loop.is_running():
+    if loop.is_closed():
+        _end_on_closed_loop(connector)
+    elif not loop.is_running():
         connector._close(abort_ssl=True)
     else:
         loop.call_soon_threadsafe(connector._close)
+
+
+def _end_on_closed_loop(connector: aiohttp.BaseConnector) -> None:
+    """Close the sockets of a connector whose event loop has closed (the loop of a
+    thread's ``asyncio.run`` that ended). asyncio closes a transport's socket in a
+    callback of its loop, which will never run again, and aiohttp skips the
+    connections of a closed loop, so they would stay open until the garbage collector
+    found them: each transport is ended here instead, as its loop would have."""
+    protocols = [p for conns in connector._conns.values() for p, _ in conns]
+    protocols += connector._acquired
+    connector._close()
+    for protocol in protocols:
+        transport: Any = protocol.transport
+        # Under TLS the socket is the TLS protocol's own transport's.
+        raw = getattr(getattr(transport, "_ssl_protocol", None), "_transport", transport)
+        if getattr(raw, "_sock", None) is not None:
+            with contextlib.suppress(Exception):  # the protocol's loop is gone
+                raw._call_connection_lost(None)  # closes the socket whatever it raises
