@@ -353,6 +353,43 @@ def test_opening_twice_is_an_error() -> None:
         mesh.__enter__()
 
 
+def test_threads_opening_the_mesh_at_once_open_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    mesh = Mesh([svc("users")])
+    mesh.attach(Recorder("component", log))
+    ordering = mesh._components_in_order
+    inside = threading.Event()
+
+    def slow_ordering() -> list[Any]:
+        inside.set()
+        time.sleep(0.2)  # room for the other thread to try to open meanwhile
+        return ordering()
+
+    monkeypatch.setattr(mesh, "_components_in_order", slow_ordering)
+    outcomes: list[str] = []
+
+    def open_it() -> None:
+        try:
+            mesh.__enter__()
+            outcomes.append("opened")
+        except ml.ConfigError as error:
+            outcomes.append(str(error))
+
+    first = threading.Thread(target=open_it)
+    first.start()
+    inside.wait()
+    open_it()
+    first.join()
+    try:
+        assert sorted(outcomes)[1] == "opened"
+        assert "already open" in sorted(outcomes)[0]
+        assert log == ["start component"]  # started once, on one loop thread
+    finally:
+        mesh.close()
+    assert log == ["start component", "stop component"]
+    assert mesh.loop_thread is None
+
+
 # -- overrides --------------------------------------------------------------------
 
 
