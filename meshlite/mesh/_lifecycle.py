@@ -31,6 +31,9 @@ _OPENING = threading.Lock()
 """Held while a mesh checks that it is not open and marks itself open (rare: one lock
 for every mesh)."""
 
+_SESSIONS = threading.Lock()
+"""Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
+
 
 class MeshLifecycle:
     """Opening and closing a mesh (mixed into ``Mesh``)."""
@@ -55,12 +58,14 @@ class MeshLifecycle:
         """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
         the mesh closes. Held strongly (a session dropped unclosed would warn), and
         forgotten once closed."""
-        kept = [s for s in self._sessions or () if not s.closed]
-        kept.append(session)
-        self._sessions = kept
+        with _SESSIONS:  # threads adopting at once would otherwise lose sessions
+            kept = [s for s in self._sessions or () if not s.closed]
+            kept.append(session)
+            self._sessions = kept
 
     async def _close_sessions(self) -> None:
-        sessions, self._sessions = self._sessions, None
+        with _SESSIONS:
+            sessions, self._sessions = self._sessions, None
         if sessions:
             from .._http._aio_session import end_bodies  # aiohttp is imported already
         for session in list(sessions or ()):
