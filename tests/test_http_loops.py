@@ -33,34 +33,70 @@ def no_collector() -> Iterator[None]:
         gc.enable()
 
 
-def run_in_a_loop_of_its_own(mesh: ml.Mesh, requests: int) -> None:
-    """Send ``requests`` concurrent requests from a new event loop in a new thread."""
+def in_a_loop_of_its_own(mesh: ml.Mesh, requests: int, outcomes: list[object]) -> None:
+    """Send ``requests`` concurrent requests from a new event loop (in this thread);
+    append their statuses, or the error, to ``outcomes``."""
 
-    async def main() -> None:
+    async def main() -> list[int]:
         client = mesh.http("users")
         answers = await asyncio.gather(*(client.get("/") for _ in range(requests)))
-        assert [a.status_code for a in answers] == [200] * requests
+        return [a.status_code for a in answers]
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    try:
+        outcomes.append(asyncio.run(main()))
+    except Exception as error:
+        outcomes.append(error)
+
+
+def run_in_a_loop_of_its_own(mesh: ml.Mesh, requests: int) -> None:
+    """Send ``requests`` concurrent requests from a new event loop in a new thread."""
+    outcomes: list[object] = []
+    thread = threading.Thread(target=in_a_loop_of_its_own, args=(mesh, requests, outcomes))
     thread.start()
     thread.join()
+    assert outcomes == [[200] * requests]
 
 
-def test_closing_the_mesh_closes_connections_of_loops_that_ended() -> None:
+@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+def test_closing_the_mesh_closes_connections_of_loops_that_ended(
+        http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline())])
+        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
+                                   http_pool=http_pool)])
         with mesh:
             run_in_a_loop_of_its_own(mesh, 3)
             assert client_sockets([backend.port]) == 3  # kept alive in the pool
         assert client_sockets([backend.port]) == 0
 
 
-def test_a_new_loop_closes_the_connections_of_loops_that_ended() -> None:
+@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+def test_a_new_loop_closes_the_connections_of_loops_that_ended(
+        http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline())])
+        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
+                                   http_pool=http_pool)])
         with mesh:
             for _ in range(5):
                 run_in_a_loop_of_its_own(mesh, 3)
                 # Only the last loop's connections are open: each loop that ended
                 # had its own closed when the next one came.
                 assert client_sockets([backend.port]) == 3
+
+
+@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+def test_loops_one_after_another_and_at_once_all_get_answers(
+        http_pool: dict[str, object] | None) -> None:
+    with FakeBackend() as backend:
+        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
+                                   http_pool=http_pool)])
+        with mesh:
+            for _ in range(3):
+                run_in_a_loop_of_its_own(mesh, 3)
+            outcomes: list[object] = []
+            threads = [threading.Thread(target=in_a_loop_of_its_own, args=(mesh, 3, outcomes))
+                       for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert outcomes == [[200] * 3] * 4

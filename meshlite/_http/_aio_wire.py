@@ -15,7 +15,6 @@ what they saw before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import ssl
 from collections.abc import AsyncIterator
@@ -26,6 +25,8 @@ import httpx
 from yarl import URL
 
 from ._aio_session import end_bodies, without_resend
+from ._dead_loop import end_transport
+from ._loop_transport import PerLoopTransport
 from ._retire import busy
 
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
@@ -127,7 +128,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._httpcore: httpx.AsyncHTTPTransport | None = None
+        self._httpcore: PerLoopTransport | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
@@ -201,9 +202,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # and, unlike aiohttp's strict parser, ignores what a server that never read
         # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
         if self._httpcore is None:
-            self._httpcore = httpx.AsyncHTTPTransport(
-                verify=self._ssl, limits=self._limits,
-                local_address=self._local[0] if self._local else None)
+            ssl_context, limits = self._ssl, self._limits
+            local = self._local[0] if self._local else None
+            self._httpcore = PerLoopTransport(lambda: httpx.AsyncHTTPTransport(
+                verify=ssl_context, limits=limits, local_address=local))
         return await self._httpcore.handle_async_request(request)
 
     def busy(self) -> bool:
@@ -249,18 +251,10 @@ def _drop(session: aiohttp.ClientSession | None,
 
 
 def _end_on_closed_loop(connector: aiohttp.BaseConnector) -> None:
-    """Close the sockets of a connector whose event loop has closed (the loop of a
-    thread's ``asyncio.run`` that ended). asyncio closes a transport's socket in a
-    callback of its loop, which will never run again, and aiohttp skips the
-    connections of a closed loop, so they would stay open until the garbage collector
-    found them: each transport is ended here instead, as its loop would have."""
+    """Close the sockets of a connector whose event loop has closed: aiohttp skips
+    the connections of a closed loop (see :mod:`meshlite._http._dead_loop`)."""
     protocols = [p for conns in connector._conns.values() for p, _ in conns]
     protocols += connector._acquired
     connector._close()
     for protocol in protocols:
-        transport: Any = protocol.transport
-        # Under TLS the socket is the TLS protocol's own transport's.
-        raw = getattr(getattr(transport, "_ssl_protocol", None), "_transport", transport)
-        if getattr(raw, "_sock", None) is not None:
-            with contextlib.suppress(Exception):  # the protocol's loop is gone
-                raw._call_connection_lost(None)  # closes the socket whatever it raises
+        end_transport(protocol.transport)
