@@ -10,6 +10,7 @@ the call that emitted the event.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -139,6 +140,10 @@ class Hook(Protocol):
 
 _global_hooks: tuple[Hook, ...] = ()
 
+_WRITES = threading.Lock()
+"""Held while a tuple of hooks is replaced: threads adding or removing hooks at once
+would otherwise lose each other's changes. Emitting reads the tuple without it."""
+
 
 def add_hook(hook: Hook) -> Callable[[], None]:
     """Subscribe ``hook`` to the events of every policy in the process.
@@ -147,7 +152,9 @@ def add_hook(hook: Hook) -> Callable[[], None]:
         A function that unsubscribes it.
     """
     global _global_hooks
-    _global_hooks = (*_global_hooks, check_hook(hook))
+    check_hook(hook)
+    with _WRITES:
+        _global_hooks = (*_global_hooks, hook)
     return lambda: remove_hook(hook)
 
 
@@ -165,12 +172,13 @@ def check_hook(hook: Any) -> Hook:
 def remove_hook(hook: Hook) -> None:
     """Unsubscribe a hook added with :func:`add_hook` (no error if absent)."""
     global _global_hooks
-    _global_hooks = tuple(h for h in _global_hooks if h is not hook)
+    with _WRITES:
+        _global_hooks = tuple(h for h in _global_hooks if h is not hook)
 
 
 class EventHooks:
-    """The hooks of one policy. Adding or removing swaps an immutable tuple, so
-    emitting never takes a lock."""
+    """The hooks of one policy. Adding or removing swaps an immutable tuple (under a
+    lock), so emitting never takes one."""
 
     __slots__ = ("_hooks",)
 
@@ -179,12 +187,15 @@ class EventHooks:
 
     def add(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook``; returns a function that unsubscribes it."""
-        self._hooks = (*self._hooks, check_hook(hook))
+        check_hook(hook)
+        with _WRITES:
+            self._hooks = (*self._hooks, hook)
         return lambda: self.remove(hook)
 
     def remove(self, hook: Hook) -> None:
         """Unsubscribe ``hook`` (no error if absent)."""
-        self._hooks = tuple(h for h in self._hooks if h is not hook)
+        with _WRITES:
+            self._hooks = tuple(h for h in self._hooks if h is not hook)
 
     @property
     def active(self) -> bool:

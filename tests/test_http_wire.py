@@ -499,7 +499,8 @@ async def test_options_only_httpcore_honours_keep_httpcore(
             mesh.http("users") as client:
         assert (await client.get("/x")).json()["path"] == "/x"
         pools = mesh.http_pools(mesh.service("users"), True)
-        assert type(pools._targets[a.url].transport) is httpx.AsyncHTTPTransport
+        transport = pools._targets[a.url].transport  # httpcore's, one per event loop
+        assert [type(t) for t in transport._by_loop.values()] == [httpx.AsyncHTTPTransport]
 
 
 def test_sync_client_rides_urllib3_and_maps_its_errors() -> None:

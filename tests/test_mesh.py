@@ -353,6 +353,77 @@ def test_opening_twice_is_an_error() -> None:
         mesh.__enter__()
 
 
+def test_threads_opening_the_mesh_at_once_open_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    mesh = Mesh([svc("users")])
+    mesh.attach(Recorder("component", log))
+    ordering = mesh._components_in_order
+    inside = threading.Event()
+
+    def slow_ordering() -> list[Any]:
+        inside.set()
+        time.sleep(0.2)  # room for the other thread to try to open meanwhile
+        return ordering()
+
+    monkeypatch.setattr(mesh, "_components_in_order", slow_ordering)
+    outcomes: list[str] = []
+
+    def open_it() -> None:
+        try:
+            mesh.__enter__()
+            outcomes.append("opened")
+        except ml.ConfigError as error:
+            outcomes.append(str(error))
+
+    first = threading.Thread(target=open_it)
+    first.start()
+    inside.wait()
+    open_it()
+    first.join()
+    try:
+        assert sorted(outcomes)[1] == "opened"
+        assert "already open" in sorted(outcomes)[0]
+        assert log == ["start component"]  # started once, on one loop thread
+    finally:
+        mesh.close()
+    assert log == ["start component", "stop component"]
+    assert mesh.loop_thread is None
+
+
+class FakeSession:
+    """Stands for an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``; its first
+    ``closed`` check can be held up, as a thread switch would."""
+
+    connector = None
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.hold, self.reading, self.closes = hold, threading.Event(), 0
+
+    @property
+    def closed(self) -> bool:
+        if self.hold:
+            hold, self.hold = self.hold, 0.0
+            self.reading.set()
+            time.sleep(hold)  # room for another thread to adopt a session meanwhile
+        return self.closes > 0
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+def test_sessions_adopted_by_threads_at_once_are_all_closed_with_the_mesh() -> None:
+    slow = FakeSession(hold=0.2)
+    first, second = FakeSession(), FakeSession()
+    with Mesh([svc("users")]) as mesh:
+        mesh.adopt_session(slow)
+        adopting = threading.Thread(target=mesh.adopt_session, args=(first,))
+        adopting.start()  # reads slow.closed, held up there
+        slow.reading.wait()
+        mesh.adopt_session(second)
+        adopting.join()
+    assert (slow.closes, first.closes, second.closes) == (1, 1, 1)
+
+
 # -- overrides --------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -219,6 +222,46 @@ def test_global_hooks() -> None:
     ml.Pipeline(ml.Fallback(1)).call(lambda: 1 / 0)
     assert len(events) == 1
     assert events[0].policy == "fallback"
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch threads as often as CPython allows, so races show at once."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_hooks_added_and_removed_by_many_threads_at_once_are_none_lost(
+        frequent_thread_switches: None) -> None:
+    policy = ml.Fallback(1)
+    kept: list[list[ml.Hook]] = []
+    unsubscribed = 0
+
+    def subscribe() -> None:
+        nonlocal unsubscribed
+        hooks: list[ml.Hook] = [lambda event: None for _ in range(1000)]
+        removers = [policy.add_hook(hook) for hook in hooks]
+        globally = [ml.add_hook(hook) for hook in hooks[:100]]
+        for remove in (*removers[:500], *globally):
+            remove()
+        kept.append(hooks[500:])
+
+    threads = [threading.Thread(target=subscribe) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    events: list[ml.Event] = []
+    record = events.append
+    policy.add_hook(record)
+    ml.Pipeline(policy).call(lambda: 1 / 0)
+    assert len(events) == 1
+    wanted = {id(hook) for hooks in kept for hook in hooks} | {id(record)}
+    assert {id(hook) for hook in policy.hooks._hooks} == wanted
 
 
 async def test_context_isolated_between_tasks() -> None:

@@ -25,6 +25,8 @@ import httpx
 from yarl import URL
 
 from ._aio_session import end_bodies, without_resend
+from ._dead_loop import end_transport
+from ._loop_transport import PerLoopTransport
 from ._retire import busy
 
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
@@ -126,7 +128,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._httpcore: httpx.AsyncHTTPTransport | None = None
+        self._httpcore: PerLoopTransport | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
@@ -200,9 +202,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # and, unlike aiohttp's strict parser, ignores what a server that never read
         # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
         if self._httpcore is None:
-            self._httpcore = httpx.AsyncHTTPTransport(
-                verify=self._ssl, limits=self._limits,
-                local_address=self._local[0] if self._local else None)
+            ssl_context, limits = self._ssl, self._limits
+            local = self._local[0] if self._local else None
+            self._httpcore = PerLoopTransport(lambda: httpx.AsyncHTTPTransport(
+                verify=ssl_context, limits=limits, local_address=local))
         return await self._httpcore.handle_async_request(request)
 
     def busy(self) -> bool:
@@ -239,7 +242,19 @@ def _drop(session: aiohttp.ClientSession | None,
     session.detach()
     if connector is None:
         return
-    if loop.is_closed() or not loop.is_running():
+    if loop.is_closed():
+        _end_on_closed_loop(connector)
+    elif not loop.is_running():
         connector._close(abort_ssl=True)
     else:
         loop.call_soon_threadsafe(connector._close)
+
+
+def _end_on_closed_loop(connector: aiohttp.BaseConnector) -> None:
+    """Close the sockets of a connector whose event loop has closed: aiohttp skips
+    the connections of a closed loop (see :mod:`meshlite._http._dead_loop`)."""
+    protocols = [p for conns in connector._conns.values() for p, _ in conns]
+    protocols += connector._acquired
+    connector._close()
+    for protocol in protocols:
+        end_transport(protocol.transport)

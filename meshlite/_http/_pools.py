@@ -15,6 +15,7 @@ from ..routing._endpoint import Endpoint
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
+from ._loop_transport import PerLoopTransport
 from ._outgoing import check_base_url
 from ._retire import Retired, Retiring
 from ._sync_wire import Urllib3Transport, urllib3_options
@@ -105,7 +106,7 @@ class Pools:
             if aiohttp_options(options):
                 return AiohttpTransport(_ssl_of(options), options.get("limits", _LIMITS),
                                         options.get("local_address"))
-            return httpx.AsyncHTTPTransport(**options)
+            return PerLoopTransport(lambda: httpx.AsyncHTTPTransport(**options))
         if urllib3_options(options):
             return Urllib3Transport(_ssl_of(options), options.get("limits", _LIMITS))
         return httpx.HTTPTransport(**options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType, TracebackType
@@ -25,6 +26,13 @@ _DRAIN_POLL = 0.005
 """Seconds between checks of the calls in flight while draining."""
 
 _log = logging.getLogger("meshlite.mesh")
+
+_OPENING = threading.Lock()
+"""Held while a mesh checks that it is not open and marks itself open (rare: one lock
+for every mesh)."""
+
+_SESSIONS = threading.Lock()
+"""Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
 
 
 class MeshLifecycle:
@@ -50,12 +58,14 @@ class MeshLifecycle:
         """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
         the mesh closes. Held strongly (a session dropped unclosed would warn), and
         forgotten once closed."""
-        kept = [s for s in self._sessions or () if not s.closed]
-        kept.append(session)
-        self._sessions = kept
+        with _SESSIONS:  # threads adopting at once would otherwise lose sessions
+            kept = [s for s in self._sessions or () if not s.closed]
+            kept.append(session)
+            self._sessions = kept
 
     async def _close_sessions(self) -> None:
-        sessions, self._sessions = self._sessions, None
+        with _SESSIONS:
+            sessions, self._sessions = self._sessions, None
         if sessions:
             from .._http._aio_session import end_bodies  # aiohttp is imported already
         for session in list(sessions or ()):
@@ -77,10 +87,15 @@ class MeshLifecycle:
         return [c for s in order for c in s.components] + list(self._components)
 
     def _open(self) -> list[Lifecycle]:
-        if self._state in ("open", "closing"):
-            raise ConfigError("Mesh: the mesh is already open", policy="mesh")
-        components = self._components_in_order()
-        self._set_state("open")
+        # Checked and set under one lock: two threads opening the mesh at once would
+        # otherwise both start every component, one loop thread left running forever.
+        with _OPENING:
+            if self._state in ("open", "closing"):
+                raise ConfigError(
+                    "Mesh: the mesh is already open; open it once and share it (calls "
+                    "from any thread or task use the open mesh)", policy="mesh")
+            components = self._components_in_order()
+            self._set_state("open")
         return components
 
     async def start(self) -> None:
