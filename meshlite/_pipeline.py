@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -13,7 +14,7 @@ from ._errors import ConfigError
 from ._events import Hook
 from ._policy import AsyncHandler, Handler, Policy
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "async_called_sync"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,6 +26,19 @@ def _invoke(ctx: CallContext) -> Any:
     # Without keyword arguments (the usual case) no keyword dict is unpacked.
     kwargs = ctx.kwargs
     return ctx.fn(*ctx.args, **kwargs) if kwargs else ctx.fn(*ctx.args)
+
+
+_COROUTINE = types.CoroutineType
+
+
+def async_called_sync(result: Any, fn: Callable[..., Any], instead: str) -> TypeError:
+    """The error for a sync entry (``Pipeline.call``, ``mesh.call_sync``) given an async
+    function: ``result``, its coroutine, ran through no policy (the policies saw a
+    call that returned at once). The coroutine is closed, so it warns of nothing."""
+    result.close()
+    return TypeError(f"{_operation_of(fn)} is an async function: a sync call returned its "
+                     "coroutine without running it, so no policy applied to it; use "
+                     f"{instead}")
 
 
 def _refuse_generator(fn: Callable[..., Any]) -> None:
@@ -142,9 +156,11 @@ class Pipeline(Policy):
         token = _current.set(ctx)
         try:
             result: T = handler(ctx)
-            return result
         finally:
             _current.reset(token)
+        if type(result) is _COROUTINE:
+            raise async_called_sync(result, fn, "await pipeline.acall(fn, ...)")
+        return result
 
     async def acall(
         self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs

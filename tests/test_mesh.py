@@ -547,3 +547,17 @@ def test_components_and_hooks_that_are_not_are_config_errors() -> None:
     assert users.components == []
     with mesh:  # nothing half-applied: it opens as before
         assert mesh.call_sync("users", lambda backend: backend.address) in ("a", "b")
+
+
+def test_call_sync_refuses_an_async_function() -> None:
+    runs = []
+
+    async def lookup(backend: Any) -> str:
+        runs.append(backend)
+        return "ok"
+
+    mesh = ml.Mesh([ml.Service("users", ["a", "b"])])
+    with pytest.raises(TypeError, match=r"lookup is an async function.*await mesh\.call"):
+        mesh.call_sync("users", lookup)
+    assert runs == []
+    assert asyncio.run(mesh.call("users", lookup)) == "ok"

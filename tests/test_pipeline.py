@@ -295,3 +295,26 @@ def test_errors_carry_service_and_policy() -> None:
     for cls in (ml.CircuitOpenError, ml.RateLimitedError, ml.BulkheadFullError):
         assert issubclass(cls, ml.RejectedError)
         assert issubclass(cls, ml.MeshliteError)
+
+
+def test_an_async_function_called_sync_is_refused_not_run_unguarded() -> None:
+    # Pipeline.call returned the coroutine: the caller awaited it outside every
+    # policy (no retry, no timeout), and nothing said so.
+    import gc
+    import warnings
+
+    runs = []
+
+    async def fetch(x: int) -> int:
+        runs.append(x)
+        return x
+
+    pipeline = ml.Pipeline(ml.Retry(attempts=3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match=r"fetch is an async function.*pipeline\.acall"):
+            pipeline.call(fetch, 1)  # type: ignore[arg-type]
+        gc.collect()
+    assert runs == []
+    assert not [w for w in caught if "never awaited" in str(w.message)]  # it was closed
+    assert asyncio.run(pipeline.acall(fetch, 2)) == 2  # the async entry runs it

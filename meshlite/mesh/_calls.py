@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any, cast
 
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
 from .._inflight import count
+from .._pipeline import async_called_sync
 from .._policy import AsyncHandler, Handler
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
@@ -181,4 +183,7 @@ class MeshCalls:
         if type(operation) is not str or not operation:
             operation = _operation_of(fn)
         ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
-        return self.dispatch_sync(target, ctx)
+        result = self.dispatch_sync(target, ctx)
+        if type(result) is CoroutineType:
+            raise async_called_sync(result, fn, "await mesh.call(name, fn, ...)")
+        return result
