@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from opentelemetry import trace
 
@@ -19,6 +19,10 @@ _lock = threading.RLock()
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
 _atexit_registered = False
+
+SHUTDOWN_TIMEOUT_MILLIS = 5_000
+"""How long :meth:`Telemetry.shutdown` (and the flush at exit) waits for the last
+export by default: well within a container's stop grace period (30 s in Kubernetes)."""
 
 
 class Telemetry:
@@ -62,7 +66,8 @@ class Telemetry:
         return _active is self
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every span ended so far, waiting up to ``timeout_millis``.
+        """Export every span ended so far, waiting up to ``timeout_millis`` (an
+        export still running then goes on in the background).
 
         Returns:
             ``True`` when everything was exported in time (or nothing was pending).
@@ -70,25 +75,27 @@ class Telemetry:
         flush = getattr(self.tracer_provider, "force_flush", None)
         if self._closed or flush is None:
             return True
-        return bool(flush(timeout_millis))
+        return _bounded(lambda: bool(flush(timeout_millis)), timeout_millis) is True
 
-    def shutdown(self) -> None:
-        """Flush and stop exporting. Spans started afterwards are not recorded until
-        :func:`configure` is called again. Calling it twice is harmless."""
+    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
+        """Flush and stop exporting, waiting up to ``timeout_millis`` for the last
+        export (a collector that is down or stalled holds up the caller no longer).
+        Spans started afterwards are not recorded until :func:`configure` is called
+        again. Calling it twice is harmless."""
         global _active
         with _lock:
             if _active is self:
                 _switch.point_to(trace.NoOpTracerProvider())
                 _active = None
-            self._close()
+            self._close(timeout_millis)
 
-    def _close(self) -> None:
+    def _close(self, timeout_millis: int) -> None:
         if self._closed:
             return
         self._closed = True
         stop = getattr(self.tracer_provider, "shutdown", None)
         if stop is not None:
-            stop()
+            _bounded(stop, timeout_millis)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -122,6 +129,19 @@ def _build(settings: TelemetrySettings) -> trace.TracerProvider:
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
     return build_provider(settings)
+
+
+def _bounded(action: Callable[[], object], timeout_millis: float) -> object:
+    """``action()``'s result if it returns within ``timeout_millis``, else None (it
+    goes on in a daemon thread). The SDK's flush and shutdown wait on the exporter,
+    whose retries against a collector that is down last tens of seconds whatever
+    timeout they are given (opentelemetry-python#4568)."""
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(action()), daemon=True,
+                              name="meshlite-telemetry-flush")
+    worker.start()
+    worker.join(max(timeout_millis, 0) / 1000)
+    return result[0] if result else None
 
 
 def _at_exit() -> None:
@@ -183,7 +203,9 @@ def configure(
             atexit.register(_at_exit)
             _atexit_registered = True
     if previous is not None:
-        previous._close()  # flushes what it still holds to the old endpoint
+        # Flushes what it still holds to the old endpoint, in the background: a
+        # reload calls this on the event loop, and the old collector may be down.
+        previous._close(0)
     return handle
 
 
@@ -202,7 +224,7 @@ def _reset_for_tests() -> None:
         active, _active = _active, None
         _switch.point_to(trace.NoOpTracerProvider())
         if active is not None:
-            active._close()
+            active._close(SHUTDOWN_TIMEOUT_MILLIS)
         if trace.get_tracer_provider() is _switch:
             # The API has no public way back; these are the globals its own test
             # utilities reset (opentelemetry.test.globals_test.reset_trace_globals).

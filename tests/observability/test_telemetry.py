@@ -4,9 +4,11 @@ opentelemetry-proto, as Jaeger's port 4318 would receive it."""
 from __future__ import annotations
 
 import math
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -292,6 +294,9 @@ def test_configure_twice_switches_endpoint_for_compiled_pipelines(clock: FakeClo
         second = telemetry.configure("two", otlp_endpoint=b.url)
         decorated(2)
         second.force_flush()
+        deadline = time.monotonic() + 10  # `first` flushes in the background
+        while not a.spans and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert [s.resource["service.name"] for s in a.spans] == ["one"]
         assert [s.resource["service.name"] for s in b.spans] == ["two"]
     assert not first.active
@@ -580,3 +585,46 @@ async def test_mesh_service_trace_false_makes_no_span(
     handle.force_flush()
     assert receiver.spans == []
     assert "traceparent" not in mesh_backend.requests[-1].headers
+
+
+@pytest.fixture
+def stalled() -> Iterator[str]:
+    """The base URL of a collector that takes connections and never answers (a
+    listening socket nobody accepts on): each export waits out the exporter's
+    timeout (10 s by default)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _took(action: Callable[[], object]) -> tuple[object, float]:
+    start = time.monotonic()
+    result = action()
+    return result, time.monotonic() - start
+
+
+def test_a_stalled_collector_holds_up_neither_flush_nor_shutdown(
+        stalled: str, clock: FakeClock) -> None:
+    handle = telemetry.configure("checkout", otlp_endpoint=stalled)
+    traced(clock).call(flaky(0), 1)
+    # Bounds far above the timeouts given, far below the exporter's 10 s per export.
+    flushed, took = _took(lambda: handle.force_flush(timeout_millis=100))
+    assert flushed is False
+    assert took < 5
+    _, took = _took(lambda: handle.shutdown(timeout_millis=100))
+    assert took < 5
+    assert telemetry.current() is None
+
+
+def test_reconfiguring_away_from_a_stalled_collector_does_not_wait_for_it(
+        stalled: str, receiver: OtlpReceiver, clock: FakeClock) -> None:
+    telemetry.configure("checkout", otlp_endpoint=stalled)
+    traced(clock).call(flaky(0), 1)
+    # A config reload runs configure() on the event loop: it must not wait on the
+    # old collector (its spans are still flushed to it, in the background).
+    handle, took = _took(lambda: telemetry.configure("checkout", otlp_endpoint=receiver.url))
+    assert took < 5
+    traced(clock).call(flaky(0), 2)
+    assert handle.force_flush()  # type: ignore[attr-defined]
+    assert [s.name for s in receiver.spans] == ["get_user"]
