@@ -5,11 +5,13 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from opentelemetry import trace
 
 from .._errors import ConfigError
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
+from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
 
@@ -19,10 +21,6 @@ _lock = threading.RLock()
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
 _atexit_registered = False
-
-SHUTDOWN_TIMEOUT_MILLIS = 5_000
-"""How long :meth:`Telemetry.shutdown` (and the flush at exit) waits for the last
-export by default: well within a container's stop grace period (30 s in Kubernetes)."""
 
 
 class Telemetry:
@@ -129,19 +127,6 @@ def _build(settings: TelemetrySettings) -> trace.TracerProvider:
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
     return build_provider(settings)
-
-
-def _bounded(action: Callable[[], object], timeout_millis: float) -> object:
-    """``action()``'s result if it returns within ``timeout_millis``, else None (it
-    goes on in a daemon thread). The SDK's flush and shutdown wait on the exporter,
-    whose retries against a collector that is down last tens of seconds whatever
-    timeout they are given (opentelemetry-python#4568)."""
-    result: list[object] = []
-    worker = threading.Thread(target=lambda: result.append(action()), daemon=True,
-                              name="meshlite-telemetry-flush")
-    worker.start()
-    worker.join(max(timeout_millis, 0) / 1000)
-    return result[0] if result else None
 
 
 def _at_exit() -> None:

@@ -4,11 +4,10 @@ opentelemetry-proto, as Jaeger's port 4318 would receive it."""
 from __future__ import annotations
 
 import math
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util._once import Once
 from otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
+from otlp_receiver import took as _took
 
 import meshlite as ml
 from meshlite import telemetry
@@ -585,23 +585,6 @@ async def test_mesh_service_trace_false_makes_no_span(
     handle.force_flush()
     assert receiver.spans == []
     assert "traceparent" not in mesh_backend.requests[-1].headers
-
-
-@pytest.fixture
-def stalled() -> Iterator[str]:
-    """The base URL of a collector that takes connections and never answers (a
-    listening socket nobody accepts on): each export waits out the exporter's
-    timeout (10 s by default)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
-def _took(action: Callable[[], object]) -> tuple[object, float]:
-    start = time.monotonic()
-    result = action()
-    return result, time.monotonic() - start
 
 
 def test_a_stalled_collector_holds_up_neither_flush_nor_shutdown(
