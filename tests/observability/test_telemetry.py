@@ -611,3 +611,22 @@ def test_reconfiguring_away_from_a_stalled_collector_does_not_wait_for_it(
     traced(clock).call(flaky(0), 2)
     assert handle.force_flush()  # type: ignore[attr-defined]
     assert [s.name for s in receiver.spans] == ["get_user"]
+
+
+async def test_a_losing_hedge_is_not_an_error_span(receiver: OtlpReceiver) -> None:
+    from meshlite.testing import FakeBackend
+
+    # Tracing backends (Jaeger's error flag, span-derived RED metrics such as Tempo's)
+    # read status ERROR as a failure: a hedged call that succeeded has none.
+    handle = telemetry.configure("frontend", otlp_endpoint=receiver.url)
+    async with FakeBackend(latency=2.0) as slow, FakeBackend() as fast:
+        mesh = ml.Mesh([ml.Service("users", [slow.url, fast.url], balancer="round_robin",
+                                   pipeline=ml.Pipeline(ml.Hedge(delay=0.05)))])
+        async with mesh:
+            for _ in range(2):  # one of the two starts on `slow`, and is hedged
+                assert (await mesh.http("users").get("/users/1")).status_code == 200
+    handle.force_flush()
+    outcomes = sorted(s.attributes["meshlite.outcome"] for s in receiver.spans
+                      if s.kind == "CLIENT")
+    assert outcomes == ["cancelled", "success", "success"]
+    assert {s.status for s in receiver.spans} == {"UNSET"}
