@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from opentelemetry import trace
 
 from .._errors import ConfigError
+from . import _quiet
 from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
 from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
@@ -205,6 +206,7 @@ def _reset_for_tests() -> None:
     and, when meshlite's switch is the global provider, uninstall it so the next
     test starts from an unconfigured process. Not for production code."""
     global _active
+    _quiet.reset()
     with _lock:
         active, _active = _active, None
         _switch.point_to(trace.NoOpTracerProvider())

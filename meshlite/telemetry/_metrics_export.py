@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigError
 from .._validate import fail, wait_seconds
 from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, bounded
+from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
     resource = Resource.create({} if service_name is None else {SERVICE_NAME: service_name})
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
+    quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
     reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
                                resource)
     # The handle registers its own atexit hook and drops it on shutdown(): the SDK's

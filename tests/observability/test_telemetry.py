@@ -3,6 +3,7 @@ opentelemetry-proto, as Jaeger's port 4318 would receive it."""
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 import sys
@@ -630,3 +631,17 @@ async def test_a_losing_hedge_is_not_an_error_span(receiver: OtlpReceiver) -> No
                       if s.kind == "CLIENT")
     assert outcomes == ["cancelled", "success", "success"]
     assert {s.status for s in receiver.spans} == {"UNSET"}
+
+
+def test_a_refusing_collector_is_logged_once_not_per_batch(
+        receiver: OtlpReceiver, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # A wrong path: the receiver answers 404 to each batch, which is not retried.
+    handle = telemetry.configure("checkout", otlp_endpoint=receiver.url + "/wrong")
+    with caplog.at_level(logging.WARNING, logger="opentelemetry"):
+        for uid in range(20):
+            traced(clock).call(flaky(0), uid)
+            handle.force_flush()
+    assert len(receiver.rejected) == 20  # each batch was posted, and refused
+    failed = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+    assert len(failed) == 1, [r.getMessage() for r in failed]
+    assert "404" in failed[0].getMessage()
