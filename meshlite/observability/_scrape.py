@@ -61,7 +61,9 @@ def _finished(services: Iterable[Service], observed: Iterable[Service]
                 continue
             seen.add(id(e))
             requests, errors = totals[key]
-            totals[key] = (requests + e.requests, errors + e.errors)
+            before_requests, before_errors = e.carried  # a replaced endpoint's
+            totals[key] = (requests + e.requests + before_requests,
+                           errors + e.errors + before_errors)
     return totals
 
 

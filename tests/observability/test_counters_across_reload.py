@@ -50,3 +50,17 @@ async def test_a_rebuilt_services_backend_counters_carry_on(tmp_path: Path) -> N
     assert before[errors] >= 1
     assert {k: v for k, v in before.items() if after.get(k, 0) < v} == {}
     assert later[series] == 5
+
+
+def test_a_backend_whose_weight_changes_keeps_its_counters() -> None:
+    from meshlite.routing import Backend
+
+    service = ml.Service("users", [Backend("a"), Backend("b")], balancer="weighted_round_robin")
+    mesh = ml.Mesh([service])
+    for _ in range(4):
+        mesh.call_sync("users", lambda b: b.address)
+    before = counters(render(mesh))
+    service.set_backends([Backend("a", weight=3), Backend("b")])  # as discovery or a reload
+    after = counters(render(mesh))
+    assert before['meshlite_backend_requests_total{service="users",backend="a"}'] == 2
+    assert {k: v for k, v in before.items() if after.get(k, 0) < v} == {}
