@@ -9,6 +9,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._semconv import error_type
 from ._request import Inbound
 
 __all__ = ["ServerSpan", "recording"]
@@ -73,7 +74,7 @@ class ServerSpan:
             if request.principal is not None:
                 span.set_attribute("enduser.id", request.principal.subject)
             if request.status >= 500 or (error is not None and not request.status):
-                kind = type(error).__name__ if error is not None else str(request.status)
+                kind = error_type(error) if error is not None else str(request.status)
                 span.set_attribute("error.type", kind)
                 span.set_status(Status(StatusCode.ERROR))
         span.end()

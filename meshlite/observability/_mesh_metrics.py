@@ -208,7 +208,7 @@ class MeshMetrics:
             calls = dict(self._calls)
             observed = list(self.series)
         attempts = _attempt_readings(observed)
-        yield from service_families(services, calls, attempts, self.bounds)
+        yield from service_families(services, calls, attempts, self.bounds, observed)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
         for extra in list(self._extra):

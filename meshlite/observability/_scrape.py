@@ -46,14 +46,39 @@ def _calls(readings: list[tuple[Labels, TimingsReading, int]], bounds: tuple[flo
                   (s for lb, r, _ in readings for s in histogram_samples(lb, bounds, r)))
 
 
-def _endpoint_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
+def _finished(services: Iterable[Service], observed: Iterable[Service]
+              ) -> dict[tuple[str, str], tuple[int, int]]:
+    """Attempts and failed attempts of each current (service, backend), summed over
+    every endpoint of that name and address the mesh observed: a service a reload
+    rebuilt hands on to its successor, whose endpoints count from zero, so its
+    counters carry on instead of dropping (which Prometheus reads as a reset)."""
+    totals = {(s.name, e.address): (0, 0) for s in services for e in s.endpoints}
+    seen: set[int] = set()
+    for s in (*services, *observed):
+        for e in s.endpoints:
+            key = (s.name, e.address)
+            if id(e) in seen or key not in totals:
+                continue
+            seen.add(id(e))
+            requests, errors = totals[key]
+            before_requests, before_errors = e.carried  # a replaced endpoint's
+            totals[key] = (requests + e.requests + before_requests,
+                           errors + e.errors + before_errors)
+    return totals
+
+
+def _endpoint_gauges(services: Iterable[Service], observed: Iterable[Service]
+                     ) -> Iterator[MetricFamily]:
+    services = list(services)
+    totals = _finished(services, observed)
     rows = [((("service", s.name), ("backend", e.address)), e)
             for s in services for e in s.endpoints]
+    for name, help_text, index in (
+            (f"{_BACKEND}_requests_total", "Attempts a backend finished.", 0),
+            (f"{_BACKEND}_errors_total", "Attempts on a backend that failed.", 1)):
+        yield _family(name, "counter", help_text, (
+            Sample("", lb, totals[(lb[0][1], lb[1][1])][index]) for lb, _ in rows))
     for name, kind, help_text, read in (
-        (f"{_BACKEND}_requests_total", "counter", "Attempts a backend finished.",
-         lambda e: e.requests),
-        (f"{_BACKEND}_errors_total", "counter", "Attempts on a backend that failed.",
-         lambda e: e.errors),
         (f"{_BACKEND}_in_flight", "gauge", "Attempts running on a backend now.",
          lambda e: e.in_flight),
         (f"{_BACKEND}_ejected", "gauge", "1 while outlier detection has the backend ejected.",
@@ -101,17 +126,18 @@ def _service_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
 
 
 def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
-                     attempts: AttemptReadings, bounds: tuple[float, ...]
-                     ) -> Iterator[MetricFamily]:
+                     attempts: AttemptReadings, bounds: tuple[float, ...],
+                     observed: Iterable[Service] = ()) -> Iterator[MetricFamily]:
     """The per-service and per-backend families: ``calls`` are the call series by
     service name, ``attempts`` the backends' attempt histograms (labels, bounds,
-    reading) in exposition order."""
+    reading) in exposition order, ``observed`` every service the mesh observed
+    (replaced ones included, whose attempts the counters add)."""
     for s in services:
         s._due()  # return backends whose ejection ran out, so the gauges read now
     readings = [(series.labels, reading, reading.in_flight)
                 for series, reading in ((calls[n], calls[n].read_all()) for n in sorted(calls))]
     yield from _calls(readings, bounds)
-    yield from _endpoint_gauges(services)
+    yield from _endpoint_gauges(services, observed)
     yield _family(f"{_BACKEND}_request_duration_seconds", "histogram",
                   "Time of each attempt on a backend, successes and failures.",
                   (s for labels, edges, reading in attempts

@@ -123,6 +123,7 @@ class Endpoint:
         "address",
         "answered",
         "backend",
+        "carried",
         "consecutive_failures",
         "ejected_reason",
         "ejected_until",
@@ -189,6 +190,9 @@ class Endpoint:
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
+        # Attempts and errors of the endpoint this one replaced (same address, the
+        # backend's weight or metadata changed): the metrics add them, routing not.
+        self.carried = (0, 0)
         # Outlier detection (written by OutlierDetection under the service's lock).
         self.consecutive_failures = 0
         self.outcomes: deque[bool] | None = None

@@ -325,7 +325,7 @@ class Service(Chains, Rotation, FirstWave):
             old = {e.address: e for e in self._endpoints}
             self._endpoints = tuple(
                 old[b.address] if b.address in old and old[b.address].backend == b
-                else Endpoint(b, self.clock, on_answer=self._first_answered)
+                else self._endpoint(b, old.get(b.address))
                 for b in backends)
             bounds = self._histogram_bounds
             if bounds is not None:
@@ -341,6 +341,16 @@ class Service(Chains, Rotation, FirstWave):
             self._track()
             events = self._recompute(self.clock.monotonic())
         self._emit(events)
+
+    def _endpoint(self, backend: Backend, replaced: Endpoint | None) -> Endpoint:
+        """A new endpoint for ``backend``; one that replaces an endpoint of the same
+        address (its weight or metadata changed) keeps its attempt and error counts
+        in ``carried``, so the metrics read from them do not drop back to zero."""
+        endpoint = Endpoint(backend, self.clock, on_answer=self._first_answered)
+        if replaced is not None:
+            requests, errors = replaced.carried
+            endpoint.carried = (requests + replaced.requests, errors + replaced.errors)
+        return endpoint
 
     def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:
         """Have every endpoint, present and future, keep a histogram of its attempts'

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from opentelemetry import trace
 
 from .._errors import ConfigError
+from . import _quiet
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
+from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
 
@@ -62,7 +65,8 @@ class Telemetry:
         return _active is self
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every span ended so far, waiting up to ``timeout_millis``.
+        """Export every span ended so far, waiting up to ``timeout_millis`` (an
+        export still running then goes on in the background).
 
         Returns:
             ``True`` when everything was exported in time (or nothing was pending).
@@ -70,25 +74,27 @@ class Telemetry:
         flush = getattr(self.tracer_provider, "force_flush", None)
         if self._closed or flush is None:
             return True
-        return bool(flush(timeout_millis))
+        return _bounded(lambda: bool(flush(timeout_millis)), timeout_millis) is True
 
-    def shutdown(self) -> None:
-        """Flush and stop exporting. Spans started afterwards are not recorded until
-        :func:`configure` is called again. Calling it twice is harmless."""
+    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
+        """Flush and stop exporting, waiting up to ``timeout_millis`` for the last
+        export (a collector that is down or stalled holds up the caller no longer).
+        Spans started afterwards are not recorded until :func:`configure` is called
+        again. Calling it twice is harmless."""
         global _active
         with _lock:
             if _active is self:
                 _switch.point_to(trace.NoOpTracerProvider())
                 _active = None
-            self._close()
+            self._close(timeout_millis)
 
-    def _close(self) -> None:
+    def _close(self, timeout_millis: int) -> None:
         if self._closed:
             return
         self._closed = True
         stop = getattr(self.tracer_provider, "shutdown", None)
         if stop is not None:
-            stop()
+            _bounded(stop, timeout_millis)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -183,7 +189,9 @@ def configure(
             atexit.register(_at_exit)
             _atexit_registered = True
     if previous is not None:
-        previous._close()  # flushes what it still holds to the old endpoint
+        # Flushes what it still holds to the old endpoint, in the background: a
+        # reload calls this on the event loop, and the old collector may be down.
+        previous._close(0)
     return handle
 
 
@@ -198,11 +206,12 @@ def _reset_for_tests() -> None:
     and, when meshlite's switch is the global provider, uninstall it so the next
     test starts from an unconfigured process. Not for production code."""
     global _active
+    _quiet.reset()
     with _lock:
         active, _active = _active, None
         _switch.point_to(trace.NoOpTracerProvider())
         if active is not None:
-            active._close()
+            active._close(SHUTDOWN_TIMEOUT_MILLIS)
         if trace.get_tracer_provider() is _switch:
             # The API has no public way back; these are the globals its own test
             # utilities reset (opentelemetry.test.globals_test.reset_trace_globals).

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail, wait_seconds
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, bounded
+from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
@@ -143,23 +145,28 @@ class MetricsExport:
             atexit.register(self.shutdown)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Read the registry and push it now, waiting up to ``timeout_millis``.
+        """Read the registry and push it now, waiting up to ``timeout_millis`` (an
+        export still running then goes on in the background).
 
         Returns:
             ``True`` when the export finished in time (or there is nothing to do).
         """
-        if self._closed or self.meter_provider is None:
+        provider = self.meter_provider
+        if self._closed or provider is None:
             return True
-        return bool(self.meter_provider.force_flush(timeout_millis))
+        return bounded(lambda: bool(provider.force_flush(timeout_millis)),
+                       timeout_millis) is True
 
-    def shutdown(self) -> None:
-        """Push a last time, then stop the export thread. Calling it twice is harmless."""
+    def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
+        """Push a last time, then stop the export thread, waiting up to
+        ``timeout_millis`` for the push (a collector that is down or stalled holds
+        up the caller no longer). Calling it twice is harmless."""
         if self._closed:
             return
         self._closed = True
         atexit.unregister(self.shutdown)
         if self.meter_provider is not None:
-            self.meter_provider.shutdown()
+            bounded(self.meter_provider.shutdown, timeout_millis)
 
     def __enter__(self) -> MetricsExport:
         return self
@@ -184,6 +191,7 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
     resource = Resource.create({} if service_name is None else {SERVICE_NAME: service_name})
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
+    quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
     reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
                                resource)
     # The handle registers its own atexit hook and drops it on shutdown(): the SDK's

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+from ._quiet import quiet
 from ._settings import TelemetrySettings
 
 __all__ = ["build_provider"]
@@ -41,6 +42,7 @@ def build_provider(settings: TelemetrySettings) -> TracerProvider:
         # Headers, timeout, compression and certificates still come from the
         # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint)
+        quiet(OTLPSpanExporter.__module__)  # one line per failure a minute, not per batch
         provider.add_span_processor(BatchSpanProcessor(exporter))
     if settings.console:
         # Printed as each span ends: the console is for watching, not for throughput.

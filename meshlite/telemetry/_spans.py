@@ -134,14 +134,17 @@ def _record_error(span: Span, error: BaseException) -> None:
     outcome = _outcome(error)
     attributes: dict[str, str | int] = {"meshlite.outcome": outcome}
     if outcome == "cancelled":
+        # A losing hedge, or the caller gave up (then the call span has the error):
+        # no status ERROR, which tracing backends count as a failed request.
         attributes["error.type"] = "cancelled"
-    else:
-        attributes["error.type"] = error_type(error)
-        status = getattr(error, "status_code", None)
-        if isinstance(status, int) and not isinstance(status, bool):
-            attributes["http.response.status_code"] = status
-        if isinstance(error, Exception):
-            span.record_exception(error)
+        span.set_attributes(attributes)
+        return
+    attributes["error.type"] = error_type(error)
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        attributes["http.response.status_code"] = status
+    if isinstance(error, Exception):
+        span.record_exception(error)
     span.set_attributes(attributes)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
@@ -172,7 +175,9 @@ def attempt_span(ctx: CallContext, backend: Any) -> AttemptSpan | _NoAttemptSpan
     ``meshlite.outcome`` (``success``, ``error``, ``timeout``, ``rejected``,
     ``cancelled``); a failure adds ``error.type`` (the status code for an HTTP status
     error), ``http.response.status_code`` when the error carries one, the exception
-    event and status ``ERROR``. Exceptions propagate unchanged.
+    event and status ``ERROR``. A cancelled attempt (a losing hedge) gets
+    ``error.type`` ``cancelled`` but no status ``ERROR``: it is not a failed
+    request. Exceptions propagate unchanged.
 
     Args:
         ctx: The call's context; nothing is recorded unless ``ctx.span`` (set by

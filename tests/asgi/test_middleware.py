@@ -281,3 +281,25 @@ async def test_a_made_up_method_is_not_in_the_server_spans_name() -> None:
         made_up = receiver.span("HTTP /orders/{id}")
         assert made_up.attributes["http.request.method"] == "_OTHER"
         assert made_up.attributes["http.request.method_original"] == "X-RANDOM-1"
+
+
+class OrderStoreDown(Exception):
+    """An application's own error, unhandled by the app."""
+
+
+async def test_a_failed_requests_error_type_is_the_qualified_class_name() -> None:
+    # As the client side's attempt spans write it (the HTTP semantic conventions ask
+    # for the fully qualified class name), so both sides of a call name it alike.
+    async def down(request: Request) -> JSONResponse:
+        raise OrderStoreDown("no store")
+
+    with OtlpReceiver() as receiver:
+        telemetry.configure("orders", otlp_endpoint=receiver.url)
+        app = meshlite.asgi.MeshMiddleware(Starlette(routes=[StarletteRoute("/down", down)]),
+                                           routes=[meshlite.asgi.Route("/down")])
+        async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+            assert (await client.get(server.url + "/down")).status_code == 500
+        telemetry.current().force_flush()  # type: ignore[union-attr]
+        span = receiver.span("GET /down")
+    assert span.status == "ERROR"
+    assert span.attributes["error.type"] == f"{__name__}.OrderStoreDown"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -245,3 +247,10 @@ class OtlpReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+def took(action: Callable[[], object]) -> tuple[object, float]:
+    """``action()``'s result and the seconds it took."""
+    start = time.monotonic()
+    result = action()
+    return result, time.monotonic() - start

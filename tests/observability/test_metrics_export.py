@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from otlp_receiver import OtlpReceiver
+from otlp_receiver import OtlpReceiver, took
 
 import meshlite as ml
 from meshlite import telemetry
@@ -189,3 +189,15 @@ def test_prometheus_exposition_is_reachable_from_telemetry() -> None:
           urllib.request.urlopen(server.url, timeout=5) as response):  # loopback only
         body = response.read().decode()
     assert 'meshlite_requests_total{service="users"} 1' in body
+
+
+def test_a_stalled_collector_holds_up_neither_flush_nor_shutdown(
+        mesh: ml.Mesh, stalled: str) -> None:
+    export = telemetry.export_metrics(mesh, otlp_endpoint=stalled, interval=60.0)
+    # Bounds far above the timeouts given, far below the exporter's 10 s per export.
+    flushed, seconds = took(lambda: export.force_flush(timeout_millis=100))
+    assert flushed is False
+    assert seconds < 5
+    _, seconds = took(lambda: export.shutdown(timeout_millis=100))
+    assert seconds < 5
+    assert "stopped" in repr(export)

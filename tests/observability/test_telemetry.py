@@ -3,9 +3,11 @@ opentelemetry-proto, as Jaeger's port 4318 would receive it."""
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util._once import Once
 from otlp_receiver import PROTOBUF, OtlpReceiver, ReceivedSpan
+from otlp_receiver import took as _took
 
 import meshlite as ml
 from meshlite import telemetry
@@ -292,6 +295,9 @@ def test_configure_twice_switches_endpoint_for_compiled_pipelines(clock: FakeClo
         second = telemetry.configure("two", otlp_endpoint=b.url)
         decorated(2)
         second.force_flush()
+        deadline = time.monotonic() + 10  # `first` flushes in the background
+        while not a.spans and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert [s.resource["service.name"] for s in a.spans] == ["one"]
         assert [s.resource["service.name"] for s in b.spans] == ["two"]
     assert not first.active
@@ -580,3 +586,62 @@ async def test_mesh_service_trace_false_makes_no_span(
     handle.force_flush()
     assert receiver.spans == []
     assert "traceparent" not in mesh_backend.requests[-1].headers
+
+
+def test_a_stalled_collector_holds_up_neither_flush_nor_shutdown(
+        stalled: str, clock: FakeClock) -> None:
+    handle = telemetry.configure("checkout", otlp_endpoint=stalled)
+    traced(clock).call(flaky(0), 1)
+    # Bounds far above the timeouts given, far below the exporter's 10 s per export.
+    flushed, took = _took(lambda: handle.force_flush(timeout_millis=100))
+    assert flushed is False
+    assert took < 5
+    _, took = _took(lambda: handle.shutdown(timeout_millis=100))
+    assert took < 5
+    assert telemetry.current() is None
+
+
+def test_reconfiguring_away_from_a_stalled_collector_does_not_wait_for_it(
+        stalled: str, receiver: OtlpReceiver, clock: FakeClock) -> None:
+    telemetry.configure("checkout", otlp_endpoint=stalled)
+    traced(clock).call(flaky(0), 1)
+    # A config reload runs configure() on the event loop: it must not wait on the
+    # old collector (its spans are still flushed to it, in the background).
+    handle, took = _took(lambda: telemetry.configure("checkout", otlp_endpoint=receiver.url))
+    assert took < 5
+    traced(clock).call(flaky(0), 2)
+    assert handle.force_flush()  # type: ignore[attr-defined]
+    assert [s.name for s in receiver.spans] == ["get_user"]
+
+
+async def test_a_losing_hedge_is_not_an_error_span(receiver: OtlpReceiver) -> None:
+    from meshlite.testing import FakeBackend
+
+    # Tracing backends (Jaeger's error flag, span-derived RED metrics such as Tempo's)
+    # read status ERROR as a failure: a hedged call that succeeded has none.
+    handle = telemetry.configure("frontend", otlp_endpoint=receiver.url)
+    async with FakeBackend(latency=2.0) as slow, FakeBackend() as fast:
+        mesh = ml.Mesh([ml.Service("users", [slow.url, fast.url], balancer="round_robin",
+                                   pipeline=ml.Pipeline(ml.Hedge(delay=0.05)))])
+        async with mesh:
+            for _ in range(2):  # one of the two starts on `slow`, and is hedged
+                assert (await mesh.http("users").get("/users/1")).status_code == 200
+    handle.force_flush()
+    outcomes = sorted(s.attributes["meshlite.outcome"] for s in receiver.spans
+                      if s.kind == "CLIENT")
+    assert outcomes == ["cancelled", "success", "success"]
+    assert {s.status for s in receiver.spans} == {"UNSET"}
+
+
+def test_a_refusing_collector_is_logged_once_not_per_batch(
+        receiver: OtlpReceiver, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # A wrong path: the receiver answers 404 to each batch, which is not retried.
+    handle = telemetry.configure("checkout", otlp_endpoint=receiver.url + "/wrong")
+    with caplog.at_level(logging.WARNING, logger="opentelemetry"):
+        for uid in range(20):
+            traced(clock).call(flaky(0), uid)
+            handle.force_flush()
+    assert len(receiver.rejected) == 20  # each batch was posted, and refused
+    failed = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+    assert len(failed) == 1, [r.getMessage() for r in failed]
+    assert "404" in failed[0].getMessage()
