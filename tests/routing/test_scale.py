@@ -39,3 +39,35 @@ def test_ejecting_every_backend_by_hand_scans_the_backends_a_bounded_number_of_t
     assert all(service.restore(a) for a in addresses(n))
     assert not service.panic
     assert len(service._available) == n
+
+
+class _Stub:
+    """An endpoint as a balancer sees it, counting reads of ``in_flight``."""
+
+    reads = 0
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.weight = 1.0
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        type(self).reads += 1
+        return self._in_flight
+
+
+def test_ring_hash_reads_few_endpoints_per_pick_while_the_hashed_one_is_idle() -> None:
+    # Bounded loads used to sum the requests in flight over every candidate and
+    # test the candidates against the ring's members on every pick: O(n) a call.
+    ring = ml.RingHash(key=lambda k: k)
+    stubs: Any = [_Stub(a) for a in addresses(500)]
+    ring.update(stubs)
+    ctx = ml.CallContext(print, ("user-1",), {}, "op")
+    first = ring.pick(stubs, ctx)
+    _Stub.reads = 0
+    for _ in range(10):
+        assert ring.pick(stubs, ctx) is first
+    assert _Stub.reads <= 10
+    first._in_flight = 3  # busy: bounded loads weigh it against the others
+    assert ring.pick(stubs, ctx) is not first
