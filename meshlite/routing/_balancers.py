@@ -84,7 +84,8 @@ class WeightedRoundRobin(_Base):
     a a b a c a a, never five ``a`` in a row.
 
     Each pick adds every candidate's weight to its running score, takes the highest,
-    and subtracts the total weight from the winner.
+    and subtracts the total weight from the winner: O(n) a pick. With equal weights
+    (as :meth:`update` last saw them) that order is plain round robin, taken in O(1).
     """
 
     name = "weighted_round_robin"
@@ -92,12 +93,19 @@ class WeightedRoundRobin(_Base):
     def __init__(self, random: _random.Random | None = None) -> None:
         super().__init__(random)
         self._score: dict[Endpoint, float] = {}
+        self._uniform = False
+        self._next = 0
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         keep = set(endpoints)
         self._score = {e: s for e, s in self._score.items() if e in keep}
+        self._uniform = len({e.weight for e in endpoints}) <= 1
 
     def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        if self._uniform:
+            i = self._next
+            self._next = i + 1
+            return endpoints[i % len(endpoints)]
         score = self._score
         total = 0.0
         best = endpoints[0]

@@ -45,10 +45,10 @@ class _Stub:
     """An endpoint as a balancer sees it, counting reads of ``in_flight``."""
 
     reads = 0
+    weight = 1.0
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.weight = 1.0
         self._in_flight = 0
 
     @property
@@ -71,3 +71,34 @@ def test_ring_hash_reads_few_endpoints_per_pick_while_the_hashed_one_is_idle() -
     assert _Stub.reads <= 10
     first._in_flight = 3  # busy: bounded loads weigh it against the others
     assert ring.pick(stubs, ctx) is not first
+
+
+class _Weighed(_Stub):
+    """An endpoint counting reads of ``weight``."""
+
+    weight_reads = 0
+
+    def __init__(self, address: str, weight: float) -> None:
+        super().__init__(address)
+        self._weight = weight
+
+    @property  # type: ignore[override]
+    def weight(self) -> float:
+        type(self).weight_reads += 1
+        return self._weight
+
+
+def test_weighted_round_robin_with_equal_weights_reads_no_weight_per_pick() -> None:
+    # Smooth weighted round robin adds every candidate's weight on every pick:
+    # O(n) a call. With equal weights its order is plain round robin.
+    wrr = ml.WeightedRoundRobin()
+    stubs: Any = [_Weighed(a, 2.0) for a in addresses(500)]
+    wrr.update(stubs)
+    ctx = ml.CallContext(print, (), {}, "op")
+    _Weighed.weight_reads = 0
+    picked = [wrr.pick(stubs, ctx) for _ in range(1000)]
+    assert _Weighed.weight_reads == 0
+    assert picked == stubs + stubs  # in order, each once per round
+    mixed: Any = [_Weighed("a", 5.0), _Weighed("b", 1.0), _Weighed("c", 1.0)]
+    wrr.update(mixed)
+    assert [wrr.pick(mixed, ctx).address for _ in range(7)] == list("aabacaa")
