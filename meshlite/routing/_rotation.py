@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
 
 from .._clock import Clock
 from .._errors import ConfigError, NoHealthyBackendError
@@ -145,17 +146,24 @@ class Rotation:
                           f"(backends: {known})", service=self.name, policy="routing")
 
     def _set_health(self, endpoint: Endpoint, healthy: bool, reason: str) -> None:
-        event: Event
+        self._set_healths(((endpoint, healthy, reason),))
+
+    def _set_healths(self, changes: Iterable[tuple[Endpoint, bool, str]]) -> None:
+        """Apply a health round's transitions (endpoint, healthy, reason), then
+        rebuild the candidates once: O(n) a round, not a rebuild per backend."""
+        events: list[Event] = []
         with self._lock:
-            endpoint.healthy = healthy
-            endpoint.health_reason = reason
-            if healthy:
-                event = HealthCheckRecovered(policy="health_check", service=self.name,
-                                             address=endpoint.address)
-            else:
-                event = HealthCheckFailed(policy="health_check", service=self.name,
-                                          address=endpoint.address, reason=reason)
-            events = [event, *self._recompute(self.clock.monotonic())]
+            for endpoint, healthy, reason in changes:
+                endpoint.healthy = healthy
+                endpoint.health_reason = reason
+                if healthy:
+                    events.append(HealthCheckRecovered(
+                        policy="health_check", service=self.name, address=endpoint.address))
+                else:
+                    events.append(HealthCheckFailed(
+                        policy="health_check", service=self.name, address=endpoint.address,
+                        reason=reason))
+            events.extend(self._recompute(self.clock.monotonic()))
         self._emit(events)
 
     def _due(self) -> tuple[Endpoint, ...]:

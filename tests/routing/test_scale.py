@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import meshlite as ml
-from meshlite.routing import Service
+from meshlite.routing import (
+    HealthCheck,
+    HealthChecker,
+    HealthCheckFailed,
+    HealthCheckRecovered,
+    Service,
+)
 from meshlite.testing import FakeClock
 
 
@@ -102,3 +108,35 @@ def test_weighted_round_robin_with_equal_weights_reads_no_weight_per_pick() -> N
     mixed: Any = [_Weighed("a", 5.0), _Weighed("b", 1.0), _Weighed("c", 1.0)]
     wrr.update(mixed)
     assert [wrr.pick(mixed, ctx).address for _ in range(7)] == list("aabacaa")
+
+
+async def test_a_health_round_that_fails_every_backend_recomputes_the_rotation_once() -> None:
+    # Each backend's transition used to rebuild the candidates (O(n)) on its own:
+    # a zone going down cost O(n^2) in one round.
+    n = 200
+    answer = {"healthy": False}
+    check = HealthCheck(lambda backend: answer["healthy"], unhealthy_threshold=1,
+                        healthy_threshold=1)
+    service = Service("s", addresses(n), pipeline=ml.Pipeline(), health_check=check,
+                      clock=FakeClock())
+    events: list[ml.Event] = []
+    service.add_hook(events.append)
+    recomputes = []
+    recompute = service._recompute
+    service._recompute = lambda now: recomputes.append(now) or recompute(now)  # type: ignore[method-assign]
+    (runner,) = service.components
+    assert isinstance(runner, HealthChecker)
+    await runner.open()
+    try:
+        await runner.run_once()
+        assert len(recomputes) == 1
+        assert sum(isinstance(e, HealthCheckFailed) for e in events) == n
+        assert service.panic
+        answer["healthy"] = True
+        await runner.run_once()
+        assert len(recomputes) == 2
+        assert sum(isinstance(e, HealthCheckRecovered) for e in events) == n
+        assert not service.panic
+        assert len(service._available) == n
+    finally:
+        await runner.stop()
