@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._context import CallContext
-from .._validate import fail, optional_random
+from .._validate import fail, optional_random, random_or_shared
 from ._endpoint import Endpoint
 
 __all__ = [
@@ -54,7 +54,7 @@ class _Base:
 
     def __init__(self, random: _random.Random | None = None) -> None:
         random = optional_random(type(self).__name__, random)
-        self._rng = random if random is not None else _random.Random()
+        self._rng = random_or_shared(random)
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         """Called with all of the service's endpoints when the set changes."""

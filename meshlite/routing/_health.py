@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._clock import Clock
-from .._validate import at_least, fail, positive
+from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
 from ._endpoint import Endpoint
 
@@ -155,7 +155,7 @@ class HealthChecker:
         self.check = check
         self.clock = clock
         self.rounds = 0
-        self._rng = random if random is not None else _random.Random()
+        self._rng = random_or_shared(random)
         self._stack: contextlib.AsyncExitStack | None = None
         self._probe: Probe | None = None
         self._task: asyncio.Task[None] | None = None

@@ -3,7 +3,11 @@ operations routing makes at 100s of backends (counts, never timings)."""
 
 from __future__ import annotations
 
+import os
+import random
 from typing import Any
+
+import pytest
 
 import meshlite as ml
 from meshlite.routing import (
@@ -140,3 +144,35 @@ async def test_a_health_round_that_fails_every_backend_recomputes_the_rotation_o
         assert len(service._available) == n
     finally:
         await runner.stop()
+
+
+def test_objects_given_no_random_source_share_one() -> None:
+    # A random.Random is a Mersenne Twister state of about 2.5 KB: the balancer and
+    # the default Retry of every service each made their own (5 KB a service).
+    check = HealthCheck(lambda backend: True)
+    a = Service("a", ["x"], health_check=check)
+    b = Service("b", ["y"], balancer="round_robin", health_check=check)
+    retries = [p for s in (a, b) for p in s.pipeline.policies if isinstance(p, ml.Retry)]
+    sources = {id(a.balancer._rng), id(b.balancer._rng), *(id(r.random) for r in retries),
+               *(id(c._rng) for s in (a, b) for c in s.components
+                 if isinstance(c, HealthChecker))}
+    assert len(retries) == 2
+    assert len(sources) == 1
+    mine = random.Random(3)
+    assert Service("c", ["z"], random=mine).balancer._rng is mine
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_a_forked_child_draws_other_numbers_than_its_parent() -> None:
+    # Forked workers must not move in lock step (the same picks in each process).
+    shared = Service("a", ["x"]).balancer._rng
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next draw and leave at once
+        os.write(write, repr(shared.random()).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = float(pipe.read())
+    assert child != shared.random()
