@@ -176,3 +176,34 @@ def test_a_forked_child_draws_other_numbers_than_its_parent() -> None:
     with os.fdopen(read) as pipe:
         child = float(pipe.read())
     assert child != shared.random()
+
+
+class _CountingList(list):  # type: ignore[type-arg]
+    """A list that counts membership tests."""
+
+    contains = 0
+
+    def __contains__(self, item: object) -> bool:
+        type(self).contains += 1
+        return list.__contains__(self, item)
+
+
+@pytest.mark.parametrize("balancer", ["p2c_ewma", "round_robin", "least_requests"])
+def test_a_retry_among_many_backends_does_not_test_each_against_the_tried_ones(
+        balancer: str) -> None:
+    # A retry used to drop the tried backends from the candidates first: a scan of
+    # all n of them for every retry. Picking first and scanning only when the pick
+    # was tried makes that rare among many backends.
+    n = 500
+    service = Service("s", addresses(n), balancer=balancer, pipeline=ml.Pipeline(),
+                      random=random.Random(7))
+    for e in service.endpoints:
+        e.answered = True
+    service._track()
+    tried: Any = _CountingList([service.endpoints[0].backend])
+    ctx = ml.CallContext(print, (), {}, "op")
+    ctx.tried = tried
+    _CountingList.contains = 0
+    picks = [service._choose(ctx) for _ in range(200)]
+    assert all(e.backend not in tried[:1] for e in picks)
+    assert _CountingList.contains <= 200 + 2 * n
