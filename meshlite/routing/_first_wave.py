@@ -60,6 +60,7 @@ class FirstWave:
     balancer: Balancer
     clock: Clock
     _endpoints: tuple[Endpoint, ...]
+    _available: tuple[Endpoint, ...]
     _cold: bool
     # Whether the gate applies (a p2c_ewma service) and some endpoint has not
     # answered: the one check routing makes. Always an instance attribute (set by
@@ -75,8 +76,10 @@ class FirstWave:
         return isinstance(self.balancer, P2CEwma)
 
     def _track(self) -> None:
-        """Recompute ``_cold`` (the endpoints changed, or one answered first)."""
-        self._cold = self._gated() and not all(e.answered for e in self._endpoints)
+        """Recompute ``_cold`` (the candidates changed, or one answered first). Only
+        the candidates count: a backend out of rotation gets no attempt to answer
+        with, and must not keep every call of the service scanning."""
+        self._cold = self._gated() and not all(e.answered for e in self._available)
 
     def _first_answered(self) -> None:
         """An endpoint's first answer (``Endpoint(on_answer=...)``, under its lock):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .._clock import Clock
 from .._errors import ConfigError, NoHealthyBackendError
@@ -49,6 +49,7 @@ class Rotation:
     _available: tuple[Endpoint, ...]
     _next_change: float
     _panic: bool
+    _track: Callable[[], None]  # (FirstWave's)
     _manual: frozenset[Endpoint] = frozenset()
     # Endpoints ejected by hand (replaced, never mutated, under the lock); a class
     # default so services that never see a manual ejection store nothing.
@@ -212,6 +213,7 @@ class Rotation:
                     policy="routing", service=self.name, backends=len(self._endpoints),
                     reasons=tuple(f"{e.address}: {self.out_reason(e)}"
                                   for e in self._endpoints)))
+        self._track()  # the first wave's gate follows the candidates
         return events
 
     def _emit(self, events: list[Event]) -> None:

@@ -338,7 +338,6 @@ class Service(Chains, Rotation, FirstWave):
             update = getattr(self.balancer, "update", None)
             if update is not None:
                 update(self._endpoints)
-            self._track()
             events = self._recompute(self.clock.monotonic())
         self._emit(events)
 

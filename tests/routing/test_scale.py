@@ -207,3 +207,19 @@ def test_a_retry_among_many_backends_does_not_test_each_against_the_tried_ones(
     picks = [service._choose(ctx) for _ in range(200)]
     assert all(e.backend not in tried[:1] for e in picks)
     assert _CountingList.contains <= 200 + 2 * n
+
+
+def test_a_backend_out_of_rotation_that_never_answered_leaves_routing_warm() -> None:
+    # The first-wave gate scans the candidates on every call while a backend has not
+    # answered. One failing its health check from the start never answers (it gets
+    # no traffic), which used to keep every call of the service scanning all n.
+    service = Service("s", addresses(100), pipeline=ml.Pipeline(), clock=FakeClock())
+    dead, *alive = service.endpoints
+    for e in alive:
+        e.answered = True
+    service._track()  # (as the last first answer does)
+    assert service._cold
+    service._set_health(dead, False, "connection refused")
+    assert not service._cold
+    service._set_health(dead, True, "")  # back in rotation, not answered yet: gated
+    assert service._cold
