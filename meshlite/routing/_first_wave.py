@@ -100,6 +100,23 @@ class FirstWave:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future)
 
+    def _choose_warming(self, candidates: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        """The pick while a candidate has not answered: the balancer's choice when it
+        is not such a candidate busy with its probe (O(1), no scan of the n), else
+        its choice among those :meth:`_admit` keeps.
+
+        Raises:
+            FirstAnswerPending: every candidate is such a one (see ``_admit``).
+        """
+        if len(candidates) > 1:
+            chosen = self.balancer.pick(candidates, ctx)
+            if chosen.answered or not chosen.in_flight:
+                return chosen
+        candidates = self._admit(candidates)
+        if len(candidates) == 1:
+            return candidates[0]
+        return self.balancer.pick(candidates, ctx)
+
     def _admit(self, candidates: Sequence[Endpoint]) -> Sequence[Endpoint]:
         """``candidates`` without the endpoints that have not answered and have an
         attempt in flight (their probe).

@@ -377,7 +377,7 @@ class Service(Chains, Rotation, FirstWave):
         if tried:
             return self._choose_untried(candidates, tried, ctx)
         if self._cold:  # a backend has not answered yet: one attempt at a time there
-            candidates = self._admit(candidates)  # (_first_wave.py)
+            return self._choose_warming(candidates, ctx)  # (_first_wave.py)
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)

@@ -223,3 +223,31 @@ def test_a_backend_out_of_rotation_that_never_answered_leaves_routing_warm() -> 
     assert not service._cold
     service._set_health(dead, True, "")  # back in rotation, not answered yet: gated
     assert service._cold
+
+
+class _IterCountingTuple(tuple):  # type: ignore[type-arg]
+    """A tuple that counts the scans of it (iterations)."""
+
+    scans = 0
+
+    def __iter__(self) -> Any:
+        type(self).scans += 1
+        return tuple.__iter__(self)
+
+
+def test_picks_while_backends_have_not_answered_do_not_scan_the_candidates() -> None:
+    # While a backend has not answered (the first wave), each pick used to drop the
+    # ones busy with their probe from all n candidates first: a scan per call for
+    # the n log n calls it takes every backend to answer.
+    service = Service("s", addresses(200), pipeline=ml.Pipeline(), random=random.Random(3))
+    assert service._cold
+    counted: Any = _IterCountingTuple(service._available)
+    service._available = counted
+    ctx = ml.CallContext(print, (), {}, "op")
+    _IterCountingTuple.scans = 0
+    picks = [service._choose(ctx) for _ in range(100)]
+    assert _IterCountingTuple.scans <= 5
+    assert len(set(picks)) > 50
+    busy = picks[-1]
+    busy.begin()  # its probe is in flight: no second attempt there while others can
+    assert all(service._choose(ctx) is not busy for _ in range(300))
