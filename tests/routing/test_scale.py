@@ -15,6 +15,7 @@ from meshlite.routing import (
     HealthChecker,
     HealthCheckFailed,
     HealthCheckRecovered,
+    Random,
     Service,
 )
 from meshlite.testing import FakeClock
@@ -251,3 +252,17 @@ def test_picks_while_backends_have_not_answered_do_not_scan_the_candidates() -> 
     busy = picks[-1]
     busy.begin()  # its probe is in flight: no second attempt there while others can
     assert all(service._choose(ctx) is not busy for _ in range(300))
+
+
+def test_random_with_unequal_weights_does_not_sum_them_per_pick() -> None:
+    # Weighted random summed every candidate's weight and walked them per pick:
+    # O(n) a call. The candidates are the same tuple until the rotation changes.
+    balancer = Random(random=random.Random(5))
+    stubs: Any = tuple(_Weighed(a, 1.0 + i % 3) for i, a in enumerate(addresses(300)))
+    balancer.update(stubs)
+    ctx = ml.CallContext(print, (), {}, "op")
+    _Weighed.weight_reads = 0
+    picks = [balancer.pick(stubs, ctx) for _ in range(3000)]
+    assert _Weighed.weight_reads <= len(stubs)
+    heavy = sum(p._weight == 3.0 for p in picks) / sum(p._weight == 1.0 for p in picks)
+    assert 2.5 < heavy < 3.5  # still in proportion to the weights
