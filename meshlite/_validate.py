@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import random as _random
 import reprlib
 from typing import Any, NoReturn
@@ -107,6 +108,17 @@ def optional_clock(owner: str, value: Any) -> Clock | None:
     if value is not None and not isinstance(value, Clock):
         fail(owner, "clock", value, "a clock with monotonic(), sleep() and asleep(), or None")
     return value
+
+
+_SHARED_RANDOM = _random.Random()
+os.register_at_fork(after_in_child=_SHARED_RANDOM.seed)  # forked workers draw apart
+
+
+def random_or_shared(value: _random.Random | None) -> _random.Random:
+    """``value``, or the random source shared by every object given none: one
+    Mersenne Twister state (about 2.5 KB) for all of them rather than one each,
+    reseeded in a forked child so that workers do not pick in lock step."""
+    return _SHARED_RANDOM if value is None else value
 
 
 def optional_random(owner: str, value: Any) -> _random.Random | None:

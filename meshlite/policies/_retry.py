@@ -22,7 +22,7 @@ from .._errors import RejectedError
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._switches import is_testing
-from .._validate import fail, non_negative, not_coroutine
+from .._validate import fail, non_negative, not_coroutine, random_or_shared
 from ._retry_budget import (
     DEFAULT_BUDGET_MIN_PER_SECOND,
     DEFAULT_BUDGET_RATIO,
@@ -192,7 +192,7 @@ class Retry(Policy):
         if random is not None and not isinstance(random, Random):
             fail("Retry", "random", random, "a random.Random or None")
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self.random = Random() if random is None else random
+        self.random = random_or_shared(random)
         if budget is _DEFAULT_BUDGET:
             budget = RetryBudget(clock=self.clock)
         self.options = RetryOptions(

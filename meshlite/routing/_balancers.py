@@ -13,12 +13,14 @@ choice slightly less even; they never break it.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random as _random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._context import CallContext
-from .._validate import fail, optional_random
+from .._validate import fail, optional_random, random_or_shared
 from ._endpoint import Endpoint
 
 __all__ = [
@@ -54,7 +56,7 @@ class _Base:
 
     def __init__(self, random: _random.Random | None = None) -> None:
         random = optional_random(type(self).__name__, random)
-        self._rng = random if random is not None else _random.Random()
+        self._rng = random_or_shared(random)
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         """Called with all of the service's endpoints when the set changes."""
@@ -84,7 +86,8 @@ class WeightedRoundRobin(_Base):
     a a b a c a a, never five ``a`` in a row.
 
     Each pick adds every candidate's weight to its running score, takes the highest,
-    and subtracts the total weight from the winner.
+    and subtracts the total weight from the winner: O(n) a pick. With equal weights
+    (as :meth:`update` last saw them) that order is plain round robin, taken in O(1).
     """
 
     name = "weighted_round_robin"
@@ -92,12 +95,19 @@ class WeightedRoundRobin(_Base):
     def __init__(self, random: _random.Random | None = None) -> None:
         super().__init__(random)
         self._score: dict[Endpoint, float] = {}
+        self._uniform = False
+        self._next = 0
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         keep = set(endpoints)
         self._score = {e: s for e, s in self._score.items() if e in keep}
+        self._uniform = len({e.weight for e in endpoints}) <= 1
 
     def pick(self, endpoints: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        if self._uniform:
+            i = self._next
+            self._next = i + 1
+            return endpoints[i % len(endpoints)]
         score = self._score
         total = 0.0
         best = endpoints[0]
@@ -113,13 +123,18 @@ class WeightedRoundRobin(_Base):
 
 
 class Random(_Base):
-    """A random endpoint, in proportion to the weights."""
+    """A random endpoint, in proportion to the weights.
+
+    With unequal weights a pick bisects the candidates' running sums of weights,
+    kept for the last candidate sequence seen (the service passes the same tuple
+    until its rotation changes): O(log n) a pick, O(n) once per change."""
 
     name = "random"
 
     def __init__(self, random: _random.Random | None = None) -> None:
         super().__init__(random)
         self._uniform = False
+        self._sums: tuple[Sequence[Endpoint] | None, list[float]] = (None, [])
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         self._uniform = len({e.weight for e in endpoints}) <= 1
@@ -128,12 +143,11 @@ class Random(_Base):
         r = self._rng.random()
         if self._uniform:
             return endpoints[int(r * len(endpoints))]
-        target = r * sum(e.weight for e in endpoints)
-        for e in endpoints:
-            target -= e.weight
-            if target < 0.0:
-                return e
-        return endpoints[-1]
+        of, sums = self._sums  # (one read: another thread may replace the pair)
+        if of is not endpoints:
+            sums = list(itertools.accumulate(e.weight for e in endpoints))
+            self._sums = (endpoints, sums)
+        return endpoints[min(bisect.bisect_right(sums, r * sums[-1]), len(endpoints) - 1)]
 
 
 def _two(rng: _random.Random, endpoints: Sequence[Endpoint]) -> tuple[Endpoint, Endpoint]:

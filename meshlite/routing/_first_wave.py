@@ -60,6 +60,7 @@ class FirstWave:
     balancer: Balancer
     clock: Clock
     _endpoints: tuple[Endpoint, ...]
+    _available: tuple[Endpoint, ...]
     _cold: bool
     # Whether the gate applies (a p2c_ewma service) and some endpoint has not
     # answered: the one check routing makes. Always an instance attribute (set by
@@ -75,8 +76,10 @@ class FirstWave:
         return isinstance(self.balancer, P2CEwma)
 
     def _track(self) -> None:
-        """Recompute ``_cold`` (the endpoints changed, or one answered first)."""
-        self._cold = self._gated() and not all(e.answered for e in self._endpoints)
+        """Recompute ``_cold`` (the candidates changed, or one answered first). Only
+        the candidates count: a backend out of rotation gets no attempt to answer
+        with, and must not keep every call of the service scanning."""
+        self._cold = self._gated() and not all(e.answered for e in self._available)
 
     def _first_answered(self) -> None:
         """An endpoint's first answer (``Endpoint(on_answer=...)``, under its lock):
@@ -96,6 +99,23 @@ class FirstWave:
             # loop raises RuntimeError: nothing waits there any more).
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future)
+
+    def _choose_warming(self, candidates: Sequence[Endpoint], ctx: CallContext) -> Endpoint:
+        """The pick while a candidate has not answered: the balancer's choice when it
+        is not such a candidate busy with its probe (O(1), no scan of the n), else
+        its choice among those :meth:`_admit` keeps.
+
+        Raises:
+            FirstAnswerPending: every candidate is such a one (see ``_admit``).
+        """
+        if len(candidates) > 1:
+            chosen = self.balancer.pick(candidates, ctx)
+            if chosen.answered or not chosen.in_flight:
+                return chosen
+        candidates = self._admit(candidates)
+        if len(candidates) == 1:
+            return candidates[0]
+        return self.balancer.pick(candidates, ctx)
 
     def _admit(self, candidates: Sequence[Endpoint]) -> Sequence[Endpoint]:
         """``candidates`` without the endpoints that have not answered and have an

@@ -7,12 +7,12 @@ import contextlib
 import inspect
 import logging
 import random as _random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._clock import Clock
-from .._validate import at_least, fail, positive
+from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
 from ._endpoint import Endpoint
 
@@ -138,7 +138,7 @@ class _Target(Protocol):
     @property
     def endpoints(self) -> Sequence[Endpoint]: ...
 
-    def _set_health(self, endpoint: Endpoint, healthy: bool, reason: str) -> None: ...
+    def _set_healths(self, changes: Iterable[tuple[Endpoint, bool, str]]) -> None: ...
 
 
 class HealthChecker:
@@ -155,7 +155,7 @@ class HealthChecker:
         self.check = check
         self.clock = clock
         self.rounds = 0
-        self._rng = random if random is not None else _random.Random()
+        self._rng = random_or_shared(random)
         self._stack: contextlib.AsyncExitStack | None = None
         self._probe: Probe | None = None
         self._task: asyncio.Task[None] | None = None
@@ -192,8 +192,10 @@ class HealthChecker:
             raise RuntimeError("HealthChecker.run_once: start() the checker first")
         endpoints = tuple(self.target.endpoints)
         reasons = await asyncio.gather(*(self._timed(probe, e) for e in endpoints))
-        for endpoint, reason in zip(endpoints, reasons, strict=True):
-            self._apply(endpoint, reason)
+        changes = [change for endpoint, reason in zip(endpoints, reasons, strict=True)
+                   if (change := self._apply(endpoint, reason)) is not None]
+        if changes:  # one rotation rebuild for the round's transitions
+            self.target._set_healths(changes)
         self.rounds += 1
 
     async def _timed(self, probe: Probe, endpoint: Endpoint) -> str | None:
@@ -204,19 +206,22 @@ class HealthChecker:
             endpoint.probed(self.clock.monotonic() - start)
         return reason
 
-    def _apply(self, endpoint: Endpoint, reason: str | None) -> None:
+    def _apply(self, endpoint: Endpoint, reason: str | None
+               ) -> tuple[Endpoint, bool, str] | None:
+        """Count one probe's result; returns the transition it makes, if any."""
         o = self.check.options
         if reason is None:
             endpoint.health_failures = 0
             endpoint.health_successes += 1
             if not endpoint.healthy and endpoint.health_successes >= o.healthy_threshold:
-                self.target._set_health(endpoint, True, "")
-            return
+                return endpoint, True, ""
+            return None
         endpoint.health_successes = 0
         endpoint.health_failures += 1
         endpoint.health_reason = reason
         if endpoint.healthy and endpoint.health_failures >= o.unhealthy_threshold:
-            self.target._set_health(endpoint, False, reason)
+            return endpoint, False, reason
+        return None
 
     async def _loop(self) -> None:
         o = self.check.options

@@ -106,26 +106,40 @@ class RingHash(_Base):
         key = self.key_of(ctx)
         if key is None:
             return endpoints[int(self._rng.random() * len(endpoints))]
-        if not self._members.issuperset(endpoints):
+        members = self._members
+        # The service calls update() with all its endpoints, so the candidates are
+        # members: two probes (not a scan) catch a ring used without update().
+        if (len(endpoints) > len(members) or endpoints[0] not in members
+                or endpoints[-1] not in members):
             self.update(endpoints)  # used without update(): ring over what we see
+            members = self._members
         data = key if isinstance(key, bytes) else str(key).encode()
         points, owners = self._points, self._owners
         start = bisect.bisect_left(points, _hash(data))
-        allowed: Any = self._members if len(endpoints) == len(self._members) else set(endpoints)
-        cap = math.inf
-        if self.load_factor != math.inf:
-            total = sum(e.in_flight for e in endpoints)
-            cap = math.ceil(self.load_factor * (total + 1) / len(endpoints))
+        allowed: Any = members if len(endpoints) == len(members) else set(endpoints)
+        cap: float | None = None  # the load bound, summed only when one is busy
         n = len(points)
         first: Endpoint | None = None
         for step in range(n):
             e = owners[(start + step) % n]
             if e in allowed:
-                if e.in_flight < cap:
+                load = e.in_flight
+                if load == 0:  # idle: under any bound (the bound is at least 1)
+                    return e
+                if cap is None:
+                    cap = self._cap(endpoints)
+                if load < cap:
                     return e
                 if first is None:
                     first = e
         return first if first is not None else endpoints[0]
+
+    def _cap(self, endpoints: Sequence[Endpoint]) -> float:
+        """The most requests in flight a backend may carry and still be picked."""
+        if self.load_factor == math.inf:
+            return math.inf
+        total = sum(e.in_flight for e in endpoints)
+        return math.ceil(self.load_factor * (total + 1) / len(endpoints))
 
     def __repr__(self) -> str:
         return f"RingHash(header={self.header!r}, load_factor={self.load_factor!r})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Iterable
 
 from .._clock import Clock
 from .._errors import ConfigError, NoHealthyBackendError
@@ -48,6 +49,7 @@ class Rotation:
     _available: tuple[Endpoint, ...]
     _next_change: float
     _panic: bool
+    _track: Callable[[], None]  # (FirstWave's)
     _manual: frozenset[Endpoint] = frozenset()
     # Endpoints ejected by hand (replaced, never mutated, under the lock); a class
     # default so services that never see a manual ejection store nothing.
@@ -100,9 +102,9 @@ class Rotation:
             events = self._recompute(now) if now >= self._next_change else []
             endpoint.ejected_until = math.inf if seconds is None else now + seconds
             endpoint.ejected_reason = MANUAL
-            # Drop endpoints since removed by set_backends, so none is kept alive.
-            self._manual = frozenset(e for e in (*self._manual, endpoint)
-                                     if e in self._endpoints)
+            # Drop endpoints since removed by set_backends, so none is kept alive
+            # (one set of the backends: O(n) per ejection, not O(n) per manual one).
+            self._manual = frozenset((*self._manual, endpoint)).intersection(self._endpoints)
             events.append(BackendEjected(
                 policy="routing", service=self.name, address=endpoint.address, reason=MANUAL,
                 seconds=math.inf if seconds is None else seconds,
@@ -145,17 +147,24 @@ class Rotation:
                           f"(backends: {known})", service=self.name, policy="routing")
 
     def _set_health(self, endpoint: Endpoint, healthy: bool, reason: str) -> None:
-        event: Event
+        self._set_healths(((endpoint, healthy, reason),))
+
+    def _set_healths(self, changes: Iterable[tuple[Endpoint, bool, str]]) -> None:
+        """Apply a health round's transitions (endpoint, healthy, reason), then
+        rebuild the candidates once: O(n) a round, not a rebuild per backend."""
+        events: list[Event] = []
         with self._lock:
-            endpoint.healthy = healthy
-            endpoint.health_reason = reason
-            if healthy:
-                event = HealthCheckRecovered(policy="health_check", service=self.name,
-                                             address=endpoint.address)
-            else:
-                event = HealthCheckFailed(policy="health_check", service=self.name,
-                                          address=endpoint.address, reason=reason)
-            events = [event, *self._recompute(self.clock.monotonic())]
+            for endpoint, healthy, reason in changes:
+                endpoint.healthy = healthy
+                endpoint.health_reason = reason
+                if healthy:
+                    events.append(HealthCheckRecovered(
+                        policy="health_check", service=self.name, address=endpoint.address))
+                else:
+                    events.append(HealthCheckFailed(
+                        policy="health_check", service=self.name, address=endpoint.address,
+                        reason=reason))
+            events.extend(self._recompute(self.clock.monotonic()))
         self._emit(events)
 
     def _due(self) -> tuple[Endpoint, ...]:
@@ -204,6 +213,7 @@ class Rotation:
                     policy="routing", service=self.name, backends=len(self._endpoints),
                     reasons=tuple(f"{e.address}: {self.out_reason(e)}"
                                   for e in self._endpoints)))
+        self._track()  # the first wave's gate follows the candidates
         return events
 
     def _emit(self, events: list[Event]) -> None:
