@@ -25,12 +25,20 @@ class AfterFork(Protocol):
 
 def after_fork_in_child(obj: AfterFork) -> None:
     """Call ``obj.after_fork()`` in every child forked while ``obj`` lives (held weakly,
-    so registering keeps nothing alive)."""
-    ref = weakref.ref(obj)
+    so registering keeps nothing alive, and a dead object's entry goes with it)."""
+    _registered[id(obj)] = obj
 
-    def child() -> None:
-        target = ref()
-        if target is not None:
-            target.after_fork()
 
-    os.register_at_fork(after_in_child=child)
+_registered: weakref.WeakValueDictionary[int, AfterFork] = weakref.WeakValueDictionary()
+"""What resets itself in a forked child, by identity. One process-wide fork hook
+reads it: ``os.register_at_fork`` keeps every callable it is given for good, so one
+hook per object (a cache, a shared breaker, a store's clients) was a list that only
+grew, by one closure for every such object the process ever made."""
+
+
+def _reset_in_child() -> None:
+    for obj in list(_registered.values()):
+        obj.after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
