@@ -92,10 +92,22 @@ def measured(cycle: Callable[[], None], cycles: int, warm_up: int) -> tuple[int,
         after, current = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    top = after.compare_to(before, "traceback")[:5]
+    return growth(before, after, current - baseline)
+
+
+def growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, traced: int
+           ) -> tuple[int, str]:
+    """The ``traced`` growth between two snapshots less one-off resizes, and the top
+    allocation sites of it. A site that grew by one block larger than the slack is an
+    interpreter table resized once (the interned strings, say), large because of what
+    the tests before this one made: 3.9 MB in one block at an event loop's creation
+    in a whole-suite run. A leak is a block a cycle, hundreds over the cycles."""
+    stats = after.compare_to(before, "traceback")
+    resized = [s for s in stats if s.count_diff == 1 and s.size_diff > MEMORY_SLACK]
+    top = [s for s in stats if s not in resized][:5]
     report = "\n".join(f"{stat.size_diff:+} B, {stat.count_diff:+} blocks: "
                        + "".join(stat.traceback.format()) for stat in top)
-    return current - baseline, report
+    return traced - sum(s.size_diff for s in resized), report
 
 
 def module_containers() -> dict[str, int]:
@@ -222,15 +234,16 @@ async def test_open_async_meshes_with_health_checks_give_everything_back(
             await cycle()
         fds_settle(fds)  # no server thread mid-read of a closing connection (its buffer)
         gc.collect()
-        baseline = tracemalloc.get_traced_memory()[0]
+        before, baseline = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
         for _ in range(ASYNC_CYCLES):
             await cycle()
         fds_settle(fds)
         gc.collect()
-        growth = tracemalloc.get_traced_memory()[0] - baseline
+        after, current = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert growth < MEMORY_SLACK, f"{growth} bytes more after {ASYNC_CYCLES} meshes"
+    grown, report = growth(before, after, current - baseline)
+    assert grown < MEMORY_SLACK, f"{grown} bytes more after {ASYNC_CYCLES} meshes:\n{report}"
     assert len(asyncio.all_tasks()) == tasks
     assert new_threads(alive) == []
     assert fds_settle(fds) <= fds, os.listdir("/proc/self/fd")
