@@ -30,11 +30,9 @@ from yarl import URL
 
 from ..routing._endpoint import Endpoint
 from ..routing._service import Service
+from ._retire import waits
 
 __all__ = ["Forgetting", "close_idle", "in_use"]
-
-_FIRST_WAIT = 0.01
-_MAX_WAIT = 0.5
 
 
 def close_idle(connector: Any, hosts: set[tuple[str | None, int | None]]) -> int:
@@ -115,11 +113,11 @@ class Forgetting:
 
     async def _after(self, connector: Any, hosts: set[tuple[str | None, int | None]],
                      endpoints: tuple[Endpoint, ...]) -> None:
-        wait = _FIRST_WAIT
-        while not connector.closed and (any(e.in_flight for e in endpoints)
+        for wait in waits():
+            if connector.closed or not (any(e.in_flight for e in endpoints)
                                         or in_use(connector, hosts)):
+                break
             await asyncio.sleep(wait)
-            wait = min(wait * 2, _MAX_WAIT)
         close_idle(connector, hosts)
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ from ._aio_forget import Forgetting
 from ._dispatcher import Dispatcher
 from ._outgoing import (
     IDEMPOTENT_METHODS,
-    MAX_FAILURE_BODY,
+    KeptBody,
     answered,
     check_base_url,
     is_failure,
@@ -157,15 +157,14 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> None:
-    parts: list[bytes] = []
-    room = MAX_FAILURE_BODY
-    while room > 0 and (chunk := await response.content.read(room)):
-        parts.append(chunk)
-        room -= len(chunk)
+    kept = KeptBody()
+    while chunk := await response.content.read(kept.room):
+        if kept.full(chunk):
+            break
     # What read() would keep, so read(), text() and json() answer from it; a body
     # cut short leaves with its connection, never to be read on.
-    response._body = b"".join(parts)
-    if room <= 0 and response.connection is not None:
+    response._body = kept.raw()
+    if kept.room <= 0 and response.connection is not None:
         response.connection.close()  # not response.close(): read() would then refuse
 
 

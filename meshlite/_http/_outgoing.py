@@ -26,7 +26,8 @@ from .._inbound._headers import stamp_outgoing
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "answered", "check_base_url",
+__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
+           "check_base_url",
            "is_failure", "parse_retry_after", "stamp"]
 
 def _context_getter() -> Callable[[], Context]:
@@ -45,6 +46,26 @@ MAX_FAILURE_BODY = 1 << 20
 itself, before the pipeline sees the failure and whether or not the caller streams,
 so a longer one is cut here and its connection closed (a backend answering 503 with
 an endless or huge body cannot hold a caller's memory or time)."""
+
+
+class KeptBody:
+    """The first :data:`MAX_FAILURE_BODY` bytes of a failed answer's body."""
+
+    __slots__ = ("parts", "room")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.room = MAX_FAILURE_BODY
+
+    def full(self, chunk: bytes) -> bool:
+        """Keep what fits of ``chunk``; whether the rest of the body is to be left."""
+        self.parts.append(chunk[:self.room])
+        self.room -= len(self.parts[-1])
+        return self.room <= 0
+
+    def raw(self) -> bytes:
+        """The bytes kept."""
+        return b"".join(self.parts)
 
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})

@@ -20,17 +20,26 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..routing._endpoint import Endpoint
 
-__all__ = ["Retired", "Retiring", "busy"]
+__all__ = ["Retired", "Retiring", "busy", "waits"]
 
 _FIRST_WAIT = 0.01
 """Seconds before the first look again at a busy transport (doubling up to _MAX_WAIT)."""
 
 _MAX_WAIT = 0.5
+
+
+def waits() -> Iterator[float]:
+    """Seconds between looks at something still in use, until it is not: 10 ms, then
+    twice as long each time, at most half a second."""
+    wait = _FIRST_WAIT
+    while True:
+        yield wait
+        wait = min(wait * 2, _MAX_WAIT)
 
 _log = logging.getLogger("meshlite.http")
 
@@ -120,8 +129,7 @@ class Retiring:
                              daemon=True).start()
 
     def _wait_sync(self) -> None:
-        wait = _FIRST_WAIT
-        while True:
+        for wait in waits():
             time.sleep(wait)
             done, _ = self._take_idle()
             _close_all(r.transport for r in done)
@@ -129,7 +137,6 @@ class Retiring:
                 if not self._waiting or self._closed:
                     self._waiter = False
                     return
-            wait = min(wait * 2, _MAX_WAIT)
 
     # -- async transports ---------------------------------------------------------
 
@@ -141,8 +148,7 @@ class Retiring:
         task.add_done_callback(self._tasks.discard)
 
     async def _wait_async(self, loop: asyncio.AbstractEventLoop) -> None:
-        wait = _FIRST_WAIT
-        while True:
+        for wait in waits():
             done, left = self._take_idle(loop)
             for retired in done:
                 try:
@@ -152,7 +158,6 @@ class Retiring:
             if not left or self._closed:
                 return
             await asyncio.sleep(wait)
-            wait = min(wait * 2, _MAX_WAIT)
 
     # -- the pools close ----------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ..telemetry._spans import record_http_status
 from ._aio_wire import AiohttpTransport
 from ._outgoing import (
     IDEMPOTENT_METHODS,
-    MAX_FAILURE_BODY,
+    KeptBody,
     is_failure,
     parse_retry_after,
     stamp,
@@ -198,7 +198,7 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         raise _tls_failure(backend, request, error) from error
     record_http_status(response.status_code)
     if is_failure(response.status_code):
-        kept = _Kept()
+        kept = KeptBody()
         try:
             # httpx types aiter_raw() as an iterator; it is a generator, closed here
             # when the body is cut short.
@@ -242,28 +242,8 @@ def send(backend: Backend, call: Call) -> httpx.Response:
     return response
 
 
-class _Kept:
-    """The first :data:`MAX_FAILURE_BODY` bytes of a failed answer's body."""
-
-    __slots__ = ("parts", "room")
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.room = MAX_FAILURE_BODY
-
-    def full(self, chunk: bytes) -> bool:
-        """Keep what fits of ``chunk``; whether the rest of the body is to be left."""
-        self.parts.append(chunk[:self.room])
-        self.room -= len(self.parts[-1])
-        return self.room <= 0
-
-    def raw(self) -> bytes:
-        """The bytes kept."""
-        return b"".join(self.parts)
-
-
 def _capped(chunks: Iterable[bytes]) -> bytes:
-    kept = _Kept()
+    kept = KeptBody()
     for chunk in chunks:
         if kept.full(chunk):
             break

@@ -407,7 +407,7 @@ class Service(Chains, Rotation, FirstWave):
         if left:
             candidates = left
         if self._cold:
-            candidates = self._admit(candidates)
+            return self._choose_warming(candidates, ctx)
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
