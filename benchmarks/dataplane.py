@@ -310,17 +310,30 @@ def report(best: dict[tuple[str, int], Figure], growth: dict[str, int]) -> list[
     return lines
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+def nginx_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of a script measuring against this module's nginx: ``--rounds``,
+    ``--requests`` and ``--no-install``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--no-install", action="store_true",
                         help="do not apt-get install nginx when it is missing")
-    args = parser.parse_args()
+    return parser
+
+
+def nginx_ready(args: argparse.Namespace) -> bool:
+    """Whether nginx is there (installed now unless ``--no-install``); says why not."""
     reason = ensure_installed(not args.no_install).get("nginx")
     if reason is not None:
         print(f"cannot run: {reason}", file=sys.stderr)
+    return reason is None
+
+
+def main() -> int:
+    parser = nginx_arguments(__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+    if not nginx_ready(args):
         return 2
     requests = 400 if args.quick else args.requests
     rounds = 1 if args.quick else args.rounds

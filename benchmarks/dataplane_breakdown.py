@@ -17,7 +17,6 @@ Each runs ``--rounds`` times, interleaved; the best round counts. Reports only.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import meshlite as ml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dataplane import Figure, _async_client, _measure, ensure_installed, nginx
+from dataplane import Figure, _async_client, _measure, nginx, nginx_arguments, nginx_ready
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
     "aiohttp": None,
@@ -50,15 +49,8 @@ def _run(variant: str, urls: list[str], requests: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not apt-get install nginx when it is missing")
-    args = parser.parse_args()
-    reason = ensure_installed(not args.no_install).get("nginx")
-    if reason is not None:
-        print(f"cannot run: {reason}", file=sys.stderr)
+    args = nginx_arguments(__doc__.split("\n")[0]).parse_args()
+    if not nginx_ready(args):
         return 2
     best: dict[str, Figure] = {}
     with nginx(2) as urls:

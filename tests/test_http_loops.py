@@ -57,24 +57,33 @@ def run_in_a_loop_of_its_own(mesh: ml.Mesh, requests: int) -> None:
     assert outcomes == [[200] * requests]
 
 
-@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+WIRES = pytest.mark.parametrize("http_pool", [None, {"retries": 1}],
+                                ids=["aiohttp", "httpcore"])
+"""Each test on both async wires: aiohttp's (the default) and httpcore's (``retries``
+is an option only httpcore honours)."""
+
+
+def one_service(backend: FakeBackend, http_pool: dict[str, object] | None) -> ml.Mesh:
+    return ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
+                               http_pool=http_pool)])
+
+
+@WIRES
 def test_closing_the_mesh_closes_connections_of_loops_that_ended(
         http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
-                                   http_pool=http_pool)])
+        mesh = one_service(backend, http_pool)
         with mesh:
             run_in_a_loop_of_its_own(mesh, 3)
             assert client_sockets([backend.port]) == 3  # kept alive in the pool
         assert client_sockets([backend.port]) == 0
 
 
-@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+@WIRES
 def test_a_new_loop_closes_the_connections_of_loops_that_ended(
         http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
-                                   http_pool=http_pool)])
+        mesh = one_service(backend, http_pool)
         with mesh:
             for _ in range(5):
                 run_in_a_loop_of_its_own(mesh, 3)
@@ -83,12 +92,11 @@ def test_a_new_loop_closes_the_connections_of_loops_that_ended(
                 assert client_sockets([backend.port]) == 3
 
 
-@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["aiohttp", "httpcore"])
+@WIRES
 def test_loops_one_after_another_and_at_once_all_get_answers(
         http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(),
-                                   http_pool=http_pool)])
+        mesh = one_service(backend, http_pool)
         with mesh:
             for _ in range(3):
                 run_in_a_loop_of_its_own(mesh, 3)

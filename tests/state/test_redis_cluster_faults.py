@@ -41,12 +41,22 @@ def hung(port: int) -> Iterator[None]:
         admin.close()
 
 
+def fast_store(url: str) -> RedisStore:
+    """A store of its own prefix that falls back within 50 ms and looks for Redis
+    again every 50 ms."""
+    return RedisStore(url, prefix=prefix(), timeout=0.05, retry_interval=0.05)
+
+
+def node_of(store: RedisStore, name: str) -> int:
+    """The port of the primary holding rate limit ``name``'s key (sync client's view)."""
+    return store._clients.sync().get_node_from_key(f"{store.prefix}:rl:{name}").port
+
+
 def test_a_hung_primary_costs_one_timeout_not_the_client_retries(redis_cluster: Any) -> None:
-    p = prefix()
-    store = RedisStore(redis_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    store = fast_store(redis_cluster.url)
     call = ml.RateLimit(1e6, store=store, name="hung", mode="reject")(lambda: 1)
     assert call() == 1
-    port = store._clients.sync().get_node_from_key(f"{p}:rl:hung").port
+    port = node_of(store, "hung")
     with hung(port):
         started = time.monotonic()
         assert call() == 1  # the in-process limiter answered
@@ -59,15 +69,15 @@ def test_a_hung_primary_costs_one_timeout_not_the_client_retries(redis_cluster: 
 
 
 async def test_async_hung_primary_costs_one_timeout(redis_cluster: Any) -> None:
-    p = prefix()
-    store = RedisStore(redis_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    store = fast_store(redis_cluster.url)
 
     async def work() -> int:
         return 1
 
     call = ml.RateLimit(1e6, store=store, name="hung", mode="reject")(work)
     assert await call() == 1
-    port = store._clients.loop_client().client.get_node_from_key(f"{p}:rl:hung").port
+    port = store._clients.loop_client().client.get_node_from_key(
+        f"{store.prefix}:rl:hung").port
     with hung(port):
         started = time.monotonic()
         assert await call() == 1
@@ -160,11 +170,10 @@ def replicated_cluster(redis_binary: str) -> Iterator[Any]:
 
 
 def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any) -> None:
-    p = prefix()
-    store = RedisStore(replicated_cluster.url, prefix=p, timeout=0.05, retry_interval=0.05)
+    store = fast_store(replicated_cluster.url)
     call = ml.RateLimit(1e6, store=store, name="failover", mode="reject")(lambda: 1)
     assert call() == 1
-    port = store._clients.sync().get_node_from_key(f"{p}:rl:failover").port
+    port = node_of(store, "failover")
     replicated_cluster.server(port).kill()  # its replica takes its slots over
     deadline = time.monotonic() + 20.0
     while store.available:  # until a decision meets the dead primary
@@ -176,5 +185,5 @@ def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any)
     fallbacks = dict(store.fallbacks)
     assert sum(call() for _ in range(20)) == 20
     assert store.fallbacks == fallbacks  # decided in Redis again
-    assert store._clients.sync().get_node_from_key(f"{p}:rl:failover").port != port
+    assert node_of(store, "failover") != port
     store.close()

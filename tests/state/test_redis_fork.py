@@ -11,11 +11,14 @@ import meshlite as ml
 from meshlite.state import RedisStore
 
 
-def test_a_cache_miss_in_flight_at_fork_does_not_hold_up_the_child(store: RedisStore) -> None:
+def fork_while_a_miss_is_in_flight(cache: ml.Cache) -> None:
+    """Fork while a thread of this process computes ``slow(21)`` under ``cache``; the
+    child's own ``slow(21)`` must answer (the leading thread does not exist there,
+    so nothing it would land ever lands), and so must the parent's afterwards."""
     release = threading.Event()
     entered = threading.Event()
 
-    @ml.Cache(ttl=30.0, store=store)
+    @cache
     def slow(x: int) -> int:
         entered.set()
         release.wait(5.0)
@@ -25,7 +28,7 @@ def test_a_cache_miss_in_flight_at_fork_does_not_hold_up_the_child(store: RedisS
     leader.start()
     assert entered.wait(5.0)  # the parent's flight of slow(21) is running
     pid = os.fork()
-    if pid == 0:  # the leading thread does not exist here: nothing would land
+    if pid == 0:
         release.set()  # the child's own call of slow() returns at once
         answer: list[int] = []
         caller = threading.Thread(target=lambda: answer.append(slow(21)), daemon=True)
@@ -41,31 +44,10 @@ def test_a_cache_miss_in_flight_at_fork_does_not_hold_up_the_child(store: RedisS
     assert slow(21) == 42
 
 
+def test_a_cache_miss_in_flight_at_fork_does_not_hold_up_the_child(store: RedisStore) -> None:
+    fork_while_a_miss_is_in_flight(ml.Cache(ttl=30.0, store=store))
+
+
 def test_an_in_memory_miss_in_flight_at_fork_does_not_hold_up_the_child() -> None:
     # The in-memory cache: the default, and a shared cache's fallback with on_error="local".
-    release = threading.Event()
-    entered = threading.Event()
-
-    @ml.Cache(ttl=30.0)
-    def slow(x: int) -> int:
-        entered.set()
-        release.wait(5.0)
-        return x * 2
-
-    leader = threading.Thread(target=slow, args=(21,))
-    leader.start()
-    assert entered.wait(5.0)
-    pid = os.fork()
-    if pid == 0:
-        release.set()
-        answer: list[int] = []
-        caller = threading.Thread(target=lambda: answer.append(slow(21)), daemon=True)
-        caller.start()
-        caller.join(3.0)
-        os._exit(0 if answer == [42] else 1)
-    try:
-        _, status = os.waitpid(pid, 0)
-    finally:
-        release.set()
-        leader.join()
-    assert os.waitstatus_to_exitcode(status) == 0
+    fork_while_a_miss_is_in_flight(ml.Cache(ttl=30.0))
