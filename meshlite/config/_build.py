@@ -20,6 +20,7 @@ from ..routing._outlier import OutlierDetection
 from ..routing._service import Service
 from ..routing._tls import TLS
 from ._discovery import DiscoverySpec, build_discovery
+from ._fieldset import field_names, fields_set
 from ._policies import BuiltPolicies, _Invalid, build_policies, exception_types
 from ._problems import Path, Problems, construct
 from ._schema import (
@@ -34,7 +35,6 @@ from ._sections import POLICY_SECTIONS
 from ._source import Document
 from ._steps import Steps, drain
 from ._top import TopPlan, check_top_level
-from ._walk import field_names, fields_set
 
 __all__ = ["Plan", "ServicePlan", "build_plan", "build_steps", "frame_of"]
 

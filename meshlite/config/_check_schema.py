@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._fieldset import with_fields
 from ._problems import Problems
 from ._schema import MeshConfig, ServiceSection
 from ._steps import Steps, drain
-from ._walk import FAILED, convert_struct, with_fields
+from ._walk import FAILED, convert_struct
 
 __all__ = ["validate_document", "validate_steps"]
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
+from ._fieldset import field_names
 from ._problems import Path, Problems, construct
 from ._sections import Section
-from ._walk import FAILED, convert_struct, convert_value, field_names
+from ._walk import FAILED, convert_struct, convert_value
 
 if TYPE_CHECKING:
     from ..discovery._driver import Discovery

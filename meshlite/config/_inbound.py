@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
+from ._fieldset import field_names
 from ._problems import Problems, construct, map_config_error
 from ._sections import Section
-from ._walk import field_names
 
 __all__ = [
     "InboundJwtSection",

@@ -16,9 +16,9 @@ from .._policy import Policy
 from ..policies._registry import policy_class, registrations
 from ..policies._retry import Retry, RetryBudget
 from ..routing._service import DEFAULT_RETRY_ATTEMPTS
+from ._fieldset import field_names
 from ._problems import Path, Problems, construct
 from ._sections import POLICY_SECTIONS, BackoffSection, BudgetSection, Section, TraceSection
-from ._walk import field_names
 
 __all__ = ["DEFAULT_SPEC", "BuiltPolicies", "build_policies", "exception_types"]
 

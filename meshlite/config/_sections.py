@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from ._walk import fields_set, to_data
+from ._fieldset import fields_set, to_data
 
 __all__ = [
     "POLICY_SECTIONS",

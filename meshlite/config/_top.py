@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import non_negative
+from ._fieldset import field_names
 from ._inbound import InboundPlan, check_inbound
 from ._problems import Path, Problems, construct, map_config_error
 from ._schema import (
@@ -24,7 +25,6 @@ from ._schema import (
     MeshConfig,
     TelemetrySection,
 )
-from ._walk import field_names
 
 if TYPE_CHECKING:
     from ..observability._dashboard._rules import AlertRule

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import meshlite as ml
 from meshlite.config._discovery import DRIVER_OPTIONS
+from meshlite.config._fieldset import field_names
 from meshlite.config._load import load_plan
 from meshlite.config._schema import (
     AlertRuleSection,
@@ -31,7 +32,6 @@ from meshlite.config._schema import (
 )
 from meshlite.config._sections import POLICY_SECTIONS, BackoffSection, BudgetSection
 from meshlite.config._source import TOP_LEVEL_KEYS
-from meshlite.config._walk import field_names
 
 BACKENDS = ["http://127.0.0.1:1"]
 

@@ -13,8 +13,8 @@ import pytest
 
 import meshlite as ml
 from meshlite.config import MeshConfig, ServiceSection, load_config
+from meshlite.config._fieldset import fields_set
 from meshlite.config._sections import RetrySection
-from meshlite.config._walk import fields_set
 
 TYPE_ERRORS = """
 services:
