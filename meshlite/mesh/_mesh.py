@@ -1,12 +1,14 @@
 """Mesh: the service registry, its lifecycle, overrides for tests, and the entry
-points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``)."""
+points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``).
+
+The registry and its hooks are here; the other roles are mixins of their own modules:
+calls (``_calls``), opening and closing (``_lifecycle``), overrides (``_overrides``),
+the HTTP clients (``_clients``) and what operators use (``_operations``)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -19,17 +21,16 @@ from .._validate import fail, non_negative, optional_clock
 from ..observability._host import HostMonitor
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._lifecycle import LoopThread, dependency_order, start_all
-from ..routing._service import Lifecycle, Service, check_component, override_service
+from ..routing._service import Lifecycle, Service, check_component
 from ._calls import MeshCalls
+from ._clients import MeshClients
 from ._lifecycle import MeshLifecycle
 from ._operations import MeshOperations
+from ._overrides import MeshOverrides
 
 _log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
 
 if TYPE_CHECKING:
-    import aiohttp
-    import httpx
-
     from ..observability._dashboard import Alerts
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
@@ -38,10 +39,7 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
-_HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
-
-
-class Mesh(MeshOperations, MeshCalls, MeshLifecycle):
+class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle):
     """The service registry: where every call finds its service, its pipeline and a
     backend, and what starts and stops health checks and other components.
 
@@ -208,19 +206,6 @@ class Mesh(MeshOperations, MeshCalls, MeshLifecycle):
         target = self._target(name)
         return target if isinstance(target, Service) else self._services[name]
 
-    def http_pools(self, service: Service, is_async: bool) -> Any:
-        """The connection pools (one per backend) of ``service``'s async or sync HTTP
-        clients: the HTTP layer's, held here so that closing the mesh closes them."""
-        http = self._http
-        if http is None:
-            from .._http._pools import MeshPools
-
-            with _HTTP_LOCK:
-                http = self._http
-                if http is None:
-                    http = self._http = MeshPools()
-        return http.get(service, is_async)
-
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe ``hook`` to the events of every service (routing and policies),
         including services registered later; returns the unsubscribe function."""
@@ -265,47 +250,6 @@ class Mesh(MeshOperations, MeshCalls, MeshLifecycle):
         """Mesh calls running now."""
         return self._in_flight
 
-    # -- overrides ---------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def override(self, name: str, fake: Any) -> Iterator[Any]:
-        """Substitute service ``name`` while the block runs (dependency injection for
-        tests); nested overrides restore in order.
-
-        ``fake`` may be an ``ml.Service``; backends (an address, a ``Backend``, or a
-        list of them) or an object with a ``.url`` (``meshlite.testing.FakeBackend``),
-        which become a plain service (round robin, no policies, no ejection); an
-        ``httpx`` transport (``httpx.MockTransport``), which HTTP clients of the service
-        send through; or any other object, which ``mesh.call`` passes to your function
-        in place of a backend.
-
-        Raises:
-            ConfigError: no such service.
-        """
-        self._target(name)
-        target = self._as_target(name, fake)
-        previous = self._targets[name]
-        self._targets[name] = target
-        try:
-            yield target
-        finally:
-            current = self._services.get(name)
-            if current is None:  # a reload removed the service meanwhile
-                self._targets.pop(name, None)
-            elif (isinstance(previous, Service) and previous is not current
-                  and not any(previous is extra for extra in self._extra)):
-                self._targets[name] = current  # a reload replaced it: keep the new one
-            else:
-                self._targets[name] = previous
-
-    def _as_target(self, name: str, fake: Any) -> Any:
-        service = override_service(name, fake)
-        if service is None:
-            return fake
-        self._adopt(service)
-        self._extra.append(service)
-        return service
-
     @property
     def name(self) -> str | None:
         """This mesh's own service name (see the ``name`` argument)."""
@@ -332,45 +276,6 @@ class Mesh(MeshOperations, MeshCalls, MeshLifecycle):
     def _caller_name(self) -> str | None:
         name = self._name  # the name property, inlined: every routed attempt asks
         return name if name is not None else default_name()
-
-    def http(self, name: str, **httpx_kwargs: Any) -> httpx.AsyncClient:
-        """An ``httpx.AsyncClient`` whose requests to relative URLs are routed to the
-        backends of service ``name`` through its pipeline (see :mod:`meshlite.http`).
-
-        Raises:
-            ConfigError: no such service, or ``transport=`` given.
-        """
-        self._target(name)
-        from .._http._transport import async_client
-
-        return async_client(self, name, httpx_kwargs)
-
-    def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
-        """Sync twin of :meth:`http`: an ``httpx.Client``."""
-        self._target(name)
-        from .._http._transport import sync_client
-
-        return sync_client(self, name, httpx_kwargs)
-
-    def aiohttp(self, name: str, **session_kwargs: Any) -> aiohttp.ClientSession:
-        """An ``aiohttp.ClientSession`` (the ``meshlite-mesh[aiohttp]`` extra) whose requests
-        to relative URLs go through service ``name``: balancer, pipeline, outlier
-        detection, metrics and spans, as for :meth:`http`. Requests to absolute URLs of
-        other hosts pass through. Closing the mesh closes the session.
-
-        Args:
-            name: The service.
-            **session_kwargs: Passed to ``aiohttp.ClientSession`` (``timeout=``,
-                ``connector=``, ``headers=``, ``middlewares=``...); ``base_url``
-                defaults to ``http://<name>/``.
-
-        Raises:
-            ConfigError: no such service, or a ``base_url`` that is not absolute.
-        """
-        self._target(name)
-        from .._http._aio_session import aiohttp_session
-
-        return aiohttp_session(self, name, session_kwargs)
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"
