@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._multiproc import Counts, WorkerFile, host_counts
+from ._multiproc import WorkerFile
+from ._worker_counts import Counts, host_counts
 
 __all__ = ["Buckets", "CallerRates", "HostView", "backend_states", "caller_totals", "delta",
            "host_buckets", "host_topology", "spread", "state_differences"]

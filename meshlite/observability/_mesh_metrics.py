@@ -37,9 +37,10 @@ from ._metrics import (
     check_label,
     relabel,
 )
-from ._multiproc import Counts, SharedMetrics, multiproc_dir
+from ._multiproc import SharedMetrics, multiproc_dir
 from ._recording import arecorded, recorded
 from ._scrape import AttemptReadings, mesh_families, service_families
+from ._worker_counts import Counts
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh

@@ -14,7 +14,8 @@ file), and a scrape of any worker reads every worker's file:
 - gauges get a ``pid`` label and only live workers report them (a dead worker's
   calls in flight are no longer in flight).
 
-The same files give the dashboard its per-host and per-worker call counts.
+The same files give the dashboard its per-host and per-worker call counts
+(``_worker_counts``).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from ._prometheus import _merge
 if TYPE_CHECKING:
     from ._mesh_metrics import MeshMetrics
 
-__all__ = ["ENV_VARS", "FLUSH_SECONDS", "Counts", "HostLock", "SharedMetrics", "WorkerFile",
-           "host_counts", "merge_workers", "multiproc_dir", "read_workers", "worker_counts"]
+__all__ = ["ENV_VARS", "FLUSH_SECONDS", "HostLock", "SharedMetrics", "WorkerFile",
+           "merge_workers", "multiproc_dir", "read_workers"]
 
 _log = logging.getLogger("meshlite.metrics")
 
@@ -280,51 +281,3 @@ class HostLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
-
-
-@dataclass(slots=True)
-class Counts:
-    """A service's counters in one worker (or summed over the host)."""
-
-    calls: int = 0
-    failed: int = 0
-    retries: int = 0
-    attempts: int = 0
-    attempt_errors: int = 0
-
-
-_COUNTED = {"meshlite_requests_total": "calls", "meshlite_request_errors_total": "failed",
-            "meshlite_retries_total": "retries",
-            "meshlite_backend_requests_total": "attempts",
-            "meshlite_backend_errors_total": "attempt_errors"}
-
-
-def worker_counts(worker: WorkerFile) -> dict[str, Counts]:
-    """One worker's :class:`Counts` by service."""
-    out: dict[str, Counts] = {}
-    for f in worker.families:
-        field = _COUNTED.get(f.name)
-        if field is None:
-            continue
-        for s in f.samples:
-            service = dict(s.labels).get("service")
-            if service is not None:
-                counts = out.get(service)
-                if counts is None:
-                    counts = out[service] = Counts()
-                setattr(counts, field, getattr(counts, field) + int(s.value))
-    return out
-
-
-def host_counts(workers: Iterable[WorkerFile]) -> dict[str, Counts]:
-    """Every worker's :class:`Counts` summed, by service."""
-    out: dict[str, Counts] = {}
-    for w in workers:
-        for service, c in worker_counts(w).items():
-            total = out.setdefault(service, Counts())
-            total.calls += c.calls
-            total.failed += c.failed
-            total.retries += c.retries
-            total.attempts += c.attempts
-            total.attempt_errors += c.attempt_errors
-    return out

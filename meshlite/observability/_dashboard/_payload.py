@@ -17,7 +17,8 @@ from typing import Any
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, _service_status, _status
 from .._hostview import backend_states, state_differences
-from .._multiproc import Counts, WorkerFile, host_counts, worker_counts
+from .._multiproc import WorkerFile
+from .._worker_counts import Counts, host_counts, worker_counts
 from ._history import ServiceSecond
 
 __all__ = [
