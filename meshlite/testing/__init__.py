@@ -28,9 +28,8 @@ from ._record import (
     DEFAULT_REDACTED_PARAMS,
     REDACTED,
     Recorder,
-    Replayer,
-    replay,
 )
+from ._replay import Replayer, replay
 from ._scripted import ScriptedCall, ScriptedService, ScriptExhausted, Step, step
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 ``Recorder(path)`` wraps callables (:meth:`Recorder.wrap`) and httpx transports
 (:meth:`Recorder.transport`) and writes what went through them to a JSON
-cassette; ``replay(path)`` answers the same calls from it, with no network and
-without calling the real function. httpx is imported only by the transports.
+cassette; ``replay(path)`` (``_replay``) answers the same calls from it, with no
+network and without calling the real function, matching them by the keys made
+here. httpx is imported only by the transports.
 """
 
 from __future__ import annotations
@@ -20,28 +21,22 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._validate import fail
-from ._cassette import (
-    Cassette,
-    decode_error,
-    decode_value,
-    describe,
-    encode_body,
-    encode_error,
-    encode_value,
-)
+from ._cassette import Cassette, encode_error, encode_value
 
 if TYPE_CHECKING:
     import httpx
 
-    from ._record_http import RecordingTransport, ReplayTransport
+    from ._record_http import RecordingTransport
 
 __all__ = [
     "DEFAULT_REDACTED_HEADERS",
     "DEFAULT_REDACTED_PARAMS",
     "REDACTED",
     "Recorder",
-    "Replayer",
-    "replay",
+    "call_key",
+    "http_key",
+    "name_of",
+    "redact_url",
 ]
 
 P = ParamSpec("P")
@@ -76,15 +71,18 @@ def redact_url(url: str, params: Collection[str]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _call_key(name: str, args: Any, kwargs: Any) -> str:
+def call_key(name: str, args: Any, kwargs: Any) -> str:
+    """What a call is matched by at replay: its name and encoded arguments."""
     return json.dumps(["call", name, args, kwargs], sort_keys=True)
 
 
-def _http_key(method: str, url: str, body: Any) -> str:
+def http_key(method: str, url: str, body: Any) -> str:
+    """What a request is matched by at replay: method, (redacted) URL and body."""
     return json.dumps(["http", method.upper(), url, body], sort_keys=True)
 
 
-def _name_of(fn: Callable[..., Any]) -> str:
+def name_of(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fn``: the name its calls are recorded under."""
     target = getattr(fn, "__func__", fn)
     qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
@@ -138,7 +136,7 @@ class Recorder:
             name: The name calls are matched by at replay (default
                 ``module.qualname`` of ``fn``).
         """
-        label = name or _name_of(fn)
+        label = name or name_of(fn)
         if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[..., Any], fn)
 
@@ -215,112 +213,3 @@ class Recorder:
         else:
             entry["error"] = encode_error(error)
         self._add(entry)
-
-
-class Replayer:
-    """Serves the calls and HTTP exchanges of a cassette; see :func:`replay`."""
-
-    def __init__(self, path: str | os.PathLike[str], *, repeat: bool = False,
-                 match_body: bool = True) -> None:
-        for field, flag in (("repeat", repeat), ("match_body", match_body)):
-            if not isinstance(flag, bool):
-                fail("replay", field, flag, "True or False")
-        self.cassette = Cassette.load(path)
-        self.repeat = repeat
-        self.match_body = match_body
-
-    def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        """The recorded outcome of ``name(*args, **kwargs)``: its result, or its error raised.
-
-        Raises:
-            CassetteMiss: no unused recording of this call.
-        """
-        a, k = encode_value(args), encode_value(kwargs)
-        asked = describe({"kind": "call", "name": name, "args": a, "kwargs": k})
-        entry = self.cassette.take(_call_key(name, a, k), asked, self._key_of,
-                                   repeat=self.repeat)
-        if "error" in entry:
-            raise decode_error(entry["error"])
-        return decode_value(entry.get("result"), f"the result of {asked}")
-
-    def wrap(self, fn: Callable[P, T], *, name: str | None = None) -> Callable[P, T]:
-        """A stand-in for ``fn`` that answers from the cassette and never calls ``fn``.
-
-        It is async when ``fn`` is, and matches calls by ``name`` (default the
-        ``module.qualname`` of ``fn``, as :meth:`Recorder.wrap` recorded them).
-        """
-        label = name or _name_of(fn)
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def areplayed(*args: Any, **kwargs: Any) -> Any:
-                return self.call(label, *args, **kwargs)
-
-            return cast(Callable[P, T], areplayed)
-
-        @functools.wraps(fn)
-        def replayed(*args: P.args, **kwargs: P.kwargs) -> T:
-            return cast(T, self.call(label, *args, **kwargs))
-
-        return replayed
-
-    def transport(self) -> ReplayTransport:
-        """An httpx transport (sync and async) answering recorded requests offline."""
-        from ._record_http import ReplayTransport
-
-        return ReplayTransport(self)
-
-    @property
-    def unplayed(self) -> list[str]:
-        """The recorded interactions not replayed yet, as text."""
-        return self.cassette.unplayed()
-
-    def assert_all_played(self) -> None:
-        """Fail when some recorded interaction was never replayed.
-
-        Raises:
-            AssertionError: listing what was not replayed.
-        """
-        left = self.unplayed
-        if left:
-            raise AssertionError(f"{len(left)} interaction(s) of {self.cassette.path} were "
-                                 "never replayed:\n  " + "\n  ".join(left))
-
-    def take_http(self, method: str, url: str, body: bytes) -> dict[str, Any]:
-        """The next recording of this request (URL already as the transport sees it)."""
-        url = redact_url(url, self.cassette.redacted_params)
-        stored = encode_body(body)
-        asked = describe({"kind": "http",
-                          "request": {"method": method, "url": url, "body": stored}})
-        key = _http_key(method, url, stored if self.match_body else None)
-        return self.cassette.take(key, asked, self._key_of, repeat=self.repeat)
-
-    def _key_of(self, entry: dict[str, Any]) -> str:
-        if entry.get("kind") == "http":
-            request = entry["request"]
-            body = request.get("body") if self.match_body else None
-            return _http_key(request["method"], request["url"], body)
-        return _call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
-
-    def __repr__(self) -> str:
-        return f"Replayer({str(self.cassette.path)!r})"
-
-
-def replay(path: str | os.PathLike[str], *, repeat: bool = False,
-           match_body: bool = True) -> Replayer:
-    """Load a cassette to serve its calls (:meth:`Replayer.wrap`) and HTTP exchanges
-    (:meth:`Replayer.transport`) without the network.
-
-    Calls match by name and arguments; requests by method, URL and body.
-    Identical calls replay in the order they were recorded.
-
-    Args:
-        path: The cassette a :class:`Recorder` saved.
-        repeat: Once the recordings of a call are used up, serve the last again
-            (default: raise :class:`CassetteMiss`).
-        match_body: Match requests on their body too (default True).
-
-    Raises:
-        CassetteError: the file is missing or not a cassette.
-    """
-    return Replayer(path, repeat=repeat, match_body=match_body)

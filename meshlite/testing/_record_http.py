@@ -15,7 +15,8 @@ from ._cassette import decode_body, decode_error, encode_body, encode_error
 from ._record import REDACTED, redact_url
 
 if TYPE_CHECKING:
-    from ._record import Recorder, Replayer
+    from ._record import Recorder
+    from ._replay import Replayer
 
 __all__ = ["RecordingTransport", "ReplayTransport"]
 
