@@ -6,7 +6,8 @@
 transition is recorded (``firing()`` / ``recent()``), logged and emitted as an
 ``AlertFired`` / ``AlertResolved`` event through the service's hooks, and the
 transitions of one service in one evaluation are POSTed to the webhook as one
-notification (:meth:`Alerts.notifications`), unless a silence mutes them.
+notification (:meth:`Alerts.notifications`), unless a silence mutes them. What a
+rule measures in one evaluation is read in ``_measure``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,9 @@ from typing import Any
 
 from ..._errors import ConfigError
 from ..._validate import at_least, fail, positive
-from ...routing._endpoint import percentile
 from ._history import ServiceSecond
-from ._rules import (
-    MAX_WINDOW_SECONDS,
-    Alert,
-    AlertFired,
-    AlertResolved,
-    AlertRule,
-    format_value,
-)
+from ._measure import detail, measure, targets, value_now
+from ._rules import MAX_WINDOW_SECONDS, Alert, AlertFired, AlertResolved, AlertRule
 from ._silences import Silences
 
 __all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "Alerts"]
@@ -38,9 +32,6 @@ DEFAULT_WEBHOOK_TIMEOUT = 5.0
 
 DEFAULT_KEEP_RESOLVED = 100
 """Resolved alerts kept for the page and ``/api/alerts``."""
-
-_OPEN_STATES = frozenset({"open", "forced_open"})
-
 
 @dataclass(slots=True)
 class _Track:
@@ -191,7 +182,7 @@ class Alerts:
         with self._lock:
             self._remember(latest)
             rules = tuple(self._rules.values())
-            out = [t for rule in rules for name in _targets(rule, latest)
+            out = [t for rule in rules for name in targets(rule, latest)
                    if (t := self._step(rule, name, now, latest[name])) is not None]
             out.extend(self._orphans(now, latest))
         if emit is not None:
@@ -212,7 +203,7 @@ class Alerts:
 
     def _step(self, rule: AlertRule, name: str, now: float,
               latest: ServiceSecond) -> Alert | None:
-        value, holds = _measure(rule, self._windows[name], latest)
+        value, holds = measure(rule, self._windows[name], latest)
         track = self._tracks.setdefault((rule.name, name), _Track())
         if not holds:
             track.since = None
@@ -225,12 +216,12 @@ class Alerts:
         if track.since is None:
             track.since = now
         if track.alert is None and now - track.since >= rule.for_seconds:
-            track.label = f"{name}: {_detail(rule, latest)}"
+            track.label = f"{name}: {detail(rule, latest)}"
             track.alert = Alert(
                 rule=rule.name, service=name, condition=rule.condition,
                 severity=rule.severity, state="firing", value=value,
                 threshold=rule.threshold, started_at=now, resolved_at=None,
-                summary=track.label + _now(rule.condition, value))
+                summary=track.label + value_now(rule.condition, value))
             return track.alert
         return None
 
@@ -240,7 +231,7 @@ class Alerts:
             return None
         track.alert = track.clear_since = None
         done = replace(alert, state="resolved", value=value, resolved_at=now,
-                       summary=f"{track.label}: resolved{_now(alert.condition, value)}")
+                       summary=f"{track.label}: resolved{value_now(alert.condition, value)}")
         self._resolved.append(done)
         return done
 
@@ -256,52 +247,6 @@ class Alerts:
                 if t is not None:
                     out.append(t)
         return out
-
-
-def _now(condition: str, value: float | None) -> str:
-    if value is None or condition not in ("error_rate", "p99"):
-        return ""
-    return f" (now {format_value(condition, value)})"
-
-
-def _detail(rule: AlertRule, latest: ServiceSecond) -> str:
-    """The rule in words, naming the open breakers or the backends left."""
-    if rule.condition == "breaker_open":
-        names = sorted(n for n, s in latest.snapshot.breakers.items() if s in _OPEN_STATES)
-        return f"circuit breaker {', '.join(names)} is open"
-    if rule.condition == "no_healthy_backend":
-        h = latest.health
-        return f"no healthy backend ({h.status}, {h.total} configured)"
-    return rule.describe()
-
-
-def _targets(rule: AlertRule, latest: Mapping[str, ServiceSecond]) -> list[str]:
-    if rule.service is None:
-        return list(latest)
-    return [rule.service] if rule.service in latest else []
-
-
-def _measure(rule: AlertRule, window: deque[ServiceSecond],
-             latest: ServiceSecond) -> tuple[float | None, bool]:
-    """The rule's value now, and whether its condition holds."""
-    if rule.condition == "breaker_open":
-        is_open = any(s in _OPEN_STATES for s in latest.snapshot.breakers.values())
-        return (1.0 if is_open else 0.0), is_open
-    if rule.condition == "no_healthy_backend":
-        none = latest.health.status in ("down", "panic")
-        return (1.0 if none else 0.0), none
-    recent = list(window)[-rule.window:]
-    requests = sum(s.requests for s in recent)
-    if requests < rule.min_requests or requests == 0:
-        return None, False
-    threshold = rule.threshold or 0.0
-    if rule.condition == "error_rate":
-        rate = sum(s.errors for s in recent) / requests
-        return rate, rate > threshold
-    p99 = percentile(sorted(x for s in recent for x in s.samples), 0.99)
-    if p99 is None:
-        return None, False
-    return p99, p99 > threshold
 
 
 def _event(alert: Alert, now: float) -> AlertFired | AlertResolved:
