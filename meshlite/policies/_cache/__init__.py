@@ -1,9 +1,10 @@
 """Cache: a TTL cache of results with single flight and stale-while-revalidate.
 
 ``_options`` holds the options, defaults, events and cache keys; ``_store`` the
-entries and the calls in flight (the concurrency lives there); ``_policy`` the
-``Cache`` policy itself; ``_handlers`` its per-call paths; ``_shared`` (and its
-async twin ``_ashared``) the paths of a cache whose entries live in a store.
+entries (the concurrency lives there) and ``_flight`` the calls in flight (single
+flight); ``_policy`` the ``Cache`` policy itself; ``_handlers`` its per-call paths;
+``_shared`` (and its async twin ``_ashared``) the paths of a cache whose entries
+live in a store.
 """
 
 from ._options import (

@@ -20,8 +20,8 @@ from ...state._base import (
     agive_back,
     fall_back,
 )
+from ._flight import NOTHING, Flight
 from ._shared import POLL_FIRST, POLL_MAX, Flights, SharedMiss, shared_keys, unencodable
-from ._store import NOTHING, Flight
 
 if TYPE_CHECKING:
     from ._policy import Cache

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ... import _events
 from ..._context import CallContext, _current
 from ..._policy import AsyncHandler, Handler
-from ._options import kwargs_key
-from ._store import Flight, Key
+from ._flight import Flight
+from ._options import Key, kwargs_key
 
 if TYPE_CHECKING:
     from ._policy import Cache

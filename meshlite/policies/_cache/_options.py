@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..._events import Event
 from ..._validate import at_least, fail, non_negative, not_coroutine, positive
@@ -29,6 +29,12 @@ DEFAULT_CACHE_STALE_TTL = 0.0
 
 KeyFunction = Callable[..., Hashable]
 """``key=``: called with the call's arguments, returns a hashable cache key."""
+
+Key: TypeAlias = tuple[Any, Hashable]
+"""A cache key: ``(function, key of the arguments)``."""
+
+Entry: TypeAlias = tuple[Any, float]
+"""A cache entry: ``(value, fresh_until)`` on the Cache's clock."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,12 +25,13 @@ from ._options import (
     CacheOptions,
     CacheRefreshFailed,
     CacheStaleServed,
+    Key,
     KeyFunction,
     argument_key,
     unhashable_error,
 )
 from ._shared import argument_text, shared_sync_handler
-from ._store import CacheStore, Key
+from ._store import CacheStore
 
 __all__ = ["Cache"]
 

@@ -32,8 +32,8 @@ from ..._errors import TimeoutExceeded
 from ..._fork import after_fork_in_child
 from ..._policy import Handler
 from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back, give_back
+from ._flight import NOTHING, Flight
 from ._options import KeyFunction
-from ._store import NOTHING, Flight
 
 if TYPE_CHECKING:
     from ._policy import Cache
