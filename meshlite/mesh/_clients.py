@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import aiohttp
     import httpx
 
-    from ._mesh import Mesh
+    from .._http._dispatcher import Dispatcher
 
 __all__ = ["MeshClients"]
 
@@ -55,14 +55,14 @@ class MeshClients:
         self._target(name)
         from .._http._transport import async_client
 
-        return async_client(cast("Mesh", self), name, httpx_kwargs)
+        return async_client(cast("Dispatcher", self), name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
         from .._http._transport import sync_client
 
-        return sync_client(cast("Mesh", self), name, httpx_kwargs)
+        return sync_client(cast("Dispatcher", self), name, httpx_kwargs)
 
     def aiohttp(self, name: str, **session_kwargs: Any) -> aiohttp.ClientSession:
         """An ``aiohttp.ClientSession`` (the ``meshlite-mesh[aiohttp]`` extra) whose requests
@@ -82,4 +82,4 @@ class MeshClients:
         self._target(name)
         from .._http._aio_session import aiohttp_session
 
-        return aiohttp_session(cast("Mesh", self), name, session_kwargs)
+        return aiohttp_session(cast("Dispatcher", self), name, session_kwargs)
