@@ -13,6 +13,7 @@ import pytest
 
 import meshlite as ml
 from meshlite.mesh import Mesh
+from meshlite.observability import render
 from meshlite.routing import Backend, OutlierDetection, Service
 from meshlite.testing import FakeBackend
 
@@ -66,9 +67,13 @@ def failing_service(address: str, events: list[ml.Event]) -> Service:
     return service
 
 
-def check_streaks(service: Service, events: list[ml.Event]) -> None:
+def check_streaks(service: Service, events: list[ml.Event], exposition: str) -> None:
     endpoint = service._endpoints[0]
     ejected = [e for e in events if type(e).__name__ == "BackendEjected"]
+    # The mesh's Prometheus counter saw each ejection once, as the hooks did.
+    assert (f'meshlite_backend_ejections_total{{service="s",backend="{endpoint.address}"}} '
+            f"{len(ejected)}\n") in exposition
+    assert not any(type(e).__name__ == "EjectionSkipped" for e in events)
     assert len(ejected) >= 2
     # Every ejection at exactly the streak configured, none later...
     assert {e.reason.split(" (")[0] for e in ejected} == {  # type: ignore[attr-defined]
@@ -88,7 +93,8 @@ def test_threads_failing_at_once_count_every_failure_in_one_streak(
     service = failing_service("a", events)
     with Mesh([service]) as mesh:
         assert hammer(1000, lambda: mesh.call_sync("s", down)) == []
-    check_streaks(service, events)
+        exposition = render(mesh)
+    check_streaks(service, events, exposition)
 
 
 def test_threads_failing_over_http_count_every_failure_in_one_streak(
@@ -101,5 +107,6 @@ def test_threads_failing_over_http_count_every_failure_in_one_streak(
                 assert client.get("/x").status_code == 503
 
             assert hammer(300, get) == []
+            exposition = render(mesh)
         assert bad.request_count == service._endpoints[0].errors
-    check_streaks(service, events)
+    check_streaks(service, events, exposition)
