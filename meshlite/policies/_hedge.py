@@ -83,8 +83,9 @@ class _Race:
     the primary runs cancels the caller's task, and the handler turns that
     cancellation back into the decision, as ``asyncio.timeout`` does."""
 
-    __slots__ = ("call_next", "ctx", "decided", "failures", "hedges", "loop", "policy",
-                 "primary_running", "stale", "started", "task", "timer", "waiter", "winner")
+    __slots__ = ("call_next", "closed", "ctx", "decided", "failures", "hedges", "loop",
+                 "policy", "primary_running", "stale", "started", "task", "timer", "waiter",
+                 "winner")
 
     def __init__(self, policy: Hedge, ctx: CallContext, call_next: AsyncHandler,
                  task: asyncio.Task[Any]) -> None:
@@ -93,6 +94,7 @@ class _Race:
         self.hedges: dict[_Attempt, CallContext] = {}
         self.failures: list[tuple[int, BaseException]] = []
         self.started, self.primary_running, self.decided = 1, True, False
+        self.closed = False  # the call is over: outcomes arriving now change nothing
         self.winner: tuple[_Attempt, CallContext] | None = None
         self.timer: asyncio.TimerHandle | _Attempt | None = None
         self.stale: list[_Attempt] = []  # cancelled sleeper tasks, awaited by close()
@@ -117,8 +119,8 @@ class _Race:
     def start(self, reason: str) -> None:
         """Start the next hedge now: the delay ran out, or an attempt failed."""
         self.timer = None
-        if self.decided or self.ctx.no_resend:  # a request that must not be resent
-            return
+        if self.decided or self.closed or self.ctx.no_resend:
+            return  # (no_resend: a request that must not be sent again)
         index, self.started = self.started, self.started + 1
         fork = _fork(self.ctx, index)
         hedge = self.loop.create_task(_run_forked(self.call_next, fork))
@@ -133,7 +135,9 @@ class _Race:
 
     def _hedge_done(self, hedge: _Attempt) -> None:
         fork = self.hedges.pop(hedge)
-        if hedge.cancelled() or self.decided:
+        # Decided, or closing: a loser's outcome, even one that ignored or turned its
+        # cancellation into an error, starts nothing and wins nothing.
+        if hedge.cancelled() or self.decided or self.closed:
             if not hedge.cancelled():
                 hedge.exception()  # retrieved: a loser's error is not worth a log line
             return
@@ -195,6 +199,7 @@ class _Race:
 
     async def close(self) -> None:
         """Cancel the timer and every running hedge; wait until they are all gone."""
+        self.closed = True
         self.disarm()
         pending = [*self.hedges]
         for task in pending:
@@ -223,6 +228,11 @@ class Hedge(Policy):
     waiting. The first attempt to succeed wins: the others are cancelled and awaited,
     so nothing is left running. When every attempt fails, the last error is raised
     with a note listing each attempt's error. Async calls only.
+
+    The first decision stands: a loser that ignores its cancellation and answers
+    late (or turns it into an error) changes nothing and starts no hedge; the call
+    still waits for it to end, except for a thread (``asyncio.to_thread``), which
+    runs on and whose result is dropped (docs/policies/hedge.md).
 
     Each hedge runs as a task on its own copy of the call context, marked
     ``ctx.hedge = n`` (1 for the first hedge; the primary's is 0),
@@ -294,8 +304,9 @@ class Hedge(Policy):
                 await race.close()
                 raise
             race.primary_running = False
-            if race.decided:
-                task.uncancel()  # the primary swallowed our cancellation and answered
+            if race.decided:  # the primary swallowed our cancellation and answered:
+                task.uncancel()  # too late, the decision stands (the first success,
+                return await race.settle()  # or a final error)
             race.disarm()
             if race.hedges or race.stale:
                 await race.close()

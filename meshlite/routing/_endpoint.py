@@ -193,7 +193,8 @@ class Endpoint:
         # Attempts and errors of the endpoint this one replaced (same address, the
         # backend's weight or metadata changed): the metrics add them, routing not.
         self.carried = (0, 0)
-        # Outlier detection (written by OutlierDetection under the service's lock).
+        # Outlier detection: the streak and window are written by OutlierDetection
+        # under this endpoint's lock; the ejection fields under the service's lock.
         self.consecutive_failures = 0
         self.outcomes: deque[bool] | None = None
         self.ejected_until: float | None = None

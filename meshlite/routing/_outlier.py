@@ -82,6 +82,9 @@ class OutlierDetection:
     the count drops by one for every ``base_ejection_seconds`` it then stays in.
     Never more than ``max_ejection_percent`` of a service's backends are out at once
     (so with the default 50%, a service needs two backends before one can go out).
+    The streak (or window) that reaches its limit starts over at that failure,
+    whether the backend goes out or the cap skips it; it is counted under the
+    endpoint's lock, so threads failing at once eject it once, at exactly the limit.
 
     Args:
         consecutive_failures: Failures in a row that eject, >= 1, or None to turn off.
@@ -133,36 +136,63 @@ class OutlierDetection:
             endpoint.outcomes = deque(maxlen=o.failure_rate_window)
 
     def succeeded(self, endpoint: Endpoint) -> None:
-        """Record a successful attempt on ``endpoint``."""
-        endpoint.consecutive_failures = 0
-        outcomes = endpoint.outcomes
-        if outcomes is not None:
-            outcomes.append(False)
+        """Record a successful attempt on ``endpoint`` (routing calls this only when
+        it has a streak or a window to update)."""
+        lock = endpoint._lock  # sync attempts end on many threads at once
+        lock.acquire()
+        try:
+            endpoint.consecutive_failures = 0
+            outcomes = endpoint.outcomes
+            if outcomes is not None:
+                outcomes.append(False)
+        finally:
+            lock.release()
 
     def failed(self, endpoint: Endpoint, error: BaseException) -> str | None:
-        """Record a failed attempt; return why ``endpoint`` should be ejected, or None."""
+        """Record a failed attempt; return why ``endpoint`` should be ejected, or None.
+
+        The streak (and the window) that reaches a limit starts over at once, under
+        the endpoint's lock, so of attempts failing at the same time exactly one
+        returns a reason, and one failing before the ejection is made counts
+        towards the next streak instead of being forgiven with this one."""
         if not self._counts(error):
             return None
+        lock = endpoint._lock
+        lock.acquire()
+        try:
+            streak, observed, window = self._count(endpoint)
+        finally:
+            lock.release()
+        if observed is None:
+            return (None if streak is None
+                    else f"{streak} consecutive failures (last: {error!r})")
+        return f"failure rate {observed:.0%} over its last {window} attempts (last: {error!r})"
+
+    def _count(self, endpoint: Endpoint) -> tuple[int | None, float | None, int]:
+        # Caller holds the endpoint's lock. Returns (the streak that ejects, None,
+        # 0), (None, the failure rate that ejects, its window), or (None, None, 0).
         o = self.options
-        endpoint.consecutive_failures += 1
+        streak = endpoint.consecutive_failures = endpoint.consecutive_failures + 1
         limit = o.consecutive_failures
-        if limit is not None and endpoint.consecutive_failures >= limit:
-            return f"{endpoint.consecutive_failures} consecutive failures (last: {error!r})"
-        rate = o.failure_rate
-        if rate is None:
-            return None
         outcomes = endpoint.outcomes
+        if limit is not None and streak >= limit:
+            endpoint.consecutive_failures = 0
+            if outcomes is not None:
+                outcomes.clear()
+            return streak, None, 0
+        if o.failure_rate is None:
+            return None, None, 0
         if outcomes is None:
-            self.prepare(endpoint)
-            outcomes = endpoint.outcomes
-            assert outcomes is not None
+            outcomes = endpoint.outcomes = deque(maxlen=o.failure_rate_window)
         outcomes.append(True)
-        if len(outcomes) == o.failure_rate_window:
-            observed = sum(outcomes) / len(outcomes)
-            if observed >= rate:
-                return (f"failure rate {observed:.0%} over its last {len(outcomes)} attempts "
-                        f"(last: {error!r})")
-        return None
+        window = len(outcomes)
+        if window == o.failure_rate_window:
+            observed = sum(outcomes) / window
+            if observed >= o.failure_rate:
+                endpoint.consecutive_failures = 0
+                outcomes.clear()
+                return None, observed, window
+        return None, None, 0
 
     def may_eject(self, ejected: int, total: int) -> bool:
         """Whether one more of ``total`` backends may go out while ``ejected`` are."""
@@ -180,9 +210,7 @@ class OutlierDetection:
         seconds = min(base * endpoint.ejections, o.max_ejection_seconds)
         endpoint.ejected_until = now + seconds
         endpoint.ejected_reason = reason
-        endpoint.consecutive_failures = 0
-        if endpoint.outcomes is not None:
-            endpoint.outcomes.clear()
+        # (The streak and window that led here started over when failed() decided.)
         return seconds
 
     def __repr__(self) -> str:

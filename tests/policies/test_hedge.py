@@ -266,7 +266,7 @@ async def test_primary_swallowing_cancellation(clock: FakeClock) -> None:
                 return "primary swallowed it"
         return "hedge"
 
-    assert await call() in {"primary swallowed it", "hedge"}
+    assert await call() == "hedge"  # the hedge won first: the decision stands
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0

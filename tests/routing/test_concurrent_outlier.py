@@ -1,0 +1,112 @@
+"""Outlier detection under real concurrency: many threads failing on one backend at
+once eject it at exactly the configured streak, and count every failure in exactly
+one streak (none forgiven with a streak that already ejected)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import meshlite as ml
+from meshlite.mesh import Mesh
+from meshlite.observability import render
+from meshlite.routing import Backend, OutlierDetection, Service
+from meshlite.testing import FakeBackend
+
+THREADS = 8
+LIMIT = 10
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch threads as often as CPython allows, so races show at once."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def hammer(calls: int, call: Callable[[], object]) -> list[BaseException]:
+    """``call`` ``calls`` times from each of THREADS threads; returns unexpected errors."""
+    unexpected: list[BaseException] = []
+
+    def run() -> None:
+        for _ in range(calls):
+            try:
+                call()
+            except ConnectionError:
+                pass
+            except ml.NoHealthyBackendError:
+                time.sleep(0.0002)  # out for a moment: let its ejection run out
+            except BaseException as error:  # the test reports it
+                unexpected.append(error)
+                return
+
+    threads = [threading.Thread(target=run) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return unexpected
+
+
+def failing_service(address: str, events: list[ml.Event]) -> Service:
+    # Ejections of about a millisecond: each round trip through eject and return
+    # is a chance for the threads to race the ejecting one.
+    service = Service("s", [address], pipeline=ml.Pipeline(), panic_mode=False,
+                      outlier_detection=OutlierDetection(
+                          LIMIT, max_ejection_percent=100, base_ejection_seconds=0.0005,
+                          max_ejection_seconds=0.001))
+    service.add_hook(events.append)
+    return service
+
+
+def check_streaks(service: Service, events: list[ml.Event], exposition: str) -> None:
+    endpoint = service._endpoints[0]
+    ejected = [e for e in events if type(e).__name__ == "BackendEjected"]
+    # The mesh's Prometheus counter saw each ejection once, as the hooks did.
+    assert (f'meshlite_backend_ejections_total{{service="s",backend="{endpoint.address}"}} '
+            f"{len(ejected)}\n") in exposition
+    assert not any(type(e).__name__ == "EjectionSkipped" for e in events)
+    assert len(ejected) >= 2
+    # Every ejection at exactly the streak configured, none later...
+    assert {e.reason.split(" (")[0] for e in ejected} == {  # type: ignore[attr-defined]
+        f"{LIMIT} consecutive failures"}
+    # ...and every failure counted in one streak: those that reached the limit
+    # (ejecting, or finding the backend out already) and the one running now.
+    assert (endpoint.errors - endpoint.consecutive_failures) % LIMIT == 0
+    assert endpoint.consecutive_failures < LIMIT
+
+
+def test_threads_failing_at_once_count_every_failure_in_one_streak(
+        frequent_thread_switches: None) -> None:
+    def down(backend: Backend) -> None:
+        raise ConnectionError(f"{backend.address} is down")
+
+    events: list[ml.Event] = []
+    service = failing_service("a", events)
+    with Mesh([service]) as mesh:
+        assert hammer(1000, lambda: mesh.call_sync("s", down)) == []
+        exposition = render(mesh)
+    check_streaks(service, events, exposition)
+
+
+def test_threads_failing_over_http_count_every_failure_in_one_streak(
+        frequent_thread_switches: None) -> None:
+    events: list[ml.Event] = []
+    with FakeBackend(status=503) as bad:
+        service = failing_service(bad.url, events)
+        with Mesh([service]) as mesh, mesh.http_sync("s") as client:
+            def get() -> None:
+                assert client.get("/x").status_code == 503
+
+            assert hammer(300, get) == []
+            exposition = render(mesh)
+        assert bad.request_count == service._endpoints[0].errors
+    check_streaks(service, events, exposition)
