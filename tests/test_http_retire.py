@@ -265,6 +265,19 @@ async def test_a_closed_aiohttp_session_stops_watching_its_service() -> None:
             assert users._watchers == ()
 
 
+async def test_sessions_made_and_closed_per_request_leave_no_watchers_behind() -> None:
+    # A session taken per request (`async with mesh.aiohttp(...)`) and closed must
+    # not leave its watcher on the service until the backends next change: a
+    # service whose backends never change would keep one per request made.
+    async with FakeBackend() as a:
+        users = service(a.url)
+        async with ml.Mesh([users]) as mesh:
+            for _ in range(50):
+                async with mesh.aiohttp("users") as session, session.get("/") as response:
+                    assert response.status == 200
+            assert len(users._watchers) == 1  # the last session's, until the next is made
+
+
 # -- mesh.http_sync() --------------------------------------------------------------
 
 
