@@ -332,17 +332,16 @@ def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None
 async def test_http_clients_taken_per_request_need_no_closing() -> None:
     # docs/mesh.md: mesh.http() clients share the mesh's pools, so one per request,
     # dropped unclosed, is freed and leaves no socket of its own behind.
-    async with FakeBackend() as a:
-        async with ml.Mesh([service(a.url)]) as mesh:
-            clients = []
-            for uid in range(20):
-                client = mesh.http("users")
-                assert (await client.get(f"/users/{uid}")).status_code == 200
-                clients.append(weakref.ref(client))
-            del client
-            gc.collect()
-            assert [ref for ref in clients if ref() is not None] == []
-            assert client_sockets([a.port]) == 1  # the pool's one keep-alive connection
+    async with FakeBackend() as a, ml.Mesh([service(a.url)]) as mesh:
+        clients = []
+        for uid in range(20):
+            client = mesh.http("users")
+            assert (await client.get(f"/users/{uid}")).status_code == 200
+            clients.append(weakref.ref(client))
+        del client
+        gc.collect()
+        assert [ref for ref in clients if ref() is not None] == []
+        assert client_sockets([a.port]) == 1  # the pool's one keep-alive connection
 
 
 async def test_an_aiohttp_session_left_open_keeps_its_connections_until_the_mesh_closes(
