@@ -134,6 +134,20 @@ def test_an_unknown_top_level_key_lists_profiles_among_the_valid_ones(
     assert error.endswith(", profiles")
 
 
+def test_a_fault_that_both_raises_and_answers_is_reported_under_the_option(
+        write_config: Any) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("""
+            services:
+              users:
+                backends: ["http://127.0.0.1:1"]
+                fault_injection: {rate: 0.1, error: ConnectionError, result: 1}
+        """), environ={})
+    assert info.value.errors == (
+        "services.users.fault_injection.result: must be left out when error= is given "
+        "(a fault either raises or answers), got 1",)
+
+
 def test_unreadable_file_error_carries_the_os_error(tmp_path: Any) -> None:
     with pytest.raises(ml.ConfigError, match="cannot read the config file") as info:
         load_config(str(tmp_path / "missing.yaml"), environ={})
