@@ -26,3 +26,14 @@ def test_every_page_of_the_site_is_linked_from_the_readme_and_the_home_page() ->
     readme, home = README.read_text(), (README.parent / "docs" / "index.md").read_text()
     assert sorted(p for p in pages if f"(docs/{p}" not in readme) == []
     assert sorted(p for p in pages if f"({p}" not in home) == []
+
+
+def test_the_readme_names_every_command() -> None:
+    import argparse
+
+    from meshlite.cli import _parser
+
+    (commands,) = [a.choices for a in _parser()._actions
+                   if isinstance(a, argparse._SubParsersAction)]
+    tail = README.read_text().split("The command line:")[-1]
+    assert sorted(c for c in commands if f"`meshlite {c}" not in tail) == []
