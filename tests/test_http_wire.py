@@ -675,3 +675,11 @@ def test_the_first_http_client_of_a_process_imports_the_wire() -> None:
         "    assert 'httpx' in sys.modules and 'aiohttp' in sys.modules\n"
         "asyncio.run(main())\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_an_aiohttp_session_outside_an_event_loop_says_where_to_take_it() -> None:
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])])
+    with pytest.raises(RuntimeError, match=r"mesh.aiohttp\('users'\) makes an aiohttp"
+                                           r".ClientSession, which needs a running event loop"):
+        mesh.aiohttp("users")
+    assert mesh._sessions is None  # nothing made, nothing adopted

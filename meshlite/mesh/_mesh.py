@@ -366,6 +366,8 @@ class Mesh(MeshOperations, MeshCalls, MeshLifecycle):
 
         Raises:
             ConfigError: no such service, or a ``base_url`` that is not absolute.
+            RuntimeError: called with no running event loop (as
+                ``aiohttp.ClientSession`` needs one).
         """
         self._target(name)
         from .._http._aio_session import aiohttp_session
