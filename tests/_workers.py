@@ -99,12 +99,12 @@ def running(command: list[str], env: dict[str, str], log_path: Path,
 
 @contextmanager
 def uvicorn_workers(tmp_path: Path, config: Path, shared: Path,
-                    workers: int = 3) -> Iterator[str]:
-    """Serve :data:`APP` with ``workers`` uvicorn workers on a free loopback port,
-    the mesh config at ``config`` and the multi-process directory ``shared``; yield
-    the app's URL."""
+                    workers: int = 3, app: str = APP) -> Iterator[str]:
+    """Serve ``app`` (the module's text; :data:`APP` by default) with ``workers``
+    uvicorn workers on a free loopback port, the mesh config at ``config`` and the
+    multi-process directory ``shared``; yield the app's URL."""
     port = free_port()
-    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "app.py").write_text(app)
     env = {**os.environ, "MESH_CONFIG": str(config), "MESHLITE_MULTIPROC_DIR": str(shared)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "uvicorn", "app:app", "--workers", str(workers),

@@ -6,11 +6,13 @@ churn (as pods of a deployment come and go), with the client sockets counted in
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -265,6 +267,19 @@ async def test_a_closed_aiohttp_session_stops_watching_its_service() -> None:
             assert users._watchers == ()
 
 
+async def test_sessions_made_and_closed_per_request_leave_no_watchers_behind() -> None:
+    # A session taken per request (`async with mesh.aiohttp(...)`) and closed must
+    # not leave its watcher on the service until the backends next change: a
+    # service whose backends never change would keep one per request made.
+    async with FakeBackend() as a:
+        users = service(a.url)
+        async with ml.Mesh([users]) as mesh:
+            for _ in range(50):
+                async with mesh.aiohttp("users") as session, session.get("/") as response:
+                    assert response.status == 200
+            assert len(users._watchers) == 1  # the last session's, until the next is made
+
+
 # -- mesh.http_sync() --------------------------------------------------------------
 
 
@@ -309,3 +324,32 @@ def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None
             users.set_backends([slow.url])  # back again: a new pool
             assert client.get("/").json()["backend"] == slow.url
 
+
+
+# -- a client per request ----------------------------------------------------------
+
+
+async def test_http_clients_taken_per_request_need_no_closing() -> None:
+    # docs/mesh.md: mesh.http() clients share the mesh's pools, so one per request,
+    # dropped unclosed, is freed and leaves no socket of its own behind.
+    async with FakeBackend() as a, ml.Mesh([service(a.url)]) as mesh:
+        clients = []
+        for uid in range(20):
+            client = mesh.http("users")
+            assert (await client.get(f"/users/{uid}")).status_code == 200
+            clients.append(weakref.ref(client))
+        del client
+        gc.collect()
+        assert [ref for ref in clients if ref() is not None] == []
+        assert client_sockets([a.port]) == 1  # the pool's one keep-alive connection
+
+
+async def test_an_aiohttp_session_left_open_keeps_its_connections_until_the_mesh_closes(
+        ) -> None:
+    async with FakeBackend() as a:
+        async with ml.Mesh([service(a.url)]) as mesh:
+            for _ in range(3):
+                async with mesh.aiohttp("users").get("/") as response:
+                    assert response.status == 200
+            assert client_sockets([a.port]) == 3  # a connector, and a connection, each
+        assert client_sockets([a.port]) == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -658,3 +660,26 @@ async def test_every_http_client_refuses_a_backend_it_cannot_send_to(address: st
                 await session.get("/u/1")
         # mesh.call() hands the address to the caller's function, as it is.
         assert await mesh.call("users", lambda backend: backend.address) == address
+
+
+def test_the_first_http_client_of_a_process_imports_the_wire() -> None:
+    # docs/deploy.md takes the client in the lifespan for this reason: the first
+    # mesh.http() imports httpx and aiohttp, which a first request would wait for.
+    script = (
+        "import sys, asyncio\n"
+        "import meshlite as ml\n"
+        "mesh = ml.Mesh([ml.Service('users', ['http://127.0.0.1:9'])])\n"
+        "assert 'httpx' not in sys.modules and 'aiohttp' not in sys.modules\n"
+        "async def main():\n"
+        "    mesh.http('users')\n"
+        "    assert 'httpx' in sys.modules and 'aiohttp' in sys.modules\n"
+        "asyncio.run(main())\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_an_aiohttp_session_outside_an_event_loop_says_where_to_take_it() -> None:
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])])
+    with pytest.raises(RuntimeError, match=r"mesh.aiohttp\('users'\) makes an aiohttp"
+                                           r".ClientSession, which needs a running event loop"):
+        mesh.aiohttp("users")
+    assert mesh._sessions is None  # nothing made, nothing adopted

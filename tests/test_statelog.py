@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +174,44 @@ def test_per_call_events_are_not_logged(caplog: pytest.LogCaptureFixture) -> Non
     caplog.set_level(logging.DEBUG, logger="meshlite")
     log_state_change(RetryScheduled(policy="retry", attempt=1, delay=0.1))
     assert records(caplog) == []
+
+
+_OPEN_A_BREAKER = """
+import meshlite as ml
+
+breaker = ml.CircuitBreaker(failure_rate=0.5, window=2, min_calls=2, open_seconds=30,
+                            name="payments")
+for _ in range(2):
+    try:
+        ml.Pipeline(breaker).call(lambda: 1 / 0)
+    except ZeroDivisionError:
+        pass
+breaker.reset()  # closed again: INFO
+"""
+
+
+def _stderr_of(script: str, tmp_path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stderr
+
+
+def test_without_logging_configured_warnings_print_bare_and_info_is_dropped(
+        tmp_path: Path) -> None:
+    # docs/logging.md: Python's last-resort handler, as under uvicorn's own config.
+    assert _stderr_of(_OPEN_A_BREAKER, tmp_path).splitlines() == [
+        "circuit 'payments' opened (2 of 2 calls failed); calls are rejected for 30 s"]
+
+
+def test_the_documented_uvicorn_log_config_shows_meshlite_lines_info_included(
+        tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    page = (Path(__file__).parent.parent / "docs" / "logging.md").read_text()
+    block = re.search(r"```yaml\n(# log.yaml.*?)```", page, re.S)
+    assert block is not None, "docs/logging.md lost its uvicorn log config"
+    (tmp_path / "log.yaml").write_text(block.group(1))
+    setup = ("import logging.config, yaml\n"
+             "logging.config.dictConfig(yaml.safe_load(open('log.yaml')))\n")
+    lines = _stderr_of(setup + _OPEN_A_BREAKER, tmp_path).splitlines()
+    assert [line.split()[:2] for line in lines] == [["WARNING:", "meshlite.breaker:"],
+                                                   ["INFO:", "meshlite.breaker:"]]

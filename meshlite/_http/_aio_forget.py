@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,11 @@ def in_use(connector: Any, hosts: set[tuple[str | None, int | None]]) -> bool:
     return False
 
 
+_WATCHING: weakref.WeakKeyDictionary[Service, list[Forgetting]] = weakref.WeakKeyDictionary()
+"""The sessions watching each service, swept of closed ones as another starts."""
+_WATCHING_LOCK = threading.Lock()
+
+
 class Forgetting:
     """What one session forgets when a service it routes to loses backends."""
 
@@ -89,6 +95,17 @@ class Forgetting:
 
         unwatch.append(service.watch_backends(removed))
         self._watched[service] = unwatch[0]
+        with _WATCHING_LOCK:  # sessions made per request and closed stop watching now
+            watching = _WATCHING.setdefault(service, [])
+            for closed in [f for f in watching if not f.open()]:
+                watching.remove(closed)
+                closed.close()
+            watching.append(self)
+
+    def open(self) -> bool:
+        """Whether the session is still open."""
+        session = self._session()
+        return session is not None and not session.closed
 
     def removed(self, service: Service, endpoints: tuple[Endpoint, ...]) -> bool:
         """Forget ``endpoints`` (taken out of ``service``); False once the session

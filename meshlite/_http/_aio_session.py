@@ -241,6 +241,12 @@ def _outcome(error: BaseException) -> aiohttp.ClientResponse:
 def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
                     ) -> aiohttp.ClientSession:
     """The ``aiohttp.ClientSession`` behind ``mesh.aiohttp(name, **kwargs)``."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(f"mesh.aiohttp({name!r}) makes an aiohttp.ClientSession, which "
+                           "needs a running event loop: take it in a coroutine (an app's "
+                           "lifespan, say), not at import") from None
     base_url = kwargs.pop("base_url", None) or f"http://{name}/"
     host = URL(str(base_url)).raw_host
     if not host:
@@ -252,7 +258,7 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     # __call__ slot, about 700 instructions a request more (dataplane_layers.py).
     middlewares = (*kwargs.pop("middlewares", ()), route.__call__)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
-    route.forgetting = Forgetting(session, asyncio.get_running_loop(), route.forget)
+    route.forgetting = Forgetting(session, loop, route.forget)
     _without_client_instrumentation(session)
     without_resend(session)
     dispatcher.adopt_session(session)

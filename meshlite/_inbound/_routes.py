@@ -105,7 +105,7 @@ class Route:
         if self.burst is not None:
             at_least("Route", "burst", self.burst, 1)
         if not callable(self.key) and self.key not in KEYS:
-            fail("Route", "key", self.key, f"one of {sorted(KEYS)} or a function")
+            fail("Route", "key", self.key, "one of " + ", ".join(sorted(KEYS)) + " or a function")
         if self.max_concurrent is not None:
             at_least("Route", "max_concurrent", self.max_concurrent, 1)
         if self.max_body is not None:

@@ -235,3 +235,4 @@ class MeshConfig(Section, frozen=True):
     audit: AuditSection | None = None
     inbound: InboundSection | None = None
     metrics: MetricsSection | None = None
+    _other_keys = ("profiles",)  # read before the schema (overlays), valid all the same

@@ -83,8 +83,9 @@ def convert_struct(cls: type[S], data: Any, path: Path, problems: Problems) -> S
     known = {f.name for f in fields}
     for key in data:
         if key not in known:
+            valid = (*(f.name for f in fields), *getattr(cls, "_other_keys", ()))
             problems.add((*path, str(key)), "unknown option; valid options: "
-                                            + ", ".join(f.name for f in fields))
+                                            + ", ".join(valid))
     values: dict[str, Any] = {}
     complete = True
     for f in fields:

@@ -77,7 +77,8 @@ def load_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as error:
-        raise YAMLError(str(error)) from None
+        # PyYAML names a str stream "<unicode string>"; the caller names the file.
+        raise YAMLError(str(error).replace('in "<unicode string>", ', "at ")) from None
 
 
 def load_json_or_yaml(path: str, text: str, policy: str) -> Any:

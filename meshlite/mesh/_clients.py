@@ -78,6 +78,8 @@ class MeshClients:
 
         Raises:
             ConfigError: no such service, or a ``base_url`` that is not absolute.
+            RuntimeError: called with no running event loop (as
+                ``aiohttp.ClientSession`` needs one).
         """
         self._target(name)
         from .._http._aio_session import aiohttp_session

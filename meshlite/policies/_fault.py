@@ -59,8 +59,8 @@ class FaultInjectionOptions:
             fail(owner, "error", error,
                  "an exception instance, an exception class, or a function returning one")
         if error is not None and self.result is not _MISSING:
-            fail(owner, "error/result", (error, self.result),
-                 "at most one of error= and result= (a fault either raises or answers)")
+            fail(owner, "result", self.result,
+                 "left out when error= is given (a fault either raises or answers)")
         if self.latency is not None and not callable(self.latency):
             object.__setattr__(self, "latency", non_negative(owner, "latency", self.latency))
         if not isinstance(self.enabled, bool) and not callable(self.enabled):

@@ -54,7 +54,8 @@ async def test_routes_and_keys_from_the_file_follow_hot_reloads(tmp_path: Path) 
 def test_meshlite_check_reports_inbound_problems_by_path(tmp_path: Path) -> None:
     config = tmp_path / "mesh.yaml"
     config.write_text('services: {}\ninbound:\n  api_keys_file: missing.txt\n'
-                      '  routes:\n    - {pattern: "orders", max_body: -1}\n')
+                      '  routes:\n    - {pattern: "orders", max_body: -1}\n'
+                      '    - {pattern: "/x", rate: 1, key: ipaddr}\n')
     command = "import sys; from meshlite.cli import main; sys.exit(main())"
     result = subprocess.run([sys.executable, "-c", command, "check", str(config)],
                             capture_output=True, text=True, check=False)
@@ -63,6 +64,8 @@ def test_meshlite_check_reports_inbound_problems_by_path(tmp_path: Path) -> None
         result.stdout + result.stderr)
     assert "inbound.routes[0].max_body: must be >= 0, got -1" in result.stdout + result.stderr
     assert "inbound.api_keys_file" in result.stdout + result.stderr
+    assert "inbound.routes[1].key: must be one of api_key, client, ip, subject or a " \
+        "function, got 'ipaddr'" in result.stdout + result.stderr
 
 
 async def test_jwt_from_the_config_file(tmp_path: Path) -> None:

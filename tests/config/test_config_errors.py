@@ -67,7 +67,7 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
         "alerts.rules[0].severity: must be one of info, warning, critical, got 'dire'",
         "telemetry.sample_ratio: must be in [0, 1], got 2.0",
         "unknown_section: unknown option; valid options: services, telemetry, dashboard, "
-        "alerts, hot_reload, drain_timeout, audit, inbound, metrics",
+        "alerts, hot_reload, drain_timeout, audit, inbound, metrics, profiles",
     ]
     missing = [e for e in expected if e not in errors]
     assert missing == []
@@ -114,6 +114,38 @@ def test_wrong_shapes(write_config: Any) -> None:
 def test_unparsable_files(write_config: Any, name: str, text: str, pattern: str) -> None:
     with pytest.raises(ml.ConfigError, match=pattern):
         load_config(write_config(text, name), environ={})
+
+
+def test_a_yaml_syntax_error_says_where_without_the_parsers_stream_name(
+        write_config: Any) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("services:\n  users: {backends: [], timeout: 2.0\n"),
+                    environ={})
+    assert "at line 2, column 10" in str(info.value)
+    assert "<unicode string>" not in str(info.value)  # PyYAML's name for a str
+
+
+def test_an_unknown_top_level_key_lists_profiles_among_the_valid_ones(
+        write_config: Any) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("services: {}\nprofils: {prod: {}}\n"), environ={})
+    (error,) = info.value.errors
+    assert error.startswith("profils: unknown option; valid options: services, ")
+    assert error.endswith(", profiles")
+
+
+def test_a_fault_that_both_raises_and_answers_is_reported_under_the_option(
+        write_config: Any) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("""
+            services:
+              users:
+                backends: ["http://127.0.0.1:1"]
+                fault_injection: {rate: 0.1, error: ConnectionError, result: 1}
+        """), environ={})
+    assert info.value.errors == (
+        "services.users.fault_injection.result: must be left out when error= is given "
+        "(a fault either raises or answers), got 1",)
 
 
 def test_unreadable_file_error_carries_the_os_error(tmp_path: Any) -> None:

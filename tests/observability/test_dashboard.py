@@ -150,6 +150,36 @@ async def test_rest_endpoints(mesh: ml.Mesh, server: DashboardServer) -> None:
         assert history["step"] == 1
 
 
+async def test_a_services_requests_are_attempts_and_its_last_second_calls() -> None:
+    # docs/dashboard.md: a retried call counts twice in `requests`, once in
+    # `last_second.requests`; a backend taken out takes its attempts with it.
+    users = ml.Service("users", ["http://127.0.0.1:80", "http://127.0.0.2:80"],
+                       balancer="round_robin", outlier_detection=None,
+                       pipeline=ml.Pipeline(ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0))))
+    mesh = ml.Mesh([users])
+    srv = await mesh.serve_dashboard(port=0)
+    try:
+        await sample_by_hand(srv)
+
+        async def fails_on_the_second(backend: Any) -> str:
+            if backend.address.endswith(".2:80"):
+                raise ConnectionError("refused")
+            return "ok"
+
+        for _ in range(10):
+            await mesh.call("users", fails_on_the_second)
+        srv.monitor.tick()
+        async with client(srv) as c:
+            service = (await c.get("/api/services/users")).json()
+            assert (service["requests"], service["errors"]) == (15, 5)
+            assert (service["last_second"]["requests"],
+                    service["last_second"]["attempts"]) == (10, 15)
+            users.set_backends(["http://127.0.0.1:80"])
+            assert (await c.get("/api/services/users")).json()["requests"] == 10
+    finally:
+        await srv.stop()
+
+
 async def test_unknown_service_and_bad_query_are_json_errors(server: DashboardServer) -> None:
     async with client(server) as c:
         for path in ("/api/services/nope", "/api/services/nope/history"):

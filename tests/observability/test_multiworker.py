@@ -158,6 +158,53 @@ def documented_gunicorn_conf(shared: Path, port: int) -> str:
             .replace("workers = 4", "workers = 3"))
 
 
+def documented_app() -> str:
+    """docs/deploy.md's app.py: a mesh built at import, opened in the lifespan,
+    behind the inbound middleware."""
+    doc = (Path(__file__).parents[2] / "docs" / "deploy.md").read_text()
+    start = doc.index("# app.py\n")
+    block = doc[start:doc.index("```", start)]
+    assert "meshlite.asgi.MeshMiddleware(" in block
+    return block
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_app_behind_its_middleware_under_two_uvicorn_workers(
+        tmp_path: Path) -> None:
+    """docs/deploy.md's app under ``uvicorn --workers 2``: each worker builds and
+    opens its own mesh, the file's ``inbound:`` routes apply, and a scrape of any
+    worker counts every worker's inbound requests and outgoing calls."""
+    with FakeBackend() as backend:
+        config = tmp_path / "mesh.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            services:
+              users:
+                backends: ["{backend.url}"]
+            inbound:
+              routes:
+                - {{pattern: "/users/{{uid}}", rate: 100, key: client}}
+            """))
+        shared = tmp_path / "multiproc"
+        with uvicorn_workers(tmp_path, config, shared, workers=2,
+                             app=documented_app()) as app:
+            wait_for(lambda: len(worker_files(shared)) == 2, 60, "both workers opened a mesh")
+            for uid in range(M):
+                with fresh() as http:  # a new connection: any worker
+                    r = http.get(f"{app}/users/{uid}")
+                assert r.status_code == 200, r.text
+                assert r.json()["path"] == f"/users/{uid}"
+            served = f'meshlite_server_requests_total{{route="/users/{{uid}}",method="GET",' \
+                     f'status="200"}} {M}'
+
+            def every_scrape_serves() -> bool:
+                with fresh() as http:
+                    return all(served in http.get(app + "/metrics").text for _ in range(6))
+
+            wait_for(every_scrape_serves, 20, "every scrape counts every worker's requests")
+            every_scrape_says(app, "/metrics", M)
+            assert len(worker_files(shared)) == 2
+
+
 @pytest.mark.timeout(120)
 def test_gunicorn_with_uvicorn_workers(tmp_path: Path) -> None:
     """The documented gunicorn command: every scrape of any worker reports every

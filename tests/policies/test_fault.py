@@ -196,7 +196,7 @@ def test_event_emitted(clock: FakeClock) -> None:
     [({"rate": -0.1}, "rate"), ({"rate": 1.5}, "rate"), ({"rate": "0.5"}, "rate"),
      ({"rate": True}, "rate"), ({"rate": 0.5, "error": 5}, "error"),
      ({"rate": 0.5, "error": dict}, "error"),
-     ({"rate": 0.5, "error": ValueError, "result": 1}, "error/result"),
+     ({"rate": 0.5, "error": ValueError, "result": 1}, "result"),
      ({"rate": 0.5, "latency": -1.0}, "latency"), ({"rate": 0.5, "latency": "1"}, "latency"),
      ({"rate": 0.5, "enabled": "yes"}, "enabled"),
      ({"rate": 0.5, "random": 7}, "random")],

@@ -5,7 +5,9 @@ chaos machinery (Service.inject, Chaos) used directly."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,6 +175,26 @@ def test_the_mesh_fixture_works_in_strict_asyncio_mode(pytester: pytest.Pytester
             assert await m.call("users", lambda backend: backend.address) == "a"
     """)
     run(pytester).assert_outcomes(passed=2)
+
+
+def test_the_pytest_configuration_the_testing_page_gives_runs_async_tests_cleanly(
+        pytester: pytest.Pytester) -> None:
+    # What docs/testing.md tells a fresh project to put in its pyproject.toml must
+    # run the plugin's async fixture with no warning from pytest-asyncio.
+    page = (Path(__file__).parents[2] / "docs" / "testing.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n# pyproject.toml\n(.*?)```", page, re.S)
+    assert block is not None, "docs/testing.md lost its pytest configuration block"
+    pytester.makepyprojecttoml(block.group(1))
+    pytester.makepyfile("""
+        import meshlite as ml
+
+        async def test_async(mesh):
+            m = mesh(ml.Service("users", ["a"]))
+            assert await m.call("users", lambda backend: backend.address) == "a"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "Warning" not in result.stdout.str() + result.stderr.str()
 
 
 def test_the_mesh_factory_defaults_to_a_short_drain() -> None:
