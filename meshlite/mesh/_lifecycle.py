@@ -190,6 +190,12 @@ class MeshLifecycle:
     # -- what meshlite.config changes a mesh through (not public API) -------------
 
     @property
+    def state(self) -> str:
+        """The mesh's lifecycle state: ``"idle"`` (not opened yet), ``"open"``,
+        ``"closing"`` (draining: new calls are refused) or ``"closed"``."""
+        return self._state
+
+    @property
     def is_open(self) -> bool:
         """Whether the mesh is open: started, and neither closing nor closed."""
         return self._state == "open"

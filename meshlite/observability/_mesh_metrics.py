@@ -186,7 +186,7 @@ class MeshMetrics:
         reads the endpoints' latencies itself)."""
         if self.shared is None:
             return None
-        return self._host_view().latency.get(service) or []
+        return self.host_view().latency.get(service) or []
 
     def host_callers(self) -> dict[str, tuple[float, float]] | None:
         """With a shared directory, the requests and 5xx answers from each calling
@@ -194,13 +194,18 @@ class MeshMetrics:
         process."""
         if self.shared is None:
             return None
-        return self._host_view().callers
+        return self.host_view().callers
 
     def _host_counts(self) -> dict[str, Counts]:
-        return self._host_view().counts
+        return self.host_view().counts
 
-    def _host_view(self) -> HostView:
-        # The dashboard asks once per service each second: read the files once.
+    def host_view(self) -> HostView:
+        """What the workers' files of the shared directory hold, read at most every
+        quarter of a second (the dashboard asks once per service each second).
+
+        Raises:
+            AssertionError: no shared directory (:attr:`shared` is None).
+        """
         now = time.monotonic()
         cached = self._host_cache
         if cached is None or now - cached.read_at > _HOST_CACHE_SECONDS:
