@@ -116,6 +116,23 @@ _UP = _UpRows()
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+class _Breakers(dict[int, tuple[Any, tuple[Any, ...]]]):
+    # The breakers of each pipeline (by id; the pipeline is held so its id stays
+    # its own), found once: health_body reads their states on every poll.
+    def of(self, service: Service) -> tuple[Any, ...]:
+        pipeline = service.pipeline
+        found = self.get(id(pipeline))
+        if found is None or found[0] is not pipeline:
+            if len(self) > 4096:  # pipelines change with reloads: stay bounded
+                self.clear()
+            found = self[id(pipeline)] = (pipeline, tuple(
+                p for p in pipeline.walk() if p.kind == "circuit_breaker"))
+        return found[1]
+
+
+_BREAKERS = _Breakers()
+
+
 def health_body(services: Iterable[Service], latest: Mapping[str, ServiceSecond] | None = None,
                 state: str = "open") -> bytes:
     """``/api/health`` as JSON bytes, read straight from the services' state:
@@ -135,9 +152,12 @@ def health_body(services: Iterable[Service], latest: Mapping[str, ServiceSecond]
     for svc in services:
         status, available = _service_status(svc)
         worst = max(worst, STATUS_ORDER.get(status, 4))
-        entry = calls_entry(status, breaker_states(svc), (latest or {}).get(svc.name))
-        if entry is not None:
-            calls[svc.name] = entry
+        second = latest.get(svc.name) if latest else None
+        if (second is not None and second.errors) or any(
+                getattr(b, "state", "") in _OPEN for b in _BREAKERS.of(svc)):
+            entry = calls_entry(status, breaker_states(svc), second)  # (rare: build it)
+            if entry is not None:
+                calls[svc.name] = entry
         endpoints = svc.endpoints
         services_out[svc.name] = {
             "name": svc.name, "status": status, "available": available,
