@@ -132,3 +132,30 @@ async def test_a_removed_services_series_leave_the_exposition(tmp_path: Path) ->
                 assert again['meshlite_requests_total{service="orders"}'] == 0
         finally:
             server.stop()
+
+
+async def test_a_dashboards_sampler_forgets_a_removed_service(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text(config(backend.url, orders=True))
+        mesh = ml.Mesh.from_config(path)
+        async with mesh:
+            server = await mesh.serve_dashboard(port=0)
+            try:
+                await server.monitor.stop()  # ticked by hand
+                await mesh.call("orders", lambda b: b.address)
+                server.monitor.tick()
+                assert set(server.monitor.histories) == {"users", "orders"}
+                endpoint = weakref.ref(mesh.service("orders").endpoints[0])
+                path.write_text(config(backend.url))
+                assert await mesh.reload()
+                await drained(mesh)
+                server.monitor.tick()
+                assert set(server.monitor.histories) == {"users"}
+                async with httpx.AsyncClient(trust_env=False) as client:
+                    gone = await client.get(server.url + "/api/services/orders")
+                assert gone.status_code == 404
+                gc.collect()
+                assert endpoint() is None  # nothing the dashboard keeps holds it
+            finally:
+                await server.stop()

@@ -214,6 +214,11 @@ class Sampler:
         """
         out = [self._one(service, second) for service in services]
         self._primed = True
+        if len(self._seen) > len(out):  # a service left the mesh: forget its counts
+            names = {s.name for s in out}
+            for seen in (self._seen, self._calls_seen, self._buckets_seen):
+                for name in seen.keys() - names:
+                    del seen[name]
         return out
 
     def _one(self, service: Service, second: int) -> ServiceSecond:

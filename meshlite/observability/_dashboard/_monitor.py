@@ -113,6 +113,9 @@ class Monitor:
                 history = self.histories[s.name] = History(self.history_seconds)
             history.record(second, s.requests, s.errors, s.p50, s.p99)
         self.latest = {s.name: s for s in measured}
+        if len(self.histories) > len(measured):  # a service left the mesh
+            for name in self.histories.keys() - self.latest.keys():
+                del self.histories[name]
         self._count_callers()
         alerts = self.mesh.alerts
         host = getattr(self.mesh, "host_monitor", None)
