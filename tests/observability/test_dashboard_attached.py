@@ -130,3 +130,33 @@ def test_an_attached_dashboard_takes_no_admin_action(attached: str) -> None:
                    headers=AUTH, trust_env=False)
     assert r.status_code == 403
     assert "attached" in r.json()["error"]
+
+
+def test_where_live_workers_disagree_the_worst_shows_and_dead_workers_only_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshlite.observability._dashboard._attached import host_states
+    from meshlite.observability._multiproc import WorkerFile
+
+    monkeypatch.delenv("MESHLITE_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+    def worker(pid: int, alive: bool, eject: bool, calls: int) -> WorkerFile:
+        mesh = ml.Mesh([ml.Service("users", [GOOD, BAD], balancer="round_robin")])
+        for _ in range(calls):
+            mesh.call_sync("users", lambda b: b.address)
+        if eject:
+            mesh.service("users").eject(BAD)
+        assert mesh.metrics is not None
+        return WorkerFile(pid, alive, tuple(mesh.metrics.collect_local()))
+
+    config = ml.Service("users", [GOOD, BAD, "http://127.0.0.3:83"])
+    workers = [worker(1, True, True, 2), worker(2, True, False, 4),
+               worker(3, False, True, 6)]  # the dead one's ejection is not news
+    snapshot, health = host_states(workers, [config])["users"]
+    rows = {b.address: b for b in snapshot.backends}
+    assert list(rows) == [GOOD, BAD]  # the workers' backends, not the config's third
+    assert (rows[BAD].status, rows[BAD].reason) == ("ejected", "ejected in 1 of 2 live workers")
+    assert rows[GOOD].requests == 1 + 2 + 3  # every worker's attempts, the dead one's too
+    assert (health.status, health.available, health.total) == ("degraded", 1, 2)
+    nobody = host_states([workers[2]], [config])["users"][1]
+    assert (nobody.status, nobody.total) == ("down", 0)  # no live worker serves it

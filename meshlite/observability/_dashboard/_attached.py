@@ -107,32 +107,34 @@ def _worker_status(backends: dict[str, dict[str, float]], panic: bool) -> tuple[
     return ("healthy" if available == len(backends) else "degraded"), available
 
 
+def _row(address: str, one: _Seen, backend: Any) -> BackendSnapshot:
+    """One backend's row: the live workers' views of it merged (see the module)."""
+    views = [view[address] for view in one.live.values() if address in view]
+    status = max((_status(g) for g in views), key=_BACKEND_ORDER.__getitem__)
+    out = sum(1 for g in views if _status(g) == status)
+    requests, errors, ejections = one.counts.get(address, [0.0, 0.0, 0.0])
+    return BackendSnapshot(
+        address=address, weight=backend.weight if backend else 1.0,
+        zone=backend.zone if backend else None, status=status,
+        reason="" if status == "up" else f"{status} in {out} of {len(one.live)} live workers",
+        requests=int(requests), errors=int(errors),
+        in_flight=int(sum(g.get("in_flight", 0.0) for g in views)),
+        latency_p50=None, latency_p90=None, latency_p99=None,
+        ewma=max((g.get("ewma", 0.0) for g in views), default=0.0),
+        ejections=int(ejections), ejected_for=0.0,
+        healthy=all(g.get("healthy", 1.0) for g in views))
+
+
 def _state(service: Service, one: _Seen) -> State:
-    workers = len(one.live)
-    addresses = list(dict.fromkeys(a for view in one.live.values() for a in view))
+    addresses = dict.fromkeys(a for view in one.live.values() for a in view)
     local = {b.address: b for b in service.backends}
-    rows: list[BackendSnapshot] = []
-    for address in addresses:
-        views = [view[address] for view in one.live.values() if address in view]
-        status = max((_status(g) for g in views), key=_BACKEND_ORDER.__getitem__)
-        out = sum(1 for g in views if _status(g) == status)
-        requests, errors, ejections = one.counts.get(address, [0.0, 0.0, 0.0])
-        backend = local.get(address)
-        rows.append(BackendSnapshot(
-            address=address, weight=backend.weight if backend else 1.0,
-            zone=backend.zone if backend else None, status=status,
-            reason="" if status == "up" else f"{status} in {out} of {workers} live workers",
-            requests=int(requests), errors=int(errors),
-            in_flight=int(sum(g.get("in_flight", 0.0) for g in views)),
-            latency_p50=None, latency_p90=None, latency_p99=None,
-            ewma=max((g.get("ewma", 0.0) for g in views), default=0.0),
-            ejections=int(ejections), ejected_for=0.0,
-            healthy=all(g.get("healthy", 1.0) for g in views)))
+    rows = [_row(address, one, local.get(address)) for address in addresses]
     found = [_worker_status(view, one.panic.get(pid, False)) for pid, view in one.live.items()]
-    status, available = max(found, key=lambda f: _SERVICE_ORDER[f[0]], default=("down", 0))
+    status, _ = max(found, key=lambda f: _SERVICE_ORDER[f[0]], default=("down", 0))
     available = min((a for _, a in found), default=0)
     snapshot = ServiceSnapshot(
-        name=service.name, balancer=str(getattr(service.balancer, "name", "")),
+        name=service.name,
+        balancer=str(getattr(service.balancer, "name", type(service.balancer).__name__)),
         status=status, panic=any(one.panic.values()),
         requests=sum(b.requests for b in rows), errors=sum(b.errors for b in rows),
         in_flight=sum(b.in_flight for b in rows), breakers=dict(one.breakers),
