@@ -58,16 +58,23 @@ class ApiAudit:
 
     def __init__(self, mesh: Any) -> None:
         self.mesh = mesh
-        self._removers: list[Callable[[], None]] = []
+        self._removers: dict[int, Callable[[], None]] = {}  # by id of the service
 
     def watch(self, service: Service) -> None:
         """Audit the manual changes of ``service`` from now on."""
-        self._removers.append(service.add_hook(functools.partial(self._event, service.name)))
+        self._removers[id(service)] = service.add_hook(
+            functools.partial(self._event, service.name))
+
+    def forget(self, service: Service) -> None:
+        """Stop auditing ``service`` (retired from the mesh)."""
+        remove = self._removers.pop(id(service), None)
+        if remove is not None:
+            remove()
 
     def close(self) -> None:
         """Stop auditing (every service)."""
-        removers, self._removers = self._removers, []
-        for remove in removers:
+        removers, self._removers = self._removers, {}
+        for remove in removers.values():
             remove()
 
     def _event(self, service: str, event: Event) -> None:

@@ -197,6 +197,10 @@ class EventHooks:
         with _WRITES:
             self._hooks = tuple(h for h in self._hooks if h is not hook)
 
+    def has(self, hook: Hook) -> bool:
+        """Whether ``hook`` (this very object) is subscribed."""
+        return any(h is hook for h in self._hooks)
+
     @property
     def active(self) -> bool:
         """Whether anyone listens; emitters skip building events when not."""

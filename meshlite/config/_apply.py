@@ -23,7 +23,8 @@ unchanged is not touched.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
-``close_service_pools``; ``Service.compile_pipeline``, ``set_pipeline``), never
+``close_service_pools``, ``forget_service``; ``Service.compile_pipeline``,
+``set_pipeline``), never
 through their private attributes.
 """
 
@@ -258,8 +259,9 @@ def _idle(service: Service) -> bool:
 
 async def retire(mesh: Mesh, service: Service) -> None:
     """Drain ``service`` (taken out of the registry): wait up to the mesh's
-    ``drain_timeout`` for its calls in flight, then stop its components and close its
-    connection pools. Cancelling skips the wait, not the cleanup."""
+    ``drain_timeout`` for its calls in flight, then stop its components, close its
+    connection pools and have the mesh let go of it (``Mesh.forget_service``: its
+    metrics, its hooks). Cancelling skips the wait, not the cleanup."""
     components = mesh.release_components(service)
     try:
         clock = mesh.clock
@@ -269,6 +271,7 @@ async def retire(mesh: Mesh, service: Service) -> None:
     finally:
         await stop_all(components)
         await close_pools(mesh, service)
+        mesh.forget_service(service)
 
 
 async def close_pools(mesh: Mesh, service: Service) -> None:
@@ -285,6 +288,7 @@ def retire_now(mesh: Mesh, services: list[Service]) -> None:
     """Retire services of a mesh that is not open: nothing runs, close their pools."""
     for service in services:
         close_pools_sync(mesh, service)
+        mesh.forget_service(service)
 
 
 def describe(changes: Changes) -> str:

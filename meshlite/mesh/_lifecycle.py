@@ -190,6 +190,12 @@ class MeshLifecycle:
     # -- what meshlite.config changes a mesh through (not public API) -------------
 
     @property
+    def state(self) -> str:
+        """The mesh's lifecycle state: ``"idle"`` (not opened yet), ``"open"``,
+        ``"closing"`` (draining: new calls are refused) or ``"closed"``."""
+        return self._state
+
+    @property
     def is_open(self) -> bool:
         """Whether the mesh is open: started, and neither closing nor closed."""
         return self._state == "open"
@@ -211,6 +217,9 @@ class MeshLifecycle:
 
     def _subscribe(self, service: Service) -> None:
         raise NotImplementedError  # Mesh's: the hooks, when registering
+
+    def _forget(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: undo _adopt for a retired service
 
     def adopt(self, service: Service) -> None:
         """Give ``service`` the mesh's clock and metrics ahead of registering it
@@ -262,6 +271,17 @@ class MeshLifecycle:
                         seconds and time.perf_counter() - since >= seconds):
                     await asyncio.sleep(0)
                     since = time.perf_counter()
+
+    def forget_service(self, service: Service) -> None:
+        """Let go of what the mesh keeps for ``service``, out of the registry and
+        drained (a reload replaced or removed it): the hooks it subscribed to it,
+        and its metrics, whose counts carry on in the service registered under its
+        name now (``MeshMetrics.forget``). A service that is registered or stands
+        in for one (``mesh.override``) is left alone."""
+        if self._services.get(service.name) is service or any(
+                service is extra for extra in self._extra):
+            return
+        self._forget(service)
 
     def release_components(self, service: Service) -> list[Lifecycle]:
         """The started components of ``service``, which the mesh no longer stops: the

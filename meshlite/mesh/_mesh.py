@@ -89,7 +89,8 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle)
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
         self._extra: list[Service] = []  # services made for overrides (own pools)
-        self._hooks: list[tuple[Hook, list[Callable[[], None]]]] = []
+        # Each hook of add_hook, and its unsubscribe function on each service by id.
+        self._hooks: list[tuple[Hook, dict[int, Callable[[], None]]]] = []
         self._components: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
         self._thread: LoopThread | None = None
@@ -210,13 +211,14 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle)
         """Subscribe ``hook`` to the events of every service (routing and policies),
         including services registered later; returns the unsubscribe function."""
         check_hook(hook)
-        entry = (hook, [s.add_hook(hook) for s in (*self._services.values(), *self._extra)])
+        entry = (hook, {id(s): s.add_hook(hook)
+                        for s in (*self._services.values(), *self._extra)})
         self._hooks.append(entry)
 
         def remove() -> None:
             if entry in self._hooks:
                 self._hooks.remove(entry)
-            for r in entry[1]:
+            for r in list(entry[1].values()):
                 r()
 
         return remove
@@ -269,9 +271,20 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle)
     def _subscribe(self, service: Service) -> None:
         # At registration: a hook added meanwhile is not missed.
         for hook, removers in self._hooks:
-            removers.append(service.add_hook(hook))
+            removers[id(service)] = service.add_hook(hook)
         if self._api_audit is not None:
             self._api_audit.watch(service)
+
+    def _forget(self, service: Service) -> None:
+        # A retired service (MeshLifecycle.forget_service): what _adopt gave it.
+        for _, removers in self._hooks:
+            remove = removers.pop(id(service), None)
+            if remove is not None:
+                remove()
+        if self._api_audit is not None:
+            self._api_audit.forget(service)
+        if self.metrics is not None:
+            self.metrics.forget(service)
 
     def _caller_name(self) -> str | None:
         name = self._name  # the name property, inlined: every routed attempt asks

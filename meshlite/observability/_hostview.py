@@ -144,11 +144,14 @@ class HostView:
     counts: dict[str, Counts]
     latency: dict[str, Buckets]
     callers: dict[str, tuple[float, float]]
+    workers: tuple[WorkerFile, ...] = ()
+    """The files themselves (an attached dashboard reads the workers' states)."""
 
     @classmethod
     def read(cls, workers: list[WorkerFile], now: float) -> HostView:
         """Sum ``workers``' files (read at monotonic time ``now``)."""
-        return cls(now, host_counts(workers), host_buckets(workers), caller_totals(workers))
+        return cls(now, host_counts(workers), host_buckets(workers), caller_totals(workers),
+                   tuple(workers))
 
 
 class CallerRates:

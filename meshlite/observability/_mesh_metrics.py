@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._policy import AsyncHandler, Handler
 from .._validate import fail
@@ -39,7 +40,7 @@ from ._metrics import (
 )
 from ._multiproc import SharedMetrics, multiproc_dir
 from ._recording import arecorded, recorded
-from ._scrape import AttemptReadings, mesh_families, service_families
+from ._scrape import AttemptReadings, finished, mesh_families, service_families
 from ._worker_counts import Counts
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class MeshMetrics:
         mesh's dispatch reads it per call; see :meth:`recorder`)."""
         self.arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] = {}
         """The same for the async chains."""
-        self._subscribed: dict[int, tuple[Any, Callable[[], None]]] = {}
+        self._forgotten: weakref.WeakSet[Service] = weakref.WeakSet()
         self.counters = Counters(EVENT_METRICS)
         self.feed = EventFeed(self.counters)
         directory = multiproc_dir()
@@ -107,31 +108,60 @@ class MeshMetrics:
                 series = self._calls[name] = Timings((("service", name),), self.bounds,
                                                      service.clock.monotonic)
             service._record_histograms(self.bounds)  # attempts: timed by the endpoints
-            self._subscribe(service.hooks, service.hooks.add(self.feed))
-            for policy in service.pipeline.walk():
-                if id(policy) not in self._subscribed:
-                    self._subscribe(policy, policy.hooks.add(self.feed))
+            # The feed is held by what it observes, once each (a policy may be shared
+            # by several services): it goes when they go.
+            for hooks in (service.hooks, *(p.hooks for p in service.pipeline.walk())):
+                if not hooks.has(self.feed):
+                    hooks.add(self.feed)
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
             self.series[service] = series
+            self._forgotten.discard(service)
             return series
+
+    def forget(self, service: Service) -> None:
+        """Stop observing ``service``, which left the mesh (a reload replaced or
+        removed it) and drained. Its backends' attempt counts and histograms carry
+        on in the endpoints of the same address of the service now registered under
+        its name (:meth:`Endpoint.carry`), so no counter goes back; the series of a
+        name the mesh no longer has leave the exposition. Calls that still run on it
+        are not recorded. Nothing happens for a service not observed."""
+        with self._lock:
+            if self.series.pop(service, None) is None:
+                return
+            self.recorders.pop(service, None)
+            self.arecorders.pop(service, None)
+            self._forgotten.add(service)
+            service.hooks.remove(self.feed)  # its routing events (policies: shared?)
+            name = service.name
+            current = self._mesh.registered().get(name)
+            if current is None:
+                self._calls.pop(name, None)
+                self.counters.drop(name)
+                return
+            successors = {e.address: e for e in current.endpoints}
+            for endpoint in service.endpoints:
+                successor = successors.get(endpoint.address)
+                if successor is not None and successor is not endpoint:
+                    successor.carry(endpoint)
 
     def recorder(self, service: Service, handler: Handler) -> Handler:
         """``handler``, ``service``'s sync chain, recording each call in the service's
         series (adopting the service if it is not observed yet); kept in
-        :attr:`recorders` for the next calls, until the service's chain changes."""
+        :attr:`recorders` for the next calls, until the service's chain changes. A
+        service the metrics forgot (:meth:`forget`) runs unrecorded."""
+        if service in self._forgotten:
+            return handler
         record = recorded(handler, self.adopt(service))
         self.recorders[service] = (handler, record)
         return record
 
     def arecorder(self, service: Service, handler: AsyncHandler) -> AsyncHandler:
         """Async twin of :meth:`recorder` (kept in :attr:`arecorders`)."""
+        if service in self._forgotten:
+            return handler
         record = arecorded(handler, self.adopt(service))
         self.arecorders[service] = (handler, record)
         return record
-
-    def _subscribe(self, owner: Any, remove: Callable[[], None]) -> None:
-        # Keeping the owner alive keeps its id from being reused by another object.
-        self._subscribed[id(owner)] = (owner, remove)
 
     # -- reading -------------------------------------------------------------------
 
@@ -157,7 +187,7 @@ class MeshMetrics:
         reads the endpoints' latencies itself)."""
         if self.shared is None:
             return None
-        return self._host_view().latency.get(service) or []
+        return self.host_view().latency.get(service) or []
 
     def host_callers(self) -> dict[str, tuple[float, float]] | None:
         """With a shared directory, the requests and 5xx answers from each calling
@@ -165,13 +195,18 @@ class MeshMetrics:
         process."""
         if self.shared is None:
             return None
-        return self._host_view().callers
+        return self.host_view().callers
 
     def _host_counts(self) -> dict[str, Counts]:
-        return self._host_view().counts
+        return self.host_view().counts
 
-    def _host_view(self) -> HostView:
-        # The dashboard asks once per service each second: read the files once.
+    def host_view(self) -> HostView:
+        """What the workers' files of the shared directory hold, read at most every
+        quarter of a second (the dashboard asks once per service each second).
+
+        Raises:
+            AssertionError: no shared directory (:attr:`shared` is None).
+        """
         now = time.monotonic()
         cached = self._host_cache
         if cached is None or now - cached.read_at > _HOST_CACHE_SECONDS:
@@ -205,11 +240,12 @@ class MeshMetrics:
     def collect_local(self) -> Iterator[MetricFamily]:
         """Every metric this process recorded, with the ``service`` label."""
         services = self._mesh.services
-        with self._lock:
+        with self._lock:  # read with forget() excluded: a count is in one place
             calls = dict(self._calls)
             observed = list(self.series)
-        attempts = _attempt_readings(observed)
-        yield from service_families(services, calls, attempts, self.bounds, observed)
+            attempts = _attempt_readings(observed)
+            totals = finished(services, observed)
+        yield from service_families(services, calls, attempts, self.bounds, totals)
         yield from self.counters.collect()
         yield from mesh_families(self._mesh)
         for extra in list(self._extra):

@@ -12,13 +12,17 @@ from ._metrics import Labels, MetricFamily, Sample, Timings, TimingsReading, his
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
 
-__all__ = ["AttemptReadings", "BREAKER_STATES", "mesh_families", "service_families"]
+__all__ = ["AttemptReadings", "BREAKER_STATES", "Totals", "finished", "mesh_families",
+           "service_families"]
 
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 """Every circuit breaker state, each a series of ``meshlite_circuit_breaker_state``."""
 
 AttemptReadings = list[tuple[Labels, tuple[float, ...], TimingsReading]]
 """Backends' attempt histograms: labels, bucket bounds and reading of each."""
+
+Totals = dict[tuple[str, str], tuple[int, int]]
+"""Attempts and failed attempts of each (service, backend address)."""
 
 _REQUEST = "meshlite_request"
 _BACKEND = "meshlite_backend"
@@ -46,12 +50,12 @@ def _calls(readings: list[tuple[Labels, TimingsReading, int]], bounds: tuple[flo
                   (s for lb, r, _ in readings for s in histogram_samples(lb, bounds, r)))
 
 
-def _finished(services: Iterable[Service], observed: Iterable[Service]
-              ) -> dict[tuple[str, str], tuple[int, int]]:
+def finished(services: Iterable[Service], observed: Iterable[Service]) -> Totals:
     """Attempts and failed attempts of each current (service, backend), summed over
-    every endpoint of that name and address the mesh observed: a service a reload
-    rebuilt hands on to its successor, whose endpoints count from zero, so its
-    counters carry on instead of dropping (which Prometheus reads as a reset)."""
+    every endpoint of that name and address the mesh observes: a service a reload
+    rebuilt counts here until it has drained, then its counts are carried by its
+    successor's endpoints (``MeshMetrics.forget``), so its counters carry on instead
+    of dropping (which Prometheus reads as a reset)."""
     totals = {(s.name, e.address): (0, 0) for s in services for e in s.endpoints}
     seen: set[int] = set()
     for s in (*services, *observed):
@@ -67,10 +71,8 @@ def _finished(services: Iterable[Service], observed: Iterable[Service]
     return totals
 
 
-def _endpoint_gauges(services: Iterable[Service], observed: Iterable[Service]
-                     ) -> Iterator[MetricFamily]:
+def _endpoint_gauges(services: Iterable[Service], totals: Totals) -> Iterator[MetricFamily]:
     services = list(services)
-    totals = _finished(services, observed)
     rows = [((("service", s.name), ("backend", e.address)), e)
             for s in services for e in s.endpoints]
     for name, help_text, index in (
@@ -127,17 +129,17 @@ def _service_gauges(services: Iterable[Service]) -> Iterator[MetricFamily]:
 
 def service_families(services: tuple[Service, ...], calls: dict[str, Timings],
                      attempts: AttemptReadings, bounds: tuple[float, ...],
-                     observed: Iterable[Service] = ()) -> Iterator[MetricFamily]:
+                     totals: Totals) -> Iterator[MetricFamily]:
     """The per-service and per-backend families: ``calls`` are the call series by
     service name, ``attempts`` the backends' attempt histograms (labels, bounds,
-    reading) in exposition order, ``observed`` every service the mesh observed
-    (replaced ones included, whose attempts the counters add)."""
+    reading) in exposition order, ``totals`` the backends' attempt counts
+    (:func:`finished`)."""
     for s in services:
         s._due()  # return backends whose ejection ran out, so the gauges read now
     readings = [(series.labels, reading, reading.in_flight)
                 for series, reading in ((calls[n], calls[n].read_all()) for n in sorted(calls))]
     yield from _calls(readings, bounds)
-    yield from _endpoint_gauges(services, observed)
+    yield from _endpoint_gauges(services, totals)
     yield _family(f"{_BACKEND}_request_duration_seconds", "histogram",
                   "Time of each attempt on a backend, successes and failures.",
                   (s for labels, edges, reading in attempts

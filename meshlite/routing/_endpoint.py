@@ -402,6 +402,22 @@ class Endpoint:
             self._counted = self.requests
             self._count_at = self.requests + (self._every if self.answered else 1)
 
+    def carry(self, old: Endpoint) -> None:
+        """Count ``old``'s attempts and errors (an endpoint of the same address that
+        this one replaces: its backend's weight changed, or a reload rebuilt the
+        service) in :attr:`carried`, and its latency histogram in this one's when
+        both are kept with the same bounds, so the metrics read from them carry on
+        instead of dropping back to zero (which Prometheus reads as a reset)."""
+        histogram = old.histogram()
+        requests, errors = old.carried
+        requests, errors = requests + old.requests, errors + old.errors
+        with self._lock:
+            before_requests, before_errors = self.carried
+            self.carried = (before_requests + requests, before_errors + errors)
+            kept = self._histogram
+            if histogram is not None and kept is not None and kept.bounds == histogram[0]:
+                kept.add(histogram[1], histogram[2])
+
     def _milestone(self) -> None:
         # Caller holds the lock. The answers at which `requests` reaches `_count_at`:
         # the first (once: `answered`, `on_answer`), then one every `_every` while a

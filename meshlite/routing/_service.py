@@ -347,8 +347,7 @@ class Service(Chains, Rotation, FirstWave):
         in ``carried``, so the metrics read from them do not drop back to zero."""
         endpoint = Endpoint(backend, self.clock, on_answer=self._first_answered)
         if replaced is not None:
-            requests, errors = replaced.carried
-            endpoint.carried = (requests + replaced.requests, errors + replaced.errors)
+            endpoint.carry(replaced)  # (its histogram: in record_histogram)
         return endpoint
 
     def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:

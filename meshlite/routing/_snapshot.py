@@ -19,6 +19,7 @@ __all__ = [
     "BackendSnapshot",
     "ServiceHealth",
     "ServiceSnapshot",
+    "breaker_states",
     "health_of",
     "snapshot_of",
 ]
@@ -121,7 +122,9 @@ def health_of(service: Service) -> ServiceHealth:
                        for e in service.endpoints))
 
 
-def _breakers(service: Service) -> dict[str, str]:
+def breaker_states(service: Service) -> dict[str, str]:
+    """The state of each circuit breaker in ``service``'s pipeline, by breaker name
+    (or ``circuit_breaker#N`` for an unnamed one)."""
     found: dict[str, str] = {}
     for policy in service.pipeline.walk():
         if policy.kind == "circuit_breaker":
@@ -153,5 +156,5 @@ def snapshot_of(service: Service) -> ServiceSnapshot:
             service.balancer).__name__)),
         status=status, panic=service._panic,
         requests=sum(b.requests for b in backends), errors=sum(b.errors for b in backends),
-        in_flight=sum(b.in_flight for b in backends), breakers=_breakers(service),
+        in_flight=sum(b.in_flight for b in backends), breakers=breaker_states(service),
         backends=backends)

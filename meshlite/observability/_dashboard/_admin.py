@@ -45,6 +45,10 @@ NO_TOKEN = ("the admin API needs an admin token, and this dashboard was started 
             "{admin_token: ...}' in the config, or MESHLITE_DASHBOARD_ADMIN_TOKEN for "
             "meshlite dashboard) and send 'Authorization: Bearer <admin token>'")
 
+ATTACHED = ("this dashboard is attached to the workers' shared directory: it reads their "
+            "files, and its own mesh serves no call, so an action here would change nothing "
+            "they run; take admin actions on the dashboard the leading worker serves")
+
 _log = logging.getLogger("meshlite.dashboard")
 
 Body = dict[str, Any]
@@ -125,11 +129,15 @@ class Admin:
         mesh: The mesh they act on.
         token: Whether the dashboard has an admin token (the guard checks it);
             without one every admin route answers 403.
+        attached: Whether the dashboard is attached to workers (``meshlite
+            dashboard`` reading their shared directory): every admin route then
+            answers 403.
     """
 
-    def __init__(self, mesh: Any, *, token: bool) -> None:
+    def __init__(self, mesh: Any, *, token: bool, attached: bool = False) -> None:
         self.mesh = mesh
         self.token = token
+        self.attached = attached
 
     def routes(self) -> list[Route]:
         """The Starlette routes, under ``/api/admin/``."""
@@ -155,6 +163,8 @@ class Admin:
         """Do ``work`` and answer; audit it, unless ``work`` audits its own success."""
         if not self.token:
             return JSONResponse({"error": NO_TOKEN}, status_code=403)
+        if self.attached:
+            return JSONResponse({"error": ATTACHED}, status_code=403)
         actor = admin_actor(request.client.host if request.client else None)
         error: str | None = None
         try:

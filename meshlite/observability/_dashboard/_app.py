@@ -15,12 +15,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..._errors import ConfigError
 from ...routing._service import Service
-from ...routing._snapshot import health_of, snapshot_of
 from .._prometheus import CONTENT_TYPE, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._monitor import Monitor, dumps
-from ._payload import health_body, service_dict, workers_payload
+from ._payload import health_body, health_payload, service_dict, workers_payload
 from ._tickets import SUBPROTOCOL
 
 __all__ = ["build_app", "metrics_text"]
@@ -71,8 +70,9 @@ class _Routes:
             raise HTTPException(404, f"no service named {name!r}") from None
 
     def _services(self) -> list[dict[str, Any]]:
-        snap, health, latest = self.mesh.snapshot(), self.mesh.health(), self.monitor.latest
-        return [service_dict(snap[n], health[n], latest.get(n), self.mesh) for n in snap]
+        latest, state = self.monitor.latest, self.monitor.state
+        return [service_dict(*state(s), latest.get(s.name), self.mesh)
+                for s in self.monitor.services()]
 
     async def page(self, request: Request) -> Response:
         body, kind = self.assets["index.html"]
@@ -89,8 +89,8 @@ class _Routes:
 
     async def service(self, request: Request) -> Response:
         svc = self._service(request)
-        return _JSON(service_dict(snapshot_of(svc), health_of(svc),
-                                  self.monitor.latest.get(svc.name), self.mesh))
+        return _JSON(service_dict(*self.monitor.state(svc), self.monitor.latest.get(svc.name),
+                                  self.mesh))
 
     async def history(self, request: Request) -> Response:
         svc, most = self._service(request), self.monitor.history_seconds
@@ -162,7 +162,8 @@ def build_app(monitor: Monitor, token: str | None, admin_token: str | None = Non
         Route("/api/workers", r.workers),
         Route("/api/topology", r.topology), Route("/api/inbound", r.inbound),
         WebSocketRoute("/ws", r.feed),
-        *Admin(monitor.mesh, token=admin_token is not None).routes(),
+        *Admin(monitor.mesh, token=admin_token is not None,
+               attached=monitor.attached is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
     return Guard(_HealthFirst(app, monitor), token, admin_token)
 
@@ -181,8 +182,15 @@ class _HealthFirst:
             return
         if scope["method"] not in ("GET", "HEAD"):
             body, status = b'{"error":"method not allowed"}', 405
+        elif self.monitor.attached is not None:  # the workers' state, not this idle mesh's
+            states = self.monitor.attached.states()
+            body, status = dumps(health_payload(
+                {n: h for n, (_, h) in states.items()},
+                {n: snap.breakers for n, (snap, _) in states.items()},
+                self.monitor.latest, self.monitor.mesh.state)).encode(), 200
         else:
-            body, status = health_body(self.monitor.services()), 200
+            body, status = health_body(self.monitor.services(), self.monitor.latest,
+                                       self.monitor.mesh.state), 200
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode())]})

@@ -187,10 +187,16 @@ class Sampler:
         calls: Reads a service's cumulative calls, failed calls and retries.
         latency: Reads a service's host-wide attempt histogram (several workers):
             the latencies of a second are then the host's, at bucket resolution.
+        state: Reads a service's snapshot and health (default: its own, from
+            ``snapshot_of`` and ``health_of``; a dashboard attached to workers
+            reads theirs).
     """
 
     def __init__(self, calls: CallCounts | None = None,
-                 latency: HostLatency | None = None) -> None:
+                 latency: HostLatency | None = None,
+                 state: Callable[[Service], tuple[ServiceSnapshot, ServiceHealth]] | None = None,
+                 ) -> None:
+        self._state = state
         # service name -> endpoint -> (requests, errors) at the previous tick
         self._seen: dict[str, dict[Endpoint, tuple[int, int]]] = {}
         # service name -> (calls, failed, retries, attempts, attempt errors) last tick
@@ -208,6 +214,11 @@ class Sampler:
         """
         out = [self._one(service, second) for service in services]
         self._primed = True
+        if len(self._seen) > len(out):  # a service left the mesh: forget its counts
+            names = {s.name for s in out}
+            for seen in (self._seen, self._calls_seen, self._buckets_seen):
+                for name in seen.keys() - names:
+                    del seen[name]
         return out
 
     def _one(self, service: Service, second: int) -> ServiceSecond:
@@ -236,7 +247,8 @@ class Sampler:
             fresh = host
         calls, failed, retries, requests, errors = self._calls_delta(
             service.name, requests, errors)
-        snapshot, health = snapshot_of(service), health_of(service)
+        snapshot, health = ((snapshot_of(service), health_of(service)) if self._state is None
+                            else self._state(service))
         return ServiceSecond(
             name=service.name, second=second, requests=calls, errors=failed,
             p50=percentile(fresh, 0.5), p99=percentile(fresh, 0.99),

@@ -17,7 +17,9 @@ from ..._events import Event
 from ..._inbound._stats import DEFAULT_RATE_WINDOW
 from ..._statelog import log_state_change
 from ...routing._service import Service
+from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import CallerRates
+from ._attached import AttachedView, attached
 from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
@@ -68,8 +70,11 @@ class Monitor:
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
         metrics = mesh.metrics
-        self._sampler = (Sampler() if metrics is None
-                         else Sampler(metrics.call_counts, metrics.host_latency))
+        self.attached = AttachedView(mesh) if attached(mesh) else None
+        """The workers' state, for a dashboard attached to them (else None)."""
+        self._sampler = (Sampler() if metrics is None else Sampler(
+            metrics.call_counts, metrics.host_latency,
+            None if self.attached is None else self.attached.state))
         self._task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
         self._last_post: asyncio.Task[bool] | None = None
@@ -88,6 +93,13 @@ class Monitor:
         """The services as calls see them now (an override's service while active)."""
         return [self.mesh.service(s.name) for s in self.mesh.services]
 
+    def state(self, service: Service) -> tuple[ServiceSnapshot, ServiceHealth]:
+        """``service``'s snapshot and health as the dashboard shows them: its own,
+        or the workers' for a dashboard attached to them."""
+        if self.attached is not None:
+            return self.attached.state(service)
+        return snapshot_of(service), health_of(service)
+
     def tick(self, now: float | None = None) -> dict[str, Any]:
         """Measure the second that just ended, record it, evaluate alerts, and
         return the update to push (see :func:`tick_payload`)."""
@@ -101,6 +113,9 @@ class Monitor:
                 history = self.histories[s.name] = History(self.history_seconds)
             history.record(second, s.requests, s.errors, s.p50, s.p99)
         self.latest = {s.name: s for s in measured}
+        if len(self.histories) > len(measured):  # a service left the mesh
+            for name in self.histories.keys() - self.latest.keys():
+                del self.histories[name]
         self._count_callers()
         alerts = self.mesh.alerts
         host = getattr(self.mesh, "host_monitor", None)

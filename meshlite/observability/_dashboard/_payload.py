@@ -15,14 +15,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...routing._service import Service
-from ...routing._snapshot import ServiceHealth, ServiceSnapshot, _service_status, _status
+from ...routing._snapshot import (
+    ServiceHealth,
+    ServiceSnapshot,
+    _service_status,
+    _status,
+    breaker_states,
+)
 from .._hostview import backend_states, state_differences
 from .._multiproc import WorkerFile
 from .._worker_counts import Counts, host_counts, worker_counts
-from ._history import ServiceSecond
+from ._history import ServiceSecond, call_status
 
 __all__ = [
     "STATUS_ORDER",
+    "calls_entry",
     "workers_payload",
     "health_body",
     "health_dict",
@@ -50,11 +57,48 @@ def health_dict(health: ServiceHealth) -> dict[str, Any]:
                          for b in health.backends]}
 
 
-def health_payload(health: Mapping[str, ServiceHealth]) -> dict[str, Any]:
-    """``/api/health``: the worst status over all services, and each service's."""
+_OPEN = ("open", "forced_open")
+
+
+def calls_entry(routing: str, breakers: Mapping[str, str], second: ServiceSecond | None
+                ) -> dict[str, str] | None:
+    """A service's entry in ``/api/health``'s ``calls``: ``{"status": "failing",
+    "reason": ...}`` when its calls fail while its routing is up (a breaker open or
+    forced open now, or at least half of the last second's calls failed:
+    ``call_status``); else None (a few failed calls leave it out)."""
+    calls, failed = (0, 0) if second is None else (second.requests, second.errors)
+    status = call_status(routing, calls, failed, breakers.values())
+    if status != "failing":
+        return None
+    opened = [f"circuit breaker {n} is {s}" for n, s in breakers.items() if s in _OPEN]
+    reason = "; ".join(opened) or f"{failed} of {calls} calls failed in the last second"
+    return {"status": status, "reason": reason}
+
+
+def _overall(worst: int, calls: Mapping[str, Mapping[str, str]], state: str) -> str:
+    """``/api/health``'s ``status``: the worst routing or call-aware status of any
+    service; ``down`` while the mesh is closing or closed (it refuses every call)."""
+    if state in ("closing", "closed"):
+        return "down"
+    worst = max((worst, *(STATUS_ORDER[c["status"]] for c in calls.values())))
+    return _STATUS_NAMES[worst]
+
+
+def health_payload(health: Mapping[str, ServiceHealth],
+                   breakers: Mapping[str, Mapping[str, str]] | None = None,
+                   latest: Mapping[str, ServiceSecond] | None = None,
+                   state: str = "open") -> dict[str, Any]:
+    """``/api/health`` (see :func:`health_body`) from health records, each service's
+    breaker states (``breakers``), its last second (``latest``) and the mesh's
+    lifecycle ``state``."""
     worst = max((STATUS_ORDER.get(h.status, 4) for h in health.values()), default=0)
-    status = next(k for k, v in STATUS_ORDER.items() if v == worst)
-    return {"status": status, "services": {n: health_dict(h) for n, h in health.items()}}
+    calls = {}
+    for name, h in health.items():
+        entry = calls_entry(h.status, (breakers or {}).get(name, {}), (latest or {}).get(name))
+        if entry is not None:
+            calls[name] = entry
+    return {"status": _overall(worst, calls, state), "mesh": state, "calls": calls,
+            "services": {n: health_dict(h) for n, h in health.items()}}
 
 
 _STATUS_NAMES = {v: k for k, v in STATUS_ORDER.items()}
@@ -73,18 +117,48 @@ _UP = _UpRows()
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def health_body(services: Iterable[Service]) -> bytes:
-    """``/api/health`` as JSON bytes, read straight from the services' state.
+class _Breakers(dict[int, tuple[Any, tuple[Any, ...]]]):
+    # The breakers of each pipeline (by id; the pipeline is held so its id stays
+    # its own), found once: health_body reads their states on every poll.
+    def of(self, service: Service) -> tuple[Any, ...]:
+        pipeline = service.pipeline
+        found = self.get(id(pipeline))
+        if found is None or found[0] is not pipeline:
+            if len(self) > 4096:  # pipelines change with reloads: stay bounded
+                self.clear()
+            found = self[id(pipeline)] = (pipeline, tuple(
+                p for p in pipeline.walk() if p.kind == "circuit_breaker"))
+        return found[1]
 
-    The same answer as ``health_payload(mesh.health())`` without building the
+
+_BREAKERS = _Breakers()
+
+
+def health_body(services: Iterable[Service], latest: Mapping[str, ServiceSecond] | None = None,
+                state: str = "open") -> bytes:
+    """``/api/health`` as JSON bytes, read straight from the services' state:
+    ``services``, each service's routing view (``ServiceHealth``, as
+    ``mesh.health()``); ``calls``, the services whose calls fail while routing is
+    up (:func:`calls_entry`, from the breakers' states now and ``latest``, each
+    service's last second); ``mesh``, the mesh's lifecycle ``state``; ``status``,
+    the worst of it all (``down`` while the mesh closes).
+
+    The same answer as :func:`health_payload` without building the
     ``ServiceHealth`` records: this endpoint is what monitors and load balancers
     poll, so it skips every allocation it can (p99 under 1 ms over loopback).
     """
     worst = 0
     services_out: dict[str, Any] = {}
+    calls: dict[str, dict[str, str]] = {}
     for svc in services:
         status, available = _service_status(svc)
         worst = max(worst, STATUS_ORDER.get(status, 4))
+        second = latest.get(svc.name) if latest else None
+        if (second is not None and second.errors) or any(
+                getattr(b, "state", "") in _OPEN for b in _BREAKERS.of(svc)):
+            entry = calls_entry(status, breaker_states(svc), second)  # (rare: build it)
+            if entry is not None:
+                calls[svc.name] = entry
         endpoints = svc.endpoints
         services_out[svc.name] = {
             "name": svc.name, "status": status, "available": available,
@@ -92,7 +166,8 @@ def health_body(services: Iterable[Service]) -> bytes:
             "backends": [_UP[e.address] if e.ejected_until is None and e.healthy
                          else {"address": e.address, "status": _status(svc, e),
                                "reason": svc.out_reason(e)} for e in endpoints]}
-    return _encode({"status": _STATUS_NAMES[worst], "services": services_out}).encode()
+    return _encode({"status": _overall(worst, calls, state), "mesh": state, "calls": calls,
+                    "services": services_out}).encode()
 
 
 def rate_dict(second: ServiceSecond | None) -> dict[str, Any] | None:
@@ -125,6 +200,8 @@ def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
     data["last_second"] = rate_dict(second)
     if second is not None and second.status:
         data["status"] = second.status  # calls that fail make a service unhealthy
+    else:  # before the first second: a breaker open now says so already
+        data["status"] = call_status(snapshot.status, 0, 0, snapshot.breakers.values())
     return data
 
 
