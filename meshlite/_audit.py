@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ._arguments import explained
 from ._errors import ConfigError
 from ._validate import fail
 
@@ -130,6 +131,7 @@ def _iso(seconds: float) -> str:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@explained
 class AuditLog:
     """An append-only file of JSON lines recording admin actions and config changes.
 

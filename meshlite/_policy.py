@@ -14,6 +14,7 @@ import abc
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
+from ._arguments import explained
 from ._context import CallContext
 from ._events import Event, EventHooks, Hook
 
@@ -40,6 +41,10 @@ class Policy(abc.ABC):
     """
 
     kind: ClassVar[str] = "policy"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        explained(cls)  # wrong arguments are answered with the ones it takes
 
     def __init__(self) -> None:
         self.hooks = EventHooks()

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "meshlite"
 # Lowest first. The key is the first component below ``meshlite`` (a subpackage or a
 # top-level module); "meshlite" itself is the root package.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("engine", {"_clock", "_context", "_errors", "_events", "_policy", "_pipeline",
+    ("engine", {"_arguments", "_clock", "_context", "_errors", "_events", "_policy", "_pipeline",
                 "_validate", "_version", "_lazy", "_switches", "_predicates", "_backoff",
                 "backoff", "_semconv", "_statelog", "_histogram", "_inflight", "_timing",
                 "_console", "_audit", "_gather", "_fork"}),

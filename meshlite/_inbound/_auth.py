@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._arguments import explained
 from .._errors import ConfigError
 from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
@@ -25,6 +26,7 @@ _log = logging.getLogger("meshlite.inbound")
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")  # an HTTP token
 
 
+@explained
 class Auth:
     """How the middleware authenticates requests.
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._arguments import explained
 from ._answers import answer_for
 
 __all__ = ["DjangoErrorMiddleware"]
 
 
+@explained
 class DjangoErrorMiddleware:
     """Answers meshlite errors escaping Django views as ``MeshMiddleware`` does
     (429/503/504/422 with ``Retry-After``); other errors are left to Django.

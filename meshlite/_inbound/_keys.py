@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._arguments import explained
 from .._errors import ConfigError
 from .._validate import fail, non_negative
 from ._request import Principal
@@ -58,6 +59,7 @@ def _principal(i: int, entry: Any) -> Principal:
     return Principal(str(subject), frozenset(scopes), "api_key")
 
 
+@explained
 class ApiKeys:
     """Which API keys are valid, whose they are and what they may do.
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
@@ -36,6 +37,7 @@ __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 PRINCIPAL_KEY = "meshlite.principal"
 """The ASGI scope key holding the authenticated :class:`Principal`."""
 
+@explained
 class MeshMiddleware:
     """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).
 

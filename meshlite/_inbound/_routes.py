@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
+from .._arguments import explained
 from .._pipeline import Pipeline
 from .._policy import Policy
 from .._validate import at_least, fail, optional_positive, positive
@@ -45,6 +46,7 @@ address; ``subject`` is the same), ``ip``, ``api_key`` (a digest of the API key 
 ``X-API-Key`` unless ``Auth(api_key_header=...)`` names another)."""
 
 
+@explained
 @dataclass(frozen=True, slots=True)
 class Route:
     """Inbound policies for the requests whose path matches ``pattern``.

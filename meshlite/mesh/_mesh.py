@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigError
 from .._events import Event, Hook, check_hook
@@ -39,6 +40,7 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
+@explained
 class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle):
     """The service registry: where every call finds its service, its pipeline and a
     backend, and what starts and stops health checks and other components.

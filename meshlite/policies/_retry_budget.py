@@ -7,6 +7,7 @@ import math
 import threading
 from collections.abc import Iterator
 
+from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._validate import fail, non_negative, positive
 
@@ -29,6 +30,7 @@ DEFAULT_BUDGET_TTL = 10.0
 _SLICES = 10
 
 
+@explained
 class RetryBudget:
     """Caps retries as a share of recent calls, as Finagle's ``RetryBudget`` does.
 

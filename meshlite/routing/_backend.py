@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._arguments import explained
 from .._errors import ConfigError
 from .._validate import fail, positive
 
@@ -22,6 +23,7 @@ __all__ = ["Backend", "BackendLike", "as_backend", "as_backends"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+@explained
 @dataclass(frozen=True, slots=True, init=False)
 class Backend:
     """One place a service can send calls to.

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._arguments import explained
 from .._clock import Clock
 from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
@@ -61,6 +62,7 @@ class HealthCheckOptions:
             fail(owner, "jitter", j, "a number in [0, 1)")
 
 
+@explained
 class HealthCheck:
     """Probe each backend with your own function.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .._arguments import explained
 from .._clock import Clock
 from .._errors import ConfigError, RejectedError
 from .._predicates import ErrorFilter, error_predicate
@@ -70,6 +71,7 @@ class OutlierDetectionOptions:
             error_predicate(owner, "failure_on", self.failure_on)
 
 
+@explained
 class OutlierDetection:
     """Eject a backend that keeps failing, for a while, and let it back by itself.
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from opentelemetry.trace import SpanKind
 
+from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._errors import TimeoutExceeded
@@ -108,6 +109,7 @@ def _names(owner: str, value: Any) -> tuple[str, ...]:
     return items
 
 
+@explained
 class Service(Chains, Rotation, FirstWave):
     """A named service: its backends, how to balance and check them, and the pipeline
     every call to it runs through.

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._arguments import explained
 from .._errors import ConfigError
 from .._validate import fail
 
@@ -52,6 +53,7 @@ def _path(name: str, value: Any, *, directory_ok: bool = False) -> str | None:
     return path
 
 
+@explained
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLS:
     """How a service's HTTP transports speak TLS to its ``https://`` backends.

@@ -7,9 +7,12 @@ import asyncio
 from types import TracebackType
 from typing import Any
 
+from .._arguments import explained
+
 __all__ = ["AsgiServer"]
 
 
+@explained
 class AsgiServer:
     """Serve ``app`` with uvicorn while the ``async with`` block runs.
 

@@ -8,6 +8,7 @@ import itertools
 import math
 import threading
 
+from .._arguments import explained
 from .._validate import fail, non_negative
 
 __all__ = ["FakeClock"]
@@ -16,6 +17,7 @@ __all__ = ["FakeClock"]
 _SETTLE_TURNS = 5
 
 
+@explained
 class FakeClock:
     """A :class:`meshlite.Clock` for tests: no real time passes.
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from .._arguments import explained
 from .._clock import Clock
 from .._errors import ConfigError
 from .._events import Event
@@ -182,6 +183,7 @@ class InjectedFault:
                 f"injected={self._count})")
 
 
+@explained
 class Chaos:
     """``chaos(service, rate=1.0, error=None, latency=None, result=...)``: inject a
     :class:`meshlite.FaultInjection` into a service for the rest of the test.

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._arguments import explained
 from .._validate import fail
 from ._cassette import Cassette, encode_error, encode_value
 
@@ -97,6 +98,7 @@ def _names(field: str, value: object) -> frozenset[str]:
     return frozenset(value)
 
 
+@explained
 class Recorder:
     """Records calls and HTTP exchanges into a cassette file.
 

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from .._arguments import explained
 from .._validate import fail
 from ._cassette import Cassette, decode_error, decode_value, describe, encode_body, encode_value
 from ._record import call_key, http_key, name_of, redact_url
@@ -22,6 +23,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+@explained
 class Replayer:
     """Serves the calls and HTTP exchanges of a cassette; see :func:`replay`."""
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._arguments import explained
 from .._clock import Clock
 from .._errors import ScriptExhausted
 from .._validate import clock_option, fail, non_negative
@@ -29,6 +30,7 @@ def _check_latency(owner: str, value: Any) -> Latency:
     return value if callable(value) else non_negative(owner, "latency", value)
 
 
+@explained
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
     """One scripted outcome; build it with :func:`step`."""
@@ -108,6 +110,7 @@ class ScriptedCall:
         return self.error is None
 
 
+@explained
 class ScriptedService:
     """A fake service that answers each call as the test scripted it.
 

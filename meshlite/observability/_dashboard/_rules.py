@@ -12,6 +12,7 @@ import math
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
+from ..._arguments import explained
 from ..._events import Event
 from ..._validate import at_least, fail, non_negative, positive
 
@@ -44,6 +45,7 @@ DEFAULT_MIN_REQUESTS = 1
 _THRESHOLD = {"error_rate", "p99"}
 
 
+@explained
 @dataclass(frozen=True, slots=True)
 class AlertRule:
     """When to raise an alert, for one service or for each service.
