@@ -2,8 +2,9 @@
 points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``).
 
 The registry and its hooks are here; the other roles are mixins of their own modules:
-calls (``_calls``), opening and closing (``_lifecycle``), overrides (``_overrides``),
-the HTTP clients (``_clients``) and what operators use (``_operations``)."""
+calls (``_calls``), opening and closing (``_lifecycle``), what a config reload changes
+the registry through (``_registry``), overrides (``_overrides``), the HTTP clients
+(``_clients``) and what operators use (``_operations``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ._clients import MeshClients
 from ._lifecycle import MeshLifecycle
 from ._operations import MeshOperations
 from ._overrides import MeshOverrides
+from ._registry import MeshRegistry
 
 _log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
 
@@ -41,7 +43,8 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
 @explained
-class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshLifecycle):
+class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
+           MeshLifecycle):
     """The service registry: where every call finds its service, its pipeline and a
     backend, and what starts and stops health checks and other components.
 

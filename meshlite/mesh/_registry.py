@@ -1,0 +1,150 @@
+"""What :mod:`meshlite.config` changes a mesh through (not public API): registering
+and dropping services, starting a reload's new ones, and letting go of the retired
+ones' components, hooks, metrics and connection pools.
+
+A mixin of :class:`meshlite.Mesh`; ``Mesh`` gives the ``_adopt`` family, the
+lifecycle the started components and the HTTP pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from ..routing._lifecycle import dependency_order, start_all
+from ..routing._service import Lifecycle, Service
+from ._lifecycle import close_async_pools_here
+
+__all__ = ["MeshRegistry"]
+
+
+class MeshRegistry:
+    """The services of a mesh, as a reload changes them (mixed into ``Mesh``)."""
+
+    _services: dict[str, Service]
+    _targets: dict[str, Any]
+    _extra: list[Service]
+    _components: list[Lifecycle]
+    _started: list[Lifecycle]
+    _state: str
+    _http: Any
+
+    def registered(self) -> Mapping[str, Service]:
+        """The registered services by name (a read-only view)."""
+        return MappingProxyType(self._services)
+
+    def _adopt(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics
+
+    def _adopt_ahead(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the clock and metrics, before registering
+
+    def _subscribe(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: the hooks, when registering
+
+    def _forget(self, service: Service) -> None:
+        raise NotImplementedError  # Mesh's: undo _adopt for a retired service
+
+    def adopt(self, service: Service) -> None:
+        """Give ``service`` the mesh's clock and metrics ahead of registering it
+        (``put_service(service, adopted=True)``, which adds the hooks): a reload
+        does this for its new services between turns of the event loop, before the
+        registry changes."""
+        self._adopt_ahead(service)
+
+    def put_service(self, service: Service, *, replacing: Service | None = None,
+                    adopted: bool = False) -> None:
+        """Register ``service`` under its name, in place of ``replacing`` (None: of
+        whatever has the name), without starting it; ``adopted``: :meth:`adopt` was
+        called for it. An override of the name (``mesh.override``) stays in force
+        unless it is ``replacing`` itself."""
+        if adopted:
+            self._subscribe(service)
+        else:
+            self._adopt(service)
+        name = service.name
+        self._services[name] = service
+        if replacing is None or self._targets.get(name) is replacing:
+            self._targets[name] = service
+
+    def drop_service(self, service: Service) -> None:
+        """Take ``service``'s name out of the registry (nothing is stopped: see
+        :meth:`release_components`); an override of the name stays in force."""
+        self._services.pop(service.name, None)
+        if self._targets.get(service.name) is service:
+            del self._targets[service.name]
+
+    async def start_services(self, services: Collection[Service], *,
+                             chunk: int = 0, seconds: float = 0.0) -> None:
+        """Start the components of ``services`` in dependency order (when open),
+        letting the event loop run after every ``chunk`` services and whenever
+        starting has run ``seconds`` since it last did (0: never)."""
+        if self._state != "open" or not services:
+            return
+        wanted = {id(service) for service in services}
+        # Without a dependency among them, any order will do: no walk of the registry.
+        order = (dependency_order(self._services)
+                 if any(service.depends_on for service in services) else services)
+        started = 0
+        since = time.perf_counter()
+        for service in order:
+            if id(service) in wanted:
+                await start_all(service.components, self._started)
+                started += 1
+                if (chunk and started % chunk == 0) or (
+                        seconds and time.perf_counter() - since >= seconds):
+                    await asyncio.sleep(0)
+                    since = time.perf_counter()
+
+    def forget_service(self, service: Service) -> None:
+        """Let go of what the mesh keeps for ``service``, out of the registry and
+        drained (a reload replaced or removed it): the hooks it subscribed to it,
+        and its metrics, whose counts carry on in the service registered under its
+        name now (``MeshMetrics.forget``). A service that is registered or stands
+        in for one (``mesh.override``) is left alone."""
+        if self._services.get(service.name) is service or any(
+                service is extra for extra in self._extra):
+            return
+        self._forget(service)
+
+    def release_components(self, service: Service) -> list[Lifecycle]:
+        """The started components of ``service``, which the mesh no longer stops: the
+        caller does."""
+        components = [c for c in service.components if c in self._started]
+        for c in components:
+            self._started.remove(c)
+        return components
+
+    def mark_started(self, component: Lifecycle) -> None:
+        """Stop ``component`` (attached and started late) when the mesh closes."""
+        self._started.append(component)
+
+    async def close_service_pools(self, service: Service) -> None:
+        """Close the HTTP connection pools ``service`` made, if any (a retired
+        service)."""
+        if self._http is not None:
+            await self._http.aclose(service)
+
+    def close_service_pools_now(self, service: Service) -> None:
+        """:meth:`close_service_pools` without an event loop (a mesh not open)."""
+        if self._http is None:
+            return
+        async_pools, sync_pools = self._http.take(service)
+        for pools in sync_pools:
+            with contextlib.suppress(Exception):
+                pools.close()
+        for pools in async_pools:
+            close_async_pools_here(pools)
+
+    async def detach(self, component: Lifecycle) -> None:
+        """Stop ``component`` if it runs, and forget it."""
+        if component in self._started:
+            self._started.remove(component)
+            await component.stop()
+        if component in self._components:
+            self._components.remove(component)
+
