@@ -3,21 +3,31 @@
 Each service wraps each of its :class:`~meshlite.routing._backend.Backend` objects in
 an :class:`Endpoint`, which holds what routing learns at run time: requests in flight,
 a peak-EWMA latency, the load it was measured under, counters, a bounded reservoir of
-recent latencies, and the outlier and health state.
+recent latencies, and the outlier and health state. The attempt lifecycle and the
+cost balancers compare are here; the reservoir and its histogram are its base
+:class:`~meshlite.routing._latencies.Latencies`, the outlier and health fields
+:class:`~meshlite.routing._standing.Standing`, and the averages' constants, decay
+maths and decayed reads (``ewma``, ``failure_share``) :mod:`meshlite.routing._decay`.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import threading
-from collections import deque
 from collections.abc import Callable
 
 from .._clock import Clock
-from .._histogram import FOLD_AT, Histogram
 from .._validate import fail
 from ._backend import Backend
+from ._decay import (
+    DEFAULT_EWMA_DECAY_SECONDS,
+    DEFAULT_FAILURE_PENALTY_SECONDS,
+    KEPT_PER_ANSWER,
+    LINEAR,
+    UNKNOWN_COST,
+    Averages,
+)
+from ._latencies import DEFAULT_RESERVOIR_SIZE, Latencies, percentile
 
 __all__ = [
     "DEFAULT_EWMA_DECAY_SECONDS",
@@ -27,51 +37,12 @@ __all__ = [
     "percentile",
 ]
 
-DEFAULT_EWMA_DECAY_SECONDS = 10.0
-"""Time constant of the peak-EWMA latency (Finagle's and Linkerd's default)."""
-
-DEFAULT_FAILURE_PENALTY_SECONDS = 0.1
-"""What a failed attempt costs beyond its latency (the retry it causes): an endpoint's
-cost adds its recent failure share times this, so a backend that fails fast never
-looks faster than the healthy ones, and one that fails rarely is barely penalised."""
-
-DEFAULT_RESERVOIR_SIZE = 512
-"""How many recent latencies each endpoint keeps for its percentiles."""
-
-_KEPT_PER_ANSWER = 0.95
-# The averages' memory in answers: each answer weighs at least 1 - 0.95 = 1/20 (about
-# the last 20, outlier detection's failure-rate window), more after a pause. The
-# latency and the failure share forget over 10 s or about 20 answers, whichever
-# comes first: by time alone, a backend answering 1,000 times a second needed 10,000
-# fast answers to forget one slow one, such as a stall of the client itself.
-
-_UNKNOWN_COST = 1e6
-# Finagle's penalty: an endpoint with requests in flight and no latency measured yet
-# may be stuck on its first request, so it is the last choice until one returns.
-
 _ABANDONED = -1.0  # Endpoint.succeeded's outcome for an attempt that was cancelled
 
 _exp = math.exp
-_NEVER = sys.maxsize  # an int: `requests >= _count_at` stays an int comparison
 
 
-_LINEAR = 1e-3
-# Below this many time constants, exp(-x) is 1 - x to within x * x / 2 (5e-7): no
-# exp call (a balancer reads the averages a few microseconds after they moved).
-
-
-def _kept(elapsed: float, horizon: float) -> float:
-    # The weight an exponential average keeps over `elapsed` seconds: every average
-    # of an endpoint (its latency, failure share and load) is blended with it.
-    if elapsed <= 0.0:
-        return 1.0
-    if horizon <= 0.0:
-        return 0.0
-    x = elapsed / horizon
-    return 1.0 - x if x < _LINEAR else _exp(-x)
-
-
-class Endpoint:
+class Endpoint(Averages, Latencies):
     """A backend's live state inside one service; what balancers choose among.
 
     Counters move under a short per-endpoint lock because sync calls may run on
@@ -105,38 +76,20 @@ class Endpoint:
         "_answer_time",
         "_busy_from",
         "_clock",
-        "_count_at",
-        "_counted",
         "_done",
-        "_every",
         "_ewma",
         "_failing",
-        "_histogram",
-        "_latencies",
         "_load",
         "_lock",
-        "_on_answer",
         "_pending",
         "_stamp",
         "_starts",
         "_tau",
         "address",
-        "answered",
         "backend",
-        "carried",
-        "consecutive_failures",
-        "ejected_reason",
-        "ejected_until",
-        "ejections",
         "errors",
-        "health_failures",
-        "health_reason",
-        "health_successes",
-        "healthy",
         "in_flight",
-        "outcomes",
         "requests",
-        "returned_at",
         "weight",
     )
 
@@ -156,9 +109,9 @@ class Endpoint:
         self.weight = backend.weight
         self._clock = clock
         self._tau = decay_seconds
-        # Answers closer together than this keep _KEPT_PER_ANSWER (the time weight
+        # Answers closer together than this keep KEPT_PER_ANSWER (the time weight
         # would keep more).
-        self._answer_time = -decay_seconds * math.log(_KEPT_PER_ANSWER)
+        self._answer_time = -decay_seconds * math.log(KEPT_PER_ANSWER)
         self._lock = threading.Lock()
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
@@ -177,35 +130,10 @@ class Endpoint:
         self._pending = 0
         self._starts = 0.0
         self._stamp = clock.monotonic()
-        self._latencies: deque[float] = deque(maxlen=reservoir)
-        # The latency histogram a mesh's metrics read (see record_histogram), counted
-        # from the reservoir: every `_every` attempts, the last `_every` latencies.
-        self._histogram: Histogram | None = None
-        self._every = min(FOLD_AT, reservoir)
-        self._counted = 0  # `requests` when the histogram last counted
-        # `requests` at which it counts next; first at the first answer (_milestone).
-        self._count_at = 1
-        self._on_answer = on_answer
-        self.answered = False
+        super().__init__(reservoir, on_answer)
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
-        # Attempts and errors of the endpoint this one replaced (same address, the
-        # backend's weight or metadata changed): the metrics add them, routing not.
-        self.carried = (0, 0)
-        # Outlier detection: the streak and window are written by OutlierDetection
-        # under this endpoint's lock; the ejection fields under the service's lock.
-        self.consecutive_failures = 0
-        self.outcomes: deque[bool] | None = None
-        self.ejected_until: float | None = None
-        self.ejected_reason = ""
-        self.ejections = 0
-        self.returned_at: float | None = None
-        # Active health checking (written by the service's health checker).
-        self.healthy = True
-        self.health_reason = ""
-        self.health_successes = 0
-        self.health_failures = 0
 
     # -- the attempt lifecycle -------------------------------------------------
 
@@ -263,7 +191,7 @@ class Endpoint:
                 self._milestone()
             ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
             elapsed = now - self._stamp
-            w = _KEPT_PER_ANSWER  # or _kept's maths, when it is the smaller
+            w = KEPT_PER_ANSWER  # or weight_kept's maths, when smaller
             if elapsed > self._answer_time:
                 w = _exp(-elapsed / self._tau)
             # The peak EWMA of latency: a slower sample replaces it at once.
@@ -322,20 +250,6 @@ class Endpoint:
 
     # -- what balancers and snapshots read -------------------------------------
 
-    @property
-    def ewma(self) -> float:
-        """The peak-EWMA latency in seconds, decayed to now (0.0 before any sample)."""
-        ewma = self._ewma
-        if ewma == 0.0:
-            return 0.0
-        return ewma * _kept(self._clock.monotonic() - self._stamp, self._tau)
-
-    @property
-    def failure_share(self) -> float:
-        """The share of recent attempts that failed, 0..1, decayed to now (an EWMA
-        over about the last 20 attempts)."""
-        return self._failing * _kept(self._clock.monotonic() - self._stamp, self._tau)
-
     def cost(self, now: float | None = None) -> float:
         """The time a new attempt here is expected to cost, divided by the weight;
         the p2c_ewma balancer sends the attempt to the cheaper of two endpoints.
@@ -357,11 +271,11 @@ class Endpoint:
         in_flight = self.in_flight
         latency = self._ewma
         if latency == 0.0:  # no sample yet
-            return _UNKNOWN_COST + in_flight if in_flight else 0.0
+            return UNKNOWN_COST + in_flight if in_flight else 0.0
         if now is None:
             now = self._clock.monotonic()
-        x = (now - self._stamp) / self._tau  # every average fades (_kept, inlined)
-        kept = 1.0 if x <= 0.0 else 1.0 - x if x < _LINEAR else _exp(-x)
+        x = (now - self._stamp) / self._tau  # every average fades (weight_kept, inlined)
+        kept = 1.0 if x <= 0.0 else 1.0 - x if x < LINEAR else _exp(-x)
         latency *= kept
         load, would = self._load, in_flight + 1  # (the load as of its last change)
         if would > load:  # more load than the latency was measured under
@@ -376,100 +290,6 @@ class Endpoint:
             latency += kept * failing * DEFAULT_FAILURE_PENALTY_SECONDS
         return latency / self.weight
 
-    def record_histogram(self, bounds: tuple[float, ...],
-                         carry: Endpoint | None = None) -> None:
-        """Keep a histogram of every attempt's latency from now on (a mesh recording
-        metrics asks for it), read by :meth:`histogram`. It is counted from the
-        reservoir of recent latencies, which each attempt fills anyway: every
-        ``min(FOLD_AT, reservoir)`` attempts (and at each read) the latencies added
-        since the last count are counted in one batch, so an attempt pays an integer
-        comparison for it (also when no histogram is kept). Does nothing if the
-        histogram is kept already.
-
-        Args:
-            bounds: Increasing bucket upper bounds in seconds.
-            carry: An endpoint this one replaces (same address): its counts carry
-                over, so the histogram's counters do not restart.
-        """
-        carried = carry.histogram() if carry is not None else None
-        with self._lock:
-            if self._histogram is not None:
-                return
-            histogram = Histogram(bounds)
-            if carried is not None and carried[0] == bounds:
-                histogram.add(carried[1], carried[2])
-            self._histogram = histogram
-            self._counted = self.requests
-            self._count_at = self.requests + (self._every if self.answered else 1)
-
-    def carry(self, old: Endpoint) -> None:
-        """Count ``old``'s attempts and errors (an endpoint of the same address that
-        this one replaces: its backend's weight changed, or a reload rebuilt the
-        service) in :attr:`carried`, and its latency histogram in this one's when
-        both are kept with the same bounds, so the metrics read from them carry on
-        instead of dropping back to zero (which Prometheus reads as a reset)."""
-        histogram = old.histogram()
-        requests, errors = old.carried
-        requests, errors = requests + old.requests, errors + old.errors
-        with self._lock:
-            before_requests, before_errors = self.carried
-            self.carried = (before_requests + requests, before_errors + errors)
-            kept = self._histogram
-            if histogram is not None and kept is not None and kept.bounds == histogram[0]:
-                kept.add(histogram[1], histogram[2])
-
-    def _milestone(self) -> None:
-        # Caller holds the lock. The answers at which `requests` reaches `_count_at`:
-        # the first (once: `answered`, `on_answer`), then one every `_every` while a
-        # histogram is kept. Other answers pay the integer comparison only.
-        if not self.answered:
-            self.answered = True
-            if self._on_answer is not None:
-                self._on_answer()
-        self._count_latencies()
-
-    def _count_latencies(self) -> None:
-        # Caller holds the lock. Every attempt counted in `requests` appended its
-        # latency to the reservoir, and at most `_every` <= its size came since the
-        # last count, so the newest `new` entries are exactly those.
-        histogram = self._histogram
-        if histogram is None:
-            self._count_at = _NEVER
-            return
-        new = self.requests - self._counted
-        if new:
-            latencies = self._latencies
-            if new >= len(latencies):  # the usual case: counted every reservoir-full
-                histogram.count(latencies)
-            else:  # a copy of the whole deque costs less than an islice to its tail
-                histogram.count(list(latencies)[-new:])
-            self._counted = self.requests
-        self._count_at = self.requests + (self._every if self.answered else 1)
-
-    def histogram(self) -> tuple[tuple[float, ...], tuple[int, ...], float] | None:
-        """The attempt latency histogram (see :meth:`record_histogram`): its bounds,
-        one count per bucket (not cumulative, ``+Inf`` last) and the latencies' sum;
-        None when not kept."""
-        with self._lock:
-            histogram = self._histogram
-            if histogram is None:
-                return None
-            self._count_latencies()
-            counts, total = histogram.read()
-        return histogram.bounds, counts, total
-
-    def latencies(self) -> list[float]:
-        """A sorted copy of the recent latencies (at most the reservoir size)."""
-        with self._lock:
-            return sorted(self._latencies)
-
     def __repr__(self) -> str:
         return f"Endpoint({self.address!r}, in_flight={self.in_flight})"
 
-
-def percentile(ordered: list[float], q: float) -> float | None:
-    """The ``q``-quantile (0..1) of an ascending list, by nearest rank; None if empty."""
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[index]

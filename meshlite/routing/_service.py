@@ -1,15 +1,17 @@
-"""Service: a named set of backends, a balancer, health state and a pipeline."""
+"""Service: a named set of backends, a balancer, health state and a pipeline.
+
+Its other parts are mixins: ``_chains.py``, ``_backend_set.py``, ``_rotation.py``
+and ``_first_wave.py``; its arguments are checked in ``_service_checks.py``.
+"""
 
 from __future__ import annotations
 
-import logging
 import math
 import random as _random
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
 
@@ -20,97 +22,39 @@ from .._errors import TimeoutExceeded
 from .._events import EventHooks
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
-from .._statelog import announce
 from .._validate import fail, optional_clock, optional_random
 from ..policies._trace import Trace
 from . import _ring_hash  # noqa: F401  (registers "ring_hash" among the balancer names)
 from ._backend import Backend, BackendLike, as_backends
+from ._backend_set import BackendSet
 from ._balancers import DEFAULT_BALANCER, Balancer, make_balancer
 from ._chains import Chains
 from ._endpoint import Endpoint
-from ._events import BackendsChanged
 from ._first_wave import FirstWave
 from ._health import HealthCheck, HealthChecker
 from ._http_pool import check_http_pool
 from ._outlier import OutlierDetection
 from ._rotation import Rotation
+from ._service_checks import (
+    DEFAULT_RETRY_ATTEMPTS,
+    NAME,
+    Lifecycle,
+    check_arguments,
+    check_component,
+    default_pipeline,
+    service_names,
+)
 from ._tls import TLS, Headers, build_ssl_context, check_headers, check_tls
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "override_service"]
-
-DEFAULT_RETRY_ATTEMPTS = 2
-"""The default pipeline (``pipeline=None``) is ``Pipeline(Retry(attempts=2))``: one
-retry, on another backend, for errors Retry's default predicate deems transient."""
-
-_log = logging.getLogger("meshlite.routing")
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-
-
-def check_component(owner: str, component: Any) -> Lifecycle:
-    """``component`` when it has ``start()`` and ``stop()``.
-
-    Raises:
-        ConfigError: it has not.
-    """
-    if not isinstance(component, Lifecycle):
-        fail(owner, "component", component, "an object with async start() and async stop()")
-    return component
-
-
-@runtime_checkable
-class Lifecycle(Protocol):
-    """What a mesh starts and stops: health checkers, discovery, config watchers."""
-
-    async def start(self) -> None:
-        """Begin (the mesh awaits it, in dependency order)."""
-        ...
-
-    async def stop(self) -> None:
-        """End (the mesh awaits it, in reverse order)."""
-        ...
-
-
-def _default_pipeline() -> Pipeline:
-    from ..policies._retry import Retry
-
-    return Pipeline(Retry(attempts=DEFAULT_RETRY_ATTEMPTS))
-
-
-def _check(owner: str, pipeline: Any, health_check: Any, outlier_detection: Any,
-           retry_non_idempotent: Any, panic_mode: Any) -> OutlierDetection | None:
-    """Validate a Service's arguments; returns its outlier detection (``...`` is
-    the default ``OutlierDetection()``)."""
-    if pipeline is not None and not isinstance(pipeline, Policy):
-        fail(owner, "pipeline", pipeline, "an ml.Pipeline, a policy, or None")
-    if health_check is not None and not isinstance(health_check, HealthCheck):
-        fail(owner, "health_check", health_check, "an HttpHealthCheck, a HealthCheck or None")
-    for flag, value in (("retry_non_idempotent", retry_non_idempotent),
-                        ("panic_mode", panic_mode)):
-        if not isinstance(value, bool):
-            fail(owner, flag, value, "True or False")
-    if isinstance(outlier_detection, EllipsisType):
-        return OutlierDetection()
-    if outlier_detection is not None and not isinstance(outlier_detection, OutlierDetection):
-        fail(owner, "outlier_detection", outlier_detection, "an OutlierDetection or None")
-    return outlier_detection
-
-
-def _names(owner: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, str | Iterable):
-        fail(owner, "depends_on", value, "service names")
-    items = (value,) if isinstance(value, str) else tuple(value)
-    for item in items:
-        if not isinstance(item, str) or not item:
-            fail(owner, "depends_on", value, "service names")
-    return items
+__all__ = ["DEFAULT_RETRY_ATTEMPTS", "Lifecycle", "Service", "check_component",
+           "override_service"]
 
 
 @explained
-class Service(Chains, Rotation, FirstWave):
+class Service(Chains, BackendSet, Rotation, FirstWave):
     """A named service: its backends, how to balance and check them, and the pipeline
     every call to it runs through.
 
@@ -156,9 +100,6 @@ class Service(Chains, Rotation, FirstWave):
 
     tls: TLS | None
     _headers: Headers
-    _histogram_bounds: tuple[float, ...] | None = None
-    """Bucket bounds of the attempt latency histogram each endpoint keeps, once a
-    mesh recording metrics asked for it (:meth:`_record_histograms`)."""
 
     def __init__(
         self,
@@ -179,18 +120,18 @@ class Service(Chains, Rotation, FirstWave):
         clock: Clock | None = None,
         random: _random.Random | None = None,
     ) -> None:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not NAME.match(name):
             fail("Service", "name", name, "a name of letters, digits, '.', '_' or '-'")
         owner = f"Service {name!r}"
         clock, random = optional_clock(owner, clock), optional_random(owner, random)
-        outlier_detection = _check(owner, pipeline, health_check, outlier_detection,
-                                   retry_non_idempotent, panic_mode)
+        outlier_detection = check_arguments(owner, pipeline, health_check, outlier_detection,
+                                            retry_non_idempotent, panic_mode)
         self.name = name
         self.balancer: Balancer = make_balancer(balancer, owner, random)
-        self.pipeline: Policy = _default_pipeline() if pipeline is None else pipeline
+        self.pipeline: Policy = default_pipeline() if pipeline is None else pipeline
         self.health_check = health_check
         self.outlier_detection = outlier_detection
-        self.depends_on = _names(owner, depends_on)
+        self.depends_on = service_names(owner, depends_on)
         self.retry_non_idempotent = retry_non_idempotent
         self.panic_mode = panic_mode
         self.http_pool: dict[str, Any] = check_http_pool(owner, http_pool)
@@ -226,16 +167,6 @@ class Service(Chains, Rotation, FirstWave):
     # -- introspection --------------------------------------------------------
 
     @property
-    def backends(self) -> tuple[Backend, ...]:
-        """The service's backends, in order."""
-        return tuple(e.backend for e in self._endpoints)
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        """The live state of each backend."""
-        return self._endpoints
-
-    @property
     def panic(self) -> bool:
         """Whether every backend is out and calls go to all of them (panic mode)."""
         self._due()
@@ -269,99 +200,6 @@ class Service(Chains, Rotation, FirstWave):
         """Have the mesh start ``component`` (``async start()``/``async stop()``) with
         this service, after the services it depends on."""
         self.components.append(check_component(f"Service {self.name!r}", component))
-
-    # -- backends ---------------------------------------------------------------
-
-    def set_backends(self, backends: Iterable[BackendLike]) -> None:
-        """Replace the backend set (discovery calls this). Backends whose address is
-        unchanged keep their statistics and ejection state.
-
-        Raises:
-            ConfigError: a bad backend or a duplicate address.
-        """
-        owner = f"Service {self.name!r}"
-        new = as_backends(backends, owner)
-        old = self._endpoints
-        self._install(new, owner)
-        before, after = {e.address for e in old}, {b.address for b in new}
-        if before != after:
-            announce(self.hooks, BackendsChanged(
-                policy="routing", service=self.name,
-                added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))))
-            removed = tuple(e for e in old if e.address not in after)
-            for watcher in self._watchers if removed else ():
-                try:
-                    watcher(removed)
-                except Exception:  # the backends are set: a watcher's failure is its own
-                    _log.exception("a watcher of service %r's backends raised; ignored",
-                                   self.name)
-
-    _watchers: tuple[Callable[[tuple[Endpoint, ...]], None], ...] = ()
-    # Called when set_backends takes backends out; a class default, so services
-    # nobody watches store nothing.
-
-    def watch_backends(self, watcher: Callable[[tuple[Endpoint, ...]], None]
-                       ) -> Callable[[], None]:
-        """Call ``watcher(removed)`` after each :meth:`set_backends` that takes
-        backends out of the set, with their endpoints (their ``in_flight`` attempts
-        still count down), on the thread that called it. The HTTP layer retires the
-        connection pools of removed backends this way; routing itself knows nothing
-        of it. Returns a function that stops the calls (calling it twice is
-        harmless)."""
-        with self._lock:
-            self._watchers = (*self._watchers, watcher)
-
-        def remove() -> None:
-            with self._lock:
-                self._watchers = tuple(w for w in self._watchers if w is not watcher)
-
-        return remove
-
-    def _install(self, backends: list[Backend], owner: str) -> None:
-        seen: set[str] = set()
-        for b in backends:
-            if b.address in seen:
-                fail(owner, "backends", b.address, "unique addresses (this one is repeated)")
-            seen.add(b.address)
-        with self._lock:
-            old = {e.address: e for e in self._endpoints}
-            self._endpoints = tuple(
-                old[b.address] if b.address in old and old[b.address].backend == b
-                else self._endpoint(b, old.get(b.address))
-                for b in backends)
-            bounds = self._histogram_bounds
-            if bounds is not None:
-                for e in self._endpoints:
-                    replaced = old.get(e.address)
-                    e.record_histogram(bounds, replaced if replaced is not e else None)
-            if self.outlier_detection is not None:
-                for e in self._endpoints:
-                    self.outlier_detection.prepare(e)
-            update = getattr(self.balancer, "update", None)
-            if update is not None:
-                update(self._endpoints)
-            events = self._recompute(self.clock.monotonic())
-        self._emit(events)
-
-    def _endpoint(self, backend: Backend, replaced: Endpoint | None) -> Endpoint:
-        """A new endpoint for ``backend``; one that replaces an endpoint of the same
-        address (its weight or metadata changed) keeps its attempt and error counts
-        in ``carried``, so the metrics read from them do not drop back to zero."""
-        endpoint = Endpoint(backend, self.clock, on_answer=self._first_answered)
-        if replaced is not None:
-            endpoint.carry(replaced)  # (its histogram: in record_histogram)
-        return endpoint
-
-    def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:
-        """Have every endpoint, present and future, keep a histogram of its attempts'
-        latencies (:meth:`Endpoint.record_histogram`); returns the bounds in use (the
-        first ones asked for, when two meshes with metrics share this service)."""
-        with self._lock:
-            if self._histogram_bounds is None:
-                self._histogram_bounds = bounds
-            for e in self._endpoints:
-                e.record_histogram(self._histogram_bounds)
-            return self._histogram_bounds
 
     def _use_clock(self, clock: Clock) -> None:
         """Adopt the mesh's clock, unless this service was given one."""
