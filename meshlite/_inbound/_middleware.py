@@ -24,7 +24,7 @@ from ._body import (
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
-from ._refusals import RefusalFeed, refusal_kind
+from ._refusals import RefusalFeed, refusal_kind, shown_path
 from ._relay import EventRelay
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
@@ -270,7 +270,7 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            client, route = request.client, request.route or request.path
+            client, route = request.client, request.route or shown_path(request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)

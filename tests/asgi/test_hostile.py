@@ -1,0 +1,58 @@
+"""Hostile requests against MeshMiddleware under a real uvicorn server: what a
+client controls (the path, the trace context headers) must not forge log lines or
+make one request write thousands of them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from test_policies import echo
+
+from meshlite.asgi import ApiKeys, Auth, MeshMiddleware
+from meshlite.testing import AsgiServer
+
+
+async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
+    """The status line of a GET sent as bytes (httpx would re-encode the path)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 + headers + b"\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer.split(b"\r\n", 1)[0]
+
+
+async def test_a_refused_paths_control_characters_cannot_forge_audit_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="meshlite.inbound.audit")
+    keys = ApiKeys({"k": ("alice", ["read"])})
+    middleware = MeshMiddleware(echo, trace=False, auth=Auth(api_keys=keys))
+    forged = b"/x%0a2026-12-05 CRITICAL forged%1b[31m%E2%80%AE"
+    async with AsgiServer(middleware) as server:
+        first = await raw_get(server.url, forged.replace(b" ", b"%20"), b"x-api-key: wrong\r\n")
+    assert first == b"HTTP/1.1 401 Unauthorized"
+    (record,) = [r for r in caplog.records if r.name == "meshlite.inbound.audit"]
+    line = record.getMessage()
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert "\u202e" not in line
+    assert "/x\\n2026-12-05 CRITICAL forged\\x1b[31m\\u202e" in line  # escaped, still readable
+    assert record.meshlite_route == "/x\\n2026-12-05 CRITICAL forged\\x1b[31m\\u202e"
+    (entry,) = middleware.refusals.drain(1)
+    assert "\n" not in entry["route"]
+
+
+async def test_a_refused_long_path_is_shown_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="meshlite.inbound.audit")
+    middleware = MeshMiddleware(echo, trace=False, auth=Auth(api_keys={"k": ("a", [])}))
+    async with AsgiServer(middleware) as server, httpx.AsyncClient() as client:
+        r = await client.get(server.url + "/" + "a" * 20_000, headers={"x-api-key": "bad"})
+    assert r.status_code == 401
+    (record,) = [r for r in caplog.records if r.name == "meshlite.inbound.audit"]
+    assert len(record.meshlite_route) < 300
+    assert record.meshlite_route.endswith("...")
+    assert len(record.getMessage()) < 400
