@@ -56,3 +56,54 @@ async def test_a_refused_long_path_is_shown_cut_short(caplog: pytest.LogCaptureF
     assert len(record.meshlite_route) < 300
     assert record.meshlite_route.endswith("...")
     assert len(record.getMessage()) < 400
+
+
+TRACEPARENT = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+MALFORMED = {
+    "non-ASCII baggage entries": b"baggage: " + b",".join([b"\xff"] * 2700) + b"\r\n",
+    "baggage entries without '='": b"baggage: " + b",".join([b"a"] * 400) + b"\r\n",
+    "a 100 KB baggage header": b"baggage: " + b"x" * 100_000 + b"\r\n",
+    "a malformed tracestate": TRACEPARENT + b"tracestate: Bad Key!=x\r\n",
+    "a 100 KB tracestate": TRACEPARENT + b"tracestate: " + b"k=v," * 25_000 + b"\r\n",
+}
+
+
+@pytest.fixture
+def fresh_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No record of malformed trace context written in the last minute (by an
+    earlier test of this process)."""
+    from meshlite._inbound import _span
+
+    monkeypatch.setattr(_span, "_hold_back", _span._HoldBack())
+    for name in _span._HELD_BACK:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "filters", [_span._hold_back])
+
+
+@pytest.mark.usefixtures("fresh_minute")
+async def test_malformed_trace_context_writes_one_bounded_line_not_one_per_entry(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    middleware = MeshMiddleware(echo)  # tracing on, no SDK: the context is still extracted
+    async with AsgiServer(middleware) as server:
+        for headers in MALFORMED.values():
+            assert await raw_get(server.url, b"/", headers) == b"HTTP/1.1 200 OK"
+            assert await raw_get(server.url, b"/", headers) == b"HTTP/1.1 200 OK"
+    assert [r.name for r in caplog.records] == ["meshlite.inbound"]  # one line in a minute
+    (record,) = caplog.records
+    assert len(record.getMessage()) < 300
+    assert record.meshlite_requests == 1  # the later ones go in the next minute's line
+    assert record.meshlite_dropped >= 2700  # the first request's
+
+
+async def test_a_propagators_warnings_outside_inbound_requests_are_left_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry import propagate
+
+    caplog.set_level(logging.WARNING)
+    middleware = MeshMiddleware(echo)
+    async with AsgiServer(middleware) as server:
+        assert await raw_get(server.url, b"/", MALFORMED["baggage entries without '='"]) == (
+            b"HTTP/1.1 200 OK")
+    propagate.extract({"baggage": "a,b"})  # the application's own extraction
+    assert [r.name for r in caplog.records].count("opentelemetry.baggage.propagation") == 2
