@@ -139,7 +139,10 @@ class ServerSpan:
                 span.set_attribute("meshlite.caller", request.caller)
             if request.principal is not None:
                 span.set_attribute("enduser.id", request.principal.subject)
-            if request.status >= 500 or (error is not None and not request.status):
+            # An exception is an error even once the response started: the client
+            # got a status but its body was cut short.
+            if request.status >= 500 or isinstance(error, Exception) or (
+                    error is not None and not request.status):
                 kind = error_type(error) if error is not None else str(request.status)
                 span.set_attribute("error.type", kind)
                 span.set_status(Status(StatusCode.ERROR))
