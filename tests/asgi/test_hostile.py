@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -107,3 +108,28 @@ async def test_a_propagators_warnings_outside_inbound_requests_are_left_alone(
             b"HTTP/1.1 200 OK")
     propagate.extract({"baggage": "a,b"})  # the application's own extraction
     assert [r.name for r in caplog.records].count("opentelemetry.baggage.propagation") == 2
+
+
+async def test_an_attack_from_many_addresses_does_not_write_a_record_per_request(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import meshlite as ml
+    from meshlite._inbound._audit import MAX_CLIENT_RECORDS, OTHER_CLIENTS
+
+    caplog.set_level(logging.WARNING, logger="meshlite.inbound.audit")
+    log = ml.AuditLog(tmp_path / "audit.jsonl")
+    middleware = MeshMiddleware(echo, trace=False, audit=log,
+                                auth=Auth(api_keys={"k": ("a", [])}))
+    attackers = MAX_CLIENT_RECORDS * 3
+    # uvicorn trusts X-Forwarded-For from loopback by default, as from a proxy in front
+    async with AsgiServer(middleware) as server, httpx.AsyncClient() as client:
+        for i in range(attackers):
+            r = await client.get(server.url + "/", headers={
+                "x-api-key": "bad", "x-forwarded-for": f"10.0.{i // 256}.{i % 256}"})
+            assert r.status_code == 401
+    audited = [r for r in caplog.records if r.name == "meshlite.inbound.audit"]
+    assert len(audited) == MAX_CLIENT_RECORDS + 1  # not one per request
+    assert audited[-1].meshlite_client == OTHER_CLIENTS  # the rest, in one record
+    records = log.read()
+    assert len(records) == MAX_CLIENT_RECORDS + 1
+    assert records[0]["actor"] == "ip:10.0.0.0"
+    assert records[-1]["actor"] == OTHER_CLIENTS
