@@ -133,3 +133,24 @@ async def test_an_attack_from_many_addresses_does_not_write_a_record_per_request
     assert len(records) == MAX_CLIENT_RECORDS + 1
     assert records[0]["actor"] == "ip:10.0.0.0"
     assert records[-1]["actor"] == OTHER_CLIENTS
+
+
+async def test_repeated_tracestate_and_baggage_lines_are_one_list_each() -> None:
+    # RFC 9110 lets a proxy split a list header over several lines; W3C trace context
+    # and baggage ask for them to be combined, not for the first line alone.
+    from opentelemetry import baggage, trace
+
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["tracestate"] = trace.get_current_span().get_span_context().trace_state
+        seen["baggage"] = dict(baggage.get_all())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    lines = (TRACEPARENT + b"tracestate: a=1\r\ntracestate: b=2\r\n"
+             + b"baggage: tenant=acme\r\nbaggage: region=eu\r\n")
+    async with AsgiServer(MeshMiddleware(app)) as server:
+        assert await raw_get(server.url, b"/", lines) == b"HTTP/1.1 200 OK"
+    assert seen["tracestate"].to_header() == "a=1,b=2"
+    assert seen["baggage"] == {"tenant": "acme", "region": "eu"}
