@@ -13,6 +13,7 @@ from ._answers import InboundError, answer_for, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
 from ._body import (
+    ClientGone,
     check_length,
     fields,
     invalid_json,
@@ -230,6 +231,8 @@ class MeshMiddleware:
                 await pipeline.acall(self._run, request)
         except MeshliteError as error:
             await self._refuse(request, error)
+        except ClientGone:
+            pass  # nothing to answer: counted as ended without an answer (0)
         finally:
             if token is not None:
                 _current.reset(token)

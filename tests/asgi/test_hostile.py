@@ -154,3 +154,34 @@ async def test_repeated_tracestate_and_baggage_lines_are_one_list_each() -> None
         assert await raw_get(server.url, b"/", lines) == b"HTTP/1.1 200 OK"
     assert seen["tracestate"].to_header() == "a=1,b=2"
     assert seen["baggage"] == {"tenant": "acme", "region": "eu"}
+
+
+async def test_a_body_cut_short_by_a_disconnect_is_not_validated_as_whole() -> None:
+    import meshlite as ml
+    from meshlite.asgi import Route
+
+    ran: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ran.append((await receive()).get("body", b""))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = MeshMiddleware(app, trace=False, routes=[
+        Route("/amount", methods=("POST",), validate=ml.Validate(args={"body": int}))])
+    async with AsgiServer(middleware) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        # 1234567 announced, 123 sent: the client goes away mid-body
+        writer.write(b"POST /amount HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 7\r\n\r\n123")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(50):  # until the middleware has finished with it
+            if middleware.stats.routes():
+                break
+            await asyncio.sleep(0.02)
+    assert ran == []  # "123" is valid JSON, but not the body that was sent
+    (route,) = middleware.stats.routes()
+    assert route["statuses"] == {"0": 1}  # ended without an answer
