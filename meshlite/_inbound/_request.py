@@ -78,10 +78,11 @@ class Inbound:
                 if key not in headers:
                     headers[key] = value.decode("latin-1")
                 elif key in _LISTS:
-                    lines = lines or {}
+                    lines = {} if lines is None else lines
                     lines.setdefault(key, [headers[key]]).append(value.decode("latin-1"))
-            for key, values in (lines or {}).items():
-                headers[key] = ",".join(values)  # once: thousands of lines stay linear
+            if lines is not None:
+                for key, values in lines.items():
+                    headers[key] = ",".join(values)  # once: thousands of lines stay linear
             self._headers = headers
         return headers
 

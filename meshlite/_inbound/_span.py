@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
+from threading import get_ident
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -48,7 +48,11 @@ def recording() -> bool:
 
 _HELD_BACK = ("opentelemetry.baggage.propagation",
               "opentelemetry.trace.propagation.tracecontext", "opentelemetry.trace.span")
-_extracting: ContextVar[bool] = ContextVar("meshlite_inbound_extracting", default=False)
+_extracting: int | None = None
+"""The thread extracting an inbound request's context now, or None: extraction runs
+no ``await``, so no other request of that thread's event loop interleaves (one
+global and the record's ``thread``: a ``ContextVar`` set and reset cost more than
+the rest of the extraction's bookkeeping)."""
 _log = logging.getLogger("meshlite.inbound")
 
 
@@ -66,7 +70,7 @@ class _HoldBack(logging.Filter):
         self.last = -MALFORMED_LOG_SECONDS
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _extracting.get():
+        if _extracting is not None and record.thread == _extracting:
             self.dropped += 1
             return False
         return True
@@ -95,12 +99,13 @@ for _name in _HELD_BACK:
 def extract(headers: Mapping[str, str]) -> Any:
     """The OpenTelemetry context of a request's headers (the global propagators),
     the propagators' warnings about them held back (:class:`_HoldBack`)."""
+    global _extracting
     before = _hold_back.dropped
-    token = _extracting.set(True)
+    _extracting = get_ident()
     try:
         return propagate.extract(headers)
     finally:
-        _extracting.reset(token)
+        _extracting = None
         if _hold_back.dropped != before:
             _hold_back.noted()
 
