@@ -185,3 +185,48 @@ async def test_a_body_cut_short_by_a_disconnect_is_not_validated_as_whole() -> N
     assert ran == []  # "123" is valid JSON, but not the body that was sent
     (route,) = middleware.stats.routes()
     assert route["statuses"] == {"0": 1}  # ended without an answer
+
+
+def admin_app() -> MeshMiddleware:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route as StarletteRoute
+
+    from meshlite.asgi import Route
+
+    async def users(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("every user")
+
+    app = Starlette(routes=[StarletteRoute("/admin/users", users),
+                            StarletteRoute("/admin/{name}", users),
+                            StarletteRoute("/export", users)])
+    return MeshMiddleware(app, trace=False, auth=Auth(api_keys={"k": ("ops", ["admin"])}),
+                          routes=[Route("/admin/*", scopes=("admin",)),
+                                  Route("/export", scopes=("admin",))])
+
+
+@pytest.mark.parametrize("target", [b"/admin/users%0a", b"/admin/a%0ab", b"/export%0A",
+                                    b"/admin/users"])
+async def test_a_newline_in_the_path_does_not_slip_past_a_routes_credentials(
+        target: bytes) -> None:
+    # Starlette's route regexes end in `$`, which also matches before a final
+    # newline, and its `{name}` matches newlines: the app serves these paths.
+    async with AsgiServer(admin_app()) as server:
+        assert await raw_get(server.url, target) == b"HTTP/1.1 401 Unauthorized"
+        assert await raw_get(server.url, target, b"x-api-key: k\r\n") == b"HTTP/1.1 200 OK"
+
+
+async def test_a_long_path_against_a_pattern_with_several_stars_is_answered_at_once() -> None:
+    from meshlite.asgi import Route
+
+    # A backtracking regex tries every way to split the path between the stars:
+    # cubic in its length with three (0.7 s for 3.6 KB, minutes for this 24 KB one,
+    # the worker's event loop blocked throughout; past the suite's timeout).
+    middleware = MeshMiddleware(echo, trace=False,
+                                routes=[Route("/a/*/b/*/c/*/d", max_concurrent=5)])
+    async with AsgiServer(middleware) as server, httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(server.url + "/a/" + "/b//c/" * 4_000)
+        assert r.status_code == 200  # no route matched: the app answered
+        r = await client.get(server.url + "/a/x/b/y/c/z/d")
+        assert r.status_code == 200
+    assert {s["route"] for s in middleware.stats.routes()} == {"*", "/a/*/b/*/c/*/d"}
