@@ -142,7 +142,8 @@ class MeshMiddleware:
         if self._config is not None and self._config.stale():
             self._follow()
         table = self.table
-        route = table.find(scope["path"], scope["method"]) if table.routes else table.plain
+        route = table.find(scope["path"], scope["method"], scope.get("root_path")) if (
+            table.routes) else table.plain
         found = scan(scope["headers"])
         if (found is not NOTHING or not route.direct or self.auth is not None
                 or (self.trace and recording())):

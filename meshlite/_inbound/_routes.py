@@ -291,8 +291,16 @@ class RouteTable:
                         seen.add(id(policy))
                         yield policy
 
-    def find(self, path: str, method: str) -> CompiledRoute:
-        """The route of a request (a policy-free default when none matches)."""
+    def find(self, path: str, method: str, root_path: str | None = None) -> CompiledRoute:
+        """The route of a request (a policy-free default when none matches).
+
+        Patterns match the path the app routes on: less the ASGI ``root_path``
+        (``uvicorn --root-path /svc`` behind a proxy that strips ``/svc``), as
+        Starlette's ``get_route_path`` takes it off.
+        """
+        if root_path and path.startswith(root_path) and (
+                path[len(root_path):len(root_path) + 1] in ("/", "")):
+            path = path[len(root_path):]
         for r in self.routes:
             if r.match(path) and (r.methods is None or method in r.methods):
                 return r

@@ -230,3 +230,24 @@ async def test_a_long_path_against_a_pattern_with_several_stars_is_answered_at_o
         r = await client.get(server.url + "/a/x/b/y/c/z/d")
         assert r.status_code == 200
     assert {s["route"] for s in middleware.stats.routes()} == {"*", "/a/*/b/*/c/*/d"}
+
+
+async def test_behind_a_proxy_with_a_root_path_routes_match_what_the_app_routes_on() -> None:
+    import uvicorn
+
+    from meshlite.observability._dashboard._server import _Background, _bind, _start
+
+    # `uvicorn --root-path /svc` behind a proxy that strips /svc: the ASGI path is
+    # /svc/admin/users, and Starlette routes on /admin/users (the path less root_path).
+    server = _Background(uvicorn.Config(admin_app(), root_path="/svc", lifespan="off",
+                                        log_config=None, log_level="error"))
+    sock = _bind("127.0.0.1", 0)
+    serving = await _start(server, sock)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        assert await raw_get(url, b"/admin/users") == b"HTTP/1.1 401 Unauthorized"
+        assert await raw_get(url, b"/admin/users", b"x-api-key: k\r\n") == b"HTTP/1.1 200 OK"
+        assert await raw_get(url, b"/export") == b"HTTP/1.1 401 Unauthorized"
+    finally:
+        server.should_exit = True
+        await serving
