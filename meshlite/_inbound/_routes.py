@@ -52,7 +52,8 @@ class Route:
     Args:
         pattern: ``"/orders/{id}"`` (``{name}`` matches one path segment) or
             ``"/api/*"`` (``*`` matches anything, slashes included); exact otherwise.
-        methods: The methods it applies to (``("POST",)``), or None for all.
+        methods: The methods it applies to (``("POST",)``), or None for all; naming
+            ``GET`` names ``HEAD`` too, which frameworks answer with the GET handler.
         rate: Requests allowed per ``per`` seconds for each client key (429 past it).
         per: The rate's period in seconds.
         burst: Requests a client may send back to back (default: ``rate``).
@@ -145,6 +146,10 @@ class CompiledRoute:
         self.counted: dict[str, Any] = {}
         """Method -> its ``InboundStats`` series, kept by the middleware."""
         self.methods = None if route.methods is None else frozenset(route.methods)
+        if self.methods is not None and "GET" in self.methods:
+            # Starlette, FastAPI and Django answer HEAD with the GET handler: a GET
+            # route that let HEAD by would run its handler unchecked.
+            self.methods |= {"HEAD"}
         self.match = _matcher(route.pattern)
         policies = _policies(route)
         name = None if label is None else INBOUND + label

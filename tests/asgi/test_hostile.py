@@ -251,3 +251,25 @@ async def test_behind_a_proxy_with_a_root_path_routes_match_what_the_app_routes_
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_head_is_held_to_a_get_routes_checks() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route as StarletteRoute
+
+    from meshlite.asgi import Route
+
+    ran: list[str] = []
+
+    async def report(request: Any) -> PlainTextResponse:
+        ran.append(request.method)  # Starlette runs a GET route's handler for HEAD
+        return PlainTextResponse("the quarter's figures")
+
+    app = MeshMiddleware(Starlette(routes=[StarletteRoute("/report", report, methods=["GET"])]),
+                         trace=False, auth=Auth(api_keys={"k": ("cfo", ["finance"])}),
+                         routes=[Route("/report", methods=("GET",), scopes=("finance",))])
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert (await client.head("/report")).status_code == 401
+        assert (await client.head("/report", headers={"x-api-key": "k"})).status_code == 200
+    assert ran == ["HEAD"]
