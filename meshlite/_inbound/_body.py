@@ -10,8 +10,13 @@ from urllib.parse import parse_qsl
 from ._answers import RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
-__all__ = ["check_length", "fields", "invalid_json", "limited", "read_body", "replay",
-           "validation_args"]
+__all__ = ["ClientGone", "check_length", "fields", "invalid_json", "limited", "read_body",
+           "replay", "validation_args"]
+
+
+class ClientGone(Exception):
+    """The client went away before its body arrived whole: there is no request to
+    validate or hand to the app, and no one to answer."""
 
 
 def _too_large(limit: int) -> RequestTooLargeError:
@@ -43,12 +48,17 @@ def limited(receive: Receive, limit: int) -> Receive:
 
 
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body."""
+    """The whole request body.
+
+    Raises:
+        ClientGone: the client disconnected first (what arrived is a prefix, which
+            may still parse: ``123`` of ``1234567``).
+    """
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks)  # the client went away: what arrived
+            raise ClientGone
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -14,6 +14,7 @@ from ._answers import InboundError, answer_for, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, check_scopes
 from ._body import (
+    ClientGone,
     check_length,
     fields,
     invalid_json,
@@ -25,7 +26,7 @@ from ._body import (
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
-from ._refusals import RefusalFeed, refusal_kind
+from ._refusals import RefusalFeed, refusal_kind, shown_path
 from ._relay import EventRelay
 from ._request import Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
@@ -143,7 +144,8 @@ class MeshMiddleware:
         if self._config is not None and self._config.stale():
             self._follow()
         table = self.table
-        route = table.find(scope["path"], scope["method"]) if table.routes else table.plain
+        route = table.find(scope["path"], scope["method"], scope.get("root_path")) if (
+            table.routes) else table.plain
         found = scan(scope["headers"])
         if (found is not NOTHING or not route.direct or self.auth is not None
                 or (self.trace and recording())):
@@ -232,6 +234,8 @@ class MeshMiddleware:
                 await pipeline.acall(self._run, request)
         except MeshliteError as error:
             await self._refuse(request, error)
+        except ClientGone:
+            pass  # nothing to answer: counted as ended without an answer (0)
         finally:
             if token is not None:
                 _current.reset(token)
@@ -272,7 +276,7 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            client, route = request.client, request.route or request.path
+            client, route = request.client, request.route or shown_path(request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)

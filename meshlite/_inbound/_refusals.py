@@ -10,7 +10,7 @@ from typing import Any
 from .._errors import MeshliteError, RateLimitedError
 from ._routes import INBOUND
 
-__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind"]
+__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_path"]
 
 DEFAULT_KEEP = 50
 """Aggregated entries kept for ``/api/inbound`` (the page's list when it loads)."""
@@ -18,6 +18,7 @@ DEFAULT_KEEP = 50
 _MAX_KEYS = 64  # (action, route, status) groups per tick; the rest count as one more
 _MAX_CLIENTS = 32  # distinct clients remembered per group (the count stops there)
 _SHOWN = 3  # client names shown per entry
+_PATH_SHOWN = 200  # characters of a path a refusal shows
 
 
 class RefusalFeed:
@@ -64,6 +65,19 @@ class RefusalFeed:
             out.append(entry)
             self.recent.append(entry)
         return out
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a refusal of a request no route matches shows it (in the audit
+    log and the dashboard): the client wrote it, so characters that are not
+    printable (a newline forging a log line, a terminal escape, a bidi override)
+    are escaped as Python writes them, and it is cut at 200 characters."""
+    if len(path) <= _PATH_SHOWN and path.isprintable():
+        return path
+    escaped = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in path[:_PATH_SHOWN])
+    if len(path) > _PATH_SHOWN or len(escaped) > _PATH_SHOWN:
+        return escaped[:_PATH_SHOWN] + "..."
+    return escaped
 
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}

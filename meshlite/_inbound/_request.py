@@ -15,6 +15,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+_LISTS = frozenset({"tracestate", "baggage"})
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a verified credential belongs to.
@@ -63,14 +66,23 @@ class Inbound:
     @property
     def headers(self) -> dict[str, str]:
         """Request headers, lower-case names, the first value of each (decoded on
-        first use: most requests never need them)."""
+        first use: most requests never need them); ``tracestate`` and ``baggage``,
+        lists a proxy may split over several lines, are their lines joined by commas
+        (as RFC 9110 and the W3C specifications combine them)."""
         headers = self._headers
         if headers is None:
             headers = {}
+            lines: dict[str, list[str]] | None = None  # a list's lines after its first
             for name, value in self.scope["headers"]:
                 key = name.decode("latin-1").lower()
                 if key not in headers:
                     headers[key] = value.decode("latin-1")
+                elif key in _LISTS:
+                    lines = {} if lines is None else lines
+                    lines.setdefault(key, [headers[key]]).append(value.decode("latin-1"))
+            if lines is not None:
+                for key, values in lines.items():
+                    headers[key] = ",".join(values)  # once: thousands of lines stay linear
             self._headers = headers
         return headers
 

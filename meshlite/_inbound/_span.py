@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
+from threading import get_ident
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -12,7 +16,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._semconv import error_type
 from ._request import Inbound
 
-__all__ = ["ServerSpan", "recording"]
+__all__ = ["MALFORMED_LOG_SECONDS", "ServerSpan", "extract", "recording"]
+
+MALFORMED_LOG_SECONDS = 60.0
+"""Seconds between two records of malformed trace context on ``meshlite.inbound``."""
 
 _tracer: trace.Tracer | None = None
 
@@ -39,6 +46,70 @@ def recording() -> bool:
     return not isinstance(target, trace.NoOpTracerProvider)
 
 
+_HELD_BACK = ("opentelemetry.baggage.propagation",
+              "opentelemetry.trace.propagation.tracecontext", "opentelemetry.trace.span")
+_extracting: int | None = None
+"""The thread extracting an inbound request's context now, or None: extraction runs
+no ``await``, so no other request of that thread's event loop interleaves (one
+global and the record's ``thread``: a ``ContextVar`` set and reset cost more than
+the rest of the extraction's bookkeeping)."""
+_log = logging.getLogger("meshlite.inbound")
+
+
+class _HoldBack(logging.Filter):
+    """On the W3C propagators' loggers: their warnings about the trace context of a
+    request the middleware extracts are counted, not written. They write one line
+    per malformed baggage entry (thousands from one request) and repeat a header
+    over the limit whole (as long as the server accepts); what a client sends must
+    not decide what the service logs. Their warnings at any other time pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self.requests = 0
+        self.last = -MALFORMED_LOG_SECONDS
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _extracting is not None and record.thread == _extracting:
+            self.dropped += 1
+            return False
+        return True
+
+    def noted(self) -> None:
+        """One more request brought malformed trace context: a record on
+        ``meshlite.inbound`` at most every :data:`MALFORMED_LOG_SECONDS`, with how
+        many problems and requests it stands for."""
+        self.requests += 1
+        now = time.monotonic()
+        if now - self.last < MALFORMED_LOG_SECONDS:
+            return
+        dropped, requests, self.dropped, self.requests, self.last = (
+            self.dropped, self.requests, 0, 0, now)
+        _log.warning("inbound: malformed trace context ignored (%d problems in %d requests "
+                     "since the last record)", dropped, requests,
+                     extra={"meshlite_event": "MalformedTraceContext",
+                            "meshlite_dropped": dropped, "meshlite_requests": requests})
+
+
+_hold_back = _HoldBack()
+for _name in _HELD_BACK:
+    logging.getLogger(_name).addFilter(_hold_back)
+
+
+def extract(headers: Mapping[str, str]) -> Any:
+    """The OpenTelemetry context of a request's headers (the global propagators),
+    the propagators' warnings about them held back (:class:`_HoldBack`)."""
+    global _extracting
+    before = _hold_back.dropped
+    _extracting = get_ident()
+    try:
+        return propagate.extract(headers)
+    finally:
+        _extracting = None
+        if _hold_back.dropped != before:
+            _hold_back.noted()
+
+
 class ServerSpan:
     """Start with :meth:`start` (the span becomes current, so spans of mesh calls made
     while handling the request are its children); finish with :meth:`end`."""
@@ -46,7 +117,7 @@ class ServerSpan:
     __slots__ = ("span", "token")
 
     def __init__(self, request: Inbound, route: str | None, method: str) -> None:
-        parent = propagate.extract(request.headers)
+        parent = extract(request.headers)
         attributes: dict[str, Any] = {
             "http.request.method": method, "url.path": request.path,
             "url.scheme": request.scope.get("scheme", "http")}
@@ -73,7 +144,10 @@ class ServerSpan:
                 span.set_attribute("meshlite.caller", request.caller)
             if request.principal is not None:
                 span.set_attribute("enduser.id", request.principal.subject)
-            if request.status >= 500 or (error is not None and not request.status):
+            # An exception is an error even once the response started: the client
+            # got a status but its body was cut short.
+            if request.status >= 500 or isinstance(error, Exception) or (
+                    error is not None and not request.status):
                 kind = error_type(error) if error is not None else str(request.status)
                 span.set_attribute("error.type", kind)
                 span.set_status(Status(StatusCode.ERROR))
