@@ -38,6 +38,7 @@ __all__ = [
     "UnauthorizedError",
     "answer_for",
     "exception_handlers",
+    "handshake_refusal",
     "send_answer",
     "status_for",
 ]
@@ -120,6 +121,25 @@ async def send_answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.start", "status": answer.status,
                 "headers": answer.headers})
     await send({"type": "http.response.body", "body": answer.body})
+
+
+def handshake_refusal(scope: Scope, send: Send) -> Send:
+    """A ``send`` through which :func:`send_answer` refuses a WebSocket handshake:
+    as the HTTP response itself where the server offers the
+    ``websocket.http.response`` extension (uvicorn does), else as a close before
+    accept, which the server answers 403."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        async def answering(message: Message) -> None:
+            await send({**message, "type": f"websocket.{message['type']}"})
+    else:
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+    return answering
+
+
+_POLICY_VIOLATION = 1008
+"""The WebSocket close code of a refused handshake (RFC 6455, 7.4.1)."""
 
 
 def exception_handlers() -> dict[type[BaseException], Callable[..., Any]]:

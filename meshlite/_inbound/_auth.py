@@ -7,16 +7,19 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._arguments import explained
 from .._errors import ConfigError
 from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
-from ._request import Inbound, Principal
+from ._request import PRINCIPAL_KEY, Inbound, Principal
 
-__all__ = ["Auth", "Verifier", "check_scopes", "jwt_verifier"]
+if TYPE_CHECKING:
+    from ._routes import Route
+
+__all__ = ["Auth", "Verifier", "check_scopes", "jwt_verifier", "sign_in"]
 
 Verifier = Callable[[str], Any]
 """``verify(token)`` returns a :class:`Principal` (or an awaitable of one), or None
@@ -85,6 +88,22 @@ class Auth:
         if not isinstance(found, Principal):
             raise UnauthorizedError("the bearer token is not valid")
         return found
+
+
+async def sign_in(auth: Auth, request: Inbound, route: Route) -> None:
+    """Authenticate ``request`` (its principal, if any, in ``request.principal`` and
+    in the scope under ``PRINCIPAL_KEY``, for the handler) and hold it to ``route``'s
+    scopes when the route requires credentials.
+
+    Raises:
+        UnauthorizedError: credentials not valid, or required and missing.
+        ForbiddenError: the credentials lack a scope the route requires.
+    """
+    request.principal = principal = await auth.authenticate(request)
+    if principal is not None:
+        request.scope[PRINCIPAL_KEY] = principal
+    if route.needs_auth:
+        check_scopes(principal, route.scopes)
 
 
 def check_scopes(principal: Principal | None, scopes: tuple[str, ...]) -> None:

@@ -10,9 +10,9 @@ from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._answers import InboundError, answer_for, send_answer
+from ._answers import InboundError, answer_for, handshake_refusal, send_answer
 from ._audit import RefusalAudit
-from ._auth import Auth, check_scopes
+from ._auth import Auth, sign_in
 from ._body import (
     ClientGone,
     check_length,
@@ -28,15 +28,12 @@ from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
 from ._refusals import RefusalFeed, refusal_kind, shown_path
 from ._relay import EventRelay
-from ._request import Inbound, Message, Receive, Scope, Send
+from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable
 from ._span import ServerSpan, recording
 from ._stats import InboundStats, method_label
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
-
-PRINCIPAL_KEY = "meshlite.principal"
-"""The ASGI scope key holding the authenticated :class:`Principal`."""
 
 @explained
 class MeshMiddleware:
@@ -139,7 +136,11 @@ class MeshMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)  # websockets and lifespan pass through
+            # Lifespan passes through; a WebSocket too, once its handshake met its
+            # route's credentials check.
+            if scope["type"] != "websocket" or self.auth is None or (
+                    await self._handshake(scope, receive, send)):
+                await self.app(scope, receive, send)
             return
         if self._config is not None and self._config.stale():
             self._follow()
@@ -241,13 +242,8 @@ class MeshMiddleware:
                 _current.reset(token)
 
     async def _admit(self, request: Inbound, route: CompiledRoute) -> None:
-        r = route.route
         if self.auth is not None:
-            request.principal = await self.auth.authenticate(request)
-            if request.principal is not None:
-                request.scope[PRINCIPAL_KEY] = request.principal  # for the handler
-            if r.needs_auth:
-                check_scopes(request.principal, r.scopes)
+            await sign_in(self.auth, request, route.route)
         if route.max_body is not None:
             check_length(request, route.max_body)
             request.receive = limited(request.receive, route.max_body)
@@ -258,6 +254,23 @@ class MeshMiddleware:
                 raise InboundError("the request body is not valid JSON")
             await route.validator.acall(fields, **args)
             request.receive = replay(body, request.receive)
+
+    async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether a WebSocket handshake may go on: its credentials are checked as a
+        GET of its path would be (the route's auth and scopes; its other policies
+        are per request). A refusal is answered, audited and fed as a request's."""
+        if self._config is not None and self._config.stale():
+            self._follow()
+        route = self.table.find(scope["path"], "GET", scope.get("root_path"))
+        request = Inbound(scope, receive, handshake_refusal(scope, send), route.label or "")
+        assert self.auth is not None  # (the caller's condition)
+        request.api_key_header = self.auth.api_key_header
+        try:
+            await sign_in(self.auth, request, route.route)
+        except MeshliteError as error:
+            await self._refuse(request, error)
+            return False
+        return True
 
     async def _run(self, request: Inbound) -> None:
         send = request.send

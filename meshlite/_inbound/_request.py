@@ -7,13 +7,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Inbound", "Principal", "Receive", "Scope", "Send"]
+__all__ = ["PRINCIPAL_KEY", "Inbound", "Principal", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+
+PRINCIPAL_KEY = "meshlite.principal"
+"""The ASGI scope key holding the authenticated :class:`Principal`."""
 
 _LISTS = frozenset({"tracestate", "baggage"})
 

@@ -273,3 +273,69 @@ async def test_head_is_held_to_a_get_routes_checks() -> None:
         assert (await client.head("/report")).status_code == 401
         assert (await client.head("/report", headers={"x-api-key": "k"})).status_code == 200
     assert ran == ["HEAD"]
+
+
+def chat_app() -> MeshMiddleware:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from meshlite.asgi import PRINCIPAL_KEY, Route
+
+    async def chat(socket: WebSocket) -> None:
+        await socket.accept()
+        principal = socket.scope.get(PRINCIPAL_KEY)
+        await socket.send_text(f"hello {principal.subject if principal else 'nobody'}")
+        await socket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/admin/chat", chat),
+                            WebSocketRoute("/lobby", chat)])
+    return MeshMiddleware(app, trace=False, auth=Auth(api_keys={
+        "k": ("ops", ["admin"]), "guest-key": ("guest", [])}),
+        routes=[Route("/admin/*", scopes=("admin",))])
+
+
+async def test_a_websocket_handshake_is_held_to_its_routes_credentials() -> None:
+    import websockets
+    from websockets.exceptions import InvalidStatus
+
+    async def status(url: str, **headers: str) -> int:
+        with pytest.raises(InvalidStatus) as refused:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        return refused.value.response.status_code
+
+    async def greeting(url: str, **headers: str) -> str:
+        async with websockets.connect(url, additional_headers=headers) as socket:
+            return str(await socket.recv())
+
+    async with AsgiServer(chat_app()) as server:
+        ws = server.url.replace("http://", "ws://")
+        # Refused as the handshake's GET would be: 401 without credentials, 403
+        # without the scope, 401 for a bad key (the HTTP answer itself: uvicorn
+        # offers the websocket.http.response extension).
+        assert await status(ws + "/admin/chat") == 401
+        assert await status(ws + "/admin/chat", **{"x-api-key": "guest-key"}) == 403
+        assert await status(ws + "/admin/chat", **{"x-api-key": "wrong"}) == 401
+        assert await status(ws + "/admin/chat%0a") == 401  # the path as Starlette routes it
+        # Let in with the scope, the principal in the scope for the handler; a route
+        # that requires nothing is open, and a good key still names its holder there.
+        assert await greeting(ws + "/admin/chat", **{"x-api-key": "k"}) == "hello ops"
+        assert await greeting(ws + "/lobby") == "hello nobody"
+        assert await greeting(ws + "/lobby", **{"x-api-key": "guest-key"}) == "hello guest"
+
+
+async def test_a_refused_handshake_without_the_http_response_extension_is_closed() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "websocket", "path": "/admin/chat", "root_path": "", "headers": [],
+             "client": ("127.0.0.1", 5000), "extensions": {}}
+    await chat_app()(scope, receive, send)
+    # Closed before accept (the server answers 403); the app never ran.
+    assert sent == [{"type": "websocket.close", "code": 1008}]
