@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -222,17 +220,6 @@ def test_global_hooks() -> None:
     ml.Pipeline(ml.Fallback(1)).call(lambda: 1 / 0)
     assert len(events) == 1
     assert events[0].policy == "fallback"
-
-
-@pytest.fixture
-def frequent_thread_switches() -> Iterator[None]:
-    """Switch threads as often as CPython allows, so races show at once."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def test_hooks_added_and_removed_by_many_threads_at_once_are_none_lost(

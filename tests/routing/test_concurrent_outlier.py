@@ -4,12 +4,9 @@ one streak (none forgiven with a streak that already ejected)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 import meshlite as ml
 from meshlite.mesh import Mesh
@@ -19,17 +16,6 @@ from meshlite.testing import FakeBackend
 
 THREADS = 8
 LIMIT = 10
-
-
-@pytest.fixture
-def frequent_thread_switches() -> Iterator[None]:
-    """Switch threads as often as CPython allows, so races show at once."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def hammer(calls: int, call: Callable[[], object]) -> list[BaseException]:
