@@ -178,23 +178,47 @@ def remove_hook(hook: Hook) -> None:
 
 class EventHooks:
     """The hooks of one policy. Adding or removing swaps an immutable tuple (under a
-    lock), so emitting never takes one."""
+    lock), so emitting never takes one.
 
-    __slots__ = ("_hooks",)
+    A hook is delivered each event once however many times it was added (a policy
+    two services share, or that a rebuilt service kept, is subscribed through each);
+    each :meth:`add` returns its own unsubscribe function, and the hook stays until
+    every one of them was called (or :meth:`remove`)."""
+
+    __slots__ = ("_adds", "_hooks")
 
     def __init__(self) -> None:
         self._hooks: tuple[Hook, ...] = ()
+        self._adds: dict[int, list[object]] = {}  # by id(hook): the adds not undone
 
     def add(self, hook: Hook) -> Callable[[], None]:
-        """Subscribe ``hook``; returns a function that unsubscribes it."""
+        """Subscribe ``hook``; returns a function that undoes this subscription (once:
+        calling it again, or after :meth:`remove`, does nothing)."""
         check_hook(hook)
+        key, token = id(hook), object()
         with _WRITES:
-            self._hooks = (*self._hooks, hook)
-        return lambda: self.remove(hook)
+            adds = self._adds.get(key)
+            if adds is None:
+                adds = self._adds[key] = []
+                self._hooks = (*self._hooks, hook)
+            adds.append(token)
+
+        def undo() -> None:
+            with _WRITES:
+                adds = self._adds.get(key)
+                if adds is None or token not in adds:
+                    return
+                adds.remove(token)
+                if not adds:
+                    del self._adds[key]
+                    self._hooks = tuple(h for h in self._hooks if h is not hook)
+
+        return undo
 
     def remove(self, hook: Hook) -> None:
-        """Unsubscribe ``hook`` (no error if absent)."""
+        """Unsubscribe ``hook``, however many times it was added (no error if absent)."""
         with _WRITES:
+            self._adds.pop(id(hook), None)
             self._hooks = tuple(h for h in self._hooks if h is not hook)
 
     def has(self, hook: Hook) -> bool:

@@ -305,3 +305,24 @@ def test_an_async_function_called_sync_is_refused_not_run_unguarded() -> None:
     assert runs == []
     assert not [w for w in caught if "never awaited" in str(w.message)]  # it was closed
     assert asyncio.run(pipeline.acall(fetch, 2)) == 2  # the async entry runs it
+
+
+def test_a_hook_added_twice_is_delivered_once_until_both_adds_are_undone() -> None:
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=10, min_calls=5)
+    seen: list[object] = []
+    hook = seen.append
+    first, second = breaker.add_hook(hook), breaker.add_hook(hook)  # two subscribers
+    breaker.force_open()
+    assert len(seen) == 1
+    first()
+    first()  # undoing one add twice undoes it once
+    breaker.reset()
+    assert len(seen) == 2  # the second add still holds it
+    second()
+    breaker.force_open()
+    assert len(seen) == 2
+    again = breaker.add_hook(hook)
+    breaker.hooks.remove(hook)  # every add at once
+    again()  # nothing left to undo
+    breaker.reset()
+    assert len(seen) == 2

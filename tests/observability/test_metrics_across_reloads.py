@@ -159,3 +159,31 @@ async def test_a_dashboards_sampler_forgets_a_removed_service(tmp_path: Path) ->
                 assert endpoint() is None  # nothing the dashboard keeps holds it
             finally:
                 await server.stop()
+
+
+async def test_a_mesh_hook_stays_on_a_policy_a_rebuilt_service_kept(tmp_path: Path) -> None:
+    # A reload that changes a service's routing builds a new service around the same
+    # policy objects; letting the old service go must not take the mesh's hooks off
+    # them, and while both hold the policy its events arrive once.
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text(config(backend.url))
+        mesh = ml.Mesh.from_config(path)
+        seen: list[str] = []
+        mesh.add_hook(lambda event: seen.append(type(event).__name__))
+        async with mesh:
+            old = mesh.service("users")
+            breaker = next(p for p in old.pipeline.walk() if p.kind == "circuit_breaker")
+            path.write_text(config(backend.url, balancer="random"))
+            assert await mesh.reload()
+            new = mesh.service("users")
+            assert new is not old
+            assert breaker is next(p for p in new.pipeline.walk()
+                                   if p.kind == "circuit_breaker")
+            breaker.force_open()
+            assert seen.count("CircuitStateChanged") == 1  # old and new both subscribed it
+            await drained(mesh)
+            seen.clear()
+            breaker.reset()
+            breaker.force_open()
+            assert seen.count("CircuitStateChanged") == 1  # the old one's leaving kept it
