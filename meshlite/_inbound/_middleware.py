@@ -135,15 +135,15 @@ class MeshMiddleware:
         self.configure(plan.routes, plan.auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._config is not None and self._config.stale():
+            self._follow()
         if scope["type"] != "http":
             # Lifespan passes through; a WebSocket too, once its handshake met its
             # route's credentials check.
-            if scope["type"] != "websocket" or self.auth is None or (
+            if scope["type"] != "websocket" or (
                     await self._handshake(scope, receive, send)):
                 await self.app(scope, receive, send)
             return
-        if self._config is not None and self._config.stale():
-            self._follow()
         table = self.table
         route = table.find(scope["path"], scope["method"], scope.get("root_path")) if (
             table.routes) else table.plain
@@ -259,14 +259,14 @@ class MeshMiddleware:
         """Whether a WebSocket handshake may go on: its credentials are checked as a
         GET of its path would be (the route's auth and scopes; its other policies
         are per request). A refusal is answered, audited and fed as a request's."""
-        if self._config is not None and self._config.stale():
-            self._follow()
+        auth = self.auth
+        if auth is None:  # (then no route requires credentials)
+            return True
         route = self.table.find(scope["path"], "GET", scope.get("root_path"))
         request = Inbound(scope, receive, handshake_refusal(scope, send), route.label or "")
-        assert self.auth is not None  # (the caller's condition)
-        request.api_key_header = self.auth.api_key_header
+        request.api_key_header = auth.api_key_header
         try:
-            await sign_in(self.auth, request, route.route)
+            await sign_in(auth, request, route.route)
         except MeshliteError as error:
             await self._refuse(request, error)
             return False

@@ -339,3 +339,45 @@ async def test_a_refused_handshake_without_the_http_response_extension_is_closed
     await chat_app()(scope, receive, send)
     # Closed before accept (the server answers 403); the app never ran.
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_a_websocket_handshake_follows_the_inbound_config_across_reloads(
+        tmp_path: Any) -> None:
+    import meshlite as ml
+
+    ran: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ran.append(scope["path"])
+        await send({"type": "websocket.accept"})
+
+    async def handshake(middleware: MeshMiddleware, path: str) -> list[Any]:
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: Any) -> None:
+            sent.append(message.get("status", message["type"]))
+
+        await middleware({"type": "websocket", "path": path, "root_path": "",
+                          "headers": [], "client": ("127.0.0.1", 5000),
+                          "extensions": {"websocket.http.response": {}}}, receive, send)
+        return sent
+
+    (tmp_path / "keys.txt").write_text("alice k-alice admin\n")
+    config = tmp_path / "mesh.yaml"
+    plain = 'services:\n  inventory:\n    backends: ["http://127.0.0.1:9"]\n'
+    guarded = plain + ('inbound:\n  api_keys_file: keys.txt\n  routes:\n'
+                       '    - {pattern: "/admin/*", scopes: [admin]}\n')
+    config.write_text(plain)
+    mesh = ml.Mesh.from_config(str(config))
+    middleware = MeshMiddleware(app, mesh=mesh)
+    assert await handshake(middleware, "/admin/chat") == ["websocket.accept"]
+    config.write_text(guarded)  # the first handshake after the reload is held to it
+    assert await mesh.reload()
+    assert await handshake(middleware, "/admin/chat") == [401, "websocket.http.response.body"]
+    config.write_text(plain)  # and the first after auth is gone passes
+    assert await mesh.reload()
+    assert await handshake(middleware, "/admin/chat") == ["websocket.accept"]
+    assert ran == ["/admin/chat", "/admin/chat"]
