@@ -16,7 +16,7 @@ from .._validate import at_least, fail, optional_positive, positive
 from ._request import Inbound
 
 __all__ = ["DEFAULT_MAX_DEADLINE", "DEFAULT_VALIDATED_BODY", "INBOUND", "KEYS", "CompiledRoute",
-           "Route", "RouteTable"]
+           "Route", "RouteTable", "dot_segments"]
 
 DEFAULT_MAX_DEADLINE = 300.0
 """The longest budget (seconds) a caller's deadline header may grant a request."""
@@ -101,6 +101,11 @@ class Route:
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern.startswith("/"):
             fail("Route", "pattern", self.pattern, "a path pattern starting with '/'")
+        if _CONVERTED.search(self.pattern):  # {p:path} would cover one segment only
+            fail("Route", "pattern", self.pattern, "'{name}' for one path segment or "
+                 "'*' for any rest of the path (no ':' convertors such as {p:path})")
+        if "//" in self.pattern:
+            fail("Route", "pattern", self.pattern, "a path without empty segments ('//')")
         if self.methods is not None:
             object.__setattr__(self, "methods", _methods(self.methods))
         optional_positive("Route", "rate", self.rate)
@@ -216,6 +221,16 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
 
 
 _SEGMENT = re.compile(r"(\{[^}/]+\})")
+_CONVERTED = re.compile(r"\{[^}/]*:[^}/]*\}")
+_SLASHES = re.compile(r"//+")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
+
+
+def dot_segments(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment, which clients remove before
+    sending (RFC 3986, 5.2.4) and which would let a path that normalising code (static
+    files, ``os.path.normpath``) serves elsewhere miss the route that guards it."""
+    return "/." in path and _DOT_SEGMENT.search(path) is not None
 
 
 def _piece(text: str, *, lazy: bool = False, last: bool = False) -> str:
@@ -308,7 +323,10 @@ class RouteTable:
         if root_path and path.startswith(root_path) and (
                 path[len(root_path):len(root_path) + 1] in ("/", "")):
             path = path[len(root_path):]
+        if "//" in path:  # static files and normalising apps serve /a//b as /a/b
+            path = _SLASHES.sub("/", path)
         for r in self.routes:
-            if r.match(path) and (r.methods is None or method in r.methods):
+            if r.match(path) and (r.methods is None or method in r.methods or (
+                    method.upper() in r.methods)):  # (Django upper-cases the method)
                 return r
         return self.plain

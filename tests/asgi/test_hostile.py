@@ -381,3 +381,60 @@ async def test_a_websocket_handshake_follows_the_inbound_config_across_reloads(
     assert await mesh.reload()
     assert await handshake(middleware, "/admin/chat") == ["websocket.accept"]
     assert ran == ["/admin/chat", "/admin/chat"]
+
+
+async def test_dot_segments_and_doubled_slashes_do_not_slip_past_a_static_route(
+        tmp_path: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from meshlite.asgi import Route
+
+    (tmp_path / "private").mkdir()
+    (tmp_path / "public").mkdir()
+    (tmp_path / "private" / "secret.txt").write_text("the secret")
+    app = MeshMiddleware(Starlette(routes=[Mount("/static", StaticFiles(directory=tmp_path))]),
+                         trace=False, auth=Auth(api_keys={"k": ("staff", ["staff"])}),
+                         routes=[Route("/static/private/*", scopes=("staff",))])
+    async with AsgiServer(app) as server:
+        # StaticFiles normalises what it serves: each of these is the secret's file.
+        assert await raw_get(server.url, b"/static/private/secret.txt") == \
+            b"HTTP/1.1 401 Unauthorized"
+        assert await raw_get(server.url, b"/static//private/secret.txt") == \
+            b"HTTP/1.1 401 Unauthorized"  # matched as /static/private/secret.txt
+        for target in (b"/static/public/../private/secret.txt", b"/static/./private/secret.txt",
+                       b"/static/public/%2e%2e/private/secret.txt"):
+            assert await raw_get(server.url, target) == b"HTTP/1.1 400 Bad Request", target
+        assert await raw_get(server.url, b"/static/private/secret.txt",
+                             b"x-api-key: k\r\n") == b"HTTP/1.1 200 OK"
+
+
+async def test_a_lower_case_method_meets_a_method_restricted_route() -> None:
+    from meshlite.asgi import Route
+
+    middleware = MeshMiddleware(echo, trace=False, auth=Auth(api_keys={"k": ("a", ["admin"])}),
+                                routes=[Route("/admin/*", methods=("GET",), scopes=("admin",))])
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    # Django upper-cases the method it routes on; h11 passes `get` through as sent.
+    await middleware({"type": "http", "method": "get", "path": "/admin/users",
+                      "root_path": "", "headers": [], "query_string": b"",
+                      "client": ("127.0.0.1", 5000)}, receive, send)
+    assert sent[0]["status"] == 401
+
+
+def test_a_route_pattern_with_a_convertor_or_an_empty_segment_is_refused() -> None:
+    import meshlite as ml
+    from meshlite.asgi import Route
+
+    with pytest.raises(ml.ConfigError, match=r"no ':' convertors such as \{p:path\}"):
+        Route("/files/{p:path}")
+    with pytest.raises(ml.ConfigError, match=r"without empty segments"):
+        Route("/files//x")
