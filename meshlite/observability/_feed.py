@@ -120,9 +120,15 @@ class EventFeed:
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self._rules: dict[type, Rule] = {}
+        self.dropped: set[str] = set()
+        """Services whose series were dropped (a reload removed them): their late
+        events (a call that outlived the drain) are not counted, which would bring
+        the series back."""
 
     def __call__(self, event: Event, /) -> None:
         """Count ``event`` (the :class:`~meshlite.Hook` protocol)."""
+        if event.service in self.dropped:
+            return
         rule = self._rules.get(type(event))
         if rule is None:
             rule = self._rules[type(event)] = next(

@@ -113,6 +113,7 @@ class MeshMetrics:
             for hooks in (service.hooks, *(p.hooks for p in service.pipeline.walk())):
                 if not hooks.has(self.feed):
                     hooks.add(self.feed)
+            self.feed.dropped.discard(name)
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
             self.series[service] = series
             self._forgotten.discard(service)
@@ -133,10 +134,14 @@ class MeshMetrics:
             self._forgotten.add(service)
             service.hooks.remove(self.feed)  # its routing events (policies: shared?)
             name = service.name
-            current = self._mesh.registered().get(name)
+            # The service now under its name: registered, or made by a reload that
+            # has not registered it yet (it was adopted, and shares the name's series).
+            current = self._mesh.registered().get(name) or next(
+                (s for s in self.series if s.name == name), None)
             if current is None:
                 self._calls.pop(name, None)
                 self.counters.drop(name)
+                self.feed.dropped.add(name)
                 return
             successors = {e.address: e for e in current.endpoints}
             for endpoint in service.endpoints:
@@ -239,8 +244,8 @@ class MeshMetrics:
 
     def collect_local(self) -> Iterator[MetricFamily]:
         """Every metric this process recorded, with the ``service`` label."""
-        services = self._mesh.services
         with self._lock:  # read with forget() excluded: a count is in one place
+            services = self._mesh.services  # (read before, it could name one forgotten)
             calls = dict(self._calls)
             observed = list(self.series)
             attempts = _attempt_readings(observed)

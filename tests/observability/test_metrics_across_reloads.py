@@ -187,3 +187,76 @@ async def test_a_mesh_hook_stays_on_a_policy_a_rebuilt_service_kept(tmp_path: Pa
             breaker.reset()
             breaker.force_open()
             assert seen.count("CircuitStateChanged") == 1  # the old one's leaving kept it
+
+
+def test_a_name_added_back_while_its_old_service_drains_keeps_its_series() -> None:
+    from meshlite.observability import render
+
+    # The order a reload's steps may take: the old `orders` finishes draining after
+    # the reload that brings the name back adopted its new service, before that
+    # service is registered.
+    old = ml.Service("orders", ["http://127.0.0.1:9"])
+    mesh = ml.Mesh([old, ml.Service("users", ["http://127.0.0.1:9"])])
+    mesh.call_sync("orders", lambda backend: backend.address)
+    mesh.drop_service(old)
+    new = ml.Service("orders", ["http://127.0.0.1:9"])
+    mesh.adopt(new)
+    mesh.forget_service(old)
+    mesh.put_service(new, adopted=True)
+    for _ in range(5):
+        mesh.call_sync("orders", lambda backend: backend.address)
+    assert 'meshlite_requests_total{service="orders"} 6' in render(mesh).splitlines()
+
+
+async def test_a_late_event_of_a_removed_service_does_not_bring_its_series_back(
+        tmp_path: Path) -> None:
+    from meshlite.observability import render
+
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text("drain_timeout: 0.2\n" + config(backend.url, orders=True))
+        mesh = ml.Mesh.from_config(path)
+        async with mesh:
+            gate = asyncio.Event()
+            tries = 0
+
+            async def slow(backend: object) -> str:
+                nonlocal tries
+                tries += 1
+                if tries == 1:
+                    await gate.wait()  # outlives the drain
+                    raise ConnectionError("the backend hung up")
+                return "ok"
+
+            call = asyncio.create_task(mesh.call("orders", slow))
+            await asyncio.sleep(0.05)
+            path.write_text("drain_timeout: 0.2\n" + config(backend.url))
+            assert await mesh.reload()
+            await drained(mesh)
+            assert 'service="orders"' not in render(mesh)
+            gate.set()
+            assert await call == "ok"  # retried: a RetryScheduled event of `orders`
+            assert 'service="orders"' not in render(mesh)
+
+
+async def test_health_polls_do_not_keep_a_removed_services_policies(tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text(config(backend.url, orders=True))
+        mesh = ml.Mesh.from_config(path)
+        async with mesh:
+            server = await mesh.serve_dashboard(port=0)
+            try:
+                orders = mesh.service("orders")
+                kept = [weakref.ref(p) for p in orders.pipeline.walk()]
+                del orders
+                async with httpx.AsyncClient(trust_env=False) as client:
+                    assert (await client.get(server.url + "/api/health")).status_code == 200
+                path.write_text(config(backend.url))
+                assert await mesh.reload()
+                await drained(mesh)
+                server.monitor.tick()  # the dashboard lets the name go
+                gc.collect()
+                assert [r for r in kept if r() is not None] == []
+            finally:
+                await server.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -117,18 +118,17 @@ _UP = _UpRows()
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-class _Breakers(dict[int, tuple[Any, tuple[Any, ...]]]):
-    # The breakers of each pipeline (by id; the pipeline is held so its id stays
-    # its own), found once: health_body reads their states on every poll.
+class _Breakers(weakref.WeakKeyDictionary[Any, tuple[Any, ...]]):
+    # The breakers of each pipeline, found once: health_body reads their states on
+    # every poll. Held weakly: a pipeline a reload replaced, or a closed mesh's,
+    # goes with its policies.
     def of(self, service: Service) -> tuple[Any, ...]:
         pipeline = service.pipeline
-        found = self.get(id(pipeline))
-        if found is None or found[0] is not pipeline:
-            if len(self) > 4096:  # pipelines change with reloads: stay bounded
-                self.clear()
-            found = self[id(pipeline)] = (pipeline, tuple(
-                p for p in pipeline.walk() if p.kind == "circuit_breaker"))
-        return found[1]
+        found = self.get(pipeline)
+        if found is None:
+            found = self[pipeline] = tuple(
+                p for p in pipeline.walk() if p.kind == "circuit_breaker")
+        return found
 
 
 _BREAKERS = _Breakers()
