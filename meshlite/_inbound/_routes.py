@@ -236,18 +236,29 @@ def dot_segments(path: str) -> bool:
 def _piece(text: str, *, lazy: bool = False, last: bool = False) -> str:
     """The regex of a pattern's text between stars: ``{name}`` as one segment's
     characters (lazily inside a star's atomic group; possessively where a ``/`` or
-    the pattern's end follows it, which no backtracking could change)."""
+    the pattern's end follows it, which no backtracking could change; atomically up to
+    the first place of the text that follows it in its segment, ``{year}-{month}``,
+    as the stars are: a later place could only leave less to the rest, which matches
+    whatever a shorter rest matches)."""
     parts = _SEGMENT.split(text)
     out = []
+    joined = False  # the text after a {name} went into its atomic group
     for i, part in enumerate(parts):
         if i % 2 == 0:
-            out.append(re.escape(part))
+            if not joined:
+                out.append(re.escape(part))
+            joined = False
         elif lazy:
             out.append("[^/]+?")
         else:
             after = parts[i + 1]
-            ends = after.startswith("/") or (last and not after and i + 1 == len(parts) - 1)
-            out.append("[^/]++" if ends else "[^/]+")
+            if after.startswith("/") or (last and not after and i + 1 == len(parts) - 1):
+                out.append("[^/]++")
+            elif after:
+                out.append(f"(?>[^/]+?{re.escape(after)})")
+                joined = True
+            else:  # another {name} right after: no text to stop at
+                out.append("[^/]+")
     return "".join(out)
 
 

@@ -232,6 +232,22 @@ async def test_a_long_path_against_a_pattern_with_several_stars_is_answered_at_o
     assert {s["route"] for s in middleware.stats.routes()} == {"*", "/a/*/b/*/c/*/d"}
 
 
+async def test_a_long_path_against_a_pattern_with_several_names_in_a_segment() -> None:
+    from meshlite.asgi import Route
+
+    # `{year}-{month}-{day}` backtracked over every place of each `-`: cubic in the
+    # segment's length (2 s for 3 KB of dashes, minutes for this 12 KB one).
+    middleware = MeshMiddleware(echo, trace=False, routes=[
+        Route("/reports/{year}-{month}-{day}", max_concurrent=5)])
+    async with AsgiServer(middleware) as server, httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(server.url + "/reports/" + "-" * 12_000 + "/x")
+        assert r.status_code == 200  # no route matched: the app answered
+        r = await client.get(server.url + "/reports/2024-01-02")
+        assert r.status_code == 200
+    assert {s["route"] for s in middleware.stats.routes()} == {
+        "*", "/reports/{year}-{month}-{day}"}
+
+
 async def test_behind_a_proxy_with_a_root_path_routes_match_what_the_app_routes_on() -> None:
     import uvicorn
 
