@@ -48,11 +48,12 @@ def recording() -> bool:
 
 _HELD_BACK = ("opentelemetry.baggage.propagation",
               "opentelemetry.trace.propagation.tracecontext", "opentelemetry.trace.span")
-_extracting: int | None = None
-"""The thread extracting an inbound request's context now, or None: extraction runs
-no ``await``, so no other request of that thread's event loop interleaves (one
-global and the record's ``thread``: a ``ContextVar`` set and reset cost more than
-the rest of the extraction's bookkeeping)."""
+_extracting: set[int] = set()
+"""The threads extracting an inbound request's context now: extraction runs no
+``await``, so no other request of a thread's event loop interleaves (a set of thread
+idents and the record's ``thread``, for servers running loops on several threads: a
+``ContextVar`` set and reset cost more than the rest of the extraction's
+bookkeeping)."""
 _log = logging.getLogger("meshlite.inbound")
 
 
@@ -70,7 +71,7 @@ class _HoldBack(logging.Filter):
         self.last = -MALFORMED_LOG_SECONDS
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _extracting is not None and record.thread == _extracting:
+        if record.thread in _extracting:
             self.dropped += 1
             return False
         return True
@@ -99,13 +100,13 @@ for _name in _HELD_BACK:
 def extract(headers: Mapping[str, str]) -> Any:
     """The OpenTelemetry context of a request's headers (the global propagators),
     the propagators' warnings about them held back (:class:`_HoldBack`)."""
-    global _extracting
     before = _hold_back.dropped
-    _extracting = get_ident()
+    thread = get_ident()
+    _extracting.add(thread)
     try:
         return propagate.extract(headers)
     finally:
-        _extracting = None
+        _extracting.discard(thread)
         if _hold_back.dropped != before:
             _hold_back.noted()
 
