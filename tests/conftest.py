@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 
 import pytest
 from _system import on_ci
 
+from meshlite import telemetry
 from meshlite.testing import FakeClock
 
 
@@ -37,3 +39,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which requires every test to run: {reason}"
     return report
+
+
+@pytest.fixture
+def otel_env_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``OTEL_*`` variable of the environment the suite runs in leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def otel_isolated(otel_env_cleared: None) -> Iterator[None]:
+    """A clean environment and meshlite's telemetry reset before and after the test."""
+    telemetry._reset_for_tests()
+    yield
+    telemetry._reset_for_tests()

@@ -4,7 +4,6 @@ context and deadlines in, deadlines and callers out, error mapping."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,12 +23,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
-    telemetry._reset_for_tests()
-    yield
-    telemetry._reset_for_tests()
+pytestmark = pytest.mark.usefixtures("otel_isolated")
 
 
 def starlette_app(mesh: ml.Mesh, seen: dict[str, Any]) -> Starlette:

@@ -3,7 +3,7 @@ response started, seen in the SERVER span and the metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,13 +18,7 @@ from meshlite import telemetry
 from meshlite.asgi import MeshMiddleware
 from meshlite.testing import AsgiServer
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
-    telemetry._reset_for_tests()
-    yield
-    telemetry._reset_for_tests()
+pytestmark = pytest.mark.usefixtures("otel_isolated")
 
 
 class FeedBroken(Exception):
