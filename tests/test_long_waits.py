@@ -63,11 +63,14 @@ def test_a_rate_limit_slot_centuries_away_is_waited_for(slept: list[float]) -> N
     assert sum(slept) == pytest.approx(HUGE, rel=1e-6)
 
 
-def test_a_sync_request_under_a_deadline_of_centuries_is_sent() -> None:
+@pytest.mark.parametrize("http_pool", [None, {"retries": 1}], ids=["urllib3", "httpcore"])
+def test_a_sync_request_under_a_deadline_of_centuries_is_sent(
+        http_pool: dict[str, object] | None) -> None:
+    # (`retries` is an option only httpcore's transport honours: the other wire.)
     with FakeBackend() as backend:
-        mesh = ml.Mesh([ml.Service("users", [backend.url],
+        mesh = ml.Mesh([ml.Service("users", [backend.url], http_pool=http_pool,
                                    pipeline=ml.Pipeline(ml.Timeout(HUGE)))])
-        with mesh.http_sync("users", timeout=None) as client:  # the deadline's alone
+        with mesh, mesh.http_sync("users", timeout=None) as client:  # the deadline's alone
             response = client.get("/users/1")
     assert response.status_code == 200
 

@@ -11,6 +11,7 @@ import httpx
 from multidict import CIMultiDict
 from yarl import URL
 
+from .._clock import bounded
 from .._context import CallContext, _current
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
@@ -157,8 +158,10 @@ class Call:
 def _clamped(given: dict[str, float | None] | None, left: float
              ) -> dict[str, float | None]:
     """httpx's per-request timeouts, none longer than the ``left`` seconds of the
-    call's deadline."""
+    call's deadline (nor than a socket takes: a deadline of centuries is at most
+    :data:`~meshlite._clock.MAX_WAIT`, for every wire)."""
     given = given or {}
+    left = bounded(left)
     return {k: left if (v := given.get(k)) is None or v > left else v
             for k in ("connect", "read", "write", "pool")}
 

@@ -258,6 +258,7 @@ class Urllib3Transport(httpx.BaseTransport):
 
 
 def _bounded(seconds: float | None) -> float | None:
-    """A timeout a socket or the pool's queue takes: one of centuries (a long deadline)
-    is :data:`~meshlite._clock.MAX_WAIT`, as they refuse more with ``OverflowError``."""
+    """A timeout a socket or the pool's queue takes: one of centuries the client was
+    given is :data:`~meshlite._clock.MAX_WAIT`, as they refuse more with
+    ``OverflowError`` (a deadline's are bounded for every wire in ``_send``)."""
     return None if seconds is None else bounded(seconds)
