@@ -11,8 +11,9 @@ arguments it takes and the one most likely meant::
 Only a call that fails is looked at (the signature is bound again to tell a wrong
 argument from a ``TypeError`` raised inside the constructor, which passes through
 unchanged); a call that succeeds pays one more frame, at construction only. Every
-subclass of :class:`meshlite.Policy` is explained (``Policy.__init_subclass__``), and
-the other public classes users build by hand are decorated where they are defined.
+class deriving from :class:`Explained` is explained (policies, balancers, health
+checks: users' own subclasses included), and the other public classes users build by
+hand are decorated where they are defined.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["explained", "wrong_arguments"]
+__all__ = ["Explained", "explained", "wrong_arguments"]
 
 C = TypeVar("C", bound=type)
 
@@ -53,6 +54,16 @@ def explained(cls: C) -> C:
     __init__._explained = True  # type: ignore[attr-defined]
     type.__setattr__(cls, "__init__", __init__)
     return cls
+
+
+class Explained:
+    """A base whose every subclass (and itself) is :func:`explained`."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        explained(cls)
 
 
 def wrong_arguments(function: Callable[..., Any], owner: str, args: tuple[Any, ...],

@@ -14,7 +14,7 @@ import abc
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
 
-from ._arguments import explained
+from ._arguments import Explained
 from ._context import CallContext
 from ._events import Event, EventHooks, Hook
 
@@ -33,7 +33,7 @@ AsyncHandler = Callable[[CallContext], Awaitable[Any]]
 """An async handler: returns an awaitable of the call's result."""
 
 
-class Policy(abc.ABC):
+class Policy(Explained, abc.ABC):
     """Base of all policies (and of :class:`~meshlite.Pipeline`).
 
     Subclasses set ``kind`` and implement :meth:`wrap` and :meth:`awrap`. A policy
@@ -41,10 +41,6 @@ class Policy(abc.ABC):
     """
 
     kind: ClassVar[str] = "policy"
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        explained(cls)  # wrong arguments are answered with the ones it takes
 
     def __init__(self) -> None:
         self.hooks = EventHooks()

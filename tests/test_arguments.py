@@ -12,6 +12,7 @@ import meshlite as ml
 import meshlite.asgi as asgi
 import meshlite.testing as testing
 from meshlite._arguments import explained
+from meshlite.routing._balancers import Random
 
 NOT_EXPLAINED = {
     # Built by the library on every call or request, where one more frame would
@@ -64,6 +65,8 @@ def test_an_unknown_keyword_is_answered_with_the_arguments_taken(name: str,
     (lambda: ml.Backend(adress="http://127.0.0.1:1"), "address"),
     (lambda: asgi.MeshMiddleware(None, rutes=()), "routes"),
     (lambda: ml.P2CEwma(rando=None), "random"),  # inherits its balancer base's
+    (lambda: Random(rnadom=None), "random"),  # balancer="random": its own constructor
+    (lambda: ml.HttpHealthCheck(pth="/"), "path"),  # a health check's subclass
 ])
 def test_a_misspelt_keyword_names_the_one_meant(build: Any, meant: str) -> None:
     with pytest.raises(TypeError, match=rf"\(did you mean '{meant}'\?\)"):

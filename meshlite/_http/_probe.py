@@ -14,7 +14,6 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .._arguments import explained
 from .._validate import fail
 from ..routing._backend import Backend
 from ..routing._health import (
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["HttpHealthCheck", "http_probe_session"]
 
 
-@explained
 class HttpHealthCheck(HealthCheck):
     """Probe each backend with ``GET <address><path>``; a 2xx answer is healthy.
 

@@ -19,7 +19,7 @@ import random as _random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .._arguments import explained
+from .._arguments import Explained
 from .._context import CallContext
 from .._validate import fail, optional_random, random_or_shared
 from ._endpoint import Endpoint
@@ -50,8 +50,7 @@ class Balancer(Protocol):
         ...
 
 
-@explained
-class _Base:
+class _Base(Explained):
     """Shared bits of the built-in balancers."""
 
     name = "balancer"
@@ -67,7 +66,6 @@ class _Base:
         return f"{type(self).__name__}()"
 
 
-@explained
 class RoundRobin(_Base):
     """Each attempt goes to the next endpoint in turn (from a random start, so many
     clients do not move in lock step). Ignores weights."""
@@ -84,7 +82,6 @@ class RoundRobin(_Base):
         return endpoints[i % len(endpoints)]
 
 
-@explained
 class WeightedRoundRobin(_Base):
     """Smooth weighted round robin, as in nginx: with weights 5, 1, 1 the order is
     a a b a c a a, never five ``a`` in a row.

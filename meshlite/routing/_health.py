@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._arguments import explained
+from .._arguments import Explained
 from .._clock import Clock
 from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
@@ -62,8 +62,7 @@ class HealthCheckOptions:
             fail(owner, "jitter", j, "a number in [0, 1)")
 
 
-@explained
-class HealthCheck:
+class HealthCheck(Explained):
     """Probe each backend with your own function.
 
     ``probe(backend)`` is healthy when it returns anything but ``False`` and

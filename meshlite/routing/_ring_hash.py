@@ -9,7 +9,6 @@ import random as _random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._arguments import explained
 from .._context import CallContext
 from .._validate import at_least, fail, positive
 from ._balancers import BALANCERS, _Base
@@ -28,7 +27,6 @@ def _hash(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-@explained
 class RingHash(_Base):
     """Consistent hashing: calls with the same key go to the same backend while it is
     in rotation, and ejecting or adding a backend moves only its share of keys.
