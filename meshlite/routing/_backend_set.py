@@ -111,11 +111,6 @@ class BackendSet:
                 old[b.address] if b.address in old and old[b.address].backend == b
                 else self._endpoint(b, old.get(b.address))
                 for b in backends)
-            bounds = self._histogram_bounds
-            if bounds is not None:
-                for e in self._endpoints:
-                    replaced = old.get(e.address)
-                    e.record_histogram(bounds, replaced if replaced is not e else None)
             if self.outlier_detection is not None:
                 for e in self._endpoints:
                     self.outlier_detection.prepare(e)
@@ -126,12 +121,16 @@ class BackendSet:
         self._emit(events)
 
     def _endpoint(self, backend: Backend, replaced: Endpoint | None) -> Endpoint:
-        """A new endpoint for ``backend``; one that replaces an endpoint of the same
-        address (its weight or metadata changed) keeps its attempt and error counts
-        in ``carried``, so the metrics read from them do not drop back to zero."""
+        """A new endpoint for ``backend`` (keeping a latency histogram when the
+        service's endpoints do); one that replaces an endpoint of the same address
+        (its weight or metadata changed) carries its counts and histogram on
+        (:meth:`Endpoint.carry`), so the metrics read from them do not drop back to
+        zero."""
         endpoint = Endpoint(backend, self.clock, on_answer=self._first_answered)
+        if self._histogram_bounds is not None:
+            endpoint.record_histogram(self._histogram_bounds)
         if replaced is not None:
-            endpoint.carry(replaced)  # (its histogram: in record_histogram)
+            endpoint.carry(replaced)
         return endpoint
 
     def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:

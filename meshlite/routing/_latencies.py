@@ -64,29 +64,23 @@ class Latencies(Standing):
         # metrics add them, routing not (see carry).
         self.carried = (0, 0)
 
-    def record_histogram(self, bounds: tuple[float, ...],
-                         carry: Latencies | None = None) -> None:
+    def record_histogram(self, bounds: tuple[float, ...]) -> None:
         """Keep a histogram of every attempt's latency from now on (a mesh recording
         metrics asks for it), read by :meth:`histogram`. It is counted from the
         reservoir of recent latencies, which each attempt fills anyway: every
         ``min(FOLD_AT, reservoir)`` attempts (and at each read) the latencies added
         since the last count are counted in one batch, so an attempt pays an integer
         comparison for it (also when no histogram is kept). Does nothing if the
-        histogram is kept already.
+        histogram is kept already (an endpoint this one replaces carries its counts
+        in with :meth:`carry`).
 
         Args:
             bounds: Increasing bucket upper bounds in seconds.
-            carry: An endpoint this one replaces (same address): its counts carry
-                over, so the histogram's counters do not restart.
         """
-        carried = carry.histogram() if carry is not None else None
         with self._lock:
             if self._histogram is not None:
                 return
-            histogram = Histogram(bounds)
-            if carried is not None and carried[0] == bounds:
-                histogram.add(carried[1], carried[2])
-            self._histogram = histogram
+            self._histogram = Histogram(bounds)
             self._counted = self.requests
             self._count_at = self.requests + (self._every if self.answered else 1)
 
