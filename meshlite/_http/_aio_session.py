@@ -176,6 +176,9 @@ class _Route:
         self.name = name
         self.host = host
         self._targets: dict[tuple[Service, str], _Target] = {}
+        # The service the targets are of (a removed backend's are dropped by forget,
+        # which the service's watcher calls).
+        self._service: Service | None = None
         self._find, self._dispatch = dispatcher.target, dispatcher.dispatch
         self.forgetting: Forgetting | None = None
         """Drops what the session keeps of backends the service no longer has (set
@@ -192,11 +195,11 @@ class _Route:
         key = (service, backend.address)
         found = self._targets.get(key)
         if found is None:  # a new backend, or a new service object (a reload)
-            current = {e.address for e in service.endpoints}
-            self._targets = {k: v for k, v in self._targets.items()
-                             if k[0] is service and k[1] in current}
-            if self.forgetting is not None:
-                self.forgetting.watch(service)
+            if service is not self._service:  # the old one's URLs go with it
+                self._targets = {k: v for k, v in self._targets.items() if k[0] is service}
+                self._service = service
+                if self.forgetting is not None:
+                    self.forgetting.watch(service)
             check_base_url(backend.address, "mesh.aiohttp()")
             url = URL(backend.address)
             context = service.ssl_context() if url.scheme == "https" else None
