@@ -224,29 +224,19 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
             raise self._no_backend()
         tried = ctx.tried
         if tried:
-            return self._choose_untried(candidates, tried, ctx)
+            # A retry takes an endpoint its call has not tried while there is one. The
+            # balancer picks among all candidates first and the tried ones are dropped
+            # only when it chose one of them, so among n backends a retry costs O(1),
+            # not a scan of all n (expected). With at most one untried candidate that
+            # one is taken without a pick, so a round robin's turn is not spent on a
+            # tried one.
+            if not self._cold and len(candidates) > len(tried) + 1:
+                chosen = self.balancer.pick(candidates, ctx)
+                if chosen.backend not in tried:
+                    return chosen
+            candidates = [e for e in candidates if e.backend not in tried] or candidates
         if self._cold:  # a backend has not answered yet: one attempt at a time there
             return self._choose_warming(candidates, ctx)  # (_first_wave.py)
-        if len(candidates) == 1:
-            return candidates[0]
-        return self.balancer.pick(candidates, ctx)
-
-    def _choose_untried(self, candidates: Sequence[Endpoint], tried: list[Any],
-                        ctx: CallContext) -> Endpoint:
-        """A retry's endpoint: one its call has not tried while there is one. The
-        balancer picks among all candidates first and the tried ones are dropped only
-        when it chose one of them, so among n backends a retry costs O(1), not a
-        scan of all n (expected). With at most one untried candidate that one is
-        taken without a pick, so a round robin's turn is not spent on a tried one."""
-        if not self._cold and len(candidates) > len(tried) + 1:
-            chosen = self.balancer.pick(candidates, ctx)
-            if chosen.backend not in tried:
-                return chosen
-        left = [e for e in candidates if e.backend not in tried]
-        if left:
-            candidates = left
-        if self._cold:
-            return self._choose_warming(candidates, ctx)
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)
