@@ -72,7 +72,6 @@ def finished(services: Iterable[Service], observed: Iterable[Service]) -> Totals
 
 
 def _endpoint_gauges(services: Iterable[Service], totals: Totals) -> Iterator[MetricFamily]:
-    services = list(services)
     rows = [((("service", s.name), ("backend", e.address)), e)
             for s in services for e in s.endpoints]
     for name, help_text, index in (

@@ -23,6 +23,7 @@ from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snap
 from .._hostview import Buckets, delta, spread
 
 __all__ = [
+    "OPEN_STATES",
     "DEFAULT_HISTORY_SECONDS",
     "MAX_SAMPLES_PER_SECOND",
     "History",
@@ -87,6 +88,10 @@ class ServiceSecond:
     status: str = ""
 
 
+OPEN_STATES = frozenset({"open", "forced_open"})
+"""The circuit breaker states in which a service's calls are refused."""
+
+
 def call_status(routing: str, calls: int, failed: int, breakers: Iterable[str]) -> str:
     """A service's status from its routing status and its calls: a service whose
     calls fail is not healthy. ``"failing"`` when a breaker is open or at least
@@ -94,7 +99,7 @@ def call_status(routing: str, calls: int, failed: int, breakers: Iterable[str]) 
     a worse routing status (``panic``, ``down``) stays."""
     if routing in ("panic", "down"):
         return routing
-    if any(b in ("open", "forced_open") for b in breakers) or (
+    if any(b in OPEN_STATES for b in breakers) or (
             calls and failed / calls >= FAILING_RATIO):
         return "failing"
     if failed and routing == "healthy":

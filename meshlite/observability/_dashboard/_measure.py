@@ -8,12 +8,11 @@ from collections import deque
 from collections.abc import Mapping
 
 from ...routing._endpoint import percentile
-from ._history import ServiceSecond
+from ._history import OPEN_STATES, ServiceSecond
 from ._rules import AlertRule, format_value
 
 __all__ = ["detail", "measure", "targets", "value_now"]
 
-_OPEN_STATES = frozenset({"open", "forced_open"})
 
 
 def value_now(condition: str, value: float | None) -> str:
@@ -26,7 +25,7 @@ def value_now(condition: str, value: float | None) -> str:
 def detail(rule: AlertRule, latest: ServiceSecond) -> str:
     """The rule in words, naming the open breakers or the backends left."""
     if rule.condition == "breaker_open":
-        names = sorted(n for n, s in latest.snapshot.breakers.items() if s in _OPEN_STATES)
+        names = sorted(n for n, s in latest.snapshot.breakers.items() if s in OPEN_STATES)
         return f"circuit breaker {', '.join(names)} is open"
     if rule.condition == "no_healthy_backend":
         h = latest.health
@@ -45,7 +44,7 @@ def measure(rule: AlertRule, window: deque[ServiceSecond],
              latest: ServiceSecond) -> tuple[float | None, bool]:
     """The rule's value now, and whether its condition holds."""
     if rule.condition == "breaker_open":
-        is_open = any(s in _OPEN_STATES for s in latest.snapshot.breakers.values())
+        is_open = any(s in OPEN_STATES for s in latest.snapshot.breakers.values())
         return (1.0 if is_open else 0.0), is_open
     if rule.condition == "no_healthy_backend":
         none = latest.health.status in ("down", "panic")

@@ -26,7 +26,7 @@ from ...routing._snapshot import (
 from .._hostview import backend_states, state_differences
 from .._multiproc import WorkerFile
 from .._worker_counts import Counts, host_counts, worker_counts
-from ._history import ServiceSecond, call_status
+from ._history import OPEN_STATES, ServiceSecond, call_status
 
 __all__ = [
     "STATUS_ORDER",
@@ -58,7 +58,6 @@ def health_dict(health: ServiceHealth) -> dict[str, Any]:
                          for b in health.backends]}
 
 
-_OPEN = ("open", "forced_open")
 
 
 def calls_entry(routing: str, breakers: Mapping[str, str], second: ServiceSecond | None
@@ -71,7 +70,7 @@ def calls_entry(routing: str, breakers: Mapping[str, str], second: ServiceSecond
     status = call_status(routing, calls, failed, breakers.values())
     if status != "failing":
         return None
-    opened = [f"circuit breaker {n} is {s}" for n, s in breakers.items() if s in _OPEN]
+    opened = [f"circuit breaker {n} is {s}" for n, s in breakers.items() if s in OPEN_STATES]
     reason = "; ".join(opened) or f"{failed} of {calls} calls failed in the last second"
     return {"status": status, "reason": reason}
 
@@ -155,7 +154,7 @@ def health_body(services: Iterable[Service], latest: Mapping[str, ServiceSecond]
         worst = max(worst, STATUS_ORDER.get(status, 4))
         second = latest.get(svc.name) if latest else None
         if (second is not None and second.errors) or any(
-                getattr(b, "state", "") in _OPEN for b in _BREAKERS.of(svc)):
+                getattr(b, "state", "") in OPEN_STATES for b in _BREAKERS.of(svc)):
             entry = calls_entry(status, breaker_states(svc), second)  # (rare: build it)
             if entry is not None:
                 calls[svc.name] = entry
