@@ -145,7 +145,8 @@ def test_a_bad_scrape_interval_is_refused(tmp_path: Path,
     with pytest.raises(SystemExit) as done:
         main(["alerts", "export", str(config), "--scrape-interval", "0"])
     assert done.value.code == 2
-    assert "--scrape-interval" in capsys.readouterr().err
+    assert "--scrape-interval: must be a number of seconds > 0, got '0'" in (
+        capsys.readouterr().err)
 
 
 def test_an_invalid_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

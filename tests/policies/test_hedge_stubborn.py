@@ -139,7 +139,9 @@ async def test_a_final_error_stands_against_a_late_primary_answer() -> None:
 
 async def test_a_primary_running_in_a_thread_loses_without_holding_the_call() -> None:
     # A thread cannot be cancelled: the caller gets the hedge's answer at once, the
-    # thread runs on to its end, and its late answer is dropped without a trace.
+    # thread runs on to its end, and its late answer is dropped without a trace. (It
+    # held before the first decision was made to stand; this pins the row of
+    # docs/policies/hedge.md's table that says so.)
     seen = loop_errors(asyncio.get_running_loop())
     release, finished = threading.Event(), threading.Event()
 
