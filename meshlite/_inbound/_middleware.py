@@ -29,7 +29,7 @@ from ._headers import NOTHING, scan, valid_caller
 from ._refusals import RefusalFeed, refusal_kind, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
-from ._routes import DEFAULT_MAX_DEADLINE, CompiledRoute, Route, RouteTable, dot_segments
+from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
 from ._span import ServerSpan, recording
 from ._stats import InboundStats, method_label
 
@@ -147,8 +147,7 @@ class MeshMiddleware:
         table = self.table
         path = scope["path"]
         if table.routes and "/." in path and dot_segments(path):  # (see dot_segments)
-            await self._refuse(Inbound(scope, receive, send, ""), InboundError(
-                "the path has a '.' or '..' segment"))
+            await self._refuse(Inbound(scope, receive, send, ""), InboundError(DOTTED))
             return
         route = table.find(path, scope["method"], scope.get("root_path")) if (
             table.routes) else table.plain
@@ -270,7 +269,7 @@ class MeshMiddleware:
         route = self.table.find(scope["path"], "GET", scope.get("root_path"))
         request = Inbound(scope, receive, handshake_refusal(scope, send), route.label or "")
         if self.table.routes and dot_segments(scope["path"]):
-            await self._refuse(request, InboundError("the path has a '.' or '..' segment"))
+            await self._refuse(request, InboundError(DOTTED))
             return False
         request.api_key_header = auth.api_key_header
         try:

@@ -16,7 +16,7 @@ from .._validate import at_least, fail, optional_positive, positive
 from ._request import Inbound
 
 __all__ = ["DEFAULT_MAX_DEADLINE", "DEFAULT_VALIDATED_BODY", "INBOUND", "KEYS", "CompiledRoute",
-           "Route", "RouteTable", "dot_segments"]
+           "DOTTED", "Route", "RouteTable", "dot_segments"]
 
 DEFAULT_MAX_DEADLINE = 300.0
 """The longest budget (seconds) a caller's deadline header may grant a request."""
@@ -224,6 +224,10 @@ _SEGMENT = re.compile(r"(\{[^}/]+\})")
 _CONVERTED = re.compile(r"\{[^}/]*:[^}/]*\}")
 _SLASHES = re.compile(r"//+")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
+
+
+DOTTED = "the path has a '.' or '..' segment"
+"""What a request refused for :func:`dot_segments` is told."""
 
 
 def dot_segments(path: str) -> bool:

@@ -253,47 +253,34 @@ class Counters:
     def __init__(self, declared: dict[str, tuple[str, str, tuple[str, ...]]]) -> None:
         self.declared = declared
         self._values: dict[str, dict[tuple[str, ...], float]] = {n: {} for n in declared}
-        # The series of each first label value (the service): drop() visits only those.
-        self._by_first: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
-
-    def _new(self, name: str, values: tuple[str, ...]) -> None:
-        # Caller holds the lock; a series is made once, so this is off the event path.
-        if values:
-            self._by_first.setdefault(values[0], set()).add((name, values))
 
     def add(self, name: str, values: tuple[str, ...], amount: float = 1.0) -> None:
         """Add ``amount`` to counter ``name`` of label values ``values``."""
         series = self._values[name]
         with self._lock:
-            before = series.get(values)
-            if before is None:
-                self._new(name, values)
-                before = 0.0
-            series[values] = before + amount
+            series[values] = series.get(values, 0.0) + amount
 
     def set(self, name: str, values: tuple[str, ...], value: float) -> None:
         """Set gauge ``name`` of label values ``values``."""
         series = self._values[name]
         with self._lock:
-            if values not in series:
-                self._new(name, values)
             series[values] = value
 
     def touch(self, name: str, values: tuple[str, ...]) -> None:
         """Make the series exist at 0 (Prometheus: initialise known counters)."""
         series = self._values[name]
         with self._lock:
-            if values not in series:
-                self._new(name, values)
-                series[values] = 0.0
+            series.setdefault(values, 0.0)
 
     def drop(self, first: str) -> None:
         """Forget every series whose first label value is ``first`` (a service the
-        mesh no longer has), so it leaves the exposition and frees its memory."""
+        mesh no longer has), so it leaves the exposition and frees its memory (a
+        scan of every series: once a removed service drained, never per event)."""
         with self._lock:
-            for name, values in self._by_first.pop(first, ()):
-                self._values[name].pop(values, None)
+            for series in self._values.values():
+                for values in [v for v in series if v and v[0] == first]:
+                    del series[values]
 
     def value(self, name: str, values: tuple[str, ...]) -> float:
         """The current value (0.0 if never recorded)."""
