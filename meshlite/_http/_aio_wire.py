@@ -27,6 +27,7 @@ from yarl import URL
 from ._aio_session import end_bodies, without_resend
 from ._dead_loop import end_transport
 from ._loop_transport import PerLoopTransport
+from ._per_loop import PerLoop
 from ._retire import busy
 
 __all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
@@ -123,22 +124,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._limits = limits
         self._local = (local_address, 0) if local_address else None
-        # One session per event loop (aiohttp's are bound to one); the last used is
-        # also kept apart, for the usual case of a single loop.
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        self._httpcore: PerLoopTransport | None = None
+        # One session per event loop (aiohttp's are bound to one).
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(
+            self._new, _close, _end_dead)
+        local = self._local[0] if self._local else None
+        self._httpcore = PerLoopTransport(lambda: httpx.AsyncHTTPTransport(
+            verify=ssl_context, limits=limits, local_address=local))  # streamed uploads
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
-            for old in [o for o in self._sessions if o.is_closed()]:  # loops gone
-                _drop(self._sessions.pop(old), old)
-            session = self._sessions[loop] = self._new(loop)
-        self._session, self._loop = session, loop
-        return session
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        """The session of the loop used last (None before the first request)."""
+        return self._sessions.last[1]
 
     def _new(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         limits = self._limits
@@ -180,9 +177,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         the routed path, which builds the URL and headers itself. ``limits`` are the
         request's timeouts."""
         loop = asyncio.get_running_loop()
-        session = self._session
-        if session is None or self._loop is not loop or session.closed:
-            session = self._open(loop)
+        last = self._sessions.last
+        session = last[1] if last[0] is loop else self._sessions.get(loop)
         data: Any = b"".join(request.stream) or None  # type: ignore[arg-type]
         if data is not None and len(data) > _LARGE:
             data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
@@ -201,58 +197,36 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # A streamed upload goes over httpcore, which frames it as httpx always did
         # and, unlike aiohttp's strict parser, ignores what a server that never read
         # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
-        if self._httpcore is None:
-            ssl_context, limits = self._ssl, self._limits
-            local = self._local[0] if self._local else None
-            self._httpcore = PerLoopTransport(lambda: httpx.AsyncHTTPTransport(
-                verify=ssl_context, limits=limits, local_address=local))
         return await self._httpcore.handle_async_request(request)
 
     def busy(self) -> bool:
         """Whether a connection is in use (connecting, or a response still being
         read): closing now would cut it."""
         if any(session.connector is not None and session.connector._acquired
-               for session in list(self._sessions.values())):
+               for _, session in self._sessions.items()):
             return True
         return busy(self._httpcore)  # streamed uploads' httpcore pool
 
     async def aclose(self) -> None:
-        """Close every connection of this transport."""
-        httpcore, self._httpcore = self._httpcore, None
-        if httpcore is not None:
-            await httpcore.aclose()
-        sessions, self._sessions = self._sessions, {}
-        self._session = self._loop = None
-        here = asyncio.get_running_loop()
-        for loop, session in sessions.items():
-            if loop is here:
-                end_bodies(session)
-                await session.close()
-            else:
-                _drop(session, loop)
+        """Close every connection of this transport (see :meth:`PerLoop.aclose`)."""
+        await self._httpcore.aclose()
+        await self._sessions.aclose()
 
 
-def _drop(session: aiohttp.ClientSession | None,
-          loop: asyncio.AbstractEventLoop | None) -> None:
-    """Close a session made on another event loop, from outside it: its sockets are
-    closed on their own loop when it still runs, at once when it has stopped."""
-    if session is None or session.closed or loop is None:
-        return
+async def _close(session: aiohttp.ClientSession) -> None:
+    """Close ``session`` on its own loop; bodies still being read end with an error."""
+    end_bodies(session)
+    await session.close()
+
+
+def _end_dead(session: aiohttp.ClientSession) -> None:
+    """End ``session``, whose event loop has closed: close its sockets at once, as
+    aiohttp skips the connections of a closed loop (see
+    :mod:`meshlite._http._dead_loop`)."""
     connector = session.connector
-    session.detach()
-    if connector is None:
+    if connector is None:  # closed already
         return
-    if loop.is_closed():
-        _end_on_closed_loop(connector)
-    elif not loop.is_running():
-        connector._close(abort_ssl=True)
-    else:
-        loop.call_soon_threadsafe(connector._close)
-
-
-def _end_on_closed_loop(connector: aiohttp.BaseConnector) -> None:
-    """Close the sockets of a connector whose event loop has closed: aiohttp skips
-    the connections of a closed loop (see :mod:`meshlite._http._dead_loop`)."""
+    session.detach()  # closed, without aiohttp's close, which would need the loop
     protocols = [p for conns in connector._conns.values() for p, _ in conns]
     protocols += connector._acquired
     connector._close()
