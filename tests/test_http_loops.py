@@ -108,3 +108,64 @@ def test_loops_one_after_another_and_at_once_all_get_answers(
             for thread in threads:
                 thread.join()
             assert outcomes == [[200] * 3] * 4
+
+
+async def answers(mesh: ml.Mesh, requests: int) -> list[int]:
+    """Statuses of ``requests`` concurrent requests sent on the running loop."""
+    client = mesh.http("users")
+    return [a.status_code for a in
+            await asyncio.gather(*(client.get("/") for _ in range(requests)))]
+
+
+@WIRES
+def test_closing_the_mesh_closes_a_stopped_loops_connections_when_it_runs_again(
+        http_pool: dict[str, object] | None) -> None:
+    # A program that runs its loop job by job (run_until_complete) leaves it stopped
+    # between jobs: the mesh, closed meanwhile, hands the close to that loop, whose
+    # connections' callbacks can only run there.
+    loop = asyncio.new_event_loop()
+    try:
+        with FakeBackend() as backend:
+            mesh = one_service(backend, http_pool)
+            with mesh:
+                assert loop.run_until_complete(answers(mesh, 3)) == [200] * 3
+            assert client_sockets([backend.port]) == 3  # its loop has not run since
+            for _ in range(100):  # the loop's next job (at most a second)
+                loop.run_until_complete(asyncio.sleep(0.01))
+                if not client_sockets([backend.port]):
+                    break
+            assert client_sockets([backend.port]) == 0
+    finally:
+        loop.close()
+
+
+@WIRES
+async def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_others_on_theirs(
+        http_pool: dict[str, object] | None) -> None:
+    # Another thread's loop is busy (blocked in a callback) when this one closes the
+    # mesh: this loop's connections are closed when aclose returns, that loop's once
+    # it runs again.
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever)
+    thread.start()
+    try:
+        async with FakeBackend() as backend:
+            mesh = one_service(backend, http_pool)
+            async with mesh:
+                assert await answers(mesh, 3) == [200] * 3
+                there = asyncio.run_coroutine_threadsafe(answers(mesh, 2), other)
+                assert await asyncio.wrap_future(there) == [200] * 2
+                assert client_sockets([backend.port]) == 5
+                release = threading.Event()
+                other.call_soon_threadsafe(release.wait, 10.0)
+            assert client_sockets([backend.port]) == 2  # the other loop's, still blocked
+            release.set()
+            for _ in range(100):  # at most a second
+                if not client_sockets([backend.port]):
+                    break
+                await asyncio.sleep(0.01)
+            assert client_sockets([backend.port]) == 0
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(10.0)
+        other.close()
