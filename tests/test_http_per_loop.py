@@ -94,7 +94,7 @@ def test_one_loop_gets_the_same_value_each_time() -> None:
 def test_threads_racing_the_first_use_get_their_own_and_end_dead_entries_once() -> None:
     # Two entries of loops that have closed; then four threads, each with its own
     # loop, miss at once. The one first in ends the closed loops' entries: without a
-    # lock on the miss, both found the same ones (ended twice, or KeyError).
+    # lock on the miss, several found the same ones (ended twice, or KeyError).
     recorder = Recorder(end_delay=0.05)
     holder = recorder.holder
     old = [asyncio.new_event_loop(), asyncio.new_event_loop()]
