@@ -6,7 +6,7 @@ Python's own error for a misspelt keyword names it and nothing else
 arguments it takes and the one most likely meant::
 
     Retry() got an unexpected keyword argument 'atempts' (did you mean 'attempts'?);
-    Retry takes: attempts, backoff, retry_on, ...
+    Retry takes: attempts, backoff, on, on_result, ...
 
 Only a call that fails is looked at (the signature is bound again to tell a wrong
 argument from a ``TypeError`` raised inside the constructor, which passes through
