@@ -87,6 +87,11 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ConfigError as error:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 2
+    except ModuleNotFoundError as error:
+        if (error.name or "meshlite").startswith("meshlite"):
+            raise  # a bug, not a missing extra
+        sys.stderr.write(f"meshlite dashboard: {error}\n")
+        return 1
     except OSError as error:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1

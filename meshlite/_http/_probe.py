@@ -14,6 +14,7 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from .._extras import requires_extra
 from .._validate import fail
 from ..routing._backend import Backend
 from ..routing._health import (
@@ -99,9 +100,10 @@ async def http_probe_session(path: str, seconds: float, *,
     """An HTTP health probe: ``probe(backend)`` returns None on a 2xx answer to
     ``GET <address><path>``, else why the backend is unhealthy. ``verify`` and
     ``headers`` are the service's TLS context and static headers."""
-    import httpx
+    with requires_extra("HttpHealthCheck", "http"):
+        import httpx
 
-    from ._pools import tls_context
+        from ._pools import tls_context
 
     async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
                                  verify=verify or tls_context("https")) as client:

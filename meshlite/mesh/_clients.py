@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
+from .._extras import requires_extra
 from ..routing._service import Service
 
 if TYPE_CHECKING:
@@ -51,16 +52,19 @@ class MeshClients:
 
         Raises:
             ConfigError: no such service, or ``transport=`` given.
+            ModuleNotFoundError: the ``meshlite-mesh[http]`` extra is not installed.
         """
         self._target(name)
-        from .._http._transport import async_client
+        with requires_extra("mesh.http()", "http"):
+            from .._http._transport import async_client
 
         return async_client(cast("Dispatcher", self), name, httpx_kwargs)
 
     def http_sync(self, name: str, **httpx_kwargs: Any) -> httpx.Client:
         """Sync twin of :meth:`http`: an ``httpx.Client``."""
         self._target(name)
-        from .._http._transport import sync_client
+        with requires_extra("mesh.http_sync()", "http"):
+            from .._http._transport import sync_client
 
         return sync_client(cast("Dispatcher", self), name, httpx_kwargs)
 
@@ -80,8 +84,10 @@ class MeshClients:
             ConfigError: no such service, or a ``base_url`` that is not absolute.
             RuntimeError: called with no running event loop (as
                 ``aiohttp.ClientSession`` needs one).
+            ModuleNotFoundError: the ``meshlite-mesh[aiohttp]`` extra is not installed.
         """
         self._target(name)
-        from .._http._aio_session import aiohttp_session
+        with requires_extra("mesh.aiohttp()", "aiohttp"):
+            from .._http._aio_session import aiohttp_session
 
         return aiohttp_session(cast("Dispatcher", self), name, session_kwargs)

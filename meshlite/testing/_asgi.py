@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from .._arguments import explained
+from .._extras import requires_extra
 
 __all__ = ["AsgiServer"]
 
@@ -36,9 +37,10 @@ class AsgiServer:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AsgiServer:
-        import uvicorn
+        with requires_extra("AsgiServer", "dashboard"):
+            import uvicorn
 
-        from ..observability._dashboard._server import _Background, _bind, _start, _url
+            from ..observability._dashboard._server import _Background, _bind, _start, _url
 
         # log_config=None: uvicorn's default config would stop its loggers propagating
         # to the root logger for the rest of the process, hiding them from the app's

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._arguments import explained
+from .._extras import requires_extra
 from .._validate import fail
 from ._cassette import Cassette, encode_error, encode_value
 
@@ -175,7 +176,8 @@ class Recorder:
             inner: The transport that really sends; default a new
                 ``httpx.HTTPTransport()`` / ``httpx.AsyncHTTPTransport()``.
         """
-        from ._record_http import RecordingTransport
+        with requires_extra("Recorder.transport()", "http"):
+            from ._record_http import RecordingTransport
 
         return RecordingTransport(self, inner)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._arguments import explained
+from .._extras import requires_extra
 from .._validate import fail
 from ._cassette import Cassette, decode_error, decode_value, describe, encode_body, encode_value
 from ._record import call_key, http_key, name_of, redact_url
@@ -73,7 +74,8 @@ class Replayer:
 
     def transport(self) -> ReplayTransport:
         """An httpx transport (sync and async) answering recorded requests offline."""
-        from ._record_http import ReplayTransport
+        with requires_extra("Replayer.transport()", "http"):
+            from ._record_http import ReplayTransport
 
         return ReplayTransport(self)
 

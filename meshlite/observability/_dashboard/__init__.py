@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..._extras import requires_extra
 from ._alerts import DEFAULT_KEEP_RESOLVED, DEFAULT_WEBHOOK_TIMEOUT, Alerts
 from ._auth import DEFAULT_MAX_CLIENTS, MIN_TOKEN_LENGTH
 from ._history import DEFAULT_HISTORY_SECONDS
@@ -35,15 +36,10 @@ __all__ = [
     "serve_dashboard",
 ]
 
-_EXTRA = ("the dashboard needs the meshlite-mesh[dashboard] extra: "
-          "pip install 'meshlite-mesh[dashboard]'")
-
 
 def _load_server() -> Any:
-    try:
+    with requires_extra("the dashboard", "dashboard"):
         return importlib.import_module(f"{__name__}._server")
-    except ImportError as error:
-        raise ImportError(f"{_EXTRA} ({error})") from error
 
 
 async def serve_dashboard(mesh: Mesh, host: str = "127.0.0.1", port: int = 8686,
@@ -52,7 +48,8 @@ async def serve_dashboard(mesh: Mesh, host: str = "127.0.0.1", port: int = 8686,
     """Start ``mesh``'s dashboard in the background; see ``Mesh.serve_dashboard``.
 
     Raises:
-        ImportError: Starlette, uvicorn or websockets is not installed.
+        ModuleNotFoundError: the ``meshlite-mesh[dashboard]`` extra (Starlette,
+            uvicorn, websockets) is not installed.
     """
     server: DashboardServer = await _load_server().serve_dashboard(
         mesh, host, port, token, admin_token, **options)
@@ -65,7 +62,8 @@ def run_dashboard(config_path: str, host: str = "127.0.0.1", port: int = 8686,
     ``meshlite dashboard CONFIG`` command); returns the exit status.
 
     Raises:
-        ImportError: Starlette, uvicorn or websockets is not installed.
+        ModuleNotFoundError: the ``meshlite-mesh[dashboard]`` extra (Starlette,
+            uvicorn, websockets) is not installed.
         ConfigError: a bad config, or a non-loopback host without a token.
     """
     status: int = _load_server().run_dashboard(config_path, host, port, token,

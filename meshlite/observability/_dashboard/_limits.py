@@ -26,9 +26,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
 from ..._validate import at_least, positive
 
 __all__ = [
@@ -76,6 +73,10 @@ class Limits:
 
 def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol class, bounded by ``limits``."""
+    # uvicorn is imported here, not with the module: checking a config's dashboard
+    # limits (meshlite check) needs no dashboard extra.
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
     base: Any = AutoHTTPProtocol
 
     class Bounded(base):  # type: ignore[misc]  # uvicorn's class is chosen at import
@@ -141,6 +142,8 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
 def ws_protocol(limits: Limits) -> type[asyncio.Protocol]:
     """uvicorn's WebSocket protocol (websockets, sans-I/O), bounded by ``limits``
     and never logging credentials."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
     base: Any = WebSocketsSansIOProtocol
 
     class Quiet(base):  # type: ignore[misc]  # uvicorn's class is untyped here

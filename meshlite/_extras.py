@@ -1,0 +1,52 @@
+"""The one error for a feature used without its optional extra installed.
+
+``import meshlite`` and the core features import no optional library; a feature
+that needs one imports it when it is used, inside :func:`requires_extra`, so that
+a missing library is reported once, at the call the user made, with the command
+that installs it (not as a bare ``ModuleNotFoundError`` from deep inside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+__all__ = ["DISTRIBUTION", "missing_extra", "requires_extra"]
+
+DISTRIBUTION = "meshlite-mesh"
+"""The name meshlite is installed by (``pip install meshlite-mesh``)."""
+
+
+def missing_extra(feature: str, extra: str, error: ImportError) -> ModuleNotFoundError:
+    """The error for ``feature`` used without the library ``error`` failed to import.
+
+    Args:
+        feature: What the user called (``"mesh.http()"``).
+        extra: The extra that brings the library (``"http"``).
+        error: The failed import.
+
+    Returns:
+        A ``ModuleNotFoundError`` (so ``except ImportError`` still catches it) with the
+        missing module's ``name`` and a message naming the extra to install.
+    """
+    missing = error.name or str(error)
+    return ModuleNotFoundError(
+        f"{feature} needs the {extra!r} extra, and {missing!r} is not installed: "
+        f"pip install '{DISTRIBUTION}[{extra}]'", name=error.name)
+
+
+@contextlib.contextmanager
+def requires_extra(feature: str, extra: str) -> Iterator[None]:
+    """Turn a third-party import that fails inside the block into
+    :func:`missing_extra`'s error; a failing import of meshlite's own modules (a bug,
+    not a missing extra) passes through unchanged.
+
+    Raises:
+        ModuleNotFoundError: a library of ``extra`` is not installed.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] == "meshlite":
+            raise
+        raise missing_extra(feature, extra, error) from None

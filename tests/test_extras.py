@@ -1,0 +1,121 @@
+"""A feature used without its optional extra fails with one clear error naming it.
+
+Each case runs in a fresh interpreter whose extra's libraries are blocked
+(``sys.modules[name] = None`` makes ``import name`` fail as for a package that is
+not installed); the error must be one ``ModuleNotFoundError`` (no chained
+traceback) whose message is the ``pip install`` line to run. A base install from the
+wheel is covered by tests/test_wheel.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshlite._extras import missing_extra, requires_extra
+
+# The import names each extra of pyproject.toml brings.
+EXTRAS = {
+    "http": ("httpx", "aiohttp", "urllib3"),
+    "aiohttp": ("aiohttp",),
+    "dashboard": ("starlette", "uvicorn", "websockets", "httptools"),
+}
+
+MESH = ("import asyncio, meshlite as ml\n"
+        "mesh = ml.Mesh([ml.Service('users', backends=['http://127.0.0.1:9']")
+
+CASES = {
+    "mesh.http()": ("http", MESH + ")])\nmesh.http('users')"),
+    "mesh.http_sync()": ("http", MESH + ")])\nmesh.http_sync('users')"),
+    "meshlite.http": ("http", "import meshlite.http"),
+    "mesh.aiohttp()": ("aiohttp", MESH + """)])
+async def main():
+    mesh.aiohttp('users')
+asyncio.run(main())"""),
+    "HttpHealthCheck": ("http", MESH + """,
+                                  health_check=ml.HttpHealthCheck(interval=1.0))])
+async def main():
+    async with mesh:
+        pass
+asyncio.run(main())"""),
+    "the dashboard": ("dashboard", MESH + """)])
+async def main():
+    await mesh.serve_dashboard(port=0)
+asyncio.run(main())"""),
+    "AsgiServer": ("dashboard", """import asyncio
+from meshlite.testing import AsgiServer
+async def main():
+    async with AsgiServer(lambda scope, receive, send: None):
+        pass
+asyncio.run(main())"""),
+    "Recorder.transport()": ("http", """from meshlite.testing import Recorder
+Recorder('cassette.json').transport()"""),
+}
+
+
+def _run(code: str, blocked: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
+    prelude = f"import sys\nfor _name in {blocked!r}:\n    sys.modules[_name] = None\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHLITE_", "OTEL_"))}
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("feature", list(CASES))
+def test_a_feature_without_its_extra_names_the_extra(feature: str, tmp_path: Path) -> None:
+    extra, code = CASES[feature]
+    done = _run(code, EXTRAS[extra], tmp_path)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ModuleNotFoundError: {feature} needs the '{extra}' extra"), last
+    assert last.endswith(f"pip install 'meshlite-mesh[{extra}]'"), last
+    assert done.stderr.count("Traceback") == 1, done.stderr  # one error, no chain
+
+
+def test_check_validates_a_dashboard_section_without_the_extra(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(
+        "services:\n  users:\n    backends: ['http://127.0.0.1:9']\n"
+        "dashboard:\n  port: 0\n  max_connections: 10\n", encoding="utf-8")
+    code = "from meshlite.cli import main\nsys.exit(main(['check', 'mesh.yaml']))"
+    done = _run(code, EXTRAS["dashboard"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "mesh.yaml: valid" in done.stdout
+
+
+def test_the_dashboard_command_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(
+        "services:\n  users:\n    backends: ['http://127.0.0.1:9']\n", encoding="utf-8")
+    code = ("from meshlite.cli import main\n"
+            "sys.exit(main(['dashboard', 'mesh.yaml', '--port', '0']))")
+    done = _run(code, EXTRAS["dashboard"], tmp_path)
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()  # no traceback
+    assert line.startswith("meshlite dashboard: the dashboard needs the 'dashboard' extra")
+    assert line.endswith("pip install 'meshlite-mesh[dashboard]'")
+
+
+def test_requires_extra_passes_meshlite_s_own_import_errors_through() -> None:
+    own = ModuleNotFoundError("No module named 'meshlite._gone'", name="meshlite._gone")
+    with pytest.raises(ModuleNotFoundError) as raised, requires_extra("x", "http"):
+        raise own
+    assert raised.value is own
+
+
+def test_missing_extra_keeps_the_module_name() -> None:
+    error = missing_extra("mesh.http()", "http", ModuleNotFoundError("no", name="httpx"))
+    assert isinstance(error, ImportError)
+    assert error.name == "httpx"
+    assert str(error) == ("mesh.http() needs the 'http' extra, and 'httpx' is not installed: "
+                          "pip install 'meshlite-mesh[http]'")
+
+
+def test_import_meshlite_loads_no_library_of_any_extra() -> None:
+    extras = sorted({name for names in EXTRAS.values() for name in names} | {
+        "redis", "jwt", "prometheus_client", "tenacity", "pybreaker", "aiolimiter",
+        "opentelemetry.sdk", "opentelemetry.exporter"})
+    code = f"import meshlite\nprint([m for m in {extras!r} if m in sys.modules])"
+    done = _run(code, (), Path.cwd())
+    assert done.stdout.strip() == "[]", done.stderr
