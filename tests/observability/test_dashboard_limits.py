@@ -18,7 +18,6 @@ import pytest
 from websockets.asyncio.client import connect
 
 import meshlite as ml
-from meshlite.observability._dashboard import _limits
 from meshlite.observability._dashboard._limits import Limits
 from meshlite.observability._dashboard._server import DashboardServer
 from meshlite.testing import FakeBackend
@@ -64,14 +63,16 @@ async def test_unknown_option_is_a_config_error() -> None:
 @pytest.fixture(params=["httptools", "h11"])
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each HTTP parser uvicorn may pick (httptools when installed, else h11)."""
+    from uvicorn.protocols.http import auto
+
     if request.param == "h11":
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
-        monkeypatch.setattr(_limits, "AutoHTTPProtocol", H11Protocol)
+        monkeypatch.setattr(auto, "AutoHTTPProtocol", H11Protocol)
     else:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-        monkeypatch.setattr(_limits, "AutoHTTPProtocol", HttpToolsProtocol)
+        monkeypatch.setattr(auto, "AutoHTTPProtocol", HttpToolsProtocol)
     return str(request.param)
 
 
