@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import meshlite as ml
 from meshlite._extras import missing_extra, requires_extra
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The import names each extra of pyproject.toml brings.
 EXTRAS = {
@@ -119,3 +123,21 @@ def test_import_meshlite_loads_no_library_of_any_extra() -> None:
     code = f"import meshlite\nprint([m for m in {extras!r} if m in sys.modules])"
     done = _run(code, (), Path.cwd())
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_jwt_extra_brings_what_the_default_algorithms_need() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]
+    brings = [r.replace(" ", "").lower() for r in extras["jwt"]]
+    assert any(r.startswith(("pyjwt[crypto]", "cryptography")) for r in brings), brings
+    default = ml.asgi.jwt_verifier.__kwdefaults__["algorithms"]
+    assert {a[:2] for a in default} <= {"RS", "ES"}  # the ones cryptography verifies
+
+
+def test_jwt_without_cryptography_names_the_extra(tmp_path: Path) -> None:
+    code = ("import meshlite.asgi\n"
+            "meshlite.asgi.jwt_verifier('-----BEGIN PUBLIC KEY-----')")
+    done = _run(code, ("cryptography",), tmp_path)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("meshlite._errors.ConfigError: jwt_verifier: algorithms must be"), last
+    assert last.endswith("pip install 'meshlite-mesh[jwt]', got ['RS256', 'ES256']"), last

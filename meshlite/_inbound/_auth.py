@@ -180,7 +180,8 @@ def _algorithms(algorithms: Any, jwt: Any) -> list[str]:
     unknown = [a for a in allowed if a not in known]
     if unknown:
         fail("jwt_verifier", "algorithms", unknown,
-             f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package)")
+             f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package: "
+             "pip install 'meshlite-mesh[jwt]'")
     return allowed
 
 
