@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["DISTRIBUTION", "missing_extra", "requires_extra"]
+__all__ = ["DISTRIBUTION", "is_missing_extra", "missing_extra", "requires_extra"]
 
 DISTRIBUTION = "meshlite-mesh"
 """The name meshlite is installed by (``pip install meshlite-mesh``)."""
@@ -22,7 +22,8 @@ def missing_extra(feature: str, extra: str, error: ImportError) -> ModuleNotFoun
 
     Args:
         feature: What the user called (``"mesh.http()"``).
-        extra: The extra that brings the library (``"http"``).
+        extra: The extra that brings the library (``"http"``), or several, comma
+            separated (``"http,dashboard"``).
         error: The failed import.
 
     Returns:
@@ -30,9 +31,16 @@ def missing_extra(feature: str, extra: str, error: ImportError) -> ModuleNotFoun
         missing module's ``name`` and a message naming the extra to install.
     """
     missing = error.name or str(error)
+    noun = "extras" if "," in extra else "extra"
     return ModuleNotFoundError(
-        f"{feature} needs the {extra!r} extra, and {missing!r} is not installed: "
+        f"{feature} needs the {extra!r} {noun}, and {missing!r} is not installed: "
         f"pip install '{DISTRIBUTION}[{extra}]'", name=error.name)
+
+
+def is_missing_extra(error: ModuleNotFoundError) -> bool:
+    """Whether ``error`` is a library that is not installed (not one of meshlite's
+    own modules, which would be a bug): what a command reports in one line."""
+    return error.name is not None and error.name.split(".")[0] != "meshlite"
 
 
 @contextlib.contextmanager
@@ -47,6 +55,6 @@ def requires_extra(feature: str, extra: str) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] == "meshlite":
+        if not is_missing_extra(error):
             raise
         raise missing_extra(feature, extra, error) from None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._extras import is_missing_extra, requires_extra
 from ._version import __version__
 
 __all__ = ["main"]
@@ -20,21 +22,39 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_policy_demo(sys.stdout, sys.stderr, seed=args.seed)
     try:
-        from ._demo_mesh import run_mesh_demo
+        with requires_extra("The routing part of the demo", "http"):
+            from ._demo_mesh import run_mesh_demo
     except ModuleNotFoundError as error:
-        if error.name != "httpx":
+        if not is_missing_extra(error):
             raise
-        sys.stdout.write("\nThe routing part of the demo needs httpx: "
-                         "pip install 'meshlite-mesh[http]'\n")
+        sys.stdout.write(f"\n{error}\n")
         return 0
     run_mesh_demo(sys.stdout, sys.stderr, seed=args.seed)
     return 0
 
 
+SHOP_LIBRARIES = ("httpx", "starlette", "uvicorn", "opentelemetry.sdk",
+                  "opentelemetry.exporter.otlp.proto.http")
+"""What ``meshlite demo --services`` runs on: its client, its services' server and the
+telemetry their configs set up (the extras of ``SHOP_EXTRAS``)."""
+
+SHOP_EXTRAS = "http,dashboard,otlp"
+"""The extras that bring ``SHOP_LIBRARIES``."""
+
+
 def _demo_services(args: argparse.Namespace) -> int:
-    from ._demo_shop import run_shop_demo
     from ._errors import ConfigError
 
+    try:
+        with requires_extra("meshlite demo --services", SHOP_EXTRAS):
+            for name in SHOP_LIBRARIES:  # before any service starts (and dies unseen)
+                importlib.import_module(name)
+            from ._demo_shop import run_shop_demo
+    except ModuleNotFoundError as error:
+        if not is_missing_extra(error):
+            raise
+        sys.stderr.write(f"{error}\n")
+        return 1
     try:
         run_shop_demo(sys.stdout, sys.stderr, directory=args.dir, requests=args.requests,
                       fault_rate=args.fault_rate)
@@ -88,7 +108,7 @@ def _dashboard(args: argparse.Namespace) -> int:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 2
     except ModuleNotFoundError as error:
-        if (error.name or "meshlite").startswith("meshlite"):
+        if not is_missing_extra(error):
             raise  # a bug, not a missing extra
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1

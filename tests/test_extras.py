@@ -101,6 +101,25 @@ def test_the_dashboard_command_without_the_extra_says_what_to_install(tmp_path: 
     assert line.endswith("pip install 'meshlite-mesh[dashboard]'")
 
 
+def test_the_demo_without_the_http_extra_runs_its_policy_part(tmp_path: Path) -> None:
+    code = "from meshlite.cli import main\nsys.exit(main(['demo']))"
+    done = _run(code, EXTRAS["http"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "circuit_breaker" in done.stdout   # the policy part ran
+    assert done.stdout.rstrip().endswith(
+        "The routing part of the demo needs the 'http' extra, and 'httpx' is not installed: "
+        "pip install 'meshlite-mesh[http]'"), done.stdout
+
+
+def test_the_services_demo_without_its_extras_says_what_to_install(tmp_path: Path) -> None:
+    code = "from meshlite.cli import main\nsys.exit(main(['demo', '--services']))"
+    done = _run(code, EXTRAS["http"] + EXTRAS["dashboard"], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "meshlite demo --services needs the 'http,dashboard,otlp' extras, and 'httpx' is not "
+        "installed: pip install 'meshlite-mesh[http,dashboard,otlp]'\n")
+
+
 def test_requires_extra_passes_meshlite_s_own_import_errors_through() -> None:
     own = ModuleNotFoundError("No module named 'meshlite._gone'", name="meshlite._gone")
     with pytest.raises(ModuleNotFoundError) as raised, requires_extra("x", "http"):
