@@ -7,39 +7,16 @@ first with no extra, then with ``[http]``.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from _system import on_ci
+from _wheel import build_wheel
+from _wheel import run as _run
 
 import meshlite
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _run(argv: list[str | Path], cwd: Path, timeout: float = 300
-         ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("MESHLITE_")}
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
-def _source(tmp_path: Path) -> Path:
-    """What the wheel is built from: the project's files alone, copied, so that a
-    ``build/`` left in the checkout by an earlier in-tree build (whose stale modules
-    setuptools would ship) cannot leak into it."""
-    source = tmp_path / "source"
-    shutil.copytree(ROOT / "meshlite", source / "meshlite",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    return source
 
 
 def _check_contents(wheel: Path, source: Path) -> None:
@@ -73,11 +50,7 @@ def _check_base_install(bin_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path: Path) -> None:
-    source = _source(tmp_path)
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                  "-w", tmp_path / "dist", source], tmp_path)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (tmp_path / "dist").glob("meshlite_mesh-*.whl")
+    wheel, source = build_wheel(tmp_path)
     _check_contents(wheel, source)
 
     venv = tmp_path / "venv"

@@ -170,8 +170,10 @@ class Urllib3Transport(httpx.BaseTransport):
         self._manager = urllib3.PoolManager(
             num_pools=64, maxsize=most or 100, block=most is not None,
             ssl_context=ssl_context, retries=_NO_RETRIES,
-            cert_reqs=ssl_context.verify_mode,
-            assert_hostname=None if ssl_context.check_hostname else False)
+            cert_reqs=ssl_context.verify_mode)
+        # Given to https pools only: before urllib3 2.8 a plain-http pool refuses it.
+        self._https: dict[str, Any] = {
+            "assert_hostname": None if ssl_context.check_hostname else False}
         if ssl_context.verify_mode == ssl.CERT_NONE:
             self._manager.pool_classes_by_scheme = {
                 "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
@@ -226,7 +228,8 @@ class Urllib3Transport(httpx.BaseTransport):
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
-            pool = self._manager.connection_from_host(host, port, scheme)
+            pool = self._manager.connection_from_host(
+                host, port, scheme, pool_kwargs=self._https if scheme == "https" else None)
             if len(self._pools) >= 64:
                 self._pools.clear()
             self._pools[key] = pool
