@@ -33,6 +33,29 @@ def _mesh(url: str, **service: Any) -> ml.Mesh:
 
 
 @feature
+async def config_hot_reload() -> None:
+    """The core's config libraries: YAML and TOML files, validated, watched."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "mesh.toml").write_text('[services.users]\nbackends = ["http://127.0.0.1:9"]\n')
+    assert ml.Mesh.from_config(folder / "mesh.toml").service("users") is not None
+    path = folder / "mesh.yaml"
+    path.write_text("hot_reload: true\nservices:\n  users: {backends: [http://127.0.0.1:9]}\n")
+    async with ml.Mesh.from_config(path) as mesh:
+        first = mesh.config_version
+        await asyncio.sleep(0.2)
+        path.write_text("hot_reload: true\nservices:\n  users: {backends: [http://127.0.0.1:9]}\n"
+                        "  orders: {backends: [http://127.0.0.1:10]}\n")
+        for _ in range(100):
+            if mesh.config_version > first:
+                break
+            await asyncio.sleep(0.05)
+        assert mesh.service("orders").backends[0].address == "http://127.0.0.1:10"
+
+
+@feature
 async def http() -> None:
     async with FakeBackend() as backend, _mesh(backend.url) as mesh:
         assert (await mesh.http("users").get("/a")).status_code == 200
