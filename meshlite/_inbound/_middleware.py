@@ -83,7 +83,9 @@ class MeshMiddleware:
         self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
-            self._follow()
+            self._follow()  # the file's routes (their events relayed by configure)
+        elif self._relay is not None:
+            self._relay.follow(self.table)  # the routes' events: the mesh's metrics, hooks
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
@@ -99,8 +101,6 @@ class MeshMiddleware:
         if previous is not None and previous._unregister is not None:
             previous._unregister()  # one middleware's series per mesh: the latest
         mesh.inbound = self  # the dashboard reads the callers from here
-        assert self._relay is not None
-        self._relay.follow(self.table)  # the routes' events: the mesh's metrics and hooks
         if getattr(mesh, "metrics", None) is not None:
             # The same registry: every exposition of the mesh (its /metrics,
             # PrometheusCollector, OTLP export, the workers' shared directory).
