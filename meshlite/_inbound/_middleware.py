@@ -10,7 +10,7 @@ from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._answers import InboundError, answer_for, handshake_refusal, send_answer
+from ._answers import InboundError, answer_for, end_body, handshake_refusal, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth, sign_in
 from ._body import (
@@ -205,7 +205,7 @@ class MeshMiddleware:
             context or recording()) else None
         error: BaseException | None = None
         try:
-            await self._handle(request, route, started, budget)
+            error = await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
             if not request.status and isinstance(raised, Exception):
@@ -219,7 +219,8 @@ class MeshMiddleware:
                               request.status, end - started, request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
-                      budget: float | None) -> None:
+                      budget: float | None) -> MeshliteError | None:
+        """Run the request; returns the error that cut its response short, if any."""
         ctx = None
         if budget is not None:
             budget = min(budget, self.max_deadline)
@@ -238,12 +239,13 @@ class MeshMiddleware:
             else:
                 await pipeline.acall(self._run, request)
         except MeshliteError as error:
-            await self._refuse(request, error)
+            return await self._refuse(request, error)
         except ClientGone:
             pass  # nothing to answer: counted as ended without an answer (0)
         finally:
             if token is not None:
                 _current.reset(token)
+        return None
 
     async def _admit(self, request: Inbound, route: CompiledRoute) -> None:
         if self.auth is not None:
@@ -289,8 +291,13 @@ class MeshMiddleware:
 
         await self.app(request.scope, request.receive, sending)
 
-    async def _refuse(self, request: Inbound, error: MeshliteError) -> None:
+    async def _refuse(self, request: Inbound, error: MeshliteError) -> MeshliteError | None:
+        """Answer ``error`` with its status; returns it when the response had begun
+        and the request ran out of time: the body ends there (see :func:`end_body`)."""
         answer = answer_for(error)
+        if answer is not None and request.status and isinstance(error, TimeoutExceeded):
+            await end_body(request.send)
+            return error
         if answer is None or request.status:
             raise error  # unmapped, or the response began: the server handles it
         request.status = answer.status
@@ -301,6 +308,7 @@ class MeshMiddleware:
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
+        return None
 
 
 def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
