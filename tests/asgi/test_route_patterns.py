@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from _system import require_program
 
-from meshlite._inbound._routes import _matcher
+from meshlite._inbound._patterns import matcher
 
 
 def reference(pattern: str) -> Callable[[str], bool]:
@@ -52,7 +52,7 @@ def test_patterns_match_what_the_frameworks_route_regexes_match() -> None:
         pattern = "/" + "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 8)))
         if "//" in pattern:
             continue
-        ours, theirs = _matcher(pattern), reference(pattern)
+        ours, theirs = matcher(pattern), reference(pattern)
         for _ in range(30):
             path = instance(pattern, rnd)
             if "//" in path:  # (the table makes doubled slashes one first)
@@ -76,10 +76,10 @@ SHAPES = [("/*{a}.json", "/", "a", "", ".json"), ("/*{a}/x", "/", "a", "", "/x")
 
 CHILD = """
 import sys
-from meshlite._inbound._routes import _matcher
+from meshlite._inbound._patterns import matcher
 size = int(sys.argv[1])
 for pattern, start, unit, refused, matched in (s.split("|") for s in sys.argv[2:]):
-    match = _matcher(pattern)
+    match = matcher(pattern)
     body = start + unit * (size // len(unit))
     print(match(body + refused), match(body + matched))
 """
