@@ -233,7 +233,13 @@ class MeshMiddleware:
             else:
                 await pipeline.acall(self._run, request)
         except MeshliteError as error:
-            return await self._refuse(request, error)
+            if request.status and budget is not None and (
+                    started + budget <= _monotonic() and isinstance(error, TimeoutExceeded)):
+                # The caller's deadline passed after the headers went out: the body
+                # ends there (see end_body); the caller has stopped waiting.
+                await end_body(request.send)
+                return error
+            await self._refuse(request, error)
         except ClientGone:
             pass  # nothing to answer: counted as ended without an answer (0)
         finally:
@@ -261,13 +267,8 @@ class MeshMiddleware:
 
         await self.app(request.scope, request.receive, sending)
 
-    async def _refuse(self, request: Inbound, error: MeshliteError) -> MeshliteError | None:
-        """Answer ``error`` with its status; returns it when the response had begun
-        and the request ran out of time: the body ends there (see :func:`end_body`)."""
+    async def _refuse(self, request: Inbound, error: MeshliteError) -> None:
         answer = answer_for(error)
-        if answer is not None and request.status and isinstance(error, TimeoutExceeded):
-            await end_body(request.send)
-            return error
         if answer is None or request.status:
             raise error  # unmapped, or the response began: the server handles it
         request.status = answer.status
@@ -278,7 +279,6 @@ class MeshMiddleware:
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
-        return None
 
 
 def _check_options(mesh: Any, trace: Any, audit: Any) -> None:

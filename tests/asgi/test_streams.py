@@ -50,11 +50,10 @@ async def test_a_stream_failing_after_its_start_is_an_error_span() -> None:
     assert span.attributes["error.type"] == f"{__name__}.FeedBroken"
 
 
-async def test_a_stream_outliving_its_callers_deadline_ends_with_no_server_traceback(
-        caplog: pytest.LogCaptureFixture) -> None:
-    stopped = asyncio.Event()
+def slow_rows(stopped: asyncio.Event) -> Route:
+    """``/rows``: one row, then a wait (``stopped`` set when it is cut off), another."""
 
-    async def slow_rows(request: Request) -> StreamingResponse:
+    async def endpoint(request: Request) -> StreamingResponse:
         async def rows() -> AsyncIterator[bytes]:
             yield b"row 1\n"
             try:
@@ -65,6 +64,13 @@ async def test_a_stream_outliving_its_callers_deadline_ends_with_no_server_trace
 
         return StreamingResponse(rows())
 
+    return Route("/rows", endpoint)
+
+
+async def test_a_stream_outliving_its_callers_deadline_ends_with_no_server_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stopped = asyncio.Event()
+
     async def slow_start(request: Request) -> StreamingResponse:
         await asyncio.sleep(30)
         raise AssertionError("cancelled before its response")
@@ -72,7 +78,7 @@ async def test_a_stream_outliving_its_callers_deadline_ends_with_no_server_trace
     mesh = ml.Mesh([], name="feeds")
     with OtlpReceiver() as receiver:
         telemetry.configure("feeds", otlp_endpoint=receiver.url)
-        app = MeshMiddleware(Starlette(routes=[Route("/rows", slow_rows),
+        app = MeshMiddleware(Starlette(routes=[slow_rows(stopped),
                                                Route("/late", slow_start)]), mesh=mesh)
         deadline = {"x-meshlite-deadline": "300"}
         with caplog.at_level(logging.INFO):
@@ -93,3 +99,17 @@ async def test_a_stream_outliving_its_callers_deadline_ends_with_no_server_trace
     assert span.attributes["http.response.status_code"] == 200
     assert span.status == "ERROR"  # the body was cut short
     assert span.attributes["error.type"].endswith("TimeoutExceeded")
+
+
+async def test_a_stream_cut_by_its_routes_own_timeout_is_not_passed_off_as_whole() -> None:
+    from meshlite.asgi import Route as MeshRoute
+
+    # The caller's deadline is far: it is still reading, and a body ended as whole
+    # would pass the rows it got for all of them. The connection is closed instead.
+    stopped = asyncio.Event()
+    app = MeshMiddleware(Starlette(routes=[slow_rows(stopped)]), trace=False,
+                         routes=[MeshRoute("/rows", timeout=0.3)])
+    async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+        with pytest.raises(httpx.RemoteProtocolError):  # the body was cut short
+            await client.get(server.url + "/rows", headers={"x-meshlite-deadline": "20000"})
+    assert stopped.is_set()
