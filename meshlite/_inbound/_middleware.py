@@ -9,6 +9,7 @@ from typing import Any
 from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
+from .._printable import printable
 from .._validate import fail, positive
 from ._answers import InboundError, answer_for, handshake_refusal, send_answer
 from ._audit import RefusalAudit
@@ -296,7 +297,9 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            client, route = request.client, request.route or shown_path(request.path)
+            # a subject from a token or a forwarded address: shown, never trusted
+            client = printable(request.client, _CLIENT_SHOWN)
+            route = request.route or shown_path(request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
@@ -324,6 +327,7 @@ def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
 
 
 _monotonic = time.monotonic
+_CLIENT_SHOWN = 200  # characters of a refused client's name in the audit and the feed
 _UNANSWERED = 500
 """The status counted for an error escaping the app before its response started: the
 one the ASGI server answers (a cancelled request, with no answer, counts as 0)."""

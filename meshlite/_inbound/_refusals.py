@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any
 
 from .._errors import MeshliteError, RateLimitedError
+from .._printable import printable
 from ._routes import INBOUND
 
 __all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_path"]
@@ -72,12 +73,7 @@ def shown_path(path: str) -> str:
     log and the dashboard): the client wrote it, so characters that are not
     printable (a newline forging a log line, a terminal escape, a bidi override)
     are escaped as Python writes them, and it is cut at 200 characters."""
-    if len(path) <= _PATH_SHOWN and path.isprintable():
-        return path
-    escaped = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in path[:_PATH_SHOWN])
-    if len(path) > _PATH_SHOWN or len(escaped) > _PATH_SHOWN:
-        return escaped[:_PATH_SHOWN] + "..."
-    return escaped
+    return printable(path, _PATH_SHOWN)
 
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
