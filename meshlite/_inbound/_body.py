@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._answers import RequestTooLargeError
+from ._answers import InboundError, RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
 __all__ = ["ClientGone", "check_length", "fields", "invalid_json", "limited", "read_body",
@@ -84,13 +84,20 @@ _NO_BODY = object()
 
 def validation_args(request: Inbound, body: bytes) -> dict[str, Any]:
     """The arguments a route's ``Validate`` sees: ``body`` (parsed JSON, or None when
-    empty), ``query`` (a dict, last value of each name) and ``headers``."""
+    empty), ``query`` (a dict, last value of each name) and ``headers``.
+
+    Raises:
+        InboundError: the body nests deeper than the JSON parser can follow (400,
+            not a ``RecursionError`` and a 500 with a traceback per request).
+    """
     parsed: Any = None
     if body:
         try:
             parsed = json.loads(body)
         except ValueError:
             parsed = _NO_BODY
+        except RecursionError:  # "[[[[...": deeper than the parser's stack allows
+            raise InboundError("the request body's JSON is nested too deeply") from None
     query = dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1")))
     return {"body": parsed, "query": query, "headers": request.headers}
 
