@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from ..._audit import admin_actor, audited_by_caller, mask_strings, secret_mask
 from ..._errors import ConfigError, MeshliteError
+from ..._printable import printable
 from ...policies._circuit_breaker import CircuitBreaker
 from ...routing._service import Service
 from ...routing._snapshot import _status
@@ -50,6 +51,8 @@ ATTACHED = ("this dashboard is attached to the workers' shared directory: it rea
             "they run; take admin actions on the dashboard the leading worker serves")
 
 _log = logging.getLogger("meshlite.dashboard")
+
+_TARGET_SHOWN = 300  # characters of an action's target in the log and the audit
 
 Body = dict[str, Any]
 Work = Callable[[], Awaitable[tuple[int, Body]]]
@@ -166,6 +169,7 @@ class Admin:
         if self.attached:
             return JSONResponse({"error": ATTACHED}, status_code=403)
         actor = admin_actor(request.client.host if request.client else None)
+        target = printable(target, _TARGET_SHOWN)  # names from the URL, decoded
         error: str | None = None
         try:
             with audited_by_caller():  # recorded below, with this actor, not as "api"
