@@ -26,7 +26,9 @@ def _too_large(limit: int) -> RequestTooLargeError:
 def check_length(request: Inbound, limit: int) -> None:
     """Refuse at once a request whose declared ``Content-Length`` is over ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is None or not (declared.isascii() and declared.isdigit()):
+        return  # none, or malformed: the server's to refuse; the body is counted anyway
+    if len(declared) > 18 or int(declared) > limit:  # int() raises past 4,300 digits
         raise _too_large(limit)
 
 

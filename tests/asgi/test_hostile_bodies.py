@@ -39,3 +39,28 @@ async def test_deeply_nested_json_is_a_400_not_a_500_with_a_traceback(
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
     (route,) = middleware.stats.routes()
     assert route["statuses"] == {"200": 1, "400": 1}
+
+
+async def test_a_malformed_content_length_is_left_to_the_server_not_a_crash() -> None:
+    # uvicorn refuses these itself; another ASGI server may hand them on as they came
+    async def app(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start",  # type: ignore[operator]
+                    "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+
+    middleware = MeshMiddleware(app, trace=False, routes=[Route("/", max_body=10)])
+    statuses = []
+    for length in (b"\xb2", b"9" * 5000, b"5"):
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object], into: list[dict[str, object]] = sent
+                       ) -> None:
+            into.append(message)
+
+        await middleware({"type": "http", "method": "POST", "path": "/", "headers": [
+            (b"content-length", length)], "query_string": b""}, receive, send)
+        statuses.append(sent[0]["status"])
+    assert statuses == [200, 413, 200]

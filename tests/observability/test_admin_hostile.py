@@ -89,3 +89,26 @@ async def test_silences_are_bounded_in_number_and_in_the_size_of_their_names() -
             assert len(silences.active()) == 1
     finally:
         await server.stop()
+
+
+async def test_numbers_in_other_scripts_or_of_thousands_of_digits_are_400_or_404() -> None:
+    # "²" passes str.isdigit() and fails int(); 5,000 digits make int() raise: each
+    # was a 500 with a traceback in the log, the history's even without a token.
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"],
+                               pipeline=ml.Pipeline(ml.CircuitBreaker(name="db")))])
+    server = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, trust_env=False, headers={
+                "Authorization": f"Bearer {TOKEN}"}) as http:
+            history = [(await http.get("/api/services/users/history",
+                                       params={"seconds": value})).status_code
+                       for value in ("²", "9" * 5000, "٣", "60")]
+            breaker = await http.post("/api/admin/services/users/breakers/%C2%B2/reset")
+            silence = await http.post("/api/admin/silences/%C2%B2/expire")
+            huge = await http.post("/api/admin/silences/" + "9" * 5000 + "/expire")
+    finally:
+        await server.stop()
+    assert history == [400, 400, 400, 200]
+    assert (breaker.status_code, silence.status_code, huge.status_code) == (404, 404, 404)
+    assert len(huge.json()["error"]) < 200  # the id is shown cut, not echoed whole
+
