@@ -45,7 +45,7 @@ class Silence:
         rule: The rule muted, or ``None`` for every rule.
         starts_at: Wall-clock time (seconds since the epoch) it was made.
         ends_at: Wall-clock time it ends.
-        comment: Why (shown on the page and in the audit log).
+        comment: Why (in the silence's JSON: the admin API's answer and ``/api/alerts``).
     """
 
     id: int
