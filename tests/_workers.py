@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from _system import wait_for
 
 __all__ = ["APP", "free_port", "fresh", "running", "uvicorn_workers"]
 
@@ -110,5 +111,19 @@ def uvicorn_workers(tmp_path: Path, config: Path, shared: Path,
     command = [sys.executable, "-m", "uvicorn", "app:app", "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(tmp_path),
                "--log-level", "warning"]
-    with running(command, env, tmp_path / "uvicorn.log"):
+    with running(command, env, tmp_path / "uvicorn.log") as proc:
+        # uvicorn's parent binds the socket and its workers listen on it once their
+        # lifespan has started: a worker's mesh file appears before that, and a
+        # connection in between is refused.
+        wait_for(lambda: _accepts(port, proc), 60, "a uvicorn worker listens")
         yield f"http://127.0.0.1:{port}"
+
+
+def _accepts(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"uvicorn exited with {proc.returncode} before listening")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

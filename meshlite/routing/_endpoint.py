@@ -159,7 +159,9 @@ class Endpoint(Averages, Latencies):
 
     def succeeded(self, start: float, _outcome: float = 0.0) -> float:
         """The attempt begun at ``start`` succeeded; returns its latency in seconds
-        (so a caller recording it needs no clock read of its own)."""
+        (so a caller recording it needs no clock read of its own). Outlier
+        detection's state moves here too, under the same lock: the streak of
+        failures ends, and the failure-rate window (when kept) records a success."""
         # One bookkeeping for every end: `_outcome` 1.0 failed, -1.0 abandoned.
         now = self._clock.monotonic()
         rtt = now - start
@@ -185,7 +187,12 @@ class Endpoint(Averages, Latencies):
                 return rtt
             requests = self.requests = self.requests + 1
             if _outcome:
-                self.errors += 1
+                self.errors += 1  # (outlier detection counts it: OutlierDetection.failed)
+            else:  # a success ends outlier detection's streak and enters its window
+                self.consecutive_failures = 0
+                outcomes = self.outcomes
+                if outcomes is not None:
+                    outcomes.append(False)
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._milestone()

@@ -87,6 +87,8 @@ class OutlierDetection:
     The streak (or window) that reaches its limit starts over at that failure,
     whether the backend goes out or the cap skips it; it is counted under the
     endpoint's lock, so threads failing at once eject it once, at exactly the limit.
+    A success ends the streak and enters the window in the endpoint's own
+    bookkeeping (``Endpoint.succeeded``), under the lock it takes anyway.
 
     Args:
         consecutive_failures: Failures in a row that eject, >= 1, or None to turn off.
@@ -136,19 +138,6 @@ class OutlierDetection:
         o = self.options
         if o.failure_rate is not None and endpoint.outcomes is None:
             endpoint.outcomes = deque(maxlen=o.failure_rate_window)
-
-    def succeeded(self, endpoint: Endpoint) -> None:
-        """Record a successful attempt on ``endpoint`` (routing calls this only when
-        it has a streak or a window to update)."""
-        lock = endpoint._lock  # sync attempts end on many threads at once
-        lock.acquire()
-        try:
-            endpoint.consecutive_failures = 0
-            outcomes = endpoint.outcomes
-            if outcomes is not None:
-                outcomes.append(False)
-        finally:
-            lock.release()
 
     def failed(self, endpoint: Endpoint, error: BaseException) -> str | None:
         """Record a failed attempt; return why ``endpoint`` should be ejected, or None.

@@ -83,8 +83,6 @@ def async_route(service: Service) -> AsyncHandler:
     """The async routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     hold = service._hold
-    detector = service.outlier_detection
-    on_success = detector.succeeded if detector is not None else None
     isawaitable = inspect.isawaitable
 
     async def route(ctx: CallContext) -> Any:
@@ -119,10 +117,7 @@ def async_route(service: Service) -> AsyncHandler:
         except BaseException:
             interrupted(endpoint, start, ctx)
             raise
-        endpoint.succeeded(start)
-        if on_success is not None and (endpoint.consecutive_failures
-                                       or endpoint.outcomes is not None):
-            on_success(endpoint)  # only when it has a streak or a window to update
+        endpoint.succeeded(start)  # (and outlier detection's streak and window)
         return result
 
     return route
@@ -132,8 +127,6 @@ def sync_route(service: Service) -> Handler:
     """The sync routing handler of ``service``."""
     choose, failed, interrupted = service._choose, service._failed, service._interrupted
     blind = service._blind
-    detector = service.outlier_detection
-    on_success = detector.succeeded if detector is not None else None
 
     def route(ctx: CallContext) -> Any:
         if ctx.backend is not None:  # a retry, or a hedge forked after the first pick
@@ -161,10 +154,7 @@ def sync_route(service: Service) -> Handler:
         except BaseException:
             interrupted(endpoint, start, ctx)
             raise
-        endpoint.succeeded(start)
-        if on_success is not None and (endpoint.consecutive_failures
-                                       or endpoint.outcomes is not None):
-            on_success(endpoint)  # only when it has a streak or a window to update
+        endpoint.succeeded(start)  # (and outlier detection's streak and window)
         return result
 
     return route

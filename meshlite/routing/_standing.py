@@ -17,9 +17,10 @@ __all__ = ["Standing"]
 class Standing:
     """The outlier and health state of one endpoint (a base of ``Endpoint``).
 
-    Outlier detection writes the streak and the window under the endpoint's lock,
-    and the ejection fields under the service's lock; the health checker writes the
-    health fields.
+    The streak and the window move under the endpoint's lock: a success in
+    ``Endpoint.succeeded`` (with the rest of the attempt's bookkeeping), a failure
+    in outlier detection's ``failed``. Outlier detection writes the ejection fields
+    under the service's lock; the health checker writes the health fields.
 
     Attributes:
         consecutive_failures: Attempts failed in a row (outlier detection's streak).

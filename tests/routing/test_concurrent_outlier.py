@@ -1,6 +1,7 @@
 """Outlier detection under real concurrency: many threads failing on one backend at
 once eject it at exactly the configured streak, and count every failure in exactly
-one streak (none forgiven with a streak that already ejected)."""
+one streak (none forgiven with a streak that already ejected); a success enters the
+failure-rate window together with its count."""
 
 from __future__ import annotations
 
@@ -96,3 +97,35 @@ def test_threads_failing_over_http_count_every_failure_in_one_streak(
             exposition = render(mesh)
         assert bad.request_count == service._endpoints[0].errors
     check_streaks(service, events, exposition)
+
+
+def test_a_success_enters_the_failure_rate_window_with_its_count(
+        frequent_thread_switches: None) -> None:
+    # A window longer than the run: every success stays in it, so under the
+    # endpoint's lock the window holds exactly one entry per attempt counted. A
+    # success's window entry moves with its count, in the same acquisition of the
+    # lock, so no reader ever sees one without the other.
+    service = Service("s", ["a"], pipeline=ml.Pipeline(), outlier_detection=OutlierDetection(
+        None, failure_rate=1.0, failure_rate_window=1_000_000))
+    endpoint = service._endpoints[0]
+    seen: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with endpoint._lock:
+                window = len(endpoint.outcomes or ())
+                if window != endpoint.requests:
+                    seen.append((window, endpoint.requests))
+
+    watcher = threading.Thread(target=watch)
+    with Mesh([service]) as mesh:
+        watcher.start()
+        try:
+            assert hammer(1000, lambda: mesh.call_sync("s", lambda backend: None)) == []
+        finally:
+            done.set()
+            watcher.join(60)
+    assert seen == []
+    assert endpoint.requests == THREADS * 1000 == len(endpoint.outcomes or ())
+    assert not any(endpoint.outcomes or ())

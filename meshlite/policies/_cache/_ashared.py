@@ -1,7 +1,8 @@
 """The async paths of a Cache whose entries live in a shared store (see ``_shared``).
 
 Callers of one key in one event loop await one flight; a stale entry is refreshed
-by one background task while every caller gets the stale value at once.
+by one background task (which takes the cross-process lock itself) while every
+caller gets the stale value at once.
 """
 
 from __future__ import annotations
@@ -11,17 +12,12 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
-from ..._context import CallContext, _current
+from ..._context import CallContext
 from ..._policy import AsyncHandler
-from ...state._base import (
-    LOCAL,
-    SharedCache,
-    StoreUnavailableError,
-    agive_back,
-    fall_back,
-)
-from ._flight import NOTHING, Flight
-from ._shared import POLL_FIRST, POLL_MAX, Flights, SharedMiss, shared_keys, unencodable
+from ...state._base import LOCAL, StoreUnavailableError, agive_back, fall_back
+from ._flight import NOTHING
+from ._handlers import aserve_stale
+from ._shared import POLL_FIRST, POLL_MAX, FlightKey, SharedMiss, shared_keys, unencodable
 
 if TYPE_CHECKING:
     from ._policy import Cache
@@ -32,21 +28,22 @@ __all__ = ["shared_async_handler"]
 def shared_async_handler(cache: Cache, call_next: AsyncHandler,
                          local: AsyncHandler) -> tuple[AsyncHandler, SharedMiss]:
     """The async handler of ``cache`` on its store, and its miss path (for ``warm``)."""
-    shared: SharedCache | None = cache._shared
-    store = cache._shared_store
+    shared, store, flights = cache._shared, cache._shared_store, cache._shared_flights
     assert shared is not None
     assert store is not None
+    assert flights is not None
     keys, hooks, clock = shared_keys(cache), cache.hooks, cache._clock
     single = shared.single_flight
-    flights = Flights()
 
-    async def put(ctx: CallContext, key: str, fn: str, value: Any) -> None:
+    async def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
+        if flights.kept_out(fkey, asyncio.get_running_loop()):
+            return  # invalidated while it was computed
         try:
-            await shared.aput(key, fn, value)
+            await shared.aput(key, fkey[0], value)
         except StoreUnavailableError as error:
             fall_back(cache, store, ctx, error, step="store")
         except TypeError as error:
-            unencodable(fn, error)
+            unencodable(fkey[0], error)
 
     async def contend(ctx: CallContext, key: str) -> tuple[Any, str | None]:
         left = ctx.remaining()
@@ -73,7 +70,7 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
         if token is not None:
             await agive_back(cache, store, ctx, lambda: shared.aunlock(key, token))
 
-    async def compute(ctx: CallContext, key: str, fn: str, force: bool) -> Any:
+    async def compute(key: str, fkey: FlightKey, force: bool, ctx: CallContext) -> Any:
         token = None
         if single is not None and not force:
             found, token = await contend(ctx, key)
@@ -91,80 +88,32 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
                     return again[0]
         try:
             value = await call_next(ctx)
-            await put(ctx, key, fn, value)
+            await put(ctx, key, fkey, value)
             return value
         finally:
             await unlock(ctx, key, token)
 
-    async def lead(ctx: CallContext, key: str, fn: str, flight: Flight, force: bool) -> Any:
-        try:
-            value = await compute(ctx, key, fn, force)
-        except Exception as error:
-            flights.land(key, flight, error=error)
-            raise
-        except BaseException:
-            flights.land(key, flight)  # cancelled: a follower takes over
-            raise
-        flights.land(key, flight, value)
-        return value
-
-    async def miss(ctx: CallContext, key: str, fn: str, force: bool = False) -> Any:
-        loop = asyncio.get_running_loop()
-        while True:
-            with flights.lock:
-                flight = flights.table.get(key)
-                waiter: Any = None
-                if flight is None:
-                    flight = flights.table[key] = Flight(loop)
-                elif flight.loop is loop:
-                    waiter = loop.create_future()
-                    flight.waiters.append(waiter)
-                else:  # another loop's flight: lead one of our own, unregistered
-                    flight = Flight(loop)
-            if waiter is None:
-                return await lead(ctx, key, fn, flight, force)
-            await waiter
-            if not flight.retry:
-                return flight.outcome()
-
-    async def refresh(ctx: CallContext, key: str, fn: str, flight: Flight,
-                      token: str | None) -> None:
-        _current.set(ctx)  # the task runs in its own copy of the context
-        try:
-            fresh = await call_next(ctx)
-        except Exception as error:
-            flights.land(key, flight, error=error)
-            cache._refresh_failed(ctx, error)
-            return
-        finally:
-            await unlock(ctx, key, token)
-        await put(ctx, key, fn, fresh)
-        flights.land(key, flight, fresh)
-
-    async def stale(ctx: CallContext, key: str, fn: str, value: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        flight = flights.start(key, loop)
+    async def refresh(key: str, fkey: FlightKey, ctx: CallContext) -> Any:
+        """Compute a stale entry again (in a task): ``NOTHING`` when another process
+        does."""
         token = None
-        if flight is not None and single is not None:
+        if single is not None:
             try:
                 token = await shared.alock(key)
             except StoreUnavailableError as error:
                 fall_back(cache, store, ctx, error, step="lock")
             else:
-                if token is None:  # another process refreshes it
-                    flights.land(key, flight)
-                    flight = None
-        if flight is not None:
-            # The refresh outlives this call: a context of its own (no deadline, span).
-            own = CallContext(ctx.fn, ctx.args, ctx.kwargs, ctx.operation, ctx.service)
-            task = loop.create_task(refresh(own, key, fn, flight, token))
-            cache._tasks.add(task)
-            task.add_done_callback(functools.partial(_done, cache, flights, key, flight))
-        cache._stale_served(ctx)
-        return value
+                if token is None:
+                    return NOTHING
+        try:
+            fresh = await call_next(ctx)
+        finally:
+            await unlock(ctx, key, token)
+        await put(ctx, key, fkey, fresh)
+        return fresh
 
     async def handle(ctx: CallContext) -> Any:
-        key, fn = keys(ctx)
+        key, fkey = keys(ctx)
         try:
             found = await shared.aget(key)
         except StoreUnavailableError as error:
@@ -173,23 +122,20 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
             return await call_next(ctx)
         if found is None:
             cache._missed(ctx)
-            return await miss(ctx, key, fn)
+            return await flights.amiss(functools.partial(compute, key, fkey, False), ctx,
+                                       fkey)
         value, is_stale = found
         if is_stale:
-            return await stale(ctx, key, fn, value)
+            return aserve_stale(cache, flights, functools.partial(refresh, key, fkey), ctx,
+                                fkey, value)
         cache.hits += 1
         if hooks._hooks or _events._global_hooks:
             cache._hit(ctx)
         return value
 
     async def warm(ctx: CallContext, _key: Any, force: bool) -> Any:
-        key, fn = keys(ctx)
-        return await miss(ctx, key, fn, force)
+        key, fkey = keys(ctx)
+        return await flights.amiss(functools.partial(compute, key, fkey, force), ctx, fkey,
+                                   force)
 
     return handle, warm
-
-
-def _done(cache: Cache, flights: Flights, key: str, flight: Flight,
-          task: asyncio.Task[None]) -> None:
-    cache._tasks.discard(task)
-    flights.land(key, flight)  # a task cancelled before it ran never landed its flight

@@ -1,28 +1,49 @@
 """Single flight: one call computes a missing key while the callers asking for the
-same key meanwhile wait for its outcome.
+same key meanwhile wait for its outcome. The one implementation of it: the in-memory
+cache (``CacheStore`` is a :class:`Flights`) and the cache on a shared store (a
+:class:`Flights` of its own per Cache) lead, follow and land flights here.
 
-A :class:`Flight` is one computation in progress and its waiters; the
-:class:`SingleFlight` mixin of ``CacheStore`` leads or follows flights under the
-store's lock and stores what lands. A sync flight's followers wait on held
-``threading.Lock`` objects (bounded by the call's deadline), an async flight's on
-futures of the leader's event loop; a leader that leaves without an outcome
-(cancelled) hands the lead to a follower.
+A :class:`Flight` is one computation in progress and its waiters. How it lands:
+
+- **A value**: stored (by the in-memory store under its lock, before anyone wakes;
+  the shared cache stores it itself before landing), handed to every waiter, and the
+  flight leaves the table. A value whose key was invalidated (``invalidate()`` or
+  ``clear()``) while it was computed is handed to the waiters but not stored, for the
+  shared cache too (within this process; another process's call is its own).
+- **An error** (an ``Exception``): raised again in every waiter, the same object;
+  never stored, so the next call tries again.
+- **Neither**: the leader left without an outcome (a task cancelled, a thread
+  interrupted by a ``BaseException``, a refresh that found another process already
+  refreshing). Nothing is stored and the waiters wake to look again: one of them
+  leads a new flight. Every path that registers a flight lands it whatever happens
+  after, so a waiter never waits for a flight no one will land (a waiting thread is
+  also bounded by its call's deadline).
+
+Threads and tasks keep separate tables (``flights``, ``aflights``): a thread waits on
+a held ``threading.Lock``, a task on a future of its own event loop, and neither waits
+for the other kind's flight (a sync call made on an event loop's thread would block
+the loop that has to finish the flight). A task of another event loop than the
+flight's leads a flight of its own that no one joins (it cannot await that loop's
+futures). Both tables are dropped in a forked child: their leaders' threads are the
+parent's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Hashable, Iterable
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._clock import acquire_within
 from ..._context import CallContext
 from ..._errors import TimeoutExceeded
+from ..._fork import after_fork_in_child
 from ..._policy import AsyncHandler, Handler
-from ._options import Entry, Key
+from ._options import Entry
 
-__all__ = ["NOTHING", "Flight", "SingleFlight"]
+__all__ = ["NOTHING", "Flight", "Flights"]
 
 NOTHING: Any = object()
 """No value: what a flight that ended in an error (or in none) lands with."""
@@ -64,22 +85,66 @@ class Flight:
                     future.set_result(None)
 
 
-class SingleFlight:
-    """Leading and following the flights of one cache store (mixed into
-    ``CacheStore``, whose lock, entries and flight tables these use)."""
+class Flights:
+    """The calls in flight of one cache, by key: ``flights`` (threads) and
+    ``aflights`` (tasks), under ``lock``.
 
-    __slots__ = ()
+    :meth:`peek` and :meth:`put` are what a flight looks at and stores into under the
+    lock; here they find and keep nothing (the shared cache reads and stores in its
+    store itself), ``CacheStore`` gives them its entries.
+    """
 
-    lock: threading.Lock
-    flights: dict[Key, Flight]
-    aflights: dict[Key, Flight]
+    __slots__ = ("__weakref__", "aflights", "flights", "lock")
 
-    if TYPE_CHECKING:
-        def peek(self, key: Key) -> Entry | None: ...
-        def put(self, key: Key, value: Any, service: str | None) -> None: ...
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flights: dict[Any, Flight] = {}
+        self.aflights: dict[Any, Flight] = {}
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's flights are led by threads the child does
+        not have, so none of them would ever land; the child's callers lead their own."""
+        self.lock = threading.Lock()
+        self.flights, self.aflights = {}, {}
+
+    def peek(self, key: Any) -> Entry | None:
+        """The entry of ``key`` (the lock is held): none here."""
+        return None
+
+    def put(self, key: Any, value: Any, service: str | None) -> None:
+        """Store what a flight landed (the lock is held): nothing here."""
+
+    # -- invalidation (callers hold the lock) ------------------------------------------
+
+    def keep_out(self, argkey: Hashable, functions: Iterable[Any] | None = None) -> None:
+        """Mark the flights of ``(function, argkey)``, for each of ``functions`` (every
+        function in flight with ``None``), so that what they land is not stored."""
+        tables = (self.flights, self.aflights)
+        if functions is None:
+            functions = {key[0] for table in tables for key in table}
+        for fn in functions:
+            key = (fn, argkey)
+            for table in tables:
+                flight = table.get(key)
+                if flight is not None:
+                    flight.invalidated = True
+
+    def keep_out_all(self) -> None:
+        """Mark every flight: what they land is not stored."""
+        for flight in (*self.flights.values(), *self.aflights.values()):
+            flight.invalidated = True
+
+    def kept_out(self, key: Any, loop: asyncio.AbstractEventLoop | None) -> bool:
+        """Whether the flight of ``key`` this caller leads was marked by
+        :meth:`keep_out` (for a store written outside the lock)."""
+        flight = (self.flights if loop is None else self.aflights).get(key)
+        return flight is not None and flight.invalidated and flight.loop is loop
+
+    # -- leading, following, landing ----------------------------------------------------
 
     def enter(
-        self, key: Key, force: bool, loop: asyncio.AbstractEventLoop | None
+        self, key: Any, force: bool, loop: asyncio.AbstractEventLoop | None
     ) -> tuple[Flight | None, Any]:
         """Look again under the lock, then lead or follow the call in flight.
 
@@ -107,7 +172,7 @@ class SingleFlight:
             flight.waiters.append(waiter)
             return flight, waiter
 
-    def start_refresh(self, key: Key, loop: asyncio.AbstractEventLoop | None) -> Flight | None:
+    def start(self, key: Any, loop: asyncio.AbstractEventLoop | None) -> Flight | None:
         """A flight to refresh ``key``, or ``None`` when a call for it is already running."""
         with self.lock:
             table = self.flights if loop is None else self.aflights
@@ -118,7 +183,7 @@ class SingleFlight:
 
     def land(
         self,
-        key: Key,
+        key: Any,
         flight: Flight,
         value: Any = NOTHING,
         error: BaseException | None = None,
@@ -143,7 +208,9 @@ class SingleFlight:
                 flight.retry = True
         flight.wake()
 
-    def lead(self, call_next: Handler, ctx: CallContext, key: Key, flight: Flight) -> Any:
+    def lead(self, call_next: Handler, ctx: CallContext, key: Any, flight: Flight) -> Any:
+        """Make the call of ``flight`` and land it, whatever happens (a ``NOTHING``
+        result lands as no outcome)."""
         try:
             value = call_next(ctx)
         except Exception as error:
@@ -156,8 +223,9 @@ class SingleFlight:
         return value
 
     async def alead(
-        self, call_next: AsyncHandler, ctx: CallContext, key: Key, flight: Flight
+        self, call_next: AsyncHandler, ctx: CallContext, key: Any, flight: Flight
     ) -> Any:
+        """The async twin of :meth:`lead`."""
         try:
             value = await call_next(ctx)
         except Exception as error:
@@ -169,7 +237,7 @@ class SingleFlight:
         self.land(key, flight, value, service=ctx.service)
         return value
 
-    def miss(self, call_next: Handler, ctx: CallContext, key: Key, force: bool = False) -> Any:
+    def miss(self, call_next: Handler, ctx: CallContext, key: Any, force: bool = False) -> Any:
         """Answer a sync miss: make the call, or wait for the one already running."""
         while True:
             flight, waiter = self.enter(key, force, None)
@@ -190,7 +258,7 @@ class SingleFlight:
                 return flight.outcome()
 
     async def amiss(
-        self, call_next: AsyncHandler, ctx: CallContext, key: Key, force: bool = False
+        self, call_next: AsyncHandler, ctx: CallContext, key: Any, force: bool = False
     ) -> Any:
         """Answer an async miss: make the call, or await the one already running."""
         loop = asyncio.get_running_loop()

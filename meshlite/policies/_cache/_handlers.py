@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ... import _events
 from ..._context import CallContext, _current
 from ..._policy import AsyncHandler, Handler
-from ._flight import Flight
-from ._options import Key, kwargs_key
+from ._flight import NOTHING, Flight, Flights
+from ._options import kwargs_key
 
 if TYPE_CHECKING:
     from ._policy import Cache
 
-__all__ = ["async_handler", "sync_handler"]
+__all__ = ["aserve_stale", "async_handler", "serve_stale", "sync_handler"]
 
 
 def sync_handler(cache: Cache, call_next: Handler) -> Handler:
@@ -115,7 +115,7 @@ def _sync_general(cache: Cache, call_next: Handler) -> Handler:
                 except KeyError:
                     pass
                 if age >= 0:
-                    return serve_stale(cache, call_next, ctx, key, entry[0])
+                    return serve_stale(cache, store, call_next, ctx, key, entry[0])
                 cache.hits += 1
                 if hooks._hooks or _events._global_hooks:
                     cache._hit(ctx)
@@ -149,7 +149,7 @@ def _async_general(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
                 except KeyError:
                     pass
                 if age >= 0:
-                    return aserve_stale(cache, call_next, ctx, key, entry[0])
+                    return aserve_stale(cache, store, call_next, ctx, key, entry[0])
                 cache.hits += 1
                 if hooks._hooks or _events._global_hooks:
                     cache._hit(ctx)
@@ -160,69 +160,62 @@ def _async_general(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
     return handle
 
 
-# -- stale entries ---------------------------------------------------------------------
+# -- stale entries (the in-memory cache's and the shared cache's) ------------------------
 
 
-def serve_stale(cache: Cache, call_next: Handler, ctx: CallContext, key: Key, value: Any) -> Any:
-    """Sync: the first caller to see the entry stale refreshes it inline (no thread is
-    left behind); callers arriving meanwhile get the stale value at once."""
-    store = cache._store
-    flight = store.start_refresh(key, None)
-    if flight is None:
-        cache._stale_served(ctx)
-        return value
-    try:
-        fresh = call_next(ctx)
-    except Exception as error:
-        store.land(key, flight, error=error)
-        cache._refresh_failed(ctx, error)
-        cache._stale_served(ctx)
-        return value
-    except BaseException:
-        store.land(key, flight)
-        raise
-    store.land(key, flight, fresh, service=ctx.service)
-    cache._missed(ctx)
-    return fresh
+def serve_stale(cache: Cache, flights: Flights, compute: Handler, ctx: CallContext, key: Any,
+                value: Any) -> Any:
+    """Sync: the first caller to see the entry stale refreshes it inline with
+    ``compute`` (no thread is left behind); callers arriving meanwhile get the stale
+    value at once, as does the refreshing one when the refresh fails or ``compute``
+    gives ``NOTHING`` (another process refreshes)."""
+    flight = flights.start(key, None)
+    if flight is not None:
+        try:
+            fresh = flights.lead(compute, ctx, key, flight)
+        except Exception as error:
+            cache._refresh_failed(ctx, error)
+        else:
+            if fresh is not NOTHING:
+                cache._missed(ctx)
+                return fresh
+    cache._stale_served(ctx)
+    return value
 
 
-def aserve_stale(
-    cache: Cache, call_next: AsyncHandler, ctx: CallContext, key: Key, value: Any
-) -> Any:
-    """Async: one background task refreshes; every caller gets the stale value now."""
+def aserve_stale(cache: Cache, flights: Flights, compute: AsyncHandler, ctx: CallContext,
+                 key: Any, value: Any) -> Any:
+    """Async: one background task refreshes with ``compute``; every caller gets the
+    stale value now."""
     loop = asyncio.get_running_loop()
-    store = cache._store
-    flight = store.start_refresh(key, loop)
+    flight = flights.start(key, loop)
     if flight is not None:
         # The refresh outlives this call, so it gets a context of its own: not this
         # caller's deadline, span or attempt count.
         own = CallContext(ctx.fn, ctx.args, ctx.kwargs, ctx.operation, ctx.service)
         try:
-            task = loop.create_task(_refresh(cache, call_next, own, key, flight))
+            task = loop.create_task(_refresh(cache, flights, compute, own, key, flight))
         except BaseException:
-            store.land(key, flight)
+            flights.land(key, flight)
             raise
         cache._tasks.add(task)
-        task.add_done_callback(functools.partial(_refresh_done, cache, key, flight))
+        task.add_done_callback(functools.partial(_refresh_done, cache, flights, key, flight))
     cache._stale_served(ctx)
     return value
 
 
-async def _refresh(
-    cache: Cache, call_next: AsyncHandler, ctx: CallContext, key: Key, flight: Flight
-) -> None:
+async def _refresh(cache: Cache, flights: Flights, compute: AsyncHandler, ctx: CallContext,
+                   key: Any, flight: Flight) -> None:
     _current.set(ctx)  # the task runs in its own copy of the context
     try:
-        value = await call_next(ctx)
+        await flights.alead(compute, ctx, key, flight)
     except Exception as error:
-        cache._store.land(key, flight, error=error)
         cache._refresh_failed(ctx, error)
-        return
-    cache._store.land(key, flight, value, service=ctx.service)
 
 
-def _refresh_done(cache: Cache, key: Key, flight: Flight, task: asyncio.Task[None]) -> None:
+def _refresh_done(cache: Cache, flights: Flights, key: Any, flight: Flight,
+                  task: asyncio.Task[None]) -> None:
     cache._tasks.discard(task)
     # A task cancelled before it ran never landed its flight: do it here (a no-op
     # for a flight already landed).
-    cache._store.land(key, flight)
+    flights.land(key, flight)

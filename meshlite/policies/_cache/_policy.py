@@ -16,6 +16,7 @@ from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import fail
 from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
 from ._ashared import shared_async_handler
+from ._flight import Flights
 from ._handlers import async_handler, sync_handler
 from ._options import (
     DEFAULT_CACHE_MAXSIZE,
@@ -116,6 +117,8 @@ class Cache(Policy):
         self._shared_store: Store | None = store
         self._shared: SharedCache | None = None if store is None else store.cache(
             name or "default", o.ttl, o.stale_ttl)
+        # With a store, this process's calls in flight (every pipeline's).
+        self._shared_flights: Flights | None = None if store is None else Flights()
 
     # -- the policy contract --------------------------------------------------------
 
@@ -155,9 +158,11 @@ class Cache(Policy):
         """
         argkey = self._argument_key("invalidate()", args, kwargs)
         removed = self._store.invalidate(argkey)
-        if self._shared is None:
+        if self._shared_flights is None:
             return removed
         text = argument_text(self.options.key, args, kwargs, "invalidate()")
+        with self._shared_flights.lock:  # before the store drops the entries
+            self._shared_flights.keep_out(text)
         return self._manage(lambda shared: shared.invalidate(text), removed)
 
     def clear(self) -> None:
@@ -169,7 +174,9 @@ class Cache(Policy):
             StoreUnavailableError: as for :meth:`invalidate`.
         """
         self._store.clear()
-        if self._shared is not None:
+        if self._shared_flights is not None:
+            with self._shared_flights.lock:
+                self._shared_flights.keep_out_all()
             self._manage(lambda shared: shared.clear(), 0)
 
     def _manage(self, operation: Callable[[SharedCache], int], local: int) -> int:

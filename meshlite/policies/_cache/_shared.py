@@ -3,7 +3,8 @@
 
 Chosen at wrap time only when ``store=`` is set: the in-memory handlers are not
 touched. A call reads its entry from the store (one round trip). A miss is
-computed once per process (the same single flight as in memory) and, when the
+computed once per process (the single flight of ``_flight``, in the Cache's own
+table of flights, which every pipeline the Cache is in shares) and, when the
 store has a ``cache_lock``, once across processes: the process that takes the
 short lock computes and stores, the others poll the store for its entry until
 the lock would have expired. When the store cannot answer, the call goes to the
@@ -16,30 +17,27 @@ arguments>`` (or of what ``key=`` returns), hashed with SHA-256 when long.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
-from ..._clock import acquire_within
 from ..._context import CallContext
 from ..._context import operation_of as _operation_of
-from ..._errors import TimeoutExceeded
-from ..._fork import after_fork_in_child
 from ..._policy import Handler
-from ...state._base import LOCAL, SharedCache, StoreUnavailableError, fall_back, give_back
-from ._flight import NOTHING, Flight
+from ...state._base import LOCAL, StoreUnavailableError, fall_back, give_back
+from ._flight import NOTHING
+from ._handlers import serve_stale
 from ._options import KeyFunction
 
 if TYPE_CHECKING:
     from ._policy import Cache
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "Flights", "SharedMiss", "argument_text", "function_id",
-           "shared_keys", "shared_sync_handler", "unencodable"]
+__all__ = ["POLL_FIRST", "POLL_MAX", "FlightKey", "SharedMiss", "argument_text",
+           "function_id", "shared_keys", "shared_sync_handler", "unencodable"]
 
 _KEY_TEXT_MAX = 200
 POLL_FIRST = 0.005
@@ -50,6 +48,8 @@ _log = logging.getLogger("meshlite.state")
 _warned: set[str] = set()
 
 SharedMiss = Callable[[CallContext, Any, bool], Any]
+FlightKey = tuple[str, str]
+"""The key of a shared cache's flight: (function id, argument text)."""
 
 
 def function_id(fn: Any) -> str:
@@ -83,13 +83,15 @@ def argument_text(key: KeyFunction | None, args: tuple[Any, ...], kwargs: dict[s
     return text
 
 
-def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, str]]:
-    """``keys(ctx) -> (entry key, function id)`` for ``cache``."""
+def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, FlightKey]]:
+    """``keys(ctx) -> (entry key, (function id, argument text))`` for ``cache``: the
+    key in the store, and the key of the call's flight."""
     key_fn = cache.options.key
 
-    def keys(ctx: CallContext) -> tuple[str, str]:
+    def keys(ctx: CallContext) -> tuple[str, FlightKey]:
         fn = function_id(ctx.fn)
-        return f"{fn}:{argument_text(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation))}", fn
+        text = argument_text(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation))
+        return f"{fn}:{text}", (fn, text)
 
     return keys
 
@@ -101,66 +103,25 @@ def unencodable(fn: str, error: TypeError) -> None:
         _log.warning("%s; results of %s are not cached", error, fn)
 
 
-class Flights:
-    """The calls in flight of one handler, by key (threads: held locks as waiters)."""
-
-    __slots__ = ("__weakref__", "lock", "table")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.table: dict[str, Flight] = {}
-        after_fork_in_child(self)
-
-    def after_fork(self) -> None:
-        """In a forked child: the parent's flights are led by threads the child does
-        not have, so none of them would ever land; the child's callers lead their own."""
-        self.lock = threading.Lock()
-        self.table = {}
-
-    def land(self, key: str, flight: Flight, value: Any = NOTHING,
-             error: BaseException | None = None) -> None:
-        """End ``flight`` with a value, an error, or neither (a follower takes over)."""
-        with self.lock:
-            if flight.landed:
-                return
-            flight.landed = True
-            if self.table.get(key) is flight:
-                del self.table[key]
-            if value is not NOTHING:
-                flight.value = value
-            elif error is not None:
-                flight.error = error
-            else:
-                flight.retry = True
-        flight.wake()
-
-    def start(self, key: str, loop: asyncio.AbstractEventLoop | None = None) -> Flight | None:
-        """A new flight for ``key``, or ``None`` when one is running."""
-        with self.lock:
-            if key in self.table:
-                return None
-            flight = self.table[key] = Flight(loop)
-            return flight
-
-
 def shared_sync_handler(cache: Cache, call_next: Handler,
                         local: Handler) -> tuple[Handler, SharedMiss]:
     """The sync handler of ``cache`` on its store, and its miss path (for ``warm``)."""
-    shared: SharedCache | None = cache._shared
-    store = cache._shared_store
+    shared, store, flights = cache._shared, cache._shared_store, cache._shared_flights
     assert shared is not None
     assert store is not None
+    assert flights is not None
     keys, hooks, clock = shared_keys(cache), cache.hooks, cache._clock
     single = shared.single_flight
-    flights = Flights()
 
-    def put(ctx: CallContext, key: str, fn: str, value: Any) -> None:
+    def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
+        if flights.kept_out(fkey, None):
+            return  # invalidated while it was computed
         try:
-            shared.put(key, fn, value)
+            shared.put(key, fkey[0], value)
         except StoreUnavailableError as error:
             fall_back(cache, store, ctx, error, step="store")
         except TypeError as error:
-            unencodable(fn, error)
+            unencodable(fkey[0], error)
 
     def contend(ctx: CallContext, key: str) -> tuple[Any, str | None]:
         """Take the cross-process lock (``(NOTHING, token)``), or get the entry the
@@ -186,7 +147,7 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
             fall_back(cache, store, ctx, error, step="lock")  # no single flight
             return NOTHING, None
 
-    def compute(ctx: CallContext, key: str, fn: str, force: bool) -> Any:
+    def compute(key: str, fkey: FlightKey, force: bool, ctx: CallContext) -> Any:
         token = None
         if single is not None and not force:
             found, token = contend(ctx, key)
@@ -204,81 +165,33 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
                     return again[0]
         try:
             value = call_next(ctx)
-            put(ctx, key, fn, value)
+            put(ctx, key, fkey, value)
             return value
         finally:
             if token is not None:
                 give_back(cache, store, ctx, lambda: shared.unlock(key, token))
 
-    def lead(ctx: CallContext, key: str, fn: str, flight: Flight, force: bool) -> Any:
-        try:
-            value = compute(ctx, key, fn, force)
-        except Exception as error:
-            flights.land(key, flight, error=error)
-            raise
-        except BaseException:
-            flights.land(key, flight)  # interrupted: a follower takes over
-            raise
-        flights.land(key, flight, value)
-        return value
-
-    def miss(ctx: CallContext, key: str, fn: str, force: bool = False) -> Any:
-        while True:
-            with flights.lock:
-                flight = flights.table.get(key)
-                waiter: Any = None
-                if flight is None:
-                    flight = flights.table[key] = Flight(None)
-                else:
-                    waiter = threading.Lock()
-                    waiter.acquire()
-                    flight.waiters.append(waiter)
-            if waiter is None:
-                return lead(ctx, key, fn, flight, force)
-            timeout = ctx.remaining()
-            if not acquire_within(waiter, timeout):
-                raise TimeoutExceeded(
-                    f"Cache: the call of {ctx.operation!r} waited for the same call already "
-                    "running until its deadline passed; give it more time or make the "
-                    "called service faster", service=ctx.service, policy="cache")
-            if not flight.retry:
-                return flight.outcome()
-
-    def stale(ctx: CallContext, key: str, fn: str, value: Any) -> Any:
-        flight = flights.start(key)
+    def refresh(key: str, fkey: FlightKey, ctx: CallContext) -> Any:
+        """Compute a stale entry again: ``NOTHING`` when another process does."""
         token = None
-        if flight is not None and single is not None:
+        if single is not None:
             try:
                 token = shared.lock(key)
             except StoreUnavailableError as error:
                 fall_back(cache, store, ctx, error, step="lock")
             else:
-                if token is None:  # another process refreshes it
-                    flights.land(key, flight)
-                    flight = None
-        if flight is None:
-            cache._stale_served(ctx)
-            return value
+                if token is None:
+                    return NOTHING
         try:
             fresh = call_next(ctx)
-        except Exception as error:
-            flights.land(key, flight, error=error)
-            cache._refresh_failed(ctx, error)
-            cache._stale_served(ctx)
-            return value
-        except BaseException:
-            flights.land(key, flight)
-            raise
         finally:
             if token is not None:
                 give_back(cache, store, ctx, lambda: shared.unlock(key, token))
-        put(ctx, key, fn, fresh)
-        flights.land(key, flight, fresh)
-        cache._missed(ctx)
+        put(ctx, key, fkey, fresh)
         return fresh
 
     def handle(ctx: CallContext) -> Any:
-        key, fn = keys(ctx)
+        key, fkey = keys(ctx)
         try:
             found = shared.get(key)
         except StoreUnavailableError as error:
@@ -287,17 +200,18 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
             return call_next(ctx)
         if found is None:
             cache._missed(ctx)
-            return miss(ctx, key, fn)
+            return flights.miss(functools.partial(compute, key, fkey, False), ctx, fkey)
         value, is_stale = found
         if is_stale:
-            return stale(ctx, key, fn, value)
+            return serve_stale(cache, flights, functools.partial(refresh, key, fkey), ctx,
+                               fkey, value)
         cache.hits += 1
         if hooks._hooks or _events._global_hooks:
             cache._hit(ctx)
         return value
 
     def warm(ctx: CallContext, _key: Any, force: bool) -> Any:
-        key, fn = keys(ctx)
-        return miss(ctx, key, fn, force)
+        key, fkey = keys(ctx)
+        return flights.miss(functools.partial(compute, key, fkey, force), ctx, fkey, force)
 
     return handle, warm

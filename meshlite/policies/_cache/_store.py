@@ -1,8 +1,8 @@
 """The in-process cache store: a TTLCache, the calls in flight, the functions seen.
 
 The calls in flight (single flight: one call per missing key, the others wait for
-it) are led and followed by the :class:`~._flight.SingleFlight` mixin; the entries
-and the function index are here.
+it) are led and followed by :class:`~._flight.Flights`, which ``CacheStore`` extends
+with the entries (what a flight looks at and stores into) and the function index.
 
 Speed: a hit reads the ``TTLCache``'s own dict directly (one C lookup), compares
 the entry's ``fresh_until`` itself and moves the key to the LRU end, the very work
@@ -22,7 +22,6 @@ between; eviction changes nothing before that point, so writers simply try again
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -30,8 +29,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from ..._clock import Clock
-from ..._fork import after_fork_in_child
-from ._flight import Flight, SingleFlight
+from ._flight import Flights
 from ._options import Entry, Key
 
 __all__ = ["CacheStore"]
@@ -47,32 +45,22 @@ def _touch_nothing(key: Key) -> None:
     """``TTLCache.__getitem__`` already marked the key used."""
 
 
-class CacheStore(SingleFlight):
+class CacheStore(Flights):
     """Entries, in-flight calls and the functions seen, for one :class:`Cache`."""
 
-    __slots__ = ("__weakref__", "_limit", "_now", "_pinned", "_ttl", "aflights", "data",
-                 "flights", "functions", "lock")
+    __slots__ = ("_limit", "_now", "_pinned", "_ttl", "data", "functions")
 
     def __init__(self, maxsize: int, ttl: float, stale_ttl: float, clock: Clock) -> None:
+        super().__init__()  # the lock and the flights (dropped in a forked child)
         # Entries are (value, fresh_until); cachetools drops them stale_ttl later.
         self.data: TTLCache[Key, Entry] = TTLCache(
             maxsize, ttl + stale_ttl, timer=clock.monotonic
         )
-        self.lock = threading.Lock()
-        self.flights: dict[Key, Flight] = {}
-        self.aflights: dict[Key, Flight] = {}
         self.functions: dict[Any, str | None] = {}  # function -> service, for warm()
         self._pinned: set[Any] = set()
         self._limit = _FUNCTIONS_MIN
         self._ttl = ttl
         self._now = clock.monotonic
-        after_fork_in_child(self)
-
-    def after_fork(self) -> None:
-        """In a forked child: the parent's flights never land there (their threads
-        are the parent's); the entries stay."""
-        self.lock = threading.Lock()
-        self.flights, self.aflights = {}, {}
 
     # -- entries (callers of the writers hold the lock) ---------------------------
 
@@ -119,14 +107,10 @@ class CacheStore(SingleFlight):
     def invalidate(self, argkey: Hashable) -> int:
         removed = 0
         with self.lock:
+            self.keep_out(argkey, self.functions)
             for fn in self.functions:
-                key = (fn, argkey)
-                for table in (self.flights, self.aflights):
-                    flight = table.get(key)
-                    if flight is not None:
-                        flight.invalidated = True
                 try:
-                    self.data.pop(key)
+                    self.data.pop((fn, argkey))
                     removed += 1
                 except KeyError:
                     pass
@@ -140,8 +124,7 @@ class CacheStore(SingleFlight):
                     break
                 except RuntimeError:  # each attempt evicts some; see the module doc
                     continue
-            for flight in (*self.flights.values(), *self.aflights.values()):
-                flight.invalidated = True
+            self.keep_out_all()
             self.functions = {f: s for f, s in self.functions.items() if f in self._pinned}
 
     def size(self) -> int:
