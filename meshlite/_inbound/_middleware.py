@@ -9,7 +9,6 @@ from typing import Any
 from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
-from .._printable import printable
 from .._validate import fail, positive
 from ._admission import admit, check_auth, check_handshake
 from ._answers import InboundError, answer_for, end_body, send_answer
@@ -19,7 +18,7 @@ from ._body import ClientGone
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
-from ._refusals import RefusalFeed, refusal_kind, shown_path
+from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
@@ -275,9 +274,8 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            # a subject from a token or a forwarded address: shown, never trusted
-            client = printable(request.client, _CLIENT_SHOWN)
-            route = request.route or shown_path(request.path)
+            client, route = shown_client(request.client), request.route or shown_path(
+                request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
@@ -296,7 +294,6 @@ def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
 
 
 _monotonic = time.monotonic
-_CLIENT_SHOWN = 200  # characters of a refused client's name in the audit and the feed
 _UNANSWERED = 500
 """The status counted for an error escaping the app before its response started: the
 one the ASGI server answers (a cancelled request, with no answer, counts as 0)."""

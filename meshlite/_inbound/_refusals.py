@@ -11,7 +11,7 @@ from .._errors import MeshliteError, RateLimitedError
 from .._printable import printable
 from ._routes import INBOUND
 
-__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_path"]
+__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_client", "shown_path"]
 
 DEFAULT_KEEP = 50
 """Aggregated entries kept for ``/api/inbound`` (the page's list when it loads)."""
@@ -74,6 +74,13 @@ def shown_path(path: str) -> str:
     printable (a newline forging a log line, a terminal escape, a bidi override)
     are escaped as Python writes them, and it is cut at 200 characters."""
     return printable(path, _PATH_SHOWN)
+
+
+def shown_client(client: str) -> str:
+    """A refused client's quota key as the audit log and the dashboard show it: a
+    subject a token named or an address a proxy header gave, escaped as
+    :func:`shown_path` escapes a path."""
+    return printable(client, _PATH_SHOWN)
 
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}
