@@ -18,7 +18,7 @@ from ._body import ClientGone
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
-from ._refusals import RefusalFeed, refusal_kind, shown_path
+from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
@@ -274,7 +274,8 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            client, route = request.client, request.route or shown_path(request.path)
+            client, route = shown_client(request.client), request.route or shown_path(
+                request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
