@@ -28,6 +28,12 @@ is compared with their p99 without the attacker, calm and attacked rounds in tur
 
     .venv/bin/python benchmarks/inbound.py            # about a minute
     .venv/bin/python benchmarks/inbound.py --quick    # a smoke run
+    .venv/bin/python benchmarks/inbound.py --opcodes  # bytecodes a request, in process
+
+``--opcodes`` counts the Python bytecodes each variant runs per request called in
+process (``_bytecodes.py``), and ``middleware`` with a caller's deadline (the full
+path: request object, deadline, timeout): a count the machine's load does not move,
+for comparing two trees.
 
 Exits with 1 when a target is missed. The machine's load average is printed: on a
 shared machine the ratios are what to read, not the absolute numbers.
@@ -180,6 +186,33 @@ async def in_process(rounds: int, calls: int) -> dict[str, float]:
     return {v: statistics.median(t) for v, t in times.items()}
 
 
+async def opcodes(calls: int) -> None:
+    """Print the bytecodes a request of each variant runs, in process."""
+    from _bytecodes import counting
+
+    apps = {v: build(v) for v in VARIANTS}
+    apps["deadline"] = apps["middleware"]
+    headers = [(b"host", b"bench"), (b"x-api-key", b"key-0")]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    for variant, app in apps.items():
+        extra = [(b"x-meshlite-deadline", b"5000")] if variant == "deadline" else []
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": headers + extra,
+                 "query_string": b"", "client": ("127.0.0.1", 1), "scheme": "http",
+                 "http_version": "1.1", "root_path": "", "server": None}
+        for _ in range(50):  # warm: series made, caches filled
+            await app(dict(scope), receive, send)
+        with counting() as counts:
+            for _ in range(calls):
+                await app(dict(scope), receive, send)
+        print(f"{variant:<12}{sum(counts.values()) / calls:>8,.0f} bytecodes a request")
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
@@ -245,7 +278,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--no-attack", action="store_true",
                         help="measure the overhead only, not the attack scenario")
+    parser.add_argument("--opcodes", action="store_true",
+                        help="count the bytecodes a request runs in process, and stop")
     args = parser.parse_args()
+    if args.opcodes:
+        asyncio.run(opcodes(200))
+        return 0
     if args.serve:
         serve(args.serve, args.port)
         return 0

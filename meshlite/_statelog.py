@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -85,16 +86,18 @@ _RULES: dict[str, _Rule] = {
     "BackendsChanged": ("meshlite.routing", _INFO, lambda e: (
         f"service {e.service!r}: backends changed (added {list(e.added)}, removed "
         f"{list(e.removed)})"), lambda e: {"added": e.added, "removed": e.removed}),
+    # Each worker process reloads on its own: its pid tells their lines apart.
     "ConfigReloaded": ("meshlite.config", _INFO, lambda e: (
-        f"config {e.path} applied (version {e.version}): added {list(e.added)}, removed "
-        f"{list(e.removed)}, changed {list(e.changed)}"
+        f"config {e.path} applied by pid {os.getpid()} (version {e.version}): added "
+        f"{list(e.added)}, removed {list(e.removed)}, changed {list(e.changed)}"
         + (f"; sections changed {list(e.sections)}" if e.sections else "")), lambda e: {
             "path": e.path, "version": e.version, "added": e.added, "removed": e.removed,
-            "changed": e.changed, "sections": e.sections}),
+            "changed": e.changed, "sections": e.sections, "pid": os.getpid()}),
     "ConfigReloadFailed": ("meshlite.config", _ERROR, lambda e: (
-        f"config {e.path} rejected, the previous config keeps running: "
-        f"{'; '.join(e.errors)}"), lambda e: {
-            "path": e.path, "errors": e.errors, "reason": "; ".join(e.errors)}),
+        f"config {e.path} rejected by pid {os.getpid()}, the previous config keeps "
+        f"running: {'; '.join(e.errors)}"), lambda e: {
+            "path": e.path, "errors": e.errors, "reason": "; ".join(e.errors),
+            "pid": os.getpid()}),
     "StoreUnavailable": ("meshlite.state", _WARN, lambda e: (
         f"store {e.store} is unavailable ({type(e.error).__name__}: {e.error}); "
         "policies fall back until it recovers"), lambda e: {

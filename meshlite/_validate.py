@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from ._clock import MAX_WAIT, SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 
-__all__ = ["at_least", "clip", "clock_option", "fail", "fraction", "non_negative",
+__all__ = ["at_least", "clip", "digits", "clock_option", "fail", "fraction", "non_negative",
            "not_coroutine", "optional_clock", "optional_positive", "optional_random",
            "positive", "shown", "wait_seconds"]
 
@@ -36,6 +36,16 @@ def shown(value: object, limit: int = MAX_SHOWN) -> str:
     except Exception:
         return f"a {type(value).__name__}"
     return clip(text, limit)
+
+
+def digits(text: str, most: int = 18) -> int | None:
+    """``text`` as an integer when it is 1 to ``most`` ASCII digits, else None: for
+    numbers a request carries, which ``str.isdigit()`` and ``int()`` would take in
+    other scripts (``"²"`` passes ``isdigit()`` and fails ``int()``; ``"٣"`` is 3)
+    and which past 4,300 digits make ``int()`` raise."""
+    if 0 < len(text) <= most and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 _REPR = reprlib.Repr()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +114,10 @@ async def test_a_scenario_logs_each_change_once_with_its_fields(
     assert len(rejected) == 1
     assert rejected[0].levelno == logging.ERROR
     assert any("timeout" in error for error in rejected[0].errors)
+    # Which process applied or refused it (each worker of a server reloads on its own).
+    assert [r.pid for r in reloaded + rejected] == [os.getpid()] * 2
+    assert f"applied by pid {os.getpid()} (version 1)" in reloaded[0].getMessage()
+    assert f"rejected by pid {os.getpid()}, the previous" in rejected[0].getMessage()
     # Nothing else: no per-call record (retries, rejections), no duplicate.
     assert {r.meshlite_event for r in records(caplog)} == {
         "BackendEjected", "BackendReturned", "CircuitOpened", "CircuitHalfOpened",

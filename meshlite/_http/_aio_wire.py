@@ -188,10 +188,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=limits, compress=None)
         except _FAILURES as error:
             raise map_error(error, request) from error
+        # aiohttp decodes the reason as UTF-8 with surrogateescape: encoding it back so
+        # gives the bytes the server sent, whatever they are (latin-1 raised on "✓"
+        # or a stray byte, a UnicodeEncodeError out of the caller's request).
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=_Body(response, request),
-            extensions={"http_version": b"HTTP/1.1",
-                        "reason_phrase": (response.reason or "").encode("latin-1")})
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (
+                response.reason or "").encode("utf-8", "surrogateescape")})
 
     async def _streamed(self, request: httpx.Request) -> httpx.Response:
         # A streamed upload goes over httpcore, which frames it as httpx always did

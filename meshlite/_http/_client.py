@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from httpx._client import ClientState
 
+from .._printable import printable
 from ._sync_wire import Body
 
 __all__ = ["AsyncClient", "Client"]
@@ -25,6 +26,9 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 _DEFAULT: Any = httpx.USE_CLIENT_DEFAULT
 
 _log = logging.getLogger("httpx")  # httpx's own logger, for its one line a request
+
+_REASON_SHOWN = 100
+"""Characters of a response's reason phrase its log line shows."""
 
 
 class _Cookies(httpx.Cookies):
@@ -144,8 +148,7 @@ class AsyncClient(_MergeCache, httpx.AsyncClient):
         self.cookies.extract_cookies(response)
         response.default_encoding = self._default_encoding
         if _log.isEnabledFor(logging.INFO):
-            _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
-                      response.http_version, response.status_code, response.reason_phrase)
+            _log_request(request, response)
         return response
 
 
@@ -209,8 +212,7 @@ class Client(_MergeCache, httpx.Client):
             self.cookies.extract_cookies(response)
         response.default_encoding = self._default_encoding
         if _log.isEnabledFor(logging.INFO):
-            _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
-                      response.http_version, response.status_code, response.reason_phrase)
+            _log_request(request, response)
         return response
 
 
@@ -255,6 +257,14 @@ class _ATimed(httpx.AsyncByteStream):
         if response is not None:
             response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
         await self._stream.aclose()
+
+
+def _log_request(request: httpx.Request, response: httpx.Response) -> None:
+    """httpx's INFO line for one request, its reason phrase escaped: the server wrote
+    it, and httpx keeps its ASCII, terminal escapes (``\x1b``) included."""
+    _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
+              response.http_version, response.status_code,
+              printable(response.reason_phrase, _REASON_SHOWN))
 
 
 def _read(response: httpx.Response) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as _context
 from opentelemetry import propagate as _propagate
@@ -23,6 +22,7 @@ from opentelemetry.trace import Span
 from .._backoff import parse_retry_after as _parse_retry_after
 from .._errors import ConfigError
 from .._inbound._headers import stamp_outgoing
+from ..routing._address import base_url_problem
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
@@ -79,21 +79,18 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def check_base_url(address: str, client: str) -> None:
     """Refuse a backend ``client`` (``"mesh.http()"``...) cannot send to: not an http(s)
-    URL with a host, or one with a query or fragment, which each request's own path
-    and query would silently replace.
+    URL with a host (:func:`~meshlite.routing._address.base_url_problem`), or one with
+    a query or fragment, which each request's own path and query would silently replace.
 
     Raises:
         ConfigError: naming the backend and what would be valid.
     """
-    parts = urlsplit(address)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"backend {address!r} is not an http(s) base URL, so {client} "
-                          "cannot send to it; use mesh.call() for other backends",
-                          policy="routing")
-    if parts.query or parts.fragment or address.endswith(("?", "#")):
-        raise ConfigError(f"backend {address!r} has a query or fragment, which {client} "
-                          "would drop (each request's own path and query replace them); "
-                          "give the backend as scheme://host:port/path", policy="routing")
+    problem = base_url_problem(address)
+    if problem is not None:
+        raise ConfigError(f"backend {address!r} {problem}, so {client} cannot send to "
+                          "it (each request's own path and query replace a query or "
+                          "fragment); give it as http(s)://host:port/path, or use "
+                          "mesh.call() for other backends", policy="routing")
 
 
 def is_failure(status: int) -> bool:

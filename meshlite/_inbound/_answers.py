@@ -37,6 +37,7 @@ __all__ = [
     "RequestTooLargeError",
     "UnauthorizedError",
     "answer_for",
+    "end_body",
     "exception_handlers",
     "handshake_refusal",
     "send_answer",
@@ -121,6 +122,19 @@ async def send_answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.start", "status": answer.status,
                 "headers": answer.headers})
     await send({"type": "http.response.body", "body": answer.body})
+
+
+async def end_body(send: Send) -> None:
+    """End a response whose headers went out, where its handler was cut off at its
+    deadline: the body ends there, as a whole response, which the server completes
+    without logging an error (raising instead writes a traceback per such request,
+    and the caller, whose deadline it was, has stopped waiting). A response that
+    declared its ``Content-Length`` cannot end early: the server then closes the
+    connection."""
+    try:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except Exception:  # (h11, httptools: the body is shorter than declared)
+        return
 
 
 def handshake_refusal(scope: Scope, send: Send) -> Send:

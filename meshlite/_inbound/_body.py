@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._answers import RequestTooLargeError
+from ._answers import InboundError, RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
 __all__ = ["ClientGone", "check_length", "fields", "invalid_json", "limited", "read_body",
@@ -26,7 +26,9 @@ def _too_large(limit: int) -> RequestTooLargeError:
 def check_length(request: Inbound, limit: int) -> None:
     """Refuse at once a request whose declared ``Content-Length`` is over ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is None or not (declared.isascii() and declared.isdigit()):
+        return  # none, or malformed: the server's to refuse; the body is counted anyway
+    if len(declared) > 18 or int(declared) > limit:  # int() raises past 4,300 digits
         raise _too_large(limit)
 
 
@@ -84,13 +86,20 @@ _NO_BODY = object()
 
 def validation_args(request: Inbound, body: bytes) -> dict[str, Any]:
     """The arguments a route's ``Validate`` sees: ``body`` (parsed JSON, or None when
-    empty), ``query`` (a dict, last value of each name) and ``headers``."""
+    empty), ``query`` (a dict, last value of each name) and ``headers``.
+
+    Raises:
+        InboundError: the body nests deeper than the JSON parser can follow (400,
+            not a ``RecursionError`` and a 500 with a traceback per request).
+    """
     parsed: Any = None
     if body:
         try:
             parsed = json.loads(body)
         except ValueError:
             parsed = _NO_BODY
+        except RecursionError:  # "[[[[...": deeper than the parser's stack allows
+            raise InboundError("the request body's JSON is nested too deeply") from None
     query = dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1")))
     return {"body": parsed, "query": query, "headers": request.headers}
 

@@ -10,28 +10,20 @@ from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._answers import InboundError, answer_for, handshake_refusal, send_answer
+from ._admission import admit, check_auth, check_handshake
+from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
-from ._auth import Auth, sign_in
-from ._body import (
-    ClientGone,
-    check_length,
-    fields,
-    invalid_json,
-    limited,
-    read_body,
-    replay,
-    validation_args,
-)
+from ._auth import Auth
+from ._body import ClientGone
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
-from ._refusals import RefusalFeed, refusal_kind, shown_path
+from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
 from ._span import ServerSpan, recording
-from ._stats import InboundStats, method_label
+from ._stats import InboundStats, Series, method_label
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
@@ -79,11 +71,13 @@ class MeshMiddleware:
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self._own = (self.max_deadline, trace)  # what a config file's section may override
         self.table = RouteTable(routes or (), self.max_deadline)
-        _check_auth("MeshMiddleware", auth, self.table)
+        check_auth("MeshMiddleware", auth, self.table)
         self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
         if self._config is not None:
-            self._follow()
+            self._follow()  # the file's routes (their events relayed by configure)
+        elif self._relay is not None:
+            self._relay.follow(self.table)  # the routes' events: the mesh's metrics, hooks
         self.stats = InboundStats()
         """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
@@ -99,8 +93,6 @@ class MeshMiddleware:
         if previous is not None and previous._unregister is not None:
             previous._unregister()  # one middleware's series per mesh: the latest
         mesh.inbound = self  # the dashboard reads the callers from here
-        assert self._relay is not None
-        self._relay.follow(self.table)  # the routes' events: the mesh's metrics and hooks
         if getattr(mesh, "metrics", None) is not None:
             # The same registry: every exposition of the mesh (its /metrics,
             # PrometheusCollector, OTLP export, the workers' shared directory).
@@ -114,7 +106,7 @@ class MeshMiddleware:
             ConfigError: an invalid route; nothing is replaced.
         """
         table = RouteTable(routes, self.max_deadline)
-        _check_auth("MeshMiddleware.configure", auth, table)
+        check_auth("MeshMiddleware.configure", auth, table)
         if self._relay is not None:
             self._relay.follow(table)
         self.table, self.auth = table, auth
@@ -138,11 +130,7 @@ class MeshMiddleware:
         if self._config is not None and self._config.stale():
             self._follow()
         if scope["type"] != "http":
-            # Lifespan passes through; a WebSocket too, once its handshake met its
-            # route's credentials check.
-            if scope["type"] != "websocket" or (
-                    await self._handshake(scope, receive, send)):
-                await self.app(scope, receive, send)
+            await self._other(scope, receive, send)
             return
         table = self.table
         path = scope["path"]
@@ -156,9 +144,8 @@ class MeshMiddleware:
                 or (self.trace and recording())):
             await self._full(scope, receive, send, route, found)
             return
-        # The common case made cheap: no policy, deadline, caller, auth or span, so the
-        # app runs with only a watch on ``send`` for the status (no request object, no
-        # other coroutine frame).
+        # The common case made cheap: no policy, deadline, caller, auth or span: only a
+        # watch on ``send`` for the status (no request object, no other coroutine frame).
         status = 0
 
         async def sending(message: Message) -> None:
@@ -172,24 +159,31 @@ class MeshMiddleware:
             await self.app(scope, receive, sending)
         except MeshliteError as error:
             request = Inbound(scope, receive, send, route.label or "")
-            request.status = status
-            try:
-                await self._refuse(request, error)
-            finally:
-                status = request.status or _UNANSWERED
+            request.status, status = status, status or _UNANSWERED  # (if raised on)
+            await self._refuse(request, error)
+            status = request.status
         except Exception:
             status = status or _UNANSWERED  # the server answers it 500
             raise
         finally:
             seconds = _monotonic() - started
             method = scope["method"]
-            series = route.counted.get(method)
-            if series is None:
-                label = method_label(method, route.methods)
-                series = self.stats.series(route.series, label)
-                if label == method:  # never one entry per made-up method
-                    route.counted[method] = series
-            series.add(status, seconds)
+            (route.counted.get(method) or self._series(route, method)).add(status, seconds)
+
+    def _series(self, route: CompiledRoute, method: str) -> Series:
+        """The stats series of a route's requests of ``method``, kept on the route
+        (past its first request, the direct path finds it there)."""
+        label = method_label(method, route.methods)
+        series = self.stats.series(route.series, label)
+        if label == method:  # never one entry per made-up method
+            route.counted[method] = series
+        return series
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan passes through; a WebSocket too, once its handshake met its
+        route's credentials check."""
+        if scope["type"] != "websocket" or await self._handshake(scope, receive, send):
+            await self.app(scope, receive, send)
 
     async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
                     found: tuple[float | None, str | None, bool]) -> None:
@@ -205,7 +199,7 @@ class MeshMiddleware:
             context or recording()) else None
         error: BaseException | None = None
         try:
-            await self._handle(request, route, started, budget)
+            error = await self._handle(request, route, started, budget)
         except BaseException as raised:
             error = raised
             if not request.status and isinstance(raised, Exception):
@@ -219,7 +213,8 @@ class MeshMiddleware:
                               request.status, end - started, request.caller, end)
 
     async def _handle(self, request: Inbound, route: CompiledRoute, started: float,
-                      budget: float | None) -> None:
+                      budget: float | None) -> MeshliteError | None:
+        """Run the request; returns the error that cut its response short, if any."""
         ctx = None
         if budget is not None:
             budget = min(budget, self.max_deadline)
@@ -231,53 +226,36 @@ class MeshMiddleware:
                 raise TimeoutExceeded("the request arrived after its deadline",
                                       policy="inbound")
             if route.admits or self.auth is not None:
-                await self._admit(request, route)
+                await admit(self.auth, request, route)
             pipeline = route.bounded if budget is not None else route.pipeline
             if pipeline is None:
                 await self._run(request)
             else:
                 await pipeline.acall(self._run, request)
         except MeshliteError as error:
+            if request.status and budget is not None and (
+                    started + budget <= _monotonic() and isinstance(error, TimeoutExceeded)):
+                # The caller's deadline passed after the headers went out: the body
+                # ends there (see end_body); the caller has stopped waiting.
+                await end_body(request.send)
+                return error
             await self._refuse(request, error)
         except ClientGone:
             pass  # nothing to answer: counted as ended without an answer (0)
         finally:
             if token is not None:
                 _current.reset(token)
-
-    async def _admit(self, request: Inbound, route: CompiledRoute) -> None:
-        if self.auth is not None:
-            await sign_in(self.auth, request, route.route)
-        if route.max_body is not None:
-            check_length(request, route.max_body)
-            request.receive = limited(request.receive, route.max_body)
-        if route.validator is not None:
-            body = await read_body(request.receive)
-            args = validation_args(request, body)
-            if invalid_json(args):
-                raise InboundError("the request body is not valid JSON")
-            await route.validator.acall(fields, **args)
-            request.receive = replay(body, request.receive)
+        return None
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Whether a WebSocket handshake may go on: its credentials are checked as a
-        GET of its path would be (the route's auth and scopes; its other policies
-        are per request). A refusal is answered, audited and fed as a request's."""
-        auth = self.auth
-        if auth is None:  # (then no route requires credentials)
+        """Whether a WebSocket handshake may go on (see :func:`check_handshake`); a
+        refusal is answered, audited and fed as a request's."""
+        if self.auth is None:  # (then no route requires credentials)
             return True
-        route = self.table.find(scope["path"], "GET", scope.get("root_path"))
-        request = Inbound(scope, receive, handshake_refusal(scope, send), route.label or "")
-        if self.table.routes and dot_segments(scope["path"]):
-            await self._refuse(request, InboundError(DOTTED))
-            return False
-        request.api_key_header = auth.api_key_header
-        try:
-            await sign_in(auth, request, route.route)
-        except MeshliteError as error:
-            await self._refuse(request, error)
-            return False
-        return True
+        refused = await check_handshake(self.auth, self.table, scope, receive, send)
+        if refused is not None:
+            await self._refuse(*refused)
+        return refused is None
 
     async def _run(self, request: Inbound) -> None:
         send = request.send
@@ -296,7 +274,8 @@ class MeshMiddleware:
         request.status = answer.status
         action = refusal_kind(answer.status, error)
         if action is not None:
-            client, route = request.client, request.route or shown_path(request.path)
+            client, route = shown_client(request.client), request.route or shown_path(
+                request.path)
             if action != "shed":
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
@@ -312,15 +291,6 @@ def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
         fail("MeshMiddleware", "trace", trace, "True or False")
     if audit is not None and not callable(getattr(audit, "record", None)):
         fail("MeshMiddleware", "audit", audit, "an ml.AuditLog or None")
-
-
-def _check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
-    """Refuse an ``auth`` that is not an :class:`Auth`, and routes requiring
-    credentials without one (they would let every request in)."""
-    if auth is not None and not isinstance(auth, Auth):
-        fail(where, "auth", auth, "a meshlite.asgi.Auth or None")
-    if auth is None and any(r.route.needs_auth for r in table.routes):
-        fail(where, "auth", None, "an Auth when a route requires credentials")
 
 
 _monotonic = time.monotonic

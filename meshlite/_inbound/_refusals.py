@@ -8,9 +8,10 @@ from collections import deque
 from typing import Any
 
 from .._errors import MeshliteError, RateLimitedError
+from .._printable import printable
 from ._routes import INBOUND
 
-__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_path"]
+__all__ = ["DEFAULT_KEEP", "RefusalFeed", "refusal_kind", "shown_client", "shown_path"]
 
 DEFAULT_KEEP = 50
 """Aggregated entries kept for ``/api/inbound`` (the page's list when it loads)."""
@@ -72,12 +73,14 @@ def shown_path(path: str) -> str:
     log and the dashboard): the client wrote it, so characters that are not
     printable (a newline forging a log line, a terminal escape, a bidi override)
     are escaped as Python writes them, and it is cut at 200 characters."""
-    if len(path) <= _PATH_SHOWN and path.isprintable():
-        return path
-    escaped = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in path[:_PATH_SHOWN])
-    if len(path) > _PATH_SHOWN or len(escaped) > _PATH_SHOWN:
-        return escaped[:_PATH_SHOWN] + "..."
-    return escaped
+    return printable(path, _PATH_SHOWN)
+
+
+def shown_client(client: str) -> str:
+    """A refused client's quota key as the audit log and the dashboard show it: a
+    subject a token named or an address a proxy header gave, escaped as
+    :func:`shown_path` escapes a path."""
+    return printable(client, _PATH_SHOWN)
 
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}

@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PRINCIPAL_KEY", "Inbound", "Principal", "Receive", "Scope", "Send"]
+from .._printable import printable
+
+__all__ = ["MAX_ADDRESS", "PRINCIPAL_KEY", "Inbound", "Principal", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -19,6 +21,9 @@ PRINCIPAL_KEY = "meshlite.principal"
 """The ASGI scope key holding the authenticated :class:`Principal`."""
 
 _LISTS = frozenset({"tracestate", "baggage"})
+
+MAX_ADDRESS = 64
+"""Characters of a client address kept (an IPv6 address with a zone fits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +96,13 @@ class Inbound:
 
     @property
     def ip(self) -> str:
-        """The client's address (the ASGI ``client``), or ``""``."""
+        """The client's address (the ASGI ``client``), or ``""``. A server taking it
+        from ``X-Forwarded-For`` (uvicorn's ``--proxy-headers``) passes on any text
+        a client wrote there: one that is no plausible address (longer than
+        :data:`MAX_ADDRESS` or not printable) is escaped and cut, so it can neither
+        forge a log line nor make each quota key as large as a request head."""
         client = self.scope.get("client")
-        return str(client[0]) if client else ""
+        return printable(str(client[0]), MAX_ADDRESS) if client else ""
 
     @property
     def client(self) -> str:

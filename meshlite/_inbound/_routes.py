@@ -13,6 +13,7 @@ from .._arguments import explained
 from .._pipeline import Pipeline
 from .._policy import Policy
 from .._validate import at_least, fail, optional_positive, positive
+from ._patterns import matcher
 from ._request import Inbound
 
 __all__ = ["DEFAULT_MAX_DEADLINE", "DEFAULT_VALIDATED_BODY", "INBOUND", "KEYS", "CompiledRoute",
@@ -157,7 +158,7 @@ class CompiledRoute:
             # Starlette, FastAPI and Django answer HEAD with the GET handler: a GET
             # route that let HEAD by would run its handler unchecked.
             self.methods |= {"HEAD"}
-        self.match = _matcher(route.pattern)
+        self.match = matcher(route.pattern)
         policies = _policies(route)
         name = None if label is None else INBOUND + label
         self.pipeline: Pipeline | None = (Pipeline(*policies, service=name) if policies
@@ -199,28 +200,6 @@ def _methods(methods: Any) -> tuple[str, ...]:
     return tuple(m.upper() for m in valid)
 
 
-def _matcher(pattern: str) -> Callable[[str], bool]:
-    """Whether a path matches ``pattern``: ``*`` anything (newlines included), ``{name}``
-    one segment, the rest itself; a final newline is let through, as the ``$`` ending
-    the frameworks' own route regexes lets it (Starlette serves ``/admin/users\\n`` as
-    ``/admin/users``: a route that did not match it would be a way around its checks).
-
-    Each piece between two stars is matched atomically, at its leftmost and shortest
-    place (as ``fnmatch`` does): a plain regex tries every split of the path between
-    the stars, cubic in its length with three (0.7 s for one 3.6 KB path).
-    """
-    if "*" not in pattern and "{" not in pattern:
-        return frozenset({pattern, pattern + "\n"}).__contains__
-    first, *middle = pattern.split("*")
-    regex = _piece(first, last=not middle)
-    if middle:
-        regex += "".join(f"(?>.*?{_piece(p, lazy=True)})" for p in middle[:-1])
-        regex += ".*" + _piece(middle[-1], last=True)
-    compiled = re.compile(regex + r"\n?\Z", re.DOTALL)
-    return lambda path: compiled.match(path) is not None
-
-
-_SEGMENT = re.compile(r"(\{[^}/]+\})")
 _CONVERTED = re.compile(r"\{[^}/]*:[^}/]*\}")
 _SLASHES = re.compile(r"//+")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|\Z)")
@@ -235,35 +214,6 @@ def dot_segments(path: str) -> bool:
     sending (RFC 3986, 5.2.4) and which would let a path that normalising code (static
     files, ``os.path.normpath``) serves elsewhere miss the route that guards it."""
     return "/." in path and _DOT_SEGMENT.search(path) is not None
-
-
-def _piece(text: str, *, lazy: bool = False, last: bool = False) -> str:
-    """The regex of a pattern's text between stars: ``{name}`` as one segment's
-    characters (lazily inside a star's atomic group; possessively where a ``/`` or
-    the pattern's end follows it, which no backtracking could change; atomically up to
-    the first place of the text that follows it in its segment, ``{year}-{month}``,
-    as the stars are: a later place could only leave less to the rest, which matches
-    whatever a shorter rest matches)."""
-    parts = _SEGMENT.split(text)
-    out = []
-    joined = False  # the text after a {name} went into its atomic group
-    for i, part in enumerate(parts):
-        if i % 2 == 0:
-            if not joined:
-                out.append(re.escape(part))
-            joined = False
-        elif lazy:
-            out.append("[^/]+?")
-        else:
-            after = parts[i + 1]
-            if after.startswith("/") or (last and not after and i + 1 == len(parts) - 1):
-                out.append("[^/]++")
-            elif after:
-                out.append(f"(?>[^/]+?{re.escape(after)})")
-                joined = True
-            else:  # another {name} right after: no text to stop at
-                out.append("[^/]+")
-    return "".join(out)
 
 
 def _policies(route: Route) -> list[Policy]:

@@ -13,6 +13,7 @@ from .._clock import Clock
 from .._errors import ConfigError
 from .._http._probe import HttpHealthCheck
 from .._pipeline import Pipeline
+from ..routing._address import VALID_ADDRESS, address_problem
 from ..routing._backend import Backend
 from ..routing._chains import CompiledPipeline
 from ..routing._lifecycle import dependency_order
@@ -97,8 +98,14 @@ def _backends(sections: list[BackendSection], path: Path, problems: Problems) ->
         args = {("address" if k == "url" else k): v for k, v in b.arguments().items()}
         backend = construct(Backend, args, problems, (*path, "backends", i),
                             field_names(BackendSection), {"address": "url"})
-        if backend is not None:
-            found.append(backend)
+        if backend is None:
+            continue
+        problem = address_problem(backend.address)
+        if problem is not None:  # it would fail at its first call: refuse it now
+            problems.add((*path, "backends", i, "url"),
+                         f"must be {VALID_ADDRESS}; this one {problem}, got {b.url!r}")
+            continue
+        found.append(backend)
     return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from .._audit import ACTOR_WATCHER, config_sha256
@@ -50,6 +51,11 @@ def emit_mesh_event(mesh: Mesh, event: Event) -> None:
     mesh.emit_event(event)
     if _process_hooks.active:
         _process_hooks.emit(event)
+
+
+def _fields(managed: Managed) -> dict[str, Any]:
+    # As a reload's state-change records have them: each worker reloads on its own.
+    return {"path": managed.path, "pid": os.getpid()}
 
 
 def _apply_error(path: str, error: Exception) -> ConfigError:
@@ -119,7 +125,8 @@ class ConfigWatcher:
             try:
                 await self.reload()
             except Exception:  # a bug must not end hot reload for good
-                _log.exception("reloading %s failed unexpectedly", self.managed.path)
+                _log.exception("reloading %s failed unexpectedly in pid %d",
+                               self.managed.path, os.getpid(), extra=_fields(self.managed))
 
     async def reload(self) -> bool:
         """Read the file and apply it if it changed and is valid.
@@ -159,7 +166,8 @@ class ConfigWatcher:
                 self._rejected(error, actor, new_sha)
                 return "rejected"
             except Exception as error:  # a bug: still rejected and recorded, never half-done
-                _log.exception("reading %s failed unexpectedly", managed.path)
+                _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
+                               os.getpid(), extra=_fields(managed))
                 self._rejected(_apply_error(managed.path, error), actor, new_sha)
                 return "rejected"
             return await self._apply(plan, actor, new_sha)
@@ -264,9 +272,10 @@ class ConfigWatcher:
         returns the sections that changed. Raises, with the dashboard as it was, when
         one cannot be applied."""
         if new.top.audit != old.top.audit:
-            _log.warning("the audit: section of %s changed; it is read when the mesh is "
-                         "built, so the change takes effect at the next start",
-                         self.managed.path)
+            _log.warning("the audit: section of %s changed (seen by pid %d); it is read "
+                         "when the mesh is built, so the change takes effect at the next "
+                         "start", self.managed.path, os.getpid(),
+                         extra=_fields(self.managed))
         undo = None
         if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
             undo = await move_dashboard(self.mesh, self.managed, new.config.dashboard)

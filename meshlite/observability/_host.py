@@ -64,9 +64,14 @@ class HostMonitor:
         self._lock: HostLock | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def lead(self) -> bool:
+    def lead(self, *, announce: bool = True) -> bool:
         """Whether this process leads the host (taking the lock if it is free).
-        Always True for a single process (no shared directory)."""
+        Always True for a single process (no shared directory).
+
+        Args:
+            announce: Name this process in the lock file at once (see
+                :meth:`HostLock.acquire`); :meth:`check` does it once it evaluates.
+        """
         metrics = self.mesh.metrics
         shared = None if metrics is None else metrics.shared
         if shared is None:
@@ -77,7 +82,7 @@ class HostMonitor:
             if self._lock is None:
                 path = os.path.join(shared.directory, LOCK_NAME)
                 self._lock = _locks.get(path) or _locks.setdefault(path, HostLock(path))
-            if not self._lock.acquire():
+            if not self._lock.acquire(announce=announce):
                 return False
             _users.setdefault(self._lock.path, set()).add(id(self))
             return True
@@ -117,12 +122,21 @@ class HostMonitor:
         if self.monitor is not None:
             return
         alerts = getattr(self.mesh, "_alerts", None)
-        if alerts is None or not alerts.rules or not self.lead():
+        if alerts is None or not alerts.rules:
             return
+        # Imported before taking the lock, and the pid written only once the monitor
+        # has its baseline: a worker named in the lock file evaluates every call
+        # finished from then on. (Named first, a worker taking over under load spent
+        # seconds on the import and the saved history, and every call the others
+        # counted meanwhile went into its baseline, never evaluated.)
         from ._dashboard._monitor import Monitor
 
+        if not self.lead(announce=False):
+            return
         self.monitor, self._owned = Monitor(self.mesh, max_clients=1), True
         self.monitor.start()
+        if self._lock is not None:
+            self._lock.announce()
         _log.info("alert rules are evaluated in this process (pid %d)", os.getpid())
 
     async def start(self) -> None:

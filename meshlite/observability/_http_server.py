@@ -10,9 +10,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .._printable import printable
+
 __all__ = ["HEADER_TIMEOUT", "MAX_CONNECTIONS", "make_server"]
 
 _log = logging.getLogger("meshlite.metrics")
+
+_LOGGED = 300  # characters of a request's log line (its request line is the client's)
 
 MAX_CONNECTIONS = 64
 """Connections served at once, each on a thread of the application's process; one
@@ -84,7 +88,10 @@ def make_server(host: str, port: int, body: Callable[[], bytes], content_type: s
                 self.wfile.write(payload)
 
         def log_message(self, format: str, *args: object) -> None:
-            _log.debug("metrics server: " + format, *args)
+            # The stdlib's own log_message escapes control characters of the request
+            # line; this replaces it, so it escapes them itself (a raw \r or \x1b in
+            # a request's path would otherwise rewrite a terminal's log line).
+            _log.debug("metrics server: %s", printable(format % args, _LOGGED))
 
     server_class = _Server6 if ":" in host else _Server
     return server_class((host, port), Handler)

@@ -247,9 +247,16 @@ class HostLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock if it is free; True when this process holds it."""
+    def acquire(self, *, announce: bool = True) -> bool:
+        """Take the lock if it is free; True when this process holds it.
+
+        Args:
+            announce: Write this process's pid into the file at once; with False the
+                file is left empty (a worker is taking over) until :meth:`announce`.
+        """
         if self._fd is not None:
+            if announce:
+                self.announce()
             return True
         try:
             import fcntl
@@ -266,10 +273,19 @@ class HostLock:
         except OSError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.ftruncate(fd, 0)  # not the pid of a leader that died
         self._fd = fd
+        if announce:
+            self.announce()
         return True
+
+    def announce(self) -> None:
+        """Write this process's pid into the file (it holds the lock): the host's
+        leader, for operators and tests reading the file, once it is ready to lead."""
+        fd = self._fd
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
     @property
     def held(self) -> bool:

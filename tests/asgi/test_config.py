@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -174,3 +175,38 @@ async def test_removing_max_deadline_from_the_file_restores_the_middlewares_own(
         assert await mesh.reload()
         assert (await client.get("/")).status_code == 200
         assert app.max_deadline == 30.0
+
+
+@pytest.mark.parametrize("from_file", [True, False])
+async def test_the_routes_events_are_relayed_by_one_subscription_made_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_file: bool) -> None:
+    from meshlite._events import EventHooks
+    from meshlite._inbound._relay import EventRelay
+    from meshlite.asgi import Route
+
+    (tmp_path / "keys.txt").write_text("alice k-alice admin\n")
+    config = tmp_path / "mesh.yaml"
+    write(config, '    - {pattern: "/*", rate: 1, per: 60, burst: 1, key: ip}')
+    mesh = ml.Mesh.from_config(str(config)) if from_file else ml.Mesh()
+    subscribed: list[object] = []
+    add = EventHooks.add
+
+    def counted(hooks: EventHooks, hook: Any) -> Any:
+        if isinstance(hook, EventRelay):
+            subscribed.append(hooks)
+        return add(hooks, hook)
+
+    monkeypatch.setattr(EventHooks, "add", counted)
+    rejected: list[Any] = []
+    mesh.add_hook(lambda event: rejected.append(event) if type(event).__name__ == (
+        "CallRejected") else None)
+    routes = None if from_file else [Route("/*", rate=1, per=60, burst=1, key="ip")]
+    app = MeshMiddleware(echo, mesh=mesh, routes=routes)
+    # One subscription per policy of the routes (their pipelines, the quota, the
+    # deadline's timeout), made once: the file's routes were followed at construction
+    # twice, the second undoing the first.
+    assert len(subscribed) == len(list(app.table.policies())) == 4
+    assert len({id(hooks) for hooks in subscribed}) == 4
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        assert [(await client.get("/x")).status_code for _ in range(2)] == [200, 429]
+    assert len(rejected) == 1  # the refusal reached the mesh's hooks, once

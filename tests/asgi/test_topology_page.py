@@ -124,3 +124,53 @@ async def test_refusals_reach_the_page_aggregated_never_one_line_per_request() -
     assert 1 <= len(auth) <= 2
     assert all("/admin 401 x" in t for t in auth)
     assert len(items) == len(quota) + len(auth)
+
+
+async def test_a_page_left_open_under_attack_remembers_a_bounded_number_of_refusals(
+        ) -> None:
+    # Refusals on paths no route names are one entry per path and second: an attacker
+    # sends a fresh path each time, and the page must not keep every entry's key.
+    chromium = require_program("chromium", "chromium")
+    from meshlite.asgi import Auth
+
+    orders = ml.Mesh([], name="orders")
+    guarded = MeshMiddleware(echo_ok, mesh=orders,
+                             auth=Auth(api_keys={"k" * 20: ("alice", [])}))
+    async with orders, AsgiServer(guarded) as server, httpx.AsyncClient() as client:
+        dashboard = await orders.serve_dashboard(port=0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=chromium,
+                                                  args=CHROMIUM_ARGS)
+                try:
+                    page = await browser.new_page()
+                    await page.goto(dashboard.url + "/")
+                    await page.wait_for_selector("#conn.live", timeout=20_000)
+                    sent = 0
+                    for second in range(5):  # 64 entries a second: the feed's most
+                        for i in range(64):
+                            r = await client.get(f"{server.url}/p{second}-{i}",
+                                                 headers={"x-api-key": "bad"})
+                            assert r.status_code == 401
+                            sent += 1
+                        await asyncio.sleep(1.05)
+                    last = "/p4-63 401"
+                    await page.wait_for_selector(f"#refusals li:has-text('{last}')",
+                                                 timeout=20_000)
+                    remembered = await page.get_attribute("#refusals", "data-remembered")
+                    shown = await page.locator("#refusals li").count()
+                finally:
+                    await browser.close()
+        finally:
+            await dashboard.stop()
+    assert sent == 320
+    assert remembered is not None
+    assert int(remembered) <= 200  # not one key per entry ever shown
+    assert shown == 50
+
+
+async def echo_ok(scope: object, receive: object, send: object) -> None:
+    """Answers 200 with no body."""
+    await send({"type": "http.response.start",  # type: ignore[operator]
+                "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]

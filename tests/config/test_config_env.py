@@ -234,18 +234,18 @@ def test_secrets_are_masked_in_every_error(tmp_path: Path) -> None:
 def test_secrets_are_masked_in_check_output_and_masked_config(write_config: Any) -> None:
     path = write_config("""
         services:
-          users: {backends: ["tcp://user:${PASSWORD}@127.0.0.5:8001"]}
+          users: {backends: ["http://127.0.0.5:8001/${PASSWORD}"]}
         dashboard: {port: 0, token: "${PASSWORD}"}
     """)
     env = {"PASSWORD": SECRET}
     out = io.StringIO()
     assert run_check(path, out, environ=env) == 0
     assert SECRET not in out.getvalue()
-    assert "tcp://user:***@127.0.0.5:8001" in out.getvalue()
+    assert "http://127.0.0.5:8001/***" in out.getvalue()
     mesh = ml.Mesh.from_config(path, environ=env)
     shown = masked_config(mesh)
     assert shown is not None
     assert SECRET not in repr(shown)
     assert shown["dashboard"]["token"] == "***"
     # the running mesh itself uses the real value
-    assert mesh.service("users").backends[0].address == f"tcp://user:{SECRET}@127.0.0.5:8001"
+    assert mesh.service("users").backends[0].address == f"http://127.0.0.5:8001/{SECRET}"

@@ -24,6 +24,7 @@ from _system import wait_for
 from _workers import fresh, uvicorn_workers
 
 import meshlite as ml
+from meshlite.observability._dashboard._monitor import Monitor
 from meshlite.observability._multiproc import alive
 from meshlite.testing import FakeBackend
 
@@ -169,6 +170,36 @@ def test_three_workers_notify_once_and_take_over(receiver: Receiver,
                      "the new leader notified the next change")
             time.sleep(2.5)
             assert receiver.statuses() == ["firing", "resolved", "firing", "resolved"]
+
+
+async def test_a_worker_is_named_in_the_lock_only_once_it_evaluates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock file names the leading worker only once its monitor has taken its
+    baseline: every call counted after the name appears is evaluated. (Named first,
+    a worker taking over under load was still importing and reading the saved
+    history while the others' calls went into its baseline, never evaluated.)"""
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path / "multiproc"))
+    lock = tmp_path / "multiproc" / "dashboard.lock"
+    named_at_baseline: list[str] = []
+    start = Monitor.start
+
+    def spied(monitor: Monitor) -> None:
+        named_at_baseline.append(lock.read_text())
+        start(monitor)
+
+    monkeypatch.setattr(Monitor, "start", spied)
+    lock.parent.mkdir()
+    lock.write_text("999999999\n")  # a leader that died
+    mesh = ml.Mesh()
+    mesh.alerts.add(ml.AlertRule("errors", "error_rate", threshold=0.5))
+    async with mesh:
+        for _ in range(100):
+            if mesh._host.monitor is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert mesh._host.monitor is not None
+        assert named_at_baseline == [""]  # neither the dead leader nor this one yet
+        assert lock.read_text() == f"{os.getpid()}\n"
 
 
 async def test_two_meshes_of_one_process_both_evaluate(

@@ -30,6 +30,8 @@ from starlette.routing import Route
 
 from ..._audit import admin_actor, audited_by_caller, mask_strings, secret_mask
 from ..._errors import ConfigError, MeshliteError
+from ..._printable import printable
+from ..._validate import digits, shown
 from ...policies._circuit_breaker import CircuitBreaker
 from ...routing._service import Service
 from ...routing._snapshot import _status
@@ -50,6 +52,8 @@ ATTACHED = ("this dashboard is attached to the workers' shared directory: it rea
             "they run; take admin actions on the dashboard the leading worker serves")
 
 _log = logging.getLogger("meshlite.dashboard")
+
+_TARGET_SHOWN = 300  # characters of an action's target in the log and the audit
 
 Body = dict[str, Any]
 Work = Callable[[], Awaitable[tuple[int, Body]]]
@@ -101,8 +105,9 @@ def _find_breaker(service: Service, key: str) -> tuple[int, CircuitBreaker]:
         raise _Refused(409, f"service {service.name!r} has {len(named)} circuit breakers "
                             f"named {key!r}; give them distinct names (name=...) or "
                             f"address one by its position, 1 to {len(found)}")
-    if key.isdigit() and 1 <= int(key) <= len(found):
-        return int(key), found[int(key) - 1]
+    position = digits(key)
+    if position is not None and 1 <= position <= len(found):
+        return position, found[position - 1]
     listing = ", ".join(f"{i}: {b.name!r}" for i, b in enumerate(found, 1)) or "none"
     raise _Refused(404, f"service {service.name!r} has no circuit breaker {key!r} "
                         f"(its breakers by position: {listing})")
@@ -166,6 +171,7 @@ class Admin:
         if self.attached:
             return JSONResponse({"error": ATTACHED}, status_code=403)
         actor = admin_actor(request.client.host if request.client else None)
+        target = printable(target, _TARGET_SHOWN)  # names from the URL, decoded
         error: str | None = None
         try:
             with audited_by_caller():  # recorded below, with this actor, not as "api"
@@ -278,9 +284,11 @@ class Admin:
         key = request.path_params["id"]
 
         async def work() -> tuple[int, Body]:
-            if not key.isdigit() or not self.mesh.alerts.silences.remove(int(key)):
-                raise _Refused(404, f"no active silence {key!r} (GET /api/alerts lists them)")
-            return 200, {"id": int(key), "result": "expired"}
+            number = digits(key)
+            if number is None or not self.mesh.alerts.silences.remove(number):
+                raise _Refused(404, f"no active silence {shown(key)} (GET /api/alerts lists "
+                                    "them)")
+            return 200, {"id": number, "result": "expired"}
 
         return await self._run(request, "alerts.expire", f"silences/{key}", work)
 

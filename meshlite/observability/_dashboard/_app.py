@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..._errors import ConfigError
+from ..._validate import digits, shown
 from ...routing._service import Service
 from .._prometheus import CONTENT_TYPE, render_mesh
 from ._admin import Admin
@@ -95,14 +96,15 @@ class _Routes:
     async def history(self, request: Request) -> Response:
         svc, most = self._service(request), self.monitor.history_seconds
         raw = request.query_params.get("seconds", str(most))
-        if not raw.isdigit() or not 1 <= int(raw) <= most:
-            return _error(400, f"seconds must be an integer in [1, {most}], got {raw!r}")
+        seconds = digits(raw)
+        if seconds is None or not 1 <= seconds <= most:
+            return _error(400, f"seconds must be an integer in [1, {most}], got {shown(raw)}")
         found = self.monitor.histories.get(svc.name)
         if found is None or found.last < 0:
             data: dict[str, Any] = {"start": None, "step": 1, "requests": [], "errors": [],
                                     "p50": [], "p99": []}
         else:
-            data = found.columns(int(raw))
+            data = found.columns(seconds)
         return _JSON({"service": svc.name, **data})
 
     async def alerts(self, request: Request) -> Response:

@@ -15,13 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..._errors import ConfigError
 from ..._validate import fail, positive
 from ._rules import Alert
 
-__all__ = ["MAX_SILENCE_SECONDS", "Silence", "Silences"]
+__all__ = ["MAX_NAME", "MAX_SILENCES", "MAX_SILENCE_SECONDS", "Silence", "Silences"]
 
 MAX_SILENCE_SECONDS = 7 * 24 * 3600.0
 """The longest silence: a week (a forgotten silence must end by itself)."""
+
+MAX_SILENCES = 1000
+"""Silences in force at once (each admin API call makes one: they must not pile up
+without end)."""
+
+MAX_NAME = 200
+"""Characters of a silence's ``service`` or ``rule``."""
 
 _OWNER = "Alerts.silences.add"
 
@@ -37,7 +45,7 @@ class Silence:
         rule: The rule muted, or ``None`` for every rule.
         starts_at: Wall-clock time (seconds since the epoch) it was made.
         ends_at: Wall-clock time it ends.
-        comment: Why (shown on the page and in the audit log).
+        comment: Why (in the silence's JSON: the admin API's answer and ``/api/alerts``).
     """
 
     id: int
@@ -80,22 +88,35 @@ class Silences:
         of ``rule`` (``None``: every rule) for ``seconds``.
 
         Raises:
-            ConfigError: ``seconds`` not in (0, one week], or a bad name or comment.
+            ConfigError: ``seconds`` not in (0, one week], a bad name or comment, or
+                :data:`MAX_SILENCES` silences in force already.
         """
         seconds = positive(_OWNER, "seconds", seconds)
         if seconds > MAX_SILENCE_SECONDS:
             fail(_OWNER, "seconds", seconds, f"<= {MAX_SILENCE_SECONDS:g} (one week)")
         for field, value in (("service", service), ("rule", rule)):
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                fail(_OWNER, field, value, "a non-empty string or None")
+            if value is not None and (not isinstance(value, str) or not value.strip()
+                                      or len(value) > MAX_NAME or not value.isprintable()):
+                fail(_OWNER, field, value, f"a non-empty printable string of at most "
+                     f"{MAX_NAME} characters, or None")
         if not isinstance(comment, str) or len(comment) > 500:
             fail(_OWNER, "comment", comment, "a string of at most 500 characters")
         now = self.wall()
         silence = Silence(id=next(_ids), service=service, rule=rule, starts_at=now,
                           ends_at=now + seconds, comment=comment)
         with self._lock:
+            if len(self._active) >= MAX_SILENCES:
+                self._drop_ended(now)
+            if len(self._active) >= MAX_SILENCES:
+                raise ConfigError(f"{_OWNER}: {MAX_SILENCES} silences are in force already; "
+                                  "expire some (POST /api/admin/silences/{id}/expire, or "
+                                  "silences.remove(id)) or let them end", policy="alerts")
             self._active[silence.id] = silence
         return silence
+
+    def _drop_ended(self, now: float) -> None:
+        for key in [k for k, s in self._active.items() if s.ends_at <= now]:
+            del self._active[key]
 
     def remove(self, silence_id: int) -> bool:
         """End the silence ``silence_id`` now; returns whether it was active."""
@@ -106,8 +127,7 @@ class Silences:
         """The silences in force now, oldest first (ended ones are dropped)."""
         now = self.wall()
         with self._lock:
-            for key in [k for k, s in self._active.items() if s.ends_at <= now]:
-                del self._active[key]
+            self._drop_ended(now)
             return list(self._active.values())
 
     def mutes(self, alert: Alert) -> bool:

@@ -14,6 +14,7 @@
     services: new Map(), alerts: null, socket: null, retry: 500, topology: null,
   };
   const $ = (id) => document.getElementById(id);
+  const MAX_REFUSAL_KEYS = 200;  // refusal entries remembered, to show each once
 
   // ---- auth -----------------------------------------------------------------
 
@@ -542,8 +543,13 @@
       state.refusalKeys.add(key);
       return true;
     });
-    if (!fresh.length) return;
+    // Only the latest keys can come again (/api/inbound repeats its last 50 entries):
+    // forget the oldest, or a tab left open under attack would grow without end.
+    const keys = state.refusalKeys;
+    while (keys.size > MAX_REFUSAL_KEYS) keys.delete(keys.values().next().value);
     const list = $("refusals");
+    list.dataset.remembered = String(keys.size);
+    if (!fresh.length) return;
     list.querySelector(".none")?.remove();
     for (const r of fresh) list.prepend(refusalItem(r));
     while (list.children.length > 50) list.lastElementChild.remove();
