@@ -40,6 +40,7 @@ from ._base import (
 from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
+from ._redis_keys import empty_tag, hash_tag
 from ._redis_ops import Commands, Script, StoreReplyError
 from ._redis_target import parse_target
 from ._redis_wire import Wire
@@ -155,6 +156,10 @@ class RedisStore(Commands):
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
+        if empty_tag(prefix):
+            fail("RedisStore", "prefix", prefix,
+                 "a string whose first '{' is not followed by '}' (an empty Cluster hash "
+                 "tag would put the two keys of a breaker in different slots)")
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
         self.timeout = wait_seconds("RedisStore", "timeout", timeout)
@@ -244,7 +249,7 @@ class RedisStore(Commands):
         is given."""
         from ._redis_circuit import RedisCircuit
 
-        return RedisCircuit(self, f"{self.prefix}:cb:{{{name}}}", options, clock)
+        return RedisCircuit(self, f"{self.prefix}:cb:{hash_tag(name)}", options, clock)
 
     # -- health ----------------------------------------------------------------------
 
