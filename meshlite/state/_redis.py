@@ -205,6 +205,7 @@ class RedisStore(Commands):
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
         self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
         self._last_ok = 0.0
+        self._refusals: dict[str, tuple[float, int]] = {}  # error class -> last warning
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
