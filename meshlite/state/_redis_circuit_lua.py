@@ -4,6 +4,13 @@ Every script starts with the same prelude: it reads the options (``ARGV[1..11]``
 Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
 :class:`meshlite.state._circuit_local.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
+
+The prelude also mends a breaker that lost one of its two keys (a Redis with a
+``maxmemory`` eviction policy evicts keys one by one): the window exists exactly
+when the running totals count a call, so a window without totals is dropped and
+totals without a window are zeroed. Without this, the totals drift for good (a
+ring slot's old outcome is subtracted from totals that never counted it, or never
+subtracted from totals that did), and the breaker opens too early or never.
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ local v = redis.call('HMGET', H, unpack(F))
 local S = {st = v[1] or 'closed', rs = v[5] or ''}
 for i = 2, 13 do if i ~= 5 then S[F[i]] = tonumber(v[i] or '0') end end
 if not v[4] then S.oa = -1 end
+if redis.call('EXISTS', W) == 1 then
+  if S.c == 0 then redis.call('DEL', W) end
+elseif S.c > 0 then
+  S.c = 0; S.f = 0; S.s = 0
+  if not timed then S.hd = 0 end
+end
 local function save()
   local a = {}
   for i = 1, 13 do
