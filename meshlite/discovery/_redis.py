@@ -29,6 +29,7 @@ from .._validate import fail, optional_positive, positive
 from ..routing._backend import Backend
 from ..state._base import StoreUnavailableError
 from ..state._redis import RedisStore, Script
+from ..state._redis_keys import hash_tag
 from ._provider import BaseProvider, Resolution
 from ._redis_heartbeat import Registration
 
@@ -148,7 +149,7 @@ class RedisRegistry(BaseProvider):
         self.store = store if store is not None else RedisStore(
             url, prefix=prefix, timeout=timeout, retry_interval=min(1.0, self.ttl / 4),
             on_error="raise")
-        base = f"{self.store.prefix}:reg:{{{service}}}"
+        base = f"{self.store.prefix}:reg:{hash_tag(service)}"
         self._keys = (base, f"{base}:meta")
         self.channel = f"{base}:events"
         self._pubsub: Any = None

@@ -40,6 +40,7 @@ from ._base import (
 from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
+from ._redis_keys import empty_tag, hash_tag
 from ._redis_ops import Commands, Script, StoreReplyError
 from ._redis_target import parse_target
 from ._redis_wire import Wire
@@ -155,6 +156,10 @@ class RedisStore(Commands):
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             fail("RedisStore", "prefix", prefix, "a non-empty string")
+        if empty_tag(prefix):
+            fail("RedisStore", "prefix", prefix,
+                 "a string whose first '{' is not followed by '}' (an empty Cluster hash "
+                 "tag would put the two keys of a breaker in different slots)")
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
         self.timeout = wait_seconds("RedisStore", "timeout", timeout)
@@ -200,6 +205,7 @@ class RedisStore(Commands):
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
         self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
         self._last_ok = 0.0
+        self._refusals: dict[str, tuple[float, int]] = {}  # error class -> last warning
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
@@ -244,7 +250,7 @@ class RedisStore(Commands):
         is given."""
         from ._redis_circuit import RedisCircuit
 
-        return RedisCircuit(self, f"{self.prefix}:cb:{{{name}}}", options, clock)
+        return RedisCircuit(self, f"{self.prefix}:cb:{hash_tag(name)}", options, clock)
 
     # -- health ----------------------------------------------------------------------
 

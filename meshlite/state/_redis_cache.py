@@ -179,7 +179,15 @@ class RedisCache:
         the hot path). Returns how many were removed."""
         self._indexed.clear()
         pattern = _glob_escape(self._base) + ":*"
-        return sum(unlink(self._store, keys) for keys in scan_keys(self._store, pattern))
+        return sum(unlink(self._store, [k for k in keys if self._owns(_text(k))])
+                   for keys in scan_keys(self._store, pattern))
+
+    def _owns(self, key: str) -> bool:
+        """Whether ``key``, which starts with ``<base>:``, is this namespace's, not a
+        longer one's: namespace ``"users"`` must not clear ``"users:v2"``, whose keys
+        match its pattern too."""
+        rest = key[len(self._base) + 1:]
+        return rest == "fns" or rest.startswith(("e:", "l:"))
 
 
 def _text(value: Any) -> str:

@@ -4,6 +4,20 @@ Every script starts with the same prelude: it reads the options (``ARGV[1..11]``
 Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
 :class:`meshlite.state._circuit_local.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
+
+The window key exists whenever the state hash does (an empty string, or a hash
+holding only ``_``, while no call is counted). On a Cluster, a script whose keys
+are in a slot being migrated is refused with ``TRYAGAIN`` when some of its keys
+are there and some are not, and redis-py's Cluster client then retries with
+pauses for about 0.4 s before it gives up; with both keys always present, that
+happens only in the instant between the moves of the two keys.
+
+The prelude also mends a breaker that lost one of its two keys (a Redis with a
+``maxmemory`` eviction policy evicts keys one by one): a window without its state
+hash is dropped, and totals without their window are zeroed. Without this, the
+totals drift for good (a ring slot's old outcome is subtracted from totals that
+never counted it, or never subtracted from totals that did), and the breaker
+opens too early or never.
 """
 
 from __future__ import annotations
@@ -26,6 +40,12 @@ local v = redis.call('HMGET', H, unpack(F))
 local S = {st = v[1] or 'closed', rs = v[5] or ''}
 for i = 2, 13 do if i ~= 5 then S[F[i]] = tonumber(v[i] or '0') end end
 if not v[4] then S.oa = -1 end
+if not v[1] then
+  redis.call('DEL', W)
+elseif S.c > 0 and redis.call('EXISTS', W) == 0 then
+  S.c = 0; S.f = 0; S.s = 0
+  if not timed then S.hd = 0 end
+end
 local function save()
   local a = {}
   for i = 1, 13 do
@@ -35,7 +55,13 @@ local function save()
   end
   redis.call('HSET', H, unpack(a))
   redis.call('PEXPIRE', H, ttl)
-  if redis.call('EXISTS', W) == 1 then redis.call('PEXPIRE', W, ttl) end
+  if redis.call('EXISTS', W) == 1 then
+    redis.call('PEXPIRE', W, ttl)
+  elseif timed then
+    redis.call('HSET', W, '_', 1); redis.call('PEXPIRE', W, ttl)
+  else
+    redis.call('SET', W, '', 'PX', ttl)
+  end
 end
 local function begin(state)
   local prev = S.st

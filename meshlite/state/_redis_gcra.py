@@ -34,7 +34,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._fork import after_fork_in_child
 from ._redis import Script
@@ -76,7 +77,20 @@ return 0
 
 
 _MAX_LOCAL_KEYS = 4096
-"""Keys whose refusal or lease a process remembers before it forgets the lapsed ones."""
+"""Keys whose refusal or lease a process remembers before it forgets the lapsed ones
+(and, if more than half are live, all but the newest half)."""
+
+_V = TypeVar("_V")
+
+
+def _trimmed(table: dict[str, _V], live: Callable[[_V], bool]) -> dict[str, _V]:
+    """``table`` without its lapsed entries, and at most half full: if more than
+    half are still live (many keys refused or leased at once, such as one quota per
+    client address under attack), only the newest half is kept. Forgetting one
+    costs a round trip, not a wrong decision; keeping all made every refusal copy
+    the whole table, and the table grow without bound."""
+    kept = [(k, v) for k, v in list(table.items()) if live(v)]  # a snapshot: threads add
+    return dict(kept[-(_MAX_LOCAL_KEYS // 2):])
 
 
 class RedisGcra:
@@ -137,12 +151,12 @@ class RedisGcra:
         now = time.monotonic()
         if not taken:
             if len(self._refused) >= _MAX_LOCAL_KEYS:
-                self._refused = {k: v for k, v in self._refused.items() if v > now}
+                self._refused = _trimmed(self._refused, lambda v: v > now)
             self._refused[key] = now + wait
         elif taken > 1:
             with self._lock:
                 if len(self._leases) >= _MAX_LOCAL_KEYS:
-                    self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+                    self._leases = _trimmed(self._leases, lambda v: v[1] > now)
                 self._leases[key] = [taken - 1, now + self._lease_s]
         return wait, token
 

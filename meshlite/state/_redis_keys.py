@@ -1,17 +1,47 @@
 """Keyspace operations of a RedisStore that must work on one Redis and on a Cluster
-alike: deleting keys that may sit in different slots, and scanning every node."""
+alike: naming the keys of one multi-key script so that they share a slot, deleting
+keys that may sit in different slots, and scanning every node."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["scan_keys", "unlink"]
+__all__ = ["empty_tag", "hash_tag", "scan_keys", "unlink"]
 
 SCAN_BATCH = 500
+
+
+def hash_tag(name: str) -> str:
+    """``name`` as a Cluster ``{hash tag}``: ``"{<name>}"``, which keeps every key
+    that starts with it in one slot.
+
+    Redis hashes only what lies between the first ``{`` and the first ``}`` after
+    it, and hashes the whole key when that is empty: a name holding a ``}`` would
+    end the tag early, or leave it empty (``"}x"``), and then a breaker's hash and
+    window would land in different slots (``CROSSSLOT``). Such a name is tagged by
+    its digest instead, followed by the name itself (``"{#<sha1>}<name>"``), so keys
+    stay readable. The two forms never collide: a tagged digest is followed by a
+    name holding a ``}``, while a plain tag holds none and ends at its only ``}``.
+    """
+    if name and "}" not in name:
+        return f"{{{name}}}"
+    return "{#" + hashlib.sha1(name.encode()).hexdigest() + "}" + name
+
+
+def empty_tag(prefix: str) -> bool:
+    """Whether ``prefix`` opens an empty Cluster hash tag (``"{}"``).
+
+    A ``{`` in a prefix opens the hash tag there (every key of the store then
+    shares one slot, which works); an empty one makes Redis hash whole keys, and a
+    breaker's two keys would fall in different slots.
+    """
+    start = prefix.find("{")
+    return start >= 0 and prefix[start + 1:start + 2] == "}"
 
 
 def unlink(store: RedisStore, keys: list[str]) -> int:

@@ -25,6 +25,11 @@ __all__ = ["Commands", "Script", "StoreReplyError"]
 
 _log = logging.getLogger("meshlite.state")
 
+REPLY_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about refused operations of one kind (error class):
+a refusal that every decision meets (``OOM`` from a full Redis, ``WRONGTYPE`` on a
+hot key) is logged once, then with the number of repeats, not once per call."""
+
 
 class Script:
     """A Lua script of the store; run through redis-py's ``Script`` (``EVALSHA``,
@@ -55,6 +60,7 @@ class Commands:
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
     _last_ok: float
+    _refusals: dict[str, tuple[float, int]]
 
     def _classify(self, error: BaseException, sent: float) -> StoreUnavailableError:
         """The error a failed operation raises, after updating health (module doc).
@@ -75,10 +81,24 @@ class Commands:
         if isinstance(error, self._errors):
             return self._health.failed(error)
         self._health.recovered()  # Redis answered
-        _log.warning("store %s refused one operation: %s: %s", self.label,
-                     type(error).__name__, error)
+        self._warn_refusal(error)
         return StoreReplyError(
             f"store {self.label} refused one operation: {type(error).__name__}: {error}")
+
+    def _warn_refusal(self, error: BaseException) -> None:
+        """Log a refused operation: the first of its kind, then one record per
+        :data:`REPLY_LOG_INTERVAL` saying how many came since (each is counted in the
+        fallback metrics all the same)."""
+        kind = type(error).__name__
+        now = monotonic()
+        last, repeats = self._refusals.get(kind, (-REPLY_LOG_INTERVAL, 0))
+        if now - last < REPLY_LOG_INTERVAL:
+            self._refusals[kind] = (last, repeats + 1)
+            return
+        self._refusals[kind] = (now, 0)
+        more = f" ({repeats} more since the last such warning)" if repeats else ""
+        _log.warning("store %s refused one operation: %s: %s%s", self.label, kind,
+                     error, more)
 
     def _wait_slot(self) -> None:
         """Take a send slot; the wait is not part of ``timeout``, and a caller that

@@ -28,7 +28,10 @@ has worked off that backlog; up to two more follow while the timer keeps waking
 late (more than 1.5 times the connect timeout: the loop is still busy). A Redis
 that hangs still accepts connections (its reads are what ``timeout`` bounds), so
 this does not slow its detection; an unreachable host costs two connect timeouts
-on an idle loop before the store is marked down.
+on an idle loop before the store is marked down. The async sockets have no read
+timeout of their own (the store bounds each request), so a new connection's
+handshake (``HELLO``, which a hung Redis never answers) is bounded here: connecting
+and the handshake together wait at most the connect timeout plus ``timeout``.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class Wire:
                     bound: float) -> Any:
         """The async twin of :meth:`call`, on a redis.asyncio pool, within ``bound``
         (connecting is bounded by the pool's own connect timeout, tried twice)."""
-        conn = await self._connected(pool)
+        conn = await self._connected(pool, bound)
         try:
             was_open = conn.is_connected
             try:
@@ -110,15 +113,18 @@ class Wire:
         finally:
             await pool.release(conn)
 
-    async def _connected(self, pool: Any) -> Any:
+    async def _connected(self, pool: Any, bound: float) -> Any:
         """A connection of ``pool``; a connect timeout is tried again once, and
-        again (up to 4 attempts) while the loop woke its timer late (busy)."""
+        again (up to 4 attempts) while the loop woke its timer late (busy). The
+        handshake of a new connection waits ``bound`` at most (module doc)."""
         loop = asyncio.get_running_loop()
         limit = pool.connection_kwargs.get("socket_connect_timeout") or 0.0
         for attempt in range(4):
             started = loop.time()
             try:
-                return await pool.get_connection()
+                if not limit:  # a client given as it is: its own timeouts
+                    return await pool.get_connection()
+                return await _within(pool.get_connection(), limit + bound)
             except self._timeout:  # see the module doc: a busy loop, not a dead Redis
                 late = loop.time() - started > 1.5 * limit
                 if attempt == 3 or (attempt and not late):

@@ -187,3 +187,43 @@ def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any)
     assert store.fallbacks == fallbacks  # decided in Redis again
     assert node_of(store, "failover") != port
     store.close()
+
+
+@contextmanager
+def migrating(ports: list[int], slot: int) -> Iterator[None]:
+    """``slot`` half way through a reshard (MIGRATING on its owner, IMPORTING on another
+    primary), none of its keys moved yet; back to stable after."""
+    nodes = {port: redis.Redis(port=port) for port in ports}
+    ids = {port: n.execute_command("CLUSTER", "MYID").decode() for port, n in nodes.items()}
+    source = next(master[1] for low, high, master, *_ in
+                  nodes[ports[0]].execute_command("CLUSTER", "SLOTS") if low <= slot <= high)
+    target = next(port for port in ports if port != source)
+    nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    try:
+        yield
+    finally:
+        for port in (source, target):
+            nodes[port].execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        for node in nodes.values():
+            node.close()
+
+
+@pytest.mark.parametrize("window_type", ["count", "time"])
+def test_a_quiet_breaker_in_a_migrating_slot_answers_at_once(redis_cluster: Any,
+                                                             window_type: str) -> None:
+    store = RedisStore(redis_cluster.url, prefix=prefix(), timeout=0.5)
+    breaker = ml.CircuitBreaker(store=store, name="quiet", window=10,
+                                window_type=window_type, min_calls=5)
+    call = breaker(lambda: 1)
+    assert call() == 1
+    breaker.reset()  # its window is empty: before, its key was gone
+    client = store._clients.sync()
+    slot = client.keyslot(f"{store.prefix}:cb:{{quiet}}")
+    with migrating([s.port for s in redis_cluster.servers], slot):
+        assert [call() for _ in range(3)] == [1, 1, 1]
+    # Its state hash on the old owner and its window nowhere, Redis answered TRYAGAIN,
+    # which redis-py's Cluster client retries with pauses for about 0.4 s, and then
+    # each call fell back.
+    assert store.fallbacks == {}
+    store.close()

@@ -1,0 +1,61 @@
+"""A hung Redis (``SIGSTOP``: it accepts connections and answers nothing) meets async
+decisions that need a new connection: the handshake must not wait forever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis_server import RedisServer
+
+import meshlite as ml
+from meshlite.state import RedisStore, StoreUnavailableError
+
+RATE = 10_000_000.0  # never reached: every decision admits
+
+
+async def work() -> int:
+    return 1
+
+
+async def test_a_new_connection_to_a_hung_redis_falls_back(fresh_server: RedisServer) -> None:
+    store = RedisStore(fresh_server.url, timeout=0.05, connect_timeout=0.2,
+                       retry_interval=0.05)
+    call = ml.RateLimit(RATE, store=store, name="hung", mode="reject")(work)
+    fresh_server.pause()
+    try:
+        # No connection yet: the first decision connects, then sends HELLO, which a
+        # stopped Redis never answers (the socket is accepted by the kernel).
+        assert await asyncio.wait_for(call(), 10.0) == 1  # the in-process limiter
+        assert store.fallbacks == {("rate_limit", "local"): 1}
+        assert not store.available
+        await asyncio.sleep(0.06)  # past the retry instant: the next one probes
+        with pytest.raises(StoreUnavailableError):
+            await asyncio.wait_for(store.acommand("PING"), 10.0)
+    finally:
+        fresh_server.resume()
+    deadline = time.monotonic() + 5.0
+    while not store.available:  # a probe reconnects once Redis answers again
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.06)
+        assert await call() == 1
+    await store.aclose()
+    store.close()
+
+
+async def test_many_tasks_meeting_a_hung_redis_all_return(fresh_server: RedisServer) -> None:
+    store = RedisStore(fresh_server.url, timeout=0.05, connect_timeout=0.2,
+                       retry_interval=0.05, max_connections=8)
+    call = ml.RateLimit(RATE, store=store, name="many", mode="reject")(work)
+    assert await call() == 1
+    fresh_server.pause()
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(200))),
+                                         10.0)
+    finally:
+        fresh_server.resume()
+    assert results == [1] * 200
+    assert store.fallbacks[("rate_limit", "local")] == 200
+    await store.aclose()
+    store.close()
