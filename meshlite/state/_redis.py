@@ -40,7 +40,7 @@ from ._base import (
 from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
-from ._redis_keys import empty_tag, hash_tag
+from ._redis_keys import empty_tag, hash_tag, quota_key
 from ._redis_ops import Commands, Script, StoreReplyError
 from ._redis_target import parse_target
 from ._redis_wire import Wire
@@ -233,10 +233,11 @@ class RedisStore(Commands):
     # -- the factory the policies use ------------------------------------------------
 
     def rate_limit(self, name: str, interval: float, tau: float) -> SharedGcra:
-        """The shared GCRA state of rate limit ``name`` (keys ``<prefix>:rl:<name>...``)."""
+        """The shared GCRA state of rate limit ``name`` (keys ``<prefix>:rl:<name>...``,
+        the name escaped: :func:`~meshlite.state._redis_keys.quota_key`)."""
         from ._redis_gcra import RedisGcra
 
-        return RedisGcra(self, f"{self.prefix}:rl:{name}", interval, tau)
+        return RedisGcra(self, quota_key(self.prefix, name), interval, tau)
 
     def cache(self, namespace: str, ttl: float, stale_ttl: float) -> SharedCache:
         """The shared entries of cache ``namespace`` (keys ``<prefix>:cache:<namespace>...``)."""

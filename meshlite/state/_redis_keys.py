@@ -11,9 +11,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["empty_tag", "hash_tag", "scan_keys", "unlink"]
+__all__ = ["empty_tag", "hash_tag", "quota_key", "scan_keys", "unlink"]
 
 SCAN_BATCH = 500
+
+_QUOTA_ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
+
+
+def quota_key(prefix: str, name: str) -> str:
+    """The key of rate-limit quota ``name``: ``<prefix>:rl:<name>``, to which a
+    per-call key is appended as ``:<key>``.
+
+    The name's ``%``, ``:``, ``{`` and ``}`` are percent-escaped (``inbound:/a/{id}``
+    is ``inbound%3A/a/%7Bid%7D``; most names hold none and read as written). With no
+    raw ``:`` in it, the name ends at the first ``:`` after ``rl:`` and the rest is the
+    per-call key, so no two pairs (name, key) share a key: unescaped, the quota
+    ``api:gold`` and the key ``gold`` of the quota ``api`` were one budget. With no
+    brace in it, a name opens no Cluster hash tag: a decision is one key, and the keys
+    of a quota's tenants spread over every primary instead of all landing in the
+    slot of a ``{id}`` in a route's pattern.
+    """
+    return f"{prefix}:rl:{name.translate(_QUOTA_ESCAPES)}"
 
 
 def hash_tag(name: str) -> str:
