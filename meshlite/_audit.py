@@ -8,6 +8,9 @@ for everything they do, applied or not::
      "action": "breaker.force_open", "target": "users/breakers/users", "result": "ok",
      "error": null, "old_sha256": null, "new_sha256": null, "details": {"state": "forced_open"}}
 
+Records are ASCII JSON (other characters as ``\\uXXXX`` escapes, which every JSON
+reader turns back into them), so that no string, wherever it came from, puts a
+control or bidi character in the file: a record is one printable line.
 Each record is written with one ``write`` to a file opened with ``O_APPEND``, so
 lines from several threads or processes never interleave; the file is opened per
 record, so a log rotated away (logrotate's ``create``) is followed at once.
@@ -203,8 +206,10 @@ class AuditLog:
                  "details": dict(details or {})}
         if mask is not None:
             entry = mask_strings(entry, mask)
-        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
-                + "\n").encode()
+        # ASCII JSON: every control, bidi or line-breaking character (\x85, U+2028)
+        # and lone surrogate is a \u escape, whoever wrote the string: a record is
+        # one printable line in a terminal, for `splitlines`, and always encodable.
+        line = (json.dumps(entry, separators=(",", ":"), default=str) + "\n").encode("ascii")
         try:
             self._append(line)
         except OSError as failure:

@@ -124,6 +124,36 @@ def test_mask_hides_secrets_in_every_string_and_keeps_json(tmp_path: Path) -> No
     assert (record["target"], record["details"]) == ("x ***", {"errors": ["***"], "n": 5})
 
 
+HOSTILE = "red \x1b[31m, flipped \u202e, NEL \x85, line\nbreak, \u2028, \x7f, \x9b, caf\u00e9"
+
+
+def test_a_record_is_one_printable_line_whatever_its_strings_hold(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.jsonl")
+    for n in range(2):
+        assert log.record(actor=f"admin:{HOSTILE}", action="a.b", target=HOSTILE,
+                          result="error", error=HOSTILE, details={HOSTILE: [HOSTILE, n]})
+    data = (tmp_path / "a.jsonl").read_bytes()
+    assert data.isascii()
+    text = data.decode("ascii")
+    lines = text.splitlines()  # splits at \x85 and U+2028 too, unlike `for line in f`
+    assert len(lines) == 2
+    assert text.count("\n") == 2
+    assert all(line.isprintable() for line in lines)  # no C0, C1, DEL or bidi left
+    for n, line in enumerate(lines):
+        record = json.loads(line)
+        assert record["actor"] == f"admin:{HOSTILE}"
+        assert record["target"] == record["error"] == HOSTILE
+        assert record["details"] == {HOSTILE: [HOSTILE, n]}
+    assert [r["target"] for r in log.read()] == [HOSTILE, HOSTILE]
+
+
+def test_a_string_no_encoding_can_write_is_recorded(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.jsonl")
+    path = "/etc/\udcff.yaml"  # os.fsdecode of a file name that is not UTF-8
+    assert log.record(actor="api", action="config.load", target=path, result="ok")
+    assert log.read()[0]["target"] == path  # it raised UnicodeEncodeError before
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ml.ConfigError, match="AuditLog: path must be a file path"):
         AuditLog("")
