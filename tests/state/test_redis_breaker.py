@@ -246,6 +246,35 @@ async def test_cancelled_trial_gives_its_permit_back(store: RedisStore,
     await store.aclose()
 
 
+async def test_calls_an_outer_timeout_cuts_open_the_shared_circuit(
+        store: RedisStore, other_store: RedisStore, raw: redis.Redis) -> None:
+    # A hung service behind the recommended order (Timeout outside the breaker):
+    # the cut calls are failures in Redis, so every process stops calling it.
+    a = breaker(store, failure_on=TimeoutError, half_open_calls=1)
+    p = ml.Pipeline(ml.Timeout(0.05), a)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await p.acall(hangs)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others)  # the outcomes are recorded in the background
+    assert raw.hget(f"{store.prefix}:cb:{{users}}", "st") == b"open"
+    with pytest.raises(ml.CircuitOpenError, match="2 of 2 calls failed"):
+        await breaker(other_store)(asyncio.sleep)(0)
+    # a trial cut by the deadline opens it again, and gives no permit back twice
+    open_period_over(raw, store)
+    with pytest.raises(ml.TimeoutExceeded):
+        await p.acall(hangs)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others)
+    assert (a.state, a.metrics().trial_calls) == ("open", 0)
+    await store.aclose()
+    await other_store.aclose()
+
+
 # -- faults -----------------------------------------------------------------------------
 
 
