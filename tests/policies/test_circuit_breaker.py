@@ -465,6 +465,24 @@ async def test_deadline_cuts_follow_failure_on_and_feed_slow_call_detection() ->
     assert (timeouts.state, m.failures, m.slow_calls) == ("open", 2, 2)
 
 
+async def test_a_cut_by_the_callers_deadline_records_nothing() -> None:
+    # The caller's time (an inbound request's budget, chosen by a client) ran out
+    # before the service's own Timeout: no evidence against the service, and a client
+    # asking for too little time must not open the circuit for every caller.
+    breaker = ml.CircuitBreaker(window=2, min_calls=2, open_seconds=30.0)
+    inner = ml.Pipeline(ml.Timeout(5.0), breaker, service="users")
+    caller = ml.Pipeline(ml.Timeout(0.02))
+    for _ in range(3):
+        with pytest.raises(ml.TimeoutExceeded):
+            await caller.acall(inner.acall, hang)
+    assert (breaker.state, breaker.metrics().calls) == ("closed", 0)
+    own = ml.Pipeline(ml.Timeout(0.02), breaker, service="users")  # the service's own
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await ml.Pipeline(ml.Timeout(5.0)).acall(own.acall, hang)
+    assert breaker.state == "open"
+
+
 async def test_a_trial_cut_by_the_deadline_reopens_the_circuit(clock: FakeClock) -> None:
     breaker, _ = make(clock, half_open_calls=1)
     p = ml.Pipeline(ml.Timeout(0.02), breaker)

@@ -7,10 +7,12 @@ not closed, rejections and errors take the slow paths built by the policy. Calls
 are only timed when slow-call detection is on (``monotonic`` is not ``None``),
 which saves two clock reads per call otherwise.
 
-A call cancelled because its deadline passed (an outer ``Timeout``, an inbound
-request's budget) ran too long on the service: it is recorded as a failure with
-``TimeoutExceeded``, as routing records it for the backend, so a service that hangs
-opens the circuit. A call cancelled for any other reason records nothing.
+A call cancelled because a deadline of its own pipeline passed (an outer
+``Timeout``) ran too long on the service: it is recorded as a failure with
+``TimeoutExceeded``, so a service that hangs opens the circuit. A call cut by the
+deadline it inherited from its caller (an inbound request's budget, which a client
+chooses) and a call cancelled for any other reason record nothing: a client asking
+for less time than the service needs must not open the circuit for everyone.
 """
 
 from __future__ import annotations
@@ -32,13 +34,23 @@ Failed = Callable[[CallContext, int, Exception, float], None]
 Announce = Callable[[CallContext, Transition], None]
 
 
+_INHERITED = 1e-3
+"""A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
+capped by its caller's time sets the same instant, read from the clock again."""
+
+
 def cut_by_deadline(ctx: CallContext, interruption: BaseException) -> TimeoutExceeded | None:
     """The failure to record for a call of ``ctx`` that ``interruption`` ended: a
-    ``TimeoutExceeded`` when it is a cancellation and the deadline has passed (the
-    service was too slow), else ``None`` (the call records nothing)."""
-    if (not isinstance(interruption, asyncio.CancelledError) or ctx.deadline is None
+    ``TimeoutExceeded`` when it is a cancellation at a deadline of the call's own
+    pipeline (the service was too slow), else ``None`` (the call records nothing)."""
+    deadline = ctx.deadline
+    if (not isinstance(interruption, asyncio.CancelledError) or deadline is None
             or ctx.remaining() != 0.0):
         return None
+    caller = ctx.caller_deadline
+    if caller is not None and ctx.caller_clock is ctx.clock and \
+            deadline >= caller - _INHERITED:
+        return None  # the caller's time ran out, not the service's own timeout
     return TimeoutExceeded(f"call {ctx.operation!r} was cancelled at its deadline",
                            service=ctx.service, policy="circuit_breaker")
 
