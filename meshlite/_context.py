@@ -27,6 +27,11 @@ class CallContext:
         attempt: The current attempt, starting at 1 (0 before the first attempt).
         deadline: The instant, on ``clock``, by which the call must finish, or ``None``.
         clock: The clock ``deadline`` is measured on.
+        caller_deadline: The deadline the call inherited from the call it runs in
+            (an inbound request's budget, an outer pipeline's ``Timeout``), on
+            ``caller_clock``, or ``None``: a call cut there ran out of its caller's
+            time, not of a ``Timeout`` of its own.
+        caller_clock: The clock ``caller_deadline`` is measured on.
         backend: The backend chosen for the current attempt (set by routing).
         span: The OpenTelemetry span of the call when a ``Trace`` policy runs.
         request: The HTTP request of an HTTP call (``ml.RingHash(header=...)`` reads
@@ -44,6 +49,8 @@ class CallContext:
         "args",
         "attempt",
         "backend",
+        "caller_clock",
+        "caller_deadline",
         "clock",
         "deadline",
         "extras",
@@ -91,6 +98,8 @@ class CallContext:
             self.clock = parent.clock
             if service is None:
                 self.service = parent.service
+        self.caller_deadline = self.deadline
+        self.caller_clock = self.clock
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or ``None`` without one."""

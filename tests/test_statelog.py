@@ -218,5 +218,6 @@ def test_the_documented_uvicorn_log_config_shows_meshlite_lines_info_included(
     setup = ("import logging.config, yaml\n"
              "logging.config.dictConfig(yaml.safe_load(open('log.yaml')))\n")
     lines = _stderr_of(setup + _OPEN_A_BREAKER, tmp_path).splitlines()
-    assert [line.split()[:2] for line in lines] == [["WARNING:", "meshlite.breaker:"],
-                                                   ["INFO:", "meshlite.breaker:"]]
+    assert [line.split()[:3:2] for line in lines] == [["WARNING:", "meshlite.breaker:"],
+                                                     ["INFO:", "meshlite.breaker:"]]
+    assert all(re.fullmatch(r"\[\d+\]", line.split()[1]) for line in lines)  # the worker

@@ -20,6 +20,15 @@ VALID_ADDRESS = ("an http(s) base URL (http://host:port, optionally with a path 
 """What a config file's backend address may be, as error messages say it."""
 
 _BAD_PORT = "has a port that is not a number in 1..65535"
+_BRACKETS = "has an unbalanced [ or ] (an IPv6 host is written [::1])"
+
+
+def _split(url: str) -> SplitResult | None:
+    """``urlsplit(url)``, or None where it raises (an unbalanced ``[`` or ``]``)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 def base_url_problem(address: str) -> str | None:
@@ -30,7 +39,9 @@ def base_url_problem(address: str) -> str | None:
         URL"``, ``"has no host"``...), or None for an ``http(s)://host[:port][/prefix]``
         URL.
     """
-    parts = urlsplit(address)
+    parts = _split(address)
+    if parts is None:
+        return _BRACKETS
     if parts.scheme.lower() not in ("http", "https"):
         return ("is not an http(s) base URL" if not parts.scheme or "://" not in address
                 else f"has the scheme {parts.scheme!r}, not http or https")
@@ -49,7 +60,9 @@ def address_problem(address: str) -> str | None:
         return base_url_problem(address)
     if _is_ip(address):  # a bare IPv6 address, which has colons of its own
         return None
-    parts = urlsplit("//" + address)
+    parts = _split("//" + address)
+    if parts is None:
+        return _BRACKETS
     if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
         return "is neither an http(s) URL (http://...) nor host[:port]"
     return _host_problem(parts)

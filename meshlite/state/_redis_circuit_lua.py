@@ -79,7 +79,7 @@ local function open(reason, at)
 end
 local function half_open()
   local prev = begin('half_open')
-  S.ta = 0; S.td = 0; S.tf = 0; S.ts = 0
+  S.ta = 0; S.td = 0; S.tf = 0; S.ts = 0; S.ou = now  -- half-open: when trials began
   return {prev, 'half_open', 'open for ' .. open_s .. ' s'}
 end
 local function close(reason)
@@ -121,6 +121,15 @@ end
 if S.st == 'half_open' then
   local permit = -2
   if S.ta < trials then S.ta = S.ta + 1; permit = 2 * S.ep + 1 end
+  if permit < 0 and now - S.ou >= open_us then
+    -- Trials out for a whole open period: their processes died or could not report
+    -- (a permit lives in Redis, not in a call). Open again: the next half-open
+    -- period admits fresh trials, instead of none until the state expires.
+    tr = open((S.ta - S.td) .. ' of ' .. trials .. ' trial calls did not finish within '
+              .. open_s .. ' s', now)
+    save()
+    return {-2, tr[1], tr[2], tr[3], 'open', S.rs, S.ou - now}
+  end
   if permit >= 0 or tr[1] ~= '' then save() end
   if permit >= 0 then return {permit, tr[1], tr[2], tr[3]} end
   return {-2, tr[1], tr[2], tr[3], 'half_open',

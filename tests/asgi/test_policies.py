@@ -12,10 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from _system import require_program
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route as Path
 
 import meshlite as ml
 from meshlite.asgi import Auth, MeshMiddleware, Route
-from meshlite.testing import AsgiServer
+from meshlite.testing import AsgiServer, FakeBackend
 
 
 async def echo(scope: Any, receive: Any, send: Any) -> None:
@@ -431,3 +434,30 @@ async def test_a_validated_route_without_max_body_does_not_buffer_any_size() -> 
     assert (declared.status_code, streamed.status_code) == (413, 413)
     assert small.status_code == 200
     assert allowed.status_code == 200
+
+
+async def test_short_client_deadlines_do_not_open_a_services_breaker() -> None:
+    # A client's x-meshlite-deadline bounds the mesh calls made for its request: a
+    # client asking for less time than the backend needs gets 504s, and the service's
+    # breaker, which every caller shares, stays closed. The service's own Timeout
+    # cutting the same slow backend opens it.
+    breaker = ml.CircuitBreaker(window=2, min_calls=2, open_seconds=30.0, name="stock")
+    async with FakeBackend(latency=0.5) as backend:
+        mesh = ml.Mesh([ml.Service("stock", [backend.url], pipeline=ml.Pipeline(
+            ml.Timeout(0.2), breaker))])
+
+        async def view(request: Any) -> Any:
+            r = await mesh.http("stock").get("/")
+            return JSONResponse({"status": r.status_code})
+
+        app = MeshMiddleware(Starlette(routes=[Path("/", view)]), mesh=mesh)
+        async with mesh:
+            async for _, client in serve(app):
+                for _ in range(3):
+                    r = await client.get("/", headers={"x-meshlite-deadline": "50"})
+                    assert r.status_code == 504
+                assert (breaker.state, breaker.metrics().calls) == ("closed", 0)
+                for _ in range(2):
+                    assert (await client.get("/")).status_code == 504
+                assert breaker.state == "open"
+                assert (await client.get("/")).status_code == 503

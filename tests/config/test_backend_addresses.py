@@ -29,6 +29,7 @@ BAD = {
     "127.0.0.1:8001/v1": "is neither an http(s) URL",
     "http://exa mple:8001": "has the host 'exa mple', which is not a host name",
     ":8001": "has no host",
+    "0[": "has an unbalanced [ or ] (an IPv6 host is written [::1])",
 }
 
 GOOD = ["http://127.0.0.1:8001", "https://users.internal", "http://127.0.0.1:8001/api/v2/",

@@ -4,6 +4,7 @@ state of unchanged policies; a bad file changes nothing and is recorded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -371,6 +372,37 @@ async def test_a_dashboard_moves_with_its_config(tmp_path: Path) -> None:
             assert (await client.get(f"{new.url}/api/health")).status_code == 200
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"{old.url}/api/health")
+
+
+async def test_a_moved_dashboard_goes_on_sampling(tmp_path: Path) -> None:
+    # The new server shares the running monitor (it evaluates the alert rules) and
+    # starts before the old one stops: stopping the old one must not stop it.
+    path = tmp_path / "mesh.yaml"
+    write(path, dashboard_config(0))
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh, httpx.AsyncClient() as client:
+        managed = managed_of(mesh)
+        assert managed is not None
+        assert managed.dashboard is not None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        write(path, dashboard_config(free))
+        assert await mesh.reload() is True
+        url = managed.dashboard.server.url
+        moved = int(time.time())
+
+        async def sampled_since_the_move() -> bool:
+            with contextlib.suppress(ml.RateLimitedError):  # 2 a minute: failed calls
+                await mesh.call("users", lambda backend: backend.address)
+            users = (await client.get(f"{url}/api/services/users")).json()
+            last = users["last_second"]
+            return last is not None and last["second"] > moved and last["requests"] > 0
+
+        deadline = time.monotonic() + WAIT
+        while not await sampled_since_the_move():
+            assert time.monotonic() < deadline, "the moved dashboard stopped sampling"
+            await asyncio.sleep(0.1)
 
 
 async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(

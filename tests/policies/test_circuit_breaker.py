@@ -430,6 +430,73 @@ async def test_cancellation_is_not_recorded_when_closed(clock: FakeClock) -> Non
     assert breaker.metrics().calls == 0
 
 
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_calls_an_outer_timeout_cuts_are_failures() -> None:
+    # The recommended order puts Timeout outside the breaker: a service that hangs
+    # must open the circuit, not leave every later call waiting out the timeout.
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=4, min_calls=4, open_seconds=30.0)
+    p = ml.Pipeline(ml.Timeout(0.02), ml.Retry(attempts=1), breaker, service="users")
+    for _ in range(4):
+        with pytest.raises(ml.TimeoutExceeded):
+            await p.acall(hang)
+    m = breaker.metrics()
+    assert (breaker.state, m.failures, m.reason) == ("open", 4, "4 of 4 calls failed")
+    with pytest.raises(ml.CircuitOpenError):
+        await p.acall(aok)
+
+
+async def test_deadline_cuts_follow_failure_on_and_feed_slow_call_detection() -> None:
+    only_refused = ml.CircuitBreaker(window=2, min_calls=2, failure_on=ConnectionRefusedError)
+    p = ml.Pipeline(ml.Timeout(0.02), only_refused)
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await p.acall(hang)
+    assert (only_refused.state, only_refused.metrics().failures) == ("closed", 0)
+    timeouts = ml.CircuitBreaker(window=2, min_calls=2, failure_on=TimeoutError,
+                                 slow_call_seconds=0.01)
+    p = ml.Pipeline(ml.Timeout(0.02), timeouts)
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await p.acall(hang)
+    m = timeouts.metrics()
+    assert (timeouts.state, m.failures, m.slow_calls) == ("open", 2, 2)
+
+
+async def test_a_cut_by_the_callers_deadline_records_nothing() -> None:
+    # The caller's time (an inbound request's budget, chosen by a client) ran out
+    # before the service's own Timeout: no evidence against the service, and a client
+    # asking for too little time must not open the circuit for every caller.
+    breaker = ml.CircuitBreaker(window=2, min_calls=2, open_seconds=30.0)
+    inner = ml.Pipeline(ml.Timeout(5.0), breaker, service="users")
+    caller = ml.Pipeline(ml.Timeout(0.02))
+    for _ in range(3):
+        with pytest.raises(ml.TimeoutExceeded):
+            await caller.acall(inner.acall, hang)
+    assert (breaker.state, breaker.metrics().calls) == ("closed", 0)
+    own = ml.Pipeline(ml.Timeout(0.02), breaker, service="users")  # the service's own
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await ml.Pipeline(ml.Timeout(5.0)).acall(own.acall, hang)
+    assert breaker.state == "open"
+
+
+async def test_a_trial_cut_by_the_deadline_reopens_the_circuit(clock: FakeClock) -> None:
+    breaker, _ = make(clock, half_open_calls=1)
+    p = ml.Pipeline(ml.Timeout(0.02), breaker)
+    for _ in range(4):
+        with pytest.raises(ConnectionError):
+            await p.acall(aboom)
+    clock.advance(30.0)
+    assert breaker.state == "half_open"
+    with pytest.raises(ml.TimeoutExceeded):
+        await p.acall(hang)
+    assert breaker.state == "open"
+    assert breaker.metrics().trial_calls == 0
+
+
 async def test_stale_outcomes_are_dropped(clock: FakeClock) -> None:
     breaker, p = make(clock)
     gate = asyncio.Event()

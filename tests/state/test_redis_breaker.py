@@ -246,6 +246,60 @@ async def test_cancelled_trial_gives_its_permit_back(store: RedisStore,
     await store.aclose()
 
 
+async def test_calls_an_outer_timeout_cuts_open_the_shared_circuit(
+        store: RedisStore, other_store: RedisStore, raw: redis.Redis) -> None:
+    # A hung service behind the recommended order (Timeout outside the breaker):
+    # the cut calls are failures in Redis, so every process stops calling it.
+    a = breaker(store, failure_on=TimeoutError, half_open_calls=1)
+    p = ml.Pipeline(ml.Timeout(0.05), a)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await p.acall(hangs)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others)  # the outcomes are recorded in the background
+    assert raw.hget(f"{store.prefix}:cb:{{users}}", "st") == b"open"
+    with pytest.raises(ml.CircuitOpenError, match="2 of 2 calls failed"):
+        await breaker(other_store)(asyncio.sleep)(0)
+    # a trial cut by the deadline opens it again, and gives no permit back twice
+    open_period_over(raw, store)
+    with pytest.raises(ml.TimeoutExceeded):
+        await p.acall(hangs)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others)
+    assert (a.state, a.metrics().trial_calls) == ("open", 0)
+    await store.aclose()
+    await other_store.aclose()
+
+
+def test_trials_lost_with_their_process_open_the_circuit_again(
+        store: RedisStore, other_store: RedisStore, raw: redis.Redis) -> None:
+    # A process took the one trial permit and died before reporting (killed, or its
+    # outcome could not reach Redis): without a bound, every process would refuse
+    # every call, half-open with all trials taken, until the state expired (a day).
+    a, b = breaker(store, half_open_calls=1), breaker(other_store, half_open_calls=1)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            a(fail)()
+    open_period_over(raw, store)
+    shared = b._shared
+    assert shared is not None
+    assert shared.acquire().permit is not None  # b's trial, never reported
+    with pytest.raises(ml.CircuitOpenError, match="trial calls are taken"):
+        a(lambda: 1)()
+    open_period_over(raw, store)  # the trial has been out for a whole open period
+    with pytest.raises(ml.CircuitOpenError,
+                       match=r"open after 1 of 1 trial calls did not finish within 60 s"):
+        a(lambda: 1)()
+    assert a.state == "open"
+    open_period_over(raw, store)
+    assert b(lambda: 1)() == 1  # a fresh trial (a trusts its refusal a while): it closes
+    assert a.state == b.state == "closed"
+
+
 # -- faults -----------------------------------------------------------------------------
 
 

@@ -88,6 +88,9 @@ class Monitor:
         """The host's callers, second by second (several workers)."""
         self.owner = False
         """Made by a dashboard (which stops it), not by the mesh's HostMonitor."""
+        self.servers = 0
+        """Dashboards serving from it now: an owned monitor stops with the last one
+        (a reload moving the dashboard starts the new server before the old stops)."""
 
     def services(self) -> list[Service]:
         """The services as calls see them now (an override's service while active)."""

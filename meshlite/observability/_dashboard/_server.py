@@ -170,6 +170,8 @@ class DashboardServer:
         self._server = server
         self._task = task
         self.monitor = monitor
+        monitor.servers += 1
+        self._serving = True
         self.host = host
         self.port = port
         self.url = _url(host, port)
@@ -183,7 +185,13 @@ class DashboardServer:
         """Close every connection and stop serving and sampling (idempotent)."""
         self._server.should_exit = True
         await asyncio.wait([self._task])
-        if self.monitor.owner:  # a shared monitor goes on evaluating the alert rules
+        if not self._serving:
+            return
+        self._serving = False
+        self.monitor.servers -= 1
+        # A monitor the host made goes on evaluating the alert rules; one a dashboard
+        # made goes on while another dashboard serves from it.
+        if self.monitor.owner and not self.monitor.servers:
             await self.monitor.stop()
             host = getattr(self.monitor.mesh, "host_monitor", None)
             if host is not None:

@@ -6,23 +6,53 @@ settled, see :mod:`meshlite.state._circuit_local`); admission when
 not closed, rejections and errors take the slow paths built by the policy. Calls
 are only timed when slow-call detection is on (``monotonic`` is not ``None``),
 which saves two clock reads per call otherwise.
+
+A call cancelled because a deadline of its own pipeline passed (an outer
+``Timeout``) ran too long on the service: it is recorded as a failure with
+``TimeoutExceeded``, so a service that hangs opens the circuit. A call cut by the
+deadline it inherited from its caller (an inbound request's budget, which a client
+chooses) and a call cancelled for any other reason record nothing: a client asking
+for less time than the service needs must not open the circuit for everyone.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from ..._context import CallContext
+from ..._errors import TimeoutExceeded
 from ..._policy import AsyncHandler, Handler
 from ...state._circuit_local import LocalCircuitState
 from ...state._circuit_records import Transition
 
-__all__ = ["async_handler", "sync_handler"]
+__all__ = ["async_handler", "cut_by_deadline", "sync_handler"]
 
 Admit = Callable[[CallContext], int]
 Failed = Callable[[CallContext, int, Exception, float], None]
 Announce = Callable[[CallContext, Transition], None]
+
+
+_INHERITED = 1e-3
+"""A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
+capped by its caller's time sets the same instant, read from the clock again."""
+
+
+def cut_by_deadline(ctx: CallContext, interruption: BaseException) -> TimeoutExceeded | None:
+    """The failure to record for a call of ``ctx`` that ``interruption`` ended: a
+    ``TimeoutExceeded`` when it is a cancellation at a deadline of the call's own
+    pipeline (the service was too slow), else ``None`` (the call records nothing)."""
+    deadline = ctx.deadline
+    if (not isinstance(interruption, asyncio.CancelledError) or deadline is None
+            or ctx.remaining() != 0.0):
+        return None
+    caller = ctx.caller_deadline
+    if caller is not None and ctx.caller_clock is ctx.clock and \
+            deadline >= caller - _INHERITED:
+        return None  # the caller's time ran out, not the service's own timeout
+    return TimeoutExceeded(f"call {ctx.operation!r} was cancelled at its deadline",
+                           service=ctx.service, policy="circuit_breaker")
 
 
 def sync_handler(call_next: Handler, core: LocalCircuitState, admit: Admit, failed: Failed,
@@ -78,8 +108,17 @@ def sync_handler(call_next: Handler, core: LocalCircuitState, admit: Admit, fail
 def async_handler(call_next: AsyncHandler, core: LocalCircuitState, admit: Admit,
                   failed: Failed, announce: Announce,
                   monotonic: Callable[[], float] | None) -> AsyncHandler:
-    """The async twin of :func:`sync_handler`."""
+    """The async twin of :func:`sync_handler`; a call its deadline cancelled is a
+    failure (see the module's docstring)."""
     success, release = core.on_success, core.release
+
+    def cancelled(ctx: CallContext, permit: int, interruption: BaseException,
+                  duration: float) -> None:
+        error = cut_by_deadline(ctx, interruption)
+        if error is None:
+            release(permit)  # cancelled: neither success nor failure
+        else:
+            failed(ctx, permit, error, duration)
 
     if monotonic is None:
         async def handle(ctx: CallContext) -> Any:
@@ -91,8 +130,8 @@ def async_handler(call_next: AsyncHandler, core: LocalCircuitState, admit: Admit
             except Exception as error:
                 failed(ctx, permit, error, 0.0)
                 raise
-            except BaseException:
-                release(permit)  # cancelled: neither success nor failure
+            except BaseException as interruption:
+                cancelled(ctx, permit, interruption, 0.0)
                 raise
             if core.settled:
                 return result
@@ -115,8 +154,8 @@ def async_handler(call_next: AsyncHandler, core: LocalCircuitState, admit: Admit
         except Exception as error:
             failed(ctx, permit, error, clock() - start)
             raise
-        except BaseException:
-            release(permit)
+        except BaseException as interruption:
+            cancelled(ctx, permit, interruption, clock() - start)
             raise
         transition = success(permit, clock() - start)
         if transition is not None:

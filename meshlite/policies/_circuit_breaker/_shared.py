@@ -22,6 +22,7 @@ from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler
 from ...state._base import ALLOW, LOCAL, StoreUnavailableError, agive_back, fall_back, give_back
 from ...state._circuit_records import UNRECORDED, Admission
+from ._handlers import cut_by_deadline
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -131,9 +132,14 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
     async def release(ctx: CallContext, permit: int) -> None:
         await agive_back(breaker, store, ctx, lambda: shared.arelease(permit))
 
-    def release_later(ctx: CallContext, permit: int) -> None:
-        # Cancelled: give the trial permit back without holding up the cancellation.
-        task = asyncio.get_running_loop().create_task(release(ctx, permit))
+    def settle_later(ctx: CallContext, permit: int, interruption: BaseException,
+                     duration: float) -> None:
+        # Cancelled: record a failure if the deadline cut the call, else give the
+        # permit back; in the background, without holding up the cancellation.
+        error = cut_by_deadline(ctx, interruption)
+        settle = (release(ctx, permit) if error is None
+                  else record(ctx, permit, is_failure(error), duration))
+        task = asyncio.get_running_loop().create_task(settle)
         releases.add(task)
         task.add_done_callback(releases.discard)
 
@@ -159,8 +165,8 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
             else:
                 await record(ctx, permit, is_failure(error), monotonic() - start)
             raise
-        except BaseException:
-            release_later(ctx, permit)
+        except BaseException as interruption:
+            settle_later(ctx, permit, interruption, monotonic() - start)
             raise
         await record(ctx, permit, False, monotonic() - start)
         return result
