@@ -10,21 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from _raw_http import raw_get
 from test_policies import echo
 
 from meshlite.asgi import ApiKeys, Auth, MeshMiddleware
 from meshlite.testing import AsgiServer
-
-
-async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
-    """The status line of a GET sent as bytes (httpx would re-encode the path)."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                 + headers + b"\r\n")
-    answer = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return answer.split(b"\r\n", 1)[0]
 
 
 async def test_a_refused_paths_control_characters_cannot_forge_audit_lines(

@@ -5,11 +5,11 @@ audit entries and the dashboard's feed as large as a request head."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import pytest
+from _raw_http import raw_get
 from test_policies import echo
 
 import meshlite as ml
@@ -19,17 +19,6 @@ from meshlite.testing import AsgiServer
 FORGED = b"10.0.0.1\x9b2J\x85 2026-12-05 CRITICAL forged\xe2\x80\xae"
 """Latin-1 as the server decodes it: the C1 CSI (a terminal escape), NEL (a line
 break to many readers) and the bytes of a right-to-left override."""
-
-
-async def get(url: str, target: bytes, headers: bytes) -> bytes:
-    """The status line of a GET sent as bytes (httpx refuses non-ASCII headers)."""
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                 + headers + b"\r\n")
-    answer = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    return answer.split(b"\r\n", 1)[0]
 
 
 def _unprintable(text: str) -> list[str]:
@@ -43,7 +32,7 @@ async def test_a_forged_forwarded_address_cannot_forge_audit_lines(
     middleware = MeshMiddleware(echo, trace=False, audit=log,
                                 auth=Auth(api_keys={"k" * 20: ("alice", [])}))
     async with AsgiServer(middleware) as server:
-        status = await get(server.url, b"/", b"x-api-key: bad\r\nx-forwarded-for: "
+        status = await raw_get(server.url, b"/", b"x-api-key: bad\r\nx-forwarded-for: "
                            + FORGED + b"\r\n")
     assert status == b"HTTP/1.1 401 Unauthorized"
     (record,) = [r for r in caplog.records if r.name == "meshlite.inbound.audit"]
@@ -70,7 +59,7 @@ async def test_a_huge_forwarded_address_is_cut_in_quota_keys_and_records(
         Route("/", rate=1.0, burst=1, key=key)])
     huge = b"10.0.0.1" + b"9" * 60_000  # one "address", no comma: uvicorn keeps it whole
     async with AsgiServer(middleware) as server:
-        statuses = [await get(server.url, b"/", b"x-forwarded-for: " + huge + b"\r\n")
+        statuses = [await raw_get(server.url, b"/", b"x-forwarded-for: " + huge + b"\r\n")
                     for _ in range(2)]
     assert statuses == [b"HTTP/1.1 200 OK", b"HTTP/1.1 429 Too Many Requests"]
     assert len(keys) == 2

@@ -101,10 +101,10 @@ def test_connections_a_restart_closed_reconnect_without_falling_back(
     store.close()
 
 
-def _move_slot(ports: list[int], slot: int) -> None:
-    """Move ``slot`` to another primary the way ``redis-cli --cluster reshard`` does:
-    IMPORTING / MIGRATING (clients get ASK), MIGRATE its keys, then the new owner
-    (clients get MOVED)."""
+def _start_moving(ports: list[int], slot: int
+                  ) -> tuple[dict[int, redis.Redis], dict[int, str], int, int]:
+    """Mark ``slot`` IMPORTING on another primary and MIGRATING on its owner; returns
+    a client per port, the node ids, the owner's port and the new owner's."""
     nodes = {port: redis.Redis(port=port) for port in ports}
     ids = {port: n.execute_command("CLUSTER", "MYID").decode() for port, n in nodes.items()}
     source = next(master[1] for low, high, master, *_ in
@@ -112,6 +112,14 @@ def _move_slot(ports: list[int], slot: int) -> None:
     target = next(port for port in ports if port != source)
     nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
     nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    return nodes, ids, source, target
+
+
+def _move_slot(ports: list[int], slot: int) -> None:
+    """Move ``slot`` to another primary the way ``redis-cli --cluster reshard`` does:
+    IMPORTING / MIGRATING (clients get ASK), MIGRATE its keys, then the new owner
+    (clients get MOVED)."""
+    nodes, ids, source, target = _start_moving(ports, slot)
     time.sleep(0.05)
     while keys := nodes[source].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
         nodes[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000,
@@ -193,13 +201,7 @@ def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any)
 def migrating(ports: list[int], slot: int) -> Iterator[None]:
     """``slot`` half way through a reshard (MIGRATING on its owner, IMPORTING on another
     primary), none of its keys moved yet; back to stable after."""
-    nodes = {port: redis.Redis(port=port) for port in ports}
-    ids = {port: n.execute_command("CLUSTER", "MYID").decode() for port, n in nodes.items()}
-    source = next(master[1] for low, high, master, *_ in
-                  nodes[ports[0]].execute_command("CLUSTER", "SLOTS") if low <= slot <= high)
-    target = next(port for port in ports if port != source)
-    nodes[target].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
-    nodes[source].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    nodes, _, source, target = _start_moving(ports, slot)
     try:
         yield
     finally:
