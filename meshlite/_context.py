@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 from ._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["CallContext", "current_context", "operation_of", "remaining"]
+
+_INHERITED = 1e-3
+"""A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
+capped by its caller's time sets the same instant, read from the clock again."""
 
 
 class CallContext:
@@ -106,6 +110,22 @@ class CallContext:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline - self.clock.monotonic())
+
+    def out_of_time(self) -> Literal["own", "caller"] | None:
+        """Whose deadline has passed: ``"own"`` when a deadline of the call's own
+        pipeline did (a ``Timeout`` of the service's: the service was too slow),
+        ``"caller"`` when the one it inherited from its caller did (an inbound
+        request's budget, which a client chooses, or an outer pipeline's
+        ``Timeout``: it says nothing about the service), ``None`` while time is left.
+        The one decision breakers and routing share."""
+        deadline = self.deadline
+        if deadline is None or self.remaining() != 0.0:
+            return None
+        caller = self.caller_deadline
+        if caller is not None and self.caller_clock is self.clock and \
+                deadline >= caller - _INHERITED:
+            return "caller"
+        return "own"
 
     def tighten_deadline(self, seconds: float, clock: Clock) -> None:
         """Make the deadline ``seconds`` from now on ``clock``, unless one is sooner.

@@ -39,6 +39,7 @@ from ._outgoing import (
     answered,
     check_base_url,
     is_failure,
+    name_failure,
     parse_retry_after,
     stamp,
 )
@@ -121,12 +122,15 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
         else:
             async with asyncio.timeout(left):
                 response = await handler(request)
-    except _UNSENT:
+    except _UNSENT as error:
+        name_failure(error, service.name, backend.address)
         raise
-    except BaseException:
+    except BaseException as error:
         # Cancellation too (a per-attempt Timeout): the request may have left.
         if not replay and ctx is not None:
             ctx.no_resend = True
+        if isinstance(error, aiohttp.ClientError):
+            name_failure(error, service.name, backend.address)
         raise
     if not replay and ctx is not None:
         ctx.no_resend = True

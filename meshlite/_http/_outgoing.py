@@ -28,7 +28,7 @@ from ..telemetry._spans import record_http_request, record_http_status
 
 __all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
            "check_base_url",
-           "is_failure", "parse_retry_after", "stamp"]
+           "is_failure", "name_failure", "parse_retry_after", "stamp"]
 
 def _context_getter() -> Callable[[], Context]:
     # opentelemetry.context.get_current() is two Python calls down to a ContextVar
@@ -137,3 +137,21 @@ def answered(span: Span | None, status: int) -> None:
     """Record the answer's status on the attempt's span (from :func:`stamp`)."""
     if span is not None:
         record_http_status(status, span)
+
+
+def name_failure(error: BaseException, service: str, address: str) -> None:
+    """Put the service and backend an attempt failed on at the head of ``error``'s
+    message, in place: its type and attributes stay (callers catch
+    ``httpx.ConnectError``, ``aiohttp.ClientConnectorError``...), and an operator
+    reading only the message learns which service it was. The text of an ``OSError``
+    (aiohttp's connection errors, which format their own message around it) is its
+    ``strerror``; another error's is its one argument. Failure path only."""
+    where = f"service {service!r}, backend {address}"
+    if isinstance(error, OSError) and error.strerror is not None:
+        error.strerror = f"{where}: {error.strerror}"
+        return
+    args = error.args
+    if len(args) == 1 and isinstance(args[0], str):
+        error.args = (f"{where}: {args[0]}",)
+    elif not args:
+        error.args = (where,)

@@ -23,6 +23,7 @@ from ._outgoing import (
     IDEMPOTENT_METHODS,
     KeptBody,
     is_failure,
+    name_failure,
     parse_retry_after,
     stamp,
 )
@@ -173,13 +174,14 @@ def _replayable(request: httpx.Request, service: Service) -> bool:
             or "idempotency-key" in request.headers)
 
 
-def _tls_failure(backend: Backend, request: httpx.Request, error: ssl.SSLError
-                 ) -> httpx.ReadError:
+def _tls_failure(call: Call, backend: Backend, request: httpx.Request,
+                 error: ssl.SSLError) -> httpx.ReadError:
     # httpcore's async path lets TLS alerts that arrive after the handshake (a server
     # refusing a client certificate under TLS 1.3) escape as a bare ssl.SSLError,
     # where the sync path raises httpx.ReadError: map it once, here, so retry,
     # breakers and outlier detection see one kind of transport failure.
-    return httpx.ReadError(f"TLS with {backend.address} failed: {error}", request=request)
+    return httpx.ReadError(f"service {call.service.name!r}: TLS with {backend.address} "
+                           f"failed: {error}", request=request)
 
 
 async def asend(backend: Backend, call: Call) -> httpx.Response:
@@ -194,11 +196,15 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         else:
             request = call.attempt(target)
             response = await target.transport.handle_async_request(request)
-    except _UNSENT:
+    except _UNSENT as error:
         call.sent(False)
+        name_failure(error, call.service.name, backend.address)
         raise
     except ssl.SSLError as error:
-        raise _tls_failure(backend, request, error) from error
+        raise _tls_failure(call, backend, request, error) from error
+    except httpx.TransportError as error:
+        name_failure(error, call.service.name, backend.address)
+        raise
     record_http_status(response.status_code)
     if is_failure(response.status_code):
         kept = KeptBody()
@@ -226,13 +232,16 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         else:
             request = call.attempt(target)
             response = target.transport.handle_request(request)
-    except _UNSENT:
+    except _UNSENT as error:
+        name_failure(error, call.service.name, backend.address)
         raise
     except ssl.SSLError as error:
         call.sent()
-        raise _tls_failure(backend, request, error) from error
-    except Exception:
+        raise _tls_failure(call, backend, request, error) from error
+    except Exception as error:
         call.sent()
+        if isinstance(error, httpx.TransportError):
+            name_failure(error, call.service.name, backend.address)
         raise
     call.sent()
     record_http_status(response.status_code)

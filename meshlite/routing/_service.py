@@ -243,8 +243,11 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
 
     def _failed(self, endpoint: Endpoint, start: float, error: Exception,
                 ctx: CallContext) -> None:
-        endpoint.failed(start)
         ctx.last_error = error
+        if ctx.deadline is not None and ctx.out_of_time() == "caller":
+            endpoint.abandoned(start)  # cut by the caller's time (its wire timeout)
+            return
+        endpoint.failed(start)
         detector = self.outlier_detection
         if detector is not None:
             reason = detector.failed(endpoint, error)
@@ -252,9 +255,11 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
                 self._eject(endpoint, reason)
 
     def _interrupted(self, endpoint: Endpoint, start: float, ctx: CallContext) -> None:
-        # Cancelled because the call's deadline passed: the backend was too slow,
-        # which is its failure. Cancelled for any other reason: it says nothing.
-        if ctx.deadline is not None and ctx.remaining() == 0.0:
+        # Cancelled at a deadline of the call's own pipeline: the backend was too
+        # slow for the service's budget, which is its failure. Cut by the deadline
+        # the caller handed down (a client's budget) or cancelled for any other
+        # reason: it says nothing about the backend (see CallContext.out_of_time).
+        if ctx.deadline is not None and ctx.out_of_time() == "own":
             error = TimeoutExceeded(f"attempt on {endpoint.address} ran past the deadline",
                                     service=self.name, policy="routing")
             self._failed(endpoint, start, error, ctx)

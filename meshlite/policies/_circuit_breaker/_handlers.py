@@ -34,23 +34,13 @@ Failed = Callable[[CallContext, int, Exception, float], None]
 Announce = Callable[[CallContext, Transition], None]
 
 
-_INHERITED = 1e-3
-"""A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
-capped by its caller's time sets the same instant, read from the clock again."""
-
-
 def cut_by_deadline(ctx: CallContext, interruption: BaseException) -> TimeoutExceeded | None:
     """The failure to record for a call of ``ctx`` that ``interruption`` ended: a
     ``TimeoutExceeded`` when it is a cancellation at a deadline of the call's own
-    pipeline (the service was too slow), else ``None`` (the call records nothing)."""
-    deadline = ctx.deadline
-    if (not isinstance(interruption, asyncio.CancelledError) or deadline is None
-            or ctx.remaining() != 0.0):
+    pipeline (the service was too slow), else ``None`` (the call records nothing:
+    see :meth:`CallContext.out_of_time`)."""
+    if not isinstance(interruption, asyncio.CancelledError) or ctx.out_of_time() != "own":
         return None
-    caller = ctx.caller_deadline
-    if caller is not None and ctx.caller_clock is ctx.clock and \
-            deadline >= caller - _INHERITED:
-        return None  # the caller's time ran out, not the service's own timeout
     return TimeoutExceeded(f"call {ctx.operation!r} was cancelled at its deadline",
                            service=ctx.service, policy="circuit_breaker")
 

@@ -1,0 +1,69 @@
+"""Routing under a client's deadline, through MeshMiddleware under real uvicorn: an
+attempt cut by the budget a client sent (``x-meshlite-deadline``) says nothing about
+the backend, so it ejects none and starts no failure streak; a ``Timeout`` of the
+service's own still counts against the backend that was too slow."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route as Path
+
+import meshlite as ml
+from meshlite.asgi import MeshMiddleware
+from meshlite.testing import AsgiServer, FakeBackend
+
+
+def _detection() -> ml.OutlierDetection:
+    return ml.OutlierDetection(consecutive_failures=2, max_ejection_percent=50)
+
+
+async def _settled(mesh: ml.Mesh, name: str) -> None:
+    # A sync view goes on in its thread after the 504: wait for its attempt to end.
+    for _ in range(200):
+        if mesh.snapshot()[name].in_flight == 0:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_tiny_client_deadlines_eject_no_backend_but_the_services_timeout_does() -> None:
+    async with FakeBackend(latency=0.4) as a, FakeBackend(latency=0.4) as b:
+        mesh = ml.Mesh([
+            ml.Service("stock", [a.url, b.url], outlier_detection=_detection()),
+            ml.Service("own", [a.url, b.url], pipeline=ml.Pipeline(ml.Timeout(0.1)),
+                       outlier_detection=_detection()),
+        ])
+
+        async def view(request: Any) -> Any:
+            r = await mesh.http(request.path_params["name"]).get("/")
+            return JSONResponse({"status": r.status_code})
+
+        def sync_view(request: Any) -> Any:  # run in a thread, over the sync wire
+            r = mesh.http_sync(request.path_params["name"]).get("/")
+            return JSONResponse({"status": r.status_code})
+
+        app = MeshMiddleware(Starlette(routes=[Path("/async/{name}", view),
+                                               Path("/sync/{name}", sync_view)]), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, \
+                httpx.AsyncClient(base_url=server.url) as client:
+            tiny = {"x-meshlite-deadline": "50"}  # milliseconds
+            for _ in range(4):
+                assert (await client.get("/async/stock", headers=tiny)).status_code == 504
+                assert (await client.get("/sync/stock", headers=tiny)).status_code == 504
+            await _settled(mesh, "stock")
+            stock = mesh.snapshot()["stock"]
+            assert [s.status for s in stock.backends] == ["up", "up"]
+            assert stock.errors == 0
+            assert len(a.requests) + len(b.requests) >= 4  # (they reached the backends)
+            assert [e.consecutive_failures for e in mesh.service("stock")._endpoints] == [0, 0]
+
+            for path in ("/async/own", "/async/own", "/sync/own", "/sync/own"):
+                assert (await client.get(path)).status_code == 504
+            await _settled(mesh, "own")
+            own = mesh.snapshot()["own"]  # 2 failures in a row on one of the two
+            assert sorted(s.status for s in own.backends) == ["ejected", "up"]
+            assert own.errors == 4
