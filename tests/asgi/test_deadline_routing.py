@@ -67,3 +67,32 @@ async def test_tiny_client_deadlines_eject_no_backend_but_the_services_timeout_d
             own = mesh.snapshot()["own"]  # 2 failures in a row on one of the two
             assert sorted(s.status for s in own.backends) == ["ejected", "up"]
             assert own.errors == 4
+
+
+async def test_tiny_client_deadlines_open_no_breaker_on_either_wire() -> None:
+    # The sync wire's own timeout, clamped to what the client's budget left, raises
+    # httpx.ReadTimeout rather than a cancellation: still the caller's time, not the
+    # service's, so the breaker records nothing on either wire.
+    async with FakeBackend(latency=0.4) as backend:
+        breaker = ml.CircuitBreaker(window=2, min_calls=2, open_seconds=30.0)
+        mesh = ml.Mesh([ml.Service("guarded", [backend.url], pipeline=ml.Pipeline(breaker))])
+
+        async def view(request: Any) -> Any:
+            r = await mesh.http("guarded").get("/")
+            return JSONResponse({"status": r.status_code})
+
+        def sync_view(request: Any) -> Any:
+            r = mesh.http_sync("guarded").get("/")
+            return JSONResponse({"status": r.status_code})
+
+        app = MeshMiddleware(Starlette(routes=[Path("/async", view), Path("/sync", sync_view)]),
+                             mesh=mesh)
+        async with mesh, AsgiServer(app) as server, \
+                httpx.AsyncClient(base_url=server.url) as client:
+            tiny = {"x-meshlite-deadline": "50"}
+            for _ in range(3):
+                assert (await client.get("/sync", headers=tiny)).status_code == 504
+                assert (await client.get("/async", headers=tiny)).status_code == 504
+            await _settled(mesh, "guarded")
+            assert (breaker.state, breaker.metrics().failures) == ("closed", 0)
+            assert len(backend.requests) >= 6  # (the attempts reached the backend)

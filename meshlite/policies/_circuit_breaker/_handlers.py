@@ -22,12 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._context import CallContext
-from ..._errors import TimeoutExceeded
+from ..._errors import RejectedError, TimeoutExceeded
 from ..._policy import AsyncHandler, Handler
 from ...state._circuit_local import LocalCircuitState
 from ...state._circuit_records import Transition
 
-__all__ = ["async_handler", "cut_by_deadline", "sync_handler"]
+__all__ = ["async_handler", "cut_by_deadline", "says_nothing", "sync_handler"]
 
 Admit = Callable[[CallContext], int]
 Failed = Callable[[CallContext, int, Exception, float], None]
@@ -43,6 +43,17 @@ def cut_by_deadline(ctx: CallContext, interruption: BaseException) -> TimeoutExc
         return None
     return TimeoutExceeded(f"call {ctx.operation!r} was cancelled at its deadline",
                            service=ctx.service, policy="circuit_breaker")
+
+
+def says_nothing(ctx: CallContext, error: Exception) -> bool:
+    """Whether a call of ``ctx`` that raised ``error`` says nothing about the service,
+    so it records neither success nor failure: another policy refused it
+    (``RejectedError``), or it failed once its caller's deadline had passed (a sync
+    wire's own timeout, clamped to the time the caller left it, raises
+    ``httpx.ReadTimeout`` then, not a cancellation; see
+    :meth:`CallContext.out_of_time`)."""
+    return isinstance(error, RejectedError) or (
+        ctx.deadline is not None and ctx.out_of_time() == "caller")
 
 
 def sync_handler(call_next: Handler, core: LocalCircuitState, admit: Admit, failed: Failed,

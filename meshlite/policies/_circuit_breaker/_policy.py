@@ -7,7 +7,7 @@ from typing import Any
 
 from ..._clock import Clock
 from ..._context import CallContext
-from ..._errors import CircuitOpenError, RejectedError
+from ..._errors import CircuitOpenError
 from ..._events import (
     CallRejected,
     CircuitClosed,
@@ -22,7 +22,7 @@ from ..._validate import clock_option
 from ...state._base import SharedCircuit, Store, StoreUnavailableError, fall_back
 from ...state._circuit_local import LocalCircuitState
 from ...state._circuit_records import CLOSED, HALF_OPEN, OPEN, Admission, CircuitMetrics, Transition
-from ._handlers import async_handler, sync_handler
+from ._handlers import async_handler, says_nothing, sync_handler
 from ._options import (
     DEFAULT_FAILURE_ON,
     DEFAULT_FAILURE_RATE,
@@ -268,7 +268,7 @@ class CircuitBreaker(Policy):
             return admission.permit
 
         def failed(ctx: CallContext, permit: int, error: Exception, duration: float) -> None:
-            if isinstance(error, RejectedError):
+            if says_nothing(ctx, error):
                 core.release(permit)
                 return
             if is_failure(error):

@@ -17,12 +17,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..._context import CallContext
-from ..._errors import CircuitOpenError, RejectedError
+from ..._errors import CircuitOpenError
 from ..._events import CallRejected
 from ..._policy import AsyncHandler, Handler
 from ...state._base import ALLOW, LOCAL, StoreUnavailableError, agive_back, fall_back, give_back
 from ...state._circuit_records import UNRECORDED, Admission
-from ._handlers import cut_by_deadline
+from ._handlers import cut_by_deadline, says_nothing
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,7 +94,7 @@ def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Hand
         try:
             result = call_next(ctx)
         except Exception as error:
-            if isinstance(error, RejectedError):
+            if says_nothing(ctx, error):
                 give_back(breaker, store, ctx, lambda: shared.release(permit))
             else:
                 record(ctx, permit, is_failure(error), monotonic() - start)
@@ -160,7 +160,7 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
         try:
             result = await call_next(ctx)
         except Exception as error:
-            if isinstance(error, RejectedError):
+            if says_nothing(ctx, error):
                 await release(ctx, permit)
             else:
                 await record(ctx, permit, is_failure(error), monotonic() - start)
