@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..._errors import ConfigError
-from ..._validate import at_least, fail, positive
+from ..._validate import at_least, clip, fail, positive
 from ._history import ServiceSecond
 from ._measure import detail, measure, targets, value_now
 from ._rules import MAX_WINDOW_SECONDS, Alert, AlertFired, AlertResolved, AlertRule
@@ -206,7 +206,7 @@ class Alerts:
             _log.warning("alert rule %r names service %r, which this mesh has not had in "
                          "%g s of evaluation (services: %s); the rule is evaluated once a "
                          "service of that name is registered", rule.name, rule.service,
-                         MISSING_SERVICE_SECONDS, ", ".join(sorted(latest)) or "none",
+                         MISSING_SERVICE_SECONDS, clip(", ".join(sorted(latest)) or "none"),
                          extra={"rule": rule.name, "service": rule.service})
         if emit is not None:
             for t in out:
