@@ -21,12 +21,32 @@ from typing import Any
 
 from ._events import Event, EventHooks
 
-__all__ = ["LOGGERS", "announce", "log_state_change"]
+__all__ = ["LOGGERS", "announce", "log_state_change", "one_line"]
 
 Fields = dict[str, Any]
 _Rule = tuple[str, int, Callable[[Any], str], Callable[[Any], Fields]]
 
 _WARN, _INFO, _ERROR = logging.WARNING, logging.INFO, logging.ERROR
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, for a log record: a journal gives a continuation line no
+    logger name or pid, and log shippers split the record there. A parser's
+    multi-line explanation (PyYAML: "while parsing ...\\n  at line 3, column 15")
+    becomes "while parsing ... at line 3, column 15"; separate lines are joined
+    with " | "; a snippet's caret line is dropped."""
+    if "\n" not in text and "\r" not in text:
+        return text
+    parts: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.strip("^") == "":
+            continue
+        if parts and line[:1].isspace() and stripped.startswith(("at ", "in ")):
+            parts[-1] = f"{parts[-1]} {stripped}"
+        else:
+            parts.append(stripped)
+    return " | ".join(parts)
 
 
 def _seconds(value: float) -> str:
@@ -96,7 +116,7 @@ _RULES: dict[str, _Rule] = {
     "ConfigReloadFailed": ("meshlite.config", _ERROR, lambda e: (
         f"config {e.path} rejected by pid {os.getpid()}, the previous config keeps "
         f"running: {'; '.join(e.errors)}"), lambda e: {
-            "path": e.path, "errors": e.errors, "reason": "; ".join(e.errors),
+            "path": e.path, "errors": e.errors, "reason": "; ".join(map(one_line, e.errors)),
             "pid": os.getpid()}),
     "StoreUnavailable": ("meshlite.state", _WARN, lambda e: (
         f"store {e.store} is unavailable ({type(e.error).__name__}: {e.error}); "
@@ -138,7 +158,8 @@ def log_state_change(event: Event) -> None:
     try:
         extra = {"meshlite_event": type(event).__name__, "service": event.service,
                  "policy": event.policy, **fields(event)}
-        logger.log(level, message(event), extra=extra)
+        # One line per record, whatever an error's text holds (see one_line).
+        logger.log(level, one_line(message(event)), extra=extra)
     except Exception:
         logging.getLogger("meshlite.events").exception("logging %r failed", event)
 

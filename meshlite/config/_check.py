@@ -16,7 +16,8 @@ from ._build import Plan, ServicePlan
 from ._load import load_plan
 from ._policies import DEFAULT_SPEC
 
-__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_UNREADABLE", "main", "run_check"]
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_UNREADABLE", "main", "run_check",
+           "unknown_alert_services"]
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -70,6 +71,7 @@ def summary(plan: Plan) -> str:
         lines.append(mask(f"dashboard: http://{config.dashboard.host}:{config.dashboard.port}"))
     if plan.top.alerts is not None and plan.top.alerts.rules:
         lines.append(f"alerts: {', '.join(r.name for r in plan.top.alerts.rules)}")
+        lines.extend(unknown_alert_services(plan))
     lines.append(f"hot reload: {'on' if config.hot_reload.enabled else 'off'}")
     if plan.top.audit is not None:
         lines.append(mask(f"audit: {plan.top.audit}"))
@@ -79,6 +81,18 @@ def summary(plan: Plan) -> str:
         lines.append(mask(f"inbound routes: {routes}"
                           + ("; credentials checked" if inbound.auth is not None else "")))
     return "\n".join(lines)
+
+
+def unknown_alert_services(plan: Plan) -> list[str]:
+    """A warning line per alert rule naming a service the file does not define: it
+    may be one the application registers in code, which a check of the file cannot
+    see, so it is not an error (a typo is one, though)."""
+    rules = () if plan.top.alerts is None else plan.top.alerts.rules
+    return [f"warning: alert rule {r.name!r} names service {r.service!r}, which is not in "
+            f"this file (services: {', '.join(plan.services) or 'none'}); fine if the "
+            "application registers it in code (check cannot see those), else a typo: "
+            "the rule is evaluated only once a service of that name exists"
+            for r in rules if r.service is not None and r.service not in plan.services]
 
 
 def run_check(path: str, out: TextIO, err: TextIO | None = None, *,

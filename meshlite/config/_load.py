@@ -153,6 +153,7 @@ def managed_of(mesh: Mesh) -> Managed | None:
 def set_managed(mesh: Mesh, managed: Managed) -> None:
     """Record that ``managed`` describes ``mesh``."""
     _managed[mesh] = managed
+    mesh.config_sha256 = managed.sha256 or None
 
 
 def config_of(mesh: Mesh) -> MeshConfig | None:

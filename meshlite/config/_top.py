@@ -113,8 +113,7 @@ def dashboard_token(section: DashboardSection, name: str, base: str) -> str | No
     return found
 
 
-def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
-            ) -> AlertsPlan | None:
+def _alerts(section: AlertsSection, problems: Problems) -> AlertsPlan | None:
     from ..observability._dashboard._alerts import Alerts
     from ..observability._dashboard._rules import AlertRule
 
@@ -122,10 +121,11 @@ def _alerts(config: MeshConfig, section: AlertsSection, problems: Problems,
     count = len(problems.errors)
     for i, rule in enumerate(section.rules):
         path: Path = ("alerts", "rules", i)
-        if rule.service is not None and rule.service not in config.services:
-            known = ", ".join(sorted(config.services)) or "none"
-            problems.add((*path, "service"), f"{rule.service!r} is not a service "
-                                             f"(services: {known})")
+        # A rule's service may be one the application registers in code (a service
+        # with a store or a key function has no file form), which the file cannot
+        # know: it is not checked here. The engine evaluates a rule once its service
+        # exists and warns once when it never does (``Alerts.evaluate``); ``meshlite
+        # check`` lists such rules (``_check.unknown_alert_services``).
         built = construct(AlertRule, rule.arguments(), problems, path,
                           field_names(AlertRuleSection))
         if built is not None:
@@ -170,7 +170,7 @@ def check_top_level(config: MeshConfig, problems: Problems,
             check_label("metrics", "service_label", config.metrics.service_label)
         except ConfigError as error:
             map_config_error(problems, ("metrics",), error, ("service_label",))
-    alerts = _alerts(config, config.alerts, problems) if config.alerts is not None else None
+    alerts = _alerts(config.alerts, problems) if config.alerts is not None else None
     telemetry = None
     if config.telemetry is not None:
         telemetry = _telemetry(config.telemetry, problems,

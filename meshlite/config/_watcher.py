@@ -252,7 +252,7 @@ class ConfigWatcher:
             "version": mesh.config_version, "added": changes.added,
             "removed": changes.removed, "changed": changes.changed})
         if new_sha is not None:
-            managed.sha256 = new_sha
+            managed.sha256 = mesh.config_sha256 = new_sha
         if changes or extras:
             emit_mesh_event(mesh, ConfigReloaded(
                 policy="config", path=managed.path, version=mesh.config_version,

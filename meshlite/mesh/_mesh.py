@@ -103,7 +103,9 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
         self._refusing = False  # closing or closed (set with the state: _set_state)
         self.config_version = 0
-        """Incremented by the config loader on each applied reload."""
+        """Incremented by the config loader on each applied reload (of this process)."""
+        self.config_sha256: str | None = None
+        """The SHA-256 of the config file's text in force (set by the config loader)."""
         self.reload_errors: list[Any] = []
         """Reloads the config loader rejected."""
         self.metrics: MeshMetrics | None = None

@@ -12,8 +12,8 @@ from ._metrics import Labels, MetricFamily, Sample, Timings, TimingsReading, his
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
 
-__all__ = ["AttemptReadings", "BREAKER_STATES", "Totals", "finished", "mesh_families",
-           "service_families"]
+__all__ = ["AttemptReadings", "BREAKER_STATES", "CONFIG_SHA256_CHARS", "Totals", "finished",
+           "mesh_families", "service_families"]
 
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 """Every circuit breaker state, each a series of ``meshlite_circuit_breaker_state``."""
@@ -23,6 +23,9 @@ AttemptReadings = list[tuple[Labels, tuple[float, ...], TimingsReading]]
 
 Totals = dict[tuple[str, str], tuple[int, int]]
 """Attempts and failed attempts of each (service, backend address)."""
+
+CONFIG_SHA256_CHARS = 12
+"""Hex digits of the config's SHA-256 in ``meshlite_mesh_config_info``'s ``sha256``."""
 
 _REQUEST = "meshlite_request"
 _BACKEND = "meshlite_backend"
@@ -151,5 +154,9 @@ def mesh_families(mesh: Mesh) -> Iterator[MetricFamily]:
     yield _family("meshlite_mesh_in_flight", "gauge", "Calls running in the mesh now.",
                   [Sample("", (), mesh.in_flight)])
     yield _family("meshlite_mesh_config_version", "gauge",
-                  "Config reloads applied (0 before the first).",
+                  "Config reloads this process applied (0 before the first).",
                   [Sample("", (), mesh.config_version)])
+    if mesh.config_sha256:  # the same in every worker that runs the same file
+        yield _family("meshlite_mesh_config_info", "gauge",
+                      "1, labelled with the start of the SHA-256 of the config file in force.",
+                      [Sample("", (("sha256", mesh.config_sha256[:CONFIG_SHA256_CHARS]),), 1)])

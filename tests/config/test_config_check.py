@@ -113,3 +113,20 @@ def test_docs_complete_example_is_valid(tmp_path: Path) -> None:
     assert run_check(str(path), io.StringIO(),
                      environ={**env, "MESHLITE_ENV": "prod"}) == EXIT_OK
     assert "t0ken-for-the-docs" not in out.getvalue()
+
+
+def test_an_alert_rule_naming_a_service_not_in_the_file_is_a_warning(
+        write_config: Any) -> None:
+    """The application may register that service in code, which check cannot see."""
+    path = write_config("""
+services:
+  gamma: {backends: ["http://127.0.0.1:9"]}
+alerts: [{name: alpha-errors, condition: error_rate, threshold: 0.5, service: alpha},
+         {name: gamma-errors, condition: error_rate, threshold: 0.5, service: gamma}]
+""")
+    out = io.StringIO()
+    assert run_check(path, out, environ={}) == EXIT_OK
+    [warning] = [line for line in out.getvalue().splitlines() if "warning" in line]
+    assert warning.startswith("warning: alert rule 'alpha-errors' names service 'alpha', "
+                              "which is not in this file (services: gamma)")
+    assert "registers it in code (check cannot see those)" in warning

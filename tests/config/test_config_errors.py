@@ -62,8 +62,6 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
         "services.cart.discovery.type: must be one of dns, file, redis, static, got 'consul'",
         "dashboard.token: is required when the dashboard listens on '0.0.0.0', which is not "
         "a loopback address; set a token or host: 127.0.0.1",
-        "alerts.rules[0].service: 'nowhere' is not a service (services: cart, orders, "
-        "users)",
         "alerts.rules[0].severity: must be one of info, warning, critical, got 'dire'",
         "telemetry.sample_ratio: must be in [0, 1], got 2.0",
         "unknown_section: unknown option; valid options: services, telemetry, dashboard, "
@@ -71,6 +69,8 @@ def test_all_errors_at_once_with_paths(write_config: Any) -> None:
     ]
     missing = [e for e in expected if e not in errors]
     assert missing == []
+    # A rule may name a service registered in code: not a problem of the file.
+    assert not any(e.startswith("alerts.rules[0].service") for e in errors)
     assert any(e.startswith("services.users.timeout.seconds: must be a valid number")
                for e in errors)
     assert any(e.startswith("services.orders.rate_limit.mode: must be 'wait' or 'reject'")

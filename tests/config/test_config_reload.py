@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -419,3 +420,28 @@ async def test_an_unexpected_error_while_reading_is_a_recorded_rejection(
     assert list(error.errors) == ["cannot be applied: RuntimeError: a bug in a provider"]
     assert mesh.config_version == 0
     assert "reading" in caplog.text  # the traceback is logged for the bug report
+
+
+async def test_a_rejected_reload_logs_one_line_naming_file_position_and_pid(
+        path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A journal gives a continuation line no logger name or pid, and log shippers
+    split the record there: the parser's multi-line explanation is folded into one
+    line in the log, while the ConfigError keeps it readable over several lines."""
+    caplog.set_level(logging.INFO, logger="meshlite")
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh:
+        write(path, 'services:\n  users:\n    backends: ["http://u1:1"\n  orders: {\n')
+        await until(lambda: bool(mesh.reload_errors), "the rejection")
+    error = str(mesh.reload_errors[-1])
+    assert "not valid YAML" in error
+    assert "\n  at line 3, column" in error
+    [record] = [r for r in caplog.records
+                if getattr(r, "meshlite_event", "") == "ConfigReloadFailed"]
+    line = logging.Formatter("%(name)s[%(process)d]: %(message)s").format(record)
+    assert "\n" not in line
+    assert "\n" not in record.reason
+    assert line.startswith(f"meshlite.config[{os.getpid()}]: config {path} rejected by "
+                           f"pid {os.getpid()}, the previous config keeps running: "
+                           f"{path}: not valid YAML: ")
+    assert "at line 3, column 15 | did not find expected ',' or ']' at line 4" in line
+    assert record.reason in line

@@ -21,6 +21,7 @@ import pytest
 
 import meshlite as ml
 from meshlite.observability._dashboard import AlertFired, AlertResolved, AlertRule, Alerts
+from meshlite.observability._dashboard._alerts import MISSING_SERVICE_SECONDS
 from meshlite.observability._dashboard._history import History
 from meshlite.observability._dashboard._monitor import Monitor
 from meshlite.testing import FakeClock
@@ -233,6 +234,29 @@ def test_removed_rule_resolves_its_alert(clock: FakeClock) -> None:
     update = monitor.tick(T0 + 1)
     assert update["alerts"]["resolved"][0]["rule"] == "nobackend"
     assert mesh.alerts.firing() == []
+
+
+def test_a_rule_waits_for_its_service_and_warns_once_if_it_never_comes(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """A rule may name a service registered in code later: no warning within
+    MISSING_SERVICE_SECONDS, one warning (and only one) once that has passed, and
+    a service registered afterwards is still evaluated."""
+    mesh = make_mesh(clock)
+    mesh.alerts.replace([AlertRule("late", "no_healthy_backend", service="later"),
+                         AlertRule("typo", "no_healthy_backend", service="usres")])
+    monitor = Monitor(mesh, max_clients=1)
+    caplog.set_level(logging.WARNING, logger="meshlite.alerts")
+    monitor.tick(T0)
+    mesh.register(ml.Service("later", [], clock=clock))  # in code, once the mesh runs
+    monitor.tick(T0 + 1)
+    assert [(a.rule, a.service) for a in mesh.alerts.firing()] == [("late", "later")]
+    for second in range(2, int(MISSING_SERVICE_SECONDS) + 5):
+        monitor.tick(T0 + second)
+    [warning] = [r for r in caplog.records if r.name == "meshlite.alerts"
+                 and not hasattr(r, "meshlite_event")]  # not the alert's own record
+    assert (warning.rule, warning.service) == ("typo", "usres")  # type: ignore[attr-defined]
+    assert "alert rule 'typo' names service 'usres'" in warning.getMessage()
+    assert "(services: later, users)" in warning.getMessage()
 
 
 # -- webhook --------------------------------------------------------------------------

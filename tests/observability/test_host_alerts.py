@@ -26,6 +26,7 @@ from _workers import fresh, uvicorn_workers
 import meshlite as ml
 from meshlite.observability._dashboard._monitor import Monitor
 from meshlite.observability._multiproc import alive
+from meshlite.state import MemoryStore
 from meshlite.testing import FakeBackend
 
 pytest.importorskip("prometheus_client")
@@ -105,6 +106,35 @@ def test_rules_run_without_a_dashboard_in_one_process(receiver: Receiver,
         [fired, resolved] = receiver.bodies
         assert fired["alert"]["rule"] == "users-errors"
         assert resolved["alert"]["state"] == "resolved"
+
+
+def test_a_file_rule_fires_on_a_service_registered_in_code(receiver: Receiver,
+                                                           tmp_path: Path) -> None:
+    """A service with a store or a key function exists only in code; the file's rule
+    naming it loads (it used to be refused: "'alpha' is not a service") and fires
+    on that service's failures."""
+    with FakeBackend(error_rate=1.0) as failing, FakeBackend() as fine:
+        config = tmp_path / "mesh.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            services:
+              gamma:
+                backends: ["{fine.url}"]
+            alerts:
+              webhook: {receiver.url}
+              rules:
+                - {{name: alpha-errors, condition: error_rate, threshold: 0.5, window: 1,
+                   min_requests: 1, service: alpha}}
+            """))
+        mesh = ml.Mesh.from_config(str(config))
+        mesh.register(ml.Service("alpha", [failing.url],
+                                 pipeline=ml.Pipeline(ml.RateLimit(rate=1000.0,
+                                                                   store=MemoryStore()))))
+        with mesh, mesh.http_sync("alpha") as alpha:
+            for _ in range(10):
+                assert alpha.get("/work").status_code == 503
+            wait_for(lambda: receiver.statuses()[:1] == ["firing"], 10, "the alert fired")
+        alert = receiver.bodies[0]["alert"]
+        assert (alert["rule"], alert["service"]) == ("alpha-errors", "alpha")
 
 
 async def test_a_dashboard_shares_the_mesh_monitor(receiver: Receiver,

@@ -12,6 +12,7 @@ rule measures in one evaluation is read in ``_measure``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -19,19 +20,28 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..._errors import ConfigError
-from ..._validate import at_least, fail, positive
+from ..._validate import at_least, clip, fail, positive
 from ._history import ServiceSecond
 from ._measure import detail, measure, targets, value_now
 from ._rules import MAX_WINDOW_SECONDS, Alert, AlertFired, AlertResolved, AlertRule
 from ._silences import Silences
 
-__all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "Alerts"]
+__all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "MISSING_SERVICE_SECONDS",
+           "Alerts"]
 
 DEFAULT_WEBHOOK_TIMEOUT = 5.0
 """Seconds a webhook POST may take before it is abandoned (and logged)."""
 
 DEFAULT_KEEP_RESOLVED = 100
 """Resolved alerts kept for the page and ``/api/alerts``."""
+
+MISSING_SERVICE_SECONDS = 30.0
+"""A rule naming a service the mesh has not had for this long since the rule was
+first evaluated is logged, once (a typo, or a service the application no longer
+registers). Until then a service registered in code after the mesh opened is
+not warned about; the rule is evaluated from the moment the service exists."""
+
+_log = logging.getLogger("meshlite.alerts")
 
 @dataclass(slots=True)
 class _Track:
@@ -68,6 +78,9 @@ class Alerts:
         self._resolved: deque[Alert] = deque(
             maxlen=at_least("Alerts", "keep_resolved", keep_resolved, 0))
         self._windows: dict[str, deque[ServiceSecond]] = {}
+        # Rule name -> when its service was first missed; None once the service was
+        # seen or the miss was logged (see MISSING_SERVICE_SECONDS).
+        self._absent: dict[str, float | None] = {}
         self.webhook_timeout = positive("Alerts", "webhook_timeout", webhook_timeout)
         self.webhook = _webhook(webhook)
         self.silences = Silences()
@@ -100,6 +113,7 @@ class Alerts:
         resolve at the next evaluation."""
         with self._lock:
             self._rules.pop(name, None)
+            self._absent.pop(name, None)
 
     def replace(self, rules: Iterable[AlertRule], *, webhook: Any = ...,
                 webhook_timeout: float | None = None) -> None:
@@ -128,6 +142,8 @@ class Alerts:
             for key in [k for k in self._tracks if self._rules.get(k[0]) != new.get(k[0])]:
                 if self._tracks[key].alert is None:
                     del self._tracks[key]
+            for name in [n for n in self._absent if self._rules.get(n) != new.get(n)]:
+                del self._absent[name]
             self._rules = new
             self.webhook = hook
             self.webhook_timeout = timeout
@@ -185,6 +201,13 @@ class Alerts:
             out = [t for rule in rules for name in targets(rule, latest)
                    if (t := self._step(rule, name, now, latest[name])) is not None]
             out.extend(self._orphans(now, latest))
+            missing = self._missing(rules, latest, now)
+        for rule in missing:
+            _log.warning("alert rule %r names service %r, which this mesh has not had in "
+                         "%g s of evaluation (services: %s); the rule is evaluated once a "
+                         "service of that name is registered", rule.name, rule.service,
+                         MISSING_SERVICE_SECONDS, clip(", ".join(sorted(latest)) or "none"),
+                         extra={"rule": rule.name, "service": rule.service})
         if emit is not None:
             for t in out:
                 emit(t.service, _event(t, now))
@@ -200,6 +223,21 @@ class Alerts:
             window.append(second)
         for name in [n for n in self._windows if n not in latest]:
             del self._windows[name]
+
+    def _missing(self, rules: Iterable[AlertRule], latest: Mapping[str, ServiceSecond],
+                 now: float) -> list[AlertRule]:
+        """The rules whose service has been absent for MISSING_SERVICE_SECONDS, each
+        returned once; a rule whose service was seen is never returned."""
+        out = []
+        for rule in rules:
+            if rule.service is None or rule.service in latest:
+                self._absent[rule.name] = None
+                continue
+            since = self._absent.setdefault(rule.name, now)
+            if since is not None and now - since >= MISSING_SERVICE_SECONDS:
+                self._absent[rule.name] = None
+                out.append(rule)
+        return out
 
     def _step(self, rule: AlertRule, name: str, now: float,
               latest: ServiceSecond) -> Alert | None:
