@@ -171,8 +171,13 @@ class Cassette:
                                 f"meshlite.testing.Recorder({str(path)!r})") from None
         except (OSError, ValueError) as error:
             raise CassetteError(f"cannot read cassette {path}: {error}") from error
-        if not isinstance(data, dict) or data.get("meshlite_cassette") != FORMAT_VERSION:
+        if not isinstance(data, dict) or "meshlite_cassette" not in data:
             raise CassetteError(f"{path} is not a meshlite cassette (version {FORMAT_VERSION})")
+        if data["meshlite_cassette"] != FORMAT_VERSION:
+            raise CassetteError(
+                f"{path} is a meshlite cassette of format {data['meshlite_cassette']!r}, and "
+                f"this meshlite reads format {FORMAT_VERSION} only: record it again with "
+                "this version's meshlite.testing.Recorder, or use the meshlite that wrote it")
         return cls(path, data)
 
     @staticmethod

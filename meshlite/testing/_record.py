@@ -79,8 +79,21 @@ def call_key(name: str, args: Any, kwargs: Any) -> str:
 
 
 def http_key(method: str, url: str, body: Any) -> str:
-    """What a request is matched by at replay: method, (redacted) URL and body."""
-    return json.dumps(["http", method.upper(), url, body], sort_keys=True)
+    """What a request is matched by at replay: method, (redacted) URL and body.
+
+    The query's parameters are matched in any order (``?b=1&a=2`` is ``?a=2&b=1``,
+    as a dict of params built in another order sends it); the values of one
+    repeated parameter keep their order."""
+    return json.dumps(["http", method.upper(), _query_sorted(url), body], sort_keys=True)
+
+
+def _query_sorted(url: str) -> str:
+    """``url`` with its query's fields sorted by name (stable, nothing re-encoded)."""
+    parts = urlsplit(url)
+    if "&" not in parts.query:
+        return url
+    fields = sorted(parts.query.split("&"), key=lambda field: field.partition("=")[0])
+    return urlunsplit(parts._replace(query="&".join(fields)))
 
 
 def name_of(fn: Callable[..., Any]) -> str:
