@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -41,3 +44,52 @@ def test_a_cassette_of_another_format_says_so(tmp_path: Path) -> None:
     newer.write_text(json.dumps({"meshlite_cassette": 2, "interactions": []}))
     with pytest.raises(CassetteError, match=r"format 2, and this meshlite reads format 1 only"):
         replay(newer)
+
+
+class Users:
+    """A client object whose method a test records with ``self`` among the arguments."""
+
+    def fetch(self, uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+
+def test_an_object_argument_matches_whatever_its_address(tmp_path: Path) -> None:
+    cassette = tmp_path / "users.json"
+    recording = Users()
+    with Recorder(cassette) as rec:
+        assert rec.wrap(Users.fetch)(recording, 1) == {"id": 1}
+    replaying = Users()  # another object (another address), as in the next test run
+    assert id(replaying) != id(recording)
+    assert replay(cassette).wrap(Users.fetch)(replaying, 1) == {"id": 1}
+
+
+SET_SCRIPT = """
+import sys
+from meshlite.testing import Recorder, replay
+
+def tagged(tags):
+    return len(tags)
+
+tags = {"alpha", "beta", "gamma", "delta", "epsilon"}
+if sys.argv[1] == "record":
+    with Recorder(sys.argv[2]) as rec:
+        rec.wrap(tagged, name="tagged")(tags)
+else:
+    print(replay(sys.argv[2]).wrap(tagged, name="tagged")(tags))
+"""
+
+
+def test_a_set_argument_matches_in_another_process(tmp_path: Path) -> None:
+    # A set's order follows string hashing, which differs per process (PYTHONHASHSEED).
+    script, cassette = tmp_path / "tagged.py", tmp_path / "tagged.json"
+    script.write_text(SET_SCRIPT)
+
+    def run(mode: str, hash_seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, str(script), mode, str(cassette)], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    run("record", "1")
+    assert run("replay", "2") == "5"
