@@ -93,3 +93,15 @@ def test_a_set_argument_matches_in_another_process(tmp_path: Path) -> None:
 
     run("record", "1")
     assert run("replay", "2") == "5"
+
+
+def test_a_head_answer_keeps_its_content_length(tmp_path: Path) -> None:
+    cassette = tmp_path / "head.json"
+    with FakeBackend(body=b"x" * 1234) as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        recorded = client.head(f"{b.url}/files/report.pdf")
+    with httpx.Client(transport=replay(cassette).transport()) as client:
+        replayed = client.head(f"{b.url}/files/report.pdf")
+    # The size a client learns with HEAD, while recording and while replaying alike.
+    assert recorded.headers["content-length"] == replayed.headers["content-length"] == "1234"
+    assert replayed.content == b""
