@@ -37,6 +37,7 @@ __all__ = [
     "Recorder",
     "call_key",
     "http_key",
+    "is_async",
     "name_of",
     "redact_url",
 ]
@@ -103,6 +104,13 @@ def name_of(fn: Callable[..., Any]) -> str:
     return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
 
 
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine: a coroutine function, or an object
+    whose class has an ``async def __call__`` (a client object called directly)."""
+    return inspect.iscoroutinefunction(fn) or (
+        not isinstance(fn, type) and inspect.iscoroutinefunction(type(fn).__call__))
+
+
 def _names(field: str, value: object) -> frozenset[str]:
     """``value`` as a set of names: a collection of strings, never one string (whose
     characters would be taken for one-letter names, leaving the real one unredacted)."""
@@ -143,7 +151,8 @@ class Recorder:
     def wrap(self, fn: Callable[P, T], *, name: str | None = None) -> Callable[P, T]:
         """A wrapper that calls ``fn`` and records its arguments and result or error.
 
-        A coroutine function gets an async wrapper. Arguments are stored as JSON
+        A coroutine function (or an object with an ``async def __call__``) gets an
+        async wrapper. Arguments are stored as JSON
         (their ``repr`` when JSON cannot hold them); results should be JSON-friendly
         to be replayable. ``KeyboardInterrupt`` and cancellation are not recorded.
 
@@ -153,7 +162,7 @@ class Recorder:
                 ``module.qualname`` of ``fn``).
         """
         label = name or name_of(fn)
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             afn = cast(Callable[..., Any], fn)
 
             @functools.wraps(fn)

@@ -105,3 +105,26 @@ def test_a_head_answer_keeps_its_content_length(tmp_path: Path) -> None:
     # The size a client learns with HEAD, while recording and while replaying alike.
     assert recorded.headers["content-length"] == replayed.headers["content-length"] == "1234"
     assert replayed.content == b""
+
+
+class UsersApi:
+    """A client object called directly (``await api(uid)``), as some SDKs are."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    async def __call__(self, uid: int) -> dict[str, str]:
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"{self.base_url}/users/{uid}")
+            return {"path": reply.json()["path"]}
+
+
+async def test_an_object_with_an_async_call_is_recorded_and_replayed_async(
+        tmp_path: Path) -> None:
+    cassette = tmp_path / "api.json"
+    async with FakeBackend() as b:
+        with Recorder(cassette) as rec:
+            assert await rec.wrap(UsersApi(b.url), name="users")(1) == {"path": "/users/1"}
+    # the backend is gone: the answer comes from the cassette, awaited as the real one
+    replayed = replay(cassette).wrap(UsersApi(b.url), name="users")
+    assert await replayed(1) == {"path": "/users/1"}
