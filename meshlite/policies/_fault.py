@@ -58,6 +58,8 @@ class FaultInjectionOptions:
         ):
             fail(owner, "error", error,
                  "an exception instance, an exception class, or a function returning one")
+        if isinstance(error, type):
+            _check_class(owner, error)
         if error is not None and self.result is not _MISSING:
             fail(owner, "result", self.result,
                  "left out when error= is given (a fault either raises or answers)")
@@ -83,6 +85,25 @@ class FaultInjected(Event):
     error: BaseException | None = None
 
 
+def _instantiate(exc_type: type[BaseException]) -> BaseException:
+    """``exc_type()``, or ``exc_type(message)`` when its constructor needs a message
+    (``httpx.ConnectError``, meshlite's own errors)."""
+    try:
+        return exc_type()
+    except TypeError:
+        return exc_type(_NOTE)
+
+
+def _check_class(owner: str, error: type[BaseException]) -> None:
+    """Refuse, at construction, an error class that cannot be made for each fault."""
+    try:
+        _instantiate(error)
+    except Exception as problem:
+        fail(owner, "error", error,
+             f"an exception class that can be made with no arguments or with a message "
+             f"(making it raised {problem!r}); pass an instance, or a function returning one")
+
+
 def _error_factory(error: ErrorSpec | None, has_result: bool, has_latency: bool,
                    ) -> Callable[[], BaseException] | None:
     """A function making the error to raise for each fault, or ``None`` for none."""
@@ -94,7 +115,7 @@ def _error_factory(error: ErrorSpec | None, has_result: bool, has_latency: bool,
         exc_type: type[BaseException] = error
 
         def make_from_type() -> BaseException:
-            made = exc_type()
+            made = _instantiate(exc_type)
             made.add_note(_NOTE)
             return made
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._arguments import explained
 from .._extras import requires_extra
+from .._validate import fail
 
 __all__ = ["AsgiServer"]
 
@@ -21,6 +22,10 @@ class AsgiServer:
         app: The ASGI app.
         host: A loopback address to listen on.
         port: The port; 0 picks a free one (read it from :attr:`url`).
+        lifespan: Run the app's ASGI lifespan (Starlette's ``lifespan=``, Quart's
+            ``before_serving``): its startup completes before the block starts and its
+            shutdown runs on exit; a startup that fails raises ``RuntimeError``.
+            Default ``False``: the app only gets HTTP and WebSocket scopes.
 
     Example::
 
@@ -28,8 +33,12 @@ class AsgiServer:
             r = await httpx.AsyncClient().get(server.url + "/")
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
+                 lifespan: bool = False) -> None:
+        if not isinstance(lifespan, bool):
+            fail("AsgiServer", "lifespan", lifespan, "True or False")
         self.app = app
+        self.lifespan = lifespan
         self.host = host
         self.port = port
         self.url = ""
@@ -46,12 +55,13 @@ class AsgiServer:
         # to the root logger for the rest of the process, hiding them from the app's
         # own logging (and from tests that capture every record).
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error",
-                                lifespan="off", access_log=False, log_config=None)
+                                lifespan="on" if self.lifespan else "off", access_log=False,
+                                log_config=None)
         self._server = _Background(config)
-        sock = _bind(self.host, self.port)
+        sock = _bind(self.host, self.port, "AsgiServer")
         self.port = sock.getsockname()[1]
         self.url = _url(self.host, self.port)
-        self._task = await _start(self._server, sock)
+        self._task = await _start(self._server, sock, "AsgiServer")
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,

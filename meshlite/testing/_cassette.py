@@ -14,8 +14,9 @@ Format (version 1)::
      ]}
 
 Values are stored as JSON; bytes as ``{"$bytes": base64}``; anything JSON cannot
-hold as ``{"$repr": repr(value)}``, which matches arguments but cannot be replayed
-as a result. Tuples come back as lists.
+hold as ``{"$repr": repr(value)}`` (sets sorted, memory addresses left out, so
+another run writes the same), which matches arguments but cannot be replayed as a
+result. Tuples come back as lists.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import builtins
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -47,6 +49,7 @@ __all__ = [
     "encode_body",
     "encode_error",
     "encode_value",
+    "stable_repr",
 ]
 
 FORMAT_VERSION = 1
@@ -68,7 +71,22 @@ def encode_value(value: Any) -> Any:
         return {k: encode_value(v) for k, v in value.items()}
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
-    return {"$repr": repr(value)}
+    return {"$repr": stable_repr(value)}
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def stable_repr(value: Any) -> str:
+    """``repr(value)`` as another run of the test writes it too: a set's items sorted
+    (their order follows string hashing, which changes per process) and memory
+    addresses (``<Client object at 0x7f...>``) left out."""
+    if isinstance(value, set | frozenset):
+        items = ", ".join(sorted(stable_repr(item) for item in value))
+        if not items or type(value) is not set:
+            return f"{type(value).__name__}({{{items}}})" if items else f"{type(value).__name__}()"
+        return f"{{{items}}}"
+    return _ADDRESS.sub("", repr(value))
 
 
 def decode_value(data: Any, what: str) -> Any:
@@ -171,8 +189,13 @@ class Cassette:
                                 f"meshlite.testing.Recorder({str(path)!r})") from None
         except (OSError, ValueError) as error:
             raise CassetteError(f"cannot read cassette {path}: {error}") from error
-        if not isinstance(data, dict) or data.get("meshlite_cassette") != FORMAT_VERSION:
+        if not isinstance(data, dict) or "meshlite_cassette" not in data:
             raise CassetteError(f"{path} is not a meshlite cassette (version {FORMAT_VERSION})")
+        if data["meshlite_cassette"] != FORMAT_VERSION:
+            raise CassetteError(
+                f"{path} is a meshlite cassette of format {data['meshlite_cassette']!r}, and "
+                f"this meshlite reads format {FORMAT_VERSION} only: record it again with "
+                "this version's meshlite.testing.Recorder, or use the meshlite that wrote it")
         return cls(path, data)
 
     @staticmethod

@@ -37,6 +37,7 @@ __all__ = [
     "Recorder",
     "call_key",
     "http_key",
+    "is_async",
     "name_of",
     "redact_url",
 ]
@@ -79,8 +80,21 @@ def call_key(name: str, args: Any, kwargs: Any) -> str:
 
 
 def http_key(method: str, url: str, body: Any) -> str:
-    """What a request is matched by at replay: method, (redacted) URL and body."""
-    return json.dumps(["http", method.upper(), url, body], sort_keys=True)
+    """What a request is matched by at replay: method, (redacted) URL and body.
+
+    The query's parameters are matched in any order (``?b=1&a=2`` is ``?a=2&b=1``,
+    as a dict of params built in another order sends it); the values of one
+    repeated parameter keep their order."""
+    return json.dumps(["http", method.upper(), _query_sorted(url), body], sort_keys=True)
+
+
+def _query_sorted(url: str) -> str:
+    """``url`` with its query's fields sorted by name (stable, nothing re-encoded)."""
+    parts = urlsplit(url)
+    if "&" not in parts.query:
+        return url
+    fields = sorted(parts.query.split("&"), key=lambda field: field.partition("=")[0])
+    return urlunsplit(parts._replace(query="&".join(fields)))
 
 
 def name_of(fn: Callable[..., Any]) -> str:
@@ -88,6 +102,13 @@ def name_of(fn: Callable[..., Any]) -> str:
     target = getattr(fn, "__func__", fn)
     qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine: a coroutine function, or an object
+    whose class has an ``async def __call__`` (a client object called directly)."""
+    return inspect.iscoroutinefunction(fn) or (
+        not isinstance(fn, type) and inspect.iscoroutinefunction(type(fn).__call__))
 
 
 def _names(field: str, value: object) -> frozenset[str]:
@@ -130,7 +151,8 @@ class Recorder:
     def wrap(self, fn: Callable[P, T], *, name: str | None = None) -> Callable[P, T]:
         """A wrapper that calls ``fn`` and records its arguments and result or error.
 
-        A coroutine function gets an async wrapper. Arguments are stored as JSON
+        A coroutine function (or an object with an ``async def __call__``) gets an
+        async wrapper. Arguments are stored as JSON
         (their ``repr`` when JSON cannot hold them); results should be JSON-friendly
         to be replayable. ``KeyboardInterrupt`` and cancellation are not recorded.
 
@@ -140,7 +162,7 @@ class Recorder:
                 ``module.qualname`` of ``fn``).
         """
         label = name or name_of(fn)
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
             afn = cast(Callable[..., Any], fn)
 
             @functools.wraps(fn)

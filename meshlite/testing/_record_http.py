@@ -118,8 +118,11 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         secret = self._recorder.redact_headers
         entry = self._entry(request)
         headers: dict[str, Any] = {}
+        # A HEAD answer's Content-Length is the size of the body it has not sent:
+        # information the client asked for, not a description of the stored body.
+        wire = _WIRE_HEADERS - {"content-length"} if request.method == "HEAD" else _WIRE_HEADERS
         for name, value in response.headers.multi_items():
-            if name in _WIRE_HEADERS:
+            if name in wire:
                 continue
             value = REDACTED if name in secret else value
             seen = headers.get(name)

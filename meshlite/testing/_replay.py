@@ -4,7 +4,6 @@ saved, offline and without calling the real function (:func:`replay`)."""
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -13,7 +12,7 @@ from .._arguments import explained
 from .._extras import requires_extra
 from .._validate import fail
 from ._cassette import Cassette, decode_error, decode_value, describe, encode_body, encode_value
-from ._record import call_key, http_key, name_of, redact_url
+from ._record import call_key, http_key, is_async, name_of, redact_url
 
 if TYPE_CHECKING:
     from ._record_http import ReplayTransport
@@ -58,7 +57,7 @@ class Replayer:
         ``module.qualname`` of ``fn``, as :meth:`Recorder.wrap` recorded them).
         """
         label = name or name_of(fn)
-        if inspect.iscoroutinefunction(fn):
+        if is_async(fn):
 
             @functools.wraps(fn)
             async def areplayed(*args: Any, **kwargs: Any) -> Any:

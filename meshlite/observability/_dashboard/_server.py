@@ -57,12 +57,22 @@ class _Background(uvicorn.Server):
         # In the background the application owns SIGINT/SIGTERM, not the dashboard.
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn exits the process when the app's lifespan startup fails; in the
+        # background that is an error of this server's task (SystemExit in a task
+        # would stop the application's event loop).
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            raise RuntimeError("the app's lifespan startup failed (uvicorn logged why)"
+                               ) from None
+
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, owner: str = "meshlite dashboard") -> socket.socket:
     # Bound here rather than by uvicorn (which exits the process on failure), so a
     # busy port is an OSError and port 0 tells us the port it picked. proto must be
     # IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it
@@ -74,7 +84,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        error.add_note(f"meshlite dashboard: cannot listen on {host}:{port}; pick another "
+        error.add_note(f"{owner}: cannot listen on {host}:{port}; pick another "
                        "port (port=0 picks a free one)")
         raise
     return sock
@@ -208,7 +218,8 @@ class DashboardServer:
         return f"DashboardServer({self.url!r}, running={self.running})"
 
 
-async def _start(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[None]:
+async def _start(server: uvicorn.Server, sock: socket.socket,
+                 owner: str = "meshlite dashboard") -> asyncio.Task[None]:
     """Serve on ``sock`` in a task; returns once it accepts connections. In the
     background, uvicorn's informational lines are left out of the app's log."""
     context = contextvars.copy_context()
@@ -224,9 +235,9 @@ async def _start(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[No
     while not server.started and not task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.005)
     if task.done():
-        sock.close()
         host, port = sock.getsockname()[:2]
-        raise RuntimeError(f"meshlite dashboard failed to start on {host}:{port}"
+        sock.close()
+        raise RuntimeError(f"{owner} failed to start on {host}:{port}"
                            ) from task.exception()
     return task
 

@@ -1,0 +1,130 @@
+"""Record/replay fidelity: what a test team meets once a cassette is committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshlite.testing import CassetteError, CassetteMiss, FakeBackend, Recorder, replay
+
+NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # plain-HTTP clients start much faster
+
+
+def test_query_parameters_match_in_any_order(tmp_path: Path) -> None:
+    cassette = tmp_path / "search.json"
+    with FakeBackend(body=lambda request: {"query": request.query}) as b, \
+            Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        client.get(f"{b.url}/search", params={"q": "ada", "page": "2", "tag": ["x", "y"]})
+    with httpx.Client(transport=replay(cassette).transport()) as client:
+        # The same params, built in another order: the request the code under test sends.
+        reply = client.get(f"{b.url}/search", params={"tag": ["x", "y"], "page": "2", "q": "ada"})
+    assert reply.json() == {"query": "q=ada&page=2&tag=x&tag=y"}
+
+
+def test_values_of_a_repeated_parameter_keep_their_order(tmp_path: Path) -> None:
+    cassette = tmp_path / "tags.json"
+    with FakeBackend() as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        client.get(f"{b.url}/items?tag=x&tag=y")
+    with httpx.Client(transport=replay(cassette).transport()) as client, \
+            pytest.raises(CassetteMiss, match=r"tag=y&tag=x is not in cassette"):
+        client.get(f"{b.url}/items?tag=y&tag=x")
+
+
+def test_a_cassette_of_another_format_says_so(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"meshlite_cassette": 2, "interactions": []}))
+    with pytest.raises(CassetteError, match=r"format 2, and this meshlite reads format 1 only"):
+        replay(newer)
+
+
+class Users:
+    """A client object whose method a test records with ``self`` among the arguments."""
+
+    def fetch(self, uid: int) -> dict[str, int]:
+        return {"id": uid}
+
+
+def test_an_object_argument_matches_whatever_its_address(tmp_path: Path) -> None:
+    cassette = tmp_path / "users.json"
+    recording = Users()
+    with Recorder(cassette) as rec:
+        assert rec.wrap(Users.fetch)(recording, 1) == {"id": 1}
+    replaying = Users()  # another object (another address), as in the next test run
+    assert id(replaying) != id(recording)
+    assert replay(cassette).wrap(Users.fetch)(replaying, 1) == {"id": 1}
+
+
+SET_SCRIPT = """
+import sys
+from meshlite.testing import Recorder, replay
+
+def tagged(tags):
+    return len(tags)
+
+tags = {"alpha", "beta", "gamma", "delta", "epsilon"}
+if sys.argv[1] == "record":
+    with Recorder(sys.argv[2]) as rec:
+        rec.wrap(tagged, name="tagged")(tags)
+else:
+    print(replay(sys.argv[2]).wrap(tagged, name="tagged")(tags))
+"""
+
+
+def test_a_set_argument_matches_in_another_process(tmp_path: Path) -> None:
+    # A set's order follows string hashing, which differs per process (PYTHONHASHSEED).
+    script, cassette = tmp_path / "tagged.py", tmp_path / "tagged.json"
+    script.write_text(SET_SCRIPT)
+
+    def run(mode: str, hash_seed: str) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, str(script), mode, str(cassette)], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    run("record", "1")
+    assert run("replay", "2") == "5"
+
+
+def test_a_head_answer_keeps_its_content_length(tmp_path: Path) -> None:
+    cassette = tmp_path / "head.json"
+    with FakeBackend(body=b"x" * 1234) as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        recorded = client.head(f"{b.url}/files/report.pdf")
+    with httpx.Client(transport=replay(cassette).transport()) as client:
+        replayed = client.head(f"{b.url}/files/report.pdf")
+    # The size a client learns with HEAD, while recording and while replaying alike.
+    assert recorded.headers["content-length"] == replayed.headers["content-length"] == "1234"
+    assert replayed.content == b""
+
+
+class UsersApi:
+    """A client object called directly (``await api(uid)``), as some SDKs are."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    async def __call__(self, uid: int) -> dict[str, str]:
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"{self.base_url}/users/{uid}")
+            return {"path": reply.json()["path"]}
+
+
+async def test_an_object_with_an_async_call_is_recorded_and_replayed_async(
+        tmp_path: Path) -> None:
+    cassette = tmp_path / "api.json"
+    async with FakeBackend() as b:
+        with Recorder(cassette) as rec:
+            assert await rec.wrap(UsersApi(b.url), name="users")(1) == {"path": "/users/1"}
+    # the backend is gone: the answer comes from the cassette, awaited as the real one
+    replayed = replay(cassette).wrap(UsersApi(b.url), name="users")
+    assert await replayed(1) == {"path": "/users/1"}
