@@ -130,9 +130,14 @@ class RetryBudget:
 
     @property
     def balance(self) -> float:
-        """Tokens available now: how many retries would be allowed."""
+        """Tokens available now: how many retries would be allowed (never below 0).
+
+        Deposits and withdrawals expire separately, so the tokens spent on retries can
+        outlast the calls that paid for them: the account is then overdrawn and no
+        retry is allowed until the withdrawals expire too, which reads as 0.
+        """
         with self._lock:
-            return self._balance(math.floor(self._monotonic() / self._width))
+            return max(0.0, self._balance(math.floor(self._monotonic() / self._width)))
 
     def __repr__(self) -> str:
         return (f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "

@@ -584,6 +584,22 @@ def test_budget_reserve_refills_as_withdrawals_expire(clock: FakeClock) -> None:
     assert budget.try_withdraw()
 
 
+def test_budget_balance_never_negative_when_deposits_expire_first(clock: FakeClock) -> None:
+    # Five retries paid by ten calls made a slice earlier: once those calls expire,
+    # the withdrawals still count, but the budget has 0 retries to give, not -5.
+    budget = ml.RetryBudget(ratio=0.5, min_per_second=0.0, ttl=10.0, clock=clock)
+    for _ in range(10):
+        budget.deposit()
+    clock.advance(9.5)
+    assert sum(budget.try_withdraw() for _ in range(6)) == 5
+    clock.advance(1.0)
+    assert budget.balance == 0.0
+    assert not budget.try_withdraw()
+    clock.advance(9.0)  # the withdrawals expire too
+    budget.deposit()
+    assert budget.balance == 0.5
+
+
 @pytest.mark.parametrize("step", [0.0, 0.003], ids=["still-clock", "moving-clock"])
 def test_budget_holds_under_threads(clock: FakeClock, step: float) -> None:
     budget = ml.RetryBudget(ratio=0.2, min_per_second=1.0, ttl=10.0, clock=clock)
