@@ -137,9 +137,15 @@ class _Race:
         fork = self.hedges.pop(hedge)
         # Decided, or closing: a loser's outcome, even one that ignored or turned its
         # cancellation into an error, starts nothing and wins nothing.
-        if hedge.cancelled() or self.decided or self.closed:
+        if self.decided or self.closed:
             if not hedge.cancelled():
                 hedge.exception()  # retrieved: a loser's error is not worth a log line
+            return
+        if hedge.cancelled():
+            # Not by us (we cancel hedges only when closing): the attempt itself ended
+            # cancelled. Final, as for the primary; settle() may be waiting for it.
+            self.failed(fork.hedge, asyncio.CancelledError(
+                f"hedge {fork.hedge} ended cancelled, not by the caller"))
             return
         error = hedge.exception()
         if error is None:
