@@ -59,9 +59,7 @@ def _fork(ctx: CallContext, index: int) -> CallContext:
     copied one level deep."""
     if ctx.tried is None:
         ctx.tried = []
-    fork = CallContext.__new__(CallContext)
-    for name in CallContext.__slots__:
-        setattr(fork, name, getattr(ctx, name))
+    fork = ctx.copy()
     fork.hedge = index
     if ctx.extras is not None:
         fork.extras = dict(ctx.extras)
