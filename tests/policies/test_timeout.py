@@ -331,6 +331,20 @@ async def test_pessimistic_timeouts_eject_a_hanging_backend(clock: FakeClock) ->
                                                                   "ok": "up"}
 
 
+async def test_pessimistic_timeouts_open_a_breaker_inside(clock: FakeClock) -> None:
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=4, min_calls=2, open_seconds=30.0)
+    pipeline = ml.Pipeline(ml.Timeout(1.0, pessimistic=True, clock=clock), breaker)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await pipeline.acall(hangs)
+        await no_stray_tasks()  # the abandoned call has unwound through the breaker
+    assert breaker.state == "open"
+
+
 def test_pessimistic_refused_for_sync_calls() -> None:
     with pytest.raises(ml.ConfigError, match="without leaving a thread behind") as info:
         ml.Timeout(1.0, pessimistic=True)(lambda: 1)
