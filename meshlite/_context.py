@@ -141,6 +141,16 @@ class CallContext:
         self.deadline = candidate
         self.clock = clock
 
+    def copy(self) -> CallContext:
+        """A shallow copy: the same field values (one ``tried`` list and one ``extras``
+        dict), for a part of the call that runs apart from it (a hedge, a call a
+        pessimistic ``Timeout`` may abandon) and must keep its own deadline and
+        attempt fields when the caller moves on."""
+        twin = CallContext.__new__(CallContext)
+        for name in CallContext.__slots__:
+            setattr(twin, name, getattr(self, name))
+        return twin
+
     def __repr__(self) -> str:
         return (
             f"CallContext(service={self.service!r}, operation={self.operation!r}, "

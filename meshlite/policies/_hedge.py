@@ -59,9 +59,7 @@ def _fork(ctx: CallContext, index: int) -> CallContext:
     copied one level deep."""
     if ctx.tried is None:
         ctx.tried = []
-    fork = CallContext.__new__(CallContext)
-    for name in CallContext.__slots__:
-        setattr(fork, name, getattr(ctx, name))
+    fork = ctx.copy()
     fork.hedge = index
     if ctx.extras is not None:
         fork.extras = dict(ctx.extras)
@@ -137,9 +135,15 @@ class _Race:
         fork = self.hedges.pop(hedge)
         # Decided, or closing: a loser's outcome, even one that ignored or turned its
         # cancellation into an error, starts nothing and wins nothing.
-        if hedge.cancelled() or self.decided or self.closed:
+        if self.decided or self.closed:
             if not hedge.cancelled():
                 hedge.exception()  # retrieved: a loser's error is not worth a log line
+            return
+        if hedge.cancelled():
+            # Not by us (we cancel hedges only when closing): the attempt itself ended
+            # cancelled. Final, as for the primary; settle() may be waiting for it.
+            self.failed(fork.hedge, asyncio.CancelledError(
+                f"hedge {fork.hedge} ended cancelled, not by the caller"))
             return
         error = hedge.exception()
         if error is None:

@@ -209,7 +209,7 @@ class Retry(Policy):
     def wrap(self, call_next: Handler) -> Handler:
         runner = Runner(self.options, retry_predicate(self.options.on), self.random,
                         self.hooks, self._emit)
-        failed, may_start = runner.failed, runner.may_start
+        failed, may_start, unused = runner.failed, runner.may_start, runner.unused
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
         sleep = self.clock.sleep
@@ -237,7 +237,11 @@ class Retry(Policy):
                     if delay is None:
                         return result
                 if delay > 0.0 and not is_testing():
-                    sleep(delay)
+                    try:
+                        sleep(delay)
+                    except BaseException:  # interrupted: the retry will not be made
+                        unused(tries)
+                        raise
                 n += 1
                 if not may_start(ctx, n, tries):
                     return tries.final()
@@ -247,7 +251,7 @@ class Retry(Policy):
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         runner = Runner(self.options, retry_predicate(self.options.on), self.random,
                         self.hooks, self._emit)
-        failed, may_start = runner.failed, runner.may_start
+        failed, may_start, unused = runner.failed, runner.may_start, runner.unused
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
         asleep = self.clock.asleep
@@ -275,7 +279,11 @@ class Retry(Policy):
                     if delay is None:
                         return result
                 if delay > 0.0 and not is_testing():
-                    await asleep(delay)
+                    try:
+                        await asleep(delay)
+                    except BaseException:  # cancelled: the retry will not be made
+                        unused(tries)
+                        raise
                 n += 1
                 if not may_start(ctx, n, tries):
                     return tries.final()

@@ -119,20 +119,39 @@ class RetryBudget:
 
     def try_withdraw(self) -> bool:
         """Take the token one retry costs; ``False`` (nothing taken) if none is left."""
+        return self._take() is not None
+
+    def _take(self) -> int | None:
+        """:meth:`try_withdraw`, returning the slice the token was taken in (for
+        :meth:`_give_back`), or ``None`` when none is left."""
         with self._lock:
             epoch = math.floor(self._monotonic() / self._width)
             self._slot(epoch)
             # The epsilon absorbs float error in ratio * deposits (0.7 * 10 > 7).
             if self._balance(epoch) < 1.0 - 1e-9:
-                return False
+                return None
             self._withdrawals[epoch % _SLICES] += 1
-            return True
+            return epoch
+
+    def _give_back(self, epoch: int) -> None:
+        """Return a token taken in slice ``epoch`` for a retry that was never made (its
+        caller was cancelled during the backoff). Into its own slice, so it expires
+        when the withdrawal would have; a slice already expired has nothing to return."""
+        with self._lock:
+            i = epoch % _SLICES
+            if self._slices[i][0] == epoch and self._withdrawals[i] > 0:
+                self._withdrawals[i] -= 1
 
     @property
     def balance(self) -> float:
-        """Tokens available now: how many retries would be allowed."""
+        """Tokens available now: how many retries would be allowed (never below 0).
+
+        Deposits and withdrawals expire separately, so the tokens spent on retries can
+        outlast the calls that paid for them: the account is then overdrawn and no
+        retry is allowed until the withdrawals expire too, which reads as 0.
+        """
         with self._lock:
-            return self._balance(math.floor(self._monotonic() / self._width))
+            return max(0.0, self._balance(math.floor(self._monotonic() / self._width)))
 
     def __repr__(self) -> str:
         return (f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "

@@ -25,13 +25,14 @@ KIND = "retry"
 class Tries:
     """What the failed attempts of one call left behind; made on the first failure."""
 
-    __slots__ = ("error", "log", "previous", "result")
+    __slots__ = ("error", "log", "previous", "result", "token")
 
     def __init__(self) -> None:
         self.log: list[str] = []
         self.previous = 0.0
         self.error: Exception | None = None
         self.result: Any = None
+        self.token: int | None = None  # the budget slice of the pending retry's token
 
     def final(self) -> Any:
         """Return the last rejected result, or raise the last error."""
@@ -110,16 +111,25 @@ class Runner:
                              f"the deadline left no time for attempt {n + 1} "
                              f"({asked} {delay:.3f}s, {max(0.0, left):.3f}s left)", hint)
                 return None
-        if self.budget is not None and not self.budget.try_withdraw():
+        if self.budget is not None and (token := self.budget._take()) is None:
             if self.hooks.active:
                 self.emit(RetryBudgetExhausted(policy=KIND, service=ctx.service,
                                                operation=ctx.operation, attempt=n))
             self.give_up(ctx, n, tries, error, "budget",
                          f"the retry budget refused attempt {n + 1}")
             return None
+        if self.budget is not None:
+            tries.token = token
         self.scheduled(ctx, n, delay, error)
         tries.error, tries.result = error, result
         return delay
+
+    def unused(self, tries: Tries) -> None:
+        """The retry scheduled last will not be made (the caller was cancelled during
+        the backoff, or its deadline passed): give its budget token back."""
+        token, tries.token = tries.token, None
+        if token is not None and self.budget is not None:
+            self.budget._give_back(token)
 
     def scheduled(self, ctx: CallContext, n: int, delay: float, error: Exception | None) -> None:
         if self.hooks.active:
@@ -150,7 +160,9 @@ class Runner:
     def may_start(self, ctx: CallContext, n: int, tries: Tries) -> bool:
         """After the backoff: whether attempt ``n`` may start before the deadline."""
         if ctx.deadline is None or ctx.clock.monotonic() < ctx.deadline:
+            tries.token = None  # spent: the retry is made
             return True
+        self.unused(tries)
         self.give_up(ctx, n - 1, tries, tries.error, "deadline",
                      f"the deadline passed during the backoff before attempt {n}")
         return False

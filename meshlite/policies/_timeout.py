@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, SystemClock
-from .._context import CallContext
+from .._context import CallContext, _current
 from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
@@ -272,12 +272,31 @@ def _watched(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> _Ru
     return run
 
 
+# What the call wrote into its copy of the context that the caller goes on with (the
+# backend to avoid next, a request that must not be resent, the last error...): all
+# but the deadline this Timeout set (restored by the caller) and the span of a Trace
+# inside, which it restores itself when the call ends.
+_HANDED_BACK = tuple(n for n in CallContext.__slots__
+                     if n not in ("deadline", "clock", "caller_deadline", "caller_clock",
+                                  "span"))
+
+
+async def _run_detached(call_next: AsyncHandler, twin: CallContext) -> Any:
+    _current.set(twin)  # in the task's own copy of the contextvars: ml.remaining()
+    return await call_next(twin)
+
+
 def _abandoning(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> _Runner:
-    """Pessimistic: run the call in its own task and stop waiting at the deadline."""
+    """Pessimistic: run the call in its own task and stop waiting at the deadline.
+
+    The call runs on a copy of the context, so once abandoned it still sees this
+    Timeout's deadline while it unwinds (routing and breakers then count it as cut by
+    the service's own deadline) though the caller has restored its own and moved on."""
     system = isinstance(clock, SystemClock)
 
     async def run(ctx: CallContext, budget: float) -> Any:
-        inner = asyncio.ensure_future(call_next(ctx))
+        twin = ctx.copy()
+        inner = asyncio.ensure_future(_run_detached(call_next, twin))
         timer = None if system else asyncio.ensure_future(clock.asleep(budget))
         try:
             if timer is None:
@@ -290,6 +309,8 @@ def _abandoning(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> 
         finally:
             if timer is not None:
                 timer.cancel()
+            for name in _HANDED_BACK:
+                setattr(ctx, name, getattr(twin, name))
         if inner in done:
             return inner.result()
         _abandon(inner)

@@ -157,6 +157,28 @@ def test_probes_repeat_and_restore_the_limit(clock: FakeClock) -> None:
             assert probe.new <= math.isqrt(probe.old) + 1
 
 
+def test_a_probe_of_instant_calls_sets_no_no_load_latency(clock: FakeClock) -> None:
+    # A probe whose calls took no time on the clock (a FakeClock nobody advanced, a
+    # coarse clock) must not set no_load to 0: every later window would then look
+    # infinitely queued (gradient 0.5) and sink the limit at a steady latency.
+    policy = ml.AdaptiveConcurrency(initial_limit=4, min_limit=1, max_limit=8,
+                                    window=0.05, min_samples=2, probe_samples=2,
+                                    probe_interval=1000.0, clock=clock)
+    call = ml.Pipeline(policy)(lambda: "ok")
+    for _ in range(3):  # the first call starts the probe, the next two are its samples
+        call()
+    assert policy.no_load_rtt is None  # the probe is over, with nothing learned
+
+    def slow() -> str:
+        clock.advance(0.03)
+        return "ok"
+
+    for _ in range(3):
+        ml.Pipeline(policy).call(slow)
+    assert policy.no_load_rtt == pytest.approx(0.03)  # from the first real window
+    assert policy.limit == 4
+
+
 def test_limit_changed_events_track_the_limit(clock: FakeClock) -> None:
     policy = ml.AdaptiveConcurrency(initial_limit=2, window=WINDOW, clock=clock)
     sim = Sim(policy, clock, 60)

@@ -332,3 +332,43 @@ def test_bad_options(kwargs: dict[str, Any], field: str) -> None:
 
 def test_repr_and_zero_delay() -> None:
     assert repr(ml.Hedge(0, max_hedges=3)) == "Hedge(delay=0.0, max_hedges=3)"
+
+
+async def turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("primary_first", [True, False], ids=["primary-failed", "primary-running"])
+async def test_a_hedge_ending_cancelled_on_its_own_is_final(primary_first: bool) -> None:
+    # The hedge awaits a future that someone else cancels, so it ends cancelled without
+    # the caller or the policy asking. Cancellation propagates, as for the primary;
+    # before, with the primary already failed, the call waited for ever.
+    doomed = asyncio.get_running_loop().create_future()
+    hedge_running, fail_primary = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def attempt() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await fail_primary.wait()
+            raise ConnectionError("primary")
+        hedge_running.set()
+        await doomed
+        return "hedge"
+
+    policy = ml.Hedge(0.0, max_hedges=1)
+    task = asyncio.ensure_future(ml.Pipeline(policy).acall(attempt))
+    await hedge_running.wait()
+    if primary_first:
+        fail_primary.set()
+        await turns()
+        assert not task.done()  # waiting for the hedge
+    doomed.cancel()
+    await turns()
+    assert task.done()
+    with pytest.raises(asyncio.CancelledError, match="hedge 1 ended cancelled"):
+        task.result()
+    assert calls == 2
+    fail_primary.set()

@@ -584,6 +584,22 @@ def test_budget_reserve_refills_as_withdrawals_expire(clock: FakeClock) -> None:
     assert budget.try_withdraw()
 
 
+def test_budget_balance_never_negative_when_deposits_expire_first(clock: FakeClock) -> None:
+    # Five retries paid by ten calls made a slice earlier: once those calls expire,
+    # the withdrawals still count, but the budget has 0 retries to give, not -5.
+    budget = ml.RetryBudget(ratio=0.5, min_per_second=0.0, ttl=10.0, clock=clock)
+    for _ in range(10):
+        budget.deposit()
+    clock.advance(9.5)
+    assert sum(budget.try_withdraw() for _ in range(6)) == 5
+    clock.advance(1.0)
+    assert budget.balance == 0.0
+    assert not budget.try_withdraw()
+    clock.advance(9.0)  # the withdrawals expire too
+    budget.deposit()
+    assert budget.balance == 0.5
+
+
 @pytest.mark.parametrize("step", [0.0, 0.003], ids=["still-clock", "moving-clock"])
 def test_budget_holds_under_threads(clock: FakeClock, step: float) -> None:
     budget = ml.RetryBudget(ratio=0.2, min_per_second=1.0, ttl=10.0, clock=clock)
@@ -654,6 +670,56 @@ async def test_cancellation_during_backoff_propagates_at_once() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert attempts == 1
+
+
+async def test_cancellation_during_backoff_gives_the_budget_token_back() -> None:
+    # One token in all: a caller cancelled while it waits for its retry made no retry,
+    # so the next caller may still retry once.
+    clock = BlockingClock()
+    budget = ml.RetryBudget(ratio=0.0, min_per_second=0.1, ttl=10.0, clock=FakeClock())
+
+    async def down() -> None:
+        raise ConnectionError
+
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(1.0), budget=budget, clock=clock)
+    task = asyncio.ensure_future(ml.Pipeline(retry).acall(down))
+    await clock.sleeping.wait()
+    assert budget.balance == 0.0  # taken for the retry being waited for
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert budget.balance == 1.0
+
+
+class InterruptedClock(FakeClock):
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_backoff_gives_the_budget_token_back() -> None:
+    budget = ml.RetryBudget(ratio=0.0, min_per_second=0.1, ttl=10.0, clock=FakeClock())
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(1.0), budget=budget,
+                     clock=InterruptedClock())
+    with pytest.raises(KeyboardInterrupt):
+        retry(Flaky(ConnectionError(), value="ok"))()
+    assert budget.balance == 1.0
+
+
+def test_deadline_passing_during_backoff_gives_the_budget_token_back(clock: FakeClock) -> None:
+    # The backoff fits the deadline, but the sleep overshoots it (a busy machine): no
+    # retry is made, so its token goes back.
+    class Overshooting(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            clock.advance(seconds * 3)
+
+    budget = ml.RetryBudget(ratio=0.0, min_per_second=0.1, ttl=10.0, clock=clock)
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(1.0), budget=budget,
+                     clock=Overshooting())
+    flaky = Flaky(ConnectionError(), value="ok")
+    with pytest.raises(ConnectionError):
+        ml.Pipeline(ml.Timeout(2.0, clock=clock), retry).call(flaky)
+    assert flaky.attempts == [1]
+    assert budget.balance == 1.0
 
 
 async def test_cancellation_from_the_call_is_not_retried(clock: FakeClock) -> None:

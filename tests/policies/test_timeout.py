@@ -278,6 +278,73 @@ async def test_pessimistic_success_error_and_outside_cancel(clock: FakeClock) ->
     await no_stray_tasks()
 
 
+async def test_pessimistic_abandoned_call_keeps_its_deadline(clock: FakeClock) -> None:
+    # The caller restores its own deadline at once; the abandoned call, still
+    # unwinding, must go on seeing this Timeout's: that it ran out of its own time is
+    # what routing and breakers count as the backend's slowness.
+    release, finished = asyncio.Event(), asyncio.Event()
+    seen: list[tuple[float | None, str | None]] = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # slow to unwind
+            ctx = ml.current_context()
+            assert ctx is not None
+            seen.append((ml.remaining(), ctx.out_of_time()))
+            finished.set()
+            raise
+
+    with pytest.raises(ml.TimeoutExceeded):
+        await ml.Pipeline(ml.Timeout(1.0, pessimistic=True, clock=clock)).acall(stubborn)
+    release.set()
+    await finished.wait()
+    assert seen == [(0.0, "own")]
+    await no_stray_tasks()
+
+
+async def test_pessimistic_timeouts_eject_a_hanging_backend(clock: FakeClock) -> None:
+    async def call(backend: ml.Backend) -> str:
+        if backend.address == "hangs":
+            await asyncio.Event().wait()
+        return backend.address
+
+    service = ml.Service(
+        "s", backends=["hangs", "ok"], balancer="round_robin",
+        pipeline=ml.Pipeline(ml.Timeout(1.0, pessimistic=True, clock=clock)),
+        outlier_detection=ml.OutlierDetection(consecutive_failures=2,
+                                              max_ejection_percent=50))
+    async with ml.Mesh([service]) as mesh:
+        outcomes = []
+        for _ in range(4):
+            try:
+                outcomes.append(await mesh.call("s", call))
+            except ml.TimeoutExceeded:
+                outcomes.append("timeout")
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert not _timeout._abandoned  # the abandoned attempt has unwound
+        assert sorted(outcomes) == ["ok", "ok", "timeout", "timeout"]  # in turn
+        health = mesh.health()["s"]
+        assert {b.address: b.status for b in health.backends} == {"hangs": "ejected",
+                                                                  "ok": "up"}
+
+
+async def test_pessimistic_timeouts_open_a_breaker_inside(clock: FakeClock) -> None:
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=4, min_calls=2, open_seconds=30.0)
+    pipeline = ml.Pipeline(ml.Timeout(1.0, pessimistic=True, clock=clock), breaker)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    for _ in range(2):
+        with pytest.raises(ml.TimeoutExceeded):
+            await pipeline.acall(hangs)
+        await no_stray_tasks()  # the abandoned call has unwound through the breaker
+    assert breaker.state == "open"
+
+
 def test_pessimistic_refused_for_sync_calls() -> None:
     with pytest.raises(ml.ConfigError, match="without leaving a thread behind") as info:
         ml.Timeout(1.0, pessimistic=True)(lambda: 1)

@@ -95,7 +95,8 @@ class Limiter:
         self.p_count += 1
         if self.p_count < self.o.probe_samples:
             return None
-        self.no_load = self.p_sum / self.p_count
+        if self.p_sum > 0.0:  # instant calls (a clock too coarse or fake) teach nothing,
+            self.no_load = self.p_sum / self.p_count  # as a window of them does not
         self.probing, self.w_start, self.w_sum, self.w_count, self.w_most = (
             False, None, 0.0, 0, 0)
         interval = self.o.probe_interval or math.inf
