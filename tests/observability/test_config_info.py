@@ -79,9 +79,17 @@ def test_workers_on_the_same_file_agree_on_its_hash_whatever_their_reload_count(
                      "both workers applied the reload")
             first, second = sorted(versions())
             os.kill(first, signal.SIGKILL)  # uvicorn starts a new worker in its place
-            wait_for(lambda: len(versions()) == 2 and first not in versions(), 60,
-                     "a new worker replaced the killed one")
-            text = scrape()
+
+            def replaced() -> str | None:
+                # Both series of the new worker, from one scrape (its file may be
+                # read between the two gauges' first writes).
+                text = scrape()
+                pids = [set(samples(text, family)) for family in
+                        ("meshlite_mesh_config_version", "meshlite_mesh_config_info")]
+                ok = pids[0] == pids[1] and len(pids[0]) == 2 and first not in pids[0]
+                return text if ok else None
+
+            text = wait_for(replaced, 60, "a new worker replaced the killed one")
         version = {pid: v for pid, (_, v) in
                    samples(text, "meshlite_mesh_config_version").items()}
         [restarted] = set(version) - {second}
