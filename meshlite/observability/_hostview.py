@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._multiproc import WorkerFile
-from ._worker_counts import Counts, host_counts
+from ._worker_counts import Counts, host_counts, labelled
 
 __all__ = ["Buckets", "CallerRates", "HostView", "backend_states", "caller_totals", "delta",
            "host_buckets", "host_topology", "spread", "state_differences"]
@@ -125,14 +125,8 @@ def caller_totals(workers: Iterable[WorkerFile]) -> dict[str, tuple[float, float
     """Requests and 5xx answers from each calling service, summed over workers."""
     out: dict[str, list[float]] = {}
     for w in workers:
-        for f in w.families:
-            i = _CALLERS.get(f.name)
-            if i is None:
-                continue
-            for s in f.samples:
-                caller = dict(s.labels).get("caller")
-                if caller is not None:
-                    out.setdefault(caller, [0.0, 0.0])[i] += s.value
+        for i, caller, value in labelled(w, _CALLERS, "caller"):
+            out.setdefault(caller, [0.0, 0.0])[i] += value
     return {c: (v[0], v[1]) for c, v in out.items()}
 
 

@@ -4,12 +4,15 @@ worker and per host."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ._multiproc import WorkerFile
 
-__all__ = ["Counts", "host_counts", "worker_counts"]
+T = TypeVar("T")
+
+__all__ = ["Counts", "host_counts", "labelled", "worker_counts"]
 
 
 @dataclass(slots=True)
@@ -29,20 +32,28 @@ _COUNTED = {"meshlite_requests_total": "calls", "meshlite_request_errors_total":
             "meshlite_backend_errors_total": "attempt_errors"}
 
 
+def labelled(worker: WorkerFile, wanted: Mapping[str, T], label: str
+             ) -> Iterator[tuple[T, str, float]]:
+    """``(wanted[family], the sample's label value, its value)`` for each sample of
+    ``worker``'s families named in ``wanted`` that carries ``label``."""
+    for f in worker.families:
+        slot = wanted.get(f.name)
+        if slot is None:
+            continue
+        for s in f.samples:
+            value = dict(s.labels).get(label)
+            if value is not None:
+                yield slot, value, s.value
+
+
 def worker_counts(worker: WorkerFile) -> dict[str, Counts]:
     """One worker's :class:`Counts` by service."""
     out: dict[str, Counts] = {}
-    for f in worker.families:
-        field = _COUNTED.get(f.name)
-        if field is None:
-            continue
-        for s in f.samples:
-            service = dict(s.labels).get("service")
-            if service is not None:
-                counts = out.get(service)
-                if counts is None:
-                    counts = out[service] = Counts()
-                setattr(counts, field, getattr(counts, field) + int(s.value))
+    for field, service, value in labelled(worker, _COUNTED, "service"):
+        counts = out.get(service)
+        if counts is None:
+            counts = out[service] = Counts()
+        setattr(counts, field, getattr(counts, field) + int(value))
     return out
 
 
