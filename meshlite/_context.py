@@ -8,13 +8,15 @@ read its deadline with :func:`remaining` and nested pipelines inherit it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["CallContext", "current_context", "operation_of", "remaining"]
+__all__ = ["CallContext", "current_context", "operation_of", "remaining", "run_as"]
+
+_T = TypeVar("_T")
 
 _INHERITED = 1e-3
 """A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
@@ -184,3 +186,12 @@ def remaining() -> float | None:
     if ctx is None:
         return None
     return ctx.remaining()
+
+
+async def run_as(call: Callable[[CallContext], Awaitable[_T]], ctx: CallContext) -> _T:
+    """``await call(ctx)`` with ``ctx`` as the current call context, in a task of its
+    own (a hedge, a call a pessimistic ``Timeout`` may abandon, a background cache
+    refresh): the task runs in its own copy of the contextvars, so ``ml.remaining()``
+    and nested pipelines inside see ``ctx``, and nothing needs resetting."""
+    _current.set(ctx)
+    return await call(ctx)

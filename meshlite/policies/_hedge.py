@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._context import CallContext, _current
+from .._context import CallContext, run_as
 from .._errors import ConfigError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
@@ -66,13 +66,6 @@ def _fork(ctx: CallContext, index: int) -> CallContext:
     return fork
 
 
-async def _run_forked(call_next: AsyncHandler, fork: CallContext) -> Any:
-    # The task runs in its own copy of the contextvars, so this makes ml.remaining()
-    # and nested pipelines inside the hedge see the hedge's context, with no reset.
-    _current.set(fork)
-    return await call_next(fork)
-
-
 class _Race:
     """One hedged call. The primary attempt runs inline, in the caller's task, so a
     call answered within ``delay`` costs one timer and no task. Hedges are tasks,
@@ -121,7 +114,7 @@ class _Race:
             return  # (no_resend: a request that must not be sent again)
         index, self.started = self.started, self.started + 1
         fork = _fork(self.ctx, index)
-        hedge = self.loop.create_task(_run_forked(self.call_next, fork))
+        hedge = self.loop.create_task(run_as(self.call_next, fork))
         self.hedges[hedge] = fork
         hedge.add_done_callback(self._hedge_done)
         policy = self.policy

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, SystemClock
-from .._context import CallContext, _current
+from .._context import CallContext, run_as
 from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
@@ -281,11 +281,6 @@ _HANDED_BACK = tuple(n for n in CallContext.__slots__
                                   "span"))
 
 
-async def _run_detached(call_next: AsyncHandler, twin: CallContext) -> Any:
-    _current.set(twin)  # in the task's own copy of the contextvars: ml.remaining()
-    return await call_next(twin)
-
-
 def _abandoning(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> _Runner:
     """Pessimistic: run the call in its own task and stop waiting at the deadline.
 
@@ -296,7 +291,7 @@ def _abandoning(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> 
 
     async def run(ctx: CallContext, budget: float) -> Any:
         twin = ctx.copy()
-        inner = asyncio.ensure_future(_run_detached(call_next, twin))
+        inner = asyncio.ensure_future(run_as(call_next, twin))
         timer = None if system else asyncio.ensure_future(clock.asleep(budget))
         try:
             if timer is None:
