@@ -34,7 +34,7 @@ from typing import Any
 
 from ._arguments import explained
 from ._errors import ConfigError
-from ._printable import printable
+from ._printable import MAX_ADDRESS, printable
 from ._validate import fail
 
 __all__ = [
@@ -89,7 +89,7 @@ def admin_actor(client: str | None) -> str:
     """The actor of an admin API request from ``client`` (its address, which the
     server may have taken from ``X-Forwarded-For``: escaped and cut, so that it
     cannot forge a line of a log)."""
-    return f"admin:{printable(client, 64) if client else 'unknown'}"
+    return f"admin:{printable(client, MAX_ADDRESS) if client else 'unknown'}"
 
 
 def config_sha256(text: str) -> str:

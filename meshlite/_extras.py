@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["DISTRIBUTION", "is_missing_extra", "missing_extra", "requires_extra"]
+__all__ = ["DISTRIBUTION", "install_command", "is_missing_extra", "missing_extra",
+           "requires_extra"]
 
 DISTRIBUTION = "meshlite-mesh"
 """The name meshlite is installed by (``pip install meshlite-mesh``)."""
@@ -34,7 +35,12 @@ def missing_extra(feature: str, extra: str, error: ImportError) -> ModuleNotFoun
     noun = "extras" if "," in extra else "extra"
     return ModuleNotFoundError(
         f"{feature} needs the {extra!r} {noun}, and {missing!r} is not installed: "
-        f"pip install '{DISTRIBUTION}[{extra}]'", name=error.name)
+        f"{install_command(extra)}", name=error.name)
+
+
+def install_command(extra: str) -> str:
+    """The command that installs ``extra`` (``pip install 'meshlite-mesh[http]'``)."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
 
 
 def is_missing_extra(error: ModuleNotFoundError) -> bool:

@@ -3,7 +3,10 @@ the dashboard: one implementation for every place that shows such text."""
 
 from __future__ import annotations
 
-__all__ = ["printable"]
+__all__ = ["MAX_ADDRESS", "printable"]
+
+MAX_ADDRESS = 64
+"""Characters of a client address kept (an IPv6 address with a zone fits)."""
 
 
 def printable(text: str, limit: int) -> str:

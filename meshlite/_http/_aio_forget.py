@@ -100,7 +100,8 @@ class Forgetting:
             for closed in [f for f in watching if not f.open()]:
                 watching.remove(closed)
                 closed.close()
-            watching.append(self)
+            if self not in watching:  # (a route back on a service it watched before)
+                watching.append(self)
 
     def open(self) -> bool:
         """Whether the session is still open."""

@@ -47,7 +47,6 @@ async def check_handshake(auth: Auth, table: RouteTable, scope: Scope, receive: 
     request = Inbound(scope, receive, handshake_refusal(scope, send), route.label or "")
     if table.routes and dot_segments(scope["path"]):
         return request, InboundError(DOTTED)
-    request.api_key_header = auth.api_key_header
     try:
         await sign_in(auth, request, route.route)
     except MeshliteError as error:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._arguments import explained
 from .._errors import ConfigError
+from .._extras import install_command
 from .._validate import fail, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
@@ -140,7 +141,7 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
     try:
         import jwt
     except ImportError as error:
-        raise ConfigError("jwt_verifier needs PyJWT: pip install 'meshlite-mesh[jwt]'",
+        raise ConfigError(f"jwt_verifier needs PyJWT: {install_command('jwt')}",
                           policy="inbound") from error
     allowed = _algorithms(algorithms, jwt)
     _check_secret(key, allowed)
@@ -181,7 +182,7 @@ def _algorithms(algorithms: Any, jwt: Any) -> list[str]:
     if unknown:
         fail("jwt_verifier", "algorithms", unknown,
              f"among {known} (RS*, PS*, ES* and EdDSA need the cryptography package: "
-             "pip install 'meshlite-mesh[jwt]'")
+             + install_command("jwt"))
     return allowed
 
 

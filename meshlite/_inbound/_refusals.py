@@ -76,11 +76,10 @@ def shown_path(path: str) -> str:
     return printable(path, _PATH_SHOWN)
 
 
-def shown_client(client: str) -> str:
-    """A refused client's quota key as the audit log and the dashboard show it: a
-    subject a token named or an address a proxy header gave, escaped as
-    :func:`shown_path` escapes a path."""
-    return printable(client, _PATH_SHOWN)
+shown_client = shown_path
+"""A refused client's quota key as the audit log and the dashboard show it (a
+subject a token named or an address a proxy header gave): escaped and cut as
+:func:`shown_path` does a path."""
 
 
 _AUDITED = {401: "auth_failed", 403: "forbidden", 429: "quota_exhausted"}

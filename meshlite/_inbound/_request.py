@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._printable import printable
+from .._printable import MAX_ADDRESS, printable
 
 __all__ = ["MAX_ADDRESS", "PRINCIPAL_KEY", "Inbound", "Principal", "Receive", "Scope", "Send"]
 
@@ -21,9 +21,6 @@ PRINCIPAL_KEY = "meshlite.principal"
 """The ASGI scope key holding the authenticated :class:`Principal`."""
 
 _LISTS = frozenset({"tracestate", "baggage"})
-
-MAX_ADDRESS = 64
-"""Characters of a client address kept (an IPv6 address with a zone fits)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ class _HoldBack(logging.Filter):
         self.last = -MALFORMED_LOG_SECONDS
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.thread in _extracting:
+        if get_ident() in _extracting:  # (record.thread is None without logging.logThreads)
             self.dropped += 1
             return False
         return True

@@ -283,7 +283,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             self._api_audit.watch(service)
 
     def _forget(self, service: Service) -> None:
-        # A retired service (MeshLifecycle.forget_service): what _adopt gave it.
+        # A retired service (MeshRegistry.forget_service): what _adopt gave it.
         for _, removers in self._hooks:
             remove = removers.pop(id(service), None)
             if remove is not None:

@@ -111,14 +111,15 @@ class Runner:
                              f"the deadline left no time for attempt {n + 1} "
                              f"({asked} {delay:.3f}s, {max(0.0, left):.3f}s left)", hint)
                 return None
-        if self.budget is not None and (token := self.budget._take()) is None:
-            if self.hooks.active:
-                self.emit(RetryBudgetExhausted(policy=KIND, service=ctx.service,
-                                               operation=ctx.operation, attempt=n))
-            self.give_up(ctx, n, tries, error, "budget",
-                         f"the retry budget refused attempt {n + 1}")
-            return None
         if self.budget is not None:
+            token = self.budget._take()
+            if token is None:
+                if self.hooks.active:
+                    self.emit(RetryBudgetExhausted(policy=KIND, service=ctx.service,
+                                                   operation=ctx.operation, attempt=n))
+                self.give_up(ctx, n, tries, error, "budget",
+                             f"the retry budget refused attempt {n + 1}")
+                return None
             tries.token = token
         self.scheduled(ctx, n, delay, error)
         tries.error, tries.result = error, result

@@ -174,7 +174,9 @@ class OutlierDetection:
         if o.failure_rate is None:
             return None, None, 0
         if outcomes is None:
-            outcomes = endpoint.outcomes = deque(maxlen=o.failure_rate_window)
+            self.prepare(endpoint)
+            outcomes = endpoint.outcomes
+            assert outcomes is not None  # (failure_rate is on)
         outcomes.append(True)
         window = len(outcomes)
         if window == o.failure_rate_window:
