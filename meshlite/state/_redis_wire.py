@@ -122,8 +122,8 @@ class Wire:
         for attempt in range(4):
             started = loop.time()
             try:
-                if not limit:  # a client given as it is: its own timeouts
-                    return await pool.get_connection()
+                if not limit or _open_next(pool):  # (a client given as it is: its
+                    return await pool.get_connection()  # own timeouts)
                 return await _within(pool.get_connection(), limit + bound)
             except self._timeout:  # see the module doc: a busy loop, not a dead Redis
                 late = loop.time() - started > 1.5 * limit
@@ -175,6 +175,17 @@ def pack(args: tuple[Any, ...]) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _open_next(pool: Any) -> bool:
+    """Whether ``pool`` hands out an open connection next: no connect and no
+    handshake to bound, so no timer (400 bytecodes a decision). redis-py's pool pops
+    the last of its idle connections; another pool, or none idle, is bounded. (An
+    idle connection the server closed is opened again inside ``get_connection``,
+    unbounded: a hang there needs a Redis that closed it and then stopped
+    answering within one idle spell.)"""
+    idle: list[Any] = getattr(pool, "_available_connections", None) or []
+    return bool(idle) and getattr(idle[-1], "is_connected", False) is True
 
 
 class _Bound:
