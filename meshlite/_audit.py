@@ -82,6 +82,7 @@ def caller_audits() -> bool:
     """Whether the running code is inside :func:`audited_by_caller`."""
     return _CALLER_AUDITS.get()
 
+
 Mask = Callable[[str], str]
 
 

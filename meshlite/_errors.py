@@ -210,7 +210,6 @@ class StoreBusyError(StoreUnavailableError):
     ``pool_timeout``: this decision falls back, the store is not marked down."""
 
 
-
 class StoreReplyError(StoreUnavailableError):
     """Redis answered one operation with an error (``WRONGTYPE``, ``OOM``, a script
     error, ``READONLY``...): that decision falls back; the store is not marked down."""

@@ -30,6 +30,7 @@ __all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
            "check_base_url",
            "is_failure", "name_failure", "parse_retry_after", "stamp"]
 
+
 def _context_getter() -> Callable[[], Context]:
     # opentelemetry.context.get_current() is two Python calls down to a ContextVar
     # read (the contextvars runtime, the API's default); every attempt asks, so the

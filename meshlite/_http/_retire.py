@@ -41,6 +41,7 @@ def waits() -> Iterator[float]:
         yield wait
         wait = min(wait * 2, _MAX_WAIT)
 
+
 _log = logging.getLogger("meshlite.http")
 
 

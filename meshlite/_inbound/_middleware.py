@@ -27,6 +27,7 @@ from ._stats import InboundStats, Series, method_label
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
+
 @explained
 class MeshMiddleware:
     """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).

@@ -267,7 +267,6 @@ class RouteTable:
         self.plain = CompiledRoute(Route(), max_deadline)
         """The policy-free route of requests no route matches."""
 
-
     def policies(self) -> Iterator[Policy]:
         """Every policy of the routes' pipelines, once each."""
         seen: set[int] = set()

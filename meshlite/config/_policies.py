@@ -28,6 +28,7 @@ BuiltPolicies = dict[str, tuple[Any, Policy]]
 DEFAULT_SPEC: Any = {"default": True}
 """The spec recorded for the default pipeline (no policy section written)."""
 
+
 class _Factories(Mapping[str, Callable[..., Policy]]):
     """Policy kind -> its class, from the policy registry; each imported the first
     time a config uses it (a config pays only for the policies it has: start-up

@@ -44,6 +44,7 @@ __all__ = [
     "TelemetrySection",
 ]
 
+
 class BackendSection(Section, frozen=True):
     """A backend: ``"http://127.0.0.5:8000"`` or ``{url, weight, zone, metadata}``."""
 

@@ -97,8 +97,6 @@ def shape_of(tp: Any) -> Shape:
     return Shape("any", base, metas=metas)  # a form not checked (Iterable[...]...)
 
 
-
-
 def exact(shape: Shape, value: Any) -> bool:
     """Whether ``value`` already has the shape, without coercion."""
     kind, base = shape.kind, shape.base

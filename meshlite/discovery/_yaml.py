@@ -58,7 +58,6 @@ def _make_loader() -> list[Any]:
     return loaders
 
 
-
 def load_yaml(text: str) -> Any:
     """Parse ``text`` (safe: plain data only). Off the main thread (a reload in a
     worker thread) the document is composed one parser event at a time, so the

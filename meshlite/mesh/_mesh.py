@@ -42,6 +42,7 @@ __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
+
 @explained
 class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
            MeshLifecycle):

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
 
 
-
 def prepare_retry(ctx: CallContext) -> None:
     """Before a later attempt (a retry, or a hedge, whose context is a copy made after
     the first pick): refuse if the call must not be resent; remember the backend of

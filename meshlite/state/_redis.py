@@ -77,7 +77,6 @@ DEFAULT_POOL_TIMEOUT: float | None = None
 when Redis hangs the waiters find the store down after their wait)."""
 
 
-
 class RedisStore(Commands):
     """Policy state in Redis, shared by every process (and host) using the same Redis.
 

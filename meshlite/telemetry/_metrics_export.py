@@ -43,6 +43,7 @@ METRICS_PATH = "/v1/metrics"
 
 METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 
+
 def _read(sources: list[Collector]) -> list[MetricFamily]:
     """One reading of every source (series of several sources merged)."""
     from ..observability._prometheus import _merge

@@ -43,6 +43,7 @@ not warned about; the rule is evaluated from the moment the service exists."""
 
 _log = logging.getLogger("meshlite.alerts")
 
+
 @dataclass(slots=True)
 class _Track:
     since: float | None = None  # wall time the condition started holding

@@ -112,6 +112,7 @@ class _Routes:
 
     async def workers(self, request: Request) -> Response:
         return _JSON(workers_payload(self.mesh))
+
     async def topology(self, request: Request) -> Response:
         from ..._inbound._topology import topology
         from .._hostview import host_topology

@@ -14,7 +14,6 @@ from ._rules import AlertRule, format_value
 __all__ = ["detail", "measure", "targets", "value_now"]
 
 
-
 def value_now(condition: str, value: float | None) -> str:
     """`` (now 12.5%)`` for the conditions with a measured value, else nothing."""
     if value is None or condition not in ("error_rate", "p99"):

@@ -58,8 +58,6 @@ def health_dict(health: ServiceHealth) -> dict[str, Any]:
                          for b in health.backends]}
 
 
-
-
 def calls_entry(routing: str, breakers: Mapping[str, str], second: ServiceSecond | None
                 ) -> dict[str, str] | None:
     """A service's entry in ``/api/health``'s ``calls``: ``{"status": "failing",
