@@ -18,7 +18,8 @@ from typing import Any
 from ._multiproc import WorkerFile
 from ._worker_counts import Counts, host_counts, labelled
 
-__all__ = ["Buckets", "CallerRates", "HostView", "backend_states", "caller_totals", "delta",
+__all__ = ["BACKEND_GAUGES", "Buckets", "CallerRates", "HostView", "backend_states",
+           "caller_totals", "delta",
            "host_buckets", "host_topology", "spread", "state_differences"]
 
 Buckets = list[tuple[float, float]]
@@ -78,7 +79,8 @@ def delta(now: Buckets, before: Buckets | None) -> Buckets:
     return [(bound, max(0.0, count - old.get(bound, 0.0))) for bound, count in now]
 
 
-_BACKEND_GAUGES = {"meshlite_backend_healthy": "healthy", "meshlite_backend_ejected": "ejected"}
+BACKEND_GAUGES = {"meshlite_backend_healthy": "healthy", "meshlite_backend_ejected": "ejected"}
+"""The per-backend state gauges a worker writes, by the field they fill."""
 
 
 def backend_states(worker: WorkerFile) -> dict[str, dict[str, Any]]:
@@ -86,7 +88,7 @@ def backend_states(worker: WorkerFile) -> dict[str, dict[str, Any]]:
     each breaker's state."""
     out: dict[str, dict[str, Any]] = {}
     for f in worker.families:
-        field = _BACKEND_GAUGES.get(f.name)
+        field = BACKEND_GAUGES.get(f.name)
         for s in f.samples:
             labels = dict(s.labels)
             service = labels.get("service")

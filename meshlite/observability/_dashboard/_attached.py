@@ -29,6 +29,7 @@ from typing import Any
 
 from ...routing._service import Service
 from ...routing._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
+from .._hostview import BACKEND_GAUGES
 from .._multiproc import WorkerFile
 
 __all__ = ["AttachedView", "attached", "host_states"]
@@ -36,8 +37,7 @@ __all__ = ["AttachedView", "attached", "host_states"]
 _BACKEND_ORDER = {"up": 0, "unhealthy": 1, "ejected": 2}
 _BREAKER_ORDER = {"disabled": 0, "closed": 0, "half_open": 1, "open": 2, "forced_open": 3}
 _SERVICE_ORDER = {"healthy": 0, "degraded": 1, "panic": 2, "down": 3}
-_GAUGES = {"meshlite_backend_healthy": "healthy", "meshlite_backend_ejected": "ejected",
-           "meshlite_backend_in_flight": "in_flight",
+_GAUGES = {**BACKEND_GAUGES, "meshlite_backend_in_flight": "in_flight",
            "meshlite_backend_latency_ewma_seconds": "ewma"}
 _COUNTERS = {"meshlite_backend_requests_total": 0, "meshlite_backend_errors_total": 1,
              "meshlite_backend_ejections_total": 2}
