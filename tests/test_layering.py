@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engine", {"_arguments", "_clock", "_context", "_errors", "_events", "_policy", "_pipeline",
                 "_validate", "_version", "_lazy", "_switches", "_predicates", "_backoff",
                 "backoff", "_semconv", "_statelog", "_histogram", "_inflight", "_timing",
-                "_console", "_audit", "_gather", "_fork", "_printable", "_extras"}),
+                "_console", "_audit", "_gather", "_fork", "_printable", "_extras", "_throttle"}),
     ("state", {"state"}),
     ("policies", {"policies", "_resilient"}),
     ("routing", {"routing"}),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._events import Hook
+from .._throttle import Throttle
 from .._validate import at_least, fail, non_negative, positive, wait_seconds
 from ._base import (
     LOCAL,
@@ -41,7 +42,7 @@ from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
 from ._redis_keys import empty_tag, hash_tag, quota_key
-from ._redis_ops import Commands, Script, StoreReplyError
+from ._redis_ops import REPLY_LOG_INTERVAL, Commands, Script, StoreReplyError
 from ._redis_target import parse_target
 from ._redis_wire import Wire
 
@@ -204,7 +205,7 @@ class RedisStore(Commands):
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
         self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
         self._last_ok = 0.0
-        self._refusals: dict[str, tuple[float, int]] = {}  # error class -> last warning
+        self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)

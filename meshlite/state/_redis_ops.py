@@ -13,6 +13,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreReplyError
+from .._throttle import Throttle
 from ._base import StoreUnavailableError
 from ._redis_conn import StoreBusyError
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from ._redis_conn import Clients
     from ._redis_wire import Wire
 
-__all__ = ["Commands", "Script", "StoreReplyError"]
+__all__ = ["REPLY_LOG_INTERVAL", "Commands", "Script", "StoreReplyError"]
 
 _log = logging.getLogger("meshlite.state")
 
@@ -60,7 +61,7 @@ class Commands:
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
     _last_ok: float
-    _refusals: dict[str, tuple[float, int]]
+    _refusals: Throttle
 
     def _classify(self, error: BaseException, sent: float) -> StoreUnavailableError:
         """The error a failed operation raises, after updating health (module doc).
@@ -90,12 +91,9 @@ class Commands:
         :data:`REPLY_LOG_INTERVAL` saying how many came since (each is counted in the
         fallback metrics all the same)."""
         kind = type(error).__name__
-        now = monotonic()
-        last, repeats = self._refusals.get(kind, (-REPLY_LOG_INTERVAL, 0))
-        if now - last < REPLY_LOG_INTERVAL:
-            self._refusals[kind] = (last, repeats + 1)
+        repeats = self._refusals.passes(kind)
+        if repeats is None:
             return
-        self._refusals[kind] = (now, 0)
         more = f" ({repeats} more since the last such warning)" if repeats else ""
         _log.warning("store %s refused one operation: %s: %s%s", self.label, kind,
                      error, more)

@@ -10,8 +10,8 @@ ones it held back into the next that passes.
 from __future__ import annotations
 
 import logging
-import threading
-import time
+
+from .._throttle import Throttle
 
 __all__ = ["WINDOW_SECONDS", "quiet", "reset"]
 
@@ -24,18 +24,12 @@ class _OncePerWindow(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[str, int], tuple[float, int]] = {}
+        self._throttle = Throttle(WINDOW_SECONDS)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (str(record.msg), record.levelno)
-        now = time.monotonic()
-        with self._lock:
-            last, held = self._seen.get(key, (-WINDOW_SECONDS, 0))
-            if now - last < WINDOW_SECONDS:
-                self._seen[key] = (last, held + 1)
-                return False
-            self._seen[key] = (now, 0)
+        held = self._throttle.passes((str(record.msg), record.levelno))
+        if held is None:
+            return False
         if held:
             record.msg = f"{record.msg} (and {held} more like it in the last minute)"
         return True
@@ -57,5 +51,4 @@ def quiet(*loggers: str) -> None:
 def reset() -> None:
     """Forget what was logged (tests: each starts with nothing held back)."""
     for found in _filters:
-        with found._lock:
-            found._seen.clear()
+        found._throttle.forget()

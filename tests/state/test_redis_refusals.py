@@ -48,8 +48,8 @@ def test_the_next_warning_counts_the_repeats(fresh_server: RedisServer,
         for _ in range(3):
             with pytest.raises(StoreReplyError, match="WRONGTYPE"):
                 store.command("GET", "tampered")
-        kind, (last, repeats) = next(iter(store._refusals.items()))
-        store._refusals[kind] = (last - REPLY_LOG_INTERVAL, repeats)  # the interval passed
+        kind, (last, repeats) = next(iter(store._refusals._seen.items()))
+        store._refusals._seen[kind] = (last - REPLY_LOG_INTERVAL, repeats)  # the interval passed
         with pytest.raises(StoreReplyError, match="WRONGTYPE"):
             store.command("GET", "tampered")
     lines = [r.getMessage() for r in caplog.records if "refused one operation" in
