@@ -95,8 +95,9 @@ class DashboardComponent:
             await self._serve(quiet_if_taken=self.tolerate_taken)
             return
         # Several workers: the worker leading the host (its dashboard.lock) serves it.
-        if host.lead():
+        if host.lead(announce=False):  # named once its dashboard's monitor runs
             await self._serve()
+            host.announce()
             return
         _log.info("dashboard: another worker of this host serves it; this one (pid %d) "
                   "takes over if it stops", os.getpid())
@@ -106,9 +107,10 @@ class DashboardComponent:
         failures = 0
         while True:
             await asyncio.sleep(TAKEOVER_SECONDS)
-            if host.lead():
+            if host.lead(announce=False):
                 try:
                     await self._serve()
+                    host.announce()
                 except Exception as error:  # said once, then retried
                     failures += 1
                     # Once, and not at the first failure: the old server's socket

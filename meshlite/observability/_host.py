@@ -87,6 +87,12 @@ class HostMonitor:
             _users.setdefault(self._lock.path, set()).add(id(self))
             return True
 
+    def announce(self) -> None:
+        """Name this process in the lock file it leads by: once it evaluates every
+        call finished from then on (its monitor has a baseline; see :meth:`check`)."""
+        if self._lock is not None:
+            self._lock.announce()
+
     def _let_go(self) -> None:
         with _guard:
             lock = self._lock
@@ -135,8 +141,7 @@ class HostMonitor:
             return
         self.monitor, self._owned = Monitor(self.mesh, max_clients=1), True
         self.monitor.start()
-        if self._lock is not None:
-            self._lock.announce()
+        self.announce()
         _log.info("alert rules are evaluated in this process (pid %d)", os.getpid())
 
     async def start(self) -> None:
