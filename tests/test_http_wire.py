@@ -41,7 +41,7 @@ def _mesh(urls: list[str], **options: Any) -> ml.Mesh:
 def _transport_connector(mesh: ml.Mesh) -> Any:
     pools = mesh.http_pools(mesh.service("users"), True)
     (target,) = pools._targets.values()
-    return target.transport._session.connector
+    return target.transport._sessions.last[1].connector
 
 
 # -- mesh.http() on the aiohttp wire ---------------------------------------------------------
@@ -502,7 +502,7 @@ async def test_options_only_httpcore_honours_keep_httpcore(
         assert (await client.get("/x")).json()["path"] == "/x"
         pools = mesh.http_pools(mesh.service("users"), True)
         transport = pools._targets[a.url].transport  # httpcore's, one per event loop
-        assert [type(t) for t in transport._by_loop.values()] == [httpx.AsyncHTTPTransport]
+        assert [type(t) for _, t in transport._transports.items()] == [httpx.AsyncHTTPTransport]
 
 
 def test_sync_client_rides_urllib3_and_maps_its_errors() -> None:

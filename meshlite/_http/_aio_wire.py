@@ -132,11 +132,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             verify=ssl_context, limits=limits, local_address=local))  # streamed uploads
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
-    @property
-    def _session(self) -> aiohttp.ClientSession | None:
-        """The session of the loop used last (None before the first request)."""
-        return self._sessions.last[1]
-
     def _new(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         limits = self._limits
         connector = aiohttp.TCPConnector(

@@ -26,11 +26,6 @@ class PerLoopTransport(httpx.AsyncBaseTransport):
         self._transports: PerLoop[httpx.AsyncHTTPTransport] = PerLoop(
             lambda loop: make(), lambda transport: transport.aclose(), end_httpcore_pool)
 
-    @property
-    def _by_loop(self) -> dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport]:
-        """Each loop's transport (a copy, to look at)."""
-        return dict(self._transports.items())
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on the running loop's own transport."""
         loop = asyncio.get_running_loop()
