@@ -1,21 +1,20 @@
 """Mesh: the service registry, its lifecycle, overrides for tests, and the entry
 points of every mesh call (``call``, ``call_sync``, ``http``, ``http_sync``).
 
-The registry and its hooks are here; the other roles are mixins of their own modules:
-calls (``_calls``), opening and closing (``_lifecycle``), what a config reload changes
-the registry through (``_registry``), overrides (``_overrides``), the HTTP clients
-(``_clients``) and what operators use (``_operations``)."""
+The registry is here; the other roles are mixins of their own modules: calls
+(``_calls``), opening and closing (``_lifecycle``), what a config reload changes the
+registry through (``_registry``), overrides (``_overrides``), the HTTP clients
+(``_clients``), event hooks (``_hooks``) and what operators use (``_operations``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigError
-from .._events import Event, Hook, check_hook
+from .._events import Hook
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list
 from .._policy import AsyncHandler, Handler
@@ -26,12 +25,11 @@ from ..routing._lifecycle import LoopThread, dependency_order, start_all
 from ..routing._service import Lifecycle, Service, check_component
 from ._calls import MeshCalls
 from ._clients import MeshClients
+from ._hooks import MeshHooks
 from ._lifecycle import MeshLifecycle
 from ._operations import MeshOperations
 from ._overrides import MeshOverrides
 from ._registry import MeshRegistry
-
-_log = logging.getLogger("meshlite.events")  # hooks that raise, as every event hook
 
 if TYPE_CHECKING:
     from ..observability._dashboard import Alerts
@@ -45,7 +43,7 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 
 @explained
 class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
-           MeshLifecycle):
+           MeshLifecycle, MeshHooks):
     """The service registry: where every call finds its service, its pipeline and a
     backend, and what starts and stops health checks and other components.
 
@@ -215,31 +213,6 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         target = self._target(name)
         return target if isinstance(target, Service) else self._services[name]
 
-    def add_hook(self, hook: Hook) -> Callable[[], None]:
-        """Subscribe ``hook`` to the events of every service (routing and policies),
-        including services registered later; returns the unsubscribe function."""
-        check_hook(hook)
-        entry = (hook, {id(s): s.add_hook(hook)
-                        for s in (*self._services.values(), *self._extra)})
-        self._hooks.append(entry)
-
-        def remove() -> None:
-            if entry in self._hooks:
-                self._hooks.remove(entry)
-            for r in list(entry[1].values()):
-                r()
-
-        return remove
-
-    def emit_event(self, event: Event) -> None:
-        """Deliver a mesh-level event (a config reload, say) to the hooks added with
-        :meth:`add_hook`; a hook that raises is logged and ignored."""
-        for hook, _ in list(self._hooks):
-            try:
-                hook(event)
-            except Exception:
-                _log.exception("meshlite event hook %r raised on %r; ignored", hook, event)
-
     # -- state ---------------------------------------------------------------
 
     def health(self) -> dict[str, ServiceHealth]:
@@ -277,18 +250,13 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             self.metrics.adopt(service)
 
     def _subscribe(self, service: Service) -> None:
-        # At registration: a hook added meanwhile is not missed.
-        for hook, removers in self._hooks:
-            removers[id(service)] = service.add_hook(hook)
+        self._hook_service(service)
         if self._api_audit is not None:
             self._api_audit.watch(service)
 
     def _forget(self, service: Service) -> None:
         # A retired service (MeshRegistry.forget_service): what _adopt gave it.
-        for _, removers in self._hooks:
-            remove = removers.pop(id(service), None)
-            if remove is not None:
-                remove()
+        self._unhook_service(service)
         if self._api_audit is not None:
             self._api_audit.forget(service)
         if self.metrics is not None:

@@ -1,31 +1,28 @@
-"""Timeout: a total time budget for everything inside the policy."""
+"""Timeout: a total time budget for everything inside the policy.
+
+The policy, its options and its sync handler; how an async call is held to the
+deadline (three runners) is in :mod:`~meshlite.policies._timeout_async`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock, SystemClock
-from .._context import CallContext, run_as
+from .._clock import Clock, SystemClock
+from .._context import CallContext
 from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import clock_option, fail, positive
+from ._timeout_async import abandoned as _abandoned  # noqa: F401 (where tests look)
+from ._timeout_async import abandoning, enter, left, on_loop_timer, watched
 
 __all__ = ["DEFAULT_PESSIMISTIC", "Timeout", "TimeoutOptions"]
 
 DEFAULT_PESSIMISTIC = False
 """Wait for a cancelled call to finish unwinding before raising."""
-
-_log = logging.getLogger("meshlite.timeout")
-
-# Abandoned calls (pessimistic mode) are kept alive here until they finish, so the
-# event loop does not garbage-collect a running task, and their outcome is consumed.
-_abandoned: set[asyncio.Future[Any]] = set()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,41 +36,6 @@ class TimeoutOptions:
         object.__setattr__(self, "seconds", positive("Timeout", "seconds", self.seconds))
         if not isinstance(self.pessimistic, bool):
             fail("Timeout", "pessimistic", self.pessimistic, "True or False")
-
-
-_TimedOut = Callable[[CallContext, float], TimeoutExceeded]
-_Runner = Callable[[CallContext, float], Awaitable[Any]]
-
-
-def _left(seconds: float, outer_deadline: float, outer_clock: Clock) -> float:
-    """The budget under an outer deadline: never more than ``seconds`` nor than what is
-    left of it. The outer deadline may live on another clock, so time left is compared,
-    not instants (as in ``CallContext.tighten_deadline``)."""
-    return min(seconds, max(0.0, outer_deadline - outer_clock.monotonic()))
-
-
-def _enter(ctx: CallContext, seconds: float, clock: Clock) -> float:
-    """Set the call's deadline on ``clock`` and return its budget; the caller saved
-    ``ctx.deadline`` and ``ctx.clock`` first and restores both."""
-    outer = ctx.deadline
-    budget = seconds if outer is None else _left(seconds, outer, ctx.clock)
-    ctx.deadline = clock.monotonic() + budget
-    ctx.clock = clock
-    return budget
-
-
-def _reap(task: asyncio.Future[Any]) -> None:
-    _abandoned.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        _log.debug("an abandoned call finished with an error after its timeout",
-                   exc_info=task.exception())
-
-
-def _abandon(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    # Also when already done: _reap then retrieves an error nobody else will.
-    _abandoned.add(task)
-    task.add_done_callback(_reap)
 
 
 def _is_timeout(error: Exception) -> bool:
@@ -158,7 +120,7 @@ class Timeout(Policy):
 
         def handle(ctx: CallContext) -> Any:
             saved_deadline, saved_clock = ctx.deadline, ctx.clock
-            budget = seconds if saved_deadline is None else _left(seconds, saved_deadline,
+            budget = seconds if saved_deadline is None else left(seconds, saved_deadline,
                                                                   saved_clock)
             deadline = ctx.deadline = clock.monotonic() + budget
             ctx.clock = clock
@@ -182,15 +144,15 @@ class Timeout(Policy):
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         seconds, clock, timed_out = self.options.seconds, self.clock, self._timed_out
         if self.options.pessimistic:
-            run = _abandoning(call_next, clock, timed_out)
+            run = abandoning(call_next, clock, timed_out)
         elif isinstance(clock, SystemClock):
-            return _on_loop_timer(call_next, seconds, timed_out)
+            return on_loop_timer(call_next, seconds, timed_out)
         else:
-            run = _watched(call_next, clock, timed_out)
+            run = watched(call_next, clock, timed_out)
 
         async def handle(ctx: CallContext) -> Any:
             saved_deadline, saved_clock = ctx.deadline, ctx.clock
-            budget = _enter(ctx, seconds, clock)
+            budget = enter(ctx, seconds, clock)
             try:
                 if budget <= 0.0:
                     raise timed_out(ctx, budget)
@@ -204,111 +166,3 @@ class Timeout(Policy):
         o = self.options
         extra = ", pessimistic=True" if o.pessimistic else ""
         return f"Timeout({o.seconds!r}{extra})"
-
-
-def _on_loop_timer(call_next: AsyncHandler, seconds: float, timed_out: _TimedOut) -> AsyncHandler:
-    """The system clock: asyncio's own timeout (no extra task), in one coroutine frame."""
-
-    async def handle(ctx: CallContext) -> Any:
-        saved_deadline, saved_clock = ctx.deadline, ctx.clock
-        budget = _enter(ctx, seconds, SYSTEM_CLOCK)
-        try:
-            if budget <= 0.0:
-                raise timed_out(ctx, budget)
-            scope = asyncio.timeout(budget)
-            try:
-                async with scope:
-                    result = await call_next(ctx)
-            except TimeoutError as error:
-                # asyncio.timeout turns our cancellation into TimeoutError, and only ours:
-                # an outside cancel of the caller stays a CancelledError. The cause is
-                # that cancellation, as on every other clock.
-                if scope.expired():
-                    raise timed_out(ctx, budget) from (error.__cause__ or error)
-                raise
-            if scope.expired():  # the call swallowed the cancellation and returned late
-                raise timed_out(ctx, budget)
-            return result
-        finally:
-            ctx.deadline, ctx.clock = saved_deadline, saved_clock
-
-    return handle
-
-
-def _watched(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> _Runner:
-    """Another clock (a FakeClock): a watcher task sleeps on it and cancels the call."""
-
-    async def run(ctx: CallContext, budget: float) -> Any:
-        task = asyncio.current_task()
-        assert task is not None  # awrap handlers only run inside a task
-        baseline = task.cancelling()
-        fired = False
-
-        async def watch() -> None:
-            nonlocal fired
-            await clock.asleep(budget)
-            fired = True
-            task.cancel()
-
-        watcher = asyncio.ensure_future(watch())
-        try:
-            result = await call_next(ctx)
-        except asyncio.CancelledError as error:
-            # Ours only if no other cancel request is pending (as asyncio.timeout does).
-            if fired and task.uncancel() <= baseline:
-                raise timed_out(ctx, budget) from error
-            raise
-        except Exception:
-            if fired:
-                task.uncancel()
-            raise
-        finally:
-            watcher.cancel()
-        if fired:
-            task.uncancel()
-            raise timed_out(ctx, budget)
-        return result
-
-    return run
-
-
-# What the call wrote into its copy of the context that the caller goes on with (the
-# backend to avoid next, a request that must not be resent, the last error...): all
-# but the deadline this Timeout set (restored by the caller) and the span of a Trace
-# inside, which it restores itself when the call ends.
-_HANDED_BACK = tuple(n for n in CallContext.__slots__
-                     if n not in ("deadline", "clock", "caller_deadline", "caller_clock",
-                                  "span"))
-
-
-def _abandoning(call_next: AsyncHandler, clock: Clock, timed_out: _TimedOut) -> _Runner:
-    """Pessimistic: run the call in its own task and stop waiting at the deadline.
-
-    The call runs on a copy of the context, so once abandoned it still sees this
-    Timeout's deadline while it unwinds (routing and breakers then count it as cut by
-    the service's own deadline) though the caller has restored its own and moved on."""
-    system = isinstance(clock, SystemClock)
-
-    async def run(ctx: CallContext, budget: float) -> Any:
-        twin = ctx.copy()
-        inner = asyncio.ensure_future(run_as(call_next, twin))
-        timer = None if system else asyncio.ensure_future(clock.asleep(budget))
-        try:
-            if timer is None:
-                done, _ = await asyncio.wait((inner,), timeout=budget)
-            else:
-                done, _ = await asyncio.wait((inner, timer), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            _abandon(inner)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for name in _HANDED_BACK:
-                setattr(ctx, name, getattr(twin, name))
-        if inner in done:
-            return inner.result()
-        _abandon(inner)
-        raise timed_out(ctx, budget)
-
-    return run

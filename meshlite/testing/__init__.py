@@ -24,6 +24,7 @@ from ._clock import FakeClock
 from ._fixtures import BackendFactory, Chaos, InjectedFault, MeshFactory
 from ._http11 import ReceivedRequest
 from ._record import (
+    DEFAULT_MAX_BODY,
     DEFAULT_REDACTED_HEADERS,
     DEFAULT_REDACTED_PARAMS,
     REDACTED,
@@ -57,6 +58,7 @@ __all__ = [
     "REDACTED",
     "DEFAULT_REDACTED_HEADERS",
     "DEFAULT_REDACTED_PARAMS",
+    "DEFAULT_MAX_BODY",
     # what the pytest plugin's fixtures hand out
     "BackendFactory",
     "MeshFactory",

@@ -228,7 +228,9 @@ class Cassette:
             if self._queues is None:
                 self._queues = {}
                 for entry in self.interactions:
-                    self._queues.setdefault(key_of(entry), deque()).append(entry)
+                    if id(entry) not in self._used:
+                        self._queues.setdefault(key_of(entry), deque()).append(entry)
+                self._last = {key_of(entry): entry for entry in self._last.values()}
             queue = self._queues.get(key)
             if queue:
                 entry = self._last[key] = queue.popleft()
@@ -237,6 +239,12 @@ class Cassette:
             if repeat and key in self._last:
                 return self._last[key]
         raise self._miss(asked, used_up=key in self._last)
+
+    def rekey(self) -> None:
+        """Index the interactions again at the next :meth:`take`, whose ``key_of`` has
+        changed (what was replayed stays replayed)."""
+        with self._lock:
+            self._queues = None
 
     def unplayed(self) -> list[str]:
         """The interactions not replayed yet, as text."""

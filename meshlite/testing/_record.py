@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._arguments import explained
 from .._extras import requires_extra
-from .._validate import fail
+from .._validate import at_least, fail
 from ._cassette import Cassette, encode_error, encode_value
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._record_http import RecordingTransport
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "DEFAULT_REDACTED_HEADERS",
     "DEFAULT_REDACTED_PARAMS",
     "REDACTED",
@@ -60,6 +61,10 @@ DEFAULT_REDACTED_PARAMS: frozenset[str] = frozenset({
 })
 """Query parameters (any case) whose values never reach a cassette (matched redacted
 too)."""
+
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+"""The largest HTTP response body (decoded, in bytes) a :class:`Recorder` records: 10 MiB."""
 
 
 def redact_url(url: str, params: Collection[str]) -> str:
@@ -131,6 +136,9 @@ class Recorder:
         path: The cassette file (parent directories are created).
         redact_headers: Header names whose values are stored as ``"REDACTED"``.
         redact_params: Query parameters whose values are stored as ``"REDACTED"``.
+        max_body: The largest response body (decoded bytes) recorded; a longer one
+            is refused with a :class:`CassetteError` once it passes the cap, so a
+            recorded download never sits whole in memory beyond it. ``None``: no cap.
     """
 
     def __init__(
@@ -139,8 +147,11 @@ class Recorder:
         *,
         redact_headers: Collection[str] = DEFAULT_REDACTED_HEADERS,
         redact_params: Collection[str] = DEFAULT_REDACTED_PARAMS,
+        max_body: int | None = DEFAULT_MAX_BODY,
     ) -> None:
         self.path = Path(path)
+        self.max_body = None if max_body is None else at_least("Recorder", "max_body",
+                                                               max_body, 1)
         self.redact_headers = frozenset(h.lower() for h in _names("redact_headers",
                                                                  redact_headers))
         self.redact_params = _names("redact_params", redact_params)
@@ -193,6 +204,10 @@ class Recorder:
         self, inner: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None
     ) -> RecordingTransport:
         """An httpx transport (sync and async) that records every exchange through it.
+
+        Response bodies stream through to the client as they arrive; an exchange is
+        recorded once its body has been read to the end or closed (the rest is then
+        read for the cassette). A body longer than ``max_body`` is refused.
 
         Args:
             inner: The transport that really sends; default a new

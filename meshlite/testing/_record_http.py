@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._errors import CassetteError
 from ._cassette import decode_body, decode_error, encode_body, encode_error
 from ._record import REDACTED, redact_url
+from ._record_stream import ATeed, Capture, Teed, listed, pairs, refusal
 
 if TYPE_CHECKING:
     from ._record import Recorder
@@ -25,13 +27,9 @@ _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encod
                            "connection", "keep-alive"})
 
 
-def _listed(value: str | list[str]) -> list[str]:
-    return value if isinstance(value, list) else [value]
-
-
 def _response(data: dict[str, Any]) -> httpx.Response:
-    headers = [(k, v) for k, values in data.get("headers", {}).items() for v in _listed(values)]
-    return httpx.Response(data["status"], headers=headers, content=decode_body(data["body"]))
+    return httpx.Response(data["status"], headers=pairs(data.get("headers", {})),
+                          content=decode_body(data["body"]))
 
 
 def _rebuilt_error(data: dict[str, str], request: httpx.Request) -> Exception:
@@ -45,7 +43,9 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """Sends through ``inner`` and records each exchange (secrets redacted).
 
     The client receives the response as it will be replayed: body decoded,
-    content-encoding dropped, so recording and replaying behave the same.
+    content-encoding dropped, so recording and replaying behave the same. The body
+    streams through to the client as it arrives; the exchange is recorded once the
+    body has ended (see :class:`~meshlite.testing._record_stream.Capture`).
     """
 
     def __init__(self, recorder: Recorder,
@@ -59,19 +59,16 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if self._sync is None:
             inner = self._inner if self._inner is not None else httpx.HTTPTransport()
             if not isinstance(inner, httpx.BaseTransport):
-                raise TypeError(f"{inner!r} is an async transport: use an httpx.AsyncClient")
+                raise TypeError(f"{inner!r} is an async transport: use an httpx.Client")
             self._sync = inner
         request.read()
         try:
             response = self._sync.handle_request(request)
-            try:
-                body = response.read()
-            finally:
-                response.close()
         except Exception as error:
             self._record_error(request, error)
             raise
-        return self._record(request, response, body)
+        capture = self._capture(request, response)
+        return capture.response(Teed(capture, response))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._async is None:
@@ -82,14 +79,11 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         await request.aread()
         try:
             response = await self._async.handle_async_request(request)
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
         except Exception as error:
             self._record_error(request, error)
             raise
-        return self._record(request, response, body)
+        capture = self._capture(request, response)
+        return capture.response(ATeed(capture, response))
 
     def close(self) -> None:
         if self._sync is not None:
@@ -113,10 +107,8 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         entry["error"] = encode_error(error)
         self._recorder._add(entry)
 
-    def _record(self, request: httpx.Request, response: httpx.Response,
-                body: bytes) -> httpx.Response:
+    def _capture(self, request: httpx.Request, response: httpx.Response) -> Capture:
         secret = self._recorder.redact_headers
-        entry = self._entry(request)
         headers: dict[str, Any] = {}
         # A HEAD answer's Content-Length is the size of the body it has not sent:
         # information the client asked for, not a description of the stored body.
@@ -127,11 +119,9 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             value = REDACTED if name in secret else value
             seen = headers.get(name)
             # A repeated header (set-cookie) keeps every value, as a list.
-            headers[name] = value if seen is None else [*_listed(seen), value]
-        entry["response"] = data = {"status": response.status_code, "headers": headers,
-                                    "body": encode_body(body)}
-        self._recorder._add(entry)
-        return _response(data)
+            headers[name] = value if seen is None else [*listed(seen), value]
+        return Capture(self._recorder, self._entry(request),
+                        {"status": response.status_code, "headers": headers})
 
 
 class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -139,6 +129,7 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     Raises (from the client call):
         CassetteMiss: the request was not recorded, or its recordings are used up.
+        CassetteError: its response body passed ``max_body`` when it was recorded.
     """
 
     def __init__(self, replayer: Replayer) -> None:
@@ -154,4 +145,7 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         entry = self._replayer.take_http(request.method, str(request.url), body)
         if "error" in entry:
             raise _rebuilt_error(entry["error"], request)
+        if "body_refused" in entry["response"]:
+            raise CassetteError(refusal(entry["request"], entry["response"]["body_refused"],
+                                         "when it was recorded"))
         return _response(entry["response"])

@@ -4,6 +4,8 @@ saved, offline and without calling the real function (:func:`replay`)."""
 from __future__ import annotations
 
 import functools
+import inspect
+import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
@@ -23,6 +25,30 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """The signature calls of ``fn`` are bound to, or ``None`` when Python cannot tell
+    (some builtins and extension functions)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def bound_key(name: str, signature: inspect.Signature, args: Any, kwargs: Any) -> str | None:
+    """What a call is matched by when its function's signature is known: its encoded
+    arguments bound to the parameters, defaults applied, so ``fetch(7)``,
+    ``fetch(uid=7)`` and ``fetch(7, full=False)`` (``full`` defaulting to False) are one
+    call. ``None`` when they do not fit the signature (matched by :func:`call_key`)."""
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return None
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return json.dumps(["bound", name, encode_value(dict(bound.arguments))], sort_keys=True)
+
+
 @explained
 class Replayer:
     """Serves the calls and HTTP exchanges of a cassette; see :func:`replay`."""
@@ -35,6 +61,8 @@ class Replayer:
         self.cassette = Cassette.load(path)
         self.repeat = repeat
         self.match_body = match_body
+        # Per call name, the signature its calls are bound to (learnt by wrap()).
+        self._signatures: dict[str, inspect.Signature] = {}
 
     def call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """The recorded outcome of ``name(*args, **kwargs)``: its result, or its error raised.
@@ -44,7 +72,7 @@ class Replayer:
         """
         a, k = encode_value(args), encode_value(kwargs)
         asked = describe({"kind": "call", "name": name, "args": a, "kwargs": k})
-        entry = self.cassette.take(call_key(name, a, k), asked, self._key_of,
+        entry = self.cassette.take(self._call_key(name, a, k), asked, self._key_of,
                                    repeat=self.repeat)
         if "error" in entry:
             raise decode_error(entry["error"])
@@ -54,9 +82,13 @@ class Replayer:
         """A stand-in for ``fn`` that answers from the cassette and never calls ``fn``.
 
         It is async when ``fn`` is, and matches calls by ``name`` (default the
-        ``module.qualname`` of ``fn``, as :meth:`Recorder.wrap` recorded them).
+        ``module.qualname`` of ``fn``, as :meth:`Recorder.wrap` recorded them) and by
+        their arguments bound to the signature of ``fn``, defaults applied: a call
+        recorded as ``fetch(uid=7)`` answers ``fetch(7)``. From then on
+        :meth:`call` binds the calls of ``name`` alike.
         """
         label = name or name_of(fn)
+        self._learn(label, fn)
         if is_async(fn):
 
             @functools.wraps(fn)
@@ -103,12 +135,25 @@ class Replayer:
         key = http_key(method, url, stored if self.match_body else None)
         return self.cassette.take(key, asked, self._key_of, repeat=self.repeat)
 
+    def _learn(self, name: str, fn: Callable[..., Any]) -> None:
+        """Bind the calls of ``name`` to the signature of ``fn`` from now on."""
+        signature = signature_of(fn)
+        if signature is None or self._signatures.get(name) == signature:
+            return
+        self._signatures[name] = signature
+        self.cassette.rekey()
+
+    def _call_key(self, name: str, args: Any, kwargs: Any) -> str:
+        signature = self._signatures.get(name)
+        key = None if signature is None else bound_key(name, signature, args, kwargs)
+        return call_key(name, args, kwargs) if key is None else key
+
     def _key_of(self, entry: dict[str, Any]) -> str:
         if entry.get("kind") == "http":
             request = entry["request"]
             body = request.get("body") if self.match_body else None
             return http_key(request["method"], request["url"], body)
-        return call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
+        return self._call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
 
     def __repr__(self) -> str:
         return f"Replayer({str(self.cassette.path)!r})"
@@ -119,7 +164,8 @@ def replay(path: str | os.PathLike[str], *, repeat: bool = False,
     """Load a cassette to serve its calls (:meth:`Replayer.wrap`) and HTTP exchanges
     (:meth:`Replayer.transport`) without the network.
 
-    Calls match by name and arguments; requests by method, URL and body.
+    Calls match by name and arguments (bound to the function's signature once
+    :meth:`Replayer.wrap` knows it); requests by method, URL and body.
     Identical calls replay in the order they were recorded.
 
     Args:

@@ -345,6 +345,43 @@ async def test_pessimistic_timeouts_open_a_breaker_inside(clock: FakeClock) -> N
     assert breaker.state == "open"
 
 
+@pytest.mark.parametrize("late", ["error", "result"])
+async def test_pessimistic_late_completion_gives_back_what_it_held(clock: FakeClock,
+                                                                   late: str) -> None:
+    # The abandoned call goes on holding its bulkhead slot and its backend's in-flight
+    # count while it runs (it still loads the backend), and gives both back when it
+    # ends after the deadline; the breaker records the outcome it ends with.
+    release, finished = asyncio.Event(), asyncio.Event()
+    bulkhead = ml.Bulkhead(max_concurrent=1)
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=2, min_calls=1, open_seconds=30.0)
+
+    async def stubborn(backend: ml.Backend) -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()  # ignores the cancellation until released
+        finished.set()
+        if late == "error":
+            raise ValueError("late failure")
+        return "late result"
+
+    pipeline = ml.Pipeline(ml.Timeout(1.0, pessimistic=True, clock=clock), breaker, bulkhead)
+    async with ml.Mesh([ml.Service("s", ["b"], pipeline=pipeline)]) as mesh:
+        with pytest.raises(ml.TimeoutExceeded):
+            await mesh.call("s", stubborn)
+        assert (bulkhead.running, mesh.snapshot()["s"].in_flight) == (1, 1)
+        with pytest.raises(ml.BulkheadFullError):
+            await mesh.call("s", stubborn)  # the abandoned call still runs
+        release.set()
+        await finished.wait()
+        for _ in range(3):  # the abandoned task's last steps
+            await asyncio.sleep(0)
+        assert not _timeout._abandoned
+        assert (bulkhead.running, mesh.snapshot()["s"].in_flight) == (0, 0)
+        assert mesh.snapshot()["s"].backends[0].errors == (1 if late == "error" else 0)
+        assert breaker.state == ("open" if late == "error" else "closed")
+
+
 def test_pessimistic_refused_for_sync_calls() -> None:
     with pytest.raises(ml.ConfigError, match="without leaving a thread behind") as info:
         ml.Timeout(1.0, pessimistic=True)(lambda: 1)

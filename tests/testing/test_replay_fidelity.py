@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -128,3 +129,56 @@ async def test_an_object_with_an_async_call_is_recorded_and_replayed_async(
     # the backend is gone: the answer comes from the cassette, awaited as the real one
     replayed = replay(cassette).wrap(UsersApi(b.url), name="users")
     assert await replayed(1) == {"path": "/users/1"}
+
+
+def fetch(uid: int, full: bool = False, *, region: str = "eu") -> dict[str, Any]:
+    return {"uid": uid, "full": full, "region": region}
+
+
+def test_a_call_replays_however_its_arguments_are_passed(tmp_path: Path) -> None:
+    cassette = tmp_path / "fetch.json"
+    with Recorder(cassette) as rec:
+        recorded = rec.wrap(fetch)
+        recorded(uid=7)
+        recorded(8)
+        recorded(9, True, region="us")
+    player = replay(cassette)
+    replayed = player.wrap(fetch)
+    # keyword as positional, positional as keyword, defaults spelt out or left out
+    assert replayed(7) == {"uid": 7, "full": False, "region": "eu"}
+    assert replayed(uid=8, full=False, region="eu") == {"uid": 8, "full": False, "region": "eu"}
+    assert replayed(full=True, uid=9, region="us")["region"] == "us"
+    player.assert_all_played()
+    with pytest.raises(CassetteMiss, match=r"call .*fetch\(7, true\)"):
+        replayed(7, True)  # another call: not bound to the recording of fetch(uid=7)
+
+
+async def test_an_async_call_binds_and_call_by_name_binds_once_wrapped(tmp_path: Path) -> None:
+    async def get(uid: int, *, fresh: bool = False) -> int:
+        return uid * 10
+
+    cassette = tmp_path / "get.json"
+    async with Recorder(cassette) as rec:
+        assert await rec.wrap(get, name="get")(uid=3) == 30
+        assert await rec.wrap(get, name="get")(4, fresh=False) == 40
+    player = replay(cassette)
+    with pytest.raises(CassetteMiss):
+        player.call("get", 3)  # no signature known yet: matched as recorded
+    replayed = player.wrap(get, name="get")
+    assert player.call("get", 3) == 30  # known now: bound alike
+    assert await replayed(uid=4) == 40
+    assert player.unplayed == []
+
+
+def test_a_call_not_fitting_the_signature_is_matched_as_recorded(tmp_path: Path) -> None:
+    cassette = tmp_path / "odd.json"
+    with Recorder(cassette) as rec:
+        rec.wrap(lambda *args, **kwargs: len(args), name="odd")(1, 2)
+    player = replay(cassette)
+
+    def odd(a: int) -> int:  # the signature changed since the recording
+        raise AssertionError("replay called the real function")
+
+    with pytest.raises(CassetteMiss, match=r"call odd\(1\)"):
+        player.wrap(odd, name="odd")(1)
+    assert player.call("odd", 1, 2) == 2  # the recording still answers its own form

@@ -7,7 +7,8 @@ transition is recorded (``firing()`` / ``recent()``), logged and emitted as an
 ``AlertFired`` / ``AlertResolved`` event through the service's hooks, and the
 transitions of one service in one evaluation are POSTed to the webhook as one
 notification (:meth:`Alerts.notifications`), unless a silence mutes them. What a
-rule measures in one evaluation is read in ``_measure``.
+rule measures in one evaluation is read in ``_measure``; one rule's state on one
+service (pending, firing, resolving) is an ``_alert_track.Track``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 from ..._errors import ConfigError
 from ..._validate import at_least, clip, fail, positive
+from ._alert_track import Track, event
 from ._history import ServiceSecond
-from ._measure import detail, measure, targets, value_now
-from ._rules import MAX_WINDOW_SECONDS, Alert, AlertFired, AlertResolved, AlertRule
+from ._measure import measure, targets
+from ._rules import MAX_WINDOW_SECONDS, Alert, AlertRule
 from ._silences import Silences
 
 __all__ = ["DEFAULT_KEEP_RESOLVED", "DEFAULT_WEBHOOK_TIMEOUT", "MISSING_SERVICE_SECONDS",
@@ -42,14 +43,6 @@ registers). Until then a service registered in code after the mesh opened is
 not warned about; the rule is evaluated from the moment the service exists."""
 
 _log = logging.getLogger("meshlite.alerts")
-
-
-@dataclass(slots=True)
-class _Track:
-    since: float | None = None  # wall time the condition started holding
-    clear_since: float | None = None  # wall time a firing alert's condition stopped
-    alert: Alert | None = None  # the firing alert
-    label: str = ""  # "service: condition in words", for the resolved summary
 
 
 class Alerts:
@@ -75,7 +68,7 @@ class Alerts:
                  keep_resolved: int = DEFAULT_KEEP_RESOLVED) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, AlertRule] = {}
-        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._tracks: dict[tuple[str, str], Track] = {}
         self._resolved: deque[Alert] = deque(
             maxlen=at_least("Alerts", "keep_resolved", keep_resolved, 0))
         self._windows: dict[str, deque[ServiceSecond]] = {}
@@ -211,7 +204,7 @@ class Alerts:
                          extra={"rule": rule.name, "service": rule.service})
         if emit is not None:
             for t in out:
-                emit(t.service, _event(t, now))
+                emit(t.service, event(t, now))
         return out
 
     def _remember(self, latest: Mapping[str, ServiceSecond]) -> None:
@@ -243,36 +236,14 @@ class Alerts:
     def _step(self, rule: AlertRule, name: str, now: float,
               latest: ServiceSecond) -> Alert | None:
         value, holds = measure(rule, self._windows[name], latest)
-        track = self._tracks.setdefault((rule.name, name), _Track())
-        if not holds:
-            track.since = None
-            if track.alert is not None and track.clear_since is None:
-                track.clear_since = now
-            if track.clear_since is not None and now - track.clear_since < rule.resolve_seconds:
-                return None  # the resolve delay: a brief clear does not resolve it
-            return self._resolve(track, now, value)
-        track.clear_since = None
-        if track.since is None:
-            track.since = now
-        if track.alert is None and now - track.since >= rule.for_seconds:
-            track.label = f"{name}: {detail(rule, latest)}"
-            track.alert = Alert(
-                rule=rule.name, service=name, condition=rule.condition,
-                severity=rule.severity, state="firing", value=value,
-                threshold=rule.threshold, started_at=now, resolved_at=None,
-                summary=track.label + value_now(rule.condition, value))
-            return track.alert
-        return None
+        track = self._tracks.setdefault((rule.name, name), Track())
+        return self._kept(track.step(rule, name, now, value, holds, latest))
 
-    def _resolve(self, track: _Track, now: float, value: float | None) -> Alert | None:
-        alert = track.alert
-        if alert is None:
-            return None
-        track.alert = track.clear_since = None
-        done = replace(alert, state="resolved", value=value, resolved_at=now,
-                       summary=f"{track.label}: resolved{value_now(alert.condition, value)}")
-        self._resolved.append(done)
-        return done
+    def _kept(self, alert: Alert | None) -> Alert | None:
+        """``alert``, remembered among the recent ones when it resolved."""
+        if alert is not None and alert.state == "resolved":
+            self._resolved.append(alert)
+        return alert
 
     def _orphans(self, now: float, latest: Mapping[str, ServiceSecond]) -> list[Alert]:
         # Firing alerts whose rule was removed or replaced, or whose service is gone.
@@ -281,22 +252,11 @@ class Alerts:
             rule = self._rules.get(key[0])
             if rule is None or key[1] not in latest or (
                     rule.service is not None and rule.service != key[1]):
-                t = self._resolve(track, now, None)
+                t = self._kept(track.resolve(now, None))
                 self._tracks.pop(key, None)
                 if t is not None:
                     out.append(t)
         return out
-
-
-def _event(alert: Alert, now: float) -> AlertFired | AlertResolved:
-    if alert.state == "firing":
-        return AlertFired(policy="alerts", service=alert.service, rule=alert.rule,
-                          condition=alert.condition, severity=alert.severity,
-                          value=alert.value, threshold=alert.threshold, summary=alert.summary)
-    return AlertResolved(policy="alerts", service=alert.service, rule=alert.rule,
-                         condition=alert.condition, severity=alert.severity,
-                         value=alert.value, duration=max(0.0, now - alert.started_at),
-                         summary=alert.summary)
 
 
 def _webhook(url: Any) -> str | None:
