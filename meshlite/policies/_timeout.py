@@ -16,7 +16,6 @@ from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import clock_option, fail, positive
-from ._timeout_async import abandoned as _abandoned  # noqa: F401 (where tests look)
 from ._timeout_async import abandoning, enter, left, on_loop_timer, watched
 
 __all__ = ["DEFAULT_PESSIMISTIC", "Timeout", "TimeoutOptions"]

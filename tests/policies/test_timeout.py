@@ -8,7 +8,7 @@ import pytest
 
 import meshlite as ml
 from meshlite._events import TimedOut
-from meshlite.policies import _timeout
+from meshlite.policies import _timeout_async
 from meshlite.testing import FakeClock
 
 
@@ -17,7 +17,7 @@ async def no_stray_tasks() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    assert not _timeout._abandoned
+    assert not _timeout_async.abandoned
 
 
 class Probe(ml.Policy):
@@ -229,7 +229,7 @@ async def test_pessimistic_returns_at_deadline_despite_swallowed_cancel(
         await pipeline.acall(stubborn)
     assert clock.monotonic() == 1.0
     assert not finished.is_set()
-    assert len(_timeout._abandoned) == 1
+    assert len(_timeout_async.abandoned) == 1
 
     caplog.set_level(logging.DEBUG, logger="meshlite.timeout")
     release.set()
@@ -324,7 +324,7 @@ async def test_pessimistic_timeouts_eject_a_hanging_backend(clock: FakeClock) ->
                 outcomes.append("timeout")
             for _ in range(3):
                 await asyncio.sleep(0)
-            assert not _timeout._abandoned  # the abandoned attempt has unwound
+            assert not _timeout_async.abandoned  # the abandoned attempt has unwound
         assert sorted(outcomes) == ["ok", "ok", "timeout", "timeout"]  # in turn
         health = mesh.health()["s"]
         assert {b.address: b.status for b in health.backends} == {"hangs": "ejected",
@@ -376,7 +376,7 @@ async def test_pessimistic_late_completion_gives_back_what_it_held(clock: FakeCl
         await finished.wait()
         for _ in range(3):  # the abandoned task's last steps
             await asyncio.sleep(0)
-        assert not _timeout._abandoned
+        assert not _timeout_async.abandoned
         assert (bulkhead.running, mesh.snapshot()["s"].in_flight) == (0, 0)
         assert mesh.snapshot()["s"].backends[0].errors == (1 if late == "error" else 0)
         assert breaker.state == ("open" if late == "error" else "closed")
