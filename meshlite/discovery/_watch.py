@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 __all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_STEP_MS", "FileWatch"]
@@ -123,15 +124,32 @@ class FileWatch:
                                         daemon=True)
         self._thread.start()
 
+    def _seen(self, result: Any) -> bool:
+        """Whether a batch of the notifier's changes touches the file or a way to it."""
+        if not isinstance(result, set):
+            return False
+        names = _names(self._directory, self._name)
+        return any(os.path.basename(p) in names for _, p in result)
+
+    def _settle(self) -> None:
+        """Hold a change back until the file has been quiet for ``step_ms``, or at
+        most ``debounce_ms``: the notifier's own grouping ends as soon as no *new*
+        (kind, path) pair arrives, so a file written over and over would be
+        reported every other step."""
+        end = time.monotonic() + self._debounce / 1000
+        while not self._stop.is_set() and time.monotonic() < end:
+            if not self._seen(self._notify.watch(self._debounce, self._step, self._step,
+                                                 self._stop)):
+                return
+
     def _run(self) -> None:
         notify = self._notify
         try:
             while not self._stop.is_set():
                 result = notify.watch(self._debounce, self._step, _POLL_MS, self._stop)
-                if isinstance(result, set):
-                    names = _names(self._directory, self._name)
-                    if any(os.path.basename(p) in names for _, p in result):
-                        self._signal()
+                if self._seen(result):
+                    self._settle()
+                    self._signal()
         except Exception:
             _log.exception("watching %s failed; changes to it are no longer seen", self.path)
         finally:
