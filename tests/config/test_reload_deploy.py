@@ -86,3 +86,67 @@ async def test_a_storm_of_saves_is_read_once_it_goes_quiet(tmp_path: Path) -> No
     # than the quiet time may split the storm once more.
     assert 1 <= len(events) <= 2, events
     assert attempts(mesh) == 100
+
+
+async def test_each_of_several_configmap_updates_is_applied_once(tmp_path: Path) -> None:
+    """The kubelet's update, step by step: a new timestamped directory, a
+    ``..data_tmp`` link to it renamed over ``..data``, the old directory removed;
+    ``mesh.yaml -> ..data/mesh.yaml`` itself never changes."""
+    mount = tmp_path / "config"
+    (mount / "..2026_01_01").mkdir(parents=True)
+    (mount / "..2026_01_01" / "mesh.yaml").write_text(config(1))
+    (mount / "..data").symlink_to("..2026_01_01")
+    (mount / "mesh.yaml").symlink_to("..data/mesh.yaml")
+    mesh = ml.Mesh.from_config(str(mount / "mesh.yaml"), environ={})
+    events = reloads(mesh)
+    async with mesh:
+        old = "..2026_01_01"
+        for n in range(2, 6):
+            new = f"..2026_01_0{n}"
+            (mount / new).mkdir()
+            (mount / new / "mesh.yaml").write_text(config(n))
+            (mount / "..data_tmp").symlink_to(new)
+            (mount / "..data_tmp").rename(mount / "..data")
+            (mount / old / "mesh.yaml").unlink()
+            (mount / old).rmdir()
+            old = new
+            await until(lambda: attempts(mesh) == n, f"update {n}")  # noqa: B023
+            await asyncio.sleep(0.2)  # a second reload of the same update would be in
+        assert [e.version for e in events] == [1, 2, 3, 4]
+        assert all(isinstance(e, ConfigReloaded) for e in events)
+
+
+async def test_a_link_to_a_file_in_another_directory_is_followed(tmp_path: Path) -> None:
+    """``/etc/shop/mesh.yaml -> /srv/shop/mesh.yaml``: only the link's directory was
+    watched, so saving the file it points to was never seen."""
+    etc, srv = tmp_path / "etc", tmp_path / "srv"
+    etc.mkdir()
+    srv.mkdir()
+    (srv / "mesh.yaml").write_text(config(1))
+    (etc / "mesh.yaml").symlink_to(srv / "mesh.yaml")
+    mesh = ml.Mesh.from_config(str(etc / "mesh.yaml"), environ={})
+    async with mesh:
+        (srv / "mesh.yaml").write_text(config(2))
+        await until(lambda: attempts(mesh) == 2, "the save of the linked file")
+
+
+async def test_a_release_link_swapped_elsewhere_is_followed(tmp_path: Path) -> None:
+    """A deploy that points ``/srv/shop/current`` at a new release directory (a new
+    link renamed over the old one), the config reached as
+    ``/etc/shop/mesh.yaml -> /srv/shop/current/mesh.yaml``; then the new release's
+    file is edited: both are seen."""
+    etc, releases = tmp_path / "etc", tmp_path / "srv" / "releases"
+    etc.mkdir()
+    for release, n in (("r1", 1), ("r2", 2)):
+        (releases / release).mkdir(parents=True)
+        (releases / release / "mesh.yaml").write_text(config(n))
+    current = tmp_path / "srv" / "current"
+    current.symlink_to(releases / "r1")
+    (etc / "mesh.yaml").symlink_to(current / "mesh.yaml")
+    mesh = ml.Mesh.from_config(str(etc / "mesh.yaml"), environ={})
+    async with mesh:
+        (tmp_path / "srv" / "next").symlink_to(releases / "r2")
+        (tmp_path / "srv" / "next").rename(current)
+        await until(lambda: attempts(mesh) == 2, "the new release")
+        (releases / "r2" / "mesh.yaml").write_text(config(3))
+        await until(lambda: attempts(mesh) == 3, "the edit of the new release")
