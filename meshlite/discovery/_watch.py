@@ -6,7 +6,9 @@ links the file is reached through: the directory of each link on the way and of 
 file it reaches are watched, and the links are followed anew after each change (a
 Kubernetes ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it
 by pointing ``..data`` at a new directory, never touching ``mesh.yaml``; a link may
-lead to another directory, through a ``current`` link moved at each deploy). The blocking
+lead to another directory, through a ``current`` link moved at each deploy). A
+directory on the way that is removed or replaced is watched anew (its nearest
+existing ancestor while it is missing). The blocking
 watch runs on a daemon thread, which wakes the event loop through a flag; a
 watcher never keeps the interpreter from exiting.
 """
@@ -78,6 +80,19 @@ def _spots(path: str) -> set[Spot]:
     return spots
 
 
+def _identity(directories: set[str]) -> dict[str, tuple[int, int] | None]:
+    """Each directory's (device, inode): a directory removed and made again is new."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for directory in directories:
+        try:
+            st = os.stat(directory)
+        except OSError:
+            found[directory] = None
+        else:
+            found[directory] = (st.st_dev, st.st_ino)
+    return found
+
+
 _NOTIFY = "watchfiles._rust_notify"
 
 
@@ -135,7 +150,8 @@ class FileWatch:
         self._thread: threading.Thread | None = None
         self._notify: Any = None
         self._spots: set[Spot] = set()
-        self._watched: set[str] = set()
+        self._watched: dict[str, tuple[int, int] | None] = {}
+        self._stale = False  # a watched directory itself went, and its watch with it
 
     def open(self) -> None:
         """Start watching now (changes from this moment on are seen); call it on the
@@ -151,15 +167,17 @@ class FileWatch:
 
     def _rewatch(self) -> bool:
         """Watch the directories the file is now reached through, if they are not
-        those watched (a link now points elsewhere); returns whether they changed."""
+        those watched (a link now points elsewhere, a directory was removed or made
+        again); returns whether they changed."""
         spots = _spots(self.path)
-        watched = {directory for directory, _ in spots}
+        watched = _identity({directory for directory, _ in spots})
         self._spots = spots
-        if watched == self._watched and self._notify is not None:
+        if watched == self._watched and self._notify is not None and not self._stale:
             return False
         RustNotify = _rust_notify().RustNotify
         notify = RustNotify(sorted(watched), False, False, 300, False, False)
         old, self._notify, self._watched = self._notify, notify, watched
+        self._stale = False
         if old is not None:
             old.close()
         return True
@@ -168,8 +186,11 @@ class FileWatch:
         """Whether a batch of the notifier's changes touches the file or a way to it."""
         if not isinstance(result, set):
             return False
-        return any(os.path.split(path) in self._spots
-                   for _, path in result)
+        paths = {path for _, path in result}
+        if not paths.isdisjoint(self._watched):  # removed or renamed: its inode (and so
+            self._stale = True                   # its identity) may be reused at once
+            return True
+        return any(os.path.split(path) in self._spots for path in paths)
 
     def _settle(self) -> None:
         """Hold a change back until the file has been quiet for ``step_ms``, or at
@@ -194,7 +215,7 @@ class FileWatch:
                     if self._rewatch():
                         changed = True
                 except FileNotFoundError:  # a directory went while being watched anew
-                    self._watched = set()
+                    self._stale = True
                     continue
                 if changed:
                     self._signal()

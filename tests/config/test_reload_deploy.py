@@ -150,3 +150,28 @@ async def test_a_release_link_swapped_elsewhere_is_followed(tmp_path: Path) -> N
         await until(lambda: attempts(mesh) == 2, "the new release")
         (releases / "r2" / "mesh.yaml").write_text(config(3))
         await until(lambda: attempts(mesh) == 3, "the edit of the new release")
+
+
+@pytest.mark.parametrize("how", ["renamed over", "removed and made again"])
+async def test_a_replaced_directory_is_watched_anew(tmp_path: Path, how: str) -> None:
+    """A deploy that swaps the config's whole directory (``mv conf conf.old; mv
+    conf.new conf``), or removes it and makes it again: the watch stayed on the old
+    directory, so the new one's first file may be read but no later save was."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "mesh.yaml").write_text(config(1))
+    mesh = ml.Mesh.from_config(str(conf / "mesh.yaml"), environ={})
+    async with mesh:
+        if how == "renamed over":
+            (tmp_path / "conf.new").mkdir()
+            (tmp_path / "conf.new" / "mesh.yaml").write_text(config(2))
+            conf.rename(tmp_path / "conf.old")
+            (tmp_path / "conf.new").rename(conf)
+        else:
+            (conf / "mesh.yaml").unlink()
+            conf.rmdir()
+            conf.mkdir()
+            (conf / "mesh.yaml").write_text(config(2))
+        await until(lambda: attempts(mesh) == 2, "the new directory's file")
+        (conf / "mesh.yaml").write_text(config(3))
+        await until(lambda: attempts(mesh) == 3, "a save in the new directory")
