@@ -153,7 +153,9 @@ class ConfigWatcher:
             managed = self.managed
             new_sha: str | None = None
             try:
-                text = await asyncio.to_thread(read_text, managed.path)
+                text = await self._read(manual)
+                if text is None:
+                    return "unchanged"
                 new_sha = config_sha256(text)
                 if (new_sha == managed.sha256) if manual else (digest(text) == managed.digest):
                     managed.digest = digest(text)
@@ -171,6 +173,19 @@ class ConfigWatcher:
                 self._rejected(_apply_error(managed.path, error), actor, new_sha)
                 return "rejected"
             return await self._apply(plan, actor, new_sha)
+
+    async def _read(self, manual: bool) -> str | None:
+        """The file's text, or None when it still cannot be read for the reason
+        already reported (the reason stands in for the text's digest: a file left
+        unreadable is one rejection, as a file left bad is). Raises ConfigError."""
+        try:
+            return await asyncio.to_thread(read_text, self.managed.path)
+        except ConfigError as error:
+            unreadable = f"unreadable: {error}"
+            if self.managed.digest == unreadable and not manual:
+                return None
+            self.managed.digest = unreadable
+            raise
 
     async def _load(self, text: str) -> Plan:
         """Parse ``text`` away from the event loop (``_incremental.parse_apart``), then

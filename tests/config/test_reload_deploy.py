@@ -6,6 +6,10 @@ saves. Real files, real watchers, writers in their own processes."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _system import require_program
 
 import meshlite as ml
 from meshlite.config import ConfigReloaded, ConfigReloadFailed
@@ -175,3 +180,89 @@ async def test_a_replaced_directory_is_watched_anew(tmp_path: Path, how: str) ->
         await until(lambda: attempts(mesh) == 2, "the new directory's file")
         (conf / "mesh.yaml").write_text(config(3))
         await until(lambda: attempts(mesh) == 3, "a save in the new directory")
+
+
+TOUCHES = 3
+
+
+def rejections(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if getattr(r, "meshlite_event", "") == "ConfigReloadFailed"]
+
+
+@pytest.mark.parametrize("bad", [b"services: {users: {backends: [\"http://u1:1\"]}\n",
+                                 b"\xff\xfeservices: {}\n"], ids=["not YAML", "not UTF-8"])
+async def test_a_bad_file_touched_again_is_reported_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: bytes) -> None:
+    """A file left bad and touched again (its metadata changed, the same bytes) is
+    one rejection, one log line; a file that could not be decoded was reported
+    anew at each touch, unlike one that did not parse."""
+    caplog.set_level(logging.INFO, logger="meshlite.config")
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(1))
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    async with mesh:
+        path.write_bytes(bad)
+        await until(lambda: bool(mesh.reload_errors), "the rejection")
+        for _ in range(TOUCHES):
+            await asyncio.sleep(0.15)  # apart: each a change of its own
+            os.utime(path)
+        await asyncio.sleep(0.3)
+        assert len(mesh.reload_errors) == 1, mesh.reload_errors
+        assert len(rejections(caplog)) == 1
+        assert attempts(mesh) == 1  # the old config runs on
+        path.write_text(config(2))
+        await until(lambda: attempts(mesh) == 2, "the fixed file")
+
+
+# In a process of its own, where the file can be made unreadable even to root.
+UNREADABLE = textwrap.dedent('''\
+    import asyncio, json, os, sys, time
+    import meshlite as ml
+
+    path, text, fixed = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+    async def settle(check):
+        deadline = time.monotonic() + 10
+        while not check() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+
+    async def main():
+        mesh = ml.Mesh.from_config(path, environ={})
+        async with mesh:
+            with open(path, "w") as f:
+                f.write(fixed)
+            os.chmod(path, 0)
+            await settle(lambda: mesh.reload_errors)
+            for _ in range(int(sys.argv[4])):
+                await asyncio.sleep(0.15)
+                os.utime(path)
+            await asyncio.sleep(0.3)
+            errors = [str(e) for e in mesh.reload_errors]
+            os.chmod(path, 0o644)
+            await settle(lambda: mesh.config_version)
+            print(json.dumps({"errors": errors, "version": mesh.config_version}))
+
+
+    asyncio.run(main())
+    ''')
+
+
+def test_an_unreadable_file_is_reported_once_and_read_once_readable(tmp_path: Path) -> None:
+    """Permission denied: one rejection however often the file is touched, the old
+    config running; once readable again, the file is applied."""
+    command = [sys.executable, "-c", UNREADABLE]
+    if os.geteuid() == 0:  # root reads any file: drop the capabilities that let it
+        command[:0] = [require_program("setpriv", "util-linux"),
+                       "--bounding-set=-dac_override,-dac_read_search"]
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(1))
+    done = subprocess.run([*command, str(path), config(1), config(2), str(TOUCHES)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    [error] = found["errors"]
+    assert error == f"{path}: cannot read the config file: Permission denied"
+    assert found["version"] == 1
