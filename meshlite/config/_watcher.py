@@ -25,7 +25,7 @@ from ._apply import changes_of, finish, register, release, switch
 from ._build import Plan
 from ._diff import adopt_steps, diff_steps
 from ._events import ConfigReloaded, ConfigReloadFailed
-from ._extras import apply_alerts, configure_telemetry, move_dashboard
+from ._extras import apply_alerts, apply_extras
 from ._incremental import parse_apart, plan_steps
 from ._load import Managed, digest, gc_paused
 from ._problems import MAX_MESSAGE
@@ -230,7 +230,7 @@ class ConfigWatcher:
         cancellation is raised after)."""
         old = self.managed.plan
         try:
-            extras = await self._extras(old, plan)
+            extras = await apply_extras(self.mesh, self.managed, old, plan)
         except Exception as error:
             self._rejected(_apply_error(self.managed.path, error), actor, new_sha)
             return "rejected"
@@ -281,36 +281,6 @@ class ConfigWatcher:
         task = asyncio.get_running_loop().create_task(release(old))
         self.managed.drains.add(task)
         task.add_done_callback(self.managed.drains.discard)
-
-    async def _extras(self, old: Plan, new: Plan) -> tuple[str, ...]:
-        """Apply dashboard and telemetry changes, the steps of a reload that can fail;
-        returns the sections that changed. Raises, with the dashboard as it was, when
-        one cannot be applied."""
-        if new.top.audit != old.top.audit:
-            _log.warning("the audit: section of %s changed (seen by pid %d); it is read "
-                         "when the mesh is built, so the change takes effect at the next "
-                         "start", self.managed.path, os.getpid(),
-                         extra=_fields(self.managed))
-        undo = None
-        if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
-            undo = await move_dashboard(self.mesh, self.managed, new.config.dashboard)
-        changed: list[str] = [] if undo is None else ["dashboard"]
-        if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
-            try:
-                configure_telemetry(new.top.telemetry)
-            except Exception:
-                if undo is not None:
-                    await undo()
-                raise
-            changed.append("telemetry")
-        if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
-            section = new.config.metrics
-            self.mesh.metrics.service_label = (
-                "service" if section is None else section.service_label)
-            changed.append("metrics")
-        if new.config.inbound != old.config.inbound:
-            changed.append("inbound")  # the middleware picks it up on its next request
-        return tuple(changed)
 
     def __repr__(self) -> str:
         return f"ConfigWatcher({self.managed.path!r})"
