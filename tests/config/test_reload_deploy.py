@@ -93,6 +93,50 @@ async def test_a_storm_of_saves_is_read_once_it_goes_quiet(tmp_path: Path) -> No
     assert attempts(mesh) == 100
 
 
+# How the file is saved, by another process.
+SAVES = {
+    "renamed over (mv, Ansible)": textwrap.dedent('''\
+        import os, sys
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(sys.argv[2])
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        '''),
+    "backed up, then written anew (vim)": textwrap.dedent('''\
+        import os, sys
+        os.rename(sys.argv[1], sys.argv[1] + "~")
+        with open(sys.argv[1], "w") as f:
+            f.write(sys.argv[2])
+        os.unlink(sys.argv[1] + "~")
+        '''),
+    "deleted, then made again": textwrap.dedent('''\
+        import os, sys, time
+        os.unlink(sys.argv[1])
+        time.sleep(0.2)
+        with open(sys.argv[1], "w") as f:
+            f.write(sys.argv[2])
+        '''),
+}
+
+
+@pytest.mark.parametrize("save", list(SAVES))
+async def test_each_way_of_saving_is_applied_once(tmp_path: Path, save: str) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(1))
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    events = reloads(mesh)
+    async with mesh:
+        for n in (2, 3):
+            writer = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", SAVES[save], str(path), config(n))
+            assert await writer.wait() == 0
+            await until(lambda: attempts(mesh) == n, f"save {n}")  # noqa: B023
+        await asyncio.sleep(0.3)
+    assert [e.version for e in events if isinstance(e, ConfigReloaded)] == [1, 2]
+    for failed in (e for e in events if isinstance(e, ConfigReloadFailed)):
+        assert failed.errors == (f"{path}: cannot read the config file: "
+                                 "No such file or directory",)  # while it was gone
+
+
 async def test_each_of_several_configmap_updates_is_applied_once(tmp_path: Path) -> None:
     """The kubelet's update, step by step: a new timestamped directory, a
     ``..data_tmp`` link to it renamed over ``..data``, the old directory removed;
