@@ -170,7 +170,11 @@ class FileWatch:
         those watched (a link now points elsewhere, a directory was removed or made
         again); returns whether they changed."""
         spots = _spots(self.path)
-        watched = _identity({directory for directory, _ in spots})
+        directories = {directory for directory, _ in spots}
+        # A directory one may pass through but not list cannot be watched: the file
+        # is still read through it, so only the others are watched.
+        watched = _identity({d for d in directories if os.access(d, os.R_OK)}
+                            or directories)
         self._spots = spots
         if watched == self._watched and self._notify is not None and not self._stale:
             return False
@@ -214,7 +218,7 @@ class FileWatch:
                         self._settle()
                     if self._rewatch():
                         changed = True
-                except FileNotFoundError:  # a directory went while being watched anew
+                except OSError:  # a directory went (or was shut) while being watched anew
                     self._stale = True
                     continue
                 if changed:

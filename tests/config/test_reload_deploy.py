@@ -294,19 +294,64 @@ UNREADABLE = textwrap.dedent('''\
     ''')
 
 
+def unprivileged(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a Python ``script`` where file modes bind: as root, without the
+    capabilities that let root read and list any file."""
+    command = [sys.executable, "-c", script, *args]
+    if os.geteuid() == 0:
+        command[:0] = [require_program("setpriv", "util-linux"),
+                       "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def test_an_unreadable_file_is_reported_once_and_read_once_readable(tmp_path: Path) -> None:
     """Permission denied: one rejection however often the file is touched, the old
     config running; once readable again, the file is applied."""
-    command = [sys.executable, "-c", UNREADABLE]
-    if os.geteuid() == 0:  # root reads any file: drop the capabilities that let it
-        command[:0] = [require_program("setpriv", "util-linux"),
-                       "--bounding-set=-dac_override,-dac_read_search"]
     path = tmp_path / "mesh.yaml"
     path.write_text(config(1))
-    done = subprocess.run([*command, str(path), config(1), config(2), str(TOUCHES)],
-                          capture_output=True, text=True, timeout=60)
+    done = unprivileged(UNREADABLE, str(path), config(1), config(2), str(TOUCHES))
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     [error] = found["errors"]
     assert error == f"{path}: cannot read the config file: Permission denied"
     assert found["version"] == 1
+
+
+UNLISTED = textwrap.dedent('''\
+    import asyncio, os, sys, time
+    import meshlite as ml
+
+
+    async def main():
+        path = sys.argv[1]
+        mesh = ml.Mesh.from_config(path, environ={})
+        async with mesh:
+            with open(path + ".tmp", "w") as f:
+                f.write(sys.argv[2])
+            os.replace(path + ".tmp", path)  # a file renamed over the link
+            deadline = time.monotonic() + 10
+            while not mesh.config_version and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            print(mesh.config_version)
+
+
+    asyncio.run(main())
+    ''')
+
+
+def test_a_link_into_a_directory_that_cannot_be_listed_still_opens(tmp_path: Path) -> None:
+    """A config linked into a directory one may pass through but not list (mode
+    0311) cannot be watched there, and following the link into it made opening the
+    mesh fail with PermissionError; the link's own directory is watched."""
+    shut, etc = tmp_path / "shut", tmp_path / "etc"
+    shut.mkdir()
+    etc.mkdir()
+    (shut / "mesh.yaml").write_text(config(1))
+    (etc / "mesh.yaml").symlink_to(shut / "mesh.yaml")
+    shut.chmod(0o311)
+    try:
+        done = unprivileged(UNLISTED, str(etc / "mesh.yaml"), config(2))
+    finally:
+        shut.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # the link's directory is watched
