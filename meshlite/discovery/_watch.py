@@ -8,7 +8,9 @@ Kubernetes ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates
 by pointing ``..data`` at a new directory, never touching ``mesh.yaml``; a link may
 lead to another directory, through a ``current`` link moved at each deploy). A
 directory on the way that is removed or replaced is watched anew (its nearest
-existing ancestor while it is missing). The blocking
+existing ancestor while it is missing). The file itself is watched too: a write
+made through another directory (a file bind-mounted into a container, edited on the
+host) is told to the file's watches only. The blocking
 watch runs on a daemon thread, which wakes the event loop through a flag; a
 watcher never keeps the interpreter from exiting.
 """
@@ -80,20 +82,21 @@ def _spots(path: str) -> set[Spot]:
     return spots
 
 
-def _identity(directories: set[str]) -> dict[str, tuple[int, int] | None]:
-    """Each directory's (device, inode): a directory removed and made again is new."""
+def _identity(paths: set[str]) -> dict[str, tuple[int, int] | None]:
+    """Each path's (device, inode): a directory or file removed and made again is new."""
     found: dict[str, tuple[int, int] | None] = {}
-    for directory in directories:
+    for path in paths:
         try:
-            st = os.stat(directory)
+            st = os.stat(path)
         except OSError:
-            found[directory] = None
+            found[path] = None
         else:
-            found[directory] = (st.st_dev, st.st_ino)
+            found[path] = (st.st_dev, st.st_ino)
     return found
 
 
 _NOTIFY = "watchfiles._rust_notify"
+_DELETED = 3  # watchfiles.Change.deleted
 
 
 def _rust_notify() -> Any:
@@ -166,15 +169,20 @@ class FileWatch:
         self._thread.start()
 
     def _rewatch(self) -> bool:
-        """Watch the directories the file is now reached through, if they are not
-        those watched (a link now points elsewhere, a directory was removed or made
-        again); returns whether they changed."""
+        """Watch the directories the file is now reached through, and the file, if
+        they are not those watched (a link now points elsewhere, a directory or the
+        file was removed or replaced); returns whether they changed."""
         spots = _spots(self.path)
         directories = {directory for directory, _ in spots}
         # A directory one may pass through but not list cannot be watched: the file
         # is still read through it, so only the others are watched.
-        watched = _identity({d for d in directories if os.access(d, os.R_OK)}
-                            or directories)
+        paths = {d for d in directories if os.access(d, os.R_OK)} or directories
+        file = os.path.realpath(self.path)
+        if os.path.isfile(file) and os.access(file, os.R_OK):
+            # A write made through another directory (a file bind-mounted into a
+            # container, a hard link) is told to the file's watches, not the directory's.
+            paths.add(file)
+        watched = _identity(paths)
         self._spots = spots
         if watched == self._watched and self._notify is not None and not self._stale:
             return False
@@ -190,11 +198,11 @@ class FileWatch:
         """Whether a batch of the notifier's changes touches the file or a way to it."""
         if not isinstance(result, set):
             return False
-        paths = {path for _, path in result}
-        if not paths.isdisjoint(self._watched):  # removed or renamed: its inode (and so
-            self._stale = True                   # its identity) may be reused at once
+        if any(kind == _DELETED and path in self._watched for kind, path in result):
+            self._stale = True  # removed or renamed: its inode may be reused at once
             return True
-        return any(os.path.split(path) in self._spots for path in paths)
+        return any(path in self._watched or os.path.split(path) in self._spots
+                   for _, path in result)
 
     def _settle(self) -> None:
         """Hold a change back until the file has been quiet for ``step_ms``, or at

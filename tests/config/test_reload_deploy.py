@@ -201,6 +201,23 @@ async def test_a_release_link_swapped_elsewhere_is_followed(tmp_path: Path) -> N
         await until(lambda: attempts(mesh) == 3, "the edit of the new release")
 
 
+async def test_a_write_through_another_directory_is_seen(tmp_path: Path) -> None:
+    """The file reached through another directory than its own name's: a file
+    bind-mounted into a container (``-v ./mesh.yaml:/etc/shop/mesh.yaml``) edited on
+    the host, here a hard link. Only the directories were watched, and the kernel
+    tells a write to the watches of the file and of the directory it was opened
+    through, so the write was never seen."""
+    etc, host = tmp_path / "etc", tmp_path / "host"
+    etc.mkdir()
+    host.mkdir()
+    (host / "mesh.yaml").write_text(config(1))
+    os.link(host / "mesh.yaml", etc / "mesh.yaml")
+    mesh = ml.Mesh.from_config(str(etc / "mesh.yaml"), environ={})
+    async with mesh:
+        (host / "mesh.yaml").write_text(config(2))  # in place, as a bind mount allows
+        await until(lambda: attempts(mesh) == 2, "the write through the other name")
+
+
 @pytest.mark.parametrize("how", ["renamed over", "removed and made again"])
 async def test_a_replaced_directory_is_watched_anew(tmp_path: Path, how: str) -> None:
     """A deploy that swaps the config's whole directory (``mv conf conf.old; mv
