@@ -208,7 +208,13 @@ class FileWatch:
         """Hold a change back until the file has been quiet for ``step_ms``, or at
         most ``debounce_ms``: the notifier's own grouping ends as soon as no *new*
         (kind, path) pair arrives, so a file written over and over would be
-        reported every other step."""
+        reported every other step. A file last written ``step_ms`` ago or more is
+        quiet already (its modification time is the file system's wall clock)."""
+        try:
+            if time.time() - os.stat(self.path).st_mtime >= self._step / 1000:
+                return
+        except OSError:  # gone: nothing to wait for
+            return
         end = time.monotonic() + self._debounce / 1000
         while not self._stop.is_set() and time.monotonic() < end:
             if not self._seen(self._notify.watch(self._debounce, self._step, self._step,
