@@ -222,19 +222,24 @@ class FileWatch:
                 return
 
     def _run(self) -> None:
+        failure = ""
         try:
             while not self._stop.is_set():
+                changed = False
                 try:
                     result = self._notify.watch(self._debounce, self._step, _POLL_MS,
                                                 self._stop)
                     changed = self._seen(result)
                     if changed:
                         self._settle()
-                    if self._rewatch():
-                        changed = True
-                except OSError:  # a directory went (or was shut) while being watched anew
-                    self._stale = True
-                    continue
+                    changed = self._rewatch() or changed
+                    failure = ""
+                except OSError as error:  # a directory went, or is shut, as it is watched
+                    self._stale = True  # anew: the previous watch goes on, tried again
+                    if str(error) != failure and not isinstance(error, FileNotFoundError):
+                        failure = str(error)
+                        _log.warning("cannot watch the way to %s anew (%s); the previous "
+                                     "watch goes on", self.path, error)
                 if changed:
                     self._signal()
         except Exception:
