@@ -1,18 +1,16 @@
 """Watch one file for changes with watchfiles (inotify, FSEvents...), from asyncio.
 
-Directories are watched rather than the file, so editors that save by writing a
-new file and renaming it over the old one are seen too, and so are the symbolic
-links the file is reached through: the directory of each link on the way and of the
-file it reaches are watched, and the links are followed anew after each change (a
-Kubernetes ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it
-by pointing ``..data`` at a new directory, never touching ``mesh.yaml``; a link may
-lead to another directory, through a ``current`` link moved at each deploy). A
-directory on the way that is removed or replaced is watched anew (its nearest
-existing ancestor while it is missing). The file itself is watched too: a write
-made through another directory (a file bind-mounted into a container, edited on the
-host) is told to the file's watches only. The blocking
-watch runs on a daemon thread, which wakes the event loop through a flag; a
-watcher never keeps the interpreter from exiting.
+The file is watched, and so are its directory and the symbolic links it is reached
+through, followed anew after each change: editors that save by renaming a new file
+over the old one are seen; a Kubernetes ConfigMap volume mounts ``mesh.yaml ->
+..data/mesh.yaml`` and updates it by pointing ``..data`` at a new directory, never
+touching ``mesh.yaml``; a link may lead to another directory, through a ``current``
+link moved at each deploy; a write made through another directory (a file
+bind-mounted into a container, edited on the host) is told to the file's own watch
+only. A directory on the way that is removed or replaced is watched anew (its
+nearest existing ancestor while it is missing). The blocking watch runs on a daemon
+thread, which wakes the event loop through a flag; a watcher never keeps the
+interpreter from exiting.
 """
 
 from __future__ import annotations
@@ -154,7 +152,7 @@ class FileWatch:
         self._notify: Any = None
         self._spots: set[Spot] = set()
         self._watched: dict[str, tuple[int, int] | None] = {}
-        self._stale = False  # a watched directory itself went, and its watch with it
+        self._stale = False  # a watched path itself went, and its watch with it
 
     def open(self) -> None:
         """Start watching now (changes from this moment on are seen); call it on the
