@@ -152,27 +152,31 @@ class ConfigWatcher:
         async with self._lock:
             managed = self.managed
             new_sha: str | None = None
-            try:
+            read = ""  # the text's digest: kept once the text is rejected or applied,
+            try:       # not when the reload is cancelled first (then it is read again)
                 text = await self._read(manual)
                 if text is None:
                     return "unchanged"
-                new_sha = config_sha256(text)
-                if (new_sha == managed.sha256) if manual else (digest(text) == managed.digest):
-                    managed.digest = digest(text)
+                new_sha, read = config_sha256(text), digest(text)
+                if (new_sha == managed.sha256) if manual else (read == managed.digest):
+                    managed.digest = read
                     if manual:
                         self._audit(actor, "ok", new_sha, details={"changed": False})
                     return "unchanged"
-                managed.digest = digest(text)
                 plan = await self._load(text)
             except ConfigError as error:
+                managed.digest = read or managed.digest
                 self._rejected(error, actor, new_sha)
                 return "rejected"
             except Exception as error:  # a bug: still rejected and recorded, never half-done
+                managed.digest = read or managed.digest
                 _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
                                os.getpid(), extra=_fields(managed))
                 self._rejected(_apply_error(managed.path, error), actor, new_sha)
                 return "rejected"
-            return await self._apply(plan, actor, new_sha)
+            result = await self._apply(plan, actor, new_sha)
+            managed.digest = read
+            return result
 
     async def _read(self, manual: bool) -> str | None:
         """The file's text, or None when it still cannot be read for the reason
