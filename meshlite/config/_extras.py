@@ -14,11 +14,12 @@ from ._top import dashboard_token
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
+    from ._build import Plan
     from ._load import Managed
     from ._top import AlertsPlan
 
-__all__ = ["DashboardComponent", "Undo", "apply_alerts", "configure_telemetry",
-           "move_dashboard"]
+__all__ = ["DashboardComponent", "Undo", "apply_alerts", "apply_extras",
+           "configure_telemetry", "move_dashboard"]
 
 Undo = Callable[[], Awaitable[None]]
 """Puts back what a step of a reload changed (the reload was then rejected)."""
@@ -212,3 +213,33 @@ async def move_dashboard(mesh: Mesh, managed: Managed,
         managed.dashboard = previous
 
     return undo
+
+
+async def apply_extras(mesh: Mesh, managed: Managed, old: Plan, new: Plan) -> tuple[str, ...]:
+    """Apply a reload's dashboard and telemetry changes, the steps of a reload that can
+    fail; returns the sections that changed. Raises, with the dashboard as it was,
+    when one cannot be applied."""
+    if new.top.audit != old.top.audit:
+        _log.warning("the audit: section of %s changed (seen by pid %d); it is read "
+                     "when the mesh is built, so the change takes effect at the next "
+                     "start", managed.path, os.getpid(),
+                     extra={"path": managed.path, "pid": os.getpid()})
+    undo = None
+    if new.config.dashboard != old.config.dashboard and managed.serve_dashboard:
+        undo = await move_dashboard(mesh, managed, new.config.dashboard)
+    changed: list[str] = [] if undo is None else ["dashboard"]
+    if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
+        try:
+            configure_telemetry(new.top.telemetry)
+        except Exception:
+            if undo is not None:
+                await undo()
+            raise
+        changed.append("telemetry")
+    if new.config.metrics != old.config.metrics and mesh.metrics is not None:
+        section = new.config.metrics
+        mesh.metrics.service_label = "service" if section is None else section.service_label
+        changed.append("metrics")
+    if new.config.inbound != old.config.inbound:
+        changed.append("inbound")  # the middleware picks it up on its next request
+    return tuple(changed)

@@ -25,7 +25,7 @@ from ._apply import changes_of, finish, register, release, switch
 from ._build import Plan
 from ._diff import adopt_steps, diff_steps
 from ._events import ConfigReloaded, ConfigReloadFailed
-from ._extras import apply_alerts, configure_telemetry, move_dashboard
+from ._extras import apply_alerts, apply_extras
 from ._incremental import parse_apart, plan_steps
 from ._load import Managed, digest, gc_paused
 from ._problems import MAX_MESSAGE
@@ -152,25 +152,44 @@ class ConfigWatcher:
         async with self._lock:
             managed = self.managed
             new_sha: str | None = None
-            try:
-                text = await asyncio.to_thread(read_text, managed.path)
-                new_sha = config_sha256(text)
-                if (new_sha == managed.sha256) if manual else (digest(text) == managed.digest):
-                    managed.digest = digest(text)
+            read = ""  # the text's digest: kept once the text is rejected or applied,
+            try:       # not when the reload is cancelled first (then it is read again)
+                text = await self._read(manual)
+                if text is None:
+                    return "unchanged"
+                new_sha, read = config_sha256(text), digest(text)
+                if (new_sha == managed.sha256) if manual else (read == managed.digest):
+                    managed.digest = read
                     if manual:
                         self._audit(actor, "ok", new_sha, details={"changed": False})
                     return "unchanged"
-                managed.digest = digest(text)
                 plan = await self._load(text)
             except ConfigError as error:
+                managed.digest = read or managed.digest
                 self._rejected(error, actor, new_sha)
                 return "rejected"
             except Exception as error:  # a bug: still rejected and recorded, never half-done
+                managed.digest = read or managed.digest
                 _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
                                os.getpid(), extra=_fields(managed))
                 self._rejected(_apply_error(managed.path, error), actor, new_sha)
                 return "rejected"
-            return await self._apply(plan, actor, new_sha)
+            result = await self._apply(plan, actor, new_sha)
+            managed.digest = read
+            return result
+
+    async def _read(self, manual: bool) -> str | None:
+        """The file's text, or None when it still cannot be read for the reason
+        already reported (the reason stands in for the text's digest: a file left
+        unreadable is one rejection, as a file left bad is). Raises ConfigError."""
+        try:
+            return await asyncio.to_thread(read_text, self.managed.path)
+        except ConfigError as error:
+            unreadable = f"unreadable: {error}"
+            if self.managed.digest == unreadable and not manual:
+                return None
+            self.managed.digest = unreadable
+            raise
 
     async def _load(self, text: str) -> Plan:
         """Parse ``text`` away from the event loop (``_incremental.parse_apart``), then
@@ -215,7 +234,7 @@ class ConfigWatcher:
         cancellation is raised after)."""
         old = self.managed.plan
         try:
-            extras = await self._extras(old, plan)
+            extras = await apply_extras(self.mesh, self.managed, old, plan)
         except Exception as error:
             self._rejected(_apply_error(self.managed.path, error), actor, new_sha)
             return "rejected"
@@ -266,36 +285,6 @@ class ConfigWatcher:
         task = asyncio.get_running_loop().create_task(release(old))
         self.managed.drains.add(task)
         task.add_done_callback(self.managed.drains.discard)
-
-    async def _extras(self, old: Plan, new: Plan) -> tuple[str, ...]:
-        """Apply dashboard and telemetry changes, the steps of a reload that can fail;
-        returns the sections that changed. Raises, with the dashboard as it was, when
-        one cannot be applied."""
-        if new.top.audit != old.top.audit:
-            _log.warning("the audit: section of %s changed (seen by pid %d); it is read "
-                         "when the mesh is built, so the change takes effect at the next "
-                         "start", self.managed.path, os.getpid(),
-                         extra=_fields(self.managed))
-        undo = None
-        if new.config.dashboard != old.config.dashboard and self.managed.serve_dashboard:
-            undo = await move_dashboard(self.mesh, self.managed, new.config.dashboard)
-        changed: list[str] = [] if undo is None else ["dashboard"]
-        if new.top.telemetry is not None and new.top.telemetry != old.top.telemetry:
-            try:
-                configure_telemetry(new.top.telemetry)
-            except Exception:
-                if undo is not None:
-                    await undo()
-                raise
-            changed.append("telemetry")
-        if new.config.metrics != old.config.metrics and self.mesh.metrics is not None:
-            section = new.config.metrics
-            self.mesh.metrics.service_label = (
-                "service" if section is None else section.service_label)
-            changed.append("metrics")
-        if new.config.inbound != old.config.inbound:
-            changed.append("inbound")  # the middleware picks it up on its next request
-        return tuple(changed)
 
     def __repr__(self) -> str:
         return f"ConfigWatcher({self.managed.path!r})"

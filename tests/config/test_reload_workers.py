@@ -5,15 +5,18 @@ and as the record's ``pid`` field), so an operator can tell the workers apart.""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _system import wait_for
-from _workers import APP, uvicorn_workers
+from _workers import APP, fresh, uvicorn_workers
 
 from meshlite.testing import FakeBackend
 
@@ -83,3 +86,56 @@ def test_each_worker_says_it_applied_or_refused_a_reload(tmp_path: Path) -> None
         for f in found:
             assert f["pid"] == f["process"]  # the field names the process that logged it
             assert words.format(f["pid"]) in f["message"]
+
+
+def configmap_update(mount: Path, n: int, text: str) -> None:
+    """What the kubelet does to a ConfigMap volume: the new file in a new directory,
+    a ``..data_tmp`` link to it renamed over ``..data``, the old directory removed."""
+    new = mount / f"..2026_01_01_{n:02d}"
+    new.mkdir()
+    (new / "mesh.yaml").write_text(text)
+    (mount / "..data_tmp").symlink_to(new.name)
+    old = (mount / "..data").resolve()
+    (mount / "..data_tmp").rename(mount / "..data")
+    (old / "mesh.yaml").unlink()
+    old.rmdir()
+
+
+def config_info(text: str) -> dict[int, str]:
+    """Each worker's ``meshlite_mesh_config_info`` sha256 label, by pid."""
+    return {int(pid): sha for sha, pid in re.findall(
+        r'^meshlite_mesh_config_info\{sha256="(\w+)",pid="(\d+)"\} 1', text, re.M)}
+
+
+@pytest.mark.timeout(120)
+def test_workers_on_a_configmap_end_on_the_last_good_update(tmp_path: Path) -> None:
+    """A burst of ConfigMap updates, then a bad one: every worker ends running the
+    last good file (the same sha256 in each worker's metrics), and says once that it
+    refused the bad one."""
+    mount, log = tmp_path / "config", tmp_path / "reloads.jsonl"
+    mount.mkdir()
+    with FakeBackend() as backend, fresh() as client:
+        (mount / "..2026_01_01_00").mkdir()
+        (mount / "..2026_01_01_00" / "mesh.yaml").write_text(
+            CONFIG.format(url=backend.url, attempts=1))
+        (mount / "..data").symlink_to("..2026_01_01_00")
+        (mount / "mesh.yaml").symlink_to("..data/mesh.yaml")
+        with uvicorn_workers(tmp_path, mount / "mesh.yaml", tmp_path / "multiproc",
+                             workers=2,
+                             app=LOGGING.replace("LOG_PATH", repr(str(log))) + APP) as app:
+            scrape = lambda: config_info(client.get(f"{app}/metrics").text)  # noqa: E731
+            wait_for(lambda: len(scrape()) == 2, 60, "both workers report")
+            for n in range(1, 11):
+                configmap_update(mount, n, CONFIG.format(url=backend.url, attempts=n + 1))
+                time.sleep(0.02)
+            good = hashlib.sha256((mount / "mesh.yaml").read_bytes()).hexdigest()[:12]
+            wait_for(lambda: set(scrape().values()) == {good}, 60,
+                     "both workers on the last update")
+            configmap_update(mount, 11, CONFIG.format(url="ftp://files.internal", attempts=2))
+            wait_for(lambda: len(lines(log, "ConfigReloadFailed")) == 2, 60,
+                     "both workers refused the bad update")
+            time.sleep(0.5)  # a second line for the same update would be in by now
+            assert set(scrape().values()) == {good}
+            assert len(scrape()) == 2
+    refused = lines(log, "ConfigReloadFailed")
+    assert len({f["pid"] for f in refused}) == 2, refused  # one line from each worker
