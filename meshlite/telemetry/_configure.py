@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from .._errors import ConfigError
 from . import _quiet
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime
 from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
@@ -38,6 +38,7 @@ class Telemetry:
         self.settings = settings
         self.tracer_provider = provider
         self._closed = False
+        self._flush = OneAtATime()
 
     @property
     def service_name(self) -> str:
@@ -66,7 +67,8 @@ class Telemetry:
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every span ended so far, waiting up to ``timeout_millis`` (an
-        export still running then goes on in the background).
+        export still running then goes on in the background, and a later call waits
+        for it rather than starting another).
 
         Returns:
             ``True`` when everything was exported in time (or nothing was pending).
@@ -74,7 +76,7 @@ class Telemetry:
         flush = getattr(self.tracer_provider, "force_flush", None)
         if self._closed or flush is None:
             return True
-        return _bounded(lambda: bool(flush(timeout_millis)), timeout_millis) is True
+        return self._flush(lambda: bool(flush(timeout_millis)), timeout_millis) is True
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
         """Flush and stop exporting, waiting up to ``timeout_millis`` for the last

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail, wait_seconds
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, bounded
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, bounded
 from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
@@ -142,12 +142,14 @@ class MetricsExport:
         self.meter_provider = provider
         self.instruments = instruments
         self._closed = provider is None
+        self._flush = OneAtATime()
         if provider is not None:
             atexit.register(self.shutdown)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Read the registry and push it now, waiting up to ``timeout_millis`` (an
-        export still running then goes on in the background).
+        export still running then goes on in the background, and a later call waits
+        for it rather than starting another).
 
         Returns:
             ``True`` when the export finished in time (or there is nothing to do).
@@ -155,8 +157,8 @@ class MetricsExport:
         provider = self.meter_provider
         if self._closed or provider is None:
             return True
-        return bounded(lambda: bool(provider.force_flush(timeout_millis)),
-                       timeout_millis) is True
+        return self._flush(lambda: bool(provider.force_flush(timeout_millis)),
+                           timeout_millis) is True
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
         """Push a last time, then stop the export thread, waiting up to

@@ -148,9 +148,11 @@ def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
 class OtlpReceiver:
     """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
     free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
-    every request refused (wrong path or content type)."""
+    every request refused (wrong path or content type). ``delay`` seconds pass
+    before each answer (a slow collector)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.exports: list[ReceivedExport] = []
         self.rejected: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
@@ -207,6 +209,7 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(receiver.delay)
                 content_type = self.headers.get("Content-Type", "")
                 if self.path not in _PATHS or content_type != PROTOBUF:
                     with receiver._lock:
