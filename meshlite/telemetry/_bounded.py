@@ -8,15 +8,19 @@ the caller waits for up to its timeout, and the process does not wait for at exi
 
 from __future__ import annotations
 
+import atexit
+import functools
 import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SHUTDOWN_TIMEOUT_MILLIS", "OneAtATime", "bounded"]
+__all__ = ["SHUTDOWN_TIMEOUT_MILLIS", "OneAtATime", "bounded", "forget_at_exit",
+           "run_at_exit", "shut_down_at_exit"]
 
 SHUTDOWN_TIMEOUT_MILLIS = 5_000
-"""How long a shutdown (and the flush at exit) waits for the last export by
-default: well within a container's stop grace period (30 s in Kubernetes)."""
+"""How long a shutdown (and the flush at exit, of everything together) waits for the
+last export by default: well within a container's stop grace period (30 s in
+Kubernetes)."""
 
 _THREAD_NAME = "meshlite-telemetry-flush"
 
@@ -70,3 +74,44 @@ class OneAtATime:
                 return mine.result[0] if mine.result else None
             if time.monotonic() >= deadline:
                 return None
+
+
+_exits: dict[int, Callable[[int], object]] = {}
+_exits_lock = threading.Lock()
+_exit_hooked = False
+
+
+def shut_down_at_exit(owner: object, shutdown: Callable[[int], object]) -> None:
+    """Have ``shutdown(timeout_millis)`` called at interpreter exit for ``owner`` (a
+    later call for the same owner replaces it). Every registered shutdown runs at
+    once, in its own thread, and the exit waits for them all together at most
+    :data:`SHUTDOWN_TIMEOUT_MILLIS`: traces and metrics sent to a collector that
+    is down do not add their waits up."""
+    global _exit_hooked
+    with _exits_lock:
+        _exits[id(owner)] = shutdown
+        if not _exit_hooked:
+            atexit.register(run_at_exit)
+            _exit_hooked = True
+
+
+def forget_at_exit(owner: object) -> None:
+    """Undo :func:`shut_down_at_exit` for ``owner`` (it was shut down already)."""
+    with _exits_lock:
+        _exits.pop(id(owner), None)
+
+
+def run_at_exit(timeout_millis: int | None = None) -> None:
+    """Run every registered shutdown at once, waiting for them all at most
+    ``timeout_millis`` (default :data:`SHUTDOWN_TIMEOUT_MILLIS`) in total; what is
+    still running then is abandoned (daemon threads)."""
+    millis = SHUTDOWN_TIMEOUT_MILLIS if timeout_millis is None else timeout_millis
+    with _exits_lock:
+        shutdowns = list(_exits.values())
+        _exits.clear()
+    deadline = time.monotonic() + max(millis, 0) / 1000
+    runs = [_Run(functools.partial(shutdown, millis)) for shutdown in shutdowns]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(max(deadline - time.monotonic(), 0))

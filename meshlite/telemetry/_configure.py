@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from collections.abc import Mapping
@@ -11,7 +10,7 @@ from opentelemetry import trace
 
 from .._errors import ConfigError
 from . import _quiet
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, shut_down_at_exit
 from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
@@ -21,7 +20,6 @@ __all__ = ["Telemetry", "configure", "current"]
 _lock = threading.RLock()
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
-_atexit_registered = False
 
 
 class Telemetry:
@@ -132,10 +130,10 @@ def _build(settings: TelemetrySettings) -> trace.TracerProvider:
     return build_provider(settings)
 
 
-def _at_exit() -> None:
+def _at_exit(timeout_millis: int) -> None:
     active = _active
     if active is not None:
-        active.shutdown()
+        active.shutdown(timeout_millis)
 
 
 def configure(
@@ -178,7 +176,7 @@ def configure(
         ConfigError: an invalid argument or ``OTEL_*`` variable (named), the SDK is
             not installed, or another library already installed a global provider.
     """
-    global _active, _atexit_registered
+    global _active
     settings = resolve(service_name, otlp_endpoint, console, sample_ratio,
                        os.environ if environ is None else environ)
     with _lock:
@@ -187,9 +185,9 @@ def configure(
         handle = Telemetry(settings, _build(settings))
         previous, _active = _active, handle
         _switch.point_to(handle.tracer_provider)
-        if not _atexit_registered:
-            atexit.register(_at_exit)
-            _atexit_registered = True
+        # One hook for whichever configuration is in force, run at exit together with
+        # every metrics export's, all within one SHUTDOWN_TIMEOUT_MILLIS.
+        shut_down_at_exit(_switch, _at_exit)
     if previous is not None:
         # Flushes what it still holds to the old endpoint, in the background: a
         # reload calls this on the event loop, and the old collector may be down.

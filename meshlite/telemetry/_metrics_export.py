@@ -11,7 +11,6 @@ imported only when :func:`export_metrics` runs.
 
 from __future__ import annotations
 
-import atexit
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail, wait_seconds
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, bounded
+from ._bounded import (
+    SHUTDOWN_TIMEOUT_MILLIS,
+    OneAtATime,
+    bounded,
+    forget_at_exit,
+    shut_down_at_exit,
+)
 from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
@@ -144,7 +149,7 @@ class MetricsExport:
         self._closed = provider is None
         self._flush = OneAtATime()
         if provider is not None:
-            atexit.register(self.shutdown)
+            shut_down_at_exit(self, self.shutdown)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Read the registry and push it now, waiting up to ``timeout_millis`` (an
@@ -167,7 +172,7 @@ class MetricsExport:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.shutdown)
+        forget_at_exit(self)
         if self.meter_provider is not None:
             bounded(self.meter_provider.shutdown, timeout_millis)
 
@@ -197,7 +202,7 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
     quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
     reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
                                resource)
-    # The handle registers its own atexit hook and drops it on shutdown(): the SDK's
+    # The handle has itself shut down at exit and forgets that on shutdown(): the SDK's
     # would keep every stopped provider alive until exit. The provider owns the
     # reader's thread (flush, shutdown).
     provider = MeterProvider(metric_readers=[reader], resource=resource,
