@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
@@ -14,6 +15,9 @@ from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, shut_down_at_exit
 from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
+
+if TYPE_CHECKING:
+    from ._sdk import SpanQueue
 
 __all__ = ["Telemetry", "configure", "current"]
 
@@ -32,9 +36,11 @@ class Telemetry:
             meshlite's switch, which forwards to it.
     """
 
-    def __init__(self, settings: TelemetrySettings, provider: trace.TracerProvider) -> None:
+    def __init__(self, settings: TelemetrySettings, provider: trace.TracerProvider,
+                 queue: SpanQueue | None = None) -> None:
         self.settings = settings
         self.tracer_provider = provider
+        self._queue = queue  # the SDK side's SpanQueue, when spans go to a collector
         self._closed = False
         self._flush = OneAtATime()
 
@@ -57,6 +63,12 @@ class Telemetry:
     def enabled(self) -> bool:
         """``False`` when ``OTEL_SDK_DISABLED=true`` made this a no-op."""
         return self.settings.enabled
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the export queue was full (the collector down or
+        slower than spans come): each new span then pushes out the oldest queued."""
+        return 0 if self._queue is None else self._queue.dropped
 
     @property
     def active(self) -> bool:
@@ -120,14 +132,14 @@ def _install_switch() -> None:
         "or the one given as Trace(tracer_provider=...)", policy="telemetry")
 
 
-def _build(settings: TelemetrySettings) -> trace.TracerProvider:
+def _build(settings: TelemetrySettings) -> Telemetry:
     if not settings.enabled:
-        return trace.NoOpTracerProvider()
+        return Telemetry(settings, trace.NoOpTracerProvider())
     try:
         from ._sdk import build_provider
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
-    return build_provider(settings)
+    return Telemetry(settings, *build_provider(settings))
 
 
 def _at_exit(timeout_millis: int) -> None:
@@ -182,7 +194,7 @@ def configure(
     with _lock:
         _install_switch()
         # Build first: if that fails, the previous configuration stays in force.
-        handle = Telemetry(settings, _build(settings))
+        handle = _build(settings)
         previous, _active = _active, handle
         _switch.point_to(handle.tracer_provider)
         # One hook for whichever configuration is in force, run at exit together with

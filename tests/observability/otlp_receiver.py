@@ -149,10 +149,12 @@ class OtlpReceiver:
     """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
     free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
     every request refused (wrong path or content type). ``delay`` seconds pass
-    before each answer (a slow collector)."""
+    before each answer (a slow collector); ``arrived`` counts the POSTs read so far
+    (answered or not yet)."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
+        self.arrived = 0
         self.exports: list[ReceivedExport] = []
         self.rejected: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
@@ -209,6 +211,8 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.arrived += 1
                 time.sleep(receiver.delay)
                 content_type = self.headers.get("Content-Type", "")
                 if self.path not in _PATHS or content_type != PROTOBUF:

@@ -4,6 +4,7 @@ exits within the documented bound however many exports wait on it."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,30 @@ def test_a_flush_waiting_for_a_slow_one_then_sends_what_came_after() -> None:
         # Waits for the slow post of span 1, then posts span 2 itself.
         assert handle.force_flush(timeout_millis=30_000) is True
         assert len(slow.spans) == 2
+
+
+def test_a_full_queue_drops_the_oldest_spans_and_says_how_many(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16")
+    with OtlpReceiver(delay=2.0) as slow, caplog.at_level(logging.WARNING, "meshlite"):
+        handle = telemetry.configure("checkout", otlp_endpoint=slow.url)
+        for uid in range(16):  # one batch: posted at once, answered 2 s later
+            ml.Pipeline(ml.Trace(name=f"span-{uid}")).call(int, uid)
+        deadline = time.monotonic() + 30
+        while slow.arrived == 0:
+            assert time.monotonic() < deadline, "the first batch was never posted"
+            time.sleep(0.01)
+        for uid in range(16, 200):  # meanwhile: 64 queued, then each pushes one out
+            ml.Pipeline(ml.Trace(name=f"span-{uid}")).call(int, uid)
+        assert handle.dropped_spans == 120
+        slow.delay = 0.0
+        assert handle.force_flush(timeout_millis=30_000)
+        assert sorted(int(s.name[5:]) for s in slow.spans) == [*range(16), *range(136, 200)]
+    said = [r for r in caplog.records if getattr(r, "meshlite_event", "") == "SpansDropped"]
+    assert len(said) == 1, [r.getMessage() for r in said]  # once a minute, not per span
+    assert said[0].name == "meshlite.telemetry"
+    assert "the span queue is full (64 spans" in said[0].getMessage()
 
 
 EXITING = textwrap.dedent("""\
