@@ -1,10 +1,13 @@
-"""A collector that misbehaves (a black hole, a slow one) holds up neither the calls
-nor the process: flushing often keeps one thread, not one per flush, and the process
-exits within the documented bound however many exports wait on it."""
+"""A collector that misbehaves (down, a black hole, slow, refusing, answering garbage,
+back after an outage) holds up neither the calls nor the process: no call waits on an
+export, a full queue drops the oldest spans and says how many, failures are logged
+once, not per batch, flushing often keeps one thread, and the process exits within the
+documented bound however many exports wait on it."""
 
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,11 +16,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from otlp_receiver import OtlpReceiver
+from _workers import free_port
+from otlp_receiver import OtlpReceiver, took
 
 import meshlite as ml
 from meshlite import telemetry
 from meshlite.telemetry._bounded import SHUTDOWN_TIMEOUT_MILLIS
+from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.usefixtures("otel_isolated")
 
@@ -34,12 +39,113 @@ def black_hole(stalled: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         thread.join(15)
 
 
+@pytest.fixture
+def garbage(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A collector that answers every request with bytes that are not HTTP."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HELLO, THIS IS NOT HTTP\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
 def flush_threads() -> int:
     return sum(t.name == "meshlite-telemetry-flush" for t in threading.enumerate())
 
 
 def traced() -> ml.Pipeline:
     return ml.Pipeline(ml.Trace(name="get_user"))
+
+
+def named(n: int) -> None:
+    ml.Pipeline(ml.Trace(name=f"span-{n}")).call(int, n)
+
+
+def received(receiver: OtlpReceiver) -> list[int]:
+    return sorted(int(s.name[5:]) for s in receiver.spans)
+
+
+async def test_calls_never_wait_on_a_black_holed_collector(
+        black_hole: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small batches: a call that waited on one export would wait out its 1 s timeout
+    # dozens of times over.
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "16")
+    handle = telemetry.configure("checkout", otlp_endpoint=black_hole)
+    try:
+        async with FakeBackend() as backend, ml.Mesh([ml.Service("users", [backend.url])]) as mesh:
+            client = mesh.http("users")
+            start = time.monotonic()
+            for _ in range(400):  # 800 spans: a call span and an attempt span each
+                assert (await client.get("/users/1")).status_code == 200
+            seconds = time.monotonic() - start
+        assert handle.dropped_spans > 0  # the exporter was stuck all along
+        assert seconds < 15  # a correctness bound: waiting on 50 exports takes 50 s
+    finally:
+        handle.shutdown(timeout_millis=100)
+
+
+def test_a_collector_back_after_an_outage_gets_what_was_queued() -> None:
+    port = free_port()  # nothing listens there yet: connections are refused
+    handle = telemetry.configure("checkout", otlp_endpoint=f"http://127.0.0.1:{port}")
+    for n in range(10):
+        named(n)
+    assert handle.force_flush(timeout_millis=100) is False  # retrying, with backoff
+    with OtlpReceiver(port=port) as back:
+        for n in range(10, 20):
+            named(n)
+        assert handle.force_flush(timeout_millis=30_000)
+        assert received(back) == list(range(20))
+
+
+def test_a_503_is_tried_again_after_its_retry_after() -> None:
+    with OtlpReceiver(refusals=[(503, {"Retry-After": "3"})]) as busy:
+        handle = telemetry.configure("checkout", otlp_endpoint=busy.url)
+        named(1)
+        assert handle.force_flush(timeout_millis=30_000)
+        assert received(busy) == [1]
+        assert len(busy.arrivals) == 2
+        # The SDK's own first backoff is about 1 s: the collector's 3 s won.
+        assert busy.arrivals[1] - busy.arrivals[0] >= 2.9
+
+
+def test_a_retry_after_beyond_the_timeout_gives_the_batch_up_at_once() -> None:
+    with OtlpReceiver(refusals=[(429, {"Retry-After": "3600"})]) as busy:
+        handle = telemetry.configure("checkout", otlp_endpoint=busy.url)
+        named(1)
+        _, seconds = took(lambda: handle.force_flush(timeout_millis=30_000))
+        assert seconds < 5  # neither the hour asked nor the exporter's 10 s timeout
+        assert busy.arrived == 1
+        named(2)  # the next batch is posted as usual
+        assert handle.force_flush(timeout_millis=30_000)
+        assert received(busy) == [2]
+
+
+def test_a_collector_answering_garbage_is_logged_once_per_kind(
+        garbage: str, caplog: pytest.LogCaptureFixture) -> None:
+    handle = telemetry.configure("checkout", otlp_endpoint=garbage)
+    with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter"):
+        for n in range(5):
+            named(n)
+            handle.force_flush(timeout_millis=30_000)
+    lines = [r.getMessage() for r in caplog.records
+             if r.name.startswith("opentelemetry.exporter")]
+    # "Transient error ... retrying", then "Failed to export ... timeout": once each.
+    assert 1 <= len(lines) <= 2, lines
+    assert any("BadStatusLine" in line for line in lines), lines
+    handle.shutdown(timeout_millis=100)
 
 
 def test_flushing_often_against_a_black_hole_holds_one_thread_per_handle(
