@@ -10,11 +10,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from test_metrics_across_reloads import config
 
 import meshlite as ml
-from meshlite.observability import prometheus_app
+from meshlite.observability import prometheus_app, start_http_server
 from meshlite.observability._metrics import MetricFamily
 from meshlite.testing import FakeBackend
 
@@ -142,3 +145,62 @@ async def test_a_scraper_reading_one_byte_at_a_time_holds_up_nothing_else() -> N
                 stop.set()
                 await asyncio.to_thread(slow.join)
                 await server.stop()
+
+
+def scrape_until(url: str, stop: threading.Event, problems: list[str], count: list[int]
+                 ) -> None:
+    """Scrape ``url`` until ``stop``: every answer must be a valid exposition with no
+    series twice (``problems`` says what was not)."""
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        while not stop.is_set():
+            try:
+                answer = client.get(url)
+            except httpx.HTTPError as error:
+                problems.append(f"{url}: {error!r}")
+                continue
+            if answer.status_code != 200:
+                problems.append(f"{url}: {answer.status_code} {answer.text[:200]}")
+                continue
+            seen = set()
+            for family in text_string_to_metric_families(answer.text):
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    if key in seen:
+                        problems.append(f"{url}: {key} twice")
+                    seen.add(key)
+            count[0] += 1
+
+
+async def test_scrapes_during_reloads_that_remove_a_service_and_while_closing(
+        tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text(config(backend.url, orders=True))
+        mesh = ml.Mesh.from_config(path)
+        metrics_server = start_http_server(mesh)
+        stop, problems, count = threading.Event(), [], [0]
+        async with mesh:
+            dashboard = await mesh.serve_dashboard(port=0)
+            urls = [metrics_server.url, dashboard.url.rstrip("/") + "/metrics"] * 2
+            scrapers = [threading.Thread(target=scrape_until, args=(u, stop, problems, count))
+                        for u in urls]
+            for scraper in scrapers:
+                scraper.start()
+            for round_ in range(10):  # orders removed, then back, and again
+                path.write_text(config(backend.url, orders=round_ % 2 == 1))
+                assert await mesh.reload()
+                assert (await mesh.http("users").get("/x")).status_code == 200
+                if round_ % 2 == 1:
+                    assert (await mesh.http("orders").get("/x")).status_code == 200
+                await asyncio.sleep(0.02)
+            closing = asyncio.ensure_future(mesh.aclose())  # scraped while it closes
+            await asyncio.sleep(0.2)
+            await closing
+            await asyncio.sleep(0.2)  # and once closed
+            stop.set()
+            for scraper in scrapers:
+                await asyncio.to_thread(scraper.join)
+            await dashboard.stop()
+        metrics_server.stop()
+    assert problems == []
+    assert count[0] > len(urls)
