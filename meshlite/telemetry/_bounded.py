@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SHUTDOWN_TIMEOUT_MILLIS", "OneAtATime", "bounded", "forget_at_exit",
-           "run_at_exit", "shut_down_at_exit"]
+__all__ = ["SHUTDOWN_TIMEOUT_MILLIS", "OneAtATime", "bounded", "flush_all", "forget_at_exit",
+           "registered", "run_at_exit", "shut_down_at_exit"]
 
 SHUTDOWN_TIMEOUT_MILLIS = 5_000
 """How long a shutdown (and the flush at exit, of everything together) waits for the
@@ -76,20 +76,21 @@ class OneAtATime:
                 return None
 
 
-_exits: dict[int, Callable[[int], object]] = {}
+_Action = Callable[[int], object]
+_exits: dict[int, tuple[_Action, _Action]] = {}
 _exits_lock = threading.Lock()
 _exit_hooked = False
 
 
-def shut_down_at_exit(owner: object, shutdown: Callable[[int], object]) -> None:
-    """Have ``shutdown(timeout_millis)`` called at interpreter exit for ``owner`` (a
-    later call for the same owner replaces it). Every registered shutdown runs at
-    once, in its own thread, and the exit waits for them all together at most
-    :data:`SHUTDOWN_TIMEOUT_MILLIS`: traces and metrics sent to a collector that
-    is down do not add their waits up."""
+def shut_down_at_exit(owner: object, shutdown: _Action, flush: _Action) -> None:
+    """Have ``shutdown(timeout_millis)`` called at interpreter exit for ``owner``, and
+    ``flush(timeout_millis)`` by :func:`flush_all` (a later call for the same owner
+    replaces them). Every registered shutdown runs at once, in its own thread, and
+    the exit waits for them all together at most :data:`SHUTDOWN_TIMEOUT_MILLIS`:
+    traces and metrics sent to a collector that is down do not add their waits up."""
     global _exit_hooked
     with _exits_lock:
-        _exits[id(owner)] = shutdown
+        _exits[id(owner)] = (shutdown, flush)
         if not _exit_hooked:
             atexit.register(run_at_exit)
             _exit_hooked = True
@@ -101,16 +102,35 @@ def forget_at_exit(owner: object) -> None:
         _exits.pop(id(owner), None)
 
 
+def registered() -> bool:
+    """Whether anything is to be flushed or shut down (one dict read, no lock)."""
+    return bool(_exits)
+
+
+def flush_all(timeout_millis: int | None = None) -> None:
+    """Flush every registered export (traces, metrics) at once, waiting for them all
+    at most ``timeout_millis`` (default :data:`SHUTDOWN_TIMEOUT_MILLIS`) in total:
+    what a closing mesh does, since a server may end its process by a signal that
+    runs no exit hook (uvicorn re-raises the SIGTERM it shut down on)."""
+    with _exits_lock:
+        flushes = [flush for _, flush in _exits.values()]
+    _all_within(flushes, timeout_millis)
+
+
 def run_at_exit(timeout_millis: int | None = None) -> None:
     """Run every registered shutdown at once, waiting for them all at most
     ``timeout_millis`` (default :data:`SHUTDOWN_TIMEOUT_MILLIS`) in total; what is
     still running then is abandoned (daemon threads)."""
-    millis = SHUTDOWN_TIMEOUT_MILLIS if timeout_millis is None else timeout_millis
     with _exits_lock:
-        shutdowns = list(_exits.values())
+        shutdowns = [shutdown for shutdown, _ in _exits.values()]
         _exits.clear()
+    _all_within(shutdowns, timeout_millis)
+
+
+def _all_within(actions: list[_Action], timeout_millis: int | None) -> None:
+    millis = SHUTDOWN_TIMEOUT_MILLIS if timeout_millis is None else timeout_millis
     deadline = time.monotonic() + max(millis, 0) / 1000
-    runs = [_Run(functools.partial(shutdown, millis)) for shutdown in shutdowns]
+    runs = [_Run(functools.partial(action, millis)) for action in actions]
     for run in runs:
         run.start()
     for run in runs:

@@ -148,6 +148,12 @@ def _at_exit(timeout_millis: int) -> None:
         active.shutdown(timeout_millis)
 
 
+def _flush(timeout_millis: int) -> None:
+    active = _active
+    if active is not None:
+        active.force_flush(timeout_millis)
+
+
 def configure(
     service_name: str | None = None,
     otlp_endpoint: str | None = None,
@@ -197,9 +203,10 @@ def configure(
         handle = _build(settings)
         previous, _active = _active, handle
         _switch.point_to(handle.tracer_provider)
-        # One hook for whichever configuration is in force, run at exit together with
-        # every metrics export's, all within one SHUTDOWN_TIMEOUT_MILLIS.
-        shut_down_at_exit(_switch, _at_exit)
+        # One hook for whichever configuration is in force, run at exit (and its flush
+        # when a mesh closes) together with every metrics export's, all within one
+        # SHUTDOWN_TIMEOUT_MILLIS.
+        shut_down_at_exit(_switch, _at_exit, _flush)
     if previous is not None:
         # Flushes what it still holds to the old endpoint, in the background: a
         # reload calls this on the event loop, and the old collector may be down.

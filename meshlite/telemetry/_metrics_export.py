@@ -149,7 +149,7 @@ class MetricsExport:
         self._closed = provider is None
         self._flush = OneAtATime()
         if provider is not None:
-            shut_down_at_exit(self, self.shutdown)
+            shut_down_at_exit(self, self.shutdown, self.force_flush)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Read the registry and push it now, waiting up to ``timeout_millis`` (an

@@ -6,6 +6,7 @@ documented bound however many exports wait on it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import subprocess
@@ -14,9 +15,10 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from _workers import free_port
+from _workers import free_port, fresh, uvicorn_workers
 from otlp_receiver import OtlpReceiver, took
 
 import meshlite as ml
@@ -36,7 +38,8 @@ def black_hole(stalled: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     before = set(threading.enumerate())
     yield stalled
     for thread in set(threading.enumerate()) - before:
-        thread.join(15)
+        if thread.name.startswith(("meshlite-telemetry", "OtelBatch", "OtelPeriodic")):
+            thread.join(15)
 
 
 @pytest.fixture
@@ -95,6 +98,27 @@ async def test_calls_never_wait_on_a_black_holed_collector(
         assert seconds < 15  # a correctness bound: waiting on 50 exports takes 50 s
     finally:
         handle.shutdown(timeout_millis=100)
+
+
+async def test_closing_a_mesh_flushes_off_the_loop_within_the_bound(black_hole: str) -> None:
+    handle = telemetry.configure("checkout", otlp_endpoint=black_hole)
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])])
+    ticks = [0]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            ticks[0] += 1
+
+    async with mesh:
+        await mesh.call("users", lambda backend: "ok")  # a span to flush
+        ticker = asyncio.create_task(tick())
+        start = time.monotonic()
+    seconds = time.monotonic() - start  # the close: its flush waits on the black hole
+    ticker.cancel()
+    assert seconds < SHUTDOWN_TIMEOUT_MILLIS / 1000 + 3  # a correctness bound
+    assert ticks[0] >= 10  # the event loop went on meanwhile
+    handle.shutdown(timeout_millis=100)
 
 
 def test_a_collector_back_after_an_outage_gets_what_was_queued() -> None:
@@ -233,3 +257,29 @@ def test_the_process_exits_within_the_bound_with_every_export_stuck(stalled: str
         # on the black hole hold the exit up once, not once each (was 10 s).
         assert [s.name for s in receiver.spans] == ["get_user"]
     assert took < SHUTDOWN_TIMEOUT_MILLIS / 1000 + 3  # a correctness bound, with slack
+
+
+@pytest.mark.timeout(120)
+def test_spans_reach_the_collector_when_uvicorn_stops_on_sigterm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvicorn")
+    # uvicorn ends a worker that shut down on SIGTERM by raising SIGTERM again, which
+    # runs no exit hook: the workers' meshes flush as they close, in the lifespan.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # no periodic export
+    with FakeBackend() as backend, OtlpReceiver() as receiver:
+        config = tmp_path / "mesh.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            telemetry:
+              service_name: frontend
+              otlp_endpoint: {receiver.url}
+            services:
+              users:
+                backends: ["{backend.url}"]
+            """))
+        # Leaving the block sends uvicorn SIGTERM and waits for it to end.
+        with uvicorn_workers(tmp_path, config, tmp_path / "shared", workers=2) as app, \
+                fresh() as http:
+            for _ in range(20):
+                assert http.get(app + "/call").status_code == 200
+        attempts = [s for s in receiver.spans if s.kind == "CLIENT"]
+        assert len(attempts) == 20
