@@ -16,6 +16,7 @@ from .._clock import Clock
 from .._errors import ConfigError
 from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
 from ..routing._service import Lifecycle, Service
+from ..telemetry._bounded import flush_all, registered
 
 __all__ = ["MeshLifecycle", "close_async_pools_here"]
 
@@ -106,7 +107,8 @@ class MeshLifecycle:
 
     async def aclose(self) -> None:
         """Drain calls in flight (up to ``drain_timeout``), stop components in reverse
-        order and close the HTTP connection pools."""
+        order, close the HTTP connection pools and flush the telemetry (traces and
+        metrics exports, up to 5 s in all, off the event loop)."""
         self._set_state("closing")
         try:
             clock = self.clock
@@ -118,6 +120,10 @@ class MeshLifecycle:
             http, self._http = self._http, None
             if http is not None:
                 await http.aclose()
+            if registered():
+                # Now, not at exit: uvicorn ends its process on SIGTERM by re-raising
+                # it once the app shut down, which runs no exit hook.
+                await asyncio.to_thread(flush_all)
         finally:
             self._set_state("closed")
 
@@ -181,6 +187,8 @@ class MeshLifecycle:
                 thread.stop()
             else:
                 self._close_http(None)
+            if registered():
+                flush_all()
         finally:
             self._set_state("closed")
 

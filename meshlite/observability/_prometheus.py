@@ -7,6 +7,7 @@ policy) or a mesh (its ``metrics``), or a list of them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE",
     "MetricsServer",
+    "SharedRender",
     "prometheus_app",
     "render",
     "render_mesh",
@@ -125,6 +127,47 @@ def _render(sources: list[Collector]) -> str:
     return "\n".join(lines)
 
 
+class SharedRender:
+    """The exposition for scrapes on an event loop: rendered in a worker thread, so a
+    large mesh's render (tens of milliseconds) does not stop the loop the service's
+    calls run on, and shared by the scrapes that arrive while one is being made.
+
+    A scrape takes the render that starts next after it arrived (never one already
+    under way, which may have read the registry before the calls the scraper saw
+    end), so any number of concurrent scrapes cost at most two renders at a time.
+
+    Args:
+        render: Makes the text (called in a worker thread).
+    """
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self._render = render
+        self._task: asyncio.Future[str] | None = None
+        self._started = 0  # renders started so far; the running one's number
+
+    async def __call__(self) -> str:
+        """The text, as read after this call began."""
+        loop = asyncio.get_running_loop()
+        arrived = self._started
+        while True:
+            task = self._task
+            if task is None or task.done() or task.get_loop() is not loop:
+                self._started += 1
+                task = self._task = asyncio.ensure_future(asyncio.to_thread(self._render))
+                task.add_done_callback(_retrieved)
+                return await asyncio.shield(task)
+            if self._started > arrived:  # began after this scrape arrived: share it
+                return await asyncio.shield(task)
+            await asyncio.wait((task,))  # under way since before: take the next one
+
+
+def _retrieved(task: asyncio.Future[str]) -> None:
+    # Every scraper waiting on a failed render may have gone: asyncio would then log
+    # "exception was never retrieved" (the scrapers still there get the error).
+    if not task.cancelled():
+        task.exception()
+
+
 def prometheus_app(source: Any) -> ASGIApp:
     """An ASGI app answering ``GET`` (and ``HEAD``) on any path with the Prometheus
     text of ``source``; mount it at ``/metrics``. It needs no web framework.
@@ -139,6 +182,7 @@ def prometheus_app(source: Any) -> ASGIApp:
         ConfigError: ``source`` has no metrics.
     """
     sources = collectors(source)
+    text = SharedRender(lambda: _render(sources))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -156,7 +200,7 @@ def prometheus_app(source: Any) -> ASGIApp:
         if scope["method"] not in ("GET", "HEAD"):
             status, body, ctype = 405, b"use GET\n", "text/plain; charset=utf-8"
         else:
-            status, body, ctype = 200, _render(sources).encode(), CONTENT_TYPE
+            status, body, ctype = 200, (await text()).encode(), CONTENT_TYPE
         headers = [(b"content-type", ctype.encode()),
                    (b"content-length", str(len(body)).encode())]
         if status == 405:

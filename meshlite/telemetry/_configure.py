@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from .._errors import ConfigError
 from . import _quiet
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
+from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, shut_down_at_exit
 from ._bounded import bounded as _bounded
 from ._settings import OWNER, TelemetrySettings, missing_sdk, resolve
 from ._switch import SwitchTracerProvider
+
+if TYPE_CHECKING:
+    from ._sdk import SpanQueue
 
 __all__ = ["Telemetry", "configure", "current"]
 
 _lock = threading.RLock()
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
-_atexit_registered = False
 
 
 class Telemetry:
@@ -34,10 +36,13 @@ class Telemetry:
             meshlite's switch, which forwards to it.
     """
 
-    def __init__(self, settings: TelemetrySettings, provider: trace.TracerProvider) -> None:
+    def __init__(self, settings: TelemetrySettings, provider: trace.TracerProvider,
+                 queue: SpanQueue | None = None) -> None:
         self.settings = settings
         self.tracer_provider = provider
+        self._queue = queue  # the SDK side's SpanQueue, when spans go to a collector
         self._closed = False
+        self._flush = OneAtATime()
 
     @property
     def service_name(self) -> str:
@@ -60,13 +65,20 @@ class Telemetry:
         return self.settings.enabled
 
     @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the export queue was full (the collector down or
+        slower than spans come): each new span then pushes out the oldest queued."""
+        return 0 if self._queue is None else self._queue.dropped
+
+    @property
     def active(self) -> bool:
         """Whether spans go through this configuration now (not replaced, not shut down)."""
         return _active is self
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every span ended so far, waiting up to ``timeout_millis`` (an
-        export still running then goes on in the background).
+        export still running then goes on in the background, and a later call waits
+        for it rather than starting another).
 
         Returns:
             ``True`` when everything was exported in time (or nothing was pending).
@@ -74,7 +86,7 @@ class Telemetry:
         flush = getattr(self.tracer_provider, "force_flush", None)
         if self._closed or flush is None:
             return True
-        return _bounded(lambda: bool(flush(timeout_millis)), timeout_millis) is True
+        return self._flush(lambda: bool(flush(timeout_millis)), timeout_millis) is True
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
         """Flush and stop exporting, waiting up to ``timeout_millis`` for the last
@@ -120,20 +132,26 @@ def _install_switch() -> None:
         "or the one given as Trace(tracer_provider=...)", policy="telemetry")
 
 
-def _build(settings: TelemetrySettings) -> trace.TracerProvider:
+def _build(settings: TelemetrySettings) -> Telemetry:
     if not settings.enabled:
-        return trace.NoOpTracerProvider()
+        return Telemetry(settings, trace.NoOpTracerProvider())
     try:
         from ._sdk import build_provider
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
-    return build_provider(settings)
+    return Telemetry(settings, *build_provider(settings))
 
 
-def _at_exit() -> None:
+def _at_exit(timeout_millis: int) -> None:
     active = _active
     if active is not None:
-        active.shutdown()
+        active.shutdown(timeout_millis)
+
+
+def _flush(timeout_millis: int) -> None:
+    active = _active
+    if active is not None:
+        active.force_flush(timeout_millis)
 
 
 def configure(
@@ -176,18 +194,19 @@ def configure(
         ConfigError: an invalid argument or ``OTEL_*`` variable (named), the SDK is
             not installed, or another library already installed a global provider.
     """
-    global _active, _atexit_registered
+    global _active
     settings = resolve(service_name, otlp_endpoint, console, sample_ratio,
                        os.environ if environ is None else environ)
     with _lock:
         _install_switch()
         # Build first: if that fails, the previous configuration stays in force.
-        handle = Telemetry(settings, _build(settings))
+        handle = _build(settings)
         previous, _active = _active, handle
         _switch.point_to(handle.tracer_provider)
-        if not _atexit_registered:
-            atexit.register(_at_exit)
-            _atexit_registered = True
+        # One hook for whichever configuration is in force, run at exit (and its flush
+        # when a mesh closes) together with every metrics export's, all within one
+        # SHUTDOWN_TIMEOUT_MILLIS.
+        shut_down_at_exit(_switch, _at_exit, _flush)
     if previous is not None:
         # Flushes what it still holds to the old endpoint, in the background: a
         # reload calls this on the event loop, and the old collector may be down.

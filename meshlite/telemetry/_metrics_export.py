@@ -11,7 +11,6 @@ imported only when :func:`export_metrics` runs.
 
 from __future__ import annotations
 
-import atexit
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._validate import fail, wait_seconds
-from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, bounded
+from ._bounded import (
+    SHUTDOWN_TIMEOUT_MILLIS,
+    OneAtATime,
+    bounded,
+    forget_at_exit,
+    shut_down_at_exit,
+)
 from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
@@ -142,12 +147,14 @@ class MetricsExport:
         self.meter_provider = provider
         self.instruments = instruments
         self._closed = provider is None
+        self._flush = OneAtATime()
         if provider is not None:
-            atexit.register(self.shutdown)
+            shut_down_at_exit(self, self.shutdown, self.force_flush)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Read the registry and push it now, waiting up to ``timeout_millis`` (an
-        export still running then goes on in the background).
+        export still running then goes on in the background, and a later call waits
+        for it rather than starting another).
 
         Returns:
             ``True`` when the export finished in time (or there is nothing to do).
@@ -155,8 +162,8 @@ class MetricsExport:
         provider = self.meter_provider
         if self._closed or provider is None:
             return True
-        return bounded(lambda: bool(provider.force_flush(timeout_millis)),
-                       timeout_millis) is True
+        return self._flush(lambda: bool(provider.force_flush(timeout_millis)),
+                           timeout_millis) is True
 
     def shutdown(self, timeout_millis: int = SHUTDOWN_TIMEOUT_MILLIS) -> None:
         """Push a last time, then stop the export thread, waiting up to
@@ -165,7 +172,7 @@ class MetricsExport:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.shutdown)
+        forget_at_exit(self)
         if self.meter_provider is not None:
             bounded(self.meter_provider.shutdown, timeout_millis)
 
@@ -195,7 +202,7 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
     quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
     reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
                                resource)
-    # The handle registers its own atexit hook and drops it on shutdown(): the SDK's
+    # The handle has itself shut down at exit and forgets that on shutdown(): the SDK's
     # would keep every stopped provider alive until exit. The provider owns the
     # reader's thread (flush, shutdown).
     provider = MeterProvider(metric_readers=[reader], resource=resource,

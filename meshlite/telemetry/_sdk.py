@@ -3,27 +3,87 @@ OTLP exporter (the ``meshlite-mesh[otlp]`` extra). Imported by ``configure()`` o
 
 from __future__ import annotations
 
+import collections
+import logging
 import sys
+import threading
+from typing import Any
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
+    SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from ._quiet import quiet
+from .._throttle import Throttle
+from ._quiet import WINDOW_SECONDS, quiet
 from ._settings import TelemetrySettings
 
-__all__ = ["build_provider"]
+__all__ = ["SpanQueue", "build_provider"]
+
+_log = logging.getLogger("meshlite.telemetry")
 
 
-def build_provider(settings: TelemetrySettings) -> TracerProvider:
+def _sdk_queue(processor: BatchSpanProcessor) -> collections.deque[Any] | None:
+    """The SDK's span queue, a deque bounded by ``maxlen`` (private: ``_batch_processor.
+    _queue`` since SDK 1.30, ``queue`` before), or None when it is not found."""
+    inner = getattr(processor, "_batch_processor", processor)
+    for name in ("_queue", "queue"):
+        queue = getattr(inner, name, None)
+        if isinstance(queue, collections.deque) and queue.maxlen:
+            return queue
+    return None
+
+
+class SpanQueue(BatchSpanProcessor):
+    """The SDK's batch span processor, counting the spans its full queue drops.
+
+    While the collector is down, stalled or slower than spans come, the queue
+    (``OTEL_BSP_MAX_QUEUE_SIZE``, 2,048 spans) fills up, and then each new span
+    pushes the oldest one out. The SDK says so now and then, without a count; this
+    counts them (:attr:`dropped`) and says how many on the ``meshlite.telemetry``
+    logger, once a minute at most.
+    """
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(exporter)
+        self.dropped = 0
+        """Spans dropped so far because the queue was full (the oldest queued)."""
+        self._queue = _sdk_queue(self)
+        self._lock = threading.Lock()
+        self._throttle = Throttle(WINDOW_SECONDS)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue ``span`` for export (sampled spans only, as the SDK's)."""
+        queue = self._queue
+        if (queue is not None and len(queue) >= (queue.maxlen or 0) and span.context
+                and span.context.trace_flags.sampled):
+            self._count_drop(queue.maxlen or 0)
+        super().on_end(span)
+
+    def _count_drop(self, size: int) -> None:
+        with self._lock:
+            self.dropped += 1
+            total = self.dropped
+        held = self._throttle.passes("dropped")
+        if held is not None:
+            _log.warning(
+                "telemetry: the span queue is full (%d spans; the collector is down or "
+                "slower than spans come): dropped the oldest, %d since the last such "
+                "message, %d in all", size, held + 1, total,
+                extra={"meshlite_event": "SpansDropped", "dropped": held + 1,
+                       "dropped_total": total})
+
+
+def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQueue | None]:
     """An SDK provider for ``settings``: ``service.name`` resource (merged with
     ``OTEL_RESOURCE_ATTRIBUTES``), parent-based ratio sampling, a batch processor
-    exporting OTLP/HTTP protobuf, and a console exporter when asked.
+    exporting OTLP/HTTP protobuf (returned too: it counts the spans it drops), and a
+    console exporter when asked.
 
     Raises:
         ImportError: the OTLP exporter package is missing (only when one is needed).
@@ -36,6 +96,7 @@ def build_provider(settings: TelemetrySettings) -> TracerProvider:
         # provider would keep every replaced provider alive until exit.
         shutdown_on_exit=False,
     )
+    queue = None
     if settings.traces_endpoint is not None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -43,9 +104,10 @@ def build_provider(settings: TelemetrySettings) -> TracerProvider:
         # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint)
         quiet(OTLPSpanExporter.__module__)  # one line per failure a minute, not per batch
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        queue = SpanQueue(exporter)
+        provider.add_span_processor(queue)
     if settings.console:
         # Printed as each span ends: the console is for watching, not for throughput.
         # sys.stdout is read now: the exporter's default is bound when the SDK imports.
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
-    return provider
+    return provider, queue

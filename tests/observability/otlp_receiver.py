@@ -148,9 +148,19 @@ def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
 class OtlpReceiver:
     """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
     free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
-    every request refused (wrong path or content type)."""
+    every request refused (wrong path or content type). ``delay`` seconds pass
+    before each answer (a slow collector); ``arrived`` counts the POSTs read so far
+    (answered or not yet), ``arrivals`` has their ``time.monotonic()``. The first
+    POSTs are answered from ``refusals`` (status and headers, such as ``(503,
+    {"Retry-After": "1"})``) while it lasts. ``port`` 0 picks a free one."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0, port: int = 0,
+                 refusals: list[tuple[int, dict[str, str]]] | None = None) -> None:
+        self.delay = delay
+        self.port = port
+        self.refusals = list(refusals or ())
+        self.arrived = 0
+        self.arrivals: list[float] = []
         self.exports: list[ReceivedExport] = []
         self.rejected: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
@@ -207,6 +217,19 @@ class OtlpReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.arrived += 1
+                    receiver.arrivals.append(time.monotonic())
+                    refusal = receiver.refusals.pop(0) if receiver.refusals else None
+                time.sleep(receiver.delay)
+                if refusal is not None:
+                    status, headers = refusal
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 content_type = self.headers.get("Content-Type", "")
                 if self.path not in _PATHS or content_type != PROTOBUF:
                     with receiver._lock:
@@ -232,7 +255,7 @@ class OtlpReceiver:
         return Handler
 
     def __enter__(self) -> Self:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         # A short poll keeps shutdown() quick (the default waits up to 0.5 s).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,),

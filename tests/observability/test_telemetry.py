@@ -24,7 +24,7 @@ import meshlite as ml
 from meshlite import telemetry
 from meshlite._context import current_context
 from meshlite.routing import Backend
-from meshlite.telemetry import _configure
+from meshlite.telemetry import _bounded, _configure
 from meshlite.testing import FakeClock
 
 pytestmark = pytest.mark.usefixtures("otel_isolated")
@@ -326,8 +326,9 @@ def test_atexit_hook_registered_once_and_flushes(
     receiver: OtlpReceiver, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registered: list[Callable[[], None]] = []
-    monkeypatch.setattr(_configure, "_atexit_registered", False)
-    monkeypatch.setattr(_configure.atexit, "register", registered.append)
+    monkeypatch.setattr(_bounded, "_exit_hooked", False)
+    monkeypatch.setattr(_bounded, "_exits", {})
+    monkeypatch.setattr(_bounded.atexit, "register", registered.append)
     telemetry.configure("checkout", otlp_endpoint=receiver.url)
     handle = telemetry.configure("checkout", otlp_endpoint=receiver.url)
     assert len(registered) == 1

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..._errors import ConfigError
 from ..._validate import digits, shown
 from ...routing._service import Service
-from .._prometheus import CONTENT_TYPE, render_mesh
+from .._prometheus import CONTENT_TYPE, SharedRender, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._monitor import Monitor, dumps
@@ -62,6 +62,7 @@ class _Routes:
         self.monitor = monitor
         self.mesh = monitor.mesh
         self.assets = _assets()
+        self.text = SharedRender(lambda: metrics_text(self.mesh))
 
     def _service(self, request: Request) -> Service:
         name = request.path_params["name"]
@@ -126,7 +127,7 @@ class _Routes:
         return _JSON(inbound(self.mesh))
 
     async def metrics(self, request: Request) -> Response:
-        return Response(metrics_text(self.mesh), headers={"content-type": CONTENT_TYPE})
+        return Response(await self.text(), headers={"content-type": CONTENT_TYPE})
 
     async def feed(self, ws: WebSocket) -> None:
         clients = self.monitor.clients

@@ -68,6 +68,19 @@ class _Background(uvicorn.Server):
                                ) from None
 
 
+class _Foreground(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn raises the SIGTERM it shut down on again once it is done, whose
+        # default action kills the process there: the mesh would never close (no
+        # drain, no telemetry flush) and the exit status would be -15, not 0.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                getattr(self, "_captured_signals", []).clear()  # uvicorn's, since 0.29
+
+
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -134,7 +147,7 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
         h11_max_incomplete_event_size=limits.max_header_bytes)
     config.load()
     _drop_message_logger(config)
-    server = _Background(config) if background else uvicorn.Server(config)
+    server = _Background(config) if background else _Foreground(config)
     return server, monitor, _bind(s.host, s.port)
 
 
