@@ -9,10 +9,11 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _forked import in_child
 
 import meshlite as ml
 
@@ -45,27 +46,6 @@ def backend() -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-def in_child(action: Callable[[], int]) -> int:
-    """Fork, run ``action`` in the child and return what it returned (an int; -1 when
-    it raised, -2 when it did not finish within 10 s)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave at once
-        os.close(read)
-        threading.Timer(10.0, lambda: (os.write(write, b"-2\n"), os._exit(1))).start()
-        try:
-            answer = str(action())
-        except BaseException:
-            answer = "-1"
-        os.write(write, f"{answer}\n".encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        line = pipe.readline()
-    os.waitpid(pid, 0)
-    return int(line)
 
 
 @pytest.mark.parametrize("http_pool", [None, {"socket_options": [

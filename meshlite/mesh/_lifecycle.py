@@ -31,6 +31,12 @@ for every mesh)."""
 _SESSIONS = threading.Lock()
 """Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
 
+_INHERITED: list[Any] = []
+"""What a forked child's meshes had from the parent's event loops (a loop thread,
+aiohttp sessions), kept and never closed here: a copy of the parent's loop shares
+its epoll set with the parent, and closing it (or its sockets) in the child would
+take the parent's sockets out of that set."""
+
 
 class MeshLifecycle:
     """Opening and closing a mesh (mixed into ``Mesh``)."""
@@ -71,6 +77,19 @@ class MeshLifecycle:
                 await session.close()
             except Exception:  # made on another loop, say: its sockets go with it
                 _log.debug("closing an aiohttp session failed", exc_info=True)
+
+    def after_fork(self) -> None:
+        """In a forked child: a mesh open in the parent is not open here. Its loop
+        thread and the components it started (health checks, watchers, the metrics
+        writer, the dashboard) are the parent's threads and tasks, which a fork does
+        not copy: the child's mesh is left as never opened (calls work, without active
+        health checks), and opening it in the child starts the child's own. Closing it
+        never waits on the parent's loop."""
+        _INHERITED.extend(x for x in (self._thread, self._sessions) if x)
+        self._thread, self._sessions = None, None
+        if self._state in ("open", "closing"):
+            self._started = []
+            self._set_state("idle")
 
     def _set_state(self, state: str) -> None:
         # Every change of state goes through here; the dispatch refuses calls by

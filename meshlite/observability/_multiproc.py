@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child
 from ._metrics import MetricFamily, Sample
 from ._prometheus import _merge
 
@@ -156,6 +157,14 @@ class SharedMetrics:
         self._thread: threading.Thread | None = None
         self.writing = True
         """False for a process that only reads (``meshlite dashboard`` attached)."""
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: no writer thread (the parent's is not copied), so that
+        opening the child's mesh starts the child's own."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
 
     @property
     def path(self) -> str:
