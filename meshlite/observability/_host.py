@@ -47,6 +47,15 @@ _locks: dict[str, HostLock] = {}  # lock file -> this process's lock on it
 _users: dict[str, set[int]] = {}  # lock file -> the HostMonitors leading with it
 
 
+def _after_fork() -> None:
+    global _guard
+    _guard = threading.Lock()  # a parent's thread may have held it at the fork
+    _users.clear()  # a child leads with none of its parent's locks (HostLock.after_fork)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class HostMonitor:
     """Runs the mesh's :class:`Monitor` while the mesh is open (see the module).
 

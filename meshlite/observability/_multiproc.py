@@ -255,6 +255,16 @@ class HostLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: not held. The child's copy of the descriptor is closed
+        (the lock stays the parent's: an ``flock`` is released when the last
+        descriptor of its open file closes, so a copy left open kept every other
+        worker from leading after the parent let go, for as long as the child ran)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def acquire(self, *, announce: bool = True) -> bool:
         """Take the lock if it is free; True when this process holds it.
