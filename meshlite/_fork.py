@@ -13,7 +13,7 @@ import os
 import weakref
 from typing import Protocol
 
-__all__ = ["AfterFork", "after_fork_in_child"]
+__all__ = ["AfterFork", "BeforeFork", "after_fork_in_child", "before_fork_in_parent"]
 
 
 class AfterFork(Protocol):
@@ -21,6 +21,19 @@ class AfterFork(Protocol):
 
     def after_fork(self) -> None:
         """Called in the child, right after the fork."""
+
+
+class BeforeFork(Protocol):
+    """An object that notes something in the parent just before a fork."""
+
+    def before_fork(self) -> None:
+        """Called in the parent, right before the fork (its threads still run)."""
+
+
+def before_fork_in_parent(obj: BeforeFork) -> None:
+    """Call ``obj.before_fork()`` in the parent before every fork while ``obj`` lives
+    (held weakly, as :func:`after_fork_in_child` holds its objects)."""
+    _before[id(obj)] = obj
 
 
 def after_fork_in_child(obj: AfterFork) -> None:
@@ -36,9 +49,18 @@ hook per object (a cache, a shared breaker, a store's clients) was a list that o
 grew, by one closure for every such object the process ever made."""
 
 
+_before: weakref.WeakValueDictionary[int, BeforeFork] = weakref.WeakValueDictionary()
+"""What notes something in the parent before a fork, by identity."""
+
+
+def _prepare_in_parent() -> None:
+    for obj in list(_before.values()):
+        obj.before_fork()
+
+
 def _reset_in_child() -> None:
     for obj in list(_registered.values()):
         obj.after_fork()
 
 
-os.register_at_fork(after_in_child=_reset_in_child)
+os.register_at_fork(before=_prepare_in_parent, after_in_child=_reset_in_child)
