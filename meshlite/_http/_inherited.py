@@ -24,8 +24,9 @@ __all__ = ["close_inherited"]
 
 
 def close_inherited(transports: Iterable[Any]) -> None:
-    """Close the sockets of ``transports`` (urllib3 wires and httpx's own sync
-    transports) in this forked child, taking none of their locks."""
+    """Close the sockets of ``transports`` (urllib3 wires, httpx's own sync
+    transports, ``requests`` adapters) in this forked child, taking none of their
+    locks."""
     for transport in transports:
         for connection in _connections(transport):
             with contextlib.suppress(Exception):  # best effort: a socket is a socket
@@ -33,7 +34,8 @@ def close_inherited(transports: Iterable[Any]) -> None:
 
 
 def _connections(transport: Any) -> list[Any]:
-    manager = getattr(transport, "_manager", None)  # a Urllib3Transport
+    manager = (getattr(transport, "_manager", None)  # a Urllib3Transport
+               or getattr(transport, "poolmanager", None))  # a requests HTTPAdapter
     if manager is not None:
         pools = list(getattr(manager.pools, "_container", {}).values())
         found = [c for p in pools for c in list(getattr(p.pool, "queue", ()) or ())]

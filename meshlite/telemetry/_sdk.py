@@ -41,7 +41,10 @@ def build_provider(settings: TelemetrySettings) -> TracerProvider:
 
         # Headers, timeout, compression and certificates still come from the
         # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
-        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint)
+        from ._session import exporter_session
+
+        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
+                                    session=exporter_session("TRACES"))
         quiet(OTLPSpanExporter.__module__)  # one line per failure a minute, not per batch
         provider.add_span_processor(BatchSpanProcessor(exporter))
     if settings.console:
