@@ -10,10 +10,14 @@ outcomes, sockets) would be used once per process.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["AfterFork", "BeforeFork", "after_fork_in_child", "before_fork_in_parent"]
+L = TypeVar("L", threading.Lock, threading.RLock)
+
+__all__ = ["AfterFork", "BeforeFork", "after_fork_in_child", "before_fork_in_parent",
+           "fork_safe"]
 
 
 class AfterFork(Protocol):
@@ -58,7 +62,25 @@ def _prepare_in_parent() -> None:
         obj.before_fork()
 
 
+def fork_safe(lock: L) -> L:
+    """``lock``, released in place in every child forked while it lives.
+
+    A lock a parent's thread held at the fork stays held in the child for good (the
+    thread that would release it is not there), and the child's first call that
+    takes it waits forever. Released in place, as the standard library releases
+    its own locks after a fork, it is released for every closure and bound method
+    that captured it (a policy's compiled handler does)."""
+    _locks.add(lock)
+    return lock
+
+
+_locks: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The locks :func:`fork_safe` releases in a forked child."""
+
+
 def _reset_in_child() -> None:
+    for lock in list(_locks):
+        lock._at_fork_reinit()  # CPython's locks all have it (3.9+)
     for obj in list(_registered.values()):
         obj.after_fork()
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from .._fork import after_fork_in_child
+from .._fork import after_fork_in_child, fork_safe
 from ..routing._backend import Backend
 from ..routing._endpoint import Endpoint
 from ..routing._service import Service
@@ -40,7 +40,7 @@ class Target(NamedTuple):
     """The event loop an async transport was made on (its connections' loop)."""
 
 
-_tls_lock = threading.Lock()
+_tls_lock = fork_safe(threading.Lock())
 _tls: dict[str, ssl.SSLContext] = {}
 
 

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 from .._clock import Clock
 from .._errors import ConfigError
+from .._fork import fork_safe
 from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
 from ..routing._service import Lifecycle, Service
 
@@ -24,11 +25,11 @@ _DRAIN_POLL = 0.005
 
 _log = logging.getLogger("meshlite.mesh")
 
-_OPENING = threading.Lock()
+_OPENING = fork_safe(threading.Lock())
 """Held while a mesh checks that it is not open and marks itself open (rare: one lock
 for every mesh)."""
 
-_SESSIONS = threading.Lock()
+_SESSIONS = fork_safe(threading.Lock())
 """Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
 
 _INHERITED: list[Any] = []

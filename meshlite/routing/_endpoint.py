@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from .._clock import Clock
+from .._fork import fork_safe
 from .._validate import fail
 from ._backend import Backend
 from ._decay import (
@@ -112,7 +113,7 @@ class Endpoint(Averages, Latencies):
         # Answers closer together than this keep KEPT_PER_ANSWER (the time weight
         # would keep more).
         self._answer_time = -decay_seconds * math.log(KEPT_PER_ANSWER)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
         # here, averaged over time with the latency as horizon (see _average).

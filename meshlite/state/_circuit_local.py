@@ -26,6 +26,7 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
+from .._fork import fork_safe
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -57,7 +58,7 @@ class LocalCircuitState:
 
     def __init__(self, options: CircuitConfig, clock: Clock) -> None:
         o = options
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._clock = clock
         self._timed = o.window_type == "time"
         self._window: Window = (TimeWindow(float(o.window)) if self._timed

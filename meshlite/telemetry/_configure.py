@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from opentelemetry import trace
 
 from .._errors import ConfigError
+from .._fork import fork_safe
 from . import _quiet
 from ._bounded import SHUTDOWN_TIMEOUT_MILLIS
 from ._bounded import bounded as _bounded
@@ -18,7 +19,7 @@ from ._switch import SwitchTracerProvider
 
 __all__ = ["Telemetry", "configure", "current"]
 
-_lock = threading.RLock()
+_lock = fork_safe(threading.RLock())
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
 _atexit_registered = False

@@ -8,6 +8,7 @@ import math
 import threading
 from collections.abc import Callable
 
+from ..._fork import fork_safe
 from ._options import DEFAULT_PROBE_JITTER, DEFAULT_SMOOTHING, AdaptiveConcurrencyOptions
 
 __all__ = ["Limiter"]
@@ -46,7 +47,7 @@ class Limiter:
             math.sqrt if size is None else size if callable(size) else lambda _: size)
         self.update = (_gradient(o.tolerance, self.queue) if o.algorithm == "gradient"
                        else _vegas)
-        self.o, self.rng, self.lock = o, rng, threading.Lock()
+        self.o, self.rng, self.lock = o, rng, fork_safe(threading.Lock())
         self.smoothing = DEFAULT_SMOOTHING[o.algorithm] if o.smoothing is None else o.smoothing
         self.estimate, self.limit, self.in_flight = float(o.initial_limit), o.initial_limit, 0
         self.no_load: float | None = None
