@@ -101,16 +101,14 @@ WSGI_APP = textwrap.dedent('''\
         return [body]
     ''')
 
-GTHREAD_CONF = textwrap.dedent('''\
-    def post_fork(server, worker):
-        from app import mesh
-        mesh.__enter__()  # the worker's own mesh: the arbiter's is not open here
-
-
-    def worker_exit(server, worker):
-        from app import mesh
-        mesh.close()
-    ''')
+def documented_post_fork_conf() -> str:
+    """docs/deploy.md's gunicorn.conf.py for a preloaded app whose mesh the arbiter
+    opened: each worker opens its own in ``post_fork``, closes it in ``worker_exit``."""
+    doc = (Path(__file__).parents[2] / "docs" / "deploy.md").read_text()
+    start = doc.index("# gunicorn.conf.py, for `gunicorn --preload")
+    block = doc[start:doc.index("```", start)]
+    assert "def post_fork(server, worker):" in block
+    return block
 
 
 def counted(app: str, series: str) -> list[float]:
@@ -182,7 +180,7 @@ def test_uvicorn_workers_of_a_preloaded_app(tmp_path: Path) -> None:
 def test_gthread_workers_of_an_app_whose_mesh_the_arbiter_opened(tmp_path: Path) -> None:
     with FakeBackend() as backend:
         port = free_port()
-        (tmp_path / "gunicorn.conf.py").write_text(GTHREAD_CONF)
+        (tmp_path / "gunicorn.conf.py").write_text(documented_post_fork_conf())
         command, env, shared = serve(tmp_path, WSGI_APP, backend, [
             "-c", "gunicorn.conf.py", "-k", "gthread", "--threads", "4",
             "-b", f"127.0.0.1:{port}"])
