@@ -74,3 +74,33 @@ def test_opening_the_childs_mesh_starts_the_childs_threads(
 
             assert in_child(child) == 1
             assert mesh.is_open
+
+
+def test_the_parents_calls_in_flight_do_not_hold_up_the_childs_close() -> None:
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])], drain_timeout=5.0)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(backend: object) -> int:
+        entered.set()
+        release.wait(10.0)
+        return 1
+
+    caller = threading.Thread(target=mesh.call_sync, args=("users", slow))
+    caller.start()
+    assert entered.wait(5.0)
+    assert mesh.in_flight == 1  # the parent's call, running when the fork comes
+
+    def child() -> int:
+        assert mesh.in_flight == 0  # it never ends here
+        assert mesh.call_sync("users", lambda backend: 1) == 1
+        start = time.monotonic()
+        mesh.close()  # waited drain_timeout for the parent's call
+        return 1 if time.monotonic() - start < 1.0 else 0
+
+    try:
+        assert in_child(child) == 1
+    finally:
+        release.set()
+        caller.join()
+    assert mesh.in_flight == 0
+    mesh.close()

@@ -15,6 +15,7 @@ from typing import Any, Self
 from .._clock import Clock
 from .._errors import ConfigError
 from .._fork import fork_safe
+from .._inflight import calls_list
 from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
 from ..routing._service import Lifecycle, Service
 
@@ -51,6 +52,7 @@ class MeshLifecycle:
     _started: list[Lifecycle]
     _thread: LoopThread | None
     _in_flight: int
+    _calls: list[None]
     _state: str
     _refusing: bool
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
@@ -85,9 +87,12 @@ class MeshLifecycle:
         writer, the dashboard) are the parent's threads and tasks, which a fork does
         not copy: the child's mesh is left as never opened (calls work, without active
         health checks), and opening it in the child starts the child's own. Closing it
-        never waits on the parent's loop."""
+        never waits on the parent's loop, nor on the calls the parent's threads had in
+        flight (they never end here; one of the thread that forked ends on the list it
+        began on, which is no longer the mesh's)."""
         _INHERITED.extend(x for x in (self._thread, self._sessions) if x)
         self._thread, self._sessions = None, None
+        self._calls = calls_list()
         if self._state in ("open", "closing"):
             self._started = []
             self._set_state("idle")
@@ -131,7 +136,7 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
                 await clock.asleep(min(_DRAIN_POLL, left))
             await stop_all(self._started)
             await self._close_sessions()
@@ -190,7 +195,7 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
                 clock.sleep(min(_DRAIN_POLL, left))
             thread, self._thread = self._thread, None
             if self._sessions:
