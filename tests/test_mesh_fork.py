@@ -76,7 +76,7 @@ def test_opening_the_childs_mesh_starts_the_childs_threads(
             assert mesh.is_open
 
 
-def test_the_parents_calls_in_flight_do_not_hold_up_the_childs_close() -> None:
+def test_the_parents_calls_in_flight_are_not_the_childs() -> None:
     mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])], drain_timeout=5.0)
     entered, release = threading.Event(), threading.Event()
 
@@ -88,11 +88,13 @@ def test_the_parents_calls_in_flight_do_not_hold_up_the_childs_close() -> None:
     caller = threading.Thread(target=mesh.call_sync, args=("users", slow))
     caller.start()
     assert entered.wait(5.0)
-    assert mesh.in_flight == 1  # the parent's call, running when the fork comes
+    endpoint = mesh.service("users").endpoints[0]
+    assert mesh.in_flight == endpoint.in_flight == 1  # running when the fork comes
 
     def child() -> int:
-        assert mesh.in_flight == 0  # it never ends here
+        assert mesh.in_flight == endpoint.in_flight == 0  # it never ends here
         assert mesh.call_sync("users", lambda backend: 1) == 1
+        assert endpoint.in_flight == 0  # (what least-requests balancing reads)
         start = time.monotonic()
         mesh.close()  # waited drain_timeout for the parent's call
         return 1 if time.monotonic() - start < 1.0 else 0
@@ -102,5 +104,5 @@ def test_the_parents_calls_in_flight_do_not_hold_up_the_childs_close() -> None:
     finally:
         release.set()
         caller.join()
-    assert mesh.in_flight == 0
+    assert mesh.in_flight == endpoint.in_flight == 0
     mesh.close()

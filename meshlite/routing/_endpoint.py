@@ -136,6 +136,12 @@ class Endpoint(Averages, Latencies):
         self.requests = 0
         self.errors = 0
 
+    def after_fork(self) -> None:
+        """In a forked child (its service calls this): no attempt in flight. The
+        parent's attempts never end here (one of the thread that forked does, and
+        is not counted below zero)."""
+        self.in_flight, self._pending, self._starts, self._done = 0, 0, 0.0, 0.0
+
     # -- the attempt lifecycle -------------------------------------------------
 
     # The lock is taken with acquire()/release(): `with lock:` costs twice as much on
@@ -177,7 +183,8 @@ class Endpoint(Averages, Latencies):
                 else:  # both at most 1 (see _average)
                     self._load = area / held
             self._busy_from = now
-            self.in_flight -= 1
+            if self.in_flight:  # 0: an attempt running when this child was forked
+                self.in_flight -= 1
             if pending > 1:
                 self._pending = pending = pending - 1
                 self._starts = starts = self._starts - start

@@ -20,7 +20,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._errors import TimeoutExceeded
 from .._events import EventHooks
-from .._fork import fork_safe
+from .._fork import after_fork_in_child, fork_safe
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail, optional_clock, optional_random
@@ -153,6 +153,7 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         self._next_change = math.inf
         self._panic = False
         self._install(as_backends(backends, owner), owner)
+        after_fork_in_child(self)  # BackendSet.after_fork
         if not isinstance(trace, bool):
             fail(owner, "trace", trace, "True or False")
         self._call_span = Trace(span_kind=SpanKind.INTERNAL) if trace else None
