@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._fork import fork_safe
 from ._validate import fail
 
 __all__ = [
@@ -140,7 +141,7 @@ class Hook(Protocol):
 
 _global_hooks: tuple[Hook, ...] = ()
 
-_WRITES = threading.Lock()
+_WRITES = fork_safe(threading.Lock())
 """Held while a tuple of hooks is replaced: threads adding or removing hooks at once
 would otherwise lose each other's changes. Emitting reads the tuple without it."""
 

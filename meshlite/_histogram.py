@@ -19,6 +19,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import TypeVar
 
+from ._fork import fork_safe
+
 __all__ = ["FOLD_AT", "Histogram", "take"]
 
 T = TypeVar("T")
@@ -58,7 +60,7 @@ class Histogram:
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.pending: list[float] = []
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._buckets = [0] * (len(bounds) + 1)
         self._sum = 0.0
 

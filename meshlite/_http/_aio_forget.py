@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from .._fork import fork_safe
 from ..routing._endpoint import Endpoint
 from ..routing._service import Service
 from ._retire import waits
@@ -64,7 +65,7 @@ def in_use(connector: Any, hosts: set[tuple[str | None, int | None]]) -> bool:
 
 _WATCHING: weakref.WeakKeyDictionary[Service, list[Forgetting]] = weakref.WeakKeyDictionary()
 """The sessions watching each service, swept of closed ones as another starts."""
-_WATCHING_LOCK = threading.Lock()
+_WATCHING_LOCK = fork_safe(threading.Lock())
 
 
 class Forgetting:

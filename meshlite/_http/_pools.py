@@ -10,11 +10,13 @@ from typing import Any, NamedTuple
 
 import httpx
 
+from .._fork import after_fork_in_child, fork_safe
 from ..routing._backend import Backend
 from ..routing._endpoint import Endpoint
 from ..routing._service import Service
 from ..routing._tls import Headers
 from ._aio_wire import AiohttpTransport, aiohttp_options
+from ._inherited import close_inherited
 from ._loop_transport import PerLoopTransport
 from ._outgoing import check_base_url
 from ._retire import Retired, Retiring
@@ -38,7 +40,7 @@ class Target(NamedTuple):
     """The event loop an async transport was made on (its connections' loop)."""
 
 
-_tls_lock = threading.Lock()
+_tls_lock = fork_safe(threading.Lock())
 _tls: dict[str, ssl.SSLContext] = {}
 
 
@@ -99,6 +101,19 @@ class Pools:
         self._service = service
         self._retiring = Retiring(is_async)
         self._unwatch = service.watch_backends(self._retire)
+        if not is_async:  # async pools are per event loop: a child runs its own
+            after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: start with no connection, and close the child's copies
+        of the parent's sockets (``_inherited``)."""
+        inherited = [t.transport for t in self._targets.values()]
+        inherited += [self._passthrough] if self._passthrough is not None else []
+        inherited += [r.transport for r in self._retiring._waiting]
+        self._lock = threading.Lock()
+        self._targets, self._passthrough = {}, None
+        self._retiring = Retiring(self._async)
+        close_inherited(inherited)
 
     def _transport(self, scheme: str = "https", *, own: bool = True) -> Any:
         options = _with_tls(self._options if own else self._plain, scheme)
@@ -191,6 +206,11 @@ class MeshPools:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._made: dict[tuple[Service, bool], Pools] = {}
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (each :class:`Pools` resets itself)."""
+        self._lock = threading.Lock()
 
     def get(self, service: Service, is_async: bool) -> Pools:
         """The pools of ``service`` for async or sync clients (made now if new)."""

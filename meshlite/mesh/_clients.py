@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from .._extras import requires_extra
+from .._fork import fork_safe
 from ..routing._service import Service
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MeshClients"]
 
-_HTTP_LOCK = threading.Lock()  # makes each mesh's HTTP pool registry once
+_HTTP_LOCK = fork_safe(threading.Lock())  # makes each mesh's HTTP pool registry once
 
 
 class MeshClients:

@@ -14,6 +14,8 @@ from typing import Any, Self
 
 from .._clock import Clock
 from .._errors import ConfigError
+from .._fork import fork_safe
+from .._inflight import calls_list
 from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
 from ..routing._service import Lifecycle, Service
 from ..telemetry._bounded import flush_all, registered
@@ -25,12 +27,18 @@ _DRAIN_POLL = 0.005
 
 _log = logging.getLogger("meshlite.mesh")
 
-_OPENING = threading.Lock()
+_OPENING = fork_safe(threading.Lock())
 """Held while a mesh checks that it is not open and marks itself open (rare: one lock
 for every mesh)."""
 
-_SESSIONS = threading.Lock()
+_SESSIONS = fork_safe(threading.Lock())
 """Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
+
+_INHERITED: list[Any] = []
+"""What a forked child's meshes had from the parent's event loops (a loop thread,
+aiohttp sessions), kept and never closed here: a copy of the parent's loop shares
+its epoll set with the parent, and closing it (or its sockets) in the child would
+take the parent's sockets out of that set."""
 
 
 class MeshLifecycle:
@@ -45,6 +53,7 @@ class MeshLifecycle:
     _started: list[Lifecycle]
     _thread: LoopThread | None
     _in_flight: int
+    _calls: list[None]
     _state: str
     _refusing: bool
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
@@ -72,6 +81,22 @@ class MeshLifecycle:
                 await session.close()
             except Exception:  # made on another loop, say: its sockets go with it
                 _log.debug("closing an aiohttp session failed", exc_info=True)
+
+    def after_fork(self) -> None:
+        """In a forked child: a mesh open in the parent is not open here. Its loop
+        thread and the components it started (health checks, watchers, the metrics
+        writer, the dashboard) are the parent's threads and tasks, which a fork does
+        not copy: the child's mesh is left as never opened (calls work, without active
+        health checks), and opening it in the child starts the child's own. Closing it
+        never waits on the parent's loop, nor on the calls the parent's threads had in
+        flight (they never end here; one of the thread that forked ends on the list it
+        began on, which is no longer the mesh's)."""
+        _INHERITED.extend(x for x in (self._thread, self._sessions) if x)
+        self._thread, self._sessions = None, None
+        self._calls = calls_list()
+        if self._state in ("open", "closing"):
+            self._started = []
+            self._set_state("idle")
 
     def _set_state(self, state: str) -> None:
         # Every change of state goes through here; the dispatch refuses calls by
@@ -113,7 +138,7 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
                 await clock.asleep(min(_DRAIN_POLL, left))
             await stop_all(self._started)
             await self._close_sessions()
@@ -176,7 +201,7 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight and (left := deadline - clock.monotonic()) > 0:
+            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
                 clock.sleep(min(_DRAIN_POLL, left))
             thread, self._thread = self._thread, None
             if self._sessions:

@@ -15,6 +15,7 @@ from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigError
 from .._events import Hook
+from .._fork import after_fork_in_child
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list
 from .._policy import AsyncHandler, Handler
@@ -125,6 +126,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         # Alert rules are evaluated while the mesh is open (one worker per host).
         self._host = HostMonitor(self)
         self.attach(self._host)
+        after_fork_in_child(self)  # a mesh open in the parent is not open in a child
 
     @property
     def host_monitor(self) -> HostMonitor:

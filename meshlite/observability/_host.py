@@ -23,6 +23,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from .._fork import after_fork_in_child
 from ._multiproc import HostLock
 
 if TYPE_CHECKING:
@@ -46,6 +47,15 @@ _locks: dict[str, HostLock] = {}  # lock file -> this process's lock on it
 _users: dict[str, set[int]] = {}  # lock file -> the HostMonitors leading with it
 
 
+def _after_fork() -> None:
+    global _guard
+    _guard = threading.Lock()  # a parent's thread may have held it at the fork
+    _users.clear()  # a child leads with none of its parent's locks (HostLock.after_fork)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class HostMonitor:
     """Runs the mesh's :class:`Monitor` while the mesh is open (see the module).
 
@@ -63,6 +73,12 @@ class HostMonitor:
         self._owned = False  # made here (not by a dashboard): stopped here
         self._lock: HostLock | None = None
         self._task: asyncio.Task[None] | None = None
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: not running (the parent's task and monitor do not run
+        here), so that opening the child's mesh starts the child's own."""
+        self._task, self.monitor, self._owned = None, None, False
 
     def lead(self, *, announce: bool = True) -> bool:
         """Whether this process leads the host (taking the lock if it is free).

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from .._fork import fork_safe
 from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._service import Service
@@ -71,7 +72,7 @@ class MeshMetrics:
         self._host_cache: HostView | None = None
         self._extra: list[Collector] = []  # register(): other series, same registry
         self._mesh = mesh
-        self._lock = threading.RLock()
+        self._lock = fork_safe(threading.RLock())
         self._calls: dict[str, Timings] = {}
         self.series: dict[Service, Timings] = {}
         """Each observed service's call series (an override's service shares the

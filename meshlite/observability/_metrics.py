@@ -26,6 +26,7 @@ from itertools import pairwise
 from typing import Any, Protocol
 
 from .._context import CallContext
+from .._fork import fork_safe
 from .._histogram import FOLD_AT, Histogram, take
 from .._inflight import calls_list, count
 from .._policy import AsyncHandler, Handler
@@ -253,7 +254,7 @@ class Counters:
     def __init__(self, declared: dict[str, tuple[str, str, tuple[str, ...]]]) -> None:
         self.declared = declared
         self._values: dict[str, dict[tuple[str, ...], float]] = {n: {} for n in declared}
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
 
     def add(self, name: str, values: tuple[str, ...], amount: float = 1.0) -> None:
         """Add ``amount`` to counter ``name`` of label values ``values``."""

@@ -30,8 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._fork import after_fork_in_child, before_fork_in_parent
 from ._metrics import MetricFamily, Sample
 from ._prometheus import _merge
+from ._since_fork import Totals, since, totals
 
 if TYPE_CHECKING:
     from ._mesh_metrics import MeshMetrics
@@ -156,6 +158,23 @@ class SharedMetrics:
         self._thread: threading.Thread | None = None
         self.writing = True
         """False for a process that only reads (``meshlite dashboard`` attached)."""
+        self._at_fork: Totals = {}
+        self._baseline: Totals = {}  # in a forked child: the counts at the fork
+        before_fork_in_parent(self)
+        after_fork_in_child(self)
+
+    def before_fork(self) -> None:
+        """In the parent, before a fork: note the counts, which a child leaves out of
+        its file (its parent's file has them: ``_since_fork``)."""
+        self._at_fork = totals(self._metrics.collect_local()) if self.writing else {}
+
+    def after_fork(self) -> None:
+        """In a forked child: count from the fork on, and no writer thread (the
+        parent's is not copied), so that opening the child's mesh starts its own."""
+        self._baseline, self._at_fork = self._at_fork, {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
 
     @property
     def path(self) -> str:
@@ -168,7 +187,8 @@ class SharedMetrics:
         """Write this worker's series now (atomically: a temporary file, renamed)."""
         if not self.writing:
             return
-        data = _dump(self._metrics.collect_local())
+        families: Iterable[MetricFamily] = self._metrics.collect_local()
+        data = _dump(since(families, self._baseline) if self._baseline else families)
         path = self.path
         tmp = f"{path}.{threading.get_ident()}.tmp"
         with self._lock:
@@ -246,6 +266,16 @@ class HostLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: not held. The child's copy of the descriptor is closed
+        (the lock stays the parent's: an ``flock`` is released when the last
+        descriptor of its open file closes, so a copy left open kept every other
+        worker from leading after the parent let go, for as long as the child ran)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def acquire(self, *, announce: bool = True) -> bool:
         """Take the lock if it is free; True when this process holds it.

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
+from .._fork import after_fork_in_child
 from .._validate import fail
 from ._metrics import Collector, MetricFamily, Sample
 
@@ -225,6 +226,13 @@ class MetricsServer:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}/metrics"
         """Where Prometheus scrapes, such as ``http://127.0.0.1:9464/metrics``."""
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: close the child's copy of the listening socket (the
+        server thread is the parent's; a copy left open kept the port bound, and
+        accepting into a queue nobody reads, after the parent stopped)."""
+        self._server.socket.close()
 
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""

@@ -12,6 +12,7 @@ from .._clock import SYSTEM_CLOCK, Clock, acquire_within
 from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected
+from .._fork import after_fork_in_child, fork_safe
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import at_least, fail, optional_positive
 
@@ -143,9 +144,18 @@ class Bulkhead(Policy):
         if clock is not None and not isinstance(clock, Clock):
             fail("Bulkhead", "clock", clock, "a meshlite Clock or None")
         self._clock: Clock = clock or SYSTEM_CLOCK
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._running = 0
         self._waiters: deque[_Waiter] = deque()
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: every slot free, no queue (emptied in place: compiled
+        handlers hold it; the lock is released by ``fork_safe``). The parent's calls
+        and waiters are its threads', which never end here (a call of the thread
+        that forked ends in the child, and its release is not counted below zero)."""
+        self._running = 0
+        self._waiters.clear()
 
     @property
     def running(self) -> int:
@@ -203,7 +213,8 @@ class Bulkhead(Policy):
             while waiters:
                 if waiters.popleft().wake():
                     return  # the slot changed hands; the count stays
-            self._running -= 1
+            if self._running:  # 0: a call running when this child was forked
+                self._running -= 1
 
     def _join(self, ctx: CallContext, waiter: _Waiter, timeout: float | None) -> bool:
         """Take a slot (True) or join the queue (False); raises when the queue is full."""

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
+from .._fork import fork_safe
 from .._validate import fail, non_negative, positive
 
 __all__ = [
@@ -70,7 +71,7 @@ class RetryBudget:
         self._monotonic = self._clock.monotonic
         self._reserve = self.min_per_second * self.ttl
         self._width = self.ttl / _SLICES
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         # Slot i is (slice number, deposit counter) for the slice numbered i mod 10,
         # and _current is (end time, counter) of the slice deposits go to now. A
         # deposit calls next() on that counter without the lock: one atomic C call,

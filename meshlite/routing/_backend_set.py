@@ -58,6 +58,12 @@ class BackendSet:
         """The live state of each backend."""
         return self._endpoints
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's attempts in flight are not counted on any
+        endpoint (they never end here)."""
+        for endpoint in self._endpoints:
+            endpoint.after_fork()
+
     def set_backends(self, backends: Iterable[BackendLike]) -> None:
         """Replace the backend set (discovery calls this). Backends whose address is
         unchanged keep their statistics and ejection state.

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from .._clock import Clock
+from .._fork import fork_safe
 from .._validate import fail
 from ._backend import Backend
 from ._decay import (
@@ -112,7 +113,7 @@ class Endpoint(Averages, Latencies):
         # Answers closer together than this keep KEPT_PER_ANSWER (the time weight
         # would keep more).
         self._answer_time = -decay_seconds * math.log(KEPT_PER_ANSWER)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._ewma = 0.0
         # The load recent latencies were measured under: the requests in flight
         # here, averaged over time with the latency as horizon (see _average).
@@ -134,6 +135,12 @@ class Endpoint(Averages, Latencies):
         self.in_flight = 0
         self.requests = 0
         self.errors = 0
+
+    def after_fork(self) -> None:
+        """In a forked child (its service calls this): no attempt in flight. The
+        parent's attempts never end here (one of the thread that forked does, and
+        is not counted below zero)."""
+        self.in_flight, self._pending, self._starts, self._done = 0, 0, 0.0, 0.0
 
     # -- the attempt lifecycle -------------------------------------------------
 
@@ -176,7 +183,8 @@ class Endpoint(Averages, Latencies):
                 else:  # both at most 1 (see _average)
                     self._load = area / held
             self._busy_from = now
-            self.in_flight -= 1
+            if self.in_flight:  # 0: an attempt running when this child was forked
+                self.in_flight -= 1
             if pending > 1:
                 self._pending = pending = pending - 1
                 self._starts = starts = self._starts - start

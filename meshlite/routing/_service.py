@@ -20,6 +20,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._errors import TimeoutExceeded
 from .._events import EventHooks
+from .._fork import after_fork_in_child, fork_safe
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail, optional_clock, optional_random
@@ -146,12 +147,13 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
             outlier_detection is not None and outlier_detection.clock is not None)
         fallback = outlier_detection.clock if outlier_detection is not None else None
         self.clock: Clock = clock or fallback or SYSTEM_CLOCK
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._endpoints: tuple[Endpoint, ...] = ()
         self._available: tuple[Endpoint, ...] = ()
         self._next_change = math.inf
         self._panic = False
         self._install(as_backends(backends, owner), owner)
+        after_fork_in_child(self)  # BackendSet.after_fork
         if not isinstance(trace, bool):
             fail(owner, "trace", trace, "True or False")
         self._call_span = Trace(span_kind=SpanKind.INTERNAL) if trace else None

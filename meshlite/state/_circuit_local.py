@@ -26,6 +26,7 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
+from .._fork import after_fork_in_child, fork_safe
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -57,7 +58,7 @@ class LocalCircuitState:
 
     def __init__(self, options: CircuitConfig, clock: Clock) -> None:
         o = options
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._clock = clock
         self._timed = o.window_type == "time"
         self._window: Window = (TimeWindow(float(o.window)) if self._timed
@@ -79,6 +80,15 @@ class LocalCircuitState:
         self._opened_at: float | None = None
         self._open_until = 0.0
         self._reason = ""
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: a round of trials under way starts over. Its trials in
+        flight are the parent's calls, which never end here: their slots stayed
+        taken, and the child refused every call for good."""
+        with self._lock:
+            if self._state is HALF_OPEN:
+                self._half_open()  # a new permit: outcomes of the old one are ignored
 
     # -- outcomes ------------------------------------------------------------------
 

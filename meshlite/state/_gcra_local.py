@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
+from .._fork import fork_safe
+
 __all__ = ["GcraStore", "LocalGcra", "LocalGcraCell"]
 
 _ROUNDING = 1e-9
@@ -56,7 +58,7 @@ class LocalGcraCell:
         self._tau = tau
         self._rounding = interval * _ROUNDING
         self._tat = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         # Bound once: calling acquire/release costs less than ``with lock`` per call.
         self._acquire = self._lock.acquire
         self._release = self._lock.release
@@ -138,7 +140,7 @@ class LocalGcra:
         self._rounding = interval * _ROUNDING
         self._max_keys = max_keys
         self._tats: OrderedDict[Hashable, float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._acquire = self._lock.acquire
         self._release = self._lock.release
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from .._errors import ConfigError
+from .._fork import fork_safe
 from . import _quiet
 from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, shut_down_at_exit
 from ._bounded import bounded as _bounded
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Telemetry", "configure", "current"]
 
-_lock = threading.RLock()
+_lock = fork_safe(threading.RLock())
 _switch = SwitchTracerProvider()
 _active: Telemetry | None = None
 

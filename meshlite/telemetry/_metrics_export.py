@@ -200,8 +200,10 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
     quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
-    reader, register = _reader(OTLPMetricExporter(endpoint=endpoint), interval, sources,
-                               resource)
+    from ._session import exporter_session
+
+    exporter = OTLPMetricExporter(endpoint=endpoint, session=exporter_session("METRICS"))
+    reader, register = _reader(exporter, interval, sources, resource)
     # The handle has itself shut down at exit and forgets that on shutdown(): the SDK's
     # would keep every stopped provider alive until exit. The provider owns the
     # reader's thread (flush, shutdown).

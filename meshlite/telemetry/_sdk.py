@@ -102,7 +102,10 @@ def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQue
 
         # Headers, timeout, compression and certificates still come from the
         # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
-        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint)
+        from ._session import exporter_session
+
+        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
+                                    session=exporter_session("TRACES"))
         quiet(OTLPSpanExporter.__module__)  # one line per failure a minute, not per batch
         queue = SpanQueue(exporter)
         provider.add_span_processor(queue)

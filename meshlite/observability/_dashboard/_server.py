@@ -19,6 +19,7 @@ from uvicorn.middleware.message_logger import MessageLoggerMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..._errors import ConfigError
+from ..._fork import after_fork_in_child
 from ._app import build_app
 from ._auth import DEFAULT_MAX_CLIENTS, check_bind
 from ._limits import Limits, http_protocol, ws_protocol
@@ -189,15 +190,25 @@ class DashboardServer:
     """
 
     def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], monitor: Monitor,
-                 host: str, port: int) -> None:
+                 host: str, port: int, sock: socket.socket | None = None) -> None:
         self._server = server
         self._task = task
+        self._sock = sock
+        if sock is not None:
+            after_fork_in_child(self)
         self.monitor = monitor
         monitor.servers += 1
         self._serving = True
         self.host = host
         self.port = port
         self.url = _url(host, port)
+
+    def after_fork(self) -> None:
+        """In a forked child: close the child's copy of the listening socket (the
+        server is the parent's; a copy left open kept the port bound, and accepting
+        into a queue nobody reads, after the parent stopped)."""
+        if self._sock is not None:
+            self._sock.close()
 
     @property
     def running(self) -> bool:
@@ -265,7 +276,7 @@ async def serve_dashboard(mesh: Mesh, host: str = DEFAULT_HOST, port: int = DEFA
     port = sock.getsockname()[1]
     task = await _start(server, sock)
     monitor.start()
-    return DashboardServer(server, task, monitor, host, port)
+    return DashboardServer(server, task, monitor, host, port, sock)
 
 
 async def _foreground(mesh: Mesh, settings: _Settings) -> None:

@@ -8,6 +8,7 @@ import math
 import threading
 from collections.abc import Callable
 
+from ..._fork import after_fork_in_child, fork_safe
 from ._options import DEFAULT_PROBE_JITTER, DEFAULT_SMOOTHING, AdaptiveConcurrencyOptions
 
 __all__ = ["Limiter"]
@@ -46,7 +47,7 @@ class Limiter:
             math.sqrt if size is None else size if callable(size) else lambda _: size)
         self.update = (_gradient(o.tolerance, self.queue) if o.algorithm == "gradient"
                        else _vegas)
-        self.o, self.rng, self.lock = o, rng, threading.Lock()
+        self.o, self.rng, self.lock = o, rng, fork_safe(threading.Lock())
         self.smoothing = DEFAULT_SMOOTHING[o.algorithm] if o.smoothing is None else o.smoothing
         self.estimate, self.limit, self.in_flight = float(o.initial_limit), o.initial_limit, 0
         self.no_load: float | None = None
@@ -54,6 +55,12 @@ class Limiter:
         self.w_sum, self.w_count, self.w_most = 0.0, 0, 0
         self.probing, self.p_start, self.p_sum, self.p_count = False, 0.0, 0.0, 0
         self.probe_due = -math.inf if o.probe_interval is not None else math.inf
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: nothing in flight (the parent's calls never end here;
+        one of the thread that forked does, and is not counted below zero)."""
+        self.in_flight = 0
 
     def acquire(self) -> int:
         """Admit a call: the number in flight with it, or 0 when it is rejected."""
@@ -69,7 +76,8 @@ class Limiter:
         """A call admitted at ``start`` with ``seen`` in flight ended at ``end``.
         Returns ``(old, new, reason)`` when the limit changed."""
         with self.lock:
-            self.in_flight -= 1
+            if self.in_flight:  # 0: a call running when this child was forked
+                self.in_flight -= 1
             if not sample:
                 return None
             if self.probing:
