@@ -7,10 +7,11 @@ is *down* (a connection failure or a timeout; an error reply about one key affec
 one decision, see :mod:`._redis`). While down every operation is refused at once,
 without the network, except one *probe* at a time: the first operation after the
 retry instant claims the probe by moving the retry instant on (so concurrent
-callers keep falling back instead of all paying the timeout), and tries the store. A failed probe sets the next retry instant with
-jittered backoff (redis-py's ``EqualJitterBackoff``: between half and all of
-``retry_interval``), so replicas do not probe in step; the first operation that
-succeeds announces the recovery. Checking costs one attribute read while up.
+callers keep falling back instead of all paying the timeout), and tries the store.
+A failed probe sets the next retry instant with jittered backoff (redis-py's
+``EqualJitterBackoff``: between half and all of ``retry_interval``), so replicas do
+not probe in step; the first operation that succeeds announces the recovery.
+Checking costs one attribute read while up.
 """
 
 from __future__ import annotations

@@ -206,6 +206,7 @@ class RedisStore(Commands):
             RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
         self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
+        self._noscript: type[BaseException] = ex.NoScriptError
         self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)

@@ -11,15 +11,17 @@ node's keys would pay a timeout. Instead each primary (``"host:port"``) has a
   map (the map redis-py routes by) and is refused at once while that primary is
   down, except one probe at a time, as a whole store is (:mod:`._health`);
 - a failure is blamed on the node redis-py names on the error (the one it tried,
-  after following redirects), else on the key's primary;
+  after following redirects);
 - a primary's outage ends when a probe to its slots is answered: by the node
   itself, restarted, or by the replica that took its slots over (redis-py
   refreshes its slot map after the failure). A primary that no longer serves
   any slot in the client's map is no longer down either: nobody would probe it.
 
 The store's own health serves what no primary can be named for: a decision
-without a key (``PING``), or made before the client has read the slot map (the
-Cluster could not be reached at all).
+without a key (``PING``), or made before the client has read the slot map, and a
+failure that names no node (no node reachable, ``CLUSTERDOWN``). While it is down,
+every decision is refused but one probe at a time, as on one Redis; any answer
+ends it.
 """
 
 from __future__ import annotations
@@ -95,13 +97,26 @@ class Nodes:
         return self.node(name)
 
     def blame(self, error: BaseException, health: Health) -> Health:
-        """The health a failed operation counts against: the node redis-py names on
-        ``error`` (the one it tried), else ``health`` (the key's primary's)."""
+        """The health a failed operation checked against ``health`` counts against:
+        the node redis-py names on ``error`` (the one it tried), else the store's."""
         tried = getattr(error, "connection", None)
         host, port = getattr(tried, "host", None), getattr(tried, "port", None)
-        if host is None or port is None:
-            return health
+        if host is None or port is None or health is self.store:
+            # The client could not be made or read the slot map, or the error is the
+            # Cluster's (no node reachable, CLUSTERDOWN): the store's.
+            return self.store
         return self.node(f"{host}:{port}")
+
+    def rotate(self, client: Any) -> None:
+        """After a failure that names no node, on an async client: its next first
+        connection reads the command table (``COMMAND``) from another primary.
+        redis-py's async client reads it from the first primary of its map and
+        asks that one again each time, so while that primary is down the client
+        could never start (the sync client retries on the others when it is made)."""
+        manager = client.nodes_manager
+        primaries = manager.get_nodes_by_server_type("primary")
+        if len(primaries) > 1:
+            manager.move_node_to_end_of_cached_nodes(primaries[0].name)
 
     def answered(self, health: Health, client: Any, key: Any) -> None:
         """An operation on ``key`` that ``health`` answered for succeeded after

@@ -64,6 +64,7 @@ class Commands:
     _redirects: tuple[type[BaseException], ...]
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
+    _noscript: type[BaseException]
     _refusals: Throttle
 
     def _classify(self, error: BaseException, sent: float,
@@ -177,16 +178,23 @@ class Commands:
         nodes = self._nodes
         assert nodes is not None
         key = key_of(script, nkeys, args)
+        if nodes.store.down_since is not None:
+            nodes.store.refuse()
         health = nodes.health_of(self._clients.made(), key)
-        if health.down_since is not None:
+        if health.down_since is not None and health is not nodes.store:
             health.refuse()
         self._wait_slot(health)
         self.round_trips += 1
         sent = monotonic()
         try:
             client = self._clients.sync()
-            result = (client.execute_command(*args) if script is None
-                      else script(args[:nkeys], args[nkeys:], client))
+            if script is None:
+                result = client.execute_command(*args)
+            else:
+                try:
+                    result = client.evalsha(script.sha, nkeys, *args)
+                except self._noscript:  # see _arun_cluster
+                    result = client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 self._rediscover()
@@ -261,10 +269,12 @@ class Commands:
         nodes = self._nodes
         assert nodes is not None
         key = key_of(script, nkeys, args)
+        if nodes.store.down_since is not None:
+            nodes.store.refuse()
         entry = self._clients.loop_client()
         client = entry.client
         health = nodes.health_of(client, key)
-        if health.down_since is not None:
+        if health.down_since is not None and health is not nodes.store:
             health.refuse()
         slots = entry.slots
         if slots.locked():
@@ -274,12 +284,23 @@ class Commands:
         self.round_trips += 1
         sent = monotonic()
         try:
-            result = await (client.execute_command(*args) if script is None
-                            else script(args[:nkeys], args[nkeys:], client))
+            if script is None:
+                result = await client.execute_command(*args)
+            else:
+                try:
+                    result = await client.evalsha(script.sha, nkeys, *args)
+                except self._noscript:
+                    # EVAL caches the script on the key's primary: redis-py's Script
+                    # would send SCRIPT LOAD to every primary, which fails while one
+                    # of them is down (and the decision with it).
+                    result = await client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 await self._arediscover()
-            raise self._classify(error, sent, nodes.blame(error, health)) from error
+            blamed = nodes.blame(error, health)
+            if blamed is nodes.store:
+                nodes.rotate(client)
+            raise self._classify(error, sent, blamed) from error
         finally:
             slots.release()
         self._answered(nodes, health, client, key)

@@ -91,13 +91,18 @@ class Target:
             # topology refresh each) waits out a hung or dead node for seconds, so a
             # decision could not fall back within ``timeout``. Redirects (MOVED, ASK)
             # are followed all the same; a connection a restart closed is reconnected.
+            # Making the sync client reads the command table (``COMMAND``) from the
+            # first primary: while that one is down, it is retried on the others.
             retry = r.asyncio.retry.Retry if asynchronous else r.retry.Retry
-            options["retry"] = retry(r.backoff.NoBackoff(), 0)
+            options["retry"] = retry(r.backoff.NoBackoff(), 0 if asynchronous
+                                     else len(self.nodes))
             options.pop("health_check_interval", None)
             cls = r.asyncio.cluster.RedisCluster if asynchronous else RedisCluster
             node: Any = AsyncNode if asynchronous else ClusterNode
-            return cls(startup_nodes=[node(h, p) for h, p in self.nodes],
-                       max_connections=size, **options)
+            client = cls(startup_nodes=[node(h, p) for h, p in self.nodes],
+                         max_connections=size, **options)
+            client.set_retry(retry(r.backoff.NoBackoff(), 0))
+            return client
         if self.kind == "sentinel":
             sentinel = self._sentinel(asynchronous, options)
             return sentinel.master_for(self.service, max_connections=size, **options)
