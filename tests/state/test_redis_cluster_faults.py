@@ -178,22 +178,37 @@ def replicated_cluster(redis_binary: str) -> Iterator[Any]:
 
 
 def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any) -> None:
+    for server in replicated_cluster.servers:  # the other primaries serve meanwhile
+        with redis.Redis(port=server.port) as node:
+            node.config_set("cluster-require-full-coverage", "no")
     store = fast_store(replicated_cluster.url)
+    events: list[Any] = []
+    store.add_hook(events.append)
     call = ml.RateLimit(1e6, store=store, name="failover", mode="reject")(lambda: 1)
     assert call() == 1
     port = node_of(store, "failover")
+    client = store._clients.sync()
+    other = next(f"b{i}" for i in itertools.count()  # a breaker on another primary
+                 if client.get_node_from_key(f"{store.prefix}:cb:{{b{i}}}").port != port)
+    elsewhere = ml.CircuitBreaker(name=other, store=store)(lambda: 1)
     replicated_cluster.server(port).kill()  # its replica takes its slots over
     deadline = time.monotonic() + 20.0
     while store.available:  # until a decision meets the dead primary
         assert call() == 1
+    assert store.unavailable_nodes == (f"127.0.0.1:{port}",)
     while not store.available:  # a probe finds the promoted replica
         assert time.monotonic() < deadline, "the store never found the new primary"
         assert call() == 1
+        assert elsewhere() == 1
         time.sleep(0.01)
     fallbacks = dict(store.fallbacks)
     assert sum(call() for _ in range(20)) == 20
     assert store.fallbacks == fallbacks  # decided in Redis again
+    assert ("circuit_breaker", "local") not in fallbacks  # the other primary's key never fell back
     assert node_of(store, "failover") != port
+    down, up = events  # one outage, of the dead primary, ended by its replica
+    assert down.node == up.node == f"127.0.0.1:{port}"
+    assert "served by" in up.reason or "serves no slot" in up.reason
     store.close()
 
 
