@@ -53,10 +53,13 @@ class Nodes:
         make: Makes the health of one primary, given its name and the watch to pass.
     """
 
-    __slots__ = ("_lock", "_make", "_prune_at", "_table", "down", "store")
+    __slots__ = ("_lock", "_make", "_prune_at", "_slot", "_table", "down", "store")
 
     def __init__(self, store: Health,
                  make: Callable[[str, Callable[[Health, bool], None]], Health]) -> None:
+        from redis.crc import key_slot  # (redis-py is imported: a store is being made)
+
+        self._slot = key_slot
         self.store = store
         self.down: dict[str, Health] = {}
         """The primaries down now, by name."""
@@ -87,14 +90,15 @@ class Nodes:
         redis-py Cluster client, or ``None`` before one is made)."""
         if client is None or key is None:
             return self.store
-        manager = client.nodes_manager
         try:
-            name = manager.slots_cache[client.keyslot(key)][0].name
+            name = client.nodes_manager.slots_cache[
+                self._slot(key if type(key) is bytes else key.encode())][0].name
         except (KeyError, IndexError):  # the slot map is not read yet
             return self.store
         if self.down and time.monotonic() >= self._prune_at:
             self.prune(client)
-        return self.node(name)
+        health = self._table.get(name)
+        return self.node(name) if health is None else health
 
     def blame(self, error: BaseException, health: Health) -> Health:
         """The health a failed operation checked against ``health`` counts against:

@@ -201,12 +201,14 @@ class Commands:
             raise self._classify(error, sent, nodes.blame(error, health)) from error
         finally:
             self._clients.slots.release()
-        self._answered(nodes, health, client, key)
+        health.last_ok = monotonic()
+        if health.down_since is not None or nodes.store.down_since is not None:
+            self._answered(nodes, health, client, key)
         return result
 
     def _answered(self, nodes: Nodes, health: Health, client: Any, key: Any) -> None:
-        """A Cluster operation on ``key``, checked against ``health``, was answered."""
-        health.last_ok = monotonic()
+        """A Cluster operation on ``key``, checked against ``health``, was answered
+        while ``health`` or the store's was down."""
         if health.down_since is not None:
             nodes.answered(health, client, key)
         if nodes.store.down_since is not None:  # any answer: the Cluster is reachable
@@ -303,7 +305,9 @@ class Commands:
             raise self._classify(error, sent, blamed) from error
         finally:
             slots.release()
-        self._answered(nodes, health, client, key)
+        health.last_ok = monotonic()
+        if health.down_since is not None or nodes.store.down_since is not None:
+            self._answered(nodes, health, client, key)
         return result
 
     async def _await_slot(self, slots: asyncio.Semaphore, health: Health) -> None:
