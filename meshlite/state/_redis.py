@@ -27,7 +27,6 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigError
 from .._events import Hook
 from .._throttle import Throttle
 from .._validate import at_least, fail, non_negative, positive, wait_seconds
@@ -46,7 +45,7 @@ from ._redis_conn import Clients, StoreBusyError
 from ._redis_keys import empty_tag, hash_tag, quota_key
 from ._redis_nodes import Nodes
 from ._redis_ops import REPLY_LOG_INTERVAL, Commands, Script, StoreReplyError
-from ._redis_target import parse_target
+from ._redis_target import import_redis, parse_target
 from ._redis_wire import Wire
 
 if TYPE_CHECKING:
@@ -188,7 +187,7 @@ class RedisStore(Commands):
             from ._redis_target import WHAT
 
             fail("RedisStore", "url", url, WHAT)
-        self._redis = r = _import_redis()
+        self._redis = r = import_redis()
         self._target = parse_target(r, url, self._client_options())
         self.url = url if isinstance(url, str) else self._target.label
         self.label = self._target.label
@@ -324,21 +323,3 @@ class RedisStore(Commands):
         return (f"RedisStore({self.label!r}, prefix={self.prefix!r}, "
                 f"on_error={self.on_error!r}, timeout={self.timeout!r})")
 
-
-def _import_redis() -> Any:
-    try:
-        import redis
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.asyncio.sentinel
-        import redis.backoff
-        import redis.cluster
-        import redis.commands.core
-        import redis.retry
-        import redis.sentinel
-    except ImportError:
-        raise ConfigError(
-            "RedisStore needs redis-py, which is not installed; "
-            "pip install 'meshlite-mesh[redis]'", policy="store") from None
-    return redis

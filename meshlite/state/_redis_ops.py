@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from .._errors import StoreReplyError
 from .._throttle import Throttle
 from ._base import StoreUnavailableError
+from ._redis_cluster_ops import ClusterCommands
 from ._redis_conn import StoreBusyError
-from ._redis_nodes import key_of
 
 if TYPE_CHECKING:
     from ._health import Health
@@ -47,8 +47,9 @@ class Script:
         self._async: Any = None
 
 
-class Commands:
-    """The command paths of :class:`~meshlite.state.RedisStore` (a mixin)."""
+class Commands(ClusterCommands):
+    """The command paths of :class:`~meshlite.state.RedisStore` (a mixin); a
+    Cluster's are in :class:`ClusterCommands`."""
 
     label: str
     timeout: float
@@ -173,47 +174,6 @@ class Commands:
             health.recovered()
         return result
 
-    def _run_cluster(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
-        """:meth:`_run` on a Cluster, against the health of the key's primary."""
-        nodes = self._nodes
-        assert nodes is not None
-        key = key_of(script, nkeys, args)
-        if nodes.store.down_since is not None:
-            nodes.store.refuse()
-        health = nodes.health_of(self._clients.made(), key)
-        if health.down_since is not None and health is not nodes.store:
-            health.refuse()
-        self._wait_slot(health)
-        self.round_trips += 1
-        sent = monotonic()
-        try:
-            client = self._clients.sync()
-            if script is None:
-                result = client.execute_command(*args)
-            else:
-                try:
-                    result = client.evalsha(script.sha, nkeys, *args)
-                except self._noscript:  # see _arun_cluster
-                    result = client.eval(script.script, nkeys, *args)
-        except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
-                self._rediscover()
-            raise self._classify(error, sent, nodes.blame(error, health)) from error
-        finally:
-            self._clients.slots.release()
-        health.last_ok = monotonic()
-        if health.down_since is not None or nodes.store.down_since is not None:
-            self._answered(nodes, health, client, key)
-        return result
-
-    def _answered(self, nodes: Nodes, health: Health, client: Any, key: Any) -> None:
-        """A Cluster operation on ``key``, checked against ``health``, was answered
-        while ``health`` or the store's was down."""
-        if health.down_since is not None:
-            nodes.answered(health, client, key)
-        if nodes.store.down_since is not None:  # any answer: the Cluster is reachable
-            nodes.store.recovered()
-
     def _redis_errors(self) -> tuple[type[BaseException], ...]:
         return self._errors + self._replies
 
@@ -264,50 +224,6 @@ class Commands:
         health.last_ok = monotonic()
         if health.down_since is not None:
             health.recovered()
-        return result
-
-    async def _arun_cluster(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
-        """:meth:`_arun` on a Cluster, against the health of the key's primary."""
-        nodes = self._nodes
-        assert nodes is not None
-        key = key_of(script, nkeys, args)
-        if nodes.store.down_since is not None:
-            nodes.store.refuse()
-        entry = self._clients.loop_client()
-        client = entry.client
-        health = nodes.health_of(client, key)
-        if health.down_since is not None and health is not nodes.store:
-            health.refuse()
-        slots = entry.slots
-        if slots.locked():
-            await self._await_slot(slots, health)
-        else:
-            await slots.acquire()
-        self.round_trips += 1
-        sent = monotonic()
-        try:
-            if script is None:
-                result = await client.execute_command(*args)
-            else:
-                try:
-                    result = await client.evalsha(script.sha, nkeys, *args)
-                except self._noscript:
-                    # EVAL caches the script on the key's primary: redis-py's Script
-                    # would send SCRIPT LOAD to every primary, which fails while one
-                    # of them is down (and the decision with it).
-                    result = await client.eval(script.script, nkeys, *args)
-        except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
-                await self._arediscover()
-            blamed = nodes.blame(error, health)
-            if blamed is nodes.store:
-                nodes.rotate(client)
-            raise self._classify(error, sent, blamed) from error
-        finally:
-            slots.release()
-        health.last_ok = monotonic()
-        if health.down_since is not None or nodes.store.down_since is not None:
-            self._answered(nodes, health, client, key)
         return result
 
     async def _await_slot(self, slots: asyncio.Semaphore, health: Health) -> None:

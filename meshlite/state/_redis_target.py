@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .._errors import ConfigError
 from .._validate import fail
 
-__all__ = ["Target", "label_of", "parse_target"]
+__all__ = ["Target", "import_redis", "label_of", "parse_target"]
 
 _PLAIN = ("redis", "rediss", "unix")
 _CLUSTER = ("redis+cluster", "rediss+cluster")
@@ -223,3 +224,27 @@ def _url_of(kwargs: dict[str, Any]) -> str:
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def import_redis() -> Any:
+    """redis-py with every module a store uses (imported when a store is made).
+
+    Raises:
+        ConfigError: redis-py is not installed.
+    """
+    try:
+        import redis
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.asyncio.retry
+        import redis.asyncio.sentinel
+        import redis.backoff
+        import redis.cluster
+        import redis.commands.core
+        import redis.retry
+        import redis.sentinel
+    except ImportError:
+        raise ConfigError(
+            "RedisStore needs redis-py, which is not installed; "
+            "pip install 'meshlite-mesh[redis]'", policy="store") from None
+    return redis
