@@ -251,29 +251,43 @@ def as_backoff(value: object, owner: str = "Retry", argument: str = "backoff") -
     return value  # a callable of the right arity: the protocol is structural
 
 
-def parse_retry_after(value: str, now: Callable[[], float] = time.time) -> float | None:
+def parse_retry_after(value: str, now: Callable[[], float] = time.time,
+                      date: str | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header value, or ``None`` if invalid.
 
     The value is either delay-seconds (``"120"``) or an HTTP-date
-    (``"Wed, 21 Oct 2015 07:28:00 GMT"``), turned into seconds from ``now()`` (wall
-    time, which an HTTP-date is expressed in). A date in the past gives 0.0.
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``). An HTTP-date is an instant on the
+    server's clock: given the response's ``Date`` header (``date``, the server's
+    clock when it answered), the wait is the difference of the two, so a skew
+    between the server's clock and this host's neither lengthens nor cuts it;
+    without a valid ``Date``, it is counted from ``now()`` (this host's wall time).
+    A date in the past gives 0.0.
     """
     text = value.strip()
     try:
         seconds = float(text)
     except ValueError:
-        import email.utils  # only for HTTP-dates: it costs import time
-
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        when = _http_date(text)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now()
+        sent = None if date is None else _http_date(date)
+        seconds = when - (now() if sent is None else sent)
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def _http_date(text: str) -> float | None:
+    """The epoch seconds of an HTTP-date, or ``None`` if it is not one."""
+    import email.utils  # only for HTTP-dates: it costs import time
+
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def _headers_of(outcome: object) -> Any:
@@ -303,8 +317,13 @@ def retry_after_of(outcome: object) -> float | None:
         return None
     try:
         raw = headers.get("Retry-After") or headers.get("retry-after")
+        date = headers.get("Date") or headers.get("date")
     except Exception:
         return None
     if isinstance(raw, bytes):
         raw = raw.decode("latin-1")
-    return parse_retry_after(raw) if isinstance(raw, str) else None
+    if isinstance(date, bytes):
+        date = date.decode("latin-1")
+    if not isinstance(raw, str):
+        return None
+    return parse_retry_after(raw, date=date if isinstance(date, str) else None)

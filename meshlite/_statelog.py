@@ -70,6 +70,25 @@ def _alert(e: Any) -> Fields:
             "value": e.value, "summary": e.summary}
 
 
+def _store_down(e: Any) -> str:
+    error = f"{type(e.error).__name__}: {e.error}"
+    if e.node is None:
+        return f"store {e.store} is unavailable ({error}); policies fall back until it recovers"
+    return (f"store {e.store}: node {e.node} is unavailable ({error}); decisions on keys "
+            "in its slots fall back until it recovers, keys on the other nodes stay shared")
+
+
+def _store_up(e: Any) -> str:
+    after = f"after {e.down_seconds:.1f} s"
+    if e.node is None:
+        return f"store {e.store} answers again {after}"
+    if e.reason:
+        return (f"store {e.store}: keys in node {e.node}'s slots are shared again {after} "
+                f"({e.reason})")
+    return (f"store {e.store}: node {e.node} answers again {after}; keys in its slots are "
+            "shared again")
+
+
 def _alert_level(e: Any) -> int:
     return {"critical": _ERROR, "warning": _WARN}.get(e.severity, _INFO)
 
@@ -118,13 +137,12 @@ _RULES: dict[str, _Rule] = {
         f"running: {'; '.join(e.errors)}"), lambda e: {
             "path": e.path, "errors": e.errors, "reason": "; ".join(map(one_line, e.errors)),
             "pid": os.getpid()}),
-    "StoreUnavailable": ("meshlite.state", _WARN, lambda e: (
-        f"store {e.store} is unavailable ({type(e.error).__name__}: {e.error}); "
-        "policies fall back until it recovers"), lambda e: {
-            "store": e.store, "reason": f"{type(e.error).__name__}: {e.error}"}),
-    "StoreRecovered": ("meshlite.state", _INFO, lambda e: (
-        f"store {e.store} answers again after {e.down_seconds:.1f} s"),
-        lambda e: {"store": e.store, "down_seconds": e.down_seconds}),
+    "StoreUnavailable": ("meshlite.state", _WARN, _store_down,
+                         lambda e: {"store": e.store, "node": e.node,
+                                    "reason": f"{type(e.error).__name__}: {e.error}"}),
+    "StoreRecovered": ("meshlite.state", _INFO, _store_up, lambda e: {
+        "store": e.store, "node": e.node, "down_seconds": e.down_seconds,
+        "reason": e.reason}),
     "AlertFired": ("meshlite.alerts", -1, lambda e: f"alert fired: {e.summary}", _alert),
     "AlertResolved": ("meshlite.alerts", _INFO, lambda e: f"alert resolved: {e.summary}",
                       lambda e: {**_alert(e), "duration": e.duration}),

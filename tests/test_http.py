@@ -281,6 +281,27 @@ async def test_retry_after_beyond_the_cap_returns_the_answer_at_once(
     assert clock.sleeps == []
 
 
+async def test_a_retry_after_date_is_read_on_the_servers_clock(
+        servers: list[Server], clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.utils
+    import http.server
+    import time
+
+    ahead = time.time() + 3600  # the server's clock runs an hour ahead of this host's
+    monkeypatch.setattr(http.server.BaseHTTPRequestHandler, "date_time_string",
+                        lambda self, timestamp=None: email.utils.formatdate(ahead, usegmt=True))
+    a = servers[0]
+    a.status = 503
+    a.headers = {"Retry-After": email.utils.formatdate(ahead + 7, usegmt=True)}
+    pipeline = ml.Pipeline(ml.Retry(attempts=2, backoff=ml.backoff.constant(0), budget=None,
+                                    clock=clock))
+    async with Mesh([service([a.url], pipeline=pipeline)]) as mesh:
+        response = await mesh.http("users").get("/busy")
+    assert response.status_code == 503
+    assert len(a.requests) == 2
+    assert clock.sleeps == [7.0]  # not 3607 s (over the cap: no retry at all)
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("-1") == 0.0

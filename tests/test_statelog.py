@@ -151,6 +151,14 @@ def test_a_standalone_breaker_logs_without_any_hook(caplog: pytest.LogCaptureFix
      {"store": "redis://127.0.0.1:6399/0", "reason": "ConnectionError: refused"}),
     (StoreRecovered(policy="store", store="redis://127.0.0.1:6399/0", down_seconds=2.5),
      "meshlite.state", logging.INFO, {"down_seconds": 2.5}),
+    (StoreUnavailable(policy="store", store="redis+cluster://127.0.0.1:7000",
+                      error=TimeoutError("no reply"), node="127.0.0.1:7001"),
+     "meshlite.state", logging.WARNING,
+     {"node": "127.0.0.1:7001", "reason": "TimeoutError: no reply"}),
+    (StoreRecovered(policy="store", store="redis+cluster://127.0.0.1:7000", down_seconds=2.5,
+                    node="127.0.0.1:7001", reason="its slots are served by 127.0.0.1:7004 now"),
+     "meshlite.state", logging.INFO,
+     {"node": "127.0.0.1:7001", "reason": "its slots are served by 127.0.0.1:7004 now"}),
 ])
 def test_store_outages_are_logged(caplog: pytest.LogCaptureFixture, event: Any, logger: str,
                                   level: int, fields: dict[str, Any]) -> None:
@@ -159,6 +167,9 @@ def test_store_outages_are_logged(caplog: pytest.LogCaptureFixture, event: Any, 
     (record,) = records(caplog)
     assert (record.name, record.levelno) == (logger, level)
     assert {k: getattr(record, k) for k in fields} == fields
+    if event.node is not None:  # a Cluster primary: the line says whose keys are affected
+        assert f"node {event.node}" in record.getMessage()
+        assert "slots" in record.getMessage()
 
 
 def test_alerts_log_at_their_severity(caplog: pytest.LogCaptureFixture) -> None:

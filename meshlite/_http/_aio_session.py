@@ -157,7 +157,8 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
         f"{path} with {response.status}",
         response=response, status_code=response.status, address=backend.address,
         service=service.name,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        retry_after=parse_retry_after(response.headers.get("Retry-After"),
+                                          response.headers.get("Date")))
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> None:

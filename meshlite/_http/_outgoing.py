@@ -73,9 +73,11 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 """Methods retried by default (RFC 9110 idempotent methods)."""
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None."""
-    return None if not value else _parse_retry_after(value)
+def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), or None;
+    ``date`` is the response's ``Date`` header, from which an HTTP date is counted
+    (the server's clock, not this host's)."""
+    return None if not value else _parse_retry_after(value, date=date)
 
 
 def check_base_url(address: str, client: str) -> None:

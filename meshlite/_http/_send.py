@@ -153,7 +153,8 @@ class Call:
             f"{self.request.method} {self.request.url.path} with {status}",
             response=kept, status_code=status, address=backend.address,
             service=self.service.name,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            retry_after=parse_retry_after(response.headers.get("Retry-After"),
+                                          response.headers.get("Date")))
 
 
 def _clamped(given: dict[str, float | None] | None, left: float

@@ -68,19 +68,29 @@ class StoreUnavailable(Event):
     """The store stopped answering; decisions fall back until it recovers.
 
     Emitted once per outage (``policy="store"``), to the store's hooks and the
-    process-wide ones.
+    process-wide ones. On a Redis Cluster, ``node`` names the primary
+    (``"host:port"``) that stopped answering: only the decisions on keys of its
+    slots fall back, the other primaries' keys stay shared.
     """
 
     store: str
     error: BaseException | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreRecovered(Event):
-    """The store answers again after ``down_seconds``; decisions use it again."""
+    """The store answers again after ``down_seconds``; decisions use it again.
+
+    On a Redis Cluster, ``node`` is the primary whose outage ended, and ``reason``
+    says how when it was not by answering again (its slots are served by another
+    primary: its replica after a failover).
+    """
 
     store: str
     down_seconds: float
+    node: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,9 @@ Errors are classified (:meth:`RedisStore._classify`):
 
 - a connection failure or a timeout means Redis is unreachable: the store is
   *down* (see :mod:`._health`): decisions fall back without the network, one probe
-  at a time with jittered backoff, until Redis answers again;
+  at a time with jittered backoff, until Redis answers again; on a Cluster, the
+  primary that did not answer is down, for the keys of its slots only
+  (:mod:`._redis_nodes`);
 - ``READONLY`` (a failover demoted the node), ``MOVED``/``ASK`` (Cluster slots
   moved): the clients rediscover the topology; that one decision falls back;
 - any other error reply (``WRONGTYPE`` on a tampered key, ``OOM``, a script
@@ -25,7 +27,6 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConfigError
 from .._events import Hook
 from .._throttle import Throttle
 from .._validate import at_least, fail, non_negative, positive, wait_seconds
@@ -42,8 +43,9 @@ from ._codec import resolve_codec
 from ._health import Health
 from ._redis_conn import Clients, StoreBusyError
 from ._redis_keys import empty_tag, hash_tag, quota_key
+from ._redis_nodes import Nodes
 from ._redis_ops import REPLY_LOG_INTERVAL, Commands, Script, StoreReplyError
-from ._redis_target import parse_target
+from ._redis_target import import_redis, parse_target
 from ._redis_wire import Wire
 
 if TYPE_CHECKING:
@@ -185,15 +187,14 @@ class RedisStore(Commands):
             from ._redis_target import WHAT
 
             fail("RedisStore", "url", url, WHAT)
-        self._redis = r = _import_redis()
+        self._redis = r = import_redis()
         self._target = parse_target(r, url, self._client_options())
         self.url = url if isinstance(url, str) else self._target.label
         self.label = self._target.label
-        self._health = Health(self.label, self.retry_interval,
-                              r.backoff.EqualJitterBackoff(self.retry_interval,
-                                                           self.retry_interval),
-                              self.timeout + self.connect_timeout + self.retry_interval)
+        self._health = self._new_health(None)
         self.hooks = self._health.hooks
+        self._nodes = (Nodes(self._health, self._new_health)
+                       if self._target.kind == "cluster" else None)
         self.fallbacks = self._health.fallbacks
         """Decisions taken without Redis, by ``(policy kind, action)``."""
         ex = r.exceptions
@@ -204,12 +205,22 @@ class RedisStore(Commands):
             RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
         self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
         self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
-        self._last_ok = 0.0
+        self._noscript: type[BaseException] = ex.NoScriptError
         self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
         self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
         self._lock = threading.Lock()
+
+    def _new_health(self, node: str | None,
+                    watch: Callable[[Health, bool], None] | None = None) -> Health:
+        """The store's health (``node=None``), or a Cluster primary's, sharing its hooks."""
+        r = self._redis
+        return Health(self.label, self.retry_interval,
+                      r.backoff.EqualJitterBackoff(self.retry_interval, self.retry_interval),
+                      self.timeout + self.connect_timeout + self.retry_interval,
+                      hooks=None if node is None else self._health.hooks, node=node,
+                      watch=watch)
 
     def _client_options(self) -> dict[str, Any]:
         r = self._redis
@@ -257,8 +268,19 @@ class RedisStore(Commands):
 
     @property
     def available(self) -> bool:
-        """Whether the last operation reached Redis (``True`` before the first one)."""
-        return self._health.down_since is None
+        """Whether the last operation reached Redis (``True`` before the first one);
+        on a Cluster, also whether no primary is down (:attr:`unavailable_nodes`)."""
+        return self._health.down_since is None and not self.unavailable_nodes
+
+    @property
+    def unavailable_nodes(self) -> tuple[str, ...]:
+        """The Cluster primaries (``"host:port"``) that did not answer their last
+        operation: decisions on keys in their slots fall back, the others share.
+        Empty for one Redis or a Sentinel primary, and while every primary answers."""
+        nodes = self._nodes
+        if nodes is None or not nodes.down:
+            return ()
+        return nodes.unavailable(self._clients.made())
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Subscribe to :class:`StoreUnavailable` and :class:`StoreRecovered`;
@@ -301,21 +323,3 @@ class RedisStore(Commands):
         return (f"RedisStore({self.label!r}, prefix={self.prefix!r}, "
                 f"on_error={self.on_error!r}, timeout={self.timeout!r})")
 
-
-def _import_redis() -> Any:
-    try:
-        import redis
-        import redis.asyncio
-        import redis.asyncio.cluster
-        import redis.asyncio.retry
-        import redis.asyncio.sentinel
-        import redis.backoff
-        import redis.cluster
-        import redis.commands.core
-        import redis.retry
-        import redis.sentinel
-    except ImportError:
-        raise ConfigError(
-            "RedisStore needs redis-py, which is not installed; "
-            "pip install 'meshlite-mesh[redis]'", policy="store") from None
-    return redis

@@ -25,7 +25,11 @@ opened the circuit at its next recorded outcome, or within ``circuit_cache``;
 outcomes recorded with an outdated permit are ignored, as always. A refusal of an
 open circuit is remembered until its open period ends, for ``circuit_cache`` at
 most (a ``reset()`` in another process is seen that soon).
-``circuit_cache=0`` asks Redis before every call.
+``circuit_cache=0`` asks Redis before every call. An outcome that cannot reach
+Redis drops what the process trusted: the next call asks Redis, which is refused
+at once while Redis (or, on a Cluster, the breaker's primary) is down, so the
+breaker falls back to its in-process state at the next call instead of admitting
+calls on a closed state it can no longer confirm for up to ``circuit_cache``.
 
 Batch mode (``RedisStore(circuit_batch=seconds)``): closed-circuit outcomes are
 queued in the process and sent together (one script for up to 64 outcomes) by
@@ -47,6 +51,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._errors import StoreUnavailableError
 from .._fork import after_fork_in_child
 from ._circuit_records import (
     CLOSED,
@@ -212,25 +217,33 @@ class RedisCircuit:
     def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """Record the outcome of the call holding ``permit`` (batched for a closed
         circuit with ``circuit_batch``)."""
-        if self._batch > 0 and permit >= 0 and not permit & 1:
-            batch = self._queued(permit, failed, slow)
-            if batch is None:
-                return None
-            return self._recorded(self._store.eval(RECORD_MANY, 2, *self._keys,
-                                                   *self._config, *batch))
-        return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config, permit,
-                                               int(failed), int(slow)))
+        try:
+            if self._batch > 0 and permit >= 0 and not permit & 1:
+                batch = self._queued(permit, failed, slow)
+                if batch is None:
+                    return None
+                return self._recorded(self._store.eval(RECORD_MANY, 2, *self._keys,
+                                                       *self._config, *batch))
+            return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config,
+                                                   permit, int(failed), int(slow)))
+        except StoreUnavailableError:
+            self._known = None  # see the module doc
+            raise
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """The async twin of :meth:`record`."""
-        if self._batch > 0 and permit >= 0 and not permit & 1:
-            batch = self._queued(permit, failed, slow)
-            if batch is None:
-                return None
-            return self._recorded(await self._store.aeval(RECORD_MANY, 2, *self._keys,
-                                                          *self._config, *batch))
-        return self._recorded(await self._store.aeval(
-            RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
+        try:
+            if self._batch > 0 and permit >= 0 and not permit & 1:
+                batch = self._queued(permit, failed, slow)
+                if batch is None:
+                    return None
+                return self._recorded(await self._store.aeval(RECORD_MANY, 2, *self._keys,
+                                                              *self._config, *batch))
+            return self._recorded(await self._store.aeval(
+                RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
+        except StoreUnavailableError:
+            self._known = None  # see the module doc
+            raise
 
     def release(self, permit: int) -> None:
         """Give back a trial permit whose call counts as neither outcome."""

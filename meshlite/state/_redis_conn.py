@@ -107,6 +107,10 @@ class Clients:
                     client = self._sync = self.target.sync_client(self.max_connections + _SPARE)
         return client
 
+    def made(self) -> Any:
+        """The sync client if it was made, else ``None`` (nothing is connected)."""
+        return self._sync
+
     # -- async -----------------------------------------------------------------------
 
     def loop_client(self) -> LoopClient:

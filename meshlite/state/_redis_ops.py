@@ -2,7 +2,8 @@
 
 See :mod:`._redis` for the error classes and their effect; this module holds the
 sync and async paths every decision takes (a send slot, the wire or the client,
-the classification).
+the classification). One Redis (or a Sentinel primary) has one health; a Cluster
+has one per primary, looked up by the operation's key (:mod:`._redis_nodes`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from .._errors import StoreReplyError
 from .._throttle import Throttle
 from ._base import StoreUnavailableError
+from ._redis_cluster_ops import ClusterCommands
 from ._redis_conn import StoreBusyError
 
 if TYPE_CHECKING:
     from ._health import Health
     from ._redis_conn import Clients
+    from ._redis_nodes import Nodes
     from ._redis_wire import Wire
 
 __all__ = ["REPLY_LOG_INTERVAL", "Commands", "Script", "StoreReplyError"]
@@ -44,8 +47,9 @@ class Script:
         self._async: Any = None
 
 
-class Commands:
-    """The command paths of :class:`~meshlite.state.RedisStore` (a mixin)."""
+class Commands(ClusterCommands):
+    """The command paths of :class:`~meshlite.state.RedisStore` (a mixin); a
+    Cluster's are in :class:`ClusterCommands`."""
 
     label: str
     timeout: float
@@ -54,34 +58,36 @@ class Commands:
     round_trips: int
     _redis: Any
     _health: Health
+    _nodes: Nodes | None
     _clients: Clients
     _wire: Wire | None
     _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
-    _last_ok: float
+    _noscript: type[BaseException]
     _refusals: Throttle
 
-    def _classify(self, error: BaseException, sent: float) -> StoreUnavailableError:
-        """The error a failed operation raises, after updating health (module doc).
+    def _classify(self, error: BaseException, sent: float,
+                  health: Health) -> StoreUnavailableError:
+        """The error a failed operation raises, after updating ``health`` (the
+        store's, or on a Cluster the primary's the operation went to; module doc).
 
-        A timeout marks the store down only if Redis has answered nothing since the
-        request was sent (``sent``); if it answered other requests meanwhile, this
-        reply was slow (a starved thread or loop, a big value): that decision falls
-        back alone.
+        A timeout marks it down only if it has answered nothing since the request
+        was sent (``sent``); if it answered other requests meanwhile, this reply was
+        slow (a starved thread or loop, a big value): that decision falls back alone.
         """
-        if isinstance(error, self._timeouts) and self._last_ok > sent:
+        if isinstance(error, self._timeouts) and health.last_ok > sent:
             return StoreUnavailableError(
-                f"store {self.label} answered too slowly ({type(error).__name__}), "
+                f"store {health.where} answered too slowly ({type(error).__name__}), "
                 "while answering other requests")
         if isinstance(error, self._redirects):
-            self._health.recovered()
+            health.recovered()
             return StoreReplyError(f"store {self.label} redirected one operation "
                                    f"({type(error).__name__}: {error}); rediscovering")
         if isinstance(error, self._errors):
-            return self._health.failed(error)
-        self._health.recovered()  # Redis answered
+            return health.failed(error)
+        health.recovered()  # Redis answered
         self._warn_refusal(error)
         return StoreReplyError(
             f"store {self.label} refused one operation: {type(error).__name__}: {error}")
@@ -98,17 +104,23 @@ class Commands:
         _log.warning("store %s refused one operation: %s: %s%s", self.label, kind,
                      error, more)
 
-    def _wait_slot(self) -> None:
+    def _wait_slot(self, health: Health | None = None) -> None:
         """Take a send slot; the wait is not part of ``timeout``, and a caller that
-        waited re-checks the store's health (it may have gone down meanwhile)."""
+        waited re-checks ``health`` (the store's by default: it may have gone down
+        meanwhile)."""
         slots = self._clients.slots
         if slots.acquire(False):
             return
         if not slots.acquire(timeout=self.pool_timeout):
             raise self._busy("")
-        if self._health.down_since is not None:
+        self._recheck(slots, health or self._health)
+
+    @staticmethod
+    def _recheck(slots: Any, health: Health) -> None:
+        """After waiting for a send slot: give it back if ``health`` went down."""
+        if health.down_since is not None:
             try:
-                self._health.refuse()
+                health.refuse()
             except StoreUnavailableError:
                 slots.release()
                 raise
@@ -140,6 +152,8 @@ class Commands:
         return self._run(None, 0, args)
 
     def _run(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
+        if self._wire is None:
+            return self._run_cluster(script, nkeys, args)
         health = self._health
         if health.down_since is not None:
             health.refuse()
@@ -147,21 +161,15 @@ class Commands:
         self.round_trips += 1
         sent = monotonic()
         try:
-            client = self._clients.sync()
-            if self._wire is not None:
-                result = self._wire.call(client.connection_pool, script,
-                                         args if script is None else (nkeys, *args))
-            elif script is None:
-                result = client.execute_command(*args)
-            else:
-                result = script(args[:nkeys], args[nkeys:], client)
+            result = self._wire.call(self._clients.sync().connection_pool, script,
+                                     args if script is None else (nkeys, *args))
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 self._rediscover()
-            raise self._classify(error, sent) from error
+            raise self._classify(error, sent, health) from error
         finally:
             self._clients.slots.release()
-        self._last_ok = monotonic()
+        health.last_ok = monotonic()
         if health.down_since is not None:
             health.recovered()
         return result
@@ -190,48 +198,47 @@ class Commands:
         return await self._arun(None, 0, args)
 
     async def _arun(self, script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
+        if self._wire is None:
+            return await self._arun_cluster(script, nkeys, args)
         health = self._health
         if health.down_since is not None:
             health.refuse()
         entry = self._clients.loop_client()
         slots = entry.slots
         if slots.locked():
-            try:
-                await asyncio.wait_for(slots.acquire(), self.pool_timeout)
-            except TimeoutError:
-                raise self._busy(" of this event loop") from None
-            if health.down_since is not None:
-                try:
-                    health.refuse()
-                except StoreUnavailableError:
-                    slots.release()
-                    raise
+            await self._await_slot(slots, health)
         else:
             await slots.acquire()
         self.round_trips += 1
         sent = monotonic()
         try:
-            if self._wire is not None:
-                result = await self._wire.acall(entry.client.connection_pool, script,
-                                                args if script is None else (nkeys, *args),
-                                                self.timeout)
-            elif script is None:
-                result = await entry.client.execute_command(*args)
-            else:
-                result = await script(args[:nkeys], args[nkeys:], entry.client)
+            result = await self._wire.acall(entry.client.connection_pool, script,
+                                            args if script is None else (nkeys, *args),
+                                            self.timeout)
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
-                try:
-                    await self._clients.arediscover()
-                except Exception as problem:
-                    _log.warning("store %s: rediscovery failed: %s", self.label, problem)
-            raise self._classify(error, sent) from error
+                await self._arediscover()
+            raise self._classify(error, sent, health) from error
         finally:
             slots.release()
-        self._last_ok = monotonic()
+        health.last_ok = monotonic()
         if health.down_since is not None:
             health.recovered()
         return result
+
+    async def _await_slot(self, slots: asyncio.Semaphore, health: Health) -> None:
+        """Wait for a send slot of the loop (all taken): as :meth:`_wait_slot`."""
+        try:
+            await asyncio.wait_for(slots.acquire(), self.pool_timeout)
+        except TimeoutError:
+            raise self._busy(" of this event loop") from None
+        self._recheck(slots, health)
+
+    async def _arediscover(self) -> None:
+        try:
+            await self._clients.arediscover()
+        except Exception as problem:  # the next operations will tell
+            _log.warning("store %s: rediscovery failed: %s", self.label, problem)
 
     def _aclient(self) -> Any:
         """The redis.asyncio client of the running loop's subscriptions (pub/sub)."""

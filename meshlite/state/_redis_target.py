@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .._errors import ConfigError
 from .._validate import fail
 
-__all__ = ["Target", "label_of", "parse_target"]
+__all__ = ["Target", "import_redis", "label_of", "parse_target"]
 
 _PLAIN = ("redis", "rediss", "unix")
 _CLUSTER = ("redis+cluster", "rediss+cluster")
@@ -91,13 +92,18 @@ class Target:
             # topology refresh each) waits out a hung or dead node for seconds, so a
             # decision could not fall back within ``timeout``. Redirects (MOVED, ASK)
             # are followed all the same; a connection a restart closed is reconnected.
+            # Making the sync client reads the command table (``COMMAND``) from the
+            # first primary: while that one is down, it is retried on the others.
             retry = r.asyncio.retry.Retry if asynchronous else r.retry.Retry
-            options["retry"] = retry(r.backoff.NoBackoff(), 0)
+            options["retry"] = retry(r.backoff.NoBackoff(), 0 if asynchronous
+                                     else len(self.nodes))
             options.pop("health_check_interval", None)
             cls = r.asyncio.cluster.RedisCluster if asynchronous else RedisCluster
             node: Any = AsyncNode if asynchronous else ClusterNode
-            return cls(startup_nodes=[node(h, p) for h, p in self.nodes],
-                       max_connections=size, **options)
+            client = cls(startup_nodes=[node(h, p) for h, p in self.nodes],
+                         max_connections=size, **options)
+            client.set_retry(retry(r.backoff.NoBackoff(), 0))
+            return client
         if self.kind == "sentinel":
             sentinel = self._sentinel(asynchronous, options)
             return sentinel.master_for(self.service, max_connections=size, **options)
@@ -218,3 +224,27 @@ def _url_of(kwargs: dict[str, Any]) -> str:
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def import_redis() -> Any:
+    """redis-py with every module a store uses (imported when a store is made).
+
+    Raises:
+        ConfigError: redis-py is not installed.
+    """
+    try:
+        import redis
+        import redis.asyncio
+        import redis.asyncio.cluster
+        import redis.asyncio.retry
+        import redis.asyncio.sentinel
+        import redis.backoff
+        import redis.cluster
+        import redis.commands.core
+        import redis.retry
+        import redis.sentinel
+    except ImportError:
+        raise ConfigError(
+            "RedisStore needs redis-py, which is not installed; "
+            "pip install 'meshlite-mesh[redis]'", policy="store") from None
+    return redis

@@ -165,6 +165,18 @@ def test_parse_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("-5") == 0.0
 
 
+def test_an_http_date_is_counted_on_the_servers_clock() -> None:
+    server = 1_700_000_000.0  # the server's clock when it answered (its Date header)
+    date, until = (email.utils.formatdate(t, usegmt=True) for t in (server, server + 120))
+    for host in (server - 3600, server, server + 3600):  # this host's clock, skewed or not
+        assert parse_retry_after(until, now=lambda host=host: host, date=date) == 120.0
+    # Without a valid Date, the only clock left is this host's.
+    assert parse_retry_after(until, now=lambda: server + 3600, date="yesterday") == 0.0
+    assert parse_retry_after(until, now=lambda: server - 60, date=None) == 180.0
+    assert retry_after_of(Response({"Retry-After": until, "Date": date})) == 120.0
+    assert retry_after_of(Response({"retry-after": until.encode(), "date": date.encode()})) == 120.0
+
+
 class Response:
     def __init__(self, headers: dict[str, Any]) -> None:
         self.headers = headers

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 from redis_server import RedisServer, free_port
 
-__all__ = ["RedisCluster3", "SentinelSetup"]
+__all__ = ["RedisCluster3", "SentinelSetup", "wait_until"]
 
 
 def _cluster_port() -> int:
@@ -28,7 +28,7 @@ def _cluster_port() -> int:
         return port
 
 
-def _wait(check: object, what: str, seconds: float = 20.0) -> None:
+def wait_until(check: object, what: str, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -79,7 +79,7 @@ class RedisCluster3:
                         return False  # a replica must have synced to take over
             return True
 
-        _wait(ready, "cluster_state:ok")
+        wait_until(ready, "cluster_state:ok")
         return self
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ class SentinelSetup:
                 return any(r[b"port"] == str(replica_port).encode()
                            and r[b"master-link-status"] == b"ok" for r in replicas)
 
-        _wait(replicated, "the sentinel seeing the replica")
+        wait_until(replicated, "the sentinel seeing the replica")
         return self
 
     def master_port(self) -> int:
@@ -142,7 +142,7 @@ class SentinelSetup:
             with redis.Redis(port=old) as c:  # the old primary is demoted
                 return bool(c.info("replication")["role"] == "slave")
 
-        _wait(promoted, "the failover")
+        wait_until(promoted, "the failover")
         return self.master_port()
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import redis
 from _system import require_program
 
 import meshlite as ml
-from meshlite.state import RedisStore
+from meshlite.state import RedisStore, StoreRecovered, StoreUnavailable
 
 _names = itertools.count()
 
@@ -178,22 +178,42 @@ def replicated_cluster(redis_binary: str) -> Iterator[Any]:
 
 
 def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any) -> None:
+    for server in replicated_cluster.servers:  # the other primaries serve meanwhile
+        with redis.Redis(port=server.port) as node:
+            node.config_set("cluster-require-full-coverage", "no")
     store = fast_store(replicated_cluster.url)
+    events: list[Any] = []
+    store.add_hook(events.append)
     call = ml.RateLimit(1e6, store=store, name="failover", mode="reject")(lambda: 1)
     assert call() == 1
     port = node_of(store, "failover")
+    client = store._clients.sync()
+    other = next(f"b{i}" for i in itertools.count()  # a breaker on another primary
+                 if client.get_node_from_key(f"{store.prefix}:cb:{{b{i}}}").port != port)
+    elsewhere = ml.CircuitBreaker(name=other, store=store)(lambda: 1)
     replicated_cluster.server(port).kill()  # its replica takes its slots over
     deadline = time.monotonic() + 20.0
     while store.available:  # until a decision meets the dead primary
         assert call() == 1
+    assert store.unavailable_nodes == (f"127.0.0.1:{port}",)
     while not store.available:  # a probe finds the promoted replica
         assert time.monotonic() < deadline, "the store never found the new primary"
         assert call() == 1
+        assert elsewhere() == 1
         time.sleep(0.01)
-    fallbacks = dict(store.fallbacks)
-    assert sum(call() for _ in range(20)) == 20
-    assert store.fallbacks == fallbacks  # decided in Redis again
+    while True:  # decided in Redis again (a replica just promoted may answer late once)
+        fallbacks = dict(store.fallbacks)
+        assert sum(call() for _ in range(20)) == 20
+        if store.fallbacks == fallbacks:
+            break
+        assert time.monotonic() < deadline, "decisions kept falling back"
+    assert ("circuit_breaker", "local") not in fallbacks  # the other primary's key never fell back
     assert node_of(store, "failover") != port
+    dead = f"127.0.0.1:{port}"
+    assert (type(events[0]), events[0].node) == (StoreUnavailable, dead)
+    ended = [e for e in events if isinstance(e, StoreRecovered) and e.node == dead]
+    assert len(ended) == 1  # by its replica serving its slots, not by answering
+    assert "served by" in ended[0].reason or "serves no slot" in ended[0].reason
     store.close()
 
 

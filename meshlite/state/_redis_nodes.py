@@ -1,0 +1,151 @@
+"""Health per primary of a Redis Cluster store: a dead primary turns off sharing
+for the keys of its slots only.
+
+With ``cluster-require-full-coverage no`` the other primaries keep serving their
+slots when one fails, so one up/down state for the whole store would be wrong both
+ways: every key would fall back for one dead node, or every decision on the dead
+node's keys would pay a timeout. Instead each primary (``"host:port"``) has a
+:class:`~meshlite.state._health.Health` of its own, sharing the store's hooks:
+
+- a decision looks up the primary of its key's slot in the Cluster client's slot
+  map (the map redis-py routes by) and is refused at once while that primary is
+  down, except one probe at a time, as a whole store is (:mod:`._health`);
+- a failure is blamed on the node redis-py names on the error (the one it tried,
+  after following redirects);
+- a primary's outage ends when a probe to its slots is answered: by the node
+  itself, restarted, or by the replica that took its slots over (redis-py
+  refreshes its slot map after the failure). A primary that no longer serves
+  any slot in the client's map is no longer down either: nobody would probe it.
+
+The store's own health serves what no primary can be named for: a decision
+without a key (``PING``), or made before the client has read the slot map, and a
+failure that names no node (no node reachable, ``CLUSTERDOWN``). While it is down,
+every decision is refused but one probe at a time, as on one Redis; any answer
+ends it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._health import Health
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Nodes", "key_of"]
+
+
+def key_of(script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:
+    """The first key of an operation (``args`` of :meth:`Commands._run`), or ``None``."""
+    if script is not None:
+        return args[0] if nkeys else None
+    return args[1] if len(args) > 1 else None
+
+
+class Nodes:
+    """The health of each primary of one Cluster store (see the module doc).
+
+    Args:
+        store: The store's own health (its label, hooks and backoff).
+        make: Makes the health of one primary, given its name and the watch to pass.
+    """
+
+    __slots__ = ("_lock", "_make", "_prune_at", "_slot", "_table", "down", "store")
+
+    def __init__(self, store: Health,
+                 make: Callable[[str, Callable[[Health, bool], None]], Health]) -> None:
+        from redis.crc import key_slot  # (redis-py is imported: a store is being made)
+
+        self._slot = key_slot
+        self.store = store
+        self.down: dict[str, Health] = {}
+        """The primaries down now, by name."""
+        self._make = make
+        self._table: dict[str, Health] = {}
+        self._lock = threading.Lock()
+        self._prune_at = 0.0
+
+    def _watch(self, health: Health, down: bool) -> None:
+        name = health.node or ""
+        if down:
+            self.down[name] = health
+        else:
+            self.down.pop(name, None)
+
+    def node(self, name: str) -> Health:
+        """The health of the primary ``name`` (``"host:port"``)."""
+        health = self._table.get(name)
+        if health is None:
+            with self._lock:
+                health = self._table.get(name)
+                if health is None:
+                    health = self._table[name] = self._make(name, self._watch)
+        return health
+
+    def health_of(self, client: Any, key: Any) -> Health:
+        """The health that answers for an operation on ``key`` with ``client`` (a
+        redis-py Cluster client, or ``None`` before one is made)."""
+        if client is None or key is None:
+            return self.store
+        try:
+            name = client.nodes_manager.slots_cache[
+                self._slot(key if type(key) is bytes else key.encode())][0].name
+        except (KeyError, IndexError):  # the slot map is not read yet
+            return self.store
+        if self.down and time.monotonic() >= self._prune_at:
+            self.prune(client)
+        health = self._table.get(name)
+        return self.node(name) if health is None else health
+
+    def blame(self, error: BaseException, health: Health) -> Health:
+        """The health a failed operation checked against ``health`` counts against:
+        the node redis-py names on ``error`` (the one it tried), else the store's."""
+        tried = getattr(error, "connection", None)
+        host, port = getattr(tried, "host", None), getattr(tried, "port", None)
+        if host is None or port is None or health is self.store:
+            # The client could not be made or read the slot map, or the error is the
+            # Cluster's (no node reachable, CLUSTERDOWN): the store's.
+            return self.store
+        return self.node(f"{host}:{port}")
+
+    def rotate(self, client: Any) -> None:
+        """After a failure that names no node, on an async client: its next first
+        connection reads the command table (``COMMAND``) from another primary.
+        redis-py's async client reads it from the first primary of its map and
+        asks that one again each time, so while that primary is down the client
+        could never start (the sync client retries on the others when it is made)."""
+        manager = client.nodes_manager
+        primaries = manager.get_nodes_by_server_type("primary")
+        if len(primaries) > 1:
+            manager.move_node_to_end_of_cached_nodes(primaries[0].name)
+
+    def answered(self, health: Health, client: Any, key: Any) -> None:
+        """An operation on ``key`` that ``health`` answered for succeeded after
+        ``health``'s node was down: by the node itself, or by another that took its
+        slots over."""
+        now = self.health_of(client, key)
+        if now is health or now is self.store:
+            health.recovered()
+        else:
+            health.recovered(f"its slots are served by {now.node} now")
+
+    def prune(self, client: Any) -> None:
+        """End the outage of each down primary that serves no slot in ``client``'s
+        map (a failover gave its slots to its replica): no decision would probe it."""
+        self._prune_at = time.monotonic() + self.store.retry_interval
+        if client is None or not self.down:
+            return
+        primaries = {n.name for n in client.nodes_manager.get_nodes_by_server_type("primary")}
+        if not primaries:
+            return
+        for name, health in list(self.down.items()):
+            if name not in primaries:
+                health.recovered("it serves no slot now: another node took them over")
+
+    def unavailable(self, client: Any) -> tuple[str, ...]:
+        """The primaries down now (after :meth:`prune`), sorted."""
+        self.prune(client)
+        return tuple(sorted(self.down))
