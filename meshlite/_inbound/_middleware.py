@@ -14,7 +14,7 @@ from ._admission import admit, check_auth, check_handshake
 from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
-from ._body import ClientGone
+from ._body import client_left
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
@@ -163,9 +163,11 @@ class MeshMiddleware:
             request.status, status = status, status or _UNANSWERED  # (if raised on)
             await self._refuse(request, error)
             status = request.status
-        except Exception:
-            status = status or _UNANSWERED  # the server answers it 500
-            raise
+        except Exception as error:
+            if not client_left(error):
+                status = status or _UNANSWERED  # the server answers it 500
+                raise
+            status = 0  # (not the 500 a framework sent after it, to no one)
         finally:
             seconds = _monotonic() - started
             method = scope["method"]
@@ -241,8 +243,10 @@ class MeshMiddleware:
                 await end_body(request.send)
                 return error
             await self._refuse(request, error)
-        except ClientGone:
-            pass  # nothing to answer: counted as ended without an answer (0)
+        except Exception as error:
+            if not client_left(error):
+                raise
+            request.status = 0  # see client_left: ended without an answer
         finally:
             if token is not None:
                 _current.reset(token)
