@@ -10,7 +10,7 @@ from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._admission import admit, check_auth, check_handshake
+from ._admission import admit, admit_by, check_auth, check_handshake
 from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
@@ -229,7 +229,10 @@ class MeshMiddleware:
                 raise TimeoutExceeded("the request arrived after its deadline",
                                       policy="inbound")
             if route.admits or self.auth is not None:
-                await admit(self.auth, request, route)
+                if budget is None:
+                    await admit(self.auth, request, route)
+                else:
+                    await admit_by(started + budget, self.auth, request, route)
             pipeline = route.bounded if budget is not None else route.pipeline
             if pipeline is None:
                 await self._run(request)
