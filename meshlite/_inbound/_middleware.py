@@ -225,15 +225,17 @@ class MeshMiddleware:
             ctx.deadline = started + budget
         token = _current.set(ctx) if ctx is not None else None
         try:
-            if budget is not None and budget <= 0.0:
-                raise TimeoutExceeded("the request arrived after its deadline",
-                                      policy="inbound")
-            if route.admits or self.auth is not None:
-                if budget is None:
+            if budget is None:
+                pipeline = route.pipeline
+                if route.admits or self.auth is not None:
                     await admit(self.auth, request, route)
-                else:
+            else:
+                if budget <= 0.0:
+                    raise TimeoutExceeded("the request arrived after its deadline",
+                                          policy="inbound")
+                pipeline = route.bounded
+                if route.admits or self.auth is not None:  # (held to the deadline too)
                     await admit_by(started + budget, self.auth, request, route)
-            pipeline = route.bounded if budget is not None else route.pipeline
             if pipeline is None:
                 await self._run(request)
             else:
