@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from .._arguments import explained
@@ -15,6 +16,7 @@ from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
 from ._body import client_left
+from ._deadline import run_by
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
@@ -71,7 +73,7 @@ class MeshMiddleware:
         self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self._own = (self.max_deadline, trace)  # what a config file's section may override
-        self.table = RouteTable(routes or (), self.max_deadline)
+        self.table = RouteTable(routes or ())
         check_auth("MeshMiddleware", auth, self.table)
         self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
@@ -106,7 +108,7 @@ class MeshMiddleware:
         Raises:
             ConfigError: an invalid route; nothing is replaced.
         """
-        table = RouteTable(routes, self.max_deadline)
+        table = RouteTable(routes)
         check_auth("MeshMiddleware.configure", auth, table)
         if self._relay is not None:
             self._relay.follow(table)
@@ -226,20 +228,15 @@ class MeshMiddleware:
         token = _current.set(ctx) if ctx is not None else None
         try:
             if budget is None:
-                pipeline = route.pipeline
                 if route.admits or self.auth is not None:
                     await admit(self.auth, request, route)
+                pipeline = route.pipeline
+                if pipeline is None:
+                    await self._run(request)
+                else:
+                    await pipeline.acall(self._run, request)
             else:
-                if budget <= 0.0:
-                    raise TimeoutExceeded("the request arrived after its deadline",
-                                          policy="inbound")
-                pipeline = route.bounded
-                if route.admits or self.auth is not None:  # (held to the deadline too)
-                    await admit_by(started + budget, self.auth, request, route)
-            if pipeline is None:
-                await self._run(request)
-            else:
-                await pipeline.acall(self._run, request)
+                await self._within(request, route, started, budget)
         except MeshliteError as error:
             if request.status and budget is not None and (
                     started + budget <= _monotonic() and isinstance(error, TimeoutExceeded)):
@@ -256,6 +253,28 @@ class MeshMiddleware:
             if token is not None:
                 _current.reset(token)
         return None
+
+    async def _within(self, request: Inbound, route: CompiledRoute, started: float,
+                      budget: float) -> None:
+        """Admit and run a request held to its caller's deadline, ``budget`` seconds
+        from ``started``.
+
+        Raises:
+            TimeoutExceeded: the deadline passed (or had on arrival).
+        """
+        if budget <= 0.0:
+            raise TimeoutExceeded("the request arrived after its deadline", policy="inbound")
+        deadline = started + budget
+        if route.admits or self.auth is not None:
+            await admit_by(deadline, self.auth, request, route)
+        pipeline = route.pipeline
+        if route.timed:  # the route's Timeout holds it to the sooner of the two
+            await (self._run(request) if pipeline is None else
+                   pipeline.acall(self._run, request))
+        elif pipeline is None:
+            await run_by(self.app, deadline, request)
+        else:
+            await pipeline.acall(partial(run_by, self.app, deadline), request)
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Whether a WebSocket handshake may go on (see :func:`check_handshake`); a
