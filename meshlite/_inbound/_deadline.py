@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from .._context import _current
 from .._errors import TimeoutExceeded
 from ._request import Inbound, Message
 
@@ -25,6 +26,7 @@ async def run_by(app: Any, deadline: float, request: Inbound) -> None:
     """
     send = request.send
     limit = asyncio.timeout(deadline - time.monotonic())
+    ctx = _current.get()  # the request's (or its route pipeline's) call context
 
     async def sending(message: Message) -> None:
         kind = message["type"]
@@ -33,7 +35,11 @@ async def run_by(app: Any, deadline: float, request: Inbound) -> None:
         await send(message)
         if kind == "http.response.body" and not message.get("more_body", False) and (
                 not limit.expired()):
-            limit.reschedule(None)  # answered: the rest is the app's own
+            # Answered: the rest is the app's own, and so is its time (the mesh
+            # calls it makes have their services' own timeouts, not the caller's).
+            limit.reschedule(None)
+            if ctx is not None:
+                ctx.deadline = None
 
     try:
         async with limit:

@@ -1,6 +1,7 @@
 """Work an app does after its response is complete (Starlette's and FastAPI's
 background tasks), under a caller's deadline, through a real uvicorn server: the
-caller had its whole answer, so the deadline no longer cuts the app short."""
+caller had its whole answer, so its deadline no longer cuts the app short nor
+bounds the mesh calls that work makes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as Path
 
+import meshlite as ml
 from meshlite.asgi import MeshMiddleware, Route
 from meshlite.testing import AsgiServer
 
@@ -23,8 +25,10 @@ from meshlite.testing import AsgiServer
 async def test_a_background_task_outlives_the_callers_deadline(routes: list[Route]) -> None:
     finished: list[str] = []
     cut: list[str] = []
+    budgets: list[float | None] = []
 
     async def send_welcome_mail(who: str) -> None:
+        budgets.append(ml.remaining())  # (its mesh calls: their services' timeouts)
         try:
             await asyncio.sleep(0.4)  # past the caller's 150 ms, its answer long sent
         except asyncio.CancelledError:
@@ -46,4 +50,5 @@ async def test_a_background_task_outlives_the_callers_deadline(routes: list[Rout
             await asyncio.sleep(0.01)
     assert answer.status_code == 200
     assert (finished, cut) == (["ann"], [])
+    assert budgets == [None]
     assert app.stats.routes()[0]["statuses"] == {"200": 1}
