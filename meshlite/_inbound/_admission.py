@@ -4,7 +4,10 @@ credentials). The middleware answers what these refuse; they answer nothing."""
 
 from __future__ import annotations
 
-from .._errors import MeshliteError
+import asyncio
+import time
+
+from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail
 from ._answers import InboundError, handshake_refusal
 from ._auth import Auth, sign_in
@@ -12,7 +15,7 @@ from ._body import check_length, fields, invalid_json, limited, read_body, repla
 from ._request import Inbound, Receive, Scope, Send
 from ._routes import DOTTED, CompiledRoute, RouteTable, dot_segments
 
-__all__ = ["admit", "check_auth", "check_handshake"]
+__all__ = ["admit", "admit_by", "check_auth", "check_handshake"]
 
 
 async def admit(auth: Auth | None, request: Inbound, route: CompiledRoute) -> None:
@@ -35,6 +38,26 @@ async def admit(auth: Auth | None, request: Inbound, route: CompiledRoute) -> No
             raise InboundError("the request body is not valid JSON")
         await route.validator.acall(fields, **args)
         request.receive = replay(body, request.receive)
+
+
+async def admit_by(deadline: float, auth: Auth | None, request: Inbound,
+                   route: CompiledRoute) -> None:
+    """:func:`admit` within the caller's deadline (a ``time.monotonic()`` instant), as
+    the handler is held to it: a body trickling in for validation is not waited for
+    past it.
+
+    Raises:
+        TimeoutExceeded: the deadline passed first (answered 504).
+    """
+    limit = asyncio.timeout(deadline - time.monotonic())
+    try:
+        async with limit:
+            await admit(auth, request, route)
+    except TimeoutError:
+        if not limit.expired():
+            raise  # (a verifier's or validator's own)
+        raise TimeoutExceeded("the request ran out of time before it was admitted",
+                              policy="inbound") from None
 
 
 async def check_handshake(auth: Auth, table: RouteTable, scope: Scope, receive: Receive,

@@ -10,6 +10,7 @@ it names fields and expectations only, never values.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -31,6 +32,7 @@ from .._errors import (
 
 __all__ = [
     "DEFAULT_OVERLOAD_RETRY_AFTER",
+    "END_BODY_GRACE",
     "Answer",
     "ForbiddenError",
     "InboundError",
@@ -130,11 +132,19 @@ async def end_body(send: Send) -> None:
     without logging an error (raising instead writes a traceback per such request,
     and the caller, whose deadline it was, has stopped waiting). A response that
     declared its ``Content-Length`` cannot end early: the server then closes the
-    connection."""
+    connection. So does one whose client stopped reading: its end waits at most
+    :data:`END_BODY_GRACE` for the client to make room (the request, its task and its
+    span would otherwise be held until the client goes, past the deadline)."""
     try:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except Exception:  # (h11, httptools: the body is shorter than declared)
+        async with asyncio.timeout(END_BODY_GRACE):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except Exception:  # (h11, httptools: the body is shorter than declared; the wait)
         return
+
+
+END_BODY_GRACE = 1.0
+"""Seconds :func:`end_body` waits for a client to read: one still reading drains a
+socket's buffers within that, one that stopped would hold the request for good."""
 
 
 def handshake_refusal(scope: Scope, send: Send) -> Send:

@@ -4,19 +4,33 @@ and handing the same bytes to the app."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ._answers import InboundError, RequestTooLargeError
 from ._request import Inbound, Message, Receive
 
-__all__ = ["ClientGone", "check_length", "fields", "invalid_json", "limited", "read_body",
-           "replay", "validation_args"]
+__all__ = ["ClientGone", "check_length", "client_left", "fields", "invalid_json", "limited",
+           "read_body", "replay", "validation_args"]
 
 
 class ClientGone(Exception):
     """The client went away before its body arrived whole: there is no request to
     validate or hand to the app, and no one to answer."""
+
+
+def client_left(error: Exception) -> bool:
+    """Whether ``error`` says the client went away: :class:`ClientGone`, or the
+    framework's own such error (Starlette's and FastAPI's ``ClientDisconnect``,
+    raised by ``await request.body()`` when the client leaves mid-upload). Nobody is
+    waiting for an answer, and it is no failure of the service: the request counts
+    as ended without one (status 0), not as the 500 of an error escaping the app."""
+    if isinstance(error, ClientGone):
+        return True
+    requests = sys.modules.get("starlette.requests")  # (never imported from here)
+    gone = getattr(requests, "ClientDisconnect", None)
+    return isinstance(gone, type) and isinstance(error, gone)
 
 
 def _too_large(limit: int) -> RequestTooLargeError:

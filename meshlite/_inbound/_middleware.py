@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from .._arguments import explained
 from .._context import CallContext, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from .._validate import fail, positive
-from ._admission import admit, check_auth, check_handshake
+from ._admission import admit, admit_by, check_auth, check_handshake
 from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
-from ._body import ClientGone
+from ._body import client_left
+from ._deadline import run_by
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
@@ -71,7 +73,7 @@ class MeshMiddleware:
         self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self._own = (self.max_deadline, trace)  # what a config file's section may override
-        self.table = RouteTable(routes or (), self.max_deadline)
+        self.table = RouteTable(routes or ())
         check_auth("MeshMiddleware", auth, self.table)
         self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
@@ -106,7 +108,7 @@ class MeshMiddleware:
         Raises:
             ConfigError: an invalid route; nothing is replaced.
         """
-        table = RouteTable(routes, self.max_deadline)
+        table = RouteTable(routes)
         check_auth("MeshMiddleware.configure", auth, table)
         if self._relay is not None:
             self._relay.follow(table)
@@ -163,9 +165,11 @@ class MeshMiddleware:
             request.status, status = status, status or _UNANSWERED  # (if raised on)
             await self._refuse(request, error)
             status = request.status
-        except Exception:
-            status = status or _UNANSWERED  # the server answers it 500
-            raise
+        except Exception as error:
+            if not client_left(error):
+                status = status or _UNANSWERED  # the server answers it 500
+                raise
+            status = 0  # (not the 500 a framework sent after it, to no one)
         finally:
             seconds = _monotonic() - started
             method = scope["method"]
@@ -223,16 +227,16 @@ class MeshMiddleware:
             ctx.deadline = started + budget
         token = _current.set(ctx) if ctx is not None else None
         try:
-            if budget is not None and budget <= 0.0:
-                raise TimeoutExceeded("the request arrived after its deadline",
-                                      policy="inbound")
-            if route.admits or self.auth is not None:
-                await admit(self.auth, request, route)
-            pipeline = route.bounded if budget is not None else route.pipeline
-            if pipeline is None:
-                await self._run(request)
+            if budget is None:
+                if route.admits or self.auth is not None:
+                    await admit(self.auth, request, route)
+                pipeline = route.pipeline
+                if pipeline is None:
+                    await self._run(request)
+                else:
+                    await pipeline.acall(self._run, request)
             else:
-                await pipeline.acall(self._run, request)
+                await self._within(request, route, started, budget)
         except MeshliteError as error:
             if request.status and budget is not None and (
                     started + budget <= _monotonic() and isinstance(error, TimeoutExceeded)):
@@ -241,12 +245,36 @@ class MeshMiddleware:
                 await end_body(request.send)
                 return error
             await self._refuse(request, error)
-        except ClientGone:
-            pass  # nothing to answer: counted as ended without an answer (0)
+        except Exception as error:
+            if not client_left(error):
+                raise
+            request.status = 0  # see client_left: ended without an answer
         finally:
             if token is not None:
                 _current.reset(token)
         return None
+
+    async def _within(self, request: Inbound, route: CompiledRoute, started: float,
+                      budget: float) -> None:
+        """Admit and run a request held to its caller's deadline, ``budget`` seconds
+        from ``started``.
+
+        Raises:
+            TimeoutExceeded: the deadline passed (or had on arrival).
+        """
+        if budget <= 0.0:
+            raise TimeoutExceeded("the request arrived after its deadline", policy="inbound")
+        deadline = started + budget
+        if route.admits or self.auth is not None:
+            await admit_by(deadline, self.auth, request, route)
+        pipeline = route.pipeline
+        if route.timed:  # the route's Timeout holds it to the sooner of the two
+            await (self._run(request) if pipeline is None else
+                   pipeline.acall(self._run, request))
+        elif pipeline is None:
+            await run_by(self.app, deadline, request)
+        else:
+            await pipeline.acall(partial(run_by, self.app, deadline), request)
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Whether a WebSocket handshake may go on (see :func:`check_handshake`); a

@@ -142,10 +142,10 @@ the whole body into memory before the app runs, so it is bounded (413 past it)."
 class CompiledRoute:
     """A route, its matcher and its built pipelines (made once per middleware)."""
 
-    __slots__ = ("admits", "bounded", "counted", "direct", "label", "match", "max_body",
-                 "methods", "pipeline", "route", "series", "validator")
+    __slots__ = ("admits", "counted", "direct", "label", "match", "max_body", "methods",
+                 "pipeline", "route", "series", "timed", "validator")
 
-    def __init__(self, route: Route, max_deadline: float, label: str | None = None) -> None:
+    def __init__(self, route: Route, label: str | None = None) -> None:
         self.route = route
         self.label = label
         """The ``http.route`` of its requests (its pattern), or None for the default."""
@@ -163,14 +163,9 @@ class CompiledRoute:
         name = None if label is None else INBOUND + label
         self.pipeline: Pipeline | None = (Pipeline(*policies, service=name) if policies
                                           else None)
-        self.bounded: Pipeline | None
-        if route.timeout is None:
-            # Used when the caller sent a deadline: the handler is cancelled at it.
-            from ..policies._timeout import Timeout
-
-            self.bounded = Pipeline(*policies, Timeout(max_deadline), service=name)
-        else:
-            self.bounded = self.pipeline
+        self.timed = route.timeout is not None
+        """Whether its pipeline has a ``Timeout`` (which also holds a request to its
+        caller's deadline; without one the middleware does: ``run_by``)."""
         self.validator = _validator(route.validate)
         self.max_body = route.max_body
         """The body limit enforced: the route's, else, where validation reads the body
@@ -256,26 +251,25 @@ class RouteTable:
 
     __slots__ = ("plain", "routes")
 
-    def __init__(self, routes: Sequence[Route], max_deadline: float) -> None:
+    def __init__(self, routes: Sequence[Route]) -> None:
         compiled = []
         for route in routes:
             if not isinstance(route, Route):
                 fail("MeshMiddleware", "routes", route, "meshlite.asgi.Route objects")
-            compiled.append(CompiledRoute(route, max_deadline, route.pattern))
+            compiled.append(CompiledRoute(route, route.pattern))
         self.routes = tuple(compiled)
         """The compiled routes, in order."""
-        self.plain = CompiledRoute(Route(), max_deadline)
+        self.plain = CompiledRoute(Route())
         """The policy-free route of requests no route matches."""
 
     def policies(self) -> Iterator[Policy]:
         """Every policy of the routes' pipelines, once each."""
         seen: set[int] = set()
         for r in self.routes:
-            for pipeline in (r.pipeline, r.bounded):
-                for policy in () if pipeline is None else pipeline.walk():
-                    if id(policy) not in seen:
-                        seen.add(id(policy))
-                        yield policy
+            for policy in () if r.pipeline is None else r.pipeline.walk():
+                if id(policy) not in seen:
+                    seen.add(id(policy))
+                    yield policy
 
     def find(self, path: str, method: str, root_path: str | None = None) -> CompiledRoute:
         """The route of a request (a policy-free default when none matches).

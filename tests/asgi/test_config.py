@@ -202,11 +202,11 @@ async def test_the_routes_events_are_relayed_by_one_subscription_made_once(
         "CallRejected") else None)
     routes = None if from_file else [Route("/*", rate=1, per=60, burst=1, key="ip")]
     app = MeshMiddleware(echo, mesh=mesh, routes=routes)
-    # One subscription per policy of the routes (their pipelines, the quota, the
-    # deadline's timeout), made once: the file's routes were followed at construction
-    # twice, the second undoing the first.
-    assert len(subscribed) == len(list(app.table.policies())) == 4
-    assert len({id(hooks) for hooks in subscribed}) == 4
+    # One subscription per policy of the routes (their pipeline, the quota), made
+    # once: the file's routes were followed at construction twice, the second undoing
+    # the first.
+    assert len(subscribed) == len(list(app.table.policies())) == 2
+    assert len({id(hooks) for hooks in subscribed}) == 2
     async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
         assert [(await client.get("/x")).status_code for _ in range(2)] == [200, 429]
     assert len(rejected) == 1  # the refusal reached the mesh's hooks, once
