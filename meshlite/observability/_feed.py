@@ -14,7 +14,11 @@ from .._events import Event
 from ..policies._registry import Count, registrations
 from ._metrics import Counters
 
-__all__ = ["EVENT_METRICS", "EventFeed", "touch_service"]
+__all__ = ["EVENT_METRICS", "MAX_DROPPED", "EventFeed", "touch_service"]
+
+MAX_DROPPED = 1024
+"""Names of removed services whose late events an :class:`EventFeed` ignores (a call
+outliving its service's drain by this many further removals is counted again)."""
 
 _S = ("service",)
 
@@ -120,10 +124,24 @@ class EventFeed:
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self._rules: dict[type, Rule] = {}
-        self.dropped: set[str] = set()
-        """Services whose series were dropped (a reload removed them): their late
-        events (a call that outlived the drain) are not counted, which would bring
-        the series back."""
+        self.dropped: dict[str, None] = {}
+        """Services whose series were dropped (a reload removed them), the last
+        :data:`MAX_DROPPED` in order: their late events (a call that outlived the
+        drain) are not counted, which would bring the series back."""
+
+    def drop(self, service: str) -> None:
+        """Count no more events of ``service`` (its series were dropped); the oldest
+        name is forgotten past :data:`MAX_DROPPED`, so a process whose reloads keep
+        naming new services does not keep every name it ever removed."""
+        dropped = self.dropped
+        dropped.pop(service, None)
+        dropped[service] = None
+        if len(dropped) > MAX_DROPPED:
+            del dropped[next(iter(dropped))]
+
+    def undrop(self, service: str) -> None:
+        """Count the events of ``service`` again (a service of that name is back)."""
+        self.dropped.pop(service, None)
 
     def __call__(self, event: Event, /) -> None:
         """Count ``event`` (the :class:`~meshlite.Hook` protocol)."""
