@@ -85,6 +85,19 @@ EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 """Every event-fed metric: ``{name: (type, help, label names)}`` (the policies' from
 their registrations, ``meshlite/policies/_registry.py``)."""
 
+_BY_BACKEND = tuple(name for name, (_, _, labels) in EVENT_METRICS.items()
+                    if labels == ("service", "backend"))
+"""The event-fed metrics of one backend of a service (ejections, health check
+failures...)."""
+
+
+def _backends_removed(e: Any, c: Counters) -> None:
+    # A backend the service no longer has loses its series, as its endpoint's go:
+    # with discovery replacing pods, one series per address ever ejected otherwise.
+    for address in e.removed:
+        c.forget(_BY_BACKEND, (_svc(e), address))
+
+
 # Counters that have only the service label, initialised to 0 for each service whose
 # pipeline holds the policy kind, so rate() sees the first event.
 _BY_KIND: dict[str, tuple[str, ...]] = {
@@ -100,6 +113,7 @@ _RULES: dict[str, Rule] = {
     "PanicModeEntered": _count("meshlite_panic_mode_entered_total"),
     "HealthCheckFailed": _count("meshlite_health_check_failures_total", "address"),
     "StoreFallback": _count("meshlite_store_fallbacks_total", "policy", "action"),
+    "BackendsChanged": _backends_removed,
     "Event": _ignore,
 }
 
