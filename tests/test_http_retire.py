@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import meshlite as ml
+from meshlite.config._load import managed_of
 from meshlite.discovery import Discovery, FileProvider
 from meshlite.testing import FakeBackend
 
@@ -68,6 +69,13 @@ def settled_sync(check: Callable[[], bool], seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not check() and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+async def drained(mesh: ml.Mesh) -> None:
+    managed = managed_of(mesh)
+    assert managed is not None
+    await settled(lambda: not managed.drains)
+    assert not managed.drains, "retired services did not drain"
 
 
 def service(url: str, **kwargs: Any) -> ml.Service:
@@ -278,6 +286,41 @@ async def test_sessions_made_and_closed_per_request_leave_no_watchers_behind() -
                 async with mesh.aiohttp("users") as session, session.get("/") as response:
                     assert response.status == 200
             assert len(users._watchers) == 1  # the last session's, until the next is made
+
+
+async def test_closed_aiohttp_sessions_keep_no_service_a_reload_removed(
+        tmp_path: Path) -> None:
+    # A session remembers the service it routes to; the registry of the sessions
+    # watching each service held them strongly, so every service a closed session
+    # had last used (its pipeline, endpoints, histograms) stayed for good after a
+    # reload removed it: memory grew with each reload.
+    import aiohttp
+
+    # No timers, no keep-alive: a cancelled timer holds the context of the request
+    # that set it (the service in it) in the event loop until it would have fired.
+    options = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=None)}
+
+    async def get(name: str) -> None:
+        session = mesh.aiohttp(name, connector=aiohttp.TCPConnector(force_close=True),
+                               **options)
+        async with session, session.get("/") as response:
+            assert response.status == 200
+
+    path = tmp_path / "mesh.yaml"
+    async with FakeBackend() as backend:
+        path.write_text(f"services:\n  users0:\n    backends: ['{backend.url}']\n")
+        mesh = ml.Mesh.from_config(path)
+        removed: list[weakref.ref[ml.Service]] = []
+        async with mesh:
+            for i in range(1, 11):
+                await get(f"users{i - 1}")
+                removed.append(weakref.ref(mesh.service(f"users{i - 1}")))
+                path.write_text(f"services:\n  users{i}:\n    backends: ['{backend.url}']\n")
+                assert await mesh.reload()
+                await drained(mesh)
+            await get("users10")  # the mesh forgets the sessions closed before it
+            gc.collect()
+            assert [r() for r in removed if r() is not None] == []
 
 
 # -- mesh.http_sync() --------------------------------------------------------------

@@ -3,7 +3,8 @@
 A session's middleware (``_aio_session._Route``) remembers the URL parts of each
 backend it sent to, and the session's connector keeps idle keep-alive connections
 per host. When ``Service.set_backends`` takes backends out, :class:`Forgetting`
-(one per session, watching the services the session routes to) drops their URL
+(one per session, told by the one watcher of the service the session routes to;
+see :data:`_WATCHING`) drops their URL
 parts, and closes the session's idle connections to them on the session's event
 loop: at once, and again once no attempt on them is in flight and no connection
 to them is in use (an answer still being read: its connection goes back to the
@@ -63,9 +64,56 @@ def in_use(connector: Any, hosts: set[tuple[str | None, int | None]]) -> bool:
     return False
 
 
-_WATCHING: weakref.WeakKeyDictionary[Service, list[Forgetting]] = weakref.WeakKeyDictionary()
-"""The sessions watching each service, swept of closed ones as another starts."""
+class _Sessions:
+    """The sessions routing to one service, held weakly: a session dropped unclosed
+    (and its :class:`Forgetting`) goes, and nothing here holds the service."""
+
+    __slots__ = ("__weakref__", "forgettings")
+
+    def __init__(self) -> None:
+        self.forgettings: list[weakref.ref[Forgetting]] = []
+
+    def sweep(self) -> list[Forgetting]:
+        """Drop the sessions closed or gone; returns the open ones."""
+        live = [f for f in (ref() for ref in self.forgettings) if f is not None and f.open()]
+        self.forgettings = [weakref.ref(f) for f in live]
+        return live
+
+
+_WATCHING: weakref.WeakKeyDictionary[Service, _Sessions] = weakref.WeakKeyDictionary()
+"""The sessions routing to each service, swept of closed ones as another starts. One
+watcher per service tells them of removed backends (it stops once none is open), so
+sessions made per request and closed leave no watcher each behind. Nothing reachable
+from here holds a service: a service a reload replaced or removed goes with its
+last user (a strong reference, to a session's forgetting which holds the service it
+watched, would keep every service a closed session last routed to for good)."""
 _WATCHING_LOCK = fork_safe(threading.Lock())
+
+
+def _watched(service: Service) -> _Sessions:
+    """The sessions of ``service``, made with the service's watcher on first use
+    (the caller holds the lock)."""
+    sessions = _WATCHING.get(service)
+    if sessions is None:
+        sessions = _WATCHING[service] = _Sessions()
+        ref = weakref.ref(service)
+        stop: list[Callable[[], None]] = []  # set once watching (a change may race)
+
+        def removed(endpoints: tuple[Endpoint, ...]) -> None:
+            watched = ref()
+            with _WATCHING_LOCK:
+                live = sessions.sweep()
+                if not live and watched is not None and _WATCHING.get(watched) is sessions:
+                    del _WATCHING[watched]  # the next session to come watches anew
+            if watched is None or not live:
+                for halt in stop:
+                    halt()
+                return
+            for forgetting in live:
+                forgetting.removed(watched, endpoints)
+
+        stop.append(service.watch_backends(removed))
+    return sessions
 
 
 class Forgetting:
@@ -76,33 +124,27 @@ class Forgetting:
         self._session = weakref.ref(session)
         self._loop = loop
         self._forget = forget  # drops the URL parts the route remembers
-        self._watched: dict[Service, Callable[[], None]] = {}
+        self._service: weakref.ref[Service] | None = None  # the one it watches
         self._tasks: set[asyncio.Task[None]] = set()
 
     def watch(self, service: Service) -> None:
         """Watch ``service`` (a miss of the route's cache: rare), and no other."""
-        if service in self._watched:
+        if self._service is not None and self._service() is service:
             return
-        for old in [s for s in self._watched if s is not service]:
-            self._watched.pop(old)()
-        ref = weakref.ref(self)
-        unwatch: list[Callable[[], None]] = []  # set once watching (a change may race)
+        with _WATCHING_LOCK:
+            self._leave()
+            sessions = _watched(service)
+            sessions.sweep()  # sessions made per request and closed stop watching now
+            sessions.forgettings.append(weakref.ref(self))
+            self._service = weakref.ref(service)
 
-        def removed(endpoints: tuple[Endpoint, ...]) -> None:
-            forgetting = ref()
-            if forgetting is None or not forgetting.removed(service, endpoints):
-                for stop in unwatch:
-                    stop()
-
-        unwatch.append(service.watch_backends(removed))
-        self._watched[service] = unwatch[0]
-        with _WATCHING_LOCK:  # sessions made per request and closed stop watching now
-            watching = _WATCHING.setdefault(service, [])
-            for closed in [f for f in watching if not f.open()]:
-                watching.remove(closed)
-                closed.close()
-            if self not in watching:  # (a route back on a service it watched before)
-                watching.append(self)
+    def _leave(self) -> None:
+        """Stop watching the service watched (the caller holds the lock)."""
+        old = None if self._service is None else self._service()
+        self._service = None
+        sessions = None if old is None else _WATCHING.get(old)
+        if sessions is not None:
+            sessions.forgettings = [r for r in sessions.forgettings if r() is not self]
 
     def open(self) -> bool:
         """Whether the session is still open."""
@@ -140,7 +182,6 @@ class Forgetting:
         close_idle(connector, hosts)
 
     def close(self) -> None:
-        """Stop watching every service."""
-        watched, self._watched = self._watched, {}
-        for unwatch in watched.values():
-            unwatch()
+        """Stop watching the service watched."""
+        with _WATCHING_LOCK:
+            self._leave()

@@ -73,7 +73,10 @@ class MeshMiddleware:
         self.trace = trace
         self.max_deadline = positive("MeshMiddleware", "max_deadline", max_deadline)
         self._own = (self.max_deadline, trace)  # what a config file's section may override
+        self.stats = InboundStats()
+        """Server-side metrics (a Prometheus collector) and the calling services."""
         self.table = RouteTable(routes or ())
+        self.stats.keep(r.series for r in self.table.routes)
         check_auth("MeshMiddleware", auth, self.table)
         self._relay = None if mesh is None else EventRelay(mesh)
         self._config = ConfigFollower(mesh) if routes is None and mesh is not None else None
@@ -81,8 +84,6 @@ class MeshMiddleware:
             self._follow()  # the file's routes (their events relayed by configure)
         elif self._relay is not None:
             self._relay.follow(self.table)  # the routes' events: the mesh's metrics, hooks
-        self.stats = InboundStats()
-        """Server-side metrics (a Prometheus collector) and the calling services."""
         self.audit = RefusalAudit(audit, clock=time.monotonic)
         self.refusals = RefusalFeed()
         """Refusals aggregated for the dashboard's live feed."""
@@ -113,6 +114,7 @@ class MeshMiddleware:
         if self._relay is not None:
             self._relay.follow(table)
         self.table, self.auth = table, auth
+        self.stats.keep(r.series for r in table.routes)  # a removed route's series go
 
     def _follow(self) -> None:
         assert self._config is not None

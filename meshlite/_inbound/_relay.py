@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import Event
-from ._routes import RouteTable
+from ._routes import INBOUND, RouteTable
 
 __all__ = ["EventRelay"]
 
@@ -28,11 +28,12 @@ class EventRelay:
             ``emit_event``).
     """
 
-    __slots__ = ("_removers", "mesh")
+    __slots__ = ("_names", "_removers", "mesh")
 
     def __init__(self, mesh: Any) -> None:
         self.mesh = mesh
         self._removers: list[Callable[[], None]] = []
+        self._names: frozenset[str] = frozenset()  # the routes' names followed
 
     def __call__(self, event: Event, /) -> None:
         """Count ``event`` in the mesh's metrics and deliver it to the mesh's hooks."""
@@ -43,7 +44,14 @@ class EventRelay:
 
     def follow(self, table: RouteTable) -> None:
         """Relay the events of ``table``'s policies (and no longer those of the
-        table followed before)."""
+        table followed before); the series the mesh's metrics counted for the
+        routes no longer in the table go (no event of theirs comes any more)."""
         for remove in self._removers:
             remove()
         self._removers = [policy.hooks.add(self) for policy in table.policies()]
+        names = frozenset(INBOUND + r.label for r in table.routes if r.label is not None)
+        gone, self._names = self._names - names, names
+        metrics = self.mesh.metrics
+        if metrics is not None:
+            for name in gone:
+                metrics.counters.drop(name)

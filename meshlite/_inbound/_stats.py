@@ -110,16 +110,29 @@ class InboundStats:
     def __init__(self) -> None:
         self.bounds = DEFAULT_LATENCY_BUCKETS
         self._series: dict[tuple[str, str], Series] = {}
+        self._routes: frozenset[str] | None = None  # the route labels kept (None: all)
         self._callers: dict[str, _Edge] = {}
         self._swept = -CALLER_IDLE_SECONDS  # when idle callers were last forgotten
 
     def series(self, route: str, method: str) -> Series:
         """The series of one (route, method), made on first use; a caller may keep
-        it and :meth:`Series.add` to it directly (the middleware's common path)."""
+        it and :meth:`Series.add` to it directly (the middleware's common path). A
+        route :meth:`keep` left out gets a series of its own that is not kept."""
         series = self._series.get((route, method))
         if series is None:
-            series = self._series[(route, method)] = Series(self.bounds)
+            series = Series(self.bounds)
+            if self._routes is None or route in self._routes:
+                self._series[(route, method)] = series
         return series
+
+    def keep(self, routes: Iterable[str]) -> None:
+        """Keep the series of ``routes`` (route labels; ``*``, the requests no route
+        matches, always) and forget the others: routes a reload removed leave the
+        exposition and free their memory, and a request of theirs still running
+        when it ends does not bring them back."""
+        kept = self._routes = frozenset((*routes, "*"))
+        for key in [k for k in list(self._series) if k[0] not in kept]:
+            del self._series[key]
 
     def record(self, route: str, method: str, status: int, seconds: float,
                caller: str | None, now: float) -> None:

@@ -14,7 +14,11 @@ from .._events import Event
 from ..policies._registry import Count, registrations
 from ._metrics import Counters
 
-__all__ = ["EVENT_METRICS", "EventFeed", "touch_service"]
+__all__ = ["EVENT_METRICS", "MAX_DROPPED", "EventFeed", "touch_service"]
+
+MAX_DROPPED = 1024
+"""Names of removed services whose late events an :class:`EventFeed` ignores (a call
+outliving its service's drain by this many further removals is counted again)."""
 
 _S = ("service",)
 
@@ -81,6 +85,19 @@ EVENT_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 """Every event-fed metric: ``{name: (type, help, label names)}`` (the policies' from
 their registrations, ``meshlite/policies/_registry.py``)."""
 
+_BY_BACKEND = tuple(name for name, (_, _, labels) in EVENT_METRICS.items()
+                    if labels == ("service", "backend"))
+"""The event-fed metrics of one backend of a service (ejections, health check
+failures...)."""
+
+
+def _backends_removed(e: Any, c: Counters) -> None:
+    # A backend the service no longer has loses its series, as its endpoint's go:
+    # with discovery replacing pods, one series per address ever ejected otherwise.
+    for address in e.removed:
+        c.forget(_BY_BACKEND, (_svc(e), address))
+
+
 # Counters that have only the service label, initialised to 0 for each service whose
 # pipeline holds the policy kind, so rate() sees the first event.
 _BY_KIND: dict[str, tuple[str, ...]] = {
@@ -96,6 +113,7 @@ _RULES: dict[str, Rule] = {
     "PanicModeEntered": _count("meshlite_panic_mode_entered_total"),
     "HealthCheckFailed": _count("meshlite_health_check_failures_total", "address"),
     "StoreFallback": _count("meshlite_store_fallbacks_total", "policy", "action"),
+    "BackendsChanged": _backends_removed,
     "Event": _ignore,
 }
 
@@ -120,10 +138,24 @@ class EventFeed:
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self._rules: dict[type, Rule] = {}
-        self.dropped: set[str] = set()
-        """Services whose series were dropped (a reload removed them): their late
-        events (a call that outlived the drain) are not counted, which would bring
-        the series back."""
+        self.dropped: dict[str, None] = {}
+        """Services whose series were dropped (a reload removed them), the last
+        :data:`MAX_DROPPED` in order: their late events (a call that outlived the
+        drain) are not counted, which would bring the series back."""
+
+    def drop(self, service: str) -> None:
+        """Count no more events of ``service`` (its series were dropped); the oldest
+        name is forgotten past :data:`MAX_DROPPED`, so a process whose reloads keep
+        naming new services does not keep every name it ever removed."""
+        dropped = self.dropped
+        dropped.pop(service, None)
+        dropped[service] = None
+        if len(dropped) > MAX_DROPPED:
+            del dropped[next(iter(dropped))]
+
+    def undrop(self, service: str) -> None:
+        """Count the events of ``service`` again (a service of that name is back)."""
+        self.dropped.pop(service, None)
 
     def __call__(self, event: Event, /) -> None:
         """Count ``event`` (the :class:`~meshlite.Hook` protocol)."""

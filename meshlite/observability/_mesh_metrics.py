@@ -114,7 +114,7 @@ class MeshMetrics:
             for hooks in (service.hooks, *(p.hooks for p in service.pipeline.walk())):
                 if not hooks.has(self.feed):
                     hooks.add(self.feed)
-            self.feed.dropped.discard(name)
+            self.feed.undrop(name)
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
             self.series[service] = series
             self._forgotten.discard(service)
@@ -142,7 +142,7 @@ class MeshMetrics:
             if current is None:
                 self._calls.pop(name, None)
                 self.counters.drop(name)
-                self.feed.dropped.add(name)
+                self.feed.drop(name)
                 return
             successors = {e.address: e for e in current.endpoints}
             for endpoint in service.endpoints:

@@ -283,6 +283,13 @@ class Counters:
                 for values in [v for v in series if v and v[0] == first]:
                     del series[values]
 
+    def forget(self, names: Iterable[str], values: tuple[str, ...]) -> None:
+        """Forget the series of label values ``values`` of each metric in ``names``
+        (a backend its service no longer has)."""
+        with self._lock:
+            for name in names:
+                self._values[name].pop(values, None)
+
     def value(self, name: str, values: tuple[str, ...]) -> float:
         """The current value (0.0 if never recorded)."""
         with self._lock:

@@ -3,12 +3,15 @@ pipeline, for pipelines used outside a mesh (a mesh records its own)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import optional_clock
+from .._printable import printable
+from .._throttle import Throttle
+from .._validate import at_least, optional_clock
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
@@ -21,9 +24,22 @@ from ._metrics import (
 )
 from ._recording import SeriesTable, arecorded, recorded
 
-__all__ = ["Metrics"]
+__all__ = ["DEFAULT_MAX_OPERATIONS", "OTHER_OPERATION", "Metrics"]
 
 _PREFIX = "meshlite_operation"
+_log = logging.getLogger("meshlite.metrics")
+
+DEFAULT_MAX_OPERATIONS = 256
+"""Operations :class:`Metrics` keeps a series of per service by default."""
+
+OTHER_OPERATION = "(other)"
+"""The ``operation`` label of the calls of a service's operations beyond its first
+``max_operations`` (no function's qualified name has parentheses, so none is taken for
+it): an operation name a caller controls (the method of an HTTP request a gateway
+passes on, say) cannot add series without end."""
+
+FOLD_LOG_SECONDS = 60.0
+"""Seconds during which a service's further folded operations are not logged again."""
 
 
 class Metrics(Policy):
@@ -36,9 +52,13 @@ class Metrics(Policy):
     Args:
         buckets: Upper bounds in seconds of the latency histogram buckets.
         clock: Time source (tests pass a FakeClock).
+        max_operations: Operations with series of their own per service (>= 1); the
+            calls of any further one count under :data:`OTHER_OPERATION` (logged at
+            most once a minute per service).
 
     Raises:
-        ConfigError: ``buckets`` are not increasing positive numbers.
+        ConfigError: ``buckets`` are not increasing positive numbers, or
+            ``max_operations`` is not an integer >= 1.
 
     Example::
 
@@ -51,9 +71,12 @@ class Metrics(Policy):
     kind = "metrics"
 
     def __init__(self, *, buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 max_operations: int = DEFAULT_MAX_OPERATIONS) -> None:
         super().__init__()
         self.bounds = check_buckets("Metrics", buckets)
+        self.max_operations = at_least("Metrics", "max_operations", max_operations, 1)
+        self._folds = Throttle(FOLD_LOG_SECONDS)
         clock = optional_clock("Metrics", clock)
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self._table: SeriesTable = {}
@@ -93,10 +116,24 @@ class Metrics(Policy):
                 by_operation = self._table[service] = {}
             series = by_operation.get(operation)
             if series is None:
-                labels = (("service", service or ""), ("operation", operation))
-                series = by_operation[operation] = Timings(labels, self.bounds,
-                                                           self._clock.monotonic)
+                if len(by_operation) >= self.max_operations:
+                    self._fold(service, operation)
+                    operation = OTHER_OPERATION  # (looked up again by each such call)
+                    series = by_operation.get(operation)
+                if series is None:
+                    labels = (("service", service or ""), ("operation", operation))
+                    series = by_operation[operation] = Timings(labels, self.bounds,
+                                                               self._clock.monotonic)
             return series
+
+    def _fold(self, service: str | None, operation: str) -> None:
+        held = self._folds.passes(service)
+        if held is not None:
+            _log.warning("Metrics: service %r has %d operations, the most kept; the calls "
+                         "of %r and of any other new one count under operation %r%s",
+                         service or "", self.max_operations, printable(operation, 80),
+                         OTHER_OPERATION, f" ({held} more since the last such warning)"
+                         if held else "", extra={"service": service or ""})
 
     def wrap(self, call_next: Handler) -> Handler:
         """The sync handler recording each call around ``call_next`` in the series of

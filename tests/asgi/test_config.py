@@ -210,3 +210,64 @@ async def test_the_routes_events_are_relayed_by_one_subscription_made_once(
     async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
         assert [(await client.get("/x")).status_code for _ in range(2)] == [200, 429]
     assert len(rejected) == 1  # the refusal reached the mesh's hooks, once
+
+
+async def test_the_series_of_routes_a_reload_removed_leave_the_exposition(
+        tmp_path: Path) -> None:
+    # Route labels come from the file: each reload naming other routes left the
+    # series of the old ones (requests by status, latency buckets, the rejections of
+    # their quotas) in every scrape and in memory for the life of the process.
+    from meshlite.observability import start_http_server
+
+    config = tmp_path / "mesh.yaml"
+
+    def routes(*patterns: str) -> None:
+        listed = "".join(f'    - {{pattern: "{p}", rate: 1, per: 60, burst: 1, key: ip}}\n'
+                         for p in patterns)
+        config.write_text(f"services: {{}}\ninbound:\n  routes:\n{listed}")
+
+    def series(text: str, needle: str) -> list[str]:
+        return [line for line in text.splitlines() if needle in line and line[0] != "#"]
+
+    routes("/kept", "/r0")
+    mesh = ml.Mesh.from_config(str(config))
+    app = MeshMiddleware(echo, mesh=mesh)
+    metrics = start_http_server(mesh)
+    try:
+        async with AsgiServer(app) as server, httpx.AsyncClient() as client:
+            for i in range(1, 6):
+                for path in ("/kept", f"/r{i - 1}"):  # one answered, one refused (429)
+                    assert [(await client.get(server.url + path)).status_code
+                            for _ in range(2)] == [200, 429]
+                routes("/kept", f"/r{i}")
+                assert await mesh.reload()
+            assert (await client.get(server.url + "/r5")).status_code == 200
+            text = (await client.get(metrics.url)).text
+        assert series(text, 'route="/r') == series(text, 'route="/r5"') != []
+        assert series(text, '"inbound:/r') == []  # /r5 refused nothing yet
+        assert len(series(text, 'meshlite_server_requests_total{route="/kept"')) == 2
+        assert series(text, 'meshlite_rejections_total{service="inbound:/kept"') != []
+        assert sorted({route for route, _ in app.stats._series}) == ["/kept", "/r5"]
+    finally:
+        metrics.stop()
+
+
+async def test_a_request_outliving_its_routes_removal_does_not_bring_its_series_back(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    config = tmp_path / "mesh.yaml"
+    config.write_text('services: {}\ninbound:\n  routes:\n'
+                      '    - {pattern: "/slow", max_concurrent: 4}\n')
+    mesh = ml.Mesh.from_config(str(config))
+    app = MeshMiddleware(echo, mesh=mesh)
+    async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        slow = asyncio.create_task(client.get("/slow?sleep=0.5"))
+        bulkhead = next(p for p in app.table.policies() if isinstance(p, ml.Bulkhead))
+        while not bulkhead.running:  # noqa: ASYNC110 - polls the policy, no event to await
+            await asyncio.sleep(0.01)
+        config.write_text("services: {}\ninbound:\n  routes: []\n")
+        assert await mesh.reload()
+        assert (await client.get("/")).status_code == 200  # the reload is followed
+        assert (await slow).status_code == 200
+    assert [route for route, _ in app.stats._series] == ["*"]

@@ -365,3 +365,51 @@ async def test_a_trickling_webhook_receiver_is_given_up_within_the_timeout(
     assert "timed out after 0.5 s" in caplog.text
     # the worker thread hung up too: it is not left reading the receiver forever
     assert await asyncio.to_thread(gone.wait, 10.0)
+
+
+async def test_notifications_a_slow_webhook_has_not_taken_are_bounded(
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # Alerts changing faster than the webhook answers: every notification waited for
+    # the ones before it, so the waiting ones (and how late they arrive) grew without
+    # end; past MAX_PENDING_NOTIFICATIONS the oldest waiting is dropped instead.
+    from meshlite.observability._dashboard._monitor import MAX_PENDING_NOTIFICATIONS
+
+    got: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    class Held(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            release.wait(10.0)  # a receiver that is slow until released
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        mesh = make_mesh(clock, ml.Service("users", [], clock=clock))
+        mesh.alerts.replace([AlertRule("nobackend", "no_healthy_backend")],
+                            webhook=f"http://127.0.0.1:{server.server_address[1]}/hook")
+        monitor = Monitor(mesh, max_clients=1)
+        with caplog.at_level(logging.WARNING, logger="meshlite.dashboard"):
+            for second in range(3 * MAX_PENDING_NOTIFICATIONS):  # fires, resolves, ...
+                mesh.service("users").set_backends([] if second % 2 == 0 else ["a"])
+                monitor.tick(T0 + second)
+                await asyncio.sleep(0)
+            assert len(monitor._outbox) == MAX_PENDING_NOTIFICATIONS
+            release.set()
+            await monitor.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    behind = [r for r in caplog.records if "is behind" in r.getMessage()]
+    assert len(behind) == 1  # once a minute, not once per notification dropped
+    # The first (sent before the webhook fell behind), then the newest in order,
+    # ending with the state the alert is in: never "resolved" before its "fired".
+    assert len(got) == 1 + MAX_PENDING_NOTIFICATIONS
+    states = [g["status"] for g in got[1:]]
+    assert states == ["firing", "resolved"] * (MAX_PENDING_NOTIFICATIONS // 2)
+    assert not mesh.alerts.firing()  # the last one sent is the state it is in

@@ -526,3 +526,42 @@ async def test_http_calls_are_recorded() -> None:
     h = "meshlite_backend_request_duration_seconds"
     assert value(m, h, "_count", service="api", backend=ok.url) == 2
     assert value(m, "meshlite_backend_errors_total", service="api", backend=bad.url) == 2
+
+
+async def test_backends_replaced_by_new_addresses_leave_no_event_series_behind() -> None:
+    # Pods come and go under new addresses (discovery): the ejections counted for each
+    # address stayed in every scrape once its backend had left, one series per
+    # address ever ejected, while its other series went with its endpoint.
+    import socket
+
+    import httpx
+
+    from meshlite.observability import start_http_server
+    from meshlite.testing import FakeBackend
+
+    def dead_address() -> str:  # a loopback port nothing listens on
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    detection = ml.OutlierDetection(consecutive_failures=1, max_ejection_percent=50)
+    async with FakeBackend() as live:
+        users = ml.Service("users", [live.url], balancer="round_robin",
+                           outlier_detection=detection, pipeline=ml.Pipeline(
+                               ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0))))
+        mesh = ml.Mesh([users])
+        server = start_http_server(mesh)
+        try:
+            async with mesh, mesh.http("users") as client, httpx.AsyncClient() as scraper:
+                for _ in range(20):
+                    dead = dead_address()
+                    users.set_backends([live.url, dead])
+                    for _ in range(2):  # one attempt meets the dead backend: ejected
+                        assert (await client.get("/")).status_code == 200
+                    text = (await scraper.get(server.url)).text
+                    ejected = [line.split('backend="')[1].split('"')[0]
+                               for line in text.splitlines()
+                               if line.startswith("meshlite_backend_ejections_total{")]
+                    assert ejected == [dead]
+        finally:
+            server.stop()

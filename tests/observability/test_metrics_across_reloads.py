@@ -260,3 +260,22 @@ async def test_health_polls_do_not_keep_a_removed_services_policies(tmp_path: Pa
                 assert [r for r in kept if r() is not None] == []
             finally:
                 await server.stop()
+
+
+def test_the_names_of_removed_services_are_not_kept_without_end() -> None:
+    # The feed remembers removed services to ignore their late events; with reloads
+    # that keep naming new services it kept every name ever removed.
+    from meshlite.observability._feed import MAX_DROPPED
+
+    mesh = ml.Mesh([])
+    metrics = mesh.metrics
+    assert metrics is not None
+    for i in range(MAX_DROPPED + 300):
+        removed = ml.Service(f"s{i}", ["http://127.0.0.1:9"])
+        metrics.adopt(removed)  # what a reload does for a new service...
+        metrics.forget(removed)  # ...and once it removed it and it drained
+    assert len(metrics.feed.dropped) == MAX_DROPPED
+    assert f"s{MAX_DROPPED + 299}" in metrics.feed.dropped  # the newest are kept
+    back = ml.Service(f"s{MAX_DROPPED + 299}", ["http://127.0.0.1:9"])
+    metrics.adopt(back)  # a service of a removed name is back: counted again
+    assert back.name not in metrics.feed.dropped

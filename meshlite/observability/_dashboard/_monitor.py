@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,6 +17,7 @@ from ..._errors import ConfigError
 from ..._events import Event
 from ..._inbound._stats import DEFAULT_RATE_WINDOW
 from ..._statelog import log_state_change
+from ..._throttle import Throttle
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import CallerRates
@@ -34,6 +36,12 @@ _log = logging.getLogger("meshlite.dashboard")
 
 _SAVE_EVERY = 5  # ticks between saves of the history (several workers)
 _SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
+
+MAX_PENDING_NOTIFICATIONS = 100
+"""Webhook notifications waiting for the ones before them at most: past it (alerts
+changing faster than the webhook answers), the oldest waiting is dropped, logged at
+most once a minute, so that neither memory nor the delay grows without end."""
+_DROP_LOG_SECONDS = 60.0
 
 
 class Client(Protocol):
@@ -76,8 +84,11 @@ class Monitor:
             metrics.call_counts, metrics.host_latency,
             None if self.attached is None else self.attached.state))
         self._task: asyncio.Task[None] | None = None
-        self._posts: set[asyncio.Task[bool]] = set()
-        self._last_post: asyncio.Task[bool] | None = None
+        # Webhook notifications (url, service, alerts, timeout) in order, sent one at
+        # a time by one task: a receiver must never see "resolved" before "fired".
+        self._outbox: deque[tuple[str, str, list[Alert], float]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        self._drops = Throttle(_DROP_LOG_SECONDS)
         shared = None if metrics is None else metrics.shared
         # With several workers, the history is kept in the shared directory: the
         # worker serving the dashboard next (after a restart) carries it on.
@@ -155,19 +166,22 @@ class Monitor:
         alerts = self.mesh.alerts
         if alerts.webhook is None:
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(
-            self._last_post, alerts.webhook, service, group, alerts.webhook_timeout))
-        self._last_post = task
-        self._posts.add(task)
-        task.add_done_callback(self._posts.discard)
+        outbox = self._outbox
+        if len(outbox) >= MAX_PENDING_NOTIFICATIONS:
+            url, late, _, _ = outbox.popleft()
+            held = self._drops.passes(url)
+            if held is not None:
+                _log.warning("alert webhook %s is behind: %d notifications wait; the "
+                             "oldest (for %s) was dropped%s", url, len(outbox), late,
+                             f" ({held} more since the last such warning)" if held else "")
+        outbox.append((alerts.webhook, service, group, alerts.webhook_timeout))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._deliver())
 
-    @staticmethod
-    async def _deliver(previous: asyncio.Task[bool] | None, url: str, service: str,
-                       group: list[Alert], seconds: float) -> bool:
-        # One at a time, in order: a receiver must never see "resolved" before "fired".
-        if previous is not None:
-            await asyncio.wait([previous])
-        return await post_alerts(url, service, group, seconds)
+    async def _deliver(self) -> None:
+        outbox = self._outbox
+        while outbox:
+            await post_alerts(*outbox.popleft())
 
     async def broadcast(self, text: str) -> None:
         """Send ``text`` to every client at once; a client that fails or stalls is
@@ -241,10 +255,10 @@ class Monitor:
             await asyncio.wait([task])  # unlike `await task`, never raises its CancelledError
             with contextlib.suppress(OSError):
                 self.save()
-        if self._posts:
-            # each post is bounded by the timeout; in order, so allow for all of them
-            posts = set(self._posts)
-            bound = len(posts) * self.mesh.alerts.webhook_timeout + 1.0
-            _, late = await asyncio.wait(posts, timeout=bound)
+        sender = self._sender
+        if sender is not None and not sender.done():
+            # each post is bounded by its timeout; in order, so allow for all of them
+            bound = sum(t for *_, t in self._outbox) + self.mesh.alerts.webhook_timeout + 1.0
+            _, late = await asyncio.wait([sender], timeout=bound)
             for post in late:
                 post.cancel()

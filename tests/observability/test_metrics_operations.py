@@ -1,0 +1,57 @@
+"""ml.Metrics keeps at most ``max_operations`` operations per service: the calls of
+any further one count under ``(other)``. An HTTP call's operation is its method, so a
+gateway passing its clients' methods on (``mesh.http(...).request(request.method,
+...)``) would otherwise add a series (18 samples each) per method a client made up.
+Real loopback backends, a real scrape."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+import meshlite as ml
+from meshlite.observability import start_http_server
+from meshlite.testing import FakeBackend
+
+
+def operations(text: str) -> dict[str, float]:
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("meshlite_operation_requests_total{"):
+            head, _, value = line.rpartition(" ")
+            found[head.split('operation="')[1].split('"')[0]] = float(value)
+    return found
+
+
+async def test_made_up_methods_beyond_the_bound_share_one_series(
+        caplog: pytest.LogCaptureFixture) -> None:
+    metrics = ml.Metrics(max_operations=3)
+    async with FakeBackend() as backend:
+        users = ml.Service("users", [backend.url], pipeline=ml.Pipeline(metrics))
+        server = start_http_server(metrics)
+        try:
+            async with ml.Mesh([users]) as mesh, mesh.http("users") as client, \
+                    httpx.AsyncClient() as scraper:
+                with caplog.at_level(logging.WARNING, "meshlite.metrics"):
+                    for method in ("GET", "POST", "GET", *(f"X{i}" for i in range(500))):
+                        assert (await client.request(method, "/")).status_code == 200
+                text = (await scraper.get(server.url)).text
+        finally:
+            server.stop()
+    assert operations(text) == {"GET": 2, "POST": 1, "X0": 1, "(other)": 499}
+    assert len(text.splitlines()) < 150  # not 500 series of 18 samples
+    assert [r.method for r in backend.requests][-1] == "X499"  # sent as it was
+    folded = [r for r in caplog.records if "count under operation" in r.getMessage()]
+    assert len(folded) == 1  # once a minute per service, not once per call
+    assert "'X1'" in folded[0].getMessage()
+
+
+def test_the_default_bound_and_a_bad_one() -> None:
+    from meshlite.observability._policy import DEFAULT_MAX_OPERATIONS
+
+    assert ml.Metrics().max_operations == DEFAULT_MAX_OPERATIONS == 256
+    for bad in (0, -1, 1.5, "10", True):
+        with pytest.raises(ml.ConfigError, match="max_operations"):
+            ml.Metrics(max_operations=bad)  # type: ignore[arg-type]
