@@ -21,6 +21,8 @@ from meshlite.routing import Backend, Service
 from meshlite.testing import FakeBackend
 
 DELAY = 0.05
+SLOW_DELAY = 0.2
+"""A hedge delay that a loaded machine's event loop does not stall for."""
 
 
 def attempt() -> int:
@@ -95,14 +97,18 @@ async def test_a_hedge_turning_its_cancellation_into_an_error_starts_no_other() 
             FakeBackend(body="c") as c, httpx.AsyncClient() as client:
         mesh = Mesh([Service("s", [a.url, b.url, c.url], balancer="round_robin",
                              outlier_detection=None,
-                             pipeline=ml.Pipeline(ml.Hedge(DELAY, max_hedges=2)))])
+                             pipeline=ml.Pipeline(ml.Hedge(SLOW_DELAY, max_hedges=2)))])
 
         async def converts(backend: Backend) -> str:
             index = attempt()
             started.append(index)
             if index == 0:
-                await hedged.wait()  # the primary answers once hedge 1 is running
-                return await get(client, backend)
+                # The primary's request goes first and its answer is handed back once
+                # hedge 1 runs: only the loser's error could then start hedge 2 (a
+                # request still under way a hedge delay later would, rightly).
+                text = await get(client, backend)
+                await hedged.wait()
+                return text
             hedged.set()
             try:
                 await asyncio.sleep(10)
@@ -112,7 +118,7 @@ async def test_a_hedge_turning_its_cancellation_into_an_error_starts_no_other() 
 
         async with mesh:
             assert await mesh.call("s", converts) in {"a", "b", "c"}
-            await asyncio.sleep(2 * DELAY)
+            await asyncio.sleep(2 * SLOW_DELAY)
             assert hedges_running() == []
     assert started == [0, 1]
 
