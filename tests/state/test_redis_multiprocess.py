@@ -52,7 +52,7 @@ def results(job: AsyncResult[Any]) -> list[Any]:
 
 def test_one_rate_limit_across_processes(pool: Pool, raw: redis.Redis,
                                          redis_server: RedisServer, prefix: str) -> None:
-    seconds = 1.0
+    seconds = 2.0  # a process slowed by a loaded machine still wins some of 100 tokens
     job = pool.starmap_async(mp_workers.rate_limit,
                              [(redis_server.url, prefix, seconds)] * PROCESSES)
     started = go(raw, prefix)

@@ -78,8 +78,10 @@ def test_leasing_stays_within_the_stated_bound(fresh_server: RedisServer, lease:
     assert admitted >= rate * 0.5  # the quota was used, not starved
     trips = sum(s.round_trips for s in stores)
     if lease > 1:
-        # Leases: most admitted calls never reached Redis.
-        assert trips / admitted < 0.7
+        # Leases: many admitted calls never reached Redis. Without them every admitted
+        # call is a round trip (1.0 and more, with the refusals'); leased, 0.52-0.66 on
+        # an idle machine and 0.71 in one loaded whole-suite run.
+        assert trips / admitted < 0.8
     for s in stores:
         s.close()
 
