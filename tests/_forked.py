@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["in_child"]
+__all__ = ["in_child", "in_child_meanwhile", "serving"]
 
 
 def in_child(action: Callable[[], int], timeout: float = 10.0) -> int:
@@ -30,3 +32,44 @@ def in_child(action: Callable[[], int], timeout: float = 10.0) -> int:
         line = pipe.readline()
     os.waitpid(pid, 0)
     return int(line)
+
+
+def in_child_meanwhile(child: Callable[[Callable[[], None]], int],
+                       parent: Callable[[], None], after: float = 0.2) -> int:
+    """:func:`in_child` of ``child(wait)``, while the parent runs ``parent`` ``after``
+    seconds in: ``wait()`` returns in the child once ``parent`` has returned (the
+    child runs on, holding what it inherited, until then)."""
+    read, write = os.pipe()
+
+    def wait() -> None:
+        os.read(read, 1)
+
+    def meanwhile() -> None:
+        try:
+            parent()
+        finally:
+            os.write(write, b"1")
+
+    timer = threading.Timer(after, meanwhile)
+    timer.start()
+    try:
+        return in_child(lambda: child(wait))
+    finally:
+        timer.join()
+        os.close(read)
+        os.close(write)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server of ``handler`` on loopback; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _forked import in_child
+from _forked import in_child, serving
 
 import meshlite as ml
 
@@ -38,14 +38,8 @@ class _Peers(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def backend() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Peers)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Peers) as url:
+        yield url
 
 
 @pytest.mark.parametrize("http_pool", [None, {"socket_options": [

@@ -6,11 +6,11 @@ shares: the child's copy of the descriptor held it for as long as the child ran)
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _forked import in_child
+from _forked import in_child_meanwhile
 
 from meshlite.observability._multiproc import HostLock
 
@@ -22,11 +22,10 @@ def test_a_child_of_the_leader_neither_leads_nor_keeps_the_lock(tmp_path: Path) 
     leader = HostLock(path)
     assert leader.acquire()
     taken: list[bool] = []
-    read, write = os.pipe()
 
-    def child() -> int:
+    def child(wait: Callable[[], None]) -> int:
         held_here = leader.held  # a copy of the parent's lock, not the child's
-        os.read(read, 1)  # runs on until the parent's worker has tried to take over
+        wait()  # runs on until the parent's worker has tried to take over
         return 0 if held_here else 1
 
     def let_go_then_take() -> None:  # in the parent, while the child runs
@@ -34,15 +33,7 @@ def test_a_child_of_the_leader_neither_leads_nor_keeps_the_lock(tmp_path: Path) 
         taker = HostLock(path)  # another worker, taking over from the leader
         taken.append(taker.acquire())
         taker.release()
-        os.write(write, b"1")
 
-    timer = threading.Timer(0.2, let_go_then_take)
-    timer.start()
-    try:
-        answer = in_child(child)
-    finally:
-        timer.join()
-        os.close(read)
-        os.close(write)
+    answer = in_child_meanwhile(child, let_go_then_take)
     assert taken == [True]  # nobody could lead while the child ran
     assert answer == 1

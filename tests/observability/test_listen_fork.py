@@ -7,11 +7,11 @@ accepted by the kernel into a queue nobody read."""
 from __future__ import annotations
 
 import os
-import threading
+from collections.abc import Callable
 
 import httpx
 import pytest
-from _forked import in_child
+from _forked import in_child_meanwhile
 
 import meshlite as ml
 from meshlite.observability import start_http_server
@@ -24,10 +24,9 @@ def test_a_child_does_not_keep_the_metrics_port_of_its_parent() -> None:
     server = start_http_server(mesh)
     port = server.port
     restarted: list[int] = []
-    read, write = os.pipe()
 
-    def child() -> int:
-        os.read(read, 1)  # runs on until the parent has restarted its server
+    def child(wait: Callable[[], None]) -> int:
+        wait()  # runs on until the parent has restarted its server
         return 1
 
     def stop_then_restart() -> None:  # in the parent, while the child runs
@@ -37,16 +36,8 @@ def test_a_child_does_not_keep_the_metrics_port_of_its_parent() -> None:
                 restarted.append(httpx.get(again.url, trust_env=False).status_code)
         except OSError:
             restarted.append(-1)  # the port was still bound by the child's copy
-        os.write(write, b"1")
 
-    timer = threading.Timer(0.2, stop_then_restart)
-    timer.start()
-    try:
-        answer = in_child(child)
-    finally:
-        timer.join()
-        os.close(read)
-        os.close(write)
+    answer = in_child_meanwhile(child, stop_then_restart)
     assert restarted == [200]
     assert answer == 1
 
@@ -59,10 +50,9 @@ def test_a_child_does_not_keep_the_dashboard_port_of_its_parent() -> None:
         dashboard = loop.run(mesh.serve_dashboard(port=0))
         port = dashboard.port
         restarted: list[int] = []
-        read, write = os.pipe()
 
-        def child() -> int:
-            os.read(read, 1)  # runs on until the parent has restarted its dashboard
+        def child(wait: Callable[[], None]) -> int:
+            wait()  # runs on until the parent has restarted its dashboard
             return 1
 
         def stop_then_restart() -> None:  # in the parent, while the child runs
@@ -75,15 +65,7 @@ def test_a_child_does_not_keep_the_dashboard_port_of_its_parent() -> None:
                 url = f"{again.url}/api/health"
                 restarted.append(httpx.get(url, trust_env=False).status_code)
                 loop.run(again.stop())
-            os.write(write, b"1")
 
-        timer = threading.Timer(0.2, stop_then_restart)
-        timer.start()
-        try:
-            answer = in_child(child)
-        finally:
-            timer.join()
-            os.close(read)
-            os.close(write)
+        answer = in_child_meanwhile(child, stop_then_restart)
     assert restarted == [200]
     assert answer == 1

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import http.server
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from _forked import in_child
+from _forked import in_child, serving
 
 import meshlite as ml
 from meshlite import telemetry
@@ -43,14 +42,8 @@ class _Collector(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def collector() -> Iterator[str]:
     _Collector.ports = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Collector) as url:
+        yield url
 
 
 def test_a_forked_child_exports_on_its_own_connection(collector: str) -> None:
