@@ -44,8 +44,11 @@ def black_hole(stalled: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def garbage(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A collector that answers every request with bytes that are not HTTP."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    """A collector that answers every request with bytes that are not HTTP. The
+    exporters' timeout is 2 s: the SDK's first backoff is 0.8-1.2 s and it retries
+    only when that fits in what is left of the timeout, so with 1 s a batch could
+    fail without the "Transient error ... BadStatusLine" line, by chance."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
