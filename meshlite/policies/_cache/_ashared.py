@@ -16,7 +16,7 @@ from ..._context import CallContext
 from ..._policy import AsyncHandler
 from ...state._base import LOCAL, StoreUnavailableError, agive_back, fall_back
 from ._flight import NOTHING
-from ._handlers import aserve_stale
+from ._handlers import aserve_stale, passes
 from ._shared import POLL_FIRST, POLL_MAX, FlightKey, SharedMiss, shared_keys, unencodable
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
         return fresh
 
     async def handle(ctx: CallContext) -> Any:
+        if ctx.request is not None:  # an HTTP request: no key (see passes)
+            passes(cache, ctx)
+            return await call_next(ctx)
         key, fkey = keys(ctx)
         try:
             found = await shared.aget(key)

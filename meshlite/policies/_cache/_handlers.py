@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ... import _events
@@ -23,7 +25,24 @@ from ._options import kwargs_key
 if TYPE_CHECKING:
     from ._policy import Cache
 
-__all__ = ["aserve_stale", "async_handler", "serve_stale", "sync_handler"]
+__all__ = ["aserve_stale", "async_handler", "passes", "serve_stale", "sync_handler"]
+
+_log = logging.getLogger("meshlite.cache")
+_told: weakref.WeakSet[Cache] = weakref.WeakSet()
+"""The caches that have logged that they pass HTTP requests through (once each)."""
+
+
+def passes(cache: Cache, ctx: CallContext) -> None:
+    """An HTTP request (``mesh.http()``, ``mesh.http_sync()``, ``mesh.aiohttp()``)
+    reached ``cache`` in its service's pipeline: it goes past, neither looked up nor
+    stored. Its arguments are the request itself, new each time, so it could never
+    hit, and storing it would hold up to ``maxsize`` responses. Said once a cache."""
+    if cache not in _told:
+        _told.add(cache)
+        _log.warning("%r in the pipeline of service %r does not cache HTTP requests (a "
+                     "request is no cache key): they go past it. Cache in the function "
+                     "that makes the request instead, or call through mesh.call()",
+                     cache, ctx.service)
 
 
 def sync_handler(cache: Cache, call_next: Handler) -> Handler:
@@ -52,6 +71,9 @@ def _sync_plain(cache: Cache, call_next: Handler) -> Handler:
         except TypeError:
             raise cache._unhashable(ctx) from None
         if entry is None or now() >= entry[1]:
+            if ctx.request is not None:
+                passes(cache, ctx)
+                return call_next(ctx)
             cache._missed(ctx)
             return miss(call_next, ctx, key)
         try:  # noqa: SIM105 - suppress() costs a context manager per hit
@@ -78,6 +100,9 @@ def _async_plain(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
         except TypeError:
             raise cache._unhashable(ctx) from None
         if entry is None or now() >= entry[1]:
+            if ctx.request is not None:
+                passes(cache, ctx)
+                return await call_next(ctx)
             cache._missed(ctx)
             return await miss(call_next, ctx, key)
         try:  # noqa: SIM105 - suppress() costs a context manager per hit
@@ -98,6 +123,9 @@ def _sync_general(cache: Cache, call_next: Handler) -> Handler:
     key_fn, stale_ttl = cache.options.key, cache.options.stale_ttl
 
     def handle(ctx: CallContext) -> Any:
+        if ctx.request is not None:  # before key(): it would get the request's insides
+            passes(cache, ctx)
+            return call_next(ctx)
         if key_fn is None:
             kwargs = ctx.kwargs
             key = (ctx.fn, kwargs_key(ctx.args, kwargs) if kwargs else ctx.args)
@@ -132,6 +160,9 @@ def _async_general(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
     key_fn, stale_ttl = cache.options.key, cache.options.stale_ttl
 
     async def handle(ctx: CallContext) -> Any:
+        if ctx.request is not None:
+            passes(cache, ctx)
+            return await call_next(ctx)
         if key_fn is None:
             kwargs = ctx.kwargs
             key = (ctx.fn, kwargs_key(ctx.args, kwargs) if kwargs else ctx.args)

@@ -30,7 +30,7 @@ from ..._context import operation_of as _operation_of
 from ..._policy import Handler
 from ...state._base import LOCAL, StoreUnavailableError, fall_back, give_back
 from ._flight import NOTHING
-from ._handlers import serve_stale
+from ._handlers import passes, serve_stale
 from ._options import KeyFunction
 
 if TYPE_CHECKING:
@@ -191,6 +191,9 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
         return fresh
 
     def handle(ctx: CallContext) -> Any:
+        if ctx.request is not None:  # an HTTP request: no key (see passes)
+            passes(cache, ctx)
+            return call_next(ctx)
         key, fkey = keys(ctx)
         try:
             found = shared.get(key)
