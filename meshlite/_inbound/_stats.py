@@ -204,5 +204,6 @@ class InboundStats:
                            "Requests from each calling mesh service.",
                            tuple(Sample("", (("caller", c),), e.requests) for c, e in edges))
         yield MetricFamily("meshlite_server_caller_errors_total", "counter",
-                           "Requests from each calling mesh service answered 5xx.",
+                           "Requests from each calling mesh service answered 5xx or "
+                           "left unanswered (status 0: the caller gone).",
                            tuple(Sample("", (("caller", c),), e.errors) for c, e in edges))

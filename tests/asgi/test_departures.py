@@ -52,12 +52,15 @@ async def test_an_upload_abandoned_halfway_is_no_server_error(
         async with AsgiServer(app) as server:
             _, writer = await _open(server.url)
             writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-                         + headers + b"\r\n" + b"a" * 1000)
+                         b"x-meshlite-caller: gateway\r\n" + headers + b"\r\n" + b"a" * 1000)
             await writer.drain()
             await asyncio.sleep(0.2)  # the handler is waiting for the rest
             writer.close()
             routes = await _settled(app, 1)
     assert routes[0]["statuses"] == {"0": 1}
+    # For the calling service the request failed all the same (as its help says).
+    (edge,) = app.stats.callers(0.0)
+    assert (edge["caller"], edge["requests"], edge["errors"]) == ("gateway", 1, 1)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []
 
 
