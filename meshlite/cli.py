@@ -149,6 +149,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meshlite {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(commands)
+    check = commands.add_parser(
+        "check", help="validate a config file and print what it describes (exit 0 valid, "
+        "2 invalid or unreadable)"
+    )
+    check.add_argument("config", metavar="CONFIG", help="the config file (YAML, TOML or JSON)")
+    check.set_defaults(run=_check)
+    _add_dashboard(commands)
+    _add_alerts(commands)
+    bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
+    bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``demo`` command."""
     demo = commands.add_parser(
         "demo", help="run the demonstration: a flaky service through a full pipeline, then "
         "plain round robin against the mesh on four loopback backends"
@@ -164,12 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fault-rate", type=float, default=0.3,
                       help="with --services: share of charges payments fails (default 0.3)")
     demo.set_defaults(run=_demo)
-    check = commands.add_parser(
-        "check", help="validate a config file and print what it describes (exit 0 valid, "
-        "2 invalid or unreadable)"
-    )
-    check.add_argument("config", metavar="CONFIG", help="the config file (YAML, TOML or JSON)")
-    check.set_defaults(run=_check)
+
+
+def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``dashboard`` command."""
     dashboard = commands.add_parser(
         "dashboard", help="serve the live dashboard of the mesh a config file describes"
     )
@@ -190,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--max-connections", type=int, default=100,
                            help="open connections at once; more are closed at once (100)")
     dashboard.set_defaults(run=_dashboard)
+
+
+def _add_alerts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``alerts`` command and its actions."""
     alerts = commands.add_parser("alerts", help="work with a config's alert rules")
     alert_commands = alerts.add_subparsers(dest="alerts_command", required=True,
                                            metavar="ACTION")
@@ -202,10 +221,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="your Prometheus's scrape interval: each rule's range spans at "
                         "least four (60, Prometheus's default)")
     export.set_defaults(run=_alerts_export)
-    bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
-    bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")
-    bench.set_defaults(run=_bench)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

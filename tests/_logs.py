@@ -30,9 +30,9 @@ def keep_uvicorn_lines(monkeypatch: Any) -> None:
     """Let through uvicorn's informational lines, which a dashboard served in the
     background drops, as ``meshlite dashboard`` (the foreground) logs them: a test
     that no record holds a secret checks every record uvicorn writes."""
-    from meshlite.observability._dashboard import _server
+    from meshlite.observability._dashboard import _uvicorn
 
-    monkeypatch.setattr(_server._Quiet, "filter", lambda self, record: True)
+    monkeypatch.setattr(_uvicorn.Quiet, "filter", lambda self, record: True)
 
 
 @contextlib.contextmanager

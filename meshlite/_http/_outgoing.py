@@ -19,9 +19,9 @@ from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from .._backoff import parse_retry_after as _parse_retry_after
 from .._errors import ConfigError
 from .._inbound._headers import stamp_outgoing
+from .._retry_after import parse_retry_after as _parse_retry_after
 from ..routing._address import base_url_problem
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status

@@ -24,6 +24,7 @@ from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
+from ._setup import MiddlewareSetup, check_options
 from ._span import ServerSpan, recording
 from ._stats import InboundStats, Series, method_label
 
@@ -31,7 +32,7 @@ __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
 
 @explained
-class MeshMiddleware:
+class MeshMiddleware(MiddlewareSetup):
     """Guard an ASGI app's inbound side as a sidecar would (see docs/inbound.md).
 
     For each HTTP request: a SERVER span continuing the caller's W3C trace context;
@@ -66,7 +67,7 @@ class MeshMiddleware:
                  max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
         if not callable(app):
             fail("MeshMiddleware", "app", app, "an ASGI app")
-        _check_options(mesh, trace, audit)
+        check_options(mesh, trace, audit)
         self.app = app
         self.mesh = mesh
         self.auth = auth
@@ -91,45 +92,6 @@ class MeshMiddleware:
         self._unregister: Callable[[], None] | None = None
         if mesh is not None:
             self._attach(mesh)
-
-    def _attach(self, mesh: Any) -> None:
-        previous = getattr(mesh, "inbound", None)
-        if previous is not None and previous._unregister is not None:
-            previous._unregister()  # one middleware's series per mesh: the latest
-        mesh.inbound = self  # the dashboard reads the callers from here
-        if getattr(mesh, "metrics", None) is not None:
-            # The same registry: every exposition of the mesh (its /metrics,
-            # PrometheusCollector, OTLP export, the workers' shared directory).
-            self._unregister = mesh.metrics.register(self.stats)
-
-    def configure(self, routes: Sequence[Route], auth: Auth | None = None) -> None:
-        """Replace the routes (and auth) at once, for requests that start from now
-        (a hot reload). Rate-limit and concurrency state starts afresh.
-
-        Raises:
-            ConfigError: an invalid route; nothing is replaced.
-        """
-        table = RouteTable(routes)
-        check_auth("MeshMiddleware.configure", auth, table)
-        if self._relay is not None:
-            self._relay.follow(table)
-        self.table, self.auth = table, auth
-        self.stats.keep(r.series for r in table.routes)  # a removed route's series go
-
-    def _follow(self) -> None:
-        assert self._config is not None
-        plan = self._config.changed()
-        if plan is False:
-            return
-        self.max_deadline, self.trace = self._own  # unless the section sets them
-        if plan is None:
-            self.configure((), None)
-            return
-        if plan.max_deadline is not None:
-            self.max_deadline = plan.max_deadline
-        if plan.section.trace is not None:
-            self.trace = plan.section.trace
-        self.configure(plan.routes, plan.auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._config is not None and self._config.stale():
@@ -311,17 +273,6 @@ class MeshMiddleware:
                 self.audit.refused(action, client, route, answer.status)
             self.refusals.add(action, route, answer.status, client)
         await send_answer(request.send, answer)
-
-
-def _check_options(mesh: Any, trace: Any, audit: Any) -> None:
-    """Refuse a ``mesh`` that is no mesh, a ``trace`` that is no bool and an ``audit``
-    that cannot record (refusals would silently go unaudited)."""
-    if mesh is not None and not (hasattr(mesh, "metrics") and hasattr(mesh, "name")):
-        fail("MeshMiddleware", "mesh", mesh, "an ml.Mesh or None")
-    if not isinstance(trace, bool):
-        fail("MeshMiddleware", "trace", trace, "True or False")
-    if audit is not None and not callable(getattr(audit, "record", None)):
-        fail("MeshMiddleware", "audit", audit, "an ml.AuditLog or None")
 
 
 _monotonic = time.monotonic

@@ -61,38 +61,14 @@ class DnsProvider(BaseProvider):
         nameserver_port: int = 53,
         timeout: float = DEFAULT_DNS_TIMEOUT,
     ) -> None:
-        owner = "DnsProvider"
-        if not isinstance(name, str) or not name.strip(". "):
-            fail(owner, "name", name, "a DNS name such as 'users.internal'")
-        if record not in DNS_RECORDS:
-            fail(owner, "record", record, "one of " + ", ".join(DNS_RECORDS))
-        if record == "SRV":
-            if port is not None:
-                fail(owner, "port", port, "None for SRV records (they carry the port)")
-        elif port is None or isinstance(port, bool) or not isinstance(port, int) \
-                or not 0 < port < 65536:
-            fail(owner, "port", port, "a port number in [1, 65535] for A/AAAA records")
-        if not isinstance(scheme, str) or not scheme.isidentifier():
-            fail(owner, "scheme", scheme, "a URL scheme such as 'http'")
-        if nameservers is not None:
-            if isinstance(nameservers, str):
-                nameservers = [nameservers]
-            for ns in nameservers:
-                try:
-                    ipaddress.ip_address(ns)
-                except (TypeError, ValueError):
-                    fail(owner, "nameservers", ns, "IP addresses of nameservers")
-        at_least(owner, "nameserver_port", nameserver_port, 1)
-        if importlib.util.find_spec("dns") is None:  # found now, not at the first resolve
-            raise ConfigError("DnsProvider: DNS discovery needs dnspython: pip install "
-                              "dnspython", policy="discovery")
+        nameservers = _checked(name, record, port, scheme, nameservers, nameserver_port)
         self.name = name
         self.record = record
         self.port = port
         self.scheme = scheme
         self.nameservers = None if nameservers is None else tuple(nameservers)
         self.nameserver_port = nameserver_port
-        self.timeout = positive(owner, "timeout", timeout)
+        self.timeout = positive("DnsProvider", "timeout", timeout)
         self._resolver: Any = None
 
     def _make_resolver(self) -> Any:
@@ -184,3 +160,35 @@ def _glue(response: Any) -> dict[str, tuple[list[str], float]]:
         ips.extend(sorted((r.address for r in rrset), key=ipaddress.ip_address))
         found[key] = (ips, min(ttl, float(rrset.ttl)))
     return found
+
+
+def _checked(name: object, record: object, port: object, scheme: object,
+             nameservers: Sequence[str] | None, nameserver_port: int) -> Sequence[str] | None:
+    """Refuse a bad DnsProvider argument (named), or a missing dnspython; returns the
+    nameservers as a sequence (one given as a string is a list of one)."""
+    owner = "DnsProvider"
+    if not isinstance(name, str) or not name.strip(". "):
+        fail(owner, "name", name, "a DNS name such as 'users.internal'")
+    if record not in DNS_RECORDS:
+        fail(owner, "record", record, "one of " + ", ".join(DNS_RECORDS))
+    if record == "SRV":
+        if port is not None:
+            fail(owner, "port", port, "None for SRV records (they carry the port)")
+    elif port is None or isinstance(port, bool) or not isinstance(port, int) \
+            or not 0 < port < 65536:
+        fail(owner, "port", port, "a port number in [1, 65535] for A/AAAA records")
+    if not isinstance(scheme, str) or not scheme.isidentifier():
+        fail(owner, "scheme", scheme, "a URL scheme such as 'http'")
+    if nameservers is not None:
+        if isinstance(nameservers, str):
+            nameservers = [nameservers]
+        for ns in nameservers:
+            try:
+                ipaddress.ip_address(ns)
+            except (TypeError, ValueError):
+                fail(owner, "nameservers", ns, "IP addresses of nameservers")
+    at_least(owner, "nameserver_port", nameserver_port, 1)
+    if importlib.util.find_spec("dns") is None:  # found now, not at the first resolve
+        raise ConfigError("DnsProvider: DNS discovery needs dnspython: pip install "
+                          "dnspython", policy="discovery")
+    return nameservers

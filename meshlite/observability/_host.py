@@ -24,7 +24,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._fork import after_fork_in_child
-from ._multiproc import HostLock
+from ._host_lock import HostLock
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh

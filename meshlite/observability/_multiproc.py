@@ -15,7 +15,8 @@ file), and a scrape of any worker reads every worker's file:
   calls in flight are no longer in flight).
 
 The same files give the dashboard its per-host and per-worker call counts
-(``_worker_counts``).
+(``_worker_counts``); the directory also holds the lock one worker takes to lead the host
+(:class:`HostLock`, in ``_host_lock``, re-exported here).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._fork import after_fork_in_child, before_fork_in_parent
+from ._host_lock import NOFOLLOW, HostLock
 from ._metrics import MetricFamily, Sample
 from ._prometheus import _merge
 from ._since_fork import Totals, since, totals
@@ -246,84 +248,5 @@ def _fresh(path: str) -> int:
     write through it) is removed first, and the file is never opened through a link."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
 
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-class HostLock:
-    """An exclusive lock on a file of the shared directory, held by one process of
-    the host at a time and released by the kernel when that process dies (an
-    ``flock``): the worker holding ``dashboard.lock`` serves the host's dashboard
-    and runs its alert rules. Where ``fcntl`` is missing (Windows), every
-    :meth:`acquire` succeeds and binding the port decides.
-
-    Args:
-        path: The lock file (made if missing).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        after_fork_in_child(self)
-
-    def after_fork(self) -> None:
-        """In a forked child: not held. The child's copy of the descriptor is closed
-        (the lock stays the parent's: an ``flock`` is released when the last
-        descriptor of its open file closes, so a copy left open kept every other
-        worker from leading after the parent let go, for as long as the child ran)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def acquire(self, *, announce: bool = True) -> bool:
-        """Take the lock if it is free; True when this process holds it.
-
-        Args:
-            announce: Write this process's pid into the file at once; with False the
-                file is left empty (a worker is taking over) until :meth:`announce`.
-        """
-        if self._fd is not None:
-            if announce:
-                self.announce()
-            return True
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return True
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        try:  # never through a link another user of the directory planted
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
-        except OSError as error:
-            _log.warning("cannot open the host lock %s: %s", self.path, error)
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)  # not the pid of a leader that died
-        self._fd = fd
-        if announce:
-            self.announce()
-        return True
-
-    def announce(self) -> None:
-        """Write this process's pid into the file (it holds the lock): the host's
-        leader, for operators and tests reading the file, once it is ready to lead."""
-        fd = self._fd
-        if fd is not None:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-    @property
-    def held(self) -> bool:
-        """Whether this process holds it."""
-        return self._fd is not None
-
-    def release(self) -> None:
-        """Let another process take it."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the flock

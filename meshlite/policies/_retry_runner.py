@@ -8,9 +8,10 @@ from collections.abc import Callable
 from random import Random
 from typing import TYPE_CHECKING, Any
 
-from .._backoff import TenacityBackoff, retry_after_of
+from .._backoff import TenacityBackoff
 from .._context import CallContext
 from .._events import Event, EventHooks, RetriesExhausted, RetryBudgetExhausted, RetryScheduled
+from .._retry_after import retry_after_of
 from ._notes import add_note
 
 if TYPE_CHECKING:

@@ -23,12 +23,10 @@ Errors are classified (:meth:`RedisStore._classify`):
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._events import Hook
-from .._throttle import Throttle
 from .._validate import at_least, fail, non_negative, positive, wait_seconds
 from ._base import (
     LOCAL,
@@ -41,11 +39,11 @@ from ._base import (
 )
 from ._codec import resolve_codec
 from ._health import Health
-from ._redis_conn import Clients, StoreBusyError
-from ._redis_keys import empty_tag, hash_tag, quota_key
+from ._redis_conn import Clients, StoreBusyError, client_options
+from ._redis_keys import check_prefix, hash_tag, quota_key
 from ._redis_nodes import Nodes
-from ._redis_ops import REPLY_LOG_INTERVAL, Commands, Script, StoreReplyError
-from ._redis_target import import_redis, parse_target
+from ._redis_ops import Commands, Script, StoreReplyError
+from ._redis_target import check_url, import_redis, parse_target
 from ._redis_wire import Wire
 
 if TYPE_CHECKING:
@@ -156,12 +154,7 @@ class RedisStore(Commands):
         circuit_cache: float = 1.0,
         circuit_batch: float = 0.0,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix:
-            fail("RedisStore", "prefix", prefix, "a non-empty string")
-        if empty_tag(prefix):
-            fail("RedisStore", "prefix", prefix,
-                 "a string whose first '{' is not followed by '}' (an empty Cluster hash "
-                 "tag would put the two keys of a breaker in different slots)")
+        check_prefix(prefix)
         if on_error not in ON_ERROR_MODES:
             fail("RedisStore", "on_error", on_error, "'local', 'allow', 'deny' or 'raise'")
         self.timeout = wait_seconds("RedisStore", "timeout", timeout)
@@ -183,12 +176,10 @@ class RedisStore(Commands):
         self.codec = resolve_codec(codec)
         self.prefix = prefix
         self.on_error: OnError = on_error
-        if not isinstance(url, (str, list, tuple)) and "redis" not in type(url).__module__:
-            from ._redis_target import WHAT
-
-            fail("RedisStore", "url", url, WHAT)
+        check_url(url)  # before redis-py is imported
         self._redis = r = import_redis()
-        self._target = parse_target(r, url, self._client_options())
+        self._target = parse_target(
+            r, url, client_options(r, self.timeout, self.connect_timeout))
         self.url = url if isinstance(url, str) else self._target.label
         self.label = self._target.label
         self._health = self._new_health(None)
@@ -197,17 +188,7 @@ class RedisStore(Commands):
                        if self._target.kind == "cluster" else None)
         self.fallbacks = self._health.fallbacks
         """Decisions taken without Redis, by ``(policy kind, action)``."""
-        ex = r.exceptions
-        from redis.exceptions import RedisClusterException
-
-        self._errors: tuple[type[BaseException], ...] = (
-            ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
-            RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
-        self._redirects: tuple[type[BaseException], ...] = (ex.ReadOnlyError, ex.AskError)
-        self._timeouts: tuple[type[BaseException], ...] = (ex.TimeoutError, TimeoutError)
-        self._noscript: type[BaseException] = ex.NoScriptError
-        self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
-        self._replies: tuple[type[BaseException], ...] = (ex.RedisError,)
+        self._learn_errors(r)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
         self._lock = threading.Lock()
@@ -221,25 +202,6 @@ class RedisStore(Commands):
                       self.timeout + self.connect_timeout + self.retry_interval,
                       hooks=None if node is None else self._health.hooks, node=node,
                       watch=watch)
-
-    def _client_options(self) -> dict[str, Any]:
-        r = self._redis
-        # One immediate retry, on connection errors only: a pooled connection that a
-        # Redis restart closed fails once, then reconnects. Timeouts are not retried,
-        # so a slow Redis costs one ``timeout`` per decision, never several.
-        errors = (r.exceptions.ConnectionError,)
-        # The socket waits a little less than ``timeout`` (2 ms or a tenth of it), so a
-        # decision that meets a hung Redis has fallen back within ``timeout``.
-        read = self.timeout - min(0.002, self.timeout / 10)
-        options: dict[str, Any] = {
-            "socket_timeout": read, "socket_connect_timeout": self.connect_timeout,
-            "retry": r.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
-            "aretry": r.asyncio.retry.Retry(r.backoff.NoBackoff(), 1,
-                                            supported_errors=errors),
-            "health_check_interval": 0,
-            # No CLIENT SETINFO round trips on connect: a reconnect costs one handshake.
-            "driver_info": None}
-        return options
 
     # -- the factory the policies use ------------------------------------------------
 

@@ -34,13 +34,33 @@ from .._errors import StoreBusyError
 from .._fork import after_fork_in_child
 from ._redis_target import Target
 
-__all__ = ["Clients", "LoopClient", "StoreBusyError"]
+__all__ = ["Clients", "LoopClient", "StoreBusyError", "client_options"]
 
 _SPARE = 8
 """Pool connections beyond the send slots."""
 
 _SUBSCRIPTIONS = 100_000
 """Bound of a loop's subscription client: one connection per subscription."""
+
+
+def client_options(redis: Any, timeout: float, connect_timeout: float) -> dict[str, Any]:
+    """The options of every redis-py client of a store: its socket timeouts, its
+    retry, no health checks and no handshake beyond the connection's own."""
+    r = redis
+    # One immediate retry, on connection errors only: a pooled connection that a
+    # Redis restart closed fails once, then reconnects. Timeouts are not retried,
+    # so a slow Redis costs one ``timeout`` per decision, never several.
+    errors = (r.exceptions.ConnectionError,)
+    # The socket waits a little less than ``timeout`` (2 ms or a tenth of it), so a
+    # decision that meets a hung Redis has fallen back within ``timeout``.
+    read = timeout - min(0.002, timeout / 10)
+    return {
+        "socket_timeout": read, "socket_connect_timeout": connect_timeout,
+        "retry": r.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
+        "aretry": r.asyncio.retry.Retry(r.backoff.NoBackoff(), 1, supported_errors=errors),
+        "health_check_interval": 0,
+        # No CLIENT SETINFO round trips on connect: a reconnect costs one handshake.
+        "driver_info": None}
 
 
 class LoopClient:

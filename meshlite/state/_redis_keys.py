@@ -8,10 +8,12 @@ import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .._validate import fail
+
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["empty_tag", "hash_tag", "quota_key", "scan_keys", "unlink"]
+__all__ = ["check_prefix", "empty_tag", "hash_tag", "quota_key", "scan_keys", "unlink"]
 
 SCAN_BATCH = 500
 
@@ -49,6 +51,17 @@ def hash_tag(name: str) -> str:
     if name and "}" not in name:
         return f"{{{name}}}"
     return "{#" + hashlib.sha1(name.encode()).hexdigest() + "}" + name
+
+
+def check_prefix(prefix: object) -> None:
+    """Refuse a key prefix that is not a non-empty string, or that opens an empty
+    Cluster hash tag (:func:`empty_tag`)."""
+    if not isinstance(prefix, str) or not prefix:
+        fail("RedisStore", "prefix", prefix, "a non-empty string")
+    if empty_tag(prefix):
+        fail("RedisStore", "prefix", prefix,
+             "a string whose first '{' is not followed by '}' (an empty Cluster hash "
+             "tag would put the two keys of a breaker in different slots)")
 
 
 def empty_tag(prefix: str) -> bool:

@@ -68,6 +68,20 @@ class Commands(ClusterCommands):
     _noscript: type[BaseException]
     _refusals: Throttle
 
+    def _learn_errors(self, redis: Any) -> None:
+        """Note the redis-py exception classes :meth:`_classify` tells apart."""
+        ex = redis.exceptions
+        from redis.exceptions import RedisClusterException
+
+        self._errors = (
+            ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
+            RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
+        self._redirects = (ex.ReadOnlyError, ex.AskError)
+        self._timeouts = (ex.TimeoutError, TimeoutError)
+        self._noscript = ex.NoScriptError
+        self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
+        self._replies = (ex.RedisError,)
+
     def _classify(self, error: BaseException, sent: float,
                   health: Health) -> StoreUnavailableError:
         """The error a failed operation raises, after updating ``health`` (the

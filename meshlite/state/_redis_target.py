@@ -20,13 +20,20 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .._errors import ConfigError
 from .._validate import fail
 
-__all__ = ["Target", "import_redis", "label_of", "parse_target"]
+__all__ = ["Target", "check_url", "import_redis", "label_of", "parse_target"]
 
 _PLAIN = ("redis", "rediss", "unix")
 _CLUSTER = ("redis+cluster", "rediss+cluster")
 _SENTINEL = ("redis+sentinel", "rediss+sentinel")
 WHAT = ("a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL, "
         "a list of 'host:port' cluster seed nodes, or a redis-py client or pool")
+
+
+def check_url(url: object) -> None:
+    """Refuse a ``url`` that is neither text, a list of seed nodes nor a redis-py
+    object, before redis-py is imported (the argument is wrong either way)."""
+    if not isinstance(url, (str, list, tuple)) and "redis" not in type(url).__module__:
+        fail("RedisStore", "url", url, WHAT)
 
 
 def label_of(url: str) -> str:

@@ -49,7 +49,7 @@ class AsgiServer:
         with requires_extra("AsgiServer", "dashboard"):
             import uvicorn
 
-            from ..observability._dashboard._server import _Background, _bind, _start, _url
+            from ..observability._dashboard._uvicorn import Background, bind, start, url_of
 
         # log_config=None: uvicorn's default config would stop its loggers propagating
         # to the root logger for the rest of the process, hiding them from the app's
@@ -57,11 +57,11 @@ class AsgiServer:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error",
                                 lifespan="on" if self.lifespan else "off", access_log=False,
                                 log_config=None)
-        self._server = _Background(config)
-        sock = _bind(self.host, self.port, "AsgiServer")
+        self._server = Background(config)
+        sock = bind(self.host, self.port, "AsgiServer")
         self.port = sock.getsockname()[1]
-        self.url = _url(self.host, self.port)
-        self._task = await _start(self._server, sock, "AsgiServer")
+        self.url = url_of(self.host, self.port)
+        self._task = await start(self._server, sock, "AsgiServer")
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,

@@ -241,14 +241,14 @@ async def test_a_long_path_against_a_pattern_with_several_names_in_a_segment() -
 async def test_behind_a_proxy_with_a_root_path_routes_match_what_the_app_routes_on() -> None:
     import uvicorn
 
-    from meshlite.observability._dashboard._server import _Background, _bind, _start
+    from meshlite.observability._dashboard._uvicorn import Background, bind, start
 
     # `uvicorn --root-path /svc` behind a proxy that strips /svc: the ASGI path is
     # /svc/admin/users, and Starlette routes on /admin/users (the path less root_path).
-    server = _Background(uvicorn.Config(admin_app(), root_path="/svc", lifespan="off",
+    server = Background(uvicorn.Config(admin_app(), root_path="/svc", lifespan="off",
                                         log_config=None, log_level="error"))
-    sock = _bind("127.0.0.1", 0)
-    serving = await _start(server, sock)
+    sock = bind("127.0.0.1", 0)
+    serving = await start(server, sock)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         assert await raw_get(url, b"/admin/users") == b"HTTP/1.1 401 Unauthorized"

@@ -247,7 +247,7 @@ async def test_without_an_sdk_the_callers_trace_context_still_travels_on() -> No
 async def test_a_made_up_method_is_not_in_the_server_spans_name() -> None:
     import uvicorn
 
-    from meshlite.observability._dashboard._server import _Background, _bind, _start
+    from meshlite.observability._dashboard._uvicorn import Background, bind, start
 
     async def ok(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -257,10 +257,10 @@ async def test_a_made_up_method_is_not_in_the_server_spans_name() -> None:
         telemetry.configure("orders", otlp_endpoint=receiver.url)
         app = meshlite.asgi.MeshMiddleware(ok, routes=[meshlite.asgi.Route("/orders/{id}")])
         # h11, uvicorn's parser without its [standard] extra, accepts any method token.
-        server = _Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
+        server = Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
                                             log_level="error"))
-        sock = _bind("127.0.0.1", 0)
-        serving = await _start(server, sock)
+        sock = bind("127.0.0.1", 0)
+        serving = await start(server, sock)
         try:
             async with httpx.AsyncClient() as client:
                 url = f"http://127.0.0.1:{sock.getsockname()[1]}/orders/1"

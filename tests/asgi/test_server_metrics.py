@@ -117,16 +117,16 @@ async def test_an_error_escaping_the_app_counts_as_the_500_the_client_got(
 async def test_made_up_methods_share_one_series_instead_of_one_each() -> None:
     import uvicorn
 
-    from meshlite.observability._dashboard._server import _Background, _bind, _start
+    from meshlite.observability._dashboard._uvicorn import Background, bind, start
 
     mesh = ml.Mesh([], name="orders")
     app = MeshMiddleware(ok, mesh=mesh, trace=False, routes=[
         meshlite.asgi.Route("/dav", methods=("PROPFIND",)), meshlite.asgi.Route("/orders/{id}")])
     # h11, uvicorn's parser without its [standard] extra, accepts any method token.
-    server = _Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
+    server = Background(uvicorn.Config(app, http="h11", lifespan="off", log_config=None,
                                         log_level="error"))
-    sock = _bind("127.0.0.1", 0)
-    serving = await _start(server, sock)
+    sock = bind("127.0.0.1", 0)
+    serving = await start(server, sock)
     try:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         async with httpx.AsyncClient(base_url=url) as client:

@@ -1,22 +1,18 @@
 """Running the dashboard: in the background on the caller's event loop
 (:func:`serve_dashboard`, behind ``mesh.serve_dashboard``) or in the foreground
-for the command line (:func:`run_dashboard`)."""
+for the command line (:func:`run_dashboard`); the uvicorn server under it is
+:mod:`._uvicorn`'s."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import logging
 import socket
-from collections.abc import Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.middleware.message_logger import MessageLoggerMiddleware
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..._errors import ConfigError
 from ..._fork import after_fork_in_child
@@ -25,6 +21,7 @@ from ._auth import DEFAULT_MAX_CLIENTS, check_bind
 from ._limits import Limits, http_protocol, ws_protocol
 from ._monitor import Monitor
 from ._tokens import resolve_token
+from ._uvicorn import Background, Foreground, bind, drop_message_logger, start, url_of
 
 if TYPE_CHECKING:
     from ...mesh._mesh import Mesh
@@ -33,75 +30,6 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DashboardServer", "run_dashboard", "
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8686
-
-
-_IN_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "meshlite_dashboard_in_background", default=False)
-
-
-class _Quiet(logging.Filter):
-    """Drops uvicorn's records below WARNING from a dashboard served in an app's
-    background: its lines (``Started server process [pid]``, ``Finished server
-    process [pid]``, one per WebSocket) would read as the app's own server's. Its
-    warnings and errors pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not _IN_BACKGROUND.get()
-
-
-_QUIET = _Quiet()
-
-
-class _Background(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # In the background the application owns SIGINT/SIGTERM, not the dashboard.
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        # uvicorn exits the process when the app's lifespan startup fails; in the
-        # background that is an error of this server's task (SystemExit in a task
-        # would stop the application's event loop).
-        try:
-            await super().startup(sockets)
-        except SystemExit:
-            raise RuntimeError("the app's lifespan startup failed (uvicorn logged why)"
-                               ) from None
-
-
-class _Foreground(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # uvicorn raises the SIGTERM it shut down on again once it is done, whose
-        # default action kills the process there: the mesh would never close (no
-        # drain, no telemetry flush) and the exit status would be -15, not 0.
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                getattr(self, "_captured_signals", []).clear()  # uvicorn's, since 0.29
-
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _bind(host: str, port: int, owner: str = "meshlite dashboard") -> socket.socket:
-    # Bound here rather than by uvicorn (which exits the process on failure), so a
-    # busy port is an OSError and port 0 tells us the port it picked. proto must be
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it
-    # Nagle's algorithm holds each response body back ~40 ms on keep-alive.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        error.add_note(f"{owner}: cannot listen on {host}:{port}; pick another "
-                       "port (port=0 picks a free one)")
-        raise
-    return sock
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +75,9 @@ def _setup(mesh: Mesh, s: _Settings, background: bool,
         limit_concurrency=limits.max_connections + 1, timeout_keep_alive=limits.keep_alive,
         h11_max_incomplete_event_size=limits.max_header_bytes)
     config.load()
-    _drop_message_logger(config)
-    server = _Background(config) if background else _Foreground(config)
-    return server, monitor, _bind(s.host, s.port)
+    drop_message_logger(config)
+    server = Background(config) if background else Foreground(config)
+    return server, monitor, bind(s.host, s.port)
 
 
 def _monitor(mesh: Mesh, max_clients: int) -> Monitor:
@@ -165,19 +93,6 @@ def _monitor(mesh: Mesh, max_clients: int) -> Monitor:
     if host is not None:
         host.adopt(monitor)
     return monitor
-
-
-def _drop_message_logger(config: uvicorn.Config) -> None:
-    # At uvicorn's TRACE level every ASGI message is logged, query strings and
-    # subprotocols included, where a client may have put a credential: never here.
-    outer = config.loaded_app
-    holder = outer if isinstance(outer, ProxyHeadersMiddleware) else None
-    inner = outer.app if holder is not None else outer
-    if isinstance(inner, MessageLoggerMiddleware):
-        if holder is not None:
-            holder.app = inner.app
-        else:
-            config.loaded_app = inner.app
 
 
 class DashboardServer:
@@ -201,7 +116,7 @@ class DashboardServer:
         self._serving = True
         self.host = host
         self.port = port
-        self.url = _url(host, port)
+        self.url = url_of(host, port)
 
     def after_fork(self) -> None:
         """In a forked child: close the child's copy of the listening socket (the
@@ -242,30 +157,6 @@ class DashboardServer:
         return f"DashboardServer({self.url!r}, running={self.running})"
 
 
-async def _start(server: uvicorn.Server, sock: socket.socket,
-                 owner: str = "meshlite dashboard") -> asyncio.Task[None]:
-    """Serve on ``sock`` in a task; returns once it accepts connections. In the
-    background, uvicorn's informational lines are left out of the app's log."""
-    context = contextvars.copy_context()
-    if isinstance(server, _Background):
-        uvicorn_log = logging.getLogger("uvicorn.error")
-        if _QUIET not in uvicorn_log.filters:
-            uvicorn_log.addFilter(_QUIET)
-        # the server's task and every connection it accepts run in this context
-        context.run(_IN_BACKGROUND.set, True)
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]),
-                                                  context=context)
-    # uvicorn's `started` is a plain flag with nothing to await
-    while not server.started and not task.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
-    if task.done():
-        host, port = sock.getsockname()[:2]
-        sock.close()
-        raise RuntimeError(f"{owner} failed to start on {host}:{port}"
-                           ) from task.exception()
-    return task
-
-
 async def serve_dashboard(mesh: Mesh, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                           token: Any = None, admin_token: Any = None,
                           **options: Any) -> DashboardServer:
@@ -274,16 +165,16 @@ async def serve_dashboard(mesh: Mesh, host: str = DEFAULT_HOST, port: int = DEFA
     server, monitor, sock = _setup(mesh, _settings(host, port, token, admin_token, options),
                                    background=True)
     port = sock.getsockname()[1]
-    task = await _start(server, sock)
+    task = await start(server, sock)
     monitor.start()
     return DashboardServer(server, task, monitor, host, port, sock)
 
 
 async def _foreground(mesh: Mesh, settings: _Settings) -> None:
     server, monitor, sock = _setup(mesh, settings, background=False)
-    url = _url(settings.host, sock.getsockname()[1])
+    url = url_of(settings.host, sock.getsockname()[1])
     async with mesh:
-        task = await _start(server, sock)
+        task = await start(server, sock)
         monitor.start()
         print(f"meshlite dashboard on {url} (Ctrl+C to stop)", flush=True)
         try:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ..._clock import SYSTEM_CLOCK, Clock
-from ..._context import CallContext, _current
-from ..._context import operation_of as _operation_of
-from ..._errors import ConfigError
+from ..._context import CallContext
 from ..._policy import AsyncHandler, Handler, Policy
 from ..._validate import fail
 from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
@@ -33,6 +30,7 @@ from ._options import (
 )
 from ._shared import argument_text, shared_sync_handler
 from ._store import CacheStore
+from ._warm import warm
 
 __all__ = ["Cache"]
 
@@ -203,34 +201,7 @@ class Cache(Policy):
             ConfigError: the Cache serves no function yet, or several.
             TypeError: the arguments are not hashable.
         """
-        fn, service = self._function()
-        operation = _operation_of(fn)
-        key = (fn, self._argument_key(repr(operation), args, kwargs))
-        ctx = CallContext(fn, args, kwargs, operation, service, _current.get())
-        if inspect.iscoroutinefunction(fn):
-            return self._awarm(ctx, key)
-        miss = self._sync_miss
-        if miss is None:
-            raise ConfigError(
-                f"Cache.warm: {operation!r} is sync but this Cache was never built into "
-                "a sync pipeline; call the function once instead", policy=self.kind)
-        token = _current.set(ctx)
-        try:
-            return miss(ctx, key, True)
-        finally:
-            _current.reset(token)
-
-    async def _awarm(self, ctx: CallContext, key: Key) -> Any:
-        miss = self._async_miss
-        if miss is None:
-            raise ConfigError(
-                f"Cache.warm: {ctx.operation!r} is async but this Cache was never built "
-                "into a pipeline; call the function once instead", policy=self.kind)
-        token = _current.set(ctx)
-        try:
-            return await miss(ctx, key, True)
-        finally:
-            _current.reset(token)
+        return warm(self, args, kwargs)
 
     @property
     def size(self) -> int:
@@ -270,21 +241,6 @@ class Cache(Policy):
         except TypeError:
             raise unhashable_error(where, None, args, kwargs, self.options.key) from None
         return argkey
-
-    def _function(self) -> tuple[Any, str | None]:
-        with self._store.lock:
-            functions = list(self._store.functions.items())
-        if len(functions) == 1:
-            return functions[0]
-        if not functions:
-            raise ConfigError(
-                "Cache.warm: this Cache has served no function yet; decorate the function "
-                "with it, or call the function once (a miss stores the result)",
-                policy=self.kind)
-        names = ", ".join(repr(_operation_of(f)) for f, _ in functions)
-        raise ConfigError(
-            f"Cache.warm: this Cache serves several functions ({names}); call the one "
-            "to warm with the arguments instead", policy=self.kind)
 
     def _unhashable(self, ctx: CallContext) -> TypeError:
         return unhashable_error(
