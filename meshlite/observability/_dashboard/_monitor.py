@@ -65,6 +65,9 @@ class Monitor:
         max_clients: WebSocket clients served at once.
         history_seconds: Slots of each service's ring buffer.
         wall: Wall clock (seconds since the epoch) for timestamps; tests inject one.
+            Only what is shown is stamped with it (the history's seconds, alerts'
+            ``started_at``); the alerts' durations are measured on the mesh's clock
+            (``mesh.clock.monotonic()``), which a stepped wall clock does not move.
     """
 
     def __init__(self, mesh: Mesh, *, max_clients: int,
@@ -114,10 +117,16 @@ class Monitor:
             return self.attached.state(service)
         return snapshot_of(service), health_of(service)
 
-    def tick(self, now: float | None = None) -> dict[str, Any]:
+    def tick(self, now: float | None = None, at: float | None = None) -> dict[str, Any]:
         """Measure the second that just ended, record it, evaluate alerts, and
-        return the update to push (see :func:`tick_payload`)."""
-        now = self.wall() if now is None else now
+        return the update to push (see :func:`tick_payload`).
+
+        ``now`` is the wall time (default ``wall()``); ``at`` the monotonic instant
+        alert durations are measured on (default: the mesh clock's when ``now`` is
+        not given, else ``now``, so a test drives both with one number)."""
+        if now is None:
+            now = self.wall()
+            at = self.mesh.clock.monotonic() if at is None else at
         last = max((h.last for h in self.histories.values()), default=-1)
         second = max(int(now) - 1, last)
         measured = self._sampler.sample(self.services(), second)
@@ -134,7 +143,7 @@ class Monitor:
         alerts = self.mesh.alerts
         host = getattr(self.mesh, "host_monitor", None)
         # With several workers only the leading one evaluates (and notifies).
-        changed = (alerts.evaluate(now, measured, self._emit)
+        changed = (alerts.evaluate(now, measured, self._emit, at)
                    if host is None or host.leading else [])
         for service, group in alerts.notifications(changed):
             self._post(service, group)
