@@ -1,11 +1,14 @@
 """Hosts whose clocks disagree share one rate limit, one breaker's open period and one
 cache TTL: every shared instant is Redis's (``TIME`` in the scripts, TTLs kept by
 Redis), never a caller's. Each "host" is a store of its own with policies on a clock
-an hour or a day away from the other's."""
+an hour or a day away from the other's; and Redis's own clock stepped back."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import redis
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -17,6 +20,10 @@ HOUR = 3600.0
 def clocks() -> tuple[FakeClock, FakeClock]:
     """Host a's clock, and host b's, a day and an hour ahead of it."""
     return FakeClock(1_000.0), FakeClock(1_000.0 + 25 * HOUR)
+
+
+def broken() -> None:
+    raise ValueError("down")
 
 
 def test_a_quota_is_one_quota_whatever_the_hosts_clocks(
@@ -40,9 +47,6 @@ def test_an_open_period_is_one_period_whatever_the_hosts_clocks(
                "open_seconds": 30.0}
     a = ml.CircuitBreaker(store=store, clock=a_clock, **options)
     b = ml.CircuitBreaker(store=other_store, clock=b_clock, **options)
-
-    def broken() -> None:
-        raise ValueError("down")
 
     for _ in range(2):
         with pytest.raises(ValueError, match="down"):
@@ -75,3 +79,52 @@ def test_a_cache_entry_lives_its_ttl_on_redis_whatever_the_hosts_clocks(
     b_clock.advance(HOUR)  # past the TTL on b's clock: fresh on Redis's
     assert b("x") == "loaded by x"
     assert calls == ["x"]  # b was served a's entry, fresh: no refresh either
+
+
+# -- Redis's own clock stepped back ----------------------------------------------
+# Redis's TIME is its host's wall clock. A step back of Δ (an NTP step, a VM
+# restored from a snapshot) leaves every instant a breaker stored Δ ahead of TIME:
+# the state below is written as such a step leaves it.
+
+def breaker_key(store: RedisStore, name: str) -> str:
+    return f"{store.prefix}:cb:{{{name}}}"
+
+
+def test_a_step_back_of_redis_clock_does_not_hold_the_circuit_open(
+        store: RedisStore, other_store: RedisStore, raw: redis.Redis) -> None:
+    options = {"name": "stepped", "failure_rate": 0.5, "window": 2, "min_calls": 2,
+               "open_seconds": 30.0}
+    a = ml.CircuitBreaker(store=store, **options)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="down"):
+            a(broken)()
+    key = breaker_key(store, "stepped")
+    for field in ("oa", "ou"):  # Redis's clock put an hour back
+        raw.hincrby(key, field, int(HOUR * 1e6))
+    b = ml.CircuitBreaker(store=other_store, **options)
+    with pytest.raises(ml.CircuitOpenError) as refused:
+        b(lambda: 1)()
+    assert refused.value.retry_after is not None
+    assert refused.value.retry_after <= 30.0  # not an hour and a half
+    opened_at = b.metrics().opened_at
+    assert opened_at is not None
+    assert opened_at <= time.monotonic()  # not in the future
+    assert int(raw.hget(key, "ou") or 0) - int(raw.hget(key, "oa") or 0) == 30_000_000
+
+
+def test_a_step_back_of_redis_clock_does_not_freeze_a_time_window(
+        store: RedisStore, raw: redis.Redis) -> None:
+    breaker = ml.CircuitBreaker(name="window", failure_rate=0.5, window=1.0,
+                                window_type="time", min_calls=2, open_seconds=30.0,
+                                store=store)
+    call = breaker(lambda: 1)
+    call()
+    key = breaker_key(store, "window")
+    raw.hincrby(key, "hd", int(HOUR))  # the window's head an hour ahead of TIME
+    for _ in range(20):
+        call()  # successes a step back: forgotten a window later, not an hour later
+    time.sleep(1.2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="down"):
+            breaker(broken)()
+    assert breaker.state == "open"  # 2 of 2 calls in the last second failed
