@@ -1,14 +1,22 @@
 """Hosts whose clocks disagree share one rate limit, one breaker's open period and one
 cache TTL: every shared instant is Redis's (``TIME`` in the scripts, TTLs kept by
 Redis), never a caller's. Each "host" is a store of its own with policies on a clock
-an hour or a day away from the other's; and Redis's own clock stepped back."""
+an hour or a day away from the other's, or a process of its own whose ``time.time``
+and ``time.monotonic`` are shifted (``skewed_host.py``); and Redis's own clock is
+stepped back under a breaker."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
+from redis_server import RedisServer
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -128,3 +136,43 @@ def test_a_step_back_of_redis_clock_does_not_freeze_a_time_window(
         with pytest.raises(ValueError, match="down"):
             breaker(broken)()
     assert breaker.state == "open"  # 2 of 2 calls in the last second failed
+
+
+# -- another host, whose every clock is off ----------------------------------------
+
+SKEWED_HOST = Path(__file__).with_name("skewed_host.py")
+
+
+@pytest.mark.parametrize("wall", [HOUR, -HOUR, 5.0], ids=["ahead", "behind", "ntp"])
+def test_a_host_with_skewed_clocks_shares_one_quota_breaker_and_cache(
+        store: RedisStore, redis_server: RedisServer, prefix: str, wall: float) -> None:
+    quota = ml.RateLimit(rate=1.0, per=60.0, burst=1, mode="reject", name="skew",
+                         store=store)(lambda: 1)
+    assert quota() == 1
+    def profile(x: str) -> str:
+        return f"loaded by the first host: {x}"
+
+    # The same function on every host: one module and name.
+    profile.__module__, profile.__qualname__ = "users", "profile"
+    cache = ml.Cache(ttl=30.0, stale_ttl=30.0, store=store, name="skew")(profile)
+    assert cache("x") == "loaded by the first host: x"
+    run = subprocess.run(
+        [sys.executable, str(SKEWED_HOST), redis_server.url, prefix],
+        env={**os.environ, "SKEW_WALL": str(wall), "SKEW_MONOTONIC": str(-7 * 24 * HOUR)},
+        capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(run.stdout)
+    assert abs(seen["wall"] - time.time() - wall) < 30  # its clocks were off indeed
+    assert seen["monotonic"] < time.monotonic()
+    # Its quota is the first host's: the one slot is taken, freed a minute after it was.
+    assert isinstance(seen["quota"], float)
+    assert 30.0 < seen["quota"] <= 60.0
+    # Its cache read is the first host's entry, fresh: no load there.
+    assert (seen["cached"], seen["loads"]) == ("loaded by the first host: x", [])
+    # It opened the breaker for 30 s on Redis's clock, for both hosts.
+    assert isinstance(seen["breaker"], float)
+    assert 20.0 < seen["breaker"] <= 30.0
+    with pytest.raises(ml.CircuitOpenError) as refused:
+        ml.CircuitBreaker(name="skew", failure_rate=0.5, window=2, min_calls=2,
+                          open_seconds=30.0, store=store)(lambda: 1)()
+    assert refused.value.retry_after is not None
+    assert 20.0 < refused.value.retry_after <= 30.0
