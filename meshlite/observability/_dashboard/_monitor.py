@@ -35,6 +35,7 @@ __all__ = ["Client", "Monitor"]
 _log = logging.getLogger("meshlite.dashboard")
 
 _SAVE_EVERY = 5  # ticks between saves of the history (several workers)
+_STEP_SECONDS = 2  # a wall clock moving this much more or less than the monotonic one was stepped
 _SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
 
 MAX_PENDING_NOTIFICATIONS = 100
@@ -68,15 +69,20 @@ class Monitor:
             Only what is shown is stamped with it (the history's seconds, alerts'
             ``started_at``); the alerts' durations are measured on the mesh's clock
             (``mesh.clock.monotonic()``), which a stepped wall clock does not move.
+        monotonic: The real monotonic clock a wall-clock step is told by (the
+            history then moves with it); tests inject one.
     """
 
     def __init__(self, mesh: Mesh, *, max_clients: int,
                  history_seconds: int = DEFAULT_HISTORY_SECONDS,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.mesh = mesh
         self.max_clients = max_clients
         self.history_seconds = history_seconds
         self.wall = wall
+        self.monotonic = monotonic
+        self._stamps: tuple[float, float] | None = None  # (wall, monotonic) last tick
         self.histories: dict[str, History] = {}
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
@@ -127,6 +133,7 @@ class Monitor:
         if now is None:
             now = self.wall()
             at = self.mesh.clock.monotonic() if at is None else at
+            self._follow_steps(now)
         last = max((h.last for h in self.histories.values()), default=-1)
         second = max(int(now) - 1, last)
         measured = self._sampler.sample(self.services(), second)
@@ -155,6 +162,21 @@ class Monitor:
             if refusals:  # aggregated: one entry per action and route, never per request
                 payload["refusals"] = refusals
         return payload
+
+    def _follow_steps(self, now: float) -> None:
+        """Move the history with a stepped wall clock (NTP, a resumed VM): one step back
+        would otherwise pile every second into the newest until the wall clock passed it
+        again, one forward would push the whole history out of the charts."""
+        real = self.monotonic()
+        previous, self._stamps = self._stamps, (now, real)
+        if previous is None:
+            return
+        step = round((now - previous[0]) - (real - previous[1]))
+        if abs(step) >= _STEP_SECONDS:
+            _log.warning("dashboard: the wall clock was stepped by %+d s; the history "
+                         "moves with it", step, extra={"step_seconds": step})
+            for history in self.histories.values():
+                history.shift(step)
 
     def _count_callers(self) -> None:
         metrics = self.mesh.metrics

@@ -1,8 +1,9 @@
-"""Alerts under a wall clock that steps (NTP correcting a drifted host, a VM resumed
-from a snapshot): the wall clock only stamps what is shown; ``for_seconds``,
+"""The dashboard under a wall clock that steps (NTP correcting a drifted host, a VM
+resumed from a snapshot): the wall clock only stamps what is shown; ``for_seconds``,
 ``resolve_seconds`` and a resolved alert's duration are measured on the mesh's
-monotonic clock. The monitor ticks as it does in production (``tick()`` with no
-arguments), its wall clock injected and stepped, the mesh on a FakeClock."""
+monotonic clock, and the per-second history moves with the step. The monitor ticks
+as it does in production (``tick()`` with no arguments), its wall clock injected
+and stepped, the mesh on a FakeClock."""
 
 from __future__ import annotations
 
@@ -95,3 +96,26 @@ def test_a_wall_clock_step_back_neither_holds_an_alert_back_nor_its_resolution(
     resolved = events[1]
     assert resolved.duration == 21.0  # fired 21 s, not the wall clock's -2 h
     assert mesh.alerts.firing() == []
+
+
+def test_the_history_moves_with_a_stepped_wall_clock(clock: FakeClock) -> None:
+    users = ml.Service("users", ["a"], pipeline=ml.Pipeline(), outlier_detection=None)
+    mesh = ml.Mesh([users], clock=clock)
+    wall = SteppedWall(clock)
+    monitor = Monitor(mesh, max_clients=1, wall=wall, monotonic=clock.monotonic)
+
+    def second_with_one_call() -> None:
+        mesh.call_sync("users", lambda backend: "ok")
+        clock.advance(1.0)
+        monitor.tick()
+
+    monitor.tick()
+    for step in (-HOUR, 0.0, 2 * HOUR):
+        wall.step(step)
+        for _ in range(5):
+            second_with_one_call()
+    history = monitor.histories["users"]
+    assert history.last == int(wall()) - 1  # the second that just ended, on the wall clock
+    # One call a second, fifteen seconds in a row: neither an hour piled into one
+    # second (the step back) nor a gap of an hour pushing the rest out (forward).
+    assert history.columns(15)["requests"] == [1] * 15
