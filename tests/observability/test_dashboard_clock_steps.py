@@ -119,3 +119,19 @@ def test_the_history_moves_with_a_stepped_wall_clock(clock: FakeClock) -> None:
     # One call a second, fifteen seconds in a row: neither an hour piled into one
     # second (the step back) nor a gap of an hour pushing the rest out (forward).
     assert history.columns(15)["requests"] == [1] * 15
+
+
+def test_a_silence_lasts_its_seconds_whatever_the_wall_clock_does(clock: FakeClock) -> None:
+    silences = ml.Mesh([], clock=clock).alerts.silences
+    wall = SteppedWall(clock)
+    silences.wall = wall
+    muted = silences.add(seconds=600, service="users", comment="deploying")
+    assert muted.ends_at == muted.starts_at + 600  # shown in wall time
+    wall.step(-HOUR)  # would stretch a wall-clock mute by an hour: pages missed
+    clock.advance(599)
+    assert silences.active() == [muted]
+    clock.advance(1)
+    assert silences.active() == []
+    muted = silences.add(seconds=600, service="users")
+    wall.step(HOUR)  # would end a wall-clock mute at once
+    assert silences.active() == [muted]

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import ConfigError
 from ..._validate import at_least, clip, fail, positive
 from ._alert_track import Track, event
@@ -55,6 +56,8 @@ class Alerts:
             ``None``.
         webhook_timeout: Seconds each POST may take, > 0; failures are logged.
         keep_resolved: Resolved alerts remembered, >= 0.
+        clock: The clock silences end on (a mesh passes its own; default the
+            system clock).
 
     Attributes:
         silences: The :class:`~._silences.Silences` muting notifications.
@@ -65,7 +68,8 @@ class Alerts:
 
     def __init__(self, rules: Iterable[AlertRule] = (), *, webhook: str | None = None,
                  webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
-                 keep_resolved: int = DEFAULT_KEEP_RESOLVED) -> None:
+                 keep_resolved: int = DEFAULT_KEEP_RESOLVED,
+                 clock: Clock | None = None) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, AlertRule] = {}
         self._tracks: dict[tuple[str, str], Track] = {}
@@ -77,7 +81,7 @@ class Alerts:
         self._absent: dict[str, float | None] = {}
         self.webhook_timeout = positive("Alerts", "webhook_timeout", webhook_timeout)
         self.webhook = _webhook(webhook)
-        self.silences = Silences()
+        self.silences = Silences(monotonic=(clock or SYSTEM_CLOCK).monotonic)
         self.replace(rules)
 
     # -- rules -----------------------------------------------------------------
