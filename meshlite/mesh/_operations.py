@@ -16,6 +16,7 @@ from .._validate import fail
 from ..routing._service import Service
 
 if TYPE_CHECKING:
+    from .._clock import Clock
     from ..observability._dashboard import Alerts
     from ..observability._dashboard._server import DashboardServer
     from ._mesh import Mesh
@@ -30,6 +31,7 @@ class MeshOperations:
     _services: dict[str, Service]
     _extra: list[Service]
     _alerts: Alerts | None
+    clock: Clock
 
     def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Follow a config file: apply it now, then every valid change while the mesh
@@ -120,7 +122,7 @@ class MeshOperations:
         if self._alerts is None:
             from ..observability._dashboard import Alerts
 
-            self._alerts = Alerts()
+            self._alerts = Alerts(clock=self.clock)
         return self._alerts
 
     async def serve_dashboard(self, host: str = "127.0.0.1", port: int = 8686,

@@ -12,6 +12,12 @@ are there and some are not, and redis-py's Cluster client then retries with
 pauses for about 0.4 s before it gives up; with both keys always present, that
 happens only in the instant between the moves of the two keys.
 
+The prelude also bounds what a step back of Redis's own clock does: an
+open-until or opened-at instant ahead of ``TIME`` is brought back (an open period
+ends at most ``open_seconds`` from now), and a time window's head more than a
+window ahead moves back to now, so a step of an hour neither holds the circuit
+open nor freezes the window for that hour.
+
 The prelude also mends a breaker that lost one of its two keys (a Redis with a
 ``maxmemory`` eviction policy evicts keys one by one): a window without its state
 hash is dropped, and totals without their window are zeroed. Without this, the
@@ -40,6 +46,15 @@ local v = redis.call('HMGET', H, unpack(F))
 local S = {st = v[1] or 'closed', rs = v[5] or ''}
 for i = 2, 13 do if i ~= 5 then S[F[i]] = tonumber(v[i] or '0') end end
 if not v[4] then S.oa = -1 end
+-- Redis's clock went back (an NTP step, a restored VM): no stored instant may lie
+-- ahead of now, so an open period ends at most open_us from here, not that much
+-- later plus the step. Written at once: a refusal saves nothing.
+if S.oa > now or (S.st == 'open' and S.ou > now + open_us)
+    or (S.st == 'half_open' and S.ou > now) then
+  if S.oa > now then S.oa = now end
+  if S.st == 'open' then S.ou = math.min(S.ou, now + open_us) else S.ou = math.min(S.ou, now) end
+  redis.call('HSET', H, 'oa', string.format('%d', S.oa), 'ou', string.format('%d', S.ou))
+end
 if not v[1] then
   redis.call('DEL', W)
 elseif S.c > 0 and redis.call('EXISTS', W) == 0 then
@@ -91,6 +106,9 @@ local function expire()
   if not timed then return end
   local b = math.floor(now / width)
   local head = S.hd
+  -- Back by a whole window or more (Redis's clock stepped back): the window goes
+  -- on from now, so what it holds is forgotten within one window, not the step.
+  if head - b >= size then S.hd = b end
   if b <= head then return end
   S.hd = b
   if b - head >= size then

@@ -65,7 +65,7 @@ async def test_silences_are_bounded_in_number_and_in_the_size_of_their_names() -
     mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"])])
     now = [1_000.0]
     silences = mesh.alerts.silences
-    silences.wall = lambda: now[0]
+    silences.monotonic = lambda: now[0]
     server = await mesh.serve_dashboard(port=0, admin_token=TOKEN)
     try:
         async with httpx.AsyncClient(base_url=server.url, trust_env=False, headers={

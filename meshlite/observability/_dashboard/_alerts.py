@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import ConfigError
 from ..._validate import at_least, clip, fail, positive
 from ._alert_track import Track, event
@@ -55,6 +56,8 @@ class Alerts:
             ``None``.
         webhook_timeout: Seconds each POST may take, > 0; failures are logged.
         keep_resolved: Resolved alerts remembered, >= 0.
+        clock: The clock silences end on (a mesh passes its own; default the
+            system clock).
 
     Attributes:
         silences: The :class:`~._silences.Silences` muting notifications.
@@ -65,7 +68,8 @@ class Alerts:
 
     def __init__(self, rules: Iterable[AlertRule] = (), *, webhook: str | None = None,
                  webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
-                 keep_resolved: int = DEFAULT_KEEP_RESOLVED) -> None:
+                 keep_resolved: int = DEFAULT_KEEP_RESOLVED,
+                 clock: Clock | None = None) -> None:
         self._lock = threading.Lock()
         self._rules: dict[str, AlertRule] = {}
         self._tracks: dict[tuple[str, str], Track] = {}
@@ -77,7 +81,7 @@ class Alerts:
         self._absent: dict[str, float | None] = {}
         self.webhook_timeout = positive("Alerts", "webhook_timeout", webhook_timeout)
         self.webhook = _webhook(webhook)
-        self.silences = Silences()
+        self.silences = Silences(monotonic=(clock or SYSTEM_CLOCK).monotonic)
         self.replace(rules)
 
     # -- rules -----------------------------------------------------------------
@@ -176,26 +180,32 @@ class Alerts:
     # -- evaluation --------------------------------------------------------------
 
     def evaluate(self, now: float, seconds: Iterable[ServiceSecond],
-                 emit: Callable[[str, Any], None] | None = None) -> list[Alert]:
+                 emit: Callable[[str, Any], None] | None = None,
+                 at: float | None = None) -> list[Alert]:
         """Apply every rule to this second's measurements.
 
         Args:
-            now: Wall-clock time (seconds since the epoch).
+            now: Wall-clock time (seconds since the epoch): stamps the alerts.
             seconds: One measurement per service, for the second that just ended.
             emit: ``emit(service_name, event)`` delivers the AlertFired /
                 AlertResolved events (the dashboard passes the service's hooks).
+            at: The instant on a monotonic clock (the mesh's ``clock.monotonic()``)
+                that ``for_seconds``, ``resolve_seconds`` and durations are measured
+                on, so that a wall clock stepped by NTP or a resumed VM moves none of
+                them; default ``now`` (one clock for both).
 
         Returns:
             The alerts that fired or resolved, in order.
         """
+        at = now if at is None else at
         latest = {s.name: s for s in seconds}
         with self._lock:
             self._remember(latest)
             rules = tuple(self._rules.values())
             out = [t for rule in rules for name in targets(rule, latest)
-                   if (t := self._step(rule, name, now, latest[name])) is not None]
-            out.extend(self._orphans(now, latest))
-            missing = self._missing(rules, latest, now)
+                   if (t := self._step(rule, name, now, at, latest[name])) is not None]
+            out.extend(self._orphans(now, at, latest))
+            missing = self._missing(rules, latest, at)
         for rule in missing:
             _log.warning("alert rule %r names service %r, which this mesh has not had in "
                          "%g s of evaluation (services: %s); the rule is evaluated once a "
@@ -203,9 +213,9 @@ class Alerts:
                          MISSING_SERVICE_SECONDS, clip(", ".join(sorted(latest)) or "none"),
                          extra={"rule": rule.name, "service": rule.service})
         if emit is not None:
-            for t in out:
-                emit(t.service, event(t, now))
-        return out
+            for alert, duration in out:
+                emit(alert.service, event(alert, duration))
+        return [alert for alert, _ in out]
 
     def _remember(self, latest: Mapping[str, ServiceSecond]) -> None:
         keep = max((r.window for r in self._rules.values()), default=1)
@@ -219,40 +229,46 @@ class Alerts:
             del self._windows[name]
 
     def _missing(self, rules: Iterable[AlertRule], latest: Mapping[str, ServiceSecond],
-                 now: float) -> list[AlertRule]:
-        """The rules whose service has been absent for MISSING_SERVICE_SECONDS, each
-        returned once; a rule whose service was seen is never returned."""
+                 at: float) -> list[AlertRule]:
+        """The rules whose service has been absent for MISSING_SERVICE_SECONDS (on
+        the monotonic clock), each returned once; a rule whose service was seen is
+        never returned."""
         out = []
         for rule in rules:
             if rule.service is None or rule.service in latest:
                 self._absent[rule.name] = None
                 continue
-            since = self._absent.setdefault(rule.name, now)
-            if since is not None and now - since >= MISSING_SERVICE_SECONDS:
+            since = self._absent.setdefault(rule.name, at)
+            if since is not None and at - since >= MISSING_SERVICE_SECONDS:
                 self._absent[rule.name] = None
                 out.append(rule)
         return out
 
-    def _step(self, rule: AlertRule, name: str, now: float,
-              latest: ServiceSecond) -> Alert | None:
+    def _step(self, rule: AlertRule, name: str, now: float, at: float,
+              latest: ServiceSecond) -> tuple[Alert, float] | None:
         value, holds = measure(rule, self._windows[name], latest)
         track = self._tracks.setdefault((rule.name, name), Track())
-        return self._kept(track.step(rule, name, now, value, holds, latest))
+        return self._kept(track.step(rule, name, now, at, value, holds, latest), track, at)
 
-    def _kept(self, alert: Alert | None) -> Alert | None:
-        """``alert``, remembered among the recent ones when it resolved."""
-        if alert is not None and alert.state == "resolved":
+    def _kept(self, alert: Alert | None, track: Track,
+              at: float) -> tuple[Alert, float] | None:
+        """``alert`` with the seconds it fired, remembered among the recent ones
+        when it resolved."""
+        if alert is None:
+            return None
+        if alert.state == "resolved":
             self._resolved.append(alert)
-        return alert
+        return alert, track.duration(at)
 
-    def _orphans(self, now: float, latest: Mapping[str, ServiceSecond]) -> list[Alert]:
+    def _orphans(self, now: float, at: float,
+                 latest: Mapping[str, ServiceSecond]) -> list[tuple[Alert, float]]:
         # Firing alerts whose rule was removed or replaced, or whose service is gone.
         out = []
         for key, track in list(self._tracks.items()):
             rule = self._rules.get(key[0])
             if rule is None or key[1] not in latest or (
                     rule.service is not None and rule.service != key[1]):
-                t = self._kept(track.resolve(now, None))
+                t = self._kept(track.resolve(now, None), track, at)
                 self._tracks.pop(key, None)
                 if t is not None:
                     out.append(t)

@@ -119,13 +119,23 @@ class History:
 
     def __init__(self, capacity: int = DEFAULT_HISTORY_SECONDS) -> None:
         self.capacity = capacity
+        self._tag: list[int] = []
+        self._requests: list[int] = []
+        self._errors: list[int] = []
+        self._p50: list[float | None] = []
+        self._p99: list[float | None] = []
+        self.last = -1
+        """The newest second recorded (-1 before any)."""
+        self._empty()
+
+    def _empty(self) -> None:
+        capacity = self.capacity
         self._tag = [-1] * capacity
         self._requests = [0] * capacity
         self._errors = [0] * capacity
-        self._p50: list[float | None] = [None] * capacity
-        self._p99: list[float | None] = [None] * capacity
+        self._p50 = [None] * capacity
+        self._p99 = [None] * capacity
         self.last = -1
-        """The newest second recorded (-1 before any)."""
 
     def record(self, second: int, requests: int, errors: int, p50: float | None,
                p99: float | None) -> None:
@@ -141,6 +151,15 @@ class History:
             self._requests[i], self._errors[i] = requests, errors
             self._p50[i], self._p99[i] = p50, p99
         self.last = max(self.last, second)
+
+    def shift(self, seconds: int) -> None:
+        """Move every recorded second by ``seconds``: the wall clock was stepped, and
+        what was recorded ``x`` seconds ago stays ``x`` seconds before the new now."""
+        kept = [(t + seconds, self._requests[i], self._errors[i], self._p50[i], self._p99[i])
+                for i, t in enumerate(self._tag) if t >= 0 and t + seconds >= 0]
+        self._empty()
+        for second, requests, errors, p50, p99 in kept:
+            self.record(second, requests, errors, p50, p99)
 
     def dump(self) -> dict[str, Any]:
         """The recorded seconds as plain data (for :meth:`load`)."""

@@ -35,6 +35,7 @@ __all__ = ["Client", "Monitor"]
 _log = logging.getLogger("meshlite.dashboard")
 
 _SAVE_EVERY = 5  # ticks between saves of the history (several workers)
+_STEP_SECONDS = 2  # a wall clock moving this much more or less than the monotonic one was stepped
 _SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
 
 MAX_PENDING_NOTIFICATIONS = 100
@@ -65,15 +66,23 @@ class Monitor:
         max_clients: WebSocket clients served at once.
         history_seconds: Slots of each service's ring buffer.
         wall: Wall clock (seconds since the epoch) for timestamps; tests inject one.
+            Only what is shown is stamped with it (the history's seconds, alerts'
+            ``started_at``); the alerts' durations are measured on the mesh's clock
+            (``mesh.clock.monotonic()``), which a stepped wall clock does not move.
+        monotonic: The real monotonic clock a wall-clock step is told by (the
+            history then moves with it); tests inject one.
     """
 
     def __init__(self, mesh: Mesh, *, max_clients: int,
                  history_seconds: int = DEFAULT_HISTORY_SECONDS,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.mesh = mesh
         self.max_clients = max_clients
         self.history_seconds = history_seconds
         self.wall = wall
+        self.monotonic = monotonic
+        self._stamps: tuple[float, float] | None = None  # (wall, monotonic) last tick
         self.histories: dict[str, History] = {}
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
@@ -114,10 +123,17 @@ class Monitor:
             return self.attached.state(service)
         return snapshot_of(service), health_of(service)
 
-    def tick(self, now: float | None = None) -> dict[str, Any]:
+    def tick(self, now: float | None = None, at: float | None = None) -> dict[str, Any]:
         """Measure the second that just ended, record it, evaluate alerts, and
-        return the update to push (see :func:`tick_payload`)."""
-        now = self.wall() if now is None else now
+        return the update to push (see :func:`tick_payload`).
+
+        ``now`` is the wall time (default ``wall()``); ``at`` the monotonic instant
+        alert durations are measured on (default: the mesh clock's when ``now`` is
+        not given, else ``now``, so a test drives both with one number)."""
+        if now is None:
+            now = self.wall()
+            at = self.mesh.clock.monotonic() if at is None else at
+            self._follow_steps(now)
         last = max((h.last for h in self.histories.values()), default=-1)
         second = max(int(now) - 1, last)
         measured = self._sampler.sample(self.services(), second)
@@ -134,7 +150,7 @@ class Monitor:
         alerts = self.mesh.alerts
         host = getattr(self.mesh, "host_monitor", None)
         # With several workers only the leading one evaluates (and notifies).
-        changed = (alerts.evaluate(now, measured, self._emit)
+        changed = (alerts.evaluate(now, measured, self._emit, at)
                    if host is None or host.leading else [])
         for service, group in alerts.notifications(changed):
             self._post(service, group)
@@ -146,6 +162,21 @@ class Monitor:
             if refusals:  # aggregated: one entry per action and route, never per request
                 payload["refusals"] = refusals
         return payload
+
+    def _follow_steps(self, now: float) -> None:
+        """Move the history with a stepped wall clock (NTP, a resumed VM): one step back
+        would otherwise pile every second into the newest until the wall clock passed it
+        again, one forward would push the whole history out of the charts."""
+        real = self.monotonic()
+        previous, self._stamps = self._stamps, (now, real)
+        if previous is None:
+            return
+        step = round((now - previous[0]) - (real - previous[1]))
+        if abs(step) >= _STEP_SECONDS:
+            _log.warning("dashboard: the wall clock was stepped by %+d s; the history "
+                         "moves with it", step, extra={"step_seconds": step})
+            for history in self.histories.values():
+                history.shift(step)
 
     def _count_callers(self) -> None:
         metrics = self.mesh.metrics

@@ -3,7 +3,10 @@
 A silenced alert still fires, resolves, shows on the page and is logged; only its
 webhook notification is held back. Silences are made by code (``mesh.alerts.
 silences.add``) or by an operator through the dashboard's admin API, and end by
-themselves (or when removed).
+themselves (or when removed): ``seconds`` after they were made on a monotonic
+clock (the mesh's), so a wall clock stepped back cannot stretch a mute, nor one
+stepped forward end it early; ``starts_at`` and ``ends_at`` are wall-clock times
+for people to read.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class Silence:
         service: The service muted, or ``None`` for every service.
         rule: The rule muted, or ``None`` for every rule.
         starts_at: Wall-clock time (seconds since the epoch) it was made.
-        ends_at: Wall-clock time it ends.
+        ends_at: Wall-clock time it ends, as it was foreseen when made (it ends
+            ``ends_at - starts_at`` seconds after it was made, on the monotonic clock).
         comment: Why (in the silence's JSON: the admin API's answer and ``/api/alerts``).
     """
 
@@ -74,13 +78,16 @@ class Silences:
     """The active silences of a mesh's alerts (``mesh.alerts.silences``).
 
     Args:
-        wall: Wall clock (seconds since the epoch); tests inject a fake one.
+        wall: Wall clock (seconds since the epoch) for the times shown.
+        monotonic: The clock silences end on (the mesh's ``clock.monotonic``).
     """
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.wall = wall
+        self.monotonic = monotonic
         self._lock = threading.Lock()
-        self._active: dict[int, Silence] = {}
+        self._active: dict[int, tuple[Silence, float]] = {}  # id -> (silence, ends)
 
     def add(self, *, seconds: float, service: str | None = None, rule: str | None = None,
             comment: str = "") -> Silence:
@@ -101,21 +108,21 @@ class Silences:
                      f"{MAX_NAME} characters, or None")
         if not isinstance(comment, str) or len(comment) > 500:
             fail(_OWNER, "comment", comment, "a string of at most 500 characters")
-        now = self.wall()
+        now, at = self.wall(), self.monotonic()
         silence = Silence(id=next(_ids), service=service, rule=rule, starts_at=now,
                           ends_at=now + seconds, comment=comment)
         with self._lock:
             if len(self._active) >= MAX_SILENCES:
-                self._drop_ended(now)
+                self._drop_ended(at)
             if len(self._active) >= MAX_SILENCES:
                 raise ConfigError(f"{_OWNER}: {MAX_SILENCES} silences are in force already; "
                                   "expire some (POST /api/admin/silences/{id}/expire, or "
                                   "silences.remove(id)) or let them end", policy="alerts")
-            self._active[silence.id] = silence
+            self._active[silence.id] = (silence, at + seconds)
         return silence
 
-    def _drop_ended(self, now: float) -> None:
-        for key in [k for k, s in self._active.items() if s.ends_at <= now]:
+    def _drop_ended(self, at: float) -> None:
+        for key in [k for k, (_, ends) in self._active.items() if ends <= at]:
             del self._active[key]
 
     def remove(self, silence_id: int) -> bool:
@@ -125,10 +132,10 @@ class Silences:
 
     def active(self) -> list[Silence]:
         """The silences in force now, oldest first (ended ones are dropped)."""
-        now = self.wall()
+        at = self.monotonic()
         with self._lock:
-            self._drop_ended(now)
-            return list(self._active.values())
+            self._drop_ended(at)
+            return [silence for silence, _ in self._active.values()]
 
     def mutes(self, alert: Alert) -> bool:
         """Whether a silence in force now mutes ``alert``."""
