@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,29 +36,37 @@ def in_child(action: Callable[[], int], timeout: float = 10.0) -> int:
 
 
 def in_child_meanwhile(child: Callable[[Callable[[], None]], int],
-                       parent: Callable[[], None], after: float = 0.2) -> int:
-    """:func:`in_child` of ``child(wait)``, while the parent runs ``parent`` ``after``
-    seconds in: ``wait()`` returns in the child once ``parent`` has returned (the
-    child runs on, holding what it inherited, until then)."""
+                       parent: Callable[[], None]) -> int:
+    """:func:`in_child` of ``child(wait)``, while the parent runs ``parent`` once the
+    child is running: ``wait()`` returns in the child once ``parent`` has returned
+    (the child runs on, holding what it inherited, until then). The parent waits for
+    the child's word, not a delay: a loaded machine may fork late."""
+    started_read, started_write = os.pipe()
     read, write = os.pipe()
 
     def wait() -> None:
         os.read(read, 1)
 
+    def started_then_child() -> int:
+        os.write(started_write, b"1")  # what the child holds was copied at the fork
+        return child(wait)
+
     def meanwhile() -> None:
         try:
-            parent()
+            ready, _, _ = select.select([started_read], [], [], 10.0)
+            if ready:  # (else the child failed to start: in_child says how)
+                parent()
         finally:
             os.write(write, b"1")
 
-    timer = threading.Timer(after, meanwhile)
-    timer.start()
+    thread = threading.Thread(target=meanwhile)
+    thread.start()
     try:
-        return in_child(lambda: child(wait))
+        return in_child(started_then_child)
     finally:
-        timer.join()
-        os.close(read)
-        os.close(write)
+        thread.join()
+        for fd in (started_read, started_write, read, write):
+            os.close(fd)
 
 
 @contextmanager
