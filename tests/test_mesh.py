@@ -336,6 +336,64 @@ async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
         await call
 
 
+async def test_a_close_cancelled_while_draining_still_stops_everything() -> None:
+    # An asyncio.timeout around the close (a shutdown bounded in time) cuts the
+    # drain short; the components must still stop and the pools close, or health
+    # checks run on behind a mesh that says it is closed.
+    log: list[str] = []
+    users = svc("users")
+    users.attach(Recorder("users", log))
+    mesh = Mesh([users], drain_timeout=30.0)
+
+    async def stuck(backend: Backend) -> None:
+        await asyncio.Event().wait()
+
+    await mesh.start()
+    call = asyncio.ensure_future(mesh.call("users", stuck))
+    await until(lambda: mesh.in_flight == 1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await mesh.aclose()
+    assert log == ["start users", "stop users"]
+    assert mesh.state == "closed"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    async with mesh:  # opened again: the component starts once more, and stops
+        pass
+    assert log == ["start users", "stop users"] * 2
+
+
+class InterruptingClock(FakeClock):
+    """A clock whose sleep is interrupted (Ctrl-C while the close drains)."""
+
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_sync_close_interrupted_while_draining_still_stops_everything() -> None:
+    log: list[str] = []
+    users = svc("users")
+    users.attach(Recorder("users", log))
+    mesh = Mesh([users], drain_timeout=30.0, clock=InterruptingClock())
+    running, release = threading.Event(), threading.Event()
+
+    def slow(backend: Backend) -> None:
+        running.set()
+        release.wait(10)
+
+    caller = threading.Thread(target=mesh.call_sync, args=("users", slow))
+    mesh.__enter__()  # (`with mesh` would close it again on the way out)
+    caller.start()
+    assert running.wait(10)
+    with pytest.raises(KeyboardInterrupt):
+        mesh.close()
+    release.set()
+    caller.join(10)
+    assert log == ["start users", "stop users"]
+    assert mesh.state == "closed"
+
+
 async def test_register_on_an_open_mesh_starts_components() -> None:
     log: list[str] = []
     late = svc("late")
