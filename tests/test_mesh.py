@@ -364,6 +364,44 @@ async def test_a_close_cancelled_while_draining_still_stops_everything() -> None
     assert log == ["start users", "stop users"] * 2
 
 
+async def test_a_close_cancelled_while_a_component_stops_stays_cancelled() -> None:
+    # A health probe slow to unwind keeps the checker's stop() waiting for its task;
+    # the caller cancelled meanwhile must see its CancelledError (a suppress around
+    # `await task` swallowed it: the close returned as if never cancelled).
+    probing, waiting = asyncio.Event(), asyncio.Event()
+    unwinding, release = asyncio.Event(), asyncio.Event()
+
+    async def probe(backend: Backend) -> bool:
+        if not probing.is_set():
+            probing.set()
+            return True  # the first round, while the mesh starts
+        waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            unwinding.set()
+            await release.wait()
+            raise
+        return True
+
+    log: list[str] = []
+    base = svc("base")
+    base.attach(Recorder("base", log))  # started before the checker, stopped after it
+    mesh = Mesh([base, svc("users", backends=("a",), depends_on=("base",),
+                           health_check=HealthCheck(probe, interval=0.001, jitter=0.0))])
+    await mesh.start()
+    await asyncio.wait_for(waiting.wait(), 10.0)  # the second round's probe waits
+    closing = asyncio.ensure_future(mesh.aclose())
+    await asyncio.wait_for(unwinding.wait(), 10.0)
+    closing.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert log == ["start base", "stop base"]  # the close went on, then propagated it
+    assert mesh.state == "closed"
+
+
 class InterruptingClock(FakeClock):
     """A clock whose sleep is interrupted (Ctrl-C while the close drains)."""
 

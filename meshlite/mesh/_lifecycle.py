@@ -149,12 +149,29 @@ class MeshLifecycle:
             self._set_state("closed")
 
     async def _shut_down(self) -> None:
-        """Stop the components, close the sessions and pools, flush the telemetry."""
+        """Stop the components, close the sessions and pools, flush the telemetry:
+        every step, also when the caller is cancelled during one (the cancellation
+        is raised once all have run; the flush is bounded)."""
+        cancelled: asyncio.CancelledError | None = None
+        for step in (self._stop_components, self._close_sessions, self._close_pools,
+                     self._flush):
+            try:
+                await step()
+            except asyncio.CancelledError as error:
+                cancelled = error
+        if cancelled is not None:
+            raise cancelled
+
+    async def _stop_components(self) -> None:
         await stop_all(self._started)
-        await self._close_sessions()
+
+    async def _close_pools(self) -> None:
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
+
+    @staticmethod
+    async def _flush() -> None:
         if registered():
             # Now, not at exit: uvicorn ends its process on SIGTERM by re-raising
             # it once the app shut down, which runs no exit hook.
