@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from test_http import Server
 
 import meshlite as ml
+from meshlite.routing import MeshClosedError
 from meshlite.testing import FakeBackend, FakeClock
 
 
@@ -259,6 +260,28 @@ async def test_http_cancelled_mid_request_leaks_no_connection(
         a.set(latency=0.0)
         assert (await client.get("/again")).json()["path"] == "/again"
         assert not connector._acquired
+
+
+async def test_a_call_in_flight_when_the_mesh_closes_is_not_sent_again(
+        backends: list[FakeBackend]) -> None:
+    # The close cuts the attempt in flight past drain_timeout (its pool closes). The
+    # service's Retry then tried again on a pool made after the close, which nothing
+    # would ever close: the request went out twice and its connection was left open.
+    a = backends[0]
+    a.set(latency=5.0)
+    mesh = ml.Mesh([ml.Service("users", [a.url])], drain_timeout=0.05)
+    await mesh.start()
+    client = mesh.http("users")
+    call = asyncio.ensure_future(client.get("/slow"))
+    for _ in range(1000):  # until the request reached the backend (10 s at most)
+        if a.requests:
+            break
+        await asyncio.sleep(0.01)
+    await mesh.aclose()
+    with pytest.raises(MeshClosedError, match="not sent again"):
+        await asyncio.wait_for(call, 10.0)
+    assert [r.path for r in a.requests] == ["/slow"]
+    await client.aclose()
 
 
 async def test_http_timeout_from_the_deadline(backends: list[FakeBackend]) -> None:

@@ -336,6 +336,102 @@ async def test_drain_gives_up_after_the_timeout(clock: FakeClock) -> None:
         await call
 
 
+async def test_a_close_cancelled_while_draining_still_stops_everything() -> None:
+    # An asyncio.timeout around the close (a shutdown bounded in time) cuts the
+    # drain short; the components must still stop and the pools close, or health
+    # checks run on behind a mesh that says it is closed.
+    log: list[str] = []
+    users = svc("users")
+    users.attach(Recorder("users", log))
+    mesh = Mesh([users], drain_timeout=30.0)
+
+    async def stuck(backend: Backend) -> None:
+        await asyncio.Event().wait()
+
+    await mesh.start()
+    call = asyncio.ensure_future(mesh.call("users", stuck))
+    await until(lambda: mesh.in_flight == 1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await mesh.aclose()
+    assert log == ["start users", "stop users"]
+    assert mesh.state == "closed"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    async with mesh:  # opened again: the component starts once more, and stops
+        pass
+    assert log == ["start users", "stop users"] * 2
+
+
+async def test_a_close_cancelled_while_a_component_stops_stays_cancelled() -> None:
+    # A health probe slow to unwind keeps the checker's stop() waiting for its task;
+    # the caller cancelled meanwhile must see its CancelledError (a suppress around
+    # `await task` swallowed it: the close returned as if never cancelled).
+    probing, waiting = asyncio.Event(), asyncio.Event()
+    unwinding, release = asyncio.Event(), asyncio.Event()
+
+    async def probe(backend: Backend) -> bool:
+        if not probing.is_set():
+            probing.set()
+            return True  # the first round, while the mesh starts
+        waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            unwinding.set()
+            await release.wait()
+            raise
+        return True
+
+    log: list[str] = []
+    base = svc("base")
+    base.attach(Recorder("base", log))  # started before the checker, stopped after it
+    mesh = Mesh([base, svc("users", backends=("a",), depends_on=("base",),
+                           health_check=HealthCheck(probe, interval=0.001, jitter=0.0))])
+    await mesh.start()
+    await asyncio.wait_for(waiting.wait(), 10.0)  # the second round's probe waits
+    closing = asyncio.ensure_future(mesh.aclose())
+    await asyncio.wait_for(unwinding.wait(), 10.0)
+    closing.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert log == ["start base", "stop base"]  # the close went on, then propagated it
+    assert mesh.state == "closed"
+
+
+class InterruptingClock(FakeClock):
+    """A clock whose sleep is interrupted (Ctrl-C while the close drains)."""
+
+    def sleep(self, seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_sync_close_interrupted_while_draining_still_stops_everything() -> None:
+    log: list[str] = []
+    users = svc("users")
+    users.attach(Recorder("users", log))
+    mesh = Mesh([users], drain_timeout=30.0, clock=InterruptingClock())
+    running, release = threading.Event(), threading.Event()
+
+    def slow(backend: Backend) -> None:
+        running.set()
+        release.wait(10)
+
+    caller = threading.Thread(target=mesh.call_sync, args=("users", slow))
+    mesh.__enter__()  # (`with mesh` would close it again on the way out)
+    caller.start()
+    assert running.wait(10)
+    with pytest.raises(KeyboardInterrupt):
+        mesh.close()
+    release.set()
+    caller.join(10)
+    assert log == ["start users", "stop users"]
+    assert mesh.state == "closed"
+
+
 async def test_register_on_an_open_mesh_starts_components() -> None:
     log: list[str] = []
     late = svc("late")

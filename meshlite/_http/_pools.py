@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
+from .._errors import MeshClosedError
 from .._fork import after_fork_in_child, fork_safe
 from ..routing._backend import Backend
 from ..routing._endpoint import Endpoint
@@ -98,6 +99,7 @@ class Pools:
         self._targets: dict[str, Target] = {}
         self._passthrough: Any = None
         self._lock = threading.Lock()
+        self._closed = False  # closed with the mesh (or its service): makes no transport
         self._service = service
         self._retiring = Retiring(is_async)
         self._unwatch = service.watch_backends(self._retire)
@@ -132,6 +134,8 @@ class Pools:
             with self._lock:
                 target = self._targets.get(backend.address)
                 if target is None:
+                    if self._closed:
+                        raise self._closed_error()
                     check_base_url(backend.address, "mesh.http()")
                     url = httpx.URL(backend.address)
                     transport = self._transport(url.scheme)
@@ -146,6 +150,15 @@ class Pools:
                         transport, url.scheme, url.host, url.port, prefix, netloc, origin,
                         _running_loop() if self._async else None)
         return target
+
+    def _closed_error(self) -> MeshClosedError:
+        # An attempt of a call that was in flight when the pools closed (a retry of
+        # it, say): a transport made now would be closed by no one.
+        name = self._service.name
+        return MeshClosedError(
+            f"service {name!r}: its connection pools closed (the mesh closed, or the "
+            "service was removed) while the call was in flight; it is not sent again",
+            service=name, policy="mesh")
 
     def _retire(self, removed: tuple[Endpoint, ...]) -> None:
         """Retire the transports of backends the service no longer has (after
@@ -174,6 +187,7 @@ class Pools:
     def _all(self) -> list[Any]:
         self._unwatch()
         with self._lock:
+            self._closed = True
             found = [t.transport for t in self._targets.values()]
             if self._passthrough is not None:
                 found.append(self._passthrough)

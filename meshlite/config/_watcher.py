@@ -10,7 +10,6 @@ emits :class:`ConfigReloaded`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from .._audit import ACTOR_WATCHER, config_sha256
 from .._errors import ConfigError
 from .._events import Event, EventHooks
 from .._statelog import log_state_change
+from .._tasks import cancel_and_wait
 from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
 from ._apply import changes_of, finish, register, release, switch
@@ -109,14 +109,14 @@ class ConfigWatcher:
         if watch is not None:
             watch.close()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        drains = list(self.managed.drains)
-        for drain in drains:
-            drain.cancel()
-        await asyncio.gather(*drains, return_exceptions=True)
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:  # (also when the caller is cancelled meanwhile)
+            drains = list(self.managed.drains)
+            for drain in drains:
+                drain.cancel()
+            await asyncio.gather(*drains, return_exceptions=True)
 
     async def _run(self) -> None:
         assert self._watch is not None

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._tasks import cancel_and_wait
 from .._validate import fail, optional_positive, positive
 from ..routing._backend import Backend
 from ._provider import DiscoveryFailed, DiscoveryProvider, DiscoveryRecovered, Resolution
@@ -100,11 +101,11 @@ class Discovery:
     async def stop(self) -> None:
         """Stop resolving and stop the provider."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.provider.stop()
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:  # (also when the caller is cancelled meanwhile)
+            await self.provider.stop()
 
     async def refresh(self) -> bool:
         """Resolve now and install the answer; returns whether it succeeded."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._clock import wait_event
+from .._tasks import cancel_and_wait
 from ..state._base import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -63,14 +63,14 @@ class Registration:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         try:
-            await self.registry.aderegister(self.backend.address)
-        except StoreUnavailableError as error:  # it expires after ttl anyway
-            self._failed(error)
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:  # (also when the caller is cancelled meanwhile)
+            try:
+                await self.registry.aderegister(self.backend.address)
+            except StoreUnavailableError as error:  # it expires after ttl anyway
+                self._failed(error)
 
     def __enter__(self) -> Registration:
         self.registry.register(self.backend)

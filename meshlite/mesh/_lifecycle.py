@@ -138,19 +138,44 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
-                await clock.asleep(min(_DRAIN_POLL, left))
-            await stop_all(self._started)
-            await self._close_sessions()
-            http, self._http = self._http, None
-            if http is not None:
-                await http.aclose()
-            if registered():
-                # Now, not at exit: uvicorn ends its process on SIGTERM by re-raising
-                # it once the app shut down, which runs no exit hook.
-                await asyncio.to_thread(flush_all)
+            try:
+                while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
+                    await clock.asleep(min(_DRAIN_POLL, left))
+            finally:
+                # Cancelled while draining (an asyncio.timeout around the close): the
+                # wait ends, the close does not; the cancellation propagates after it.
+                await self._shut_down()
         finally:
             self._set_state("closed")
+
+    async def _shut_down(self) -> None:
+        """Stop the components, close the sessions and pools, flush the telemetry:
+        every step, also when the caller is cancelled during one (the cancellation
+        is raised once all have run; the flush is bounded)."""
+        cancelled: asyncio.CancelledError | None = None
+        for step in (self._stop_components, self._close_sessions, self._close_pools,
+                     self._flush):
+            try:
+                await step()
+            except asyncio.CancelledError as error:
+                cancelled = error
+        if cancelled is not None:
+            raise cancelled
+
+    async def _stop_components(self) -> None:
+        await stop_all(self._started)
+
+    async def _close_pools(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    @staticmethod
+    async def _flush() -> None:
+        if registered():
+            # Now, not at exit: uvicorn ends its process on SIGTERM by re-raising
+            # it once the app shut down, which runs no exit hook.
+            await asyncio.to_thread(flush_all)
 
     def _close_http(self, thread: LoopThread | None) -> None:
         """Close the HTTP pools from a sync close: async ones on the loop thread when
@@ -201,21 +226,27 @@ class MeshLifecycle:
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
-            while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
-                clock.sleep(min(_DRAIN_POLL, left))
-            thread, self._thread = self._thread, None
-            if self._sessions:
-                close_async_pools_here(self)  # sessions of an async caller
-            if thread is not None:
-                thread.run(stop_all(self._started))
-                self._close_http(thread)
-                thread.stop()
-            else:
-                self._close_http(None)
-            if registered():
-                flush_all()
+            try:
+                while self._in_flight > 0 and (left := deadline - clock.monotonic()) > 0:
+                    clock.sleep(min(_DRAIN_POLL, left))
+            finally:  # interrupted while draining (Ctrl-C): the close goes on
+                self._stop_here()
         finally:
             self._set_state("closed")
+
+    def _stop_here(self) -> None:
+        """The sync close's steps after the drain (as :meth:`_shut_down`)."""
+        thread, self._thread = self._thread, None
+        if self._sessions:
+            close_async_pools_here(self)  # sessions of an async caller
+        if thread is not None:
+            thread.run(stop_all(self._started))
+            self._close_http(thread)
+            thread.stop()
+        else:
+            self._close_http(None)
+        if registered():
+            flush_all()
 
     @property
     def state(self) -> str:

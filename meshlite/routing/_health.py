@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from .._arguments import Explained
 from .._clock import Clock
+from .._tasks import cancel_and_wait
 from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
 from ._endpoint import Endpoint
@@ -177,14 +178,14 @@ class HealthChecker:
     async def stop(self) -> None:
         """Stop probing and close the session."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         stack, self._stack = self._stack, None
         self._probe = None
-        if stack is not None:
-            await stack.aclose()
+        try:
+            if task is not None:
+                await cancel_and_wait(task)
+        finally:  # (also when the caller is cancelled meanwhile)
+            if stack is not None:
+                await stack.aclose()
 
     async def run_once(self) -> None:
         """Probe every backend once, concurrently, and apply the results."""

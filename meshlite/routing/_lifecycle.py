@@ -70,13 +70,20 @@ async def start_all(components: Iterable[Lifecycle], started: list[Lifecycle]) -
 
 async def stop_all(started: list[Lifecycle]) -> None:
     """Stop the components of ``started`` in reverse order, emptying it. A component
-    that fails to stop is logged and the others are still stopped."""
+    that fails to stop is logged and the others are still stopped; so are they when
+    the caller is cancelled meanwhile, the cancellation being raised once all are
+    (a component left running would outlive the mesh)."""
+    cancelled: asyncio.CancelledError | None = None
     while started:
         component = started.pop()
         try:
             await component.stop()
         except Exception:
             _log.exception("stopping %r failed; continuing with the others", component)
+        except asyncio.CancelledError as error:
+            cancelled = error
+    if cancelled is not None:
+        raise cancelled
 
 
 class LoopThread:

@@ -242,8 +242,12 @@ class Commands(ClusterCommands):
 
     async def _await_slot(self, slots: asyncio.Semaphore, health: Health) -> None:
         """Wait for a send slot of the loop (all taken): as :meth:`_wait_slot`."""
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation
+        # that arrives in the iteration the slot is handed over (the task then runs
+        # on as if never cancelled); Semaphore.acquire passes the slot on instead.
         try:
-            await asyncio.wait_for(slots.acquire(), self.pool_timeout)
+            async with asyncio.timeout(self.pool_timeout):
+                await slots.acquire()
         except TimeoutError:
             raise self._busy(" of this event loop") from None
         self._recheck(slots, health)

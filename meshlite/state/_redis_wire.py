@@ -211,13 +211,17 @@ async def _within(operation: Coroutine[Any, Any, Any], seconds: float) -> Any:
     task = asyncio.current_task()
     assert task is not None
     bound = _Bound(task)
+    # Cancel requests pending before ours are not ours to take back (a task cleaning
+    # up after its cancellation, or whose TaskGroup left one behind): as in
+    # asyncio.timeout, ours is the one uncancel() takes back down to this count.
+    baseline = task.cancelling()
     # call_soon from the timer: the cancellation queues behind the wakeups that
     # this iteration's I/O callbacks already scheduled.
     handle = loop.call_later(seconds, loop.call_soon, bound.expire)
     try:
         return await operation
     except asyncio.CancelledError:
-        if bound.fired and task.uncancel() == 0:
+        if bound.fired and task.uncancel() <= baseline:
             raise TimeoutError(f"no reply within {seconds:g} s") from None
         raise
     finally:

@@ -35,7 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
-from .._errors import RejectedError
+from .._errors import RejectedError, TimeoutExceeded
 from .._semconv import error_type
 
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
@@ -126,8 +126,19 @@ class AttemptSpan:
             if error is None:
                 span.set_attribute("meshlite.outcome", "success")
             else:
-                _record_error(span, error)
+                _record_error(span, _cut_by_deadline(self._ctx, error))
         span.end()
+
+
+def _cut_by_deadline(ctx: CallContext, error: BaseException) -> BaseException:
+    """``error``, or for a cancellation at a deadline of the call's own pipeline (a
+    ``Timeout`` of the service's) the ``TimeoutExceeded`` routing counts it as: the
+    attempt timed out (:meth:`CallContext.out_of_time`)."""
+    if isinstance(error, asyncio.CancelledError) and ctx.deadline is not None and (
+            ctx.out_of_time() == "own"):
+        return TimeoutExceeded("the attempt ran past its service's deadline",
+                               service=ctx.service, policy="routing")
+    return error
 
 
 def _record_error(span: Span, error: BaseException) -> None:
@@ -177,7 +188,9 @@ def attempt_span(ctx: CallContext, backend: Any) -> AttemptSpan | _NoAttemptSpan
     error), ``http.response.status_code`` when the error carries one, the exception
     event and status ``ERROR``. A cancelled attempt (a losing hedge) gets
     ``error.type`` ``cancelled`` but no status ``ERROR``: it is not a failed
-    request. Exceptions propagate unchanged.
+    request; one cancelled at a deadline of its service's own pipeline timed out
+    (``timeout``, ``TimeoutExceeded``, as routing counts it). Exceptions propagate
+    unchanged.
 
     Args:
         ctx: The call's context; nothing is recorded unless ``ctx.span`` (set by

@@ -464,6 +464,41 @@ async def test_attempt_span_records_cancellation(receiver: OtlpReceiver) -> None
     assert "server.address" not in attempt.attributes
 
 
+async def test_an_attempt_cut_by_its_services_timeout_is_a_timeout_attempt(
+        receiver: OtlpReceiver) -> None:
+    # Routing counts an attempt cut at a deadline of its own pipeline as the
+    # backend's timeout (and the metrics a failure); its span says so too, instead
+    # of "cancelled", which stays for a losing hedge or a caller who went away.
+    import asyncio
+
+    from meshlite.mesh import Mesh
+    from meshlite.routing import Service
+
+    handle = telemetry.configure("checkout", otlp_endpoint=receiver.url)
+    mesh = Mesh([Service("db", ["db-1"], pipeline=ml.Pipeline(ml.Trace(name="query"),
+                                                              ml.Timeout(0.05)))])
+
+    async def hang(backend: Backend) -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(ml.TimeoutExceeded):
+        await mesh.call("db", hang)
+    task = asyncio.ensure_future(mesh.call("db", hang))
+    await asyncio.sleep(0.01)
+    task.cancel()  # the caller goes away before the deadline
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    handle.force_flush()
+    timed_out, cancelled = (children(call, receiver.spans)[0]
+                            for call in receiver.spans if call.name == "query")
+    assert timed_out.attributes["meshlite.outcome"] == "timeout"
+    assert timed_out.attributes["error.type"].endswith("TimeoutExceeded")
+    assert timed_out.status == "ERROR"
+    assert cancelled.attributes["meshlite.outcome"] == "cancelled"
+    assert cancelled.attributes["error.type"] == "cancelled"
+    assert cancelled.status == "UNSET"
+
+
 def test_no_attempt_span_without_a_recording_call_span(
     receiver: OtlpReceiver, clock: FakeClock
 ) -> None:

@@ -310,6 +310,38 @@ def test_timeouts_are_samples_failures_are_not(clock: FakeClock) -> None:
     assert policy.no_load_rtt == pytest.approx(0.5)
 
 
+async def test_async_calls_cut_by_a_timeout_above_are_samples(clock: FakeClock) -> None:
+    # The documented order puts the Timeout above the limiter: an async call cut at
+    # its deadline reaches the limiter as a cancellation, not TimeoutExceeded. It is a
+    # timeout all the same (a lower bound of its latency), as it is for a sync call
+    # and for breakers; a cancellation from elsewhere still teaches nothing.
+    policy = ml.AdaptiveConcurrency(initial_limit=4, min_samples=1, window=0.001,
+                                    probe_interval=None, clock=clock)
+
+    async def hangs() -> None:
+        await clock.asleep(100.0)
+
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(ml.Pipeline(ml.Timeout(0.5, clock=clock), policy).acall(
+        waits))
+    await started.wait()
+    clock.advance(0.25)
+    task.cancel()  # before the deadline: the caller went away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert policy.no_load_rtt is None
+    for _ in range(3):
+        with pytest.raises(ml.TimeoutExceeded):
+            await ml.Pipeline(ml.Timeout(0.5, clock=clock), policy).acall(hangs)
+    assert policy.no_load_rtt == pytest.approx(0.5)
+    assert policy.in_flight == 0
+
+
 def test_threads_never_leak_counts() -> None:
     policy = ml.AdaptiveConcurrency(initial_limit=8, min_limit=8, max_limit=8)
     outcomes: list[str] = []

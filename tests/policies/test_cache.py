@@ -343,6 +343,50 @@ async def test_cancelled_follower_leaves_the_others_alone() -> None:
     assert in_flight(cache) == 0
 
 
+def test_a_leader_out_of_its_callers_time_hands_over() -> None:
+    # The leader's caller left it 0.05 s (an outer deadline); its answer comes later,
+    # so the Timeout inside raises TimeoutExceeded. That says the leader's time ran
+    # out, not that the call fails: a follower with time of its own calls again
+    # instead of being handed an error about someone else's deadline.
+    calls: list[int] = []
+    release = threading.Event()
+    cache = ml.Cache(ttl=60.0)
+    cached = ml.Pipeline(cache, ml.Timeout(5.0))
+    hurried = ml.Pipeline(ml.Timeout(0.05))
+
+    def load() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(10.0)
+        return "value"
+
+    outcomes: dict[str, Any] = {}
+
+    def lead() -> None:
+        try:
+            hurried.call(lambda: cached.call(load))
+        except ml.TimeoutExceeded as error:
+            outcomes["leader"] = error
+
+    def follow() -> None:
+        outcomes["follower"] = cached.call(load)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    wait_until(lambda: len(calls) == 1)
+    follower = threading.Thread(target=follow)
+    follower.start()
+    wait_until(lambda: waiting(cache) == 1)
+    time.sleep(0.1)  # past the leader's deadline
+    release.set()
+    leader.join(10.0)
+    follower.join(10.0)
+    assert isinstance(outcomes["leader"], ml.TimeoutExceeded)
+    assert outcomes["follower"] == "value"
+    assert len(calls) == 2
+    assert in_flight(cache) == 0
+
+
 class Interrupted(BaseException):
     """Stands for KeyboardInterrupt in a worker thread."""
 

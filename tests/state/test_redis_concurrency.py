@@ -316,3 +316,34 @@ def test_a_forked_child_gets_its_own_slots_and_connections(store: RedisStore) ->
     assert os.waitstatus_to_exitcode(status) == 0
     assert tiny.ping()
     tiny.close()
+
+
+async def test_a_task_cancelled_as_a_send_slot_reaches_it_stays_cancelled(
+        store: RedisStore) -> None:
+    # The slot's hand-over and the cancellation land in one loop iteration. With
+    # asyncio.wait_for (Python 3.11), the waiter saw its slot taken and dropped the
+    # cancellation: the operation went on, and an outer asyncio.timeout or a
+    # TaskGroup never saw its cancel arrive.
+    tiny = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                      timeout=2.0, max_connections=1, pool_timeout=5.0)
+    assert await tiny.acommand("PING") == b"PONG"
+    holder = asyncio.ensure_future(tiny.acommand("BLPOP", f"{store.prefix}:none", 0.1))
+    await asyncio.sleep(0.02)  # the only slot is held
+    waiter = asyncio.ensure_future(tiny.acommand("PING"))
+    await asyncio.sleep(0.02)  # waiting for the slot
+    slots = tiny._clients.loop_client().slots
+    hand_over = slots.release
+
+    def release_and_cancel() -> None:
+        hand_over()
+        waiter.cancel()
+
+    slots.release = release_and_cancel  # type: ignore[method-assign]
+    assert await holder is None
+    del slots.release
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not slots.locked()  # the slot went back with the cancellation
+    assert await tiny.acommand("PING") == b"PONG"
+    await tiny.aclose()
+    tiny.close()

@@ -59,3 +59,42 @@ async def test_many_tasks_meeting_a_hung_redis_all_return(fresh_server: RedisSer
     assert store.fallbacks[("rate_limit", "local")] == 200
     await store.aclose()
     store.close()
+
+
+async def test_a_hung_redis_met_while_cleaning_up_after_a_cancellation_falls_back(
+        fresh_server: RedisServer) -> None:
+    # A cancelled task's cleanup (an `except CancelledError:` block) still runs with
+    # a cancel request counted in Task.cancelling(). The store's own bound on a
+    # request must take back only its own cancellation, as asyncio.timeout does:
+    # the hung request is a store failure (the limiter falls back), not a second
+    # cancellation of the task.
+    store = RedisStore(fresh_server.url, timeout=0.05, connect_timeout=0.2,
+                       retry_interval=0.05)
+    call = ml.RateLimit(RATE, store=store, name="cleanup", mode="reject")(work)
+    assert await call() == 1  # connected: the hung request is the EVALSHA itself
+    seen: list[object] = []
+
+    async def cancelled_then_cleans_up() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            seen.append(task.cancelling())
+            seen.append(await call())
+            seen.append(task.cancelling())
+            raise
+
+    fresh_server.pause()
+    try:
+        cleaner = asyncio.ensure_future(cancelled_then_cleans_up())
+        await asyncio.sleep(0)
+        cleaner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(cleaner, 10.0)
+    finally:
+        fresh_server.resume()
+    assert seen == [1, 1, 1]
+    assert store.fallbacks == {("rate_limit", "local"): 1}
+    await store.aclose()
+    store.close()

@@ -3,6 +3,7 @@ events and rejection of each call."""
 
 from __future__ import annotations
 
+import asyncio
 import random as _random
 from collections.abc import Callable
 from typing import Any
@@ -167,6 +168,12 @@ class AdaptiveConcurrency(Policy):
                 return result
             except TimeoutError:
                 sample = True
+                raise
+            except asyncio.CancelledError:
+                # Cut at a deadline of its own pipeline (a Timeout above): a timeout
+                # too, whose TimeoutExceeded is raised above; any other cancellation
+                # teaches nothing (CallContext.out_of_time, as breakers decide).
+                sample = ctx.deadline is not None and ctx.out_of_time() == "own"
                 raise
             finally:
                 change = release(start, now(), seen, sample)

@@ -214,13 +214,22 @@ class Flights:
         try:
             value = call_next(ctx)
         except Exception as error:
-            self.land(key, flight, error=error)
+            self._failed(key, flight, ctx, error)
             raise
         except BaseException:
             self.land(key, flight)  # a follower takes over
             raise
         self.land(key, flight, value, service=ctx.service)
         return value
+
+    def _failed(self, key: Any, flight: Flight, ctx: CallContext, error: Exception) -> None:
+        """Land a leader's error; or, when the leader's own deadline has passed (its
+        caller's, or a Timeout outside this Cache: its error is most likely that),
+        hand the lead over, as for a cancelled leader: a follower has time of its own."""
+        if ctx.deadline is not None and ctx.out_of_time() is not None:
+            self.land(key, flight)
+        else:
+            self.land(key, flight, error=error)
 
     async def alead(
         self, call_next: AsyncHandler, ctx: CallContext, key: Any, flight: Flight
@@ -229,7 +238,7 @@ class Flights:
         try:
             value = await call_next(ctx)
         except Exception as error:
-            self.land(key, flight, error=error)
+            self._failed(key, flight, ctx, error)
             raise
         except BaseException:
             self.land(key, flight)  # cancelled: a follower takes over
