@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 
 import meshlite as ml
-from meshlite.routing import HealthChecker, HttpHealthCheck
+from meshlite.routing import Backend, HealthCheck, HealthChecker, HttpHealthCheck
+from meshlite.routing._lifecycle import START_CONCURRENCY
+from meshlite.testing import FakeClock
 
 
 class Counting:
@@ -75,3 +78,48 @@ async def test_each_backend_keeps_its_probe_connection_between_rounds() -> None:
         assert server.requests == 3 * 45
         assert server.connections == 45
         assert all(e.healthy for e in service.endpoints)
+
+
+async def test_services_run_their_first_health_rounds_side_by_side() -> None:
+    # The mesh waits for each service's first round before it is open; one service
+    # after the other, 300 services each with one backend that does not answer took
+    # 300 probe timeouts to open. Each probe here waits until START_CONCURRENCY of
+    # them are in flight (else it times out, and its backend turns unhealthy).
+    in_flight, peak = [0], [0]
+    together = asyncio.Event()
+
+    async def probe(backend: Backend) -> bool:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        if in_flight[0] == START_CONCURRENCY:
+            together.set()
+        try:
+            await together.wait()
+        finally:
+            in_flight[0] -= 1
+        return True
+
+    check = HealthCheck(probe, interval=60.0, timeout=2.0, unhealthy_threshold=1)
+    services = [ml.Service(f"s{i}", [f"http://b{i}"], health_check=check)
+                for i in range(START_CONCURRENCY + 8)]
+    services.append(ml.Service("web", ["http://web"], health_check=check,
+                               depends_on=("s0", "s1")))
+    async with ml.Mesh(services) as mesh:
+        assert peak[0] == START_CONCURRENCY  # side by side, and no more at once
+        assert {h.status for h in mesh.health().values()} == {"healthy"}
+
+
+async def test_services_started_together_do_not_probe_in_lock_step() -> None:
+    clocks = [FakeClock() for _ in range(20)]  # one each: its sleeps are its waits
+    service = ml.Service("s", ["http://a"])
+    checkers = [HealthChecker(service, HealthCheck(lambda b: True, interval=10.0), clock,
+                              random.Random(i)) for i, clock in enumerate(clocks)]
+    for checker in checkers:
+        await checker.start()
+    await asyncio.sleep(0)  # each background loop runs up to its first wait
+    for checker in checkers:
+        await checker.stop()
+    first = [clock.sleeps[0] for clock in clocks]
+    # From half an interval to a jittered one: +-10% alone kept them within 2 s.
+    assert all(5.0 <= wait <= 11.0 for wait in first)
+    assert max(first) - min(first) > 3.0
