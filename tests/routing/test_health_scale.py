@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import meshlite as ml
 from meshlite.routing import Backend, HealthCheck, HealthChecker, HttpHealthCheck
@@ -123,3 +124,24 @@ async def test_services_started_together_do_not_probe_in_lock_step() -> None:
     # From half an interval to a jittered one: +-10% alone kept them within 2 s.
     assert all(5.0 <= wait <= 11.0 for wait in first)
     assert max(first) - min(first) > 3.0
+
+
+async def test_a_reload_starts_the_services_it_adds_side_by_side(tmp_path: Path) -> None:
+    # The server answers once START_CONCURRENCY probes wait together: one service
+    # after the other, each first probe timed out (and counted a failure).
+    async with counting_server(START_CONCURRENCY) as (url, server):
+        path = tmp_path / "mesh.yaml"
+        path.write_text(f"services:\n  a:\n    backends: ['{url}/a']\n", encoding="utf-8")
+        mesh = ml.Mesh.from_config(str(path), environ={})
+        async with mesh:
+            added = "".join(
+                f"  s{i}:\n    backends: ['{url}/s{i}']\n"
+                "    health_check: {interval: 60, timeout: 1.0}\n"
+                for i in range(START_CONCURRENCY))
+            path.write_text(f"services:\n  a:\n    backends: ['{url}/a']\n{added}",
+                            encoding="utf-8")
+            assert await mesh.reload()
+            endpoints = [e for i in range(START_CONCURRENCY)
+                         for e in mesh.service(f"s{i}").endpoints]
+            assert server.requests == START_CONCURRENCY
+            assert [e.health_failures for e in endpoints] == [0] * START_CONCURRENCY
