@@ -39,7 +39,7 @@ from ..routing._lifecycle import stop_all
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
 from ._diff import Diff, diff_of, diff_steps
-from ._steps import SLICE_SECONDS, Steps, drain
+from ._steps import Steps, drain
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
@@ -244,7 +244,7 @@ async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) 
     """The async part of applying: start the new services' components (when the mesh
     is open), and drain the retired services in the background (tasks in ``drains``),
     :data:`SWITCH_CHUNK` services at a time with the event loop running between."""
-    await mesh.start_services(changes.started, chunk=SWITCH_CHUNK, seconds=SLICE_SECONDS)
+    await mesh.start_services(changes.started)
     for index, service in enumerate(changes.retired):
         if index and index % SWITCH_CHUNK == 0:
             await asyncio.sleep(0)  # the retiring tasks run in chunks, calls between

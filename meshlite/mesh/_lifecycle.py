@@ -16,7 +16,7 @@ from .._clock import Clock
 from .._errors import ConfigError
 from .._fork import fork_safe
 from .._inflight import calls_list
-from ..routing._lifecycle import LoopThread, dependency_order, start_all, stop_all
+from ..routing._lifecycle import LoopThread, dependency_waves, start_waves, stop_all
 from ..routing._service import Lifecycle, Service
 from ..telemetry._bounded import flush_all, registered
 
@@ -105,11 +105,14 @@ class MeshLifecycle:
         self._state = state
         self._refusing = state in ("closing", "closed")
 
-    def _components_in_order(self) -> list[Lifecycle]:
-        order = dependency_order(self._services)
-        return [c for s in order for c in s.components] + list(self._components)
+    def _components_in_order(self) -> list[list[list[Lifecycle]]]:
+        # Waves of groups (start_waves): a service's components in order, the
+        # services of a wave side by side, the mesh's own components last.
+        waves = [[list(s.components) for s in wave if s.components]
+                 for wave in dependency_waves(self._services)]
+        return [*waves, [list(self._components)]]
 
-    def _open(self) -> list[Lifecycle]:
+    def _open(self) -> list[list[list[Lifecycle]]]:
         # Checked and set under one lock: two threads opening the mesh at once would
         # otherwise both start every component, one loop thread left running forever.
         with _OPENING:
@@ -125,7 +128,7 @@ class MeshLifecycle:
         """Open the mesh: start every component in dependency order (``async with``)."""
         components = self._open()
         try:
-            await start_all(components, self._started)
+            await start_waves(components, self._started)
         except BaseException:
             self._set_state("closed")
             raise
@@ -205,10 +208,10 @@ class MeshLifecycle:
 
     def __enter__(self) -> Self:
         components = self._open()
-        if components:
+        if any(group for wave in components for group in wave):
             self._thread = LoopThread()
             try:
-                self._thread.run(start_all(components, self._started))
+                self._thread.run(start_waves(components, self._started))
             except BaseException:
                 self._thread.stop()
                 self._thread = None

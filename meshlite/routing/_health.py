@@ -227,9 +227,13 @@ class HealthChecker:
 
     async def _loop(self) -> None:
         o = self.check.options
+        # The first wait is anywhere from half an interval to a jittered one:
+        # services started together (start_waves) would otherwise probe in lock step,
+        # every backend of the mesh in the same second of each interval.
+        spread = (self._rng.random() * (0.5 + o.jitter) - 0.5)
         while True:
-            spread = o.jitter * (2.0 * self._rng.random() - 1.0)
             await self.clock.asleep(o.interval * (1.0 + spread))
+            spread = o.jitter * (2.0 * self._rng.random() - 1.0)
             try:
                 await self.run_once()
             except Exception:
