@@ -18,7 +18,7 @@ from ._redis_nodes import key_of
 if TYPE_CHECKING:
     from ._base import StoreUnavailableError
     from ._health import Health
-    from ._redis_conn import Clients
+    from ._redis_conn import Clients, LoopClient
     from ._redis_nodes import Nodes
 
 __all__ = ["ClusterCommands"]
@@ -30,6 +30,7 @@ class ClusterCommands:
     round_trips: int
     _nodes: Nodes | None
     _clients: Clients
+    _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
     _noscript: type[BaseException]
 
@@ -67,13 +68,47 @@ class ClusterCommands:
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 self._rediscover()
-            raise self._classify(error, sent, nodes.blame(error, health)) from error
+            raise self._failed(nodes, error, sent, health) from error
         finally:
             self._clients.slots.release()
         health.last_ok = monotonic()
         if health.down_since is not None or nodes.store.down_since is not None:
             self._answered(nodes, health, client, key)
         return result
+
+    def _failed(self, nodes: Nodes, error: BaseException, sent: float,
+                health: Health) -> StoreUnavailableError:
+        """The error a failed Cluster operation checked against ``health`` raises,
+        after updating the health it is blamed on (:meth:`Nodes.blame`).
+
+        While the store's own health is down, the operation that got this far was
+        its probe (:meth:`Health.refuse`); when the failure is blamed on one node,
+        the store's health is told too (still down, next probe after its backoff;
+        or up, if the Cluster answered), else it would wait out the whole
+        ``probe_timeout`` before the next probe, every decision falling back."""
+        blamed = nodes.blame(error, health)
+        raised = self._classify(error, sent, blamed)
+        store = nodes.store
+        if blamed is not store and store.down_since is not None:
+            if isinstance(error, self._errors):
+                store.failed(error)
+            else:
+                store.recovered()
+        return raised
+
+    async def _astart(self, nodes: Nodes, entry: LoopClient) -> None:
+        """Start the loop's client (:meth:`Nodes.start`) before its first operation,
+        one task at a time; a start that reached no node fails the store's health
+        (no node can be named), one that did ends its outage."""
+        sent = monotonic()
+        try:
+            async with entry.starting:
+                if entry.client.nodes_manager.default_node is None:
+                    await nodes.start(entry.client, self._redis_errors())
+        except self._redis_errors() as error:
+            raise self._classify(error, sent, nodes.store) from error
+        if nodes.store.down_since is not None:
+            nodes.store.recovered()
 
     def _answered(self, nodes: Nodes, health: Health, client: Any, key: Any) -> None:
         """A Cluster operation on ``key``, checked against ``health``, was answered
@@ -92,6 +127,8 @@ class ClusterCommands:
             nodes.store.refuse()
         entry = self._clients.loop_client()
         client = entry.client
+        if client.nodes_manager.default_node is None:  # no topology read yet
+            await self._astart(nodes, entry)
         health = nodes.health_of(client, key)
         if health.down_since is not None and health is not nodes.store:
             health.refuse()
@@ -116,10 +153,7 @@ class ClusterCommands:
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 await self._arediscover()
-            blamed = nodes.blame(error, health)
-            if blamed is nodes.store:
-                nodes.rotate(client)
-            raise self._classify(error, sent, blamed) from error
+            raise self._failed(nodes, error, sent, health) from error
         finally:
             slots.release()
         health.last_ok = monotonic()

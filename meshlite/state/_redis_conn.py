@@ -64,14 +64,16 @@ def client_options(redis: Any, timeout: float, connect_timeout: float) -> dict[s
 
 
 class LoopClient:
-    """The async client of one event loop and its send slots."""
+    """The async client of one event loop, its send slots, and the lock its start
+    (a Cluster client's first topology read) is made under."""
 
-    __slots__ = ("client", "closer", "loop", "slots", "subscriber")
+    __slots__ = ("client", "closer", "loop", "slots", "starting", "subscriber")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, slots: int) -> None:
         self.loop = loop
         self.client = client
         self.slots = asyncio.Semaphore(slots)
+        self.starting = asyncio.Lock()
         self.closer: Any = None
         self.subscriber: Any = None
 

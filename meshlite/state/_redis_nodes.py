@@ -26,6 +26,7 @@ ends it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -111,16 +112,33 @@ class Nodes:
             return self.store
         return self.node(f"{host}:{port}")
 
-    def rotate(self, client: Any) -> None:
-        """After a failure that names no node, on an async client: its next first
-        connection reads the command table (``COMMAND``) from another primary.
-        redis-py's async client reads it from the first primary of its map and
-        asks that one again each time, so while that primary is down the client
-        could never start (the sync client retries on the others when it is made)."""
+    @staticmethod
+    async def start(client: Any, errors: tuple[type[BaseException], ...]) -> None:
+        """Read the slot map and the command table of an async Cluster ``client``
+        that has none yet, trying each primary in turn for the table.
+
+        redis-py's async client reads the command table (``COMMAND``) from the first
+        primary of its map (the one holding slot 0), and a failure there fails the
+        whole start, naming no node; while that primary is down the client could
+        never start, and every decision would find the store down. So a failed
+        start moves that primary to the end of the map and tries again, once per
+        primary (the sync client retries on the others by itself). Starting before
+        the first command matters too: until the client has a topology, redis-py
+        sends a script to a random primary (a dead one, as often as not).
+
+        Raises:
+            Exception: the last failure (one of ``errors``), when no primary answered.
+        """
         manager = client.nodes_manager
-        primaries = manager.get_nodes_by_server_type("primary")
-        if len(primaries) > 1:
-            manager.move_node_to_end_of_cached_nodes(primaries[0].name)
+        for tried in itertools.count(1):
+            try:
+                await client.initialize()
+                return
+            except errors:
+                primaries = manager.get_nodes_by_server_type("primary")
+                if tried >= len(primaries):  # none read (no node reachable), or all tried
+                    raise
+                manager.move_node_to_end_of_cached_nodes(primaries[0].name)
 
     def answered(self, health: Health, client: Any, key: Any) -> None:
         """An operation on ``key`` that ``health`` answered for succeeded after

@@ -95,8 +95,8 @@ class Replica:
         self.names = names
 
     async def eventually_refused(self, service: str) -> bool:
-        """Whether an async call of ``service`` is refused within a few tries (the
-        first decisions of a new event loop may fall back while its client starts)."""
+        """Whether an async call of ``service`` is refused by Redis (not by the
+        process's own limiter) within 20 tries."""
         for _ in range(20):
             fallbacks = dict(self.store.fallbacks)
             try:
@@ -125,10 +125,11 @@ class Replica:
             self.mesh.call_sync(service, broken)
 
 
-def replicas(cluster: Any, roles: dict[str, int], timeout: float = 0.5,
+def replicas(cluster: Any, roles: dict[str, int], timeout: float = 2.0,
              retry_interval: float = 0.05) -> tuple[Replica, Replica]:
     """Two replicas sharing one prefix; ``roles`` maps a role to the port of the
-    primary its quota and breaker keys live on."""
+    primary its quota and breaker keys live on. The timeout is generous, as in
+    ``conftest.py``'s stores: a loaded machine may take over 0.5 s to answer."""
     prefix = f"nodes{next(_prefixes)}"
     finder = RedisStore(cluster.url, prefix=prefix)
     taken: set[str] = set()
@@ -188,7 +189,7 @@ def test_a_dead_primary_turns_sharing_off_for_its_slots_only(
 
     # A process that starts now (its clients made while the node is down) shares the
     # healthy primary's keys too, sync and async.
-    late = Replica(cluster.url, a.store.prefix, a.names, 0.5, 0.05)
+    late = Replica(cluster.url, a.store.prefix, a.names, 2.0, 0.05)
     assert not late.admitted("quota-healthy")
     assert late.store.fallbacks == {}
     assert asyncio.run(late.eventually_refused("quota-healthy"))
@@ -249,3 +250,79 @@ async def test_a_hung_primary_costs_one_timeout_then_its_keys_fall_back(
     for replica in (a, b):
         await replica.store.aclose()
         replica.store.close()
+
+
+def test_a_store_started_while_a_primary_is_down_shares_the_others_keys_at_once(
+        cluster: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A process whose clients are made while a primary is down decides the keys of
+    the healthy primaries through Redis within a few calls, sync and async, however
+    long its ``timeout`` (its first decisions must not hold the store down)."""
+    dead, healthy = cluster.servers[0], cluster.servers[1]  # dead holds slot 0
+    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port})
+    a.store.close()
+    caplog.set_level(logging.WARNING, logger="meshlite.state")
+    dead.kill()
+    wait_until(lambda: _marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
+    late = Replica(cluster.url, a.store.prefix, a.names, 5.0, 0.05)
+
+    def decided_by_redis() -> list[bool]:
+        """Of three calls spending the burst of 2, which were decided through Redis."""
+        through = []
+        for _ in range(3):
+            fallbacks = dict(late.store.fallbacks)
+            late.admitted("quota-healthy")
+            through.append(late.store.fallbacks == fallbacks)
+        return through
+
+    assert decided_by_redis() == [True] * 3
+    assert not late.admitted("quota-healthy")  # the shared burst is spent
+
+    async def async_refusals() -> list[bool]:
+        """Three async calls: whether each was refused through Redis."""
+        refused = []
+        for _ in range(3):
+            fallbacks = dict(late.store.fallbacks)
+            try:
+                await late.mesh.call("quota-healthy", lambda backend: True)
+            except ml.RateLimitedError:
+                refused.append(late.store.fallbacks == fallbacks)
+            else:
+                refused.append(False)
+        await late.store.aclose()
+        return refused
+
+    try:
+        assert asyncio.run(async_refusals()) == [True] * 3, late.store.fallbacks
+    finally:
+        late.store.close()
+
+
+
+def test_a_probe_that_meets_the_dead_primary_ends_the_stores_own_outage_probe(
+        cluster: Any) -> None:
+    """While the store's own health is down (a ``PING`` reached no answer from one
+    primary), the decision that probes it may go to the dead primary's keys: its
+    failure is the probe's outcome, so the next decision probes again after the
+    backoff (``retry_interval``), not after the whole probe allowance (about
+    ``timeout``)."""
+    dead, healthy = cluster.servers[0], cluster.servers[1]
+    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port}, timeout=5.0)
+    assert a.admitted("quota-healthy")  # the client is made, its slot map read
+    dead.kill()
+    wait_until(lambda: _marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
+    assert not a.store.ping()  # one primary does not answer: the store is down
+    time.sleep(0.06)  # past the backoff (at most retry_interval)
+    assert a.admitted("quota-dead")  # the probe: the dead node, then a's own limiter
+    assert a.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    time.sleep(0.06)
+    fallbacks = dict(a.store.fallbacks)
+    assert a.admitted("quota-healthy")  # the next probe, answered: the second of 2
+    assert a.store.fallbacks == fallbacks  # decided in Redis
+    assert not a.admitted("quota-healthy")
+    assert a.store.fallbacks == fallbacks
+    a.store.close()
+
+
+def _marked_failed(cluster: Any, port: int) -> bool:
+    with redis.Redis(port=port, socket_timeout=1.0) as node:
+        return b"fail" in node.execute_command("CLUSTER", "NODES")
