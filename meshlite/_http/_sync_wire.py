@@ -219,12 +219,12 @@ class Urllib3Transport(httpx.BaseTransport):
         with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
         which builds the URL and headers itself."""
         stream = request.stream
-        if isinstance(stream, httpx.ByteStream):
-            body: Any = b"".join(stream) or None
-            chunked = False
-        else:  # a streamed body, sent chunked as httpx would
-            body, chunked = stream, True
-            headers.pop("transfer-encoding", None)
+        # A streamed body is framed by the headers httpx set for it, as httpx frames
+        # it: Content-Length when known (a multipart upload), else Transfer-Encoding:
+        # chunked. urllib3 picks the same from them; told chunked=True it would add
+        # chunked framing next to a Content-Length.
+        body: Any = (b"".join(stream) or None if isinstance(stream, httpx.ByteStream)
+                     else stream)
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
@@ -238,8 +238,7 @@ class Urllib3Transport(httpx.BaseTransport):
                 request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=self._timeout(given),
-                pool_timeout=_bounded((given or {}).get("pool")),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
-                chunked=chunked)
+                pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
         except (_u3.HTTPError, OSError) as error:
             raise map_error(error, request) from error
         return httpx.Response(
