@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import urllib3
 from _raw_http import RawServer
 
 import meshlite as ml
@@ -43,3 +44,39 @@ def test_sync_multipart_upload_is_framed_as_httpx_frames_it(server: RawServer) -
     assert _framing(head) == _framing(plain_head) == [b"content-length: 168"]
     assert len(body) == len(plain_body) == 168
     assert chunked == b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+
+
+def _targets(server: RawServer) -> list[bytes]:
+    return [head.split(b" ")[1] for head, _ in server.take()]
+
+
+TARGETS = ["/a%2Fb/c?x=%2f", "/q?a=1&a=2&b=&c", "/s%20p?x=a+b&y=a%20b", "/caf%C3%A9/ü?n=ü",
+           "/files/100%?filter[name]=x&q=%e2%9c%93", "/a/%2e%2e/b|{x}?`^"]
+
+
+def test_sync_request_target_is_sent_as_httpx_encodes_it(server: RawServer) -> None:
+    with httpx.Client(base_url=server.url) as plain:
+        for target in TARGETS:
+            plain.get(target)
+    expected = _targets(server)
+    with _mesh(server).http_sync("users") as client:
+        for target in TARGETS:
+            client.get(target)
+    # urllib3 re-encoded: %2f -> %2F, [ -> %5B, and after a stray % every escape
+    # encoded again (%e2 -> %25E2: another resource)
+    assert _targets(server) == expected
+    assert expected[4] == b"/files/100%?filter[name]=x&q=%e2%9c%93"
+    with urllib3.PoolManager() as others:  # other urllib3 users: encoded as before
+        others.request("GET", f"{server.url}/a b?q=%e2")
+    assert _targets(server) == [b"/a%20b?q=%E2"]
+
+
+async def test_async_request_target_is_sent_as_httpx_encodes_it(server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as plain:
+        for target in TARGETS:
+            await plain.get(target)
+    expected = _targets(server)
+    async with _mesh(server) as mesh:
+        for target in TARGETS:
+            await mesh.http("users").get(target)
+    assert _targets(server) == expected

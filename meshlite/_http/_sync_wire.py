@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import urllib3
+from urllib3 import connectionpool as _connectionpool
 from urllib3 import exceptions as _u3
 
 from .._clock import bounded
@@ -31,6 +32,32 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_a
 _NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 """One shared, immutable retry setting: the mesh's pipeline retries, urllib3 never
 (``retries=False`` would build a new ``Retry`` per request)."""
+
+
+class _Target(str):
+    """A request target (path and query) httpx has encoded: sent as it is."""
+
+    __slots__ = ()
+
+
+def _keep_encoded_targets() -> None:
+    """Make urllib3 send a :class:`_Target` as it is. Its pools encode each target
+    again (``_encode_target``): escapes in upper case (``%2f`` -> ``%2F``), ``[``,
+    ``|``... escaped, and after one stray ``%`` every escape encoded twice
+    (``/100%?q=%e2`` -> ``/100%25?q=%25E2``, another resource), where httpx sends
+    what it encoded. Every other target is still urllib3's to encode."""
+    encode = getattr(_connectionpool, "_encode_target", None)
+    if encode is None or getattr(encode, "keeps_encoded", False):
+        return
+
+    def encode_target(target: str) -> str:
+        return target if type(target) is _Target else encode(target)
+
+    encode_target.keeps_encoded = True  # type: ignore[attr-defined]
+    _connectionpool._encode_target = encode_target  # type: ignore[attr-defined]
+
+
+_keep_encoded_targets()
 
 
 def urllib3_options(options: dict[str, Any]) -> bool:
@@ -235,7 +262,7 @@ class Urllib3Transport(httpx.BaseTransport):
             self._pools[key] = pool
         try:
             response = pool.urlopen(
-                request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
+                request.method, _Target(path), body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=self._timeout(given),
                 pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
