@@ -80,3 +80,28 @@ async def test_async_request_target_is_sent_as_httpx_encodes_it(server: RawServe
         for target in TARGETS:
             await mesh.http("users").get(target)
     assert _targets(server) == expected
+
+
+def _early_hints(head: bytes, body: bytes) -> bytes:
+    if head.startswith(b"GET /hints "):
+        return (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 102 Processing\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"
+
+
+def test_sync_informational_answers_are_skipped_as_httpx_skips_them() -> None:
+    server = RawServer(_early_hints)
+    try:
+        with httpx.Client(base_url=server.url) as plain:
+            expected = plain.get("/hints")
+        with _mesh(server).http_sync("users") as client:
+            response = client.get("/hints")
+            following = client.get("/next")  # on the same connection
+    finally:
+        server.close()
+    # http.client skips 100 alone: the 103 was the answer, the 200 left unread
+    # on the connection for the next request
+    assert (response.status_code, response.content) == (expected.status_code,
+                                                        expected.content) == (200, b"final")
+    assert following.content == b"next"

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 import urllib3
-from urllib3 import connectionpool as _connectionpool
 from urllib3 import exceptions as _u3
 
 from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
+from ._urllib3_parts import Target, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
@@ -32,32 +32,6 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_a
 _NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 """One shared, immutable retry setting: the mesh's pipeline retries, urllib3 never
 (``retries=False`` would build a new ``Retry`` per request)."""
-
-
-class _Target(str):
-    """A request target (path and query) httpx has encoded: sent as it is."""
-
-    __slots__ = ()
-
-
-def _keep_encoded_targets() -> None:
-    """Make urllib3 send a :class:`_Target` as it is. Its pools encode each target
-    again (``_encode_target``): escapes in upper case (``%2f`` -> ``%2F``), ``[``,
-    ``|``... escaped, and after one stray ``%`` every escape encoded twice
-    (``/100%?q=%e2`` -> ``/100%25?q=%25E2``, another resource), where httpx sends
-    what it encoded. Every other target is still urllib3's to encode."""
-    encode = getattr(_connectionpool, "_encode_target", None)
-    if encode is None or getattr(encode, "keeps_encoded", False):
-        return
-
-    def encode_target(target: str) -> str:
-        return target if type(target) is _Target else encode(target)
-
-    encode_target.keeps_encoded = True  # type: ignore[attr-defined]
-    _connectionpool._encode_target = encode_target  # type: ignore[attr-defined]
-
-
-_keep_encoded_targets()
 
 
 def urllib3_options(options: dict[str, Any]) -> bool:
@@ -151,16 +125,6 @@ class Body(httpx.SyncByteStream):
             self._response.close()  # part of the body is unread: not reusable
 
 
-class _UnverifiedPool(urllib3.HTTPSConnectionPool):
-    """The pool of a service that turned verification off (``TLS(verify=False)``):
-    that was its choice, so no ``InsecureRequestWarning`` on every request."""
-
-    def _validate_conn(self, conn: Any) -> None:
-        urllib3.HTTPConnectionPool._validate_conn(self, conn)
-        if conn.is_closed:
-            conn.connect()
-
-
 _HEADER_SETS = 64
 """Distinct sets of request headers a transport keeps converted."""
 
@@ -201,9 +165,8 @@ class Urllib3Transport(httpx.BaseTransport):
         # Given to https pools only: before urllib3 2.8 a plain-http pool refuses it.
         self._https: dict[str, Any] = {
             "assert_hostname": None if ssl_context.check_hostname else False}
-        if ssl_context.verify_mode == ssl.CERT_NONE:
-            self._manager.pool_classes_by_scheme = {
-                "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
+        self._manager.pool_classes_by_scheme = pool_classes(
+            ssl_context.verify_mode != ssl.CERT_NONE)
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
         self._headers: dict[tuple[tuple[bytes, bytes], ...], dict[str, str]] = {}
         # The manager's pool per host, found without normalising a pool key each time.
@@ -262,7 +225,7 @@ class Urllib3Transport(httpx.BaseTransport):
             self._pools[key] = pool
         try:
             response = pool.urlopen(
-                request.method, _Target(path), body=body, headers=headers, retries=_NO_RETRIES,
+                request.method, Target(path), body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=self._timeout(given),
                 pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
