@@ -105,3 +105,30 @@ def test_sync_informational_answers_are_skipped_as_httpx_skips_them() -> None:
     assert (response.status_code, response.content) == (expected.status_code,
                                                         expected.content) == (200, b"final")
     assert following.content == b"next"
+
+
+def _header_lines(head: bytes, *names: bytes) -> list[bytes]:
+    return [line for line in head.split(b"\r\n")[1:] if line.split(b":")[0].lower() in names]
+
+
+def test_sync_repeated_request_headers_reach_the_backend_each_on_its_line(
+        server: RawServer) -> None:
+    headers = [("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2"),
+               ("X-Tag", "a, b"), ("x-tag", "c"), ("X-Tag", "d")]
+    with httpx.Client(base_url=server.url) as plain:
+        plain.get("/h", headers=headers)
+    with _mesh(server).http_sync("users") as client:
+        client.get("/h", headers=headers)
+        client.get("/h", headers=headers)  # from the transport's remembered sets
+    names = (b"x-forwarded-for", b"x-tag")
+    heads = [head for head, _ in server.take()]
+    assert [_header_lines(head, b"host") for head in heads[1:]] == [
+        [f"host: 127.0.0.1:{server.port}".encode()]] * 2
+    expected, *sent = (_header_lines(head, *names) for head in heads)
+    # joined with ", " they were one X-Tag "a, b, c, d": four values, not three
+    assert expected == [b"X-Forwarded-For: 10.0.0.1", b"X-Forwarded-For: 10.0.0.2",
+                        b"X-Tag: a, b", b"x-tag: c", b"X-Tag: d"]
+    # the values and their order as httpx sends them; a repeated name is spelled as
+    # its first (names are case-insensitive, RFC 9110 5.1)
+    assert [[line.lower() for line in lines] for lines in sent] == [
+        [line.lower() for line in expected]] * 2

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import urllib3
+from urllib3 import HTTPHeaderDict
 from urllib3 import exceptions as _u3
 
 from .._clock import bounded
@@ -132,18 +133,36 @@ _MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CAL
 """Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
 
 
-def wire_headers(request: httpx.Request) -> dict[str, str]:
-    """``request``'s headers as urllib3 sends them: a plain dict (repeated names
-    joined with ", ", RFC 9110 5.3), names as the request spelled them except those
-    the mesh sets (:data:`_MESH_SET`, in lower case, so setting one replaces it).
-    urllib3 iterates an ``HTTPHeaderDict`` in Python, about 50 calls a request; a
-    dict costs none."""
+Headers = dict[str, str] | HTTPHeaderDict
+"""Request headers as the sync wire sends them (see :func:`wire_headers`)."""
+
+
+def wire_headers(request: httpx.Request) -> Headers:
+    """``request``'s headers as urllib3 sends them, names as the request spelled
+    them except those the mesh sets (:data:`_MESH_SET`, in lower case, so setting
+    one replaces it): a plain dict, or, when a name repeats, an ``HTTPHeaderDict``,
+    which sends each value on its own line as httpx does (joined with ", ", a
+    value holding a comma, or a Cookie, would change meaning), all spelled as the
+    first. urllib3 iterates an
+    ``HTTPHeaderDict`` in Python, about 50 calls a request; a dict costs none."""
     headers: dict[str, str] = {}
     for key, value in request.headers.raw:
-        name, text = key.decode("latin-1"), value.decode("latin-1")
+        name = key.decode("latin-1")
         if (lower := name.lower()) in _MESH_SET:
             name = lower
-        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        if name in headers or (len(headers) < len(request.headers.raw) - 1 and any(
+                k.lower() == lower for k in headers)):
+            return _repeated(request)
+        headers[name] = value.decode("latin-1")
+    return headers
+
+
+def _repeated(request: httpx.Request) -> HTTPHeaderDict:
+    headers = HTTPHeaderDict()
+    for key, value in request.headers.raw:
+        name = key.decode("latin-1")
+        headers.add(name.lower() if name.lower() in _MESH_SET else name,
+                    value.decode("latin-1"))
     return headers
 
 
@@ -168,7 +187,7 @@ class Urllib3Transport(httpx.BaseTransport):
         self._manager.pool_classes_by_scheme = pool_classes(
             ssl_context.verify_mode != ssl.CERT_NONE)
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
-        self._headers: dict[tuple[tuple[bytes, bytes], ...], dict[str, str]] = {}
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         # The manager's pool per host, found without normalising a pool key each time.
         self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
 
@@ -183,7 +202,7 @@ class Urllib3Transport(httpx.BaseTransport):
                                                           read=_bounded(key[1]))
         return found
 
-    def headers(self, request: httpx.Request) -> dict[str, str]:
+    def headers(self, request: httpx.Request) -> Headers:
         """:func:`wire_headers` of ``request``, a new dict (the caller adds to it),
         remembered for the last few sets of headers (most requests of a client
         carry the same)."""
@@ -193,7 +212,7 @@ class Urllib3Transport(httpx.BaseTransport):
             if len(self._headers) >= _HEADER_SETS:
                 self._headers.clear()
             found = self._headers[raw] = wire_headers(request)
-        return dict(found)
+        return dict(found) if type(found) is dict else HTTPHeaderDict(found)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
@@ -203,7 +222,7 @@ class Urllib3Transport(httpx.BaseTransport):
                          request.extensions.get("timeout"))
 
     def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
-             path: str, headers: dict[str, str],
+             path: str, headers: Headers,
              given: dict[str, float | None] | None) -> httpx.Response:
         """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
         with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
