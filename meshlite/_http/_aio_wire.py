@@ -44,6 +44,10 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries")
 _LARGE = 1024 * 1024
 """Bodies above this many bytes are handed to aiohttp as a file (as it asks)."""
 
+_HEAD = 100 * 1024
+"""The most bytes of a response head httpx reads (httpcore's bound): aiohttp's own
+defaults (8190 bytes a line, 128 headers) refused heads httpx takes."""
+
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
                                     sock_connect=None)
 
@@ -142,7 +146,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
-            trust_env=False, raise_for_status=False)
+            trust_env=False, raise_for_status=False, max_line_size=_HEAD,
+            max_field_size=_HEAD, max_headers=_HEAD // 4)  # at least 4 bytes a header
         without_resend(session)
         return session
 
