@@ -4,7 +4,9 @@ aiohttp client talking to the backend directly (a raw loopback server records it
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -152,3 +154,54 @@ async def test_async_large_response_head_is_read_as_httpx_reads_it() -> None:
     # aiohttp's defaults (8190 bytes a line, 128 headers) refused it: RemoteProtocolError
     assert list(response.headers.multi_items()) == list(expected.headers.multi_items())
     assert len(response.headers["x-big"]) == 20000
+
+
+class _FirstBusy:
+    """Answers 503 to the first request it sees, then 200 (shared by two servers)."""
+
+    def __init__(self) -> None:
+        self.busy = True
+
+    def __call__(self, head: bytes, body: bytes) -> bytes:
+        if self.busy:
+            self.busy = False
+            return b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class _Pipe:
+    """A file that cannot be rewound (a pipe, a socket)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["http", "http_sync"])
+async def test_multipart_upload_of_bytes_or_a_seekable_file_is_retried(sync: bool) -> None:
+    answer = _FirstBusy()
+    servers = [RawServer(answer), RawServer(answer)]
+    mesh = ml.Mesh([ml.Service("users", [s.url for s in servers], balancer="round_robin")])
+
+    async def put(**files: Any) -> int:
+        answer.busy = True
+        if sync:
+            with mesh.http_sync("users") as client:
+                return client.put("/m", files=files).status_code
+        return (await mesh.http("users").put("/m", files=files)).status_code
+
+    try:
+        async with mesh:
+            # PUT is retried (docs/mesh.md); httpx renders a multipart body again each
+            # time it is sent, from the start of each file
+            assert await put(f=("n.txt", b"data"), g=("m.txt", io.BytesIO(b"file"))) == 200
+            sent = [body for s in servers for _, body in s.take()]
+            assert len(sent) == 2 and sent[0] == sent[1] and b"file" in sent[0]
+            assert await put(f=("n.txt", _Pipe(b"data"))) == 503  # read once: not resent
+            assert len([body for s in servers for _, body in s.take()]) == 1
+    finally:
+        for s in servers:
+            s.close()

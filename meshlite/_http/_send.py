@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import cast
 
 import httpx
+from httpx._multipart import MultipartStream
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -169,10 +170,26 @@ def _clamped(given: dict[str, float | None] | None, left: float
 
 
 def _replayable(request: httpx.Request, service: Service) -> bool:
-    if not isinstance(request.stream, httpx.ByteStream):
+    if not _rewinds(request.stream):
         return False  # a streamed body cannot be sent twice
     return (request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
             or "idempotency-key" in request.headers)
+
+
+def _rewinds(stream: object) -> bool:
+    """Whether ``stream`` sends the same bytes each time it is sent: bytes, or httpx's
+    multipart body whose files are bytes or seekable (httpx renders it again each
+    time, from the start of each file); not an iterator, nor a file read once."""
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    if not isinstance(stream, MultipartStream):
+        return False
+    for field in stream.fields:
+        file = getattr(field, "file", b"")  # a FileField's
+        if not isinstance(file, str | bytes) and not (
+                callable(getattr(file, "seekable", None)) and file.seekable()):
+            return False
+    return True
 
 
 def _tls_failure(call: Call, backend: Backend, request: httpx.Request,
