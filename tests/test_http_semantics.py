@@ -205,3 +205,27 @@ async def test_multipart_upload_of_bytes_or_a_seekable_file_is_retried(sync: boo
     finally:
         for s in servers:
             s.close()
+
+
+def _odd_headers(head: bytes, body: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nX-Latin: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n"
+            b"set-cookie: a=1\r\nSet-Cookie: b=2\r\nX-Space:   padded  \r\nX-Empty:\r\n"
+            b"Content-Length: 2\r\n\r\nok")
+
+
+async def test_response_headers_arrive_as_httpx_reads_them() -> None:
+    server = RawServer(_odd_headers)
+    try:
+        with httpx.Client(base_url=server.url) as plain:
+            expected = plain.get("/")
+        async with _mesh(server) as mesh:
+            routed = await mesh.http("users").get("/")
+        with _mesh(server).http_sync("users") as client:
+            sync = client.get("/")  # raised UnicodeEncodeError on the byte \xe9
+    finally:
+        server.close()
+    assert routed.headers.raw == expected.headers.raw
+    assert [(k.lower(), v) for k, v in sync.headers.raw] == [
+        (k.lower(), v) for k, v in expected.headers.raw]
+    assert (sync.headers["x-latin"], sync.headers["x-utf8"]) == (
+        expected.headers["x-latin"], expected.headers["x-utf8"]) == ("café", "cafÃ©")

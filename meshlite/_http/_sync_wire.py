@@ -250,8 +250,13 @@ class Urllib3Transport(httpx.BaseTransport):
                 pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
         except (_u3.HTTPError, OSError) as error:
             raise map_error(error, request) from error
+        # http.client decodes header bytes as latin-1: encoding them back so gives
+        # httpx the bytes the server sent (as str, httpx encodes them as ASCII and
+        # raised UnicodeEncodeError on a byte such as \xe9); it also keeps the
+        # trailing whitespace httpx strips (RFC 9110 5.5)
         return httpx.Response(
-            response.status, headers=list(response.headers.iteritems()),
+            response.status, headers=[(k.encode("latin-1"), v.rstrip(" \t").encode("latin-1"))
+                                      for k, v in response.headers.iteritems()],
             stream=Body(response, request),
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
