@@ -229,3 +229,21 @@ async def test_response_headers_arrive_as_httpx_reads_them() -> None:
         (k.lower(), v) for k, v in expected.headers.raw]
     assert (sync.headers["x-latin"], sync.headers["x-utf8"]) == (
         expected.headers["x-latin"], expected.headers["x-utf8"]) == ("café", "cafÃ©")
+
+
+async def test_async_request_header_bytes_reach_the_backend_as_given(
+        server: RawServer) -> None:
+    headers = {"X-Utf8": "café".encode(), "X-Latin": b"caf\xe9", "X-Plain": b"ok"}
+    async with httpx.AsyncClient(base_url=server.url) as plain:
+        await plain.get("/", headers=headers)
+    async with _mesh(server) as mesh:
+        await mesh.http("users").get("/", headers=headers)  # routed
+        async with httpx.AsyncClient() as direct:  # (built as a plain client would)
+            request = direct.build_request("GET", f"{server.url}/", headers=headers)
+        await mesh.http("users").send(request)  # another host: passed through
+    names = (b"x-utf8", b"x-latin", b"x-plain")
+    expected, *sent = (_header_lines(head, *names) for head, _ in server.take())
+    # aiohttp wrote latin-1-decoded text as UTF-8: b"caf\xc3\xa9" arrived as
+    # b"caf\xc3\x83\xc2\xa9"
+    assert expected == [b"X-Utf8: caf\xc3\xa9", b"X-Latin: caf\xe9", b"X-Plain: ok"]
+    assert sent == [expected, expected]

@@ -30,7 +30,7 @@ from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop
 from ._retire import busy
 
-__all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
+__all__ = ["AiohttpTransport", "aiohttp_options", "map_error", "wire_headers"]
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 """Headers aiohttp would add on its own: httpx already sets what it means to send."""
@@ -75,6 +75,17 @@ def map_error(error: BaseException, request: httpx.Request) -> BaseException:
 
 
 _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def wire_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
+    """Request headers as text aiohttp writes back to the bytes given (it encodes
+    text as UTF-8: latin-1 text turned b"caf\xc3\xa9" into b"caf\xc3\x83\xc2\xa9"),
+    or None when one is not UTF-8 (a latin-1 byte), which aiohttp cannot write as
+    given: httpcore sends that request."""
+    try:
+        return [(k.decode(), v.decode()) for k, v in raw]
+    except UnicodeDecodeError:
+        return None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -165,9 +176,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
-        if not isinstance(request.stream, httpx.ByteStream):
-            return await self._streamed(request)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        headers = (wire_headers(request.headers.raw)
+                   if isinstance(request.stream, httpx.ByteStream) else None)
+        if headers is None:
+            return await self.over_httpcore(request)
         return await self.send(request, URL(str(request.url), encoded=True), headers,
                                self.client_timeout(request.extensions.get("timeout")))
 
@@ -196,10 +208,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (
                 response.reason or "").encode("utf-8", "surrogateescape")})
 
-    async def _streamed(self, request: httpx.Request) -> httpx.Response:
-        # A streamed upload goes over httpcore, which frames it as httpx always did
-        # and, unlike aiohttp's strict parser, ignores what a server that never read
-        # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
+    async def over_httpcore(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` over httpcore: a streamed upload, which httpcore frames as
+        httpx always did and, unlike aiohttp's strict parser, ignores what a server
+        that never read the chunked body sends after its answer; or headers aiohttp
+        cannot write as given (:func:`wire_headers`). Others stay on aiohttp."""
         return await self._httpcore.handle_async_request(request)
 
     def busy(self) -> bool:

@@ -19,7 +19,7 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
-from ._aio_wire import AiohttpTransport
+from ._aio_wire import AiohttpTransport, wire_headers
 from ._outgoing import (
     IDEMPOTENT_METHODS,
     KeptBody,
@@ -90,10 +90,14 @@ class Call:
     def exchange(self, target: Target) -> Awaitable[httpx.Response]:
         """Send this attempt over the aiohttp wire (``target.origin`` is set) without
         building an ``httpx.Request`` for it: the URL and headers go to aiohttp
-        directly."""
+        directly (headers it cannot write as given go over httpcore, as an
+        ``httpx.Request``)."""
         request = self.request
-        headers = CIMultiDict([(k.decode("latin-1"), v.decode("latin-1"))
-                               for k, v in request.headers.raw])
+        wire: AiohttpTransport = target.transport
+        given_headers = wire_headers(request.headers.raw)
+        if given_headers is None:  # bytes aiohttp cannot write as given
+            return wire.over_httpcore(self.attempt(target))
+        headers = CIMultiDict(given_headers)
         headers["Host"] = target.netloc
         url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
         given = request.extensions.get("timeout")
@@ -102,7 +106,6 @@ class Call:
         stamp(headers, self.pools.headers, request.method, url, left, self.service.caller())
         if left is not None:
             given = _clamped(given, left)
-        wire: AiohttpTransport = target.transport
         return wire.send(request, url, headers, wire.client_timeout(given))
 
     def exchange_sync(self, target: Target) -> httpx.Response:
