@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import urllib3
-from _raw_http import RawServer
+from _raw_http import CLOSE, RawServer
 
 import meshlite as ml
 
@@ -247,3 +247,23 @@ async def test_async_request_header_bytes_reach_the_backend_as_given(
     # b"caf\xc3\x83\xc2\xa9"
     assert expected == [b"X-Utf8: caf\xc3\xa9", b"X-Latin: caf\xe9", b"X-Plain: ok"]
     assert sent == [expected, expected]
+
+
+def _http10(head: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.0 200 Fine\r\nContent-Length: 2\r\n\r\nok" + CLOSE
+
+
+async def test_http_version_is_the_one_the_backend_answered_with() -> None:
+    server = RawServer(_http10)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as plain:
+            expected = await plain.get("/")
+        async with _mesh(server) as mesh:
+            routed = await mesh.http("users").get("/")
+        with _mesh(server).http_sync("users") as client:
+            sync = client.get("/")
+    finally:
+        server.close()
+    # both wires said HTTP/1.1 whatever the server said
+    assert expected.http_version == routed.http_version == sync.http_version == "HTTP/1.0"
+    assert expected.reason_phrase == routed.reason_phrase == sync.reason_phrase == "Fine"

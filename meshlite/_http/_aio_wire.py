@@ -203,9 +203,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # aiohttp decodes the reason as UTF-8 with surrogateescape: encoding it back so
         # gives the bytes the server sent, whatever they are (latin-1 raised on "✓"
         # or a stray byte, a UnicodeEncodeError out of the caller's request).
+        version = b"HTTP/1.0" if response.version == aiohttp.HttpVersion10 else b"HTTP/1.1"
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=_Body(response, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (
+            extensions={"http_version": version, "reason_phrase": (
                 response.reason or "").encode("utf-8", "surrogateescape")})
 
     async def over_httpcore(self, request: httpx.Request) -> httpx.Response:

@@ -258,7 +258,7 @@ class Urllib3Transport(httpx.BaseTransport):
             response.status, headers=[(k.encode("latin-1"), v.rstrip(" \t").encode("latin-1"))
                                       for k, v in response.headers.iteritems()],
             stream=Body(response, request),
-            extensions={"http_version": b"HTTP/1.1",
+            extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
     def busy(self) -> bool:
