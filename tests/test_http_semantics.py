@@ -267,3 +267,47 @@ async def test_http_version_is_the_one_the_backend_answered_with() -> None:
     # both wires said HTTP/1.1 whatever the server said
     assert expected.http_version == routed.http_version == sync.http_version == "HTTP/1.0"
     assert expected.reason_phrase == routed.reason_phrase == sync.reason_phrase == "Fine"
+
+
+BROKEN = {
+    "/nothing": CLOSE,  # closed before answering
+    "/head-cut": b"HTTP/1.1 200 OK\r\nX-A: b" + CLOSE,
+    "/body-cut": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort" + CLOSE,
+    "/chunk-cut": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab" + CLOSE,
+    "/two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok" + CLOSE,
+    "/bad-status": b"HTTP/1.1 abc OK\r\nContent-Length: 2\r\n\r\nok" + CLOSE,
+}
+
+
+def _broken(head: bytes, body: bytes) -> bytes:
+    return BROKEN[head.split(b" ")[1].decode()]
+
+
+def _raised(call: Any) -> type[BaseException] | None:
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - the type is the answer
+        return type(error)
+    return None
+
+
+@pytest.mark.parametrize("path", list(BROKEN))
+async def test_a_broken_answer_raises_what_httpx_raises(path: str) -> None:
+    server = RawServer(_broken)
+    try:
+        with httpx.Client(base_url=server.url) as plain:
+            expected = _raised(lambda: plain.get(path))
+        with _mesh(server).http_sync("users") as client:
+            sync = _raised(lambda: client.get(path))
+        async with _mesh(server) as mesh:
+            try:
+                await mesh.http("users").get(path)
+                routed = None
+            except Exception as error:  # noqa: BLE001
+                routed = type(error)
+    finally:
+        server.close()
+    # the sync wire answered a head cut short with a 200 and no body, and raised
+    # ReadError where httpx raises RemoteProtocolError
+    assert expected is httpx.RemoteProtocolError
+    assert sync is routed is expected

@@ -9,6 +9,7 @@ raises for the same failure.
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import time
 from collections.abc import Iterator
@@ -61,8 +62,13 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
         return httpx.ReadTimeout(text, request=request)
     if isinstance(error, _u3.ProtocolError):
         reason = error.args[1] if len(error.args) > 1 else None
-        if isinstance(reason, ConnectionResetError | BrokenPipeError):
+        # (closed without an answer: a ConnectionResetError to http.client, a
+        # protocol error to httpx, "Server disconnected without sending a response")
+        if (isinstance(reason, ConnectionResetError | BrokenPipeError)
+                and not isinstance(reason, http.client.RemoteDisconnected)):
             return httpx.ReadError(text, request=request)
+        return httpx.RemoteProtocolError(text, request=request)
+    if isinstance(error, _u3.InvalidHeader):  # conflicting Content-Lengths...
         return httpx.RemoteProtocolError(text, request=request)
     if isinstance(error, _u3.HTTPError | OSError):
         return httpx.ReadError(text, request=request)

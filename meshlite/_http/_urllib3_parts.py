@@ -40,11 +40,46 @@ def _keep_encoded_targets() -> None:
 _keep_encoded_targets()
 
 
+class _HeadReader:
+    """A response's file while its head is read: notes the end of the stream, which
+    http.client takes for the blank line that ends the head."""
+
+    __slots__ = ("_fp", "ended")
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+        self.ended = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._fp.readline(limit)
+        if not line:
+            self.ended = True
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 class _FinalResponse(http.client.HTTPResponse):
     """http.client's response, reading past every informational answer (1xx but
     101) to the final one, as httpx does: http.client skips ``100 Continue`` alone,
     so a ``103 Early Hints`` was taken for the answer and the real one left on the
-    connection for the next request."""
+    connection for the next request. A head the server cut short (closing before
+    its blank line) is an error, as in httpx, not a whole answer with no body."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        fp = self.fp
+        head = self.fp = _HeadReader(fp)
+        try:
+            super().begin()
+        finally:
+            if self.fp is head:
+                self.fp = fp
+        if head.ended:
+            raise http.client.HTTPException(
+                "the server closed the connection in the middle of the response head")
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:
