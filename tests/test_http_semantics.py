@@ -311,3 +311,42 @@ async def test_a_broken_answer_raises_what_httpx_raises(path: str) -> None:
     # ReadError where httpx raises RemoteProtocolError
     assert expected is httpx.RemoteProtocolError
     assert sync is routed is expected
+
+
+def _moved(head: bytes, body: bytes) -> bytes:
+    path = head.split(b" ")[1]
+    if path.startswith(b"/v1/old"):  # an absolute path, the backend's prefix in it
+        return b"HTTP/1.1 301 Moved\r\nLocation: /v1/new?x=1\r\nContent-Length: 0\r\n\r\n"
+    if path == b"/v1/out":  # outside the prefix: left as it is
+        return b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path)
+
+
+async def test_redirect_to_a_path_under_the_backends_prefix_stays_under_it() -> None:
+    server = RawServer(_moved)
+
+    def prefixed() -> ml.Mesh:
+        return ml.Mesh([ml.Service("users", [f"{server.url}/v1"], pipeline=ml.Pipeline())])
+
+    try:
+        async with httpx.AsyncClient(base_url=f"{server.url}/v1",
+                                     follow_redirects=True) as plain:
+            assert (await plain.get("/old")).text == "/v1/new?x=1"
+        async with prefixed() as mesh:
+            client = mesh.http("users", follow_redirects=True)
+            followed = await client.get("/old")
+            moved = await client.get("/old", follow_redirects=False)
+            out = await client.get("/out", follow_redirects=False)
+            session = mesh.aiohttp("users")
+            async with session.get("/old") as answer:
+                assert await answer.text() == "/v1/new?x=1"
+            await session.close()
+        with prefixed().http_sync("users", follow_redirects=True) as sync:
+            assert sync.get("/old").text == "/v1/new?x=1"
+    finally:
+        server.close()
+    # the prefix was sent twice: GET /v1/v1/new
+    assert followed.text == "/v1/new?x=1"
+    assert str(followed.url) == "http://users/new?x=1"
+    assert moved.headers["location"] == "/new?x=1"  # in the service's URLs
+    assert out.headers.raw[0] == (b"location", b"/elsewhere")

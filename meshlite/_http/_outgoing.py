@@ -28,7 +28,7 @@ from ..telemetry._spans import record_http_request, record_http_status
 
 __all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
            "check_base_url",
-           "is_failure", "name_failure", "parse_retry_after", "stamp"]
+           "is_failure", "name_failure", "parse_retry_after", "relocated", "stamp"]
 
 
 def _context_getter() -> Callable[[], Context]:
@@ -94,6 +94,26 @@ def check_base_url(address: str, client: str) -> None:
                           "it (each request's own path and query replace a query or "
                           "fragment); give it as http(s)://host:port/path, or use "
                           "mesh.call() for other backends", policy="routing")
+
+
+def relocated(raw: list[tuple[bytes, bytes]], prefix: str
+              ) -> list[tuple[bytes, bytes]] | None:
+    """A redirect's raw headers with its ``Location`` moved from the backend's URLs
+    into the service's, or None when it needs no move: an absolute path under the
+    backend's path ``prefix`` (``/v1/new`` from backend ``http://host/v1``) loses it
+    (``/new``), as a reverse proxy's default ``proxy_redirect`` does; followed as it
+    was, it would be sent to ``/v1/v1/new``. Any other ``Location`` (relative,
+    another path, another URL) is right as it is."""
+    for i, (name, value) in enumerate(raw):
+        if name.lower() == b"location":
+            location = value.decode("latin-1")
+            rest = location[len(prefix):]
+            if not location.startswith(prefix) or rest[:1] not in ("/", "?", "#", ""):
+                return None  # (/v10/x is not under /v1)
+            moved = list(raw)
+            moved[i] = (name, (rest if rest.startswith("/") else "/" + rest).encode("latin-1"))
+            return moved
+    return None
 
 
 def is_failure(status: int) -> bool:

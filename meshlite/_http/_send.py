@@ -26,6 +26,7 @@ from ._outgoing import (
     is_failure,
     name_failure,
     parse_retry_after,
+    relocated,
     stamp,
 )
 from ._pools import Pools, Target
@@ -227,6 +228,10 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         name_failure(error, call.service.name, backend.address)
         raise
     record_http_status(response.status_code)
+    if target.prefix and 300 <= response.status_code < 400:
+        moved = relocated(response.headers.raw, target.prefix.decode("ascii"))
+        if moved is not None:
+            response.headers = httpx.Headers(moved)
     if is_failure(response.status_code):
         kept = KeptBody()
         try:
@@ -266,6 +271,10 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         raise
     call.sent()
     record_http_status(response.status_code)
+    if target.prefix and 300 <= response.status_code < 400:
+        moved = relocated(response.headers.raw, target.prefix.decode("ascii"))
+        if moved is not None:
+            response.headers = httpx.Headers(moved)
     if is_failure(response.status_code):
         try:
             raw = _capped(response.iter_raw())
