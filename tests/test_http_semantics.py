@@ -199,7 +199,9 @@ async def test_multipart_upload_of_bytes_or_a_seekable_file_is_retried(sync: boo
             # time it is sent, from the start of each file
             assert await put(f=("n.txt", b"data"), g=("m.txt", io.BytesIO(b"file"))) == 200
             sent = [body for s in servers for _, body in s.take()]
-            assert len(sent) == 2 and sent[0] == sent[1] and b"file" in sent[0]
+            assert len(sent) == 2
+            assert sent[0] == sent[1]
+            assert b"file" in sent[0]
             assert await put(f=("n.txt", _Pipe(b"data"))) == 503  # read once: not resent
             assert len([body for s in servers for _, body in s.take()]) == 1
     finally:
@@ -216,8 +218,8 @@ def _odd_headers(head: bytes, body: bytes) -> bytes:
 async def test_response_headers_arrive_as_httpx_reads_them() -> None:
     server = RawServer(_odd_headers)
     try:
-        with httpx.Client(base_url=server.url) as plain:
-            expected = plain.get("/")
+        async with httpx.AsyncClient(base_url=server.url) as plain:
+            expected = await plain.get("/")
         async with _mesh(server) as mesh:
             routed = await mesh.http("users").get("/")
         with _mesh(server).http_sync("users") as client:
@@ -286,7 +288,7 @@ def _broken(head: bytes, body: bytes) -> bytes:
 def _raised(call: Any) -> type[BaseException] | None:
     try:
         call()
-    except Exception as error:  # noqa: BLE001 - the type is the answer
+    except Exception as error:
         return type(error)
     return None
 
@@ -303,7 +305,7 @@ async def test_a_broken_answer_raises_what_httpx_raises(path: str) -> None:
             try:
                 await mesh.http("users").get(path)
                 routed = None
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 routed = type(error)
     finally:
         server.close()
@@ -350,3 +352,30 @@ async def test_redirect_to_a_path_under_the_backends_prefix_stays_under_it() -> 
     assert str(followed.url) == "http://users/new?x=1"
     assert moved.headers["location"] == "/new?x=1"  # in the service's URLs
     assert out.headers.raw[0] == (b"location", b"/elsewhere")
+
+
+def _without_defaults(client: httpx.Client | httpx.AsyncClient) -> None:
+    for name in ("User-Agent", "Accept-Encoding", "Accept"):
+        del client.headers[name]
+
+
+async def test_sync_request_without_default_headers_gets_none_added(
+        server: RawServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as plain:
+        _without_defaults(plain)
+        await plain.get("/")
+    with _mesh(server).http_sync("users") as client:
+        _without_defaults(client)
+        client.get("/")  # routed
+        client.get(f"{server.url}/")  # passed through
+    static = ml.Service("users", [server.url], headers={"User-Agent": "static/1"})
+    with ml.Mesh([static]).http_sync("users") as client:
+        _without_defaults(client)
+        client.get("/")
+    expected, routed, passed, stamped = (
+        [line.lower() for line in head.split(b"\r\n")[1:]
+         if not line.lower().startswith(b"host:")] for head, _ in server.take())
+    # urllib3 added User-Agent: python-urllib3/..., http.client Accept-Encoding: identity
+    assert expected == [b"connection: keep-alive"]
+    assert routed == passed == expected
+    assert sorted(stamped) == [b"connection: keep-alive", b"user-agent: static/1"]

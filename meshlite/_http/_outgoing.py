@@ -26,7 +26,7 @@ from ..routing._address import base_url_problem
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
+__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "UNSENT", "KeptBody", "answered",
            "check_base_url",
            "is_failure", "name_failure", "parse_retry_after", "relocated", "stamp"]
 
@@ -116,6 +116,11 @@ def relocated(raw: list[tuple[bytes, bytes]], prefix: str
     return None
 
 
+UNSENT = "@@@SKIP_HEADER@@@"
+"""The value by which the sync wire tells urllib3 not to send a header it would add
+(``urllib3.util.SKIP_HEADER``, spelled here: this module never imports urllib3)."""
+
+
 def is_failure(status: int) -> bool:
     """Whether an answer counts as the backend's failure (5xx, or 429)."""
     return status >= 500 or status == 429
@@ -135,7 +140,8 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         give it to :func:`answered`), else None.
     """
     if static:
-        present = {key.lower() for key in headers}  # a plain dict is keyed in lower case
+        # (a header the sync wire marks as not to be sent is not the request's own)
+        present = {key.lower() for key, value in headers.items() if value != UNSENT}
         for name, value in static:
             if name.lower() not in present:
                 headers[name] = value

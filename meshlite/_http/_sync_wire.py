@@ -23,6 +23,7 @@ from urllib3 import exceptions as _u3
 
 from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
+from ._outgoing import UNSENT
 from ._urllib3_parts import Target, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
@@ -135,6 +136,10 @@ class Body(httpx.SyncByteStream):
 _HEADER_SETS = 64
 """Distinct sets of request headers a transport keeps converted."""
 
+_DEFAULTS = ("User-Agent", "Accept-Encoding")
+"""Headers urllib3 (``User-Agent: python-urllib3/...``) and http.client
+(``Accept-Encoding: identity``) add to a request without them."""
+
 _MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CALLER_HEADER})
 """Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
 
@@ -149,18 +154,19 @@ def wire_headers(request: httpx.Request) -> Headers:
     one replaces it): a plain dict, or, when a name repeats, an ``HTTPHeaderDict``,
     which sends each value on its own line as httpx does (joined with ", ", a
     value holding a comma, or a Cookie, would change meaning), all spelled as the
-    first. urllib3 iterates an
-    ``HTTPHeaderDict`` in Python, about 50 calls a request; a dict costs none."""
+    first. urllib3 iterates an ``HTTPHeaderDict`` in Python, about 50 calls a
+    request; a dict costs none. A ``User-Agent`` or ``Accept-Encoding`` the request
+    does not carry (the client's headers dropped it) is not sent either, where
+    urllib3 and http.client would add their own."""
     headers: dict[str, str] = {}
     for key, value in request.headers.raw:
         name = key.decode("latin-1")
         if (lower := name.lower()) in _MESH_SET:
             name = lower
-        if name in headers or (len(headers) < len(request.headers.raw) - 1 and any(
-                k.lower() == lower for k in headers)):
-            return _repeated(request)
+        if name in headers:  # (spelled otherwise, it is another key: its own line)
+            return _unadded(_repeated(request), request)
         headers[name] = value.decode("latin-1")
-    return headers
+    return _unadded(headers, request)
 
 
 def _repeated(request: httpx.Request) -> HTTPHeaderDict:
@@ -169,6 +175,14 @@ def _repeated(request: httpx.Request) -> HTTPHeaderDict:
         name = key.decode("latin-1")
         headers.add(name.lower() if name.lower() in _MESH_SET else name,
                     value.decode("latin-1"))
+    return headers
+
+
+def _unadded(headers: Headers, request: httpx.Request) -> Headers:
+    """``headers``, telling urllib3 not to add the defaults httpx does not send."""
+    for name in _DEFAULTS:
+        if name not in request.headers:
+            headers[name] = UNSENT
     return headers
 
 
