@@ -43,6 +43,8 @@ class RawServer:
 
     def __init__(self, answer: Callable[[bytes, bytes], bytes] = _ok) -> None:
         self.answer = answer
+        self.continues = True
+        """Whether a request with ``Expect: 100-continue`` gets ``100 Continue``."""
         self.requests: list[tuple[bytes, bytes]] = []
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -68,9 +70,10 @@ class RawServer:
 
     def _serve(self, conn: socket.socket) -> None:
         pending = b""
+        conn.settimeout(5)  # a client waiting for what it never sends: give up
         with conn:
             try:
-                while (request := _read(conn, pending)) is not None:
+                while (request := _read(conn, pending, self.continues)) is not None:
                     head, body, pending = request
                     self.requests.append((head, body))
                     out = self.answer(head, body)
@@ -88,7 +91,8 @@ def _more(conn: socket.socket, data: bytes) -> bytes:
     return data + chunk
 
 
-def _read(conn: socket.socket, data: bytes) -> tuple[bytes, bytes, bytes] | None:
+def _read(conn: socket.socket, data: bytes, continues: bool
+          ) -> tuple[bytes, bytes, bytes] | None:
     """One request off ``conn`` (``data``: bytes already read): head, body, the rest."""
     try:
         while b"\r\n\r\n" not in data:
@@ -96,7 +100,7 @@ def _read(conn: socket.socket, data: bytes) -> tuple[bytes, bytes, bytes] | None
     except ConnectionResetError:
         return None
     head, data = data.split(b"\r\n\r\n", 1)
-    if re.search(rb"\r\nexpect:[ \t]*100-continue", head, re.IGNORECASE):
+    if continues and re.search(rb"\r\nexpect:[ \t]*100-continue", head, re.IGNORECASE):
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     if _CHUNKED.search(head):
         while b"\r\n0\r\n\r\n" not in b"\r\n" + data:

@@ -379,3 +379,22 @@ async def test_sync_request_without_default_headers_gets_none_added(
     assert expected == [b"connection: keep-alive"]
     assert routed == passed == expected
     assert sorted(stamped) == [b"connection: keep-alive", b"user-agent: static/1"]
+
+
+def _no_continue(head: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def test_async_expect_continue_sends_the_body_at_once_as_httpx_does() -> None:
+    server = RawServer(_no_continue)
+    server.continues = False  # a server that never answers 100 Continue
+    try:
+        async with _mesh(server) as mesh:
+            response = await mesh.http("users", timeout=5).post(
+                "/", content=b"body", headers={"Expect": "100-continue"})
+    finally:
+        server.close()
+    # aiohttp waited for a 100 Continue before sending the body: both sides waited
+    # until the server gave up
+    assert response.content == b"body"
+    assert response.elapsed.total_seconds() < 4

@@ -80,12 +80,19 @@ _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 def wire_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
     """Request headers as text aiohttp writes back to the bytes given (it encodes
     text as UTF-8: latin-1 text turned b"caf\xc3\xa9" into b"caf\xc3\x83\xc2\xa9"),
-    or None when one is not UTF-8 (a latin-1 byte), which aiohttp cannot write as
-    given: httpcore sends that request."""
+    or None for a request aiohttp would not send as httpx does, which httpcore
+    sends: a header that is not UTF-8 (a latin-1 byte), which aiohttp cannot write
+    as given, or ``Expect`` (aiohttp holds the body back until a ``100 Continue``,
+    so a server that never sends one and waits for the body waits with it; httpx
+    sends the body at once)."""
     try:
-        return [(k.decode(), v.decode()) for k, v in raw]
+        headers = [(k.decode(), v.decode()) for k, v in raw]
     except UnicodeDecodeError:
         return None
+    for name, _ in raw:
+        if len(name) == 6 and name.lower() == b"expect":
+            return None
+    return headers
 
 
 class _Body(httpx.AsyncByteStream):
