@@ -15,6 +15,7 @@ what they saw before.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import ssl
 from collections.abc import AsyncIterator
@@ -47,6 +48,10 @@ _LARGE = 1024 * 1024
 _HEAD = 100 * 1024
 """The most bytes of a response head httpx reads (httpcore's bound): aiohttp's own
 defaults (8190 bytes a line, 128 headers) refused heads httpx takes."""
+
+_HEAD_LIMITS: dict[str, Any] = {"max_line_size": _HEAD, "max_field_size": _HEAD}
+if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:
+    _HEAD_LIMITS["max_headers"] = _HEAD // 4  # at least 4 bytes a header (recent aiohttp)
 
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
                                     sock_connect=None)
@@ -164,8 +169,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
-            trust_env=False, raise_for_status=False, max_line_size=_HEAD,
-            max_field_size=_HEAD, max_headers=_HEAD // 4)  # at least 4 bytes a header
+            trust_env=False, raise_for_status=False, **_HEAD_LIMITS)
         without_resend(session)
         return session
 
