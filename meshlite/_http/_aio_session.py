@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.client_middlewares import ClientHandlerType
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._context import CallContext, _current
@@ -41,6 +42,7 @@ from ._outgoing import (
     is_failure,
     name_failure,
     parse_retry_after,
+    relocated,
     stamp,
 )
 
@@ -65,10 +67,12 @@ class _Target:
     """What a session sends to one backend with: its URL origin (plus path prefix),
     ``Host`` and TLS context, and the URLs made for the paths sent there."""
 
-    __slots__ = ("netloc", "origin", "ssl", "urls")
+    __slots__ = ("netloc", "origin", "prefix", "ssl", "urls")
 
-    def __init__(self, origin: str, netloc: str, context: ssl.SSLContext | bool) -> None:
-        self.origin = origin  # scheme://host:port plus the backend's path prefix
+    def __init__(self, origin: str, prefix: str, netloc: str,
+                 context: ssl.SSLContext | bool) -> None:
+        self.origin = origin + prefix  # scheme://host:port plus the backend's path prefix
+        self.prefix = prefix
         self.netloc = netloc
         self.ssl = context
         # Parsing a URL is a tenth of the mesh's own work on a request; the paths a
@@ -137,9 +141,25 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     status = response.status
     if span is not None:
         answered(span, status)
+    if target.prefix and 300 <= status < 400:
+        _relocated(response, target.prefix)
     if is_failure(status):
         await _failure(backend, request, service, path, response)
     return response
+
+
+def _relocated(response: aiohttp.ClientResponse, prefix: str) -> None:
+    """Move a redirect's ``Location`` under the backend's path ``prefix`` into the
+    service's URLs (:func:`~meshlite._http._outgoing.relocated`), in place: the
+    headers aiohttp follows the redirect by and the caller reads."""
+    moved = relocated(list(response.raw_headers), prefix)
+    if moved is not None:
+        response._raw_headers = tuple(moved)
+        response._headers = CIMultiDictProxy(CIMultiDict(
+            (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for k, v in moved))
+        for cached in ("headers", "raw_headers"):  # aiohttp's reify keeps them once read
+            response._cache.pop(cached, None)
 
 
 async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Service,
@@ -208,9 +228,9 @@ class _Route:
             check_base_url(backend.address, "mesh.aiohttp()")
             url = URL(backend.address)
             context = service.ssl_context() if url.scheme == "https" else None
-            origin = str(url.origin()) + url.raw_path.rstrip("/")
             found = self._targets[key] = _Target(
-                origin, url.raw_authority, True if context is None else context)
+                str(url.origin()), url.raw_path.rstrip("/"), url.raw_authority,
+                True if context is None else context)
         return found
 
     def forget(self, service: Service, addresses: set[str]) -> None:

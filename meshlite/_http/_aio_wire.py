@@ -15,6 +15,7 @@ what they saw before.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import ssl
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop
 from ._retire import busy
 
-__all__ = ["AiohttpTransport", "aiohttp_options", "map_error"]
+__all__ = ["AiohttpTransport", "aiohttp_options", "map_error", "wire_headers"]
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 """Headers aiohttp would add on its own: httpx already sets what it means to send."""
@@ -43,6 +44,14 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries")
 
 _LARGE = 1024 * 1024
 """Bodies above this many bytes are handed to aiohttp as a file (as it asks)."""
+
+_HEAD = 100 * 1024
+"""The most bytes of a response head httpx reads (httpcore's bound): aiohttp's own
+defaults (8190 bytes a line, 128 headers) refused heads httpx takes."""
+
+_HEAD_LIMITS: dict[str, Any] = {"max_line_size": _HEAD, "max_field_size": _HEAD}
+if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:
+    _HEAD_LIMITS["max_headers"] = _HEAD // 4  # at least 4 bytes a header (recent aiohttp)
 
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
                                     sock_connect=None)
@@ -71,6 +80,24 @@ def map_error(error: BaseException, request: httpx.Request) -> BaseException:
 
 
 _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def wire_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
+    """Request headers as text aiohttp writes back to the bytes given (it encodes
+    text as UTF-8: latin-1 text turned b"caf\xc3\xa9" into b"caf\xc3\x83\xc2\xa9"),
+    or None for a request aiohttp would not send as httpx does, which httpcore
+    sends: a header that is not UTF-8 (a latin-1 byte), which aiohttp cannot write
+    as given, or ``Expect`` (aiohttp holds the body back until a ``100 Continue``,
+    so a server that never sends one and waits for the body waits with it; httpx
+    sends the body at once)."""
+    try:
+        headers = [(k.decode(), v.decode()) for k, v in raw]
+    except UnicodeDecodeError:
+        return None
+    for name, _ in raw:
+        if len(name) == 6 and name.lower() == b"expect":
+            return None
+    return headers
 
 
 class _Body(httpx.AsyncByteStream):
@@ -142,7 +169,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
-            trust_env=False, raise_for_status=False)
+            trust_env=False, raise_for_status=False, **_HEAD_LIMITS)
         without_resend(session)
         return session
 
@@ -160,9 +187,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
-        if not isinstance(request.stream, httpx.ByteStream):
-            return await self._streamed(request)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        headers = (wire_headers(request.headers.raw)
+                   if isinstance(request.stream, httpx.ByteStream) else None)
+        if headers is None:
+            return await self.over_httpcore(request)
         return await self.send(request, URL(str(request.url), encoded=True), headers,
                                self.client_timeout(request.extensions.get("timeout")))
 
@@ -186,15 +214,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # aiohttp decodes the reason as UTF-8 with surrogateescape: encoding it back so
         # gives the bytes the server sent, whatever they are (latin-1 raised on "✓"
         # or a stray byte, a UnicodeEncodeError out of the caller's request).
+        version = b"HTTP/1.0" if response.version == aiohttp.HttpVersion10 else b"HTTP/1.1"
         return httpx.Response(
             response.status, headers=response.raw_headers, stream=_Body(response, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (
+            extensions={"http_version": version, "reason_phrase": (
                 response.reason or "").encode("utf-8", "surrogateescape")})
 
-    async def _streamed(self, request: httpx.Request) -> httpx.Response:
-        # A streamed upload goes over httpcore, which frames it as httpx always did
-        # and, unlike aiohttp's strict parser, ignores what a server that never read
-        # the chunked body sends after its answer. Uploads of bytes stay on aiohttp.
+    async def over_httpcore(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` over httpcore: a streamed upload, which httpcore frames as
+        httpx always did and, unlike aiohttp's strict parser, ignores what a server
+        that never read the chunked body sends after its answer; or headers aiohttp
+        cannot write as given (:func:`wire_headers`). Others stay on aiohttp."""
         return await self._httpcore.handle_async_request(request)
 
     def busy(self) -> bool:

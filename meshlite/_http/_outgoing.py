@@ -26,9 +26,9 @@ from ..routing._address import base_url_problem
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "KeptBody", "answered",
+__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "UNSENT", "KeptBody", "answered",
            "check_base_url",
-           "is_failure", "name_failure", "parse_retry_after", "stamp"]
+           "is_failure", "name_failure", "parse_retry_after", "relocated", "stamp"]
 
 
 def _context_getter() -> Callable[[], Context]:
@@ -96,6 +96,31 @@ def check_base_url(address: str, client: str) -> None:
                           "mesh.call() for other backends", policy="routing")
 
 
+def relocated(raw: list[tuple[bytes, bytes]], prefix: str
+              ) -> list[tuple[bytes, bytes]] | None:
+    """A redirect's raw headers with its ``Location`` moved from the backend's URLs
+    into the service's, or None when it needs no move: an absolute path under the
+    backend's path ``prefix`` (``/v1/new`` from backend ``http://host/v1``) loses it
+    (``/new``), as a reverse proxy's default ``proxy_redirect`` does; followed as it
+    was, it would be sent to ``/v1/v1/new``. Any other ``Location`` (relative,
+    another path, another URL) is right as it is."""
+    for i, (name, value) in enumerate(raw):
+        if name.lower() == b"location":
+            location = value.decode("latin-1")
+            rest = location[len(prefix):]
+            if not location.startswith(prefix) or rest[:1] not in ("/", "?", "#", ""):
+                return None  # (/v10/x is not under /v1)
+            moved = list(raw)
+            moved[i] = (name, (rest if rest.startswith("/") else "/" + rest).encode("latin-1"))
+            return moved
+    return None
+
+
+UNSENT = "@@@SKIP_HEADER@@@"
+"""The value by which the sync wire tells urllib3 not to send a header it would add
+(``urllib3.util.SKIP_HEADER``, spelled here: this module never imports urllib3)."""
+
+
 def is_failure(status: int) -> bool:
     """Whether an answer counts as the backend's failure (5xx, or 429)."""
     return status >= 500 or status == 429
@@ -115,7 +140,8 @@ def stamp(headers: MutableMapping[str, str], static: Headers, method: str, url: 
         give it to :func:`answered`), else None.
     """
     if static:
-        present = {key.lower() for key in headers}  # a plain dict is keyed in lower case
+        # (a header the sync wire marks as not to be sent is not the request's own)
+        present = {key.lower() for key, value in headers.items() if value != UNSENT}
         for name, value in static:
             if name.lower() not in present:
                 headers[name] = value

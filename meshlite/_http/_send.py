@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import cast
 
 import httpx
+from httpx._multipart import MultipartStream
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -18,13 +19,14 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
-from ._aio_wire import AiohttpTransport
+from ._aio_wire import AiohttpTransport, wire_headers
 from ._outgoing import (
     IDEMPOTENT_METHODS,
     KeptBody,
     is_failure,
     name_failure,
     parse_retry_after,
+    relocated,
     stamp,
 )
 from ._pools import Pools, Target
@@ -89,10 +91,14 @@ class Call:
     def exchange(self, target: Target) -> Awaitable[httpx.Response]:
         """Send this attempt over the aiohttp wire (``target.origin`` is set) without
         building an ``httpx.Request`` for it: the URL and headers go to aiohttp
-        directly."""
+        directly (headers it cannot write as given go over httpcore, as an
+        ``httpx.Request``)."""
         request = self.request
-        headers = CIMultiDict([(k.decode("latin-1"), v.decode("latin-1"))
-                               for k, v in request.headers.raw])
+        wire: AiohttpTransport = target.transport
+        given_headers = wire_headers(request.headers.raw)
+        if given_headers is None:  # bytes aiohttp cannot write as given
+            return wire.over_httpcore(self.attempt(target))
+        headers = CIMultiDict(given_headers)
         headers["Host"] = target.netloc
         url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
         given = request.extensions.get("timeout")
@@ -101,7 +107,6 @@ class Call:
         stamp(headers, self.pools.headers, request.method, url, left, self.service.caller())
         if left is not None:
             given = _clamped(given, left)
-        wire: AiohttpTransport = target.transport
         return wire.send(request, url, headers, wire.client_timeout(given))
 
     def exchange_sync(self, target: Target) -> httpx.Response:
@@ -169,10 +174,26 @@ def _clamped(given: dict[str, float | None] | None, left: float
 
 
 def _replayable(request: httpx.Request, service: Service) -> bool:
-    if not isinstance(request.stream, httpx.ByteStream):
+    if not _rewinds(request.stream):
         return False  # a streamed body cannot be sent twice
     return (request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
             or "idempotency-key" in request.headers)
+
+
+def _rewinds(stream: object) -> bool:
+    """Whether ``stream`` sends the same bytes each time it is sent: bytes, or httpx's
+    multipart body whose files are bytes or seekable (httpx renders it again each
+    time, from the start of each file); not an iterator, nor a file read once."""
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    if not isinstance(stream, MultipartStream):
+        return False
+    for field in stream.fields:
+        file = getattr(field, "file", b"")  # a FileField's
+        if not isinstance(file, str | bytes) and not (
+                callable(getattr(file, "seekable", None)) and file.seekable()):
+            return False
+    return True
 
 
 def _tls_failure(call: Call, backend: Backend, request: httpx.Request,
@@ -207,6 +228,10 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
         name_failure(error, call.service.name, backend.address)
         raise
     record_http_status(response.status_code)
+    if target.prefix and 300 <= response.status_code < 400:
+        moved = relocated(response.headers.raw, target.prefix.decode("ascii"))
+        if moved is not None:
+            response.headers = httpx.Headers(moved)
     if is_failure(response.status_code):
         kept = KeptBody()
         try:
@@ -246,6 +271,10 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         raise
     call.sent()
     record_http_status(response.status_code)
+    if target.prefix and 300 <= response.status_code < 400:
+        moved = relocated(response.headers.raw, target.prefix.decode("ascii"))
+        if moved is not None:
+            response.headers = httpx.Headers(moved)
     if is_failure(response.status_code):
         try:
             raw = _capped(response.iter_raw())

@@ -9,6 +9,7 @@ raises for the same failure.
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import time
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ from typing import Any
 
 import httpx
 import urllib3
+from urllib3 import HTTPHeaderDict
 from urllib3 import exceptions as _u3
 
 from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
+from ._outgoing import UNSENT
+from ._urllib3_parts import Target, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
@@ -59,8 +63,13 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
         return httpx.ReadTimeout(text, request=request)
     if isinstance(error, _u3.ProtocolError):
         reason = error.args[1] if len(error.args) > 1 else None
-        if isinstance(reason, ConnectionResetError | BrokenPipeError):
+        # (closed without an answer: a ConnectionResetError to http.client, a
+        # protocol error to httpx, "Server disconnected without sending a response")
+        if (isinstance(reason, ConnectionResetError | BrokenPipeError)
+                and not isinstance(reason, http.client.RemoteDisconnected)):
             return httpx.ReadError(text, request=request)
+        return httpx.RemoteProtocolError(text, request=request)
+    if isinstance(error, _u3.InvalidHeader):  # conflicting Content-Lengths...
         return httpx.RemoteProtocolError(text, request=request)
     if isinstance(error, _u3.HTTPError | OSError):
         return httpx.ReadError(text, request=request)
@@ -124,35 +133,56 @@ class Body(httpx.SyncByteStream):
             self._response.close()  # part of the body is unread: not reusable
 
 
-class _UnverifiedPool(urllib3.HTTPSConnectionPool):
-    """The pool of a service that turned verification off (``TLS(verify=False)``):
-    that was its choice, so no ``InsecureRequestWarning`` on every request."""
-
-    def _validate_conn(self, conn: Any) -> None:
-        urllib3.HTTPConnectionPool._validate_conn(self, conn)
-        if conn.is_closed:
-            conn.connect()
-
-
 _HEADER_SETS = 64
 """Distinct sets of request headers a transport keeps converted."""
+
+_DEFAULTS = ("User-Agent", "Accept-Encoding")
+"""Headers urllib3 (``User-Agent: python-urllib3/...``) and http.client
+(``Accept-Encoding: identity``) add to a request without them."""
 
 _MESH_SET = frozenset({"host", "traceparent", "tracestate", DEADLINE_HEADER, CALLER_HEADER})
 """Headers a routed attempt sets itself: keyed in lower case, as it sets them."""
 
 
-def wire_headers(request: httpx.Request) -> dict[str, str]:
-    """``request``'s headers as urllib3 sends them: a plain dict (repeated names
-    joined with ", ", RFC 9110 5.3), names as the request spelled them except those
-    the mesh sets (:data:`_MESH_SET`, in lower case, so setting one replaces it).
-    urllib3 iterates an ``HTTPHeaderDict`` in Python, about 50 calls a request; a
-    dict costs none."""
+Headers = dict[str, str] | HTTPHeaderDict
+"""Request headers as the sync wire sends them (see :func:`wire_headers`)."""
+
+
+def wire_headers(request: httpx.Request) -> Headers:
+    """``request``'s headers as urllib3 sends them, names as the request spelled
+    them except those the mesh sets (:data:`_MESH_SET`, in lower case, so setting
+    one replaces it): a plain dict, or, when a name repeats, an ``HTTPHeaderDict``,
+    which sends each value on its own line as httpx does (joined with ", ", a
+    value holding a comma, or a Cookie, would change meaning), all spelled as the
+    first. urllib3 iterates an ``HTTPHeaderDict`` in Python, about 50 calls a
+    request; a dict costs none. A ``User-Agent`` or ``Accept-Encoding`` the request
+    does not carry (the client's headers dropped it) is not sent either, where
+    urllib3 and http.client would add their own."""
     headers: dict[str, str] = {}
     for key, value in request.headers.raw:
-        name, text = key.decode("latin-1"), value.decode("latin-1")
+        name = key.decode("latin-1")
         if (lower := name.lower()) in _MESH_SET:
             name = lower
-        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        if name in headers:  # (spelled otherwise, it is another key: its own line)
+            return _unadded(_repeated(request), request)
+        headers[name] = value.decode("latin-1")
+    return _unadded(headers, request)
+
+
+def _repeated(request: httpx.Request) -> HTTPHeaderDict:
+    headers = HTTPHeaderDict()
+    for key, value in request.headers.raw:
+        name = key.decode("latin-1")
+        headers.add(name.lower() if name.lower() in _MESH_SET else name,
+                    value.decode("latin-1"))
+    return headers
+
+
+def _unadded(headers: Headers, request: httpx.Request) -> Headers:
+    """``headers``, telling urllib3 not to add the defaults httpx does not send."""
+    for name in _DEFAULTS:
+        if name not in request.headers:
+            headers[name] = UNSENT
     return headers
 
 
@@ -174,11 +204,10 @@ class Urllib3Transport(httpx.BaseTransport):
         # Given to https pools only: before urllib3 2.8 a plain-http pool refuses it.
         self._https: dict[str, Any] = {
             "assert_hostname": None if ssl_context.check_hostname else False}
-        if ssl_context.verify_mode == ssl.CERT_NONE:
-            self._manager.pool_classes_by_scheme = {
-                "http": urllib3.HTTPConnectionPool, "https": _UnverifiedPool}
+        self._manager.pool_classes_by_scheme = pool_classes(
+            ssl_context.verify_mode != ssl.CERT_NONE)
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
-        self._headers: dict[tuple[tuple[bytes, bytes], ...], dict[str, str]] = {}
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         # The manager's pool per host, found without normalising a pool key each time.
         self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
 
@@ -193,7 +222,7 @@ class Urllib3Transport(httpx.BaseTransport):
                                                           read=_bounded(key[1]))
         return found
 
-    def headers(self, request: httpx.Request) -> dict[str, str]:
+    def headers(self, request: httpx.Request) -> Headers:
         """:func:`wire_headers` of ``request``, a new dict (the caller adds to it),
         remembered for the last few sets of headers (most requests of a client
         carry the same)."""
@@ -203,7 +232,7 @@ class Urllib3Transport(httpx.BaseTransport):
             if len(self._headers) >= _HEADER_SETS:
                 self._headers.clear()
             found = self._headers[raw] = wire_headers(request)
-        return dict(found)
+        return dict(found) if type(found) is dict else HTTPHeaderDict(found)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
@@ -213,18 +242,18 @@ class Urllib3Transport(httpx.BaseTransport):
                          request.extensions.get("timeout"))
 
     def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
-             path: str, headers: dict[str, str],
+             path: str, headers: Headers,
              given: dict[str, float | None] | None) -> httpx.Response:
         """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
         with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
         which builds the URL and headers itself."""
         stream = request.stream
-        if isinstance(stream, httpx.ByteStream):
-            body: Any = b"".join(stream) or None
-            chunked = False
-        else:  # a streamed body, sent chunked as httpx would
-            body, chunked = stream, True
-            headers.pop("transfer-encoding", None)
+        # A streamed body is framed by the headers httpx set for it, as httpx frames
+        # it: Content-Length when known (a multipart upload), else Transfer-Encoding:
+        # chunked. urllib3 picks the same from them; told chunked=True it would add
+        # chunked framing next to a Content-Length.
+        body: Any = (b"".join(stream) or None if isinstance(stream, httpx.ByteStream)
+                     else stream)
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
@@ -235,17 +264,21 @@ class Urllib3Transport(httpx.BaseTransport):
             self._pools[key] = pool
         try:
             response = pool.urlopen(
-                request.method, path, body=body, headers=headers, retries=_NO_RETRIES,
+                request.method, Target(path), body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=self._timeout(given),
-                pool_timeout=_bounded((given or {}).get("pool")),  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
-                chunked=chunked)
+                pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
         except (_u3.HTTPError, OSError) as error:
             raise map_error(error, request) from error
+        # http.client decodes header bytes as latin-1: encoding them back so gives
+        # httpx the bytes the server sent (as str, httpx encodes them as ASCII and
+        # raised UnicodeEncodeError on a byte such as \xe9); it also keeps the
+        # trailing whitespace httpx strips (RFC 9110 5.5)
         return httpx.Response(
-            response.status, headers=list(response.headers.iteritems()),
+            response.status, headers=[(k.encode("latin-1"), v.rstrip(" \t").encode("latin-1"))
+                                      for k, v in response.headers.iteritems()],
             stream=Body(response, request),
-            extensions={"http_version": b"HTTP/1.1",
+            extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
     def busy(self) -> bool:
