@@ -28,6 +28,7 @@ from yarl import URL
 
 from .._context import CallContext, _current
 from .._errors import ConfigError
+from ..policies._hedge_race import refuse_hedges
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
@@ -107,12 +108,7 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     # One attempt of a routed request (ctx.fn; the rest are ctx.args, set once per
     # call by _Route: the request, aiohttp's handler, the route, the service, the
     # request's raw path and query, and whether it may be sent twice).
-    ctx = _current.get()  # this attempt's context (a hedge's own copy, say)
-    if ctx is not None and ctx.hedge:
-        # Attempts re-point one ClientRequest in turn; racing ones would share it.
-        raise ConfigError(f"mesh.aiohttp({route.name!r}): ml.Hedge cannot race "
-                          "attempts of an aiohttp request; use mesh.http() for a hedged "
-                          "service", policy="routing")
+    ctx = _current.get()  # this attempt's context (a retry's, say)
     target = route.target(service, backend)
     request.url = url = target.url(path)
     headers = request.headers
@@ -160,6 +156,17 @@ def _relocated(response: aiohttp.ClientResponse, prefix: str) -> None:
             for k, v in moved))
         for cached in ("headers", "raw_headers"):  # aiohttp's reify keeps them once read
             response._cache.pop(cached, None)
+
+
+def _no_hedge(ctx: CallContext) -> ConfigError:
+    return ConfigError(f"mesh.aiohttp({ctx.service!r}): ml.Hedge cannot race attempts "
+                       "of an aiohttp request; use mesh.http() for a hedged service",
+                       policy="routing")
+
+
+# Attempts re-point one ClientRequest in turn; racing ones would share it. A Hedge
+# refuses before a backend is picked for a hedge (and an attempt pays no check).
+refuse_hedges(_attempt, _no_hedge)
 
 
 async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Service,

@@ -172,9 +172,16 @@ class Pools:
                 for a, t in gone.items()])
 
     def passthrough(self) -> Any:
-        """The transport for requests to hosts other than the service's own."""
+        """The transport for requests to hosts other than the service's own.
+
+        Raises:
+            MeshClosedError: these pools are closed (a transport made now would be
+                closed by no one).
+        """
         with self._lock:
             if self._passthrough is None:
+                if self._closed:
+                    raise self._closed_error()
                 self._passthrough = self._transport(own=False)
             return self._passthrough
 
@@ -220,6 +227,7 @@ class MeshPools:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._made: dict[tuple[Service, bool], Pools] = {}
+        self._closed = False  # all taken (the mesh closed): makes no Pools
         after_fork_in_child(self)
 
     def after_fork(self) -> None:
@@ -234,6 +242,11 @@ class MeshPools:
             with self._lock:
                 pools = self._made.get(key)
                 if pools is None:
+                    if self._closed:
+                        raise MeshClosedError(
+                            f"service {service.name!r}: the mesh's connection pools "
+                            "closed; open the mesh again to send", policy="mesh",
+                            service=service.name)
                     pools = self._made[key] = Pools(service, is_async)
         return pools
 
@@ -242,9 +255,11 @@ class MeshPools:
         return (service, is_async) in self._made
 
     def take(self, service: Service | None = None) -> tuple[list[Pools], list[Pools]]:
-        """Forget the pools of ``service`` (of every service when None) and return
-        them, async ones first, for the caller to close."""
+        """Forget the pools of ``service`` (of every service when None: the mesh
+        closes, and this registry makes no more) and return them, async ones first,
+        for the caller to close."""
         with self._lock:
+            self._closed = self._closed or service is None
             keys = [k for k in self._made if service is None or k[0] is service]
             taken = [(k[1], self._made.pop(k)) for k in keys]
         return [p for a, p in taken if a], [p for a, p in taken if not a]

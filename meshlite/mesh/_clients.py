@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .._http._dispatcher import Dispatcher
+    from ..routing._events import MeshClosedError
 
 __all__ = ["MeshClients"]
 
@@ -30,15 +31,25 @@ class MeshClients:
     ``Mesh``)."""
 
     _http: Any
+    _refusing: bool
 
     if TYPE_CHECKING:
         def _target(self, name: str) -> Any: ...  # MeshCalls': raises on an unknown name
+        def _refused(self) -> MeshClosedError: ...  # MeshCalls'
 
     def http_pools(self, service: Service, is_async: bool) -> Any:
         """The connection pools (one per backend) of ``service``'s async or sync HTTP
-        clients: the HTTP layer's, held here so that closing the mesh closes them."""
+        clients: the HTTP layer's, held here so that closing the mesh closes them.
+
+        Raises:
+            MeshClosedError: the mesh is closing or closed and its pools are gone: a
+                registry made now would be closed by no one (so a closed mesh's
+                clients refuse every request, passthrough ones too).
+        """
         http = self._http
         if http is None:
+            if self._refusing:
+                raise self._refused()
             from .._http._pools import MeshPools
 
             with _HTTP_LOCK:

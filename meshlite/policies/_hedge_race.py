@@ -8,19 +8,34 @@ timer, the hedge tasks and their outcomes, and settles the call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._clock import SystemClock
 from .._context import CallContext, run_as
+from .._errors import ConfigError
 from .._policy import AsyncHandler
 from ._notes import add_note
 
 if TYPE_CHECKING:
     from ._hedge import Hedge
 
-__all__ = ["Race"]
+__all__ = ["Race", "refuse_hedges"]
 
 _Attempt = asyncio.Task[Any]
+
+_REFUSED: list[tuple[Callable[..., Any], Callable[[CallContext], ConfigError]]] = []
+"""Call functions whose attempts cannot run side by side, with the error that says so."""
+
+
+def refuse_hedges(fn: Callable[..., Any], error: Callable[[CallContext], ConfigError]
+                  ) -> None:
+    """Have a Hedge start no hedge of a call whose function is ``fn`` (one whose
+    attempts share state, so they cannot race): the first hedge due is refused
+    before anything runs for it (no backend is picked), ``error(ctx)`` is recorded
+    as its failure, and no other hedge of the call starts. The primary attempt goes
+    on; the refusal is raised if it fails and no error of its own came after."""
+    _REFUSED.append((fn, error))
 
 
 def _fork(ctx: CallContext, index: int) -> CallContext:
@@ -84,6 +99,11 @@ class Race:
         if self.decided or self.closed or self.ctx.no_resend:
             return  # (no_resend: a request that must not be sent again)
         index, self.started = self.started, self.started + 1
+        refused = _refusal(self.ctx)
+        if refused is not None:  # no hedge of this call may start: none will
+            self.started = self.policy.options.max_hedges + 1
+            self.failures.append((index, refused))
+            return
         fork = _fork(self.ctx, index)
         hedge = self.loop.create_task(run_as(self.call_next, fork))
         self.hedges[hedge] = fork
@@ -172,6 +192,14 @@ class Race:
         pending += self.stale
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _refusal(ctx: CallContext) -> ConfigError | None:
+    fn = ctx.fn
+    for refused, error in _REFUSED:
+        if fn is refused:
+            return error(ctx)
+    return None
 
 
 def _exhausted(failures: list[tuple[int, BaseException]]) -> BaseException:

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_EJECTION_SECONDS",
     "OutlierDetection",
     "OutlierDetectionOptions",
+    "backend_failure",
 ]
 
 DEFAULT_CONSECUTIVE_FAILURES = 5
@@ -31,8 +32,10 @@ DEFAULT_FAILURE_RATE_WINDOW = 20
 """How many recent attempts per backend ``failure_rate`` is measured over."""
 
 
-def _backend_failure(error: BaseException) -> bool:
-    # A rejection or a config error is about this process, not about the backend.
+def backend_failure(error: BaseException) -> bool:
+    """Whether ``error``, ending an attempt, may count against its backend: a
+    rejection or a configuration error is about this process, never the backend's
+    (routing leaves such an attempt out of the backend's counts and latencies)."""
     return not isinstance(error, RejectedError | ConfigError)
 
 
@@ -98,7 +101,7 @@ class OutlierDetection:
         failure_rate_window: Attempts the failure rate is measured over, >= 1.
         max_ejection_seconds: Cap on one ejection, >= base_ejection_seconds.
         failure_on: Which errors count (same forms as ``on=`` of policies); default:
-            every error except meshlite rejections.
+            every error. A meshlite rejection or a ``ConfigError`` never counts.
         clock: Clock for the service using it, when the service has none of its own.
 
     Raises:
@@ -130,7 +133,7 @@ class OutlierDetection:
         )
         self.clock = optional_clock("OutlierDetection", clock)
         on = self.options.failure_on
-        self._counts = (_backend_failure if on is None
+        self._counts = (backend_failure if on is None
                         else error_predicate("OutlierDetection", "failure_on", on))
 
     def prepare(self, endpoint: Endpoint) -> None:

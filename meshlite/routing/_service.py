@@ -34,7 +34,7 @@ from ._endpoint import Endpoint
 from ._first_wave import FirstWave
 from ._health import HealthCheck, HealthChecker
 from ._http_pool import check_http_pool
-from ._outlier import OutlierDetection
+from ._outlier import OutlierDetection, backend_failure
 from ._rotation import Rotation
 from ._service_checks import (
     DEFAULT_RETRY_ATTEMPTS,
@@ -246,8 +246,11 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
     def _failed(self, endpoint: Endpoint, start: float, error: Exception,
                 ctx: CallContext) -> None:
         ctx.last_error = error
-        if ctx.deadline is not None and ctx.out_of_time() == "caller":
-            endpoint.abandoned(start)  # cut by the caller's time (its wire timeout)
+        if not backend_failure(error) or (
+                ctx.deadline is not None and ctx.out_of_time() == "caller"):
+            # A configuration error or a rejection (this process's, never the
+            # backend's), or cut by the caller's time (its wire timeout).
+            endpoint.abandoned(start)
             return
         endpoint.failed(start)
         detector = self.outlier_detection
