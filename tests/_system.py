@@ -119,7 +119,7 @@ def read_page(url: str, ready: str, script: str) -> Any:
         try:
             page = browser.new_page()
             page.goto(url)
-            page.wait_for_selector(ready, timeout=10000)
+            page.wait_for_selector(ready, timeout=30_000)  # a bound for a loaded machine
             return page.eval_on_selector_all(ready, script)
         finally:
             browser.close()
