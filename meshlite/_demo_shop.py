@@ -104,15 +104,15 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError(f"{url}: the service did not come up within {timeout:.0f} s")
 
 
-def _drive(result: ShopResult, requests: int) -> None:
+def _drive(result: ShopResult, requests: int, deadline_ms: int) -> None:
     with httpx.Client(base_url=result.urls["gateway"], timeout=10.0) as client:
         for i in range(requests):
             r = client.get(f"/checkout/tea-{i % 5}",
-                           headers={"x-meshlite-deadline": str(DEADLINE_MS)})
+                           headers={"x-meshlite-deadline": str(deadline_ms)})
             result.statuses[r.status_code] += 1
             if r.status_code == 200:  # the last one: past the first calls' warm-up
                 body = r.json()
-                result.budgets = {"client": float(DEADLINE_MS),
+                result.budgets = {"client": float(deadline_ms),
                                   "gateway": body["gateway_budget_ms"],
                                   "orders": body["order"]["orders_budget_ms"],
                                   "inventory": body["order"]["inventory"]
@@ -150,8 +150,10 @@ def _report(out: TextIO, result: ShopResult, fault_rate: float) -> None:
 
 def run_shop_demo(out: TextIO, err: TextIO, *, directory: str | None = None,
                   requests: int = 60, fault_rate: float = 0.3,
-                  otlp_endpoint: str | None = None) -> ShopResult:
-    """Start the shop, drive ``requests`` checkouts, print what the meshes did, stop.
+                  otlp_endpoint: str | None = None,
+                  deadline_ms: int = DEADLINE_MS) -> ShopResult:
+    """Start the shop, drive ``requests`` checkouts, each with a budget of
+    ``deadline_ms``, print what the meshes did, stop.
 
     Raises:
         ConfigError: ``examples/shop`` was not found.
@@ -168,7 +170,7 @@ def run_shop_demo(out: TextIO, err: TextIO, *, directory: str | None = None,
             processes[name] = subprocess.Popen(
                 [sys.executable, str(shop / f"{name}.py")], env=envs[name], cwd=shop)
             _wait_up(urls[name], processes[name])
-        _drive(result, requests)
+        _drive(result, requests, deadline_ms)
         time.sleep(1.2)  # let the dashboards' samplers see the last second
         _observe(result)
         _report(out, result, fault_rate)

@@ -9,14 +9,51 @@ on CI (``CI=true``), where a missing program fails the test: CI installs them al
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-__all__ = ["on_ci", "read_page", "require_program", "wait_for"]
+__all__ = ["free_port", "on_ci", "read_page", "require_program", "wait_for"]
+
+_ports = random.Random()  # which free port does not matter: no seed to keep
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (and ``bind(0)``)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+    except (OSError, ValueError):
+        return 49152, 65535  # the IANA range, which other systems use
+    return low, high
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing uses now, for a server a test starts on it.
+
+    Taken outside the kernel's ephemeral range where there is room: a port from
+    ``bind(0)`` lies inside it, where any process's next outgoing connection may take
+    it as its own local port before the server binds it (which then fails with
+    EADDRINUSE), and a busy machine makes many connections while a server starts.
+    """
+    low, high = _ephemeral_range()
+    spans = [(lo, hi) for lo, hi in ((10_000, low - 1), (high + 1, 65_535)) if hi - lo > 1000]
+    for _ in range(200 if spans else 0):
+        port = _ports.randint(*spans[0])  # below the range if there is room, else above
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def on_ci() -> bool:
@@ -82,7 +119,7 @@ def read_page(url: str, ready: str, script: str) -> Any:
         try:
             page = browser.new_page()
             page.goto(url)
-            page.wait_for_selector(ready, timeout=10000)
+            page.wait_for_selector(ready, timeout=30_000)  # a bound for a loaded machine
             return page.eval_on_selector_all(ready, script)
         finally:
             browser.close()

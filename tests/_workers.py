@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from _system import wait_for
+from _system import free_port, wait_for
 
 __all__ = ["APP", "free_port", "fresh", "running", "uvicorn_workers"]
 
@@ -61,14 +61,6 @@ APP = textwrap.dedent('''\
     app = Starlette(routes=[Route("/call", call), Route("/metrics", metrics),
                             Route("/prom", prom)], lifespan=lifespan)
     ''')
-
-
-def free_port() -> int:
-    """A loopback TCP port free at the time of asking."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def fresh() -> httpx.Client:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _system import free_port
 from opentelemetry.sdk.trace import TracerProvider
 
 import meshlite as ml
@@ -94,12 +94,6 @@ def servers() -> Iterator[list[Server]]:
     yield started
     for s in started:
         s.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fast_retry(attempts: int = 2, **kwargs: Any) -> ml.Pipeline:

@@ -31,7 +31,7 @@ async def _settled(mesh: ml.Mesh, name: str) -> None:
 
 
 async def test_tiny_client_deadlines_eject_no_backend_but_the_services_timeout_does() -> None:
-    async with FakeBackend(latency=0.4) as a, FakeBackend(latency=0.4) as b:
+    async with FakeBackend(latency=1.0) as a, FakeBackend(latency=1.0) as b:
         mesh = ml.Mesh([
             ml.Service("stock", [a.url, b.url], outlier_detection=_detection()),
             ml.Service("own", [a.url, b.url], pipeline=ml.Pipeline(ml.Timeout(0.1)),
@@ -50,7 +50,9 @@ async def test_tiny_client_deadlines_eject_no_backend_but_the_services_timeout_d
                                                Path("/sync/{name}", sync_view)]), mesh=mesh)
         async with mesh, AsgiServer(app) as server, \
                 httpx.AsyncClient(base_url=server.url) as client:
-            tiny = {"x-meshlite-deadline": "50"}  # milliseconds
+            # Milliseconds: time for a loaded machine's request to reach the backend
+            # (counted below), far less than the backend takes to answer.
+            tiny = {"x-meshlite-deadline": "250"}
             for _ in range(4):
                 assert (await client.get("/async/stock", headers=tiny)).status_code == 504
                 assert (await client.get("/sync/stock", headers=tiny)).status_code == 504
@@ -73,7 +75,7 @@ async def test_tiny_client_deadlines_open_no_breaker_on_either_wire() -> None:
     # The sync wire's own timeout, clamped to what the client's budget left, raises
     # httpx.ReadTimeout rather than a cancellation: still the caller's time, not the
     # service's, so the breaker records nothing on either wire.
-    async with FakeBackend(latency=0.4) as backend:
+    async with FakeBackend(latency=1.0) as backend:
         breaker = ml.CircuitBreaker(window=2, min_calls=2, open_seconds=30.0)
         mesh = ml.Mesh([ml.Service("guarded", [backend.url], pipeline=ml.Pipeline(breaker))])
 
@@ -89,7 +91,7 @@ async def test_tiny_client_deadlines_open_no_breaker_on_either_wire() -> None:
                              mesh=mesh)
         async with mesh, AsgiServer(app) as server, \
                 httpx.AsyncClient(base_url=server.url) as client:
-            tiny = {"x-meshlite-deadline": "50"}
+            tiny = {"x-meshlite-deadline": "250"}  # as above: reaches it, is cut
             for _ in range(3):
                 assert (await client.get("/sync", headers=tiny)).status_code == 504
                 assert (await client.get("/async", headers=tiny)).status_code == 504

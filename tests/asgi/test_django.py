@@ -66,7 +66,8 @@ async def test_django_asgi_handler_behind_the_middleware() -> None:
         limited = await client.get("/budget")
         broken_view = await client.get("/broken")
     assert first.status_code == 200
-    assert 1.0 < first.json()["remaining"] <= 1.5  # a sync view, run in a thread
+    # A sync view, run in a thread: less the time spent (at most half, on a loaded machine).
+    assert 0.75 < first.json()["remaining"] <= 1.5
     assert limited.status_code == 429
     assert broken_view.status_code == 503
     assert broken_view.headers["retry-after"] == "4"

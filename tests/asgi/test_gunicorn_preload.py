@@ -88,7 +88,9 @@ WSGI_APP = textwrap.dedent('''\
         else:
             checker = mesh.service("users").components[0]
             rounds = checker.rounds
-            time.sleep(0.3)
+            deadline = time.monotonic() + 5.0  # a round every 100 ms, or later if loaded
+            while checker.rounds == rounds and time.monotonic() < deadline:
+                time.sleep(0.01)
             body = json.dumps({
                 "pid": os.getpid(),
                 "status": [users.get("/a").status_code,

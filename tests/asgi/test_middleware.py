@@ -52,7 +52,9 @@ async def test_deadline_and_caller_travel_on_and_remaining_is_the_budget() -> No
             r = await client.get(server.url + "/orders",
                                  headers={"x-meshlite-deadline": "2000"})
     assert r.status_code == 200
-    assert 1.5 < seen["remaining"] <= 2.0
+    # Less by the time spent (half of it at most, a loaded machine's bound): the header's
+    # milliseconds read as seconds, not as milliseconds twice over or not at all.
+    assert 1.0 < seen["remaining"] <= 2.0
     sent = inventory.requests[-1].headers
     assert 0 < int(sent["x-meshlite-deadline"]) < 2000  # reduced by the time spent
     assert sent["x-meshlite-caller"] == "orders"
@@ -65,7 +67,7 @@ async def test_grpc_timeout_is_accepted_and_no_header_means_no_deadline() -> Non
         app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
         async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
             await client.get(server.url + "/orders", headers={"grpc-timeout": "3S"})
-            assert 2.5 < seen["remaining"] <= 3.0
+            assert 1.5 < seen["remaining"] <= 3.0  # as above
             await client.get(server.url + "/orders")
             assert seen["remaining"] is None
             assert "x-meshlite-deadline" not in inventory.requests[-1].headers
@@ -81,7 +83,7 @@ async def test_a_malformed_deadline_header_leaves_a_valid_grpc_timeout_in_force(
             await client.get(server.url + "/orders",
                              headers={"x-meshlite-deadline": "soon", "grpc-timeout": "3S"})
             assert seen["remaining"] is not None
-            assert 2.5 < seen["remaining"] <= 3.0
+            assert 1.5 < seen["remaining"] <= 3.0  # as above
             await client.get(server.url + "/orders",
                              headers={"x-meshlite-deadline": "1000", "grpc-timeout": "3S"})
             assert 0.5 < seen["remaining"] <= 1.0  # both valid: x-meshlite-deadline wins
@@ -227,7 +229,7 @@ async def test_sync_handlers_see_the_deadline_and_forward_it() -> None:
         async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
             r = await client.get(server.url + "/", headers={"grpc-timeout": "1500m"})
     assert r.status_code == 200
-    assert 1.0 < seen["remaining"] <= 1.5
+    assert 0.75 < seen["remaining"] <= 1.5  # as above
     assert 0 < int(inventory.requests[-1].headers["x-meshlite-deadline"]) < 1500
 
 

@@ -36,6 +36,20 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class Holding:
+    """Wraps an app: its first request waits inside until :attr:`release` is set
+    (:attr:`inside` says it got there); later requests go straight through."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.inside, self.release = app, asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.inside.is_set():
+            self.inside.set()
+            await self.release.wait()
+        await self.app(scope, receive, send)
+
+
 async def serve(app: Any) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     async with AsgiServer(app) as server, httpx.AsyncClient(base_url=server.url) as client:
         yield server.url, client
@@ -91,11 +105,13 @@ async def test_quota_key_function_and_redis_store_shared_by_two_replicas(
 
 
 async def test_concurrency_limit_answers_503_with_retry_after() -> None:
-    app = MeshMiddleware(echo, routes=[Route("/slow", max_concurrent=1)])
+    held = Holding(echo)
+    app = MeshMiddleware(held, routes=[Route("/slow", max_concurrent=1)])
     async for _, client in serve(app):
-        slow = asyncio.ensure_future(client.get("/slow?sleep=0.5"))
-        await asyncio.sleep(0.2)
+        slow = asyncio.ensure_future(client.get("/slow"))
+        await held.inside.wait()  # the one slot is taken until released
         refused = await client.get("/slow")
+        held.release.set()
         assert (await slow).status_code == 200
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
@@ -104,11 +120,13 @@ async def test_concurrency_limit_answers_503_with_retry_after() -> None:
 
 async def test_adaptive_load_shedding_is_a_route_option() -> None:
     limiter = ml.AdaptiveConcurrency(initial_limit=1, min_limit=1, max_limit=1)
-    app = MeshMiddleware(echo, routes=[Route("/*", adaptive=limiter)])
+    held = Holding(echo)
+    app = MeshMiddleware(held, routes=[Route("/*", adaptive=limiter)])
     async for _, client in serve(app):
-        slow = asyncio.ensure_future(client.get("/?sleep=0.5"))
-        await asyncio.sleep(0.2)
+        slow = asyncio.ensure_future(client.get("/"))
+        await held.inside.wait()  # the limit of one is in use until released
         shed = await client.get("/")
+        held.release.set()
         await slow
     assert shed.status_code == 503
     assert "retry-after" in shed.headers
@@ -132,9 +150,10 @@ async def test_body_size_limit_413_declared_and_chunked() -> None:
 
 
 async def test_route_timeout_answers_504() -> None:
-    app = MeshMiddleware(echo, routes=[Route("/*", timeout=0.1)])
+    # 0.5 s: the quick request's answer is within it on a loaded machine too.
+    app = MeshMiddleware(echo, routes=[Route("/*", timeout=0.5)])
     async for _, client in serve(app):
-        assert (await client.get("/?sleep=2")).status_code == 504
+        assert (await client.get("/?sleep=5")).status_code == 504
         assert (await client.get("/")).status_code == 200
 
 

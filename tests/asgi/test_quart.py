@@ -51,7 +51,7 @@ async def test_quart_app_behind_the_middleware() -> None:
         broken = await client.get(server.url + "/broken")
         boom = await client.get(server.url + "/boom")
     assert first.status_code == 200
-    assert 1.0 < first.json()["remaining"] <= 1.5
+    assert 0.75 < first.json()["remaining"] <= 1.5  # less the time spent (a loaded machine's)
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
     assert broken.status_code == 503  # Quart alone would answer 500

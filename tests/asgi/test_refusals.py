@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from test_policies import echo
+from test_policies import Holding, echo
 
 import meshlite as ml
 from meshlite.asgi import MeshMiddleware, Route
@@ -22,12 +22,14 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def test_shedding_is_a_refusal_and_a_dependencys_503_is_not() -> None:
-    middleware = MeshMiddleware(app, trace=False, routes=[Route("/slow", max_concurrent=1)])
+    held = Holding(app)
+    middleware = MeshMiddleware(held, trace=False, routes=[Route("/slow", max_concurrent=1)])
     async with AsgiServer(middleware) as server, httpx.AsyncClient(base_url=server.url) as c:
-        slow = asyncio.ensure_future(c.get("/slow?sleep=0.5"))
-        await asyncio.sleep(0.2)
+        slow = asyncio.ensure_future(c.get("/slow"))
+        await held.inside.wait()  # the one slot is taken until released
         shed = [(await c.get("/slow")).status_code for _ in range(4)]
         dependency = await c.get("/dependency")
+        held.release.set()
         await slow
     assert shed == [503] * 4
     assert dependency.status_code == 503

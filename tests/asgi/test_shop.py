@@ -11,6 +11,8 @@ from observability.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from meshlite._demo_shop import SERVICES, run_shop_demo
 
+BUDGET_MS = 10_000
+
 
 def _service(span: ReceivedSpan) -> str:
     return str(span.resource["service.name"])
@@ -19,8 +21,10 @@ def _service(span: ReceivedSpan) -> str:
 def test_one_trace_across_the_shop_with_deadlines_and_edges() -> None:
     out = io.StringIO()
     with OtlpReceiver() as receiver:
+        # A budget a loaded machine's first checkouts (four processes warming up) meet
+        # too: with the demo's 2 s, some were cut (504) and looked like lost charges.
         result = run_shop_demo(out, io.StringIO(), requests=12, fault_rate=0.3,
-                               otlp_endpoint=receiver.url)
+                               otlp_endpoint=receiver.url, deadline_ms=BUDGET_MS)
         end = time.monotonic() + 15  # the services flush their spans as they exit
         while time.monotonic() < end and {_service(s) for s in receiver.spans} != set(
                 SERVICES):
@@ -46,8 +50,8 @@ def test_one_trace_across_the_shop_with_deadlines_and_edges() -> None:
         assert hop is roots[-1]
     # The deadline set at the gateway reaches inventory reduced by the time spent.
     b = result.budgets
-    assert 0 < b["inventory"] <= b["orders"] <= b["gateway"] <= 2000
-    assert b["inventory"] < 2000
+    assert 0 < b["inventory"] <= b["orders"] <= b["gateway"] <= BUDGET_MS
+    assert b["inventory"] < BUDGET_MS
     # Each service's dashboard draws the edges it learned from x-meshlite-caller.
     callers = {(e["from"], e["to"]) for name in SERVICES
                for e in result.topology[name]["edges"] if e["to"] == name}

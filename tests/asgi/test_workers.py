@@ -10,7 +10,6 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +45,8 @@ APP = textwrap.dedent('''\
 
 
     async def order(request):
+        if "mark" in request.query_params:  # tells the test the request is in a worker
+            open(request.query_params["mark"], "w").close()
         await asyncio.sleep(float(request.query_params.get("sleep", "0")))
         return JSONResponse({"pid": os.getpid()})
 
@@ -94,14 +95,17 @@ def test_two_workers_count_every_request_once_and_drain_on_sigterm(tmp_path: Pat
         wait_for(lambda: all(orders_counted(url) == sent for _ in range(4)), 10,
                  f"{sent} requests counted by every scrape")
         slow: dict[str, int] = {}
+        mark = tmp_path / "slow-arrived"
 
         def wait_long() -> None:
             with fresh() as client:
-                slow["status"] = client.get(f"{url}/orders/slow?sleep=1.5").status_code
+                slow["status"] = client.get(f"{url}/orders/slow",
+                                            params={"sleep": 1.5, "mark": str(mark)}
+                                            ).status_code
 
         caller = threading.Thread(target=wait_long)
         caller.start()
-        time.sleep(0.5)  # the slow request is in a worker now
+        wait_for(mark.exists, 30, "the slow request in a worker")
         server.send_signal(signal.SIGTERM)
         caller.join(10)
         assert server.wait(20) == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _system import free_port
 from websockets.sync.client import connect
 
 import meshlite as ml
@@ -49,15 +50,6 @@ def worker_in_an_outage(shared: Path, pid: int) -> None:
     assert mesh.metrics is not None
     assert mesh.metrics.shared is not None
     os.replace(mesh.metrics.shared.path, shared / f"meshlite-{pid}-1.json")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @pytest.fixture

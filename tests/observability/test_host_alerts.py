@@ -156,7 +156,9 @@ async def test_a_dashboard_shares_the_mesh_monitor(receiver: Receiver,
                     break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.5)  # a second evaluator would have notified by now
-            assert receiver.statuses() == ["firing"]
+            # (a loaded machine may have seen the firing late: its resolution, 2 s after
+            # the errors stopped, can be in too; a second evaluator's firing cannot)
+            assert receiver.statuses() in (["firing"], ["firing", "resolved"])
             await server.stop()
             assert mesh._host.monitor is not None  # the rules are still evaluated
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _system import free_port
 
 import meshlite as ml
 from meshlite.observability._multiproc import ENV_VARS, multiproc_dir, read_workers
@@ -173,12 +174,7 @@ class socket_port:
     """A free loopback port (closed on entering the block)."""
 
     def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        return port
+        return free_port()
 
     def __exit__(self, *exc: object) -> None:
         return None

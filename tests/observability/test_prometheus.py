@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _system import require_program
+from _system import free_port, require_program
 
 import meshlite as ml
 from meshlite.observability import (
@@ -233,12 +233,6 @@ def test_start_http_server_bad_arguments(mesh: ml.Mesh) -> None:
 # -- a real Prometheus server ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _query(base: str, promql: str) -> list[dict[str, Any]]:
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     try:
@@ -273,7 +267,7 @@ def test_prometheus_scrapes_the_mesh(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         mesh.call_sync("users", lambda b: {}["missing"])
     server = start_http_server(mesh)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

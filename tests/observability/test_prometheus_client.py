@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from _system import require_program
-from test_prometheus import _free_port, _wait_for
+from _system import free_port, require_program
+from test_prometheus import _wait_for
 
 import meshlite as ml
 from meshlite.observability import PrometheusCollector
@@ -122,7 +122,7 @@ def app_server() -> Iterator[tuple[ml.Mesh, int]]:
     registry = CollectorRegistry()
     registry.register(PrometheusCollector(mesh))
     app = prometheus_client.make_asgi_app(registry)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -141,7 +141,7 @@ def test_prometheus_scrapes_make_asgi_app(app_server: tuple[ml.Mesh, int],
                                           tmp_path: Path) -> None:
     binary = require_program("prometheus", "prometheus")
     mesh, app_port = app_server
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

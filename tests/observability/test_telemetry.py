@@ -655,10 +655,12 @@ async def test_a_losing_hedge_is_not_an_error_span(receiver: OtlpReceiver) -> No
 
     # Tracing backends (Jaeger's error flag, span-derived RED metrics such as Tempo's)
     # read status ERROR as a failure: a hedged call that succeeded has none.
+    # A hedge after 1 s: `fast` answers well before on a loaded machine too (after
+    # 50 ms, its call could be hedged to `slow` as well: two cancelled spans).
     handle = telemetry.configure("frontend", otlp_endpoint=receiver.url)
-    async with FakeBackend(latency=2.0) as slow, FakeBackend() as fast:
+    async with FakeBackend(latency=5.0) as slow, FakeBackend() as fast:
         mesh = ml.Mesh([ml.Service("users", [slow.url, fast.url], balancer="round_robin",
-                                   pipeline=ml.Pipeline(ml.Hedge(delay=0.05)))])
+                                   pipeline=ml.Pipeline(ml.Hedge(delay=1.0)))])
         async with mesh:
             for _ in range(2):  # one of the two starts on `slow`, and is hedged
                 assert (await mesh.http("users").get("/users/1")).status_code == 200

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,9 @@ if sys.platform == "win32":  # pragma: no cover
     pytest.skip("pre-fork workers are POSIX", allow_module_level=True)
 
 
+COUNTING = threading.Lock()  # ``+=`` on a Counter is not atomic between threads
+
+
 def drive(app: str, stop: threading.Event, answered: Counter[int]) -> None:
     """Call the app until ``stop``, counting the answered calls by worker pid (a call
     the killed worker had in flight fails: not counted)."""
@@ -39,7 +43,8 @@ def drive(app: str, stop: threading.Event, answered: Counter[int]) -> None:
             except httpx.HTTPError:
                 continue
             if r.status_code == 200 and r.json()["status"] == 200:
-                answered[r.json()["pid"]] += 1
+                with COUNTING:
+                    answered[r.json()["pid"]] += 1
 
 
 def gauge_pids(text: str) -> set[str]:
@@ -80,8 +85,18 @@ def test_a_worker_killed_mid_traffic(tmp_path: Path) -> None:
             stop.set()
             for client in clients:
                 client.join()
-            time.sleep(1.5)  # every live worker writes its file within FLUSH_SECONDS
-            workers = {w.pid: w for w in read_workers(str(shared))}
+
+            def flushed() -> dict[int, Any]:
+                """The workers, once every live one's file holds the calls it answered
+                (each writes within FLUSH_SECONDS; a loaded machine may take longer)."""
+                workers = {w.pid: w for w in read_workers(str(shared))}
+                for pid, n in answered.items():
+                    counted = worker_counts(workers[pid]).get("users")
+                    if pid != victim and (0 if counted is None else counted.calls) < n:
+                        return {}
+                return workers
+
+            workers = wait_for(flushed, 30, "every live worker's file holds its calls")
             assert not workers[victim].alive
             for pid, n in answered.items():
                 counted = worker_counts(workers[pid]).get("users")

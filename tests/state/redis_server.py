@@ -7,15 +7,9 @@ import subprocess
 import tempfile
 import time
 
+from _system import free_port
+
 __all__ = ["RedisServer", "free_port"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _pong(port: int) -> bool:

@@ -222,15 +222,18 @@ def test_recovers_after_kill_and_restart(fresh_server: RedisServer) -> None:
 
 
 def test_client_pause_falls_back_then_resumes(fresh_server: RedisServer) -> None:
-    store = RedisStore(fresh_server.url, timeout=0.05, retry_interval=0.05)
+    # A timeout a loaded machine's first decision (connecting included) still meets,
+    # well within the pause.
+    store = RedisStore(fresh_server.url, timeout=0.25, retry_interval=0.05)
     admin = redis.Redis.from_url(fresh_server.url)
     call = ml.RateLimit(RATE, store=store, name="pause", mode="reject")(lambda: 1)
     call()
-    admin.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    # Long enough that a loaded machine still sends the next call while Redis is paused.
+    admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
     call()  # timed out: local
     assert not store.available
     assert store.fallbacks == {("rate_limit", "local"): 1}
-    time.sleep(0.35)
+    time.sleep(0.5)
     deadline = time.monotonic() + 5.0
     while not store.available:
         assert time.monotonic() < deadline
@@ -243,16 +246,25 @@ def test_debug_sleep_is_a_timeout_not_a_reply_error(redis_binary: str) -> None:
     server = RedisServer(redis_binary, None, "--enable-debug-command", "local").start()
     store = RedisStore(server.url, timeout=0.05, retry_interval=0.05)
     admin = redis.Redis.from_url(server.url)
+    probe = redis.Redis.from_url(server.url, socket_timeout=0.25)
     store.ping()
-    sleeper = threading.Thread(target=lambda: admin.execute_command("DEBUG", "SLEEP", "0.3"))
+    sleeper = threading.Thread(target=lambda: admin.execute_command("DEBUG", "SLEEP", "2"))
     sleeper.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10.0
+    while True:  # until Redis is asleep: a probe's PING goes unanswered
+        try:
+            probe.ping()
+        except redis.TimeoutError:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     with pytest.raises(StoreUnavailableError) as info:
         store.command("PING")
     assert not isinstance(info.value, StoreReplyError)
     sleeper.join()
     assert not store.available
     admin.close()
+    probe.close()
     store.close()
     server.close()
 
@@ -281,17 +293,24 @@ def test_a_slow_reply_while_redis_answers_others_falls_back_alone(store: RedisSt
     quick.close()
 
 
-def test_pool_timeout_fails_one_decision_not_the_store(store: RedisStore) -> None:
+def test_pool_timeout_fails_one_decision_not_the_store(store: RedisStore,
+                                                       raw: redis.Redis) -> None:
     from meshlite.state import StoreBusyError
 
     tiny = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
                       timeout=2.0, max_connections=1, pool_timeout=0.05)
+    blocked = lambda: int(raw.info("clients")["blocked_clients"])  # noqa: E731
+    before = blocked()
     holder = threading.Thread(
-        target=lambda: tiny.command("BLPOP", f"{store.prefix}:empty", 0.5))
+        target=lambda: tiny.command("BLPOP", f"{store.prefix}:held", 10))
     holder.start()
-    time.sleep(0.1)  # the only connection is busy
+    deadline = time.monotonic() + 10.0
+    while blocked() == before:  # the only connection is busy, in BLPOP
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     with pytest.raises(StoreBusyError, match="pool_timeout"):
         tiny.command("PING")
+    raw.rpush(f"{store.prefix}:held", "go")
     holder.join()
     assert tiny.available
     assert tiny.ping()

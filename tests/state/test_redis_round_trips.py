@@ -89,12 +89,13 @@ def test_leasing_stays_within_the_stated_bound(fresh_server: RedisServer, lease:
 def test_leased_tokens_lapse(store: RedisStore, raw: redis.Redis) -> None:
     leasing = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
                          timeout=2.0, rate_lease=5)
-    call = ml.RateLimit(50.0, burst=5, store=leasing, name="lapse", mode="reject")(lambda: 1)
-    assert call() == 1  # took 5: 4 left locally, for 5 * 20 ms
+    # A lease lasting a second: a loaded machine still makes the next call within it.
+    call = ml.RateLimit(5.0, burst=5, store=leasing, name="lapse", mode="reject")(lambda: 1)
+    assert call() == 1  # took 5: 4 left locally, for 5 * 200 ms
     before = leasing.round_trips
     assert call() == 1
     assert leasing.round_trips == before  # spent locally
-    time.sleep(0.15)  # the lease lapsed
+    time.sleep(1.05)  # the lease lapsed
     assert call() == 1
     assert leasing.round_trips == before + 1
     leasing.close()
@@ -157,8 +158,9 @@ def test_another_process_opening_is_seen_at_the_next_outcome(store: RedisStore,
 
 def test_batched_outcomes_share_one_script(store: RedisStore,
                                            other_store: RedisStore) -> None:
+    # Batches of a second: a loaded machine still makes the 30 calls within one.
     batched = RedisStore(store.url if isinstance(store.url, str) else "",
-                         prefix=store.prefix, timeout=2.0, circuit_batch=0.2)
+                         prefix=store.prefix, timeout=2.0, circuit_batch=1.0)
     cb = ml.CircuitBreaker(store=batched, name="batch", window=20, min_calls=10)
     watcher = ml.CircuitBreaker(store=other_store, name="batch", window=20, min_calls=10)
     call = cb(lambda: 1)
@@ -167,14 +169,14 @@ def test_batched_outcomes_share_one_script(store: RedisStore,
     for _ in range(30):
         call()
     assert batched.round_trips - before <= 1  # queued (a batch holds 64 at most)
-    time.sleep(0.25)
+    time.sleep(1.05)
     call()  # due: the queue goes in one script
     assert batched.round_trips - before <= 2
     assert watcher.metrics().calls == 20  # the window saw every outcome (20 max)
     for _ in range(12):  # failures open it once their batch is sent
         with pytest.raises((Boom, ml.CircuitOpenError)):
             cb(boom)()
-    time.sleep(0.25)
+    time.sleep(1.05)
     with pytest.raises((Boom, ml.CircuitOpenError)):
         cb(boom)()
     assert watcher.state == "open"
