@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 from typing import Any
 
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.client_middlewares import ClientHandlerType
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._context import CallContext, _current
@@ -33,21 +31,20 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
+from ._aio_adapt import read_capped, relocate, without_client_instrumentation, without_resend
 from ._aio_forget import Forgetting
 from ._dispatcher import Dispatcher
 from ._outgoing import (
     IDEMPOTENT_METHODS,
-    KeptBody,
     answered,
     check_base_url,
     is_failure,
     name_failure,
     parse_retry_after,
-    relocated,
     stamp,
 )
 
-__all__ = ["AiohttpResponseError", "aiohttp_session", "end_bodies", "without_resend"]
+__all__ = ["AiohttpResponseError", "aiohttp_session"]
 
 _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 # Failures before a byte of the request left: resending is always safe.
@@ -138,24 +135,10 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     if span is not None:
         answered(span, status)
     if target.prefix and 300 <= status < 400:
-        _relocated(response, target.prefix)
+        relocate(response, target.prefix)
     if is_failure(status):
         await _failure(backend, request, service, path, response)
     return response
-
-
-def _relocated(response: aiohttp.ClientResponse, prefix: str) -> None:
-    """Move a redirect's ``Location`` under the backend's path ``prefix`` into the
-    service's URLs (:func:`~meshlite._http._outgoing.relocated`), in place: the
-    headers aiohttp follows the redirect by and the caller reads."""
-    moved = relocated(list(response.raw_headers), prefix)
-    if moved is not None:
-        response._raw_headers = tuple(moved)
-        response._headers = CIMultiDictProxy(CIMultiDict(
-            (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-            for k, v in moved))
-        for cached in ("headers", "raw_headers"):  # aiohttp's reify keeps them once read
-            response._cache.pop(cached, None)
 
 
 def _no_hedge(ctx: CallContext) -> ConfigError:
@@ -175,7 +158,7 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
     response: the caller reads it again), and raise it as an
     :class:`AiohttpResponseError`."""
     try:
-        await _read_capped(response)
+        await read_capped(response)
     except BaseException:
         response.close()
         raise
@@ -186,18 +169,6 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
         service=service.name,
         retry_after=parse_retry_after(response.headers.get("Retry-After"),
                                           response.headers.get("Date")))
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> None:
-    kept = KeptBody()
-    while chunk := await response.content.read(kept.room):
-        if kept.full(chunk):
-            break
-    # What read() would keep, so read(), text() and json() answer from it; a body
-    # cut short leaves with its connection, never to be read on.
-    response._body = kept.raw()
-    if kept.room <= 0 and response.connection is not None:
-        response.connection.close()  # not response.close(): read() would then refuse
 
 
 class _Route:
@@ -294,39 +265,7 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     middlewares = (*kwargs.pop("middlewares", ()), route.__call__)
     session = aiohttp.ClientSession(base_url=base_url, middlewares=middlewares, **kwargs)
     route.forgetting = Forgetting(session, loop, route.forget)
-    _without_client_instrumentation(session)
+    without_client_instrumentation(session)
     without_resend(session)
     dispatcher.adopt_session(session)
     return session
-
-
-def end_bodies(session: aiohttp.ClientSession) -> None:
-    """Fail each body still being read on ``session``'s connections: aiohttp closes a
-    connection without telling its reader, which would then wait forever (or raise a
-    bare ``RuntimeError``); the reader gets ``aiohttp.ClientConnectionError``
-    instead (``httpx.ReadError`` through ``mesh.http()``)."""
-    for protocol in list(getattr(session.connector, "_acquired", ())):
-        body = getattr(protocol, "_payload", None)
-        if body is not None and not body.is_eof():
-            body.set_exception(aiohttp.ClientConnectionError(
-                "connection closed: the mesh was closed"))
-
-
-def without_resend(session: aiohttp.ClientSession) -> None:
-    """Stop ``session`` resending an idempotent request itself after a reset or a
-    disconnect (aiohttp does, once, around its whole middleware chain): the mesh's
-    pipeline is the one place that retries, so each attempt is sent once and a
-    ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
-    the one aiohttp's own test client turns off; it has no public switch."""
-    session._retry_connection = False
-
-
-def _without_client_instrumentation(session: aiohttp.ClientSession) -> None:
-    # opentelemetry-instrumentation-aiohttp-client adds a trace config to every new
-    # session, whose CLIENT span would start before the mesh's middleware and wrap the
-    # whole logical call (retries included) above the mesh's own CLIENT span per
-    # attempt. The mesh's session opts out through the instrumentation's public call;
-    # the instrumentation is used only when the application already imported it.
-    module = sys.modules.get("opentelemetry.instrumentation.aiohttp_client")
-    if module is not None:
-        module.AioHttpClientInstrumentor.uninstrument_session(session)

@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from ._aio_session import end_bodies, without_resend
+from ._aio_adapt import end_bodies, without_resend
 from ._dead_loop import end_transport
 from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop

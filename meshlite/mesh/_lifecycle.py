@@ -74,7 +74,7 @@ class MeshLifecycle:
         with _SESSIONS:
             sessions, self._sessions = self._sessions, None
         if sessions:
-            from .._http._aio_session import end_bodies  # aiohttp is imported already
+            from .._http._aio_adapt import end_bodies  # aiohttp is imported already
         for session in list(sessions or ()):
             try:
                 end_bodies(session)

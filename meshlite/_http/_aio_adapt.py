@@ -1,0 +1,78 @@
+"""What the mesh changes of aiohttp's own objects, where aiohttp has no public switch:
+a session's own resend and client instrumentation, the bodies still being read when
+the mesh closes, a failed answer's body read once and kept, and a redirect's
+``Location`` under a backend's path prefix. Each reads or writes attributes private
+to aiohttp; they are all here, so what a new aiohttp release changes of them is
+found in one module."""
+
+from __future__ import annotations
+
+import sys
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._outgoing import KeptBody, relocated
+
+__all__ = ["end_bodies", "read_capped", "relocate", "without_client_instrumentation",
+           "without_resend"]
+
+
+def end_bodies(session: aiohttp.ClientSession) -> None:
+    """Fail each body still being read on ``session``'s connections: aiohttp closes a
+    connection without telling its reader, which would then wait forever (or raise a
+    bare ``RuntimeError``); the reader gets ``aiohttp.ClientConnectionError``
+    instead (``httpx.ReadError`` through ``mesh.http()``)."""
+    for protocol in list(getattr(session.connector, "_acquired", ())):
+        body = getattr(protocol, "_payload", None)
+        if body is not None and not body.is_eof():
+            body.set_exception(aiohttp.ClientConnectionError(
+                "connection closed: the mesh was closed"))
+
+
+def without_resend(session: aiohttp.ClientSession) -> None:
+    """Stop ``session`` resending an idempotent request itself after a reset or a
+    disconnect (aiohttp does, once, around its whole middleware chain): the mesh's
+    pipeline is the one place that retries, so each attempt is sent once and a
+    ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
+    the one aiohttp's own test client turns off; it has no public switch."""
+    session._retry_connection = False
+
+
+def without_client_instrumentation(session: aiohttp.ClientSession) -> None:
+    # opentelemetry-instrumentation-aiohttp-client adds a trace config to every new
+    # session, whose CLIENT span would start before the mesh's middleware and wrap the
+    # whole logical call (retries included) above the mesh's own CLIENT span per
+    # attempt. The mesh's session opts out through the instrumentation's public call;
+    # the instrumentation is used only when the application already imported it.
+    module = sys.modules.get("opentelemetry.instrumentation.aiohttp_client")
+    if module is not None:
+        module.AioHttpClientInstrumentor.uninstrument_session(session)
+
+
+async def read_capped(response: aiohttp.ClientResponse) -> None:
+    """Read ``response``'s body, at most :data:`MAX_FAILURE_BODY` bytes, into what
+    ``read()`` answers from."""
+    kept = KeptBody()
+    while chunk := await response.content.read(kept.room):
+        if kept.full(chunk):
+            break
+    # What read() would keep, so read(), text() and json() answer from it; a body
+    # cut short leaves with its connection, never to be read on.
+    response._body = kept.raw()
+    if kept.room <= 0 and response.connection is not None:
+        response.connection.close()  # not response.close(): read() would then refuse
+
+
+def relocate(response: aiohttp.ClientResponse, prefix: str) -> None:
+    """Move a redirect's ``Location`` under the backend's path ``prefix`` into the
+    service's URLs (:func:`~meshlite._http._outgoing.relocated`), in place: the
+    headers aiohttp follows the redirect by and the caller reads."""
+    moved = relocated(list(response.raw_headers), prefix)
+    if moved is not None:
+        response._raw_headers = tuple(moved)
+        response._headers = CIMultiDictProxy(CIMultiDict(
+            (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for k, v in moved))
+        for cached in ("headers", "raw_headers"):  # aiohttp's reify keeps them once read
+            response._cache.pop(cached, None)
