@@ -22,9 +22,10 @@ from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import CallerRates
 from ._attached import AttachedView, attached
-from ._history import DEFAULT_HISTORY_SECONDS, History, Sampler, ServiceSecond
+from ._history import DEFAULT_HISTORY_SECONDS, History, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
+from ._sampler import Sampler
 from ._webhook import post_alerts
 
 if TYPE_CHECKING:
