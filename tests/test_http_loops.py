@@ -1,7 +1,7 @@
 """mesh.http() used from several event loops, each in its own thread (a sync program
 that runs ``asyncio.run`` per job against one mesh opened with ``with mesh``): the
 connections a loop left in the shared pools are closed once that loop has ended,
-not left to the garbage collector. Client sockets are counted in /proc."""
+not left to the garbage collector. Client sockets are counted in /proc/self/fd."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from test_http_retire import client_sockets
+from _sockets import client_sockets
 
 import meshlite as ml
 from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux",
-                                reason="counts sockets in /proc/self/fd and /proc/net/tcp")
+                                reason="counts sockets in /proc/self/fd")
 
 
 @pytest.fixture(autouse=True)

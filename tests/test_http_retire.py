@@ -8,16 +8,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _sockets import client_sockets
 
 import meshlite as ml
 from meshlite.config._load import managed_of
@@ -25,38 +25,10 @@ from meshlite.discovery import Discovery, FileProvider
 from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux",
-                                reason="counts sockets in /proc/self/fd and /proc/net/tcp")
+                                reason="counts sockets in /proc/self/fd")
 
 CHURN = 50
 """Backend replacements per churn test."""
-
-
-def client_sockets(ports: Iterable[int]) -> int:
-    """Sockets of this process connected to one of ``ports`` (the client side of a
-    connection to those servers, whatever its TCP state: a keep-alive connection the
-    server closed stays open here, in CLOSE_WAIT, until the client closes it)."""
-    wanted = set(ports)
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            link = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.readlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port in wanted and fields[9] in inodes:
-                count += 1
-    return count
 
 
 async def settled(check: Callable[[], bool], seconds: float = 5.0) -> None:
