@@ -27,6 +27,22 @@ def _mesh(server: RawServer) -> ml.Mesh:
     return ml.Mesh([ml.Service("users", [server.url], pipeline=ml.Pipeline())])
 
 
+async def _three_ways(answer: Any) -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+    """``GET /`` from a server answering with ``answer``: plain httpx's response,
+    ``mesh.http()``'s and ``mesh.http_sync()``'s."""
+    server = RawServer(answer)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as plain:
+            expected = await plain.get("/")
+        async with _mesh(server) as mesh:
+            routed = await mesh.http("users").get("/")
+        with _mesh(server).http_sync("users") as client:
+            sync = client.get("/")
+    finally:
+        server.close()
+    return expected, routed, sync
+
+
 def _framing(head: bytes) -> list[bytes]:
     """The lines of a request head that frame its body."""
     return sorted(line.lower() for line in head.split(b"\r\n")[1:]
@@ -216,16 +232,8 @@ def _odd_headers(head: bytes, body: bytes) -> bytes:
 
 
 async def test_response_headers_arrive_as_httpx_reads_them() -> None:
-    server = RawServer(_odd_headers)
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as plain:
-            expected = await plain.get("/")
-        async with _mesh(server) as mesh:
-            routed = await mesh.http("users").get("/")
-        with _mesh(server).http_sync("users") as client:
-            sync = client.get("/")  # raised UnicodeEncodeError on the byte \xe9
-    finally:
-        server.close()
+    # (the sync client raised UnicodeEncodeError on the byte \xe9)
+    expected, routed, sync = await _three_ways(_odd_headers)
     assert routed.headers.raw == expected.headers.raw
     assert [(k.lower(), v) for k, v in sync.headers.raw] == [
         (k.lower(), v) for k, v in expected.headers.raw]
@@ -256,16 +264,7 @@ def _http10(head: bytes, body: bytes) -> bytes:
 
 
 async def test_http_version_is_the_one_the_backend_answered_with() -> None:
-    server = RawServer(_http10)
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as plain:
-            expected = await plain.get("/")
-        async with _mesh(server) as mesh:
-            routed = await mesh.http("users").get("/")
-        with _mesh(server).http_sync("users") as client:
-            sync = client.get("/")
-    finally:
-        server.close()
+    expected, routed, sync = await _three_ways(_http10)
     # both wires said HTTP/1.1 whatever the server said
     assert expected.http_version == routed.http_version == sync.http_version == "HTTP/1.0"
     assert expected.reason_phrase == routed.reason_phrase == sync.reason_phrase == "Fine"
