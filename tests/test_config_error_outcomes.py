@@ -111,3 +111,36 @@ async def test_a_refused_hedge_is_raised_when_the_primary_fails_first() -> None:
             (backend,) = mesh.snapshot()["users"].backends
     assert a.stats.requests == 1
     assert backend.errors == 1  # the primary's 503, and nothing for the hedge
+
+
+async def test_a_config_error_never_opens_a_circuit_breaker(good: FakeBackend) -> None:
+    # Every other attempt raises ConfigError (the backend with a query). Counted as
+    # failures, they would be half the window and open the breaker: the callers would
+    # then see CircuitOpenError in place of the mistake to correct.
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=4, min_calls=2,
+                                failure_on=Exception)
+    service = ml.Service("users", [good.url, good.url + "/?x=1"], balancer="round_robin",
+                         pipeline=breaker)
+    async with ml.Mesh([service]) as mesh, mesh.http("users") as client:
+        outcomes = []
+        for _ in range(8):
+            try:
+                outcomes.append((await client.get("/a")).status_code)
+            except ml.ConfigError as error:
+                outcomes.append(type(error).__name__)
+        assert outcomes == [200, "ConfigError"] * 4
+        assert breaker.state == "closed"
+
+
+def test_a_config_error_says_nothing_to_a_breaker_around_a_function() -> None:
+    breaker = ml.CircuitBreaker(failure_rate=0.5, window=2, min_calls=1,
+                                failure_on=Exception)
+
+    @breaker
+    def misconfigured() -> None:
+        raise ml.ConfigError("no such option", policy="example")
+
+    for _ in range(3):
+        with pytest.raises(ml.ConfigError):
+            misconfigured()
+    assert breaker.state == "closed"

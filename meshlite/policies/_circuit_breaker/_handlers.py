@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._context import CallContext
-from ..._errors import RejectedError, TimeoutExceeded
+from ..._errors import ConfigError, RejectedError, TimeoutExceeded
 from ..._policy import AsyncHandler, Handler
 from ...state._circuit_local import LocalCircuitState
 from ...state._circuit_records import Transition
@@ -48,11 +48,12 @@ def cut_by_deadline(ctx: CallContext, interruption: BaseException) -> TimeoutExc
 def says_nothing(ctx: CallContext, error: Exception) -> bool:
     """Whether a call of ``ctx`` that raised ``error`` says nothing about the service,
     so it records neither success nor failure: another policy refused it
-    (``RejectedError``), or it failed once its caller's deadline had passed (a sync
+    (``RejectedError``), a ``ConfigError`` ended it (a mistake in the configuration,
+    which the breaker would hide behind ``CircuitOpenError``), or it failed once its caller's deadline had passed (a sync
     wire's own timeout, clamped to the time the caller left it, raises
     ``httpx.ReadTimeout`` then, not a cancellation; see
     :meth:`CallContext.out_of_time`)."""
-    return isinstance(error, RejectedError) or (
+    return isinstance(error, RejectedError | ConfigError) or (
         ctx.deadline is not None and ctx.out_of_time() == "caller")
 
 

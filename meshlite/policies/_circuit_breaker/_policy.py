@@ -69,7 +69,8 @@ class CircuitBreaker(Policy):
         failure_on: Which errors are failures: an exception type, a tuple of them
             or ``fn(error) -> bool``. Other errors count as successes (the
             service answered); meshlite rejections from inner policies
-            (:class:`~meshlite.RejectedError`) count as neither.
+            (:class:`~meshlite.RejectedError`) and configuration mistakes
+            (:class:`~meshlite.ConfigError`) count as neither.
         name: Name in messages and events; defaults to the call's service, else
             its operation. Required with ``store``: processes share a breaker by name.
         store: ``None`` for in-process state, or a shared store such as
