@@ -128,7 +128,8 @@ async def test_a_config_error_never_opens_a_circuit_breaker(good: FakeBackend) -
                 outcomes.append((await client.get("/a")).status_code)
             except ml.ConfigError as error:
                 outcomes.append(type(error).__name__)
-        assert outcomes == [200, "ConfigError"] * 4
+        # (round robin starts at a random backend, then alternates)
+        assert sorted(map(str, outcomes)) == ["200"] * 4 + ["ConfigError"] * 4
         assert breaker.state == "closed"
 
 

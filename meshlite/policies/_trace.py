@@ -3,63 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import reprlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, SpanKind
 
 from .._context import CallContext
-from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
 from .._policy import AsyncHandler, Handler, Policy
-from .._semconv import error_type
 from .._validate import fail
+from ._trace_attributes import (
+    DEFAULT_RECORD_ARGS,
+    MAX_ARGS_REPR,
+    AttributeValue,
+    attribute,
+    call_attributes,
+    record_cancel,
+    record_failure,
+)
 from ._validate_checks import current_leading
 
 __all__ = ["DEFAULT_RECORD_ARGS", "MAX_ARGS_REPR", "AttributeValue", "Trace", "TraceOptions"]
-
-DEFAULT_RECORD_ARGS = False
-"""Arguments are not recorded by default: they may hold personal data or secrets."""
-
-MAX_ARGS_REPR = 256
-"""Length cap of the ``meshlite.args`` attribute."""
-
-AttributeValue: TypeAlias = (
-    str | bool | int | float
-    | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
-)
-"""What OpenTelemetry accepts as an attribute value."""
-
-_SCALARS = (str, bool, int, float)
-_PLAIN = frozenset({int, float, bool, type(None)})
-_MAX_CACHED = 1024  # distinct (service, operation) pairs whose attributes are kept
-
-_args_repr = reprlib.Repr()
-# reprlib bounds the work on big containers; the final text is capped again below.
-_args_repr.maxstring = _args_repr.maxother = MAX_ARGS_REPR
-_args_repr.maxlevel = 3
-
-
-def _attribute(key: object, value: object) -> AttributeValue:
-    """``value`` checked as an OpenTelemetry attribute value (lists become tuples)."""
-    if not isinstance(key, str) or not key:
-        fail("Trace", "attributes", key, "a mapping whose keys are non-empty strings")
-    if key.startswith("meshlite."):
-        fail("Trace", f"attributes[{key!r}]", key, "outside the 'meshlite.' namespace, "
-             "which meshlite reserves for its own attributes")
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, list | tuple) and value:
-        # One element type per sequence, and bool is not an int here (as in OpenTelemetry).
-        first = type(value[0])
-        if first in _SCALARS and all(type(v) is first for v in value):
-            return tuple(value)
-    return fail("Trace", f"attributes[{key!r}]", value,
-         "a str, bool, int or float, or a non-empty list of one of those types")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +44,7 @@ class TraceOptions:
         if self.attributes is not None:
             if not isinstance(self.attributes, Mapping):
                 fail("Trace", "attributes", self.attributes, "a mapping of str to values")
-            clean = {k: _attribute(k, v) for k, v in self.attributes.items()}
+            clean = {k: attribute(k, v) for k, v in self.attributes.items()}
             object.__setattr__(self, "attributes", MappingProxyType(clean))
         if not isinstance(self.record_args, bool):
             fail("Trace", "record_args", self.record_args, "True or False")
@@ -109,71 +76,6 @@ def _noop_proxy(tracer: trace.Tracer) -> trace.ProxyTracer | None:
     if type(tracer) is not trace.ProxyTracer or not hasattr(tracer, "_real_tracer"):
         return None
     return tracer if hasattr(trace, "_TRACER_PROVIDER") else None
-
-
-def _record_failure(span: Span, error: Exception) -> None:
-    if not span.is_recording():
-        return
-    attributes: dict[str, AttributeValue] = {"error.type": error_type(error)}
-    if isinstance(error, RejectedError):
-        if error.policy is not None:
-            attributes["meshlite.rejected_by"] = error.policy
-        if isinstance(error, CircuitOpenError):
-            attributes["meshlite.circuit.state"] = "open"
-    elif isinstance(error, TimeoutExceeded):
-        attributes["meshlite.timeout"] = True
-    span.set_attributes(attributes)
-    span.record_exception(error, escaped=True)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-
-
-def _record_cancel(span: Span) -> None:
-    if span.is_recording():
-        span.set_attribute("error.type", "cancelled")
-        span.set_status(Status(StatusCode.ERROR, "cancelled"))
-
-
-def _short_repr(value: Any) -> str:
-    # Plain repr for small scalars (reprlib's type dispatch costs more than the repr).
-    if type(value) in _PLAIN or (type(value) is str and len(value) < MAX_ARGS_REPR):
-        return repr(value)
-    return _args_repr.repr(value)
-
-
-def _format_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    try:
-        parts = [_short_repr(a) for a in args]
-        parts.extend(f"{k}={_short_repr(v)}" for k, v in kwargs.items())
-    except Exception:  # a broken __repr__ must not break the call
-        return "<unrepresentable>"
-    text = ", ".join(parts)
-    return text if len(text) <= MAX_ARGS_REPR else text[: MAX_ARGS_REPR - 1] + "…"
-
-
-def _attributes_for(
-    constant: Mapping[str, AttributeValue], record_args: bool
-) -> Callable[[CallContext], Mapping[str, AttributeValue]]:
-    """Per-call span attributes, built once per (service, operation) and reused: the
-    SDK copies them into the span, so one dict can serve every call."""
-    cache: dict[tuple[str | None, str], dict[str, AttributeValue]] = {}
-
-    def build(service: str | None, operation: str) -> dict[str, AttributeValue]:
-        attributes: dict[str, AttributeValue] = {"meshlite.operation": operation}
-        if service is not None:
-            attributes["meshlite.service"] = service
-        attributes.update(constant)
-        if len(cache) < _MAX_CACHED:
-            cache[service, operation] = attributes
-        return attributes
-
-    def attributes_for(ctx: CallContext) -> Mapping[str, AttributeValue]:
-        key = (ctx.service, ctx.operation)
-        attributes = cache.get(key) or build(*key)
-        if record_args:
-            return {**attributes, "meshlite.args": _format_args(ctx.args, ctx.kwargs)}
-        return attributes
-
-    return attributes_for
 
 
 class Trace(Policy):
@@ -238,7 +140,7 @@ class Trace(Policy):
 
     def wrap(self, call_next: Handler) -> Handler:
         name = self.options.name
-        attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
+        attributes_for = call_attributes(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
                                             otel_context.detach, self.options.kind())
         tracer = self._tracer()
@@ -257,7 +159,7 @@ class Trace(Policy):
             try:
                 return call_next(ctx)
             except Exception as error:
-                _record_failure(span, error)
+                record_failure(span, error)
                 raise
             finally:
                 ctx.span = outer_span
@@ -268,7 +170,7 @@ class Trace(Policy):
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         name = self.options.name
-        attributes_for = _attributes_for(self.options.attributes or {}, self.options.record_args)
+        attributes_for = call_attributes(self.options.attributes or {}, self.options.record_args)
         set_span, attach, detach, client = (trace.set_span_in_context, otel_context.attach,
                                             otel_context.detach, self.options.kind())
         tracer = self._tracer()
@@ -299,10 +201,10 @@ class Trace(Policy):
             try:
                 return await call_next(ctx)
             except asyncio.CancelledError:
-                _record_cancel(span)
+                record_cancel(span)
                 raise
             except Exception as error:
-                _record_failure(span, error)
+                record_failure(span, error)
                 raise
             finally:
                 ctx.span = outer_span

@@ -49,9 +49,9 @@ def says_nothing(ctx: CallContext, error: Exception) -> bool:
     """Whether a call of ``ctx`` that raised ``error`` says nothing about the service,
     so it records neither success nor failure: another policy refused it
     (``RejectedError``), a ``ConfigError`` ended it (a mistake in the configuration,
-    which the breaker would hide behind ``CircuitOpenError``), or it failed once its caller's deadline had passed (a sync
-    wire's own timeout, clamped to the time the caller left it, raises
-    ``httpx.ReadTimeout`` then, not a cancellation; see
+    which an open circuit would hide behind ``CircuitOpenError``), or it failed once
+    its caller's deadline had passed (a sync wire's own timeout, clamped to the time
+    the caller left it, raises ``httpx.ReadTimeout`` then, not a cancellation; see
     :meth:`CallContext.out_of_time`)."""
     return isinstance(error, RejectedError | ConfigError) or (
         ctx.deadline is not None and ctx.out_of_time() == "caller")
