@@ -223,10 +223,21 @@ def _add_alerts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     export.set_defaults(run=_alerts_export)
 
 
+INTERRUPTED = 130
+"""The exit status after Ctrl+C (SIGINT), as shells report a command it ended:
+128 + the signal's number."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (:data:`INTERRUPTED` after
+    Ctrl+C, which prints one line, not a traceback: what the command had started
+    is stopped on the way out)."""
     args = _parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"meshlite {args.command}: interrupted\n")
+        return INTERRUPTED
     return code
 
 
