@@ -113,7 +113,14 @@ def _dashboard(args: argparse.Namespace) -> int:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1
     except OSError as error:
-        sys.stderr.write(f"meshlite dashboard: {error}\n")
+        if getattr(error, "__notes__", None):  # binding failed (note_cannot_listen)
+            # The bare "[Errno 98] Address already in use" named neither the address
+            # nor the option to change.
+            sys.stderr.write(f"meshlite dashboard: cannot listen on {args.host}:{args.port}: "
+                             f"{error.strerror or error}; pick another --port (0 picks a "
+                             "free one)\n")
+        else:
+            sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1
 
 
