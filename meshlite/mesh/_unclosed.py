@@ -1,0 +1,70 @@
+"""A mesh left open: a ``ResourceWarning`` naming it, as aiohttp warns of a session
+left open, and no noise, hang or lost telemetry besides.
+
+Opened with ``async with mesh`` (or ``await mesh.start()``), a mesh keeps a guard
+task on its loop. ``asyncio.run()`` (uvicorn's server, any runner) cancels the tasks
+still pending when its main task ends: the guard then warns and closes the mesh on
+that loop, while it still runs. Left to the loop's end instead, the health checks'
+HTTP sessions were torn down by its shutdown of async generators ("RuntimeError:
+athrow(): asynchronous generator is already running" and its traceback), the
+``mesh.aiohttp()`` sessions logged "Unclosed client session", and the spans of the
+last calls waited for the exit's flush.
+
+Opened with ``with mesh``, the components run on a daemon thread, which holds no
+exit up: at the interpreter's exit a mesh still open is named in a warning (the
+telemetry has its own flush at exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import warnings
+import weakref
+from typing import Any
+
+__all__ = ["forget", "guard", "remember"]
+
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The meshes opened and not closed since (a mesh dropped meanwhile is not kept)."""
+
+
+def remember(mesh: Any) -> None:
+    """``mesh`` has been opened."""
+    _OPEN.add(mesh)
+
+
+def forget(mesh: Any) -> None:
+    """``mesh`` has been closed."""
+    _OPEN.discard(mesh)
+
+
+def _warn(mesh: Any, name: str, when: str, how: str) -> None:
+    warnings.warn(f"{name} was never closed: {when}. Close it with {how}",
+                  ResourceWarning, stacklevel=2, source=mesh)
+
+
+async def guard(mesh: Any) -> None:
+    """The guard task of ``mesh``, opened on this loop: it waits until it is
+    cancelled, by the mesh's close (then it ends) or by the loop's end (then it
+    closes the mesh, and warns)."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    except asyncio.CancelledError:
+        if mesh.state != "open":  # the mesh's own close cancelled it
+            raise
+    name = repr(mesh)  # while it says "open"
+    try:
+        await mesh.aclose()
+    finally:
+        _warn(mesh, name, "its event loop ended with the mesh open, and closed it",
+              "`async with mesh:` or `await mesh.aclose()`")
+
+
+@atexit.register
+def _at_exit() -> None:
+    for mesh in list(_OPEN):
+        if mesh.state == "open":
+            _warn(mesh, repr(mesh), "the interpreter exited with the mesh open",
+                  "`with mesh:` or `mesh.close()` (`async with mesh:` or "
+                  "`await mesh.aclose()` on an event loop)")
