@@ -265,6 +265,12 @@ class MeshLifecycle:
         if registered():
             flush_all()
 
+    async def close_left_open(self, when: str) -> None:
+        """Close the mesh, found open ``when`` (the end of its loop, of the ASGI
+        lifespan that opened it), with a ``ResourceWarning`` naming it; not public
+        API."""
+        await _unclosed.close_left_open(self, when)
+
     @property
     def state(self) -> str:
         """The mesh's lifecycle state: ``"idle"`` (not opened yet), ``"open"``,

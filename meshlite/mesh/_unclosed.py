@@ -4,7 +4,10 @@ left open, and no noise, hang or lost telemetry besides.
 Opened with ``async with mesh`` (or ``await mesh.start()``), a mesh keeps a guard
 task on its loop. ``asyncio.run()`` (uvicorn's server, any runner) cancels the tasks
 still pending when its main task ends: the guard then warns and closes the mesh on
-that loop, while it still runs. Left to the loop's end instead, the health checks'
+that loop, while it still runs (and ``MeshMiddleware`` closes a mesh the app's
+lifespan opened and left open before telling the server the shutdown is complete:
+uvicorn ends a worker that shut down on SIGTERM by raising SIGTERM again, on its
+loop, before any task is cancelled). Left to the loop's end instead, the health checks'
 HTTP sessions were torn down by its shutdown of async generators ("RuntimeError:
 athrow(): asynchronous generator is already running" and its traceback), the
 ``mesh.aiohttp()`` sessions logged "Unclosed client session", and the spans of the
@@ -23,7 +26,7 @@ import warnings
 import weakref
 from typing import Any
 
-__all__ = ["forget", "guard", "remember"]
+__all__ = ["close_left_open", "forget", "guard", "remember"]
 
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
 """The meshes opened and not closed since (a mesh dropped meanwhile is not kept)."""
@@ -39,8 +42,8 @@ def forget(mesh: Any) -> None:
     _OPEN.discard(mesh)
 
 
-def _warn(mesh: Any, name: str, when: str, how: str) -> None:
-    warnings.warn(f"{name} was never closed: {when}. Close it with {how}",
+def _warn(mesh: Any, name: str, when: str, then: str, how: str) -> None:
+    warnings.warn(f"{name} was left open when {when}; {then}. Close it with {how}",
                   ResourceWarning, stacklevel=2, source=mesh)
 
 
@@ -53,11 +56,16 @@ async def guard(mesh: Any) -> None:
     except asyncio.CancelledError:
         if mesh.state != "open":  # the mesh's own close cancelled it
             raise
+    await close_left_open(mesh, "its event loop ended")
+
+
+async def close_left_open(mesh: Any, when: str) -> None:
+    """Close ``mesh``, found open ``when`` it should have been closed, and warn."""
     name = repr(mesh)  # while it says "open"
     try:
         await mesh.aclose()
     finally:
-        _warn(mesh, name, "its event loop ended with the mesh open, and closed it",
+        _warn(mesh, name, when, "meshlite closed it then",
               "`async with mesh:` or `await mesh.aclose()`")
 
 
@@ -65,6 +73,7 @@ async def guard(mesh: Any) -> None:
 def _at_exit() -> None:
     for mesh in list(_OPEN):
         if mesh.state == "open":
-            _warn(mesh, repr(mesh), "the interpreter exited with the mesh open",
+            _warn(mesh, repr(mesh), "the interpreter exited",
+                  "its health checks and watchers ended with the process",
                   "`with mesh:` or `mesh.close()` (`async with mesh:` or "
                   "`await mesh.aclose()` on an event loop)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _system import wait_for
-from _workers import _accepts, free_port, running
+from _workers import _accepts, free_port, fresh, running
 from observability.otlp_receiver import OtlpReceiver
 
 from meshlite.testing import FakeBackend
@@ -166,3 +166,66 @@ def test_sigterm_under_load_answers_every_handled_request_and_exits_0_quietly(
     assert sum(s.kind == "CLIENT" for s in spans) == outcomes["200"]
     assert {f.name for f in shared.iterdir() if f.name.startswith("meshlite-")}, \
         "no worker wrote its metrics"
+
+
+FORGETFUL = textwrap.dedent('''\
+    import os
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    import meshlite as ml
+    import meshlite.asgi
+
+    mesh = ml.Mesh.from_config(os.environ["MESH_CONFIG"])
+
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await mesh.start()        # and no aclose(): forgotten
+        yield
+
+
+    async def call(request):
+        r = await mesh.http("users").get("/work")
+        return JSONResponse({"status": r.status_code})
+
+
+    app = meshlite.asgi.MeshMiddleware(Starlette(routes=[Route("/call", call)],
+                                                 lifespan=lifespan), mesh=mesh)
+    ''')
+
+
+@pytest.mark.timeout(120)
+def test_a_mesh_the_lifespan_left_open_is_closed_on_sigterm_and_named(
+        tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    (tmp_path / "app.py").write_text(FORGETFUL)
+    port = free_port()
+    with FakeBackend() as backend, OtlpReceiver() as receiver:
+        config = tmp_path / "mesh.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            telemetry: {{service_name: frontend, otlp_endpoint: "{receiver.url}"}}
+            services:
+              users: {{backends: ["{backend.url}"]}}
+            """))
+        env = {**os.environ, "MESH_CONFIG": str(config), "OTEL_BSP_SCHEDULE_DELAY": "600000",
+               "PYTHONWARNINGS": "default"}
+        command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "warning"]
+        log = tmp_path / "server.log"
+        with running(command, env, log, cwd=tmp_path) as proc:
+            wait_for(lambda: _accepts(port, proc), 60, "the server listens")
+            with fresh() as http:
+                for _ in range(5):
+                    assert http.get(f"http://127.0.0.1:{port}/call").status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)  # (uvicorn ends itself by SIGTERM again: -15, its choice)
+        spans = receiver.spans
+    # uvicorn raised SIGTERM again as soon as the lifespan had shut down, on its loop:
+    # the mesh, never closed, never flushed, and the 5 calls' spans were lost unsaid.
+    assert sum(s.kind == "CLIENT" for s in spans) == 5, log.read_text()
+    assert ("ResourceWarning: Mesh(['users'], state='open') was left open when the app's "
+            "lifespan that opened it shut down; meshlite closed it then.") in log.read_text()
