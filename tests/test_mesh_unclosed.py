@@ -96,3 +96,14 @@ async def test_a_closed_mesh_leaves_no_guard_and_says_nothing() -> None:
         await asyncio.sleep(0)  # the guard's cancellation runs
         assert all(t.done() for t in guards)
     # (filterwarnings = error: a warning here would fail the test)
+
+
+async def test_a_guard_ends_when_its_mesh_is_closed_from_another_thread() -> None:
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])])
+    await mesh.start()
+    (first,) = [t for t in asyncio.all_tasks() if t.get_name().startswith("meshlite-unclosed")]
+    await asyncio.to_thread(mesh.close)  # left pending, the old guard would close the
+    await asyncio.wait((first,), timeout=30)  # mesh opened again below at the loop's end
+    assert first.done()
+    async with mesh:
+        assert mesh.state == "open"

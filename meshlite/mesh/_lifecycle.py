@@ -138,17 +138,14 @@ class MeshLifecycle:
             self._set_state("closed")
             _unclosed.forget(self)
             raise
-        self._guard = asyncio.get_running_loop().create_task(
-            _unclosed.guard(self), name=f"meshlite-unclosed-guard-{id(self):x}")
+        self._guard = _unclosed.watch(self)
 
     async def aclose(self) -> None:
         """Drain calls in flight (up to ``drain_timeout``), stop components in reverse
         order, close the HTTP connection pools and flush the telemetry (traces and
         metrics exports, up to 5 s in all, off the event loop)."""
         self._set_state("closing")
-        guard, self._guard = self._guard, None
-        if guard is not None and guard is not asyncio.current_task():
-            guard.cancel()  # it ends at once: the mesh is closing
+        self._drop_guard()
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
@@ -162,6 +159,11 @@ class MeshLifecycle:
         finally:
             self._set_state("closed")
             _unclosed.forget(self)
+
+    def _drop_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            _unclosed.drop(guard)
 
     async def _shut_down(self) -> None:
         """Stop the components, close the sessions and pools, flush the telemetry:
@@ -239,6 +241,7 @@ class MeshLifecycle:
     def close(self) -> None:
         """Sync twin of :meth:`aclose` (for ``with mesh``)."""
         self._set_state("closing")
+        self._drop_guard()  # (opened on a loop, closed from a thread)
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout

@@ -26,7 +26,7 @@ import warnings
 import weakref
 from typing import Any
 
-__all__ = ["close_left_open", "forget", "guard", "remember"]
+__all__ = ["close_left_open", "drop", "forget", "remember", "watch"]
 
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
 """The meshes opened and not closed since (a mesh dropped meanwhile is not kept)."""
@@ -47,14 +47,35 @@ def _warn(mesh: Any, name: str, when: str, then: str, how: str) -> None:
                   ResourceWarning, stacklevel=2, source=mesh)
 
 
-async def guard(mesh: Any) -> None:
+def watch(mesh: Any) -> asyncio.Task[None]:
+    """Start the guard of ``mesh``, just opened on the running loop."""
+    return asyncio.get_running_loop().create_task(
+        _guard(mesh), name=f"meshlite-unclosed-guard-{id(mesh):x}")
+
+
+def drop(guard: asyncio.Task[None]) -> None:
+    """End ``guard`` (it ends at once: its mesh is closing), from its loop or from
+    another thread (a mesh opened on a loop may be closed from a thread)."""
+    try:
+        if guard is asyncio.current_task():
+            return  # the guard is closing the mesh itself
+    except RuntimeError:  # no loop runs in this thread
+        pass
+    loop = guard.get_loop()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(guard.cancel)
+
+
+async def _guard(mesh: Any) -> None:
     """The guard task of ``mesh``, opened on this loop: it waits until it is
     cancelled, by the mesh's close (then it ends) or by the loop's end (then it
     closes the mesh, and warns)."""
     try:
         await asyncio.get_running_loop().create_future()
     except asyncio.CancelledError:
-        if mesh.state != "open":  # the mesh's own close cancelled it
+        # Cancelled by the mesh's close (which dropped it: a mesh closed and
+        # opened again has a new guard), or by the loop's end.
+        if mesh.state != "open" or mesh._guard is not asyncio.current_task():
             raise
     await close_left_open(mesh, "its event loop ended")
 
