@@ -1,6 +1,6 @@
-"""Ctrl+C during a ``meshlite`` command: one line on standard error, exit 130 (as a
-shell reports a command SIGINT ended), no traceback, and nothing the command
-started left running."""
+"""Ctrl+C (or SIGTERM) during a ``meshlite`` command: one line on standard error,
+exit 130 (143), as a shell reports a command the signal ended, no traceback, and
+nothing the command started left running."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ import sys
 
 import pytest
 
-from meshlite.cli import INTERRUPTED
+from meshlite.cli import INTERRUPTED, TERMINATED
 
 _MAIN = "import sys; from meshlite.cli import main; sys.exit(main())"
 
 
-def _interrupt(args: list[str], marker: str) -> tuple[int, str]:
-    """Run ``meshlite ARGS`` in a process group of its own, press Ctrl+C (SIGINT to
-    the whole group, as a terminal does) once ``marker`` is in its output; return its
-    exit status and output (standard output and error), once every process of the
-    group has ended."""
+def _interrupt(args: list[str], marker: str, group: bool = True,
+               signum: int = signal.SIGINT) -> tuple[int, str]:
+    """Run ``meshlite ARGS`` in a process group of its own, send ``signum`` once
+    ``marker`` is in its output, to the whole group (Ctrl+C in a terminal) or to the
+    command alone (``kill``, ``timeout``, a supervisor); return its exit status and
+    output (standard output and error), once every process of the group has ended."""
     with subprocess.Popen([sys.executable, "-c", _MAIN, *args], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           start_new_session=True) as child:
@@ -31,7 +32,10 @@ def _interrupt(args: list[str], marker: str) -> tuple[int, str]:
                 line = child.stdout.readline()
                 assert line, f"meshlite {args} ended before {marker!r}:\n{seen}"
                 seen += line
-            os.killpg(child.pid, signal.SIGINT)
+            if group:
+                os.killpg(child.pid, signum)
+            else:
+                child.send_signal(signum)
             seen += child.stdout.read()
             code = child.wait(timeout=60)
             _wait_group_gone(child.pid)
@@ -72,3 +76,24 @@ def test_ctrl_c_while_the_shop_demo_starts_stops_its_services() -> None:
     assert code == INTERRUPTED, err
     assert "Traceback" not in err, err
     assert "meshlite demo: interrupted\n" in err, err
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_to_the_shop_demo_stops_its_services_and_exits_143() -> None:
+    pytest.importorskip("uvicorn")
+    # SIGTERM's default action ended the command at once, its four services left
+    # running (holding their ports) for ever.
+    code, err = _interrupt(["demo", "--services", "--requests", "5"], "starting orders",
+                           group=False, signum=signal.SIGTERM)
+    assert code == TERMINATED, err
+    assert "Traceback" not in err, err
+    assert err.endswith("meshlite demo: terminated\n"), err
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_during_the_mesh_demo_exits_143_without_a_traceback() -> None:
+    code, err = _interrupt(["demo"], "plain round robin: 1/", group=False,
+                           signum=signal.SIGTERM)
+    assert code == TERMINATED, err
+    assert "Traceback" not in err, err
+    assert err.endswith("meshlite demo: terminated\n"), err
