@@ -60,7 +60,7 @@ class MeshLifecycle:
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
     _guard: asyncio.Task[None] | None = None
     """Opened on an event loop: what closes the mesh if the loop ends first
-    (``_unclosed.guard``)."""
+    (``_unclosed.watch``)."""
     _http: Any = None
     """The HTTP layer's connection pools of this mesh (``MeshPools``), once a client
     made some: closed with the mesh through ``aclose()`` and ``take()``."""
