@@ -8,13 +8,17 @@ the fault, and the service-to-service edges each dashboard learned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -88,6 +92,32 @@ def _environments(fault_rate: float, otlp: str | None) -> tuple[dict[str, dict[s
     urls.update({f"{n}-dashboard": f"http://127.0.0.1:{ports[len(SERVICES) + i]}"
                  for i, n in enumerate(SERVICES)})
     return envs, urls
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block has run, then act on the first
+    that arrived as its handler would have. Around a ``Popen``: one arriving inside
+    it (after the fork, before it returns) left a service running, unrecorded, that
+    no one stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (only the main thread gets signals, and may set handlers)
+        return
+    arrived: list[tuple[int, Any]] = []
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    previous = {kind: signal.signal(kind, lambda n, frame: arrived.append((n, frame)))
+                for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, signal.SIG_DFL if handler is None else handler)
+        for n, frame in arrived[:1]:
+            handler = previous[signal.Signals(n)]
+            if callable(handler):
+                handler(n, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(n)
 
 
 def _wait_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -167,8 +197,9 @@ def run_shop_demo(out: TextIO, err: TextIO, *, directory: str | None = None,
         for name in SERVICES:
             out.write(f"starting {name} on {urls[name]} (dashboard "
                       f"{urls[name + '-dashboard']})\n")
-            processes[name] = subprocess.Popen(
-                [sys.executable, str(shop / f"{name}.py")], env=envs[name], cwd=shop)
+            with _signals_held():  # a process started is one the finally stops
+                processes[name] = subprocess.Popen(
+                    [sys.executable, str(shop / f"{name}.py")], env=envs[name], cwd=shop)
             _wait_up(urls[name], processes[name])
         _drive(result, requests, deadline_ms)
         time.sleep(1.2)  # let the dashboards' samplers see the last second

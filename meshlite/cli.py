@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,7 +115,14 @@ def _dashboard(args: argparse.Namespace) -> int:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1
     except OSError as error:
-        sys.stderr.write(f"meshlite dashboard: {error}\n")
+        if getattr(error, "__notes__", None):  # binding failed (note_cannot_listen)
+            # The bare "[Errno 98] Address already in use" named neither the address
+            # nor the option to change.
+            sys.stderr.write(f"meshlite dashboard: cannot listen on {args.host}:{args.port}: "
+                             f"{error.strerror or error}; pick another --port (0 picks a "
+                             "free one)\n")
+        else:
+            sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1
 
 
@@ -223,10 +232,53 @@ def _add_alerts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     export.set_defaults(run=_alerts_export)
 
 
+INTERRUPTED = 130
+"""The exit status after Ctrl+C (SIGINT), as shells report a command it ended:
+128 + the signal's number."""
+
+TERMINATED = 143
+"""The exit status after SIGTERM (128 + 15)."""
+
+
+_SIGTERM_SEEN = threading.Event()
+"""Set when SIGTERM arrived: the interruption it caused is reported as a termination."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM takes Ctrl+C's way, whose stop is graceful everywhere: on an event loop
+    # asyncio.run()'s own SIGINT handler cancels the main task (an exception raised
+    # from here in the middle of a task's step left asyncio's streams logging
+    # tracebacks), elsewhere KeyboardInterrupt unwinds the stack.
+    _SIGTERM_SEEN.set()
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (:data:`INTERRUPTED` after
+    Ctrl+C, :data:`TERMINATED` after SIGTERM, each with one line on standard error,
+    not a traceback: what the command had started is stopped on the way out; the
+    foreground ``dashboard`` exits 0 on either, its way to stop)."""
     args = _parser().parse_args(argv)
-    code: int = args.run(args)
+    # SIGTERM's default action ends the process at once: `meshlite demo --services`
+    # left its four services running. (Only the main thread may set a handler.)
+    main_thread = threading.current_thread() is threading.main_thread()
+    _SIGTERM_SEEN.clear()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        if _SIGTERM_SEEN.is_set():
+            sys.stderr.write(f"meshlite {args.command}: terminated\n")
+            return TERMINATED
+        sys.stderr.write(f"meshlite {args.command}: interrupted\n")
+        return INTERRUPTED
+    finally:
+        if main_thread:  # (None: a handler not set from Python; the default then)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return code
 
 

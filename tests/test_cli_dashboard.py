@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -107,3 +108,19 @@ def test_stopped_by_a_signal_it_closes_the_mesh_and_exits_0(
             if child.poll() is None:
                 child.kill()
                 child.communicate()
+
+
+def test_a_busy_port_exits_1_with_one_line_naming_the_address(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", _MAIN, "dashboard", str(config),
+                               "--port", str(port)], capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    # Was "meshlite dashboard: [Errno 98] Address already in use": no address.
+    assert done.stderr == (f"meshlite dashboard: cannot listen on 127.0.0.1:{port}: Address "
+                           "already in use; pick another --port (0 picks a free one)\n")

@@ -20,6 +20,7 @@ from ._deadline import run_by
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
+from ._lifespan import watching
 from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
@@ -149,8 +150,10 @@ class MeshMiddleware(MiddlewareSetup):
         return series
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Lifespan passes through; a WebSocket too, once its handshake met its
-        route's credentials check."""
+        """Lifespan passes through (a mesh it opened and left open is closed at its
+        end); a WebSocket too, once its handshake met its route's credentials check."""
+        if scope["type"] == "lifespan" and self.mesh is not None:
+            send = watching(self.mesh, send)
         if scope["type"] != "websocket" or await self._handshake(scope, receive, send):
             await self.app(scope, receive, send)
 

@@ -19,6 +19,7 @@ from .._inflight import calls_list
 from ..routing._lifecycle import LoopThread, dependency_waves, start_waves, stop_all
 from ..routing._service import Lifecycle, Service
 from ..telemetry._bounded import flush_all, registered
+from . import _unclosed
 
 __all__ = ["MeshLifecycle", "close_async_pools_here"]
 
@@ -57,6 +58,9 @@ class MeshLifecycle:
     _state: str
     _refusing: bool
     _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
+    _guard: asyncio.Task[None] | None = None
+    """Opened on an event loop: what closes the mesh if the loop ends first
+    (``_unclosed.watch``)."""
     _http: Any = None
     """The HTTP layer's connection pools of this mesh (``MeshPools``), once a client
     made some: closed with the mesh through ``aclose()`` and ``take()``."""
@@ -92,7 +96,7 @@ class MeshLifecycle:
         flight (they never end here; one of the thread that forked ends on the list it
         began on, which is no longer the mesh's)."""
         _INHERITED.extend(x for x in (self._thread, self._sessions) if x)
-        self._thread, self._sessions = None, None
+        self._thread, self._sessions, self._guard = None, None, None
         self._calls = calls_list()
         if self._state in ("open", "closing"):
             self._started = []
@@ -122,6 +126,7 @@ class MeshLifecycle:
                     "from any thread or task use the open mesh)", policy="mesh")
             components = self._components_in_order()
             self._set_state("open")
+        _unclosed.remember(self)
         return components
 
     async def start(self) -> None:
@@ -131,13 +136,16 @@ class MeshLifecycle:
             await start_waves(components, self._started)
         except BaseException:
             self._set_state("closed")
+            _unclosed.forget(self)
             raise
+        self._guard = _unclosed.watch(self)
 
     async def aclose(self) -> None:
         """Drain calls in flight (up to ``drain_timeout``), stop components in reverse
         order, close the HTTP connection pools and flush the telemetry (traces and
         metrics exports, up to 5 s in all, off the event loop)."""
         self._set_state("closing")
+        self._drop_guard()
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
@@ -150,6 +158,12 @@ class MeshLifecycle:
                 await self._shut_down()
         finally:
             self._set_state("closed")
+            _unclosed.forget(self)
+
+    def _drop_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            _unclosed.drop(guard)
 
     async def _shut_down(self) -> None:
         """Stop the components, close the sessions and pools, flush the telemetry:
@@ -216,6 +230,7 @@ class MeshLifecycle:
                 self._thread.stop()
                 self._thread = None
                 self._set_state("closed")
+                _unclosed.forget(self)
                 raise
         return self
 
@@ -226,6 +241,7 @@ class MeshLifecycle:
     def close(self) -> None:
         """Sync twin of :meth:`aclose` (for ``with mesh``)."""
         self._set_state("closing")
+        self._drop_guard()  # (opened on a loop, closed from a thread)
         try:
             clock = self.clock
             deadline = clock.monotonic() + self.drain_timeout
@@ -236,6 +252,7 @@ class MeshLifecycle:
                 self._stop_here()
         finally:
             self._set_state("closed")
+            _unclosed.forget(self)
 
     def _stop_here(self) -> None:
         """The sync close's steps after the drain (as :meth:`_shut_down`)."""
@@ -250,6 +267,12 @@ class MeshLifecycle:
             self._close_http(None)
         if registered():
             flush_all()
+
+    async def close_left_open(self, when: str) -> None:
+        """Close the mesh, found open ``when`` (the end of its loop, of the ASGI
+        lifespan that opened it), with a ``ResourceWarning`` naming it; not public
+        API."""
+        await _unclosed.close_left_open(self, when)
 
     @property
     def state(self) -> str:

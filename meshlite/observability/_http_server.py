@@ -12,7 +12,7 @@ from typing import Any
 
 from .._printable import printable
 
-__all__ = ["HEADER_TIMEOUT", "MAX_CONNECTIONS", "make_server"]
+__all__ = ["HEADER_TIMEOUT", "MAX_CONNECTIONS", "make_server", "note_cannot_listen"]
 
 _log = logging.getLogger("meshlite.metrics")
 
@@ -94,4 +94,15 @@ def make_server(host: str, port: int, body: Callable[[], bytes], content_type: s
             _log.debug("metrics server: %s", printable(format % args, _LOGGED))
 
     server_class = _Server6 if ":" in host else _Server
-    return server_class((host, port), Handler)
+    try:
+        return server_class((host, port), Handler)
+    except OSError as error:  # the bare errno named neither the port nor the server
+        note_cannot_listen(error, "meshlite metrics server", host, port)
+        raise
+
+
+def note_cannot_listen(error: OSError, owner: str, host: str, port: int) -> None:
+    """Add to ``error``, raised binding ``host:port``, a note naming ``owner``, the
+    address and the way out (shown under the error in a traceback)."""
+    error.add_note(f"{owner}: cannot listen on {host}:{port}; pick another port "
+                   "(port=0 picks a free one)")

@@ -63,3 +63,15 @@ def test_idle_connections_take_at_most_max_connections_threads(
             except OSError:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+
+
+def test_a_busy_port_names_the_address_and_the_way_out() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="in use") as info:
+            start_http_server(ml.Mesh(), port=port)
+    # A bare "[Errno 98] Address already in use" named neither.
+    assert info.value.__notes__ == [f"meshlite metrics server: cannot listen on 127.0.0.1:"
+                                    f"{port}; pick another port (port=0 picks a free one)"]

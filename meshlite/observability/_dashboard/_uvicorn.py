@@ -17,6 +17,8 @@ import uvicorn
 from uvicorn.middleware.message_logger import MessageLoggerMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from .._http_server import note_cannot_listen
+
 __all__ = ["Background", "Foreground", "Quiet", "bind", "drop_message_logger", "start",
            "url_of"]
 
@@ -95,8 +97,7 @@ def bind(host: str, port: int, owner: str = "meshlite dashboard") -> socket.sock
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        error.add_note(f"{owner}: cannot listen on {host}:{port}; pick another "
-                       "port (port=0 picks a free one)")
+        note_cannot_listen(error, owner, host, port)
         raise
     return sock
 
