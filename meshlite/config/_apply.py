@@ -140,16 +140,19 @@ def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
 def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
     live = old.service
     touched = False
+    # Backends first: a thread's call starting between the two runs the old pipeline
+    # on the new backends, as a call begun before the reload does; the other order
+    # ran the new pipeline on the old backends, a config never in force.
+    if (new.section.discovery is None and new.backends is not old.backends
+            and new.backends != live.backends):
+        live.set_backends(new.backends)
+        touched = True
     if new.compiled is not None:
         live.set_pipeline(new.compiled)
         new.compiled = None  # handed over: the plan holds no handler of the live service
         touched = True
     elif not new.prepared and _policies_changed(old, new):
         swap_pipeline(live, new.pipeline())
-        touched = True
-    if (new.section.discovery is None and new.backends is not old.backends
-            and new.backends != live.backends):
-        live.set_backends(new.backends)
         touched = True
     new.service, new.discovery = live, old.discovery
     if touched:
