@@ -221,14 +221,22 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """Each service's health, from cached state (no I/O)."""
         from ..routing._snapshot import health_of
 
-        return {name: health_of(self.service(name)) for name in self._services}
+        return {name: health_of(service) for name, service in self._registry_now()}
 
     def snapshot(self) -> dict[str, ServiceSnapshot]:
         """Each service's numbers: requests, errors, latency percentiles, in flight,
         ejection, health and breaker state, per backend and in total."""
         from ..routing._snapshot import snapshot_of
 
-        return {name: snapshot_of(self.service(name)) for name in self._services}
+        return {name: snapshot_of(service) for name, service in self._registry_now()}
+
+    def _registry_now(self) -> list[tuple[str, Service]]:
+        # Each service by name as :meth:`service` finds it, read at once: a reload
+        # applied by another thread changes the registry meanwhile (iterating it
+        # then raised, and a name removed since was no service).
+        targets = self._targets
+        return [(name, target if isinstance(target := targets.get(name), Service)
+                 else service) for name, service in tuple(self._services.items())]
 
     @property
     def in_flight(self) -> int:
