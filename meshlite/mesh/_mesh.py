@@ -175,13 +175,14 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """
         self._check_dependencies(service)
         late = self._state == "open" and bool(getattr(service, "components", ()))
-        if late and self._thread is None:
+        thread = self._thread  # read once: a close on another thread drops it
+        if late and thread is None:
             raise ConfigError("Mesh.register: the mesh is open on an event loop; use "
                               "await mesh.aregister(service) so its components start",
                               policy="mesh")
         self._add(service)
-        if late and self._thread is not None:
-            self._thread.run(start_all(service.components, self._started))
+        if late and thread is not None:
+            thread.run(start_all(service.components, self._started))
         return service
 
     async def aregister(self, service: Service) -> Service:
