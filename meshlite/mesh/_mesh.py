@@ -8,6 +8,7 @@ registry through (``_registry``), overrides (``_overrides``), the HTTP clients
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigError
 from .._events import Hook
-from .._fork import after_fork_in_child
+from .._fork import after_fork_in_child, fork_safe
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list
 from .._policy import AsyncHandler, Handler
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
+
+_REGISTERING = fork_safe(threading.Lock())
+"""Held while a name is checked and registered: two threads registering one name at
+once both found it free, and the second silently replaced the first."""
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
@@ -149,12 +154,13 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
     def _add(self, service: Service) -> None:
         if not isinstance(service, Service):
             fail("Mesh", "services", service, "ml.Service objects")
-        if service.name in self._services:
-            raise ConfigError(f"Mesh: two services are named {service.name!r}; names must "
-                              "be unique", policy="mesh")
-        self._adopt(service)
-        self._services[service.name] = service
-        self._targets[service.name] = service
+        with _REGISTERING:
+            if service.name in self._services:
+                raise ConfigError(f"Mesh: two services are named {service.name!r}; names "
+                                  "must be unique", policy="mesh")
+            self._adopt(service)
+            self._services[service.name] = service
+            self._targets[service.name] = service
 
     def _check_dependencies(self, service: Service) -> None:
         missing = [d for d in getattr(service, "depends_on", ()) if d not in self._services]
