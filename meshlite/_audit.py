@@ -34,6 +34,7 @@ from typing import Any
 
 from ._arguments import explained
 from ._errors import ConfigError
+from ._fork import fork_safe
 from ._printable import MAX_ADDRESS, printable
 from ._validate import fail
 
@@ -161,7 +162,7 @@ class AuditLog:
         if not callable(wall):
             fail("AuditLog", "wall", wall, "a function returning seconds since the epoch")
         self.wall = wall
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         try:
             os.close(self._open())
         except OSError as error:

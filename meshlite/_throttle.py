@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Hashable
 
+from ._fork import fork_safe
+
 __all__ = ["Throttle"]
 
 
@@ -19,7 +21,7 @@ class Throttle:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._seen: dict[Hashable, tuple[float, int]] = {}
 
     def passes(self, kind: Hashable) -> int | None:

@@ -658,3 +658,45 @@ def test_call_sync_refuses_an_async_function() -> None:
         mesh.call_sync("users", lookup)
     assert runs == []
     assert asyncio.run(mesh.call("users", lookup)) == "ok"
+
+
+def test_two_threads_registering_one_name_at_once_one_fails() -> None:
+    # Both found the name free and both returned: the second silently replaced the
+    # first, whose caller believed it registered.
+    adopting, release, second_adopting = threading.Event(), threading.Event(), threading.Event()
+
+    class Held(ml.Service):
+        def add_hook(self, hook: Any) -> Any:  # the mesh subscribes it while registering
+            adopting.set()
+            assert release.wait(30)
+            return super().add_hook(hook)
+
+    class Noted(ml.Service):
+        def add_hook(self, hook: Any) -> Any:
+            second_adopting.set()
+            return super().add_hook(hook)
+
+    mesh = ml.Mesh()
+    mesh.add_hook(lambda event: None)
+    first, second = Held("users", ["a:1"]), Noted("users", ["b:1"])
+    outcomes: dict[str, Any] = {}
+
+    def register(key: str, service: ml.Service) -> None:
+        try:
+            outcomes[key] = mesh.register(service)
+        except ml.ConfigError as error:
+            outcomes[key] = error
+
+    one = threading.Thread(target=register, args=("first", first))
+    one.start()
+    assert adopting.wait(30)
+    two = threading.Thread(target=register, args=("second", second))
+    two.start()
+    second_adopting.wait(2.0)  # reached at once without the fix; never with it
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert outcomes["first"] is first
+    assert isinstance(outcomes["second"], ml.ConfigError)
+    assert "two services are named 'users'" in str(outcomes["second"])
+    assert mesh.service("users") is first

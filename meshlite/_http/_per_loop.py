@@ -34,6 +34,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from .._fork import fork_safe
+
 __all__ = ["PerLoop"]
 
 T = TypeVar("T")
@@ -64,7 +66,7 @@ class PerLoop(Generic[T]):
         self._make = make
         self._close = close
         self._end_dead = end_dead
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._by_loop: dict[asyncio.AbstractEventLoop, T] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.last: tuple[asyncio.AbstractEventLoop, T] = _NONE

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .._fork import fork_safe
 from ..routing._endpoint import Endpoint
 
 __all__ = ["Retired", "Retiring", "busy", "waits"]
@@ -78,7 +79,7 @@ class Retiring:
 
     def __init__(self, is_async: bool) -> None:
         self._async = is_async
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._waiting: list[Retired] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False

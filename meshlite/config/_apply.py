@@ -139,7 +139,15 @@ def _policies_changed(old: ServicePlan, new: ServicePlan) -> bool:
 
 def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) -> None:
     live = old.service
-    touched = False
+    tell = None
+    # Backends first, the pipeline right after, the news of the backends last: a
+    # thread's call starting between the two runs the old pipeline on the new
+    # backends, as a call begun before the reload does; the other order ran the new
+    # pipeline on the old backends, a config never in force.
+    if (new.section.discovery is None and new.backends is not old.backends
+            and new.backends != live.backends):
+        tell = live.replace_backends(new.backends)
+    touched = tell is not None
     if new.compiled is not None:
         live.set_pipeline(new.compiled)
         new.compiled = None  # handed over: the plan holds no handler of the live service
@@ -147,10 +155,8 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
     elif not new.prepared and _policies_changed(old, new):
         swap_pipeline(live, new.pipeline())
         touched = True
-    if (new.section.discovery is None and new.backends is not old.backends
-            and new.backends != live.backends):
-        live.set_backends(new.backends)
-        touched = True
+    if tell is not None:
+        tell()
     new.service, new.discovery = live, old.discovery
     if touched:
         changes.changed.append(new.name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock
+from .._fork import fork_safe
 from ..routing._service import Service
 from ._build import Plan, build_plan
 from ._check_schema import validate_document
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-_pause_lock = threading.Lock()
+_pause_lock = fork_safe(threading.Lock())
 _pauses = 0
 _resume = False
 

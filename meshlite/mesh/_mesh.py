@@ -8,6 +8,7 @@ registry through (``_registry``), overrides (``_overrides``), the HTTP clients
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigError
 from .._events import Hook
-from .._fork import after_fork_in_child
+from .._fork import after_fork_in_child, fork_safe
 from .._inbound._naming import check_name, default_name
 from .._inflight import calls_list
 from .._policy import AsyncHandler, Handler
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
+
+_REGISTERING = fork_safe(threading.Lock())
+"""Held while a name is checked and registered: two threads registering one name at
+once both found it free, and the second silently replaced the first."""
 
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
@@ -149,12 +154,13 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
     def _add(self, service: Service) -> None:
         if not isinstance(service, Service):
             fail("Mesh", "services", service, "ml.Service objects")
-        if service.name in self._services:
-            raise ConfigError(f"Mesh: two services are named {service.name!r}; names must "
-                              "be unique", policy="mesh")
-        self._adopt(service)
-        self._services[service.name] = service
-        self._targets[service.name] = service
+        with _REGISTERING:
+            if service.name in self._services:
+                raise ConfigError(f"Mesh: two services are named {service.name!r}; names "
+                                  "must be unique", policy="mesh")
+            self._adopt(service)
+            self._services[service.name] = service
+            self._targets[service.name] = service
 
     def _check_dependencies(self, service: Service) -> None:
         missing = [d for d in getattr(service, "depends_on", ()) if d not in self._services]
@@ -175,13 +181,14 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """
         self._check_dependencies(service)
         late = self._state == "open" and bool(getattr(service, "components", ()))
-        if late and self._thread is None:
+        thread = self._thread  # read once: a close on another thread drops it
+        if late and thread is None:
             raise ConfigError("Mesh.register: the mesh is open on an event loop; use "
                               "await mesh.aregister(service) so its components start",
                               policy="mesh")
         self._add(service)
-        if late and self._thread is not None:
-            self._thread.run(start_all(service.components, self._started))
+        if late and thread is not None:
+            thread.run(start_all(service.components, self._started))
         return service
 
     async def aregister(self, service: Service) -> Service:
@@ -221,14 +228,22 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """Each service's health, from cached state (no I/O)."""
         from ..routing._snapshot import health_of
 
-        return {name: health_of(self.service(name)) for name in self._services}
+        return {name: health_of(service) for name, service in self._registry_now()}
 
     def snapshot(self) -> dict[str, ServiceSnapshot]:
         """Each service's numbers: requests, errors, latency percentiles, in flight,
         ejection, health and breaker state, per backend and in total."""
         from ..routing._snapshot import snapshot_of
 
-        return {name: snapshot_of(self.service(name)) for name in self._services}
+        return {name: snapshot_of(service) for name, service in self._registry_now()}
+
+    def _registry_now(self) -> list[tuple[str, Service]]:
+        # Each service by name as :meth:`service` finds it, read at once: a reload
+        # applied by another thread changes the registry meanwhile (iterating it
+        # then raised, and a name removed since was no service).
+        targets = self._targets
+        return [(name, target if isinstance(target := targets.get(name), Service)
+                 else service) for name, service in tuple(self._services.items())]
 
     @property
     def in_flight(self) -> int:

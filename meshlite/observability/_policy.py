@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._fork import fork_safe
 from .._policy import AsyncHandler, Handler, Policy
 from .._printable import printable
 from .._throttle import Throttle
@@ -80,7 +81,7 @@ class Metrics(Policy):
         clock = optional_clock("Metrics", clock)
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self._table: SeriesTable = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self.counters = Counters(EVENT_METRICS)
         self._feed = EventFeed(self.counters)
         self._watched: dict[int, tuple[Policy, Callable[[], None]]] = {}

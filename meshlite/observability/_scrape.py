@@ -77,11 +77,15 @@ def finished(services: Iterable[Service], observed: Iterable[Service]) -> Totals
 def _endpoint_gauges(services: Iterable[Service], totals: Totals) -> Iterator[MetricFamily]:
     rows = [((("service", s.name), ("backend", e.address)), e)
             for s in services for e in s.endpoints]
+    # A backend a reload (on another thread) set after the totals were read is
+    # counted from the next scrape on.
+    counted = [(lb, count) for lb, _ in rows
+               if (count := totals.get((lb[0][1], lb[1][1]))) is not None]
     for name, help_text, index in (
             (f"{_BACKEND}_requests_total", "Attempts a backend finished.", 0),
             (f"{_BACKEND}_errors_total", "Attempts on a backend that failed.", 1)):
         yield _family(name, "counter", help_text, (
-            Sample("", lb, totals[(lb[0][1], lb[1][1])][index]) for lb, _ in rows))
+            Sample("", lb, count[index]) for lb, count in counted))
     for name, kind, help_text, read in (
         (f"{_BACKEND}_in_flight", "gauge", "Attempts running on a backend now.",
          lambda e: e.in_flight),

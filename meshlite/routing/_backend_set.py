@@ -71,12 +71,26 @@ class BackendSet:
         Raises:
             ConfigError: a bad backend or a duplicate address.
         """
+        self.replace_backends(backends)()
+
+    def replace_backends(self, backends: Iterable[BackendLike]) -> Callable[[], None]:
+        """:meth:`set_backends` in two steps (not public API): the backends are
+        replaced now, and the function returned tells of it (``BackendsChanged``, the
+        watchers). A config reload switches the service's pipeline in between, so a
+        call a thread starts meanwhile sees neither step half done for long.
+
+        Raises:
+            ConfigError: as for :meth:`set_backends` (nothing is replaced).
+        """
         owner = f"Service {self.name!r}"
         new = as_backends(backends, owner)
         old = self._endpoints
         self._install(new, owner)
-        before, after = {e.address for e in old}, {b.address for b in new}
-        if before != after:
+
+        def tell() -> None:
+            before, after = {e.address for e in old}, {b.address for b in new}
+            if before == after:
+                return
             announce(self.hooks, BackendsChanged(
                 policy="routing", service=self.name,
                 added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))))
@@ -87,6 +101,8 @@ class BackendSet:
                 except Exception:  # the backends are set: a watcher's failure is its own
                     _log.exception("a watcher of service %r's backends raised; ignored",
                                    self.name)
+
+        return tell
 
     def watch_backends(self, watcher: Callable[[tuple[Endpoint, ...]], None]
                        ) -> Callable[[], None]:

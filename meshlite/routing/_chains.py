@@ -75,12 +75,24 @@ class Chains:
             ConfigError: a policy of the pipeline cannot run synchronously.
         """
         handler = self._handler
-        if handler is None:
+        while handler is None:
+            # Compiled outside the lock (a policy's wrap may take time), from what
+            # was in force when it started, and kept only if nothing changed since:
+            # a pipeline switched or a policy injected meanwhile (each makes a new
+            # async chain) would otherwise be undone for sync calls for good.
+            with self._lock:
+                version, pipeline, injected = self._ahandler, self.pipeline, self._injected
             with leading_arguments(1):
                 inner = sync_route(cast("Service", self))
-                for policy in reversed(self._injected):
+                for policy in reversed(injected):
                     inner = policy.wrap(inner)
-                handler = self._handler = self._chain().wrap(inner)
+                compiled = self._chain(pipeline).wrap(inner)
+            with self._lock:
+                if self._ahandler is version:
+                    # A thread that compiled the same meanwhile won: one chain.
+                    handler = self._handler = self._handler or compiled
+                else:
+                    handler = self._handler  # None: compile what is in force now
         return handler
 
     def _chain(self, pipeline: Policy | None = None) -> Policy:

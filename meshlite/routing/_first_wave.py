@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock, SystemClock
 from .._context import CallContext
+from .._fork import fork_safe
 from ._balancers import Balancer, P2CEwma
 from ._endpoint import Endpoint
 
@@ -66,7 +67,7 @@ class FirstWave:
     # answered: the one check routing makes. Always an instance attribute (set by
     # _track): a class default would keep CPython 3.11 from specialising its read.
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
-    _waiters_lock = threading.Lock()  # (a class default: one lock for all services)
+    _waiters_lock = fork_safe(threading.Lock())  # (a class default: one for all services)
     _answers = 0  # first answers so far, so a waiter misses none (under the lock)
 
     def _gated(self) -> bool:

@@ -10,7 +10,8 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .._errors import ConfigError
+from .._errors import ConfigError, MeshClosedError
+from .._fork import fork_safe
 from ._service import Lifecycle, Service
 
 __all__ = ["START_CONCURRENCY", "LoopThread", "dependency_order", "dependency_waves",
@@ -159,6 +160,11 @@ class LoopThread:
 
     def __init__(self, name: str = "meshlite-mesh") -> None:
         self.loop = asyncio.new_event_loop()
+        # Held while a coroutine is handed over and while stopping starts: what was
+        # handed over before the stop runs as a task (cancelled by the stop), and
+        # nothing is handed over after it (it would never finish: a hang).
+        self._handing = fork_safe(threading.Lock())
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -179,17 +185,50 @@ class LoopThread:
                 self.loop.close()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run ``coro`` on the loop and wait for its result.
+
+        Raises:
+            MeshClosedError: the loop stopped (its mesh closed) before ``coro`` ended.
+        """
+        future = self._hand_over(coro)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise
+        except concurrent.futures.CancelledError:
+            if self._stopping:
+                raise self._stopped(coro) from None
+            raise
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and await its result from another loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        """Run ``coro`` on the loop and await its result from another loop.
+
+        Raises:
+            MeshClosedError: as for :meth:`run`.
+        """
+        future = self._hand_over(coro)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if future.cancelled() and self._stopping:
+                raise self._stopped(coro) from None
+            raise
+
+    def _hand_over(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        with self._handing:
+            if not self._stopping:
+                return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        coro.close()
+        raise self._stopped(coro)
+
+    @staticmethod
+    def _stopped(coro: Coroutine[Any, Any, Any]) -> MeshClosedError:
+        return MeshClosedError(
+            f"the mesh's loop thread stopped (the mesh closed) before "
+            f"{getattr(coro, '__qualname__', 'a coroutine')}() could finish on it; open "
+            "the mesh again to run it",
+            policy="mesh")
 
     def run_quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the loop; log (do not raise) its error."""
@@ -199,8 +238,10 @@ class LoopThread:
             _log.exception("cleanup on the mesh's loop thread failed; ignored")
 
     def stop(self) -> None:
-        """Stop the loop (cancelling what still runs on it) and join the thread."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        """Stop the loop (cancelling what still runs on it) and join the thread; what
+        is handed to it from then on raises ``MeshClosedError``."""
+        with self._handing:
+            first, self._stopping = not self._stopping, True
+        if first and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()

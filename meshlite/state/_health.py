@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import EventHooks
+from .._fork import fork_safe
 from .._statelog import announce
 from ._base import StoreRecovered, StoreUnavailable, StoreUnavailableError
 
@@ -75,7 +76,7 @@ class Health:
         self._probe_timeout = probe_timeout
         self._failures = 0
         self._retry_at = 0.0
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._counter: Any = None
 
     def refuse(self) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import TTLCache
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._fork import fork_safe
 from .._validate import at_least
 from ._base import LOCAL, OnError, SharedCache, SharedCircuit, SharedGcra
 
@@ -52,7 +53,7 @@ class MemoryStore:
                  max_keys: int = DEFAULT_MEMORY_MAX_KEYS) -> None:
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.max_keys = at_least("MemoryStore", "max_keys", max_keys, 1)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._states: dict[tuple[str, str], Any] = {}
 
     def _shared(self, kind: str, name: str, make: Any) -> Any:
@@ -120,7 +121,7 @@ class _MemoryCache:
             max_keys, ttl + stale_ttl, timer=clock.monotonic)
         self._fns: set[str] = set()
         self._locks: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self.single_flight = None  # one process: the Cache's own single flight suffices
 
     def get(self, key: str) -> tuple[Any, bool] | None:

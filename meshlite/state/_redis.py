@@ -27,6 +27,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._events import Hook
+from .._fork import fork_safe
 from .._validate import at_least, fail, non_negative, positive, wait_seconds
 from ._base import (
     LOCAL,
@@ -191,7 +192,7 @@ class RedisStore(Commands):
         self._learn_errors(r)
         self._clients = Clients(self._target, self.max_connections)
         self._wire = None if self._target.kind == "cluster" else Wire(r)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
 
     def _new_health(self, node: str | None,
                     watch: Callable[[Health, bool], None] | None = None) -> Health:

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._fork import fork_safe
 from ._health import Health
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Nodes:
         """The primaries down now, by name."""
         self._make = make
         self._table: dict[str, Health] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._prune_at = 0.0
 
     def _watch(self, health: Health, down: bool) -> None:

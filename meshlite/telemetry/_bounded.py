@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .._fork import fork_safe
+
 __all__ = ["SHUTDOWN_TIMEOUT_MILLIS", "OneAtATime", "bounded", "flush_all", "forget_at_exit",
            "registered", "run_at_exit", "shut_down_at_exit"]
 
@@ -53,7 +55,7 @@ class OneAtATime:
     against a black hole holds one thread, not one per call."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._running: _Run | None = None
 
     def __call__(self, action: Callable[[], object], timeout_millis: float) -> object:
@@ -78,7 +80,7 @@ class OneAtATime:
 
 _Action = Callable[[int], object]
 _exits: dict[int, tuple[_Action, _Action]] = {}
-_exits_lock = threading.Lock()
+_exits_lock = fork_safe(threading.Lock())
 _exit_hooked = False
 
 

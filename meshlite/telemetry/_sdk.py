@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+from .._fork import fork_safe
 from .._throttle import Throttle
 from ._quiet import WINDOW_SECONDS, quiet
 from ._settings import TelemetrySettings
@@ -54,7 +55,7 @@ class SpanQueue(BatchSpanProcessor):
         self.dropped = 0
         """Spans dropped so far because the queue was full (the oldest queued)."""
         self._queue = _sdk_queue(self)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._throttle = Throttle(WINDOW_SECONDS)
 
     def on_end(self, span: ReadableSpan) -> None:

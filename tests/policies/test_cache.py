@@ -715,6 +715,35 @@ async def test_invalidate_during_a_call_keeps_its_result_out(clock: FakeClock) -
     assert await load(1) == 2
 
 
+def test_invalidate_during_the_first_call_of_a_function_keeps_its_result_out(
+        clock: FakeClock) -> None:
+    # Inside a pipeline the Cache learns its functions from their stored entries: a
+    # first call still running (or one whose entries went) was not marked, and its
+    # result, computed before the invalidation, was stored after it.
+    cache = ml.Cache(ttl=60.0, clock=clock)
+    running, release = threading.Event(), threading.Event()
+    calls = 0
+
+    @ml.Pipeline(cache)
+    def load(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            running.set()
+            assert release.wait(30)
+        return calls
+
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(load(1)))
+    first.start()
+    assert running.wait(30)
+    cache.invalidate(1)  # another thread: the data changed while the call ran
+    release.set()
+    first.join(30)
+    assert results == [1]
+    assert load(1) == 2  # was 1: the out-of-date result had been stored
+
+
 def test_warm_recomputes_for_the_decorated_function(clock: FakeClock) -> None:
     version = 0
     cache = ml.Cache(ttl=60.0, clock=clock)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import ConfigError
+from ..._fork import fork_safe
 from ..._validate import at_least, clip, fail, positive
 from ._alert_track import Track, event
 from ._history import ServiceSecond
@@ -70,7 +71,7 @@ class Alerts:
                  webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
                  keep_resolved: int = DEFAULT_KEEP_RESOLVED,
                  clock: Clock | None = None) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._rules: dict[str, AlertRule] = {}
         self._tracks: dict[tuple[str, str], Track] = {}
         self._resolved: deque[Alert] = deque(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..._errors import ConfigError
+from ..._fork import fork_safe
 from ..._validate import fail, positive
 from ._rules import Alert
 
@@ -86,7 +87,7 @@ class Silences:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.wall = wall
         self.monotonic = monotonic
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._active: dict[int, tuple[Silence, float]] = {}  # id -> (silence, ends)
 
     def add(self, *, seconds: float, service: str | None = None, rule: str | None = None,

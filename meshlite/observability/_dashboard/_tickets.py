@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..._fork import fork_safe
+
 __all__ = ["MAX_TICKETS", "SUBPROTOCOL", "TICKET_PREFIX", "TICKET_SECONDS", "Tickets"]
 
 TICKET_SECONDS = 30.0
@@ -40,7 +42,7 @@ class Tickets:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._open: dict[str, tuple[float, str]] = {}  # ticket -> (expiry, access)
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
 
     def issue(self, access: str) -> str:
         """A new ticket granting ``access``."""

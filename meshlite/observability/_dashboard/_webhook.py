@@ -21,6 +21,7 @@ import threading
 import urllib.request
 from typing import Any
 
+from ..._fork import fork_safe
 from ._rules import Alert
 
 __all__ = ["group_payload", "post_alerts"]
@@ -43,7 +44,7 @@ class _Watch:
     another thread (shutting a socket down wakes a thread blocked reading it)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = fork_safe(threading.Lock())
         self._socks: list[socket.socket] = []
         self._expired = False
 

@@ -107,7 +107,9 @@ class CacheStore(Flights):
     def invalidate(self, argkey: Hashable) -> int:
         removed = 0
         with self.lock:
-            self.keep_out(argkey, self.functions)
+            # Every function in flight: one whose first call (or first since its
+            # entries went) is still running is not in `functions` yet.
+            self.keep_out(argkey)
             for fn in self.functions:
                 try:
                     self.data.pop((fn, argkey))
