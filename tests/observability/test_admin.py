@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from _system import free_port
 
 import meshlite as ml
 from meshlite._audit import AuditLog
@@ -144,13 +145,9 @@ async def test_force_open_reset_disable_by_name_and_position(
 async def test_a_shared_breaker_whose_store_is_down_is_503(on_error: str,
                                                            tmp_path: Path) -> None:
     pytest.importorskip("redis")
-    import socket
-
     from meshlite.state import RedisStore
 
-    with socket.socket() as s:  # a port nothing listens on: a Redis that is down
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on: a Redis that is down
     store = RedisStore(f"redis://127.0.0.1:{port}/0", on_error=on_error)
     breaker = ml.CircuitBreaker(name="users-db", store=store)
     mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80"],

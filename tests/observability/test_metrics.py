@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from _system import free_port
 from samples import value
 
 import meshlite as ml
@@ -532,17 +533,15 @@ async def test_backends_replaced_by_new_addresses_leave_no_event_series_behind()
     # Pods come and go under new addresses (discovery): the ejections counted for each
     # address stayed in every scrape once its backend had left, one series per
     # address ever ejected, while its other series went with its endpoint.
-    import socket
-
     import httpx
 
     from meshlite.observability import start_http_server
     from meshlite.testing import FakeBackend
 
     def dead_address() -> str:  # a loopback port nothing listens on
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        # (outside the ephemeral range: a server another test starts on port 0 at the
+        # same time cannot be given it, and answer in its place)
+        return f"http://127.0.0.1:{free_port()}"
 
     detection = ml.OutlierDetection(consecutive_failures=1, max_ejection_percent=50)
     async with FakeBackend() as live:

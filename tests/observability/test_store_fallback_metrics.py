@@ -4,9 +4,8 @@ OTLP/HTTP protobuf to a loopback receiver)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
+from _system import free_port
 from otlp_receiver import OtlpReceiver
 
 import meshlite as ml
@@ -18,9 +17,7 @@ pytest.importorskip("redis")
 
 def closed_port() -> int:
     """A loopback port nothing listens on: a Redis that is down (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # (outside the ephemeral range: no server started meanwhile gets it)
 
 
 @pytest.fixture
