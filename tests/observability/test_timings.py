@@ -118,3 +118,25 @@ def test_error_labels_of_one_series_are_bounded() -> None:
     assert errors["Remote0Error"] == 2  # a kind already kept goes on counting
     assert errors[OTHER_ERROR] == MAX_ERROR_LABELS * 2
     assert sum(errors.values()) == len(kinds) + 1  # nothing lost
+
+
+def test_a_mesh_exposes_a_bounded_number_of_error_series() -> None:
+    import meshlite as ml
+    from meshlite.observability import render
+    from meshlite.observability._metrics import MAX_ERROR_LABELS
+
+    mesh = ml.Mesh([ml.Service("users", ["a"], pipeline=ml.Pipeline(),
+                               outlier_detection=None)])
+
+    def failing(i: int) -> Any:
+        def call(backend: ml.Backend) -> Any:
+            raise type(f"Remote{i}Error", (Exception,), {})("remote failure")
+        return call
+
+    for i in range(MAX_ERROR_LABELS * 2):
+        with pytest.raises(Exception, match="remote failure"):
+            mesh.call_sync("users", failing(i))
+    lines = [line for line in render(mesh).splitlines()
+             if line.startswith("meshlite_request_errors_total{")]
+    assert len(lines) == MAX_ERROR_LABELS + 1
+    assert 'meshlite_request_errors_total{service="users",error="(other)"} 64' in lines
