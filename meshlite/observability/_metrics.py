@@ -40,7 +40,9 @@ __all__ = [
     "Collector",
     "Counters",
     "Labels",
+    "MAX_ERROR_LABELS",
     "MetricFamily",
+    "OTHER_ERROR",
     "Sample",
     "TimingsReading",
     "Timings",
@@ -55,6 +57,14 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 """Upper bounds (seconds) of the latency histogram buckets; ``+Inf`` is implied."""
+
+MAX_ERROR_LABELS = 64
+"""Distinct ``error`` labels one series keeps; errors of any further kind count under
+:data:`OTHER_ERROR`, so code that makes exception classes at run time (or a backend
+answering every status code there is) cannot add series without end."""
+
+OTHER_ERROR = "(other)"
+"""The ``error`` label past :data:`MAX_ERROR_LABELS` (no class name has parentheses)."""
 
 Labels = tuple[tuple[str, str], ...]
 """Label pairs of one series, in exposition order."""
@@ -169,7 +179,12 @@ class Timings(Histogram):
         if batch:
             counts = self._errors
             for _, label in batch:
-                counts[label] = counts.get(label, 0) + 1
+                n = counts.get(label)
+                if n is None:  # a new kind: its own label while there is room
+                    if len(counts) >= MAX_ERROR_LABELS:
+                        label = OTHER_ERROR
+                    n = counts.get(label, 0)
+                counts[label] = n + 1
             self.count([seconds for seconds, _ in batch])
         self.count(take(self.pending))
 

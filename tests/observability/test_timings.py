@@ -102,3 +102,41 @@ def test_threads_lose_no_count() -> None:
         th.join()
     reading = t.read_all()
     assert (reading.in_flight, reading.count) == (0, 4 * 3 * FOLD_AT)
+
+
+def test_error_labels_of_one_series_are_bounded() -> None:
+    # Exception classes made at run time (one per remote error code, say) must not
+    # add a series each: past MAX_ERROR_LABELS kinds they count as OTHER_ERROR.
+    from meshlite.observability._metrics import MAX_ERROR_LABELS, OTHER_ERROR
+
+    t = Timings((("service", "s"),), BOUNDS, FakeClock().monotonic)
+    kinds = [type(f"Remote{i}Error", (Exception,), {}) for i in range(MAX_ERROR_LABELS * 3)]
+    for kind in kinds + kinds[:1]:
+        t.error(0.001, kind())
+    errors = t.read_all().errors
+    assert len(errors) == MAX_ERROR_LABELS + 1
+    assert errors["Remote0Error"] == 2  # a kind already kept goes on counting
+    assert errors[OTHER_ERROR] == MAX_ERROR_LABELS * 2
+    assert sum(errors.values()) == len(kinds) + 1  # nothing lost
+
+
+def test_a_mesh_exposes_a_bounded_number_of_error_series() -> None:
+    import meshlite as ml
+    from meshlite.observability import render
+    from meshlite.observability._metrics import MAX_ERROR_LABELS
+
+    mesh = ml.Mesh([ml.Service("users", ["a"], pipeline=ml.Pipeline(),
+                               outlier_detection=None)])
+
+    def failing(i: int) -> Any:
+        def call(backend: ml.Backend) -> Any:
+            raise type(f"Remote{i}Error", (Exception,), {})("remote failure")
+        return call
+
+    for i in range(MAX_ERROR_LABELS * 2):
+        with pytest.raises(Exception, match="remote failure"):
+            mesh.call_sync("users", failing(i))
+    lines = [line for line in render(mesh).splitlines()
+             if line.startswith("meshlite_request_errors_total{")]
+    assert len(lines) == MAX_ERROR_LABELS + 1
+    assert 'meshlite_request_errors_total{service="users",error="(other)"} 64' in lines
