@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite at the lowest versions pyproject.toml allows (.ci/lowest.txt), in a venv of its own.
+LOWEST ?= .venv-lowest
 
-.PHONY: install test lint typecheck demo bench screenshot clean docs dist
+.PHONY: install test test-lowest lint typecheck demo bench screenshot clean docs dist
 
 install: $(STAMP)
 
@@ -22,6 +24,18 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The whole suite once more under .ci/lowest.txt, as a user pinned to older releases
+# meets meshlite; the test tools resolve freely (newest that fit the pins).
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/pytest -q -n 2 -p no:cacheprovider
+
+$(LOWEST)/.installed: pyproject.toml .ci/lowest.txt
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet -c .ci/lowest.txt -e '.[all,dev]'
+	touch $@
 
 demo: install
 	$(BIN)/meshlite demo
@@ -45,4 +59,4 @@ screenshot: install
 		tests/observability/test_dashboard_browser.py -k live_charts
 
 clean:
-	rm -rf $(VENV) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) build dist site *.egg-info .mypy_cache .pytest_cache .ruff_cache
