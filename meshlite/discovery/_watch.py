@@ -16,6 +16,7 @@ interpreter from exiting.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.machinery
 import importlib.util
 import logging
@@ -40,6 +41,22 @@ _POLL_MS = 500  # the thread re-checks its stop flag at least this often
 _log = logging.getLogger("meshlite.watch")
 
 _MAX_LINKS = 40  # links followed from the watched name (as the kernel does; a loop ends)
+
+_running: dict[threading.Thread, threading.Event] = {}  # each watch thread: its stop flag
+
+
+@atexit.register
+def _stop_all() -> None:
+    """At exit, stop the watch threads and wait for them to leave watchfiles' notifier
+    (within a step): one still in it when the interpreter finalizes is torn down there,
+    which before watchfiles 1.3 aborted the process ("FATAL: exception not rethrown",
+    SIGABRT) or crashed it, after a closed mesh too (a closed watch ends in a step)."""
+    running = list(_running.items())
+    for _, stop in running:
+        stop.set()
+    for thread, _ in running:
+        thread.join(_POLL_MS / 1000)
+
 
 Spot = tuple[str, str]
 """A directory, and a name in it that the watched file is reached through."""
@@ -164,6 +181,7 @@ class FileWatch:
         self._rewatch()
         self._thread = threading.Thread(target=self._run, name=f"meshlite-watch {self._name}",
                                         daemon=True)
+        _running[self._thread] = self._stop
         self._thread.start()
 
     def _rewatch(self) -> bool:
@@ -245,6 +263,7 @@ class FileWatch:
         finally:
             if self._notify is not None:
                 self._notify.close()
+            _running.pop(threading.current_thread(), None)
 
     def _signal(self) -> None:
         loop, flag = self._loop, self._flag

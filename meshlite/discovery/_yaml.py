@@ -47,6 +47,11 @@ def _make_loader() -> list[Any]:
                 yaml.composer.Composer.__init__(self)
 
         loaders.append(Threaded)
+        if not _caps_nesting(base):
+            # libyaml's composer recurses in C, with no limit before PyYAML 6.0.4: a
+            # deeply nested file ("[[[[..." 50,000 deep) crashed the process (SIGSEGV).
+            # PyYAML's composer raises RecursionError instead, which callers report.
+            loaders[0] = Threaded
     for loader in loaders:
         loader.yaml_implicit_resolvers = {
             first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
@@ -56,6 +61,18 @@ def _make_loader() -> list[Any]:
                                      re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                      list("tTfF"))
     return loaders
+
+
+def _caps_nesting(base: Any) -> bool:
+    """Whether libyaml refuses nesting deeper than it can compose (PyYAML 6.0.4 on):
+    probed at a depth far above its limit and far below a crash."""
+    import yaml
+
+    try:
+        yaml.load("[" * 2000 + "]" * 2000, Loader=base)
+    except yaml.YAMLError:
+        return True
+    return False
 
 
 def load_yaml(text: str) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from _raw_http import raw_get
+from _versions import older_than
 from test_policies import echo
 
 from meshlite.asgi import ApiKeys, Auth, MeshMiddleware
@@ -301,18 +302,21 @@ def chat_app() -> MeshMiddleware:
         routes=[Route("/admin/*", scopes=("admin",))])
 
 
+@pytest.mark.xfail(older_than("uvicorn", "0.53"), raises=ConnectionError, strict=True,
+                   reason="under uvicorn before 0.53 websockets' client sees the refused "
+                          "handshake's connection closed, not its 401 (uvicorn 0.53: passes)")
 async def test_a_websocket_handshake_is_held_to_its_routes_credentials() -> None:
-    import websockets
+    from _ws import connect
     from websockets.exceptions import InvalidStatus
 
     async def status(url: str, **headers: str) -> int:
         with pytest.raises(InvalidStatus) as refused:
-            async with websockets.connect(url, additional_headers=headers):
+            async with connect(url, additional_headers=headers):
                 pass
         return refused.value.response.status_code
 
     async def greeting(url: str, **headers: str) -> str:
-        async with websockets.connect(url, additional_headers=headers) as socket:
+        async with connect(url, additional_headers=headers) as socket:
             return str(await socket.recv())
 
     async with AsgiServer(chat_app()) as server:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from _versions import older_than
 from observability.otlp_receiver import OtlpReceiver
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +36,8 @@ async def feed(request: Request) -> StreamingResponse:
     return StreamingResponse(rows())
 
 
+@pytest.mark.xfail(older_than("starlette", "0.46"), raises=AssertionError, strict=True,
+                   reason="Starlette before 0.46 raises the stream's error in an ExceptionGroup")
 async def test_a_stream_failing_after_its_start_is_an_error_span() -> None:
     mesh = ml.Mesh([], name="feeds")
     with OtlpReceiver() as receiver:

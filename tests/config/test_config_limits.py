@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import meshlite as ml
 from meshlite.config import load_config
 from meshlite.config._check import EXIT_INVALID, run_check
 from meshlite.config._source import MAX_CONFIG_BYTES, MAX_CONFIG_VALUES
+from meshlite.discovery import _yaml
 
 SERVICE = "services:\n  users:\n    backends: ['http://127.0.0.1:1']\n"
 
@@ -54,6 +56,15 @@ def test_malformed_values_are_config_errors_with_their_path(
 def test_deep_nesting_is_a_config_error(write_config: Any, name: str, text: str) -> None:
     [error] = errors_of(write_config(text, name))
     assert "nested too deeply" in error or "nesting depth" in error
+
+
+def test_without_libyamls_depth_limit_the_composer_used_refuses_deep_nesting() -> None:
+    # Before PyYAML 6.0.4 libyaml composes in C with no depth limit: the file above
+    # crashed the process (SIGSEGV). There, PyYAML's own composer reads every file.
+    loaders = _yaml._make_loader()
+    assert _yaml._caps_nesting(yaml.CSafeLoader) or loaders[0] is loaders[-1]
+    with pytest.raises((RecursionError, yaml.YAMLError)):  # not a crash
+        yaml.load("[" * 50_000 + "]" * 50_000, Loader=loaders[-1])
 
 
 def test_a_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +54,29 @@ async def test_a_way_that_cannot_be_watched_anew_still_reports_the_change(
     [warning] = [r for r in caplog.records if r.name == "meshlite.watch"]
     assert "inotify watch limit reached" in warning.getMessage()
     assert "the previous watch goes on" in warning.getMessage()
+
+
+def test_the_process_exits_cleanly_right_after_a_mesh_with_a_watch(tmp_path: Path) -> None:
+    # The watch threads are stopped and waited for at exit: one still in watchfiles'
+    # notifier as the interpreter finalized aborted the process (watchfiles < 1.3),
+    # most runs out of three.
+    (tmp_path / "backends.json").write_text('["http://127.0.0.5:8000"]')
+    code = textwrap.dedent("""
+        import asyncio
+        import meshlite as ml
+        from meshlite.discovery import Discovery, FileProvider
+
+        users = ml.Service("users", ["http://127.0.0.1:8001"])
+        users.attach(Discovery(users, FileProvider("backends.json")))
+
+        async def main():
+            async with ml.Mesh([users]):
+                pass
+
+        asyncio.run(main())
+        print("done")
+    """)
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert (done.returncode, done.stdout) == (0, "done\n"), done.stderr

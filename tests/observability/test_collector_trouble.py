@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _versions import older_than
 from _workers import free_port, fresh, uvicorn_workers
 from otlp_receiver import OtlpReceiver, took
 
@@ -137,6 +138,9 @@ def test_a_collector_back_after_an_outage_gets_what_was_queued() -> None:
         assert received(back) == list(range(20))
 
 
+@pytest.mark.xfail(older_than("opentelemetry-exporter-otlp-proto-http", "1.45"),
+                   raises=AssertionError, strict=True,
+                   reason="the OTLP exporter reads Retry-After from 1.45 on")
 def test_a_503_is_tried_again_after_its_retry_after() -> None:
     with OtlpReceiver(refusals=[(503, {"Retry-After": "3"})]) as busy:
         handle = telemetry.configure("checkout", otlp_endpoint=busy.url)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from _ws import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import meshlite as ml

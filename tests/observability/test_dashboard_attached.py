@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _system import free_port
-from websockets.sync.client import connect
+from _ws import sync_connect as connect
 
 import meshlite as ml
 

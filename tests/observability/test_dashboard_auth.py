@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from _logs import all_log_records, keep_uvicorn_lines, records_holding
-from websockets.asyncio.client import connect
+from _ws import connect
 from websockets.exceptions import InvalidStatus
 
 import meshlite as ml

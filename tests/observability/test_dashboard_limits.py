@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from websockets.asyncio.client import connect
+from _ws import connect
 
 import meshlite as ml
 from meshlite.observability._dashboard._limits import Limits

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 from _logs import all_log_records
-from websockets.asyncio.client import connect
+from _ws import connect
 
 import meshlite as ml
 from meshlite.config._load import managed_of

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import tenacity
+from _tenacity import wait_exception
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -95,7 +96,7 @@ def test_tenacity_wait_adapted_with_attempt_number(wait: Any, expected: list[flo
 
 
 def test_tenacity_wait_exception_sees_the_error() -> None:
-    backoff = as_backoff(tenacity.wait_exception(lambda e: 7.0 if isinstance(e, KeyError) else 1))
+    backoff = as_backoff(wait_exception(lambda e: 7.0 if isinstance(e, KeyError) else 1))
     assert isinstance(backoff, TenacityBackoff)
     assert backoff.delay_for(1, KeyError("k"), None) == 7.0
     assert backoff.delay_for(1, ValueError(), None) == 1.0

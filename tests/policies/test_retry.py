@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import tenacity
+from _tenacity import wait_exception
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -264,7 +265,7 @@ def test_decorrelated_previous_delay_threaded_through(clock: FakeClock) -> None:
     ("wait", "expected"),
     [(tenacity.wait_exponential(multiplier=1, max=3), [1.0, 2.0, 3.0]),
      (tenacity.wait_fixed(0.5), [0.5, 0.5, 0.5]),
-     (tenacity.wait_exception(lambda e: len(str(e))), [1.0, 2.0, 3.0])],
+     (wait_exception(lambda e: len(str(e))), [1.0, 2.0, 3.0])],
 )
 def test_tenacity_waits_as_backoff(mode: str, clock: FakeClock, wait: Any,
                                    expected: list[float]) -> None:

@@ -216,8 +216,10 @@ async def _refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     elif "websocket.http.response" in scope.get("extensions", {}):
+        # The server counts the body: uvicorn before 0.53 added its Content-Length to
+        # ours, and clients refuse a response with two (the 401/403 was lost).
         await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": headers})
+                    "headers": [h for h in headers if h[0] != b"content-length"]})
         await send({"type": "websocket.http.response.body", "body": body})
     else:  # pragma: no cover - servers without the denial-response extension
         await send({"type": "websocket.close", "code": 1008})

@@ -56,8 +56,11 @@ class Background(uvicorn.Server):
         try:
             await super().startup(sockets)
         except SystemExit:
-            raise RuntimeError("the app's lifespan startup failed (uvicorn logged why)"
-                               ) from None
+            failed = True
+        else:  # uvicorn before 0.50 returned, its exit left to its command line
+            failed = self.lifespan.should_exit
+        if failed:
+            raise RuntimeError("the app's lifespan startup failed (uvicorn logged why)")
 
 
 class Foreground(uvicorn.Server):
