@@ -159,7 +159,10 @@ def test_sigterm_under_load_answers_every_handled_request_and_exits_0_quietly(
     assert code == 0
     assert not _quiet(log.read_text(), port), log.read_text()[-4000:]
     assert set(outcomes) <= {"200", "refused", "reset"}, outcomes
-    handled = [s for s in spans if s.kind == "SERVER" and s.name.startswith("GET /")]
+    # meshlite's SERVER spans ("GET /aiohttp", or "GET" where the Starlette release sets
+    # no route in the scope), not the ones recent FastAPI releases make of their own
+    handled = [s for s in spans
+               if s.kind == "SERVER" and s.scope == "meshlite.asgi" and s.name.startswith("GET")]
     # Every request the app handled was answered (none cut), and each one's spans
     # reached the collector: its SERVER span and the mesh's CLIENT span of its call.
     assert len(handled) == outcomes["200"] > 0, outcomes
