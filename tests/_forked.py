@@ -9,8 +9,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-__all__ = ["in_child", "in_child_meanwhile", "serving"]
+__all__ = ["in_child", "in_child_meanwhile", "in_child_while_held", "serving"]
 
 
 def in_child(action: Callable[[], int], timeout: float = 10.0) -> int:
@@ -33,6 +34,29 @@ def in_child(action: Callable[[], int], timeout: float = 10.0) -> int:
         line = pipe.readline()
     os.waitpid(pid, 0)
     return int(line)
+
+
+def in_child_while_held(locks: list[Any], action: Callable[[], int]) -> int:
+    """``in_child(action)`` forked while a thread of the parent holds ``locks`` (a
+    parent's thread mid-call when the fork comes)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            lock.acquire()
+        held.set()
+        release.wait(15.0)
+        for lock in locks:
+            lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5.0)
+    try:
+        return in_child(action)
+    finally:
+        release.set()
+        holder.join()
 
 
 def in_child_meanwhile(child: Callable[[Callable[[], None]], int],

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _forked import in_child
+from _forked import in_child_while_held
 
 import meshlite as ml
 from meshlite.state import MemoryStore
@@ -63,50 +63,11 @@ def test_locks_held_by_the_parents_threads_do_not_hold_up_the_child() -> None:
         assert mesh.call_sync("users", lambda backend: 7) == 7
         locks = locks_of(mesh)
         assert len(locks) >= 10
-        held, release = threading.Event(), threading.Event()
-
-        def hold() -> None:  # the parent's threads, mid-call when the fork comes
-            for lock in locks:
-                lock.acquire()
-            held.set()
-            release.wait(15.0)
-            for lock in locks:
-                lock.release()
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert held.wait(5.0)
-        try:
-            answer = in_child(lambda: users.get("/").status_code
-                              + mesh.call_sync("users", lambda backend: 7))
-        finally:
-            release.set()
-            holder.join()
+        answer = in_child_while_held(locks, lambda: users.get("/").status_code
+                                     + mesh.call_sync("users", lambda backend: 7))
         assert answer == 207
         assert users.get("/").status_code == 200  # the parent's locks are its own
         mesh.close()
-
-
-def _held_in_parent(locks: list[Any], action: Any) -> int:
-    """``action()`` in a child forked while a thread of the parent holds ``locks``."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        for lock in locks:
-            lock.acquire()
-        held.set()
-        release.wait(15.0)
-        for lock in locks:
-            lock.release()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(5.0)
-    try:
-        return in_child(action)
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_the_metrics_policy_and_the_memory_store_do_not_hold_up_the_child() -> None:
@@ -139,7 +100,7 @@ def test_the_metrics_policy_and_the_memory_store_do_not_hold_up_the_child() -> N
         families = list(metrics.collect())  # a scrape
         return double(1) + double(2) + triple(3) + square(3) + min(len(families), 1)
 
-    assert _held_in_parent(locks, in_the_child) == 2 + 4 + 9 + 9 + 1
+    assert in_child_while_held(locks, in_the_child) == 2 + 4 + 9 + 9 + 1
     assert double(5) == 10  # the parent's locks are its own
 
 

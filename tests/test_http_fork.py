@@ -8,12 +8,11 @@ import http.server
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _forked import in_child, serving
+from _forked import in_child, in_child_while_held, serving
 
 import meshlite as ml
 
@@ -65,23 +64,7 @@ def test_pool_locks_held_at_the_fork_do_not_hold_up_the_child(backend: str) -> N
     wire = pools.get(mesh.service("users").endpoints[0].backend).transport
     connections = next(iter(wire._pools.values())).pool  # urllib3's queue of idle ones
     locks = [pools._lock, wire._manager.pools.lock, connections.mutex]
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:  # a thread of the parent, mid-request when the fork comes
-        for lock in locks:
-            lock.acquire()
-        held.set()
-        release.wait(10.0)
-        for lock in locks:
-            lock.release()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(5.0)
-    try:
-        assert in_child(lambda: client.get("/").status_code) == 200
-    finally:
-        release.set()
-        holder.join()
+    # a thread of the parent, mid-request when the fork comes
+    assert in_child_while_held(locks, lambda: client.get("/").status_code) == 200
     assert client.get("/").status_code == 200
     mesh.close()
