@@ -82,14 +82,20 @@ def map_error(error: BaseException, request: httpx.Request) -> BaseException:
 _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def wire_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
+def wire_headers(raw: list[tuple[bytes, bytes]], path: bytes
+                 ) -> list[tuple[str, str]] | None:
     """Request headers as text aiohttp writes back to the bytes given (it encodes
     text as UTF-8: latin-1 text turned b"caf\xc3\xa9" into b"caf\xc3\x83\xc2\xa9"),
     or None for a request aiohttp would not send as httpx does, which httpcore
     sends: a header that is not UTF-8 (a latin-1 byte), which aiohttp cannot write
-    as given, or ``Expect`` (aiohttp holds the body back until a ``100 Continue``,
+    as given; ``Expect`` (aiohttp holds the body back until a ``100 Continue``,
     so a server that never sends one and waits for the body waits with it; httpx
-    sends the body at once)."""
+    sends the body at once); or a request target ``path`` (raw path and query)
+    with an empty query, ``/x?``, which a ``yarl.URL`` cannot hold (it has no
+    query then), so aiohttp would send ``/x``: another target to a server that
+    tells the two apart (a signed URL, a cache key)."""
+    if path.endswith(b"?") and path.index(b"?") == len(path) - 1:
+        return None
     try:
         headers = [(k.decode(), v.decode()) for k, v in raw]
     except UnicodeDecodeError:
@@ -187,7 +193,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return the response, its body still to be read."""
-        headers = (wire_headers(request.headers.raw)
+        headers = (wire_headers(request.headers.raw, request.url.raw_path)
                    if isinstance(request.stream, httpx.ByteStream) else None)
         if headers is None:
             return await self.over_httpcore(request)

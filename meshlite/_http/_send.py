@@ -91,16 +91,17 @@ class Call:
     def exchange(self, target: Target) -> Awaitable[httpx.Response]:
         """Send this attempt over the aiohttp wire (``target.origin`` is set) without
         building an ``httpx.Request`` for it: the URL and headers go to aiohttp
-        directly (headers it cannot write as given go over httpcore, as an
-        ``httpx.Request``)."""
+        directly (a request it cannot send as given goes over httpcore, as an
+        ``httpx.Request``: :func:`~meshlite._http._aio_wire.wire_headers`)."""
         request = self.request
         wire: AiohttpTransport = target.transport
-        given_headers = wire_headers(request.headers.raw)
-        if given_headers is None:  # bytes aiohttp cannot write as given
+        path = request.url.raw_path
+        given_headers = wire_headers(request.headers.raw, path)
+        if given_headers is None:  # a request aiohttp cannot send as given
             return wire.over_httpcore(self.attempt(target))
         headers = CIMultiDict(given_headers)
         headers["Host"] = target.netloc
-        url = URL(f"{target.origin}{request.url.raw_path.decode('ascii')}", encoded=True)
+        url = URL(f"{target.origin}{path.decode('ascii')}", encoded=True)
         given = request.extensions.get("timeout")
         ctx = self.ctx or _current.get()
         left = ctx.remaining() if ctx is not None else None
