@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from .._clock import SYSTEM_CLOCK, Clock
 from .._tasks import cancel_and_wait
 from .._validate import fail, optional_positive, positive
 from ..routing._backend import Backend
@@ -48,6 +48,9 @@ class Discovery:
     passes, or (without ``interval``) when the answer's TTL runs out. A failure, or an
     answer with no backend, keeps the last known backends and emits
     :class:`DiscoveryFailed`; the provider is tried again every ``retry_interval``.
+    These waits are slept on the service's clock (the mesh's, unless the service was
+    given its own), as health checks' are: on a ``FakeClock``, moving the clock past
+    one re-resolves. ``resolve_timeout`` bounds a real lookup, in real time.
 
     Args:
         service: The service whose backends are replaced (``set_backends``).
@@ -153,18 +156,42 @@ class Discovery:
             return max(self.min_interval, self._ttl)
         return None
 
+    def _clock(self) -> Clock:
+        # Read at each wait: a service takes the mesh's clock when it joins the mesh
+        # (Service._use_clock), which may be after this driver was made.
+        clock: Clock = getattr(self.service, "clock", SYSTEM_CLOCK)
+        return clock
+
+    async def _wait(self, delay: float | None) -> None:
+        """Return when the provider reports a change, or after ``delay`` seconds on
+        the service's clock (``None``: no limit).
+
+        Raises:
+            Exception: the provider's ``changed()`` failed.
+        """
+        if delay is None:
+            await self.provider.changed()
+            return
+        changed = asyncio.ensure_future(self.provider.changed())
+        timer = asyncio.ensure_future(self._clock().asleep(delay))
+        try:
+            await asyncio.wait((changed, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            changed.cancel()
+            # A cancelled watch finishes unwinding (a Redis subscription's read)
+            # before the provider is asked again.
+            await asyncio.wait((changed,))
+        if not changed.cancelled():
+            changed.result()
+
     async def _loop(self) -> None:
         while True:
-            delay = self._delay()
             try:
-                if delay is None:
-                    await self.provider.changed()
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.provider.changed(), delay)
+                await self._wait(self._delay())
             except Exception as error:  # a broken watch: fall back to retrying
                 self._failed(error)
-                await asyncio.sleep(self.retry_interval)
+                await self._clock().asleep(self.retry_interval)
             await self.refresh()
 
     def __repr__(self) -> str:
