@@ -180,10 +180,12 @@ class Discovery:
             timer.cancel()
             changed.cancel()
             # A cancelled watch finishes unwinding (a Redis subscription's read)
-            # before the provider is asked again.
+            # before the provider is asked again; its failure is taken (also when
+            # this driver is being stopped: asyncio would log it as never retrieved).
             await asyncio.wait((changed,))
-        if not changed.cancelled():
-            changed.result()
+            failure = None if changed.cancelled() else changed.exception()
+        if failure is not None:
+            raise failure
 
     async def _loop(self) -> None:
         while True:
