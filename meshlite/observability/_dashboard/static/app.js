@@ -392,27 +392,73 @@
     $("resolved-empty").hidden = a.resolved.length > 0;
   }
 
-  function renderAll() {
-    for (const svc of state.services.values()) renderCard(svc);
-    renderTopology();
+  function renderAll() { renderFrame(null, true); }
+
+  function renderFrame(dirty, topology) {
+    // Only the cards of services that changed (dirty; null: all) are filled again;
+    // every chart is redrawn, since the time axis moves each second.
+    for (const svc of state.services.values()) {
+      if (dirty === null || dirty.has(svc)) renderCard(svc); else drawCharts(svc);
+    }
+    if (topology) renderTopology();
     renderSummary();
     document.body.dataset.ticks = String(state.ticks);
   }
 
   // ---- live feed ----------------------------------------------------------------------
+  // A "tick" is the whole mesh (the first frame on each connection); each "delta"
+  // after it holds only what changed since the frame before (docs/dashboard.md).
 
-  function applyTick(msg) {
+  function setLive(svc, data) {
+    svc.live = data;
+    svc.rows = new Map(data.backends.map((row) => [row[0], row]));
+  }
+
+  function mergeLive(svc, entry) {
+    // the fields that changed, backend rows changed or added, addresses of rows gone
+    const { backends, removed, ...fields } = entry;
+    Object.assign(svc.live, fields);
+    for (const row of backends || []) svc.rows.set(row[0], row);
+    for (const address of removed || []) svc.rows.delete(address);
+    svc.live.backends = [...svc.rows.values()];
+  }
+
+  function dropService(name) {
+    const svc = state.services.get(name);
+    if (svc && svc.card) svc.card.node.remove();
+    state.services.delete(name);
+  }
+
+  async function loadInfo(svc) {
+    // a service added while the page is open: its balancer and history
+    try {
+      svc.info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
+      await loadHistory(svc);
+    } catch (error) { return; }
+    if (state.services.get(svc.name) === svc) renderCard(svc);
+  }
+
+  function applyFrame(msg) {
+    const whole = msg.type === "tick";
     state.lastSecond = Math.max(state.lastSecond, msg.second);
+    const gone = whole ? [...state.services.keys()].filter((n) => !Object.hasOwn(msg.services, n))
+                       : msg.removed || [];
+    gone.forEach(dropService);
+    const dirty = new Set();
     for (const [name, data] of Object.entries(msg.services)) {
-      const svc = service(name);
-      svc.live = data;
-      appendPoint(svc.hist, msg.second, data);
+      const known = state.services.has(name), svc = service(name);
+      if (whole || !svc.live) setLive(svc, data); else mergeLive(svc, data);
+      if (!known && !whole) loadInfo(svc);
+      dirty.add(svc);
+    }
+    for (const svc of state.services.values()) {
+      if (svc.live) appendPoint(svc.hist, msg.second, svc.live);  // unchanged ones too
     }
     if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
     if (msg.refusals) addRefusals(msg.refusals);
     if (state.ticks % 5 === 0) loadTopology();
     state.ticks += 1;
-    renderAll();
+    renderFrame(whole ? null : dirty, whole || dirty.size > 0 || gone.length > 0);
   }
 
   function setConn(kind, text) {
@@ -441,10 +487,12 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws`,
                                  [ticket.protocol, ticket.protocol + ".ticket." + ticket.ticket]);
     state.socket = socket;
+    let synced = false;  // this connection's tick has come
     socket.onopen = () => { state.retry = 500; setConn("live", "live"); loadTopology(); };
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
-      if (msg.type === "tick") applyTick(msg);
+      if (msg.type === "tick") { synced = true; applyFrame(msg); }
+      else if (msg.type === "delta") { if (synced) applyFrame(msg); }  // never before a tick
       else if (msg.type === "hello") {
         state.historySeconds = msg.history_seconds;
         for (const info of msg.services) service(info.name).info = info;
