@@ -11,7 +11,7 @@
   const state = {
     refusalKeys: new Set(),
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
-    services: new Map(), alerts: null, socket: null, retry: 500, topology: null,
+    services: new Map(), live: new Map(), alerts: null, socket: null, retry: 500, topology: null,
   };
   const $ = (id) => document.getElementById(id);
   const MAX_REFUSAL_KEYS = 200;  // refusal entries remembered, to show each once
@@ -406,22 +406,8 @@
   }
 
   // ---- live feed ----------------------------------------------------------------------
-  // A "tick" is the whole mesh (the first frame on each connection); each "delta"
-  // after it holds only what changed since the frame before (docs/dashboard.md).
-
-  function setLive(svc, data) {
-    svc.live = data;
-    svc.rows = new Map(data.backends.map((row) => [row[0], row]));
-  }
-
-  function mergeLive(svc, entry) {
-    // the fields that changed, backend rows changed or added, addresses of rows gone
-    const { backends, removed, ...fields } = entry;
-    Object.assign(svc.live, fields);
-    for (const row of backends || []) svc.rows.set(row[0], row);
-    for (const address of removed || []) svc.rows.delete(address);
-    svc.live.backends = [...svc.rows.values()];
-  }
+  // Frames are applied to state.live by feed.js: a "tick" (the whole mesh, first on
+  // each connection), then "delta" frames of what changed (docs/dashboard.md).
 
   function dropService(name) {
     const svc = state.services.get(name);
@@ -440,14 +426,15 @@
 
   function applyFrame(msg) {
     const whole = msg.type === "tick";
+    const { changed, removed } = meshliteFeed.apply(state.live, msg);
     state.lastSecond = Math.max(state.lastSecond, msg.second);
-    const gone = whole ? [...state.services.keys()].filter((n) => !Object.hasOwn(msg.services, n))
-                       : msg.removed || [];
+    // a tick also ends services the page knew only from the REST API
+    const gone = whole ? [...state.services.keys()].filter((n) => !state.live.has(n)) : removed;
     gone.forEach(dropService);
     const dirty = new Set();
-    for (const [name, data] of Object.entries(msg.services)) {
+    for (const name of changed) {
       const known = state.services.has(name), svc = service(name);
-      if (whole || !svc.live) setLive(svc, data); else mergeLive(svc, data);
+      svc.live = state.live.get(name);
       if (!known && !whole) loadInfo(svc);
       dirty.add(svc);
     }
