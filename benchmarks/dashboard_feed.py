@@ -7,7 +7,8 @@ second (their rows and a few backends' figures move), the rest is idle. The call
 run a Python function, so no backend is ever contacted.
 
 Prints the size of the ``hello`` and of the first frame, then the mean bytes a
-frame (one a second) of the frames after it, and the server's CPU a tick.
+frame (one a second) of the frames after it; the process's CPU a frame, and of it
+the CPU to make one frame whole and as a delta (least of five).
 
     .venv/bin/python benchmarks/dashboard_feed.py            # 300 x 50, 10 frames
     .venv/bin/python benchmarks/dashboard_feed.py --quick    # 30 x 50, 3 frames
@@ -19,12 +20,16 @@ import argparse
 import asyncio
 import inspect
 import json
+import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import meshlite as ml
+from meshlite.observability._dashboard._frames import delta_frame
+from meshlite.observability._dashboard._monitor import Monitor, dumps
 
 BUSY_SERVICES = 3  # services that get calls each second
 CALLS_A_SECOND = 5  # calls to each of them
@@ -52,6 +57,25 @@ async def traffic(mesh: ml.Mesh) -> None:
         await asyncio.sleep(1.0)
 
 
+def _least_cpu(work: Callable[[], object], rounds: int = 5) -> float:
+    best = math.inf
+    for _ in range(rounds):
+        start = time.process_time()
+        work()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def frame_costs(monitor: Monitor) -> dict[str, float]:
+    """CPU to make the next frame whole (encoded) and as a delta from the last one
+    sent (compared and encoded): least of five."""
+    previous = monitor.feed.previous
+    assert previous is not None
+    now = monitor.tick()
+    return {"whole_cpu": _least_cpu(lambda: dumps(now)),
+            "delta_cpu": _least_cpu(lambda: dumps(delta_frame(previous, now)))}
+
+
 def _connect(url: str) -> Any:
     from websockets.asyncio.client import connect
 
@@ -74,11 +98,12 @@ async def measure(services: int, backends: int, frames: int) -> dict[str, Any]:
             for _ in range(frames):
                 sizes.append(len((await ws.recv()).encode()))
             cpu, elapsed = time.process_time() - cpu, time.monotonic() - start
+            made = frame_costs(server.monitor)
     finally:
         load.cancel()
         await asyncio.wait([load])
         await server.stop()
-    return {"hello": hello, "first": len(first.encode()), "kind": json.loads(first)["type"],
+    return {**made, "hello": hello, "first": len(first.encode()), "kind": json.loads(first)["type"],
             "sizes": sizes, "elapsed": elapsed, "cpu": cpu}
 
 
@@ -100,7 +125,8 @@ def main() -> int:
           f"min {min(sizes) / 1e3:.1f} kB, max {max(sizes) / 1e3:.1f} kB; "
           f"{sum(sizes) / found['elapsed'] / 1e3:.1f} kB a second per viewer")
     print(f"  process CPU (server, traffic and viewer) a frame: "
-          f"{found['cpu'] / len(sizes) * 1e3:.0f} ms")
+          f"{found['cpu'] / len(sizes) * 1e3:.0f} ms; to make one frame: whole "
+          f"{found['whole_cpu'] * 1e3:.1f} ms, delta {found['delta_cpu'] * 1e3:.1f} ms")
     return 0
 
 
