@@ -1,6 +1,5 @@
 """The dashboard's live state: once a second it samples every service, stores the
-aggregates, evaluates the alert rules and pushes one frame to every WebSocket (the
-whole mesh to a new one, then only what changed)."""
+aggregates, evaluates the alert rules and pushes a frame to every WebSocket."""
 
 from __future__ import annotations
 
@@ -89,8 +88,7 @@ class Monitor:
         self.histories: dict[str, History] = {}
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
-        self.feed = Feed()
-        """What each client got last (the feed sends it only what changed since)."""
+        self.feed = Feed()  # who got the last frame: they are sent what changed since
         metrics = mesh.metrics
         self.attached = AttachedView(mesh) if attached(mesh) else None
         """The workers' state, for a dashboard attached to them (else None)."""
