@@ -165,3 +165,40 @@ async def test_one_whole_frame_then_only_changes(server: DashboardServer,
         await push(6)
         assert (await recv())["services"] == {}
         assert json.loads(await asyncio.wait_for(late.recv(), WAIT))["type"] == "delta"
+
+
+async def test_a_delta_carries_state_changes_and_alerts() -> None:
+    breaker = ml.CircuitBreaker(name="db")
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:80", "http://127.0.0.2:80"],
+                               pipeline=ml.Pipeline(breaker))])
+    mesh.alerts.add(ml.AlertRule("breaker", "breaker_open"))
+    server = await mesh.serve_dashboard(port=0)
+    monitor = server.monitor
+    await monitor.stop()
+    now = time.time()
+    try:
+        async with connect(server.url.replace("http://", "ws://") + "/ws", proxy=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await joined(server, 1)
+            await monitor.push(monitor.tick(now + 1))
+            first = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            assert (first["firing"], "alerts" in first) == (0, False)
+
+            breaker.force_open()
+            mesh.service("users").eject("http://127.0.0.2:80")
+            await monitor.push(monitor.tick(now + 2))
+            delta = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            users = delta["services"]["users"]
+            assert users["breakers"] == {"db": "forced_open"}
+            assert users["status"] == "failing"
+            assert users["available"] == 1
+            assert [row[:2] for row in users["backends"]] == [["http://127.0.0.2:80",
+                                                                "ejected"]]
+            assert delta["firing"] == 1  # it changed
+            assert [a["rule"] for a in delta["alerts"]["firing"]] == ["breaker"]
+
+            await monitor.push(monitor.tick(now + 3))  # the same state: nothing to say
+            assert json.loads(await asyncio.wait_for(ws.recv(), WAIT)) == {
+                "type": "delta", "second": monitor.feed.previous["second"], "services": {}}
+    finally:
+        await server.stop()
