@@ -265,19 +265,22 @@ async def test_websocket_hello_then_push_every_second(mesh: ml.Mesh,
         assert hello["type"] == "hello"
         assert [s["name"] for s in hello["services"]] == ["users", "orders"]
         await drive(mesh)
-        # the real sampler pushes once a second; the first push may predate the traffic
-        seen = 0
-        for _ in range(3):
+        # the real sampler pushes once a second; the first push may predate the traffic.
+        # The first frame is the whole mesh, the next ones what changed since.
+        seen, users, rows = 0, {}, {}
+        for i in range(3):
             tick = json.loads(await asyncio.wait_for(ws.recv(), 2.5))
-            assert tick["type"] == "tick"
-            seen += tick["services"]["users"]["requests"]
+            assert tick["type"] == ("tick" if i == 0 else "delta")
+            users.update(tick["services"].get("users", {}))
+            rows.update({row[0]: row for row in users.pop("backends", [])})
+            seen += users["requests"]
+            assert SECRET_ARG not in json.dumps(tick)
             if seen == 20:
                 break
         assert seen == 20
-        row = tick["services"]["users"]["backends"][0]
-        assert row[0] == "http://127.0.0.1:80"
-        assert row[1] == "up"
-        assert SECRET_ARG not in json.dumps(tick)
+        assert sorted(rows) == ["http://127.0.0.1:80", "http://127.0.0.2:80"]
+        assert [row[1] for row in rows.values()] == ["up", "up"]
+        assert sum(row[4] for row in rows.values()) == 20
 
 
 async def test_websocket_client_cap() -> None:

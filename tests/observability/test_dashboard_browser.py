@@ -21,25 +21,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from _system import require_program
+from _chromium import chromium, no_playwright
 
 import meshlite as ml
 from meshlite.observability._dashboard import AlertRule
 from meshlite.observability._dashboard._server import DashboardServer
 
 try:
-    from playwright.async_api import Browser, Page, async_playwright
+    from playwright.async_api import Browser, Page
 except ImportError:  # pragma: no cover - depends on the environment
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("playwright is not installed (pip install playwright); CI=true, so this "
-                    "is a failure", pytrace=False)
-    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
+    no_playwright()
 
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 TOKEN = "browser-test-token-0123456789abcdef"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 class DemoClock:
@@ -154,13 +148,8 @@ class Demo:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    chromium = require_program("chromium", "chromium")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -7,35 +7,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from _chromium import chromium, no_playwright
 from _logs import all_log_records, keep_uvicorn_lines, records_holding
-from _system import on_ci, require_program
 
 import meshlite as ml
 
 try:
-    from playwright.async_api import Browser, async_playwright
+    from playwright.async_api import Browser
 except ImportError:  # pragma: no cover - depends on the environment
-    if on_ci():
-        pytest.fail("playwright is not installed (pip install playwright); CI=true, so this "
-                    "is a failure", pytrace=False)
-    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
+    no_playwright()
 
 READ = "browser-read-token-0123456789abcdef"
 ADMIN = "browser-admin-token-0123456789abcdef"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    chromium = require_program("chromium", "chromium")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async with chromium() as b:
+        yield b
 
 
 async def test_page_session_puts_no_token_in_urls_or_logs(

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from _system import require_program
+from _chromium import chromium, no_playwright
 
 import meshlite as ml
 from meshlite.observability._dashboard._server import DashboardServer
@@ -97,19 +96,11 @@ def test_call_status_rules() -> None:
 
 # -- the page -----------------------------------------------------------------------
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
 async def test_page_header_and_cards_follow_calls(server: DashboardServer) -> None:
-    chromium = require_program("chromium", "chromium")
     try:
-        from playwright.async_api import async_playwright
+        import playwright.async_api  # noqa: F401 - whether the page can be driven
     except ImportError:  # pragma: no cover - depends on the environment
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("playwright is not installed; CI=true, so this is a failure")
-        pytest.skip("playwright is not installed")
+        no_playwright()
     mesh = server.monitor.mesh
 
     async def traffic() -> None:
@@ -119,29 +110,25 @@ async def test_page_header_and_cards_follow_calls(server: DashboardServer) -> No
 
     task = asyncio.create_task(traffic())
     try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page()
-                await page.goto(server.url + "/")
-                deadline = time.monotonic() + 10.0
-                while True:
-                    state = await page.evaluate("""() => ({
-                        up: document.getElementById('s-up').textContent,
-                        err: document.getElementById('s-err').textContent,
-                        users: document.querySelector(
-                            'article.card[data-service="users"] .svc-status')?.textContent,
-                        ticks: Number(document.body.dataset.ticks || 0)})""")
-                    if state["ticks"] >= 2 and state["users"] == "failing":
-                        break
-                    assert time.monotonic() < deadline, state
-                    await asyncio.sleep(0.1)
-                # users fails every call, orders has no traffic, search succeeds.
-                assert state["up"] == "2 / 3"
-                err = float(state["err"].rstrip("%"))
-                assert 30.0 <= err <= 70.0, state  # half the calls fail, not 0%
-            finally:
-                await browser.close()
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(server.url + "/")
+            deadline = time.monotonic() + 10.0
+            while True:
+                state = await page.evaluate("""() => ({
+                    up: document.getElementById('s-up').textContent,
+                    err: document.getElementById('s-err').textContent,
+                    users: document.querySelector(
+                        'article.card[data-service="users"] .svc-status')?.textContent,
+                    ticks: Number(document.body.dataset.ticks || 0)})""")
+                if state["ticks"] >= 2 and state["users"] == "failing":
+                    break
+                assert time.monotonic() < deadline, state
+                await asyncio.sleep(0.1)
+            # users fails every call, orders has no traffic, search succeeds.
+            assert state["up"] == "2 / 3"
+            err = float(state["err"].rstrip("%"))
+            assert 30.0 <= err <= 70.0, state  # half the calls fail, not 0%
     finally:
         task.cancel()
         await asyncio.wait([task])

@@ -19,6 +19,7 @@ from ...routing._service import Service
 from .._prometheus import CONTENT_TYPE, SharedRender, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
+from ._frames import FEED_VERSION
 from ._monitor import Monitor, dumps
 from ._payload import health_body, health_payload, service_dict, workers_payload
 from ._tickets import SUBPROTOCOL
@@ -139,7 +140,8 @@ class _Routes:
         clients.add(ws)
         try:
             await ws.send_text(dumps({
-                "type": "hello", "history_seconds": self.monitor.history_seconds,
+                "type": "hello", "version": FEED_VERSION,
+                "history_seconds": self.monitor.history_seconds,
                 "services": self._services(), "alerts": self.mesh.alerts.as_dict()}))
             # The page sends nothing; receiving notices when it leaves.
             while (await ws.receive())["type"] != "websocket.disconnect":

@@ -1,5 +1,5 @@
 """The dashboard's live state: once a second it samples every service, stores the
-aggregates, evaluates the alert rules and pushes one update to every WebSocket."""
+aggregates, evaluates the alert rules and pushes a frame to every WebSocket."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import CallerRates
 from ._attached import AttachedView, attached
+from ._frames import Feed
 from ._history import DEFAULT_HISTORY_SECONDS, History, ServiceSecond
 from ._payload import tick_payload
 from ._rules import Alert
@@ -87,6 +88,7 @@ class Monitor:
         self.histories: dict[str, History] = {}
         self.latest: dict[str, ServiceSecond] = {}
         self.clients: set[Client] = set()
+        self.feed = Feed()  # who got the last frame: they are sent what changed since
         metrics = mesh.metrics
         self.attached = AttachedView(mesh) if attached(mesh) else None
         """The workers' state, for a dashboard attached to them (else None)."""
@@ -215,15 +217,17 @@ class Monitor:
         while outbox:
             await post_alerts(*outbox.popleft())
 
-    async def broadcast(self, text: str) -> None:
-        """Send ``text`` to every client at once; a client that fails or stalls is
-        dropped."""
+    async def push(self, update: dict[str, Any]) -> None:
+        """Send ``update`` (see :meth:`tick`) to every client at once: whole to a
+        client that just connected, else only what changed since the frame it got
+        before (:mod:`._frames`). A client that fails or stalls is dropped."""
         clients = list(self.clients)
+        texts = self.feed.frames(update, clients, dumps)
         if not clients:
             return
         results = await asyncio.gather(
-            *(asyncio.wait_for(c.send_text(text), _SEND_TIMEOUT) for c in clients),
-            return_exceptions=True)
+            *(asyncio.wait_for(c.send_text(t), _SEND_TIMEOUT)
+              for c, t in zip(clients, texts, strict=True)), return_exceptions=True)
         for client, result in zip(clients, results, strict=True):
             if isinstance(result, Exception):
                 self.clients.discard(client)
@@ -231,6 +235,7 @@ class Monitor:
                     await client.close(1011)
             elif isinstance(result, BaseException):  # cancellation: ours, not the client's
                 raise result
+        self.feed.sent(c for c in clients if c in self.clients)  # not those that left
 
     async def _run(self) -> None:
         while True:
@@ -244,7 +249,7 @@ class Monitor:
             except Exception:
                 _log.exception("dashboard sampling failed; retrying next second")
                 continue
-            await self.broadcast(dumps(update))
+            await self.push(update)
 
     def save(self) -> None:
         """Write the history to the shared directory (with several workers)."""

@@ -11,7 +11,7 @@
   const state = {
     refusalKeys: new Set(),
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
-    services: new Map(), alerts: null, socket: null, retry: 500, topology: null,
+    services: new Map(), live: new Map(), alerts: null, socket: null, retry: 500, topology: null,
   };
   const $ = (id) => document.getElementById(id);
   const MAX_REFUSAL_KEYS = 200;  // refusal entries remembered, to show each once
@@ -392,27 +392,60 @@
     $("resolved-empty").hidden = a.resolved.length > 0;
   }
 
-  function renderAll() {
-    for (const svc of state.services.values()) renderCard(svc);
-    renderTopology();
+  function renderAll() { renderFrame(null, true); }
+
+  function renderFrame(dirty, topology) {
+    // Only the cards of services that changed (dirty; null: all) are filled again;
+    // every chart is redrawn, since the time axis moves each second.
+    for (const svc of state.services.values()) {
+      if (dirty === null || dirty.has(svc)) renderCard(svc); else drawCharts(svc);
+    }
+    if (topology) renderTopology();
     renderSummary();
     document.body.dataset.ticks = String(state.ticks);
   }
 
   // ---- live feed ----------------------------------------------------------------------
+  // Frames are applied to state.live by feed.js: a "tick" (the whole mesh, first on
+  // each connection), then "delta" frames of what changed (docs/dashboard.md).
 
-  function applyTick(msg) {
+  function dropService(name) {
+    const svc = state.services.get(name);
+    if (svc && svc.card) svc.card.node.remove();
+    state.services.delete(name);
+  }
+
+  async function loadInfo(svc) {
+    // a service added while the page is open: its balancer and history
+    try {
+      svc.info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
+      await loadHistory(svc);
+    } catch (error) { return; }
+    if (state.services.get(svc.name) === svc) renderCard(svc);
+  }
+
+  function applyFrame(msg) {
+    const whole = msg.type === "tick";
+    const { changed, removed } = meshliteFeed.apply(state.live, msg);
     state.lastSecond = Math.max(state.lastSecond, msg.second);
-    for (const [name, data] of Object.entries(msg.services)) {
-      const svc = service(name);
-      svc.live = data;
-      appendPoint(svc.hist, msg.second, data);
+    // a tick also ends services the page knew only from the REST API
+    const gone = whole ? [...state.services.keys()].filter((n) => !state.live.has(n)) : removed;
+    gone.forEach(dropService);
+    const dirty = new Set();
+    for (const name of changed) {
+      const known = state.services.has(name), svc = service(name);
+      svc.live = state.live.get(name);
+      if (!known && !whole) loadInfo(svc);
+      dirty.add(svc);
+    }
+    for (const svc of state.services.values()) {
+      if (svc.live) appendPoint(svc.hist, msg.second, svc.live);  // unchanged ones too
     }
     if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
     if (msg.refusals) addRefusals(msg.refusals);
     if (state.ticks % 5 === 0) loadTopology();
     state.ticks += 1;
-    renderAll();
+    renderFrame(whole ? null : dirty, whole || dirty.size > 0 || gone.length > 0);
   }
 
   function setConn(kind, text) {
@@ -441,10 +474,12 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws`,
                                  [ticket.protocol, ticket.protocol + ".ticket." + ticket.ticket]);
     state.socket = socket;
+    let synced = false;  // this connection's tick has come
     socket.onopen = () => { state.retry = 500; setConn("live", "live"); loadTopology(); };
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
-      if (msg.type === "tick") applyTick(msg);
+      if (msg.type === "tick") { synced = true; applyFrame(msg); }
+      else if (msg.type === "delta") { if (synced) applyFrame(msg); }  // never before a tick
       else if (msg.type === "hello") {
         state.historySeconds = msg.history_seconds;
         for (const info of msg.services) service(info.name).info = info;
