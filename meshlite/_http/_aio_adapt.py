@@ -8,14 +8,16 @@ found in one module."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from ._outgoing import KeptBody, relocated
 
-__all__ = ["end_bodies", "read_capped", "relocate", "without_client_instrumentation",
-           "without_resend"]
+__all__ = ["end_bodies", "read_capped", "relocate", "remembering_urls",
+           "without_client_instrumentation", "without_resend"]
 
 
 def end_bodies(session: aiohttp.ClientSession) -> None:
@@ -37,6 +39,28 @@ def without_resend(session: aiohttp.ClientSession) -> None:
     ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
     the one aiohttp's own test client turns off; it has no public switch."""
     session._retry_connection = False
+
+
+def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
+    """Let ``session`` remember the URLs it made of the relative ones it was given (at
+    most ``most``, forgotten all at once when full): a service is called on a few paths
+    again and again, and aiohttp joins each to the base URL anew, a fresh ``yarl.URL``
+    whose parts the request then works out again. The URL is the one aiohttp would
+    make (the same call makes it the first time); only a ``str`` is remembered."""
+    build = session._build_url
+    urls: dict[str, URL] = {}
+
+    def remembered(str_or_url: Any) -> URL:
+        if type(str_or_url) is not str:
+            return build(str_or_url)
+        url = urls.get(str_or_url)
+        if url is None:
+            if len(urls) >= most:
+                urls.clear()
+            url = urls[str_or_url] = build(str_or_url)
+        return url
+
+    session._build_url = remembered  # type: ignore[method-assign]
 
 
 def without_client_instrumentation(session: aiohttp.ClientSession) -> None:

@@ -31,7 +31,13 @@ from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
-from ._aio_adapt import read_capped, relocate, without_client_instrumentation, without_resend
+from ._aio_adapt import (
+    read_capped,
+    relocate,
+    remembering_urls,
+    without_client_instrumentation,
+    without_resend,
+)
 from ._aio_forget import Forgetting
 from ._dispatcher import Dispatcher
 from ._outgoing import (
@@ -267,5 +273,6 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     route.forgetting = Forgetting(session, loop, route.forget)
     without_client_instrumentation(session)
     without_resend(session)
+    remembering_urls(session, _URLS)
     dispatcher.adopt_session(session)
     return session
