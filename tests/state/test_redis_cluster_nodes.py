@@ -174,26 +174,56 @@ def test_a_store_started_while_a_primary_is_down_shares_the_others_keys_at_once(
 
 
 
+def test_a_new_stores_first_decision_on_a_dead_primarys_key_is_that_primarys_outage(
+        cluster: Any) -> None:
+    """The first decision of a process (its client not made yet, so checked against
+    the store's own health) goes to the dead primary's keys: the failure names that
+    primary, so only its keys fall back, and the others' are decided in Redis."""
+    dead, healthy = cluster.servers[1], cluster.servers[2]
+    a, b = replicas(cluster, {"healthy": healthy.port, "dead": dead.port})
+    a.store.close()
+    b.store.close()
+    dead.kill()
+    late = Replica(cluster.url, a.store.prefix, a.names, 2.0, 0.05)
+    assert late.admitted("quota-dead")  # the dead node, then late's own limiter
+    assert late.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    fallbacks = dict(late.store.fallbacks)
+    assert [late.admitted("quota-healthy") for _ in range(3)] == [True, True, False]
+    assert late.store.fallbacks == fallbacks  # the burst of 2 spent in Redis
+    late.store.close()
+
+
 def test_a_probe_that_meets_the_dead_primary_ends_the_stores_own_outage_probe(
         cluster: Any) -> None:
-    """While the store's own health is down (a ``PING`` reached no answer from one
-    primary), the decision that probes it may go to the dead primary's keys: its
-    failure is the probe's outcome, so the next decision probes again after the
-    backoff (``retry_interval``), not after the whole probe allowance (about
-    ``timeout``)."""
+    """While the store's own health is down (its client could not be made: no
+    primary answered), the decision that probes it may go to the dead primary's
+    keys: its failure is the probe's outcome, so the next decision probes again
+    after the backoff (``retry_interval``), not after the whole probe allowance
+    (about ``timeout + connect_timeout``)."""
     dead, healthy = cluster.servers[0], cluster.servers[1]
-    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port}, timeout=5.0)
-    assert a.admitted("quota-healthy")  # the client is made, its slot map read
+    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port})
+    assert a.admitted("quota-healthy")  # the first of the burst of 2, in Redis
+    a.store.close()
     dead.kill()
     wait_until(lambda: marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
-    assert not a.store.ping()  # one primary does not answer: the store is down
+    late = Replica(cluster.url, a.store.prefix, a.names, 0.3, 0.05)
+    others = [server for server in cluster.servers if server is not dead]
+    for server in others:
+        server.pause()
+    try:
+        assert late.admitted("quota-healthy")  # no primary answers: late's own limiter
+    finally:
+        for server in others:
+            server.resume()
+    assert late.store.unavailable_nodes == ()  # no node to blame: the store is down
+    assert not late.store.available
     time.sleep(0.06)  # past the backoff (at most retry_interval)
-    assert a.admitted("quota-dead")  # the probe: the dead node, then a's own limiter
-    assert a.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    assert late.admitted("quota-dead")  # the probe: the dead node, then late's own limiter
+    assert late.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
     time.sleep(0.06)
-    fallbacks = dict(a.store.fallbacks)
-    assert a.admitted("quota-healthy")  # the next probe, answered: the second of 2
-    assert a.store.fallbacks == fallbacks  # decided in Redis
-    assert not a.admitted("quota-healthy")
-    assert a.store.fallbacks == fallbacks
-    a.store.close()
+    fallbacks = dict(late.store.fallbacks)
+    assert late.admitted("quota-healthy")  # the next probe, answered: the second of 2
+    assert late.store.fallbacks == fallbacks  # decided in Redis
+    assert not late.admitted("quota-healthy")
+    assert late.store.fallbacks == fallbacks
+    late.store.close()
