@@ -6,10 +6,8 @@ A mixin of :class:`~meshlite.state._redis_ops.Commands`, whose one-Redis paths s
 here when the store has no wire (a Cluster), and whose helpers (classifying an
 error, waiting for a send slot, rediscovering) these paths share.
 
-A ping (:meth:`ClusterCommands._ping_cluster`) asks every primary of the slot map,
-each against its own health, as a decision on one of its keys would: a ``PING``
-without a key would go to one node only (redis-py's default node), and say nothing
-of the others, or blame that one node's outage on the whole store.
+The commands sent to each primary in turn (``PING``, ``SCAN``) are in
+:mod:`._redis_primaries`.
 """
 
 from __future__ import annotations
@@ -18,10 +16,11 @@ import asyncio
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ._base import StoreUnavailableError
 from ._redis_nodes import key_of
+from ._redis_primaries import PrimaryCommands
 
 if TYPE_CHECKING:
+    from ._base import StoreUnavailableError
     from ._health import Health
     from ._redis_conn import Clients, LoopClient
     from ._redis_nodes import Nodes
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterCommands"]
 
 
-class ClusterCommands:
+class ClusterCommands(PrimaryCommands):
     """The Cluster paths of :class:`~meshlite.state._redis_ops.Commands`."""
 
     round_trips: int
@@ -165,114 +164,3 @@ class ClusterCommands:
         if health.down_since is not None or nodes.store.down_since is not None:
             self._answered(nodes, health, client, key)
         return result
-
-    # -- ping ------------------------------------------------------------------------
-
-    def _ping_cluster(self) -> bool:
-        """:meth:`~meshlite.state.RedisStore.ping` on a Cluster: one ``PING`` to each
-        primary of the slot map, one after the other, each checked against and
-        counted for that primary's health; ``True`` when at least one answered (the
-        store's own health is down only when none could be reached)."""
-        nodes = self._nodes
-        assert nodes is not None
-        sent = monotonic()
-        try:
-            if nodes.store.down_since is not None:
-                nodes.store.refuse()
-            client = self._clients.sync()  # reads the slot map when first made
-        except StoreUnavailableError:
-            return False
-        except self._redis_errors() as error:  # no node answered for the slot map
-            self._failed(nodes, error, sent)
-            return False
-        outcomes = [self._ping_node(client, node, nodes.node(node.name))
-                    for node in client.nodes_manager.get_nodes_by_server_type("primary")]
-        return self._pinged(nodes, client, outcomes)
-
-    def _ping_node(self, client: Any, node: Any, health: Health) -> BaseException | None:
-        """``PING`` one primary: ``None`` if it answered, else why not (the redis-py
-        error when it could not be reached, else a :class:`StoreUnavailableError`)."""
-        try:
-            if health.down_since is not None:
-                health.refuse()
-            self._wait_slot(health)
-        except StoreUnavailableError as refused:
-            return refused
-        self.round_trips += 1
-        sent = monotonic()
-        try:
-            client.execute_command("PING", target_nodes=node)
-        except self._redis_errors() as error:
-            answer = self._classify(error, sent, health)
-            return error if health.down_since is not None else answer
-        finally:
-            self._clients.slots.release()
-        self._pong(health)
-        return None
-
-    async def _aping_cluster(self) -> bool:
-        """The async twin of :meth:`_ping_cluster`: the primaries are asked at once
-        (a hung one costs one ``timeout``, however many there are)."""
-        nodes = self._nodes
-        assert nodes is not None
-        try:
-            if nodes.store.down_since is not None:
-                nodes.store.refuse()
-            entry = self._clients.loop_client()
-            if entry.client.nodes_manager.default_node is None:  # no topology read yet
-                await self._astart(nodes, entry)
-        except StoreUnavailableError:
-            return False
-        client = entry.client
-        outcomes = await asyncio.gather(*(
-            self._aping_node(entry, node, nodes.node(node.name))
-            for node in client.nodes_manager.get_nodes_by_server_type("primary")))
-        return self._pinged(nodes, client, outcomes)
-
-    async def _aping_node(self, entry: LoopClient, node: Any,
-                          health: Health) -> BaseException | None:
-        """The async twin of :meth:`_ping_node`."""
-        slots = entry.slots
-        try:
-            if health.down_since is not None:
-                health.refuse()
-            if slots.locked():
-                await self._await_slot(slots, health)
-            else:
-                await slots.acquire()
-        except StoreUnavailableError as refused:
-            return refused
-        self.round_trips += 1
-        sent = monotonic()
-        try:
-            await entry.client.execute_command("PING", target_nodes=node)
-        except self._redis_errors() as error:
-            answer = self._classify(error, sent, health)
-            return error if health.down_since is not None else answer
-        finally:
-            slots.release()
-        self._pong(health)
-        return None
-
-    @staticmethod
-    def _pong(health: Health) -> None:
-        """A primary answered a ``PING``: its outage, if any, is over."""
-        health.last_ok = monotonic()
-        if health.down_since is not None:
-            health.recovered()
-
-    def _pinged(self, nodes: Nodes, client: Any,
-                outcomes: list[BaseException | None]) -> bool:
-        """Whether a ping of every primary found the Cluster reachable (``outcomes``:
-        each primary's, see :meth:`_ping_node`); updates the store's own health."""
-        if nodes.down:
-            nodes.prune(client)  # a primary that lost its slots is not pinged again
-        store = nodes.store
-        if any(outcome is None for outcome in outcomes):
-            if store.down_since is not None:
-                store.recovered()
-            return True
-        unreachable = [e for e in outcomes if isinstance(e, self._errors)]
-        if unreachable:  # no primary could be reached: the store is down
-            store.failed(unreachable[-1])
-        return False

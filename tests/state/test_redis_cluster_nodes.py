@@ -16,11 +16,12 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from cluster_replicas import Replica, marked_failed, node_records, replicas
 from redis_topology import wait_until
 
 import meshlite as ml
-from meshlite.state import StoreRecovered, StoreUnavailable
+from meshlite.state import RedisStore, StoreFallback, StoreRecovered, StoreUnavailable
 
 
 def test_a_dead_primary_turns_sharing_off_for_its_slots_only(
@@ -227,3 +228,36 @@ def test_a_probe_that_meets_the_dead_primary_ends_the_stores_own_outage_probe(
     assert not late.admitted("quota-healthy")
     assert late.store.fallbacks == fallbacks
     late.store.close()
+
+
+def test_clearing_a_cache_with_a_primary_down_clears_the_others_and_falls_back(
+        cluster: Any) -> None:
+    """``Cache.clear()`` on a Cluster store while one primary is down drops the
+    entries on the primaries that answer, and the dead one's miss is a fallback
+    (``StoreFallback``, ``step="manage"``), not a redis-py error escaping."""
+    dead = cluster.servers[1]
+    healthy = [server for server in cluster.servers if server is not dead]
+    prefix = "clear-one-down"
+    store = RedisStore(cluster.url, prefix=prefix, timeout=2.0)
+    cache = ml.Cache(ttl=60.0, store=store)
+    events: list[Any] = []
+    cache.add_hook(events.append)
+
+    @cache
+    def double(x: int) -> int:
+        return 2 * x
+
+    def entries(server: Any) -> list[bytes]:
+        with redis.Redis(port=server.port) as node:
+            return list(node.keys(f"{prefix}:cache:*:e:*"))
+
+    for i in range(30):
+        double(i)
+    assert all(entries(server) for server in healthy)
+    dead.kill()
+    cache.clear()  # raises nothing
+    assert [entries(server) for server in healthy] == [[], []]
+    assert [(e.step, e.action) for e in events if isinstance(e, StoreFallback)] == [
+        ("manage", "local")]
+    assert store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    store.close()
