@@ -238,7 +238,8 @@ class RedisStore(Commands):
     @property
     def unavailable_nodes(self) -> tuple[str, ...]:
         """The Cluster primaries (``"host:port"``) that did not answer their last
-        operation: decisions on keys in their slots fall back, the others share.
+        operation (a decision on one of their keys, or a :meth:`ping`): decisions
+        on keys in their slots fall back, the others share.
         Empty for one Redis or a Sentinel primary, and while every primary answers."""
         nodes = self._nodes
         if nodes is None or not nodes.down:
@@ -257,7 +258,17 @@ class RedisStore(Commands):
     # -- lifecycle -------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """Whether Redis answers a ``PING`` now (never raises)."""
+        """Whether Redis answers a ``PING`` now (never raises).
+
+        On a Cluster, every primary of the slot map is asked, and each one's
+        health updated (:attr:`unavailable_nodes`): ``True`` when at least one
+        answers (the keys of the others fall back, and :attr:`available` is
+        false), ``False`` only when none does (the whole store is then down).
+        While a primary (or the store) is down, it is asked only when its next
+        probe is due, as a decision would be; until then it counts as not answering.
+        """
+        if self._nodes is not None:
+            return self._ping_cluster()
         try:
             self.command("PING")
         except StoreUnavailableError:
@@ -265,7 +276,9 @@ class RedisStore(Commands):
         return True
 
     async def aping(self) -> bool:
-        """The async twin of :meth:`ping`."""
+        """The async twin of :meth:`ping` (a Cluster's primaries are asked at once)."""
+        if self._nodes is not None:
+            return await self._aping_cluster()
         try:
             await self.acommand("PING")
         except StoreUnavailableError:

@@ -5,6 +5,9 @@ and goes through redis-py's Cluster client, which routes it by slot.
 A mixin of :class:`~meshlite.state._redis_ops.Commands`, whose one-Redis paths send
 here when the store has no wire (a Cluster), and whose helpers (classifying an
 error, waiting for a send slot, rediscovering) these paths share.
+
+The commands sent to each primary in turn (``PING``, ``SCAN``) are in
+:mod:`._redis_primaries`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._redis_nodes import key_of
+from ._redis_primaries import PrimaryCommands
 
 if TYPE_CHECKING:
     from ._base import StoreUnavailableError
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterCommands"]
 
 
-class ClusterCommands:
+class ClusterCommands(PrimaryCommands):
     """The Cluster paths of :class:`~meshlite.state._redis_ops.Commands`."""
 
     round_trips: int
@@ -68,7 +72,7 @@ class ClusterCommands:
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 self._rediscover()
-            raise self._failed(nodes, error, sent, health) from error
+            raise self._failed(nodes, error, sent) from error
         finally:
             self._clients.slots.release()
         health.last_ok = monotonic()
@@ -76,17 +80,17 @@ class ClusterCommands:
             self._answered(nodes, health, client, key)
         return result
 
-    def _failed(self, nodes: Nodes, error: BaseException, sent: float,
-                health: Health) -> StoreUnavailableError:
-        """The error a failed Cluster operation checked against ``health`` raises,
-        after updating the health it is blamed on (:meth:`Nodes.blame`).
+    def _failed(self, nodes: Nodes, error: BaseException,
+                sent: float) -> StoreUnavailableError:
+        """The error a failed Cluster operation raises, after updating the health it
+        is blamed on (:meth:`Nodes.blame`).
 
         While the store's own health is down, the operation that got this far was
         its probe (:meth:`Health.refuse`); when the failure is blamed on one node,
         the store's health is told too (still down, next probe after its backoff;
         or up, if the Cluster answered), else it would wait out the whole
         ``probe_timeout`` before the next probe, every decision falling back."""
-        blamed = nodes.blame(error, health)
+        blamed = nodes.blame(error)
         raised = self._classify(error, sent, blamed)
         store = nodes.store
         if blamed is not store and store.down_since is not None:
@@ -153,7 +157,7 @@ class ClusterCommands:
         except self._redis_errors() as error:
             if isinstance(error, self._redirects):
                 await self._arediscover()
-            raise self._failed(nodes, error, sent, health) from error
+            raise self._failed(nodes, error, sent) from error
         finally:
             slots.release()
         health.last_ok = monotonic()

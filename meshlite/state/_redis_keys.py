@@ -87,16 +87,11 @@ def unlink(store: RedisStore, keys: list[str]) -> int:
 
 def scan_keys(store: RedisStore, pattern: str) -> Iterator[list[str]]:
     """Batches of the keys matching ``pattern`` (``SCAN``; on a Cluster, on every
-    primary). Not for the hot path: O(keys in Redis)."""
+    primary, each against its own health: a primary that does not answer raises
+    :class:`StoreUnavailableError` after the others' batches). Not for the hot
+    path: O(keys in Redis)."""
     if store._target.kind == "cluster":
-        batch: list[str] = []
-        for key in store._clients.sync().scan_iter(match=pattern, count=SCAN_BATCH):
-            batch.append(key)
-            if len(batch) >= SCAN_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from store._scan_cluster(pattern, SCAN_BATCH)
         return
     cursor = 0
     while True:

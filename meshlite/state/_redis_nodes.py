@@ -17,11 +17,13 @@ node's keys would pay a timeout. Instead each primary (``"host:port"``) has a
   refreshes its slot map after the failure). A primary that no longer serves
   any slot in the client's map is no longer down either: nobody would probe it.
 
-The store's own health serves what no primary can be named for: a decision
-without a key (``PING``), or made before the client has read the slot map, and a
-failure that names no node (no node reachable, ``CLUSTERDOWN``). While it is down,
-every decision is refused but one probe at a time, as on one Redis; any answer
-ends it.
+The store's own health is checked by what no primary can be named for before it
+is sent: an operation without a key, or made before the client has read the slot
+map; it is down only after a failure that names no node (the client could not be
+made: no node reachable), or a ping that no primary answered. A failure that
+names a node is that node's, whatever health the operation was checked against.
+While the store's health is down, every decision is refused but one probe at a
+time, as on one Redis; any answer ends it.
 """
 
 from __future__ import annotations
@@ -102,14 +104,19 @@ class Nodes:
         health = self._table.get(name)
         return self.node(name) if health is None else health
 
-    def blame(self, error: BaseException, health: Health) -> Health:
-        """The health a failed operation checked against ``health`` counts against:
-        the node redis-py names on ``error`` (the one it tried), else the store's."""
+    def blame(self, error: BaseException) -> Health:
+        """The health a failed operation counts against: the node redis-py names on
+        ``error`` (the one it tried), else the store's.
+
+        Also for an operation checked against the store's health (one without a key,
+        or the first of a client that had not read the slot map yet): a primary that
+        did not answer is that primary's outage, not the whole Cluster's.
+        """
         tried = getattr(error, "connection", None)
         host, port = getattr(tried, "host", None), getattr(tried, "port", None)
-        if host is None or port is None or health is self.store:
+        if host is None or port is None:
             # The client could not be made or read the slot map, or the error is the
-            # Cluster's (no node reachable, CLUSTERDOWN): the store's.
+            # Cluster's (no node reachable): the store's.
             return self.store
         return self.node(f"{host}:{port}")
 

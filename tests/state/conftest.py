@@ -113,3 +113,24 @@ def sentinel_setup() -> Iterator[Any]:
         yield setup
     finally:
         setup.close()
+
+
+@pytest.fixture
+def cluster(redis_cluster: Any) -> Iterator[Any]:
+    """The session's cluster, serving the slots of the primaries that answer while
+    one does not; after the test, every node runs and answers again (see
+    ``cluster_replicas.py``)."""
+    from cluster_replicas import each_node, healed
+    from redis_topology import wait_until
+
+    each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "no")
+    try:
+        yield redis_cluster
+    finally:
+        for server in redis_cluster.servers:
+            if server._proc is None:  # killed by the test and not started again
+                server.start()
+            else:
+                server.resume()  # stopped by the test (a no-op otherwise)
+        wait_until(lambda: healed(redis_cluster), "the cluster healing", 30.0)
+        each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "yes")

@@ -3,148 +3,25 @@
 shared, the keys of the lost primary's slots fall back to each process's own state,
 and come back to Redis when the primary does.
 
-Two meshes, each with a store of its own, stand for two processes. The tests run on
-the session's cluster (``redis_cluster``): they stop one of its primaries and bring
-it back, and leave the cluster as they found it (every node up, full coverage
-required again)."""
+Two meshes, each with a store of its own, stand for two processes
+(``cluster_replicas.py``). The tests run on the session's cluster (the ``cluster``
+fixture of ``conftest.py``): they stop one of its primaries and bring it back, and
+leave the cluster as they found it (every node up, full coverage required again)."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from cluster_replicas import Replica, marked_failed, node_records, replicas
 from redis_topology import wait_until
 
 import meshlite as ml
-from meshlite.state import RedisStore, StoreRecovered, StoreUnavailable
-
-_prefixes = itertools.count()
-
-BACKEND = "http://127.0.0.1:9"  # never contacted: the calls ignore their backend
-
-
-def _each_node(cluster: Any, *command: Any) -> None:
-    for server in cluster.servers:
-        with redis.Redis(port=server.port) as node:
-            node.execute_command(*command)
-
-
-def _healthy(cluster: Any) -> bool:
-    for server in cluster.servers:
-        with redis.Redis(port=server.port, socket_timeout=1.0) as node:
-            if b"cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
-                return False
-            if b"fail" in node.execute_command("CLUSTER", "NODES"):
-                return False
-    return True
-
-
-@pytest.fixture
-def cluster(redis_cluster: Any) -> Iterator[Any]:
-    """The session's cluster, serving the slots of the primaries that answer while
-    one does not; after the test, every node runs and answers again."""
-    _each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "no")
-    try:
-        yield redis_cluster
-    finally:
-        for server in redis_cluster.servers:
-            if server._proc is None:  # killed by the test and not started again
-                server.start()
-            else:
-                server.resume()  # stopped by the test (a no-op otherwise)
-        wait_until(lambda: _healthy(redis_cluster), "the cluster healing", 30.0)
-        _each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "yes")
-
-
-def name_on(store: RedisStore, port: int, key: Callable[[str], str], taken: set[str]) -> str:
-    """A policy name whose key (``key(name)``) lives on the primary at ``port``."""
-    client = store._clients.sync()
-    for i in itertools.count():
-        name = f"n{i}"
-        if name not in taken and client.get_node_from_key(key(name)).port == port:
-            taken.add(name)
-            return name
-    raise AssertionError("unreachable")
-
-
-class Replica:
-    """One process of a service: a store of its own and a mesh whose services share
-    their rate limit (``quota-<role>``) and breaker (``breaker-<role>``) through it."""
-
-    def __init__(self, url: str, prefix: str, names: dict[str, tuple[str, str]],
-                 timeout: float, retry_interval: float) -> None:
-        self.store = RedisStore(url, prefix=prefix, timeout=timeout,
-                                retry_interval=retry_interval)
-        services = []
-        for role, (quota, breaker) in names.items():
-            limit = ml.RateLimit(rate=1.0, per=60.0, burst=2, mode="reject", name=quota,
-                                 store=self.store)
-            services.append(ml.Service(f"quota-{role}", backends=[BACKEND],
-                                       pipeline=ml.Pipeline(limit)))
-            circuit = ml.CircuitBreaker(name=breaker, store=self.store, window=4, min_calls=2,
-                                        failure_rate=0.5, open_seconds=60.0)
-            services.append(ml.Service(f"breaker-{role}", backends=[BACKEND],
-                                       pipeline=ml.Pipeline(circuit)))
-        self.mesh = ml.Mesh(services)
-        self.names = names
-
-    async def eventually_refused(self, service: str) -> bool:
-        """Whether an async call of ``service`` is refused by Redis (not by the
-        process's own limiter) within 20 tries."""
-        for _ in range(20):
-            fallbacks = dict(self.store.fallbacks)
-            try:
-                await self.mesh.call(service, lambda backend: True)
-            except ml.RateLimitedError:
-                if self.store.fallbacks == fallbacks:  # refused by Redis, not locally
-                    await self.store.aclose()
-                    return True
-            await asyncio.sleep(0.06)
-        await self.store.aclose()
-        return False
-
-    def admitted(self, service: str) -> bool:
-        """Whether a call of ``service`` was let through (else its policy refused it)."""
-        try:
-            return bool(self.mesh.call_sync(service, lambda backend: True))
-        except (ml.RateLimitedError, ml.CircuitOpenError):
-            return False
-
-    def fail(self, service: str) -> None:
-        """A call of ``service`` that fails (the breaker counts it)."""
-        def broken(backend: object) -> None:
-            raise ValueError("the dependency failed")
-
-        with pytest.raises(ValueError, match="the dependency failed"):
-            self.mesh.call_sync(service, broken)
-
-
-def replicas(cluster: Any, roles: dict[str, int], timeout: float = 2.0,
-             retry_interval: float = 0.05) -> tuple[Replica, Replica]:
-    """Two replicas sharing one prefix; ``roles`` maps a role to the port of the
-    primary its quota and breaker keys live on. The timeout is generous, as in
-    ``conftest.py``'s stores: a loaded machine may take over 0.5 s to answer."""
-    prefix = f"nodes{next(_prefixes)}"
-    finder = RedisStore(cluster.url, prefix=prefix)
-    taken: set[str] = set()
-    names = {role: (name_on(finder, port, lambda n: f"{prefix}:rl:{n}", taken),
-                    name_on(finder, port, lambda n: f"{prefix}:cb:{{{n}}}", taken))
-             for role, port in roles.items()}
-    finder.close()
-    return (Replica(cluster.url, prefix, names, timeout, retry_interval),
-            Replica(cluster.url, prefix, names, timeout, retry_interval))
-
-
-def node_records(caplog: pytest.LogCaptureFixture, node: str, level: int) -> list[str]:
-    """The messages about the primary ``node`` logged at ``level`` on ``meshlite.state``."""
-    return [r.getMessage() for r in caplog.records if r.name == "meshlite.state"
-            and r.levelno == level and f"node {node} " in r.getMessage()]
+from meshlite.state import RedisStore, StoreFallback, StoreRecovered, StoreUnavailable
 
 
 def test_a_dead_primary_turns_sharing_off_for_its_slots_only(
@@ -262,7 +139,7 @@ def test_a_store_started_while_a_primary_is_down_shares_the_others_keys_at_once(
     a.store.close()
     caplog.set_level(logging.WARNING, logger="meshlite.state")
     dead.kill()
-    wait_until(lambda: _marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
+    wait_until(lambda: marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
     late = Replica(cluster.url, a.store.prefix, a.names, 5.0, 0.05)
 
     def decided_by_redis() -> list[bool]:
@@ -298,31 +175,89 @@ def test_a_store_started_while_a_primary_is_down_shares_the_others_keys_at_once(
 
 
 
+def test_a_new_stores_first_decision_on_a_dead_primarys_key_is_that_primarys_outage(
+        cluster: Any) -> None:
+    """The first decision of a process (its client not made yet, so checked against
+    the store's own health) goes to the dead primary's keys: the failure names that
+    primary, so only its keys fall back, and the others' are decided in Redis."""
+    dead, healthy = cluster.servers[1], cluster.servers[2]
+    a, b = replicas(cluster, {"healthy": healthy.port, "dead": dead.port})
+    a.store.close()
+    b.store.close()
+    dead.kill()
+    late = Replica(cluster.url, a.store.prefix, a.names, 2.0, 0.05)
+    assert late.admitted("quota-dead")  # the dead node, then late's own limiter
+    assert late.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    fallbacks = dict(late.store.fallbacks)
+    assert [late.admitted("quota-healthy") for _ in range(3)] == [True, True, False]
+    assert late.store.fallbacks == fallbacks  # the burst of 2 spent in Redis
+    late.store.close()
+
+
 def test_a_probe_that_meets_the_dead_primary_ends_the_stores_own_outage_probe(
         cluster: Any) -> None:
-    """While the store's own health is down (a ``PING`` reached no answer from one
-    primary), the decision that probes it may go to the dead primary's keys: its
-    failure is the probe's outcome, so the next decision probes again after the
-    backoff (``retry_interval``), not after the whole probe allowance (about
-    ``timeout``)."""
+    """While the store's own health is down (its client could not be made: no
+    primary answered), the decision that probes it may go to the dead primary's
+    keys: its failure is the probe's outcome, so the next decision probes again
+    after the backoff (``retry_interval``), not after the whole probe allowance
+    (about ``timeout + connect_timeout``)."""
     dead, healthy = cluster.servers[0], cluster.servers[1]
-    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port}, timeout=5.0)
-    assert a.admitted("quota-healthy")  # the client is made, its slot map read
-    dead.kill()
-    wait_until(lambda: _marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
-    assert not a.store.ping()  # one primary does not answer: the store is down
-    time.sleep(0.06)  # past the backoff (at most retry_interval)
-    assert a.admitted("quota-dead")  # the probe: the dead node, then a's own limiter
-    assert a.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
-    time.sleep(0.06)
-    fallbacks = dict(a.store.fallbacks)
-    assert a.admitted("quota-healthy")  # the next probe, answered: the second of 2
-    assert a.store.fallbacks == fallbacks  # decided in Redis
-    assert not a.admitted("quota-healthy")
-    assert a.store.fallbacks == fallbacks
+    a, _ = replicas(cluster, {"healthy": healthy.port, "dead": dead.port})
+    assert a.admitted("quota-healthy")  # the first of the burst of 2, in Redis
     a.store.close()
+    dead.kill()
+    wait_until(lambda: marked_failed(cluster, healthy.port), "the node marked failed", 30.0)
+    late = Replica(cluster.url, a.store.prefix, a.names, 0.3, 0.05)
+    others = [server for server in cluster.servers if server is not dead]
+    for server in others:
+        server.pause()
+    try:
+        assert late.admitted("quota-healthy")  # no primary answers: late's own limiter
+    finally:
+        for server in others:
+            server.resume()
+    assert late.store.unavailable_nodes == ()  # no node to blame: the store is down
+    assert not late.store.available
+    time.sleep(0.06)  # past the backoff (at most retry_interval)
+    assert late.admitted("quota-dead")  # the probe: the dead node, then late's own limiter
+    assert late.store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    time.sleep(0.06)
+    fallbacks = dict(late.store.fallbacks)
+    assert late.admitted("quota-healthy")  # the next probe, answered: the second of 2
+    assert late.store.fallbacks == fallbacks  # decided in Redis
+    assert not late.admitted("quota-healthy")
+    assert late.store.fallbacks == fallbacks
+    late.store.close()
 
 
-def _marked_failed(cluster: Any, port: int) -> bool:
-    with redis.Redis(port=port, socket_timeout=1.0) as node:
-        return b"fail" in node.execute_command("CLUSTER", "NODES")
+def test_clearing_a_cache_with_a_primary_down_clears_the_others_and_falls_back(
+        cluster: Any) -> None:
+    """``Cache.clear()`` on a Cluster store while one primary is down drops the
+    entries on the primaries that answer, and the dead one's miss is a fallback
+    (``StoreFallback``, ``step="manage"``), not a redis-py error escaping."""
+    dead = cluster.servers[1]
+    healthy = [server for server in cluster.servers if server is not dead]
+    prefix = "clear-one-down"
+    store = RedisStore(cluster.url, prefix=prefix, timeout=2.0)
+    cache = ml.Cache(ttl=60.0, store=store)
+    events: list[Any] = []
+    cache.add_hook(events.append)
+
+    @cache
+    def double(x: int) -> int:
+        return 2 * x
+
+    def entries(server: Any) -> list[bytes]:
+        with redis.Redis(port=server.port) as node:
+            return list(node.keys(f"{prefix}:cache:*:e:*"))
+
+    for i in range(30):
+        double(i)
+    assert all(entries(server) for server in healthy)
+    dead.kill()
+    cache.clear()  # raises nothing
+    assert [entries(server) for server in healthy] == [[], []]
+    assert [(e.step, e.action) for e in events if isinstance(e, StoreFallback)] == [
+        ("manage", "local")]
+    assert store.unavailable_nodes == (f"127.0.0.1:{dead.port}",)
+    store.close()
