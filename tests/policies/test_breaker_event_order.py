@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from _forked import in_child
 
 import meshlite as ml
 from meshlite._events import CircuitStateChanged, Event
@@ -127,3 +128,38 @@ def test_a_hook_calling_back_into_the_breaker_sees_its_own_change_next() -> None
     assert [(e.previous, e.state) for e in last.changes] == [
         ("closed", "forced_open"), ("forced_open", "closed")]
     assert breaker.state == "closed"
+
+
+def test_a_child_forked_while_a_parent_thread_delivers_gets_its_own_events() -> None:
+    # A parent's thread is in a hook when the fork comes: in the child, where that
+    # delivery never ends, the child's own changes still reach the hooks.
+    breaker = ml.CircuitBreaker(name="users")
+    inside, leave = threading.Event(), threading.Event()
+    blocking = [True]
+    seen: list[str] = []
+
+    def hook(event: Event) -> None:
+        if isinstance(event, CircuitStateChanged):
+            seen.append(event.state)
+            if blocking[0]:
+                inside.set()
+                leave.wait(30)
+
+    breaker.add_hook(hook)
+    delivering = threading.Thread(target=breaker.force_open)
+    delivering.start()
+    assert inside.wait(30)
+
+    def child() -> int:
+        blocking[0] = False
+        seen.clear()
+        breaker.reset()
+        breaker.disable()
+        return 1 if seen == ["closed", "disabled"] else 0
+
+    try:
+        assert in_child(child) == 1
+    finally:
+        leave.set()
+        delivering.join(30)
+    assert seen == ["forced_open"]
