@@ -131,3 +131,25 @@ def test_a_reload_hook_may_register_and_reload(tmp_path: Path) -> None:
     assert mesh.reload_sync()
     assert seen == [1]
     assert address(mesh.service("hooked1")) == "code:1"
+
+
+@pytest.mark.usefixtures("frequent_thread_switches")
+def test_a_bad_reload_racing_registers_and_reloads_keeps_the_old_config_whole(
+        tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(config(0), encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    before = dict(mesh.registered())
+    for generation in range(1, ROUNDS + 1):
+        # The new services, then one the mesh cannot build: nothing of it applies.
+        path.write_text(config(generation) + "  broken:\n    backends: []\n    balancer: nope\n",
+                        encoding="utf-8")
+        code = ml.Service(f"code{generation}", backends=["code:1"])
+        results = in_threads(mesh.reload_sync, mesh.reload_sync,
+                             lambda code=code: mesh.register(code))
+        assert results[:2] == [False, False], results
+        assert results[2] is code
+        before[code.name] = code
+        assert dict(mesh.registered()) == before  # the same objects: nothing replaced
+        assert mesh.config_version == 0
+        assert len(mesh.reload_errors) == min(2 * generation, 50)
