@@ -50,8 +50,9 @@ class MeshRegistry:
         and drops its services (``config._apply.register``). So a reload and a
         registration on other threads end as if one had run before the other: never
         a name taken twice, nor a service in the registry but not where calls go.
-        Nothing holding it runs user code or takes another mesh lock, so a hook
-        that registers a service never waits on it."""
+        It is taken last (a reload already holds its turn, ``Managed.turn``), and
+        nothing holding it runs user code (hooks, a policy's ``wrap``) or waits for
+        another thread, so a hook that registers a service never waits on it."""
         return self._registering
 
     def _adopt(self, service: Service) -> None:
