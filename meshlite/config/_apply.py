@@ -175,17 +175,24 @@ def apply_plan(mesh: Mesh, old: Plan | None, new: Plan, diff: Diff | None = None
 def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
     """The registry change of :func:`apply_plan` alone, in one go: register the
     services ``diff`` puts, drop those it removes; returns the service each one put
-    replaced (None: a new name)."""
+    replaced (None: a new name). Holds the mesh's registration lock
+    (``Mesh.changing_registry``) throughout, so a ``mesh.register()`` on another
+    thread runs wholly before or after it: a service it registered under a name the
+    config gives is replaced (as one registered before the reload is), or it finds
+    the name taken."""
     registered, put = mesh.registered(), mesh.put_service
     replaced: list[Service | None] = []
-    for plan, previous in diff.put:
+    for plan, _ in diff.put:
         if not plan.installed:  # installed ahead when prepared
-            install(plan)
-        replacing = previous.service if previous is not None else registered.get(plan.name)
-        put(plan.service, replacing=replacing, adopted=plan.adopted)
-        replaced.append(replacing)
-    for previous in diff.removed:
-        mesh.drop_service(previous.service)
+            install(plan)  # not under the lock: compiling runs the policies' code
+    with mesh.changing_registry():
+        for plan, previous in diff.put:
+            replacing = (previous.service if previous is not None
+                         else registered.get(plan.name))
+            put(plan.service, replacing=replacing, adopted=plan.adopted)
+            replaced.append(replacing)
+        for previous in diff.removed:
+            mesh.drop_service(previous.service)
     return replaced
 
 

@@ -137,10 +137,15 @@ class Managed:
     dashboard: DashboardComponent | None = None
     serve_dashboard: bool = True
     drains: set[asyncio.Task[None]] = field(default_factory=set)
+    turn: threading.Lock = field(default_factory=lambda: fork_safe(threading.Lock()))
+    """Held by the reload under way (``ConfigWatcher.reload_as``), whatever thread or
+    event loop runs it: two reloads (the watcher's, ``mesh.reload()`` and
+    ``mesh.reload_sync()`` from other threads) apply one after the other. Taken
+    before the mesh's registration lock, never while holding it."""
 
     def others(self, mesh: Mesh) -> dict[str, Service]:
         """The mesh's services that the config does not manage (registered in code)."""
-        return {n: s for n, s in mesh.registered().items() if n not in self.plan.services}
+        return {n: s for n, s in mesh.registered_now().items() if n not in self.plan.services}
 
 
 _managed: weakref.WeakKeyDictionary[Any, Managed] = weakref.WeakKeyDictionary()

@@ -23,7 +23,7 @@ __all__ = ["mesh_from_config", "watch"]
 
 def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: str | None,
              clock: Clock | None, mesh: Mesh | None = None) -> tuple[Managed, Any]:
-    others = dict(mesh.registered()) if mesh is not None else None
+    others = mesh.registered_now() if mesh is not None else None
     plan = load_plan(path, environ=environ, profile=profile, text=text, others=others,
                      clock=clock)
     return Managed(path, plan, environ, profile, clock, digest(text),

@@ -40,6 +40,9 @@ __all__ = ["MAX_RELOAD_ERRORS", "ConfigWatcher", "emit_mesh_event"]
 MAX_RELOAD_ERRORS = 50
 """``mesh.reload_errors`` keeps this many of the latest rejected reloads."""
 
+TURN_POLL = 0.005
+"""Seconds between two looks of a reload waiting for another one to finish."""
+
 _log = logging.getLogger("meshlite.config")
 _process_hooks = EventHooks()  # no hooks of its own: emits to the process-wide ones
 
@@ -91,7 +94,6 @@ class ConfigWatcher:
         self.debounce_ms = debounce_ms
         self._watch: FileWatch | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Begin watching; a change made since the file was loaded is applied now."""
@@ -99,7 +101,6 @@ class ConfigWatcher:
                           debounce_ms=self.debounce_ms)
         watch.open()
         self._watch = watch
-        self._lock = asyncio.Lock()  # bound to this loop (a mesh may reopen on another)
         self._task = asyncio.get_running_loop().create_task(self._run())
         await self.reload()
 
@@ -149,34 +150,51 @@ class ConfigWatcher:
         Returns:
             ``"applied"``, ``"unchanged"`` or ``"rejected"``.
         """
-        async with self._lock:
-            managed = self.managed
-            new_sha: str | None = None
-            read = ""  # the text's digest: kept once the text is rejected or applied,
-            try:       # not when the reload is cancelled first (then it is read again)
-                text = await self._read(manual)
-                if text is None:
-                    return "unchanged"
-                new_sha, read = config_sha256(text), digest(text)
-                if (new_sha == managed.sha256) if manual else (read == managed.digest):
-                    managed.digest = read
-                    if manual:
-                        self._audit(actor, "ok", new_sha, details={"changed": False})
-                    return "unchanged"
-                plan = await self._load(text)
-            except ConfigError as error:
-                managed.digest = read or managed.digest
-                self._rejected(error, actor, new_sha)
-                return "rejected"
-            except Exception as error:  # a bug: still rejected and recorded, never half-done
-                managed.digest = read or managed.digest
-                _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
-                               os.getpid(), extra=_fields(managed))
-                self._rejected(_apply_error(managed.path, error), actor, new_sha)
-                return "rejected"
-            result = await self._apply(plan, actor, new_sha)
-            managed.digest = read
-            return result
+        await self._take_turn()
+        try:
+            return await self._reload_as(actor, manual)
+        finally:
+            self.managed.turn.release()
+
+    async def _take_turn(self) -> None:
+        """Wait, without holding up the event loop, until no other reload of the mesh
+        runs (on this loop, another thread's, or another thread with a loop of its
+        own: ``mesh.reload_sync()`` on a mesh that is not open), then hold
+        ``managed.turn``. Reloads rarely meet, so the waiting one looks again every
+        :data:`TURN_POLL` seconds rather than being woken across loops; an
+        ``asyncio.Lock`` held here hung a reload awaiting it from another loop."""
+        turn = self.managed.turn
+        while not turn.acquire(blocking=False):  # noqa: ASYNC110 - held on another loop
+            await asyncio.sleep(TURN_POLL)
+
+    async def _reload_as(self, actor: str, manual: bool) -> str:
+        managed = self.managed
+        new_sha: str | None = None
+        read = ""  # the text's digest: kept once the text is rejected or applied,
+        try:       # not when the reload is cancelled first (then it is read again)
+            text = await self._read(manual)
+            if text is None:
+                return "unchanged"
+            new_sha, read = config_sha256(text), digest(text)
+            if (new_sha == managed.sha256) if manual else (read == managed.digest):
+                managed.digest = read
+                if manual:
+                    self._audit(actor, "ok", new_sha, details={"changed": False})
+                return "unchanged"
+            plan = await self._load(text)
+        except ConfigError as error:
+            managed.digest = read or managed.digest
+            self._rejected(error, actor, new_sha)
+            return "rejected"
+        except Exception as error:  # a bug: still rejected and recorded, never half-done
+            managed.digest = read or managed.digest
+            _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
+                           os.getpid(), extra=_fields(managed))
+            self._rejected(_apply_error(managed.path, error), actor, new_sha)
+            return "rejected"
+        result = await self._apply(plan, actor, new_sha)
+        managed.digest = read
+        return result
 
     async def _read(self, manual: bool) -> str | None:
         """The file's text, or None when it still cannot be read for the reason

@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "Mesh"]
 
-_REGISTERING = fork_safe(threading.Lock())
-"""Held while a name is checked and registered: two threads registering one name at
-once both found it free, and the second silently replaced the first."""
-
 DEFAULT_DRAIN_TIMEOUT = 30.0
 """Seconds closing the mesh waits for calls in flight to finish."""
 
@@ -96,6 +92,10 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
         clock = optional_clock("Mesh", clock)
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        # Held while the registry changes: mesh.register() checks a name and its
+        # dependencies and takes it, a reload applies its services (one at a time,
+        # see MeshRegistry.changing_registry).
+        self._registering = fork_safe(threading.Lock())
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
         self._extra: list[Service] = []  # services made for overrides (own pools)
@@ -151,10 +151,12 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
 
     # -- registry -------------------------------------------------------------
 
-    def _add(self, service: Service) -> None:
+    def _add(self, service: Service, *, dependencies: bool = False) -> None:
         if not isinstance(service, Service):
             fail("Mesh", "services", service, "ml.Service objects")
-        with _REGISTERING:
+        with self._registering:  # two threads registering one name: the second raises
+            if dependencies:  # checked with the name: a reload may be removing one
+                self._check_dependencies(service)
             if service.name in self._services:
                 raise ConfigError(f"Mesh: two services are named {service.name!r}; names "
                                   "must be unique", policy="mesh")
@@ -179,14 +181,13 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             ConfigError: a duplicate name, an unknown dependency, or a service with
                 components registered on an open async mesh.
         """
-        self._check_dependencies(service)
         late = self._state == "open" and bool(getattr(service, "components", ()))
         thread = self._thread  # read once: a close on another thread drops it
         if late and thread is None:
             raise ConfigError("Mesh.register: the mesh is open on an event loop; use "
                               "await mesh.aregister(service) so its components start",
                               policy="mesh")
-        self._add(service)
+        self._add(service, dependencies=True)
         if late and thread is not None:
             thread.run(start_all(service.components, self._started))
         return service
@@ -194,8 +195,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
     async def aregister(self, service: Service) -> Service:
         """Like :meth:`register`, starting the service's components on this loop when
         the mesh is open."""
-        self._check_dependencies(service)
-        self._add(service)
+        self._add(service, dependencies=True)
         if self._state == "open":
             if self._thread is not None:
                 await self._thread.arun(start_all(service.components, self._started))

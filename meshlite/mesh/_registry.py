@@ -9,6 +9,7 @@ lifecycle the started components and the HTTP pools.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = ["MeshRegistry"]
 class MeshRegistry:
     """The services of a mesh, as a reload changes them (mixed into ``Mesh``)."""
 
+    _registering: threading.Lock
     _services: dict[str, Service]
     _targets: dict[str, Any]
     _extra: list[Service]
@@ -34,6 +36,24 @@ class MeshRegistry:
     def registered(self) -> Mapping[str, Service]:
         """The registered services by name (a read-only view)."""
         return MappingProxyType(self._services)
+
+    def registered_now(self) -> dict[str, Service]:
+        """A copy of the registered services by name, taken between two changes of
+        the registry (iterating :meth:`registered` while another thread registers
+        raises)."""
+        with self._registering:
+            return dict(self._services)
+
+    def changing_registry(self) -> threading.Lock:
+        """The lock a change of the registry holds: ``mesh.register()`` while it
+        checks a name (and the dependencies) and takes it, a reload while it puts
+        and drops its services (``config._apply.register``). So a reload and a
+        registration on other threads end as if one had run before the other: never
+        a name taken twice, nor a service in the registry but not where calls go.
+        It is taken last (a reload already holds its turn, ``Managed.turn``), and
+        nothing holding it runs user code (hooks, a policy's ``wrap``) or waits for
+        another thread, so a hook that registers a service never waits on it."""
+        return self._registering
 
     def _adopt(self, service: Service) -> None:
         raise NotImplementedError  # Mesh's: the mesh's clock, hooks and metrics

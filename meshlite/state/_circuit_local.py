@@ -17,7 +17,9 @@ no failure nor slow call, so one more success would change nothing (a success
 racing with a failure recorded meanwhile is simply ordered before it).
 Everything else runs under one ``threading.Lock``; transitions are returned to
 the caller, which emits events after the lock is released (a hook may read the
-breaker).
+breaker, or change it). Each transition draws its turn under that lock
+(:mod:`meshlite._inorder`), so their events reach hooks in the order they
+happened even when the threads that made them hand them over in another order.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._fork import after_fork_in_child, fork_safe
+from .._inorder import InOrder
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -59,6 +62,7 @@ class LocalCircuitState:
     def __init__(self, options: CircuitConfig, clock: Clock) -> None:
         o = options
         self._lock = fork_safe(threading.Lock())
+        self._changes = InOrder()  # the turns of the transitions' events
         self._clock = clock
         self._timed = o.window_type == "time"
         self._window: Window = (TimeWindow(float(o.window)) if self._timed
@@ -86,9 +90,12 @@ class LocalCircuitState:
         """In a forked child: a round of trials under way starts over. Its trials in
         flight are the parent's calls, which never end here: their slots stayed
         taken, and the child refused every call for good."""
+        transition = None
         with self._lock:
             if self._state is HALF_OPEN:
-                self._half_open()  # a new permit: outcomes of the old one are ignored
+                transition = self._half_open()  # a new permit: the old one's outcomes are ignored
+        if transition is not None:
+            self._skip(transition)  # nobody is told
 
     # -- outcomes ------------------------------------------------------------------
 
@@ -202,13 +209,14 @@ class LocalCircuitState:
         self._opened_at = now
         self._open_until = now + self._open_seconds
         self._reason = reason
-        return Transition(previous, OPEN, reason)
+        return Transition(previous, OPEN, reason, self._changes.draw())
 
     def _half_open(self) -> Transition:
         previous = self._begin(HALF_OPEN)
         self._trial_admitted = self._trial_done = self._trial_failed = self._trial_slow = 0
         self._trial_permit = 2 * self._epoch + 1
-        return Transition(previous, HALF_OPEN, f"open for {self._open_seconds:g} s")
+        return Transition(previous, HALF_OPEN, f"open for {self._open_seconds:g} s",
+                          self._changes.draw())
 
     def _close(self, reason: str) -> Transition:
         previous = self._begin(CLOSED)
@@ -216,7 +224,13 @@ class LocalCircuitState:
         self._opened_at = None
         self._reason = ""
         self.gate = 2 * self._epoch  # last: lock-free readers admit from here on
-        return Transition(previous, CLOSED, reason)
+        return Transition(previous, CLOSED, reason, self._changes.draw())
+
+    @staticmethod
+    def _skip(transition: Transition) -> None:
+        """Give up the turn of a transition nobody is told of."""
+        if transition.turn is not None:
+            transition.turn.skip()
 
     # -- manual control ------------------------------------------------------------
 
@@ -226,14 +240,18 @@ class LocalCircuitState:
             previous = self._begin(FORCED_OPEN)
             self._opened_at = self._clock.monotonic()
             self._reason = "forced open"
-        return None if previous is FORCED_OPEN else Transition(previous, FORCED_OPEN,
-                                                               "forced open")
+            if previous is FORCED_OPEN:
+                return None
+            return Transition(previous, FORCED_OPEN, "forced open", self._changes.draw())
 
     def reset(self) -> Transition | None:
         """Close the circuit with an empty window."""
         with self._lock:
             transition = self._close("reset")
-        return None if transition.previous is CLOSED else transition
+        if transition.previous is CLOSED:
+            self._skip(transition)
+            return None
+        return transition
 
     def disable(self) -> Transition | None:
         """Admit every call and record nothing until :meth:`reset`."""
@@ -243,7 +261,9 @@ class LocalCircuitState:
             self._opened_at = None
             self._reason = ""
             self.gate = UNRECORDED
-        return None if previous is DISABLED else Transition(previous, DISABLED, "disabled")
+            if previous is DISABLED:
+                return None
+            return Transition(previous, DISABLED, "disabled", self._changes.draw())
 
     def start_with_failures(self, count: int) -> None:
         """Start closed with ``count`` failures already in the window (fewer than
@@ -257,7 +277,8 @@ class LocalCircuitState:
     def start_open(self, elapsed: float, reason: str) -> None:
         """Open the circuit as if it had opened ``elapsed`` seconds ago."""
         with self._lock:
-            self._open(reason, self._clock.monotonic() - elapsed)
+            transition = self._open(reason, self._clock.monotonic() - elapsed)
+        self._skip(transition)  # not under the lock: skipping may deliver what follows
 
     # -- reading -------------------------------------------------------------------
 

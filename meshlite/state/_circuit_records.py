@@ -4,7 +4,10 @@ admissions and metrics snapshots."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from .._inorder import Turn
 
 __all__ = [
     "CLOSED",
@@ -29,11 +32,16 @@ UNRECORDED = -1
 
 
 class Transition(NamedTuple):
-    """A state change, returned by the state object for the policy to announce."""
+    """A state change, returned by the state object for the policy to announce.
+
+    ``turn`` is its place in the line of its state's changes (``None``: a state that
+    does not order them): the policy hands its event to ``turn.take`` (or calls
+    ``turn.skip``), so hooks get a state's events in the order of its changes."""
 
     previous: str
     state: str
     reason: str
+    turn: Turn | None = None
 
 
 class Admission(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -201,9 +202,13 @@ class CircuitBreaker(Policy):
         transition = local()
         if self._shared is not None and self._shared_store is not None:
             try:
-                transition = self._shared.control(action)
+                shared = self._shared.control(action)
             except StoreUnavailableError as error:
                 fall_back(self, self._shared_store, None, error, step="manage")
+            else:  # the shared change is the one announced
+                if transition is not None and transition.turn is not None:
+                    transition.turn.skip()
+                transition = shared
         self._announce(None, transition)
 
     def _read(self) -> CircuitMetrics:
@@ -218,20 +223,34 @@ class CircuitBreaker(Policy):
     # -- events and errors ---------------------------------------------------------
 
     def _announce(self, ctx: CallContext | None, transition: Transition | None) -> None:
+        """Log and deliver the event of ``transition``, in its turn: after the events
+        of the transitions before it, on this thread or on the one delivering those
+        (see :mod:`meshlite._inorder`)."""
         if transition is None:
             return
-        if ctx is not None:
-            self._label = self.options.name or ctx.service or ctx.operation
-        previous, state, reason = transition  # rare: logged even when nobody listens
-        common: dict[str, Any] = {
-            "policy": self.kind, "name": self._label, "previous": previous, "state": state,
-            "reason": reason, "service": None if ctx is None else ctx.service,
-            "operation": None if ctx is None else ctx.operation,
-        }
-        if state is OPEN:
-            announce(self.hooks, CircuitOpened(open_seconds=self.options.open_seconds, **common))
+        previous, state, reason, turn = transition  # rare: logged even when nobody listens
+        try:
+            if ctx is not None:
+                self._label = self.options.name or ctx.service or ctx.operation
+            common: dict[str, Any] = {
+                "policy": self.kind, "name": self._label, "previous": previous,
+                "state": state, "reason": reason,
+                "service": None if ctx is None else ctx.service,
+                "operation": None if ctx is None else ctx.operation,
+            }
+            if state is OPEN:
+                event: CircuitStateChanged = CircuitOpened(
+                    open_seconds=self.options.open_seconds, **common)
+            else:
+                event = _EVENTS.get(state, CircuitStateChanged)(**common)
+        except BaseException:
+            if turn is not None:
+                turn.skip()  # the events after it must not wait for it
+            raise
+        if turn is None:
+            announce(self.hooks, event)
         else:
-            announce(self.hooks, _EVENTS.get(state, CircuitStateChanged)(**common))
+            turn.take(functools.partial(announce, self.hooks, event))
 
     def _rejection(self, ctx: CallContext, admission: Admission) -> CircuitOpenError:
         name = self._label = self.options.name or ctx.service or ctx.operation
