@@ -2,7 +2,9 @@
 
 - ``_options``: the validated options and ``DEFAULT_*`` constants (its events are
   the engine's, ``meshlite._events``, since routing and the dashboard read them).
-- ``_policy``: the policy and its manual controls.
+- ``_policy``: the policy: construction, its events and rejections, its handlers.
+- ``_controls``: its reading and manual controls (``state``, ``metrics``,
+  ``force_open``...), its base class.
 - ``_handlers``: the per-call sync and async handlers.
 - ``_shared``: the paths of a breaker whose state lives in a store.
 - ``_pybreaker``: ``CircuitBreaker.from_pybreaker``.
