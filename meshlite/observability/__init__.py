@@ -8,12 +8,12 @@ policy. The metric names are listed in docs/metrics.md.
 """
 
 from ._client import PrometheusCollector
+from ._counters import Counters
 from ._feed import EVENT_METRICS, EventFeed
 from ._mesh_metrics import MeshMetrics
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     Collector,
-    Counters,
     MetricFamily,
     Sample,
     Timings,

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._events import Event
 from ..policies._registry import Count, registrations
-from ._metrics import Counters
+from ._counters import Counters
 
 __all__ = ["EVENT_METRICS", "MAX_DROPPED", "EventFeed", "touch_service"]
 

@@ -26,12 +26,12 @@ from .._fork import fork_safe
 from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._service import Service
+from ._counters import Counters
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._hostview import Buckets, HostView
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     Collector,
-    Counters,
     MetricFamily,
     Timings,
     TimingsReading,

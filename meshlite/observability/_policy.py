@@ -13,10 +13,10 @@ from .._policy import AsyncHandler, Handler, Policy
 from .._printable import printable
 from .._throttle import Throttle
 from .._validate import at_least, optional_clock
+from ._counters import Counters
 from ._feed import EVENT_METRICS, EventFeed, touch_service
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
-    Counters,
     MetricFamily,
     Sample,
     Timings,
