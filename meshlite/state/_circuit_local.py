@@ -1,5 +1,6 @@
 """The breaker's state machine and window, behind the small interface a shared
-(Redis-backed) state will implement later.
+(Redis-backed) state implements too. Its manual controls and reading are in its
+base, :mod:`meshlite.state._circuit_controls`.
 
 Permits. Every admitted call holds an int permit naming the period it was
 admitted in: ``2 * epoch`` for a call admitted while closed, ``2 * epoch + 1``
@@ -30,15 +31,12 @@ from typing import TYPE_CHECKING
 
 from .._fork import after_fork_in_child, fork_safe
 from .._inorder import InOrder
+from ._circuit_controls import CircuitControls
 from ._circuit_records import (
     CLOSED,
-    DISABLED,
-    FORCED_OPEN,
     HALF_OPEN,
     OPEN,
-    UNRECORDED,
     Admission,
-    CircuitMetrics,
     Transition,
 )
 from ._circuit_window import FAILED, SLOW, CountWindow, TimeWindow, Window
@@ -50,13 +48,13 @@ if TYPE_CHECKING:
 __all__ = ["LocalCircuitState"]
 
 
-class LocalCircuitState:
+class LocalCircuitState(CircuitControls):
     """In-process state of one breaker: the state machine, its window and trials.
 
     The interface (``gate``, ``settled``, :meth:`acquire`, :meth:`on_success`,
-    :meth:`on_failure`, :meth:`release`, the manual controls, :meth:`state` and
-    :meth:`metrics`) is what the policy uses, so a store-backed state can replace
-    this class without touching the policy.
+    :meth:`on_failure`, :meth:`release`, and from its base the manual controls,
+    :meth:`state` and :meth:`metrics`) is what the policy uses, so a store-backed
+    state can replace this class without touching the policy.
     """
 
     def __init__(self, options: CircuitConfig, clock: Clock) -> None:
@@ -231,82 +229,3 @@ class LocalCircuitState:
         """Give up the turn of a transition nobody is told of."""
         if transition.turn is not None:
             transition.turn.skip()
-
-    # -- manual control ------------------------------------------------------------
-
-    def force_open(self) -> Transition | None:
-        """Reject every call until :meth:`reset`."""
-        with self._lock:
-            previous = self._begin(FORCED_OPEN)
-            self._opened_at = self._clock.monotonic()
-            self._reason = "forced open"
-            if previous is FORCED_OPEN:
-                return None
-            return Transition(previous, FORCED_OPEN, "forced open", self._changes.draw())
-
-    def reset(self) -> Transition | None:
-        """Close the circuit with an empty window."""
-        with self._lock:
-            transition = self._close("reset")
-        if transition.previous is CLOSED:
-            self._skip(transition)
-            return None
-        return transition
-
-    def disable(self) -> Transition | None:
-        """Admit every call and record nothing until :meth:`reset`."""
-        with self._lock:
-            previous = self._begin(DISABLED)
-            self._window.clear()
-            self._opened_at = None
-            self._reason = ""
-            self.gate = UNRECORDED
-            if previous is DISABLED:
-                return None
-            return Transition(previous, DISABLED, "disabled", self._changes.draw())
-
-    def start_with_failures(self, count: int) -> None:
-        """Start closed with ``count`` failures already in the window (fewer than
-        would open it): the consecutive failures another breaker had counted."""
-        with self._lock:
-            for _ in range(count):
-                if self._window.calls + 1 >= self._min_calls:
-                    break
-                self._record(FAILED)
-
-    def start_open(self, elapsed: float, reason: str) -> None:
-        """Open the circuit as if it had opened ``elapsed`` seconds ago."""
-        with self._lock:
-            transition = self._open(reason, self._clock.monotonic() - elapsed)
-        self._skip(transition)  # not under the lock: skipping may deliver what follows
-
-    # -- reading -------------------------------------------------------------------
-
-    def state(self) -> str:
-        """The current state; an open circuit whose open period ended reads half-open."""
-        with self._lock:
-            if self._state is OPEN and self._clock.monotonic() >= self._open_until:
-                return HALF_OPEN
-            return self._state
-
-    def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and the window."""
-        with self._lock:
-            now = self._clock.monotonic()
-            w = self._window
-            w.expire(now)
-            state, retry_after = self._state, None
-            if state is OPEN:
-                if now >= self._open_until:
-                    state = HALF_OPEN
-                else:
-                    retry_after = self._open_until - now
-            calls = w.calls
-            return CircuitMetrics(
-                state=state, calls=calls, failures=w.failures, slow_calls=w.slow,
-                failure_rate=w.failures / calls if calls else 0.0,
-                slow_call_rate=w.slow / calls if calls else 0.0,
-                opened_at=self._opened_at, retry_after=retry_after,
-                trial_calls=self._trial_admitted if self._state is HALF_OPEN else 0,
-                reason=self._reason,
-            )
