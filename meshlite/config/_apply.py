@@ -19,7 +19,8 @@ running service whose policies or backends changed switches, in one assignment
 each, in chunks with the loop running between (:func:`switch`); starting the new
 services' components (health checks, discovery) comes after, and the replaced
 plan is let go of in chunks too (:func:`release`). A service whose section is
-unchanged is not touched.
+unchanged is not touched. Draining the services taken out of the registry is
+:mod:`meshlite.config._retire`'s.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
@@ -35,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
-from ..routing._lifecycle import stop_all
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
 from ._diff import Diff, diff_of, diff_steps
+from ._retire import retire
 from ._steps import Steps, drain
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ __all__ = [
     "Changes",
     "apply_plan",
     "changes_of",
-    "close_pools",
-    "close_pools_sync",
     "describe",
     "finish",
     "install",
@@ -57,15 +56,10 @@ __all__ = [
     "prepare_steps",
     "register",
     "release",
-    "retire",
-    "retire_now",
     "swap_pipeline",
     "switch",
     "switch_now",
 ]
-
-_DRAIN_POLL = 0.01
-
 
 @dataclass
 class Changes:
@@ -264,44 +258,6 @@ async def finish(mesh: Mesh, changes: Changes, drains: set[asyncio.Task[None]]) 
         task = asyncio.get_running_loop().create_task(retire(mesh, service))
         drains.add(task)
         task.add_done_callback(drains.discard)
-
-
-def _idle(service: Service) -> bool:
-    return not any(e.in_flight for e in service.endpoints)
-
-
-async def retire(mesh: Mesh, service: Service) -> None:
-    """Drain ``service`` (taken out of the registry): wait up to the mesh's
-    ``drain_timeout`` for its calls in flight, then stop its components, close its
-    connection pools and have the mesh let go of it (``Mesh.forget_service``: its
-    metrics, its hooks). Cancelling skips the wait, not the cleanup."""
-    components = mesh.release_components(service)
-    try:
-        clock = mesh.clock
-        deadline = clock.monotonic() + mesh.drain_timeout
-        while not _idle(service) and (left := deadline - clock.monotonic()) > 0:
-            await clock.asleep(min(_DRAIN_POLL, left))
-    finally:
-        await stop_all(components)
-        await close_pools(mesh, service)
-        mesh.forget_service(service)
-
-
-async def close_pools(mesh: Mesh, service: Service) -> None:
-    """Close ``service``'s HTTP connection pools, if it made any."""
-    await mesh.close_service_pools(service)
-
-
-def close_pools_sync(mesh: Mesh, service: Service) -> None:
-    """Close ``service``'s pools without an event loop (a mesh that is not open)."""
-    mesh.close_service_pools_now(service)
-
-
-def retire_now(mesh: Mesh, services: list[Service]) -> None:
-    """Retire services of a mesh that is not open: nothing runs, close their pools."""
-    for service in services:
-        close_pools_sync(mesh, service)
-        mesh.forget_service(service)
 
 
 def describe(changes: Changes) -> str:
