@@ -1,7 +1,9 @@
 """The mesh's lifecycle: open (start components in dependency order), drain, close.
 
 A mixin of :class:`meshlite.Mesh`: ``async with mesh`` runs components as tasks on
-the caller's loop, ``with mesh`` on one :class:`LoopThread`.
+the caller's loop, ``with mesh`` on one :class:`LoopThread`. The HTTP connection
+pools and ``mesh.aiohttp()`` sessions it closes are kept by its base,
+:class:`~meshlite.mesh._connections.MeshConnections`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from ..routing._lifecycle import LoopThread, dependency_waves, start_waves, stop
 from ..routing._service import Lifecycle, Service
 from ..telemetry._bounded import flush_all, registered
 from . import _unclosed
+from ._connections import MeshConnections, close_async_pools_here
 
-__all__ = ["MeshLifecycle", "close_async_pools_here"]
+__all__ = ["MeshLifecycle"]
 
 _DRAIN_POLL = 0.005
 """Seconds between checks of the calls in flight while draining."""
@@ -32,9 +35,6 @@ _OPENING = fork_safe(threading.Lock())
 """Held while a mesh checks that it is not open and marks itself open (rare: one lock
 for every mesh)."""
 
-_SESSIONS = fork_safe(threading.Lock())
-"""Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
-
 _INHERITED: list[Any] = []
 """What a forked child's meshes had from the parent's event loops (a loop thread,
 aiohttp sessions), kept and never closed here: a copy of the parent's loop shares
@@ -42,8 +42,9 @@ its epoll set with the parent, and closing it (or its sockets) in the child woul
 take the parent's sockets out of that set."""
 
 
-class MeshLifecycle:
-    """Opening and closing a mesh (mixed into ``Mesh``)."""
+class MeshLifecycle(MeshConnections):
+    """Opening and closing a mesh (mixed into ``Mesh``); closing its connections is
+    its base's, :class:`~meshlite.mesh._connections.MeshConnections`."""
 
     clock: Clock
     drain_timeout: float
@@ -57,35 +58,9 @@ class MeshLifecycle:
     _calls: list[None]
     _state: str
     _refusing: bool
-    _sessions: list[Any] | None = None  # mesh.aiohttp() sessions
     _guard: asyncio.Task[None] | None = None
     """Opened on an event loop: what closes the mesh if the loop ends first
     (``_unclosed.watch``)."""
-    _http: Any = None
-    """The HTTP layer's connection pools of this mesh (``MeshPools``), once a client
-    made some: closed with the mesh through ``aclose()`` and ``take()``."""
-
-    def adopt_session(self, session: Any) -> None:
-        """Close ``session`` (an ``aiohttp.ClientSession`` of ``mesh.aiohttp()``) when
-        the mesh closes. Held strongly (a session dropped unclosed would warn), and
-        forgotten once closed."""
-        with _SESSIONS:  # threads adopting at once would otherwise lose sessions
-            kept = [s for s in self._sessions or () if not s.closed]
-            kept.append(session)
-            self._sessions = kept
-
-    async def _close_sessions(self) -> None:
-        with _SESSIONS:
-            sessions, self._sessions = self._sessions, None
-        if sessions:
-            from .._http._aio_adapt import end_bodies  # aiohttp is imported already
-        for session in list(sessions or ()):
-            try:
-                end_bodies(session)
-                await session.close()
-            except Exception:  # made on another loop, say: its sockets go with it
-                _log.debug("closing an aiohttp session failed", exc_info=True)
-
     def after_fork(self) -> None:
         """In a forked child: a mesh open in the parent is not open here. Its loop
         thread and the components it started (health checks, watchers, the metrics
@@ -182,35 +157,12 @@ class MeshLifecycle:
     async def _stop_components(self) -> None:
         await stop_all(self._started)
 
-    async def _close_pools(self) -> None:
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
-
     @staticmethod
     async def _flush() -> None:
         if registered():
             # Now, not at exit: uvicorn ends its process on SIGTERM by re-raising
             # it once the app shut down, which runs no exit hook.
             await asyncio.to_thread(flush_all)
-
-    def _close_http(self, thread: LoopThread | None) -> None:
-        """Close the HTTP pools from a sync close: async ones on the loop thread when
-        there is one (else on a loop of their own), sync ones here."""
-        http, self._http = self._http, None
-        if http is None:
-            return
-        async_pools, sync_pools = http.take()
-        for pools in sync_pools:
-            try:
-                pools.close()
-            except Exception:
-                _log.debug("closing HTTP connection pools failed", exc_info=True)
-        for pools in async_pools:
-            if thread is not None:
-                thread.run_quietly(pools.aclose())
-            else:
-                close_async_pools_here(pools)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -289,20 +241,3 @@ class MeshLifecycle:
     def loop_thread(self) -> LoopThread | None:
         """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
         return self._thread
-
-
-def close_async_pools_here(pools: Any) -> None:
-    """Best effort for async pools (or a mesh's aiohttp sessions) reached by a sync
-    close: their loop may be gone."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        try:
-            close = getattr(pools, "_close_sessions", None) or pools.aclose
-            asyncio.run(close())
-        except Exception:
-            _log.debug("closing async connection pools from a sync close failed",
-                       exc_info=True)
-        return
-    _log.warning("Mesh.close() called on a running event loop: use await mesh.aclose() so "
-                 "the async connection pools can be closed")

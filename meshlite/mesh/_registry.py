@@ -16,7 +16,7 @@ from typing import Any
 
 from ..routing._lifecycle import dependency_waves, start_waves
 from ..routing._service import Lifecycle, Service
-from ._lifecycle import close_async_pools_here
+from ._connections import close_async_pools_here
 
 __all__ = ["MeshRegistry"]
 
