@@ -4,7 +4,8 @@ A change is read, validated and built first; only a config without a single
 problem is applied (see ``_apply``). A bad file changes nothing: the old config
 keeps running, the error is logged, appended to ``mesh.reload_errors`` and emitted
 as :class:`ConfigReloadFailed`. A good one increments ``mesh.config_version`` and
-emits :class:`ConfigReloaded`.
+emits :class:`ConfigReloaded`. Each reload's audit record, the rejections and the
+mesh-level events are :mod:`meshlite.config._reload_report`'s.
 """
 
 from __future__ import annotations
@@ -16,60 +17,33 @@ from typing import TYPE_CHECKING, Any
 
 from .._audit import ACTOR_WATCHER, config_sha256
 from .._errors import ConfigError
-from .._events import Event, EventHooks
-from .._statelog import log_state_change
 from .._tasks import cancel_and_wait
-from .._validate import clip
 from ..discovery._watch import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, FileWatch
 from ._apply import changes_of, finish, register, release, switch
 from ._build import Plan
 from ._diff import adopt_steps, diff_steps
-from ._events import ConfigReloaded, ConfigReloadFailed
+from ._events import ConfigReloaded
 from ._extras import apply_alerts, apply_extras
 from ._incremental import parse_apart, plan_steps
 from ._load import Managed, digest, gc_paused
-from ._problems import MAX_MESSAGE
+from ._reload_report import audit_reload, emit_mesh_event, failure_of, reject
 from ._source import read_text
 from ._steps import in_slices
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh
 
-__all__ = ["MAX_RELOAD_ERRORS", "ConfigWatcher", "emit_mesh_event"]
-
-MAX_RELOAD_ERRORS = 50
-"""``mesh.reload_errors`` keeps this many of the latest rejected reloads."""
+__all__ = ["ConfigWatcher"]
 
 TURN_POLL = 0.005
 """Seconds between two looks of a reload waiting for another one to finish."""
 
 _log = logging.getLogger("meshlite.config")
-_process_hooks = EventHooks()  # no hooks of its own: emits to the process-wide ones
-
-
-def emit_mesh_event(mesh: Mesh, event: Event) -> None:
-    """Deliver a mesh-level event to the hooks added with ``mesh.add_hook`` and to the
-    process-wide hooks, after logging it (see ``meshlite._statelog``)."""
-    log_state_change(event)
-    mesh.emit_event(event)
-    if _process_hooks.active:
-        _process_hooks.emit(event)
 
 
 def _fields(managed: Managed) -> dict[str, Any]:
     # As a reload's state-change records have them: each worker reloads on its own.
     return {"path": managed.path, "pid": os.getpid()}
-
-
-def _apply_error(path: str, error: Exception) -> ConfigError:
-    """The ConfigError of a reload that could not be read or applied."""
-    if isinstance(error, ConfigError):
-        return error
-    reason = f"dashboard: cannot be served: {clip(str(error), MAX_MESSAGE)}" \
-        if isinstance(error, OSError) else \
-        f"cannot be applied: {type(error).__name__}: {clip(str(error), MAX_MESSAGE)}"
-    return ConfigError(f"{path}: 1 problem in the config\n  - {reason}", errors=[reason],
-                       policy="config")
 
 
 class ConfigWatcher:
@@ -179,18 +153,19 @@ class ConfigWatcher:
             if (new_sha == managed.sha256) if manual else (read == managed.digest):
                 managed.digest = read
                 if manual:
-                    self._audit(actor, "ok", new_sha, details={"changed": False})
+                    audit_reload(self.mesh, managed, actor, "ok", new_sha,
+                                 details={"changed": False})
                 return "unchanged"
             plan = await self._load(text)
         except ConfigError as error:
             managed.digest = read or managed.digest
-            self._rejected(error, actor, new_sha)
+            reject(self.mesh, managed, error, actor, new_sha)
             return "rejected"
         except Exception as error:  # a bug: still rejected and recorded, never half-done
             managed.digest = read or managed.digest
             _log.exception("reading %s failed unexpectedly in pid %d", managed.path,
                            os.getpid(), extra=_fields(managed))
-            self._rejected(_apply_error(managed.path, error), actor, new_sha)
+            reject(self.mesh, managed, failure_of(managed.path, error), actor, new_sha)
             return "rejected"
         result = await self._apply(plan, actor, new_sha)
         managed.digest = read
@@ -222,27 +197,6 @@ class ConfigWatcher:
                 parsed, previous=managed.plan, others=others, clock=managed.clock,
                 environ=managed.environ))
 
-    def _audit(self, actor: str, result: str, new_sha: str | None, *,
-               error: ConfigError | None = None, details: dict[str, Any] | None = None,
-               ) -> None:
-        log = getattr(self.mesh, "audit", None)
-        if log is None:
-            return
-        log.record(actor=actor, action="config.reload", target=self.managed.path,
-                   result=result, error=None if error is None else str(error),
-                   old_sha256=self.managed.sha256 or None, new_sha256=new_sha,
-                   details=details, mask=self.managed.plan.document.secrets.mask)
-
-    def _rejected(self, error: ConfigError, actor: str = ACTOR_WATCHER,
-                  new_sha: str | None = None) -> None:
-        mesh = self.mesh
-        mesh.reload_errors.append(error)
-        del mesh.reload_errors[:-MAX_RELOAD_ERRORS]
-        self._audit(actor, "rejected", new_sha, error=error,
-                    details={"errors": list(error.errors)})
-        emit_mesh_event(mesh, ConfigReloadFailed(policy="config", path=self.managed.path,
-                                                 errors=error.errors))
-
     async def _apply(self, plan: Plan, actor: str = ACTOR_WATCHER,
                      new_sha: str | None = None) -> str:
         """Apply ``plan`` whole, or nothing of it: the steps that can fail (serving the
@@ -254,7 +208,7 @@ class ConfigWatcher:
         try:
             extras = await apply_extras(self.mesh, self.managed, old, plan)
         except Exception as error:
-            self._rejected(_apply_error(self.managed.path, error), actor, new_sha)
+            reject(self.mesh, self.managed, failure_of(self.managed.path, error), actor, new_sha)
             return "rejected"
         commit = asyncio.ensure_future(self._commit(old, plan, extras, actor, new_sha))
         cancelled = False
@@ -285,7 +239,7 @@ class ConfigWatcher:
             extras = (*extras, "alerts")
         if changes or extras:
             mesh.config_version += 1
-        self._audit(actor, "applied", new_sha, details={
+        audit_reload(self.mesh, self.managed, actor, "applied", new_sha, details={
             "version": mesh.config_version, "added": changes.added,
             "removed": changes.removed, "changed": changes.changed})
         if new_sha is not None:
