@@ -1,4 +1,8 @@
-"""Bulkhead: at most ``max_concurrent`` calls at once, a bounded FIFO queue behind."""
+"""Bulkhead: at most ``max_concurrent`` calls at once, a bounded FIFO queue behind.
+
+The queue holds waiters (:mod:`meshlite.policies._bulkhead_waiters`): a thread
+blocked on a lock or a task awaiting a future, woken by the call that frees a slot.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock, acquire_within
+from .._clock import SYSTEM_CLOCK, Clock
 from .._context import CallContext
 from .._errors import BulkheadFullError
 from .._events import CallRejected
 from .._fork import after_fork_in_child, fork_safe
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import at_least, fail, optional_positive
+from ._bulkhead_waiters import TaskWaiter, ThreadWaiter, Waiter
 
 __all__ = [
     "DEFAULT_BULKHEAD_MAX_QUEUE",
@@ -46,58 +51,6 @@ class BulkheadOptions:
             "queue_timeout",
             optional_positive("Bulkhead", "queue_timeout", self.queue_timeout),
         )
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _ThreadWaiter:
-    """A queued thread: blocks on a lock that the releasing caller unlocks."""
-
-    __slots__ = ("_lock", "granted")
-
-    def __init__(self) -> None:
-        self.granted = False
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def wake(self) -> bool:
-        self.granted = True
-        self._lock.release()
-        return True
-
-    def wait(self, timeout: float | None) -> bool:
-        return acquire_within(self._lock, timeout)
-
-
-class _TaskWaiter:
-    """A queued task: awaits a future of its loop, resolved from whichever thread
-    frees the slot."""
-
-    __slots__ = ("future", "granted", "loop", "thread")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.granted = False
-        self.loop = loop
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.thread = threading.get_ident()
-
-    def wake(self) -> bool:
-        self.granted = True
-        try:
-            if threading.get_ident() == self.thread:
-                _resolve(self.future)
-            else:
-                self.loop.call_soon_threadsafe(_resolve, self.future)
-        except RuntimeError:  # the loop is closed: no task is left to take the slot
-            self.granted = False
-            return False
-        return True
-
-
-_Waiter = _ThreadWaiter | _TaskWaiter
 
 
 class Bulkhead(Policy):
@@ -146,7 +99,7 @@ class Bulkhead(Policy):
         self._clock: Clock = clock or SYSTEM_CLOCK
         self._lock = fork_safe(threading.Lock())
         self._running = 0
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
         after_fork_in_child(self)
 
     def after_fork(self) -> None:
@@ -216,7 +169,7 @@ class Bulkhead(Policy):
             if self._running:  # 0: a call running when this child was forked
                 self._running -= 1
 
-    def _join(self, ctx: CallContext, waiter: _Waiter, timeout: float | None) -> bool:
+    def _join(self, ctx: CallContext, waiter: Waiter, timeout: float | None) -> bool:
         """Take a slot (True) or join the queue (False); raises when the queue is full."""
         waited: float | None = None
         with self._lock:
@@ -231,7 +184,7 @@ class Bulkhead(Policy):
         # Raised outside the lock: hooks run while the error is built.
         raise self._full(ctx, waited)
 
-    def _leave(self, waiter: _Waiter) -> bool:
+    def _leave(self, waiter: Waiter) -> bool:
         """Leave the queue; True when a slot was handed over meanwhile (it is ours)."""
         with self._lock:
             if waiter.granted:
@@ -247,7 +200,7 @@ class Bulkhead(Policy):
 
     def _queue(self, ctx: CallContext) -> None:
         timeout = self._wait_bound(ctx)
-        waiter = _ThreadWaiter()
+        waiter = ThreadWaiter()
         if self._join(ctx, waiter, timeout):
             return
         try:
@@ -261,7 +214,7 @@ class Bulkhead(Policy):
 
     async def _aqueue(self, ctx: CallContext) -> None:
         timeout = self._wait_bound(ctx)
-        waiter = _TaskWaiter(asyncio.get_running_loop())
+        waiter = TaskWaiter(asyncio.get_running_loop())
         if self._join(ctx, waiter, timeout):
             return
         try:
