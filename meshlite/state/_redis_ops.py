@@ -66,6 +66,7 @@ class Commands(ClusterCommands):
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
     _noscript: type[BaseException]
+    _cluster_down: type[BaseException]
     _refusals: Throttle
 
     def _learn_errors(self, redis: Any) -> None:
@@ -79,6 +80,7 @@ class Commands(ClusterCommands):
         self._redirects = (ex.ReadOnlyError, ex.AskError)
         self._timeouts = (ex.TimeoutError, TimeoutError)
         self._noscript = ex.NoScriptError
+        self._cluster_down = ex.ClusterDownError
         self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
         self._replies = (ex.RedisError,)
 

@@ -1,6 +1,6 @@
 """The commands a RedisStore on a Redis Cluster sends to each primary in turn, not
-routed by a key: ``PING`` (:meth:`~meshlite.state.RedisStore.ping`) and ``SCAN``
-(clearing a cache namespace).
+routed by a key: ``CLUSTER INFO`` (:meth:`~meshlite.state.RedisStore.ping`) and
+``SCAN`` (clearing a cache namespace).
 
 Each one is checked against, and counted for, the health of the primary it goes
 to (:mod:`._redis_nodes`), as a decision on one of its keys would be: sent
@@ -10,6 +10,12 @@ the whole store; a ``SCAN`` of every primary would fail as a whole, with
 redis-py's error, for one primary down. So a ping finds the store down only when
 no primary answers, and a scan yields the keys of the primaries that answer
 before it reports the others.
+
+A ping asks ``CLUSTER INFO``, not ``PING``: a node answers ``PING`` while the
+cluster is down (``cluster_state:fail``, with ``cluster-require-full-coverage
+yes`` once a primary failed without a replica to promote), and answers every
+decision ``CLUSTERDOWN`` then; such a ping finds the store down
+(:data:`~meshlite.state._redis_nodes.CLUSTER_DOWN`).
 
 A mixin of :class:`~meshlite.state._redis_cluster_ops.ClusterCommands`.
 """
@@ -22,6 +28,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._base import StoreUnavailableError
+from ._redis_nodes import CLUSTER_DOWN, serving
 
 if TYPE_CHECKING:
     from ._health import Health
@@ -29,6 +36,9 @@ if TYPE_CHECKING:
     from ._redis_nodes import Nodes
 
 __all__ = ["PrimaryCommands"]
+
+_STATE = ("CLUSTER", "INFO")
+"""A ping of one primary: whether it answers, and whether the cluster serves keys."""
 
 
 class PrimaryCommands:
@@ -38,6 +48,7 @@ class PrimaryCommands:
     _nodes: Nodes | None
     _clients: Clients
     _errors: tuple[type[BaseException], ...]
+    _cluster_down: type[BaseException]
 
     if TYPE_CHECKING:  # defined by Commands and ClusterCommands
         def _redis_errors(self) -> tuple[type[BaseException], ...]: ...
@@ -66,14 +77,17 @@ class PrimaryCommands:
         except self._redis_errors() as error:
             raise self._failed(nodes, error, sent) from error
 
-    def _on_node(self, client: Any, node: Any, health: Health, *args: Any) -> Any:
-        """Run one command on the primary ``node``, against its ``health``; the reply.
+    def _on_node(self, client: Any, node: Any, health: Health, *args: Any,
+                 probing: bool = False) -> Any:
+        """Run one command on the primary ``node``, against its ``health`` (unless
+        the caller already claimed its probe: ``probing``); the reply, which the
+        caller judges (:meth:`_answered_by`, :meth:`_state`).
 
         Raises:
             StoreUnavailableError: the primary is down, or did not answer in time
                 (its cause the redis-py error), or refused.
         """
-        if health.down_since is not None:
+        if health.down_since is not None and not probing:
             health.refuse()
         self._wait_slot(health)
         self.round_trips += 1
@@ -84,14 +98,14 @@ class PrimaryCommands:
             raise self._classify(error, sent, health) from error
         finally:
             self._clients.slots.release()
-        self._answered_by(health)
         return reply
 
     @staticmethod
     def _answered_by(health: Health) -> None:
-        """A primary answered: its outage, if any, is over."""
+        """A primary answered: its outage, if any, is over (unless it refuses keys
+        (:data:`CLUSTER_DOWN`): answering a command without a key says nothing of that)."""
         health.last_ok = monotonic()
-        if health.down_since is not None:
+        if health.down_since is not None and not health.reason:
             health.recovered()
 
     # -- ping ------------------------------------------------------------------------
@@ -104,16 +118,20 @@ class PrimaryCommands:
             nodes, client = self._primaries()
         except StoreUnavailableError:
             return False
-        outcomes: list[BaseException | None] = []
-        for node in client.nodes_manager.get_nodes_by_server_type("primary"):
-            health = nodes.node(node.name)
-            try:
-                self._on_node(client, node, health, "PING")
-            except StoreUnavailableError as refused:
-                outcomes.append(_why(refused, health))
-            else:
-                outcomes.append(None)
+        outcomes = [self._ping_node(client, node, nodes.node(node.name))
+                    for node in client.nodes_manager.get_nodes_by_server_type("primary")]
         return self._pinged(nodes, client, outcomes)
+
+    def _ping_node(self, client: Any, node: Any, health: Health,
+                   probing: bool = False) -> BaseException | None:
+        """Ask one primary ``CLUSTER INFO``, against its ``health`` (see
+        :meth:`_on_node`): ``None`` if it answered that the cluster serves keys,
+        else why not (see :func:`_why` and :meth:`_state`)."""
+        try:
+            reply = self._on_node(client, node, health, *_STATE, probing=probing)
+        except StoreUnavailableError as refused:
+            return _why(refused, health)
+        return self._state(reply, health)
 
     async def _aping_cluster(self) -> bool:
         """The async twin of :meth:`_ping_cluster`: the primaries are asked at once
@@ -134,13 +152,12 @@ class PrimaryCommands:
             for node in client.nodes_manager.get_nodes_by_server_type("primary")))
         return self._pinged(nodes, client, outcomes)
 
-    async def _aping_node(self, entry: LoopClient, node: Any,
-                          health: Health) -> BaseException | None:
-        """``PING`` one primary with the loop's client, against its ``health``:
-        ``None`` if it answered, else why not (see :func:`_why`)."""
+    async def _aping_node(self, entry: LoopClient, node: Any, health: Health,
+                          probing: bool = False) -> BaseException | None:
+        """The async twin of :meth:`_ping_node`, with the loop's client."""
         slots = entry.slots
         try:
-            if health.down_since is not None:
+            if health.down_since is not None and not probing:
                 health.refuse()
             if slots.locked():
                 await self._await_slot(slots, health)
@@ -151,13 +168,26 @@ class PrimaryCommands:
         self.round_trips += 1
         sent = monotonic()
         try:
-            await entry.client.execute_command("PING", target_nodes=node)
+            reply = await entry.client.execute_command(*_STATE, target_nodes=node)
         except self._redis_errors() as error:
             return _why(self._classify(error, sent, health), health, error)
         finally:
             slots.release()
-        self._answered_by(health)
-        return None
+        return self._state(reply, health)
+
+    def _state(self, reply: Any, health: Health) -> BaseException | None:
+        """The outcome of a primary's ``CLUSTER INFO`` ``reply``, after updating its
+        ``health``: ``None`` while it serves keys, else a ``ClusterDownError`` (it
+        answers ``PING``, and ``CLUSTERDOWN`` to every decision): it is down
+        (:data:`CLUSTER_DOWN`)."""
+        health.last_ok = monotonic()
+        if serving(reply):
+            if health.down_since is not None:
+                health.recovered()
+            return None
+        error = self._cluster_down("the node reports cluster_state:fail")
+        health.failed(error, CLUSTER_DOWN)
+        return error
 
     def _pinged(self, nodes: Nodes, client: Any,
                 outcomes: list[BaseException | None]) -> bool:
@@ -170,6 +200,8 @@ class PrimaryCommands:
             if store.down_since is not None:
                 store.recovered()
             return True
+        if any(isinstance(e, self._cluster_down) for e in outcomes):
+            return False  # reached, serving no key: each one is down, not the store
         unreachable = [e for e in outcomes if isinstance(e, self._errors)]
         if unreachable:  # no primary could be reached: the store is down
             store.failed(unreachable[-1])
@@ -193,6 +225,7 @@ class PrimaryCommands:
                 while True:
                     cursor, keys = self._on_node(client, node, health, "SCAN", cursor,
                                                  "MATCH", pattern, "COUNT", count)
+                    self._answered_by(health)
                     if isinstance(cursor, dict):  # redis-py's cursors, by node
                         cursor = cursor[node.name]
                     if keys:
