@@ -261,7 +261,7 @@ class RedisStore(Commands):
     # -- lifecycle -------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """Whether Redis answers a ``PING`` now (never raises).
+        """Whether Redis answers a ``PING`` now (on a Cluster, serves keys; never raises).
 
         On a Cluster, every primary of the slot map is asked (``CLUSTER INFO``),
         and each one's health updated (:attr:`unavailable_nodes`): ``True`` when at

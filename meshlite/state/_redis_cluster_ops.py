@@ -16,6 +16,7 @@ import asyncio
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from .._errors import StoreReplyError
 from ._base import StoreUnavailableError
 from ._redis_nodes import CLUSTER_DOWN, key_of
 from ._redis_primaries import PrimaryCommands
@@ -59,7 +60,7 @@ class ClusterCommands(PrimaryCommands):
         if health.down_since is not None and health is not nodes.store:
             health.refuse()
             if health.reason:
-                self._still_down(health, self._clients.made(), key)
+                self._still_down(health, self._clients.made())
         self._wait_slot(health)
         self.round_trips += 1
         sent = monotonic()
@@ -111,7 +112,7 @@ class ClusterCommands(PrimaryCommands):
                 store.recovered()
         return raised
 
-    def _still_down(self, health: Health, client: Any, key: Any) -> None:
+    def _still_down(self, health: Health, client: Any) -> None:
         """The probe of a primary that refuses keys (``CLUSTERDOWN``) asks it
         ``CLUSTER INFO`` first, and sends the decision only when it serves keys
         again: redis-py pauses 0.25 s after a ``CLUSTERDOWN`` reply and reads the
@@ -120,16 +121,21 @@ class ClusterCommands(PrimaryCommands):
         Raises:
             StoreUnavailableError: it still refuses keys, or did not answer.
         """
-        outcome = self._ping_node(client, client.get_node_from_key(key), health, True)
-        if outcome is not None:
-            raise _still(health, outcome)
+        node = client.get_node(node_name=health.node)
+        if node is None:  # no longer in the slot map: the decision finds out
+            return
+        still = _still(health, self._ping_node(client, node, health, True))
+        if still is not None:
+            raise still
 
-    async def _astill_down(self, health: Health, entry: LoopClient, key: Any) -> None:
+    async def _astill_down(self, health: Health, entry: LoopClient) -> None:
         """The async twin of :meth:`_still_down`, with the loop's client."""
-        node = entry.client.get_node_from_key(key)
-        outcome = await self._aping_node(entry, node, health, True)
-        if outcome is not None:
-            raise _still(health, outcome)
+        node = entry.client.get_node(node_name=health.node)
+        if node is None:
+            return
+        still = _still(health, await self._aping_node(entry, node, health, True))
+        if still is not None:
+            raise still
 
     async def _astart(self, nodes: Nodes, entry: LoopClient) -> None:
         """Start the loop's client (:meth:`Nodes.start`) before its first operation,
@@ -168,7 +174,7 @@ class ClusterCommands(PrimaryCommands):
         if health.down_since is not None and health is not nodes.store:
             health.refuse()
             if health.reason:
-                await self._astill_down(health, entry, key)
+                await self._astill_down(health, entry)
         slots = entry.slots
         if slots.locked():
             await self._await_slot(slots, health)
@@ -199,9 +205,13 @@ class ClusterCommands(PrimaryCommands):
         return result
 
 
-def _still(health: Health, outcome: BaseException) -> StoreUnavailableError:
+def _still(health: Health, outcome: BaseException | None) -> StoreUnavailableError | None:
     """The error of a probe that found ``health``'s primary still down (``outcome``:
-    see :meth:`ClusterCommands._ping_node`)."""
+    see :meth:`ClusterCommands._ping_node`), or ``None`` to send the decision: it
+    serves keys, or refused ``CLUSTER INFO`` (an ACL without it), so the decision
+    finds out."""
+    if outcome is None or isinstance(outcome, StoreReplyError):
+        return None
     if isinstance(outcome, StoreUnavailableError):
         return outcome
     error = StoreUnavailableError(f"store {health.where} {health.reason or outcome}")

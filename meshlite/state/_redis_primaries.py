@@ -14,8 +14,9 @@ before it reports the others.
 A ping asks ``CLUSTER INFO``, not ``PING``: a node answers ``PING`` while the
 cluster is down (``cluster_state:fail``, with ``cluster-require-full-coverage
 yes`` once a primary failed without a replica to promote), and answers every
-decision ``CLUSTERDOWN`` then; such a ping finds the store down
-(:data:`~meshlite.state._redis_nodes.CLUSTER_DOWN`).
+decision ``CLUSTERDOWN`` then: such a primary is down, with its reason
+(:data:`~meshlite.state._redis_nodes.CLUSTER_DOWN`), and a ping that finds no
+primary serving keys returns ``False``.
 
 A mixin of :class:`~meshlite.state._redis_cluster_ops.ClusterCommands`.
 """
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from .._errors import StoreReplyError
 from ._base import StoreUnavailableError
 from ._redis_nodes import CLUSTER_DOWN, serving
 
@@ -111,9 +113,10 @@ class PrimaryCommands:
     # -- ping ------------------------------------------------------------------------
 
     def _ping_cluster(self) -> bool:
-        """:meth:`~meshlite.state.RedisStore.ping` on a Cluster: one ``PING`` to each
-        primary of the slot map, one after the other; ``True`` when at least one
-        answered (the store's own health is down only when none could be reached)."""
+        """:meth:`~meshlite.state.RedisStore.ping` on a Cluster: one ``CLUSTER INFO``
+        to each primary of the slot map, one after the other; ``True`` when at least
+        one answered that it serves keys (the store's own health is down only when
+        none could be reached)."""
         try:
             nodes, client = self._primaries()
         except StoreUnavailableError:
@@ -196,7 +199,9 @@ class PrimaryCommands:
         if nodes.down:
             nodes.prune(client)  # a primary that lost its slots is not pinged again
         store = nodes.store
-        if any(outcome is None for outcome in outcomes):
+        # A refusal (NOPERM: an ACL without CLUSTER INFO) is an answer, as to PING.
+        if any(outcome is None or isinstance(outcome, StoreReplyError)
+               for outcome in outcomes):
             if store.down_since is not None:
                 store.recovered()
             return True
@@ -240,7 +245,7 @@ class PrimaryCommands:
 
 def _why(refused: StoreUnavailableError, health: Health,
          error: BaseException | None = None) -> BaseException:
-    """Why a primary did not answer a ``PING``: the redis-py ``error`` (by default
+    """Why a primary did not answer a ping: the redis-py ``error`` (by default
     the cause of ``refused``) when it is down now, else ``refused`` (it is down and
     was not probed, or answered other requests, or refused this one)."""
     cause = refused.__cause__ if error is None else error
