@@ -103,7 +103,8 @@ class Commands(ClusterCommands):
                                    f"({type(error).__name__}: {error}); rediscovering")
         if isinstance(error, self._errors):
             return health.failed(error)
-        health.recovered()  # Redis answered
+        if not health.reason:  # Redis answered (CLUSTERDOWN: it still refuses keys)
+            health.recovered()
         self._warn_refusal(error)
         return StoreReplyError(
             f"store {self.label} refused one operation: {type(error).__name__}: {error}")
