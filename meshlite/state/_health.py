@@ -113,8 +113,7 @@ class Health:
         now = time.monotonic()
         with self._lock:
             first = self.down_since is None
-            if first or reason:
-                self.reason = reason
+            self.reason = reason  # the last failure's: it says what a probe asks
             if first:
                 self.down_since = now
                 self._failures = 0

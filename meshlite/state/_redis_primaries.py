@@ -129,11 +129,11 @@ class PrimaryCommands:
                    probing: bool = False) -> BaseException | None:
         """Ask one primary ``CLUSTER INFO``, against its ``health`` (see
         :meth:`_on_node`): ``None`` if it answered that the cluster serves keys,
-        else why not (see :func:`_why` and :meth:`_state`)."""
+        else why not (see :meth:`_why` and :meth:`_state`)."""
         try:
             reply = self._on_node(client, node, health, *_STATE, probing=probing)
         except StoreUnavailableError as refused:
-            return _why(refused, health)
+            return self._why(refused, health)
         return self._state(reply, health)
 
     async def _aping_cluster(self) -> bool:
@@ -167,16 +167,30 @@ class PrimaryCommands:
             else:
                 await slots.acquire()
         except StoreUnavailableError as refused:
-            return refused
+            return self._why(refused, health)
         self.round_trips += 1
         sent = monotonic()
         try:
             reply = await entry.client.execute_command(*_STATE, target_nodes=node)
         except self._redis_errors() as error:
-            return _why(self._classify(error, sent, health), health, error)
+            return self._why(self._classify(error, sent, health), health, error)
         finally:
             slots.release()
         return self._state(reply, health)
+
+    def _why(self, refused: StoreUnavailableError, health: Health,
+             error: BaseException | None = None) -> BaseException:
+        """Why a primary did not answer a ping: the redis-py ``error`` (by default
+        the cause of ``refused``) when it is down now; a ``ClusterDownError`` when it
+        is down refusing keys and was not asked now (it answers, so it does not make
+        the store unreachable); else ``refused`` (it is down and was not probed, or
+        answered other requests, or refused this one)."""
+        cause = refused.__cause__ if error is None else error
+        if health.down_since is None:
+            return refused
+        if cause is not None:
+            return cause
+        return self._cluster_down(health.reason) if health.reason else refused
 
     def _state(self, reply: Any, health: Health) -> BaseException | None:
         """The outcome of a primary's ``CLUSTER INFO`` ``reply``, after updating its
@@ -241,12 +255,3 @@ class PrimaryCommands:
                 missed = error
         if missed is not None:
             raise missed
-
-
-def _why(refused: StoreUnavailableError, health: Health,
-         error: BaseException | None = None) -> BaseException:
-    """Why a primary did not answer a ping: the redis-py ``error`` (by default
-    the cause of ``refused``) when it is down now, else ``refused`` (it is down and
-    was not probed, or answered other requests, or refused this one)."""
-    cause = refused.__cause__ if error is None else error
-    return cause if cause is not None and health.down_since is not None else refused
