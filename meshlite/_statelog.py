@@ -72,6 +72,9 @@ def _alert(e: Any) -> Fields:
 
 def _store_down(e: Any) -> str:
     error = f"{type(e.error).__name__}: {e.error}"
+    if e.reason:
+        where = f"store {e.store}" if e.node is None else f"store {e.store}: node {e.node}"
+        return f"{where} {e.reason} ({error})"
     if e.node is None:
         return f"store {e.store} is unavailable ({error}); policies fall back until it recovers"
     return (f"store {e.store}: node {e.node} is unavailable ({error}); decisions on keys "
@@ -81,7 +84,8 @@ def _store_down(e: Any) -> str:
 def _store_up(e: Any) -> str:
     after = f"after {e.down_seconds:.1f} s"
     if e.node is None:
-        return f"store {e.store} answers again {after}"
+        why = f" ({e.reason})" if e.reason else ""
+        return f"store {e.store} answers again {after}{why}"
     if e.reason:
         return (f"store {e.store}: keys in node {e.node}'s slots are shared again {after} "
                 f"({e.reason})")
@@ -139,7 +143,8 @@ _RULES: dict[str, _Rule] = {
             "pid": os.getpid()}),
     "StoreUnavailable": ("meshlite.state", _WARN, _store_down,
                          lambda e: {"store": e.store, "node": e.node,
-                                    "reason": f"{type(e.error).__name__}: {e.error}"}),
+                                    "reason": e.reason or f"{type(e.error).__name__}: "
+                                                          f"{e.error}"}),
     "StoreRecovered": ("meshlite.state", _INFO, _store_up, lambda e: {
         "store": e.store, "node": e.node, "down_seconds": e.down_seconds,
         "reason": e.reason}),

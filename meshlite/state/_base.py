@@ -69,12 +69,15 @@ class StoreUnavailable(Event):
     Emitted once per outage (``policy="store"``), to the store's hooks and the
     process-wide ones. On a Redis Cluster, ``node`` names the primary
     (``"host:port"``) that stopped answering: only the decisions on keys of its
-    slots fall back, the other primaries' keys stay shared.
+    slots fall back, the other primaries' keys stay shared. ``reason`` says in
+    words why, when ``error`` does not (a Cluster whose nodes answer but serve no
+    key: ``CLUSTERDOWN``), else ``""``.
     """
 
     store: str
     error: BaseException | None = None
     node: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

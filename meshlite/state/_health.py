@@ -53,11 +53,13 @@ class Health:
         probes: Probes sent while down (each one decision that tried the store).
         last_ok: ``time.monotonic()`` of the last reply (a timeout only marks down
             a store that answered nothing since the request was sent).
+        reason: Why the store is down, in words, when its error does not say it
+            (a Cluster that answers but serves no key), else ``""``.
     """
 
     __slots__ = ("_backoff", "_counter", "_failures", "_lock", "_probe_timeout", "_retry_at",
                  "_watch", "down_since", "fallbacks", "hooks", "label", "last_ok", "node",
-                 "probes", "retry_interval")
+                 "probes", "reason", "retry_interval")
 
     def __init__(self, label: str, retry_interval: float, backoff: Any,
                  probe_timeout: float, *, hooks: EventHooks | None = None,
@@ -71,6 +73,7 @@ class Health:
         self.down_since: float | None = None
         self.probes = 0
         self.last_ok = 0.0
+        self.reason = ""
         self._watch = watch
         self._backoff = backoff
         self._probe_timeout = probe_timeout
@@ -104,11 +107,13 @@ class Health:
         """The store's label, and the primary's address for a primary's health."""
         return self.label if self.node is None else f"{self.label} node {self.node}"
 
-    def failed(self, error: BaseException) -> StoreUnavailableError:
-        """Record that the store could not be reached; returns the error to raise."""
+    def failed(self, error: BaseException, reason: str = "") -> StoreUnavailableError:
+        """Record that the store could not be reached, or (``reason``) could not
+        serve; returns the error to raise."""
         now = time.monotonic()
         with self._lock:
             first = self.down_since is None
+            self.reason = reason  # the last failure's: it says what a probe asks
             if first:
                 self.down_since = now
                 self._failures = 0
@@ -118,7 +123,10 @@ class Health:
                 self._watch(self, True)
         if first:
             announce(self.hooks, StoreUnavailable(policy="store", store=self.label,
-                                                  error=error, node=self.node))
+                                                  error=error, node=self.node,
+                                                  reason=reason))
+        if reason:
+            return StoreUnavailableError(f"store {self.where} {reason}")
         return StoreUnavailableError(
             f"store {self.where} did not answer: {type(error).__name__}: {error}")
 
@@ -128,6 +136,7 @@ class Health:
         with self._lock:
             since, self.down_since = self.down_since, None
             self._retry_at = 0.0
+            self.reason = ""
             if since is not None and self._watch is not None:
                 self._watch(self, False)
         if since is not None:

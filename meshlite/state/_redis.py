@@ -14,6 +14,9 @@ Errors are classified (:meth:`RedisStore._classify`):
   at a time with jittered backoff, until Redis answers again; on a Cluster, the
   primary that did not answer is down, for the keys of its slots only
   (:mod:`._redis_nodes`);
+- ``CLUSTERDOWN`` on a Cluster (the node answers, but serves no key): that primary
+  is down as if it did not answer (:data:`._redis_nodes.CLUSTER_DOWN`), and its
+  probes ask it ``CLUSTER INFO`` before sending a decision;
 - ``READONLY`` (a failover demoted the node), ``MOVED``/``ASK`` (Cluster slots
   moved): the clients rediscover the topology; that one decision falls back;
 - any other error reply (``WRONGTYPE`` on a tampered key, ``OOM``, a script
@@ -258,12 +261,14 @@ class RedisStore(Commands):
     # -- lifecycle -------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """Whether Redis answers a ``PING`` now (never raises).
+        """Whether Redis answers a ``PING`` now (on a Cluster, serves keys; never raises).
 
-        On a Cluster, every primary of the slot map is asked, and each one's
-        health updated (:attr:`unavailable_nodes`): ``True`` when at least one
-        answers (the keys of the others fall back, and :attr:`available` is
-        false), ``False`` only when none does (the whole store is then down).
+        On a Cluster, every primary of the slot map is asked (``CLUSTER INFO``),
+        and each one's health updated (:attr:`unavailable_nodes`): ``True`` when at
+        least one answers that it serves keys (the keys of the others fall back,
+        and :attr:`available` is false), ``False`` when none does: none answers
+        (the whole store is then down), or those that answer report
+        ``cluster_state:fail`` (they refuse every key with ``CLUSTERDOWN``).
         While a primary (or the store) is down, it is asked only when its next
         probe is due, as a decision would be; until then it counts as not answering.
         """

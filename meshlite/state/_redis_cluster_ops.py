@@ -16,11 +16,12 @@ import asyncio
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ._redis_nodes import key_of
+from .._errors import StoreReplyError
+from ._base import StoreUnavailableError
+from ._redis_nodes import CLUSTER_DOWN, key_of
 from ._redis_primaries import PrimaryCommands
 
 if TYPE_CHECKING:
-    from ._base import StoreUnavailableError
     from ._health import Health
     from ._redis_conn import Clients, LoopClient
     from ._redis_nodes import Nodes
@@ -37,6 +38,7 @@ class ClusterCommands(PrimaryCommands):
     _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
     _noscript: type[BaseException]
+    _cluster_down: type[BaseException]
 
     if TYPE_CHECKING:  # defined by Commands
         def _redis_errors(self) -> tuple[type[BaseException], ...]: ...
@@ -57,6 +59,8 @@ class ClusterCommands(PrimaryCommands):
         health = nodes.health_of(self._clients.made(), key)
         if health.down_since is not None and health is not nodes.store:
             health.refuse()
+            if health.reason:
+                self._still_down(health, self._clients.made())
         self._wait_slot(health)
         self.round_trips += 1
         sent = monotonic()
@@ -89,16 +93,49 @@ class ClusterCommands(PrimaryCommands):
         its probe (:meth:`Health.refuse`); when the failure is blamed on one node,
         the store's health is told too (still down, next probe after its backoff;
         or up, if the Cluster answered), else it would wait out the whole
-        ``probe_timeout`` before the next probe, every decision falling back."""
+        ``probe_timeout`` before the next probe, every decision falling back.
+
+        ``CLUSTERDOWN`` (but for one unassigned slot): the node that answered serves
+        no key; it is down, with its reason (:data:`CLUSTER_DOWN`), though it answers."""
         blamed = nodes.blame(error)
-        raised = self._classify(error, sent, blamed)
         store = nodes.store
+        if isinstance(error, self._cluster_down) and "not served" not in str(error):
+            raised = blamed.failed(error, CLUSTER_DOWN)
+            if blamed is not store and store.down_since is not None:
+                store.recovered()  # the Cluster answered
+            return raised
+        raised = self._classify(error, sent, blamed)
         if blamed is not store and store.down_since is not None:
             if isinstance(error, self._errors):
                 store.failed(error)
             else:
                 store.recovered()
         return raised
+
+    def _still_down(self, health: Health, client: Any) -> None:
+        """The probe of a primary that refuses keys (``CLUSTERDOWN``) asks it
+        ``CLUSTER INFO`` first, and sends the decision only when it serves keys
+        again: redis-py pauses 0.25 s after a ``CLUSTERDOWN`` reply and reads the
+        slot map again, so a decision that met one would take that long.
+
+        Raises:
+            StoreUnavailableError: it still refuses keys, or did not answer.
+        """
+        node = client.get_node(node_name=health.node)
+        if node is None:  # no longer in the slot map: the decision finds out
+            return
+        still = _still(health, self._ping_node(client, node, health, True))
+        if still is not None:
+            raise still
+
+    async def _astill_down(self, health: Health, entry: LoopClient) -> None:
+        """The async twin of :meth:`_still_down`, with the loop's client."""
+        node = entry.client.get_node(node_name=health.node)
+        if node is None:
+            return
+        still = _still(health, await self._aping_node(entry, node, health, True))
+        if still is not None:
+            raise still
 
     async def _astart(self, nodes: Nodes, entry: LoopClient) -> None:
         """Start the loop's client (:meth:`Nodes.start`) before its first operation,
@@ -136,6 +173,8 @@ class ClusterCommands(PrimaryCommands):
         health = nodes.health_of(client, key)
         if health.down_since is not None and health is not nodes.store:
             health.refuse()
+            if health.reason:
+                await self._astill_down(health, entry)
         slots = entry.slots
         if slots.locked():
             await self._await_slot(slots, health)
@@ -164,3 +203,17 @@ class ClusterCommands(PrimaryCommands):
         if health.down_since is not None or nodes.store.down_since is not None:
             self._answered(nodes, health, client, key)
         return result
+
+
+def _still(health: Health, outcome: BaseException | None) -> StoreUnavailableError | None:
+    """The error of a probe that found ``health``'s primary still down (``outcome``:
+    see :meth:`ClusterCommands._ping_node`), or ``None`` to send the decision: it
+    serves keys, or refused ``CLUSTER INFO`` (an ACL without it), so the decision
+    finds out."""
+    if outcome is None or isinstance(outcome, StoreReplyError):
+        return None
+    if isinstance(outcome, StoreUnavailableError):
+        return outcome
+    error = StoreUnavailableError(f"store {health.where} {health.reason or outcome}")
+    error.__cause__ = outcome
+    return error

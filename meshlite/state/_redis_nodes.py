@@ -15,7 +15,13 @@ node's keys would pay a timeout. Instead each primary (``"host:port"``) has a
 - a primary's outage ends when a probe to its slots is answered: by the node
   itself, restarted, or by the replica that took its slots over (redis-py
   refreshes its slot map after the failure). A primary that no longer serves
-  any slot in the client's map is no longer down either: nobody would probe it.
+  any slot in the client's map is no longer down either: nobody would probe it;
+- a primary that answers ``CLUSTERDOWN`` (the cluster is down, as it is by default
+  once a primary failed without a replica to promote) is down too, though it
+  answers, with its reason (:data:`CLUSTER_DOWN`): its probes ask it ``CLUSTER
+  INFO`` first (redis-py pauses 0.25 s after a ``CLUSTERDOWN``), and its outage
+  ends when it reports ``cluster_state:ok`` or serves a key; answering a command
+  without a key (``SCAN``) does not end it.
 
 The store's own health is checked by what no primary can be named for before it
 is sent: an operation without a key, or made before the client has read the slot
@@ -39,7 +45,26 @@ from ._health import Health
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Nodes", "key_of"]
+__all__ = ["CLUSTER_DOWN", "Nodes", "key_of", "serving"]
+
+CLUSTER_DOWN = (
+    "answers but refuses every key: the cluster is down (CLUSTERDOWN), as it is while "
+    "a hash slot is not served (a primary failed with no replica to take its slots "
+    "over, and cluster-require-full-coverage is yes, the default), while this node is "
+    "cut off from the majority, or just after it started; decisions on keys in its "
+    "slots fall back until it reports cluster_state:ok (CLUSTER INFO)")
+"""Why a Cluster primary that answers ``CLUSTERDOWN`` is down (its health's
+``reason``, the :class:`~meshlite.state.StoreUnavailable` event's and the log's)."""
+
+
+def serving(reply: Any) -> bool:
+    """Whether a node's ``CLUSTER INFO`` ``reply`` (the text, or redis-py's dict of
+    it) says the cluster serves keys (``cluster_state:ok``)."""
+    if isinstance(reply, dict):
+        state = reply.get("cluster_state", reply.get(b"cluster_state"))
+        return state in ("ok", b"ok")
+    text = reply if isinstance(reply, bytes) else str(reply).encode()
+    return b"cluster_state:ok" in text
 
 
 def key_of(script: Any, nkeys: int, args: tuple[Any, ...]) -> Any:

@@ -66,6 +66,7 @@ class Commands(ClusterCommands):
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
     _noscript: type[BaseException]
+    _cluster_down: type[BaseException]
     _refusals: Throttle
 
     def _learn_errors(self, redis: Any) -> None:
@@ -79,6 +80,7 @@ class Commands(ClusterCommands):
         self._redirects = (ex.ReadOnlyError, ex.AskError)
         self._timeouts = (ex.TimeoutError, TimeoutError)
         self._noscript = ex.NoScriptError
+        self._cluster_down = ex.ClusterDownError
         self._refusals = Throttle(REPLY_LOG_INTERVAL)  # by the error's class
         self._replies = (ex.RedisError,)
 
@@ -101,7 +103,8 @@ class Commands(ClusterCommands):
                                    f"({type(error).__name__}: {error}); rediscovering")
         if isinstance(error, self._errors):
             return health.failed(error)
-        health.recovered()  # Redis answered
+        if not health.reason:  # Redis answered (CLUSTERDOWN: it still refuses keys)
+            health.recovered()
         self._warn_refusal(error)
         return StoreReplyError(
             f"store {self.label} refused one operation: {type(error).__name__}: {error}")

@@ -115,22 +115,42 @@ def sentinel_setup() -> Iterator[Any]:
         setup.close()
 
 
+def _healed_after(cluster: Any) -> None:
+    """Start (or resume) every node a test killed (or stopped), and wait until the
+    cluster sees itself whole again."""
+    from cluster_replicas import healed
+    from redis_topology import wait_until
+
+    for server in cluster.servers:
+        if server._proc is None:  # killed by the test and not started again
+            server.start()
+        else:
+            server.resume()  # stopped by the test (a no-op otherwise)
+    wait_until(lambda: healed(cluster), "the cluster healing", 30.0)
+
+
 @pytest.fixture
 def cluster(redis_cluster: Any) -> Iterator[Any]:
     """The session's cluster, serving the slots of the primaries that answer while
     one does not; after the test, every node runs and answers again (see
     ``cluster_replicas.py``)."""
-    from cluster_replicas import each_node, healed
-    from redis_topology import wait_until
+    from cluster_replicas import each_node
 
     each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "no")
     try:
         yield redis_cluster
     finally:
-        for server in redis_cluster.servers:
-            if server._proc is None:  # killed by the test and not started again
-                server.start()
-            else:
-                server.resume()  # stopped by the test (a no-op otherwise)
-        wait_until(lambda: healed(redis_cluster), "the cluster healing", 30.0)
+        _healed_after(redis_cluster)
         each_node(redis_cluster, "CONFIG", "SET", "cluster-require-full-coverage", "yes")
+
+
+@pytest.fixture
+def full_coverage_cluster(redis_cluster: Any) -> Iterator[Any]:
+    """The session's cluster as Redis configures one by default
+    (``cluster-require-full-coverage yes``): once one primary is marked failed, the
+    others answer ``CLUSTERDOWN`` to every key; after the test, every node runs and
+    the cluster is whole again."""
+    try:
+        yield redis_cluster
+    finally:
+        _healed_after(redis_cluster)

@@ -218,6 +218,36 @@ def test_a_primary_failing_over_to_its_replica_recovers(replicated_cluster: Any)
     store.close()
 
 
+def test_a_failover_with_full_coverage_required_shares_every_key_again(
+        replicated_cluster: Any) -> None:
+    # Redis's default, cluster-require-full-coverage yes: from the primary's failure
+    # to its replica's promotion, the other primaries answer CLUSTERDOWN too.
+    store = fast_store(replicated_cluster.url)
+    events: list[Any] = []
+    store.add_hook(events.append)
+    calls = [ml.RateLimit(1e6, store=store, name=f"k{i}", mode="reject")(lambda: 1)
+             for i in range(12)]  # keys on every primary
+    assert sum(call() for call in calls) == 12
+    port = node_of(store, "k0")
+    replicated_cluster.server(port).kill()
+    deadline = time.monotonic() + 20.0
+    while True:  # no restart: decided in Redis again once the replica serves
+        fallbacks = dict(store.fallbacks)
+        assert sum(call() for call in calls) == 12  # never an error, whatever falls back
+        if (fallbacks and store.fallbacks == fallbacks and store.ping()
+                and store.available):
+            break
+        assert time.monotonic() < deadline, "decisions kept falling back"
+        time.sleep(0.01)
+    assert node_of(store, "k0") != port
+    down = [e.node for e in events if isinstance(e, StoreUnavailable)]
+    assert down
+    assert None not in down  # primaries' outages, never the whole store's
+    back = [e.node for e in events if isinstance(e, StoreRecovered)]
+    assert sorted(back) == sorted(down)  # each ended once, without flapping
+    store.close()
+
+
 @contextmanager
 def migrating(ports: list[int], slot: int) -> Iterator[None]:
     """``slot`` half way through a reshard (MIGRATING on its owner, IMPORTING on another

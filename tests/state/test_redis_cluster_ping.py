@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from cluster_replicas import Replica, node_records, replicas
+from cluster_replicas import Replica, each_node, node_records, replicas
 
 import meshlite as ml
 from meshlite.state import RedisStore, StoreRecovered, StoreUnavailable
@@ -148,3 +148,17 @@ async def test_an_async_ping_no_primary_answers_finds_the_store_down(cluster: An
     check_all_back(events, cluster)
     await a.store.aclose()
     a.store.close()
+
+
+def test_a_ping_counts_a_refused_cluster_info_as_an_answer(redis_cluster: Any) -> None:
+    # A ping asks each primary CLUSTER INFO; a user whose ACL lacks it pings as PING did.
+    each_node(redis_cluster, "ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all",
+              "-cluster|info")
+    try:
+        url = redis_cluster.url.replace("redis+cluster://", "redis+cluster://noinfo:pw@")
+        store = RedisStore(url, prefix="noinfo", timeout=2.0)
+        assert store.ping()
+        assert store.available
+        store.close()
+    finally:
+        each_node(redis_cluster, "ACL", "DELUSER", "noinfo")
