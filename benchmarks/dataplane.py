@@ -144,9 +144,12 @@ def _mesh(urls: list[str], service: dict[str, Any] | None = None,
 
 
 def _async_client(kind: str, urls: list[str], service: dict[str, Any] | None = None,
-                  mesh_options: dict[str, Any] | None = None) -> Callable[[int, int], None]:
+                  mesh_options: dict[str, Any] | None = None,
+                  around: Callable[[], contextlib.AbstractContextManager[Any]] =
+                  contextlib.nullcontext) -> Callable[[int, int], None]:
     """``run(requests, concurrency)`` for one async client kind (mesh kinds: over
-    ``_mesh(urls, service, mesh_options)``)."""
+    ``_mesh(urls, service, mesh_options)``); ``around()`` is entered around the
+    measured requests (after the warm-up)."""
 
     def run(requests: int, concurrency: int) -> None:
         async def go() -> None:
@@ -179,7 +182,8 @@ def _async_client(kind: str, urls: list[str], service: dict[str, Any] | None = N
                     async def get(i: int) -> Any:
                         return (await client.get(f"/items/{i % 100}")).content
                 await _drive(get, min(200, requests), concurrency)  # warm-up
-                await _drive(get, requests, concurrency)
+                with around():
+                    await _drive(get, requests, concurrency)
 
         asyncio.run(go())
 

@@ -10,6 +10,13 @@ one request (start-up and warm-up cancel out). Mesh rows use the default service
 in ``dataplane.py``.
 
     .venv/bin/python benchmarks/dataplane_instructions.py     # a few minutes
+    .venv/bin/python benchmarks/dataplane_instructions.py --opcodes
+
+``--opcodes`` (no valgrind needed) runs whole requests through bare aiohttp and
+``mesh.aiohttp()`` against the same nginx, counts the Python bytecodes each function
+runs per request, and lists the functions whose counts differ, the mesh's own apart
+from the rest (aiohttp, yarl, multidict, asyncio): what aiohttp itself does
+differently inside a mesh session.
 
 The targets of ``dataplane.py`` in instructions: ``mesh.aiohttp()`` at most 1/0.85 =
 1.18x bare aiohttp's at 32 in flight (a CPU-bound client's rate is inverse to its
@@ -21,15 +28,19 @@ wall-clock ratio. Exits with 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _bytecodes import counting
 from dataplane import _async_client, _sync_client, nginx
 
 KINDS = {"aiohttp": 32, "mesh.aiohttp()": 32, "urllib3": 1, "mesh.http_sync()": 1}
@@ -55,13 +66,46 @@ def instructions(kind: str, requests: int, urls: list[str], tmp: Path) -> int:
     return int(found.group(1))
 
 
+def opcodes(requests: int) -> None:
+    """Print the bytecodes a request of bare aiohttp and ``mesh.aiohttp()``, and each
+    function whose count differs between them (``mesh`` minus ``bare``)."""
+    ours = {p.name for p in (Path(__file__).parent.parent / "meshlite").rglob("*.py")}
+    per: dict[str, Counter[str]] = {}
+    with nginx(2) as urls:
+        for kind in ("aiohttp", "mesh.aiohttp()"):
+            counts: Counter[str] = Counter()
+
+            @contextlib.contextmanager
+            def counted(into: Counter[str] = counts) -> Iterator[None]:
+                with counting() as found:
+                    yield
+                into.update(found)
+
+            _async_client(kind, urls, around=counted)(requests, KINDS[kind])
+            per[kind] = counts
+            print(f"{kind:18} {sum(counts.values()) / requests:>8,.0f} bytecodes a request")
+    bare, mesh = per["aiohttp"], per["mesh.aiohttp()"]
+    rows = sorted(((mesh[k] - bare[k]) / requests, k) for k in bare.keys() | mesh.keys())
+    for title, mine in (("the mesh's own", True), ("aiohttp, yarl, multidict, asyncio", False)):
+        chosen = [(d, k) for d, k in rows if abs(d) >= 0.5 and (k.split(":")[0] in ours) == mine]
+        print(f"\n{title}: {sum(d for d, _ in chosen):+,.0f} bytecodes a request")
+        for d, k in sorted(chosen, key=lambda row: -abs(row[0]))[:25]:
+            print(f"{d:+8.1f}  {k}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--opcodes", action="store_true",
+                        help="count the Python bytecodes of a request by function, bare "
+                             "aiohttp against mesh.aiohttp() (no valgrind needed)")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2:])
+        return 0
+    if args.opcodes:
+        opcodes(args.requests)
         return 0
     if shutil.which("valgrind") is None or shutil.which("nginx") is None:
         print("cannot run: needs valgrind and nginx (apt-get install valgrind nginx)",
