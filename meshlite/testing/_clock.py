@@ -11,7 +11,7 @@ import time
 
 from .._arguments import explained
 from .._validate import fail, non_negative
-from ._quiet import io_pending
+from ._quiet import io_pending, servers_busy
 
 __all__ = ["DEFAULT_AUTOJUMP_THRESHOLD", "FakeClock"]
 
@@ -24,6 +24,9 @@ _SETTLE_TURNS = 5
 # (an ``autojump_threshold`` above 0): often enough for advance() to wake it promptly,
 # rarely enough that waiting sleepers do not keep the CPU busy.
 _POLL = 0.005
+
+# Real seconds a sleeper waits between looks while a server of the kit is answering.
+_YIELD = 0.001
 
 DEFAULT_AUTOJUMP_THRESHOLD = 0.0
 """Real seconds of quiet before a sleeper moves a FakeClock: 0, at once (after a few
@@ -42,21 +45,23 @@ class FakeClock:
     sleepers wake in order.
 
     Quiet means: for a few turns of the event loop running the sleeper, no
-    socket of that loop had an event waiting to be handled (a request on its way
-    over loopback holds the clock), the clock did not move and the earliest
-    sleeper stayed the same; and, with ``autojump_threshold`` above 0, all of
-    that for at least ``autojump_threshold`` real seconds.
+    socket of that loop had an event waiting to be handled, no
+    :class:`~meshlite.testing.FakeBackend` was busy with a request (so a request
+    to one, on any thread, holds the clock; one it holds with ``hang=True`` does
+    not), the clock did not move and the earliest sleeper stayed the same; and,
+    with ``autojump_threshold`` above 0, all of that for at least
+    ``autojump_threshold`` real seconds.
 
     Args:
         start: ``monotonic()`` at first (a finite number).
         autojump_threshold: Real seconds the loop must stay quiet before the
             earliest sleeper moves the clock. ``0.0`` (the default) jumps as soon
             as the loop settles, which keeps tests of backoff and timeouts
-            instant. Raise it when the test waits on I/O the loop cannot see
-            (a server on another thread or process, such as ``with
-            FakeBackend()``, uvicorn or Redis): a request quicker than the
-            threshold is never cut by a jump. ``math.inf`` never jumps: only
-            :meth:`advance` and :meth:`sleep` move the clock.
+            instant. Raise it when the test waits on I/O the clock cannot see
+            (another server on another thread or process: uvicorn, Redis): a
+            request quicker than the threshold is never cut by a jump.
+            ``math.inf`` never jumps: only :meth:`advance` and :meth:`sleep`
+            move the clock.
 
     Raises:
         ConfigError: ``start`` is not a finite number, or ``autojump_threshold``
@@ -153,12 +158,15 @@ class FakeClock:
                 turns, pause = 0, (_POLL if patient else 0.0)
                 continue
             # Anything happening starts the quiet over: the clock moved, a socket has an
-            # event to handle (a real request on its way), or (patient) a sleeper came
-            # or went.
-            if (self._now != now or io_pending(loop)
+            # event to handle (a real request on its way), a server of the kit is busy
+            # answering, or (patient) a sleeper came or went.
+            busy = servers_busy()
+            if (busy or self._now != now or io_pending(loop)
                     or (patient and self._changes != changes)):
                 now, changes, since = self._now, self._changes, time.monotonic()
-                turns, ripe, pause = 0, not patient, 0.0
+                # Waiting on a server's thread: let the loop block a moment (its answer
+                # wakes it at once) rather than spin and starve that thread of the GIL.
+                turns, ripe, pause = 0, not patient, (_YIELD if busy else 0.0)
                 continue
             turns += 1
             if turns < _SETTLE_TURNS:

@@ -70,14 +70,54 @@ def test_a_loop_that_does_not_show_its_sockets_is_not_guessed_at() -> None:
     assert io_pending(Opaque()) is None  # type: ignore[arg-type]
 
 
+async def test_requests_to_a_fake_backend_on_its_own_thread_are_not_cut_either() -> None:
+    # The loop sees nothing while the backend's thread works; the backend itself holds
+    # the clock until its answer is on the way back (before: some of the 50 timed out).
+    clock = FakeClock()
+    with FakeBackend() as backend:
+        async with timed_mesh(backend, clock) as mesh:
+            client = mesh.http("s")
+            statuses = [(await client.get("/x")).status_code for _ in range(50)]
+    assert statuses == [200] * 50
+    assert clock.monotonic() == 0.0
+
+
+async def test_a_backend_latency_in_real_time_holds_the_clock() -> None:
+    clock = FakeClock()
+    async with FakeBackend(latency=0.05) as backend, timed_mesh(backend, clock) as mesh:
+        assert (await mesh.http("s").get("/x")).status_code == 200
+    assert clock.monotonic() == 0.0
+
+
+@pytest.mark.parametrize("own_thread", [False, True])
+async def test_a_request_the_backend_holds_does_not_hold_the_clock(own_thread: bool) -> None:
+    # hang=True is what timeouts are for: the Timeout's 5 s pass, none of them real.
+    clock = FakeClock()
+    backend = FakeBackend(hang=True)
+    if own_thread:
+        backend.start_sync()
+    else:
+        await backend.start()
+    try:
+        async with timed_mesh(backend, clock) as mesh:
+            with pytest.raises(ml.TimeoutExceeded):
+                await asyncio.wait_for(mesh.http("s").get("/x"), 30.0)
+        assert clock.monotonic() == 5.0
+    finally:
+        if own_thread:
+            backend.stop_sync()
+        else:
+            await backend.stop()
+
+
 # -- the threshold -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("threshold", [60.0, math.inf])
 async def test_no_jump_while_a_server_on_another_thread_holds_a_request(
         threshold: float) -> None:
-    # The loop sees nothing while another thread works on the request: only the
-    # threshold keeps the Timeout's sleeper (5 fake seconds) from jumping meanwhile.
+    # A held request is quiet as far as the backend goes (a hang is what timeouts are
+    # for): here only the threshold keeps the Timeout's sleeper from jumping.
     loop = asyncio.get_running_loop()
     arrived = asyncio.Event()
 
