@@ -20,6 +20,10 @@ __all__ = ["DEFAULT_AUTOJUMP_THRESHOLD", "FakeClock"]
 # task just woken) get to run, and to sleep themselves, before time jumps.
 _SETTLE_TURNS = 5
 
+# The same after real I/O was seen: what it woke (a response read, the call that made
+# it finishing, a timer cancelled) takes a few turns of the loop to get done.
+_SETTLE_AFTER_IO = 20
+
 # How often (real seconds) a settled sleeper looks again when it must not jump at once
 # (an ``autojump_threshold`` above 0): often enough for advance() to wake it promptly,
 # rarely enough that waiting sleepers do not keep the CPU busy.
@@ -132,55 +136,58 @@ class FakeClock:
         class), it moves the clock to its wake-up time itself.
         """
         self.sleeps.append(seconds)
+        loop = asyncio.get_running_loop()
+        threshold = self._threshold
+        patient = threshold > 0.0
         with self._lock:
             entry = (self._now + max(0.0, seconds), next(self._seq))
             heapq.heappush(self._sleepers, entry)
             self._changes += 1
+        now, changes, since = self._now, self._changes, time.monotonic()
+        turns, ripe, pause, settle = 0, not patient, 0.0, _SETTLE_TURNS
         try:
-            await self._wait(entry)
+            # One frame, no calls on the way for a sleeper that is not the earliest: a
+            # thousand of them each take every turn of the loop.
+            while True:
+                await asyncio.sleep(pause)
+                if self._now >= entry[0]:
+                    return
+                if self._sleepers[0] != entry:  # another sleeper wakes first and jumps
+                    turns, pause = 0, (_POLL if patient else 0.0)
+                    continue
+                # Anything happening starts the quiet over: the clock moved, a socket has
+                # an event to handle (a real request on its way), a server of the kit is
+                # busy answering, or (patient) a sleeper came or went.
+                if not turns:  # a new streak: the clock moving before it is no news
+                    now = self._now
+                busy = servers_busy()
+                io = busy or io_pending(loop)
+                if io or self._now != now or (patient and self._changes != changes):
+                    now, changes, since = self._now, self._changes, time.monotonic()
+                    # Waiting on a server's thread: let the loop block a moment (the
+                    # answer wakes it at once) rather than spin and starve that thread.
+                    turns, ripe, pause = 0, not patient, (_YIELD if busy else 0.0)
+                    if io:
+                        settle = _SETTLE_AFTER_IO
+                    continue
+                turns, pause = turns + 1, 0.0
+                if turns < settle:
+                    continue
+                if ripe:
+                    self._move_to(entry[0])
+                    return
+                left = threshold - (time.monotonic() - since)
+                if left > 0.0:
+                    pause = min(_POLL, left)
+                else:
+                    # Quiet long enough; settle once more at full speed (what a real
+                    # pause woke at the same moment runs first), then jump.
+                    turns, ripe, pause = 0, True, 0.0
         finally:
             with self._lock:
                 self._sleepers.remove(entry)
                 heapq.heapify(self._sleepers)
                 self._changes += 1
-
-    async def _wait(self, entry: tuple[float, int]) -> None:
-        loop = asyncio.get_running_loop()
-        threshold = self._threshold
-        patient = threshold > 0.0
-        now, changes, since = self._now, self._changes, time.monotonic()
-        turns, ripe, pause = 0, not patient, 0.0
-        while True:
-            await asyncio.sleep(pause)
-            if self._now >= entry[0]:
-                return
-            if self._sleepers[0] != entry:  # another sleeper wakes first: it moves the clock
-                turns, pause = 0, (_POLL if patient else 0.0)
-                continue
-            # Anything happening starts the quiet over: the clock moved, a socket has an
-            # event to handle (a real request on its way), a server of the kit is busy
-            # answering, or (patient) a sleeper came or went.
-            busy = servers_busy()
-            if (busy or self._now != now or io_pending(loop)
-                    or (patient and self._changes != changes)):
-                now, changes, since = self._now, self._changes, time.monotonic()
-                # Waiting on a server's thread: let the loop block a moment (its answer
-                # wakes it at once) rather than spin and starve that thread of the GIL.
-                turns, ripe, pause = 0, not patient, (_YIELD if busy else 0.0)
-                continue
-            turns += 1
-            if turns < _SETTLE_TURNS:
-                continue
-            if ripe:
-                self._move_to(entry[0])
-                return
-            left = threshold - (time.monotonic() - since)
-            if left > 0.0:
-                pause = min(_POLL, left)
-            else:
-                # Quiet long enough; settle once more at full speed (what a real pause
-                # woke at the same moment runs first), then jump.
-                turns, ripe, pause = 0, True, 0.0
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"

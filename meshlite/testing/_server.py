@@ -106,6 +106,8 @@ class LoopServer:
     def _busy(self) -> bool:
         # Holds FakeClocks (any thread): a request being answered; on its own thread,
         # also a loop that is not waiting idle (a request read, accepted, on its way).
+        if not self._loop.is_running():  # its loop ended without close(): it holds nothing
+            return False
         selector = watched(self._loop)
         return self.state.answering > 0 or (selector is not None and not selector.idle())
 
