@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -14,6 +14,7 @@ from typing import Any, Self
 from .._validate import fail
 from ._behaviour import Behaviour, updated
 from ._http11 import ReceivedRequest
+from ._quiet import serving_loop
 from ._server import LoopServer, SharedState
 
 __all__ = ["BackendStats", "FakeBackend"]
@@ -186,7 +187,7 @@ class FakeBackend:
             raise RuntimeError("FakeBackend is already running")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
-            target=asyncio.run, args=(self._run_in_thread(ready),),
+            target=_serve_in_thread, args=(self._run_in_thread(ready),),
             name=f"meshlite-FakeBackend-{id(self):x}", daemon=True,
         )
         self._thread.start()
@@ -280,3 +281,8 @@ class FakeBackend:
                 raise RuntimeError("FakeBackend: its event loop did not respond in "
                                    f"{_TIMEOUT} s (is it blocked?)") from None
 
+
+def _serve_in_thread(main: Coroutine[Any, Any, None]) -> None:
+    # On a loop other threads can ask whether it is idle, so FakeClocks wait for it.
+    with asyncio.Runner(loop_factory=serving_loop) as runner:
+        runner.run(main)

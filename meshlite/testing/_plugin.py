@@ -3,7 +3,9 @@
 
 Fixtures (all function-scoped, everything they make closed at teardown):
 
-- ``fake_clock``: a fresh :class:`~meshlite.testing.FakeClock`.
+- ``fake_clock``: a fresh :class:`~meshlite.testing.FakeClock`; its
+  ``autojump_threshold`` from the marker ``@pytest.mark.meshlite_autojump_threshold(s)``,
+  else the ini option ``meshlite_autojump_threshold``, else the clock's default.
 - ``fake_backend``: a factory of started :class:`~meshlite.testing.FakeBackend` s.
 - ``mesh``: a factory of isolated :class:`meshlite.Mesh` es.
 - ``chaos``: fault injection into a service of the test's mesh.
@@ -24,15 +26,19 @@ from typing import Any
 
 import pytest
 
+from .._errors import ConfigError
 from .._switches import set_testing
 from ..mesh._mesh import Mesh
 from ._clock import FakeClock
 from ._fixtures import BackendFactory, Chaos, MeshFactory
 
-__all__ = ["MARKER", "chaos", "fake_backend", "fake_clock"]
+__all__ = ["AUTOJUMP", "MARKER", "chaos", "fake_backend", "fake_clock"]
 
 MARKER = "meshlite_no_sleep"
 """The marker (and ini option) that turns ``ml.set_testing(True)`` on for a test."""
+
+AUTOJUMP = "meshlite_autojump_threshold"
+"""The marker (and ini option) that sets the ``fake_clock`` fixture's ``autojump_threshold``."""
 
 _MESHES = pytest.StashKey[MeshFactory]()
 
@@ -40,12 +46,18 @@ _MESHES = pytest.StashKey[MeshFactory]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(MARKER, type="bool", default=False,
                   help="meshlite: run every test with ml.set_testing(True) (no backoff sleeps)")
+    parser.addini(AUTOJUMP, type="string", default="",
+                  help="meshlite: the fake_clock fixture's autojump_threshold, in real seconds "
+                       "(inf: never jump)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}: run the test with ml.set_testing(True): retries and other "
         "backoffs do not sleep")
+    config.addinivalue_line(
+        "markers", f"{AUTOJUMP}(seconds): the fake_clock fixture's autojump_threshold "
+        "(real seconds of quiet before it jumps; math.inf: never)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -59,9 +71,26 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
-    """A fresh :class:`~meshlite.testing.FakeClock` at 0.0 (pass it as ``clock=``)."""
-    return FakeClock()
+def fake_clock(request: pytest.FixtureRequest) -> FakeClock:
+    """A fresh :class:`~meshlite.testing.FakeClock` at 0.0 (pass it as ``clock=``).
+
+    Its ``autojump_threshold`` comes from ``@pytest.mark.meshlite_autojump_threshold(s)``,
+    else from the ini option ``meshlite_autojump_threshold``, else the clock's default."""
+    marker = request.node.get_closest_marker(AUTOJUMP)
+    if marker is not None:
+        if len(marker.args) != 1 or marker.kwargs:
+            raise ConfigError(f"@pytest.mark.{AUTOJUMP} takes one argument, the threshold "
+                              f"in real seconds, got {marker.args!r} {marker.kwargs!r}")
+        return FakeClock(autojump_threshold=marker.args[0])
+    text = str(request.config.getini(AUTOJUMP)).strip()
+    if not text:
+        return FakeClock()
+    try:
+        threshold = float(text)
+    except ValueError:
+        raise ConfigError(f"ini option {AUTOJUMP} must be a number of real seconds >= 0 "
+                          f"(or inf), got {text!r}") from None
+    return FakeClock(autojump_threshold=threshold)
 
 
 @pytest.fixture

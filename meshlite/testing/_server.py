@@ -15,11 +15,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ._behaviour import Behaviour, encode_body
 from ._http11 import BadRequest, ReceivedRequest, encode_response, read_request
+from ._quiet import hold_while, watched
 
 __all__ = ["HOST", "LoopServer", "SharedState"]
 
@@ -45,6 +46,7 @@ class SharedState:
         self.lock = threading.Lock()
         self.requests: list[ReceivedRequest] = []
         self.counts = dict.fromkeys(("requests", "responses", "errors", "resets", "hangs"), 0)
+        self.answering = 0  # requests being answered (held ones not counted); loop only
 
     @property
     def url(self) -> str:
@@ -78,11 +80,13 @@ class LoopServer:
         self._servers: list[asyncio.Server] = []
         self._unhang = asyncio.Event()
         self._closing = False
+        self._release: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Listen on ``state.port`` (0: a free port, then recorded in the state)."""
         listener = self._listener = self._listen(self.state.port)
         self.state.port = listener.sock.getsockname()[1]
+        self._release = hold_while(self._busy)
         self.reconcile()
         if listener is self._listener and listener.task is not None:
             await listener.task
@@ -90,12 +94,22 @@ class LoopServer:
     async def close(self) -> None:
         """Close the port and every connection, and wait for every task to end."""
         self._closing = True
+        if self._release is not None:
+            self._release()
         self._close_listener()
         self._drop_connections()
         self._unhang.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._settle()
+
+    def _busy(self) -> bool:
+        # Holds FakeClocks (any thread): a request being answered; on its own thread,
+        # also a loop that is not waiting idle (a request read, accepted, on its way).
+        if not self._loop.is_running():  # its loop ended without close(): it holds nothing
+            return False
+        selector = watched(self._loop)
+        return self.state.answering > 0 or (selector is not None and not selector.idle())
 
     async def _settle(self) -> None:
         # An accept already queued when the port closed still runs, and its
@@ -233,6 +247,13 @@ class LoopServer:
 
     async def _respond(self, request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
         """Answer one request as the behaviour says; False when the connection is gone."""
+        self.state.answering += 1
+        try:
+            return await self._answer_one(request, writer)
+        finally:
+            self.state.answering -= 1
+
+    async def _answer_one(self, request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
         state = self.state
         behaviour = state.behaviour
         try:
@@ -247,7 +268,11 @@ class LoopServer:
             return False
         if behaviour.hang:
             state.count("hangs")
-            await self._unhang.wait()
+            state.answering -= 1  # held: quiet until the test (or a jump of time) ends it
+            try:
+                await self._unhang.wait()
+            finally:
+                state.answering += 1
             if self._closing:
                 return False
             behaviour = state.behaviour

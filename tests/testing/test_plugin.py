@@ -101,6 +101,58 @@ def test_fake_clock_is_fresh_and_backends_are_stopped_after_the_test(
     run(inner).assert_outcomes(passed=5)
 
 
+def test_the_fake_clock_threshold_comes_from_the_marker_else_the_ini_option(
+        pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "meshlite_autojump_threshold = 0.25\n")
+    pytester.makepyfile("""
+        import math
+        import pytest
+
+        def test_ini(fake_clock):
+            assert fake_clock.autojump_threshold == 0.25
+
+        @pytest.mark.meshlite_autojump_threshold(math.inf)
+        def test_marker_wins(fake_clock):
+            assert fake_clock.autojump_threshold == math.inf
+
+        @pytest.mark.meshlite_autojump_threshold()
+        def test_marker_without_seconds(fake_clock):
+            pass
+
+        @pytest.mark.meshlite_autojump_threshold(-1)
+        def test_marker_below_zero(fake_clock):
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines([
+        "*ConfigError: @pytest.mark.meshlite_autojump_threshold takes one argument, the "
+        "threshold in real seconds, got ()*",
+        "*ConfigError: FakeClock: autojump_threshold must be a number of real seconds >= 0*",
+    ])
+
+
+def test_without_marker_or_ini_option_the_fake_clock_has_the_default_threshold(
+        inner: pytest.Pytester) -> None:
+    inner.makepyfile("""
+        def test_default(fake_clock):
+            assert fake_clock.autojump_threshold == 0.0
+    """)
+    run(inner).assert_outcomes(passed=1)
+
+
+def test_an_ini_threshold_that_is_not_a_number_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "meshlite_autojump_threshold = soon\n")
+    pytester.makepyfile("""
+        def test_ini(fake_clock):
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ConfigError: ini option meshlite_autojump_threshold must "
+                                 "be a number of real seconds >= 0 (or inf), got 'soon'*"])
+
+
 # -- mesh --------------------------------------------------------------------------
 
 
