@@ -10,6 +10,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# httpx imports httpcore on its first request. An inner in-process session (below)
+# is the first to send one here when this module runs early, and pytester removes
+# the modules it imported when it ends: httpcore would then be imported anew later,
+# with new exception classes, and httpx (which mapped the first ones) would let
+# httpcore's own errors through to every later test of this process.
+import httpcore  # noqa: F401
 import pytest
 
 import meshlite as ml
