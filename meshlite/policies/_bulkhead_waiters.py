@@ -26,7 +26,8 @@ class ThreadWaiter:
 
     def __init__(self) -> None:
         self.granted = False
-        self._lock = threading.Lock()
+        # A forked child never waits on it: Bulkhead's after_fork empties the queue.
+        self._lock = threading.Lock()  # fork: queued
         self._lock.acquire()
 
     def wake(self) -> bool:
