@@ -1,8 +1,9 @@
-"""The loop-side half of :class:`FakeBackend`: sockets, connections and answers.
+"""The loop-side half of :class:`FakeBackend`: sockets, connections and when to answer.
 
 Everything here runs on the event loop that serves the backend; the public
 object reaches it only through :meth:`LoopServer.reconcile` (called on that loop)
-and shares plain data with it through :class:`SharedState`.
+and shares plain data with it through :class:`SharedState`. What an answer holds
+is composed in ``_answer.py``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import contextlib
 import os
 import random
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._behaviour import Behaviour, encode_body
+from ._answer import Headers, abort_with_reset, compose, failure
+from ._behaviour import Behaviour
 from ._http11 import BadRequest, ReceivedRequest, encode_response, read_request
 from ._quiet import hold_while, watched
 
@@ -27,7 +28,6 @@ __all__ = ["HOST", "LoopServer", "SharedState"]
 HOST = "127.0.0.1"
 """FakeBackend only ever listens on loopback."""
 
-_Headers = list[tuple[str, str]]
 _SETTLE_TURNS = 100
 _MIN_TURNS = 3
 
@@ -259,12 +259,12 @@ class LoopServer:
         try:
             delay = behaviour.delay()
         except Exception as error:  # a user's latency callable failed: say so, as for body
-            return await self._send(request, writer, *_failure("latency", error))
+            return await self._send(request, writer, *failure("latency", error))
         if delay > 0:
             await asyncio.sleep(delay)
         if behaviour.reset:
             state.count("resets")
-            _abort_with_reset(writer)
+            abort_with_reset(writer)
             return False
         if behaviour.hang:
             state.count("hangs")
@@ -277,54 +277,15 @@ class LoopServer:
                 return False
             behaviour = state.behaviour
         try:
-            status, headers, body = self._answer(request, behaviour)
+            status, headers, body = compose(request, behaviour, state)
         except Exception as error:  # a user's body callable failed: say so, as a server would
-            status, headers, body = _failure("body", error)
+            status, headers, body = failure("body", error)
         return await self._send(request, writer, status, headers, body)
 
     async def _send(self, request: ReceivedRequest, writer: asyncio.StreamWriter, status: int,
-                    headers: _Headers, body: bytes) -> bool:
+                    headers: Headers, body: bytes) -> bool:
         writer.write(encode_response(status, headers, body, keep_alive=request.keep_alive,
                                      head=request.method == "HEAD"))
         await writer.drain()
         self.state.count("responses")
         return True
-
-    def _answer(self, request: ReceivedRequest, b: Behaviour) -> tuple[int, _Headers, bytes]:
-        state = self.state
-        extra: tuple[tuple[str, str], ...] = ()
-        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
-            status = b.health_status
-            payload: Any = {"status": "ok" if status < 400 else "unhealthy", "backend": state.url}
-        elif b.error_rate and state.random.random() < b.error_rate:
-            state.count("errors")
-            status = b.error_status
-            payload = {"error": "injected by FakeBackend", "status": status, "backend": state.url}
-        else:
-            status, extra = b.status, b.headers
-            payload = b.body(request) if callable(b.body) else b.body
-            if payload is None:
-                payload = {"backend": state.url, "method": request.method, "path": request.path}
-        headers: _Headers = [("server", "meshlite-FakeBackend")]
-        if not any(name == "content-type" for name, _ in extra):
-            headers.append(("content-type", "application/json"))
-        headers.extend(extra)
-        if status >= 400 and b.retry_after is not None:
-            headers.append(("retry-after", b.retry_after))
-        return status, headers, encode_body(payload)
-
-
-def _failure(what: str, error: Exception) -> tuple[int, _Headers, bytes]:
-    """The 500 answer for a user's ``body`` or ``latency`` callable that raised."""
-    return (500, [("content-type", "text/plain")],
-            f"FakeBackend: {what} callable raised {error!r}".encode())
-
-
-def _abort_with_reset(writer: asyncio.StreamWriter) -> None:
-    # SO_LINGER with a zero timeout makes close() send RST instead of FIN, so the
-    # client sees "connection reset by peer", as when a server process crashes.
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
