@@ -7,6 +7,7 @@ A mixin of :class:`meshlite.Mesh`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ class MeshOverrides:
     if TYPE_CHECKING:
         def _target(self, name: str) -> Any: ...  # MeshCalls': raises on an unknown name
         def _adopt(self, service: Service) -> None: ...  # Mesh's
+        def changing_registry(self) -> threading.Lock: ...  # MeshRegistry's
 
     @contextlib.contextmanager
     def override(self, name: str, fake: Any) -> Iterator[Any]:
@@ -43,19 +45,28 @@ class MeshOverrides:
         """
         self._target(name)
         target = self._as_target(name, fake)
-        previous = self._targets[name]
-        self._targets[name] = target
+        # Entering and leaving hold the registry's lock, as a reload changing it does:
+        # a reload that replaced the service between the exit's read and its write
+        # would otherwise have the old one put back where calls go, for good.
+        with self.changing_registry():
+            self._target(name)  # (a reload may have removed it meanwhile)
+            previous = self._targets[name]
+            self._targets[name] = target
         try:
             yield target
         finally:
-            current = self._services.get(name)
-            if current is None:  # a reload removed the service meanwhile
-                self._targets.pop(name, None)
-            elif (isinstance(previous, Service) and previous is not current
-                  and not any(previous is extra for extra in self._extra)):
-                self._targets[name] = current  # a reload replaced it: keep the new one
-            else:
-                self._targets[name] = previous
+            with self.changing_registry():
+                self._restore(name, previous)
+
+    def _restore(self, name: str, previous: Any) -> None:
+        current = self._services.get(name)
+        if current is None:  # a reload removed the service meanwhile
+            self._targets.pop(name, None)
+        elif (isinstance(previous, Service) and previous is not current
+              and not any(previous is extra for extra in self._extra)):
+            self._targets[name] = current  # a reload replaced it: keep the new one
+        else:
+            self._targets[name] = previous
 
     def _as_target(self, name: str, fake: Any) -> Any:
         service = override_service(name, fake)

@@ -153,3 +153,46 @@ def test_a_bad_reload_racing_registers_and_reloads_keeps_the_old_config_whole(
         assert dict(mesh.registered()) == before  # the same objects: nothing replaced
         assert mesh.config_version == 0
         assert len(mesh.reload_errors) == min(2 * generation, 50)
+
+
+class _ReadThen(dict[str, ml.Service]):
+    """A registry whose next ``get`` answers what it holds, then lets ``after`` run
+    before the caller goes on: a reload landing between an override's read of the
+    registry and its write of where calls go."""
+
+    after: Callable[[], None] | None = None
+
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        found = super().get(name, default)
+        after, self.after = self.after, None
+        if after is not None:
+            after()
+        return found
+
+
+def test_a_reload_replacing_the_service_as_an_override_ends_is_not_undone(
+        tmp_path: Path) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text('services:\n  users:\n    backends: ["cfg:1"]\n', encoding="utf-8")
+    mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
+    mesh._services = registry = _ReadThen(mesh._services)
+    reloading: list[threading.Thread] = []
+
+    def reload_now() -> None:
+        # Another balancer: the reload builds a new service (backends alone would be
+        # changed in place).
+        path.write_text('services:\n  users:\n    backends: ["cfg:2"]\n'
+                        '    balancer: random\n', encoding="utf-8")
+        thread = threading.Thread(target=mesh.reload_sync, daemon=True)
+        reloading.append(thread)
+        thread.start()
+        # Without the registry's lock the reload runs to its end here; with it, the
+        # reload waits for the override to finish leaving (this wait then runs out).
+        thread.join(1.0)
+
+    with mesh.override("users", object()):
+        registry.after = reload_now
+    reloading[0].join(60)
+    assert not reloading[0].is_alive()
+    assert mesh.config_version == 1
+    assert mesh.call_sync("users", lambda backend: backend.address) == "cfg:2"
