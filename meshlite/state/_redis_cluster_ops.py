@@ -37,6 +37,7 @@ class ClusterCommands(PrimaryCommands):
     _clients: Clients
     _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
+    _unmapped: type[BaseException]
     _noscript: type[BaseException]
     _cluster_down: type[BaseException]
 
@@ -74,7 +75,9 @@ class ClusterCommands(PrimaryCommands):
                 except self._noscript:  # see _arun_cluster
                     result = client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
+            # A slot missing from the client's map (read while the Cluster was not
+            # whole) stays missing until the map is read again: redis-py does not.
+            if isinstance(error, (*self._redirects, self._unmapped)):
                 self._rediscover()
             raise self._failed(nodes, error, sent) from error
         finally:
@@ -194,8 +197,8 @@ class ClusterCommands(PrimaryCommands):
                     # of them is down (and the decision with it).
                     result = await client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
-            if isinstance(error, self._redirects):
-                await self._arediscover()
+            if isinstance(error, (*self._redirects, self._unmapped)):
+                await self._arediscover()  # (a slot missing from the map: see above)
             raise self._failed(nodes, error, sent) from error
         finally:
             slots.release()

@@ -63,6 +63,7 @@ class Commands(ClusterCommands):
     _wire: Wire | None
     _errors: tuple[type[BaseException], ...]
     _redirects: tuple[type[BaseException], ...]
+    _unmapped: type[BaseException]
     _replies: tuple[type[BaseException], ...]
     _timeouts: tuple[type[BaseException], ...]
     _noscript: type[BaseException]
@@ -78,6 +79,7 @@ class Commands(ClusterCommands):
             ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError, ex.TryAgainError,
             RedisClusterException, OSError, TimeoutError, asyncio.TimeoutError)
         self._redirects = (ex.ReadOnlyError, ex.AskError)
+        self._unmapped = ex.SlotNotCoveredError
         self._timeouts = (ex.TimeoutError, TimeoutError)
         self._noscript = ex.NoScriptError
         self._cluster_down = ex.ClusterDownError

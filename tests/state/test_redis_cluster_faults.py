@@ -3,6 +3,7 @@ primary, slots moving (MOVED / ASK) under load."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -85,6 +86,32 @@ async def test_async_hung_primary_costs_one_timeout(redis_cluster: Any) -> None:
         waited = time.monotonic() - started
     assert store.fallbacks == {("rate_limit", "local"): 1}
     assert waited < PAUSE / 2
+    await store.aclose()
+
+
+async def test_an_async_client_whose_map_lacks_a_slot_falls_back_then_reads_it_again(
+        redis_cluster: Any) -> None:
+    # A client that read the slot map while the Cluster was not whole (a node
+    # restarting, say) lacks those slots. redis-py below 8.2 raised a bare KeyError
+    # there, through every policy and whatever on_error said, and never read the map
+    # again: a registry on the Cluster failed for good (pyproject.toml asks 8.2).
+    store = fast_store(redis_cluster.url)
+
+    async def work() -> int:
+        return 1
+
+    call = ml.RateLimit(1e6, store=store, name="unmapped", mode="reject")(work)
+    assert await call() == 1
+    store._clients.loop_client().client.nodes_manager.slots_cache.clear()
+    assert await call() == 1  # decided locally: the slot's primary is unknown
+    assert store.fallbacks == {("rate_limit", "local"): 1}
+    deadline = time.monotonic() + 20.0
+    while store.fallbacks != {("rate_limit", "local"): 1} or not await store.aping():
+        assert time.monotonic() < deadline, "the map was never read again"
+        await asyncio.sleep(0.05)
+    before = dict(store.fallbacks)
+    assert await call() == 1
+    assert store.fallbacks == before  # decided in Redis again
     await store.aclose()
 
 
