@@ -300,23 +300,29 @@ async def test_closed_aiohttp_sessions_keep_no_service_a_reload_removed(
 
 def test_sync_pools_of_removed_backends_are_closed() -> None:
     first = FakeBackend().start_sync()
+    started = [first]  # all stopped at the end, a failure included (no thread left)
     users = service(first.url)
     removed: list[int] = []
-    with ml.Mesh([users]) as mesh, mesh.http_sync("users") as client:
-        pools = mesh.http_pools(users, False)
-        current = first
-        for _ in range(CHURN):
-            assert client.get("/").status_code == 200
-            new = FakeBackend().start_sync()
-            users.set_backends([new.url])
-            current.stop_sync()
-            removed.append(current.port)
-            current = new
-        assert client.get("/").json()["backend"] == current.url
-        settled_sync(lambda: pools.transports() == 1 and not client_sockets(removed))
-        assert pools.transports() == 1
-        assert client_sockets(removed) == 0
-    current.stop_sync()
+    try:
+        with ml.Mesh([users]) as mesh, mesh.http_sync("users") as client:
+            pools = mesh.http_pools(users, False)
+            current = first
+            for _ in range(CHURN):
+                assert client.get("/").status_code == 200
+                new = FakeBackend().start_sync()
+                started.append(new)
+                users.set_backends([new.url])
+                current.stop_sync()
+                removed.append(current.port)
+                current = new
+            assert client.get("/").json()["backend"] == current.url
+            settled_sync(lambda: pools.transports() == 1 and not client_sockets(removed))
+            assert pools.transports() == 1
+            assert client_sockets(removed) == 0
+    finally:
+        for backend in started:
+            if backend.running:
+                backend.stop_sync()
 
 
 def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None:
