@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import Any, cast
 
 from .._audit import config_sha256
 from .._clock import Clock
 from .._errors import ConfigError
+from .._fork import fork_safe
 from ..mesh._mesh import Mesh
 from ._apply import apply_plan, finish, install, switch_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
@@ -20,6 +22,14 @@ from ._source import read_text
 from ._watcher import ConfigWatcher
 
 __all__ = ["mesh_from_config", "watch"]
+
+_Late = list[Coroutine[Any, Any, None]]
+
+_watching = fork_safe(threading.Lock())
+"""Held while ``watch`` finds or makes a mesh's config state and watcher: two threads
+calling ``mesh.watch()`` at once on a mesh that follows no file apply the file once
+and share one watcher (the second finds the first's). What must run on the mesh's
+loop is started after it is released: the loop's thread may be the one waiting."""
 
 
 def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: str | None,
@@ -70,7 +80,7 @@ def mesh_from_config(path: str | os.PathLike[str], *,
     open_audit(mesh, plan)
     record_load(mesh, managed)
     managed.serve_dashboard = dashboard
-    _extras(mesh, managed)
+    _extras(mesh, managed, [])  # (not open: nothing runs late)
     reload = plan.config.hot_reload
     if reload.enabled if hot_reload is None else hot_reload:
         managed.watcher = ConfigWatcher(mesh, managed, step_ms=reload.step_ms,
@@ -79,7 +89,7 @@ def mesh_from_config(path: str | os.PathLike[str], *,
     return mesh
 
 
-def _extras(mesh: Mesh, managed: Managed) -> None:
+def _extras(mesh: Mesh, managed: Managed, late: _Late) -> None:
     """Apply what the file asks beside services: telemetry, alerts, the dashboard."""
     plan = managed.plan
     if plan.top.telemetry is not None:
@@ -92,7 +102,7 @@ def _extras(mesh: Mesh, managed: Managed) -> None:
         managed.dashboard = DashboardComponent(mesh, section, os.path.dirname(managed.path))
         mesh.attach(managed.dashboard)
         if mesh.is_open:
-            _late(mesh, _start_late(mesh, managed.dashboard), managed)
+            late.append(_start_late(mesh, managed.dashboard))
 
 
 def watch(mesh: Mesh, path: str | os.PathLike[str], *,
@@ -113,6 +123,17 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
             already follows another file.
     """
     full = os.path.abspath(os.fspath(path))
+    late: _Late = []
+    try:
+        with _watching:
+            return _watch(mesh, full, environ, profile, step_ms, late)
+    finally:  # (what was applied before an error is finished as well)
+        for coro in late:  # (the mesh's config state was set before any)
+            _late(mesh, coro, cast(Managed, managed_of(mesh)))
+
+
+def _watch(mesh: Mesh, full: str, environ: Mapping[str, str] | None, profile: str | None,
+           step_ms: int | None, late: _Late) -> ConfigWatcher:
     managed = managed_of(mesh)
     if managed is not None and managed.path != full:
         raise ConfigError(f"mesh.watch: this mesh already follows {managed.path}; a mesh "
@@ -125,15 +146,15 @@ def watch(mesh: Mesh, path: str | os.PathLike[str], *,
         set_managed(mesh, managed)
         open_audit(mesh, plan)
         record_load(mesh, managed)
-        _finish(mesh, changes, managed)
-        _extras(mesh, managed)
+        _finish(mesh, changes, managed, late)
+        _extras(mesh, managed, late)
     if managed.watcher is None:
         section = managed.plan.config.hot_reload
         managed.watcher = ConfigWatcher(mesh, managed, step_ms=step_ms or section.step_ms,
                                         debounce_ms=section.debounce_ms)
         mesh.attach(managed.watcher)
         if mesh.is_open:
-            _late(mesh, _start_late(mesh, managed.watcher), managed)
+            late.append(_start_late(mesh, managed.watcher))
     return managed.watcher
 
 
@@ -142,11 +163,11 @@ async def _start_late(mesh: Mesh, component: ConfigWatcher | DashboardComponent)
     mesh.mark_started(component)
 
 
-def _finish(mesh: Mesh, changes: Any, managed: Managed) -> None:
+def _finish(mesh: Mesh, changes: Any, managed: Managed, late: _Late) -> None:
     if not mesh.is_open:
         retire_now(mesh, changes.retired)
         return
-    _late(mesh, finish(mesh, changes, managed.drains), managed)
+    late.append(finish(mesh, changes, managed.drains))
 
 
 def _late(mesh: Mesh, coro: Any, managed: Managed) -> None:
