@@ -19,6 +19,10 @@ Errors are classified (:meth:`RedisStore._classify`):
   probes ask it ``CLUSTER INFO`` before sending a decision;
 - ``READONLY`` (a failover demoted the node), ``MOVED``/``ASK`` (Cluster slots
   moved): the clients rediscover the topology; that one decision falls back;
+- a Cluster hash slot that no node serves (``SlotNotCoveredError``, ``CLUSTERDOWN
+  Hash slot not served``): that one decision falls back, no node is down, and the
+  client reads its slot map again, at most once per ``retry_interval``
+  (:mod:`._redis_cluster_ops`);
 - any other error reply (``WRONGTYPE`` on a tampered key, ``OOM``, a script
   error) concerns one key or one command: that decision falls back and the error
   is logged on ``meshlite.state``, and the store stays up.

@@ -8,11 +8,20 @@ error, waiting for a send slot, rediscovering) these paths share.
 
 The commands sent to each primary in turn (``PING``, ``SCAN``) are in
 :mod:`._redis_primaries`.
+
+A hash slot that no node serves (``cluster-require-full-coverage no``, with slots
+left unassigned or removed by ``CLUSTER DELSLOTS``) is no node's outage: a decision
+on a key in it falls back alone, every node and the store stay up
+(:meth:`ClusterCommands._unserved`). redis-py leaves such a slot out of its map and
+raises ``SlotNotCoveredError`` for it without sending anything, and never reads the
+map again for it; so the client that met it reads the map again, at most once per
+``retry_interval``, and the slot's keys are shared again once a node serves it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -22,16 +31,20 @@ from ._redis_nodes import CLUSTER_DOWN, key_of
 from ._redis_primaries import PrimaryCommands
 
 if TYPE_CHECKING:
+    from .._throttle import Throttle
     from ._health import Health
     from ._redis_conn import Clients, LoopClient
     from ._redis_nodes import Nodes
 
 __all__ = ["ClusterCommands"]
 
+_log = logging.getLogger("meshlite.state")
+
 
 class ClusterCommands(PrimaryCommands):
     """The Cluster paths of :class:`~meshlite.state._redis_ops.Commands`."""
 
+    label: str
     round_trips: int
     _nodes: Nodes | None
     _clients: Clients
@@ -40,6 +53,7 @@ class ClusterCommands(PrimaryCommands):
     _unmapped: type[BaseException]
     _noscript: type[BaseException]
     _cluster_down: type[BaseException]
+    _refusals: Throttle
 
     if TYPE_CHECKING:  # defined by Commands
         def _redis_errors(self) -> tuple[type[BaseException], ...]: ...
@@ -75,9 +89,13 @@ class ClusterCommands(PrimaryCommands):
                 except self._noscript:  # see _arun_cluster
                     result = client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
-            # A slot missing from the client's map (read while the Cluster was not
-            # whole) stays missing until the map is read again: redis-py does not.
-            if isinstance(error, (*self._redirects, self._unmapped)):
+            if self._slotless(error):
+                # The slot is missing from the client's map, which redis-py does not
+                # read again for it (also a map read while the Cluster was not whole).
+                if _due(self._clients, nodes):
+                    self._rediscover()
+                raise self._unserved(nodes, error, key) from error
+            if isinstance(error, self._redirects):
                 self._rediscover()
             raise self._failed(nodes, error, sent) from error
         finally:
@@ -98,11 +116,12 @@ class ClusterCommands(PrimaryCommands):
         or up, if the Cluster answered), else it would wait out the whole
         ``probe_timeout`` before the next probe, every decision falling back.
 
-        ``CLUSTERDOWN`` (but for one unassigned slot): the node that answered serves
-        no key; it is down, with its reason (:data:`CLUSTER_DOWN`), though it answers."""
+        ``CLUSTERDOWN`` (but for a slot no node serves: :meth:`_unserved`): the node
+        that answered serves no key; it is down, with its reason
+        (:data:`CLUSTER_DOWN`), though it answers."""
         blamed = nodes.blame(error)
         store = nodes.store
-        if isinstance(error, self._cluster_down) and "not served" not in str(error):
+        if isinstance(error, self._cluster_down):
             raised = blamed.failed(error, CLUSTER_DOWN)
             if blamed is not store and store.down_since is not None:
                 store.recovered()  # the Cluster answered
@@ -114,6 +133,34 @@ class ClusterCommands(PrimaryCommands):
             else:
                 store.recovered()
         return raised
+
+    def _slotless(self, error: BaseException) -> bool:
+        """Whether ``error`` says the operation's slot is served by no node: missing
+        from the client's map (``SlotNotCoveredError``), or so says the node the map
+        named (``CLUSTERDOWN Hash slot not served``; redis-py read the map again)."""
+        return isinstance(error, self._unmapped) or (
+            isinstance(error, self._cluster_down) and "not served" in str(error))
+
+    def _unserved(self, nodes: Nodes, error: BaseException,
+                  key: Any) -> StoreUnavailableError:
+        """The error of a decision on ``key``, whose slot no node serves: that
+        decision falls back, no health goes down (a node that answered it, and the
+        store, are up), and a warning names the slot, once per
+        :data:`~._redis_ops.REPLY_LOG_INTERVAL` with the number of repeats."""
+        if isinstance(error, self._cluster_down):  # a node answered
+            for health in (nodes.blame(error), nodes.store):
+                if health.down_since is not None and not health.reason:
+                    health.recovered()
+        slot = nodes.slot_of(key)
+        where = "a hash slot" if slot is None else f"hash slot {slot}"
+        repeats = self._refusals.passes(_UNSERVED)
+        if repeats is not None:
+            more = f" ({repeats} more such decisions since the last warning)" if repeats else ""
+            _log.warning("store %s: %s is served by no node (%s: %s): decisions on its "
+                         "keys fall back, keys in other slots stay shared%s", self.label,
+                         where, type(error).__name__, error, more)
+        return StoreUnavailableError(
+            f"store {self.label}: {where} is served by no node ({error})")
 
     def _still_down(self, health: Health, client: Any) -> None:
         """The probe of a primary that refuses keys (``CLUSTERDOWN``) asks it
@@ -197,8 +244,12 @@ class ClusterCommands(PrimaryCommands):
                     # of them is down (and the decision with it).
                     result = await client.eval(script.script, nkeys, *args)
         except self._redis_errors() as error:
-            if isinstance(error, (*self._redirects, self._unmapped)):
-                await self._arediscover()  # (a slot missing from the map: see above)
+            if self._slotless(error):  # (see _run_cluster)
+                if _due(entry, nodes):
+                    await self._arediscover()
+                raise self._unserved(nodes, error, key) from error
+            if isinstance(error, self._redirects):
+                await self._arediscover()
             raise self._failed(nodes, error, sent) from error
         finally:
             slots.release()
@@ -206,6 +257,21 @@ class ClusterCommands(PrimaryCommands):
         if health.down_since is not None or nodes.store.down_since is not None:
             self._answered(nodes, health, client, key)
         return result
+
+
+_UNSERVED = "a slot served by no node"
+"""The kind of :meth:`ClusterCommands._unserved`'s warnings in the store's throttle."""
+
+
+def _due(client: Clients | LoopClient, nodes: Nodes) -> bool:
+    """Whether ``client`` (the sync clients, or a loop's) may read its slot map again
+    for a slot it lacks: at most once per ``retry_interval``, as a down node is
+    probed (the read asks every seed node while a slot is out)."""
+    now = monotonic()
+    if now < client.reread_at:
+        return False
+    client.reread_at = now + nodes.store.retry_interval
+    return True
 
 
 def _still(health: Health, outcome: BaseException | None) -> StoreUnavailableError | None:

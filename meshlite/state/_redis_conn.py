@@ -65,9 +65,11 @@ def client_options(redis: Any, timeout: float, connect_timeout: float) -> dict[s
 
 class LoopClient:
     """The async client of one event loop, its send slots, and the lock its start
-    (a Cluster client's first topology read) is made under."""
+    (a Cluster client's first topology read) is made under; ``reread_at`` is when a
+    Cluster client may read its slot map again for a slot it lacks."""
 
-    __slots__ = ("client", "closer", "loop", "slots", "starting", "subscriber")
+    __slots__ = ("client", "closer", "loop", "reread_at", "slots", "starting",
+                 "subscriber")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: Any, slots: int) -> None:
         self.loop = loop
@@ -76,6 +78,7 @@ class LoopClient:
         self.starting = asyncio.Lock()
         self.closer: Any = None
         self.subscriber: Any = None
+        self.reread_at = 0.0
 
 
 async def _close_at_shutdown(target: Target, entry: LoopClient) -> AsyncIterator[None]:
@@ -97,12 +100,14 @@ async def _close_loop_clients(target: Target, entry: LoopClient) -> None:
 
 
 class Clients:
-    """The sync client and the per-loop async clients of one store."""
+    """The sync client and the per-loop async clients of one store (``reread_at``:
+    the sync client's, as :class:`LoopClient`'s)."""
 
     def __init__(self, target: Target, max_connections: int) -> None:
         self.target = target
         self.max_connections = max_connections
         self.slots = threading.BoundedSemaphore(max_connections)
+        self.reread_at = 0.0
         self._sync: Any = None
         self._loops: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
@@ -112,6 +117,7 @@ class Clients:
         """In a forked child: fresh slots and clients (the parent's threads, which
         may have held slots, and its sockets are not the child's)."""
         self.slots = threading.BoundedSemaphore(self.max_connections)
+        self.reread_at = 0.0
         self._lock = threading.Lock()
         self._loops = {}
         if not self.target.user_sync:

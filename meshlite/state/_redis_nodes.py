@@ -11,7 +11,8 @@ node's keys would pay a timeout. Instead each primary (``"host:port"``) has a
   map (the map redis-py routes by) and is refused at once while that primary is
   down, except one probe at a time, as a whole store is (:mod:`._health`);
 - a failure is blamed on the node redis-py names on the error (the one it tried,
-  after following redirects);
+  after following redirects); a slot that no node serves is nobody's outage (see
+  :mod:`._redis_cluster_ops`);
 - a primary's outage ends when a probe to its slots is answered: by the node
   itself, restarted, or by the replica that took its slots over (redis-py
   refreshes its slot map after the failure). A primary that no longer serves
@@ -128,6 +129,12 @@ class Nodes:
             self.prune(client)
         health = self._table.get(name)
         return self.node(name) if health is None else health
+
+    def slot_of(self, key: Any) -> int | None:
+        """The hash slot of ``key``, or ``None`` for an operation without a key."""
+        if key is None:
+            return None
+        return int(self._slot(key if type(key) is bytes else key.encode()))
 
     def blame(self, error: BaseException) -> Health:
         """The health a failed operation counts against: the node redis-py names on

@@ -200,7 +200,15 @@ class Commands(ClusterCommands):
         try:
             self._clients.rediscover()
         except Exception as error:  # the next operations will tell
-            _log.warning("store %s: rediscovery failed: %s", self.label, error)
+            self._warn_rediscovery(error)
+
+    def _warn_rediscovery(self, error: BaseException) -> None:
+        """Log a failed rediscovery, at most once per :data:`REPLY_LOG_INTERVAL` (a
+        Cluster client lacking a slot tries once per ``retry_interval``)."""
+        repeats = self._refusals.passes("rediscovery")
+        if repeats is not None:
+            more = f" ({repeats} more since the last such warning)" if repeats else ""
+            _log.warning("store %s: rediscovery failed: %s%s", self.label, error, more)
 
     # -- commands (async) ------------------------------------------------------------
 
@@ -261,7 +269,7 @@ class Commands(ClusterCommands):
         try:
             await self._clients.arediscover()
         except Exception as problem:  # the next operations will tell
-            _log.warning("store %s: rediscovery failed: %s", self.label, problem)
+            self._warn_rediscovery(problem)
 
     def _aclient(self) -> Any:
         """The redis.asyncio client of the running loop's subscriptions (pub/sub)."""

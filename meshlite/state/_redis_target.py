@@ -104,6 +104,10 @@ class Target:
             retry = r.asyncio.retry.Retry if asynchronous else r.retry.Retry
             options["retry"] = retry(r.backoff.NoBackoff(), 0 if asynchronous
                                      else len(self.nodes))
+            # A slot no node serves (cluster-require-full-coverage no) is left out of
+            # the slot map; by default redis-py refuses the whole map instead, so the
+            # client could neither start nor follow any change while a slot is out.
+            options["require_full_coverage"] = False
             options.pop("health_check_interval", None)
             cls = r.asyncio.cluster.RedisCluster if asynchronous else RedisCluster
             node: Any = AsyncNode if asynchronous else ClusterNode
