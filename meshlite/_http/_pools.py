@@ -20,7 +20,7 @@ from ._aio_wire import AiohttpTransport, aiohttp_options
 from ._inherited import close_inherited
 from ._loop_transport import PerLoopTransport
 from ._outgoing import check_base_url
-from ._retire import Retired, Retiring
+from ._retire import Retired, Retiring, busy
 from ._sync_wire import Urllib3Transport, urllib3_options
 
 __all__ = ["MeshPools", "Pools", "Target", "tls_context"]
@@ -191,6 +191,15 @@ class Pools:
         return (len(self._targets) + (self._passthrough is not None)
                 + len(self._retiring))
 
+    def busy(self) -> bool:
+        """Whether a connection of these pools is in use (a response body still being
+        read); those of removed backends still retiring are closed when idle."""
+        with self._lock:
+            found = [t.transport for t in self._targets.values()]
+            if self._passthrough is not None:
+                found.append(self._passthrough)
+        return any(busy(t) for t in found)
+
     def _all(self) -> list[Any]:
         self._unwatch()
         with self._lock:
@@ -253,6 +262,12 @@ class MeshPools:
     def made(self, service: Service, is_async: bool) -> bool:
         """Whether ``service`` has pools of that kind open."""
         return (service, is_async) in self._made
+
+    def busy(self, service: Service) -> bool:
+        """Whether a connection of ``service``'s pools is in use."""
+        with self._lock:
+            made = [p for (s, _), p in self._made.items() if s is service]
+        return any(p.busy() for p in made)
 
     def take(self, service: Service | None = None) -> tuple[list[Pools], list[Pools]]:
         """Forget the pools of ``service`` (of every service when None: the mesh

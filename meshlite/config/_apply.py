@@ -20,7 +20,7 @@ each, in chunks with the loop running between (:func:`switch`); starting the new
 services' components (health checks, discovery) comes after, and the replaced
 plan is let go of in chunks too (:func:`release`). A service whose section is
 unchanged is not touched. Draining the services taken out of the registry is
-:mod:`meshlite.config._retire`'s.
+:mod:`meshlite.mesh._retire`'s.
 
 It changes a mesh and its services only through the methods they keep for it
 (``Mesh.put_service``, ``drop_service``, ``start_services``, ``release_components``,
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .._pipeline import Pipeline
+from ..mesh._retire import retire
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
 from ._diff import Diff, diff_of, diff_steps
-from ._retire import retire
 from ._steps import Steps, drain
 
 if TYPE_CHECKING:

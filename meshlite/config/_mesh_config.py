@@ -13,11 +13,11 @@ from .._clock import Clock
 from .._errors import ConfigError
 from .._fork import fork_safe
 from ..mesh._mesh import Mesh
+from ..mesh._retire import retire_now
 from ._apply import apply_plan, finish, install, switch_now
 from ._extras import DashboardComponent, apply_alerts, configure_telemetry
 from ._load import Managed, digest, gc_paused, load_plan, managed_of, set_managed
 from ._reload import open_audit, record_load
-from ._retire import retire_now
 from ._source import read_text
 from ._watcher import ConfigWatcher
 

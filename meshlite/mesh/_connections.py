@@ -16,9 +16,12 @@ from typing import Any
 from .._fork import fork_safe
 from ..routing._lifecycle import LoopThread
 
-__all__ = ["MeshConnections", "close_async_pools_here"]
+__all__ = ["MeshConnections", "close_async_pools_here", "close_async_pools_soon"]
 
 _log = logging.getLogger("meshlite.mesh")
+
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Tasks closing a retired service's async pools (a loop holds its tasks weakly)."""
 
 _SESSIONS = fork_safe(threading.Lock())
 """Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
@@ -93,3 +96,24 @@ def close_async_pools_here(pools: Any) -> None:
         return
     _log.warning("Mesh.close() called on a running event loop: use await mesh.aclose() so "
                  "the async connection pools can be closed")
+
+
+def close_async_pools_soon(pools: Any) -> None:
+    """Close a retired service's async pools from sync code: by a task when an event
+    loop runs here (a sync step of async code: an override ending), else on a loop
+    of their own (:func:`close_async_pools_here`)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        close_async_pools_here(pools)
+        return
+    task = loop.create_task(_aclose(pools))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+async def _aclose(pools: Any) -> None:
+    try:
+        await pools.aclose()
+    except Exception:  # nobody awaits this task: say it, do not lose it
+        _log.debug("closing a retired service's connection pools failed", exc_info=True)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..routing._service import Service, override_service
+from ._retire import retire_soon
+
+if TYPE_CHECKING:
+    from ._mesh import Mesh
 
 __all__ = ["MeshOverrides"]
 
@@ -27,6 +31,7 @@ class MeshOverrides:
         def _target(self, name: str) -> Any: ...  # MeshCalls': raises on an unknown name
         def _adopt(self, service: Service) -> None: ...  # Mesh's
         def changing_registry(self) -> threading.Lock: ...  # MeshRegistry's
+        def in_use(self, service: Service) -> bool: ...  # MeshRegistry's
 
     @contextlib.contextmanager
     def override(self, name: str, fake: Any) -> Iterator[Any]:
@@ -40,23 +45,38 @@ class MeshOverrides:
         send through; or any other object, which ``mesh.call`` passes to your function
         in place of a backend.
 
+        The service an override makes (or is given) is the mesh's while the block
+        runs: hooks, metrics series, HTTP connection pools. When the block ends, the
+        mesh lets go of it as of a service a config reload retired: at once when no
+        call runs on it, else once the calls still running on it have finished (up
+        to the mesh's ``drain_timeout``; they complete normally). So a mesh shared
+        by many tests holds no service of an override that ended.
+
         Raises:
             ConfigError: no such service.
         """
         self._target(name)
-        target = self._as_target(name, fake)
+        made = override_service(name, fake)
+        target = fake if made is None else made
         # Entering and leaving hold the registry's lock, as a reload changing it does:
         # a reload that replaced the service between the exit's read and its write
         # would otherwise have the old one put back where calls go, for good.
-        with self.changing_registry():
-            self._target(name)  # (a reload may have removed it meanwhile)
-            previous = self._targets[name]
-            self._targets[name] = target
+        try:
+            with self.changing_registry():
+                if made is not None:
+                    self._take_up(made)
+                self._target(name)  # (a reload may have removed it meanwhile)
+                previous = self._targets[name]
+                self._targets[name] = target
+        except BaseException:
+            self._put_down(made)
+            raise
         try:
             yield target
         finally:
             with self.changing_registry():
                 self._restore(name, previous)
+            self._put_down(made)
 
     def _restore(self, name: str, previous: Any) -> None:
         current = self._services.get(name)
@@ -68,10 +88,25 @@ class MeshOverrides:
         else:
             self._targets[name] = previous
 
-    def _as_target(self, name: str, fake: Any) -> Any:
-        service = override_service(name, fake)
-        if service is None:
-            return fake
-        self._adopt(service)
+    def _take_up(self, service: Service) -> None:
+        # Under the registry's lock. Adopted once: a service registered already, or
+        # standing in for another override, has its hooks and metrics (adopting it
+        # again subscribed each hook twice). ``_extra`` holds it once per override.
+        if not self.in_use(service):
+            self._adopt(service)
         self._extra.append(service)
-        return service
+
+    def _put_down(self, service: Service | None) -> None:
+        # The override ended (or failed to start): one of its holds on the service
+        # goes, and the service is retired once nothing holds it (forget_service
+        # checks again, under the lock, as it lets go).
+        if service is None:
+            return
+        with self.changing_registry():
+            index = next((i for i, s in enumerate(self._extra) if s is service), None)
+            if index is None:
+                return
+            del self._extra[index]
+            if self.in_use(service):
+                return
+        retire_soon(cast("Mesh", self), service)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..routing._lifecycle import dependency_waves, start_waves
 from ..routing._service import Lifecycle, Service
-from ._connections import close_async_pools_here
+from ._connections import close_async_pools_soon
 
 __all__ = ["MeshRegistry"]
 
@@ -113,16 +113,33 @@ class MeshRegistry:
         await start_waves([[list(s.components) for s in wave if s.components]
                            for wave in waves], self._started)
 
-    def forget_service(self, service: Service) -> None:
+    def forget_service(self, service: Service) -> bool:
         """Let go of what the mesh keeps for ``service``, out of the registry and
-        drained (a reload replaced or removed it): the hooks it subscribed to it,
-        and its metrics, whose counts carry on in the service registered under its
-        name now (``MeshMetrics.forget``). A service that is registered or stands
-        in for one (``mesh.override``) is left alone."""
-        if self._services.get(service.name) is service or any(
-                service is extra for extra in self._extra):
-            return
-        self._forget(service)
+        drained (a reload replaced or removed it, or the override that made it
+        ended): the hooks it subscribed to it, and its metrics, whose counts carry
+        on in the service registered under its name now (``MeshMetrics.forget``).
+        A service that is registered or stands in for one (``mesh.override``) is
+        left alone.
+
+        Returns:
+            Whether the mesh let go of it (its pools are the caller's to close).
+        """
+        with self._registering:  # an override taking it up again waits for this
+            if self.in_use(service):
+                return False
+            self._forget(service)
+        return True
+
+    def in_use(self, service: Service) -> bool:
+        """Whether ``service`` is registered or stands in for one (an active
+        ``mesh.override``)."""
+        return self._services.get(service.name) is service or any(
+            service is extra for extra in self._extra)
+
+    def pools_busy(self, service: Service) -> bool:
+        """Whether a connection of ``service``'s HTTP pools is in use (a response body
+        still being read, after its attempt ended)."""
+        return self._http is not None and self._http.busy(service)
 
     def release_components(self, service: Service) -> list[Lifecycle]:
         """The started components of ``service``, which the mesh no longer stops: the
@@ -143,7 +160,8 @@ class MeshRegistry:
             await self._http.aclose(service)
 
     def close_service_pools_now(self, service: Service) -> None:
-        """:meth:`close_service_pools` without an event loop (a mesh not open)."""
+        """:meth:`close_service_pools` from sync code (a mesh not open, an override
+        ending): async pools are closed by a task when an event loop runs here."""
         if self._http is None:
             return
         async_pools, sync_pools = self._http.take(service)
@@ -151,7 +169,7 @@ class MeshRegistry:
             with contextlib.suppress(Exception):
                 pools.close()
         for pools in async_pools:
-            close_async_pools_here(pools)
+            close_async_pools_soon(pools)
 
     async def detach(self, component: Lifecycle) -> None:
         """Stop ``component`` if it runs, and forget it."""

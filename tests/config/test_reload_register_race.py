@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _races import ReadThen
 
 import meshlite as ml
 from meshlite.config import ConfigReloaded
@@ -155,27 +156,12 @@ def test_a_bad_reload_racing_registers_and_reloads_keeps_the_old_config_whole(
         assert len(mesh.reload_errors) == min(2 * generation, 50)
 
 
-class _ReadThen(dict[str, ml.Service]):
-    """A registry whose next ``get`` answers what it holds, then lets ``after`` run
-    before the caller goes on: a reload landing between an override's read of the
-    registry and its write of where calls go."""
-
-    after: Callable[[], None] | None = None
-
-    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
-        found = super().get(name, default)
-        after, self.after = self.after, None
-        if after is not None:
-            after()
-        return found
-
-
 def test_a_reload_replacing_the_service_as_an_override_ends_is_not_undone(
         tmp_path: Path) -> None:
     path = tmp_path / "mesh.yaml"
     path.write_text('services:\n  users:\n    backends: ["cfg:1"]\n', encoding="utf-8")
     mesh = ml.Mesh.from_config(str(path), environ={}, hot_reload=False)
-    mesh._services = registry = _ReadThen(mesh._services)
+    mesh._services = registry = ReadThen(mesh._services)
     reloading: list[threading.Thread] = []
 
     def reload_now() -> None:
