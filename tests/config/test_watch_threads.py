@@ -57,7 +57,7 @@ def test_two_threads_watching_at_once_apply_the_file_once_and_share_one_watcher(
         start.wait(10)
         try:
             watchers.append(mesh.watch(path))
-        except BaseException as error:  # noqa: BLE001 (the test reports it)
+        except BaseException as error:  # (the test reports it)
             errors.append(error)
 
     threads = [threading.Thread(target=watch) for _ in range(2)]
@@ -67,7 +67,8 @@ def test_two_threads_watching_at_once_apply_the_file_once_and_share_one_watcher(
         thread.join(30)
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
-    assert len(watchers) == 2 and watchers[0] is watchers[1]
+    assert len(watchers) == 2
+    assert watchers[0] is watchers[1]
     attached = [c for c in mesh._components if isinstance(c, ConfigWatcher)]
     assert attached == [watchers[0]]
     assert [s.name for s in mesh.services] == ["users"]
