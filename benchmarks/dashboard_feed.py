@@ -6,13 +6,13 @@ counts the bytes of every message. Steady state: a few services get a few calls 
 second (their rows and a few backends' figures move), the rest is idle. The calls
 run a Python function, so no backend is ever contacted.
 
-Prints the size of the ``hello`` (the first frame on a connection; a second after
-the dashboard started, so that it holds the mesh if the feed puts it there), in
+Prints the size of the ``hello`` (the first frame on a connection, made once a
+first viewer has had a frame, so that it holds the mesh where the feed puts it), in
 bytes a backend, and deflated as the server sends it to a browser (permessage-deflate
 with uvicorn's settings: a 4 kB window, memLevel 5; Chromium and ``websockets``
 negotiate it), and of the first frame after it; then the mean bytes a frame (one a
 second) of the frames after that; the process's CPU a frame, and of it the CPU to
-make one frame whole and as a delta (least of five).
+make one frame whole, as a delta, and a hello (least of five).
 
     .venv/bin/python benchmarks/dashboard_feed.py            # 300 x 50, 10 frames
     .venv/bin/python benchmarks/dashboard_feed.py --quick    # 30 x 50, 3 frames
@@ -33,8 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 import meshlite as ml
-from meshlite.observability._dashboard._frames import delta_frame
+from meshlite.observability._dashboard._frames import delta_frame, hello_frame
 from meshlite.observability._dashboard._monitor import Monitor, dumps
+from meshlite.routing._snapshot import balancer_name
 
 BUSY_SERVICES = 3  # services that get calls each second
 CALLS_A_SECOND = 5  # calls to each of them
@@ -81,12 +82,17 @@ def _least_cpu(work: Callable[[], object], rounds: int = 5) -> float:
 
 def frame_costs(monitor: Monitor) -> dict[str, float]:
     """CPU to make the next frame whole (encoded) and as a delta from the last one
-    sent (compared and encoded): least of five."""
+    sent (compared and encoded), and a hello holding the last one (made as the
+    server makes it for each viewer that connects): least of five."""
     previous = monitor.feed.previous
     assert previous is not None
     now = monitor.tick()
+    balancers = {s.name: balancer_name(s) for s in monitor.services()}
+    alerts = monitor.mesh.alerts.as_dict()
     return {"whole_cpu": _least_cpu(lambda: dumps(now)),
-            "delta_cpu": _least_cpu(lambda: dumps(delta_frame(previous, now)))}
+            "delta_cpu": _least_cpu(lambda: dumps(delta_frame(previous, now))),
+            "hello_cpu": _least_cpu(lambda: dumps(hello_frame(
+                previous, balancers, monitor.history_seconds, alerts)))}
 
 
 def _connect(url: str) -> Any:
@@ -145,7 +151,8 @@ def main() -> int:
           f"{sum(sizes) / found['elapsed'] / 1e3:.1f} kB a second per viewer")
     print(f"  process CPU (server, traffic and viewer) a frame: "
           f"{found['cpu'] / len(sizes) * 1e3:.0f} ms; to make one frame: whole "
-          f"{found['whole_cpu'] * 1e3:.1f} ms, delta {found['delta_cpu'] * 1e3:.1f} ms")
+          f"{found['whole_cpu'] * 1e3:.1f} ms, delta {found['delta_cpu'] * 1e3:.1f} ms, "
+          f"hello {found['hello_cpu'] * 1e3:.1f} ms")
     return 0
 
 
