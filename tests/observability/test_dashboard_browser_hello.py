@@ -4,8 +4,8 @@ late, which gets the mesh from its hello alone, shows what a page open all along
 feed version the page does not read makes it load itself once, then say so and
 stop; after the dashboard restarts, the page connects again and shows the mesh.
 
-Frames are pushed by hand (``monitor.push(monitor.tick(now))``, the once-a-second
-loop stopped), so the test knows each frame a page got."""
+The once-a-second loop is stopped: each frame is pushed by the test, which knows
+what each page got."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from _chromium import chromium, no_playwright
+from _dashboard_page import WAIT, broken, ok, until
 
 import meshlite as ml
 from meshlite.observability._dashboard import _frames
@@ -29,7 +30,6 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     no_playwright()
 
-WAIT = 30.0  # seconds: a bound for a loaded machine's browser, not an expectation
 CONFIG = """
 services:
   users: {backends: ["http://127.0.0.1:80", "http://127.0.0.2:80"], balancer: round_robin}
@@ -49,21 +49,6 @@ SHOWN = """() => {
           summary: ["#overall", "#s-rps", "#s-err", "#s-p99", "#s-up", "#s-backends",
                     "#s-alerts"].map(text)};
 }"""
-
-
-async def ok(backend: Any) -> str:
-    return "ok"
-
-
-async def broken(backend: Any) -> str:
-    raise ConnectionError("refused")
-
-
-async def until(what: str, check: Any) -> None:
-    deadline = time.monotonic() + WAIT
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 class Pages:
