@@ -468,7 +468,7 @@
       if (msg.type === "hello") {
         if (!greeted(msg, socket)) return;
         synced = meshliteFeed.isWhole(msg);  // else a whole tick comes next
-        if (synced) applyFrame(msg);
+        if (synced) applyFrame(msg); else renderAll();  // the alerts may have changed
       } else if (state.refused) {
         return;
       } else if (msg.type === "tick") {
