@@ -22,6 +22,7 @@ import pytest
 from _ws import connect
 
 import meshlite as ml
+from meshlite.observability._dashboard import _frames
 from meshlite.observability._dashboard._frames import Feed, delta_frame
 from meshlite.observability._dashboard._monitor import dumps
 from meshlite.observability._dashboard._server import DashboardServer
@@ -234,3 +235,9 @@ def test_a_viewer_greeted_while_a_frame_is_sent_gets_the_next_delta() -> None:
     delta = dumps(delta_frame(ticks[1], ticks[2]))
     assert feed.frames(ticks[2], ["old", "new"], dumps) == [delta, delta]
     assert Feed().greet("first") is None  # before any frame: a whole tick follows
+
+
+def test_the_page_reads_the_version_the_server_sends() -> None:
+    # A page reading another version refuses the feed (it loads itself again once).
+    script = (Path(_frames.__file__).parent / "static" / "feed.js").read_text()
+    assert f"const VERSION = {_frames.FEED_VERSION};" in script

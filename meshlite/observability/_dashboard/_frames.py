@@ -22,8 +22,8 @@ __all__ = ["FEED_VERSION", "Feed", "delta_frame", "hello_frame"]
 FEED_VERSION = 3
 """The feed's format: 1 sent a whole ``tick`` every second; 2 sends one ``tick``, then
 ``delta`` frames; 3 puts the whole mesh in the ``hello``, in the tick's shape, with
-each service's balancer once (2 sent every service as ``/api/services`` does, 300
-bytes a backend, then a tick), and the deltas follow it."""
+each service's balancer once (2 sent every service as ``/api/services`` does, about
+315 bytes a backend, then a tick), and the deltas follow it."""
 
 
 def _service_delta(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
