@@ -6,9 +6,13 @@ counts the bytes of every message. Steady state: a few services get a few calls 
 second (their rows and a few backends' figures move), the rest is idle. The calls
 run a Python function, so no backend is ever contacted.
 
-Prints the size of the ``hello`` and of the first frame, then the mean bytes a
-frame (one a second) of the frames after it; the process's CPU a frame, and of it
-the CPU to make one frame whole and as a delta (least of five).
+Prints the size of the ``hello`` (the first frame on a connection, made once a
+first viewer has had a frame, so that it holds the mesh where the feed puts it), in
+bytes a backend, and deflated as the server sends it to a browser (permessage-deflate
+with uvicorn's settings: a 4 kB window, memLevel 5; Chromium and ``websockets``
+negotiate it), and of the first frame after it; then the mean bytes a frame (one a
+second) of the frames after that; the process's CPU a frame, and of it the CPU to
+make one frame whole, as a delta, and a hello (least of five).
 
     .venv/bin/python benchmarks/dashboard_feed.py            # 300 x 50, 10 frames
     .venv/bin/python benchmarks/dashboard_feed.py --quick    # 30 x 50, 3 frames
@@ -24,12 +28,14 @@ import math
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import meshlite as ml
-from meshlite.observability._dashboard._frames import delta_frame
+from meshlite.observability._dashboard._frames import delta_frame, hello_frame
 from meshlite.observability._dashboard._monitor import Monitor, dumps
+from meshlite.routing._snapshot import balancer_name
 
 BUSY_SERVICES = 3  # services that get calls each second
 CALLS_A_SECOND = 5  # calls to each of them
@@ -57,6 +63,14 @@ async def traffic(mesh: ml.Mesh) -> None:
         await asyncio.sleep(1.0)
 
 
+def deflated(text: str) -> int:
+    """The bytes of ``text`` on the wire in a WebSocket message compressed as uvicorn's
+    server compresses it (permessage-deflate: raw deflate, 12-bit window, memLevel 5,
+    the 4-byte sync marker left off), ignoring the context kept from earlier ones."""
+    packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -12, 5)
+    return len(packer.compress(text.encode()) + packer.flush(zlib.Z_SYNC_FLUSH)) - 4
+
+
 def _least_cpu(work: Callable[[], object], rounds: int = 5) -> float:
     best = math.inf
     for _ in range(rounds):
@@ -68,12 +82,17 @@ def _least_cpu(work: Callable[[], object], rounds: int = 5) -> float:
 
 def frame_costs(monitor: Monitor) -> dict[str, float]:
     """CPU to make the next frame whole (encoded) and as a delta from the last one
-    sent (compared and encoded): least of five."""
+    sent (compared and encoded), and a hello holding the last one (made as the
+    server makes it for each viewer that connects): least of five."""
     previous = monitor.feed.previous
     assert previous is not None
     now = monitor.tick()
+    balancers = {s.name: balancer_name(s) for s in monitor.services()}
+    alerts = monitor.mesh.alerts.as_dict()
     return {"whole_cpu": _least_cpu(lambda: dumps(now)),
-            "delta_cpu": _least_cpu(lambda: dumps(delta_frame(previous, now)))}
+            "delta_cpu": _least_cpu(lambda: dumps(delta_frame(previous, now))),
+            "hello_cpu": _least_cpu(lambda: dumps(hello_frame(
+                previous, balancers, monitor.history_seconds, alerts)))}
 
 
 def _connect(url: str) -> Any:
@@ -91,8 +110,12 @@ async def measure(services: int, backends: int, frames: int) -> dict[str, Any]:
     load = asyncio.create_task(traffic(mesh))
     sizes: list[int] = []
     try:
-        async with _connect(server.url.replace("http://", "ws://") + "/ws") as ws:
-            hello = len(await ws.recv())
+        url = server.url.replace("http://", "ws://") + "/ws"
+        async with _connect(url) as ws:  # its frame after the hello: one was pushed
+            await ws.recv()
+            await ws.recv()
+        async with _connect(url) as ws:
+            hello = await ws.recv()
             first = await ws.recv()
             cpu, start = time.process_time(), time.monotonic()
             for _ in range(frames):
@@ -103,7 +126,8 @@ async def measure(services: int, backends: int, frames: int) -> dict[str, Any]:
         load.cancel()
         await asyncio.wait([load])
         await server.stop()
-    return {**made, "hello": hello, "first": len(first.encode()), "kind": json.loads(first)["type"],
+    return {**made, "hello": len(hello.encode()), "hello_deflated": deflated(hello),
+            "first": len(first.encode()), "kind": json.loads(first)["type"],
             "sizes": sizes, "elapsed": elapsed, "cpu": cpu}
 
 
@@ -119,14 +143,16 @@ def main() -> int:
     print(f"dashboard feed, one viewer over a WebSocket on loopback: {services} services "
           f"x {backends} backends, {BUSY_SERVICES} services with {CALLS_A_SECOND} calls a "
           f"second, the rest idle")
-    print(f"  hello {found['hello'] / 1e3:.0f} kB; first frame ({found['kind']}) "
-          f"{found['first'] / 1e3:.1f} kB")
+    print(f"  hello {found['hello'] / 1e3:.0f} kB ({found['hello'] / (services * backends):.0f} "
+          f"bytes a backend), {found['hello_deflated'] / 1e3:.0f} kB deflated as sent; "
+          f"first frame after it ({found['kind']}) {found['first'] / 1e3:.1f} kB")
     print(f"  next {len(sizes)} frames: mean {statistics.fmean(sizes) / 1e3:.1f} kB a frame, "
           f"min {min(sizes) / 1e3:.1f} kB, max {max(sizes) / 1e3:.1f} kB; "
           f"{sum(sizes) / found['elapsed'] / 1e3:.1f} kB a second per viewer")
     print(f"  process CPU (server, traffic and viewer) a frame: "
           f"{found['cpu'] / len(sizes) * 1e3:.0f} ms; to make one frame: whole "
-          f"{found['whole_cpu'] * 1e3:.1f} ms, delta {found['delta_cpu'] * 1e3:.1f} ms")
+          f"{found['whole_cpu'] * 1e3:.1f} ms, delta {found['delta_cpu'] * 1e3:.1f} ms, "
+          f"hello {found['hello_cpu'] * 1e3:.1f} ms")
     return 0
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "BackendSnapshot",
     "ServiceHealth",
     "ServiceSnapshot",
+    "balancer_name",
     "breaker_states",
     "health_of",
     "snapshot_of",
@@ -147,14 +148,18 @@ def _backend_snapshot(service: Service, e: Endpoint) -> BackendSnapshot:
         ewma=e.ewma, ejections=e.ejections, ejected_for=left, healthy=e.healthy)
 
 
+def balancer_name(service: Service) -> str:
+    """The name of ``service``'s balancer (``p2c_ewma``; a balancer of the user's own
+    without a ``name``: its class name)."""
+    return str(getattr(service.balancer, "name", type(service.balancer).__name__))
+
+
 def snapshot_of(service: Service) -> ServiceSnapshot:
     """The numbers of ``service`` and each of its backends."""
     status, _ = _service_status(service)
     backends = tuple(_backend_snapshot(service, e) for e in service.endpoints)
     return ServiceSnapshot(
-        name=service.name, balancer=str(getattr(service.balancer, "name", type(
-            service.balancer).__name__)),
-        status=status, panic=service._panic,
+        name=service.name, balancer=balancer_name(service), status=status, panic=service._panic,
         requests=sum(b.requests for b in backends), errors=sum(b.errors for b in backends),
         in_flight=sum(b.in_flight for b in backends), breakers=breaker_states(service),
         backends=backends)

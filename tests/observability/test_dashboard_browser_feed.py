@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from _chromium import chromium, no_playwright
+from _dashboard_page import WAIT, broken, ok, until
 
 import meshlite as ml
 from meshlite.observability._dashboard._server import DashboardServer
@@ -26,7 +27,6 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     no_playwright()
 
-WAIT = 30.0  # seconds: a bound for a loaded machine's browser, not an expectation
 CONFIG = """
 services:
   users: {backends: ["http://127.0.0.1:80", "http://127.0.0.2:80"]}
@@ -59,21 +59,6 @@ def shown(frame: dict[str, Any]) -> dict[str, Any]:
                    "rows": [[r[0], r[1], str(r[2]), str(r[4]), str(r[5])]
                             for r in s["backends"]]}
             for name, s in frame["services"].items()}
-
-
-async def ok(backend: Any) -> str:
-    return "ok"
-
-
-async def broken(backend: Any) -> str:
-    raise ConnectionError("refused")
-
-
-async def until(what: str, check: Any) -> None:
-    deadline = time.monotonic() + WAIT
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_page_shows_the_mesh_after_delta_frames_and_a_reconnect(tmp_path: Path) -> None:
@@ -152,7 +137,7 @@ async def test_page_shows_the_mesh_after_delta_frames_and_a_reconnect(tmp_path: 
             await viewers(1)
             await push()
             await page_shows(pushed[-1])
-            assert frames[-3:] == ["delta", "hello", "tick"]
+            assert frames[-3:] == ["delta", "hello", "delta"]  # the hello held the mesh
             assert set(await page.evaluate(CARDS)) == {"users", "orders", "search"}
             assert errors == []
     finally:

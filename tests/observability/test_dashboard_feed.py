@@ -1,7 +1,8 @@
 """The WebSocket feed over a real loopback socket: a viewer gets the whole mesh once
-(a ``tick``), then each second only what changed since the frame it got before (a
-``delta``): changed fields, changed or added backend rows, removed rows and
-services. Applying the deltas to the tick gives the whole mesh, second by second.
+(in its ``hello``, or in a ``tick`` when it connected before the first frame), then
+each second only what changed since the frame it got before (a ``delta``): changed
+fields, changed or added backend rows, removed rows and services. Applying the
+deltas to the whole mesh gives the whole mesh, second by second.
 
 Frames are pushed by hand (``monitor.push(monitor.tick(now))``, the once-a-second
 loop stopped) so that each one holds exactly this test's changes."""
@@ -21,6 +22,9 @@ import pytest
 from _ws import connect
 
 import meshlite as ml
+from meshlite.observability._dashboard import _frames
+from meshlite.observability._dashboard._frames import Feed, delta_frame
+from meshlite.observability._dashboard._monitor import dumps
 from meshlite.observability._dashboard._server import DashboardServer
 
 WAIT = 10.0  # seconds: a bound for a loaded machine, not an expectation
@@ -66,6 +70,11 @@ def without_events(frame: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in frame.items() if k not in ("type", "alerts", "refusals")}
 
 
+def the_mesh(frame: dict[str, Any]) -> dict[str, Any]:
+    """What a whole frame (a tick, or a hello that holds the mesh) says of the mesh."""
+    return {k: frame[k] for k in ("second", "firing", "services")}
+
+
 async def ok(backend: Any) -> str:
     return "ok"
 
@@ -101,7 +110,9 @@ async def test_one_whole_frame_then_only_changes(server: DashboardServer,
     async with contextlib.AsyncExitStack() as stack:
         ws = await stack.enter_async_context(connect(url, proxy=None))
         hello = json.loads(await ws.recv())
-        assert (hello["type"], hello["version"]) == ("hello", 2)
+        assert (hello["type"], hello["version"]) == ("hello", 3)
+        assert "services" not in hello  # no frame yet: a whole tick comes first
+        assert hello["balancers"] == dict.fromkeys(("users", "orders", "search"), "p2c_ewma")
         await joined(server, 1)
 
         async def recv() -> dict[str, Any]:
@@ -145,14 +156,19 @@ async def test_one_whole_frame_then_only_changes(server: DashboardServer,
         (tmp_path / "mesh.yaml").write_text(RELOADED)
         assert await mesh.reload()
         mesh.service("orders").set_backends(["http://127.0.0.5:80"])
-        # a second viewer, connecting now, gets the whole mesh first
+        # a second viewer, connecting now, gets the whole mesh in its hello: the last
+        # frame pushed (it predates the reload), which the next delta is taken from
         late = await stack.enter_async_context(connect(url, proxy=None))
-        assert json.loads(await late.recv())["type"] == "hello"
+        hello = json.loads(await late.recv())
+        assert hello["type"] == "hello"
+        assert the_mesh(hello) == the_mesh(json.loads(json.dumps(pushed[-1])))
+        assert list(hello["balancers"]) == ["users", "orders", "billing"]  # as it is now
         await joined(server, 2)
         await push(5)
-        delta, whole = await recv(), json.loads(await asyncio.wait_for(late.recv(), WAIT))
-        assert whole["type"] == "tick"
-        assert whole == json.loads(json.dumps(pushed[-1]))
+        delta, second = await recv(), json.loads(await asyncio.wait_for(late.recv(), WAIT))
+        assert second == delta  # the same delta as the viewer that got every frame
+        whole = json.loads(json.dumps(pushed[-1]))
+        assert without_events(merge(the_mesh(hello), delta)) == without_events(whole)
         assert delta["type"] == "delta"
         assert delta["removed"] == ["search"]
         assert len(delta["services"]["billing"]["backends"]) == 2  # new: whole
@@ -202,3 +218,26 @@ async def test_a_delta_carries_state_changes_and_alerts() -> None:
                 "type": "delta", "second": monitor.feed.previous["second"], "services": {}}
     finally:
         await server.stop()
+
+
+def test_a_viewer_greeted_while_a_frame_is_sent_gets_the_next_delta() -> None:
+    # The hello holds the last frame; a viewer joining while that frame is still
+    # being sent to the others (between frames() and sent()) has it too.
+    feed = Feed()
+    ticks = [{"type": "tick", "second": s, "firing": 0, "services": {
+        "users": {"requests": s, "backends": [["http://a", "up", 0, 0.0, s, 0, None]]}}}
+        for s in range(3)]
+    feed.frames(ticks[0], ["old"], dumps)
+    feed.sent(["old"])
+    feed.frames(ticks[1], ["old"], dumps)  # being sent to "old"
+    assert feed.greet("new") is ticks[1]
+    feed.sent(["old"])
+    delta = dumps(delta_frame(ticks[1], ticks[2]))
+    assert feed.frames(ticks[2], ["old", "new"], dumps) == [delta, delta]
+    assert Feed().greet("first") is None  # before any frame: a whole tick follows
+
+
+def test_the_page_reads_the_version_the_server_sends() -> None:
+    # A page reading another version refuses the feed (it loads itself again once).
+    script = (Path(_frames.__file__).parent / "static" / "feed.js").read_text()
+    assert f"const VERSION = {_frames.FEED_VERSION};" in script

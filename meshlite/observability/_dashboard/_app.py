@@ -16,10 +16,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..._errors import ConfigError
 from ..._validate import digits, shown
 from ...routing._service import Service
+from ...routing._snapshot import balancer_name
 from .._prometheus import CONTENT_TYPE, SharedRender, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
-from ._frames import FEED_VERSION
+from ._frames import hello_frame
 from ._monitor import Monitor, dumps
 from ._payload import health_body, health_payload, service_dict, workers_payload
 from ._tickets import SUBPROTOCOL
@@ -139,10 +140,7 @@ class _Routes:
             return
         clients.add(ws)
         try:
-            await ws.send_text(dumps({
-                "type": "hello", "version": FEED_VERSION,
-                "history_seconds": self.monitor.history_seconds,
-                "services": self._services(), "alerts": self.mesh.alerts.as_dict()}))
+            await ws.send_text(self._hello(ws))
             # The page sends nothing; receiving notices when it leaves.
             while (await ws.receive())["type"] != "websocket.disconnect":
                 pass
@@ -150,6 +148,14 @@ class _Routes:
             pass
         finally:
             clients.discard(ws)
+
+    def _hello(self, ws: WebSocket) -> str:
+        # Built and greeted at once, nothing awaited: the next frame is a delta from
+        # the hello's, so the hello must not miss one.
+        monitor = self.monitor
+        return dumps(hello_frame(
+            monitor.feed.greet(ws), {s.name: balancer_name(s) for s in monitor.services()},
+            monitor.history_seconds, self.mesh.alerts.as_dict()))
 
     async def error(self, request: Request, exc: Exception) -> Response:
         detail = exc.detail if isinstance(exc, HTTPException) else "not found"

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...routing._service import Service
-from ...routing._snapshot import BackendHealth, BackendSnapshot, ServiceHealth, ServiceSnapshot
+from ...routing._snapshot import (
+    BackendHealth,
+    BackendSnapshot,
+    ServiceHealth,
+    ServiceSnapshot,
+    balancer_name,
+)
 from .._hostview import BACKEND_GAUGES
 from .._multiproc import WorkerFile
 
@@ -133,9 +139,8 @@ def _state(service: Service, one: _Seen) -> State:
     status, _ = max(found, key=lambda f: _SERVICE_ORDER[f[0]], default=("down", 0))
     available = min((a for _, a in found), default=0)
     snapshot = ServiceSnapshot(
-        name=service.name,
-        balancer=str(getattr(service.balancer, "name", type(service.balancer).__name__)),
-        status=status, panic=any(one.panic.values()),
+        name=service.name, balancer=balancer_name(service), status=status,
+        panic=any(one.panic.values()),
         requests=sum(b.requests for b in rows), errors=sum(b.errors for b in rows),
         in_flight=sum(b.in_flight for b in rows), breakers=dict(one.breakers),
         backends=tuple(rows))

@@ -24,7 +24,7 @@ from .._hostview import CallerRates
 from ._attached import AttachedView, attached
 from ._frames import Feed
 from ._history import DEFAULT_HISTORY_SECONDS, History, ServiceSecond
-from ._payload import tick_payload
+from ._payload import micro, tick_payload
 from ._rules import Alert
 from ._sampler import Sampler
 from ._webhook import post_alerts
@@ -144,7 +144,7 @@ class Monitor:
             history = self.histories.get(s.name)
             if history is None:
                 history = self.histories[s.name] = History(self.history_seconds)
-            history.record(second, s.requests, s.errors, s.p50, s.p99)
+            history.record(second, s.requests, s.errors, micro(s.p50), micro(s.p99))
         self.latest = {s.name: s for s in measured}
         if len(self.histories) > len(measured):  # a service left the mesh
             for name in self.histories.keys() - self.latest.keys():

@@ -35,6 +35,7 @@ __all__ = [
     "health_body",
     "health_dict",
     "health_payload",
+    "micro",
     "rate_dict",
     "service_dict",
     "tick_payload",
@@ -45,8 +46,10 @@ STATUS_ORDER = {"healthy": 0, "degraded": 1, "failing": 2, "panic": 3, "down": 4
 (``"failing"``: calls fail while backends are up, as with a breaker open)."""
 
 
-def _r(value: float | None) -> float | None:
-    # Microsecond resolution is plenty for a dashboard and keeps messages short.
+def micro(value: float | None) -> float | None:
+    """``value`` (seconds) to the microsecond: plenty for a dashboard, and it keeps
+    messages short. The feed's latencies and the history's are rounded alike, so a
+    chart drawn from either is the same."""
     return None if value is None else round(value, 6)
 
 
@@ -176,10 +179,10 @@ def rate_dict(second: ServiceSecond | None) -> dict[str, Any] | None:
         return None
     rate = second.errors / second.requests if second.requests else None
     return {"second": second.second, "requests": second.requests, "errors": second.errors,
-            "error_rate": _r(rate), "attempts": second.attempts,
+            "error_rate": micro(rate), "attempts": second.attempts,
             "attempt_errors": second.attempt_errors, "retries": second.retries,
             "status": second.status or second.health.status,
-            "p50": _r(second.p50), "p99": _r(second.p99)}
+            "p50": micro(second.p50), "p99": micro(second.p99)}
 
 
 def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
@@ -204,7 +207,7 @@ def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
 
 def _backend_row(b: Any) -> list[Any]:
     return [b.address, b.status, b.in_flight, round(b.ejected_for, 1), b.requests, b.errors,
-            _r(b.latency_p99)]
+            micro(b.latency_p99)]
 
 
 def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None,
@@ -228,7 +231,7 @@ def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None
             "total": s.health.total, "requests": s.requests, "errors": s.errors,
             "attempts": s.attempts, "attempt_errors": s.attempt_errors,
             "retries": s.retries,
-            "p50": _r(s.p50), "p99": _r(s.p99), "in_flight": snap.in_flight,
+            "p50": micro(s.p50), "p99": micro(s.p99), "in_flight": snap.in_flight,
             "panic": snap.panic, "breakers": snap.breakers,
             "backends": [_backend_row(b) for b in snap.backends]}
     out: dict[str, Any] = {"type": "tick", "second": second, "services": services,

@@ -1,6 +1,8 @@
 // meshlite live dashboard. No dependencies: charts are drawn on <canvas>, the
-// topology is built as inline SVG. Data comes from /api/* once and from /ws every
-// second. Text from the server is only ever set with textContent (never HTML).
+// topology is built as inline SVG. The services, their state and the alerts come
+// from /ws (its hello, then a frame every second); the topology, the histories and
+// the workers from /api/*. Text from the server is only ever set with textContent
+// (never HTML).
 "use strict";
 
 (() => {
@@ -11,7 +13,8 @@
   const state = {
     refusalKeys: new Set(),
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
-    services: new Map(), live: new Map(), alerts: null, socket: null, retry: 500, topology: null,
+    services: new Map(), live: new Map(), balancers: new Map(), alerts: null, socket: null,
+    retry: 500, topology: null, refused: false,
   };
   const $ = (id) => document.getElementById(id);
   const MAX_REFUSAL_KEYS = 200;  // refusal entries remembered, to show each once
@@ -92,37 +95,17 @@
   function service(name) {
     let svc = state.services.get(name);
     if (!svc) {
-      svc = { name, info: null, live: null, hist: emptyHistory(), card: null };
+      svc = { name, live: null, hist: emptyHistory(), card: null };
       state.services.set(name, svc);
     }
     return svc;
   }
 
   function backendsOf(svc) {
-    if (svc.live) {
-      return svc.live.backends.map((b) => ({
-        address: b[0], status: b[1], in_flight: b[2], ejected_for: b[3],
-        requests: b[4], errors: b[5], latency_p99: b[6] }));
-    }
-    return svc.info ? svc.info.backends : [];
-  }
-
-  function view(svc) {
-    // One shape for a service whether it came from REST (info) or a tick (live).
-    if (svc.live) {
-      const l = svc.live;
-      return { status: l.status, breakers: l.breakers, in_flight: l.in_flight,
-               available: l.available, total: l.total, requests: l.requests,
-               errors: l.errors, attempts: l.attempts ?? null, retries: l.retries ?? null,
-               p50: l.p50, p99: l.p99, live: true };
-    }
-    const i = svc.info || {};
-    const last = i.last_second || {};
-    const h = i.health || { available: 0, total: 0 };
-    return { status: i.status || "unknown", breakers: i.breakers || {}, in_flight: i.in_flight || 0,
-             available: h.available, total: h.total, requests: last.requests ?? null,
-             errors: last.errors ?? null, attempts: last.attempts ?? null,
-             retries: last.retries ?? null, p50: last.p50 ?? null, p99: last.p99 ?? null, live: false };
+    // a backend row of the feed: [address, status, in_flight, ejected_for, requests, errors, p99]
+    return svc.live.backends.map((b) => ({
+      address: b[0], status: b[1], in_flight: b[2], ejected_for: b[3],
+      requests: b[4], errors: b[5], latency_p99: b[6] }));
   }
 
   function appendPoint(h, second, point) {
@@ -249,10 +232,10 @@
   }
 
   function renderCard(svc) {
-    const c = ensureCard(svc), v = view(svc);
+    const c = ensureCard(svc), v = svc.live;
     c.status.textContent = v.status;
     c.status.className = "pill svc-status " + v.status;
-    c.balancer.textContent = svc.info ? svc.info.balancer : "";
+    c.balancer.textContent = state.balancers.get(svc.name) || "";
     c.breakers.replaceChildren(...Object.entries(v.breakers).map(([name, st]) =>
       el("span", "pill " + st, "breaker " + st.replace("_", " "))));
     c.rps.textContent = fmtRate(v.requests);
@@ -317,7 +300,7 @@
     parts.push(svgEl("text", { x: colX[0] + 14, y: rootY + 4 }, topo.service || "this process"));
     let top = 0;
     services.forEach((svc, idx) => {
-      const v = view(svc), backends = backendsOf(svc);
+      const v = svc.live, backends = backendsOf(svc);
       const blockH = rows[idx] * rowH;
       const cy = top + blockH / 2 + gap / 2;
       const hot = (v.requests || 0) > 0;
@@ -355,7 +338,7 @@
     // Follows calls: a service whose calls fail ("failing") is not up.
     const order = { healthy: 0, degraded: 1, failing: 2, panic: 3, down: 4 };
     for (const svc of state.services.values()) {
-      const v = view(svc);
+      const v = svc.live;
       rps += v.requests || 0; errs += v.errors || 0;
       if (v.p99 !== null && (p99 === null || v.p99 > p99)) p99 = v.p99;
       if (v.status === "healthy" || v.status === "degraded") up += 1;
@@ -406,8 +389,10 @@
   }
 
   // ---- live feed ----------------------------------------------------------------------
-  // Frames are applied to state.live by feed.js: a "tick" (the whole mesh, first on
-  // each connection), then "delta" frames of what changed (docs/dashboard.md).
+  // Frames are applied to state.live by feed.js: the "hello" (the whole mesh, first
+  // on each connection; or a whole "tick" after it), then "delta" frames of what
+  // changed (docs/dashboard.md).
+  const RELOADED_FOR = "meshlite.dashboard.reloaded-for";  // feed version reloaded for
 
   function dropService(name) {
     const svc = state.services.get(name);
@@ -416,26 +401,28 @@
   }
 
   async function loadInfo(svc) {
-    // a service added while the page is open: its balancer and history
+    // a service new to the page: its history, and its balancer unless the hello named it
     try {
-      svc.info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
+      if (!state.balancers.has(svc.name)) {
+        const info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
+        state.balancers.set(svc.name, info.balancer);
+      }
       await loadHistory(svc);
     } catch (error) { return; }
     if (state.services.get(svc.name) === svc) renderCard(svc);
   }
 
   function applyFrame(msg) {
-    const whole = msg.type === "tick";
+    const whole = meshliteFeed.isWhole(msg);
     const { changed, removed } = meshliteFeed.apply(state.live, msg);
     state.lastSecond = Math.max(state.lastSecond, msg.second);
-    // a tick also ends services the page knew only from the REST API
     const gone = whole ? [...state.services.keys()].filter((n) => !state.live.has(n)) : removed;
     gone.forEach(dropService);
     const dirty = new Set();
     for (const name of changed) {
       const known = state.services.has(name), svc = service(name);
       svc.live = state.live.get(name);
-      if (!known && !whole) loadInfo(svc);
+      if (!known) loadInfo(svc);
       dirty.add(svc);
     }
     for (const svc of state.services.values()) {
@@ -474,23 +461,52 @@
     const socket = new WebSocket(`${scheme}://${location.host}/ws`,
                                  [ticket.protocol, ticket.protocol + ".ticket." + ticket.ticket]);
     state.socket = socket;
-    let synced = false;  // this connection's tick has come
+    let synced = false;  // this connection's whole frame (its hello's or a tick) has come
     socket.onopen = () => { state.retry = 500; setConn("live", "live"); loadTopology(); };
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
-      if (msg.type === "tick") { synced = true; applyFrame(msg); }
-      else if (msg.type === "delta") { if (synced) applyFrame(msg); }  // never before a tick
-      else if (msg.type === "hello") {
-        state.historySeconds = msg.history_seconds;
-        for (const info of msg.services) service(info.name).info = info;
-        state.alerts = msg.alerts; renderAlerts(); renderAll();
+      if (msg.type === "hello") {
+        if (!greeted(msg, socket)) return;
+        synced = meshliteFeed.isWhole(msg);  // else a whole tick comes next
+        if (synced) applyFrame(msg); else renderAll();  // the alerts may have changed
+      } else if (state.refused) {
+        return;
+      } else if (msg.type === "tick") {
+        synced = true; applyFrame(msg);
+      } else if (msg.type === "delta" && synced) {  // never before a whole frame
+        applyFrame(msg);
       }
     };
     socket.onclose = () => {
+      if (state.refused) return;
       setConn("down", "reconnecting");
       state.retry = Math.min(state.retry * 2, 10000);
       setTimeout(connect, state.retry);
     };
+  }
+
+  function greeted(hello, socket) {
+    // A feed of a version this page does not read: the server was upgraded (or
+    // downgraded) under an open tab. Load the page again, once, to get the server's
+    // own; if that one does not read it either, say so and stop reconnecting.
+    if (hello.version !== meshliteFeed.VERSION) {
+      state.refused = true;
+      socket.close();
+      if (sessionStorage.getItem(RELOADED_FOR) !== String(hello.version)) {
+        sessionStorage.setItem(RELOADED_FOR, String(hello.version));
+        location.reload();
+      } else {
+        setConn("down", `feed version ${hello.version} unsupported (this page reads ` +
+                        `${meshliteFeed.VERSION})`);
+      }
+      return false;
+    }
+    sessionStorage.removeItem(RELOADED_FOR);
+    state.historySeconds = hello.history_seconds;
+    state.balancers = new Map(Object.entries(hello.balancers));
+    state.alerts = hello.alerts;
+    renderAlerts();
+    return true;
   }
 
   async function loadHistory(svc) {
@@ -539,11 +555,13 @@
         `${pid} ${typeof v === "object" && v ? JSON.stringify(v) : v}`).join(", "))));
   }
 
-  async function loadTopology() {
+  async function loadTopology(strict) {
     try {
       state.topology = await api("/api/topology");
       renderInbound(await api("/api/inbound"));
-    } catch (error) { /* keep the last ones */ }
+    } catch (error) {
+      if (strict) throw error;  // else keep the last ones
+    }
   }
 
   function renderInbound(data) {
@@ -591,21 +609,17 @@
   }
 
   async function boot() {
+    // The services, their state and the alerts come with the feed's hello, and each
+    // service's history once the page knows it (loadInfo).
     try {
-      await loadTopology();
-      const [services, alerts] = await Promise.all([api("/api/services"), api("/api/alerts")]);
-      for (const info of services.services) service(info.name).info = info;
-      state.alerts = alerts;
-      renderAlerts();
-      renderAll();
-      await Promise.all([...state.services.values()].map(loadHistory));
-      renderAll();
-      if (!state.socket) connect();
-      loadWorkers();
-      setInterval(loadWorkers, 5000);
+      await loadTopology(true);
     } catch (error) {
       if (String(error.message) !== "unauthorized") setConn("down", "unreachable");
+      return;
     }
+    if (!state.socket) connect();
+    loadWorkers();
+    setInterval(loadWorkers, 5000);
   }
 
   for (const button of document.querySelectorAll(".range button")) {

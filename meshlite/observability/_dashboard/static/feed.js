@@ -1,16 +1,18 @@
 // meshlite dashboard: the WebSocket feed's frames applied to a model of the mesh
 // (docs/dashboard.md, "WebSocket /ws"). No DOM and no dependency, so a viewer of
-// your own can take it as it is. A "tick" is the whole mesh, the first frame on
-// each connection; each "delta" after it holds only what changed since the frame
-// before it on that connection.
+// your own can take it as it is. The "hello", the first frame on each connection,
+// holds the whole mesh in a tick's shape (or nothing, when it comes before the
+// first second was measured: a whole "tick" follows then); each "delta" after it
+// holds only what changed since the frame before it on that connection.
 "use strict";
 
 // eslint-disable-next-line no-unused-vars
 const meshliteFeed = (() => {
+  const VERSION = 3;  // the feed's format this file reads: the hello's "version"
   const ROWS = Symbol("rows");  // a service's backend rows by address, in order
 
   function place(model, name, entry) {
-    // a whole service: from a tick, or one new in a delta
+    // a whole service: from a hello or a tick, or one new in a delta
     const svc = { ...entry };
     svc[ROWS] = new Map(entry.backends.map((row) => [row[0], row]));
     model.set(name, svc);
@@ -27,12 +29,18 @@ const meshliteFeed = (() => {
     }
   }
 
+  // Whether `frame` holds the whole mesh: a tick, or a hello that carries it. The
+  // deltas of a connection apply to the last whole frame, never before one.
+  function isWhole(frame) {
+    return frame.type === "tick" || (frame.type === "hello" && frame.services !== undefined);
+  }
+
   // Applies one frame to `model`, a Map of service name -> its latest figures (the
   // shape of a tick's service). Returns the names of the services that changed
-  // and of those removed. Other frames ("hello") change nothing.
+  // and of those removed. A hello without the mesh changes nothing.
   function apply(model, frame) {
     const changed = [], removed = [];
-    if (frame.type === "tick") {
+    if (isWhole(frame)) {
       for (const name of model.keys()) if (!Object.hasOwn(frame.services, name)) removed.push(name);
       model.clear();
     } else if (frame.type === "delta") {
@@ -48,5 +56,5 @@ const meshliteFeed = (() => {
     return { changed, removed };
   }
 
-  return { apply };
+  return { VERSION, apply, isWhole };
 })();
