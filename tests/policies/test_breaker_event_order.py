@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
 
 import pytest
+from _breaker_events import Seen, in_threads
 from _forked import in_child
 
 import meshlite as ml
@@ -24,52 +24,13 @@ def boom() -> None:
     raise ConnectionError("down")
 
 
-class Seen:
-    """A hook keeping the breaker's state changes in the order it was given them."""
-
-    def __init__(self) -> None:
-        self.changes: list[CircuitStateChanged] = []
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, CircuitStateChanged):
-            self.changes.append(event)
-
-    def check(self, final: str) -> None:
-        """Each change starts where the one before ended, and the last ends in ``final``."""
-        assert self.changes
-        for before, after in zip(self.changes, self.changes[1:], strict=False):
-            assert after.previous == before.state, (
-                f"a hook saw {before.previous} -> {before.state}, then "
-                f"{after.previous} -> {after.state}")
-        assert self.changes[-1].state == final
-
-
-def in_threads(*work: Callable[[], None], rounds: int = ROUNDS) -> None:
-    errors: list[BaseException] = []
-
-    def run(step: Callable[[], None]) -> None:
-        try:
-            for _ in range(rounds):
-                step()
-        except BaseException as error:  # reported below, on the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(step,)) for step in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-
-
 @pytest.mark.usefixtures("frequent_thread_switches")
 def test_manual_controls_from_many_threads_reach_hooks_in_order() -> None:
     breaker = ml.CircuitBreaker(name="users")
     seen = Seen()
     breaker.add_hook(seen)
 
-    in_threads(*[breaker.force_open, breaker.reset, breaker.disable] * 2)
+    in_threads(*[breaker.force_open, breaker.reset, breaker.disable] * 2, rounds=ROUNDS)
 
     seen.check(breaker.state)
 
@@ -101,7 +62,7 @@ def test_breakers_sharing_a_memory_store_keep_the_order_of_their_circuit() -> No
     one.add_hook(seen)
     two.add_hook(seen)
 
-    in_threads(one.force_open, two.reset, one.reset, two.force_open)
+    in_threads(one.force_open, two.reset, one.reset, two.force_open, rounds=ROUNDS)
 
     seen.check(one.state)
 
