@@ -6,7 +6,8 @@ The scripts mirror :class:`meshlite.state._circuit_local.LocalCircuitState`
 - ``<key>`` (a hash): ``st`` state, ``ep`` epoch, ``ou``/``oa`` open-until and
   opened-at (microseconds of Redis ``TIME``), ``rs`` reason, ``c``/``f``/``s`` the
   window's running totals, ``hd`` its head, ``ta``/``td``/``tf``/``ts`` the trial
-  calls admitted, done, failed and slow.
+  calls admitted, done, failed and slow, ``ig`` when the hash was written first
+  (Redis ``TIME``; absent, read as 0, in a hash older scripts wrote).
 - ``<key>:w``: the window: one byte per call (count window), or per-bucket counts
   in a hash (time window).
 
@@ -38,6 +39,13 @@ The circuit then opens up to that much later, and outcomes still queued when a
 process exits are lost. Half-open trial outcomes are never batched. A forked
 child starts with an empty queue (the parent's outcomes are the parent's to send).
 
+Order of events: every change raises the epoch, and a script reporting a change
+ends its reply with the epoch and ``ig`` (the circuit's life: a forgotten circuit
+starts again at epoch 0 with another ``ig``), so no round trip is added. Threads
+receive replies in any order; :class:`~._circuit_seen.SeenChanges` orders their
+events by epoch within a life, drops a stale one and folds in the changes this
+process did not see. Replies that report no change (a closed circuit's outcomes) are untouched.
+
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
 process whose outcome crosses a threshold is the one that opens the circuit for
@@ -63,6 +71,7 @@ from ._circuit_records import (
     CircuitMetrics,
     Transition,
 )
+from ._circuit_seen import SeenChanges
 from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE
 
 if TYPE_CHECKING:
@@ -95,17 +104,11 @@ def _state(value: Any) -> str:
     return _STATES.get(text, text)
 
 
-def _transition(reply: list[Any], at: int = 0) -> Transition | None:
-    if len(reply) < at + 3 or not reply[at]:
-        return None
-    return Transition(_state(reply[at]), _state(reply[at + 1]), _text(reply[at + 2]))
-
-
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
     __slots__ = ("__weakref__", "_batch", "_clock", "_config", "_flush_at", "_fresh",
-                 "_keys", "_known", "_pending", "_plock", "_store")
+                 "_keys", "_known", "_pending", "_plock", "_seen", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
@@ -130,6 +133,7 @@ class RedisCircuit:
         self._pending: list[int] = []  # (permit, failed, slow) triples, flattened
         self._flush_at = 0.0
         self._plock = threading.Lock()
+        self._seen = SeenChanges()  # orders the events of the changes replies report
         if self._batch > 0:
             after_fork_in_child(self)
 
@@ -139,10 +143,18 @@ class RedisCircuit:
         self._pending = []
         self._plock = threading.Lock()
 
-    @staticmethod
-    def _admission(reply: list[Any]) -> Admission:
+    def _changed(self, reply: list[Any], at: int = 0) -> Transition | None:
+        """The event to announce of the change ``reply`` reports from ``reply[at]``
+        (a reply reporting one ends with the circuit's epoch and life), if any and
+        due (see :mod:`._circuit_seen`)."""
+        if len(reply) < at + 3 or not reply[at]:
+            return None
+        return self._seen.order(_state(reply[at]), _state(reply[at + 1]),
+                                _text(reply[at + 2]), int(reply[-1]), int(reply[-2]))
+
+    def _admission(self, reply: list[Any]) -> Admission:
         permit = int(reply[0])
-        transition = _transition(reply, 1)
+        transition = self._changed(reply, 1)
         if permit >= -1:
             return Admission(permit, transition)
         retry = int(reply[6])
@@ -184,7 +196,9 @@ class RedisCircuit:
                                0.0)
             else:
                 self._known = None
-        return _transition(reply)
+        if reply[0]:  # a change (rare)
+            return self._changed(reply)
+        return None
 
     def acquire(self) -> Admission:
         """Admit a call: a permit, or why not (see ``LocalCircuitState.acquire``)."""
@@ -258,7 +272,7 @@ class RedisCircuit:
     def control(self, action: str) -> Transition | None:
         """``"force_open"``, ``"reset"`` or ``"disable"``, for every process."""
         self._known = None
-        return _transition(self._store.eval(CONTROL, 2, *self._keys, *self._config, action))
+        return self._changed(self._store.eval(CONTROL, 2, *self._keys, *self._config, action))
 
     def start_open(self, elapsed: float, reason: str) -> None:
         """Open the circuit as if it had opened ``elapsed`` seconds ago."""

@@ -5,6 +5,12 @@ Redis's ``TIME`` and the state hash, and defines the transitions, each a copy of
 :class:`meshlite.state._circuit_local.LocalCircuitState`'s. Numbers are
 written back with ``%d`` so that microsecond instants never turn into floats.
 
+A reply reporting a change (its previous state, new state and reason) ends with
+the circuit's epoch and ``ig``, the instant its hash was first written, which
+tells a circuit's lives apart (a forgotten circuit starts again at epoch 0; see
+:mod:`._circuit_seen`); a hash an older script wrote has no ``ig`` and keeps none
+(read as 0) for its life.
+
 The window key exists whenever the state hash does (an empty string, or a hash
 holding only ``_``, while no call is counted). On a Cluster, a script whose keys
 are in a slot being migrated is refused with ``TRYAGAIN`` when some of its keys
@@ -41,9 +47,10 @@ local open_us, trials, slow_s, open_s = tonumber(ARGV[7]), tonumber(ARGV[8]), AR
 local ttl = ARGV[11]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local F = {'st','ep','ou','oa','rs','c','f','s','hd','ta','td','tf','ts'}
+local F = {'st','ep','ou','oa','rs','c','f','s','hd','ta','td','tf','ts','ig'}
 local v = redis.call('HMGET', H, unpack(F))
-local S = {st = v[1] or 'closed', rs = v[5] or ''}
+local S = {st = v[1] or 'closed', rs = v[5] or '', ig = v[14] or '0'}
+if not v[1] then S.ig = string.format('%d', now) end  -- a new life of the circuit
 for i = 2, 13 do if i ~= 5 then S[F[i]] = tonumber(v[i] or '0') end end
 if not v[4] then S.oa = -1 end
 -- Redis's clock went back (an NTP step, a restored VM): no stored instant may lie
@@ -68,6 +75,7 @@ local function save()
     if type(x) == 'number' then x = string.format('%d', x) end
     a[#a + 1] = F[i]; a[#a + 1] = x
   end
+  if not v[1] then a[#a + 1] = 'ig'; a[#a + 1] = S.ig end
   redis.call('HSET', H, unpack(a))
   redis.call('PEXPIRE', H, ttl)
   if redis.call('EXISTS', W) == 1 then
@@ -146,12 +154,12 @@ if S.st == 'half_open' then
     tr = open((S.ta - S.td) .. ' of ' .. trials .. ' trial calls did not finish within '
               .. open_s .. ' s', now)
     save()
-    return {-2, tr[1], tr[2], tr[3], 'open', S.rs, S.ou - now}
+    return {-2, tr[1], tr[2], tr[3], 'open', S.rs, S.ou - now, S.ep, S.ig}
   end
   if permit >= 0 or tr[1] ~= '' then save() end
-  if permit >= 0 then return {permit, tr[1], tr[2], tr[3]} end
+  if permit >= 0 then return {permit, tr[1], tr[2], tr[3], S.ep, S.ig} end
   return {-2, tr[1], tr[2], tr[3], 'half_open',
-          'all ' .. trials .. ' trial calls are taken', -1}
+          'all ' .. trials .. ' trial calls are taken', -1, S.ep, S.ig}
 end
 return {-2, '', '', '', S.st, S.rs, -1}
 """)
@@ -172,8 +180,8 @@ local function record(permit, failed, slow)
       end
     end
     save()
-    tr = tr or {'', '', ''}
-    return {tr[1], tr[2], tr[3], S.st, S.ep}
+    if tr then return {tr[1], tr[2], tr[3], S.st, S.ep, S.ig} end
+    return {'', '', '', S.st, S.ep}
   end
   if S.st ~= 'closed' or permit ~= 2 * S.ep then return {'', '', '', S.st, S.ep} end
   if timed then
@@ -202,8 +210,8 @@ local function record(permit, failed, slow)
     end
   end
   save()
-  tr = tr or {'', '', ''}
-  return {tr[1], tr[2], tr[3], S.st, S.ep}
+  if tr then return {tr[1], tr[2], tr[3], S.st, S.ep, S.ig} end
+  return {'', '', '', S.st, S.ep}
 end
 """
 
@@ -213,12 +221,13 @@ return record(tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
 
 # Batched outcomes (RedisStore(circuit_batch=...)): ARGV[12..] are triples.
 RECORD_MANY = Script(_PRELUDE + _RECORD_ONE + """
-local out = {'', '', '', S.st, S.ep}
+local out = nil
 for i = 12, #ARGV, 3 do
   local r = record(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
   if r[1] ~= '' then out = r end
 end
-return {out[1], out[2], out[3], S.st, S.ep}
+if out then return out end  -- (one change at most: an opened circuit ignores the rest)
+return {'', '', '', S.st, S.ep}
 """)
 
 RELEASE = Script(_PRELUDE + """
@@ -246,6 +255,7 @@ else
   open(ARGV[14], now - tonumber(ARGV[13]))
 end
 save()
+if tr[1] then tr[4] = S.ep; tr[5] = S.ig end
 return tr
 """)
 

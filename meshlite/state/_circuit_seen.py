@@ -1,0 +1,66 @@
+"""What one process has told its hooks of a circuit it shares through a store.
+
+The store orders a shared circuit's changes: each one raises the circuit's epoch,
+within one *life* of its state in the store (a circuit forgotten after
+``state_ttl``, or evicted, starts again at epoch 0 in a new life). Its replies
+reach this process's threads in any order, though, and carry only the changes
+this process made. So each change's event is ordered here by its epoch, under one
+lock, before it is handed to hooks:
+
+- a change of the life last delivered whose epoch is not above the last
+  delivered one is stale (another thread of this process delivered a later change
+  first): it is not delivered;
+- the first change of another life starts the count again (lives are told apart,
+  not ordered: a life that an older version of the scripts started has none, and
+  Redis's clock may step back);
+- a change that follows others this process did not see (made by other
+  processes, or by a thread of this one whose reply comes later) is delivered with
+  ``previous`` the state this process last delivered, the changes in between
+  folded into it; when that is its own state, nothing changed as far as the hooks
+  know, and nothing is delivered.
+
+Each delivered event's ``previous`` is thus the ``state`` of the one delivered
+before it, and the last delivered is the newest change this process has learned
+of. The events are delivered in the order of their turns
+(:mod:`meshlite._inorder`), drawn under the same lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .._fork import fork_safe
+from .._inorder import InOrder
+from ._circuit_records import Transition
+
+__all__ = ["SeenChanges"]
+
+
+class SeenChanges:
+    """The changes of one shared circuit this process has delivered (see the module
+    docstring): :meth:`order` turns a change the store reported into the event to
+    deliver, or ``None``."""
+
+    __slots__ = ("_changes", "_epoch", "_life", "_lock", "_state")
+
+    def __init__(self) -> None:
+        self._lock = fork_safe(threading.Lock())
+        self._changes = InOrder()
+        self._life = self._epoch = -1  # nothing delivered yet
+        self._state: str | None = None  # nothing delivered yet
+
+    def order(self, previous: str, state: str, reason: str, life: int,
+              epoch: int) -> Transition | None:
+        """The transition to announce for the change to ``state`` the store numbered
+        ``epoch`` in the circuit's ``life``, with its turn; ``None`` when it is
+        stale or changes nothing this process has said."""
+        with self._lock:
+            if life == self._life and epoch <= self._epoch:
+                return None
+            self._life, self._epoch = life, epoch
+            if self._state is not None:
+                previous = self._state
+            self._state = state
+            if previous == state:
+                return None
+            return Transition(previous, state, reason, self._changes.draw())
