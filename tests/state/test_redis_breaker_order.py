@@ -54,6 +54,13 @@ def flipping(store: RedisStore, **options: Any) -> ml.CircuitBreaker:
     return ml.CircuitBreaker(store=store, **settings)
 
 
+def watched(store: RedisStore) -> tuple[ml.CircuitBreaker, Seen]:
+    """A :func:`flipping` breaker on ``store``, and the hook that sees its changes."""
+    breaker, seen = flipping(store), Seen()
+    breaker.add_hook(seen)
+    return breaker, seen
+
+
 def calls(breaker: ml.CircuitBreaker, step: int) -> Any:
     """A thread's work: calls that fail or succeed (every ``step``-th one succeeds)."""
     pipeline = ml.Pipeline(breaker)
@@ -73,9 +80,7 @@ def calls(breaker: ml.CircuitBreaker, step: int) -> Any:
 def test_many_threads_deliver_the_changes_of_one_circuit_in_order(
         asking: RedisStore, raw: redis.Redis) -> None:
     store = asking
-    breaker = flipping(store)
-    seen = Seen()
-    breaker.add_hook(seen)
+    breaker, seen = watched(store)
 
     in_threads(*[calls(breaker, step) for step in (2, 3)] * (THREADS // 4),
                *[breaker.reset] * (THREADS // 2), rounds=ROUNDS)
@@ -87,10 +92,7 @@ def test_many_threads_deliver_the_changes_of_one_circuit_in_order(
 @pytest.mark.usefixtures("frequent_thread_switches")
 def test_two_processes_changing_one_circuit_never_deliver_a_stale_change(
         store: RedisStore, other_store: RedisStore, raw: redis.Redis) -> None:
-    here, there = flipping(store), flipping(other_store)
-    seen_here, seen_there = Seen(), Seen()
-    here.add_hook(seen_here)
-    there.add_hook(seen_there)
+    (here, seen_here), (there, seen_there) = watched(store), watched(other_store)
 
     in_threads(*[calls(here, 2), calls(there, 3), here.reset, there.force_open,
                  there.reset] * (THREADS // 5), rounds=ROUNDS)
@@ -105,9 +107,7 @@ def test_two_processes_changing_one_circuit_never_deliver_a_stale_change(
 
 def test_a_change_made_elsewhere_is_folded_into_the_next_one_seen_here(
         store: RedisStore, other_store: RedisStore) -> None:
-    here, there = flipping(store), flipping(other_store)
-    seen = Seen()
-    here.add_hook(seen)
+    (here, seen), there = watched(store), flipping(other_store)
 
     here.force_open()
     there.reset()  # this process does not see it: its hooks still think forced open
@@ -122,9 +122,7 @@ def test_a_change_made_elsewhere_is_folded_into_the_next_one_seen_here(
 
 def test_a_change_back_to_what_this_process_last_delivered_is_not_delivered(
         store: RedisStore, other_store: RedisStore) -> None:
-    here, there = flipping(store), flipping(other_store)
-    seen = Seen()
-    here.add_hook(seen)
+    (here, seen), there = watched(store), flipping(other_store)
 
     here.force_open()
     there.reset()
@@ -138,9 +136,7 @@ def test_a_circuit_forgotten_by_the_store_delivers_its_changes_again(
         store: RedisStore, raw: redis.Redis) -> None:
     # Forgotten (state_ttl, or evicted), the circuit starts again at epoch 0: its
     # changes are not taken for stale ones of the life before.
-    here = flipping(store)
-    seen = Seen()
-    here.add_hook(seen)
+    here, seen = watched(store)
     here.force_open()
     here.reset()
     raw.delete(f"{store.prefix}:cb:{{users}}", f"{store.prefix}:cb:{{users}}:w")
@@ -157,9 +153,7 @@ def test_a_circuit_an_older_version_wrote_keeps_its_order(
     key = f"{store.prefix}:cb:{{users}}"
     raw.hset(key, mapping={"st": "forced_open", "ep": 7, "oa": 0, "rs": "forced open"})
     raw.set(f"{key}:w", "")
-    here = flipping(store)
-    seen = Seen()
-    here.add_hook(seen)
+    here, seen = watched(store)
 
     here.reset()
     here.disable()
