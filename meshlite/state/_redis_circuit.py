@@ -44,7 +44,8 @@ ends its reply with the epoch and ``ig`` (the circuit's life: a forgotten circui
 starts again at epoch 0 with another ``ig``), so no round trip is added. Threads
 receive replies in any order; :class:`~._circuit_seen.SeenChanges` orders their
 events by epoch within a life, drops a stale one and folds in the changes this
-process did not see. Replies that report no change (a closed circuit's outcomes) are untouched.
+process did not see. Replies that report no change (a closed circuit's outcomes)
+are read as before.
 
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
