@@ -21,8 +21,15 @@ from .._prometheus import CONTENT_TYPE, SharedRender, render_mesh
 from ._admin import Admin
 from ._auth import ASGIApp, Guard, Receive, Scope, Send
 from ._frames import hello_frame
+from ._gzip import Compress
 from ._monitor import Monitor, dumps
-from ._payload import health_body, health_payload, service_dict, workers_payload
+from ._payload import (
+    health_body,
+    health_payload,
+    service_dict,
+    workers_payload,
+    workers_totals,
+)
 from ._tickets import SUBPROTOCOL
 
 __all__ = ["build_app", "metrics_text"]
@@ -114,7 +121,11 @@ class _Routes:
         return _JSON(self.mesh.alerts.as_dict())
 
     async def workers(self, request: Request) -> Response:
-        return _JSON(workers_payload(self.mesh))
+        view = request.query_params.get("view", "full")
+        if view not in ("full", "totals"):
+            return _error(400, f"view must be 'full' or 'totals', got {shown(view)}")
+        found = workers_payload(self.mesh, with_views=view == "full")
+        return _JSON(found if view == "full" else workers_totals(found))
 
     async def topology(self, request: Request) -> Response:
         from ..._inbound._topology import topology
@@ -177,7 +188,7 @@ def build_app(monitor: Monitor, token: str | None, admin_token: str | None = Non
         *Admin(monitor.mesh, token=admin_token is not None,
                attached=monitor.attached is not None).routes(),
     ], exception_handlers={HTTPException: r.error})
-    return Guard(_HealthFirst(app, monitor), token, admin_token)
+    return Guard(Compress(_HealthFirst(app, monitor)), token, admin_token)
 
 
 class _HealthFirst:

@@ -32,6 +32,7 @@ __all__ = [
     "STATUS_ORDER",
     "calls_entry",
     "workers_payload",
+    "workers_totals",
     "health_body",
     "health_dict",
     "health_payload",
@@ -241,7 +242,7 @@ def tick_payload(seconds: Iterable[ServiceSecond], alerts: dict[str, Any] | None
     return out
 
 
-def workers_payload(mesh: Any) -> dict[str, Any]:
+def workers_payload(mesh: Any, with_views: bool = True) -> dict[str, Any]:
     """``/api/workers``: each worker process's calls, failed calls, retries, attempts
     and attempt errors per service since it started, and their sum over the host
     (``services``). One process without a shared directory reports itself alone;
@@ -249,7 +250,10 @@ def workers_payload(mesh: Any) -> dict[str, Any]:
     included (``alive``: false) so the totals neither drop nor double-count when a
     worker restarts. Each live worker also gives its view of the backends
     (``backends``: health, ejection and breaker states, which each process keeps on
-    its own); ``differences`` lists where live workers disagree."""
+    its own); ``differences`` lists where live workers disagree. ``with_views=False``
+    skips this process's view when it is the only worker (no directory): there is
+    nothing it could disagree with, and reading every backend's state is most of
+    the answer's cost at scale."""
     metrics = getattr(mesh, "metrics", None)
     shared = None if metrics is None else metrics.shared
     rows: list[tuple[int, bool, dict[str, Counts]]] = []
@@ -266,7 +270,8 @@ def workers_payload(mesh: Any) -> dict[str, Any]:
             mine[svc.name] = Counts(calls, failed, retries, sum(e.requests for e in endpoints),
                                     sum(e.errors for e in endpoints))
         rows, totals = [(os.getpid(), True, mine)], mine
-        found = [WorkerFile(os.getpid(), True, tuple(metrics.collect_local()))]
+        if with_views:
+            found = [WorkerFile(os.getpid(), True, tuple(metrics.collect_local()))]
     else:
         totals = {}
     views = {w.pid: backend_states(w) for w in found if w.alive}
@@ -277,3 +282,20 @@ def workers_payload(mesh: Any) -> dict[str, Any]:
                         for pid, up, by in rows],
             "services": {n: dataclasses.asdict(c) for n, c in sorted(totals.items())},
             "differences": state_differences(views)}
+
+
+def workers_totals(full: dict[str, Any]) -> dict[str, Any]:
+    """``/api/workers?view=totals``, from the full answer (:func:`workers_payload`):
+    each worker's ``pid``, ``alive`` and ``totals`` (its counts summed over services),
+    the ``directory`` and the ``differences``; what the page shows, without each
+    worker's counts per service and view of every backend (1.9 MB at 300 services
+    of 50 backends)."""
+    workers = []
+    for w in full["workers"]:
+        totals = dict.fromkeys(Counts.__dataclass_fields__, 0)
+        for counts in w["services"].values():
+            for key in totals:
+                totals[key] += counts[key]
+        workers.append({"pid": w["pid"], "alive": w["alive"], "totals": totals})
+    return {"directory": full["directory"], "workers": workers,
+            "differences": full["differences"]}

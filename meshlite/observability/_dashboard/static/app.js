@@ -1,15 +1,14 @@
-// meshlite live dashboard. No dependencies: charts are drawn on <canvas>, the
-// topology is built as inline SVG. The services, their state and the alerts come
-// from /ws (its hello, then a frame every second); the topology, the histories and
-// the workers from /api/*. Text from the server is only ever set with textContent
-// (never HTML).
+// meshlite live dashboard. No dependencies: charts are drawn on <canvas>
+// (charts.js), the topology is built as inline SVG. The services, their state and
+// the alerts come from /ws (its hello, then a frame every second, read by feed.js);
+// the topology, the histories of the cards on screen (history.js) and the workers
+// from /api/*. Text from the server is only ever set with textContent (never HTML).
 "use strict";
 
 (() => {
   const TOKEN_KEY = "meshlite.dashboard.token";
   const SVG = "http://www.w3.org/2000/svg";
-  const COLORS = { rps: "#38bdf8", err: "#f87171", p50: "#a78bfa", p99: "#fbbf24",
-                   grid: "#1c2735", label: "#6b7a8d" };
+  const COLORS = { rps: "#38bdf8", err: "#f87171", p50: "#a78bfa", p99: "#fbbf24" };
   const state = {
     refusalKeys: new Set(),
     token: readToken(), range: 300, historySeconds: 3600, lastSecond: -1, ticks: 0,
@@ -88,14 +87,11 @@
 
   // ---- data model -------------------------------------------------------------
 
-  function emptyHistory() {
-    return { start: null, requests: [], errors: [], p50: [], p99: [] };
-  }
-
   function service(name) {
     let svc = state.services.get(name);
     if (!svc) {
-      svc = { name, live: null, hist: emptyHistory(), card: null };
+      svc = { name, live: null, hist: meshliteHistory.empty(), card: null,
+              onScreen: false, asked: 0, loading: false };
       state.services.set(name, svc);
     }
     return svc;
@@ -108,108 +104,17 @@
       requests: b[4], errors: b[5], latency_p99: b[6] }));
   }
 
-  function appendPoint(h, second, point) {
-    if (h.start === null) h.start = second;
-    const end = h.start + h.requests.length - 1;
-    if (second <= end) {
-      const i = second - h.start;
-      if (i >= 0) {
-        h.requests[i] = point.requests; h.errors[i] = point.errors;
-        h.p50[i] = point.p50; h.p99[i] = point.p99;
-      }
-    } else {
-      for (let s = end + 1; s < second; s++) {
-        h.requests.push(null); h.errors.push(null); h.p50.push(null); h.p99.push(null);
-      }
-      h.requests.push(point.requests); h.errors.push(point.errors);
-      h.p50.push(point.p50); h.p99.push(point.p99);
-    }
-    const extra = h.requests.length - state.historySeconds;
-    if (extra > 0) {
-      for (const key of ["requests", "errors", "p50", "p99"]) h[key].splice(0, extra);
-      h.start += extra;
-    }
-  }
-
   // ---- charts -------------------------------------------------------------------
-
-  function niceMax(v) {
-    if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-    return 10 * p;
-  }
-
-  function slice(h, key, start, end) {
-    const out = new Array(end - start + 1).fill(null);
-    if (h.start === null) return out;
-    for (let s = Math.max(start, h.start); s <= end; s++) {
-      const v = h[key][s - h.start];
-      out[s - start] = v === undefined ? null : v;
-    }
-    return out;
-  }
-
-  function drawChart(canvas, series, format) {
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, hgt = canvas.clientHeight;
-    if (!w || !hgt) return;
-    if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
-    if (canvas.height !== Math.round(hgt * dpr)) canvas.height = Math.round(hgt * dpr);
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, hgt);
-    const pad = { l: 8, r: 8, t: 16, b: 16 };
-    const n = series[0].values.length;
-    let max = 0;
-    for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
-    max = niceMax(max * 1.1);
-    const x = (i) => pad.l + (n <= 1 ? 0 : (i / (n - 1)) * (w - pad.l - pad.r));
-    const y = (v) => pad.t + (1 - v / max) * (hgt - pad.t - pad.b);
-
-    ctx.strokeStyle = COLORS.grid; ctx.lineWidth = 1;
-    ctx.font = "10px system-ui, sans-serif"; ctx.fillStyle = COLORS.label;
-    for (const f of [0, 0.5, 1]) {
-      const yy = Math.round(y(max * f)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
-    }
-    ctx.textAlign = "left"; ctx.fillText(format(max), pad.l + 2, pad.t - 4);
-    const minutes = Math.round(n / 60);
-    ctx.fillText(minutes >= 1 ? "-" + minutes + " min" : "-" + n + " s", pad.l + 2, hgt - 4);
-    ctx.textAlign = "right"; ctx.fillText("now", w - pad.r - 2, hgt - 4);
-
-    for (const s of series) {
-      ctx.strokeStyle = s.color; ctx.lineWidth = 1.6; ctx.lineJoin = "round";
-      let run = [];
-      const flush = () => {
-        if (run.length === 0) return;
-        if (s.fill) {
-          ctx.beginPath(); ctx.moveTo(x(run[0][0]), y(0));
-          for (const [i, v] of run) ctx.lineTo(x(i), y(v));
-          ctx.lineTo(x(run[run.length - 1][0]), y(0)); ctx.closePath();
-          ctx.fillStyle = s.fill; ctx.fill();
-        }
-        ctx.beginPath();
-        run.forEach(([i, v], k) => (k ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
-        if (run.length === 1) ctx.lineTo(x(run[0][0]) + 1.5, y(run[0][1]));
-        ctx.stroke();
-        run = [];
-      };
-      s.values.forEach((v, i) => (v === null ? flush() : run.push([i, v])));
-      flush();
-    }
-    canvas.dataset.max = String(max);
-  }
 
   function drawCharts(svc) {
     if (!svc.card || state.lastSecond < 0) return;
     const end = state.lastSecond, start = end - state.range + 1;
-    const h = svc.hist;
-    drawChart(svc.card.rate, [
+    const h = svc.hist, slice = meshliteHistory.slice, draw = meshliteChart.draw;
+    draw(svc.card.rate, [
       { values: slice(h, "requests", start, end), color: COLORS.rps, fill: "rgba(56,189,248,0.13)" },
       { values: slice(h, "errors", start, end), color: COLORS.err, fill: "rgba(248,113,113,0.18)" },
     ], (v) => fmtRate(v));
-    drawChart(svc.card.latency, [
+    draw(svc.card.latency, [
       { values: slice(h, "p50", start, end), color: COLORS.p50 },
       { values: slice(h, "p99", start, end), color: COLORS.p99 },
     ], (v) => fmtMs(v));
@@ -228,6 +133,7 @@
                  inflight: q(".f-inflight"), attempts: q(".f-attempts"), retries: q(".f-retries"), rate: q(".chart-rate"), latency: q(".chart-latency"),
                  rows: q("tbody") };
     $("services").appendChild(node);
+    onScreen.observe(node);
     return svc.card;
   }
 
@@ -396,18 +302,19 @@
 
   function dropService(name) {
     const svc = state.services.get(name);
-    if (svc && svc.card) svc.card.node.remove();
+    if (svc && svc.card) {
+      onScreen.unobserve(svc.card.node);
+      svc.card.node.remove();
+    }
     state.services.delete(name);
   }
 
-  async function loadInfo(svc) {
-    // a service new to the page: its history, and its balancer unless the hello named it
+  async function loadBalancer(svc) {
+    // a service new to the page that the hello did not name (a reload added it)
+    if (state.balancers.has(svc.name)) return;
     try {
-      if (!state.balancers.has(svc.name)) {
-        const info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
-        state.balancers.set(svc.name, info.balancer);
-      }
-      await loadHistory(svc);
+      const info = await api(`/api/services/${encodeURIComponent(svc.name)}`);
+      state.balancers.set(svc.name, info.balancer);
     } catch (error) { return; }
     if (state.services.get(svc.name) === svc) renderCard(svc);
   }
@@ -422,11 +329,12 @@
     for (const name of changed) {
       const known = state.services.has(name), svc = service(name);
       svc.live = state.live.get(name);
-      if (!known) loadInfo(svc);
+      if (!known) loadBalancer(svc);
       dirty.add(svc);
     }
     for (const svc of state.services.values()) {
-      if (svc.live) appendPoint(svc.hist, msg.second, svc.live);  // unchanged ones too
+      // unchanged ones too
+      if (svc.live) meshliteHistory.append(svc.hist, msg.second, svc.live, state.historySeconds);
     }
     if (msg.alerts) { state.alerts = msg.alerts; renderAlerts(); }
     if (msg.refusals) addRefusals(msg.refusals);
@@ -509,36 +417,55 @@
     return true;
   }
 
-  async function loadHistory(svc) {
-    const data = await api(`/api/services/${encodeURIComponent(svc.name)}/history?seconds=${state.historySeconds}`);
-    if (data.start === null) return;
-    const h = emptyHistory();
-    h.start = data.start;
-    for (const key of ["requests", "errors", "p50", "p99"]) h[key] = data[key];
-    // keep points that arrived over the WebSocket while this was loading
-    const live = svc.hist;
-    svc.hist = h;
-    if (live.start !== null) {
-      for (let i = 0; i < live.requests.length; i++) {
-        if (live.requests[i] === null) continue;
-        appendPoint(h, live.start + i, { requests: live.requests[i], errors: live.errors[i],
-                                         p50: live.p50[i], p99: live.p99[i] });
-      }
+  // ---- history: fetched for the cards on screen, as far back as the range shown ----
+  // The feed adds each second to every service's history; what came before the
+  // page opened is fetched only for a card near the screen (half a screen around
+  // it), for the range shown, and again when a wider range is chosen.
+  const onScreen = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      const svc = state.services.get(entry.target.dataset.service);
+      if (!svc || !svc.card || svc.card.node !== entry.target) continue;
+      svc.onScreen = entry.isIntersecting;
+      loadHistory(svc);
     }
-    state.lastSecond = Math.max(state.lastSecond, h.start + h.requests.length - 1);
+  }, { rootMargin: "50% 0px" });
+
+  async function loadHistory(svc) {
+    const seconds = Math.min(state.range, state.historySeconds);
+    if (!svc.onScreen || svc.loading || svc.asked >= seconds) return;
+    svc.loading = true;
+    let data;
+    try {
+      data = await api(`/api/services/${encodeURIComponent(svc.name)}/history?seconds=${seconds}`);
+    } catch (error) {
+      return;
+    } finally {
+      svc.loading = false;
+    }
+    if (state.services.get(svc.name) !== svc) return;
+    // the points that came with the feed while this was loading are kept
+    svc.hist = meshliteHistory.merged(data, svc.hist, state.historySeconds);
+    svc.asked = data.start === null ? Infinity : seconds;  // null: nothing older to ask for
+    if (data.start !== null) {
+      state.lastSecond = Math.max(state.lastSecond, data.start + data.requests.length - 1);
+    }
+    drawCharts(svc);
+    loadHistory(svc);  // a wider range chosen meanwhile
   }
 
   // ---- workers (several processes sharing MESHLITE_MULTIPROC_DIR) -----------------
 
   async function loadWorkers() {
+    // Each worker's totals only (view=totals: not its figures per service nor its
+    // view of every backend). Returns whether to ask again: not without a shared
+    // directory, where this process is the only worker there will ever be.
     let data;
-    try { data = await api("/api/workers"); } catch (error) { return; }
+    try { data = await api("/api/workers?view=totals"); } catch (error) { return true; }
     const panel = $("workers");
     panel.hidden = !data.directory;
-    if (panel.hidden) return;
+    if (panel.hidden) return false;
     $("worker-rows").replaceChildren(...data.workers.map((w) => {
-      const sum = { calls: 0, failed: 0, retries: 0, attempts: 0 };
-      for (const c of Object.values(w.services)) for (const k of Object.keys(sum)) sum[k] += c[k];
+      const sum = w.totals;
       const tr = el("tr");
       tr.append(el("td", "", String(w.pid)), el("td", w.alive ? "state up" : "state ejected",
                                                 w.alive ? "running" : "exited"),
@@ -553,6 +480,7 @@
                                                     : "backend " + d.backend}: ` +
       Object.entries(d.workers).map(([pid, v]) =>
         `${pid} ${typeof v === "object" && v ? JSON.stringify(v) : v}`).join(", "))));
+    return true;
   }
 
   async function loadTopology(strict) {
@@ -618,13 +546,13 @@
       return;
     }
     if (!state.socket) connect();
-    loadWorkers();
-    setInterval(loadWorkers, 5000);
+    if (await loadWorkers()) setInterval(loadWorkers, 5000);
   }
 
   for (const button of document.querySelectorAll(".range button")) {
     button.addEventListener("click", () => {
       state.range = Number(button.dataset.range);
+      for (const svc of state.services.values()) loadHistory(svc);
       for (const b of document.querySelectorAll(".range button")) b.classList.toggle("on", b === button);
       renderAll();
     });
