@@ -138,12 +138,10 @@ _HEADER_SETS = 64
 """Distinct sets of request headers a transport keeps converted."""
 
 _TIMEOUTS = 64
-"""Distinct (connect, read) timeouts a transport keeps as ``urllib3.Timeout``: each
-deadline makes one."""
+"""Distinct (connect, read) timeouts a transport keeps as ``urllib3.Timeout``."""
 
 _POOLS = 64
-"""Hosts whose connection pool the urllib3 manager keeps, and the transport finds
-without normalising a pool key."""
+"""Hosts whose pool the urllib3 manager keeps (and the transport finds directly)."""
 
 _DEFAULTS = ("User-Agent", "Accept-Encoding")
 """Headers urllib3 (``User-Agent: python-urllib3/...``) and http.client
@@ -225,10 +223,8 @@ class Urllib3Transport(httpx.BaseTransport):
         key = (given.get("connect"), given.get("read"))
         found = self._timeouts.get(key)
         if found is None:
-            # Inline, not meshlite._memo.remember (the same policy): a deadline shorter
-            # than the client's timeouts makes a new key every request, so this miss is
-            # a request's path; the call cost 7 bytecodes a request there (mesh.http_sync()
-            # under Timeout(2.0), bytecodes counted as benchmarks/_bytecodes.py does).
+            # Inline as in _aio_wire's client_timeout, for its reason (the call to
+            # meshlite._memo.remember cost 7 bytecodes a mesh.http_sync() request here).
             if len(self._timeouts) >= _TIMEOUTS:
                 self._timeouts.clear()
             found = self._timeouts[key] = urllib3.Timeout(connect=_bounded(key[0]),
