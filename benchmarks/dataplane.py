@@ -190,7 +190,12 @@ def _async_client(kind: str, urls: list[str], service: dict[str, Any] | None = N
     return run
 
 
-def _sync_client(kind: str, urls: list[str]) -> Callable[[int, int], None]:
+def _sync_client(kind: str, urls: list[str],
+                 around: Callable[[], contextlib.AbstractContextManager[Any]] =
+                 contextlib.nullcontext) -> Callable[[int, int], None]:
+    """``run(requests, concurrency)`` for one sync client kind; ``around()`` is entered
+    around the measured requests (after the warm-up)."""
+
     def run(requests: int, concurrency: int) -> None:
         with contextlib.ExitStack() as stack:
             get: Callable[[int], Any]
@@ -213,8 +218,9 @@ def _sync_client(kind: str, urls: list[str]) -> Callable[[int, int], None]:
                     return client.get(f"/items/{i % 100}").content
             for i in range(min(200, requests)):
                 get(i)
-            for i in range(requests):
-                get(i)
+            with around():
+                for i in range(requests):
+                    get(i)
 
     return run
 

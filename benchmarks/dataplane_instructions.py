@@ -18,6 +18,13 @@ runs per request, and lists the functions whose counts differ, the mesh's own ap
 from the rest (aiohttp, yarl, multidict, asyncio): what aiohttp itself does
 differently inside a mesh session.
 
+``--kinds`` picks the clients (default: the four with targets below); ``httpx`` and
+``mesh.http()`` (32 in flight) have no target but can be counted the same way. With
+``--opcodes`` the first two kinds named are compared, the first as the bare one:
+
+    .venv/bin/python benchmarks/dataplane_instructions.py --kinds "mesh.http()" "mesh.http_sync()"
+    .venv/bin/python benchmarks/dataplane_instructions.py --opcodes --kinds httpx "mesh.http()"
+
 The targets of ``dataplane.py`` in instructions: ``mesh.aiohttp()`` at most 1/0.85 =
 1.18x bare aiohttp's at 32 in flight (a CPU-bound client's rate is inverse to its
 cost), ``mesh.http_sync()`` at most 1.5x urllib3's. Instructions are not time (a
@@ -43,8 +50,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _bytecodes import counting
 from dataplane import _async_client, _sync_client, nginx
 
-KINDS = {"aiohttp": 32, "mesh.aiohttp()": 32, "urllib3": 1, "mesh.http_sync()": 1}
+KINDS = {"aiohttp": 32, "mesh.aiohttp()": 32, "urllib3": 1, "mesh.http_sync()": 1,
+         "httpx": 32, "mesh.http()": 32, "httpx.Client": 1}
 """Client kinds and the requests each keeps in flight."""
+
+TARGETED = ("aiohttp", "mesh.aiohttp()", "urllib3", "mesh.http_sync()")
+"""The kinds measured by default: those of the two targets."""
 
 
 def child(kind: str, requests: int, urls: list[str]) -> None:
@@ -66,13 +77,14 @@ def instructions(kind: str, requests: int, urls: list[str], tmp: Path) -> int:
     return int(found.group(1))
 
 
-def opcodes(requests: int) -> None:
-    """Print the bytecodes a request of bare aiohttp and ``mesh.aiohttp()``, and each
-    function whose count differs between them (``mesh`` minus ``bare``)."""
+def opcodes(requests: int, pair: tuple[str, str]) -> None:
+    """Print the bytecodes a request of the two kinds of ``pair`` (bare aiohttp and
+    ``mesh.aiohttp()`` by default), and each function whose count differs between
+    them (the second minus the first)."""
     ours = {p.name for p in (Path(__file__).parent.parent / "meshlite").rglob("*.py")}
     per: dict[str, Counter[str]] = {}
     with nginx(2) as urls:
-        for kind in ("aiohttp", "mesh.aiohttp()"):
+        for kind in pair:
             counts: Counter[str] = Counter()
 
             @contextlib.contextmanager
@@ -81,10 +93,11 @@ def opcodes(requests: int) -> None:
                     yield
                 into.update(found)
 
-            _async_client(kind, urls, around=counted)(requests, KINDS[kind])
+            client = _sync_client if KINDS[kind] == 1 else _async_client
+            client(kind, urls, around=counted)(requests, KINDS[kind])
             per[kind] = counts
             print(f"{kind:18} {sum(counts.values()) / requests:>8,.0f} bytecodes a request")
-    bare, mesh = per["aiohttp"], per["mesh.aiohttp()"]
+    bare, mesh = per[pair[0]], per[pair[1]]
     rows = sorted(((mesh[k] - bare[k]) / requests, k) for k in bare.keys() | mesh.keys())
     for title, mine in (("the mesh's own", True), ("aiohttp, yarl, multidict, asyncio", False)):
         chosen = [(d, k) for d, k in rows if abs(d) >= 0.5 and (k.split(":")[0] in ours) == mine]
@@ -100,12 +113,18 @@ def main() -> int:
     parser.add_argument("--opcodes", action="store_true",
                         help="count the Python bytecodes of a request by function, bare "
                              "aiohttp against mesh.aiohttp() (no valgrind needed)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, metavar="KIND",
+                        help=f"the clients to measure, of {', '.join(KINDS)} (default: "
+                             f"{', '.join(TARGETED)}; with --opcodes, the first two)")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2:])
         return 0
+    kinds = args.kinds or (["aiohttp", "mesh.aiohttp()"] if args.opcodes else TARGETED)
     if args.opcodes:
-        opcodes(args.requests)
+        if len(kinds) < 2:
+            parser.error("--opcodes compares two kinds: name two with --kinds")
+        opcodes(args.requests, (kinds[0], kinds[1]))
         return 0
     if shutil.which("valgrind") is None or shutil.which("nginx") is None:
         print("cannot run: needs valgrind and nginx (apt-get install valgrind nginx)",
@@ -114,7 +133,7 @@ def main() -> int:
     small, large = args.requests, args.requests * 5
     per: dict[str, float] = {}
     with nginx(2) as urls, tempfile.TemporaryDirectory() as where:
-        for kind in KINDS:
+        for kind in kinds:
             counts = [instructions(kind, n, urls, Path(where)) for n in (small, large)]
             per[kind] = (counts[1] - counts[0]) / (large - small)
             print(f"{kind:18} {per[kind]:>12,.0f} instructions/request "
@@ -122,6 +141,8 @@ def main() -> int:
     lines = []
     for kind, bare, limit in (("mesh.aiohttp()", "aiohttp", 1 / 0.85),
                               ("mesh.http_sync()", "urllib3", 1.5)):
+        if kind not in per or bare not in per:
+            continue
         ratio = per[kind] / per[bare]
         lines.append(f"{kind} / {bare} instructions per request = {ratio:.2f} (target "
                      f"<= {limit:.2f}): {'met' if ratio <= limit else 'NOT met'}")

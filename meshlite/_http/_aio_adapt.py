@@ -14,6 +14,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .._memo import remember
 from ._outgoing import KeptBody, relocated
 
 __all__ = ["end_bodies", "read_capped", "relocate", "remembering_urls",
@@ -43,7 +44,7 @@ def without_resend(session: aiohttp.ClientSession) -> None:
 
 def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
     """Let ``session`` remember the URLs it made of the relative ones it was given (at
-    most ``most``, forgotten all at once when full): a service is called on a few paths
+    most ``most``: :func:`~meshlite._memo.remember`): a service is called on a few paths
     again and again, and aiohttp joins each to the base URL anew, a fresh ``yarl.URL``
     whose parts the request then works out again. The URL is the one aiohttp would
     make (the same call makes it the first time); only a ``str`` is remembered."""
@@ -55,9 +56,7 @@ def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
             return build(str_or_url)
         url = urls.get(str_or_url)
         if url is None:
-            if len(urls) >= most:
-                urls.clear()
-            url = urls[str_or_url] = build(str_or_url)
+            url = remember(urls, str_or_url, build(str_or_url), most)
         return url
 
     session._build_url = remembered  # type: ignore[method-assign]

@@ -26,6 +26,7 @@ from yarl import URL
 
 from .._context import CallContext, _current
 from .._errors import ConfigError
+from .._memo import remember
 from ..policies._hedge_race import refuse_hedges
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
@@ -59,6 +60,9 @@ _UNSENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _URLS = 256
 """Paths per backend whose full ``yarl.URL`` a session remembers."""
 
+_RELATIVE_URLS = 256
+"""Relative URL strings whose ``yarl.URL`` joined to the base URL a session remembers."""
+
 
 class AiohttpResponseError(ResponseStatusError, ConnectionError):
     """A 5xx or 429 answer to a ``mesh.aiohttp()`` request, raised inside the
@@ -80,8 +84,7 @@ class _Target:
         self.netloc = netloc
         self.ssl = context
         # Parsing a URL is a tenth of the mesh's own work on a request; the paths a
-        # service is called on repeat (a cache of at most _URLS, emptied when full,
-        # as mesh.http() remembers its merged URLs).
+        # service is called on repeat (a cache of at most _URLS: meshlite._memo).
         self.urls: dict[str, URL] = {}
 
     def url(self, path: str) -> URL:
@@ -89,9 +92,7 @@ class _Target:
         urls = self.urls
         found = urls.get(path)
         if found is None:
-            if len(urls) >= _URLS:
-                urls.clear()
-            found = urls[path] = URL(self.origin + path, encoded=True)
+            found = remember(urls, path, URL(self.origin + path, encoded=True), _URLS)
         return found
 
 
@@ -273,6 +274,6 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     route.forgetting = Forgetting(session, loop, route.forget)
     without_client_instrumentation(session)
     without_resend(session)
-    remembering_urls(session, _URLS)
+    remembering_urls(session, _RELATIVE_URLS)
     dispatcher.adopt_session(session)
     return session

@@ -49,6 +49,10 @@ _HEAD = 100 * 1024
 """The most bytes of a response head httpx reads (httpcore's bound): aiohttp's own
 defaults (8190 bytes a line, 128 headers) refused heads httpx takes."""
 
+_TIMEOUTS = 64
+"""Distinct (connect, read, pool) timeouts a transport keeps as
+``aiohttp.ClientTimeout``: each deadline makes one."""
+
 _HEAD_LIMITS: dict[str, Any] = {"max_line_size": _HEAD, "max_field_size": _HEAD}
 if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:
     _HEAD_LIMITS["max_headers"] = _HEAD // 4  # at least 4 bytes a header (recent aiohttp)
@@ -186,7 +190,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (given.get("connect"), given.get("read"), given.get("pool"))
         found = self._timeouts.get(key)
         if found is None:
-            if len(self._timeouts) > 64:  # deadlines make many: keep the cache small
+            # Inline, not meshlite._memo.remember (the same policy): a deadline shorter
+            # than the client's timeouts makes a new key every request, so this miss is
+            # a request's path; the call cost 7 bytecodes a request there (mesh.http()
+            # under Timeout(2.0), bytecodes counted as benchmarks/_bytecodes.py does).
+            if len(self._timeouts) >= _TIMEOUTS:
                 self._timeouts.clear()
             found = self._timeouts[key] = _timeout(given)
         return found

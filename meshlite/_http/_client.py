@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from httpx._client import ClientState
 
+from .._memo import remember
 from .._printable import printable
 from ._sync_wire import Body
 
@@ -19,6 +20,9 @@ __all__ = ["AsyncClient", "Client"]
 
 _MERGED = 512
 """Distinct URL strings whose merge with the base URL a client remembers."""
+
+_BUILT = 512
+"""(host, with a body) pairs whose built request headers a client remembers."""
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 """Methods to which httpx adds ``Content-Length: 0`` when they carry no body."""
@@ -94,9 +98,8 @@ class _MergeCache:
         built = self._built.get(key)
         if built is None or built[0] != current:
             first = super().build_request(method, merged)  # type: ignore[misc]
-            if len(self._built) >= _MERGED:
-                self._built.clear()
-            self._built[key] = (current, httpx.Headers(first.headers))  # a hook may edit first's
+            # a copy of first's headers: a hook may edit first's
+            remember(self._built, key, (current, httpx.Headers(first.headers)), _BUILT)
             return first  # type: ignore[no-any-return]
         request = httpx.Request(method, merged, headers=built[1], stream=httpx.ByteStream(b""),
                                 extensions={"timeout": self.timeout.as_dict()})  # type: ignore[attr-defined]
@@ -120,9 +123,7 @@ class _MergeCache:
             self._merged, self._merged_base = {}, base
         merged = self._merged.get(url)
         if merged is None:
-            if len(self._merged) >= _MERGED:
-                self._merged.clear()
-            merged = self._merged[url] = super()._merge_url(url)  # type: ignore[misc]
+            merged = remember(self._merged, url, super()._merge_url(url), _MERGED)  # type: ignore[misc]
         return merged
 
 

@@ -23,6 +23,7 @@ from urllib3 import exceptions as _u3
 
 from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
+from .._memo import remember
 from ._outgoing import UNSENT
 from ._urllib3_parts import Target, pool_classes
 
@@ -136,6 +137,12 @@ class Body(httpx.SyncByteStream):
 _HEADER_SETS = 64
 """Distinct sets of request headers a transport keeps converted."""
 
+_TIMEOUTS = 64
+"""Distinct (connect, read) timeouts a transport keeps as ``urllib3.Timeout``."""
+
+_POOLS = 64
+"""Hosts whose pool the urllib3 manager keeps (and the transport finds directly)."""
+
 _DEFAULTS = ("User-Agent", "Accept-Encoding")
 """Headers urllib3 (``User-Agent: python-urllib3/...``) and http.client
 (``Accept-Encoding: identity``) add to a request without them."""
@@ -198,7 +205,7 @@ class Urllib3Transport(httpx.BaseTransport):
     def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
         most = limits.max_connections
         self._manager = urllib3.PoolManager(
-            num_pools=64, maxsize=most or 100, block=most is not None,
+            num_pools=_POOLS, maxsize=most or 100, block=most is not None,
             ssl_context=ssl_context, retries=_NO_RETRIES,
             cert_reqs=ssl_context.verify_mode)
         # Given to https pools only: before urllib3 2.8 a plain-http pool refuses it.
@@ -216,7 +223,9 @@ class Urllib3Transport(httpx.BaseTransport):
         key = (given.get("connect"), given.get("read"))
         found = self._timeouts.get(key)
         if found is None:
-            if len(self._timeouts) > 64:  # deadlines make many: keep the cache small
+            # Inline as in _aio_wire's client_timeout, for its reason (the call to
+            # meshlite._memo.remember cost 7 bytecodes a mesh.http_sync() request here).
+            if len(self._timeouts) >= _TIMEOUTS:
                 self._timeouts.clear()
             found = self._timeouts[key] = urllib3.Timeout(connect=_bounded(key[0]),
                                                           read=_bounded(key[1]))
@@ -229,9 +238,7 @@ class Urllib3Transport(httpx.BaseTransport):
         raw = tuple(request.headers.raw)
         found = self._headers.get(raw)
         if found is None:
-            if len(self._headers) >= _HEADER_SETS:
-                self._headers.clear()
-            found = self._headers[raw] = wire_headers(request)
+            found = remember(self._headers, raw, wire_headers(request), _HEADER_SETS)
         return dict(found) if type(found) is dict else HTTPHeaderDict(found)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -259,9 +266,7 @@ class Urllib3Transport(httpx.BaseTransport):
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
             pool = self._manager.connection_from_host(
                 host, port, scheme, pool_kwargs=self._https if scheme == "https" else None)
-            if len(self._pools) >= 64:
-                self._pools.clear()
-            self._pools[key] = pool
+            remember(self._pools, key, pool, _POOLS)
         try:
             response = pool.urlopen(
                 request.method, Target(path), body=body, headers=headers, retries=_NO_RETRIES,

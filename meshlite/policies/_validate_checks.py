@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any, get_origin
 
 from .._errors import ConfigError
+from .._memo import remember
 from .._validate import fail
 
 __all__ = [
@@ -208,10 +209,8 @@ def _plan(fn: Any) -> _Plan | None:
         pass
     except TypeError:  # an unhashable callable
         return _read_plan(fn)
-    if len(_plans) >= _MAX_PLANS:
-        _plans.clear()  # functions made per call (lambdas) must not pile up
-    plan = _plans[fn] = _read_plan(fn)
-    return plan
+    # functions made per call (lambdas) must not pile up: a bounded cache
+    return remember(_plans, fn, _read_plan(fn), _MAX_PLANS)
 
 
 def _read_plan(fn: Any) -> _Plan | None:

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..._memo import remember
 from ...routing._service import Service
 from ...routing._snapshot import (
     ServiceHealth,
@@ -105,14 +106,16 @@ def health_payload(health: Mapping[str, ServiceHealth],
 
 _STATUS_NAMES = {v: k for k, v in STATUS_ORDER.items()}
 
+_UP_ROWS = 4096
+"""Backend addresses whose row in rotation the dashboard keeps made."""
+
 
 class _UpRows(dict[str, dict[str, str]]):
     # The row of a backend in rotation never changes: made once per address.
     def __missing__(self, address: str) -> dict[str, str]:
-        if len(self) > 4096:  # backends come and go with discovery: stay bounded
-            self.clear()
-        row = self[address] = {"address": address, "status": "up", "reason": ""}
-        return row
+        # backends come and go with discovery: stay bounded
+        return remember(self, address, {"address": address, "status": "up", "reason": ""},
+                        _UP_ROWS)
 
 
 _UP = _UpRows()
