@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import random as _random
@@ -69,7 +70,8 @@ class HealthCheck(Explained):
     ``probe(backend)`` is healthy when it returns anything but ``False`` and
     unhealthy when it returns ``False``, raises, or runs past ``timeout``. A
     coroutine function is awaited on the mesh's loop; any other callable runs in a
-    worker thread (so a blocking probe never stalls the loop). A backend turns
+    worker thread (so a blocking probe never stalls the loop), waiting at most
+    ``interval`` for one, with ``timeout`` counted from its start. A backend turns
     unhealthy after ``unhealthy_threshold`` failed probes in a row and healthy again
     after ``healthy_threshold`` good ones. Backends start healthy.
 
@@ -111,17 +113,25 @@ class HealthCheck(Explained):
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Probe]:
         """Open what probing needs (an HTTP client, say) and yield the probe."""
-        probe, timeout = self.probe, self.options.timeout
+        probe, timeout, interval = self.probe, self.options.timeout, self.options.interval
         is_async = inspect.iscoroutinefunction(probe)
 
         async def run(backend: Backend) -> str | None:
+            started = [is_async]
             try:
-                async with asyncio.timeout(timeout):
-                    result = probe(backend) if is_async else await asyncio.to_thread(
-                        probe, backend)
+                # A probe in a thread may first wait for one (the loop's executor runs
+                # a few at once): it has `interval` for that, and `timeout` from its
+                # start (_threaded), so a round of many backends is not a round of
+                # timeouts for the probes queued last.
+                async with asyncio.timeout(timeout if is_async else interval) as limit:
+                    result = probe(backend) if is_async else await _threaded(
+                        probe, backend, limit, timeout, started)
                     if inspect.isawaitable(result):
                         result = await result
             except TimeoutError:
+                if not started[0]:
+                    return (f"probe did not start within {interval} s: every worker "
+                            "thread was busy (probes that block longer than timeout?)")
                 return f"probe timed out after {timeout} s"
             except Exception as error:
                 return f"probe raised {error!r}"
@@ -238,3 +248,23 @@ class HealthChecker:
                 await self.run_once()
             except Exception:
                 _log.exception("health check round of %r failed; will try again", self.target)
+
+
+async def _threaded(probe: Callable[[Backend], Any], backend: Backend,
+                    limit: asyncio.Timeout, seconds: float, started: list[bool]) -> Any:
+    """``probe(backend)`` in the loop's executor (in a copy of the caller's context, as
+    ``asyncio.to_thread``), with ``limit`` moved to ``seconds`` after the thread
+    starts it (``started[0]`` is then True)."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+
+    def begin() -> None:  # on the loop, before the probe's result can arrive
+        started[0] = True
+        with contextlib.suppress(RuntimeError):  # given up on meanwhile (limit passed)
+            limit.reschedule(loop.time() + seconds)
+
+    def call() -> Any:
+        loop.call_soon_threadsafe(begin)
+        return context.run(probe, backend)
+
+    return await loop.run_in_executor(None, call)
