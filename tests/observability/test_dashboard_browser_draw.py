@@ -3,7 +3,8 @@ backends: the topology is not built again on frames that change only states (its
 elements are the same nodes, their states set on them) and shows what a page built
 from the same frame shows; it is built again when a backend is added. A card's
 charts are not drawn while the card is far from the screen, and once scrolled into
-view show what a page that drew them all along shows, pixel for pixel.
+view show what a page that drew them all along shows, pixel for pixel (and its
+table of backends what that page's shows).
 
 Frames are pushed by hand (``monitor.push(monitor.tick(now))``, the once-a-second
 loop stopped), so the test knows each frame the pages got."""
@@ -39,6 +40,8 @@ MARKED = "() => [...document.querySelector('#topology').children].filter((n) => 
 DRAWING = """() => [...document.querySelector('#topology').children].map((n) => [
   n.tagName, [...n.attributes].map((a) => a.name + '=' + a.value).sort().join(' '),
   n.textContent])"""
+ROWS = f"""() => [...document.querySelectorAll('{CARD} tbody tr')].map(
+  (tr) => [...tr.children].map((td) => td.textContent))"""
 CHARTS = f"""() => [...document.querySelectorAll('{CARD} canvas')].map((c) => ({{
   draws: c.meshliteDraws || 0, pixels: c.toDataURL()}}))"""
 
@@ -144,6 +147,8 @@ async def test_charts_far_from_the_screen_are_drawn_when_they_come_into_view(
         for _ in range(calls):
             await mesh.call(LAST, ok)
         await frames.push()
+    mesh.service(LAST).eject(address(SERVICES - 1, 3), 600.0)
+    await frames.push()
     assert [c["draws"] for c in await page.evaluate(CHARTS)] == [0, 0]
 
     await page.locator(CARD).scroll_into_view_if_needed()
@@ -152,4 +157,7 @@ async def test_charts_far_from_the_screen_are_drawn_when_they_come_into_view(
             await along.evaluate(CHARTS)) or not all(c["draws"] for c in shown):
         assert time.monotonic() < deadline, "the charts scrolled into view differ"
         await asyncio.sleep(0.05)
+    rows = await page.evaluate(ROWS)  # its backends' table, filled when it came near
+    assert rows == await along.evaluate(ROWS)
+    assert rows[3][1].startswith("ejected ")
     assert frames.errors == []

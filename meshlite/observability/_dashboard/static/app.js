@@ -90,7 +90,7 @@
     let svc = state.services.get(name);
     if (!svc) {
       svc = { name, live: null, hist: meshliteHistory.empty(), card: null,
-              onScreen: false, stale: false, asked: 0, loading: false };
+              onScreen: false, stale: false, rowsStale: false, asked: 0, loading: false };
       state.services.set(name, svc);
     }
     return svc;
@@ -154,7 +154,11 @@
     c.p50.textContent = fmtMs(v.p50);
     c.p99.textContent = fmtMs(v.p99);
     c.inflight.textContent = String(v.in_flight);
-    c.rows.replaceChildren(...backendsOf(svc).map((b) => {
+    // A card far from the screen keeps its rows until it comes near (the observer
+    // below), unless backends came or went: its height stays what it will show.
+    const backends = backendsOf(svc);
+    svc.rowsStale = !svc.onScreen && c.rows.children.length === backends.length;
+    if (!svc.rowsStale) c.rows.replaceChildren(...backends.map((b) => {
       const tr = el("tr");
       const addr = el("td");
       addr.append(el("span", "dot " + b.status), document.createTextNode(b.address));
@@ -366,7 +370,8 @@
       const svc = state.services.get(entry.target.dataset.service);
       if (!svc || !svc.card || svc.card.node !== entry.target) continue;
       svc.onScreen = entry.isIntersecting;
-      if (svc.onScreen && svc.stale) drawCharts(svc);
+      if (svc.onScreen && svc.rowsStale) renderCard(svc);
+      else if (svc.onScreen && svc.stale) drawCharts(svc);
       loadHistory(svc);
     }
   }, { rootMargin: "50% 0px" });
