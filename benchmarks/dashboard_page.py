@@ -8,7 +8,11 @@ when it was) and every WebSocket frame's payload (as the page reads it, before
 permessage-deflate). Printed, by what was fetched:
 
 - on open: until the feed's hello came and nothing was requested for 3 seconds;
-- the minute after, the page left open;
+- the minute after, the page left open, and how it kept up: the frames it applied
+  (its ``body[data-ticks]``) against the frames received and the seconds elapsed, and
+  its main thread's busy time per frame applied (the DevTools protocol's
+  ``Performance.getMetrics``: TaskDuration, of which ScriptDuration, LayoutDuration
+  and RecalcStyleDuration);
 - the dashboard process's CPU per page open (its ``time.process_time()``, so not
   Chromium's): with its once-a-second loop and the traffic stopped, a new page
   opened until quiet, three times (least and median).
@@ -77,6 +81,7 @@ class Counting:
         self.last = time.monotonic()
         self.hello = False
         self.opening: set[str] = set()  # requests in flight, of what an open fetches
+        self.cdp: Any = None  # the page's DevTools protocol session
 
     def started(self, event: dict[str, Any]) -> None:
         url = self.urls[event["requestId"]] = event["request"]["url"]
@@ -128,8 +133,24 @@ async def counted_page(browser: Any, url: str) -> tuple[Any, Counting]:
     cdp.on("Network.loadingFailed", counting.failed)
     cdp.on("Network.webSocketFrameReceived", counting.frame)
     await cdp.send("Network.enable")
+    await cdp.send("Performance.enable")
+    counting.cdp = cdp
     await page.goto(url)
     return page, counting
+
+
+BUSY = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+
+
+async def keeping_up(page: Any, counting: Counting) -> dict[str, float]:
+    """The page's frames applied, the feed's frames received, the main thread's
+    busy seconds so far (:data:`BUSY`) and the time: subtract two of these."""
+    metrics = await counting.cdp.send("Performance.getMetrics")
+    found = {m["name"]: float(m["value"]) for m in metrics["metrics"] if m["name"] in BUSY}
+    found["applied"] = float(await page.evaluate("() => Number(document.body.dataset.ticks || 0)"))
+    found["received"] = float(counting.requests["feed"])
+    found["time"] = time.monotonic()
+    return found
 
 
 def line(found: tuple[Counter[str], Counter[str]]) -> str:
@@ -166,7 +187,10 @@ async def measure(services: int, backends: int, after: float) -> dict[str, Any]:
             page, counting = await counted_page(browser, url + "/")
             out["took"] = await counting.quiet()
             out["open"] = counting.take()
+            first = await keeping_up(page, counting)
             await asyncio.sleep(after)
+            last = await keeping_up(page, counting)
+            out["kept"] = {k: last[k] - first.get(k, 0.0) for k in last}
             out["after"] = counting.take()
             await page.close()
             await ask("pause")
@@ -204,6 +228,15 @@ def main() -> int:
           f"3 services with 5 calls a second; bytes as received (requests)")
     print(f"  on open ({found['took'] - QUIET:.0f} s): {line(found['open'])}")
     print(f"  the minute after: {line(minute)}")
+    kept = found["kept"]
+    applied = max(kept["applied"], 1.0)
+    print(f"  kept up: {kept['applied']:.0f} frames applied in {kept['time']:.0f} s "
+          f"({kept['received']:.0f} received); main thread busy "
+          f"{kept['TaskDuration'] * 1e3 / applied:.0f} ms a frame applied (script "
+          f"{kept['ScriptDuration'] * 1e3 / applied:.0f}, layout "
+          f"{kept['LayoutDuration'] * 1e3 / applied:.0f}, style "
+          f"{kept['RecalcStyleDuration'] * 1e3 / applied:.0f}), "
+          f"{kept['TaskDuration'] * 100 / kept['time']:.0f}% of the time")
     cpu = found["cpu"]
     print(f"  dashboard process CPU per page open (its loop stopped): least "
           f"{min(cpu) * 1e3:.0f} ms, median {statistics.median(cpu) * 1e3:.0f} ms")

@@ -1,5 +1,5 @@
 // meshlite live dashboard. No dependencies: charts are drawn on <canvas>
-// (charts.js), the topology is built as inline SVG. The services, their state and
+// (charts.js), the topology is inline SVG (topology.js). The services, their state and
 // the alerts come from /ws (its hello, then a frame every second, read by feed.js);
 // the topology, the histories of the cards on screen (history.js) and the workers
 // from /api/*. Text from the server is only ever set with textContent (never HTML).
@@ -7,7 +7,6 @@
 
 (() => {
   const TOKEN_KEY = "meshlite.dashboard.token";
-  const SVG = "http://www.w3.org/2000/svg";
   const COLORS = { rps: "#38bdf8", err: "#f87171", p50: "#a78bfa", p99: "#fbbf24" };
   const state = {
     refusalKeys: new Set(),
@@ -91,7 +90,7 @@
     let svc = state.services.get(name);
     if (!svc) {
       svc = { name, live: null, hist: meshliteHistory.empty(), card: null,
-              onScreen: false, asked: 0, loading: false };
+              onScreen: false, stale: false, rowsStale: false, asked: 0, loading: false };
       state.services.set(name, svc);
     }
     return svc;
@@ -107,7 +106,11 @@
   // ---- charts -------------------------------------------------------------------
 
   function drawCharts(svc) {
+    // Only a card near the screen is drawn; one further away is drawn when it comes
+    // near (the observer below), from the history the feed kept adding to meanwhile.
     if (!svc.card || state.lastSecond < 0) return;
+    svc.stale = !svc.onScreen;
+    if (svc.stale) return;
     const end = state.lastSecond, start = end - state.range + 1;
     const h = svc.hist, slice = meshliteHistory.slice, draw = meshliteChart.draw;
     draw(svc.card.rate, [
@@ -151,7 +154,11 @@
     c.p50.textContent = fmtMs(v.p50);
     c.p99.textContent = fmtMs(v.p99);
     c.inflight.textContent = String(v.in_flight);
-    c.rows.replaceChildren(...backendsOf(svc).map((b) => {
+    // A card far from the screen keeps its rows until it comes near (the observer
+    // below), unless backends came or went: its height stays what it will show.
+    const backends = backendsOf(svc);
+    svc.rowsStale = !svc.onScreen && c.rows.children.length === backends.length;
+    if (!svc.rowsStale) c.rows.replaceChildren(...backends.map((b) => {
       const tr = el("tr");
       const addr = el("td");
       addr.append(el("span", "dot " + b.status), document.createTextNode(b.address));
@@ -165,76 +172,13 @@
     drawCharts(svc);
   }
 
-  // ---- topology ---------------------------------------------------------------
-
-  function svgEl(tag, attrs, text) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  const STATUS_COLOR = { healthy: "#34d399", up: "#34d399", degraded: "#fbbf24", unhealthy: "#fbbf24",
-                         failing: "#f87171", panic: "#f87171", down: "#f87171", ejected: "#f87171" };
+  // ---- topology (topology.js) ---------------------------------------------------
 
   function renderTopology() {
-    const svg = $("topology");
-    const width = svg.clientWidth || 1200;
-    const services = [...state.services.values()];
-    const rowH = 34, gap = 14;
-    const rows = services.map((s) => Math.max(1, backendsOf(s).length));
-    const height = Math.max(80, rows.reduce((a, r) => a + r * rowH + gap, 0));
-    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    svg.setAttribute("height", height);
-    const parts = [];
-    const topo = state.topology || { service: null, edges: [] };
-    const callers = topo.edges.filter((e) => e.to === topo.service && e.from !== topo.service);
-    const left = callers.length ? 190 : 20;
-    const colX = [left, Math.round(width * 0.3) + (callers.length ? 80 : 0), Math.round(width * 0.62) + (callers.length ? 40 : 0)];
-    const rootY = height / 2;
-    callers.forEach((c, i) => {
-      // service-to-service edges learned by this service's inbound middleware
-      const cy = rootY + (i - (callers.length - 1) / 2) * 40;
-      parts.unshift(svgEl("path", { class: "edge caller" + (c.error_rate > 0 ? " out" : " hot"),
-        d: `M${20 + 150},${cy} C${left - 10},${cy} ${170},${rootY} ${left},${rootY}` }));
-      parts.push(svgEl("rect", { class: "node caller", x: 20, y: cy - 16, width: 150, height: 32, rx: 8 }));
-      parts.push(svgEl("text", { x: 32, y: cy - 2 }, c.from));
-      parts.push(svgEl("text", { class: "small", x: 32, y: cy + 11 },
-        `${fmtRate(c.request_rate)} · ${fmtRate(c.error_rate)} err`));
-    });
-    parts.push(svgEl("rect", { class: "node root", x: colX[0], y: rootY - 18, width: 150, height: 36, rx: 8 }));
-    parts.push(svgEl("text", { x: colX[0] + 14, y: rootY + 4 }, topo.service || "this process"));
-    let top = 0;
-    services.forEach((svc, idx) => {
-      const v = svc.live, backends = backendsOf(svc);
-      const blockH = rows[idx] * rowH;
-      const cy = top + blockH / 2 + gap / 2;
-      const hot = (v.requests || 0) > 0;
-      parts.unshift(svgEl("path", { class: "edge" + (hot ? " hot" : ""),
-        d: `M${colX[0] + 150},${rootY} C${colX[1] - 60},${rootY} ${colX[0] + 210},${cy} ${colX[1]},${cy}` }));
-      parts.push(svgEl("rect", { class: "node", x: colX[1], y: cy - 20, width: 230, height: 40, rx: 8 }));
-      parts.push(svgEl("circle", { cx: colX[1] + 16, cy, r: 5, fill: STATUS_COLOR[v.status] || "#64748b" }));
-      parts.push(svgEl("text", { x: colX[1] + 30, y: cy - 3 }, svc.name));
-      const open = Object.values(v.breakers).filter((s) => s === "open" || s === "forced_open").length;
-      const note = `${v.available}/${v.total} up · ${fmtRate(v.requests)}` +
-        (Object.keys(v.breakers).length ? (open ? " · breaker OPEN" : " · breaker closed") : "");
-      parts.push(svgEl("text", { class: "small", x: colX[1] + 30, y: cy + 12 }, note));
-      backends.forEach((b, j) => {
-        const by = top + gap / 2 + j * rowH + rowH / 2;
-        const out = b.status !== "up";
-        parts.unshift(svgEl("path", { class: "edge" + (out ? " out" : hot ? " hot" : ""),
-          d: `M${colX[1] + 230},${cy} C${colX[2] - 50},${cy} ${colX[1] + 280},${by} ${colX[2]},${by}` }));
-        parts.push(svgEl("rect", { class: "node", x: colX[2], y: by - 14, width: width - colX[2] - 20, height: 28, rx: 6 }));
-        parts.push(svgEl("circle", { cx: colX[2] + 14, cy: by, r: 4.5, fill: STATUS_COLOR[b.status] || "#64748b" }));
-        parts.push(svgEl("text", { x: colX[2] + 26, y: by + 4 }, b.address));
-        const detail = b.status === "ejected"
-          ? (b.ejected_for > 0 ? `ejected ${Math.ceil(b.ejected_for)}s` : "ejected until restored")
-          : b.status === "unhealthy" ? "unhealthy" : `${b.in_flight} in flight · ${fmtMs(b.latency_p99)} p99`;
-        parts.push(svgEl("text", { class: "small", x: width - 34, y: by + 4, "text-anchor": "end" }, detail));
-      });
-      top += blockH + gap;
-    });
-    svg.replaceChildren(...parts);
+    const services = [...state.services.values()].map((svc) => (
+      { name: svc.name, live: svc.live, backends: backendsOf(svc) }));
+    meshliteTopology.render($("topology"), state.topology || { service: null, edges: [] }, services,
+                            { rate: fmtRate, ms: fmtMs });
   }
 
   // ---- summary and alerts -----------------------------------------------------------
@@ -285,7 +229,7 @@
 
   function renderFrame(dirty, topology) {
     // Only the cards of services that changed (dirty; null: all) are filled again;
-    // every chart is redrawn, since the time axis moves each second.
+    // every chart near the screen is redrawn, since the time axis moves each second.
     for (const svc of state.services.values()) {
       if (dirty === null || dirty.has(svc)) renderCard(svc); else drawCharts(svc);
     }
@@ -417,7 +361,7 @@
     return true;
   }
 
-  // ---- history: fetched for the cards on screen, as far back as the range shown ----
+  // ---- near the screen: charts drawn, history fetched as far back as the range shown ----
   // The feed adds each second to every service's history; what came before the
   // page opened is fetched only for a card near the screen (half a screen around
   // it), for the range shown, and again when a wider range is chosen.
@@ -426,6 +370,8 @@
       const svc = state.services.get(entry.target.dataset.service);
       if (!svc || !svc.card || svc.card.node !== entry.target) continue;
       svc.onScreen = entry.isIntersecting;
+      if (svc.onScreen && svc.rowsStale) renderCard(svc);
+      else if (svc.onScreen && svc.stale) drawCharts(svc);
       loadHistory(svc);
     }
   }, { rootMargin: "50% 0px" });
