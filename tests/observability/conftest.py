@@ -1,15 +1,26 @@
-"""Fixtures shared by the telemetry tests of this folder."""
+"""Fixtures shared by the tests of this folder: telemetry receivers, and the browser of
+the dashboard page tests."""
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from _chromium import chromium
 from otlp_receiver import OtlpReceiver
 
 from meshlite import telemetry
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium (``playwright.async_api.Browser``) for the dashboard page
+    tests, which skip or fail first where playwright is missing (``no_playwright``)."""
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture

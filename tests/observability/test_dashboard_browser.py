@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from _chromium import chromium, no_playwright
+from _chromium import no_playwright
 
 import meshlite as ml
 from meshlite.observability._dashboard import AlertRule
@@ -145,11 +145,6 @@ class Demo:
                     self.one(service)
             last = now
 
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ no URL it requests carries a token, and no log record of the whole session does.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from _chromium import chromium, no_playwright
+from _chromium import no_playwright
 from _logs import all_log_records, keep_uvicorn_lines, records_holding
 
 import meshlite as ml
@@ -20,11 +18,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 READ = "browser-read-token-0123456789abcdef"
 ADMIN = "browser-admin-token-0123456789abcdef"
 
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def test_page_session_puts_no_token_in_urls_or_logs(

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _chromium import chromium, no_playwright
+from _chromium import no_playwright
 from _dashboard_page import WAIT, broken, ok, until
 
 import meshlite as ml
@@ -53,11 +53,6 @@ def address(i: int, j: int) -> str:
 def pixels(charts: list[dict[str, Any]]) -> list[str]:
     return [c["pixels"] for c in charts]
 
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 @pytest.fixture

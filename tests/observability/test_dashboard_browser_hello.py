@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _chromium import chromium, no_playwright
+from _chromium import no_playwright
 from _dashboard_page import WAIT, broken, ok, until
 
 import meshlite as ml
@@ -86,11 +86,6 @@ def differences(shown: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]
 async def viewers(monitor: Monitor, n: int) -> None:
     await until(f"{n} viewer(s)", lambda: asyncio.sleep(0, len(monitor.clients) == n))
 
-
-@pytest.fixture
-async def browser() -> Any:
-    async with chromium() as b:
-        yield b
 
 
 async def test_a_page_shows_from_its_hello_what_a_page_open_all_along_shows(

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from _chromium import chromium, no_playwright
+from _chromium import no_playwright
 from _dashboard_page import ok, until
 
 import meshlite as ml
@@ -73,11 +73,6 @@ class Fetched:
     def paths(self, prefix: str) -> list[str]:
         return [p for p, _ in self.done if p.startswith(prefix)]
 
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 @pytest.fixture
@@ -197,7 +192,9 @@ async def test_workers_totals_fill_the_workers_table(tmp_path: Any,
                                                 "tds => tds.map(t => t.textContent)")
         assert cells[:2] == [str(os.getpid()), "running"]
         await page.clock.run_for(10_000)  # a shared directory: more workers may come
-        await pushed(page, server, time.time())
-        assert len(fetched.paths("/api/workers?view=totals")) >= 2
+        # (a poll's request finishes after the timer fired it, and its size is read
+        # after that: wait for it, bounded, rather than for the frame alone)
+        await until("a second poll of the workers", lambda: asyncio.sleep(
+            0, len(fetched.paths("/api/workers?view=totals")) >= 2))
     finally:
         await server.stop()
