@@ -1,11 +1,25 @@
-"""Stopping a background task without losing the caller's own cancellation."""
+"""Background tasks: stopping one without losing the caller's own cancellation, and
+keeping one alive that nobody awaits."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_and_wait", "kept"]
+
+_KEPT: set[asyncio.Task[Any]] = set()
+"""The tasks :func:`kept` started, until they end (a loop holds its tasks weakly)."""
+
+
+def kept(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run ``coro`` as a task of the running loop that nobody awaits, kept alive
+    until it ends (a task only the loop refers to may be collected mid-way)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _KEPT.add(task)
+    task.add_done_callback(_KEPT.discard)
+    return task
 
 
 async def cancel_and_wait(task: asyncio.Future[Any]) -> None:

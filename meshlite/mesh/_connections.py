@@ -14,14 +14,12 @@ import threading
 from typing import Any
 
 from .._fork import fork_safe
+from .._tasks import kept
 from ..routing._lifecycle import LoopThread
 
 __all__ = ["MeshConnections", "close_async_pools_here", "close_async_pools_soon"]
 
 _log = logging.getLogger("meshlite.mesh")
-
-_CLOSING: set[asyncio.Task[None]] = set()
-"""Tasks closing a retired service's async pools (a loop holds its tasks weakly)."""
 
 _SESSIONS = fork_safe(threading.Lock())
 """Held while a mesh's list of ``mesh.aiohttp()`` sessions changes (once a session)."""
@@ -103,13 +101,11 @@ def close_async_pools_soon(pools: Any) -> None:
     loop runs here (a sync step of async code: an override ending), else on a loop
     of their own (:func:`close_async_pools_here`)."""
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         close_async_pools_here(pools)
         return
-    task = loop.create_task(_aclose(pools))
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
+    kept(_aclose(pools))
 
 
 async def _aclose(pools: Any) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING
 
+from .._tasks import kept
 from ..routing._lifecycle import stop_all
 from ..routing._service import Service
 
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["retire", "retire_now", "retire_soon"]
 
 _DRAIN_POLL = 0.01
-
-_DRAINING: set[asyncio.Task[None]] = set()
-"""The :func:`retire` tasks :func:`retire_soon` started (a loop holds its tasks
-weakly)."""
-
 
 def _idle(mesh: Mesh, service: Service) -> bool:
     # No attempt in flight, and no connection of its pools in use (a response body
@@ -70,11 +66,9 @@ def retire_soon(mesh: Mesh, service: Service) -> None:
         retire_now(mesh, [service])
         return
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         threading.Thread(target=asyncio.run, args=(retire(mesh, service),),
                          name="meshlite-retire", daemon=True).start()
         return
-    task = loop.create_task(retire(mesh, service))
-    _DRAINING.add(task)
-    task.add_done_callback(_DRAINING.discard)
+    kept(retire(mesh, service))
