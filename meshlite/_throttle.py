@@ -9,7 +9,13 @@ from collections.abc import Hashable
 
 from ._fork import fork_safe
 
-__all__ = ["Throttle"]
+__all__ = ["Throttle", "held_back"]
+
+
+def held_back(held: int) -> str:
+    """What a record that passed adds for the ``held`` of its kind held back before it
+    (:meth:`Throttle.passes`): nothing for the first."""
+    return f" ({held} more since the last such warning)" if held else ""
 
 
 class Throttle:

@@ -11,7 +11,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._fork import fork_safe
 from .._policy import AsyncHandler, Handler, Policy
 from .._printable import printable
-from .._throttle import Throttle
+from .._throttle import Throttle, held_back
 from .._validate import at_least, optional_clock
 from ._counters import Counters
 from ._feed import EVENT_METRICS, EventFeed, touch_service
@@ -133,8 +133,7 @@ class Metrics(Policy):
             _log.warning("Metrics: service %r has %d operations, the most kept; the calls "
                          "of %r and of any other new one count under operation %r%s",
                          service or "", self.max_operations, printable(operation, 80),
-                         OTHER_OPERATION, f" ({held} more since the last such warning)"
-                         if held else "", extra={"service": service or ""})
+                         OTHER_OPERATION, held_back(held), extra={"service": service or ""})
 
     def wrap(self, call_next: Handler) -> Handler:
         """The sync handler recording each call around ``call_next`` in the series of

@@ -26,6 +26,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreReplyError
+from .._throttle import held_back
 from ._base import StoreUnavailableError
 from ._redis_nodes import CLUSTER_DOWN, key_of
 from ._redis_primaries import PrimaryCommands
@@ -155,10 +156,9 @@ class ClusterCommands(PrimaryCommands):
         where = "a hash slot" if slot is None else f"hash slot {slot}"
         repeats = self._refusals.passes(_UNSERVED)
         if repeats is not None:
-            more = f" ({repeats} more such decisions since the last warning)" if repeats else ""
             _log.warning("store %s: %s is served by no node (%s: %s): decisions on its "
                          "keys fall back, keys in other slots stay shared%s", self.label,
-                         where, type(error).__name__, error, more)
+                         where, type(error).__name__, error, held_back(repeats))
         return StoreUnavailableError(
             f"store {self.label}: {where} is served by no node ({error})")
 

@@ -14,7 +14,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreReplyError
-from .._throttle import Throttle
+from .._throttle import Throttle, held_back
 from ._base import StoreUnavailableError
 from ._redis_cluster_ops import ClusterCommands
 from ._redis_conn import StoreBusyError
@@ -119,9 +119,8 @@ class Commands(ClusterCommands):
         repeats = self._refusals.passes(kind)
         if repeats is None:
             return
-        more = f" ({repeats} more since the last such warning)" if repeats else ""
         _log.warning("store %s refused one operation: %s: %s%s", self.label, kind,
-                     error, more)
+                     error, held_back(repeats))
 
     def _wait_slot(self, health: Health | None = None) -> None:
         """Take a send slot; the wait is not part of ``timeout``, and a caller that
@@ -207,8 +206,8 @@ class Commands(ClusterCommands):
         Cluster client lacking a slot tries once per ``retry_interval``)."""
         repeats = self._refusals.passes("rediscovery")
         if repeats is not None:
-            more = f" ({repeats} more since the last such warning)" if repeats else ""
-            _log.warning("store %s: rediscovery failed: %s%s", self.label, error, more)
+            _log.warning("store %s: rediscovery failed: %s%s", self.label, error,
+                         held_back(repeats))
 
     # -- commands (async) ------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from ..._errors import ConfigError
 from ..._events import Event
 from ..._inbound._stats import DEFAULT_RATE_WINDOW
 from ..._statelog import log_state_change
-from ..._throttle import Throttle
+from ..._throttle import Throttle, held_back
 from ...routing._service import Service
 from ...routing._snapshot import ServiceHealth, ServiceSnapshot, health_of, snapshot_of
 from .._hostview import CallerRates
@@ -207,7 +207,7 @@ class Monitor:
             if held is not None:
                 _log.warning("alert webhook %s is behind: %d notifications wait; the "
                              "oldest (for %s) was dropped%s", url, len(outbox), late,
-                             f" ({held} more since the last such warning)" if held else "")
+                             held_back(held))
         outbox.append((alerts.webhook, service, group, alerts.webhook_timeout))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._deliver())
