@@ -15,9 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._memo import remember
+from ._aio_total import Totals
 from ._outgoing import KeptBody, relocated
 
-__all__ = ["end_bodies", "read_capped", "relocate", "remembering_urls",
+__all__ = ["end_bodies", "read_capped", "relocate", "remembering_urls", "timing_totals",
            "without_client_instrumentation", "without_resend"]
 
 
@@ -60,6 +61,20 @@ def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
         return url
 
     session._build_url = remembered  # type: ignore[method-assign]
+
+
+def timing_totals(session: aiohttp.ClientSession) -> Totals | None:
+    """Hold ``session``'s requests to its ``timeout.total`` with one loop timer
+    (:class:`~meshlite._http._aio_total.Totals`) instead of aiohttp's timer per
+    request; returns the ``Totals``, or None when the session has no total. The
+    session's ``_request`` (no public switch) becomes the ``Totals``' one;
+    ``session.timeout`` still reads as given."""
+    given = session.timeout
+    if given.total is None or given.total <= 0:
+        return None
+    totals = Totals(session._request, session._loop, given)
+    session._request = totals.request  # type: ignore[method-assign]
+    return totals
 
 
 def without_client_instrumentation(session: aiohttp.ClientSession) -> None:

@@ -36,6 +36,7 @@ from ._aio_adapt import (
     read_capped,
     relocate,
     remembering_urls,
+    timing_totals,
     without_client_instrumentation,
     without_resend,
 )
@@ -275,5 +276,6 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     without_client_instrumentation(session)
     without_resend(session)
     remembering_urls(session, _RELATIVE_URLS)
+    timing_totals(session)
     dispatcher.adopt_session(session)
     return session
