@@ -155,9 +155,11 @@ def _async_client(kind: str, urls: list[str], service: dict[str, Any] | None = N
         async def go() -> None:
             async with contextlib.AsyncExitStack() as stack:
                 get: Get
-                if kind == "aiohttp":
+                if kind in ("aiohttp", UNTIMED):
+                    untimed = aiohttp.ClientTimeout(total=None, sock_connect=30)
                     session = await stack.enter_async_context(aiohttp.ClientSession(
-                        base_url=urls[0] + "/", connector=aiohttp.TCPConnector(limit=64)))
+                        base_url=urls[0] + "/", connector=aiohttp.TCPConnector(limit=64),
+                        **({"timeout": untimed} if kind == UNTIMED else {})))
 
                     async def get(i: int) -> Any:
                         async with session.get(f"/items/{i % 100}") as r:
@@ -226,16 +228,20 @@ def _sync_client(kind: str, urls: list[str],
 
 
 ASYNC = ("aiohttp", "httpx", "mesh.aiohttp()", "mesh.http()")
+UNTIMED = "aiohttp, no total"
+"""Bare aiohttp with ``ClientTimeout(total=None, sock_connect=30)``: no timer a request.
+No target: it shows how much of ``mesh.aiohttp()``'s rate comes from keeping the
+session's total with one timer (docs/benchmarks.md, "The session's total timeout")."""
 SYNC = ("urllib3", "httpx.Client", "mesh.http_sync()")
 
 
 def measure_all(urls: list[str], requests: int, rounds: int) -> dict[tuple[str, int], Figure]:
     best: dict[tuple[str, int], Figure] = {}
     for round_ in range(rounds):
-        for kind in (*ASYNC, *SYNC):
-            levels = (1, 32) if kind in ASYNC else (1,)
+        for kind in (*ASYNC, UNTIMED, *SYNC):
+            levels = (1, 32) if kind in ASYNC else (32,) if kind == UNTIMED else (1,)
             for concurrency in levels:
-                run = (_async_client if kind in ASYNC else _sync_client)(kind, urls)
+                run = (_async_client if kind in (*ASYNC, UNTIMED) else _sync_client)(kind, urls)
                 # bare httpx is slow: fewer requests keep the run short, same figures
                 n = requests // 4 if kind == "httpx" else requests
                 figure = _measure(lambda: run(n, concurrency), n)  # noqa: B023
@@ -292,7 +298,7 @@ def memory(urls: list[str], requests: int) -> dict[str, int]:
 
 def report(best: dict[tuple[str, int], Figure], growth: dict[str, int]) -> list[str]:
     rows = []
-    for kind in (*ASYNC, *SYNC):
+    for kind in (*ASYNC, UNTIMED, *SYNC):
         one = best.get((kind, 1))
         many = best.get((kind, 32))
         rows.append((kind, f"{one.rps:,.0f}" if one else "-",
@@ -314,6 +320,11 @@ def report(best: dict[tuple[str, int], Figure], growth: dict[str, int]) -> list[
            best[("mesh.http()", 32)].rps / best[("httpx", 32)].rps, 8.0, True)
     target("mesh.http_sync() / urllib3 CPU per request",
            best[("mesh.http_sync()", 1)].cpu_us / best[("urllib3", 1)].cpu_us, 1.5, False)
+    untimed = best.get((UNTIMED, 32))
+    if untimed is not None:
+        lines.append(f"mesh.aiohttp() / {UNTIMED} req/s at C=32 = "
+                     f"{best[('mesh.aiohttp()', 32)].rps / untimed.rps:.2f} (no target: the "
+                     "same work without aiohttp's timer a request)")
     for kind, grown in growth.items():
         target(f"{kind} RSS growth over the memory run, MB", grown / 2**20,
                MEMORY_SLACK / 2**20, False)

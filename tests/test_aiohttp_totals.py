@@ -76,7 +76,8 @@ async def test_a_request_past_the_total_raises_timeout_error_and_the_task_goes_o
             await session.get("/stall")
         assert 0.35 < time.monotonic() - started < 3.0
         task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 0  # nothing left to cancel it
+        assert task is not None
+        assert task.cancelling() == 0  # nothing left to cancel it
         async with session.get("/") as response:  # the session goes on
             assert await response.text() == "ok"
         assert len(_totals(session)) == 0
@@ -98,9 +99,9 @@ async def test_the_total_covers_every_hop_of_a_redirect() -> None:
     async with _served(timeout=aiohttp.ClientTimeout(total=0.5)) as (session, _):
         with pytest.raises(TimeoutError):
             await session.get("/hop")
-    async with _served(timeout=aiohttp.ClientTimeout(total=2.0)) as (session, _):
-        async with session.get("/hop") as response:
-            assert await response.text() == "slow"
+    async with _served(timeout=aiohttp.ClientTimeout(total=2.0)) as (session, _), \
+            session.get("/hop") as response:
+        assert await response.text() == "slow"
 
 
 async def test_a_request_with_its_own_timeout_is_timed_by_it() -> None:

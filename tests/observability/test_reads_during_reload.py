@@ -5,6 +5,7 @@ sync app, ``mesh.register()``, ``service.set_backends()``)."""
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import Any
 
 import meshlite as ml
@@ -86,7 +87,7 @@ def test_reads_never_fail_while_threads_call_and_a_thread_changes_services() -> 
     # Bounded by counts: readers read until the writer has made its changes.
     mesh = ml.Mesh([ml.Service(f"s{i}", [f"s{i}:1"]) for i in range(8)])
     done = threading.Event()
-    failures: list[BaseException] = []
+    failures: list[str] = []
 
     def read() -> None:
         while not done.is_set():
@@ -95,8 +96,8 @@ def test_reads_never_fail_while_threads_call_and_a_thread_changes_services() -> 
                 mesh.health()
                 assert mesh.metrics is not None
                 list(mesh.metrics.collect())
-            except Exception as error:  # handed to the test
-                failures.append(error)
+            except Exception as error:  # handed to the test, with where it was raised
+                failures.append("".join(traceback.format_exception(error)))
                 return
 
     readers = [threading.Thread(target=read) for _ in range(4)]
