@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -174,6 +175,38 @@ async def test_many_requests_arm_one_loop_timer_and_leave_nothing_behind() -> No
 async def _read(session: aiohttp.ClientSession) -> str:
     async with session.get("/") as response:
         return await response.text()
+
+
+async def test_closing_a_session_disarms_its_timer() -> None:
+    # An application making a session a request: each closed one was kept by its
+    # armed timer for the total (five minutes by default).
+    async with _served() as (session, _):
+        assert await _read(session) == "ok"
+        totals = _totals(session)
+        timer = totals._timer
+        assert timer is not None
+        assert not timer.cancelled()
+        await session.close()
+        assert timer.cancelled()
+        assert totals._timer is None
+        assert session.closed
+
+
+async def test_the_timer_holds_its_session_weakly() -> None:
+    # However a session ends (closed, detached, dropped), its timer does not keep
+    # it: what the timer calls holds the session's Totals through a weak reference.
+    async with _served() as (session, _):
+        assert await _read(session) == "ok"
+        totals = _totals(session)
+        timer = totals._timer
+        assert timer is not None
+        kept = [timer._callback, *timer._args]
+        assert all(isinstance(part, weakref.ref) or getattr(part, "__self__", None) is None
+                   for part in kept)
+        assert totals in [part() for part in kept if isinstance(part, weakref.ref)]
+        timer._run()  # its deadline comes: nothing is due, nothing is armed again
+        assert totals._timer is None
+        assert len(totals) == 0
 
 
 async def test_a_long_total_is_rounded_up_to_the_second_as_aiohttp_does() -> None:

@@ -67,13 +67,20 @@ def timing_totals(session: aiohttp.ClientSession) -> Totals | None:
     """Hold ``session``'s requests to its ``timeout.total`` with one loop timer
     (:class:`~meshlite._http._aio_total.Totals`) instead of aiohttp's timer per
     request; returns the ``Totals``, or None when the session has no total. The
-    session's ``_request`` (no public switch) becomes the ``Totals``' one;
-    ``session.timeout`` still reads as given."""
+    session's ``_request`` (no public switch) becomes the ``Totals``' one, and its
+    ``close`` disarms the timer first; ``session.timeout`` still reads as given."""
     given = session.timeout
     if given.total is None or given.total <= 0:
         return None
     totals = Totals(session._request, session._loop, given)
     session._request = totals.request  # type: ignore[method-assign]
+    close = session.close
+
+    async def closing() -> None:  # (aiohttp's __aexit__ calls self.close() too)
+        totals.disarm()
+        await close()
+
+    session.close = closing  # type: ignore[method-assign]
     return totals
 
 

@@ -21,14 +21,16 @@ one); when it passes while the body is being read, the next or current read rais
 ``TimeoutError``. A request given its own ``timeout=`` is timed by aiohttp,
 as before.
 
-The timer is not disarmed when the session closes: its requests end with it, and
-the one timer left finds nothing due (it holds this object only, at most
-``total`` seconds).
+The timer is disarmed when the session closes (:meth:`Totals.disarm`), and it holds
+this object weakly: a session is never kept alive by its timer, closed or dropped
+unclosed (an application that makes a session per request would otherwise keep each
+one for ``total`` seconds, five minutes by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Coroutine
 from functools import partial
 from math import ceil
@@ -78,6 +80,7 @@ class Totals:
         # request is deleted wherever it is.
         self._open: dict[Any, list[Any]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._self = weakref.ref(self)  # what the timer holds
 
     def __len__(self) -> int:
         """Requests under the total now (started, and not yet released)."""
@@ -102,7 +105,7 @@ class Totals:
         pending = self._open
         pending[sent] = entry
         if self._timer is None:
-            self._timer = loop.call_at(deadline, self._expire)
+            self._timer = loop.call_at(deadline, _expire, self._self)
         try:
             response = await sent
         except asyncio.CancelledError:
@@ -124,6 +127,14 @@ class Totals:
             connection.add_callback(partial(pending.pop, sent, None))  # type: ignore[arg-type]
         return response
 
+    def disarm(self) -> None:
+        """The session closes: cancel the timer and forget the requests (they end
+        with the session's connections)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._open.clear()
+
     def _expire(self) -> None:
         # The timer of the oldest request: stop those due, then arm for the next. One
         # pass over a copy (taking the first entry again after each deletion would walk
@@ -133,7 +144,7 @@ class Totals:
         pending = self._open
         for sent, entry in list(pending.items()):
             if entry[0] > now:
-                self._timer = self._loop.call_at(entry[0], self._expire)
+                self._timer = self._loop.call_at(entry[0], _expire, self._self)
                 return
             del pending[sent]
             if entry[2] is _READING:  # its body's read fails, as under aiohttp's timer
@@ -141,3 +152,10 @@ class Totals:
             else:  # still in the request: stop the task running it
                 task, entry[1] = entry[1], _EXPIRED
                 task.cancel()
+
+
+def _expire(totals: weakref.ref[Totals]) -> None:
+    # The timer's callback: the Totals of a session that is gone has nothing due.
+    live = totals()
+    if live is not None:
+        live._expire()
