@@ -3,10 +3,13 @@ the dashboard: one implementation for every place that shows such text."""
 
 from __future__ import annotations
 
-__all__ = ["MAX_ADDRESS", "printable"]
+__all__ = ["MAX_ADDRESS", "MAX_DESCRIBED", "described", "printable"]
 
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone fits)."""
+
+MAX_DESCRIBED = 200
+"""Characters of an error's message :func:`described` keeps."""
 
 
 def printable(text: str, limit: int) -> str:
@@ -20,3 +23,22 @@ def printable(text: str, limit: int) -> str:
     if len(text) > limit or len(escaped) > limit:
         return escaped[:limit] + "..."
     return escaped
+
+
+def described(error: BaseException, limit: int = MAX_DESCRIBED) -> str:
+    """``error`` as a note, a log line or an event's reason shows it, every error
+    alike: its type's name and its message, ``ConnectionError('reset by peer')``, the
+    message cut at ``limit`` characters (``...`` marks the cut) and escaped as a repr
+    escapes it. An error's own repr is not it: aiohttp's connection errors show their
+    connection key there (eight fields) and not their message, which names the host,
+    the cause and, for a mesh's attempt, the service and backend."""
+    name = type(error).__name__
+    try:
+        text = str(error)
+    except Exception:  # a user's error with a broken __str__
+        return f"{name}(...)"
+    if not text:
+        return f"{name}()"
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{name}({text!r})"

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .._extras import requires_extra
+from .._printable import described
 from .._validate import fail
 from ..routing._backend import Backend
 from ..routing._health import (
@@ -135,7 +136,7 @@ async def http_probe_session(path: str, seconds: float, *,
             except (TimeoutError, httpx.TimeoutException):
                 return f"GET {path} timed out after {seconds} s"
             except httpx.HTTPError as error:
-                return f"GET {path} failed: {error!r}"
+                return f"GET {path} failed: {described(error)}"
             if 200 <= response.status_code < 300:
                 return None
             return f"GET {path} answered {response.status_code}"

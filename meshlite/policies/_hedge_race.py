@@ -15,6 +15,7 @@ from .._clock import SystemClock
 from .._context import CallContext, run_as
 from .._errors import ConfigError
 from .._policy import AsyncHandler
+from .._printable import described
 from ._notes import add_note
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def _refusal(ctx: CallContext) -> ConfigError | None:
 
 def _exhausted(failures: list[tuple[int, BaseException]]) -> BaseException:
     listing = "; ".join(
-        f"{'primary' if index == 0 else f'hedge {index}'}: {error!r}"
+        f"{'primary' if index == 0 else f'hedge {index}'}: {described(error)}"
         for index, error in failures
     )
     last = failures[-1][1]

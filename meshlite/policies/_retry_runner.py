@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._backoff import TenacityBackoff
 from .._context import CallContext
 from .._events import Event, EventHooks, RetriesExhausted, RetryBudgetExhausted, RetryScheduled
+from .._printable import described
 from .._retry_after import retry_after_of
 from ._notes import add_note
 
@@ -82,7 +83,7 @@ class Runner:
         """Attempt ``n`` failed: return the delay before attempt ``n + 1``, or ``None``
         to give up (the caller then re-raises ``error`` or returns ``result``)."""
         if error is not None:
-            tries.log.append(f"#{n} {_short(error)}")
+            tries.log.append(f"#{n} {described(error)}")
             if not self.retryable(error):
                 if n > 1:
                     self.give_up(ctx, n, tries, error, "not_retryable",

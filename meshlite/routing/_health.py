@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from .._arguments import Explained
 from .._clock import Clock
+from .._printable import described
 from .._tasks import cancel_and_wait
 from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
@@ -134,7 +135,7 @@ class HealthCheck(Explained):
                             "thread was busy (probes that block longer than timeout?)")
                 return f"probe timed out after {timeout} s"
             except Exception as error:
-                return f"probe raised {error!r}"
+                return f"probe raised {described(error)}"
             return "probe returned False" if result is False else None
 
         yield run

@@ -9,6 +9,7 @@ from .._arguments import explained
 from .._clock import Clock
 from .._errors import ConfigError, RejectedError
 from .._predicates import ErrorFilter, error_predicate
+from .._printable import described
 from .._validate import at_least, fail, fraction, optional_clock, positive
 from ._endpoint import Endpoint
 
@@ -159,8 +160,9 @@ class OutlierDetection:
             lock.release()
         if observed is None:
             return (None if streak is None
-                    else f"{streak} consecutive failures (last: {error!r})")
-        return f"failure rate {observed:.0%} over its last {window} attempts (last: {error!r})"
+                    else f"{streak} consecutive failures (last: {described(error)})")
+        return (f"failure rate {observed:.0%} over its last {window} attempts "
+                f"(last: {described(error)})")
 
     def _count(self, endpoint: Endpoint) -> tuple[int | None, float | None, int]:
         # Caller holds the endpoint's lock. Returns (the streak that ejects, None,
