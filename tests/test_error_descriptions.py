@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 
 import aiohttp
+import httpx
 import pytest
 
 import meshlite as ml
@@ -83,3 +84,15 @@ async def test_a_hedges_note_and_a_probes_reason_read_the_same_way() -> None:
         await hedged.acall(fails)
     assert "primary: ConnectionRefusedError('[Errno 111] refused')" in "\n".join(
         raised.value.__notes__)
+
+
+def test_a_sync_requests_connection_error_reads_as_httpxs_does() -> None:
+    dead = _closed_port()
+    with ml.Mesh([ml.Service("users", [dead], pipeline=ml.Pipeline())]) as mesh, \
+            mesh.http_sync("users") as client, pytest.raises(httpx.ConnectError) as raised:
+        client.get("/")
+    # (urllib3 heads it with its connection object, "_Connection(host=..., port=...)")
+    text = str(raised.value)
+    assert text.startswith(f"service 'users', backend {dead}: Failed to establish a new "
+                           "connection: [Errno ")
+    assert text.endswith("] Connection refused")

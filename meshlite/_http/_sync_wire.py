@@ -49,7 +49,9 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     if isinstance(error, _u3.EmptyPoolError):
         return httpx.PoolTimeout(text, request=request)
     if isinstance(error, _u3.NewConnectionError):
-        return httpx.ConnectError(text, request=request)
+        # Without urllib3's head, its connection object ("_Connection(host=..., port=...):
+        # "): the mesh heads the message with the service and backend instead.
+        return httpx.ConnectError(text.removeprefix(f"{error.conn}: "), request=request)
     if isinstance(error, _u3.SSLError):
         # A certificate the client rejects fails the handshake: nothing was sent.
         # Other TLS failures (a TLS 1.3 server refusing the client certificate
