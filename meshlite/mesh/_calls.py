@@ -33,16 +33,19 @@ class MeshCalls:
     _services: dict[str, Service]
     _targets: dict[str, Any]
     _calls: list[None]
+    _live: dict[Service, None]
     _state: str
     _refusing: bool
     _recorders: dict[Service, tuple[Handler, Handler]] | None
     _arecorders: dict[Service, tuple[AsyncHandler, AsyncHandler]] | None
 
-    # The lifecycle counts calls in flight in its own list (meshlite._inflight),
-    # whether or not the mesh records metrics: closing waits for them to drain and
-    # refuses new ones by its state alone. Metrics record each call through the
-    # service's series (observability._metrics.recorded / arecorded, as ml.Metrics
-    # does), through the recorded chain MeshMetrics keeps per service.
+    # The lifecycle counts calls in flight in lists of its own (meshlite._inflight),
+    # whether or not the mesh records metrics: each service's (Service._calls, which
+    # a retired service drains), and the mesh's own for calls to an override's fake.
+    # Closing waits for all of them to drain and refuses new calls by its state alone.
+    # Metrics record each call through the service's series (observability._metrics
+    # recorded / arecorded, as ml.Metrics does), through the recorded chain
+    # MeshMetrics keeps per service.
 
     def _target(self, name: str) -> Any:
         target = self._targets.get(name)
@@ -64,7 +67,7 @@ class MeshCalls:
 
     @property
     def _in_flight(self) -> int:
-        return count(self._calls)
+        return count(self._calls) + sum(count(s._calls) for s in tuple(self._live))
 
     @_in_flight.setter
     def _in_flight(self, value: int) -> None:
@@ -95,8 +98,8 @@ class MeshCalls:
         Raises:
             MeshClosedError: the mesh is closing or closed.
         """
-        calls = self._calls
-        calls.append(None)  # _enter, inlined (every call runs it)
+        calls = service._calls
+        calls.append(None)  # _enter, inlined (every call runs it), on the service's
         if self._refusing:
             calls.pop()
             raise self._refused()
@@ -120,8 +123,8 @@ class MeshCalls:
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
         """Sync twin of :meth:`dispatch`."""
         handler = service._handler or service.sync_handler()
-        calls = self._calls
-        calls.append(None)  # _enter, inlined (every call runs it)
+        calls = service._calls
+        calls.append(None)  # _enter, inlined (every call runs it), on the service's
         if self._refusing:
             calls.pop()
             raise self._refused()

@@ -104,7 +104,10 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self._components: list[Lifecycle] = []
         self._started: list[Lifecycle] = []
         self._thread: LoopThread | None = None
-        self._calls = calls_list()  # one item per call in flight (see _enter)
+        self._calls = calls_list()  # calls to an override's fake in flight (see _enter)
+        # Every service the mesh adopted and has not let go of (registered, an
+        # override's, or retired and draining): closing counts their calls in flight.
+        self._live: dict[Service, None] = {}
         self._state = "idle"  # idle -> open -> closing -> closed -> open ...
         self._refusing = False  # closing or closed (set with the state: _set_state)
         self.config_version = 0
@@ -263,6 +266,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         # What may be done before the service is registered (MeshLifecycle.adopt).
         service._use_clock(self.clock)
         service.caller = self._caller_name
+        self._live[service] = None
         if self.metrics is not None:
             self.metrics.adopt(service)
 
@@ -273,6 +277,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
 
     def _forget(self, service: Service) -> None:
         # A retired service (MeshRegistry.forget_service): what _adopt gave it.
+        self._live.pop(service, None)
         self._unhook_service(service)
         if self._api_audit is not None:
             self._api_audit.forget(service)

@@ -15,6 +15,7 @@ import asyncio
 import threading
 from typing import TYPE_CHECKING
 
+from .._inflight import count
 from .._tasks import kept
 from ..routing._lifecycle import stop_all
 from ..routing._service import Service
@@ -27,9 +28,11 @@ __all__ = ["retire", "retire_now", "retire_soon"]
 _DRAIN_POLL = 0.01
 
 def _idle(mesh: Mesh, service: Service) -> bool:
-    # No attempt in flight, and no connection of its pools in use (a response body
+    # No call in flight (one waiting for its retry's backoff has no attempt in flight),
+    # no attempt in flight, and no connection of its pools in use (a response body
     # still being read after its attempt ended).
-    return not any(e.in_flight for e in service.endpoints) and not mesh.pools_busy(service)
+    return (not count(service._calls) and not any(e.in_flight for e in service.endpoints)
+            and not mesh.pools_busy(service))
 
 
 async def retire(mesh: Mesh, service: Service) -> None:

@@ -21,6 +21,7 @@ from .._context import CallContext
 from .._errors import TimeoutExceeded
 from .._events import EventHooks
 from .._fork import after_fork_in_child, fork_safe
+from .._inflight import calls_list
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import fail, optional_clock, optional_random
@@ -158,6 +159,10 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
             fail(owner, "trace", trace, "True or False")
         self._call_span = Trace(span_kind=SpanKind.INTERNAL) if trace else None
         self._ahandler: AsyncHandler
+        self._calls = calls_list()
+        """A mesh's calls in flight on this service, whole (a retry's backoff, a wait
+        for a rate limit or a bulkhead included): the mesh's dispatch counts them
+        here, and a service a reload retired drains until none is left."""
         self._handler: Handler | None = None
         self._recompile(())
         self.components: list[Lifecycle] = []
@@ -165,6 +170,12 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         if health_check is not None:
             self.components.append(HealthChecker(self, health_check.for_service(self),
                                                  self.clock, random))
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's calls and attempts in flight are not
+        counted (they never end here)."""
+        super().after_fork()
+        self._calls = calls_list()
 
     # -- introspection --------------------------------------------------------
 
