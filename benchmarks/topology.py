@@ -48,6 +48,7 @@ import httpx
 
 import meshlite as ml
 from meshlite._http._probe import http_probe_session
+from meshlite._inbound._topology import topology
 from meshlite.observability._dashboard._monitor import Monitor, dumps
 from meshlite.observability._prometheus import render_mesh
 from meshlite.routing import Backend, HttpHealthCheck
@@ -279,11 +280,22 @@ def exposition_rows(services: int) -> list[str]:
             start = time.process_time()
             frame = dumps(monitor.tick(float(k)))
             ticks.setdefault(name, []).append(time.process_time() - start)
+        # /api/topology's edges: two totals a service, against a snapshot of every
+        # backend (what it read before), alternated.
+        answers: dict[str, list[float]] = {}
+        for name, answer in (("now", lambda: topology(mesh, monitor.latest)),
+                             ("before", mesh.snapshot)) * 3:
+            start = time.process_time()
+            answer()
+            answers.setdefault(name, []).append(time.process_time() - start)
     return [f"  /metrics: {len(text) / 1e6:.1f} MB, {series} series, {render * 1e3:.0f} ms "
             "CPU to render",
             f"  dashboard: {len(frame) / 1e3:.0f} kB a frame each second, the whole mesh "
             "(nothing changed); CPU a tick with every reservoir full: "
-            + ", ".join(f"{name} {min(t) * 1e3:.0f} ms" for name, t in ticks.items())]
+            + ", ".join(f"{name} {min(t) * 1e3:.0f} ms" for name, t in ticks.items()),
+            "  /api/topology: CPU an answer, now "
+            f"{min(answers['now']) * 1e3:.1f} ms, before (a snapshot of every backend) "
+            f"{min(answers['before']) * 1e3:.0f} ms"]
 
 
 async def pool_rows(server: Server, services: int) -> list[str]:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..routing._snapshot import totals_of
+
 __all__ = ["inbound", "topology"]
 
 
@@ -15,7 +17,7 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
     with request and error totals and rates per second.
 
     Args:
-        mesh: The mesh (its ``name``, ``snapshot()`` and ``inbound`` middleware).
+        mesh: The mesh (its ``name``, services and ``inbound`` middleware).
         latest: Each service's last measured second (the dashboard's sampler), whose
             ``requests``/``errors`` are the outgoing rates.
     """
@@ -27,10 +29,12 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
             edges.append({"from": c["caller"], "to": me, "requests": c["requests"],
                           "errors": c["errors"], "request_rate": round(c["request_rate"], 3),
                           "error_rate": round(c["error_rate"], 3)})
-    for name, snap in mesh.snapshot().items():
+    # Two totals a service, not mesh.snapshot(): at 300 services of 50 backends that
+    # was 120-150 ms of the event loop for each answer, polled by every open page.
+    for name, service in mesh.registry_now():
         second = latest.get(name)
-        edges.append({"from": me, "to": name, "requests": snap.requests,
-                      "errors": snap.errors,
+        requests, errors = totals_of(service)
+        edges.append({"from": me, "to": name, "requests": requests, "errors": errors,
                       "request_rate": None if second is None else second.requests,
                       "error_rate": None if second is None else second.errors})
     return {"service": mesh.name, "edges": edges}

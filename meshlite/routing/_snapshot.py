@@ -154,6 +154,14 @@ def balancer_name(service: Service) -> str:
     return str(getattr(service.balancer, "name", type(service.balancer).__name__))
 
 
+def totals_of(service: Service) -> tuple[int, int]:
+    """``service``'s attempts and errors, summed over its backends: the ``requests``
+    and ``errors`` of :func:`snapshot_of`, without the rest of the snapshot (each
+    backend's percentiles, states and breakers: 70-80 times the work)."""
+    endpoints = service.endpoints
+    return sum(e.requests for e in endpoints), sum(e.errors for e in endpoints)
+
+
 def snapshot_of(service: Service) -> ServiceSnapshot:
     """The numbers of ``service`` and each of its backends."""
     status, _ = _service_status(service)
