@@ -5,6 +5,7 @@ before its answer, stalls in the middle of a body, or redirects slowly."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -207,6 +208,26 @@ async def test_the_timer_holds_its_session_weakly() -> None:
         timer._run()  # its deadline comes: nothing is due, nothing is armed again
         assert totals._timer is None
         assert len(totals) == 0
+
+
+async def test_the_timer_keeps_nothing_of_the_request_that_armed_it() -> None:
+    # A loop timer keeps the context it is given until it runs: by default, a copy of
+    # the arming request's (its caller's call, its span), for the total.
+    class Big:
+        pass
+
+    # (aiohttp's own timers of the request, its connect and keep-alive timers, keep a
+    # copy of it too, for their seconds.)
+    held: contextvars.ContextVar[Big | None] = contextvars.ContextVar("held", default=None)
+    async with _served() as (session, _):
+        token = held.set(Big())
+        try:
+            assert await _read(session) == "ok"  # arms the timer
+        finally:
+            held.reset(token)
+        timer = _totals(session)._timer
+        assert timer is not None
+        assert held not in timer._context
 
 
 async def test_a_long_total_is_rounded_up_to_the_second_as_aiohttp_does() -> None:

@@ -24,12 +24,15 @@ as before.
 The timer is disarmed when the session closes (:meth:`Totals.disarm`), and it holds
 this object weakly: a session is never kept alive by its timer, closed or dropped
 unclosed (an application that makes a session per request would otherwise keep each
-one for ``total`` seconds, five minutes by default).
+one for ``total`` seconds, five minutes by default). It runs in an empty context, not
+in a copy of the one the request that armed it ran in (a loop timer keeps the
+context it was given: that request's call, its span, an inbound request's state).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -105,7 +108,8 @@ class Totals:
         pending = self._open
         pending[sent] = entry
         if self._timer is None:
-            self._timer = loop.call_at(deadline, _expire, self._self)
+            self._timer = loop.call_at(deadline, _expire, self._self,
+                                       context=contextvars.Context())
         try:
             response = await sent
         except asyncio.CancelledError:
@@ -144,7 +148,8 @@ class Totals:
         pending = self._open
         for sent, entry in list(pending.items()):
             if entry[0] > now:
-                self._timer = self._loop.call_at(entry[0], _expire, self._self)
+                self._timer = self._loop.call_at(entry[0], _expire, self._self,
+                                                 context=contextvars.Context())
                 return
             del pending[sent]
             if entry[2] is _READING:  # its body's read fails, as under aiohttp's timer
