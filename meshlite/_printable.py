@@ -33,10 +33,14 @@ def described(error: BaseException, limit: int = MAX_DESCRIBED) -> str:
     connection key there (eight fields) and not their message, which names the host,
     the cause and, for a mesh's attempt, the service and backend."""
     name = type(error).__name__
-    try:
-        text = str(error)
-    except Exception:  # a user's error with a broken __str__
-        return f"{name}(...)"
+    args = error.args
+    if len(args) == 1 and isinstance(args[0], str):
+        text = args[0]  # (as the repr shows it: a KeyError's str quotes it again)
+    else:
+        try:
+            text = str(error)
+        except Exception:  # a user's error with a broken __str__
+            return f"{name}(...)"
     if not text:
         return f"{name}()"
     if len(text) > limit:

@@ -34,6 +34,7 @@ def test_an_error_reads_as_its_type_and_message() -> None:
     assert described(ConnectionRefusedError(111, "refused")) == (
         "ConnectionRefusedError('[Errno 111] refused')")
     assert described(TimeoutError()) == "TimeoutError()"
+    assert described(KeyError("users")) == "KeyError('users')" == repr(KeyError("users"))
     assert described(_Unprintable()) == "_Unprintable(...)"
     assert described(ValueError("a\nforged line\x1b[2J")) == (
         "ValueError('a\\nforged line\\x1b[2J')")

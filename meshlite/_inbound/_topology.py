@@ -31,7 +31,7 @@ def topology(mesh: Any, latest: Mapping[str, Any]) -> dict[str, Any]:
                           "error_rate": round(c["error_rate"], 3)})
     # Two totals a service, not mesh.snapshot(): at 300 services of 50 backends that
     # was 120-150 ms of the event loop for each answer, polled by every open page.
-    for name, service in mesh.registry_now():
+    for name, service in mesh.services_now():
         second = latest.get(name)
         requests, errors = totals_of(service)
         edges.append({"from": me, "to": name, "requests": requests, "errors": errors,

@@ -231,24 +231,14 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """Each service's health, from cached state (no I/O)."""
         from ..routing._snapshot import health_of
 
-        return {name: health_of(service) for name, service in self.registry_now()}
+        return {name: health_of(service) for name, service in self.services_now()}
 
     def snapshot(self) -> dict[str, ServiceSnapshot]:
         """Each service's numbers: requests, errors, latency percentiles, in flight,
         ejection, health and breaker state, per backend and in total."""
         from ..routing._snapshot import snapshot_of
 
-        return {name: snapshot_of(service) for name, service in self.registry_now()}
-
-    def registry_now(self) -> list[tuple[str, Service]]:
-        """Each registered name and the service calls to it reach, as :meth:`service`
-        finds it (an override's while one is active), read at once (not public API:
-        the dashboard's readers). A reload applied by another thread changes the
-        registry meanwhile: iterating it then raised, and a name removed since was no
-        service."""
-        targets = self._targets
-        return [(name, target if isinstance(target := targets.get(name), Service)
-                 else service) for name, service in tuple(self._services.items())]
+        return {name: snapshot_of(service) for name, service in self.services_now()}
 
     @property
     def in_flight(self) -> int:

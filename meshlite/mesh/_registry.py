@@ -44,6 +44,15 @@ class MeshRegistry:
         with self._registering:
             return dict(self._services)
 
+    def services_now(self) -> list[tuple[str, Service]]:
+        """Each registered name and the service calls to it reach now, as
+        ``mesh.service(name)`` finds it (an override's while one is active), read at
+        once: a reload applied by another thread changes the registry meanwhile
+        (iterating it then raised, and a name removed since was no service)."""
+        targets = self._targets
+        return [(name, target if isinstance(target := targets.get(name), Service)
+                 else service) for name, service in tuple(self._services.items())]
+
     def changing_registry(self) -> threading.Lock:
         """The lock a change of the registry holds: ``mesh.register()`` while it
         checks a name (and the dependencies) and takes it, a reload while it puts
