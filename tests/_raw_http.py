@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-__all__ = ["CLOSE", "RawServer", "raw_get"]
+__all__ = ["CLOSE", "RawServer", "raw_get", "read_request"]
 
 
 async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
@@ -73,7 +73,7 @@ class RawServer:
         conn.settimeout(5)  # a client waiting for what it never sends: give up
         with conn:
             try:
-                while (request := _read(conn, pending, self.continues)) is not None:
+                while (request := read_request(conn, pending, self.continues)) is not None:
                     head, body, pending = request
                     self.requests.append((head, body))
                     out = self.answer(head, body)
@@ -91,9 +91,11 @@ def _more(conn: socket.socket, data: bytes) -> bytes:
     return data + chunk
 
 
-def _read(conn: socket.socket, data: bytes, continues: bool
-          ) -> tuple[bytes, bytes, bytes] | None:
-    """One request off ``conn`` (``data``: bytes already read): head, body, the rest."""
+def read_request(conn: socket.socket, data: bytes = b"", continues: bool = False
+                 ) -> tuple[bytes, bytes, bytes] | None:
+    """One request off ``conn`` (``data``: bytes already read; ``continues``: answer
+    ``Expect: 100-continue``): head, body, the rest; None when the connection closed
+    before a head. Raises ``ConnectionResetError`` when it closes mid-body."""
     try:
         while b"\r\n\r\n" not in data:
             data = _more(conn, data)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from _chromium import chromium
+from _raw_http import read_request
 from otlp_receiver import OtlpReceiver
 
 from meshlite import telemetry
@@ -78,29 +79,9 @@ def _answer_exports(listener: socket.socket, done: threading.Event) -> None:
         with connection:
             connection.settimeout(5)
             try:
-                _read_request(connection)
+                read_request(connection)
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf"
                                    b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             except OSError:  # the exporter gave up on it meanwhile
                 pass
-
-
-def _read_request(connection: socket.socket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return
-        body += chunk
 
