@@ -29,8 +29,9 @@ _DRAIN_POLL = 0.01
 
 def _idle(mesh: Mesh, service: Service) -> bool:
     # No call in flight (one waiting for its retry's backoff has no attempt in flight),
-    # no attempt in flight, and no connection of its pools in use (a response body
-    # still being read after its attempt ended).
+    # no attempt in flight (a losing hedge's, cancelled as its call returned, may end
+    # after it), and no connection of its pools in use (a response body still being
+    # read after its attempt ended).
     return (not count(service._calls) and not any(e.in_flight for e in service.endpoints)
             and not mesh.pools_busy(service))
 
