@@ -347,6 +347,28 @@ def test_a_sync_request_in_flight_on_a_removed_backend_gets_its_answer() -> None
 
 
 
+def test_sync_connections_close_with_their_pools_while_responses_are_kept() -> None:
+    # A response keeps its urllib3 pool alive (a caller's list here; an error's
+    # traceback in a reference cycle does the same until a full collection), and
+    # urllib3 2 closes a pool its manager lets go of only when it is collected: the
+    # pools of a removed backend, and all of them when the mesh closes, are closed
+    # explicitly, so no idle connection outlives them.
+    with FakeBackend() as old, FakeBackend() as new:
+        users = service(old.url)
+        kept: list[Any] = []
+        with ml.Mesh([users]) as mesh, mesh.http_sync("users") as client:
+            kept += [client.get("/") for _ in range(3)]
+            assert client_sockets([old.port]) == 1
+            users.set_backends([new.url])
+            kept += [client.get("/") for _ in range(3)]
+            assert kept[-1].json()["backend"] == new.url
+            settled_sync(lambda: not client_sockets([old.port]))
+            assert client_sockets([old.port]) == 0
+            assert client_sockets([new.port]) == 1
+        assert client_sockets([old.port, new.port]) == 0
+        assert [r.status_code for r in kept] == [200] * 6
+
+
 # -- a client per request ----------------------------------------------------------
 
 

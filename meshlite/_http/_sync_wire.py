@@ -215,6 +215,14 @@ class Urllib3Transport(httpx.BaseTransport):
             "assert_hostname": None if ssl_context.check_hostname else False}
         self._manager.pool_classes_by_scheme = pool_classes(
             ssl_context.verify_mode != ssl.CERT_NONE)
+        # A pool the manager lets go of (cleared by close(), or the least recently
+        # used one evicted past _POOLS hosts) is closed now: urllib3 2 leaves it to
+        # the pool's garbage collection, and a response the caller keeps (or one in
+        # a reference cycle, as an error's traceback makes) keeps its pool and its
+        # idle connections open until then, after the mesh closed or the backend
+        # was removed. A connection in use when its pool closes is closed as it is
+        # handed back (urllib3's rule), so no request is cut.
+        self._manager.pools.dispose_func = _close_pool
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
         self._headers: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         # The manager's pool per host, found without normalising a pool key each time.
@@ -298,6 +306,10 @@ class Urllib3Transport(httpx.BaseTransport):
         self._pools.clear()
         self._headers.clear()
         self._manager.clear()
+
+
+def _close_pool(pool: urllib3.HTTPConnectionPool) -> None:
+    pool.close()
 
 
 def _bounded(seconds: float | None) -> float | None:
