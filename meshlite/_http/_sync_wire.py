@@ -215,14 +215,6 @@ class Urllib3Transport(httpx.BaseTransport):
             "assert_hostname": None if ssl_context.check_hostname else False}
         self._manager.pool_classes_by_scheme = pool_classes(
             ssl_context.verify_mode != ssl.CERT_NONE)
-        # A pool the manager lets go of (cleared by close(), or the least recently
-        # used one evicted past _POOLS hosts) is closed now: urllib3 2 leaves it to
-        # the pool's garbage collection, and a response the caller keeps (or one in
-        # a reference cycle, as an error's traceback makes) keeps its pool and its
-        # idle connections open until then, after the mesh closed or the backend
-        # was removed. A connection in use when its pool closes is closed as it is
-        # handed back (urllib3's rule), so no request is cut.
-        self._manager.pools.dispose_func = _close_pool
         self._timeouts: dict[tuple[float | None, ...], urllib3.Timeout] = {}
         self._headers: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         # The manager's pool per host, found without normalising a pool key each time.
@@ -302,10 +294,21 @@ class Urllib3Transport(httpx.BaseTransport):
         return False
 
     def close(self) -> None:
-        """Close every connection of this transport."""
+        """Close every connection of this transport.
+
+        Each pool is closed here: urllib3 2's ``PoolManager.clear()`` only lets go of
+        its pools, which close when garbage-collected, and a response the caller
+        keeps (or one in a reference cycle, as an error's traceback makes) keeps its
+        pool, and the pool its idle connections, open until then: after the mesh
+        closed, or the backend was removed. A connection in use is closed as it is
+        handed back (urllib3's rule for a closed pool), so no request is cut."""
+        ours = list(self._pools.values())
         self._pools.clear()
         self._headers.clear()
+        self._manager.pools.dispose_func = _close_pool  # what clear() lets go of
         self._manager.clear()
+        for pool in ours:  # (one the manager evicted earlier, still kept here)
+            pool.close()
 
 
 def _close_pool(pool: urllib3.HTTPConnectionPool) -> None:
