@@ -450,6 +450,39 @@ def test_opening_twice_is_an_error() -> None:
         mesh.__enter__()
 
 
+async def test_a_service_is_open_in_one_mesh_at_a_time() -> None:
+    # Before, two open meshes shared one health checker: the first to close stopped
+    # it, and the other's checker then failed each round ("start() the checker
+    # first"), with no probe sent; and the service sent the last mesh's caller name.
+    async with ml.testing.FakeBackend() as backend:
+        users = Service("users", [backend.url], pipeline=NO_POLICY,
+                        health_check=ml.HttpHealthCheck(interval=0.02))
+        first, second = Mesh([users]), Mesh([users])  # registered in two: allowed
+        async with first:
+            with pytest.raises(ml.ConfigError, match="'users' is open in another mesh"):
+                await second.start()
+            assert second.state == "idle"  # nothing started: it may open later
+            sent = backend.request_count
+            await until(lambda: backend.request_count >= sent + 3)  # still probed
+            async with Mesh() as third:
+                with pytest.raises(ml.ConfigError, match="open in another mesh"):
+                    await third.aregister(users)
+                assert "users" not in third.registered()
+        # Closed, the first has it no more: a later mesh opens with it (tests that
+        # build a mesh per test from shared services) and probes.
+        async with Mesh([users]):
+            sent = backend.request_count
+            await until(lambda: backend.request_count >= sent + 3)
+
+
+def test_a_sync_mesh_refuses_a_service_open_in_another_mesh() -> None:
+    users = svc("users")
+    with Mesh([users]), pytest.raises(ml.ConfigError, match="open in another mesh"):
+        Mesh([users]).__enter__()
+    with Mesh([users]) as again:  # the first one closed
+        assert again.service("users") is users
+
+
 def test_threads_opening_the_mesh_at_once_open_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[str] = []
     mesh = Mesh([svc("users")])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -99,10 +101,45 @@ class MeshLifecycle(MeshConnections):
                 raise ConfigError(
                     "Mesh: the mesh is already open; open it once and share it (calls "
                     "from any thread or task use the open mesh)", policy="mesh")
+            self._claim(self._services.values())
             components = self._components_in_order()
             self._set_state("open")
         _unclosed.remember(self)
         return components
+
+    def _claim(self, services: Iterable[Service]) -> None:
+        """Mark ``services`` as this mesh's while it is open (the caller holds
+        ``_OPENING``), or raise if another open mesh has one: a service runs the
+        components of one mesh (its health checks: the first mesh to close would stop
+        the other's) and carries its caller name and clock.
+
+        Raises:
+            ConfigError: a service is open in another mesh (none is marked then).
+        """
+        services = list(services)
+        for service in services:
+            other = service._open_in()
+            if other is not None and other is not self and other._state in (
+                    "open", "closing"):
+                raise ConfigError(
+                    f"Mesh: service {service.name!r} is open in another mesh; a Service "
+                    "belongs to one open mesh at a time (it runs that mesh's health "
+                    "checks and sends its caller name): build one Service per mesh "
+                    "(ml.Service(...) again, or a Mesh.from_config of each), or close "
+                    "the other mesh first", policy="mesh", service=service.name)
+        mine = weakref.ref(self)
+        for service in services:
+            service._open_in = mine
+
+    def claim(self, service: Service) -> None:
+        """:meth:`_claim` ``service`` if this mesh is open (registering it now).
+
+        Raises:
+            ConfigError: the mesh is open and another open mesh has ``service``.
+        """
+        with _OPENING:
+            if self._state == "open":
+                self._claim((service,))
 
     async def start(self) -> None:
         """Open the mesh: start every component in dependency order (``async with``)."""

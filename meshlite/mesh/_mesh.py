@@ -163,6 +163,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             if service.name in self._services:
                 raise ConfigError(f"Mesh: two services are named {service.name!r}; names "
                                   "must be unique", policy="mesh")
+            self.claim(service)  # open: no other open mesh may have it
             self._adopt(service)
             self._services[service.name] = service
             self._targets[service.name] = service
@@ -181,8 +182,9 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         ``async with mesh`` use :meth:`aregister`.
 
         Raises:
-            ConfigError: a duplicate name, an unknown dependency, or a service with
-                components registered on an open async mesh.
+            ConfigError: a duplicate name, an unknown dependency, a service with
+                components registered on an open async mesh, or (the mesh open) a
+                service another open mesh has.
         """
         late = self._state == "open" and bool(getattr(service, "components", ()))
         thread = self._thread  # read once: a close on another thread drops it

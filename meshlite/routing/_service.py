@@ -143,6 +143,9 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         """The calling mesh's service name, sent with each routed request (the mesh
         that registers this service sets it)."""
         self._ssl: ssl.SSLContext | None = None
+        self._open_in: Callable[[], Any] = _no_mesh
+        """The mesh that last opened with this service, weakly: a mesh opening with it,
+        or registering it while open, checks that no other open mesh has it."""
         self.hooks = EventHooks()
         self._explicit_clock = clock is not None or (
             outlier_detection is not None and outlier_detection.clock is not None)
@@ -291,6 +294,10 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
 
 
 def _no_caller() -> str | None:
+    return None
+
+
+def _no_mesh() -> Any:
     return None
 
 
