@@ -475,12 +475,20 @@ async def test_a_service_is_open_in_one_mesh_at_a_time() -> None:
             await until(lambda: backend.request_count >= sent + 3)
 
 
-def test_a_sync_mesh_refuses_a_service_open_in_another_mesh() -> None:
+def test_a_sync_mesh_refuses_a_service_with_components_open_in_another_mesh() -> None:
+    log: list[str] = []
     users = svc("users")
+    users.attach(Recorder("users", log))
     with Mesh([users]), pytest.raises(ml.ConfigError, match="open in another mesh"):
         Mesh([users]).__enter__()
+    assert log == ["start users", "stop users"]  # started and stopped by one mesh
     with Mesh([users]) as again:  # the first one closed
         assert again.service("users") is users
+    # Without components there is nothing one mesh's close could stop for the other.
+    plain = svc("plain")
+    with Mesh([plain]) as first, Mesh([plain]) as second:
+        assert first.call_sync("plain", lambda b: b.address) in ("a", "b")
+        assert second.call_sync("plain", lambda b: b.address) in ("a", "b")
 
 
 def test_threads_opening_the_mesh_at_once_open_it_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,25 +108,27 @@ class MeshLifecycle(MeshConnections):
         return components
 
     def _claim(self, services: Iterable[Service]) -> None:
-        """Mark ``services`` as this mesh's while it is open (the caller holds
-        ``_OPENING``), or raise if another open mesh has one: a service runs the
-        components of one mesh (its health checks: the first mesh to close would stop
-        the other's) and carries its caller name and clock.
+        """Mark ``services`` that have components as this mesh's while it is open
+        (the caller holds ``_OPENING``), or raise if another open mesh has one: a
+        mesh starts and stops a service's components (its health checks, discovery),
+        so of two open meshes the first to close would stop the other's. A service
+        without components may be open in several meshes (each call carries the
+        caller name of the mesh that registered the service last).
 
         Raises:
             ConfigError: a service is open in another mesh (none is marked then).
         """
-        services = list(services)
+        services = [service for service in services if service.components]
         for service in services:
             other = service._open_in()
             if other is not None and other is not self and other._state in (
                     "open", "closing"):
                 raise ConfigError(
                     f"Mesh: service {service.name!r} is open in another mesh; a Service "
-                    "belongs to one open mesh at a time (it runs that mesh's health "
-                    "checks and sends its caller name): build one Service per mesh "
-                    "(ml.Service(...) again, or a Mesh.from_config of each), or close "
-                    "the other mesh first", policy="mesh", service=service.name)
+                    "with components (health checks, discovery) runs them for one open "
+                    "mesh at a time: build one Service per mesh (ml.Service(...) again, "
+                    "or a Mesh.from_config of each), or close the other mesh first",
+                    policy="mesh", service=service.name)
         mine = weakref.ref(self)
         for service in services:
             service._open_in = mine

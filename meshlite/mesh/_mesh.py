@@ -184,7 +184,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         Raises:
             ConfigError: a duplicate name, an unknown dependency, a service with
                 components registered on an open async mesh, or (the mesh open) a
-                service another open mesh has.
+                service with components another open mesh has.
         """
         late = self._state == "open" and bool(getattr(service, "components", ()))
         thread = self._thread  # read once: a close on another thread drops it

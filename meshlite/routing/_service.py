@@ -144,8 +144,9 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         that registers this service sets it)."""
         self._ssl: ssl.SSLContext | None = None
         self._open_in: Callable[[], Any] = _no_mesh
-        """The mesh that last opened with this service, weakly: a mesh opening with it,
-        or registering it while open, checks that no other open mesh has it."""
+        """The mesh that last opened with this service (one with components), weakly:
+        a mesh opening with it, or registering it while open, checks that no other
+        open mesh has it."""
         self.hooks = EventHooks()
         self._explicit_clock = clock is not None or (
             outlier_detection is not None and outlier_detection.clock is not None)
