@@ -305,14 +305,11 @@ class Urllib3Transport(httpx.BaseTransport):
         ours = list(self._pools.values())
         self._pools.clear()
         self._headers.clear()
-        self._manager.pools.dispose_func = _close_pool  # what clear() lets go of
+        # what clear() lets go of (no pool class of the wire's overrides close)
+        self._manager.pools.dispose_func = urllib3.HTTPConnectionPool.close
         self._manager.clear()
         for pool in ours:  # (one the manager evicted earlier, still kept here)
             pool.close()
-
-
-def _close_pool(pool: urllib3.HTTPConnectionPool) -> None:
-    pool.close()
 
 
 def _bounded(seconds: float | None) -> float | None:

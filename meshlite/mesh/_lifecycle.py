@@ -133,7 +133,7 @@ class MeshLifecycle(MeshConnections):
         for service in services:
             service._open_in = mine
 
-    def claim(self, service: Service) -> None:
+    def _claim_if_open(self, service: Service) -> None:
         """:meth:`_claim` ``service`` if this mesh is open (registering it now).
 
         Raises:

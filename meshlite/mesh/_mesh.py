@@ -163,7 +163,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             if service.name in self._services:
                 raise ConfigError(f"Mesh: two services are named {service.name!r}; names "
                                   "must be unique", policy="mesh")
-            self.claim(service)  # open: no other open mesh may have it
+            self._claim_if_open(service)  # no other open mesh may have it
             self._adopt(service)
             self._services[service.name] = service
             self._targets[service.name] = service
