@@ -170,7 +170,15 @@ class FakeBackend:
         return self
 
     async def stop(self) -> None:
-        """Close the port and every connection, and wait for all the server's tasks."""
+        """Close the port and every connection, and wait for all the server's tasks.
+
+        Raises:
+            RuntimeError: the backend was started with :meth:`start_sync` (or
+                ``with``): its own thread stops it, in :meth:`stop_sync`.
+        """
+        if self._thread is not None and threading.get_ident() != self._loop_thread:
+            raise RuntimeError("FakeBackend was started by start_sync() (or `with`): "
+                               "call stop_sync()")
         server, self._server = self._server, None
         if server is not None:
             self._loop = self._loop_thread = None

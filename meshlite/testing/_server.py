@@ -262,6 +262,7 @@ class LoopServer:
             return await self._send(request, writer, *failure("latency", error))
         if delay > 0:
             await asyncio.sleep(delay)
+            behaviour = state.behaviour  # a set() during the wait is in force from its return
         if behaviour.reset:
             state.count("resets")
             abort_with_reset(writer)

@@ -160,6 +160,24 @@ async def test_latency_delays_answers_and_orders_them() -> None:
             await client.get(slow.url, timeout=0.05)
 
 
+@pytest.mark.parametrize(("change", "outcome"), [
+    ({"status": 418}, 418), ({"error_rate": 1.0}, 503), ({"reset": True}, "reset")])
+async def test_a_set_during_a_requests_latency_answers_it(change: dict[str, object],
+                                                          outcome: object) -> None:
+    # "In effect when set() returns": a request still waiting out its latency is
+    # answered with the behaviour in force when the wait ends.
+    async with FakeBackend(latency=0.3) as b, async_client() as client:
+        pending = asyncio.create_task(client.get(b.url))
+        while not b.requests:
+            await asyncio.sleep(0.005)
+        b.set(**change)
+        if outcome == "reset":
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+                await pending
+        else:
+            assert (await pending).status_code == outcome
+
+
 def test_latency_callable_is_drawn_per_request() -> None:
     draws = itertools.count()
 
@@ -359,6 +377,21 @@ async def test_stop_sync_on_an_async_backend_is_refused() -> None:
     async with FakeBackend() as b:
         with pytest.raises(RuntimeError, match="await stop"):
             b.stop_sync()
+
+
+async def test_await_stop_on_a_thread_backend_is_refused_and_it_still_stops() -> None:
+    b = FakeBackend().start_sync()
+    try:
+        with pytest.raises(RuntimeError, match="stop_sync"):
+            await b.stop()
+        assert b.running
+        async with async_client() as client:
+            assert (await client.get(b.url)).status_code == 200
+    finally:
+        b.stop_sync()  # joins its thread (it hung before: stop() had closed its server)
+    assert not b.running
+    with b:  # and it starts again
+        assert b.running
 
 
 def test_stats_snapshot() -> None:
