@@ -32,6 +32,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ __all__ = [
     "encode_body",
     "encode_error",
     "encode_value",
+    "matched_body",
     "stable_repr",
+    "stored_body",
 ]
 
 FORMAT_VERSION = 1
@@ -152,15 +155,94 @@ def decode_error(data: dict[str, str]) -> Exception:
 # -- the file and its matching ----------------------------------------------------------
 
 
+_BOUNDARY = re.compile(r"""boundary=(?:"([^"]+)"|([^;\s]+))""", re.IGNORECASE)
+_FIXED_BOUNDARY = b"meshlite-cassette-boundary"
+
+
+def matched_body(body: bytes, content_type: str | None) -> bytes:
+    """The body a request is matched by: itself, except that a multipart body's
+    boundary (which httpx, aiohttp and requests draw at random for each request) is
+    replaced by a fixed one, so the same upload matches its recording."""
+    if not content_type or not content_type.lower().startswith("multipart/"):
+        return body
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        return body
+    boundary = (found.group(1) or found.group(2)).encode("latin-1")
+    return body.replace(b"--" + boundary, b"--" + _FIXED_BOUNDARY)
+
+
+def stored_body(request: dict[str, Any]) -> Any:
+    """The stored request's body as it is matched (see :func:`matched_body`)."""
+    body = request.get("body")
+    content_type = request.get("headers", {}).get("content-type")
+    if body is None or not content_type:
+        return body
+    return encode_body(matched_body(decode_body(body), content_type))
+
+
 def describe(entry: dict[str, Any]) -> str:
-    """One line naming an interaction, for miss messages."""
+    """One line naming an interaction, for miss messages (a body by its size and the
+    start of its digest: two of one size that differ read apart)."""
     if entry.get("kind") == "http":
         request = entry["request"]
-        size = len(decode_body(request.get("body", {})))
-        return f"{request['method']} {request['url']}" + (f" (body {size} bytes)" if size else "")
+        body = stored_body(request)
+        content = b"" if body is None else decode_body(body)
+        line = f"{request['method']} {request['url']}"
+        if content:
+            line += f" (body {len(content)} bytes, sha256 {sha256(content).hexdigest()[:8]})"
+        return line
     args = [json.dumps(a) for a in entry.get("args", [])]
     args += [f"{k}={json.dumps(v)}" for k, v in entry.get("kwargs", {}).items()]
     return f"call {entry.get('name')}({', '.join(args)})"
+
+
+def _malformed(data: dict[str, Any]) -> str | None:
+    """What in a cassette's data breaks the format (version 1), or None."""
+    interactions = data.get("interactions", [])
+    if not isinstance(interactions, list):
+        return f"'interactions' must be a list, got {type(interactions).__name__}"
+    redacted = data.get("redacted_params", [])
+    if not isinstance(redacted, list) or not all(isinstance(p, str) for p in redacted):
+        return "'redacted_params' must be a list of strings"
+    for index, entry in enumerate(interactions):
+        problem = _malformed_entry(entry)
+        if problem is not None:
+            return f"interaction {index} {problem}"
+    return None
+
+
+def _malformed_entry(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return f"must be an object, got {type(entry).__name__}"
+    error = entry.get("error")
+    if error is not None and not (isinstance(error, dict) and isinstance(error.get("module"), str)
+                                  and isinstance(error.get("type"), str)):
+        return "has an 'error' without a string 'module' and 'type'"
+    kind = entry.get("kind")
+    if kind == "call":
+        if not isinstance(entry.get("name"), str):
+            return "(a call) has no string 'name'"
+        if not isinstance(entry.get("args", []), list) or not isinstance(
+                entry.get("kwargs", {}), dict):
+            return "(a call) needs 'args' as a list and 'kwargs' as an object"
+        return None
+    if kind != "http":
+        return f"has kind {kind!r}; 'call' and 'http' are valid"
+    request, response = entry.get("request"), entry.get("response")
+    if not (isinstance(request, dict) and isinstance(request.get("method"), str)
+            and isinstance(request.get("url"), str)):
+        return "(http) needs a 'request' with a string 'method' and 'url'"
+    if not isinstance(request.get("body", {}), dict) or not isinstance(
+            request.get("headers", {}), dict):
+        return "(http) needs the request's 'body' and 'headers' as objects"
+    if error is None and not (isinstance(response, dict)
+                              and isinstance(response.get("status"), int)):
+        return "(http) needs an 'error', or a 'response' with an integer 'status'"
+    if isinstance(response, dict) and not (isinstance(response.get("headers", {}), dict)
+                                           and isinstance(response.get("body", {}), dict)):
+        return "(http) needs the response's 'headers' and 'body' as objects"
+    return None
 
 
 class Cassette:
@@ -196,6 +278,10 @@ class Cassette:
                 f"{path} is a meshlite cassette of format {data['meshlite_cassette']!r}, and "
                 f"this meshlite reads format {FORMAT_VERSION} only: record it again with "
                 "this version's meshlite.testing.Recorder, or use the meshlite that wrote it")
+        problem = _malformed(data)
+        if problem is not None:
+            raise CassetteError(f"{path} is not a valid meshlite cassette: {problem} (edited by "
+                                "hand? record it again with meshlite.testing.Recorder)")
         return cls(path, data)
 
     @staticmethod

@@ -142,7 +142,8 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._answer(request, await request.aread())
 
     def _answer(self, request: httpx.Request, body: bytes) -> httpx.Response:
-        entry = self._replayer.take_http(request.method, str(request.url), body)
+        entry = self._replayer.take_http(request.method, str(request.url), body,
+                                         request.headers.get("content-type"))
         if "error" in entry:
             raise _rebuilt_error(entry["error"], request)
         if "body_refused" in entry["response"]:

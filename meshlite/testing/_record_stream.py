@@ -26,9 +26,11 @@ def listed(value: str | list[str]) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
-def pairs(headers: dict[str, str | list[str]]) -> list[tuple[str, str]]:
-    """Stored headers as the (name, value) pairs of a response."""
-    return [(k, v) for k, values in headers.items() for v in listed(values)]
+def pairs(headers: dict[str, str | list[str]]) -> list[tuple[bytes, bytes]]:
+    """Stored headers as the (name, value) pairs of a response, in UTF-8: a value
+    httpx decoded from non-ASCII bytes (latin-1 or UTF-8) reads the same again, where
+    httpx would encode a ``str`` value as ASCII and refuse it."""
+    return [(k.encode(), v.encode()) for k, values in headers.items() for v in listed(values)]
 
 
 class Capture:

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from .._arguments import explained
 from .._extras import requires_extra
 from .._validate import fail
-from ._cassette import Cassette, decode_error, decode_value, describe, encode_body, encode_value
+from ._cassette import (
+    Cassette,
+    decode_error,
+    decode_value,
+    describe,
+    encode_body,
+    encode_value,
+    matched_body,
+    stored_body,
+)
 from ._record import call_key, http_key, is_async, name_of, redact_url
 
 if TYPE_CHECKING:
@@ -126,10 +135,11 @@ class Replayer:
             raise AssertionError(f"{len(left)} interaction(s) of {self.cassette.path} were "
                                  "never replayed:\n  " + "\n  ".join(left))
 
-    def take_http(self, method: str, url: str, body: bytes) -> dict[str, Any]:
+    def take_http(self, method: str, url: str, body: bytes,
+                  content_type: str | None = None) -> dict[str, Any]:
         """The next recording of this request (URL already as the transport sees it)."""
         url = redact_url(url, self.cassette.redacted_params)
-        stored = encode_body(body)
+        stored = encode_body(matched_body(body, content_type))
         asked = describe({"kind": "http",
                           "request": {"method": method, "url": url, "body": stored}})
         key = http_key(method, url, stored if self.match_body else None)
@@ -151,7 +161,7 @@ class Replayer:
     def _key_of(self, entry: dict[str, Any]) -> str:
         if entry.get("kind") == "http":
             request = entry["request"]
-            body = request.get("body") if self.match_body else None
+            body = stored_body(request) if self.match_body else None
             return http_key(request["method"], request["url"], body)
         return self._call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
 

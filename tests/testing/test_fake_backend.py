@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -36,8 +37,13 @@ def async_client() -> httpx.AsyncClient:
 
 async def until_hanging(b: FakeBackend) -> None:
     """Wait until the backend holds a request (polling: the hang happens in its loop)."""
+    await until(lambda: b.stats.hangs)
+
+
+async def until(check: Callable[[], object]) -> None:
+    """Wait until ``check()`` is true: what the backend does happens in its loop."""
     for _ in range(500):
-        if b.stats.hangs:
+        if check():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the request never reached the backend")
@@ -168,8 +174,7 @@ async def test_a_set_during_a_requests_latency_answers_it(change: dict[str, obje
     # answered with the behaviour in force when the wait ends.
     async with FakeBackend(latency=0.3) as b, async_client() as client:
         pending = asyncio.create_task(client.get(b.url))
-        while not b.requests:
-            await asyncio.sleep(0.005)
+        await until(lambda: b.requests)
         b.set(**change)
         if outcome == "reset":
             with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):

@@ -182,3 +182,60 @@ def test_a_call_not_fitting_the_signature_is_matched_as_recorded(tmp_path: Path)
     with pytest.raises(CassetteMiss, match=r"call odd\(1\)"):
         player.wrap(odd, name="odd")(1)
     assert player.call("odd", 1, 2) == 2  # the recording still answers its own form
+
+
+def test_a_non_ascii_response_header_is_recorded_and_replayed(tmp_path: Path) -> None:
+    # A server may send latin-1 or UTF-8 header values (a Content-Disposition file
+    # name); httpx decodes them, and the recording must hand them back the same.
+    cassette = tmp_path / "names.json"
+    with FakeBackend(headers={"x-name": "caf\xe9"}) as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        assert client.get(f"{b.url}/x").headers["x-name"] == "caf\xe9"  # while recording
+    with httpx.Client(transport=replay(cassette).transport()) as client:
+        assert client.get(f"{b.url}/x").headers["x-name"] == "caf\xe9"
+
+
+def test_a_multipart_upload_replays_whatever_its_boundary(tmp_path: Path) -> None:
+    cassette = tmp_path / "upload.json"
+    files = {"file": ("a.txt", b"hello", "text/plain")}
+    with FakeBackend(body=lambda request: {"size": len(request.body)}) as b, \
+            Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        recorded = client.post(f"{b.url}/upload", files=files).json()
+    with httpx.Client(transport=replay(cassette).transport()) as client:
+        # httpx draws a new boundary for this request: the body's bytes differ.
+        assert client.post(f"{b.url}/upload", files=files).json() == recorded
+        with pytest.raises(CassetteMiss):  # another file's content still misses
+            client.post(f"{b.url}/upload", files={"file": ("a.txt", b"world", "text/plain")})
+
+
+def test_a_miss_tells_apart_bodies_of_one_size(tmp_path: Path) -> None:
+    cassette = tmp_path / "orders.json"
+    with FakeBackend() as b, Recorder(cassette) as rec, \
+            httpx.Client(transport=rec.transport(httpx.HTTPTransport(verify=NO_TLS))) as client:
+        client.post(f"{b.url}/orders", content=b'{"at": 1}')
+    with httpx.Client(transport=replay(cassette).transport()) as client, \
+            pytest.raises(CassetteMiss) as missed:
+        client.post(f"{b.url}/orders", content=b'{"at": 2}')
+    asked, available = missed.value.asked, missed.value.available[0]
+    assert "(body 9 bytes, sha256 " in asked
+    assert "(body 9 bytes, sha256 " in available
+    assert asked != available
+
+
+@pytest.mark.parametrize(("interactions", "problem"), [
+    ("none", r"'interactions' must be a list, got str"),
+    (None, r"'interactions' must be a list, got NoneType"),
+    ([3], r"interaction 0 must be an object, got int"),
+    ([{"kind": "http", "response": {"status": 200}}],
+     r"interaction 0 \(http\) needs a 'request' with a string 'method' and 'url'"),
+    ([{"kind": "call", "name": "f", "args": [], "kwargs": {}, "result": 1},
+      {"kind": "call", "args": []}], r"interaction 1 \(a call\) has no string 'name'"),
+    ([{"kind": "rpc"}], r"interaction 0 has kind 'rpc'; 'call' and 'http' are valid"),
+])
+def test_a_cassette_of_the_right_format_but_broken_says_where(
+        tmp_path: Path, interactions: Any, problem: str) -> None:
+    broken = tmp_path / "edited.json"
+    broken.write_text(json.dumps({"meshlite_cassette": 1, "interactions": interactions}))
+    with pytest.raises(CassetteError, match=rf"is not a valid meshlite cassette: {problem}"):
+        replay(broken)
