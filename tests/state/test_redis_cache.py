@@ -74,6 +74,50 @@ def test_arguments_that_are_not_json_need_a_key(store: RedisStore) -> None:
         call(object())
 
 
+def test_two_functions_of_one_name_are_refused_not_answered_with_each_other(
+        store: RedisStore) -> None:
+    # Entries are keyed by module.qualname: closures one factory made over other
+    # values would read each other's entries, as no in-memory cache would.
+    cache = ml.Cache(ttl=30.0, store=store)
+
+    def make(n: int) -> Any:
+        @cache
+        def add(x: int) -> int:
+            return x + n
+        return add
+
+    add1, add100, another1 = make(1), make(100), make(1)
+    assert add1(5) == 6
+    with pytest.raises(TypeError, match=r"make.<locals>.add' names two different functions"):
+        add100(5)
+    assert another1(5) == 6  # the same definition over the same value is that function
+    pipeline = ml.Pipeline(ml.Cache(ttl=30.0, store=store, name="lambdas"))
+    for uid in (1, 2):  # a lambda made in a loop closes over the loop's variable
+        if uid == 1:
+            assert pipeline.call(lambda: [uid]) == [1]  # noqa: B023 (the point)
+        else:
+            with pytest.raises(TypeError, match=r"pipeline.call\(fetch, uid\)"):
+                pipeline.call(lambda: [uid])  # noqa: B023
+
+
+def test_a_lambda_made_anew_for_each_call_is_one_function(store: RedisStore) -> None:
+    pipeline = ml.Pipeline(ml.Cache(ttl=30.0, store=store))
+    assert [pipeline.call(lambda: lookup(7)) for _ in range(3)] == [[7, 1]] * 3
+    assert lookup.calls == 1  # type: ignore[attr-defined]
+
+
+def test_a_closure_keeping_its_own_state_stays_one_function(store: RedisStore) -> None:
+    calls = 0
+
+    @ml.Cache(ttl=30.0, store=store)
+    def count(x: int) -> int:
+        nonlocal calls  # its cell changes with each miss: still the same function
+        calls += 1
+        return calls
+
+    assert [count(1), count(2), count(1)] == [1, 2, 1]
+
+
 def test_long_keys_are_hashed(store: RedisStore, raw: redis.Redis) -> None:
     call = make(store, lookup)
     call("x" * 500)

@@ -17,10 +17,13 @@ arguments>`` (or of what ``key=`` returns), hashed with SHA-256 when long.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,98 @@ def function_id(fn: Any) -> str:
     return f"{getattr(fn, '__module__', None) or ''}.{_operation_of(fn)}"
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def _definition(fn: Any) -> tuple[Any, ...]:
+    """What makes ``fn`` the function it is beyond its name: its code, the values
+    it closes over, its defaults and the object it is bound to (plain values by
+    value, others by identity; the tuple holds them, so an identity stays valid)."""
+    owner = getattr(fn, "__self__", None)
+    func = getattr(fn, "__func__", fn)
+    code = getattr(func, "__code__", None)
+    if code is None:  # a builtin (bound to its module or object) or another callable
+        return (owner if owner is not None else fn,)
+    parts: list[Any] = [code, owner]
+    for cell in func.__closure__ or ():
+        try:
+            parts.append(cell.cell_contents)
+        except ValueError:  # a cell not yet filled
+            parts.append(_EMPTY)
+    parts.extend(func.__defaults__ or ())
+    parts.extend((func.__kwdefaults__ or {}).items())
+    return tuple(parts)
+
+
+_EMPTY = object()
+
+
+def _same(one: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
+    return len(one) == len(other) and all(
+        a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b)
+        or (type(a) is tuple and type(b) is tuple and _same(a, b))  # (a keyword default)
+        for a, b in zip(one, other, strict=True))
+
+
+class FunctionNames:
+    """The function each name in one namespace of a store stands for in this
+    process: the first one a call used it for.
+
+    Shared entries are keyed by name, since nothing else is the same in every
+    process. Two functions of one name (closures made by one factory over other
+    values, a lambda made in a loop, a method bound to another object) would answer
+    each other's calls there, while in memory each has its own entries:
+    :meth:`check` refuses the second instead. Another function object of the same
+    definition (the same code over the same values, as a lambda made anew for each
+    call is) is that function. The first one is kept, one per name, with its
+    definition as it was when first seen (a closure's own state may change later).
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+        self._also: dict[str, weakref.WeakSet[Any]] = {}
+
+    def check(self, name: str, fn: Any, namespace: str) -> None:
+        """Raises:
+            TypeError: ``name`` already stands for another function here.
+        """
+        first = self._first.get(name)
+        if first is None:
+            self._first.setdefault(name, (fn, _definition(fn)))
+            return
+        if fn is first[0] or fn == first[0]:  # (a method bound anew is equal)
+            return
+        also = self._also.get(name)
+        with contextlib.suppress(TypeError):  # (an unhashable callable object)
+            if also is not None and fn in also:
+                return
+        if not _same(first[1], _definition(fn)):
+            raise TypeError(
+                f"Cache {namespace!r}: {name!r} names two different functions here (a "
+                "closure over other values, a lambda made in a loop, or a method of "
+                "another object), and with a store entries are keyed by name: their "
+                "calls would answer each other. Pass what differs as arguments "
+                "(pipeline.call(fetch, uid), not pipeline.call(lambda: fetch(uid))), or "
+                "give each its own Cache(name=...)")
+        with contextlib.suppress(TypeError):  # not weakly referable: compared again
+            self._also.setdefault(name, weakref.WeakSet()).add(fn)
+
+
+_names: weakref.WeakKeyDictionary[Any, dict[str, FunctionNames]] = weakref.WeakKeyDictionary()
+_names_lock = threading.Lock()
+
+
+def names_of(store: Any, namespace: str) -> FunctionNames:
+    """The :class:`FunctionNames` of ``namespace`` in ``store`` (every Cache of that
+    name on that store shares its entries, so they share it too)."""
+    with _names_lock:
+        spaces = _names.setdefault(store, {})
+        names = spaces.get(namespace)
+        if names is None:
+            names = spaces[namespace] = FunctionNames()
+        return names
+
+
 def argument_text(key: KeyFunction | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                   where: str) -> str:
     """The argument part of a shared key: JSON, or its SHA-256 when long.
@@ -87,9 +182,12 @@ def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, FlightKey]]:
     """``keys(ctx) -> (entry key, (function id, argument text))`` for ``cache``: the
     key in the store, and the key of the call's flight."""
     key_fn = cache.options.key
+    namespace = cache.options.name or "default"
+    check = names_of(cache._shared_store, namespace).check
 
     def keys(ctx: CallContext) -> tuple[str, FlightKey]:
         fn = function_id(ctx.fn)
+        check(fn, ctx.fn, namespace)
         text = argument_text(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation))
         return f"{fn}:{text}", (fn, text)
 
