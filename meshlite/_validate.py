@@ -68,7 +68,7 @@ def positive(owner: str, field: str, value: Any) -> float:
     """``value`` as a float, which must be > 0 and finite."""
     v = _number(owner, field, value)
     if not 0 < v < math.inf:
-        fail(owner, field, value, "> 0")
+        fail(owner, field, value, "a finite number > 0" if v > 0 else "> 0")
     return v
 
 
@@ -92,7 +92,7 @@ def non_negative(owner: str, field: str, value: Any) -> float:
     """``value`` as a float, which must be >= 0 and finite."""
     v = _number(owner, field, value)
     if not 0 <= v < math.inf:
-        fail(owner, field, value, ">= 0")
+        fail(owner, field, value, "a finite number >= 0" if v > 0 else ">= 0")
     return v
 
 

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
 
 from .._errors import ConfigError
 from .._validate import fail
@@ -51,10 +51,29 @@ def _hosts(owner: str, spec: str, where: object) -> list[tuple[str, int]]:
     out = []
     for item in spec.split(","):
         host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            fail(owner, "url", where, "host:port nodes separated by commas")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            fail(owner, "url", where,
+                 "host:port nodes separated by commas (ports from 1 to 65535)")
         out.append((host.strip("[]"), int(port)))
     return out
+
+
+def _check_plain(url: str, parts: SplitResult) -> None:
+    # What redis-py would take wrongly: a port that is no number fails every call
+    # later with a ValueError, and a database that is no number means db 0, silently.
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        fail("RedisStore", "url", label_of(url), "a URL whose port is a number from 1 to 65535 "
+             "(redis://host:6379/0)")
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix" and parts.path.strip("/"):
+        dbs.append(parts.path.strip("/"))
+    if not all(db.isdigit() for db in dbs):
+        fail("RedisStore", "url", label_of(url), "a URL whose database is a number "
+             "(redis://host:6379/0, or ?db=0)")
 
 
 class Target:
@@ -180,11 +199,12 @@ def parse_target(redis: Any, url: object, options: dict[str, Any]) -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme in _PLAIN:
+        _check_plain(url, parts)
         return Target(redis, "plain", label_of(url), options, url=url)
     if scheme not in _CLUSTER + _SENTINEL:
-        fail("RedisStore", "url", url, WHAT)
+        fail("RedisStore", "url", label_of(url), WHAT)
     hosts = parts.netloc.rsplit("@", 1)[-1]
-    nodes = _hosts("RedisStore", hosts, url)
+    nodes = _hosts("RedisStore", hosts, label_of(url))
     options = dict(options)
     if "@" in parts.netloc:
         creds = parts.netloc.rsplit("@", 1)[0]
@@ -196,7 +216,8 @@ def parse_target(redis: Any, url: object, options: dict[str, Any]) -> Target:
         return Target(redis, "cluster", label_of(url), options, nodes=nodes)
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
-        fail("RedisStore", "url", url, "redis+sentinel://host:port[,host:port]/service[/db]")
+        fail("RedisStore", "url", label_of(url),
+             "redis+sentinel://host:port[,host:port]/service[/db]")
     if len(path) == 2:
         options["db"] = int(path[1])
     return Target(redis, "sentinel", label_of(url), options, nodes=nodes, service=path[0])

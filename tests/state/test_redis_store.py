@@ -48,6 +48,35 @@ def test_bad_options_name_the_argument(kwargs: dict[str, Any], field: str) -> No
         RedisStore(**kwargs)
 
 
+@pytest.mark.parametrize(("url", "what"), [
+    # redis-py takes these and fails every call later (a port) or uses db 0 (a db)
+    ("redis://127.0.0.1:notaport/0", "port is a number from 1 to 65535"),
+    ("redis://user:s3cret@127.0.0.1:99999/0", "port is a number from 1 to 65535"),
+    ("redis://127.0.0.1:6379/abc", "database is a number"),
+    ("redis://127.0.0.1:6379/1x", "database is a number"),
+    ("redis://127.0.0.1:6379?db=one", "database is a number"),
+    ("redis+cluster://127.0.0.1:70000", "ports from 1 to 65535"),
+])
+def test_a_url_redis_would_misread_is_refused_without_its_password(url: str, what: str) -> None:
+    with pytest.raises(ml.ConfigError, match=f"^RedisStore: url must be .*{what}") as refused:
+        RedisStore(url)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_an_infinite_number_is_refused_as_not_finite() -> None:
+    # "must be > 0, got inf" read as a contradiction
+    with pytest.raises(ml.ConfigError, match=r"timeout must be a finite number > 0, got inf"):
+        RedisStore(timeout=float("inf"))
+    with pytest.raises(ml.ConfigError, match=r"retry_interval must be a finite number > 0"):
+        RedisStore(retry_interval=float("inf"))
+
+
+def test_urls_redis_reads_are_taken() -> None:
+    for url in ("redis://127.0.0.1/", "redis://127.0.0.1:6380/2", "rediss://h:6379?db=3",
+                "unix:///tmp/redis.sock?db=1"):
+        RedisStore(url).close()  # no connection is made until the first call
+
+
 def test_missing_msgpack_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)  # import msgpack -> ImportError
     with pytest.raises(ml.ConfigError, match=r"codec.*pip install msgpack"):
