@@ -148,6 +148,16 @@ def test_clear_drops_the_namespace_only(store: RedisStore, raw: redis.Redis) -> 
     assert raw.keys(f"{store.prefix}:cache:theirs:*") != []
 
 
+@pytest.mark.parametrize("name", ["users:e", "users:l", "users:fns", "a:e:b"])
+def test_a_name_that_would_read_as_the_key_layout_is_refused(store: RedisStore,
+                                                             name: str) -> None:
+    # clear() of "users" scans users:* and keeps what is its own (users:e:..., users:l:...,
+    # users:fns): a namespace "users:e" would be cleared with it.
+    with pytest.raises(ml.ConfigError, match=r"^Cache: name must be a name none of whose"):
+        ml.Cache(ttl=30.0, store=store, name=name)
+    ml.Cache(ttl=30.0, name=name)  # in memory there are no keys to confuse
+
+
 def test_errors_are_not_cached(store: RedisStore) -> None:
     attempts = []
 

@@ -60,6 +60,15 @@ class CacheOptions:
         check_store("Cache", self.store, "cache")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             fail("Cache", "name", self.name, "a non-empty string or None")
+        if self.store is not None and self.name is not None and not _SEGMENTS.isdisjoint(
+                self.name.split(":")):
+            # A store keys entries <namespace>:e:..., locks <namespace>:l:... and its
+            # index <namespace>:fns: clear() of "users" would take "users:e"'s keys.
+            fail("Cache", "name", self.name, "a name none of whose ':'-separated parts "
+                 "is 'e', 'l' or 'fns' (the store's key layout uses them)")
+
+
+_SEGMENTS = frozenset(("e", "l", "fns"))
 
 
 # -- events -------------------------------------------------------------------
