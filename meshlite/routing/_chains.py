@@ -211,10 +211,11 @@ class Chains:
                 policy.hooks.add(hook)
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
-        """Subscribe ``hook`` to this service's routing events and its pipeline's
-        policy events; returns the unsubscribe function."""
+        """Subscribe ``hook`` to this service's routing events, its pipeline's policy
+        events and those of the policies injected into it (:meth:`inject`); returns
+        the unsubscribe function."""
         removers = [self.hooks.add(hook)]
-        removers.extend(p.hooks.add(hook) for p in self.pipeline.walk())
+        removers.extend(p.hooks.add(hook) for p in (*self.pipeline.walk(), *self._injected))
 
         def remove() -> None:
             for r in removers:

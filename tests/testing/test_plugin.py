@@ -404,6 +404,19 @@ def test_injected_policies_nest_in_order_and_reach_service_hooks() -> None:
     assert [type(e) for e in seen] == [FaultInjected, FaultInjected]
 
 
+def test_a_hook_added_after_an_injection_gets_its_events_until_removed() -> None:
+    m = ml.Mesh([ml.Service("users", ["a"], pipeline=ml.Pipeline(), outlier_detection=None)])
+    remove_fault = m.service("users").inject(ml.FaultInjection(rate=1.0, result="fault"))
+    seen: list[Any] = []
+    unsubscribe = m.add_hook(seen.append)  # after the injection
+    assert m.call_sync("users", lambda backend: "real") == "fault"
+    assert [type(e) for e in seen] == [FaultInjected]
+    unsubscribe()
+    assert m.call_sync("users", lambda backend: "real") == "fault"
+    assert len(seen) == 1
+    remove_fault()
+
+
 def test_inject_refuses_what_is_not_a_policy() -> None:
     service = ml.Service("users", ["a"])
     with pytest.raises(ml.ConfigError, match="policy"):
