@@ -242,6 +242,22 @@ class _Route:
             return await self._dispatch(service, ctx)  # type: ignore[no-any-return]
         except (ResponseStatusError, ResendRefused) as error:
             return _outcome(error)
+        except aiohttp.ClientError:
+            raise
+        except OSError as error:
+            raise _client_error(error) from error
+
+
+def _client_error(error: OSError) -> OSError:
+    """What aiohttp makes of an ``OSError`` leaving a request (``ClientOSError``, but a
+    bare ``TimeoutError`` as it is), made here so that its notes stay on it: an error
+    ``ml.FaultInjection`` injected says so."""
+    if error.errno is None and isinstance(error, TimeoutError):
+        return error
+    made = aiohttp.ClientOSError(*error.args)
+    for note in getattr(error, "__notes__", ()):
+        made.add_note(note)
+    return made
 
 
 def _outcome(error: BaseException) -> aiohttp.ClientResponse:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import copy
 import random as _random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from .._clock import Clock
 from .._context import CallContext
+from .._errors import ConfigError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import clock_option, fail, non_negative, not_coroutine, optional_random
+from .._validate import (
+    clock_option,
+    fail,
+    non_negative,
+    not_coroutine,
+    optional_random,
+    shown,
+)
 
 __all__ = [
     "DEFAULT_FAULT_ERROR",
@@ -239,7 +248,9 @@ class FaultInjection(Policy):
                 sleep(seconds)
             if error is not None:
                 raise error
-            return result if answers else call_next(ctx)
+            if answers:
+                return result if ctx.request is None else _answer(ctx, result)
+            return call_next(ctx)
 
         return handle
 
@@ -255,7 +266,9 @@ class FaultInjection(Policy):
                 await asleep(seconds)
             if error is not None:
                 raise error
-            return result if answers else await call_next(ctx)
+            if answers:
+                return result if ctx.request is None else _answer(ctx, result)
+            return await call_next(ctx)
 
         def handle(ctx: CallContext) -> Any:
             # A plain function returning the awaitable: a call without a fault
@@ -274,3 +287,25 @@ class FaultInjection(Policy):
         if o.enabled is not True:
             parts.append(f"enabled={o.enabled!r}")
         return f"FaultInjection({', '.join(parts)})"
+
+
+def _answer(ctx: CallContext, result: Any) -> Any:
+    """``result`` as the answer to an HTTP request's attempt: only a response of the
+    request's own client can be one (an ``httpx.Response`` for ``mesh.http()`` and
+    ``mesh.http_sync()``; aiohttp makes its responses from the wire only).
+
+    Raises:
+        ConfigError: ``result`` cannot answer this request.
+    """
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(ctx.request, httpx.Request):
+        if isinstance(result, httpx.Response):
+            return result
+        raise ConfigError(
+            f"FaultInjection: result must be an httpx.Response to answer a request of "
+            f"service {ctx.service!r} (mesh.http(), mesh.http_sync()), got {shown(result)}",
+            policy="fault_injection")
+    raise ConfigError(
+        f"FaultInjection: a mesh.aiohttp() request of service {ctx.service!r} cannot be "
+        "answered with a result (aiohttp makes its responses from the wire only): "
+        "inject an error or latency", policy="fault_injection")
