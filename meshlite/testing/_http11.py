@@ -101,11 +101,14 @@ async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
 
 
 async def read_request(
-    reader: asyncio.StreamReader, clock: Callable[[], float]
+    reader: asyncio.StreamReader, clock: Callable[[], float],
+    writer: asyncio.StreamWriter | None = None,
 ) -> ReceivedRequest | None:
     """Read the next request, or return ``None`` when the client closed cleanly.
 
-    ``clock()`` stamps the request once it is fully read.
+    ``clock()`` stamps the request once it is fully read. With ``writer``, a request
+    that says ``Expect: 100-continue`` is told to go on (``100 Continue``) before its
+    body is read: a client waiting for that would otherwise never send the body.
 
     Raises:
         BadRequest: malformed input (the caller answers with ``error.status``).
@@ -129,6 +132,10 @@ async def read_request(
         raise BadRequest("bad Content-Length") from None
     if length < 0:
         raise BadRequest("bad Content-Length")
+    if (writer is not None and length and version == "HTTP/1.1"
+            and headers.get("expect", "").lower() == "100-continue"):
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
     body = await reader.readexactly(length) if length else b""
     path, _, query = target.partition("?")
     return ReceivedRequest(method.upper(), path, query, headers, body, clock(), version)

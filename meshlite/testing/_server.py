@@ -218,10 +218,11 @@ class LoopServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
         except asyncio.CancelledError:
-            # asyncio's stream callback (3.11) cannot digest a cancelled handler
-            # task: end normally when the cancel was ours (down or close).
-            if self._connections.get(task) is writer:
-                raise
+            # asyncio's stream callback (3.11) cannot digest a cancelled handler task
+            # (it logs the CancelledError with a traceback), and nothing awaits this
+            # one: end normally, whoever cancelled it (down, close, or the loop's
+            # shutdown ending a test that never stopped the backend).
+            pass
         finally:
             if self._connections.get(task) is writer:
                 del self._connections[task]
@@ -231,7 +232,7 @@ class LoopServer:
         state = self.state
         while True:
             try:
-                request = await read_request(reader, time.monotonic)
+                request = await read_request(reader, time.monotonic, writer)
             except BadRequest as error:
                 writer.write(encode_response(error.status, [("content-type", "text/plain")],
                                              str(error).encode(), keep_alive=False, head=False))

@@ -478,3 +478,34 @@ def test_importing_meshlite_testing_loads_no_httpx() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_backend_a_test_never_stops_ends_with_its_loop_quietly() -> None:
+    # asyncio.run() cancels the open connection's handler at shutdown; Python 3.11's
+    # stream callback logged that cancellation with a traceback.
+    code = """if True:
+        import asyncio, httpx
+        from meshlite.testing import FakeBackend
+
+        async def main():
+            b = await FakeBackend().start()  # never stopped
+            async with httpx.AsyncClient() as client:
+                print((await client.get(b.url)).status_code)
+
+        asyncio.run(main())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "200"
+    assert "CancelledError" not in out.stderr, out.stderr
+
+
+async def test_a_client_expecting_100_continue_is_told_to_send_its_body() -> None:
+    import aiohttp
+
+    async with FakeBackend() as b, aiohttp.ClientSession() as session, session.post(
+            f"{b.url}/upload", data=b"x" * 10, expect100=True,
+            timeout=aiohttp.ClientTimeout(total=10)) as response:
+        assert response.status == 200
+    assert b.requests[0].body == b"x" * 10
+    assert b.requests[0].headers["expect"] == "100-continue"
