@@ -184,6 +184,25 @@ class InjectedFault:
 
 
 @explained
+class _ServiceClock:
+    """The clock of ``service`` when it is read: a service injected before it joins a
+    mesh takes the mesh's clock then (a ``FakeClock`` makes injected latency free)."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def monotonic(self) -> float:
+        return self._service.clock.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self._service.clock.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await self._service.clock.asleep(seconds)
+
+
 class Chaos:
     """``chaos(service, rate=1.0, error=None, latency=None, result=...)``: inject a
     :class:`meshlite.FaultInjection` into a service for the rest of the test.
@@ -230,7 +249,7 @@ class Chaos:
         policy = FaultInjection(
             rate, error, latency, **answer,
             enabled=lambda: fault is not None and fault.enabled,
-            clock=clock or target.clock,
+            clock=clock or _ServiceClock(target),
             random=None if seed is None else _random.Random(seed))
         remove = target.inject(policy)
         fault = InjectedFault(target, policy, remove)

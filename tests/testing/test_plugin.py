@@ -366,6 +366,15 @@ def test_chaos_latency_sleeps_on_the_services_clock(fake_clock: FakeClock) -> No
     assert "injected=1" in repr(fault)
 
 
+def test_chaos_on_a_service_before_it_joins_a_mesh_sleeps_on_the_meshs_clock(
+        fake_clock: FakeClock) -> None:
+    service = ml.Service("users", ["a"], pipeline=ml.Pipeline())
+    Chaos()(service, latency=5.0)  # the service's clock is still the real one here
+    m = ml.Mesh([service], clock=fake_clock)
+    assert m.call_sync("users", lambda backend: "late") == "late"
+    assert fake_clock.sleeps == [5.0]  # no real five seconds
+
+
 # -- Service.inject -----------------------------------------------------------------
 
 
