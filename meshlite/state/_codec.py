@@ -2,7 +2,9 @@
 
 JSON is the default: safe to decode whatever a store holds, readable with
 ``redis-cli``, and the same in every language. A value comes back as JSON gives
-it (tuples as lists, dict keys as strings). msgpack is the compact alternative
+it (tuples as lists); a dict with keys other than strings is refused, since JSON
+would give them back as strings (``{1: "a"}`` read as ``{"1": "a"}``, on which
+``[1]`` fails). msgpack is the compact alternative
 when installed. pickle runs code when it decodes, so anyone who can write to the
 store could run code in every process reading it: it is used only when asked for
 by name (``codec="pickle"``).
@@ -33,6 +35,7 @@ class JsonCodec:
     __slots__ = ()
 
     def dumps(self, value: Any) -> bytes:
+        _string_keys(value)
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
     def loads(self, data: bytes) -> Any:
@@ -40,6 +43,26 @@ class JsonCodec:
 
     def __repr__(self) -> str:
         return "JsonCodec()"
+
+
+def _string_keys(value: Any) -> None:
+    """Raises:
+        TypeError: a dict in ``value`` has a key that is not a string (JSON would
+            turn it into one: the value read back would not be the one stored).
+    """
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"a dict key {key!r} ({type(key).__name__}) would come back as the "
+                        f"string {json.dumps(str(key))} from JSON; use string keys, or "
+                        "codec='msgpack'")
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple):
+            todo.extend(item)
 
 
 class _ModuleCodec:

@@ -190,6 +190,27 @@ def test_unencodable_results_are_returned_not_cached(store: RedisStore,
     assert "cannot be stored" in caplog.text
 
 
+def test_a_dict_whose_keys_json_would_make_strings_is_not_cached(
+        store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
+    # A hit must answer what a miss answers: {1: "one"} read back as {"1": "one"}
+    # would fail the caller's [1].
+    counter = Counter()
+
+    def names(x: int) -> dict[Any, Any]:
+        counter(x)
+        return {"ok": {x: "one"}}
+
+    call = make(store, names)
+    with caplog.at_level(logging.WARNING, logger="meshlite.state"):
+        assert call(1)["ok"][1] == "one"
+        assert call(1)["ok"][1] == "one"
+    assert counter.calls == 2
+    assert "a dict key 1 (int) would come back as the string \"1\"" in caplog.text
+    assert "that result of" in caplog.text
+    assert make(store, lookup, name="strings")(3) == make(store, lookup, name="strings")(3)
+    assert lookup.calls == 1  # type: ignore[attr-defined]
+
+
 def test_tuples_come_back_as_lists_with_json_and_as_tuples_with_pickle(
         redis_server: RedisServer, prefix: str) -> None:
     def pair(x: int) -> tuple[int, int]:

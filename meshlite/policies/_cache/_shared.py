@@ -198,7 +198,8 @@ def unencodable(fn: str, error: TypeError) -> None:
     """Log, once per function, that its results cannot be stored."""
     if fn not in _warned:
         _warned.add(fn)
-        _log.warning("%s; results of %s are not cached", error, fn)
+        _log.warning("%s; that result of %s is not cached, nor are its next ones the "
+                     "codec refuses (logged once per function)", error, fn)
 
 
 def shared_sync_handler(cache: Cache, call_next: Handler,
