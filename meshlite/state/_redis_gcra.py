@@ -127,19 +127,23 @@ class RedisGcra:
         self._lock = threading.Lock()
 
     def _local(self, key: str, limit: float) -> tuple[float, Any] | None:
-        """A decision without Redis, from a remembered refusal or a lease; else ``None``."""
-        refused = self._refused.get(key)
-        if refused is not None:
-            wait = refused - time.monotonic()
-            if wait > limit:
-                return wait, 0
-            self._refused.pop(key, None)
+        """A decision without Redis, from a lease or a remembered refusal; else ``None``.
+
+        A lease's tokens come first: they are this process's, reserved in Redis, and a
+        refusal another of its calls met meanwhile (Redis had no token left to give)
+        does not take them back; refusing there would leave them to lapse unused."""
         if self._lease > 1:
             with self._lock:
                 lease = self._leases.get(key)
                 if lease is not None and lease[0] >= 1 and time.monotonic() < lease[1]:
                     lease[0] -= 1
                     return 0.0, 0
+        refused = self._refused.get(key)
+        if refused is not None:
+            wait = refused - time.monotonic()
+            if wait > limit:
+                return wait, 0
+            self._refused.pop(key, None)
         return None
 
     def _args(self, key: str, limit: float) -> tuple[Any, ...]:

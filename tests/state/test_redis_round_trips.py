@@ -101,6 +101,23 @@ def test_leased_tokens_lapse(store: RedisStore, raw: redis.Redis) -> None:
     leasing.close()
 
 
+def test_leased_tokens_are_spent_though_another_call_was_refused(store: RedisStore) -> None:
+    leasing = RedisStore(store.url if isinstance(store.url, str) else "", prefix=store.prefix,
+                         timeout=2.0, rate_lease=5)
+    gcra = leasing.rate_limit("race", 0.2, 0.8)  # 5 a second, a burst of 5
+    assert gcra.reserve("", 0.0)[0] == 0.0  # took the 5 slots: 4 left in this process
+    # Another call of this process reached Redis at the same moment and was refused
+    # (the lease had the last slot): what its reply teaches the process, made here
+    # without the race.
+    gcra._learn("", 0.0, [200_000, 0, 0])  # type: ignore[attr-defined]
+    before = leasing.round_trips
+    assert [gcra.reserve("", 0.0)[0] for _ in range(4)] == [0.0] * 4  # the lease's
+    assert leasing.round_trips == before
+    assert gcra.reserve("", 0.0)[0] > 0.0  # spent: then the refusal answers
+    assert leasing.round_trips == before
+    leasing.close()
+
+
 class Boom(Exception):
     pass
 
