@@ -30,7 +30,7 @@ pytest.importorskip("starlette")
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("pre-fork workers are POSIX", allow_module_level=True)
 
-N, M = 90, 30
+N, K, M = 90, 12, 30
 
 
 def calls_in(text: str) -> float:
@@ -116,11 +116,17 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
     assert sum(by_worker.values()) == N
     assert {pid for pid, n in by_worker.items() if n} == pids  # the breakdown is real
     assert page_worker_rows(dash) == {str(pid): str(n) for pid, n in by_worker.items()}
-    # Let the dashboard save a history holding every call (it saves every 5 s), then
-    # kill the worker serving it.
+    # Let the dashboard save a history holding every call (it saves every 5 s), make
+    # K calls more (most likely before its next save), then kill the worker serving it.
     saved = shared / "dashboard-history.json"
     wait_for(lambda: sum(slot[1] for slot in json.loads(saved.read_text())["users"]["slots"])
              == N, 60, "the history saved with every call")
+    drive(app, K)
+    time.sleep(0.7)  # every worker's file holds them (FLUSH_SECONDS)
+    with fresh() as http:
+        host = http.get(dash + "/api/workers").json()
+    by_worker = {w["pid"]: w["services"].get("users", {}).get("calls", 0)
+                 for w in host["workers"]}
     before_kill = by_worker.get(server_pid, 0)
     os.kill(server_pid, signal.SIGKILL)
     wait_for(lambda: int(lock.read_text()) != server_pid and httpx.get(
@@ -128,14 +134,16 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
         "another worker took the dashboard over")
     with fresh() as http:
         history = http.get(dash + "/api/services/users/history?seconds=600").json()
-    assert sum(n for n in history["requests"] if n) == N  # the history carried on
+    # The history carried on, with the calls made after its last save counted into
+    # the seconds no dashboard recorded.
+    assert sum(n for n in history["requests"] if n) == N + K
     drive(app, M)
     time.sleep(1.5)
-    every_scrape_says(app, "/metrics", N + M)
-    every_scrape_says(app, "/prom", N + M)
+    every_scrape_says(app, "/metrics", N + K + M)
+    every_scrape_says(app, "/prom", N + K + M)
     with fresh() as http:
         host = http.get(dash + "/api/workers").json()
-    assert host["services"]["users"]["calls"] == N + M
+    assert host["services"]["users"]["calls"] == N + K + M
     dead = [w for w in host["workers"] if w["pid"] == server_pid]
     assert dead  # its counts are kept, not double-counted
     assert not dead[0]["alive"]

@@ -37,6 +37,8 @@ __all__ = ["Client", "Monitor"]
 _log = logging.getLogger("meshlite.dashboard")
 
 _SAVE_EVERY = 5  # ticks between saves of the history (several workers)
+_BASELINE = "$baseline"  # the saved history's key of its counts (no service's name)
+_CARRIED_SECONDS = 60  # the longest gap a takeover fills with the calls made in it
 _STEP_SECONDS = 2  # a wall clock moving this much more or less than the monotonic one was stepped
 _SEND_TIMEOUT = 2.0  # a client that cannot take one update in this long is dropped
 
@@ -252,35 +254,74 @@ class Monitor:
             await self.push(update)
 
     def save(self) -> None:
-        """Write the history to the shared directory (with several workers)."""
+        """Write the history to the shared directory (with several workers), with
+        the host's call counts it was recorded up to: the dashboard serving next
+        counts the calls made since into the seconds it missed."""
         if self.saved is None:
             return
-        data = {name: h.dump() for name, h in self.histories.items()}
+        data: dict[str, Any] = {name: h.dump() for name, h in self.histories.items()}
+        last = max((h.last for h in self.histories.values()), default=-1)
+        data[_BASELINE] = {"second": last, "calls": self._sampler.counted()}
         tmp = f"{self.saved}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
         os.replace(tmp, self.saved)
 
-    def _restore(self) -> None:
+    def _restore(self) -> dict[str, Any] | None:
+        """Load the saved history; returns its baseline (the second it was recorded
+        up to and the host's call counts then), or None."""
         if self.saved is None or self.histories:
-            return
+            return None
         try:
             with open(self.saved, encoding="utf-8") as f:
                 data = json.load(f)
+            baseline = data.pop(_BASELINE, None)
             self.histories = {name: History.load(h, self.history_seconds)
                               for name, h in data.items()}
         except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             _log.warning("dashboard: could not read the saved history %s; starting afresh",
                          self.saved, exc_info=True)
+            return None
+        return baseline if isinstance(baseline, dict) else None
+
+    def _carry(self, baseline: dict[str, Any], now: int) -> None:
+        """Count the calls made between the saved history's last second and ``now``
+        (a dashboard that stopped, or was killed, up to five seconds after its last
+        save; the takeover's own seconds) evenly into those seconds: without them
+        the chart would dip, or miss them, at every takeover. A gap longer than
+        :data:`_CARRIED_SECONDS`, or counts that went back (the directory was
+        emptied), is left empty."""
+        try:
+            second = int(baseline["second"])
+            saved = {name: (int(c[0]), int(c[1])) for name, c in baseline["calls"].items()}
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            return
+        seconds = range(second + 1, now + 1)
+        if not 0 < len(seconds) <= _CARRIED_SECONDS:
+            return
+        for name, (calls, failed) in self._sampler.counted().items():
+            history, before = self.histories.get(name), saved.get(name)
+            if history is None or before is None or history.last != second:
+                continue
+            made, errors = calls - before[0], failed - before[1]
+            if made < 0 or errors < 0:
+                continue
+            n = len(seconds)
+            for i, t in enumerate(seconds):  # the remainders go to the later seconds
+                history.record(t, made * (i + 1) // n - made * i // n,
+                               errors * (i + 1) // n - errors * i // n, None, None)
 
     def start(self) -> None:
         """Begin sampling on the running loop (takes a baseline at once; with several
         workers, carries on the history the host's dashboard saved)."""
         if self._task is None:
-            self._restore()
-            self._sampler.sample(self.services(), int(self.wall()) - 1)
+            baseline = self._restore()
+            now = int(self.wall()) - 1
+            self._sampler.sample(self.services(), now)
+            if baseline is not None:
+                self._carry(baseline, now)
             self._count_callers()
             self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -81,6 +81,11 @@ class Sampler:
                     del seen[name]
         return out
 
+    def counted(self) -> dict[str, tuple[int, int]]:
+        """Each service's cumulative calls and failed calls as of the last sample
+        (from the mesh's call metrics; empty without them)."""
+        return {name: (seen[0], seen[1]) for name, seen in self._calls_seen.items()}
+
     def _one(self, service: Service, second: int) -> ServiceSecond:
         before = self._seen.get(service.name, {})
         now: dict[Endpoint, tuple[int, int]] = {}
