@@ -110,6 +110,8 @@ class AttemptSpan:
                 "meshlite.attempt": max(ctx.attempt, 1), "meshlite.backend": address}
             if ctx.service is not None:
                 attributes["meshlite.service"] = ctx.service
+            if ctx.hedge:  # a hedge races the attempt it hedges, with its number
+                attributes["meshlite.hedge"] = ctx.hedge
             attributes.update(_server(address))
             span.set_attributes(attributes)
         context = trace.set_span_in_context(span)

@@ -669,6 +669,16 @@ async def test_a_losing_hedge_is_not_an_error_span(receiver: OtlpReceiver) -> No
                       if s.kind == "CLIENT")
     assert outcomes == ["cancelled", "success", "success"]
     assert {s.status for s in receiver.spans} == {"UNSET"}
+    # The hedge's span says it is one (both race as the call's first attempt).
+    hedged = [(s.attributes["meshlite.outcome"], s.attributes.get("meshlite.hedge"))
+              for s in receiver.spans if s.kind == "CLIENT"
+              and s.attributes["meshlite.backend"] == fast.url]
+    assert ("success", 1) in hedged
+    assert ("cancelled", None) in [  # the attempt it hedged
+        (s.attributes["meshlite.outcome"], s.attributes.get("meshlite.hedge"))
+        for s in receiver.spans if s.kind == "CLIENT"]
+    assert all(s.attributes["meshlite.attempt"] == 1 for s in receiver.spans
+               if s.kind == "CLIENT")
 
 
 def test_a_refusing_collector_is_logged_once_not_per_batch(
