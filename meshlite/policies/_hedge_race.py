@@ -44,8 +44,8 @@ def _fork(ctx: CallContext, index: int) -> CallContext:
     overwrite each other's ``attempt``, ``backend`` or deadline. ``tried`` is one list
     shared by every attempt, so routing sees the other attempts' picks; ``extras`` is
     copied one level deep."""
-    if ctx.tried is None:
-        ctx.tried = []
+    if ctx.tried is None:  # from now on each pick is recorded in it (routing)
+        ctx.tried = [] if ctx.backend is None else [ctx.backend]
     fork = ctx.copy()
     fork.hedge = index
     if ctx.extras is not None:

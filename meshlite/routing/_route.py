@@ -51,7 +51,8 @@ __all__ = ["ResendRefused", "async_route", "prepare_retry", "sync_route"]
 def prepare_retry(ctx: CallContext) -> None:
     """Before a later attempt (a retry, or a hedge, whose context is a copy made after
     the first pick): refuse if the call must not be resent; remember the backend of
-    the previous attempt so this one avoids it."""
+    the first attempt so this one avoids it (later picks are remembered as they are
+    made)."""
     if ctx.no_resend:
         error = ctx.last_error
         raise ResendRefused(
@@ -60,13 +61,8 @@ def prepare_retry(ctx: CallContext) -> None:
             "set Service(retry_non_idempotent=True) if resending is safe",
             error=error, service=ctx.service,
         ) from error
-    previous = ctx.backend
-    if previous is not None:
-        tried = ctx.tried
-        if tried is None:
-            ctx.tried = [previous]
-        else:
-            tried.append(previous)
+    if ctx.tried is None:  # the first pick was not recorded (routing.Service._choose)
+        ctx.tried = [ctx.backend]
 
 
 def _deadline_passed(ctx: CallContext) -> TimeoutExceeded:

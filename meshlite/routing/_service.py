@@ -240,20 +240,32 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         if not candidates:
             raise self._no_backend()
         tried = ctx.tried
+        if tried is not None:  # a retry, or a hedged call: its picks are recorded
+            chosen = self._choose_untried(candidates, tried, ctx)
+            tried.append(chosen.backend)  # (a hedge racing this one avoids it too)
+            return chosen
+        if self._cold:  # a backend has not answered yet: one attempt at a time there
+            return self._choose_warming(candidates, ctx)  # (_first_wave.py)
+        if len(candidates) == 1:
+            return candidates[0]
+        return self.balancer.pick(candidates, ctx)
+
+    def _choose_untried(self, candidates: Sequence[Endpoint], tried: list[Backend],
+                        ctx: CallContext) -> Endpoint:
+        # A retry takes an endpoint its call has not tried while there is one. The
+        # balancer picks among all candidates first and the tried ones are dropped
+        # only when it chose one of them, so among n backends a retry costs O(1),
+        # not a scan of all n (expected). With at most one untried candidate that
+        # one is taken without a pick, so a round robin's turn is not spent on a
+        # tried one.
         if tried:
-            # A retry takes an endpoint its call has not tried while there is one. The
-            # balancer picks among all candidates first and the tried ones are dropped
-            # only when it chose one of them, so among n backends a retry costs O(1),
-            # not a scan of all n (expected). With at most one untried candidate that
-            # one is taken without a pick, so a round robin's turn is not spent on a
-            # tried one.
             if not self._cold and len(candidates) > len(tried) + 1:
                 chosen = self.balancer.pick(candidates, ctx)
                 if chosen.backend not in tried:
                     return chosen
             candidates = [e for e in candidates if e.backend not in tried] or candidates
-        if self._cold:  # a backend has not answered yet: one attempt at a time there
-            return self._choose_warming(candidates, ctx)  # (_first_wave.py)
+        if self._cold:
+            return self._choose_warming(candidates, ctx)
         if len(candidates) == 1:
             return candidates[0]
         return self.balancer.pick(candidates, ctx)

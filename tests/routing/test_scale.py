@@ -201,12 +201,15 @@ def test_a_retry_among_many_backends_does_not_test_each_against_the_tried_ones(
     for e in service.endpoints:
         e.answered = True
     service._track()
-    tried: Any = _CountingList([service.endpoints[0].backend])
-    ctx = ml.CallContext(print, (), {}, "op")
-    ctx.tried = tried
+    first = service.endpoints[0].backend
     _CountingList.contains = 0
-    picks = [service._choose(ctx) for _ in range(200)]
-    assert all(e.backend not in tried[:1] for e in picks)
+    picks = []
+    for _ in range(200):  # 200 calls' second attempts, after the first on `first`
+        ctx = ml.CallContext(print, (), {}, "op")
+        ctx.tried = _CountingList([first])
+        picks.append(service._choose(ctx))
+        assert ctx.tried == [first, picks[-1].backend]  # the pick is recorded
+    assert all(e.backend is not first for e in picks)
     assert _CountingList.contains <= 200 + 2 * n
 
 

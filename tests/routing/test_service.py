@@ -246,6 +246,28 @@ def test_backend_is_an_immutable_value() -> None:
     assert str(b) == "http://a"
 
 
+@pytest.mark.parametrize("balancer", ["round_robin", "random", "p2c_ewma"])
+async def test_each_hedge_avoids_the_backends_of_every_attempt_racing(balancer: str) -> None:
+    # The second hedge is forked from the primary's context, as the first was: the
+    # first hedge's pick must be known to it all the same.
+    for _ in range(5):
+        mesh = Mesh([Service("s", ["a", "b", "c"], balancer=balancer, outlier_detection=None,
+                             pipeline=ml.Pipeline(ml.Hedge(delay=0.01, max_hedges=2)))])
+        seen: list[str] = []
+        never = asyncio.Event()
+
+        async def hangs_but_the_last(backend: Backend, seen: list[str],
+                                     never: asyncio.Event) -> str:
+            seen.append(backend.address)
+            if len(seen) < 3:
+                await never.wait()  # cancelled when the last hedge wins
+            return backend.address
+
+        winner = await mesh.call("s", hangs_but_the_last, seen, never)
+        assert sorted(seen) == ["a", "b", "c"]
+        assert winner == seen[2]
+
+
 async def test_a_hedge_avoids_the_backend_of_the_primary() -> None:
     for _ in range(5):
         mesh = Mesh([Service("s", ["a", "b"], pipeline=ml.Pipeline(ml.Hedge(delay=0.001)))])
