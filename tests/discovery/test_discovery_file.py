@@ -159,10 +159,16 @@ async def test_custom_provider_with_duplicates_and_redaction() -> None:
     assert failed.provider == "registry"
 
 
-def test_register_a_provider_for_config_files(tmp_path: Path) -> None:
+def test_register_a_provider_for_config_files(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     def make(addresses: list[str], ttl: float = 1.0) -> Registry:
         return Registry([addresses], ttl)
 
+    # The registry is the process's: this test's kind must not reach the next tests
+    # (their messages list the kinds there are).
+    from meshlite.discovery import _provider
+
+    monkeypatch.setattr(_provider, "_registry", dict(_provider._registry))
     register_provider("test-registry", make)
     assert "test-registry" in provider_kinds()
     config = tmp_path / "mesh.yaml"
