@@ -129,10 +129,15 @@ class BackendSet:
             seen.add(b.address)
         with self._lock:
             old = {e.address: e for e in self._endpoints}
-            self._endpoints = tuple(
-                old[b.address] if b.address in old and old[b.address].backend == b
-                else self._endpoint(b, old.get(b.address))
-                for b in backends)
+            endpoints = []
+            for b in backends:
+                endpoint = old.get(b.address)
+                if endpoint is None:
+                    endpoint = self._endpoint(b)
+                elif endpoint.backend != b:  # a new weight or metadata, the same backend:
+                    endpoint.reweigh(b)  # its latencies, ejection and health stay
+                endpoints.append(endpoint)
+            self._endpoints = tuple(endpoints)
             if self.outlier_detection is not None:
                 for e in self._endpoints:
                     self.outlier_detection.prepare(e)
@@ -142,17 +147,12 @@ class BackendSet:
             events = self._recompute(self.clock.monotonic())
         self._emit(events)
 
-    def _endpoint(self, backend: Backend, replaced: Endpoint | None) -> Endpoint:
+    def _endpoint(self, backend: Backend) -> Endpoint:
         """A new endpoint for ``backend`` (keeping a latency histogram when the
-        service's endpoints do); one that replaces an endpoint of the same address
-        (its weight or metadata changed) carries its counts and histogram on
-        (:meth:`Endpoint.carry`), so the metrics read from them do not drop back to
-        zero."""
+        service's endpoints do)."""
         endpoint = Endpoint(backend, self.clock, on_answer=self._first_answered)
         if self._histogram_bounds is not None:
             endpoint.record_histogram(self._histogram_bounds)
-        if replaced is not None:
-            endpoint.carry(replaced)
         return endpoint
 
     def _record_histograms(self, bounds: tuple[float, ...]) -> tuple[float, ...]:

@@ -136,6 +136,13 @@ class Endpoint(Averages, Latencies):
         self.requests = 0
         self.errors = 0
 
+    def reweigh(self, backend: Backend) -> None:
+        """Stand for ``backend``, of this endpoint's address with another weight or
+        metadata (discovery, ``set_backends``): everything learnt of the address
+        (latencies, load, counts, ejection and health) stays."""
+        with self._lock:
+            self.backend, self.weight = backend, backend.weight
+
     def after_fork(self) -> None:
         """In a forked child (its service calls this): no attempt in flight. The
         parent's attempts never end here (one of the thread that forked does, and

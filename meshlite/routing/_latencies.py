@@ -89,10 +89,10 @@ class Latencies(Standing):
 
     def carry(self, old: Latencies) -> None:
         """Count ``old``'s attempts and errors (an endpoint of the same address that
-        this one replaces: its backend's weight changed, or a reload rebuilt the
-        service) in ``carried``, and its latency histogram in this one's when both
-        are kept with the same bounds, so the metrics read from them carry on
-        instead of dropping back to zero (which Prometheus reads as a reset)."""
+        this one replaces: a reload rebuilt the service) in ``carried``, and its
+        latency histogram in this one's when both are kept with the same bounds, so
+        the metrics read from them carry on instead of dropping back to zero (which
+        Prometheus reads as a reset)."""
         histogram = old.histogram()
         requests, errors = old.carried
         requests, errors = requests + old.requests, errors + old.errors

@@ -318,15 +318,18 @@ def test_endpoint_reservoir_must_hold_a_latency(clock: FakeClock, reservoir: obj
         Endpoint(Backend("a"), clock, reservoir=reservoir)  # type: ignore[arg-type]
 
 
-def test_replaced_endpoint_carries_its_histogram_over(clock: FakeClock) -> None:
+def test_a_reweighed_endpoint_keeps_its_histogram_and_state(clock: FakeClock) -> None:
     service = Service("s", ["a"], clock=clock, outlier_detection=None)
     service._record_histograms((0.125, 0.5))
     (old,) = service.endpoints
     attempt(old, clock, 0.0625)
     attempt(old, clock, 0.25)
+    service.eject("a", seconds=60.0)
     service.set_backends([Backend("a", weight=2.0), "b"])  # same address, new settings
     new, added = service.endpoints
-    assert new is not old
+    assert new is old  # what routing learnt of the address stays: ejection too
+    assert (new.weight, new.backend.weight) == (2.0, 2.0)
+    assert new.ejected_until is not None
     attempt(new, clock, 0.125)
     found: Any = new.histogram()
     assert found == ((0.125, 0.5), (2, 1, 0), 0.4375)
