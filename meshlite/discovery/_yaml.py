@@ -32,7 +32,21 @@ def _make_loader() -> list[Any]:
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):  # type: ignore[misc]
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            # A key given twice in one mapping: PyYAML keeps the last, silently (a
+            # service defined twice lost its first definition). Merged keys (<<) may
+            # be overridden, as YAML says: only the mapping's own keys are compared.
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[tuple[str, str], Any] = {}
+                for key, _ in node.value:
+                    if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:
+                        first = seen.setdefault((key.tag, key.value), key)
+                        if first is not key:
+                            raise yaml.constructor.ConstructorError(
+                                "while constructing a mapping", node.start_mark,
+                                f"found the key {key.value!r} twice (first at line "
+                                f"{first.start_mark.line + 1})", key.start_mark)
+            return super().construct_mapping(node, deep)
 
     loaders = [Loader]
     if base is not yaml.SafeLoader:
@@ -61,6 +75,19 @@ def _make_loader() -> list[Any]:
                                      re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                      list("tTfF"))
     return loaders
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members, refusing a name given twice (``json`` keeps the last)."""
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise ValueError(f"the member {name!r} is given twice in one object")
+        found[name] = value
+    return found
 
 
 def _caps_nesting(base: Any) -> bool:
@@ -106,7 +133,7 @@ def load_json_or_yaml(path: str, text: str, policy: str) -> Any:
     """
     if path.endswith(".json"):
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique)
         except ValueError as error:
             raise ConfigError(f"{path}: not valid JSON: {error}", policy=policy) from None
     try:

@@ -116,6 +116,37 @@ def test_unparsable_files(write_config: Any, name: str, text: str, pattern: str)
         load_config(write_config(text, name), environ={})
 
 
+@pytest.mark.parametrize(("name", "text", "pattern"), [
+    # Each parser keeps a key's last value: a service defined twice lost its first
+    # definition (its retry, say) without a word.
+    ("mesh.yaml", "services:\n  users: {backends: [a], retry: {attempts: 3}}\n"
+                  "  orders: {backends: [b]}\n  users: {backends: [c]}\n",
+     r"(?s)mesh.yaml: not valid YAML: .*the key 'users' twice \(first at line 2\).*line 4"),
+    ("mesh.yaml", "services:\n  users:\n    timeout: 1.0\n    timeout: 2.0\n",
+     r"(?s)not valid YAML: .*the key 'timeout' twice"),
+    ("mesh.json", '{"services": {"users": {"backends": ["a"]}, "users": {"backends": ["b"]}}}',
+     r"mesh.json: not valid JSON: the member 'users' is given twice in one object"),
+])
+def test_a_key_given_twice_is_refused(write_config: Any, name: str, text: str,
+                                      pattern: str) -> None:
+    with pytest.raises(ml.ConfigError, match=pattern):
+        load_config(write_config(text, name), environ={})
+
+
+def test_a_merged_key_may_still_be_overridden(write_config: Any) -> None:
+    mesh = ml.Mesh.from_config(write_config("""
+        services:
+          users: &defaults {timeout: 1.0, backends: ["http://a"]}
+          orders:
+            <<: *defaults
+            timeout: 3.0
+        """), environ={})
+    timeouts = {name: [p for p in mesh.service(name).pipeline.walk()
+                       if isinstance(p, ml.Timeout)][0].options.seconds
+                for name in ("users", "orders")}
+    assert timeouts == {"users": 1.0, "orders": 3.0}
+
+
 def test_a_yaml_syntax_error_says_where_without_the_parsers_stream_name(
         write_config: Any) -> None:
     with pytest.raises(ml.ConfigError) as info:
