@@ -9,6 +9,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..mesh._mesh import DEFAULT_DRAIN_TIMEOUT
 from ._schema import DashboardSection
 from ._top import dashboard_token
 
@@ -242,4 +243,9 @@ async def apply_extras(mesh: Mesh, managed: Managed, old: Plan, new: Plan) -> tu
         changed.append("metrics")
     if new.config.inbound != old.config.inbound:
         changed.append("inbound")  # the middleware picks it up on its next request
+    if new.config.drain_timeout != old.config.drain_timeout and managed.drain_from_file:
+        # (a drain under way keeps the deadline it started with)
+        mesh.drain_timeout = (DEFAULT_DRAIN_TIMEOUT if new.config.drain_timeout is None
+                              else new.config.drain_timeout)
+        changed.append("drain_timeout")
     return tuple(changed)

@@ -136,6 +136,8 @@ class Managed:
     """What ``mesh.reload()`` uses when no watcher follows the file (never started)."""
     dashboard: DashboardComponent | None = None
     serve_dashboard: bool = True
+    drain_from_file: bool = True
+    """Whether the file's ``drain_timeout`` is the mesh's (the code gave none)."""
     drains: set[asyncio.Task[None]] = field(default_factory=set)
     turn: threading.Lock = field(default_factory=lambda: fork_safe(threading.Lock()))
     """Held by the reload under way (``ConfigWatcher.reload_as``), whatever thread or

@@ -73,6 +73,7 @@ def mesh_from_config(path: str | os.PathLike[str], *,
     with gc_paused():
         managed, plan = _managed(path, text, environ, profile, clock)
     services = [install(sp) for sp in plan.services.values()]
+    managed.drain_from_file = "drain_timeout" not in mesh_kwargs
     if plan.config.drain_timeout is not None:
         mesh_kwargs.setdefault("drain_timeout", plan.config.drain_timeout)
     mesh = Mesh(services, clock=clock, **mesh_kwargs)

@@ -141,8 +141,8 @@ def test_a_merged_key_may_still_be_overridden(write_config: Any) -> None:
             <<: *defaults
             timeout: 3.0
         """), environ={})
-    timeouts = {name: [p for p in mesh.service(name).pipeline.walk()
-                       if isinstance(p, ml.Timeout)][0].options.seconds
+    timeouts = {name: next(p for p in mesh.service(name).pipeline.walk()
+                       if isinstance(p, ml.Timeout)).options.seconds
                 for name in ("users", "orders")}
     assert timeouts == {"users": 1.0, "orders": 3.0}
 

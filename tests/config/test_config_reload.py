@@ -155,6 +155,25 @@ async def test_a_reload_of_other_sections_names_them(
     assert line.sections == ("inbound", "alerts")
 
 
+async def test_a_reloaded_drain_timeout_is_the_meshs(path: Path) -> None:
+    write(path, config() + "drain_timeout: 5.0\n")
+    mesh = ml.Mesh.from_config(str(path), environ={})
+    given = ml.Mesh.from_config(str(path), environ={}, hot_reload=False, drain_timeout=9.0)
+    assert (mesh.drain_timeout, given.drain_timeout) == (5.0, 9.0)
+    events: list[Any] = []
+    mesh.add_hook(events.append)
+    async with mesh, given:
+        write(path, config() + "drain_timeout: 2.0\n")
+        assert await mesh.reload() is True
+        assert await given.reload() is True
+        assert (mesh.drain_timeout, given.drain_timeout) == (2.0, 9.0)  # the code's stays
+        write(path, config())  # no drain_timeout: the default
+        assert await mesh.reload() is True
+        assert mesh.drain_timeout == 30.0
+    assert [e.sections for e in events if isinstance(e, ConfigReloaded)] == [
+        ("drain_timeout",), ("drain_timeout",)]
+
+
 async def test_a_kubernetes_configmap_update_is_seen(tmp_path: Path) -> None:
     """A ConfigMap volume mounts ``mesh.yaml -> ..data/mesh.yaml`` and updates it by
     pointing the ``..data`` link at a new directory: ``mesh.yaml`` itself is never
