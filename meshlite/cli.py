@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -144,6 +145,28 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number >= 1, for an option."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    """A number in [0, 1], for an option."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
 def _bench(args: argparse.Namespace) -> int:
     from ._bench import run_bench
 
@@ -168,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_dashboard(commands)
     _add_alerts(commands)
     bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
-    bench.add_argument("--calls", type=int, default=200_000, help="calls per measurement")
+    bench.add_argument("--calls", type=_count, default=200_000, help="calls per measurement")
     bench.set_defaults(run=_bench)
     return parser
 
@@ -185,9 +208,9 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                            "uvicorn calling each other through meshlite, one of them flaky")
     demo.add_argument("--dir", default=None, help="with --services: the examples/shop "
                                                   "directory (default: found in a checkout)")
-    demo.add_argument("--requests", type=int, default=60,
+    demo.add_argument("--requests", type=_count, default=60,
                       help="with --services: checkouts to send (default 60)")
-    demo.add_argument("--fault-rate", type=float, default=0.3,
+    demo.add_argument("--fault-rate", type=_share, default=0.3,
                       help="with --services: share of charges payments fails (default 0.3)")
     demo.set_defaults(run=_demo)
 
@@ -209,9 +232,9 @@ def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     dashboard.add_argument("--admin-token-file", metavar="PATH", default=None,
                            help="read the admin token (admin API and reading) from this file "
                            f"(else {ADMIN_TOKEN_VARIABLE})")
-    dashboard.add_argument("--max-clients", type=int, default=32,
+    dashboard.add_argument("--max-clients", type=_count, default=32,
                            help="WebSocket clients at once (32)")
-    dashboard.add_argument("--max-connections", type=int, default=100,
+    dashboard.add_argument("--max-connections", type=_count, default=100,
                            help="open connections at once; more are closed at once (100)")
     dashboard.set_defaults(run=_dashboard)
 
@@ -270,6 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         code: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`meshlite check big.yaml | head`): as other tools, quietly.
+        # Standard output goes to /dev/null first, so the interpreter's own flush at
+        # exit does not fail on the closed pipe again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if _SIGTERM_SEEN.is_set():
             sys.stderr.write(f"meshlite {args.command}: terminated\n")

@@ -88,6 +88,34 @@ def test_missing_config_exits_2_in_every_command(tmp_path: Path, command: str,
     assert "cannot read the config file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["bench", "--calls", "0"], "argument --calls: must be a whole number >= 1, got '0'"),
+    (["bench", "--calls", "-5"], "must be a whole number >= 1, got '-5'"),
+    (["demo", "--requests", "0"], "argument --requests: must be a whole number >= 1"),
+    (["demo", "--fault-rate", "1.5"], "argument --fault-rate: must be a number in [0, 1]"),
+    (["dashboard", "x.yaml", "--max-clients", "0"], "argument --max-clients: must be"),
+])
+def test_a_count_out_of_range_is_a_usage_error(argv: list[str], said: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # --calls 0 divided by zero in a traceback; -5 printed negative times, exit 0
+    from meshlite.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_check_piped_into_head_ends_quietly(write_config: Any) -> None:
+    path = write_config("services:\n" + "".join(
+        f"  s{i}: {{backends: ['http://10.0.0.{i % 250 + 1}:8080']}}\n" for i in range(2000)))
+    done = subprocess.run(f"'{sys.executable}' -m meshlite check '{path}' | head -1",
+                          shell=True, capture_output=True, text=True, check=False)
+    assert done.stdout == f"{path}: valid, 2000 services\n"
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "BrokenPipe" not in done.stderr
+
+
 def test_module_entry_point(write_config: Any) -> None:
     path = write_config(VALID)
     done = subprocess.run([sys.executable, "-m", "meshlite.config._check", path],
