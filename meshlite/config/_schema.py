@@ -201,8 +201,10 @@ class HotReloadSection(Section, frozen=True):
     """``hot_reload: true`` watches the file and applies each valid change."""
 
     enabled: bool = False
-    step_ms: Annotated[int, msgspec.Meta(ge=1)] = 30
-    debounce_ms: Annotated[int, msgspec.Meta(ge=1)] = 400
+    # At most a day: the file watcher takes milliseconds as an unsigned 64-bit number
+    # (a larger one failed the watch at start, and hot reload was off, silently).
+    step_ms: Annotated[int, msgspec.Meta(ge=1, le=86_400_000)] = 30
+    debounce_ms: Annotated[int, msgspec.Meta(ge=1, le=86_400_000)] = 400
 
     _before = staticmethod(_enabled)
 

@@ -75,6 +75,17 @@ def test_values_are_converted_lax(write_config: Any) -> None:
     assert (config.hot_reload.enabled, config.hot_reload.step_ms) == (True, 20)
 
 
+def test_a_watch_interval_the_watcher_cannot_take_is_refused(write_config: Any) -> None:
+    # It passed `check` and failed the watch at start: hot reload off, silently.
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("""
+            hot_reload: {enabled: true, step_ms: 100000000000000000000000, debounce_ms: 1e30}
+        """), environ={})
+    assert "hot_reload.step_ms: must be <= 86400000, got 100000000000000000000000" \
+        in info.value.errors
+    assert any(e.startswith("hot_reload.debounce_ms: ") for e in info.value.errors)
+
+
 def test_a_value_from_the_environment_is_masked_in_type_errors(write_config: Any) -> None:
     secret = "not-a-number-0123456789"
     with pytest.raises(ml.ConfigError) as info:
