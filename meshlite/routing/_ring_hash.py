@@ -77,16 +77,27 @@ class RingHash(_Base):
         self._points: list[int] = []
         self._owners: list[Endpoint] = []
         self._members: frozenset[Endpoint] = frozenset()
+        self._built: tuple[tuple[Endpoint, float], ...] = ()
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
+        built = tuple((e, e.weight) for e in endpoints)
+        if built == self._built:  # the same backends and weights (a discovery re-read)
+            return
+        # Weights count relative to the largest power of ten not above the largest one
+        # (DNS SRV weights run to 65535: raw, 20 backends of weight 60 made 120,000
+        # points, built on the event loop in a second): the shares stay, the points
+        # stay about `replicas` a backend, and weights below 10 count as they are.
+        top = max((e.weight for e in endpoints), default=1.0)
+        scale = 10.0 ** math.floor(math.log10(top)) if top >= 10.0 else 1.0
         ring: list[tuple[int, str, Endpoint]] = []
         for e in endpoints:
-            for i in range(max(1, round(self.replicas * e.weight))):
+            for i in range(max(1, round(self.replicas * e.weight / scale))):
                 ring.append((_hash(f"{e.address}#{i}".encode()), e.address, e))
         ring.sort(key=lambda p: (p[0], p[1]))
         self._points = [p[0] for p in ring]
         self._owners = [p[2] for p in ring]
         self._members = frozenset(endpoints)
+        self._built = built
 
     def key_of(self, ctx: CallContext) -> Any:
         """The hash key of the call, or ``None`` when it has none."""

@@ -345,6 +345,33 @@ def test_ring_hash_is_sticky_and_spreads(clock: FakeClock) -> None:
     assert all(60 < n < 140 for n in Counter(owners.values()).values())
 
 
+def test_ring_hash_keeps_large_weights_shares_with_about_replicas_points(
+        clock: FakeClock) -> None:
+    # DNS SRV weights run to 65535: replicas * weight points made a ring of millions,
+    # built on the event loop; they count relative to their power of ten.
+    ring = RingHash(key=lambda user: user)
+    eps = endpoints(clock, 10_000, 5_000)
+    ring.update(eps)
+    assert len(ring._points) == 150
+    owners = Counter(ring.pick(eps, ctx(f"user-{u}")).address for u in range(3000))
+    assert 1.5 < owners["a"] / owners["b"] < 2.7  # about 2: the weights' ratio
+    small = RingHash(key=lambda user: user)
+    small.update(endpoints(clock, 1, 2.5))
+    assert len(small._points) == 350  # weights below 10 count as they are
+
+
+def test_ring_hash_is_not_rebuilt_for_the_same_backends(clock: FakeClock) -> None:
+    ring = RingHash(key=lambda user: user)
+    eps = endpoints(clock, 1, 1)
+    ring.update(eps)
+    points = ring._points
+    ring.update(list(eps))  # a discovery re-read: the same backends and weights
+    assert ring._points is points
+    eps[0].reweigh(Backend("a", weight=2.0))
+    ring.update(eps)
+    assert len(ring._points) == 300
+
+
 def test_ring_hash_moves_only_the_lost_backends_keys(clock: FakeClock) -> None:
     eps = endpoints(clock, 1, 1, 1, 1)
     ring = RingHash(key=lambda user: user)
