@@ -188,7 +188,9 @@ class Rotation:
                 continue
             if now >= until:
                 e.ejected_until = None
-                e.returned_at = now
+                # Back in rotation since its ejection ended, though noticed now (the
+                # next call of a quiet service): forgiveness counts from then.
+                e.returned_at = until
                 manual = e in self._manual
                 if manual:
                     self._manual = self._manual - {e}

@@ -103,6 +103,18 @@ def test_time_back_in_rotation_forgives_ejections(clock: FakeClock) -> None:
     assert [e.seconds for e in events if hasattr(e, "seconds")] == [10.0, 10.0]
 
 
+def test_a_quiet_services_time_back_counts_from_the_ejections_end(clock: FakeClock) -> None:
+    # No call notices the return at the ejection's end: the backend was back in
+    # rotation from then all the same.
+    mesh, events = mesh_of(clock, ("a", "b"), consecutive_failures=1,
+                           base_ejection_seconds=10.0)
+    fn = Flaky("a")
+    drive(mesh, fn, 2)  # ejected until t=10
+    clock.advance(60.0)  # no call at all: back in rotation for 50 s, 5 base periods
+    drive(mesh, fn, 2)
+    assert [e.seconds for e in events if hasattr(e, "seconds")] == [10.0, 10.0]
+
+
 def test_max_ejection_percent_caps_ejections(clock: FakeClock) -> None:
     mesh, events = mesh_of(clock, consecutive_failures=1, max_ejection_percent=50)
     fn = Flaky("a", "b", "c")
