@@ -84,17 +84,22 @@ def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
     """A token as ``run_dashboard`` takes it: the flag, else ``{file: ...}``, else
     ``{env: ...}`` when the variable is set, else None."""
     from ._errors import ConfigError
+    from .observability._dashboard._tokens import check_token, resolve_token
 
     flag, path = getattr(args, name, None), getattr(args, f"{name}_file")
     option = "--" + name.replace("_", "-")
     if flag is not None and path is not None:
-        raise ConfigError(f"meshlite dashboard: give {option} or {option}-file, not both",
-                          policy="dashboard")
-    if flag is not None:
-        return flag
-    if path is not None:
-        return {"file": path}
-    return {"env": variable} if os.environ.get(variable) else None
+        raise ConfigError(f"give {option} or {option}-file, not both", policy="dashboard")
+    token: Any = flag
+    source = option
+    if flag is None and path is not None:
+        token, source = {"file": path}, f"{option}-file {path}"
+    elif flag is None:
+        token, source = ({"env": variable} if os.environ.get(variable) else None), variable
+    # Checked here, where it is known which of the three gave it (the message names it).
+    check_token(source, "the token it gives" if flag is None else "the token",
+                resolve_token(token, name, owner=source))
+    return token
 
 
 def _dashboard(args: argparse.Namespace) -> int:

@@ -66,18 +66,24 @@ def test_bad_tokens_exit_2_without_echo(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv(TOKEN_VARIABLE, "short-secret")
     assert main(["dashboard", str(config), "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert "token must be" in err
+    assert f"{TOKEN_VARIABLE}: the token it gives must be" in err  # names where it was
     assert "short-secret" not in err
 
     monkeypatch.delenv(TOKEN_VARIABLE)
     missing = tmp_path / "nope"
     assert main(["dashboard", str(config), "--port", "0", "--token-file", str(missing)]) == 2
     assert f"cannot read {missing}" in capsys.readouterr().err
+    short = tmp_path / "short"
+    short.write_text("short-secret\n")
+    assert main(["dashboard", str(config), "--port", "0", "--token-file", str(short)]) == 2
+    assert f"--token-file {short}: the token it gives must be" in capsys.readouterr().err
+    assert main(["dashboard", str(config), "--port", "0", "--token", "short-secret"]) == 2
+    assert "meshlite dashboard: --token: the token must be" in capsys.readouterr().err
 
     both = ["--token", READ, "--token-file", str(missing)]
     assert main(["dashboard", str(config), "--port", "0", *both]) == 2
     err = capsys.readouterr().err
-    assert "not both" in err
+    assert "meshlite dashboard: give --token or --token-file, not both" in err  # said once
     assert READ not in err
 
     monkeypatch.setenv(TOKEN_VARIABLE, READ)
