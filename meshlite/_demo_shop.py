@@ -198,21 +198,29 @@ def run_shop_demo(out: TextIO, err: TextIO, *, directory: str | None = None,
             out.write(f"starting {name} on {urls[name]} (dashboard "
                       f"{urls[name + '-dashboard']})\n")
             with _signals_held():  # a process started is one the finally stops
+                # A session of its own: a terminal's Ctrl+C reaches the demo alone,
+                # which stops the services callers first (below), not all at once
+                # (a caller still serving would fail on a service already gone).
                 processes[name] = subprocess.Popen(
-                    [sys.executable, str(shop / f"{name}.py")], env=envs[name], cwd=shop)
+                    [sys.executable, str(shop / f"{name}.py")], env=envs[name], cwd=shop,
+                    start_new_session=True)
             _wait_up(urls[name], processes[name])
+        out.write(f"driving {requests} checkouts through the gateway\n")
+        out.flush()
         _drive(result, requests, deadline_ms)
         time.sleep(1.2)  # let the dashboards' samplers see the last second
         _observe(result)
         _report(out, result, fault_rate)
     finally:
-        for process in processes.values():
-            process.terminate()
-        for name, process in processes.items():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                err.write(f"{name} did not stop on SIGTERM; killed\n")
-                process.kill()
-                process.wait()
+        # Callers first, each finishing its requests in flight (uvicorn's SIGTERM)
+        # while the services it calls still answer.
+        with _signals_held():  # a second Ctrl+C is acted on once all are stopped
+            for name, process in reversed(processes.items()):
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    err.write(f"{name} did not stop on SIGTERM; killed\n")
+                    process.kill()
+                    process.wait()
     return result

@@ -12,7 +12,10 @@ async def checkout(request: Request) -> JSONResponse:
     item = request.path_params["item"]
     budget = budget_ms()  # on arrival: what the caller's deadline left
     r = await mesh.http("orders").post("/orders", json={"item": item, "quantity": 1})
-    return JSONResponse({"gateway_budget_ms": budget, "order": r.json()},
+    # (an answer the mesh made, a 503 or 504, is JSON too; anything else is passed on)
+    json_body = r.headers.get("content-type", "").startswith("application/json")
+    return JSONResponse({"gateway_budget_ms": budget,
+                         "order": r.json() if json_body else r.text},
                         status_code=r.status_code)
 
 
