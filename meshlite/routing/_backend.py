@@ -86,7 +86,7 @@ def _check_url(address: str) -> None:
         parts = None
     if parts is None or not parts.hostname:
         fail("Backend", "address", address,
-             "an http(s) base URL with a host and a port in 0..65535")
+             "an http(s) base URL with a host and a port in 1..65535")
     if "@" in parts.netloc:
         # Never sent as authentication by meshlite's clients, and the address is
         # shown in snapshots, metrics labels, logs and the dashboard.
