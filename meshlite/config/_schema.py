@@ -133,8 +133,10 @@ class ServiceSection(Section, frozen=True):
     headers: dict[str, str] | None = None
 
     _field_hooks = {  # noqa: RUF012 - a class constant
+        # `false` leaves any of these out (`null` too); `true` is one with its defaults
         **dict.fromkeys(("health_check", "outlier_detection", "circuit_breaker", "retry",
-                         "adaptive_concurrency"), _switch),
+                         "adaptive_concurrency", "fallback", "cache", "timeout", "hedge",
+                         "rate_limit", "bulkhead", "fault_injection"), _switch),
         "depends_on": _one_item,
         "backends": _one_item,
         "discovery": lambda value: {"type": value} if isinstance(value, str) else value,

@@ -75,6 +75,28 @@ def test_values_are_converted_lax(write_config: Any) -> None:
     assert (config.hot_reload.enabled, config.hot_reload.step_ms) == (True, 20)
 
 
+def test_false_leaves_any_policy_section_out(write_config: Any) -> None:
+    # retry: false did; timeout: false (and the other sections with a number for
+    # shorthand) was a type error, "must be a valid number, got False".
+    config = load_config(write_config("""
+        services:
+          users:
+            backends: ["http://a:1"]
+            timeout: false
+            cache: false
+            hedge: "false"
+            rate_limit: false
+            bulkhead: false
+            fallback: false
+            fault_injection: false
+            retry: {attempts: 2}
+    """), environ={})
+    users = config.services["users"]
+    assert (users.timeout, users.cache, users.hedge, users.rate_limit, users.bulkhead,
+            users.fallback, users.fault_injection) == (None,) * 7
+    assert users.retry is not None
+
+
 def test_a_watch_interval_the_watcher_cannot_take_is_refused(write_config: Any) -> None:
     # It passed `check` and failed the watch at start: hot reload off, silently.
     with pytest.raises(ml.ConfigError) as info:
