@@ -196,6 +196,9 @@ def _dependencies(plan: Plan, others: Mapping[str, Service], problems: Problems,
                 known = ", ".join(sorted(names)) or "none"
                 problems.add(("services", name, "depends_on", i),
                              f"{dep!r} is not a service (services: {known})")
+            elif dep in section.depends_on[:i]:
+                problems.add(("services", name, "depends_on", i),
+                             f"{dep!r} is listed twice")
     if problems or not edges:  # no service of the config depends on another: no cycle
         return
     try:

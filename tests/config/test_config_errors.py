@@ -133,6 +133,16 @@ def test_a_key_given_twice_is_refused(write_config: Any, name: str, text: str,
         load_config(write_config(text, name), environ={})
 
 
+def test_a_dependency_listed_twice_is_named(write_config: Any) -> None:
+    with pytest.raises(ml.ConfigError) as info:
+        load_config(write_config("""
+            services:
+              a: {backends: ["http://a:1"]}
+              b: {backends: ["http://b:1"], depends_on: [a, a]}
+        """), environ={})
+    assert info.value.errors == ["services.b.depends_on[1]: 'a' is listed twice"]
+
+
 def test_a_merged_key_may_still_be_overridden(write_config: Any) -> None:
     mesh = ml.Mesh.from_config(write_config("""
         services:
