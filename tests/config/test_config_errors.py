@@ -140,7 +140,7 @@ def test_a_dependency_listed_twice_is_named(write_config: Any) -> None:
               a: {backends: ["http://a:1"]}
               b: {backends: ["http://b:1"], depends_on: [a, a]}
         """), environ={})
-    assert info.value.errors == ["services.b.depends_on[1]: 'a' is listed twice"]
+    assert list(info.value.errors) == ["services.b.depends_on[1]: 'a' is listed twice"]
 
 
 def test_a_merged_key_may_still_be_overridden(write_config: Any) -> None:
