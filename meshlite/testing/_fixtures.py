@@ -183,7 +183,6 @@ class InjectedFault:
                 f"injected={self._count})")
 
 
-@explained
 class _ServiceClock:
     """The clock of ``service`` when it is read: a service injected before it joins a
     mesh takes the mesh's clock then (a ``FakeClock`` makes injected latency free)."""
@@ -203,6 +202,7 @@ class _ServiceClock:
         await self._service.clock.asleep(seconds)
 
 
+@explained
 class Chaos:
     """``chaos(service, rate=1.0, error=None, latency=None, result=...)``: inject a
     :class:`meshlite.FaultInjection` into a service for the rest of the test.

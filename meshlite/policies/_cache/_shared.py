@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _events
 from ..._context import CallContext
 from ..._context import operation_of as _operation_of
+from ..._fork import fork_safe
 from ..._policy import Handler
 from ...state._base import LOCAL, StoreUnavailableError, fall_back, give_back
 from ._flight import NOTHING
@@ -138,7 +139,7 @@ class FunctionNames:
 
 
 _names: weakref.WeakKeyDictionary[Any, dict[str, FunctionNames]] = weakref.WeakKeyDictionary()
-_names_lock = threading.Lock()
+_names_lock = fork_safe(threading.Lock())
 
 
 def names_of(store: Any, namespace: str) -> FunctionNames:
