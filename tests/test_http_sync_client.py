@@ -165,6 +165,22 @@ def test_a_body_cut_short_raises_and_its_connection_is_not_reused() -> None:
     assert server.connections == 4  # a half-read connection is never sent on again
 
 
+def test_responses_closed_before_their_end_give_their_pool_slots_back() -> None:
+    # urllib3's close() closed the connection and kept its slot: after max_connections
+    # such responses every request waited out the pool timeout (PoolTimeout).
+    with FakeBackend(body=b"x" * 200_000) as backend, ml.Mesh([ml.Service(
+            "users", [backend.url], http_pool={"limits": httpx.Limits(max_connections=2)},
+    )]) as mesh, mesh.http_sync("users", timeout=httpx.Timeout(5.0, pool=1.0)) as client:
+        for _ in range(3):
+            with client.stream("GET", "/big") as response:  # one chunk, then close
+                next(response.iter_bytes())
+            with client.stream("GET", "/big") as response:  # the status alone
+                assert response.status_code == 200
+            with client.stream("HEAD", "/big") as response:
+                assert response.status_code == 200
+        assert client.get("/big").content == b"x" * 200_000
+
+
 def test_auth_hooks_redirects_and_logging_still_as_httpx(
         caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []

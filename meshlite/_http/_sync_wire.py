@@ -111,7 +111,7 @@ class Body(httpx.SyncByteStream):
         try:
             yield from self._response.stream(65536, decode_content=False)
         except (_u3.HTTPError, OSError) as error:
-            self._response.close()
+            self._discard()
             raise map_error(error, self._request) from error
         self._done = True
 
@@ -120,7 +120,7 @@ class Body(httpx.SyncByteStream):
         try:
             data = self._response.read(decode_content=False)
         except (_u3.HTTPError, OSError) as error:
-            self._response.close()
+            self._discard()
             raise map_error(error, self._request) from error
         self._done = True
         return data
@@ -133,7 +133,14 @@ class Body(httpx.SyncByteStream):
         if self._done:
             self._response.release_conn()
         else:
-            self._response.close()  # part of the body is unread: not reusable
+            self._discard()
+
+    def _discard(self) -> None:
+        # Part of the body is unread: the connection is closed, not reused, and its
+        # slot goes back to the pool (urllib3's close() alone keeps the slot, and a
+        # pool of max_connections slots ran dry after as many early closes).
+        self._response.close()
+        self._response.release_conn()
 
 
 _HEADER_SETS = 64
