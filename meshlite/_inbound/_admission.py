@@ -84,3 +84,8 @@ def check_auth(where: str, auth: Auth | None, table: RouteTable) -> None:
         fail(where, "auth", auth, "a meshlite.asgi.Auth or None")
     if auth is None and any(r.route.needs_auth for r in table.routes):
         fail(where, "auth", None, "an Auth when a route requires credentials")
+    keyed = [r.route.pattern for r in table.routes if r.route.key == "api_key"]
+    if keyed and (auth is None or auth.api_keys is None):
+        # Nothing checks the header then: each client picks a new quota at will.
+        fail(where, "auth", auth, f"an Auth with api_keys= when a route's quota is keyed "
+             f"by 'api_key' ({keyed[0]!r}), which counts only a checked key")

@@ -75,6 +75,18 @@ async def test_quota_per_client_answers_429_with_retry_after_and_spares_others()
     assert other_route.status_code == 200
 
 
+def test_a_quota_keyed_by_api_key_needs_keys_that_are_checked() -> None:
+    # Without Auth(api_keys=...) nothing checks the header: each request could name a
+    # new key, and a new quota with it.
+    routes = [Route("/login", rate=2.0, per=60.0, key="api_key")]
+    for auth in (None, Auth(verify=lambda token: None)):
+        with pytest.raises(ml.ConfigError, match=r"MeshMiddleware: auth must be an Auth "
+                                                 r"with api_keys= when a route's quota is "
+                                                 r"keyed by 'api_key' \('/login'\)"):
+            MeshMiddleware(echo, auth=auth, routes=routes)
+    MeshMiddleware(echo, auth=Auth(api_keys=KEYS), routes=routes)
+
+
 async def test_quota_key_function_and_redis_store_shared_by_two_replicas(
         tmp_path: Any) -> None:
     binary = require_program("redis-server", "redis-server")
