@@ -114,6 +114,26 @@ async def test_heads_arriving_in_pieces_are_counted_whole(parser: str) -> None:
         writer.close()
 
 
+async def test_a_huge_head_pipelined_behind_a_small_one_is_refused(parser: str) -> None:
+    # The bytes after the end of the first head, and those arriving while it was
+    # answered, were not counted: a head 25 times the limit was parsed and answered.
+    small = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    huge = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000
+            + b"\r\nConnection: close\r\n\r\n")
+    async with dashboard(make_mesh(), max_header_bytes=4096) as srv:
+        reader, writer = await open_raw(srv)
+        writer.write(small + huge)  # one write: both heads in one read
+        await writer.drain()
+        answer = await closed_by_server(reader)
+        writer.close()
+        assert b"HTTP/1.1 431 " in answer
+        assert answer.count(b"HTTP/1.1 200 ") <= 1  # the huge one is never answered
+        reader, writer = await open_raw(srv)  # two small ones in one write still work
+        writer.write(small + small[:-2] + b"Connection: close\r\n\r\n")
+        assert (await closed_by_server(reader)).count(b"HTTP/1.1 200 ") == 2
+        writer.close()
+
+
 async def test_a_slow_or_missing_request_head_is_cut_off() -> None:
     async with dashboard(make_mesh(), header_timeout=0.2) as srv:
         idle_reader, idle = await open_raw(srv)  # sends nothing at all

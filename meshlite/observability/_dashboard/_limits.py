@@ -107,29 +107,36 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
             self._arm(self.cycle)
 
         def data_received(self, data: bytes) -> None:
-            if self._waiting() and self._too_large(data):
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+            if self._too_large(data):
+                if self._waiting():
+                    self.transport.write(_TOO_LARGE)
+                    self.transport.close()
+                else:  # a response is being sent: no answer can go in the middle of it
+                    self.transport.abort()
                 return
             super().data_received(data)
 
         def _too_large(self, data: bytes) -> bool:
-            """Count ``data`` into the head being received (before the parser sees
-            it): whether the head grows past max_header_bytes."""
-            tail = self._tail
-            end: int | None = None  # where the head ends in data, minus 4
+            """Count ``data`` into the heads being received (before the parser sees
+            it): whether one grows past max_header_bytes. Every read counts, one that
+            arrives while a request is served too, and a read may end one head and
+            carry the next (requests sent in one write, pipelined): each is counted.
+            The dashboard takes no request bodies; one would count as a head."""
+            limit = limits.max_header_bytes
+            tail, start = self._tail, 0
             joint = (tail + data[:3]).find(b"\r\n\r\n") if tail else -1
             if joint >= 0:  # the head's end began in the previous read
-                end = joint - len(tail)
-            elif (found := data.find(b"\r\n\r\n")) >= 0:
-                end = found
-            if end is None:
-                self._head_bytes += len(data)
-                self._tail = (tail + data)[-3:]
-                return self._head_bytes > limits.max_header_bytes
-            size = self._head_bytes + end + 4
-            self._head_bytes, self._tail = 0, b""
-            return size > limits.max_header_bytes
+                start = joint - len(tail) + 4
+                if self._head_bytes + start > limit:
+                    return True
+                self._head_bytes, tail = 0, b""
+            while (end := data.find(b"\r\n\r\n", start)) >= 0:
+                if self._head_bytes + end + 4 - start > limit:
+                    return True
+                self._head_bytes, tail, start = 0, b"", end + 4
+            self._head_bytes += len(data) - start
+            self._tail = (tail + data[start:])[-3:]
+            return self._head_bytes > limit
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_timer is not None:
