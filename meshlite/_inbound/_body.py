@@ -42,7 +42,8 @@ def check_length(request: Inbound, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is None or not (declared.isascii() and declared.isdigit()):
         return  # none, or malformed: the server's to refuse; the body is counted anyway
-    if len(declared) > 18 or int(declared) > limit:  # int() raises past 4,300 digits
+    digits = declared.lstrip("0")  # (leading zeros are valid: 0010 is 10)
+    if len(digits) > 18 or int(digits or "0") > limit:  # int() raises past 4,300 digits
         raise _too_large(limit)
 
 
