@@ -243,6 +243,36 @@ async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> No
         response = await client.post("/upload", content=big)
         assert response.status_code == 200
     assert a.requests[-1].body == big
+    assert a.requests[-1].headers["content-length"] == str(len(big))  # not chunked
+    assert "transfer-encoding" not in a.requests[-1].headers
+
+
+async def test_http_write_timeout_ends_an_upload_the_backend_never_reads() -> None:
+    # aiohttp has no write timeout: an upload a backend never read held the request
+    # for ever (httpx's own client raises WriteTimeout after `write` seconds).
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with ml.Mesh([ml.Service("users", [f"http://127.0.0.1:{port}"],
+                                       pipeline=ml.Pipeline())]) as mesh, \
+                mesh.http("users", timeout=httpx.Timeout(10.0, write=0.5)) as client:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(httpx.WriteTimeout, match=r"within 0\.5 s"):
+                await client.post("/upload", content=b"x" * (64 << 20))
+            assert asyncio.get_running_loop().time() - started < 8.0  # not read=10
+    finally:
+        # The client's side of the connection waits, closing, for its unsent bytes to
+        # go until the backend closes its side (a backend's own timeouts do).
+        for writer in accepted:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.1)
 
 
 async def test_http_cancelled_mid_request_leaks_no_connection(

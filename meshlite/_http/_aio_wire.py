@@ -45,6 +45,12 @@ _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries")
 _LARGE = 1024 * 1024
 """Bodies above this many bytes are handed to aiohttp as a file (as it asks)."""
 
+_PACED = 64 * 1024
+"""Bodies above this many bytes, which a backend that does not read may leave unsent,
+are written in chunks of ``_CHUNK`` under httpx's write timeout (:class:`_Paced`)."""
+
+_CHUNK = 64 * 1024
+
 _HEAD = 100 * 1024
 """The most bytes of a response head httpx reads (httpcore's bound): aiohttp's own
 defaults (8190 bytes a line, 128 headers) refused heads httpx takes."""
@@ -136,6 +142,39 @@ class _Body(httpx.AsyncByteStream):
         self._response.release()
 
 
+class _Paced:
+    """A request body given to aiohttp in chunks, each to be written within ``write``
+    seconds (httpx's write timeout, which aiohttp has none of: a backend that never
+    read the body held the request for ever). ``timer`` (an ``asyncio.timeout`` around
+    the request) is moved on as each chunk is taken, and off once the last is written;
+    ``late`` says it fired while a chunk was being written."""
+
+    __slots__ = ("_data", "late", "timer", "write")
+
+    def __init__(self, data: bytes, write: float) -> None:
+        self._data, self.write = data, write
+        self.timer: asyncio.Timeout | None = None
+        """Set while the request waits for its answer (None once it has one: a
+        backend may answer before it has read the whole body)."""
+        self.late = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        loop, data = asyncio.get_running_loop(), self._data
+        for start in range(0, len(data), _CHUNK):
+            self._arm(loop.time() + self.write)
+            yield data[start:start + _CHUNK]
+        self._arm(None)  # written: the answer's wait is the read timeout's
+
+    def _arm(self, when: float | None) -> None:
+        timer = self.timer
+        self.late = when is not None
+        if timer is not None and not timer.expired():
+            timer.reschedule(when)
+
+
 def _timeout(given: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
     if not given:
         return _NO_TIMEOUT
@@ -217,13 +256,31 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         last = self._sessions.last
         session = last[1] if last[0] is loop else self._sessions.get(loop)
         data: Any = b"".join(request.stream) or None  # type: ignore[arg-type]
-        if data is not None and len(data) > _LARGE:
-            data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
+        paced = None
+        if data is not None and len(data) > _PACED:
+            write = (request.extensions.get("timeout") or {}).get("write")
+            if write is not None:
+                data = paced = _Paced(data, write)
+            elif len(data) > _LARGE:
+                data = io.BytesIO(data)  # aiohttp writes a file-like body without blocking
         try:
-            response = await session._request(
-                request.method, url, headers=headers, data=data, allow_redirects=False,
-                timeout=limits, compress=None)
+            if paced is None:
+                response = await session._request(
+                    request.method, url, headers=headers, data=data, allow_redirects=False,
+                    timeout=limits, compress=None)
+            else:
+                try:
+                    async with asyncio.timeout(None) as paced.timer:
+                        response = await session._request(
+                            request.method, url, headers=headers, data=data,
+                            allow_redirects=False, timeout=limits, compress=None)
+                finally:
+                    paced.timer = None
         except _FAILURES as error:
+            if paced is not None and paced.late:
+                raise httpx.WriteTimeout(
+                    f"no part of the request body could be written within {paced.write} s",
+                    request=request) from error
             raise map_error(error, request) from error
         # aiohttp decodes the reason as UTF-8 with surrogateescape: encoding it back so
         # gives the bytes the server sent, whatever they are (latin-1 raised on "✓"

@@ -66,6 +66,8 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
         return httpx.ReadTimeout(text, request=request)
     if isinstance(error, _u3.ProtocolError):
         reason = error.args[1] if len(error.args) > 1 else None
+        if isinstance(reason, TimeoutError):  # the socket timed out sending the request
+            return httpx.WriteTimeout(text, request=request)
         # (closed without an answer: a ConnectionResetError to http.client, a
         # protocol error to httpx, "Server disconnected without sending a response")
         if (isinstance(reason, ConnectionResetError | BrokenPipeError)
