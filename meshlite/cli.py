@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ._extras import is_missing_extra, requires_extra
 from ._version import __version__
 
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -139,37 +142,26 @@ def _alerts_export(args: argparse.Namespace) -> int:
                       scrape_interval=args.scrape_interval)
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds > 0, for an option."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
+def _option(convert: Callable[[str], _T], accept: Callable[[_T], bool],
+            what: str) -> Callable[[str], _T]:
+    """An option's type: its text converted, and refused (a usage error saying
+    ``what`` it must be) when it does not convert or ``accept`` refuses the value."""
+
+    def parse(text: str) -> _T:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    """A whole number >= 1, for an option."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    """A number in [0, 1], for an option."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
+_seconds = _option(float, lambda v: 0.0 < v < math.inf, "a number of seconds > 0")
+_count = _option(int, lambda v: v >= 1, "a whole number >= 1")
+_share = _option(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def _bench(args: argparse.Namespace) -> int:
