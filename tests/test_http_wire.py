@@ -275,6 +275,25 @@ async def test_http_write_timeout_ends_an_upload_the_backend_never_reads() -> No
         await asyncio.sleep(0.1)
 
 
+async def test_http_upload_cut_by_the_backend_is_no_write_timeout() -> None:
+    async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(resets, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with ml.Mesh([ml.Service("users", [f"http://127.0.0.1:{port}"],
+                                       pipeline=ml.Pipeline())]) as mesh, \
+                mesh.http("users", timeout=httpx.Timeout(10.0, write=5.0)) as client:
+            with pytest.raises(httpx.TransportError) as raised:
+                await client.post("/upload", content=b"x" * (8 << 20))
+            assert not isinstance(raised.value, httpx.WriteTimeout), raised.value
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_http_cancelled_mid_request_leaks_no_connection(
         backends: list[FakeBackend]) -> None:
     a = backends[0]

@@ -147,16 +147,16 @@ class _Paced:
     seconds (httpx's write timeout, which aiohttp has none of: a backend that never
     read the body held the request for ever). ``timer`` (an ``asyncio.timeout`` around
     the request) is moved on as each chunk is taken, and off once the last is written;
-    ``late`` says it fired while a chunk was being written."""
+    The timer is armed only while a chunk is being written: when it fires, a write
+    stalled."""
 
-    __slots__ = ("_data", "late", "timer", "write")
+    __slots__ = ("_data", "timer", "write")
 
     def __init__(self, data: bytes, write: float) -> None:
         self._data, self.write = data, write
         self.timer: asyncio.Timeout | None = None
         """Set while the request waits for its answer (None once it has one: a
         backend may answer before it has read the whole body)."""
-        self.late = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -170,7 +170,6 @@ class _Paced:
 
     def _arm(self, when: float | None) -> None:
         timer = self.timer
-        self.late = when is not None
         if timer is not None and not timer.expired():
             timer.reschedule(when)
 
@@ -256,7 +255,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         last = self._sessions.last
         session = last[1] if last[0] is loop else self._sessions.get(loop)
         data: Any = b"".join(request.stream) or None  # type: ignore[arg-type]
-        paced = None
+        paced = timer = None
         if data is not None and len(data) > _PACED:
             write = (request.extensions.get("timeout") or {}).get("write")
             if write is not None:
@@ -270,14 +269,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     timeout=limits, compress=None)
             else:
                 try:
-                    async with asyncio.timeout(None) as paced.timer:
+                    async with asyncio.timeout(None) as timer:
+                        paced.timer = timer
                         response = await session._request(
                             request.method, url, headers=headers, data=data,
                             allow_redirects=False, timeout=limits, compress=None)
                 finally:
                     paced.timer = None
         except _FAILURES as error:
-            if paced is not None and paced.late:
+            if paced is not None and timer is not None and timer.expired():
+                # (the timer is armed only while a part is being written)
                 raise httpx.WriteTimeout(
                     f"no part of the request body could be written within {paced.write} s",
                     request=request) from error
