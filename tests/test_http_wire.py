@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -247,27 +248,25 @@ async def test_http_large_and_streamed_bodies(backends: list[FakeBackend]) -> No
     assert "transfer-encoding" not in a.requests[-1].headers
 
 
-async def test_http_write_timeout_ends_an_upload_the_backend_never_reads() -> None:
-    # aiohttp has no write timeout: an upload a backend never read held the request
-    # for ever (httpx's own client raises WriteTimeout after `write` seconds).
+@contextlib.asynccontextmanager
+async def _uploading_to(handle: Any, write: float) -> AsyncIterator[httpx.AsyncClient]:
+    """``mesh.http()`` with httpx's ``write`` timeout, to a raw loopback server whose
+    connections ``handle(reader, writer)`` serves; the server's side of each is cut
+    at the end (the client's side, left closing with unsent bytes, waits for that)."""
     accepted: list[asyncio.StreamWriter] = []
 
-    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(writer)
+        await handle(reader, writer)
 
-    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with ml.Mesh([ml.Service("users", [f"http://127.0.0.1:{port}"],
                                        pipeline=ml.Pipeline())]) as mesh, \
-                mesh.http("users", timeout=httpx.Timeout(10.0, write=0.5)) as client:
-            started = asyncio.get_running_loop().time()
-            with pytest.raises(httpx.WriteTimeout, match=r"within 0\.5 s"):
-                await client.post("/upload", content=b"x" * (64 << 20))
-            assert asyncio.get_running_loop().time() - started < 8.0  # not read=10
+                mesh.http("users", timeout=httpx.Timeout(10.0, write=write)) as client:
+            yield client
     finally:
-        # The client's side of the connection waits, closing, for its unsent bytes to
-        # go until the backend closes its side (a backend's own timeouts do).
         for writer in accepted:
             writer.transport.abort()
         server.close()
@@ -275,23 +274,28 @@ async def test_http_write_timeout_ends_an_upload_the_backend_never_reads() -> No
         await asyncio.sleep(0.1)
 
 
+async def test_http_write_timeout_ends_an_upload_the_backend_never_reads() -> None:
+    # aiohttp has no write timeout: an upload a backend never read held the request
+    # for ever (httpx's own client raises WriteTimeout after `write` seconds).
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass
+
+    async with _uploading_to(never_reads, write=0.5) as client:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.WriteTimeout, match=r"within 0\.5 s"):
+            await client.post("/upload", content=b"x" * (64 << 20))
+        assert asyncio.get_running_loop().time() - started < 8.0  # not read=10
+
+
 async def test_http_upload_cut_by_the_backend_is_no_write_timeout() -> None:
     async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1024)
         writer.transport.abort()
 
-    server = await asyncio.start_server(resets, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with ml.Mesh([ml.Service("users", [f"http://127.0.0.1:{port}"],
-                                       pipeline=ml.Pipeline())]) as mesh, \
-                mesh.http("users", timeout=httpx.Timeout(10.0, write=5.0)) as client:
-            with pytest.raises(httpx.TransportError) as raised:
-                await client.post("/upload", content=b"x" * (8 << 20))
-            assert not isinstance(raised.value, httpx.WriteTimeout), raised.value
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with _uploading_to(resets, write=5.0) as client:
+        with pytest.raises(httpx.TransportError) as raised:
+            await client.post("/upload", content=b"x" * (8 << 20))
+        assert not isinstance(raised.value, httpx.WriteTimeout), raised.value
 
 
 async def test_http_cancelled_mid_request_leaks_no_connection(
