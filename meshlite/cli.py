@@ -84,8 +84,9 @@ ADMIN_TOKEN_VARIABLE = "MESHLITE_DASHBOARD_ADMIN_TOKEN"
 
 
 def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
-    """A token as ``run_dashboard`` takes it: the flag, else ``{file: ...}``, else
-    ``{env: ...}`` when the variable is set, else None."""
+    """The token of the flag, else of the file, else of the variable when it is set,
+    else None; checked here, where it is known which of the three gave it (the
+    message names it)."""
     from ._errors import ConfigError
     from .observability._dashboard._tokens import check_token, resolve_token
 
@@ -99,9 +100,8 @@ def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
         token, source = {"file": path}, f"{option}-file {path}"
     elif flag is None:
         token, source = ({"env": variable} if os.environ.get(variable) else None), variable
-    # Checked here, where it is known which of the three gave it (the message names it).
-    check_token(source, "the token it gives" if flag is None else "the token",
-                resolve_token(token, name, owner=source))
+    token = resolve_token(token, name, owner=source)  # read once: a file, a variable
+    check_token(source, "the token it gives" if flag is None else "the token", token)
     return token
 
 

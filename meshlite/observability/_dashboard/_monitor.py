@@ -299,7 +299,8 @@ class Monitor:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             return
         seconds = range(second + 1, now + 1)
-        if not 0 < len(seconds) <= _CARRIED_SECONDS:
+        n = len(seconds)
+        if not 0 < n <= _CARRIED_SECONDS:
             return
         for name, (calls, failed) in self._sampler.counted().items():
             history, before = self.histories.get(name), saved.get(name)
@@ -308,7 +309,6 @@ class Monitor:
             made, errors = calls - before[0], failed - before[1]
             if made < 0 or errors < 0:
                 continue
-            n = len(seconds)
             for i, t in enumerate(seconds):  # the remainders go to the later seconds
                 history.record(t, made * (i + 1) // n - made * i // n,
                                errors * (i + 1) // n - errors * i // n, None, None)
