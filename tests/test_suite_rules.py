@@ -52,10 +52,13 @@ def test_a_skip_is_a_skip_elsewhere(inner: pytest.Pytester,
     run(inner).assert_outcomes(passed=1, skipped=1)
 
 
-def test_ci_runs_the_suite_serially_and_in_parallel() -> None:
+def test_ci_runs_the_suite_in_parallel_and_serially() -> None:
     commands = [line.strip() for line in (TESTS.parent / ".ci" / "run").read_text(
         encoding="utf-8").splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert "make test" in commands  # serially: lint, types, then the whole suite
-    parallel = [c for c in commands if "pytest" in c and "-n 2" in c]
-    assert parallel, "CI must also run the suite in parallel workers (pytest -n 2)"
-    assert commands.index("make test") < commands.index(parallel[0])
+    assert "make test" in commands  # lint, types, then the whole suite in two workers
+    make = (TESTS.parent / "Makefile").read_text(encoding="utf-8")
+    recipe = make[make.index("\ntest:"):].split("\n\n")[0]
+    assert "pytest -n 2" in recipe, recipe
+    serial = [c for c in commands if "pytest" in c and " -n " not in c]
+    assert serial, "CI must also run the suite in one process"
+    assert commands.index("make test") < commands.index(serial[0])
