@@ -8,6 +8,7 @@ import types
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
+from ._callables import call_target, is_async_callable
 from ._context import CallContext, _current
 from ._context import operation_of as _operation_of
 from ._errors import ConfigError
@@ -44,9 +45,10 @@ def async_called_sync(result: Any, fn: Callable[..., Any], instead: str) -> Type
 def _refuse_generator(fn: Callable[..., Any]) -> None:
     """A generator's body runs while the caller iterates, after the decorated call has
     returned, so no policy could see its errors or bound its time: refuse it."""
-    if inspect.isasyncgenfunction(fn):
+    target = call_target(fn)  # (a partial's function, a callable object's __call__)
+    if inspect.isasyncgenfunction(target):
         kind, collect = "an async generator", "[item async for item in gen(...)]"
-    elif inspect.isgeneratorfunction(fn):
+    elif inspect.isgeneratorfunction(target):
         kind, collect = "a generator", "list(gen(...))"
     else:
         return
@@ -198,7 +200,7 @@ class Pipeline(Policy):
         operation = _operation_of(fn)
         service = self.service
         get_parent = _current.get
-        if inspect.iscoroutinefunction(fn):
+        if is_async_callable(fn):  # (an object with an async __call__ too)
             ahandler = self._async
 
             @functools.wraps(fn)
@@ -220,9 +222,12 @@ class Pipeline(Policy):
             ctx = CallContext(fn, args, kwargs, operation, service, get_parent())
             token = _current.set(ctx)
             try:
-                return handler(ctx)
+                result = handler(ctx)
             finally:
                 _current.reset(token)
+            if type(result) is _COROUTINE:  # a sync callable that returned a coroutine
+                raise async_called_sync(result, fn, "an async def function that awaits it")
+            return result
 
         sync_wrapper.pipeline = self  # type: ignore[attr-defined]
         return sync_wrapper

@@ -3,13 +3,13 @@ the owner, the argument, the value received and what would be valid."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import random as _random
 import reprlib
 from typing import Any, NoReturn
 
+from ._callables import is_async_callable
 from ._clock import MAX_WAIT, SYSTEM_CLOCK, Clock
 from ._errors import ConfigError
 
@@ -146,6 +146,6 @@ def clock_option(owner: str, clock: object) -> Clock:
 def not_coroutine(owner: str, field: str, value: object) -> None:
     """Refuse a coroutine function for an option that is called inline on every call
     (its result, a coroutine object, is always true and equal to nothing else)."""
-    if inspect.iscoroutinefunction(value):
+    if is_async_callable(value):
         fail(owner, field, value,
              "a sync function, not a coroutine function (it is called inline, never awaited)")

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "_validate", "_version", "_lazy", "_switches", "_predicates", "_backoff",
                 "backoff", "_semconv", "_statelog", "_histogram", "_inflight", "_timing",
                 "_console", "_audit", "_gather", "_fork", "_printable", "_extras", "_throttle",
-                "_retry_after", "_tasks", "_inorder", "_memo"}),
+                "_retry_after", "_tasks", "_inorder", "_memo", "_callables"}),
     ("state", {"state"}),
     ("policies", {"policies", "_resilient"}),
     ("routing", {"routing"}),

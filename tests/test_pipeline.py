@@ -326,3 +326,69 @@ def test_a_hook_added_twice_is_delivered_once_until_both_adds_are_undone() -> No
     again()  # nothing left to undo
     breaker.reset()
     assert len(seen) == 2
+
+
+class _Flaky:
+    """A client object called directly: its ``__call__`` is ``async def``."""
+
+    def __init__(self, failures: int = 0, wait: float = 0.0) -> None:
+        self.calls = 0
+        self.failures = failures
+        self.wait = wait
+
+    async def __call__(self, uid: int) -> dict[str, int]:
+        self.calls += 1
+        await asyncio.sleep(self.wait)
+        if self.calls <= self.failures:
+            raise ConnectionError("transient")
+        return {"id": uid}
+
+
+async def test_an_object_with_an_async_call_is_decorated_as_async() -> None:
+    # inspect.iscoroutinefunction says False for such an object (and a partial of
+    # one): the wrapper was sync, the policies wrapped only the making of the
+    # coroutine, and the caller awaited it outside them (no retry, no timeout, and a
+    # Cache that kept the coroutine object and raised on its second hit).
+    import functools
+
+    flaky = _Flaky(failures=1)
+    retried = ml.Retry(attempts=3, backoff=ml.backoff.constant(0))(flaky)
+    assert inspect.iscoroutinefunction(retried)
+    assert await retried(1) == {"id": 1}
+    assert flaky.calls == 2
+
+    fetch = _Flaky()
+    cached = ml.Cache(ttl=60)(fetch)
+    assert [await cached(1), await cached(1)] == [{"id": 1}, {"id": 1}]
+    assert fetch.calls == 1
+
+    with pytest.raises(ml.TimeoutExceeded):
+        await ml.Timeout(0.05)(_Flaky(wait=5))(1)
+    partial = ml.Timeout(0.05)(functools.partial(_Flaky(wait=5), 1))
+    assert inspect.iscoroutinefunction(partial)
+    with pytest.raises(ml.TimeoutExceeded):
+        await partial()
+
+
+def test_a_sync_callable_returning_a_coroutine_is_refused_not_run_unguarded() -> None:
+    async def fetch(uid: int) -> int:
+        return uid
+
+    wrapped = ml.Retry(attempts=3)(lambda uid: fetch(uid))
+    with pytest.raises(TypeError, match=r"a sync call returned its coroutine.*async def"):
+        wrapped(1)
+
+
+def test_an_object_whose_call_is_a_generator_is_refused() -> None:
+    class Pages:
+        def __call__(self) -> Any:
+            yield 1
+
+    class AsyncPages:
+        async def __call__(self) -> Any:
+            yield 1
+
+    with pytest.raises(ml.ConfigError, match="is a generator function"):
+        ml.Retry()(Pages())
+    with pytest.raises(ml.ConfigError, match="is an async generator function"):
+        ml.Retry()(AsyncPages())

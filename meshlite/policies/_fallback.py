@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._callables import is_async_callable
 from .._context import CallContext
 from .._errors import ConfigError
 from .._events import FallbackUsed
@@ -74,7 +75,7 @@ class Fallback(Policy):
 
     def wrap(self, call_next: Handler) -> Handler:
         handler = self.options.handler
-        if inspect.iscoroutinefunction(handler):
+        if is_async_callable(handler):
             name = getattr(handler, "__qualname__", handler)
             raise ConfigError(
                 f"Fallback: handler {name!r} is a coroutine function, which a sync call "

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, get_origin
 
+from .._callables import is_async_callable
 from .._errors import ConfigError
 from .._memo import remember
 from .._validate import fail
@@ -171,7 +172,7 @@ def make_check(owner: str, field: str, spec: Any, spread: bool = False) -> Check
         return _type_check(owner, field, spec)
     if not callable(spec):
         fail(owner, field, spec, "a callable, a pydantic model or type, or None")
-    if inspect.iscoroutinefunction(spec):
+    if is_async_callable(spec):
         fail(owner, field, spec, "a sync callable (checks run inline, they are not awaited)")
     return _callable_check(spec, spread)
 

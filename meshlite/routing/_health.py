@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._arguments import Explained
+from .._callables import is_async_callable
 from .._clock import Clock
 from .._printable import described
 from .._tasks import cancel_and_wait
@@ -115,7 +116,7 @@ class HealthCheck(Explained):
     async def session(self) -> AsyncIterator[Probe]:
         """Open what probing needs (an HTTP client, say) and yield the probe."""
         probe, timeout, interval = self.probe, self.options.timeout, self.options.interval
-        is_async = inspect.iscoroutinefunction(probe)
+        is_async = is_async_callable(probe)
 
         async def run(backend: Backend) -> str | None:
             started = [is_async]

@@ -10,7 +10,6 @@ here. httpx is imported only by the transports.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import threading
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._arguments import explained
+from .._callables import is_async_callable
 from .._extras import requires_extra
 from .._validate import at_least, fail
 from ._cassette import Cassette, encode_error, encode_value
@@ -38,7 +38,6 @@ __all__ = [
     "Recorder",
     "call_key",
     "http_key",
-    "is_async",
     "name_of",
     "redact_url",
 ]
@@ -109,13 +108,6 @@ def name_of(fn: Callable[..., Any]) -> str:
     return f"{getattr(target, '__module__', None) or '?'}.{qualname}"
 
 
-def is_async(fn: Callable[..., Any]) -> bool:
-    """Whether calling ``fn`` makes a coroutine: a coroutine function, or an object
-    whose class has an ``async def __call__`` (a client object called directly)."""
-    return inspect.iscoroutinefunction(fn) or (
-        not isinstance(fn, type) and inspect.iscoroutinefunction(type(fn).__call__))
-
-
 def _names(field: str, value: object) -> frozenset[str]:
     """``value`` as a set of names: a collection of strings, never one string (whose
     characters would be taken for one-letter names, leaving the real one unredacted)."""
@@ -173,7 +165,7 @@ class Recorder:
                 ``module.qualname`` of ``fn``).
         """
         label = name or name_of(fn)
-        if is_async(fn):
+        if is_async_callable(fn):
             afn = cast(Callable[..., Any], fn)
 
             @functools.wraps(fn)

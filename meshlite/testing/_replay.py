@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .._arguments import explained
+from .._callables import is_async_callable
 from .._extras import requires_extra
 from .._validate import fail
 from ._cassette import (
@@ -23,7 +24,7 @@ from ._cassette import (
     matched_body,
     stored_body,
 )
-from ._record import call_key, http_key, is_async, name_of, redact_url
+from ._record import call_key, http_key, name_of, redact_url
 
 if TYPE_CHECKING:
     from ._record_http import ReplayTransport
@@ -98,7 +99,7 @@ class Replayer:
         """
         label = name or name_of(fn)
         self._learn(label, fn)
-        if is_async(fn):
+        if is_async_callable(fn):
 
             @functools.wraps(fn)
             async def areplayed(*args: Any, **kwargs: Any) -> Any:

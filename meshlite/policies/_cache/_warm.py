@@ -3,9 +3,9 @@ the miss path of the pipeline the Cache was last built into."""
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any
 
+from ..._callables import is_async_callable
 from ..._context import CallContext, _current
 from ..._context import operation_of as _operation_of
 from ..._errors import ConfigError
@@ -30,7 +30,7 @@ def warm(cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     operation = _operation_of(fn)
     key = (fn, cache._argument_key(repr(operation), args, kwargs))
     ctx = CallContext(fn, args, kwargs, operation, service, _current.get())
-    if inspect.iscoroutinefunction(fn):
+    if is_async_callable(fn):
         return _awarm(cache, ctx, key)
     miss = cache._sync_miss
     if miss is None:
