@@ -34,4 +34,14 @@ def error_predicate(owner: str, field: str, on: ErrorFilter) -> Callable[[BaseEx
     if not callable(on) or inspect.isclass(on):
         fail(owner, field, on, "an exception type, a tuple of exception types, or a callable")
     not_coroutine(owner, field, on)
-    return on
+    predicate: Callable[[BaseException], bool] = on
+
+    def matches(error: BaseException) -> bool:
+        try:
+            return predicate(error)
+        except Exception as raised:  # a bug of the predicate's: say whose, and on what
+            raised.add_note(f"raised by the {field}= predicate of {owner}, given "
+                            f"{type(error).__name__}: {error}")
+            raise
+
+    return matches

@@ -137,9 +137,15 @@ class Race:
 
     def failed(self, index: int, error: BaseException) -> None:
         """Record a failed attempt: an ``Exception`` matching ``on`` starts the next
-        hedge at once; anything else is final."""
+        hedge at once; anything else is final, and so is an error of ``on`` itself
+        (raised in the call's place)."""
         self.failures.append((index, error))
-        if not (isinstance(error, Exception) and self.policy._matches(error)):
+        try:
+            again = isinstance(error, Exception) and self.policy._matches(error)
+        except Exception as raised:  # the predicate's own bug: final, and raised
+            self.failures.append((index, raised))
+            again = False
+        if not again:
             self._decide()
         elif self.started <= self.policy.options.max_hedges:
             self.disarm()

@@ -6,6 +6,7 @@ and ``_first_wave.py``; its arguments are checked in ``_service_checks.py``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random as _random
 import threading
@@ -294,7 +295,8 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
         if ctx.deadline is not None and ctx.out_of_time() == "own":
             error = TimeoutExceeded(f"attempt on {endpoint.address} ran past the deadline",
                                     service=self.name, policy="routing")
-            self._failed(endpoint, start, error, ctx)
+            with contextlib.suppress(Exception):  # (OutlierDetection's failure_on
+                self._failed(endpoint, start, error, ctx)  # raising: cancelled still)
         else:
             endpoint.abandoned(start)
 

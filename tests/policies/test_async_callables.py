@@ -44,3 +44,17 @@ def test_a_coroutine_function_is_refused_naming_the_argument(
 ) -> None:
     with pytest.raises(ml.ConfigError, match=rf"^{owner}: {argument} must be .*not a coroutine"):
         build()
+
+
+class _AsyncPredicate:
+    async def __call__(self, value: object) -> bool:
+        return isinstance(value, ConnectionError)
+
+
+def test_an_object_with_an_async_call_is_refused_as_a_coroutine_function_is() -> None:
+    # inspect.iscoroutinefunction says False for it: it was taken, and matched
+    # every error (a coroutine object is true).
+    with pytest.raises(ml.ConfigError, match=r"^Retry: on must be .*not a coroutine"):
+        ml.Retry(on=_AsyncPredicate())
+    with pytest.raises(ml.ConfigError, match=r"^CircuitBreaker: failure_on must be"):
+        ml.CircuitBreaker(failure_on=_AsyncPredicate())

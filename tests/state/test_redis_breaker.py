@@ -349,3 +349,49 @@ def test_name_is_required_with_a_store() -> None:
         ml.CircuitBreaker(store=RedisStore())
     with pytest.raises(ml.ConfigError, match=r"^CircuitBreaker: store must be"):
         ml.CircuitBreaker(name="x", store=object())
+
+
+def test_a_raising_failure_on_gives_the_shared_trial_slot_back(
+        store: RedisStore, raw: redis.Redis) -> None:
+    # The predicate raised before the outcome was recorded: the shared trial slot
+    # stayed taken (until its lease ran out), refusing the other processes too.
+    def server_error(error: Any) -> bool:
+        return bool(error.status >= 500)  # AttributeError for a Boom
+
+    class Status(Exception):
+        status = 503
+
+    def http() -> None:
+        raise Status
+
+    b = breaker(store, half_open_calls=1, failure_on=server_error)
+    for _ in range(2):
+        with pytest.raises(Status):
+            b(http)()
+    open_period_over(raw, store)
+    with pytest.raises(AttributeError, match="status"):
+        b(fail)()
+    assert b(lambda: "ok")() == "ok"  # the slot is free: this call is the trial
+
+    async def afail() -> None:
+        raise Boom
+
+    async def aok() -> str:
+        return "ok"
+
+    async def run() -> str:
+        for _ in range(2):
+            with pytest.raises(Status):
+                await b(_async(http))()
+        open_period_over(raw, store)
+        with pytest.raises(AttributeError, match="status"):
+            await b(afail)()
+        return await b(aok)()
+
+    assert asyncio.run(run()) == "ok"
+
+
+def _async(fn: Any) -> Any:
+    async def call() -> Any:
+        return fn()
+    return call

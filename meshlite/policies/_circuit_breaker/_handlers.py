@@ -18,6 +18,7 @@ for less time than the service needs must not open the circuit for everyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -119,8 +120,9 @@ def async_handler(call_next: AsyncHandler, core: LocalCircuitState, admit: Admit
         error = cut_by_deadline(ctx, interruption)
         if error is None:
             release(permit)  # cancelled: neither success nor failure
-        else:
-            failed(ctx, permit, error, duration)
+        else:  # (failure_on raising gives the permit back; the cancellation goes on)
+            with contextlib.suppress(Exception):
+                failed(ctx, permit, error, duration)
 
     if monotonic is None:
         async def handle(ctx: CallContext) -> Any:

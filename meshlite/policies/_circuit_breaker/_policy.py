@@ -213,7 +213,12 @@ class CircuitBreaker(BreakerControls, Policy):
             if says_nothing(ctx, error):
                 core.release(permit)
                 return
-            if is_failure(error):
+            try:
+                failure = is_failure(error)
+            except BaseException:  # failure_on raised: the call says nothing (its
+                core.release(permit)  # trial slot, if any, is free), the caller sees why
+                raise
+            if failure:
                 transition = core.on_failure(permit, duration)
             else:
                 transition = core.on_success(permit, duration)

@@ -77,6 +77,13 @@ def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Hand
         if transition is not None:
             announce(ctx, transition)
 
+    def judged(ctx: CallContext, permit: int, error: Exception) -> bool:
+        try:
+            return is_failure(error)
+        except BaseException:  # failure_on raised: the call says nothing
+            give_back(breaker, store, ctx, lambda: shared.release(permit))
+            raise
+
     def handle(ctx: CallContext) -> Any:
         try:
             admission = shared.acquire()
@@ -97,7 +104,7 @@ def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Hand
             if says_nothing(ctx, error):
                 give_back(breaker, store, ctx, lambda: shared.release(permit))
             else:
-                record(ctx, permit, is_failure(error), monotonic() - start)
+                record(ctx, permit, judged(ctx, permit, error), monotonic() - start)
             raise
         except BaseException:
             # Interrupted: neither success nor failure.
@@ -137,8 +144,12 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
         # Cancelled: record a failure if the deadline cut the call, else give the
         # permit back; in the background, without holding up the cancellation.
         error = cut_by_deadline(ctx, interruption)
+        try:  # (failure_on raising: the permit goes back, the cancellation goes on)
+            failure = error is not None and is_failure(error)
+        except Exception:
+            error = None
         settle = (release(ctx, permit) if error is None
-                  else record(ctx, permit, is_failure(error), duration))
+                  else record(ctx, permit, failure, duration))
         task = asyncio.get_running_loop().create_task(settle)
         releases.add(task)
         task.add_done_callback(releases.discard)
@@ -162,8 +173,13 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
         except Exception as error:
             if says_nothing(ctx, error):
                 await release(ctx, permit)
-            else:
-                await record(ctx, permit, is_failure(error), monotonic() - start)
+                raise
+            try:
+                failure = is_failure(error)
+            except BaseException:  # failure_on raised: the call says nothing
+                await release(ctx, permit)
+                raise
+            await record(ctx, permit, failure, monotonic() - start)
             raise
         except BaseException as interruption:
             settle_later(ctx, permit, interruption, monotonic() - start)
