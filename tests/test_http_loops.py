@@ -6,11 +6,14 @@ not left to the garbage collector. Client sockets are counted in /proc/self/fd."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 from _sockets import client_sockets
 
@@ -169,3 +172,54 @@ async def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_other
         other.call_soon_threadsafe(other.stop)
         thread.join(10.0)
         other.close()
+
+
+def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop() -> None:
+    # The sessions were closed on a loop of the close's own: the reader on its
+    # thread's loop was never woken, and waited until a timer of its loop fired (the
+    # session's five-minute total, by default).
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def drip() -> None:  # the head at once, then the body a byte at a time, slowly
+        conn, _ = listener.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                if done.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"x")
+
+    server = threading.Thread(target=drip)
+    server.start()
+    mesh = ml.Mesh([ml.Service("drip", [f"http://127.0.0.1:{port}"], pipeline=ml.Pipeline())])
+    reading = threading.Event()
+    outcome: list[BaseException | bytes] = []
+
+    async def read() -> None:
+        try:
+            async with mesh.aiohttp("drip").get("/") as response:
+                reading.set()
+                outcome.append(await response.read())
+        except Exception as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=asyncio.run, args=(read(),))
+    try:
+        with mesh:
+            worker.start()
+            assert reading.wait(10.0)
+        worker.join(5.0)
+        assert not worker.is_alive(), "the reader was not woken by the close"
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], aiohttp.ClientConnectionError)
+        assert "the mesh was closed" in str(outcome[0])
+    finally:
+        done.set()
+        worker.join(30.0)
+        server.join(10.0)
+        listener.close()

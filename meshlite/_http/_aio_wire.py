@@ -31,7 +31,8 @@ from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop
 from ._retire import busy
 
-__all__ = ["AiohttpTransport", "aiohttp_options", "map_error", "wire_headers"]
+__all__ = ["AiohttpTransport", "aiohttp_options", "close_session", "end_dead_session",
+           "map_error", "wire_headers"]
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 """Headers aiohttp would add on its own: httpx already sets what it means to send."""
@@ -201,7 +202,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._local = (local_address, 0) if local_address else None
         # One session per event loop (aiohttp's are bound to one).
         self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(
-            self._new, _close, _end_dead)
+            self._new, close_session, end_dead_session)
         local = self._local[0] if self._local else None
         self._httpcore = PerLoopTransport(lambda: httpx.AsyncHTTPTransport(
             verify=ssl_context, limits=limits, local_address=local))  # streamed uploads
@@ -313,13 +314,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         await self._sessions.aclose()
 
 
-async def _close(session: aiohttp.ClientSession) -> None:
+async def close_session(session: aiohttp.ClientSession) -> None:
     """Close ``session`` on its own loop; bodies still being read end with an error."""
     end_bodies(session)
     await session.close()
 
 
-def _end_dead(session: aiohttp.ClientSession) -> None:
+def end_dead_session(session: aiohttp.ClientSession) -> None:
     """End ``session``, whose event loop has closed: close its sockets at once, as
     aiohttp skips the connections of a closed loop (see
     :mod:`meshlite._http._dead_loop`)."""

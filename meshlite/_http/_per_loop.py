@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from .._fork import fork_safe
 
-__all__ = ["PerLoop"]
+__all__ = ["PerLoop", "close_elsewhere"]
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class PerLoop(Generic[T]):
     ``last = per.last; value = last[1] if last[0] is loop else per.get(loop)``.
     """
 
-    __slots__ = ("_by_loop", "_close", "_closing", "_end_dead", "_lock", "_make", "last")
+    __slots__ = ("_by_loop", "_close", "_end_dead", "_lock", "_make", "last")
 
     def __init__(self, make: Callable[[asyncio.AbstractEventLoop], T],
                  close: Callable[[T], Awaitable[object]],
@@ -68,7 +68,6 @@ class PerLoop(Generic[T]):
         self._end_dead = end_dead
         self._lock = fork_safe(threading.Lock())
         self._by_loop: dict[asyncio.AbstractEventLoop, T] = {}
-        self._closing: set[asyncio.Task[None]] = set()
         self.last: tuple[asyncio.AbstractEventLoop, T] = _NONE
         """The loop used last and its value (written whole, read without a lock)."""
 
@@ -105,28 +104,39 @@ class PerLoop(Generic[T]):
         here = asyncio.get_running_loop()
         for loop, value in taken.items():
             if loop is not here:
-                self._end_elsewhere(loop, value)
+                close_elsewhere(loop, value, self._close, self._end_dead)
         if here in taken:
             await self._close(taken[here])
 
-    def _end_elsewhere(self, loop: asyncio.AbstractEventLoop, value: T) -> None:
-        if not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._start_closing, value)
-                return
-            except RuntimeError:  # it closed meanwhile
-                pass
-        self._end_dead(value)
 
-    def _start_closing(self, value: T) -> None:
-        # On the value's own loop: the task is kept until done (a loop holds its
-        # tasks weakly).
-        task = asyncio.get_running_loop().create_task(self._closed(value))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Closes running on other loops (a loop holds its tasks weakly: kept until done)."""
 
-    async def _closed(self, value: T) -> None:
+
+def close_elsewhere(loop: asyncio.AbstractEventLoop, value: T,
+                    close: Callable[[T], Awaitable[object]],
+                    end_dead: Callable[[T], object]) -> None:
+    """Close ``value``, which belongs to ``loop``, from another thread or loop: by
+    ``close`` on ``loop`` itself, not awaited (its connections' callbacks, and the
+    readers waiting on them, can only run there), or by ``end_dead`` at once when
+    ``loop`` has closed."""
+    if not loop.is_closed():
         try:
-            await self._close(value)
-        except Exception:  # nobody awaits this task: say it, do not lose it
-            _log.debug("closing connections of another event loop failed", exc_info=True)
+            loop.call_soon_threadsafe(_start_closing, value, close)
+            return
+        except RuntimeError:  # it closed meanwhile
+            pass
+    end_dead(value)
+
+
+def _start_closing(value: T, close: Callable[[T], Awaitable[object]]) -> None:
+    task = asyncio.get_running_loop().create_task(_closed(value, close))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+async def _closed(value: T, close: Callable[[T], Awaitable[object]]) -> None:
+    try:
+        await close(value)
+    except Exception:  # nobody awaits this task: say it, do not lose it
+        _log.debug("closing connections of another event loop failed", exc_info=True)

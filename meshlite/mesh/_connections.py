@@ -44,15 +44,26 @@ class MeshConnections:
             self._sessions = kept
 
     async def _close_sessions(self) -> None:
+        """Close the adopted sessions: this loop's here (awaited), another loop's on
+        that loop (its readers are woken there: closed from here, a body being read
+        on another thread's loop waited until a timer of that loop fired), a closed
+        loop's sockets at once."""
         with _SESSIONS:
             sessions, self._sessions = self._sessions, None
-        if sessions:
-            from .._http._aio_adapt import end_bodies  # aiohttp is imported already
-        for session in list(sessions or ()):
+        if not sessions:
+            return
+        # aiohttp is imported already (there are sessions)
+        from .._http._aio_wire import close_session, end_dead_session
+        from .._http._per_loop import close_elsewhere
+        here = asyncio.get_running_loop()
+        for session in sessions:
+            loop = session._loop  # (aiohttp keeps no public reference to it)
             try:
-                end_bodies(session)
-                await session.close()
-            except Exception:  # made on another loop, say: its sockets go with it
+                if loop is here:
+                    await close_session(session)
+                else:
+                    close_elsewhere(loop, session, close_session, end_dead_session)
+            except Exception:
                 _log.debug("closing an aiohttp session failed", exc_info=True)
 
     async def _close_pools(self) -> None:
