@@ -9,6 +9,7 @@ pools and ``mesh.aiohttp()`` sessions it closes are kept by its base,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import weakref
@@ -63,6 +64,9 @@ class MeshLifecycle(MeshConnections):
     _guard: asyncio.Task[None] | None = None
     """Opened on an event loop: what closes the mesh if the loop ends first
     (``_unclosed.watch``)."""
+    _loop: asyncio.AbstractEventLoop | None = None
+    """Opened on an event loop (``async with``): the loop its components run on,
+    where a close from another thread or loop stops them."""
     def after_fork(self) -> None:
         """In a forked child: a mesh open in the parent is not open here. Its loop
         thread and the components it started (health checks, watchers, the metrics
@@ -73,7 +77,7 @@ class MeshLifecycle(MeshConnections):
         flight (they never end here; one of the thread that forked ends on the list it
         began on, which is no longer the mesh's)."""
         _INHERITED.extend(x for x in (self._thread, self._sessions) if x)
-        self._thread, self._sessions, self._guard = None, None, None
+        self._thread, self._sessions, self._guard, self._loop = None, None, None, None
         self._calls = calls_list()
         if self._state in ("open", "closing"):
             self._started = []
@@ -146,6 +150,7 @@ class MeshLifecycle(MeshConnections):
     async def start(self) -> None:
         """Open the mesh: start every component in dependency order (``async with``)."""
         components = self._open()
+        self._loop = asyncio.get_running_loop()
         try:
             await start_waves(components, self._started)
         except BaseException:
@@ -194,7 +199,34 @@ class MeshLifecycle(MeshConnections):
             raise cancelled
 
     async def _stop_components(self) -> None:
-        await stop_all(self._started)
+        # Where they run: a `with mesh` open's on its loop thread (stopped then; a
+        # component's task awaited from another loop never ends), another loop's there.
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                await thread.arun(stop_all(self._started))
+            finally:
+                await asyncio.to_thread(thread.stop)
+            return
+        loop, self._loop = self._loop, None
+        here = asyncio.get_running_loop()
+        if loop is None or loop is here:
+            await stop_all(self._started)
+        else:
+            await asyncio.wrap_future(self._stop_on(loop))
+
+    def _stop_on(self, loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[None]:
+        """Stop the components an async open started on ``loop``, from another thread
+        or loop: on ``loop`` while it runs; at once, when it has closed (its tasks
+        ended with it)."""
+        started = self._started
+        if not started:
+            return _done()
+        if loop.is_closed():
+            started.clear()
+            return _done()
+        self._started = []  # (a reopening starts its own: these stop on their loop)
+        return asyncio.run_coroutine_threadsafe(stop_all(started), loop)
 
     @staticmethod
     async def _flush() -> None:
@@ -248,6 +280,9 @@ class MeshLifecycle(MeshConnections):
     def _stop_here(self) -> None:
         """The sync close's steps after the drain (as :meth:`_shut_down`)."""
         thread, self._thread = self._thread, None
+        loop, self._loop = self._loop, None
+        if loop is not None:  # opened on a loop, closed from a thread
+            self._stop_from_thread(loop)
         if self._sessions:
             close_async_pools_here(self)  # sessions of an async caller
         if thread is not None:
@@ -258,6 +293,26 @@ class MeshLifecycle(MeshConnections):
             self._close_http(None)
         if registered():
             flush_all()
+
+    def _stop_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop the components an async open started on ``loop``, from a sync close:
+        waited for while ``loop`` runs in another thread (a loop that does not run
+        stops them when it runs again)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        future = self._stop_on(loop)
+        if running is loop or not loop.is_running():
+            if running is loop:
+                _log.warning("Mesh.close() called on the event loop the mesh was opened "
+                             "on: use await mesh.aclose(); its components stop once the "
+                             "loop runs again")
+            return
+        try:
+            future.result()
+        except Exception:
+            _log.exception("stopping the mesh's components on its event loop failed")
 
     async def close_left_open(self, when: str) -> None:
         """Close the mesh, found open ``when`` (the end of its loop, of the ASGI
@@ -280,3 +335,9 @@ class MeshLifecycle(MeshConnections):
     def loop_thread(self) -> LoopThread | None:
         """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
         return self._thread
+
+
+def _done() -> concurrent.futures.Future[None]:
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.set_result(None)
+    return future
