@@ -107,3 +107,33 @@ async def test_a_guard_ends_when_its_mesh_is_closed_from_another_thread() -> Non
     assert first.done()
     async with mesh:
         assert mesh.state == "open"
+
+
+NEVER_OPENED = textwrap.dedent("""\
+    import asyncio
+    import meshlite as ml
+    from meshlite.testing import FakeBackend
+
+    backend = FakeBackend().__enter__()
+    mesh = ml.Mesh([ml.Service("users", [backend.url])])    # never opened: it serves
+
+    async def main():
+        for _ in range(2):
+            assert (await mesh.http("users").get("/")).status_code == 200
+
+    asyncio.run(main())
+    asyncio.run(main())    # a second loop: the first one's connections end then
+    print("done", flush=True)
+    backend.__exit__(None, None, None)
+    """)
+
+
+def test_a_never_opened_mesh_leaves_no_unclosed_connector_at_exit() -> None:
+    # The mesh.http() client of a mesh never opened needs no closing (docs/mesh.md):
+    # the connections its last loop left were torn down at the interpreter's exit
+    # with aiohttp's "Unclosed connector" and the connections' reprs on stderr.
+    done = subprocess.run([sys.executable, "-W", "default", "-c", NEVER_OPENED],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+    assert done.stderr == ""

@@ -29,8 +29,10 @@ The rules, the same for both (they had drifted apart in two copies):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -58,7 +60,7 @@ class PerLoop(Generic[T]):
     ``last = per.last; value = last[1] if last[0] is loop else per.get(loop)``.
     """
 
-    __slots__ = ("_by_loop", "_close", "_end_dead", "_lock", "_make", "last")
+    __slots__ = ("__weakref__", "_by_loop", "_close", "_end_dead", "_lock", "_make", "last")
 
     def __init__(self, make: Callable[[asyncio.AbstractEventLoop], T],
                  close: Callable[[T], Awaitable[object]],
@@ -70,6 +72,7 @@ class PerLoop(Generic[T]):
         self._by_loop: dict[asyncio.AbstractEventLoop, T] = {}
         self.last: tuple[asyncio.AbstractEventLoop, T] = _NONE
         """The loop used last and its value (written whole, read without a lock)."""
+        _LIVE.add(self)
 
     def get(self, loop: asyncio.AbstractEventLoop) -> T:
         """The value of ``loop`` (made now on its first use; entries of loops that
@@ -90,6 +93,16 @@ class PerLoop(Generic[T]):
             self._end_dead(entry)
         return value
 
+    def end_closed_loops(self) -> None:
+        """End the entries of loops that have closed (their sockets closed now)."""
+        with self._lock:
+            dead = [loop for loop in self._by_loop if loop.is_closed()]
+            values = [self._by_loop.pop(loop) for loop in dead]
+            if self.last[0] in dead:
+                self.last = _NONE
+        for value in values:
+            self._end_dead(value)
+
     def items(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
         """Every loop's value, as they are now."""
         with self._lock:
@@ -107,6 +120,22 @@ class PerLoop(Generic[T]):
                 close_elsewhere(loop, value, self._close, self._end_dead)
         if here in taken:
             await self._close(taken[here])
+
+
+_LIVE: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+"""Every holder alive, for :func:`_at_exit`."""
+
+
+@atexit.register
+def _at_exit() -> None:
+    # A mesh never opened (or never closed) keeps the connections its clients opened
+    # on loops that have ended: closed here, not left for aiohttp to warn of
+    # ("Unclosed connector") as the interpreter tears the pools down.
+    for per in list(_LIVE):
+        try:
+            per.end_closed_loops()
+        except Exception:
+            _log.debug("ending connections of ended event loops failed", exc_info=True)
 
 
 _CLOSING: set[asyncio.Task[None]] = set()
