@@ -59,6 +59,7 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+"""The real clock, shared: what every ``clock=None`` option means."""
 
 
 def sleep(seconds: float) -> None:
