@@ -16,7 +16,8 @@ __all__ = ["DjangoErrorMiddleware"]
 @explained
 class DjangoErrorMiddleware:
     """Answers meshlite errors escaping Django views as ``MeshMiddleware`` does
-    (429/503/504/422 with ``Retry-After``, 400/401/403/413 for inbound refusals); other errors are left to Django.
+    (429/503/504/422 with ``Retry-After``, 400/401/403/413 for inbound refusals);
+    other errors are left to Django.
 
     Add ``"meshlite.asgi.DjangoErrorMiddleware"`` to ``settings.MIDDLEWARE``.
     """
