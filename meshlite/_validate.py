@@ -3,6 +3,7 @@ the owner, the argument, the value received and what would be valid."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import random as _random
@@ -149,3 +150,32 @@ def not_coroutine(owner: str, field: str, value: object) -> None:
     if is_async_callable(value):
         fail(owner, field, value,
              "a sync function, not a coroutine function (it is called inline, never awaited)")
+
+
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_host(text: str) -> bool:
+    """Whether ``text`` is an IP address or a host name: letters, digits, ``-``, ``_``
+    and dots, and not dotted numbers that are no IPv4 address (``999.1.1.1``)."""
+    if is_ip(text):
+        return True
+    if not text or text.startswith(".") or not all(c.isalnum() or c in "-._" for c in text):
+        return False
+    return not all(label.isdigit() for label in text.rstrip(".").split("."))
+
+
+def listen_host(owner: str, field: str, host: object) -> str:
+    """``host``, where a server listens: an IP address (an IPv6 one without brackets)
+    or a host name; a URL, ``host:port`` or a malformed address failed only when
+    binding, as a name that does not resolve."""
+    if isinstance(host, str) and is_host(host):
+        return host
+    fail(owner, field, host, "an IP address or host name (no scheme, port, path or "
+                             "brackets)")

@@ -8,6 +8,7 @@ import importlib
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -124,7 +125,10 @@ def _dashboard(args: argparse.Namespace) -> int:
         sys.stderr.write(f"meshlite dashboard: {error}\n")
         return 1
     except OSError as error:
-        if getattr(error, "__notes__", None):  # binding failed (note_cannot_listen)
+        if isinstance(error, socket.gaierror):
+            sys.stderr.write(f"meshlite dashboard: cannot listen on {args.host}:{args.port}: "
+                             "the host does not resolve here; pass another --host\n")
+        elif getattr(error, "__notes__", None):  # binding failed (note_cannot_listen)
             # The bare "[Errno 98] Address already in use" named neither the address
             # nor the option to change.
             sys.stderr.write(f"meshlite dashboard: cannot listen on {args.host}:{args.port}: "

@@ -104,5 +104,10 @@ def make_server(host: str, port: int, body: Callable[[], bytes], content_type: s
 def note_cannot_listen(error: OSError, owner: str, host: str, port: int) -> None:
     """Add to ``error``, raised binding ``host:port``, a note naming ``owner``, the
     address and the way out (shown under the error in a traceback)."""
+    if isinstance(error, socket.gaierror):  # a well-formed name this machine cannot resolve
+        error.add_note(f"{owner}: cannot listen on {host}:{port}: the host does not "
+                       "resolve here; pass an IP address (127.0.0.1, 0.0.0.0) or a name "
+                       "this machine resolves")
+        return
     error.add_note(f"{owner}: cannot listen on {host}:{port}; pick another port "
                    "(port=0 picks a free one)")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from .._fork import after_fork_in_child
-from .._validate import fail
+from .._validate import fail, listen_host
 from ._metrics import Collector, MetricFamily, Sample
 
 if TYPE_CHECKING:
@@ -271,8 +271,7 @@ def start_http_server(source: Any, port: int = 0, host: str = "127.0.0.1") -> Me
     sources = collectors(source)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         fail("start_http_server", "port", port, "an integer from 0 to 65535")
-    if not isinstance(host, str) or not host:
-        fail("start_http_server", "host", host, "an IP address or host name")
+    listen_host("start_http_server", "host", host)
     from ._http_server import make_server
 
     server = make_server(host, port, lambda: _render(sources).encode(), CONTENT_TYPE)

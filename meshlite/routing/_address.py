@@ -10,8 +10,9 @@ and at hot reload instead of at the first call.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import SplitResult, urlsplit
+
+from .._validate import is_host, is_ip
 
 __all__ = ["VALID_ADDRESS", "address_problem", "base_url_problem"]
 
@@ -58,7 +59,7 @@ def address_problem(address: str) -> str | None:
     """
     if "://" in address:
         return base_url_problem(address)
-    if _is_ip(address):  # a bare IPv6 address, which has colons of its own
+    if is_ip(address):  # a bare IPv6 address, which has colons of its own
         return None
     parts = _split("//" + address)
     if parts is None:
@@ -76,19 +77,6 @@ def _host_problem(parts: SplitResult) -> str | None:
     host = parts.hostname
     if not host:
         return "has no host"
-    if not _is_host(host):
+    if not is_host(host):
         return f"has the host {host!r}, which is not a host name or IP address"
     return _BAD_PORT if port == 0 else None
-
-
-def _is_host(host: str) -> bool:
-    return _is_ip(host) or (all(c.isalnum() or c in "-._" for c in host)
-                            and not host.startswith("."))
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -30,6 +30,7 @@ BAD = {
     "http://exa mple:8001": "has the host 'exa mple', which is not a host name",
     ":8001": "has no host",
     "0[": "has an unbalanced [ or ] (an IPv6 host is written [::1])",
+    "http://999.1.1.1:8001": "has the host '999.1.1.1', which is not a host name",
 }
 
 GOOD = ["http://127.0.0.1:8001", "https://users.internal", "http://127.0.0.1:8001/api/v2/",

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..._errors import ConfigError
-from ..._validate import at_least, fail
+from ..._validate import at_least, fail, listen_host
 from ._tickets import SUBPROTOCOL, TICKET_SECONDS, Tickets
 from ._tokens import ADMIN, MIN_TOKEN_LENGTH, READ, check_token
 
@@ -80,8 +80,7 @@ def check_bind(host: Any, port: Any, token: Any, max_clients: Any,
             value for both tokens, or a non-loopback host without a token.
     """
     owner = "serve_dashboard"
-    if not isinstance(host, str) or not host:
-        fail(owner, "host", host, "a host name or IP address")
+    listen_host(owner, "host", host)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         fail(owner, "port", port, "an integer in [0, 65535] (0 picks a free port)")
     check_token(owner, "token", token)
