@@ -57,6 +57,10 @@ def find_shop(directory: str | None = None) -> pathlib.Path:
     for path in candidates:
         if (path / "shop.py").is_file():
             return path
+    if directory:
+        raise ConfigError(f"meshlite demo --services: --dir {directory} holds no shop.py; "
+                          "pass the examples/shop directory of a meshlite source checkout",
+                          policy="demo")
     raise ConfigError("meshlite demo --services: examples/shop was not found; run it from "
                       "a meshlite source checkout or pass --dir PATH/TO/examples/shop",
                       policy="demo")

@@ -59,6 +59,15 @@ def fail(owner: str, field: str, value: object, valid: str) -> NoReturn:
     raise ConfigError(f"{owner}: {field} must be {valid}, got {shown(value)}", policy=owner)
 
 
+def fail_choice(owner: str, valid: str, given: list[str]) -> NoReturn:
+    """Raise the ConfigError for options given together wrongly: ``valid`` says
+    which may be given together, ``given`` names those that were."""
+    named = [f"{name}=" for name in given]
+    got = ("none was given" if not named else
+           f"{' and '.join(named)} {'was' if len(named) == 1 else 'were'} given")
+    raise ConfigError(f"{owner}: give {valid}; {got}", policy=owner)
+
+
 def _number(owner: str, field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         fail(owner, field, value, "a number")

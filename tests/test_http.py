@@ -466,3 +466,9 @@ async def test_cancelled_request_frees_the_backend(servers: list[Server]) -> Non
         snap = mesh.snapshot()["users"]
     assert (snap.in_flight, snap.errors) == (0, 0)
     assert mesh.in_flight == 0
+
+
+def test_a_transport_given_to_a_sync_client_names_http_sync() -> None:
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])])
+    with pytest.raises(ml.ConfigError, match=r"^mesh\.http_sync\('users'\): transport= cannot"):
+        mesh.http_sync("users", transport=httpx.HTTPTransport())

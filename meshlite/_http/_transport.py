@@ -87,11 +87,11 @@ class SyncMeshTransport(_Base, httpx.BaseTransport):
             return outcome(error)
 
 
-def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+def _client_args(name: str, kwargs: dict[str, Any], maker: str) -> tuple[str, str]:
     for forbidden in ("transport", "mounts"):
         if forbidden in kwargs:
-            raise ConfigError(f"mesh.http({name!r}): {forbidden}= cannot be given: the mesh "
-                              "provides the transport", policy="routing")
+            raise ConfigError(f"mesh.{maker}({name!r}): {forbidden}= cannot be given: the "
+                              "mesh provides the transport", policy="routing")
     base_url = str(kwargs.pop("base_url", None) or f"http://{name}")
     kwargs.setdefault("trust_env", False)  # an env proxy would bypass the mesh transport
     return base_url, httpx.URL(base_url).host
@@ -99,13 +99,13 @@ def _client_args(name: str, kwargs: dict[str, Any]) -> tuple[str, str]:
 
 def async_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` behind ``mesh.http(name, **kwargs)``."""
-    base_url, host = _client_args(name, kwargs)
+    base_url, host = _client_args(name, kwargs, "http")
     return AsyncClient(transport=MeshTransport(mesh, name, host), base_url=base_url,
                        **kwargs)
 
 
 def sync_client(mesh: Dispatcher, name: str, kwargs: dict[str, Any]) -> httpx.Client:
     """The ``httpx.Client`` behind ``mesh.http_sync(name, **kwargs)``."""
-    base_url, host = _client_args(name, kwargs)
+    base_url, host = _client_args(name, kwargs, "http_sync")
     return Client(transport=SyncMeshTransport(mesh, name, host), base_url=base_url,
                   **kwargs)

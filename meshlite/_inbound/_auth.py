@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._arguments import explained
 from .._errors import ConfigError
 from .._extras import install_command
-from .._validate import fail, non_negative
+from .._validate import fail, fail_choice, non_negative
 from ._answers import ForbiddenError, UnauthorizedError
 from ._keys import ApiKeys
 from ._request import PRINCIPAL_KEY, Inbound, Principal
@@ -52,7 +52,7 @@ class Auth:
                  | None = None, verify: Verifier | None = None,
                  api_key_header: str = "x-api-key") -> None:
         if api_keys is None and verify is None:
-            fail("Auth", "api_keys/verify", None, "at least one of api_keys= or verify=")
+            fail_choice("Auth", "at least one of api_keys= or verify=", [])
         if verify is not None and not callable(verify):
             fail("Auth", "verify", verify, "a function of the bearer token")
         if not isinstance(api_key_header, str) or not _HEADER.match(api_key_header):

@@ -13,7 +13,7 @@ from .._errors import ConfigError
 from .._events import FallbackUsed
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
-from .._validate import fail
+from .._validate import fail, fail_choice
 
 __all__ = ["DEFAULT_FALLBACK_ON", "Fallback", "FallbackOptions"]
 
@@ -33,7 +33,9 @@ class FallbackOptions:
 
     def __post_init__(self) -> None:
         if (self.value is _MISSING) == (self.handler is None):
-            fail("Fallback", "value/handler", None, "exactly one of value= or handler=")
+            fail_choice("Fallback", "exactly one of value= or handler=",
+                        [n for n, v in (("value", self.value is not _MISSING),
+                                        ("handler", self.handler is not None)) if v])
         if self.handler is not None and not callable(self.handler):
             fail("Fallback", "handler", self.handler, "a callable taking the error")
         error_predicate("Fallback", "on", self.on)

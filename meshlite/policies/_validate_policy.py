@@ -12,7 +12,7 @@ from .._context import CallContext
 from .._errors import ConfigError, ValidationError
 from .._events import Event
 from .._policy import AsyncHandler, Handler, Policy
-from .._validate import fail
+from .._validate import fail, fail_choice
 from ._validate_checks import Check, Problem, bind, current_leading, is_type, make_check
 
 __all__ = [
@@ -58,7 +58,7 @@ class ValidateOptions:
 
     def __post_init__(self) -> None:
         if self.args is None and self.result is None:
-            fail("Validate", "args/result", None, "at least one of args= or result=")
+            fail_choice("Validate", "at least one of args= or result=", [])
         if isinstance(self.args, Mapping):
             if not self.args:
                 fail("Validate", "args", self.args, "a non-empty mapping of parameter names")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from .._arguments import explained
 from .._clock import Clock
 from .._errors import ScriptExhausted
-from .._validate import clock_option, fail, non_negative
+from .._validate import clock_option, fail, fail_choice, non_negative
 
 __all__ = ["ScriptExhausted", "ScriptedCall", "ScriptedService", "Step", "step"]
 
@@ -160,7 +160,9 @@ class ScriptedService:
         random: _random.Random | None = None,
     ) -> None:
         if sum(mode is not None for mode in (script, outcomes, error_rate)) > 1:
-            fail(_OWNER, "script/outcomes/error_rate", None, "at most one of them")
+            fail_choice(_OWNER, "at most one of script=, outcomes= or error_rate=",
+                        [n for n, v in (("script", script), ("outcomes", outcomes),
+                                        ("error_rate", error_rate)) if v is not None])
         if exhausted not in ("raise", "repeat"):
             fail(_OWNER, "exhausted", exhausted, '"raise" or "repeat"')
         if not _is_error(error):

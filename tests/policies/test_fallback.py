@@ -90,7 +90,9 @@ def test_event_emitted() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({}, "value/handler"), ({"value": 1, "handler": str}, "value/handler"),
+    [({}, "give exactly one of value= or handler=; none was given"),
+     ({"value": 1, "handler": str},
+      "give exactly one of value= or handler=; value= and handler= were given"),
      ({"value": 1, "on": 3}, "on"), ({"handler": 5}, "handler")],
 )
 def test_bad_options(kwargs: dict[str, object], field: str) -> None:

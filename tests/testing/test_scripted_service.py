@@ -173,7 +173,8 @@ def test_default_mode_returns_result_with_service_latency(clock: FakeClock) -> N
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"script": [1], "error_rate": 0.5}, "script/outcomes/error_rate"),
+        ({"script": [1], "error_rate": 0.5}, "give at most one of script=, outcomes= or "
+                                             "error_rate=; script= and error_rate= were given"),
         ({"exhausted": "loop"}, "exhausted"),
         ({"error": 42}, "error"),
         ({"latency": -1.0}, "latency"),
