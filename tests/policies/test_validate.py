@@ -374,7 +374,8 @@ async def _acheck(value: Any) -> bool:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({}, "give at least one of args= or result=; none was given"), ({"args": 5}, "args"), ({"result": "x"}, "result"),
+    [({}, "give at least one of args= or result=; none was given"), ({"args": 5}, "args"),
+     ({"result": "x"}, "result"),
      ({"args": {}}, "args"), ({"args": {"not a name": int}}, "args"),
      ({"result": _acheck}, "result"), ({"args": {"user": 3}}, "args['user']")],
 )
