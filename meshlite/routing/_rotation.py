@@ -151,10 +151,15 @@ class Rotation:
 
     def _set_healths(self, changes: Iterable[tuple[Endpoint, bool, str]]) -> None:
         """Apply a health round's transitions (endpoint, healthy, reason), then
-        rebuild the candidates once: O(n) a round, not a rebuild per backend."""
+        rebuild the candidates once: O(n) a round, not a rebuild per backend. A
+        backend removed while its probe ran is gone: its answer changes nothing (and
+        says nothing: its series and log lines went with it)."""
         events: list[Event] = []
         with self._lock:
+            current = set(self._endpoints)
             for endpoint, healthy, reason in changes:
+                if endpoint not in current:
+                    continue
                 endpoint.healthy = healthy
                 endpoint.health_reason = reason
                 if healthy:

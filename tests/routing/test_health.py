@@ -178,3 +178,30 @@ async def test_the_first_probe_is_each_endpoints_prior_latency(clock: FakeClock)
     slow.succeeded(start)
     assert slow.ewma == pytest.approx(0.005)
     await runner.stop()
+
+
+async def test_a_backend_removed_while_its_probe_runs_is_not_reported(clock: FakeClock) -> None:
+    # The round applied its answers to the endpoints it began with: a backend removed
+    # meanwhile (a pod replaced by discovery) was announced as failing its check, and
+    # its health-check failure series came back after its removal had dropped it.
+    started, answer = asyncio.Event(), asyncio.Event()
+
+    async def probe(backend: Backend) -> bool:
+        if backend.address == "a":
+            started.set()
+            await answer.wait()
+        return backend.address != "a"
+
+    runner, events = checker(probe, clock, unhealthy_threshold=1)
+    await runner.open()
+    try:
+        round_ = asyncio.create_task(runner.run_once())
+        await started.wait()
+        runner.target.set_backends(["b", "c"])
+        answer.set()
+        await round_
+    finally:
+        await runner.stop()
+    failed = [e for e in events if isinstance(e, ml.HealthCheckFailed)]
+    assert failed == []
+    assert [e.address for e in runner.target.endpoints] == ["b", "c"]
