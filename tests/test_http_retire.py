@@ -236,6 +236,34 @@ async def test_an_aiohttp_body_being_read_from_a_removed_backend_is_read_to_the_
             assert client_sockets([old.port]) == 0
 
 
+async def test_backends_behind_one_host_and_port_keep_its_connections() -> None:
+    # Backends told apart by their path (behind one gateway): removing some started a
+    # task waiting until no connection to their host and port was in use, which the
+    # remaining ones' traffic never allowed; under churn one task (holding the removed
+    # endpoints) piled up a change.
+    async with FakeBackend(latency=0.02) as gateway:
+        users = service(gateway.url + "/gen0")
+        async with ml.Mesh([users]) as mesh, mesh.aiohttp("users") as session:
+            route = session._middlewares[-1].__self__  # type: ignore[attr-defined]
+            churning = True
+
+            async def traffic() -> None:
+                while churning:
+                    async with session.get("/") as response:
+                        assert response.status == 200
+
+            callers = [asyncio.create_task(traffic()) for _ in range(4)]
+            for generation in range(1, 20):
+                await asyncio.sleep(0.03)  # requests in flight on the gateway
+                users.set_backends([f"{gateway.url}/gen{generation}"])
+            await asyncio.sleep(0.03)
+            forgetting = route.forgetting
+            assert forgetting is not None
+            assert forgetting._tasks == set()
+            churning = False
+            await asyncio.gather(*callers)
+
+
 async def test_a_closed_aiohttp_session_stops_watching_its_service() -> None:
     async with FakeBackend() as a, FakeBackend() as b:
         users = service(a.url)

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -62,6 +62,10 @@ def in_use(connector: Any, hosts: set[tuple[str | None, int | None]]) -> bool:
         if peer and (peer[0], peer[1]) in hosts:
             return True
     return False
+
+
+def _hosts(addresses: Iterable[str]) -> set[tuple[str | None, int | None]]:
+    return {(u.host, u.port) for u in map(URL, addresses)}
 
 
 class _Sessions:
@@ -158,7 +162,14 @@ class Forgetting:
         if session is None or session.closed:
             return False
         self._forget(service, {e.address for e in endpoints})
-        hosts = {(u.host, u.port) for u in (URL(e.address) for e in endpoints)}
+        # A host and port the service still sends to (backends behind one gateway,
+        # told apart by their path; a pod's address reused) keeps its connections:
+        # they are the remaining backends' too, and a check for the removed ones'
+        # connections in use would never end while those serve.
+        hosts = _hosts(e.address for e in endpoints) - _hosts(
+            e.address for e in service.endpoints)
+        if not hosts:
+            return True
         with contextlib.suppress(RuntimeError):  # its loop is closed: so are its sockets
             self._loop.call_soon_threadsafe(self._start, session.connector, hosts,
                                             endpoints)
