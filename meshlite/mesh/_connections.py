@@ -57,9 +57,9 @@ class MeshConnections:
         from .._http._per_loop import close_elsewhere
         here = asyncio.get_running_loop()
         for session in sessions:
-            loop = session._loop  # (aiohttp keeps no public reference to it)
+            loop = getattr(session, "_loop", None)  # (aiohttp has no public reference)
             try:
-                if loop is here:
+                if loop is None or loop is here:
                     await close_session(session)
                 else:
                     close_elsewhere(loop, session, close_session, end_dead_session)
