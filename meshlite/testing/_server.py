@@ -15,6 +15,7 @@ import random
 import socket
 import threading
 import time
+from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -173,25 +174,26 @@ class LoopServer:
             listener.task.cancel()
         server = listener.server
         if server is not None:
-            # Stop accepting and close the socket, but never Server.close(): asyncio
-            # 3.11 asserts (and leaks the socket) when a connection it accepted a
-            # moment ago attaches to a closed Server. Its socket gone, the Server
-            # holds nothing; close() waits for its connections to end.
-            try:
+            if isinstance(self._loop, BaseSelectorEventLoop):
+                # Stop accepting and close the socket, but never Server.close(): asyncio
+                # 3.11 asserts (and leaks the socket) when a connection it accepted a
+                # moment ago attaches to a closed Server. Its socket gone, the Server
+                # holds nothing; close() waits for its connections to end.
                 self._loop.remove_reader(listener.sock.fileno())
-            except NotImplementedError:  # proactor loops (Windows) accept otherwise
+            else:
+                # Other loops accept on their own: the proactor (Windows) without a
+                # reader, uvloop on a libuv handle that keeps the socket open (it holds
+                # a reference, so sock.close() below only marks it closed). Only
+                # Server.close() stops them; uvloop's closes the port before it
+                # returns, and attaches a connection to it as it accepts it, so none
+                # can come after.
                 server.close()
         listener.sock.close()
 
     def _drop_connections(self) -> None:
-        # shutdown() sends FIN at once, so a client's pooled connection looks dead
-        # before its next request (as after a crash), not after it is sent.
         connections, self._connections = self._connections, {}
         for task, writer in connections.items():
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shut_down(writer.transport)
             writer.transport.abort()
             task.cancel()
 
@@ -291,3 +293,21 @@ class LoopServer:
         await writer.drain()
         self.state.count("responses")
         return True
+
+
+def _shut_down(transport: asyncio.BaseTransport) -> None:
+    """Send FIN on ``transport``'s connection now, on any loop.
+
+    abort() closes the socket only on a later loop turn (asyncio), and shutdown() at
+    once, so a client's pooled connection looks dead before its next request (as
+    after a crash), not after it is sent. The loop's own socket object may not offer
+    shutdown() (uvloop's raises TypeError): a duplicate of its descriptor shuts the
+    same connection down, and closing the duplicate leaves the loop's open.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    # OSError: the connection is already closed (its descriptor -1), or not connected.
+    with contextlib.suppress(OSError), socket.fromfd(sock.fileno(), sock.family,
+                                                     sock.type) as duplicate:
+        duplicate.shutdown(socket.SHUT_RDWR)
