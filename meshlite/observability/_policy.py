@@ -3,11 +3,13 @@ pipeline, for pipelines used outside a mesh (a mesh records its own)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._events import CircuitStateChanged, Event
 from .._fork import fork_safe
 from .._policy import AsyncHandler, Handler, Policy
 from .._printable import printable
@@ -96,7 +98,7 @@ class Metrics(Policy):
         added = []
         for p in policy.walk():
             if id(p) not in self._watched and p is not self:
-                self._watched[id(p)] = (p, p.hooks.add(self._feed))
+                self._watched[id(p)] = (p, p.hooks.add(self._hear))
                 added.append(id(p))
         service = getattr(policy, "service", None)
         touch_service(self.counters, service if isinstance(service, str) else "",
@@ -109,6 +111,17 @@ class Metrics(Policy):
                     entry[1]()
 
         return unwatch
+
+    def _hear(self, event: Event, /) -> None:
+        # A breaker with neither name= nor a service is named after the call's
+        # operation: its transitions fold past max_operations as the calls do (one
+        # breaker guarding many functions made a series set per function).
+        if (isinstance(event, CircuitStateChanged) and event.name == event.operation
+                and not event.service):
+            kept = self._table.get(event.service) or {}
+            if event.name not in kept and len(kept) >= self.max_operations:
+                event = dataclasses.replace(event, name=OTHER_OPERATION)
+        self._feed(event)
 
     def _series_for(self, service: str | None, operation: str) -> Timings:
         with self._lock:

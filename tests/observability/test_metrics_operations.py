@@ -55,3 +55,30 @@ def test_the_default_bound_and_a_bad_one() -> None:
     for bad in (0, -1, 1.5, "10", True):
         with pytest.raises(ml.ConfigError, match="max_operations"):
             ml.Metrics(max_operations=bad)  # type: ignore[arg-type]
+
+
+def test_an_unnamed_breakers_transitions_fold_past_max_operations() -> None:
+    # A breaker without name= in a pipeline without service= is named after each
+    # function it guards: its transitions made a series set per function, past the
+    # cap the calls' own series keep.
+    from meshlite.observability import render
+    from meshlite.testing import FakeClock
+
+    clock = FakeClock()
+    metrics = ml.Metrics(max_operations=4)
+    breaker = ml.CircuitBreaker(window=1, min_calls=1, open_seconds=1, half_open_calls=1,
+                                clock=clock)
+    pipeline = ml.Pipeline(metrics, breaker)
+    metrics.watch(pipeline)
+    for i in range(12):  # each opens it (or, half-open, opens it again)
+        def fail() -> None:
+            raise ConnectionError
+
+        fail.__qualname__ = f"rpc_{i}"
+        with pytest.raises(ConnectionError):
+            pipeline.call(fail)
+        clock.advance(1)
+    names = {line.split('breaker="')[1].split('"')[0]
+             for line in render(metrics).splitlines()
+             if line.startswith("meshlite_circuit_breaker_transitions_total{")}
+    assert names == {"rpc_0", "rpc_1", "rpc_2", "rpc_3", "(other)"}  # as the calls' series
