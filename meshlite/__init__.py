@@ -127,4 +127,9 @@ if TYPE_CHECKING:
     from .state._base import StoreRecovered as StoreRecovered
     from .state._base import StoreUnavailable as StoreUnavailable
 
-__getattr__, __dir__, __all__ = declared_exports(__name__, __file__, globals())
+# Type checkers see neither __getattr__ nor the computed __all__ (which they would read
+# as empty): to them the package has the names re-exported above (`X as X`) and no
+# other, so a misspelt one is an error, not an Any, and those names are what
+# `from meshlite import *` gives them, as __all__ does at run time.
+if not TYPE_CHECKING:
+    __getattr__, __dir__, __all__ = declared_exports(__name__, __file__, globals())

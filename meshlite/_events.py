@@ -134,9 +134,12 @@ class FallbackUsed(Event):
 
 
 class Hook(Protocol):
-    """A subscriber to events. It must be quick: it runs on the caller's thread."""
+    """A subscriber to events. It must be quick: it runs on the caller's thread.
 
-    def __call__(self, event: Event, /) -> None: ...
+    Any callable taking one :class:`Event`; what it returns is ignored.
+    """
+
+    def __call__(self, event: Event, /) -> object: ...
 
 
 _global_hooks: tuple[Hook, ...] = ()

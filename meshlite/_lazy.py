@@ -3,9 +3,11 @@
 ``import meshlite`` must cost the engine only (docs/benchmarks.md, "Start-up"), and
 building a mesh only what it uses, so the packages re-export their names through a
 module ``__getattr__`` (PEP 562) made here, with the real imports kept under
-``TYPE_CHECKING`` for type checkers::
+``TYPE_CHECKING`` for type checkers, which must not see the ``__getattr__`` (to them
+it would make every misspelt name an ``Any``)::
 
-    __getattr__, __dir__ = lazy_exports(__name__, {"RedisStore": "._redis"}, globals())
+    if not TYPE_CHECKING:
+        __getattr__, __dir__ = lazy_exports(__name__, {"RedisStore": "._redis"}, globals())
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ def declared_exports(package: str, path: str, namespace: dict[str, Any]
 
     Returns:
         The module ``__getattr__`` and ``__dir__``, and ``__all__``: every re-exported
-        name, in the order written.
+        name, in the order written. (Bound under ``if not TYPE_CHECKING:``: a type
+        checker reads a computed ``__all__`` as empty, and without one exports the
+        same names, the ``X as X`` re-exports.)
     """
     spec = namespace.get("__spec__")
     loader = getattr(spec, "loader", None)

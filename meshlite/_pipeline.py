@@ -6,7 +6,7 @@ import functools
 import inspect
 import types
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from ._callables import call_target, is_async_callable
 from ._context import CallContext, _current
@@ -178,15 +178,10 @@ class Pipeline(Policy):
         finally:
             _current.reset(token)
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+    # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
+    # and stays one. (Overloads for the two made a sync function returning Any match
+    # the async one, so its signature came out erased.)
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate ``fn``: a sync function stays sync and an async one stays async.
 
         Raises:
@@ -213,7 +208,8 @@ class Pipeline(Policy):
                     _current.reset(token)
 
             async_wrapper.pipeline = self  # type: ignore[attr-defined]
-            return async_wrapper
+            # fn is async here, so T is its coroutine type: the wrapper's is the same
+            return async_wrapper  # type: ignore[return-value]
 
         handler = self.sync_handler()
 

@@ -11,8 +11,8 @@ closure variables when it wraps.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 
 from ._arguments import Explained
 from ._context import CallContext
@@ -76,15 +76,10 @@ class Policy(Explained, abc.ABC):
             self._solo = Pipeline(self)
         return self._solo
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+    # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
+    # and stays one. (Overloads for the two made a sync function returning Any match
+    # the async one, so its signature came out erased.)
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate ``fn`` so every call runs through this policy.
 
         A sync function stays sync and an async one stays async.

@@ -91,8 +91,9 @@ class Answer:
 
 
 def status_for(error: BaseException) -> int | None:
-    """The HTTP status a meshlite error maps to (429, 503, 504, 422), or None for an
-    error the inbound side does not map (left to the framework: usually 500)."""
+    """The HTTP status a meshlite error maps to (429, 503, 504, 422, and the inbound
+    refusals' 400, 401, 403, 413), or None for an error the inbound side does not map
+    (left to the framework: usually 500)."""
     answer = answer_for(error)
     return None if answer is None else answer.status
 
@@ -102,8 +103,10 @@ def answer_for(error: BaseException) -> Answer | None:
 
     ``RateLimitedError`` is 429; ``CircuitOpenError``, ``BulkheadFullError`` (and
     load shedding), ``NoHealthyBackendError`` and other rejections are 503;
-    ``TimeoutExceeded`` is 504; ``ValidationError`` is 422 with its ``errors``.
-    ``Retry-After`` is set whenever the error knows when to retry.
+    ``TimeoutExceeded`` is 504; ``ValidationError`` is 422 with its ``errors``; the
+    inbound refusals are ``UnauthorizedError`` 401, ``ForbiddenError`` 403,
+    ``RequestTooLargeError`` 413 and another ``InboundError`` 400. ``Retry-After`` is
+    set whenever the error knows when to retry.
     """
     if not isinstance(error, MeshliteError):
         return None
@@ -166,7 +169,7 @@ _POLICY_VIOLATION = 1008
 """The WebSocket close code of a refused handshake (RFC 6455, 7.4.1)."""
 
 
-def exception_handlers() -> dict[type[BaseException], Callable[..., Any]]:
+def exception_handlers() -> dict[type[Exception], Callable[..., Any]]:
     """Starlette/FastAPI exception handlers mapping meshlite errors to responses.
 
     ``Starlette(exception_handlers=meshlite.asgi.exception_handlers())``, or for

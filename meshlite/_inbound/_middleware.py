@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._arguments import explained
 from .._context import CallContext, _current
@@ -25,9 +25,12 @@ from ._refusals import RefusalFeed, refusal_kind, shown_client, shown_path
 from ._relay import EventRelay
 from ._request import PRINCIPAL_KEY, Inbound, Message, Receive, Scope, Send
 from ._routes import DEFAULT_MAX_DEADLINE, DOTTED, CompiledRoute, Route, RouteTable, dot_segments
-from ._setup import MiddlewareSetup, check_options
+from ._setup import InboundMesh, MiddlewareSetup, check_options
 from ._span import ServerSpan, recording
 from ._stats import InboundStats, Series, method_label
+
+if TYPE_CHECKING:
+    from .._audit import AuditLog
 
 __all__ = ["PRINCIPAL_KEY", "MeshMiddleware"]
 
@@ -63,9 +66,10 @@ class MeshMiddleware(MiddlewareSetup):
         ConfigError: an invalid option (named).
     """
 
-    def __init__(self, app: Any, *, mesh: Any = None, routes: Sequence[Route] | None = None,
-                 auth: Auth | None = None, trace: bool = True,
-                 max_deadline: float = DEFAULT_MAX_DEADLINE, audit: Any = None) -> None:
+    def __init__(self, app: Any, *, mesh: InboundMesh | None = None,
+                 routes: Sequence[Route] | None = None, auth: Auth | None = None,
+                 trace: bool = True, max_deadline: float = DEFAULT_MAX_DEADLINE,
+                 audit: AuditLog | None = None) -> None:
         if not callable(app):
             fail("MeshMiddleware", "app", app, "an ASGI app")
         check_options(mesh, trace, audit)

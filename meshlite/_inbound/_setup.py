@@ -6,7 +6,7 @@ file across hot reloads)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._validate import fail
 from ._admission import check_auth
@@ -16,7 +16,27 @@ from ._relay import EventRelay
 from ._routes import Route, RouteTable
 from ._stats import InboundStats
 
-__all__ = ["MiddlewareSetup", "check_options"]
+if TYPE_CHECKING:
+    from .._events import Event
+    from ..observability._mesh_metrics import MeshMetrics
+
+__all__ = ["InboundMesh", "MiddlewareSetup", "check_options"]
+
+
+class InboundMesh(Protocol):
+    """What the middleware uses of its mesh: an ``ml.Mesh`` (the inbound side sits
+    below the mesh, so it names the mesh by what it reads, not by its class)."""
+
+    @property
+    def name(self) -> str | None:
+        """The mesh's own service name."""
+
+    @property
+    def metrics(self) -> MeshMetrics | None:
+        """The mesh's metrics registry, which the middleware's series join."""
+
+    def emit_event(self, event: Event, /) -> None:
+        """Deliver an event to the mesh's hooks."""
 
 
 class MiddlewareSetup:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import os
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -98,13 +99,14 @@ def load_plan(path: str, *, environ: Mapping[str, str] | None = None,
     return plan
 
 
-def load_config(path: str, *, environ: Mapping[str, str] | None = None,
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
                 profile: str | None = None) -> MeshConfig:
     """Read and fully check a config file (building every policy, as a mesh would)
     without making a mesh.
 
     Args:
-        path: A YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file.
+        path: A YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file (a ``str``
+            or a ``pathlib.Path``).
         environ: The environment for ``${VAR}``, ``MESHLITE_ENV`` and ``MESHLITE_*``
             overrides (default ``os.environ``).
         profile: The profile to overlay (default: ``MESHLITE_ENV``).
@@ -116,7 +118,7 @@ def load_config(path: str, *, environ: Mapping[str, str] | None = None,
         ConfigError: every problem at once, each as ``"path: what is wrong"`` in
             ``.errors``; values from the environment are masked as ``***``.
     """
-    return load_plan(path, environ=environ, profile=profile).config
+    return load_plan(os.fspath(path), environ=environ, profile=profile).config
 
 
 @dataclass

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Coroutine, Mapping
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 from .._audit import config_sha256
 from .._clock import Clock
@@ -21,7 +21,28 @@ from ._reload import open_audit, record_load
 from ._source import read_text
 from ._watcher import ConfigWatcher
 
-__all__ = ["mesh_from_config", "watch"]
+__all__ = ["ConfigOptions", "MeshOptions", "mesh_from_config", "watch"]
+
+
+class MeshOptions(TypedDict, total=False):
+    """The keyword arguments of ``ml.Mesh`` a mesh built from a file is given as they
+    are (all but ``services`` and ``clock``): the type of :func:`mesh_from_config`'s
+    ``**mesh_kwargs``, so a misspelt one is a type error."""
+
+    drain_timeout: float
+    metrics: bool
+    name: str | None
+
+
+class ConfigOptions(MeshOptions, total=False):
+    """The keyword arguments of ``ml.Mesh.from_config``: those of
+    :func:`mesh_from_config` and :class:`MeshOptions`."""
+
+    environ: Mapping[str, str] | None
+    profile: str | None
+    hot_reload: bool | None
+    dashboard: bool
+    clock: Clock | None
 
 _Late = list[Coroutine[Any, Any, None]]
 
@@ -44,7 +65,7 @@ def _managed(path: str, text: str, environ: Mapping[str, str] | None, profile: s
 def mesh_from_config(path: str | os.PathLike[str], *,
                      environ: Mapping[str, str] | None = None, profile: str | None = None,
                      hot_reload: bool | None = None, dashboard: bool = True,
-                     clock: Clock | None = None, **mesh_kwargs: Any) -> Mesh:
+                     clock: Clock | None = None, **mesh_kwargs: Unpack[MeshOptions]) -> Mesh:
     """Build a mesh from a YAML or TOML config file (``ml.Mesh.from_config``).
 
     Args:

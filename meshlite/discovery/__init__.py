@@ -51,4 +51,9 @@ if TYPE_CHECKING:
     from ._static import StaticProvider as StaticProvider
     from ._watch import FileWatch as FileWatch
 
-__getattr__, __dir__, __all__ = declared_exports(__name__, __file__, globals())
+# Type checkers see neither __getattr__ nor the computed __all__ (which they would read
+# as empty): to them the package has the names re-exported above (`X as X`) and no
+# other, so a misspelt one is an error, not an Any, and those names are what
+# `from meshlite.discovery import *` gives them, as __all__ does at run time.
+if not TYPE_CHECKING:
+    __getattr__, __dir__, __all__ = declared_exports(__name__, __file__, globals())

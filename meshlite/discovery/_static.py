@@ -22,7 +22,7 @@ class StaticProvider(BaseProvider):
 
     kind = "static"
 
-    def __init__(self, backends: Iterable[BackendLike] = ()) -> None:
+    def __init__(self, backends: BackendLike | Iterable[BackendLike] = ()) -> None:
         self.backends = tuple(as_backends(backends, "StaticProvider"))
 
     async def resolve(self) -> Resolution:

@@ -9,9 +9,9 @@ on every call.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
@@ -23,7 +23,13 @@ from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
 from ..routing._service import Service
 
+if TYPE_CHECKING:
+    from ..routing._backend import Backend
+
 __all__ = ["MeshCalls"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class MeshCalls:
@@ -144,6 +150,17 @@ class MeshCalls:
             _current.reset(token)
             calls.pop()
 
+    # Typed for callers: ``fn``'s arguments after the backend are checked against
+    # ``args`` / ``kwargs``, and the result is what ``fn`` returns (awaited when it is
+    # awaitable). An override's fake stands in for the backend at run time.
+    @overload
+    async def call(self, name: str, fn: Callable[Concatenate[Backend, P], Awaitable[T]], /,
+                   *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    @overload
+    async def call(self, name: str, fn: Callable[Concatenate[Backend, P], T], /,
+                   *args: P.args, **kwargs: P.kwargs) -> T: ...
+
     async def call(self, name: str, fn: Callable[..., Any], /, *args: Any,
                    **kwargs: Any) -> Any:
         """Call ``fn(backend, *args, **kwargs)`` on a backend of service ``name``, through
@@ -170,10 +187,10 @@ class MeshCalls:
         ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
         return await self.dispatch(target, ctx)
 
-    def call_sync(self, name: str, fn: Callable[..., Any], /, *args: Any,
-                  **kwargs: Any) -> Any:
+    def call_sync(self, name: str, fn: Callable[Concatenate[Backend, P], T], /,
+                  *args: P.args, **kwargs: P.kwargs) -> T:
         """Sync twin of :meth:`call`: ``fn`` must be sync."""
-        target = self._targets.get(name)
+        target: Any = self._targets.get(name)  # a Service, or an override's fake
         if not isinstance(target, Service):
             if target is None:
                 self._target(name)  # raises: no such service
@@ -186,7 +203,7 @@ class MeshCalls:
         if type(operation) is not str or not operation:
             operation = _operation_of(fn)
         ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
-        result = self.dispatch_sync(target, ctx)
+        result: T = self.dispatch_sync(target, ctx)
         if type(result) is CoroutineType:
             raise async_called_sync(result, fn, "await mesh.call(name, fn, ...)")
         return result

@@ -8,9 +8,10 @@ registry through (``_registry``), overrides (``_overrides``), the HTTP clients
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .._arguments import explained
 from .._clock import SYSTEM_CLOCK, Clock
@@ -34,6 +35,7 @@ from ._overrides import MeshOverrides
 from ._registry import MeshRegistry
 
 if TYPE_CHECKING:
+    from ..config._mesh_config import ConfigOptions
     from ..observability._dashboard import Alerts
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
 
@@ -143,10 +145,13 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         return self._host
 
     @classmethod
-    def from_config(cls, path: str, **kwargs: Any) -> Mesh:
+    def from_config(cls, path: str | os.PathLike[str], **kwargs: Unpack[ConfigOptions]
+                    ) -> Mesh:
         """Build a mesh from a YAML or TOML file (see :mod:`meshlite.config`).
 
-        Delegates to ``meshlite.config.mesh_from_config(path, **kwargs)``.
+        Delegates to ``meshlite.config.mesh_from_config(path, **kwargs)``: its keyword
+        arguments (``environ``, ``profile``, ``hot_reload``, ``dashboard``, ``clock``)
+        and those of ``ml.Mesh`` (``drain_timeout``, ``metrics``, ``name``).
         """
         from ..config._mesh_config import mesh_from_config
 

@@ -48,8 +48,9 @@ _SNAPSHOT = dict.fromkeys(("BackendHealth", "BackendSnapshot", "ServiceHealth",
                            "ServiceSnapshot"), "._snapshot")
 # HttpHealthCheck lives with the HTTP layer, which routing does not import; the name
 # stays here for code that imports it from meshlite.routing.
-__getattr__, __dir__ = lazy_exports(
-    __name__, {**_SNAPSHOT, "HttpHealthCheck": ".._http._probe"}, globals())
+if not TYPE_CHECKING:  # type checkers see the imports above, and no other name
+    __getattr__, __dir__ = lazy_exports(
+        __name__, {**_SNAPSHOT, "HttpHealthCheck": ".._http._probe"}, globals())
 
 __all__ = [
     # services and backends

@@ -64,7 +64,7 @@ class BackendSet:
         for endpoint in self._endpoints:
             endpoint.after_fork()
 
-    def set_backends(self, backends: Iterable[BackendLike]) -> None:
+    def set_backends(self, backends: BackendLike | Iterable[BackendLike]) -> None:
         """Replace the backend set (discovery calls this). Backends whose address is
         unchanged keep their statistics and ejection state.
 
@@ -73,7 +73,8 @@ class BackendSet:
         """
         self.replace_backends(backends)()
 
-    def replace_backends(self, backends: Iterable[BackendLike]) -> Callable[[], None]:
+    def replace_backends(self, backends: BackendLike | Iterable[BackendLike]
+                         ) -> Callable[[], None]:
         """:meth:`set_backends` in two steps (not public API): the backends are
         replaced now, and the function returned tells of it (``BackendsChanged``, the
         watchers). A config reload switches the service's pipeline in between, so a

@@ -64,7 +64,7 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
     Args:
         name: The service's name (letters, digits, ``.``, ``_``, ``-``); mesh calls
             and HTTP clients use it, and for HTTP it is the URL host of requests.
-        backends: Backends or their addresses.
+        backends: Backends or their addresses (or one).
         balancer: A balancer name (``"p2c_ewma"``, ``"round_robin"``,
             ``"weighted_round_robin"``, ``"random"``, ``"least_requests"``,
             ``"ring_hash"``) or a balancer object (``ml.RingHash(header="x-user")``).
@@ -107,7 +107,7 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
     def __init__(
         self,
         name: str,
-        backends: Iterable[BackendLike] = (),
+        backends: BackendLike | Iterable[BackendLike] = (),
         balancer: str | Balancer = DEFAULT_BALANCER,
         pipeline: Policy | None = None,
         health_check: HealthCheck | None = None,

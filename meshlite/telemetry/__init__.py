@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # imports this package: these names are resolved on first use to break the cycle.
 _PROMETHEUS = dict.fromkeys(("prometheus_app", "start_http_server", "render", "MetricsServer"),
                            "..observability._prometheus")
-__getattr__, __dir__ = lazy_exports(__name__, _PROMETHEUS, globals())
+if not TYPE_CHECKING:  # type checkers see the imports above, and no other name
+    __getattr__, __dir__ = lazy_exports(__name__, _PROMETHEUS, globals())
 
 __all__ = [
     "configure",

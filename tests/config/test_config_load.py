@@ -223,6 +223,39 @@ def test_section_fields_are_the_constructor_arguments() -> None:
         assert set(model.__struct_fields__) - own <= accepted, kind
 
 
+def test_from_config_keywords_are_those_it_passes_on() -> None:
+    # ConfigOptions types Mesh.from_config's **kwargs: it must name exactly the keywords
+    # of mesh_from_config and the ml.Mesh arguments that it passes on (MeshOptions).
+    from meshlite.config._mesh_config import ConfigOptions, MeshOptions
+
+    def keywords(fn: Any) -> set[str]:
+        return {p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    assert set(MeshOptions.__annotations__) == keywords(ml.Mesh) - {"clock"}
+    assert set(ConfigOptions.__annotations__) == keywords(mesh_from_config) | set(
+        MeshOptions.__annotations__)
+    assert not ConfigOptions.__required_keys__
+
+
+def test_a_path_object_is_a_path(write_config: Any) -> None:
+    # load_config(Path(...)) raised AttributeError ('PosixPath' ... 'endswith').
+    from pathlib import Path
+
+    from meshlite.config import watch
+
+    for name in ("mesh.yaml", "mesh.toml"):
+        path = Path(write_config("[services.users]\nbackends = ['http://a:1']\n"
+                                 if name.endswith(".toml")
+                                 else "services: {users: {backends: ['http://a:1']}}\n", name))
+        assert load_config(path, environ={}) == load_config(str(path), environ={})
+        for mesh in (ml.Mesh.from_config(path, environ={}), mesh_from_config(path, environ={})):
+            assert [b.address for b in mesh.service("users").backends] == ["http://a:1"]
+        mesh = ml.Mesh()
+        watch(mesh, path, environ={})
+        assert [b.address for b in mesh.service("users").backends] == ["http://a:1"]
+
+
 def test_file_discovery_path_is_relative_to_the_config(write_config: Any) -> None:
     path = write_config("""
         services:

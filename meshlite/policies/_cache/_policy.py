@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Hashable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._context import CallContext
@@ -210,15 +210,10 @@ class Cache(Policy):
 
     # -- decorating -------------------------------------------------------------------
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+    # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
+    # and stays one. (Overloads for the two made a sync function returning Any match
+    # the async one, so its signature came out erased.)
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate ``fn``; the Cache then knows the function :meth:`warm` calls.
 
         Raises:
