@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._arguments import explained
 from .._pipeline import Pipeline
@@ -34,6 +34,24 @@ def _api_key(r: Inbound) -> Hashable:
     # A digest, never the key: quota keys end up in a shared store's key names.
     raw = r.headers.get(r.api_key_header)
     return "key:" + hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "ip:" + r.ip
+
+
+MAX_KEY_CHARS = 64
+"""A key function's string longer than this is kept as a digest (``key:<sha256>``)."""
+
+
+def _bounded(key: KeyFn) -> KeyFn:
+    """``key``, a function of the request, whose long string keys are digests: a
+    header a client sends (``x-tenant``) may be kilobytes, and the limiter keeps
+    each key it sees (up to its cap of keys) and names a shared store's keys after it."""
+
+    def bounded(request: Inbound) -> Hashable:
+        value = key(request)
+        if isinstance(value, str) and len(value) > MAX_KEY_CHARS:
+            return "key:" + hashlib.sha256(value.encode(errors="surrogatepass")).hexdigest()
+        return value
+
+    return bounded
 
 
 KEYS: dict[str, KeyFn] = {
@@ -98,6 +116,19 @@ class Route:
     auth: bool | None = None
     validate: Any = None
     policies: tuple[Policy, ...] = field(default=())
+
+    if TYPE_CHECKING:
+        # The constructor as type checkers see it (the dataclass makes the real one, with
+        # the same parameters: tests/test_typing.py compares them). ``methods`` and
+        # ``scopes`` also take one name or a list (as documented); __post_init__ makes
+        # ``methods`` a tuple, and one scope a tuple of one.
+        def __init__(self, pattern: str = "/*", *, methods: str | Sequence[str] | None = None,
+                     rate: float | None = None, per: float = 1.0, burst: int | None = None,
+                     key: str | KeyFn = "client", store: Any = None,
+                     max_concurrent: int | None = None, adaptive: Any = False,
+                     max_body: int | None = None, timeout: float | None = None,
+                     scopes: str | Sequence[str] = (), auth: bool | None = None,
+                     validate: Any = None, policies: tuple[Policy, ...] = ()) -> None: ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, str) or not self.pattern.startswith("/"):
@@ -216,7 +247,7 @@ def _policies(route: Route) -> list[Policy]:
     if route.rate is not None:
         from ..policies._rate_limit import RateLimit
 
-        key = KEYS[route.key] if isinstance(route.key, str) else route.key
+        key = KEYS[route.key] if isinstance(route.key, str) else _bounded(route.key)
         policies.append(RateLimit(route.rate, per=route.per, burst=route.burst,
                                   mode="reject", key=key, store=route.store,
                                   name=INBOUND + route.pattern))

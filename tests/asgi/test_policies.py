@@ -492,3 +492,19 @@ async def test_short_client_deadlines_do_not_open_a_services_breaker() -> None:
                     assert (await client.get("/")).status_code == 504
                 assert breaker.state == "open"
                 assert (await client.get("/")).status_code == 503
+
+
+async def test_a_key_functions_long_keys_are_kept_as_digests() -> None:
+    # The limiter kept each key as the client sent it: 8 KB tenant headers held
+    # about 84 MB at its cap of keys (and named a shared store's keys after them).
+    route = Route("/orders/*", rate=1.0, per=60.0, burst=1,
+                  key=lambda r: r.headers.get("x-tenant", "none"))
+    app = MeshMiddleware(echo, routes=[route])
+    async for _, client in serve(app):
+        statuses = [(await client.get("/orders/1", headers={"x-tenant": tenant})).status_code
+                    for tenant in ("a" * 8000, "a" * 8000, "b" * 8000, "short", "short")]
+    assert statuses == [200, 429, 200, 200, 429]  # one quota per tenant, as before
+    (limiter,) = [p for p in app.table.routes[0].pipeline.policies
+                  if isinstance(p, ml.RateLimit)]
+    kept = list(limiter._state._tats)  # type: ignore[union-attr]
+    assert sorted(len(str(k)) for k in kept) == [5, 68, 68]  # "short", two digests
