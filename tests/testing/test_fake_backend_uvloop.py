@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from _system import on_ci
+from testing.test_fake_backend import until
 
 from meshlite.testing import FakeBackend
 
@@ -101,15 +102,6 @@ def client(timeout: float = LONG, *, close: bool = False) -> httpx.AsyncClient:
     (the server ends its side before the client reads the answer)."""
     headers = {"connection": "close"} if close else None
     return httpx.AsyncClient(verify=NO_TLS, timeout=timeout, headers=headers)
-
-
-async def until(check: Callable[[], object]) -> None:
-    """Wait until ``check()`` is true: what the backend does happens in its loop."""
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the request never reached the backend")
 
 
 async def assert_refused(url: str) -> None:
