@@ -151,10 +151,14 @@ class Route:
         if self.max_body is not None:
             at_least("Route", "max_body", self.max_body, 0)
         optional_positive("Route", "timeout", self.timeout)
-        if isinstance(self.scopes, str):
-            object.__setattr__(self, "scopes", (self.scopes,))
-        if not all(isinstance(s, str) and s for s in self.scopes):
+        scopes: Any = (self.scopes,) if isinstance(self.scopes, str) else self.scopes
+        try:
+            scopes = tuple(scopes)  # (a list given is kept as the tuple the field says)
+        except TypeError:
+            fail("Route", "scopes", self.scopes, "a scope name or a sequence of them")
+        if not all(isinstance(s, str) and s for s in scopes):
             fail("Route", "scopes", self.scopes, "non-empty strings")
+        object.__setattr__(self, "scopes", scopes)
         for p in self.policies:
             if not isinstance(p, Policy):
                 fail("Route", "policies", p, "meshlite policies")

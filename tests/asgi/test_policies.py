@@ -508,3 +508,14 @@ async def test_a_key_functions_long_keys_are_kept_as_digests() -> None:
                   if isinstance(p, ml.RateLimit)]
     kept = list(limiter._state._tats)  # type: ignore[union-attr]
     assert sorted(len(str(k)) for k in kept) == [5, 68, 68]  # "short", two digests
+
+
+def test_scopes_given_as_a_list_are_kept_as_a_tuple_and_none_is_named() -> None:
+    # A list was kept as it was given (the field is a tuple: the route unhashable,
+    # its repr unlike the others'), and scopes=None raised a bare TypeError.
+    route = Route("/admin", scopes=["admin", "ops"])
+    assert route.scopes == ("admin", "ops")
+    assert hash(route) == hash(Route("/admin", scopes=("admin", "ops")))
+    with pytest.raises(ml.ConfigError, match=r"^Route: scopes must be a scope name or a "
+                                             r"sequence of them, got None"):
+        Route("/admin", scopes=None)  # type: ignore[arg-type]
