@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import ConfigError
-from .._validate import at_least, fail, positive
+from .._validate import at_least, fail, is_ip, positive
 from ..routing._backend import Backend
 from ._provider import BaseProvider, Resolution
 
@@ -183,9 +183,7 @@ def _checked(name: object, record: object, port: object, scheme: object,
         if isinstance(nameservers, str):
             nameservers = [nameservers]
         for ns in nameservers:
-            try:
-                ipaddress.ip_address(ns)
-            except (TypeError, ValueError):
+            if not (isinstance(ns, str) and is_ip(ns)):
                 fail(owner, "nameservers", ns, "IP addresses of nameservers")
     at_least(owner, "nameserver_port", nameserver_port, 1)
     if importlib.util.find_spec("dns") is None:  # found now, not at the first resolve
