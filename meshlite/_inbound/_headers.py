@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 __all__ = [
@@ -103,6 +103,16 @@ NOTHING: tuple[float | None, str | None, bool] = (None, None, False)
 """What :func:`scan` returns, this very object, when none of its headers came."""
 
 
+def _sooner(kept: str | None, value: str, parse: Callable[[str], float | None]) -> str:
+    """Of a repeated deadline header, the value giving the smaller valid budget (a
+    malformed one counts as absent): a repeat, a hop's own or a client's, can
+    shorten the budget, never lengthen it."""
+    if kept is None:
+        return value
+    first, other = parse(kept), parse(value)
+    return value if other is not None and (first is None or other < first) else kept
+
+
 def scan(raw: Any) -> tuple[float | None, str | None, bool]:
     """The budget (seconds), the caller's name and whether W3C trace context came,
     from the raw ASGI headers, read without decoding the others (:data:`NOTHING`
@@ -112,9 +122,9 @@ def scan(raw: Any) -> tuple[float | None, str | None, bool]:
     for name, value in raw:
         if name in _RAW_READ:
             if name == _RAW_DEADLINE:
-                deadline = value.decode("latin-1")
+                deadline = _sooner(deadline, value.decode("latin-1"), parse_budget)
             elif name == _RAW_GRPC_TIMEOUT:
-                grpc = value.decode("latin-1")
+                grpc = _sooner(grpc, value.decode("latin-1"), parse_grpc_timeout)
             elif name == _RAW_CALLER:
                 caller = value.decode("latin-1")
             else:

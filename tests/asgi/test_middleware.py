@@ -89,6 +89,24 @@ async def test_a_malformed_deadline_header_leaves_a_valid_grpc_timeout_in_force(
             assert 0.5 < seen["remaining"] <= 1.0  # both valid: x-meshlite-deadline wins
 
 
+async def test_a_repeated_deadline_header_counts_with_its_smallest_valid_value() -> None:
+    # A proxy's own deadline line before or after the client's: a repeat shortens the
+    # budget, never lengthens it, in either order; a malformed repeat counts as none.
+    seen: dict[str, Any] = {}
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            for lines in ([("x-meshlite-deadline", "1000"), ("x-meshlite-deadline", "60000")],
+                          [("x-meshlite-deadline", "60000"), ("x-meshlite-deadline", "1000")],
+                          [("x-meshlite-deadline", "junk"), ("x-meshlite-deadline", "1000"),
+                           ("x-meshlite-deadline", "")],
+                          [("grpc-timeout", "60S"), ("grpc-timeout", "1S")]):
+                r = await client.get(server.url + "/orders", headers=lines)
+                assert r.status_code == 200
+                assert 0.5 < seen["remaining"] <= 1.0, lines  # as above
+
+
 async def test_expired_request_is_504_without_running_the_handler() -> None:
     ran: list[str] = []
 
