@@ -105,6 +105,8 @@ class Commands(ClusterCommands):
                                    f"({type(error).__name__}: {error}); rediscovering")
         if isinstance(error, self._errors):
             return health.failed(error)
+        if _in_set_up(error):  # every new connection meets it: no operation can pass
+            return health.failed(error, SET_UP_REFUSED)
         if not health.reason:  # Redis answered (CLUSTERDOWN: it still refuses keys)
             health.recovered()
         self._warn_refusal(error)
@@ -273,3 +275,23 @@ class Commands(ClusterCommands):
     def _aclient(self) -> Any:
         """The redis.asyncio client of the running loop's subscriptions (pub/sub)."""
         return self._clients.subscriber()
+
+
+SET_UP_REFUSED = ("refuses every new connection's set-up (check the URL's database "
+                  "number, user and password)")
+"""The reason a store is down while its server answers a connection's set-up with an
+error reply (the error names which)."""
+
+_SET_UP = frozenset({"on_connect", "on_connect_check_health"})
+"""redis-py's connection set-up (AUTH or HELLO, CLIENT SETNAME, SELECT), sync and async."""
+
+
+def _in_set_up(error: BaseException) -> bool:
+    """Whether ``error``, an error reply, answered a new connection's set-up (a
+    ``SELECT`` of a database the server does not have, say) rather than an operation."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in _SET_UP:
+            return True
+        tb = tb.tb_next
+    return False

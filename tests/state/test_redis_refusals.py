@@ -4,6 +4,7 @@ the log says so once per interval, not once per call."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -59,3 +60,32 @@ def test_the_next_warning_counts_the_repeats(fresh_server: RedisServer,
     assert "(2 more since the last such warning)" in lines[1]
     admin.close()
     store.close()
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_database_the_server_lacks_is_an_unavailable_store(
+        redis_server: RedisServer, sync: bool, caplog: pytest.LogCaptureFixture) -> None:
+    # SELECT 99 of a server with 16 databases fails every new connection's set-up:
+    # no operation can pass, so the store is down (and says why), not up and
+    # refusing every operation one by one.
+    seen: list[object] = []
+    store = RedisStore(redis_server.url.rsplit("/", 1)[0] + "/99", timeout=2.0)
+    store.add_hook(seen.append)
+    call = ml.RateLimit(RATE, store=store, name="db", mode="reject")(
+        (lambda: 1) if sync else _one)
+    with caplog.at_level(logging.WARNING, logger="meshlite.state"):
+        for _ in range(3):
+            assert (call() if sync else asyncio.run(call())) == 1  # local fallback
+    assert not store.available
+    assert [type(e).__name__ for e in seen] == ["StoreUnavailable"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1
+    assert "set-up" in lines[0]
+    assert "database number" in lines[0]
+    assert "DB index is out of range" in lines[0]
+    assert not (store.ping() if sync else asyncio.run(store.aping()))
+    store.close()
+
+
+async def _one() -> int:
+    return 1
