@@ -68,6 +68,22 @@ _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None,
                                     sock_connect=None)
 
 
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, framed as httpx framed it: a body-less request carries the
+    ``Content-Length`` httpx gave it (``0`` for POST, PUT and PATCH), not aiohttp's
+    ``Content-Length: 0`` on every method outside GET, HEAD, OPTIONS, CONNECT and
+    TRACE (a DELETE with a length some servers and proxies refuse)."""
+
+    def update_body_from_data(self, body: Any, _stacklevel: int = 3) -> None:
+        framed = body is not None or _LENGTH in self.headers
+        super().update_body_from_data(body, _stacklevel + 1)
+        if not framed:
+            self.headers.pop(_LENGTH, None)
+
+
+_LENGTH = aiohttp.hdrs.CONTENT_LENGTH
+
+
 def aiohttp_options(options: dict[str, Any]) -> bool:
     """Whether a service's ``http_pool`` options can all be honoured by this wire."""
     return not any(options.get(name) for name in _HTTPCORE_ONLY)
@@ -218,7 +234,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(loop=loop), timeout=_NO_TIMEOUT,
-            trust_env=False, raise_for_status=False, **_HEAD_LIMITS)
+            trust_env=False, raise_for_status=False, request_class=_Request, **_HEAD_LIMITS)
         without_resend(session)
         return session
 
