@@ -237,8 +237,18 @@ class MeshMetrics:
     def collect(self) -> Iterable[MetricFamily]:
         """Every metric of the mesh, read now (see docs/metrics.md for the list), with
         the service label named :attr:`service_label`."""
-        families: Iterable[MetricFamily] = (
+        return self._labelled(
             self.collect_local() if self.shared is None else self.shared.collect())
+
+    def collect_own(self) -> Iterable[MetricFamily]:
+        """This process's metrics, labelled as :meth:`collect` labels them: with a
+        shared directory, this worker's part of the host's totals (since its fork),
+        not the merged view. What a push from each worker carries (OTLP), where a
+        receiver sums the workers itself."""
+        return self._labelled(
+            self.collect_local() if self.shared is None else self.shared.own())
+
+    def _labelled(self, families: Iterable[MetricFamily]) -> Iterable[MetricFamily]:
         if self._service_label != "service":
             return relabel(families, "service", self._service_label)
         return families

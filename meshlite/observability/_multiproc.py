@@ -185,12 +185,17 @@ class SharedMetrics:
         return os.path.join(self.directory,
                             f"{_PREFIX}{os.getpid()}-{self._number}{_SUFFIX}")
 
+    def own(self) -> Iterable[MetricFamily]:
+        """This worker's series: what it recorded, less what its parent had at the
+        fork (the parent's file has that)."""
+        families: Iterable[MetricFamily] = self._metrics.collect_local()
+        return since(families, self._baseline) if self._baseline else families
+
     def flush(self) -> None:
         """Write this worker's series now (atomically: a temporary file, renamed)."""
         if not self.writing:
             return
-        families: Iterable[MetricFamily] = self._metrics.collect_local()
-        data = _dump(since(families, self._baseline) if self._baseline else families)
+        data = _dump(self.own())
         path = self.path
         tmp = f"{path}.{threading.get_ident()}.tmp"
         with self._lock:

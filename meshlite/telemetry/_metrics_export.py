@@ -50,10 +50,15 @@ METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 
 
 def _read(sources: list[Collector]) -> list[MetricFamily]:
-    """One reading of every source (series of several sources merged)."""
+    """One reading of every source (series of several sources merged): a mesh's
+    series of this process only (``collect_own``), where a shared directory of
+    several workers would give each worker's push the host's totals, and a receiver
+    summing the workers (each its ``service.instance.id``) would count every call
+    once per worker."""
     from ..observability._prometheus import _merge
 
-    families = [f for c in sources for f in c.collect()]
+    families = [f for c in sources
+                for f in getattr(c, "collect_own", c.collect)()]
     return _merge(families) if len(sources) > 1 else families
 
 

@@ -59,3 +59,34 @@ def test_each_process_counts_its_own_calls_once(
         assert files.pop(os.getpid()) == 6
         assert list(files.values()) == [2]  # the child's file: its own calls
         mesh.close()
+
+
+def test_each_worker_pushes_its_own_calls_over_otlp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A receiver sums the workers' pushes (each its own service.instance.id); a push of
+    # the shared directory's host view counted every call once per worker.
+    from otlp_receiver import OtlpReceiver
+
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    with FakeBackend() as backend, OtlpReceiver() as receiver:
+        mesh = ml.Mesh([ml.Service("users", [backend.url])])
+        client = mesh.http_sync("users")
+        for _ in range(5):
+            client.get("/")
+        render(mesh)  # the parent's file: the host view has its calls
+
+        def push(calls: int) -> int:
+            for _ in range(calls):
+                client.get("/")
+            render(mesh)  # writes this process's file, as an open mesh does
+            with ml.telemetry.export_metrics(mesh, otlp_endpoint=receiver.url,
+                                             interval=3600.0) as export:
+                return int(export.force_flush())
+
+        assert in_child(lambda: push(2)) == 1
+        assert push(1) == 1  # the parent, after the fork: 6 of its own
+        assert _value(render(mesh), 'meshlite_requests_total{service="users"}') == 8
+        pushed = [p for p in receiver.points if p.metric == "meshlite.calls"]
+        by_instance = {p.resource["service.instance.id"]: p.value for p in pushed}
+        assert sorted(by_instance.values()) == [2, 6]  # was [8, 8]
