@@ -3,7 +3,16 @@ attempt spans and metrics."""
 
 from __future__ import annotations
 
-__all__ = ["error_type"]
+__all__ = ["KNOWN_METHODS", "OTHER_METHOD", "error_type"]
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                           "TRACE", "PATCH"})
+"""The HTTP methods the conventions know (RFC 9110 and PATCH): any other is
+``_OTHER`` in ``http.request.method``, and a span is named ``HTTP`` rather than after
+it, so that made-up methods add neither span names nor series without end."""
+
+OTHER_METHOD = "_OTHER"
+"""``http.request.method`` of a method outside :data:`KNOWN_METHODS`."""
 
 
 def error_type(error: BaseException) -> str:

@@ -27,6 +27,7 @@ from yarl import URL
 from .._context import CallContext, _current
 from .._errors import ConfigError
 from .._memo import remember
+from .._semconv import KNOWN_METHODS
 from ..policies._hedge_race import refuse_hedges
 from ..routing._backend import Backend
 from ..routing._events import ResponseStatusError
@@ -235,8 +236,10 @@ class _Route:
             raise ConfigError(f"mesh.aiohttp({name!r}): the override {service!r} is "
                               "not a service or backends", policy="routing")
         replay = _replayable(request, service)
+        method = request.method  # the operation (a made-up one: "HTTP"), as mesh.http()'s
         ctx = CallContext(_attempt, (request, handler, self, service, url.raw_path_qs,
-                                     replay), {}, request.method, name, _current.get())
+                                     replay), {}, method if method in KNOWN_METHODS else "HTTP",
+                          name, _current.get())
         ctx.request = request
         try:
             return await self._dispatch(service, ctx)  # type: ignore[no-any-return]

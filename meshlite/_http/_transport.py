@@ -9,6 +9,7 @@ import httpx
 
 from .._context import CallContext, _current
 from .._errors import ConfigError
+from .._semconv import KNOWN_METHODS
 from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
@@ -30,8 +31,11 @@ class _Base:
                  send: Any) -> CallContext:
         call = Call(request, pools, service)
         # The operation is the method alone: it names spans and labels metrics, and a
-        # path with IDs in it would make both unbounded (HTTP semantic conventions).
-        ctx = CallContext(send, (call,), {}, request.method, self._name, _current.get())
+        # path with IDs in it would make both unbounded (HTTP semantic conventions);
+        # a made-up method is "HTTP", for the same reason.
+        method = request.method
+        ctx = CallContext(send, (call,), {}, method if method in KNOWN_METHODS else "HTTP",
+                          self._name, _current.get())
         ctx.request = request
         return ctx
 

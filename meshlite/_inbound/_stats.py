@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._histogram import FOLD_AT, Histogram
+from .._semconv import KNOWN_METHODS, OTHER_METHOD
 from ..observability._metrics import (
     DEFAULT_LATENCY_BUCKETS,
     MetricFamily,
@@ -35,18 +36,13 @@ CALLER_IDLE_SECONDS = 600
 a new one, so names a forged header filled the table with do not keep real callers
 out for good."""
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
-                      "TRACE", "PATCH"})
-OTHER_METHOD = "_OTHER"
-"""The ``method`` label of a request whose method is neither standard nor named by
-its route (as OpenTelemetry's ``http.request.method`` does)."""
 
 
 def method_label(method: str, named: frozenset[str] | None) -> str:
     """The ``method`` label of a request: its method when standard or one its route
     names (``named``), else :data:`OTHER_METHOD`, so that a client sending made-up
     methods cannot add series without end."""
-    if method in _METHODS or (named is not None and method in named):
+    if method in KNOWN_METHODS or (named is not None and method in named):
         return method
     return OTHER_METHOD
 

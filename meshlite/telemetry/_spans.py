@@ -36,7 +36,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import RejectedError, TimeoutExceeded
-from .._semconv import error_type
+from .._semconv import KNOWN_METHODS, OTHER_METHOD, error_type
 
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
 
@@ -224,6 +224,9 @@ def record_http_request(method: str, url: str, span: Span | None = None) -> None
     if not span.is_recording():
         return
     attributes: dict[str, str] = {"http.request.method": method}
+    if method not in KNOWN_METHODS:  # made up: its span is named HTTP (the call's operation)
+        attributes["http.request.method"] = OTHER_METHOD
+        attributes["http.request.method_original"] = method
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port

@@ -1,12 +1,13 @@
 """ml.Metrics keeps at most ``max_operations`` operations per service: the calls of
-any further one count under ``(other)``. An HTTP call's operation is its method, so a
-gateway passing its clients' methods on (``mesh.http(...).request(request.method,
-...)``) would otherwise add a series (18 samples each) per method a client made up.
-Real loopback backends, a real scrape."""
+any further one count under ``(other)``, so code naming operations without end adds
+no series (18 samples each) without end. An HTTP call's operation is its method, and
+a made-up one (a gateway passing its clients' methods on) is "HTTP". Real loopback
+backends, a real scrape."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -25,8 +26,7 @@ def operations(text: str) -> dict[str, float]:
     return found
 
 
-async def test_made_up_methods_beyond_the_bound_share_one_series(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_made_up_methods_share_one_series() -> None:
     metrics = ml.Metrics(max_operations=3)
     async with FakeBackend() as backend:
         users = ml.Service("users", [backend.url], pipeline=ml.Pipeline(metrics))
@@ -34,18 +34,40 @@ async def test_made_up_methods_beyond_the_bound_share_one_series(
         try:
             async with ml.Mesh([users]) as mesh, mesh.http("users") as client, \
                     httpx.AsyncClient() as scraper:
-                with caplog.at_level(logging.WARNING, "meshlite.metrics"):
-                    for method in ("GET", "POST", "GET", *(f"X{i}" for i in range(500))):
-                        assert (await client.request(method, "/")).status_code == 200
+                for method in ("GET", "POST", "GET", *(f"X{i}" for i in range(500))):
+                    assert (await client.request(method, "/")).status_code == 200
                 text = (await scraper.get(server.url)).text
         finally:
             server.stop()
-    assert operations(text) == {"GET": 2, "POST": 1, "X0": 1, "(other)": 499}
-    assert len(text.splitlines()) < 150  # not 500 series of 18 samples
+    # A method outside the standard ones is the operation "HTTP" (as its span's name)
+    assert operations(text) == {"GET": 2, "POST": 1, "HTTP": 500}
     assert [r.method for r in backend.requests][-1] == "X499"  # sent as it was
+
+
+def test_operations_beyond_the_bound_share_one_series(
+        caplog: pytest.LogCaptureFixture) -> None:
+    metrics = ml.Metrics(max_operations=3)
+    pipeline = ml.Pipeline(metrics)
+
+    def named(name: str) -> Callable[[], int]:
+        def call() -> int:
+            return 1
+        call.__qualname__ = name
+        return call
+
+    server = start_http_server(metrics)
+    try:
+        with caplog.at_level(logging.WARNING, "meshlite.metrics"):
+            for name in ("get", "post", "get", *(f"x{i}" for i in range(500))):
+                assert pipeline.call(named(name)) == 1
+        text = httpx.get(server.url).text
+    finally:
+        server.stop()
+    assert operations(text) == {"get": 2, "post": 1, "x0": 1, "(other)": 499}
+    assert len(text.splitlines()) < 150  # not 500 series of 18 samples
     folded = [r for r in caplog.records if "count under operation" in r.getMessage()]
     assert len(folded) == 1  # once a minute per service, not once per call
-    assert "'X1'" in folded[0].getMessage()
+    assert "'x1'" in folded[0].getMessage()
 
 
 def test_the_default_bound_and_a_bad_one() -> None:

@@ -170,3 +170,37 @@ async def test_aiohttp_instrumentation_adds_no_client_span(
     aiohttp_instrumented.force_flush()
     assert [s.scope for s in receiver.spans if s.kind == "CLIENT"].count(
         "opentelemetry.instrumentation.aiohttp_client") == 1
+
+
+@pytest.mark.parametrize("client", ["http", "aiohttp", "http_sync"])
+async def test_a_made_up_method_is_other_in_the_spans_and_not_their_name(
+        receiver: OtlpReceiver, backend: FakeBackend, clock: FakeClock, client: str) -> None:
+    # HTTP semantic conventions: a method outside the known ones is "_OTHER" in
+    # http.request.method, kept in http.request.method_original, and the span is named
+    # "HTTP": a gateway passing its clients' methods on names no spans after them.
+    import asyncio
+
+    handle = telemetry.configure("frontend", otlp_endpoint=receiver.url)
+    async with mesh_of(backend.url, clock) as mesh:
+        if client == "http":
+            status = (await mesh.http("users").request("PURGE", "/users/1")).status_code
+        elif client == "aiohttp":
+            async with mesh.aiohttp("users").request("PURGE", "/users/1") as response:
+                status = response.status
+        else:
+            sync = mesh.http_sync("users")
+            status = (await asyncio.to_thread(sync.request, "PURGE", "/users/1")).status_code
+        assert status == 200
+        await mesh.http("users").delete("/users/1")  # a known method: as it is
+    handle.force_flush()
+    (purge, delete) = sorted((s for s in receiver.spans if s.kind == "CLIENT"),
+                             key=lambda s: s.attributes["http.request.method"] != "_OTHER")
+    assert purge.name == "HTTP"
+    assert purge.attributes["http.request.method"] == "_OTHER"
+    assert purge.attributes["http.request.method_original"] == "PURGE"
+    (call,) = [s for s in receiver.spans if s.span_id == purge.parent_span_id]
+    assert call.name == "HTTP"
+    assert delete.name == "DELETE"
+    assert delete.attributes["http.request.method"] == "DELETE"
+    assert "http.request.method_original" not in delete.attributes
+    assert backend.requests[0].method == "PURGE"  # the request itself is as sent
