@@ -33,6 +33,7 @@ from ..routing._events import ResponseStatusError
 from ._recording import arecorded, recorded
 
 __all__ = [
+    "COUNTING_SINCE",
     "DEFAULT_LATENCY_BUCKETS",
     "FOLD_AT",
     "Collector",
@@ -49,6 +50,11 @@ __all__ = [
     "histogram_samples",
     "relabel",
 ]
+
+COUNTING_SINCE = time.time_ns()
+"""When this process could begin counting (this module's import, Unix nanoseconds;
+every registry is built on it): where the cumulative series an OTLP export first
+reads start."""
 
 DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

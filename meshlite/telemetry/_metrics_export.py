@@ -80,15 +80,15 @@ def _reader(exporter: Any, interval: float, sources: list[Collector],
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     from .._version import __version__
-    from ._otel_metrics import otel_metrics
+    from ._otel_metrics import Starts, otel_metrics
 
     scope = InstrumentationScope("meshlite", __version__)
-    start, series = time.time_ns(), [0]
+    starts, series = Starts(), [0]
 
     class RegistryReader(PeriodicExportingMetricReader):
         def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                              **kwargs: Any) -> None:
-            ours = otel_metrics(_read(sources), start, time.time_ns())
+            ours = otel_metrics(_read(sources), starts, time.time_ns())
             series[0] = sum(len(m.data.data_points) for m in ours)
             theirs = [m for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
                       for m in sm.metrics]

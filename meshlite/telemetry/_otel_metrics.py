@@ -18,12 +18,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..observability._metrics import COUNTING_SINCE
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric
 
     from ..observability._metrics import MetricFamily, Sample
 
-__all__ = ["HTTP_DURATION", "NAMES", "otel_metrics", "otel_name"]
+__all__ = ["HTTP_DURATION", "NAMES", "Starts", "otel_metrics", "otel_name"]
 
 HTTP_DURATION = "http.client.request.duration"
 """The semantic-convention name attempts on an ``http(s)://`` backend are exported as."""
@@ -58,6 +60,38 @@ NAMES: dict[str, tuple[str, str]] = {
 """OTel name and unit of the families whose generic name would read badly; any
 other ``meshlite_a_b_total`` is exported as ``meshlite.a_b`` (``_seconds``: unit
 ``s``; else ``1``)."""
+
+
+class Starts:
+    """The ``start_time_unix_nano`` of each cumulative series (counters and
+    histograms) across the pushes of one export: :data:`COUNTING_SINCE` for a series
+    of the first reading (it may hold calls made before the export started); the
+    previous reading's time for one that appeared since, or whose count went down
+    (a backend removed and added back counts from 0 again: a new cumulative
+    sequence, which a receiver must not take for a drop)."""
+
+    __slots__ = ("_last", "_previous", "_seen")
+
+    def __init__(self) -> None:
+        self._previous: int | None = None  # the previous reading's time
+        self._seen: dict[tuple[str, Any], tuple[int, float]] = {}
+        self._last: dict[tuple[str, Any], tuple[int, float]] = {}
+
+    def of(self, name: str, labels: Any, count: float) -> int:
+        """The start of series ``(name, labels)`` now at ``count``."""
+        key = (name, labels)
+        seen = self._seen.get(key)
+        if seen is not None and count >= seen[1]:
+            start = seen[0]
+        else:
+            start = COUNTING_SINCE if self._previous is None else self._previous
+        self._last[key] = (start, count)
+        return start
+
+    def read(self, now: int) -> None:
+        """A reading at ``now`` is complete: series it lacked are forgotten."""
+        self._seen, self._last, self._previous = self._last, {}, now
+
 
 _ATTRIBUTES = {"error": "error.type"}
 """Labels with a semantic-convention name; any other label ``x`` is ``meshlite.x``."""
@@ -108,7 +142,7 @@ def _histogram_points(samples: Iterable[Sample]
     return series
 
 
-def _histograms(family: MetricFamily, start: int, now: int) -> list[Metric]:
+def _histograms(family: MetricFamily, starts: Starts, now: int) -> list[Metric]:
     from opentelemetry.sdk.metrics.export import (
         AggregationTemporality,
         Histogram,
@@ -128,7 +162,8 @@ def _histograms(family: MetricFamily, start: int, now: int) -> list[Metric]:
         if server is not None:
             attributes.update(server)
         groups.setdefault(HTTP_DURATION if server else name, []).append(HistogramDataPoint(
-            attributes=attributes, start_time_unix_nano=start, time_unix_nano=now,
+            attributes=attributes, time_unix_nano=now,
+            start_time_unix_nano=starts.of(family.name, labels, point["count"]),
             count=point["count"], sum=point["sum"], bucket_counts=counts,
             explicit_bounds=bounds,
             min=None, max=None))  # type: ignore[arg-type]  # optional in OTLP; not kept
@@ -137,10 +172,11 @@ def _histograms(family: MetricFamily, start: int, now: int) -> list[Metric]:
         for n, points in groups.items()]
 
 
-def otel_metrics(families: Iterable[MetricFamily], start: int, now: int) -> list[Metric]:
+def otel_metrics(families: Iterable[MetricFamily], starts: Starts, now: int) -> list[Metric]:
     """The families as SDK metric data: counters as cumulative monotonic sums,
-    gauges as gauges, histograms as histograms. ``start`` / ``now`` are Unix
-    nanoseconds: when the export started and this reading."""
+    gauges as gauges, histograms as histograms. ``now`` is this reading's time (Unix
+    nanoseconds); ``starts`` gives each cumulative series its start, and is told the
+    reading is complete."""
     from opentelemetry.sdk.metrics.export import (
         AggregationTemporality,
         Gauge,
@@ -152,15 +188,19 @@ def otel_metrics(families: Iterable[MetricFamily], start: int, now: int) -> list
     out: list[Metric] = []
     for family in families:
         if family.type == "histogram":
-            out.extend(_histograms(family, start, now))
+            out.extend(_histograms(family, starts, now))
             continue
         name, unit = otel_name(family.name)
-        points = [NumberDataPoint(attributes=_attributes(s.labels), start_time_unix_nano=start,
-                                  time_unix_nano=now, value=s.value) for s in family.samples]
+        gauge = family.type == "gauge"
+        points = [NumberDataPoint(
+            attributes=_attributes(s.labels), time_unix_nano=now, value=s.value,
+            start_time_unix_nano=now if gauge else starts.of(family.name, s.labels, s.value))
+            for s in family.samples]
         if not points:
             continue
-        data: Sum | Gauge = Gauge(data_points=points) if family.type == "gauge" else Sum(
+        data: Sum | Gauge = Gauge(data_points=points) if gauge else Sum(
             data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE,
             is_monotonic=True)
         out.append(Metric(name=name, description=family.help, unit=unit, data=data))
+    starts.read(now)
     return out

@@ -80,6 +80,8 @@ class ReceivedPoint:
     count: int = 0
     bounds: tuple[float, ...] = ()
     bucket_counts: tuple[int, ...] = ()
+    start: int = 0  # start_time_unix_nano
+    time: int = 0  # time_unix_nano
 
 
 @dataclass
@@ -136,12 +138,14 @@ def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
                         points.append(ReceivedPoint(
                             metric.name, kind, False, cumulative, _attributes(p.attributes),
                             p.sum, resource, scope_metrics.scope.name, metric.unit, p.count,
-                            tuple(p.explicit_bounds), tuple(p.bucket_counts)))
+                            tuple(p.explicit_bounds), tuple(p.bucket_counts),
+                            p.start_time_unix_nano, p.time_unix_nano))
                         continue
                     value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
                     points.append(ReceivedPoint(
                         metric.name, kind, monotonic, cumulative, _attributes(p.attributes),
-                        value, resource, scope_metrics.scope.name, metric.unit))
+                        value, resource, scope_metrics.scope.name, metric.unit,
+                        start=p.start_time_unix_nano, time=p.time_unix_nano))
     return points
 
 

@@ -4,6 +4,7 @@ loopback receiver, decoded with opentelemetry-proto."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from otlp_receiver import OtlpReceiver, took
@@ -95,6 +96,41 @@ def test_each_push_reads_the_registry_again(mesh: ml.Mesh, receiver: OtlpReceive
     per_push = [[p for p in e.points if p.metric == "meshlite.calls"]
                 for e in receiver.exports if e.points]
     assert [len(points) for points in per_push[:2]] == [1, 1]
+
+
+def test_each_cumulative_series_starts_before_what_it_counts(
+        mesh: ml.Mesh, receiver: OtlpReceiver) -> None:
+    # start_time_unix_nano begins a cumulative sequence: a receiver takes the counts
+    # as made between it and the point's time. Calls made before the export started
+    # (it was the export's start), and a series counting from 0 again (a backend
+    # removed and added back, which kept its old start: a drop), each need theirs.
+    before = time.time_ns()
+    for _ in range(4):
+        mesh.call_sync("users", lambda b: b.address)
+    with telemetry.export_metrics(mesh, otlp_endpoint=receiver.url, interval=3600) as export:
+        assert export.force_flush()
+        first = receiver.latest("meshlite.calls", **USERS)
+        assert first.value == 4
+        assert first.start < before  # not the export's start, after the 4 calls
+        duration = receiver.latest("meshlite.call.duration", **USERS)
+        assert duration.start == first.start
+        assert export.force_flush()  # a series that went on: the same start
+        assert receiver.latest("meshlite.calls", **USERS).start == first.start
+        pushed = receiver.latest("meshlite.calls", **USERS).time
+        service = mesh.service("users")
+        backend = "127.0.0.1:80"
+        old = receiver.latest("meshlite.backend.attempts", **USERS,
+                              **{"meshlite.backend": backend})
+        service.set_backends(["127.0.0.2:80"])
+        assert export.force_flush()  # the backend's series are gone
+        service.set_backends(["127.0.0.1:80", "127.0.0.2:80"])
+        for _ in range(2):
+            mesh.call_sync("users", lambda b: b.address)
+        assert export.force_flush()
+        new = receiver.latest("meshlite.backend.attempts", **USERS,
+                              **{"meshlite.backend": backend})
+        assert new.value < old.value  # counting from 0 again
+        assert new.start > pushed >= old.start  # a new sequence, not a drop
 
 
 def test_shutdown_stops_the_export_thread(mesh: ml.Mesh, receiver: OtlpReceiver) -> None:
