@@ -58,9 +58,11 @@ def _hosts(owner: str, spec: str, where: object) -> list[tuple[str, int]]:
     return out
 
 
-def _check_plain(url: str, parts: SplitResult) -> None:
+def _check_plain(redis: Any, url: str, parts: SplitResult) -> None:
     # What redis-py would take wrongly: a port that is no number fails every call
     # later with a ValueError, and a database that is no number means db 0, silently.
+    # An option it cannot read (?socket_timeout=abc) failed every decision (a
+    # ValueError, which is no store error: out of the caller, a 500 per request).
     try:
         port = parts.port
     except ValueError:
@@ -74,6 +76,10 @@ def _check_plain(url: str, parts: SplitResult) -> None:
     if not all(db.isdigit() for db in dbs):
         fail("RedisStore", "url", label_of(url), "a URL whose database is a number "
              "(redis://host:6379/0, or ?db=0)")
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as error:
+        fail("RedisStore", "url", label_of(url), f"a URL whose options redis-py reads ({error})")
 
 
 class Target:
@@ -199,7 +205,7 @@ def parse_target(redis: Any, url: object, options: dict[str, Any]) -> Target:
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme in _PLAIN:
-        _check_plain(url, parts)
+        _check_plain(redis, url, parts)
         return Target(redis, "plain", label_of(url), options, url=url)
     if scheme not in _CLUSTER + _SENTINEL:
         fail("RedisStore", "url", label_of(url), WHAT)

@@ -56,6 +56,11 @@ def test_bad_options_name_the_argument(kwargs: dict[str, Any], field: str) -> No
     ("redis://127.0.0.1:6379/1x", "database is a number"),
     ("redis://127.0.0.1:6379?db=one", "database is a number"),
     ("redis+cluster://127.0.0.1:70000", "ports from 1 to 65535"),
+    # redis-py takes these too, then every decision raised a ValueError (no store
+    # error: it reached the caller, a 500 for every request under an inbound quota)
+    ("redis://user:s3cret@127.0.0.1:6379/0?socket_timeout=abc",
+     r"options redis-py reads \(Invalid value for 'socket_timeout'"),
+    ("redis://127.0.0.1:6379/0?health_check_interval=soon", "health_check_interval"),
 ])
 def test_a_url_redis_would_misread_is_refused_without_its_password(url: str, what: str) -> None:
     with pytest.raises(ml.ConfigError, match=f"^RedisStore: url must be .*{what}") as refused:
@@ -73,7 +78,7 @@ def test_an_infinite_number_is_refused_as_not_finite() -> None:
 
 def test_urls_redis_reads_are_taken() -> None:
     for url in ("redis://127.0.0.1/", "redis://127.0.0.1:6380/2", "rediss://h:6379?db=3",
-                "unix:///tmp/redis.sock?db=1"):
+                "unix:///tmp/redis.sock?db=1", "redis://127.0.0.1:6379/0?socket_timeout=0.5"):
         RedisStore(url).close()  # no connection is made until the first call
 
 
