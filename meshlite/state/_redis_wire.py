@@ -180,12 +180,16 @@ def pack(args: tuple[Any, ...]) -> bytes:
 def _open_next(pool: Any) -> bool:
     """Whether ``pool`` hands out an open connection next: no connect and no
     handshake to bound, so no timer (400 bytecodes a decision). redis-py's pool pops
-    the last of its idle connections; another pool, or none idle, is bounded. (An
-    idle connection the server closed is opened again inside ``get_connection``,
-    unbounded: a hang there needs a Redis that closed it and then stopped
-    answering within one idle spell.)"""
+    the last of its idle connections (with no wait in between when none waits for
+    the pool); another pool, or none idle, is bounded. An idle connection the server
+    closed (a restart: its reader has seen the end) is opened again inside
+    ``get_connection``, so it is bounded too: a Redis restarted and then hung held
+    such a decision for the whole hang."""
     idle: list[Any] = getattr(pool, "_available_connections", None) or []
-    return bool(idle) and getattr(idle[-1], "is_connected", False) is True
+    if not idle:
+        return False
+    reader = getattr(idle[-1], "_reader", None)
+    return reader is not None and not reader.at_eof()
 
 
 class _Bound:

@@ -99,3 +99,31 @@ async def test_a_hung_redis_met_while_cleaning_up_after_a_cancellation_falls_bac
     assert store.fallbacks == {("rate_limit", "local"): 1}
     await store.aclose()
     store.close()
+
+
+async def test_a_redis_restarted_then_hung_holds_no_decision_for_the_hang(
+        fresh_server: RedisServer) -> None:
+    # After a restart the pool's idle connections are closed by the server; redis-py
+    # opens such a one again inside get_connection. Unbounded there, a Redis that then
+    # hung (SIGSTOP: connects, answers nothing) held decisions for the whole hang.
+    store = RedisStore(fresh_server.url, timeout=0.5, connect_timeout=0.2,
+                       retry_interval=0.05, max_connections=8)
+    call = ml.RateLimit(RATE, store=store, name="restart", mode="reject")(work)
+    assert await asyncio.gather(*(call() for _ in range(8))) == [1] * 8  # 8 pooled
+    fresh_server.kill()
+    fresh_server.start()  # the same port: every pooled connection is closed now
+    await asyncio.sleep(0.1)  # the loop reads each connection's end
+    fresh_server.pause()
+    try:
+        started = time.monotonic()
+        results = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(8))), 20.0)
+        took = time.monotonic() - started
+    finally:
+        fresh_server.resume()
+    assert results == [1] * 8  # fell back: the in-process limiter
+    # connect_timeout + timeout at most, with room for a loaded machine (was the
+    # hang: 20 s here, until wait_for ended it)
+    assert took < 5.0
+    assert store.fallbacks[("rate_limit", "local")] >= 1
+    await store.aclose()
+    store.close()
