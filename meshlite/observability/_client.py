@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._prometheus import _merge, collectors
+from ._prometheus import collectors, read_families
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -54,10 +54,7 @@ class PrometheusCollector:
         """Every meshlite family, as ``prometheus_client`` metric families."""
         from prometheus_client.metrics_core import Metric
 
-        families = [f for c in self._sources for f in c.collect()]
-        if len(self._sources) > 1:
-            families = _merge(families)
-        for family in families:
+        for family in read_families(self._sources):
             name = family.name
             if family.type == "counter" and name.endswith("_total"):
                 name = name[:-6]  # prometheus_client names a counter's family without it

@@ -26,6 +26,7 @@ __all__ = [
     "MetricsServer",
     "SharedRender",
     "prometheus_app",
+    "read_families",
     "render",
     "render_mesh",
     "start_http_server",
@@ -109,10 +110,27 @@ def render_mesh(mesh: Any) -> str:
     return _render(collectors(mesh))
 
 
+def read_families(sources: list[Collector]) -> list[MetricFamily]:
+    """One reading of ``sources`` for an exposition, a series of several sources
+    summed. A mesh with a shared directory reads every file there, those of the
+    process's other meshes included, so a directory is read once (the other meshes'
+    files written first): two meshes of a process counted each call twice."""
+    read: list[Collector] = []
+    directories: set[str] = set()
+    for source in sources:
+        shared = getattr(source, "shared", None)
+        if shared is not None:
+            if shared.directory in directories:
+                shared.flush()
+                continue
+            directories.add(shared.directory)
+        read.append(source)
+    families = [f for c in read for f in c.collect()]
+    return _merge(families) if len(read) > 1 else families
+
+
 def _render(sources: list[Collector]) -> str:
-    families = [f for c in sources for f in c.collect()]
-    if len(sources) > 1:
-        families = _merge(families)
+    families = read_families(sources)
     lines: list[str] = []
     for f in families:
         help_text = f.help.replace("\\", "\\\\").replace("\n", "\\n")

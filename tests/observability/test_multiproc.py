@@ -71,6 +71,27 @@ def test_two_meshes_of_one_process_write_two_files(
     assert worker.pid == os.getpid()
 
 
+def test_meshes_of_one_process_given_together_count_each_call_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each mesh's view is the directory's, the other mesh's file included: read for
+    # each of them and summed, every call counted twice (render, PrometheusCollector).
+    client = pytest.importorskip("prometheus_client")
+    from meshlite.observability import PrometheusCollector
+
+    monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
+    first, second = one_mesh(2), one_mesh(3)
+    expected = ['meshlite_requests_total{service="users"} 5']
+    assert value(ml.observability.render([first, second]), "meshlite_requests_total{") \
+        == expected
+    registry = client.CollectorRegistry()
+    registry.register(PrometheusCollector([first, second]))
+    text = client.generate_latest(registry).decode()
+    assert value(text, "meshlite_requests_total{") == [expected[0] + ".0"]
+    second.call_sync("users", lambda b: b.address)  # read current: its file written first
+    assert value(ml.observability.render([first, second]), "meshlite_requests_total{") == [
+        'meshlite_requests_total{service="users"} 6']
+
+
 def test_counters_summed_dead_workers_kept_gauges_per_live_pid(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: int) -> None:
     monkeypatch.setenv("MESHLITE_MULTIPROC_DIR", str(tmp_path))
