@@ -67,6 +67,7 @@ def reject(mesh: Mesh, managed: Managed, error: ConfigError, actor: str = ACTOR_
     :data:`MAX_RELOAD_ERRORS`), audited, and emitted as :class:`ConfigReloadFailed`."""
     mesh.reload_errors.append(error)
     del mesh.reload_errors[:-MAX_RELOAD_ERRORS]
+    mesh.reload_failures += 1
     audit_reload(mesh, managed, actor, "rejected", new_sha, error=error,
                  details={"errors": list(error.errors)})
     emit_mesh_event(mesh, ConfigReloadFailed(policy="config", path=managed.path,

@@ -117,7 +117,9 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self.config_sha256: str | None = None
         """The SHA-256 of the config file's text in force (set by the config loader)."""
         self.reload_errors: list[Any] = []
-        """Reloads the config loader rejected."""
+        """Reloads the config loader rejected (the latest)."""
+        self.reload_failures = 0
+        """How many reloads the config loader rejected, in all (of this process)."""
         self.metrics: MeshMetrics | None = None
         """This mesh's metrics registry (``None`` when made with ``metrics=False``)."""
         self._alerts: Alerts | None = None

@@ -160,6 +160,9 @@ def mesh_families(mesh: Mesh) -> Iterator[MetricFamily]:
     yield _family("meshlite_mesh_config_version", "gauge",
                   "Config reloads this process applied (0 before the first).",
                   [Sample("", (), mesh.config_version)])
+    yield _family("meshlite_mesh_config_reload_failures_total", "counter",
+                  "Config reloads this process rejected (the config in force stayed).",
+                  [Sample("", (), mesh.reload_failures)])
     if mesh.config_sha256:  # the same in every worker that runs the same file
         yield _family("meshlite_mesh_config_info", "gauge",
                       "1, labelled with the start of the SHA-256 of the config file in force.",

@@ -50,6 +50,8 @@ NAMES: dict[str, tuple[str, str]] = {
     "meshlite_mesh_in_flight": ("meshlite.mesh.calls.active", "{call}"),
     "meshlite_mesh_config_version": ("meshlite.mesh.config.version", "1"),
     "meshlite_mesh_config_info": ("meshlite.mesh.config.info", "1"),
+    "meshlite_mesh_config_reload_failures_total": ("meshlite.mesh.config.reload_failures",
+                                                   "{reload}"),
     "meshlite_store_fallbacks_total": ("meshlite.store.fallbacks", "{decision}"),
     "meshlite_rate_limit_wait_seconds_total": ("meshlite.rate_limit.wait_time", "s"),
     "meshlite_server_requests_total": ("meshlite.server.requests", "{request}"),

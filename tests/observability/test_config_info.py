@@ -57,6 +57,25 @@ def test_one_process_exports_the_hash_of_the_file_in_force(tmp_path: Path) -> No
     assert "meshlite_mesh_config_info" not in render(ml.Mesh([]))  # no file, no series
 
 
+def test_a_rejected_reload_is_counted(tmp_path: Path) -> None:
+    # An operator alerts on the counter: the log line of a rejection is easy to miss,
+    # and the config in force (its hash, its version) does not change.
+    config = tmp_path / "mesh.yaml"
+    config.write_text(CONFIG.format(url="http://127.0.0.1:9", attempts=3))
+    mesh = ml.Mesh.from_config(str(config), environ={})
+    counter = "meshlite_mesh_config_reload_failures_total"
+    assert f"{counter} 0" in render(mesh)
+    for attempts in ("-1", "zero"):
+        config.write_text(CONFIG.format(url="http://127.0.0.1:9", attempts=attempts))
+        assert mesh.reload_sync() is False
+    assert f"{counter} 2" in render(mesh)
+    assert mesh.reload_failures == 2
+    config.write_text(CONFIG.format(url="http://127.0.0.1:9", attempts=2))
+    assert mesh.reload_sync() is True
+    assert f"{counter} 2" in render(mesh)  # a counter: the good file does not reset it
+    assert "meshlite_mesh_config_version 1" in render(mesh)
+
+
 @pytest.mark.timeout(150)
 @pytest.mark.skipif(sys.platform == "win32", reason="pre-fork workers are POSIX")
 def test_workers_on_the_same_file_agree_on_its_hash_whatever_their_reload_count(
