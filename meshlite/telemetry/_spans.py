@@ -106,8 +106,11 @@ class AttemptSpan:
         if span.is_recording():
             address = getattr(self._backend, "address", None)
             address = address if isinstance(address, str) else str(self._backend)
+            attempt = max(ctx.attempt, 1)
             attributes: dict[str, str | int] = {
-                "meshlite.attempt": max(ctx.attempt, 1), "meshlite.backend": address}
+                "meshlite.attempt": attempt, "meshlite.backend": address}
+            if attempt > 1:  # the HTTP conventions' name for it, on every resent request
+                attributes["http.request.resend_count"] = attempt - 1
             if ctx.service is not None:
                 attributes["meshlite.service"] = ctx.service
             if ctx.hedge:  # a hedge races the attempt it hedges, with its number

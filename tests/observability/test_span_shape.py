@@ -60,6 +60,8 @@ def check_shape(spans: list[ReceivedSpan], url: str, statuses: list[int]) -> Non
         assert (attributes["server.address"], attributes["server.port"]) == ("127.0.0.1", port)
         assert attributes["url.full"] == f"{url}/users/1"
         assert attributes["http.response.status_code"] == status
+        assert attributes.get("http.request.resend_count") == (  # a resent request's
+            None if attributes["meshlite.attempt"] == 1 else attributes["meshlite.attempt"] - 1)
         assert (attributes.get("error.type"), attempt.status) == (
             (str(status), "ERROR") if status >= 500 else (None, "UNSET"))
     # Exactly the attempts are CLIENT spans: the instrumentation added none below them.
