@@ -3,7 +3,9 @@ the dashboard: one implementation for every place that shows such text."""
 
 from __future__ import annotations
 
-__all__ = ["MAX_ADDRESS", "MAX_DESCRIBED", "described", "printable"]
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+__all__ = ["MAX_ADDRESS", "MAX_DESCRIBED", "described", "origin_shown", "printable", "url_shown"]
 
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone fits)."""
@@ -46,3 +48,57 @@ def described(error: BaseException, limit: int = MAX_DESCRIBED) -> str:
     if len(text) > limit:
         text = text[:limit] + "..."
     return f"{name}({text!r})"
+
+
+_SECRET_PARAMETERS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
+"""Query parameters whose value a shown URL hides: any whose name holds one of these
+(``password``, ``access_token``, ``api-key``, ``X-Amz-Signature``...)."""
+
+
+def url_shown(url: str) -> str:
+    """``url`` (or a path and query) as a log line, a message or a ``repr`` shows it:
+    a password in its user information (``user:***@host``) and the values of query
+    parameters named like secrets (``?password=***``) hidden. Text that is no URL,
+    or has neither, comes back as it is."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    scheme, sep, rest = url.partition("://")
+    if (parts is None or not host) and sep and "@" in rest:
+        # No host read: a password with a raw '/', '#' or '?' ended the netloc early
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    if parts is None:
+        return url
+    netloc, query = parts.netloc, parts.query
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        if ":" in credentials:
+            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
+    if query and any(word in query.lower() for word in _SECRET_PARAMETERS):
+        query = urlencode([(k, "***" if any(w in k.lower() for w in _SECRET_PARAMETERS)
+                            else v) for k, v in parse_qsl(query, keep_blank_values=True)],
+                          safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    # (urlunsplit drops unix:'s //; a path alone, /healthz?token=..., has no scheme)
+    shown = (f"{parts.scheme}://{netloc}" if sep else netloc) + parts.path
+    return shown + (f"?{query}" if query else "") + (
+        f"#{parts.fragment}" if parts.fragment else "")
+
+
+def origin_shown(url: str) -> str:
+    """``url``'s scheme, host and port alone, ``/...`` marking a path left out: for a
+    URL whose path itself may be the secret (a Slack-style webhook)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(a malformed URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{parts.scheme}://{host}" + ("" if port is None else f":{port}")
+    return origin + ("/..." if parts.path.strip("/") or parts.query else "")

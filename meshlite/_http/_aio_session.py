@@ -27,6 +27,7 @@ from yarl import URL
 from .._context import CallContext, _current
 from .._errors import ConfigError
 from .._memo import remember
+from .._printable import url_shown
 from .._semconv import KNOWN_METHODS
 from ..policies._hedge_race import refuse_hedges
 from ..routing._backend import Backend
@@ -173,7 +174,7 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
         raise
     raise AiohttpResponseError(
         f"service {service.name!r}: {backend.address} answered {request.method} "
-        f"{path} with {response.status}",
+        f"{url_shown(path)} with {response.status}",  # (a query's token not shown)
         response=response, status_code=response.status, address=backend.address,
         service=service.name,
         retry_after=parse_retry_after(response.headers.get("Retry-After"),

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .._extras import requires_extra
-from .._printable import described
+from .._printable import described, url_shown
 from .._validate import fail
 from ..routing._backend import Backend
 from ..routing._health import (
@@ -99,7 +99,7 @@ class HttpHealthCheck(HealthCheck):
             yield probe
 
     def __repr__(self) -> str:
-        return f"HttpHealthCheck({self.path!r}, interval={self.options.interval!r})"
+        return f"HttpHealthCheck({url_shown(self.path)!r}, interval={self.options.interval!r})"
 
 
 @contextlib.asynccontextmanager
@@ -125,6 +125,8 @@ async def http_probe_session(path: str, seconds: float, *,
     async with httpx.AsyncClient(timeout=seconds, trust_env=False, headers=list(headers),
                                  transport=transport) as client:
 
+        shown = url_shown(path)  # (a token in the query is no reason to show)
+
         async def probe(backend: Backend) -> str | None:
             # The timeout bounds the whole exchange (httpx's bounds each read), and
             # at most MAX_PROBE_BODY bytes of the body are read, undecoded: a body
@@ -134,12 +136,12 @@ async def http_probe_session(path: str, seconds: float, *,
                         "GET", backend.address.rstrip("/") + path) as response:
                     await _skim(response)
             except (TimeoutError, httpx.TimeoutException):
-                return f"GET {path} timed out after {seconds} s"
+                return f"GET {shown} timed out after {seconds} s"
             except httpx.HTTPError as error:
-                return f"GET {path} failed: {described(error)}"
+                return f"GET {shown} failed: {described(error)}"
             if 200 <= response.status_code < 300:
                 return None
-            return f"GET {path} answered {response.status_code}"
+            return f"GET {shown} answered {response.status_code}"
 
         yield probe
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .._arguments import explained
 from .._errors import ConfigError
+from .._printable import url_shown
 from .._validate import fail, positive
 
 __all__ = ["Backend", "BackendLike", "as_backend", "as_backends"]
@@ -85,7 +86,7 @@ def _check_url(address: str) -> None:
     except ValueError:
         parts = None
     if parts is None or not parts.hostname:
-        fail("Backend", "address", address,
+        fail("Backend", "address", url_shown(address),  # (a password in it not shown)
              "an http(s) base URL with a host and a port in 1..65535")
     if "@" in parts.netloc:
         # Never sent as authentication by meshlite's clients, and the address is

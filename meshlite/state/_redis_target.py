@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from .._errors import ConfigError
+from .._printable import url_shown
 from .._validate import fail
 
 __all__ = ["Target", "check_url", "import_redis", "label_of", "parse_target"]
@@ -37,14 +38,9 @@ def check_url(url: object) -> None:
 
 
 def label_of(url: str) -> str:
-    """``url`` without its password, for events, messages and ``repr``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    creds, hosts = parts.netloc.rsplit("@", 1)
-    user = creds.split(":", 1)[0] if ":" in creds else creds
-    netloc = f"{user}:***@{hosts}" if ":" in creds else parts.netloc
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` without its password (``user:***@``, ``?password=***``), for events,
+    messages and ``repr``."""
+    return url_shown(url)
 
 
 def _hosts(owner: str, spec: str, where: object) -> list[tuple[str, int]]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..._errors import ConfigError
 from ..._events import Event
 from ..._inbound._stats import DEFAULT_RATE_WINDOW
+from ..._printable import origin_shown
 from ..._statelog import log_state_change
 from ..._throttle import Throttle, held_back
 from ...routing._service import Service
@@ -208,7 +209,7 @@ class Monitor:
             held = self._drops.passes(url)
             if held is not None:
                 _log.warning("alert webhook %s is behind: %d notifications wait; the "
-                             "oldest (for %s) was dropped%s", url, len(outbox), late,
+                             "oldest (for %s) was dropped%s", origin_shown(url), len(outbox), late,
                              held_back(held))
         outbox.append((alerts.webhook, service, group, alerts.webhook_timeout))
         if self._sender is None or self._sender.done():

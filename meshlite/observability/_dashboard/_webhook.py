@@ -22,6 +22,7 @@ import urllib.request
 from typing import Any
 
 from ..._fork import fork_safe
+from ..._printable import origin_shown
 from ._rules import Alert
 
 __all__ = ["group_payload", "post_alerts"]
@@ -112,7 +113,7 @@ async def post_alerts(url: str, service: str, alerts: list[Alert], seconds: floa
     Never raises except on cancellation: network errors, timeouts and non-2xx
     answers are logged (without the URL's query, which may hold a secret).
     """
-    where = url.split("?", 1)[0]
+    where = origin_shown(url)  # (a Slack-style URL's path is its secret)
     watch = _Watch()
     try:
         async with asyncio.timeout(seconds):
