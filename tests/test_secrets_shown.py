@@ -97,3 +97,23 @@ async def test_a_request_query_is_not_shown_in_a_mesh_aiohttp_failure(
     assert "ejected" in caplog.text
     assert "/charge?token=***&n=1 with 503" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_an_otlp_endpoints_credentials_are_not_shown() -> None:
+    # The exporter sends user information as Basic authentication: a credential.
+    from meshlite import telemetry
+
+    mesh = ml.Mesh([ml.Service("users", ["127.0.0.1:80"])])
+    with FakeBackend() as collector:
+        url = collector.url.replace("http://", f"http://otlp:{SECRET}@")
+        with telemetry.export_metrics(mesh, otlp_endpoint=url, interval=3600.0) as export:
+            assert SECRET not in repr(export)
+            assert "otlp:***@" in repr(export)
+    for bad in (f"http://otlp:{SECRET}@127.0.0.1:notaport",
+                f"http://127.0.0.1:4318?token={SECRET}"):
+        with pytest.raises(ml.ConfigError) as refused:
+            telemetry.export_metrics(mesh, otlp_endpoint=bad)
+        assert SECRET not in str(refused.value)
+        with pytest.raises(ml.ConfigError) as refused:
+            telemetry.configure("probe", otlp_endpoint=bad)
+        assert SECRET not in str(refused.value)

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from .._console import render_table
 from .._errors import ConfigError
+from .._printable import url_shown
 from ._build import Plan, ServicePlan
 from ._load import load_plan
 from ._policies import DEFAULT_SPEC
@@ -66,7 +67,7 @@ def summary(plan: Plan) -> str:
         lines.append(f"profile: {plan.document.profile}")
     if plan.top.telemetry is not None:
         endpoint = plan.top.telemetry.get("otlp_endpoint") or "from OTEL_* variables"
-        lines.append(f"telemetry: {mask(str(endpoint))}")
+        lines.append(f"telemetry: {mask(url_shown(str(endpoint)))}")
     if config.dashboard is not None and config.dashboard.enabled:
         lines.append(mask(f"dashboard: http://{config.dashboard.host}:{config.dashboard.port}"))
     if plan.top.alerts is not None and plan.top.alerts.rules:

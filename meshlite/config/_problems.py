@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from .._errors import ConfigError
+from .._printable import origin_shown, url_shown
 from .._validate import clip
 
 __all__ = [
@@ -126,15 +127,19 @@ class Secrets:
 
     def mask_data(self, value: Any, path: Path = ()) -> Any:
         """A copy of nested data (dicts, lists, strings) with secrets masked, and the
-        value of every secret field (:data:`SECRET_FIELDS`) too, however written."""
-        if path and path[-1] in SECRET_FIELDS and value is not None:
+        value of every secret field (:data:`SECRET_FIELDS`) and header too, however
+        written; a URL shows no password or secret-named query parameter
+        (:func:`~meshlite._printable.url_shown`), a webhook only its host."""
+        if path and value is not None and (
+                path[-1] in SECRET_FIELDS or (len(path) > 1 and path[-2] == "headers")):
             return MASK
         if isinstance(value, Mapping):
             return {k: self.mask_data(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask_data(v, (*path, i)) for i, v in enumerate(value)]
         if isinstance(value, str):
-            return self.mask(value, path)
+            masked = self.mask(value, path)
+            return origin_shown(masked) if path and path[-1] == "webhook" else url_shown(masked)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return MASK if self.mask(str(value), path) != str(value) else value
         return value

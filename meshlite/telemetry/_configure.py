@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 from .._errors import ConfigError
 from .._fork import fork_safe
+from .._printable import url_shown
 from . import _quiet
 from ._bounded import SHUTDOWN_TIMEOUT_MILLIS, OneAtATime, shut_down_at_exit
 from ._bounded import bounded as _bounded
@@ -112,8 +113,9 @@ class Telemetry:
     def __repr__(self) -> str:
         s = self.settings
         state = "active" if self.active else "inactive"
+        endpoint = None if s.traces_endpoint is None else url_shown(s.traces_endpoint)
         return (f"Telemetry(service_name={s.service_name!r}, traces_endpoint="
-                f"{s.traces_endpoint!r}, sample_ratio={s.sample_ratio}, {state})")
+                f"{endpoint!r}, sample_ratio={s.sample_ratio}, {state})")
 
 
 def _install_switch() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
+from .._printable import url_shown
 from .._validate import fail, wait_seconds
 from ._bounded import (
     SHUTDOWN_TIMEOUT_MILLIS,
@@ -112,8 +113,9 @@ def _checked_url(field: str, value: Any) -> str:
     try:
         return _url(field, value)
     except ConfigError:  # _url names configure(); say which function was called
-        fail(OWNER, field, value, "an http(s) URL without query string or fragment, "
-             "such as 'http://localhost:4318'")
+        fail(OWNER, field, url_shown(value) if isinstance(value, str) else value,
+             "an http(s) URL without query string or fragment, such as "
+             "'http://localhost:4318'")
 
 
 def _endpoint(otlp_endpoint: Any, environ: Mapping[str, str]) -> str:
@@ -189,7 +191,7 @@ class MetricsExport:
 
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running"
-        return f"MetricsExport({self.endpoint!r}, interval={self.interval}, {state})"
+        return f"MetricsExport({url_shown(self.endpoint)!r}, interval={self.interval}, {state})"
 
 
 def _provider(endpoint: str, interval: float, service_name: str | None,

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigError
+from .._printable import url_shown
 from .._validate import fail
 
 __all__ = [
@@ -76,18 +77,20 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
 
 
 def _url(field: str, value: Any) -> str:
-    """``value`` checked as an absolute http(s) URL without query or fragment."""
+    """``value`` checked as an absolute http(s) URL without query or fragment (a
+    refused one shown without its password or secret-named parameters)."""
     if not isinstance(value, str):
         fail(OWNER, field, value, "an http(s) URL such as 'http://localhost:4318'")
+    shown = url_shown(value)
     try:
         parts = urlsplit(value.strip())
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        fail(OWNER, field, value, "an http(s) URL such as 'http://localhost:4318'")
+        fail(OWNER, field, shown, "an http(s) URL such as 'http://localhost:4318'")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        fail(OWNER, field, value, "an http(s) URL such as 'http://localhost:4318'")
+        fail(OWNER, field, shown, "an http(s) URL such as 'http://localhost:4318'")
     if parts.query or parts.fragment:
-        fail(OWNER, field, value, "a URL without query string or fragment")
+        fail(OWNER, field, shown, "a URL without query string or fragment")
     return value.strip()
 
 

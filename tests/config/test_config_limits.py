@@ -168,3 +168,34 @@ def test_masked_config_hides_secret_fields_written_in_the_file(write_config: Any
     assert shown is not None
     assert shown["dashboard"]["token"] == "***"
     assert "written-in-the-file" not in repr(shown)
+
+
+def test_masked_config_hides_headers_url_passwords_and_webhook_paths(
+        write_config: Any) -> None:
+    # docs/config.md: what a dashboard or an audit record shows. Header values are
+    # never shown (docs/security.md), nor a password or token a URL carries.
+    from meshlite.config import masked_config
+
+    path = write_config("""\
+services:
+  users:
+    backends: ["http://127.0.0.1:8001"]
+    headers: {Cookie: "sid=Lit_SECRET_1", X-Api-Key: Lit_SECRET_2}
+    health_check: {path: "/healthz?token=Lit_SECRET_3&verbose=1"}
+inbound:
+  store: "redis://:Lit_SECRET_4@127.0.0.1:6379/0"
+  routes: [{pattern: "/x", rate: 5}]
+alerts:
+  webhook: "https://127.0.0.1:9/services/T0/B0/Lit_SECRET_5?token=Lit_SECRET_6"
+  rules: [{name: brk, condition: breaker_open}]
+dashboard: {enabled: false}
+""")
+    shown = masked_config(ml.Mesh.from_config(path, environ={}, dashboard=False))
+    assert shown is not None
+    assert "SECRET" not in repr(shown)
+    users = shown["services"]["users"]
+    assert users["headers"] == {"Cookie": "***", "X-Api-Key": "***"}
+    assert users["health_check"]["path"] == "/healthz?token=***&verbose=1"
+    assert shown["inbound"]["store"] == "redis://:***@127.0.0.1:6379/0"
+    assert shown["alerts"]["webhook"] == "https://127.0.0.1:9/..."
+    assert users["backends"] == [{"url": "http://127.0.0.1:8001"}]  # the rest as it is
