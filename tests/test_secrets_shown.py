@@ -57,7 +57,8 @@ def test_a_redis_password_as_a_query_parameter_is_not_shown(
 
 def test_a_backend_password_is_not_shown_whatever_else_is_wrong() -> None:
     for address in (f"http://svc:{SECRET}@127.0.0.1:80800", f"http://svc:{SECRET}@:8080",
-                    f"http://svc:{SECRET}@127.0.0.1:8080"):
+                    f"http://svc:{SECRET}@127.0.0.1:8080",
+                    f" http://svc:{SECRET}@127.0.0.1:8080"):  # (a space: taken as it was)
         with pytest.raises(ml.ConfigError) as refused:
             ml.Backend(address)
         assert SECRET not in str(refused.value)

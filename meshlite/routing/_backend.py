@@ -38,7 +38,8 @@ class Backend:
         metadata: Free-form labels; stored read-only, not part of equality.
 
     Raises:
-        ConfigError: an empty address, an ``http(s)://`` address without a host,
+        ConfigError: an empty address or one with spaces around it, an
+            ``http(s)://`` address without a host,
             with a bad port or with credentials (``user:password@``), or a weight
             that is not a finite number > 0.
     """
@@ -57,6 +58,12 @@ class Backend:
     ) -> None:
         if not isinstance(address, str) or not address.strip():
             fail("Backend", "address", address, "a non-empty string")
+        stripped = address.strip()
+        if address != stripped:  # (" http://u:pw@h" passed the URL checks)
+            start = address.index(stripped[0])
+            fail("Backend", "address",
+                 address[:start] + url_shown(stripped) + address[start + len(stripped):],
+                 "an address without spaces around it")
         _check_url(address)
         if zone is not None and not isinstance(zone, str):
             fail("Backend", "zone", zone, "a string or None")
