@@ -74,7 +74,7 @@ async def test_grpc_timeout_is_accepted_and_no_header_means_no_deadline() -> Non
             assert "x-meshlite-caller" not in inventory.requests[-1].headers  # no name
 
 
-async def test_a_malformed_deadline_header_leaves_a_valid_grpc_timeout_in_force() -> None:
+async def test_a_malformed_or_repeated_deadline_header() -> None:
     seen: dict[str, Any] = {}
     async with FakeBackend() as inventory:
         mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
@@ -87,16 +87,8 @@ async def test_a_malformed_deadline_header_leaves_a_valid_grpc_timeout_in_force(
             await client.get(server.url + "/orders",
                              headers={"x-meshlite-deadline": "1000", "grpc-timeout": "3S"})
             assert 0.5 < seen["remaining"] <= 1.0  # both valid: x-meshlite-deadline wins
-
-
-async def test_a_repeated_deadline_header_counts_with_its_smallest_valid_value() -> None:
-    # A proxy's own deadline line before or after the client's: a repeat shortens the
-    # budget, never lengthens it, in either order; a malformed repeat counts as none.
-    seen: dict[str, Any] = {}
-    async with FakeBackend() as inventory:
-        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
-        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
-        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            # A header repeated (a proxy's own line before or after the client's) counts
+            # with its smallest valid value, in either order: never lengthened.
             for lines in ([("x-meshlite-deadline", "1000"), ("x-meshlite-deadline", "60000")],
                           [("x-meshlite-deadline", "60000"), ("x-meshlite-deadline", "1000")],
                           [("x-meshlite-deadline", "junk"), ("x-meshlite-deadline", "1000"),
