@@ -38,3 +38,34 @@ async def test_many_distinct_paths_each_reach_the_backend_as_sent() -> None:
         sent = [(r.path, r.query) for r in backend.requests]
         assert sent == [(f"/items/{i}", f"round={round_}")
                         for round_ in range(2) for i in range(300)]
+
+
+DEV_MODE_USER = """
+import asyncio
+import meshlite as ml
+from meshlite.testing import FakeBackend
+
+async def main():
+    async with FakeBackend() as backend:
+        mesh = ml.Mesh([ml.Service("users", [backend.url])])
+        async with mesh, mesh.aiohttp("users") as session, session.get("/u") as r:
+            assert r.status == 200
+        async with ml.Mesh([ml.Service("users", [backend.url])]) as mesh:
+            assert (await mesh.http("users").get("/u")).status_code == 200
+
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_both_async_clients_warn_nothing_in_development_mode() -> None:
+    # aiohttp in debug mode (python -X dev) warns at each attribute set on a session
+    # that it does not know: a suite run with -W error failed at mesh.aiohttp().
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "dev", "-W", "error", "-c", DEV_MODE_USER],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+    assert "Warning" not in done.stderr

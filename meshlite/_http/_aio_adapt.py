@@ -34,13 +34,20 @@ def end_bodies(session: aiohttp.ClientSession) -> None:
                 "connection closed: the mesh was closed"))
 
 
+def _set(session: aiohttp.ClientSession, name: str, value: Any) -> None:
+    # Past the session's own __setattr__: in debug mode (python -X dev,
+    # PYTHONASYNCIODEBUG) aiohttp warns at each attribute it does not know, a
+    # DeprecationWarning that fails a test suite run with -W error.
+    object.__setattr__(session, name, value)
+
+
 def without_resend(session: aiohttp.ClientSession) -> None:
     """Stop ``session`` resending an idempotent request itself after a reset or a
     disconnect (aiohttp does, once, around its whole middleware chain): the mesh's
     pipeline is the one place that retries, so each attempt is sent once and a
     ``mesh.aiohttp()`` session's middlewares see each request once. The attribute is
     the one aiohttp's own test client turns off; it has no public switch."""
-    session._retry_connection = False
+    _set(session, "_retry_connection", False)
 
 
 def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
@@ -60,7 +67,7 @@ def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
             url = remember(urls, str_or_url, build(str_or_url), most)
         return url
 
-    session._build_url = remembered  # type: ignore[method-assign]
+    _set(session, "_build_url", remembered)
 
 
 def timing_totals(session: aiohttp.ClientSession) -> Totals | None:
@@ -73,14 +80,14 @@ def timing_totals(session: aiohttp.ClientSession) -> Totals | None:
     if given.total is None or given.total <= 0:
         return None
     totals = Totals(session._request, session._loop, given)
-    session._request = totals.request  # type: ignore[method-assign]
+    _set(session, "_request", totals.request)
     close = session.close
 
     async def closing() -> None:  # (aiohttp's __aexit__ calls self.close() too)
         totals.disarm()
         await close()
 
-    session.close = closing  # type: ignore[method-assign]
+    _set(session, "close", closing)
     return totals
 
 
