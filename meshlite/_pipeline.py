@@ -175,6 +175,12 @@ class Pipeline(Policy):
         try:
             result: T = await self._async(ctx)
             return result
+        except TypeError as error:  # (no cost until raised)
+            if "await" in str(error) and not is_async_callable(fn):
+                raise TypeError(f"{_operation_of(fn)} is a sync function, which "
+                                "pipeline.acall cannot await: call it with "
+                                "pipeline.call(fn, ...), or make it async") from error
+            raise
         finally:
             _current.reset(token)
 

@@ -392,3 +392,20 @@ def test_an_object_whose_call_is_a_generator_is_refused() -> None:
         ml.Retry()(Pages())
     with pytest.raises(ml.ConfigError, match="is an async generator function"):
         ml.Retry()(AsyncPages())
+
+
+async def test_a_sync_function_given_to_acall_is_named_not_an_await_error() -> None:
+    # The reverse of the refusal above: it was "object str can't be used in 'await'
+    # expression", naming neither the function nor the fix.
+    def lookup() -> str:
+        return "value"
+
+    for pipeline in (ml.Pipeline(), ml.Pipeline(ml.Retry(attempts=2), ml.Timeout(1.0))):
+        with pytest.raises(TypeError, match=r"lookup is a sync function.*pipeline\.call"):
+            await pipeline.acall(lookup)  # type: ignore[arg-type]
+
+    async def broken() -> None:
+        raise TypeError("an await of its own went wrong")
+
+    with pytest.raises(TypeError, match=r"^an await of its own went wrong$"):
+        await ml.Pipeline().acall(broken)  # an async function's own error, as it is
