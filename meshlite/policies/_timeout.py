@@ -7,6 +7,7 @@ deadline (three runners) is in :mod:`~meshlite.policies._timeout_async`.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,9 @@ from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import clock_option, fail, positive
 from ._timeout_async import abandoning, enter, left, on_loop_timer, watched
+
+_EARLY = 0.005
+"""Seconds a socket's wait may end before its timeout (the system rounds it)."""
 
 __all__ = ["DEFAULT_PESSIMISTIC", "Timeout", "TimeoutOptions"]
 
@@ -117,19 +121,27 @@ class Timeout(Policy):
                 policy=self.kind,
             )
 
+        # A blocking wait the call bounded by the deadline (a socket's timeout) runs in
+        # real seconds; under another clock (a FakeClock) its timeout is the deadline's
+        # when the real time it took reached the budget, though that clock stood still.
+        real = None if isinstance(clock, SystemClock) else time.monotonic
+
         def handle(ctx: CallContext) -> Any:
             saved_deadline, saved_clock = ctx.deadline, ctx.clock
             budget = seconds if saved_deadline is None else left(seconds, saved_deadline,
                                                                   saved_clock)
             deadline = ctx.deadline = clock.monotonic() + budget
             ctx.clock = clock
+            began = None if real is None else real()
             try:
                 if budget <= 0.0:
                     raise timed_out(ctx, budget)
                 try:
                     result = call_next(ctx)
                 except Exception as error:
-                    if _is_timeout(error) and clock.monotonic() > deadline:
+                    if _is_timeout(error) and (clock.monotonic() > deadline or (
+                            began is not None and real is not None
+                            and real() - began >= budget - _EARLY)):
                         raise timed_out(ctx, budget) from error
                     raise
                 if clock.monotonic() > deadline:

@@ -451,6 +451,31 @@ def test_sync_errors_after_deadline(clock: FakeClock) -> None:
     assert not isinstance(early.value, ml.TimeoutExceeded)
 
 
+def test_sync_socket_timeout_at_the_deadline_under_a_fake_clock() -> None:
+    # A blocking read the call bounded by the deadline waits real seconds, during
+    # which a FakeClock stands still: its timeout is still the deadline's (a
+    # TimeoutExceeded, as on the system clock), not the client's own ReadTimeout.
+    # A client timeout shorter than the budget stays the client's.
+    import httpx
+
+    from meshlite.testing import FakeBackend
+
+    clock = FakeClock()
+    with FakeBackend(hang=True) as backend:
+        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(
+            ml.Timeout(0.3, clock=clock)))], clock=clock)
+        with mesh.http_sync("users") as client, pytest.raises(ml.TimeoutExceeded):
+            client.get("/x")
+        mesh.close()
+        mesh = ml.Mesh([ml.Service("users", [backend.url], pipeline=ml.Pipeline(
+            ml.Timeout(5.0, clock=clock)))], clock=clock)
+        with mesh.http_sync("users", timeout=0.2) as client, \
+                pytest.raises(httpx.ReadTimeout):  # the client's own, 0.2 s of 5
+            client.get("/x")
+        mesh.close()
+    assert clock.monotonic() == 0.0  # nothing moved it
+
+
 # -- events and options ----------------------------------------------------------
 
 
