@@ -1,7 +1,7 @@
 """Just enough server-side HTTP/1.1 for :class:`FakeBackend`, on asyncio streams.
 
 Reads one request at a time from a keep-alive connection (bodies by
-``Content-Length``; chunked request bodies are refused with 501) and encodes
+``Content-Length`` or chunked) and encodes
 responses that carry ``Content-Length`` (all but the bodiless 1xx, 204 and 304).
 No third-party code, so the fake backend works wherever the standard library does.
 """
@@ -100,6 +100,28 @@ async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
     raise BadRequest("too many headers", 431)
 
 
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body (a streamed upload): its chunks joined; trailers are read and
+    left out."""
+    parts: list[bytes] = []
+    while True:
+        line = await _read_line(reader)
+        if not line:
+            raise asyncio.IncompleteReadError(b"", None)
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise BadRequest(f"bad chunk size line {line[:80]!r}") from None
+        if size < 0:
+            raise BadRequest(f"bad chunk size line {line[:80]!r}")
+        if size == 0:
+            await _read_headers(reader)  # the trailer section, up to its blank line
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        if await reader.readexactly(2) != b"\r\n":
+            raise BadRequest("a chunk longer than its size line says")
+
+
 async def read_request(
     reader: asyncio.StreamReader, clock: Callable[[], float],
     writer: asyncio.StreamWriter | None = None,
@@ -124,19 +146,21 @@ async def read_request(
         raise BadRequest(f"malformed request line {line[:80]!r}")
     method, target, version = parts
     headers = await _read_headers(reader)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise BadRequest("chunked request bodies are not supported; send Content-Length", 501)
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()  # (wins: RFC 9112)
     try:
-        length = int(headers.get("content-length", "0"))
+        length = 0 if chunked else int(headers.get("content-length", "0"))
     except ValueError:
         raise BadRequest("bad Content-Length") from None
     if length < 0:
         raise BadRequest("bad Content-Length")
-    if (writer is not None and length and version == "HTTP/1.1"
+    if (writer is not None and (length or chunked) and version == "HTTP/1.1"
             and headers.get("expect", "").lower() == "100-continue"):
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         await writer.drain()
-    body = await reader.readexactly(length) if length else b""
+    if chunked:
+        body = await _read_chunked(reader)
+    else:
+        body = await reader.readexactly(length) if length else b""
     path, _, query = target.partition("?")
     return ReceivedRequest(method.upper(), path, query, headers, body, clock(), version)
 

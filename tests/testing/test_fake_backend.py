@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -454,11 +454,38 @@ async def _raw_exchange(b: FakeBackend, data: bytes) -> bytes:
     return answer
 
 
-async def test_malformed_and_chunked_requests_are_refused() -> None:
+async def test_malformed_requests_are_refused() -> None:
     async with FakeBackend() as b:
         assert (await _raw_exchange(b, b"NONSENSE\r\n\r\n")).startswith(b"HTTP/1.1 400")
         chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        assert (await _raw_exchange(b, chunked)).startswith(b"HTTP/1.1 501")
+        assert (await _raw_exchange(b, chunked + b"zz\r\n")).startswith(b"HTTP/1.1 400")
+        assert (await _raw_exchange(b, chunked + b"2\r\nabc\r\n")).startswith(
+            b"HTTP/1.1 400")  # a chunk longer than its size
+    assert b.requests == []
+
+
+async def test_a_chunked_upload_is_read_recorded_and_answered() -> None:
+    # A streamed upload (httpx with an iterator, mesh.http() over its httpcore path)
+    # is sent chunked: it was answered 501 and neither recorded nor counted.
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"ab", b"", b"cd" * 40_000):
+            yield part
+
+    async with FakeBackend() as b:
+        async with httpx.AsyncClient() as client:
+            r = await client.post(b.url + "/upload", content=parts())
+        assert r.status_code == 200
+        mesh = ml.Mesh([ml.Service("users", [b.url], pipeline=ml.Pipeline())])
+        async with mesh:
+            r = await mesh.http("users").post("/upload", content=parts())
+        assert r.status_code == 200
+        raw = (b"POST /raw HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: close\r\n\r\n3;ext=1\r\nxyz\r\n0\r\nTrailer: t\r\n\r\n")
+        assert (await _raw_exchange(b, raw)).startswith(b"HTTP/1.1 200")
+    first, second, third = b.requests
+    assert first.body == second.body == b"ab" + b"cd" * 40_000
+    assert first.headers["transfer-encoding"] == "chunked"
+    assert third.body == b"xyz"
 
 
 async def test_http_1_0_closes_after_the_answer() -> None:
