@@ -174,13 +174,13 @@ def test_masked_config_hides_headers_url_passwords_and_webhook_paths(
         write_config: Any) -> None:
     # docs/config.md: what a dashboard or an audit record shows. Header values are
     # never shown (docs/security.md), nor a password or token a URL carries.
-    from meshlite.config import masked_config
+    from meshlite.config import config_of, masked_config
 
     path = write_config("""\
 services:
   users:
     backends: ["http://127.0.0.1:8001"]
-    headers: {Cookie: "sid=Lit_SECRET_1", X-Api-Key: Lit_SECRET_2}
+    headers: {Cookie: "sid=Lit_SECRET_1", X-Api-Key: Lit_SECRET_2, Authorization: "${API_TOKEN}"}
     health_check: {path: "/healthz?token=Lit_SECRET_3&verbose=1"}
 inbound:
   store: "redis://:Lit_SECRET_4@127.0.0.1:6379/0"
@@ -190,11 +190,14 @@ alerts:
   rules: [{name: brk, condition: breaker_open}]
 dashboard: {enabled: false}
 """)
-    shown = masked_config(ml.Mesh.from_config(path, environ={}, dashboard=False))
+    mesh = ml.Mesh.from_config(path, environ={"API_TOKEN": "Env_SECRET_7"}, dashboard=False)
+    shown = masked_config(mesh)
     assert shown is not None
     assert "SECRET" not in repr(shown)
+    assert "SECRET" not in repr(config_of(mesh))  # the model, logged whole by a user
+    assert "Cookie" in repr(config_of(mesh))
     users = shown["services"]["users"]
-    assert users["headers"] == {"Cookie": "***", "X-Api-Key": "***"}
+    assert users["headers"] == {"Cookie": "***", "X-Api-Key": "***", "Authorization": "***"}
     assert users["health_check"]["path"] == "/healthz?token=***&verbose=1"
     assert shown["inbound"]["store"] == "redis://:***@127.0.0.1:6379/0"
     assert shown["alerts"]["webhook"] == "https://127.0.0.1:9/..."
