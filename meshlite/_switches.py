@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from types import TracebackType
 
-__all__ = ["is_testing", "set_testing"]
+__all__ = ["is_testing", "no_real_sleeps", "set_testing", "skips_sleep"]
 
 _testing = False
+_real_only = False  # testing mode skips only sleeps on the system clock (no_real_sleeps)
 
 
 class _TestingSwitch:
@@ -15,7 +16,7 @@ class _TestingSwitch:
 
     __slots__ = ("_previous",)
 
-    def __init__(self, previous: bool) -> None:
+    def __init__(self, previous: tuple[bool, bool]) -> None:
         self._previous = previous
 
     def __enter__(self) -> None:
@@ -27,8 +28,8 @@ class _TestingSwitch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        global _testing
-        _testing = self._previous
+        global _testing, _real_only
+        _testing, _real_only = self._previous
 
 
 def set_testing(testing: bool = True) -> _TestingSwitch:
@@ -41,12 +42,29 @@ def set_testing(testing: bool = True) -> _TestingSwitch:
         with ml.set_testing(True):
             flaky_call()
     """
-    global _testing
-    previous = _testing
-    _testing = bool(testing)
+    global _testing, _real_only
+    previous = (_testing, _real_only)
+    _testing, _real_only = bool(testing), False
+    return _TestingSwitch(previous)
+
+
+def no_real_sleeps() -> _TestingSwitch:
+    """Testing mode in which only sleeps on the system clock are skipped (the pytest
+    plugin's ``meshlite_no_sleep``): a ``FakeClock`` given to a policy is slept on as
+    usual, so its time moves and ``.sleeps`` records the backoff. Used as
+    :func:`set_testing` is; not public API."""
+    global _testing, _real_only
+    previous = (_testing, _real_only)
+    _testing, _real_only = True, True
     return _TestingSwitch(previous)
 
 
 def is_testing() -> bool:
     """Whether :func:`set_testing` turned testing mode on."""
     return _testing
+
+
+def skips_sleep(real: bool) -> bool:
+    """Whether a backoff sleep is skipped now: testing mode is on, and the sleep is on
+    the system clock (``real``) or the mode skips every sleep (:func:`set_testing`)."""
+    return _testing and (real or not _real_only)

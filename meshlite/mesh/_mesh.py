@@ -60,7 +60,9 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
     Args:
         services: The services, each registered under its name.
         drain_timeout: Seconds closing waits for calls in flight, >= 0.
-        clock: Clock given to services that have none of their own (tests).
+        clock: Clock given to services that have none of their own (tests): their
+            routing, health checks and discovery run on it, not the policies of their
+            pipelines, which run on the clock each was built with.
         metrics: Record metrics in ``mesh.metrics`` (served as Prometheus text by
             ``ml.telemetry.prometheus_app(mesh)``, ``start_http_server(mesh)`` and the
             dashboard's ``/metrics``); ``False`` records nothing and saves the
@@ -101,6 +103,8 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
         self._extra: list[Service] = []  # services made for overrides (own pools)
+        # name -> the overrides of it whose blocks run, oldest first ([target] each)
+        self._overriding: dict[str, list[list[Any]]] = {}
         # Each hook of add_hook, and its unsubscribe function on each service by id.
         self._hooks: list[tuple[Hook, dict[int, Callable[[], None]]]] = []
         self._components: list[Lifecycle] = []

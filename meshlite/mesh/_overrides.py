@@ -25,6 +25,7 @@ class MeshOverrides:
 
     _services: dict[str, Service]
     _targets: dict[str, Any]
+    _overriding: dict[str, list[list[Any]]]
     _extra: list[Service]
 
     if TYPE_CHECKING:
@@ -36,7 +37,9 @@ class MeshOverrides:
     @contextlib.contextmanager
     def override(self, name: str, fake: Any) -> Iterator[Any]:
         """Substitute service ``name`` while the block runs (dependency injection for
-        tests); nested overrides restore in order.
+        tests). Calls go to the most recent override of ``name`` still running, else
+        to the registered service: blocks that overlap without nesting (two tasks,
+        an ``ExitStack`` left out of order) may end in any order.
 
         ``fake`` may be an ``ml.Service``; backends (an address, a ``Backend``, or a
         list of them) or an object with a ``.url`` (``meshlite.testing.FakeBackend``),
@@ -58,6 +61,7 @@ class MeshOverrides:
         self._target(name)
         made = override_service(name, fake)
         target = fake if made is None else made
+        entry = [target]  # this block's override in the name's stack (by identity)
         # Entering and leaving hold the registry's lock, as a reload changing it does:
         # a reload that replaced the service between the exit's read and its write
         # would otherwise have the old one put back where calls go, for good.
@@ -66,7 +70,7 @@ class MeshOverrides:
                 if made is not None:
                     self._take_up(made)
                 self._target(name)  # (a reload may have removed it meanwhile)
-                previous = self._targets[name]
+                self._overriding.setdefault(name, []).append(entry)
                 self._targets[name] = target
         except BaseException:
             self._put_down(made)
@@ -75,18 +79,29 @@ class MeshOverrides:
             yield target
         finally:
             with self.changing_registry():
-                self._restore(name, previous)
+                self._end(name, entry)
             self._put_down(made)
 
-    def _restore(self, name: str, previous: Any) -> None:
-        current = self._services.get(name)
-        if current is None:  # a reload removed the service meanwhile
+    def _end(self, name: str, entry: list[Any]) -> None:
+        # Under the registry's lock. Each block takes its own override out of the
+        # stack, wherever it is: restoring what was there when the block began put
+        # an override that had ended back for good when blocks overlapped without
+        # nesting (A begins, B begins, A ends, B ends). Ending one that is not the
+        # latest changes nothing where calls go.
+        live = self._overriding[name]
+        latest = live[-1] is entry
+        live[:] = [e for e in live if e is not entry]
+        if not latest:
+            return
+        if live:
+            self._targets[name] = live[-1][0]
+            return
+        del self._overriding[name]
+        current = self._services.get(name)  # now: a reload may have replaced it
+        if current is None:  # or removed it
             self._targets.pop(name, None)
-        elif (isinstance(previous, Service) and previous is not current
-              and not any(previous is extra for extra in self._extra)):
-            self._targets[name] = current  # a reload replaced it: keep the new one
         else:
-            self._targets[name] = previous
+            self._targets[name] = current
 
     def _take_up(self, service: Service) -> None:
         # Under the registry's lock. Adopted once: a service registered already, or

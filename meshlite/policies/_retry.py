@@ -16,12 +16,12 @@ from typing import Any
 from opentelemetry.trace import INVALID_SPAN
 
 from .._backoff import Backoff, as_backoff, exponential
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import SYSTEM_CLOCK, Clock, SystemClock
 from .._context import CallContext
 from .._errors import RejectedError
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
-from .._switches import is_testing
+from .._switches import skips_sleep
 from .._validate import fail, non_negative, not_coroutine, random_or_shared
 from ._retry_budget import (
     DEFAULT_BUDGET_MIN_PER_SECOND,
@@ -213,6 +213,7 @@ class Retry(Policy):
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
         sleep = self.clock.sleep
+        real = isinstance(self.clock, SystemClock)  # (testing mode may skip real sleeps only)
 
         def handle(ctx: CallContext) -> Any:
             if deposit is not None:
@@ -236,7 +237,7 @@ class Retry(Policy):
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
                         return result
-                if delay > 0.0 and not is_testing():
+                if delay > 0.0 and not skips_sleep(real):
                     try:
                         sleep(delay)
                     except BaseException:  # interrupted: the retry will not be made
@@ -255,6 +256,7 @@ class Retry(Policy):
         on_result = self.options.on_result
         deposit = None if runner.budget is None else runner.budget.deposit
         asleep = self.clock.asleep
+        real = isinstance(self.clock, SystemClock)
 
         async def handle(ctx: CallContext) -> Any:
             if deposit is not None:
@@ -278,7 +280,7 @@ class Retry(Policy):
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
                         return result
-                if delay > 0.0 and not is_testing():
+                if delay > 0.0 and not skips_sleep(real):
                     try:
                         await asleep(delay)
                     except BaseException:  # cancelled: the retry will not be made

@@ -233,7 +233,9 @@ class Chaos:
             result: An answer faulted attempts return instead of calling.
             mesh: The mesh to find the service in.
             seed: Seed of the draws, for repeatable tests.
-            clock: Clock the latency is slept on (default: the service's clock).
+            clock: Clock the latency is slept on (default: the service's clock). A
+                pipeline's ``Timeout`` cuts the latency only if it runs on the same
+                clock: a mesh's clock is not given to the policies.
 
         Returns:
             The :class:`InjectedFault` (``.injected`` counts faults, ``.enabled``

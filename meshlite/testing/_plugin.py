@@ -11,8 +11,9 @@ Fixtures (all function-scoped, everything they make closed at teardown):
 - ``chaos``: fault injection into a service of the test's mesh.
 
 Marker ``@pytest.mark.meshlite_no_sleep`` (or the ini option ``meshlite_no_sleep =
-true`` for a whole suite): ``ml.set_testing(True)`` while the test runs, so backoff
-between retries does not sleep.
+true`` for a whole suite): testing mode (``ml.is_testing()``) while the test runs, so
+backoff between retries does not sleep for real; a retry given a ``FakeClock``
+still sleeps on it (fake time moves, ``.sleeps`` records the backoff).
 
 With pytest-asyncio installed, ``mesh`` is an async fixture run on the test's
 event loop, so an async test's HTTP connection pools are closed on the loop that
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 
 from .._errors import ConfigError
-from .._switches import set_testing
+from .._switches import no_real_sleeps
 from ..mesh._mesh import Mesh
 from ._clock import FakeClock
 from ._fixtures import BackendFactory, Chaos, MeshFactory
@@ -35,7 +36,8 @@ from ._fixtures import BackendFactory, Chaos, MeshFactory
 __all__ = ["AUTOJUMP", "MARKER", "chaos", "fake_backend", "fake_clock"]
 
 MARKER = "meshlite_no_sleep"
-"""The marker (and ini option) that turns ``ml.set_testing(True)`` on for a test."""
+"""The marker (and ini option) that turns testing mode on for a test: sleeps on the
+system clock are skipped, those on a ``FakeClock`` are not."""
 
 AUTOJUMP = "meshlite_autojump_threshold"
 """The marker (and ini option) that sets the ``fake_clock`` fixture's ``autojump_threshold``."""
@@ -45,7 +47,7 @@ _MESHES = pytest.StashKey[MeshFactory]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(MARKER, type="bool", default=False,
-                  help="meshlite: run every test with ml.set_testing(True) (no backoff sleeps)")
+                  help="meshlite: run every test in testing mode (no real backoff sleeps)")
     parser.addini(AUTOJUMP, type="string", default="",
                   help="meshlite: the fake_clock fixture's autojump_threshold, in real seconds "
                        "(inf: never jump)")
@@ -53,8 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}: run the test with ml.set_testing(True): retries and other "
-        "backoffs do not sleep")
+        "markers", f"{MARKER}: run the test in testing mode (ml.is_testing()): retry "
+        "backoff does not sleep for real (on a FakeClock it does, in fake time)")
     config.addinivalue_line(
         "markers", f"{AUTOJUMP}(seconds): the fake_clock fixture's autojump_threshold "
         "(real seconds of quiet before it jumps; math.inf: never)")
@@ -64,9 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     # Around setup, call and teardown alike, so fixtures that retry do not sleep either.
+    # Real sleeps only: ml.set_testing(True) skipped a FakeClock's too, so under the
+    # ini option no test could assert a backoff schedule on `fake_clock.sleeps`.
     if item.get_closest_marker(MARKER) is None and not item.config.getini(MARKER):
         return (yield)
-    with set_testing(True):
+    with no_real_sleeps():
         return (yield)
 
 
