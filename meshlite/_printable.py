@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["MAX_ADDRESS", "MAX_DESCRIBED", "described", "origin_shown", "printable", "url_shown"]
+__all__ = [
+    "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "origin_shown", "printable",
+    "url_shown",
+]
 
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone fits)."""
@@ -50,7 +53,7 @@ def described(error: BaseException, limit: int = MAX_DESCRIBED) -> str:
     return f"{name}({text!r})"
 
 
-_SECRET_PARAMETERS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
+SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
 """Query parameters whose value a shown URL hides: any whose name holds one of these
 (``password``, ``access_token``, ``api-key``, ``X-Amz-Signature``...)."""
 
@@ -77,8 +80,8 @@ def url_shown(url: str) -> str:
         credentials, host = netloc.rsplit("@", 1)
         if ":" in credentials:
             netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
-    if query and any(word in query.lower() for word in _SECRET_PARAMETERS):
-        query = urlencode([(k, "***" if any(w in k.lower() for w in _SECRET_PARAMETERS)
+    if query and any(word in query.lower() for word in SECRET_WORDS):
+        query = urlencode([(k, "***" if any(w in k.lower() for w in SECRET_WORDS)
                             else v) for k, v in parse_qsl(query, keep_blank_values=True)],
                           safe="*")
     if netloc == parts.netloc and query == parts.query:

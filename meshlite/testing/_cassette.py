@@ -13,6 +13,11 @@ Format (version 1)::
         "response": {"status": 200, "headers": {"content-type": "..."}, "body": {"text": "..."}}}
      ]}
 
+An error may carry ``"args"`` (when they are not just its message) and a meshlite
+error ``"attributes"`` (``retry_after``...). A response whose body failed midway has
+the part before the failure as its ``"body"`` and a ``"body_error"``; one the client
+closed early has what the client read and ``"body_cut": true``.
+
 Values are stored as JSON; bytes as ``{"$bytes": base64}``; anything JSON cannot
 hold as ``{"$repr": repr(value)}`` (sets sorted, memory addresses left out, so
 another run writes the same), which matches arguments but cannot be replayed as a
@@ -22,12 +27,10 @@ result. Tuples come back as lists.
 from __future__ import annotations
 
 import base64
-import builtins
 import json
 import math
 import os
 import re
-import sys
 import tempfile
 import threading
 from collections import deque
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CassetteError, CassetteMiss, ReplayedError
+from ._cassette_errors import decode_error, encode_error
 
 __all__ = [
     "FORMAT_VERSION",
@@ -127,31 +131,6 @@ def decode_body(data: dict[str, str]) -> bytes:
     return data.get("text", "").encode("utf-8")
 
 
-def encode_error(error: BaseException) -> dict[str, str]:
-    """An error as its class (module and qualified name) and message."""
-    cls = type(error)
-    return {"module": cls.__module__, "type": cls.__qualname__, "message": str(error)}
-
-
-def decode_error(data: dict[str, str]) -> Exception:
-    """The recorded error, rebuilt as ``cls(message)`` when its module is loaded.
-
-    Modules are looked up in :data:`sys.modules`, never imported, so a cassette
-    cannot make the test import anything; otherwise a :class:`ReplayedError`.
-    """
-    module, qualname, message = data["module"], data["type"], data.get("message", "")
-    found: Any = builtins if module == "builtins" else sys.modules.get(module)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    if isinstance(found, type) and issubclass(found, Exception):
-        try:
-            error: Exception = found(message)
-            return error
-        except Exception:  # its constructor wants more than a message
-            pass
-    return ReplayedError(f"{module}.{qualname}: {message}", error_type=f"{module}.{qualname}")
-
-
 # -- the file and its matching ----------------------------------------------------------
 
 
@@ -216,9 +195,8 @@ def _malformed_entry(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return f"must be an object, got {type(entry).__name__}"
     error = entry.get("error")
-    if error is not None and not (isinstance(error, dict) and isinstance(error.get("module"), str)
-                                  and isinstance(error.get("type"), str)):
-        return "has an 'error' without a string 'module' and 'type'"
+    if error is not None and not _error_shaped(error):
+        return "has an 'error' without a string 'module' and 'type', or with 'args' not a list"
     kind = entry.get("kind")
     if kind == "call":
         if not isinstance(entry.get("name"), str):
@@ -242,7 +220,18 @@ def _malformed_entry(entry: Any) -> str | None:
     if isinstance(response, dict) and not (isinstance(response.get("headers", {}), dict)
                                            and isinstance(response.get("body", {}), dict)):
         return "(http) needs the response's 'headers' and 'body' as objects"
+    if isinstance(response, dict) and not (
+            _error_shaped(response.get("body_error", {"module": "", "type": ""}))
+            and isinstance(response.get("body_cut", False), bool)):
+        return "(http) has a malformed 'body_error', or a 'body_cut' not true or false"
     return None
+
+
+def _error_shaped(error: Any) -> bool:
+    return (isinstance(error, dict) and isinstance(error.get("module"), str)
+            and isinstance(error.get("type"), str)
+            and isinstance(error.get("args", []), list)
+            and isinstance(error.get("attributes", {}), dict))
 
 
 class Cassette:
@@ -251,7 +240,8 @@ class Cassette:
     def __init__(self, path: str | os.PathLike[str], data: dict[str, Any]) -> None:
         self.path = Path(path)
         self.interactions: list[dict[str, Any]] = list(data.get("interactions", []))
-        self.redacted_params: tuple[str, ...] = tuple(data.get("redacted_params", ()))
+        self.redacted_params: tuple[str, ...] = tuple(
+            name.lower() for name in data.get("redacted_params", ()))
         self._lock = threading.Lock()
         self._queues: dict[str, deque[dict[str, Any]]] | None = None
         self._last: dict[str, dict[str, Any]] = {}

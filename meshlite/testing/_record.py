@@ -10,6 +10,7 @@ here. httpx is imported only by the transports.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import threading
@@ -17,13 +18,22 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .._arguments import explained
 from .._callables import is_async_callable
 from .._extras import requires_extra
 from .._validate import at_least, fail
 from ._cassette import Cassette, encode_error, encode_value
+from ._record_redact import (
+    DEFAULT_REDACTED_HEADERS,
+    DEFAULT_REDACTED_PARAMS,
+    REDACTED,
+    redact_call,
+    redact_text,
+    redact_url,
+    signature_of,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -45,37 +55,8 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-REDACTED = "REDACTED"
-"""What a secret header or query parameter value is replaced with in a cassette."""
-
-DEFAULT_REDACTED_HEADERS: frozenset[str] = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-    "x-auth-token", "x-amz-security-token", "x-csrf-token",
-})
-"""Header names (lower case) whose values never reach a cassette."""
-
-DEFAULT_REDACTED_PARAMS: frozenset[str] = frozenset({
-    "access_token", "api_key", "apikey", "client_secret", "password", "secret", "sig",
-    "signature", "token",
-})
-"""Query parameters (any case) whose values never reach a cassette (matched redacted
-too)."""
-
-
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 """The largest HTTP response body (decoded, in bytes) a :class:`Recorder` records: 10 MiB."""
-
-
-def redact_url(url: str, params: Collection[str]) -> str:
-    """``url`` with the values of the query parameters in ``params`` redacted (names
-    matched in any case: ``API_KEY`` is as secret as ``api_key``)."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret = {name.lower() for name in params}
-    if not any(name.lower() in secret for name, _ in pairs):
-        return url
-    query = urlencode([(n, REDACTED if n.lower() in secret else v) for n, v in pairs])
-    return urlunsplit(parts._replace(query=query))
 
 
 def call_key(name: str, args: Any, kwargs: Any) -> str:
@@ -114,7 +95,7 @@ def _names(field: str, value: object) -> frozenset[str]:
     if (isinstance(value, str | bytes) or not isinstance(value, Collection)
             or not all(isinstance(name, str) for name in value)):
         fail("Recorder", field, value, 'a collection of names, e.g. ["authorization"]')
-    return frozenset(value)
+    return frozenset(name.lower() for name in value)
 
 
 @explained
@@ -126,8 +107,13 @@ class Recorder:
 
     Args:
         path: The cassette file (parent directories are created).
-        redact_headers: Header names whose values are stored as ``"REDACTED"``.
-        redact_params: Query parameters whose values are stored as ``"REDACTED"``.
+        redact_headers: Headers whose name holds one of these words (any case) are
+            stored as ``"REDACTED"``.
+        redact_params: Query parameters and keyword arguments whose name holds one
+            of these words (any case) are stored as ``"REDACTED"``, in URLs, in URLs
+            inside error messages and string arguments, and in call arguments. A URL's
+            ``user:password@`` is always redacted. Bodies and results are recorded
+            as they are: record no real credentials in them.
         max_body: The largest response body (decoded bytes) recorded; a longer one
             is refused with a :class:`CassetteError` once it passes the cap, so a
             recorded download never sits whole in memory beyond it. ``None``: no cap.
@@ -144,8 +130,7 @@ class Recorder:
         self.path = Path(path)
         self.max_body = None if max_body is None else at_least("Recorder", "max_body",
                                                                max_body, 1)
-        self.redact_headers = frozenset(h.lower() for h in _names("redact_headers",
-                                                                 redact_headers))
+        self.redact_headers = _names("redact_headers", redact_headers)
         self.redact_params = _names("redact_params", redact_params)
         self.interactions: list[dict[str, Any]] = []
         """What was recorded so far, oldest first (as it will be saved)."""
@@ -156,15 +141,16 @@ class Recorder:
 
         A coroutine function (or an object with an ``async def __call__``) gets an
         async wrapper. Arguments are stored as JSON
-        (their ``repr`` when JSON cannot hold them); results should be JSON-friendly
-        to be replayable. ``KeyboardInterrupt`` and cancellation are not recorded.
+        (their ``repr`` when JSON cannot hold them), secrets redacted (an argument
+        named like one, URLs' passwords and secret parameters); results should be
+        JSON-friendly to be replayable. ``KeyboardInterrupt`` and cancellation are not recorded.
 
         Args:
             fn: The function to record.
             name: The name calls are matched by at replay (default
                 ``module.qualname`` of ``fn``).
         """
-        label = name or name_of(fn)
+        label, signature = name or name_of(fn), signature_of(fn)
         if is_async_callable(fn):
             afn = cast(Callable[..., Any], fn)
 
@@ -173,9 +159,9 @@ class Recorder:
                 try:
                     result = await afn(*args, **kwargs)
                 except Exception as error:
-                    self._add_call(label, args, kwargs, error=error)
+                    self._add_call(label, signature, args, kwargs, error=error)
                     raise
-                self._add_call(label, args, kwargs, result=result)
+                self._add_call(label, signature, args, kwargs, result=result)
                 return result
 
             return cast(Callable[P, T], arecorded)
@@ -185,9 +171,9 @@ class Recorder:
             try:
                 result = fn(*args, **kwargs)
             except Exception as error:
-                self._add_call(label, args, kwargs, error=error)
+                self._add_call(label, signature, args, kwargs, error=error)
                 raise
-            self._add_call(label, args, kwargs, result=result)
+            self._add_call(label, signature, args, kwargs, result=result)
             return result
 
         return recorded
@@ -198,8 +184,10 @@ class Recorder:
         """An httpx transport (sync and async) that records every exchange through it.
 
         Response bodies stream through to the client as they arrive; an exchange is
-        recorded once its body has been read to the end or closed (the rest is then
-        read for the cassette). A body longer than ``max_body`` is refused.
+        recorded once its body has been read to the end, has failed (what came before
+        the error is kept), or was closed early (what the client read is kept, marked
+        as cut; the rest is not read, so leaving an endless stream returns at once).
+        A body longer than ``max_body`` is refused.
 
         Args:
             inner: The transport that really sends; default a new
@@ -237,12 +225,19 @@ class Recorder:
         with self._lock:
             self.interactions.append(entry)
 
-    def _add_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+    def _error(self, error: BaseException) -> dict[str, Any]:
+        """``error`` as a cassette holds it: URLs in its message and arguments redacted."""
+        return encode_error(error, lambda text: redact_text(text, self.redact_params))
+
+    def _add_call(self, name: str, signature: inspect.Signature | None,
+                  args: tuple[Any, ...], kwargs: dict[str, Any], *,
                   result: Any = None, error: BaseException | None = None) -> None:
-        entry: dict[str, Any] = {"kind": "call", "name": name, "args": encode_value(args),
-                                 "kwargs": encode_value(kwargs)}
+        stored_args, stored_kwargs = redact_call(encode_value(args), encode_value(kwargs),
+                                                 self.redact_params, signature)
+        entry: dict[str, Any] = {"kind": "call", "name": name, "args": stored_args,
+                                 "kwargs": stored_kwargs}
         if error is None:
-            entry["result"] = encode_value(result)
+            entry["result"] = encode_value(result)  # results are kept as returned
         else:
-            entry["error"] = encode_error(error)
+            entry["error"] = self._error(error)
         self._add(entry)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._errors import CassetteError
-from ._cassette import decode_body, decode_error, encode_body, encode_error
-from ._record import REDACTED, redact_url
-from ._record_stream import ATeed, Capture, Teed, listed, pairs, refusal
+from ._cassette import decode_body, decode_error, encode_body
+from ._record_redact import REDACTED, named_secret, redact_url
+from ._record_stream import ATeed, Capture, Ending, Teed, cut_short, listed, pairs, refusal
 
 if TYPE_CHECKING:
     from ._record import Recorder
@@ -27,12 +27,21 @@ _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encod
                            "connection", "keep-alive"})
 
 
-def _response(data: dict[str, Any]) -> httpx.Response:
-    return httpx.Response(data["status"], headers=pairs(data.get("headers", {})),
-                          content=decode_body(data["body"]))
+def _response(entry: dict[str, Any], request: httpx.Request) -> httpx.Response:
+    """The recorded response; a body that failed or was cut while recorded ends the
+    same way, after the part recorded, when the client reads it."""
+    data = entry["response"]
+    headers, body = pairs(data.get("headers", {})), decode_body(data["body"])
+    if "body_error" in data:
+        stream = Ending(body, lambda: _rebuilt_error(data["body_error"], request))
+    elif data.get("body_cut"):
+        stream = Ending(body, lambda: CassetteError(cut_short(entry["request"], len(body))))
+    else:
+        return httpx.Response(data["status"], headers=headers, content=body)
+    return httpx.Response(data["status"], headers=headers, stream=stream)
 
 
-def _rebuilt_error(data: dict[str, str], request: httpx.Request) -> Exception:
+def _rebuilt_error(data: dict[str, Any], request: httpx.Request) -> Exception:
     error = decode_error(data)
     if isinstance(error, httpx.RequestError):
         error.request = request
@@ -98,13 +107,14 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return {"kind": "http", "request": {
             "method": request.method,
             "url": redact_url(str(request.url), self._recorder.redact_params),
-            "headers": {k: REDACTED if k in secret else v for k, v in request.headers.items()},
+            "headers": {k: REDACTED if named_secret(k, secret) else v
+                        for k, v in request.headers.items()},
             "body": encode_body(request.content),
         }}
 
     def _record_error(self, request: httpx.Request, error: Exception) -> None:
         entry = self._entry(request)
-        entry["error"] = encode_error(error)
+        entry["error"] = self._recorder._error(error)
         self._recorder._add(entry)
 
     def _capture(self, request: httpx.Request, response: httpx.Response) -> Capture:
@@ -116,7 +126,7 @@ class RecordingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         for name, value in response.headers.multi_items():
             if name in wire:
                 continue
-            value = REDACTED if name in secret else value
+            value = REDACTED if named_secret(name, secret) else value
             seen = headers.get(name)
             # A repeated header (set-cookie) keeps every value, as a list.
             headers[name] = value if seen is None else [*listed(seen), value]
@@ -129,7 +139,10 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     Raises (from the client call):
         CassetteMiss: the request was not recorded, or its recordings are used up.
-        CassetteError: its response body passed ``max_body`` when it was recorded.
+        CassetteError: its response body passed ``max_body`` when it was recorded;
+            or (reading the body) it was read past where the recording was cut.
+        Exception: the recorded error, when the request failed, or (reading the
+            body, after the part recorded) when its body failed midway.
     """
 
     def __init__(self, replayer: Replayer) -> None:
@@ -149,4 +162,4 @@ class ReplayTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if "body_refused" in entry["response"]:
             raise CassetteError(refusal(entry["request"], entry["response"]["body_refused"],
                                          "when it was recorded"))
-        return _response(entry["response"])
+        return _response(entry, request)

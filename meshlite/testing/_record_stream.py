@@ -1,5 +1,6 @@
 """The body of a response being recorded: streamed through to the client as it
-arrives, and kept (up to the recorder's ``max_body``) for the cassette.
+arrives, and kept (up to the recorder's ``max_body``) for the cassette; and the
+body of a replayed response that did not end normally.
 
 Used by :class:`~meshlite.testing._record_http.RecordingTransport` only (it imports
 httpx, as that module does).
@@ -7,18 +8,18 @@ httpx, as that module does).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from .._errors import CassetteError
-from ._cassette import encode_body, encode_error
+from ._cassette import encode_body
 
 if TYPE_CHECKING:
     from ._record import Recorder
 
-__all__ = ["ATeed", "Capture", "Teed", "listed", "pairs", "refusal"]
+__all__ = ["ATeed", "Capture", "Ending", "Teed", "cut_short", "listed", "pairs", "refusal"]
 
 
 def listed(value: str | list[str]) -> list[str]:
@@ -39,8 +40,10 @@ class Capture:
     Chunks are kept until the body ends, then the exchange is recorded whole. A body
     growing past the recorder's ``max_body`` is dropped and recorded as refused (the
     client reading it gets a :class:`CassetteError` at that point; replaying it raises
-    one too), so memory stays bounded by the cap. When the client closes the body
-    early the rest is read for the cassette, as a cassette holds whole bodies.
+    one too), so memory stays bounded by the cap. A body that fails midway is
+    recorded up to the failure, with the error (replay serves the part, then raises
+    it). When the client closes the body early, what it read is recorded, marked as
+    cut: the rest is not read, as it may never end (a server-sent event stream).
     """
 
     __slots__ = ("_chunks", "_entry", "_limit", "_recorder", "_size", "data", "done")
@@ -71,14 +74,23 @@ class Capture:
 
     def finish(self) -> None:
         """The body ended: record the exchange."""
+        if self.done:
+            return
         self.data["body"] = encode_body(b"".join(self._chunks))
         self._chunks.clear()
         self._add(response=self.data)
 
     def fail(self, error: Exception) -> None:
-        """Reading the body failed: record the error, as for a failed request."""
-        self._chunks.clear()
-        self._add(error=encode_error(error))
+        """Reading the body failed: record the part before it, and the error."""
+        if not self.done:  # (once recorded, ``data`` is the cassette's: left alone)
+            self.data["body_error"] = self._recorder._error(error)
+            self.finish()
+
+    def cut(self) -> None:
+        """The client closed the body early: record what it read, marked as cut."""
+        if not self.done:
+            self.data["body_cut"] = True
+            self.finish()
 
     def refused(self) -> CassetteError:
         """The error of a body past the cap."""
@@ -88,6 +100,14 @@ class Capture:
         if not self.done:
             self.done = True
             self._recorder._add({**self._entry, **outcome})
+
+
+def cut_short(request: dict[str, Any], size: int) -> str:
+    """The message of a replayed body read past where its recording was cut."""
+    return (f"the response body of {request['method']} {request['url']} was cut after "
+            f"{size} bytes when it was recorded (the client closed it early), so the "
+            "cassette has no more of it; read no further, or record it again reading "
+            "to the end")
 
 
 def refusal(request: dict[str, Any], limit: int | None, when: str) -> str:
@@ -103,7 +123,8 @@ class Teed(httpx.SyncByteStream):
 
     def __init__(self, capture: Capture, inner: httpx.Response) -> None:
         self._capture, self._inner = capture, inner
-        self._chunks = inner.iter_bytes()  # decoded: what the cassette stores
+        # decoded: what the cassette stores (httpx writes it as a generator)
+        self._chunks = cast(Generator[bytes, None, None], inner.iter_bytes())
 
     def __iter__(self) -> Iterator[bytes]:
         capture = self._capture
@@ -120,13 +141,9 @@ class Teed(httpx.SyncByteStream):
         capture.finish()
 
     def close(self) -> None:
-        capture = self._capture
+        self._capture.cut()  # unless it ended: closed early, the rest (maybe endless) unread
         try:
-            # closed early: read the rest for the cassette
-            if not capture.done and all(capture.keep(chunk) for chunk in self._chunks):
-                capture.finish()
-        except Exception as error:  # the client no longer reads: only the cassette says so
-            capture.fail(error)
+            self._chunks.close()
         finally:
             self._inner.close()
 
@@ -136,7 +153,7 @@ class ATeed(httpx.AsyncByteStream):
 
     def __init__(self, capture: Capture, inner: httpx.Response) -> None:
         self._capture, self._inner = capture, inner
-        self._chunks = inner.aiter_bytes()
+        self._chunks = cast(AsyncGenerator[bytes, None], inner.aiter_bytes())
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         capture = self._capture
@@ -153,15 +170,26 @@ class ATeed(httpx.AsyncByteStream):
         capture.finish()
 
     async def aclose(self) -> None:
-        capture = self._capture
+        self._capture.cut()  # as Teed.close: the rest is not read
         try:
-            if not capture.done:
-                async for chunk in self._chunks:
-                    if not capture.keep(chunk):
-                        break
-                else:
-                    capture.finish()
-        except Exception as error:
-            capture.fail(error)
+            await self._chunks.aclose()
         finally:
             await self._inner.aclose()
+
+
+class Ending(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A replayed body that did not end normally when recorded: ``body``, then the
+    error ``end()`` makes (the recorded failure, or the cut) if the client reads on."""
+
+    def __init__(self, body: bytes, end: Callable[[], Exception]) -> None:
+        self._body, self._end = body, end
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._body:
+            yield self._body
+        raise self._end()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._body:
+            yield self._body
+        raise self._end()

@@ -24,7 +24,8 @@ from ._cassette import (
     matched_body,
     stored_body,
 )
-from ._record import call_key, http_key, name_of, redact_url
+from ._record import call_key, http_key, name_of
+from ._record_redact import redact_call, redact_url, signature_of
 
 if TYPE_CHECKING:
     from ._record_http import ReplayTransport
@@ -33,15 +34,6 @@ __all__ = ["Replayer", "replay"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
-    """The signature calls of ``fn`` are bound to, or ``None`` when Python cannot tell
-    (some builtins and extension functions)."""
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
 
 
 def bound_key(name: str, signature: inspect.Signature, args: Any, kwargs: Any) -> str | None:
@@ -80,7 +72,8 @@ class Replayer:
         Raises:
             CassetteMiss: no unused recording of this call.
         """
-        a, k = encode_value(args), encode_value(kwargs)
+        a, k = redact_call(encode_value(args), encode_value(kwargs),
+                           self.cassette.redacted_params, self._signatures.get(name))
         asked = describe({"kind": "call", "name": name, "args": a, "kwargs": k})
         entry = self.cassette.take(self._call_key(name, a, k), asked, self._key_of,
                                    repeat=self.repeat)
@@ -139,7 +132,7 @@ class Replayer:
     def take_http(self, method: str, url: str, body: bytes,
                   content_type: str | None = None) -> dict[str, Any]:
         """The next recording of this request (URL already as the transport sees it)."""
-        url = redact_url(url, self.cassette.redacted_params)
+        url = redact_url(url, self.cassette.redacted_params)  # as the recorder redacted it
         stored = encode_body(matched_body(body, content_type))
         asked = describe({"kind": "http",
                           "request": {"method": method, "url": url, "body": stored}})
@@ -155,7 +148,10 @@ class Replayer:
         self.cassette.rekey()
 
     def _call_key(self, name: str, args: Any, kwargs: Any) -> str:
+        # Redacted on both sides alike (a recording is already, an older one maybe
+        # not), so a call with another secret matches however it was passed.
         signature = self._signatures.get(name)
+        args, kwargs = redact_call(args, kwargs, self.cassette.redacted_params, signature)
         key = None if signature is None else bound_key(name, signature, args, kwargs)
         return call_key(name, args, kwargs) if key is None else key
 
@@ -163,7 +159,8 @@ class Replayer:
         if entry.get("kind") == "http":
             request = entry["request"]
             body = stored_body(request) if self.match_body else None
-            return http_key(request["method"], request["url"], body)
+            url = redact_url(request["url"], self.cassette.redacted_params)
+            return http_key(request["method"], url, body)
         return self._call_key(entry.get("name", ""), entry.get("args"), entry.get("kwargs"))
 
     def __repr__(self) -> str:

@@ -3,9 +3,12 @@ body past ``max_body`` is refused instead of being held whole in memory."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import ssl
 import threading
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +29,9 @@ MiB = 1024 * 1024
 class Download(ThreadingHTTPServer):
     """A loopback server sending ``/bytes?size=N`` in 64 KiB chunks. With ``?hold=1`` it
     sends the first chunk, then waits until the test says the client has it before
-    sending the rest (``held`` records whether that came in time)."""
+    sending the rest (``held`` records whether that came in time). ``/events`` is a
+    server-sent event stream that never ends; ``/broken`` promises 100 bytes, sends
+    ``partial`` and closes the connection."""
 
     daemon_threads = True
 
@@ -42,6 +47,15 @@ class _Sender(BaseHTTPRequestHandler):
     server: Download
 
     def do_GET(self) -> None:
+        if self.path.startswith("/events"):
+            return self._events()
+        if self.path.startswith("/broken"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"partial")
+            self.close_connection = True  # 93 bytes short: the client sees a broken body
+            return None
         query = parse_qs(urlsplit(self.path).query)
         size, hold = int(query["size"][0]), "hold" in query
         self.send_response(200)
@@ -59,6 +73,20 @@ class _Sender(BaseHTTPRequestHandler):
                 sent += piece
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading
+
+    def _events(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for n in itertools.count():
+                event = f"data: {n}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client left: the only way this stream ends
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -159,15 +187,104 @@ def test_a_body_past_max_body_is_refused_without_holding_it(download: Download,
         client.get(url)
 
 
-def test_a_body_closed_early_is_recorded_whole(download: Download, tmp_path: Path) -> None:
+def test_a_body_closed_early_is_recorded_as_read_and_marked_cut(download: Download,
+                                                                tmp_path: Path) -> None:
+    # The rest of the body was read for the cassette when the client closed it early:
+    # what the client had not read went into the cassette as if it had.
     cassette, size = tmp_path / "partial.json", 4 * CHUNK
     url = f"{download.url}/bytes?size={size}"
-    with Recorder(cassette, max_body=size) as rec, recording(rec) as client:
-        read_one(client, url)
-    assert stored(cassette)[0]["body"] == {"text": "x" * size}
-    with Recorder(tmp_path / "cut.json", max_body=size - 1) as rec, recording(rec) as client:
-        read_one(client, url)  # the rest passes the cap: refused, not raised here
-    assert stored(tmp_path / "cut.json")[0]["body_refused"] == size - 1
+    with Recorder(cassette) as rec, recording(rec) as client, \
+            client.stream("GET", url) as response:
+        first = next(response.iter_bytes())
+    [stored_response] = stored(cassette)
+    assert len(stored_response["body"]["text"]) == len(first) < size  # what it read
+    assert stored_response["body_cut"] is True
+    player = replay(cassette, repeat=True)
+    with httpx.Client(transport=player.transport(), verify=NO_TLS) as client:
+        with client.stream("GET", url) as response:
+            assert next(response.iter_bytes()) == first  # the same, then it leaves
+        with pytest.raises(CassetteError, match=rf"was cut after {len(first)} bytes when "
+                           r"it was recorded \(the client closed it early\)"):
+            client.get(url)  # reading on: the cassette has no more, and says so
+
+
+async def read_events(client: httpx.AsyncClient, url: str, wanted: int) -> list[str]:
+    """The first ``wanted`` events of the stream at ``url``; then leave it."""
+    events: list[str] = []
+    async with client.stream("GET", url) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                events.append(line)
+                if len(events) == wanted:
+                    break
+    return events
+
+
+async def test_leaving_an_endless_stream_while_recording_returns_at_once(
+        download: Download, tmp_path: Path) -> None:
+    # Leaving the stream read its endless rest for the cassette: the block never
+    # returned (or only once 10 MiB of events had come, max_body).
+    cassette, url = tmp_path / "events.json", f"{download.url}/events"
+    rec = Recorder(cassette, max_body=None)
+    transport = rec.transport(httpx.AsyncHTTPTransport(verify=NO_TLS))
+    async with rec, httpx.AsyncClient(transport=transport) as client:
+        started = time.monotonic()
+        events = await asyncio.wait_for(read_events(client, url, 2), 10)
+        assert time.monotonic() - started < 5
+    assert events == ["data: 0", "data: 1"]
+    [stored_response] = stored(cassette)
+    assert stored_response["body_cut"] is True
+    async with httpx.AsyncClient(transport=replay(cassette).transport()) as client:
+        assert await read_events(client, url, 2) == events  # what the client saw
+
+
+def read_broken(client: httpx.Client, url: str) -> list[object]:
+    seen: list[object] = []
+    try:
+        with client.stream("GET", url) as response:
+            seen.append(("status", response.status_code))
+            for chunk in response.iter_bytes():
+                seen.append(("chunk", chunk))
+    except Exception as error:
+        seen.append(("error", type(error).__name__, str(error)))
+    return seen
+
+
+async def aread_broken(client: httpx.AsyncClient, url: str) -> list[object]:
+    seen: list[object] = []
+    try:
+        async with client.stream("GET", url) as response:
+            seen.append(("status", response.status_code))
+            async for chunk in response.aiter_bytes():
+                seen.append(("chunk", chunk))
+    except Exception as error:
+        seen.append(("error", type(error).__name__, str(error)))
+    return seen
+
+
+def test_a_body_failing_midway_replays_its_response_then_the_error(
+        download: Download, tmp_path: Path) -> None:
+    # The failure was recorded alone: replay raised it before any response, so code
+    # that handles a broken body (after reading the status) was never exercised.
+    cassette, url = tmp_path / "broken.json", f"{download.url}/broken"
+    with Recorder(cassette) as rec, recording(rec) as client:
+        recorded = read_broken(client, url)
+    assert recorded[:2] == [("status", 200), ("chunk", b"partial")]
+    assert recorded[2][:2] == ("error", "RemoteProtocolError")
+    with httpx.Client(transport=replay(cassette).transport(), verify=NO_TLS) as client:
+        assert read_broken(client, url) == recorded
+
+
+async def test_an_async_body_failing_midway_replays_its_response_then_the_error(
+        download: Download, tmp_path: Path) -> None:
+    cassette, url = tmp_path / "broken.json", f"{download.url}/broken"
+    rec = Recorder(cassette)
+    async with rec, httpx.AsyncClient(
+            transport=rec.transport(httpx.AsyncHTTPTransport(verify=NO_TLS))) as client:
+        recorded = await aread_broken(client, url)
+    assert recorded[:2] == [("status", 200), ("chunk", b"partial")]
+    async with httpx.AsyncClient(transport=replay(cassette).transport()) as client:
+        assert await aread_broken(client, url) == recorded
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "10", True])
