@@ -17,6 +17,7 @@ from typing import Any
 # httpcore's own errors through to every later test of this process.
 import httpcore  # noqa: F401
 import pytest
+from _pytester import INI, run_inner
 
 import meshlite as ml
 from meshlite.policies._fault import FaultInjected
@@ -25,13 +26,6 @@ from meshlite.testing import _plugin as plugin
 
 pytest_plugins = ["pytester"]
 
-INI = """
-[pytest]
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-filterwarnings = error
-timeout = 30
-"""
 
 
 @pytest.fixture
@@ -39,11 +33,6 @@ def inner(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester whose runs see the plugin as an installed project's suite does."""
     pytester.makeini(INI)
     return pytester
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                                        "-p", "no:xdist", "-p", "no:anyio", *args)
 
 
 # -- installation -----------------------------------------------------------------
@@ -104,7 +93,7 @@ def test_fake_clock_is_fresh_and_backends_are_stopped_after_the_test(
             assert not any(b.running for b in made)
             assert fake_threads() == []
     """)
-    run(inner).assert_outcomes(passed=5)
+    run_inner(inner).assert_outcomes(passed=5)
 
 
 def test_the_fake_clock_threshold_comes_from_the_marker_else_the_ini_option(
@@ -129,7 +118,7 @@ def test_the_fake_clock_threshold_comes_from_the_marker_else_the_ini_option(
         def test_marker_below_zero(fake_clock):
             pass
     """)
-    result = run(pytester)
+    result = run_inner(pytester)
     result.assert_outcomes(passed=2, errors=2)
     result.stdout.fnmatch_lines([
         "*ConfigError: @pytest.mark.meshlite_autojump_threshold takes one argument, the "
@@ -144,7 +133,7 @@ def test_without_marker_or_ini_option_the_fake_clock_has_the_default_threshold(
         def test_default(fake_clock):
             assert fake_clock.autojump_threshold == 0.0
     """)
-    run(inner).assert_outcomes(passed=1)
+    run_inner(inner).assert_outcomes(passed=1)
 
 
 def test_an_ini_threshold_that_is_not_a_number_says_so(pytester: pytest.Pytester) -> None:
@@ -153,7 +142,7 @@ def test_an_ini_threshold_that_is_not_a_number_says_so(pytester: pytest.Pytester
         def test_ini(fake_clock):
             pass
     """)
-    result = run(pytester)
+    result = run_inner(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*ConfigError: ini option meshlite_autojump_threshold must "
                                  "be a number of real seconds >= 0 (or inf), got 'soon'*"])
@@ -214,7 +203,7 @@ def test_meshes_are_isolated_and_closed_after_sync_and_async_tests(
             assert m.drain_timeout == 5.0
             assert mesh.meshes == [m]
     """)
-    run(inner).assert_outcomes(passed=6)
+    run_inner(inner).assert_outcomes(passed=6)
 
 
 def test_the_mesh_fixture_works_in_strict_asyncio_mode(pytester: pytest.Pytester) -> None:
@@ -232,7 +221,7 @@ def test_the_mesh_fixture_works_in_strict_asyncio_mode(pytester: pytest.Pytester
             m = mesh(ml.Service("users", ["a"]))
             assert await m.call("users", lambda backend: backend.address) == "a"
     """)
-    run(pytester).assert_outcomes(passed=2)
+    run_inner(pytester).assert_outcomes(passed=2)
 
 
 def test_the_pytest_configuration_the_testing_page_gives_runs_async_tests_cleanly(
@@ -322,7 +311,7 @@ def test_chaos_faults_a_named_service_for_the_test_only(inner: pytest.Pytester) 
             with pytest.raises(KeyError):
                 ml.Mesh([svc]).call_sync("solo", lambda backend: 1)
     """)
-    run(inner).assert_outcomes(passed=5)
+    run_inner(inner).assert_outcomes(passed=5)
 
 
 def test_chaos_with_a_seed_faults_the_same_calls() -> None:
@@ -463,7 +452,7 @@ def test_the_marker_turns_testing_mode_on_for_one_test(inner: pytest.Pytester) -
         async def test_marked_async():
             assert ml.is_testing()
     """)
-    run(inner, "--strict-markers").assert_outcomes(passed=3)  # the marker is registered
+    run_inner(inner, "--strict-markers").assert_outcomes(passed=3)  # the marker is registered
     assert not ml.is_testing()
 
 
@@ -475,7 +464,7 @@ def test_the_ini_option_turns_it_on_for_every_test(inner: pytest.Pytester) -> No
         def test_one():
             assert ml.is_testing()
     """)
-    run(inner).assert_outcomes(passed=1)
+    run_inner(inner).assert_outcomes(passed=1)
 
 
 # -- the factories without pytest ----------------------------------------------------

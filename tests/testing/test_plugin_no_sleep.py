@@ -10,6 +10,7 @@ import time
 # httpcore (pytester removes what it imported when it ends).
 import httpcore  # noqa: F401
 import pytest
+from _pytester import INI, run_inner
 
 import meshlite as ml
 from meshlite._switches import no_real_sleeps
@@ -17,13 +18,6 @@ from meshlite.testing import FakeClock, ScriptedService
 
 pytest_plugins = ["pytester"]
 
-INI = """
-[pytest]
-asyncio_mode = auto
-asyncio_default_fixture_loop_scope = function
-filterwarnings = error
-timeout = 30
-"""
 
 # Each test retries on the fake clock (its sleeps must happen, in fake time) and on
 # the system clock (an hour of backoff: its sleeps must not).
@@ -60,9 +54,6 @@ async def test_async(fake_clock):
 """
 
 
-def run(pytester: pytest.Pytester) -> pytest.RunResult:
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                                        "-p", "no:xdist", "-p", "no:anyio")
 
 
 def test_the_ini_option_leaves_a_fake_clock_s_sleeps_alone(pytester: pytest.Pytester
@@ -70,7 +61,7 @@ def test_the_ini_option_leaves_a_fake_clock_s_sleeps_alone(pytester: pytest.Pyte
     pytester.makeini(INI + "meshlite_no_sleep = true\n")
     pytester.makepyfile(TESTS.format(mark=""))
     started = time.monotonic()
-    run(pytester).assert_outcomes(passed=2)
+    run_inner(pytester).assert_outcomes(passed=2)
     assert time.monotonic() - started < 25.0  # no hour of backoff was slept
     assert not ml.is_testing()
 
@@ -78,7 +69,7 @@ def test_the_ini_option_leaves_a_fake_clock_s_sleeps_alone(pytester: pytest.Pyte
 def test_the_marker_leaves_a_fake_clock_s_sleeps_alone(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(TESTS.format(mark="@pytest.mark.meshlite_no_sleep"))
-    run(pytester).assert_outcomes(passed=2)
+    run_inner(pytester).assert_outcomes(passed=2)
     assert not ml.is_testing()
 
 
