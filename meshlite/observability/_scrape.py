@@ -163,7 +163,35 @@ def mesh_families(mesh: Mesh) -> Iterator[MetricFamily]:
     yield _family("meshlite_mesh_config_reload_failures_total", "counter",
                   "Config reloads this process rejected (the config in force stayed).",
                   [Sample("", (), mesh.reload_failures)])
+    stores = _stores(mesh)
+    if stores:
+        yield _family("meshlite_store_available", "gauge",
+                      "1 while a shared store its policies decide with answers, 0 while "
+                      "it is down (decisions fall back).",
+                      [Sample("", (("store", label),), 1 if store.available else 0)
+                       for label, store in sorted(stores.items())])
     if mesh.config_sha256:  # the same in every worker that runs the same file
         yield _family("meshlite_mesh_config_info", "gauge",
                       "1, labelled with the start of the SHA-256 of the config file in force.",
                       [Sample("", (("sha256", mesh.config_sha256[:CONFIG_SHA256_CHARS]),), 1)])
+
+
+def _stores(mesh: Mesh) -> dict[str, Any]:
+    """The shared stores (those that can be down: ``available``) the mesh's services'
+    policies and its inbound quotas decide with, by label."""
+    found: dict[str, Any] = {}
+    policies: list[Any] = [service.pipeline for service in mesh.services]
+    inbound = getattr(getattr(mesh, "inbound", None), "table", None)
+    routes = [compiled.route for compiled in getattr(inbound, "routes", ())]
+    while policies:
+        policy = policies.pop()
+        policies.extend(getattr(policy, "policies", ()))  # a pipeline's, nested ones too
+        _note(found, getattr(getattr(policy, "options", None), "store", None))
+    for route in routes:
+        _note(found, getattr(route, "store", None))
+    return found
+
+
+def _note(found: dict[str, Any], store: Any) -> None:
+    if store is not None and hasattr(store, "available"):
+        found[str(getattr(store, "label", store))] = store

@@ -53,6 +53,7 @@ NAMES: dict[str, tuple[str, str]] = {
     "meshlite_mesh_config_reload_failures_total": ("meshlite.mesh.config.reload_failures",
                                                    "{reload}"),
     "meshlite_store_fallbacks_total": ("meshlite.store.fallbacks", "{decision}"),
+    "meshlite_store_available": ("meshlite.store.available", "1"),
     "meshlite_rate_limit_wait_seconds_total": ("meshlite.rate_limit.wait_time", "s"),
     "meshlite_server_requests_total": ("meshlite.server.requests", "{request}"),
     "meshlite_server_request_duration_seconds": ("meshlite.server.request.duration", "s"),
