@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ METRICS_PATH = "/v1/metrics"
 """Path of the OTLP/HTTP metrics endpoint under a base URL."""
 
 METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+
+_INSTANCE = "service.instance.id"
 
 
 def _read(sources: list[Collector]) -> list[MetricFamily]:
@@ -204,6 +207,10 @@ def _provider(endpoint: str, interval: float, service_name: str | None,
         raise missing_sdk(OWNER, error) from error
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself.
     resource = Resource.create({} if service_name is None else {SERVICE_NAME: service_name})
+    if _INSTANCE not in resource.attributes:  # (recent SDKs add one, older ones not)
+        # Each process one writer of its series: a receiver tells workers and replicas
+        # apart by it, where two pushes of one resource would overwrite each other.
+        resource = resource.merge(Resource({_INSTANCE: str(uuid.uuid4())}))
     # Headers, timeout, compression and certificates still come from the
     # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
     quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
