@@ -26,6 +26,9 @@ class Counters:
         self.declared = declared
         self._values: dict[str, dict[tuple[str, ...], float]] = {n: {} for n in declared}
         self._lock = fork_safe(threading.Lock())
+        self.per_backend: dict[str, tuple[str, ...]] = {}
+        """Per service: the counters labelled ``(service, backend)`` made at 0 for each
+        of its backends, those added later too (see ``_feed.touch_backends``)."""
 
     def add(self, name: str, values: tuple[str, ...], amount: float = 1.0) -> None:
         """Add ``amount`` to counter ``name`` of label values ``values``."""
@@ -53,6 +56,7 @@ class Counters:
             for series in self._values.values():
                 for values in [v for v in series if v and v[0] == first]:
                     del series[values]
+            self.per_backend.pop(first, None)
 
     def forget(self, names: Iterable[str], values: tuple[str, ...]) -> None:
         """Forget the series of label values ``values`` of each metric in ``names``

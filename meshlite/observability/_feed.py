@@ -14,7 +14,7 @@ from .._events import Event
 from ..policies._registry import Count, registrations
 from ._counters import Counters
 
-__all__ = ["EVENT_METRICS", "MAX_DROPPED", "EventFeed", "touch_service"]
+__all__ = ["EVENT_METRICS", "MAX_DROPPED", "EventFeed", "touch_backends", "touch_service"]
 
 MAX_DROPPED = 1024
 """Names of removed services whose late events an :class:`EventFeed` ignores (a call
@@ -91,11 +91,30 @@ _BY_BACKEND = tuple(name for name, (_, _, labels) in EVENT_METRICS.items()
 failures...)."""
 
 
-def _backends_removed(e: Any, c: Counters) -> None:
+def _backends_changed(e: Any, c: Counters) -> None:
     # A backend the service no longer has loses its series, as its endpoint's go:
     # with discovery replacing pods, one series per address ever ejected otherwise.
+    # One it gains has its counters made at 0, as its first backends had.
+    service = _svc(e)
     for address in e.removed:
-        c.forget(_BY_BACKEND, (_svc(e), address))
+        c.forget(_BY_BACKEND, (service, address))
+    for name in c.per_backend.get(service, ()):
+        for address in e.added:
+            c.touch(name, (service, address))
+
+
+def touch_backends(counters: Counters, service: Any) -> None:
+    """Create at 0, for each backend of ``service``, the counters it can move, so
+    ``rate()`` sees the first event: ejections with outlier detection, health-check
+    failures with a health check (those of backends added later too)."""
+    names = ((("meshlite_backend_ejections_total",)
+              if service.outlier_detection is not None else ())
+             + (("meshlite_health_check_failures_total",)
+                if service.health_check is not None else ()))
+    counters.per_backend[service.name] = names
+    for name in names:
+        for backend in service.backends:
+            counters.touch(name, (service.name, backend.address))
 
 
 # Counters that have only the service label, initialised to 0 for each service whose
@@ -113,7 +132,7 @@ _RULES: dict[str, Rule] = {
     "PanicModeEntered": _count("meshlite_panic_mode_entered_total"),
     "HealthCheckFailed": _count("meshlite_health_check_failures_total", "address"),
     "StoreFallback": _count("meshlite_store_fallbacks_total", "policy", "action"),
-    "BackendsChanged": _backends_removed,
+    "BackendsChanged": _backends_changed,
     "Event": _ignore,
 }
 

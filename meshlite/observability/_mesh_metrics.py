@@ -27,7 +27,7 @@ from .._policy import AsyncHandler, Handler
 from .._validate import fail
 from ..routing._service import Service
 from ._counters import Counters
-from ._feed import EVENT_METRICS, EventFeed, touch_service
+from ._feed import EVENT_METRICS, EventFeed, touch_backends, touch_service
 from ._hostview import Buckets, HostView
 from ._metrics import (
     DEFAULT_LATENCY_BUCKETS,
@@ -116,6 +116,7 @@ class MeshMetrics:
                     hooks.add(self.feed)
             self.feed.undrop(name)
             touch_service(self.counters, name, {p.kind for p in service.pipeline.walk()})
+            touch_backends(self.counters, service)
             self.series[service] = series
             self._forgotten.discard(service)
             return series

@@ -532,6 +532,35 @@ async def test_http_calls_are_recorded() -> None:
     assert value(m, "meshlite_backend_errors_total", service="api", backend=bad.url) == 2
 
 
+def test_per_backend_event_counters_start_at_zero_for_every_backend() -> None:
+    # rate() and increase() see a counter's first event only when the series existed
+    # before it: ejections (with outlier detection) and health-check failures (with a
+    # health check) are made at 0 for each backend, those a change adds too.
+    from meshlite.observability import render
+
+    def series(text: str, family: str) -> dict[tuple[str, str], float]:
+        found = {}
+        for line in text.splitlines():
+            if line.startswith(family + "{"):
+                labels = dict(part.split("=", 1) for part in line[len(family) + 1:
+                                                                  line.index("}")].split(","))
+                found[(labels["service"].strip('"'), labels["backend"].strip('"'))] = float(
+                    line.rpartition(" ")[2])
+        return found
+
+    users = ml.Service("users", ["a:1", "b:2"], health_check=ml.HealthCheck(lambda b: True))
+    plain = ml.Service("plain", ["c:3"], outlier_detection=None)
+    mesh = ml.Mesh([users, plain])
+    text = render(mesh)
+    assert series(text, "meshlite_backend_ejections_total") == {
+        ("users", "a:1"): 0.0, ("users", "b:2"): 0.0}  # plain detects no outliers
+    assert series(text, "meshlite_health_check_failures_total") == {
+        ("users", "a:1"): 0.0, ("users", "b:2"): 0.0}
+    users.set_backends(["a:1", "d:4"])
+    assert set(series(render(mesh), "meshlite_health_check_failures_total")) == {
+        ("users", "a:1"), ("users", "d:4")}
+
+
 async def test_backends_replaced_by_new_addresses_leave_no_event_series_behind() -> None:
     # Pods come and go under new addresses (discovery): the ejections counted for each
     # address stayed in every scrape once its backend had left, one series per
@@ -561,9 +590,11 @@ async def test_backends_replaced_by_new_addresses_leave_no_event_series_behind()
                     for _ in range(2):  # one attempt meets the dead backend: ejected
                         assert (await client.get("/")).status_code == 200
                     text = (await scraper.get(server.url)).text
-                    ejected = [line.split('backend="')[1].split('"')[0]
+                    ejected = {line.split('backend="')[1].split('"')[0]:
+                               float(line.rpartition(" ")[2])
                                for line in text.splitlines()
-                               if line.startswith("meshlite_backend_ejections_total{")]
-                    assert ejected == [dead]
+                               if line.startswith("meshlite_backend_ejections_total{")}
+                    # the backends it has now (at 0 until ejected), none it had before
+                    assert ejected == {live.url: 0.0, dead: 1.0}
         finally:
             server.stop()
