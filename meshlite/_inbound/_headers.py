@@ -106,7 +106,12 @@ NOTHING: tuple[float | None, str | None, bool] = (None, None, False)
 def _sooner(kept: str | None, value: str, parse: Callable[[str], float | None]) -> str:
     """Of a repeated deadline header, the value giving the smaller valid budget (a
     malformed one counts as absent): a repeat, a hop's own or a client's, can
-    shorten the budget, never lengthen it."""
+    shorten the budget, never lengthen it. A line a proxy folded (``500, 300``, as
+    RFC 9110 allows for repeated fields) counts as its values repeated."""
+    if "," in value:
+        for part in value.split(","):
+            kept = _sooner(kept, part.strip(), parse)
+        return kept if kept is not None else value
     if kept is None:
         return value
     first, other = parse(kept), parse(value)

@@ -93,7 +93,10 @@ async def test_a_malformed_or_repeated_deadline_header() -> None:
                           [("x-meshlite-deadline", "60000"), ("x-meshlite-deadline", "1000")],
                           [("x-meshlite-deadline", "junk"), ("x-meshlite-deadline", "1000"),
                            ("x-meshlite-deadline", "")],
-                          [("grpc-timeout", "60S"), ("grpc-timeout", "1S")]):
+                          [("grpc-timeout", "60S"), ("grpc-timeout", "1S")],
+                          # folded by a proxy into one line (RFC 9110), once was none
+                          [("x-meshlite-deadline", "60000, 1000")],
+                          [("grpc-timeout", "1S, 60S")]):
                 r = await client.get(server.url + "/orders", headers=lines)
                 assert r.status_code == 200
                 assert 0.5 < seen["remaining"] <= 1.0, lines  # as above
