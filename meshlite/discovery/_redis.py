@@ -25,6 +25,7 @@ import json
 import logging
 from typing import Any
 
+from .._fork import after_fork_in_child
 from .._validate import fail, optional_positive, positive
 from ..routing._backend import Backend
 from ..state._base import StoreUnavailableError
@@ -153,6 +154,12 @@ class RedisRegistry(BaseProvider):
         self._keys = (base, f"{base}:meta")
         self.channel = f"{base}:events"
         self._pubsub: Any = None
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: subscribe anew (the parent's subscription is its loop's
+        and its connection's; reused, every wait for a change failed)."""
+        self._pubsub = None
 
     # -- registering (the backend's side) -------------------------------------------
 

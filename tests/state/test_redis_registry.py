@@ -217,3 +217,41 @@ async def test_subscriptions_never_take_the_decisions_connections(
     for registry in registries:
         await registry.stop()
     await store.aclose()
+
+
+def test_a_forked_worker_watches_with_a_subscription_of_its_own(
+        redis_server: RedisServer, prefix: str) -> None:
+    # A mesh opened before a fork (gunicorn --preload) and again in the worker: the
+    # worker reused the parent's subscription (its loop's, its connection's), and
+    # every wait for a change failed, so changes came only at the retry interval.
+    import threading
+
+    from _forked import in_child
+
+    watcher = RedisRegistry("users", redis_server.url, prefix=prefix, ttl=30.0)
+    loop = asyncio.new_event_loop()  # the parent's mesh loop, waiting for a change
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    waiting_in_parent = asyncio.run_coroutine_threadsafe(watcher.changed(), loop)
+    time.sleep(0.3)  # subscribed and reading when the fork comes
+
+    def child() -> int:
+        async def run() -> int:
+            member = RedisRegistry("users", redis_server.url, prefix=prefix, ttl=30.0)
+            waiting = asyncio.create_task(watcher.changed())
+            await asyncio.sleep(0.2)  # subscribed (anew) before the change
+            await member.aregister("http://127.0.0.1:80")
+            await asyncio.wait_for(waiting, 5.0)
+            await member.stop()
+            await watcher.stop()
+            return 1
+
+        return asyncio.run(run())
+
+    assert in_child(child) == 1
+    waiting_in_parent.cancel()
+    asyncio.run_coroutine_threadsafe(watcher.stop(), loop).result(5.0)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5.0)
+    loop.close()
+    watcher.store.close()
