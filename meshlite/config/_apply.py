@@ -176,9 +176,15 @@ def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
     the name taken."""
     registered, put = mesh.registered(), mesh.put_service
     replaced: list[Service | None] = []
-    for plan, _ in diff.put:
+    for plan, previous in diff.put:
         if not plan.installed:  # installed ahead when prepared
             install(plan)  # not under the lock: compiling runs the policies' code
+        if (plan.discovery is not None and previous is not None
+                and previous.discovery is not None and previous.service.backends):
+            # A discovered service rebuilt (its balancer changed, say) starts from what
+            # the old one discovered: its static backends, often none, would serve
+            # every call until its own discovery's first resolve.
+            plan.service.set_backends(previous.service.backends)
     with mesh.changing_registry():
         for plan, previous in diff.put:
             replacing = (previous.service if previous is not None

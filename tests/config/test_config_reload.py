@@ -464,3 +464,49 @@ async def test_a_rejected_reload_logs_one_line_naming_file_position_and_pid(
                            f"{path}: not valid YAML: ")
     assert "at line 3, column 15 | did not find expected ',' or ']' at line 4" in line
     assert record.reason in line
+
+
+async def test_a_rebuilt_discovered_service_keeps_its_backends_from_the_start(
+        tmp_path: Path) -> None:
+    # A reload that rebuilds a file-discovered service (only its balancer changes)
+    # registered the new one with the file's static backends (none) until its own
+    # discovery first resolved: calls in between had no backend. Under load through
+    # both clients, every call of ten such reloads is answered.
+    from meshlite.testing import FakeBackend
+
+    def write_balancer(name: str) -> None:
+        write(tmp_path / "mesh.yaml", "services:\n  users:\n"
+              "    discovery: {type: file, path: backends.json}\n"
+              f"    balancer: {name}\nhot_reload: true\n")
+
+    async with FakeBackend() as a, FakeBackend() as b:
+        (tmp_path / "backends.json").write_text(json.dumps([a.url, b.url]))
+        write_balancer("round_robin")
+        mesh = ml.Mesh.from_config(str(tmp_path / "mesh.yaml"), dashboard=False)
+        failures: list[str] = []
+        answered = 0
+        async with mesh, mesh.http("users") as client:
+            done = asyncio.Event()
+
+            async def load() -> None:
+                nonlocal answered
+                while not done.is_set():
+                    try:
+                        assert (await client.get("/")).status_code == 200
+                        await mesh.call("users", lambda backend: backend.address)
+                        answered += 1
+                    except Exception as error:  # each is a failure to list
+                        failures.append(repr(error))
+                    await asyncio.sleep(0.001)
+
+            tasks = [asyncio.create_task(load()) for _ in range(4)]
+            for i in range(10):
+                version = mesh.config_version
+                write_balancer("least_requests" if i % 2 == 0 else "round_robin")
+                assert await mesh.reload()
+                assert mesh.config_version == version + 1  # rebuilt, not unchanged
+                await asyncio.sleep(0.05)
+            done.set()
+            await asyncio.gather(*tasks)
+        assert failures == []
+        assert answered > 40
