@@ -40,10 +40,24 @@ class Registration:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._failing = 0  # renewals failed in a row
 
     def _failed(self, error: Exception) -> None:
-        _log.warning("heartbeat of %s in the registry of %r failed: %s",
-                     self.backend.address, self.registry.service, error)
+        # The first failure of a streak is logged, the rest held back until a renewal
+        # succeeds (every ttl/3 of a Redis outage, for every instance, flooded the log).
+        if not self._failing:
+            _log.warning("heartbeat of %s in the registry of %r failed: %s; retried every "
+                         "%g s, logged again once renewed", self.backend.address,
+                         self.registry.service, error, self.interval)
+        self._failing += 1
+
+    def _renewed(self) -> None:
+        self.renewals += 1
+        if self._failing:
+            _log.info("heartbeat of %s in the registry of %r renewed again after %d "
+                      "failed renewals", self.backend.address, self.registry.service,
+                      self._failing)
+            self._failing = 0
 
     async def __aenter__(self) -> Registration:
         await self.registry.aregister(self.backend)
@@ -56,9 +70,10 @@ class Registration:
             await asyncio.sleep(self.interval)
             try:
                 await self.registry.aregister(self.backend)
-                self.renewals += 1
             except Exception as error:
                 self._failed(error)
+            else:
+                self._renewed()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -85,9 +100,10 @@ class Registration:
         while not wait_event(self._stop, self.interval):
             try:
                 self.registry.register(self.backend)
-                self.renewals += 1
             except Exception as error:
                 self._failed(error)
+            else:
+                self._renewed()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -255,3 +255,27 @@ def test_a_forked_worker_watches_with_a_subscription_of_its_own(
     thread.join(5.0)
     loop.close()
     watcher.store.close()
+
+
+async def test_a_heartbeat_through_an_outage_logs_its_failure_once_and_its_return(
+        fresh_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Every renewal that failed wrote a WARNING: every ttl/3 of an outage, for every
+    # instance (75 lines in 12 s for four instances in a probe).
+    import logging
+
+    member = RedisRegistry("users", fresh_server.url, prefix=prefix, ttl=0.3)
+    async with member.heartbeat("http://127.0.0.1:80", interval=0.05) as beat:
+        with caplog.at_level(logging.INFO, logger="meshlite.discovery"):
+            fresh_server.kill()
+            await asyncio.sleep(0.5)  # about ten renewals fail
+            fresh_server.start()
+            await until(lambda: "renewed again" in caplog.text)
+            renewed = beat.renewals
+            await until(lambda: beat.renewals > renewed)  # and go on
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshlite.discovery"]
+    failed = [line for line in lines if "failed:" in line]
+    again = [line for line in lines if "renewed again" in line]
+    assert len(failed) == 1
+    assert len(again) == 1
+    assert "after" in again[0]
+    await member.stop()
