@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from _exposition import by_label
 
 import meshlite as ml
 from meshlite.observability import start_http_server
@@ -18,12 +19,7 @@ from meshlite.testing import FakeBackend
 
 
 def operations(text: str) -> dict[str, float]:
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("meshlite_operation_requests_total{"):
-            head, _, value = line.rpartition(" ")
-            found[head.split('operation="')[1].split('"')[0]] = float(value)
-    return found
+    return by_label(text, "meshlite_operation_requests_total", "operation")
 
 
 async def test_made_up_methods_share_one_series() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from _exposition import by_label
 from redis_server import RedisServer
 
 import meshlite as ml
@@ -16,12 +17,7 @@ RATE = 10_000_000.0  # never reached: every decision admits
 
 
 def available(text: str) -> dict[str, float]:
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("meshlite_store_available{"):
-            head, _, value = line.rpartition(" ")
-            found[head.split('store="')[1].split('"')[0]] = float(value)
-    return found
+    return by_label(text, "meshlite_store_available", "store")
 
 
 def test_the_gauge_follows_the_store_down_and_back(fresh_server: RedisServer) -> None:
