@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Iterator
@@ -9,6 +10,17 @@ from _system import on_ci
 
 from meshlite import telemetry
 from meshlite.testing import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def asyncio_loop_policy() -> Iterator[None]:
+    """Each test starts on asyncio's own event loop policy: uvicorn 0.35 (the lowest
+    supported version) installs uvloop's for the whole process when it sets up its
+    loop in-process, and the tests that came after it in a worker ran on uvloop by the
+    luck of their order (a test that wants uvloop sets it up itself)."""
+    yield
+    if type(asyncio.get_event_loop_policy()).__module__.startswith("uvloop"):
+        asyncio.set_event_loop_policy(None)
 
 
 @pytest.fixture
