@@ -3,11 +3,12 @@ the dashboard: one implementation for every place that shows such text."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
-    "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "origin_shown", "printable",
-    "url_shown",
+    "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "named_secret",
+    "origin_shown", "printable", "redacted_url", "url_shown",
 ]
 
 MAX_ADDRESS = 64
@@ -58,11 +59,24 @@ SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credent
 (``password``, ``access_token``, ``api-key``, ``X-Amz-Signature``...)."""
 
 
+def named_secret(name: str, words: Collection[str]) -> bool:
+    """Whether ``name`` (any case) holds one of ``words`` (lower case)."""
+    lowered = name.lower()
+    return any(word in lowered for word in words)
+
+
 def url_shown(url: str) -> str:
     """``url`` (or a path and query) as a log line, a message or a ``repr`` shows it:
     a password in its user information (``user:***@host``) and the values of query
     parameters named like secrets (``?password=***``) hidden. Text that is no URL,
     or has neither, comes back as it is."""
+    return redacted_url(url, SECRET_WORDS, "***")
+
+
+def redacted_url(url: str, words: Collection[str], mask: str) -> str:
+    """``url`` with ``mask`` for the password of its user information and for the
+    values of its query (and fragment) fields whose name holds one of ``words``
+    (:func:`url_shown`'s, or a recorder's own)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -72,24 +86,31 @@ def url_shown(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if (parts is None or not host) and sep and "@" in rest:
         # No host read: a password with a raw '/', '#' or '?' ended the netloc early
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return f"{scheme}://{mask}@{rest.rsplit('@', 1)[1]}"
     if parts is None:
         return url
-    netloc, query = parts.netloc, parts.query
+    netloc = parts.netloc
     if "@" in netloc:
         credentials, host = netloc.rsplit("@", 1)
         if ":" in credentials:
-            netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
-    if query and any(word in query.lower() for word in SECRET_WORDS):
-        query = urlencode([(k, "***" if any(w in k.lower() for w in SECRET_WORDS)
-                            else v) for k, v in parse_qsl(query, keep_blank_values=True)],
-                          safe="*")
-    if netloc == parts.netloc and query == parts.query:
+            netloc = f"{credentials.split(':', 1)[0]}:{mask}@{host}"
+    # (a fragment too: OAuth's implicit flow hands its access_token=... there)
+    query = _fields(parts.query, words, mask)
+    fragment = _fields(parts.fragment, words, mask)
+    if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
         return url
     # (urlunsplit drops unix:'s //; a path alone, /healthz?token=..., has no scheme)
     shown = (f"{parts.scheme}://{netloc}" if sep else netloc) + parts.path
-    return shown + (f"?{query}" if query else "") + (
-        f"#{parts.fragment}" if parts.fragment else "")
+    return shown + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+
+
+def _fields(fields: str, words: Collection[str], mask: str) -> str:
+    """``name=value&...`` with the values of the fields named like secrets masked."""
+    pairs = parse_qsl(fields, keep_blank_values=True) if "=" in fields else []
+    if not any(named_secret(name, words) for name, _ in pairs):
+        return fields
+    return urlencode([(n, mask if named_secret(n, words) else v) for n, v in pairs],
+                     safe="*")
 
 
 def origin_shown(url: str) -> str:

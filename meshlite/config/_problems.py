@@ -27,6 +27,7 @@ __all__ = [
     "construct",
     "format_path",
     "map_config_error",
+    "shown",
 ]
 
 MASK = "***"
@@ -126,23 +127,36 @@ class Secrets:
         return text
 
     def mask_data(self, value: Any, path: Path = ()) -> Any:
-        """A copy of nested data (dicts, lists, strings) with secrets masked, and the
-        value of every secret field (:data:`SECRET_FIELDS`) and header too, however
-        written; a URL shows no password or secret-named query parameter
-        (:func:`~meshlite._printable.url_shown`), a webhook only its host."""
-        if path and value is not None and (
-                path[-1] in SECRET_FIELDS or (len(path) > 1 and path[-2] == "headers")):
-            return MASK
+        """A copy of nested data (dicts, lists, strings) with secrets masked, and each
+        value as :func:`shown` shows the option it is of, however written."""
+        name = path[-1] if path and isinstance(path[-1], str) else ""
+        if name in SECRET_FIELDS or name == "headers":
+            return shown(name, value)
         if isinstance(value, Mapping):
             return {k: self.mask_data(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask_data(v, (*path, i)) for i, v in enumerate(value)]
         if isinstance(value, str):
-            masked = self.mask(value, path)
-            return origin_shown(masked) if path and path[-1] == "webhook" else url_shown(masked)
+            return shown(name, self.mask(value, path))
         if isinstance(value, int | float) and not isinstance(value, bool):
             return MASK if self.mask(str(value), path) != str(value) else value
         return value
+
+
+def shown(name: str, value: Any) -> Any:
+    """The value of option ``name`` as a config's dump or ``repr`` shows it: a secret
+    field's (:data:`SECRET_FIELDS`) and every header's as ``***``, a URL without its
+    password or secret-named query parameters
+    (:func:`~meshlite._printable.url_shown`), a webhook by its host alone."""
+    if value is None:
+        return None
+    if name in SECRET_FIELDS:
+        return MASK
+    if name == "headers" and isinstance(value, Mapping):
+        return dict.fromkeys(value, MASK)
+    if isinstance(value, str):
+        return origin_shown(value) if name == "webhook" else url_shown(value)
+    return value
 
 
 class Problems:

@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from .._printable import origin_shown, url_shown
 from ._fieldset import fields_set, to_data
-from ._problems import MASK, SECRET_FIELDS
+from ._problems import shown
 
 __all__ = [
     "POLICY_SECTIONS",
@@ -64,21 +63,9 @@ class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     def __repr__(self) -> str:
         # As masked_config shows values (a config logged whole shows no secret): a
         # secret field or header value as ***, a URL without password or token.
-        shown = ", ".join(f"{name}={_shown(name, getattr(self, name))!r}"
-                          for name in self.__struct_fields__)
-        return f"{type(self).__name__}({shown})"
-
-
-def _shown(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in SECRET_FIELDS:
-        return MASK
-    if name == "headers" and isinstance(value, Mapping):
-        return dict.fromkeys(value, MASK)
-    if isinstance(value, str):
-        return origin_shown(value) if name == "webhook" else url_shown(value)
-    return value
+        fields = ", ".join(f"{name}={shown(name, getattr(self, name))!r}"
+                           for name in self.__struct_fields__)
+        return f"{type(self).__name__}({fields})"
 
 
 def _shorthand(field: str) -> Callable[[Any], Any]:

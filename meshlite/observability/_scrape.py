@@ -180,15 +180,12 @@ def _stores(mesh: Mesh) -> dict[str, Any]:
     """The shared stores (those that can be down: ``available``) the mesh's services'
     policies and its inbound quotas decide with, by label."""
     found: dict[str, Any] = {}
-    policies: list[Any] = [service.pipeline for service in mesh.services]
+    for service in mesh.services:
+        for policy in service.pipeline.walk():  # nested pipelines' policies too
+            _note(found, getattr(getattr(policy, "options", None), "store", None))
     inbound = getattr(getattr(mesh, "inbound", None), "table", None)
-    routes = [compiled.route for compiled in getattr(inbound, "routes", ())]
-    while policies:
-        policy = policies.pop()
-        policies.extend(getattr(policy, "policies", ()))  # a pipeline's, nested ones too
-        _note(found, getattr(getattr(policy, "options", None), "store", None))
-    for route in routes:
-        _note(found, getattr(route, "store", None))
+    for compiled in getattr(inbound, "routes", ()):
+        _note(found, compiled.route.store)
     return found
 
 

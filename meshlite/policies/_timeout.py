@@ -124,7 +124,7 @@ class Timeout(Policy):
         # A blocking wait the call bounded by the deadline (a socket's timeout) runs in
         # real seconds; under another clock (a FakeClock) its timeout is the deadline's
         # when the real time it took reached the budget, though that clock stood still.
-        real = None if isinstance(clock, SystemClock) else time.monotonic
+        other_clock = not isinstance(clock, SystemClock)
 
         def handle(ctx: CallContext) -> Any:
             saved_deadline, saved_clock = ctx.deadline, ctx.clock
@@ -132,7 +132,7 @@ class Timeout(Policy):
                                                                   saved_clock)
             deadline = ctx.deadline = clock.monotonic() + budget
             ctx.clock = clock
-            began = None if real is None else real()
+            due = time.monotonic() + budget - _EARLY if other_clock else None  # real time
             try:
                 if budget <= 0.0:
                     raise timed_out(ctx, budget)
@@ -140,8 +140,7 @@ class Timeout(Policy):
                     result = call_next(ctx)
                 except Exception as error:
                     if _is_timeout(error) and (clock.monotonic() > deadline or (
-                            began is not None and real is not None
-                            and real() - began >= budget - _EARLY)):
+                            due is not None and time.monotonic() >= due)):
                         raise timed_out(ctx, budget) from error
                     raise
                 if clock.monotonic() > deadline:

@@ -16,9 +16,8 @@ import inspect
 import re
 from collections.abc import Callable, Collection
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .._printable import SECRET_WORDS
+from .._printable import SECRET_WORDS, named_secret, redacted_url
 
 __all__ = [
     "DEFAULT_REDACTED_HEADERS",
@@ -51,43 +50,11 @@ never reach a cassette: ``token``, ``api-key``, ``X-Amz-Signature``, ``password`
 _URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s'"<>`]*[^\s'"<>`.,;:!?)\]]""")
 
 
-def named_secret(name: str, words: Collection[str]) -> bool:
-    """Whether ``name`` (any case) holds one of ``words`` (lower case)."""
-    lowered = name.lower()
-    return any(word in lowered for word in words)
-
-
 def redact_url(url: str, params: Collection[str]) -> str:
     """``url`` with the password of its user information and the values of its
-    query parameters named like secrets (``params``: lower-case words) redacted."""
-    try:
-        parts = urlsplit(url)
-        host, _port = parts.hostname, parts.port  # (reading the port checks it)
-    except ValueError:  # no port read: a raw '/', '?' or '#' in a password ended the
-        host, parts = None, None  # netloc early (or the URL is broken)
-    scheme, sep, rest = url.partition("://")
-    if (parts is None or not host) and sep and "@" in rest:
-        return f"{scheme}://{REDACTED}@{rest.split('@', 1)[1]}"
-    if parts is None:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, at_host = netloc.rsplit("@", 1)
-        if ":" in credentials:
-            netloc = f"{credentials.split(':', 1)[0]}:{REDACTED}@{at_host}"
-    # (a fragment too: OAuth's implicit flow hands its access_token=... there)
-    query, fragment = _fields(parts.query, params), _fields(parts.fragment, params)
-    if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
-        return url
-    return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
-
-
-def _fields(fields: str, params: Collection[str]) -> str:
-    """``name=value&...`` with the values of the fields named like secrets redacted."""
-    pairs = parse_qsl(fields, keep_blank_values=True) if "=" in fields else []
-    if not any(named_secret(name, params) for name, _ in pairs):
-        return fields
-    return urlencode([(n, REDACTED if named_secret(n, params) else v) for n, v in pairs])
+    query (and fragment) fields named like secrets (``params``: lower-case words)
+    redacted, as :func:`meshlite._printable.url_shown` hides them."""
+    return redacted_url(url, params, REDACTED)
 
 
 def redact_text(text: str, params: Collection[str]) -> str:
