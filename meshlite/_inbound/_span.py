@@ -1,9 +1,16 @@
 """The SERVER span of an inbound request, continuing the caller's W3C trace context
-(``traceparent``, ``tracestate``, ``baggage``: the globally configured propagators)."""
+(``traceparent``, ``tracestate``, ``baggage``: the globally configured propagators).
+
+What the request says of itself is given to ``start_span``, so a sampler sees it: the
+HTTP conventions' attributes to be given at a server span's creation
+(``http.request.method``, ``url.path``, ``url.query``, ``url.scheme``,
+``server.address``, ``server.port``, ``client.address``, ``user_agent.original``),
+the route and the calling mesh. The answer's are set when it ends."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from threading import get_ident
@@ -13,7 +20,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._semconv import error_type
+from .._printable import url_shown
+from .._semconv import DEFAULT_PORTS, error_type
 from ._request import Inbound
 
 __all__ = ["MALFORMED_LOG_SECONDS", "ServerSpan", "extract", "recording"]
@@ -22,6 +30,12 @@ MALFORMED_LOG_SECONDS = 60.0
 """Seconds between two records of malformed trace context on ``meshlite.inbound``."""
 
 _tracer: trace.Tracer | None = None
+_MAX_HOST = 261  # characters of a Host header read: a DNS name (253), a colon, a port
+_MAX_HOSTS = 256  # distinct (scheme, Host) pairs whose server.* attributes are kept
+# A Host header: an IP literal or a registered name (RFC 3986 characters), then maybe a
+# port. Anything else, which a client may send, names no server.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::([0-9]{1,5}))?")
+_hosts: dict[tuple[str, str], dict[str, str | int]] = {}
 
 
 def _get_tracer() -> trace.Tracer:
@@ -111,6 +125,35 @@ def extract(headers: Mapping[str, str]) -> Any:
             _hold_back.noted()
 
 
+def _server(scheme: str, host: str) -> dict[str, str | int]:
+    """``server.address`` / ``server.port`` of a request's ``Host`` header (the port
+    the scheme's default when it names none, as a client's attempt span has it;
+    empty for a header that names no host), parsed once per header value."""
+    found = _hosts.get((scheme, host))
+    if found is None:
+        found = {}
+        match = _HOST.fullmatch(host) if len(host) <= _MAX_HOST else None
+        if match is not None:
+            name, port = match.groups()
+            number = int(port) if port else DEFAULT_PORTS.get(scheme)
+            if number is None or 0 < number <= 65535:
+                found["server.address"] = name.strip("[]").lower()
+                if number is not None:
+                    found["server.port"] = number
+        if len(_hosts) < _MAX_HOSTS:
+            _hosts[scheme, host] = found
+    return found
+
+
+def _query(raw: bytes) -> str:
+    """``url.query``: the query as received, the values of parameters named like
+    secrets masked as every URL meshlite shows is (:func:`~meshlite._printable.url_shown`:
+    ``token=***``)."""
+    query = raw.decode("latin-1")
+    shown = url_shown(f"?{query}")
+    return shown[1:] if shown.startswith("?") else shown
+
+
 class ServerSpan:
     """Start with :meth:`start` (the span becomes current, so spans of mesh calls made
     while handling the request are its children); finish with :meth:`end`."""
@@ -118,17 +161,30 @@ class ServerSpan:
     __slots__ = ("span", "token")
 
     def __init__(self, request: Inbound, route: str | None, method: str) -> None:
-        parent = extract(request.headers)
+        headers = request.headers
+        parent = extract(headers)
+        scope = request.scope
+        scheme = scope.get("scheme", "http")
         attributes: dict[str, Any] = {
-            "http.request.method": method, "url.path": request.path,
-            "url.scheme": request.scope.get("scheme", "http")}
+            "http.request.method": method, "url.path": request.path, "url.scheme": scheme}
         if method != request.method:  # a made-up method: not in the name (semconv)
             attributes["http.request.method_original"] = request.method
             method = "HTTP"
+        query = scope.get("query_string")
+        if query:
+            attributes["url.query"] = _query(query)
+        host = headers.get("host")
+        if host:
+            attributes.update(_server(scheme, host))
         if route is not None:
             attributes["http.route"] = route
         if request.ip:
             attributes["client.address"] = request.ip
+        agent = headers.get("user-agent")
+        if agent:
+            attributes["user_agent.original"] = agent
+        if request.caller is not None:  # (read from its header before the span starts)
+            attributes["meshlite.caller"] = request.caller
         name = f"{method} {route}" if route is not None else method
         self.span = _get_tracer().start_span(name, context=parent, kind=SpanKind.SERVER,
                                              attributes=attributes)
@@ -141,8 +197,6 @@ class ServerSpan:
         if span.is_recording():
             if request.status:
                 span.set_attribute("http.response.status_code", request.status)
-            if request.caller is not None:
-                span.set_attribute("meshlite.caller", request.caller)
             if request.principal is not None:
                 span.set_attribute("enduser.id", request.principal.subject)
             # An exception is an error even once the response started: the client

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from .._semconv import DEFAULT_PORTS, server_of
 from ..observability._metrics import COUNTING_SINCE
 
 if TYPE_CHECKING:
@@ -118,14 +118,8 @@ def _attributes(labels: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def _server(address: str) -> dict[str, str | int] | None:
     """``server.address`` / ``server.port`` of an ``http(s)://`` address, else None."""
-    try:
-        parts = urlsplit(address)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return None
-        return {"server.address": parts.hostname,
-                "server.port": parts.port or (443 if parts.scheme == "https" else 80)}
-    except ValueError:
-        return None
+    server, parts = server_of(address)
+    return server if server and parts is not None and parts.scheme in DEFAULT_PORTS else None
 
 
 def _histogram_points(samples: Iterable[Sample]

@@ -10,6 +10,11 @@ sampled-out call pays one attribute check per attempt, and the tree in Jaeger
 always reads call > attempts. (The routing handler inlines that check, so an
 untraced attempt does not even enter a context manager.)
 
+What is known before the attempt starts is given to ``start_span``, so a sampler
+sees it (the HTTP conventions' ``http.request.method``, ``server.address``,
+``server.port`` and ``url.full``, from the backend's address and ``ctx.request``
+for a ``mesh.http()`` / ``mesh.aiohttp()`` call); the outcome is set on exit.
+
 Inside an attempt, OpenTelemetry's HTTP client instrumentations
 (``opentelemetry-instrumentation-httpx``, ``-aiohttp-client``, ``-requests``...)
 make no span: the attempt's span is already the ``CLIENT`` span of that request,
@@ -36,7 +41,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import RejectedError, TimeoutExceeded
-from .._semconv import KNOWN_METHODS, OTHER_METHOD, error_type
+from .._semconv import DEFAULT_PORTS, KNOWN_METHODS, OTHER_METHOD, error_type, server_of
 
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
 
@@ -44,7 +49,8 @@ _MAX_CACHED = 256  # distinct backend addresses whose server.* attributes are ke
 # The API's key, honoured by the HTTP client instrumentations (is_http_instrumentation_
 # enabled); private in the API, hence looked up once and optional.
 _SUPPRESS_HTTP: str | None = getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
-_servers: dict[str, dict[str, str | int]] = {}
+_Target = tuple[dict[str, str | int], str | None]
+_targets: dict[str, _Target] = {}
 _tracer: trace.Tracer | None = None
 
 
@@ -58,24 +64,59 @@ def _get_tracer() -> trace.Tracer:
     return _tracer
 
 
-def _server(address: str) -> dict[str, str | int]:
+def _target(address: str) -> _Target:
     """``server.address`` / ``server.port`` of a backend address (empty when it is not
-    a URL), parsed once per address."""
-    found = _servers.get(address)
+    a URL), and the base of the ``url.full`` of its requests (the scheme, host, port
+    and path, as :func:`_origin` writes them; None unless an http(s) URL), parsed
+    once per address."""
+    found = _targets.get(address)
     if found is None:
-        found = {}
-        try:
-            parts = urlsplit(address)
-            if parts.hostname:
-                found["server.address"] = parts.hostname
-                port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-                if port is not None:
-                    found["server.port"] = port
-        except ValueError:
-            pass  # a non-URL address (mesh.call backends may be anything)
-        if len(_servers) < _MAX_CACHED:
-            _servers[address] = found
+        server, parts = server_of(address)
+        base = None
+        if server and parts is not None and parts.scheme in DEFAULT_PORTS:
+            base = _origin(parts.scheme, parts.hostname or "", parts.port) + (
+                parts.path.rstrip("/"))
+        found = (server, base)
+        if len(_targets) < _MAX_CACHED:
+            _targets[address] = found
     return found
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    """``scheme://host[:port]`` of a ``url.full``: an IPv6 literal in brackets, the
+    scheme's default port left out (one URL written one way, whether it came from a
+    backend's address or from the URL a client sent)."""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _method(method: str) -> dict[str, str]:
+    """``http.request.method`` (and ``http.request.method_original`` for a made-up
+    one, whose span is named ``HTTP``: the call's operation)."""
+    if method in KNOWN_METHODS:
+        return {"http.request.method": method}
+    return {"http.request.method": OTHER_METHOD, "http.request.method_original": method}
+
+
+def _request(request: Any, base: str | None) -> dict[str, str]:
+    """The HTTP attributes of an attempt of ``request`` (``ctx.request``: an
+    ``httpx.Request`` or an ``aiohttp.ClientRequest``, sent to the service's host)
+    to a backend whose ``url.full`` starts with ``base``: its path follows the
+    backend's, as the transports send it; the query is left out (it may hold
+    secrets)."""
+    method = getattr(request, "method", None)
+    if not isinstance(method, str):
+        return {}
+    attributes = _method(method)
+    path = getattr(getattr(request, "url", None), "raw_path", None)
+    if isinstance(path, bytes):  # httpx's, with the query
+        path = path.decode("ascii", "replace")
+    if base is not None and isinstance(path, str):
+        attributes["url.full"] = base + (path.partition("?")[0] or "/")
+    return attributes
 
 
 def _outcome(error: BaseException) -> str:
@@ -102,21 +143,25 @@ class AttemptSpan:
 
     def __enter__(self) -> Span:
         ctx = self._ctx
-        span = self._span = _get_tracer().start_span(ctx.operation, kind=SpanKind.CLIENT)
-        if span.is_recording():
-            address = getattr(self._backend, "address", None)
-            address = address if isinstance(address, str) else str(self._backend)
-            attempt = max(ctx.attempt, 1)
-            attributes: dict[str, str | int] = {
-                "meshlite.attempt": attempt, "meshlite.backend": address}
-            if attempt > 1:  # the HTTP conventions' name for it, on every resent request
-                attributes["http.request.resend_count"] = attempt - 1
-            if ctx.service is not None:
-                attributes["meshlite.service"] = ctx.service
-            if ctx.hedge:  # a hedge races the attempt it hedges, with its number
-                attributes["meshlite.hedge"] = ctx.hedge
-            attributes.update(_server(address))
-            span.set_attributes(attributes)
+        # Given at the span's start, where a sampler sees them. (An attempt span is
+        # made under a recording call span only, so they are seldom built for nothing.)
+        address = getattr(self._backend, "address", None)
+        address = address if isinstance(address, str) else str(self._backend)
+        attempt = max(ctx.attempt, 1)
+        attributes: dict[str, str | int] = {
+            "meshlite.attempt": attempt, "meshlite.backend": address}
+        if attempt > 1:  # the HTTP conventions' name for it, on every resent request
+            attributes["http.request.resend_count"] = attempt - 1
+        if ctx.service is not None:
+            attributes["meshlite.service"] = ctx.service
+        if ctx.hedge:  # a hedge races the attempt it hedges, with its number
+            attributes["meshlite.hedge"] = ctx.hedge
+        server, base = _target(address)
+        attributes.update(server)
+        if ctx.request is not None:  # an HTTP call (mesh.http(), mesh.aiohttp())
+            attributes.update(_request(ctx.request, base))
+        span = self._span = _get_tracer().start_span(ctx.operation, kind=SpanKind.CLIENT,
+                                                     attributes=attributes)
         context = trace.set_span_in_context(span)
         if _SUPPRESS_HTTP is not None:
             context = otel_context.set_value(_SUPPRESS_HTTP, True, context)
@@ -185,9 +230,11 @@ def attempt_span(ctx: CallContext, backend: Any) -> AttemptSpan | _NoAttemptSpan
     """A ``CLIENT`` span for the attempt ``ctx.attempt`` sends to ``backend``.
 
     Enter it around the attempt: the span is current inside (so ``traceparent``
-    injected there names it) and a child of the call's span. Attributes:
-    ``meshlite.attempt``, ``meshlite.backend`` (the address), ``meshlite.service``,
-    ``server.address`` / ``server.port`` (when the address is a URL) and, on exit,
+    injected there names it) and a child of the call's span. Attributes, given when
+    the span starts (so a sampler sees them): ``meshlite.attempt``,
+    ``meshlite.backend`` (the address), ``meshlite.service``, ``server.address`` /
+    ``server.port`` (when the address is a URL), for an HTTP call
+    (``ctx.request``) ``http.request.method`` and ``url.full``; on exit,
     ``meshlite.outcome`` (``success``, ``error``, ``timeout``, ``rejected``,
     ``cancelled``); a failure adds ``error.type`` (the status code for an HTTP status
     error), ``http.response.status_code`` when the error carries one, the exception
@@ -226,20 +273,14 @@ def record_http_request(method: str, url: str, span: Span | None = None) -> None
         span = trace.get_current_span()
     if not span.is_recording():
         return
-    attributes: dict[str, str] = {"http.request.method": method}
-    if method not in KNOWN_METHODS:  # made up: its span is named HTTP (the call's operation)
-        attributes["http.request.method"] = OTHER_METHOD
-        attributes["http.request.method_original"] = method
+    attributes = _method(method)
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError:
         host = port = None
     if host:
-        if ":" in host:
-            host = f"[{host}]"  # an IPv6 literal
-        netloc = host if port is None else f"{host}:{port}"
-        attributes["url.full"] = f"{parts.scheme}://{netloc}{parts.path or '/'}"
+        attributes["url.full"] = _origin(parts.scheme, host, port) + (parts.path or "/")
     span.set_attributes(attributes)
 
 
