@@ -48,6 +48,10 @@ class Discovery:
     passes, or (without ``interval``) when the answer's TTL runs out. A failure, or an
     answer with no backend, keeps the last known backends and emits
     :class:`DiscoveryFailed`; the provider is tried again every ``retry_interval``.
+    A round is a wait for the next change (the provider's watch) and the resolve
+    after it: a failed round emits one event, whose ``error`` says what each part
+    said when both failed (a Redis outage breaks the watch and the resolve alike),
+    and its first failure of a streak is logged once, as is the streak's end.
     These waits are slept on the service's clock (the mesh's, unless the service was
     given its own), as health checks' are: on a ``FakeClock``, moving the clock past
     one re-resolves. ``resolve_timeout`` bounds a real lookup, in real time.
@@ -89,7 +93,9 @@ class Discovery:
         self.resolve_timeout = positive("Discovery", "resolve_timeout", resolve_timeout)
         self._redact: Callable[[str], str] = redact or (lambda text: text)
         self.last_error: str | None = None
-        """The message of the last failure, ``None`` once resolving succeeds again."""
+        """The message of the last failed round, ``None`` once a round (the watch and
+        the resolve) succeeds again."""
+        self._failing = 0  # failed rounds in a row
         self.resolves = 0
         """Successful resolves so far."""
         self._ttl: float | None = None
@@ -112,6 +118,12 @@ class Discovery:
 
     async def refresh(self) -> bool:
         """Resolve now and install the answer; returns whether it succeeded."""
+        return await self._resolve(None)
+
+    async def _resolve(self, broken: Exception | None) -> bool:
+        """One round's resolve; ``broken`` is the error of the round's watch, if it
+        broke. A round that failed (its watch, its resolve or both: Redis down breaks
+        both) emits one :class:`DiscoveryFailed`, saying what each failure said."""
         try:
             answer: Resolution = await asyncio.wait_for(self.provider.resolve(),
                                                        self.resolve_timeout)
@@ -119,28 +131,47 @@ class Discovery:
                 raise LookupError("the provider returned no backends")
             self.service.set_backends(_unique(answer.backends))
         except Exception as error:
-            self._failed(error)
+            self._failed(error, broken)
             return False
         self._ttl = answer.ttl
         self.resolves += 1
-        if self.last_error is not None:
-            self.last_error = None
-            self._emit(DiscoveryRecovered(
-                policy="discovery", service=self.service.name, provider=self.provider.kind,
-                backends=tuple(b.address for b in self.service.backends)))
+        if broken is not None:
+            # The backends are current, the watch is not: the next round comes after
+            # retry_interval, and the streak ends once a round passes whole.
+            self._failed(broken, None)
+        elif self.last_error is not None:
+            self._recovered()
         return True
 
-    def _failed(self, error: Exception) -> None:
-        message = self._redact(f"{type(error).__name__}: {error}")
+    def _failed(self, error: Exception, also: Exception | None) -> None:
+        message = self._message(error)
+        if also is not None and (other := self._message(also)) != message:
+            message = f"{message}; watching for changes failed too: {other}"
         kept = tuple(b.address for b in self.service.backends)
-        first = self.last_error is None
         self.last_error = message
-        log = _log.warning if first else _log.debug
-        log("discovery (%s) of service %r failed, keeping its %d last known backends: %s",
-            self.provider.kind, self.service.name, len(kept), message)
+        self._failing += 1
+        # The first failed round of a streak is logged, the rest held back until one
+        # succeeds (each retry_interval of an outage was another WARNING).
+        log = _log.warning if self._failing == 1 else _log.debug
+        log("discovery (%s) of service %r failed, keeping its %d last known backends: %s; "
+            "retried every %g s, logged again once it succeeds", self.provider.kind,
+            self.service.name, len(kept), message, self.retry_interval)
         self._emit(DiscoveryFailed(policy="discovery", service=self.service.name,
                                    provider=self.provider.kind, error=message,
                                    backends=tuple(self._redact(a) for a in kept)))
+
+    def _recovered(self) -> None:
+        backends = tuple(b.address for b in self.service.backends)
+        _log.info("discovery (%s) of service %r succeeds again after %d failed rounds, "
+                  "%d backends", self.provider.kind, self.service.name, self._failing,
+                  len(backends))
+        self.last_error = None
+        self._failing = 0
+        self._emit(DiscoveryRecovered(policy="discovery", service=self.service.name,
+                                      provider=self.provider.kind, backends=backends))
+
+    def _message(self, error: Exception) -> str:
+        return self._redact(f"{type(error).__name__}: {error}")
 
     def _emit(self, event: DiscoveryFailed | DiscoveryRecovered) -> None:
         hooks = getattr(self.service, "hooks", None)
@@ -189,12 +220,13 @@ class Discovery:
 
     async def _loop(self) -> None:
         while True:
+            broken = None
             try:
                 await self._wait(self._delay())
-            except Exception as error:  # a broken watch: fall back to retrying
-                self._failed(error)
+            except Exception as error:  # a broken watch: resolve after retry_interval
+                broken = error
                 await self._clock().asleep(self.retry_interval)
-            await self.refresh()
+            await self._resolve(broken)
 
     def __repr__(self) -> str:
         return f"Discovery({self.service.name!r}, {self.provider!r})"

@@ -2,7 +2,7 @@
 
 Layout under ``<prefix>:cache:<namespace>``:
 
-- ``:e:<function>:<argument key>``: the encoded value, with a TTL of ``ttl +
+- ``:e:<function>:<argument digest>``: the encoded value, with a TTL of ``ttl +
   stale_ttl``; the entry is fresh while more than ``stale_ttl`` of it is left, so
   staleness is judged on Redis's clock and never on a caller's.
 - ``:fns``: the functions that stored an entry lately, so ``invalidate(args)``
@@ -11,11 +11,16 @@ Layout under ``<prefix>:cache:<namespace>``:
   process when it stores for a function it last indexed more than one entry
   lifetime ago, so the index outlives every entry it names; a store is then one
   ``SET`` (plus, now and then, one index update).
-- ``:l:<function>:<argument key>``: the short cross-process single-flight lock
+- ``:l:<function>:<argument digest>``: the short cross-process single-flight lock
   (TTL ``cache_lock``).
 
-Every key has a TTL. Entries carry no hash tag, so a namespace spreads over the
-slots of a Redis Cluster; ``invalidate`` deletes each entry by its full key.
+``<function>`` is ``module.qualname``; the argument digest is 64 hexadecimal digits
+standing for the call's arguments without showing them (a keyed BLAKE2b, made by the
+policy: :mod:`meshlite.policies._cache._keys`), so a key names the namespace and the
+function and nothing a caller passed. Every key has a TTL. Entries carry no hash
+tag (a digest has no brace), so a namespace spreads over the slots of a Redis
+Cluster; every command here names one key, and ``invalidate`` deletes each entry by
+its full key.
 
 Invalidation deletes entries for the next reader; a value being computed
 meanwhile in another process may still be stored after it (as it would be if it
@@ -66,8 +71,8 @@ def _glob_escape(text: str) -> str:
 class RedisCache:
     """The shared entries of one cache namespace (see :class:`~meshlite.state.SharedCache`).
 
-    Keys passed in are ``"<function>:<argument key>"``, as
-    :func:`meshlite.policies._cache._shared.shared_key` builds them.
+    Keys passed in are ``"<function>:<argument digest>"``, as
+    :func:`meshlite.policies._cache._shared.shared_keys` builds them.
     """
 
     __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_px", "_stale_ms",

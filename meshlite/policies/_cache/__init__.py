@@ -4,7 +4,7 @@
 entries (the concurrency lives there) and ``_flight`` the calls in flight (single
 flight); ``_policy`` the ``Cache`` policy itself; ``_handlers`` its per-call paths;
 ``_shared`` (and its async twin ``_ashared``) the paths of a cache whose entries
-live in a store.
+live in a store, and ``_keys`` their keys there (no argument readable in them).
 """
 
 from ._options import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from ..._events import Event
@@ -47,6 +47,7 @@ class CacheOptions:
     stale_ttl: float = DEFAULT_CACHE_STALE_TTL
     store: Any = None
     name: str | None = None
+    key_secret: str | bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ttl", positive("Cache", "ttl", self.ttl))
@@ -58,6 +59,11 @@ class CacheOptions:
             fail("Cache", "key", self.key, "a function of the call's arguments, or None")
         not_coroutine("Cache", "key", self.key)
         check_store("Cache", self.store, "cache")
+        secret = self.key_secret
+        if secret is not None and (not isinstance(secret, str | bytes) or not secret):
+            # Only its type is shown: a secret of the wrong type is a secret still.
+            fail("Cache", "key_secret", type(secret).__name__ if secret else secret,
+                 "a non-empty string or bytes, or None")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             fail("Cache", "name", self.name, "a non-empty string or None")
         if self.store is not None and self.name is not None and not _SEGMENTS.isdisjoint(

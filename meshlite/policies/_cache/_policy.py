@@ -15,6 +15,7 @@ from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
 from ._ashared import shared_async_handler
 from ._flight import Flights
 from ._handlers import async_handler, sync_handler
+from ._keys import ArgumentDigest, argument_digest
 from ._options import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_CACHE_STALE_TTL,
@@ -28,7 +29,7 @@ from ._options import (
     argument_key,
     unhashable_error,
 )
-from ._shared import argument_text, shared_sync_handler
+from ._shared import shared_sync_handler
 from ._store import CacheStore
 from ._warm import warm
 
@@ -67,10 +68,15 @@ class Cache(Policy):
         store: ``None`` to keep entries in process, or a shared store such as
             :class:`meshlite.state.RedisStore`: entries then live there (TTL kept by
             the store, invalidations seen by every process), keyed by the function's
-            ``module.qualname`` and the JSON of the arguments (or of ``key=``).
+            ``module.qualname`` and a digest of the JSON of the arguments (or of
+            ``key=``): no argument is readable in the store's keys.
         clock: The clock entries age on (default: the system clock).
         name: The namespace of the entries in the store (``"default"``); ``invalidate``
             drops an argument's entries for every function of the namespace.
+        key_secret: With a store, the secret the arguments' digests are keyed with,
+            the same in every process sharing the namespace (default: the
+            ``MESHLITE_CACHE_KEY_SECRET`` environment variable, else none: a reader
+            of the keys could then confirm guessed arguments by hashing them).
 
     Raises:
         ConfigError: an option is out of range.
@@ -95,10 +101,12 @@ class Cache(Policy):
         *,
         clock: Clock | None = None,
         name: str | None = None,
+        key_secret: str | bytes | None = None,
     ) -> None:
         super().__init__()
         self.options = CacheOptions(
-            ttl=ttl, maxsize=maxsize, key=key, stale_ttl=stale_ttl, store=store, name=name
+            ttl=ttl, maxsize=maxsize, key=key, stale_ttl=stale_ttl, store=store, name=name,
+            key_secret=key_secret,
         )
         if clock is not None and not isinstance(clock, Clock):
             fail("Cache", "clock", clock, "a meshlite Clock or None")
@@ -117,6 +125,9 @@ class Cache(Policy):
             name or "default", o.ttl, o.stale_ttl)
         # With a store, this process's calls in flight (every pipeline's).
         self._shared_flights: Flights | None = None if store is None else Flights()
+        # With a store, what stands for the arguments in a key (see _keys).
+        self._digest: ArgumentDigest | None = None if store is None else ArgumentDigest(
+            name or "default", key_secret)
 
     # -- the policy contract --------------------------------------------------------
 
@@ -158,7 +169,8 @@ class Cache(Policy):
         removed = self._store.invalidate(argkey)
         if self._shared_flights is None:
             return removed
-        text = argument_text(self.options.key, args, kwargs, "invalidate()")
+        assert self._digest is not None
+        text = argument_digest(self.options.key, args, kwargs, "invalidate()", self._digest)
         with self._shared_flights.lock:  # before the store drops the entries
             self._shared_flights.keep_out(text)
         return self._manage(lambda shared: shared.invalidate(text), removed)

@@ -11,16 +11,15 @@ the lock would have expired. When the store cannot answer, the call goes to the
 Cache's in-memory handler (``on_error="local"``) or straight to the service
 (``"allow"``, and ``"deny"`` too: a cache outage never refuses a call).
 
-Keys must leave the process, so they are text: ``<module>.<qualname>:<JSON of the
-arguments>`` (or of what ``key=`` returns), hashed with SHA-256 when long.
+Keys must leave the process, so they are text: ``<module>.<qualname>:<digest>``,
+the digest standing for the JSON of the arguments (or of what ``key=`` returns)
+without showing it (see ``_keys``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import threading
 import weakref
@@ -35,15 +34,14 @@ from ..._policy import Handler
 from ...state._base import LOCAL, StoreUnavailableError, fall_back, give_back
 from ._flight import NOTHING
 from ._handlers import passes, serve_stale
-from ._options import KeyFunction
+from ._keys import argument_digest
 
 if TYPE_CHECKING:
     from ._policy import Cache
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "FlightKey", "SharedMiss", "argument_text",
-           "function_id", "shared_keys", "shared_sync_handler", "unencodable"]
+__all__ = ["POLL_FIRST", "POLL_MAX", "FlightKey", "SharedMiss", "function_id",
+           "shared_keys", "shared_sync_handler", "unencodable"]
 
-_KEY_TEXT_MAX = 200
 POLL_FIRST = 0.005
 """First pause of a process waiting for another one's entry; doubled up to POLL_MAX."""
 POLL_MAX = 0.05
@@ -53,7 +51,7 @@ _warned: set[str] = set()
 
 SharedMiss = Callable[[CallContext, Any, bool], Any]
 FlightKey = tuple[str, str]
-"""The key of a shared cache's flight: (function id, argument text)."""
+"""The key of a shared cache's flight: (function id, argument digest)."""
 
 
 def function_id(fn: Any) -> str:
@@ -153,43 +151,18 @@ def names_of(store: Any, namespace: str) -> FunctionNames:
         return names
 
 
-def argument_text(key: KeyFunction | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  where: str) -> str:
-    """The argument part of a shared key: JSON, or its SHA-256 when long.
-
-    Raises:
-        TypeError: the arguments (or what ``key=`` returns) are not JSON.
-    """
-    value: Any
-    if key is not None:
-        value = key(*args, **kwargs)
-    else:
-        # A list without keyword arguments, an object with them: never equal.
-        value = {"args": args, "kwargs": kwargs} if kwargs else args
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as error:
-        what = "key= result" if key is not None else "arguments"
-        raise TypeError(
-            f"Cache: the {what} of {where} cannot make a shared cache key ({error}); "
-            "with a store, keys are JSON: pass key= returning a string, a number or a "
-            "tuple of them") from None
-    if len(text) > _KEY_TEXT_MAX:
-        text = "#" + hashlib.sha256(text.encode()).hexdigest()
-    return text
-
-
 def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, FlightKey]]:
-    """``keys(ctx) -> (entry key, (function id, argument text))`` for ``cache``: the
-    key in the store, and the key of the call's flight."""
-    key_fn = cache.options.key
+    """``keys(ctx) -> (entry key, (function id, argument digest))`` for ``cache``:
+    the key in the store, and the key of the call's flight."""
+    key_fn, digest = cache.options.key, cache._digest
+    assert digest is not None
     namespace = cache.options.name or "default"
     check = names_of(cache._shared_store, namespace).check
 
     def keys(ctx: CallContext) -> tuple[str, FlightKey]:
         fn = function_id(ctx.fn)
         check(fn, ctx.fn, namespace)
-        text = argument_text(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation))
+        text = argument_digest(key_fn, ctx.args, ctx.kwargs, repr(ctx.operation), digest)
         return f"{fn}:{text}", (fn, text)
 
     return keys

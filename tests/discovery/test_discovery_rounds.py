@@ -1,0 +1,84 @@
+"""A round of the discovery driver (the wait on the provider's watch, then the resolve)
+that fails emits one ``DiscoveryFailed``, however many of its parts failed, and a
+streak of failed rounds is logged once, its end once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+import pytest
+
+import meshlite as ml
+from meshlite.discovery import (
+    BaseProvider,
+    Discovery,
+    DiscoveryFailed,
+    DiscoveryRecovered,
+    Resolution,
+)
+from meshlite.routing import Backend
+from meshlite.testing import FakeClock
+
+DAY = 86400.0
+ROUNDS = 4
+
+
+class Down(BaseProvider):
+    """A source down for ``ROUNDS`` resolves once armed: its watch fails while it is
+    down (at once, as a subscription to a Redis that is down does), and so does its
+    resolve."""
+
+    def __init__(self, watch_error: str) -> None:
+        self.armed = False
+        self.watch_error = watch_error
+        self.failed = 0
+
+    @property
+    def down(self) -> bool:
+        return self.armed and self.failed < ROUNDS
+
+    async def resolve(self) -> Resolution:
+        if self.down:
+            self.failed += 1
+            raise ConnectionError("source down")
+        return Resolution((Backend("http://127.0.0.1:8001"),))
+
+    async def changed(self) -> None:
+        if self.down:
+            raise ConnectionError(self.watch_error)
+        await super().changed()
+
+
+@pytest.mark.parametrize("watch_error", ["source down", "watch refused"])
+async def test_a_round_failing_twice_is_one_event(watch_error: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # Only advance() moves the clock: each makes one wait due (a clock jumping by
+    # itself whenever the loop is quiet ran the driver's rounds on without end).
+    clock = FakeClock(autojump_threshold=math.inf)
+    provider = Down(watch_error)
+    service = ml.Service("users")
+    events: list[ml.Event] = []
+    service.add_hook(events.append)
+    service.attach(Discovery(service, provider, interval=DAY, retry_interval=DAY))
+    with caplog.at_level(logging.DEBUG, logger="meshlite.discovery"):
+        async with ml.Mesh([service], clock=clock):
+            provider.armed = True
+            async with asyncio.timeout(10.0):  # each advance makes the next wait due
+                while not any(isinstance(e, DiscoveryRecovered) for e in events):
+                    clock.advance(DAY)
+                    await asyncio.sleep(0.001)
+    failed = [e for e in events if isinstance(e, DiscoveryFailed)]
+    assert len(failed) == ROUNDS  # not one more for each broken watch
+    # The first failed round's watch was fine (its interval ended); in the next ones
+    # both failed, and one event says what each said, once when they agree.
+    assert failed[0].error == "ConnectionError: source down"
+    both = "ConnectionError: source down" + (
+        "" if watch_error == "source down"
+        else "; watching for changes failed too: ConnectionError: watch refused")
+    assert [e.error for e in failed[1:]] == [both] * (ROUNDS - 1)
+    shown = [r for r in caplog.records
+             if r.name == "meshlite.discovery" and r.levelno >= logging.INFO]
+    assert [r.levelname for r in shown] == ["WARNING", "INFO"]
+    assert f"after {ROUNDS} failed rounds" in shown[-1].getMessage()
