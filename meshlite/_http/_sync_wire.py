@@ -25,7 +25,7 @@ from .._clock import bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 from .._memo import remember
 from ._outgoing import UNSENT
-from ._urllib3_parts import Target, pool_classes
+from ._urllib3_parts import Target, cut, in_use, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
@@ -81,6 +81,20 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     return error
 
 
+def _cut_off(error: Exception, request: httpx.Request,
+             pool: urllib3.HTTPConnectionPool | None) -> Exception:
+    """The httpx exception for a urllib3 failure on ``pool``: an ``httpx.ReadError``
+    saying so when the pool is closed (its transport closed, when the mesh closed or
+    the service was removed, and cut the connections still in use), else
+    :func:`map_error`'s."""
+    if pool is not None and pool.pool is None:
+        return httpx.ReadError(
+            "the connection was closed with its pool (the mesh closed, or the service "
+            f"was removed) while the request or its body was on it: {error}",
+            request=request)
+    return map_error(error, request)
+
+
 class Body(httpx.SyncByteStream):
     """A response body read from urllib3 as it arrives; closing it hands the
     connection back (or closes it when the body was not read to the end).
@@ -114,7 +128,7 @@ class Body(httpx.SyncByteStream):
             yield from self._response.stream(65536, decode_content=False)
         except (_u3.HTTPError, OSError) as error:
             self._discard()
-            raise map_error(error, self._request) from error
+            raise self._failure(error) from error
         self._done = True
 
     def read(self) -> bytes:
@@ -123,9 +137,12 @@ class Body(httpx.SyncByteStream):
             data = self._response.read(decode_content=False)
         except (_u3.HTTPError, OSError) as error:
             self._discard()
-            raise map_error(error, self._request) from error
+            raise self._failure(error) from error
         self._done = True
         return data
+
+    def _failure(self, error: Exception) -> Exception:
+        return _cut_off(error, self._request, getattr(self._response, "_pool", None))
 
     def close(self) -> None:
         timed = self._timed
@@ -285,7 +302,7 @@ class Urllib3Transport(httpx.BaseTransport):
                 decode_content=False, timeout=self._timeout(given),
                 pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
         except (_u3.HTTPError, OSError) as error:
-            raise map_error(error, request) from error
+            raise _cut_off(error, request, pool) from error
         # http.client decodes header bytes as latin-1: encoding them back so gives
         # httpx the bytes the server sent (as str, httpx encodes them as ASCII and
         # raised UnicodeEncodeError on a byte such as \xe9); it also keeps the
@@ -297,21 +314,34 @@ class Urllib3Transport(httpx.BaseTransport):
             extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
 
+    def _all_pools(self) -> list[urllib3.HTTPConnectionPool]:
+        found = {id(p): p for p in self._pools.values()}
+        pools = self._manager.pools
+        keys = pools.keys()  # a copy, taken under its lock (it cannot be iterated)
+        for key in keys:
+            pool = pools.get(key)
+            if pool is not None:
+                found[id(pool)] = pool
+        return list(found.values())
+
     def busy(self) -> bool:
-        """False: closing never cuts a request (urllib3 closes the idle connections,
-        and each one in use when it is handed back)."""
-        return False
+        """Whether a connection is in use (a request on its way, or a response body
+        still being read): closing now would cut it."""
+        return any(in_use(pool) for pool in self._all_pools())
 
     def close(self) -> None:
-        """Close every connection of this transport.
+        """Close every connection of this transport, cutting those in use.
 
         Each pool is closed here: urllib3 2's ``PoolManager.clear()`` only lets go of
         its pools, which close when garbage-collected, and a response the caller
         keeps (or one in a reference cycle, as an error's traceback makes) keeps its
         pool, and the pool its idle connections, open until then: after the mesh
-        closed, or the backend was removed. A connection in use is closed as it is
-        handed back (urllib3's rule for a closed pool), so no request is cut."""
-        ours = list(self._pools.values())
+        closed, or the backend was removed. A connection in use has its socket shut
+        down, so a thread reading a body or waiting for an answer on it wakes with
+        ``httpx.ReadError`` at once rather than at its read timeout (never, without
+        one); the mesh closes a transport only once it stopped waiting for it (the
+        drain, or :meth:`busy` for a removed backend)."""
+        ours = self._all_pools()
         self._pools.clear()
         self._headers.clear()
         # what clear() lets go of (no pool class of the wire's overrides close)
@@ -319,6 +349,8 @@ class Urllib3Transport(httpx.BaseTransport):
         self._manager.clear()
         for pool in ours:  # (one the manager evicted earlier, still kept here)
             pool.close()
+        for pool in ours:  # closed first: a reader woken now finds its pool closed
+            cut(pool)
 
 
 def _bounded(seconds: float | None) -> float | None:

@@ -1,17 +1,24 @@
 """What the sync wire changes of urllib3 to send and read as httpx does: the request
-target httpx encoded is sent as it is (:class:`Target`), and a response is the final
-answer, past any informational one (:func:`pool_classes`)."""
+target httpx encoded is sent as it is (:class:`Target`), a response is the final
+answer, past any informational one, and a pool knows the connections it has lent
+out, so that closing it can cut them (:func:`pool_classes`)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
+import threading
+import weakref
 from typing import Any
 
 import urllib3
 from urllib3 import connection as _urllib3_connection
 from urllib3 import connectionpool as _connectionpool
 
-__all__ = ["Target", "pool_classes"]
+from .._fork import fork_safe
+
+__all__ = ["Target", "cut", "in_use", "pool_classes"]
 
 
 class Target(str):
@@ -97,11 +104,53 @@ class _TLSConnection(_urllib3_connection.HTTPSConnection):
     response_class = _FinalResponse
 
 
-class _Pool(urllib3.HTTPConnectionPool):
+class _Lends:
+    """What a pool of the wire adds to urllib3's: the connections it has lent out (a
+    request on its way, or a response body still being read), which urllib3 does not
+    track. A dropped response's connection leaves with it (weakly held)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lent: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lent_lock = fork_safe(threading.Lock())
+        super().__init__(*args, **kwargs)
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        with self._lent_lock:
+            self._lent.add(conn)
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            with self._lent_lock:
+                self._lent.discard(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+    def in_use(self) -> bool:
+        """Whether a connection lent out is still open (closing now would cut it)."""
+        with self._lent_lock:
+            return any(conn.sock is not None for conn in self._lent)
+
+    def cut(self) -> None:
+        """Shut down the sockets of the connections lent out: a thread blocked on one
+        (reading a body, waiting for an answer) wakes with the end of the stream
+        instead of waiting for its read timeout, or for good without one. A socket
+        closed from another thread would not wake it. The plain socket's shutdown,
+        also for TLS: ``SSLSocket.shutdown`` drops the TLS object under the reader."""
+        with self._lent_lock:
+            lent = list(self._lent)
+        for conn in lent:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Pool(_Lends, urllib3.HTTPConnectionPool):
     ConnectionCls = _Connection
 
 
-class _TLSPool(urllib3.HTTPSConnectionPool):
+class _TLSPool(_Lends, urllib3.HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
@@ -113,6 +162,17 @@ class _UnverifiedPool(_TLSPool):
         urllib3.HTTPConnectionPool._validate_conn(self, conn)
         if conn.is_closed:
             conn.connect()
+
+
+def in_use(pool: urllib3.HTTPConnectionPool) -> bool:
+    """Whether ``pool`` (one of :func:`pool_classes`') has a connection lent out."""
+    return isinstance(pool, _Lends) and pool.in_use()
+
+
+def cut(pool: urllib3.HTTPConnectionPool) -> None:
+    """Cut the connections ``pool`` has lent out (see :meth:`_Lends.cut`)."""
+    if isinstance(pool, _Lends):
+        pool.cut()
 
 
 def pool_classes(verify: bool) -> dict[str, type[urllib3.HTTPConnectionPool]]:
