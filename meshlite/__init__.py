@@ -13,6 +13,11 @@ functions with it; sync functions stay sync, async ones stay async::
 
     @pipeline
     async def get_user(uid: int) -> dict: ...
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of a package that registers a pytest
+plugin (meshlite's testing kit does), and warns when that package was imported before
+pytest started, an error under ``filterwarnings = error``; these words, read by pytest,
+are what exempts the package (its asserts are not tests).
 """
 
 from typing import TYPE_CHECKING

@@ -1,9 +1,12 @@
 """Use one feature of each extra as a user would, against real loopback servers.
 
-Run as ``python _extras_probe.py REDIS_URL`` by tests/test_wheel_minimums.py, in an
-environment holding ``meshlite-mesh[all]`` at the lowest versions pyproject.toml
-allows (and by a quick test, in this one). Prints one ``name: ok`` line per
-feature, or ``name: FAILED ...`` with the error; exits 0 when all are ok.
+Run as ``python _extras_probe.py REDIS_URL [FEATURE...]`` by
+tests/test_wheel_minimums.py, in an environment holding ``meshlite-mesh[all]`` at the
+lowest versions pyproject.toml allows (and by a quick test, in this one), and by
+tests/test_extras.py, once per extra with the FEATURES of that extra alone
+(``EXTRAS``) where the libraries of the others cannot be imported. Prints one
+``name: ok`` line per feature (every one when none is named), or ``name: FAILED ...``
+with the error; exits 0 when all are ok.
 """
 
 from __future__ import annotations
@@ -192,9 +195,24 @@ def interop() -> None:
         lambda: 3) == 3
 
 
-def main() -> int:
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "": ("config_hot_reload",),  # the core, no extra
+    "http": ("http", "http_sync", "health_check"),
+    "aiohttp": ("aiohttp",),
+    "otlp": ("otlp",),
+    "redis": ("redis",),
+    "dashboard": ("dashboard",),
+    "interop": ("interop",),
+    "jwt": ("jwt",),
+    "prometheus": ("prometheus",),
+}
+"""The features each extra of pyproject.toml brings (with the core's), by extra."""
+
+
+def main(names: list[str]) -> int:
     failed = 0
-    for name, fn in FEATURES.items():
+    for name in names or FEATURES:
+        fn = FEATURES[name]
         try:
             result = fn()
             if asyncio.iscoroutine(result):
@@ -209,4 +227,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[2:]))

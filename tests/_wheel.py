@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "build_wheel", "run"]
+__all__ = ["ROOT", "build_sdist", "build_wheel", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,27 +24,61 @@ def run(argv: list[str | Path], cwd: Path, timeout: float = 300,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+PROJECT_FOLDERS = ("meshlite", "tests", "docs", "examples", "benchmarks", ".ci")
+PROJECT_FILES = ("pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "Makefile",
+                 "mkdocs.yml")
+"""The project's files: what the wheel and the sdist are built from."""
+
+NOT_THE_PROJECT = shutil.ignore_patterns(
+    "__pycache__", "*.py[cod]", ".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+"""What a checkout's folders hold that is not the project's (as .gitignore says)."""
+
+
 def _source(tmp_path: Path) -> Path:
-    """What the wheel is built from: the project's files alone, copied, so that a
-    ``build/`` left in the checkout by an earlier in-tree build (whose stale modules
-    setuptools would ship) cannot leak into it."""
+    """What the wheel and the sdist are built from: the project's files alone, copied
+    (once per ``tmp_path``), so that a ``build/`` left in the checkout by an earlier
+    in-tree build (whose stale modules setuptools would ship) cannot leak into them."""
     source = tmp_path / "source"
-    shutil.copytree(ROOT / "meshlite", source / "meshlite",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "README.md"):
+    if source.exists():
+        return source
+    for name in PROJECT_FOLDERS:
+        shutil.copytree(ROOT / name, source / name, ignore=NOT_THE_PROJECT)
+    for name in PROJECT_FILES:
         shutil.copy(ROOT / name, source / name)
     return source
 
 
-def build_wheel(tmp_path: Path) -> tuple[Path, Path]:
+def build_wheel(tmp_path: Path, python: str | Path | None = None) -> tuple[Path, Path]:
     """Build the wheel under ``tmp_path``; returns it and the source it was built from.
+
+    Args:
+        tmp_path: Where the source is copied and the wheel built.
+        python: An interpreter whose own setuptools builds it (no build isolation, as
+            a packager builds); by default pip builds it with the newest setuptools
+            ``[build-system]`` allows, in an environment of its own.
 
     Raises:
         AssertionError: the build failed (with pip's output).
     """
     source = _source(tmp_path)
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                 "-w", tmp_path / "dist", source], tmp_path)
+    isolation = [] if python is None else ["--no-build-isolation"]
+    built = run([python or sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+                 *isolation, "-w", tmp_path / "dist", source], tmp_path)
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "dist").glob("meshlite_mesh-*.whl")
     return wheel, source
+
+
+def build_sdist(tmp_path: Path) -> tuple[Path, Path]:
+    """Build the sdist under ``tmp_path`` (from the source :func:`build_wheel` copied
+    there, if it did); returns it and that source.
+
+    Raises:
+        AssertionError: the build failed (with setuptools' output).
+    """
+    source = _source(tmp_path)
+    built = run([sys.executable, "-m", "build", "--sdist", "--outdir", tmp_path / "sdist",
+                 source], tmp_path)   # as `make dist` does
+    assert built.returncode == 0, built.stdout + built.stderr
+    (sdist,) = (tmp_path / "sdist").glob("meshlite_mesh-*.tar.gz")
+    return sdist, source

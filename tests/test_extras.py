@@ -9,6 +9,7 @@ wheel is covered by tests/test_wheel.py.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -16,6 +17,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from _extras_probe import EXTRAS as _EXTRA_FEATURES
+from _system import require_program
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from state.redis_server import RedisServer
 
 import meshlite as ml
 from meshlite._extras import missing_extra, requires_extra
@@ -61,11 +67,12 @@ Recorder('cassette.json').transport()"""),
 }
 
 
-def _run(code: str, blocked: tuple[str, ...], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(code: str, blocked: tuple[str, ...], cwd: Path, timeout: float = 60
+         ) -> subprocess.CompletedProcess[str]:
     prelude = f"import sys\nfor _name in {blocked!r}:\n    sys.modules[_name] = None\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHLITE_", "OTEL_"))}
     return subprocess.run([sys.executable, "-c", prelude + code], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.mark.parametrize("feature", list(CASES))
@@ -160,3 +167,104 @@ def test_jwt_without_cryptography_names_the_extra(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("meshlite._errors.ConfigError: jwt_verifier: algorithms must be"), last
     assert last.endswith("pip install 'meshlite-mesh[jwt]', got ['RS256', 'ES256']"), last
+
+
+# -- each extra alone ----------------------------------------------------------------
+
+PROBE = ROOT / "tests" / "_extras_probe.py"
+NOT_FOR_USERS = ("all", "docs", "dev")  # `all` names the others; docs and dev: this project's
+
+
+def _extras() -> dict[str, list[Requirement]]:
+    """Each extra of pyproject.toml users install (and "": the core), with the
+    requirements it brings, the core's included."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = [Requirement(r) for r in project["dependencies"]]
+    extras = {"": core}
+    for extra, requirements in project["optional-dependencies"].items():
+        if extra not in NOT_FOR_USERS:
+            extras[extra] = core + [Requirement(r) for r in requirements]
+    return extras
+
+
+def _installed(requirements: list[Requirement]) -> set[str]:
+    """The distributions ``requirements`` install, theirs included (as installed
+    here), by canonical name."""
+    found: set[str] = set()
+    todo = [(r, {""} | r.extras) for r in requirements]
+    while todo:
+        requirement, extras = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        try:
+            needs = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # for another platform (a marker); an installed one is checked
+        found.add(name)
+        for line in needs:
+            need = Requirement(line)
+            if need.marker is None or any(need.marker.evaluate({"extra": e}) for e in extras):
+                todo.append((need, {""} | need.extras))
+    return found
+
+
+def _modules(distribution: str) -> set[str]:
+    """The dotted names of the modules a distribution installs."""
+    modules = set()
+    for file in importlib.metadata.distribution(distribution).files or ():
+        parts = file.parts
+        if ".." in parts or parts[0].endswith((".dist-info", ".data")):
+            continue
+        if file.suffix in (".py", ".so", ".pyd"):
+            stem = parts[-1].split(".")[0]
+            path = parts[:-1] if stem == "__init__" else (*parts[:-1], stem)
+            if path and not path[0].startswith("__editable__"):
+                modules.add(".".join(path))
+    return modules
+
+
+def _blocked(extra: str, extras: dict[str, list[Requirement]]) -> list[str]:
+    """What ``meshlite-mesh[extra]`` does not install of what the other extras do:
+    the top-most module names that only those bring (``opentelemetry.sdk``, not
+    ``opentelemetry``, whose API is the core's)."""
+    mine = _installed(extras[extra]) | {"meshlite-mesh"}
+    others = set().union(*(_installed(r) for r in extras.values())) - mine
+    kept = {".".join(m.split(".")[:i + 1]) for d in mine for m in _modules(d)
+            for i in range(m.count(".") + 1)}
+    names = set()
+    for module in (m for d in others for m in _modules(d)):
+        parts = module.split(".")
+        prefixes = (".".join(parts[:i + 1]) for i in range(len(parts)))
+        names.add(next((p for p in prefixes if p not in kept), module))
+    return sorted(n for n in names if n not in kept
+                  and not any(n.startswith(f"{o}.") for o in names))
+
+
+def test_the_probe_uses_every_extra() -> None:
+    assert set(_EXTRA_FEATURES) == set(_extras())
+
+
+@pytest.mark.parametrize("extra", list(_EXTRA_FEATURES))
+def test_each_extra_alone_is_enough_for_its_features(extra: str, tmp_path: Path) -> None:
+    # What a user has after `pip install 'meshlite-mesh[redis]'` (say): the libraries
+    # of the other extras cannot be imported, and each feature of this one works.
+    blocked = _blocked(extra, _extras())
+    assert blocked, extra  # (the others do bring something)
+    redis = None
+    if extra == "redis":
+        redis = RedisServer(require_program("redis-server", "redis-server")).start()
+    try:
+        url = redis.url if redis is not None else "redis://127.0.0.1:9"
+        done = _run(f"import runpy\nsys.argv = [{str(PROBE)!r}, {url!r}, "
+                    f"*{_EXTRA_FEATURES[extra]!r}]\n"
+                    f"runpy.run_path(sys.argv[0], run_name='__main__')", tuple(blocked),
+                    tmp_path, timeout=120)
+    finally:
+        if redis is not None:
+            redis.close()
+    lines = done.stdout.splitlines()
+    assert lines == [f"{name}: ok" for name in _EXTRA_FEATURES[extra]], (
+        done.stdout + done.stderr)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr   # a failed close, say

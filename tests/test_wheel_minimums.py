@@ -11,6 +11,7 @@ same probe runs in this environment (the newest versions) too.
 from __future__ import annotations
 
 import sys
+import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -108,3 +109,27 @@ def test_each_extra_works_at_the_lowest_versions_allowed(wheel: Path, tmp_path: 
     assert installed.returncode == 0, installed.stderr
     features = _probe(python, tmp_path)
     assert len(features) >= 10
+
+
+def test_the_lowest_setuptools_allowed_builds_the_wheel(tmp_path: Path) -> None:
+    # pip builds with the newest setuptools; a packager (--no-build-isolation) with the
+    # one installed, which [build-system] allows down to its lower bound. 68 to 76
+    # refused `license = "MIT"` (an SPDX expression) as an invalid config.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (setuptools,) = [Requirement(r) for r in config["build-system"]["requires"]
+                     if Requirement(r).name == "setuptools"]
+    (bound,) = [s.version for s in setuptools.specifier if s.operator == ">="]
+    venv = tmp_path / "venv"
+    made = run([sys.executable, "-m", "venv", venv], tmp_path)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    installed = run([python, "-m", "pip", "install", "--quiet", f"setuptools=={bound}",
+                     "wheel"], tmp_path, timeout=300)
+    if installed.returncode != 0 and not on_ci():
+        pytest.skip(f"cannot install setuptools {bound} here: {installed.stderr[-300:]}")
+    assert installed.returncode == 0, installed.stderr
+    wheel, _ = build_wheel(tmp_path, python=python)
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = Parser().parsestr(archive.read(name).decode())
+    assert metadata["License-Expression"] == "MIT"

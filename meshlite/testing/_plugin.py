@@ -23,15 +23,20 @@ opened them; sync tests can use it all the same.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._errors import ConfigError
 from .._switches import no_real_sleeps
-from ..mesh._mesh import Mesh
-from ._clock import FakeClock
-from ._fixtures import BackendFactory, Chaos, MeshFactory
+
+# pytest loads this module in every session of an environment meshlite is installed
+# in, used or not: the kit is imported by the fixtures, when a test asks for one
+# (tests/testing/test_plugin_load.py).
+if TYPE_CHECKING:
+    from ..mesh._mesh import Mesh
+    from ._clock import FakeClock
+    from ._fixtures import BackendFactory, Chaos, MeshFactory
 
 __all__ = ["AUTOJUMP", "MARKER", "chaos", "fake_backend", "fake_clock"]
 
@@ -42,7 +47,7 @@ system clock are skipped, those on a ``FakeClock`` are not."""
 AUTOJUMP = "meshlite_autojump_threshold"
 """The marker (and ini option) that sets the ``fake_clock`` fixture's ``autojump_threshold``."""
 
-_MESHES = pytest.StashKey[MeshFactory]()
+_MESHES = pytest.StashKey["MeshFactory"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,6 +85,8 @@ def fake_clock(request: pytest.FixtureRequest) -> FakeClock:
 
     Its ``autojump_threshold`` comes from ``@pytest.mark.meshlite_autojump_threshold(s)``,
     else from the ini option ``meshlite_autojump_threshold``, else the clock's default."""
+    from ._clock import FakeClock
+
     marker = request.node.get_closest_marker(AUTOJUMP)
     if marker is not None:
         if len(marker.args) != 1 or marker.kwargs:
@@ -102,6 +109,8 @@ def fake_backend() -> Iterator[BackendFactory]:
     """A factory: ``fake_backend(latency=0.0, error_rate=0.0, ..., **behaviour)``
     returns a started :class:`~meshlite.testing.FakeBackend` (serving on its own
     thread); every one is stopped, and its thread joined, when the test ends."""
+    from ._fixtures import BackendFactory
+
     factory = BackendFactory()
     try:
         yield factory
@@ -124,6 +133,8 @@ except ImportError:  # pragma: no cover - pytest-asyncio is a test dependency of
         """A factory: ``mesh(*services, **options)`` returns a new, unopened
         :class:`meshlite.Mesh`; each is closed when the test ends (before the
         ``fake_backend`` backends stop)."""
+        from ._fixtures import MeshFactory
+
         factory = request.node.stash[_MESHES] = MeshFactory()
         try:
             yield factory
@@ -138,6 +149,8 @@ else:
         """A factory: ``mesh(*services, **options)`` returns a new, unopened
         :class:`meshlite.Mesh`; each is closed when the test ends (before the
         ``fake_backend`` backends stop), on the test's event loop."""
+        from ._fixtures import MeshFactory
+
         factory = request.node.stash[_MESHES] = MeshFactory()
         try:
             yield factory
@@ -150,6 +163,8 @@ def chaos(request: pytest.FixtureRequest, mesh: Any) -> Iterator[Chaos]:
     """Fault injection: ``chaos("users", rate=0.5, error=ConnectionError)`` injects
     an ``ml.FaultInjection`` into service ``users`` (of the ``mesh`` fixture's
     meshes, or ``mesh=``) until the test ends; returns an ``InjectedFault``."""
+    from ._fixtures import Chaos
+
     controller = Chaos(lambda: _meshes(request))
     try:
         yield controller
