@@ -1,20 +1,26 @@
 """mesh.http() used from several event loops, each in its own thread (a sync program
 that runs ``asyncio.run`` per job against one mesh opened with ``with mesh``): the
-connections a loop left in the shared pools are closed once that loop has ended,
-not left to the garbage collector. Client sockets are counted in /proc/self/fd."""
+connections of a loop are closed on that loop as it ends, those of a loop closed
+without its end (``loop.close()`` alone) once it has closed, not left to the garbage
+collector. Each test runs on asyncio's loop and on uvloop's (the loop uvicorn
+installs), but those of loops closed without their end (uvloop's ``close()`` closes
+what is left open itself). Client sockets are counted in /proc/self/fd; nothing may
+be logged at ERROR (a transport's "Fatal error", a loop's exception handler)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import logging
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
+from _loop_kinds import LOOP_KINDS, use_loop_kind
 from _sockets import client_sockets
 
 import meshlite as ml
@@ -22,6 +28,10 @@ from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux",
                                 reason="counts sockets in /proc/self/fd")
+
+WAIT = 20.0
+"""Seconds a test waits for a thread at most (a loop whose close hangs on what was
+left open on it fails its test, not the suite)."""
 
 
 @pytest.fixture(autouse=True)
@@ -36,17 +46,42 @@ def no_collector() -> Iterator[None]:
         gc.enable()
 
 
+@pytest.fixture(autouse=True)
+def nothing_logged_at_error(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    yield
+    errors = [r.getMessage() for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    """The loop of every loop the test makes: asyncio's, then uvloop's."""
+    return use_loop_kind(request.param)
+
+
+def on_a_thread(run: Callable[[], object]) -> None:
+    """Call ``run`` on a new thread and wait for it; raise what it raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "the thread did not end: a loop's close hung"
+    if errors:
+        raise errors[0]
+
+
 def in_a_loop_of_its_own(mesh: ml.Mesh, requests: int, outcomes: list[object]) -> None:
     """Send ``requests`` concurrent requests from a new event loop (in this thread);
     append their statuses, or the error, to ``outcomes``."""
-
-    async def main() -> list[int]:
-        client = mesh.http("users")
-        answers = await asyncio.gather(*(client.get("/") for _ in range(requests)))
-        return [a.status_code for a in answers]
-
     try:
-        outcomes.append(asyncio.run(main()))
+        outcomes.append(asyncio.run(answers(mesh, requests)))
     except Exception as error:
         outcomes.append(error)
 
@@ -54,10 +89,32 @@ def in_a_loop_of_its_own(mesh: ml.Mesh, requests: int, outcomes: list[object]) -
 def run_in_a_loop_of_its_own(mesh: ml.Mesh, requests: int) -> None:
     """Send ``requests`` concurrent requests from a new event loop in a new thread."""
     outcomes: list[object] = []
-    thread = threading.Thread(target=in_a_loop_of_its_own, args=(mesh, requests, outcomes))
-    thread.start()
-    thread.join()
+    on_a_thread(lambda: in_a_loop_of_its_own(mesh, requests, outcomes))
     assert outcomes == [[200] * requests]
+
+
+def closed_without_its_end(mesh: ml.Mesh, requests: int) -> None:
+    """Send ``requests`` concurrent requests from a new event loop of asyncio's in a
+    new thread, closed by ``close()`` alone (no ``shutdown_asyncgens``: the end
+    ``asyncio.run`` gives a loop). asyncio's whatever the policy: uvloop's
+    ``close()`` closes what was left open on its loop itself, each with a
+    ``ResourceWarning`` (an error here, which hung it)."""
+
+    def run() -> None:
+        loop = asyncio.SelectorEventLoop()
+        try:
+            assert loop.run_until_complete(answers(mesh, requests)) == [200] * requests
+        finally:
+            loop.close()
+
+    on_a_thread(run)
+
+
+async def answers(mesh: ml.Mesh, requests: int) -> list[int]:
+    """Statuses of ``requests`` concurrent requests sent on the running loop."""
+    client = mesh.http("users")
+    return [a.status_code for a in
+            await asyncio.gather(*(client.get("/") for _ in range(requests)))]
 
 
 WIRES = pytest.mark.parametrize("http_pool", [None, {"retries": 1}],
@@ -72,57 +129,68 @@ def one_service(backend: FakeBackend, http_pool: dict[str, object] | None) -> ml
 
 
 @WIRES
-def test_closing_the_mesh_closes_connections_of_loops_that_ended(
+def test_a_loop_that_ends_closes_its_connections_on_itself_as_it_ends(
+        loop_kind: str, http_pool: dict[str, object] | None) -> None:
+    # On uvloop, a loop's close() hung on the connections the pools kept open on it
+    # (aiohttp's) or failed with OSError(EBUSY) (httpcore's), and what closed them
+    # from another thread logged "Fatal error on transport ... Event loop is closed".
+    with FakeBackend() as backend:
+        mesh = one_service(backend, http_pool)
+        with mesh:
+            for _ in range(3):
+                run_in_a_loop_of_its_own(mesh, 3)
+                assert client_sockets([backend.port]) == 0
+        assert client_sockets([backend.port]) == 0
+
+
+@WIRES
+def test_closing_the_mesh_closes_connections_of_loops_closed_without_their_end(
         http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
         mesh = one_service(backend, http_pool)
         with mesh:
-            run_in_a_loop_of_its_own(mesh, 3)
+            closed_without_its_end(mesh, 3)
             assert client_sockets([backend.port]) == 3  # kept alive in the pool
         assert client_sockets([backend.port]) == 0
 
 
 @WIRES
-def test_a_new_loop_closes_the_connections_of_loops_that_ended(
+def test_a_new_loop_closes_the_connections_of_loops_closed_without_their_end(
         http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
         mesh = one_service(backend, http_pool)
         with mesh:
             for _ in range(5):
-                run_in_a_loop_of_its_own(mesh, 3)
-                # Only the last loop's connections are open: each loop that ended
+                closed_without_its_end(mesh, 3)
+                # Only the last loop's connections are open: each loop that closed
                 # had its own closed when the next one came.
                 assert client_sockets([backend.port]) == 3
 
 
 @WIRES
 def test_loops_one_after_another_and_at_once_all_get_answers(
-        http_pool: dict[str, object] | None) -> None:
+        loop_kind: str, http_pool: dict[str, object] | None) -> None:
     with FakeBackend() as backend:
         mesh = one_service(backend, http_pool)
         with mesh:
             for _ in range(3):
                 run_in_a_loop_of_its_own(mesh, 3)
             outcomes: list[object] = []
-            threads = [threading.Thread(target=in_a_loop_of_its_own, args=(mesh, 3, outcomes))
+            threads = [threading.Thread(target=in_a_loop_of_its_own, args=(mesh, 3, outcomes),
+                                        daemon=True)
                        for _ in range(4)]
             for thread in threads:
                 thread.start()
             for thread in threads:
-                thread.join()
+                thread.join(WAIT)
+                assert not thread.is_alive()
             assert outcomes == [[200] * 3] * 4
-
-
-async def answers(mesh: ml.Mesh, requests: int) -> list[int]:
-    """Statuses of ``requests`` concurrent requests sent on the running loop."""
-    client = mesh.http("users")
-    return [a.status_code for a in
-            await asyncio.gather(*(client.get("/") for _ in range(requests)))]
+            assert client_sockets([backend.port]) == 0
 
 
 @WIRES
 def test_closing_the_mesh_closes_a_stopped_loops_connections_when_it_runs_again(
-        http_pool: dict[str, object] | None) -> None:
+        loop_kind: str, http_pool: dict[str, object] | None) -> None:
     # A program that runs its loop job by job (run_until_complete) leaves it stopped
     # between jobs: the mesh, closed meanwhile, hands the close to that loop, whose
     # connections' callbacks can only run there.
@@ -143,15 +211,16 @@ def test_closing_the_mesh_closes_a_stopped_loops_connections_when_it_runs_again(
 
 
 @WIRES
-async def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_others_on_theirs(
-        http_pool: dict[str, object] | None) -> None:
+def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_others_on_theirs(
+        loop_kind: str, http_pool: dict[str, object] | None) -> None:
     # Another thread's loop is busy (blocked in a callback) when this one closes the
     # mesh: this loop's connections are closed when aclose returns, that loop's once
     # it runs again.
     other = asyncio.new_event_loop()
-    thread = threading.Thread(target=other.run_forever)
+    thread = threading.Thread(target=other.run_forever, daemon=True)
     thread.start()
-    try:
+
+    async def main() -> None:
         async with FakeBackend() as backend:
             mesh = one_service(backend, http_pool)
             async with mesh:
@@ -168,13 +237,17 @@ async def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_other
                     break
                 await asyncio.sleep(0.01)
             assert client_sockets([backend.port]) == 0
+
+    try:
+        on_a_thread(lambda: asyncio.run(main()))
     finally:
         other.call_soon_threadsafe(other.stop)
-        thread.join(10.0)
+        thread.join(WAIT)
         other.close()
 
 
-def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop() -> None:
+def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop(
+        loop_kind: str) -> None:
     # The sessions were closed on a loop of the close's own: the reader on its
     # thread's loop was never woken, and waited until a timer of its loop fired (the
     # session's five-minute total, by default).
@@ -194,7 +267,7 @@ def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop() -
                 with contextlib.suppress(OSError):
                     conn.sendall(b"x")
 
-    server = threading.Thread(target=drip)
+    server = threading.Thread(target=drip, daemon=True)
     server.start()
     mesh = ml.Mesh([ml.Service("drip", [f"http://127.0.0.1:{port}"], pipeline=ml.Pipeline())])
     reading = threading.Event()
@@ -208,7 +281,7 @@ def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop() -
         except Exception as error:
             outcome.append(error)
 
-    worker = threading.Thread(target=asyncio.run, args=(read(),))
+    worker = threading.Thread(target=asyncio.run, args=(read(),), daemon=True)
     try:
         with mesh:
             worker.start()

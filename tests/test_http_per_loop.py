@@ -1,6 +1,7 @@
 """PerLoop, the one value per event loop both async wires keep (httpcore transports,
-aiohttp sessions): real event loops in real threads; the values record what was done
-to them. The wires themselves, with requests, are in test_http_loops.py."""
+aiohttp sessions): real event loops in real threads, each test on asyncio's loop and
+on uvloop's; the values record what was done to them. The wires themselves, with
+requests, are in test_http_loops.py."""
 
 from __future__ import annotations
 
@@ -8,13 +9,21 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from _loop_kinds import LOOP_KINDS, use_loop_kind
 
 from meshlite._http._per_loop import PerLoop
 
 WAIT = 10.0
 """Seconds a test waits for another thread at most."""
+
+
+@pytest.fixture(params=LOOP_KINDS, autouse=True)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    """Each test on asyncio's loop and on uvloop's (every loop the test makes)."""
+    return use_loop_kind(request.param)
 
 
 class Value:
@@ -24,16 +33,27 @@ class Value:
         self.loop = loop
         self.closed_on: asyncio.AbstractEventLoop | None = None
         self.closed = threading.Event()
+        self.closes = 0
         self.ended = 0
 
 
 class Recorder:
-    """A holder's callbacks, and what they were called with."""
+    """A holder's callbacks, and what they were called with.
 
-    def __init__(self, end_delay: float = 0.0) -> None:
+    Args:
+        end_delay: Seconds ``end_dead`` takes.
+        close_steps: Turns of its loop ``close`` takes (it is done only if awaited
+            to the end).
+        hold_first: The first ``close`` of a value waits until it is cancelled.
+    """
+
+    def __init__(self, end_delay: float = 0.0, close_steps: int = 1,
+                 hold_first: bool = False) -> None:
         self.made: list[Value] = []
         self.ended: list[Value] = []
         self.end_delay = end_delay
+        self.close_steps = close_steps
+        self.hold_first = hold_first
         self.holder: PerLoop[Value] = PerLoop(self.make, self.close, self.end_dead)
 
     def make(self, loop: asyncio.AbstractEventLoop) -> Value:
@@ -42,7 +62,11 @@ class Recorder:
         return value
 
     async def close(self, value: Value) -> None:
-        await asyncio.sleep(0)  # done only if awaited to the end
+        value.closes += 1
+        if self.hold_first and value.closes == 1:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        for _ in range(self.close_steps):
+            await asyncio.sleep(0)
         value.closed_on = asyncio.get_running_loop()
         value.closed.set()
 
@@ -58,6 +82,16 @@ async def use(holder: PerLoop[Value]) -> Value:
     loop = asyncio.get_running_loop()
     last = holder.last
     return last[1] if last[0] is loop else holder.get(loop)
+
+
+def closed_without_its_end(holder: PerLoop[Value]) -> Value:
+    """The value of a loop that used ``holder`` and was closed by ``close()`` alone,
+    without the end ``asyncio.run`` gives a loop (``shutdown_asyncgens``)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(use(holder))
+    finally:
+        loop.close()
 
 
 @pytest.fixture
@@ -97,10 +131,7 @@ def test_threads_racing_the_first_use_get_their_own_and_end_dead_entries_once() 
     # lock on the miss, several found the same ones (ended twice, or KeyError).
     recorder = Recorder(end_delay=0.05)
     holder = recorder.holder
-    old = [asyncio.new_event_loop(), asyncio.new_event_loop()]
-    dead = [loop.run_until_complete(use(holder)) for loop in old]
-    for loop in old:
-        loop.close()
+    dead = [closed_without_its_end(holder), closed_without_its_end(holder)]
 
     start, used = threading.Barrier(4), threading.Barrier(4)
     got: dict[int, tuple[Value, asyncio.AbstractEventLoop]] = {}
@@ -128,23 +159,45 @@ def test_threads_racing_the_first_use_get_their_own_and_end_dead_entries_once() 
     assert all(value.loop is loop for value, loop in got.values())
     assert sorted(map(id, recorder.ended)) == sorted(map(id, dead))  # each ended once
     assert [v.ended for v in dead] == [1, 1]
-    assert {id(v) for _, v in holder.items()} == {id(v) for v in values}  # none lost
+    # none lost: each was in the holder when its loop ended, and closed there
+    assert all(value.closed_on is loop for value, loop in got.values())
+    assert holder.items() == []
     assert len(recorder.made) == 6
+
+
+def test_an_entry_is_closed_on_its_own_loop_as_the_loop_ends() -> None:
+    # asyncio.run ends its loop (shutdown_asyncgens) before closing it: the entry is
+    # closed there, awaited to the end, while its loop still runs callbacks; a uvloop
+    # loop cannot close with connections open (its close() hung on them).
+    recorder = Recorder(close_steps=3)
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> Value:
+        seen.append(asyncio.get_running_loop())
+        return await use(recorder.holder)
+
+    value = asyncio.run(main())
+    assert value.closed.is_set()
+    assert value.closed_on is seen[0]
+    assert (value.closes, value.ended) == (1, 0)
+    assert recorder.holder.items() == []
+    assert recorder.holder.last[0] is None
 
 
 def test_an_entry_of_a_loop_that_closed_is_ended_when_another_loop_comes(
         stopped_loop: asyncio.AbstractEventLoop) -> None:
     recorder = Recorder()
-    first = asyncio.run(use(recorder.holder))
+    first = closed_without_its_end(recorder.holder)
     assert recorder.ended == []  # nothing came after it yet
     paused = stopped_loop.run_until_complete(use(recorder.holder))
     assert recorder.ended == [first]
     assert first.closed_on is None
     last = asyncio.run(use(recorder.holder))
+    assert last.closed.is_set()  # at its loop's end
     # the stopped loop may run again: its entry stays until it closes
     assert recorder.ended == [first]
     assert paused.ended == 0
-    assert {id(v) for _, v in recorder.holder.items()} == {id(paused), id(last)}
+    assert [v for _, v in recorder.holder.items()] == [paused]
 
 
 def test_close_awaits_its_own_loops_entry_and_ends_the_others(
@@ -152,7 +205,7 @@ def test_close_awaits_its_own_loops_entry_and_ends_the_others(
         running_loop: asyncio.AbstractEventLoop) -> None:
     recorder = Recorder()
     holder = recorder.holder
-    dead = asyncio.run(use(holder))
+    dead = closed_without_its_end(holder)
     paused = stopped_loop.run_until_complete(use(holder))
     running = asyncio.run_coroutine_threadsafe(use(holder), running_loop).result(WAIT)
 
@@ -165,7 +218,7 @@ def test_close_awaits_its_own_loops_entry_and_ends_the_others(
 
     own, here = asyncio.run(close_here())
     assert own.closed_on is here
-    assert own.ended == 0
+    assert (own.closes, own.ended) == (1, 0)  # not again at its loop's end
     assert recorder.ended == [dead]
     assert dead.closed_on is None
     assert running.closed.wait(WAIT)  # closed on its own loop, not awaited by the closer
@@ -174,7 +227,7 @@ def test_close_awaits_its_own_loops_entry_and_ends_the_others(
     assert not paused.closed.is_set()  # its loop does it when it runs again
     stopped_loop.run_until_complete(asyncio.sleep(0.01))
     assert paused.closed_on is stopped_loop
-    assert paused.ended == 0
+    assert (paused.closes, paused.ended) == (1, 0)
 
 
 def test_a_loop_that_comes_after_close_gets_a_new_value() -> None:
@@ -187,5 +240,65 @@ def test_a_loop_that_comes_after_close_gets_a_new_value() -> None:
 
     before, after = asyncio.run(close_and_use())
     assert before is not after
-    assert before.closed.is_set()
-    assert not after.closed.is_set()
+    assert before.closes == 1
+    assert after.closes == 1  # the new one at its loop's end
+
+
+def test_a_close_handed_to_a_stopped_loop_is_awaited_by_that_loops_end(
+        stopped_loop: asyncio.AbstractEventLoop) -> None:
+    # A close from another loop is handed to the entry's loop, stopped between jobs;
+    # when it next runs, it is to end (shutdown_asyncgens): the end waits for the
+    # close, which takes a few turns of the loop, before the loop closes.
+    recorder = Recorder(close_steps=5)
+    paused = stopped_loop.run_until_complete(use(recorder.holder))
+    asyncio.run(recorder.holder.aclose())
+    assert not paused.closed.is_set()
+    stopped_loop.run_until_complete(stopped_loop.shutdown_asyncgens())
+    assert paused.closed_on is stopped_loop
+    assert (paused.closes, paused.ended) == (1, 0)
+
+
+def test_a_handed_close_that_the_loops_end_cancelled_is_done_again() -> None:
+    # asyncio.Runner's close cancels the tasks left, the handed close among them,
+    # before shutdown_asyncgens: the entry is closed again there.
+    recorder = Recorder(hold_first=True)
+    with asyncio.Runner() as runner:
+        loop = runner.get_loop()
+        paused = runner.run(use(recorder.holder))
+        asyncio.run(recorder.holder.aclose())
+        runner.run(asyncio.sleep(0))  # the close starts: it waits until cancelled
+        assert paused.closes == 1
+        assert not paused.closed.is_set()
+    assert paused.closed_on is loop
+    assert (paused.closes, paused.ended) == (2, 0)
+
+
+def test_a_loop_that_ends_before_a_handed_close_reaches_it_closes_the_entry() -> None:
+    # The mesh closes on another thread just as a loop ends: the close it hands to
+    # that loop (a callback) comes after the loop's end, here held back, and the loop
+    # closes without running it. The loop's end closed the entry instead.
+    recorder = Recorder()
+    held: list[object] = []
+    probe = asyncio.new_event_loop()
+    kind = type(probe)  # the policy's: asyncio's or uvloop's
+    probe.close()
+
+    class Late(kind):  # type: ignore[valid-type,misc]
+        def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None
+                                 ) -> Any:
+            if getattr(callback, "__name__", "") == "_start_closing":
+                held.append((callback, args))  # never delivered, kept as a loop would
+                return None
+            return super().call_soon_threadsafe(callback, *args, context=context)
+
+    loop = Late()
+    try:
+        paused = loop.run_until_complete(use(recorder.holder))
+        asyncio.run(recorder.holder.aclose())
+        assert len(held) == 1
+        assert not paused.closed.is_set()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    assert paused.closed_on is loop
+    assert (paused.closes, paused.ended) == (1, 0)

@@ -4,6 +4,11 @@ while the mesh's shared pools still held its keep-alive connections).
 asyncio closes a transport's socket in a callback of its loop, which will never run
 again, so such a socket would stay open until the garbage collector found it (with a
 ``ResourceWarning``). Each transport is ended here instead, as its loop would have.
+
+A loop ended as ``asyncio.run`` ends it has closed its connections itself
+(:mod:`meshlite._http._per_loop`); this is for one closed by ``close()`` alone. Only
+asyncio's own transports are ended here: uvloop's (no ``_sock``) may be touched only
+from their loop's thread, and a closed uvloop loop has closed them in its ``close()``.
 """
 
 from __future__ import annotations
