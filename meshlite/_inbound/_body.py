@@ -16,8 +16,9 @@ __all__ = ["ClientGone", "check_length", "client_left", "fields", "invalid_json"
 
 
 class ClientGone(Exception):
-    """The client went away before its body arrived whole: there is no request to
-    validate or hand to the app, and no one to answer."""
+    """The client went away before its answer was complete (before its body arrived
+    whole: there is no request to validate or hand to the app): there is no one to
+    answer, and it is no failure of the service."""
 
 
 def client_left(error: Exception) -> bool:

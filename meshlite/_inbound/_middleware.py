@@ -15,8 +15,9 @@ from ._admission import admit, admit_by, check_auth, check_handshake
 from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
-from ._body import client_left
+from ._body import ClientGone, client_left
 from ._deadline import run_by
+from ._departure import Departure
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
 from ._headers import NOTHING, scan, valid_caller
@@ -117,30 +118,30 @@ class MeshMiddleware(MiddlewareSetup):
             await self._full(scope, receive, send, route, found)
             return
         # The common case made cheap: no policy, deadline, caller, auth or span: only a
-        # watch on ``send`` for the status (no request object, no other coroutine frame).
-        status = 0
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        # watch on the app's messages, for the status, the end and the client's
+        # leaving (no request object, no other coroutine frame).
         started = _monotonic()
+        watch = Departure(scope, receive, send, started)
+        status = -1  # (the watch's)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, watch.receive, watch.send)
         except MeshliteError as error:
+            watch.stop()
             request = Inbound(scope, receive, send, route.label or "")
-            request.status, status = status, status or _UNANSWERED  # (if raised on)
+            request.status, status = watch.status, watch.status or _UNANSWERED  # (if raised on)
             await self._refuse(request, error)
             status = request.status
         except Exception as error:
             if not client_left(error):
-                status = status or _UNANSWERED  # the server answers it 500
+                status = watch.status or _UNANSWERED  # the server answers it 500
                 raise
-            status = 0  # (not the 500 a framework sent after it, to no one)
+            # What went out before the client left (0: nothing), not the 500 a
+            # framework sends after it, to no one (the watch's send refuses it).
+            status = watch.status
         finally:
-            seconds = _monotonic() - started
+            seconds = watch.finish() - started
+            if status < 0 or (status and watch.unanswered):
+                status = watch.status
             method = scope["method"]
             (route.counted.get(method) or self._series(route, method)).add(status, seconds)
 
@@ -164,12 +165,13 @@ class MeshMiddleware(MiddlewareSetup):
     async def _full(self, scope: Scope, receive: Receive, send: Send, route: CompiledRoute,
                     found: tuple[float | None, str | None, bool]) -> None:
         budget, caller, context = found
-        request = Inbound(scope, receive, send, route.label or "")
+        started = time.monotonic()
+        watch = Departure(scope, receive, send, started)
+        request = Inbound(scope, watch.receive, watch.send, route.label or "")
         if self.auth is not None:
             request.api_key_header = self.auth.api_key_header  # for key="api_key" quotas
         if caller is not None:
             request.caller = valid_caller(caller)
-        started = time.monotonic()
         span = ServerSpan(request, route.label, method_label(
             request.method, route.methods)) if self.trace and (
             context or recording()) else None
@@ -182,9 +184,13 @@ class MeshMiddleware(MiddlewareSetup):
                 request.status = _UNANSWERED  # the server answers it 500
             raise
         finally:
+            end = watch.finish()
+            if watch.gone:
+                request.status = watch.status  # what went out before it left (0: none)
+                if error is None:
+                    error = ClientGone("the client left before its answer was complete")
             if span is not None:
                 span.end(request, error)
-            end = time.monotonic()
             self.stats.record(route.series, method_label(request.method, route.methods),
                               request.status, end - started, request.caller, end)
 
@@ -209,11 +215,14 @@ class MeshMiddleware(MiddlewareSetup):
             else:
                 await self._within(request, route, started, budget)
         except MeshliteError as error:
-            if request.status and budget is not None and (
-                    started + budget <= _monotonic() and isinstance(error, TimeoutExceeded)):
-                # The caller's deadline passed after the headers went out: the body
-                # ends there (see end_body); the caller has stopped waiting.
-                await end_body(request.send)
+            if request.status and isinstance(error, TimeoutExceeded):
+                if budget is not None and started + budget <= _monotonic():
+                    # The caller's deadline passed after the headers went out: the
+                    # body ends there (see end_body); the caller has stopped waiting.
+                    await end_body(request.send)
+                # Else the route's own timeout, the caller still reading: the body
+                # stays cut short, and the server closes the connection (with one
+                # line in its log, not the traceback of an error raised to it).
                 return error
             await self._refuse(request, error)
         except Exception as error:
