@@ -16,10 +16,12 @@ from yarl import URL
 
 from .._memo import remember
 from ._aio_total import Totals
+from ._dead_loop import end_transport
 from ._outgoing import KeptBody, relocated
 
-__all__ = ["end_bodies", "read_capped", "relocate", "remembering_urls", "timing_totals",
-           "without_client_instrumentation", "without_resend"]
+__all__ = ["close_session", "end_bodies", "end_dead_session", "read_capped", "relocate",
+           "remembering_urls", "timing_totals", "without_client_instrumentation",
+           "without_resend"]
 
 
 def end_bodies(session: aiohttp.ClientSession) -> None:
@@ -128,3 +130,24 @@ def relocate(response: aiohttp.ClientResponse, prefix: str) -> None:
             for k, v in moved))
         for cached in ("headers", "raw_headers"):  # aiohttp's reify keeps them once read
             response._cache.pop(cached, None)
+
+
+async def close_session(session: aiohttp.ClientSession) -> None:
+    """Close ``session`` on its own loop; bodies still being read end with an error."""
+    end_bodies(session)
+    await session.close()
+
+
+def end_dead_session(session: aiohttp.ClientSession) -> None:
+    """End ``session``, whose event loop has closed: close its sockets at once, as
+    aiohttp skips the connections of a closed loop (see
+    :mod:`meshlite._http._dead_loop`)."""
+    connector = session.connector
+    if connector is None:  # closed already
+        return
+    session.detach()  # closed, without aiohttp's close, which would need the loop
+    protocols = [p for conns in connector._conns.values() for p, _ in conns]
+    protocols += connector._acquired
+    connector._close()
+    for protocol in protocols:
+        end_transport(protocol.transport)

@@ -25,14 +25,12 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from ._aio_adapt import end_bodies, without_resend
-from ._dead_loop import end_transport
+from ._aio_adapt import close_session, end_dead_session, without_resend
 from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop
 from ._retire import busy
 
-__all__ = ["AiohttpTransport", "aiohttp_options", "close_session", "end_dead_session",
-           "map_error", "wire_headers"]
+__all__ = ["AiohttpTransport", "aiohttp_options", "map_error", "wire_headers"]
 
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 """Headers aiohttp would add on its own: httpx already sets what it means to send."""
@@ -328,24 +326,3 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Close every connection of this transport (see :meth:`PerLoop.aclose`)."""
         await self._httpcore.aclose()
         await self._sessions.aclose()
-
-
-async def close_session(session: aiohttp.ClientSession) -> None:
-    """Close ``session`` on its own loop; bodies still being read end with an error."""
-    end_bodies(session)
-    await session.close()
-
-
-def end_dead_session(session: aiohttp.ClientSession) -> None:
-    """End ``session``, whose event loop has closed: close its sockets at once, as
-    aiohttp skips the connections of a closed loop (see
-    :mod:`meshlite._http._dead_loop`)."""
-    connector = session.connector
-    if connector is None:  # closed already
-        return
-    session.detach()  # closed, without aiohttp's close, which would need the loop
-    protocols = [p for conns in connector._conns.values() for p, _ in conns]
-    protocols += connector._acquired
-    connector._close()
-    for protocol in protocols:
-        end_transport(protocol.transport)

@@ -53,7 +53,7 @@ class MeshConnections:
         if not sessions:
             return
         # aiohttp is imported already (there are sessions)
-        from .._http._aio_wire import close_session, end_dead_session
+        from .._http._aio_adapt import close_session, end_dead_session
         from .._http._per_loop import close_elsewhere
         here = asyncio.get_running_loop()
         for session in sessions:
