@@ -25,8 +25,8 @@ def run(argv: list[str | Path], cwd: Path, timeout: float = 300,
 
 
 PROJECT_FOLDERS = ("meshlite", "tests", "docs", "examples", "benchmarks", ".ci")
-PROJECT_FILES = ("pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "Makefile",
-                 "mkdocs.yml")
+PROJECT_FILES = ("pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "LICENSE",
+                 "Makefile", "mkdocs.yml")
 """The project's files: what the wheel and the sdist are built from."""
 
 NOT_THE_PROJECT = shutil.ignore_patterns(

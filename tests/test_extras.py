@@ -33,6 +33,7 @@ EXTRAS = {
     "http": ("httpx", "aiohttp", "urllib3"),
     "aiohttp": ("aiohttp",),
     "dashboard": ("starlette", "uvicorn", "websockets", "httptools"),
+    "prometheus": ("prometheus_client",),
 }
 
 MESH = ("import asyncio, meshlite as ml\n"
@@ -64,6 +65,9 @@ async def main():
 asyncio.run(main())"""),
     "Recorder.transport()": ("http", """from meshlite.testing import Recorder
 Recorder('cassette.json').transport()"""),
+    "PrometheusCollector": ("prometheus", MESH + """)])
+from meshlite.observability import PrometheusCollector
+PrometheusCollector(mesh)"""),
 }
 
 

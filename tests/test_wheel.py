@@ -32,6 +32,9 @@ def _check_contents(wheel: Path, source: Path) -> None:
     assert "meshlite/__main__.py" in names
     assert "meshlite/py.typed" in names
     assert "meshlite/observability/_dashboard/static/index.html" in names
+    # The license its metadata names ships with it (PEP 639: dist-info/licenses/).
+    licenses = [n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/licenses/" in n]
+    assert [n.rsplit("/", 1)[1] for n in licenses] == ["LICENSE"], licenses
 
 
 def _check_base_install(bin_dir: Path, tmp_path: Path) -> None:
@@ -133,5 +136,5 @@ def test_the_sdist_holds_the_project_to_rebuild_and_test_it(built: tuple[Path, P
     assert names - generated == expected, (sorted(names - generated - expected),
                                            sorted(expected - names))
     assert {"tests/conftest.py", "tests/_wheel.py", "tests/state/redis_server.py",
-            "docs/getting-started.md", ".ci/lowest.txt", "CHANGELOG.md",
+            "docs/getting-started.md", ".ci/lowest.txt", "CHANGELOG.md", "LICENSE",
             "meshlite/py.typed"} <= names

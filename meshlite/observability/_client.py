@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .._extras import requires_extra
 from ._prometheus import collectors, read_families
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class PrometheusCollector:
 
     Raises:
         ConfigError: ``source`` has no metrics (a mesh made with ``metrics=False``).
+        ModuleNotFoundError: ``prometheus_client`` is not installed (the
+            ``prometheus`` extra): the error names the extra.
 
     Example::
 
@@ -43,6 +46,8 @@ class PrometheusCollector:
     """
 
     def __init__(self, source: Any) -> None:
+        with requires_extra("PrometheusCollector", "prometheus"):
+            import prometheus_client  # noqa: F401  (the collector is for its registry)
         self._sources = collectors(source)
 
     def describe(self) -> list[Metric]:

@@ -34,9 +34,26 @@ class _Run(threading.Thread):
         super().__init__(daemon=True, name=_THREAD_NAME)
         self._action = action
         self.result: list[object] = []
+        self._here = False
 
     def run(self) -> None:
         self.result.append(self._action())
+
+    def start(self) -> None:
+        """Start the thread; where the interpreter refuses a new one (at exit, on
+        Python 3.12.0 and 3.12.1, whose exit hooks run after threads may no longer
+        start), run the action here instead, unbounded: flushed late beats lost."""
+        try:
+            super().start()
+        except RuntimeError:
+            if self.is_alive() or self.result:  # (started already: not that refusal)
+                raise
+            self._here = True
+            self.run()
+
+    def join(self, timeout: float | None = None) -> None:
+        if not self._here:  # (a run done here has nothing to wait for)
+            super().join(timeout)
 
 
 def bounded(action: Callable[[], object], timeout_millis: float) -> object:
