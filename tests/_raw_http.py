@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-__all__ = ["CLOSE", "RawServer", "raw_get", "read_request"]
+__all__ = ["CLOSE", "RawServer", "accept_each", "raw_get", "read_request"]
 
 
 async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
@@ -22,6 +22,24 @@ async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     return answer.split(b"\r\n", 1)[0]
+
+
+def accept_each(sock: socket.socket, serve: Callable[[socket.socket], None],
+                conns: list[socket.socket] | None = None,
+                threads: list[threading.Thread] | None = None) -> None:
+    """Accept connections on ``sock`` until it is closed, serving each in a daemon
+    thread of its own (appended to ``conns`` and ``threads`` when given)."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        thread = threading.Thread(target=serve, args=(conn,), daemon=True)
+        if conns is not None:
+            conns.append(conn)
+        if threads is not None:
+            threads.append(thread)
+        thread.start()
 
 
 CLOSE = b"\x00close"
@@ -61,12 +79,7 @@ class RawServer:
         self._sock.close()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        accept_each(self._sock, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         pending = b""

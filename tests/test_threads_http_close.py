@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _raw_http import accept_each
 
 import meshlite as ml
 
@@ -37,15 +38,7 @@ class _Server:
         self._accepting.start()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self._conns.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        accept_each(self._sock, self._serve, self._conns, self._threads)
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as stream:

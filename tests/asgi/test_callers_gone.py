@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from _exposition import by_label
+from _exposition import by_label, requests_by_status
 from observability.otlp_receiver import OtlpReceiver
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +30,6 @@ from meshlite._inbound._departure import WATCH_AFTER, ClientLeft
 from meshlite.asgi import MeshMiddleware, Route
 from meshlite.observability._dashboard._uvicorn import Background, bind, start
 
-REQUESTS = "meshlite_server_requests_total"
 HEADERS = {"direct": b"", "deadline": b"x-meshlite-deadline: 20000\r\n",
            "caller": b"x-meshlite-caller: gateway\r\n"}
 
@@ -59,16 +58,6 @@ async def closed_by_server(server: Background) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the server never saw the client close")
-
-
-async def recorded(mesh: ml.Mesh, count: int) -> dict[str, float]:
-    """The requests counted by status, once ``count`` of them are."""
-    for _ in range(1000):
-        counted = by_label(ml.observability.render(mesh), REQUESTS, "status")
-        if sum(counted.values()) >= count:
-            return counted
-        await asyncio.sleep(0.01)
-    return by_label(ml.observability.render(mesh), REQUESTS, "status")
 
 
 async def ask_and_leave(port: int, request: bytes, first: bytes = b"") -> bytes:
@@ -120,7 +109,7 @@ async def test_a_caller_that_leaves_a_busy_handler_is_no_200(
             await asking
             await closed_by_server(server)
             release.set()  # (a handler that was not told answers now, to no one)
-            counted = await recorded(mesh, 1)
+            counted = await requests_by_status(mesh, 1)
     assert counted == {"0": 1.0}
     assert outcome == ["worked", ClientLeft.__name__]
     assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []
@@ -163,7 +152,7 @@ async def test_a_caller_that_leaves_a_stream_stops_it_and_frees_its_slot(http: s
         # The next caller gets the slot: its stream starts (it leaves too).
         again = await ask_and_leave(port, b"GET /feed HTTP/1.1\r\nHost: x\r\n\r\n",
                                     first=b"\r\n\r\n")
-        counted = await recorded(mesh, 2)
+        counted = await requests_by_status(mesh, 2)
     assert got.startswith(b"HTTP/1.1 200 OK")
     assert again.startswith(b"HTTP/1.1 200 OK")
     # Each stream counted once, with the status that went out (its head).
@@ -193,7 +182,7 @@ async def test_the_server_span_of_a_caller_gone_has_no_status_and_an_error_type(
             await asking
             await closed_by_server(server)
             release.set()  # (its answer goes to no one)
-            counted = await recorded(mesh, 1)
+            counted = await requests_by_status(mesh, 1)
         telemetry.current().force_flush()  # type: ignore[union-attr]
         span = receiver.span("GET")
     assert counted == {"0": 1.0}
@@ -226,6 +215,6 @@ async def test_a_caller_leaving_after_its_answer_cuts_no_background_work() -> No
         await closed_by_server(server)
         go.set()
         await asyncio.wait_for(finished.wait(), 10)
-        counted = await recorded(mesh, 1)
+        counted = await requests_by_status(mesh, 1)
     assert got.startswith(b"HTTP/1.1 200 OK")
     assert counted == {"200": 1.0}

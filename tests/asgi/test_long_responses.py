@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _exposition import by_label
+from _exposition import by_label, requests_by_status
 from _ws import connect
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -27,16 +27,6 @@ from meshlite.testing import AsgiServer
 
 REQUESTS = "meshlite_server_requests_total"
 DURATION_SUM = "meshlite_server_request_duration_seconds_sum"
-
-
-async def counted(mesh: ml.Mesh, count: int) -> dict[str, float]:
-    """The requests counted by status, once ``count`` of them are."""
-    for _ in range(1000):
-        found = by_label(ml.observability.render(mesh), REQUESTS, "status")
-        if sum(found.values()) >= count:
-            return found
-        await asyncio.sleep(0.01)
-    return by_label(ml.observability.render(mesh), REQUESTS, "status")
 
 
 def events(stopped: asyncio.Event) -> Path:
@@ -91,7 +81,7 @@ async def test_a_stream_whose_client_leaves_is_counted_once_with_its_status() ->
                     break
             await asyncio.wait_for(stopped.wait(), 10)
             stopped.clear()
-        found = await counted(mesh, 2)
+        found = await requests_by_status(mesh, 2)
     assert found == {"200": 2.0}
 
 
@@ -120,7 +110,7 @@ async def test_a_streams_latency_runs_to_its_last_byte() -> None:
             gap = time.monotonic() - first
             more.set()  # only now can the stream end
             assert b"".join([c async for c in chunks]) == b"last\n"
-        await counted(mesh, 1)
+        await requests_by_status(mesh, 1)
     (recorded,) = by_label(ml.observability.render(mesh), DURATION_SUM, "route").values()
     assert recorded > gap  # it started before `first` and ended after the gap
 
@@ -145,7 +135,7 @@ async def test_the_latency_recorded_ends_with_the_response_not_the_work_after_it
         answered = time.monotonic() - sent  # the server's request lies within it
         await asyncio.sleep(2 * answered + 0.05)  # the mail takes longer than that
         go.set()
-        await counted(mesh, 1)
+        await requests_by_status(mesh, 1)
     (recorded,) = by_label(ml.observability.render(mesh), DURATION_SUM, "route").values()
     assert recorded < answered
 
@@ -175,7 +165,7 @@ async def test_each_request_of_a_keep_alive_connection_is_counted_once() -> None
         heads += [await asyncio.wait_for(reader.readuntil(b"ok"), 10) for _ in range(2)]
         writer.close()
         await writer.wait_closed()
-        found = await counted(mesh, 5)
+        found = await requests_by_status(mesh, 5)
         await asyncio.sleep(0.1)  # (a late, wrong count would show by now)
         found = by_label(ml.observability.render(mesh), REQUESTS, "status")
     assert [h.split(b"\r\n", 1)[0] for h in heads] == [
@@ -280,6 +270,6 @@ async def test_an_app_listening_for_the_disconnect_past_its_response_hears_it() 
     async with AsgiServer(MeshMiddleware(app, mesh=mesh, trace=False)) as server, \
             httpx.AsyncClient() as client:
         assert (await client.get(server.url + "/")).text == "ok"
-        found = await counted(mesh, 1)
+        found = await requests_by_status(mesh, 1)
     assert heard == ["http.disconnect"]
     assert found == {"200": 1.0}
