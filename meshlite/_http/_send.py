@@ -122,10 +122,13 @@ class Call:
         left = ctx.remaining() if ctx is not None else None
         stamp(headers, self.pools.headers, request.method, f"{target.origin}{path}", left,
               self.service.caller())
-        if left is not None:
-            given = _clamped(given, left)
+        if left is None:
+            return wire.send(request, target.scheme, target.host, target.port, path,
+                             headers, given)
+        # (ctx is set: `left` is its.) The wire cuts the connect and read timeouts to the
+        # time left when it uses them, after any wait for a free connection.
         return wire.send(request, target.scheme, target.host, target.port, path, headers,
-                         given)
+                         _clamped(given, left), ctx.deadline, ctx.clock)  # type: ignore[union-attr]
 
     def sent(self, sent: bool = True) -> None:
         """The request may have left (``sent=False``: it did not, after all): forbid

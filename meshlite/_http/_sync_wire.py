@@ -21,11 +21,11 @@ import urllib3
 from urllib3 import HTTPHeaderDict
 from urllib3 import exceptions as _u3
 
-from .._clock import bounded
+from .._clock import SYSTEM_CLOCK, Clock, bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 from .._memo import remember
 from ._outgoing import UNSENT
-from ._urllib3_parts import Target, cut, in_use, pool_classes
+from ._urllib3_parts import DeadlineTimeout, Target, cut, in_use, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
@@ -277,11 +277,16 @@ class Urllib3Transport(httpx.BaseTransport):
                          request.extensions.get("timeout"))
 
     def send(self, request: httpx.Request, scheme: str, host: str, port: int | None,
-             path: str, headers: Headers,
-             given: dict[str, float | None] | None) -> httpx.Response:
+             path: str, headers: Headers, given: dict[str, float | None] | None,
+             deadline: float | None = None, clock: Clock | None = None) -> httpx.Response:
         """Send ``request`` (its method and body) to ``path`` on ``scheme://host:port``
         with ``headers`` and httpx's ``timeout`` extension ``given``: the routed path,
-        which builds the URL and headers itself."""
+        which builds the URL and headers itself.
+
+        With a ``deadline`` (an instant on ``clock``), ``given`` holds all four
+        timeouts, none over the time left when the attempt began (``_send``'s
+        ``_clamped``): connecting and reading get at most the time left when they
+        start, after the wait for a free connection (:class:`DeadlineTimeout`)."""
         stream = request.stream
         # A streamed body is framed by the headers httpx set for it, as httpx frames
         # it: Content-Length when known (a multipart upload), else Transfer-Encoding:
@@ -295,12 +300,20 @@ class Urllib3Transport(httpx.BaseTransport):
             pool = self._manager.connection_from_host(
                 host, port, scheme, pool_kwargs=self._https if scheme == "https" else None)
             remember(self._pools, key, pool, _POOLS)
+        timeout: urllib3.Timeout
+        if deadline is None:
+            timeout = self._timeout(given)
+            pool_timeout: Any = _bounded((given or {}).get("pool"))  # seconds, a float
+        else:
+            numbers: Any = given
+            timeout = pool_timeout = DeadlineTimeout(
+                numbers["connect"], numbers["read"], numbers["pool"], deadline,
+                clock or SYSTEM_CLOCK)
         try:
             response = pool.urlopen(
                 request.method, Target(path), body=body, headers=headers, retries=_NO_RETRIES,
                 redirect=False, assert_same_host=False, preload_content=False,
-                decode_content=False, timeout=self._timeout(given),
-                pool_timeout=_bounded((given or {}).get("pool")))  # type: ignore[arg-type]  # seconds, a float as in urllib3 itself
+                decode_content=False, timeout=timeout, pool_timeout=pool_timeout)
         except (_u3.HTTPError, OSError) as error:
             raise _cut_off(error, request, pool) from error
         # http.client decodes header bytes as latin-1: encoding them back so gives

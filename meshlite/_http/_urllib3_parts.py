@@ -1,7 +1,8 @@
 """What the sync wire changes of urllib3 to send and read as httpx does: the request
 target httpx encoded is sent as it is (:class:`Target`), a response is the final
-answer, past any informational one, and a pool knows the connections it has lent
-out, so that closing it can cut them (:func:`pool_classes`)."""
+answer, past any informational one, a pool knows the connections it has lent
+out, so that closing it can cut them (:func:`pool_classes`), and the timeouts of a
+request with a deadline are read from it when used (:class:`DeadlineTimeout`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from typing import Any
 import urllib3
 from urllib3 import connection as _urllib3_connection
 from urllib3 import connectionpool as _connectionpool
+from urllib3.exceptions import EmptyPoolError
 
+from .._clock import Clock
 from .._fork import fork_safe
 
-__all__ = ["Target", "cut", "in_use", "pool_classes"]
+__all__ = ["DeadlineTimeout", "Target", "cut", "in_use", "pool_classes"]
 
 
 class Target(str):
@@ -45,6 +48,56 @@ def _keep_encoded_targets() -> None:
 
 
 _keep_encoded_targets()
+
+
+_SPENT = 1e-6
+"""The connect timeout once the deadline has passed: a socket given 0 would not
+block (a connect or send failing with ``BlockingIOError``, not a timeout)."""
+
+
+class DeadlineTimeout(urllib3.Timeout):
+    """The timeouts of one request with a deadline: its connect and read timeouts (at
+    most the time left when the attempt began) are cut to the time left before
+    ``deadline`` (on ``clock``) when urllib3 reads them, after the wait for a free
+    connection, not when the attempt began. Given to ``urlopen`` as the pool timeout
+    too (the wait is ``pool``, at most the time left): a pool of :func:`pool_classes`
+    hands a connection got once the deadline has passed back unused, and fails as
+    when no connection came (``EmptyPoolError``), the request unsent."""
+
+    def __init__(self, connect: float, read: float, pool: float, deadline: float,
+                 clock: Clock) -> None:
+        # Not urllib3's __init__: it validates each value (about 100 bytecodes), and the
+        # wire gives numbers it computed. `total` stays None, so start_connect() is a
+        # no-op and read_timeout ignores it.
+        self._connect = self.connect = connect
+        self._read = self.read = read
+        self.total = None
+        self._start_connect = None
+        self.pool = pool
+        self.deadline = deadline
+        self.clock = clock
+
+    def clone(self) -> DeadlineTimeout:
+        # urllib3 clones a timeout for each request (a copy of urllib3's class, which
+        # would lose the deadline): this one is made for one request already.
+        return self
+
+    def start_connect(self) -> float:
+        return 0.0  # no `total` to time
+
+    @property
+    def connect_timeout(self) -> float:
+        left = self.deadline - self.clock.monotonic()
+        given = self.connect
+        return given if given < left else left if left > _SPENT else _SPENT
+
+    @property
+    def read_timeout(self) -> float:
+        # 0 once the deadline has passed: urllib3 then raises its read timeout
+        # (ReadTimeoutError) without waiting for the answer.
+        left = self.deadline - self.clock.monotonic()
+        given = self.read
+        return given if given < left else left if left > 0.0 else 0.0
 
 
 class _HeadReader:
@@ -114,8 +167,25 @@ class _Lends:
         self._lent_lock = fork_safe(threading.Lock())
         super().__init__(*args, **kwargs)
 
-    def _get_conn(self, timeout: float | None = None) -> Any:
+    def _get_conn(self, timeout: Any = None) -> Any:
+        if type(timeout) is DeadlineTimeout:  # the request's own, from the sync wire
+            return self._get_conn_by(timeout)
         conn = super()._get_conn(timeout)  # type: ignore[misc]
+        with self._lent_lock:
+            self._lent.add(conn)
+        return conn
+
+    def _get_conn_by(self, timeout: DeadlineTimeout) -> Any:
+        """A connection for a request whose deadline is ``timeout``'s: none once the
+        deadline has passed, while waiting for it (a request got so would not have
+        the time to be sent and answered)."""
+        conn = super()._get_conn(timeout.pool)  # type: ignore[misc]
+        if timeout.clock.monotonic() >= timeout.deadline:
+            super()._put_conn(conn)  # type: ignore[misc]  # (never lent out)
+            raise EmptyPoolError(
+                self,  # type: ignore[arg-type]  # (a pool of the wire's: a ConnectionPool)
+                "the deadline passed while waiting for a free connection: the request "
+                "was not sent")
         with self._lent_lock:
             self._lent.add(conn)
         return conn
