@@ -18,10 +18,11 @@ from .._memo import remember
 from ._aio_total import Totals
 from ._dead_loop import end_transport
 from ._outgoing import KeptBody, relocated
+from ._per_loop import LoopEnd, close_at_loop_end
 
-__all__ = ["close_session", "end_bodies", "end_dead_session", "read_capped", "relocate",
-           "remembering_urls", "timing_totals", "without_client_instrumentation",
-           "without_resend"]
+__all__ = ["close_at_its_loop_end", "close_session", "end_bodies", "end_dead_session",
+           "loop_end", "read_capped", "relocate", "remembering_urls", "timing_totals",
+           "without_client_instrumentation", "without_resend"]
 
 
 def end_bodies(session: aiohttp.ClientSession) -> None:
@@ -133,9 +134,30 @@ def relocate(response: aiohttp.ClientResponse, prefix: str) -> None:
 
 
 async def close_session(session: aiohttp.ClientSession) -> None:
-    """Close ``session`` on its own loop; bodies still being read end with an error."""
+    """Close ``session`` on its own loop; bodies still being read end with an error.
+    A session closed already: nothing (at once)."""
+    if session.closed:
+        return
     end_bodies(session)
     await session.close()
+
+
+_LOOP_END = "_meshlite_loop_end"
+
+
+def close_at_its_loop_end(session: aiohttp.ClientSession) -> None:
+    """Close ``session`` (made on the running loop) on its loop as the loop ends, if
+    it is still open then (:func:`~meshlite._http._per_loop.close_at_loop_end`); its
+    part in the loop's end is kept on it (:func:`loop_end`)."""
+    end = close_at_loop_end(session._loop, session, close_session)
+    if end is not None:
+        _set(session, _LOOP_END, end)
+
+
+def loop_end(session: aiohttp.ClientSession) -> LoopEnd | None:
+    """``session``'s part in its loop's end (:func:`close_at_its_loop_end`), if any."""
+    end: LoopEnd | None = getattr(session, _LOOP_END, None)
+    return end
 
 
 def end_dead_session(session: aiohttp.ClientSession) -> None:

@@ -35,6 +35,7 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ._aio_adapt import (
+    close_at_its_loop_end,
     read_capped,
     relocate,
     remembering_urls,
@@ -297,5 +298,9 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     without_resend(session)
     remembering_urls(session, _RELATIVE_URLS)
     timing_totals(session)
+    # Left open by its user, it is closed on its loop as the loop ends (the loop's
+    # close would close its connections itself on uvloop, each with a warning, or
+    # they would stay open until the mesh closes).
+    close_at_its_loop_end(session)
     dispatcher.adopt_session(session)
     return session

@@ -35,6 +35,8 @@ The rules, the same for both (they had drifted apart in two copies):
   its connections' callbacks can only run there), and that loop's end waits for
   that close (or closes the entry itself, when it comes before the close or
   cancelled it); one of a closed loop is ended.
+- A value held elsewhere, not in a holder (a ``mesh.aiohttp()`` session, which its
+  mesh holds), is closed at its loop's end the same way: :func:`close_at_loop_end`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -51,7 +54,7 @@ from typing import Any, Generic, TypeVar
 
 from .._fork import fork_safe
 
-__all__ = ["PerLoop", "close_elsewhere"]
+__all__ = ["LoopEnd", "PerLoop", "close_at_loop_end", "close_elsewhere"]
 
 T = TypeVar("T")
 
@@ -182,12 +185,21 @@ class _AtShutdown:
         """The end of ``value``, the entry of ``loop`` (the running loop of this
         thread); None when the loop cannot say it ends (hooks of another's, or its
         shutdown done: such an entry is ended once its loop has closed)."""
+        return _AtShutdown.begin(loop, functools.partial(
+            _entry_end, weakref.ref(per), loop, value))  # (the holder weakly: it holds this)
+
+    @staticmethod
+    def begin(loop: asyncio.AbstractEventLoop, ending: _Ending) -> _AtShutdown | None:
+        """Run ``ending`` on ``loop`` (the running loop of this thread) as it ends: it
+        answers what to await then (or None: nothing), given False, or True when a
+        close handed to the loop (:meth:`handed`) has not run, or was cancelled; None
+        when the loop cannot say it ends (as :meth:`start`)."""
         firstiter = sys.get_asyncgen_hooks().firstiter
         if (getattr(firstiter, "__self__", None) is not loop
                 or getattr(loop, "_asyncgens_shutdown_called", False)):
             return None
         closing: list[asyncio.Task[None] | None] = []
-        gen = _until_loop_ends(weakref.ref(per), loop, value, closing)
+        gen = _until_loop_ends(ending, closing)
         with contextlib.suppress(StopIteration):  # at its yield: registered, waiting
             gen.asend(None).send(None)
         return _AtShutdown(gen, closing)
@@ -215,24 +227,66 @@ class _AtShutdown:
             self._gen.aclose().send(None)
 
 
-async def _until_loop_ends(per: weakref.ref[PerLoop[T]], loop: asyncio.AbstractEventLoop,
-                           value: T, closing: list[asyncio.Task[None] | None]
+_Ending = Callable[[], Callable[[bool], Awaitable[None]] | None]
+"""What a value's end does, made as its loop's end begins (None: nothing), then given
+whether a close handed to the loop is left to it."""
+
+
+async def _until_loop_ends(ending: _Ending, closing: list[asyncio.Task[None] | None]
                            ) -> AsyncGenerator[None, None]:
-    # Holds the holder weakly: the holder holds this generator.
     try:
         yield
     finally:
-        holder = per()
+        end = ending()
         if closing:  # a close from elsewhere handed to this loop
             task = closing[-1]
             if task is not None and not task.done():
                 await asyncio.wait([task])
             # Its task not started yet (the loop may close before it runs; if it
             # does run, closing again does nothing), or cancelled: closed here.
-            if (task is None or task.cancelled()) and holder is not None:
-                await _closed(value, holder._close)
-        elif holder is not None:
+            if (task is None or task.cancelled()) and end is not None:
+                await end(True)
+        elif end is not None:
+            await end(False)
+
+
+def _entry_end(per: weakref.ref[PerLoop[T]], loop: asyncio.AbstractEventLoop, value: T
+               ) -> Callable[[bool], Awaitable[None]] | None:
+    # A holder's entry at its loop's end (nothing once the holder is gone): closed as
+    # it is when a close was handed to the loop (the entry is out of the holder),
+    # else if still the loop's.
+    holder = per()
+    if holder is None:
+        return None
+
+    async def end(handed: bool) -> None:
+        if handed:
+            await _closed(value, holder._close)
+        else:
             await holder._at_loop_end(loop, value)
+
+    return end
+
+
+def close_at_loop_end(loop: asyncio.AbstractEventLoop, value: T,
+                      close: Callable[[T], Awaitable[object]]) -> _AtShutdown | None:
+    """Close ``value``, of ``loop`` (the running loop of this thread), by ``close`` on
+    ``loop`` as it ends, as a holder's entry is (for one value held elsewhere: a
+    ``mesh.aiohttp()`` session). ``close`` must do nothing (and return at once)
+    when ``value`` was closed otherwise first.
+
+    Returns the value's part in its loop's end (None when the loop cannot say it
+    ends), which its owner keeps as long as ``value`` (the loop holds it weakly),
+    passes to :func:`close_elsewhere`, or ends by :meth:`~_AtShutdown.finish` once it
+    closed ``value`` on ``loop`` itself."""
+    async def end(handed: bool) -> None:
+        await _closed(value, close)
+
+    return _AtShutdown.begin(loop, lambda: end)
+
+
+LoopEnd = _AtShutdown
+"""A value's part in its loop's end (:func:`close_at_loop_end`)."""
 
 
 _LIVE: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()

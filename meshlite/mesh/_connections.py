@@ -47,22 +47,28 @@ class MeshConnections:
         """Close the adopted sessions: this loop's here (awaited), another loop's on
         that loop (its readers are woken there: closed from here, a body being read
         on another thread's loop waited until a timer of that loop fired), a closed
-        loop's sockets at once."""
+        loop's sockets at once. Those closed already (by their user, or on their
+        loop as it ended) are skipped."""
         with _SESSIONS:
             sessions, self._sessions = self._sessions, None
         if not sessions:
             return
         # aiohttp is imported already (there are sessions)
-        from .._http._aio_adapt import close_session, end_dead_session
+        from .._http._aio_adapt import close_session, end_dead_session, loop_end
         from .._http._per_loop import close_elsewhere
         here = asyncio.get_running_loop()
         for session in sessions:
+            if session.closed:  # by its user, or on its loop as the loop ended
+                continue
             loop = getattr(session, "_loop", None)  # (aiohttp has no public reference)
+            end = loop_end(session)  # the session's part in its loop's end
             try:
                 if loop is None or loop is here:
                     await close_session(session)
-                else:
-                    close_elsewhere(loop, session, close_session, end_dead_session)
+                    if end is not None:  # closed: it ends now, finding nothing to do
+                        end.finish()
+                else:  # that loop's end waits for this close
+                    close_elsewhere(loop, session, close_session, end_dead_session, end)
             except Exception:
                 _log.debug("closing an aiohttp session failed", exc_info=True)
 
