@@ -24,6 +24,7 @@ from ._inbound._answers import (
     status_for,
 )
 from ._inbound._auth import Auth, Verifier, jwt_verifier
+from ._inbound._body import ClientGone
 from ._inbound._django import DjangoErrorMiddleware
 from ._inbound._frameworks import quart_error_handler
 from ._inbound._headers import CALLER_HEADER, DEADLINE_HEADER, GRPC_TIMEOUT_HEADER
@@ -40,6 +41,7 @@ __all__ = [
     "PRINCIPAL_KEY",
     "ApiKeys",
     "Auth",
+    "ClientGone",
     "DjangoErrorMiddleware",
     "ForbiddenError",
     "Inbound",

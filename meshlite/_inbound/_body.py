@@ -18,7 +18,10 @@ __all__ = ["ClientGone", "check_length", "client_left", "fields", "invalid_json"
 class ClientGone(Exception):
     """The client went away before its answer was complete (before its body arrived
     whole: there is no request to validate or hand to the app): there is no one to
-    answer, and it is no failure of the service."""
+    answer, and it is no failure of the service. The ``error.type`` of such a
+    request's SERVER span is ``meshlite.asgi.ClientGone``."""
+
+    __module__ = "meshlite.asgi"  # where it is public: error.type names it so
 
 
 def client_left(error: Exception) -> bool:
