@@ -9,72 +9,27 @@ counted in /proc/self/fd; nothing may be logged at ERROR, nor a failed close."""
 from __future__ import annotations
 
 import asyncio
-import gc
-import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
-from _loop_kinds import LOOP_KINDS, use_loop_kind
+from _loop_kinds import (
+    WAIT,
+    loop_kind,  # noqa: F401  (a fixture)
+    no_collector,  # noqa: F401  (autouse: no collector closes sockets)
+    nothing_logged_at_error,  # noqa: F401  (autouse)
+    on_a_thread,
+)
 from _sockets import client_sockets
 
 import meshlite as ml
 from meshlite.testing import FakeBackend
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux",
-                                reason="counts sockets in /proc/self/fd")
-
-WAIT = 20.0
-"""Seconds a test waits for a thread at most (a loop whose close hangs on what was
-left open on it fails its test, not the suite)."""
-
-
-@pytest.fixture(autouse=True)
-def no_collector() -> Iterator[None]:
-    """Sockets a cycle holds are closed when the collector runs: keep it from running,
-    so only the mesh can have closed them."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-@pytest.fixture(autouse=True)
-def nothing_logged_at_error(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    caplog.set_level(logging.DEBUG, logger="meshlite")
-    yield
-    records = caplog.get_records("call")
-    assert [r.getMessage() for r in records if r.levelno >= logging.ERROR] == []
-    assert [r.getMessage() for r in records if "failed" in r.getMessage()] == []
-
-
-@pytest.fixture(params=LOOP_KINDS, autouse=True)
-def loop_kind(request: pytest.FixtureRequest) -> str:
-    """The loop of every loop the test makes: asyncio's, then uvloop's."""
-    return use_loop_kind(request.param)
-
-
-def on_a_thread(run: Callable[[], object]) -> None:
-    """Call ``run`` on a new thread and wait for it; raise what it raised."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run()
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive(), "the thread did not end: a loop's close hung"
-    if errors:
-        raise errors[0]
+pytestmark = [pytest.mark.skipif(sys.platform != "linux",
+                                 reason="counts sockets in /proc/self/fd"),
+              pytest.mark.usefixtures("loop_kind")]
 
 
 def one_service(url: str) -> ml.Mesh:

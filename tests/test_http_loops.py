@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
-from _loop_kinds import LOOP_KINDS, use_loop_kind
+from _loop_kinds import (
+    WAIT,
+    loop_kind,  # noqa: F401  (a fixture)
+    no_collector,  # noqa: F401  (autouse: no collector closes sockets)
+    nothing_logged_at_error,  # noqa: F401  (autouse)
+    on_a_thread,
+)
 from _sockets import client_sockets
 
 import meshlite as ml
@@ -28,53 +31,6 @@ from meshlite.testing import FakeBackend
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux",
                                 reason="counts sockets in /proc/self/fd")
-
-WAIT = 20.0
-"""Seconds a test waits for a thread at most (a loop whose close hangs on what was
-left open on it fails its test, not the suite)."""
-
-
-@pytest.fixture(autouse=True)
-def no_collector() -> Iterator[None]:
-    """Sockets a cycle holds are closed when the collector runs: keep it from running,
-    so only the mesh can have closed them."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-@pytest.fixture(autouse=True)
-def nothing_logged_at_error(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield
-    errors = [r.getMessage() for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    assert errors == []
-
-
-@pytest.fixture(params=LOOP_KINDS)
-def loop_kind(request: pytest.FixtureRequest) -> str:
-    """The loop of every loop the test makes: asyncio's, then uvloop's."""
-    return use_loop_kind(request.param)
-
-
-def on_a_thread(run: Callable[[], object]) -> None:
-    """Call ``run`` on a new thread and wait for it; raise what it raised."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run()
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive(), "the thread did not end: a loop's close hung"
-    if errors:
-        raise errors[0]
 
 
 def in_a_loop_of_its_own(mesh: ml.Mesh, requests: int, outcomes: list[object]) -> None:
@@ -153,8 +109,9 @@ def test_a_new_loop_closes_the_connections_of_loops_closed_without_their_end(
 
 
 @WIRES
+@pytest.mark.usefixtures("loop_kind")
 def test_loops_one_after_another_and_at_once_all_get_answers(
-        loop_kind: str, http_pool: dict[str, object] | None) -> None:
+        http_pool: dict[str, object] | None) -> None:
     # Each loop's connections are closed on that loop as it ends. (On uvloop, a loop's
     # close() hung on the connections the pools kept open on it (aiohttp's) or failed
     # with OSError(EBUSY) (httpcore's), and what closed them from another thread logged
@@ -179,8 +136,9 @@ def test_loops_one_after_another_and_at_once_all_get_answers(
 
 
 @WIRES
+@pytest.mark.usefixtures("loop_kind")
 def test_closing_the_mesh_closes_a_stopped_loops_connections_when_it_runs_again(
-        loop_kind: str, http_pool: dict[str, object] | None) -> None:
+        http_pool: dict[str, object] | None) -> None:
     # A program that runs its loop job by job (run_until_complete) leaves it stopped
     # between jobs: the mesh, closed meanwhile, hands the close to that loop, whose
     # connections' callbacks can only run there.
@@ -201,8 +159,9 @@ def test_closing_the_mesh_closes_a_stopped_loops_connections_when_it_runs_again(
 
 
 @WIRES
+@pytest.mark.usefixtures("loop_kind")
 def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_others_on_theirs(
-        loop_kind: str, http_pool: dict[str, object] | None) -> None:
+        http_pool: dict[str, object] | None) -> None:
     # Another thread's loop is busy (blocked in a callback) when this one closes the
     # mesh: this loop's connections are closed when aclose returns, that loop's once
     # it runs again.
@@ -236,8 +195,8 @@ def test_closing_the_mesh_on_one_loop_closes_its_own_connections_and_others_on_t
         other.close()
 
 
-def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop(
-        loop_kind: str) -> None:
+@pytest.mark.usefixtures("loop_kind")
+def test_a_sync_close_wakes_a_mesh_aiohttp_body_read_on_another_threads_loop() -> None:
     # The sessions were closed on a loop of the close's own: the reader on its
     # thread's loop was never woken, and waited until a timer of its loop fired (the
     # session's five-minute total, by default).
