@@ -11,8 +11,9 @@ client has left, the app's next ``receive()`` says ``http.disconnect`` and its n
 ``send()`` raises :class:`ClientLeft`, an ``OSError`` as the ASGI spec asks of a
 server (Starlette turns it into its ``ClientDisconnect``). The handler is not
 cancelled: work it is doing (a write to a database) ends as it would have, and a
-stream stops at its next chunk. Cancelling a handler on a disconnect is what aiohttp's
-server did and stopped doing by default, for the work it cut in half.
+stream stops at its next chunk. aiohttp's server does the same by default (an
+``OSError`` on the next read or write) and cancels a handler only when asked: a
+cancellation cuts the work under way in half.
 """
 
 from __future__ import annotations
