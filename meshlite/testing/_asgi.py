@@ -54,9 +54,12 @@ class AsgiServer:
         # log_config=None: uvicorn's default config would stop its loggers propagating
         # to the root logger for the rest of the process, hiding them from the app's
         # own logging (and from tests that capture every record).
+        # ws="websockets-sansio": uvicorn's default ("auto") is its legacy websockets
+        # server, which fails every handshake under websockets 13, the lowest the
+        # dashboard extra allows (its handler lacks the `path` argument 13 passes).
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error",
                                 lifespan="on" if self.lifespan else "off", access_log=False,
-                                log_config=None)
+                                log_config=None, ws="websockets-sansio")
         self._server = Background(config)
         sock = bind(self.host, self.port, "AsgiServer")
         self.port = sock.getsockname()[1]
