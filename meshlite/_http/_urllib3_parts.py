@@ -169,8 +169,9 @@ class _Lends:
 
     def _get_conn(self, timeout: Any = None) -> Any:
         if type(timeout) is DeadlineTimeout:  # the request's own, from the sync wire
-            return self._get_conn_by(timeout)
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
+            conn = self._get_conn_by(timeout)
+        else:
+            conn = super()._get_conn(timeout)  # type: ignore[misc]
         with self._lent_lock:
             self._lent.add(conn)
         return conn
@@ -186,8 +187,6 @@ class _Lends:
                 self,  # type: ignore[arg-type]  # (a pool of the wire's: a ConnectionPool)
                 "the deadline passed while waiting for a free connection: the request "
                 "was not sent")
-        with self._lent_lock:
-            self._lent.add(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
