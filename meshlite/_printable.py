@@ -3,8 +3,9 @@ the dashboard: one implementation for every place that shows such text."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 __all__ = [
     "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "named_secret",
@@ -105,12 +106,21 @@ def redacted_url(url: str, words: Collection[str], mask: str) -> str:
 
 
 def _fields(fields: str, words: Collection[str], mask: str) -> str:
-    """``name=value&...`` with the values of the fields named like secrets masked."""
-    pairs = parse_qsl(fields, keep_blank_values=True) if "=" in fields else []
-    if not any(named_secret(name, words) for name, _ in pairs):
+    """``name=value&...`` with the values of the fields named like secrets masked; the
+    rest as it was. Fields are split on ``;`` as well as ``&`` (servers that read the
+    older form take ``?a=1;token=...`` as two fields)."""
+    if "=" not in fields:
         return fields
-    return urlencode([(n, mask if named_secret(n, words) else v) for n, v in pairs],
-                     safe="*")
+
+    def masked(field: re.Match[str]) -> str:
+        name = field.group(1)
+        return f"{name}={mask}" if named_secret(unquote_plus(name), words) else field.group(0)
+
+    return _FIELD.sub(masked, fields)
+
+
+_FIELD = re.compile(r"(?<![^&;])([^&;=]*)=([^&;]*)")
+"""One ``name=value`` field of a query (or fragment): at its start or after ``&``/``;``."""
 
 
 def origin_shown(url: str) -> str:

@@ -27,6 +27,9 @@ SECRET = "Sekr1t_VALUE"
     (f"/healthz?token={SECRET}&verbose=1", "/healthz?token=***&verbose=1"),
     (f"http://h/x?api-key={SECRET}&page=2", "http://h/x?api-key=***&page=2"),
     ("http://h:9/x?email=a@b", "http://h:9/x?email=a@b"),  # nothing secret: as it is
+    # ';' separates fields too (servers reading the older form take two fields)
+    (f"/x?page=2;token={SECRET}&v=1", "/x?page=2;token=***&v=1"),
+    (f"/x?pass%77ord={SECRET};to=a%40b+c", "/x?pass%77ord=***;to=a%40b+c"),  # rest as given
 ])
 def test_a_shown_url_hides_passwords_and_secret_parameters(url: str, shown: str) -> None:
     assert url_shown(url) == shown
