@@ -67,16 +67,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "(real seconds of quiet before it jumps; math.inf: never)")
 
 
-@pytest.hookimpl(wrapper=True)
+# An old-style wrapper: pytest loads this plugin in every session of an environment
+# meshlite is in, and `wrapper=True` is refused by pluggy before 1.2 (pytest 7 allows
+# pluggy 1.0), which would stop a suite that never asked for meshlite from starting.
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
-                            ) -> Generator[None, object, object]:
+                            ) -> Generator[None, object, None]:
     # Around setup, call and teardown alike, so fixtures that retry do not sleep either.
     # Real sleeps only: ml.set_testing(True) skipped a FakeClock's too, so under the
     # ini option no test could assert a backoff schedule on `fake_clock.sleeps`.
     if item.get_closest_marker(MARKER) is None and not item.config.getini(MARKER):
-        return (yield)
+        yield
+        return
     with no_real_sleeps():
-        return (yield)
+        yield
 
 
 @pytest.fixture
