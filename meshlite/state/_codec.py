@@ -8,6 +8,13 @@ would give them back as strings (``{1: "a"}`` read as ``{"1": "a"}``, on which
 when installed. pickle runs code when it decodes, so anyone who can write to the
 store could run code in every process reading it: it is used only when asked for
 by name (``codec="pickle"``).
+
+Entries written with another codec than JSON carry its name in their key
+(:func:`codec_tag`), so that processes with different codecs (a deploy changing
+it, one process at a time) never read each other's entries: a byte string one
+codec wrote may decode without error under another, to another value (the JSON
+``5`` is the msgpack ``53``), and processes overwriting each other's entries
+would miss on every call until the last one was replaced.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Protocol
 
 from .._validate import fail
 
-__all__ = ["Codec", "JsonCodec", "resolve_codec"]
+__all__ = ["Codec", "JsonCodec", "codec_tag", "resolve_codec"]
 
 
 class Codec(Protocol):
@@ -112,3 +119,20 @@ def resolve_codec(codec: object) -> Codec:
              "'json', 'msgpack', 'pickle' (opt-in: it runs code when decoding) or an "
              "object with dumps(value) -> bytes and loads(bytes) -> value")
     return codec  # type: ignore[return-value]
+
+
+def codec_tag(codec: Codec) -> str:
+    """What an entry's key says of the codec that wrote it: ``""`` for JSON (the
+    default, whose keys stay as they always were), else the codec's name and a
+    ``~``: ``"pickle~"``, ``"msgpack~"``, for an object of your own its ``name``
+    attribute if it is a string, else its class's ``module.qualname`` (a module
+    given as the codec: the module's name). No function's ``module.qualname`` holds
+    a ``~``, so a tagged key never reads as another function's."""
+    if isinstance(codec, JsonCodec):
+        return ""
+    name = getattr(codec, "name", None)
+    if not isinstance(name, str) or not name:
+        kind = type(codec)
+        name = (getattr(codec, "__name__", "") if kind.__name__ == "module"
+                else f"{kind.__module__}.{kind.__qualname__}")
+    return f"{name}~"

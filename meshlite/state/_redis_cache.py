@@ -14,7 +14,12 @@ Layout under ``<prefix>:cache:<namespace>``:
 - ``:l:<function>:<argument digest>``: the short cross-process single-flight lock
   (TTL ``cache_lock``).
 
-``<function>`` is ``module.qualname``; the argument digest is 64 hexadecimal digits
+``<function>`` is ``module.qualname``, behind the codec's name for a codec other
+than JSON (``pickle~module.qualname``: :func:`~._codec.codec_tag`), so processes
+with different codecs share no entry, lock or index name (one reading another's
+entry could decode it into another value, and they would overwrite each other's
+entries on every call); ``invalidate`` reads every function from the index, so
+it drops the entries of every codec. The argument digest is 64 hexadecimal digits
 standing for the call's arguments without showing them (a keyed BLAKE2b, made by the
 policy: :mod:`meshlite.policies._cache._keys`), so a key names the namespace and the
 function and nothing a caller passed. Every key has a TTL. Entries carry no hash
@@ -35,6 +40,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .._throttle import Throttle, held_back
+from ._codec import codec_tag
 from ._redis import Script
 from ._redis_keys import scan_keys, unlink
 
@@ -62,6 +69,11 @@ return 0
 
 _log = logging.getLogger("meshlite.state")
 
+DECODE_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about entries of one namespace that could not be
+decoded: one that every reader meets (written by another program) is logged once,
+then with the number of repeats, not once per call."""
+
 
 def _glob_escape(text: str) -> str:
     """``text`` as a literal in a ``SCAN MATCH`` pattern."""
@@ -76,13 +88,15 @@ class RedisCache:
     """
 
     __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_px", "_stale_ms",
-                 "_store", "single_flight")
+                 "_store", "_tag", "_undecoded", "single_flight")
 
     def __init__(self, store: RedisStore, base: str, ttl: float, stale_ttl: float) -> None:
         self._store = store
         self._base = base
         self._fns = f"{base}:fns"
         self._codec = store.codec
+        self._tag = codec_tag(store.codec)  # "" for JSON
+        self._undecoded = Throttle(DECODE_LOG_INTERVAL)
         self._px = max(1, math.ceil((ttl + stale_ttl) * 1000))
         self._indexed: dict[str, float] = {}  # function -> when this process indexed it
         self._stale_ms = math.ceil(stale_ttl * 1000)
@@ -97,21 +111,24 @@ class RedisCache:
         try:
             value = self._codec.loads(data)
         except Exception as error:  # written by something else: a miss, not a crash
-            _log.warning("cache %s: an entry could not be decoded (%s); treated as a miss",
-                         self._base, error)
+            repeats = self._undecoded.passes(None)
+            if repeats is not None:
+                _log.warning("cache %s: an entry could not be decoded with the store's %r "
+                             "(%s: %s); treated as a miss%s", self._base, self._codec,
+                             type(error).__name__, error, held_back(repeats))
             return None
         return value, left is not None and left <= self._stale_ms
 
     def get(self, key: str) -> tuple[Any, bool] | None:
         """The value of ``key`` and whether it is stale, or ``None``."""
-        entry = f"{self._base}:e:{key}"
+        entry = f"{self._base}:e:{self._tag}{key}"
         if self._stale_ms:
             return self._decode(self._store.eval(_GET_STALE, 1, entry))
         return self._decode(self._store.command("GET", entry))
 
     async def aget(self, key: str) -> tuple[Any, bool] | None:
         """The async twin of :meth:`get`."""
-        entry = f"{self._base}:e:{key}"
+        entry = f"{self._base}:e:{self._tag}{key}"
         if self._stale_ms:
             return self._decode(await self._store.aeval(_GET_STALE, 1, entry))
         return self._decode(await self._store.acommand("GET", entry))
@@ -122,15 +139,16 @@ class RedisCache:
         Raises:
             TypeError: the codec cannot encode ``value``.
         """
-        data = self._encode(value)
-        self._store.command("SET", f"{self._base}:e:{key}", data, "PX", self._px)
+        data, function = self._encode(value), self._tag + function
+        self._store.command("SET", f"{self._base}:e:{self._tag}{key}", data, "PX", self._px)
         if self._index_due(function):
             self._store.eval(_INDEX, 1, self._fns, function, 2 * self._px)
 
     async def aput(self, key: str, function: str, value: Any) -> None:
         """The async twin of :meth:`put`."""
-        data = self._encode(value)
-        await self._store.acommand("SET", f"{self._base}:e:{key}", data, "PX", self._px)
+        data, function = self._encode(value), self._tag + function
+        await self._store.acommand("SET", f"{self._base}:e:{self._tag}{key}", data, "PX",
+                                   self._px)
         if self._index_due(function):
             await self._store.aeval(_INDEX, 1, self._fns, function, 2 * self._px)
 
@@ -154,24 +172,24 @@ class RedisCache:
     def lock(self, key: str) -> str | None:
         """Take the single-flight lock of ``key``: a token, or ``None`` if taken."""
         token = uuid.uuid4().hex
-        ok = self._store.command("SET", f"{self._base}:l:{key}", token, "NX", "PX",
+        ok = self._store.command("SET", f"{self._base}:l:{self._tag}{key}", token, "NX", "PX",
                                  self._lock_ms)
         return token if ok else None
 
     async def alock(self, key: str) -> str | None:
         """The async twin of :meth:`lock`."""
         token = uuid.uuid4().hex
-        ok = await self._store.acommand("SET", f"{self._base}:l:{key}", token, "NX", "PX",
-                                        self._lock_ms)
+        ok = await self._store.acommand("SET", f"{self._base}:l:{self._tag}{key}", token,
+                                        "NX", "PX", self._lock_ms)
         return token if ok else None
 
     def unlock(self, key: str, token: str) -> None:
         """Give the lock of ``key`` back, if ``token`` still holds it."""
-        self._store.eval(_UNLOCK, 1, f"{self._base}:l:{key}", token)
+        self._store.eval(_UNLOCK, 1, f"{self._base}:l:{self._tag}{key}", token)
 
     async def aunlock(self, key: str, token: str) -> None:
         """The async twin of :meth:`unlock`."""
-        await self._store.aeval(_UNLOCK, 1, f"{self._base}:l:{key}", token)
+        await self._store.aeval(_UNLOCK, 1, f"{self._base}:l:{self._tag}{key}", token)
 
     def invalidate(self, argkey: str) -> int:
         """Drop the entry of ``argkey`` for every function of the namespace."""
