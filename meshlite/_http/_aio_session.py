@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import hdrs
 from aiohttp.client_middlewares import ClientHandlerType
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from .._context import CallContext, _current
@@ -152,6 +153,25 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     return response
 
 
+async def _attempt_env_proxied(backend: Backend, request: aiohttp.ClientRequest,
+                               handler: ClientHandlerType, route: _Route, service: Service,
+                               path: str, replay: bool) -> aiohttp.ClientResponse:
+    # The attempt of a session with trust_env=True: aiohttp picked the proxy from
+    # HTTP_PROXY/HTTPS_PROXY/NO_PROXY for the service's URL (http://users/...), but the
+    # request goes to a backend, so the choice is made again for the backend's URL, as a
+    # plain session sending there would make it (NO_PROXY naming the backend's host:
+    # straight to it). A proxy given as proxy= (the request's or the session's) stays:
+    # aiohttp gives it proxy headers, never one from the environment.
+    if request.proxy is None or request.proxy_headers is None:
+        url = route.target(service, backend).url(path)
+        try:
+            proxy, auth = await asyncio.to_thread(get_env_proxy_for_url, url)
+        except LookupError:  # no proxy for it, or NO_PROXY names its host
+            proxy, auth = None, None
+        request.update_proxy(proxy, auth, None)
+    return await _attempt(backend, request, handler, route, service, path, replay)
+
+
 def _no_hedge(ctx: CallContext) -> ConfigError:
     return ConfigError(f"mesh.aiohttp({ctx.service!r}): ml.Hedge cannot race attempts "
                        "of an aiohttp request; use mesh.http() for a hedged service",
@@ -161,6 +181,7 @@ def _no_hedge(ctx: CallContext) -> ConfigError:
 # Attempts re-point one ClientRequest in turn; racing ones would share it. A Hedge
 # refuses before a backend is picked for a hedge (and an attempt pays no check).
 refuse_hedges(_attempt, _no_hedge)
+refuse_hedges(_attempt_env_proxied, _no_hedge)
 
 
 async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Service,
@@ -185,10 +206,14 @@ async def _failure(backend: Backend, request: aiohttp.ClientRequest, service: Se
 class _Route:
     """The middleware of one session: routes requests to the service's host."""
 
-    def __init__(self, dispatcher: Dispatcher, name: str, host: str) -> None:
+    def __init__(self, dispatcher: Dispatcher, name: str, host: str,
+                 env_proxies: bool = False) -> None:
         self.dispatcher = dispatcher
         self.name = name
         self.host = host
+        self.attempt = _attempt_env_proxied if env_proxies else _attempt
+        """The function of each attempt (a session with ``trust_env=True`` picks its
+        proxy from the environment for each backend's URL)."""
         self._targets: dict[tuple[Service, str], _Target] = {}
         # The service the targets are of (a removed backend's are dropped by forget,
         # which the service's watcher calls).
@@ -239,7 +264,7 @@ class _Route:
                               "not a service or backends", policy="routing")
         replay = _replayable(request, service)
         method = request.method  # the operation (a made-up one: "HTTP"), as mesh.http()'s
-        ctx = CallContext(_attempt, (request, handler, self, service, url.raw_path_qs,
+        ctx = CallContext(self.attempt, (request, handler, self, service, url.raw_path_qs,
                                      replay), {}, method if method in KNOWN_METHODS else "HTTP",
                           name, _current.get())
         ctx.request = request
@@ -287,7 +312,7 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     if not host:
         raise ConfigError(f"mesh.aiohttp({name!r}): base_url must be an absolute URL, "
                           f"got {base_url!r}", policy="routing")
-    route = _Route(dispatcher, name, host)
+    route = _Route(dispatcher, name, host, bool(kwargs.get("trust_env")))
     # The mesh routes innermost: the session's own middlewares see each request once.
     # Its bound method, not the object: calling an instance goes through its type's
     # __call__ slot, about 700 instructions a request more (dataplane_layers.py).

@@ -131,6 +131,27 @@ def wire_headers(raw: list[tuple[bytes, bytes]], path: bytes
     return headers
 
 
+_TRANSFER_ENCODING = aiohttp.hdrs.TRANSFER_ENCODING
+
+
+def _check_coding(response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    """Refuse a response whose ``Transfer-Encoding`` is other than ``chunked`` alone, as
+    httpx does: aiohttp's parser reads ``gzip, chunked`` as chunked, and hands the
+    body on still gzipped, and one that does not end in ``chunked`` up to the close.
+
+    Raises:
+        httpx.RemoteProtocolError: such an answer (its connection closed), one that has
+            no body (to HEAD, a 204) too, as httpx refuses the header itself.
+    """
+    codings = [c.strip().lower() for value in response.headers.getall(_TRANSFER_ENCODING)
+               for c in value.split(",")]
+    if codings != ["chunked"]:
+        response.close()
+        raise httpx.RemoteProtocolError(
+            "Only Transfer-Encoding: chunked is supported, got "
+            f"{', '.join(response.headers.getall(_TRANSFER_ENCODING))!r}", request=request)
+
+
 class _Body(httpx.AsyncByteStream):
     """A response body read from aiohttp as it arrives; closing it hands the
     connection back (or closes it when the body was not read to the end)."""
@@ -298,6 +319,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     f"no part of the request body could be written within {paced.write} s",
                     request=request) from error
             raise map_error(error, request) from error
+        if _TRANSFER_ENCODING in response.headers:
+            _check_coding(response, request)
         # aiohttp decodes the reason as UTF-8 with surrogateescape: encoding it back so
         # gives the bytes the server sent, whatever they are (latin-1 raised on "✓"
         # or a stray byte, a UnicodeEncodeError out of the caller's request).

@@ -96,8 +96,17 @@ def _client_args(name: str, kwargs: dict[str, Any], maker: str) -> tuple[str, st
         if forbidden in kwargs:
             raise ConfigError(f"mesh.{maker}({name!r}): {forbidden}= cannot be given: the "
                               "mesh provides the transport", policy="routing")
+    if kwargs.get("proxy") is not None:
+        # httpx mounts a proxy transport of its own for every URL: the routed requests
+        # would go to the proxy as http://<name>/..., past the mesh and its pipeline.
+        raise ConfigError(f"mesh.{maker}({name!r}): proxy= cannot be given: httpx would "
+                          "send every request, the routed ones too, to the proxy past the "
+                          "mesh; to reach the backends through a proxy, give the service "
+                          "http_pool={'proxy': ...}", policy="routing")
     base_url = str(kwargs.pop("base_url", None) or f"http://{name}")
-    kwargs.setdefault("trust_env", False)  # an env proxy would bypass the mesh transport
+    # (httpx reads no proxy from the environment for a client given a transport, so
+    # trust_env changes nothing of where requests go; False says so)
+    kwargs.setdefault("trust_env", False)
     return base_url, httpx.URL(base_url).host
 
 

@@ -140,6 +140,23 @@ class _FinalResponse(http.client.HTTPResponse):
         if head.ended:
             raise http.client.HTTPException(
                 "the server closed the connection in the middle of the response head")
+        if not self.length and not self.chunked:
+            self._check_framing()
+
+    def _check_framing(self) -> None:
+        """Refuse the framing headers httpx refuses: http.client reads the body of a
+        ``Transfer-Encoding`` other than ``chunked`` (``gzip, chunked``), or of a
+        ``Content-Length`` that is no number (``-1``), until the connection closes,
+        the chunks' framing in it. Checked for answers with no length (a body read
+        so, or none: HEAD, 204, 304, ``Content-Length: 0``), as a valid length or
+        ``chunked`` rules the two out."""
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None and coding.strip().lower() != "chunked":
+            raise http.client.HTTPException(
+                f"Transfer-Encoding {coding!r} is not supported: only chunked is")
+        length = self.headers.get("content-length")
+        if length is not None and not (length.isascii() and length.strip().isdigit()):
+            raise http.client.HTTPException(f"bad Content-Length {length!r}")
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:
