@@ -63,7 +63,9 @@ class MeshClients:
         backends of service ``name`` through its pipeline (see :mod:`meshlite.http`).
 
         Raises:
-            ConfigError: no such service, or ``transport=`` given.
+            ConfigError: no such service, or ``transport=``, ``mounts=`` or ``proxy=``
+                given (a proxy for the backends is the service's
+                ``http_pool={"proxy": ...}``).
             ModuleNotFoundError: the ``meshlite-mesh[http]`` extra is not installed.
         """
         self._target(name)
