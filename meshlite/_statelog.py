@@ -61,6 +61,15 @@ def _backend(e: Any) -> Fields:
     return {"backend": e.address, "reason": getattr(e, "reason", "")}
 
 
+def _returned(e: Any) -> str:
+    if e.healthy:
+        return f"service {e.service!r}: backend {e.address} returned to rotation ({e.reason})"
+    # Still failing its health check: saying "returned" would send the reader to a
+    # backend that gets no traffic.
+    return (f"service {e.service!r}: backend {e.address}'s ejection ended ({e.reason}); "
+            "it stays out of rotation until it passes its health check")
+
+
 def _ejected(e: Any) -> Fields:
     return {**_backend(e), "seconds": e.seconds, "ejections": e.ejections}
 
@@ -110,9 +119,8 @@ _RULES: dict[str, _Rule] = {
     "BackendEjected": ("meshlite.routing", _WARN, lambda e: (
         f"service {e.service!r}: backend {e.address} ejected {_seconds(e.seconds)} "
         f"({e.reason})"), _ejected),
-    "BackendReturned": ("meshlite.routing", _INFO, lambda e: (
-        f"service {e.service!r}: backend {e.address} returned to rotation ({e.reason})"),
-        _backend),
+    "BackendReturned": ("meshlite.routing", _INFO, _returned,
+                        lambda e: {**_backend(e), "healthy": e.healthy}),
     "HealthCheckFailed": ("meshlite.routing", _WARN, lambda e: (
         f"service {e.service!r}: backend {e.address} failed its health check "
         f"({e.reason})"), _backend),

@@ -68,6 +68,7 @@ class ConfigWatcher:
         self.debounce_ms = debounce_ms
         self._watch: FileWatch | None = None
         self._task: asyncio.Task[None] | None = None
+        self._rejected = False  # the last text read was rejected: its line is the last said
 
     async def start(self) -> None:
         """Begin watching; a change made since the file was loaded is applied now."""
@@ -126,9 +127,12 @@ class ConfigWatcher:
         """
         await self._take_turn()
         try:
-            return await self._reload_as(actor, manual)
+            result = await self._reload_as(actor, manual)
         finally:
             self.managed.turn.release()
+        if result != "unchanged":  # (unchanged: the same text, or still unreadable)
+            self._rejected = result == "rejected"
+        return result
 
     async def _take_turn(self) -> None:
         """Wait, without holding up the event loop, until no other reload of the mesh
@@ -249,6 +253,14 @@ class ConfigWatcher:
                 policy="config", path=managed.path, version=mesh.config_version,
                 added=tuple(changes.added), removed=tuple(changes.removed),
                 changed=tuple(changes.changed), sections=extras))
+        elif self._rejected:
+            # A rejected file put back as it was: nothing changes, so no ConfigReloaded,
+            # but the rejection must not stay the last word on the file.
+            _log.info("config %s accepted by pid %d: valid again, and the same as the config "
+                      "running (version %d), which keeps running unchanged", managed.path,
+                      os.getpid(), mesh.config_version,
+                      extra={**_fields(managed), "meshlite_event": "ConfigValidAgain",
+                             "version": mesh.config_version})
         await finish(mesh, changes, managed.drains)
         return "applied"
 

@@ -42,11 +42,14 @@ class BackendEjected(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendReturned(Event):
-    """An ejected backend is back in rotation: its ejection ran out
-    (``reason="expired"``) or it was restored by hand (``reason="manual"``)."""
+    """A backend's ejection ended: it ran out (``reason="expired"``) or it was
+    restored by hand (``reason="manual"``). The backend is back in rotation unless it
+    fails its active health check (``healthy=False``): then it stays out until the
+    check passes (``HealthCheckRecovered``)."""
 
     address: str
     reason: str = "expired"
+    healthy: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -132,8 +132,9 @@ class Rotation:
             endpoint.ejected_until = None
             endpoint.returned_at = now
             self._manual = self._manual - {endpoint}
-            events: list[Event] = [BackendReturned(policy="routing", service=self.name,
-                                                   address=endpoint.address, reason=MANUAL)]
+            events: list[Event] = [BackendReturned(
+                policy="routing", service=self.name, address=endpoint.address, reason=MANUAL,
+                healthy=endpoint.healthy)]
             events.extend(self._recompute(now))
         self._emit(events)
         return True
@@ -201,7 +202,7 @@ class Rotation:
                     self._manual = self._manual - {e}
                 events.append(BackendReturned(
                     policy="routing" if manual else "outlier_detection", service=self.name,
-                    address=e.address, reason="expired"))
+                    address=e.address, reason="expired", healthy=e.healthy))
             else:
                 next_change = min(next_change, until)
         self._next_change = next_change

@@ -7,6 +7,8 @@ import collections
 import logging
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -16,15 +18,17 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from .._fork import fork_safe
+from .._fork import after_fork_in_child, fork_safe
+from .._printable import url_shown
 from .._throttle import Throttle
 from ._quiet import WINDOW_SECONDS, quiet
 from ._settings import TelemetrySettings
 
-__all__ = ["SpanQueue", "build_provider"]
+__all__ = ["SpanQueue", "WatchedExporter", "build_provider"]
 
 _log = logging.getLogger("meshlite.telemetry")
 
@@ -38,6 +42,22 @@ def _sdk_queue(processor: BatchSpanProcessor) -> collections.deque[Any] | None:
         if isinstance(queue, collections.deque) and queue.maxlen:
             return queue
     return None
+
+
+class _NotSpanDrops(logging.Filter):
+    """Drops the SDK's "Queue full, dropping Span." (one a span while the queue is full,
+    a duplicate filter its only bound): :class:`SpanQueue` says it once a minute, with
+    the count. The SDK's other lines (its log records' queue) pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (str(record.msg).startswith("Queue full") and record.args == ("Span",))
+
+
+def _quiet_sdk_drops() -> None:
+    # The SDK's batch processors' module (from SDK 1.33; meshlite's otlp extra needs 1.40).
+    logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+    if not any(isinstance(f, _NotSpanDrops) for f in logger.filters):
+        logger.addFilter(_NotSpanDrops())
 
 
 class SpanQueue(BatchSpanProcessor):
@@ -57,6 +77,7 @@ class SpanQueue(BatchSpanProcessor):
         self._queue = _sdk_queue(self)
         self._lock = fork_safe(threading.Lock())
         self._throttle = Throttle(WINDOW_SECONDS)
+        _quiet_sdk_drops()
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue ``span`` for export (sampled spans only, as the SDK's)."""
@@ -78,6 +99,72 @@ class SpanQueue(BatchSpanProcessor):
                 "message, %d in all", size, held + 1, total,
                 extra={"meshlite_event": "SpansDropped", "dropped": held + 1,
                        "dropped_total": total})
+
+
+class WatchedExporter(SpanExporter):
+    """The OTLP exporter, saying on the ``meshlite.telemetry`` logger when the
+    collector stops taking spans and when it takes them again: once each per outage
+    and process, whatever the number of batches that fail meanwhile (the exporter's
+    own lines say why each kind of failure happened, once a minute)."""
+
+    def __init__(self, exporter: SpanExporter, collector: str) -> None:
+        self.exporter = exporter
+        self.collector = collector
+        self.queue: SpanQueue | None = None
+        """The processor exporting through it (set by it): its size and drops."""
+        self._lock = fork_safe(threading.Lock())
+        self._failing_since: float | None = None
+        self._lost = 0  # spans of the batches given up since the outage began
+        self._dropped = 0  # the queue's drops when it began
+        after_fork_in_child(self)
+
+    def after_fork(self) -> None:
+        """A forked child has exported nothing yet: no outage of its own to end."""
+        self._failing_since = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export through the OTLP exporter; log a change between failing and not."""
+        result = self.exporter.export(spans)
+        failed = result is not SpanExportResult.SUCCESS
+        queue = self.queue
+        dropped = queue.dropped if queue is not None else 0
+        with self._lock:
+            since = self._failing_since
+            if failed:
+                if since is None:
+                    self._failing_since, self._lost, self._dropped = (
+                        time.monotonic(), len(spans), dropped)
+                else:
+                    self._lost += len(spans)
+            elif since is not None:
+                self._failing_since = None
+            lost = self._lost + dropped - self._dropped
+        if failed and since is None:
+            size = queue._queue.maxlen if queue is not None and queue._queue else 0
+            _log.warning(
+                "telemetry: the collector %s did not take a batch of %d spans (the "
+                "exporter's lines say why), which is given up; spans are queued (%d at "
+                "most, then the oldest are dropped) and sent once it takes them again",
+                self.collector, len(spans), size,
+                extra={"meshlite_event": "SpanExportFailed", "collector": self.collector,
+                       "lost": len(spans)})
+        elif not failed and since is not None:
+            down = time.monotonic() - since
+            _log.info(
+                "telemetry: the collector %s takes spans again after %.1f s; %d spans "
+                "were lost meanwhile (batches given up, and dropped from the full queue)",
+                self.collector, down, lost,
+                extra={"meshlite_event": "SpanExportRecovered", "collector": self.collector,
+                       "down_seconds": down, "lost": lost})
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the OTLP exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """The OTLP exporter's ``force_flush``."""
+        return self.exporter.force_flush(timeout_millis)
 
 
 def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQueue | None]:
@@ -105,10 +192,12 @@ def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQue
         # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
         from ._session import exporter_session
 
-        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
-                                    session=exporter_session("TRACES"))
+        exporter = WatchedExporter(
+            OTLPSpanExporter(endpoint=settings.traces_endpoint,
+                             session=exporter_session("TRACES")),
+            url_shown(settings.traces_endpoint))
         quiet(OTLPSpanExporter.__module__)  # one line per failure a minute, not per batch
-        queue = SpanQueue(exporter)
+        queue = exporter.queue = SpanQueue(exporter)
         provider.add_span_processor(queue)
     if settings.console:
         # Printed as each span ends: the console is for watching, not for throughput.
