@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random as _random
 import sys
 from collections.abc import Callable
@@ -111,6 +112,20 @@ def _check_class(owner: str, error: type[BaseException]) -> None:
         fail(owner, "error", error,
              f"an exception class that can be made with no arguments or with a message "
              f"(making it raised {problem!r}); pass an instance, or a function returning one")
+
+
+def _drawn(seconds: Any) -> float:
+    """What a ``latency=`` function returned, as the seconds to wait: a negative draw
+    (a normal distribution's tail) waits nothing.
+
+    Raises:
+        ConfigError: it is no finite number (an endless or NaN wait, a string).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            -math.inf < seconds < math.inf):
+        fail("FaultInjection", "latency", seconds,
+             "a function returning a finite number of seconds")
+    return max(0.0, float(seconds))
 
 
 def _error_factory(error: ErrorSpec | None, has_result: bool, has_latency: bool,
@@ -225,7 +240,7 @@ class FaultInjection(Policy):
         def fault(ctx: CallContext) -> tuple[float, BaseException | None]:
             seconds = 0.0
             if latency is not None:
-                seconds = max(0.0, float(latency() if callable(latency) else latency))
+                seconds = _drawn(latency()) if callable(latency) else latency
             error = None if make_error is None else make_error()
             if hooks.active:
                 emit(FaultInjected(policy=kind, service=ctx.service, operation=ctx.operation,

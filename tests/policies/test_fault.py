@@ -146,6 +146,26 @@ def test_latency_callable_and_error(clock: FakeClock) -> None:
     assert clock.monotonic() == clock.sleeps[0]
 
 
+@pytest.mark.parametrize("drawn", [math.inf, math.nan, "0.1", True, None])
+async def test_a_latency_function_returning_no_finite_number_is_a_config_error(
+        clock: FakeClock, drawn: Any) -> None:
+    # A plain latency is checked when the policy is made; a function's draw when it
+    # is made, and named as such: an infinite one slept forever on a fake clock, and
+    # failed with OSError (EINVAL) or a bare ValueError on the system's.
+    policy = ml.FaultInjection(1.0, latency=lambda: drawn, clock=clock)
+    with pytest.raises(ml.ConfigError, match="latency must be a function returning a finite"):
+        policy.wrap(ok)(ctx())
+    with pytest.raises(ml.ConfigError, match="latency must be a function returning a finite"):
+        await policy.awrap(aok)(ctx())
+    assert clock.sleeps == []
+
+
+def test_a_negative_latency_draw_waits_nothing(clock: FakeClock) -> None:
+    handler = ml.FaultInjection(1.0, latency=lambda: -0.5, clock=clock).wrap(ok)
+    assert handler(ctx()) == "real"
+    assert clock.monotonic() == 0.0
+
+
 async def test_async_latency_and_result(clock: FakeClock) -> None:
     handler = ml.FaultInjection(1.0, latency=0.5, result=42, clock=clock).awrap(aok)
     assert await handler(ctx()) == 42
