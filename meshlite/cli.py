@@ -84,10 +84,10 @@ ADMIN_TOKEN_VARIABLE = "MESHLITE_DASHBOARD_ADMIN_TOKEN"
 """The environment variable ``meshlite dashboard`` reads the admin token from."""
 
 
-def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
+def _token(args: argparse.Namespace, name: str, variable: str) -> tuple[Any, str]:
     """The token of the flag, else of the file, else of the variable when it is set,
-    else None; checked here, where it is known which of the three gave it (the
-    message names it)."""
+    else None, and where it came from; checked here, where it is known which of the
+    three gave it (the message names it)."""
     from ._errors import ConfigError
     from .observability._dashboard._tokens import check_token, resolve_token
 
@@ -103,7 +103,7 @@ def _token(args: argparse.Namespace, name: str, variable: str) -> Any:
         token, source = ({"env": variable} if os.environ.get(variable) else None), variable
     token = resolve_token(token, name, owner=source)  # read once: a file, a variable
     check_token(source, "the token it gives" if flag is None else "the token", token)
-    return token
+    return token, source
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -111,9 +111,14 @@ def _dashboard(args: argparse.Namespace) -> int:
     from .observability._dashboard import run_dashboard
 
     try:
-        return run_dashboard(args.config, args.host, args.port,
-                             _token(args, "token", TOKEN_VARIABLE),
-                             _token(args, "admin_token", ADMIN_TOKEN_VARIABLE),
+        (token, source), (admin, admin_source) = (
+            _token(args, "token", TOKEN_VARIABLE),
+            _token(args, "admin_token", ADMIN_TOKEN_VARIABLE))
+        if token is not None and token == admin:  # (named by where each came from)
+            raise ConfigError(f"{source} and {admin_source} give the same token; give the "
+                              "admin token its own value, or leave the read token out (the "
+                              "admin token also grants reading)", policy="dashboard")
+        return run_dashboard(args.config, args.host, args.port, token, admin,
                              max_clients=args.max_clients,
                              max_connections=args.max_connections)
     except ConfigError as error:

@@ -89,8 +89,17 @@ def test_bad_tokens_exit_2_without_echo(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv(TOKEN_VARIABLE, READ)
     monkeypatch.setenv(ADMIN_TOKEN_VARIABLE, READ)
     assert main(["dashboard", str(config), "--port", "0"]) == 2
+    err = capsys.readouterr().err  # named by where each came from, not by the API's names
+    assert (f"meshlite dashboard: {TOKEN_VARIABLE} and {ADMIN_TOKEN_VARIABLE} give the "
+            "same token") in err
+    assert READ not in err
+    admin_file = tmp_path / "admin"
+    admin_file.write_text(READ + "\n")
+    monkeypatch.delenv(ADMIN_TOKEN_VARIABLE)
+    assert main(["dashboard", str(config), "--port", "0", "--token", READ,
+                 "--admin-token-file", str(admin_file)]) == 2
     err = capsys.readouterr().err
-    assert "token and admin_token are the same" in err
+    assert f"--token and --admin-token-file {admin_file} give the same token" in err
     assert READ not in err
 
 
