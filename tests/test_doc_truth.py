@@ -146,27 +146,32 @@ _BASE: dict[type[Any], dict[str, Any]] = {
     ml.Bulkhead: {"max_concurrent": 1}, ml.Cache: {"ttl": 1.0}, ml.Hedge: {"delay": 0.0},
     ml.RateLimit: {"rate": 1.0}, ml.Timeout: {"seconds": 1.0},
     ml.FaultInjection: {"rate": 0.5},
+    ml.Backend: {"address": "http://127.0.0.1:1"}, ml.HealthCheck: {"probe": print},
+    ml.AlertRule: {"name": "a", "condition": "p99", "threshold": 0.1},
 }
+_NOT_NUMBERS = {(ScriptedService, "outcomes")}  # (its weights are, inside a list)
 _NUMBER_RANGE = re.compile(r"(?:^|[\s,(])(?:>=?|<=?)\s*\d")
 _INTEGER = re.compile(r"\bint(?:eger)?\b")
 
 
 def _numeric_rows() -> Iterator[tuple[str, type[Any], str, str]]:
     for table in TABLES:
-        if not table.page.startswith("policies/"):
-            continue
-        assert isinstance(table.target, type)
+        if not isinstance(table.target, type):
+            continue  # (a function's arguments are checked when it runs)
         for name, _, valid in _table_after(table.page, table.anchor):
-            if _NUMBER_RANGE.search(valid) and not _INTEGER.search(valid):
+            if (_NUMBER_RANGE.search(valid) and not _INTEGER.search(valid)
+                    and (table.target, name) not in _NOT_NUMBERS):
                 yield table.page, table.target, name, valid
 
 
 def test_a_number_the_code_refuses_infinite_is_documented_finite() -> None:
-    """Every policy refuses ``inf`` for a number of seconds, a rate or a ratio bound (no
-    limit is ``None``); a valid range that does not say "finite" promises it works."""
+    """Every policy (and backend, health check, alert rule, scripted service) refuses
+    ``inf`` for a number of seconds, a rate or a ratio bound (no limit is ``None``); a
+    valid range that does not say "finite" promises it works."""
     unsaid = []
     rows = list(_numeric_rows())
     assert ("policies/circuit_breaker.md", ml.CircuitBreaker, "open_seconds", "> 0, finite") in rows
+    assert ("routing.md", ml.HealthCheck, "interval", "> 0, finite") in rows
     for page, cls, name, valid in rows:
         try:
             cls(**{**_BASE.get(cls, {}), name: math.inf})
