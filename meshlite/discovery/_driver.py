@@ -138,12 +138,14 @@ class Discovery:
         if broken is not None:
             # The backends are current, the watch is not: the next round comes after
             # retry_interval, and the streak ends once a round passes whole.
-            self._failed(broken, None)
+            self._failed(broken, None, resolved=True)
         elif self.last_error is not None:
             self._recovered()
         return True
 
-    def _failed(self, error: Exception, also: Exception | None) -> None:
+    def _failed(self, error: Exception, also: Exception | None, *,
+                resolved: bool = False) -> None:
+        # `resolved`: the round's resolve succeeded, only its watch (`error`) broke.
         message = self._message(error)
         if also is not None and (other := self._message(also)) != message:
             message = f"{message}; watching for changes failed too: {other}"
@@ -153,9 +155,15 @@ class Discovery:
         # The first failed round of a streak is logged, the rest held back until one
         # succeeds (each retry_interval of an outage was another WARNING).
         log = _log.warning if self._failing == 1 else _log.debug
-        log("discovery (%s) of service %r failed, keeping its %d last known backends: %s; "
-            "retried every %g s, logged again once it succeeds", self.provider.kind,
-            self.service.name, len(kept), message, self.retry_interval)
+        if resolved:  # (its backends are current: none is "kept")
+            log("discovery (%s) of service %r: watching for changes failed, its %d "
+                "backends are as just resolved: %s; resolved again every %g s until the "
+                "watch works, logged again once it does", self.provider.kind,
+                self.service.name, len(kept), message, self.retry_interval)
+        else:
+            log("discovery (%s) of service %r failed, keeping its %d last known backends: "
+                "%s; retried every %g s, logged again once it succeeds", self.provider.kind,
+                self.service.name, len(kept), message, self.retry_interval)
         self._emit(DiscoveryFailed(policy="discovery", service=self.service.name,
                                    provider=self.provider.kind, error=message,
                                    backends=tuple(self._redact(a) for a in kept)))

@@ -82,3 +82,48 @@ async def test_a_round_failing_twice_is_one_event(watch_error: str,
              if r.name == "meshlite.discovery" and r.levelno >= logging.INFO]
     assert [r.levelname for r in shown] == ["WARNING", "INFO"]
     assert f"after {ROUNDS} failed rounds" in shown[-1].getMessage()
+
+
+class WatchBroken(BaseProvider):
+    """A source whose resolves work and whose watch fails ``ROUNDS`` times once armed
+    (a subscription refused while reads are served)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.refused = 0
+
+    async def resolve(self) -> Resolution:
+        return Resolution((Backend("http://127.0.0.1:8001"), Backend("http://127.0.0.1:8002")))
+
+    async def changed(self) -> None:
+        if self.armed and self.refused < ROUNDS:
+            self.refused += 1
+            raise ConnectionError("subscribe refused")
+        await super().changed()
+
+
+async def test_a_round_whose_watch_alone_broke_says_its_backends_are_current(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Its resolve succeeded: "keeping its last known backends" would tell an operator
+    # that discovery is stale when only the push of changes is.
+    clock = FakeClock(autojump_threshold=math.inf)
+    provider = WatchBroken()
+    service = ml.Service("users")
+    events: list[ml.Event] = []
+    service.add_hook(events.append)
+    service.attach(Discovery(service, provider, interval=DAY, retry_interval=DAY))
+    with caplog.at_level(logging.INFO, logger="meshlite.discovery"):
+        async with ml.Mesh([service], clock=clock):
+            provider.armed = True
+            async with asyncio.timeout(10.0):
+                while not any(isinstance(e, DiscoveryRecovered) for e in events):
+                    clock.advance(DAY)
+                    await asyncio.sleep(0.001)
+    failed = [e for e in events if isinstance(e, DiscoveryFailed)]
+    assert [e.error for e in failed] == ["ConnectionError: subscribe refused"] * ROUNDS
+    warning, recovered = [r.getMessage() for r in caplog.records
+                          if r.name == "meshlite.discovery" and r.levelno >= logging.INFO]
+    assert ("discovery (custom) of service 'users': watching for changes failed, its 2 "
+            "backends are as just resolved: ConnectionError: subscribe refused") in warning
+    assert "last known" not in warning
+    assert "succeeds again" in recovered
