@@ -8,7 +8,6 @@ import gc
 import hashlib
 import os
 import threading
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -152,30 +151,31 @@ class Managed:
         return {n: s for n, s in mesh.registered_now().items() if n not in self.plan.services}
 
 
-_managed: weakref.WeakKeyDictionary[Any, Managed] = weakref.WeakKeyDictionary()
-
-
 def managed_of(mesh: Mesh) -> Managed | None:
     """The config state of ``mesh``, or None when no config file manages it."""
-    return _managed.get(mesh)
+    managed: Managed | None = mesh.config_record
+    return managed
 
 
 def set_managed(mesh: Mesh, managed: Managed) -> None:
-    """Record that ``managed`` describes ``mesh``."""
-    _managed[mesh] = managed
+    """Record that ``managed`` describes ``mesh``. The mesh holds it (not a table of
+    this module's, even a weak one: ``managed`` holds the mesh's services, and they
+    hold the mesh, so an entry would keep every mesh made from a file alive, with
+    its services, pipelines and metrics, long after it closed)."""
+    mesh.config_record = managed
     mesh.config_sha256 = managed.sha256 or None
 
 
 def config_of(mesh: Mesh) -> MeshConfig | None:
     """The config model in force in ``mesh`` (None when it was not built from one)."""
-    managed = _managed.get(mesh)
+    managed = managed_of(mesh)
     return managed.plan.config if managed is not None else None
 
 
 def masked_config(mesh: Mesh) -> dict[str, Any] | None:
     """The config in force, as plain data with every value that came from the
     environment shown as ``***`` (what a dashboard or an audit record may show)."""
-    managed = _managed.get(mesh)
+    managed = managed_of(mesh)
     if managed is None:
         return None
     data = managed.plan.config.dump(exclude_unset=True)

@@ -47,6 +47,11 @@ class MeshOperations:
     _audit: AuditLog | None = None
     _api_audit: ApiAudit | None = None
 
+    config_record: Any = None
+    """What the config loader keeps of the file this mesh follows (its ``Managed``:
+    the plan in force, the watcher), or None; not public API. The mesh holds it so
+    that it lives as long as the mesh, no longer (see ``config._load.set_managed``)."""
+
     @property
     def audit(self) -> AuditLog | None:
         """Where admin actions and config changes are recorded (``ml.AuditLog``), or

@@ -23,6 +23,7 @@ import functools
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,8 @@ from ._keys import argument_digest
 if TYPE_CHECKING:
     from ._policy import Cache
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "FlightKey", "SharedMiss", "function_id",
-           "shared_keys", "shared_sync_handler", "unencodable"]
+__all__ = ["MAX_FUNCTION_NAMES", "POLL_FIRST", "POLL_MAX", "FlightKey", "SharedMiss",
+           "function_id", "shared_keys", "shared_sync_handler", "unencodable"]
 
 POLL_FIRST = 0.005
 """First pause of a process waiting for another one's entry; doubled up to POLL_MAX."""
@@ -92,6 +93,11 @@ def _same(one: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
         for a, b in zip(one, other, strict=True))
 
 
+MAX_FUNCTION_NAMES = 4096
+"""Function names (``module.qualname``) per namespace whose function :class:`FunctionNames`
+remembers; past them the least recently called is forgotten."""
+
+
 class FunctionNames:
     """The function each name in one namespace of a store stands for in this
     process: the first one a call used it for.
@@ -103,21 +109,33 @@ class FunctionNames:
     :meth:`check` refuses the second instead. Another function object of the same
     definition (the same code over the same values, as a lambda made anew for each
     call is) is that function. The first one is kept, one per name, with its
-    definition as it was when first seen (a closure's own state may change later).
+    definition as it was when first seen (a closure's own state may change later),
+    for the :data:`MAX_FUNCTION_NAMES` names last called: functions named per call
+    (a qualified name made at run time) must not keep every one of them, and what
+    they close over, for the life of the process.
     """
 
     def __init__(self) -> None:
-        self._first: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+        self._first: OrderedDict[str, tuple[Any, tuple[Any, ...]]] = OrderedDict()
         self._also: dict[str, weakref.WeakSet[Any]] = {}
 
     def check(self, name: str, fn: Any, namespace: str) -> None:
         """Raises:
             TypeError: ``name`` already stands for another function here.
         """
-        first = self._first.get(name)
+        names = self._first
+        first = names.get(name)
         if first is None:
-            self._first.setdefault(name, (fn, _definition(fn)))
+            names.setdefault(name, (fn, _definition(fn)))
+            if len(names) > MAX_FUNCTION_NAMES:
+                with contextlib.suppress(KeyError):  # (another thread took it first)
+                    gone, _ = names.popitem(last=False)
+                    self._also.pop(gone, None)
             return
+        try:  # noqa: SIM105 - suppress() costs a context manager per call
+            names.move_to_end(name)
+        except KeyError:  # forgotten meanwhile by another thread
+            pass
         if fn is first[0] or fn == first[0]:  # (a method bound anew is equal)
             return
         also = self._also.get(name)
@@ -171,6 +189,8 @@ def shared_keys(cache: Cache) -> Callable[[CallContext], tuple[str, FlightKey]]:
 def unencodable(fn: str, error: TypeError) -> None:
     """Log, once per function, that its results cannot be stored."""
     if fn not in _warned:
+        if len(_warned) >= MAX_FUNCTION_NAMES:  # (functions named per call)
+            _warned.clear()
         _warned.add(fn)
         _log.warning("%s; that result of %s is not cached, nor are its next ones the "
                      "codec refuses (logged once per function)", error, fn)

@@ -12,6 +12,7 @@ from ._options import (
     DEFAULT_MAX_KEYS,
     DEFAULT_MODE,
     DEFAULT_PER,
+    MAX_QUOTA_NAMES,
     RateLimitOptions,
     RateLimitWaited,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_MODE",
     "DEFAULT_PER",
     "GcraStore",
+    "MAX_QUOTA_NAMES",
     "RateLimit",
     "RateLimitOptions",
     "RateLimitWaited",

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_MAX_KEYS",
     "DEFAULT_MODE",
     "DEFAULT_PER",
+    "MAX_QUOTA_NAMES",
     "RateLimitOptions",
     "RateLimitWaited",
 ]
@@ -26,6 +27,11 @@ DEFAULT_MODE: Literal["wait", "reject"] = "wait"
 
 DEFAULT_MAX_KEYS = 10_000
 """Keys (tenants) whose state is kept before the least recently used is forgotten."""
+
+MAX_QUOTA_NAMES = 1024
+"""Quota names (``name=None`` with a store: the calls' services, else operations) whose
+store state a limiter keeps at hand; past them it lets go of all and asks the store
+again as each comes back (the quotas themselves live in the store)."""
 
 _MODES = ("wait", "reject")
 

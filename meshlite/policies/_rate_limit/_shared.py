@@ -29,6 +29,7 @@ from ...state._base import (
     give_back,
     text_key,
 )
+from ._options import MAX_QUOTA_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,6 +53,10 @@ def _state_finder(policy: RateLimit) -> tuple[SharedGcra | None,
         name = ctx.service or ctx.operation
         found = states.get(name)
         if found is None:
+            if len(states) >= MAX_QUOTA_NAMES:
+                # Operations named per call must not pile up here: the store has
+                # each quota's state, asked again for a name that comes back.
+                states.clear()
             found = states.setdefault(name, store.rate_limit(name, interval, tau))
         return found
 
