@@ -201,6 +201,12 @@ class SharedCircuit(Protocol):
 
     def metrics(self) -> CircuitMetrics: ...
 
+    def told(self, state: str) -> None:
+        """The breaker's in-process state told hooks ``state`` (a call the store could
+        not decide); the first call the store decides again tells them the shared
+        state if it differs."""
+        ...
+
 
 class Store(Protocol):
     """Where policies keep the state replicas share (see :mod:`meshlite.state`).

@@ -17,6 +17,7 @@ __all__ = [
     "OPEN",
     "UNRECORDED",
     "Admission",
+    "admitted_state",
     "CircuitMetrics",
     "Transition",
 ]
@@ -56,6 +57,17 @@ class Admission(NamedTuple):
     state: str = CLOSED
     reason: str = ""
     retry_after: float | None = None
+
+
+def admitted_state(admission: Admission) -> str:
+    """The state ``admission`` was given in: its permit's (even: closed, odd: a
+    half-open trial, :data:`UNRECORDED`: disabled), or the refusing state."""
+    permit = admission.permit
+    if permit is None:
+        return admission.state
+    if permit == UNRECORDED:
+        return DISABLED
+    return HALF_OPEN if permit & 1 else CLOSED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

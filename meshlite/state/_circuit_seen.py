@@ -23,6 +23,12 @@ Each delivered event's ``previous`` is thus the ``state`` of the one delivered
 before it, and the last delivered is the newest change this process has learned
 of. The events are delivered in the order of their turns
 (:mod:`meshlite._inorder`), drawn under the same lock.
+
+While the store does not answer, the breaker decides calls with its in-process
+state, whose changes it tells hooks itself; :meth:`SeenChanges.told` notes them,
+so that the first reply once the store answers again (:meth:`SeenChanges.rejoin`)
+tells hooks the shared state when it is not the one they last heard (a Redis that
+restarted empty reads closed while the in-process state had opened).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from .._fork import fork_safe
 from .._inorder import InOrder
 from ._circuit_records import Transition
 
-__all__ = ["SeenChanges"]
+__all__ = ["REJOINED", "SeenChanges"]
+
+REJOINED = "the store answers again and its shared state is {state}"
+"""The reason of the change told when the store decides calls again (see the module doc)."""
 
 
 class SeenChanges:
@@ -64,3 +73,20 @@ class SeenChanges:
             if previous == state:
                 return None
             return Transition(previous, state, reason, self._changes.draw())
+
+    def told(self, state: str) -> None:
+        """Note that the breaker's in-process state told hooks ``state`` (a call the
+        store could not decide)."""
+        with self._lock:
+            self._state = state
+
+    def rejoin(self, state: str) -> Transition | None:
+        """The transition to announce when a reply shows the shared ``state`` after the
+        store did not answer: from the state hooks last heard, if it differs (none
+        while they heard nothing: a process learns others' changes from its own)."""
+        with self._lock:
+            previous, self._state = self._state, state
+            if previous is None or previous == state:
+                return None
+            return Transition(previous, state, REJOINED.format(state=state),
+                              self._changes.draw())

@@ -204,6 +204,9 @@ class _MemoryCircuit:
     async def arelease(self, permit: int) -> None:
         self.release(permit)
 
+    def told(self, state: str) -> None:
+        """Never called: a memory store does not fail."""
+
     def control(self, action: str) -> Transition | None:
         transition: Transition | None = getattr(self._core, action)()
         return transition

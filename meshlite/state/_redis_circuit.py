@@ -47,6 +47,13 @@ events by epoch within a life, drops a stale one and folds in the changes this
 process did not see. Replies that report no change (a closed circuit's outcomes)
 are read as before.
 
+After an operation the store could not answer (the breaker then decides with its
+in-process state, and tells hooks that state's changes: :meth:`RedisCircuit.told`),
+the next reply is compared with what hooks last heard, and a different shared
+state is told them (:meth:`SeenChanges.rejoin`): a Redis that restarted empty reads
+closed, and without it the last word of the in-process state (``opened``) stood for
+as long as the circuit stayed closed. One attribute read per reply otherwise.
+
 Because acquiring a trial permit and recording an outcome are single scripts, the
 half-open trials are global (``half_open_calls`` across all processes), and the
 process whose outcome crosses a threshold is the one that opens the circuit for
@@ -71,6 +78,7 @@ from ._circuit_records import (
     Admission,
     CircuitMetrics,
     Transition,
+    admitted_state,
 )
 from ._circuit_seen import SeenChanges
 from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE
@@ -108,8 +116,8 @@ def _state(value: Any) -> str:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("__weakref__", "_batch", "_clock", "_config", "_flush_at", "_fresh",
-                 "_keys", "_known", "_pending", "_plock", "_seen", "_store")
+    __slots__ = ("__weakref__", "_apart", "_batch", "_clock", "_config", "_flush_at",
+                 "_fresh", "_keys", "_known", "_pending", "_plock", "_seen", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
@@ -135,6 +143,7 @@ class RedisCircuit:
         self._flush_at = 0.0
         self._plock = threading.Lock()
         self._seen = SeenChanges()  # orders the events of the changes replies report
+        self._apart = False  # an operation failed since the last reply (module doc)
         if self._batch > 0:
             after_fork_in_child(self)
 
@@ -157,10 +166,29 @@ class RedisCircuit:
         permit = int(reply[0])
         transition = self._changed(reply, 1)
         if permit >= -1:
-            return Admission(permit, transition)
-        retry = int(reply[6])
-        return Admission(None, transition, _state(reply[4]), _text(reply[5]),
-                         retry / 1e6 if retry >= 0 else None)
+            admission = Admission(permit, transition)
+        else:
+            retry = int(reply[6])
+            admission = Admission(None, transition, _state(reply[4]), _text(reply[5]),
+                                  retry / 1e6 if retry >= 0 else None)
+        if self._apart:
+            self._apart = False
+            if transition is None:  # (a change reported is told from the last heard)
+                return admission._replace(transition=self._seen.rejoin(
+                    admitted_state(admission)))
+        return admission
+
+    def told(self, state: str) -> None:
+        """The breaker's in-process state told hooks ``state`` (a call the store could
+        not decide): the next reply tells them the shared state if it differs."""
+        self._apart = True
+        self._seen.told(state)
+
+    def _failed(self) -> None:
+        """An operation the store did not answer: drop what the process trusted (see
+        the module doc), and compare the next reply with what hooks last heard."""
+        self._known = None
+        self._apart = True
 
     def _cached(self) -> Admission | None:
         known = self._known
@@ -197,25 +225,36 @@ class RedisCircuit:
                                0.0)
             else:
                 self._known = None
-        if reply[0]:  # a change (rare)
-            return self._changed(reply)
-        return None
+        transition = self._changed(reply) if reply[0] else None  # a change (rare)
+        if self._apart and len(reply) >= 5:
+            self._apart = False
+            if transition is None:
+                return self._seen.rejoin(_state(reply[3]))
+        return transition
 
     def acquire(self) -> Admission:
         """Admit a call: a permit, or why not (see ``LocalCircuitState.acquire``)."""
         cached = self._cached()
         if cached is not None:
             return cached
-        return self._learn(self._admission(
-            self._store.eval(ACQUIRE, 2, *self._keys, *self._config)))
+        try:
+            reply = self._store.eval(ACQUIRE, 2, *self._keys, *self._config)
+        except StoreUnavailableError:
+            self._failed()
+            raise
+        return self._learn(self._admission(reply))
 
     async def aacquire(self) -> Admission:
         """The async twin of :meth:`acquire`."""
         cached = self._cached()
         if cached is not None:
             return cached
-        return self._learn(self._admission(
-            await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config)))
+        try:
+            reply = await self._store.aeval(ACQUIRE, 2, *self._keys, *self._config)
+        except StoreUnavailableError:
+            self._failed()
+            raise
+        return self._learn(self._admission(reply))
 
     def _queued(self, permit: int, failed: bool, slow: bool) -> tuple[int, ...] | None:
         """Batch mode: queue a closed-circuit outcome; the batch to send once due."""
@@ -242,7 +281,7 @@ class RedisCircuit:
             return self._recorded(self._store.eval(RECORD, 2, *self._keys, *self._config,
                                                    permit, int(failed), int(slow)))
         except StoreUnavailableError:
-            self._known = None  # see the module doc
+            self._failed()
             raise
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
@@ -257,7 +296,7 @@ class RedisCircuit:
             return self._recorded(await self._store.aeval(
                 RECORD, 2, *self._keys, *self._config, permit, int(failed), int(slow)))
         except StoreUnavailableError:
-            self._known = None  # see the module doc
+            self._failed()
             raise
 
     def release(self, permit: int) -> None:

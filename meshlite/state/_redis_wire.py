@@ -8,12 +8,18 @@ raw reply and gives the connection back. This keeps a decision at or below the
 cost of the ``limits`` library's on the same client (``benchmarks/redis_store.py``).
 A Cluster client routes by slot, so Cluster stores go through the client instead.
 
-An async request is bounded by the store's ``timeout`` with one loop iteration of
-grace: when the timer fires, the cancellation is scheduled behind the callbacks
-already queued, so a reply that arrived in the same iteration as the timer (a
-busy event loop sees both at once) wakes its caller first instead of being
-counted as a timeout. A hung Redis is still detected one iteration after
-``timeout``.
+An async request is bounded by the store's ``timeout``, and a reply that has come
+by then is read, however late the loop is to read it: when the timer fires, the
+cancellation is scheduled behind the callbacks already queued (asyncio's loop
+polls before it runs due timers, so a reply that arrived in the same iteration as
+the timer wakes its caller first), and when it runs it looks whether the reply
+came: bytes waiting in the connection's socket, or a caller woken and not run yet.
+uvloop runs due timers *before* it polls, so after any stall of the loop (a long
+callback, a thread holding the GIL, a starved process) the timer comes first and
+the reply is still in the socket; cancelling then counted an answered request as
+a timeout, and marked a healthy Redis down. While the reply is there the
+cancellation waits one more iteration (:data:`_GRACES` at most); a hung Redis,
+which sends nothing, is still detected one iteration after ``timeout``.
 
 A connection whose request failed for any reason other than an error reply is
 closed before it goes back (its reply may still be on the wire). A connection
@@ -37,6 +43,7 @@ and the handshake together wait at most the connect timeout plus ``timeout``.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections.abc import Coroutine
 from typing import Any
 
@@ -46,6 +53,11 @@ _DIRECT_WRITE = 32 * 1024
 """Async requests up to this size are written without ``asyncio.wait_for`` (far
 below the transport's 64 KiB high-water mark, so ``drain()`` never waits); larger
 ones go through redis-py's bounded write."""
+
+_GRACES = 4
+"""Loop iterations a request past its ``timeout`` may take to read a reply that has
+come (one to read the socket, one to run the woken caller; more for a reply that
+arrives in pieces). A hung Redis sends nothing and gets none."""
 
 
 class Wire:
@@ -105,11 +117,11 @@ class Wire:
         try:
             was_open = conn.is_connected
             try:
-                return await _within(self._asend(conn, script, args), bound)
+                return await _within(self._asend(conn, script, args), bound, conn)
             except self._closed:
                 if not was_open:
                     raise
-            return await _within(self._asend(conn, script, args), bound)
+            return await _within(self._asend(conn, script, args), bound, conn)
         finally:
             await pool.release(conn)
 
@@ -195,26 +207,61 @@ def _open_next(pool: Any) -> bool:
 class _Bound:
     """The timer of one async request (see :func:`_within`)."""
 
-    __slots__ = ("done", "fired", "task")
+    __slots__ = ("conn", "done", "fired", "graces", "loop", "task")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any],
+                 conn: Any) -> None:
+        self.loop = loop
         self.task = task
+        self.conn = conn
         self.done = False
         self.fired = False
+        self.graces = _GRACES
 
     def expire(self) -> None:
-        if not self.done:
-            self.fired = True
-            self.task.cancel()
+        if self.done:
+            return
+        if self.graces and _reply_came(self.task, self.conn):
+            # Redis answered; the loop has yet to hand the reply over (module doc).
+            self.graces -= 1
+            self.loop.call_soon(self.expire)
+            return
+        self.fired = True
+        self.task.cancel()
 
 
-async def _within(operation: Coroutine[Any, Any, Any], seconds: float) -> Any:
-    """``await operation``, cancelled with ``TimeoutError`` one loop iteration after
-    ``seconds`` unless its reply woke it in that iteration (see the module doc)."""
+def _reply_came(task: asyncio.Task[Any], conn: Any) -> bool:
+    """Whether bytes of the reply ``task`` waits for have come: the loop read them and
+    woke the task, which has not run yet, or they wait in ``conn``'s socket."""
+    waiter = getattr(task, "_fut_waiter", None)  # asyncio's Task (C or Python) has it
+    if waiter is not None and waiter.done():
+        return True
+    transport = getattr(getattr(conn, "_writer", None), "transport", None)
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile: nothing more will come
+        return False
+
+
+async def _within(operation: Coroutine[Any, Any, Any], seconds: float,
+                  conn: Any = None) -> Any:
+    """``await operation``, cancelled with ``TimeoutError`` once ``seconds`` have
+    passed, unless its reply came by then (see the module doc): ``conn`` is the
+    connection it reads from, if any."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    bound = _Bound(task)
+    bound = _Bound(loop, task, conn)
     # Cancel requests pending before ours are not ours to take back (a task cleaning
     # up after its cancellation, or whose TaskGroup left one behind): as in
     # asyncio.timeout, ours is the one uncancel() takes back down to this count.

@@ -90,6 +90,9 @@ class BreakerControls:
                 shared = self._shared.control(action)
             except StoreUnavailableError as error:
                 fall_back(cast("Policy", self), self._shared_store, None, error, step="manage")
+                told = getattr(self._shared, "told", None)  # (a store of before: none)
+                if transition is not None and told is not None:  # the in-process state's
+                    told(transition.state)  # change, told below
             else:  # the shared change is the one announced
                 if transition is not None and transition.turn is not None:
                     transition.turn.skip()

@@ -174,6 +174,16 @@ class CircuitBreaker(BreakerControls, Policy):
         else:
             turn.take(functools.partial(announce, self.hooks, event))
 
+    def _announce_local(self, ctx: CallContext | None, transition: Transition | None) -> None:
+        """:meth:`_announce` for the in-process state of a breaker with a store (its calls
+        fell back to it): the shared state notes what hooks heard, and tells them its
+        own state when the store decides calls again, if it differs."""
+        if transition is not None and self._shared is not None:
+            told = getattr(self._shared, "told", None)  # (a store of before it had none)
+            if told is not None:
+                told(transition.state)
+        self._announce(ctx, transition)
+
     def _rejection(self, ctx: CallContext, admission: Admission) -> CircuitOpenError:
         name = self._label = self.options.name or ctx.service or ctx.operation
         retry_after = admission.retry_after
@@ -195,10 +205,11 @@ class CircuitBreaker(BreakerControls, Policy):
 
     # -- handlers ------------------------------------------------------------------
 
-    def _slow_paths(self) -> tuple[Callable[[CallContext], int],
-                                   Callable[[CallContext, int, Exception, float], None]]:
+    def _slow_paths(self, announce: Callable[[CallContext | None, Transition | None], None]
+                    ) -> tuple[Callable[[CallContext], int],
+                               Callable[[CallContext, int, Exception, float], None]]:
         """The admission and error paths, shared by the sync and async handlers."""
-        core, announce, rejection = self._core, self._announce, self._rejection
+        core, rejection = self._core, self._rejection
         is_failure = self._is_failure
 
         def admit(ctx: CallContext) -> int:
@@ -227,19 +238,24 @@ class CircuitBreaker(BreakerControls, Policy):
 
         return admit, failed
 
+    def _local_announce(self) -> Callable[[CallContext | None, Transition | None], None]:
+        return self._announce if self._shared is None else self._announce_local
+
     def wrap(self, call_next: Handler) -> Handler:
-        admit, failed = self._slow_paths()
+        announce = self._local_announce()
+        admit, failed = self._slow_paths(announce)
         timed = self.options.slow_call_seconds is not None
-        handler = sync_handler(call_next, self._core, admit, failed, self._announce,
+        handler = sync_handler(call_next, self._core, admit, failed, announce,
                                self._clock.monotonic if timed else None)
         if self._shared is not None:
             return shared_sync_handler(self, call_next, handler)
         return handler
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
-        admit, failed = self._slow_paths()
+        announce = self._local_announce()
+        admit, failed = self._slow_paths(announce)
         timed = self.options.slow_call_seconds is not None
-        handler = async_handler(call_next, self._core, admit, failed, self._announce,
+        handler = async_handler(call_next, self._core, admit, failed, announce,
                                 self._clock.monotonic if timed else None)
         if self._shared is not None:
             return shared_async_handler(self, call_next, handler)
