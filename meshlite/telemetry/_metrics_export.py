@@ -6,15 +6,14 @@ registry once and converts it (``_otel_metrics``) to OpenTelemetry's shape, with
 OTel names and units, counters as cumulative monotonic sums, gauges as gauges and
 histograms as histograms with their buckets. Recording on the call path is
 unchanged. The SDK and the OTLP exporter (the ``meshlite-mesh[otlp]`` extra) are
-imported only when :func:`export_metrics` runs.
+imported only when :func:`export_metrics` runs, by ``_metrics_sdk``, which also
+says when the collector stops taking pushes and when it takes them again.
 """
 
 from __future__ import annotations
 
 import os
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
@@ -27,14 +26,10 @@ from ._bounded import (
     forget_at_exit,
     shut_down_at_exit,
 )
-from ._quiet import quiet
 from ._settings import ENDPOINT, SDK_DISABLED, _env, _url, missing_sdk
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Meter
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.resources import Resource
 
     from ..observability._metrics import Collector, MetricFamily
 
@@ -50,8 +45,6 @@ METRICS_PATH = "/v1/metrics"
 
 METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
 
-_INSTANCE = "service.instance.id"
-
 
 def _read(sources: list[Collector]) -> list[MetricFamily]:
     """One reading of every source (series of several sources merged): a mesh's
@@ -64,52 +57,6 @@ def _read(sources: list[Collector]) -> list[MetricFamily]:
     families = [f for c in sources
                 for f in getattr(c, "collect_own", c.collect)()]
     return _merge(families) if len(sources) > 1 else families
-
-
-def _reader(exporter: Any, interval: float, sources: list[Collector],
-            resource: Resource) -> tuple[MetricReader, Callable[[Meter], None]]:
-    """A periodic reader that pushes the registry (read once per push) beside what
-    the SDK collected, so histograms keep their buckets and a family that appears
-    after the export started is pushed too; and the function that registers, on the
-    provider's meter, the one SDK instrument it needs (``meshlite.export.series``:
-    the series of the last push), since the SDK hands nothing to a reader whose
-    provider has no data."""
-    from opentelemetry.metrics import CallbackOptions, Observation
-    from opentelemetry.sdk.metrics.export import (
-        MetricsData,
-        PeriodicExportingMetricReader,
-        ResourceMetrics,
-        ScopeMetrics,
-    )
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-    from .._version import __version__
-    from ._otel_metrics import Starts, otel_metrics
-
-    scope = InstrumentationScope("meshlite", __version__)
-    starts, series = Starts(), [0]
-
-    class RegistryReader(PeriodicExportingMetricReader):
-        def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
-                             **kwargs: Any) -> None:
-            ours = otel_metrics(_read(sources), starts, time.time_ns())
-            series[0] = sum(len(m.data.data_points) for m in ours)
-            theirs = [m for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
-                      for m in sm.metrics]
-            super()._receive_metrics(MetricsData(resource_metrics=[ResourceMetrics(
-                resource=resource, schema_url="", scope_metrics=[
-                    ScopeMetrics(scope=scope, metrics=[*ours, *theirs], schema_url="")])]),
-                timeout_millis, **kwargs)
-
-    def observe(options: CallbackOptions) -> list[Observation]:
-        return [Observation(series[0])]
-
-    def register(meter: Meter) -> None:
-        meter.create_observable_gauge("meshlite.export.series", callbacks=[observe],
-                                      unit="{series}",
-                                      description="Series the previous push carried")
-
-    return RegistryReader(exporter, export_interval_millis=interval * 1000), register
 
 
 def _checked_url(field: str, value: Any) -> str:
@@ -200,31 +147,10 @@ class MetricsExport:
 def _provider(endpoint: str, interval: float, service_name: str | None,
               sources: list[Collector]) -> MeterProvider:
     try:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from ._metrics_sdk import build_provider
     except ImportError as error:
         raise missing_sdk(OWNER, error) from error
-    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself.
-    resource = Resource.create({} if service_name is None else {SERVICE_NAME: service_name})
-    if _INSTANCE not in resource.attributes:  # (recent SDKs add one, older ones not)
-        # Each process one writer of its series: a receiver tells workers and replicas
-        # apart by it, where two pushes of one resource would overwrite each other.
-        resource = resource.merge(Resource({_INSTANCE: str(uuid.uuid4())}))
-    # Headers, timeout, compression and certificates still come from the
-    # OTEL_EXPORTER_OTLP_* variables, which the exporter reads itself.
-    quiet(OTLPMetricExporter.__module__)  # one line per failure a minute, not per push
-    from ._session import exporter_session
-
-    exporter = OTLPMetricExporter(endpoint=endpoint, session=exporter_session("METRICS"))
-    reader, register = _reader(exporter, interval, sources, resource)
-    # The handle has itself shut down at exit and forgets that on shutdown(): the SDK's
-    # would keep every stopped provider alive until exit. The provider owns the
-    # reader's thread (flush, shutdown).
-    provider = MeterProvider(metric_readers=[reader], resource=resource,
-                             shutdown_on_exit=False)
-    register(provider.get_meter("meshlite"))
-    return provider
+    return build_provider(endpoint, interval, service_name, sources)
 
 
 def export_metrics(

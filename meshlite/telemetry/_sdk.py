@@ -7,7 +7,6 @@ import collections
 import logging
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +21,10 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from .._fork import after_fork_in_child, fork_safe
+from .._fork import fork_safe
 from .._printable import url_shown
 from .._throttle import Throttle
+from ._outage import ExportFailed, ExportOutage, ExportRecovered, Line
 from ._quiet import WINDOW_SECONDS, quiet
 from ._settings import TelemetrySettings
 
@@ -105,58 +105,44 @@ class WatchedExporter(SpanExporter):
     """The OTLP exporter, saying on the ``meshlite.telemetry`` logger when the
     collector stops taking spans and when it takes them again: once each per outage
     and process, whatever the number of batches that fail meanwhile (the exporter's
-    own lines say why each kind of failure happened, once a minute)."""
+    own lines say why each kind of failure happened, once a minute). The outage is
+    watched by ``_outage.ExportOutage``, which the metrics exporter shares."""
+
+    signal = "Span"
 
     def __init__(self, exporter: SpanExporter, collector: str) -> None:
         self.exporter = exporter
         self.collector = collector
         self.queue: SpanQueue | None = None
         """The processor exporting through it (set by it): its size and drops."""
-        self._lock = fork_safe(threading.Lock())
-        self._failing_since: float | None = None
-        self._lost = 0  # spans of the batches given up since the outage began
-        self._dropped = 0  # the queue's drops when it began
-        after_fork_in_child(self)
-
-    def after_fork(self) -> None:
-        """A forked child has exported nothing yet: no outage of its own to end."""
-        self._failing_since = None
+        self.outage = ExportOutage(collector, self)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export through the OTLP exporter; log a change between failing and not."""
         result = self.exporter.export(spans)
-        failed = result is not SpanExportResult.SUCCESS
         queue = self.queue
-        dropped = queue.dropped if queue is not None else 0
-        with self._lock:
-            since = self._failing_since
-            if failed:
-                if since is None:
-                    self._failing_since, self._lost, self._dropped = (
-                        time.monotonic(), len(spans), dropped)
-                else:
-                    self._lost += len(spans)
-            elif since is not None:
-                self._failing_since = None
-            lost = self._lost + dropped - self._dropped
-        if failed and since is None:
-            size = queue._queue.maxlen if queue is not None and queue._queue else 0
-            _log.warning(
-                "telemetry: the collector %s did not take a batch of %d spans (the "
-                "exporter's lines say why), which is given up; spans are queued (%d at "
-                "most, then the oldest are dropped) and sent once it takes them again",
-                self.collector, len(spans), size,
-                extra={"meshlite_event": "SpanExportFailed", "collector": self.collector,
-                       "lost": len(spans)})
-        elif not failed and since is not None:
-            down = time.monotonic() - since
-            _log.info(
-                "telemetry: the collector %s takes spans again after %.1f s; %d spans "
-                "were lost meanwhile (batches given up, and dropped from the full queue)",
-                self.collector, down, lost,
-                extra={"meshlite_event": "SpanExportRecovered", "collector": self.collector,
-                       "down_seconds": down, "lost": lost})
+        self.outage.exported(result is SpanExportResult.SUCCESS, len(spans),
+                             queue.dropped if queue is not None else 0)
         return result
+
+    def failed(self, event: ExportFailed) -> Line:
+        """``SpanExportFailed``: the batch is given up, the next ones are queued."""
+        queue = self.queue
+        size = queue._queue.maxlen if queue is not None and queue._queue else 0
+        return Line(
+            "telemetry: the collector %s did not take a batch of %d spans (the "
+            "exporter's lines say why), which is given up; spans are queued (%d at "
+            "most, then the oldest are dropped) and sent once it takes them again",
+            (event.collector, event.items, size), {"lost": event.items})
+
+    def recovered(self, event: ExportRecovered) -> Line:
+        """``SpanExportRecovered``: the spans of the batches given up and dropped."""
+        lost = event.items + event.dropped
+        return Line(
+            "telemetry: the collector %s takes spans again after %.1f s; %d spans "
+            "were lost meanwhile (batches given up, and dropped from the full queue)",
+            (event.collector, event.down_seconds, lost),
+            {"down_seconds": event.down_seconds, "lost": lost})
 
     def shutdown(self) -> None:
         """Shut the OTLP exporter down."""

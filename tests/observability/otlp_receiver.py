@@ -4,13 +4,19 @@ does, minus the storage. Decodes each ``POST /v1/traces`` and ``POST /v1/metrics
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -149,6 +155,60 @@ def _decode_metrics(body: bytes) -> list[ReceivedPoint]:
     return points
 
 
+class _Server(ThreadingHTTPServer):
+    """The receiver's server, which keeps every connection it accepted until its
+    handler ends, so that stopping can close them (``close``)."""
+
+    daemon_threads = False  # server_close() joins each connection's thread
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int],
+                 handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            if self.stopping.is_set():  # accepted as the receiver stops: not served
+                self.shutdown_request(request)
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not self.stopping.is_set():  # a connection cut by close() is no error
+            super().handle_error(request, client_address)
+
+    def close(self) -> None:
+        """Stop as a collector that goes down does: no more connections (refused),
+        and each open one, kept alive by the exporter's pool, closed under whatever
+        it was doing (an exporter reusing it finds it closed, or is reset), without
+        an answer; then wait for the connections' threads."""
+        self.stopping.set()
+        self.shutdown()  # serve_forever() returns: nothing is accepted any more
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            # shutdown() and not close(): it wakes the thread reading it, and holds
+            # even where a forked child shares the socket (OSError: the client closed
+            # it meanwhile).
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        # A listening socket shut down stops listening even while a forked child holds
+        # a copy (close() alone would leave the port bound, taking connections nobody
+        # accepts).
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self.server_close()  # closes the listener, joins the connections' threads
+
+
 class OtlpReceiver:
     """``with OtlpReceiver() as receiver:`` serves on ``receiver.url`` (127.0.0.1, a
     free port) in a thread. ``exports`` lists every accepted POST, ``rejected``
@@ -156,11 +216,20 @@ class OtlpReceiver:
     before each answer (a slow collector); ``arrived`` counts the POSTs read so far
     (answered or not yet), ``arrivals`` has their ``time.monotonic()``. The first
     POSTs are answered from ``refusals`` (status and headers, such as ``(503,
-    {"Retry-After": "1"})``) while it lasts. ``port`` 0 picks a free one."""
+    {"Retry-After": "1"})``) while it lasts. ``port`` 0 picks a free one.
+    ``on_export`` is called with each accepted POST before it is answered.
+
+    Leaving the block stops it as a collector that goes down: new connections are
+    refused, and the ones open (an exporter keeps its connection alive) are closed,
+    a POST being read or waiting out ``delay`` then getting no answer and not
+    counted in ``exports``; a receiver started again on the same ``port`` gets the
+    next POSTs."""
 
     def __init__(self, delay: float = 0.0, port: int = 0,
-                 refusals: list[tuple[int, dict[str, str]]] | None = None) -> None:
+                 refusals: list[tuple[int, dict[str, str]]] | None = None,
+                 on_export: Callable[[ReceivedExport], None] | None = None) -> None:
         self.delay = delay
+        self.on_export = on_export
         self.port = port
         self.refusals = list(refusals or ())
         self.arrived = 0
@@ -168,7 +237,7 @@ class OtlpReceiver:
         self.exports: list[ReceivedExport] = []
         self.rejected: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -225,7 +294,10 @@ class OtlpReceiver:
                     receiver.arrived += 1
                     receiver.arrivals.append(time.monotonic())
                     refusal = receiver.refusals.pop(0) if receiver.refusals else None
-                time.sleep(receiver.delay)
+                # The delay ends early when the receiver stops, which then answers nothing.
+                if receiver._stopping.wait(receiver.delay):
+                    self.close_connection = True
+                    return
                 if refusal is not None:
                     status, headers = refusal
                     self.send_response(status)
@@ -253,14 +325,23 @@ class OtlpReceiver:
                     export = ReceivedExport(self.path, content_type, _decode(body))
                     answer = ExportTraceServiceResponse().SerializeToString()
                 with receiver._lock:
+                    if receiver._stopping.is_set():
+                        self.close_connection = True
+                        return
                     receiver.exports.append(export)
+                if receiver.on_export is not None:
+                    receiver.on_export(export)
                 self._answer(200, answer, PROTOBUF)
 
         return Handler
 
+    @property
+    def _stopping(self) -> threading.Event:
+        assert self._server is not None
+        return self._server.stopping
+
     def __enter__(self) -> Self:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", self.port), self._handler())
         # A short poll keeps shutdown() quick (the default waits up to 0.5 s).
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,),
                                         name="otlp-receiver", daemon=True)
@@ -271,8 +352,7 @@ class OtlpReceiver:
                  tb: TracebackType | None) -> None:
         assert self._server is not None
         assert self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
         self._thread.join()
 
 
@@ -281,3 +361,85 @@ def took(action: Callable[[], object]) -> tuple[object, float]:
     start = time.monotonic()
     result = action()
     return result, time.monotonic() - start
+
+
+class CollectorProcess:
+    """An :class:`OtlpReceiver` in a process of its own on ``port``, for a collector
+    that goes down as a real one does: ``with CollectorProcess(port) as collector:``
+    starts it, :meth:`kill` ends it with SIGKILL (the kernel closes its sockets,
+    connections kept alive included), :meth:`start` runs a new one on the same port.
+    ``exports`` lists each accepted POST (of every process run so far) as a dict:
+    ``path``, ``spans`` (span names), ``points`` (``[metric, value, attributes]``)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.exports: list[dict[str, Any]] = []
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, as ``otlp_endpoint`` expects."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Run the collector (it is listening when this returns)."""
+        assert self._process is None, "already running"
+        process = subprocess.Popen([sys.executable, str(Path(__file__)), str(self.port)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        assert ready == "listening\n", f"the collector did not start: {ready!r}"
+        self._process = process
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.exports.append(json.loads(line))
+
+    def kill(self) -> None:
+        """End the collector as a crash does (SIGKILL), and wait for it."""
+        process, reader = self._process, self._reader
+        assert process is not None, "not running"
+        assert reader is not None
+        process.kill()
+        process.wait()
+        reader.join()  # every line it wrote has been read
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._process = self._reader = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self.kill()
+
+
+def _serve(port: int) -> None:
+    """``python otlp_receiver.py PORT``: what :class:`CollectorProcess` runs. Says
+    "listening", then one JSON line per accepted POST (before answering it), until
+    its standard input closes."""
+
+    lock = threading.Lock()  # one line per POST, whichever threads answer them
+
+    def said(export: ReceivedExport) -> None:
+        line = json.dumps({
+            "path": export.path, "spans": [s.name for s in export.spans],
+            "points": [[p.metric, p.value, p.attributes] for p in export.points]})
+        with lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    with OtlpReceiver(port=port, on_export=said):
+        print("listening", flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
