@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import threading
 import uuid
+import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._fork import fork_safe
@@ -30,16 +32,30 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MEMORY_MAX_KEYS", "MemoryStore"]
 
 DEFAULT_MEMORY_MAX_KEYS = 10_000
-"""Rate-limit keys and cache entries kept per name before the least recently used go."""
+"""Rate-limit keys and cache entries kept per name before the least recently used go,
+and names kept that no policy holds (see :class:`MemoryStore`)."""
+
+FUNCTION_INDEX_MIN = 1024
+"""Functions a cache namespace indexes before it first drops those without an entry;
+then again each time the index doubled (see ``_MemoryCache.put``)."""
 
 
 class MemoryStore:
     """Policy state shared by name between the policies of one process.
 
+    The state of a name lives as long as a policy holds it (a named rate limit, a
+    cache, a breaker: for the policy's life; a rate limit named per call: while it
+    keeps the name among its recent ones), so every policy of one name always
+    shares one state. Of the names no policy holds, the last ``max_keys`` asked for
+    are kept and older ones forgotten: a quota forgotten starts again with a full
+    burst, a cache namespace empty, a breaker closed. Operations named at run time
+    thus cost a bounded amount of memory.
+
     Args:
         clock: The clock rate limits and cache entries age on (default: the system
             clock; breakers use their own).
-        max_keys: Rate-limit keys and cache entries kept per name (>= 1).
+        max_keys: Rate-limit keys and cache entries kept per name, and names kept
+            that no policy holds (>= 1).
 
     Raises:
         ConfigError: ``max_keys`` is not an integer >= 1.
@@ -54,13 +70,23 @@ class MemoryStore:
         self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
         self.max_keys = at_least("MemoryStore", "max_keys", max_keys, 1)
         self._lock = fork_safe(threading.Lock())
-        self._states: dict[tuple[str, str], Any] = {}
+        # Every state a policy still holds (weakly, so one a policy dropped can go),
+        # and the max_keys asked for last (strongly: kept for a policy that asks again).
+        self._states: weakref.WeakValueDictionary[tuple[str, str], Any] = (
+            weakref.WeakValueDictionary())
+        self._recent: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     def _shared(self, kind: str, name: str, make: Any) -> Any:
+        key = (kind, name)
         with self._lock:
-            state = self._states.get((kind, name))
+            state = self._states.get(key)
             if state is None:
-                state = self._states[(kind, name)] = make()
+                state = self._states[key] = make()
+            recent = self._recent
+            recent[key] = state
+            recent.move_to_end(key)
+            if len(recent) > self.max_keys:
+                recent.popitem(last=False)
             return state
 
     def rate_limit(self, name: str, interval: float, tau: float) -> SharedGcra:
@@ -88,7 +114,7 @@ class MemoryStore:
 
 
 class _MemoryGcra:
-    __slots__ = ("_gcra", "_now")
+    __slots__ = ("__weakref__", "_gcra", "_now")
 
     def __init__(self, interval: float, tau: float, max_keys: int, clock: Clock) -> None:
         from ._gcra_local import LocalGcra
@@ -112,14 +138,19 @@ class _MemoryGcra:
 
 
 class _MemoryCache:
-    __slots__ = ("_data", "_fns", "_lock", "_locks", "_now", "_stale", "_ttl", "single_flight")
+    __slots__ = ("__weakref__", "_data", "_fns", "_fns_limit", "_lock", "_locks", "_now",
+                 "_stale", "_ttl", "single_flight")
 
     def __init__(self, ttl: float, stale_ttl: float, max_keys: int, clock: Clock) -> None:
         self._ttl, self._stale, self._now = ttl, stale_ttl, clock.monotonic
-        # Entries are (value, fresh_until); the TTLCache drops them stale_ttl later.
-        self._data: TTLCache[str, tuple[Any, float]] = TTLCache(
+        # Entries are (value, fresh_until, function); the TTLCache drops them
+        # stale_ttl later.
+        self._data: TTLCache[str, tuple[Any, float, str]] = TTLCache(
             max_keys, ttl + stale_ttl, timer=clock.monotonic)
+        # The functions invalidate() looks under: every function with an entry, and
+        # fewer than _fns_limit without one (see put).
         self._fns: set[str] = set()
+        self._fns_limit = FUNCTION_INDEX_MIN
         self._locks: dict[str, str] = {}
         self._lock = fork_safe(threading.Lock())
         self.single_flight = None  # one process: the Cache's own single flight suffices
@@ -134,8 +165,23 @@ class _MemoryCache:
 
     def put(self, key: str, function: str, value: Any) -> None:
         with self._lock:
-            self._data[key] = (value, self._now() + self._ttl)
-            self._fns.add(function)
+            self._data[key] = (value, self._now() + self._ttl, function)
+            fns = self._fns
+            if function not in fns:
+                fns.add(function)
+                if len(fns) > self._fns_limit:
+                    self._drop_functions()
+
+    def _drop_functions(self) -> None:
+        """Keep in the index only the functions that have an entry: functions named
+        per call (and evicted since) must not pile up there, nor be walked by every
+        ``invalidate()``. One pass over the entries each time the index doubled."""
+        data = self._data
+        with data.timer:  # one instant: no entry expires between the two steps
+            data.expire()
+            # Cache.__getitem__ reads an entry without marking it recently used.
+            self._fns = {Cache.__getitem__(data, key)[2] for key in data}
+        self._fns_limit = max(FUNCTION_INDEX_MIN, 2 * len(self._fns))
 
     async def aput(self, key: str, function: str, value: Any) -> None:
         self.put(key, function, value)
@@ -169,11 +215,12 @@ class _MemoryCache:
         with self._lock:
             n = len(self._data)
             self._data.clear()
+            self._fns.clear()
             return n
 
 
 class _MemoryCircuit:
-    __slots__ = ("_core",)
+    __slots__ = ("__weakref__", "_core")
 
     def __init__(self, options: CircuitConfig, clock: Clock) -> None:
         from ._circuit_local import LocalCircuitState

@@ -10,7 +10,12 @@ Layout under ``<prefix>:cache:<namespace>``:
   process never called. Its TTL is twice the entries' lifetime, renewed by a
   process when it stores for a function it last indexed more than one entry
   lifetime ago, so the index outlives every entry it names; a store is then one
-  ``SET`` (plus, now and then, one index update).
+  ``SET`` (plus, now and then, one index update). What a process remembers of its
+  updates stays bounded under functions named per call: past ``INDEX_MEMORY``
+  functions, and again each time their count doubled, those updated more than one
+  entry lifetime ago are forgotten (their next store updates the index anyway),
+  and of the others the ``INDEX_MEMORY`` updated last are kept (one forgotten
+  early costs its next store one update more).
 - ``:l:<function>:<argument digest>``: the short cross-process single-flight lock
   (TTL ``cache_lock``).
 
@@ -34,6 +39,7 @@ had finished a moment earlier).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -69,6 +75,10 @@ return 0
 
 _log = logging.getLogger("meshlite.state")
 
+INDEX_MEMORY = 1024
+"""Functions a namespace remembers having indexed lately, at most, after it dropped
+the oldest (and at most twice as many before it does)."""
+
 DECODE_LOG_INTERVAL = 10.0
 """Seconds between two warnings about entries of one namespace that could not be
 decoded: one that every reader meets (written by another program) is logged once,
@@ -87,8 +97,8 @@ class RedisCache:
     :func:`meshlite.policies._cache._shared.shared_keys` builds them.
     """
 
-    __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_px", "_stale_ms",
-                 "_store", "_tag", "_undecoded", "single_flight")
+    __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_prune_at", "_px",
+                 "_stale_ms", "_store", "_tag", "_undecoded", "single_flight")
 
     def __init__(self, store: RedisStore, base: str, ttl: float, stale_ttl: float) -> None:
         self._store = store
@@ -99,6 +109,7 @@ class RedisCache:
         self._undecoded = Throttle(DECODE_LOG_INTERVAL)
         self._px = max(1, math.ceil((ttl + stale_ttl) * 1000))
         self._indexed: dict[str, float] = {}  # function -> when this process indexed it
+        self._prune_at = INDEX_MEMORY  # the size of _indexed at which it is pruned
         self._stale_ms = math.ceil(stale_ttl * 1000)
         self.single_flight = store.cache_lock
         self._lock_ms = 0 if store.cache_lock is None else max(1, math.ceil(
@@ -155,10 +166,23 @@ class RedisCache:
     def _index_due(self, function: str) -> bool:
         """Whether the index must be renewed for ``function`` (see the module doc)."""
         now = time.monotonic()
-        if now - self._indexed.get(function, -math.inf) < self._px / 1000:
+        indexed = self._indexed
+        if now - indexed.get(function, -math.inf) < self._px / 1000:
             return False
-        self._indexed[function] = now
+        indexed[function] = now
+        if len(indexed) > self._prune_at:
+            self._prune_indexed(now)
         return True
+
+    def _prune_indexed(self, now: float) -> None:
+        """Forget what saves no index update (see the module doc). A new dict: a
+        thread storing meanwhile into the old one only costs an update."""
+        lifetime = self._px / 1000
+        recent = [(at, fn) for fn, at in list(self._indexed.items()) if now - at < lifetime]
+        if len(recent) > INDEX_MEMORY:
+            recent = heapq.nlargest(INDEX_MEMORY, recent)
+        self._indexed = {fn: at for at, fn in recent}
+        self._prune_at = max(INDEX_MEMORY, 2 * len(recent))
 
     def _encode(self, value: Any) -> bytes:
         try:

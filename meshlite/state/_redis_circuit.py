@@ -33,11 +33,7 @@ breaker falls back to its in-process state at the next call instead of admitting
 calls on a closed state it can no longer confirm for up to ``circuit_cache``.
 
 Batch mode (``RedisStore(circuit_batch=seconds)``): closed-circuit outcomes are
-queued in the process and sent together (one script for up to 64 outcomes) by
-the first outcome recorded ``circuit_batch`` seconds after the oldest queued one.
-The circuit then opens up to that much later, and outcomes still queued when a
-process exits are lost. Half-open trial outcomes are never batched. A forked
-child starts with an empty queue (the parent's outcomes are the parent's to send).
+queued in the process and sent together (:mod:`._redis_circuit_batch`).
 
 Order of events: every change raises the epoch, and a script reporting a change
 ends its reply with the epoch and ``ig`` (the circuit's life: a forgotten circuit
@@ -62,13 +58,10 @@ all. Every process must use the same breaker options for one name.
 
 from __future__ import annotations
 
-import math
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreUnavailableError
-from .._fork import after_fork_in_child
 from ._circuit_records import (
     CLOSED,
     DISABLED,
@@ -81,27 +74,18 @@ from ._circuit_records import (
     admitted_state,
 )
 from ._circuit_seen import SeenChanges
-from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE
+from ._redis_circuit_batch import OutcomeBatch
+from ._redis_circuit_lua import ACQUIRE, CONTROL, READ, RECORD, RECORD_MANY, RELEASE, script_options
 
 if TYPE_CHECKING:
     from .._clock import Clock
     from ._base import CircuitConfig
     from ._redis import RedisStore
 
-__all__ = ["RedisCircuit", "state_ttl_ms"]
-
-_MAX_BATCH = 64
-"""Outcomes one batch carries at most (batch mode)."""
+__all__ = ["RedisCircuit"]
 
 # The breaker compares states by identity (``state is OPEN``): hand out its constants.
 _STATES = {s: s for s in (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)}
-
-
-def state_ttl_ms(state_ttl: float, o: CircuitConfig) -> int:
-    """Milliseconds a breaker's keys live after their last write: ``state_ttl``, but
-    never less than twice its open period or its time window."""
-    window = float(o.window) if o.window_type == "time" else 0.0
-    return math.ceil(max(state_ttl, 2 * o.open_seconds, 2 * window) * 1000)
 
 
 def _text(value: Any) -> str:
@@ -116,42 +100,24 @@ def _state(value: Any) -> str:
 class RedisCircuit:
     """The shared state of one breaker (see :class:`~meshlite.state.SharedCircuit`)."""
 
-    __slots__ = ("__weakref__", "_apart", "_batch", "_clock", "_config", "_flush_at",
-                 "_fresh", "_keys", "_known", "_pending", "_plock", "_seen", "_store")
+    __slots__ = ("__weakref__", "_apart", "_batch", "_clock", "_config", "_fresh", "_keys",
+                 "_known", "_seen", "_store")
 
     def __init__(self, store: RedisStore, key: str, options: CircuitConfig,
                  clock: Clock) -> None:
-        o = options
         self._store = store
         self._clock = clock
         self._keys = (key, f"{key}:w")
-        timed = o.window_type == "time"
-        buckets = max(1, math.ceil(o.window)) if timed else int(o.window)
-        width = round(float(o.window) / buckets * 1e6) if timed else 0
-        slow = "inf" if o.slow_call_seconds is None else f"{o.slow_call_seconds:g}"
-        srate = o.slow_call_rate if o.slow_call_seconds is not None else 2.0  # never reached
-        self._config = ("1" if timed else "0", buckets, width, o.effective_min_calls,
-                        repr(float(o.failure_rate)), repr(float(srate)),
-                        round(o.open_seconds * 1e6), o.half_open_calls, slow,
-                        f"{o.open_seconds:g}", state_ttl_ms(store.state_ttl, o))
+        self._config = script_options(options, store.state_ttl)
         self._fresh = store.circuit_cache
         # What this process last learned: (admission to hand out, trusted until,
         # the open period's end for a refusal).
         self._known: tuple[Admission, float, float] | None = None
-        self._batch = store.circuit_batch  # seconds closed-circuit outcomes may wait
-        self._pending: list[int] = []  # (permit, failed, slow) triples, flattened
-        self._flush_at = 0.0
-        self._plock = threading.Lock()
+        # Closed-circuit outcomes queued to be sent together (batch mode), or None.
+        self._batch = (OutcomeBatch(store.circuit_batch) if store.circuit_batch > 0
+                       else None)
         self._seen = SeenChanges()  # orders the events of the changes replies report
         self._apart = False  # an operation failed since the last reply (module doc)
-        if self._batch > 0:
-            after_fork_in_child(self)
-
-    def after_fork(self) -> None:
-        """In a forked child: the outcomes the parent queued are the parent's to send
-        (sent by every child too, each would count once per process)."""
-        self._pending = []
-        self._plock = threading.Lock()
 
     def _changed(self, reply: list[Any], at: int = 0) -> Transition | None:
         """The event to announce of the change ``reply`` reports from ``reply[at]``
@@ -256,24 +222,13 @@ class RedisCircuit:
             raise
         return self._learn(self._admission(reply))
 
-    def _queued(self, permit: int, failed: bool, slow: bool) -> tuple[int, ...] | None:
-        """Batch mode: queue a closed-circuit outcome; the batch to send once due."""
-        now = time.monotonic()
-        with self._plock:
-            if not self._pending:
-                self._flush_at = now + self._batch
-            self._pending += (permit, int(failed), int(slow))
-            if now < self._flush_at and len(self._pending) < 3 * _MAX_BATCH:
-                return None
-            batch, self._pending = self._pending, []
-        return tuple(batch)
-
     def record(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """Record the outcome of the call holding ``permit`` (batched for a closed
         circuit with ``circuit_batch``)."""
+        queue = self._batch
         try:
-            if self._batch > 0 and permit >= 0 and not permit & 1:
-                batch = self._queued(permit, failed, slow)
+            if queue is not None and permit >= 0 and not permit & 1:
+                batch = queue.add(permit, failed, slow)
                 if batch is None:
                     return None
                 return self._recorded(self._store.eval(RECORD_MANY, 2, *self._keys,
@@ -286,9 +241,10 @@ class RedisCircuit:
 
     async def arecord(self, permit: int, failed: bool, slow: bool) -> Transition | None:
         """The async twin of :meth:`record`."""
+        queue = self._batch
         try:
-            if self._batch > 0 and permit >= 0 and not permit & 1:
-                batch = self._queued(permit, failed, slow)
+            if queue is not None and permit >= 0 and not permit & 1:
+                batch = queue.add(permit, failed, slow)
                 if batch is None:
                     return None
                 return self._recorded(await self._store.aeval(RECORD_MANY, 2, *self._keys,

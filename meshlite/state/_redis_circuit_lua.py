@@ -34,9 +34,31 @@ opens too early or never.
 
 from __future__ import annotations
 
+import math
+
+from ._base import CircuitConfig
 from ._redis import Script
 
-__all__ = ["ACQUIRE", "CONTROL", "READ", "RECORD", "RECORD_MANY", "RELEASE"]
+__all__ = ["ACQUIRE", "CONTROL", "READ", "RECORD", "RECORD_MANY", "RELEASE", "script_options"]
+
+
+def state_ttl_ms(state_ttl: float, o: CircuitConfig) -> int:
+    """Milliseconds a breaker's keys live after their last write: ``state_ttl``, but
+    never less than twice its open period or its time window."""
+    window = float(o.window) if o.window_type == "time" else 0.0
+    return math.ceil(max(state_ttl, 2 * o.open_seconds, 2 * window) * 1000)
+
+
+def script_options(o: CircuitConfig, state_ttl: float) -> tuple[object, ...]:
+    """A breaker's options as every script reads them (``ARGV[1..11]``, the prelude)."""
+    timed = o.window_type == "time"
+    buckets = max(1, math.ceil(o.window)) if timed else int(o.window)
+    width = round(float(o.window) / buckets * 1e6) if timed else 0
+    slow = "inf" if o.slow_call_seconds is None else f"{o.slow_call_seconds:g}"
+    srate = o.slow_call_rate if o.slow_call_seconds is not None else 2.0  # never reached
+    return ("1" if timed else "0", buckets, width, o.effective_min_calls,
+            repr(float(o.failure_rate)), repr(float(srate)), round(o.open_seconds * 1e6),
+            o.half_open_calls, slow, f"{o.open_seconds:g}", state_ttl_ms(state_ttl, o))
 
 _PRELUDE = """
 local H, W = KEYS[1], KEYS[2]
