@@ -185,6 +185,9 @@ class HedgeSection(Section, frozen=True):
     delay: float
     max_hedges: int | None = None
     on: ExceptionNames | None = None
+    budget: BudgetSection | None = None
+
+    _field_hooks = {"budget": _budget_off}
 
     _before = staticmethod(_shorthand("delay"))
 

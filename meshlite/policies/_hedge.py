@@ -13,11 +13,12 @@ from typing import Any
 from .._clock import Clock
 from .._context import CallContext
 from .._errors import ConfigError
-from .._events import Event
+from .._events import Event, RetryBudgetExhausted
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
-from .._validate import at_least, clock_option, non_negative
+from .._validate import at_least, clock_option, fail, non_negative
 from ._hedge_race import Race
+from ._retry_budget import RetryBudget
 
 __all__ = ["DEFAULT_HEDGE_ON", "DEFAULT_MAX_HEDGES", "Hedge", "HedgeOptions", "HedgeStarted"]
 
@@ -27,6 +28,8 @@ DEFAULT_MAX_HEDGES = 1
 DEFAULT_HEDGE_ON: tuple[type[BaseException], ...] = (Exception,)
 """A failed attempt lets the next hedge start at once, whatever the error."""
 
+_DEFAULT_BUDGET: Any = object()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HedgeOptions:
@@ -35,11 +38,14 @@ class HedgeOptions:
     delay: float
     max_hedges: int = DEFAULT_MAX_HEDGES
     on: ErrorFilter = DEFAULT_HEDGE_ON
+    budget: RetryBudget | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delay", non_negative("Hedge", "delay", self.delay))
         at_least("Hedge", "max_hedges", self.max_hedges, 1)
         error_predicate("Hedge", "on", self.on)
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            fail("Hedge", "budget", self.budget, "an ml.RetryBudget or None")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +85,10 @@ class Hedge(Policy):
         on: Errors that start the next hedge at once (default: any ``Exception``).
             Any other error is final: the other attempts are cancelled and it is
             raised.
+        budget: Caps hedges as a share of recent calls, as it caps ``Retry``'s
+            retries: each call deposits, each hedge takes a token, and a hedge the
+            budget refuses is not started (nor any later one of that call). By
+            default one ``RetryBudget()`` per ``Hedge``; ``None`` disables it.
         clock: The clock the delays are measured on (default: the system clock).
 
     Raises:
@@ -94,12 +104,20 @@ class Hedge(Policy):
         max_hedges: int = DEFAULT_MAX_HEDGES,
         *,
         on: ErrorFilter = DEFAULT_HEDGE_ON,
+        budget: RetryBudget | None = _DEFAULT_BUDGET,
         clock: Clock | None = None,
     ) -> None:
         super().__init__()
-        self.options = HedgeOptions(delay=delay, max_hedges=max_hedges, on=on)
         self.clock: Clock = clock_option("Hedge", clock)
+        if budget is _DEFAULT_BUDGET:
+            budget = RetryBudget(clock=self.clock)
+        self.options = HedgeOptions(delay=delay, max_hedges=max_hedges, on=on, budget=budget)
         self._matches = error_predicate("Hedge", "on", on)
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The budget shared by every call through this policy, or ``None``."""
+        return self.options.budget
 
     def wrap(self, call_next: Handler) -> Handler:
         raise ConfigError(
@@ -111,11 +129,15 @@ class Hedge(Policy):
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         current_task = asyncio.current_task
+        budget = self.options.budget
+        deposit = None if budget is None else budget.deposit
 
         async def handle(ctx: CallContext) -> Any:
             task = current_task()
             if task is None:
                 raise RuntimeError("Hedge: the call must run inside an asyncio task")
+            if deposit is not None:
+                deposit()
             race = Race(self, ctx, call_next, task)
             race.arm()
             cancelling = task.cancelling()
@@ -148,6 +170,11 @@ class Hedge(Policy):
             return result
 
         return handle
+
+    def _refused(self, ctx: CallContext, attempt: int) -> None:
+        """Tell the hooks that the budget refused attempt number ``attempt``."""
+        self._emit(RetryBudgetExhausted(policy=self.kind, service=ctx.service,
+                                        operation=ctx.operation, attempt=attempt))
 
     def _started(self, ctx: CallContext, attempt: int, reason: str) -> None:
         """Tell the hooks that attempt number ``attempt`` started (a hedge), and why."""

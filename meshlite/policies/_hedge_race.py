@@ -62,8 +62,8 @@ class Race:
     cancellation back into the decision, as ``asyncio.timeout`` does."""
 
     __slots__ = ("call_next", "closed", "ctx", "decided", "failures", "hedges", "loop",
-                 "policy", "primary_running", "stale", "started", "task", "timer", "waiter",
-                 "winner")
+                 "policy", "primary_running", "refused", "stale", "started", "task", "timer",
+                 "waiter", "winner")
 
     def __init__(self, policy: Hedge, ctx: CallContext, call_next: AsyncHandler,
                  task: asyncio.Task[Any]) -> None:
@@ -77,6 +77,7 @@ class Race:
         self.timer: asyncio.TimerHandle | _Attempt | None = None
         self.stale: list[_Attempt] = []  # cancelled sleeper tasks, awaited by close()
         self.waiter: asyncio.Future[None] | None = None
+        self.refused = 0  # the hedge the budget refused, if any (none starts after it)
 
     def arm(self) -> None:
         """Start the next hedge after ``delay``, unless every hedge has started."""
@@ -104,6 +105,14 @@ class Race:
         if refused is not None:  # no hedge of this call may start: none will
             self.started = self.policy.options.max_hedges + 1
             self.failures.append((index, refused))
+            return
+        budget = self.policy.options.budget
+        if budget is not None and not budget.try_withdraw():
+            # An outage must not multiply the load: no hedge of this call starts now
+            # or later; the attempts already running go on.
+            self.started, self.refused = self.policy.options.max_hedges + 1, index
+            if self.policy.hooks.active:
+                self.policy._refused(self.ctx, index + 1)
             return
         fork = _fork(self.ctx, index)
         hedge = self.loop.create_task(run_as(self.call_next, fork))
@@ -187,7 +196,7 @@ class Race:
             return hedge.result()
         if self.decided:
             raise self.failures[-1][1]  # final: an error not matching ``on``
-        raise _exhausted(self.failures)
+        raise _exhausted(self.failures, self.refused)
 
     async def close(self) -> None:
         """Cancel the timer and every running hedge; wait until they are all gone."""
@@ -209,11 +218,12 @@ def _refusal(ctx: CallContext) -> ConfigError | None:
     return None
 
 
-def _exhausted(failures: list[tuple[int, BaseException]]) -> BaseException:
+def _exhausted(failures: list[tuple[int, BaseException]], refused: int) -> BaseException:
     listing = "; ".join(
         f"{'primary' if index == 0 else f'hedge {index}'}: {described(error)}"
         for index, error in failures
     )
     last = failures[-1][1]
-    add_note(last, f"Hedge: all {len(failures)} attempts failed ({listing})")
+    why = f"; the retry budget refused hedge {refused}" if refused else ""
+    add_note(last, f"Hedge: all {len(failures)} attempts failed ({listing}){why}")
     return last

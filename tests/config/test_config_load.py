@@ -176,6 +176,21 @@ def test_no_policy_section_means_the_default_pipeline(write_config: Any) -> None
     assert policies(mesh, "bare") == {}
 
 
+def test_a_hedge_section_sets_or_turns_off_its_budget(write_config: Any) -> None:
+    # As retry's: left out, the policy's own default budget; a mapping, those options;
+    # false, none (a file could not set what the Python API takes).
+    mesh = ml.Mesh.from_config(write_config("""
+        services:
+          default: {backends: "http://a:1", hedge: 0.1}
+          shared: {backends: "http://a:2", hedge: {delay: 0.1, budget: {ratio: 0.5}}}
+          unbounded: {backends: "http://a:3", hedge: {delay: 0.1, budget: false}}
+    """), environ={})
+    default = policies(mesh, "default")["hedge"].budget
+    assert repr(default) == repr(ml.RetryBudget())  # (its options, as the defaults)
+    assert policies(mesh, "shared")["hedge"].budget.ratio == 0.5
+    assert policies(mesh, "unbounded")["hedge"].budget is None
+
+
 def test_scalar_shorthands_and_switches(write_config: Any) -> None:
     mesh = ml.Mesh.from_config(write_config("""
         services:

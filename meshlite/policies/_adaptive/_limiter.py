@@ -118,10 +118,17 @@ class Limiter:
             return None
         if self.no_load is None or rtt < self.no_load:
             self.no_load = rtt  # a window this fast proves the no-load latency is no higher
-        if most < self.estimate / 2:
-            return None  # too little traffic to tell whether the limit is right
         o, limit = self.o, self.estimate
-        target = self.update(limit, self.no_load, rtt)
+        if most < limit / 2:
+            # Too little traffic to test the limit, so it must not grow. But latency
+            # that shows queueing at `most` calls in flight proves the service cannot
+            # take even `most`: the limit comes down towards what `most` justifies,
+            # or it would stay far above capacity while every call queued.
+            target = self.update(float(most), self.no_load, rtt)
+            if target >= most:
+                return None
+        else:
+            target = self.update(limit, self.no_load, rtt)
         limit += self.smoothing * (target - limit)
         self.estimate = max(o.min_limit, min(o.max_limit, limit))
         return self._set(int(self.estimate), "latency")
