@@ -202,10 +202,11 @@ def service_dict(snapshot: ServiceSnapshot, health: ServiceHealth,
         data["requests"], data["errors"] = attempts, attempt_errors
     data["health"] = health_dict(health)
     data["last_second"] = rate_dict(second)
-    if second is not None and second.status:
-        data["status"] = second.status  # calls that fail make a service unhealthy
-    else:  # before the first second: a breaker open now says so already
-        data["status"] = call_status(snapshot.status, 0, 0, snapshot.breakers.values())
+    # Routing and breakers as they are now (as the rest of this answer: ``panic``, the
+    # backends, ``health``), calls as the last second saw them: a service that went
+    # into panic or recovered since that second is not shown as it was then.
+    calls, failed = (0, 0) if second is None else (second.requests, second.errors)
+    data["status"] = call_status(health.status, calls, failed, snapshot.breakers.values())
     return data
 
 
