@@ -190,7 +190,7 @@ async def test_workers_totals_fill_the_workers_table(tmp_path: Any,
             "() => document.querySelectorAll('#worker-rows tr').length === 1"))
         cells = await page.eval_on_selector_all("#worker-rows td",
                                                 "tds => tds.map(t => t.textContent)")
-        assert cells[:2] == [str(os.getpid()), "running"]
+        assert cells[:2] == [str(os.getpid()), "running, serves this page"]
         await page.clock.run_for(10_000)  # a shared directory: more workers may come
         # (a poll's request finishes after the timer fired it, and its size is read
         # after that: wait for it, bounded, rather than for the frame alone)

@@ -106,7 +106,7 @@ async def test_workers_totals_is_what_the_page_shows_of_the_full_answer(
     assert worker["services"]["service-0"]["calls"] == 3
     assert small.json() == {
         "directory": None, "differences": [],
-        "workers": [{"pid": worker["pid"], "alive": True, "totals": {
+        "workers": [{"pid": worker["pid"], "alive": True, "serving": True, "totals": {
             k: sum(c[k] for c in worker["services"].values())
             for k in ("calls", "failed", "retries", "attempts", "attempt_errors")}}]}
     # the full answer grows with services and backends; the page's form does not

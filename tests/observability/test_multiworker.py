@@ -115,6 +115,8 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
                  for w in host["workers"]}
     assert sum(by_worker.values()) == N
     assert {pid for pid, n in by_worker.items() if n} == pids  # the breakdown is real
+    # The worker whose own view the backend rows and breakers are: the one serving.
+    assert [w["pid"] for w in host["workers"] if w["serving"]] == [server_pid]
     assert page_worker_rows(dash) == {str(pid): str(n) for pid, n in by_worker.items()}
     # Let the dashboard save a history holding every call (it saves every 5 s), make
     # K calls more (most likely before its next save), then kill the worker serving it.
@@ -147,6 +149,8 @@ def test_three_workers_one_picture(workers: tuple[str, str, Path]) -> None:
     dead = [w for w in host["workers"] if w["pid"] == server_pid]
     assert dead  # its counts are kept, not double-counted
     assert not dead[0]["alive"]
+    assert not dead[0]["serving"]
+    assert [w["pid"] for w in host["workers"] if w["serving"]] == [int(lock.read_text())]
     assert dead[0]["services"].get("users", {}).get("calls", 0) == before_kill
     gauges = [line for line in httpx.get(app + "/metrics", trust_env=False).text.splitlines()
               if line.startswith("meshlite_requests_in_flight{")]

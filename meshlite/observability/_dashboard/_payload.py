@@ -254,7 +254,10 @@ def workers_payload(mesh: Any, with_views: bool = True) -> dict[str, Any]:
     included (``alive``: false) so the totals neither drop nor double-count when a
     worker restarts. Each live worker also gives its view of the backends
     (``backends``: health, ejection and breaker states, which each process keeps on
-    its own); ``differences`` lists where live workers disagree. ``with_views=False``
+    its own); ``differences`` lists where live workers disagree; ``serving`` marks
+    the worker this process is, whose own view the page's backend rows, breakers and
+    ``status`` show (none, for a dashboard attached to the workers from a process of
+    its own). ``with_views=False``
     skips this process's view when it is the only worker (no directory): there is
     nothing it could disagree with, and reading every backend's state is most of
     the answer's cost at scale."""
@@ -279,8 +282,9 @@ def workers_payload(mesh: Any, with_views: bool = True) -> dict[str, Any]:
     else:
         totals = {}
     views = {w.pid: backend_states(w) for w in found if w.alive}
+    me = os.getpid()
     return {"directory": None if shared is None else shared.directory,
-            "workers": [{"pid": pid, "alive": up,
+            "workers": [{"pid": pid, "alive": up, "serving": pid == me,
                          "services": {n: dataclasses.asdict(c) for n, c in sorted(by.items())},
                          **({"backends": views[pid]} if pid in views else {})}
                         for pid, up, by in rows],
@@ -290,7 +294,8 @@ def workers_payload(mesh: Any, with_views: bool = True) -> dict[str, Any]:
 
 def workers_totals(full: dict[str, Any]) -> dict[str, Any]:
     """``/api/workers?view=totals``, from the full answer (:func:`workers_payload`):
-    each worker's ``pid``, ``alive`` and ``totals`` (its counts summed over services),
+    each worker's ``pid``, ``alive``, ``serving`` and ``totals`` (its counts summed over
+    services),
     the ``directory`` and the ``differences``; what the page shows, without each
     worker's counts per service and view of every backend (1.9 MB at 300 services
     of 50 backends)."""
@@ -300,6 +305,7 @@ def workers_totals(full: dict[str, Any]) -> dict[str, Any]:
         for counts in w["services"].values():
             for key in totals:
                 totals[key] += counts[key]
-        workers.append({"pid": w["pid"], "alive": w["alive"], "totals": totals})
+        workers.append({"pid": w["pid"], "alive": w["alive"], "serving": w["serving"],
+                        "totals": totals})
     return {"directory": full["directory"], "workers": workers,
             "differences": full["differences"]}

@@ -413,8 +413,9 @@
     $("worker-rows").replaceChildren(...data.workers.map((w) => {
       const sum = w.totals;
       const tr = el("tr");
-      tr.append(el("td", "", String(w.pid)), el("td", w.alive ? "state up" : "state ejected",
-                                                w.alive ? "running" : "exited"),
+      // the worker whose own view the backend rows, breakers and status show
+      const state = !w.alive ? "exited" : w.serving ? "running, serves this page" : "running";
+      tr.append(el("td", "", String(w.pid)), el("td", w.alive ? "state up" : "state ejected", state),
                 ...["calls", "failed", "retries", "attempts"].map((k) => el("td", "", String(sum[k]))));
       return tr;
     }));
