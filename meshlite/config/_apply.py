@@ -8,6 +8,11 @@ change only what differs.
   keep their statistics and ejection state).
 - A service whose routing changed (balancer, health check, outlier detection,
   dependencies, discovery) is rebuilt and replaces the old one, which drains.
+- What an operator set by hand carries over to what replaces it (:func:`carry`): a
+  circuit breaker forced open or disabled stays so when its section changed, and a
+  backend ejected by hand stays out (for the rest of its ``seconds``) when its
+  service is rebuilt. Each is read at the switch itself, so an action that lands
+  on the old object while the reload is prepared is not lost.
 - A removed service leaves the registry at once and drains: calls already running
   finish, then its components stop and its connection pools close.
 
@@ -32,11 +37,15 @@ through their private attributes.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .._audit import audited_by_caller
 from .._pipeline import Pipeline
 from ..mesh._retire import retire
+from ..routing._rotation import MANUAL
 from ..routing._service import Service
 from ._build import Plan, ServicePlan
 from ._diff import Diff, diff_of, diff_steps
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Changes",
     "apply_plan",
+    "carry",
     "changes_of",
     "describe",
     "finish",
@@ -69,6 +79,10 @@ class Changes:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """What was set by hand and carried over to what replaced it (:func:`carry`), in
+    words: ``"users/breakers/users: forced_open"``, ``"users/backends/<address>:
+    ejected"``."""
     started: list[Service] = field(default_factory=list)
     retired: list[Service] = field(default_factory=list)
     updates: list[tuple[ServicePlan, ServicePlan]] = field(default_factory=list)
@@ -78,6 +92,56 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
+
+
+_log = logging.getLogger("meshlite.config")
+
+_HELD = {"forced_open": "force_open", "disabled": "disable"}
+"""The breaker states an operator sets by hand, and the control that sets each."""
+
+
+def _breaker(plan: ServicePlan) -> Any:
+    found = plan.policies.get("circuit_breaker")
+    return None if found is None else found[1]
+
+
+def carry(old: ServicePlan, new: ServicePlan, live: Service | None = None) -> list[str]:
+    """Give what replaces ``old`` what an operator set by hand on it: its circuit
+    breaker's ``forced_open`` or ``disabled`` state when ``new`` has another breaker
+    (its section changed), and, when ``new`` has another service (``live``: the one
+    it will run on; rebuilt), each backend ejected by hand and still among its
+    backends, for what is left of the ejection. Done silently (the change was
+    recorded when it was made; the new objects are not in use yet); returns what
+    was carried, in words, for the reload's log and audit record."""
+    kept: list[str] = []
+    target = new.service if live is None else live
+    before, after = _breaker(old), _breaker(new)
+    if before is not None and after is not None and before is not after:
+        state = before.state
+        if state in _HELD and after.state != state:  # (a shared store may hold it)
+            try:
+                with audited_by_caller():  # not a new action: recorded when it was made
+                    getattr(after, _HELD[state])()
+            except Exception as error:  # a store that does not answer: say so, go on
+                _log.warning("service %r: the breaker %s by hand could not be carried "
+                             "over to its new section: %s", new.name, state, error)
+            else:
+                kept.append(f"{new.name}/breakers/{after.name}: {state}")
+    if target is not old.service:
+        now = old.service.clock.monotonic()
+        addresses = {e.address for e in target.endpoints}
+        for endpoint in old.service.endpoints:
+            until = endpoint.ejected_until
+            if (until is None or endpoint.ejected_reason != MANUAL
+                    or endpoint.address not in addresses or until <= now):
+                continue
+            with audited_by_caller():
+                target.eject(endpoint.address, None if math.isinf(until) else until - now)
+            kept.append(f"{new.name}/backends/{endpoint.address}: ejected")
+    for what in kept:
+        _log.info("reload of service %r kept %s, set by hand", new.name, what,
+                  extra={"meshlite_event": "ConfigKeptManual", "kept": what})
+    return kept
 
 
 def swap_pipeline(service: Service, pipeline: Pipeline) -> None:
@@ -142,6 +206,7 @@ def _update(mesh: Mesh, old: ServicePlan, new: ServicePlan, changes: Changes) ->
             and new.backends != live.backends):
         tell = live.replace_backends(new.backends)
     touched = tell is not None
+    changes.kept.extend(carry(old, new, live))
     if new.compiled is not None:
         live.set_pipeline(new.compiled)
         new.compiled = None  # handed over: the plan holds no handler of the live service
@@ -185,6 +250,10 @@ def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
             # the old one discovered: its static backends, often none, would serve
             # every call until its own discovery's first resolve.
             plan.service.set_backends(previous.service.backends)
+    # What an operator set by hand on the services replaced, read now: on the event
+    # loop's thread, no admin action lands between this and the registry change.
+    diff.kept = [what for plan, previous in diff.put if previous is not None
+                 for what in carry(previous, plan)]
     with mesh.changing_registry():
         for plan, previous in diff.put:
             replacing = (previous.service if previous is not None
@@ -199,7 +268,8 @@ def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
 def changes_of(diff: Diff, replaced: list[Service | None]) -> Changes:
     """What :func:`register` changed (``replaced``: what it returned), with the
     running services to switch."""
-    changes = Changes(updates=list(diff.update))  # switched later, in chunks
+    changes = Changes(updates=list(diff.update),  # switched later, in chunks
+                      kept=list(diff.kept))
     for (plan, _), replacing in zip(diff.put, replaced, strict=True):
         changes.started.append(plan.service)
         (changes.changed if replacing is not None else changes.added).append(plan.name)

@@ -30,6 +30,9 @@ class Diff:
     force, the new one)."""
     removed: list[ServicePlan] = field(default_factory=list)
     """Plans in force whose service is gone from the new plan."""
+    kept: list[str] = field(default_factory=list)
+    """What set by hand on the services replaced was carried over to the new ones
+    (``_apply.carry``), filled in by ``_apply.register``."""
 
 
 def diff_steps(old: Plan | None, new: Plan) -> Steps[Diff]:

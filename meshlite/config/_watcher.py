@@ -243,9 +243,12 @@ class ConfigWatcher:
             extras = (*extras, "alerts")
         if changes or extras:
             mesh.config_version += 1
-        audit_reload(self.mesh, self.managed, actor, "applied", new_sha, details={
+        details: dict[str, object] = {
             "version": mesh.config_version, "added": changes.added,
-            "removed": changes.removed, "changed": changes.changed})
+            "removed": changes.removed, "changed": changes.changed}
+        if changes.kept:  # what was set by hand and stays so
+            details["kept"] = changes.kept
+        audit_reload(self.mesh, self.managed, actor, "applied", new_sha, details=details)
         if new_sha is not None:
             managed.sha256 = mesh.config_sha256 = new_sha
         if changes or extras:
