@@ -16,7 +16,7 @@ from ._answers import InboundError, answer_for, end_body, send_answer
 from ._audit import RefusalAudit
 from ._auth import Auth
 from ._body import ClientGone, client_left
-from ._deadline import run_by
+from ._deadline import cut_by, run_by
 from ._departure import Departure
 from ._follow import ConfigFollower
 from ._frameworks import install_handlers
@@ -245,16 +245,22 @@ class MeshMiddleware(MiddlewareSetup):
         if budget <= 0.0:
             raise TimeoutExceeded("the request arrived after its deadline", policy="inbound")
         deadline = started + budget
-        if route.admits or self.auth is not None:
-            await admit_by(deadline, self.auth, request, route)
-        pipeline = route.pipeline
-        if route.timed:  # the route's Timeout holds it to the sooner of the two
-            await (self._run(request) if pipeline is None else
-                   pipeline.acall(self._run, request))
-        elif pipeline is None:
-            await run_by(self.app, deadline, request)
-        else:
-            await pipeline.acall(partial(run_by, self.app, deadline), request)
+        try:
+            if route.admits or self.auth is not None:
+                await admit_by(deadline, self.auth, request, route)
+            pipeline = route.pipeline
+            if route.timed:  # the route's Timeout holds it to the sooner of the two
+                await (self._run(request) if pipeline is None else
+                       pipeline.acall(self._run, request))
+            elif pipeline is None:
+                await run_by(self.app, deadline, request)
+            else:
+                await pipeline.acall(partial(run_by, self.app, deadline), request)
+        except Exception as error:
+            if not cut_by(error, deadline):
+                raise
+            raise TimeoutExceeded("the request ran out of its caller's time",
+                                  policy="inbound") from error
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Whether a WebSocket handshake may go on (see :func:`check_handshake`); a
