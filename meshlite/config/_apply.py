@@ -260,9 +260,26 @@ def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
                          else registered.get(plan.name))
             put(plan.service, replacing=replacing, adopted=plan.adopted)
             replaced.append(replacing)
+            if previous is not None:
+                _narrow(previous, plan)
         for previous in diff.removed:
             mesh.drop_service(previous.service)
     return replaced
+
+
+def _narrow(old: ServicePlan, new: ServicePlan) -> None:
+    """Take out of ``old``'s service (rebuilt, about to drain) the static backends
+    ``new`` no longer has: a call begun before the reload makes its later attempts
+    (retries, hedges) on the retired service, and those must not go to a backend the
+    config no longer names. Its attempts in flight there finish; with no backend
+    left, a later attempt fails with ``NoHealthyBackendError``. Silently: the
+    retired service is out of the registry, and the new one told of its backends."""
+    if old.section.discovery is not None or new.section.discovery is not None:
+        return  # (discovery owns the set; the old driver stops when it retires)
+    keep = {b.address for b in new.service.backends}
+    live = old.service
+    if any(b.address not in keep for b in live.backends):
+        live.replace_backends([b for b in live.backends if b.address in keep])
 
 
 def changes_of(diff: Diff, replaced: list[Service | None]) -> Changes:
