@@ -139,11 +139,13 @@ _RULES: dict[str, _Rule] = {
         f"{list(e.removed)})"), lambda e: {"added": e.added, "removed": e.removed}),
     # Each worker process reloads on its own: its pid tells their lines apart.
     "ConfigReloaded": ("meshlite.config", _INFO, lambda e: (
-        f"config {e.path} applied by pid {os.getpid()} (version {e.version}): added "
+        f"config {e.path} applied by pid {os.getpid()} (version {e.version}"
+        + (f", sha256 {e.sha256[:12]}" if e.sha256 else "") + "): added "
         f"{list(e.added)}, removed {list(e.removed)}, changed {list(e.changed)}"
         + (f"; sections changed {list(e.sections)}" if e.sections else "")), lambda e: {
-            "path": e.path, "version": e.version, "added": e.added, "removed": e.removed,
-            "changed": e.changed, "sections": e.sections, "pid": os.getpid()}),
+            "path": e.path, "version": e.version, "sha256": e.sha256, "added": e.added,
+            "removed": e.removed, "changed": e.changed, "sections": e.sections,
+            "pid": os.getpid()}),
     "ConfigReloadFailed": ("meshlite.config", _ERROR, lambda e: (
         f"config {e.path} rejected by pid {os.getpid()}, the previous config keeps "
         f"running: {'; '.join(e.errors)}"), lambda e: {

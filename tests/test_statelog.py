@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import meshlite as ml
+from meshlite._audit import config_sha256
 from meshlite._events import RetryScheduled
 from meshlite._statelog import LOGGERS, log_state_change
 from meshlite.routing import Backend
@@ -116,7 +117,11 @@ async def test_a_scenario_logs_each_change_once_with_its_fields(
     assert any("timeout" in error for error in rejected[0].errors)
     # Which process applied or refused it (each worker of a server reloads on its own).
     assert [r.pid for r in reloaded + rejected] == [os.getpid()] * 2
-    assert f"applied by pid {os.getpid()} (version 1)" in reloaded[0].getMessage()
+    # ... and which text: the SHA-256 of the file applied (versions count per process)
+    applied = config_sha256(CONFIG.format(open=5))
+    assert reloaded[0].sha256 == applied
+    assert (f"applied by pid {os.getpid()} (version 1, sha256 {applied[:12]})"
+            in reloaded[0].getMessage())
     assert f"rejected by pid {os.getpid()}, the previous" in rejected[0].getMessage()
     # Nothing else: no per-call record (retries, rejections), no duplicate.
     assert {r.meshlite_event for r in records(caplog)} == {

@@ -15,7 +15,9 @@ class ConfigReloaded(Event):
 
     ``added``, ``removed`` and ``changed`` name the services concerned; ``sections``
     the other sections that changed (``dashboard``, ``telemetry``, ``metrics``,
-    ``inbound``, ``alerts``).
+    ``inbound``, ``alerts``). ``sha256`` is the SHA-256 of the text applied (as the
+    audit record's and ``meshlite_mesh_config_info``'s), which tells the workers of a
+    host apart where ``version`` (counted per process) does not; ``""`` when not known.
     """
 
     path: str
@@ -24,6 +26,7 @@ class ConfigReloaded(Event):
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     sections: tuple[str, ...] = ()
+    sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

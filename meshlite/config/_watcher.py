@@ -255,7 +255,8 @@ class ConfigWatcher:
             emit_mesh_event(mesh, ConfigReloaded(
                 policy="config", path=managed.path, version=mesh.config_version,
                 added=tuple(changes.added), removed=tuple(changes.removed),
-                changed=tuple(changes.changed), sections=extras))
+                changed=tuple(changes.changed), sections=extras,
+                sha256=managed.sha256))
         elif self._rejected:
             # A rejected file put back as it was: nothing changes, so no ConfigReloaded,
             # but the rejection must not stay the last word on the file.

@@ -36,6 +36,7 @@ LOGGING = textwrap.dedent('''\
         def format(self, record):
             return json.dumps({"event": getattr(record, "meshlite_event", None),
                                "pid": getattr(record, "pid", None),
+                               "sha256": getattr(record, "sha256", None),
                                "process": record.process, "message": record.getMessage()})
 
 
@@ -79,7 +80,9 @@ def test_each_worker_says_it_applied_or_refused_a_reload(tmp_path: Path) -> None
             config.write_text(CONFIG.format(url="ftp://files.internal", attempts=4))
             wait_for(lambda: len(lines(log, "ConfigReloadFailed")) == 2, 60,
                      "both workers refused the bad reload")
-    for event, words in (("ConfigReloaded", "applied by pid {} (version 1)"),
+    # Both applied the same text, which their lines say (versions count per process).
+    assert len({f["sha256"] for f in lines(log, "ConfigReloaded")}) == 1
+    for event, words in (("ConfigReloaded", "applied by pid {} (version 1, sha256 "),
                          ("ConfigReloadFailed", "rejected by pid {}, the previous")):
         found = lines(log, event)
         assert {f["pid"] for f in found} == pids, found  # one line from each worker
