@@ -8,7 +8,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["CLIENT_LOGGERS", "all_log_records", "keep_uvicorn_lines", "records_holding"]
+__all__ = ["CLIENT_LOGGERS", "all_log_records", "keep_uvicorn_lines", "meshlite_records",
+           "of_event", "records_holding"]
 
 CLIENT_LOGGERS = ("websockets.client", "httpx", "httpcore")
 """Loggers of a test's own clients, which log what the test sends."""
@@ -71,3 +72,25 @@ def records_holding(records: Iterable[logging.LogRecord], secrets: Iterable[str]
     return [(r.name, r.levelno, r.getMessage()) for r in records
             if not r.name.startswith(CLIENT_LOGGERS)
             and any(s in _text(r) for s in wanted)]
+
+
+@contextlib.contextmanager
+def meshlite_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the ``meshlite`` loggers at INFO and above, logged within."""
+    found: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = found.append  # type: ignore[method-assign]
+    logger = logging.getLogger("meshlite")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def of_event(records: Iterable[logging.LogRecord], event: str) -> list[logging.LogRecord]:
+    """The records of ``records`` for ``event`` (their ``meshlite_event``)."""
+    return [r for r in records if getattr(r, "meshlite_event", None) == event]

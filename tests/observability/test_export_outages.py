@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _logs import meshlite_records
+from _logs import of_event as of
 from _system import free_port, wait_for
 from otlp_receiver import CollectorProcess
 
@@ -27,22 +29,8 @@ USERS = {"meshlite.service": "users"}
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
     """Every record of the ``meshlite`` loggers at INFO and above, while the test runs."""
-    found: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = found.append  # type: ignore[method-assign]
-    logger = logging.getLogger("meshlite")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with meshlite_records() as found:
         yield found
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def of(records: list[logging.LogRecord], event: str) -> list[logging.LogRecord]:
-    return [r for r in records if getattr(r, "meshlite_event", None) == event]
 
 
 def calls_pushed(collector: CollectorProcess) -> list[float]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _logs import meshlite_records
+from _logs import of_event as of
 
 import meshlite as ml
 from meshlite.testing import FakeBackend
@@ -23,22 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
     """Every record of the ``meshlite`` loggers at INFO and above, while the test runs."""
-    found: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = found.append  # type: ignore[method-assign]
-    logger = logging.getLogger("meshlite")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with meshlite_records() as found:
         yield found
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def of(records: list[logging.LogRecord], event: str) -> list[logging.LogRecord]:
-    return [r for r in records if getattr(r, "meshlite_event", None) == event]
 
 
 async def until(check: Callable[[], object], what: str, poke: Callable[[], object],

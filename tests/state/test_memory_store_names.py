@@ -10,10 +10,10 @@ doubled).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from named_operations import Operations
 
 import meshlite as ml
 from meshlite.policies._rate_limit._options import MAX_QUOTA_NAMES
@@ -24,19 +24,8 @@ FUNCTION_INDEX_MIN = 1024  # meshlite.state._memory: the index's first pruning p
 CHURN = 3 * FUNCTION_INDEX_MIN  # names that come and go, well past every table
 
 
-ran: list[int] = []
-"""The functions ``operation(i)`` made that ran, in order."""
-
-
-def operation(i: int) -> Callable[[Any], Any]:
-    """A function named ``op<i>``: its calls are operation ``op<i>``."""
-
-    def f(x: Any) -> Any:
-        ran.append(i)
-        return [x, i]
-
-    f.__qualname__ = f.__name__ = f"op{i}"
-    return f
+_made = Operations()
+ran, operation = _made.ran, _made.operation
 
 
 def states_held(store: MemoryStore) -> int:

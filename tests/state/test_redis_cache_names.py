@@ -8,8 +8,9 @@ its invalidation: ``invalidate()`` and ``clear()`` still drop every live entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
+
+from named_operations import Operations
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -17,19 +18,8 @@ from meshlite.state import RedisStore
 INDEX_MEMORY = 1024  # meshlite.state._redis_cache: functions remembered after pruning
 CHURN = 2 * INDEX_MEMORY + 300  # past the first pruning point
 
-ran: list[int] = []
-"""The functions ``operation(i)`` made that ran, in order."""
-
-
-def operation(i: int) -> Callable[[Any], Any]:
-    """A function named ``op<i>``: a function of its own for the cache."""
-
-    def f(x: Any) -> Any:
-        ran.append(i)
-        return [x, i]
-
-    f.__qualname__ = f.__name__ = f"op{i}"
-    return f
+_made = Operations()
+ran, operation = _made.ran, _made.operation
 
 
 def churned(store: RedisStore, count: int = CHURN) -> tuple[ml.Cache, ml.Pipeline]:
