@@ -51,24 +51,31 @@ class Down(BaseProvider):
         await super().changed()
 
 
-@pytest.mark.parametrize("watch_error", ["source down", "watch refused"])
-async def test_a_round_failing_twice_is_one_event(watch_error: str,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
-    # Only advance() moves the clock: each makes one wait due (a clock jumping by
-    # itself whenever the loop is quiet ran the driver's rounds on without end).
+async def until_recovered(provider: Down | WatchBroken) -> list[ml.Event]:
+    """Run a service discovered through ``provider``, armed once the mesh is open, day
+    by day of a fake clock until discovery recovers; returns the service's events.
+    Only advance() moves the clock: each makes one wait due (a clock jumping by itself
+    whenever the loop is quiet ran the driver's rounds on without end)."""
     clock = FakeClock(autojump_threshold=math.inf)
-    provider = Down(watch_error)
     service = ml.Service("users")
     events: list[ml.Event] = []
     service.add_hook(events.append)
     service.attach(Discovery(service, provider, interval=DAY, retry_interval=DAY))
+    async with ml.Mesh([service], clock=clock):
+        provider.armed = True
+        async with asyncio.timeout(10.0):  # each advance makes the next wait due
+            while not any(isinstance(e, DiscoveryRecovered) for e in events):
+                clock.advance(DAY)
+                await asyncio.sleep(0.001)
+    return events
+
+
+@pytest.mark.parametrize("watch_error", ["source down", "watch refused"])
+async def test_a_round_failing_twice_is_one_event(watch_error: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    provider = Down(watch_error)
     with caplog.at_level(logging.DEBUG, logger="meshlite.discovery"):
-        async with ml.Mesh([service], clock=clock):
-            provider.armed = True
-            async with asyncio.timeout(10.0):  # each advance makes the next wait due
-                while not any(isinstance(e, DiscoveryRecovered) for e in events):
-                    clock.advance(DAY)
-                    await asyncio.sleep(0.001)
+        events = await until_recovered(provider)
     failed = [e for e in events if isinstance(e, DiscoveryFailed)]
     assert len(failed) == ROUNDS  # not one more for each broken watch
     # The first failed round's watch was fine (its interval ended); in the next ones
@@ -106,19 +113,9 @@ async def test_a_round_whose_watch_alone_broke_says_its_backends_are_current(
         caplog: pytest.LogCaptureFixture) -> None:
     # Its resolve succeeded: "keeping its last known backends" would tell an operator
     # that discovery is stale when only the push of changes is.
-    clock = FakeClock(autojump_threshold=math.inf)
     provider = WatchBroken()
-    service = ml.Service("users")
-    events: list[ml.Event] = []
-    service.add_hook(events.append)
-    service.attach(Discovery(service, provider, interval=DAY, retry_interval=DAY))
     with caplog.at_level(logging.INFO, logger="meshlite.discovery"):
-        async with ml.Mesh([service], clock=clock):
-            provider.armed = True
-            async with asyncio.timeout(10.0):
-                while not any(isinstance(e, DiscoveryRecovered) for e in events):
-                    clock.advance(DAY)
-                    await asyncio.sleep(0.001)
+        events = await until_recovered(provider)
     failed = [e for e in events if isinstance(e, DiscoveryFailed)]
     assert [e.error for e in failed] == ["ConnectionError: subscribe refused"] * ROUNDS
     warning, recovered = [r.getMessage() for r in caplog.records
