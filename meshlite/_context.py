@@ -14,13 +14,19 @@ from typing import Any, Literal, TypeVar
 
 from ._clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["CallContext", "current_context", "operation_of", "remaining", "run_as"]
+__all__ = ["TIMER_SLACK", "CallContext", "current_context", "operation_of", "remaining", "run_as"]
 
 _T = TypeVar("_T")
 
 _INHERITED = 1e-3
 """A deadline within this many seconds of the caller's is the caller's: a ``Timeout``
 capped by its caller's time sets the same instant, read from the clock again."""
+
+TIMER_SLACK = 0.002
+"""Seconds before a deadline at which a loop timer set for it may already fire:
+uvloop's clock (uvicorn's loop when installed) counts whole milliseconds, and it
+rounds a timer's delay to them. A wire timeout set to the time a request had left
+fires up to that much early (measured: with 1 ms left)."""
 
 
 class CallContext:

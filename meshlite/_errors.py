@@ -12,6 +12,9 @@ All errors raised by meshlite itself derive from :class:`MeshliteError`::
     │   ├── MeshClosedError      the mesh is closing or closed
     │   └── ResendRefused        a retry of a call that must not be sent twice (internal)
     ├── TimeoutExceeded          (also a TimeoutError) the call ran out of time
+    │   └── ReadTimeoutAtDeadline    also an httpx.ReadTimeout, and the same for Connect,
+    │                                Write, Pool: a wire timeout at the call's deadline
+    │                                (meshlite/_http/_deadline_errors.py)
     ├── NoHealthyBackendError    routing found nowhere to send the call
     ├── ValidationError          (also a ValueError) a call's arguments or result failed
     │                            ml.Validate
@@ -30,8 +33,9 @@ All errors raised by meshlite itself derive from :class:`MeshliteError`::
     ├── ReplayedError            meshlite.testing: a recorded error replayed
     └── ScriptExhausted          meshlite.testing: a scripted service ran out of steps
 
-The two HTTP answers subclass a client library's error as well, so they live beside
-that library's code (optional dependencies stay behind their boundary).
+The two HTTP answers and the four wire timeouts at a deadline subclass a client
+library's error as well, so they live beside that library's code (optional
+dependencies stay behind their boundary).
 
 Every error carries ``.service`` and ``.policy`` (either may be ``None``) and
 ``.retry_after`` (seconds, or ``None`` when unknown). Rejections are never retried

@@ -202,9 +202,12 @@ def test_every_error_is_defined_in_the_error_tree() -> None:
             todo.append(sub)
             if sub.__module__.startswith("meshlite"):
                 found.add(f"{sub.__module__}.{sub.__qualname__}")
-    # the HTTP answers also subclass their client library's error: they stay with it
+    # the HTTP answers and the wire timeouts at a deadline also subclass their client
+    # library's error: they stay with it
     beside_their_library = {"meshlite._http._send.HttpResponseError",
-                            "meshlite._http._aio_session.AiohttpResponseError"}
+                            "meshlite._http._aio_session.AiohttpResponseError",
+                            *(f"meshlite._http._deadline_errors.{kind}TimeoutAtDeadline"
+                              for kind in ("Connect", "Read", "Write", "Pool"))}
     elsewhere = sorted(found - beside_their_library)
     assert [n for n in elsewhere if not n.startswith("meshlite._errors.")] == []
     assert sorted(n.rpartition(".")[2] for n in elsewhere) == sorted(_errors.__all__)

@@ -49,6 +49,7 @@ from ._dispatcher import Dispatcher
 from ._outgoing import (
     IDEMPOTENT_METHODS,
     answered,
+    at_deadline,
     check_base_url,
     is_failure,
     name_failure,
@@ -140,6 +141,7 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
             ctx.no_resend = True
         if isinstance(error, aiohttp.ClientError):
             name_failure(error, service.name, backend.address)
+        at_deadline(error, ctx)
         raise
     if not replay and ctx is not None:
         ctx.no_resend = True
@@ -275,7 +277,10 @@ class _Route:
         except aiohttp.ClientError:
             raise
         except OSError as error:
-            raise _client_error(error) from error
+            made = _client_error(error)
+            if made is error:  # (a TimeoutError: its cause kept, not made itself)
+                raise
+            raise made from error
 
 
 def _client_error(error: OSError) -> OSError:

@@ -19,16 +19,17 @@ from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from .._errors import ConfigError
+from .._context import _INHERITED, TIMER_SLACK, CallContext
+from .._errors import ConfigError, TimeoutExceeded
 from .._inbound._headers import stamp_outgoing
 from .._retry_after import parse_retry_after as _parse_retry_after
 from ..routing._address import base_url_problem
 from ..routing._tls import Headers
 from ..telemetry._spans import record_http_request, record_http_status
 
-__all__ = ["IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "UNSENT", "KeptBody", "answered",
-           "check_base_url",
-           "is_failure", "name_failure", "parse_retry_after", "relocated", "stamp"]
+__all__ = ["AT_DEADLINE", "IDEMPOTENT_METHODS", "MAX_FAILURE_BODY", "UNSENT", "KeptBody",
+           "answered", "at_deadline", "check_base_url", "is_failure", "name_failure",
+           "parse_retry_after", "relocated", "stamp"]
 
 
 def _context_getter() -> Callable[[], Context]:
@@ -184,3 +185,49 @@ def name_failure(error: BaseException, service: str, address: str) -> None:
         error.args = (f"{where}: {args[0]}",)
     elif not args:
         error.args = (where,)
+
+
+AT_DEADLINE: dict[type[BaseException], type[TimeoutExceeded]] = {TimeoutError: TimeoutExceeded}
+"""The error :func:`at_deadline` raises for a wire's timeout, by its exact type: one
+that is also ``ml.TimeoutExceeded``. A bare ``TimeoutError`` (``mesh.aiohttp()``'s
+attempt timer) is one already; httpx's four timeouts get theirs
+(:mod:`~meshlite._http._deadline_errors`, which adds them here: this module imports
+no client library)."""
+
+
+def at_deadline(error: BaseException, ctx: CallContext | None) -> None:
+    """Raise, in place of ``error`` ending an attempt of ``ctx``, the error that says
+    the call's deadline ended it, when it is a wire's timeout (:data:`AT_DEADLINE`)
+    that fired because that deadline had passed (the wire's timeouts were the time
+    the call had left); else return, and the caller re-raises ``error`` as it is.
+
+    The error raised is of ``error``'s library type (``except httpx.ReadTimeout``
+    still catches it) and also ``ml.TimeoutExceeded`` (``policy="routing"``), its
+    message naming whose deadline it was (the caller's, inherited from an inbound
+    request or an outer call, or the service's own ``Timeout``'s), ``error`` its
+    ``__cause__``. A loop timer may fire up to
+    :data:`~meshlite._context.TIMER_SLACK` early (uvloop's whole
+    milliseconds), so that much before the deadline counts as at it. A timeout
+    before that (the client's own, shorter) is the backend's. Failure path only.
+
+    Raises:
+        TimeoutExceeded: as above.
+    """
+    kind = AT_DEADLINE.get(type(error))
+    if kind is None or ctx is None or ctx.deadline is None:
+        return
+    if ctx.deadline - ctx.clock.monotonic() > TIMER_SLACK:
+        return
+    caller = ctx.caller_deadline
+    # As CallContext.out_of_time decides, with the timer's slack (it may say None yet).
+    if caller is not None and ctx.caller_clock is ctx.clock and \
+            ctx.deadline >= caller - _INHERITED:
+        whose = "its caller's deadline passed: the caller ran out of time"
+    else:
+        whose = "the deadline of the service's Timeout passed"
+    text = str(error) or (f"service {ctx.service!r}, backend "
+                          f"{getattr(ctx.backend, 'address', None)}: timed out")
+    made = kind(f"{text} ({whose})")
+    made.__dict__.update(error.__dict__)  # httpx's request, notes
+    made.service, made.policy = ctx.service, "routing"
+    raise made from error

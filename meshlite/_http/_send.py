@@ -19,10 +19,12 @@ from ..routing._events import ResponseStatusError
 from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ..telemetry._spans import record_http_status
+from . import _deadline_errors  # noqa: F401 (registers httpx's timeouts in AT_DEADLINE)
 from ._aio_wire import AiohttpTransport, wire_headers
 from ._outgoing import (
     IDEMPOTENT_METHODS,
     KeptBody,
+    at_deadline,
     is_failure,
     name_failure,
     parse_retry_after,
@@ -225,11 +227,13 @@ async def asend(backend: Backend, call: Call) -> httpx.Response:
     except _UNSENT as error:
         call.sent(False)
         name_failure(error, call.service.name, backend.address)
+        at_deadline(error, call.ctx or _current.get())
         raise
     except ssl.SSLError as error:
         raise _tls_failure(call, backend, request, error) from error
     except httpx.TransportError as error:
         name_failure(error, call.service.name, backend.address)
+        at_deadline(error, call.ctx or _current.get())
         raise
     record_http_status(response.status_code)
     if target.prefix and 300 <= response.status_code < 400:
@@ -264,6 +268,7 @@ def send(backend: Backend, call: Call) -> httpx.Response:
             response = target.transport.handle_request(request)
     except _UNSENT as error:
         name_failure(error, call.service.name, backend.address)
+        at_deadline(error, call.ctx or _current.get())
         raise
     except ssl.SSLError as error:
         call.sent()
@@ -272,6 +277,7 @@ def send(backend: Backend, call: Call) -> httpx.Response:
         call.sent()
         if isinstance(error, httpx.TransportError):
             name_failure(error, call.service.name, backend.address)
+        at_deadline(error, call.ctx or _current.get())
         raise
     call.sent()
     record_http_status(response.status_code)

@@ -6,13 +6,13 @@ import asyncio
 import time
 from typing import Any
 
-from .._context import _current
+from .._context import TIMER_SLACK, _current
 from .._errors import MeshliteError, TimeoutExceeded
 from ..policies._retry import is_transient
 from ._body import client_left
 from ._request import Inbound, Message
 
-__all__ = ["TIMER_SLACK", "cut_by", "run_by"]
+__all__ = ["cut_by", "run_by"]
 
 
 def cut_by(error: Exception, deadline: float) -> bool:
@@ -23,19 +23,12 @@ def cut_by(error: Exception, deadline: float) -> bool:
     it fires in the same loop turn as the middleware's, and may come first: the
     handler then gets the wire's ``httpx.ReadTimeout`` (``ConnectTimeout``...) rather
     than its cancellation, and the caller is owed the same 504. A timer may fire up
-    to :data:`TIMER_SLACK` early, so that much before the deadline counts as at it.
-    meshlite's own errors keep their answers, and another error (a programming
-    error) stays the app's."""
+    to :data:`~meshlite._context.TIMER_SLACK` early, so that much before the deadline
+    counts as at it. meshlite's own errors keep their answers, and another error (a
+    programming error) stays the app's."""
     return (not isinstance(error, MeshliteError)
             and time.monotonic() >= deadline - TIMER_SLACK
             and not client_left(error) and is_transient(error))
-
-
-TIMER_SLACK = 0.002
-"""Seconds before a deadline at which a loop timer set for it may already fire:
-uvloop's clock (uvicorn's loop when installed) counts whole milliseconds, and it
-rounds a timer's delay to them. A wire timeout set to the time a request had left
-fires up to that much early (measured: with 1 ms left)."""
 
 
 async def run_by(app: Any, deadline: float, request: Inbound) -> None:
