@@ -119,15 +119,17 @@ class CallContext:
             return None
         return max(0.0, self.deadline - self.clock.monotonic())
 
-    def out_of_time(self) -> Literal["own", "caller"] | None:
+    def out_of_time(self, slack: float = 0.0) -> Literal["own", "caller"] | None:
         """Whose deadline has passed: ``"own"`` when a deadline of the call's own
         pipeline did (a ``Timeout`` of the service's: the service was too slow),
         ``"caller"`` when the one it inherited from its caller did (an inbound
         request's budget, which a client chooses, or an outer pipeline's
-        ``Timeout``: it says nothing about the service), ``None`` while time is left.
-        The one decision breakers and routing share."""
+        ``Timeout``: it says nothing about the service), ``None`` while more than
+        ``slack`` seconds are left (:data:`TIMER_SLACK` for an error a loop timer set
+        for the deadline raised: it may fire that early). The one decision breakers,
+        routing and the HTTP wire share."""
         deadline = self.deadline
-        if deadline is None or self.remaining() != 0.0:
+        if deadline is None or deadline - self.clock.monotonic() > slack:
             return None
         caller = self.caller_deadline
         if caller is not None and self.caller_clock is self.clock and \

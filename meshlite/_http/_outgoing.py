@@ -19,7 +19,7 @@ from opentelemetry import trace as _trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from .._context import _INHERITED, TIMER_SLACK, CallContext
+from .._context import TIMER_SLACK, CallContext
 from .._errors import ConfigError, TimeoutExceeded
 from .._inbound._headers import stamp_outgoing
 from .._retry_after import parse_retry_after as _parse_retry_after
@@ -214,17 +214,13 @@ def at_deadline(error: BaseException, ctx: CallContext | None) -> None:
         TimeoutExceeded: as above.
     """
     kind = AT_DEADLINE.get(type(error))
-    if kind is None or ctx is None or ctx.deadline is None:
+    if kind is None or ctx is None:
         return
-    if ctx.deadline - ctx.clock.monotonic() > TIMER_SLACK:
+    out = ctx.out_of_time(TIMER_SLACK)
+    if out is None:
         return
-    caller = ctx.caller_deadline
-    # As CallContext.out_of_time decides, with the timer's slack (it may say None yet).
-    if caller is not None and ctx.caller_clock is ctx.clock and \
-            ctx.deadline >= caller - _INHERITED:
-        whose = "its caller's deadline passed: the caller ran out of time"
-    else:
-        whose = "the deadline of the service's Timeout passed"
+    whose = ("its caller's deadline passed: the caller ran out of time" if out == "caller"
+             else "the deadline of the service's Timeout passed")
     text = str(error) or (f"service {ctx.service!r}, backend "
                           f"{getattr(ctx.backend, 'address', None)}: timed out")
     made = kind(f"{text} ({whose})")
