@@ -119,6 +119,10 @@ _RULES: dict[str, _Rule] = {
     "BackendEjected": ("meshlite.routing", _WARN, lambda e: (
         f"service {e.service!r}: backend {e.address} ejected {_seconds(e.seconds)} "
         f"({e.reason})"), _ejected),
+    "EjectionSkipped": ("meshlite.routing", _WARN, lambda e: (
+        f"service {e.service!r}: backend {e.address} stays in rotation though it met "
+        f"its ejection criteria ({e.reason}): max_ejection_percent of the backends are "
+        "ejected already (said once per backend until the rotation changes)"), _backend),
     "BackendReturned": ("meshlite.routing", _INFO, _returned,
                         lambda e: {**_backend(e), "healthy": e.healthy}),
     "HealthCheckFailed": ("meshlite.routing", _WARN, lambda e: (

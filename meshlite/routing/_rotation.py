@@ -53,10 +53,15 @@ class Rotation:
     _manual: frozenset[Endpoint] = frozenset()
     # Endpoints ejected by hand (replaced, never mutated, under the lock); a class
     # default so services that never see a manual ejection store nothing.
+    _skips_told: frozenset[Endpoint] = frozenset()
+    # Endpoints whose EjectionSkipped was logged since the rotation last changed:
+    # during an outage the cap skips a failing backend at every streak, and one line
+    # says it (hooks and metrics still get every skip).
 
     def _eject(self, endpoint: Endpoint, reason: str) -> None:
         detector = self.outlier_detection
         assert detector is not None
+        repeat: EjectionSkipped | None = None
         with self._lock:
             now = self.clock.monotonic()
             # Let expired ejections return first, so they do not count against the cap.
@@ -66,8 +71,13 @@ class Rotation:
             elif not detector.may_eject(sum(1 for e in self._endpoints
                                             if e.ejected_until is not None),
                                         len(self._endpoints)):
-                events.append(EjectionSkipped(policy="outlier_detection", service=self.name,
-                                              address=endpoint.address, reason=reason))
+                skipped = EjectionSkipped(policy="outlier_detection", service=self.name,
+                                          address=endpoint.address, reason=reason)
+                if endpoint in self._skips_told:
+                    repeat = skipped
+                else:
+                    self._skips_told = self._skips_told | {endpoint}
+                    events.append(skipped)
             else:
                 seconds = detector.eject(endpoint, now, reason)
                 events.append(BackendEjected(policy="outlier_detection", service=self.name,
@@ -75,6 +85,8 @@ class Rotation:
                                              seconds=seconds, ejections=endpoint.ejections))
                 events.extend(self._recompute(now))
         self._emit(events)
+        if repeat is not None and self.hooks.active:
+            self.hooks.emit(repeat)
 
     # -- by hand ------------------------------------------------------------------
 
@@ -187,6 +199,7 @@ class Rotation:
     def _recompute(self, now: float) -> list[Event]:
         # Caller holds self._lock.
         events: list[Event] = []
+        self._skips_told = frozenset()  # the rotation may change: a skip is news again
         next_change = math.inf
         for e in self._endpoints:
             until = e.ejected_until

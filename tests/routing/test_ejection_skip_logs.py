@@ -1,0 +1,64 @@
+"""An ejection the ``max_ejection_percent`` cap skips is logged: once per backend
+while the rotation stays as it is, every skip still reaching hooks and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pytest
+
+import meshlite as ml
+from meshlite.mesh import Mesh
+from meshlite.routing import Backend, OutlierDetection, Service
+from meshlite.testing import FakeClock
+
+
+def _down(backend: Backend) -> str:
+    if backend.address in ("a", "b"):
+        raise ConnectionError(f"{backend.address} is down")
+    return backend.address
+
+
+def _skip_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if getattr(r, "meshlite_event", None) == "EjectionSkipped"]
+
+
+def test_a_skipped_ejection_is_logged_once_per_backend_until_rotation_changes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    events: list[ml.Event] = []
+    service = Service("users", ["a", "b", "c", "d"], balancer="round_robin",
+                      pipeline=ml.Pipeline(), clock=clock,
+                      outlier_detection=OutlierDetection(
+                          consecutive_failures=1, max_ejection_percent=25,
+                          base_ejection_seconds=10.0))
+    service.add_hook(events.append)
+    mesh = Mesh([service])
+    caplog.set_level(logging.INFO, logger="meshlite")
+    for _ in range(20):  # one of a, b ejected; the other fails on, skipped each time
+        with contextlib.suppress(ConnectionError):
+            mesh.call_sync("users", _down)
+    skips = [e for e in events if type(e).__name__ == "EjectionSkipped"]
+    assert len(skips) >= 3  # hooks (and the metrics feed) get every skip
+    lines = _skip_lines(caplog)
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    record = lines[0]
+    assert record.levelno == logging.WARNING
+    assert record.name == "meshlite.routing"
+    assert record.service == "users"
+    skipped = record.backend
+    assert skipped in ("a", "b")
+    assert {e.address for e in skips} == {skipped}  # (a, b: whichever failed second)
+    message = record.getMessage()
+    assert f"backend {skipped} stays in rotation" in message
+    assert "max_ejection_percent" in message
+
+    clock.advance(11.0)  # the ejection ends: the rotation changed, a skip is news again
+    caplog.clear()
+    for _ in range(20):
+        with contextlib.suppress(ConnectionError):
+            mesh.call_sync("users", _down)
+    assert len(_skip_lines(caplog)) == 1
+    mesh.close()
