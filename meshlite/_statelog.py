@@ -13,15 +13,17 @@ so a JSON formatter or structlog shows them as fields; docs/logging.md lists the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._events import Event, EventHooks
 
-__all__ = ["LOGGERS", "announce", "log_state_change", "one_line"]
+__all__ = ["LOGGERS", "announce", "log_state_change", "one_line", "unlogged"]
 
 Fields = dict[str, Any]
 _Rule = tuple[str, int, Callable[[Any], str], Callable[[Any], Fields]]
@@ -201,12 +203,30 @@ def log_state_change(event: Event) -> None:
         logging.getLogger("meshlite.events").exception("logging %r failed", event)
 
 
+_UNLOGGED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "meshlite_unlogged", default=False)
+
+
+@contextlib.contextmanager
+def unlogged() -> Iterator[None]:
+    """Within it, :func:`announce` delivers state changes to hooks without logging
+    them: for a change whose caller logs it in its own words (a reload carrying a
+    breaker forced open by hand to the breaker of its new section, whose own event
+    would say "was closed")."""
+    token = _UNLOGGED.set(True)
+    try:
+        yield
+    finally:
+        _UNLOGGED.reset(token)
+
+
 def announce(hooks: EventHooks | None, event: Event) -> None:
     """Log a state change, then deliver it to ``hooks`` (when anyone listens).
 
     State changes are rare, so their events are built whether or not anyone
     listens; per-call events keep checking ``hooks.active`` first.
     """
-    log_state_change(event)
+    if not _UNLOGGED.get():
+        log_state_change(event)
     if hooks is not None and hooks.active:
         hooks.emit(event)

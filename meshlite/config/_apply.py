@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._audit import audited_by_caller
 from .._pipeline import Pipeline
+from .._statelog import unlogged
 from ..mesh._retire import retire
 from ..routing._rotation import MANUAL
 from ..routing._service import Service
@@ -110,17 +111,18 @@ def carry(old: ServicePlan, new: ServicePlan, live: Service | None = None) -> li
     breaker's ``forced_open`` or ``disabled`` state when ``new`` has another breaker
     (its section changed), and, when ``new`` has another service (``live``: the one
     it will run on; rebuilt), each backend ejected by hand and still among its
-    backends, for what is left of the ejection. Done silently (the change was
-    recorded when it was made; the new objects are not in use yet); returns what
-    was carried, in words, for the reload's log and audit record."""
+    backends, for what is left of the ejection. Neither audited nor logged as a new
+    change (it was recorded when it was made; the new objects are not in use yet):
+    hooks get the new objects' events, and one line here says what was kept. Returns
+    what was carried, in words, for the reload's log and audit record."""
     kept: list[str] = []
     target = new.service if live is None else live
     before, after = _breaker(old), _breaker(new)
     if before is not None and after is not None and before is not after:
         state = before.state
         if state in _HELD and after.state != state:  # (a shared store may hold it)
-            try:
-                with audited_by_caller():  # not a new action: recorded when it was made
+            try:  # not a new action: audited when it was made, logged below in words
+                with audited_by_caller(), unlogged():  # (its own event says "was closed")
                     getattr(after, _HELD[state])()
             except Exception as error:  # a store that does not answer: say so, go on
                 _log.warning("service %r: the breaker %s by hand could not be carried "
@@ -135,7 +137,7 @@ def carry(old: ServicePlan, new: ServicePlan, live: Service | None = None) -> li
             if (until is None or endpoint.ejected_reason != MANUAL
                     or endpoint.address not in addresses or until <= now):
                 continue
-            with audited_by_caller():
+            with audited_by_caller(), unlogged():
                 target.eject(endpoint.address, None if math.isinf(until) else until - now)
             kept.append(f"{new.name}/backends/{endpoint.address}: ejected")
     for what in kept:

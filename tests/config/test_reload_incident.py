@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -133,11 +134,18 @@ async def incident(tmp_path: Path, scenario: Scenario) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("action", "state"), [("force_open", "forced_open"),
                                                ("disable", "disabled")])
 async def test_a_breaker_set_by_hand_stays_so_when_its_thresholds_change(
-        tmp_path: Path, action: str, state: str) -> None:
+        tmp_path: Path, action: str, state: str, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(mesh: ml.Mesh, operator: Operator, a: FakeBackend, b: FakeBackend,
                        path: Path, port: int) -> None:
         assert (await operator.post(f"/breakers/users/{action}"))["state"] == state
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="meshlite")
         await save(mesh, path, config(port, a.url, b.url, failure_rate=0.9))
+        # The reload says what it kept, and the new breaker's own change is not
+        # logged as news ("is now forced_open (was closed)": it was not).
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("meshlite")]
+        assert any("kept users/breakers/users" in line for line in lines), lines
+        assert not [line for line in lines if "(was closed)" in line], lines
         breaker, = [p for p in mesh.service("users").pipeline.walk()
                     if isinstance(p, ml.CircuitBreaker)]
         assert breaker.state == state
