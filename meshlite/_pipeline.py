@@ -6,14 +6,14 @@ import functools
 import inspect
 import types
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from ._callables import call_target, is_async_callable
 from ._context import CallContext, _current
 from ._context import operation_of as _operation_of
 from ._errors import ConfigError
 from ._events import Hook
-from ._policy import AsyncHandler, Handler, Policy
+from ._policy import AsyncHandler, Decorated, Handler, Policy
 
 __all__ = ["Pipeline", "async_called_sync"]
 
@@ -187,8 +187,11 @@ class Pipeline(Policy):
     # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
     # and stays one. (Overloads for the two made a sync function returning Any match
     # the async one, so its signature came out erased.)
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: Callable[P, T]) -> Decorated[P, T]:
         """Decorate ``fn``: a sync function stays sync and an async one stays async.
+
+        Returns:
+            ``fn``'s wrapper, with this pipeline as its ``.pipeline`` attribute.
 
         Raises:
             ConfigError: ``fn`` is sync and a policy cannot run synchronously, or
@@ -215,7 +218,7 @@ class Pipeline(Policy):
 
             async_wrapper.pipeline = self  # type: ignore[attr-defined]
             # fn is async here, so T is its coroutine type: the wrapper's is the same
-            return async_wrapper  # type: ignore[return-value]
+            return cast("Decorated[P, T]", async_wrapper)
 
         handler = self.sync_handler()
 
@@ -232,7 +235,7 @@ class Pipeline(Policy):
             return result
 
         sync_wrapper.pipeline = self  # type: ignore[attr-defined]
-        return sync_wrapper
+        return cast("Decorated[P, T]", sync_wrapper)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(p) for p in self.policies)

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    overload,
+)
 
 from ._arguments import Explained
 from ._context import CallContext
@@ -21,16 +31,45 @@ from ._events import Event, EventHooks, Hook
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
 
-__all__ = ["AsyncHandler", "Handler", "Policy"]
+__all__ = ["AsyncHandler", "Decorated", "Handler", "Policy"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+_Bound = ParamSpec("_Bound")
+_Instance = TypeVar("_Instance")
 
 Handler = Callable[[CallContext], Any]
 """A sync handler: runs the rest of the chain for a call and returns its result."""
 
 AsyncHandler = Callable[[CallContext], Awaitable[Any]]
 """An async handler: returns an awaitable of the call's result."""
+
+
+class Decorated(Protocol[P, T_co]):
+    """A function decorated with a pipeline, as type checkers see it: the function's
+    own parameters and result (a coroutine for an ``async def``), and the pipeline
+    its calls run through as ``.pipeline``. A method so decorated binds as a method.
+
+    Only a type: what decorating returns at run time is a function (made with
+    ``functools.wraps``), with that ``pipeline`` attribute.
+    """
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline every call of the function runs through."""
+        ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+
+    # A function is a descriptor: read from an instance, a method binds its first
+    # parameter. Read from the class, it is unbound.
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None, /) -> Self: ...
+    @overload
+    def __get__(self: Decorated[Concatenate[_Instance, _Bound], T_co], instance: _Instance,
+                owner: type[Any] | None = None, /) -> Decorated[_Bound, T_co]: ...
+    def __get__(self, instance: Any, owner: type[Any] | None = None, /) -> Any: ...
 
 
 class Policy(Explained, abc.ABC):

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from ._errors import ConfigError
 from ._pipeline import Pipeline
-from ._policy import Policy
+from ._policy import Decorated, Policy
 from ._validate import at_least, fail, positive
 from .policies._bulkhead import Bulkhead
 from .policies._cache import Cache
@@ -38,7 +38,8 @@ from .policies._trace import Trace
 
 __all__ = ["build_resilient_pipeline", "resilient"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+T = TypeVar("T")
 _MISSING: Any = object()
 
 
@@ -107,7 +108,7 @@ def build_resilient_pipeline(
 
 
 @overload
-def resilient(fn: F, /) -> F: ...
+def resilient(fn: Callable[P, T], /) -> Decorated[P, T]: ...
 
 
 @overload
@@ -126,7 +127,7 @@ def resilient(
     fallback: Any = ...,
     trace: bool = ...,
     service: str | None = ...,
-) -> Callable[[F], F]: ...
+) -> Pipeline: ...
 
 
 def resilient(fn: Any = None, /, **options: Any) -> Any:
@@ -151,7 +152,8 @@ def resilient(fn: Any = None, /, **options: Any) -> Any:
 
     Returns:
         The decorated function (sync stays sync, async stays async), with the built
-        pipeline as its ``.pipeline`` attribute.
+        pipeline as its ``.pipeline`` attribute. Called with options alone
+        (``@ml.resilient(timeout=2.0)``), the built pipeline, which decorates.
 
     Raises:
         ConfigError: an argument is invalid.

@@ -35,6 +35,7 @@ from ._overrides import MeshOverrides
 from ._registry import MeshRegistry
 
 if TYPE_CHECKING:
+    from .._inbound._middleware import MeshMiddleware
     from ..config._mesh_config import ConfigOptions
     from ..observability._dashboard import Alerts
     from ..routing._snapshot import ServiceHealth, ServiceSnapshot
@@ -90,7 +91,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         if not isinstance(metrics, bool):
             fail("Mesh", "metrics", metrics, "True or False")
         self._name = check_name(name)
-        self.inbound: Any = None
+        self.inbound: MeshMiddleware | None = None
         """The ``meshlite.asgi.MeshMiddleware`` guarding this service, if one was given
         this mesh (the dashboard draws its callers)."""
         self.drain_timeout = non_negative("Mesh", "drain_timeout", drain_timeout)
@@ -120,8 +121,8 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         """Incremented by the config loader on each applied reload (of this process)."""
         self.config_sha256: str | None = None
         """The SHA-256 of the config file's text in force (set by the config loader)."""
-        self.reload_errors: list[Any] = []
-        """Reloads the config loader rejected (the latest)."""
+        self.reload_errors: list[ConfigError] = []
+        """Reloads the config loader rejected (the latest), each its ``ConfigError``."""
         self.reload_failures = 0
         """How many reloads the config loader rejected, in all (of this process)."""
         self.metrics: MeshMetrics | None = None

@@ -7,14 +7,15 @@ attempts) is :class:`~meshlite.policies._hedge_race.Race`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._clock import Clock
 from .._context import CallContext
 from .._errors import ConfigError
 from .._events import Event, RetryBudgetExhausted
-from .._policy import AsyncHandler, Handler, Policy
+from .._policy import AsyncHandler, Decorated, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._validate import at_least, clock_option, fail, non_negative
 from ._hedge_race import Race
@@ -29,6 +30,9 @@ DEFAULT_HEDGE_ON: tuple[type[BaseException], ...] = (Exception,)
 """A failed attempt lets the next hedge start at once, whatever the error."""
 
 _DEFAULT_BUDGET: Any = object()
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +122,13 @@ class Hedge(Policy):
     def budget(self) -> RetryBudget | None:
         """The budget shared by every call through this policy, or ``None``."""
         return self.options.budget
+
+    if TYPE_CHECKING:
+        # Decorating a sync function raises ConfigError (wrap): type checkers reject
+        # it too, where Policy's decorator takes both kinds.
+        def __call__(  # type: ignore[override]
+            self, fn: Callable[P, Coroutine[Any, Any, T]]
+        ) -> Decorated[P, Coroutine[Any, Any, T]]: ...
 
     def wrap(self, call_next: Handler) -> Handler:
         raise ConfigError(

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import INVALID_SPAN
 
@@ -30,6 +30,10 @@ from ._retry_budget import (
     RetryBudget,
 )
 from ._retry_runner import KIND, Runner, Tries
+
+if TYPE_CHECKING:
+    # (only read by type checkers: as_backoff imports tenacity for its objects alone)
+    from tenacity.wait import wait_base
 
 __all__ = [
     "DEFAULT_ATTEMPTS",
@@ -176,7 +180,7 @@ class Retry(Policy):
     def __init__(
         self,
         attempts: int = DEFAULT_ATTEMPTS,
-        backoff: Backoff | Any = DEFAULT_BACKOFF,
+        backoff: Backoff | wait_base = DEFAULT_BACKOFF,
         *,
         on: ErrorFilter = DEFAULT_RETRY_ON,
         on_result: Callable[[Any], bool] | None = None,

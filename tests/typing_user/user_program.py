@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, assert_type, reveal_type
 
+import aiohttp
+import httpx
+import tenacity
 from starlette.applications import Starlette
 
 import meshlite as ml
@@ -75,15 +79,82 @@ async def get_user(uid: int) -> dict[str, int]:
 
 
 async def decorated() -> None:
-    reveal_type(load)  # revealed: def (text: str) -> Any
+    reveal_type(load)  # revealed: meshlite._policy.Decorated[[text: str], Any]
     reveal_type(load_in_time)  # revealed: def (text: str) -> Any
-    reveal_type(get_user)  # revealed: def (uid: int) -> Coroutine[Any, Any, dict[str, int]]
     assert_type(cached(1), int)
     assert_type(await get_user(1), dict[str, int])
     load(1)  # type: ignore[arg-type]
     load("{}", 2)  # type: ignore[call-arg]
     load_in_time(text=1)  # type: ignore[arg-type]
     await get_user("1")  # type: ignore[arg-type]
+
+
+# -- 2b. the decorated function's .pipeline (docs/recommended-order.md), methods too --
+
+
+@ml.resilient
+def bare(uid: int) -> int:
+    return uid
+
+
+@ml.resilient(timeout=2.0, retries=3)
+async def fetch(uid: int) -> str:
+    return str(uid)
+
+
+class Users:
+    @pipeline
+    def name(self, uid: int) -> str:
+        return str(uid)
+
+    @ml.resilient(retries=1)
+    async def aname(self, uid: int) -> str:
+        return str(uid)
+
+
+async def pipelines_of_decorated() -> None:
+    assert_type(load.pipeline, ml.Pipeline)
+    assert_type(get_user.pipeline, ml.Pipeline)
+    assert_type(bare.pipeline, ml.Pipeline)
+    assert_type(fetch.pipeline, ml.Pipeline)
+    assert_type(ml.resilient(timeout=1.0), ml.Pipeline)
+    assert_type(bare(1), int)
+    assert_type(await fetch(1), str)
+    coroutine: Coroutine[Any, Any, str] = fetch(1)
+    assert_type(await coroutine, str)
+    users = Users()
+    assert_type(users.name(1), str)
+    assert_type(Users.name(users, 1), str)
+    assert_type(await users.aname(1), str)
+    assert_type(users.name.pipeline, ml.Pipeline)
+    users.name("1")  # type: ignore[arg-type]
+    await users.aname(1, 2)  # type: ignore[call-arg]
+    await fetch("1")  # type: ignore[arg-type]
+    bare(uid=1, full=True)  # type: ignore[call-arg]
+
+
+# -- 2c. what a policy takes, and what it refuses to decorate ----------------------
+
+
+@ml.Hedge(0.1)
+async def hedged(n: int) -> int:
+    return n
+
+
+@ml.Hedge(0.1)  # type: ignore[arg-type]  # hedging needs an async function
+def hedged_sync(uid: int) -> int:
+    return uid
+
+
+async def policy_arguments() -> None:
+    reveal_type(hedged)  # revealed: meshlite._policy.Decorated[[n: int], Coroutine[Any, Any, int]]
+    assert_type(await hedged(1), int)
+    ml.Retry(backoff=ml.backoff.exponential(initial=0.05, maximum=2.0))
+    ml.Retry(backoff=lambda attempt, previous, rng: 0.1 * attempt)
+    ml.Retry(backoff=tenacity.wait_exponential(multiplier=0.1))
+    ml.Retry(backoff=tenacity.wait_fixed(1) + tenacity.wait_random(0, 1))
+    ml.Retry(backoff="fast")  # type: ignore[arg-type]
+    ml.Retry(backoff=0.5)  # type: ignore[arg-type]
 
 
 # -- 3. lazily loaded names are real names: a misspelt one is an error, not an Any --
@@ -121,6 +192,18 @@ def routes() -> None:
     assert_type(Route("/orders", methods=["POST"]).methods, tuple[str, ...] | None)
     Route("/orders", methods=[1])  # type: ignore[list-item]
     Route("/orders", mehtods=["POST"])  # type: ignore[call-arg]
+
+
+# -- 6. the mesh's HTTP clients, and what it keeps of reloads and inbound ------------
+
+
+def mesh_attributes(mesh: ml.Mesh) -> None:
+    assert_type(mesh.http("users"), httpx.AsyncClient)
+    assert_type(mesh.http_sync("users"), httpx.Client)
+    assert_type(mesh.aiohttp("users"), aiohttp.ClientSession)
+    assert_type(mesh.reload_errors, list[ml.ConfigError])
+    assert_type(mesh.reload_errors[-1].errors, tuple[str, ...])
+    assert_type(mesh.inbound, MeshMiddleware | None)
 
 
 # -- 7. Mesh.from_config takes a path object and checks its keywords ----------------
