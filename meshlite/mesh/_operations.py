@@ -8,6 +8,7 @@ A mixin of :class:`meshlite.Mesh`; each piece lives in its own package (``config
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .._api_audit import ApiAudit
@@ -17,6 +18,7 @@ from ..routing._service import Service
 
 if TYPE_CHECKING:
     from .._clock import Clock
+    from ..config._watcher import ConfigWatcher
     from ..observability._dashboard import Alerts
     from ..observability._dashboard._server import DashboardServer
     from ._mesh import Mesh
@@ -33,16 +35,23 @@ class MeshOperations:
     _alerts: Alerts | None
     clock: Clock
 
-    def watch(self, path: str | os.PathLike[str], **kwargs: Any) -> Any:
+    def watch(self, path: str | os.PathLike[str], *,
+              environ: Mapping[str, str] | None = None, profile: str | None = None,
+              step_ms: int | None = None) -> ConfigWatcher:
         """Follow a config file: apply it now, then every valid change while the mesh
-        is open (as ``hot_reload: true`` does); see :func:`meshlite.config.watch`.
+        is open (as ``hot_reload: true`` does); see :func:`meshlite.config.watch`,
+        whose keyword arguments these are.
 
         A change that fails validation changes nothing: the running config stays, and
         the error is logged, kept in :attr:`reload_errors` and emitted as an event.
+
+        Returns:
+            The watcher (a lifecycle component of the mesh).
         """
         from ..config._mesh_config import watch
 
-        return watch(cast("Mesh", self), path, **kwargs)
+        return watch(cast("Mesh", self), path, environ=environ, profile=profile,
+                     step_ms=step_ms)
 
     _audit: AuditLog | None = None
     _api_audit: ApiAudit | None = None

@@ -219,6 +219,13 @@ def from_config(path: Path, name: str | os.PathLike[str]) -> None:
     assert_type(meshlite.config.load_config(path), MeshConfig)
 
 
+def watch(mesh: ml.Mesh, path: Path) -> None:
+    # mesh.watch takes meshlite.config.watch's keywords and returns its watcher
+    assert_type(mesh.watch(path, environ={}, profile="prod", step_ms=10),
+                meshlite.config.ConfigWatcher)
+    mesh.watch(path, profil="prod")  # type: ignore[call-arg]
+
+
 # -- 8. a hook may return something (it is ignored) ----------------------------------
 
 counts: dict[str, int] = {}
