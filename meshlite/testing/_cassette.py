@@ -31,7 +31,8 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CassetteError, CassetteMiss, ReplayedError
+from ._cassette_check import malformed
 from ._cassette_errors import decode_error, encode_error
 
 __all__ = [
@@ -176,62 +178,29 @@ def describe(entry: dict[str, Any]) -> str:
     return f"call {entry.get('name')}({', '.join(args)})"
 
 
-def _malformed(data: dict[str, Any]) -> str | None:
-    """What in a cassette's data breaks the format (version 1), or None."""
-    interactions = data.get("interactions", [])
-    if not isinstance(interactions, list):
-        return f"'interactions' must be a list, got {type(interactions).__name__}"
-    redacted = data.get("redacted_params", [])
-    if not isinstance(redacted, list) or not all(isinstance(p, str) for p in redacted):
-        return "'redacted_params' must be a list of strings"
-    for index, entry in enumerate(interactions):
-        problem = _malformed_entry(entry)
-        if problem is not None:
-            return f"interaction {index} {problem}"
-    return None
-
-
-def _malformed_entry(entry: Any) -> str | None:
-    if not isinstance(entry, dict):
-        return f"must be an object, got {type(entry).__name__}"
-    error = entry.get("error")
-    if error is not None and not _error_shaped(error):
-        return "has an 'error' without a string 'module' and 'type', or with 'args' not a list"
-    kind = entry.get("kind")
-    if kind == "call":
-        if not isinstance(entry.get("name"), str):
-            return "(a call) has no string 'name'"
-        if not isinstance(entry.get("args", []), list) or not isinstance(
-                entry.get("kwargs", {}), dict):
-            return "(a call) needs 'args' as a list and 'kwargs' as an object"
-        return None
-    if kind != "http":
-        return f"has kind {kind!r}; 'call' and 'http' are valid"
-    request, response = entry.get("request"), entry.get("response")
-    if not (isinstance(request, dict) and isinstance(request.get("method"), str)
-            and isinstance(request.get("url"), str)):
-        return "(http) needs a 'request' with a string 'method' and 'url'"
-    if not isinstance(request.get("body", {}), dict) or not isinstance(
-            request.get("headers", {}), dict):
-        return "(http) needs the request's 'body' and 'headers' as objects"
-    if error is None and not (isinstance(response, dict)
-                              and isinstance(response.get("status"), int)):
-        return "(http) needs an 'error', or a 'response' with an integer 'status'"
-    if isinstance(response, dict) and not (isinstance(response.get("headers", {}), dict)
-                                           and isinstance(response.get("body", {}), dict)):
-        return "(http) needs the response's 'headers' and 'body' as objects"
-    if isinstance(response, dict) and not (
-            _error_shaped(response.get("body_error", {"module": "", "type": ""}))
-            and isinstance(response.get("body_cut", False), bool)):
-        return "(http) has a malformed 'body_error', or a 'body_cut' not true or false"
-    return None
-
-
-def _error_shaped(error: Any) -> bool:
-    return (isinstance(error, dict) and isinstance(error.get("module"), str)
-            and isinstance(error.get("type"), str)
-            and isinstance(error.get("args", []), list)
-            and isinstance(error.get("attributes", {}), dict))
+def _temporary(target: Path) -> tuple[int, Path]:
+    """A new file beside ``target`` to write it in, open for writing: made with the
+    permissions ``open(target, "w")`` gives (the umask's for a new cassette, those of the
+    one it replaces), where ``tempfile.mkstemp`` would make it readable by its owner only
+    (a cassette recorded in a container, then unreadable to the user running the tests)."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = None
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits taken
+            continue
+        if mode is not None:
+            try:
+                os.chmod(tmp, mode)
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
+        return fd, tmp
 
 
 class Cassette:
@@ -259,16 +228,22 @@ class Cassette:
         except FileNotFoundError:
             raise CassetteError(f"no cassette at {path}: record one first with "
                                 f"meshlite.testing.Recorder({str(path)!r})") from None
+        except json.JSONDecodeError as error:
+            raise CassetteError(
+                f"cassette {path} is not JSON ({error.msg}: line {error.lineno} column "
+                f"{error.colno}); a meshlite cassette is the JSON a meshlite.testing.Recorder "
+                "writes: mend the edit, or record it again") from error
         except (OSError, ValueError) as error:
             raise CassetteError(f"cannot read cassette {path}: {error}") from error
         if not isinstance(data, dict) or "meshlite_cassette" not in data:
             raise CassetteError(f"{path} is not a meshlite cassette (version {FORMAT_VERSION})")
-        if data["meshlite_cassette"] != FORMAT_VERSION:
+        version = data["meshlite_cassette"]
+        if type(version) is not int or version != FORMAT_VERSION:  # (True == 1)
             raise CassetteError(
-                f"{path} is a meshlite cassette of format {data['meshlite_cassette']!r}, and "
+                f"{path} is a meshlite cassette of format {version!r}, and "
                 f"this meshlite reads format {FORMAT_VERSION} only: record it again with "
                 "this version's meshlite.testing.Recorder, or use the meshlite that wrote it")
-        problem = _malformed(data)
+        problem = malformed(data)
         if problem is not None:
             raise CassetteError(f"{path} is not a valid meshlite cassette: {problem} (edited by "
                                 "hand? record it again with meshlite.testing.Recorder)")
@@ -282,7 +257,7 @@ class Cassette:
         target.parent.mkdir(parents=True, exist_ok=True)
         data = {"meshlite_cassette": FORMAT_VERSION, "redacted_params": sorted(redacted_params),
                 "interactions": list(interactions)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        fd, tmp = _temporary(target)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(data, out, indent=2, ensure_ascii=False)

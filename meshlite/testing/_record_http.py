@@ -32,12 +32,16 @@ def _response(entry: dict[str, Any], request: httpx.Request) -> httpx.Response:
     same way, after the part recorded, when the client reads it."""
     data = entry["response"]
     headers, body = pairs(data.get("headers", {})), decode_body(data["body"])
+    stream: httpx.ByteStream | Ending
     if "body_error" in data:
         stream = Ending(body, lambda: _rebuilt_error(data["body_error"], request))
     elif data.get("body_cut"):
         stream = Ending(body, lambda: CassetteError(cut_short(entry["request"], len(body))))
     else:
-        return httpx.Response(data["status"], headers=headers, content=body)
+        # A stream, not content=: httpx would add a Content-Length the recording client
+        # never saw (the transport drops the wire's, see _WIRE_HEADERS), so code reading
+        # one would pass at replay what failed while recording.
+        stream = httpx.ByteStream(body)
     return httpx.Response(data["status"], headers=headers, stream=stream)
 
 
