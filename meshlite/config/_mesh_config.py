@@ -21,7 +21,7 @@ from ._reload import open_audit, record_load
 from ._source import read_text
 from ._watcher import ConfigWatcher
 
-__all__ = ["ConfigOptions", "MeshOptions", "mesh_from_config", "watch"]
+__all__ = ["ConfigOptions", "ConfigWatcher", "MeshOptions", "mesh_from_config", "watch"]
 
 
 class MeshOptions(TypedDict, total=False):

@@ -18,7 +18,7 @@ from ..routing._service import Service
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..config._watcher import ConfigWatcher
+    from ..config._mesh_config import ConfigWatcher
     from ..observability._dashboard import Alerts
     from ..observability._dashboard._server import DashboardServer
     from ._mesh import Mesh
