@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ DNS_RECORDS = ("A", "AAAA", "A+AAAA", "SRV")
 """What ``record=`` accepts."""
 
 _ZERO_WEIGHT = 0.01  # RFC 2782: weight 0 means "a very small chance" next to others
+
+_log = logging.getLogger("meshlite.discovery")
 
 
 def _address(scheme: str, ip: str, port: int) -> str:
@@ -70,6 +73,7 @@ class DnsProvider(BaseProvider):
         self.nameserver_port = nameserver_port
         self.timeout = positive("DnsProvider", "timeout", timeout)
         self._resolver: Any = None
+        self._missing: set[str] = set()  # SRV targets left out for want of an address
 
     def _make_resolver(self) -> Any:
         import dns.asyncresolver
@@ -87,6 +91,8 @@ class DnsProvider(BaseProvider):
 
         Raises:
             dns.exception.DNSException: no such name, no answer, a timeout...
+            LookupError: no target of an SRV record has an address (one without
+                is left out while others have one).
         """
         if self._resolver is None:
             self._resolver = self._make_resolver()
@@ -111,6 +117,10 @@ class DnsProvider(BaseProvider):
             except dns.resolver.NoAnswer as error:  # the name exists, without this type
                 last = error
                 continue
+            except dns.resolver.NXDOMAIN:
+                if required:
+                    raise
+                break  # (an SRV target that does not exist: no address, see below)
             ttls.append(float(answer.rrset.ttl))
             # Sorted: a record set has no order, and a stable one keeps the backend
             # list unchanged between resolves when the records are.
@@ -129,11 +139,14 @@ class DnsProvider(BaseProvider):
         glue = _glue(answer.response)
         all_zero = all(r.weight == 0 for r in records)
         backends: list[Backend] = []
+        missing: set[str] = set()
         for r in records:
             target = r.target.to_text(omit_final_dot=True)
             ips, ttl = glue.get(target.lower(), ([], None))
             if not ips:
                 ips, ttl = await self._addresses(target, ("A", "AAAA"), required=False)
+            if not ips:
+                missing.add(target)
             if ttl is not None:
                 ttls.append(ttl)
             weight = 1.0 if all_zero else (float(r.weight) or _ZERO_WEIGHT)
@@ -141,7 +154,25 @@ class DnsProvider(BaseProvider):
                 Backend(_address(self.scheme, ip, r.port), weight=weight,
                         metadata={"target": target, "priority": r.priority})
                 for ip in ips)
+        if not backends:  # (the driver keeps the last backends and says this)
+            raise LookupError(f"no target of the SRV record {self.name} has an address: "
+                              + ", ".join(sorted(missing)))
+        self._note(missing, {r.target.to_text(omit_final_dot=True) for r in records})
         return Resolution(tuple(backends), min(ttls))
+
+    def _note(self, missing: set[str], targets: set[str]) -> None:
+        # A target without an address (its record not published yet, or removed
+        # before the SRV record was) is left out and the others are used: failing
+        # the whole resolve would keep the last backends, stale, for as long as it
+        # lasts. Said once when it starts and once when it ends, not every TTL.
+        for target in sorted(missing - self._missing):
+            _log.warning("DNS discovery of %s: SRV target %s has no address (no such "
+                         "name, or no A/AAAA record); left out while the other targets "
+                         "are used, logged again once it has one", self.name, target)
+        for target in sorted((self._missing - missing) & targets):
+            _log.info("DNS discovery of %s: SRV target %s has an address again",
+                      self.name, target)
+        self._missing = missing  # (a target gone from the record is forgotten)
 
     def __repr__(self) -> str:
         return f"DnsProvider({self.name!r}, record={self.record!r})"

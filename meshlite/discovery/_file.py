@@ -86,9 +86,13 @@ class FileProvider(BaseProvider):
 
         Raises:
             OSError: the file cannot be read.
-            ConfigError: it does not parse or lists a bad backend.
+            ConfigError: it is empty, does not parse or lists a bad backend.
         """
         text = await asyncio.to_thread(_read, self.path)
+        if not text.strip():  # (JSON's or YAML's own complaint would not say so)
+            raise ConfigError(f"FileProvider {self.path}: the file is empty (truncated "
+                              "by a write still under way?); it must list the backends",
+                              policy="discovery")
         data = parse_backends_file(self.path, text)
         return Resolution(backends_from_data(data, f"FileProvider {self.path}"))
 
