@@ -216,8 +216,14 @@ class Service(Chains, BackendSet, Rotation, FirstWave):
 
     def attach(self, component: Lifecycle) -> None:
         """Have the mesh start ``component`` (``async start()``/``async stop()``) with
-        this service, after the services it depends on."""
-        self.components.append(check_component(f"Service {self.name!r}", component))
+        this service, after the services it depends on, and before the service's
+        health check (stopped after it): the check's first round, which the mesh's
+        start waits for, then probes the backends a discovery component has just
+        resolved, not the ones it replaces."""
+        component = check_component(f"Service {self.name!r}", component)
+        at = next((i for i, c in enumerate(self.components) if isinstance(c, HealthChecker)),
+                  len(self.components))
+        self.components.insert(at, component)
 
     def _use_clock(self, clock: Clock) -> None:
         """Adopt the mesh's clock, unless this service was given one."""
