@@ -104,6 +104,17 @@ def _store_up(e: Any) -> str:
             "shared again")
 
 
+_REASONS_SHOWN = 5
+"""How many backends' reasons a panic-mode line gives (a service of 50 backends gave a
+line of several kilobytes, which log shippers cut); the event keeps them all."""
+
+
+def _some(reasons: tuple[str, ...]) -> str:
+    shown = "; ".join(reasons[:_REASONS_SHOWN])
+    more = len(reasons) - _REASONS_SHOWN
+    return shown if more <= 0 else f"{shown}; and {more} more"
+
+
 def _alert_level(e: Any) -> int:
     return {"critical": _ERROR, "warning": _WARN}.get(e.severity, _INFO)
 
@@ -135,8 +146,8 @@ _RULES: dict[str, _Rule] = {
         _backend),
     "PanicModeEntered": ("meshlite.routing", _ERROR, lambda e: (
         f"service {e.service!r}: every backend is out, panic mode routes to all "
-        f"{e.backends} ({'; '.join(e.reasons)})"),
-        lambda e: {"backends": e.backends, "reason": "; ".join(e.reasons)}),
+        f"{e.backends} ({_some(e.reasons)})"),
+        lambda e: {"backends": e.backends, "reason": _some(e.reasons)}),
     "PanicModeExited": ("meshlite.routing", _INFO, lambda e: (
         f"service {e.service!r}: panic mode over, {e.available} backend(s) available"),
         lambda e: {"available": e.available}),

@@ -62,3 +62,27 @@ def test_a_skipped_ejection_is_logged_once_per_backend_until_rotation_changes(
             mesh.call_sync("users", _down)
     assert len(_skip_lines(caplog)) == 1
     mesh.close()
+
+
+def test_a_panic_line_names_five_backends_and_counts_the_rest(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Fifty backends out at once: the line stays readable (log shippers cut lines of
+    # several kilobytes); the event keeps every backend's reason.
+    addresses = [f"b{i:02d}" for i in range(50)]
+    events: list[ml.Event] = []
+    service = Service("big", addresses, balancer="round_robin", pipeline=ml.Pipeline(),
+                      outlier_detection=None)
+    service.add_hook(events.append)
+    caplog.set_level(logging.INFO, logger="meshlite")
+    for address in addresses:
+        service.eject(address)
+    panic, = [e for e in events if type(e).__name__ == "PanicModeEntered"]
+    assert len(panic.reasons) == 50
+    line, = [r for r in caplog.records
+             if getattr(r, "meshlite_event", None) == "PanicModeEntered"]
+    message = line.getMessage()
+    assert "b00: ejected by hand until restored" in message
+    assert "b04:" in message
+    assert "b05:" not in message
+    assert message.endswith("; and 45 more)")
+    assert len(message) < 400
