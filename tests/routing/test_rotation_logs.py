@@ -1,5 +1,5 @@
-"""An ejection the ``max_ejection_percent`` cap skips is logged: once per backend
-while the rotation stays as it is, every skip still reaching hooks and metrics."""
+"""What rotation changes log: an ejection the ``max_ejection_percent`` cap skips, once per
+backend while the rotation stays as it is, and panic mode on a service of many backends."""
 
 from __future__ import annotations
 
