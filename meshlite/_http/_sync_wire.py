@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from .._clock import SYSTEM_CLOCK, Clock, bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 from .._memo import remember
 from ._outgoing import UNSENT
-from ._urllib3_parts import DeadlineTimeout, Target, cut, in_use, pool_classes
+from ._urllib3_parts import DeadlineTimeout, Target, cut, give_back, in_use, pool_classes
 
 __all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
 
@@ -47,7 +48,8 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     """The httpx exception for a urllib3 failure (``error`` itself when it has none)."""
     text = str(error)
     if isinstance(error, _u3.EmptyPoolError):
-        return httpx.PoolTimeout(text, request=request)
+        # Without urllib3's head, its pool ("_Pool(host=..., port=...): "), as below.
+        return httpx.PoolTimeout(text.removeprefix(f"{error.pool}: "), request=request)
     if isinstance(error, _u3.NewConnectionError):
         # Without urllib3's head, its connection object ("_Connection(host=..., port=...):
         # "): the mesh heads the message with the service and backend instead.
@@ -81,12 +83,19 @@ def map_error(error: Exception, request: httpx.Request) -> Exception:
     return error
 
 
+_NOT_SENT = ("the connection pool closed (the mesh closed, or the service was removed) "
+             "before the request got a connection: it was not sent")
+
+
 def _cut_off(error: Exception, request: httpx.Request,
              pool: urllib3.HTTPConnectionPool | None) -> Exception:
-    """The httpx exception for a urllib3 failure on ``pool``: an ``httpx.ReadError``
-    saying so when the pool is closed (its transport closed, when the mesh closed or
-    the service was removed, and cut the connections still in use), else
-    :func:`map_error`'s."""
+    """The httpx exception for a urllib3 failure on ``pool``: an ``httpx.ConnectError``
+    when the pool closed before the request got a connection (it was not sent); an
+    ``httpx.ReadError`` saying so when the pool is closed (its transport closed, when
+    the mesh closed or the service was removed, and cut the connections still in
+    use); else :func:`map_error`'s."""
+    if isinstance(error, _u3.ClosedPoolError):
+        return httpx.ConnectError(_NOT_SENT, request=request)
     if pool is not None and pool.pool is None:
         return httpx.ReadError(
             "the connection was closed with its pool (the mesh closed, or the service "
@@ -95,15 +104,19 @@ def _cut_off(error: Exception, request: httpx.Request,
     return map_error(error, request)
 
 
+_ref = weakref.ref
+
+
 class Body(httpx.SyncByteStream):
     """A response body read from urllib3 as it arrives; closing it hands the
     connection back (or closes it when the body was not read to the end).
 
     It also does what httpx's client wraps every response stream for (the
     ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
-    it sets the bound response's ``elapsed``, then drops the response, so the two
-    leave no reference cycle (each request's objects would otherwise wait for the
-    garbage collector)."""
+    it sets the bound response's ``elapsed``. It refers to that response weakly, so
+    the two make no reference cycle: each request's objects would otherwise wait for
+    the garbage collector, and so would the connection of a response dropped
+    unclosed, which goes back to its pool as the response goes (``__del__``)."""
 
     __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain", "sets_cookies")
 
@@ -111,7 +124,7 @@ class Body(httpx.SyncByteStream):
         self._response = response
         self._request = request
         self._done = False
-        self._timed: httpx.Response | None = None
+        self._timed: weakref.ref[httpx.Response] | None = None
         self._start = 0.0
         headers = response.headers
         self.plain = "content-encoding" not in headers
@@ -121,7 +134,7 @@ class Body(httpx.SyncByteStream):
 
     def bind(self, response: httpx.Response, start: float) -> None:
         """Set ``response.elapsed`` (since ``start``, a ``perf_counter``) on close."""
-        self._timed, self._start = response, start
+        self._timed, self._start = _ref(response), start
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -147,12 +160,21 @@ class Body(httpx.SyncByteStream):
     def close(self) -> None:
         timed = self._timed
         if timed is not None:
-            timed.elapsed = timedelta(seconds=time.perf_counter() - self._start)
-            self._timed = None  # the response refers to this stream: no cycle left
+            self._timed = None
+            response = timed()
+            if response is not None:
+                response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
         if self._done:
             self._response.release_conn()
         else:
             self._discard()
+
+    def __del__(self) -> None:
+        # Dropped unclosed, its connection still lent (the caller neither read the body
+        # to the end nor closed the response): without this, the connection's slot in
+        # the pool, which every client of the service shares, was lost for good.
+        if self._response._connection is not None:  # type: ignore[attr-defined]
+            give_back(self._response)
 
     def _discard(self) -> None:
         # Part of the body is unread: the connection is closed, not reused, and its
@@ -245,6 +267,7 @@ class Urllib3Transport(httpx.BaseTransport):
         self._headers: dict[tuple[tuple[bytes, bytes], ...], Headers] = {}
         # The manager's pool per host, found without normalising a pool key each time.
         self._pools: dict[tuple[str, str, int | None], urllib3.HTTPConnectionPool] = {}
+        self._closed = False
 
     def _timeout(self, given: dict[str, float | None] | None) -> urllib3.Timeout:
         given = given or {}
@@ -297,9 +320,7 @@ class Urllib3Transport(httpx.BaseTransport):
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None or pool.pool is None:  # new, or closed (evicted, cleared)
-            pool = self._manager.connection_from_host(
-                host, port, scheme, pool_kwargs=self._https if scheme == "https" else None)
-            remember(self._pools, key, pool, _POOLS)
+            pool = self._pool(request, key)
         timeout: urllib3.Timeout
         if deadline is None:
             timeout = self._timeout(given)
@@ -326,6 +347,21 @@ class Urllib3Transport(httpx.BaseTransport):
             stream=Body(response, request),
             extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("latin-1")})
+
+    def _pool(self, request: httpx.Request, key: tuple[str, str, int | None]
+              ) -> urllib3.HTTPConnectionPool:
+        """The manager's pool for ``key`` (made now if new), for a transport not closed:
+        a request that reaches a closed one (it got the transport just before the mesh
+        closed it) would open a pool that no one closes."""
+        if not self._closed:
+            scheme, host, port = key
+            pool = self._manager.connection_from_host(
+                host, port, scheme, pool_kwargs=self._https if scheme == "https" else None)
+            remember(self._pools, key, pool, _POOLS)
+            if not self._closed:
+                return pool
+            pool.close()  # closed meanwhile, after close() took the pools it closes
+        raise httpx.ConnectError(_NOT_SENT, request=request)
 
     def _all_pools(self) -> list[urllib3.HTTPConnectionPool]:
         found = {id(p): p for p in self._pools.values()}
@@ -354,16 +390,21 @@ class Urllib3Transport(httpx.BaseTransport):
         ``httpx.ReadError`` at once rather than at its read timeout (never, without
         one); the mesh closes a transport only once it stopped waiting for it (the
         drain, or :meth:`busy` for a removed backend)."""
+        self._closed = True  # first: a request making a pool now sees it (_pool)
         ours = self._all_pools()
         self._pools.clear()
         self._headers.clear()
-        # what clear() lets go of (no pool class of the wire's overrides close)
-        self._manager.pools.dispose_func = urllib3.HTTPConnectionPool.close
+        # what clear() lets go of is closed, by its own class's close()
+        self._manager.pools.dispose_func = _close
         self._manager.clear()
         for pool in ours:  # (one the manager evicted earlier, still kept here)
             pool.close()
         for pool in ours:  # closed first: a reader woken now finds its pool closed
             cut(pool)
+
+
+def _close(pool: urllib3.HTTPConnectionPool) -> None:
+    pool.close()  # (its class's: a pool of the wire's also wakes its waiters)
 
 
 def _bounded(seconds: float | None) -> float | None:

@@ -1,27 +1,31 @@
 """What the sync wire changes of urllib3 to send and read as httpx does: the request
 target httpx encoded is sent as it is (:class:`Target`), a response is the final
 answer, past any informational one, a pool knows the connections it has lent
-out, so that closing it can cut them (:func:`pool_classes`), and the timeouts of a
-request with a deadline are read from it when used (:class:`DeadlineTimeout`)."""
+out, so that closing it can cut them and wake the requests waiting for a free one,
+and gets back the connection of a response dropped unclosed (:func:`pool_classes`,
+:func:`give_back`), and the timeouts of a request with a deadline are read from it
+when used (:class:`DeadlineTimeout`)."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import queue
 import socket
 import threading
 import weakref
+from collections import deque
 from typing import Any
 
 import urllib3
 from urllib3 import connection as _urllib3_connection
 from urllib3 import connectionpool as _connectionpool
-from urllib3.exceptions import EmptyPoolError
+from urllib3.exceptions import ClosedPoolError, EmptyPoolError
 
 from .._clock import Clock
 from .._fork import fork_safe
 
-__all__ = ["DeadlineTimeout", "Target", "cut", "in_use", "pool_classes"]
+__all__ = ["DeadlineTimeout", "Target", "cut", "give_back", "in_use", "pool_classes"]
 
 
 class Target(str):
@@ -174,24 +178,112 @@ class _TLSConnection(_urllib3_connection.HTTPSConnection):
     response_class = _FinalResponse
 
 
+_LOCK_WAIT = 0.005
+"""Seconds a dropped response's finalizer waits for each lock of its pool: held a few
+microseconds by another thread, or for good by its own thread when a garbage
+collection ran the finalizer inside the pool's locked code (then the slot goes back
+with the pool's next request). Short, as the finalizer may run inside any request."""
+
+
+def _free(lock: Any) -> bool:
+    """Whether ``lock`` could be taken within :data:`_LOCK_WAIT` (it is released again)."""
+    if lock.acquire(timeout=_LOCK_WAIT):
+        lock.release()
+        return True
+    return False
+
+
 class _Lends:
     """What a pool of the wire adds to urllib3's: the connections it has lent out (a
     request on its way, or a response body still being read), which urllib3 does not
-    track. A dropped response's connection leaves with it (weakly held)."""
+    track, and the slots of responses dropped before they gave their connection back
+    (:meth:`give_back`). A dropped response's connection leaves with it (weakly held)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lent: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lent_lock = fork_safe(threading.Lock())
+        self._owed: deque[Any] = deque()  # dropped responses whose slot is still out
         super().__init__(*args, **kwargs)
 
     def _get_conn(self, timeout: Any = None) -> Any:
-        if type(timeout) is DeadlineTimeout:  # the request's own, from the sync wire
-            conn = self._get_conn_by(timeout)
-        else:
-            conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if self._owed:
+            self._repay()
+        try:
+            if type(timeout) is DeadlineTimeout:  # the request's own, from the sync wire
+                conn = self._get_conn_by(timeout)
+            else:
+                conn = super()._get_conn(timeout)  # type: ignore[misc]
+        except EmptyPoolError as error:
+            raise self._exhausted(error, timeout) from None
         with self._lent_lock:
             self._lent.add(conn)
         return conn
+
+    def _exhausted(self, error: EmptyPoolError, timeout: Any) -> EmptyPoolError:
+        """urllib3's error for a wait for a free connection that timed out, saying
+        why (urllib3's: "Pool is empty and a new connection can't be opened due to
+        blocking mode")."""
+        if type(timeout) is DeadlineTimeout:
+            if timeout.clock.monotonic() >= timeout.deadline:
+                return error  # (_get_conn_by's, or the wait ended at the deadline)
+            timeout = timeout.pool
+        free = self.pool  # type: ignore[attr-defined]
+        if free is None or timeout is None:  # (closed meanwhile; a wait never ends)
+            return error
+        return EmptyPoolError(
+            self,  # type: ignore[arg-type]  # (a pool of the wire's: a ConnectionPool)
+            f"no free connection within the pool timeout ({timeout:g} s): all {free.maxsize} "
+            "connections to the backend (http_pool limits max_connections) are in use; "
+            "raise max_connections or the client's pool timeout, or lower the load")
+
+    def give_back(self, response: Any) -> None:
+        """Close the connection of ``response``, dropped while it still held it (its
+        body neither read to the end nor closed), and give its slot back: the pool,
+        which every client of the service shares, would otherwise have one connection
+        less for good, and none after ``max_connections`` such responses.
+
+        Runs in a finalizer, which a garbage collection may start on a thread inside
+        this pool's own locked code: when a lock of the pool is not free within
+        :data:`_LOCK_WAIT`, the slot goes back with the pool's next request."""
+        response.close()  # its socket (takes no lock)
+        free = self.pool  # type: ignore[attr-defined]
+        if _free(self._lent_lock) and (free is None or _free(free.mutex)):
+            response.release_conn()
+        else:
+            self._owed.append(response)
+
+    def close(self) -> None:
+        """Close the pool, and wake the threads waiting for a free connection, which
+        would wait out their pool timeout (for good without one): each finds the pool
+        closed (:meth:`_new_conn`) and wakes the next."""
+        waited = self.pool  # type: ignore[attr-defined]
+        super().close()  # type: ignore[misc]
+        if waited is not None:
+            self._waited_on = waited
+            with contextlib.suppress(queue.Full):  # (never: close() emptied it)
+                waited.put(None, block=False)
+
+    _waited_on: Any = None
+    """The queue of free connections of the pool before it closed."""
+
+    def _new_conn(self) -> Any:
+        if self.pool is None:  # type: ignore[attr-defined]  # closed while waiting
+            if self._waited_on is not None:
+                with contextlib.suppress(queue.Full):
+                    self._waited_on.put(None, block=False)  # the next waiter's turn
+            raise ClosedPoolError(
+                self,  # type: ignore[arg-type]  # (a pool of the wire's: a ConnectionPool)
+                "the pool closed while the request waited for a free connection")
+        return super()._new_conn()  # type: ignore[misc]
+
+    def _repay(self) -> None:
+        """Give back the slots :meth:`give_back` could not."""
+        while self._owed:
+            try:
+                response = self._owed.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            response.release_conn()
 
     def _get_conn_by(self, timeout: DeadlineTimeout) -> Any:
         """A connection for a request whose deadline is ``timeout``'s: none once the
@@ -248,6 +340,14 @@ class _UnverifiedPool(_TLSPool):
         urllib3.HTTPConnectionPool._validate_conn(self, conn)
         if conn.is_closed:
             conn.connect()
+
+
+def give_back(response: urllib3.BaseHTTPResponse) -> None:
+    """Give back the connection (and pool slot) ``response`` still holds, as it is
+    dropped unclosed (see :meth:`_Lends.give_back`)."""
+    pool = getattr(response, "_pool", None)
+    if isinstance(pool, _Lends):
+        pool.give_back(response)
 
 
 def in_use(pool: urllib3.HTTPConnectionPool) -> bool:
