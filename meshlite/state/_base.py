@@ -207,6 +207,12 @@ class SharedCircuit(Protocol):
         state if it differs."""
         ...
 
+    def apart(self, state: str) -> Transition | None:
+        """The store did not answer a decision, which the breaker's in-process state,
+        ``state``, makes instead: the change to tell hooks if they last heard another
+        state (the shared one), else None."""
+        ...
+
 
 class Store(Protocol):
     """Where policies keep the state replicas share (see :mod:`meshlite.state`).

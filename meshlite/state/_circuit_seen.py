@@ -39,10 +39,15 @@ from .._fork import fork_safe
 from .._inorder import InOrder
 from ._circuit_records import Transition
 
-__all__ = ["REJOINED", "SeenChanges"]
+__all__ = ["APART", "REJOINED", "SeenChanges"]
 
 REJOINED = "the store answers again and its shared state is {state}"
 """The reason of the change told when the store decides calls again (see the module doc)."""
+
+APART = ("the store does not answer: this process's own state, {state}, decides calls "
+         "until it does")
+"""The reason of the change told when the in-process state starts deciding calls and is
+not the shared state hooks last heard (a circuit open in the store, closed here)."""
 
 
 class SeenChanges:
@@ -50,13 +55,14 @@ class SeenChanges:
     docstring): :meth:`order` turns a change the store reported into the event to
     deliver, or ``None``."""
 
-    __slots__ = ("_changes", "_epoch", "_life", "_lock", "_state")
+    __slots__ = ("_changes", "_epoch", "_life", "_local", "_lock", "_state")
 
     def __init__(self) -> None:
         self._lock = fork_safe(threading.Lock())
         self._changes = InOrder()
         self._life = self._epoch = -1  # nothing delivered yet
         self._state: str | None = None  # nothing delivered yet
+        self._local = False  # whether the in-process state said the last word
 
     def order(self, previous: str, state: str, reason: str, life: int,
               epoch: int) -> Transition | None:
@@ -67,6 +73,7 @@ class SeenChanges:
             if life == self._life and epoch <= self._epoch:
                 return None
             self._life, self._epoch = life, epoch
+            self._local = False
             if self._state is not None:
                 previous = self._state
             self._state = state
@@ -78,15 +85,28 @@ class SeenChanges:
         """Note that the breaker's in-process state told hooks ``state`` (a call the
         store could not decide)."""
         with self._lock:
-            self._state = state
+            self._state, self._local = state, True
 
     def rejoin(self, state: str) -> Transition | None:
         """The transition to announce when a reply shows the shared ``state`` after the
         store did not answer: from the state hooks last heard, if it differs (none
         while they heard nothing: a process learns others' changes from its own)."""
         with self._lock:
-            previous, self._state = self._state, state
+            previous, self._state, self._local = self._state, state, False
             if previous is None or previous == state:
                 return None
             return Transition(previous, state, REJOINED.format(state=state),
+                              self._changes.draw())
+
+    def apart(self, state: str) -> Transition | None:
+        """The transition to announce when the in-process ``state`` decides calls the
+        store does not answer, if hooks last heard another from the store (the
+        shared circuit open, this process's closed); None when the in-process state
+        said the last word (it tells its own changes) or nothing was heard."""
+        with self._lock:
+            previous = self._state
+            if self._local or previous is None or previous == state:
+                return None
+            self._state, self._local = state, True
+            return Transition(previous, state, APART.format(state=state),
                               self._changes.draw())

@@ -254,6 +254,10 @@ class _MemoryCircuit:
     def told(self, state: str) -> None:
         """Never called: a memory store does not fail."""
 
+    def apart(self, state: str) -> Transition | None:
+        """Never called: a memory store does not fail."""
+        return None
+
     def control(self, action: str) -> Transition | None:
         transition: Transition | None = getattr(self._core, action)()
         return transition

@@ -150,6 +150,14 @@ class RedisCircuit:
         self._apart = True
         self._seen.told(state)
 
+    def apart(self, state: str) -> Transition | None:
+        """The store did not answer a decision, which the breaker's in-process state,
+        ``state``, makes instead: the change to tell hooks when they last heard
+        another (the shared circuit open, this process's closed), else None. The
+        next reply tells them the shared state again if it differs."""
+        self._apart = True
+        return self._seen.apart(state)
+
     def _failed(self) -> None:
         """An operation the store did not answer: drop what the process trusted (see
         the module doc), and compare the next reply with what hooks last heard."""

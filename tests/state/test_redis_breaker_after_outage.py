@@ -198,3 +198,39 @@ def test_a_shared_open_lost_in_the_outage_is_said_closed(fresh_server: RedisServ
     assert [(c.previous, c.state) for c in seen.changes] == [("closed", "open"),
                                                              ("open", "closed")]
     store.close()
+
+
+def test_a_shared_open_circuit_the_outage_lets_calls_through_is_said_at_once(
+        fresh_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # Opened in Redis, then Redis goes down: the in-process state, closed, decides the
+    # calls and lets them through. That is said when it starts, not when Redis is back
+    # (the log's last word about the circuit was "opened" for the whole outage, while
+    # calls went to the backend the circuit was protecting).
+    store, breaker, seen = shared_breaker(fresh_server, open_seconds=60.0)
+    call, failing = breaker(ok), breaker(fail)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            failing()
+    assert [(c.previous, c.state) for c in seen.changes] == [("closed", "open")]
+    fresh_server.kill()
+    deadline = time.monotonic() + WAIT
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="meshlite.breaker"):
+        while store.available:  # the refusal this process trusts ends, then it asks
+            assert time.monotonic() < deadline
+            time.sleep(store.retry_interval)
+            with contextlib.suppress(ml.CircuitOpenError):
+                call()
+        assert call() == "ok"  # the in-process state
+        assert call() == "ok"
+    apart = "the store does not answer: this process's own state, closed, decides calls " \
+            "until it does"
+    assert [(c.previous, c.state, c.reason) for c in seen.changes] == [
+        ("closed", "open", "2 of 2 calls failed"),
+        ("open", "closed", apart)]
+    assert [r.getMessage() for r in caplog.records if r.name == "meshlite.breaker"] == [
+        f"circuit 'payments' closed ({apart})"]  # once, not per call
+    fresh_server.start()  # empty: the shared circuit reads closed, as hooks last heard
+    assert until_shared(call, store) == "ok"
+    assert len(seen.changes) == 2
+    store.close()

@@ -59,11 +59,29 @@ def _admitted(breaker: CircuitBreaker) -> Callable[[CallContext, Admission], int
     return admitted
 
 
+def _apart(breaker: CircuitBreaker) -> Callable[[CallContext], None]:
+    """What a call the store could not decide does before the in-process state decides
+    it: tells hooks that state, when they last heard another (the shared circuit was
+    open, this process's is closed: calls go through again, which an operator reading
+    the log must know)."""
+    shared, core, announce = breaker._shared, breaker._core, breaker._announce
+    apart = getattr(shared, "apart", None)  # (a store of before: none)
+
+    def told(ctx: CallContext) -> None:
+        if apart is not None:
+            transition = apart(core.state())
+            if transition is not None:
+                announce(ctx, transition)
+
+    return told
+
+
 def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Handler) -> Handler:
     """The sync handler of ``breaker`` on its store; ``local`` is its in-memory one."""
     shared, store = breaker._shared, breaker._shared_store
     assert shared is not None
     assert store is not None
+    apart = _apart(breaker)
     admitted, announce, is_failure = _admitted(breaker), breaker._announce, breaker._is_failure
     monotonic = breaker._clock.monotonic
     slow = breaker.options.slow_call_seconds or math.inf
@@ -90,6 +108,7 @@ def shared_sync_handler(breaker: CircuitBreaker, call_next: Handler, local: Hand
         except StoreUnavailableError as error:
             action = fall_back(breaker, store, ctx, error)
             if action == LOCAL:
+                apart(ctx)
                 return local(ctx)
             if action == ALLOW:
                 return call_next(ctx)
@@ -122,6 +141,7 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
     shared, store = breaker._shared, breaker._shared_store
     assert shared is not None
     assert store is not None
+    apart = _apart(breaker)
     admitted, announce, is_failure = _admitted(breaker), breaker._announce, breaker._is_failure
     monotonic = breaker._clock.monotonic
     slow = breaker.options.slow_call_seconds or math.inf
@@ -160,6 +180,7 @@ def shared_async_handler(breaker: CircuitBreaker, call_next: AsyncHandler,
         except StoreUnavailableError as error:
             action = fall_back(breaker, store, ctx, error)
             if action == LOCAL:
+                apart(ctx)
                 return await local(ctx)
             if action == ALLOW:
                 return await call_next(ctx)
