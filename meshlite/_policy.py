@@ -118,9 +118,10 @@ class Policy(Explained, abc.ABC):
     # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
     # and stays one. (Overloads for the two made a sync function returning Any match
     # the async one, so its signature came out erased.)
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: Callable[P, T]) -> Decorated[P, T]:
         """Decorate ``fn`` so every call runs through this policy.
 
-        A sync function stays sync and an async one stays async.
+        A sync function stays sync and an async one stays async; the one-policy
+        pipeline it runs through is its ``.pipeline``.
         """
         return self._as_pipeline()(fn)

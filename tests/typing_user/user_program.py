@@ -80,8 +80,11 @@ async def get_user(uid: int) -> dict[str, int]:
 
 async def decorated() -> None:
     reveal_type(load)  # revealed: meshlite._policy.Decorated[[text: str], Any]
-    reveal_type(load_in_time)  # revealed: def (text: str) -> Any
+    reveal_type(load_in_time)  # revealed: meshlite._policy.Decorated[[text: str], Any]
     assert_type(cached(1), int)
+    # one policy as a decorator is a one-policy pipeline, its .pipeline too
+    assert_type(load_in_time.pipeline, ml.Pipeline)
+    assert_type(cached.pipeline, ml.Pipeline)
     assert_type(await get_user(1), dict[str, int])
     load(1)  # type: ignore[arg-type]
     load("{}", 2)  # type: ignore[call-arg]

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._context import CallContext
-from ..._policy import AsyncHandler, Handler, Policy
+from ..._policy import AsyncHandler, Decorated, Handler, Policy
 from ..._validate import fail
 from ...state._base import SharedCache, Store, StoreUnavailableError, fall_back
 from ._ashared import shared_async_handler
@@ -225,7 +225,7 @@ class Cache(Policy):
     # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
     # and stays one. (Overloads for the two made a sync function returning Any match
     # the async one, so its signature came out erased.)
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+    def __call__(self, fn: Callable[P, T]) -> Decorated[P, T]:
         """Decorate ``fn``; the Cache then knows the function :meth:`warm` calls.
 
         Raises:
