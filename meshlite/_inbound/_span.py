@@ -5,7 +5,10 @@ What the request says of itself is given to ``start_span``, so a sampler sees it
 HTTP conventions' attributes to be given at a server span's creation
 (``http.request.method``, ``url.path``, ``url.query``, ``url.scheme``,
 ``server.address``, ``server.port``, ``client.address``, ``user_agent.original``),
-the route and the calling mesh. The answer's are set when it ends."""
+the route and the calling mesh. The answer's are set when it ends: the status, an
+error (``error.type``, status ``ERROR`` and the ``exception`` event), and, for a request
+no meshlite route named, the route the framework matched (Starlette's and FastAPI's
+``scope["route"]``), which then names the span too."""
 
 from __future__ import annotations
 
@@ -154,11 +157,27 @@ def _query(raw: bytes) -> str:
     return shown[1:] if shown.startswith("?") else shown
 
 
+def framework_route(scope: Mapping[str, Any], root: str) -> str | None:
+    """The path template of the route the app's framework matched: Starlette (and
+    FastAPI, whose router it is) puts the matched route in ``scope["route"]``. Only a
+    route of the app's own router, whose template spans the whole path below
+    ``root`` (the ``root_path`` the request came with): below a ``Mount`` the template
+    is the mounted app's alone, and the mount's part of the path, which may hold
+    parameters, is not known as a template, so such a request has no ``http.route``
+    rather than a wrong or unbounded one."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str) or not path.startswith("/") or (
+            scope.get("root_path", "") != root):
+        return None
+    return path
+
+
 class ServerSpan:
     """Start with :meth:`start` (the span becomes current, so spans of mesh calls made
     while handling the request are its children); finish with :meth:`end`."""
 
-    __slots__ = ("span", "token")
+    __slots__ = ("method", "root", "span", "token")
 
     def __init__(self, request: Inbound, route: str | None, method: str) -> None:
         headers = request.headers
@@ -186,6 +205,9 @@ class ServerSpan:
         if request.caller is not None:  # (read from its header before the span starts)
             attributes["meshlite.caller"] = request.caller
         name = f"{method} {route}" if route is not None else method
+        self.method = method
+        # No meshlite route: the framework's, once it routed the request (see end()).
+        self.root: str | None = scope.get("root_path", "") if route is None else None
         self.span = _get_tracer().start_span(name, context=parent, kind=SpanKind.SERVER,
                                              attributes=attributes)
         self.token = otel_context.attach(trace.set_span_in_context(self.span, parent))
@@ -199,11 +221,18 @@ class ServerSpan:
                 span.set_attribute("http.response.status_code", request.status)
             if request.principal is not None:
                 span.set_attribute("enduser.id", request.principal.subject)
+            if self.root is not None:
+                route = framework_route(request.scope, self.root)
+                if route is not None:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{self.method} {route}")
             # An exception is an error even once the response started: the client
             # got a status but its body was cut short.
             if request.status >= 500 or isinstance(error, Exception) or (
                     error is not None and not request.status):
                 kind = error_type(error) if error is not None else str(request.status)
                 span.set_attribute("error.type", kind)
+                if isinstance(error, Exception):
+                    span.record_exception(error, escaped=True)
                 span.set_status(Status(StatusCode.ERROR))
         span.end()

@@ -204,10 +204,15 @@ def _record_error(span: Span, error: BaseException) -> None:
     status = getattr(error, "status_code", None)
     if isinstance(status, int) and not isinstance(status, bool):
         attributes["http.response.status_code"] = status
+        # The conventions: no description where the status code tells the reason (the
+        # exception event still has the message).
+        description = None
+    else:
+        description = f"{type(error).__name__}: {error}"
     if isinstance(error, Exception):
         span.record_exception(error)
     span.set_attributes(attributes)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.set_status(Status(StatusCode.ERROR, description))
 
 
 class _NoAttemptSpan:
@@ -286,8 +291,9 @@ def record_http_request(method: str, url: str, span: Span | None = None) -> None
 
 def record_http_status(status_code: int, span: Span | None = None) -> None:
     """Annotate the attempt's span with ``http.response.status_code``; a status >=
-    400 also sets ``error.type`` to the code and status ``ERROR``, as the HTTP
-    client semantic conventions ask. No-op when the span is not recording.
+    400 also sets ``error.type`` to the code and status ``ERROR`` (with no
+    description, which the code tells), as the HTTP client semantic conventions ask.
+    No-op when the span is not recording.
 
     Args:
         status_code: The response status.
@@ -300,4 +306,5 @@ def record_http_status(status_code: int, span: Span | None = None) -> None:
     span.set_attribute("http.response.status_code", status_code)
     if status_code >= 400:
         span.set_attribute("error.type", str(status_code))
-        span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+        # No description: the conventions leave it out where the status code tells it.
+        span.set_status(Status(StatusCode.ERROR))
