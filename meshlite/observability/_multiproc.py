@@ -12,7 +12,14 @@ file), and a scrape of any worker reads every worker's file:
   file stays, as ``prometheus_client``'s multiprocess mode keeps dead workers'
   counters), so a restarted worker (a new pid) neither loses nor double-counts;
 - gauges get a ``pid`` label and only live workers report them (a dead worker's
-  calls in flight are no longer in flight).
+  calls in flight are no longer in flight);
+- a dead worker's file is kept as it is for :data:`EXITED_KEPT_SECONDS` after its
+  last write, then a live worker folds its counters and histograms into
+  ``meshlite-exited.json`` and removes it (:meth:`SharedMetrics.fold_exited`): the
+  directory, and the time every scrape spends reading it, do not grow with each
+  worker restart (gunicorn's ``max_requests`` restarts workers all day). Folding and
+  reading take the lock of ``meshlite-files.lock`` (exclusive, shared): a scrape
+  never sees a file both in the exited file and on its own, nor in neither.
 
 The same files give the dashboard its per-host and per-worker call counts
 (``_worker_counts``); the directory also holds the lock one worker takes to lead the host
@@ -27,7 +34,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +48,8 @@ from ._since_fork import Totals, since, totals
 if TYPE_CHECKING:
     from ._mesh_metrics import MeshMetrics
 
-__all__ = ["ENV_VARS", "FLUSH_SECONDS", "HostLock", "SharedMetrics", "WorkerFile",
-           "merge_workers", "multiproc_dir", "read_workers"]
+__all__ = ["ENV_VARS", "EXITED_KEPT_SECONDS", "FLUSH_SECONDS", "HostLock", "SharedMetrics",
+           "WorkerFile", "merge_workers", "multiproc_dir", "read_workers"]
 
 _log = logging.getLogger("meshlite.metrics")
 
@@ -51,7 +59,15 @@ ENV_VARS = ("MESHLITE_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
 FLUSH_SECONDS = 0.5
 """How often an open mesh writes its worker file."""
 
+EXITED_KEPT_SECONDS = 300.0
+"""How long after its last write a dead worker's file stays as it is (the dashboard
+lists it as a dead worker) before it is folded into the exited workers' file."""
+
+_FOLD_EVERY = 20
+"""Writes of a worker's file (:data:`FLUSH_SECONDS` apart) between two folds."""
+
 _PREFIX, _SUFFIX = "meshlite-", ".json"
+_EXITED, _LOCK = "meshlite-exited.json", "meshlite-files.lock"
 _numbers = itertools.count(1)  # tells apart the meshes of one process
 
 
@@ -108,24 +124,63 @@ def _load(data: list[Any]) -> tuple[MetricFamily, ...]:
         for suffix, labels, value in samples)) for name, kind, help_text, samples in data)
 
 
-def read_workers(directory: str) -> list[WorkerFile]:
-    """Every worker file in ``directory`` (unreadable ones are skipped), by pid."""
-    by_pid: dict[int, list[MetricFamily]] = {}
+def _names(directory: str) -> dict[str, int]:
+    """The worker files of ``directory`` and their pids (0: the exited workers')."""
+    out = {}
+    for name in os.listdir(directory):
+        if name == _EXITED:
+            out[name] = 0
+        elif name.startswith(_PREFIX) and name.endswith(_SUFFIX):
+            with contextlib.suppress(ValueError):  # not ours
+                out[name] = int(name[len(_PREFIX):-len(_SUFFIX)].split("-")[0])
+    return out
+
+
+def _read(path: str) -> tuple[MetricFamily, ...] | None:
     try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    for name in names:
-        if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)):
-            continue
+        with open(path, encoding="utf-8") as f:
+            return _load(json.load(f))
+    except (ValueError, OSError, TypeError):
+        return None  # not ours, or removed meanwhile
+
+
+def read_workers(directory: str) -> list[WorkerFile]:
+    """Every worker file in ``directory`` (unreadable ones are skipped), by pid; the
+    workers that exited before the last fold as one, pid 0, not alive."""
+    by_pid: dict[int, list[MetricFamily]] = {}
+    with _locked(directory, exclusive=False):
         try:
-            pid = int(name[len(_PREFIX):-len(_SUFFIX)].split("-")[0])
-            with open(os.path.join(directory, name), encoding="utf-8") as f:
-                families = _load(json.load(f))
-        except (ValueError, OSError, TypeError):
-            continue  # not ours, or removed meanwhile
-        by_pid.setdefault(pid, []).extend(families)  # a process's meshes, together
-    return [WorkerFile(pid, alive(pid), tuple(by_pid[pid])) for pid in sorted(by_pid)]
+            names = _names(directory)
+        except FileNotFoundError:
+            return []
+        for name, pid in names.items():
+            families = _read(os.path.join(directory, name))
+            if families is not None:  # a process's meshes, together
+                by_pid.setdefault(pid, []).extend(families)
+    return [WorkerFile(pid, pid != 0 and alive(pid), tuple(by_pid[pid]))
+            for pid in sorted(by_pid)]
+
+
+@contextlib.contextmanager
+def _locked(directory: str, *, exclusive: bool) -> Iterator[bool]:
+    """Hold the directory's files lock (made by a writer, never through a link);
+    yields False where there is none to hold (no fcntl, or no writer made it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no folding either
+        yield False
+        return
+    flags = (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY
+    try:
+        fd = os.open(os.path.join(directory, _LOCK), flags | NOFOLLOW, 0o644)
+    except OSError:  # none yet (nothing to fold then), or a planted link
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield True
+    finally:
+        os.close(fd)  # (lets go of the lock)
 
 
 def merge_workers(workers: Iterable[WorkerFile]) -> list[MetricFamily]:
@@ -162,6 +217,7 @@ class SharedMetrics:
         """False for a process that only reads (``meshlite dashboard`` attached)."""
         self._at_fork: Totals = {}
         self._baseline: Totals = {}  # in a forked child: the counts at the fork
+        self._made = False  # the directory and its files lock
         before_fork_in_parent(self)
         after_fork_in_child(self)
 
@@ -197,12 +253,46 @@ class SharedMetrics:
             return
         data = _dump(self.own())
         path = self.path
-        tmp = f"{path}.{threading.get_ident()}.tmp"
         with self._lock:
-            os.makedirs(self.directory, exist_ok=True)
-            with open(_fresh(tmp), "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, path)
+            if not self._made:  # the lock file first: readers lock once a file exists
+                os.makedirs(self.directory, exist_ok=True)
+                with _locked(self.directory, exclusive=True):
+                    self._made = True
+            _write(path, data)
+
+    def fold_exited(self, kept_seconds: float = EXITED_KEPT_SECONDS) -> int:
+        """Fold the files of dead workers not written for ``kept_seconds`` into the
+        exited workers' file (their counters and histograms; their gauges went with
+        them) and remove them, with their temporary files; returns how many."""
+        now, folded = time.time(), []
+        with _locked(self.directory, exclusive=True) as held:
+            if not held or not self.writing:
+                return 0
+            families = list(_read(os.path.join(self.directory, _EXITED)) or ())
+            for name, pid in _names(self.directory).items():
+                path = os.path.join(self.directory, name)
+                with contextlib.suppress(OSError):
+                    if pid and not alive(pid) and now - os.stat(path).st_mtime > kept_seconds:
+                        read = _read(path)
+                        if read is not None:
+                            families.extend(f for f in read if f.type != "gauge")
+                            folded.append(path)
+            if folded:
+                _write(os.path.join(self.directory, _EXITED), _dump(_merge(families)))
+            for path in folded + self._stale_temporary_files():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        return len(folded)
+
+    def _stale_temporary_files(self) -> list[str]:
+        # those of writes a worker killed outright never finished
+        out = []
+        for name in os.listdir(self.directory):
+            pid = name[len(_PREFIX):].split("-")[0]
+            if name.startswith(_PREFIX) and name.endswith(".tmp") and pid.isdigit() \
+                    and not alive(int(pid)):
+                out.append(os.path.join(self.directory, name))
+        return out
 
     def collect(self) -> list[MetricFamily]:
         """Every worker's series, merged (this worker's written first, so it is
@@ -237,14 +327,26 @@ class SharedMetrics:
             self.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(FLUSH_SECONDS):
+        for n in itertools.count():
             try:
                 self.flush()
+                if n % _FOLD_EVERY == 0:  # at the start too: a worker replacing one
+                    self.fold_exited()
             except Exception:  # a full disk must not kill the worker: say so, go on
                 _log.warning("writing %s failed", self.path, exc_info=True)
+            if self._stop.wait(FLUSH_SECONDS):
+                return
 
     def __repr__(self) -> str:
         return f"SharedMetrics({self.directory!r})"
+
+
+def _write(path: str, data: list[Any]) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file, renamed)."""
+    tmp = f"{path}.{threading.get_ident()}.tmp"
+    with open(_fresh(tmp), "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(tmp, path)
 
 
 def _fresh(path: str) -> int:
