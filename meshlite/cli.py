@@ -171,6 +171,8 @@ def _option(convert: Callable[[str], _T], accept: Callable[[_T], bool],
 _seconds = _option(float, lambda v: 0.0 < v < math.inf, "a number of seconds > 0")
 _count = _option(int, lambda v: v >= 1, "a whole number >= 1")
 _share = _option(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_port = _option(int, lambda v: 0 <= v <= 65535, "a port number in [0, 65535] (0 picks a "
+                "free one)")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -190,15 +192,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     check = commands.add_parser(
         "check", help="validate a config file and print what it describes (exit 0 valid, "
-        "2 invalid or unreadable)"
+        "2 invalid or unreadable)", description="Validate a config file and print what it "
+        "describes: exit 0 valid, 2 invalid (every problem is printed) or unreadable."
     )
     check.add_argument("config", metavar="CONFIG", help="the config file (YAML, TOML or JSON)")
-    check.set_defaults(run=_check)
+    check.set_defaults(usage=check, run=_check)
     _add_dashboard(commands)
     _add_alerts(commands)
-    bench = commands.add_parser("bench", help="measure meshlite's per-call overhead here")
-    bench.add_argument("--calls", type=_count, default=200_000, help="calls per measurement")
-    bench.set_defaults(run=_bench)
+    bench = commands.add_parser("bench",
+                                help="measure meshlite's per-call overhead on this machine")
+    bench.add_argument("--calls", type=_count, default=200_000, metavar="N",
+                       help="calls per measurement (default 200000)")
+    bench.set_defaults(usage=bench, run=_bench)
     return parser
 
 
@@ -208,17 +213,19 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "demo", help="run the demonstration: a flaky service through a full pipeline, then "
         "plain round robin against the mesh on four loopback backends"
     )
-    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--seed", type=int, default=1, metavar="N",
+                      help="random seed (default 1)")
     demo.add_argument("--services", action="store_true",
                       help="run the shop of examples/shop instead: four services under "
                            "uvicorn calling each other through meshlite, one of them flaky")
-    demo.add_argument("--dir", default=None, help="with --services: the examples/shop "
-                                                  "directory (default: found in a checkout)")
-    demo.add_argument("--requests", type=_count, default=60,
+    demo.add_argument("--dir", default=None, metavar="PATH",
+                      help="with --services: the examples/shop directory (default: found "
+                      "in a checkout)")
+    demo.add_argument("--requests", type=_count, default=60, metavar="N",
                       help="with --services: checkouts to send (default 60)")
-    demo.add_argument("--fault-rate", type=_share, default=0.3,
+    demo.add_argument("--fault-rate", type=_share, default=0.3, metavar="F",
                       help="with --services: share of charges payments fails (default 0.3)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(usage=demo, run=_demo)
 
 
 def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -228,8 +235,9 @@ def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     dashboard.add_argument("config", metavar="CONFIG", help="the config file")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8686, help="port (8686; 0 picks one)")
-    dashboard.add_argument("--token", default=None,
+    dashboard.add_argument("--port", type=_port, default=8686, metavar="PORT",
+                           help="port (8686; 0 picks one)")
+    dashboard.add_argument("--token", default=None, metavar="TOKEN",
                            help="read token required by every data request (needed off "
                            f"loopback without an admin token); better: {TOKEN_VARIABLE} or "
                            "--token-file, which other users cannot see in the process list")
@@ -238,27 +246,29 @@ def _add_dashboard(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     dashboard.add_argument("--admin-token-file", metavar="PATH", default=None,
                            help="read the admin token (admin API and reading) from this file "
                            f"(else {ADMIN_TOKEN_VARIABLE})")
-    dashboard.add_argument("--max-clients", type=_count, default=32,
+    dashboard.add_argument("--max-clients", type=_count, default=32, metavar="N",
                            help="WebSocket clients at once (32)")
-    dashboard.add_argument("--max-connections", type=_count, default=100,
+    dashboard.add_argument("--max-connections", type=_count, default=100, metavar="N",
                            help="open connections at once; more are closed at once (100)")
-    dashboard.set_defaults(run=_dashboard)
+    dashboard.set_defaults(usage=dashboard, run=_dashboard)
 
 
 def _add_alerts(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``alerts`` command and its actions."""
-    alerts = commands.add_parser("alerts", help="work with a config's alert rules")
+    alerts = commands.add_parser("alerts", help="alerts export: print a config's alert "
+                                 "rules as Prometheus rules")
     alert_commands = alerts.add_subparsers(dest="alerts_command", required=True,
                                            metavar="ACTION")
     export = alert_commands.add_parser(
         "export", help="print the config's alert rules as Prometheus alerting rules "
         "(exit 0, 2 invalid or unreadable config)")
     export.add_argument("config", metavar="CONFIG", help="the config file")
-    export.add_argument("--group", default="meshlite", help="rule group name (meshlite)")
+    export.add_argument("--group", default="meshlite", metavar="NAME",
+                        help="rule group name (meshlite)")
     export.add_argument("--scrape-interval", type=_seconds, default=60.0, metavar="SECONDS",
                         help="your Prometheus's scrape interval: each rule's range spans at "
                         "least four (60, Prometheus's default)")
-    export.set_defaults(run=_alerts_export)
+    export.set_defaults(usage=export, run=_alerts_export)
 
 
 INTERRUPTED = 130
@@ -291,7 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl+C, :data:`TERMINATED` after SIGTERM, each with one line on standard error,
     not a traceback: what the command had started is stopped on the way out; the
     foreground ``dashboard`` exits 0 on either, its way to stop)."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        # argparse reports them with the top-level usage, which does not show the
+        # options the command does take: the command's usage does.
+        args.usage.error(f"unrecognized arguments: {' '.join(unknown)}")
     # SIGTERM's default action ends the process at once: `meshlite demo --services`
     # left its four services running. (Only the main thread may set a handler.)
     main_thread = threading.current_thread() is threading.main_thread()

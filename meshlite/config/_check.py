@@ -74,6 +74,10 @@ def summary(plan: Plan) -> str:
         lines.append(f"alerts: {', '.join(r.name for r in plan.top.alerts.rules)}")
         lines.extend(unknown_alert_services(plan))
     lines.append(f"hot reload: {'on' if config.hot_reload.enabled else 'off'}")
+    if plan.document.empty:
+        lines.append("warning: the file has no section (empty, or comments only): a mesh "
+                     "of no service here, but a reload refuses it as a file caught "
+                     "half-saved; a mesh meant to have no service says `services: {}`")
     if plan.top.audit is not None:
         lines.append(mask(f"audit: {plan.top.audit}"))
     if plan.top.inbound is not None:

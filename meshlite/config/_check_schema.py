@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._fieldset import with_fields
+from ._placement import misplaced_service
 from ._problems import Problems
 from ._schema import MeshConfig, ServiceSection
 from ._steps import Steps, drain
@@ -39,7 +40,8 @@ def validate_steps(data: dict[str, Any], problems: Problems,
                 continue
             if not isinstance(section, dict | type(None)):
                 problems.add(("services", str(name)), "must be a mapping (backends, "
-                             f"balancer, policies...), got {section!r}")
+                             f"balancer, policies...), got {section!r}"
+                             + misplaced_service(str(name)))
                 continue
             built = convert_struct(ServiceSection, section or {}, ("services", str(name)),
                                    problems)

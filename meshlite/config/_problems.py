@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from .._errors import ConfigError
-from .._printable import origin_shown, url_shown
+from .._printable import origin_shown, printable, url_shown
 from .._validate import clip
 
 __all__ = [
@@ -43,6 +43,8 @@ MAX_LISTED = 50
 more, then a count of the rest)."""
 
 _GOT = re.compile(r"\bgot .*\Z", re.S)
+_HIDDEN = "got <hidden>"
+_NOT_SHOWN = "got a value not shown (a secret)"
 
 T = TypeVar("T")
 
@@ -112,6 +114,14 @@ class Secrets:
             return
         self.values.update(forms)
         self._pattern = None
+
+    def add_written(self, value: str, path: Path) -> None:
+        """Hide ``value``, written in the file at ``path`` (a URL's password), from
+        messages about that value or around it: whatever shows the value (a message
+        that could not parse it as a URL, so did not hide its password) hides it."""
+        if value.strip():
+            forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1]}
+            self._local.setdefault(path, set()).update(forms)
 
     def mask(self, text: str, path: Path | None = None) -> str:
         """``text`` with every secret replaced by ``***``; short secrets only when
@@ -188,14 +198,21 @@ class Problems:
         if any(path[:len(b)] == b for b in self._blocked):
             return
         if any(part in SECRET_FIELDS for part in path):
-            message = _GOT.sub("got a value not shown (a secret)", message)
+            # A message that hid the value itself (``got <hidden>``) keeps what follows
+            # it (how to make a token); any other loses everything from ``got`` on.
+            message = (message.replace(_HIDDEN, _NOT_SHOWN) if _HIDDEN in message
+                       else _GOT.sub(_NOT_SHOWN, message))
         elif "..." in message and any(_related(path, p) for p in self.secrets.paths):
             # A value cut short may have cut a secret in two, which masking would miss.
             message = _GOT.sub("got a value not shown (it holds an environment value)",
                                message)
         origin = self._origin(path)
         text = f"{clip(format_path(path))}: {message}" + (f" ({origin})" if origin else "")
-        text = clip(self.secrets.mask(text, path), MAX_MESSAGE)
+        # A key or a value of the file may hold a terminal escape or a newline: shown
+        # escaped, so a problem is one line that recolours nothing (after masking,
+        # which knows secrets as they were written).
+        text = self.secrets.mask(text, path)
+        text = clip(printable(text, len(text) * 10), MAX_MESSAGE)
         if text in self.errors:
             return
         if len(self.errors) >= 2 * MAX_LISTED:
@@ -222,7 +239,8 @@ class Problems:
     def error(self) -> ConfigError:
         """One ConfigError listing every problem (``.errors`` holds each)."""
         count = len(self.errors) + self._more
-        head = f"{self.source}: {count} problem{'s' if count != 1 else ''} in the config"
+        head = (f"{printable(self.source, len(self.source) * 10)}: {count:,} "
+                f"problem{'s' if count != 1 else ''} in the config")
         lines = [f"  - {e}" for e in self.errors[:MAX_LISTED]]
         if count > MAX_LISTED:
             lines.append(f"  - ... and {count - MAX_LISTED:,} more")

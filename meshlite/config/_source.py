@@ -65,6 +65,9 @@ class Document:
     secrets: Secrets
     origins: dict[Path, str] = field(default_factory=dict)
     profile: str | None = None
+    empty: bool = False
+    """The file had no section (empty, or comments only): a mesh of no service at
+    start-up, refused by a reload."""
 
 
 def _too_large(path: str, size: int) -> ConfigError:
@@ -98,12 +101,44 @@ def _parse(path: str, text: str) -> Any:
                 raise ConfigError(f"{path}: not valid TOML: {error}",
                                   policy="config") from None
         else:
-            data = load_json_or_yaml(path, text, "config")
+            try:
+                data = load_json_or_yaml(path, text, "config")
+            except ConfigError as error:
+                raise ConfigError(str(error) + _yaml_hint(path, text, str(error)),
+                                  policy="config") from None
     except RecursionError:
         raise ConfigError(f"{path}: the config is nested too deeply (at most "
                           f"{MAX_CONFIG_DEPTH} levels)", policy="config") from None
     _check_size(path, data)
     return data
+
+
+_MARK = re.compile(r"at line (\d+), column (\d+)")
+
+
+def _yaml_hint(path: str, text: str, message: str) -> str:
+    """What to do about a YAML error whose cause PyYAML does not name: a tab in a
+    line's indentation (a character that "cannot start any token"), or a bare
+    ``${VAR}`` inside ``{...}`` or ``[...]``, where ``}`` ends the mapping."""
+    if path.endswith(".json"):
+        return ""
+    lines = text.splitlines()
+    for match in _MARK.finditer(message):
+        number = int(match[1])
+        if not 0 < number <= len(lines):
+            continue
+        line = lines[number - 1]
+        if "\t" in _indent(line):
+            return (f"\nline {number} is indented with a tab: YAML indents with spaces "
+                    "only")
+        if "${" in line and re.search(r"[\[{]", line[:line.index("${")]):
+            return (f"\nline {number}: inside {{...}} or [...], quote a value that holds a "
+                    "reference (\"${VAR}\"): unquoted, YAML reads its braces as a mapping")
+    return ""
+
+
+def _indent(line: str) -> str:
+    return line[:len(line) - len(line.lstrip(" \t"))]
 
 
 def _check_size(path: str, data: Any) -> None:
@@ -159,6 +194,25 @@ def _interpolate(value: Any, path: Path, env: Mapping[str, str], secrets: Secret
         return default
 
     return _REFERENCE.sub(substitute, value)
+
+
+_PASSWORD = re.compile(r"(?:\A|//)[^\s/@:]*:([^\s/@]+)@")
+"""The password of a URL's user information (``redis://:PASSWORD@host``), found in
+text that may not parse as a URL (a scheme without its colon)."""
+
+
+def _passwords(value: Any, path: Path, secrets: Secrets) -> None:
+    """Hide every URL password the file wrote from messages about its value: a value
+    that is no valid URL is shown as it is (nothing there can tell its password)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _passwords(v, (*path, str(k)), secrets)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _passwords(v, (*path, i), secrets)
+    elif isinstance(value, str) and "@" in value:
+        for match in _PASSWORD.finditer(value):
+            secrets.add_written(match[1], path)
 
 
 def _merge(base: dict[str, Any], overlay: Mapping[str, Any], path: Path,
@@ -263,7 +317,8 @@ def read_document(path: str, *, environ: Mapping[str, str] | None = None,
     data = _parse(path, _read(path) if text is None else text)
     secrets = Secrets()
     problems = Problems(path, secrets)
-    if data is None or data == {}:
+    empty = data is None or data == {}
+    if empty:
         if not allow_empty:
             raise ConfigError(f"{path}: the config file is empty (caught half-saved?); a "
                               "mesh of no service says `services: {}`", policy="config")
@@ -272,10 +327,12 @@ def read_document(path: str, *, environ: Mapping[str, str] | None = None,
         problems.add((), f"must be a mapping of sections (services, ...), "
                          f"got {type(data).__name__}")
         problems.check()
-    doc = Document(path, _interpolate(data, (), env, secrets, problems), secrets)
+    doc = Document(path, _interpolate(data, (), env, secrets, problems), secrets,
+                   empty=empty)
     _profile(doc, env.get(PROFILE_VARIABLE) if profile is None else profile, problems)
     for variable in sorted(env):
         if variable.startswith(ENV_PREFIX) and variable != PROFILE_VARIABLE:
             _override(doc, variable, env[variable], problems)
     problems.origins = doc.origins
+    _passwords(doc.data, (), secrets)
     return doc, problems

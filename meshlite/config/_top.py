@@ -77,20 +77,30 @@ def _dashboard(section: DashboardSection, problems: Problems, base: str,
     from ..observability._dashboard._limits import Limits
     from ..observability._dashboard._tokens import resolve_token
 
-    if section.token is None and section.admin_token is None and not is_loopback(
-            section.host):
+    # A token the schema refused (a list) was left out: the problem is that token,
+    # not a dashboard without one.
+    refused = problems.about(("dashboard", "token")) or problems.about(
+        ("dashboard", "admin_token"))
+    if section.token is None and section.admin_token is None and not refused and not (
+            is_loopback(section.host)):
         problems.add(("dashboard", "token"), f"is required when the dashboard listens on "
                                              f"{section.host!r}, which is not a loopback "
                                              "address; set a token or host: 127.0.0.1")
         return
 
-    def check(host: Any, port: Any, token: Any = None, admin_token: Any = None,
-              max_clients: Any = 32, **limits: Any) -> bool:
+    # Each option defaults to what the section's does: ``construct`` leaves a refused
+    # option out and checks the rest again (a bad port hid a bad token).
+    def check(host: Any = "127.0.0.1", port: Any = 8686, token: Any = None,
+              admin_token: Any = None, max_clients: Any = 32, **limits: Any) -> bool:
+        given = (token, admin_token)
         token = resolve_token(token, "token", environ=environ, base=base)
         admin_token = resolve_token(admin_token, "admin_token", environ=environ, base=base)
         for value in (token, admin_token):
             if value is not None:
                 problems.secrets.add(value)  # read from a file or the environment
+        if given == (None, None) and (refused or problems.about(("dashboard", "token"))
+                                      or problems.about(("dashboard", "admin_token"))):
+            host = "127.0.0.1"  # the token refused is the problem, said already
         check_bind(host, port, token, max_clients, admin_token)
         Limits(**limits)
         return True

@@ -20,6 +20,7 @@ once per type (``_shapes``).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ import msgspec
 
 from .._validate import shown
 from ._fieldset import record_set
+from ._placement import misplaced
 from ._problems import Path, Problems
 from ._shapes import Shape, constraint, exact, shape_of
 
@@ -36,6 +38,10 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 FAILED: Any = object()
 """What a conversion returns after recording its problems."""
+
+_DURATION = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|s|sec|secs|seconds?|m|min|"
+                       r"minutes?|h|hours?)\s*", re.I)
+"""A number with a unit: a duration written as other tools write one (``5s``)."""
 
 _TRUE = frozenset({"true", "on", "yes", "y", "t", "1"})
 _FALSE = frozenset({"false", "off", "no", "n", "f", "0"})
@@ -85,7 +91,7 @@ def convert_struct(cls: type[S], data: Any, path: Path, problems: Problems) -> S
         if key not in known:
             valid = (*(f.name for f in fields), *getattr(cls, "_other_keys", ()))
             problems.add((*path, str(key)), "unknown option; valid options: "
-                                            + ", ".join(valid))
+                         + ", ".join(valid) + misplaced(cls, str(key)))
     values: dict[str, Any] = {}
     complete = True
     for f in fields:
@@ -128,6 +134,9 @@ def _convert(shape: Shape, value: Any, path: Path, problems: Problems) -> Any:
             return msgspec.convert(value, tp, strict=False)
         except msgspec.ValidationError:
             pass
+        if tp is not str and isinstance(value, str) and _DURATION.fullmatch(value):
+            problems.add(path, f"must be {shape.text}, {_got(value)}; {_unit(path)}")
+            return FAILED
     elif kind == "bool":
         found = read_bool(value)
         if found is not None:
@@ -145,6 +154,15 @@ def _convert(shape: Shape, value: Any, path: Path, problems: Problems) -> Any:
         return value
     problems.add(path, f"must be {shape.text}, {_got(value)}")
     return FAILED
+
+
+def _unit(path: Path) -> str:
+    """How the number at ``path`` is written when it is a duration: the schema takes
+    a bare number, in milliseconds for an option named ``..._ms``, else seconds. (The
+    examples are fixed, not the value converted: the value may be a secret.)"""
+    if path and str(path[-1]).endswith("_ms"):
+        return "write a duration in milliseconds as a bare number (30 for 30ms, 1000 for 1s)"
+    return "write a duration in seconds as a bare number (5 for 5s, 0.5 for 500ms, 60 for 1m)"
 
 
 def read_bool(value: Any) -> bool | None:
@@ -219,7 +237,11 @@ def _union(shape: Shape, value: Any, path: Path, problems: Problems) -> Any:
             for where, message in quiet.found:
                 problems.add(where, message)
             return FAILED
-    problems.add(path, f"must be {shape.text}, {_got(value)}")
+    hint = ""
+    if isinstance(value, str) and _DURATION.fullmatch(value) and any(
+            m.kind == "scalar" and m.base in (int, float) for m in members):
+        hint = f"; {_unit(path)}"
+    problems.add(path, f"must be {shape.text}, {_got(value)}{hint}")
     return FAILED
 
 
