@@ -88,6 +88,14 @@ def redacted_url(url: str, words: Collection[str], mask: str) -> str:
     if (parts is None or not host) and sep and "@" in rest:
         # No host read: a password with a raw '/', '#' or '?' ended the netloc early
         return f"{scheme}://{mask}@{rest.rsplit('@', 1)[1]}"
+    if not sep and "@" in url:
+        # No "://" (a scheme's colon left out: "rediss//:pw@host/0"): what may be a
+        # password, from the first ':' after the last '//' to the last '@', is masked
+        credentials, after = url.rsplit("@", 1)
+        start = credentials.rfind("//") + 1 if "//" in credentials else 0
+        colon = credentials.find(":", start)
+        if colon >= 0:
+            return f"{credentials[:colon]}:{mask}@{after}"
     if parts is None:
         return url
     netloc = parts.netloc

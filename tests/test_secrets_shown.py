@@ -30,6 +30,11 @@ SECRET = "Sekr1t_VALUE"
     # ';' separates fields too (servers reading the older form take two fields)
     (f"/x?page=2;token={SECRET}&v=1", "/x?page=2;token=***&v=1"),
     (f"/x?pass%77ord={SECRET};to=a%40b+c", "/x?pass%77ord=***;to=a%40b+c"),  # rest as given
+    # no "://" (the scheme's colon left out), so no URL a parser reads: still masked
+    (f"rediss//:{SECRET}@127.0.0.1/0", "rediss//:***@127.0.0.1/0"),
+    (f"rediss//:ab/{SECRET}@127.0.0.1/0", "rediss//:***@127.0.0.1/0"),
+    (f"user:{SECRET}@host:6379", "user:***@host:6379"),
+    ("/users/a@b.com", "/users/a@b.com"),  # nothing secret: as it is
 ])
 def test_a_shown_url_hides_passwords_and_secret_parameters(url: str, shown: str) -> None:
     assert url_shown(url) == shown
@@ -55,6 +60,10 @@ def test_a_redis_password_as_a_query_parameter_is_not_shown(
     with pytest.raises(ml.ConfigError) as refused:  # a raw '#' cut the netloc short
         RedisStore(f"redis://:ab#{SECRET}@127.0.0.1:6379/0")
     assert SECRET not in str(refused.value)
+    with pytest.raises(ml.ConfigError) as refused:  # the scheme's colon left out
+        RedisStore(f"rediss//:{SECRET}@127.0.0.1/0")
+    assert SECRET not in str(refused.value)
+    assert "rediss//:***@127.0.0.1/0" in str(refused.value)
     store.close()
 
 
