@@ -13,6 +13,7 @@ from .._context import CallContext
 from .._events import Event, EventHooks, RetriesExhausted, RetryBudgetExhausted, RetryScheduled
 from .._printable import described
 from .._retry_after import retry_after_of
+from .._semconv import error_type
 from ._notes import add_note
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class Runner:
             ctx.span.add_event("meshlite.retry", attributes={
                 "meshlite.attempt": n,
                 "meshlite.retry.delay_s": delay,
-                "error.type": "result" if error is None else type(error).__qualname__,
+                "error.type": "result" if error is None else error_type(error),
             })
 
     def give_up(self, ctx: CallContext, n: int, tries: Tries, error: Exception | None,

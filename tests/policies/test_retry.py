@@ -513,6 +513,31 @@ def test_span_gets_retry_events_and_attempt_count(mode: str, clock: FakeClock) -
     assert span.attributes["meshlite.attempts"] == 2
 
 
+class Refused(ConnectionError):
+    """An error class of the application's own."""
+
+
+class StatusRefused(ConnectionError):
+    """An HTTP status error, as the HTTP clients' carry ``status_code``."""
+
+    status_code = 503
+
+
+@pytest.mark.parametrize(("error", "shown"), [
+    (Refused(), f"{__name__}.Refused"), (StatusRefused(), "503"),
+    (ConnectionError(), "ConnectionError")])
+def test_a_retry_events_error_type_is_the_spans(error: Exception, shown: str,
+                                                 clock: FakeClock) -> None:
+    # As the attempt spans give it (the status code of an HTTP error, else the fully
+    # qualified class name): the event and the spans name one error alike.
+    tracing = WithSpan()
+    retry = ml.Retry(attempts=2, backoff=ml.backoff.constant(0.25), clock=clock)
+    assert run("sync", Flaky(error, value="ok"), tracing, retry) == "ok"
+    (span,) = tracing.exporter.get_finished_spans()
+    assert span.events[0].attributes is not None
+    assert span.events[0].attributes["error.type"] == shown
+
+
 def test_span_attempts_set_when_exhausted(clock: FakeClock) -> None:
     tracing = WithSpan()
     with pytest.raises(ConnectionError):
