@@ -4,8 +4,9 @@ small JSON responses it sends itself (429, 503, 504, 401, 403, 413, 422).
 The mapping lives here once; the middleware and the Starlette/FastAPI exception
 handlers (:func:`exception_handlers`) both use it. Bodies name the kind of failure,
 never internal detail (backend addresses, service names) an outside caller should
-not learn; :class:`~meshlite.ValidationError`'s field list is the exception, since
-it names fields and expectations only, never values.
+not learn; the field list of a :class:`~meshlite.ValidationError` of arguments is the
+exception, since it names fields and expectations only, never values (one of a
+result, a dependency's answer found wrong, is not answered here at all).
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def answer_for(error: BaseException) -> Answer | None:
 
     ``RateLimitedError`` is 429; ``CircuitOpenError``, ``BulkheadFullError`` (and
     load shedding), ``NoHealthyBackendError`` and other rejections are 503;
-    ``TimeoutExceeded`` is 504; ``ValidationError`` is 422 with its ``errors``; the
+    ``TimeoutExceeded`` is 504; ``ValidationError`` is 422 with its ``errors`` when
+    arguments failed (a result that failed is unmapped: no fault of the request); the
     inbound refusals are ``UnauthorizedError`` 401, ``ForbiddenError`` 403,
     ``RequestTooLargeError`` 413 and another ``InboundError`` 400. ``Retry-After`` is
     set whenever the error knows when to retry.
@@ -116,7 +118,10 @@ def answer_for(error: BaseException) -> Answer | None:
             return Answer(status, name, message, retry_after=after)
     if isinstance(error, InboundError):
         return Answer(error.status, error.kind, str(error), retry_after=error.retry_after)
-    if error.policy == "validate":
+    if error.policy == "validate" and getattr(error, "stage", "args") == "args":
+        # A result's failing validation is a dependency's answer (or the app's own
+        # work) found wrong: no fault of the request, and its fields and the check's
+        # message describe the dependency. It is left to the framework (500).
         errors = list(getattr(error, "errors", ()))
         return Answer(422, "invalid", "the request is invalid", errors=errors)
     return None

@@ -30,13 +30,24 @@ class Principal:
     Attributes:
         subject: A stable name of the caller (a token's ``sub``, an API key's name);
             never the secret itself.
-        scopes: What it may do (``"orders:write"``).
+        scopes: What it may do (``"orders:write"``): a frozenset, made from any
+            iterable of names given; a string given is an OAuth 2 scope string,
+            names separated by spaces (``"orders:read orders:write"``), never its
+            letters or a text each required scope is looked for in.
         kind: How it was verified: ``"api_key"`` or ``"bearer"``.
     """
 
     subject: str
     scopes: frozenset[str] = frozenset()
     kind: str = "bearer"
+
+    def __post_init__(self) -> None:
+        scopes: Any = self.scopes
+        if type(scopes) is not frozenset:
+            # A verifier handing on a token's ``scope`` claim as it came would make
+            # ``"orders" in "orders:read"`` true: a scope granted by a substring.
+            object.__setattr__(self, "scopes", frozenset(
+                scopes.split() if isinstance(scopes, str) else scopes))
 
 
 class Inbound:

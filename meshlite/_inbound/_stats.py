@@ -33,8 +33,8 @@ OTHER_CALLER = "(other)"
 
 CALLER_IDLE_SECONDS = 600
 """Seconds after its last request a caller's edge may be forgotten to make room for
-a new one, so names a forged header filled the table with do not keep real callers
-out for good."""
+a new one, so names a forged header filled the table with, then left, do not keep
+real callers out for good (names a client keeps sending do: the header is its say-so)."""
 
 
 
