@@ -129,6 +129,9 @@ async def gather(
         done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
         failed = next((w for w in done if w.cancelled() or w.exception() is not None), None)
     finally:
+        # Also on the caller's cancellation: an item that swallows it (returns, or
+        # raises an Exception) must not let its worker start the next item.
+        stopped = True
         for w in workers:
             w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

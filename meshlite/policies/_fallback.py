@@ -14,6 +14,7 @@ from .._events import FallbackUsed
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._validate import fail, fail_choice
+from ._fault import answer_request
 
 __all__ = ["DEFAULT_FALLBACK_ON", "Fallback", "FallbackOptions"]
 
@@ -75,6 +76,9 @@ class Fallback(Policy):
         handler = self.options.handler
         return self.options.value if handler is None else handler(error)
 
+    def _field(self) -> str:
+        return "value" if self.options.handler is None else "the handler's answer"
+
     def wrap(self, call_next: Handler) -> Handler:
         handler = self.options.handler
         if is_async_callable(handler):
@@ -84,7 +88,7 @@ class Fallback(Policy):
                 "cannot await; pass a sync handler, or use this Fallback on an async "
                 "function", policy=self.kind)
         matches = error_predicate("Fallback", "on", self.options.on)
-        answer = self._answer
+        answer, field = self._answer, self._field()
 
         def handle(ctx: CallContext) -> Any:
             try:
@@ -92,13 +96,17 @@ class Fallback(Policy):
             except Exception as error:
                 if not matches(error):
                     raise
-                return answer(ctx, error)
+                result = answer(ctx, error)
+                if handler is not None and inspect.isawaitable(result):
+                    _refuse_awaitable(handler, result)
+                return result if ctx.request is None else answer_request(
+                    "Fallback", field, ctx, result)
 
         return handle
 
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         matches = error_predicate("Fallback", "on", self.options.on)
-        answer = self._answer
+        answer, field = self._answer, self._field()
 
         async def handle(ctx: CallContext) -> Any:
             try:
@@ -107,7 +115,11 @@ class Fallback(Policy):
                 if not matches(error):
                     raise
                 result = answer(ctx, error)
-                return (await result) if inspect.isawaitable(result) else result
+                if inspect.isawaitable(result):
+                    result = await result
+                # An HTTP client takes a response only (its own copy of it).
+                return result if ctx.request is None else answer_request(
+                    "Fallback", field, ctx, result)
 
         return handle
 
@@ -115,3 +127,20 @@ class Fallback(Policy):
         o = self.options
         what = f"handler={o.handler!r}" if o.handler is not None else f"value={o.value!r}"
         return f"Fallback({what})"
+
+
+def _refuse_awaitable(handler: object, result: Any) -> None:
+    """A sync call's handler returned something to await (a lambda returning a
+    coroutine): nothing can await it here.
+
+    Raises:
+        ConfigError: always, naming the handler.
+    """
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()  # a coroutine never awaited would warn when collected
+    name = getattr(handler, "__qualname__", handler)
+    raise ConfigError(
+        f"Fallback: handler {name!r} returned {type(result).__name__} {result!r}, which a "
+        "sync call cannot await; return the answer itself from a sync call, or use "
+        "this Fallback on an async function", policy="fallback")
