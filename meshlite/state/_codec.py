@@ -28,8 +28,9 @@ __all__ = ["Codec", "JsonCodec", "codec_tag", "resolve_codec"]
 
 
 class Codec(Protocol):
-    """Turns a value into bytes and back. ``dumps`` raises ``TypeError`` (or
-    ``ValueError``) for a value it cannot encode."""
+    """Turns a value into bytes and back. ``dumps`` raises for a value it cannot
+    encode (``TypeError`` or ``ValueError`` by convention; whatever it raises, the
+    value is returned to the caller and not cached)."""
 
     def dumps(self, value: Any) -> bytes: ...
 
@@ -57,9 +58,15 @@ def _string_keys(value: Any) -> None:
         TypeError: a dict in ``value`` has a key that is not a string (JSON would
             turn it into one: the value read back would not be the one stored).
     """
-    todo = [value]
+    todo, seen = [value], set()
     while todo:
         item = todo.pop()
+        if isinstance(item, dict | list | tuple):
+            # Each container once: a value holding itself would be walked forever
+            # (json.dumps then refuses it as circular); one met twice is checked.
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
         if isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str):

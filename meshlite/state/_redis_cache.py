@@ -7,15 +7,21 @@ Layout under ``<prefix>:cache:<namespace>``:
   staleness is judged on Redis's clock and never on a caller's.
 - ``:fns``: the functions that stored an entry lately, so ``invalidate(args)``
   drops the entry of every function of the namespace, including functions this
-  process never called. Its TTL is twice the entries' lifetime, renewed by a
+  process never called. Its TTL is twice the entries' lifetime, so the index
+  outlives every entry it names. On one Redis (or a Sentinel's primary) a store is
+  one script that sets the entry, adds its function to the index and renews the
+  index's TTL: an index lost meanwhile (another process's ``clear()``, a restart,
+  an eviction under ``maxmemory``) names again every function that stores after
+  the loss, so ``invalidate`` finds their entries. On a Cluster the two keys live
+  in different slots, so a store is one ``SET`` and the index is renewed by a
   process when it stores for a function it last indexed more than one entry
-  lifetime ago, so the index outlives every entry it names; a store is then one
-  ``SET`` (plus, now and then, one index update). What a process remembers of its
-  updates stays bounded under functions named per call: past ``INDEX_MEMORY``
-  functions, and again each time their count doubled, those updated more than one
-  entry lifetime ago are forgotten (their next store updates the index anyway),
-  and of the others the ``INDEX_MEMORY`` updated last are kept (one forgotten
-  early costs its next store one update more).
+  lifetime ago (an entry stored after the index was lost can then be missed by
+  ``invalidate`` until its function is indexed again). What a process remembers of
+  those updates stays bounded under functions named per call: past
+  ``INDEX_MEMORY`` functions, and again each time their count doubled, those
+  updated more than one entry lifetime ago are forgotten (their next store updates
+  the index anyway), and of the others the ``INDEX_MEMORY`` updated last are kept
+  (one forgotten early costs its next store one update more).
 - ``:l:<function>:<argument digest>``: the short cross-process single-flight lock
   (TTL ``cache_lock``).
 
@@ -29,8 +35,8 @@ standing for the call's arguments without showing them (a keyed BLAKE2b, made by
 policy: :mod:`meshlite.policies._cache._keys`), so a key names the namespace and the
 function and nothing a caller passed. Every key has a TTL. Entries carry no hash
 tag (a digest has no brace), so a namespace spreads over the slots of a Redis
-Cluster; every command here names one key, and ``invalidate`` deletes each entry by
-its full key.
+Cluster; on a Cluster every command here names one key (on one node, a store's
+script names two), and ``invalidate`` deletes each entry by its full key.
 
 Invalidation deletes entries for the next reader; a value being computed
 meanwhile in another process may still be stored after it (as it would be if it
@@ -60,6 +66,13 @@ _GET_STALE = Script("""
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 return {v, redis.call('PTTL', KEYS[1])}
+""")
+
+_STORE = Script("""
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
 """)
 
 _INDEX = Script("""
@@ -97,13 +110,16 @@ class RedisCache:
     :func:`meshlite.policies._cache._shared.shared_keys` builds them.
     """
 
-    __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_prune_at", "_px",
-                 "_stale_ms", "_store", "_tag", "_undecoded", "single_flight")
+    __slots__ = ("_base", "_codec", "_fns", "_indexed", "_lock_ms", "_one_node", "_prune_at",
+                 "_px", "_stale_ms", "_store", "_tag", "_undecoded", "single_flight")
 
     def __init__(self, store: RedisStore, base: str, ttl: float, stale_ttl: float) -> None:
         self._store = store
         self._base = base
         self._fns = f"{base}:fns"
+        # One node (or a Sentinel's primary) runs a script over two keys: each store
+        # indexes its function in the same round trip (see the module doc).
+        self._one_node = store._target.kind != "cluster"
         self._codec = store.codec
         self._tag = codec_tag(store.codec)  # "" for JSON
         self._undecoded = Throttle(DECODE_LOG_INTERVAL)
@@ -151,15 +167,24 @@ class RedisCache:
             TypeError: the codec cannot encode ``value``.
         """
         data, function = self._encode(value), self._tag + function
-        self._store.command("SET", f"{self._base}:e:{self._tag}{key}", data, "PX", self._px)
+        entry = f"{self._base}:e:{self._tag}{key}"
+        if self._one_node:
+            self._store.eval(_STORE, 2, entry, self._fns, data, self._px, function,
+                             2 * self._px)
+            return
+        self._store.command("SET", entry, data, "PX", self._px)
         if self._index_due(function):
             self._store.eval(_INDEX, 1, self._fns, function, 2 * self._px)
 
     async def aput(self, key: str, function: str, value: Any) -> None:
         """The async twin of :meth:`put`."""
         data, function = self._encode(value), self._tag + function
-        await self._store.acommand("SET", f"{self._base}:e:{self._tag}{key}", data, "PX",
-                                   self._px)
+        entry = f"{self._base}:e:{self._tag}{key}"
+        if self._one_node:
+            await self._store.aeval(_STORE, 2, entry, self._fns, data, self._px, function,
+                                    2 * self._px)
+            return
+        await self._store.acommand("SET", entry, data, "PX", self._px)
         if self._index_due(function):
             await self._store.aeval(_INDEX, 1, self._fns, function, 2 * self._px)
 
@@ -187,11 +212,14 @@ class RedisCache:
     def _encode(self, value: Any) -> bytes:
         try:
             return self._codec.dumps(value)
-        except (TypeError, ValueError, OverflowError) as error:
+        except Exception as error:  # whatever the codec raises: the value's, not the call's
+            # (json: RecursionError for deep nesting; pickle: AttributeError for a local
+            # function, PicklingError; a codec of your own: anything)
             raise TypeError(
                 f"Cache: a {type(value).__name__} result cannot be stored with the "
-                f"store's {self._codec!r} ({error}); return JSON-friendly values, or "
-                "give the RedisStore a codec that can encode it") from error
+                f"store's {self._codec!r} ({type(error).__name__}: {error}); return values "
+                "it can encode, or give the RedisStore a codec that can encode it"
+            ) from error
 
     def lock(self, key: str) -> str | None:
         """Take the single-flight lock of ``key``: a token, or ``None`` if taken."""

@@ -36,6 +36,7 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
     single = shared.single_flight
 
     async def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
+        cache._store.remember(ctx.fn, ctx.service)  # for warm()
         if flights.kept_out(fkey, asyncio.get_running_loop()):
             return  # invalidated while it was computed
         try:

@@ -20,7 +20,7 @@ from ... import _events
 from ..._context import CallContext, _current
 from ..._policy import AsyncHandler, Handler
 from ._flight import NOTHING, Flight, Flights
-from ._options import kwargs_key
+from ._options import KeyFunction, kwargs_key
 
 if TYPE_CHECKING:
     from ._policy import Cache
@@ -45,18 +45,23 @@ def passes(cache: Cache, ctx: CallContext) -> None:
                      cache, ctx.service)
 
 
-def sync_handler(cache: Cache, call_next: Handler) -> Handler:
-    """The sync handler of ``cache`` around ``call_next``."""
-    if cache.options.key is None and cache.options.stale_ttl == 0:
+def sync_handler(cache: Cache, call_next: Handler, key: KeyFunction | None = None) -> Handler:
+    """The sync handler of ``cache`` around ``call_next``; ``key`` replaces the
+    Cache's ``key=`` (the in-memory fallback of a shared cache keys by digest)."""
+    key = cache.options.key if key is None else key
+    if key is None and cache.options.stale_ttl == 0:
         return _sync_plain(cache, call_next)
-    return _sync_general(cache, call_next)
+    return _sync_general(cache, call_next, key)
 
 
-def async_handler(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
-    """The async handler of ``cache`` around ``call_next``."""
-    if cache.options.key is None and cache.options.stale_ttl == 0:
+def async_handler(cache: Cache, call_next: AsyncHandler,
+                  key: KeyFunction | None = None) -> AsyncHandler:
+    """The async handler of ``cache`` around ``call_next`` (``key``: as for
+    :func:`sync_handler`)."""
+    key = cache.options.key if key is None else key
+    if key is None and cache.options.stale_ttl == 0:
         return _async_plain(cache, call_next)
-    return _async_general(cache, call_next)
+    return _async_general(cache, call_next, key)
 
 
 def _sync_plain(cache: Cache, call_next: Handler) -> Handler:
@@ -117,10 +122,10 @@ def _async_plain(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
     return hit_or_call
 
 
-def _sync_general(cache: Cache, call_next: Handler) -> Handler:
+def _sync_general(cache: Cache, call_next: Handler, key_fn: KeyFunction | None) -> Handler:
     store, hooks, now = cache._store, cache.hooks, cache._clock.monotonic
     (get, touch), miss = store.reader(), store.miss
-    key_fn, stale_ttl = cache.options.key, cache.options.stale_ttl
+    stale_ttl = cache.options.stale_ttl
 
     def handle(ctx: CallContext) -> Any:
         if ctx.request is not None:  # before key(): it would get the request's insides
@@ -154,10 +159,11 @@ def _sync_general(cache: Cache, call_next: Handler) -> Handler:
     return handle
 
 
-def _async_general(cache: Cache, call_next: AsyncHandler) -> AsyncHandler:
+def _async_general(cache: Cache, call_next: AsyncHandler,
+                   key_fn: KeyFunction | None) -> AsyncHandler:
     store, hooks, now = cache._store, cache.hooks, cache._clock.monotonic
     (get, touch), miss = store.reader(), store.amiss
-    key_fn, stale_ttl = cache.options.key, cache.options.stale_ttl
+    stale_ttl = cache.options.stale_ttl
 
     async def handle(ctx: CallContext) -> Any:
         if ctx.request is not None:

@@ -155,8 +155,29 @@ def unhashable_error(
             f"Cache: key= returned an unhashable value for {where} ({culprit}); "
             "make it return a hashable key such as a tuple, a string or a number"
         )
+    if args and _is_method_of(fn, args[0]):
+        try:
+            hash(args[0])
+        except TypeError:
+            kind = type(args[0]).__name__
+            return TypeError(
+                f"Cache: the arguments of {where} are not hashable ({kind}, the object "
+                f"the method is called on); give {kind} a __hash__, or pass key= that "
+                "leaves the object out or names what matters of it, e.g. "
+                "key=lambda self, *args: args"
+            )
     culprit = _culprit((*args, *kwargs.values()))
     return TypeError(
         f"Cache: the arguments of {where} are not hashable ({culprit}); "
         "pass key= to build a cache key, e.g. key=lambda items: tuple(items)"
     )
+
+
+def _is_method_of(fn: object, obj: object) -> bool:
+    """Whether ``fn`` is the function a method of ``obj``'s class was decorated
+    from (``obj`` is then its ``self``)."""
+    try:
+        found = getattr(type(obj), getattr(fn, "__name__", ""), None)
+        return found is not None and (found is fn or getattr(found, "__wrapped__", None) is fn)
+    except Exception:  # a class whose attribute lookup raises: no hint, the plain message
+        return False

@@ -134,7 +134,7 @@ class Cache(Policy):
     def wrap(self, call_next: Handler) -> Handler:
         if self._shared is not None:
             handler, self._sync_miss = shared_sync_handler(
-                self, call_next, sync_handler(self, call_next))
+                self, call_next, sync_handler(self, call_next, key=self._digest_key))
             return handler
         self._sync_miss = functools.partial(self._store.miss, call_next)
         return sync_handler(self, call_next)
@@ -142,7 +142,7 @@ class Cache(Policy):
     def awrap(self, call_next: AsyncHandler) -> AsyncHandler:
         if self._shared is not None:
             ahandler, self._async_miss = shared_async_handler(
-                self, call_next, async_handler(self, call_next))
+                self, call_next, async_handler(self, call_next, key=self._digest_key))
             return ahandler
         self._async_miss = functools.partial(self._store.amiss, call_next)
         return async_handler(self, call_next)
@@ -160,17 +160,17 @@ class Cache(Policy):
             How many entries were removed (from the store, when there is one).
 
         Raises:
-            TypeError: the arguments (or what ``key=`` makes of them) are not hashable,
-                or, with a store, not JSON.
+            TypeError: the arguments (or what ``key=`` makes of them) are not hashable;
+                with a store, not JSON (they need not be hashable then).
             StoreUnavailableError: the store did not answer and its
                 ``on_error`` is ``"raise"`` (otherwise only this process's entries go).
         """
         argkey = self._argument_key("invalidate()", args, kwargs)
-        removed = self._store.invalidate(argkey)
+        removed = self._store.invalidate(argkey)  # (with a store: the fallback's entries)
         if self._shared_flights is None:
             return removed
-        assert self._digest is not None
-        text = argument_digest(self.options.key, args, kwargs, "invalidate()", self._digest)
+        text = argkey
+        assert isinstance(text, str)
         with self._shared_flights.lock:  # before the store drops the entries
             self._shared_flights.keep_out(text)
         return self._manage(lambda shared: shared.invalidate(text), removed)
@@ -211,7 +211,7 @@ class Cache(Policy):
 
         Raises:
             ConfigError: the Cache serves no function yet, or several.
-            TypeError: the arguments are not hashable.
+            TypeError: the arguments are not hashable (with a store: not JSON).
         """
         return warm(self, args, kwargs)
 
@@ -242,12 +242,22 @@ class Cache(Policy):
     # -- helpers ------------------------------------------------------------------------
 
     def _argument_key(self, where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        """The arguments' part of an entry's key here: with a store, their digest
+        (what they need to be is JSON, and the in-memory fallback keys by it too)."""
+        if self._digest is not None:
+            return argument_digest(self.options.key, args, kwargs, where, self._digest)
         argkey = argument_key(self.options.key, args, kwargs)
         try:
             hash(argkey)
         except TypeError:
             raise unhashable_error(where, None, args, kwargs, self.options.key) from None
         return argkey
+
+    def _digest_key(self, *args: Any, **kwargs: Any) -> str:
+        """``key=`` of the in-memory fallback of a Cache with a store: the digest that
+        keys the call in the store (its arguments need not be hashable)."""
+        assert self._digest is not None
+        return argument_digest(self.options.key, args, kwargs, "a call", self._digest)
 
     def _unhashable(self, ctx: CallContext) -> TypeError:
         return unhashable_error(

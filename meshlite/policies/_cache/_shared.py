@@ -207,6 +207,7 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
     single = shared.single_flight
 
     def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
+        cache._store.remember(ctx.fn, ctx.service)  # for warm()
         if flights.kept_out(fkey, None):
             return  # invalidated while it was computed
         try:

@@ -90,13 +90,23 @@ class CacheStore(Flights):
                 continue
         fn = key[0]
         if fn not in self.functions:
-            self.functions[fn] = service
-            if len(self.functions) > self._limit:
-                live = {k[0] for k in list(self.data.keys())}
-                self.functions = {
-                    f: s for f, s in self.functions.items() if f in live or f in self._pinned
-                }
-                self._limit = max(_FUNCTIONS_MIN, 2 * len(self.functions))
+            self._index(fn, service)
+
+    def _index(self, fn: Any, service: str | None) -> None:
+        self.functions[fn] = service
+        if len(self.functions) > self._limit:
+            live = {k[0] for k in list(self.data.keys())}
+            self.functions = {
+                f: s for f, s in self.functions.items() if f in live or f in self._pinned
+            }
+            self._limit = max(_FUNCTIONS_MIN, 2 * len(self.functions))
+
+    def remember(self, fn: Any, service: str | None) -> None:
+        """Note a function a Cache with a store served (its entries live there), so
+        warm() knows it as it knows the ones with entries here."""
+        if fn not in self.functions:
+            with self.lock:
+                self._index(fn, service)
 
     def pin(self, fn: Any) -> None:
         """Remember a function the Cache decorates, so warm() knows it before any call."""

@@ -24,7 +24,7 @@ def warm(cache: Cache, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     Raises:
         ConfigError: the Cache serves no function yet, or several, or was never
             built into a pipeline of the function's kind.
-        TypeError: the arguments are not hashable.
+        TypeError: the arguments are not hashable (with a store: not JSON).
     """
     fn, service = _function(cache)
     operation = _operation_of(fn)

@@ -1,0 +1,103 @@
+"""A Cache on a RedisStore shared by replicas: ``invalidate()`` in one of them drops
+what another stored, also once the namespace's function index was lost (another
+replica's ``clear()``, an eviction under ``maxmemory``, a restart). Two stores on one
+real redis-server stand for two processes: they share no connection nor memory."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _system import require_program
+
+import meshlite as ml
+from meshlite.state import RedisStore
+
+redis = pytest.importorskip("redis")
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    from state.redis_server import RedisServer
+
+    server = RedisServer(require_program("redis-server", "redis-server")).start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def replicas(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
+    prefix = f"index{next(_prefixes)}"
+    one = RedisStore(redis_url, prefix=prefix, timeout=2.0)
+    two = RedisStore(redis_url, prefix=prefix, timeout=2.0)
+    try:
+        yield one, two
+    finally:
+        one.close()
+        two.close()
+
+
+db: dict[int, str] = {}
+
+
+def get_name(uid: int) -> str:
+    return db[uid]
+
+
+@pytest.fixture(autouse=True)
+def _names() -> None:
+    db.clear()
+    db[1] = "Ada"
+
+
+def test_invalidate_after_another_replica_cleared_the_namespace(
+        replicas: tuple[RedisStore, RedisStore]) -> None:
+    reader = ml.Cache(ttl=60.0, store=replicas[0], name="users")
+    writer = ml.Cache(ttl=60.0, store=replicas[1], name="users")
+    read = reader(get_name)
+    assert read(1) == "Ada"
+    writer.clear()  # an admin endpoint on the other replica
+    assert read(1) == "Ada"  # stored again by the reader
+    db[1] = "Grace"
+    assert writer.invalidate(1) == 1  # the write path, on the other replica
+    assert read(1) == "Grace"
+
+
+def test_invalidate_after_the_index_was_evicted(
+        redis_url: str, replicas: tuple[RedisStore, RedisStore]) -> None:
+    reader = ml.Cache(ttl=60.0, store=replicas[0], name="users")
+    writer = ml.Cache(ttl=60.0, store=replicas[1], name="users")
+    read = reader(get_name)
+    assert read(1) == "Ada"
+    raw: Any = redis.Redis.from_url(redis_url)
+    try:  # what maxmemory-policy allkeys-lru (or a restart) may do to any key
+        assert raw.delete(f"{replicas[0].prefix}:cache:users:fns") == 1
+        raw.delete(*raw.keys(f"{replicas[0].prefix}:cache:users:e:*"))
+    finally:
+        raw.close()
+    assert read(1) == "Ada"
+    db[1] = "Grace"
+    assert writer.invalidate(1) == 1
+    assert read(1) == "Grace"
+
+
+async def test_async_invalidate_after_another_replica_cleared_the_namespace(
+        replicas: tuple[RedisStore, RedisStore]) -> None:
+    async def aget_name(uid: int) -> str:
+        return db[uid]
+
+    reader = ml.Cache(ttl=60.0, store=replicas[0], name="ausers")
+    writer = ml.Cache(ttl=60.0, store=replicas[1], name="ausers")
+    read = reader(aget_name)
+    assert await read(1) == "Ada"
+    writer.clear()
+    assert await read(1) == "Ada"
+    db[1] = "Grace"
+    assert writer.invalidate(1) == 1
+    assert await read(1) == "Grace"
