@@ -53,6 +53,8 @@ class CallContext:
         no_resend: Set by the HTTP layer once a request that must not be sent twice
             may have reached a backend: a later attempt is refused.
         last_error: The error of the last failed attempt, or ``None``.
+        refused_result: Set by ``ml.Retry`` when it returns a result its ``on_result``
+            refused (it gave up retrying): ``ml.Cache`` does not keep that result.
         hedge: ``0`` for the primary attempt, ``n`` for the n-th hedge (``ml.Hedge``).
         extras: A free-form dict for extensions, created on first use.
     """
@@ -72,6 +74,7 @@ class CallContext:
         "last_error",
         "no_resend",
         "operation",
+        "refused_result",
         "request",
         "service",
         "span",
@@ -98,6 +101,7 @@ class CallContext:
         self.request: Any = None
         self.tried: list[Any] | None = None
         self.no_resend = False
+        self.refused_result = False
         self.last_error: BaseException | None = None
         self.hedge = 0
         self.extras: dict[str, Any] | None = None

@@ -240,6 +240,7 @@ class Retry(Policy):
                         return result
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
+                        ctx.refused_result = True  # (a Cache outside keeps it not)
                         return result
                 if delay > 0.0 and not skips_sleep(real):
                     try:
@@ -249,7 +250,7 @@ class Retry(Policy):
                         raise
                 n += 1
                 if not may_start(ctx, n, tries):
-                    return tries.final()
+                    return _final(ctx, tries)
 
         return handle
 
@@ -283,6 +284,7 @@ class Retry(Policy):
                         return result
                     delay = failed(ctx, n, tries := tries or Tries(), None, result)
                     if delay is None:
+                        ctx.refused_result = True  # (a Cache outside keeps it not)
                         return result
                 if delay > 0.0 and not skips_sleep(real):
                     try:
@@ -292,10 +294,17 @@ class Retry(Policy):
                         raise
                 n += 1
                 if not may_start(ctx, n, tries):
-                    return tries.final()
+                    return _final(ctx, tries)
 
         return handle
 
     def __repr__(self) -> str:
         o = self.options
         return f"Retry(attempts={o.attempts}, backoff={o.backoff!r})"
+
+
+def _final(ctx: CallContext, tries: Tries) -> Any:
+    """What a call ends with when its next attempt may not start: the last error
+    raised, or the last result ``on_result`` refused, marked as such on ``ctx``."""
+    ctx.refused_result = tries.error is None
+    return tries.final()

@@ -37,6 +37,8 @@ def shared_async_handler(cache: Cache, call_next: AsyncHandler,
 
     async def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
         cache._store.remember(ctx.fn, ctx.service)  # for warm()
+        if ctx.refused_result:  # a result ml.Retry refused (and returned): not kept
+            return
         if flights.kept_out(fkey, asyncio.get_running_loop()):
             return  # invalidated while it was computed
         try:

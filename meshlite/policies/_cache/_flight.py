@@ -188,9 +188,11 @@ class Flights:
         value: Any = NOTHING,
         error: BaseException | None = None,
         service: str | None = None,
+        keep: bool = True,
     ) -> None:
-        """End ``flight``: store ``value``, or hand ``error`` (or, with neither, the
-        lead) to the followers, and wake them. Idempotent."""
+        """End ``flight``: store ``value`` (unless not ``keep``: a result ``ml.Retry``
+        refused) and hand it to the followers, or hand them ``error`` (or, with
+        neither, the lead), and wake them. Idempotent."""
         with self.lock:
             if flight.landed:
                 return
@@ -200,7 +202,7 @@ class Flights:
                 del table[key]
             if value is not NOTHING:
                 flight.value = value
-                if not flight.invalidated:
+                if keep and not flight.invalidated:
                     self.put(key, value, service)
             elif error is not None:
                 flight.error = error
@@ -219,7 +221,7 @@ class Flights:
         except BaseException:
             self.land(key, flight)  # a follower takes over
             raise
-        self.land(key, flight, value, service=ctx.service)
+        self.land(key, flight, value, service=ctx.service, keep=not ctx.refused_result)
         return value
 
     def _failed(self, key: Any, flight: Flight, ctx: CallContext, error: Exception) -> None:
@@ -243,7 +245,7 @@ class Flights:
         except BaseException:
             self.land(key, flight)  # cancelled: a follower takes over
             raise
-        self.land(key, flight, value, service=ctx.service)
+        self.land(key, flight, value, service=ctx.service, keep=not ctx.refused_result)
         return value
 
     def miss(self, call_next: Handler, ctx: CallContext, key: Any, force: bool = False) -> Any:

@@ -208,6 +208,8 @@ def shared_sync_handler(cache: Cache, call_next: Handler,
 
     def put(ctx: CallContext, key: str, fkey: FlightKey, value: Any) -> None:
         cache._store.remember(ctx.fn, ctx.service)  # for warm()
+        if ctx.refused_result:  # a result ml.Retry refused (and returned): not kept
+            return
         if flights.kept_out(fkey, None):
             return  # invalidated while it was computed
         try:
