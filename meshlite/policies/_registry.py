@@ -147,8 +147,8 @@ register(PolicyRegistration(
                 "joined one running).", zero=True),
         _metric("cache_stale_served_total", "Calls answered by a stale entry while it was "
                 "refreshed.", zero=True),
-        _metric("cache_refresh_failures_total", "Background refreshes of stale cache "
-                "entries that failed.", zero=True),
+        _metric("cache_refresh_failures_total", "Refreshes of stale cache entries that "
+                "failed (in the background, or inline for a sync call).", zero=True),
     ),
     events={"CacheHit": (Count("meshlite_cache_hits_total"),),
             "CacheMiss": (Count("meshlite_cache_misses_total"),),
