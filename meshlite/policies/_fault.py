@@ -261,6 +261,13 @@ class FaultInjection(Policy):
                 return call_next(ctx)
             seconds, error = fault(ctx)
             if seconds:
+                left = None if ctx.deadline is None else ctx.remaining()
+                if left is not None and seconds >= left:
+                    # As a slow backend's answer through the sync wire is cut at the
+                    # call's deadline (an async call's latency is cancelled there): just
+                    # past it, as a timer fires, so the deadline is seen to have passed.
+                    sleep(max(left, 0.0) + _PAST)
+                    raise _cut(seconds, left)
                 sleep(seconds)
             if error is not None:
                 raise error
@@ -359,6 +366,20 @@ def _copied(owner: str, field: str, ctx: CallContext, response: Any, httpx: Any)
                   if k in ("http_version", "reason_phrase")}
     return httpx.Response(response.status_code, headers=headers,
                           stream=httpx.ByteStream(body), extensions=extensions)
+
+
+_PAST = 1e-6
+"""Seconds past the deadline injected latency ends at, when the deadline cuts it."""
+
+
+def _cut(seconds: float, left: float) -> TimeoutError:
+    """The error of injected latency that outlasts the call's time left: a timeout, as
+    a blocking wait bounded by the deadline raises (``ml.Timeout`` turns it into
+    ``TimeoutExceeded``)."""
+    error = TimeoutError(f"injected latency of {seconds:g} s outlasted the {max(left, 0.0):g} "
+                         "s the call had left")
+    error.add_note(_NOTE)
+    return error
 
 
 def _answer(ctx: CallContext, result: Any) -> Any:
