@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _system import require_program
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -20,17 +19,6 @@ pytest.importorskip("redis")
 
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    from state.redis_server import RedisServer
-
-    server = RedisServer(require_program("redis-server", "redis-server")).start()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 @pytest.fixture

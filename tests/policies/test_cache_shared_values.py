@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _system import require_program
 
 import meshlite as ml
 from meshlite.state import RedisStore
@@ -19,17 +17,6 @@ pytest.importorskip("redis")
 
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    from state.redis_server import RedisServer
-
-    server = RedisServer(require_program("redis-server", "redis-server")).start()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 def store_on(url: str, **options: Any) -> RedisStore:
