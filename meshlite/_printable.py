@@ -8,8 +8,8 @@ from collections.abc import Collection
 from urllib.parse import unquote_plus, urlsplit
 
 __all__ = [
-    "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "named_secret",
-    "origin_shown", "printable", "redacted_url", "url_shown",
+    "MAX_ADDRESS", "MAX_DESCRIBED", "SECRET_WORDS", "described", "error_shown",
+    "named_secret", "origin_shown", "printable", "redacted_url", "url_shown",
 ]
 
 MAX_ADDRESS = 64
@@ -144,3 +144,29 @@ def origin_shown(url: str) -> str:
         host = f"[{host}]"
     origin = f"{parts.scheme}://{host}" + ("" if port is None else f":{port}")
     return origin + ("/..." if parts.path.strip("/") or parts.query else "")
+
+
+def error_shown(error: BaseException) -> str:
+    """``error`` as a message shows it (:func:`described`), with what
+    may be a secret masked as :func:`url_shown` masks a URL's: a URL's password and
+    the values of query fields named like secrets, also of a path and query alone.
+
+    A backend's standing (a failed health check, an ejection) gives its reason so:
+    it is logged, sent to event hooks and shown by ``mesh.health()`` and the
+    dashboard, and a failed exchange's message may hold its URL: aiohttp's parse
+    errors end with ``url='http://host/healthz?token=...'``, requests' connection
+    errors with ``url: /healthz?token=...``."""
+    text = _URL_IN_TEXT.sub(lambda m: url_shown(m.group(0)), described(error))
+    return _FIELD_IN_TEXT.sub(_field_shown, text)
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>\\]+")
+"""A URL in a message, up to a space, a quote, a bracket or (in a repr) a backslash."""
+
+_FIELD_IN_TEXT = re.compile(r"(?<=[?&;])([^\s&;=?'\"<>\\]+)=([^\s&;'\"<>\\]*)")
+"""A query field ``name=value`` after ``?``, ``&`` or ``;`` in a message."""
+
+
+def _field_shown(field: re.Match[str]) -> str:
+    name = field.group(1)
+    return f"{name}=***" if named_secret(unquote_plus(name), SECRET_WORDS) else field.group(0)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from .._arguments import Explained
 from .._callables import is_async_callable
 from .._clock import Clock
-from .._printable import described
+from .._printable import error_shown
 from .._tasks import cancel_and_wait
 from .._validate import at_least, fail, positive, random_or_shared
 from ._backend import Backend
@@ -135,8 +135,8 @@ class HealthCheck(Explained):
                     return (f"probe did not start within {interval} s: every worker "
                             "thread was busy (probes that block longer than timeout?)")
                 return f"probe timed out after {timeout} s"
-            except Exception as error:
-                return f"probe raised {described(error)}"
+            except Exception as error:  # (its URL's token masked: a reason is shown)
+                return f"probe raised {error_shown(error)}"
             return "probe returned False" if result is False else None
 
         yield run

@@ -9,7 +9,7 @@ from .._arguments import explained
 from .._clock import Clock
 from .._errors import ConfigError, RejectedError
 from .._predicates import ErrorFilter, error_predicate
-from .._printable import described
+from .._printable import error_shown
 from .._validate import at_least, fail, fraction, optional_clock, positive
 from ._endpoint import Endpoint
 
@@ -158,11 +158,13 @@ class OutlierDetection:
             streak, observed, window = self._count(endpoint)
         finally:
             lock.release()
+        if observed is None and streak is None:
+            return None
+        # (The reason is logged and shown: a URL's token in the error is masked.)
+        last = error_shown(error)
         if observed is None:
-            return (None if streak is None
-                    else f"{streak} consecutive failures (last: {described(error)})")
-        return (f"failure rate {observed:.0%} over its last {window} attempts "
-                f"(last: {described(error)})")
+            return f"{streak} consecutive failures (last: {last})"
+        return f"failure rate {observed:.0%} over its last {window} attempts (last: {last})"
 
     def _count(self, endpoint: Endpoint) -> tuple[int | None, float | None, int]:
         # Caller holds the endpoint's lock. Returns (the streak that ejects, None,
