@@ -1,6 +1,8 @@
 """A mesh over three loopback backends, one slow and one failing, with an httpx client.
 
-    .venv/bin/python examples/mesh_http.py
+Needs the ``http`` extra (httpx: ``pip install 'meshlite-mesh[http]'``)::
+
+    python examples/mesh_http.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """A flaky function made dependable with one decorator, then with a pipeline.
 
-    .venv/bin/python examples/policies.py
+Needs no extra::
+
+    python examples/policies.py
 """
 
 from __future__ import annotations

@@ -22,4 +22,4 @@ async def checkout(request: Request) -> JSONResponse:
 mesh, app = service("gateway", [Route("/checkout/{item}", checkout)])
 
 if __name__ == "__main__":
-    run(app)
+    run(app, "gateway")

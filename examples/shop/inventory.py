@@ -17,4 +17,4 @@ async def stock(request: Request) -> JSONResponse:
 mesh, app = service("inventory", [Route("/stock/{item}", stock)])
 
 if __name__ == "__main__":
-    run(app)
+    run(app, "inventory")

@@ -27,4 +27,4 @@ async def place(request: Request) -> JSONResponse:
 mesh, app = service("orders", [Route("/orders", place, methods=["POST"])])
 
 if __name__ == "__main__":
-    run(app)
+    run(app, "orders")

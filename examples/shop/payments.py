@@ -24,4 +24,4 @@ async def charge(request: Request) -> JSONResponse:
 mesh, app = service("payments", [Route("/charge", charge, methods=["POST"])])
 
 if __name__ == "__main__":
-    run(app)
+    run(app, "payments")

@@ -2,9 +2,12 @@
 own config file, opened for the app's lifetime, behind ``meshlite.asgi.MeshMiddleware``
 (its inbound routes come from the same file's ``inbound:`` section).
 
-Run one service with ``python examples/shop/orders.py`` (``SHOP_PORT``, and the URLs
-of the services it calls, come from the environment); ``meshlite demo --services``
-starts all four and drives traffic through them.
+Run one service with ``SHOP_PORT=8102 python examples/shop/orders.py``: ``SHOP_PORT`` is
+the port it serves on (the URLs of the services it calls come from the environment
+too, ``SHOP_INVENTORY_URL``..., by default the ports of ``PORTS``);
+``meshlite demo --services`` starts all four and drives traffic through them. They
+need the ``http``, ``dashboard`` and ``otlp`` extras
+(``pip install 'meshlite-mesh[http,dashboard,otlp]'``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -49,9 +53,19 @@ def budget_ms() -> float | None:
     return None if left is None else round(left * 1000.0, 1)
 
 
-def run(app: Any) -> None:
-    """Serve ``app`` on 127.0.0.1:$SHOP_PORT until SIGTERM/SIGINT."""
+PORTS = {"gateway": 8101, "orders": 8102, "inventory": 8103, "payments": 8104}
+"""The port of each service that its callers' config files name when no
+``SHOP_<NAME>_URL`` says otherwise (``${SHOP_ORDERS_URL:-http://127.0.0.1:8102}``)."""
+
+
+def run(app: Any, name: str) -> None:
+    """Serve ``app``, the service ``name``, on 127.0.0.1:$SHOP_PORT until SIGTERM/SIGINT;
+    without ``SHOP_PORT``, exit saying how to set it."""
+    port = os.environ.get("SHOP_PORT")
+    if not port:
+        sys.exit(f"{name}: set SHOP_PORT, the port to serve on; its callers expect "
+                 f"{PORTS[name]}: SHOP_PORT={PORTS[name]} python {sys.argv[0]}")
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["SHOP_PORT"]),
-                log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning",
+                access_log=False)
