@@ -112,6 +112,12 @@ def declared_exports(package: str, path: str, namespace: dict[str, Any]
     get_source = getattr(loader, "get_source", None)
     source = get_source(package) if get_source is not None else None
     if source is None:  # no loader that reads sources: the file itself
+        if not path.endswith(".py"):  # only compiled files installed (compileall -b)
+            raise ImportError(
+                f"{package} reads the names it exports from the source of its "
+                f"__init__.py, and {path} is compiled only: install meshlite with its "
+                ".py files (a sourceless install, such as `compileall -b` followed by "
+                "deleting the sources, is not supported)", name=package, path=path)
         with open(path, encoding="utf-8") as file:
             source = file.read()
     lazy, modules, public = declared_imports(source)

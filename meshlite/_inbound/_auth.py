@@ -140,9 +140,9 @@ def jwt_verifier(key: Any, *, algorithms: Iterable[str] = ("RS256", "ES256"),
     """
     try:
         import jwt
-    except ImportError as error:
+    except ImportError:  # (one error: the extra to install, not its cause)
         raise ConfigError(f"jwt_verifier needs PyJWT: {install_command('jwt')}",
-                          policy="inbound") from error
+                          policy="inbound") from None
     allowed = _algorithms(algorithms, jwt)
     _check_secret(key, allowed)
     leeway = non_negative("jwt_verifier", "leeway", leeway)

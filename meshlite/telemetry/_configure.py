@@ -140,8 +140,8 @@ def _build(settings: TelemetrySettings) -> Telemetry:
         return Telemetry(settings, trace.NoOpTracerProvider())
     try:
         from ._sdk import build_provider
-    except ImportError as error:
-        raise missing_sdk(OWNER, error) from error
+    except ImportError as error:  # (one error: the extra to install, not its cause)
+        raise missing_sdk(OWNER, error) from None
     return Telemetry(settings, *build_provider(settings))
 
 
