@@ -32,6 +32,9 @@ __all__ = ["MeshLifecycle"]
 _DRAIN_POLL = 0.005
 """Seconds between checks of the calls in flight while draining."""
 
+_LOOP_POLL = 0.05
+"""Seconds between checks that the loop a close from elsewhere waits on still runs."""
+
 _log = logging.getLogger("meshlite.mesh")
 
 _OPENING = fork_safe(threading.Lock())
@@ -212,8 +215,18 @@ class MeshLifecycle(MeshConnections):
         here = asyncio.get_running_loop()
         if loop is None or loop is here:
             await stop_all(self._started)
-        else:
-            await asyncio.wrap_future(self._stop_on(loop))
+            return
+        future = self._stop_on(loop)
+        stopping = asyncio.wrap_future(future)
+        # Waited for while that loop runs: its end may cancel the stop (asyncio.run
+        # does, and the stop goes on through it: not this caller's cancellation), or
+        # leave it never to run again (a loop closed under it).
+        while not (await asyncio.wait([stopping], timeout=_LOOP_POLL))[0]:
+            if not (future.done() or loop.is_running()):
+                _loop_left(loop)
+                return
+        if not stopping.cancelled():
+            stopping.result()
 
     def _stop_on(self, loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[None]:
         """Stop the components an async open started on ``loop``, from another thread
@@ -309,10 +322,19 @@ class MeshLifecycle(MeshConnections):
                              "on: use await mesh.aclose(); its components stop once the "
                              "loop runs again")
             return
-        try:
-            future.result()
-        except Exception:
-            _log.exception("stopping the mesh's components on its event loop failed")
+        # Waited for while the loop runs (as the async close's, _stop_components).
+        while True:
+            try:
+                future.result(_LOOP_POLL)
+            except concurrent.futures.TimeoutError:
+                if future.done() or loop.is_running():
+                    continue
+                _loop_left(loop)
+            except concurrent.futures.CancelledError:
+                pass  # by the loop's end: the stop went on through it
+            except Exception:
+                _log.exception("stopping the mesh's components on its event loop failed")
+            return
 
     async def close_left_open(self, when: str) -> None:
         """Close the mesh, found open ``when`` (the end of its loop, of the ASGI
@@ -335,6 +357,20 @@ class MeshLifecycle(MeshConnections):
     def loop_thread(self) -> LoopThread | None:
         """The loop thread of a mesh opened with ``with mesh`` (else ``None``)."""
         return self._thread
+
+
+def _loop_left(loop: asyncio.AbstractEventLoop) -> None:
+    """Say that ``loop``, where a close from elsewhere is stopping the components,
+    stopped running before they had stopped."""
+    if loop.is_closed():
+        _log.warning("the event loop the mesh was opened on was closed before the "
+                     "mesh's components stopped (health checks, watchers, the "
+                     "dashboard): they ended with it, unstopped. Close the mesh before "
+                     "closing its loop (a loop ended by asyncio.run() lets the stop "
+                     "finish)")
+    else:
+        _log.debug("the mesh's event loop stopped before its components did; they "
+                   "stop when it runs again")
 
 
 def _done() -> concurrent.futures.Future[None]:

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .._fork import fork_safe
 from .._printable import printable
 
 __all__ = ["HEADER_TIMEOUT", "MAX_CONNECTIONS", "make_server", "note_cannot_listen"]
@@ -31,16 +34,30 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
-        super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._serving: dict[Any, threading.Thread] = {}
+        """The connections being served, and their threads: ended by
+        :meth:`server_close` (an idle one would otherwise outlive the server by up
+        to ``HEADER_TIMEOUT``)."""
+        self._serving_lock = fork_safe(threading.Lock())
+        super().__init__(address, handler)  # (closes the server if it cannot bind)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             self.shutdown_request(request)  # full: close it, take no thread
             return
+        # Recorded here, on the serving thread, so a server_close after shutdown()
+        # finds every connection accepted.
+        thread = threading.Thread(target=self.process_request_thread,
+                                  args=(request, client_address), daemon=True,
+                                  name="meshlite-metrics-connection")
+        with self._serving_lock:
+            self._serving[request] = thread
         try:
-            super().process_request(request, client_address)
+            thread.start()
         except BaseException:
+            with self._serving_lock:
+                self._serving.pop(request, None)
             self._slots.release()
             raise
 
@@ -48,7 +65,34 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._serving_lock:
+                self._serving.pop(request, None)
             self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection the client (or stop()) cut while it was answered; the stdlib
+        # printed its traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            _log.debug("metrics server: connection from %s ended: %r", client_address[0],
+                       error)
+        else:
+            _log.exception("metrics server: serving a connection failed")
+
+    def server_close(self) -> None:
+        """Close the listening socket, then the connections being served (their
+        reads and writes end at once) and wait for their threads."""
+        super().server_close()
+        with self._serving_lock:
+            # (Live threads only: in a forked child the parent's connections are
+            # listed, whose shutdown would cut them in the parent too.)
+            serving = [(r, t) for r, t in self._serving.items() if t.is_alive()]
+        for request, _ in serving:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                request.shutdown(socket.SHUT_RDWR)
+        for _, thread in serving:
+            if thread is not threading.current_thread():
+                thread.join(HEADER_TIMEOUT)
 
 
 class _Server6(_Server):
