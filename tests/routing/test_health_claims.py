@@ -66,7 +66,9 @@ async def test_a_probe_writes_no_log_line_of_its_own() -> None:
     assert [e.healthy for e in service.endpoints] == [True, False]
     assert "GET /healthz?token=***&verbose=1 answered 503" in shown(records)
     assert SECRET not in shown(records)
-    assert not [r for r in records if r.name.startswith(("httpx", "httpcore"))]
+    # no request line of the client's (older httpx logs its TLS set-up at DEBUG)
+    assert not [r for r in records if r.name.startswith(("httpx", "httpcore"))
+                and "/healthz" in r.getMessage()]
 
 
 @contextlib.asynccontextmanager
@@ -180,6 +182,9 @@ def https_url(private_ca: tuple[Path, Path, Path]) -> Iterator[str]:
 
         def do_GET(self) -> None:
             self.send_response(200)
+            # (no idle TLS connection left at the end: the lowest aiohttp supported
+            # closes one after its loop has gone, with a ResourceWarning)
+            self.send_header("Connection", "close")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
