@@ -175,23 +175,36 @@ def test_an_outage_that_changed_nothing_says_nothing(fresh_server: RedisServer) 
     store.close()
 
 
-def test_a_shared_open_lost_in_the_outage_is_said_closed(fresh_server: RedisServer) -> None:
-    # Opened in Redis (the hooks heard it from the store), then Redis is down a while
-    # (the in-process state, closed, admits) and restarts empty: the circuit reads
-    # closed, and the first call decided there again says so.
-    store, breaker, seen = shared_breaker(fresh_server, open_seconds=60.0)
+def opened_shared_then_down(server: RedisServer) -> tuple[RedisStore, Any, Seen]:
+    """A shared breaker opened in Redis (its hooks heard it from the store); then Redis
+    is killed. Returns the store, a succeeding call through the breaker, the hooks."""
+    store, breaker, seen = shared_breaker(server, open_seconds=60.0)
     call, failing = breaker(ok), breaker(fail)
     for _ in range(2):
         with pytest.raises(Boom):
             failing()
     assert [(c.previous, c.state) for c in seen.changes] == [("closed", "open")]
-    fresh_server.kill()
+    server.kill()
+    return store, call, seen
+
+
+def until_unavailable(call: Any, store: RedisStore) -> None:
+    """Call ``call`` until the store is known to be down: the refusal this process
+    trusts ends, then it asks the store."""
     deadline = time.monotonic() + WAIT
-    while store.available:  # the refusal this process trusts ends, then it asks
+    while store.available:
         assert time.monotonic() < deadline
         time.sleep(store.retry_interval)
         with contextlib.suppress(ml.CircuitOpenError):
             call()
+
+
+def test_a_shared_open_lost_in_the_outage_is_said_closed(fresh_server: RedisServer) -> None:
+    # Opened in Redis (the hooks heard it from the store), then Redis is down a while
+    # (the in-process state, closed, admits) and restarts empty: the circuit reads
+    # closed, and the first call decided there again says so.
+    store, call, seen = opened_shared_then_down(fresh_server)
+    until_unavailable(call, store)
     assert call() == "ok"  # the in-process state
     fresh_server.start()
     assert until_shared(call, store) == "ok"
@@ -206,21 +219,10 @@ def test_a_shared_open_circuit_the_outage_lets_calls_through_is_said_at_once(
     # calls and lets them through. That is said when it starts, not when Redis is back
     # (the log's last word about the circuit was "opened" for the whole outage, while
     # calls went to the backend the circuit was protecting).
-    store, breaker, seen = shared_breaker(fresh_server, open_seconds=60.0)
-    call, failing = breaker(ok), breaker(fail)
-    for _ in range(2):
-        with pytest.raises(Boom):
-            failing()
-    assert [(c.previous, c.state) for c in seen.changes] == [("closed", "open")]
-    fresh_server.kill()
-    deadline = time.monotonic() + WAIT
+    store, call, seen = opened_shared_then_down(fresh_server)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="meshlite.breaker"):
-        while store.available:  # the refusal this process trusts ends, then it asks
-            assert time.monotonic() < deadline
-            time.sleep(store.retry_interval)
-            with contextlib.suppress(ml.CircuitOpenError):
-                call()
+        until_unavailable(call, store)
         assert call() == "ok"  # the in-process state
         assert call() == "ok"
     apart = "the store does not answer: this process's own state, closed, decides calls " \
