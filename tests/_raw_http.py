@@ -5,12 +5,13 @@ and answers with bytes a test scripts (:class:`RawServer`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-__all__ = ["CLOSE", "RawServer", "accept_each", "raw_get", "read_request"]
+__all__ = ["CLOSE", "RawServer", "accept_each", "answering", "raw_get", "read_request"]
 
 
 async def raw_get(url: str, target: bytes, headers: bytes = b"") -> bytes:
@@ -127,3 +128,21 @@ def read_request(conn: socket.socket, data: bytes = b"", continues: bool = False
     while len(data) < size:
         data = _more(conn, data)
     return head, data[:size], data[size:]
+
+
+@contextlib.asynccontextmanager
+async def answering(reply: bytes) -> AsyncIterator[str]:
+    """A loopback server answering every request with ``reply``, raw bytes."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()

@@ -5,20 +5,19 @@ URL, is masked), and a service's ``http_pool`` TLS settings are its probes' too.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
 import ipaddress
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _logs import all_log_records
+from _raw_http import answering
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -69,24 +68,6 @@ async def test_a_probe_writes_no_log_line_of_its_own() -> None:
     # no request line of the client's (older httpx logs its TLS set-up at DEBUG)
     assert not [r for r in records if r.name.startswith(("httpx", "httpcore"))
                 and "/healthz" in r.getMessage()]
-
-
-@contextlib.asynccontextmanager
-async def answering(reply: bytes) -> AsyncIterator[str]:
-    """A loopback server answering every request with ``reply``, raw bytes."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(reply)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("reply", [

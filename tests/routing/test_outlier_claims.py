@@ -5,38 +5,19 @@ shown by ``mesh.health()`` and the dashboard."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from _logs import all_log_records
+from _raw_http import answering
 
 import meshlite as ml
 from meshlite.testing import FakeBackend
 
 SECRET = "s3cr3t-qu3ry-t0ken"
-
-
-@contextlib.asynccontextmanager
-async def garbling() -> AsyncIterator[str]:
-    """A loopback server answering every request with a line that is no status line."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"garbage\r\n\r\n")
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize(("rule", "says"), [
@@ -48,7 +29,7 @@ async def test_an_ejection_reason_shows_no_token_of_the_request(rule: dict[str, 
                                                                 says: str) -> None:
     # aiohttp's parse errors end with the request's URL, query and all
     # (url='http://...?token=...'), and the reason quoted that message as it was.
-    async with garbling() as bad, FakeBackend() as good:
+    async with answering(b"garbage\r\n\r\n") as bad, FakeBackend() as good:
         service = ml.Service("users", [bad, good.url], balancer="round_robin",
                              pipeline=ml.Pipeline(), outlier_detection=ml.OutlierDetection(**rule))
         events: list[ml.Event] = []
