@@ -68,7 +68,8 @@ class RawServer:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
 
     def take(self) -> list[tuple[bytes, bytes]]:
         """The requests recorded so far, forgotten here."""
@@ -76,8 +77,12 @@ class RawServer:
         return taken
 
     def close(self) -> None:
-        """Stop accepting connections."""
+        """Stop accepting connections (the accepting thread ends: on Linux a close
+        alone leaves it blocked in accept(), holding the port open)."""
+        with contextlib.suppress(OSError):  # closed already
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        self._accepting.join(timeout=10)
 
     def _accept(self) -> None:
         accept_each(self._sock, self._serve)
