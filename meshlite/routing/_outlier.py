@@ -84,8 +84,9 @@ class OutlierDetection:
     A backend is ejected after ``consecutive_failures`` failures in a row, or when
     ``failure_rate`` of its last ``failure_rate_window`` attempts failed (checked at
     each failure, once the window is full). Its n-th
-    ejection lasts ``base_ejection_seconds * n`` (at most ``max_ejection_seconds``);
-    the count drops by one for every ``base_ejection_seconds`` it then stays in.
+    ejection lasts ``base_ejection_seconds * n`` (at most ``max_ejection_seconds``,
+    where the count stops growing); the count drops by one for every
+    ``base_ejection_seconds`` it then stays in.
     Never more than ``max_ejection_percent`` of a service's backends are out at once
     (so with the default 50%, a service needs two backends before one can go out).
     The streak (or window) that reaches its limit starts over at that failure,
@@ -206,7 +207,11 @@ class OutlierDetection:
             # Time spent back in rotation since the last ejection earns forgiveness.
             served = int((now - endpoint.returned_at) // base)
             endpoint.ejections = max(0, endpoint.ejections - served)
-        endpoint.ejections += 1
+        # The count stops growing once an ejection lasts the cap, as Envoy's
+        # multiplier does: a backend out a hundred times is forgiven in as many
+        # base periods as one whose ejections just reached the cap.
+        if base * endpoint.ejections < o.max_ejection_seconds:
+            endpoint.ejections += 1
         seconds = min(base * endpoint.ejections, o.max_ejection_seconds)
         endpoint.ejected_until = now + seconds
         endpoint.ejected_reason = reason

@@ -103,6 +103,23 @@ def test_time_back_in_rotation_forgives_ejections(clock: FakeClock) -> None:
     assert [e.seconds for e in events if hasattr(e, "seconds")] == [10.0, 10.0]
 
 
+def test_the_count_stops_growing_at_the_cap(clock: FakeClock) -> None:
+    # Ejected 20 times in a long outage, its ejections at the 25 s cap from the
+    # third, where its count stops: two base periods back in rotation forgive two,
+    # and the next ejection is a second one (20 s), not the cap again.
+    mesh, events = mesh_of(clock, ("a", "b"), consecutive_failures=1,
+                           base_ejection_seconds=10.0, max_ejection_seconds=25.0)
+    fn = Flaky("a")
+    for _ in range(20):
+        drive(mesh, fn, 2)
+        clock.advance(events[-1].seconds)  # type: ignore[attr-defined]
+    assert {b.address: b.ejections for b in mesh.snapshot()["s"].backends}["a"] == 3
+    status(mesh)  # returns
+    clock.advance(20.0)
+    drive(mesh, fn, 2)
+    assert events[-1].seconds == 20.0  # type: ignore[attr-defined]
+
+
 def test_a_quiet_services_time_back_counts_from_the_ejections_end(clock: FakeClock) -> None:
     # No call notices the return at the ejection's end: the backend was back in
     # rotation from then all the same.
