@@ -90,14 +90,30 @@ def test_a_feature_without_its_extra_names_the_extra(feature: str, tmp_path: Pat
     assert done.stderr.count("Traceback") == 1, done.stderr  # one error, no chain
 
 
-def test_check_validates_a_dashboard_section_without_the_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("extra", "section", "blocked"), [
+    ("dashboard", "dashboard:\n  port: 0\n  max_connections: 10\n", EXTRAS["dashboard"]),
+    ("otlp", "telemetry:\n  service_name: shop\n  otlp_endpoint: http://127.0.0.1:4318\n",
+     ("opentelemetry.sdk", "opentelemetry.exporter")),
+])
+def test_a_section_whose_extra_is_missing_is_a_problem_of_the_config(
+        extra: str, section: str, blocked: tuple[str, ...], tmp_path: Path) -> None:
+    # check says so (it said "valid", and the mesh then failed to start), and so does
+    # from_config, before it starts anything.
     (tmp_path / "mesh.yaml").write_text(
-        "services:\n  users:\n    backends: ['http://127.0.0.1:9']\n"
-        "dashboard:\n  port: 0\n  max_connections: 10\n", encoding="utf-8")
+        "services:\n  users:\n    backends: ['http://127.0.0.1:9']\n" + section,
+        encoding="utf-8")
     code = "from meshlite.cli import main\nsys.exit(main(['check', 'mesh.yaml']))"
-    done = _run(code, EXTRAS["dashboard"], tmp_path)
+    done = _run(code, blocked, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert line.startswith(f"  - {section.split(':')[0]}: needs the "), line
+    assert line.endswith(f"pip install 'meshlite-mesh[{extra}]'"), line
+    code = ("import meshlite as ml\n"
+            "try:\n    ml.Mesh.from_config('mesh.yaml')\n"
+            "except ml.ConfigError as error:\n    print(error)\n")
+    done = _run(code, blocked, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "mesh.yaml: valid" in done.stdout
+    assert f"pip install 'meshlite-mesh[{extra}]'" in done.stdout, done.stdout
 
 
 def test_the_dashboard_command_without_the_extra_says_what_to_install(tmp_path: Path) -> None:

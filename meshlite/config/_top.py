@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
+from .._extras import install_command, is_missing_extra
 from .._validate import non_negative
 from ._fieldset import field_names
 from ._inbound import InboundPlan, check_inbound
@@ -55,13 +56,22 @@ class TopPlan:
 
 def _telemetry(section: TelemetrySection, problems: Problems,
                environ: Mapping[str, str]) -> dict[str, Any] | None:
-    from ..telemetry._settings import resolve  # only configs with telemetry pay for it
+    # Imported here: only configs with telemetry pay for it.
+    from ..telemetry._settings import resolve
 
     args = section.arguments()
 
     def check(service_name: Any = None, otlp_endpoint: Any = None, console: Any = False,
               sample_ratio: Any = None) -> bool:
-        resolve(service_name, otlp_endpoint, console, sample_ratio, environ)
+        settings = resolve(service_name, otlp_endpoint, console, sample_ratio, environ)
+        if settings.enabled:  # what configure() will import: said before anything starts
+            try:
+                from ..telemetry import _sdk  # noqa: F401
+            except ImportError as error:
+                raise ConfigError(
+                    "needs the OpenTelemetry SDK and OTLP exporter, not installed here "
+                    f"(no module {error.name or error}): {install_command('otlp')}",
+                    policy="telemetry") from None
         return True
 
     ok = construct(check, args, problems, ("telemetry",), field_names(TelemetrySection))
@@ -73,7 +83,16 @@ def _dashboard(section: DashboardSection, problems: Problems, base: str,
     if not section.enabled:
         return
     # Imported here: only configs with a dashboard pay for it (start-up time).
+    from ..observability._dashboard import load_server
     from ..observability._dashboard._auth import check_bind, is_loopback
+
+    try:  # what serving it will import: said before anything starts
+        load_server()
+    except ModuleNotFoundError as error:
+        if not is_missing_extra(error):
+            raise
+        problems.add(("dashboard",), f"needs the 'dashboard' extra, not installed here (no "
+                                     f"module {error.name}): {install_command('dashboard')}")
     from ..observability._dashboard._limits import Limits
     from ..observability._dashboard._tokens import resolve_token
 

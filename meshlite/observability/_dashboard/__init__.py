@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 
-def _load_server() -> Any:
+def load_server() -> Any:
+    """The dashboard's server module (imports the ``dashboard`` extra's libraries)."""
     with requires_extra("the dashboard", "dashboard"):
         return importlib.import_module(f"{__name__}._server")
 
@@ -51,7 +52,7 @@ async def serve_dashboard(mesh: Mesh, host: str = "127.0.0.1", port: int = 8686,
         ModuleNotFoundError: the ``meshlite-mesh[dashboard]`` extra (Starlette,
             uvicorn, websockets) is not installed.
     """
-    server: DashboardServer = await _load_server().serve_dashboard(
+    server: DashboardServer = await load_server().serve_dashboard(
         mesh, host, port, token, admin_token, **options)
     return server
 
@@ -66,6 +67,6 @@ def run_dashboard(config_path: str, host: str = "127.0.0.1", port: int = 8686,
             uvicorn, websockets) is not installed.
         ConfigError: a bad config, or a non-loopback host without a token.
     """
-    status: int = _load_server().run_dashboard(config_path, host, port, token,
+    status: int = load_server().run_dashboard(config_path, host, port, token,
                                                  admin_token, **options)
     return status
