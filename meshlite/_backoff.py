@@ -30,6 +30,8 @@ __all__ = [
     "ExponentialBackoff",
     "TenacityBackoff",
     "as_backoff",
+    "from_tenacity",
+    "tenacity_state",
     "constant",
     "decorrelated",
     "exponential",
@@ -171,6 +173,23 @@ def decorrelated(initial: float = 0.05, maximum: float = 2.0) -> DecorrelatedBac
     return DecorrelatedBackoff(initial, maximum)
 
 
+def tenacity_state(retrying: Any, attempt: int, error: BaseException | None,
+                   result: Any) -> Any:
+    """A ``tenacity.RetryCallState`` for ``attempt``, its outcome set to ``error`` (or
+    to ``result`` when ``error`` is None): what tenacity's ``wait_*`` and ``retry_*``
+    strategies read. ``retrying`` is a ``tenacity.Retrying``; none of them reads it,
+    but a real one keeps every attribute a strategy might touch valid."""
+    import tenacity  # only reached for objects that come from tenacity
+
+    state = tenacity.RetryCallState(retry_object=retrying, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    if error is not None:
+        state.set_exception((type(error), error, error.__traceback__))
+    else:
+        state.set_result(result)
+    return state
+
+
 class TenacityBackoff:
     """A tenacity ``wait_*`` strategy used as a meshlite backoff.
 
@@ -183,15 +202,12 @@ class TenacityBackoff:
         wait: An instance of a ``tenacity.wait.wait_base`` subclass.
     """
 
-    __slots__ = ("_retrying", "_state_type", "wait")
+    __slots__ = ("_retrying", "wait")
 
     def __init__(self, wait: Any) -> None:
         import tenacity  # only reached for objects that come from tenacity
 
         self.wait = wait
-        self._state_type = tenacity.RetryCallState
-        # RetryCallState wants its Retrying object; no wait strategy reads it, but
-        # handing it a real one keeps every attribute a strategy might touch valid.
         self._retrying = tenacity.Retrying()
 
     def __call__(self, attempt: int, previous: float, rng: random.Random, /) -> float:
@@ -199,21 +215,15 @@ class TenacityBackoff:
 
     def delay_for(self, attempt: int, error: BaseException | None, result: Any) -> float:
         """The delay after ``attempt`` failed with ``error`` (or returned ``result``)."""
-        state = self._state_type(retry_object=self._retrying, fn=None, args=(), kwargs={})
-        state.attempt_number = attempt
-        if error is not None:
-            state.set_exception((type(error), error, error.__traceback__))
-        else:
-            state.set_result(result)
-        return max(0.0, float(self.wait(state)))
+        return max(0.0, float(self.wait(tenacity_state(self._retrying, attempt, error, result))))
 
     def __repr__(self) -> str:
         return f"TenacityBackoff({self.wait!r})"
 
 
-def _from_tenacity(value: object) -> bool:
-    # Look at the class's own module and its bases' without importing tenacity, so a
-    # user-defined subclass of tenacity's wait_base is recognised too.
+def from_tenacity(value: object) -> bool:
+    """Whether ``value``'s class, or one of its bases, comes from tenacity (read without
+    importing tenacity, so a user's subclass of a tenacity base is recognised too)."""
     return any(
         (getattr(cls, "__module__", "") or "").split(".")[0] == "tenacity"
         for cls in type(value).__mro__
@@ -227,7 +237,7 @@ def as_backoff(value: object, owner: str = "Retry", argument: str = "backoff") -
     Raises:
         ConfigError: ``value`` is neither a strategy nor a tenacity wait object.
     """
-    if _from_tenacity(value):
+    if from_tenacity(value):
         import tenacity.wait
 
         if isinstance(value, tenacity.wait.wait_base):
@@ -241,9 +251,19 @@ def as_backoff(value: object, owner: str = "Retry", argument: str = "backoff") -
     if isinstance(value, bool | int | float) or inspect.isclass(value) or not callable(value):
         fail(owner, argument, value, valid)
     try:
-        inspect.signature(value).bind(1, 0.0, random.Random())
+        signature = inspect.signature(value)
+    except ValueError:  # builtins without a signature: trust them
+        return value
     except TypeError:
         fail(owner, argument, value, valid)
-    except ValueError:  # builtins without a signature: trust them
-        pass
+    try:
+        signature.bind(1, 0.0, random.Random())
+    except TypeError:
+        try:
+            signature.bind(None)
+        except TypeError:
+            fail(owner, argument, value, valid)
+        # a function of one argument: tenacity's wait=fn(retry_state), most likely
+        fail(owner, argument, value, f"{valid} (a tenacity wait function of a retry_state "
+             "is taken as tenacity.wait_combine(fn))")
     return value  # a callable of the right arity: the protocol is structural

@@ -60,9 +60,11 @@ def _breaker(breaker: bool | Mapping[str, Any] | CircuitBreaker) -> CircuitBreak
                 policy="resilient",
             )
         return CircuitBreaker(**breaker)
+    adopt = ("; for a pybreaker breaker, pass ml.CircuitBreaker.from_pybreaker(cb)"
+             if type(breaker).__module__.partition(".")[0] == "pybreaker" else "")
     raise ConfigError(
         f"resilient: breaker must be True, False, a dict of CircuitBreaker options or a "
-        f"CircuitBreaker, got {breaker!r}",
+        f"CircuitBreaker, got {breaker!r}{adopt}",
         policy="resilient",
     )
 

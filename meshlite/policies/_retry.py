@@ -11,16 +11,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.trace import INVALID_SPAN
 
-from .._backoff import Backoff, as_backoff, exponential
+from .._backoff import Backoff, as_backoff, exponential, from_tenacity
 from .._clock import SYSTEM_CLOCK, Clock, SystemClock
 from .._context import CallContext
 from .._errors import RejectedError
 from .._policy import AsyncHandler, Handler, Policy
-from .._predicates import ErrorFilter, error_predicate
+from .._predicates import ErrorFilter, error_predicate, is_tenacity_retry, tenacity_test
 from .._switches import skips_sleep
 from .._validate import fail, non_negative, not_coroutine, random_or_shared
 from ._retry_budget import (
@@ -33,6 +33,7 @@ from ._retry_runner import KIND, Runner, Tries
 
 if TYPE_CHECKING:
     # (only read by type checkers: as_backoff imports tenacity for its objects alone)
+    from tenacity.retry import retry_base
     from tenacity.wait import wait_base
 
 __all__ = [
@@ -113,6 +114,12 @@ def retry_predicate(on: ErrorFilter) -> Callable[[BaseException], bool]:
     return retryable
 
 
+_STOP_HINT = (
+    "an integer >= 1 (tenacity's stop_after_attempt(n) is attempts=n; for "
+    "stop_after_delay(s), put an ml.Timeout(s) outside the Retry)"
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryOptions:
     """Validated options of :class:`Retry` (``backoff`` already adapted)."""
@@ -127,7 +134,8 @@ class RetryOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            fail("Retry", "attempts", self.attempts, "an integer >= 1")
+            fail("Retry", "attempts", self.attempts,
+                 _STOP_HINT if from_tenacity(self.attempts) else "an integer >= 1")
         if self.attempts < 1:
             fail("Retry", "attempts", self.attempts, ">= 1")
         as_backoff(self.backoff)
@@ -157,9 +165,10 @@ class Retry(Policy):
     Args:
         attempts: Total attempts, the first included (>= 1).
         backoff: The delay strategy (``ml.backoff.*``) or a tenacity ``wait_*`` object.
-        on: Errors to retry: a type, a tuple of types or ``fn(error) -> bool``
-            (default: :func:`is_transient`).
-        on_result: ``fn(result) -> bool``; ``True`` retries the result.
+        on: Errors to retry: a type, a tuple of types, ``fn(error) -> bool`` or a
+            tenacity ``retry_*`` strategy (default: :func:`is_transient`).
+        on_result: ``fn(result) -> bool`` or a tenacity ``retry_*`` strategy
+            (``retry_if_result(...)``); ``True`` retries the result.
         budget: Caps retries as a share of recent calls; by default one
             ``RetryBudget()`` per ``Retry``, shared by every call through it;
             ``None`` disables it.
@@ -182,8 +191,8 @@ class Retry(Policy):
         attempts: int = DEFAULT_ATTEMPTS,
         backoff: Backoff | wait_base = DEFAULT_BACKOFF,
         *,
-        on: ErrorFilter = DEFAULT_RETRY_ON,
-        on_result: Callable[[Any], bool] | None = None,
+        on: ErrorFilter | retry_base = DEFAULT_RETRY_ON,
+        on_result: Callable[[Any], bool] | retry_base | None = None,
         budget: RetryBudget | None = _DEFAULT_BUDGET,
         respect_retry_after: bool = True,
         max_retry_after: float | None = DEFAULT_MAX_RETRY_AFTER,
@@ -199,8 +208,13 @@ class Retry(Policy):
         self.random = random_or_shared(random)
         if budget is _DEFAULT_BUDGET:
             budget = RetryBudget(clock=self.clock)
+        # tenacity's retry_* strategies read a RetryCallState: test them on one
+        errors = (tenacity_test(on, result=False) if is_tenacity_retry(on)
+                  else cast("ErrorFilter", on))
+        results = (tenacity_test(on_result, result=True) if is_tenacity_retry(on_result)
+                   else cast("Callable[[Any], bool] | None", on_result))
         self.options = RetryOptions(
-            attempts=attempts, backoff=as_backoff(backoff), on=on, on_result=on_result,
+            attempts=attempts, backoff=as_backoff(backoff), on=errors, on_result=results,
             budget=budget, respect_retry_after=respect_retry_after,
             max_retry_after=max_retry_after,
         )

@@ -6,6 +6,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+import cachetools
+
 from ..._events import Event
 from ..._validate import at_least, fail, non_negative, not_coroutine, positive
 from ...state._base import check_store
@@ -50,6 +52,12 @@ class CacheOptions:
     key_secret: str | bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.ttl, cachetools.Cache):  # @cached(TTLCache(...)) carried over
+            # (its type only: its repr lists the entries, the cached data)
+            fail("Cache", "ttl", type(self.ttl).__name__,
+                 "a number of seconds; for a cachetools TTLCache(maxsize, ttl), pass "
+                 "ttl=cache.ttl, maxsize=int(cache.maxsize): the Cache keeps a TTLCache "
+                 "of its own, and the entries of yours are not carried over")
         object.__setattr__(self, "ttl", positive("Cache", "ttl", self.ttl))
         at_least("Cache", "maxsize", self.maxsize, 1)
         object.__setattr__(

@@ -124,7 +124,8 @@ class CircuitBreaker(BreakerControls, Policy):
             self._shared = store.circuit(name, self.options, self._clock)
 
     @classmethod
-    def from_pybreaker(cls, breaker: Any, *, clock: Clock | None = None) -> CircuitBreaker:
+    def from_pybreaker(cls, breaker: Any, *, clock: Clock | None = None,
+                       **options: Any) -> CircuitBreaker:
         """Build the equivalent meshlite breaker from a ``pybreaker.CircuitBreaker``.
 
         ``fail_max`` consecutive failures become a count window of ``fail_max``
@@ -134,13 +135,21 @@ class CircuitBreaker(BreakerControls, Policy):
         kept; a breaker that is open now starts open for the rest of its timeout,
         and a closed one starts with its current count of consecutive failures.
 
+        Args:
+            breaker: The pybreaker breaker; read once, never called afterwards.
+            clock: Time source (default: the system clock).
+            **options: Other :class:`CircuitBreaker` arguments, which override the
+                derived ones: ``store=`` (with ``name=``, or pybreaker's name) for
+                a breaker shared by replicas, as ``CircuitRedisStorage`` shared
+                pybreaker's; an open state is then opened in the store.
+
         Raises:
             ConfigError: ``breaker`` is not a pybreaker breaker, or its settings
                 are out of meshlite's ranges.
         """
         from ._pybreaker import adapt
 
-        return adapt(cls, breaker, clock)
+        return adapt(cls, breaker, clock, options)
 
     # -- events and errors ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._clock import Clock
 from ..._validate import fail
+from ...state._base import StoreUnavailableError, fall_back
 
 if TYPE_CHECKING:
     from ._policy import CircuitBreaker
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["adapt"]
 
 _OWNER = "CircuitBreaker.from_pybreaker"
+_REASON = "pybreaker had opened it"
 
 
 def _not_excluded(excluded: tuple[Any, ...]) -> Callable[[BaseException], bool]:
@@ -42,7 +44,8 @@ def _open_elapsed(breaker: Any, reset_timeout: float) -> float:
     return min(max(0.0, elapsed), reset_timeout)
 
 
-def adapt(cls: type[CircuitBreaker], breaker: Any, clock: Clock | None) -> CircuitBreaker:
+def adapt(cls: type[CircuitBreaker], breaker: Any, clock: Clock | None,
+          options: dict[str, Any]) -> CircuitBreaker:
     """Build ``cls`` from a pybreaker breaker (see ``CircuitBreaker.from_pybreaker``)."""
     try:
         import pybreaker
@@ -52,25 +55,38 @@ def adapt(cls: type[CircuitBreaker], breaker: Any, clock: Clock | None) -> Circu
         fail(_OWNER, "cb", breaker, "a pybreaker.CircuitBreaker")
     fail_max, reset_timeout = breaker.fail_max, breaker.reset_timeout
     excluded: tuple[Any, ...] = tuple(breaker.excluded_exceptions or ())
-    adapted = cls(
-        failure_rate=1.0,
-        window=fail_max,
-        window_type="count",
-        min_calls=fail_max,
-        open_seconds=reset_timeout,
-        half_open_calls=1,
-        failure_on=_not_excluded(excluded) if excluded else Exception,
-        name=breaker.name or None,
-        clock=clock,
-    )
+    arguments: dict[str, Any] = {
+        "failure_rate": 1.0,
+        "window": fail_max,
+        "window_type": "count",
+        "min_calls": fail_max,
+        "open_seconds": reset_timeout,
+        "half_open_calls": 1,
+        "failure_on": _not_excluded(excluded) if excluded else Exception,
+        "name": breaker.name or None,
+    }
+    arguments.update(options)  # (store=, name=, slow_call_seconds=... given by the caller)
+    adapted = cls(**arguments, clock=clock)
     state = breaker.current_state
     if state == pybreaker.STATE_OPEN:
         elapsed = _open_elapsed(breaker, float(reset_timeout))
-        adapted._core.start_open(elapsed, "pybreaker had opened it")
+        _start_open(adapted, elapsed)
     elif state == pybreaker.STATE_HALF_OPEN:
         # Its open period is over: start open with no time left, i.e. half-open.
-        adapted._core.start_open(float(reset_timeout), "pybreaker had opened it")
+        _start_open(adapted, float(reset_timeout))
     else:
         # Closed after some consecutive failures: the next fail_max - count open it.
         adapted._core.start_with_failures(int(breaker.fail_counter or 0))
     return adapted
+
+
+def _start_open(adapted: CircuitBreaker, elapsed: float) -> None:
+    """Open the adopted breaker as if ``elapsed`` seconds ago: with a store, the shared
+    state (every process), and the in-process one its fallback uses."""
+    adapted._core.start_open(elapsed, _REASON)
+    shared, store = adapted._shared, adapted._shared_store
+    if shared is not None and store is not None:
+        try:
+            shared.start_open(elapsed, _REASON)
+        except StoreUnavailableError as error:
+            fall_back(adapted, store, None, error, step="manage")

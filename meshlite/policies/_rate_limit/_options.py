@@ -58,6 +58,9 @@ class RateLimitOptions:
     name: str | None = None
 
     def __post_init__(self) -> None:
+        if hasattr(self.rate, "max_rate") and hasattr(self.rate, "time_period"):
+            fail("RateLimit", "rate", self.rate, "a number of calls; for an "
+                 "aiolimiter.AsyncLimiter, use ml.RateLimit.from_aiolimiter(limiter)")
         positive("RateLimit", "rate", self.rate)
         positive("RateLimit", "per", self.per)
         if self.burst is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
@@ -26,6 +27,25 @@ from ._shared import shared_async_handler, shared_sync_handler
 __all__ = ["RateLimit"]
 
 _INF = float("inf")
+
+
+def _level(limiter: Any) -> float:
+    """The calls an ``aiolimiter.AsyncLimiter``'s bucket holds now (0 when unknown).
+
+    aiolimiter keeps its level and the loop time it last leaked at in private
+    attributes, and leaks ``max_rate / time_period`` per second; its loop's clock is
+    read for the leak since (a closed loop's ``time()`` still answers)."""
+    level = getattr(limiter, "_level", None)
+    last = getattr(limiter, "_last_check", None)
+    loop = getattr(limiter, "_event_loop", None)  # set on first use
+    if not isinstance(level, int | float) or not isinstance(last, int | float) or not level:
+        return 0.0
+    try:
+        now = float(loop.time()) if loop is not None else last
+        leaked = max(0.0, now - last) * float(limiter.max_rate) / float(limiter.time_period)
+    except Exception:  # an attribute of another shape: start idle, as before
+        return 0.0
+    return min(max(0.0, float(level) - leaked), float(limiter.max_rate))
 
 
 class RateLimit(Policy):
@@ -100,9 +120,11 @@ class RateLimit(Policy):
 
         aiolimiter admits while its bucket holds room for one more, so a full bucket
         of ``max_rate`` calls may run at once: the result has ``rate=max_rate``,
-        ``per=time_period`` and ``burst=max(1, int(max_rate))``. It starts with a full
-        burst (the limiter's current level is not copied). aiolimiter itself is never
-        imported: the limiter is read through its attributes.
+        ``per=time_period`` and ``burst=max(1, int(max_rate))``. The capacity the
+        limiter has spent and not yet regained is carried over (without ``key`` or
+        ``store``), so adopting a limiter that has just admitted a burst admits no
+        second one. aiolimiter itself is never imported: the limiter is read through
+        its attributes. The two limiters share nothing afterwards.
 
         Args:
             limiter: The ``AsyncLimiter`` (read through ``max_rate`` and ``time_period``).
@@ -120,7 +142,14 @@ class RateLimit(Policy):
                 f"(with max_rate and time_period), got {limiter!r}", policy=cls.kind)
         positive("RateLimit.from_aiolimiter", "limiter.max_rate", rate)
         options.setdefault("burst", max(1, int(rate)))
-        return cls(rate, per, **options)
+        adopted = cls(rate, per, **options)
+        if adopted.options.key is None and adopted._store is None:
+            # The calls the bucket still holds take their slots here, as admitted
+            # calls would have: rounded up, so the adopted limiter is never looser.
+            now = adopted.clock.monotonic()
+            for _ in range(math.ceil(_level(limiter) - 1e-9)):
+                adopted._state.reserve(None, now, _INF)
+        return adopted
 
     @property
     def tracked_keys(self) -> int:
