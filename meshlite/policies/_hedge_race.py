@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._clock import SystemClock
+from .._clock import Clock, SystemClock
 from .._context import CallContext, run_as
 from .._errors import ConfigError
 from .._policy import AsyncHandler
@@ -39,14 +39,25 @@ def refuse_hedges(fn: Callable[..., Any], error: Callable[[CallContext], ConfigE
     _REFUSED.append((fn, error))
 
 
-def _fork(ctx: CallContext, index: int) -> CallContext:
+_Entry = tuple[float | None, Clock, Any, int]
+"""What the policies inside the Hedge set on the context for an attempt while it
+runs (a ``Timeout``'s deadline and clock, a ``Trace``'s span, a ``Retry``'s attempt
+number), as the call had them when it reached the Hedge."""
+
+
+def _fork(ctx: CallContext, index: int, entry: _Entry) -> CallContext:
     """A copy of ``ctx`` for hedge ``index`` (its ``hedge`` field), so attempts never
-    overwrite each other's ``attempt``, ``backend`` or deadline. ``tried`` is one list
-    shared by every attempt, so routing sees the other attempts' picks; ``extras`` is
-    copied one level deep."""
+    overwrite each other's ``attempt``, ``backend`` or deadline. It starts from
+    ``entry``, not from what the primary's inner policies made of the context
+    meanwhile: a per-attempt ``Timeout`` inside the Hedge gives the hedge its whole
+    budget, not what the primary's left. ``backend`` stays the primary's (routing
+    then treats the hedge as a later attempt); ``tried`` is one list shared by every
+    attempt, so routing sees the other attempts' picks; ``extras`` is copied one
+    level deep."""
     if ctx.tried is None:  # from now on each pick is recorded in it (routing)
         ctx.tried = [] if ctx.backend is None else [ctx.backend]
     fork = ctx.copy()
+    fork.deadline, fork.clock, fork.span, fork.attempt = entry
     fork.hedge = index
     if ctx.extras is not None:
         fork.extras = dict(ctx.extras)
@@ -61,13 +72,14 @@ class Race:
     the primary runs cancels the caller's task, and the handler turns that
     cancellation back into the decision, as ``asyncio.timeout`` does."""
 
-    __slots__ = ("call_next", "closed", "ctx", "decided", "failures", "hedges", "loop",
-                 "policy", "primary_running", "refused", "stale", "started", "task", "timer",
-                 "waiter", "winner")
+    __slots__ = ("call_next", "closed", "ctx", "decided", "entry", "failures", "hedges",
+                 "loop", "policy", "primary_running", "stale", "started", "task", "timer",
+                 "waiter", "why", "winner")
 
     def __init__(self, policy: Hedge, ctx: CallContext, call_next: AsyncHandler,
                  task: asyncio.Task[Any]) -> None:
         self.policy, self.ctx, self.call_next, self.task = policy, ctx, call_next, task
+        self.entry: _Entry = (ctx.deadline, ctx.clock, ctx.span, ctx.attempt)
         self.loop = task.get_loop()
         self.hedges: dict[_Attempt, CallContext] = {}
         self.failures: list[tuple[int, BaseException]] = []
@@ -77,7 +89,7 @@ class Race:
         self.timer: asyncio.TimerHandle | _Attempt | None = None
         self.stale: list[_Attempt] = []  # cancelled sleeper tasks, awaited by close()
         self.waiter: asyncio.Future[None] | None = None
-        self.refused = 0  # the hedge the budget refused, if any (none starts after it)
+        self.why = ""  # why a hedge was due but none started (ends the note), if so
 
     def arm(self) -> None:
         """Start the next hedge after ``delay``, unless every hedge has started."""
@@ -101,6 +113,13 @@ class Race:
         if self.decided or self.closed or self.ctx.no_resend:
             return  # (no_resend: a request that must not be sent again)
         index, self.started = self.started, self.started + 1
+        deadline, clock = self.entry[0], self.entry[1]
+        if deadline is not None and clock.monotonic() >= deadline:
+            # The call's time is up: a hedge could only fail (routing sends nothing
+            # then), yet it would count as one and take a budget token.
+            self.started = self.policy.options.max_hedges + 1
+            self.why = f"; the call's deadline had passed when hedge {index} was due"
+            return
         refused = _refusal(self.ctx)
         if refused is not None:  # no hedge of this call may start: none will
             self.started = self.policy.options.max_hedges + 1
@@ -110,11 +129,12 @@ class Race:
         if budget is not None and not budget.try_withdraw():
             # An outage must not multiply the load: no hedge of this call starts now
             # or later; the attempts already running go on.
-            self.started, self.refused = self.policy.options.max_hedges + 1, index
+            self.started = self.policy.options.max_hedges + 1
+            self.why = f"; the retry budget refused hedge {index}"
             if self.policy.hooks.active:
                 self.policy._refused(self.ctx, index + 1)
             return
-        fork = _fork(self.ctx, index)
+        fork = _fork(self.ctx, index, self.entry)
         hedge = self.loop.create_task(run_as(self.call_next, fork))
         self.hedges[hedge] = fork
         hedge.add_done_callback(self._hedge_done)
@@ -196,7 +216,7 @@ class Race:
             return hedge.result()
         if self.decided:
             raise self.failures[-1][1]  # final: an error not matching ``on``
-        raise _exhausted(self.failures, self.refused)
+        raise _exhausted(self.failures, self.why)
 
     async def close(self) -> None:
         """Cancel the timer and every running hedge; wait until they are all gone."""
@@ -218,12 +238,12 @@ def _refusal(ctx: CallContext) -> ConfigError | None:
     return None
 
 
-def _exhausted(failures: list[tuple[int, BaseException]], refused: int) -> BaseException:
+def _exhausted(failures: list[tuple[int, BaseException]], why: str) -> BaseException:
     listing = "; ".join(
         f"{'primary' if index == 0 else f'hedge {index}'}: {described(error)}"
         for index, error in failures
     )
     last = failures[-1][1]
-    why = f"; the retry budget refused hedge {refused}" if refused else ""
-    add_note(last, f"Hedge: all {len(failures)} attempts failed ({listing}){why}")
+    failed = f"all {len(failures)} attempts" if len(failures) > 1 else "its one attempt"
+    add_note(last, f"Hedge: {failed} failed ({listing}){why}")
     return last

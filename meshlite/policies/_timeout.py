@@ -6,7 +6,6 @@ deadline (three runners) is in :mod:`~meshlite.policies._timeout_async`.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from .._errors import ConfigError, TimeoutExceeded
 from .._events import TimedOut
 from .._policy import AsyncHandler, Handler, Policy
 from .._validate import clock_option, fail, positive
-from ._timeout_async import abandoning, enter, left, on_loop_timer, watched
+from ._timeout_async import abandoning, enter, is_timeout, left, on_loop_timer, watched
 
 _EARLY = 0.005
 """Seconds a socket's wait may end before its timeout (the system rounds it)."""
@@ -39,17 +38,6 @@ class TimeoutOptions:
         object.__setattr__(self, "seconds", positive("Timeout", "seconds", self.seconds))
         if not isinstance(self.pessimistic, bool):
             fail("Timeout", "pessimistic", self.pessimistic, "True or False")
-
-
-def _is_timeout(error: Exception) -> bool:
-    """Whether ``error`` is a read or connect timeout: a ``TimeoutError``, or httpx's
-    ``TimeoutException`` (the sync HTTP client's, which is none) when httpx is
-    already imported (looked up in :data:`sys.modules`, never imported)."""
-    if isinstance(error, TimeoutError):
-        return True
-    httpx = sys.modules.get("httpx")
-    kind = getattr(httpx, "TimeoutException", None) if httpx is not None else None
-    return isinstance(kind, type) and isinstance(error, kind)
 
 
 class Timeout(Policy):
@@ -139,7 +127,7 @@ class Timeout(Policy):
                 try:
                     result = call_next(ctx)
                 except Exception as error:
-                    if _is_timeout(error) and (clock.monotonic() > deadline or (
+                    if is_timeout(error) and (clock.monotonic() > deadline or (
                             due is not None and time.monotonic() >= due)):
                         raise timed_out(ctx, budget) from error
                     raise

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock, SystemClock
-from .._context import CallContext, run_as
+from .._context import TIMER_SLACK, CallContext, run_as
 from .._errors import TimeoutExceeded
 from .._policy import AsyncHandler
 
-__all__ = ["Expired", "abandoned", "abandoning", "enter", "left", "on_loop_timer",
-           "watched"]
+__all__ = ["Expired", "abandoned", "abandoning", "enter", "is_timeout", "left",
+           "on_loop_timer", "watched"]
 
 _log = logging.getLogger("meshlite.timeout")
 
@@ -54,6 +55,27 @@ def enter(ctx: CallContext, seconds: float, clock: Clock) -> float:
     return budget
 
 
+def is_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is a read or connect timeout: a ``TimeoutError``, or httpx's
+    ``TimeoutException`` (the sync HTTP client's, which is none) when httpx is
+    already imported (looked up in :data:`sys.modules`, never imported)."""
+    if isinstance(error, TimeoutError):
+        return True
+    httpx = sys.modules.get("httpx")
+    kind = getattr(httpx, "TimeoutException", None) if httpx is not None else None
+    return isinstance(kind, type) and isinstance(error, kind)
+
+
+def _cut(error: Exception, deadline: float, clock: Clock) -> bool:
+    """Whether ``error``, raised by the call, is this Timeout's deadline having
+    passed though its own timer has not fired yet: a timeout raised once the
+    deadline had passed (up to :data:`~meshlite._context.TIMER_SLACK` early: a loop
+    timer set for it may fire so). That happens when nothing awaited since the
+    deadline passed (the loop was held, so an inner policy found no time left and
+    raised at once), or when the wire's timer for the same deadline fired first."""
+    return clock.monotonic() >= deadline - TIMER_SLACK and is_timeout(error)
+
+
 def _reap(task: asyncio.Future[Any]) -> None:
     abandoned.discard(task)
     if not task.cancelled() and task.exception() is not None:
@@ -74,6 +96,7 @@ def on_loop_timer(call_next: AsyncHandler, seconds: float, timed_out: Expired) -
     async def handle(ctx: CallContext) -> Any:
         saved_deadline, saved_clock = ctx.deadline, ctx.clock
         budget = enter(ctx, seconds, SYSTEM_CLOCK)
+        deadline = ctx.deadline
         try:
             if budget <= 0.0:
                 raise timed_out(ctx, budget)
@@ -81,12 +104,14 @@ def on_loop_timer(call_next: AsyncHandler, seconds: float, timed_out: Expired) -
             try:
                 async with scope:
                     result = await call_next(ctx)
-            except TimeoutError as error:
+            except Exception as error:
                 # asyncio.timeout turns our cancellation into TimeoutError, and only ours:
                 # an outside cancel of the caller stays a CancelledError. The cause is
                 # that cancellation, as on every other clock.
-                if scope.expired():
+                if scope.expired() and isinstance(error, TimeoutError):
                     raise timed_out(ctx, budget) from (error.__cause__ or error)
+                if deadline is not None and _cut(error, deadline, SYSTEM_CLOCK):
+                    raise timed_out(ctx, budget) from error
                 raise
             if scope.expired():  # the call swallowed the cancellation and returned late
                 raise timed_out(ctx, budget)
@@ -120,9 +145,12 @@ def watched(call_next: AsyncHandler, clock: Clock, timed_out: Expired) -> Runner
             if fired and task.uncancel() <= baseline:
                 raise timed_out(ctx, budget) from error
             raise
-        except Exception:
+        except Exception as error:
             if fired:
                 task.uncancel()
+            deadline = ctx.deadline
+            if deadline is not None and _cut(error, deadline, clock):
+                raise timed_out(ctx, budget) from error
             raise
         finally:
             watcher.cancel()
@@ -169,6 +197,11 @@ def abandoning(call_next: AsyncHandler, clock: Clock, timed_out: Expired) -> Run
             for name in _HANDED_BACK:
                 setattr(ctx, name, getattr(twin, name))
         if inner in done:
+            error = None if inner.cancelled() else inner.exception()
+            deadline = ctx.deadline
+            if isinstance(error, Exception) and deadline is not None and _cut(
+                    error, deadline, clock):
+                raise timed_out(ctx, budget) from error
             return inner.result()
         _abandon(inner)
         raise timed_out(ctx, budget)
