@@ -1,13 +1,16 @@
 """What the mesh changes of aiohttp's own objects, where aiohttp has no public switch:
-a session's own resend and client instrumentation, the bodies still being read when
-the mesh closes, a failed answer's body read once and kept, and a redirect's
+a session's own resend and client instrumentation, its routing of a request given
+middlewares of its own, the bodies still being read when the mesh closes, a failed
+answer's body read once and put back, and a redirect's
 ``Location`` under a backend's path prefix. Each reads or writes attributes private
 to aiohttp; they are all here, so what a new aiohttp release changes of them is
 found in one module."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import types
 from typing import Any
 
 import aiohttp
@@ -20,8 +23,9 @@ from ._dead_loop import end_transport
 from ._outgoing import KeptBody, relocated
 from ._per_loop import LoopEnd, close_at_loop_end
 
-__all__ = ["close_at_its_loop_end", "close_session", "end_bodies", "end_dead_session",
-           "loop_end", "read_capped", "relocate", "remembering_urls", "timing_totals",
+__all__ = ["close_at_its_loop_end", "close_session", "closed_by_mesh", "cut_by_close",
+           "end_bodies", "end_dead_session", "loop_end", "read_capped", "relocate",
+           "remembering_urls", "routing_every_request", "timing_totals",
            "without_client_instrumentation", "without_resend"]
 
 
@@ -53,6 +57,32 @@ def without_resend(session: aiohttp.ClientSession) -> None:
     _set(session, "_retry_connection", False)
 
 
+def routing_every_request(session: aiohttp.ClientSession, route: Any,
+                          totals: Totals | None) -> None:
+    """Keep the mesh's ``route`` middleware on a request given its own ``middlewares=``:
+    aiohttp lets those replace the session's, the mesh's route with them, and the
+    request would go unrouted to the service's name as a host name (a DNS lookup of
+    ``users``). The request's middlewares replace the session's others, as aiohttp
+    says, and the route stays innermost, as it is for the session's. A session with
+    a total (``totals``, :func:`timing_totals`) has its ``_request`` replaced
+    already, and that one does it; otherwise the session's ``_request`` (no public
+    switch) becomes a method of the session that calls aiohttp's own with the
+    request's ``middlewares`` extended when given: a plain function handing on
+    aiohttp's coroutine, not a coroutine of its own."""
+    if totals is not None:
+        return
+    request = type(session)._request
+
+    def routed(self: aiohttp.ClientSession, method: str, str_or_url: Any, **kwargs: Any
+               ) -> Any:
+        given = kwargs.get("middlewares")
+        if given is not None:
+            kwargs["middlewares"] = (*given, route)
+        return request(self, method, str_or_url, **kwargs)
+
+    _set(session, "_request", types.MethodType(routed, session))
+
+
 def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
     """Let ``session`` remember the URLs it made of the relative ones it was given (at
     most ``most``: :func:`~meshlite._memo.remember`): a service is called on a few paths
@@ -73,16 +103,17 @@ def remembering_urls(session: aiohttp.ClientSession, most: int) -> None:
     _set(session, "_build_url", remembered)
 
 
-def timing_totals(session: aiohttp.ClientSession) -> Totals | None:
+def timing_totals(session: aiohttp.ClientSession, route: Any) -> Totals | None:
     """Hold ``session``'s requests to its ``timeout.total`` with one loop timer
     (:class:`~meshlite._http._aio_total.Totals`) instead of aiohttp's timer per
-    request; returns the ``Totals``, or None when the session has no total. The
+    request; returns the ``Totals``, or None when the session has no total (``route``:
+    the mesh's routing middleware, see :func:`routing_every_request`). The
     session's ``_request`` (no public switch) becomes the ``Totals``' one, and its
     ``close`` disarms the timer first; ``session.timeout`` still reads as given."""
     given = session.timeout
     if given.total is None or given.total <= 0:
         return None
-    totals = Totals(session._request, session._loop, given)
+    totals = Totals(session._request, session._loop, given, route)
     _set(session, "_request", totals.request)
     close = session.close
 
@@ -106,15 +137,25 @@ def without_client_instrumentation(session: aiohttp.ClientSession) -> None:
 
 
 async def read_capped(response: aiohttp.ClientResponse) -> None:
-    """Read ``response``'s body, at most :data:`MAX_FAILURE_BODY` bytes, into what
-    ``read()`` answers from."""
+    """Read ``response``'s body, at most :data:`MAX_FAILURE_BODY` bytes, and put it
+    back in ``response.content``, from its start: the caller reads it as from a plain
+    session's response, through ``read()``, ``text()``, ``json()`` or ``content``
+    (iterated, ``read(n)``...)."""
+    given = response.content
     kept = KeptBody()
-    while chunk := await response.content.read(kept.room):
+    while chunk := await given.read(kept.room):
         if kept.full(chunk):
             break
-    # What read() would keep, so read(), text() and json() answer from it; a body
-    # cut short leaves with its connection, never to be read on.
-    response._body = kept.raw()
+    raw = kept.raw()
+    # A reader of the bytes kept, already at its end: it never asks the connection
+    # for more (a limit above their size: it never pauses the connection's reading).
+    again = aiohttp.StreamReader(given._protocol, max(given._low_water, len(raw)),
+                                 loop=asyncio.get_running_loop())
+    if raw:
+        again.feed_data(raw)
+    again.feed_eof()
+    response.content = again
+    # A body cut short leaves with its connection, never to be read on.
     if kept.room <= 0 and response.connection is not None:
         response.connection.close()  # not response.close(): read() would then refuse
 
@@ -133,13 +174,33 @@ def relocate(response: aiohttp.ClientResponse, prefix: str) -> None:
             response._cache.pop(cached, None)
 
 
+_CLOSED_BY_MESH = "_meshlite_closed_by_mesh"
+
+
 async def close_session(session: aiohttp.ClientSession) -> None:
     """Close ``session`` on its own loop; bodies still being read end with an error.
-    A session closed already: nothing (at once)."""
+    A session closed already: nothing (at once). The session is marked as closed by
+    the mesh (:func:`closed_by_mesh`)."""
     if session.closed:
         return
+    _set(session, _CLOSED_BY_MESH, True)
     end_bodies(session)
     await session.close()
+
+
+def closed_by_mesh(session: aiohttp.ClientSession) -> bool:
+    """Whether the mesh closed ``session`` (its close, or its loop's end), rather than
+    its user."""
+    return bool(getattr(session, _CLOSED_BY_MESH, False))
+
+
+def cut_by_close(session: aiohttp.ClientSession, error: BaseException) -> bool:
+    """Whether ``error``, raised by a request on ``session`` waiting for its answer, is
+    the mesh closing the session's connections under it (aiohttp then says
+    ``Server disconnected``, which no server did), not a failure to connect."""
+    return (isinstance(error, aiohttp.ClientConnectionError)
+            and not isinstance(error, aiohttp.ClientConnectorError)
+            and closed_by_mesh(session))
 
 
 _LOOP_END = "_meshlite_loop_end"

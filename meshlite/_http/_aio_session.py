@@ -26,7 +26,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from .._context import CallContext, _current
-from .._errors import ConfigError
+from .._errors import ConfigError, MeshClosedError
 from .._memo import remember
 from .._printable import url_shown
 from .._semconv import KNOWN_METHODS
@@ -37,9 +37,12 @@ from ..routing._route import ResendRefused
 from ..routing._service import Service
 from ._aio_adapt import (
     close_at_its_loop_end,
+    closed_by_mesh,
+    cut_by_close,
     read_capped,
     relocate,
     remembering_urls,
+    routing_every_request,
     timing_totals,
     without_client_instrumentation,
     without_resend,
@@ -119,6 +122,10 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     # call by _Route: the request, aiohttp's handler, the route, the service, the
     # request's raw path and query, and whether it may be sent twice).
     ctx = _current.get()  # this attempt's context (a retry's, say)
+    # A retry due after the session closed (aiohttp's handler would fail an assert:
+    # no connector). A first attempt passed aiohttp's own check a moment ago.
+    if ctx is not None and ctx.attempt > 1 and request.session.closed:
+        raise _closed(request.session, service)
     target = route.target(service, backend)
     request.url = url = target.url(path)
     headers = request.headers
@@ -139,6 +146,11 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
         # Cancellation too (a per-attempt Timeout): the request may have left.
         if not replay and ctx is not None:
             ctx.no_resend = True
+        if cut_by_close(request.session, error):  # (not a server's disconnection)
+            cut = aiohttp.ClientConnectionError(
+                "connection closed: the mesh was closed while the request was in flight")
+            name_failure(cut, service.name, backend.address)
+            raise cut from error
         if isinstance(error, aiohttp.ClientError):
             name_failure(error, service.name, backend.address)
         at_deadline(error, ctx)
@@ -172,6 +184,19 @@ async def _attempt_env_proxied(backend: Backend, request: aiohttp.ClientRequest,
             proxy, auth = None, None
         request.update_proxy(proxy, auth, None)
     return await _attempt(backend, request, handler, route, service, path, replay)
+
+
+def _closed(session: aiohttp.ClientSession, service: Service) -> Exception:
+    """The error of an attempt (a retry, say) due once its session has closed."""
+    name = service.name
+    if closed_by_mesh(session):
+        return MeshClosedError(
+            f"service {name!r}: its mesh.aiohttp() session was closed (the mesh closed, "
+            "or the session's event loop ended) while the call was in flight; it is not "
+            "sent again", service=name, policy="mesh")
+    # Closed by its user: aiohttp's own words for a request on a closed session.
+    return RuntimeError(f"Session is closed (service {name!r}: the mesh.aiohttp() session "
+                        "was closed while the call was in flight; it is not sent again)")
 
 
 def _no_hedge(ctx: CallContext) -> ConfigError:
@@ -327,7 +352,7 @@ def aiohttp_session(dispatcher: Dispatcher, name: str, kwargs: dict[str, Any]
     without_client_instrumentation(session)
     without_resend(session)
     remembering_urls(session, _RELATIVE_URLS)
-    timing_totals(session)
+    routing_every_request(session, route.__call__, timing_totals(session, route.__call__))
     # Left open by its user, it is closed on its loop as the loop ends (the loop's
     # close would close its connections itself on uvloop, each with a warning, or
     # they would stay open until the mesh closes).

@@ -61,11 +61,15 @@ class Totals:
         request: The session's own ``_request``.
         loop: The session's event loop.
         timeout: The session's ``ClientTimeout``, whose ``total`` is a number > 0.
+        route: The mesh's routing middleware, kept innermost on a request given
+            ``middlewares=`` of its own (see ``_aio_adapt.routing_every_request``).
     """
 
     def __init__(self, request: Callable[..., Coroutine[Any, Any, aiohttp.ClientResponse]],
-                 loop: asyncio.AbstractEventLoop, timeout: aiohttp.ClientTimeout) -> None:
+                 loop: asyncio.AbstractEventLoop, timeout: aiohttp.ClientTimeout,
+                 route: Any) -> None:
         self._request = request
+        self._route = route
         self._loop = loop
         self._total: float = timeout.total  # type: ignore[assignment]
         self._ceil = self._total >= timeout.ceil_threshold
@@ -92,6 +96,9 @@ class Totals:
     async def request(self, method: str, str_or_url: Any, **kwargs: Any
                       ) -> aiohttp.ClientResponse:
         """The session's ``_request``, under the total unless given a ``timeout``."""
+        given = kwargs.get("middlewares")
+        if given is not None:  # they replace the session's: the route stays innermost
+            kwargs["middlewares"] = (*given, self._route)
         if "timeout" in kwargs:  # the request's own: aiohttp times it
             return await self._request(method, str_or_url, **kwargs)
         kwargs["timeout"] = self._untimed

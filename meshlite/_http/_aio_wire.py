@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from ._aio_adapt import close_session, end_dead_session, without_resend
+from ._aio_adapt import close_session, cut_by_close, end_dead_session, without_resend
 from ._loop_transport import PerLoopTransport
 from ._per_loop import PerLoop
 from ._retire import busy
@@ -317,6 +317,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # (the timer is armed only while a part is being written)
                 raise httpx.WriteTimeout(
                     f"no part of the request body could be written within {paced.write} s",
+                    request=request) from error
+            if cut_by_close(session, error):  # the sync wire's words for the same cut
+                raise httpx.ReadError(
+                    "the connection was closed with its pool (the mesh closed, or the "
+                    f"service was removed) while the request was on it: {error}",
                     request=request) from error
             raise map_error(error, request) from error
         if _TRANSFER_ENCODING in response.headers:
