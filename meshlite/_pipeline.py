@@ -15,7 +15,7 @@ from ._errors import ConfigError
 from ._events import Hook
 from ._policy import AsyncHandler, Decorated, Handler, Policy
 
-__all__ = ["Pipeline", "async_called_sync"]
+__all__ = ["NOT_RUN", "Pipeline", "async_called_sync", "refuse_generator"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,6 +30,8 @@ def _invoke(ctx: CallContext) -> Any:
 
 
 _COROUTINE = types.CoroutineType
+NOT_RUN = frozenset((_COROUTINE, types.GeneratorType))
+"""What a sync entry's function may return without its body having run."""
 
 
 def async_called_sync(result: Any, fn: Callable[..., Any], instead: str) -> TypeError:
@@ -42,7 +44,7 @@ def async_called_sync(result: Any, fn: Callable[..., Any], instead: str) -> Type
                      f"{instead}")
 
 
-def _refuse_generator(fn: Callable[..., Any]) -> None:
+def refuse_generator(fn: Callable[..., Any]) -> None:
     """A generator's body runs while the caller iterates, after the decorated call has
     returned, so no policy could see its errors or bound its time: refuse it."""
     target = call_target(fn)  # (a partial's function, a callable object's __call__)
@@ -160,8 +162,10 @@ class Pipeline(Policy):
             result: T = handler(ctx)
         finally:
             _current.reset(token)
-        if type(result) is _COROUTINE:
-            raise async_called_sync(result, fn, "await pipeline.acall(fn, ...)")
+        if type(result) in NOT_RUN:
+            if type(result) is _COROUTINE:
+                raise async_called_sync(result, fn, "await pipeline.acall(fn, ...)")
+            refuse_generator(fn)  # a generator function, refused as when decorated
         return result
 
     async def acall(
@@ -176,6 +180,7 @@ class Pipeline(Policy):
             result: T = await self._async(ctx)
             return result
         except TypeError as error:  # (no cost until raised)
+            refuse_generator(fn)  # an async generator function: refused as when decorated
             if "await" in str(error) and not is_async_callable(fn):
                 raise TypeError(f"{_operation_of(fn)} is a sync function, which "
                                 "pipeline.acall cannot await: call it with "
@@ -198,9 +203,14 @@ class Pipeline(Policy):
                 ``fn`` is a generator or async generator function.
             TypeError: ``fn`` is not callable.
         """
+        if isinstance(fn, staticmethod | classmethod):  # below another decorator
+            # Decorate the function and wrap it back: a wrapper of the descriptor
+            # would be bound as a method (Svc().f(1) passed self to a staticmethod).
+            kind = type(fn)
+            return cast("Decorated[P, T]", kind(self(fn.__func__)))
         if not callable(fn):
             raise TypeError(f"Pipeline can only decorate a callable, got {fn!r}")
-        _refuse_generator(fn)
+        refuse_generator(fn)
         operation = _operation_of(fn)
         service = self.service
         get_parent = _current.get

@@ -63,3 +63,32 @@ def test_a_function_returning_the_collected_items_is_protected() -> None:
     with pytest.raises(ConnectionError):
         collect()
     assert len(calls) == 3  # the error raised while iterating was retried
+
+
+def test_a_generator_function_given_to_pipeline_call_is_refused_as_when_decorated() -> None:
+    # It was run: with a Cache in the pipeline, the generator object itself was kept,
+    # and a second call got it back already iterated (an empty list).
+    def count(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    pipeline = ml.Pipeline(ml.Cache(ttl=60.0))
+    for _ in range(2):
+        with pytest.raises(ml.ConfigError, match="count is a generator function"):
+            pipeline.call(count, 3)
+    # A plain function returning a generator is not a generator function: allowed,
+    # as decorating it is.
+    assert list(pipeline.call(lambda: (x for x in range(2)))) == [0, 1]
+
+
+async def test_an_async_generator_function_given_to_acall_is_named_so() -> None:
+    with pytest.raises(ml.ConfigError, match="anumbers is an async generator function"):
+        await ml.Pipeline(ml.Retry()).acall(anumbers)  # type: ignore[arg-type]
+
+
+def test_a_generator_function_given_to_mesh_call_sync_is_refused() -> None:
+    def rows(backend: object, n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"])]) as mesh, pytest.raises(
+            ml.ConfigError, match="rows is a generator function"):
+        mesh.call_sync("users", rows, 3)

@@ -409,3 +409,40 @@ async def test_a_sync_function_given_to_acall_is_named_not_an_await_error() -> N
 
     with pytest.raises(TypeError, match=r"^an await of its own went wrong$"):
         await ml.Pipeline().acall(broken)  # an async function's own error, as it is
+
+
+async def test_a_static_or_class_method_below_the_decorator_is_decorated() -> None:
+    # Over @staticmethod the wrapper was bound as a method (Svc().f(1) passed the
+    # instance too: TypeError); over @classmethod it was refused as not callable.
+    calls: list[str] = []
+    pipeline = ml.Pipeline(ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0)))
+
+    def flaky(name: str) -> None:
+        calls.append(name)
+        if len(calls) % 2:
+            raise ConnectionError("once")
+
+    class Svc:
+        @pipeline
+        @staticmethod
+        def double(x: int) -> int:
+            flaky("double")
+            return 2 * x
+
+        @pipeline
+        @classmethod
+        def named(cls, x: int) -> str:
+            flaky("named")
+            return f"{cls.__name__}:{x}"
+
+        @ml.Retry(attempts=2, backoff=ml.backoff.constant(0.0))
+        @staticmethod
+        async def triple(x: int) -> int:
+            flaky("triple")
+            return 3 * x
+
+    assert (Svc.double(1), Svc().double(2)) == (2, 4)
+    assert (Svc.named(1), Svc().named(2)) == ("Svc:1", "Svc:2")
+    assert await Svc().triple(3) == 9
+    assert calls.count("double") == 4  # each call retried once: the pipeline applied
+    assert Svc.double.pipeline is pipeline  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from .._context import CallContext, _current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
 from .._inflight import count
-from .._pipeline import async_called_sync
+from .._pipeline import NOT_RUN, async_called_sync, refuse_generator
 from .._policy import AsyncHandler, Handler
 from ..observability._mesh_metrics import MeshMetrics
 from ..routing._events import MeshClosedError
@@ -204,6 +204,8 @@ class MeshCalls:
             operation = _operation_of(fn)
         ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
         result: T = self.dispatch_sync(target, ctx)
-        if type(result) is CoroutineType:
-            raise async_called_sync(result, fn, "await mesh.call(name, fn, ...)")
+        if type(result) in NOT_RUN:
+            if type(result) is CoroutineType:
+                raise async_called_sync(result, fn, "await mesh.call(name, fn, ...)")
+            refuse_generator(fn)  # a generator function, refused as when decorated
         return result
