@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._fork import after_fork_in_child, before_fork_in_parent
+from .._fork import after_fork_in_child, before_fork_in_parent, fork_safe
 from ._host_lock import NOFOLLOW, HostLock
 from ._metrics import MetricFamily, Sample
 from ._prometheus import _merge
@@ -161,26 +161,39 @@ def read_workers(directory: str) -> list[WorkerFile]:
             for pid in sorted(by_pid)]
 
 
+_IN_PROCESS = fork_safe(threading.Lock())
+"""One holder of the files lock per process at a time (see :func:`_locked`)."""
+
+
 @contextlib.contextmanager
 def _locked(directory: str, *, exclusive: bool) -> Iterator[bool]:
     """Hold the directory's files lock (made by a writer, never through a link);
-    yields False where there is none to hold (no fcntl, or no writer made it)."""
+    yields False where there is none to hold (no fcntl, or no writer made it).
+
+    A POSIX record lock (``lockf``), not an ``flock``: a child forked while a thread
+    of the parent held an ``flock`` shared it through its copy of the descriptor, so
+    the child's own writer waited on it for good (its close then waited 5 s for the
+    writer) and so did every other process's, for as long as the child lived. A
+    record lock belongs to the process that took it and is not inherited; it is
+    released when the process closes any descriptor of the file, so the process's
+    holders take turns (``_IN_PROCESS``), one descriptor at a time."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no folding either
         yield False
         return
     flags = (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY
-    try:
-        fd = os.open(os.path.join(directory, _LOCK), flags | NOFOLLOW, 0o644)
-    except OSError:  # none yet (nothing to fold then), or a planted link
-        yield False
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield True
-    finally:
-        os.close(fd)  # (lets go of the lock)
+    with _IN_PROCESS:
+        try:
+            fd = os.open(os.path.join(directory, _LOCK), flags | NOFOLLOW, 0o644)
+        except OSError:  # none yet (nothing to fold then), or a planted link
+            yield False
+            return
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield True
+        finally:
+            os.close(fd)  # (lets go of the lock)
 
 
 def merge_workers(workers: Iterable[WorkerFile]) -> list[MetricFamily]:

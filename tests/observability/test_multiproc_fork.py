@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _forked import in_child
+from _forked import in_child, in_child_meanwhile
 
 import meshlite as ml
 from meshlite.observability import render
@@ -90,3 +92,52 @@ def test_each_worker_pushes_its_own_calls_over_otlp(
         pushed = [p for p in receiver.points if p.metric == "meshlite.calls"]
         by_instance = {p.resource["service.instance.id"]: p.value for p in pushed}
         assert sorted(by_instance.values()) == [2, 6]  # was [8, 8]
+
+
+def _takes(directory: str) -> bool:
+    """Whether a thread of this process takes the files lock within 5 s."""
+    from meshlite.observability._multiproc import _locked
+
+    taken = threading.Event()
+
+    def take() -> None:
+        with _locked(directory, exclusive=True):
+            taken.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    return taken.wait(5.0)
+
+
+def test_a_worker_forked_while_the_files_lock_was_held_takes_it_once_let_go(
+        tmp_path: Path) -> None:
+    # The parent's writer folding dead workers' files holds the lock as the master
+    # forks (a mesh opened before the fork starts its writer, which folds first).
+    # Held as an flock, the child's copy of the descriptor kept it held: the child's
+    # own writer waited on it for good (closing its mesh waited 5 s for the writer),
+    # and so did the parent's once it let go, for as long as the child lived.
+    from meshlite.observability._multiproc import _locked
+
+    directory = str(tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _locked(directory, exclusive=True):
+            held.set()
+            release.wait(15.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5.0)
+    parent_took: list[bool] = []
+
+    def parent() -> None:  # while the child runs, holding what it inherited
+        release.set()
+        holder.join()
+        parent_took.append(_takes(directory))
+
+    def child(wait: Callable[[], None]) -> int:
+        wait()
+        return 1 if _takes(directory) else 0
+
+    assert in_child_meanwhile(child, parent) == 1
+    assert parent_took == [True]
