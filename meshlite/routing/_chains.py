@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from .._errors import ConfigError
 from .._events import EventHooks, Hook
 from .._pipeline import Pipeline
 from .._policy import AsyncHandler, Handler, Policy
@@ -84,9 +85,16 @@ class Chains:
                 version, pipeline, injected = self._ahandler, self.pipeline, self._injected
             with leading_arguments(1):
                 inner = sync_route(cast("Service", self))
-                for policy in reversed(injected):
-                    inner = policy.wrap(inner)
-                compiled = self._chain(pipeline).wrap(inner)
+                try:
+                    for policy in reversed(injected):
+                        inner = policy.wrap(inner)
+                    compiled = self._chain(pipeline).wrap(inner)
+                except ConfigError as error:  # a policy that cannot run sync (Hedge)
+                    raise ConfigError(
+                        f"service {self.name!r} cannot be called synchronously "
+                        f"(mesh.call_sync, mesh.http_sync()): {error}. Call it with "
+                        "mesh.call or mesh.http() from async code instead",
+                        service=self.name, policy=error.policy) from None
             with self._lock:
                 if self._ahandler is version:
                     # A thread that compiled the same meanwhile won: one chain.

@@ -318,6 +318,21 @@ def test_sync_function_is_a_config_error() -> None:
         ml.Hedge(0.1).wrap(lambda ctx: None)
 
 
+def test_a_sync_call_of_a_hedged_service_names_the_service_and_the_async_calls() -> None:
+    # It said "decorate an async def (or use pipeline.acall)": no help to a caller of
+    # mesh.http_sync() or mesh.call_sync, who wrote neither.
+    mesh = ml.Mesh([ml.Service("users", ["http://127.0.0.1:9"],
+                               pipeline=ml.Pipeline(ml.Hedge(0.1)))])
+    for call in (lambda: mesh.call_sync("users", lambda backend: 1),
+                 lambda: mesh.http_sync("users").get("/")):
+        with pytest.raises(ml.ConfigError) as raised:
+            call()
+        message = str(raised.value)
+        assert message.startswith("service 'users' cannot be called synchronously")
+        assert "mesh.call or mesh.http() from async code" in message
+        assert (raised.value.service, raised.value.policy) == ("users", "hedge")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [({"delay": -1.0}, "delay"), ({"delay": "1"}, "delay"), ({"delay": float("inf")}, "delay"),
