@@ -5,6 +5,7 @@ environment and proxies given to the client."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -90,6 +91,29 @@ async def test_a_proxy_given_to_a_mesh_client_is_refused(proxy_env: RawServer) -
     with pytest.raises(ml.ConfigError, match=r"http_pool=\{'proxy'"):
         mesh.http_sync("users", proxy=proxy_env.url)
     assert _targets(proxy_env) == []
+
+
+@pytest.mark.parametrize(("option", "value", "instead"), [
+    ("verify", False, "tls=ml.TLS("), ("verify", "/etc/ssl/ca.pem", "tls=ml.TLS("),
+    ("cert", "client.pem", "tls=ml.TLS(client_cert"),
+    ("limits", httpx.Limits(max_connections=4), "http_pool={'limits'"),
+    ("http2", True, "http_pool={'http2'"),
+])
+async def test_a_transport_option_given_to_a_mesh_client_is_refused(
+        option: str, value: Any, instead: str) -> None:
+    # httpx applies them to the transport it makes, and makes none when given one:
+    # verify=False for a self-signed backend was dropped, and the request failed
+    # verifying the certificate the caller had asked not to verify.
+    mesh = _mesh("https://127.0.0.1:9")
+    for make in (mesh.http, mesh.http_sync):
+        with pytest.raises(ml.ConfigError) as raised:
+            make("users", **{option: value})
+        assert f"{option}= would not be used" in str(raised.value)
+        assert instead in str(raised.value)
+    # httpx's own defaults, given as such, change nothing: accepted
+    client = mesh.http("users", verify=True, cert=None, http2=False, limits=httpx.Limits(
+        max_connections=100, max_keepalive_connections=20))
+    await client.aclose()
 
 
 async def test_a_service_reaches_its_backends_through_its_pools_proxy(

@@ -91,6 +91,18 @@ class SyncMeshTransport(_Base, httpx.BaseTransport):
             return outcome(error)
 
 
+_POOL_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("verify", True, "tls=ml.TLS(verify=..., ca_bundle=...) (or http_pool={'verify': ...})"),
+    ("cert", None, "tls=ml.TLS(client_cert=..., client_key=...) (or http_pool={'cert': ...})"),
+    ("limits", httpx.Limits(max_connections=100, max_keepalive_connections=20),
+     "http_pool={'limits': httpx.Limits(...)}"),
+    ("http1", True, "http_pool={'http1': ...}"),
+    ("http2", False, "http_pool={'http2': True}"),
+)
+"""The client options httpx applies to the transport it makes (none when given one),
+with httpx's defaults (given as such, they change nothing) and where each goes."""
+
+
 def _client_args(name: str, kwargs: dict[str, Any], maker: str) -> tuple[str, str]:
     for forbidden in ("transport", "mounts"):
         if forbidden in kwargs:
@@ -103,6 +115,13 @@ def _client_args(name: str, kwargs: dict[str, Any], maker: str) -> tuple[str, st
                           "send every request, the routed ones too, to the proxy past the "
                           "mesh; to reach the backends through a proxy, give the service "
                           "http_pool={'proxy': ...}", policy="routing")
+    for option, default, instead in _POOL_OPTIONS:
+        if option in kwargs and kwargs[option] is not default and kwargs[option] != default:
+            # httpx builds no transport of its own when given one, and drops them
+            raise ConfigError(
+                f"mesh.{maker}({name!r}): {option}= would not be used: the service's "
+                f"backends are reached through its own connection pools; give the "
+                f"service {instead}", policy="routing")
     base_url = str(kwargs.pop("base_url", None) or f"http://{name}")
     # (httpx reads no proxy from the environment for a client given a transport, so
     # trust_env changes nothing of where requests go; False says so)
