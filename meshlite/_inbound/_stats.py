@@ -19,16 +19,18 @@ from ..observability._metrics import (
     histogram_samples,
 )
 
-__all__ = ["CALLER_IDLE_SECONDS", "DEFAULT_RATE_WINDOW", "OTHER_CALLER", "InboundStats",
-           "Series", "method_label"]
+__all__ = ["CALLER_IDLE_SECONDS", "DEFAULT_RATE_WINDOW", "MAX_CALLERS", "OTHER_CALLER",
+           "InboundStats", "Series", "method_label"]
 
 DEFAULT_RATE_WINDOW = 60
 """Seconds over which the callers' request and error rates are averaged."""
 
-_MAX_CALLERS = 256  # distinct caller names kept: a forged header cannot grow this
+MAX_CALLERS = 256
+"""Distinct caller names kept (a forged header cannot grow this); the exited workers'
+file of a shared directory keeps as many (``observability._exited``)."""
 
 OTHER_CALLER = "(other)"
-"""The edge that counts callers arriving while :data:`_MAX_CALLERS` names are kept
+"""The edge that counts callers arriving while :data:`MAX_CALLERS` names are kept
 (no valid caller name has parentheses, so no real one can be taken for it)."""
 
 CALLER_IDLE_SECONDS = 600
@@ -141,16 +143,16 @@ class InboundStats:
             edge.add(int(now), status >= 500 or status == 0)
 
     def _edge(self, caller: str, second: int) -> _Edge:
-        """A new caller's edge: its own while fewer than :data:`_MAX_CALLERS` are
+        """A new caller's edge: its own while fewer than :data:`MAX_CALLERS` are
         kept (after forgetting the idle ones, at most once a second), else
         :data:`OTHER_CALLER`'s."""
         callers = self._callers
-        if len(callers) >= _MAX_CALLERS and second > self._swept:
+        if len(callers) >= MAX_CALLERS and second > self._swept:
             self._swept = second
             for name in [n for n, e in callers.items()
                          if e.last <= second - CALLER_IDLE_SECONDS]:
                 del callers[name]
-        if len(callers) >= _MAX_CALLERS:
+        if len(callers) >= MAX_CALLERS:
             caller = OTHER_CALLER
         edge = callers.get(caller)
         if edge is None:

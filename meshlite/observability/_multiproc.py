@@ -15,11 +15,14 @@ file), and a scrape of any worker reads every worker's file:
   calls in flight are no longer in flight);
 - a dead worker's file is kept as it is for :data:`EXITED_KEPT_SECONDS` after its
   last write, then a live worker folds its counters and histograms into
-  ``meshlite-exited.json`` and removes it (:meth:`SharedMetrics.fold_exited`): the
-  directory, and the time every scrape spends reading it, do not grow with each
-  worker restart (gunicorn's ``max_requests`` restarts workers all day). Folding and
-  reading take the lock of ``meshlite-files.lock`` (exclusive, shared): a scrape
-  never sees a file both in the exited file and on its own, nor in neither.
+  ``meshlite-exited.json`` and removes it (:meth:`SharedMetrics.fold_exited`),
+  within the bounds a live worker keeps its own series to (``_exited``: no removed
+  backend's series, at most 256 callers, 256 operations per service and 64 errors by
+  name): the directory, the exited file, and the time every scrape spends reading
+  them, do not grow with each worker restart (gunicorn's ``max_requests`` restarts
+  workers all day). Folding and reading take the lock of ``meshlite-files.lock``
+  (exclusive, shared): a scrape never sees a file both in the exited file and on its
+  own, nor in neither.
 
 The same files give the dashboard its per-host and per-worker call counts
 (``_worker_counts``); the directory also holds the lock one worker takes to lead the host
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._fork import after_fork_in_child, before_fork_in_parent, fork_safe
+from ._exited import bounded
 from ._host_lock import NOFOLLOW, HostLock
 from ._metrics import MetricFamily, Sample
 from ._prometheus import _merge
@@ -282,16 +286,22 @@ class SharedMetrics:
             if not held or not self.writing:
                 return 0
             families = list(_read(os.path.join(self.directory, _EXITED)) or ())
+            running = []  # the live workers' files: what they report bounds the fold
             for name, pid in _names(self.directory).items():
                 path = os.path.join(self.directory, name)
                 with contextlib.suppress(OSError):
-                    if pid and not alive(pid) and now - os.stat(path).st_mtime > kept_seconds:
+                    if pid and alive(pid):
+                        running.append(path)
+                    elif pid and now - os.stat(path).st_mtime > kept_seconds:
                         read = _read(path)
                         if read is not None:
                             families.extend(f for f in read if f.type != "gauge")
                             folded.append(path)
             if folded:
-                _write(os.path.join(self.directory, _EXITED), _dump(_merge(families)))
+                live = [f for path in running for f in _read(path) or ()]
+                live.extend(self.own())  # (this worker's now, whether written yet or not)
+                _write(os.path.join(self.directory, _EXITED),
+                       _dump(bounded(_merge(families), live)))
             for path in folded + self._stale_temporary_files():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)

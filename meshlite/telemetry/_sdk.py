@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -28,9 +33,27 @@ from ._outage import ExportFailed, ExportOutage, ExportRecovered, Line
 from ._quiet import WINDOW_SECONDS, quiet
 from ._settings import TelemetrySettings
 
-__all__ = ["SpanQueue", "WatchedExporter", "build_provider"]
+__all__ = ["DEFAULT_SPAN_ATTRIBUTE_LENGTH", "SpanQueue", "WatchedExporter", "build_provider"]
 
 _log = logging.getLogger("meshlite.telemetry")
+
+DEFAULT_SPAN_ATTRIBUTE_LENGTH = 2048
+"""Characters a span attribute's value keeps when neither
+``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` nor ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``
+says (the SDK's own default is no limit). A client writes the path, query and
+``User-Agent`` of the SERVER span of its request, and the span queue holds 2,048
+spans while the collector is down or slower than spans come: unlimited, requests of
+20 KB of each held some 250 MB there. Events' attributes (an exception's stack
+trace) are not cut."""
+
+
+def _span_limits() -> SpanLimits | None:
+    """The provider's limits: the SDK's (read from the environment) when a length
+    limit is set there, else :data:`DEFAULT_SPAN_ATTRIBUTE_LENGTH`."""
+    named = (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT)
+    if any(os.environ.get(name, "").strip() for name in named):
+        return None
+    return SpanLimits(max_span_attribute_length=DEFAULT_SPAN_ATTRIBUTE_LENGTH)
 
 
 def _sdk_queue(processor: BatchSpanProcessor) -> collections.deque[Any] | None:
@@ -155,7 +178,8 @@ class WatchedExporter(SpanExporter):
 
 def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQueue | None]:
     """An SDK provider for ``settings``: ``service.name`` resource (merged with
-    ``OTEL_RESOURCE_ATTRIBUTES``), parent-based ratio sampling, a batch processor
+    ``OTEL_RESOURCE_ATTRIBUTES``), parent-based ratio sampling, span attribute values
+    cut at :data:`DEFAULT_SPAN_ATTRIBUTE_LENGTH` by default, a batch processor
     exporting OTLP/HTTP protobuf (returned too: it counts the spans it drops), and a
     console exporter when asked.
 
@@ -166,6 +190,7 @@ def build_provider(settings: TelemetrySettings) -> tuple[TracerProvider, SpanQue
         sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
         # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES; the explicit name wins.
         resource=Resource.create({SERVICE_NAME: settings.service_name}),
+        span_limits=_span_limits(),
         # meshlite registers one atexit hook for whichever provider is current; one per
         # provider would keep every replaced provider alive until exit.
         shutdown_on_exit=False,
