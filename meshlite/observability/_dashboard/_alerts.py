@@ -25,7 +25,7 @@ from ..._fork import fork_safe
 from ..._validate import at_least, clip, fail, positive
 from ._alert_track import Track, event
 from ._history import ServiceSecond
-from ._measure import measure, targets
+from ._measure import Counted, counted, measure, targets
 from ._rules import MAX_WINDOW_SECONDS, Alert, AlertRule
 from ._silences import Silences
 
@@ -76,7 +76,7 @@ class Alerts:
         self._tracks: dict[tuple[str, str], Track] = {}
         self._resolved: deque[Alert] = deque(
             maxlen=at_least("Alerts", "keep_resolved", keep_resolved, 0))
-        self._windows: dict[str, deque[ServiceSecond]] = {}
+        self._windows: dict[str, deque[Counted]] = {}
         # Rule name -> when its service was first missed; None once the service was
         # seen or the miss was logged (see MISSING_SERVICE_SECONDS).
         self._absent: dict[str, float | None] = {}
@@ -221,11 +221,12 @@ class Alerts:
     def _remember(self, latest: Mapping[str, ServiceSecond]) -> None:
         keep = max((r.window for r in self._rules.values()), default=1)
         keep = min(keep, MAX_WINDOW_SECONDS)
+        latencies = any(r.condition == "p99" for r in self._rules.values())
         for name, second in latest.items():
             window = self._windows.get(name)
             if window is None or window.maxlen != keep:
                 window = self._windows[name] = deque(window or (), maxlen=keep)
-            window.append(second)
+            window.append(counted(second, latencies))
         for name in [n for n in self._windows if n not in latest]:
             del self._windows[name]
 

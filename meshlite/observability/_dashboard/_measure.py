@@ -4,14 +4,35 @@ state between evaluations; these read one evaluation's measurements."""
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ...routing._endpoint import percentile
 from ._history import OPEN_STATES, ServiceSecond
 from ._rules import AlertRule, format_value
 
-__all__ = ["detail", "measure", "targets", "value_now"]
+__all__ = ["Counted", "counted", "detail", "measure", "targets", "value_now"]
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What a rule's window keeps of one service's second: its calls, failed calls
+    and, for ``p99`` rules, its attempt latencies (8 bytes each). Not the whole
+    :class:`ServiceSecond`: its snapshot and health, which only the latest second
+    is read for, and its latencies as float objects, held some 16 MB a service of
+    50 backends under a 300 s ``p99`` rule."""
+
+    requests: int
+    errors: int
+    samples: array[float] | tuple[()] = ()
+
+
+def counted(second: ServiceSecond, latencies: bool) -> Counted:
+    """``second`` as a window keeps it; its latencies only when ``latencies``."""
+    return Counted(second.requests, second.errors,
+                   array("d", second.samples) if latencies and second.samples else ())
 
 
 def value_now(condition: str, value: float | None) -> str:
@@ -39,7 +60,7 @@ def targets(rule: AlertRule, latest: Mapping[str, ServiceSecond]) -> list[str]:
     return [rule.service] if rule.service in latest else []
 
 
-def measure(rule: AlertRule, window: deque[ServiceSecond],
+def measure(rule: AlertRule, window: deque[Counted],
              latest: ServiceSecond) -> tuple[float | None, bool]:
     """The rule's value now, and whether its condition holds."""
     if rule.condition == "breaker_open":
