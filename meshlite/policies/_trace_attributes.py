@@ -12,6 +12,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import CircuitOpenError, RejectedError, TimeoutExceeded
+from .._memo import remember
 from .._semconv import error_type
 from .._validate import fail
 
@@ -40,7 +41,7 @@ AttributeValue: TypeAlias = (
 
 _SCALARS = (str, bool, int, float)
 _PLAIN = frozenset({int, float, bool, type(None)})
-_MAX_CACHED = 1024  # distinct (service, operation) pairs whose attributes are kept
+_MAX_CACHED = 1024  # (service, operation) pairs whose attributes are kept at once
 
 _args_repr = reprlib.Repr()
 # reprlib bounds the work on big containers; the final text is capped again below.
@@ -117,9 +118,7 @@ def call_attributes(
         if service is not None:
             attributes["meshlite.service"] = service
         attributes.update(constant)
-        if len(cache) < _MAX_CACHED:
-            cache[service, operation] = attributes
-        return attributes
+        return remember(cache, (service, operation), attributes, _MAX_CACHED)
 
     def attributes_for(ctx: CallContext) -> Mapping[str, AttributeValue]:
         key = (ctx.service, ctx.operation)

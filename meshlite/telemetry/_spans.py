@@ -41,11 +41,12 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from .._context import CallContext
 from .._errors import RejectedError, TimeoutExceeded
+from .._memo import remember
 from .._semconv import DEFAULT_PORTS, KNOWN_METHODS, OTHER_METHOD, error_type, server_of
 
 __all__ = ["AttemptSpan", "attempt_span", "record_http_request", "record_http_status"]
 
-_MAX_CACHED = 256  # distinct backend addresses whose server.* attributes are kept
+_MAX_CACHED = 256  # backend addresses whose server.* attributes are kept at once
 # The API's key, honoured by the HTTP client instrumentations (is_http_instrumentation_
 # enabled); private in the API, hence looked up once and optional.
 _SUPPRESS_HTTP: str | None = getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
@@ -76,9 +77,9 @@ def _target(address: str) -> _Target:
         if server and parts is not None and parts.scheme in DEFAULT_PORTS:
             base = _origin(parts.scheme, parts.hostname or "", parts.port) + (
                 parts.path.rstrip("/"))
-        found = (server, base)
-        if len(_targets) < _MAX_CACHED:
-            _targets[address] = found
+        # (emptied when full, as every small cache on the path: after discovery
+        # churn, new addresses are cached again, not parsed on every attempt)
+        found = remember(_targets, address, (server, base), _MAX_CACHED)
     return found
 
 
