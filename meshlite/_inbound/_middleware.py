@@ -190,7 +190,7 @@ class MeshMiddleware(MiddlewareSetup):
                 if error is None:
                     error = ClientGone("the client left before its answer was complete")
             if span is not None:
-                span.end(request, error)
+                span.end(request, error, end)
             self.stats.record(route.series, method_label(request.method, route.methods),
                               request.status, end - started, request.caller, end)
 

@@ -25,9 +25,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._printable import url_shown
 from .._semconv import DEFAULT_PORTS, error_type
-from ._request import Inbound
+from ._request import Inbound, Scope
 
-__all__ = ["MALFORMED_LOG_SECONDS", "ServerSpan", "extract", "recording"]
+__all__ = ["MALFORMED_LOG_SECONDS", "ServerSpan", "extract", "passed_on", "recording"]
 
 MALFORMED_LOG_SECONDS = 60.0
 """Seconds between two records of malformed trace context on ``meshlite.inbound``."""
@@ -173,6 +173,37 @@ def framework_route(scope: Mapping[str, Any], root: str) -> str | None:
     return path
 
 
+_owned: tuple[object, frozenset[bytes]] = (None, frozenset())
+"""The global propagator last seen, and the header names it writes (lower case)."""
+
+
+def _owned_names() -> frozenset[bytes]:
+    global _owned
+    textmap = propagate.get_global_textmap()
+    if _owned[0] is not textmap:  # (once, and again if the application sets another)
+        _owned = (textmap, frozenset(n.lower().encode("latin-1") for n in textmap.fields))
+    return _owned[1]
+
+
+def passed_on(scope: Scope, context: Any) -> Scope:
+    """The scope the app gets: a copy whose trace context headers (the global
+    propagators' fields: ``traceparent``, ``tracestate``, ``baggage``) are those of
+    ``context``, the SERVER span's, as a sidecar passes its own span on to the app it
+    fronts. Instrumentation in the app that starts a SERVER span of its own from the
+    headers (FastAPI's built-in telemetry, OpenTelemetry's ASGI middleware) then
+    starts it below this one, in the same trace, rather than beside it (or, for a
+    request with no trace context, as the root of a second trace), with the spans of
+    the mesh calls the handler makes below both."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    given = {name.lower().encode("latin-1"): value.encode("latin-1")
+             for name, value in carrier.items()}
+    dropped = _owned_names().union(given)
+    headers = [h for h in scope["headers"] if h[0].lower() not in dropped]
+    headers += given.items()
+    return {**scope, "headers": headers}
+
+
 class ServerSpan:
     """Start with :meth:`start` (the span becomes current, so spans of mesh calls made
     while handling the request are its children); finish with :meth:`end`."""
@@ -210,10 +241,16 @@ class ServerSpan:
         self.root: str | None = scope.get("root_path", "") if route is None else None
         self.span = _get_tracer().start_span(name, context=parent, kind=SpanKind.SERVER,
                                              attributes=attributes)
-        self.token = otel_context.attach(trace.set_span_in_context(self.span, parent))
+        current = trace.set_span_in_context(self.span, parent)
+        self.token = otel_context.attach(current)
+        if self.span.is_recording():  # (else there is no trace for the app to join)
+            request.scope = passed_on(scope, current)
 
-    def end(self, request: Inbound, error: BaseException | None) -> None:
-        """Record the outcome, end the span and restore the previous context."""
+    def end(self, request: Inbound, error: BaseException | None, ended: float) -> None:
+        """Record the outcome, end the span at ``ended`` (``time.monotonic()``: when the
+        response was complete, as the request's duration metric ends; work the app
+        does after it, a background task, is not in it) and restore the previous
+        context."""
         otel_context.detach(self.token)
         span = self.span
         if span.is_recording():
@@ -235,4 +272,4 @@ class ServerSpan:
                 if isinstance(error, Exception):
                     span.record_exception(error, escaped=True)
                 span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        span.end(end_time=time.time_ns() - max(0, int((time.monotonic() - ended) * 1e9)))
