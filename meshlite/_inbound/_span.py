@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._memo import remember
 from .._printable import url_shown
 from .._semconv import DEFAULT_PORTS, error_type
 from ._request import Inbound, Scope
@@ -34,7 +35,7 @@ MALFORMED_LOG_SECONDS = 60.0
 
 _tracer: trace.Tracer | None = None
 _MAX_HOST = 261  # characters of a Host header read: a DNS name (253), a colon, a port
-_MAX_HOSTS = 256  # distinct (scheme, Host) pairs whose server.* attributes are kept
+_MAX_HOSTS = 256  # (scheme, Host) pairs whose server.* attributes are kept at once
 # A Host header: an IP literal or a registered name (RFC 3986 characters), then maybe a
 # port. Anything else, which a client may send, names no server.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::([0-9]{1,5}))?")
@@ -143,8 +144,9 @@ def _server(scheme: str, host: str) -> dict[str, str | int]:
                 found["server.address"] = name.strip("[]").lower()
                 if number is not None:
                     found["server.port"] = number
-        if len(_hosts) < _MAX_HOSTS:
-            _hosts[scheme, host] = found
+        # (emptied when full, as every small cache on the path: made-up Host values
+        # cannot keep the service's own from being cached for good)
+        remember(_hosts, (scheme, host), found, _MAX_HOSTS)
     return found
 
 

@@ -1,4 +1,4 @@
-"""The span attribute caches on a call's path follow the one policy of the small
+"""The span attribute caches on a call's path and of the SERVER span follow the one policy of the small
 caches (``meshlite._memo``): emptied when full, so after discovery churn (or many
 operations) new keys are cached again. They kept their first entries for good, and
 every attempt on a backend that came later parsed its address again."""
@@ -32,3 +32,16 @@ def test_an_operation_after_the_first_1024_is_cached() -> None:
         attributes_for(ctx(f"op{i}"))
     last = f"op{MAX_OPERATIONS + 4}"
     assert attributes_for(ctx(last)) is attributes_for(ctx(last))  # built once, reused
+
+
+def test_a_host_after_the_first_256_is_cached() -> None:
+    # Made-up Host headers filled it first: the service's own was parsed on every
+    # request from then on.
+    from meshlite._inbound import _span
+
+    _span._hosts.clear()
+    for i in range(_span._MAX_HOSTS + 5):
+        _span._server("http", f"made-up-{i}.example")
+    found = _span._server("http", "orders.internal:8080")
+    assert _span._hosts[("http", "orders.internal:8080")] is found
+    assert found == {"server.address": "orders.internal", "server.port": 8080}
