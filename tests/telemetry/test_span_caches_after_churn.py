@@ -1,6 +1,7 @@
-"""The span attribute caches on a call's path and of the SERVER span follow the one policy of the small
-caches (``meshlite._memo``): emptied when full, so after discovery churn (or many
-operations) new keys are cached again. They kept their first entries for good, and
+"""The span attribute caches on a call's path and of the SERVER span follow the one
+policy of the small caches (``meshlite._memo``): emptied when full, so after
+discovery churn (or many operations, or made-up Host headers) new keys are cached
+again. They kept their first entries for good, and
 every attempt on a backend that came later parsed its address again."""
 
 from __future__ import annotations
