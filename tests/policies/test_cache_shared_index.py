@@ -5,8 +5,6 @@ real redis-server stand for two processes: they share no connection nor memory."
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +14,6 @@ from meshlite.state import RedisStore
 
 redis = pytest.importorskip("redis")
 
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def replicas(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    prefix = f"index{next(_prefixes)}"
-    one = RedisStore(redis_url, prefix=prefix, timeout=2.0)
-    two = RedisStore(redis_url, prefix=prefix, timeout=2.0)
-    try:
-        yield one, two
-    finally:
-        one.close()
-        two.close()
 
 
 db: dict[int, str] = {}

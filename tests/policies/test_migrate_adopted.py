@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
 
 import aiolimiter
 import cachetools
@@ -24,21 +23,9 @@ redis = pytest.importorskip("redis")
 _names = itertools.count()
 
 
-@pytest.fixture
-def stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    """Two replicas' stores on one Redis."""
-    prefix = f"adopt{next(_names)}"
-    one = RedisStore(redis_url, prefix=prefix, timeout=2.0)
-    two = RedisStore(redis_url, prefix=prefix, timeout=2.0)
-    try:
-        yield one, two
-    finally:
-        one.close()
-        two.close()
-
 
 def test_a_pybreaker_open_in_redis_is_adopted_open_in_the_shared_store(
-        redis_url: str, stores: tuple[RedisStore, RedisStore]) -> None:
+        redis_url: str, replicas: tuple[RedisStore, RedisStore]) -> None:
     name = f"orders{next(_names)}"
     client = redis.Redis.from_url(redis_url)
     try:
@@ -48,10 +35,10 @@ def test_a_pybreaker_open_in_redis_is_adopted_open_in_the_shared_store(
         with pytest.raises(pybreaker.CircuitBreakerError):
             old.call(lambda: 1 / 0)  # the replicas' shared breaker opened
         assert old.current_state == "open"
-        one = ml.CircuitBreaker.from_pybreaker(old, store=stores[0])
+        one = ml.CircuitBreaker.from_pybreaker(old, store=replicas[0])
         # the other replica, built from the same settings, reads the same state
         two = ml.CircuitBreaker.from_pybreaker(
-            pybreaker.CircuitBreaker(fail_max=1, reset_timeout=60, name=name), store=stores[1])
+            pybreaker.CircuitBreaker(fail_max=1, reset_timeout=60, name=name), store=replicas[1])
     finally:
         client.close()
     assert (one.options.name, one.options.open_seconds) == (name, 60)
