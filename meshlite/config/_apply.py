@@ -264,8 +264,10 @@ def register(mesh: Mesh, diff: Diff) -> list[Service | None]:
             replaced.append(replacing)
             if previous is not None:
                 _narrow(previous, plan)
+        version = mesh.config_version + 1  # (what this reload makes it)
         for previous in diff.removed:
-            mesh.drop_service(previous.service)
+            mesh.drop_service(previous.service, f"the config reload to version {version} "
+                                                "removed it")
     return replaced
 
 

@@ -38,6 +38,7 @@ class MeshCalls:
     metrics: MeshMetrics | None
     _services: dict[str, Service]
     _targets: dict[str, Any]
+    _gone: dict[str, str]
     _calls: list[None]
     _live: dict[Service, None]
     _state: str
@@ -57,6 +58,10 @@ class MeshCalls:
         target = self._targets.get(name)
         if target is None:
             known = ", ".join(sorted(self._services)) or "none"
+            gone = self._gone.get(name)
+            if gone is not None:  # a config's service: registering it in code is no help
+                raise ConfigError(f"Mesh: no service named {name!r} now: {gone} (known "
+                                  f"services: {known})", service=name, policy="mesh")
             raise ConfigError(f"Mesh: no service named {name!r} (known services: {known}); "
                               "register it with mesh.register(ml.Service(...))", policy="mesh")
         return target

@@ -103,6 +103,8 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         self._registering = fork_safe(threading.Lock())
         self._services: dict[str, Service] = {}
         self._targets: dict[str, Any] = {}  # name -> Service, or an override's fake
+        # name -> what removed it (a config reload), until the name is registered again
+        self._gone: dict[str, str] = {}
         self._extra: list[Service] = []  # services made for overrides (own pools)
         # name -> the overrides of it whose blocks run, oldest first ([target] each)
         self._overriding: dict[str, list[list[Any]]] = {}
@@ -179,6 +181,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
             self._adopt(service)
             self._services[service.name] = service
             self._targets[service.name] = service
+            self._gone.pop(service.name, None)
 
     def _check_dependencies(self, service: Service) -> None:
         missing = [d for d in getattr(service, "depends_on", ()) if d not in self._services]

@@ -20,6 +20,9 @@ from ._connections import close_async_pools_soon
 
 __all__ = ["MeshRegistry"]
 
+_GONE_KEPT = 256
+"""Names a reload removed whose removal a call of the name is told of, at most."""
+
 
 class MeshRegistry:
     """The services of a mesh, as a reload changes them (mixed into ``Mesh``)."""
@@ -27,6 +30,7 @@ class MeshRegistry:
     _registering: threading.Lock
     _services: dict[str, Service]
     _targets: dict[str, Any]
+    _gone: dict[str, str]
     _extra: list[Service]
     _components: list[Lifecycle]
     _started: list[Lifecycle]
@@ -95,15 +99,24 @@ class MeshRegistry:
             self._adopt(service)
         name = service.name
         self._services[name] = service
+        self._gone.pop(name, None)
         if replacing is None or self._targets.get(name) is replacing:
             self._targets[name] = service
 
-    def drop_service(self, service: Service) -> None:
+    def drop_service(self, service: Service, why: str | None = None) -> None:
         """Take ``service``'s name out of the registry (nothing is stopped: see
-        :meth:`release_components`); an override of the name stays in force."""
+        :meth:`release_components`); an override of the name stays in force. ``why``
+        (``"the config reload to version 3 removed it"``), when given, is what a call
+        of the name is told until the name is registered again."""
         self._services.pop(service.name, None)
         if self._targets.get(service.name) is service:
             del self._targets[service.name]
+        if why is None:
+            return
+        gone = self._gone
+        if len(gone) >= _GONE_KEPT:  # (the oldest goes: names a config once had)
+            del gone[next(iter(gone))]
+        gone[service.name] = why
 
     async def start_services(self, services: Collection[Service]) -> None:
         """Start the components of ``services`` (when open): side by side, up to
