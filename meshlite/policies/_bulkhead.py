@@ -169,7 +169,8 @@ class Bulkhead(Policy):
             if self._running:  # 0: a call running when this child was forked
                 self._running -= 1
 
-    def _join(self, ctx: CallContext, waiter: Waiter, timeout: float | None) -> bool:
+    def _join(self, ctx: CallContext, waiter: Waiter, timeout: float | None,
+              by_deadline: bool) -> bool:
         """Take a slot (True) or join the queue (False); raises when the queue is full."""
         waited: float | None = None
         with self._lock:
@@ -182,7 +183,7 @@ class Bulkhead(Policy):
                     return False
                 waited = 0.0  # the deadline has passed already
         # Raised outside the lock: hooks run while the error is built.
-        raise self._full(ctx, waited)
+        raise self._full(ctx, waited, by_deadline)
 
     def _leave(self, waiter: Waiter) -> bool:
         """Leave the queue; True when a slot was handed over meanwhile (it is ours)."""
@@ -192,16 +193,17 @@ class Bulkhead(Policy):
             self._waiters.remove(waiter)
             return False
 
-    def _wait_bound(self, ctx: CallContext) -> float | None:
+    def _wait_bound(self, ctx: CallContext) -> tuple[float | None, bool]:
+        """The longest wait for a slot, and whether the call's deadline sets it."""
         timeout, left = self.options.queue_timeout, ctx.remaining()
-        if left is None:
-            return timeout
-        return left if timeout is None else min(timeout, left)
+        if left is None or (timeout is not None and timeout <= left):
+            return timeout, False
+        return left, True
 
     def _queue(self, ctx: CallContext) -> None:
-        timeout = self._wait_bound(ctx)
+        timeout, by_deadline = self._wait_bound(ctx)
         waiter = ThreadWaiter()
-        if self._join(ctx, waiter, timeout):
+        if self._join(ctx, waiter, timeout, by_deadline):
             return
         try:
             granted = waiter.wait(timeout)
@@ -210,12 +212,12 @@ class Bulkhead(Policy):
                 self._release()
             raise
         if not granted and not self._leave(waiter):
-            raise self._full(ctx, timeout)
+            raise self._full(ctx, timeout, by_deadline)
 
     async def _aqueue(self, ctx: CallContext) -> None:
-        timeout = self._wait_bound(ctx)
+        timeout, by_deadline = self._wait_bound(ctx)
         waiter = TaskWaiter(asyncio.get_running_loop())
-        if self._join(ctx, waiter, timeout):
+        if self._join(ctx, waiter, timeout, by_deadline):
             return
         try:
             if timeout is None:
@@ -227,7 +229,7 @@ class Bulkhead(Policy):
                 self._release()
             raise
         if not waiter.granted and not self._leave(waiter):
-            raise self._full(ctx, timeout)
+            raise self._full(ctx, timeout, by_deadline)
 
     async def _await_or_time_out(self, future: asyncio.Future[None], seconds: float) -> None:
         # The timer sleeps on the injected clock, so FakeClock tests never wait.
@@ -237,7 +239,8 @@ class Bulkhead(Policy):
         finally:
             timer.cancel()
 
-    def _full(self, ctx: CallContext, waited: float | None) -> BulkheadFullError:
+    def _full(self, ctx: CallContext, waited: float | None,
+              by_deadline: bool = False) -> BulkheadFullError:
         name = ctx.service or ctx.operation
         state = f"({self._running} running, {len(self._waiters)} queued)"
         if waited is None:
@@ -245,10 +248,13 @@ class Bulkhead(Policy):
             message = (f"bulkhead of {name!r} is full {state}; "
                        "lower the load or raise max_concurrent")
         else:
+            # A wait cut by the deadline names it: queue_timeout had no part in it.
             reason = "bulkhead_queue_timeout"
+            bound, raise_ = (("the call's deadline", "the call's timeout") if by_deadline
+                             else ("queue_timeout", "queue_timeout"))
             message = (f"bulkhead of {name!r} is full {state} and no slot freed within "
-                       f"{waited:g}s of queueing; lower the load, or raise max_concurrent "
-                       "or queue_timeout")
+                       f"{_seconds(waited)}s of queueing ({bound}); lower the load, or "
+                       f"raise max_concurrent or {raise_}")
         if self.hooks.active:
             self._emit(CallRejected(policy=self.kind, service=ctx.service,
                                     operation=ctx.operation, reason=reason))
@@ -258,3 +264,8 @@ class Bulkhead(Policy):
         o = self.options
         return (f"Bulkhead(max_concurrent={o.max_concurrent!r}, max_queue={o.max_queue!r}, "
                 f"queue_timeout={o.queue_timeout!r})")
+
+
+def _seconds(value: float) -> str:
+    """``0.099996`` as ``0.1``: a wait bounded by a deadline is a float's remainder."""
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
