@@ -116,7 +116,7 @@ def _client_args(name: str, kwargs: dict[str, Any], maker: str) -> tuple[str, st
                           "mesh; to reach the backends through a proxy, give the service "
                           "http_pool={'proxy': ...}", policy="routing")
     for option, default, instead in _POOL_OPTIONS:
-        if option in kwargs and kwargs[option] is not default and kwargs[option] != default:
+        if option in kwargs and kwargs[option] != default:
             # httpx builds no transport of its own when given one, and drops them
             raise ConfigError(
                 f"mesh.{maker}({name!r}): {option}= would not be used: the service's "

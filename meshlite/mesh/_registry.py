@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .._memo import remember
 from ..routing._lifecycle import dependency_waves, start_waves
 from ..routing._service import Lifecycle, Service
 from ._connections import close_async_pools_soon
@@ -111,12 +112,8 @@ class MeshRegistry:
         self._services.pop(service.name, None)
         if self._targets.get(service.name) is service:
             del self._targets[service.name]
-        if why is None:
-            return
-        gone = self._gone
-        if len(gone) >= _GONE_KEPT:  # (the oldest goes: names a config once had)
-            del gone[next(iter(gone))]
-        gone[service.name] = why
+        if why is not None:  # (bounded as the small caches are: names a config once had)
+            remember(self._gone, service.name, why, _GONE_KEPT)
 
     async def start_services(self, services: Collection[Service]) -> None:
         """Start the components of ``services`` (when open): side by side, up to

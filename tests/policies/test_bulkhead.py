@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _deadline_in import DeadlineIn
 
 import meshlite as ml
 from meshlite._events import CallRejected
@@ -25,30 +26,6 @@ def wait_until(condition: Callable[[], bool]) -> None:
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-
-
-class DeadlineIn(ml.Policy):
-    """A test stand-in for an outer Timeout: sets the call's deadline on a clock."""
-
-    kind = "deadline"
-
-    def __init__(self, seconds: float, clock: ml.Clock) -> None:
-        super().__init__()
-        self.seconds, self.clock = seconds, clock
-
-    def wrap(self, call_next: ml.Handler) -> ml.Handler:
-        def handle(ctx: ml.CallContext) -> Any:
-            ctx.deadline, ctx.clock = self.clock.monotonic() + self.seconds, self.clock
-            return call_next(ctx)
-
-        return handle
-
-    def awrap(self, call_next: ml.AsyncHandler) -> ml.AsyncHandler:
-        async def handle(ctx: ml.CallContext) -> Any:
-            ctx.deadline, ctx.clock = self.clock.monotonic() + self.seconds, self.clock
-            return await call_next(ctx)
-
-        return handle
 
 
 # -- limiting -------------------------------------------------------------------------

@@ -7,34 +7,34 @@ import threading
 from typing import Any
 
 import pytest
+from _deadline_in import DeadlineIn
 
 import meshlite as ml
 from meshlite._events import CallRejected
 from meshlite.testing import FakeClock
 
 
-class DeadlineIn(ml.Policy):
-    """A stand-in for an outer Timeout: sets the call's deadline on a clock."""
+async def _held(bulkhead: ml.Bulkhead) -> tuple[asyncio.Event, asyncio.Task[Any]]:
+    """A task holding ``bulkhead``'s one slot until the event returned is set."""
+    release = asyncio.Event()
+    holder = asyncio.create_task(ml.Pipeline(bulkhead, service="users").acall(release.wait))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return release, holder
 
-    kind = "deadline"
 
-    def __init__(self, seconds: float, clock: ml.Clock) -> None:
-        super().__init__()
-        self.seconds, self.clock = seconds, clock
+def _held_by_thread(bulkhead: ml.Bulkhead) -> tuple[threading.Event, threading.Thread]:
+    """A thread holding ``bulkhead``'s one slot until the event returned is set."""
+    release, started = threading.Event(), threading.Event()
 
-    def wrap(self, call_next: ml.Handler) -> ml.Handler:
-        def handle(ctx: ml.CallContext) -> Any:
-            ctx.deadline, ctx.clock = self.clock.monotonic() + self.seconds, self.clock
-            return call_next(ctx)
+    def hold() -> None:
+        started.set()
+        release.wait(10.0)
 
-        return handle
-
-    def awrap(self, call_next: ml.AsyncHandler) -> ml.AsyncHandler:
-        async def handle(ctx: ml.CallContext) -> Any:
-            ctx.deadline, ctx.clock = self.clock.monotonic() + self.seconds, self.clock
-            return await call_next(ctx)
-
-        return handle
+    holder = threading.Thread(target=ml.Pipeline(bulkhead).call, args=(hold,))
+    holder.start()
+    started.wait(10.0)
+    return release, holder
 
 
 async def test_a_wait_cut_by_the_deadline_names_the_deadline(clock: FakeClock) -> None:
@@ -42,10 +42,7 @@ async def test_a_wait_cut_by_the_deadline_names_the_deadline(clock: FakeClock) -
     bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=4, clock=clock)
     rejected: list[object] = []
     bulkhead.add_hook(rejected.append)
-    release = asyncio.Event()
-    holder = asyncio.create_task(ml.Pipeline(bulkhead, service="users").acall(release.wait))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    release, holder = await _held(bulkhead)
     pipeline = ml.Pipeline(DeadlineIn(2.0, clock), bulkhead, service="users")
     with pytest.raises(ml.BulkheadFullError) as caught:
         await pipeline.acall(release.wait)
@@ -62,10 +59,7 @@ async def test_a_wait_cut_by_the_deadline_names_the_deadline(clock: FakeClock) -
 
 async def test_a_wait_cut_by_queue_timeout_names_queue_timeout(clock: FakeClock) -> None:
     bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=4, queue_timeout=0.5, clock=clock)
-    release = asyncio.Event()
-    holder = asyncio.create_task(ml.Pipeline(bulkhead, service="users").acall(release.wait))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    release, holder = await _held(bulkhead)
     pipeline = ml.Pipeline(DeadlineIn(2.0, clock), bulkhead, service="users")
     with pytest.raises(ml.BulkheadFullError) as caught:
         await pipeline.acall(release.wait)
@@ -79,18 +73,9 @@ async def test_a_wait_cut_by_queue_timeout_names_queue_timeout(clock: FakeClock)
 def test_a_thread_cut_by_the_deadline_names_the_deadline(clock: FakeClock) -> None:
     # The thread waits 0.05 real seconds on its lock (the bound read on the fake clock).
     bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=4)
-    release = threading.Event()
-    started = threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(10.0)
-
-    holder = threading.Thread(target=ml.Pipeline(bulkhead).call, args=(hold,))
-    holder.start()
-    started.wait(10.0)
+    release, holder = _held_by_thread(bulkhead)
     with pytest.raises(ml.BulkheadFullError) as caught:
-        ml.Pipeline(DeadlineIn(0.05, clock), bulkhead, service="reports").call(hold)
+        ml.Pipeline(DeadlineIn(0.05, clock), bulkhead, service="reports").call(lambda: None)
     assert str(caught.value).endswith(
         "no slot freed within 0.05s of queueing (the call's deadline); lower the load, "
         "or raise max_concurrent or the call's timeout")
@@ -101,16 +86,7 @@ def test_a_thread_cut_by_the_deadline_names_the_deadline(clock: FakeClock) -> No
 
 def test_an_expired_deadline_is_named_too(clock: FakeClock) -> None:
     bulkhead = ml.Bulkhead(max_concurrent=1, max_queue=4, queue_timeout=5.0)
-    release = threading.Event()
-    started = threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(10.0)
-
-    holder = threading.Thread(target=ml.Pipeline(bulkhead).call, args=(hold,))
-    holder.start()
-    started.wait(10.0)
+    release, holder = _held_by_thread(bulkhead)
     with pytest.raises(ml.BulkheadFullError, match=r"within 0s of queueing \(the call's "
                                                    r"deadline\)"):
         ml.Pipeline(DeadlineIn(0.0, clock), bulkhead).call(lambda: None)
