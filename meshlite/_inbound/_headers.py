@@ -43,6 +43,7 @@ CALLER_HEADER = "x-meshlite-caller"
 _GRPC = re.compile(r"([0-9]{1,8})([HMSmun])\Z")  # the gRPC spec: at most 8 digits
 _GRPC_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _CALLER = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+_BUDGET = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?\Z")  # up to 30,000 years of ms
 
 
 def parse_grpc_timeout(value: str) -> float | None:
@@ -55,14 +56,14 @@ def parse_grpc_timeout(value: str) -> float | None:
 
 def parse_budget(value: str) -> float | None:
     """Seconds from an ``x-meshlite-deadline`` value (milliseconds), or None when
-    malformed (not a finite number >= 0)."""
-    try:
-        ms = float(value)
-    except ValueError:
+    malformed: not a decimal number of ASCII digits with an optional fraction
+    (``"1500"``, ``"1500.5"``). Python's ``float`` would also take ``"1e3"``,
+    ``"1_000"``, ``"+5"`` or ``"infinity"``, which no mesh sends; another reader of
+    the header would not agree with it on their value."""
+    value = value.strip()
+    if _BUDGET.match(value) is None:
         return None
-    if not 0.0 <= ms < math.inf:
-        return None
-    return ms / 1000.0
+    return float(value) / 1000.0
 
 
 def format_budget(seconds: float) -> str:

@@ -102,6 +102,23 @@ async def test_a_malformed_or_repeated_deadline_header() -> None:
                 assert 0.5 < seen["remaining"] <= 1.0, lines  # as above
 
 
+@pytest.mark.parametrize("value", ["1e3", "1_000", "+1000", "1000e-3", "infinity", "nan",
+                                   "-5", ".5", "1000."])
+async def test_a_deadline_not_written_as_documented_counts_as_none(value: str) -> None:
+    # Python's float() takes each of these; another reader of the header (a proxy, a
+    # service in another language) would read something else or nothing. As with any
+    # malformed value, a valid grpc-timeout then applies.
+    seen: dict[str, Any] = {}
+    async with FakeBackend() as inventory:
+        mesh = ml.Mesh([ml.Service("inventory", [inventory.url])])
+        app = meshlite.asgi.MeshMiddleware(starlette_app(mesh, seen), mesh=mesh)
+        async with mesh, AsgiServer(app) as server, httpx.AsyncClient() as client:
+            r = await client.get(server.url + "/orders", headers=[
+                ("x-meshlite-deadline", value.encode()), ("grpc-timeout", "3S")])
+            assert r.status_code == 200
+            assert 1.5 < seen["remaining"] <= 3.0  # the grpc-timeout's
+
+
 async def test_expired_request_is_504_without_running_the_handler() -> None:
     ran: list[str] = []
 
