@@ -4,7 +4,8 @@ Starts nginx on loopback (two ``server`` blocks answering a fixed 200: the two
 backends of the mesh service; installed with ``apt-get`` when missing, as
 ``benchmarks/balancing.py`` does) and measures, in this one client process,
 requests per second and CPU time per request (this process only, not nginx's) at
-1 and 32 requests in flight:
+1 and 32 requests in flight, over the measured requests only (each client is made
+and warmed up first, and closed after):
 
 - async: bare ``aiohttp.ClientSession``, bare ``httpx.AsyncClient``,
   ``mesh.aiohttp()`` and ``mesh.http()``;
@@ -114,12 +115,33 @@ class Figure:
     cpu_us: float  # CPU time of this process per request, microseconds
 
 
-def _measure(run: Callable[[], None], requests: int) -> Figure:
-    gc.collect()
-    cpu, wall = time.process_time(), time.perf_counter()
-    run()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return Figure(requests / wall, cpu / requests * 1e6)
+class Steady:
+    """Times the measured requests of one run (``around`` of a client's run): after
+    the client is made and warmed up, before it is closed, so that a row's figure is
+    its requests' and not its set-up's (making a mesh and its session costs about a
+    millisecond, bare aiohttp's session a third of one; a mesh's first requests wait
+    for each backend's first answer)."""
+
+    def __init__(self, requests: int) -> None:
+        self.requests = requests
+        self.figure: Figure | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        gc.collect()
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        self.figure = Figure(self.requests / wall, cpu / self.requests * 1e6)
+
+
+def _measure(run: Callable[[Steady], None], requests: int) -> Figure:
+    """The figure of ``requests`` made by ``run(around)``, which enters ``around()``
+    around them (``_async_client``'s and ``_sync_client``'s ``around``)."""
+    steady = Steady(requests)
+    run(steady)
+    assert steady.figure is not None, "the client's run never entered its measured part"
+    return steady.figure
 
 
 Get = Callable[[int], Awaitable[Any]]
@@ -241,10 +263,11 @@ def measure_all(urls: list[str], requests: int, rounds: int) -> dict[tuple[str, 
         for kind in (*ASYNC, UNTIMED, *SYNC):
             levels = (1, 32) if kind in ASYNC else (32,) if kind == UNTIMED else (1,)
             for concurrency in levels:
-                run = (_async_client if kind in (*ASYNC, UNTIMED) else _sync_client)(kind, urls)
+                client = _async_client if kind in (*ASYNC, UNTIMED) else _sync_client
                 # bare httpx is slow: fewer requests keep the run short, same figures
                 n = requests // 4 if kind == "httpx" else requests
-                figure = _measure(lambda: run(n, concurrency), n)  # noqa: B023
+                figure = _measure(lambda around: client(  # noqa: B023
+                    kind, urls, around=around)(n, concurrency), n)  # noqa: B023
                 key = (kind, concurrency)
                 if key not in best or figure.rps > best[key].rps:
                     best[key] = figure

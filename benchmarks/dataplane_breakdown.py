@@ -24,7 +24,15 @@ from typing import Any
 import meshlite as ml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dataplane import Figure, _async_client, _measure, nginx, nginx_arguments, nginx_ready
+from dataplane import (
+    Figure,
+    Steady,
+    _async_client,
+    _measure,
+    nginx,
+    nginx_arguments,
+    nginx_ready,
+)
 
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
     "aiohttp": None,
@@ -37,15 +45,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {
 """Service and Mesh options of each row (None: bare aiohttp)."""
 
 
-def _run(variant: str, urls: list[str], requests: int) -> None:
+def _run(variant: str, urls: list[str], requests: int, around: Steady) -> None:
     options = VARIANTS[variant]
     if options is None:
-        _async_client("aiohttp", urls)(requests, 32)
+        _async_client("aiohttp", urls, around=around)(requests, 32)
         return
     service, mesh = options
     if service.get("pipeline") == "empty":
         service = {**service, "pipeline": ml.Pipeline()}
-    _async_client("mesh.aiohttp()", urls, service, mesh)(requests, 32)
+    _async_client("mesh.aiohttp()", urls, service, mesh, around=around)(requests, 32)
 
 
 def main() -> int:
@@ -56,8 +64,8 @@ def main() -> int:
     with nginx(2) as urls:
         for _ in range(args.rounds):
             for variant in VARIANTS:
-                figure = _measure(lambda: _run(variant, urls, args.requests),  # noqa: B023
-                                  args.requests)
+                figure = _measure(lambda around: _run(
+                    variant, urls, args.requests, around), args.requests)  # noqa: B023
                 if variant not in best or figure.rps > best[variant].rps:
                     best[variant] = figure
     bare = best["aiohttp"]
