@@ -105,16 +105,6 @@ class _Target:
         return found
 
 
-def _replayable(request: aiohttp.ClientRequest, service: Service) -> bool:
-    """Whether ``request`` may be sent again once it may have reached a backend: a
-    body aiohttp can send twice, and an idempotent method (or ``Idempotency-Key``,
-    or a service that retries non-idempotent requests)."""
-    body = request._body
-    return (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
-        request.method in IDEMPOTENT_METHODS or service.retry_non_idempotent
-        or "Idempotency-Key" in request.headers)
-
-
 async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
                    handler: ClientHandlerType, route: _Route, service: Service,
                    path: str, replay: bool) -> aiohttp.ClientResponse:
@@ -126,8 +116,13 @@ async def _attempt(backend: Backend, request: aiohttp.ClientRequest,
     # no connector). A first attempt passed aiohttp's own check a moment ago.
     if ctx is not None and ctx.attempt > 1 and request.session.closed:
         raise _closed(request.session, service)
-    target = route.target(service, backend)
-    request.url = url = target.url(path)
+    # route.target() and its url(), their remembered cases inlined: every attempt
+    # asks (a _Target is always true; a miss makes and remembers it there).
+    target = route._targets.get((service, backend.address)) or route.target(service, backend)
+    url = target.urls.get(path)
+    if url is None:
+        url = target.url(path)
+    request.url = url
     headers = request.headers
     headers[hdrs.HOST] = target.netloc
     left = None if ctx is None or ctx.deadline is None else ctx.remaining()
@@ -289,8 +284,14 @@ class _Route:
         if not isinstance(service, Service):
             raise ConfigError(f"mesh.aiohttp({name!r}): the override {service!r} is "
                               "not a service or backends", policy="routing")
-        replay = _replayable(request, service)
         method = request.method  # the operation (a made-up one: "HTTP"), as mesh.http()'s
+        # Whether the request may be sent again once it may have reached a backend (in
+        # this function: every request asks): a body aiohttp can send twice, and an
+        # idempotent method (or Idempotency-Key, or a service that retries them all).
+        body = request._body
+        replay = (body is None or isinstance(body, aiohttp.payload.BytesPayload)) and (
+            method in IDEMPOTENT_METHODS or service.retry_non_idempotent
+            or "Idempotency-Key" in request.headers)
         ctx = CallContext(self.attempt, (request, handler, self, service, url.raw_path_qs,
                                      replay), {}, method if method in KNOWN_METHODS else "HTTP",
                           name, _current.get())

@@ -96,9 +96,10 @@ class Totals:
     async def request(self, method: str, str_or_url: Any, **kwargs: Any
                       ) -> aiohttp.ClientResponse:
         """The session's ``_request``, under the total unless given a ``timeout``."""
-        given = kwargs.get("middlewares")
-        if given is not None:  # they replace the session's: the route stays innermost
-            kwargs["middlewares"] = (*given, self._route)
+        if "middlewares" in kwargs:  # (rarely: a membership test costs less than a get)
+            given = kwargs["middlewares"]
+            if given is not None:  # they replace the session's: the route stays innermost
+                kwargs["middlewares"] = (*given, self._route)
         if "timeout" in kwargs:  # the request's own: aiohttp times it
             return await self._request(method, str_or_url, **kwargs)
         kwargs["timeout"] = self._untimed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .._validate import fail
@@ -29,12 +31,13 @@ def default_name() -> str | None:
     if configure is None:  # looked up until imported, never imported here
         configure = _configure = sys.modules.get("meshlite.telemetry._configure")
     active = None if configure is None else configure._active
-    raw = _RAW.get(_KEY) if _RAW is not None else os.environ.get("OTEL_SERVICE_NAME")
+    raw = _raw_name()
     # Every routed HTTP attempt of a mesh without a name asks (its caller header):
-    # the answer is remembered for the configuration and variable it came from.
-    memo = _memo
-    if memo[0] is active and memo[1] is raw:
-        return memo[2]
+    # the answer is remembered for the configuration and variable it came from (one
+    # tuple, replaced whole: a thread never reads one state's name with another's).
+    seen_active, seen_raw, seen_name = _memo
+    if seen_active is active and seen_raw is raw:
+        return seen_name
     name = _name_of(active, raw)
     _memo = (active, raw, name)
     return name
@@ -56,6 +59,9 @@ def _name_of(active: Any, raw: Any) -> str | None:
 _environ: Any = os.environ
 _RAW, _KEY = getattr(_environ, "_data", None), getattr(_environ, "encodekey", str)(
     "OTEL_SERVICE_NAME")
+# The raw variable, read with one call (a partial of a dict's get runs no bytecode).
+_raw_name: Callable[[], Any] = (partial(_RAW.get, _KEY) if _RAW is not None
+                                else lambda: os.environ.get("OTEL_SERVICE_NAME"))
 
 
 _configure: Any = None  # meshlite.telemetry._configure, once imported

@@ -274,7 +274,7 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
     def _adopt_ahead(self, service: Service) -> None:
         # What may be done before the service is registered (MeshLifecycle.adopt).
         service._use_clock(self.clock)
-        service.caller = self._caller_name
+        service.caller = self._caller()
         self._live[service] = None
         if self.metrics is not None:
             self.metrics.adopt(service)
@@ -293,9 +293,12 @@ class Mesh(MeshOperations, MeshOverrides, MeshClients, MeshCalls, MeshRegistry,
         if self.metrics is not None:
             self.metrics.forget(service)
 
-    def _caller_name(self) -> str | None:
-        name = self._name  # the name property, inlined: every routed attempt asks
-        return name if name is not None else default_name()
+    def _caller(self) -> Callable[[], str | None]:
+        # What a service asks for the name each routed attempt carries (the name
+        # property's answer): an unnamed mesh's services ask default_name itself, a
+        # call less on every attempt; a given name never changes.
+        name = self._name
+        return default_name if name is None else lambda: name
 
     def __repr__(self) -> str:
         return f"Mesh({list(self._services)!r}, state={self._state!r})"
