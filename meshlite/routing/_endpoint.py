@@ -200,27 +200,28 @@ class Endpoint(Averages, Latencies):
                 self._pending, self._starts, self._done = 0, 0.0, 0.0
             if _outcome < 0.0:  # abandoned: it says nothing about the backend
                 return rtt
+            # The weight the averages keep (the latency's and the failure share's):
+            # KEPT_PER_ANSWER, or weight_kept's maths when smaller.
+            w = KEPT_PER_ANSWER
+            if now - self._stamp > self._answer_time:
+                w = _exp((self._stamp - now) / self._tau)
             requests = self.requests = self.requests + 1
             if _outcome:
                 self.errors += 1  # (outlier detection counts it: OutlierDetection.failed)
+                self._failing = _outcome + (self._failing - _outcome) * w
             else:  # a success ends outlier detection's streak and enters its window
                 self.consecutive_failures = 0
                 outcomes = self.outcomes
                 if outcomes is not None:
                     outcomes.append(False)
+                if self._failing:  # (0.0 while the backend has not failed lately)
+                    self._failing *= w
             self._latencies.append(rtt)
             if requests >= self._count_at:
                 self._milestone()
             ewma = self._ewma if requests > 1 else 0.0  # (a probe's prior goes)
-            elapsed = now - self._stamp
-            w = KEPT_PER_ANSWER  # or weight_kept's maths, when smaller
-            if elapsed > self._answer_time:
-                w = _exp(-elapsed / self._tau)
             # The peak EWMA of latency: a slower sample replaces it at once.
-            self._ewma = rtt if rtt >= ewma else ewma * w + rtt * (1.0 - w)
-            failing = self._failing  # the failure share: a plain EWMA, same weight
-            if _outcome > 0.0 or failing:
-                self._failing = failing * w + _outcome * (1.0 - w)
+            self._ewma = rtt if rtt >= ewma else rtt + (ewma - rtt) * w
             self._stamp = now
         finally:
             lock.release()
@@ -290,16 +291,17 @@ class Endpoint(Averages, Latencies):
             now: The service clock's time, when the caller has read it already
                 (comparing two endpoints reads it once); None reads it.
         """
-        in_flight = self.in_flight
         latency = self._ewma
-        if latency == 0.0:  # no sample yet
+        if not latency:  # no sample yet
+            in_flight = self.in_flight
             return UNKNOWN_COST + in_flight if in_flight else 0.0
         if now is None:
             now = self._clock.monotonic()
         x = (now - self._stamp) / self._tau  # every average fades (weight_kept, inlined)
         kept = 1.0 if x <= 0.0 else 1.0 - x if x < LINEAR else _exp(-x)
         latency *= kept
-        load, would = self._load, in_flight + 1  # (the load as of its last change)
+        load = self._load  # (as of its last change)
+        would = self.in_flight + 1
         if would > load:  # more load than the latency was measured under
             latency *= would / load if load > 1.0 else would
         pending = self._pending
@@ -307,9 +309,8 @@ class Endpoint(Averages, Latencies):
             age = now - self._starts / pending
             if age > latency:
                 latency = age
-        failing = self._failing
-        if failing:
-            latency += kept * failing * DEFAULT_FAILURE_PENALTY_SECONDS
+        if self._failing:  # (0.0 while the backend has not failed lately)
+            latency += kept * self._failing * DEFAULT_FAILURE_PENALTY_SECONDS
         return latency / self.weight
 
     def __repr__(self) -> str:
