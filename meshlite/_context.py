@@ -105,17 +105,19 @@ class CallContext:
         self.last_error: BaseException | None = None
         self.hedge = 0
         self.extras: dict[str, Any] | None = None
+        # caller_deadline and caller_clock start as deadline and clock: each pair is
+        # set at once, not read back (every call runs this).
         if parent is None:
             self.deadline: float | None = None
+            self.caller_deadline: float | None = None
             self.clock: Clock = SYSTEM_CLOCK
+            self.caller_clock: Clock = SYSTEM_CLOCK
         else:
             # A nested call never gets more time than its caller has left.
-            self.deadline = parent.deadline
-            self.clock = parent.clock
+            self.deadline = self.caller_deadline = parent.deadline
+            self.clock = self.caller_clock = parent.clock
             if service is None:
                 self.service = parent.service
-        self.caller_deadline = self.deadline
-        self.caller_clock = self.clock
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or ``None`` without one."""
@@ -180,6 +182,11 @@ def operation_of(fn: Callable[..., Any]) -> str:
 
 
 _current: ContextVar[CallContext | None] = ContextVar("meshlite_call", default=None)
+
+# Its methods, bound once for the modules that enter a call: on a name bound by an
+# import, CPython (3.11 on) compiles ``_current.set(ctx)`` as an attribute load,
+# which makes a bound method object per call, and then a call of it.
+_get_current, _set_current, _reset_current = _current.get, _current.set, _current.reset
 
 
 def current_context() -> CallContext | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._callables import call_target, is_async_callable
-from ._context import CallContext, _current
+from ._context import CallContext, _get_current, _reset_current, _set_current
 from ._context import operation_of as _operation_of
 from ._errors import ConfigError
 from ._events import Hook
@@ -156,12 +156,12 @@ class Pipeline(Policy):
         handler = self._sync or self.sync_handler()
         name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
         ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
-                          else _operation_of(fn), self.service, _current.get())
-        token = _current.set(ctx)
+                          else _operation_of(fn), self.service, _get_current())
+        token = _set_current(ctx)
         try:
             result: T = handler(ctx)
         finally:
-            _current.reset(token)
+            _reset_current(token)
         if type(result) in NOT_RUN:
             if type(result) is _COROUTINE:
                 raise async_called_sync(result, fn, "await pipeline.acall(fn, ...)")
@@ -174,8 +174,8 @@ class Pipeline(Policy):
         """Await ``fn(*args, **kwargs)`` through the pipeline and return its result."""
         name = getattr(fn, "__qualname__", None)  # _operation_of's usual case, inlined
         ctx = CallContext(fn, args, kwargs, name if type(name) is str and name
-                          else _operation_of(fn), self.service, _current.get())
-        token = _current.set(ctx)
+                          else _operation_of(fn), self.service, _get_current())
+        token = _set_current(ctx)
         try:
             result: T = await self._async(ctx)
             return result
@@ -187,7 +187,7 @@ class Pipeline(Policy):
                                 "pipeline.call(fn, ...), or make it async") from error
             raise
         finally:
-            _current.reset(token)
+            _reset_current(token)
 
     # One signature for both kinds: an async function is a Callable[P, Coroutine[...]]
     # and stays one. (Overloads for the two made a sync function returning Any match
@@ -213,18 +213,17 @@ class Pipeline(Policy):
         refuse_generator(fn)
         operation = _operation_of(fn)
         service = self.service
-        get_parent = _current.get
         if is_async_callable(fn):  # (an object with an async __call__ too)
             ahandler = self._async
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                ctx = CallContext(fn, args, kwargs, operation, service, get_parent())
-                token = _current.set(ctx)
+                ctx = CallContext(fn, args, kwargs, operation, service, _get_current())
+                token = _set_current(ctx)
                 try:
                     return await ahandler(ctx)
                 finally:
-                    _current.reset(token)
+                    _reset_current(token)
 
             async_wrapper.pipeline = self  # type: ignore[attr-defined]
             # fn is async here, so T is its coroutine type: the wrapper's is the same
@@ -234,12 +233,12 @@ class Pipeline(Policy):
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            ctx = CallContext(fn, args, kwargs, operation, service, get_parent())
-            token = _current.set(ctx)
+            ctx = CallContext(fn, args, kwargs, operation, service, _get_current())
+            token = _set_current(ctx)
             try:
                 result = handler(ctx)
             finally:
-                _current.reset(token)
+                _reset_current(token)
             if type(result) is _COROUTINE:  # a sync callable that returned a coroutine
                 raise async_called_sync(result, fn, "an async def function that awaits it")
             return result

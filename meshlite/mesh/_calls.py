@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
-from .._context import CallContext, _current
+from .._context import CallContext, _get_current, _reset_current, _set_current
 from .._context import operation_of as _operation_of
 from .._errors import ConfigError
 from .._inflight import count
@@ -114,7 +114,7 @@ class MeshCalls:
         if self._refusing:
             calls.pop()
             raise self._refused()
-        token = _current.set(ctx)
+        token = _set_current(ctx)
         try:
             handler = service._ahandler
             recorders = self._arecorders
@@ -128,7 +128,7 @@ class MeshCalls:
                 record = cast(MeshMetrics, self.metrics).arecorder(service, handler)
             return await record(ctx)
         finally:
-            _current.reset(token)
+            _reset_current(token)
             calls.pop()
 
     def dispatch_sync(self, service: Service, ctx: CallContext) -> Any:
@@ -139,7 +139,7 @@ class MeshCalls:
         if self._refusing:
             calls.pop()
             raise self._refused()
-        token = _current.set(ctx)
+        token = _set_current(ctx)
         try:
             recorders = self._recorders
             if recorders is None:
@@ -152,7 +152,7 @@ class MeshCalls:
                 record = cast(MeshMetrics, self.metrics).recorder(service, handler)
             return record(ctx)
         finally:
-            _current.reset(token)
+            _reset_current(token)
             calls.pop()
 
     # Typed for callers: ``fn``'s arguments after the backend are checked against
@@ -189,7 +189,7 @@ class MeshCalls:
         operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
         if type(operation) is not str or not operation:
             operation = _operation_of(fn)
-        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
+        ctx = CallContext(fn, args, kwargs, operation, name, _get_current())
         return await self.dispatch(target, ctx)
 
     def call_sync(self, name: str, fn: Callable[Concatenate[Backend, P], T], /,
@@ -207,7 +207,7 @@ class MeshCalls:
         operation = getattr(fn, "__qualname__", None)  # _operation_of's usual case
         if type(operation) is not str or not operation:
             operation = _operation_of(fn)
-        ctx = CallContext(fn, args, kwargs, operation, name, _current.get())
+        ctx = CallContext(fn, args, kwargs, operation, name, _get_current())
         result: T = self.dispatch_sync(target, ctx)
         if type(result) in NOT_RUN:
             if type(result) is CoroutineType:

@@ -176,17 +176,6 @@ class Trace(Policy):
         tracer = self._tracer()
         start_span, proxy, api = tracer.start_span, _noop_proxy(tracer), trace
 
-        def handle(ctx: CallContext) -> Awaitable[Any]:
-            if proxy is not None and not proxy._real_tracer and not api._TRACER_PROVIDER:
-                outer_span = ctx.span
-                if outer_span is None or outer_span is INVALID_SPAN:
-                    # Untraced, under no span: nothing to restore (a span left as
-                    # INVALID_SPAN records nothing, as None), so no coroutine of its own.
-                    ctx.span = INVALID_SPAN
-                    return call_next(ctx)
-                return untraced(ctx, outer_span)
-            return traced(ctx)
-
         async def untraced(ctx: CallContext, outer_span: Any) -> Any:
             ctx.span = INVALID_SPAN
             try:
@@ -210,6 +199,20 @@ class Trace(Policy):
                 ctx.span = outer_span
                 detach(token)
                 span.end()
+
+        if proxy is None:  # a tracer that always makes spans: no check per call, no frame
+            return traced
+
+        def handle(ctx: CallContext) -> Awaitable[Any]:
+            if not proxy._real_tracer and not api._TRACER_PROVIDER:
+                outer_span = ctx.span
+                if outer_span is None or outer_span is INVALID_SPAN:
+                    # Untraced, under no span: nothing to restore (a span left as
+                    # INVALID_SPAN records nothing, as None), so no coroutine of its own.
+                    ctx.span = INVALID_SPAN
+                    return call_next(ctx)
+                return untraced(ctx, outer_span)
+            return traced(ctx)
 
         return handle
 
