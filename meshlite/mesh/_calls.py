@@ -127,6 +127,11 @@ class MeshCalls:
             if chain is not handler:  # a new service, or its chain changed
                 record = cast(MeshMetrics, self.metrics).arecorder(service, handler)
             return await record(ctx)
+        except BaseException:
+            # The last attempt's error holds, through its traceback, the frames that
+            # hold ctx: a reference cycle only the garbage collector would free.
+            ctx.last_error = None
+            raise
         finally:
             _reset_current(token)
             calls.pop()
@@ -151,6 +156,11 @@ class MeshCalls:
             if chain is not handler:  # a new service, or its chain changed
                 record = cast(MeshMetrics, self.metrics).recorder(service, handler)
             return record(ctx)
+        except BaseException:
+            # The last attempt's error holds, through its traceback, the frames that
+            # hold ctx: a reference cycle only the garbage collector would free.
+            ctx.last_error = None
+            raise
         finally:
             _reset_current(token)
             calls.pop()

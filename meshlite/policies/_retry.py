@@ -245,6 +245,10 @@ class Retry(Policy):
                 except Exception as error:
                     delay = failed(ctx, n, tries := tries or Tries(), error, None)
                     if delay is None:
+                        # tries holds the previous attempt's error, whose traceback holds
+                        # this frame: let go of it, or the two make a reference cycle
+                        # that only the garbage collector frees (each failed call).
+                        tries = None
                         raise
                 else:
                     if on_result is None or not on_result(result):
@@ -289,6 +293,10 @@ class Retry(Policy):
                 except Exception as error:
                     delay = failed(ctx, n, tries := tries or Tries(), error, None)
                     if delay is None:
+                        # tries holds the previous attempt's error, whose traceback holds
+                        # this frame: let go of it, or the two make a reference cycle
+                        # that only the garbage collector frees (each failed call).
+                        tries = None
                         raise
                 else:
                     if on_result is None or not on_result(result):
