@@ -105,6 +105,20 @@ async def test_a_pipeline_call_that_retried_and_failed_leaves_no_cycle(
     assert not found, _described(found)
 
 
+async def test_a_hedged_call_whose_attempts_all_failed_leaves_no_cycle() -> None:
+    pipeline = ml.Pipeline(ml.Hedge(delay=0.0, max_hedges=1))
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("down")
+
+    with cyclic_garbage() as found:
+        for _ in range(CALLS):
+            with suppress(ConnectionError):
+                await pipeline.acall(fails)
+    assert not found, _described(found)
+
+
 async def test_failed_http_requests_leave_no_cycle() -> None:
     async with FakeBackend() as backend:
         backend.set(status=503)

@@ -214,9 +214,16 @@ class Race:
             # should see the backend that actually answered.
             self.ctx.backend = fork.backend
             return hedge.result()
-        if self.decided:
-            raise self.failures[-1][1]  # final: an error not matching ``on``
-        raise _exhausted(self.failures, self.why)
+        # final: an error not matching ``on``; else every attempt failed
+        error = self.failures[-1][1] if self.decided else _exhausted(self.failures, self.why)
+        # The race is over: it lets go of the errors, and this frame of the one it
+        # raises, whose traceback holds the frames that hold the race (a reference
+        # cycle only the garbage collector would free, each failed call).
+        self.failures.clear()
+        try:
+            raise error
+        finally:
+            del error
 
     async def close(self) -> None:
         """Cancel the timer and every running hedge; wait until they are all gone."""
