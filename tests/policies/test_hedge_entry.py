@@ -142,6 +142,9 @@ async def test_no_hedge_starts_once_the_calls_deadline_has_passed() -> None:
             client = mesh.http("users")
             assert (await client.get("/")).status_code == 200  # warm: nothing lazy left
             sent = one.request_count + two.request_count
+            # (On a busy machine the warm-up itself may outlast the hedge delay.)
+            events.clear()
+            warm_hedges = _hedges_counted(mesh)
 
             @ml.Timeout(0.01)
             async def handler() -> None:
@@ -151,7 +154,7 @@ async def test_no_hedge_starts_once_the_calls_deadline_has_passed() -> None:
             with pytest.raises(ml.TimeoutExceeded) as info:
                 await handler()
             assert one.request_count + two.request_count == sent  # nothing sent
-            hedges = _hedges_counted(mesh)
+            hedges = _hedges_counted(mesh) - warm_hedges
     assert [e for e in events if isinstance(e, HedgeStarted)] == []
     assert hedges == 0
     note = info.value.__cause__.__notes__[-1] if info.value.__cause__ else ""
