@@ -140,3 +140,22 @@ async def test_failed_http_requests_leave_no_cycle() -> None:
                         assert (await client.get("/x")).status_code == 503
                     await asyncio.to_thread(sync_requests)
             assert not found, _described(found)
+
+
+async def test_http_requests_cut_by_a_timeout_leave_no_cycle() -> None:
+    async with FakeBackend() as backend:
+        backend.set(latency=0.05)
+        pipeline = ml.Pipeline(ml.Timeout(0.005), ml.Retry(attempts=2))
+        async with ml.Mesh([ml.Service("svc", [backend.url], outlier_detection=None,
+                                       pipeline=pipeline)]) as mesh:
+            session = mesh.aiohttp("svc")
+            client = mesh.http("svc")
+            for _warm in range(2):
+                with cyclic_garbage() as found:
+                    for _ in range(5):
+                        with pytest.raises(ml.TimeoutExceeded):
+                            async with session.get("/x"):
+                                pass
+                        with pytest.raises(ml.TimeoutExceeded):
+                            await client.get("/x")
+            assert not found, _described(found)

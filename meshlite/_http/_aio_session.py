@@ -303,18 +303,17 @@ class _Route:
         except aiohttp.ClientError:
             raise
         except OSError as error:
-            made = _client_error(error)
-            if made is error:  # (a TimeoutError: its cause kept, not made itself)
+            # What aiohttp makes of an OSError leaving a request: a bare TimeoutError
+            # as it is (its cause kept), else a ClientOSError. (No local holds the
+            # error raised: this frame is in its traceback, the two would be a cycle.)
+            if error.errno is None and isinstance(error, TimeoutError):
                 raise
-            raise made from error
+            raise _client_error(error) from error
 
 
-def _client_error(error: OSError) -> OSError:
-    """What aiohttp makes of an ``OSError`` leaving a request (``ClientOSError``, but a
-    bare ``TimeoutError`` as it is), made here so that its notes stay on it: an error
-    ``ml.FaultInjection`` injected says so."""
-    if error.errno is None and isinstance(error, TimeoutError):
-        return error
+def _client_error(error: OSError) -> aiohttp.ClientOSError:
+    """The ``ClientOSError`` aiohttp makes of ``error`` leaving a request, made here so
+    that its notes stay on it: an error ``ml.FaultInjection`` injected says so."""
     made = aiohttp.ClientOSError(*error.args)
     for note in getattr(error, "__notes__", ()):
         made.add_note(note)
