@@ -159,3 +159,17 @@ async def test_http_requests_cut_by_a_timeout_leave_no_cycle() -> None:
                         with pytest.raises(ml.TimeoutExceeded):
                             await client.get("/x")
             assert not found, _described(found)
+
+
+def test_a_wire_timeout_at_the_deadline_leaves_no_cycle() -> None:
+    # The error naming the deadline is made in at_deadline, which raises it: its
+    # frame must not keep holding it (the error's traceback holds the frame).
+    from meshlite._http._outgoing import at_deadline
+
+    ctx = CallContext(_fails_sync, (), {}, "op", "svc")
+    ctx.deadline = ctx.clock.monotonic() - 1.0
+    with cyclic_garbage() as found:
+        for _ in range(CALLS):
+            with pytest.raises(ml.TimeoutExceeded):
+                at_deadline(TimeoutError("timed out"), ctx)
+    assert not found, _described(found)

@@ -226,4 +226,7 @@ def at_deadline(error: BaseException, ctx: CallContext | None) -> None:
     made = kind(f"{text} ({whose})")
     made.__dict__.update(error.__dict__)  # httpx's request, notes
     made.service, made.policy = ctx.service, "routing"
-    raise made from error
+    try:
+        raise made from error
+    finally:
+        del made  # this frame is in its traceback: the two would be a reference cycle
