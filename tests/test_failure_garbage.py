@@ -173,3 +173,21 @@ def test_a_wire_timeout_at_the_deadline_leaves_no_cycle() -> None:
             with pytest.raises(ml.TimeoutExceeded):
                 at_deadline(TimeoutError("timed out"), ctx)
     assert not found, _described(found)
+
+
+async def test_an_injected_fault_leaves_no_cycle() -> None:
+    pipeline = ml.Pipeline(ml.FaultInjection(rate=1.0, error=ConnectionError("injected")))
+
+    async def fine() -> str:
+        return "ok"
+
+    def fine_sync() -> str:
+        return "ok"
+
+    with cyclic_garbage() as found:
+        for _ in range(CALLS):
+            with suppress(ConnectionError):
+                await pipeline.acall(fine)
+            with suppress(ConnectionError):
+                pipeline.call(fine_sync)
+    assert not found, _described(found)

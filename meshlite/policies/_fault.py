@@ -270,7 +270,10 @@ class FaultInjection(Policy):
                     raise _cut(seconds, left)
                 sleep(seconds)
             if error is not None:
-                raise error
+                try:
+                    raise error
+                finally:  # this frame is in its traceback: no reference cycle
+                    del error
             if answers:
                 return result if ctx.request is None else _answer(ctx, result)
             return call_next(ctx)
@@ -288,7 +291,10 @@ class FaultInjection(Policy):
             if seconds:
                 await asleep(seconds)
             if error is not None:
-                raise error
+                try:
+                    raise error
+                finally:  # this frame is in its traceback: no reference cycle
+                    del error
             if answers:
                 return result if ctx.request is None else _answer(ctx, result)
             return await call_next(ctx)
@@ -407,4 +413,7 @@ def _answer(ctx: CallContext, result: Any) -> Any:
         retry_after=send.parse_retry_after(response.headers.get("Retry-After"),
                                            response.headers.get("Date")))
     error.add_note(_NOTE)
-    raise error
+    try:
+        raise error
+    finally:  # this frame is in its traceback: no reference cycle
+        del error
