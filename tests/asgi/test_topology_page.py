@@ -56,6 +56,10 @@ async def test_page_draws_caller_and_callee_nodes() -> None:
                         # the eval that polling a JS predicate needs.
                         await page.wait_for_selector("#topology .node.caller",
                                                      timeout=20_000)
+                        # The callers (/api/topology) and the services (the feed's
+                        # first frame) come apart: either may be drawn first.
+                        await page.wait_for_selector(
+                            "#topology text:has-text('inventory')", timeout=20_000)
                         drawn = await page.text_content("#topology") or ""
                         await page.wait_for_selector("#inbound-panel:not([hidden])")
                         table = await page.text_content("#inbound") or ""
