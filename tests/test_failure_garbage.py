@@ -90,8 +90,9 @@ def test_a_failed_sync_mesh_call_leaves_no_cycle() -> None:
     ml.Pipeline(ml.Timeout(5), ml.Retry(attempts=3, backoff=ml.backoff.constant(0))),
     ml.Pipeline(ml.Fallback(lambda *args, **kwargs: "fallback"),
                 ml.Retry(attempts=2, backoff=ml.backoff.constant(0))),
-], ids=["timeout-retry", "fallback-retry"])
-async def test_a_pipeline_call_that_retried_and_failed_leaves_no_cycle(
+    ml.Pipeline(ml.FaultInjection(rate=1.0, error=ConnectionError("injected"))),
+], ids=["timeout-retry", "fallback-retry", "fault-injection"])
+async def test_a_pipeline_call_that_failed_leaves_no_cycle(
         pipeline: ml.Pipeline) -> None:
     def fails() -> None:
         raise ConnectionError("down")
@@ -172,22 +173,4 @@ def test_a_wire_timeout_at_the_deadline_leaves_no_cycle() -> None:
         for _ in range(CALLS):
             with pytest.raises(ml.TimeoutExceeded):
                 at_deadline(TimeoutError("timed out"), ctx)
-    assert not found, _described(found)
-
-
-async def test_an_injected_fault_leaves_no_cycle() -> None:
-    pipeline = ml.Pipeline(ml.FaultInjection(rate=1.0, error=ConnectionError("injected")))
-
-    async def fine() -> str:
-        return "ok"
-
-    def fine_sync() -> str:
-        return "ok"
-
-    with cyclic_garbage() as found:
-        for _ in range(CALLS):
-            with suppress(ConnectionError):
-                await pipeline.acall(fine)
-            with suppress(ConnectionError):
-                pipeline.call(fine_sync)
     assert not found, _described(found)
