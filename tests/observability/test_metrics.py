@@ -570,10 +570,16 @@ async def test_backends_replaced_by_new_addresses_leave_no_event_series_behind()
     from meshlite.observability import start_http_server
     from meshlite.testing import FakeBackend
 
+    used: set[str] = set()
+
     def dead_address() -> str:  # a loopback port nothing listens on
         # (outside the ephemeral range: a server another test starts on port 0 at the
-        # same time cannot be given it, and answer in its place)
-        return f"http://127.0.0.1:{free_port()}"
+        # same time cannot be given it, and answer in its place), and one not drawn
+        # before: an address put back within its ejection comes back ejected, by design
+        while (address := f"http://127.0.0.1:{free_port()}") in used:
+            pass
+        used.add(address)
+        return address
 
     detection = ml.OutlierDetection(consecutive_failures=1, max_ejection_percent=50)
     async with FakeBackend() as live:
