@@ -14,7 +14,7 @@ from .._events import FallbackUsed
 from .._policy import AsyncHandler, Handler, Policy
 from .._predicates import ErrorFilter, error_predicate
 from .._validate import fail, fail_choice
-from ._fault import answer_request
+from ._answers import answer_request
 
 __all__ = ["DEFAULT_FALLBACK_ON", "Fallback", "FallbackOptions"]
 
