@@ -14,7 +14,7 @@ from httpx._client import ClientState
 
 from .._memo import remember
 from .._printable import printable
-from ._sync_wire import Body
+from ._sync_body import Body
 
 __all__ = ["AsyncClient", "Client"]
 

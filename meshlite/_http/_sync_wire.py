@@ -3,18 +3,13 @@
 httpx's sync stack (httpcore + h11) costs about twice urllib3's CPU a request
 (docs/benchmarks.md, "Data plane"). :class:`Urllib3Transport` keeps httpx's API
 above and one urllib3 ``PoolManager`` below (a connection pool per host, thread
-safe). urllib3's errors are mapped here, once, to the httpx exceptions httpcore
-raises for the same failure.
+safe). urllib3's errors become the httpx exceptions httpcore raises for the same
+failure in ``_sync_body``, once, with the response body that meets them too.
 """
 
 from __future__ import annotations
 
-import http.client
 import ssl
-import time
-import weakref
-from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,9 +21,10 @@ from .._clock import SYSTEM_CLOCK, Clock, bounded
 from .._inbound._headers import CALLER_HEADER, DEADLINE_HEADER
 from .._memo import remember
 from ._outgoing import UNSENT
-from ._urllib3_parts import DeadlineTimeout, Target, cut, give_back, in_use, pool_classes
+from ._sync_body import NOT_SENT, Body, cut_off
+from ._urllib3_parts import DeadlineTimeout, Target, cut, in_use, pool_classes
 
-__all__ = ["Body", "Urllib3Transport", "urllib3_options", "wire_headers"]
+__all__ = ["Urllib3Transport", "urllib3_options", "wire_headers"]
 
 _HTTPCORE_ONLY = ("http2", "proxy", "uds", "socket_options", "retries", "local_address")
 """Transport options this wire does not honour: a service setting one keeps httpcore."""
@@ -42,146 +38,6 @@ _NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 def urllib3_options(options: dict[str, Any]) -> bool:
     """Whether a service's ``http_pool`` options can all be honoured by this wire."""
     return not any(options.get(name) for name in _HTTPCORE_ONLY)
-
-
-def map_error(error: Exception, request: httpx.Request) -> Exception:
-    """The httpx exception for a urllib3 failure (``error`` itself when it has none)."""
-    text = str(error)
-    if isinstance(error, _u3.EmptyPoolError):
-        # Without urllib3's head, its pool ("_Pool(host=..., port=...): "), as below.
-        return httpx.PoolTimeout(text.removeprefix(f"{error.pool}: "), request=request)
-    if isinstance(error, _u3.NewConnectionError):
-        # Without urllib3's head, its connection object ("_Connection(host=..., port=...):
-        # "): the mesh heads the message with the service and backend instead.
-        return httpx.ConnectError(text.removeprefix(f"{error.conn}: "), request=request)
-    if isinstance(error, _u3.SSLError):
-        # A certificate the client rejects fails the handshake: nothing was sent.
-        # Other TLS failures (a TLS 1.3 server refusing the client certificate
-        # after the handshake) may come once the request left: a read error.
-        original = error.args[0] if error.args else None
-        if isinstance(original, ssl.SSLCertVerificationError | ssl.CertificateError):
-            return httpx.ConnectError(text, request=request)
-        return httpx.ReadError(text, request=request)
-    if isinstance(error, _u3.ConnectTimeoutError):
-        return httpx.ConnectTimeout(text, request=request)
-    if isinstance(error, _u3.ReadTimeoutError):
-        return httpx.ReadTimeout(text, request=request)
-    if isinstance(error, _u3.ProtocolError):
-        reason = error.args[1] if len(error.args) > 1 else None
-        if isinstance(reason, TimeoutError):  # the socket timed out sending the request
-            return httpx.WriteTimeout(text, request=request)
-        # (closed without an answer: a ConnectionResetError to http.client, a
-        # protocol error to httpx, "Server disconnected without sending a response")
-        if (isinstance(reason, ConnectionResetError | BrokenPipeError)
-                and not isinstance(reason, http.client.RemoteDisconnected)):
-            return httpx.ReadError(text, request=request)
-        return httpx.RemoteProtocolError(text, request=request)
-    if isinstance(error, _u3.InvalidHeader):  # conflicting Content-Lengths...
-        return httpx.RemoteProtocolError(text, request=request)
-    if isinstance(error, _u3.HTTPError | OSError):
-        return httpx.ReadError(text, request=request)
-    return error
-
-
-_NOT_SENT = ("the connection pool closed (the mesh closed, or the service was removed) "
-             "before the request got a connection: it was not sent")
-
-
-def _cut_off(error: Exception, request: httpx.Request,
-             pool: urllib3.HTTPConnectionPool | None) -> Exception:
-    """The httpx exception for a urllib3 failure on ``pool``: an ``httpx.ConnectError``
-    when the pool closed before the request got a connection (it was not sent); an
-    ``httpx.ReadError`` saying so when the pool is closed (its transport closed, when
-    the mesh closed or the service was removed, and cut the connections still in
-    use); else :func:`map_error`'s."""
-    if isinstance(error, _u3.ClosedPoolError):
-        return httpx.ConnectError(_NOT_SENT, request=request)
-    if pool is not None and pool.pool is None:
-        return httpx.ReadError(
-            "the connection was closed with its pool (the mesh closed, or the service "
-            f"was removed) while the request or its body was on it: {error}",
-            request=request)
-    return map_error(error, request)
-
-
-_ref = weakref.ref
-
-
-class Body(httpx.SyncByteStream):
-    """A response body read from urllib3 as it arrives; closing it hands the
-    connection back (or closes it when the body was not read to the end).
-
-    It also does what httpx's client wraps every response stream for (the
-    ``mesh.http_sync()`` client binds it instead, one layer less a chunk): closing
-    it sets the bound response's ``elapsed``. It refers to that response weakly, so
-    the two make no reference cycle: each request's objects would otherwise wait for
-    the garbage collector, and so would the connection of a response dropped
-    unclosed, which goes back to its pool as the response goes (``__del__``)."""
-
-    __slots__ = ("_done", "_request", "_response", "_start", "_timed", "plain", "sets_cookies")
-
-    def __init__(self, response: urllib3.BaseHTTPResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
-        self._done = False
-        self._timed: weakref.ref[httpx.Response] | None = None
-        self._start = 0.0
-        headers = response.headers
-        self.plain = "content-encoding" not in headers
-        """Whether the body is sent as is (no ``Content-Encoding`` to decode)."""
-        self.sets_cookies = "set-cookie" in headers or "set-cookie2" in headers
-        """Whether the response sets a cookie."""
-
-    def bind(self, response: httpx.Response, start: float) -> None:
-        """Set ``response.elapsed`` (since ``start``, a ``perf_counter``) on close."""
-        self._timed, self._start = _ref(response), start
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._response.stream(65536, decode_content=False)
-        except (_u3.HTTPError, OSError) as error:
-            self._discard()
-            raise self._failure(error) from error
-        self._done = True
-
-    def read(self) -> bytes:
-        """The whole body at once (as ``b"".join(self)``, in one read)."""
-        try:
-            data = self._response.read(decode_content=False)
-        except (_u3.HTTPError, OSError) as error:
-            self._discard()
-            raise self._failure(error) from error
-        self._done = True
-        return data
-
-    def _failure(self, error: Exception) -> Exception:
-        return _cut_off(error, self._request, getattr(self._response, "_pool", None))
-
-    def close(self) -> None:
-        timed = self._timed
-        if timed is not None:
-            self._timed = None
-            response = timed()
-            if response is not None:
-                response.elapsed = timedelta(seconds=time.perf_counter() - self._start)
-        if self._done:
-            self._response.release_conn()
-        else:
-            self._discard()
-
-    def __del__(self) -> None:
-        # Dropped unclosed, its connection still lent (the caller neither read the body
-        # to the end nor closed the response): without this, the connection's slot in
-        # the pool, which every client of the service shares, was lost for good.
-        if self._response._connection is not None:  # type: ignore[attr-defined]
-            give_back(self._response)
-
-    def _discard(self) -> None:
-        # Part of the body is unread: the connection is closed, not reused, and its
-        # slot goes back to the pool (urllib3's close() alone keeps the slot, and a
-        # pool of max_connections slots ran dry after as many early closes).
-        self._response.close()
-        self._response.release_conn()
 
 
 _HEADER_SETS = 64
@@ -336,7 +192,7 @@ class Urllib3Transport(httpx.BaseTransport):
                 redirect=False, assert_same_host=False, preload_content=False,
                 decode_content=False, timeout=timeout, pool_timeout=pool_timeout)
         except (_u3.HTTPError, OSError) as error:
-            raise _cut_off(error, request, pool) from error
+            raise cut_off(error, request, pool) from error
         # http.client decodes header bytes as latin-1: encoding them back so gives
         # httpx the bytes the server sent (as str, httpx encodes them as ASCII and
         # raised UnicodeEncodeError on a byte such as \xe9); it also keeps the
@@ -361,7 +217,7 @@ class Urllib3Transport(httpx.BaseTransport):
             if not self._closed:
                 return pool
             pool.close()  # closed meanwhile, after close() took the pools it closes
-        raise httpx.ConnectError(_NOT_SENT, request=request)
+        raise httpx.ConnectError(NOT_SENT, request=request)
 
     def _all_pools(self) -> list[urllib3.HTTPConnectionPool]:
         found = {id(p): p for p in self._pools.values()}
