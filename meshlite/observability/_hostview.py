@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._multiproc import WorkerFile
 from ._worker_counts import Counts, host_counts, labelled
+from ._worker_files import WorkerFile
 
 __all__ = ["BACKEND_GAUGES", "Buckets", "CallerRates", "HostView", "backend_states",
            "caller_totals", "delta",

@@ -39,10 +39,11 @@ from ._metrics import (
     check_label,
     relabel,
 )
-from ._multiproc import SharedMetrics, multiproc_dir
+from ._multiproc import SharedMetrics
 from ._recording import arecorded, recorded
 from ._scrape import AttemptReadings, finished, mesh_families, service_families
 from ._worker_counts import Counts
+from ._worker_files import multiproc_dir
 
 if TYPE_CHECKING:
     from ..mesh._mesh import Mesh

@@ -33,32 +33,40 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .._fork import after_fork_in_child, before_fork_in_parent, fork_safe
+from .._fork import after_fork_in_child, before_fork_in_parent
 from ._exited import bounded
-from ._host_lock import NOFOLLOW, HostLock
-from ._metrics import MetricFamily, Sample
+from ._host_lock import HostLock
+from ._metrics import MetricFamily
 from ._prometheus import _merge
 from ._since_fork import Totals, since, totals
+from ._worker_files import (
+    EXITED_FILE,
+    PREFIX,
+    SUFFIX,
+    WorkerFile,
+    alive,
+    dump,
+    locked,
+    merge_workers,
+    read_families,
+    read_workers,
+    worker_names,
+    write_file,
+)
 
 if TYPE_CHECKING:
     from ._mesh_metrics import MeshMetrics
 
-__all__ = ["ENV_VARS", "EXITED_KEPT_SECONDS", "FLUSH_SECONDS", "HostLock", "SharedMetrics",
-           "WorkerFile", "merge_workers", "multiproc_dir", "read_workers"]
+__all__ = ["EXITED_KEPT_SECONDS", "FLUSH_SECONDS", "HostLock", "SharedMetrics"]
 
 _log = logging.getLogger("meshlite.metrics")
-
-ENV_VARS = ("MESHLITE_MULTIPROC_DIR", "PROMETHEUS_MULTIPROC_DIR")
-"""Environment variables naming the shared directory, the first set wins."""
 
 FLUSH_SECONDS = 0.5
 """How often an open mesh writes its worker file."""
@@ -70,149 +78,7 @@ lists it as a dead worker) before it is folded into the exited workers' file."""
 _FOLD_EVERY = 20
 """Writes of a worker's file (:data:`FLUSH_SECONDS` apart) between two folds."""
 
-_PREFIX, _SUFFIX = "meshlite-", ".json"
-_EXITED, _LOCK = "meshlite-exited.json", "meshlite-files.lock"
 _numbers = itertools.count(1)  # tells apart the meshes of one process
-
-
-def multiproc_dir(environ: Mapping[str, str] | None = None) -> str | None:
-    """The shared directory named by :data:`ENV_VARS`, or None (one process)."""
-    env = os.environ if environ is None else environ
-    for name in ENV_VARS:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (signal 0 checks without signalling; a worker
-    that died but that its parent has not reaped yet, a zombie, counts as dead)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # "pid (comm) state ...": the state follows the last ')'
-            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
-    except (OSError, IndexError):  # no /proc (not Linux), or the process just went
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerFile:
-    """One worker's last written series."""
-
-    pid: int
-    alive: bool
-    families: tuple[MetricFamily, ...]
-
-
-def _dump(families: Iterable[MetricFamily]) -> list[Any]:
-    return [[f.name, f.type, f.help, [[s.suffix, list(map(list, s.labels)), s.value]
-                                      for s in f.samples]] for f in families]
-
-
-def _load(data: list[Any]) -> tuple[MetricFamily, ...]:
-    return tuple(MetricFamily(name, kind, help_text, tuple(
-        Sample(suffix, tuple((k, v) for k, v in labels), float(value))
-        for suffix, labels, value in samples)) for name, kind, help_text, samples in data)
-
-
-def _names(directory: str) -> dict[str, int]:
-    """The worker files of ``directory`` and their pids (0: the exited workers')."""
-    out = {}
-    for name in os.listdir(directory):
-        if name == _EXITED:
-            out[name] = 0
-        elif name.startswith(_PREFIX) and name.endswith(_SUFFIX):
-            with contextlib.suppress(ValueError):  # not ours
-                out[name] = int(name[len(_PREFIX):-len(_SUFFIX)].split("-")[0])
-    return out
-
-
-def _read(path: str) -> tuple[MetricFamily, ...] | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return _load(json.load(f))
-    except (ValueError, OSError, TypeError):
-        return None  # not ours, or removed meanwhile
-
-
-def read_workers(directory: str) -> list[WorkerFile]:
-    """Every worker file in ``directory`` (unreadable ones are skipped), by pid; the
-    workers that exited before the last fold as one, pid 0, not alive."""
-    by_pid: dict[int, list[MetricFamily]] = {}
-    with _locked(directory, exclusive=False):
-        try:
-            names = _names(directory)
-        except FileNotFoundError:
-            return []
-        for name, pid in names.items():
-            families = _read(os.path.join(directory, name))
-            if families is not None:  # a process's meshes, together
-                by_pid.setdefault(pid, []).extend(families)
-    return [WorkerFile(pid, pid != 0 and alive(pid), tuple(by_pid[pid]))
-            for pid in sorted(by_pid)]
-
-
-_IN_PROCESS = fork_safe(threading.Lock())
-"""One holder of the files lock per process at a time (see :func:`_locked`)."""
-
-
-@contextlib.contextmanager
-def _locked(directory: str, *, exclusive: bool) -> Iterator[bool]:
-    """Hold the directory's files lock (made by a writer, never through a link);
-    yields False where there is none to hold (no fcntl, or no writer made it).
-
-    A POSIX record lock (``lockf``), not an ``flock``: a child forked while a thread
-    of the parent held an ``flock`` shared it through its copy of the descriptor, so
-    the child's own writer waited on it for good (its close then waited 5 s for the
-    writer) and so did every other process's, for as long as the child lived. A
-    record lock belongs to the process that took it and is not inherited; it is
-    released when the process closes any descriptor of the file, so the process's
-    holders take turns (``_IN_PROCESS``), one descriptor at a time."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no folding either
-        yield False
-        return
-    flags = (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY
-    with _IN_PROCESS:
-        try:
-            fd = os.open(os.path.join(directory, _LOCK), flags | NOFOLLOW, 0o644)
-        except OSError:  # none yet (nothing to fold then), or a planted link
-            yield False
-            return
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield True
-        finally:
-            os.close(fd)  # (lets go of the lock)
-
-
-def merge_workers(workers: Iterable[WorkerFile]) -> list[MetricFamily]:
-    """One view of several workers: counters and histograms summed, gauges of live
-    workers with a ``pid`` label."""
-    out: list[MetricFamily] = []
-    for w in workers:
-        for f in w.families:
-            if f.type != "gauge":
-                out.append(f)
-            elif w.alive:
-                out.append(MetricFamily(f.name, f.type, f.help, tuple(
-                    Sample(s.suffix, (*s.labels, ("pid", str(w.pid))), s.value)
-                    for s in f.samples)))
-    return _merge(out)
 
 
 class SharedMetrics:
@@ -256,7 +122,7 @@ class SharedMetrics:
         """This mesh's file (the pid is read now: a mesh made before a fork writes
         one file per worker)."""
         return os.path.join(self.directory,
-                            f"{_PREFIX}{os.getpid()}-{self._number}{_SUFFIX}")
+                            f"{PREFIX}{os.getpid()}-{self._number}{SUFFIX}")
 
     def own(self) -> Iterable[MetricFamily]:
         """This worker's series: what it recorded, less what its parent had at the
@@ -268,40 +134,40 @@ class SharedMetrics:
         """Write this worker's series now (atomically: a temporary file, renamed)."""
         if not self.writing:
             return
-        data = _dump(self.own())
+        data = dump(self.own())
         path = self.path
         with self._lock:
             if not self._made:  # the lock file first: readers lock once a file exists
                 os.makedirs(self.directory, exist_ok=True)
-                with _locked(self.directory, exclusive=True):
+                with locked(self.directory, exclusive=True):
                     self._made = True
-            _write(path, data)
+            write_file(path, data)
 
     def fold_exited(self, kept_seconds: float = EXITED_KEPT_SECONDS) -> int:
         """Fold the files of dead workers not written for ``kept_seconds`` into the
         exited workers' file (their counters and histograms; their gauges went with
         them) and remove them, with their temporary files; returns how many."""
         now, folded = time.time(), []
-        with _locked(self.directory, exclusive=True) as held:
+        with locked(self.directory, exclusive=True) as held:
             if not held or not self.writing:
                 return 0
-            families = list(_read(os.path.join(self.directory, _EXITED)) or ())
+            families = list(read_families(os.path.join(self.directory, EXITED_FILE)) or ())
             running = []  # the live workers' files: what they report bounds the fold
-            for name, pid in _names(self.directory).items():
+            for name, pid in worker_names(self.directory).items():
                 path = os.path.join(self.directory, name)
                 with contextlib.suppress(OSError):
                     if pid and alive(pid):
                         running.append(path)
                     elif pid and now - os.stat(path).st_mtime > kept_seconds:
-                        read = _read(path)
+                        read = read_families(path)
                         if read is not None:
                             families.extend(f for f in read if f.type != "gauge")
                             folded.append(path)
             if folded:
-                live = [f for path in running for f in _read(path) or ()]
+                live = [f for path in running for f in read_families(path) or ()]
                 live.extend(self.own())  # (this worker's now, whether written yet or not)
-                _write(os.path.join(self.directory, _EXITED),
-                       _dump(bounded(_merge(families), live)))
+                write_file(os.path.join(self.directory, EXITED_FILE),
+                       dump(bounded(_merge(families), live)))
             for path in folded + self._stale_temporary_files():
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
@@ -311,8 +177,8 @@ class SharedMetrics:
         # those of writes a worker killed outright never finished
         out = []
         for name in os.listdir(self.directory):
-            pid = name[len(_PREFIX):].split("-")[0]
-            if name.startswith(_PREFIX) and name.endswith(".tmp") and pid.isdigit() \
+            pid = name[len(PREFIX):].split("-")[0]
+            if name.startswith(PREFIX) and name.endswith(".tmp") and pid.isdigit() \
                     and not alive(int(pid)):
                 out.append(os.path.join(self.directory, name))
         return out
@@ -362,21 +228,3 @@ class SharedMetrics:
 
     def __repr__(self) -> str:
         return f"SharedMetrics({self.directory!r})"
-
-
-def _write(path: str, data: list[Any]) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file, renamed)."""
-    tmp = f"{path}.{threading.get_ident()}.tmp"
-    with open(_fresh(tmp), "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
-    os.replace(tmp, path)
-
-
-def _fresh(path: str) -> int:
-    """A new file at ``path``, opened for writing: whatever was there (a stale
-    temporary file, or a link another user of a shared directory planted to have us
-    write through it) is removed first, and the file is never opened through a link."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
-

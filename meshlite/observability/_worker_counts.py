@@ -1,5 +1,5 @@
 """Each service's call counts in one worker and summed over the host, read from the
-worker files of the shared directory (``_multiproc``): what the dashboard shows per
+worker files of the shared directory (``_worker_files``): what the dashboard shows per
 worker and per host."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._multiproc import WorkerFile
+from ._worker_files import WorkerFile
 
 T = TypeVar("T")
 

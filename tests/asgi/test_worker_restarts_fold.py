@@ -18,7 +18,7 @@ import pytest
 from _system import wait_for
 from _workers import APP, _accepts, free_port, fresh, running
 
-from meshlite.observability._multiproc import alive
+from meshlite.observability._worker_files import alive
 from meshlite.testing import FakeBackend
 
 if sys.platform == "win32":  # pragma: no cover

@@ -16,7 +16,7 @@ import pytest
 from _system import wait_for
 from _workers import free_port, fresh, running
 
-from meshlite.observability._multiproc import merge_workers, read_workers
+from meshlite.observability._worker_files import merge_workers, read_workers
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("pre-fork workers are POSIX", allow_module_level=True)

@@ -126,7 +126,7 @@ def test_an_attached_dashboard_takes_no_admin_action(attached: str) -> None:
 def test_where_live_workers_disagree_the_worst_shows_and_dead_workers_only_count(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from meshlite.observability._dashboard._attached import host_states
-    from meshlite.observability._multiproc import WorkerFile
+    from meshlite.observability._worker_files import WorkerFile
 
     monkeypatch.delenv("MESHLITE_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)

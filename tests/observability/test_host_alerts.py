@@ -25,7 +25,7 @@ from _workers import fresh, uvicorn_workers
 
 import meshlite as ml
 from meshlite.observability._dashboard._monitor import Monitor
-from meshlite.observability._multiproc import alive
+from meshlite.observability._worker_files import alive
 from meshlite.state import MemoryStore
 from meshlite.testing import FakeBackend
 

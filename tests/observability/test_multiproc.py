@@ -19,7 +19,7 @@ import pytest
 from _system import free_port
 
 import meshlite as ml
-from meshlite.observability._multiproc import ENV_VARS, multiproc_dir, read_workers
+from meshlite.observability._worker_files import ENV_VARS, multiproc_dir, read_workers
 
 CLI = "import sys; from meshlite.cli import main; sys.exit(main())"
 
@@ -231,7 +231,7 @@ def test_extra_series_registered_in_the_mesh_registry_travel_with_it(
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
 def test_a_killed_worker_not_yet_reaped_counts_as_dead() -> None:
-    from meshlite.observability._multiproc import alive
+    from meshlite.observability._worker_files import alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

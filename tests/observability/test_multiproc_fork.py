@@ -96,12 +96,12 @@ def test_each_worker_pushes_its_own_calls_over_otlp(
 
 def _takes(directory: str) -> bool:
     """Whether a thread of this process takes the files lock within 5 s."""
-    from meshlite.observability._multiproc import _locked
+    from meshlite.observability._worker_files import locked
 
     taken = threading.Event()
 
     def take() -> None:
-        with _locked(directory, exclusive=True):
+        with locked(directory, exclusive=True):
             taken.set()
 
     threading.Thread(target=take, daemon=True).start()
@@ -115,13 +115,13 @@ def test_a_worker_forked_while_the_files_lock_was_held_takes_it_once_let_go(
     # Held as an flock, the child's copy of the descriptor kept it held: the child's
     # own writer waited on it for good (closing its mesh waited 5 s for the writer),
     # and so did the parent's once it let go, for as long as the child lived.
-    from meshlite.observability._multiproc import _locked
+    from meshlite.observability._worker_files import locked
 
     directory = str(tmp_path)
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with _locked(directory, exclusive=True):
+        with locked(directory, exclusive=True):
             held.set()
             release.wait(15.0)
 

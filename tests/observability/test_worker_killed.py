@@ -19,8 +19,8 @@ import pytest
 from _system import wait_for
 from _workers import fresh, uvicorn_workers
 
-from meshlite.observability._multiproc import read_workers
 from meshlite.observability._worker_counts import worker_counts
+from meshlite.observability._worker_files import read_workers
 from meshlite.testing import FakeBackend
 
 pytest.importorskip("uvicorn")

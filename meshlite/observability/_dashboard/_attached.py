@@ -36,7 +36,7 @@ from ...routing._snapshot import (
     balancer_name,
 )
 from .._hostview import BACKEND_GAUGES
-from .._multiproc import WorkerFile
+from .._worker_files import WorkerFile
 
 __all__ = ["AttachedView", "attached", "host_states"]
 

@@ -25,8 +25,8 @@ from ...routing._snapshot import (
     breaker_states,
 )
 from .._hostview import backend_states, state_differences
-from .._multiproc import WorkerFile
 from .._worker_counts import Counts, host_counts, worker_counts
+from .._worker_files import WorkerFile
 from ._history import OPEN_STATES, ServiceSecond, call_status
 
 __all__ = [
