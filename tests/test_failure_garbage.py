@@ -91,7 +91,8 @@ def test_a_failed_sync_mesh_call_leaves_no_cycle() -> None:
     ml.Pipeline(ml.Fallback(lambda *args, **kwargs: "fallback"),
                 ml.Retry(attempts=2, backoff=ml.backoff.constant(0))),
     ml.Pipeline(ml.FaultInjection(rate=1.0, error=ConnectionError("injected"))),
-], ids=["timeout-retry", "fallback-retry", "fault-injection"])
+    ml.Pipeline(ml.Cache(ttl=60)),  # a miss whose call fails, no caller waiting on it
+], ids=["timeout-retry", "fallback-retry", "fault-injection", "cache-miss"])
 async def test_a_pipeline_call_that_failed_leaves_no_cycle(
         pipeline: ml.Pipeline) -> None:
     def fails() -> None:

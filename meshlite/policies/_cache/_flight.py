@@ -205,7 +205,11 @@ class Flights:
                 if keep and not flight.invalidated:
                     self.put(key, value, service)
             elif error is not None:
-                flight.error = error
+                # Kept for the followers only: none can join once the flight left its
+                # table, and a leader's error kept with none would be a cycle (its
+                # traceback holds the leader's frames, which hold the flight).
+                if flight.waiters:
+                    flight.error = error
             else:
                 flight.retry = True
         flight.wake()
