@@ -26,7 +26,9 @@ file), and a scrape of any worker reads every worker's file:
 
 The same files give the dashboard its per-host and per-worker call counts
 (``_worker_counts``); the directory also holds the lock one worker takes to lead the host
-(:class:`HostLock`, in ``_host_lock``, re-exported here).
+(:class:`HostLock`, in ``_host_lock``, re-exported here). The files themselves (their
+names, reading, writing, merging, the files lock) are ``_worker_files``'s; this module
+keeps :class:`SharedMetrics`, a mesh's writer and reader of them.
 """
 
 from __future__ import annotations
