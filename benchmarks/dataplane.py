@@ -262,9 +262,8 @@ SYNC = ("urllib3", "httpx.Client", "mesh.http_sync()")
 Figures = dict[tuple[str, int], Figure]
 
 
-def measure_all(urls: list[str], requests: int, rounds: int) -> tuple[Figures, list[Figures]]:
-    """Each row's best round, and every round's figures (in order)."""
-    best: Figures = {}
+def measure_all(urls: list[str], requests: int, rounds: int) -> list[Figures]:
+    """Every round's figures, in order."""
     seen: list[Figures] = []
     for round_ in range(rounds):
         this: Figures = {}
@@ -277,12 +276,9 @@ def measure_all(urls: list[str], requests: int, rounds: int) -> tuple[Figures, l
                 n = requests // 4 if kind == "httpx" else requests
                 figure = _measure(lambda around: client(  # noqa: B023
                     kind, urls, around=around)(n, concurrency), n)  # noqa: B023
-                key = (kind, concurrency)
-                this[key] = figure
-                if key not in best or figure.rps > best[key].rps:
-                    best[key] = figure
+                this[(kind, concurrency)] = figure
         print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return best, seen
+    return seen
 
 
 def _rss() -> int:
@@ -329,12 +325,13 @@ def memory(urls: list[str], requests: int) -> dict[str, int]:
     return growth
 
 
-def report(best: Figures, growth: dict[str, int], seen: list[Figures] | None = None
-           ) -> list[str]:
-    """Print the table; return the targets' lines. With ``seen`` (every round's
-    figures), the aiohttp ratio is also given round by round: the two clients of one
-    round ran a few seconds apart, under the same load, so the median of those ratios
-    moves less with a busy minute than the ratio of two bests from different rounds."""
+def report(seen: list[Figures], growth: dict[str, int]) -> list[str]:
+    """Print the table of each row's best round; return the targets' lines. The
+    aiohttp ratio is also given round by round: the two clients of one round ran a few
+    seconds apart, under the same load, so the median of those ratios moves less with
+    a busy minute than the ratio of two bests from different rounds."""
+    best = {key: max((one[key] for one in seen), key=lambda figure: figure.rps)
+            for key in seen[0]}
     rows = []
     for kind in (*ASYNC, UNTIMED, *SYNC):
         one = best.get((kind, 1))
@@ -359,7 +356,7 @@ def report(best: Figures, growth: dict[str, int], seen: list[Figures] | None = N
     target("mesh.http_sync() / urllib3 CPU per request",
            best[("mesh.http_sync()", 1)].cpu_us / best[("urllib3", 1)].cpu_us, 1.5, False)
     paired = sorted(one[("mesh.aiohttp()", 32)].rps / one[("aiohttp", 32)].rps
-                    for one in seen or ())
+                    for one in seen)
     if len(paired) > 1:
         lines.append(f"mesh.aiohttp() / aiohttp req/s at C=32, round by round: median "
                      f"{statistics.median(paired):.2f} ({paired[0]:.2f} to {paired[-1]:.2f}, "
@@ -406,9 +403,9 @@ def main() -> int:
         print(f"load average before: {f.read().split()[0]} (2 cores shared: figures are "
               "noisy; ratios come from one run)", flush=True)
     with nginx(2) as urls:
-        best, seen = measure_all(urls, requests, rounds)
+        seen = measure_all(urls, requests, rounds)
         growth = memory(urls, 1000 if args.quick else 10_000)
-    lines = report(best, growth, seen)
+    lines = report(seen, growth)
     print("\n".join(lines))
     return 1 if any("NOT met" in line for line in lines) else 0
 
